@@ -1,0 +1,110 @@
+#include "core/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace segrun {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string os_error(int err) { return std::strerror(err); }
+
+void fsync_directory_of(const std::string& path) {
+  fs::path dir = fs::absolute(fs::path(path)).parent_path();
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+std::string temp_path_for(const std::string& final_path) {
+  return final_path + ".tmp-" + std::to_string(::getpid());
+}
+
+void write_file_atomic(const std::string& path, std::string_view content) {
+  std::string tmp = temp_path_for(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(path + ": cannot create temporary file: " + os_error(errno));
+  size_t written = 0;
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw IoError(path + ": write failed: " + os_error(err));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw IoError(path + ": fsync failed: " + os_error(err));
+  }
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw IoError(path + ": close failed: " + os_error(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw IoError(path + ": rename failed: " + os_error(err));
+  }
+  fsync_directory_of(path);
+}
+
+void commit_file(const std::string& tmp_path, const std::string& final_path) {
+  int fd = ::open(tmp_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(tmp_path + ": cannot open for fsync: " + os_error(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    ::unlink(tmp_path.c_str());
+    throw IoError(final_path + ": fsync failed: " + os_error(err));
+  }
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+    err = errno;
+    ::unlink(tmp_path.c_str());
+    throw IoError(final_path + ": rename failed: " + os_error(err));
+  }
+  fsync_directory_of(final_path);
+}
+
+void append_line(const std::string& path, std::string_view line) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(path + ": cannot open for append: " + os_error(errno));
+  std::string buffer(line);
+  buffer.push_back('\n');
+  ssize_t n = ::write(fd, buffer.data(), buffer.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(buffer.size()))
+    throw IoError(path + ": append failed: " + (n < 0 ? os_error(err) : "short write"));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(path + ": cannot open for reading");
+  std::ostringstream os;
+  os << in.rdbuf();
+  if (in.bad()) throw IoError(path + ": read failed");
+  return os.str();
+}
+
+}  // namespace segrun

@@ -1,0 +1,506 @@
+// Config schema, TOML parsing, overrides and resolved-config output. The only toml++ user.
+#include "core/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <variant>
+
+#include "core/error.h"
+
+namespace segrun {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename T>
+using Ref = std::function<T&(Config&)>;
+
+using AnyRef = std::variant<Ref<int>, Ref<int64_t>, Ref<uint64_t>, Ref<double>, Ref<bool>,
+                            Ref<std::string>, Ref<std::array<int, 2>>, Ref<std::array<double, 2>>,
+                            Ref<std::vector<double>>>;
+
+struct Field {
+  std::string key;
+  AnyRef ref;
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_exclusive = false;
+  std::vector<std::string> choices;  // for strings: allowed values (empty = any)
+  bool is_path = false;              // relative paths resolve against the config file's folder
+};
+
+// Where a value came from, for messages: "cfg.toml:12" or "override 'train.lr=x'".
+struct Origin {
+  std::string text;
+};
+
+[[noreturn]] void fail(const Origin& where, const std::string& key, const std::string& what) {
+  throw ConfigError(where.text + ": " + key + ": " + what);
+}
+
+Origin origin_of(const std::string& file, const toml::node& node) {
+  const auto& src = node.source();
+  std::string text = file;
+  if (src.begin.line > 0) text += ":" + std::to_string(src.begin.line);
+  return Origin{text};
+}
+
+template <typename F>
+Field make(std::string key, F ref, double min = -std::numeric_limits<double>::infinity(),
+           double max = std::numeric_limits<double>::infinity(), bool min_exclusive = false) {
+  Field f;
+  f.key = std::move(key);
+  f.ref = ref;
+  f.min = min;
+  f.max = max;
+  f.min_exclusive = min_exclusive;
+  return f;
+}
+
+Field choice(std::string key, Ref<std::string> ref, std::vector<std::string> choices) {
+  Field f;
+  f.key = std::move(key);
+  f.ref = std::move(ref);
+  f.choices = std::move(choices);
+  return f;
+}
+
+Field path(std::string key, Ref<std::string> ref) {
+  Field f;
+  f.key = std::move(key);
+  f.ref = std::move(ref);
+  f.is_path = true;
+  return f;
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+const std::vector<Field>& schema() {
+  static const std::vector<Field> fields = [] {
+    std::vector<Field> s;
+    s.push_back(make("name", Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
+    // [data]
+    s.push_back(choice("data.layout", [](Config& c) -> std::string& { return c.data.layout; },
+                       {"ade20k", "cityscapes"}));
+    s.push_back(path("data.store", [](Config& c) -> std::string& { return c.data.store; }));
+    s.push_back(path("data.val_store", [](Config& c) -> std::string& { return c.data.val_store; }));
+    s.push_back(make("data.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
+                       return c.data.crop;
+                     }), 16, 8192));
+    s.push_back(make("data.scale", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
+                       return c.data.scale;
+                     }), 16, 16384));
+    s.push_back(make("data.ratio",
+                     Ref<std::array<double, 2>>([](Config& c) -> std::array<double, 2>& {
+                       return c.data.ratio;
+                     }), 0, 10, true));
+    s.push_back(make("data.cat_max_ratio",
+                     Ref<double>([](Config& c) -> double& { return c.data.cat_max_ratio; }), 0, 1,
+                     true));
+    s.push_back(make("data.flip_prob",
+                     Ref<double>([](Config& c) -> double& { return c.data.flip_prob; }), 0, 1));
+    s.push_back(make("data.photometric",
+                     Ref<bool>([](Config& c) -> bool& { return c.data.photometric; })));
+    s.push_back(make("data.batch_per_rank",
+                     Ref<int>([](Config& c) -> int& { return c.data.batch_per_rank; }), 1, 1024));
+    s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 0,
+                     64));
+    s.push_back(make("data.prefetch", Ref<int>([](Config& c) -> int& { return c.data.prefetch; }),
+                     1, 64));
+    s.push_back(choice("data.on_corrupt", [](Config& c) -> std::string& { return c.data.on_corrupt; },
+                       {"fail", "skip"}));
+    // [model]
+    s.push_back(choice("model.backbone", [](Config& c) -> std::string& { return c.model.backbone; },
+                       {"clip_rn50", "clip_rn101"}));
+    s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
+                     256));
+    s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
+    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn"}));
+    s.push_back(choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; },
+                       {"syncbn", "bn", "frozen_bn"}));
+    s.push_back(make("model.fpn_channels",
+                     Ref<int>([](Config& c) -> int& { return c.model.fpn_channels; }), 8, 1024));
+    s.push_back(make("model.dropout", Ref<double>([](Config& c) -> double& { return c.model.dropout; }),
+                     0, 0.99));
+    // [train]
+    s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }),
+                     1, 1e9));
+    s.push_back(make("train.lr", Ref<double>([](Config& c) -> double& { return c.train.lr; }), 0, 10,
+                     true));
+    s.push_back(make("train.backbone_lr_mult",
+                     Ref<double>([](Config& c) -> double& { return c.train.backbone_lr_mult; }), 0,
+                     100));
+    s.push_back(make("train.weight_decay",
+                     Ref<double>([](Config& c) -> double& { return c.train.weight_decay; }), 0, 10));
+    s.push_back(make("train.warmup_iters",
+                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.warmup_iters; }), 0,
+                     1e9));
+    s.push_back(make("train.warmup_ratio",
+                     Ref<double>([](Config& c) -> double& { return c.train.warmup_ratio; }), 0, 1,
+                     true));
+    s.push_back(make("train.poly_power",
+                     Ref<double>([](Config& c) -> double& { return c.train.poly_power; }), 0, 10));
+    s.push_back(make("train.min_lr", Ref<double>([](Config& c) -> double& { return c.train.min_lr; }),
+                     0, 10));
+    s.push_back(make("train.grad_clip",
+                     Ref<double>([](Config& c) -> double& { return c.train.grad_clip; }), 0, kInf));
+    s.push_back(make("train.eval_interval",
+                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.eval_interval; }), 0,
+                     1e9));
+    s.push_back(make("train.checkpoint_interval",
+                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.checkpoint_interval; }),
+                     0, 1e9));
+    s.push_back(make("train.keep_checkpoints",
+                     Ref<int>([](Config& c) -> int& { return c.train.keep_checkpoints; }), 1, 1000));
+    s.push_back(make("train.seed", Ref<uint64_t>([](Config& c) -> uint64_t& { return c.train.seed; }),
+                     0, 9.0e18));
+    // [eval]
+    s.push_back(choice("eval.mode", [](Config& c) -> std::string& { return c.eval.mode; },
+                       {"whole", "slide"}));
+    s.push_back(make("eval.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
+                       return c.eval.crop;
+                     }), 16, 8192));
+    s.push_back(make("eval.stride", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
+                       return c.eval.stride;
+                     }), 1, 8192));
+    s.push_back(make("eval.scales",
+                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& {
+                       return c.eval.scales;
+                     }), 0, 8, true));
+    s.push_back(make("eval.flip", Ref<bool>([](Config& c) -> bool& { return c.eval.flip; })));
+    s.push_back(make("eval.batch", Ref<int>([](Config& c) -> int& { return c.eval.batch; }), 1, 64));
+    // [dist]
+    s.push_back(choice("dist.backend", [](Config& c) -> std::string& { return c.dist.backend; },
+                       {"auto", "mpi", "nccl"}));
+    s.push_back(make("dist.bucket_mb",
+                     Ref<double>([](Config& c) -> double& { return c.dist.bucket_mb; }), 0, 4096,
+                     true));
+    s.push_back(make("dist.timeout_s",
+                     Ref<double>([](Config& c) -> double& { return c.dist.timeout_s; }), 0, 1e6,
+                     true));
+    // [log]
+    s.push_back(make("log.interval", Ref<int64_t>([](Config& c) -> int64_t& { return c.log.interval; }),
+                     1, 1e9));
+    s.push_back(choice("log.level", [](Config& c) -> std::string& { return c.log.level; },
+                       {"trace", "debug", "info", "warn", "error"}));
+    return s;
+  }();
+  return fields;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string leaf_of(const std::string& key) {
+  auto dot = key.rfind('.');
+  return dot == std::string::npos ? key : key.substr(dot + 1);
+}
+
+std::string nearest_key(const std::string& key) {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const auto& f : schema()) {
+    size_t d = std::min(edit_distance(key, f.key), edit_distance(leaf_of(key), leaf_of(f.key)) + 1);
+    if (d < best_distance) {
+      best_distance = d;
+      best = f.key;
+    }
+  }
+  return best;
+}
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : schema())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+bool is_section(const std::string& prefix) {
+  for (const auto& f : schema())
+    if (f.key.rfind(prefix + ".", 0) == 0) return true;
+  return false;
+}
+
+std::string type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    default: return "a date/time";
+  }
+}
+
+std::string fmt_number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+void check_range(const Field& f, double v, const Origin& where) {
+  if (std::isnan(v)) fail(where, f.key, "value is NaN");
+  bool low = f.min_exclusive ? v <= f.min : v < f.min;
+  if (low || v > f.max) {
+    std::string lo = f.min_exclusive ? "(" : "[";
+    fail(where, f.key,
+         "value " + fmt_number(v) + " is out of range " + lo + fmt_number(f.min) + ", " +
+             (std::isinf(f.max) ? std::string("inf") : fmt_number(f.max)) + "]");
+  }
+}
+
+int64_t read_integer(const Field& f, const toml::node& node, const Origin& where) {
+  if (!node.is_integer()) fail(where, f.key, "expected an integer, got " + type_name(node));
+  int64_t v = node.as_integer()->get();
+  check_range(f, static_cast<double>(v), where);
+  return v;
+}
+
+double read_number(const Field& f, const toml::node& node, const Origin& where) {
+  double v;
+  if (node.is_integer())
+    v = static_cast<double>(node.as_integer()->get());
+  else if (node.is_floating_point())
+    v = node.as_floating_point()->get();
+  else
+    fail(where, f.key, "expected a number, got " + type_name(node));
+  check_range(f, v, where);
+  return v;
+}
+
+const toml::array& read_array(const Field& f, const toml::node& node, const Origin& where,
+                              size_t exact) {
+  if (!node.is_array()) fail(where, f.key, "expected an array, got " + type_name(node));
+  const auto& arr = *node.as_array();
+  if (exact > 0 && arr.size() != exact)
+    fail(where, f.key, "expected " + std::to_string(exact) + " values, got " +
+                           std::to_string(arr.size()));
+  if (arr.empty()) fail(where, f.key, "expected a non-empty array");
+  return arr;
+}
+
+void assign(const Field& f, Config& config, const toml::node& node, const Origin& where,
+            const fs::path& base_dir) {
+  std::visit(
+      [&](auto&& ref) {
+        using T = std::decay_t<decltype(ref(config))>;
+        T& target = ref(config);
+        if constexpr (std::is_same_v<T, int>) {
+          target = static_cast<int>(read_integer(f, node, where));
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          target = read_integer(f, node, where);
+        } else if constexpr (std::is_same_v<T, uint64_t>) {
+          int64_t v = read_integer(f, node, where);
+          if (v < 0) fail(where, f.key, "must not be negative");
+          target = static_cast<uint64_t>(v);
+        } else if constexpr (std::is_same_v<T, double>) {
+          target = read_number(f, node, where);
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (!node.is_boolean()) fail(where, f.key, "expected true or false, got " + type_name(node));
+          target = node.as_boolean()->get();
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (!node.is_string()) fail(where, f.key, "expected a string, got " + type_name(node));
+          std::string v = node.as_string()->get();
+          if (!f.choices.empty() &&
+              std::find(f.choices.begin(), f.choices.end(), v) == f.choices.end()) {
+            std::string list;
+            for (const auto& c : f.choices) list += (list.empty() ? "" : ", ") + c;
+            fail(where, f.key, "'" + v + "' is not one of: " + list);
+          }
+          if (f.is_path && !v.empty() && fs::path(v).is_relative() && !base_dir.empty())
+            v = (base_dir / v).lexically_normal().string();
+          target = v;
+        } else if constexpr (std::is_same_v<T, std::array<int, 2>>) {
+          const auto& arr = read_array(f, node, where, 2);
+          for (size_t i = 0; i < 2; ++i) target[i] = static_cast<int>(read_integer(f, *arr.get(i), where));
+        } else if constexpr (std::is_same_v<T, std::array<double, 2>>) {
+          const auto& arr = read_array(f, node, where, 2);
+          std::array<double, 2> v{};
+          for (size_t i = 0; i < 2; ++i) v[i] = read_number(f, *arr.get(i), where);
+          if (v[0] > v[1]) fail(where, f.key, "expected [low, high] with low <= high");
+          target = v;
+        } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+          const auto& arr = read_array(f, node, where, 0);
+          std::vector<double> v;
+          for (size_t i = 0; i < arr.size(); ++i) v.push_back(read_number(f, *arr.get(i), where));
+          target = v;
+        }
+      },
+      f.ref);
+}
+
+void unknown_key(const Origin& where, const std::string& key) {
+  fail(where, key, "unknown key (did you mean '" + nearest_key(key) + "'?)");
+}
+
+void apply_table(const toml::table& table, const std::string& prefix, Config& config,
+                 const std::string& file, const fs::path& base_dir) {
+  for (const auto& [k, node] : table) {
+    std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    Origin where = origin_of(file, node);
+    if (const Field* f = find_field(key)) {
+      assign(*f, config, node, where, base_dir);
+    } else if (node.is_table() && is_section(key)) {
+      apply_table(*node.as_table(), key, config, file, base_dir);
+    } else {
+      unknown_key(where, key);
+    }
+  }
+}
+
+void apply_override(const std::string& text, Config& config) {
+  Origin where{"override '" + text + "'"};
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError(where.text + ": expected key=value (e.g. train.lr=1e-4)");
+  std::string key = text.substr(0, eq);
+  std::string value = text.substr(eq + 1);
+  const Field* f = find_field(key);
+  if (!f) unknown_key(where, key);
+  toml::table parsed;
+  bool ok = false;
+  try {
+    parsed = toml::parse("v = " + value);
+    ok = true;
+  } catch (const toml::parse_error&) {
+  }
+  if (!ok) {
+    // Bare words are strings: model.head=fpn.
+    parsed = toml::table{};
+    parsed.insert("v", value);
+  }
+  assign(*f, config, *parsed.get("v"), where, fs::current_path());
+}
+
+void check_cross_fields(const Config& c, const std::string& origin) {
+  auto fail_cross = [&](const std::string& key, const std::string& what) {
+    throw ConfigError(origin + ": " + key + ": " + what);
+  };
+  if (c.train.warmup_iters > c.train.iters)
+    fail_cross("train.warmup_iters", "warmup (" + std::to_string(c.train.warmup_iters) +
+                                         ") is longer than train.iters (" +
+                                         std::to_string(c.train.iters) + ")");
+  if (c.train.min_lr > c.train.lr)
+    fail_cross("train.min_lr", "min_lr is larger than train.lr");
+  if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
+  for (int i = 0; i < 2; ++i)
+    if (c.eval.stride[i] > c.eval.crop[i])
+      fail_cross("eval.stride", "stride larger than eval.crop leaves pixels unpredicted");
+}
+
+Config parse_table(const toml::table& table, const std::string& origin,
+                   const std::vector<std::string>& overrides, const fs::path& base_dir) {
+  Config config;
+  apply_table(table, "", config, origin, base_dir);
+  for (const auto& o : overrides) apply_override(o, config);
+  check_cross_fields(config, origin);
+  return config;
+}
+
+toml::table& section(toml::table& root, const std::string& dotted) {
+  toml::table* t = &root;
+  std::stringstream ss(dotted);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (!t->contains(part)) t->insert(part, toml::table{});
+    t = t->get(part)->as_table();
+  }
+  return *t;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& toml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides) {
+  toml::table table;
+  try {
+    table = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << origin << ":" << e.source().begin.line << ": syntax error: " << e.description();
+    throw ConfigError(os.str());
+  }
+  Config config = parse_table(table, origin, overrides, fs::path{});
+  return config;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    throw ConfigError(path + ": config file not found (or not a regular file)");
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << path << ":" << e.source().begin.line << ": syntax error: " << e.description();
+    throw ConfigError(os.str());
+  }
+  fs::path base_dir = fs::absolute(fs::path(path)).parent_path();
+  Config config = parse_table(table, path, overrides, base_dir);
+  config.source = fs::absolute(path).string();
+  if (config.name.empty()) config.name = fs::path(path).stem().string();
+  return config;
+}
+
+std::string to_toml(const Config& input) {
+  Config config = input;  // accessors take non-const refs
+  toml::table root;
+  for (const auto& f : schema()) {
+    auto dot = f.key.rfind('.');
+    toml::table& t = dot == std::string::npos ? root : section(root, f.key.substr(0, dot));
+    std::string leaf = leaf_of(f.key);
+    std::visit(
+        [&](auto&& ref) {
+          using T = std::decay_t<decltype(ref(config))>;
+          const T& v = ref(config);
+          if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t>) {
+            t.insert(leaf, static_cast<int64_t>(v));
+          } else if constexpr (std::is_same_v<T, uint64_t>) {
+            t.insert(leaf, static_cast<int64_t>(v));
+          } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, bool> ||
+                               std::is_same_v<T, std::string>) {
+            t.insert(leaf, v);
+          } else if constexpr (std::is_same_v<T, std::array<int, 2>>) {
+            t.insert(leaf, toml::array{static_cast<int64_t>(v[0]), static_cast<int64_t>(v[1])});
+          } else {
+            toml::array arr;
+            for (double x : v) arr.push_back(x);
+            t.insert(leaf, arr);
+          }
+        },
+        f.ref);
+  }
+  std::ostringstream os;
+  os << "# segrun resolved config: every key, defaults included\n" << root << "\n";
+  return os.str();
+}
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const auto& f : schema()) keys.push_back(f.key);
+  return keys;
+}
+
+}  // namespace segrun

@@ -1,0 +1,101 @@
+#pragma once
+// Experiment configuration: TOML files parsed once into these plain per-module structs (modules
+// never see toml++). Every field has a default; the schema (config.cpp) lists each key with its
+// type and valid range. Loading reports the first problem as ConfigError with
+// "<file>:<line>: <key>: <what is wrong>" and, for an unknown key, the nearest valid key.
+// Overrides are "dotted.key=value" strings (value in TOML syntax; bare words are strings) applied
+// after the file and checked exactly like it. to_toml() writes every field, defaults included, so
+// the run directory's config.toml reproduces the run on its own.
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace segrun {
+
+struct DataConfig {
+  std::string layout = "ade20k";          // ade20k | cityscapes: class names and label mapping
+  std::string store;                      // train store (manifest path)
+  std::string val_store;                  // validation store
+  std::array<int, 2> crop{512, 512};      // H, W
+  std::array<int, 2> scale{2048, 512};    // mmseg img_scale (long, short)
+  std::array<double, 2> ratio{0.5, 2.0};  // random resize ratio range
+  double cat_max_ratio = 0.75;
+  double flip_prob = 0.5;
+  bool photometric = true;
+  int batch_per_rank = 4;
+  int workers = 4;
+  int prefetch = 4;                       // batches queued ahead per rank
+  std::string on_corrupt = "fail";        // fail | skip
+};
+
+struct ModelConfig {
+  std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101
+  int width = 64;                         // ResNet stem width (64 = the real RN50)
+  std::string pretrained;                 // OpenAI CLIP TorchScript archive, "" = random init
+  std::string head = "fpn";               // fpn (more heads come with their issues)
+  std::string norm = "syncbn";            // syncbn | bn | frozen_bn
+  int fpn_channels = 256;                 // FPN neck / head width
+  double dropout = 0.1;                   // Dropout2d before the classifier
+};
+
+struct TrainConfig {
+  int64_t iters = 80000;
+  double lr = 1e-4;
+  double backbone_lr_mult = 0.1;
+  double weight_decay = 1e-4;
+  int64_t warmup_iters = 1500;
+  double warmup_ratio = 1e-6;
+  double poly_power = 0.9;
+  double min_lr = 1e-6;
+  double grad_clip = 0.0;                 // max global grad norm, 0 = off
+  int64_t eval_interval = 8000;           // 0 = only at the end
+  int64_t checkpoint_interval = 8000;     // 0 = only at the end
+  int keep_checkpoints = 3;
+  uint64_t seed = 0;
+};
+
+struct EvalConfig {
+  std::string mode = "whole";             // whole | slide
+  std::array<int, 2> crop{512, 512};      // slide window (H, W)
+  std::array<int, 2> stride{341, 341};
+  std::vector<double> scales{1.0};
+  bool flip = false;
+  int batch = 1;
+};
+
+struct DistConfig {
+  std::string backend = "auto";           // auto | mpi | nccl
+  double bucket_mb = 25.0;
+  double timeout_s = 600.0;
+};
+
+struct LogConfig {
+  int64_t interval = 50;                  // iterations between progress lines
+  std::string level = "info";
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  TrainConfig train;
+  EvalConfig eval;
+  DistConfig dist;
+  LogConfig log;
+  std::string name;                       // run name, default: config file stem
+  std::string source;                     // file it was loaded from ("" = defaults only)
+};
+
+// Parses `path` (TOML) then applies `overrides`. Relative store paths in the file are resolved
+// against the file's directory. Throws ConfigError on the first problem.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same, from TOML text; `origin` names it in messages.
+Config parse_config(const std::string& toml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides = {});
+// Every key with its resolved value, as TOML.
+std::string to_toml(const Config& config);
+// All valid dotted keys (for help and suggestions).
+std::vector<std::string> config_keys();
+
+}  // namespace segrun

@@ -1,0 +1,32 @@
+#include "dist/communicator.h"
+
+#include "build_config.h"
+#include "core/error.h"
+#include "dist/mpi_communicator.h"
+#if SEGRUN_WITH_NCCL
+#include "dist/nccl_communicator.h"
+#endif
+
+namespace segrun::dist {
+
+std::vector<std::string> compiled_backends() {
+  std::vector<std::string> names{"mpi"};
+  if (SEGRUN_WITH_NCCL) names.push_back("nccl");
+  return names;
+}
+
+std::unique_ptr<Communicator> make_communicator(const std::string& backend,
+                                                const RankContext& context) {
+  std::string chosen = backend;
+  if (chosen == "auto") chosen = context.device == DeviceKind::kCuda && SEGRUN_WITH_NCCL ? "nccl" : "mpi";
+  if (chosen == "mpi") return make_mpi_communicator(context);
+#if SEGRUN_WITH_NCCL
+  if (chosen == "nccl") return make_nccl_communicator(context);
+#endif
+  std::string list;
+  for (const auto& n : compiled_backends()) list += (list.empty() ? "" : ", ") + n;
+  throw ConfigError("dist.backend: '" + backend + "' is not a backend of this build (compiled in: " +
+                    list + ", or auto)");
+}
+
+}  // namespace segrun::dist

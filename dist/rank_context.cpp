@@ -1,0 +1,100 @@
+#include "dist/rank_context.h"
+
+#include <mpi.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include "build_config.h"
+#include "core/error.h"
+#include "dist/mpi_check.h"
+
+namespace segrun::dist {
+
+std::string RankContext::label() const {
+  return "rank " + std::to_string(world_rank) + "/" + std::to_string(world_size) + " on " + host;
+}
+
+namespace {
+
+std::string hostname() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv, int threads_override) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    // The gradient-sync communication thread issues MPI calls off the main thread.
+    SEGRUN_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+    if (provided < MPI_THREAD_SERIALIZED)
+      throw DistError("MPI_Init_thread: the MPI library provides thread level " +
+                      std::to_string(provided) + ", segrun needs at least MPI_THREAD_SERIALIZED");
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &context_.world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &context_.world_size);
+  MPI_Comm local;
+  SEGRUN_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, context_.world_rank,
+                                       MPI_INFO_NULL, &local),
+                   "MPI_Comm_split_type");
+  MPI_Comm_rank(local, &context_.local_rank);
+  MPI_Comm_size(local, &context_.local_size);
+  MPI_Comm_free(&local);
+  context_.host = hostname();
+
+  if (torch::cuda::is_available() && torch::cuda::device_count() > 0) {
+    context_.device = DeviceKind::kCuda;
+    context_.device_index = context_.local_rank % static_cast<int>(torch::cuda::device_count());
+  }
+  int threads = threads_override;
+  if (threads <= 0) {
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    threads = omp ? std::atoi(omp) : 0;
+  }
+  if (threads <= 0) threads = std::max(1, available_cores() / std::max(1, context_.local_size));
+  context_.intra_op_threads = threads;
+  torch::set_num_threads(threads);
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void MpiSession::abort_world(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    MPI_Finalize();
+  }
+  std::_Exit(code);
+}
+
+RankContext singleton_context() {
+  RankContext c;
+  c.host = hostname();
+  c.intra_op_threads = std::max(1, available_cores());
+  return c;
+}
+
+}  // namespace segrun::dist

@@ -1,0 +1,48 @@
+#pragma once
+// The rank context: who this process is in the world. Created once by the launcher's main
+// (it owns MPI_Init_thread / MPI_Finalize through MpiSession) and passed by reference to every
+// part that needs it; this is the only process-wide state segrun keeps.
+// A process started without mpirun is a singleton world (rank 0 of 1).
+
+#include <memory>
+#include <string>
+
+namespace segrun::dist {
+
+enum class DeviceKind { kCpu, kCuda };
+
+struct RankContext {
+  int world_rank = 0;
+  int world_size = 1;
+  int local_rank = 0;   // rank among the processes on this host (MPI_COMM_TYPE_SHARED)
+  int local_size = 1;
+  std::string host;
+  DeviceKind device = DeviceKind::kCpu;
+  int device_index = -1;  // cuda:<local_rank> when CUDA is built and present
+  int intra_op_threads = 1;
+  bool is_root() const { return world_rank == 0; }
+  std::string label() const;  // "rank 1/2 on host"
+};
+
+// Owns the MPI lifetime. Initializes with the thread level the communication thread needs,
+// discovers ranks, chooses the device and sets LibTorch's intra-op threads to
+// max(1, cores / local ranks) unless `threads_override` > 0.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv, int threads_override = 0);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+  const RankContext& context() const { return context_; }
+  // Terminates every rank of the world with `code` (MPI_Abort). Used by main's single catch.
+  [[noreturn]] static void abort_world(int code);
+
+ private:
+  RankContext context_;
+};
+
+// Makes a RankContext for code that runs without MPI (tests of single-process logic).
+RankContext singleton_context();
+
+}  // namespace segrun::dist

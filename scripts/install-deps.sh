@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package segrun needs to build, test and run its demo.
+# Idempotent: packages already present are skipped, `apt-get update` runs at most once.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev
+  libopenmpi-dev openmpi-bin
+  libhdf5-dev
+  libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
+  libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
+  libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-core-dev
+  python3 python3-torch python3-scipy python3-opencv python3-numpy python3-h5py
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,47 @@
+#pragma once
+// Label maps on disk and the `segrun metrics` command: score a folder of predicted label PNGs
+// against a folder of ground-truth label PNGs with mmsegmentation's metrics (engine/metrics.h).
+//
+// Contract of evaluate_label_dirs: every `<stem>.png` in gt_dir is paired with `<stem>.png` in
+// pred_dir (a GT without a prediction is a DataError naming it; predictions without a GT are
+// ignored with a warning). Both files are 8-bit single-channel PNGs of the same size (else a
+// DataError naming both files). With reduce_zero_label the GT is mapped as mmseg's
+// LoadAnnotations does for ADE20K: 0 -> 255 (ignore), k -> k-1, 255 stays 255; predictions are
+// taken as they are (train ids). Files are processed in sorted stem order.
+// Threading: plain functions, no shared state.
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "engine/metrics.h"
+
+namespace segrun::engine {
+
+struct MetricsCommandOptions {
+  std::string pred_dir;
+  std::string gt_dir;
+  int num_classes = 0;
+  int ignore_index = 255;
+  bool reduce_zero_label = false;
+  bool json = false;                      // CLI output format: JSON instead of the text table
+  std::vector<std::string> class_names;   // optional; "class_<i>" when empty
+};
+
+// Reads an 8-bit single-channel PNG as a uint8 [H, W] CPU tensor; DataError naming the file when
+// it cannot be read or is not 8-bit single-channel.
+torch::Tensor read_label_png(const std::string& path);
+
+// mmseg reduce_zero_label on a label map of any integer dtype (values 0..255): 0 -> 255,
+// 255 -> 255, k -> k-1. Returns the same dtype.
+torch::Tensor reduce_zero_label(const torch::Tensor& label);
+
+SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options);
+
+// {"aAcc", "mIoU", "mAcc", "per_class": {name: IoU}, "per_class_acc": {name: Acc}, "pixels"},
+// every value in percent like mIoU; NaN is written as null. Class order is kept.
+// class_names may be empty ("class_<i>"); otherwise its size must match (DataError).
+std::string metrics_to_json(const SegMetrics& metrics, const std::vector<std::string>& class_names);
+
+}  // namespace segrun::engine

@@ -1,0 +1,44 @@
+#pragma once
+// Learning-rate schedule: mmcv's PolyLrUpdaterHook with linear warmup, iteration-based.
+// Pure functions, no state: the trainer asks lr_at(options, iter) every iteration, so resuming
+// from a checkpoint only needs the iteration counter. Thread-safe.
+//
+// For a 0-based iteration `iter` (the number of iterations already done, mmcv's runner.iter):
+//   regular(iter) = (base_lr - min_lr) * (1 - iter / max_iters)^power + min_lr
+//   if iter < warmup_iters (mmcv warmup = 'linear'):
+//     k      = (1 - iter / warmup_iters) * (1 - warmup_ratio)
+//     lr     = regular(iter) * (1 - k)
+//   else lr = regular(iter).
+// So lr_at(0) = regular(0) * warmup_ratio, warmup ends continuously at regular(warmup_iters), and
+// lr_at(max_iters) = min_lr. Iterations past max_iters are clamped to max_iters (lr = min_lr).
+// Parameter groups with a multiplier (backbone_lr_mult) scale the returned value.
+
+#include <cstdint>
+
+namespace segrun {
+struct TrainConfig;
+}
+
+namespace segrun::engine {
+
+struct LrScheduleOptions {
+  double base_lr = 1e-4;
+  int64_t max_iters = 80000;
+  int64_t warmup_iters = 1500;   // 0 = no warmup
+  double warmup_ratio = 1e-6;    // lr at iteration 0 = regular(0) * warmup_ratio
+  double power = 0.9;
+  double min_lr = 0.0;
+};
+
+// Throws ConfigError naming the field when max_iters <= 0, warmup_iters < 0,
+// warmup_ratio outside [0, 1], power < 0, base_lr < 0 or min_lr < 0.
+void validate(const LrScheduleOptions& options);
+
+// The learning rate for 0-based iteration iter (>= 0; ConfigError otherwise).
+double lr_at(const LrScheduleOptions& options, int64_t iter);
+
+// Options from the [train] config section: lr, iters, warmup_iters, warmup_ratio, poly_power,
+// min_lr.
+LrScheduleOptions lr_schedule_options(const TrainConfig& train);
+
+}  // namespace segrun::engine

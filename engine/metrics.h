@@ -1,0 +1,76 @@
+#pragma once
+// Segmentation metrics with mmsegmentation semantics (mmseg `intersect_and_union` + the IoU metric).
+//
+// Per image, pixels whose label equals ignore_index are dropped; for the remaining pixels four
+// per-class areas are counted: intersect (pred == label == c), pred (pred == c), label
+// (label == c) and union = pred + label - intersect. Values outside [0, K) are counted in no
+// class histogram, exactly like mmseg's `histc(bins=K, min=0, max=K-1)`: a pred outside [0, K)
+// on a valid pixel is a wrong prediction (it lowers that label's Acc and IoU), a label outside
+// [0, K) that is not ignore_index adds nothing to the label areas but its pred is still counted.
+// Areas are summed over the whole dataset (and over ranks) before any division:
+//   IoU_c  = I_c / U_c            (NaN when U_c == 0: class absent from GT and pred everywhere)
+//   Acc_c  = I_c / label_c        (NaN when label_c == 0; a class predicted but absent from GT
+//                                  has IoU 0, which counts in mIoU)
+//   mIoU   = nanmean(IoU) * 100,  mAcc = nanmean(Acc) * 100,  aAcc = sum I / sum label * 100.
+//
+// The areas live in one contiguous CPU int64 tensor [4, K] (rows: intersect, union, pred, label)
+// so ranks can sum them exactly with Communicator::allreduce(acc.mutable_areas()).
+// Threading: an IoUAccumulator is not thread-safe; use one per thread and merge_from().
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace segrun::engine {
+
+// Row indices of the areas tensor.
+enum AreaRow : int64_t { kIntersect = 0, kUnion = 1, kPredArea = 2, kLabelArea = 3 };
+
+struct SegMetrics {
+  double aAcc = 0.0;         // percent
+  double mIoU = 0.0;         // percent (NaN when no class has a defined IoU)
+  double mAcc = 0.0;         // percent
+  std::vector<double> iou;   // per class, fraction in [0, 1], NaN where undefined
+  std::vector<double> acc;   // per class, fraction in [0, 1], NaN where undefined
+  int64_t pixels = 0;        // sum of the label areas (valid, in-range GT pixels)
+};
+
+// Areas of one prediction/label pair: int64 [4, K] on the CPU. pred and label: integer tensors of
+// the same shape ([H, W] or [B, H, W], any integer dtype, any device). Throws DataError on a
+// shape mismatch or a floating-point input.
+torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label,
+                                  int num_classes, int ignore_index = 255);
+
+// Metrics from summed areas (int64 [4, K]).
+SegMetrics summarize(const torch::Tensor& areas);
+
+class IoUAccumulator {
+ public:
+  explicit IoUAccumulator(int num_classes, int ignore_index = 255);
+
+  // Adds the areas of one image ([H, W]) or a batch ([B, H, W]); see intersect_and_union.
+  void add(const torch::Tensor& pred, const torch::Tensor& label);
+  // Adds areas accumulated elsewhere (another thread, a shard): int64 [4, K].
+  void merge_from(const torch::Tensor& areas);
+  // Replaces the areas (e.g. with the all-reduced sum): int64 [4, K], copied.
+  void set_areas(const torch::Tensor& areas);
+  void reset();
+
+  // Contiguous CPU int64 [4, K]. mutable_areas() is for in-place collectives only.
+  const torch::Tensor& areas() const { return areas_; }
+  torch::Tensor& mutable_areas() { return areas_; }
+
+  SegMetrics summarize() const { return engine::summarize(areas_); }
+  int num_classes() const { return num_classes_; }
+  int ignore_index() const { return ignore_index_; }
+
+ private:
+  void check_areas(const torch::Tensor& areas, const char* what) const;
+
+  int num_classes_;
+  int ignore_index_;
+  torch::Tensor areas_;
+};
+
+}  // namespace segrun::engine

@@ -1,0 +1,117 @@
+// Segmentor interface, registry and the Semantic FPN baseline: see segmentor.h.
+#include "models/segmentor.h"
+
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+#include "models/losses.h"
+
+namespace segrun::models {
+namespace {
+
+using Builder = std::function<std::shared_ptr<SegmentorImpl>(const BuildOptions&)>;
+
+const std::map<std::string, Builder>& registry() {
+  static const std::map<std::string, Builder> builders{
+      {"fpn", [](const BuildOptions& o) { return std::make_shared<FpnSegmentorImpl>(o); }},
+  };
+  return builders;
+}
+
+bool is_backbone_name(const std::string& name) { return name.rfind("backbone.", 0) == 0; }
+
+}  // namespace
+
+torch::Tensor SegmentorImpl::predict_logits(const torch::Tensor& images) {
+  namespace F = torch::nn::functional;
+  torch::Tensor logits = forward(images);
+  if (logits.size(2) == images.size(2) && logits.size(3) == images.size(3)) return logits;
+  return F::interpolate(logits, F::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{images.size(2), images.size(3)})
+                                    .mode(torch::kBilinear)
+                                    .align_corners(false));
+}
+
+std::vector<torch::Tensor> SegmentorImpl::backbone_parameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& item : named_parameters()) {
+    if (item.value().requires_grad() && is_backbone_name(item.key())) out.push_back(item.value());
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> SegmentorImpl::head_parameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& item : named_parameters()) {
+    if (item.value().requires_grad() && !is_backbone_name(item.key())) out.push_back(item.value());
+  }
+  return out;
+}
+
+std::vector<std::string> segmentor_heads() {
+  std::vector<std::string> names;
+  for (const auto& item : registry()) names.push_back(item.first);
+  return names;
+}
+
+std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options) {
+  auto it = registry().find(options.config.head);
+  if (it == registry().end()) {
+    std::ostringstream known;
+    for (const auto& name : segmentor_heads()) known << (known.tellp() > 0 ? ", " : "") << name;
+    SEGRUN_THROW(ConfigError, "model.head: unknown head '" << options.config.head << "' (known: " << known.str() << ")");
+  }
+  SEGRUN_CHECK(options.num_classes > 0, ConfigError,
+               "model: num_classes must be > 0 (got " << options.num_classes << "; it comes from the data layout)");
+  SEGRUN_CHECK(options.class_names.empty() || static_cast<int>(options.class_names.size()) == options.num_classes,
+               ConfigError,
+               "model: " << options.class_names.size() << " class names for " << options.num_classes << " classes");
+  SEGRUN_CHECK(options.config.fpn_channels > 0, ConfigError,
+               "model.fpn_channels: must be > 0 (got " << options.config.fpn_channels << ")");
+  SEGRUN_CHECK(options.config.dropout >= 0.0 && options.config.dropout < 1.0, ConfigError,
+               "model.dropout: must be in [0, 1) (got " << options.config.dropout << ")");
+  return it->second(options);
+}
+
+// ---- Semantic FPN baseline ---------------------------------------------------------------------
+
+FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(options.num_classes) {
+  const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
+  ClipResNetOptions backbone;
+  backbone.variant = options.config.backbone;
+  backbone.width = options.config.width;
+  backbone.with_attnpool = false;
+  backbone.norm = norm;
+  backbone_ = register_module("backbone", ClipResNet(backbone));
+
+  FpnNeckOptions neck;
+  neck.in_channels = backbone_->spec().stage_channels();
+  neck.channels = options.config.fpn_channels;
+  neck_ = register_module("neck", FpnNeck(neck));
+
+  FpnHeadOptions head;
+  head.channels = options.config.fpn_channels;
+  head.num_classes = options.num_classes;
+  head.dropout = options.config.dropout;
+  // A frozen norm only makes sense for pretrained statistics: the randomly initialized decoder
+  // always gets a trainable (synchronized when distributed) normalization.
+  head.norm = options.config.norm == "frozen_bn" ? make_norm_factory("syncbn", options.comm) : norm;
+  decode_head_ = register_module("decode_head", FpnHead(head));
+}
+
+torch::Tensor FpnSegmentorImpl::forward(const torch::Tensor& images) {
+  ClipResNetOutput features = backbone_->forward(images);
+  return decode_head_->forward(neck_->forward(features.stages));
+}
+
+LossTerms FpnSegmentorImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
+  torch::Tensor seg = seg_cross_entropy(forward(images), labels);
+  LossTerms terms;
+  terms.total = seg;
+  terms.parts.emplace_back("loss_seg", seg);
+  return terms;
+}
+
+}  // namespace segrun::models

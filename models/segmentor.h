@@ -1,0 +1,74 @@
+#pragma once
+// The segmentation model interface the trainer and evaluator use, and the registry that builds
+// a model from `[model]` config (`model.head` picks the segmentor).
+// Contract for every segmentor:
+//  - forward(images [B,3,H,W] float) -> logits [B, K, H/4, W/4] (the decoder's native output),
+//  - loss(images, labels int64 [B,H,W], 255 = ignore) -> LossTerms (total = sum of weighted parts),
+//  - predict_logits(images) -> logits resized to [H, W] (bilinear, align_corners = false),
+//  - backbone_parameters() / head_parameters(): a partition of the trainable parameters
+//    (requires_grad) for the optimizer's two groups (backbone lr = lr * train.backbone_lr_mult).
+// Parameter names are mmseg-like: backbone.* (= OpenAI CLIP visual.* keys), neck.*, decode_head.*.
+// A segmentor is a torch module: use it from one thread at a time.
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+#include "dist/communicator.h"
+#include "models/clip_resnet.h"
+#include "models/fpn_head.h"
+
+namespace segrun::models {
+
+struct LossTerms {
+  torch::Tensor total;
+  std::vector<std::pair<std::string, torch::Tensor>> parts;  // e.g. {"loss_seg", ...}, weighted
+};
+
+class SegmentorImpl : public torch::nn::Module {
+ public:
+  ~SegmentorImpl() override = default;
+  virtual torch::Tensor forward(const torch::Tensor& images) = 0;
+  virtual LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) = 0;
+  virtual torch::Tensor predict_logits(const torch::Tensor& images);
+  // Default split: trainable parameters named "backbone.*" vs all other trainable ones.
+  virtual std::vector<torch::Tensor> backbone_parameters();
+  virtual std::vector<torch::Tensor> head_parameters();
+  virtual int64_t num_classes() const = 0;
+};
+
+struct BuildOptions {
+  ModelConfig config;
+  int num_classes = 0;
+  std::vector<std::string> class_names;         // size num_classes (used by text-driven heads)
+  std::shared_ptr<dist::Communicator> comm;     // may be null (single process)
+  int crop_size = 512;                          // training crop; attention-pool grid for CLIP heads
+};
+
+// Builds the segmentor named by config.head. Unknown head -> ConfigError naming model.head and
+// listing segmentor_heads(); bad backbone/width/norm -> ConfigError naming that key.
+std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options);
+std::vector<std::string> segmentor_heads();
+
+// Semantic FPN baseline (head = "fpn"): CLIP ModifiedResNet without attention pooling (as
+// DenseCLIP's CLIPResNet baseline) -> FPN neck -> Semantic FPN head; loss = mmseg CE ("loss_seg").
+class FpnSegmentorImpl : public SegmentorImpl {
+ public:
+  explicit FpnSegmentorImpl(const BuildOptions& options);
+  torch::Tensor forward(const torch::Tensor& images) override;
+  LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override;
+  int64_t num_classes() const override { return num_classes_; }
+  ClipResNet& backbone() { return backbone_; }
+
+ private:
+  int64_t num_classes_;
+  ClipResNet backbone_{nullptr};
+  FpnNeck neck_{nullptr};
+  FpnHead decode_head_{nullptr};
+};
+
+}  // namespace segrun::models

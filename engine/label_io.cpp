@@ -48,6 +48,8 @@ nlohmann::ordered_json percent_or_null(double fraction_or_percent, bool is_fract
 }  // namespace
 
 torch::Tensor read_label_png(const std::string& path) {
+  std::error_code ec;
+  SEGRUN_CHECK(fs::is_regular_file(path, ec), DataError, path << ": label PNG does not exist");
   const cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
   SEGRUN_CHECK(!image.empty(), DataError, path << ": cannot read label PNG");
   SEGRUN_CHECK(image.type() == CV_8UC1, DataError,

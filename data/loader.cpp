@@ -1,0 +1,258 @@
+#include "data/loader.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/store.h"
+
+namespace segrun::data {
+
+std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t n) {
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
+  SampleRng rng(seed, static_cast<uint64_t>(epoch), 0, RngPurpose::kShuffle);
+  for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates
+    const int64_t j = rng.randint(0, i + 1);
+    std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
+  }
+  return perm;
+}
+
+namespace {
+
+// HWC float32 (RGB) -> CHW at `dst`.
+void copy_chw(const cv::Mat& image, float* dst) {
+  const int h = image.rows, w = image.cols;
+  for (int y = 0; y < h; ++y) {
+    const auto* row = image.ptr<cv::Vec3f>(y);
+    for (int x = 0; x < w; ++x) {
+      for (int c = 0; c < 3; ++c) dst[(static_cast<int64_t>(c) * h + y) * w + x] = row[x][c];
+    }
+  }
+}
+
+void copy_label(const cv::Mat& label, int64_t* dst) {
+  for (int y = 0; y < label.rows; ++y) {
+    const uint8_t* row = label.ptr<uint8_t>(y);
+    for (int x = 0; x < label.cols; ++x) dst[static_cast<int64_t>(y) * label.cols + x] = row[x];
+  }
+}
+
+}  // namespace
+
+struct TrainLoader::State {
+  std::shared_ptr<const StoreReader> store;
+  TrainTransformOptions transform;
+  int rank = 0, world = 1, batch = 1, prefetch = 1;
+  uint64_t seed = 0;
+  bool skip_corrupt = false;
+  int64_t n = 0;
+
+  struct Pending {
+    Batch batch;
+    int filled = 0;
+    std::exception_ptr error;
+  };
+
+  mutable std::mutex mutex;
+  std::condition_variable work_cv, ready_cv;
+  std::map<int64_t, Pending> pending;   // step -> batch under construction or ready
+  int64_t next_claim = 0;               // next sample number k to hand out
+  int64_t next_step = 0;                // next step to deliver
+  bool stop = false;
+  std::atomic<int64_t> skipped{0};
+  std::vector<std::thread> threads;
+
+  // Cache of recent epoch permutations.
+  std::mutex perm_mutex;
+  std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> perms;
+
+  std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch) {
+    std::lock_guard<std::mutex> lock(perm_mutex);
+    auto it = perms.find(epoch);
+    if (it != perms.end()) return it->second;
+    auto perm = std::make_shared<const std::vector<int64_t>>(epoch_permutation(seed, epoch, n));
+    perms[epoch] = perm;
+    while (perms.size() > 4) perms.erase(perms.begin());
+    return perm;
+  }
+
+  int64_t position_of(int64_t k) const { return rank + k * world; }
+
+  // Reads and transforms the sample at global position p; returns the record used.
+  int64_t produce(int64_t p, cv::Mat* image, cv::Mat* label) {
+    const int64_t epoch = p / n, slot = p % n;
+    auto perm = permutation(epoch);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t record = (*perm)[static_cast<size_t>((slot + j) % n)];
+      RawRecord raw;
+      try {
+        raw = store->read(record, /*verify=*/true);
+      } catch (const CorruptRecordError&) {
+        if (!skip_corrupt) throw;
+        skipped.fetch_add(1);
+        continue;
+      }
+      const std::string what = store->locate(record).first + ": record " + raw.name;
+      cv::Mat bgr = decode_image(raw.image_bytes, what);
+      cv::Mat seg = decode_label(raw.label_bytes, what);
+      SampleRng rng(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(record), RngPurpose::kAugment);
+      Sample s = train_transform(bgr, seg, transform, rng);
+      *image = s.image;
+      *label = s.label;
+      return record;
+    }
+    SEGRUN_THROW(DataError, store->directory() << ": every record failed its CRC check");
+  }
+
+  void worker() {
+    const int h = transform.crop[0], w = transform.crop[1];
+    while (true) {
+      int64_t k = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        work_cv.wait(lock, [&] { return stop || next_claim < (next_step + prefetch) * batch; });
+        if (stop) return;
+        k = next_claim++;
+      }
+      const int64_t step = k / batch;
+      const int slot = static_cast<int>(k % batch);
+      cv::Mat image, label;
+      int64_t record = -1;
+      std::exception_ptr error;
+      try {
+        record = produce(position_of(k), &image, &label);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      std::unique_lock<std::mutex> lock(mutex);
+      Pending& p = pending[step];
+      if (!p.batch.images.defined()) {
+        p.batch.images = torch::zeros({batch, 3, h, w}, torch::kFloat32);
+        p.batch.labels = torch::full({batch, h, w}, 255, torch::kInt64);
+        p.batch.indices.assign(static_cast<size_t>(batch), -1);
+        p.batch.step = step;
+      }
+      if (error) {
+        if (!p.error) p.error = error;
+      } else {
+        torch::Tensor images = p.batch.images, labels = p.batch.labels;
+        lock.unlock();  // slices are disjoint: copy without the lock
+        copy_chw(image, images[slot].data_ptr<float>());
+        copy_label(label, labels[slot].data_ptr<int64_t>());
+        lock.lock();
+        Pending& q = pending[step];
+        q.batch.indices[static_cast<size_t>(slot)] = record;
+      }
+      Pending& q = pending[step];
+      if (++q.filled == batch) ready_cv.notify_all();
+    }
+  }
+};
+
+TrainLoader::TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world,
+                         uint64_t seed, int64_t start_step)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  SEGRUN_CHECK(store != nullptr, DataError, "TrainLoader: no store");
+  SEGRUN_CHECK(store->size() > 0, DataError, store->directory() << ": store has no records");
+  SEGRUN_CHECK(world >= 1 && rank >= 0 && rank < world, DataError,
+               "TrainLoader: rank " << rank << " outside world of " << world);
+  SEGRUN_CHECK(config.batch_per_rank >= 1, DataError, "data.batch_per_rank must be >= 1");
+  SEGRUN_CHECK(config.on_corrupt == "fail" || config.on_corrupt == "skip", DataError,
+               "data.on_corrupt: '" << config.on_corrupt << "' is not one of fail, skip");
+  SEGRUN_CHECK(start_step >= 0, DataError, "TrainLoader: negative start step " << start_step);
+  s.store = std::move(store);
+  s.transform = train_transform_options(config);
+  s.transform.ignore_index = s.store->ignore_index();
+  s.rank = rank;
+  s.world = world;
+  s.batch = config.batch_per_rank;
+  s.prefetch = std::max(1, config.prefetch);
+  s.seed = seed;
+  s.skip_corrupt = config.on_corrupt == "skip";
+  s.n = s.store->size();
+  s.next_step = start_step;
+  s.next_claim = start_step * s.batch;
+  const int workers = std::max(1, config.workers);
+  for (int i = 0; i < workers; ++i) s.threads.emplace_back([this] { state_->worker(); });
+}
+
+TrainLoader::~TrainLoader() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stop = true;
+  }
+  state_->work_cv.notify_all();
+  state_->ready_cv.notify_all();
+  for (auto& t : state_->threads) t.join();
+}
+
+Batch TrainLoader::next() {
+  State& s = *state_;
+  std::unique_lock<std::mutex> lock(s.mutex);
+  const int64_t step = s.next_step;
+  s.ready_cv.wait(lock, [&] {
+    auto it = s.pending.find(step);
+    return it != s.pending.end() && it->second.filled == s.batch;
+  });
+  State::Pending p = std::move(s.pending[step]);
+  s.pending.erase(step);
+  ++s.next_step;
+  lock.unlock();
+  s.work_cv.notify_all();
+  if (p.error) std::rethrow_exception(p.error);
+  return std::move(p.batch);
+}
+
+int64_t TrainLoader::skipped() const { return state_->skipped.load(); }
+
+int64_t TrainLoader::next_step() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->next_step;
+}
+
+int TrainLoader::batch_size() const { return state_->batch; }
+
+int64_t TrainLoader::position_of(int64_t k) const { return state_->position_of(k); }
+
+int64_t TrainLoader::record_at(int64_t position) const {
+  auto perm = state_->permutation(position / state_->n);
+  return (*perm)[static_cast<size_t>(position % state_->n)];
+}
+
+ValSample load_val_sample(const StoreReader& store, int64_t index, const TestTransformOptions& options) {
+  RawRecord raw = store.read(index, /*verify=*/true);
+  const std::string what = store.locate(index).first + ": record " + raw.name;
+  cv::Mat bgr = decode_image(raw.image_bytes, what);
+  cv::Mat seg = decode_label(raw.label_bytes, what);
+  cv::Mat image = test_transform(bgr, options);
+  ValSample v;
+  v.index = index;
+  v.name = raw.name;
+  v.image = torch::empty({1, 3, image.rows, image.cols}, torch::kFloat32);
+  copy_chw(image, v.image.data_ptr<float>());
+  v.label = torch::empty({seg.rows, seg.cols}, torch::kInt64);
+  copy_label(seg, v.label.data_ptr<int64_t>());
+  return v;
+}
+
+std::vector<int64_t> val_indices(int64_t size, int rank, int world) {
+  SEGRUN_CHECK(world >= 1 && rank >= 0 && rank < world, DataError,
+               "val_indices: rank " << rank << " outside world of " << world);
+  std::vector<int64_t> out;
+  for (int64_t i = rank; i < size; i += world) out.push_back(i);
+  return out;
+}
+
+}  // namespace segrun::data

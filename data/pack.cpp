@@ -1,0 +1,267 @@
+#include "data/pack.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "data/manifest.h"
+#include "data/store.h"
+#include "dist/communicator.h"
+
+namespace segrun::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void require_dir(const fs::path& dir, const std::string& what) {
+  SEGRUN_CHECK(fs::is_directory(dir), DataError, dir.string() << ": missing " << what << " folder");
+}
+
+std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& split) {
+  std::string dir;
+  if (split == "training" || split == "train") dir = "training";
+  else if (split == "validation" || split == "val") dir = "validation";
+  else SEGRUN_THROW(DataError, "ade20k: unknown split '" << split << "' (valid: training, validation, train, val)");
+  fs::path base(root);
+  require_dir(base, "dataset root");
+  if (fs::is_directory(base / "ADEChallengeData2016")) base /= "ADEChallengeData2016";
+  const fs::path images = base / "images" / dir;
+  const fs::path annotations = base / "annotations" / dir;
+  require_dir(images, "image");
+  require_dir(annotations, "annotation");
+  std::vector<SourceRecord> out;
+  for (const auto& entry : fs::directory_iterator(images)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string ext = lower(entry.path().extension().string());
+    if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") continue;
+    SourceRecord r;
+    r.image = entry.path().string();
+    r.name = entry.path().stem().string();
+    r.annotation = (annotations / (r.name + ".png")).string();
+    out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+  for (const auto& r : out) {
+    SEGRUN_CHECK(fs::is_regular_file(r.annotation), DataError,
+                 r.image << ": image without annotation (expected " << r.annotation << ")");
+  }
+  SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
+  return out;
+}
+
+std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& split) {
+  SEGRUN_CHECK(split == "train" || split == "val", DataError,
+               "cityscapes: unknown split '" << split << "' (valid: train, val)");
+  const fs::path base(root);
+  require_dir(base, "dataset root");
+  const fs::path images = base / "leftImg8bit" / split;
+  const fs::path annotations = base / "gtFine" / split;
+  require_dir(images, "image");
+  require_dir(annotations, "annotation");
+  const std::string suffix = "_leftImg8bit.png";
+  std::vector<SourceRecord> out;
+  for (const auto& entry : fs::recursive_directory_iterator(images)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string file = entry.path().filename().string();
+    if (!ends_with(file, suffix)) continue;
+    SourceRecord r;
+    r.image = entry.path().string();
+    r.name = file.substr(0, file.size() - suffix.size());
+    const fs::path city = fs::relative(entry.path().parent_path(), images);
+    r.annotation = (annotations / city / (r.name + "_gtFine_labelIds.png")).string();
+    out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+  for (const auto& r : out) {
+    SEGRUN_CHECK(fs::is_regular_file(r.annotation), DataError,
+                 r.image << ": image without annotation (expected " << r.annotation << ")");
+  }
+  SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
+  return out;
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::string s;
+  try {
+    s = read_file(path);
+  } catch (const std::exception& e) {
+    SEGRUN_THROW(DataError, path << ": cannot read file (" << e.what() << ")");
+  }
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+cv::Mat decode(const std::vector<uint8_t>& bytes, int flags) {
+  try {
+    return cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())), flags);
+  } catch (const cv::Exception&) {
+    return cv::Mat();
+  }
+}
+
+// Reads, checks and maps one source record.
+RecordInput make_record(Layout layout, const SourceRecord& src) {
+  RecordInput r;
+  r.name = src.name;
+  r.image_bytes = read_bytes(src.image);
+  SEGRUN_CHECK(!r.image_bytes.empty(), DataError, src.image << ": empty image file");
+  cv::Mat image = decode(r.image_bytes, cv::IMREAD_COLOR);
+  SEGRUN_CHECK(!image.empty(), DataError, src.image << ": cannot decode image (corrupt or not an image)");
+  const std::vector<uint8_t> raw_bytes = read_bytes(src.annotation);
+  cv::Mat raw = decode(raw_bytes, cv::IMREAD_UNCHANGED);
+  SEGRUN_CHECK(!raw.empty(), DataError, src.annotation << ": cannot decode label PNG");
+  SEGRUN_CHECK(raw.type() == CV_8UC1, DataError,
+               src.annotation << ": label must be an 8-bit single-channel PNG (got " << raw.channels()
+                              << " channel(s), depth " << (raw.elemSize1() * 8) << " bits)");
+  SEGRUN_CHECK(raw.rows == image.rows && raw.cols == image.cols, DataError,
+               src.annotation << ": label is " << raw.cols << "x" << raw.rows << " but the image is "
+                              << image.cols << "x" << image.rows);
+  const auto& lut = label_lut(layout);
+  const int k = num_classes(layout);
+  cv::Mat mapped(raw.rows, raw.cols, CV_8U);
+  r.presence.assign(static_cast<size_t>(k), 0);
+  for (int y = 0; y < raw.rows; ++y) {
+    const uint8_t* in = raw.ptr<uint8_t>(y);
+    uint8_t* out = mapped.ptr<uint8_t>(y);
+    for (int x = 0; x < raw.cols; ++x) {
+      const int v = lut[in[x]];
+      SEGRUN_CHECK(v != kInvalidLabel, DataError,
+                   src.annotation << ": label value " << static_cast<int>(in[x]) << " outside 0.."
+                                  << max_raw_label(layout));
+      out[x] = static_cast<uint8_t>(v);
+      if (v < k) r.presence[static_cast<size_t>(v)] = 1;
+    }
+  }
+  std::vector<uchar> png;
+  SEGRUN_CHECK(cv::imencode(".png", mapped, png), DataError, src.annotation << ": cannot re-encode label");
+  r.label_bytes.assign(png.begin(), png.end());
+  r.height = static_cast<uint32_t>(image.rows);
+  r.width = static_cast<uint32_t>(image.cols);
+  return r;
+}
+
+// Every rank learns whether any rank failed; the failing rank rethrows its own error.
+void agree_on_failure(dist::Communicator& comm, const std::string& local_error, const std::string& where) {
+  torch::Tensor flag = torch::tensor({static_cast<int64_t>(local_error.empty() ? 0 : 1)}, torch::kLong);
+  comm.allreduce(flag);
+  if (!local_error.empty()) throw DataError(local_error);
+  SEGRUN_CHECK(flag.item<int64_t>() == 0, DataError, where << ": packing failed on another rank (see its log)");
+}
+
+}  // namespace
+
+std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split) {
+  return layout == Layout::kAde20k ? scan_ade(root, split) : scan_cityscapes(root, split);
+}
+
+PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
+  SEGRUN_CHECK(o.shards >= 1, DataError, o.out << ": shards must be >= 1 (got " << o.shards << ")");
+  SEGRUN_CHECK(!o.out.empty(), DataError, "pack: empty output path");
+  const int rank = comm.rank(), world = comm.size();
+  const int k = num_classes(o.layout);
+  const fs::path out(o.out);
+
+  // 1. Refuse an existing store and scan the sources (every rank; agree before creating anything).
+  std::string error;
+  std::vector<SourceRecord> records;
+  try {
+    std::error_code ec;
+    const bool exists = fs::exists(out, ec);
+    SEGRUN_CHECK(!exists || (fs::is_directory(out) && fs::is_empty(out)), DataError,
+                 o.out << " already exists; remove it or choose another --out");
+    records = scan_split(o.layout, o.root, o.split);
+  } catch (const DataError& e) {
+    error = e.what();
+  }
+  agree_on_failure(comm, error, o.out);
+  if (rank == 0) {
+    try {
+      std::error_code ec;
+      fs::create_directories(out, ec);
+      SEGRUN_CHECK(!ec, DataError, o.out << ": cannot create store directory (" << ec.message() << ")");
+    } catch (const DataError& e) {
+      error = e.what();
+    }
+  }
+  agree_on_failure(comm, error, o.out);
+
+  // 2. This rank's shards.
+  const int64_t n = static_cast<int64_t>(records.size());
+  auto shard_begin = [&](int s) { return n * s / o.shards; };
+  std::vector<int64_t> totals(1 + static_cast<size_t>(k) * k, 0);  // [0] unused, then K x K
+  try {
+    for (int s = rank; s < o.shards; s += world) {
+      const std::string path = (out / shard_file_name(s, o.shards)).string();
+      ShardHeader header;
+      header.dataset = layout_name(o.layout);
+      header.split = o.split;
+      header.class_names = class_names(o.layout);
+      header.label_mapping = mapping_name(o.layout);
+      header.shard_index = s;
+      header.num_shards = o.shards;
+      StoreWriter writer(path, header);
+      for (int64_t i = shard_begin(s); i < shard_begin(s + 1); ++i) {
+        RecordInput r = make_record(o.layout, records[static_cast<size_t>(i)]);
+        for (int a = 0; a < k; ++a) {
+          if (!r.presence[a]) continue;
+          for (int b = 0; b < k; ++b) {
+            if (r.presence[b]) ++totals[1 + static_cast<size_t>(a) * k + b];
+          }
+        }
+        writer.append(r);
+      }
+      writer.commit();
+      log::info("pack: wrote {} ({} records)", path, writer.size());
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  torch::Tensor combined = torch::from_blob(totals.data(), {static_cast<int64_t>(totals.size())}, torch::kLong).clone();
+  combined[0] = error.empty() ? 0 : 1;
+  comm.allreduce(combined);
+  if (!error.empty()) throw DataError(error);
+  SEGRUN_CHECK(combined[0].item<int64_t>() == 0, DataError, o.out << ": packing failed on another rank (see its log)");
+
+  // 3. Rank 0 writes the manifest once every shard is committed.
+  Manifest m;
+  m.dataset = layout_name(o.layout);
+  m.split = o.split;
+  m.num_classes = k;
+  m.ignore_index = kIgnoreIndex;
+  m.class_names = class_names(o.layout);
+  m.label_mapping = mapping_name(o.layout);
+  m.records = n;
+  for (int s = 0; s < o.shards; ++s) m.shards.push_back({shard_file_name(s, o.shards), shard_begin(s + 1) - shard_begin(s)});
+  const int64_t* c = combined.data_ptr<int64_t>();
+  m.cooccurrence.assign(c + 1, c + 1 + static_cast<int64_t>(k) * k);
+  comm.barrier();
+  PackSummary summary;
+  summary.records = n;
+  summary.shards = o.shards;
+  summary.manifest = manifest_path(o.out);
+  for (int a = 0; a < k; ++a) summary.images_per_class.push_back(m.cooccurrence[static_cast<size_t>(a) * k + a]);
+  if (rank == 0) {
+    try {
+      write_file_atomic(summary.manifest, manifest_to_json(m));
+    } catch (const std::exception& e) {
+      error = std::string(summary.manifest) + ": cannot write manifest (" + e.what() + ")";
+    }
+  }
+  agree_on_failure(comm, error, o.out);
+  if (rank == 0) log::info("pack: {} records in {} shard(s) -> {}", n, o.shards, summary.manifest);
+  return summary;
+}
+
+}  // namespace segrun::data

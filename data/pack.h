@@ -1,0 +1,53 @@
+#pragma once
+// Packing: real ADE20K / Cityscapes folders -> a sharded store (docs/store-format.md).
+// Every rank of `comm` calls pack_store with the same options. Records (sorted source list) are
+// split contiguously across `shards`; rank r writes shards r, r+W, r+2W, ... Each shard is written
+// to a temp name and renamed when complete; the per-class presence is combined into the split's
+// co-occurrence matrix with one allreduce, and rank 0 writes the manifest last (atomically) after
+// every shard exists. A store is valid only once its manifest exists.
+// Errors (DataError, naming the file): missing folders, an image without annotation, an
+// undecodable image, a label that is not 8-bit single-channel or not the image's size, a raw label
+// value outside the layout's range, an existing non-empty `out`. A failure on one rank makes every
+// rank throw (no rank is left waiting in a collective).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/classes.h"
+
+namespace segrun::dist {
+class Communicator;
+}
+
+namespace segrun::data {
+
+struct PackOptions {
+  Layout layout = Layout::kAde20k;
+  std::string root;   // dataset folder (ADE20K: the folder holding ADEChallengeData2016, or that folder)
+  std::string split;  // ADE20K: training|validation (train|val accepted); Cityscapes: train|val
+  std::string out;    // store directory to create
+  int shards = 1;
+};
+
+struct PackSummary {
+  int64_t records = 0;
+  int shards = 0;
+  std::string manifest;                  // path of the manifest written
+  std::vector<int64_t> images_per_class;  // diagonal of the co-occurrence matrix
+};
+
+// One source record found by scanning: image, its annotation, and the stem used as its name.
+struct SourceRecord {
+  std::string image;
+  std::string annotation;
+  std::string name;
+};
+
+// Sorted list of the split's records; DataError for a missing folder, an image without
+// annotation, or an empty split.
+std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split);
+
+PackSummary pack_store(const PackOptions& options, dist::Communicator& comm);
+
+}  // namespace segrun::data

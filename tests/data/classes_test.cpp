@@ -1,0 +1,85 @@
+// Label conventions against hand-written tables (mmsegmentation / cityscapesScripts).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "data/classes.h"
+
+namespace segrun::data {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Classes, AdeNamesAndCount) {
+  const auto& names = class_names(Layout::kAde20k);
+  ASSERT_EQ(names.size(), 150u);
+  EXPECT_EQ(names[0], "wall");
+  EXPECT_EQ(names[7], "bed");  // mmseg writes 'bed ' with a trailing space
+  EXPECT_EQ(names[12], "person");
+  EXPECT_EQ(names[44], "chest of drawers");
+  EXPECT_EQ(names[149], "flag");
+  EXPECT_EQ(num_classes(Layout::kAde20k), 150);
+}
+
+TEST(Classes, CityscapesNames) {
+  const std::vector<std::string> expected = {
+      "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+      "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"};
+  EXPECT_EQ(class_names(Layout::kCityscapes), expected);
+}
+
+TEST(Classes, AdeReduceZeroLabel) {
+  const auto& lut = label_lut(Layout::kAde20k);
+  EXPECT_EQ(lut[0], 255);
+  EXPECT_EQ(lut[1], 0);
+  EXPECT_EQ(lut[2], 1);
+  EXPECT_EQ(lut[8], 7);
+  EXPECT_EQ(lut[150], 149);
+  EXPECT_EQ(lut[255], 255);
+  EXPECT_EQ(lut[151], kInvalidLabel);
+  EXPECT_EQ(lut[173], kInvalidLabel);
+  EXPECT_EQ(lut[254], kInvalidLabel);
+  for (int k = 1; k <= 150; ++k) EXPECT_EQ(lut[k], k - 1) << k;
+}
+
+TEST(Classes, CityscapesLabelIdsToTrainIdsFullTable) {
+  // labelId -> trainId from cityscapesScripts labels.py; everything else is ignore.
+  std::array<int, 256> expected{};
+  expected.fill(255);
+  expected[7] = 0;
+  expected[8] = 1;
+  expected[11] = 2;
+  expected[12] = 3;
+  expected[13] = 4;
+  expected[17] = 5;
+  expected[19] = 6;
+  expected[20] = 7;
+  expected[21] = 8;
+  expected[22] = 9;
+  expected[23] = 10;
+  expected[24] = 11;
+  expected[25] = 12;
+  expected[26] = 13;
+  expected[27] = 14;
+  expected[28] = 15;
+  expected[31] = 16;
+  expected[32] = 17;
+  expected[33] = 18;
+  const auto& lut = label_lut(Layout::kCityscapes);
+  for (int v = 0; v < 256; ++v) EXPECT_EQ(lut[v], expected[v]) << "labelId " << v;
+}
+
+TEST(Classes, ParseLayout) {
+  EXPECT_EQ(parse_layout("ade20k"), Layout::kAde20k);
+  EXPECT_EQ(parse_layout("cityscapes"), Layout::kCityscapes);
+  try {
+    parse_layout("coco");
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("coco"));
+    EXPECT_THAT(e.what(), HasSubstr("ade20k, cityscapes"));
+  }
+}
+
+}  // namespace
+}  // namespace segrun::data

@@ -1,0 +1,44 @@
+#pragma once
+// Local/multi-host launch through Open MPI's mpirun: builds the command line that starts N ranks
+// of the same segrun subcommand, and runs it as a child process, forwarding SIGINT, SIGTERM and
+// SIGUSR1 so that a Ctrl-C or a scheduler's preemption signal reaches every rank (each rank then
+// checkpoints and exits cleanly). As root it adds --allow-run-as-root; it exports
+// OMP_NUM_THREADS = cores per host / ranks per host so LibTorch threads never oversubscribe.
+// Host lists follow Open MPI's syntax "host:slots,host:slots" and are validated first.
+
+#include <string>
+#include <vector>
+
+namespace segrun::cluster {
+
+struct HostSlots {
+  std::string host;
+  int slots = 1;
+};
+
+// "a:4,b:4" -> {{a,4},{b,4}}; "a" means one slot. Throws ClusterError naming the bad entry.
+std::vector<HostSlots> parse_hosts(const std::string& hosts);
+
+struct LaunchOptions {
+  int ranks = 1;
+  std::string hosts;                  // "" = this machine only
+  std::vector<std::string> command;   // the program and its arguments, run on every rank
+  std::string mpirun = "mpirun";
+  bool allow_run_as_root = false;     // set automatically when running as root
+  int threads_per_rank = 0;           // 0 = cores / ranks on this host (at least 1)
+};
+
+std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
+
+// Runs argv (argv[0] looked up in PATH), forwarding stop signals; returns its exit code
+// (128 + signal when it was killed). Throws ClusterError when it cannot be started.
+int run_and_wait(const std::vector<std::string>& argv);
+
+// Shell-quotes one argument (for printing the command a user can paste).
+std::string shell_quote(const std::string& arg);
+std::string shell_join(const std::vector<std::string>& argv);
+
+// Absolute path of the running executable (/proc/self/exe).
+std::string self_executable();
+
+}  // namespace segrun::cluster

@@ -1,0 +1,127 @@
+#include "engine/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::regex kCheckpointName(R"(iter_(\d+)\.pt)");
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return found;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    std::string name = entry.path().filename().string();
+    if (std::regex_match(name, m, kCheckpointName))
+      found.emplace_back(std::stoll(m[1].str()), entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+std::string shape_string(const torch::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
+                            torch::nn::Module& model, torch::optim::Optimizer& optimizer, int keep) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string final_path = dir + "/iter_" + std::to_string(meta.next_iter) + ".pt";
+  const std::string tmp_path = temp_path_for(final_path);
+  try {
+    torch::serialize::OutputArchive archive;
+    archive.write("meta.next_iter", c10::IValue(meta.next_iter));
+    archive.write("meta.seed", c10::IValue(static_cast<int64_t>(meta.seed)));
+    archive.write("meta.world_size", c10::IValue(static_cast<int64_t>(meta.world_size)));
+    archive.write("meta.model_signature", c10::IValue(meta.model_signature));
+    for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value(), false);
+    for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value(), true);
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer.save(optimizer_archive);
+    archive.write("optimizer", optimizer_archive);
+    archive.save_to(tmp_path);
+  } catch (const c10::Error& e) {
+    fs::remove(tmp_path, ec);
+    throw CheckpointError(final_path + ": cannot write checkpoint: " + e.what_without_backtrace());
+  }
+  commit_file(tmp_path, final_path);
+  write_file_atomic(dir + "/latest", fs::path(final_path).filename().string() + "\n");
+  auto all = list_checkpoints(dir);
+  for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i)
+    fs::remove(all[i].second, ec);
+  return final_path;
+}
+
+CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature,
+                               torch::nn::Module& model, torch::optim::Optimizer* optimizer) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": checkpoint not found");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    throw CheckpointError(path + ": not a readable segrun checkpoint (truncated or foreign file)");
+  }
+  CheckpointMeta meta;
+  c10::IValue value;
+  auto read_meta = [&](const char* key) -> c10::IValue {
+    c10::IValue v;
+    if (!archive.try_read(key, v))
+      throw CheckpointError(path + ": missing '" + key + "' (not a segrun checkpoint)");
+    return v;
+  };
+  meta.next_iter = read_meta("meta.next_iter").toInt();
+  meta.seed = static_cast<uint64_t>(read_meta("meta.seed").toInt());
+  meta.world_size = static_cast<int>(read_meta("meta.world_size").toInt());
+  meta.model_signature = read_meta("meta.model_signature").toStringRef();
+  if (!expected_signature.empty() && meta.model_signature != expected_signature)
+    throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature +
+                          "', the config builds '" + expected_signature + "'");
+  torch::NoGradGuard no_grad;
+  auto load_tensor = [&](const std::string& name, torch::Tensor& target, bool is_buffer) {
+    torch::Tensor stored;
+    if (!archive.try_read("model." + name, stored, is_buffer))
+      throw CheckpointError(path + ": " + (is_buffer ? "buffer" : "parameter") + " '" + name +
+                            "' is missing (checkpoint from a different model?)");
+    if (!stored.sizes().equals(target.sizes()))
+      throw CheckpointError(path + ": '" + name + "' has shape " + shape_string(stored) +
+                            ", the model expects " + shape_string(target));
+    target.copy_(stored);
+  };
+  for (auto& p : model.named_parameters()) load_tensor(p.key(), p.value(), false);
+  for (auto& b : model.named_buffers()) load_tensor(b.key(), b.value(), true);
+  if (optimizer) {
+    torch::serialize::InputArchive optimizer_archive;
+    if (!archive.try_read("optimizer", optimizer_archive))
+      throw CheckpointError(path + ": optimizer state is missing");
+    try {
+      optimizer->load(optimizer_archive);
+    } catch (const c10::Error& e) {
+      throw CheckpointError(path + ": optimizer state does not match the model: " +
+                            e.what_without_backtrace());
+    }
+  }
+  return meta;
+}
+
+std::string latest_checkpoint(const std::string& dir) {
+  auto all = list_checkpoints(dir);
+  return all.empty() ? "" : all.back().second;
+}
+
+}  // namespace segrun::engine

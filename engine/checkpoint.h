@@ -1,0 +1,35 @@
+#pragma once
+// Training checkpoints: everything needed to resume bit-for-bit. A checkpoint holds the model's
+// parameters and buffers by name, the optimizer state, the next iteration, and the run's identity
+// (seed, world size, model signature). The data order and every random draw are functions of
+// (seed, iteration, sample), so the iteration is the whole sampler/RNG position.
+// save_checkpoint writes "<dir>/iter_<n>.pt" through a temp file + fsync + rename (a crash never
+// leaves a partial file under the final name), updates "<dir>/latest", and keeps the newest
+// `keep` checkpoints. Only rank 0 calls it. Loading checks every name and shape and throws
+// CheckpointError naming the file and the first mismatch.
+
+#include <torch/torch.h>
+
+#include <optional>
+#include <string>
+
+namespace segrun::engine {
+
+struct CheckpointMeta {
+  int64_t next_iter = 0;   // the iteration training continues from
+  uint64_t seed = 0;
+  int world_size = 1;
+  std::string model_signature;  // e.g. "clip_rn50/w16/fpn/K150"
+};
+
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
+                            torch::nn::Module& model, torch::optim::Optimizer& optimizer, int keep);
+
+// Loads into model (and optimizer when given). Returns the stored meta.
+CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature,
+                               torch::nn::Module& model, torch::optim::Optimizer* optimizer);
+
+// The newest complete checkpoint in dir ("" when none): highest iter_<n>.pt.
+std::string latest_checkpoint(const std::string& dir);
+
+}  // namespace segrun::engine

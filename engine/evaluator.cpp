@@ -1,0 +1,103 @@
+#include "engine/evaluator.h"
+
+#include <opencv2/imgcodecs.hpp>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "data/loader.h"
+#include "data/store.h"
+#include "models/segmentor.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor resize_bilinear(const torch::Tensor& x, int64_t h, int64_t w) {
+  if (x.size(2) == h && x.size(3) == w) return x;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{h, w})
+                               .mode(torch::kBilinear)
+                               .align_corners(false));
+}
+
+// mmseg slide_inference: windows of `crop` every `stride`, the last one flush with the border.
+torch::Tensor slide_logits(models::SegmentorImpl& model, const torch::Tensor& image,
+                           const EvalConfig& eval) {
+  const int64_t height = image.size(2), width = image.size(3);
+  const int64_t crop_h = eval.crop[0], crop_w = eval.crop[1];
+  const int64_t stride_h = eval.stride[0], stride_w = eval.stride[1];
+  const int64_t grids_h = std::max<int64_t>(height - crop_h + stride_h - 1, 0) / stride_h + 1;
+  const int64_t grids_w = std::max<int64_t>(width - crop_w + stride_w - 1, 0) / stride_w + 1;
+  torch::Tensor sum = torch::zeros({1, model.num_classes(), height, width});
+  torch::Tensor count = torch::zeros({1, 1, height, width});
+  for (int64_t gy = 0; gy < grids_h; ++gy) {
+    for (int64_t gx = 0; gx < grids_w; ++gx) {
+      int64_t y1 = gy * stride_h, x1 = gx * stride_w;
+      int64_t y2 = std::min(y1 + crop_h, height), x2 = std::min(x1 + crop_w, width);
+      y1 = std::max<int64_t>(y2 - crop_h, 0);
+      x1 = std::max<int64_t>(x2 - crop_w, 0);
+      torch::Tensor window = image.slice(2, y1, y2).slice(3, x1, x2).contiguous();
+      torch::Tensor logits = model.predict_logits(window);
+      sum.slice(2, y1, y2).slice(3, x1, x2).add_(logits);
+      count.slice(2, y1, y2).slice(3, x1, x2).add_(1);
+    }
+  }
+  return sum / count;
+}
+
+}  // namespace
+
+torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image,
+                           const EvalConfig& eval) {
+  if (eval.mode == "slide") return slide_logits(model, image, eval);
+  return model.predict_logits(image);
+}
+
+SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
+                    dist::Communicator& comm, const EvalRequest& request) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  IoUAccumulator accumulator(store.num_classes(), store.ignore_index());
+  const auto test_options = data::test_transform_options(config.data);
+  int64_t total = store.size();
+  if (request.limit >= 0) total = std::min(total, request.limit);
+  if (!request.save_pred_dir.empty()) std::filesystem::create_directories(request.save_pred_dir);
+
+  for (int64_t index : data::val_indices(total, comm.rank(), comm.size())) {
+    data::ValSample sample = data::load_val_sample(store, index, test_options);
+    const int64_t height = sample.label.size(0), width = sample.label.size(1);
+    torch::Tensor probs = torch::zeros({1, model.num_classes(), height, width});
+    for (double scale : config.eval.scales) {
+      torch::Tensor image = sample.image;
+      if (scale != 1.0) {
+        auto h = static_cast<int64_t>(std::lround(image.size(2) * scale));
+        auto w = static_cast<int64_t>(std::lround(image.size(3) * scale));
+        image = resize_bilinear(image, std::max<int64_t>(h, 1), std::max<int64_t>(w, 1));
+      }
+      for (bool flip : {false, true}) {
+        if (flip && !config.eval.flip) continue;
+        torch::Tensor input = flip ? image.flip({3}) : image;
+        torch::Tensor logits = infer_logits(model, input, config.eval);
+        if (flip) logits = logits.flip({3});
+        probs += torch::softmax(resize_bilinear(logits, height, width), 1);
+      }
+    }
+    torch::Tensor pred = probs.argmax(1)[0];
+    accumulator.add(pred, sample.label);
+    if (!request.save_pred_dir.empty()) {
+      torch::Tensor pred_u8 = pred.to(torch::kUInt8).contiguous();
+      cv::Mat png(static_cast<int>(height), static_cast<int>(width), CV_8U, pred_u8.data_ptr<uint8_t>());
+      const std::string path = request.save_pred_dir + "/" + sample.name + ".png";
+      if (!cv::imwrite(path, png)) throw IoError(path + ": cannot write prediction");
+    }
+  }
+  torch::Tensor& areas = accumulator.mutable_areas();
+  comm.allreduce(areas);
+  if (was_training) model.train();
+  return accumulator.summarize();
+}
+
+}  // namespace segrun::engine

@@ -1,0 +1,302 @@
+#include "engine/trainer.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/classes.h"
+#include "data/loader.h"
+#include "data/store.h"
+#include "dist/communicator.h"
+#include "dist/grad_sync.h"
+#include "engine/checkpoint.h"
+#include "engine/evaluator.h"
+#include "engine/label_io.h"
+#include "engine/lr_schedule.h"
+#include "engine/run_dir.h"
+#include "models/segmentor.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> g_stop_signal{0};  // set only by signal handlers; read at iteration ends
+
+extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
+
+std::string model_signature(const Config& config, int num_classes) {
+  return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" +
+         config.model.head + "/K" + std::to_string(num_classes);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", static_cast<long>(s / 3600),
+                static_cast<long>((s / 60) % 60), static_cast<long>(s % 60));
+  return buf;
+}
+
+nlohmann::ordered_json metrics_json(const SegMetrics& m, const std::vector<std::string>& names) {
+  return nlohmann::ordered_json::parse(metrics_to_json(m, names));
+}
+
+// Checks that a store can feed this config: the class count follows data.layout.
+void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config) {
+  const auto expected = data::class_names(data::parse_layout(config.data.layout)).size();
+  if (static_cast<size_t>(store.num_classes()) != expected)
+    throw DataError(path + ": store has " + std::to_string(store.num_classes()) +
+                    " classes but data.layout = \"" + config.data.layout + "\" has " +
+                    std::to_string(expected));
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(models::SegmentorImpl& model, const TrainConfig& t) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  auto backbone = model.backbone_parameters();
+  auto head = model.head_parameters();
+  auto options = [&](double lr) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(lr).weight_decay(t.weight_decay).betas({0.9, 0.999}).eps(1e-8));
+  };
+  groups.emplace_back(backbone, options(t.lr * t.backbone_lr_mult));
+  groups.emplace_back(head, options(t.lr));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(t.lr));
+}
+
+void set_learning_rates(torch::optim::AdamW& optimizer, double lr, double backbone_mult) {
+  auto& groups = optimizer.param_groups();
+  static_cast<torch::optim::AdamWOptions&>(groups[0].options()).lr(lr * backbone_mult);
+  static_cast<torch::optim::AdamWOptions&>(groups[1].options()).lr(lr);
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &action, nullptr);
+}
+
+bool stop_requested() { return g_stop_signal.load() != 0; }
+
+TrainOutcome train(const Config& config, const dist::RankContext& context, const TrainRequest& request) {
+  const auto started = Clock::now();
+  SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
+  RunDir run(request.run_dir);
+  auto comm = std::shared_ptr<dist::Communicator>(dist::make_communicator(config.dist.backend, context));
+  const bool root = context.is_root();
+
+  // Refuse to silently overwrite a run that has progress unless asked to resume.
+  std::string resume_path;
+  if (request.resume == "auto") {
+    resume_path = latest_checkpoint(run.checkpoint_dir());
+  } else if (!request.resume.empty()) {
+    resume_path = request.resume;
+  } else if (!latest_checkpoint(run.checkpoint_dir()).empty()) {
+    throw ConfigError(run.root() + ": run directory already has checkpoints; pass --resume auto to "
+                      "continue it, or choose another --run-dir");
+  }
+
+  run.create();
+  log::LogOptions log_options;
+  log_options.rank = context.world_rank;
+  log_options.world = context.world_size;
+  log_options.dir = run.log_dir();
+  log_options.level = config.log.level;
+  log::init_logging(log_options);
+  if (root) {
+    write_file_atomic(run.config_path(), to_toml(config));
+    run.write_status(RunState::kRunning);
+  }
+  install_stop_handlers();
+
+  TrainOutcome outcome;
+  try {
+    SEGRUN_CHECK(!config.data.store.empty(), ConfigError,
+                 (config.source.empty() ? "config" : config.source) << ": data.store: not set");
+    auto store = std::make_shared<data::StoreReader>(config.data.store);
+    check_store_matches(*store, config.data.store, config);
+    std::shared_ptr<data::StoreReader> val_store;
+    if (!config.data.val_store.empty()) {
+      val_store = std::make_shared<data::StoreReader>(config.data.val_store);
+      check_store_matches(*val_store, config.data.val_store, config);
+    }
+    const int num_classes = store->num_classes();
+    outcome.class_names = store->class_names();
+
+    models::BuildOptions build;
+    build.config = config.model;
+    build.num_classes = num_classes;
+    build.class_names = store->class_names();
+    build.comm = comm;
+    build.crop_size = config.data.crop[0];
+    torch::manual_seed(hash_key(config.train.seed, 0, 0, static_cast<uint64_t>(RngPurpose::kInit)));
+    auto model = models::build_segmentor(build);
+    dist::broadcast_module_state(*model, *comm);
+    auto optimizer = make_optimizer(*model, config.train);
+    const std::string signature = model_signature(config, num_classes);
+
+    int64_t start_iter = 0;
+    if (!resume_path.empty()) {
+      CheckpointMeta meta = load_checkpoint(resume_path, signature, *model, optimizer.get());
+      if (meta.seed != config.train.seed)
+        log::warn("resuming {} written with seed {} under train.seed = {}", resume_path, meta.seed,
+                  config.train.seed);
+      start_iter = meta.next_iter;
+      log::info("resumed from {} at iteration {}", resume_path, start_iter);
+    }
+
+    dist::GradientSync grad_sync(model->parameters(), comm, config.dist.bucket_mb);
+    data::TrainLoader loader(store, config.data, context.world_rank, context.world_size,
+                             config.train.seed, start_iter);
+
+    LrScheduleOptions schedule{config.train.lr,           config.train.iters,      config.train.warmup_iters,
+                               config.train.warmup_ratio, config.train.poly_power, config.train.min_lr};
+    const int64_t global_batch = static_cast<int64_t>(config.data.batch_per_rank) * context.world_size;
+    log::info("training {} for {} iterations on {} rank(s) x batch {} ({} threads/rank), backend {}",
+              signature, config.train.iters, context.world_size, config.data.batch_per_rank,
+              context.intra_op_threads, comm->backend_name());
+
+    auto evaluate_now = [&](int64_t iter) {
+      if (!val_store) return;
+      auto t0 = Clock::now();
+      SegMetrics m = evaluate(*model, *val_store, config, *comm);
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      log::info("iter {} val: mIoU {:.2f} mAcc {:.2f} aAcc {:.2f} ({:.1f}s)", iter, m.mIoU, m.mAcc,
+                m.aAcc, secs);
+      if (root) {
+        nlohmann::ordered_json line = metrics_json(m, outcome.class_names);
+        line["iter"] = iter;
+        line["mode"] = "val";
+        run.append_metrics(line.dump());
+      }
+      outcome.metrics = m;
+      outcome.evaluated = true;
+    };
+    auto checkpoint_now = [&](int64_t next_iter) {
+      if (root) {
+        CheckpointMeta meta{next_iter, config.train.seed, context.world_size, signature};
+        auto path = save_checkpoint(run.checkpoint_dir(), meta, *model, *optimizer,
+                                    config.train.keep_checkpoints);
+        log::info("checkpoint {}", path);
+      }
+      comm->barrier();
+    };
+
+    model->train();
+    auto window_start = Clock::now();
+    int64_t window_iters = 0;
+    double window_loss = 0;
+    double window_wait = 0;  // seconds this rank waited for data in the window
+    int64_t iter = start_iter;
+    bool stopped = false;
+    torch::Tensor stop_flag = torch::zeros({1}, torch::kInt32);
+    for (; iter < config.train.iters; ++iter) {
+      const double lr = lr_at(schedule, iter);
+      set_learning_rates(*optimizer, lr, config.train.backbone_lr_mult);
+      // Dropout and other torch-side randomness: a function of (seed, iteration, rank).
+      torch::manual_seed(hash_key(config.train.seed, static_cast<uint64_t>(iter),
+                                  static_cast<uint64_t>(context.world_rank),
+                                  static_cast<uint64_t>(RngPurpose::kInit)));
+      const auto wait_start = Clock::now();
+      data::Batch batch = loader.next();
+      window_wait += std::chrono::duration<double>(Clock::now() - wait_start).count();
+      optimizer->zero_grad();
+      models::LossTerms loss = model->loss(batch.images, batch.labels);
+      const double loss_value = loss.total.item<double>();
+      if (!std::isfinite(loss_value))
+        throw Error("iteration " + std::to_string(iter) + ": loss is " + std::to_string(loss_value) +
+                    " on rank " + std::to_string(context.world_rank) +
+                    "; lower train.lr or set train.grad_clip");
+      loss.total.backward();
+      grad_sync.synchronize();
+      if (config.train.grad_clip > 0)
+        torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
+      optimizer->step();
+      window_loss += loss_value;
+      ++window_iters;
+
+      const int64_t done = iter + 1;
+      if (done % config.log.interval == 0 || done == config.train.iters) {
+        torch::Tensor mean_loss = torch::tensor({window_loss / window_iters}, torch::kFloat64);
+        comm->allreduce(mean_loss);
+        const double avg_loss = mean_loss.item<double>() / context.world_size;
+        const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
+        const double images_per_s = secs > 0 ? window_iters * global_batch / secs : 0;
+        const double eta = secs / window_iters * static_cast<double>(config.train.iters - done);
+        log::info("iter {}/{} loss {:.4f} lr {:.3e} {:.1f} img/s eta {}", done, config.train.iters,
+                  avg_loss, lr, images_per_s, format_duration(eta));
+        if (root) {
+          nlohmann::ordered_json line{{"iter", done}, {"mode", "train"}, {"loss", avg_loss}, {"lr", lr},
+                              {"images_per_s", images_per_s}, {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0}};
+          run.append_metrics(line.dump());
+        }
+        window_start = Clock::now();
+        window_iters = 0;
+        window_loss = 0;
+        window_wait = 0;
+      }
+      const bool last = done == config.train.iters;
+      if (!last && config.train.eval_interval > 0 && done % config.train.eval_interval == 0) {
+        evaluate_now(done);
+        model->train();
+      }
+      if (!last && config.train.checkpoint_interval > 0 && done % config.train.checkpoint_interval == 0)
+        checkpoint_now(done);
+      // All ranks agree on a stop request so that none waits in a collective alone.
+      stop_flag[0] = stop_requested() ? 1 : 0;
+      comm->allreduce(stop_flag, dist::ReduceOp::kMax);
+      if (stop_flag[0].item<int>() != 0 && !last) {
+        ++iter;
+        stopped = true;
+        break;
+      }
+    }
+    outcome.iterations = iter;
+    if (stopped) {
+      checkpoint_now(iter);
+      if (root) run.write_status(RunState::kPreempted, "stopped by signal at iteration " + std::to_string(iter));
+      log::warn("stop requested: checkpointed at iteration {}; continue with --resume auto", iter);
+      outcome.finished = false;
+    } else {
+      checkpoint_now(config.train.iters);
+      evaluate_now(config.train.iters);
+      outcome.finished = true;
+    }
+    outcome.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    if (root && outcome.finished) {
+      nlohmann::ordered_json result = outcome.evaluated ? metrics_json(outcome.metrics, outcome.class_names)
+                                                : nlohmann::ordered_json::object();
+      result["iterations"] = outcome.iterations;
+      result["seconds"] = outcome.seconds;
+      result["world_size"] = context.world_size;
+      result["name"] = config.name;
+      write_file_atomic(run.result_path(), result.dump(2) + "\n");
+      run.write_status(RunState::kDone);
+    }
+  } catch (const std::exception& e) {
+    if (root) {
+      try {
+        run.write_status(RunState::kFailed, e.what());
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+  return outcome;
+}
+
+}  // namespace segrun::engine

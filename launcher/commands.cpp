@@ -1,0 +1,195 @@
+// Rank-level and data subcommands: synth, pack, inspect, train, eval, metrics, config.
+#include "launcher/commands.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "core/atomic_file.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "data/classes.h"
+#include "data/inspect.h"
+#include "data/pack.h"
+#include "data/store.h"
+#include "data/synth.h"
+#include "dist/communicator.h"
+#include "engine/checkpoint.h"
+#include "engine/evaluator.h"
+#include "engine/label_io.h"
+#include "engine/trainer.h"
+#include "models/segmentor.h"
+#include "sweeps/table.h"
+
+namespace segrun::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Exit code of a run stopped by a signal after checkpointing (sysexits EX_TEMPFAIL): a
+// scheduler wrapper can tell "resume me" from success and from failure.
+constexpr int kExitPreempted = 75;
+
+std::pair<int, int> parse_size(const std::string& text) {
+  int h = 0, w = 0;
+  char x = 0;
+  std::istringstream in(text);
+  if (!(in >> h >> x >> w) || (x != 'x' && x != 'X') || !in.eof() || h < 16 || w < 16 || h > 8192 ||
+      w > 8192)
+    throw ConfigError("--size '" + text + "': expected HxW with 16 <= H, W <= 8192 (e.g. 128x160)");
+  return {h, w};
+}
+
+void init_rank_logging(const dist::RankContext& context, const std::string& level = "info") {
+  log::LogOptions options;
+  options.rank = context.world_rank;
+  options.world = context.world_size;
+  options.level = level;
+  log::init_logging(options);
+}
+
+sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector<std::string>& names) {
+  sweeps::ClassTable table;
+  table.class_names = names;
+  table.iou = m.iou;
+  table.acc = m.acc;
+  table.mIoU = m.mIoU;
+  table.mAcc = m.mAcc;
+  table.aAcc = m.aAcc;
+  return table;
+}
+
+}  // namespace
+
+const dist::RankContext& MpiHolder::context() {
+  if (!session_) session_ = std::make_unique<dist::MpiSession>(argc_, argv_);
+  return session_->context();
+}
+
+int run_synth(const SynthCommand& cmd) {
+  data::SynthOptions options;
+  options.layout = data::parse_layout(cmd.layout);
+  options.out = cmd.out;
+  if (cmd.train < 1 || cmd.val < 1) throw ConfigError("--train and --val must be at least 1");
+  options.train = cmd.train;
+  options.val = cmd.val;
+  std::tie(options.height, options.width) = parse_size(cmd.size);
+  options.seed = cmd.seed;
+  data::synthesize(options);
+  log::info("wrote synthetic {} layout to {} ({} train, {} val, {}x{})", cmd.layout, cmd.out, cmd.train,
+            cmd.val, options.height, options.width);
+  return 0;
+}
+
+int run_pack(const PackCommand& cmd, MpiHolder& mpi) {
+  data::PackOptions options;
+  options.layout = data::parse_layout(cmd.layout);
+  options.root = cmd.root;
+  options.split = cmd.split;
+  options.out = cmd.out;
+  if (cmd.shards < 1) throw ConfigError("--shards must be at least 1");
+  options.shards = cmd.shards;
+  const auto& context = mpi.context();
+  init_rank_logging(context);
+  auto comm = dist::make_communicator("mpi", context);
+  data::PackSummary summary = data::pack_store(options, *comm);
+  log::info("packed {} records of {}/{} into {} shard(s): {}", summary.records, cmd.root, cmd.split,
+            summary.shards, summary.manifest);
+  return 0;
+}
+
+int run_inspect(const InspectCommand& cmd) {
+  data::StoreSummary summary = data::inspect_store(cmd.store, cmd.verify);
+  std::cout << (cmd.json ? data::to_json(summary) : data::to_text(summary)) << std::flush;
+  if (!cmd.json && summary.crc_failures.empty()) std::cout << "\n";
+  return summary.crc_failures.empty() ? 0 : 1;
+}
+
+int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
+  Config config = load_config(cmd.config, cmd.overrides);
+  const auto& context = mpi.context();
+  init_rank_logging(context, config.log.level);
+  engine::TrainRequest request;
+  request.run_dir = cmd.run_dir.empty() ? "runs/" + config.name : cmd.run_dir;
+  request.resume = cmd.resume;
+  engine::TrainOutcome outcome = engine::train(config, context, request);
+  if (!outcome.finished) return kExitPreempted;
+  if (context.is_root()) {
+    if (outcome.evaluated) {
+      std::cout << sweeps::format_class_table(class_table_of(outcome.metrics, outcome.class_names),
+                                              sweeps::TableFormat::kText, /*skip_nan_rows=*/true);
+    }
+    std::cout << "run directory: " << request.run_dir << " (" << outcome.iterations << " iterations, "
+              << std::lround(outcome.seconds) << " s)\n";
+  }
+  return 0;
+}
+
+int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
+  Config config = load_config(cmd.config, cmd.overrides);
+  if (config.data.val_store.empty())
+    throw ConfigError(cmd.config + ": data.val_store: not set (eval needs a validation store)");
+  const auto& context = mpi.context();
+  init_rank_logging(context, config.log.level);
+  auto comm = std::shared_ptr<dist::Communicator>(dist::make_communicator(config.dist.backend, context));
+  data::StoreReader store(config.data.val_store);
+  models::BuildOptions build;
+  build.config = config.model;
+  build.num_classes = store.num_classes();
+  build.class_names = store.class_names();
+  build.comm = comm;
+  build.crop_size = config.data.crop[0];
+  auto model = models::build_segmentor(build);
+  engine::load_checkpoint(cmd.checkpoint, "", *model, nullptr);
+  engine::EvalRequest request;
+  request.save_pred_dir = cmd.save_pred;
+  engine::SegMetrics metrics = engine::evaluate(*model, store, config, *comm, request);
+  if (context.is_root()) {
+    if (cmd.json)
+      std::cout << engine::metrics_to_json(metrics, store.class_names()) << "\n";
+    else
+      std::cout << sweeps::format_class_table(class_table_of(metrics, store.class_names()),
+                                              sweeps::TableFormat::kText, true);
+  }
+  return 0;
+}
+
+int run_metrics(const MetricsCommand& cmd) {
+  engine::MetricsCommandOptions options;
+  options.pred_dir = cmd.pred_dir;
+  options.gt_dir = cmd.gt_dir;
+  if (cmd.num_classes < 1 || cmd.num_classes > 255)
+    throw ConfigError("--num-classes must be in 1..255 (got " + std::to_string(cmd.num_classes) + ")");
+  options.num_classes = cmd.num_classes;
+  options.ignore_index = cmd.ignore_index;
+  options.reduce_zero_label = cmd.reduce_zero_label;
+  options.json = cmd.json;
+  engine::SegMetrics metrics = engine::evaluate_label_dirs(options);
+  if (cmd.json)
+    std::cout << engine::metrics_to_json(metrics, {}) << "\n";
+  else
+    std::cout << sweeps::format_class_table(class_table_of(metrics, {}), sweeps::TableFormat::kText, true);
+  return 0;
+}
+
+int run_config(const ConfigCommand& cmd) {
+  std::cout << to_toml(load_config(cmd.config, cmd.overrides));
+  return 0;
+}
+
+std::pair<double, int> read_result_headline(const std::string& result_json_path) {
+  nlohmann::ordered_json result;
+  try {
+    result = nlohmann::ordered_json::parse(read_file(result_json_path));
+    int classes = 0;
+    for (const auto& item : result.at("per_class").items()) classes += item.value().is_null() ? 0 : 1;
+    return {result.at("mIoU").is_null() ? NAN : result.at("mIoU").get<double>(), classes};
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(result_json_path + ": not a segrun result: " + e.what());
+  }
+}
+
+}  // namespace segrun::launcher

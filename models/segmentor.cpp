@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/log.h"
+#include "models/clip_checkpoint.h"
 #include "models/losses.h"
 
 namespace segrun::models {
@@ -85,6 +87,15 @@ FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(o
   backbone.with_attnpool = false;
   backbone.norm = norm;
   backbone_ = register_module("backbone", ClipResNet(backbone));
+  if (!options.config.pretrained.empty()) {
+    WeightImportOptions weights;
+    weights.path = options.config.pretrained;
+    weights.prefix = "visual.";
+    weights.skip_prefixes = {"attnpool."};  // the FPN baseline has no attention pooling
+    WeightImportReport report = import_torchscript_weights(weights, *backbone_);
+    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped)", report.loaded,
+              options.config.pretrained, report.skipped);
+  }
 
   FpnNeckOptions neck;
   neck.in_channels = backbone_->spec().stage_channels();

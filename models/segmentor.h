@@ -56,6 +56,8 @@ std::vector<std::string> segmentor_heads();
 
 // Semantic FPN baseline (head = "fpn"): CLIP ModifiedResNet without attention pooling (as
 // DenseCLIP's CLIPResNet baseline) -> FPN neck -> Semantic FPN head; loss = mmseg CE ("loss_seg").
+// config.pretrained (an OpenAI CLIP TorchScript archive) initializes the backbone from its
+// visual.* tensors (clip_checkpoint.h); the neck and head start from their own init.
 class FpnSegmentorImpl : public SegmentorImpl {
  public:
   explicit FpnSegmentorImpl(const BuildOptions& options);

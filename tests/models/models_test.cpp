@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "dist/sync_batch_norm.h"
+#include "models/clip_checkpoint.h"
 #include "models/clip_resnet.h"
 #include "models/fpn_head.h"
 #include "models/losses.h"
@@ -482,6 +483,109 @@ TEST(ModelsSegmentor, ConfigErrorsNameTheKey) {
   message = message_of(config);
   EXPECT_NE(message.find("model.norm"), std::string::npos) << message;
   EXPECT_NE(message.find("frozen_bn"), std::string::npos) << message;
+}
+
+// ---- pretrained CLIP weights -------------------------------------------------------------------
+
+class ModelsPretrained : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    archive_ = new std::string(temp_file("clip_archive"));
+    const std::string expected_path = temp_file("clip_expected");
+    const std::string command = std::string(SEGRUN_TEST_PYTHON) + " " + SEGRUN_TEST_SOURCE_DIR +
+                                "/tests/models/make_clip_archive.py " + *archive_ + " " + expected_path + " 8";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    c10::IValue loaded = torch::pickle_load(read_bytes(expected_path));
+    std::remove(expected_path.c_str());
+    expected_ = new std::map<std::string, torch::Tensor>();
+    for (const auto& item : loaded.toGenericDict()) (*expected_)[item.key().toStringRef()] = item.value().toTensor();
+  }
+  static void TearDownTestSuite() {
+    std::remove(archive_->c_str());
+    delete archive_;
+    delete expected_;
+  }
+  static std::string* archive_;
+  static std::map<std::string, torch::Tensor>* expected_;
+};
+std::string* ModelsPretrained::archive_ = nullptr;
+std::map<std::string, torch::Tensor>* ModelsPretrained::expected_ = nullptr;
+
+TEST_F(ModelsPretrained, FpnBackboneLoadsVisualTensorsByName) {
+  ModelConfig config = tiny_config();
+  config.pretrained = *archive_;
+  auto model = std::dynamic_pointer_cast<FpnSegmentorImpl>(build_segmentor(tiny_build(config)));
+  ASSERT_TRUE(model);
+  int64_t compared = 0;
+  for (const auto& item : model->backbone()->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
+    ++compared;
+  }
+  for (const auto& item : model->backbone()->named_buffers()) {
+    EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
+    EXPECT_EQ(item.value().scalar_type(), expected_->at("visual." + item.key()).scalar_type()) << item.key();
+  }
+  EXPECT_EQ(compared, static_cast<int64_t>(model->backbone()->parameters().size()));
+  EXPECT_GT(compared, 100);
+  EXPECT_EQ(model->backbone()->parameters()[0].scalar_type(), torch::kFloat);
+}
+
+TEST_F(ModelsPretrained, AttnpoolGridIsResizedToTheModelResolution) {
+  ClipResNetOptions options;
+  options.width = 8;
+  options.input_resolution = 128;  // 4x4 grid; the archive has 7x7
+  options.norm = make_norm_factory("bn", nullptr);
+  ClipResNet model(options);
+  WeightImportOptions weights;
+  weights.path = *archive_;
+  WeightImportReport report = import_torchscript_weights(weights, *model);
+  EXPECT_EQ(report.resized, std::vector<std::string>{"attnpool.positional_embedding"});
+  EXPECT_EQ(report.skipped, 0);
+  for (const auto& item : model->named_parameters()) {
+    if (item.key() == "attnpool.positional_embedding") {
+      EXPECT_EQ(item.value().sizes(), torch::IntArrayRef({17, 256}));
+      EXPECT_TRUE(torch::allclose(item.value(), expected_->at("pos_4x4"), 1e-5, 1e-6));
+    } else {
+      EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
+    }
+  }
+}
+
+TEST_F(ModelsPretrained, MismatchesAreClearErrors) {
+  auto message_of = [](const ModelConfig& config) -> std::string {
+    try {
+      build_segmentor(tiny_build(config));
+    } catch (const ModelError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  ModelConfig config = tiny_config();
+  config.pretrained = *archive_;
+  config.width = 16;
+  std::string message = message_of(config);
+  EXPECT_NE(message.find("model.pretrained"), std::string::npos) << message;
+  EXPECT_NE(message.find("visual.conv1.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find("model.width"), std::string::npos) << message;
+
+  config = tiny_config();
+  config.pretrained = *archive_;
+  config.backbone = "clip_rn101";
+  message = message_of(config);
+  EXPECT_NE(message.find("missing visual.layer3.6."), std::string::npos) << message;
+
+  config = tiny_config();
+  config.pretrained = *archive_ + ".nope";
+  message = message_of(config);
+  EXPECT_NE(message.find("model.pretrained"), std::string::npos) << message;
+  EXPECT_NE(message.find("no such file"), std::string::npos) << message;
+
+  const std::string garbage = temp_file("garbage");
+  write_bytes(garbage, std::vector<char>{'n', 'o', 't', ' ', 'a', ' ', 'z', 'i', 'p'});
+  config.pretrained = garbage;
+  message = message_of(config);
+  std::remove(garbage.c_str());
+  EXPECT_NE(message.find("not a TorchScript archive"), std::string::npos) << message;
 }
 
 }  // namespace

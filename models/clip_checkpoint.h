@@ -1,0 +1,34 @@
+#pragma once
+// Import of pretrained weights from an OpenAI CLIP TorchScript archive (RN50.pt, RN101.pt:
+// fp16 tensors under `visual.*`, `transformer.*`, ...), by name, into a segrun module.
+// Contract: every parameter and buffer of the target must be present in the archive under
+// `prefix` + its name with the same shape (num_batches_tracked may be absent), except
+//  - `attnpool.positional_embedding` whose grid may differ: its spatial rows are resized
+//    bilinearly (align_corners = false) to the target's grid, the class row kept (DenseCLIP);
+// Archive tensors under `prefix` the target lacks are an error, except those under one of
+// `skip_prefixes` (e.g. "attnpool." for a backbone built without attention pooling).
+// Values are converted to the target's dtype. Errors throw ModelError naming `model.pretrained`,
+// the file and the key. Call before the module is shared with other threads.
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace segrun::models {
+
+struct WeightImportOptions {
+  std::string path;                        // TorchScript archive
+  std::string prefix = "visual.";          // archive key prefix of the target module
+  std::vector<std::string> skip_prefixes;  // target-relative prefixes to ignore in the archive
+};
+
+struct WeightImportReport {
+  int64_t loaded = 0;                      // tensors copied
+  int64_t skipped = 0;                     // archive tensors ignored through skip_prefixes
+  std::vector<std::string> resized;        // keys whose shape was adapted
+};
+
+WeightImportReport import_torchscript_weights(const WeightImportOptions& options, torch::nn::Module& target);
+
+}  // namespace segrun::models

@@ -420,7 +420,7 @@ TEST_F(StoreBadInput, MissingShard) {
 
 TEST_F(StoreBadInput, TruncatedShard) {
   fs::resize_file(shard_, fs::file_size(shard_) / 2);
-  EXPECT_THAT(open_error(), HasSubstr(shard_ + ": "));
+  EXPECT_THAT(open_error(), HasSubstr(shard_ + ": cannot open HDF5 shard (truncated or corrupt file)"));
 }
 
 TEST_F(StoreBadInput, ForeignHdf5) {

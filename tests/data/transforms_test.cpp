@@ -219,6 +219,67 @@ TEST(Transforms, PhotometricKeepsGeometryAndChangesColors) {
   EXPECT_GE(changed, 7);  // all four steps skip with probability 1/16
 }
 
+TEST(Transforms, PhotometricMatchesMmsegFormulasInPython) {
+  // The draws are replayed here in the documented order; the pixel math (mmseg convert(): float32,
+  // clip, truncate; cv2 HSV round trips; hue modulo 180) is recomputed by /usr/bin/python3 + cv2.
+  TempDir tmp;
+  cv::Mat image = random_image(23, 31, 12);
+  cv::imwrite(tmp / "in.png", image);
+  std::ofstream params(tmp / "params.txt");
+  const int kSeeds = 24;
+  std::vector<cv::Mat> ours;
+  for (uint64_t seed = 0; seed < kSeeds; ++seed) {
+    SampleRng replay(seed, 1, 2, RngPurpose::kAugment);
+    const int64_t b = replay.randint(0, 2);
+    const double beta = b ? replay.uniform(-32.0, 32.0) : 0.0;
+    const int64_t mode = replay.randint(0, 2);
+    double alpha1 = 1.0, alpha2 = 1.0;
+    int64_t c1 = 0, c2 = 0;
+    if (mode == 1 && (c1 = replay.randint(0, 2))) alpha1 = replay.uniform(0.5, 1.5);
+    const int64_t s = replay.randint(0, 2);
+    const double sat = s ? replay.uniform(0.5, 1.5) : 1.0;
+    const int64_t h = replay.randint(0, 2);
+    const int64_t delta = h ? replay.randint(-18, 18) : 0;
+    if (mode == 0 && (c2 = replay.randint(0, 2))) alpha2 = replay.uniform(0.5, 1.5);
+    params.precision(17);
+    params << b << " " << beta << " " << mode << " " << c1 << " " << alpha1 << " " << s << " " << sat << " " << h
+           << " " << delta << " " << c2 << " " << alpha2 << "\n";
+    cv::Mat img = image.clone();
+    SampleRng rng(seed, 1, 2, RngPurpose::kAugment);
+    photometric_distortion(img, rng);
+    ours.push_back(img);
+  }
+  params.close();
+  const std::string code =
+      "import cv2, numpy as np\n"
+      "def convert(img, alpha=1, beta=0):\n"
+      "    img = img.astype(np.float32) * np.float32(alpha) + np.float32(beta)\n"
+      "    return np.clip(img, 0, 255).astype(np.uint8)\n"
+      "src = cv2.imread('" + (tmp / "in.png") + "')\n"
+      "for i, line in enumerate(open('" + (tmp / "params.txt") + "')):\n"
+      "    b, beta, mode, c1, a1, s, sat, h, delta, c2, a2 = [float(v) for v in line.split()]\n"
+      "    img = src.copy()\n"
+      "    if b: img = convert(img, beta=beta)\n"
+      "    if mode == 1 and c1: img = convert(img, alpha=a1)\n"
+      "    if s:\n"
+      "        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)\n"
+      "        hsv[:, :, 1] = convert(hsv[:, :, 1], alpha=sat)\n"
+      "        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)\n"
+      "    if h:\n"
+      "        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)\n"
+      "        hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + int(delta)) % 180\n"
+      "        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)\n"
+      "    if mode == 0 and c2: img = convert(img, alpha=a2)\n"
+      "    cv2.imwrite('" + tmp.path() + "/ref%d.png' % i, img)\n";
+  std::ofstream(tmp / "ref.py") << code;
+  ASSERT_EQ(std::system((std::string(SEGRUN_TEST_PYTHON) + " " + (tmp / "ref.py")).c_str()), 0);
+  for (int i = 0; i < kSeeds; ++i) {
+    cv::Mat ref = cv::imread(tmp.path() + "/ref" + std::to_string(i) + ".png", cv::IMREAD_COLOR);
+    ASSERT_FALSE(ref.empty());
+    EXPECT_TRUE(mats_equal(ours[static_cast<size_t>(i)], ref)) << "seed " << i;
+  }
+}
+
 TEST(Transforms, TestPipelineMatchesPythonCv2) {
   TempDir tmp;
   cv::Mat image = random_image(37, 53, 9);

@@ -122,6 +122,8 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   add_state(dict, *segmentor, "seg.");
   add_state(dict, *clip, "clip.");
   dict.insert("input", images);
+  torch::Tensor odd_images = torch::randn({1, 3, 70, 100});  // not multiples of 32: every pool floors
+  dict.insert("input_odd", odd_images);
   dict.insert("labels", labels);
   dict.insert("cfg.seg_variant", torch::tensor(0));
   dict.insert("cfg.seg_width", torch::tensor(8));
@@ -156,6 +158,9 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   EXPECT_EQ(logits.sizes(), torch::IntArrayRef({2, num_classes, 16, 24}));
   expect_close(logits, ref.at("seg.logits"), "fpn logits");
   expect_close(segmentor->predict_logits(images), ref.at("seg.pred"), "predict_logits");
+  torch::Tensor odd_logits = segmentor->predict_logits(odd_images);
+  EXPECT_EQ(odd_logits.sizes(), torch::IntArrayRef({1, num_classes, 70, 100}));
+  expect_close(odd_logits, ref.at("seg.pred_odd"), "predict_logits 70x100");
   LossTerms loss = segmentor->loss(images, labels);
   ASSERT_EQ(loss.parts.size(), 1u);
   EXPECT_EQ(loss.parts[0].first, "loss_seg");

@@ -10,7 +10,7 @@ Written from the published designs, not from segrun's C++:
   * mmseg CrossEntropyLoss (ignore 255, mean over all pixels).
 
 Usage: reference_clip_fpn.py IN OUT  (IN: torch.save-compatible dict written by the C++ test)
-IN holds "input", "labels", "seg.<param>", "clip.<param>" and config entries "cfg.<name>".
+IN holds "input", "input_odd" (a size that is not a multiple of 32), "labels", "seg.<param>", "clip.<param>" and config entries "cfg.<name>".
 OUT gets the eval-mode outputs (float32, computed in float64 would hide nothing here).
 """
 import collections
@@ -223,6 +223,8 @@ def main():
         out["seg.logits"] = logits
         pred = F.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False)
         out["seg.pred"] = pred
+        odd = data["input_odd"]
+        out["seg.pred_odd"] = F.interpolate(seg(odd)[1], size=odd.shape[2:], mode="bilinear", align_corners=False)
         ce = F.cross_entropy(F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False),
                              labels, reduction="none", ignore_index=255)
         out["seg.loss"] = ce.mean()

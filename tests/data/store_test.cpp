@@ -423,6 +423,11 @@ TEST_F(StoreBadInput, TruncatedShard) {
   EXPECT_THAT(open_error(), HasSubstr(shard_ + ": cannot open HDF5 shard (truncated or corrupt file)"));
 }
 
+TEST_F(StoreBadInput, NotHdf5) {
+  write_bytes(shard_, std::vector<uint8_t>(4096, 'x'));
+  EXPECT_EQ(open_error(), shard_ + ": not an HDF5 file (corrupt or truncated shard)");
+}
+
 TEST_F(StoreBadInput, ForeignHdf5) {
   python("import h5py, numpy; f = h5py.File('" + shard_ + "', 'w'); f['x'] = numpy.arange(3); f.close()");
   EXPECT_EQ(open_error(), shard_ + ": not a segrun store shard (no 'format' attribute)");

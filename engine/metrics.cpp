@@ -30,8 +30,9 @@ double nanmean(const std::vector<double>& values) {
 
 }  // namespace
 
-torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label,
-                                  int num_classes, int ignore_index) {
+namespace {
+
+void check_inputs(const torch::Tensor& pred, const torch::Tensor& label, int num_classes) {
   SEGRUN_CHECK(num_classes > 0, DataError, "metrics: num_classes must be positive, got "
                                                << num_classes);
   SEGRUN_CHECK(pred.defined() && label.defined(), DataError,
@@ -42,9 +43,71 @@ torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor
   SEGRUN_CHECK(is_integer_dtype(pred) && is_integer_dtype(label), DataError,
                "metrics: prediction and label must be integer tensors, got "
                    << pred.scalar_type() << " and " << label.scalar_type());
+}
 
-  // One (K+1) x (K+1) confusion matrix whose extra row/column K collects values outside [0, K);
-  // ignored pixels go to one more trailing bin that is dropped.
+// Areas [4, K] from a (K+1) x (K+1) confusion matrix whose last row/column holds out-of-range
+// values.
+torch::Tensor areas_from_confusion(const torch::Tensor& counts, int64_t k) {
+  const auto intersect = counts.diagonal().narrow(0, 0, k);
+  const auto label_area = counts.sum(1).narrow(0, 0, k);
+  const auto pred_area = counts.sum(0).narrow(0, 0, k);
+  const auto union_area = pred_area + label_area - intersect;
+  return torch::stack({intersect, union_area, pred_area, label_area}).to(torch::kCPU).contiguous();
+}
+
+// CPU: one pass over the pixels filling the confusion matrix (about 20x faster than the
+// equivalent chain of tensor ops on one core).
+template <typename P, typename L>
+void count_pixels(const P* pred, const L* label, int64_t n, int64_t k, int64_t ignore,
+                  int64_t* counts) {
+  const int64_t k1 = k + 1;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t l = static_cast<int64_t>(label[i]);
+    if (l == ignore) continue;
+    const int64_t p = static_cast<int64_t>(pred[i]);
+    const int64_t lb = (l >= 0 && l < k) ? l : k;
+    const int64_t pb = (p >= 0 && p < k) ? p : k;
+    ++counts[lb * k1 + pb];
+  }
+}
+
+template <typename P>
+void count_with_label(const P* pred, const torch::Tensor& label, int64_t n, int64_t k,
+                      int64_t ignore, int64_t* counts) {
+  if (label.scalar_type() == torch::kByte) {
+    count_pixels(pred, label.data_ptr<uint8_t>(), n, k, ignore, counts);
+  } else {
+    count_pixels(pred, label.data_ptr<int64_t>(), n, k, ignore, counts);
+  }
+}
+
+torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Tensor& label,
+                                      int64_t k, int64_t ignore) {
+  // uint8 (PNG label maps) and int64 (argmax) are read in place; other dtypes widen to int64.
+  auto narrow_or_long = [](const torch::Tensor& t) {
+    return (t.scalar_type() == torch::kByte ? t : t.to(torch::kLong)).contiguous();
+  };
+  const auto p = narrow_or_long(pred);
+  const auto l = narrow_or_long(label);
+  const int64_t k1 = k + 1;
+  auto counts = torch::zeros({k1, k1}, torch::kLong);
+  int64_t* c = counts.data_ptr<int64_t>();
+  if (p.scalar_type() == torch::kByte) {
+    count_with_label(p.data_ptr<uint8_t>(), l, p.numel(), k, ignore, c);
+  } else {
+    count_with_label(p.data_ptr<int64_t>(), l, p.numel(), k, ignore, c);
+  }
+  return areas_from_confusion(counts, k);
+}
+
+}  // namespace
+
+namespace detail {
+
+torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label,
+                                             int num_classes, int ignore_index) {
+  check_inputs(pred, label, num_classes);
+  // bincount over label * (K+1) + pred; ignored pixels go to one trailing bin that is dropped.
   const int64_t k = num_classes;
   const int64_t k1 = k + 1;
   torch::NoGradGuard no_grad;
@@ -56,12 +119,19 @@ torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor
   const auto ignored = torch::full({}, k1 * k1, p.options());
   const auto index = torch::where(l.ne(ignore_index), l_bin * k1 + p_bin, ignored);
   const auto counts = torch::bincount(index, {}, k1 * k1 + 1).narrow(0, 0, k1 * k1).view({k1, k1});
+  return areas_from_confusion(counts, k);
+}
 
-  const auto intersect = counts.diagonal().narrow(0, 0, k);
-  const auto label_area = counts.sum(1).narrow(0, 0, k);
-  const auto pred_area = counts.sum(0).narrow(0, 0, k);
-  const auto union_area = pred_area + label_area - intersect;
-  return torch::stack({intersect, union_area, pred_area, label_area}).to(torch::kCPU).contiguous();
+}  // namespace detail
+
+torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label,
+                                  int num_classes, int ignore_index) {
+  check_inputs(pred, label, num_classes);
+  if (pred.device().is_cpu() && label.device().is_cpu()) {
+    torch::NoGradGuard no_grad;
+    return intersect_and_union_cpu(pred, label, num_classes, ignore_index);
+  }
+  return detail::intersect_and_union_vectorized(pred, label, num_classes, ignore_index);
 }
 
 SegMetrics summarize(const torch::Tensor& areas) {

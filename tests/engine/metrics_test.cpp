@@ -188,6 +188,16 @@ TEST(Metrics, MatchesNumpyReferenceOnRandomArrays) {
     EXPECT_TRUE(torch::equal(acc.areas(), expected)) << "K=" << k << "\nours:\n"
                                                      << acc.areas() << "\nreference:\n"
                                                      << expected;
+    // The tensor-op path (used on accelerators) agrees with the CPU counting loop.
+    EXPECT_TRUE(torch::equal(detail::intersect_and_union_vectorized(pred, label, k), expected))
+        << "K=" << k;
+    // uint8 inputs (PNG label maps) take the in-place path: same areas where values fit.
+    const auto fits = pred.lt(256);
+    const auto p8 = torch::where(fits, pred, label).to(torch::kUInt8);
+    const auto l8 = label.to(torch::kUInt8);
+    EXPECT_TRUE(torch::equal(intersect_and_union(p8, l8, k),
+                             intersect_and_union(p8.to(torch::kLong), l8.to(torch::kLong), k)))
+        << "K=" << k;
   }
 }
 

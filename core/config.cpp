@@ -363,6 +363,10 @@ void apply_table(const toml::table& table, const std::string& prefix, Config& co
       assign(*f, config, node, where, base_dir);
     } else if (node.is_table() && is_section(key)) {
       apply_table(*node.as_table(), key, config, file, base_dir);
+    } else if (node.is_table() && !node.as_table()->empty()) {
+      // Unknown section: report its first key by full path, so the suggestion can fix the section.
+      auto first = node.as_table()->begin();
+      unknown_key(origin_of(file, first->second), key + "." + std::string(first->first.str()));
     } else {
       unknown_key(where, key);
     }

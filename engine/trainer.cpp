@@ -163,8 +163,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     data::TrainLoader loader(store, config.data, context.world_rank, context.world_size,
                              config.train.seed, start_iter);
 
-    LrScheduleOptions schedule{config.train.lr,           config.train.iters,      config.train.warmup_iters,
-                               config.train.warmup_ratio, config.train.poly_power, config.train.min_lr};
+    const LrScheduleOptions schedule = lr_schedule_options(config.train);
     const int64_t global_batch = static_cast<int64_t>(config.data.batch_per_rank) * context.world_size;
     log::info("training {} for {} iterations on {} rank(s) x batch {} ({} threads/rank), backend {}",
               signature, config.train.iters, context.world_size, config.data.batch_per_rank,

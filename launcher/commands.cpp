@@ -138,6 +138,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   data::StoreReader store(config.data.val_store);
   models::BuildOptions build;
   build.config = config.model;
+  build.config.pretrained.clear();  // the checkpoint provides every weight
   build.num_classes = store.num_classes();
   build.class_names = store.class_names();
   build.comm = comm;

@@ -1,0 +1,137 @@
+// Config parsing: every error names file, line and key; overrides are type-checked; the resolved
+// config round-trips.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/config.h"
+#include "core/error.h"
+
+namespace segrun {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_config(text, "exp.toml", overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(Config, DefaultsFollowTheDesignVocabulary) {
+  Config c = parse_config("", "empty.toml");
+  EXPECT_EQ(c.data.crop, (std::array<int, 2>{512, 512}));
+  EXPECT_EQ(c.data.scale, (std::array<int, 2>{2048, 512}));
+  EXPECT_DOUBLE_EQ(c.data.cat_max_ratio, 0.75);
+  EXPECT_EQ(c.model.norm, "syncbn");
+  EXPECT_DOUBLE_EQ(c.train.backbone_lr_mult, 0.1);
+  EXPECT_EQ(c.train.warmup_iters, 1500);
+  EXPECT_DOUBLE_EQ(c.dist.bucket_mb, 25.0);
+}
+
+TEST(Config, ParsesSectionsAndTypes) {
+  Config c = parse_config(R"(
+name = "x"
+[data]
+crop = [256, 320]
+ratio = [0.5, 1]
+batch_per_rank = 2
+[model]
+width = 16
+norm = "bn"
+[train]
+lr = 2e-4
+iters = 100
+warmup_iters = 10
+seed = 7
+[eval]
+scales = [0.5, 1, 1.5]
+flip = true
+)",
+                          "exp.toml");
+  EXPECT_EQ(c.name, "x");
+  EXPECT_EQ(c.data.crop, (std::array<int, 2>{256, 320}));
+  EXPECT_DOUBLE_EQ(c.data.ratio[1], 1.0);  // an integer where a float is expected is fine
+  EXPECT_EQ(c.model.width, 16);
+  EXPECT_EQ(c.model.norm, "bn");
+  EXPECT_DOUBLE_EQ(c.train.lr, 2e-4);
+  EXPECT_EQ(c.train.seed, 7u);
+  EXPECT_EQ(c.eval.scales, (std::vector<double>{0.5, 1.0, 1.5}));
+  EXPECT_TRUE(c.eval.flip);
+}
+
+TEST(Config, UnknownKeyNamesLineAndSuggestsNearest) {
+  std::string e = error_of("[train]\niters = 10\nwarmup_iter = 5\n");
+  EXPECT_THAT(e, HasSubstr("exp.toml:3"));
+  EXPECT_THAT(e, HasSubstr("train.warmup_iter"));
+  EXPECT_THAT(e, HasSubstr("did you mean 'train.warmup_iters'"));
+  EXPECT_THAT(error_of("[modle]\nwidth = 8\n"), HasSubstr("did you mean 'model.width'"));
+}
+
+TEST(Config, WrongTypeIsReported) {
+  std::string e = error_of("[data]\nbatch_per_rank = \"four\"\n");
+  EXPECT_THAT(e, HasSubstr("exp.toml:2: data.batch_per_rank: expected an integer, got a string"));
+  EXPECT_THAT(error_of("[data]\ncrop = [512]\n"), HasSubstr("data.crop: expected 2 values, got 1"));
+  EXPECT_THAT(error_of("[eval]\nflip = 1\n"), HasSubstr("eval.flip: expected true or false"));
+}
+
+TEST(Config, OutOfRangeAndChoices) {
+  EXPECT_THAT(error_of("[train]\nlr = -1e-4\n"), HasSubstr("exp.toml:2: train.lr: value -0.0001 is out of range (0, 10]"));
+  EXPECT_THAT(error_of("[data]\nbatch_per_rank = 0\n"), HasSubstr("data.batch_per_rank: value 0 is out of range [1, 1024]"));
+  EXPECT_THAT(error_of("[model]\nnorm = \"gn\"\n"), HasSubstr("model.norm: 'gn' is not one of: syncbn, bn, frozen_bn"));
+  EXPECT_THAT(error_of("[data]\nratio = [2.0, 0.5]\n"), HasSubstr("data.ratio: expected [low, high]"));
+  EXPECT_THAT(error_of("[model]\nwidth = 12\n"), HasSubstr("model.width: must be a multiple of 8"));
+  EXPECT_THAT(error_of("[train]\niters = 10\nwarmup_iters = 20\n"), HasSubstr("train.warmup_iters"));
+}
+
+TEST(Config, SyntaxErrorNamesLine) {
+  std::string e = error_of("[train]\nlr = = 3\n");
+  EXPECT_THAT(e, HasSubstr("exp.toml:2: syntax error"));
+}
+
+TEST(Config, OverridesAreTypedAndChecked) {
+  Config c = parse_config("[train]\nlr = 1e-4\n", "exp.toml",
+                          {"train.lr=3e-4", "model.head=fpn", "data.crop=[64, 96]", "eval.flip=true",
+                           "train.iters=5", "train.warmup_iters=0"});
+  EXPECT_DOUBLE_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.model.head, "fpn");
+  EXPECT_EQ(c.data.crop, (std::array<int, 2>{64, 96}));
+  EXPECT_TRUE(c.eval.flip);
+  EXPECT_EQ(c.train.iters, 5);
+  EXPECT_THAT(error_of("", {"train.lr=fast"}), HasSubstr("override 'train.lr=fast': train.lr: expected a number, got a string"));
+  EXPECT_THAT(error_of("", {"train.lrr=1"}), HasSubstr("did you mean 'train.lr'"));
+  EXPECT_THAT(error_of("", {"train.lr"}), HasSubstr("expected key=value"));
+}
+
+TEST(Config, ResolvedConfigRoundTrips) {
+  Config c = parse_config("", "exp.toml", {"train.lr=3e-4", "data.crop=[64,96]", "name=abc", "eval.scales=[0.75,1.25]"});
+  std::string text = to_toml(c);
+  Config back = parse_config(text, "resolved.toml");
+  EXPECT_EQ(to_toml(back), text);
+  EXPECT_THAT(text, HasSubstr("backbone_lr_mult = 0.1"));  // defaults written out
+  EXPECT_EQ(back.eval.scales, (std::vector<double>{0.75, 1.25}));
+}
+
+TEST(Config, FileErrorsAndRelativePaths) {
+  namespace fs = std::filesystem;
+  EXPECT_THROW(load_config("/nonexistent/exp.toml"), ConfigError);
+  fs::path dir = fs::temp_directory_path() / "segrun_config_test";
+  fs::create_directories(dir);
+  {
+    std::ofstream out(dir / "exp.toml");
+    out << "[data]\nstore = \"stores/train\"\nval_store = \"/abs/val\"\n";
+  }
+  Config c = load_config((dir / "exp.toml").string());
+  EXPECT_EQ(c.data.store, (dir / "stores/train").string());
+  EXPECT_EQ(c.data.val_store, "/abs/val");
+  EXPECT_EQ(c.name, "exp");
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace segrun

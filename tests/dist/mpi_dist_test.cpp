@@ -1,0 +1,225 @@
+// Multi-rank checks under mpirun -np 2: collectives, SyncBatchNorm against single-process
+// BatchNorm over the global batch (uneven per-rank batches), gradient averaging, and the
+// data-parallel invariant: 2 ranks x batch b compute the same gradients as 1 rank x batch 2b,
+// and ranks hold identical weights after training steps.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/config.h"
+#include "data/loader.h"
+#include "data/pack.h"
+#include "data/store.h"
+#include "data/synth.h"
+#include "dist/communicator.h"
+#include "dist/grad_sync.h"
+#include "dist/sync_batch_norm.h"
+#include "models/segmentor.h"
+
+namespace segrun::dist {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::shared_ptr<Communicator> world() {
+  static std::shared_ptr<Communicator> comm = make_communicator("mpi", singleton_context());
+  return comm;
+}
+
+TEST(MpiCommunicator, Collectives) {
+  auto comm = world();
+  ASSERT_EQ(comm->size(), 2) << "run under mpirun -np 2";
+  const int r = comm->rank();
+  auto t = torch::tensor({1.0f + r, 10.0f * r});
+  comm->allreduce(t);
+  EXPECT_TRUE(torch::equal(t, torch::tensor({3.0f, 10.0f})));
+  auto m = torch::tensor({static_cast<int64_t>(r * 7), int64_t{5}});
+  comm->allreduce(m, ReduceOp::kMax);
+  EXPECT_TRUE(torch::equal(m, torch::tensor({int64_t{7}, int64_t{5}})));
+  auto b = torch::full({3}, static_cast<double>(r + 1));
+  comm->broadcast(b, 1);
+  EXPECT_TRUE(torch::equal(b, torch::full({3}, 2.0, torch::kFloat64)));
+  auto g = comm->allgather(torch::full({2}, r, torch::kInt32));
+  EXPECT_TRUE(torch::equal(g, torch::tensor({0, 0, 1, 1}, torch::kInt32).view({2, 2})));
+}
+
+TEST(SyncBatchNorm, TwoRanksEqualOneProcessOverTheGlobalBatch) {
+  auto comm = world();
+  const int r = comm->rank();
+  torch::manual_seed(11);  // same global data on both ranks
+  auto x = torch::randn({5, 3, 4, 4}) * 2 + 0.5;
+  auto upstream = torch::randn({5, 3, 4, 4});
+  auto gamma = torch::rand({3}) + 0.5, beta = torch::randn({3});
+  // Uneven split: rank 0 holds samples 0..3, rank 1 holds sample 4.
+  const int64_t begin = r == 0 ? 0 : 4, end = r == 0 ? 4 : 5;
+
+  torch::nn::BatchNorm2d reference(3);
+  SyncBatchNorm sync(3, comm);
+  {
+    torch::NoGradGuard g;
+    reference->weight.copy_(gamma);
+    reference->bias.copy_(beta);
+    sync->weight.copy_(gamma);
+    sync->bias.copy_(beta);
+  }
+  auto x_ref = x.clone().requires_grad_(true);
+  auto y_ref = reference->forward(x_ref);
+  (y_ref * upstream).sum().backward();
+
+  auto x_local = x.slice(0, begin, end).clone().requires_grad_(true);
+  auto y_local = sync->forward(x_local);
+  (y_local * upstream.slice(0, begin, end)).sum().backward();
+
+  EXPECT_TRUE(torch::allclose(y_local, y_ref.slice(0, begin, end), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(x_local.grad(), x_ref.grad().slice(0, begin, end), 1e-4, 1e-5));
+  // Weight/bias gradients are local; their sum over ranks is the global gradient.
+  auto wg = sync->weight.grad().clone(), bg = sync->bias.grad().clone();
+  comm->allreduce(wg);
+  comm->allreduce(bg);
+  EXPECT_TRUE(torch::allclose(wg, reference->weight.grad(), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(bg, reference->bias.grad(), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(sync->running_mean, reference->running_mean, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(sync->running_var, reference->running_var, 1e-5, 1e-6));
+}
+
+TEST(GradientSync, AveragesAcrossRanks) {
+  auto comm = world();
+  auto a = torch::zeros({4}, torch::requires_grad());
+  auto b = torch::zeros({2, 2}, torch::requires_grad());
+  a.mutable_grad() = torch::full({4}, static_cast<float>(comm->rank() + 1));
+  b.mutable_grad() = torch::full({2, 2}, static_cast<float>(10 * comm->rank()));
+  GradientSync sync({a, b}, comm, 25.0);
+  sync.synchronize();
+  EXPECT_TRUE(torch::equal(a.grad(), torch::full({4}, 1.5f)));
+  EXPECT_TRUE(torch::equal(b.grad(), torch::full({2, 2}, 5.0f)));
+}
+
+// A tiny store shared by the training tests (rank 0 synthesizes, both ranks pack).
+std::string tiny_store() {
+  static std::string path = [] {
+    auto comm = world();
+    fs::path dir = fs::temp_directory_path() / "segrun_mpi_dist_test";
+    if (comm->rank() == 0) {
+      fs::remove_all(dir);
+      data::SynthOptions synth;
+      synth.out = (dir / "raw").string();
+      synth.train = 8;
+      synth.val = 2;
+      synth.height = 64;
+      synth.width = 64;
+      data::synthesize(synth);
+    }
+    comm->barrier();
+    data::PackOptions pack;
+    pack.root = (dir / "raw").string();
+    pack.split = "training";
+    pack.out = (dir / "train").string();
+    pack.shards = 2;
+    data::pack_store(pack, *comm);
+    return pack.out;
+  }();
+  return path;
+}
+
+Config tiny_config(int batch) {
+  Config c = parse_config("", "tiny", {"data.crop=[64,64]", "data.scale=[128,64]", "data.workers=1",
+                                        "model.width=8", "model.fpn_channels=16", "model.dropout=0",
+                                        "train.seed=5"});
+  c.data.batch_per_rank = batch;
+  return c;
+}
+
+std::shared_ptr<models::SegmentorImpl> tiny_model(const Config& c, std::shared_ptr<Communicator> comm,
+                                                  int num_classes) {
+  models::BuildOptions build;
+  build.config = c.model;
+  build.num_classes = num_classes;
+  build.comm = std::move(comm);
+  build.crop_size = 64;
+  torch::manual_seed(1);
+  return models::build_segmentor(build);
+}
+
+torch::Tensor flat_grads(models::SegmentorImpl& model) {
+  std::vector<torch::Tensor> parts;
+  for (auto& p : model.parameters()) parts.push_back(p.grad().reshape({-1}));
+  return torch::cat(parts);
+}
+
+TEST(DataParallel, TwoRanksBatch2EqualOneRankBatch4) {
+  auto comm = world();
+  auto store = std::make_shared<data::StoreReader>(tiny_store());
+  // Distributed: 2 ranks x batch 2, SyncBN, gradients averaged.
+  Config dist_cfg = tiny_config(2);
+  auto model = tiny_model(dist_cfg, comm, store->num_classes());
+  broadcast_module_state(*model, *comm);
+  GradientSync sync(model->parameters(), comm, 25.0);
+  data::TrainLoader loader(store, dist_cfg.data, comm->rank(), comm->size(), dist_cfg.train.seed, 0);
+  auto batch = loader.next();
+  auto loss = model->loss(batch.images, batch.labels);
+  loss.total.backward();
+  sync.synchronize();
+  torch::Tensor distributed = flat_grads(*model);
+
+  // Reference on every rank: one process, batch 4, plain BN over the same 4 samples.
+  Config ref_cfg = tiny_config(4);
+  auto reference = tiny_model(ref_cfg, nullptr, store->num_classes());
+  data::TrainLoader ref_loader(store, ref_cfg.data, 0, 1, ref_cfg.train.seed, 0);
+  auto ref_batch = ref_loader.next();
+  auto ref_loss = reference->loss(ref_batch.images, ref_batch.labels);
+  ref_loss.total.backward();
+  torch::Tensor single = flat_grads(*reference);
+
+  // The two ranks' samples together are the reference batch.
+  auto seen = comm->allgather(torch::tensor(batch.indices));
+  std::vector<int64_t> union_indices(seen.data_ptr<int64_t>(), seen.data_ptr<int64_t>() + seen.numel());
+  std::sort(union_indices.begin(), union_indices.end());
+  std::vector<int64_t> ref_indices = ref_batch.indices;
+  std::sort(ref_indices.begin(), ref_indices.end());
+  EXPECT_EQ(union_indices, ref_indices);
+
+  ASSERT_EQ(distributed.numel(), single.numel());
+  const double scale = single.abs().max().item<double>();
+  const double max_diff = (distributed - single).abs().max().item<double>();
+  EXPECT_LT(max_diff, 1e-4 * scale) << "max |grad diff| " << max_diff << " vs max |grad| " << scale;
+  auto loss_sum = loss.total.detach().reshape({1}).clone();
+  comm->allreduce(loss_sum);
+  EXPECT_NEAR(loss_sum.item<double>() / 2, ref_loss.total.item<double>(), 1e-4);
+}
+
+TEST(DataParallel, RanksHoldIdenticalWeightsAfterSteps) {
+  auto comm = world();
+  auto store = std::make_shared<data::StoreReader>(tiny_store());
+  Config c = tiny_config(2);
+  c.model.dropout = 0.1;  // rank-dependent dropout draws must not desynchronize the weights
+  auto model = tiny_model(c, comm, store->num_classes());
+  // Start from different weights on purpose: the broadcast must align them.
+  {
+    torch::NoGradGuard g;
+    for (auto& p : model->parameters()) p.add_(comm->rank() * 0.01);
+  }
+  broadcast_module_state(*model, *comm);
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  GradientSync sync(model->parameters(), comm, 0.05);  // small buckets: several collectives
+  ASSERT_GT(sync.bucket_count(), 1u);
+  data::TrainLoader loader(store, c.data, comm->rank(), comm->size(), c.train.seed, 0);
+  for (int step = 0; step < 3; ++step) {
+    torch::manual_seed(100 + comm->rank());
+    auto batch = loader.next();
+    optimizer.zero_grad();
+    model->loss(batch.images, batch.labels).total.backward();
+    sync.synchronize();
+    optimizer.step();
+  }
+  std::vector<torch::Tensor> parts;
+  for (auto& p : model->parameters()) parts.push_back(p.detach().reshape({-1}));
+  for (auto& b : model->buffers())
+    if (b.is_floating_point()) parts.push_back(b.detach().reshape({-1}));
+  auto flat = torch::cat(parts);
+  auto all = comm->allgather(flat);
+  EXPECT_TRUE(torch::equal(all[0], all[1])) << "ranks diverged";
+}
+
+}  // namespace
+}  // namespace segrun::dist

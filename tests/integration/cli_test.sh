@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# End-to-end through the segrun CLI: synth -> 2-rank pack -> inspect -> 2-rank train -> eval
+# (+ saved predictions re-scored by `segrun metrics`, which must agree) -> preemption by SIGUSR1
+# and resume -> refusal to overwrite. Usage: cli_test.sh SEGRUN_BINARY
+set -uo pipefail
+segrun="$1"
+work="$(mktemp -d /tmp/segrun-cli-test.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+py=/usr/bin/python3
+failures=0
+passed=0
+check() {  # check "what" condition...
+  local what="$1"; shift
+  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
+}
+json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+"$segrun" data synth --layout ade20k --out "$work/raw" --train 8 --val 4 --size 64x80 --seed 3 || exit 1
+"$segrun" launch -n 2 -- data pack --layout ade20k --root "$work/raw" --split training --out "$work/train" --shards 2 || exit 1
+"$segrun" launch -n 2 -- data pack --layout ade20k --root "$work/raw" --split validation --out "$work/val" --shards 2 || exit 1
+"$segrun" data inspect "$work/train" --json > "$work/inspect.json"
+check "inspect exit code" test $? -eq 0
+check "inspect counts 8 records" test "$(json "$work/inspect.json" 'd["records"]')" = 8
+
+cat > "$work/tiny.toml" <<TOML
+[data]
+store = "train"
+val_store = "val"
+crop = [64, 64]
+scale = [160, 64]
+batch_per_rank = 2
+workers = 1
+[model]
+width = 8
+fpn_channels = 16
+[train]
+iters = 40
+lr = 2e-3
+backbone_lr_mult = 1.0
+warmup_iters = 4
+checkpoint_interval = 20
+eval_interval = 20
+[log]
+interval = 5
+TOML
+
+# 2-rank training: loss goes down, the run directory is complete.
+"$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/a" > "$work/train.out" 2>&1
+check "2-rank train exit code" test $? -eq 0
+run="$work/runs/a"
+for f in config.toml status metrics.jsonl result.json checkpoints/iter_40.pt logs/rank-0.log logs/rank-1.log; do
+  check "run dir has $f" test -e "$run/$f"
+done
+check "status done" grep -q '^done' "$run/status"
+first=$("$py" -c "import json; L=[json.loads(l) for l in open('$run/metrics.jsonl')]; t=[x['loss'] for x in L if x['mode']=='train']; print(t[0] > t[-1])")
+check "loss decreases" test "$first" = True
+check "table printed" grep -q "mIoU" "$work/train.out"
+check "resolved config written" grep -q "backbone_lr_mult = 1" "$run/config.toml"
+
+# eval agrees with itself through saved predictions and `segrun metrics`.
+"$segrun" eval "$work/tiny.toml" --checkpoint "$run/checkpoints/iter_40.pt" --save-pred "$work/pred" --json > "$work/eval.json"
+check "eval exit code" test $? -eq 0
+check "eval wrote 4 predictions" test "$(ls "$work/pred" | wc -l)" = 4
+"$segrun" metrics --pred "$work/pred" --gt "$work/raw/ADEChallengeData2016/annotations/validation" \
+  --num-classes 150 --reduce-zero-label --json > "$work/metrics.json"
+check "metrics exit code" test $? -eq 0
+check "eval mIoU == metrics mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$work/metrics.json" 'round(d["mIoU"],6)')"
+check "eval mIoU == result.json mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$run/result.json" 'round(d["mIoU"],6)')"
+
+# Preemption: SIGUSR1 to the launcher reaches every rank; they checkpoint and exit 75; resume
+# completes the run.
+"$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/b" train.iters=4000 log.interval=1 > "$work/b.out" 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do grep -q "iter 3/" "$work/b.out" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 "$launcher"
+wait "$launcher"
+code=$?
+check "preempted exit code is 75 (got $code)" test "$code" -eq 75
+check "status preempted" grep -q '^preempted' "$work/runs/b/status"
+check "preemption checkpoint exists" test -n "$(ls "$work/runs/b/checkpoints/" | grep iter_)"
+"$segrun" train "$work/tiny.toml" --run-dir "$work/runs/b" train.iters=4000 > "$work/b2.out" 2>&1
+check "fresh start refuses a run dir with checkpoints" grep -q "pass --resume auto" "$work/b2.out"
+ckpt=$(ls "$work/runs/b/checkpoints/" | grep iter_ | sed 's/iter_\([0-9]*\).pt/\1/' | sort -n | tail -1)
+"$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/b" --resume auto train.iters=$((ckpt + 6)) log.interval=1 > "$work/b3.out" 2>&1
+check "resume exit code" test $? -eq 0
+check "resumed from the preemption checkpoint" grep -q "resumed from .*iter_${ckpt}.pt" "$work/b3.out"
+check "resumed run done" grep -q '^done' "$work/runs/b/status"
+
+echo "cli_test: $passed passed, $failures failed"
+test "$failures" -eq 0

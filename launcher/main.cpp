@@ -140,7 +140,10 @@ int main(int argc, char** argv) {
     if (rank == 0 || !dynamic_cast<const ConfigError*>(&e)) {
       std::string prefix = "segrun: error: ";
       if (rank != 0 || multi_rank) prefix = "segrun: error on rank " + std::to_string(rank) + ": ";
-      std::cerr << prefix << e.what() << std::endl;
+      // One line: library errors (e.g. LibTorch's) may append a backtrace after the message.
+      std::string message = e.what();
+      message = message.substr(0, message.find('\n'));
+      std::cerr << prefix << message << std::endl;
     }
     log::flush();
     if (multi_rank) dist::MpiSession::abort_world(code);

@@ -86,5 +86,17 @@ check "resume exit code" test $? -eq 0
 check "resumed from the preemption checkpoint" grep -q "resumed from .*iter_${ckpt}.pt" "$work/b3.out"
 check "resumed run done" grep -q '^done' "$work/runs/b/status"
 
+# Resume continues the same loss curve: an uninterrupted 12-iteration run vs a run resumed from
+# its iteration-6 checkpoint must log identical losses for iterations 7..12.
+"$segrun" train "$work/tiny.toml" --run-dir "$work/runs/c" train.iters=12 train.checkpoint_interval=6 \
+  train.eval_interval=0 log.interval=1 data.val_store=\"\" > /dev/null 2>&1
+check "uninterrupted run" test -e "$work/runs/c/checkpoints/iter_6.pt"
+mkdir -p "$work/runs/d/checkpoints" && cp "$work/runs/c/checkpoints/iter_6.pt" "$work/runs/d/checkpoints/"
+"$segrun" train "$work/tiny.toml" --run-dir "$work/runs/d" --resume auto train.iters=12 train.checkpoint_interval=6 \
+  train.eval_interval=0 log.interval=1 data.val_store=\"\" > /dev/null 2>&1
+curve() { "$py" -c "import json,sys; print([x['loss'] for x in map(json.loads, open(sys.argv[1])) if x['mode']=='train' and x['iter']>6])" "$1"; }
+check "resumed loss curve equals the uninterrupted one" test "$(curve "$work/runs/c/metrics.jsonl")" = "$(curve "$work/runs/d/metrics.jsonl")"
+check "resumed curve has 6 points" test "$("$py" -c "print(len($(curve "$work/runs/d/metrics.jsonl")))")" = 6
+
 echo "cli_test: $passed passed, $failures failed"
 test "$failures" -eq 0

@@ -9,54 +9,12 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "launcher/commands.h"
+#include "launcher/demo_config.h"  // generated from configs/demo_tiny.toml: kDemoConfig
 
 namespace segrun::launcher {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The demo's embedded experiment: the tiny CLIP-RN50 Semantic FPN baseline on the synthetic
-// ADE20K-layout data, sized to finish in a few minutes on 2 CPU cores.
-constexpr const char* kDemoConfig = R"(# segrun demo: tiny CLIP-RN50 + Semantic FPN on synthetic ADE20K-layout data
-name = "demo"
-
-[data]
-layout = "ade20k"
-store = "stores/train"
-val_store = "stores/val"
-crop = [128, 128]
-scale = [256, 128]
-ratio = [0.75, 1.5]
-batch_per_rank = 4
-workers = 2
-prefetch = 4
-
-[model]
-backbone = "clip_rn50"
-width = 16
-head = "fpn"
-norm = "syncbn"
-fpn_channels = 64
-dropout = 0.1
-
-[train]
-iters = 300
-lr = 1e-3
-backbone_lr_mult = 1.0
-weight_decay = 1e-4
-warmup_iters = 30
-poly_power = 0.9
-min_lr = 1e-6
-eval_interval = 0
-checkpoint_interval = 100
-seed = 0
-
-[eval]
-mode = "whole"
-
-[log]
-interval = 25
-)";
 
 constexpr const char* kDemoMarker = ".segrun-demo";
 

@@ -96,6 +96,11 @@ WeightImportReport import_torchscript_weights(const WeightImportOptions& options
         report.resized.push_back(key);
       }
     }
+    if (value.sizes() != dst.sizes() && key == "positional_embedding" && value.dim() == 2 && dst.dim() == 2 &&
+        value.size(1) == dst.size(1) && value.size(0) > dst.size(0)) {
+      value = value.slice(0, 0, dst.size(0));  // text context truncated to the model's (DenseCLIP)
+      report.resized.push_back(key);
+    }
     SEGRUN_CHECK(value.sizes() == dst.sizes(), ModelError,
                  "model.pretrained: " << path << ": " << options.prefix << key << " has shape " << value.sizes()
                                       << " but the model expects " << dst.sizes() << " (check model.backbone and model.width)");

@@ -5,6 +5,8 @@
 // `prefix` + its name with the same shape (num_batches_tracked may be absent), except
 //  - `attnpool.positional_embedding` whose grid may differ: its spatial rows are resized
 //    bilinearly (align_corners = false) to the target's grid, the class row kept (DenseCLIP);
+//  - the text `positional_embedding` when the archive has more rows (context positions) than
+//    the target: its first rows are kept (DenseCLIP truncates to the context length).
 // Archive tensors under `prefix` the target lacks are an error, except those under one of
 // `skip_prefixes` (e.g. "attnpool." for a backbone built without attention pooling).
 // Values are converted to the target's dtype. Errors throw ModelError naming `model.pretrained`,

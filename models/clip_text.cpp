@@ -1,0 +1,123 @@
+// CLIP text transformer and its weight import: see clip_text.h.
+#include "models/clip_text.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace segrun::models {
+
+ClipTextOptions clip_text_options_for(const std::string& backbone) {
+  ClipTextOptions options;
+  if (backbone == "clip_rn50") {
+    options.embed_dim = 1024;
+  } else if (backbone == "clip_rn101") {
+    options.embed_dim = 512;
+  } else {
+    SEGRUN_THROW(ConfigError, "model.backbone: no CLIP text encoder pairs with '" << backbone
+                                  << "' (valid: clip_rn50, clip_rn101)");
+  }
+  return options;
+}
+
+void validate_clip_text_options(const ClipTextOptions& options) {
+  const std::pair<const char*, int64_t> sizes[] = {{"context_length", options.context_length},
+                                                   {"vocab_size", options.vocab_size},
+                                                   {"width", options.width},
+                                                   {"heads", options.heads},
+                                                   {"layers", options.layers},
+                                                   {"embed_dim", options.embed_dim}};
+  for (const auto& size : sizes) {
+    SEGRUN_CHECK(size.second > 0, ModelError, "ClipTextOptions." << size.first << " must be positive (got " << size.second << ")");
+  }
+  SEGRUN_CHECK(options.width % options.heads == 0, ModelError,
+               "ClipTextOptions.width " << options.width << " is not a multiple of heads " << options.heads);
+}
+
+// ---- residual block --------------------------------------------------------------------------------
+
+ClipTextBlockImpl::ClipTextBlockImpl(int64_t width, int64_t heads) {
+  attn_ = register_module("attn", torch::nn::MultiheadAttention(torch::nn::MultiheadAttentionOptions(width, heads)));
+  ln_1_ = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  mlp_ = torch::nn::Sequential();
+  mlp_->push_back("c_fc", torch::nn::Linear(width, 4 * width));
+  mlp_->push_back("c_proj", torch::nn::Linear(4 * width, width));
+  register_module("mlp", mlp_);
+  ln_2_ = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+}
+
+torch::Tensor ClipTextBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  torch::Tensor h = ln_1_(x);
+  torch::Tensor attended = std::get<0>(attn_->forward(h, h, h, /*key_padding_mask=*/torch::Tensor(), /*need_weights=*/false, mask));
+  torch::Tensor y = x + attended;
+  torch::Tensor hidden = mlp_[0]->as<torch::nn::Linear>()->forward(ln_2_(y));
+  hidden = hidden * torch::sigmoid(1.702 * hidden);  // QuickGELU
+  return y + mlp_[1]->as<torch::nn::Linear>()->forward(hidden);
+}
+
+// ---- encoder ---------------------------------------------------------------------------------------
+
+ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextOptions& options) : options_(options) {
+  validate_clip_text_options(options);
+  const int64_t width = options.width;
+  token_embedding_ = register_module("token_embedding", torch::nn::Embedding(options.vocab_size, width));
+  positional_embedding = register_parameter("positional_embedding", torch::empty({options.context_length, width}));
+  auto transformer = register_module("transformer", std::make_shared<torch::nn::Module>());
+  resblocks_ = torch::nn::ModuleList();
+  for (int64_t i = 0; i < options.layers; ++i) resblocks_->push_back(ClipTextBlock(width, options.heads));
+  transformer->register_module("resblocks", resblocks_);
+  ln_final_ = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  text_projection = register_parameter("text_projection", torch::empty({width, options.embed_dim}));
+
+  // OpenAI CLIP's initialize_parameters (text side).
+  torch::NoGradGuard no_grad;
+  const double w = static_cast<double>(width);
+  const double proj_std = std::pow(w, -0.5) * std::pow(2.0 * static_cast<double>(options.layers), -0.5);
+  const double attn_std = std::pow(w, -0.5);
+  const double fc_std = std::pow(2.0 * w, -0.5);
+  token_embedding_->weight.normal_(0.0, 0.02);
+  positional_embedding.normal_(0.0, 0.01);
+  for (auto& item : transformer->named_parameters()) {
+    const std::string& key = item.key();
+    const auto ends_with = [&key](const std::string& suffix) {
+      return key.size() >= suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (ends_with("attn.in_proj_weight")) item.value().normal_(0.0, attn_std);
+    if (ends_with("attn.out_proj.weight") || ends_with("mlp.c_proj.weight")) item.value().normal_(0.0, proj_std);
+    if (ends_with("mlp.c_fc.weight")) item.value().normal_(0.0, fc_std);
+  }
+  text_projection.normal_(0.0, attn_std);
+}
+
+torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
+  SEGRUN_CHECK(ids.dim() == 2 && ids.size(1) == options_.context_length && ids.scalar_type() == torch::kLong,
+               ModelError,
+               "text encoder: expected int64 token ids [N, " << options_.context_length << "], got " << ids.scalar_type()
+                                                             << " " << ids.sizes());
+  const int64_t batch = ids.size(0);
+  if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
+  SEGRUN_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size, ModelError,
+               "text encoder: token ids outside [0, " << options_.vocab_size << ")");
+  const torch::Tensor eot = ids.argmax(-1);
+  const int64_t used = eot.max().item<int64_t>() + 1;  // positions after the last EOT cannot reach it
+
+  torch::Tensor x = token_embedding_(ids.slice(1, 0, used)) + positional_embedding.slice(0, 0, used);
+  x = x.permute({1, 0, 2});  // [L, N, width]
+  const torch::Tensor mask =
+      torch::full({used, used}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
+  for (const auto& block : *resblocks_) x = block->as<ClipTextBlock>()->forward(x, mask);
+  x = ln_final_(x.permute({1, 0, 2}));  // [N, L, width]
+  const torch::Tensor rows = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
+  return x.index({rows, eot}).matmul(text_projection);
+}
+
+WeightImportReport import_clip_text_weights(const std::string& archive_path, ClipTextEncoderImpl& encoder) {
+  WeightImportOptions options;
+  options.path = archive_path;
+  options.prefix = "";
+  options.skip_prefixes = {"visual.", "logit_scale", "input_resolution", "context_length", "vocab_size"};
+  return import_torchscript_weights(options, encoder);
+}
+
+}  // namespace segrun::models

@@ -17,11 +17,17 @@
 namespace segrun::cluster {
 namespace {
 
-std::atomic<pid_t> g_child{0};  // the one running child, for signal forwarding
+std::atomic<pid_t> g_child{0};        // the one running child, for signal forwarding
+std::atomic<int> g_stop_requests{0};  // SIGINT/SIGTERM received while it runs
 
-extern "C" void forward_signal(int sig) {
+// mpirun kills its ranks at once on SIGINT/SIGTERM, but forwards SIGUSR1 to them: the first
+// Ctrl-C (or SIGTERM) therefore becomes SIGUSR1 — every rank finishes its iteration,
+// checkpoints and exits — and a second one is passed on as is, for a hard stop.
+void forward_signal(int sig) {
   pid_t child = g_child.load();
-  if (child > 0) ::kill(child, sig);
+  if (child <= 0) return;
+  if ((sig == SIGINT || sig == SIGTERM) && g_stop_requests.fetch_add(1) == 0) sig = SIGUSR1;
+  ::kill(child, sig);
 }
 
 int local_cores() {
@@ -86,7 +92,8 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
   int threads = options.threads_per_rank > 0
                     ? options.threads_per_rank
                     : std::max(1, local_cores() / std::max(1, std::min(ranks_per_host, options.ranks)));
-  argv.insert(argv.end(), {"--bind-to", "none", "-x", "OMP_NUM_THREADS=" + std::to_string(threads),
+  // --stdin none: mpirun runs in its own process group (see run_and_wait) and must not read the tty.
+  argv.insert(argv.end(), {"--stdin", "none", "--bind-to", "none", "-x", "OMP_NUM_THREADS=" + std::to_string(threads),
                            "-x", "SEGRUN_LAUNCHED=1"});
   argv.insert(argv.end(), options.command.begin(), options.command.end());
   return argv;
@@ -97,6 +104,9 @@ int run_and_wait(const std::vector<std::string>& argv) {
   pid_t pid = ::fork();
   if (pid < 0) throw ClusterError("fork failed: " + std::string(std::strerror(errno)));
   if (pid == 0) {
+    // Own process group: a terminal's Ctrl-C reaches only segrun, which forwards it as above
+    // (mpirun in the terminal's group would kill its ranks before they can checkpoint).
+    ::setpgid(0, 0);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -104,6 +114,7 @@ int run_and_wait(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "segrun: cannot run %s: %s\n", argv[0].c_str(), std::strerror(errno));
     ::_exit(127);
   }
+  g_stop_requests.store(0);
   g_child.store(pid);
   struct sigaction action {}, old_int {}, old_term {}, old_usr1 {};
   action.sa_handler = forward_signal;

@@ -1,8 +1,9 @@
 #pragma once
 // Local/multi-host launch through Open MPI's mpirun: builds the command line that starts N ranks
-// of the same segrun subcommand, and runs it as a child process, forwarding SIGINT, SIGTERM and
-// SIGUSR1 so that a Ctrl-C or a scheduler's preemption signal reaches every rank (each rank then
-// checkpoints and exits cleanly). As root it adds --allow-run-as-root; it exports
+// of the same segrun subcommand, and runs it as a child process, forwarding stop signals so that
+// a Ctrl-C or a scheduler's preemption signal reaches every rank: SIGUSR1 as is, the first
+// SIGINT/SIGTERM as SIGUSR1 (mpirun would kill the ranks on SIGINT/SIGTERM; on SIGUSR1 each rank
+// finishes its iteration, checkpoints and exits 75), a second one as itself (hard stop). As root it adds --allow-run-as-root; it exports
 // OMP_NUM_THREADS = cores per host / ranks per host so LibTorch threads never oversubscribe.
 // Host lists follow Open MPI's syntax "host:slots,host:slots" and are validated first.
 
@@ -30,7 +31,7 @@ struct LaunchOptions {
 
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
 
-// Runs argv (argv[0] looked up in PATH), forwarding stop signals; returns its exit code
+// Runs argv (argv[0] looked up in PATH), forwarding stop signals as above; returns its exit code
 // (128 + signal when it was killed). Throws ClusterError when it cannot be started.
 int run_and_wait(const std::vector<std::string>& argv);
 

@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<int> g_stop_signal{0};  // set only by signal handlers; read at iteration ends
 
-extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
+void on_stop_signal(int signal) { g_stop_signal.store(signal); }
 
 std::string model_signature(const Config& config, int num_classes) {
   return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" +
@@ -96,7 +96,10 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
   const auto started = Clock::now();
   SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
   RunDir run(request.run_dir);
-  auto comm = std::shared_ptr<dist::Communicator>(dist::make_communicator(config.dist.backend, context));
+  dist::CommunicatorOptions comm_options;
+  comm_options.timeout_s = config.dist.timeout_s;  // the collective watchdog's deadline
+  auto comm = std::shared_ptr<dist::Communicator>(
+      dist::make_communicator(config.dist.backend, context, comm_options));
   const bool root = context.is_root();
 
   // Refuse to silently overwrite a run that has progress unless asked to resume.
@@ -159,7 +162,9 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       log::info("resumed from {} at iteration {}", resume_path, start_iter);
     }
 
-    dist::GradientSync grad_sync(model->parameters(), comm, config.dist.bucket_mb);
+    dist::GradSyncOptions sync_options;
+    sync_options.bucket_mb = config.dist.bucket_mb;
+    dist::GradientSync grad_sync(model->parameters(), comm, sync_options);
     data::TrainLoader loader(store, config.data, context.world_rank, context.world_size,
                              config.train.seed, start_iter);
 

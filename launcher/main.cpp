@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "launcher/commands.h"
+#include "launcher/sweep_commands.h"
 
 namespace {
 
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--ranks", demo.ranks, "ranks")->capture_default_str()->check(CLI::Range(1, 64));
   demo_cmd->add_option("--iters", demo.iters, "override the training iterations");
 
+  SweepCommands sweep_commands(app);  // sweep plan | run | status, table
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -129,6 +132,7 @@ int main(int argc, char** argv) {
     else if (*launch_cmd) code = run_launch(launch);
     else if (*config_cmd) code = run_config(config);
     else if (*demo_cmd) code = run_demo(demo);
+    else if (sweep_commands.selected()) code = sweep_commands.run();
     log::flush();
     mpi.finalize();
     return code;

@@ -134,16 +134,21 @@ std::string csv_table(const std::vector<std::string>& header,
 
 std::string latex_table(const std::vector<std::string>& header,
                         const std::vector<std::vector<std::string>>& rows,
-                        const std::vector<Align>& align) {
-  auto line = [](const std::vector<std::string>& cells) {
+                        const std::vector<Align>& align, const std::vector<CellIndex>& bold = {}) {
+  auto line = [&](const std::vector<std::string>& cells, long r) {
     std::string s;
-    for (size_t c = 0; c < cells.size(); ++c) s += (c ? " & " : "") + escape_latex(cells[c]);
+    for (size_t c = 0; c < cells.size(); ++c) {
+      std::string cell = escape_latex(cells[c]);
+      if (r >= 0 && std::find(bold.begin(), bold.end(), CellIndex(static_cast<size_t>(r), c)) != bold.end())
+        cell = "\\textbf{" + cell + "}";
+      s += (c ? " & " : "") + cell;
+    }
     return s + " \\\\\n";
   };
   std::string spec;
   for (Align a : align) spec += a == Align::kLeft ? 'l' : 'r';
-  std::string out = "\\begin{tabular}{" + spec + "}\n\\toprule\n" + line(header) + "\\midrule\n";
-  for (const auto& row : rows) out += line(row);
+  std::string out = "\\begin{tabular}{" + spec + "}\n\\toprule\n" + line(header, -1) + "\\midrule\n";
+  for (size_t r = 0; r < rows.size(); ++r) out += line(rows[r], static_cast<long>(r));
   return out + "\\bottomrule\n\\end{tabular}\n";
 }
 
@@ -196,6 +201,27 @@ std::string format_table(const std::vector<std::string>& header,
     case TableFormat::kLatex: return latex_table(header, rows, align);
   }
   SEGRUN_THROW(DataError, "table: unknown format");
+}
+
+std::string format_table(const std::vector<std::string>& header,
+                         const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
+                         const std::vector<Align>& align, const std::vector<CellIndex>& emphasized) {
+  for (const auto& [r, c] : emphasized)
+    SEGRUN_CHECK(r < rows.size() && c < header.size(), DataError,
+                 "table: emphasized cell (" << r << ", " << c << ") is outside the table");
+  if (fmt == TableFormat::kLatex) {
+    format_table(header, rows, fmt, align);  // validation
+    std::vector<Align> a = align;
+    if (a.empty()) {
+      a.assign(header.size(), Align::kRight);
+      a[0] = Align::kLeft;
+    }
+    return latex_table(header, rows, a, emphasized);
+  }
+  std::vector<std::vector<std::string>> marked = rows;
+  for (const auto& [r, c] : emphasized)
+    marked[r][c] = fmt == TableFormat::kMarkdown ? "**" + rows[r][c] + "**" : rows[r][c] + "*";
+  return format_table(header, marked, fmt, align);
 }
 
 std::string format_class_table(const ClassTable& t, TableFormat fmt, bool skip_nan_rows) {

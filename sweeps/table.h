@@ -5,6 +5,7 @@
 // Pure functions, thread-safe, no torch.
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace segrun::sweeps {
@@ -22,6 +23,13 @@ TableFormat parse_table_format(const std::string& name);
 std::string format_table(const std::vector<std::string>& header,
                          const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
                          const std::vector<Align>& align = {});
+
+// Same, with some cells emphasized (e.g. the best value of a result table), given as
+// (row, column) indices into rows: markdown **x**, LaTeX \textbf{x}, text and CSV "x*".
+using CellIndex = std::pair<size_t, size_t>;
+std::string format_table(const std::vector<std::string>& header,
+                         const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
+                         const std::vector<Align>& align, const std::vector<CellIndex>& emphasized);
 
 // Per-class segmentation results, laid out like engine::SegMetrics: iou and acc are fractions
 // (NaN where undefined), mIoU / mAcc / aAcc are already in percent. class_names may be empty

@@ -1,0 +1,56 @@
+#pragma once
+// Local scheduler: runs a queue of jobs (each usually an `mpirun -np R ...` command line from
+// build_mpirun_command) as child processes on this machine, packing them onto its cores: a job
+// starts when fewer than max_parallel jobs run and the ranks in flight plus its own fit in the
+// core budget (a job wider than the budget runs alone). Jobs start in queue order.
+//
+// Each child runs in its own process group with stdout/stderr appended to its log file, so a
+// terminal Ctrl-C reaches only this process: on SIGINT/SIGTERM/SIGUSR1 the scheduler starts no
+// new job, sends SIGUSR1 to every running job (mpirun forwards it to its ranks, which checkpoint
+// and exit 75), and waits for them; a second signal sends SIGTERM. If this process dies, its
+// children receive SIGUSR1 (PR_SET_PDEATHSIG). The signal handlers are installed only while
+// run() executes and the previous ones restored afterwards. Not thread-safe: one run() at a time
+// per process (the stop flag is process-global, as signal flags must be).
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace segrun::cluster {
+
+struct LocalJob {
+  std::string name;               // for messages
+  std::vector<std::string> argv;  // argv[0] looked up in PATH
+  int slots = 1;                  // cores it occupies (its rank count)
+  std::string log_path;           // stdout+stderr appended here ("" = inherit the terminal)
+};
+
+struct LocalJobResult {
+  bool started = false;   // false: never started because a stop was requested first
+  int exit_code = -1;     // exit status, 128 + signal when killed, -1 when not started
+  bool stop_sent = false; // the scheduler forwarded a stop signal to this job
+  double seconds = 0.0;
+};
+
+struct LocalSchedulerOptions {
+  int cores = 0;         // core budget, 0 = the cores this process may use (sched_getaffinity)
+  int max_parallel = 0;  // jobs at once, 0 = no limit beyond the core budget
+  double poll_seconds = 0.05;
+  // Called (from run()'s thread) right before a job starts and right after it ends.
+  std::function<void(size_t index, const LocalJob&)> on_start;
+  std::function<void(size_t index, const LocalJob&, const LocalJobResult&)> on_finish;
+};
+
+// Cores usable by this process (at least 1).
+int usable_cores();
+
+// Runs every job (unless stopped); returns one result per job, in queue order. Throws
+// ClusterError when a job cannot be started (fork failure, log file not writable) after
+// stopping the jobs already running.
+std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs,
+                                           const LocalSchedulerOptions& options);
+
+// True once a stop signal arrived during the current/last run_local_jobs call.
+bool local_stop_requested();
+
+}  // namespace segrun::cluster

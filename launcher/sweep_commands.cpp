@@ -1,0 +1,170 @@
+// `segrun sweep plan|run|status` and `segrun table`: glue between the CLI and sweeps/.
+#include "launcher/sweep_commands.h"
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "sweeps/plot.h"
+#include "sweeps/registry.h"
+#include "sweeps/results.h"
+#include "sweeps/runner.h"
+#include "sweeps/spec.h"
+
+namespace segrun::launcher {
+
+namespace fs = std::filesystem;
+
+struct SweepCommands::State {
+  CLI::App* plan = nullptr;
+  CLI::App* run = nullptr;
+  CLI::App* status = nullptr;
+  CLI::App* table = nullptr;
+
+  std::string spec;
+  std::string runs_dir;
+  std::string list_format = "text";
+  std::string on = "local";
+  int max_parallel = 0;
+  bool dry_run = false;
+  std::string status_metric;
+
+  std::string source;
+  std::vector<std::string> rows;
+  std::vector<std::string> cols;
+  std::string metric;
+  std::vector<std::string> baseline;
+  std::vector<std::string> where;
+  std::string format = "md";
+  std::vector<std::string> per_class;
+  std::string plot;
+  std::string plot_x;
+  int decimals = 2;
+};
+
+SweepCommands::SweepCommands(CLI::App& app) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  auto* sweep = app.add_subcommand("sweep", "ablation sweeps from one TOML spec: plan, run, status");
+  sweep->require_subcommand(1);
+
+  s.plan = sweep->add_subcommand("plan", "list the runs of a sweep and what would be reused, resumed or started");
+  s.plan->add_option("spec", s.spec, "sweep spec TOML")->required();
+  s.plan->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.plan->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
+
+  s.run = sweep->add_subcommand("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)");
+  s.run->add_option("spec", s.spec, "sweep spec TOML")->required();
+  s.run->add_option("--on", s.on, "scheduler: local (mpirun jobs packed onto this machine's cores)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"local"}));
+  s.run->add_option("--max-parallel", s.max_parallel, "runs at once (default: cores / ranks per run)")
+      ->check(CLI::Range(1, 4096));
+  s.run->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.run->add_flag("--dry-run", s.dry_run, "print the mpirun commands, run nothing");
+
+  s.status = sweep->add_subcommand("status", "state, progress and last metric of every run of a sweep");
+  s.status->add_option("spec", s.spec, "sweep spec TOML")->required();
+  s.status->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.status->add_option("--metric", s.status_metric, "metric column (default: the spec's table metric)");
+  s.status->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
+
+  s.table = app.add_subcommand("table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best");
+  s.table->add_option("source", s.source, "sweep spec TOML, or a runs folder")->required();
+  s.table->add_option("--rows", s.rows, "swept key(s) on the rows (comma-separated)")->delimiter(',');
+  s.table->add_option("--cols", s.cols, "swept key(s) on the columns (comma-separated)")->delimiter(',');
+  s.table->add_option("--metric", s.metric, "result.json metric or class name (default mIoU)");
+  s.table->add_option("--baseline", s.baseline, "KEY=VALUE of the baseline configuration (repeatable)");
+  s.table->add_option("--where", s.where, "KEY=VALUE: keep only these configurations (repeatable)");
+  s.table->add_option("--format", s.format, "md | csv | latex | json | text")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"md", "markdown", "csv", "latex", "json", "text"}));
+  s.table->add_option("--per-class", s.per_class, "class names (or \"spec\": the spec's [table] per_class): print the per-class IoU table instead")->delimiter(',');
+  s.table->add_option("--plot", s.plot, "also write the metric against a swept key as FILE.svg");
+  s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
+  s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
+  s.table->add_option("--decimals", s.decimals, "decimals of the values")->capture_default_str()->check(CLI::Range(0, 6));
+}
+
+SweepCommands::~SweepCommands() = default;
+
+bool SweepCommands::selected() const {
+  return *state_->plan || *state_->run || *state_->status || *state_->table;
+}
+
+int SweepCommands::run() {
+  State& s = *state_;
+  if (*s.plan || *s.status) {
+    const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
+    const auto plan = sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir));
+    const auto fmt = sweeps::parse_table_format(s.list_format);
+    if (*s.plan)
+      std::cout << sweeps::format_plan(plan, fmt);
+    else
+      std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt);
+    return 0;
+  }
+  if (*s.run) {
+    const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
+    sweeps::SweepRunOptions options;
+    options.runs_dir = s.runs_dir;
+    options.max_parallel = s.max_parallel;
+    options.dry_run = s.dry_run;
+    const sweeps::SweepRunSummary summary = sweeps::run_sweep(spec, options, std::cout);
+    return summary.exit_code();
+  }
+
+  // table
+  std::vector<sweeps::RunRecord> runs;
+  sweeps::ResultTableOptions options;
+  std::vector<std::string> per_class = s.per_class;
+  std::error_code ec;
+  if (fs::is_directory(s.source, ec)) {
+    runs = sweeps::scan_runs(s.source);
+    if (runs.empty())
+      throw DataError(s.source + ": no run folders with overrides.json (is this a sweep's runs folder?)");
+  } else {
+    const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.source);
+    for (const auto& e : sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir))) {
+      sweeps::RunRecord record = e.record;
+      record.overrides = e.run.overrides;  // also for runs never launched (no overrides.json yet)
+      record.seed = e.run.seed;
+      runs.push_back(std::move(record));
+    }
+    options.rows = spec.table.rows;
+    options.cols = spec.table.cols;
+    options.metric = spec.table.metric;
+    options.baseline = spec.table.baseline;
+    if (per_class == std::vector<std::string>{"spec"}) {
+      if (spec.table.per_class.empty())
+        throw ConfigError("--per-class spec: " + spec.path + " has no [table] per_class list");
+      per_class = spec.table.per_class;
+    }
+  }
+  if (!s.rows.empty()) options.rows = s.rows;
+  if (!s.cols.empty()) options.cols = s.cols;
+  if (!s.rows.empty() && s.cols.empty()) options.cols.clear();
+  if (!s.metric.empty()) options.metric = s.metric;
+  if (!s.baseline.empty()) options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
+  options.where = sweeps::parse_override_args(s.where, "--where");
+  options.decimals = s.decimals;
+  const std::string format = s.format == "markdown" ? "md" : s.format;
+  if (!per_class.empty())
+    std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
+  const sweeps::ResultGrid grid = sweeps::build_result_grid(runs, options);
+  if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
+  if (!s.plot.empty()) {
+    if (fs::path(s.plot).extension() != ".svg")
+      throw ConfigError("--plot " + s.plot + ": only .svg is written (open it in a browser, or convert it "
+                        "with rsvg-convert/inkscape)");
+    sweeps::PlotOptions plot;
+    plot.x_key = s.plot_x;
+    write_file_atomic(s.plot, sweeps::render_svg_plot(grid, plot));
+    std::cerr << "wrote " << s.plot << "\n";
+  }
+  return 0;
+}
+
+}  // namespace segrun::launcher

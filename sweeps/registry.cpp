@@ -1,0 +1,184 @@
+#include "sweeps/registry.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace segrun::sweeps {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+
+bool path_exists(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+bool has_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("iter_", 0) == 0 && entry.path().extension() == ".pt") return true;
+  }
+  return false;
+}
+
+void numeric_fields(const Json& object, std::map<std::string, double>& out) {
+  for (const auto& item : object.items())
+    if (item.value().is_number()) out[item.key()] = item.value().get<double>();
+}
+
+}  // namespace
+
+RunRecord read_run(const std::string& dir_text) {
+  const fs::path dir(dir_text);
+  RunRecord r;
+  r.dir = dir_text;
+  const fs::path manifest = dir / "overrides.json";
+  if (path_exists(manifest)) {
+    try {
+      Json j = Json::parse(read_file(manifest.string()));
+      r.id = j.value("id", "");
+      r.sweep = j.value("sweep", "");
+      r.seed = j.value("seed", uint64_t{0});
+      r.fingerprint = j.value("fingerprint", "");
+      for (const auto& item : j.at("overrides").items()) r.overrides[item.key()] = item.value().get<std::string>();
+    } catch (const Json::exception& e) {
+      throw DataError(manifest.string() + ": not a segrun overrides.json: " + e.what());
+    }
+  }
+  const fs::path status = dir / "status";
+  if (path_exists(status)) {
+    std::string line = read_file(status.string());
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    const auto space = line.find(' ');
+    r.state = line.substr(0, space);
+    if (space != std::string::npos) r.reason = line.substr(space + 1);
+  }
+  r.has_checkpoint = has_checkpoint(dir / "checkpoints");
+  const fs::path metrics = dir / "metrics.jsonl";
+  if (path_exists(metrics)) {
+    std::istringstream in(read_file(metrics.string()));
+    std::string line;
+    size_t number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      Json j;
+      try {
+        j = Json::parse(line);
+      } catch (const Json::exception&) {
+        // A line cut by a crash at the end of the file is expected; one inside is corruption.
+        if (in.peek() == std::char_traits<char>::eof()) break;
+        throw DataError(metrics.string() + ":" + std::to_string(number) + ": not JSON");
+      }
+      if (j.contains("iter") && j["iter"].is_number_integer())
+        r.last_iter = std::max(r.last_iter, j["iter"].get<int64_t>());
+      if (j.value("mode", "") == "val") {
+        r.last_val.clear();
+        numeric_fields(j, r.last_val);
+      }
+    }
+  }
+  const fs::path result = dir / "result.json";
+  if (path_exists(result)) {
+    try {
+      Json j = Json::parse(read_file(result.string()));
+      numeric_fields(j, r.result);
+      if (j.contains("per_class") && j["per_class"].is_object())
+        for (const auto& item : j["per_class"].items())
+          r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
+      r.has_result = true;
+    } catch (const Json::exception& e) {
+      throw DataError(result.string() + ": not a segrun result.json: " + e.what());
+    }
+  }
+  return r;
+}
+
+std::vector<RunRecord> scan_runs(const std::string& runs_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(runs_dir, ec)) throw DataError(runs_dir + ": no such runs folder");
+  std::vector<std::string> dirs;
+  for (const auto& entry : fs::directory_iterator(runs_dir, ec))
+    if (entry.is_directory() && path_exists(entry.path() / "overrides.json")) dirs.push_back(entry.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  std::vector<RunRecord> out;
+  for (const auto& d : dirs) out.push_back(read_run(d));
+  return out;
+}
+
+std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir) {
+  if (!override_dir.empty()) return override_dir;
+  if (!spec.runs_dir.empty()) return spec.runs_dir;
+  return (fs::path("runs") / spec.name).string();
+}
+
+std::string to_string(PlanAction action) {
+  switch (action) {
+    case PlanAction::kNew: return "new";
+    case PlanAction::kReuse: return "done";
+    case PlanAction::kResume: return "resume";
+    case PlanAction::kRetry: return "retry";
+  }
+  return "?";
+}
+
+std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir) {
+  std::vector<PlanEntry> out;
+  for (auto& run : expand_sweep(spec)) {
+    PlanEntry e;
+    e.dir = (fs::path(runs_dir) / run.dir_name).string();
+    e.record = read_run(e.dir);
+    e.run = std::move(run);
+    if (e.record.state == "done") {
+      e.action = PlanAction::kReuse;
+      e.config_changed = !e.record.fingerprint.empty() && e.record.fingerprint != e.run.fingerprint;
+    } else if (e.record.has_checkpoint) {
+      e.action = PlanAction::kResume;
+    } else if (e.record.state == "failed") {
+      e.action = PlanAction::kRetry;
+    } else {
+      e.action = PlanAction::kNew;
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,
+                        const std::vector<std::string>& command) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(dir + ": cannot create run directory: " + ec.message());
+  Json j;
+  j["sweep"] = spec.name;
+  j["id"] = run.id;
+  j["seed"] = run.seed;
+  j["overrides"] = Json::object();
+  for (const auto& [key, value] : run.overrides) j["overrides"][key] = value;
+  j["base"] = spec.base;
+  j["fingerprint"] = run.fingerprint;
+  j["command"] = command;
+  write_file_atomic((fs::path(dir) / "overrides.json").string(), j.dump(2) + "\n");
+}
+
+void write_run_status(const std::string& dir, const std::string& state, const std::string& reason) {
+  std::string line = state;
+  if (!reason.empty()) {
+    std::string one_line = reason;
+    std::replace(one_line.begin(), one_line.end(), '\n', ' ');
+    line += " " + one_line;
+  }
+  write_file_atomic((fs::path(dir) / "status").string(), line + "\n");
+}
+
+}  // namespace segrun::sweeps

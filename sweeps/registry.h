@@ -1,0 +1,67 @@
+#pragma once
+// Run registry: what the sweeps layer reads from and writes into run directories (the contract
+// in DESIGN "run directory"), without depending on the engine. It reads status, metrics.jsonl,
+// result.json and checkpoints/, and owns one file of its own, overrides.json, written before a
+// run is launched: {"sweep", "id", "seed", "overrides": {key: canonical TOML text}, "base",
+// "fingerprint", "command"}. Tables are built from overrides.json because config.toml holds
+// every key resolved and cannot tell what was swept.
+//
+// Planning a sweep maps each expanded run to an action: done -> reuse; a run with a checkpoint
+// that is not done (preempted, running when killed, failed) -> resume with --resume auto; failed
+// without a checkpoint -> retry from scratch; nothing on disk / queued -> new.
+// All functions are thread-compatible (no shared state); writes are atomic (core/atomic_file.h).
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sweeps/spec.h"
+
+namespace segrun::sweeps {
+
+struct RunRecord {
+  std::string dir;                        // the run directory
+  std::string id;                         // from overrides.json ("" when absent)
+  std::string sweep;
+  Overrides overrides;
+  uint64_t seed = 0;
+  std::string fingerprint;
+  std::string state;                      // "" (nothing yet) | queued | running | preempted | failed | done
+  std::string reason;                     // the rest of the status line
+  bool has_checkpoint = false;            // checkpoints/iter_<n>.pt exists
+  int64_t last_iter = -1;                 // last "iter" in metrics.jsonl (-1: none)
+  std::map<std::string, double> last_val; // numeric fields of the last "val" line of metrics.jsonl
+  bool has_result = false;
+  std::map<std::string, double> result;   // numeric top-level fields of result.json (mIoU, ...)
+  std::map<std::string, double> per_class;  // per_class IoU of result.json, NaN for null
+};
+
+// Reads what exists of a run directory; DataError naming the file if one is corrupt.
+RunRecord read_run(const std::string& dir);
+// Every direct subdirectory of runs_dir holding an overrides.json, sorted by name. DataError
+// when runs_dir does not exist.
+std::vector<RunRecord> scan_runs(const std::string& runs_dir);
+
+// The runs folder of a sweep: override if given, else spec.runs_dir, else runs/<name>.
+std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir);
+
+enum class PlanAction { kNew, kReuse, kResume, kRetry };
+std::string to_string(PlanAction action);
+
+struct PlanEntry {
+  PlannedRun run;
+  std::string dir;
+  RunRecord record;
+  PlanAction action = PlanAction::kNew;
+  bool config_changed = false;  // done, but the resolved config differs from the one it ran
+};
+std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir);
+
+// Writes <dir>/overrides.json (creating dir).
+void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,
+                        const std::vector<std::string>& command);
+// Writes <dir>/status as "<state>[ <reason>]" on one line.
+void write_run_status(const std::string& dir, const std::string& state, const std::string& reason);
+
+}  // namespace segrun::sweeps

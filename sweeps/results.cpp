@@ -1,0 +1,437 @@
+#include "sweeps/results.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+
+namespace segrun::sweeps {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+bool parse_number(const std::string& s, double& v) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  v = std::strtod(s.c_str(), &end);
+  return end && *end == '\0';
+}
+
+// Numbers by value, then strings; an absent key ("") first.
+bool value_less(const std::string& a, const std::string& b) {
+  double x = 0, y = 0;
+  const bool na = parse_number(a, x), nb = parse_number(b, y);
+  if (na && nb && x != y) return x < y;
+  if (na != nb) return na;
+  return a < b;
+}
+
+Overrides project(const Overrides& config, const std::vector<std::string>& keys) {
+  Overrides out;
+  for (const auto& k : keys) {
+    auto it = config.find(k);
+    out[k] = it == config.end() ? "" : it->second;
+  }
+  return out;
+}
+
+bool projection_less(const Overrides& a, const Overrides& b, const std::vector<std::string>& keys) {
+  for (const auto& k : keys) {
+    const std::string& x = a.at(k);
+    const std::string& y = b.at(k);
+    if (x != y) return value_less(x, y);
+  }
+  return false;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+std::string label_of(const Overrides& projection, const std::vector<std::string>& keys) {
+  std::vector<std::string> parts;
+  for (const auto& k : keys) {
+    const std::string& v = projection.at(k);
+    parts.push_back(v.empty() ? "-" : display_value(v));
+  }
+  return join(parts, ", ");
+}
+
+std::string col_label(const Overrides& projection, const std::vector<std::string>& keys) {
+  std::vector<std::string> parts;
+  for (const auto& k : keys) {
+    const std::string& v = projection.at(k);
+    parts.push_back(k + "=" + (v.empty() ? "-" : display_value(v)));
+  }
+  return join(parts, ", ");
+}
+
+void check_keys(const std::vector<std::string>& keys, const std::set<std::string>& known,
+                const std::string& what) {
+  for (const auto& k : keys)
+    if (!known.count(k))
+      throw ConfigError(what + " " + k + ": not a swept key of these runs (swept: " +
+                        join(std::vector<std::string>(known.begin(), known.end()), ", ") + ")");
+}
+
+std::string fmt(double v, int decimals) { return format_number(v, decimals, "-"); }
+
+std::string fmt_delta(double v, int decimals) {
+  if (std::isnan(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%+.*f", decimals, v);
+  return buf;
+}
+
+struct CellText {
+  std::string value;
+  std::string delta;
+};
+
+CellText cell_text(const ResultCell& c, const ResultGrid& g, bool show_n) {
+  CellText t;
+  t.value = fmt(c.mean, g.decimals);
+  if (c.values.size() >= 2) t.value += " \xC2\xB1 " + fmt(c.std, g.decimals);
+  if (show_n) t.value += " (n=" + std::to_string(c.values.size()) + ")";
+  if (!g.baseline.empty()) {
+    if (c.is_baseline) t.delta = "baseline";
+    else t.delta = fmt_delta(c.delta, g.decimals) + (c.within_spread ? "~" : "");
+  }
+  return t;
+}
+
+std::string row_header(const ResultGrid& g) {
+  return g.row_keys.empty() ? "configuration" : join(g.row_keys, ", ");
+}
+
+std::string row_label(const ResultGrid& g, size_t r) {
+  return g.row_keys.empty() ? "(all runs)" : label_of(g.row_values[r], g.row_keys);
+}
+
+std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
+  std::vector<std::string> notes;
+  const bool show_n = std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
+  if (show_n) notes.push_back("mean \xC2\xB1 sample std over n seeds.");
+  if (!g.baseline.empty())
+    notes.push_back("\xCE\x94: " + g.metric + " minus that of the baseline (" + describe(g.baseline) +
+                    ") with the other keys equal.");
+  if (std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.within_spread; }))
+    notes.push_back("~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations "
+                    "(not distinguishable from noise).");
+  if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
+  if (g.runs_not_done > 0)
+    notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
+  return notes;
+}
+
+std::string with_footnotes(std::string table, const std::vector<std::string>& notes, TableFormat fmt) {
+  if (notes.empty() || fmt == TableFormat::kCsv) return table;
+  if (fmt != TableFormat::kLatex) table += "\n";
+  for (const auto& n : notes) {
+    if (fmt == TableFormat::kMarkdown) table += "- " + n + "\n";
+    else if (fmt == TableFormat::kLatex) table += "% " + n + "\n";
+    else table += n + "\n";
+  }
+  return table;
+}
+
+Json json_config(const Overrides& config) {
+  Json j = Json::object();
+  for (const auto& [k, v] : config) {
+    const std::string d = display_value(v);
+    double x = 0;
+    if (v == "true" || v == "false") j[k] = v == "true";
+    else if (!v.empty() && v.front() != '"' && v.front() != '[' && parse_number(v, x)) j[k] = x;
+    else j[k] = d;
+  }
+  return j;
+}
+
+Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(); }
+
+}  // namespace
+
+double run_metric(const RunRecord& run, const std::string& metric) {
+  auto it = run.result.find(metric);
+  if (it != run.result.end()) return it->second;
+  auto pc = run.per_class.find(metric);
+  if (pc != run.per_class.end()) return pc->second;
+  return std::nan("");
+}
+
+ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options) {
+  ResultGrid g;
+  g.metric = options.metric;
+  g.decimals = options.decimals;
+  g.baseline = options.baseline;
+  std::set<std::string> swept;
+  for (const auto& r : runs)
+    for (const auto& [k, v] : r.overrides) swept.insert(k);
+  check_keys(options.rows, swept, "--rows");
+  check_keys(options.cols, swept, "--cols");
+  std::vector<std::string> where_keys, baseline_keys;
+  for (const auto& [k, v] : options.where) where_keys.push_back(k);
+  for (const auto& [k, v] : options.baseline) baseline_keys.push_back(k);
+  check_keys(where_keys, swept, "--where");
+  check_keys(baseline_keys, swept, "--baseline");
+  for (const auto& k : options.rows)
+    if (std::find(options.cols.begin(), options.cols.end(), k) != options.cols.end())
+      throw ConfigError("--rows and --cols both name " + k);
+
+  // Group done runs with the metric into configurations.
+  std::map<Overrides, ResultCell> by_config;
+  int without_metric = 0;
+  for (const auto& r : runs) {
+    if (!matches(r.overrides, options.where)) continue;
+    if (r.state != "done" || !r.has_result) {
+      ++g.runs_not_done;
+      continue;
+    }
+    const double v = run_metric(r, options.metric);
+    if (std::isnan(v)) {
+      ++without_metric;
+      continue;
+    }
+    ResultCell& c = by_config[r.overrides];
+    c.config = r.overrides;
+    c.seeds.push_back(r.seed);
+    c.values.push_back(v);
+  }
+  if (by_config.empty()) {
+    std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" +
+                                               options.metric + "' in result.json"
+                                         : "no run is done";
+    throw DataError("table: nothing to tabulate: " + why + (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
+  }
+
+  // Keys that vary across the configurations; the rest are constant and not shown.
+  std::set<std::string> varying;
+  for (const auto& k : swept) {
+    std::set<std::string> values;
+    for (const auto& [config, cell] : by_config) {
+      auto it = config.find(k);
+      values.insert(it == config.end() ? "" : it->second);
+    }
+    if (values.size() > 1) varying.insert(k);
+  }
+  g.row_keys = options.rows;
+  g.col_keys = options.cols;
+  for (const auto& k : varying)
+    if (std::find(g.row_keys.begin(), g.row_keys.end(), k) == g.row_keys.end() &&
+        std::find(g.col_keys.begin(), g.col_keys.end(), k) == g.col_keys.end())
+      g.row_keys.push_back(k);
+
+  std::vector<Overrides> rows, cols;
+  for (const auto& [config, cell] : by_config) {
+    Overrides r = project(config, g.row_keys), c = project(config, g.col_keys);
+    if (std::find(rows.begin(), rows.end(), r) == rows.end()) rows.push_back(r);
+    if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
+  }
+  std::sort(rows.begin(), rows.end(), [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.row_keys); });
+  std::sort(cols.begin(), cols.end(), [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.col_keys); });
+  g.row_values = rows;
+  g.col_values = cols;
+
+  for (auto& [config, cell] : by_config) {
+    const size_t n = cell.values.size();
+    double sum = 0;
+    for (double v : cell.values) sum += v;
+    cell.mean = sum / static_cast<double>(n);
+    if (n >= 2) {
+      double ss = 0;
+      for (double v : cell.values) ss += (v - cell.mean) * (v - cell.mean);
+      cell.std = std::sqrt(ss / static_cast<double>(n - 1));
+    } else {
+      cell.std = std::nan("");
+    }
+    cell.row = static_cast<size_t>(std::find(rows.begin(), rows.end(), project(config, g.row_keys)) - rows.begin());
+    cell.col = static_cast<size_t>(std::find(cols.begin(), cols.end(), project(config, g.col_keys)) - cols.begin());
+    cell.delta = std::nan("");
+  }
+
+  if (!options.baseline.empty()) {
+    bool any = false;
+    for (auto& [config, cell] : by_config) {
+      if (matches(config, options.baseline)) {
+        cell.is_baseline = true;
+        cell.delta = 0.0;
+        any = true;
+        continue;
+      }
+      Overrides reference = config;
+      for (const auto& [k, v] : options.baseline) reference[k] = v;
+      auto it = by_config.find(reference);
+      if (it == by_config.end()) continue;
+      cell.delta = cell.mean - it->second.mean;
+      if (cell.values.size() >= 2 && it->second.values.size() >= 2)
+        cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, it->second.std);
+    }
+    if (!any)
+      throw ConfigError("--baseline " + describe(options.baseline) + ": matches no configuration with a result");
+  }
+
+  double best = -std::numeric_limits<double>::infinity();
+  for (const auto& [config, cell] : by_config) best = std::max(best, cell.mean);
+  for (auto& [config, cell] : by_config) {
+    cell.best = cell.mean == best;
+    g.cells.push_back(cell);
+  }
+  std::sort(g.cells.begin(), g.cells.end(), [](const ResultCell& a, const ResultCell& b) {
+    return a.row != b.row ? a.row < b.row : a.col < b.col;
+  });
+  return g;
+}
+
+std::string format_result_grid(const ResultGrid& g, const std::string& format) {
+  const bool show_n = std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
+  if (format == "json") {
+    Json j;
+    j["metric"] = g.metric;
+    j["rows"] = g.row_keys;
+    j["cols"] = g.col_keys;
+    j["baseline"] = json_config(g.baseline);
+    j["runs_not_done"] = g.runs_not_done;
+    j["cells"] = Json::array();
+    for (const auto& c : g.cells) {
+      Json cell;
+      cell["config"] = json_config(c.config);
+      cell["row"] = row_label(g, c.row);
+      cell["col"] = g.col_keys.empty() ? g.metric : col_label(g.col_values[c.col], g.col_keys);
+      cell["seeds"] = c.seeds;
+      cell["values"] = c.values;
+      cell["n"] = c.values.size();
+      cell["mean"] = c.mean;
+      cell["std"] = number_or_null(c.std);
+      cell["delta"] = g.baseline.empty() ? Json() : number_or_null(c.delta);
+      cell["within_spread"] = c.within_spread;
+      cell["baseline"] = c.is_baseline;
+      cell["best"] = c.best;
+      j["cells"].push_back(cell);
+    }
+    return j.dump(2) + "\n";
+  }
+  const TableFormat fmt = parse_table_format(format);
+  std::vector<std::string> header{row_header(g)};
+  std::vector<std::vector<std::string>> rows(g.row_values.size());
+  std::vector<CellIndex> best;
+  if (g.col_keys.empty()) {
+    header.push_back(g.metric);
+    if (!g.baseline.empty()) header.push_back("\xCE\x94 " + g.metric);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      rows[r].assign(header.size(), "-");
+      rows[r][0] = row_label(g, r);
+    }
+    for (const auto& c : g.cells) {
+      const CellText t = cell_text(c, g, show_n);
+      rows[c.row][1] = t.value;
+      if (!g.baseline.empty()) rows[c.row][2] = t.delta;
+      if (c.best) best.emplace_back(c.row, 1);
+    }
+  } else {
+    for (const auto& cv : g.col_values) header.push_back(col_label(cv, g.col_keys));
+    for (size_t r = 0; r < rows.size(); ++r) {
+      rows[r].assign(header.size(), "-");
+      rows[r][0] = row_label(g, r);
+    }
+    for (const auto& c : g.cells) {
+      const CellText t = cell_text(c, g, show_n);
+      std::string text = t.value;
+      if (!g.baseline.empty() && !c.is_baseline && !std::isnan(c.delta)) text += ", \xCE\x94 " + t.delta;
+      rows[c.row][c.col + 1] = text;
+      if (c.best) best.emplace_back(c.row, c.col + 1);
+    }
+  }
+  std::vector<Align> align(header.size(), Align::kRight);
+  align[0] = Align::kLeft;
+  return with_footnotes(format_table(header, rows, fmt, align, best), footnotes(g, fmt), fmt);
+}
+
+std::string format_per_class_table(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
+                                   const std::vector<std::string>& classes, const std::string& format) {
+  SEGRUN_CHECK(!classes.empty(), ConfigError, "--per-class: no class names given");
+  std::set<std::string> known;
+  for (const auto& r : runs)
+    for (const auto& [name, v] : r.per_class) known.insert(name);
+  for (const auto& name : classes) {
+    if (!known.count(name)) {
+      std::vector<std::string> some(known.begin(), known.end());
+      if (some.size() > 12) some.resize(12);
+      throw DataError("--per-class " + name + ": no run has this class in result.json per_class" +
+                      (some.empty() ? std::string() : " (classes: " + join(some, ", ") + (known.size() > 12 ? ", ..." : "") + ")"));
+    }
+  }
+  const ResultGrid grid = build_result_grid(runs, options);
+  std::vector<std::string> keys = grid.row_keys;
+  keys.insert(keys.end(), grid.col_keys.begin(), grid.col_keys.end());
+  std::vector<std::string> columns = classes;
+  columns.push_back(options.metric);
+  std::vector<std::string> header{keys.empty() ? "configuration" : join(keys, ", ")};
+  header.insert(header.end(), columns.begin(), columns.end());
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<double>> means;
+  for (const auto& cell : grid.cells) {
+    std::vector<std::string> row{keys.empty() ? "(all runs)" : label_of(project(cell.config, keys), keys)};
+    std::vector<double> row_means;
+    for (const auto& column : columns) {
+      std::vector<double> values;
+      for (const auto& r : runs) {
+        if (r.overrides != cell.config || r.state != "done" || !r.has_result) continue;
+        const double v = run_metric(r, column);
+        if (!std::isnan(v)) values.push_back(v);
+      }
+      if (values.empty()) {
+        row.push_back("-");
+        row_means.push_back(std::nan(""));
+        continue;
+      }
+      double mean = 0;
+      for (double v : values) mean += v;
+      mean /= static_cast<double>(values.size());
+      std::string text = fmt(mean, options.decimals);
+      if (values.size() >= 2) {
+        double ss = 0;
+        for (double v : values) ss += (v - mean) * (v - mean);
+        text += " \xC2\xB1 " + fmt(std::sqrt(ss / static_cast<double>(values.size() - 1)), options.decimals);
+      }
+      row.push_back(text);
+      row_means.push_back(mean);
+    }
+    rows.push_back(row);
+    means.push_back(row_means);
+  }
+  std::vector<CellIndex> best;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    double top = -std::numeric_limits<double>::infinity();
+    for (const auto& m : means)
+      if (!std::isnan(m[c])) top = std::max(top, m[c]);
+    for (size_t r = 0; r < means.size(); ++r)
+      if (means[r][c] == top) best.emplace_back(r, c + 1);
+  }
+  if (format == "json") {
+    Json j = Json::array();
+    for (size_t r = 0; r < grid.cells.size(); ++r) {
+      Json row;
+      row["config"] = json_config(grid.cells[r].config);
+      for (size_t c = 0; c < columns.size(); ++c) row[columns[c]] = number_or_null(means[r][c]);
+      j.push_back(row);
+    }
+    return j.dump(2) + "\n";
+  }
+  const TableFormat fmt_kind = parse_table_format(format);
+  std::vector<Align> align(header.size(), Align::kRight);
+  align[0] = Align::kLeft;
+  std::string out = format_table(header, rows, fmt_kind, align, best);
+  if (fmt_kind == TableFormat::kText) out += "\n*: best per column (IoU in %).\n";
+  return out;
+}
+
+}  // namespace segrun::sweeps

@@ -1,0 +1,77 @@
+#pragma once
+// Result tables of a sweep, as papers print them: one cell per configuration (a set of swept
+// values), aggregated over its seeds as mean ± sample std (ddof = 1) and n; a delta against a
+// baseline configuration; the best cell marked; and, with >= 2 seeds on both sides, deltas
+// smaller than the seed-to-seed spread marked '~' (the papers report 0.1-0.5 point deltas from
+// single runs). Also a per-class IoU table and the numbers a plot needs.
+//
+// Layout: rows are labelled by `rows` keys, columns by `cols` keys; swept keys in neither are
+// appended to the row keys so that a cell never mixes configurations. Without `cols` the table
+// has one metric column plus a "Δ <metric>" column when a baseline is given; with `cols` each
+// cell carries its own delta (", Δ +0.50"). The delta of a cell is taken against the cell whose
+// configuration equals its own with the baseline's keys set to the baseline's values (so in a
+// k x lr grid with baseline k=30 every cell is compared with k=30 at the same lr). Only runs
+// whose status is done count; the others are reported in a footnote. Pure functions.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "sweeps/registry.h"
+#include "sweeps/spec.h"
+#include "sweeps/table.h"
+
+namespace segrun::sweeps {
+
+struct ResultTableOptions {
+  std::vector<std::string> rows;
+  std::vector<std::string> cols;
+  std::string metric = "mIoU";  // a key of result.json, or a class name of its per_class
+  Overrides baseline;           // {} = no deltas
+  Overrides where;              // keep only configurations matching this
+  int decimals = 2;
+};
+
+struct ResultCell {
+  Overrides config;
+  std::vector<uint64_t> seeds;
+  std::vector<double> values;
+  double mean = 0.0;
+  double std = 0.0;             // NaN when n < 2
+  double delta = 0.0;           // NaN without baseline / reference
+  bool within_spread = false;   // |delta| < max(std, std of the reference), both n >= 2
+  bool is_baseline = false;
+  bool best = false;
+  size_t row = 0;
+  size_t col = 0;
+};
+
+struct ResultGrid {
+  std::string metric;
+  std::vector<std::string> row_keys;
+  std::vector<std::string> col_keys;
+  std::vector<Overrides> row_values;  // over row_keys, in first-seen order of sorted runs
+  std::vector<Overrides> col_values;  // over col_keys ({} once when there are no col keys)
+  std::vector<ResultCell> cells;
+  Overrides baseline;
+  int runs_not_done = 0;
+  int decimals = 2;
+};
+
+// Groups done runs into cells. ConfigError when a rows/cols/baseline/where key is not swept,
+// or the baseline matches no configuration; DataError when no done run has the metric.
+ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options);
+
+// "md"/"markdown", "csv", "latex", "text" or "json"; markdown, text and LaTeX get footnotes
+// (LaTeX as % comments); CSV has none so that it stays machine-readable.
+std::string format_result_grid(const ResultGrid& grid, const std::string& format);
+
+// Per-class IoU (result.json per_class) of each configuration for the given classes, plus the
+// table metric; best value per column marked. DataError naming an unknown class.
+std::string format_per_class_table(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
+                                   const std::vector<std::string>& classes, const std::string& format);
+
+// Value of `metric` in a done run: result.json's top-level field or per_class entry; NaN if absent.
+double run_metric(const RunRecord& run, const std::string& metric);
+
+}  // namespace segrun::sweeps

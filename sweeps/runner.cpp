@@ -1,0 +1,248 @@
+#include "sweeps/runner.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <ostream>
+
+#include "cluster/local_launch.h"
+#include "cluster/local_scheduler.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace segrun::sweeps {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitPreempted = 75;
+
+// Exclusive use of a runs folder for the lifetime of the object.
+class RunsLock {
+ public:
+  explicit RunsLock(const std::string& runs_dir) {
+    const std::string path = (fs::path(runs_dir) / ".sweep.lock").string();
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw IoError(path + ": cannot open lock file: " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw ClusterError(runs_dir + ": another `segrun sweep run` is using this runs folder");
+    }
+  }
+  ~RunsLock() { ::close(fd_); }
+  RunsLock(const RunsLock&) = delete;
+  RunsLock& operator=(const RunsLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+std::string truncate(const std::string& s, size_t n) {
+  return s.size() <= n ? s : s.substr(0, n - 3) + "...";
+}
+
+std::string last_line_of(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return "";
+  std::string text;
+  try {
+    text = read_file(path);
+  } catch (const IoError&) {
+    return "";
+  }
+  size_t end = text.find_last_not_of(" \r\n\t");
+  if (end == std::string::npos) return "";
+  size_t start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+std::string metric_text(const RunRecord& r, const std::string& metric) {
+  if (r.state == "done" && r.has_result) {
+    auto it = r.result.find(metric);
+    if (it != r.result.end()) return format_number(it->second, 2, "-");
+    auto pc = r.per_class.find(metric);
+    if (pc != r.per_class.end()) return format_number(pc->second, 2, "-");
+  }
+  auto it = r.last_val.find(metric);
+  return it != r.last_val.end() ? format_number(it->second, 2, "-") + " (iter " +
+                                      std::to_string(r.last_iter) + ")"
+                                : "-";
+}
+
+}  // namespace
+
+SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out) {
+  const std::string runs_dir = sweep_runs_dir(spec, options.runs_dir);
+  const std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
+  SweepRunSummary summary;
+  std::vector<const PlanEntry*> todo;
+  for (const auto& e : plan) {
+    if (e.action == PlanAction::kReuse) {
+      ++summary.reused;
+      if (e.config_changed)
+        out << "warning: " << e.run.dir_name
+            << " is done but its base config changed since; delete the run folder to redo it\n";
+    } else {
+      todo.push_back(&e);
+    }
+  }
+  const int cores = options.cores > 0 ? options.cores : cluster::usable_cores();
+  const int per_core_fit = std::max(1, cores / spec.ranks);
+  const int parallel = std::max(
+      1, std::min<int>({options.max_parallel > 0 ? options.max_parallel : per_core_fit,
+                        per_core_fit, static_cast<int>(std::max<size_t>(1, todo.size()))}));
+  const int threads = std::max(1, cores / (parallel * spec.ranks));
+  const std::string program = options.program.empty() ? cluster::self_executable() : options.program;
+
+  std::vector<cluster::LocalJob> jobs;
+  std::vector<std::vector<std::string>> commands;
+  for (const PlanEntry* e : todo) {
+    const std::string dir = fs::absolute(e->dir).lexically_normal().string();
+    std::vector<std::string> command{program, "train", spec.base};
+    for (const auto& a : e->run.train_args()) command.push_back(a);
+    command.insert(command.end(), {"--run-dir", dir});
+    if (e->action == PlanAction::kResume) command.insert(command.end(), {"--resume", "auto"});
+    cluster::LaunchOptions launch;
+    launch.ranks = spec.ranks;
+    launch.command = command;
+    launch.mpirun = options.mpirun;
+    launch.threads_per_rank = threads;
+    cluster::LocalJob job;
+    job.name = e->run.dir_name;
+    job.argv = cluster::build_mpirun_command(launch);
+    job.slots = spec.ranks;
+    job.log_path = (fs::path(dir) / "sweep.log").string();
+    jobs.push_back(std::move(job));
+    commands.push_back(std::move(command));
+  }
+
+  out << "sweep " << spec.name << ": " << plan.size() << " runs, " << summary.reused << " done, "
+      << todo.size() << " to run (" << parallel << " at a time x " << spec.ranks << " rank(s) x "
+      << threads << " thread(s)); runs in " << runs_dir << "\n";
+  if (options.dry_run) {
+    for (const auto& job : jobs) out << cluster::shell_join(job.argv) << "\n";
+    return summary;
+  }
+  if (todo.empty()) return summary;
+
+  std::error_code ec;
+  fs::create_directories(runs_dir, ec);
+  if (ec) throw IoError(runs_dir + ": cannot create runs folder: " + ec.message());
+  RunsLock lock(runs_dir);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    write_run_manifest(todo[i]->dir, spec, todo[i]->run, commands[i]);
+    if (todo[i]->record.state.empty()) write_run_status(todo[i]->dir, "queued", "");
+  }
+
+  const size_t total = todo.size();
+  cluster::LocalSchedulerOptions scheduler;
+  scheduler.cores = cores;
+  scheduler.max_parallel = parallel;
+  scheduler.on_start = [&](size_t i, const cluster::LocalJob& job) {
+    const PlanEntry& e = *todo[i];
+    out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(e.run.overrides)
+        << ", seed " << e.run.seed << ")" << (e.action == PlanAction::kResume ? " resuming" : "")
+        << std::endl;
+  };
+  scheduler.on_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
+    const PlanEntry& e = *todo[i];
+    RunRecord now = read_run(e.dir);
+    char secs[32];
+    std::snprintf(secs, sizeof(secs), "%.1f s", result.seconds);
+    out << "[" << i + 1 << "/" << total << "] ";
+    if (result.exit_code == 0 && now.state == "done") {
+      ++summary.finished;
+      auto it = now.result.find(spec.table.metric);
+      out << "done " << job.name << " in " << secs;
+      if (it != now.result.end()) out << ": " << spec.table.metric << " " << format_number(it->second, 2, "-");
+      out << std::endl;
+      return;
+    }
+    if (result.exit_code == kExitPreempted || (result.stop_sent && now.state != "failed")) {
+      ++summary.preempted;
+      if (now.state != "preempted")
+        write_run_status(e.dir, "preempted", "stopped by the sweep runner (exit code " +
+                                                 std::to_string(result.exit_code) + ")");
+      out << "preempted " << job.name << " after " << secs << " (resumable: run the sweep again)" << std::endl;
+      return;
+    }
+    ++summary.failed;
+    std::string reason = now.state == "failed" ? now.reason : "";
+    if (reason.empty()) {
+      reason = "exit code " + std::to_string(result.exit_code);
+      const std::string last = last_line_of(job.log_path);
+      if (!last.empty()) reason += ": " + last;
+      write_run_status(e.dir, "failed", reason);
+    }
+    out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300)
+        << " (log: " << job.log_path << ")" << std::endl;
+  };
+  const auto results = cluster::run_local_jobs(jobs, scheduler);
+  for (const auto& r : results) summary.not_started += r.started ? 0 : 1;
+  out << "sweep " << spec.name << ": " << summary.finished + summary.reused << "/" << plan.size()
+      << " done (" << summary.reused << " reused), " << summary.failed << " failed, "
+      << summary.preempted << " preempted, " << summary.not_started << " not started\n";
+  if (summary.preempted + summary.not_started > 0)
+    out << "stopped: every run is resumable; run `segrun sweep run " << spec.path << "` again\n";
+  return summary;
+}
+
+std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
+  std::vector<std::vector<std::string>> rows;
+  std::map<PlanAction, int> counts;
+  for (const auto& e : plan) {
+    ++counts[e.action];
+    std::string action;
+    switch (e.action) {
+      case PlanAction::kNew: action = "new"; break;
+      case PlanAction::kReuse: action = e.config_changed ? "done (reuse; base config changed)" : "done (reuse)"; break;
+      case PlanAction::kResume:
+        action = "resume" + (e.record.last_iter >= 0 ? " (iter " + std::to_string(e.record.last_iter) + ")" : std::string());
+        break;
+      case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
+    }
+    rows.push_back({e.run.id, e.run.dir_name, describe(e.run.overrides), std::to_string(e.run.seed), action});
+  }
+  std::string out = format_table({"id", "run", "overrides", "seed", "state"}, rows, fmt,
+                                 {Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft});
+  if (fmt == TableFormat::kText || fmt == TableFormat::kMarkdown)
+    out += std::to_string(plan.size()) + " runs: " + std::to_string(counts[PlanAction::kNew]) + " new, " +
+           std::to_string(counts[PlanAction::kReuse]) + " done (reused), " +
+           std::to_string(counts[PlanAction::kResume]) + " to resume, " +
+           std::to_string(counts[PlanAction::kRetry]) + " to retry\n";
+  return out;
+}
+
+std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt) {
+  std::vector<std::vector<std::string>> rows;
+  std::map<std::string, int> counts;
+  for (const auto& e : plan) {
+    const RunRecord& r = e.record;
+    std::string state = r.state.empty() ? "new" : r.state;
+    ++counts[state];
+    if (!r.reason.empty() && state == "failed") state += ": " + truncate(r.reason, 60);
+    const int64_t iter = std::max<int64_t>(0, r.state == "done" && r.result.count("iterations")
+                                                  ? static_cast<int64_t>(r.result.at("iterations"))
+                                                  : r.last_iter);
+    rows.push_back({e.run.id, describe(e.run.overrides), std::to_string(e.run.seed), state,
+                    std::to_string(iter) + "/" + std::to_string(e.run.iters), metric_text(r, metric)});
+  }
+  std::string out = format_table({"id", "overrides", "seed", "state", "progress", metric}, rows, fmt,
+                                 {Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft, Align::kRight,
+                                  Align::kRight});
+  if (fmt == TableFormat::kText || fmt == TableFormat::kMarkdown) {
+    std::string line;
+    for (const auto& [state, n] : counts) line += (line.empty() ? "" : ", ") + std::to_string(n) + " " + state;
+    out += std::to_string(plan.size()) + " runs: " + line + "\n";
+  }
+  return out;
+}
+
+}  // namespace segrun::sweeps

@@ -1,0 +1,52 @@
+#pragma once
+// Running a sweep on this machine, and reporting on it. run_sweep plans the sweep (see
+// registry.h), writes overrides.json and status "queued" into every run still to do, and hands
+// one `mpirun -np <ranks> <segrun> train <base> <overrides> train.seed=<s> --run-dir <dir>
+// [--resume auto]` job per run to the cluster layer's local scheduler, which packs them onto the
+// cores (at most max_parallel at once, default cores / ranks; each rank gets
+// cores / (parallel runs x ranks) threads). A run that fails is marked "failed <reason>" (the
+// trainer's reason, or the exit code and the last line of <run>/sweep.log) and the others go on.
+// On Ctrl-C / SIGTERM / SIGUSR1 every running run checkpoints and stops (status preempted), no
+// new run starts, and re-running the sweep resumes them. Only one `sweep run` may use a runs
+// folder at a time (flock on <runs>/.sweep.lock). Not thread-safe (signal handling).
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "sweeps/registry.h"
+#include "sweeps/spec.h"
+#include "sweeps/table.h"
+
+namespace segrun::sweeps {
+
+struct SweepRunOptions {
+  std::string runs_dir;          // "" = sweep_runs_dir(spec, "")
+  int max_parallel = 0;          // 0 = max(1, cores / ranks)
+  int cores = 0;                 // 0 = cluster::usable_cores()
+  std::string program;           // the segrun executable the ranks run
+  std::string mpirun = "mpirun";
+  bool dry_run = false;          // print the commands, run nothing, write nothing
+};
+
+struct SweepRunSummary {
+  int reused = 0;
+  int finished = 0;
+  int failed = 0;
+  int preempted = 0;   // stopped by a signal (resumable)
+  int not_started = 0; // left for the next `sweep run` because of a stop
+  // 0 all done, 75 stopped (resumable), 1 some run failed.
+  int exit_code() const { return failed > 0 ? 1 : (preempted + not_started > 0 ? 75 : 0); }
+};
+
+// Progress lines go to out.
+SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out);
+
+// `sweep plan`: one row per run (id, directory, overrides, seed, action), then a summary line.
+std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt);
+// `sweep status`: id, overrides, seed, state, progress "<last iter>/<iters>", last metric value
+// (result.json when done, else the last evaluation in metrics.jsonl), then counts per state.
+std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric,
+                          TableFormat fmt);
+
+}  // namespace segrun::sweeps

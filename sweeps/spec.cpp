@@ -1,0 +1,581 @@
+// Sweep spec parsing (toml++), canonical values, expansion and run ids.
+#include "sweeps/spec.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/config.h"
+#include "core/error.h"
+
+namespace segrun::sweeps {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A swept value with the line it came from.
+struct Located {
+  std::string value;  // canonical
+  int line = 0;
+};
+using LocatedOverrides = std::map<std::string, Located>;
+
+class SpecReader {
+ public:
+  SpecReader(std::string origin, fs::path dir) : origin_(std::move(origin)), dir_(std::move(dir)) {}
+
+  [[noreturn]] void fail(int line, const std::string& key, const std::string& what) const {
+    std::string where = origin_;
+    if (line > 0) where += ":" + std::to_string(line);
+    throw ConfigError(where + ": " + (key.empty() ? "" : key + ": ") + what);
+  }
+  [[noreturn]] void fail(const toml::node& node, const std::string& key,
+                         const std::string& what) const {
+    fail(line_of(node), key, what);
+  }
+  static int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+
+  const std::string& origin() const { return origin_; }
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  std::string origin_;
+  fs::path dir_;
+};
+
+std::string shortest_double(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string quote_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// Canonical text of a TOML value; empty string for unsupported types (tables, dates).
+std::string canonical_of(const toml::node& node) {
+  if (auto v = node.as_integer()) return std::to_string(v->get());
+  if (auto v = node.as_floating_point()) return shortest_double(v->get());
+  if (auto v = node.as_boolean()) return v->get() ? "true" : "false";
+  if (auto v = node.as_string()) return quote_string(v->get());
+  if (auto arr = node.as_array()) {
+    std::string out = "[";
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string item = canonical_of(*arr->get(i));
+      if (item.empty()) return "";
+      out += (i ? ", " : "") + item;
+    }
+    return out + "]";
+  }
+  return "";
+}
+
+std::string type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    default: return "a date/time";
+  }
+}
+
+// Flattens nested tables ("model.dropout" quoted or dotted) into dotted key -> node.
+void flatten(const toml::table& table, const std::string& prefix,
+             std::vector<std::pair<std::string, const toml::node*>>& out) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* t = node.as_table()) {
+      flatten(*t, key, out);
+    } else {
+      out.emplace_back(key, &node);
+    }
+  }
+}
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  // MurmurHash3's fmix64 finalizer: FNV-1a alone changes few high bits when only the last
+  // character differs (the seed), which makes ids of sibling runs look alike.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+bool valid_name(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789._-") == std::string::npos &&
+         s != "." && s != "..";
+}
+
+const std::set<std::string> kTopKeys{"name", "base", "runs_dir", "description", "seeds", "fixed", "grid",
+                                     "variants", "include", "exclude", "resources", "table"};
+
+// Reads one override table (grid point, variant, filter or baseline): dotted key -> canonical
+// value, each checked against the schema by applying it to the base config.
+LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table,
+                                const std::string& where, const std::string& base) {
+  std::vector<std::pair<std::string, const toml::node*>> flat;
+  flatten(table, "", flat);
+  LocatedOverrides out;
+  for (const auto& [key, node] : flat) {
+    const std::string label = where + " " + key;
+    if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
+    std::string text = canonical_of(*node);
+    if (text.empty()) r.fail(*node, label, "unsupported value (" + type_name(*node) + ")");
+    try {
+      load_config(base, {key + "=" + text});
+    } catch (const ConfigError& e) {
+      r.fail(*node, "", e.what());
+    }
+    out[key] = Located{text, SpecReader::line_of(*node)};
+  }
+  return out;
+}
+
+std::vector<Overrides> cartesian(const std::vector<std::pair<std::string, std::vector<std::string>>>& axes) {
+  std::vector<Overrides> points{Overrides{}};
+  for (const auto& [key, values] : axes) {
+    std::vector<Overrides> next;
+    for (const auto& p : points)
+      for (const auto& v : values) {
+        Overrides q = p;
+        q[key] = v;
+        next.push_back(std::move(q));
+      }
+    points = std::move(next);
+  }
+  return points;
+}
+
+std::vector<std::string> string_list(const SpecReader& r, const toml::node& node,
+                                     const std::string& key) {
+  std::vector<std::string> out;
+  if (auto s = node.as_string()) {
+    out.push_back(s->get());
+  } else if (auto arr = node.as_array()) {
+    for (const auto& item : *arr) {
+      if (!item.is_string()) r.fail(item, key, "expected strings, got " + type_name(item));
+      out.push_back(item.as_string()->get());
+    }
+  } else {
+    r.fail(node, key, "expected a string or a list of strings, got " + type_name(node));
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+struct Filter {
+  Overrides values;
+  int line = 0;
+  std::string kind;
+};
+
+std::vector<Filter> read_filters(const SpecReader& r, const toml::node& node, const std::string& kind,
+                                 const std::string& base, const std::vector<std::string>& swept) {
+  std::vector<Filter> out;
+  const toml::array* arr = node.as_array();
+  if (!arr) r.fail(node, kind, "expected a list of tables, e.g. " + kind + " = [{ \"model.norm\" = \"bn\" }]");
+  for (const auto& item : *arr) {
+    const toml::table* t = item.as_table();
+    if (!t) r.fail(item, kind, "expected a table of key = value, got " + type_name(item));
+    if (t->empty()) r.fail(item, kind, "empty filter");
+    Filter f;
+    f.kind = kind;
+    f.line = SpecReader::line_of(item);
+    for (const auto& [key, located] : read_overrides(r, *t, kind, base)) {
+      if (std::find(swept.begin(), swept.end(), key) == swept.end())
+        r.fail(located.line, kind + " " + key, "not a swept key (swept: " + join(swept) + ")");
+      f.values[key] = located.value;
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string canonical_value(const std::string& text) {
+  toml::table parsed;
+  bool ok = false;
+  try {
+    parsed = toml::parse("v = " + text);
+    ok = true;
+  } catch (const toml::parse_error&) {
+  }
+  if (!ok) return quote_string(text);  // bare words are strings, as in config overrides
+  std::string out = canonical_of(*parsed.get("v"));
+  if (out.empty()) throw ConfigError("value '" + text + "' is not a number, boolean, string or array");
+  return out;
+}
+
+std::string display_value(const std::string& canonical) {
+  if (canonical.size() >= 2 && canonical.front() == '"' && canonical.back() == '"') {
+    try {
+      toml::table t = toml::parse("v = " + canonical);
+      return std::string(t.get("v")->as_string()->get());
+    } catch (const toml::parse_error&) {
+    }
+  }
+  return canonical;
+}
+
+Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what) {
+  Overrides out;
+  for (const auto& a : args) {
+    const auto eq = a.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
+      throw ConfigError(what + " '" + a + "': expected key=value (e.g. model.dropout=0.1)");
+    try {
+      out[a.substr(0, eq)] = canonical_value(a.substr(eq + 1));
+    } catch (const ConfigError& e) {
+      throw ConfigError(what + " '" + a + "': " + e.what());
+    }
+  }
+  return out;
+}
+
+bool matches(const Overrides& config, const Overrides& filter) {
+  for (const auto& [key, value] : filter) {
+    auto it = config.find(key);
+    if (it == config.end() || it->second != value) return false;
+  }
+  return true;
+}
+
+std::string describe(const Overrides& overrides) {
+  if (overrides.empty()) return "(base config)";
+  std::string out;
+  for (const auto& [key, value] : overrides)
+    out += (out.empty() ? "" : ", ") + key + "=" + display_value(value);
+  return out;
+}
+
+std::string run_id(const Overrides& overrides, uint64_t seed) {
+  std::string text;
+  for (const auto& [key, value] : overrides) text += key + "=" + value + "\n";
+  text += "train.seed=" + std::to_string(seed) + "\n";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(text)));
+  return std::string(buf).substr(0, 10);
+}
+
+std::string run_slug(const Overrides& overrides, uint64_t seed) {
+  std::string slug;
+  for (const auto& [key, value] : overrides) {
+    const auto dot = key.rfind('.');
+    std::string part = (dot == std::string::npos ? key : key.substr(dot + 1)) + display_value(value);
+    for (char& c : part)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '-';
+    slug += part + "_";
+  }
+  slug += "s" + std::to_string(seed);
+  if (slug.size() > 60) slug = slug.substr(0, 60);
+  return slug;
+}
+
+std::vector<std::string> PlannedRun::train_args() const {
+  std::vector<std::string> args;
+  for (const auto& [key, value] : overrides) args.push_back(key + "=" + value);
+  args.push_back("train.seed=" + std::to_string(seed));
+  return args;
+}
+
+SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& origin,
+                           const std::string& origin_dir) {
+  SpecReader r(origin, fs::path(origin_dir));
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    r.fail(static_cast<int>(e.source().begin.line), "", "syntax error: " + std::string(e.description()));
+  }
+  for (const auto& [k, node] : root)
+    if (!kTopKeys.count(std::string(k.str())))
+      r.fail(node, std::string(k.str()),
+             "unknown key (sweep specs have: name, base, runs_dir, description, seeds, fixed, grid, "
+             "variants, include, exclude, resources, table)");
+
+  SweepSpec spec;
+  spec.path = origin;
+  spec.name = fs::path(origin).stem().string();
+  if (const toml::node* n = root.get("name")) {
+    if (!n->is_string()) r.fail(*n, "name", "expected a string, got " + type_name(*n));
+    spec.name = n->as_string()->get();
+  }
+  if (!valid_name(spec.name))
+    r.fail(root.get("name") ? SpecReader::line_of(*root.get("name")) : 0, "name",
+           "'" + spec.name + "' must be letters, digits, '.', '_' or '-' (it names the runs folder)");
+
+  const toml::node* base_node = root.get("base");
+  if (!base_node) r.fail(0, "base", "missing (the config every run starts from)");
+  if (!base_node->is_string()) r.fail(*base_node, "base", "expected a string path");
+  fs::path base = base_node->as_string()->get();
+  if (base.is_relative()) base = r.dir() / base;
+  spec.base = fs::absolute(base).lexically_normal().string();
+  Config base_config;
+  try {
+    base_config = load_config(spec.base);
+  } catch (const ConfigError& e) {
+    r.fail(*base_node, "base", e.what());
+  }
+  if (const toml::node* n = root.get("runs_dir")) {
+    if (!n->is_string()) r.fail(*n, "runs_dir", "expected a string path");
+    fs::path d = n->as_string()->get();
+    spec.runs_dir = (d.is_relative() ? r.dir() / d : d).lexically_normal().string();
+  }
+
+  // seeds
+  if (const toml::node* n = root.get("seeds")) {
+    const toml::array* arr = n->as_array();
+    if (!arr || arr->empty()) r.fail(*n, "seeds", "expected a non-empty list of integers");
+    for (const auto& item : *arr) {
+      if (!item.is_integer() || item.as_integer()->get() < 0)
+        r.fail(item, "seeds", "expected non-negative integers");
+      const auto s = static_cast<uint64_t>(item.as_integer()->get());
+      if (std::find(spec.seeds.begin(), spec.seeds.end(), s) != spec.seeds.end())
+        r.fail(item, "seeds", "seed " + std::to_string(s) + " is listed twice");
+      spec.seeds.push_back(s);
+    }
+  } else {
+    spec.seeds.push_back(base_config.train.seed);
+  }
+
+  // [resources]
+  if (const toml::node* n = root.get("resources")) {
+    const toml::table* t = n->as_table();
+    if (!t) r.fail(*n, "resources", "expected a table");
+    for (const auto& [k, v] : *t) {
+      if (k.str() != "ranks") r.fail(v, "resources." + std::string(k.str()), "unknown key (known: ranks)");
+      if (!v.is_integer() || v.as_integer()->get() < 1 || v.as_integer()->get() > 4096)
+        r.fail(v, "resources.ranks", "expected an integer in 1..4096");
+      spec.ranks = static_cast<int>(v.as_integer()->get());
+    }
+  }
+
+  // [fixed]: key = value set in every run (part of every id).
+  Overrides fixed;
+  if (const toml::node* n = root.get("fixed")) {
+    const toml::table* t = n->as_table();
+    if (!t) r.fail(*n, "fixed", "expected a table of key = value");
+    for (const auto& [key, located] : read_overrides(r, *t, "fixed", spec.base)) fixed[key] = located.value;
+  }
+
+  // [grid]: key = [values]
+  std::vector<std::pair<std::string, std::vector<std::string>>> axes;
+  if (const toml::node* n = root.get("grid")) {
+    const toml::table* t = n->as_table();
+    if (!t) r.fail(*n, "grid", "expected a table of key = [values]");
+    std::vector<std::pair<std::string, const toml::node*>> flat;
+    flatten(*t, "", flat);
+    if (flat.empty()) r.fail(*n, "grid", "empty (give key = [values], or remove [grid])");
+    for (const auto& [key, node] : flat) {
+      const toml::array* arr = node->as_array();
+      if (!arr) r.fail(*node, "grid " + key, "expected a list of values, got " + type_name(*node));
+      if (arr->empty()) r.fail(*node, "grid " + key, "empty list of values");
+      if (key == "train.seed") r.fail(*node, "grid " + key, "set seeds with the top-level 'seeds = [...]'");
+      if (fixed.count(key)) r.fail(*node, "grid " + key, "also set in [fixed]");
+      std::vector<std::string> values;
+      for (const auto& item : *arr) {
+        std::string text = canonical_of(item);
+        if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + type_name(item) + ")");
+        if (std::find(values.begin(), values.end(), text) != values.end())
+          r.fail(item, "grid " + key, "value " + text + " is listed twice");
+        try {
+          load_config(spec.base, {key + "=" + text});
+        } catch (const ConfigError& e) {
+          r.fail(item, "", e.what());
+        }
+        values.push_back(text);
+      }
+      axes.emplace_back(key, std::move(values));
+      spec.swept_keys.push_back(key);
+    }
+  }
+
+  // [[variants]]: explicit override sets, crossed with the grid.
+  std::vector<std::pair<Overrides, int>> variants;  // with their line
+  if (const toml::node* n = root.get("variants")) {
+    const toml::array* arr = n->as_array();
+    if (!arr || arr->empty()) r.fail(*n, "variants", "expected [[variants]] tables of key = value");
+    for (const auto& item : *arr) {
+      const toml::table* t = item.as_table();
+      if (!t) r.fail(item, "variants", "expected a table of key = value, got " + type_name(item));
+      Overrides v;
+      for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base)) {
+        for (const auto& axis : axes)
+          if (axis.first == key)
+            r.fail(located.line, "variants " + key, "already swept by [grid]; a key is set by one of them");
+        if (fixed.count(key)) r.fail(located.line, "variants " + key, "also set in [fixed]");
+        v[key] = located.value;
+        if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
+          spec.swept_keys.push_back(key);
+      }
+      variants.emplace_back(std::move(v), SpecReader::line_of(item));
+    }
+  }
+
+  // Expansion: grid points x variants (each variant on top of each grid point).
+  std::vector<Overrides> configs;
+  std::vector<std::string> origins;
+  for (auto point : cartesian(axes)) {
+    point.insert(fixed.begin(), fixed.end());
+    if (variants.empty()) {
+      configs.push_back(point);
+      origins.push_back("grid");
+      continue;
+    }
+    for (const auto& [v, line] : variants) {
+      Overrides merged = point;
+      merged.insert(v.begin(), v.end());
+      configs.push_back(std::move(merged));
+      origins.push_back("variant at line " + std::to_string(line));
+    }
+  }
+  for (size_t i = 0; i < configs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (configs[i] == configs[j])
+        r.fail(0, "", "duplicate run: {" + describe(configs[i]) + "} is produced twice (" +
+                          origins[j] + ", " + origins[i] + ")");
+
+  // include / exclude
+  std::vector<Filter> include, exclude;
+  if (const toml::node* n = root.get("include")) include = read_filters(r, *n, "include", spec.base, spec.swept_keys);
+  if (const toml::node* n = root.get("exclude")) exclude = read_filters(r, *n, "exclude", spec.base, spec.swept_keys);
+  for (const auto* filters : {&include, &exclude})
+    for (const auto& f : *filters)
+      if (std::none_of(configs.begin(), configs.end(), [&](const Overrides& c) { return matches(c, f.values); }))
+        r.fail(f.line, f.kind, "{" + describe(f.values) + "} matches no run of the grid/variants");
+  for (const auto& c : configs) {
+    const bool in = include.empty() ||
+                    std::any_of(include.begin(), include.end(), [&](const Filter& f) { return matches(c, f.values); });
+    const bool out = std::any_of(exclude.begin(), exclude.end(), [&](const Filter& f) { return matches(c, f.values); });
+    if (in && !out) spec.configurations.push_back(c);
+  }
+  if (spec.configurations.empty()) r.fail(0, "", "no runs left after include/exclude");
+
+  // [table] hints
+  if (const toml::node* n = root.get("table")) {
+    const toml::table* t = n->as_table();
+    if (!t) r.fail(*n, "table", "expected a table");
+    auto check_swept = [&](const toml::node& node, const std::string& key, const std::string& what) {
+      if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
+        r.fail(node, what, "'" + key + "' is not a swept key");
+    };
+    for (const auto& [k, v] : *t) {
+      const std::string key = "table." + std::string(k.str());
+      if (k.str() == "rows" || k.str() == "cols") {
+        auto keys = string_list(r, v, key);
+        for (const auto& s : keys) check_swept(v, s, key);
+        (k.str() == "rows" ? spec.table.rows : spec.table.cols) = keys;
+      } else if (k.str() == "metric") {
+        if (!v.is_string()) r.fail(v, key, "expected a string (e.g. \"mIoU\")");
+        spec.table.metric = v.as_string()->get();
+      } else if (k.str() == "per_class") {
+        spec.table.per_class = string_list(r, v, key);
+      } else if (k.str() == "baseline") {
+        const toml::table* b = v.as_table();
+        if (!b || b->empty()) r.fail(v, key, "expected a table of key = value");
+        for (const auto& [bk, located] : read_overrides(r, *b, key, spec.base)) {
+          check_swept(v, bk, key);
+          spec.table.baseline[bk] = located.value;
+        }
+        if (std::none_of(spec.configurations.begin(), spec.configurations.end(),
+                         [&](const Overrides& c) { return matches(c, spec.table.baseline); }))
+          r.fail(v, key, "{" + describe(spec.table.baseline) + "} matches no run");
+      } else {
+        r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class)");
+      }
+    }
+  }
+  return spec;
+}
+
+SweepSpec load_sweep_spec(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": sweep spec not found");
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) throw ConfigError(path + ": cannot read the sweep spec");
+  return parse_sweep_spec(text.str(), path, fs::absolute(path).parent_path().string());
+}
+
+std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
+  std::vector<PlannedRun> runs;
+  for (const auto& config : spec.configurations) {
+    for (uint64_t seed : spec.seeds) {
+      PlannedRun run;
+      run.overrides = config;
+      run.seed = seed;
+      run.id = run_id(config, seed);
+      run.dir_name = run.id + "-" + run_slug(config, seed);
+      try {
+        const Config config = load_config(spec.base, run.train_args());
+        run.iters = config.train.iters;
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%016llx",
+                      static_cast<unsigned long long>(fnv1a(to_toml(config))));
+        run.fingerprint = buf;
+      } catch (const ConfigError& e) {
+        throw ConfigError(spec.path + ": run {" + describe(config) + "}: " + e.what());
+      }
+      runs.push_back(std::move(run));
+    }
+  }
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (runs[i].id == runs[j].id)
+        throw ConfigError(spec.path + ": run ids collide for {" + describe(runs[i].overrides) +
+                          "} and {" + describe(runs[j].overrides) + "}");
+  return runs;
+}
+
+}  // namespace segrun::sweeps

@@ -1,0 +1,81 @@
+#pragma once
+// Sweep specs: one TOML file naming a base config, [fixed] overrides for every run, a cartesian
+// [grid], explicit [[variants]], seeds, include/exclude filters, resources and table hints (format in docs/sweeps.md), expanded
+// deterministically into runs with stable ids.
+//
+// Contract: load_sweep_spec validates everything before anything runs: every swept value is
+// applied to the base config through core/config.h (so a bad key or value is reported as
+// "<spec>:<line>: ..." with the config schema's own message), and every expanded run's full
+// config is loaded once more (cross-field checks). Values are kept as canonical TOML text
+// (integers plain, floats in their shortest round-trip form with a '.' or exponent, strings
+// quoted), so `0.1`, `1e-1` and `0.10` are the same value, and a run's id is the first 10 hex
+// digits of a 64-bit FNV-1a hash (with MurmurHash3's fmix64 finalizer) of its sorted
+// "key=value" lines plus its seed: reordering
+// grid keys, variants or filters never changes an id. Pure functions; thread-safe.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace segrun::sweeps {
+
+// Dotted config key -> canonical TOML value text, sorted by key.
+using Overrides = std::map<std::string, std::string>;
+
+struct TableHints {
+  std::vector<std::string> rows;       // swept keys labelling the rows
+  std::vector<std::string> cols;       // swept keys labelling the columns
+  std::string metric = "mIoU";
+  Overrides baseline;                  // partial configuration the deltas refer to
+  std::vector<std::string> per_class;  // class names for the per-class table
+};
+
+struct SweepSpec {
+  std::string path;                         // the spec file as given
+  std::string name;                         // [A-Za-z0-9._-]+, default: the spec file's stem
+  std::string base;                         // absolute path of the base config
+  std::string runs_dir;                     // "" = runs/<name> under the working directory
+  std::vector<std::string> swept_keys;      // keys set by grid or variants, in spec order
+  std::vector<Overrides> configurations;    // after include/exclude, in expansion order
+  std::vector<uint64_t> seeds;              // default: the base config's train.seed
+  int ranks = 1;                            // [resources] ranks per run
+  TableHints table;
+};
+
+struct PlannedRun {
+  std::string id;        // 10 hex digits
+  std::string dir_name;  // "<id>-<slug>", the run directory's name under the sweep's runs dir
+  Overrides overrides;
+  uint64_t seed = 0;
+  int64_t iters = 0;     // resolved train.iters of the run
+  std::string fingerprint;  // hash of the fully resolved config (detects edits of the base)
+  // "key=value" arguments for `segrun train`, seed last: train.seed=<seed>.
+  std::vector<std::string> train_args() const;
+};
+
+// Reads and validates a spec; ConfigError "<file>:<line>: <key>: <what>" on the first problem.
+SweepSpec load_sweep_spec(const std::string& path);
+// Same from text; relative `base`/`runs_dir` resolve against origin_dir.
+SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& origin,
+                           const std::string& origin_dir);
+
+// configurations x seeds, configuration-major. Each run's full config is validated.
+std::vector<PlannedRun> expand_sweep(const SweepSpec& spec);
+
+std::string run_id(const Overrides& overrides, uint64_t seed);
+std::string run_slug(const Overrides& overrides, uint64_t seed);
+
+// "key=value" strings (value in TOML syntax, bare words are strings) to canonical overrides;
+// ConfigError naming the bad argument. what names the option in messages ("--baseline").
+Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what);
+// Canonical TOML text of one value written as TOML (bare words are strings).
+std::string canonical_value(const std::string& toml_value_text);
+// A canonical value for people: strings without their quotes.
+std::string display_value(const std::string& canonical);
+// True when every key of filter is in config with the same value.
+bool matches(const Overrides& config, const Overrides& filter);
+// "k=v, k2=v2" with display values ("(base config)" when empty).
+std::string describe(const Overrides& overrides);
+
+}  // namespace segrun::sweeps

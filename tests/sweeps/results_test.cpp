@@ -1,0 +1,180 @@
+// Result tables from fabricated run directories: means and sample stds over seeds checked
+// against hand-computed values, deltas against a baseline, best marking, deltas within the
+// seed-to-seed spread, and exact markdown / CSV / LaTeX / text output.
+#include "sweeps/results.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "sweeps/registry.h"
+#include "sweeps_test_util.h"
+
+namespace segrun::sweeps {
+namespace {
+
+using testing::fabricate_run;
+using testing::ScratchDir;
+
+// model.dropout in {0.0, 0.1, 0.2}, two seeds each, plus one run still running.
+//   0.0: 40.0, 41.0 -> mean 40.50, std sqrt(0.5)   = 0.7071
+//   0.1: 42.0, 42.5 -> mean 42.25, std sqrt(0.125) = 0.3536  (baseline)
+//   0.2: 42.5, 42.3 -> mean 42.40, std sqrt(0.02)  = 0.1414
+// Deltas: 0.0 -> -1.75 (beyond the spread), 0.2 -> +0.15 < max(0.14, 0.35): within the spread.
+class OneAxis : public ::testing::Test {
+ protected:
+  OneAxis() : dir_("results1") {
+    const auto root = dir_.path();
+    fabricate_run(root / "a0", {{"model.dropout", "0.0"}}, 0, "done", 40.0, {{"wall", 70.0}, {"sky", 90.0}});
+    fabricate_run(root / "a1", {{"model.dropout", "0.0"}}, 1, "done", 41.0, {{"wall", 72.0}, {"sky", 91.0}});
+    fabricate_run(root / "b0", {{"model.dropout", "0.1"}}, 0, "done", 42.0, {{"wall", 75.0}, {"sky", 89.0}});
+    fabricate_run(root / "b1", {{"model.dropout", "0.1"}}, 1, "done", 42.5, {{"wall", 74.0}, {"sky", 88.0}});
+    fabricate_run(root / "c0", {{"model.dropout", "0.2"}}, 0, "done", 42.5, {{"wall", 71.0}, {"sky", 92.5}});
+    fabricate_run(root / "c1", {{"model.dropout", "0.2"}}, 1, "done", 42.3, {{"wall", 71.0}, {"sky", 92.5}});
+    fabricate_run(root / "d0", {{"model.dropout", "0.3"}}, 0, "running", 0.0);
+    runs_ = scan_runs(root.string());
+  }
+  ScratchDir dir_;
+  std::vector<RunRecord> runs_;
+};
+
+TEST_F(OneAxis, CellsMatchHandComputedMeansAndStds) {
+  ResultTableOptions options;
+  options.baseline = {{"model.dropout", "0.1"}};
+  ResultGrid g = build_result_grid(runs_, options);
+  ASSERT_EQ(g.cells.size(), 3u);
+  EXPECT_EQ(g.row_keys, (std::vector<std::string>{"model.dropout"}));
+  EXPECT_EQ(g.runs_not_done, 1);
+  EXPECT_DOUBLE_EQ(g.cells[0].mean, 40.5);
+  EXPECT_NEAR(g.cells[0].std, std::sqrt(0.5), 1e-12);
+  EXPECT_NEAR(g.cells[1].std, std::sqrt(0.125), 1e-12);
+  EXPECT_NEAR(g.cells[2].mean, 42.4, 1e-12);
+  EXPECT_NEAR(g.cells[2].std, std::sqrt(0.02), 1e-12);
+  EXPECT_NEAR(g.cells[0].delta, -1.75, 1e-12);
+  EXPECT_FALSE(g.cells[0].within_spread);
+  EXPECT_TRUE(g.cells[1].is_baseline);
+  EXPECT_NEAR(g.cells[2].delta, 0.15, 1e-12);
+  EXPECT_TRUE(g.cells[2].within_spread);
+  EXPECT_TRUE(g.cells[2].best);
+  EXPECT_FALSE(g.cells[1].best);
+}
+
+TEST_F(OneAxis, Markdown) {
+  ResultTableOptions options;
+  options.baseline = {{"model.dropout", "0.1"}};
+  const std::string expected =
+      "| model.dropout |                   mIoU |   \xCE\x94 mIoU |\n"
+      "|:--------------|-----------------------:|---------:|\n"
+      "| 0.0           |     40.50 \xC2\xB1 0.71 (n=2) |    -1.75 |\n"
+      "| 0.1           |     42.25 \xC2\xB1 0.35 (n=2) | baseline |\n"
+      "| 0.2           | **42.40 \xC2\xB1 0.14 (n=2)** |   +0.15~ |\n"
+      "\n"
+      "- mean \xC2\xB1 sample std over n seeds.\n"
+      "- \xCE\x94: mIoU minus that of the baseline (model.dropout=0.1) with the other keys equal.\n"
+      "- ~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations (not "
+      "distinguishable from noise).\n"
+      "- 1 run(s) not done were left out.\n";
+  EXPECT_EQ(format_result_grid(build_result_grid(runs_, options), "md"), expected);
+}
+
+TEST_F(OneAxis, CsvTextLatexAndJson) {
+  ResultTableOptions options;
+  options.baseline = {{"model.dropout", "0.1"}};
+  const ResultGrid g = build_result_grid(runs_, options);
+  EXPECT_EQ(format_result_grid(g, "csv"),
+            "model.dropout,mIoU,\xCE\x94 mIoU\n"
+            "0.0,40.50 \xC2\xB1 0.71 (n=2),-1.75\n"
+            "0.1,42.25 \xC2\xB1 0.35 (n=2),baseline\n"
+            "0.2,42.40 \xC2\xB1 0.14 (n=2)*,+0.15~\n");
+  const std::string text = format_result_grid(g, "text");
+  EXPECT_NE(text.find("| 0.2           | 42.40 \xC2\xB1 0.14 (n=2)* |   +0.15~ |\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n*: best mIoU.\n"), std::string::npos) << text;
+  EXPECT_EQ(format_result_grid(g, "latex"),
+            "\\begin{tabular}{lrr}\n"
+            "\\toprule\n"
+            "model.dropout & mIoU & \xCE\x94 mIoU \\\\\n"
+            "\\midrule\n"
+            "0.0 & 40.50 $\\pm$ 0.71 (n=2) & -1.75 \\\\\n"
+            "0.1 & 42.25 $\\pm$ 0.35 (n=2) & baseline \\\\\n"
+            "0.2 & \\textbf{42.40 $\\pm$ 0.14 (n=2)} & +0.15\\textasciitilde{} \\\\\n"
+            "\\bottomrule\n"
+            "\\end{tabular}\n"
+            "% mean \xC2\xB1 sample std over n seeds.\n"
+            "% \xCE\x94: mIoU minus that of the baseline (model.dropout=0.1) with the other keys equal.\n"
+            "% ~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations (not "
+            "distinguishable from noise).\n"
+            "% 1 run(s) not done were left out.\n");
+  auto j = nlohmann::json::parse(format_result_grid(g, "json"));
+  ASSERT_EQ(j["cells"].size(), 3u);
+  EXPECT_EQ(j["cells"][2]["config"]["model.dropout"], 0.2);
+  EXPECT_EQ(j["cells"][2]["n"], 2);
+  EXPECT_NEAR(j["cells"][2]["std"].get<double>(), std::sqrt(0.02), 1e-12);
+  EXPECT_TRUE(j["cells"][2]["within_spread"].get<bool>());
+  EXPECT_TRUE(j["cells"][2]["best"].get<bool>());
+  EXPECT_TRUE(j["cells"][1]["delta"].get<double>() == 0.0);
+  EXPECT_EQ(j["runs_not_done"], 1);
+}
+
+TEST_F(OneAxis, PerClassTableAndFilters) {
+  ResultTableOptions options;
+  options.where = {{"model.dropout", "0.0"}};
+  // Only dropout 0.0 is left (and no running run matches the filter).
+  const ResultGrid g = build_result_grid(runs_, options);
+  ASSERT_EQ(g.cells.size(), 1u);
+  EXPECT_EQ(g.runs_not_done, 0);
+  ResultTableOptions all;
+  // wall: 71.0 | 74.5 | 71.0 ; sky: 90.5 | 88.5 | 92.5 (means over the two seeds).
+  EXPECT_EQ(format_per_class_table(runs_, all, {"wall", "sky"}, "csv"),
+            "model.dropout,wall,sky,mIoU\n"
+            "0.0,71.00 \xC2\xB1 1.41,90.50 \xC2\xB1 0.71,40.50 \xC2\xB1 0.71\n"
+            "0.1,74.50 \xC2\xB1 0.71*,88.50 \xC2\xB1 0.71,42.25 \xC2\xB1 0.35\n"
+            "0.2,71.00 \xC2\xB1 0.00,92.50 \xC2\xB1 0.00*,42.40 \xC2\xB1 0.14*\n");
+  EXPECT_THROW(format_per_class_table(runs_, all, {"ceiling"}, "csv"), DataError);
+  // A class as the table metric.
+  ResultTableOptions sky;
+  sky.metric = "sky";
+  EXPECT_DOUBLE_EQ(build_result_grid(runs_, sky).cells[2].mean, 92.5);
+}
+
+TEST_F(OneAxis, BadOptions) {
+  ResultTableOptions options;
+  options.rows = {"train.lr"};
+  EXPECT_THROW(build_result_grid(runs_, options), ConfigError);
+  options.rows.clear();
+  options.baseline = {{"model.dropout", "0.7"}};
+  EXPECT_THROW(build_result_grid(runs_, options), ConfigError);
+  options.baseline.clear();
+  options.metric = "nope";
+  EXPECT_THROW(build_result_grid(runs_, options), DataError);
+}
+
+// A 2 x 2 grid, one seed each: deltas inside the cells, compared at the same learning rate.
+TEST(TwoAxes, CsvWithDeltasPerColumn) {
+  ScratchDir dir("results2");
+  const auto root = dir.path();
+  fabricate_run(root / "r1", {{"model.dropout", "0.0"}, {"train.lr", "0.0001"}}, 0, "done", 30.0);
+  fabricate_run(root / "r2", {{"model.dropout", "0.0"}, {"train.lr", "0.0002"}}, 0, "done", 33.5);
+  fabricate_run(root / "r3", {{"model.dropout", "0.1"}, {"train.lr", "0.0001"}}, 0, "done", 31.25);
+  fabricate_run(root / "r4", {{"model.dropout", "0.1"}, {"train.lr", "0.0002"}}, 0, "done", 32.0);
+  ResultTableOptions options;
+  options.rows = {"model.dropout"};
+  options.cols = {"train.lr"};
+  options.baseline = {{"model.dropout", "0.1"}};
+  const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
+  EXPECT_EQ(format_result_grid(g, "csv"),
+            "model.dropout,train.lr=0.0001,train.lr=0.0002\n"
+            "0.0,\"30.00, \xCE\x94 -1.25\",\"33.50, \xCE\x94 +1.50*\"\n"
+            "0.1,31.25,32.00\n");
+  EXPECT_EQ(format_result_grid(g, "md"),
+            "| model.dropout | train.lr=0.0001 |    train.lr=0.0002 |\n"
+            "|:--------------|----------------:|-------------------:|\n"
+            "| 0.0           |  30.00, \xCE\x94 -1.25 | **33.50, \xCE\x94 +1.50** |\n"
+            "| 0.1           |           31.25 |              32.00 |\n"
+            "\n"
+            "- \xCE\x94: mIoU minus that of the baseline (model.dropout=0.1) with the other keys equal.\n");
+}
+
+}  // namespace
+}  // namespace segrun::sweeps

@@ -1,0 +1,253 @@
+// Sweep specs: expansion (grid x variants x seeds), filters, canonical values, stable ids,
+// validation errors with file:line, and planning against run directories on disk.
+#include "sweeps/spec.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "core/error.h"
+#include "sweeps/registry.h"
+#include "sweeps/runner.h"
+#include "sweeps_test_util.h"
+
+namespace segrun::sweeps {
+namespace {
+
+using testing::ScratchDir;
+using testing::write_text;
+
+class SpecTest : public ::testing::Test {
+ protected:
+  SpecTest() : dir_("spec") {
+    write_text(dir_.path() / "configs/base.toml", "[train]\niters = 40\nwarmup_iters = 4\nseed = 7\n");
+  }
+  SweepSpec parse(const std::string& text) {
+    write_text(dir_.path() / "sweep.toml", text);
+    return load_sweep_spec(dir_.str("sweep.toml"));
+  }
+  // The error message of a spec that must not load.
+  std::string error_of(const std::string& text) {
+    try {
+      parse(text);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "spec loaded:\n" << text;
+    return "";
+  }
+  ScratchDir dir_;
+};
+
+std::set<std::string> ids_of(const std::vector<PlannedRun>& runs) {
+  std::set<std::string> ids;
+  for (const auto& r : runs) ids.insert(r.id);
+  return ids;
+}
+
+TEST_F(SpecTest, GridTimesSeedsInOrderWithCanonicalValues) {
+  SweepSpec spec = parse(
+      "name = \"abl\"\nbase = \"configs/base.toml\"\nseeds = [0, 1]\n"
+      "[grid]\n\"model.dropout\" = [0.0, 0.1]\n\"train.lr\" = [1e-4, 2e-4, 0.0003]\n");
+  EXPECT_EQ(spec.name, "abl");
+  EXPECT_EQ(spec.base, (dir_.path() / "configs/base.toml").string());
+  EXPECT_EQ(spec.swept_keys, (std::vector<std::string>{"model.dropout", "train.lr"}));
+  auto runs = expand_sweep(spec);
+  ASSERT_EQ(runs.size(), 12u);
+  // First grid key slowest, seeds innermost.
+  EXPECT_EQ(runs[0].overrides, (Overrides{{"model.dropout", "0.0"}, {"train.lr", "0.0001"}}));
+  EXPECT_EQ(runs[0].seed, 0u);
+  EXPECT_EQ(runs[1].seed, 1u);
+  EXPECT_EQ(runs[2].overrides.at("train.lr"), "0.0002");
+  EXPECT_EQ(runs[11].overrides, (Overrides{{"model.dropout", "0.1"}, {"train.lr", "0.0003"}}));
+  EXPECT_EQ(ids_of(runs).size(), 12u);
+  EXPECT_EQ(runs[0].iters, 40);
+  EXPECT_EQ(runs[0].train_args(),
+            (std::vector<std::string>{"model.dropout=0.0", "train.lr=0.0001", "train.seed=0"}));
+  // Directory: id + readable slug.
+  EXPECT_EQ(runs[3].dir_name, runs[3].id + "-dropout0.0_lr0.0002_s1");
+}
+
+TEST_F(SpecTest, RunIdIsFnv1aOfSortedOverridesAndSeed) {
+  // Reference values computed independently in Python (FNV-1a 64 + fmix64 of the same text).
+  EXPECT_EQ(run_id({{"train.lr", "0.0002"}, {"model.dropout", "0.1"}}, 0), "886150441f");
+  EXPECT_EQ(run_id({}, 3), "ea23f55238");
+  EXPECT_EQ(run_id({{"model.norm", "\"bn\""}}, 1), "8a3af04c5b");
+}
+
+TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
+  auto a = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"
+                              "\"model.norm\" = [\"bn\", \"syncbn\"]\n"));
+  auto b = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.norm\" = [\"syncbn\", \"bn\"]\n"
+                              "model.dropout = [1e-1, 0.00]\n"));  // dotted, other spelling
+  EXPECT_EQ(ids_of(a), ids_of(b));
+  // Seeds default to the base config's train.seed.
+  EXPECT_EQ(a[0].seed, 7u);
+  // Adding a grid value keeps the old ids and adds new ones.
+  auto c = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n"
+                              "\"model.norm\" = [\"bn\", \"syncbn\"]\n"));
+  auto ic = ids_of(c);
+  EXPECT_EQ(ic.size(), 6u);
+  for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
+}
+
+TEST_F(SpecTest, VariantsCrossTheGridAndFiltersSelect) {
+  SweepSpec spec = parse(
+      "base = \"configs/base.toml\"\n"
+      "[grid]\n\"model.norm\" = [\"bn\", \"syncbn\"]\n"
+      "[[variants]]\n\"model.dropout\" = 0.0\n\"train.lr\" = 2e-4\n"
+      "[[variants]]\n\"model.dropout\" = 0.1\n"
+      "[[variants]]\n\"model.dropout\" = 0.2\n\"train.lr\" = 1e-4\n");
+  ASSERT_EQ(spec.configurations.size(), 6u);
+  EXPECT_EQ(spec.configurations[0],
+            (Overrides{{"model.norm", "\"bn\""}, {"model.dropout", "0.0"}, {"train.lr", "0.0002"}}));
+  EXPECT_EQ(spec.configurations[1], (Overrides{{"model.norm", "\"bn\""}, {"model.dropout", "0.1"}}));
+  EXPECT_EQ(spec.swept_keys, (std::vector<std::string>{"model.norm", "model.dropout", "train.lr"}));
+
+  SweepSpec filtered = parse(
+      "base = \"configs/base.toml\"\n"
+      "include = [{ \"model.norm\" = \"bn\" }, { \"model.dropout\" = 0.2 }]\n"
+      "exclude = [{ \"model.dropout\" = 0.1 }]\n"
+      "[grid]\n\"model.norm\" = [\"bn\", \"syncbn\"]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n");
+  // bn: 0.0, 0.2 (0.1 excluded); syncbn: only 0.2 (included by the second filter).
+  ASSERT_EQ(filtered.configurations.size(), 3u);
+  EXPECT_EQ(filtered.configurations[0], (Overrides{{"model.norm", "\"bn\""}, {"model.dropout", "0.0"}}));
+  EXPECT_EQ(filtered.configurations[1], (Overrides{{"model.norm", "\"bn\""}, {"model.dropout", "0.2"}}));
+  EXPECT_EQ(filtered.configurations[2], (Overrides{{"model.norm", "\"syncbn\""}, {"model.dropout", "0.2"}}));
+}
+
+TEST_F(SpecTest, FixedOverridesJoinEveryRun) {
+  SweepSpec spec = parse("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 20\n"
+                         "[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  ASSERT_EQ(spec.configurations.size(), 2u);
+  EXPECT_EQ(spec.configurations[1], (Overrides{{"model.dropout", "0.1"}, {"train.iters", "20"}}));
+  EXPECT_EQ(spec.swept_keys, (std::vector<std::string>{"model.dropout"}));
+  EXPECT_EQ(expand_sweep(spec)[0].iters, 20);
+  const std::string e = error_of("base = \"configs/base.toml\"\n[fixed]\n\"train.lr\" = 1e-4\n"
+                                 "[grid]\n\"train.lr\" = [1e-4]\n");
+  EXPECT_NE(e.find(dir_.str("sweep.toml") + ":5: grid train.lr: also set in [fixed]"), std::string::npos) << e;
+}
+
+TEST_F(SpecTest, ResourcesAndTableHints) {
+  SweepSpec spec = parse(
+      "base = \"configs/base.toml\"\nruns_dir = \"out\"\n[resources]\nranks = 2\n"
+      "[grid]\n\"model.dropout\" = [0.0, 0.1]\n\"train.lr\" = [1e-4]\n"
+      "[table]\nrows = \"model.dropout\"\ncols = [\"train.lr\"]\nmetric = \"mAcc\"\n"
+      "baseline = { \"model.dropout\" = 0.1 }\nper_class = [\"wall\", \"sky\"]\n");
+  EXPECT_EQ(spec.ranks, 2);
+  EXPECT_EQ(spec.runs_dir, (dir_.path() / "out").string());
+  EXPECT_EQ(spec.table.rows, (std::vector<std::string>{"model.dropout"}));
+  EXPECT_EQ(spec.table.cols, (std::vector<std::string>{"train.lr"}));
+  EXPECT_EQ(spec.table.metric, "mAcc");
+  EXPECT_EQ(spec.table.baseline, (Overrides{{"model.dropout", "0.1"}}));
+  EXPECT_EQ(spec.table.per_class, (std::vector<std::string>{"wall", "sky"}));
+}
+
+TEST_F(SpecTest, ErrorsNameFileLineAndKey) {
+  const std::string spec = dir_.str("sweep.toml");
+  std::string e = error_of("base = \"configs/base.toml\"\n[grid]\n\"model.dropoutt\" = [0.1]\n");
+  EXPECT_NE(e.find(spec + ":3: "), std::string::npos) << e;
+  EXPECT_NE(e.find("model.dropoutt: unknown key (did you mean 'model.dropout'?)"), std::string::npos) << e;
+
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.1,\n  1.5]\n");
+  EXPECT_NE(e.find(spec + ":4: "), std::string::npos) << e;
+  EXPECT_NE(e.find("out of range"), std::string::npos) << e;
+
+  e = error_of("base = \"configs/base.toml\"\n[[variants]]\n\"model.norm\" = \"batchnorm\"\n");
+  EXPECT_NE(e.find(spec + ":3: "), std::string::npos) << e;
+  EXPECT_NE(e.find("'batchnorm' is not one of"), std::string::npos) << e;
+
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n");
+  EXPECT_NE(e.find(spec + ":2: grid: empty"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = []\n");
+  EXPECT_NE(e.find(spec + ":3: grid train.lr: empty list of values"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = 1e-4\n");
+  EXPECT_NE(e.find("expected a list of values"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.seed\" = [1, 2]\n");
+  EXPECT_NE(e.find("seeds = [...]"), std::string::npos) << e;
+
+  // Duplicate runs: the same variant twice, or a grid value listed twice.
+  e = error_of("base = \"configs/base.toml\"\n[[variants]]\n\"train.lr\" = 1e-4\n[[variants]]\n\"train.lr\" = 0.0001\n");
+  EXPECT_NE(e.find("duplicate run: {train.lr=0.0001} is produced twice (variant at line 2, variant at line 4)"),
+            std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4, 0.0001]\n");
+  EXPECT_NE(e.find(spec + ":3: grid train.lr: value 0.0001 is listed twice"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\nseeds = [1, 1]\n");
+  EXPECT_NE(e.find(spec + ":2: seeds: seed 1 is listed twice"), std::string::npos) << e;
+
+  e = error_of("base = \"configs/base.toml\"\ngird = 1\n");
+  EXPECT_NE(e.find(spec + ":2: gird: unknown key"), std::string::npos) << e;
+  e = error_of("[grid]\n\"train.lr\" = [1e-4]\n");
+  EXPECT_NE(e.find("base: missing"), std::string::npos) << e;
+  e = error_of("base = \"nope.toml\"\n");
+  EXPECT_NE(e.find("config file not found"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4]\n[[variants]]\n\"train.lr\" = 2e-4\n");
+  EXPECT_NE(e.find(spec + ":5: variants train.lr: already swept by [grid]"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\nexclude = [{ \"model.norm\" = \"bn\" }]\n[grid]\n\"train.lr\" = [1e-4]\n");
+  EXPECT_NE(e.find(spec + ":2: exclude model.norm: not a swept key (swept: train.lr)"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\nexclude = [{ \"train.lr\" = 1e-4 }]\n[grid]\n\"train.lr\" = [1e-4]\n");
+  EXPECT_NE(e.find("no runs left after include/exclude"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4]\n[table]\nrows = \"model.norm\"\n");
+  EXPECT_NE(e.find(spec + ":5: table.rows: 'model.norm' is not a swept key"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4\n");
+  EXPECT_NE(e.find("syntax error"), std::string::npos) << e;
+
+  // Cross-field problems appear only on the full config of a run: named by its overrides.
+  SweepSpec bad = parse("base = \"configs/base.toml\"\n[grid]\n\"train.warmup_iters\" = [4, 30]\n"
+                        "\"train.iters\" = [20, 40]\n");
+  try {
+    expand_sweep(bad);
+    ADD_FAILURE() << "expanded";
+  } catch (const ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find(spec + ": run {train.iters=20, train.warmup_iters=30}: "), std::string::npos) << err.what();
+  }
+}
+
+TEST_F(SpecTest, CanonicalValuesAndOverrideArgs) {
+  EXPECT_EQ(canonical_value("2e-4"), "0.0002");
+  EXPECT_EQ(canonical_value("1e-5"), "1e-05");
+  EXPECT_EQ(canonical_value("2.0"), "2.0");
+  EXPECT_EQ(canonical_value("3"), "3");
+  EXPECT_EQ(canonical_value("bn"), "\"bn\"");
+  EXPECT_EQ(canonical_value("\"bn\""), "\"bn\"");
+  EXPECT_EQ(canonical_value("[0.5, 2]"), "[0.5, 2]");
+  EXPECT_EQ(display_value("\"bn\""), "bn");
+  EXPECT_EQ(parse_override_args({"model.dropout=0.10", "model.norm=bn"}, "--baseline"),
+            (Overrides{{"model.dropout", "0.1"}, {"model.norm", "\"bn\""}}));
+  EXPECT_THROW(parse_override_args({"model.dropout"}, "--baseline"), ConfigError);
+  EXPECT_TRUE(matches({{"a", "1"}, {"b", "2"}}, {{"b", "2"}}));
+  EXPECT_FALSE(matches({{"a", "1"}}, {{"b", "2"}}));
+  EXPECT_EQ(describe({{"model.norm", "\"bn\""}, {"train.lr", "0.0002"}}), "model.norm=bn, train.lr=0.0002");
+}
+
+TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2, 0.3]\n");
+  const std::string runs = dir_.str("runs");
+  auto planned = expand_sweep(spec);
+  auto dir_of = [&](size_t i) { return std::filesystem::path(runs) / planned[i].dir_name; };
+  write_text(dir_of(0) / "status", "done\n");
+  write_text(dir_of(1) / "status", "preempted stopped by signal at iteration 20\n");
+  write_text(dir_of(1) / "checkpoints/iter_20.pt", "x");
+  write_text(dir_of(1) / "metrics.jsonl", "{\"iter\": 20, \"mode\": \"train\", \"loss\": 1.0}\n{\"iter\": 20, \"mode\": \"val\", \"mIoU\": 3.5}\n");
+  write_text(dir_of(2) / "status", "failed data.store: not set\n");
+  auto plan = plan_sweep(spec, runs);
+  ASSERT_EQ(plan.size(), 4u);
+  EXPECT_EQ(plan[0].action, PlanAction::kReuse);
+  EXPECT_EQ(plan[1].action, PlanAction::kResume);
+  EXPECT_EQ(plan[1].record.last_iter, 20);
+  EXPECT_DOUBLE_EQ(plan[1].record.last_val.at("mIoU"), 3.5);
+  EXPECT_EQ(plan[2].action, PlanAction::kRetry);
+  EXPECT_EQ(plan[3].action, PlanAction::kNew);
+  const std::string text = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(text.find(planned[1].id + "," + planned[1].dir_name + ",model.dropout=0.1,0,resume (iter 20)\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find(",retry (failed: data.store: not set)\n"), std::string::npos) << text;
+  const std::string status = format_status(plan, "mIoU", TableFormat::kCsv);
+  EXPECT_NE(status.find(planned[1].id + ",model.dropout=0.1,0,preempted,20/40,3.50 (iter 20)\n"),
+            std::string::npos) << status;
+  EXPECT_NE(status.find(planned[3].id + ",model.dropout=0.3,0,new,0/40,-\n"), std::string::npos) << status;
+}
+
+}  // namespace
+}  // namespace segrun::sweeps

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# End-to-end sweep through the segrun CLI on a tiny synthetic store: plan -> run (2 runs, one at
+# a time) -> reuse on re-run -> plan after editing the spec -> table (csv, md, json) + SVG plot
+# -> a failing run does not stop the others -> Ctrl-C stops a run resumably -> re-run resumes it.
+# Usage: sweep_e2e_test.sh SEGRUN_BINARY
+set -uo pipefail
+segrun="$1"
+work="$(mktemp -d /tmp/segrun-sweep-test.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+py=/usr/bin/python3
+failures=0
+passed=0
+check() {  # check "what" condition...
+  local what="$1"; shift
+  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
+}
+json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+"$segrun" data synth --layout ade20k --out raw --train 8 --val 4 --size 64x80 --seed 3 > /dev/null || exit 1
+"$segrun" data pack --layout ade20k --root raw --split training --out train > /dev/null || exit 1
+"$segrun" data pack --layout ade20k --root raw --split validation --out val > /dev/null || exit 1
+
+mkdir -p configs
+cat > configs/tiny.toml <<'TOML'
+[data]
+store = "../train"
+val_store = "../val"
+crop = [64, 64]
+scale = [160, 64]
+batch_per_rank = 2
+workers = 1
+[model]
+width = 8
+fpn_channels = 16
+[train]
+iters = 6
+lr = 2e-3
+backbone_lr_mult = 1.0
+warmup_iters = 2
+checkpoint_interval = 3
+eval_interval = 0
+[log]
+interval = 3
+TOML
+
+cat > sweep.toml <<'TOML'
+name = "e2e"
+base = "configs/tiny.toml"
+seeds = [0]
+[grid]
+"model.dropout" = [0.0, 0.5]
+[table]
+rows = "model.dropout"
+baseline = { "model.dropout" = 0.0 }
+TOML
+
+# plan: two new runs.
+"$segrun" sweep plan sweep.toml > plan1.txt
+check "plan exit code" test $? -eq 0
+check "plan lists 2 new runs" grep -q "2 runs: 2 new, 0 done" plan1.txt
+
+# run: both finish, one at a time.
+start=$(date +%s)
+"$segrun" sweep run sweep.toml --on local --max-parallel 1 > run1.txt 2>&1
+code=$?
+check "sweep run exit code 0 (got $code)" test "$code" -eq 0
+echo "two tiny runs took $(( $(date +%s) - start )) s"
+check "run output says 2/2 done" grep -q "2/2 done (0 reused), 0 failed" run1.txt
+check "one at a time" grep -q "(1 at a time x 1 rank(s)" run1.txt
+runs=$(ls -d runs/e2e/*/ | wc -l)
+check "two run folders" test "$runs" -eq 2
+for d in runs/e2e/*/; do
+  check "$d done" grep -q '^done' "$d/status"
+  check "$d has overrides.json" test -s "$d/overrides.json"
+  check "$d has result.json" test -s "$d/result.json"
+done
+
+# re-run: nothing repeated.
+"$segrun" sweep run sweep.toml --on local > run2.txt 2>&1
+check "re-run exit code 0" test $? -eq 0
+check "re-run reuses both" grep -q "2 runs, 2 done, 0 to run" run2.txt
+"$segrun" sweep status sweep.toml --format csv > status.csv
+check "status shows done 6/6" test "$(grep -c ',done,6/6,' status.csv)" -eq 2
+
+# editing the spec: the old runs are reused, the new value is added.
+sed -i 's/\[0.0, 0.5\]/[0.0, 0.5, 0.2]/' sweep.toml
+"$segrun" sweep plan sweep.toml > plan2.txt
+check "edited plan: 1 new, 2 reused" grep -q "3 runs: 1 new, 2 done (reused)" plan2.txt
+sed -i 's/\[0.0, 0.5, 0.2\]/[0.0, 0.5]/' sweep.toml
+
+# tables: values equal result.json.
+"$segrun" table sweep.toml --format csv > table.csv
+check "table exit code" test $? -eq 0
+check "table header" test "$(head -1 table.csv)" = "model.dropout,mIoU,Δ mIoU"
+for v in 0.0 0.5; do
+  d=$(grep -l "\"model.dropout\": \"$v\"" runs/e2e/*/overrides.json | xargs dirname)
+  expected=$("$py" -c "import json; print('%.2f' % json.load(open('$d/result.json'))['mIoU'])")
+  check "table cell for dropout $v = result.json mIoU $expected" grep -q "^$v,$expected\*\\?," table.csv
+done
+check "baseline row" grep -q "^0.0,.*,baseline$" table.csv
+"$segrun" table runs/e2e --format md --plot plot.svg > table.md 2> table.err
+check "table from runs folder" grep -q "| model.dropout |" table.md
+check "plot written" grep -q "wrote plot.svg" table.err
+check "plot is well-formed SVG with 2 points" test "$("$py" -c "
+import xml.etree.ElementTree as ET
+r = ET.parse('plot.svg').getroot()
+print(len(r.findall('.//{http://www.w3.org/2000/svg}circle')))")" = 2
+"$segrun" table sweep.toml --format json > table.json
+check "json table has 2 cells" test "$(json table.json 'len(d["cells"])')" = 2
+
+# A failing run (missing store) is marked failed with its reason; the other run finishes.
+cat > bad.toml <<'TOML'
+name = "bad"
+base = "configs/tiny.toml"
+[[variants]]
+"data.store" = "/nonexistent/store"
+[[variants]]
+"model.dropout" = 0.3
+TOML
+"$segrun" sweep run bad.toml --on local --max-parallel 1 > bad.txt 2>&1
+code=$?
+check "sweep with a failed run exits 1 (got $code)" test "$code" -eq 1
+check "one failed, one done" grep -q "1/2 done (0 reused), 1 failed" bad.txt
+failed_dir=$(grep -l "nonexistent" runs/bad/*/overrides.json | xargs dirname)
+check "failed status names the store" grep -q "^failed .*nonexistent/store" "$failed_dir/status"
+"$segrun" sweep plan bad.toml > bad-plan.txt
+check "failed run will be retried" grep -q "retry (failed:" bad-plan.txt
+
+# Ctrl-C: the running run checkpoints (status preempted), the sweep exits 75, re-run resumes.
+cp configs/tiny.toml configs/long.toml
+sed -i 's/^iters = 6/iters = 4000/; s/^interval = 3/interval = 1/' configs/long.toml
+cat > long.toml <<'TOML'
+name = "long"
+base = "configs/long.toml"
+[grid]
+"model.dropout" = [0.1, 0.2]
+TOML
+"$segrun" sweep run long.toml --on local --max-parallel 1 > long1.txt 2>&1 &
+sweeper=$!
+for _ in $(seq 1 600); do grep -qs "iter 3/" runs/long/*/logs/rank-0.log && break; sleep 0.1; done
+kill -INT "$sweeper"
+wait "$sweeper"
+code=$?
+check "interrupted sweep exits 75 (got $code)" test "$code" -eq 75
+check "interrupted: 1 preempted, 1 not started" grep -q "1 preempted, 1 not started" long1.txt
+long_dir=$(grep -l '"model.dropout": "0.1"' runs/long/*/overrides.json | xargs dirname)
+check "status preempted" grep -q "^preempted" "$long_dir/status"
+ckpt=$(ls "$long_dir/checkpoints/" | grep iter_ | sed 's/iter_\([0-9]*\).pt/\1/' | sort -n | tail -1)
+check "preemption checkpoint exists" test -n "$ckpt"
+"$segrun" sweep plan long.toml > long-plan.txt
+check "plan: 1 to resume, 1 new" grep -q "2 runs: 1 new, 0 done (reused), 1 to resume" long-plan.txt
+# Shorten the base so that the resumed run ends soon (ids do not depend on the base).
+sed -i "s/^iters = 4000/iters = $((ckpt + 2))/" configs/long.toml
+"$segrun" sweep run long.toml --on local --max-parallel 2 > long2.txt 2>&1
+code=$?
+check "resumed sweep exit code 0 (got $code)" test "$code" -eq 0
+check "resumed from the preemption checkpoint" grep -q "resumed from .*iter_${ckpt}.pt" "$long_dir/logs/rank-0.log"
+check "resumed run done" grep -q '^done' "$long_dir/status"
+
+echo "sweep_e2e_test: $passed passed, $failures failed"
+test "$failures" -eq 0

@@ -98,7 +98,17 @@ int run_demo(const DemoCommand& cmd) {
     train_args.push_back("train.warmup_iters=" + std::to_string(std::min<int64_t>(30, cmd.iters / 10)));
   }
   log::info("demo 3/4: training on {} ranks -> {}", cmd.ranks, run_dir.string());
-  check_step(launch_segrun(cmd.ranks, train_args), "training");
+  const int code = launch_segrun(cmd.ranks, train_args);
+  if (code == 75) {
+    std::vector<std::string> resume{cluster::self_executable(), "launch", "-n", std::to_string(cmd.ranks), "--"};
+    resume.insert(resume.end(), train_args.begin(), train_args.end());
+    resume.push_back("--resume");
+    resume.push_back("auto");
+    std::cout << "demo: training stopped at a checkpoint; continue it with:\n  "
+              << cluster::shell_join(resume) << "\n";
+    return code;
+  }
+  check_step(code, "training");
 
   // 4. the result table.
   auto [miou, classes] = read_result_headline((run_dir / "result.json").string());

@@ -111,7 +111,7 @@ const std::vector<Field>& schema() {
                      Ref<bool>([](Config& c) -> bool& { return c.data.photometric; })));
     s.push_back(make("data.batch_per_rank",
                      Ref<int>([](Config& c) -> int& { return c.data.batch_per_rank; }), 1, 1024));
-    s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 0,
+    s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 1,
                      64));
     s.push_back(make("data.prefetch", Ref<int>([](Config& c) -> int& { return c.data.prefetch; }),
                      1, 64));

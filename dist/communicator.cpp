@@ -15,11 +15,22 @@ std::vector<std::string> compiled_backends() {
   return names;
 }
 
+std::unique_ptr<Communicator> Communicator::duplicate(const std::string& name) {
+  throw DistError("backend " + backend_name() + " does not support duplicate() (asked for '" +
+                  name + "')");
+}
+
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                 const RankContext& context) {
+  return make_communicator(backend, context, CommunicatorOptions{});
+}
+
+std::unique_ptr<Communicator> make_communicator(const std::string& backend,
+                                                const RankContext& context,
+                                                const CommunicatorOptions& options) {
   std::string chosen = backend;
   if (chosen == "auto") chosen = context.device == DeviceKind::kCuda && SEGRUN_WITH_NCCL ? "nccl" : "mpi";
-  if (chosen == "mpi") return make_mpi_communicator(context);
+  if (chosen == "mpi") return make_mpi_communicator(context, options);
 #if SEGRUN_WITH_NCCL
   if (chosen == "nccl") return make_nccl_communicator(context);
 #endif

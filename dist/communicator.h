@@ -5,8 +5,13 @@
 //   "nccl" CUDA tensors (built when NCCL headers are found; fails clearly without a GPU).
 // Contract: every rank calls the same collectives in the same order with tensors of the same
 // dtype and shape (broadcast: same shape on every rank). Tensors are modified in place and must
-// be contiguous. Calls are blocking and not thread-safe: one thread per communicator.
+// be contiguous. Calls are blocking and not thread-safe: one thread per communicator; use
+// duplicate() to give another thread (the gradient-sync communication thread) its own.
 // Errors throw DistError naming the operation, the rank and the library's message.
+// Watchdog (mpi backend): every collective carries a per-communicator sequence number and runs
+// under CommunicatorOptions::timeout_s; on expiry the rank logs one line naming the collective,
+// its sequence number, the note given by the caller and the ranks that did not arrive, then
+// throws TimeoutError (main's catch aborts the world). The communicator is unusable afterwards.
 
 #include <torch/types.h>
 
@@ -20,6 +25,11 @@ namespace segrun::dist {
 
 enum class ReduceOp { kSum, kMax, kMin };
 
+struct CommunicatorOptions {
+  double timeout_s = 600.0;  // watchdog deadline per collective; <= 0 waits forever
+  std::string name = "world";  // shown in watchdog messages
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -32,11 +42,24 @@ class Communicator {
   // Returns a tensor of shape [size, *tensor.shape] holding every rank's tensor.
   virtual torch::Tensor allgather(const torch::Tensor& tensor) = 0;
   virtual void barrier() = 0;
+
+  // allreduce with a note for diagnostics ("bucket 2"), shown if the watchdog fires.
+  virtual void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) {
+    allreduce(tensor, op);
+  }
+  // A communicator over the same ranks whose collectives are independent of this one's, for use
+  // by another thread. Collective: every rank calls it. Backends without it throw DistError.
+  virtual std::unique_ptr<Communicator> duplicate(const std::string& name);
+  // Collectives issued so far on this communicator (the next one gets this sequence number).
+  virtual uint64_t sequence() const { return 0; }
 };
 
 // backend: "auto" | "mpi" | "nccl". Unknown names list the backends compiled in.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                 const RankContext& context);
+std::unique_ptr<Communicator> make_communicator(const std::string& backend,
+                                                const RankContext& context,
+                                                const CommunicatorOptions& options);
 std::vector<std::string> compiled_backends();
 
 }  // namespace segrun::dist

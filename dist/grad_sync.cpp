@@ -1,21 +1,43 @@
 #include "dist/grad_sync.h"
 
-namespace segrun::dist {
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
-GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
-                           double bucket_mb)
-    : parameters_(std::move(parameters)), comm_(std::move(comm)) {
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+
+namespace segrun::dist {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kNoBucket = std::numeric_limits<size_t>::max();
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<torch::Tensor>& parameters,
+                                                double bucket_mb) {
+  std::vector<std::vector<size_t>> buckets;
   const double cap_bytes = bucket_mb * 1024.0 * 1024.0;
   std::vector<size_t> current;
   double current_bytes = 0;
   torch::ScalarType current_type = torch::kFloat32;
-  for (size_t k = parameters_.size(); k-- > 0;) {
-    const auto& p = parameters_[k];
+  for (size_t k = parameters.size(); k-- > 0;) {
+    const auto& p = parameters[k];
     if (!p.requires_grad()) continue;
     double bytes = static_cast<double>(p.numel() * p.element_size());
     bool type_change = !current.empty() && p.scalar_type() != current_type;
     if (!current.empty() && (type_change || current_bytes + bytes > cap_bytes)) {
-      buckets_.push_back(std::move(current));
+      buckets.push_back(std::move(current));
       current.clear();
       current_bytes = 0;
     }
@@ -23,12 +45,215 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
     current_bytes += bytes;
     current_type = p.scalar_type();
   }
-  if (!current.empty()) buckets_.push_back(std::move(current));
+  if (!current.empty()) buckets.push_back(std::move(current));
+  return buckets;
 }
 
-void GradientSync::synchronize() {
+}  // namespace
+
+// State shared by the owner (main thread), the autograd hooks (the backward thread, which is
+// the main thread on CPU) and the communication thread. `mutex` guards the per-step fields.
+struct GradientSync::Shared {
+  std::vector<torch::Tensor> params;
+  std::vector<std::vector<size_t>> buckets;
+  std::vector<size_t> bucket_of;
+  std::vector<torch::Tensor> flats;  // one flat buffer per bucket
+  int world = 1;
+  std::unique_ptr<Communicator> comm;  // the duplicate owned by the communication thread
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<char> param_ready;
+  std::vector<size_t> pending;  // per bucket: parameters not yet ready
+  std::vector<char> bucket_ready;
+  size_t next = 0;  // next bucket the communication thread reduces
+  bool no_sync = false;
+  bool stop = false;
+  std::exception_ptr error;
+  double comm_seconds = 0;
+  std::thread thread;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<uintptr_t> hook_keys;
+
+  void reset_step() {
+    std::fill(param_ready.begin(), param_ready.end(), 0);
+    for (size_t b = 0; b < buckets.size(); ++b) pending[b] = buckets[b].size();
+    std::fill(bucket_ready.begin(), bucket_ready.end(), 0);
+    next = 0;
+    comm_seconds = 0;
+  }
+
+  // Copies the bucket's gradients into its flat buffer (zeros for undefined ones).
+  void pack(size_t b) {
+    torch::NoGradGuard no_grad;
+    int64_t offset = 0;
+    for (size_t k : buckets[b]) {
+      const auto& g = params[k].grad();
+      const int64_t n = params[k].numel();
+      auto slice = flats[b].slice(0, offset, offset + n);
+      if (g.defined()) slice.copy_(g.reshape({-1}));
+      else slice.zero_();
+      offset += n;
+    }
+  }
+
+  // Averages the reduced buffer and writes it back into .grad.
+  void unpack(size_t b) {
+    torch::NoGradGuard no_grad;
+    flats[b].div_(world);
+    int64_t offset = 0;
+    for (size_t k : buckets[b]) {
+      auto& p = params[k];
+      const int64_t n = p.numel();
+      auto slice = flats[b].slice(0, offset, offset + n).view(p.sizes());
+      if (p.grad().defined()) p.mutable_grad().copy_(slice);
+      else p.mutable_grad() = slice.clone();
+      offset += n;
+    }
+  }
+
+  void on_gradient_ready(size_t k) {
+    std::unique_lock<std::mutex> lock(mutex);
+    if (no_sync || stop) return;
+    const size_t b = bucket_of[k];
+    if (b == kNoBucket) return;
+    if (param_ready[k])
+      throw DistError("gradient sync: parameter " + std::to_string(k) +
+                      " received a second gradient before synchronize(); call synchronize() "
+                      "after each backward, or accumulate inside no_sync()");
+    param_ready[k] = 1;
+    if (--pending[b] > 0) return;
+    lock.unlock();
+    pack(b);  // the communication thread touches flats[b] only once bucket_ready[b] is set
+    lock.lock();
+    bucket_ready[b] = 1;
+    cv.notify_all();
+  }
+
+  void run() {
+    const size_t n = buckets.size();
+    for (;;) {
+      size_t b;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait(lock, [&] { return stop || (!error && next < n && bucket_ready[next]); });
+        if (stop) return;
+        b = next;
+      }
+      try {
+        const auto t0 = Clock::now();
+        comm->allreduce_noted(flats[b], ReduceOp::kSum,
+                              "bucket " + std::to_string(b) + " of " + std::to_string(n));
+        unpack(b);
+        const double secs = seconds_since(t0);
+        std::lock_guard<std::mutex> lock(mutex);
+        comm_seconds += secs;
+        ++next;
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        error = std::current_exception();
+      }
+      cv.notify_all();
+    }
+  }
+};
+
+GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
+                           double bucket_mb)
+    : GradientSync(std::move(parameters), std::move(comm), GradSyncOptions{bucket_mb, true}) {}
+
+GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
+                           const GradSyncOptions& options)
+    : parameters_(std::move(parameters)), comm_(std::move(comm)), options_(options) {
+  SEGRUN_CHECK(options_.bucket_mb > 0, ConfigError,
+               "dist.bucket_mb: must be positive (got " << options_.bucket_mb << ")");
+  buckets_ = assign_buckets(parameters_, options_.bucket_mb);
   const int world = comm_ ? comm_->size() : 1;
-  for (const auto& bucket : buckets_) {
+  if (world == 1 || !options_.overlap) return;
+
+  std::unique_ptr<Communicator> thread_comm;
+  try {
+    thread_comm = comm_->duplicate("grad-sync");
+  } catch (const DistError&) {
+    return;  // this backend cannot run a second communicator: reduce inside synchronize()
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->params = parameters_;
+  shared->buckets = buckets_;
+  shared->world = world;
+  shared->comm = std::move(thread_comm);
+  shared->bucket_of.assign(parameters_.size(), kNoBucket);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    int64_t numel = 0;
+    for (size_t k : buckets_[b]) {
+      shared->bucket_of[k] = b;
+      numel += parameters_[k].numel();
+    }
+    shared->flats.push_back(torch::empty({numel}, parameters_[buckets_[b].front()].options()
+                                                      .requires_grad(false)));
+  }
+  shared->param_ready.assign(parameters_.size(), 0);
+  shared->pending.assign(buckets_.size(), 0);
+  shared->bucket_ready.assign(buckets_.size(), 0);
+  shared->reset_step();
+
+  // A post-hook on each leaf's gradient accumulator runs after .grad holds this backward's
+  // gradient. The accumulators are kept alive here (a variable only holds a weak reference).
+  std::weak_ptr<Shared> weak = shared;
+  for (size_t k = 0; k < parameters_.size(); ++k) {
+    const auto& p = parameters_[k];
+    if (shared->bucket_of[k] == kNoBucket || !p.is_leaf()) continue;
+    auto accumulator = torch::autograd::impl::grad_accumulator(p);
+    if (!accumulator) continue;
+    auto key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [weak, k](const torch::autograd::variable_list& outputs,
+                  const torch::autograd::variable_list&) {
+          if (auto s = weak.lock()) s->on_gradient_ready(k);
+          return outputs;
+        }));
+    shared->accumulators.push_back(accumulator);
+    shared->hook_keys.push_back(key);
+  }
+  shared->thread = std::thread([raw = shared.get()] { raw->run(); });
+  shared_ = std::move(shared);
+}
+
+GradientSync::~GradientSync() {
+  if (!shared_) return;
+  {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    shared_->stop = true;
+  }
+  shared_->cv.notify_all();
+  if (shared_->thread.joinable()) shared_->thread.join();
+  for (size_t i = 0; i < shared_->accumulators.size(); ++i)
+    shared_->accumulators[i]->del_post_hook(shared_->hook_keys[i]);
+}
+
+bool GradientSync::overlapping() const { return shared_ != nullptr; }
+
+GradientSync::NoSyncGuard::NoSyncGuard(GradientSync& owner) : owner_(owner) {
+  ++owner_.no_sync_depth_;
+  if (owner_.shared_) {
+    std::lock_guard<std::mutex> lock(owner_.shared_->mutex);
+    owner_.shared_->no_sync = true;
+  }
+}
+
+GradientSync::NoSyncGuard::~NoSyncGuard() {
+  --owner_.no_sync_depth_;
+  if (owner_.shared_) {
+    std::lock_guard<std::mutex> lock(owner_.shared_->mutex);
+    owner_.shared_->no_sync = owner_.no_sync_depth_ > 0;
+  }
+}
+
+void GradientSync::reduce_now() {
+  const int world = comm_ ? comm_->size() : 1;
+  torch::NoGradGuard no_grad;
+  const auto t0 = Clock::now();
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& bucket = buckets_[b];
     std::vector<torch::Tensor> grads;
     grads.reserve(bucket.size());
     for (size_t k : bucket) {
@@ -41,7 +266,8 @@ void GradientSync::synchronize() {
     flat_views.reserve(grads.size());
     for (auto& g : grads) flat_views.push_back(g.reshape({-1}));
     torch::Tensor flat = torch::cat(flat_views);
-    comm_->allreduce(flat);
+    comm_->allreduce_noted(flat, ReduceOp::kSum,
+                           "bucket " + std::to_string(b) + " of " + std::to_string(buckets_.size()));
     flat.div_(world);
     int64_t offset = 0;
     for (auto& g : grads) {
@@ -50,6 +276,44 @@ void GradientSync::synchronize() {
       offset += n;
     }
   }
+  stats_.comm_seconds = world > 1 ? seconds_since(t0) : 0;
+  stats_.wait_seconds = stats_.comm_seconds;
+  stats_.buckets_in_backward = 0;
+}
+
+void GradientSync::synchronize() {
+  if (no_sync_depth_ > 0) return;
+  if (!shared_) {
+    reduce_now();
+    return;
+  }
+  const auto t0 = Clock::now();
+  auto& s = *shared_;
+  std::unique_lock<std::mutex> lock(s.mutex);
+  int launched = 0;
+  for (char r : s.bucket_ready) launched += r ? 1 : 0;
+  // Parameters whose hook did not fire this step: their current .grad (zeros if none).
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < parameters_.size(); ++k) {
+      const size_t b = s.bucket_of[k];
+      if (b == kNoBucket || s.param_ready[k]) continue;
+      auto& p = parameters_[k];
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      s.param_ready[k] = 1;
+      if (--s.pending[b] == 0) {
+        s.pack(b);
+        s.bucket_ready[b] = 1;
+      }
+    }
+  }
+  s.cv.notify_all();
+  s.cv.wait(lock, [&] { return s.error || s.next == s.buckets.size(); });
+  if (s.error) std::rethrow_exception(s.error);  // the step cannot be completed: stays failed
+  stats_.comm_seconds = s.comm_seconds;
+  stats_.buckets_in_backward = launched;
+  s.reset_step();
+  stats_.wait_seconds = seconds_since(t0);
 }
 
 void broadcast_module_state(torch::nn::Module& module, Communicator& comm, int root) {

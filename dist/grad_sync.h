@@ -1,11 +1,25 @@
 #pragma once
-// Gradient synchronization for data-parallel training (first cut: after backward, not yet
-// overlapped with it). Parameters are grouped once into buckets of at most `bucket_mb` MiB, in
-// reverse registration order (the order backward produces gradients), one dtype per bucket.
-// synchronize() packs each bucket's gradients into one flat buffer, all-reduces it, divides by
-// the world size and unpacks — one collective per bucket, never one per parameter. A parameter
-// that received no gradient this step contributes zeros (its grad is created), so ranks whose
-// graphs differ never hang. Every rank must call synchronize() once per optimizer step.
+// Gradient synchronization for data-parallel training, in the style of DistributedDataParallel.
+// Parameters are grouped once into buckets of at most `bucket_mb` MiB, in reverse registration
+// order (the order backward produces gradients), one dtype per bucket; each bucket owns one flat
+// buffer, so there is one collective per bucket, never one per parameter.
+//
+// Overlap (options.overlap, world > 1, a backend with duplicate()): a post-hook on each
+// parameter's gradient accumulator marks it ready during backward; when a bucket's last
+// gradient is ready its gradients are packed into the flat buffer and handed to a communication
+// thread, which all-reduces buckets strictly in bucket-index order (identical collective order on
+// every rank, even when buckets become ready out of order), divides by the world size and writes
+// the averages back into .grad — while backward continues. The thread owns its own duplicate of
+// the communicator (its collectives are independent of SyncBatchNorm's on the main one).
+// synchronize() ends the step: parameters whose hook did not fire (unused this step) contribute
+// their current .grad (zeros if undefined), the remaining buckets are reduced in order, and it
+// waits for all of them; ranks whose graphs differ therefore never hang. Without overlap the same
+// reduction runs inside synchronize(). Every rank must call synchronize() once per optimizer step.
+//
+// no_sync(): while the returned guard lives, backward passes only accumulate into .grad and
+// synchronize() is a no-op; the next backward outside it (plus synchronize()) averages the
+// accumulated sums. Errors of the communication thread (TimeoutError from the watchdog) are
+// rethrown by synchronize(). Threading: construct, backward and synchronize on one thread.
 // broadcast_module_state() copies rank `root`'s parameters and buffers to every rank.
 
 #include <torch/torch.h>
@@ -17,20 +31,60 @@
 
 namespace segrun::dist {
 
+struct GradSyncOptions {
+  double bucket_mb = 25.0;
+  bool overlap = true;  // launch bucket all-reduces from autograd hooks during backward
+};
+
+// Timings of the last synchronized step (seconds), for logs and the overlap measurement.
+struct GradSyncStats {
+  double comm_seconds = 0;     // sum of bucket all-reduce durations (communication thread)
+  double wait_seconds = 0;     // time synchronize() blocked the caller
+  int buckets_in_backward = 0; // buckets launched before synchronize() was called
+};
+
 class GradientSync {
  public:
   GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
                double bucket_mb = 25.0);
+  GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
+               const GradSyncOptions& options);
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
 
   void synchronize();
+
+  class NoSyncGuard {
+   public:
+    explicit NoSyncGuard(GradientSync& owner);
+    ~NoSyncGuard();
+    NoSyncGuard(const NoSyncGuard&) = delete;
+    NoSyncGuard& operator=(const NoSyncGuard&) = delete;
+
+   private:
+    GradientSync& owner_;
+  };
+  // Usage: { auto guard = sync.no_sync(); loss.backward(); }  (C++17 guaranteed elision)
+  NoSyncGuard no_sync() { return NoSyncGuard(*this); }
+
   size_t bucket_count() const { return buckets_.size(); }
   // Indices into the constructor's parameter list, per bucket (for tests and diagnostics).
   const std::vector<std::vector<size_t>>& buckets() const { return buckets_; }
+  bool overlapping() const;
+  const GradSyncStats& last_stats() const { return stats_; }
 
  private:
+  struct Shared;  // state shared with the hooks and the communication thread
+  void reduce_now();
+
   std::vector<torch::Tensor> parameters_;
   std::shared_ptr<Communicator> comm_;
+  GradSyncOptions options_;
   std::vector<std::vector<size_t>> buckets_;
+  std::shared_ptr<Shared> shared_;
+  GradSyncStats stats_;
+  int no_sync_depth_ = 0;
 };
 
 void broadcast_module_state(torch::nn::Module& module, Communicator& comm, int root = 0);

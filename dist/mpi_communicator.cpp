@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "dist/mpi_check.h"
+#include "dist/watchdog.h"
 
 namespace segrun::dist {
 namespace {
@@ -40,36 +41,55 @@ void require_cpu_contiguous(const torch::Tensor& t, const char* op) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() {
-    SEGRUN_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+  // Takes a duplicate of `parent`, so segrun's traffic never mixes with anyone else's.
+  MpiCommunicator(MPI_Comm parent, const CommunicatorOptions& options) : options_(options) {
+    SEGRUN_MPI_CHECK(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    WatchdogOptions w;
+    w.timeout_s = options.timeout_s;
+    w.name = options.name;
+    watchdog_ = std::make_unique<CollectiveWatchdog>(comm_, w);
   }
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Comm_free(&comm_);
+    if (finalized) return;
+    const bool settled = watchdog_->settle();
+    watchdog_.reset();
+    // A timed-out collective still pending on this communicator: never free it under MPI.
+    if (settled) MPI_Comm_free(&comm_);
   }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend_name() const override { return "mpi"; }
+  uint64_t sequence() const override { return watchdog_->sequence(); }
 
-  void allreduce(torch::Tensor& tensor, ReduceOp op) override {
+  void allreduce(torch::Tensor& tensor, ReduceOp op) override { allreduce_noted(tensor, op, ""); }
+
+  void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) override {
     require_cpu_contiguous(tensor, "allreduce");
     if (size_ == 1 || tensor.numel() == 0) return;
-    SEGRUN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                                   mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_),
-                     "MPI_Allreduce");
+    auto info = watchdog_->begin(CollectiveKind::kAllreduce, tensor.nbytes(), note);
+    MPI_Request request = MPI_REQUEST_NULL;
+    SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()),
+                                    mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_, &request),
+                     "MPI_Iallreduce");
+    watchdog_->wait(request, info);
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
     require_cpu_contiguous(tensor, "broadcast");
     if (size_ == 1 || tensor.numel() == 0) return;
-    SEGRUN_MPI_CHECK(MPI_Bcast(tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                               mpi_type_of(tensor, "broadcast"), root, comm_),
-                     "MPI_Bcast");
+    auto info = watchdog_->begin(CollectiveKind::kBroadcast, tensor.nbytes(),
+                                 "root " + std::to_string(root));
+    MPI_Request request = MPI_REQUEST_NULL;
+    SEGRUN_MPI_CHECK(MPI_Ibcast(tensor.data_ptr(), static_cast<int>(tensor.numel()),
+                                mpi_type_of(tensor, "broadcast"), root, comm_, &request),
+                     "MPI_Ibcast");
+    watchdog_->wait(request, info);
   }
 
   torch::Tensor allgather(const torch::Tensor& tensor) override {
@@ -77,25 +97,54 @@ class MpiCommunicator final : public Communicator {
     std::vector<int64_t> shape{size_};
     for (auto d : tensor.sizes()) shape.push_back(d);
     torch::Tensor out = torch::empty(shape, tensor.options());
-    SEGRUN_MPI_CHECK(MPI_Allgather(tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                                   mpi_type_of(tensor, "allgather"), out.data_ptr(),
-                                   static_cast<int>(tensor.numel()),
-                                   mpi_type_of(tensor, "allgather"), comm_),
-                     "MPI_Allgather");
+    if (size_ == 1) {
+      out[0].copy_(tensor);
+      return out;
+    }
+    auto info = watchdog_->begin(CollectiveKind::kAllgather, tensor.nbytes(), "");
+    MPI_Request request = MPI_REQUEST_NULL;
+    SEGRUN_MPI_CHECK(MPI_Iallgather(tensor.data_ptr(), static_cast<int>(tensor.numel()),
+                                    mpi_type_of(tensor, "allgather"), out.data_ptr(),
+                                    static_cast<int>(tensor.numel()),
+                                    mpi_type_of(tensor, "allgather"), comm_, &request),
+                     "MPI_Iallgather");
+    watchdog_->wait(request, info);
     return out;
   }
 
-  void barrier() override { SEGRUN_MPI_CHECK(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() override {
+    if (size_ == 1) return;
+    auto info = watchdog_->begin(CollectiveKind::kBarrier, 0, "");
+    MPI_Request request = MPI_REQUEST_NULL;
+    SEGRUN_MPI_CHECK(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
+    watchdog_->wait(request, info);
+  }
+
+  std::unique_ptr<Communicator> duplicate(const std::string& name) override {
+    // Two communicators used from two threads at once need full thread support.
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    if (level < MPI_THREAD_MULTIPLE)
+      throw DistError("duplicate('" + name + "'): the MPI library provides thread level " +
+                      std::to_string(level) + ", a communicator for another thread needs "
+                      "MPI_THREAD_MULTIPLE");
+    CommunicatorOptions options = options_;
+    options.name = name;
+    return std::make_unique<MpiCommunicator>(comm_, options);
+  }
 
  private:
+  CommunicatorOptions options_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context) {
+std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context,
+                                                    const CommunicatorOptions& options) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -104,7 +153,7 @@ std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context) 
     SEGRUN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided),
                      "MPI_Init_thread");
   }
-  return std::make_unique<MpiCommunicator>();
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, options);
 }
 
 }  // namespace segrun::dist

@@ -1,7 +1,9 @@
 #pragma once
 // The "mpi" Communicator backend: Open MPI collectives on contiguous CPU tensors of
 // MPI_COMM_WORLD (duplicated, so segrun's traffic never mixes with anyone else's).
-// Blocking; one thread at a time per communicator (see communicator.h).
+// Blocking for the caller, but every collective is issued non-blocking (MPI_Iallreduce, ...) and
+// polled with MPI_Test against the watchdog deadline (see watchdog.h); one thread at a time per
+// communicator (see communicator.h), duplicate() for another thread.
 
 #include <memory>
 
@@ -9,6 +11,7 @@
 
 namespace segrun::dist {
 
-std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context);
+std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context,
+                                                    const CommunicatorOptions& options = {});
 
 }  // namespace segrun::dist

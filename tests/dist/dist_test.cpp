@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "dist/grad_sync.h"
 #include "dist/sync_batch_norm.h"
+#include "dist/watchdog.h"
 
 namespace segrun::dist {
 namespace {
@@ -70,6 +72,56 @@ TEST(GradientSync, ParametersWithoutGradientGetZeros) {
   ASSERT_TRUE(b.grad().defined());
   EXPECT_TRUE(torch::equal(b.grad(), torch::zeros({2})));
   EXPECT_TRUE(torch::equal(a.grad(), torch::full({3}, 2.0)));
+}
+
+TEST(GradientSync, NoSyncInAWorldOfOneKeepsTheLocalSum) {
+  auto a = torch::ones({2}, torch::requires_grad());
+  GradientSync sync({a}, nullptr);
+  {
+    auto guard = sync.no_sync();
+    (a * 3).sum().backward();
+    sync.synchronize();
+  }
+  (a * 4).sum().backward();
+  sync.synchronize();
+  EXPECT_TRUE(torch::equal(a.grad(), torch::full({2}, 7.0)));
+}
+
+TEST(GradientSync, RejectsNonPositiveBucketSize) {
+  auto a = torch::ones({2}, torch::requires_grad());
+  EXPECT_THROW(GradientSync({a}, nullptr, 0.0), ConfigError);
+}
+
+TEST(Watchdog, FormatsBytes) {
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(4000), "4.0 KB");
+  EXPECT_EQ(format_bytes(4100000), "4.1 MB");
+  EXPECT_EQ(format_bytes(2500000000LL), "2.5 GB");
+}
+
+TEST(Watchdog, MessageNamesCollectiveSequenceAndMissingRanks) {
+  CollectiveInfo info;
+  info.kind = CollectiveKind::kAllreduce;
+  info.sequence = 123;
+  info.bytes = 4100000;
+  info.note = "bucket 2 of 5";
+  std::vector<PeerState> peers(3);
+  peers[0] = {1, false, 120, CollectiveKind::kBarrier};
+  peers[1] = {2, true, 123, CollectiveKind::kAllreduce};
+  peers[2] = {3, false, -1, CollectiveKind::kAllreduce};
+  EXPECT_EQ(timeout_message(info, "grad-sync", 30, 0, peers),
+            "collective allreduce #123 (bucket 2 of 5, 4.1 MB) on communicator grad-sync timed out "
+            "after 30 s on rank 0: ranks [1, 3] did not arrive (rank 1 last seen waiting in barrier "
+            "#120); check rank 1's log (logs/rank-1.log in the run directory) and whether it was "
+            "killed or stalled");
+  for (auto& p : peers) p.arrived = true;
+  info.kind = CollectiveKind::kBarrier;
+  info.note.clear();
+  info.bytes = 0;
+  EXPECT_EQ(timeout_message(info, "world", 2.5, 1, peers),
+            "collective barrier #123 (0 B) on communicator world timed out after 2.5 s on rank 1: "
+            "every rank arrived but the collective did not complete; check the network and the MPI "
+            "transport (OMPI_MCA_btl) between the hosts");
 }
 
 }  // namespace

@@ -1,0 +1,257 @@
+// Multi-rank checks (mpirun -np 2) of the overlapped, bucketed gradient sync and of the
+// collective watchdog. References are computed independently: local gradients of an identical
+// model without hooks, all-reduced parameter by parameter through a separate communicator.
+// The last test prints overlap-vs-synchronous step timings (figures, never asserted).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "core/error.h"
+#include "dist/communicator.h"
+#include "dist/grad_sync.h"
+
+namespace segrun::dist {
+namespace {
+
+std::shared_ptr<Communicator> world() {
+  static std::shared_ptr<Communicator> comm = make_communicator("mpi", singleton_context());
+  return comm;
+}
+
+// A small network with an optional second branch; its parameter count spans several buckets.
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    a = register_module("a", torch::nn::Linear(8, 16));
+    b = register_module("b", torch::nn::Linear(16, 16));
+    branch = register_module("branch", torch::nn::Linear(16, 16));
+    c = register_module("c", torch::nn::Linear(16, 4));
+  }
+  torch::Tensor forward(const torch::Tensor& x, bool use_branch) {
+    auto h = torch::tanh(a(x));
+    h = torch::tanh(b(h));
+    if (use_branch) h = h + torch::tanh(branch(h));
+    return c(h);
+  }
+  torch::nn::Linear a{nullptr}, b{nullptr}, branch{nullptr}, c{nullptr};
+};
+TORCH_MODULE(Net);
+
+Net make_net() {
+  torch::manual_seed(42);  // identical weights on every rank
+  return Net();
+}
+
+torch::Tensor rank_input(int rank, int micro) {
+  torch::manual_seed(1000 + 17 * rank + micro);
+  return torch::randn({5, 8});
+}
+
+// Local gradients of `net` for the given micro-batches, summed (no communication).
+std::vector<torch::Tensor> local_grads(int rank, const std::vector<int>& micros, bool use_branch) {
+  Net net = make_net();
+  for (int m : micros) net->forward(rank_input(rank, m), use_branch).pow(2).sum().backward();
+  std::vector<torch::Tensor> out;
+  for (auto& p : net->parameters())
+    out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  return out;
+}
+
+// Reference: average every parameter's gradient separately over the ranks.
+std::vector<torch::Tensor> averaged(std::vector<torch::Tensor> grads) {
+  static std::shared_ptr<Communicator> reference = world()->duplicate("reference");
+  for (auto& g : grads) {
+    reference->allreduce(g);
+    g.div_(reference->size());
+  }
+  return grads;
+}
+
+void expect_grads_equal(Net& net, const std::vector<torch::Tensor>& expected) {
+  auto params = net->parameters();
+  ASSERT_EQ(params.size(), expected.size());
+  for (size_t k = 0; k < params.size(); ++k) {
+    ASSERT_TRUE(params[k].grad().defined()) << "parameter " << k;
+    // Two ranks: a+b in either order is exact, and halving is exact.
+    EXPECT_TRUE(torch::equal(params[k].grad(), expected[k]))
+        << "parameter " << k << " max diff "
+        << (params[k].grad() - expected[k]).abs().max().item<double>();
+  }
+}
+
+TEST(OverlappedGradientSync, EqualsPerParameterAllreduce) {
+  auto comm = world();
+  ASSERT_EQ(comm->size(), 2) << "run under mpirun -np 2";
+  Net net = make_net();
+  GradSyncOptions options;
+  options.bucket_mb = 0.001;  // ~1 KB buckets: several collectives
+  GradientSync sync(net->parameters(), comm, options);
+  ASSERT_TRUE(sync.overlapping());
+  ASSERT_GT(sync.bucket_count(), 3u);
+  for (int step = 0; step < 3; ++step) {
+    net->zero_grad();
+    net->forward(rank_input(comm->rank(), step), true).pow(2).sum().backward();
+    sync.synchronize();
+    // Every parameter was used: every bucket was launched from the hooks during backward.
+    EXPECT_EQ(sync.last_stats().buckets_in_backward, static_cast<int>(sync.bucket_count()));
+    auto expected = averaged(local_grads(comm->rank(), {step}, true));
+    expect_grads_equal(net, expected);
+  }
+}
+
+TEST(OverlappedGradientSync, SynchronousModeGivesTheSameGradients) {
+  auto comm = world();
+  Net net = make_net();
+  GradSyncOptions options;
+  options.bucket_mb = 0.001;
+  options.overlap = false;
+  GradientSync sync(net->parameters(), comm, options);
+  EXPECT_FALSE(sync.overlapping());
+  net->forward(rank_input(comm->rank(), 0), true).pow(2).sum().backward();
+  sync.synchronize();
+  expect_grads_equal(net, averaged(local_grads(comm->rank(), {0}, true)));
+}
+
+TEST(OverlappedGradientSync, UnusedParametersOnOneRankDoNotHang) {
+  auto comm = world();
+  Net net = make_net();
+  GradSyncOptions options;
+  options.bucket_mb = 0.001;
+  GradientSync sync(net->parameters(), comm, options);
+  // Rank 0 skips the branch, rank 1 uses it: the branch's gradient is (0 + g1) / 2 on both.
+  const bool use_branch = comm->rank() == 1;
+  for (int step = 0; step < 2; ++step) {
+    net->zero_grad();
+    net->forward(rank_input(comm->rank(), step), use_branch).pow(2).sum().backward();
+    sync.synchronize();
+    expect_grads_equal(net, averaged(local_grads(comm->rank(), {step}, use_branch)));
+  }
+  // And a step where nobody uses it: zeros.
+  net->zero_grad();
+  net->forward(rank_input(comm->rank(), 9), false).pow(2).sum().backward();
+  sync.synchronize();
+  EXPECT_TRUE(torch::equal(net->branch->weight.grad(), torch::zeros_like(net->branch->weight)));
+}
+
+TEST(OverlappedGradientSync, NoSyncAccumulatesThenAveragesTheSum) {
+  auto comm = world();
+  Net net = make_net();
+  GradSyncOptions options;
+  options.bucket_mb = 0.001;
+  GradientSync sync(net->parameters(), comm, options);
+  net->zero_grad();
+  {
+    auto guard = sync.no_sync();
+    for (int micro = 0; micro < 2; ++micro) {
+      net->forward(rank_input(comm->rank(), micro), true).pow(2).sum().backward();
+      sync.synchronize();  // a no-op inside no_sync
+    }
+    // Still local: equal to this rank's own sum of two micro-batches.
+    auto local = local_grads(comm->rank(), {0, 1}, true);
+    auto params = net->parameters();
+    for (size_t k = 0; k < params.size(); ++k) EXPECT_TRUE(torch::equal(params[k].grad(), local[k]));
+  }
+  net->forward(rank_input(comm->rank(), 2), true).pow(2).sum().backward();
+  sync.synchronize();
+  auto expected = averaged(local_grads(comm->rank(), {0, 1, 2}, true));
+  auto params = net->parameters();
+  for (size_t k = 0; k < params.size(); ++k)  // accumulation order may differ: allclose
+    EXPECT_TRUE(torch::allclose(params[k].grad(), expected[k], 1e-6, 1e-6)) << "parameter " << k;
+}
+
+TEST(OverlappedGradientSync, SecondBackwardWithoutSynchronizeIsAnError) {
+  auto comm = world();
+  Net net = make_net();
+  GradientSync sync(net->parameters(), comm, GradSyncOptions{});
+  net->forward(rank_input(comm->rank(), 0), true).pow(2).sum().backward();
+  try {
+    net->forward(rank_input(comm->rank(), 1), true).pow(2).sum().backward();
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("no_sync"), std::string::npos) << e.what();
+  }
+  sync.synchronize();  // the step still completes on both ranks
+}
+
+TEST(Watchdog, LateRankIsNamedAndTheCommunicatorRefusesFurtherWork) {
+  auto base = world();
+  CommunicatorOptions options;
+  options.timeout_s = 1.0;
+  options.name = "probe";
+  auto comm = make_communicator("mpi", singleton_context(), options);
+  // Static: rank 0's abandoned request may write into it after this test returns.
+  static torch::Tensor t = torch::ones({1000});
+  comm->allreduce(t);  // #1 completes
+  EXPECT_EQ(comm->sequence(), 1u);
+  if (comm->rank() == 1) {
+    // Arrive 3.5 s late at #2, so the collective still completes on the MPI level.
+    std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+    comm->allreduce(t);
+    EXPECT_TRUE(torch::equal(t, torch::full({1000}, 4.0f)));
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string message;
+    try {
+      comm->allreduce_noted(t, ReduceOp::kSum, "bucket 7 of 9");
+    } catch (const TimeoutError& e) {
+      message = e.what();
+    }
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(message,
+              "collective allreduce #2 (bucket 7 of 9, 4.0 KB) on communicator probe timed out "
+              "after 1 s on rank 0: rank [1] did not arrive; check rank 1's log "
+              "(logs/rank-1.log in the run directory) and whether it was killed or stalled");
+    EXPECT_GE(waited, 1.0);
+    EXPECT_LT(waited, 3.0);
+    EXPECT_THROW(comm->barrier(), DistError);
+  }
+  base->barrier();  // rank 1 has joined #2: rank 0's abandoned request can complete
+}
+
+// Figures, not a timed assertion: a step of a comm-heavy model with overlap on and off.
+TEST(OverlappedGradientSync, PrintsOverlapFigures) {
+  auto comm = world();
+  const char* env = std::getenv("SEGRUN_OVERLAP_STEPS");
+  const int steps = env ? std::atoi(env) : 3;
+  const int64_t width = 512, depth = 12;  // 12 x 1 MB of float weights
+  for (bool overlap : {false, true}) {
+    torch::manual_seed(5);
+    torch::nn::Sequential net;
+    for (int64_t i = 0; i < depth; ++i) {
+      net->push_back(torch::nn::Linear(width, width));
+      net->push_back(torch::nn::Functional(torch::relu));
+    }
+    GradSyncOptions options;
+    options.bucket_mb = 2.0;
+    options.overlap = overlap;
+    GradientSync sync(net->parameters(), comm, options);
+    auto x = torch::randn({64, width});
+    double step_s = 0, backward_s = 0, wait_s = 0, comm_s = 0;
+    for (int s = -1; s < steps; ++s) {  // step -1 warms up
+      net->zero_grad();
+      comm->barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      net->forward(x).pow(2).mean().backward();
+      const auto t1 = std::chrono::steady_clock::now();
+      sync.synchronize();
+      const auto t2 = std::chrono::steady_clock::now();
+      if (s < 0) continue;
+      backward_s += std::chrono::duration<double>(t1 - t0).count();
+      step_s += std::chrono::duration<double>(t2 - t0).count();
+      wait_s += sync.last_stats().wait_seconds;
+      comm_s += sync.last_stats().comm_seconds;
+    }
+    if (comm->rank() == 0)
+      std::printf("[figures] overlap=%d buckets=%zu: step %.1f ms = forward+backward %.1f ms + "
+                  "synchronize wait %.1f ms; all-reduce time %.1f ms (mean of %d steps)\n",
+                  overlap ? 1 : 0, sync.bucket_count(), 1e3 * step_s / steps,
+                  1e3 * backward_s / steps, 1e3 * wait_s / steps, 1e3 * comm_s / steps, steps);
+  }
+}
+
+}  // namespace
+}  // namespace segrun::dist

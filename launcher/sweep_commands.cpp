@@ -126,6 +126,8 @@ int SweepCommands::run() {
     if (runs.empty())
       throw DataError(s.source + ": no run folders with overrides.json (is this a sweep's runs folder?)");
   } else {
+    if (!fs::is_regular_file(s.source, ec))
+      throw ConfigError(s.source + ": no such runs folder or sweep spec");
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.source);
     for (const auto& e : sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir))) {
       sweeps::RunRecord record = e.record;

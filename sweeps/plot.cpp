@@ -204,11 +204,14 @@ std::string render_svg_plot(const ResultGrid& grid, const PlotOptions& options) 
     if (points.size() >= 2) {
       svg << "<polyline fill=\"none\" stroke-width=\"1.5\" points=\"";
       for (size_t i = 0; i < points.size(); ++i)
-        svg << (i ? " " : "") << num(sx(points[i].x)) << "," << num(sy(points[i].mean));
+        svg << (i ? " " : "") << num(sx(points[i].x) + 5.0 * (static_cast<double>(s) - (static_cast<double>(labels.size()) - 1.0) / 2.0))
+            << "," << num(sy(points[i].mean));
       svg << "\"/>\n";
     }
+    // Series sharing an x value are dodged sideways by a few pixels so their error bars show.
+    const double dodge = 5.0 * (static_cast<double>(s) - (static_cast<double>(labels.size()) - 1.0) / 2.0);
     for (const auto& p : points) {
-      const double px = sx(p.x);
+      const double px = sx(p.x) + dodge;
       if (!std::isnan(p.std)) {
         const double ya = sy(p.mean - p.std), yb = sy(p.mean + p.std);
         svg << "<line class=\"errorbar\" x1=\"" << num(px) << "\" y1=\"" << num(ya) << "\" x2=\"" << num(px)

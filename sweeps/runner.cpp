@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <ostream>
+#include <set>
 
 #include "cluster/local_launch.h"
 #include "cluster/local_scheduler.h"
@@ -48,7 +50,9 @@ std::string truncate(const std::string& s, size_t n) {
   return s.size() <= n ? s : s.substr(0, n - 3) + "...";
 }
 
-std::string last_line_of(const std::string& path) {
+// The line of a job's log that best explains a failure: the last line mentioning "error" among
+// the last 30, else the last line with a letter or digit (mpirun frames messages with dashes).
+std::string failure_line_of(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return "";
   std::string text;
@@ -57,10 +61,23 @@ std::string last_line_of(const std::string& path) {
   } catch (const IoError&) {
     return "";
   }
-  size_t end = text.find_last_not_of(" \r\n\t");
-  if (end == std::string::npos) return "";
-  size_t start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (std::any_of(line.begin(), line.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)); }))
+      lines.push_back(line);
+    start = end + 1;
+  }
+  for (size_t i = lines.size(), seen = 0; i > 0 && seen < 30; --i, ++seen) {
+    std::string lower = lines[i - 1];
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower.find("error") != std::string::npos) return lines[i - 1];
+  }
+  return lines.empty() ? "" : lines.back();
 }
 
 std::string metric_text(const RunRecord& r, const std::string& metric) {
@@ -76,6 +93,25 @@ std::string metric_text(const RunRecord& r, const std::string& metric) {
                                 : "-";
 }
 
+// The overrides that differ between the runs of a plan (all of them for a single run), so that
+// [fixed] keys do not crowd the listing.
+std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
+  std::map<std::string, std::set<std::string>> values;
+  for (const auto& e : plan)
+    for (const auto& [k, v] : e.run.overrides) values[k].insert(v);
+  std::vector<Overrides> out;
+  for (const auto& e : plan) {
+    Overrides o;
+    for (const auto& [k, v] : e.run.overrides)
+      if (plan.size() == 1 || values[k].size() > 1 || std::any_of(plan.begin(), plan.end(), [&](const PlanEntry& x) {
+            return !x.run.overrides.count(k);
+          }))
+        o[k] = v;
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 }  // namespace
 
 SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out) {
@@ -83,7 +119,10 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   const std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
-  for (const auto& e : plan) {
+  std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs
+  const std::vector<Overrides> varying = varying_overrides(plan);
+  for (size_t p = 0; p < plan.size(); ++p) {
+    const PlanEntry& e = plan[p];
     if (e.action == PlanAction::kReuse) {
       ++summary.reused;
       if (e.config_changed)
@@ -91,6 +130,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
             << " is done but its base config changed since; delete the run folder to redo it\n";
     } else {
       todo.push_back(&e);
+      shown.push_back(varying[p]);
     }
   }
   const int cores = options.cores > 0 ? options.cores : cluster::usable_cores();
@@ -147,7 +187,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   scheduler.max_parallel = parallel;
   scheduler.on_start = [&](size_t i, const cluster::LocalJob& job) {
     const PlanEntry& e = *todo[i];
-    out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(e.run.overrides)
+    out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(shown[i])
         << ", seed " << e.run.seed << ")" << (e.action == PlanAction::kResume ? " resuming" : "")
         << std::endl;
   };
@@ -177,7 +217,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     std::string reason = now.state == "failed" ? now.reason : "";
     if (reason.empty()) {
       reason = "exit code " + std::to_string(result.exit_code);
-      const std::string last = last_line_of(job.log_path);
+      const std::string last = failure_line_of(job.log_path);
       if (!last.empty()) reason += ": " + last;
       write_run_status(e.dir, "failed", reason);
     }
@@ -197,7 +237,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
 std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
   std::vector<std::vector<std::string>> rows;
   std::map<PlanAction, int> counts;
-  for (const auto& e : plan) {
+  const std::vector<Overrides> shown = varying_overrides(plan);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const PlanEntry& e = plan[i];
     ++counts[e.action];
     std::string action;
     switch (e.action) {
@@ -208,7 +250,7 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
         break;
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
     }
-    rows.push_back({e.run.id, e.run.dir_name, describe(e.run.overrides), std::to_string(e.run.seed), action});
+    rows.push_back({e.run.id, e.run.dir_name, describe(shown[i]), std::to_string(e.run.seed), action});
   }
   std::string out = format_table({"id", "run", "overrides", "seed", "state"}, rows, fmt,
                                  {Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft});
@@ -223,7 +265,9 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
 std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt) {
   std::vector<std::vector<std::string>> rows;
   std::map<std::string, int> counts;
-  for (const auto& e : plan) {
+  const std::vector<Overrides> shown = varying_overrides(plan);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const PlanEntry& e = plan[i];
     const RunRecord& r = e.record;
     std::string state = r.state.empty() ? "new" : r.state;
     ++counts[state];
@@ -231,7 +275,7 @@ std::string format_status(const std::vector<PlanEntry>& plan, const std::string&
     const int64_t iter = std::max<int64_t>(0, r.state == "done" && r.result.count("iterations")
                                                   ? static_cast<int64_t>(r.result.at("iterations"))
                                                   : r.last_iter);
-    rows.push_back({e.run.id, describe(e.run.overrides), std::to_string(e.run.seed), state,
+    rows.push_back({e.run.id, describe(shown[i]), std::to_string(e.run.seed), state,
                     std::to_string(iter) + "/" + std::to_string(e.run.iters), metric_text(r, metric)});
   }
   std::string out = format_table({"id", "overrides", "seed", "state", "progress", metric}, rows, fmt,

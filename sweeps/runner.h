@@ -43,6 +43,7 @@ struct SweepRunSummary {
 SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out);
 
 // `sweep plan`: one row per run (id, directory, overrides, seed, action), then a summary line.
+// Both listings show only the overrides that differ between runs ([fixed] keys are left out).
 std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt);
 // `sweep status`: id, overrides, seed, state, progress "<last iter>/<iters>", last metric value
 // (result.json when done, else the last evaluation in metrics.jsonl), then counts per state.

@@ -556,7 +556,10 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
       run.overrides = config;
       run.seed = seed;
       run.id = run_id(config, seed);
-      run.dir_name = run.id + "-" + run_slug(config, seed);
+      Overrides swept;  // the slug names what varies; [fixed] keys are in every run
+      for (const auto& key : spec.swept_keys)
+        if (config.count(key)) swept[key] = config.at(key);
+      run.dir_name = run.id + "-" + run_slug(swept, seed);
       try {
         const Config config = load_config(spec.base, run.train_args());
         run.iters = config.train.iters;

@@ -58,6 +58,9 @@ std::string escape_latex(const std::string& s) {
         if (s.compare(i, 2, "\xC2\xB1") == 0) {  // U+00B1 plus-minus sign
           out += "$\\pm$";
           ++i;
+        } else if (s.compare(i, 2, "\xCE\x94") == 0) {  // U+0394 Greek capital delta
+          out += "$\\Delta$";
+          ++i;
         } else {
           out += c;
         }

@@ -19,7 +19,7 @@ TableFormat parse_table_format(const std::string& name);
 // Every row must have header.size() cells (DataError otherwise). align: one entry per column, or
 // empty for the default (first column left, the others right). Text and markdown pad columns to
 // their widths in code points; markdown escapes '|'; LaTeX escapes its special characters and
-// writes "±" as $\pm$ (needs \usepackage{booktabs}). The result ends with a newline.
+// writes "±" as $\pm$ and "Δ" as $\Delta$ (needs \usepackage{booktabs}). The result ends with a newline.
 std::string format_table(const std::vector<std::string>& header,
                          const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
                          const std::vector<Align>& align = {});

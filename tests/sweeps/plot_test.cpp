@@ -1,5 +1,6 @@
 // SVG plots: well-formed XML (parsed by Python's xml.etree), one point per configuration, one
-// error bar per configuration with >= 2 seeds, one line per series, and points placed in order.
+// error bar per configuration with >= 2 seeds, one line per series, and a log-scaled x axis that
+// spaces 1e-4, 1e-3, 1e-2 evenly.
 #include "sweeps/plot.h"
 
 #include <gtest/gtest.h>
@@ -54,7 +55,8 @@ TEST(Plot, SvgIsWellFormedWithPointsErrorBarsAndSeries) {
       "bars = r.findall(\".//s:line[@class=\\\"errorbar\\\"]\", ns)\n"
       "lines = r.findall(\".//s:polyline\", ns)\n"
       "texts = [t.text for t in r.iter(\"{http://www.w3.org/2000/svg}text\")]\n"
-      "xs = sorted(set(float(p.get(\"cx\")) for p in pts))\n"
+      "grp = [g for g in r.findall(\"s:g\", ns) if g.findall(\"s:circle\", ns)]\n"
+      "xs = sorted(float(c.get(\"cx\")) for c in grp[0].findall(\"s:circle\", ns))\n"
       "print(r.tag, len(pts), len(bars), len(lines), len(xs), \"model.norm=syncbn\" in texts, "
       "\"train.lr (log scale)\" in texts, abs((xs[1]-xs[0]) - (xs[2]-xs[1])) < 0.02)\n";
   // Python's single quotes wrap the script: it must not contain any.

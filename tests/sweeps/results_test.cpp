@@ -94,7 +94,7 @@ TEST_F(OneAxis, CsvTextLatexAndJson) {
   EXPECT_EQ(format_result_grid(g, "latex"),
             "\\begin{tabular}{lrr}\n"
             "\\toprule\n"
-            "model.dropout & mIoU & \xCE\x94 mIoU \\\\\n"
+            "model.dropout & mIoU & $\\Delta$ mIoU \\\\\n"
             "\\midrule\n"
             "0.0 & 40.50 $\\pm$ 0.71 (n=2) & -1.75 \\\\\n"
             "0.1 & 42.25 $\\pm$ 0.35 (n=2) & baseline \\\\\n"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end sweep through the segrun CLI on a tiny synthetic store: plan -> run (2 runs, one at
-# a time) -> reuse on re-run -> plan after editing the spec -> table (csv, md, json) + SVG plot
+# End-to-end sweep through the segrun CLI on a tiny synthetic store: plan -> run (2 runs of 2 ranks,
+# one at a time) -> reuse on re-run -> plan after editing the spec -> table (csv, md, json) + SVG plot
 # -> a failing run does not stop the others -> Ctrl-C stops a run resumably -> re-run resumes it.
 # Usage: sweep_e2e_test.sh SEGRUN_BINARY
 set -uo pipefail
@@ -48,6 +48,8 @@ cat > sweep.toml <<'TOML'
 name = "e2e"
 base = "configs/tiny.toml"
 seeds = [0]
+[resources]
+ranks = 2
 [grid]
 "model.dropout" = [0.0, 0.5]
 [table]
@@ -67,13 +69,14 @@ code=$?
 check "sweep run exit code 0 (got $code)" test "$code" -eq 0
 echo "two tiny runs took $(( $(date +%s) - start )) s"
 check "run output says 2/2 done" grep -q "2/2 done (0 reused), 0 failed" run1.txt
-check "one at a time" grep -q "(1 at a time x 1 rank(s)" run1.txt
+check "one at a time, 2 ranks each" grep -q "(1 at a time x 2 rank(s)" run1.txt
 runs=$(ls -d runs/e2e/*/ | wc -l)
 check "two run folders" test "$runs" -eq 2
 for d in runs/e2e/*/; do
   check "$d done" grep -q '^done' "$d/status"
   check "$d has overrides.json" test -s "$d/overrides.json"
   check "$d has result.json" test -s "$d/result.json"
+  check "$d ran on 2 ranks" test "$(json "$d/result.json" 'd["world_size"]')" = 2
 done
 
 # re-run: nothing repeated.

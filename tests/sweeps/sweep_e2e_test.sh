@@ -92,6 +92,14 @@ sed -i 's/\[0.0, 0.5\]/[0.0, 0.5, 0.2]/' sweep.toml
 check "edited plan: 1 new, 2 reused" grep -q "3 runs: 1 new, 2 done (reused)" plan2.txt
 sed -i 's/\[0.0, 0.5, 0.2\]/[0.0, 0.5]/' sweep.toml
 
+# editing the base config: finished runs are still reused, but flagged.
+sed -i 's/^lr = 2e-3/lr = 3e-3/' configs/tiny.toml
+"$segrun" sweep plan sweep.toml > plan3.txt
+check "plan flags runs made with another base config" test "$(grep -c 'done (reuse; base config changed)' plan3.txt)" -eq 2
+sed -i 's/^lr = 3e-3/lr = 2e-3/' configs/tiny.toml
+"$segrun" sweep plan sweep.toml > plan4.txt
+check "restored base: no flag" test "$(grep -c 'base config changed' plan4.txt)" -eq 0
+
 # tables: values equal result.json.
 "$segrun" table sweep.toml --format csv > table.csv
 check "table exit code" test $? -eq 0

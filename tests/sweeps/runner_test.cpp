@@ -1,0 +1,114 @@
+// The sweep runner with stand-ins for mpirun and segrun (shell scripts), so that the paths the
+// real trainer never takes are covered in a second: a run that crashes without writing a status
+// is marked failed with the error line of its log, a trainer's own failure reason is kept, the
+// other runs finish, a re-run reuses what is done and retries the failures, and a second runner
+// on the same runs folder is refused.
+#include "sweeps/runner.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "sweeps_test_util.h"
+
+namespace segrun::sweeps {
+namespace {
+
+using testing::ScratchDir;
+using testing::write_text;
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class RunnerTest : public ::testing::Test {
+ protected:
+  RunnerTest() : dir_("runner") {
+    const auto root = dir_.path();
+    write_text(root / "base.toml", "[train]\niters = 10\nwarmup_iters = 1\n");
+    write_text(root / "sweep.toml",
+               "name = \"fake\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
+               "[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n");
+    // mpirun stand-in: drop everything up to the last -x, run the command.
+    write_text(root / "mpirun", "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != SEGRUN_LAUNCHED=1 ]; do shift; done\n"
+                                "shift\nexec \"$@\"\n");
+    // segrun stand-in: dropout 0.0 trains, 0.1 crashes before writing a status, 0.2 fails like
+    // the trainer does (status "failed <reason>").
+    write_text(root / "segrun",
+               "#!/bin/sh\n"
+               "dir=\"\"; prev=\"\"; for a in \"$@\"; do [ \"$prev\" = --run-dir ] && dir=\"$a\"; prev=\"$a\"; done\n"
+               "case \" $* \" in\n"
+               "  *\" model.dropout=0.0 \"*) echo done > \"$dir/status\"; echo '{\"mIoU\": 12.5}' > \"$dir/result.json\"; exit 0;;\n"
+               "  *\" model.dropout=0.1 \"*) echo 'loading...'; echo 'segrun: error: boom in the loader' >&2;"
+               " echo '-----' >&2; exit 3;;\n"
+               "  *) echo 'failed data.store: not set' > \"$dir/status\"; exit 1;;\n"
+               "esac\n");
+    std::filesystem::permissions(root / "mpirun", std::filesystem::perms::owner_all);
+    std::filesystem::permissions(root / "segrun", std::filesystem::perms::owner_all);
+    options_.cores = 2;
+    options_.mpirun = (root / "mpirun").string();
+    options_.program = (root / "segrun").string();
+  }
+  ScratchDir dir_;
+  SweepRunOptions options_;
+};
+
+TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto runs = expand_sweep(spec);
+  std::ostringstream out;
+  SweepRunSummary s = run_sweep(spec, options_, out);
+  EXPECT_EQ(s.finished, 1);
+  EXPECT_EQ(s.failed, 2);
+  EXPECT_EQ(s.exit_code(), 1);
+  const auto runs_dir = dir_.path() / "runs";
+  EXPECT_EQ(slurp(runs_dir / runs[0].dir_name / "status"), "done\n");
+  EXPECT_EQ(slurp(runs_dir / runs[1].dir_name / "status"), "failed exit code 3: segrun: error: boom in the loader\n");
+  EXPECT_EQ(slurp(runs_dir / runs[2].dir_name / "status"), "failed data.store: not set\n");
+  const std::string manifest = slurp(runs_dir / runs[1].dir_name / "overrides.json");
+  EXPECT_NE(manifest.find("\"model.dropout\": \"0.1\""), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"--run-dir\""), std::string::npos) << manifest;
+  EXPECT_NE(out.str().find("fake: 1/3 done (0 reused), 2 failed"), std::string::npos) << out.str();
+
+  // Again: the done run is reused, the two failures are retried (and fail again).
+  std::ostringstream again;
+  s = run_sweep(spec, options_, again);
+  EXPECT_EQ(s.reused, 1);
+  EXPECT_EQ(s.failed, 2);
+  EXPECT_NE(again.str().find("3 runs, 1 done, 2 to run"), std::string::npos) << again.str();
+
+  // A second runner on the same folder is refused while the first holds the lock.
+  const std::string lock = (runs_dir / ".sweep.lock").string();
+  const int fd = ::open(lock.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  std::ostringstream refused;
+  EXPECT_THROW(run_sweep(spec, options_, refused), ClusterError);
+  ::close(fd);
+}
+
+TEST_F(RunnerTest, DryRunPrintsQuotedCommandsAndWritesNothing) {
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  SweepRunOptions dry = options_;
+  dry.dry_run = true;
+  dry.max_parallel = 1;
+  std::ostringstream out;
+  run_sweep(spec, dry, out);
+  EXPECT_NE(out.str().find("3 to run (1 at a time x 1 rank(s) x 2 thread(s))"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(" -np 1 "), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(" train " + spec.base + " model.dropout=0.1 train.seed=0 --run-dir "), std::string::npos)
+      << out.str();
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "runs"));
+}
+
+}  // namespace
+}  // namespace segrun::sweeps

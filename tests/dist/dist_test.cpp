@@ -122,6 +122,12 @@ TEST(Watchdog, MessageNamesCollectiveSequenceAndMissingRanks) {
             "collective barrier #123 (0 B) on communicator world timed out after 2.5 s on rank 1: "
             "every rank arrived but the collective did not complete; check the network and the MPI "
             "transport (OMPI_MCA_btl) between the hosts");
+  // A rank that was itself stopped says so (its report is written after it resumes).
+  EXPECT_EQ(timeout_message(info, "world", 10, 1, peers, 14.2),
+            "collective barrier #123 (0 B) on communicator world timed out after 10 s on rank 1: "
+            "this rank itself made no progress for 14 s (stopped, swapped out or starved of CPU); "
+            "every rank arrived but the collective did not complete; check the network and the "
+            "MPI transport (OMPI_MCA_btl) between the hosts");
 }
 
 }  // namespace

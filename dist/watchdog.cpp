@@ -90,6 +90,27 @@ std::string timeout_message(const CollectiveInfo& info, const std::string& commu
   return what;
 }
 
+std::string stall_warning(const CollectiveInfo& info, const std::string& communicator,
+                          double waited_s, double timeout_s, int rank,
+                          const std::vector<PeerState>& peers) {
+  std::string what = std::string("collective ") + collective_name(info.kind) + " #" +
+                     std::to_string(info.sequence) + " (";
+  if (!info.note.empty()) what += info.note + ", ";
+  what += format_bytes(info.bytes) + ") on communicator " + communicator + " has waited " +
+          format_seconds(std::floor(waited_s)) + " on rank " + std::to_string(rank) + " for ";
+  std::string list;
+  int count = 0;
+  for (const auto& p : peers)
+    if (!p.arrived) {
+      list += (list.empty() ? "" : ", ") + std::to_string(p.rank);
+      ++count;
+    }
+  what += count == 0 ? std::string("a collective every rank has joined")
+                     : std::string(count == 1 ? "rank" : "ranks") + " [" + list + "]";
+  if (timeout_s > 0) what += " (timeout at " + format_seconds(timeout_s) + ", dist.timeout_s)";
+  return what;
+}
+
 CollectiveWatchdog::CollectiveWatchdog(MPI_Comm comm, WatchdogOptions options)
     : comm_(comm), options_(std::move(options)) {
   MPI_Comm_rank(comm_, &rank_);
@@ -97,6 +118,7 @@ CollectiveWatchdog::CollectiveWatchdog(MPI_Comm comm, WatchdogOptions options)
   if (options_.timeout_s > 0) {
     options_.announce_after_s = std::min(options_.announce_after_s, options_.timeout_s / 4);
     options_.grace_s = std::min(options_.grace_s, options_.timeout_s / 4);
+    options_.warn_after_s = std::min(options_.warn_after_s, options_.timeout_s / 2);
   }
   latest_sequence_.assign(static_cast<size_t>(size_), -1);
   latest_kind_.assign(static_cast<size_t>(size_), 0);
@@ -181,15 +203,20 @@ void CollectiveWatchdog::announce(const CollectiveInfo& info) {
 
 void CollectiveWatchdog::wait(MPI_Request& request, const CollectiveInfo& info) {
   drain();
-  const auto start = Clock::now();
+  auto start = Clock::now();
   bool announced = false;
+  bool warned = false;
   auto last_drain = start;
   auto last_poll = start;
   double own_stall = 0;  // longest gap between two polls: this process was not running
   for (;;) {
     const auto poll = Clock::now();
-    own_stall = std::max(own_stall, std::chrono::duration<double>(poll - last_poll).count());
+    const double gap = std::chrono::duration<double>(poll - last_poll).count();
+    own_stall = std::max(own_stall, gap);
     last_poll = poll;
+    // This process itself was not running (stopped, suspended, starved): the peers are not to
+    // blame for that time, so the deadline restarts.
+    if (gap > std::max(1.0, options_.grace_s)) start = poll;
     int done = 0;
     int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
@@ -210,6 +237,12 @@ void CollectiveWatchdog::wait(MPI_Request& request, const CollectiveInfo& info) 
       drain();
       last_drain = Clock::now();
     }
+    if (size_ > 1 && !warned && waited > options_.warn_after_s) {
+      drain();
+      log::warn("{}", stall_warning(info, options_.name, waited, options_.timeout_s, rank_,
+                                    peer_states(info)));
+      warned = true;
+    }
     if (options_.timeout_s > 0 && waited > options_.timeout_s + options_.grace_s)
       expire(request, info, own_stall > options_.grace_s ? own_stall : 0);
     // Spin briefly (small collectives finish in microseconds), then yield the core to compute
@@ -220,9 +253,7 @@ void CollectiveWatchdog::wait(MPI_Request& request, const CollectiveInfo& info) 
   }
 }
 
-void CollectiveWatchdog::expire(MPI_Request& request, const CollectiveInfo& info,
-                                double own_stall_s) {
-  drain();
+std::vector<PeerState> CollectiveWatchdog::peer_states(const CollectiveInfo& info) const {
   std::vector<PeerState> peers;
   for (int p = 0; p < size_; ++p) {
     if (p == rank_) continue;
@@ -233,6 +264,13 @@ void CollectiveWatchdog::expire(MPI_Request& request, const CollectiveInfo& info
     s.arrived = s.last_sequence >= static_cast<int64_t>(info.sequence);
     peers.push_back(s);
   }
+  return peers;
+}
+
+void CollectiveWatchdog::expire(MPI_Request& request, const CollectiveInfo& info,
+                                double own_stall_s) {
+  drain();
+  std::vector<PeerState> peers = peer_states(info);
   std::string message =
       timeout_message(info, options_.name, options_.timeout_s, rank_, peers, own_stall_s);
   broken_ = true;

@@ -42,6 +42,12 @@ struct PeerState {
   CollectiveKind last_kind = CollectiveKind::kAllreduce;
 };
 
+// The early warning (Horovod's stall inspector): "collective allreduce #12 (bucket 0 of 5,
+// 26.2 MB) on communicator grad-sync has waited 60 s on rank 0 for rank [1] (timeout at 600 s)".
+std::string stall_warning(const CollectiveInfo& info, const std::string& communicator,
+                          double waited_s, double timeout_s, int rank,
+                          const std::vector<PeerState>& peers);
+
 // "4.1 MB", "512 B", "12.0 KB" (decimal units).
 std::string format_bytes(int64_t bytes);
 
@@ -59,6 +65,7 @@ struct WatchdogOptions {
   double timeout_s = 600.0;       // <= 0: wait forever (still polling)
   double announce_after_s = 1.0;  // capped at timeout_s / 4
   double grace_s = 2.0;           // capped at timeout_s / 4
+  double warn_after_s = 60.0;     // one early warning naming the late ranks; capped at timeout/2
   std::string name = "world";
 };
 
@@ -83,6 +90,7 @@ class CollectiveWatchdog {
  private:
   void drain();
   void announce(const CollectiveInfo& info);
+  std::vector<PeerState> peer_states(const CollectiveInfo& info) const;
   [[noreturn]] void expire(MPI_Request& request, const CollectiveInfo& info, double own_stall_s);
 
   MPI_Comm comm_;

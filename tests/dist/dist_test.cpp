@@ -92,6 +92,19 @@ TEST(GradientSync, RejectsNonPositiveBucketSize) {
   EXPECT_THROW(GradientSync({a}, nullptr, 0.0), ConfigError);
 }
 
+TEST(Watchdog, EarlyWarningNamesTheLateRanks) {
+  CollectiveInfo info;
+  info.sequence = 12;
+  info.bytes = 26200000;
+  info.note = "bucket 0 of 5";
+  std::vector<PeerState> peers(2);
+  peers[0] = {1, false, 11, CollectiveKind::kAllreduce};
+  peers[1] = {2, true, 12, CollectiveKind::kAllreduce};
+  EXPECT_EQ(stall_warning(info, "grad-sync", 60.7, 600, 0, peers),
+            "collective allreduce #12 (bucket 0 of 5, 26.2 MB) on communicator grad-sync has waited "
+            "60 s on rank 0 for rank [1] (timeout at 600 s, dist.timeout_s)");
+}
+
 TEST(Watchdog, FormatsBytes) {
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(4000), "4.0 KB");

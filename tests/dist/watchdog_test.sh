@@ -80,7 +80,7 @@ run_fault() {
   elapsed=$((SECONDS - start))
   if [ -n "$stopped_pid" ]; then kill -CONT "$stopped_pid" 2>/dev/null; kill -KILL "$stopped_pid" 2>/dev/null; stopped_pid=""; fi
   echo "$name: exit code $code after ${elapsed}s"
-  grep -E "timed out|did not arrive|noticed|error" "$out" | head -5
+  grep -E "timed out|did not arrive|noticed|error|has waited" "$out" | head -5
 }
 
 run_fault killed KILL
@@ -93,6 +93,7 @@ check "stalled: non-zero exit (got $code)" test "$code" -ne 0
 check "stalled: down within timeout + 15 s (took ${elapsed}s)" test "$elapsed" -le $((timeout_s + 15))
 check "stalled: watchdog names the collective" grep -qE "collective (allreduce|broadcast|allgather|barrier) #[0-9]+" "$out"
 check "stalled: watchdog names rank 1" grep -q "rank \[1\] did not arrive" "$out"
+check "stalled: early warning at timeout/2" grep -qE "has waited [0-9]+ s on rank 0 for rank \[1\]" "$out"
 
 echo "watchdog_test: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

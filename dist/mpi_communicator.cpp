@@ -9,6 +9,8 @@
 namespace segrun::dist {
 namespace {
 
+constexpr int64_t kMaxCount = int64_t{1} << 30;  // elements per MPI call (counts are int)
+
 MPI_Datatype mpi_type_of(const torch::Tensor& t, const char* op) {
   switch (t.scalar_type()) {
     case torch::kFloat32: return MPI_FLOAT;
@@ -69,27 +71,40 @@ class MpiCommunicator final : public Communicator {
 
   void allreduce(torch::Tensor& tensor, ReduceOp op) override { allreduce_noted(tensor, op, ""); }
 
+  // MPI counts are int: tensors above kMaxCount elements go as several collectives, in the same
+  // order on every rank (each with its own sequence number).
   void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) override {
     require_cpu_contiguous(tensor, "allreduce");
     if (size_ == 1 || tensor.numel() == 0) return;
-    auto info = watchdog_->begin(CollectiveKind::kAllreduce, tensor.nbytes(), note);
-    MPI_Request request = MPI_REQUEST_NULL;
-    SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                                    mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_, &request),
-                     "MPI_Iallreduce");
-    watchdog_->wait(request, info);
+    const int64_t total = tensor.numel(), item = tensor.element_size();
+    auto* base = static_cast<char*>(tensor.data_ptr());
+    for (int64_t begin = 0; begin < total; begin += kMaxCount) {
+      const int64_t count = std::min(kMaxCount, total - begin);
+      auto info = watchdog_->begin(CollectiveKind::kAllreduce, count * item, note);
+      MPI_Request request = MPI_REQUEST_NULL;
+      SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, base + begin * item, static_cast<int>(count),
+                                      mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_,
+                                      &request),
+                       "MPI_Iallreduce");
+      watchdog_->wait(request, info);
+    }
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
     require_cpu_contiguous(tensor, "broadcast");
     if (size_ == 1 || tensor.numel() == 0) return;
-    auto info = watchdog_->begin(CollectiveKind::kBroadcast, tensor.nbytes(),
-                                 "root " + std::to_string(root));
-    MPI_Request request = MPI_REQUEST_NULL;
-    SEGRUN_MPI_CHECK(MPI_Ibcast(tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                                mpi_type_of(tensor, "broadcast"), root, comm_, &request),
-                     "MPI_Ibcast");
-    watchdog_->wait(request, info);
+    const int64_t total = tensor.numel(), item = tensor.element_size();
+    auto* base = static_cast<char*>(tensor.data_ptr());
+    for (int64_t begin = 0; begin < total; begin += kMaxCount) {
+      const int64_t count = std::min(kMaxCount, total - begin);
+      auto info = watchdog_->begin(CollectiveKind::kBroadcast, count * item,
+                                   "root " + std::to_string(root));
+      MPI_Request request = MPI_REQUEST_NULL;
+      SEGRUN_MPI_CHECK(MPI_Ibcast(base + begin * item, static_cast<int>(count),
+                                  mpi_type_of(tensor, "broadcast"), root, comm_, &request),
+                       "MPI_Ibcast");
+      watchdog_->wait(request, info);
+    }
   }
 
   torch::Tensor allgather(const torch::Tensor& tensor) override {
@@ -101,6 +116,10 @@ class MpiCommunicator final : public Communicator {
       out[0].copy_(tensor);
       return out;
     }
+    if (tensor.numel() * size_ > kMaxCount)
+      throw DistError("allgather: " + std::to_string(tensor.numel()) + " elements x " +
+                      std::to_string(size_) + " ranks exceed the MPI count limit " +
+                      std::to_string(kMaxCount) + " on rank " + std::to_string(rank_));
     auto info = watchdog_->begin(CollectiveKind::kAllgather, tensor.nbytes(), "");
     MPI_Request request = MPI_REQUEST_NULL;
     SEGRUN_MPI_CHECK(MPI_Iallgather(tensor.data_ptr(), static_cast<int>(tensor.numel()),

@@ -214,7 +214,8 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
     shared->accumulators.push_back(accumulator);
     shared->hook_keys.push_back(key);
   }
-  shared->thread = std::thread([raw = shared.get()] { raw->run(); });
+  // The thread holds its own reference, so it may outlive this object (see the destructor).
+  shared->thread = std::thread([keep = shared] { keep->run(); });
   shared_ = std::move(shared);
 }
 
@@ -225,9 +226,13 @@ GradientSync::~GradientSync() {
     shared_->stop = true;
   }
   shared_->cv.notify_all();
-  if (shared_->thread.joinable()) shared_->thread.join();
   for (size_t i = 0; i < shared_->accumulators.size(); ++i)
     shared_->accumulators[i]->del_post_hook(shared_->hook_keys[i]);
+  if (!shared_->thread.joinable()) return;
+  // Unwinding from an error mid-step: the thread may be inside a bucket all-reduce that the other
+  // ranks will never join; joining would delay main's MPI_Abort until the watchdog deadline.
+  if (std::uncaught_exceptions() > 0) shared_->thread.detach();
+  else shared_->thread.join();
 }
 
 bool GradientSync::overlapping() const { return shared_ != nullptr; }

@@ -63,6 +63,15 @@ TEST(GradientSync, BucketsInReverseOrderUpToTheCap) {
   EXPECT_EQ(sync.buckets()[2], (std::vector<size_t>{0}));
 }
 
+TEST(GradientSync, ADtypeChangeStartsANewBucketAndFrozenParametersAreLeftOut) {
+  std::vector<torch::Tensor> params{torch::zeros({4}, torch::requires_grad()),
+                                    torch::zeros({4}, torch::dtype(torch::kFloat64).requires_grad(true)),
+                                    torch::zeros({4}),  // frozen: no gradient, no bucket
+                                    torch::zeros({4}, torch::requires_grad())};
+  GradientSync sync(params, nullptr, 25.0);
+  EXPECT_EQ(sync.buckets(), (std::vector<std::vector<size_t>>{{3}, {1}, {0}}));
+}
+
 TEST(GradientSync, ParametersWithoutGradientGetZeros) {
   auto a = torch::ones({3}, torch::requires_grad());
   auto b = torch::ones({2}, torch::requires_grad());

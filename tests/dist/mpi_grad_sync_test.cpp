@@ -162,6 +162,32 @@ TEST(OverlappedGradientSync, NoSyncAccumulatesThenAveragesTheSum) {
     EXPECT_TRUE(torch::allclose(params[k].grad(), expected[k], 1e-6, 1e-6)) << "parameter " << k;
 }
 
+TEST(OverlappedGradientSync, BucketsReadyOutOfOrderAreReducedInIndexOrder) {
+  auto comm = world();
+  // Two 4 KB parameters, one bucket each: bucket 0 = q (registered last), bucket 1 = p.
+  auto p = torch::zeros({1024}, torch::requires_grad());
+  auto q = torch::zeros({1024}, torch::requires_grad());
+  GradSyncOptions options;
+  options.bucket_mb = 4096.0 / (1024 * 1024);
+  GradientSync sync({p, q}, comm, options);
+  ASSERT_EQ(sync.buckets(), (std::vector<std::vector<size_t>>{{1}, {0}}));
+  const float r = static_cast<float>(comm->rank());
+  auto grad_p = [&] { (p * (1 + r)).sum().backward(); };
+  auto grad_q = [&] { (q * (10 + 10 * r)).sum().backward(); };
+  // Rank 0 makes bucket 1 ready first (it must wait for bucket 0), rank 1 the other way round.
+  if (comm->rank() == 0) {
+    grad_p();
+    grad_q();
+  } else {
+    grad_q();
+    grad_p();
+  }
+  sync.synchronize();
+  EXPECT_EQ(sync.last_stats().buckets_in_backward, 2);
+  EXPECT_TRUE(torch::equal(p.grad(), torch::full({1024}, 1.5f)));   // (1 + 2) / 2
+  EXPECT_TRUE(torch::equal(q.grad(), torch::full({1024}, 15.0f)));  // (10 + 20) / 2
+}
+
 TEST(OverlappedGradientSync, SecondBackwardWithoutSynchronizeIsAnError) {
   auto comm = world();
   Net net = make_net();

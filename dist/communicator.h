@@ -50,7 +50,7 @@ class Communicator {
   // A communicator over the same ranks whose collectives are independent of this one's, for use
   // by another thread. Collective: every rank calls it. Backends without it throw DistError.
   virtual std::unique_ptr<Communicator> duplicate(const std::string& name);
-  // Collectives issued so far on this communicator (the next one gets this sequence number).
+  // Collectives issued so far on this communicator (= the last one's 1-based sequence number).
   virtual uint64_t sequence() const { return 0; }
 };
 

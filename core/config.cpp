@@ -183,6 +183,7 @@ const std::vector<Field>& schema() {
     s.push_back(make("dist.bucket_mb",
                      Ref<double>([](Config& c) -> double& { return c.dist.bucket_mb; }), 0, 4096,
                      true));
+    s.push_back(make("dist.overlap", Ref<bool>([](Config& c) -> bool& { return c.dist.overlap; })));
     s.push_back(make("dist.timeout_s",
                      Ref<double>([](Config& c) -> double& { return c.dist.timeout_s; }), 0, 1e6,
                      true));

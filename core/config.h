@@ -68,6 +68,7 @@ struct EvalConfig {
 struct DistConfig {
   std::string backend = "auto";           // auto | mpi | nccl
   double bucket_mb = 25.0;
+  bool overlap = true;                    // all-reduce buckets during backward (comm thread)
   double timeout_s = 600.0;
 };
 

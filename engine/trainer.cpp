@@ -164,6 +164,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
 
     dist::GradSyncOptions sync_options;
     sync_options.bucket_mb = config.dist.bucket_mb;
+    sync_options.overlap = config.dist.overlap;
     dist::GradientSync grad_sync(model->parameters(), comm, sync_options);
     data::TrainLoader loader(store, config.data, context.world_rank, context.world_size,
                              config.train.seed, start_iter);
@@ -205,6 +206,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     int64_t window_iters = 0;
     double window_loss = 0;
     double window_wait = 0;  // seconds this rank waited for data in the window
+    double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
     int64_t iter = start_iter;
     bool stopped = false;
     torch::Tensor stop_flag = torch::zeros({1}, torch::kInt32);
@@ -227,6 +229,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
                     "; lower train.lr or set train.grad_clip");
       loss.total.backward();
       grad_sync.synchronize();
+      window_sync_wait += grad_sync.last_stats().wait_seconds;
       if (config.train.grad_clip > 0)
         torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
       optimizer->step();
@@ -245,13 +248,15 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
                   avg_loss, lr, images_per_s, format_duration(eta));
         if (root) {
           nlohmann::ordered_json line{{"iter", done}, {"mode", "train"}, {"loss", avg_loss}, {"lr", lr},
-                              {"images_per_s", images_per_s}, {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0}};
+                              {"images_per_s", images_per_s}, {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0},
+                                      {"sync_wait_fraction", secs > 0 ? window_sync_wait / secs : 0.0}};
           run.append_metrics(line.dump());
         }
         window_start = Clock::now();
         window_iters = 0;
         window_loss = 0;
         window_wait = 0;
+        window_sync_wait = 0;
       }
       const bool last = done == config.train.iters;
       if (!last && config.train.eval_interval > 0 && done % config.train.eval_interval == 0) {

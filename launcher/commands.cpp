@@ -134,7 +134,10 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
     throw ConfigError(cmd.config + ": data.val_store: not set (eval needs a validation store)");
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
-  auto comm = std::shared_ptr<dist::Communicator>(dist::make_communicator(config.dist.backend, context));
+  dist::CommunicatorOptions comm_options;
+  comm_options.timeout_s = config.dist.timeout_s;
+  auto comm = std::shared_ptr<dist::Communicator>(
+      dist::make_communicator(config.dist.backend, context, comm_options));
   data::StoreReader store(config.data.val_store);
   models::BuildOptions build;
   build.config = config.model;

@@ -14,25 +14,11 @@ cleanup() {
 }
 trap cleanup EXIT
 timeout_s=10
-failures=0
-passed=0
-check() {  # check "what" condition...
-  local what="$1"; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+. "$(dirname "$0")/../lib.sh"
 
-"$segrun" data synth --layout ade20k --out "$work/raw" --train 8 --val 2 --size 64x80 --seed 3 > /dev/null || exit 1
-"$segrun" data pack --layout ade20k --root "$work/raw" --split training --out "$work/train" --shards 1 > /dev/null || exit 1
-cat > "$work/tiny.toml" <<TOML
-[data]
-store = "train"
-crop = [64, 64]
-scale = [160, 64]
-batch_per_rank = 2
-workers = 1
-[model]
-width = 8
-fpn_channels = 16
+make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
+tiny_config train > "$work/tiny.toml"
+cat >> "$work/tiny.toml" <<TOML
 [train]
 iters = 100000
 [log]
@@ -95,5 +81,4 @@ check "stalled: watchdog names the collective" grep -qE "collective (allreduce|b
 check "stalled: watchdog names rank 1" grep -q "rank \[1\] did not arrive" "$out"
 check "stalled: early warning at timeout/2" grep -qE "has waited [0-9]+ s on rank 0 for rank \[1\]" "$out"
 
-echo "watchdog_test: $passed passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish watchdog_test

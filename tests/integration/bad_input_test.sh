@@ -6,9 +6,7 @@ set -uo pipefail
 segrun="$1"
 work="$(mktemp -d /tmp/segrun-bad-input.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-py=/usr/bin/python3
-failures=0
-passed=0
+. "$(dirname "$0")/../lib.sh"
 
 # expect_error "substring" command...   (runs in $work)
 expect_error() {
@@ -131,5 +129,4 @@ expect_error "checkpoint not found" "$segrun" eval ok.toml data.val_store=train 
 expect_error "has shape" "$segrun" eval ok.toml data.val_store=train model.width=16 --checkpoint "$ckpt"
 expect_error "has shape" "$segrun" train ok.toml model.fpn_channels=16 --run-dir runs/ok2 --resume "$ckpt"
 
-echo "bad_input_test: $passed passed, $failures failed"
-test "$failures" -eq 0
+finish bad_input_test

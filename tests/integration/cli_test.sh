@@ -6,33 +6,15 @@ set -uo pipefail
 segrun="$1"
 work="$(mktemp -d /tmp/segrun-cli-test.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-py=/usr/bin/python3
-failures=0
-passed=0
-check() {  # check "what" condition...
-  local what="$1"; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
-json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+. "$(dirname "$0")/../lib.sh"
 
-"$segrun" data synth --layout ade20k --out "$work/raw" --train 8 --val 4 --size 64x80 --seed 3 || exit 1
-"$segrun" launch -n 2 -- data pack --layout ade20k --root "$work/raw" --split training --out "$work/train" --shards 2 || exit 1
-"$segrun" launch -n 2 -- data pack --layout ade20k --root "$work/raw" --split validation --out "$work/val" --shards 2 || exit 1
+make_tiny_stores "$work" 2 || { echo "cannot make the tiny stores"; exit 1; }
 "$segrun" data inspect "$work/train" --json > "$work/inspect.json"
 check "inspect exit code" test $? -eq 0
 check "inspect counts 8 records" test "$(json "$work/inspect.json" 'd["records"]')" = 8
 
-cat > "$work/tiny.toml" <<TOML
-[data]
-store = "train"
-val_store = "val"
-crop = [64, 64]
-scale = [160, 64]
-batch_per_rank = 2
-workers = 1
-[model]
-width = 8
-fpn_channels = 16
+tiny_config train val > "$work/tiny.toml"
+cat >> "$work/tiny.toml" <<TOML
 [train]
 iters = 40
 lr = 2e-3
@@ -98,5 +80,4 @@ curve() { "$py" -c "import json,sys; print([x['loss'] for x in map(json.loads, o
 check "resumed loss curve equals the uninterrupted one" test "$(curve "$work/runs/c/metrics.jsonl")" = "$(curve "$work/runs/d/metrics.jsonl")"
 check "resumed curve has 6 points" test "$("$py" -c "print(len($(curve "$work/runs/d/metrics.jsonl")))")" = 6
 
-echo "cli_test: $passed passed, $failures failed"
-test "$failures" -eq 0
+finish cli_test

@@ -7,32 +7,14 @@ set -uo pipefail
 segrun="$1"
 work="$(mktemp -d /tmp/segrun-sweep-test.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/../lib.sh"
 cd "$work" || exit 1
-py=/usr/bin/python3
-failures=0
-passed=0
-check() {  # check "what" condition...
-  local what="$1"; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
-json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-"$segrun" data synth --layout ade20k --out raw --train 8 --val 4 --size 64x80 --seed 3 > /dev/null || exit 1
-"$segrun" data pack --layout ade20k --root raw --split training --out train > /dev/null || exit 1
-"$segrun" data pack --layout ade20k --root raw --split validation --out val > /dev/null || exit 1
+make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 
 mkdir -p configs
-cat > configs/tiny.toml <<'TOML'
-[data]
-store = "../train"
-val_store = "../val"
-crop = [64, 64]
-scale = [160, 64]
-batch_per_rank = 2
-workers = 1
-[model]
-width = 8
-fpn_channels = 16
+tiny_config ../train ../val > configs/tiny.toml
+cat >> configs/tiny.toml <<'TOML'
 [train]
 iters = 6
 lr = 2e-3
@@ -169,5 +151,4 @@ check "resumed sweep exit code 0 (got $code)" test "$code" -eq 0
 check "resumed from the preemption checkpoint" grep -q "resumed from .*iter_${ckpt}.pt" "$long_dir/logs/rank-0.log"
 check "resumed run done" grep -q '^done' "$long_dir/status"
 
-echo "sweep_e2e_test: $passed passed, $failures failed"
-test "$failures" -eq 0
+finish sweep_e2e_test

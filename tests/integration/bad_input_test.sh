@@ -75,8 +75,22 @@ expect_error "data.store: not set" "$segrun" train ok.toml data.store=\"\" --run
 expect_error "has 19 classes but data.layout = \"ade20k\" has 150" "$segrun" train ok.toml data.store=city_train --run-dir runs/mismatch
 expect_error "data.val_store: not set" "$segrun" eval ok.toml --checkpoint "$ckpt"
 
+# ---- sweep specs ---------------------------------------------------------------------------------
+printf 'name = "x"\nbase = "ok.toml"\n[grid]\n"model.dropout" = [0.1]\nbogus = 1\n' > "$work/sweep1.toml"
+expect_error "sweep1.toml:5: grid bogus: expected a list of values" "$segrun" sweep plan sweep1.toml
+printf 'name = "x"\nbase = "ok.toml"\n[grid]\n' > "$work/sweep2.toml"
+expect_error "sweep2.toml:3: grid: empty" "$segrun" sweep plan sweep2.toml
+printf 'name = "x"\nbase = "ok.toml"\n[grid]\n"model.dropout" = [0.1, 0.1]\n' > "$work/sweep3.toml"
+expect_error "sweep3.toml:4: grid model.dropout: value 0.1 is listed twice" "$segrun" sweep plan sweep3.toml
+printf 'name = "x"\nbase = "nope.toml"\n[grid]\n"model.dropout" = [0.1]\n' > "$work/sweep4.toml"
+expect_error "sweep4.toml:2: base:" "$segrun" sweep plan sweep4.toml
+printf 'name = "x"\nbase = "ok.toml"\n[grid]\n"model.dropot" = [0.1]\n' > "$work/sweep5.toml"
+expect_error "did you mean 'model.dropout'" "$segrun" sweep plan sweep5.toml
+
 # ---- CLI --------------------------------------------------------------------------------------------
 expect_error "config is required" "$segrun" train
+expect_error "--checkpoint is required" "$segrun" eval ok.toml
+expect_error ".: config file not found" "$segrun" train .
 expect_error "ranks" "$segrun" launch -n 0 -- train ok.toml
 expect_error "--size '12x': expected HxW" "$segrun" data synth --out synth-bad --size 12x
 expect_error "--hosts: 'a:x': slots must be a positive integer" "$segrun" launch -n 2 --hosts a:x -- train ok.toml
@@ -104,7 +118,19 @@ cp -r "$work/raw" "$work/sizelabel"
 first_png=$(ls "$work"/sizelabel/ADEChallengeData2016/annotations/training/*.png | head -1)
 "$py" -c "import cv2,sys; a=cv2.imread(sys.argv[1],0); cv2.imwrite(sys.argv[1],a[:20,:20])" "$first_png"
 expect_error "$(basename "$first_png")" "$segrun" data pack --root sizelabel --split training --out s6
-for s in s1 s2 s3 s4 s5 s6; do
+cp -r "$work/raw" "$work/emptyimg"
+first_jpg=$(ls "$work"/emptyimg/ADEChallengeData2016/images/training/*.jpg | head -1)
+: > "$first_jpg"
+expect_error "$(basename "$first_jpg")" "$segrun" data pack --root emptyimg --split training --out s7
+cp -r "$work/raw" "$work/label16"
+first_png=$(ls "$work"/label16/ADEChallengeData2016/annotations/training/*.png | head -1)
+"$py" -c "import cv2,numpy as np,sys; a=cv2.imread(sys.argv[1],0); cv2.imwrite(sys.argv[1],a.astype(np.uint16)*300)" "$first_png"
+expect_error "$(basename "$first_png")" "$segrun" data pack --root label16 --split training --out s8
+cp -r "$work/city" "$work/citybad"
+first_city=$(ls "$work"/citybad/leftImg8bit/train/*/*.png | head -1)
+head -c 200 "$first_city" > "$first_city.tmp" && mv "$first_city.tmp" "$first_city"
+expect_error "$(basename "$first_city")" "$segrun" data pack --layout cityscapes --root citybad --split train --out s9
+for s in s1 s2 s3 s4 s5 s6 s7 s8 s9; do
   if [ -e "$work/$s/manifest.json" ]; then echo "FAIL: failed pack left $s/manifest.json"; failures=$((failures + 1)); fi
 done
 

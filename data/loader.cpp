@@ -30,15 +30,14 @@ std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t n) 
 
 namespace {
 
-// HWC float32 (RGB) -> CHW at `dst`.
+// HWC float32 (RGB) -> CHW at `dst`: cv::split into three planes that wrap `dst` (vectorized;
+// a per-element loop was ~12 % of a 512x512 sample's time, bench/data_pipeline.cpp).
 void copy_chw(const cv::Mat& image, float* dst) {
   const int h = image.rows, w = image.cols;
-  for (int y = 0; y < h; ++y) {
-    const auto* row = image.ptr<cv::Vec3f>(y);
-    for (int x = 0; x < w; ++x) {
-      for (int c = 0; c < 3; ++c) dst[(static_cast<int64_t>(c) * h + y) * w + x] = row[x][c];
-    }
-  }
+  cv::Mat planes[3];
+  for (int c = 0; c < 3; ++c) planes[c] = cv::Mat(h, w, CV_32F, dst + static_cast<int64_t>(c) * h * w);
+  cv::split(image, planes);
+  SEGRUN_CHECK(planes[0].ptr<float>() == dst, DataError, "copy_chw: cv::split reallocated its output");
 }
 
 void copy_label(const cv::Mat& label, int64_t* dst) {

@@ -207,6 +207,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     double window_loss = 0;
     double window_wait = 0;  // seconds this rank waited for data in the window
     double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
+    int64_t skipped_reported = 0;  // corrupt records already reported
     int64_t iter = start_iter;
     bool stopped = false;
     torch::Tensor stop_flag = torch::zeros({1}, torch::kInt32);
@@ -246,10 +247,17 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         const double eta = secs / window_iters * static_cast<double>(config.train.iters - done);
         log::info("iter {}/{} loss {:.4f} lr {:.3e} {:.1f} img/s eta {}", done, config.train.iters,
                   avg_loss, lr, images_per_s, format_duration(eta));
+        if (loader.skipped() > skipped_reported) {
+          log::warn("{} read(s) of corrupt records skipped so far (data.on_corrupt = \"skip\"); run "
+                    "`segrun data inspect {}` to list the records",
+                    loader.skipped(), config.data.store);
+          skipped_reported = loader.skipped();
+        }
         if (root) {
           nlohmann::ordered_json line{{"iter", done}, {"mode", "train"}, {"loss", avg_loss}, {"lr", lr},
                               {"images_per_s", images_per_s}, {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0},
-                                      {"sync_wait_fraction", secs > 0 ? window_sync_wait / secs : 0.0}};
+                                      {"sync_wait_fraction", secs > 0 ? window_sync_wait / secs : 0.0},
+                                      {"skipped_records", loader.skipped()}};
           run.append_metrics(line.dump());
         }
         window_start = Clock::now();

@@ -148,6 +148,21 @@ echo "not json" > "$work/notstore/manifest.json"
 expect_error "manifest.json" "$segrun" data inspect notstore
 expect_error "nostore" "$segrun" data inspect nostore
 
+# A record whose bytes were flipped in the shard: CRC names shard and record; on_corrupt = "skip"
+# trains on, counting and logging the skips.
+cp -r "$work/train" "$work/corrupt"
+"$py" - "$(ls "$work"/corrupt/*.h5 | head -1)" <<'PY'
+import h5py, sys
+with h5py.File(sys.argv[1], "r") as f:
+    offset = f["images/bytes"].id.get_chunk_info(0).byte_offset
+with open(sys.argv[1], "r+b") as fh:
+    fh.seek(offset + 50); b = fh.read(8); fh.seek(offset + 50); fh.write(bytes(x ^ 0xFF for x in b))
+PY
+expect_error "shard-00000-of-00001.h5: record 0 (ADE_train_00000001): CRC mismatch" "$segrun" train ok.toml data.store=corrupt --run-dir runs/corrupt
+(cd "$work" && "$segrun" train ok.toml data.store=corrupt data.on_corrupt=skip log.interval=1 --run-dir runs/skip > skip.out 2>&1)
+check "on_corrupt=skip trains on" test $? -eq 0
+check "on_corrupt=skip logs the skips" grep -q "corrupt records skipped" "$work/skip.out"
+
 # ---- checkpoints --------------------------------------------------------------------------------------
 head -c 3000 "$ckpt" > "$work/truncated.pt"
 expect_error "truncated.pt: not a readable segrun checkpoint" "$segrun" eval ok.toml data.val_store=train --checkpoint truncated.pt

@@ -8,6 +8,13 @@ cmake --build "$build_dir" --target bench_train_step -j "${SEGRUN_JOBS:-2}"
 echo "## Training step, 1 rank, 1 thread ($(nproc) cores, $(date -u +%F))"
 "$build_dir/bench/bench_train_step" --threads 1 "$@"
 
+# All-reduce bus bandwidth on 2 ranks: segrun's mpi Communicator vs raw MPI_Allreduce vs c10d Gloo.
+cmake --build "$build_dir" --target bench_allreduce -j "${SEGRUN_JOBS:-2}"
+mpi_flags=(--oversubscribe)
+[ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
+echo
+mpirun "${mpi_flags[@]}" -np 2 "$build_dir/bench/bench_allreduce"
+
 # Data pipeline: store -> decode -> mmseg train transforms -> batch, segrun's TrainLoader vs a
 # torch DataLoader peer (bench/data_pipeline_peer.py) with as many worker processes.
 cmake --build "$build_dir" --target bench_data_pipeline -j "${SEGRUN_JOBS:-2}"

@@ -3,6 +3,8 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
+
 #include "dist/mpi_check.h"
 #include "dist/watchdog.h"
 
@@ -39,6 +41,37 @@ void require_cpu_contiguous(const torch::Tensor& t, const char* op) {
     throw DistError(std::string(op) + ": backend mpi needs CPU tensors (use dist.backend = "
                     "\"nccl\" for CUDA tensors)");
   if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+}
+
+// Open MPI's libnbc (which serves MPI_Iallreduce) picks a binomial reduce-then-broadcast for every
+// in-place call and for every world under 4 ranks (nbc_iallreduce.c), whatever the size: twice the
+// data movement of the blocking MPI_Allreduce, i.e. half its bandwidth (measured with
+// bench/allreduce.cpp). Select its Rabenseifner algorithm (reduce-scatter + allgather, 2 log p
+// steps, bandwidth-optimal; libnbc falls back to its ring when count < p) through the MPI tool
+// interface, unless the algorithm was chosen by the user (mpirun --mca, environment, file).
+// Every rank does this before its first collective, so all ranks always agree on the algorithm.
+// Other MPI libraries lack the variable: nothing happens.
+void prefer_bandwidth_optimal_iallreduce() {
+  if (std::getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm")) return;
+  // Open MPI's MPI_T_init_thread overwrites the level MPI_Query_thread reports: ask for the
+  // level MPI already has (duplicate() checks it for MPI_THREAD_MULTIPLE).
+  int level = MPI_THREAD_SINGLE, provided = 0;
+  MPI_Query_thread(&level);
+  if (MPI_T_init_thread(level, &provided) != MPI_SUCCESS) return;
+  int index = 0;
+  if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &index) == MPI_SUCCESS) {
+    MPI_T_cvar_handle handle;
+    int count = 0;
+    if (MPI_T_cvar_handle_alloc(index, nullptr, &handle, &count) == MPI_SUCCESS) {
+      int value = 0;
+      if (count == 1 && MPI_T_cvar_read(handle, &value) == MPI_SUCCESS && value == 0) {
+        value = 3;  // 0 ignore (libnbc's choice), 1 ring, 2 binomial, 3 rabenseifner
+        MPI_T_cvar_write(handle, &value);
+      }
+      MPI_T_cvar_handle_free(&handle);
+    }
+  }
+  MPI_T_finalize();
 }
 
 class MpiCommunicator final : public Communicator {
@@ -172,6 +205,7 @@ std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context,
     SEGRUN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided),
                      "MPI_Init_thread");
   }
+  prefer_bandwidth_optimal_iallreduce();
   return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, options);
 }
 

@@ -4,6 +4,7 @@
 // ProcessGroupGloo, in the same run on the same buffers. Run under mpirun (any number of ranks):
 //   mpirun -np 2 bench_allreduce [--min-bytes 4096] [--max-bytes 268435456] [--factor 4]
 //                                [--reps-bytes 1073741824] [--min-reps 5] [--max-reps 200]
+//                                [--timeout-s 600]   (segrun watchdog deadline per collective)
 // For each size (float32, powers of `factor`), the three implementations run round-robin, one
 // repetition each per round, so load from other processes on the machine hits all three alike.
 // Every repetition is verified: rank r fills the buffer with base[i] * (r + 1) + r (base[i] =
@@ -26,6 +27,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,10 +40,9 @@ using namespace segrun;
 using Clock = std::chrono::steady_clock;
 
 std::map<std::string, int64_t> parse_flags(int argc, char** argv) {
-  std::map<std::string, int64_t> flags{{"min-bytes", 4096},        {"max-bytes", int64_t{256} << 20},
-                                       {"factor", 4},              {"reps-bytes", int64_t{1} << 30},
-                                       {"min-reps", 5},            {"max-reps", 200},
-                                       {"timeout-s", 600}};
+  std::map<std::string, int64_t> flags{
+      {"min-bytes", 4096}, {"max-bytes", int64_t{256} << 20}, {"factor", 4},
+      {"reps-bytes", int64_t{1} << 30}, {"min-reps", 5}, {"max-reps", 200}, {"timeout-s", 600}};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     if (key.rfind("--", 0) != 0 || !flags.count(key.substr(2)))
@@ -64,7 +65,8 @@ std::string format_size(int64_t bytes) {
 }
 
 struct Impl {
-  Impl(std::string n, std::function<void(torch::Tensor&)> f) : name(std::move(n)), run(std::move(f)) {}
+  Impl(std::string n, std::function<void(torch::Tensor&)> f)
+      : name(std::move(n)), run(std::move(f)) {}
   std::string name;
   std::function<void(torch::Tensor&)> run;
   std::vector<double> seconds;  // this size's repetitions, slowest rank

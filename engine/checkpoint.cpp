@@ -75,14 +75,14 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
-    throw CheckpointError(path + ": not a readable segrun checkpoint (truncated or foreign file)");
+    throw UnreadableCheckpointError(path + ": not a readable segrun checkpoint (truncated or foreign file)");
   }
   CheckpointMeta meta;
   c10::IValue value;
   auto read_meta = [&](const char* key) -> c10::IValue {
     c10::IValue v;
     if (!archive.try_read(key, v))
-      throw CheckpointError(path + ": missing '" + key + "' (not a segrun checkpoint)");
+      throw UnreadableCheckpointError(path + ": missing '" + key + "' (not a segrun checkpoint)");
     return v;
   };
   meta.next_iter = read_meta("meta.next_iter").toInt();
@@ -117,6 +117,24 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
     }
   }
   return meta;
+}
+
+std::vector<std::string> checkpoints_newest_first(const std::string& dir) {
+  std::vector<std::string> paths;
+  auto all = list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) paths.push_back(it->second);
+  return paths;
+}
+
+int remove_stale_temp_files(const std::string& dir) {
+  int removed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().find(".tmp-") != std::string::npos && fs::remove(entry.path(), ec))
+      ++removed;
+  }
+  return removed;
 }
 
 std::string latest_checkpoint(const std::string& dir) {

@@ -10,8 +10,11 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
+
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace segrun::engine {
 
@@ -25,11 +28,22 @@ struct CheckpointMeta {
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
                             torch::nn::Module& model, torch::optim::Optimizer& optimizer, int keep);
 
-// Loads into model (and optimizer when given). Returns the stored meta.
+// A file that is not a complete segrun checkpoint (truncated, foreign, missing its meta).
+class UnreadableCheckpointError : public CheckpointError {
+ public:
+  using CheckpointError::CheckpointError;
+};
+
+// Loads into model (and optimizer when given). Returns the stored meta. Throws
+// UnreadableCheckpointError before touching the model when the file is not a complete checkpoint.
 CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature,
                                torch::nn::Module& model, torch::optim::Optimizer* optimizer);
 
-// The newest complete checkpoint in dir ("" when none): highest iter_<n>.pt.
+// The newest checkpoint in dir ("" when none): highest iter_<n>.pt.
 std::string latest_checkpoint(const std::string& dir);
+// Every iter_<n>.pt in dir, highest n first (for --resume auto's fallback).
+std::vector<std::string> checkpoints_newest_first(const std::string& dir);
+// Removes temp files a writer killed mid-write left behind ("*.tmp-<pid>"); returns how many.
+int remove_stale_temp_files(const std::string& dir);
 
 }  // namespace segrun::engine

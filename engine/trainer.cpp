@@ -103,11 +103,11 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
   const bool root = context.is_root();
 
   // Refuse to silently overwrite a run that has progress unless asked to resume.
-  std::string resume_path;
+  std::vector<std::string> resume_candidates;  // tried in order (auto: newest first)
   if (request.resume == "auto") {
-    resume_path = latest_checkpoint(run.checkpoint_dir());
+    resume_candidates = checkpoints_newest_first(run.checkpoint_dir());
   } else if (!request.resume.empty()) {
-    resume_path = request.resume;
+    resume_candidates = {request.resume};
   } else if (!latest_checkpoint(run.checkpoint_dir()).empty()) {
     throw ConfigError(run.root() + ": run directory already has checkpoints; pass --resume auto to "
                       "continue it, or choose another --run-dir");
@@ -121,6 +121,8 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
   log_options.level = config.log.level;
   log::init_logging(log_options);
   if (root) {
+    if (int stale = remove_stale_temp_files(run.checkpoint_dir()))
+      log::warn("removed {} partial checkpoint file(s) left by an interrupted write", stale);
     write_file_atomic(run.config_path(), to_toml(config));
     run.write_status(RunState::kRunning);
   }
@@ -153,13 +155,23 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     const std::string signature = model_signature(config, num_classes);
 
     int64_t start_iter = 0;
-    if (!resume_path.empty()) {
-      CheckpointMeta meta = load_checkpoint(resume_path, signature, *model, optimizer.get());
+    for (size_t i = 0; i < resume_candidates.size(); ++i) {
+      const std::string& resume_path = resume_candidates[i];
+      CheckpointMeta meta;
+      try {
+        meta = load_checkpoint(resume_path, signature, *model, optimizer.get());
+      } catch (const UnreadableCheckpointError& e) {
+        // --resume auto falls back to the previous checkpoint; an explicit path does not.
+        if (request.resume != "auto" || i + 1 == resume_candidates.size()) throw;
+        log::warn("{}; trying the previous checkpoint", e.what());
+        continue;
+      }
       if (meta.seed != config.train.seed)
         log::warn("resuming {} written with seed {} under train.seed = {}", resume_path, meta.seed,
                   config.train.seed);
       start_iter = meta.next_iter;
       log::info("resumed from {} at iteration {}", resume_path, start_iter);
+      break;
     }
 
     dist::GradSyncOptions sync_options;

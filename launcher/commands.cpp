@@ -2,6 +2,7 @@
 #include "launcher/commands.h"
 
 #include <nlohmann/json.hpp>
+#include <opencv2/core/utility.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -110,6 +111,9 @@ int run_inspect(const InspectCommand& cmd) {
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   Config config = load_config(cmd.config, cmd.overrides);
+  // Parallelism comes from ranks, LibTorch's intra-op threads and the loader's workers; OpenCV's
+  // own pool inside every worker would oversubscribe the cores.
+  cv::setNumThreads(1);
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
   engine::TrainRequest request;

@@ -80,4 +80,14 @@ curve() { "$py" -c "import json,sys; print([x['loss'] for x in map(json.loads, o
 check "resumed loss curve equals the uninterrupted one" test "$(curve "$work/runs/c/metrics.jsonl")" = "$(curve "$work/runs/d/metrics.jsonl")"
 check "resumed curve has 6 points" test "$("$py" -c "print(len($(curve "$work/runs/d/metrics.jsonl")))")" = 6
 
+# A checkpoint write killed midway: its temp file is cleaned up, and a truncated newest checkpoint
+# (as a non-atomic writer would leave) makes --resume auto fall back to the previous one.
+head -c 5000 "$work/runs/c/checkpoints/iter_12.pt" > "$work/runs/c/checkpoints/iter_12.pt.tmp-4242"
+head -c 5000 "$work/runs/c/checkpoints/iter_12.pt" > "$work/runs/c/checkpoints/iter_18.pt"
+"$segrun" train "$work/tiny.toml" --run-dir "$work/runs/c" --resume auto train.iters=14 \
+  train.eval_interval=0 data.val_store=\"\" > "$work/c2.out" 2>&1
+check "resume falls back past a truncated checkpoint (exit $?)" grep -q "resumed from .*iter_12.pt" "$work/c2.out"
+check "the truncated checkpoint is named" grep -q "iter_18.pt: not a readable segrun checkpoint" "$work/c2.out"
+check "partial temp file removed" test ! -e "$work/runs/c/checkpoints/iter_12.pt.tmp-4242"
+
 finish cli_test

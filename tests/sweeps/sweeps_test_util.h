@@ -1,8 +1,6 @@
 #pragma once
-// Helpers shared by the sweeps tests: a scratch directory removed on destruction, text files,
+// Helpers shared by the sweeps tests: the scratch directory (tests/scratch_dir.h), text files,
 // and fabricated run directories (overrides.json, status, result.json written by hand).
-
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -10,26 +8,11 @@
 #include <map>
 #include <string>
 
+#include "tests/scratch_dir.h"
+
 namespace segrun::sweeps::testing {
 
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag)
-      : path_(std::filesystem::temp_directory_path() /
-              ("segrun-sweeps-" + tag + "-" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-  std::string str(const std::string& name = "") const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using segrun::testing::ScratchDir;
 
 inline void write_text(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::create_directories(path.parent_path());

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "core/atomic_file.h"
@@ -256,8 +257,19 @@ StoreWriter::StoreWriter(const std::string& path, const ShardHeader& header)
   impl_->header = header;
   impl_->tmp_path = temp_path_for(path);
   const std::string& f = path_;
-  impl_->file = Handle(H5Fcreate(impl_->tmp_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  SEGRUN_CHECK(impl_->file.valid(), DataError, f << ": cannot create shard file (directory not writable?)");
+  {
+    // The shard is built in memory (HDF5 core driver, no backing store) and written to disk in one
+    // piece by commit(): a full disk then surfaces as one clean IoError from write_file_atomic,
+    // never as a half-flushed HDF5 file (whose library state crashes the process at exit).
+    std::ofstream probe(impl_->tmp_path, std::ios::binary);
+    SEGRUN_CHECK(probe.good(), DataError, f << ": cannot create shard file (directory not writable?)");
+    probe.close();
+    std::remove(impl_->tmp_path.c_str());
+  }
+  Handle access = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, f, "create file access list");
+  check_status(H5Pset_fapl_core(access.get(), 16 << 20, /*backing_store=*/0), f, "select the in-memory driver");
+  impl_->file = Handle(H5Fcreate(impl_->tmp_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose);
+  SEGRUN_CHECK(impl_->file.valid(), DataError, f << ": cannot create shard file");
   impl_->images_group = checked(H5Gcreate2(impl_->file.get(), "images", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                                 H5Gclose, f, "create group images");
   impl_->labels_group = checked(H5Gcreate2(impl_->file.get(), "labels", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
@@ -298,6 +310,7 @@ void StoreWriter::append(const RecordInput& r) {
 
 void StoreWriter::commit() {
   SEGRUN_CHECK(!impl_->committed, DataError, path_ << ": committed twice");
+  std::string image;
   {
     std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
     const std::string& f = path_;
@@ -334,14 +347,14 @@ void StoreWriter::commit() {
     m.images_group.reset();
     m.labels_group.reset();
     check_status(H5Fflush(m.file.get(), H5F_SCOPE_GLOBAL), f, "flush");
+    const ssize_t size = H5Fget_file_image(m.file.get(), nullptr, 0);
+    SEGRUN_CHECK(size > 0, DataError, f << ": cannot get the shard's file image");
+    image.resize(static_cast<size_t>(size));
+    SEGRUN_CHECK(H5Fget_file_image(m.file.get(), image.data(), image.size()) == size, DataError,
+                 f << ": cannot get the shard's file image");
     m.file.reset();
   }
-  try {
-    commit_file(impl_->tmp_path, path_);
-  } catch (const std::exception& e) {
-    std::remove(impl_->tmp_path.c_str());
-    SEGRUN_THROW(DataError, path_ << ": cannot commit shard (" << e.what() << ")");
-  }
+  write_file_atomic(path_, image);  // temp + fsync + rename; IoError (e.g. disk full) names path_
   impl_->committed = true;
 }
 

@@ -3,8 +3,9 @@
 // every shard). Format: docs/store-format.md. A shard holds records (original encoded image
 // file bytes, PNG-encoded train-id label map, shape, source stem, class presence, CRC-32).
 //
-// StoreWriter writes "<path>.tmp-<pid>" and renames it to `path` in commit(); destroyed without
-// commit() it deletes the temp file, so no partial shard ever exists under its final name.
+// StoreWriter builds the shard in memory (HDF5 core driver) and commit() writes it through
+// "<path>.tmp-<pid>" + fsync + rename; destroyed without commit() it writes nothing, so no partial
+// shard ever exists under its final name, and a full disk is one clean IoError naming the shard.
 // StoreReader loads the manifest and every shard's per-record metadata at open and reads record
 // bytes on demand. Its reads are thread-safe: the serial libhdf5 is not, so every HDF5 call in
 // this library is serialized by one process-wide lock (the library itself is process-wide state).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <regex>
+#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -42,7 +43,10 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
   std::error_code ec;
   fs::create_directories(dir, ec);
   const std::string final_path = dir + "/iter_" + std::to_string(meta.next_iter) + ".pt";
-  const std::string tmp_path = temp_path_for(final_path);
+  // Serialize in memory, then write atomically: LibTorch's file writer aborts the process when the
+  // disk fills (its destructor throws), while write_file_atomic reports ENOSPC as IoError, removes
+  // its temp file and leaves every earlier checkpoint untouched.
+  std::ostringstream buffer;
   try {
     torch::serialize::OutputArchive archive;
     archive.write("meta.next_iter", c10::IValue(meta.next_iter));
@@ -54,12 +58,11 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
     torch::serialize::OutputArchive optimizer_archive;
     optimizer.save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
-    archive.save_to(tmp_path);
+    archive.save_to(buffer);
   } catch (const c10::Error& e) {
-    fs::remove(tmp_path, ec);
-    throw CheckpointError(final_path + ": cannot write checkpoint: " + e.what_without_backtrace());
+    throw CheckpointError(final_path + ": cannot serialize checkpoint: " + e.what_without_backtrace());
   }
-  commit_file(tmp_path, final_path);
+  write_file_atomic(final_path, buffer.str());
   write_file_atomic(dir + "/latest", fs::path(final_path).filename().string() + "\n");
   auto all = list_checkpoints(dir);
   for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i)

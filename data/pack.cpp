@@ -30,6 +30,18 @@ void require_dir(const fs::path& dir, const std::string& what) {
   SEGRUN_CHECK(fs::is_directory(dir), DataError, dir.string() << ": missing " << what << " folder");
 }
 
+// Sorts a scan by image path and checks that it is not empty and that every image has its
+// annotation (the same rules for every layout).
+std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, const fs::path& images) {
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+  for (const auto& r : out) {
+    SEGRUN_CHECK(fs::is_regular_file(r.annotation), DataError,
+                 r.image << ": image without annotation (expected " << r.annotation << ")");
+  }
+  SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
+  return out;
+}
+
 std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& split) {
   std::string dir;
   if (split == "training" || split == "train") dir = "training";
@@ -53,13 +65,7 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& s
     r.annotation = (annotations / (r.name + ".png")).string();
     out.push_back(r);
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
-  for (const auto& r : out) {
-    SEGRUN_CHECK(fs::is_regular_file(r.annotation), DataError,
-                 r.image << ": image without annotation (expected " << r.annotation << ")");
-  }
-  SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
-  return out;
+  return sorted_and_checked(std::move(out), images);
 }
 
 std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& split) {
@@ -84,13 +90,7 @@ std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::st
     r.annotation = (annotations / city / (r.name + "_gtFine_labelIds.png")).string();
     out.push_back(r);
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
-  for (const auto& r : out) {
-    SEGRUN_CHECK(fs::is_regular_file(r.annotation), DataError,
-                 r.image << ": image without annotation (expected " << r.annotation << ")");
-  }
-  SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
-  return out;
+  return sorted_and_checked(std::move(out), images);
 }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {

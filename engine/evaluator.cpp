@@ -7,6 +7,8 @@
 #include "core/error.h"
 #include "data/loader.h"
 #include "data/store.h"
+#include "engine/checkpoint.h"
+#include "engine/model_setup.h"
 #include "models/segmentor.h"
 
 namespace segrun::engine {
@@ -98,6 +100,22 @@ SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store
   comm.allreduce(areas);
   if (was_training) model.train();
   return accumulator.summarize();
+}
+
+CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,
+                                         const std::string& checkpoint, const EvalRequest& request) {
+  SEGRUN_CHECK(!config.data.val_store.empty(), ConfigError,
+               (config.source.empty() ? "config" : config.source)
+                   << ": data.val_store: not set (eval needs a validation store)");
+  dist::CommunicatorOptions comm_options;
+  comm_options.timeout_s = config.dist.timeout_s;
+  auto comm = std::shared_ptr<dist::Communicator>(
+      dist::make_communicator(config.dist.backend, context, comm_options));
+  data::StoreReader store(config.data.val_store);
+  check_store_matches(store, config.data.val_store, config);
+  auto model = build_model(config, store, comm, /*with_pretrained=*/false);
+  load_checkpoint(checkpoint, model_signature(config, store.num_classes()), *model, nullptr);
+  return {evaluate(*model, store, config, *comm, request), store.class_names()};
 }
 
 }  // namespace segrun::engine

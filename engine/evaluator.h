@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "dist/communicator.h"
@@ -32,6 +33,16 @@ struct EvalRequest {
 
 SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
                     dist::Communicator& comm, const EvalRequest& request = {});
+
+struct CheckpointEvaluation {
+  SegMetrics metrics;
+  std::vector<std::string> class_names;
+};
+
+// `segrun eval`: opens config.data.val_store (checked against data.layout), builds the model of
+// `config`, loads `checkpoint` (its model signature must match) and evaluates on every rank.
+CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,
+                                         const std::string& checkpoint, const EvalRequest& request);
 
 // Logits [1, K, h, w] for one normalized image [1, 3, h, w]: whole or sliding window.
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image,

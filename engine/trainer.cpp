@@ -13,7 +13,6 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
-#include "data/classes.h"
 #include "data/loader.h"
 #include "data/store.h"
 #include "dist/communicator.h"
@@ -22,6 +21,7 @@
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
 #include "engine/lr_schedule.h"
+#include "engine/model_setup.h"
 #include "engine/run_dir.h"
 #include "models/segmentor.h"
 
@@ -35,11 +35,6 @@ std::atomic<int> g_stop_signal{0};  // set only by signal handlers; read at iter
 
 void on_stop_signal(int signal) { g_stop_signal.store(signal); }
 
-std::string model_signature(const Config& config, int num_classes) {
-  return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" +
-         config.model.head + "/K" + std::to_string(num_classes);
-}
-
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   int64_t s = static_cast<int64_t>(seconds + 0.5);
@@ -51,15 +46,6 @@ std::string format_duration(double seconds) {
 
 nlohmann::ordered_json metrics_json(const SegMetrics& m, const std::vector<std::string>& names) {
   return nlohmann::ordered_json::parse(metrics_to_json(m, names));
-}
-
-// Checks that a store can feed this config: the class count follows data.layout.
-void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config) {
-  const auto expected = data::class_names(data::parse_layout(config.data.layout)).size();
-  if (static_cast<size_t>(store.num_classes()) != expected)
-    throw DataError(path + ": store has " + std::to_string(store.num_classes()) +
-                    " classes but data.layout = \"" + config.data.layout + "\" has " +
-                    std::to_string(expected));
 }
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(models::SegmentorImpl& model, const TrainConfig& t) {
@@ -142,14 +128,8 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     const int num_classes = store->num_classes();
     outcome.class_names = store->class_names();
 
-    models::BuildOptions build;
-    build.config = config.model;
-    build.num_classes = num_classes;
-    build.class_names = store->class_names();
-    build.comm = comm;
-    build.crop_size = config.data.crop[0];
     torch::manual_seed(hash_key(config.train.seed, 0, 0, static_cast<uint64_t>(RngPurpose::kInit)));
-    auto model = models::build_segmentor(build);
+    auto model = build_model(config, *store, comm);
     dist::broadcast_module_state(*model, *comm);
     auto optimizer = make_optimizer(*model, config.train);
     const std::string signature = model_signature(config, num_classes);

@@ -15,14 +15,11 @@
 #include "data/classes.h"
 #include "data/inspect.h"
 #include "data/pack.h"
-#include "data/store.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
-#include "engine/checkpoint.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
 #include "engine/trainer.h"
-#include "models/segmentor.h"
 #include "sweeps/table.h"
 
 namespace segrun::launcher {
@@ -134,32 +131,16 @@ int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
 
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   Config config = load_config(cmd.config, cmd.overrides);
-  if (config.data.val_store.empty())
-    throw ConfigError(cmd.config + ": data.val_store: not set (eval needs a validation store)");
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
-  dist::CommunicatorOptions comm_options;
-  comm_options.timeout_s = config.dist.timeout_s;
-  auto comm = std::shared_ptr<dist::Communicator>(
-      dist::make_communicator(config.dist.backend, context, comm_options));
-  data::StoreReader store(config.data.val_store);
-  models::BuildOptions build;
-  build.config = config.model;
-  build.config.pretrained.clear();  // the checkpoint provides every weight
-  build.num_classes = store.num_classes();
-  build.class_names = store.class_names();
-  build.comm = comm;
-  build.crop_size = config.data.crop[0];
-  auto model = models::build_segmentor(build);
-  engine::load_checkpoint(cmd.checkpoint, "", *model, nullptr);
   engine::EvalRequest request;
   request.save_pred_dir = cmd.save_pred;
-  engine::SegMetrics metrics = engine::evaluate(*model, store, config, *comm, request);
+  auto result = engine::evaluate_checkpoint(config, context, cmd.checkpoint, request);
   if (context.is_root()) {
     if (cmd.json)
-      std::cout << engine::metrics_to_json(metrics, store.class_names()) << "\n";
+      std::cout << engine::metrics_to_json(result.metrics, result.class_names) << "\n";
     else
-      std::cout << sweeps::format_class_table(class_table_of(metrics, store.class_names()),
+      std::cout << sweeps::format_class_table(class_table_of(result.metrics, result.class_names),
                                               sweeps::TableFormat::kText, true);
   }
   return 0;

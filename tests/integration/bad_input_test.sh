@@ -167,7 +167,7 @@ check "on_corrupt=skip logs the skips" grep -q "corrupt records skipped" "$work/
 head -c 3000 "$ckpt" > "$work/truncated.pt"
 expect_error "truncated.pt: not a readable segrun checkpoint" "$segrun" eval ok.toml data.val_store=train --checkpoint truncated.pt
 expect_error "checkpoint not found" "$segrun" eval ok.toml data.val_store=train --checkpoint missing.pt
-expect_error "has shape" "$segrun" eval ok.toml data.val_store=train model.width=16 --checkpoint "$ckpt"
+expect_error "checkpoint is from model 'clip_rn50/w8/fpn/K150', the config builds 'clip_rn50/w16/fpn/K150'" "$segrun" eval ok.toml data.val_store=train model.width=16 --checkpoint "$ckpt"
 expect_error "has shape" "$segrun" train ok.toml model.fpn_channels=16 --run-dir runs/ok2 --resume "$ckpt"
 
 finish bad_input_test

@@ -1,0 +1,36 @@
+#include "engine/model_setup.h"
+
+#include "core/error.h"
+#include "data/classes.h"
+#include "data/store.h"
+#include "models/segmentor.h"
+
+namespace segrun::engine {
+
+void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config) {
+  const auto expected = data::class_names(data::parse_layout(config.data.layout)).size();
+  if (static_cast<size_t>(store.num_classes()) != expected)
+    throw DataError(path + ": store has " + std::to_string(store.num_classes()) +
+                    " classes but data.layout = \"" + config.data.layout + "\" has " +
+                    std::to_string(expected));
+}
+
+std::string model_signature(const Config& config, int num_classes) {
+  return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" +
+         config.model.head + "/K" + std::to_string(num_classes);
+}
+
+std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,
+                                                   std::shared_ptr<dist::Communicator> comm,
+                                                   bool with_pretrained) {
+  models::BuildOptions build;
+  build.config = config.model;
+  if (!with_pretrained) build.config.pretrained.clear();
+  build.num_classes = store.num_classes();
+  build.class_names = store.class_names();
+  build.comm = std::move(comm);
+  build.crop_size = config.data.crop[0];
+  return models::build_segmentor(build);
+}
+
+}  // namespace segrun::engine

@@ -1,0 +1,34 @@
+#pragma once
+// What training and evaluation share to turn a config plus a store into a model: the check that
+// the store fits the config, the model signature recorded in (and checked against) checkpoints,
+// and the model built from `[model]` for the store's classes. Used by the trainer and by
+// evaluate_checkpoint, so `segrun train` and `segrun eval` can never disagree about a model.
+
+#include <memory>
+#include <string>
+
+#include "core/config.h"
+#include "dist/communicator.h"
+
+namespace segrun::data {
+class StoreReader;
+}
+namespace segrun::models {
+class SegmentorImpl;
+}
+
+namespace segrun::engine {
+
+// DataError "<path>: store has K classes but data.layout = ... has K'" when they differ.
+void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config);
+
+// "clip_rn50/w16/fpn/K150": what a checkpoint must have been written by to load into this config.
+std::string model_signature(const Config& config, int num_classes);
+
+// The segmentor of config.model for the store's classes; SyncBN layers use `comm`.
+// with_pretrained = false skips importing model.pretrained (a checkpoint will provide every weight).
+std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,
+                                                   std::shared_ptr<dist::Communicator> comm,
+                                                   bool with_pretrained = true);
+
+}  // namespace segrun::engine

@@ -241,7 +241,9 @@ TEST(Watchdog, LateRankIsNamedAndTheCommunicatorRefusesFurtherWork) {
 // Figures, not a timed assertion: a step of a comm-heavy model (12 x 1 MB of weights, small
 // batch) without gradient sync, with the synchronous bucketed sync, and with the overlapped one.
 // SEGRUN_OVERLAP_STEPS / SEGRUN_OVERLAP_BATCH make it longer or heavier for docs/distributed.md.
+// It asserts nothing, so it is skipped in the suite unless SEGRUN_FIGURES=1.
 TEST(OverlappedGradientSync, PrintsOverlapFigures) {
+  if (!std::getenv("SEGRUN_FIGURES")) GTEST_SKIP() << "set SEGRUN_FIGURES=1";
   auto comm = world();
   const char* steps_env = std::getenv("SEGRUN_OVERLAP_STEPS");
   const char* batch_env = std::getenv("SEGRUN_OVERLAP_BATCH");

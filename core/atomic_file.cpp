@@ -68,24 +68,6 @@ void write_file_atomic(const std::string& path, std::string_view content) {
   fsync_directory_of(path);
 }
 
-void commit_file(const std::string& tmp_path, const std::string& final_path) {
-  int fd = ::open(tmp_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError(tmp_path + ": cannot open for fsync: " + os_error(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    ::unlink(tmp_path.c_str());
-    throw IoError(final_path + ": fsync failed: " + os_error(err));
-  }
-  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-    err = errno;
-    ::unlink(tmp_path.c_str());
-    throw IoError(final_path + ": rename failed: " + os_error(err));
-  }
-  fsync_directory_of(final_path);
-}
-
 void append_line(const std::string& path, std::string_view line) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw IoError(path + ": cannot open for append: " + os_error(errno));

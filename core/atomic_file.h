@@ -14,8 +14,6 @@ void write_file_atomic(const std::string& path, std::string_view content);
 void append_line(const std::string& path, std::string_view line);
 // Reads a whole file; IoError naming the path if it cannot.
 std::string read_file(const std::string& path);
-// Moves `tmp_path` (already written and closed by the caller) to `final_path` after fsyncing it.
-void commit_file(const std::string& tmp_path, const std::string& final_path);
 // "<dir>/<name>.tmp-<pid>": a temp name beside the final one (same filesystem for rename).
 std::string temp_path_for(const std::string& final_path);
 

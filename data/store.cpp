@@ -285,8 +285,7 @@ StoreWriter::~StoreWriter() {
   impl_->label_bytes.reset();
   impl_->images_group.reset();
   impl_->labels_group.reset();
-  impl_->file.reset();
-  std::remove(impl_->tmp_path.c_str());
+  impl_->file.reset();  // in memory only: nothing on disk to remove
 }
 
 int64_t StoreWriter::size() const { return static_cast<int64_t>(impl_->names.size()); }

@@ -140,9 +140,4 @@ int remove_stale_temp_files(const std::string& dir) {
   return removed;
 }
 
-std::string latest_checkpoint(const std::string& dir) {
-  auto all = list_checkpoints(dir);
-  return all.empty() ? "" : all.back().second;
-}
-
 }  // namespace segrun::engine

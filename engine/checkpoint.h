@@ -39,8 +39,6 @@ class UnreadableCheckpointError : public CheckpointError {
 CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature,
                                torch::nn::Module& model, torch::optim::Optimizer* optimizer);
 
-// The newest checkpoint in dir ("" when none): highest iter_<n>.pt.
-std::string latest_checkpoint(const std::string& dir);
 // Every iter_<n>.pt in dir, highest n first (for --resume auto's fallback).
 std::vector<std::string> checkpoints_newest_first(const std::string& dir);
 // Removes temp files a writer killed mid-write left behind ("*.tmp-<pid>"); returns how many.

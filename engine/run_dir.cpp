@@ -1,7 +1,6 @@
 #include "engine/run_dir.h"
 
 #include <filesystem>
-#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -38,15 +37,6 @@ void RunDir::write_status(RunState state, const std::string& reason) const {
     line += " " + one_line;
   }
   write_file_atomic(status_path(), line + "\n");
-}
-
-std::string RunDir::read_status() const {
-  std::error_code ec;
-  if (!std::filesystem::exists(status_path(), ec)) return "";
-  std::istringstream in(read_file(status_path()));
-  std::string word;
-  in >> word;
-  return word;
 }
 
 void RunDir::append_metrics(const std::string& json_line) const { append_line(metrics_path(), json_line); }

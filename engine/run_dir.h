@@ -29,8 +29,6 @@ class RunDir {
   std::string log_dir() const { return root_ + "/logs"; }
 
   void write_status(RunState state, const std::string& reason = "") const;
-  // Reads the state word of status ("" when there is no status file).
-  std::string read_status() const;
   void append_metrics(const std::string& json_line) const;
 
  private:

@@ -94,7 +94,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     resume_candidates = checkpoints_newest_first(run.checkpoint_dir());
   } else if (!request.resume.empty()) {
     resume_candidates = {request.resume};
-  } else if (!latest_checkpoint(run.checkpoint_dir()).empty()) {
+  } else if (!checkpoints_newest_first(run.checkpoint_dir()).empty()) {
     throw ConfigError(run.root() + ": run directory already has checkpoints; pass --resume auto to "
                       "continue it, or choose another --run-dir");
   }

@@ -63,7 +63,12 @@ sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector
 }  // namespace
 
 const dist::RankContext& MpiHolder::context() {
-  if (!session_) session_ = std::make_unique<dist::MpiSession>(argc_, argv_);
+  if (!session_) {
+    session_ = std::make_unique<dist::MpiSession>(argc_, argv_);
+    // Every rank-level command gets its parallelism from ranks, LibTorch's intra-op threads (set
+    // by MpiSession) and the loader's workers; OpenCV's own pool on top would oversubscribe.
+    cv::setNumThreads(1);
+  }
   return session_->context();
 }
 
@@ -108,9 +113,6 @@ int run_inspect(const InspectCommand& cmd) {
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   Config config = load_config(cmd.config, cmd.overrides);
-  // Parallelism comes from ranks, LibTorch's intra-op threads and the loader's workers; OpenCV's
-  // own pool inside every worker would oversubscribe the cores.
-  cv::setNumThreads(1);
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
   engine::TrainRequest request;

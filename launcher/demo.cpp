@@ -18,12 +18,19 @@ namespace fs = std::filesystem;
 
 constexpr const char* kDemoMarker = ".segrun-demo";
 
-int launch_segrun(int ranks, const std::vector<std::string>& args) {
+// The mpirun command that runs `segrun <args>` (this very executable) on `ranks` ranks.
+std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts,
+                                         const std::vector<std::string>& args) {
   cluster::LaunchOptions options;
   options.ranks = ranks;
+  options.hosts = hosts;
   options.command.push_back(cluster::self_executable());
   options.command.insert(options.command.end(), args.begin(), args.end());
-  auto argv = cluster::build_mpirun_command(options);
+  return cluster::build_mpirun_command(options);
+}
+
+int launch_segrun(int ranks, const std::vector<std::string>& args) {
+  auto argv = segrun_on_ranks(ranks, "", args);
   log::info("$ {}", cluster::shell_join(argv));
   return cluster::run_and_wait(argv);
 }
@@ -35,13 +42,8 @@ void check_step(int code, const std::string& what) {
 }  // namespace
 
 int run_launch(const LaunchCommand& cmd) {
-  cluster::LaunchOptions options;
-  options.ranks = cmd.ranks;
-  options.hosts = cmd.hosts;
   if (cmd.command.empty()) throw ConfigError("launch: give the subcommand after --, e.g. segrun launch -n 2 -- train cfg.toml");
-  options.command.push_back(cluster::self_executable());
-  options.command.insert(options.command.end(), cmd.command.begin(), cmd.command.end());
-  auto argv = cluster::build_mpirun_command(options);
+  auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
   if (cmd.dry_run) {
     std::cout << cluster::shell_join(argv) << "\n";
     return 0;

@@ -192,6 +192,32 @@ const std::vector<Field>& schema() {
                      1, 1e9));
     s.push_back(choice("log.level", [](Config& c) -> std::string& { return c.log.level; },
                        {"trace", "debug", "info", "warn", "error"}));
+    // [cluster.slurm]
+    auto slurm_string = [&s](const char* leaf, std::string SlurmConfig::*member) {
+      s.push_back(make(std::string("cluster.slurm.") + leaf,
+                       Ref<std::string>([member](Config& c) -> std::string& { return c.cluster.slurm.*member; })));
+    };
+    auto slurm_int = [&s](const char* leaf, int SlurmConfig::*member, double min, double max) {
+      s.push_back(make(std::string("cluster.slurm.") + leaf,
+                       Ref<int>([member](Config& c) -> int& { return c.cluster.slurm.*member; }), min, max));
+    };
+    slurm_string("partition", &SlurmConfig::partition);
+    slurm_string("account", &SlurmConfig::account);
+    slurm_string("qos", &SlurmConfig::qos);
+    slurm_string("time", &SlurmConfig::time);
+    slurm_string("mem", &SlurmConfig::mem);
+    slurm_string("constraint", &SlurmConfig::constraint);
+    slurm_int("nodes", &SlurmConfig::nodes, 1, 65536);
+    slurm_int("gpus_per_node", &SlurmConfig::gpus_per_node, 0, 64);
+    slurm_int("tasks_per_node", &SlurmConfig::tasks_per_node, 0, 4096);
+    slurm_int("cpus_per_task", &SlurmConfig::cpus_per_task, 0, 4096);
+    slurm_int("max_parallel", &SlurmConfig::max_parallel, 0, 100000);
+    s.push_back(choice("cluster.slurm.launcher",
+                       [](Config& c) -> std::string& { return c.cluster.slurm.launcher; }, {"srun", "mpirun"}));
+    s.push_back(choice("cluster.slurm.mpi", [](Config& c) -> std::string& { return c.cluster.slurm.mpi; },
+                       {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
+    slurm_int("signal_grace_s", &SlurmConfig::signal_grace_s, 1, 65535);
+    slurm_int("max_requeues", &SlurmConfig::max_requeues, 0, 10000);
     return s;
   }();
   return fields;

@@ -77,6 +77,30 @@ struct LogConfig {
   std::string level = "info";
 };
 
+// Slurm submission defaults (`segrun submit ... --on slurm`; CLI flags override them, a sweep's
+// [fixed] table may set them for all its runs). Strings are written shell-quoted into job scripts.
+struct SlurmConfig {
+  std::string partition;                  // "" = the cluster's default partition
+  std::string account;
+  std::string qos;
+  std::string time;                       // sbatch --time ("" = partition default), e.g. "1-00:00:00"
+  std::string mem;                        // sbatch --mem ("" = default), e.g. "64G"
+  std::string constraint;                 // sbatch --constraint
+  int nodes = 1;
+  int gpus_per_node = 0;                  // 0 = CPU nodes: one rank per task
+  int tasks_per_node = 0;                 // 0 = gpus_per_node on GPU nodes, else ranks / nodes
+  int cpus_per_task = 0;                  // 0 = Slurm's default
+  int max_parallel = 0;                   // job array tasks at once (--array=..%M), 0 = no limit
+  std::string launcher = "srun";          // srun | mpirun: how the batch script starts the ranks
+  std::string mpi = "pmix";               // srun --mpi=<mpi>
+  int signal_grace_s = 300;               // --signal=B:USR1@<grace>: checkpoint this long before the limit
+  int max_requeues = 20;                  // a preempted run requeues itself at most this often
+};
+
+struct ClusterConfig {
+  SlurmConfig slurm;
+};
+
 struct Config {
   DataConfig data;
   ModelConfig model;
@@ -84,6 +108,7 @@ struct Config {
   EvalConfig eval;
   DistConfig dist;
   LogConfig log;
+  ClusterConfig cluster;
   std::string name;                       // run name, default: config file stem
   std::string source;                     // file it was loaded from ("" = defaults only)
 };

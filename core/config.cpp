@@ -123,13 +123,44 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
                      256));
     s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
-    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn"}));
+    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn", "clip_sp"}));
     s.push_back(choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; },
                        {"syncbn", "bn", "frozen_bn"}));
     s.push_back(make("model.fpn_channels",
                      Ref<int>([](Config& c) -> int& { return c.model.fpn_channels; }), 8, 1024));
     s.push_back(make("model.dropout", Ref<double>([](Config& c) -> double& { return c.model.dropout; }),
                      0, 0.99));
+    // [model.clip_sp]
+    auto clip_sp_int = [&s](const char* leaf, int ClipSpConfig::*member, double min, double max) {
+      s.push_back(make(std::string("model.clip_sp.") + leaf,
+                       Ref<int>([member](Config& c) -> int& { return c.model.clip_sp.*member; }), min, max));
+    };
+    auto clip_sp_real = [&s](const char* leaf, double ClipSpConfig::*member, double min, double max) {
+      s.push_back(make(std::string("model.clip_sp.") + leaf,
+                       Ref<double>([member](Config& c) -> double& { return c.model.clip_sp.*member; }), min, max));
+    };
+    s.push_back(choice("model.clip_sp.ml_decoder",
+                       [](Config& c) -> std::string& { return c.model.clip_sp.ml_decoder; },
+                       {"dual_graphformer", "mlp"}));
+    clip_sp_int("graph_blocks", &ClipSpConfig::graph_blocks, 1, 64);
+    clip_sp_int("graph_nodes", &ClipSpConfig::graph_nodes, 1, 4096);
+    clip_sp_int("top_k", &ClipSpConfig::top_k, 1, 4096);
+    clip_sp_int("attn_dim", &ClipSpConfig::attn_dim, 8, 8192);
+    clip_sp_int("heads", &ClipSpConfig::heads, 1, 64);
+    clip_sp_int("srm_dim", &ClipSpConfig::srm_dim, 8, 8192);
+    clip_sp_real("batch_drop.r_start", &ClipSpConfig::drop_r_start, 0, 1);
+    clip_sp_real("batch_drop.r_end", &ClipSpConfig::drop_r_end, 0, 1);
+    clip_sp_real("batch_drop.decay", &ClipSpConfig::drop_decay, 0, 1);
+    clip_sp_real("lambda_ml", &ClipSpConfig::lambda_ml, 0, 1e4);
+    clip_sp_real("lambda_aux", &ClipSpConfig::lambda_aux, 0, 1e4);
+    clip_sp_real("asl.gamma_neg", &ClipSpConfig::asl_gamma_neg, 0, 100);
+    clip_sp_real("asl.gamma_pos", &ClipSpConfig::asl_gamma_pos, 0, 100);
+    clip_sp_real("asl.clip", &ClipSpConfig::asl_clip, 0, 1);
+    // [model.text]
+    s.push_back(make("model.text.width", Ref<int>([](Config& c) -> int& { return c.model.text.width; }), 8, 8192));
+    s.push_back(make("model.text.layers", Ref<int>([](Config& c) -> int& { return c.model.text.layers; }), 1, 256));
+    s.push_back(make("model.text.heads", Ref<int>([](Config& c) -> int& { return c.model.text.heads; }), 1, 256));
+    s.push_back(make("model.text.prompt", Ref<std::string>([](Config& c) -> std::string& { return c.model.text.prompt; })));
     // [train]
     s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }),
                      1, 1e9));
@@ -435,6 +466,14 @@ void check_cross_fields(const Config& c, const std::string& origin) {
   if (c.train.min_lr > c.train.lr)
     fail_cross("train.min_lr", "min_lr is larger than train.lr");
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
+  if (c.model.clip_sp.drop_r_end > c.model.clip_sp.drop_r_start)
+    fail_cross("model.clip_sp.batch_drop.r_end", "r_end is larger than batch_drop.r_start");
+  if (c.model.clip_sp.attn_dim % c.model.clip_sp.heads != 0)
+    fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");
+  if (c.model.text.width % c.model.text.heads != 0)
+    fail_cross("model.text.width", "must be divisible by model.text.heads");
+  if (c.model.text.prompt.find("{}") == std::string::npos)
+    fail_cross("model.text.prompt", "must contain {} (the class name's place)");
   for (int i = 0; i < 2; ++i)
     if (c.eval.stride[i] > c.eval.crop[i])
       fail_cross("eval.stride", "stride larger than eval.crop leaves pixels unpredicted");

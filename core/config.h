@@ -30,6 +30,34 @@ struct DataConfig {
   std::string on_corrupt = "fail";        // fail | skip
 };
 
+// CLIP-SP head (model.head = "clip_sp"), paper defaults; see docs/models.md.
+struct ClipSpConfig {
+  std::string ml_decoder = "dual_graphformer";  // dual_graphformer | mlp
+  int graph_blocks = 3;                   // Dual GraphFormer blocks
+  int graph_nodes = 64;                   // N: image-path graph nodes
+  int top_k = 30;                         // k: labels turned into scene tokens (<= classes)
+  int attn_dim = 512;                     // Dual GraphFormer cross-attention width
+  int heads = 8;
+  int srm_dim = 256;                      // Scene Refinement non-local attention width
+  double drop_r_start = 0.9;              // batch drop: r = max(r_end, r_start * decay^iter)
+  double drop_r_end = 0.1;
+  double drop_decay = 0.9999;
+  double lambda_ml = 10.0;                // lambda1: asymmetric multi-label loss weight
+  double lambda_aux = 0.4;                // lambda2: scene-attention auxiliary CE weight
+  double asl_gamma_neg = 4.0;
+  double asl_gamma_pos = 1.0;
+  double asl_clip = 0.05;
+};
+
+// The frozen CLIP text encoder of text-driven heads (defaults = OpenAI CLIP's; smaller for tiny
+// CPU configs). Its embedding width always equals the visual embedding width.
+struct TextConfig {
+  int width = 512;
+  int layers = 12;
+  int heads = 8;
+  std::string prompt = "a photo of a {}.";  // "{}" stands for the class name
+};
+
 struct ModelConfig {
   std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101
   int width = 64;                         // ResNet stem width (64 = the real RN50)
@@ -38,6 +66,8 @@ struct ModelConfig {
   std::string norm = "syncbn";            // syncbn | bn | frozen_bn
   int fpn_channels = 256;                 // FPN neck / head width
   double dropout = 0.1;                   // Dropout2d before the classifier
+  ClipSpConfig clip_sp;
+  TextConfig text;
 };
 
 struct TrainConfig {

@@ -28,6 +28,7 @@ std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const d
   if (!with_pretrained) build.config.pretrained.clear();
   build.num_classes = store.num_classes();
   build.class_names = store.class_names();
+  build.cooccurrence = store.cooccurrence();
   build.comm = std::move(comm);
   build.crop_size = config.data.crop[0];
   return models::build_segmentor(build);

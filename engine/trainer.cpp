@@ -214,6 +214,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       data::Batch batch = loader.next();
       window_wait += std::chrono::duration<double>(Clock::now() - wait_start).count();
       optimizer->zero_grad();
+      model->set_iteration(iter);
       models::LossTerms loss = model->loss(batch.images, batch.labels);
       const double loss_value = loss.total.item<double>();
       if (!std::isfinite(loss_value))

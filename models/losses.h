@@ -16,4 +16,27 @@ constexpr int64_t kIgnoreIndex = 255;
 torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                 int64_t ignore_index = kIgnoreIndex);
 
+// Asymmetric loss for multi-label classification (Ridnik et al. 2021, Alibaba-MIIL/ASL
+// `AsymmetricLoss`): p = sigmoid(logits); negatives use the shifted probability
+// p_m = max(p - clip, 0); per element
+//   L = -[ y * (1-p)^gamma_pos * log(max(p, eps)) + (1-y) * p_m^gamma_neg * log(max(1-p_m, eps)) ],
+// the focal factor computed without gradient (the reference's disable_torch_grad_focal_loss).
+// Reduction: the MEAN over all B*K elements (the reference sums; CLIP-SP's lambda1 = 10 balances
+// a per-element mean against the pixel-mean CE, see docs/models.md).
+// logits float [B, K], targets {0,1} float [B, K].
+struct AsymmetricLossOptions {
+  double gamma_neg = 4.0;
+  double gamma_pos = 1.0;
+  double clip = 0.05;
+  double eps = 1e-8;
+};
+torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+                              const AsymmetricLossOptions& options = {});
+
+// Cross-entropy over the last dimension of `logits` [..., C] against int64 `targets` [...]
+// (`ignore_index` entries skipped), averaged over the non-ignored entries; 0 (still attached to
+// the graph) when every entry is ignored.
+torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
+                                   int64_t ignore_index = kIgnoreIndex);
+
 }  // namespace segrun::models

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "models/clip_checkpoint.h"
+#include "models/clip_sp_segmentor.h"
 #include "models/losses.h"
 
 namespace segrun::models {
@@ -18,6 +19,7 @@ using Builder = std::function<std::shared_ptr<SegmentorImpl>(const BuildOptions&
 const std::map<std::string, Builder>& registry() {
   static const std::map<std::string, Builder> builders{
       {"fpn", [](const BuildOptions& o) { return std::make_shared<FpnSegmentorImpl>(o); }},
+      {"clip_sp", [](const BuildOptions& o) { return std::make_shared<ClipSpSegmentorImpl>(o); }},
   };
   return builders;
 }
@@ -35,6 +37,8 @@ torch::Tensor SegmentorImpl::predict_logits(const torch::Tensor& images) {
                                     .mode(torch::kBilinear)
                                     .align_corners(false));
 }
+
+torch::Tensor SegmentorImpl::label_scores(const torch::Tensor& /*images*/) { return {}; }
 
 std::vector<torch::Tensor> SegmentorImpl::backbone_parameters() {
   std::vector<torch::Tensor> out;

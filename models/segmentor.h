@@ -39,6 +39,12 @@ class SegmentorImpl : public torch::nn::Module {
   virtual std::vector<torch::Tensor> backbone_parameters();
   virtual std::vector<torch::Tensor> head_parameters();
   virtual int64_t num_classes() const = 0;
+  // Heads with a multi-label branch return per-class image scores [B, K] in [0, 1] (used for the
+  // validation mAP); others return an undefined tensor.
+  virtual torch::Tensor label_scores(const torch::Tensor& images);
+  // The trainer calls this with the current iteration before loss() (schedules inside a model,
+  // e.g. CLIP-SP's batch drop); the default ignores it.
+  virtual void set_iteration(int64_t /*iteration*/) {}
 };
 
 struct BuildOptions {
@@ -47,6 +53,7 @@ struct BuildOptions {
   std::vector<std::string> class_names;         // size num_classes (used by text-driven heads)
   std::shared_ptr<dist::Communicator> comm;     // may be null (single process)
   int crop_size = 512;                          // training crop; attention-pool grid for CLIP heads
+  std::vector<int64_t> cooccurrence;            // K x K class co-occurrence of the train store (may be empty)
 };
 
 // Builds the segmentor named by config.head. Unknown head -> ConfigError naming model.head and

@@ -1,0 +1,43 @@
+#pragma once
+// CLIP-SP's adaptive prompting (paper Sec. 3.2 and 3.5) as pure tensor functions:
+//  - which classes an image contains (the multi-label targets),
+//  - the batch-drop ratio schedule r(iter) = max(r_end, r_start * decay^iter),
+//  - the k labels each image's scene tokens are built from: the top-k of S_l, or, for a ratio r
+//    of the batch during training, labels taken from the ground truth,
+//  - the auxiliary loss targets: for each cell of the 1/32 feature grid, the slot among the k
+//    selected labels holding the cell's ground-truth class (ignored when none does).
+// Randomness comes from the torch generator (the trainer seeds it per (seed, iteration, rank)).
+// Pure functions; thread-safe as far as LibTorch ops are.
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace segrun::models {
+
+struct BatchDropOptions {
+  double r_start = 0.9;  // ratio of the batch using ground-truth labels at iteration 0
+  double r_end = 0.1;    // floor of the ratio
+  double decay = 0.9999; // per-iteration exponential decay
+};
+
+// r(iter) = max(r_end, r_start * decay^iter); 0 when r_start = r_end = 0 (batch drop off).
+double batch_drop_ratio(const BatchDropOptions& options, int64_t iter);
+
+// labels int64 [B, H, W] (255 = ignore) -> float [B, K]: 1 where the class has >= 1 pixel.
+// DataError for a value outside [0, K) other than 255.
+torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes);
+
+// The k label indices [B, k] (int64) of each image's scene tokens, ordered by descending
+// probability. probs [B, K] in [0, 1]. When `present` ([B, K] multi-hot) is defined and
+// drop_ratio > 0, each image independently (probability drop_ratio) takes its labels from the
+// ground truth: k of its present classes chosen uniformly at random when it has >= k, else all of
+// them plus its highest-probability absent classes to fill the k slots.
+torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const torch::Tensor& present = {},
+                                  double drop_ratio = 0.0);
+
+// Auxiliary-loss targets [B, h, w] (int64): labels [B, H, W] are resized to h x w by nearest
+// neighbour (source pixel floor(i * H / h)); a cell whose class equals selected[b, i] gets i,
+// every other cell (class not selected, or 255) gets 255.
+torch::Tensor scene_aux_targets(const torch::Tensor& labels, const torch::Tensor& selected, int64_t h, int64_t w);
+
+}  // namespace segrun::models

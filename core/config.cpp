@@ -123,7 +123,7 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
                      256));
     s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
-    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn", "clip_sp"}));
+    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn", "clip_sp", "mask2former"}));
     s.push_back(choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; },
                        {"syncbn", "bn", "frozen_bn"}));
     s.push_back(make("model.fpn_channels",
@@ -161,6 +161,32 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.text.layers", Ref<int>([](Config& c) -> int& { return c.model.text.layers; }), 1, 256));
     s.push_back(make("model.text.heads", Ref<int>([](Config& c) -> int& { return c.model.text.heads; }), 1, 256));
     s.push_back(make("model.text.prompt", Ref<std::string>([](Config& c) -> std::string& { return c.model.text.prompt; })));
+    // [model.mask2former]
+    auto m2f_int = [&s](const char* leaf, int Mask2FormerConfig::*member, double min, double max) {
+      s.push_back(make(std::string("model.mask2former.") + leaf,
+                       Ref<int>([member](Config& c) -> int& { return c.model.mask2former.*member; }), min, max));
+    };
+    auto m2f_real = [&s](const char* leaf, double Mask2FormerConfig::*member, double min, double max) {
+      s.push_back(make(std::string("model.mask2former.") + leaf,
+                       Ref<double>([member](Config& c) -> double& { return c.model.mask2former.*member; }), min, max));
+    };
+    m2f_int("num_queries", &Mask2FormerConfig::num_queries, 1, 10000);
+    m2f_int("hidden_dim", &Mask2FormerConfig::hidden_dim, 32, 4096);
+    m2f_int("dec_layers", &Mask2FormerConfig::dec_layers, 1, 100);
+    m2f_int("enc_layers", &Mask2FormerConfig::enc_layers, 0, 100);
+    m2f_int("heads", &Mask2FormerConfig::heads, 1, 64);
+    m2f_int("enc_points", &Mask2FormerConfig::enc_points, 1, 64);
+    m2f_int("enc_ffn", &Mask2FormerConfig::enc_ffn, 1, 65536);
+    m2f_int("dec_ffn", &Mask2FormerConfig::dec_ffn, 1, 65536);
+    m2f_int("num_points", &Mask2FormerConfig::num_points, 1, 1 << 22);
+    m2f_real("oversample", &Mask2FormerConfig::oversample, 1, 100);
+    m2f_real("importance", &Mask2FormerConfig::importance, 0, 1);
+    m2f_real("class_weight", &Mask2FormerConfig::class_weight, 0, 1e4);
+    m2f_real("mask_weight", &Mask2FormerConfig::mask_weight, 0, 1e4);
+    m2f_real("dice_weight", &Mask2FormerConfig::dice_weight, 0, 1e4);
+    m2f_real("no_object_weight", &Mask2FormerConfig::no_object_weight, 0, 1e4);
+    s.push_back(make("model.mask2former.supervise_initial",
+                     Ref<bool>([](Config& c) -> bool& { return c.model.mask2former.supervise_initial; })));
     // [train]
     s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }),
                      1, 1e9));

@@ -58,6 +58,26 @@ struct TextConfig {
   std::string prompt = "a photo of a {}.";  // "{}" stands for the class name
 };
 
+// Mask2Former head (model.head = "mask2former"), Mask2Former's ADE20K defaults; see docs/models.md.
+struct Mask2FormerConfig {
+  int num_queries = 100;
+  int hidden_dim = 256;                   // pixel decoder, transformer decoder and mask feature width
+  int dec_layers = 9;                     // masked-attention decoder layers
+  int enc_layers = 6;                     // deformable attention encoder layers
+  int heads = 8;                          // attention heads (encoder and decoder)
+  int enc_points = 4;                     // deformable sampling points per head and level
+  int enc_ffn = 1024;
+  int dec_ffn = 2048;
+  int num_points = 12544;                 // sampled points for matching and mask losses
+  double oversample = 3.0;
+  double importance = 0.75;
+  double class_weight = 2.0;
+  double mask_weight = 5.0;
+  double dice_weight = 5.0;
+  double no_object_weight = 0.1;
+  bool supervise_initial = false;         // also supervise the prediction made before layer 0
+};
+
 struct ModelConfig {
   std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101
   int width = 64;                         // ResNet stem width (64 = the real RN50)
@@ -66,6 +86,7 @@ struct ModelConfig {
   std::string norm = "syncbn";            // syncbn | bn | frozen_bn
   int fpn_channels = 256;                 // FPN neck / head width
   double dropout = 0.1;                   // Dropout2d before the classifier
+  Mask2FormerConfig mask2former;
   ClipSpConfig clip_sp;
   TextConfig text;
 };

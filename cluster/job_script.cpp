@@ -1,0 +1,250 @@
+#include "cluster/job_script.h"
+
+#include <algorithm>
+#include <regex>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace segrun::cluster {
+namespace {
+
+// Exit code of a run stopped by a signal after checkpointing (engine/trainer, sysexits EX_TEMPFAIL).
+constexpr int kExitPreempted = 75;
+
+bool all_of_set(const std::string& text, const char* allowed) {
+  return !text.empty() && text.find_first_not_of(allowed) == std::string::npos;
+}
+
+constexpr const char* kAlnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+// A value of an #SBATCH line: sbatch reads it up to the end of the line and splits at blanks, so
+// whitespace, quotes and control characters are refused outright.
+void check_directive(const std::string& field, const std::string& value, const std::string& extra_chars,
+                     const std::string& example) {
+  const std::string allowed = std::string(kAlnum) + extra_chars;
+  if (!all_of_set(value, allowed.c_str()))
+    throw ClusterError(field + " '" + value + "': may only contain letters, digits and '" + extra_chars +
+                       "' (it is written into an #SBATCH line), e.g. " + example);
+}
+
+void check_time(const std::string& value) {
+  // minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes, days-hours:minutes:seconds
+  static const std::regex pattern(R"(^(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2})$)");
+  if (!std::regex_match(value, pattern))
+    throw ClusterError("cluster.slurm.time '" + value +
+                       "': expected MINUTES, H:MM:SS or D-HH[:MM[:SS]] (sbatch --time), e.g. 1-00:00:00");
+}
+
+void check_mem(const std::string& value) {
+  static const std::regex pattern(R"(^\d+[KMGT]?$)");
+  if (!std::regex_match(value, pattern))
+    throw ClusterError("cluster.slurm.mem '" + value + "': expected a size like 64G or 32000M (sbatch --mem)");
+}
+
+bool is_env_name(const std::string& name) {
+  static const std::regex pattern(R"(^[A-Za-z_][A-Za-z0-9_]*$)");
+  return std::regex_match(name, pattern);
+}
+
+std::string one_line(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  std::replace(text.begin(), text.end(), '\r', ' ');
+  return text;
+}
+
+}  // namespace
+
+std::string single_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+bool is_safe_name(const std::string& name) {
+  return all_of_set(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") && name != "." &&
+         name != "..";
+}
+
+TaskLayout resolve_layout(const SlurmConfig& slurm, int ranks) {
+  TaskLayout layout;
+  layout.nodes = slurm.nodes;
+  if (slurm.nodes < 1) throw ClusterError("--nodes must be at least 1");
+  int per_node = slurm.tasks_per_node;
+  if (slurm.gpus_per_node > 0) {
+    // One rank per GPU.
+    if (per_node > 0 && per_node != slurm.gpus_per_node)
+      throw ClusterError("cluster.slurm.tasks_per_node " + std::to_string(per_node) + " differs from --gpus-per-node " +
+                         std::to_string(slurm.gpus_per_node) + " (segrun runs one rank per GPU)");
+    per_node = slurm.gpus_per_node;
+  }
+  if (per_node > 0) {
+    layout.tasks_per_node = per_node;
+    layout.ntasks = slurm.nodes * per_node;
+    if (ranks > 0 && ranks != layout.ntasks)
+      throw ClusterError("a run has " + std::to_string(ranks) + " rank(s) but --nodes " + std::to_string(slurm.nodes) +
+                         " x " + std::to_string(per_node) + (slurm.gpus_per_node > 0 ? " GPUs" : " tasks") +
+                         " per node gives " + std::to_string(layout.ntasks));
+    return layout;
+  }
+  layout.ntasks = ranks > 0 ? ranks : slurm.nodes;
+  if (layout.ntasks < slurm.nodes)
+    throw ClusterError("--nodes " + std::to_string(slurm.nodes) + " is more than the run's " +
+                       std::to_string(layout.ntasks) + " rank(s)");
+  return layout;
+}
+
+std::string render_tasks_file(const std::vector<std::string>& run_names) {
+  std::string out;
+  for (const auto& name : run_names) {
+    if (!is_safe_name(name)) throw ClusterError("run name '" + one_line(name) + "': may only contain [A-Za-z0-9._-]");
+    out += name + "\n";
+  }
+  return out;
+}
+
+std::string render_job_script(const JobScriptOptions& o) {
+  const SlurmConfig& s = o.slurm;
+  if (!is_safe_name(o.job_name))
+    throw ClusterError("job name '" + one_line(o.job_name) + "': may only contain [A-Za-z0-9._-]");
+  if (o.program.empty()) throw ClusterError("job script: no segrun executable given");
+  const bool array = o.array_size > 0;
+  if (array && (o.runs_dir.empty() || o.tasks_file.empty()))
+    throw ClusterError("job script: a job array needs the runs folder and the tasks file");
+  if (!array && o.run_dir.empty()) throw ClusterError("job script: no run directory given");
+  if (!s.partition.empty()) check_directive("cluster.slurm.partition", s.partition, "._-,", "gpu");
+  if (!s.account.empty()) check_directive("cluster.slurm.account", s.account, "._-", "proj123");
+  if (!s.qos.empty()) check_directive("cluster.slurm.qos", s.qos, "._-", "normal");
+  if (!s.constraint.empty()) check_directive("cluster.slurm.constraint", s.constraint, "._-,&|*[]():!", "a100|h100");
+  if (!s.time.empty()) check_time(s.time);
+  if (!s.mem.empty()) check_mem(s.mem);
+  // Relative to the job's working directory (where sbatch runs): no user path in any #SBATCH line.
+  if (o.output.empty() || o.output[0] == '/')
+    throw ClusterError("job script: the output file must be relative to the submission directory");
+  check_directive("output file", o.output, "._-%", "slurm.log");
+  if (s.launcher != "srun" && s.launcher != "mpirun")
+    throw ClusterError("cluster.slurm.launcher '" + s.launcher + "': expected srun or mpirun");
+  check_directive("cluster.slurm.mpi", s.mpi, "_", "pmix");
+  for (const auto& [name, value] : o.env)
+    if (!is_env_name(name)) throw ClusterError("--export '" + one_line(name) + "': not a valid environment variable name");
+  const TaskLayout layout = resolve_layout(s, o.ranks);
+
+  std::ostringstream sh;
+  sh << "#!/bin/bash\n";
+  sh << "# segrun job script (written by `segrun submit`): " << one_line(o.description) << "\n";
+  sh << "# Submit from its own folder (relative output file): cd <this folder> && sbatch <this file>\n";
+  sh << "#SBATCH --job-name=" << o.job_name << "\n";
+  if (array) {
+    sh << "#SBATCH --array=0-" << o.array_size - 1;
+    if (s.max_parallel > 0) sh << "%" << s.max_parallel;
+    sh << "\n";
+  }
+  sh << "#SBATCH --nodes=" << layout.nodes << "\n";
+  sh << "#SBATCH --ntasks=" << layout.ntasks << "\n";
+  if (layout.tasks_per_node > 0) sh << "#SBATCH --ntasks-per-node=" << layout.tasks_per_node << "\n";
+  if (s.gpus_per_node > 0) sh << "#SBATCH --gpus-per-node=" << s.gpus_per_node << "\n";
+  if (s.cpus_per_task > 0) sh << "#SBATCH --cpus-per-task=" << s.cpus_per_task << "\n";
+  if (!s.partition.empty()) sh << "#SBATCH --partition=" << s.partition << "\n";
+  if (!s.account.empty()) sh << "#SBATCH --account=" << s.account << "\n";
+  if (!s.qos.empty()) sh << "#SBATCH --qos=" << s.qos << "\n";
+  if (!s.time.empty()) sh << "#SBATCH --time=" << s.time << "\n";
+  if (!s.mem.empty()) sh << "#SBATCH --mem=" << s.mem << "\n";
+  if (!s.constraint.empty()) sh << "#SBATCH --constraint=" << s.constraint << "\n";
+  sh << "#SBATCH --signal=B:USR1@" << s.signal_grace_s << "\n";
+  sh << "#SBATCH --requeue\n";
+  sh << "#SBATCH --open-mode=append\n";
+  sh << "#SBATCH --output=" << o.output << "\n";
+  sh << "set -u\n";
+  sh << "segrun=" << single_quote(o.program) << "\n";
+  sh << "max_requeues=" << s.max_requeues << "\n";
+  if (array) {
+    sh << "runs_dir=" << single_quote(o.runs_dir) << "\n";
+    sh << "tasks_file=" << single_quote(o.tasks_file) << "\n";
+    sh << "task=\"${SLURM_ARRAY_TASK_ID:?segrun job: not a job array task}\"\n";
+    sh << "job=\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n";
+    sh << "run_name=\"$(sed -n \"$((task + 1))p\" \"$tasks_file\")\"\n";
+    sh << "case \"$run_name\" in\n";
+    sh << "  '' | . | .. | *[!A-Za-z0-9._-]*)\n";
+    sh << "    echo \"segrun job $job: line $((task + 1)) of $tasks_file is not a run name\" >&2\n";
+    sh << "    exit 2 ;;\n";
+    sh << "esac\n";
+    sh << "run_dir=\"$runs_dir/$run_name\"\n";
+    sh << "echo \"segrun job $job: run $run_dir, output in $run_dir/slurm.log\"\n";
+    sh << "exec >> \"$run_dir/slurm.log\" 2>&1\n";
+  } else {
+    sh << "run_dir=" << single_quote(o.run_dir) << "\n";
+    sh << "job=\"$SLURM_JOB_ID\"\n";
+  }
+  sh << "echo \"segrun job $job (slurm job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}) on "
+        "${SLURM_JOB_NODELIST:-?} at $(date '+%F %T'): $run_dir\"\n";
+
+  // Environment of the ranks.
+  sh << "export SEGRUN_LAUNCHED=1\n";
+  sh << "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then export OMP_NUM_THREADS=\"$SLURM_CPUS_PER_TASK\"; fi\n";
+  sh << "export NCCL_DEBUG=\"${NCCL_DEBUG:-WARN}\"\n";
+  if (s.gpus_per_node > 0) sh << "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n";
+  for (const auto& [name, value] : o.env) sh << "export " << name << "=" << single_quote(value) << "\n";
+
+  // The launch command, as a bash array.
+  if (s.launcher == "srun") {
+    sh << "launch=(srun --mpi=" << single_quote(s.mpi) << " --kill-on-bad-exit=1)\n";
+  } else {
+    sh << "launch=(mpirun -np \"$SLURM_NTASKS\" --stdin none --bind-to none -x SEGRUN_LAUNCHED -x NCCL_DEBUG";
+    if (s.gpus_per_node > 0) sh << " -x CUDA_DEVICE_ORDER";
+    for (const auto& [name, value] : o.env) sh << " -x " << name;
+    sh << ")\n";
+    sh << "if [ -n \"${OMP_NUM_THREADS:-}\" ]; then launch+=(-x OMP_NUM_THREADS); fi\n";
+    sh << "if [ \"$(id -u)\" = 0 ]; then launch+=(--allow-run-as-root); fi\n";
+  }
+
+  // Signals: forward to the ranks as SIGUSR1 (checkpoint and exit 75).
+  sh << "stop_signal=''\n";
+  sh << "step=''\n";
+  sh << "on_signal() {\n";
+  sh << "  if [ -z \"$stop_signal\" ] || [ \"$1\" = TERM ]; then stop_signal=\"$1\"; fi\n";
+  sh << "  echo \"segrun job $job: SIG$1 received: the ranks checkpoint and stop\"\n";
+  sh << "  if [ -n \"$step\" ]; then kill -USR1 \"$step\" 2> /dev/null; fi\n";
+  sh << "}\n";
+  sh << "trap 'on_signal USR1' USR1\n";
+  sh << "trap 'on_signal TERM' TERM\n";
+  sh << "\"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" --run-dir \"$run_dir\" --resume auto &\n";
+  sh << "step=$!\n";
+  // wait returns > 128 when a trapped signal interrupts it: wait again while the step lives; once
+  // it is gone, a last wait returns its status (127 if it was collected already).
+  sh << "while :; do\n";
+  sh << "  wait \"$step\"\n";
+  sh << "  rc=$?\n";
+  sh << "  if [ \"$rc\" -le 128 ]; then break; fi\n";
+  sh << "  if ! kill -0 \"$step\" 2> /dev/null; then\n";
+  sh << "    wait \"$step\"\n";
+  sh << "    last=$?\n";
+  sh << "    if [ \"$last\" -ne 127 ]; then rc=\"$last\"; fi\n";
+  sh << "    break\n";
+  sh << "  fi\n";
+  sh << "done\n";
+  sh << "echo \"segrun job $job: ranks exited with code $rc at $(date '+%F %T')\"\n";
+  sh << "if [ \"$rc\" -eq 0 ]; then exit 0; fi\n";
+  sh << "if [ \"$rc\" -eq " << kExitPreempted << " ]; then\n";
+  sh << "  if [ \"$stop_signal\" = TERM ]; then\n";
+  sh << "    echo \"segrun job $job: stopped by SIGTERM (cancel or preemption): checkpointed, not requeued by this script\"\n";
+  sh << "    exit " << kExitPreempted << "\n";
+  sh << "  fi\n";
+  sh << "  if [ \"${SLURM_RESTART_COUNT:-0}\" -ge \"$max_requeues\" ]; then\n";
+  sh << "    echo \"segrun job $job: checkpointed; not requeued: already requeued $max_requeues times\"\n";
+  sh << "    exit " << kExitPreempted << "\n";
+  sh << "  fi\n";
+  sh << "  echo \"segrun job $job: checkpointed; requeueing\"\n";
+  sh << "  if scontrol requeue \"$job\"; then exit 0; fi\n";
+  sh << "  echo \"segrun job $job: scontrol requeue failed; resubmit with segrun submit\"\n";
+  sh << "  exit " << kExitPreempted << "\n";
+  sh << "fi\n";
+  sh << "state=\"$(head -c 6 \"$run_dir/status\" 2> /dev/null)\"\n";
+  sh << "if [ \"$state\" != failed ]; then\n";
+  sh << "  printf 'failed slurm job %s: ranks exited with code %s (log %s)\\n' \"$job\" \"$rc\" \"$run_dir/slurm.log\" "
+        "> \"$run_dir/status.tmp-$$\" && mv -f \"$run_dir/status.tmp-$$\" \"$run_dir/status\"\n";
+  sh << "fi\n";
+  sh << "exit \"$rc\"\n";
+  return sh.str();
+}
+
+}  // namespace segrun::cluster

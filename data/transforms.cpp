@@ -72,7 +72,8 @@ cv::Size rescale_size(cv::Size old_size, int scale_a, int scale_b) {
   const double w = old_size.width, h = old_size.height;
   const double long_edge = std::max(scale_a, scale_b), short_edge = std::min(scale_a, scale_b);
   const double factor = std::min(long_edge / std::max(h, w), short_edge / std::min(h, w));
-  return cv::Size(static_cast<int>(w * factor + 0.5), static_cast<int>(h * factor + 0.5));
+  // At least 1 pixel: a very thin image (e.g. 300x1) would round to 0 and cv::resize would throw.
+  return cv::Size(std::max(1, static_cast<int>(w * factor + 0.5)), std::max(1, static_cast<int>(h * factor + 0.5)));
 }
 
 std::array<int, 2> random_scale(const TrainTransformOptions& o, SampleRng& rng) {

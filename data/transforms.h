@@ -63,7 +63,8 @@ cv::Mat test_transform(const cv::Mat& image_bgr, const TestTransformOptions& opt
 
 // ---- the individual steps (exposed for tests) ------------------------------------------------
 
-// mmcv rescale_size: factor = min(max(scale)/long, min(scale)/short); new = int(old*factor + 0.5).
+// mmcv rescale_size: factor = min(max(scale)/long, min(scale)/short); new = int(old*factor + 0.5),
+// at least 1 (mmcv would give 0 for a very thin image, which cv::resize refuses).
 cv::Size rescale_size(cv::Size old_size, int scale_a, int scale_b);
 // RandomResize draw: ratio ~ U[ratio0, ratio1), scale = (int(s0*ratio), int(s1*ratio)).
 std::array<int, 2> random_scale(const TrainTransformOptions& options, SampleRng& rng);

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
   libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-core-dev
   python3 python3-torch python3-scipy python3-opencv python3-numpy python3-h5py
+  clang libclang-rt-14-dev
   slurm-wlm munge
 )
 

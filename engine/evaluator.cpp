@@ -68,9 +68,23 @@ SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store
   if (request.limit >= 0) total = std::min(total, request.limit);
   if (!request.save_pred_dir.empty()) std::filesystem::create_directories(request.save_pred_dir);
 
+  // Multi-label scores and targets of every image; each rank fills its rows, a sum all-reduce
+  // gathers them.
+  torch::Tensor label_scores, label_targets;
   for (int64_t index : data::val_indices(total, comm.rank(), comm.size())) {
     data::ValSample sample = data::load_val_sample(store, index, test_options);
     const int64_t height = sample.label.size(0), width = sample.label.size(1);
+    if (model.has_label_scores()) {
+      torch::Tensor scores = model.label_scores(sample.image);
+      if (!label_scores.defined()) {
+        label_scores = torch::zeros({total, model.num_classes()}, torch::kFloat64);
+        label_targets = torch::zeros({total, model.num_classes()}, torch::kFloat64);
+      }
+      label_scores[index].copy_(scores[0]);
+      torch::Tensor valid = sample.label.lt(model.num_classes()) & sample.label.ge(0);
+      torch::Tensor present = sample.label.masked_select(valid).to(torch::kLong);
+      if (present.numel() > 0) label_targets[index].index_fill_(0, std::get<0>(torch::_unique(present)), 1.0);
+    }
     torch::Tensor probs = torch::zeros({1, model.num_classes(), height, width});
     for (double scale : config.eval.scales) {
       torch::Tensor image = sample.image;
@@ -98,8 +112,20 @@ SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store
   }
   torch::Tensor& areas = accumulator.mutable_areas();
   comm.allreduce(areas);
+  SegMetrics metrics = accumulator.summarize();
+  // Every rank has the same model, so all or none run these collectives; a rank without records
+  // contributes zeros of the same shape.
+  if (model.has_label_scores()) {
+    if (!label_scores.defined()) {
+      label_scores = torch::zeros({total, model.num_classes()}, torch::kFloat64);
+      label_targets = torch::zeros({total, model.num_classes()}, torch::kFloat64);
+    }
+    comm.allreduce(label_scores);
+    comm.allreduce(label_targets);
+    metrics.label_mAP = mean_average_precision(label_scores, label_targets, &metrics.label_mAP_prior);
+  }
   if (was_training) model.train();
-  return accumulator.summarize();
+  return metrics;
 }
 
 CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,

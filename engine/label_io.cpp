@@ -129,6 +129,10 @@ std::string metrics_to_json(const SegMetrics& m, const std::vector<std::string>&
   j["per_class"] = std::move(iou);
   j["per_class_acc"] = std::move(acc);
   j["pixels"] = m.pixels;
+  if (!std::isnan(m.label_mAP)) {
+    j["label_mAP"] = m.label_mAP;
+    j["label_mAP_prior"] = m.label_mAP_prior;
+  }
   return j.dump(2);
 }
 

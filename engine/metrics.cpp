@@ -197,4 +197,38 @@ void IoUAccumulator::set_areas(const torch::Tensor& areas) {
 
 void IoUAccumulator::reset() { areas_.zero_(); }
 
+double mean_average_precision(const torch::Tensor& scores, const torch::Tensor& targets, double* prior_map) {
+  SEGRUN_CHECK(scores.dim() == 2 && scores.sizes() == targets.sizes(), DataError,
+               "mAP: scores " << scores.sizes() << " and targets " << targets.sizes() << " must both be [N, K]");
+  torch::Tensor s = scores.to(torch::kFloat64).contiguous().cpu();
+  torch::Tensor t = targets.to(torch::kFloat64).contiguous().cpu();
+  const int64_t n = s.size(0), k = s.size(1);
+  double ap_sum = 0, prior_sum = 0;
+  int64_t classes = 0;
+  for (int64_t c = 0; c < k; ++c) {
+    torch::Tensor column = s.select(1, c);
+    torch::Tensor order = std::get<1>(column.sort(0, /*descending=*/true));
+    torch::Tensor sorted_scores = column.index_select(0, order);
+    torch::Tensor sorted_targets = t.select(1, c).index_select(0, order);
+    const double positives = sorted_targets.sum().item<double>();
+    if (positives <= 0) continue;
+    auto sc = sorted_scores.accessor<double, 1>();
+    auto tg = sorted_targets.accessor<double, 1>();
+    double true_positives = 0, ap = 0, previous_recall = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      true_positives += tg[i];
+      if (i + 1 < n && sc[i + 1] == sc[i]) continue;  // one step per distinct threshold
+      const double recall = true_positives / positives;
+      ap += (recall - previous_recall) * (true_positives / static_cast<double>(i + 1));
+      previous_recall = recall;
+    }
+    ap_sum += ap;
+    prior_sum += positives / static_cast<double>(n);
+    ++classes;
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (prior_map) *prior_map = classes > 0 ? 100.0 * prior_sum / classes : nan;
+  return classes > 0 ? 100.0 * ap_sum / classes : nan;
+}
+
 }  // namespace segrun::engine

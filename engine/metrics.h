@@ -20,6 +20,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace segrun::engine {
@@ -34,7 +35,19 @@ struct SegMetrics {
   std::vector<double> iou;   // per class, fraction in [0, 1], NaN where undefined
   std::vector<double> acc;   // per class, fraction in [0, 1], NaN where undefined
   int64_t pixels = 0;        // sum of the label areas (valid, in-range GT pixels)
+  // Multi-label classification of the images (heads with a label branch, e.g. CLIP-SP), percent;
+  // NaN when the model has no label branch. `label_mAP_prior` is the mAP of the trivial predictor
+  // that gives every image the same scores (AP = the class's frequency among the images).
+  double label_mAP = std::numeric_limits<double>::quiet_NaN();
+  double label_mAP_prior = std::numeric_limits<double>::quiet_NaN();
 };
+
+// Multi-label average precision, sklearn `average_precision_score` semantics per class:
+// AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds (tied scores form one step).
+// scores, targets: [N, K] (targets 0/1). Returns the mean over classes with >= 1 positive, in
+// percent, and, in *prior_map when given, the mean of those classes' positive frequencies (the AP
+// of any constant predictor), in percent. NaN when no class has a positive.
+double mean_average_precision(const torch::Tensor& scores, const torch::Tensor& targets, double* prior_map = nullptr);
 
 // Areas of one prediction/label pair: int64 [4, K] on the CPU. pred and label: integer tensors of
 // the same shape ([H, W] or [B, H, W], any integer dtype, any device). Throws DataError on a

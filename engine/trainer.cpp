@@ -174,6 +174,9 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       double secs = std::chrono::duration<double>(Clock::now() - t0).count();
       log::info("iter {} val: mIoU {:.2f} mAcc {:.2f} aAcc {:.2f} ({:.1f}s)", iter, m.mIoU, m.mAcc,
                 m.aAcc, secs);
+      if (!std::isnan(m.label_mAP))
+        log::info("iter {} val: multi-label mAP {:.2f} (constant-score predictor {:.2f})", iter, m.label_mAP,
+                  m.label_mAP_prior);
       if (root) {
         nlohmann::ordered_json line = metrics_json(m, outcome.class_names);
         line["iter"] = iter;
@@ -197,6 +200,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     auto window_start = Clock::now();
     int64_t window_iters = 0;
     double window_loss = 0;
+    std::vector<std::pair<std::string, double>> window_parts;  // each loss part's window sum
     double window_wait = 0;  // seconds this rank waited for data in the window
     double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
     int64_t skipped_reported = 0;  // corrupt records already reported
@@ -228,18 +232,30 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
       optimizer->step();
       window_loss += loss_value;
+      if (window_parts.empty()) {
+        for (const auto& part : loss.parts) window_parts.emplace_back(part.first, 0.0);
+      }
+      for (size_t i = 0; i < loss.parts.size() && i < window_parts.size(); ++i)
+        window_parts[i].second += loss.parts[i].second.item<double>();
       ++window_iters;
 
       const int64_t done = iter + 1;
       if (done % config.log.interval == 0 || done == config.train.iters) {
-        torch::Tensor mean_loss = torch::tensor({window_loss / window_iters}, torch::kFloat64);
-        comm->allreduce(mean_loss);
-        const double avg_loss = mean_loss.item<double>() / context.world_size;
+        // The total and every part averaged over the window and the ranks, in one all-reduce.
+        std::vector<double> sums{window_loss};
+        for (const auto& part : window_parts) sums.push_back(part.second);
+        torch::Tensor means = torch::tensor(sums, torch::kFloat64) / static_cast<double>(window_iters);
+        comm->allreduce(means);
+        means = means / static_cast<double>(context.world_size);
+        const double avg_loss = means[0].item<double>();
+        std::string parts_text;
+        for (size_t i = 0; i < window_parts.size() && window_parts.size() > 1; ++i)
+          parts_text += fmt::format(" {} {:.4f}", window_parts[i].first, means[i + 1].item<double>());
         const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
         const double images_per_s = secs > 0 ? window_iters * global_batch / secs : 0;
         const double eta = secs / window_iters * static_cast<double>(config.train.iters - done);
-        log::info("iter {}/{} loss {:.4f} lr {:.3e} {:.1f} img/s eta {}", done, config.train.iters,
-                  avg_loss, lr, images_per_s, format_duration(eta));
+        log::info("iter {}/{} loss {:.4f}{} lr {:.3e} {:.1f} img/s eta {}", done, config.train.iters,
+                  avg_loss, parts_text, lr, images_per_s, format_duration(eta));
         if (loader.skipped() > skipped_reported) {
           log::warn("{} read(s) of corrupt records skipped so far (data.on_corrupt = \"skip\"); run "
                     "`segrun data inspect {}` to list the records",
@@ -251,11 +267,13 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
                               {"images_per_s", images_per_s}, {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0},
                                       {"sync_wait_fraction", secs > 0 ? window_sync_wait / secs : 0.0},
                                       {"skipped_records", loader.skipped()}};
+          for (size_t i = 0; i < window_parts.size(); ++i) line[window_parts[i].first] = means[i + 1].item<double>();
           run.append_metrics(line.dump());
         }
         window_start = Clock::now();
         window_iters = 0;
         window_loss = 0;
+        for (auto& part : window_parts) part.second = 0;
         window_wait = 0;
         window_sync_wait = 0;
       }

@@ -40,6 +40,7 @@ class ClipSpSegmentorImpl : public SegmentorImpl {
   torch::Tensor forward(const torch::Tensor& images) override;
   LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override;
   torch::Tensor label_scores(const torch::Tensor& images) override;
+  bool has_label_scores() const override { return true; }
   void set_iteration(int64_t iteration) override { iteration_ = iteration; }
   int64_t num_classes() const override { return num_classes_; }
 

@@ -42,6 +42,7 @@ class SegmentorImpl : public torch::nn::Module {
   // Heads with a multi-label branch return per-class image scores [B, K] in [0, 1] (used for the
   // validation mAP); others return an undefined tensor.
   virtual torch::Tensor label_scores(const torch::Tensor& images);
+  virtual bool has_label_scores() const { return false; }
   // The trainer calls this with the current iteration before loss() (schedules inside a model,
   // e.g. CLIP-SP's batch drop); the default ignores it.
   virtual void set_iteration(int64_t /*iteration*/) {}

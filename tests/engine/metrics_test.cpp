@@ -166,6 +166,22 @@ torch::Tensor run_reference(const torch::Tensor& pred, const torch::Tensor& labe
   return areas;
 }
 
+TEST(Metrics, MultiLabelAveragePrecisionHandComputed) {
+  // Class 0: positives ranked 1st and 3rd -> AP = 0.5 * 1 + 0.5 * 2/3.
+  // Class 1: all scores tied -> one step at recall 1 with precision 2/4 = its frequency.
+  // Class 2: no positive -> not averaged.
+  torch::Tensor scores = torch::tensor({{0.9, 0.5, 0.1}, {0.8, 0.5, 0.2}, {0.7, 0.5, 0.3}, {0.6, 0.5, 0.4}});
+  torch::Tensor targets = torch::tensor({{1., 1., 0.}, {0., 0., 0.}, {1., 0., 0.}, {0., 1., 0.}});
+  double prior = 0;
+  const double map = mean_average_precision(scores, targets, &prior);
+  EXPECT_NEAR(map, 100.0 * ((0.5 + 0.5 * 2.0 / 3.0) + 0.5) / 2.0, 1e-9);
+  EXPECT_NEAR(prior, 100.0 * (0.5 + 0.5) / 2.0, 1e-9);
+  // A perfect ranking scores 100; no positives at all -> NaN.
+  EXPECT_NEAR(mean_average_precision(targets, targets), 100.0, 1e-9);
+  EXPECT_TRUE(std::isnan(mean_average_precision(scores, torch::zeros({4, 3}))));
+  EXPECT_THROW(mean_average_precision(scores, torch::zeros({4, 2})), DataError);
+}
+
 TEST(Metrics, MatchesNumpyReferenceOnRandomArrays) {
   testing::ScratchDir dir("metrics-ref");
   torch::manual_seed(1234);

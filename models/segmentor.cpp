@@ -10,6 +10,7 @@
 #include "models/clip_checkpoint.h"
 #include "models/clip_sp_segmentor.h"
 #include "models/losses.h"
+#include "models/mask2former_segmentor.h"
 
 namespace segrun::models {
 namespace {
@@ -19,6 +20,7 @@ using Builder = std::function<std::shared_ptr<SegmentorImpl>(const BuildOptions&
 const std::map<std::string, Builder>& registry() {
   static const std::map<std::string, Builder> builders{
       {"fpn", [](const BuildOptions& o) { return std::make_shared<FpnSegmentorImpl>(o); }},
+      {"mask2former", [](const BuildOptions& o) { return std::make_shared<Mask2FormerSegmentorImpl>(o); }},
       {"clip_sp", [](const BuildOptions& o) { return std::make_shared<ClipSpSegmentorImpl>(o); }},
   };
   return builders;

@@ -1,0 +1,128 @@
+// Mask2Former semantic segmentor: see mask2former_segmentor.h.
+#include "models/mask2former_segmentor.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "models/clip_checkpoint.h"
+
+namespace segrun::models {
+namespace {
+
+namespace F = torch::nn::functional;
+
+Mask2FormerLossOptions loss_options(const BuildOptions& options) {
+  const Mask2FormerConfig& c = options.config.mask2former;
+  Mask2FormerLossOptions loss;
+  loss.num_classes = options.num_classes;
+  loss.class_weight = c.class_weight;
+  loss.mask_weight = c.mask_weight;
+  loss.dice_weight = c.dice_weight;
+  loss.no_object_weight = c.no_object_weight;
+  loss.num_points = c.num_points;
+  loss.oversample = c.oversample;
+  loss.importance = c.importance;
+  return loss;
+}
+
+void check_mask2former_config(const Mask2FormerConfig& c) {
+  SEGRUN_CHECK(c.hidden_dim % c.heads == 0, ConfigError,
+               "model.mask2former.hidden_dim: " << c.hidden_dim << " is not divisible by model.mask2former.heads ("
+                                                << c.heads << ")");
+  SEGRUN_CHECK(c.hidden_dim % 32 == 0, ConfigError,
+               "model.mask2former.hidden_dim: must be a multiple of 32 (GroupNorm(32) in the pixel decoder), got "
+                   << c.hidden_dim);
+  SEGRUN_CHECK(static_cast<int64_t>(c.importance * c.num_points) <= static_cast<int64_t>(c.oversample * c.num_points),
+               ConfigError, "model.mask2former.importance: more important points than oversampled candidates");
+}
+
+}  // namespace
+
+Mask2FormerHeadImpl::Mask2FormerHeadImpl(const PixelDecoderOptions& pixel, const MaskedDecoderOptions& decoder) {
+  pixel_decoder_ = register_module("pixel_decoder", MSDeformPixelDecoder(pixel));
+  transformer_decoder_ = register_module("transformer_decoder", MaskedTransformerDecoder(decoder));
+}
+
+MaskedDecoderOutput Mask2FormerHeadImpl::forward(const std::vector<torch::Tensor>& stages) {
+  PixelDecoderOutput pixels = pixel_decoder_->forward(stages);
+  return transformer_decoder_->forward(pixels.multi_scale, pixels.mask_features);
+}
+
+torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, const torch::Tensor& mask_logits) {
+  const int64_t k = class_logits.size(2) - 1;
+  torch::Tensor probs = class_logits.softmax(-1).narrow(2, 0, k);  // drop "no object"
+  return torch::einsum("bqc,bqhw->bchw", {probs, mask_logits.sigmoid()});
+}
+
+Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
+    : num_classes_(options.num_classes), comm_(options.comm), criterion_(loss_options(options)) {
+  const Mask2FormerConfig& c = options.config.mask2former;
+  check_mask2former_config(c);
+  const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
+  ClipResNetOptions backbone;
+  backbone.variant = options.config.backbone;
+  backbone.width = options.config.width;
+  backbone.with_attnpool = false;
+  backbone.norm = norm;
+  backbone_ = register_module("backbone", ClipResNet(backbone));
+  if (!options.config.pretrained.empty()) {
+    WeightImportOptions weights;
+    weights.path = options.config.pretrained;
+    weights.prefix = "visual.";
+    weights.skip_prefixes = {"attnpool."};  // Mask2Former takes the raw stages
+    WeightImportReport report = import_torchscript_weights(weights, *backbone_);
+    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped)", report.loaded,
+              options.config.pretrained, report.skipped);
+  }
+
+  PixelDecoderOptions pixel;
+  pixel.in_channels = backbone_->spec().stage_channels();
+  pixel.conv_dim = c.hidden_dim;
+  pixel.mask_dim = c.hidden_dim;
+  pixel.encoder_layers = c.enc_layers;
+  pixel.heads = c.heads;
+  pixel.points = c.enc_points;
+  pixel.ffn_dim = c.enc_ffn;
+  MaskedDecoderOptions decoder;
+  decoder.in_channels = c.hidden_dim;
+  decoder.hidden = c.hidden_dim;
+  decoder.mask_dim = c.hidden_dim;
+  decoder.num_queries = c.num_queries;
+  decoder.heads = c.heads;
+  decoder.ffn_dim = c.dec_ffn;
+  decoder.layers = c.dec_layers;
+  decoder.num_classes = options.num_classes;
+  decode_head_ = register_module("decode_head", Mask2FormerHead(pixel, decoder));
+  supervise_initial_ = c.supervise_initial;
+}
+
+MaskedDecoderOutput Mask2FormerSegmentorImpl::predictions(const torch::Tensor& images) {
+  return decode_head_->forward(backbone_->forward(images).stages);
+}
+
+torch::Tensor Mask2FormerSegmentorImpl::forward(const torch::Tensor& images) {
+  MaskedDecoderOutput out = predictions(images);
+  return mask2former_semantic_inference(out.class_logits.back(), out.mask_logits.back());
+}
+
+torch::Tensor Mask2FormerSegmentorImpl::predict_logits(const torch::Tensor& images) {
+  MaskedDecoderOutput out = predictions(images);
+  torch::Tensor masks = F::interpolate(out.mask_logits.back(), F::InterpolateFuncOptions()
+                                                                   .size(std::vector<int64_t>{images.size(2), images.size(3)})
+                                                                   .mode(torch::kBilinear)
+                                                                   .align_corners(false));
+  return mask2former_semantic_inference(out.class_logits.back(), masks);
+}
+
+LossTerms Mask2FormerSegmentorImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
+  SEGRUN_CHECK(labels.dim() == 3 && labels.size(0) == images.size(0), DataError,
+               "Mask2Former loss: labels must be [B, H, W] with B = " << images.size(0) << ", got " << labels.sizes());
+  std::vector<SemanticTargets> targets;
+  for (int64_t b = 0; b < labels.size(0); ++b) targets.push_back(semantic_targets(labels[b].to(torch::kLong), num_classes_));
+  MaskedDecoderOutput out = predictions(images);
+  const size_t first = supervise_initial_ ? 0 : 1;
+  std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first), out.class_logits.end());
+  std::vector<torch::Tensor> masks(out.mask_logits.begin() + static_cast<std::ptrdiff_t>(first), out.mask_logits.end());
+  return criterion_.loss(classes, masks, targets, comm_);
+}
+
+}  // namespace segrun::models

@@ -1,0 +1,426 @@
+// Tests of the Mask2Former head: the Hungarian solver against scipy's linear_sum_assignment,
+// deformable attention (core and module), point losses / costs, point_sample and the sine
+// positional encoding against an independent PyTorch reference (tests/models/
+// reference_mask2former.py under /usr/bin/python3), importance sampling, targets, semantic
+// inference and the criterion against hand-computed values, the segmentor's shapes, parameter
+// split and config wiring, and a short training run whose loss decreases.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "models/hungarian_matcher.h"
+#include "models/mask2former_criterion.h"
+#include "models/mask2former_segmentor.h"
+#include "models/msdeform_pixel_decoder.h"
+#include "models/segmentor.h"
+#include "tests/models/torch_test_io.h"
+
+namespace segrun::models {
+namespace {
+
+using test_io::expect_close;
+
+// ---- Hungarian solver ----------------------------------------------------------------------------
+
+struct CostCase {
+  int64_t rows, cols;
+  bool ties;  // small integer costs: many optimal assignments
+};
+
+TEST(Mask2FormerHungarian, MatchesScipyOnRandomAndTiedRectangularMatrices) {
+  const std::vector<CostCase> cases{{1, 1, false},  {5, 5, false},  {7, 3, false},  {3, 9, false}, {20, 20, false},
+                                    {100, 12, false}, {12, 100, false}, {6, 6, true}, {10, 4, true}, {4, 10, true},
+                                    {30, 30, true},  {8, 8, true}};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> uniform(-3.0, 5.0);
+  std::uniform_int_distribution<int> small(0, 2);
+  std::vector<std::vector<double>> costs;
+  c10::Dict<std::string, at::Tensor> input;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::vector<double> cost(static_cast<size_t>(cases[i].rows * cases[i].cols));
+    for (auto& c : cost) c = cases[i].ties ? small(rng) : uniform(rng);
+    if (i + 1 == cases.size()) std::fill(cost.begin(), cost.end(), 1.0);  // all equal
+    input.insert("cost_" + std::to_string(i),
+                 torch::tensor(cost, torch::kFloat64).view({cases[i].rows, cases[i].cols}));
+    costs.push_back(cost);
+  }
+  auto ref = test_io::run_tensor_reference("reference_mask2former.py", input);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto [rows, cols, ties] = cases[i];
+    SCOPED_TRACE("case " + std::to_string(i) + ": " + std::to_string(rows) + "x" + std::to_string(cols));
+    Assignment a = linear_sum_assignment(costs[i], rows, cols);
+    ASSERT_EQ(static_cast<int64_t>(a.rows.size()), std::min(rows, cols));
+    ASSERT_EQ(a.rows.size(), a.cols.size());
+    std::set<int64_t> used_cols(a.cols.begin(), a.cols.end());
+    EXPECT_EQ(used_cols.size(), a.cols.size());
+    EXPECT_TRUE(std::is_sorted(a.rows.begin(), a.rows.end()));
+    EXPECT_EQ(std::set<int64_t>(a.rows.begin(), a.rows.end()).size(), a.rows.size());
+    double total = 0;
+    for (size_t k = 0; k < a.rows.size(); ++k) total += costs[i][static_cast<size_t>(a.rows[k] * cols + a.cols[k])];
+    const double expected = ref["lsa_total_" + std::to_string(i)].item<double>();
+    EXPECT_NEAR(total, expected, 1e-9 * (1.0 + std::abs(expected)));
+    if (!ties) {  // continuous random costs: the optimum is unique
+      EXPECT_TRUE(torch::equal(torch::tensor(a.rows, torch::kLong), ref["lsa_rows_" + std::to_string(i)]));
+      EXPECT_TRUE(torch::equal(torch::tensor(a.cols, torch::kLong), ref["lsa_cols_" + std::to_string(i)]));
+    }
+  }
+}
+
+TEST(Mask2FormerHungarian, HandExampleEmptyAndNonFinite) {
+  // Greedy would take (0,0)=1 then (1,1)=8; the optimum is (0,1)+(1,0) = 2 + 3.
+  Assignment a = linear_sum_assignment({1, 2, 3, 8}, 2, 2);
+  EXPECT_EQ(a.rows, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(a.cols, (std::vector<int64_t>{1, 0}));
+  EXPECT_TRUE(linear_sum_assignment({}, 0, 4).rows.empty());
+  EXPECT_TRUE(linear_sum_assignment({}, 3, 0).rows.empty());
+  EXPECT_THROW(linear_sum_assignment({1, std::nan(""), 3, 4}, 2, 2), ModelError);
+  EXPECT_THROW(linear_sum_assignment({1, 2, 3}, 2, 2), ModelError);
+}
+
+// ---- deformable attention ------------------------------------------------------------------------
+
+TEST(Mask2FormerDeformAttn, CoreSamplingMatchesPytorchReference) {
+  torch::manual_seed(3);
+  const std::vector<std::pair<int64_t, int64_t>> shapes{{4, 6}, {2, 3}, {1, 2}};
+  const int64_t b = 2, m = 2, d = 4, lq = 5, l = 3, p = 3, s = 24 + 6 + 2;
+  torch::Tensor value = torch::randn({b, s, m, d});
+  torch::Tensor locations = torch::rand({b, lq, m, l, p, 2}) * 1.2 - 0.1;  // some outside [0, 1]
+  torch::Tensor weights = torch::softmax(torch::randn({b, lq, m, l * p}), -1).view({b, lq, m, l, p});
+  c10::Dict<std::string, at::Tensor> input;
+  input.insert("msda_value", value);
+  input.insert("msda_shapes", torch::tensor({4, 6, 2, 3, 1, 2}, torch::kLong).view({3, 2}));
+  input.insert("msda_locations", locations);
+  input.insert("msda_weights", weights);
+  auto ref = test_io::run_tensor_reference("reference_mask2former.py", input);
+  expect_close(ms_deform_attn_sample(value, shapes, locations, weights), ref["msda_out"], "ms_deform_attn core", 1e-5);
+}
+
+TEST(Mask2FormerDeformAttn, ModuleMatchesPytorchReferenceAndInitIsDirectional) {
+  torch::manual_seed(4);
+  MSDeformAttnOptions options;
+  options.dim = 16;
+  options.levels = 3;
+  options.heads = 4;
+  options.points = 2;
+  MSDeformAttn attn(options);
+  {
+    // Deformable DETR init: offsets bias = per-head unit direction x (point + 1), weights zero.
+    auto params = attn->named_parameters();
+    torch::Tensor bias = params["sampling_offsets.bias"].view({4, 3, 2, 2});
+    EXPECT_NEAR(bias[0][0][0][0].item<double>(), 1.0, 1e-6);   // head 0: direction (1, 0)
+    EXPECT_NEAR(bias[0][0][1][0].item<double>(), 2.0, 1e-6);   // second point: x 2
+    EXPECT_NEAR(bias[1][2][0][1].item<double>(), 1.0, 1e-6);   // head 1: (cos 90, sin 90) -> (0, 1)
+    EXPECT_NEAR(bias[1][2][0][0].item<double>(), 0.0, 1e-6);
+    EXPECT_EQ(params["attention_weights.weight"].abs().sum().item<double>(), 0.0);
+    torch::NoGradGuard no_grad;
+    for (auto& param : attn->parameters()) param.normal_(0.0, 0.3);  // a sharper check than the init
+  }
+  const std::vector<std::pair<int64_t, int64_t>> shapes{{4, 4}, {2, 2}, {1, 1}};
+  const int64_t b = 2, lq = 7, s = 16 + 4 + 1;
+  torch::Tensor query = torch::randn({b, lq, 16}), input = torch::randn({b, s, 16});
+  torch::Tensor reference = torch::rand({b, lq, 3, 2});
+  auto params = attn->named_parameters();
+  c10::Dict<std::string, at::Tensor> dict;
+  dict.insert("attn_query", query);
+  dict.insert("attn_reference", reference);
+  dict.insert("attn_input", input);
+  dict.insert("attn_shapes", torch::tensor({4, 4, 2, 2, 1, 1}, torch::kLong).view({3, 2}));
+  dict.insert("attn_mlp", torch::tensor({4, 3, 2}, torch::kLong));
+  for (const std::string name : {"value", "offset", "weight", "out"}) {
+    const std::string module = name == "value" ? "value_proj" : name == "offset" ? "sampling_offsets"
+                               : name == "weight" ? "attention_weights" : "output_proj";
+    dict.insert("attn_" + name + "_w", params[module + ".weight"].detach().clone());
+    dict.insert("attn_" + name + "_b", params[module + ".bias"].detach().clone());
+  }
+  auto ref = test_io::run_tensor_reference("reference_mask2former.py", dict);
+  torch::NoGradGuard no_grad;
+  expect_close(attn->forward(query, reference, input, shapes), ref["attn_out"], "MSDeformAttn forward", 1e-5);
+}
+
+TEST(Mask2FormerDeformAttn, ReferencePointsAreCellCentres) {
+  torch::Tensor points = deform_reference_points({{2, 4}, {1, 1}}, torch::kFloat32);
+  ASSERT_EQ(points.sizes(), (std::vector<int64_t>{9, 2}));
+  EXPECT_FLOAT_EQ(points[0][0].item<float>(), 0.125f);  // (x, y) of row 0, col 0 of a 2x4 grid
+  EXPECT_FLOAT_EQ(points[0][1].item<float>(), 0.25f);
+  EXPECT_FLOAT_EQ(points[7][0].item<float>(), 0.875f);  // row 1, col 3
+  EXPECT_FLOAT_EQ(points[7][1].item<float>(), 0.75f);
+  EXPECT_FLOAT_EQ(points[8][0].item<float>(), 0.5f);    // the 1x1 level
+}
+
+// ---- point sampling, losses, positional encoding -------------------------------------------------
+
+TEST(Mask2FormerPoints, LossesCostsPointSampleAndSineEmbeddingMatchReference) {
+  torch::manual_seed(5);
+  torch::Tensor logits = torch::randn({6, 40}) * 3.0;
+  torch::Tensor targets = (torch::rand({6, 40}) < 0.4).to(torch::kFloat32);
+  torch::Tensor cost_targets = (torch::rand({4, 40}) < 0.5).to(torch::kFloat32);
+  torch::Tensor ps_input = torch::randn({3, 2, 5, 7});
+  torch::Tensor ps_coords = torch::rand({3, 11, 2});
+  c10::Dict<std::string, at::Tensor> input;
+  input.insert("pl_logits", logits);
+  input.insert("pl_targets", targets);
+  input.insert("pl_num_masks", torch::tensor({2.5}));
+  input.insert("pc_targets", cost_targets);
+  input.insert("ps_input", ps_input);
+  input.insert("ps_coords", ps_coords);
+  input.insert("pe_shape", torch::tensor({2, 5, 7, 8}, torch::kLong));
+  auto ref = test_io::run_tensor_reference("reference_mask2former.py", input);
+  expect_close(sigmoid_bce_point_loss(logits, targets, 2.5).reshape({1}), ref["pl_bce"], "BCE point loss", 1e-5);
+  expect_close(dice_point_loss(logits, targets, 2.5).reshape({1}), ref["pl_dice"], "dice point loss", 1e-5);
+  expect_close(pairwise_sigmoid_bce_cost(logits, cost_targets), ref["pc_bce"], "BCE cost", 1e-5);
+  expect_close(pairwise_dice_cost(logits, cost_targets), ref["pc_dice"], "dice cost", 1e-5);
+  expect_close(point_sample(ps_input, ps_coords), ref["ps_out"], "point_sample", 1e-5);
+  expect_close(sine_position_embedding(2, 5, 7, 8, torch::kFloat32), ref["pe_out"], "sine embedding", 1e-5);
+}
+
+TEST(Mask2FormerPoints, ImportanceSamplingKeepsTheMostUncertainPoints) {
+  torch::manual_seed(6);
+  // Left half: logit 0 (most uncertain); right half: 10. With 60 candidates about 30 fall in
+  // the left half, so the 10 most uncertain are there (cells within half a pixel of the border
+  // interpolate, so "left" is x < 0.5 - 1/32).
+  torch::Tensor logits = torch::full({2, 1, 16, 16}, 10.0);
+  logits.narrow(3, 0, 8).fill_(0.0);
+  torch::Tensor coords = uncertain_point_coords(logits, 20, 3.0, 0.5);
+  ASSERT_EQ(coords.sizes(), (std::vector<int64_t>{2, 20, 2}));
+  EXPECT_TRUE(coords.ge(0).all().item<bool>() && coords.le(1).all().item<bool>());
+  EXPECT_TRUE(coords.narrow(1, 0, 10).select(2, 0).lt(0.5 - 1.0 / 32).all().item<bool>());
+  // importance 0: all random; importance 1: all chosen.
+  EXPECT_EQ(uncertain_point_coords(logits, 20, 1.0, 0.0).size(1), 20);
+  EXPECT_TRUE(uncertain_point_coords(logits, 8, 6.0, 1.0).select(2, 0).lt(0.5).all().item<bool>());
+}
+
+// ---- targets, semantic inference, criterion ------------------------------------------------------
+
+TEST(Mask2FormerTargets, OneMaskPerPresentClassIgnoreInNone) {
+  torch::Tensor labels = torch::tensor({3, 3, 255, 0, 0, 3}, torch::kLong).view({2, 3});
+  SemanticTargets t = semantic_targets(labels, 4);
+  EXPECT_TRUE(torch::equal(t.classes, torch::tensor({0, 3}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(t.masks, torch::tensor({0, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 1}, torch::kFloat32).view({2, 2, 3})));
+  EXPECT_EQ(semantic_targets(torch::full({2, 2}, 255, torch::kLong), 4).classes.numel(), 0);
+  EXPECT_THROW(semantic_targets(torch::tensor({1, 4}, torch::kLong).view({1, 2}), 4), DataError);
+}
+
+TEST(Mask2FormerInference, SoftmaxClassesTimesSigmoidMasks) {
+  // Query 0: softmax(ln 3, 0, 0) = (3/5, 1/5 | 1/5 no-object); query 1: softmax(0, ln 2, ln 2) = (1/5, 2/5 | 2/5).
+  torch::Tensor classes = torch::tensor({std::log(3.0), 0.0, 0.0, 0.0, std::log(2.0), std::log(2.0)}).view({1, 2, 3});
+  // Pixel 0: sigmoid = (0.8, 0.25); pixel 1: (0.5, 0.8).
+  torch::Tensor masks = torch::tensor({std::log(4.0), 0.0, -std::log(3.0), std::log(4.0)}).view({1, 2, 1, 2});
+  torch::Tensor scores = mask2former_semantic_inference(classes.to(torch::kFloat32), masks.to(torch::kFloat32));
+  ASSERT_EQ(scores.sizes(), (std::vector<int64_t>{1, 2, 1, 2}));
+  EXPECT_NEAR(scores[0][0][0][0].item<double>(), 0.6 * 0.8 + 0.2 * 0.25, 1e-6);
+  EXPECT_NEAR(scores[0][1][0][0].item<double>(), 0.2 * 0.8 + 0.4 * 0.25, 1e-6);
+  EXPECT_NEAR(scores[0][0][0][1].item<double>(), 0.6 * 0.5 + 0.2 * 0.8, 1e-6);
+  EXPECT_NEAR(scores[0][1][0][1].item<double>(), 0.2 * 0.5 + 0.4 * 0.8, 1e-6);
+}
+
+Mask2FormerLossOptions small_loss(int64_t classes, int64_t points) {
+  Mask2FormerLossOptions o;
+  o.num_classes = classes;
+  o.num_points = points;
+  return o;
+}
+
+TEST(Mask2FormerCriterionTest, MatchingPairsEachTargetWithItsPerfectQuery) {
+  torch::manual_seed(8);
+  // Targets: class 1 = top half, class 2 = bottom half of an 8x8 image.
+  torch::Tensor labels = torch::ones({8, 8}, torch::kLong);
+  labels.narrow(0, 4, 4).fill_(2);
+  SemanticTargets t = semantic_targets(labels, 3);
+  // Query 2 predicts the top half as class 1, query 0 the bottom half as class 2, query 1 noise.
+  torch::Tensor masks = torch::full({3, 4, 4}, -8.0);
+  masks[2].narrow(0, 0, 2).fill_(8.0);
+  masks[0].narrow(0, 2, 2).fill_(8.0);
+  masks[1] = torch::randn({4, 4});
+  torch::Tensor classes = torch::zeros({3, 4});
+  classes[2][1] = 6.0;
+  classes[0][2] = 6.0;
+  Assignment a = Mask2FormerCriterion(small_loss(3, 400)).match(classes, masks, t);
+  EXPECT_EQ(a.rows, (std::vector<int64_t>{0, 2}));
+  EXPECT_EQ(a.cols, (std::vector<int64_t>{1, 0}));
+}
+
+TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
+  torch::manual_seed(9);
+  // One image entirely of class 1 (K = 2). Query 0: class logits (0, 5, 0), mask logit 0
+  // everywhere; query 1: (0, 0, 5), mask -10. Query 0 is matched to the mask; query 1 -> no object.
+  // A zero logit gives BCE = log 2 at any point whatever the target (points near the border see
+  // fractional targets: grid_sample pads with zeros, as in Mask2Former), so the BCE is exact; the
+  // dice with sigmoid 0.5 is P/2 / (P/2 + T + 1) with the target sum T in [P/4, P].
+  torch::Tensor labels = torch::ones({1, 8, 8}, torch::kLong);
+  torch::Tensor classes = torch::tensor({0.0f, 5.0f, 0.0f, 0.0f, 0.0f, 5.0f}).view({1, 2, 3}).requires_grad_(true);
+  torch::Tensor masks = torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1)
+                            .requires_grad_(true);
+  const int64_t p = 50;
+  Mask2FormerCriterion criterion(small_loss(2, p));
+  std::vector<SemanticTargets> targets{semantic_targets(labels[0], 2)};
+  LossTerms terms = criterion.loss({classes, classes}, {masks, masks}, targets, nullptr);  // two "layers"
+  // CE of both queries: -log(e^5 / (e^5 + 2)); weighted mean with weights (1, 0.1) is the same.
+  const double ce = std::log1p(2.0 * std::exp(-5.0));
+  ASSERT_EQ(terms.parts.size(), 3u);
+  EXPECT_EQ(terms.parts[0].first, "loss_cls");
+  EXPECT_EQ(terms.parts[1].first, "loss_mask");
+  EXPECT_EQ(terms.parts[2].first, "loss_dice");
+  EXPECT_NEAR(terms.parts[0].second.item<double>(), 2 * 2.0 * ce, 1e-5);
+  EXPECT_NEAR(terms.parts[1].second.item<double>(), 2 * 5.0 * std::log(2.0), 1e-5);
+  const double half = 0.5 * static_cast<double>(p);
+  const double dice = terms.parts[2].second.item<double>() / 10.0;
+  EXPECT_GE(dice, half / (half + p + 1.0) - 1e-6);
+  EXPECT_LE(dice, half / (half + 0.25 * p + 1.0) + 1e-6);
+  EXPECT_NEAR(terms.total.item<double>(),
+              terms.parts[0].second.item<double>() + terms.parts[1].second.item<double>() +
+                  terms.parts[2].second.item<double>(), 1e-5);
+
+  // No-object weighting: with query 1 predicting class 0 instead, its CE counts 0.1 times.
+  torch::Tensor classes2 = torch::tensor({0.0f, 5.0f, 0.0f, 5.0f, 0.0f, 0.0f}).view({1, 2, 3});
+  LossTerms weighted = criterion.loss({classes2}, {masks}, targets, nullptr);
+  const double ce_nobj = std::log(std::exp(5.0) + 2.0);  // -log softmax(5, 0, 0)[2]
+  EXPECT_NEAR(weighted.parts[0].second.item<double>(), 2.0 * (1.0 * ce + 0.1 * ce_nobj) / 1.1, 1e-5);
+
+  // An image without labels: everything is "no object", mask losses are zero, gradients exist.
+  std::vector<SemanticTargets> empty{semantic_targets(torch::full({8, 8}, 255, torch::kLong), 2)};
+  LossTerms none = criterion.loss({classes}, {masks}, empty, nullptr);
+  EXPECT_EQ(none.parts[1].second.item<double>(), 0.0);
+  none.total.backward();
+  ASSERT_TRUE(masks.grad().defined());
+  ASSERT_TRUE(classes.grad().defined());
+}
+
+// ---- segmentor -----------------------------------------------------------------------------------
+
+ModelConfig tiny_mask2former() {
+  ModelConfig config;
+  config.backbone = "clip_rn50";
+  config.width = 8;
+  config.head = "mask2former";
+  config.norm = "bn";
+  Mask2FormerConfig& m = config.mask2former;
+  m.num_queries = 8;
+  m.hidden_dim = 32;
+  m.dec_layers = 3;
+  m.enc_layers = 1;
+  m.heads = 4;
+  m.enc_points = 2;
+  m.enc_ffn = 64;
+  m.dec_ffn = 64;
+  m.num_points = 256;
+  return config;
+}
+
+BuildOptions build_options(const ModelConfig& config, int classes) {
+  BuildOptions options;
+  options.config = config;
+  options.num_classes = classes;
+  options.crop_size = 64;
+  return options;
+}
+
+TEST(Mask2FormerSegmentor, ShapesPredictionsAndParameterSplit) {
+  torch::manual_seed(10);
+  auto model = std::dynamic_pointer_cast<Mask2FormerSegmentorImpl>(build_segmentor(build_options(tiny_mask2former(), 5)));
+  ASSERT_TRUE(model);
+  torch::Tensor images = torch::randn({2, 3, 64, 96});
+  MaskedDecoderOutput out = model->predictions(images);
+  ASSERT_EQ(out.class_logits.size(), 4u);  // before layer 0 + 3 layers
+  EXPECT_EQ(out.class_logits[3].sizes(), (std::vector<int64_t>{2, 8, 6}));
+  EXPECT_EQ(out.mask_logits[3].sizes(), (std::vector<int64_t>{2, 8, 16, 24}));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor scores = model->forward(images);
+  EXPECT_EQ(scores.sizes(), (std::vector<int64_t>{2, 5, 16, 24}));
+  torch::Tensor full = model->predict_logits(images);
+  EXPECT_EQ(full.sizes(), (std::vector<int64_t>{2, 5, 64, 96}));
+  // Scores are probability-weighted mask sums: in [0, 1] since the class probabilities of each
+  // query sum to at most 1 and every sigmoid is <= 1 ... times Q queries at most.
+  EXPECT_GE(full.min().item<double>(), 0.0);
+  EXPECT_LE(full.max().item<double>(), 8.0);
+
+  std::set<std::string> names;
+  for (const auto& item : model->named_parameters()) names.insert(item.key());
+  for (const std::string expected :
+       {"backbone.conv1.weight", "decode_head.pixel_decoder.level_embed",
+        "decode_head.pixel_decoder.encoder.0.self_attn.sampling_offsets.weight",
+        "decode_head.pixel_decoder.mask_features.weight",
+        "decode_head.transformer_decoder.query_feat.weight",
+        "decode_head.transformer_decoder.transformer_cross_attention_layers.2.multihead_attn.in_proj_weight",
+        "decode_head.transformer_decoder.class_embed.weight"})
+    EXPECT_EQ(names.count(expected), 1u) << expected;
+  int64_t trainable = 0;
+  for (const auto& p : model->parameters()) trainable += p.requires_grad();
+  EXPECT_EQ(static_cast<int64_t>(model->backbone_parameters().size() + model->head_parameters().size()), trainable);
+}
+
+TEST(Mask2FormerSegmentor, ConfigKeysAndErrors) {
+  Config config = parse_config("[model]\nhead = \"mask2former\"\n[model.mask2former]\nnum_queries = 20\nhidden_dim = 64\n",
+                               "m2f.toml", {"model.mask2former.dice_weight=4.5", "model.mask2former.supervise_initial=true"});
+  EXPECT_EQ(config.model.head, "mask2former");
+  EXPECT_EQ(config.model.mask2former.num_queries, 20);
+  EXPECT_EQ(config.model.mask2former.hidden_dim, 64);
+  EXPECT_EQ(config.model.mask2former.dec_layers, 9);
+  EXPECT_EQ(config.model.mask2former.num_points, 12544);
+  EXPECT_DOUBLE_EQ(config.model.mask2former.dice_weight, 4.5);
+  EXPECT_TRUE(config.model.mask2former.supervise_initial);
+  EXPECT_THROW(parse_config("[model.mask2former]\nimportance = 1.5\n", "bad.toml"), ConfigError);
+
+  ModelConfig bad = tiny_mask2former();
+  bad.mask2former.heads = 3;
+  try {
+    build_segmentor(build_options(bad, 5));
+    FAIL() << "hidden_dim 32 with 3 heads was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.mask2former.hidden_dim"), std::string::npos) << e.what();
+  }
+}
+
+// Images whose classes are colour-coded regions (a vertical split at a random column), so a tiny
+// model can learn them in a few dozen steps.
+std::pair<torch::Tensor, torch::Tensor> synthetic_batch(int64_t batch, int64_t size) {
+  torch::Tensor images = torch::zeros({batch, 3, size, size});
+  torch::Tensor labels = torch::zeros({batch, size, size}, torch::kLong);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t split = torch::randint(size / 4, 3 * size / 4, {1}).item<int64_t>();
+    const int64_t left = torch::randint(0, 3, {1}).item<int64_t>();
+    const int64_t right = (left + 1 + torch::randint(0, 2, {1}).item<int64_t>()) % 3;
+    images[b][left].narrow(1, 0, split).fill_(1.5);
+    images[b][right].narrow(1, split, size - split).fill_(1.5);
+    labels[b].narrow(1, 0, split).fill_(left);
+    labels[b].narrow(1, split, size - split).fill_(right);
+  }
+  images += 0.1 * torch::randn_like(images);
+  return {images, labels};
+}
+
+TEST(Mask2FormerSegmentor, ShortTrainingRunDecreasesTheLoss) {
+  torch::manual_seed(12);
+  auto model = build_segmentor(build_options(tiny_mask2former(), 3));
+  model->train();
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.05));
+  std::vector<double> losses;
+  const auto start = std::chrono::steady_clock::now();
+  for (int step = 0; step < 40; ++step) {
+    auto [images, labels] = synthetic_batch(4, 64);
+    optimizer.zero_grad();
+    LossTerms loss = model->loss(images, labels);
+    ASSERT_TRUE(std::isfinite(loss.total.item<double>())) << "step " << step;
+    loss.total.backward();
+    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+    optimizer.step();
+    losses.push_back(loss.total.item<double>());
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double first = std::accumulate(losses.begin(), losses.begin() + 5, 0.0) / 5;
+  const double last = std::accumulate(losses.end() - 5, losses.end(), 0.0) / 5;
+  std::printf("[mask2former tiny] 40 steps in %.1f s, loss %.3f -> %.3f\n", seconds, first, last);
+  EXPECT_LT(last, 0.7 * first);
+}
+
+}  // namespace
+}  // namespace segrun::models

@@ -9,6 +9,7 @@
 #include "build_config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "launcher/cluster_commands.h"
 #include "launcher/commands.h"
 #include "launcher/sweep_commands.h"
 
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--iters", demo.iters, "override the training iterations");
 
   SweepCommands sweep_commands(app);  // sweep plan | run | status, table
+  ClusterCommands cluster_commands(app);  // submit, status, cancel (Slurm)
 
   try {
     app.parse(argc, argv);
@@ -129,10 +131,11 @@ int main(int argc, char** argv) {
     } else if (*train_cmd) code = run_train(train, mpi);
     else if (*eval_cmd) code = run_eval(eval, mpi);
     else if (*metrics_cmd) code = run_metrics(metrics);
-    else if (*launch_cmd) code = run_launch(launch);
+    else if (*launch_cmd) code = launch_in_allocation(launch, &code) ? code : run_launch(launch);
     else if (*config_cmd) code = run_config(config);
     else if (*demo_cmd) code = run_demo(demo);
     else if (sweep_commands.selected()) code = sweep_commands.run();
+    else if (cluster_commands.selected()) code = cluster_commands.run();
     log::flush();
     mpi.finalize();
     return code;

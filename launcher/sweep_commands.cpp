@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "launcher/cluster_commands.h"
 #include "sweeps/plot.h"
 #include "sweeps/registry.h"
 #include "sweeps/results.h"
@@ -57,9 +58,9 @@ SweepCommands::SweepCommands(CLI::App& app) : state_(std::make_unique<State>()) 
 
   s.run = sweep->add_subcommand("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)");
   s.run->add_option("spec", s.spec, "sweep spec TOML")->required();
-  s.run->add_option("--on", s.on, "scheduler: local (mpirun jobs packed onto this machine's cores)")
+  s.run->add_option("--on", s.on, "scheduler: local (mpirun jobs packed onto this machine's cores) | slurm (a job array, like `segrun submit SPEC`)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"local"}));
+      ->check(CLI::IsMember({"local", "slurm"}));
   s.run->add_option("--max-parallel", s.max_parallel, "runs at once (default: cores / ranks per run)")
       ->check(CLI::Range(1, 4096));
   s.run->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
@@ -103,10 +104,12 @@ int SweepCommands::run() {
     if (*s.plan)
       std::cout << sweeps::format_plan(plan, fmt);
     else
-      std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt);
+      std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
+                                         slurm_states_of(plan));
     return 0;
   }
   if (*s.run) {
+    if (s.on == "slurm") return submit_sweep_on_slurm(s.spec, s.runs_dir, s.max_parallel, s.dry_run, std::cout);
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
     sweeps::SweepRunOptions options;
     options.runs_dir = s.runs_dir;

@@ -262,7 +262,8 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
   return out;
 }
 
-std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt) {
+std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt,
+                          const std::map<std::string, SchedulerState>& scheduler) {
   std::vector<std::vector<std::string>> rows;
   std::map<std::string, int> counts;
   const std::vector<Overrides> shown = varying_overrides(plan);
@@ -270,17 +271,32 @@ std::string format_status(const std::vector<PlanEntry>& plan, const std::string&
     const PlanEntry& e = plan[i];
     const RunRecord& r = e.record;
     std::string state = r.state.empty() ? "new" : r.state;
-    ++counts[state];
-    if (!r.reason.empty() && state == "failed") state += ": " + truncate(r.reason, 60);
+    const auto job = scheduler.find(e.dir);
+    if (job != scheduler.end() && !job->second.state.empty()) {
+      state = job->second.state;
+      ++counts[state.substr(0, state.find_first_of(" :("))];
+      state = truncate(state, 80);
+    } else {
+      ++counts[state];
+      if (!r.reason.empty() && state == "failed") state += ": " + truncate(r.reason, 60);
+    }
     const int64_t iter = std::max<int64_t>(0, r.state == "done" && r.result.count("iterations")
                                                   ? static_cast<int64_t>(r.result.at("iterations"))
                                                   : r.last_iter);
     rows.push_back({e.run.id, describe(shown[i]), std::to_string(e.run.seed), state,
                     std::to_string(iter) + "/" + std::to_string(e.run.iters), metric_text(r, metric)});
+    if (!scheduler.empty()) {
+      rows.back().push_back(job != scheduler.end() && !job->second.job.empty() ? job->second.job : "-");
+      rows.back().push_back(job != scheduler.end() && !job->second.log.empty() ? job->second.log : "-");
+    }
   }
-  std::string out = format_table({"id", "overrides", "seed", "state", "progress", metric}, rows, fmt,
-                                 {Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft, Align::kRight,
-                                  Align::kRight});
+  std::vector<std::string> header{"id", "overrides", "seed", "state", "progress", metric};
+  std::vector<Align> align{Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft, Align::kRight, Align::kRight};
+  if (!scheduler.empty()) {
+    header.insert(header.end(), {"job", "log"});
+    align.insert(align.end(), {Align::kLeft, Align::kLeft});
+  }
+  std::string out = format_table(header, rows, fmt, align);
   if (fmt == TableFormat::kText || fmt == TableFormat::kMarkdown) {
     std::string line;
     for (const auto& [state, n] : counts) line += (line.empty() ? "" : ", ") + std::to_string(n) + " " + state;

@@ -11,6 +11,7 @@
 // folder at a time (flock on <runs>/.sweep.lock). Not thread-safe (signal handling).
 
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,14 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
 std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt);
 // `sweep status`: id, overrides, seed, state, progress "<last iter>/<iters>", last metric value
 // (result.json when done, else the last evaluation in metrics.jsonl), then counts per state.
+// With `scheduler` (keyed by run directory, e.g. from Slurm), a run's state is replaced by the
+// merged one and the job id and log path are shown as two more columns.
+struct SchedulerState {
+  std::string state;  // replaces the run directory's state when not empty
+  std::string job;    // scheduler job id
+  std::string log;    // where the job's output goes
+};
 std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric,
-                          TableFormat fmt);
+                          TableFormat fmt, const std::map<std::string, SchedulerState>& scheduler = {});
 
 }  // namespace segrun::sweeps

@@ -20,11 +20,12 @@ std::map<std::string, SlurmJobInfo> by_id(const std::vector<SlurmJobInfo>& jobs)
 // Recorded on the one-node test cluster (scripts/slurm-local.sh, Slurm 22.05.8) with
 // squeue --noheader --array --states=all --me -O "JobArrayID:|,State:|,Reason:|,RestartCnt:|,NodeList:|"
 // during slurm_sweep_test: a finished task, a requeued one waiting for its begin time, a running
-// one after a requeue, array tasks held back by the %M limit, a cancelled one, a plain job.
+// one after a requeue, one just requeued by scontrol (completing), array tasks held back by the %M limit, a cancelled one, a plain job.
 const char* kSqueueSample =
     "12_0|COMPLETED|None|0|vm|\n"
     "12_1|PENDING|BeginTime|1||\n"
     "12_2|RUNNING|None|1|vm|\n"
+    "8_0|COMPLETING|None|1|vm|\n"
     "13_0|PENDING|JobArrayTaskLimit|0||\n"
     "13_1|PENDING|None|0||\n"
     "2_1|CANCELLED|BeginTime|1||\n"
@@ -32,7 +33,7 @@ const char* kSqueueSample =
 
 TEST(Squeue, ParsesRecordedSample) {
   const auto jobs = parse_squeue(kSqueueSample);
-  ASSERT_EQ(jobs.size(), 7u);
+  ASSERT_EQ(jobs.size(), 8u);
   const auto m = by_id(jobs);
   EXPECT_EQ(m.at("12_0").state, "COMPLETED");
   EXPECT_EQ(m.at("12_0").reason, "");
@@ -50,6 +51,8 @@ TEST(Squeue, ParsesRecordedSample) {
   EXPECT_EQ(describe_job(m.at("12_0")), "completed");
   EXPECT_EQ(describe_job(m.at("12_1")), "requeued (pending: BeginTime)");
   EXPECT_EQ(describe_job(m.at("12_2")), "running (restart 1)");
+  EXPECT_EQ(describe_job(m.at("8_0")), "completing (restart 1)");  // just requeued by scontrol
+  EXPECT_TRUE(is_active(m.at("8_0")));
   EXPECT_EQ(describe_job(m.at("13_0")), "pending (JobArrayTaskLimit)");
   EXPECT_EQ(describe_job(m.at("13_1")), "pending");
   EXPECT_TRUE(is_active(m.at("12_1")));

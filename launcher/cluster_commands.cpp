@@ -519,6 +519,12 @@ std::map<std::string, sweeps::SchedulerState> slurm_states_of(const std::vector<
 bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code) {
   const cluster::SlurmEnv env = cluster::read_slurm_env();
   if (!env.in_allocation || env.in_step || !cmd.hosts.empty()) return false;
+  if (env.ntasks > 0 && cmd.ranks > env.ntasks) {
+    log::warn("Slurm job {} has {} task(s) (SLURM_NTASKS), fewer than -n {}: starting the ranks on this node "
+              "with mpirun instead of srun (ask for --ntasks={} to spread them over the allocation)",
+              env.job_id, env.ntasks, cmd.ranks, cmd.ranks);
+    return false;
+  }
   cluster::AllocationLaunchOptions options;
   options.ranks = cmd.ranks;
   options.command.push_back(cluster::self_executable());

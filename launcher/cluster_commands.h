@@ -56,7 +56,8 @@ std::map<std::string, sweeps::SchedulerState> slurm_states_of(const std::vector<
 
 // `segrun launch` inside a Slurm allocation (SLURM_JOB_ID set, not inside a job step, no --hosts):
 // starts the ranks with srun --mpi=pmix (SEGRUN_SLURM_LAUNCHER=mpirun: mpirun on the allocation's
-// nodes). Returns false (and does nothing) outside an allocation; then run_launch applies.
+// nodes). Returns false (and does nothing) outside an allocation, or when the allocation has
+// fewer tasks than -n (with a warning); then run_launch (mpirun on this node) applies.
 bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code);
 
 }  // namespace segrun::launcher

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -210,8 +211,10 @@ std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& j
   }
   const std::string list = join(std::vector<std::string>(parents.begin(), parents.end()), ",");
   // squeue fails as a whole when one id is unknown (purged): ask for all of this user's jobs.
+  const passwd* user = ::getpwuid(::getuid());
+  const std::string user_flag = user ? std::string("--user=") + user->pw_name : "--me";
   const CommandResult q =
-      run_command({"squeue", "--noheader", "--array", "--states=all", "--me", "-O", kSqueueFields});
+      run_command({"squeue", "--noheader", "--array", "--states=all", user_flag, "-O", kSqueueFields});
   if (q.exit_code == 0)
     for (auto& j : parse_squeue(q.out))
       if (wanted.count(j.job_id)) out[j.job_id] = j;
@@ -236,7 +239,8 @@ bool is_active(const SlurmJobInfo& job) {
 std::string describe_job(const SlurmJobInfo& job) {
   const std::string state = lower(job.state);
   if (job.state == "PENDING") {
-    if (job.restarts > 0 || job.reason == "BeginTime")
+    // squeue knows the restart count; sacct does not, but a requeued job waits for its BeginTime.
+    if (job.restarts > 0 || (job.restarts < 0 && job.reason == "BeginTime"))
       return "requeued (pending" + (job.reason.empty() ? std::string() : ": " + job.reason) + ")";
     return "pending" + (job.reason.empty() ? std::string() : " (" + job.reason + ")");
   }

@@ -265,7 +265,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     auto it = jobs.find(plan[i].dir);
     if (it != jobs.end() && it->second.second && cluster::is_active(*it->second.second)) {
       ++queued;
-      out << plan[i].run.dir_name << ": already queued as Slurm job " << it->second.first.job_id << " ("
+      (req.dry_run ? std::cerr : out) << plan[i].run.dir_name << ": already queued as Slurm job " << it->second.first.job_id << " ("
           << cluster::describe_job(*it->second.second) << ")\n";
       continue;
     }
@@ -294,8 +294,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   const std::string text = cluster::render_job_script(script);
   const std::string tasks = cluster::render_tasks_file(names);
 
-  out << "sweep " << spec.name << ": " << plan.size() << " runs, " << done << " done, " << queued
-      << " already queued, " << todo.size() << " to submit; runs in " << runs_dir << "\n";
+  // With --dry-run stdout carries only the script (segrun submit ... --dry-run > job.sbatch).
+  (req.dry_run ? std::cerr : out) << "sweep " << spec.name << ": " << plan.size() << " runs, " << done << " done, "
+                                  << queued << " already queued, " << todo.size() << " to submit; runs in " << runs_dir
+                                  << "\n";
   if (req.dry_run) {
     out << text;
     std::cerr << "dry run: would write " << script_path << " and " << tasks_path << ":\n";

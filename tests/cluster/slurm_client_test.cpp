@@ -129,6 +129,10 @@ TEST(MergeRunState, LiveJobWinsThenTheRunDirectory) {
   EXPECT_EQ(merge_run_state("running", "", &timeout), "lost: slurm job timeout (TimeLimit) while the run was running");
   EXPECT_EQ(merge_run_state("", "", &failed), "lost: slurm job failed (exit 1:0, NonZeroExitCode) while the run was not started");
   EXPECT_EQ(merge_run_state("", "", nullptr), "new");
+  SlurmJobInfo held{"6", "PENDING", "BeginTime", "", 0, "", "squeue"};  // sbatch --begin, never ran
+  EXPECT_EQ(merge_run_state("queued", "", &held), "pending (BeginTime)");
+  SlurmJobInfo requeued_sacct{"7", "PENDING", "BeginTime", "0:0", -1, "", "sacct"};
+  EXPECT_EQ(merge_run_state("preempted", "", &requeued_sacct), "requeued (pending: BeginTime)");
   EXPECT_EQ(merge_run_state("running", "", nullptr), "running");
 }
 

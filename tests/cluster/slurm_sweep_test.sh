@@ -65,6 +65,8 @@ TOML
 # --dry-run prints the array script and writes nothing.
 "$segrun" submit sweep.toml --on slurm --dry-run > dry.txt 2> dry.err
 check "dry run exit code" test $? -eq 0
+check "dry run: stdout is the script" test "$(head -1 dry.txt)" = '#!/bin/bash'
+check "dry run: bash accepts it" bash -n dry.txt
 check "dry run: an array of 3, 2 at once" grep -q '^#SBATCH --array=0-2%2$' dry.txt
 check "dry run: USR1 30 s before the limit" grep -q '^#SBATCH --signal=B:USR1@30$' dry.txt
 check "dry run: srun with pmix or none" grep -q "^launch=(srun --mpi=" dry.txt

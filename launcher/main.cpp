@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "launcher/cluster_commands.h"
 #include "launcher/commands.h"
+#include "launcher/model_commands.h"
 #include "launcher/sweep_commands.h"
 
 namespace {
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
 
   SweepCommands sweep_commands(app);  // sweep plan | run | status, table
   ClusterCommands cluster_commands(app);  // submit, status, cancel (Slurm)
+  ModelCommands model_commands(app);  // model info
 
   try {
     app.parse(argc, argv);
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
     else if (*demo_cmd) code = run_demo(demo);
     else if (sweep_commands.selected()) code = sweep_commands.run();
     else if (cluster_commands.selected()) code = cluster_commands.run();
+    else if (model_commands.selected()) code = model_commands.run();
     log::flush();
     mpi.finalize();
     return code;

@@ -51,9 +51,12 @@ eval_interval = 0
 [log]
 interval = 1
 TOML
+# The runs folder has a hostile name: it reaches the job only single-quoted (no #SBATCH line holds a path).
+rdir='runs/it'"'"'s a $(touch PWNED) `touch PWNED2` dir'
 cat > sweep.toml <<'TOML'
 name = "slurmtest"
 base = "configs/tiny.toml"
+runs_dir = "runs/it's a $(touch PWNED) `touch PWNED2` dir"
 seeds = [0]
 [fixed]
 "cluster.slurm.max_parallel" = 2
@@ -81,17 +84,17 @@ check "submit exit code 0 (got $code)" test "$code" -eq 0
 job="$(sed -n 's/.*as Slurm job array \([0-9]*\) .*/\1/p' submit.txt)"
 check "submit printed the array job id" test -n "$job"
 [ -n "$job" ] || { finish slurm_sweep_test; exit 1; }
-mapfile -t runs < runs/slurmtest/slurm/submit-1.tasks
+mapfile -t runs < "$rdir/slurm/submit-1.tasks"
 check "tasks file lists 3 runs" test "${#runs[@]}" -eq 3
-check "job script is 0750" test "$(stat -c %a runs/slurmtest/slurm/submit-1.sbatch)" = 750
-check "tasks file is 0640" test "$(stat -c %a runs/slurmtest/slurm/submit-1.tasks)" = 640
+check "job script is 0750" test "$(stat -c %a "$rdir/slurm/submit-1.sbatch")" = 750
+check "tasks file is 0640" test "$(stat -c %a "$rdir/slurm/submit-1.tasks")" = 640
 check "runs folder not world-writable" test -z "$(find runs -perm -o+w)"
 for r in "${runs[@]}"; do
-  check "$r has its job recorded" grep -q "\"job_id\": \"${job}_" "runs/slurmtest/$r/slurm_job.json"
+  check "$r has its job recorded" grep -q "\"job_id\": \"${job}_" "$rdir/$r/slurm_job.json"
 done
-run0="runs/slurmtest/${runs[0]}"
-run1="runs/slurmtest/${runs[1]}"
-run2="runs/slurmtest/${runs[2]}"
+run0="$rdir/${runs[0]}"
+run1="$rdir/${runs[1]}"
+run2="$rdir/${runs[2]}"
 
 # A second submit while they are queued submits nothing.
 "$segrun" submit sweep.toml --on slurm > submit2.txt 2>&1
@@ -196,6 +199,8 @@ check "launch inside the allocation: 2 ranks" test "$(json "$work/launched/resul
 check "launch inside the allocation used srun" grep -q "inside Slurm job .*srun --mpi=.* --ntasks=2" "$work/launch.out"
 "$segrun" status "$work/single" > single-status.txt 2>&1
 check "segrun status of one run: done, job id" grep -Eq "^job +[0-9]+ \(slurm completed" single-status.txt
+
+check "no injected command ran" test -z "$(find "$work" /tmp -maxdepth 3 -name 'PWNED*' 2> /dev/null)"
 
 echo "slurm sweep test took $(( $(date +%s) - t0 )) s"
 finish slurm_sweep_test

@@ -126,7 +126,8 @@ std::string render_job_script(const JobScriptOptions& o) {
     throw ClusterError("cluster.slurm.launcher '" + s.launcher + "': expected srun or mpirun");
   check_directive("cluster.slurm.mpi", s.mpi, "_", "pmix");
   for (const auto& [name, value] : o.env)
-    if (!is_env_name(name)) throw ClusterError("--export '" + one_line(name) + "': not a valid environment variable name");
+    if (!is_env_name(name))
+      throw ClusterError("--export '" + one_line(name) + "': not a valid environment variable name");
   const TaskLayout layout = resolve_layout(s, o.ranks);
 
   std::ostringstream sh;
@@ -226,7 +227,8 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "if [ \"$rc\" -eq 0 ]; then exit 0; fi\n";
   sh << "if [ \"$rc\" -eq " << kExitPreempted << " ]; then\n";
   sh << "  if [ \"$stop_signal\" = TERM ]; then\n";
-  sh << "    echo \"segrun job $job: stopped by SIGTERM (cancel or preemption): checkpointed, not requeued by this script\"\n";
+  sh << "    echo \"segrun job $job: stopped by SIGTERM (cancel or preemption): checkpointed, not requeued by this "
+        "script\"\n";
   sh << "    exit " << kExitPreempted << "\n";
   sh << "  fi\n";
   sh << "  if [ \"${SLURM_RESTART_COUNT:-0}\" -ge \"$max_requeues\" ]; then\n";

@@ -28,12 +28,12 @@
 namespace segrun::cluster {
 
 struct JobScriptOptions {
-  SlurmConfig slurm;         // resources and launcher: config < sweep spec < command line
-  std::string job_name;      // [A-Za-z0-9._-]+
-  int ranks = 0;             // MPI ranks per run; 0 = nodes x (GPUs or tasks per node, else 1)
-  std::string program;       // the segrun executable the ranks run (absolute path)
+  SlurmConfig slurm;     // resources and launcher: config < sweep spec < command line
+  std::string job_name;  // [A-Za-z0-9._-]+
+  int ranks = 0;         // MPI ranks per run; 0 = nodes x (GPUs or tasks per node, else 1)
+  std::string program;   // the segrun executable the ranks run (absolute path)
   std::vector<std::pair<std::string, std::string>> env;  // extra variables exported to the ranks
-  std::string description;   // one comment line at the top (newlines are replaced)
+  std::string description;                               // one comment line at the top (newlines are replaced)
   // One run: run_dir. A job array: runs_dir, tasks_file and array_size > 0.
   std::string run_dir;
   std::string runs_dir;
@@ -47,8 +47,8 @@ struct JobScriptOptions {
 
 struct TaskLayout {
   int nodes = 1;
-  int ntasks = 1;            // ranks of one run
-  int tasks_per_node = 0;    // 0 = let Slurm place the tasks
+  int ntasks = 1;          // ranks of one run
+  int tasks_per_node = 0;  // 0 = let Slurm place the tasks
 };
 
 // Ranks and their placement; ClusterError when ranks, nodes, GPUs and tasks per node disagree.

@@ -70,7 +70,9 @@ void check_job_id(const std::string& id) {
   const auto us = id.find('_');
   const std::string head = id.substr(0, us);
   const std::string tail = us == std::string::npos ? "1" : id.substr(us + 1);
-  auto digits = [](const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; };
+  auto digits = [](const std::string& s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+  };
   if (!digits(head) || !digits(tail)) throw ClusterError("'" + id + "' is not a Slurm job id");
 }
 
@@ -159,9 +161,8 @@ std::vector<SlurmJobInfo> parse_squeue(const std::string& text) {
     j.state = first_word(f[1]);
     j.reason = no_none(f[2]);
     const std::string restarts = trim(f[3]);
-    j.restarts = !restarts.empty() && restarts.find_first_not_of("0123456789") == std::string::npos
-                     ? std::stoi(restarts)
-                     : -1;
+    j.restarts =
+        !restarts.empty() && restarts.find_first_not_of("0123456789") == std::string::npos ? std::stoi(restarts) : -1;
     j.nodes = no_none(f[4]);
     j.source = "squeue";
     out.push_back(std::move(j));
@@ -219,8 +220,8 @@ std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& j
     for (auto& j : parse_squeue(q.out))
       if (wanted.count(j.job_id)) out[j.job_id] = j;
   if (out.size() < wanted.size()) {
-    const CommandResult a = run_command({"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list,
-                                         std::string("--format=") + kSacctFields});
+    const CommandResult a = run_command(
+        {"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list, std::string("--format=") + kSacctFields});
     if (a.exit_code == 0)
       for (auto& j : parse_sacct(a.out))
         if (wanted.count(j.job_id) && !out.count(j.job_id)) out[j.job_id] = j;
@@ -229,10 +230,9 @@ std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& j
 }
 
 bool is_active(const SlurmJobInfo& job) {
-  static const std::set<std::string> kActive{"PENDING",     "RUNNING",   "REQUEUED",     "REQUEUE_HOLD",
-                                             "REQUEUE_FED", "SUSPENDED", "COMPLETING",   "CONFIGURING",
-                                             "RESIZING",    "SIGNALING", "STAGE_OUT",    "RESV_DEL_HOLD",
-                                             "STOPPED",     "SPECIAL_EXIT"};
+  static const std::set<std::string> kActive{"PENDING",   "RUNNING",       "REQUEUED",    "REQUEUE_HOLD", "REQUEUE_FED",
+                                             "SUSPENDED", "COMPLETING",    "CONFIGURING", "RESIZING",     "SIGNALING",
+                                             "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED",     "SPECIAL_EXIT"};
   return kActive.count(job.state) > 0;
 }
 
@@ -265,7 +265,9 @@ std::string merge_run_state(const std::string& run_state, const std::string& run
     if (job && job->state == "CANCELLED") return "cancelled (checkpointed: resumable)";
     return "preempted (checkpointed: resumable)" + slurm;
   }
-  if (job) return "lost: slurm job " + describe_job(*job) + " while the run was " + (run_state.empty() ? "not started" : run_state);
+  if (job)
+    return "lost: slurm job " + describe_job(*job) + " while the run was " +
+           (run_state.empty() ? "not started" : run_state);
   return run_state.empty() ? "new" : run_state;
 }
 

@@ -35,7 +35,7 @@ struct SlurmJobInfo {
   std::string exit_code;  // "code:signal" (sacct); "" when unknown
   int restarts = -1;      // times requeued (squeue RestartCnt); -1 when unknown
   std::string nodes;
-  std::string source;     // "squeue" or "sacct"
+  std::string source;  // "squeue" or "sacct"
 };
 
 extern const char* const kSqueueFields;  // squeue -O argument

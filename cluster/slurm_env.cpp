@@ -21,8 +21,8 @@ long parse_int(const std::string& text, const std::string& what, long min, long 
   errno = 0;
   const long v = std::strtol(text.c_str(), nullptr, 10);
   if (errno != 0 || v < min || v > max)
-    throw ClusterError(what + ": " + text + " is out of range [" + std::to_string(min) + ", " +
-                       std::to_string(max) + "]");
+    throw ClusterError(what + ": " + text + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) +
+                       "]");
   return v;
 }
 
@@ -166,8 +166,8 @@ SlurmEnv parse_slurm_env(const Environment& env) {
   s.tasks_per_node = expand_count_list(get(env, "SLURM_TASKS_PER_NODE"));
   if (!s.tasks_per_node.empty() && !s.nodes.empty() && s.tasks_per_node.size() != s.nodes.size())
     throw ClusterError("SLURM_TASKS_PER_NODE '" + get(env, "SLURM_TASKS_PER_NODE") + "' names " +
-                       std::to_string(s.tasks_per_node.size()) + " nodes, SLURM_JOB_NODELIST '" + nodes +
-                       "' " + std::to_string(s.nodes.size()));
+                       std::to_string(s.tasks_per_node.size()) + " nodes, SLURM_JOB_NODELIST '" + nodes + "' " +
+                       std::to_string(s.nodes.size()));
   return s;
 }
 
@@ -207,8 +207,7 @@ std::vector<std::string> build_allocation_command(const SlurmEnv& env, const All
     argv.insert(argv.end(), options.command.begin(), options.command.end());
     return argv;
   }
-  if (options.launcher != "mpirun")
-    throw ClusterError("launcher '" + options.launcher + "': expected srun or mpirun");
+  if (options.launcher != "mpirun") throw ClusterError("launcher '" + options.launcher + "': expected srun or mpirun");
   LaunchOptions launch;
   launch.ranks = options.ranks;
   launch.hosts = allocation_hosts(env);

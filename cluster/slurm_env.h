@@ -23,19 +23,19 @@ std::vector<std::string> expand_host_list(const std::string& list);
 std::vector<int> expand_count_list(const std::string& list);
 
 struct SlurmEnv {
-  bool in_allocation = false;  // SLURM_JOB_ID is set
-  bool in_step = false;        // SLURM_STEP_ID is set (this process is a task of srun)
-  std::string job_id;          // SLURM_JOB_ID
-  std::string array_job_id;    // SLURM_ARRAY_JOB_ID ("" when not an array task)
-  std::string array_task_id;   // SLURM_ARRAY_TASK_ID
-  int restart_count = 0;       // SLURM_RESTART_COUNT: times the job was requeued
-  int ntasks = 0;              // SLURM_NTASKS (or SLURM_NPROCS); 0 = unknown
-  int procid = -1;             // SLURM_PROCID: this task's rank in the step
-  int localid = -1;            // SLURM_LOCALID: this task's rank on its node
-  int nodeid = -1;             // SLURM_NODEID
-  int cpus_per_task = 0;       // SLURM_CPUS_PER_TASK; 0 = not set
-  std::vector<std::string> nodes;       // SLURM_JOB_NODELIST (or SLURM_NODELIST), expanded
-  std::vector<int> tasks_per_node;      // SLURM_TASKS_PER_NODE expanded, one entry per node
+  bool in_allocation = false;       // SLURM_JOB_ID is set
+  bool in_step = false;             // SLURM_STEP_ID is set (this process is a task of srun)
+  std::string job_id;               // SLURM_JOB_ID
+  std::string array_job_id;         // SLURM_ARRAY_JOB_ID ("" when not an array task)
+  std::string array_task_id;        // SLURM_ARRAY_TASK_ID
+  int restart_count = 0;            // SLURM_RESTART_COUNT: times the job was requeued
+  int ntasks = 0;                   // SLURM_NTASKS (or SLURM_NPROCS); 0 = unknown
+  int procid = -1;                  // SLURM_PROCID: this task's rank in the step
+  int localid = -1;                 // SLURM_LOCALID: this task's rank on its node
+  int nodeid = -1;                  // SLURM_NODEID
+  int cpus_per_task = 0;            // SLURM_CPUS_PER_TASK; 0 = not set
+  std::vector<std::string> nodes;   // SLURM_JOB_NODELIST (or SLURM_NODELIST), expanded
+  std::vector<int> tasks_per_node;  // SLURM_TASKS_PER_NODE expanded, one entry per node
   // The job id scontrol/scancel accept for this job: "<array job>_<task>" or "<job>".
   std::string job_ref() const;
 };

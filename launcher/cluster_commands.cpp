@@ -4,14 +4,13 @@
 #include "launcher/cluster_commands.h"
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 
@@ -176,8 +175,8 @@ std::string next_submission_name(const std::string& slurm_dir) {
 }
 
 bool same_slurm(const SlurmConfig& a, const SlurmConfig& b) {
-  return a.partition == b.partition && a.account == b.account && a.qos == b.qos && a.time == b.time &&
-         a.mem == b.mem && a.constraint == b.constraint && a.nodes == b.nodes && a.gpus_per_node == b.gpus_per_node &&
+  return a.partition == b.partition && a.account == b.account && a.qos == b.qos && a.time == b.time && a.mem == b.mem &&
+         a.constraint == b.constraint && a.nodes == b.nodes && a.gpus_per_node == b.gpus_per_node &&
          a.tasks_per_node == b.tasks_per_node && a.cpus_per_task == b.cpus_per_task &&
          a.max_parallel == b.max_parallel && a.launcher == b.launcher && a.mpi == b.mpi &&
          a.signal_grace_s == b.signal_grace_s && a.max_requeues == b.max_requeues;
@@ -245,11 +244,12 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                         plan[i].run.dir_name + " (set cluster.slurm.* in [fixed], not in [grid] or [[variants]])");
   SlurmConfig slurm = configs[0].cluster.slurm;
   req.flags.apply(slurm);
-  if (!cluster::is_safe_name(spec.name)) throw ConfigError(spec.path + ": sweep name '" + spec.name + "' is not [A-Za-z0-9._-]");
+  if (!cluster::is_safe_name(spec.name))
+    throw ConfigError(spec.path + ": sweep name '" + spec.name + "' is not [A-Za-z0-9._-]");
   // resources.ranks defaults to 1; on GPU nodes (or with explicit tasks per node) the layout decides.
-  const int ranks = req.ranks > 0 ? req.ranks
-                                  : (spec.ranks == 1 && (slurm.gpus_per_node > 0 || slurm.tasks_per_node > 0)) ? 0
-                                                                                                               : spec.ranks;
+  const int ranks = req.ranks > 0                                                                ? req.ranks
+                    : (spec.ranks == 1 && (slurm.gpus_per_node > 0 || slurm.tasks_per_node > 0)) ? 0
+                                                                                                 : spec.ranks;
   const cluster::TaskLayout layout = cluster::resolve_layout(slurm, ranks);
 
   std::vector<std::string> dirs;
@@ -265,8 +265,9 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     auto it = jobs.find(plan[i].dir);
     if (it != jobs.end() && it->second.second && cluster::is_active(*it->second.second)) {
       ++queued;
-      (req.dry_run ? std::cerr : out) << plan[i].run.dir_name << ": already queued as Slurm job " << it->second.first.job_id << " ("
-          << cluster::describe_job(*it->second.second) << ")\n";
+      (req.dry_run ? std::cerr : out) << plan[i].run.dir_name << ": already queued as Slurm job "
+                                      << it->second.first.job_id << " (" << cluster::describe_job(*it->second.second)
+                                      << ")\n";
       continue;
     }
     todo.push_back(i);
@@ -312,8 +313,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   for (size_t i : todo) {
     const sweeps::PlanEntry& e = plan[i];
     make_private_dir(e.dir);
-    std::vector<std::string> command{program, "train", (fs::path(e.dir) / "config.toml").string(), "--run-dir", e.dir,
-                                     "--resume", "auto"};
+    std::vector<std::string> command{
+        program, "train", (fs::path(e.dir) / "config.toml").string(), "--run-dir", e.dir, "--resume", "auto"};
     sweeps::write_run_manifest(e.dir, spec, e.run, command);
     write_file_atomic((fs::path(e.dir) / "config.toml").string(), to_toml(configs[i]));
     if (e.record.state.empty()) sweeps::write_run_status(e.dir, "queued", "");
@@ -351,20 +352,25 @@ int run_status(const std::string& run_dir_arg, std::ostream& out) {
     } catch (const ConfigError&) {
     }
   }
-  const int64_t iter = r.state == "done" && r.result.count("iterations") ? static_cast<int64_t>(r.result.at("iterations"))
-                                                                          : std::max<int64_t>(0, r.last_iter);
+  const int64_t iter = r.state == "done" && r.result.count("iterations")
+                           ? static_cast<int64_t>(r.result.at("iterations"))
+                           : std::max<int64_t>(0, r.last_iter);
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"run", run_dir});
   rows.push_back({"state", cluster::merge_run_state(r.state, r.reason, job)});
   rows.push_back({"progress", std::to_string(iter) + "/" + (iters >= 0 ? std::to_string(iters) : "?")});
   std::string metric = "-";
-  if (r.has_result && r.result.count("mIoU")) metric = "mIoU " + sweeps::format_number(r.result.at("mIoU"), 2, "-");
-  else if (r.last_val.count("mIoU")) metric = "mIoU " + sweeps::format_number(r.last_val.at("mIoU"), 2, "-") + " (last evaluation)";
+  if (r.has_result && r.result.count("mIoU"))
+    metric = "mIoU " + sweeps::format_number(r.result.at("mIoU"), 2, "-");
+  else if (r.last_val.count("mIoU"))
+    metric = "mIoU " + sweeps::format_number(r.last_val.at("mIoU"), 2, "-") + " (last evaluation)";
   rows.push_back({"metric", metric});
   rows.push_back({"checkpoint", r.has_checkpoint ? "yes" : "no"});
   std::string job_text = job_id.empty() ? "- (not submitted to Slurm)" : job_id;
-  if (job) job_text += " (slurm " + cluster::describe_job(*job) + (job->nodes.empty() ? "" : " on " + job->nodes) + ")";
-  else if (!job_id.empty()) job_text += " (no longer known to squeue/sacct)";
+  if (job)
+    job_text += " (slurm " + cluster::describe_job(*job) + (job->nodes.empty() ? "" : " on " + job->nodes) + ")";
+  else if (!job_id.empty())
+    job_text += " (no longer known to squeue/sacct)";
   rows.push_back({"job", job_text});
   rows.push_back({"log", log.empty() ? "-" : log});
   for (const auto& row : rows) out << row[0] << std::string(12 - row[0].size(), ' ') << row[1] << "\n";
@@ -419,7 +425,8 @@ struct ClusterCommands::State {
 ClusterCommands::ClusterCommands(CLI::App& app) : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.submit = app.add_subcommand(
-      "submit", "submit a run (CONFIG [k=v...]) or a sweep (SPEC, as a job array) to Slurm; preempted runs requeue and resume");
+      "submit",
+      "submit a run (CONFIG [k=v...]) or a sweep (SPEC, as a job array) to Slurm; preempted runs requeue and resume");
   s.submit->add_option("target", s.request.target, "experiment config TOML, or sweep spec TOML")->required();
   s.submit->add_option("overrides", s.request.overrides, "key=value overrides (with a CONFIG)");
   s.submit->add_option("--on", s.on, "scheduler")->capture_default_str()->check(CLI::IsMember({"slurm"}));
@@ -436,22 +443,30 @@ ClusterCommands::ClusterCommands(CLI::App& app) : state_(std::make_unique<State>
   flag("--launcher", s.launcher, "srun | mpirun (cluster.slurm.launcher)")->check(CLI::IsMember({"srun", "mpirun"}));
   flag("--mpi", s.mpi, "srun --mpi plugin (cluster.slurm.mpi)");
   flag("--nodes", s.nodes, "nodes per run (cluster.slurm.nodes)")->check(CLI::Range(1, 65536));
-  flag("--gpus-per-node", s.gpus_per_node, "GPUs per node, one rank each (cluster.slurm.gpus_per_node)")->check(CLI::Range(0, 64));
+  flag("--gpus-per-node", s.gpus_per_node, "GPUs per node, one rank each (cluster.slurm.gpus_per_node)")
+      ->check(CLI::Range(0, 64));
   flag("--cpus-per-task", s.cpus_per_task, "CPUs per rank (cluster.slurm.cpus_per_task)")->check(CLI::Range(0, 4096));
-  flag("--tasks-per-node", s.tasks_per_node, "ranks per node on CPU nodes (cluster.slurm.tasks_per_node)")->check(CLI::Range(0, 4096));
-  flag("--max-parallel", s.max_parallel, "array tasks at once (cluster.slurm.max_parallel)")->check(CLI::Range(0, 100000));
-  flag("--signal-grace", s.grace, "seconds between USR1 and the time limit (cluster.slurm.signal_grace_s)")->check(CLI::Range(1, 65535));
-  s.submit->add_option("-n,--ranks", s.request.ranks, "MPI ranks per run (default: the sweep's resources.ranks, or nodes x GPUs per node)")
+  flag("--tasks-per-node", s.tasks_per_node, "ranks per node on CPU nodes (cluster.slurm.tasks_per_node)")
+      ->check(CLI::Range(0, 4096));
+  flag("--max-parallel", s.max_parallel, "array tasks at once (cluster.slurm.max_parallel)")
+      ->check(CLI::Range(0, 100000));
+  flag("--signal-grace", s.grace, "seconds between USR1 and the time limit (cluster.slurm.signal_grace_s)")
+      ->check(CLI::Range(1, 65535));
+  s.submit
+      ->add_option("-n,--ranks", s.request.ranks,
+                   "MPI ranks per run (default: the sweep's resources.ranks, or nodes x GPUs per node)")
       ->check(CLI::Range(1, 65536));
   s.submit->add_option("--export", s.request.exports, "NAME=VALUE exported to the ranks (repeatable)");
   s.submit->add_option("--run-dir", s.request.run_dir, "with a CONFIG: the run directory (default runs/<name>)");
-  s.submit->add_option("--runs-dir,--sweep-dir", s.request.runs_dir, "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.submit->add_option("--runs-dir,--sweep-dir", s.request.runs_dir,
+                       "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.submit->add_flag("--dry-run", s.request.dry_run, "print the job script, write and submit nothing");
 
   s.status = app.add_subcommand("status", "state of one run: its run directory merged with its Slurm job, job id, log");
   s.status->add_option("run", s.status_run, "run directory")->required();
 
-  s.cancel = app.add_subcommand("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory");
+  s.cancel =
+      app.add_subcommand("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory");
   s.cancel->add_option("target", s.cancel_target, "sweep spec, run directory or runs folder")->required();
   s.cancel->add_option("--runs-dir", s.cancel_runs_dir, "with a SPEC: its runs folder");
 }
@@ -482,7 +497,8 @@ int ClusterCommands::run() {
   if (given("--signal-grace")) f.signal_grace_s = s.grace;
   if (is_sweep_spec(s.request.target)) {
     if (!s.request.overrides.empty())
-      throw ConfigError("submit " + s.request.target + ": a sweep spec takes no key=value overrides (put them in [fixed])");
+      throw ConfigError("submit " + s.request.target +
+                        ": a sweep spec takes no key=value overrides (put them in [fixed])");
     if (!s.request.run_dir.empty()) throw ConfigError("submit: --run-dir is for one run; a sweep takes --runs-dir");
     return submit_sweep(s.request, std::cout);
   }
@@ -522,9 +538,10 @@ bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code) {
   const cluster::SlurmEnv env = cluster::read_slurm_env();
   if (!env.in_allocation || env.in_step || !cmd.hosts.empty()) return false;
   if (env.ntasks > 0 && cmd.ranks > env.ntasks) {
-    log::warn("Slurm job {} has {} task(s) (SLURM_NTASKS), fewer than -n {}: starting the ranks on this node "
-              "with mpirun instead of srun (ask for --ntasks={} to spread them over the allocation)",
-              env.job_id, env.ntasks, cmd.ranks, cmd.ranks);
+    log::warn(
+        "Slurm job {} has {} task(s) (SLURM_NTASKS), fewer than -n {}: starting the ranks on this node "
+        "with mpirun instead of srun (ask for --ntasks={} to spread them over the allocation)",
+        env.job_id, env.ntasks, cmd.ranks, cmd.ranks);
     return false;
   }
   cluster::AllocationLaunchOptions options;

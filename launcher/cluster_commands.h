@@ -47,8 +47,8 @@ class ClusterCommands {
 
 // `sweep run SPEC --on slurm`: submits the sweep as a job array with the spec's and config's
 // [cluster.slurm] settings (max_parallel > 0 overrides cluster.slurm.max_parallel).
-int submit_sweep_on_slurm(const std::string& spec_path, const std::string& runs_dir, int max_parallel,
-                          bool dry_run, std::ostream& out);
+int submit_sweep_on_slurm(const std::string& spec_path, const std::string& runs_dir, int max_parallel, bool dry_run,
+                          std::ostream& out);
 
 // For `sweep status`: the merged state, job id and log of every run of the plan that has a
 // recorded Slurm job (empty when none has: the plain status table is shown).

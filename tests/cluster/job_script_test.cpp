@@ -2,6 +2,8 @@
 // values that cannot go into #SBATCH lines, and the generated script run under bash against fake
 // srun / scontrol commands: argument passing, requeue after USR1, no requeue after TERM, failure
 // status.
+#include "cluster/job_script.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,7 +16,6 @@
 #include <sstream>
 #include <thread>
 
-#include "cluster/job_script.h"
 #include "cluster/slurm_client.h"
 #include "core/error.h"
 #include "tests/scratch_dir.h"
@@ -44,7 +45,8 @@ fs::path golden_dir() { return fs::path(SEGRUN_TEST_SOURCE_DIR) / "tests" / "clu
 // Compares with a golden file; SEGRUN_UPDATE_GOLDEN=1 rewrites it (review the diff!).
 void expect_golden(const std::string& text, const std::string& name) {
   const fs::path path = golden_dir() / name;
-  if (std::getenv("SEGRUN_UPDATE_GOLDEN")) spit(path, text, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  if (std::getenv("SEGRUN_UPDATE_GOLDEN"))
+    spit(path, text, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
   EXPECT_EQ(text, slurp(path)) << "golden " << path << " differs";
 }
 
@@ -89,7 +91,9 @@ JobScriptOptions cpu_single() {
 
 TEST(JobScript, GoldenGpuArray) { expect_golden(render_job_script(gpu_array()), "gpu_array_srun.sbatch"); }
 
-TEST(JobScript, GoldenCpuSingleRunWithMpirun) { expect_golden(render_job_script(cpu_single()), "cpu_single_mpirun.sbatch"); }
+TEST(JobScript, GoldenCpuSingleRunWithMpirun) {
+  expect_golden(render_job_script(cpu_single()), "cpu_single_mpirun.sbatch");
+}
 
 TEST(JobScript, TasksFile) {
   EXPECT_EQ(render_tasks_file({"a1-lr0.1_s0", "b2-lr0.2_s0"}), "a1-lr0.1_s0\nb2-lr0.2_s0\n");
@@ -264,9 +268,15 @@ struct FakeCluster {
 TEST(JobScriptRun, SuccessPassesEveryArgumentVerbatim) {
   FakeCluster c;
   EXPECT_EQ(FakeCluster::wait_exit(c.start("exit0")), 0);
-  const std::vector<std::string> expected{"--mpi=pmix", "--kill-on-bad-exit=1", (c.scratch.path() / "segrun").string(),
-                                          "train", (c.run / "config.toml").string(), "--run-dir", c.run.string(),
-                                          "--resume", "auto"};
+  const std::vector<std::string> expected{"--mpi=pmix",
+                                          "--kill-on-bad-exit=1",
+                                          (c.scratch.path() / "segrun").string(),
+                                          "train",
+                                          (c.run / "config.toml").string(),
+                                          "--run-dir",
+                                          c.run.string(),
+                                          "--resume",
+                                          "auto"};
   EXPECT_EQ(c.args("srun.args"), expected);
   EXPECT_FALSE(fs::exists(c.log_dir / "scontrol.args"));
   const std::string log = slurp(c.run / "slurm.log");

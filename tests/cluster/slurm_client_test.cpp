@@ -1,10 +1,11 @@
 // squeue / sacct output parsing on recorded samples, job state descriptions, the merge of a run
 // directory's state with its Slurm job, and run_command.
+#include "cluster/slurm_client.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
 
-#include "cluster/slurm_client.h"
 #include "core/error.h"
 #include "tests/scratch_dir.h"
 
@@ -20,7 +21,8 @@ std::map<std::string, SlurmJobInfo> by_id(const std::vector<SlurmJobInfo>& jobs)
 // Recorded on the one-node test cluster (scripts/slurm-local.sh, Slurm 22.05.8) with
 // squeue --noheader --array --states=all --me -O "JobArrayID:|,State:|,Reason:|,RestartCnt:|,NodeList:|"
 // during slurm_sweep_test: a finished task, a requeued one waiting for its begin time, a running
-// one after a requeue, one just requeued by scontrol (completing), array tasks held back by the %M limit, a cancelled one, a plain job.
+// one after a requeue, one just requeued by scontrol (completing), array tasks held back by the %M limit, a cancelled
+// one, a plain job.
 const char* kSqueueSample =
     "12_0|COMPLETED|None|0|vm|\n"
     "12_1|PENDING|BeginTime|1||\n"
@@ -119,15 +121,18 @@ TEST(MergeRunState, LiveJobWinsThenTheRunDirectory) {
   SlurmJobInfo timeout{"5_5", "TIMEOUT", "TimeLimit", "0:0", -1, "vm", "sacct"};
   SlurmJobInfo completed{"5_6", "COMPLETED", "", "0:0", 0, "vm", "squeue"};
   EXPECT_EQ(merge_run_state("queued", "", &pending), "pending (Priority)");
-  EXPECT_EQ(merge_run_state("preempted", "stopped by signal at iteration 6", &requeued), "requeued (pending: BeginTime)");
+  EXPECT_EQ(merge_run_state("preempted", "stopped by signal at iteration 6", &requeued),
+            "requeued (pending: BeginTime)");
   EXPECT_EQ(merge_run_state("preempted", "", &running), "running");
   EXPECT_EQ(merge_run_state("done", "", &completed), "done");
   EXPECT_EQ(merge_run_state("failed", "data.store: not set", &failed),
             "failed: data.store: not set [slurm: failed (exit 1:0, NonZeroExitCode)]");
   EXPECT_EQ(merge_run_state("preempted", "stopped by signal", &cancelled), "cancelled (checkpointed: resumable)");
-  EXPECT_EQ(merge_run_state("preempted", "", &timeout), "preempted (checkpointed: resumable) [slurm: timeout (TimeLimit)]");
+  EXPECT_EQ(merge_run_state("preempted", "", &timeout),
+            "preempted (checkpointed: resumable) [slurm: timeout (TimeLimit)]");
   EXPECT_EQ(merge_run_state("running", "", &timeout), "lost: slurm job timeout (TimeLimit) while the run was running");
-  EXPECT_EQ(merge_run_state("", "", &failed), "lost: slurm job failed (exit 1:0, NonZeroExitCode) while the run was not started");
+  EXPECT_EQ(merge_run_state("", "", &failed),
+            "lost: slurm job failed (exit 1:0, NonZeroExitCode) while the run was not started");
   EXPECT_EQ(merge_run_state("", "", nullptr), "new");
   SlurmJobInfo held{"6", "PENDING", "BeginTime", "", 0, "", "squeue"};  // sbatch --begin, never ran
   EXPECT_EQ(merge_run_state("queued", "", &held), "pending (BeginTime)");

@@ -1,9 +1,10 @@
 // SLURM_* environment parsing: compressed host lists, task counts, the allocation's launch command.
+#include "cluster/slurm_env.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "cluster/slurm_env.h"
 #include "core/error.h"
 
 namespace segrun::cluster {
@@ -27,8 +28,8 @@ TEST(HostList, ExpandsRangesWithPaddingAndSingles) {
 }
 
 TEST(HostList, RejectsMalformedLists) {
-  for (const char* bad : {"node[01-03", "node01-03]", "node[3-1]", "node[a-b]", "node[]", "a,,b", "n[1-2]]",
-                          "node[1-2000000]"}) {
+  for (const char* bad :
+       {"node[01-03", "node01-03]", "node[3-1]", "node[a-b]", "node[]", "a,,b", "n[1-2]]", "node[1-2000000]"}) {
     EXPECT_THROW(expand_host_list(bad), ClusterError) << bad;
   }
 }
@@ -38,7 +39,8 @@ TEST(CountList, ExpandsRepeats) {
   EXPECT_EQ(expand_count_list("4"), (std::vector<int>{4}));
   EXPECT_EQ(expand_count_list("1,8(x2)"), (std::vector<int>{1, 8, 8}));
   EXPECT_TRUE(expand_count_list("").empty());
-  for (const char* bad : {"2(x0)", "2(3)", "x", "2(x3", "-1", "2(x)"}) EXPECT_THROW(expand_count_list(bad), ClusterError) << bad;
+  for (const char* bad : {"2(x0)", "2(3)", "x", "2(x3", "-1", "2(x)"})
+    EXPECT_THROW(expand_count_list(bad), ClusterError) << bad;
 }
 
 Environment two_node_job() {
@@ -78,8 +80,11 @@ TEST(SlurmEnv, OutsideAnAllocationAndOlderNames) {
   EXPECT_EQ(none.ntasks, 0);
   EXPECT_EQ(none.localid, -1);
   EXPECT_THROW(allocation_hosts(none), ClusterError);
-  const SlurmEnv old = parse_slurm_env({{"SLURM_JOBID", "7"}, {"SLURM_NPROCS", "3"}, {"SLURM_NODELIST", "a[1-3]"},
-                                        {"SLURM_TASKS_PER_NODE", "1(x3)"}, {"SLURM_STEP_ID", "0"}});
+  const SlurmEnv old = parse_slurm_env({{"SLURM_JOBID", "7"},
+                                        {"SLURM_NPROCS", "3"},
+                                        {"SLURM_NODELIST", "a[1-3]"},
+                                        {"SLURM_TASKS_PER_NODE", "1(x3)"},
+                                        {"SLURM_STEP_ID", "0"}});
   EXPECT_TRUE(old.in_allocation);
   EXPECT_TRUE(old.in_step);
   EXPECT_EQ(old.job_ref(), "7");

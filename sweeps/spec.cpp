@@ -175,6 +175,9 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table,
   return out;
 }
 
+// More configurations than this (grid points x variants, before filters) is refused.
+constexpr size_t kMaxConfigurations = 10000;
+
 std::vector<Overrides> cartesian(const std::vector<std::pair<std::string, std::vector<std::string>>>& axes) {
   std::vector<Overrides> points{Overrides{}};
   for (const auto& [key, values] : axes) {
@@ -462,7 +465,16 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     }
   }
 
-  // Expansion: grid points x variants (each variant on top of each grid point).
+  // Expansion: grid points x variants (each variant on top of each grid point), bounded first: a
+  // few long value lists multiply into millions of runs (parsing would take hours).
+  size_t expanded = std::max<size_t>(variants.size(), 1);
+  for (const auto& axis : axes) {
+    if (expanded > kMaxConfigurations / std::max<size_t>(axis.second.size(), 1)) {
+      r.fail(0, "", "grid and variants expand to more than " + std::to_string(kMaxConfigurations) +
+                        " configurations; split the sweep");
+    }
+    expanded *= std::max<size_t>(axis.second.size(), 1);
+  }
   std::vector<Overrides> configs;
   std::vector<std::string> origins;
   for (auto point : cartesian(axes)) {
@@ -479,11 +491,13 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
       origins.push_back("variant at line " + std::to_string(line));
     }
   }
-  for (size_t i = 0; i < configs.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (configs[i] == configs[j])
-        r.fail(0, "", "duplicate run: {" + describe(configs[i]) + "} is produced twice (" +
-                          origins[j] + ", " + origins[i] + ")");
+  std::map<Overrides, size_t> first_seen;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const auto [it, fresh] = first_seen.emplace(configs[i], i);
+    if (!fresh)
+      r.fail(0, "", "duplicate run: {" + describe(configs[i]) + "} is produced twice (" +
+                        origins[it->second] + ", " + origins[i] + ")");
+  }
 
   // include / exclude
   std::vector<Filter> include, exclude;

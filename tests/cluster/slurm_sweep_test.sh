@@ -6,8 +6,9 @@
 # --signal=B:USR1@grace does before the time limit: the script forwards it, the ranks checkpoint,
 # the script requeues itself). Slurm holds requeued jobs back for 120 s; the test moves their begin
 # time to now. Then all three must finish with results, both preempted runs must have resumed from
-# their checkpoint, run 0's losses and mIoU must equal an uninterrupted local run of the same
-# config, and `segrun sweep status` / `segrun status` / `segrun cancel` must report the jobs.
+# their checkpoint, their losses and mIoU must equal uninterrupted local runs of the same configs,
+# and `segrun sweep status` / `segrun status` / `segrun cancel` must report the jobs. Then one run
+# (not a sweep) on 2 ranks with mpirun inside the job, and `segrun launch` inside an allocation.
 # Exit 77 (ctest: skipped) only when Slurm cannot start here.
 # Usage: slurm_sweep_test.sh SEGRUN_BINARY SLURM_LOCAL_SCRIPT
 set -uo pipefail
@@ -151,9 +152,7 @@ check "run 0 was stopped by SIGTERM and not requeued twice" grep -q "stopped by 
 check "run 1 got USR1 and requeued itself" grep -q "checkpointed; requeueing" "$run1/slurm.log"
 echo "--- $run1/slurm.log"; cat "$run1/slurm.log"
 
-# The resumed run equals an uninterrupted one: same losses at every iteration, same mIoU.
-"$segrun" train "$run0/config.toml" --run-dir "$work/reference" > reference.log 2>&1
-check "uninterrupted reference run" test $? -eq 0
+# Each resumed run equals an uninterrupted one: same losses at every iteration, same mIoU.
 compare='
 import json, sys
 def losses(path):
@@ -167,9 +166,14 @@ ra, rb = json.load(open(sys.argv[1] + "/result.json")), json.load(open(sys.argv[
 ok = sorted(a) == sorted(b) == list(range(1, 17)) and all(a[i] == b[i] for i in a) and ra["mIoU"] == rb["mIoU"]
 print(ok, len(a), len(b), ra["mIoU"], rb["mIoU"])
 '
-cmp_out="$("$py" -c "$compare" "$run0" "$work/reference")"
-echo "resumed vs uninterrupted: $cmp_out"
-check "preempted run 0 equals the uninterrupted run (losses, mIoU)" test "${cmp_out%% *}" = True
+for i in 0 1; do
+  r="$rdir/${runs[$i]}"
+  "$segrun" train "$r/config.toml" --run-dir "$work/reference$i" > "reference$i.log" 2>&1
+  check "uninterrupted reference of run $i" test $? -eq 0
+  cmp_out="$("$py" -c "$compare" "$r" "$work/reference$i")"
+  echo "run $i resumed vs uninterrupted: $cmp_out"
+  check "preempted run $i equals the uninterrupted run (losses, mIoU)" test "${cmp_out%% *}" = True
+done
 
 "$segrun" sweep status sweep.toml --format csv > status.csv 2>&1
 cat status.csv

@@ -111,6 +111,13 @@ int run_inspect(const InspectCommand& cmd) {
   return summary.crc_failures.empty() ? 0 : 1;
 }
 
+// The multi-label line of heads with a label branch (CLIP-SP), after the class table.
+void print_label_map(const engine::SegMetrics& m) {
+  if (std::isnan(m.label_mAP)) return;
+  std::cout << "multi-label mAP " << fmt::format("{:.2f}", m.label_mAP) << " (constant-score predictor "
+            << fmt::format("{:.2f}", m.label_mAP_prior) << ")\n";
+}
+
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   Config config = load_config(cmd.config, cmd.overrides);
   const auto& context = mpi.context();
@@ -124,6 +131,7 @@ int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
     if (outcome.evaluated) {
       std::cout << sweeps::format_class_table(class_table_of(outcome.metrics, outcome.class_names),
                                               sweeps::TableFormat::kText, /*skip_nan_rows=*/true);
+      print_label_map(outcome.metrics);
     }
     std::cout << "run directory: " << request.run_dir << " (" << outcome.iterations << " iterations, "
               << std::lround(outcome.seconds) << " s)\n";
@@ -141,9 +149,11 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   if (context.is_root()) {
     if (cmd.json)
       std::cout << engine::metrics_to_json(result.metrics, result.class_names) << "\n";
-    else
+    else {
       std::cout << sweeps::format_class_table(class_table_of(result.metrics, result.class_names),
                                               sweeps::TableFormat::kText, true);
+      print_label_map(result.metrics);
+    }
   }
   return 0;
 }

@@ -32,7 +32,8 @@ pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2> /dev/null; }
 write_conf() {
   local host cpus mpi plugins
   host="$(hostname -s)"
-  cpus="$(nproc)"
+  # nproc honours OMP_NUM_THREADS: count the CPUs this process may use, whatever the caller set.
+  cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
   plugins="$(plugin_dir)" || { echo "slurm-local: Slurm plugins not found (install slurm-wlm)" >&2; exit 3; }
   mpi=none
   [ -e "$plugins/mpi_pmix.so" ] && mpi=pmix
@@ -130,7 +131,7 @@ cmd_start() {
   slurmctld -i -f "$conf" || fail_with_logs "slurmctld did not start"
   slurmd -f "$conf" || fail_with_logs "slurmd did not start"
   wait_idle || fail_with_logs "the node $(hostname -s) did not become idle within 30 s"
-  echo "slurm-local: running (node $(hostname -s), $(nproc) CPUs, MpiDefault=$(grep '^MpiDefault=' "$conf" | cut -d= -f2))"
+  echo "slurm-local: running (node $(hostname -s), $(sed -n 's/.* CPUs=\([0-9]*\) .*/\1/p' "$conf") CPUs, MpiDefault=$(grep '^MpiDefault=' "$conf" | cut -d= -f2))"
   echo "export SLURM_CONF=$conf"
 }
 

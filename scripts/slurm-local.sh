@@ -27,7 +27,15 @@ plugin_dir() {
   return 1
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2> /dev/null; }
+# pid_alive PIDFILE: the process of the pid file runs, and is the daemon named like the file
+# (a stale pid file whose number was reused by another process does not count).
+pid_alive() {
+  local pid name
+  [ -s "$1" ] || return 1
+  pid="$(cat "$1")"
+  name="$(basename "$1" .pid)"
+  [ "$(cat "/proc/$pid/comm" 2> /dev/null)" = "$name" ]
+}
 
 write_conf() {
   local host cpus mpi plugins
@@ -119,10 +127,12 @@ cmd_start() {
   for tool in munged slurmctld slurmd sinfo sbatch; do
     command -v "$tool" > /dev/null || { echo "slurm-local: $tool not found (install slurm-wlm and munge: scripts/install-deps.sh)" >&2; exit 3; }
   done
-  if pid_alive "$dir/slurmctld.pid" && pid_alive "$dir/slurmd.pid"; then
-    wait_idle || fail_with_logs "the node does not become idle"
-    echo "slurm-local: already running; export SLURM_CONF=$conf"
-    return 0
+  if pid_alive "$dir/slurmctld.pid" && pid_alive "$dir/slurmd.pid" && pid_alive "$dir/munge/munged.pid"; then
+    if wait_idle; then
+      echo "slurm-local: already running; export SLURM_CONF=$conf"
+      return 0
+    fi
+    echo "slurm-local: the running cluster does not answer; restarting it" >&2
   fi
   cmd_stop > /dev/null 2>&1 || true
   write_conf
@@ -137,7 +147,7 @@ cmd_start() {
 
 stop_pidfile() {
   local f="$1" pid i
-  [ -s "$f" ] || return 0
+  pid_alive "$f" || { rm -f "$f"; return 0; }  # never signal a process that is not ours
   pid="$(cat "$f")"
   kill "$pid" 2> /dev/null || { rm -f "$f"; return 0; }
   for i in $(seq 1 50); do

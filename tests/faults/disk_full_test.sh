@@ -13,6 +13,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/report.sh"
 
 small_disk() {  # small_disk DIR SIZE
   mkdir -p "$1" && mount -t tmpfs -o "size=$2" tmpfs "$1" && mounted+=("$1")
@@ -60,5 +61,5 @@ else
 fi
 "$segrun" eval "$work/tiny.toml" --checkpoint "$ckpts/iter_2.pt" --json > "$work/eval.json" 2>&1
 check "the earlier checkpoint still loads and evaluates" test $? -eq 0
-echo "$injected faults injected, $survived survived"
+report_faults disk_full_test
 finish disk_full_test

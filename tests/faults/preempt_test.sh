@@ -8,6 +8,7 @@ segrun="$1"
 work="$(mktemp -d /tmp/segrun-preempt-test.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/report.sh"
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 tiny_config train val > "$work/tiny.toml"
@@ -64,5 +65,5 @@ check "loss of every iteration equals the uninterrupted run's" \
 check "final mIoU and per-class IoU equal the uninterrupted run's" \
   test "$(json "$work/runs/straight/result.json" '(d["mIoU"], d["per_class"])')" = \
        "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["per_class"])')"
-echo "$injected faults injected, $survived survived"
+report_faults preempt_test
 finish preempt_test

@@ -156,6 +156,62 @@ TEST(Mask2FormerDeformAttn, ReferencePointsAreCellCentres) {
   EXPECT_FLOAT_EQ(points[8][0].item<float>(), 0.5f);    // the 1x1 level
 }
 
+// ---- masked-attention decoder -------------------------------------------------------------------
+
+TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {
+  torch::manual_seed(13);
+  MaskedDecoderOptions options;
+  options.in_channels = 32;
+  options.hidden = 32;
+  options.mask_dim = 32;
+  options.num_queries = 6;
+  options.heads = 4;
+  options.ffn_dim = 48;
+  options.layers = 4;  // levels 1/32, 1/16, 1/8, then 1/32 again
+  options.num_classes = 3;
+  MaskedTransformerDecoder decoder(options);
+  decoder->eval();
+  const int64_t b = 2;
+  std::vector<torch::Tensor> multi_scale{torch::randn({b, 32, 2, 3}), torch::randn({b, 32, 4, 6}),
+                                         torch::randn({b, 32, 8, 12})};
+  // Channel 0 of the mask features is a constant and the mask MLP's output 0 is amplified: each
+  // query's mask logits get a large offset of its own sign, so some queries block every location
+  // of a level (exercising the reset of fully masked rows) while others block part of it.
+  torch::Tensor mask_features = torch::randn({b, 32, 16, 24});
+  mask_features.select(1, 0).fill_(4.0);
+  {
+    torch::NoGradGuard no_grad;
+    decoder->named_parameters()["mask_embed.2.weight"][0].mul_(8.0);
+  }
+  c10::Dict<std::string, at::Tensor> input;
+  for (const auto& item : decoder->named_parameters()) input.insert("dec." + item.key(), item.value().detach().clone());
+  input.insert("dec_cfg", torch::tensor({32, 4, 4}, torch::kLong));
+  for (size_t l = 0; l < 3; ++l) input.insert("dec_ms_" + std::to_string(l), multi_scale[l]);
+  input.insert("dec_mask_features", mask_features);
+  auto ref = test_io::run_tensor_reference("reference_mask2former.py", input);
+  torch::NoGradGuard no_grad;
+  MaskedDecoderOutput out = decoder->forward(multi_scale, mask_features);
+  ASSERT_EQ(out.class_logits.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    expect_close(out.class_logits[i], ref["dec_cls_" + std::to_string(i)], "class logits " + std::to_string(i), 1e-4);
+    expect_close(out.mask_logits[i], ref["dec_mask_" + std::to_string(i)], "mask logits " + std::to_string(i), 1e-4);
+  }
+  // The attention masks are exercised: layer 0 (1/32 level) blocks part of the locations.
+  namespace F = torch::nn::functional;
+  const double blocked = F::interpolate(out.mask_logits[0], F::InterpolateFuncOptions()
+                                                                 .size(std::vector<int64_t>{2, 3})
+                                                                 .mode(torch::kBilinear)
+                                                                 .align_corners(false))
+                              .sigmoid()
+                              .lt(0.5)
+                              .to(torch::kFloat32)
+                              .mean()
+                              .item<double>();
+  EXPECT_GT(blocked, 0.05);
+  EXPECT_LT(blocked, 0.95);
+  EXPECT_GT(ref["dec_full_rows"].item<int64_t>(), 0) << "no fully masked row: the reset is not exercised";
+}
+
 // ---- point sampling, losses, positional encoding -------------------------------------------------
 
 TEST(Mask2FormerPoints, LossesCostsPointSampleAndSineEmbeddingMatchReference) {

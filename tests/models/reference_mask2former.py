@@ -7,6 +7,9 @@ torch::pickle_save); OUT receives a dict of results. What is computed depends on
   pl_logits, pl_targets    -> pl_bce, pl_dice, pc_bce, pc_dice (Mask2Former's point losses / costs)
   ps_input, ps_coords      -> ps_out          (detectron2 point_sample)
   pe_shape                 -> pe_out          (Mask2Former PositionEmbeddingSine, normalize=True)
+  dec_cfg, dec.<param>, ...-> dec_cls_<i>, dec_mask_<i> (MultiScaleMaskedTransformerDecoder.forward
+                              written out with F.multi_head_attention_forward and a 3-D bool mask),
+                              dec_full_rows (fully masked rows reset to "attend everywhere")
 """
 import math
 import sys
@@ -73,6 +76,67 @@ def sine_pe(b, h, w, num_pos_feats):
     return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
 
 
+def masked_decoder(d):
+    C, heads, L = (int(x) for x in d["dec_cfg"].tolist())
+    P = {k[4:]: v for k, v in d.items() if k.startswith("dec.")}
+    x = [d["dec_ms_0"], d["dec_ms_1"], d["dec_ms_2"]]
+    mf = d["dec_mask_features"]
+    B = mf.shape[0]
+
+    def ln(t, prefix):
+        return F.layer_norm(t, (C,), P[prefix + ".weight"], P[prefix + ".bias"])
+
+    def mha(prefix, q, k, v, mask=None):
+        out, _ = F.multi_head_attention_forward(
+            q, k, v, C, heads, P[prefix + ".in_proj_weight"], P[prefix + ".in_proj_bias"], None, None,
+            False, 0.0, P[prefix + ".out_proj.weight"], P[prefix + ".out_proj.bias"], training=False,
+            attn_mask=mask, need_weights=False)
+        return out
+
+    def predict(output, size):
+        dec = ln(output, "decoder_norm").transpose(0, 1)
+        cls = F.linear(dec, P["class_embed.weight"], P["class_embed.bias"])
+        e = dec
+        for j in range(3):
+            e = F.linear(e, P[f"mask_embed.{j}.weight"], P[f"mask_embed.{j}.bias"])
+            if j < 2:
+                e = F.relu(e)
+        masks = torch.einsum("bqc,bchw->bqhw", e, mf)
+        am = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        am = (am.sigmoid().flatten(2).unsqueeze(1).repeat(1, heads, 1, 1).flatten(0, 1) < 0.5).bool()
+        return cls, masks, am
+
+    src, pos, sizes = [], [], []
+    for i in range(3):
+        h, w = x[i].shape[-2:]
+        sizes.append((h, w))
+        pos.append(sine_pe(B, h, w, C // 2).flatten(2).permute(2, 0, 1))
+        src.append((x[i].flatten(2) + P["level_embed.weight"][i][None, :, None]).permute(2, 0, 1))
+    query_embed = P["query_embed.weight"].unsqueeze(1).repeat(1, B, 1)
+    output = P["query_feat.weight"].unsqueeze(1).repeat(1, B, 1)
+    out = {}
+    full_rows = 0
+    cls, masks, am = predict(output, sizes[0])
+    out["dec_cls_0"], out["dec_mask_0"] = cls, masks
+    for i in range(L):
+        lvl = i % 3
+        full_rows += int((am.sum(-1) == am.shape[-1]).sum())
+        am[torch.where(am.sum(-1) == am.shape[-1])] = False
+        p = f"transformer_cross_attention_layers.{i}"
+        output = ln(output + mha(p + ".multihead_attn", output + query_embed, src[lvl] + pos[lvl], src[lvl], am),
+                    p + ".norm")
+        p = f"transformer_self_attention_layers.{i}"
+        qk = output + query_embed
+        output = ln(output + mha(p + ".self_attn", qk, qk, output), p + ".norm")
+        p = f"transformer_ffn_layers.{i}"
+        hidden = F.relu(F.linear(output, P[p + ".linear1.weight"], P[p + ".linear1.bias"]))
+        output = ln(output + F.linear(hidden, P[p + ".linear2.weight"], P[p + ".linear2.bias"]), p + ".norm")
+        cls, masks, am = predict(output, sizes[(i + 1) % 3])
+        out[f"dec_cls_{i + 1}"], out[f"dec_mask_{i + 1}"] = cls, masks
+    out["dec_full_rows"] = torch.tensor([full_rows])
+    return out
+
+
 def main():
     d = torch.load(sys.argv[1])
     out = {}
@@ -110,6 +174,8 @@ def main():
     if "pe_shape" in d:
         b, h, w, f = (int(x) for x in d["pe_shape"].tolist())
         out["pe_out"] = sine_pe(b, h, w, f)
+    if "dec_cfg" in d:
+        out.update(masked_decoder(d))
     # LibTorch's unpickler lacks SETITEM (a one-entry dict): always write at least two entries.
     out["count"] = torch.tensor([len(out)])
     torch.save({k: v.contiguous() for k, v in out.items()}, sys.argv[2])

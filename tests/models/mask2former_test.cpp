@@ -156,6 +156,41 @@ TEST(Mask2FormerDeformAttn, ReferencePointsAreCellCentres) {
   EXPECT_FLOAT_EQ(points[8][0].item<float>(), 0.5f);    // the 1x1 level
 }
 
+TEST(Mask2FormerPixelDecoder, MatchesPytorchReference) {
+  torch::manual_seed(14);
+  PixelDecoderOptions options;
+  options.in_channels = {16, 24, 32, 40};
+  options.conv_dim = 32;
+  options.mask_dim = 24;
+  options.encoder_layers = 2;
+  options.heads = 4;
+  options.points = 2;
+  options.ffn_dim = 48;
+  options.groups = 8;
+  MSDeformPixelDecoder decoder(options);
+  decoder->eval();
+  {
+    torch::NoGradGuard no_grad;  // perturb every tensor (norm affines and zero-initialized ones too)
+    for (auto& param : decoder->parameters()) param.add_(torch::randn_like(param) * 0.2);
+  }
+  const int64_t b = 2;
+  std::vector<torch::Tensor> stages{torch::randn({b, 16, 16, 24}), torch::randn({b, 24, 8, 12}),
+                                    torch::randn({b, 32, 4, 6}), torch::randn({b, 40, 2, 3})};
+  c10::Dict<std::string, at::Tensor> input;
+  for (const auto& item : decoder->named_parameters()) input.insert("pix." + item.key(), item.value().detach().clone());
+  input.insert("pix_cfg", torch::tensor({32, 4, 2, 2, 8}, torch::kLong));
+  for (size_t i = 0; i < 4; ++i) input.insert("pix_c" + std::to_string(i + 1), stages[i]);
+  auto ref = test_io::run_tensor_reference("reference_mask2former.py", input);
+  torch::NoGradGuard no_grad;
+  PixelDecoderOutput out = decoder->forward(stages);
+  ASSERT_EQ(out.multi_scale.size(), 3u);
+  EXPECT_EQ(out.multi_scale[0].sizes(), (std::vector<int64_t>{b, 32, 2, 3}));
+  for (size_t l = 0; l < 3; ++l)
+    expect_close(out.multi_scale[l], ref["pix_ms_" + std::to_string(l)], "multi-scale " + std::to_string(l), 1e-4);
+  EXPECT_EQ(out.mask_features.sizes(), (std::vector<int64_t>{b, 24, 16, 24}));
+  expect_close(out.mask_features, ref["pix_mask_features"], "mask features", 1e-4);
+}
+
 // ---- masked-attention decoder -------------------------------------------------------------------
 
 TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {

@@ -10,6 +10,7 @@ torch::pickle_save); OUT receives a dict of results. What is computed depends on
   dec_cfg, dec.<param>, ...-> dec_cls_<i>, dec_mask_<i> (MultiScaleMaskedTransformerDecoder.forward
                               written out with F.multi_head_attention_forward and a 3-D bool mask),
                               dec_full_rows (fully masked rows reset to "attend everywhere")
+  pix_cfg, pix.<param>, ...-> pix_mask_features, pix_ms_<l> (MSDeformAttnPixelDecoder.forward)
 """
 import math
 import sys
@@ -41,18 +42,13 @@ def shapes_of(t):
 
 
 def msdeform_attn(d):
-    query, ref, inp = d["attn_query"], d["attn_reference"], d["attn_input"]
-    shapes = shapes_of(d["attn_shapes"])
+    names = {"value": "value_proj", "offset": "sampling_offsets", "weight": "attention_weights", "out": "output_proj"}
+    W = {}
+    for short, module in names.items():
+        W[module + ".weight"], W[module + ".bias"] = d[f"attn_{short}_w"], d[f"attn_{short}_b"]
     M, L, P = (int(x) for x in d["attn_mlp"].tolist())
-    N, Lq, C = query.shape
-    value = F.linear(inp, d["attn_value_w"], d["attn_value_b"]).view(N, inp.shape[1], M, C // M)
-    off = F.linear(query, d["attn_offset_w"], d["attn_offset_b"]).view(N, Lq, M, L, P, 2)
-    aw = F.linear(query, d["attn_weight_w"], d["attn_weight_b"]).view(N, Lq, M, L * P)
-    aw = F.softmax(aw, -1).view(N, Lq, M, L, P)
-    normalizer = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype)
-    loc = ref[:, :, None, :, None, :] + off / normalizer[None, None, None, :, None, :]
-    out = ms_deform_attn_core_pytorch(value, shapes, loc, aw)
-    return F.linear(out, d["attn_out_w"], d["attn_out_b"])
+    return msda_forward(W, "", d["attn_query"], d["attn_reference"], d["attn_input"], shapes_of(d["attn_shapes"]),
+                        M, L, P)
 
 
 def point_sample(inp, coords):
@@ -74,6 +70,58 @@ def sine_pe(b, h, w, num_pos_feats):
     pos_x = torch.stack((pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4).flatten(3)
     pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
     return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+
+
+def msda_forward(W, prefix, query, ref, inp, shapes, M, L, P):
+    N, Lq, C = query.shape
+    value = F.linear(inp, W[prefix + "value_proj.weight"], W[prefix + "value_proj.bias"]).view(N, inp.shape[1], M, C // M)
+    off = F.linear(query, W[prefix + "sampling_offsets.weight"], W[prefix + "sampling_offsets.bias"])
+    off = off.view(N, Lq, M, L, P, 2)
+    aw = F.linear(query, W[prefix + "attention_weights.weight"], W[prefix + "attention_weights.bias"])
+    aw = F.softmax(aw.view(N, Lq, M, L * P), -1).view(N, Lq, M, L, P)
+    normalizer = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype)
+    loc = ref[:, :, None, :, None, :] + off / normalizer[None, None, None, :, None, :]
+    out = ms_deform_attn_core_pytorch(value, shapes, loc, aw)
+    return F.linear(out, W[prefix + "output_proj.weight"], W[prefix + "output_proj.bias"])
+
+
+def pixel_decoder(d):
+    C, M, layers, points, groups = (int(x) for x in d["pix_cfg"].tolist())
+    W = {k[4:]: v for k, v in d.items() if k.startswith("pix.")}
+    feats = [d[f"pix_c{i}"] for i in range(1, 5)]
+    srcs, pos, shapes = [], [], []
+    for i, f in enumerate([feats[3], feats[2], feats[1]]):
+        x = F.conv2d(f, W[f"input_proj.{i}.0.weight"], W[f"input_proj.{i}.0.bias"])
+        x = F.group_norm(x, groups, W[f"input_proj.{i}.1.weight"], W[f"input_proj.{i}.1.bias"])
+        B, _, h, w = x.shape
+        shapes.append((h, w))
+        srcs.append(x.flatten(2).transpose(1, 2))
+        pos.append(sine_pe(B, h, w, C // 2).flatten(2).transpose(1, 2) + W["level_embed"][i].view(1, 1, -1))
+    src, pos = torch.cat(srcs, 1), torch.cat(pos, 1)
+    refs = []
+    for h, w in shapes:  # Deformable DETR get_reference_points with all valid ratios 1
+        ref_y, ref_x = torch.meshgrid(torch.linspace(0.5, h - 0.5, h), torch.linspace(0.5, w - 0.5, w), indexing="ij")
+        refs.append(torch.stack((ref_x.reshape(-1) / w, ref_y.reshape(-1) / h), -1))
+    ref = torch.cat(refs, 0)[None, :, None, :].expand(src.shape[0], -1, 3, 2)
+    for l in range(layers):
+        p = f"encoder.{l}."
+        attn = msda_forward(W, p + "self_attn.", src + pos, ref, src, shapes, M, 3, points)
+        src = F.layer_norm(src + attn, (C,), W[p + "norm1.weight"], W[p + "norm1.bias"])
+        hidden = F.relu(F.linear(src, W[p + "linear1.weight"], W[p + "linear1.bias"]))
+        src = F.layer_norm(src + F.linear(hidden, W[p + "linear2.weight"], W[p + "linear2.bias"]), (C,),
+                           W[p + "norm2.weight"], W[p + "norm2.bias"])
+    out, start = {}, 0
+    B = src.shape[0]
+    for i, (h, w) in enumerate(shapes):
+        out[f"pix_ms_{i}"] = src[:, start:start + h * w].transpose(1, 2).reshape(B, C, h, w)
+        start += h * w
+    lateral = F.group_norm(F.conv2d(feats[0], W["adapter_1.0.weight"]), groups, W["adapter_1.1.weight"],
+                           W["adapter_1.1.bias"])
+    y = lateral + F.interpolate(out["pix_ms_2"], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+    y = F.relu(F.group_norm(F.conv2d(y, W["layer_1.0.weight"], padding=1), groups, W["layer_1.1.weight"],
+                            W["layer_1.1.bias"]))
+    out["pix_mask_features"] = F.conv2d(y, W["mask_features.weight"], W["mask_features.bias"])
+    return out
 
 
 def masked_decoder(d):
@@ -176,6 +224,8 @@ def main():
         out["pe_out"] = sine_pe(b, h, w, f)
     if "dec_cfg" in d:
         out.update(masked_decoder(d))
+    if "pix_cfg" in d:
+        out.update(pixel_decoder(d))
     # LibTorch's unpickler lacks SETITEM (a one-entry dict): always write at least two entries.
     out["count"] = torch.tensor([len(out)])
     torch.save({k: v.contiguous() for k, v in out.items()}, sys.argv[2])

@@ -492,8 +492,6 @@ void check_cross_fields(const Config& c, const std::string& origin) {
   if (c.train.min_lr > c.train.lr)
     fail_cross("train.min_lr", "min_lr is larger than train.lr");
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
-  if (c.model.clip_sp.drop_r_end > c.model.clip_sp.drop_r_start)
-    fail_cross("model.clip_sp.batch_drop.r_end", "r_end is larger than batch_drop.r_start");
   if (c.model.clip_sp.attn_dim % c.model.clip_sp.heads != 0)
     fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");
   if (c.model.text.width % c.model.text.heads != 0)

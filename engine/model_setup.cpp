@@ -20,18 +20,28 @@ std::string model_signature(const Config& config, int num_classes) {
          config.model.head + "/K" + std::to_string(num_classes);
 }
 
-std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,
+std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const std::vector<std::string>& class_names,
+                                                   const std::vector<int64_t>& cooccurrence,
                                                    std::shared_ptr<dist::Communicator> comm,
                                                    bool with_pretrained) {
   models::BuildOptions build;
   build.config = config.model;
-  if (!with_pretrained) build.config.pretrained.clear();
-  build.num_classes = store.num_classes();
-  build.class_names = store.class_names();
-  build.cooccurrence = store.cooccurrence();
+  if (!with_pretrained) {
+    build.config.pretrained.clear();
+    build.weights_from_checkpoint = true;
+  }
+  build.num_classes = static_cast<int>(class_names.size());
+  build.class_names = class_names;
+  build.cooccurrence = cooccurrence;
   build.comm = std::move(comm);
   build.crop_size = config.data.crop[0];
   return models::build_segmentor(build);
+}
+
+std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,
+                                                   std::shared_ptr<dist::Communicator> comm,
+                                                   bool with_pretrained) {
+  return build_model(config, store.class_names(), store.cooccurrence(), std::move(comm), with_pretrained);
 }
 
 }  // namespace segrun::engine

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "dist/communicator.h"
@@ -28,6 +29,13 @@ std::string model_signature(const Config& config, int num_classes);
 // The segmentor of config.model for the store's classes; SyncBN layers use `comm`.
 // with_pretrained = false skips importing model.pretrained (a checkpoint will provide every weight).
 std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,
+                                                   std::shared_ptr<dist::Communicator> comm,
+                                                   bool with_pretrained = true);
+
+// The same from a class list (and its co-occurrence counts, may be empty) instead of a store, e.g.
+// `segrun model info`, which has the layout's classes but no store.
+std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const std::vector<std::string>& class_names,
+                                                   const std::vector<int64_t>& cooccurrence,
                                                    std::shared_ptr<dist::Communicator> comm,
                                                    bool with_pretrained = true);
 

@@ -99,14 +99,12 @@ int ModelCommands::run() {
   int64_t height = config.data.crop[0], width = config.data.crop[1];
   if (!s.input.empty()) std::tie(height, width) = parse_input_size(s.input);
 
-  // Built as engine::build_model builds it for a store of this layout; weights stay random.
-  models::BuildOptions build;
-  build.config = config.model;
-  build.config.pretrained.clear();
-  build.class_names = data::class_names(layout);
-  build.num_classes = static_cast<int>(build.class_names.size());
-  build.crop_size = config.data.crop[0];
-  std::shared_ptr<models::SegmentorImpl> model = models::build_segmentor(build);
+  // The model train builds for a store of this layout, without pretrained weights or the text
+  // encoder's class embeddings (neither changes a size or a FLOP).
+  const std::vector<std::string> class_names = data::class_names(layout);
+  const int num_classes = static_cast<int>(class_names.size());
+  std::shared_ptr<models::SegmentorImpl> model =
+      engine::build_model(config, class_names, {}, nullptr, /*with_pretrained=*/false);
   model->eval();
 
   const models::ParameterReport params = models::count_parameters(*model);
@@ -132,7 +130,7 @@ int ModelCommands::run() {
       if (g.name == name) return g;
     return models::ModuleSize{name, 0, 0, 0};
   };
-  const std::string signature = engine::model_signature(config, build.num_classes);
+  const std::string signature = engine::model_signature(config, num_classes);
 
   if (s.format == "json") {
     nlohmann::ordered_json out;

@@ -70,7 +70,9 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   }
   const ClipResNetSpec& spec = backbone_->spec();
 
-  text_embeddings = register_buffer("text_embeddings", class_text_embeddings(options, spec.embed_dim));
+  text_embeddings = register_buffer(
+      "text_embeddings", options.weights_from_checkpoint ? torch::zeros({num_classes_, spec.embed_dim})
+                                                         : class_text_embeddings(options, spec.embed_dim));
 
   LabelDecoderOptions decoder;
   decoder.channels = spec.embed_dim;

@@ -55,6 +55,9 @@ struct BuildOptions {
   std::shared_ptr<dist::Communicator> comm;     // may be null (single process)
   int crop_size = 512;                          // training crop; attention-pool grid for CLIP heads
   std::vector<int64_t> cooccurrence;            // K x K class co-occurrence of the train store (may be empty)
+  // Every parameter and buffer will be loaded from a checkpoint: skip work that only initializes
+  // them (CLIP-SP then leaves its text embeddings zero instead of running the text encoder).
+  bool weights_from_checkpoint = false;
 };
 
 // Builds the segmentor named by config.head. Unknown head -> ConfigError naming model.head and

@@ -6,15 +6,21 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "models/clip_checkpoint.h"
+#include "models/clip_resnet.h"
 #include "models/clip_sp_segmentor.h"
+#include "models/clip_text.h"
 #include "models/label_decoders.h"
 #include "models/losses.h"
 #include "models/scene_tokens.h"
 #include "models/segmentor.h"
+#include "models/text_embeddings.h"
+#include "models/tokenizer.h"
 #include "torch_test_io.h"
 
 namespace segrun::models {
@@ -251,6 +257,45 @@ TEST(ClipSp, MlpDecoderTrainsEveryBranch) {
     }
     EXPECT_EQ(model->named_buffers()["text_embeddings"].sizes(), torch::IntArrayRef({kClasses, 128}));
   }
+}
+
+TEST(ClipSp, PretrainedArchiveFillsBothTowers) {
+  // One OpenAI-like archive gives the visual tower (attention pooling included) and the text
+  // encoder whose class embeddings become the `text_embeddings` buffer.
+  const std::string archive = test_io::temp_path("clip_full");
+  test_io::run_reference("make_clip_full_archive.py", {archive, "8", "32", "2", "1"});
+  BuildOptions options = tiny_options();
+  options.config.pretrained = archive;
+  auto model = build_segmentor(options);
+
+  ClipResNetOptions visual_options;
+  visual_options.width = 8;
+  visual_options.norm = make_norm_factory("bn", nullptr);
+  ClipResNet visual(visual_options);
+  WeightImportOptions weights;
+  weights.path = archive;
+  weights.prefix = "visual.";
+  import_torchscript_weights(weights, *visual);
+  auto model_params = model->named_parameters();
+  for (const auto& item : visual->named_parameters()) {
+    ASSERT_TRUE(model_params.contains("backbone." + item.key())) << item.key();
+    EXPECT_TRUE(torch::equal(model_params["backbone." + item.key()], item.value())) << item.key();
+  }
+
+  ClipTextOptions text = clip_text_options_for("clip_rn50");
+  text.width = 32;
+  text.heads = 2;
+  text.layers = 1;
+  text.embed_dim = 128;
+  ClipTextEncoder encoder(text);
+  import_clip_text_weights(archive, *encoder);
+  TextEmbeddings embeddings(encoder, std::make_shared<const ClipTokenizer>());
+  torch::Tensor expected = embeddings.get(options.class_names);
+  torch::Tensor actual = model->named_buffers()["text_embeddings"];
+  EXPECT_TRUE(torch::allclose(actual, expected, 1e-5, 1e-6));
+  // Different class names give different rows (the text encoder is really used).
+  EXPECT_LT(torch::cosine_similarity(actual[0], actual[1], 0).item<double>(), 0.999);
+  std::remove(archive.c_str());
 }
 
 }  // namespace

@@ -181,7 +181,10 @@ std::string render_job_script(const JobScriptOptions& o) {
 
   // Environment of the ranks.
   sh << "export SEGRUN_LAUNCHED=1\n";
-  sh << "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then export OMP_NUM_THREADS=\"$SLURM_CPUS_PER_TASK\"; fi\n";
+  // srun (Slurm >= 22.05) no longer inherits --cpus-per-task from the batch job: SRUN_CPUS_PER_TASK.
+  sh << "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then\n";
+  sh << "  export OMP_NUM_THREADS=\"$SLURM_CPUS_PER_TASK\" SRUN_CPUS_PER_TASK=\"$SLURM_CPUS_PER_TASK\"\n";
+  sh << "fi\n";
   sh << "export NCCL_DEBUG=\"${NCCL_DEBUG:-WARN}\"\n";
   if (s.gpus_per_node > 0) sh << "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n";
   for (const auto& [name, value] : o.env) sh << "export " << name << "=" << single_quote(value) << "\n";

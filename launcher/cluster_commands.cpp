@@ -456,7 +456,8 @@ ClusterCommands::ClusterCommands(CLI::App& app) : state_(std::make_unique<State>
       ->add_option("-n,--ranks", s.request.ranks,
                    "MPI ranks per run (default: the sweep's resources.ranks, or nodes x GPUs per node)")
       ->check(CLI::Range(1, 65536));
-  s.submit->add_option("--export", s.request.exports, "NAME=VALUE exported to the ranks (repeatable)");
+  s.submit->add_option("--export", s.request.exports, "NAME=VALUE exported to the ranks (repeatable)")
+      ->allow_extra_args(false);
   s.submit->add_option("--run-dir", s.request.run_dir, "with a CONFIG: the run directory (default runs/<name>)");
   s.submit->add_option("--runs-dir,--sweep-dir", s.request.runs_dir,
                        "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");

@@ -301,9 +301,14 @@ std::string describe(const Overrides& overrides) {
   return out;
 }
 
+bool is_scheduling_key(const std::string& key) { return key.rfind("cluster.", 0) == 0; }
+
 std::string run_id(const Overrides& overrides, uint64_t seed) {
   std::string text;
-  for (const auto& [key, value] : overrides) text += key + "=" + value + "\n";
+  for (const auto& [key, value] : overrides) {
+    if (is_scheduling_key(key)) continue;  // where a run executes is not what it computes
+    text += key + "=" + value + "\n";
+  }
   text += "train.seed=" + std::to_string(seed) + "\n";
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(text)));
@@ -575,8 +580,9 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
         if (config.count(key)) swept[key] = config.at(key);
       run.dir_name = run.id + "-" + run_slug(swept, seed);
       try {
-        const Config config = load_config(spec.base, run.train_args());
+        Config config = load_config(spec.base, run.train_args());
         run.iters = config.train.iters;
+        config.cluster = ClusterConfig{};  // scheduling settings do not change the result
         char buf[32];
         std::snprintf(buf, sizeof(buf), "%016llx",
                       static_cast<unsigned long long>(fnv1a(to_toml(config))));

@@ -63,6 +63,9 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
 // configurations x seeds, configuration-major. Each run's full config is validated.
 std::vector<PlannedRun> expand_sweep(const SweepSpec& spec);
 
+// `cluster.*` keys (Slurm partition, time, ...) say where a run executes, not what it computes:
+// they are left out of run ids and fingerprints, so changing them reuses finished runs.
+bool is_scheduling_key(const std::string& key);
 std::string run_id(const Overrides& overrides, uint64_t seed);
 std::string run_slug(const Overrides& overrides, uint64_t seed);
 

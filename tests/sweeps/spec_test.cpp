@@ -92,6 +92,21 @@ TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
   for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
 }
 
+TEST_F(SpecTest, SchedulingKeysLeaveIdsAndFingerprintsAlone) {
+  // Moving a sweep to another partition or time limit must reuse its finished runs.
+  auto a = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
+  auto b = expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"cluster.slurm.partition\" = \"gpu\"\n"
+                              "\"cluster.slurm.time\" = \"02:00:00\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].id, b[i].id);
+    EXPECT_EQ(a[i].fingerprint, b[i].fingerprint);
+    EXPECT_EQ(b[i].overrides.count("cluster.slurm.partition"), 1u);  // still passed to the run
+  }
+  EXPECT_TRUE(is_scheduling_key("cluster.slurm.partition"));
+  EXPECT_FALSE(is_scheduling_key("model.clip_sp.top_k"));
+}
+
 TEST_F(SpecTest, VariantsCrossTheGridAndFiltersSelect) {
   SweepSpec spec = parse(
       "base = \"configs/base.toml\"\n"

@@ -20,7 +20,8 @@ std::string scratch_dir;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  scratch_dir = (std::filesystem::temp_directory_path() / ("segrun-fuzz-sweep-" + std::to_string(getpid()))).string();
+  const std::string name = "segrun-fuzz-sweep-" + std::to_string(getpid());
+  scratch_dir = (std::filesystem::temp_directory_path() / name).string();
   std::filesystem::create_directories(scratch_dir);
   std::ofstream(scratch_dir + "/base.toml") << "[data]\nstore = \"train\"\ncrop = [64, 64]\n"
                                                "[model]\nwidth = 8\n[train]\niters = 10\n";

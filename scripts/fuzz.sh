@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(config_fuzzer sweep_spec_fuzzer manifest_fuzzer record_fuzzer tokenizer_fuzzer)
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(config_fuzzer sweep_spec_fuzzer manifest_fuzzer record_fuzzer tokenizer_fuzzer)
+fi
 build_dir="${SEGRUN_FUZZ_BUILD_DIR:-build-fuzz}"
 
 if [ ! -f "$build_dir/build.ninja" ]; then

@@ -17,7 +17,7 @@ segrun="$(realpath "$1")"
 filter="${2:-.}"
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d /tmp/segrun-bad-inputs.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
 . "$here/../lib.sh"
 . "$here/helpers.sh"
 export OMP_NUM_THREADS=1

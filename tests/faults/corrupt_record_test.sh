@@ -45,7 +45,8 @@ echo "damaged records:"; echo "$damaged" | sed 's/^/  /'
 
 # inspect finds exactly the damaged records.
 "$segrun" data inspect train --json > inspect.json 2> inspect.err
-listed=$(json inspect.json '"\n".join("%s %d %s" % (f["shard"].split("/")[-1], f["local"], f["name"]) for f in d["integrity"]["crc_failures"])' 2>/dev/null)
+listed=$(json inspect.json '"\n".join("%s %d %s" % (f["shard"].split("/")[-1], f["local"], f["name"])
+                                     for f in d["integrity"]["crc_failures"])' 2>/dev/null)
 ok=1
 [ "$listed" = "$damaged" ] && ok=0
 injected_fault $ok "inspect lists the damaged records (got: $listed)"

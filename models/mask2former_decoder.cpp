@@ -143,7 +143,7 @@ MaskedTransformerDecoderImpl::MaskedTransformerDecoderImpl(const MaskedDecoderOp
 
 void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const torch::Tensor& mask_features,
                                            std::vector<int64_t> size, MaskedDecoderOutput& out,
-                                           torch::Tensor& attn_mask) {
+                                           torch::Tensor* attn_mask) {
   namespace F = torch::nn::functional;
   torch::Tensor normed = decoder_norm_->forward(queries);  // [B, N, C]
   out.class_logits.push_back(class_embed_->forward(normed));
@@ -154,6 +154,7 @@ void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const t
   }
   torch::Tensor masks = torch::einsum("bqc,bchw->bqhw", {embed, mask_features});
   out.mask_logits.push_back(masks);
+  if (attn_mask == nullptr) return;
   torch::NoGradGuard no_grad;
   torch::Tensor resized =
       F::interpolate(masks.detach(), F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
@@ -161,7 +162,7 @@ void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const t
   torch::Tensor blocked = resized.sigmoid().flatten(2).lt(0.5);  // [B, N, hw]
   // A query whose mask blocks everything attends everywhere instead.
   blocked = blocked.logical_and(blocked.logical_not().any(-1, /*keepdim=*/true));
-  attn_mask = blocked.unsqueeze(1).expand({b, options_.heads, n, blocked.size(2)}).reshape({b * options_.heads, n, -1});
+  *attn_mask = blocked.unsqueeze(1).expand({b, options_.heads, n, blocked.size(2)}).reshape({b * options_.heads, n, -1});
 }
 
 MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torch::Tensor>& multi_scale,
@@ -183,14 +184,15 @@ MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torc
 
   MaskedDecoderOutput out;
   torch::Tensor attn_mask;
-  predict(queries, mask_features, sizes[0], out, attn_mask);
+  predict(queries, mask_features, sizes[0], out, &attn_mask);
   for (int64_t i = 0; i < options_.layers; ++i) {
     const size_t level = static_cast<size_t>(i % 3);
     queries = cross_layers_[static_cast<size_t>(i)]->as<m2f_decoder::CrossAttentionLayerImpl>()->forward(
         queries, memory[level], attn_mask, pos[level], query_pos);
     queries = self_layers_[static_cast<size_t>(i)]->as<m2f_decoder::SelfAttentionLayerImpl>()->forward(queries, query_pos);
     queries = ffn_layers_[static_cast<size_t>(i)]->as<m2f_decoder::FfnLayerImpl>()->forward(queries);
-    predict(queries, mask_features, sizes[static_cast<size_t>((i + 1) % 3)], out, attn_mask);
+    const bool last = i + 1 == options_.layers;
+    predict(queries, mask_features, sizes[static_cast<size_t>((i + 1) % 3)], out, last ? nullptr : &attn_mask);
   }
   return out;
 }

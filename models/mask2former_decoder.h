@@ -44,9 +44,10 @@ class MaskedTransformerDecoderImpl : public torch::nn::Module {
   const MaskedDecoderOptions& options() const { return options_; }
 
  private:
-  // decoder_norm -> class and mask heads; also returns the attention mask for `size` (levels).
+  // decoder_norm -> class and mask heads appended to `out`; with `attn_mask` non-null also the
+  // next layer's attention mask at `size` (h, w of its level).
   void predict(const torch::Tensor& queries, const torch::Tensor& mask_features, std::vector<int64_t> size,
-               MaskedDecoderOutput& out, torch::Tensor& attn_mask);
+               MaskedDecoderOutput& out, torch::Tensor* attn_mask);
 
   MaskedDecoderOptions options_;
   torch::nn::ModuleList input_proj_{nullptr};  // empty when in_channels == hidden

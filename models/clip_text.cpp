@@ -99,16 +99,35 @@ torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
   if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
   SEGRUN_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size, ModelError,
                "text encoder: token ids outside [0, " << options_.vocab_size << ")");
-  const torch::Tensor eot = ids.argmax(-1);
-  const int64_t used = eot.max().item<int64_t>() + 1;  // positions after the last EOT cannot reach it
+  return encode(token_embedding_(ids), ids.argmax(-1));
+}
 
-  torch::Tensor x = token_embedding_(ids.slice(1, 0, used)) + positional_embedding.slice(0, 0, used);
+torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& ids, const torch::Tensor& context) {
+  SEGRUN_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kLong && context.dim() == 3 &&
+                   context.size(2) == options_.width && (context.size(0) == 1 || context.size(0) == ids.size(0)),
+               ModelError,
+               "text encoder: expected ids [N, L] int64 and context [N or 1, M, " << options_.width << "], got "
+                                                                                   << ids.sizes() << " and " << context.sizes());
+  const int64_t batch = ids.size(0), prompt = context.size(1);
+  SEGRUN_CHECK(ids.size(1) + prompt <= options_.context_length, ModelError,
+               "text encoder: " << ids.size(1) << " tokens + " << prompt << " context vectors exceed the context length "
+                                << options_.context_length);
+  if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
+  torch::Tensor tokens = token_embedding_(ids);
+  torch::Tensor x = torch::cat({tokens.slice(1, 0, 1), context.expand({batch, prompt, options_.width}), tokens.slice(1, 1)}, 1);
+  return encode(x, ids.argmax(-1) + prompt);
+}
+
+torch::Tensor ClipTextEncoderImpl::encode(const torch::Tensor& embeddings, const torch::Tensor& eot) {
+  const int64_t batch = embeddings.size(0);
+  const int64_t used = eot.max().item<int64_t>() + 1;  // positions after the last EOT cannot reach it
+  torch::Tensor x = embeddings.slice(1, 0, used) + positional_embedding.slice(0, 0, used);
   x = x.permute({1, 0, 2});  // [L, N, width]
   const torch::Tensor mask =
       torch::full({used, used}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
   for (const auto& block : *resblocks_) x = block->as<ClipTextBlock>()->forward(x, mask);
   x = ln_final_(x.permute({1, 0, 2}));  // [N, L, width]
-  const torch::Tensor rows = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
+  const torch::Tensor rows = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(eot.device()));
   return x.index({rows, eot}).matmul(text_projection);
 }
 

@@ -56,12 +56,20 @@ class ClipTextEncoderImpl : public torch::nn::Module {
   explicit ClipTextEncoderImpl(const ClipTextOptions& options);
   // ids int64 [N, context_length] (ClipTokenizer::tokenize) -> [N, embed_dim].
   torch::Tensor forward(const torch::Tensor& ids);
+  // Learnable-context prompts (CoOp / DenseCLIP's CLIPTextContextEncoder): the token embeddings of
+  // `ids` [N, L] (SOT, class tokens, EOT, padding; L + M <= context_length) with `context`
+  // [N or 1, M, width] inserted right after SOT: [SOT, ctx_1..ctx_M, class tokens, EOT] -> the
+  // EOT feature times text_projection, [N, embed_dim]. Gradients flow to `context` (and to the
+  // encoder's parameters only if they require grad).
+  torch::Tensor forward_with_context(const torch::Tensor& ids, const torch::Tensor& context);
   const ClipTextOptions& options() const { return options_; }
 
   torch::Tensor positional_embedding;  // [context_length, width]
   torch::Tensor text_projection;       // [width, embed_dim]
 
  private:
+  // Embeddings [N, L, width] (positional embedding not yet added) -> [N, embed_dim] at `eot`.
+  torch::Tensor encode(const torch::Tensor& embeddings, const torch::Tensor& eot);
   ClipTextOptions options_;
   torch::nn::Embedding token_embedding_{nullptr};
   torch::nn::ModuleList resblocks_{nullptr};

@@ -1,6 +1,8 @@
 // Segmentation losses: see losses.h.
 #include "models/losses.h"
 
+#include <limits>
+
 #include "core/error.h"
 
 namespace segrun::models {
@@ -55,6 +57,38 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
     log_likelihood = log_likelihood * focal;
   }
   return -log_likelihood.mean();
+}
+
+torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
+                                         const torch::Tensor& labels, double tau, const std::string& negatives) {
+  SEGRUN_CHECK(negatives == "mixneg" || negatives == "separateneg", ConfigError,
+               "mta.negatives: unknown strategy '" << negatives << "' (known: mixneg, separateneg)");
+  SEGRUN_CHECK(masks.dim() == 2 && texts.dim() == 3 && masks.size(1) == texts.size(2) && labels.dim() == 1 &&
+                   labels.size(0) == masks.size(0),
+               ModelError,
+               "mask-text loss: masks " << masks.sizes() << ", texts " << texts.sizes() << ", labels " << labels.sizes()
+                                        << " must be [Q, D], [K, C, D], [Q]");
+  SEGRUN_CHECK(tau > 0, ConfigError, "mta.temperature: must be > 0 (got " << tau << ")");
+  if (masks.size(0) == 0) return masks.sum() * 0.0;
+  const int64_t prompts = texts.size(0), classes = texts.size(1);
+  torch::Tensor m = masks / masks.norm(2, -1, /*keepdim=*/true).clamp_min(1e-6);
+  torch::Tensor t = texts / texts.norm(2, -1, /*keepdim=*/true).clamp_min(1e-6);
+  // S [Q, K, C] -> the positive prompt of each query's class.
+  torch::Tensor scores = torch::einsum("qd,kcd->qkc", {m, t}) / tau;
+  torch::Tensor own = scores.gather(2, labels.view({-1, 1, 1}).expand({-1, prompts, 1})).squeeze(2);  // [Q, K]
+  torch::Tensor best = std::get<1>(own.detach().max(1));                                              // k~
+  torch::Tensor positive = own.gather(1, best.view({-1, 1})).squeeze(1);                              // [Q]
+  torch::Tensor logits = scores.reshape({scores.size(0), prompts * classes});
+  if (negatives == "separateneg") {
+    // The class's other prompts are neither positive nor negative.
+    torch::Tensor same_class = torch::zeros({scores.size(0), prompts, classes}, torch::kBool);
+    same_class.scatter_(2, labels.view({-1, 1, 1}).expand({-1, prompts, 1}), true);
+    torch::Tensor is_positive = torch::zeros({scores.size(0), prompts}, torch::kBool);
+    is_positive.scatter_(1, best.view({-1, 1}), true);
+    torch::Tensor excluded = same_class & ~is_positive.unsqueeze(2).expand_as(same_class);
+    logits = logits.masked_fill(excluded.reshape_as(logits), -std::numeric_limits<double>::infinity());
+  }
+  return (torch::logsumexp(logits, 1) - positive).mean();
 }
 
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,

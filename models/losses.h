@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 namespace segrun::models {
 
 constexpr int64_t kIgnoreIndex = 255;
@@ -36,6 +38,17 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
 // Cross-entropy over the last dimension of `logits` [..., C] against int64 `targets` [...]
 // (`ignore_index` entries skipped), averaged over the non-ignored entries; 0 (still attached to
 // the graph) when every entry is ignored.
+// MTA-CLIP's mask-to-text contrastive loss (Eqs. 6-7 and Sec. 3.2.2) for the mask queries that
+// were matched to a ground-truth segment: masks [Q, D] (projected mask queries), texts [K, C, D]
+// (projected text queries: K prompts x C classes), labels int64 [Q] (each query's class).
+// S(m, t) = cos(m, t) / tau. The positive of query i is its class's prompt with the highest S;
+// MixNeg: the other K*C - 1 text queries are the negatives; SeparateNeg: only the K*(C-1) queries
+// of other classes are (the class's other prompts leave the denominator). Returns the mean over
+// the Q queries of -log(exp S_pos / (exp S_pos + sum over negatives exp S)); 0 (attached to the
+// graph) when Q = 0. Undefined negatives mode -> ConfigError naming mta.negatives.
+torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
+                                         const torch::Tensor& labels, double tau, const std::string& negatives);
+
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                    int64_t ignore_index = kIgnoreIndex);
 

@@ -1,0 +1,101 @@
+// MTA-CLIP text side: learnable-context prompts through the frozen CLIP text encoder and the
+// mask-to-text contrastive loss (MixNeg / SeparateNeg), values and gradients against an independent
+// PyTorch reference (reference_mta_text.py under /usr/bin/python3, same weights and inputs).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "models/clip_text.h"
+#include "models/losses.h"
+#include "models/text_prompts.h"
+#include "models/tokenizer.h"
+#include "torch_test_io.h"
+
+namespace segrun::models {
+namespace {
+
+void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what,
+                  double tolerance = 1e-4) {
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  const double scale = std::max(expected.abs().max().item<double>(), 1e-8);
+  const double err = (actual.to(torch::kFloat64) - expected.to(torch::kFloat64)).abs().max().item<double>();
+  EXPECT_LE(err, tolerance * scale) << what << ": max |diff| " << err << " vs max |ref| " << scale;
+}
+
+TEST(MtaText, PromptsAndContrastiveLossMatchPytorch) {
+  ClipTextOptions text;
+  text.width = 32;
+  text.heads = 2;
+  text.layers = 2;
+  text.embed_dim = 24;
+  torch::manual_seed(3);
+  ClipTextEncoder encoder(text);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : encoder->parameters()) p.normal_(0.0, 0.2);
+  }
+  const std::vector<std::string> names{"wall", "chest of drawers", "sky", "traffic light"};
+  ClipTokenizer tokenizer;
+  TextPromptsOptions options;  // K = 3 prompts of M = 8 vectors
+  TextPrompts prompts(encoder, tokenizer, names, options);
+  {
+    torch::NoGradGuard no_grad;
+    prompts->contexts.normal_(0.0, 0.3);
+  }
+  torch::Tensor embeddings = prompts->forward();
+  ASSERT_EQ(embeddings.sizes(), torch::IntArrayRef({3, 4, 24}));
+  embeddings.pow(2).sum().backward();
+  for (const auto& p : encoder->parameters()) EXPECT_FALSE(p.grad().defined());  // frozen
+
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& item : encoder->named_parameters()) dict.insert("enc." + item.key(), item.value().detach().clone());
+  dict.insert("ids", tokenizer.tokenize(names, 77 - 8));
+  dict.insert("contexts", prompts->contexts.detach().clone());
+  dict.insert("cfg.context_length", torch::tensor(77));
+  dict.insert("cfg.vocab_size", torch::tensor(49408));
+  dict.insert("cfg.width", torch::tensor(32));
+  dict.insert("cfg.heads", torch::tensor(2));
+  dict.insert("cfg.layers", torch::tensor(2));
+  dict.insert("cfg.embed_dim", torch::tensor(24));
+  torch::Tensor masks = torch::randn({6, 24});
+  torch::Tensor texts = torch::randn({3, 5, 24});
+  torch::Tensor labels = torch::tensor({0, 4, 2, 2, 1, 3}, torch::kLong);
+  dict.insert("loss.masks", masks);
+  dict.insert("loss.texts", texts);
+  dict.insert("loss.labels", labels);
+  dict.insert("loss.tau", torch::tensor(0.07));
+  auto ref = test_io::run_tensor_reference("reference_mta_text.py", dict);
+
+  expect_close(embeddings.detach(), ref.at("prompt_embeddings"), "prompt embeddings");
+  expect_close(prompts->contexts.grad(), ref.at("context_grad"), "context gradient", 1e-3);
+  for (const std::string mode : {"mixneg", "separateneg"}) {
+    torch::Tensor x = masks.clone().requires_grad_(true);
+    torch::Tensor loss = mask_text_contrastive_loss(x, texts, labels, 0.07, mode);
+    loss.backward();
+    EXPECT_NEAR(loss.item<double>(), ref.at(mode).item<double>(), 1e-4 * ref.at(mode).item<double>()) << mode;
+    expect_close(x.grad(), ref.at(mode + "_grad"), mode + " gradient", 1e-3);
+  }
+  // SeparateNeg leaves the class's other prompts out of the denominator: a smaller loss.
+  EXPECT_LT(ref.at("separateneg").item<double>(), ref.at("mixneg").item<double>());
+}
+
+TEST(MtaText, ContrastiveLossEdgeCases) {
+  torch::Tensor texts = torch::randn({2, 3, 8});
+  torch::Tensor none = mask_text_contrastive_loss(torch::zeros({0, 8}), texts, torch::zeros({0}, torch::kLong), 1.0,
+                                                  "mixneg");
+  EXPECT_EQ(none.item<double>(), 0.0);
+  EXPECT_THROW(mask_text_contrastive_loss(torch::randn({1, 8}), texts, torch::zeros({1}, torch::kLong), 1.0, "both"),
+               ConfigError);
+  EXPECT_THROW(mask_text_contrastive_loss(torch::randn({1, 8}), texts, torch::zeros({1}, torch::kLong), 0.0, "mixneg"),
+               ConfigError);
+  // A mask equal to its class's text query, with a tiny temperature: loss ~ 0.
+  torch::Tensor aligned = mask_text_contrastive_loss(texts[1][2].unsqueeze(0), torch::eye(8).slice(0, 0, 6).reshape({2, 3, 8}),
+                                                     torch::tensor({2}, torch::kLong), 1.0, "mixneg");
+  EXPECT_TRUE(std::isfinite(aligned.item<double>()));
+}
+
+}  // namespace
+}  // namespace segrun::models

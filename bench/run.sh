@@ -21,3 +21,16 @@ cmake --build "$build_dir" --target bench_data_pipeline -j "${SEGRUN_JOBS:-2}"
 echo
 echo "## Data pipeline ($(nproc) cores, $(date -u +%F))"
 "$build_dir/bench/bench_data_pipeline"
+
+# Data-parallel training step on 1 and 2 ranks x 1 thread: bench_train_ddp under mpirun vs a
+# PyTorch DDP (Gloo) peer (bench/train_ddp_peer.py), interleaved over rounds; weak scaling; the
+# float32 GEMM rate and the step's achieved fraction of it (bench/train_ddp_compare.py).
+cmake --build "$build_dir" --target bench_train_ddp -j "${SEGRUN_JOBS:-2}"
+echo
+echo "## Data-parallel training step ($(nproc) cores, $(date -u +%F))"
+/usr/bin/python3 bench/train_ddp_compare.py --build-dir "$build_dir" --rounds "${SEGRUN_BENCH_ROUNDS:-3}"
+
+# Communication cost model at 4 / 32 / 256 GPUs from segrun's gradient buckets and FLOP counts.
+echo
+echo "## Communication cost model"
+/usr/bin/python3 bench/comm_model.py --build-dir "$build_dir"

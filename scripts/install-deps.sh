@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev
+  libopenblas0-openmp  # Debian's LibTorch calls the libblas.so.3 alternative: reference BLAS is ~15x slower
   libopenmpi-dev openmpi-bin libgloo-dev
   libhdf5-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev

@@ -55,19 +55,7 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   const NormFactory norm = make_norm_factory(m.norm, options.comm);
   // A frozen norm only suits pretrained statistics: new modules get a trainable one.
   const NormFactory head_norm = m.norm == "frozen_bn" ? make_norm_factory("syncbn", options.comm) : norm;
-  ClipResNetOptions backbone;
-  backbone.variant = m.backbone;
-  backbone.width = m.width;
-  backbone.with_attnpool = true;  // the positional grid is resized to the input at run time
-  backbone.norm = norm;
-  backbone_ = register_module("backbone", ClipResNet(backbone));
-  if (!m.pretrained.empty()) {
-    WeightImportOptions weights;
-    weights.path = m.pretrained;
-    weights.prefix = "visual.";
-    WeightImportReport report = import_torchscript_weights(weights, *backbone_);
-    log::info("model.pretrained: {} tensors of {} loaded into the backbone", report.loaded, m.pretrained);
-  }
+  backbone_ = register_module("backbone", make_clip_backbone(m, norm, /*with_attnpool=*/true));
   const ClipResNetSpec& spec = backbone_->spec();
 
   text_embeddings = register_buffer(

@@ -58,21 +58,7 @@ Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
   const Mask2FormerConfig& c = options.config.mask2former;
   check_mask2former_config(c);
   const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
-  ClipResNetOptions backbone;
-  backbone.variant = options.config.backbone;
-  backbone.width = options.config.width;
-  backbone.with_attnpool = false;
-  backbone.norm = norm;
-  backbone_ = register_module("backbone", ClipResNet(backbone));
-  if (!options.config.pretrained.empty()) {
-    WeightImportOptions weights;
-    weights.path = options.config.pretrained;
-    weights.prefix = "visual.";
-    weights.skip_prefixes = {"attnpool."};  // Mask2Former takes the raw stages
-    WeightImportReport report = import_torchscript_weights(weights, *backbone_);
-    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped)", report.loaded,
-              options.config.pretrained, report.skipped);
-  }
+  backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
 
   PixelDecoderOptions pixel;
   pixel.in_channels = backbone_->spec().stage_channels();

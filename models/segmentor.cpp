@@ -83,25 +83,30 @@ std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options) {
   return it->second(options);
 }
 
+ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm, bool with_attnpool) {
+  ClipResNetOptions options;
+  options.variant = config.backbone;
+  options.width = config.width;
+  options.with_attnpool = with_attnpool;  // its positional grid is resized to the input at run time
+  options.norm = norm;
+  ClipResNet backbone(options);
+  if (!config.pretrained.empty()) {
+    WeightImportOptions weights;
+    weights.path = config.pretrained;
+    weights.prefix = "visual.";
+    if (!with_attnpool) weights.skip_prefixes = {"attnpool."};
+    WeightImportReport report = import_torchscript_weights(weights, *backbone);
+    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped)", report.loaded,
+              config.pretrained, report.skipped);
+  }
+  return backbone;
+}
+
 // ---- Semantic FPN baseline ---------------------------------------------------------------------
 
 FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(options.num_classes) {
   const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
-  ClipResNetOptions backbone;
-  backbone.variant = options.config.backbone;
-  backbone.width = options.config.width;
-  backbone.with_attnpool = false;
-  backbone.norm = norm;
-  backbone_ = register_module("backbone", ClipResNet(backbone));
-  if (!options.config.pretrained.empty()) {
-    WeightImportOptions weights;
-    weights.path = options.config.pretrained;
-    weights.prefix = "visual.";
-    weights.skip_prefixes = {"attnpool."};  // the FPN baseline has no attention pooling
-    WeightImportReport report = import_torchscript_weights(weights, *backbone_);
-    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped)", report.loaded,
-              options.config.pretrained, report.skipped);
-  }
+  backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
 
   FpnNeckOptions neck;
   neck.in_channels = backbone_->spec().stage_channels();

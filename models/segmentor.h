@@ -60,6 +60,11 @@ struct BuildOptions {
   bool weights_from_checkpoint = false;
 };
 
+// The CLIP visual tower every segmentor starts from: config.backbone / config.width with `norm`,
+// with or without attention pooling, its weights imported from the `visual.*` tensors of
+// config.pretrained when set (attnpool.* skipped when the tower has none).
+ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm, bool with_attnpool);
+
 // Builds the segmentor named by config.head. Unknown head -> ConfigError naming model.head and
 // listing segmentor_heads(); bad backbone/width/norm -> ConfigError naming that key.
 std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options);

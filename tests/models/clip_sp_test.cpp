@@ -54,18 +54,6 @@ BuildOptions tiny_options(const std::string& decoder = "dual_graphformer") {
   return options;
 }
 
-void randomize_norms(torch::nn::Module& model) {
-  torch::NoGradGuard no_grad;
-  for (auto& module : model.modules()) {
-    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
-      bn->weight.uniform_(0.5, 1.5);
-      bn->bias.normal_(0.0, 0.1);
-      bn->running_mean.normal_(0.0, 0.1);
-      bn->running_var.uniform_(0.5, 1.5);
-    }
-  }
-}
-
 void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what,
                   double tolerance = 1e-4) {
   ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
@@ -78,7 +66,7 @@ TEST(ClipSp, MatchesPytorchReference) {
   BuildOptions options = tiny_options();
   auto model = std::dynamic_pointer_cast<ClipSpSegmentorImpl>(build_segmentor(options));
   ASSERT_TRUE(model);
-  randomize_norms(*model);
+  test_io::randomize_norms(*model);
   model->eval();
   torch::manual_seed(11);
   torch::Tensor images = torch::randn({2, 3, 64, 96});  // x4 grid 2 x 3: 7 image tokens

@@ -20,6 +20,7 @@
 #include "models/losses.h"
 #include "models/norm.h"
 #include "models/segmentor.h"
+#include "torch_test_io.h"
 
 namespace segrun::models {
 namespace {
@@ -39,20 +40,6 @@ void write_bytes(const std::string& path, const std::vector<char>& bytes) {
 std::vector<char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Every BatchNorm layer gets non-trivial affine parameters and running statistics, so the
-// residual branches (bn3 starts at zero in CLIP's init) and the eval-mode normalization count.
-void randomize_norms(torch::nn::Module& model) {
-  torch::NoGradGuard no_grad;
-  for (auto& module : model.modules()) {
-    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
-      bn->weight.uniform_(0.5, 1.5);
-      bn->bias.normal_(0.0, 0.1);
-      bn->running_mean.normal_(0.0, 0.1);
-      bn->running_var.uniform_(0.5, 1.5);
-    }
-  }
 }
 
 void add_state(c10::Dict<std::string, at::Tensor>& dict, torch::nn::Module& model, const std::string& prefix) {
@@ -94,7 +81,7 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   const int num_classes = 5;
   auto segmentor = std::dynamic_pointer_cast<FpnSegmentorImpl>(build_segmentor(tiny_build(tiny_config(), num_classes)));
   ASSERT_TRUE(segmentor);
-  randomize_norms(*segmentor);
+  test_io::randomize_norms(*segmentor);
   {
     torch::NoGradGuard no_grad;  // larger classifier weights than the 0.01 init: a sharper check
     for (auto& item : segmentor->named_parameters()) {
@@ -111,7 +98,7 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   clip_options.with_attnpool = true;
   clip_options.norm = make_norm_factory("bn", nullptr);
   ClipResNet clip(clip_options);
-  randomize_norms(*clip);
+  test_io::randomize_norms(*clip);
   clip->eval();
 
   torch::Tensor images = torch::randn({2, 3, 64, 96});

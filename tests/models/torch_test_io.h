@@ -73,4 +73,18 @@ inline void expect_close(const torch::Tensor& actual, const torch::Tensor& expec
   EXPECT_LE(max_err, tolerance * scale) << what << ": max |diff| " << max_err << " vs max |ref| " << scale;
 }
 
+// Every BatchNorm layer gets non-trivial affine parameters and running statistics, so the
+// residual branches (bn3 starts at zero in CLIP's init) and the eval-mode normalization count.
+inline void randomize_norms(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& module : model.modules()) {
+    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.normal_(0.0, 0.1);
+      bn->running_mean.normal_(0.0, 0.1);
+      bn->running_var.uniform_(0.5, 1.5);
+    }
+  }
+}
+
 }  // namespace segrun::models::test_io

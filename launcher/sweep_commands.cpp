@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "launcher/cluster_commands.h"
 #include "sweeps/plot.h"
@@ -83,7 +82,7 @@ SweepCommands::SweepCommands(CLI::App& app) : state_(std::make_unique<State>()) 
       ->capture_default_str()
       ->check(CLI::IsMember({"md", "markdown", "csv", "latex", "json", "text"}));
   s.table->add_option("--per-class", s.per_class, "class names (or \"spec\": the spec's [table] per_class): print the per-class IoU table instead")->delimiter(',');
-  s.table->add_option("--plot", s.plot, "also write the metric against a swept key as FILE.svg");
+  s.table->add_option("--plot", s.plot, "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat)");
   s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
   s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
   s.table->add_option("--decimals", s.decimals, "decimals of the values")->capture_default_str()->check(CLI::Range(0, 6));
@@ -123,6 +122,7 @@ int SweepCommands::run() {
   std::vector<sweeps::RunRecord> runs;
   sweeps::ResultTableOptions options;
   std::vector<std::string> per_class = s.per_class;
+  std::string sweep_name;  // the plot's title names the sweep when the source is a spec
   std::error_code ec;
   if (fs::is_directory(s.source, ec)) {
     runs = sweeps::scan_runs(s.source);
@@ -132,6 +132,7 @@ int SweepCommands::run() {
     if (!fs::is_regular_file(s.source, ec))
       throw ConfigError(s.source + ": no such runs folder or sweep spec");
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.source);
+    sweep_name = spec.name;
     for (const auto& e : sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir))) {
       sweeps::RunRecord record = e.record;
       record.overrides = e.run.overrides;  // also for runs never launched (no overrides.json yet)
@@ -161,13 +162,11 @@ int SweepCommands::run() {
   const sweeps::ResultGrid grid = sweeps::build_result_grid(runs, options);
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {
-    if (fs::path(s.plot).extension() != ".svg")
-      throw ConfigError("--plot " + s.plot + ": only .svg is written (open it in a browser, or convert it "
-                        "with rsvg-convert/inkscape)");
     sweeps::PlotOptions plot;
     plot.x_key = s.plot_x;
-    write_file_atomic(s.plot, sweeps::render_svg_plot(grid, plot));
-    std::cerr << "wrote " << s.plot << "\n";
+    plot.name = sweep_name;
+    const sweeps::PlotFiles files = sweeps::write_plot(grid, plot, s.plot);
+    std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
   }
   return 0;
 }

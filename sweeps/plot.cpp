@@ -1,40 +1,33 @@
 #include "sweeps/plot.h"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+
+extern char** environ;
 
 namespace segrun::sweeps {
 namespace {
 
+namespace fs = std::filesystem;
+
+// matplotlib's default cycle: distinguishable, and prints well in grey.
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                 "#9467bd", "#8c564b", "#e377c2", "#17becf"};
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f", v);
-  return buf;
-}
 
 bool parse_number(const std::string& s, double& v) {
   if (s.empty()) return false;
@@ -43,32 +36,57 @@ bool parse_number(const std::string& s, double& v) {
   return end && *end == '\0' && std::isfinite(v);
 }
 
-double nice_step(double range) {
-  const double raw = range / 5.0;
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  const double f = raw / mag;
-  return (f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0) * mag;
-}
-
-std::string tick_label(double v, double step) {
-  int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.*f", decimals, std::fabs(v) < step * 1e-6 ? 0.0 : v);
+std::string num(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.10g", v);
   return buf;
 }
 
+// A gnuplot single-quoted string: no escapes inside but '' for a quote; one line.
+std::string gp_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "''";
+    else if (c == '\n' || c == '\r')
+      out += ' ';
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+// A label column of the data file: double-quoted, without double quotes inside.
+std::string data_label(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) out += (c == '"' || c == '\n' || c == '\r' || c == '\t') ? '\'' : c;
+  return out + "\"";
+}
+
 struct Point {
-  double x;       // position in data space (log10 applied, or category index)
+  std::string x_text;  // the swept value (display form)
+  double x;            // the value, or the category index
   double mean;
-  double std;     // NaN when n < 2
+  double std;          // NaN when n < 2
+  size_t n;
+};
+
+struct Series {
+  std::string label;
+  std::vector<Point> points;
+  bool has_error_bars = false;
 };
 
 }  // namespace
 
-std::string render_svg_plot(const ResultGrid& grid, const PlotOptions& options) {
+GnuplotFiles render_gnuplot(const ResultGrid& grid, const PlotOptions& options, const std::string& output_name) {
+  const std::string ext = fs::path(output_name).extension().string();
+  if (ext != ".png" && ext != ".svg")
+    throw ConfigError("--plot " + output_name + ": the file must end in .png or .svg");
   std::vector<std::string> keys = grid.row_keys;
   keys.insert(keys.end(), grid.col_keys.begin(), grid.col_keys.end());
   if (keys.empty()) throw ConfigError("--plot: the runs sweep no key to put on the x axis");
+  if (grid.cells.empty()) throw ConfigError("--plot: the table has no cell to plot");
   const std::string x_key = options.x_key.empty() ? keys.front() : options.x_key;
   if (std::find(keys.begin(), keys.end(), x_key) == keys.end())
     throw ConfigError("--plot-x " + x_key + ": not a row or column key of the table");
@@ -76,11 +94,14 @@ std::string render_svg_plot(const ResultGrid& grid, const PlotOptions& options) 
   for (const auto& k : keys)
     if (k != x_key) series_keys.push_back(k);
 
-  // x values in the grid's order (rows/cols are sorted by value already).
+  // x values in the grid's order (rows and columns are sorted by value already); "" = no such key.
+  auto x_of = [&](const ResultCell& c) {
+    auto it = c.config.find(x_key);
+    return it == c.config.end() ? std::string() : it->second;
+  };
   std::vector<std::string> x_values;
   for (const auto& c : grid.cells) {
-    auto it = c.config.find(x_key);
-    const std::string v = it == c.config.end() ? "" : it->second;
+    const std::string v = x_of(c);
     if (std::find(x_values.begin(), x_values.end(), v) == x_values.end()) x_values.push_back(v);
   }
   bool numeric = true;
@@ -93,7 +114,7 @@ std::string render_svg_plot(const ResultGrid& grid, const PlotOptions& options) 
   if (numeric) {
     std::vector<size_t> order(x_values.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return xs[a] < xs[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return xs[a] < xs[b]; });
     std::vector<std::string> sv;
     std::vector<double> sx;
     for (size_t i : order) {
@@ -104,133 +125,195 @@ std::string render_svg_plot(const ResultGrid& grid, const PlotOptions& options) 
     xs = sx;
   }
   const bool log_x = numeric && xs.size() >= 2 && xs.front() > 0 && xs.back() / xs.front() >= 20.0;
-  auto x_pos = [&](const std::string& v) {
-    const size_t i = static_cast<size_t>(std::find(x_values.begin(), x_values.end(), v) - x_values.begin());
-    if (!numeric) return static_cast<double>(i);
-    return log_x ? std::log10(xs[i]) : xs[i];
+  auto x_index = [&](const std::string& v) {
+    return static_cast<size_t>(std::find(x_values.begin(), x_values.end(), v) - x_values.begin());
   };
+  auto x_text = [](const std::string& v) { return v.empty() ? std::string("-") : display_value(v); };
 
-  // Series: one per combination of the other keys, in grid order.
-  std::vector<std::string> labels;
-  std::map<std::string, std::vector<Point>> series;
+  // Series: one per combination of the other keys, in the grid's order; points sorted by x.
+  std::vector<Series> series;
+  std::map<std::string, size_t> series_index;
   for (const auto& c : grid.cells) {
     std::string label;
     for (const auto& k : series_keys) {
       auto it = c.config.find(k);
       label += (label.empty() ? "" : ", ") + k + "=" + (it == c.config.end() ? "-" : display_value(it->second));
     }
-    if (label.empty()) label = grid.metric;
-    if (!series.count(label)) labels.push_back(label);
-    auto it = c.config.find(x_key);
-    series[label].push_back({x_pos(it == c.config.end() ? "" : it->second), c.mean, c.std});
+    auto [it, inserted] = series_index.emplace(label, series.size());
+    if (inserted) series.push_back({label, {}, false});
+    Series& s = series[it->second];
+    const std::string v = x_of(c);
+    const size_t i = x_index(v);
+    s.points.push_back({x_text(v), numeric ? xs[i] : static_cast<double>(i), c.mean,
+                        c.values.size() >= 2 ? c.std : std::nan(""), c.values.size()});
+    s.has_error_bars = s.has_error_bars || c.values.size() >= 2;
   }
-  for (auto& [label, points] : series)
-    std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) { return a.x < b.x; });
+  for (auto& s : series)
+    std::stable_sort(s.points.begin(), s.points.end(), [](const Point& a, const Point& b) { return a.x < b.x; });
 
-  // Data ranges.
-  double x0 = 0, x1 = 1, y0 = std::numeric_limits<double>::infinity(), y1 = -y0;
-  std::vector<double> positions;
-  for (const auto& v : x_values) positions.push_back(x_pos(v));
-  x0 = *std::min_element(positions.begin(), positions.end());
-  x1 = *std::max_element(positions.begin(), positions.end());
-  if (x1 == x0) {
-    x0 -= 0.5;
-    x1 += 0.5;
+  // x range with a margin: 6% of the span on each side (in log10 space on a log axis).
+  double x0 = 0, x1 = 0;
+  if (!numeric) {
+    x0 = -0.5;
+    x1 = static_cast<double>(x_values.size()) - 0.5;
+  } else if (log_x) {
+    const double l0 = std::log10(xs.front()), l1 = std::log10(xs.back()), pad = (l1 - l0) * 0.06;
+    x0 = std::pow(10.0, l0 - pad);
+    x1 = std::pow(10.0, l1 + pad);
+  } else if (xs.front() == xs.back()) {
+    const double pad = std::max(std::fabs(xs.front()) * 0.1, 0.5);
+    x0 = xs.front() - pad;
+    x1 = xs.front() + pad;
+  } else {
+    const double pad = (xs.back() - xs.front()) * 0.06;
+    x0 = xs.front() - pad;
+    x1 = xs.back() + pad;
   }
-  const double xpad = (x1 - x0) * 0.06;
-  x0 -= xpad;
-  x1 += xpad;
-  for (const auto& [label, points] : series)
-    for (const auto& p : points) {
-      const double e = std::isnan(p.std) ? 0.0 : p.std;
-      y0 = std::min(y0, p.mean - e);
-      y1 = std::max(y1, p.mean + e);
-    }
-  if (y1 - y0 < 1e-9) {
-    y0 -= 1.0;
-    y1 += 1.0;
-  }
-  const double ystep = nice_step(y1 - y0);
-  y0 = std::floor(y0 / ystep) * ystep;
-  y1 = std::ceil(y1 / ystep) * ystep;
 
-  const double W = options.width, H = options.height;
-  const double left = 70, right = 190, top = 40, bottom = 60;
-  const double pw = W - left - right, ph = H - top - bottom;
-  auto sx = [&](double x) { return left + (x - x0) / (x1 - x0) * pw; };
-  auto sy = [&](double y) { return top + (1.0 - (y - y0) / (y1 - y0)) * ph; };
+  const std::string stem = fs::path(output_name).stem().string();
+  const std::string data_name = stem + ".dat";
+  const std::string title =
+      !options.title.empty() ? options.title
+                             : (options.name.empty() ? "" : options.name + ": ") + grid.metric + " vs " + x_key;
+  const std::string x_label =
+      options.x_label.empty() ? x_key + (log_x ? " (log scale)" : "") : options.x_label;
+  const std::string y_label = options.y_label.empty() ? grid.metric : options.y_label;
 
-  std::ostringstream svg;
-  const std::string title = options.title.empty() ? grid.metric + " vs " + x_key : options.title;
-  svg << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      << "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"" << options.width
-      << "\" height=\"" << options.height << "\" viewBox=\"0 0 " << options.width << " " << options.height
-      << "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
-      << "<title>" << xml_escape(title) << "</title>\n"
-      << "<rect x=\"0\" y=\"0\" width=\"" << options.width << "\" height=\"" << options.height
-      << "\" fill=\"white\"/>\n"
-      << "<text x=\"" << num(left + pw / 2) << "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">"
-      << xml_escape(title) << "</text>\n";
-  // Grid lines and y ticks.
-  svg << "<g stroke=\"#dddddd\" stroke-width=\"1\">\n";
-  for (double y = y0; y <= y1 + ystep * 1e-6; y += ystep)
-    svg << "<line x1=\"" << num(left) << "\" y1=\"" << num(sy(y)) << "\" x2=\"" << num(left + pw)
-        << "\" y2=\"" << num(sy(y)) << "\"/>\n";
-  svg << "</g>\n<g text-anchor=\"end\">\n";
-  for (double y = y0; y <= y1 + ystep * 1e-6; y += ystep)
-    svg << "<text x=\"" << num(left - 6) << "\" y=\"" << num(sy(y) + 4) << "\">" << tick_label(y, ystep)
-        << "</text>\n";
-  svg << "</g>\n<g text-anchor=\"middle\">\n";
-  for (const auto& v : x_values) {
-    const double px = sx(x_pos(v));
-    svg << "<line x1=\"" << num(px) << "\" y1=\"" << num(top + ph) << "\" x2=\"" << num(px) << "\" y2=\""
-        << num(top + ph + 5) << "\" stroke=\"black\"/>\n"
-        << "<text x=\"" << num(px) << "\" y=\"" << num(top + ph + 19) << "\">"
-        << xml_escape(v.empty() ? "-" : display_value(v)) << "</text>\n";
+  GnuplotFiles files;
+  std::ostringstream data;
+  data << "# " << grid.metric << " against " << x_key << ": mean over seeds, sample std (NaN when n < 2), n\n"
+       << "# one block per series (gnuplot: index 0, 1, ...), blocks separated by two blank lines\n";
+  for (size_t s = 0; s < series.size(); ++s) {
+    if (s) data << "\n\n";
+    data << "# series " << s << ": " << (series_keys.empty() ? grid.metric : series[s].label) << "\n"
+         << "# x\tmean\tstd\tn\tlabel\n";
+    for (const auto& p : series[s].points)
+      data << num(p.x) << "\t" << num(p.mean) << "\t" << (std::isnan(p.std) ? "NaN" : num(p.std)) << "\t" << p.n
+           << "\t" << data_label(p.x_text) << "\n";
   }
-  svg << "</g>\n";
-  // Axes and labels.
-  svg << "<rect x=\"" << num(left) << "\" y=\"" << num(top) << "\" width=\"" << num(pw) << "\" height=\""
-      << num(ph) << "\" fill=\"none\" stroke=\"black\"/>\n"
-      << "<text x=\"" << num(left + pw / 2) << "\" y=\"" << num(H - 16) << "\" text-anchor=\"middle\">"
-      << xml_escape(x_key + (log_x ? " (log scale)" : "")) << "</text>\n"
-      << "<text transform=\"translate(18 " << num(top + ph / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
-      << xml_escape(grid.metric) << "</text>\n";
-  // Series.
-  for (size_t s = 0; s < labels.size(); ++s) {
-    const std::string color = kPalette[s % (sizeof(kPalette) / sizeof(kPalette[0]))];
-    const auto& points = series[labels[s]];
-    svg << "<g stroke=\"" << color << "\" fill=\"" << color << "\">\n";
-    if (points.size() >= 2) {
-      svg << "<polyline fill=\"none\" stroke-width=\"1.5\" points=\"";
-      for (size_t i = 0; i < points.size(); ++i)
-        svg << (i ? " " : "") << num(sx(points[i].x) + 5.0 * (static_cast<double>(s) - (static_cast<double>(labels.size()) - 1.0) / 2.0))
-            << "," << num(sy(points[i].mean));
-      svg << "\"/>\n";
-    }
-    // Series sharing an x value are dodged sideways by a few pixels so their error bars show.
-    const double dodge = 5.0 * (static_cast<double>(s) - (static_cast<double>(labels.size()) - 1.0) / 2.0);
-    for (const auto& p : points) {
-      const double px = sx(p.x) + dodge;
-      if (!std::isnan(p.std)) {
-        const double ya = sy(p.mean - p.std), yb = sy(p.mean + p.std);
-        svg << "<line class=\"errorbar\" x1=\"" << num(px) << "\" y1=\"" << num(ya) << "\" x2=\"" << num(px)
-            << "\" y2=\"" << num(yb) << "\"/>\n";
-        for (double yc : {ya, yb})
-          svg << "<line x1=\"" << num(px - 4) << "\" y1=\"" << num(yc) << "\" x2=\"" << num(px + 4)
-              << "\" y2=\"" << num(yc) << "\"/>\n";
-      }
-      svg << "<circle class=\"point\" cx=\"" << num(px) << "\" cy=\"" << num(sy(p.mean)) << "\" r=\"3.5\"/>\n";
-    }
-    const double ly = top + 10 + 18.0 * static_cast<double>(s);
-    svg << "<line x1=\"" << num(left + pw + 14) << "\" y1=\"" << num(ly) << "\" x2=\"" << num(left + pw + 34)
-        << "\" y2=\"" << num(ly) << "\" stroke-width=\"2\"/>\n"
-        << "<text x=\"" << num(left + pw + 40) << "\" y=\"" << num(ly + 4) << "\" stroke=\"none\" fill=\"black\">"
-        << xml_escape(labels[s]) << "</text>\n"
-        << "</g>\n";
+  files.data = data.str();
+
+  std::ostringstream gp;
+  gp << "# gnuplot script written by `segrun table --plot` (gnuplot 5): " << grid.metric << " against " << x_key
+     << ",\n# mean over seeds with +-std error bars where n >= 2. Data: " << data_name
+     << ". Edit it and re-run from this folder:\n#   gnuplot " << stem << ".gp\n";
+  if (ext == ".png")
+    gp << "set terminal pngcairo size " << options.width << "," << options.height
+       << " noenhanced font 'DejaVu Sans,10' background rgb 'white'\n";
+  else
+    gp << "set terminal svg size " << options.width << "," << options.height
+       << " noenhanced font 'DejaVu Sans,11' background rgb 'white'\n";
+  gp << "set output " << gp_quote(output_name) << "\n"
+     << "set title " << gp_quote(title) << "\n"
+     << "set xlabel " << gp_quote(x_label) << "\n"
+     << "set ylabel " << gp_quote(y_label) << "\n"
+     << "set grid ytics lc rgb '#dddddd'\n";
+  if (series.size() > 1)
+    gp << "set key outside right top\n";
+  else
+    gp << "unset key\n";
+  if (log_x) gp << "set logscale x 10\n";
+  gp << "set xrange [" << num(x0) << ":" << num(x1) << "]\n"
+     << "set xtics (";
+  for (size_t i = 0; i < x_values.size(); ++i)
+    gp << (i ? ", " : "") << gp_quote(x_text(x_values[i])) << " " << (numeric ? num(xs[i]) : std::to_string(i));
+  gp << ")\n"
+     << "set offsets 0, 0, graph 0.08, graph 0.08\n"
+     << "plot";
+  const std::string data_ref = gp_quote(data_name);
+  bool first = true;
+  for (size_t s = 0; s < series.size(); ++s) {
+    const std::string style = std::string(" lw 1.5 pt 7 ps 0.8 lc rgb '") +
+                              kPalette[s % (sizeof(kPalette) / sizeof(kPalette[0]))] + "'";
+    gp << (first ? " " : ", \\\n     ") << data_ref << " index " << s << " using 1:2 with linespoints" << style
+       << (series.size() > 1 ? " title " + gp_quote(series[s].label) : std::string(" notitle"));
+    first = false;
+    if (series[s].has_error_bars)
+      gp << ", \\\n     " << data_ref << " index " << s << " using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars"
+         << style << " notitle";
   }
-  svg << "</svg>\n";
-  return svg.str();
+  gp << "\n";
+  files.script = gp.str();
+  return files;
+}
+
+namespace {
+
+// Runs argv in dir with stdout to /dev/null; returns the exit status (-1: killed), stderr in err.
+// IoError when the program cannot be started.
+int run_program(const std::vector<std::string>& argv, const std::string& dir, std::string& err) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw IoError(std::string("gnuplot: pipe: ") + std::strerror(errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw IoError("gnuplot not found (" + argv[0] + ": " + std::strerror(rc) +
+                  "); install it: apt-get install gnuplot-nox");
+  }
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n > 0) {
+      if (err.size() < (1u << 20)) err.append(buf, static_cast<size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string first_line(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) return line;
+  return "";
+}
+
+}  // namespace
+
+PlotFiles write_plot(const ResultGrid& grid, const PlotOptions& options, const std::string& output_path) {
+  const fs::path out(output_path);
+  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  const std::string name = out.filename().string();
+  const GnuplotFiles files = render_gnuplot(grid, options, name);
+  PlotFiles paths;
+  paths.output = output_path;
+  paths.script = fs::path(out).replace_extension(".gp").string();
+  paths.data = fs::path(out).replace_extension(".dat").string();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(dir.string() + ": cannot create the plot's folder: " + ec.message());
+  write_file_atomic(paths.data, files.data);
+  write_file_atomic(paths.script, files.script);
+
+  fs::remove(out, ec);  // a stale plot must not pass for a new one
+  std::string program = options.gnuplot;
+  if (program.find('/') != std::string::npos) program = fs::absolute(program).string();  // gnuplot runs in dir
+  std::string err;
+  const int code = run_program({program, out.stem().string() + ".gp"}, dir.string(), err);
+  if (code != 0)
+    throw IoError(paths.script + ": gnuplot failed (" + (code < 0 ? std::string("killed") : "exit " + std::to_string(code)) +
+                  "): " + (first_line(err).empty() ? "no message" : first_line(err)));
+  if (fs::file_size(out, ec) == 0 || ec)
+    throw IoError(paths.script + ": gnuplot wrote no " + output_path +
+                  (first_line(err).empty() ? std::string() : ": " + first_line(err)));
+  return paths;
 }
 
 }  // namespace segrun::sweeps

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end sweep through the segrun CLI on a tiny synthetic store: plan -> run (2 runs of 2 ranks,
-# one at a time) -> reuse on re-run -> plan after editing the spec -> table (csv, md, json) + SVG plot
+# one at a time) -> reuse on re-run -> plan after editing the spec -> table (csv, md, json) + SVG plot (gnuplot)
 # -> a failing run does not stop the others -> Ctrl-C stops a run resumably -> re-run resumes it.
 # Usage: sweep_e2e_test.sh SEGRUN_BINARY
 set -uo pipefail
@@ -95,10 +95,13 @@ check "baseline row" grep -q "^0.0,.*,baseline$" table.csv
 "$segrun" table runs/e2e --format md --plot plot.svg > table.md 2> table.err
 check "table from runs folder" grep -q "| model.dropout |" table.md
 check "plot written" grep -q "wrote plot.svg" table.err
-check "plot is well-formed SVG with 2 points" test "$("$py" -c "
+check "gnuplot script and data kept next to the plot" test -s plot.gp -a -s plot.dat
+check "plot is well-formed SVG with 2 points (gnuplot)" test "$("$py" -c "
 import xml.etree.ElementTree as ET
+S = '{http://www.w3.org/2000/svg}'
 r = ET.parse('plot.svg').getroot()
-print(len(r.findall('.//{http://www.w3.org/2000/svg}circle')))")" = 2
+g = [g for g in r.iter(S + 'g') if (g.get('id') or '').startswith('gnuplot_plot_')]
+print(sum(len(list(x.iter(S + 'use'))) for x in g))")" = 2
 "$segrun" table sweep.toml --format json > table.json
 check "json table has 2 cells" test "$(json table.json 'len(d["cells"])')" = 2
 

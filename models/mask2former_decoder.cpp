@@ -76,9 +76,10 @@ class SelfAttentionLayerImpl : public torch::nn::Module {
     attn_ = register_module("self_attn", Attention(dim, heads));
     norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
   }
-  torch::Tensor forward(const torch::Tensor& tgt, const torch::Tensor& query_pos) {
+  // mask: optional boolean [B * heads, L, L], true = may not attend.
+  torch::Tensor forward(const torch::Tensor& tgt, const torch::Tensor& query_pos, const torch::Tensor& mask = {}) {
     torch::Tensor q = tgt + query_pos;
-    return norm_->forward(tgt + attn_->forward(q, q, tgt));
+    return norm_->forward(tgt + attn_->forward(q, q, tgt, mask));
   }
 
  private:
@@ -145,15 +146,19 @@ void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const t
                                            std::vector<int64_t> size, MaskedDecoderOutput& out,
                                            torch::Tensor* attn_mask) {
   namespace F = torch::nn::functional;
-  torch::Tensor normed = decoder_norm_->forward(queries);  // [B, N, C]
-  out.class_logits.push_back(class_embed_->forward(normed));
+  torch::Tensor normed = decoder_norm_->forward(queries);  // [B, N (+ T), C]
+  const int64_t n_mask = options_.num_queries;
+  out.query_states.push_back(normed.slice(1, 0, n_mask));
+  if (normed.size(1) > n_mask) out.extra_states.push_back(normed.slice(1, n_mask));
+  out.class_logits.push_back(class_embed_->forward(normed.slice(1, 0, n_mask)));
   torch::Tensor embed = normed;
   for (size_t i = 0; i < mask_embed_->size(); ++i) {
     embed = mask_embed_[i]->as<torch::nn::Linear>()->forward(embed);
     if (i + 1 < mask_embed_->size()) embed = torch::relu(embed);
   }
+  // Every query (extra ones too) predicts a mask: it sets that query's next attention mask.
   torch::Tensor masks = torch::einsum("bqc,bchw->bqhw", {embed, mask_features});
-  out.mask_logits.push_back(masks);
+  out.mask_logits.push_back(masks.slice(1, 0, n_mask));
   if (attn_mask == nullptr) return;
   torch::NoGradGuard no_grad;
   torch::Tensor resized =
@@ -166,7 +171,8 @@ void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const t
 }
 
 MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torch::Tensor>& multi_scale,
-                                                          const torch::Tensor& mask_features) {
+                                                          const torch::Tensor& mask_features,
+                                                          const ExtraQueries* extra) {
   SEGRUN_CHECK(multi_scale.size() == 3, ModelError,
                "Mask2Former decoder: expects 3 feature levels, got " << multi_scale.size());
   const int64_t b = mask_features.size(0), c = options_.hidden;
@@ -181,6 +187,23 @@ MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torc
   }
   torch::Tensor query_pos = query_embed_->weight.unsqueeze(0).expand({b, options_.num_queries, c});
   torch::Tensor queries = query_feat_->weight.unsqueeze(0).expand({b, options_.num_queries, c});
+  torch::Tensor self_mask;
+  if (extra != nullptr) {
+    SEGRUN_CHECK(extra->content.dim() == 3 && extra->content.size(2) == c && extra->pos.sizes() == extra->content.sizes(),
+                 ModelError,
+                 "Mask2Former decoder: extra queries must be [B or 1, T, " << c << "] with positions of the same shape, got "
+                                                                          << extra->content.sizes() << " and "
+                                                                          << extra->pos.sizes());
+    const int64_t t = extra->content.size(1);
+    queries = torch::cat({queries, extra->content.expand({b, t, c})}, 1);
+    query_pos = torch::cat({query_pos, extra->pos.expand({b, t, c})}, 1);
+    if (!extra->joint_attention) {
+      // Block-diagonal self-attention: mask queries among themselves, extra queries among themselves.
+      torch::Tensor is_extra = torch::arange(options_.num_queries + t, torch::kLong).ge(options_.num_queries);
+      torch::Tensor blocked = is_extra.unsqueeze(1).ne(is_extra.unsqueeze(0));
+      self_mask = blocked.unsqueeze(0).expand({b * options_.heads, -1, -1}).to(queries.device());
+    }
+  }
 
   MaskedDecoderOutput out;
   torch::Tensor attn_mask;
@@ -189,7 +212,8 @@ MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torc
     const size_t level = static_cast<size_t>(i % 3);
     queries = cross_layers_[static_cast<size_t>(i)]->as<m2f_decoder::CrossAttentionLayerImpl>()->forward(
         queries, memory[level], attn_mask, pos[level], query_pos);
-    queries = self_layers_[static_cast<size_t>(i)]->as<m2f_decoder::SelfAttentionLayerImpl>()->forward(queries, query_pos);
+    queries = self_layers_[static_cast<size_t>(i)]->as<m2f_decoder::SelfAttentionLayerImpl>()->forward(
+        queries, query_pos, self_mask);
     queries = ffn_layers_[static_cast<size_t>(i)]->as<m2f_decoder::FfnLayerImpl>()->forward(queries);
     const bool last = i + 1 == options_.layers;
     predict(queries, mask_features, sizes[static_cast<size_t>((i + 1) % 3)], out, last ? nullptr : &attn_mask);

@@ -29,18 +29,33 @@ struct MaskedDecoderOptions {
   int64_t num_classes = 150;   // K; the class head has K + 1 outputs
 };
 
+// MTA-CLIP's Text-Enhanced Mask Feature Learning: T extra queries (the reduced text embeddings)
+// joined after the N mask queries and run through the same layers: each predicts a mask that sets
+// its own attention mask, and the self-attention is joint (every query sees every query) or,
+// without joint_attention, block-diagonal (the paper's "separate attentions" ablation: the mask
+// queries then compute exactly what they compute without extra queries). Class and mask outputs
+// cover the N mask queries only.
+struct ExtraQueries {
+  torch::Tensor content;  // [B or 1, T, hidden]
+  torch::Tensor pos;      // [B or 1, T, hidden] positional part (added to q/k like query_embed)
+  bool joint_attention = true;
+};
+
 struct MaskedDecoderOutput {
   // One entry per prediction: index 0 is the prediction from the initial queries (it seeds the
   // first attention mask), index i >= 1 is the prediction after layer i - 1.
   std::vector<torch::Tensor> class_logits;  // [B, N, K + 1]
   std::vector<torch::Tensor> mask_logits;   // [B, N, H/4, W/4]
+  std::vector<torch::Tensor> query_states;  // decoder_norm(mask queries) [B, N, hidden], per prediction
+  std::vector<torch::Tensor> extra_states;  // decoder_norm(extra queries) [B, T, hidden] (with extra queries)
 };
 
 class MaskedTransformerDecoderImpl : public torch::nn::Module {
  public:
   explicit MaskedTransformerDecoderImpl(const MaskedDecoderOptions& options);
   // multi_scale: 3 maps [B, in_channels, h_l, w_l] coarse first; mask_features [B, mask_dim, H, W].
-  MaskedDecoderOutput forward(const std::vector<torch::Tensor>& multi_scale, const torch::Tensor& mask_features);
+  MaskedDecoderOutput forward(const std::vector<torch::Tensor>& multi_scale, const torch::Tensor& mask_features,
+                              const ExtraQueries* extra = nullptr);
   const MaskedDecoderOptions& options() const { return options_; }
 
  private:

@@ -5,6 +5,8 @@
 // inference and the criterion against hand-computed values, the segmentor's shapes, parameter
 // split and config wiring, and a short training run whose loss decreases.
 #include <gtest/gtest.h>
+
+#include <memory>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -246,6 +248,52 @@ TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {
   EXPECT_GT(blocked, 0.05);
   EXPECT_LT(blocked, 0.95);
   EXPECT_GT(ref["dec_full_rows"].item<int64_t>(), 0) << "no fully masked row: the reset is not exercised";
+}
+
+TEST(Mask2FormerDecoder, ExtraQueriesWithSeparateAttentionLeaveTheMaskQueriesUnchanged) {
+  // MTA-CLIP's text queries join the mask queries. With block-diagonal self-attention (the paper's
+  // "separate attentions") every mask query computes exactly what it computes alone: cross-attention,
+  // FFN and norms are per query, and its attention mask comes from its own mask. With joint
+  // self-attention the text queries change the mask queries' predictions.
+  torch::manual_seed(17);
+  MaskedDecoderOptions options;
+  options.in_channels = 32;
+  options.hidden = 32;
+  options.mask_dim = 32;
+  options.num_queries = 6;
+  options.heads = 4;
+  options.ffn_dim = 48;
+  options.layers = 4;
+  options.num_classes = 3;
+  MaskedTransformerDecoder decoder(options);
+  decoder->eval();
+  const int64_t b = 2;
+  std::vector<torch::Tensor> multi_scale{torch::randn({b, 32, 2, 3}), torch::randn({b, 32, 4, 6}),
+                                         torch::randn({b, 32, 8, 12})};
+  torch::Tensor mask_features = torch::randn({b, 32, 16, 24});
+  ExtraQueries text{torch::randn({1, 5, 32}), torch::randn({1, 5, 32}), /*joint_attention=*/false};
+  torch::NoGradGuard no_grad;
+  MaskedDecoderOutput alone = decoder->forward(multi_scale, mask_features);
+  MaskedDecoderOutput separate = decoder->forward(multi_scale, mask_features, &text);
+  ASSERT_EQ(separate.class_logits.size(), alone.class_logits.size());
+  ASSERT_EQ(separate.extra_states.size(), alone.class_logits.size());
+  for (size_t i = 0; i < alone.class_logits.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(separate.class_logits[i], alone.class_logits[i], 1e-5, 1e-5)) << i;
+    EXPECT_TRUE(torch::allclose(separate.mask_logits[i], alone.mask_logits[i], 1e-5, 1e-4)) << i;
+    EXPECT_TRUE(torch::allclose(separate.query_states[i], alone.query_states[i], 1e-5, 1e-5)) << i;
+    EXPECT_EQ(separate.extra_states[i].sizes(), torch::IntArrayRef({b, 5, 32}));
+  }
+  EXPECT_TRUE(alone.extra_states.empty());
+  text.joint_attention = true;
+  MaskedDecoderOutput joint = decoder->forward(multi_scale, mask_features, &text);
+  EXPECT_GT((joint.class_logits.back() - alone.class_logits.back()).abs().max().item<double>(), 1e-3);
+  // Only the later predictions can differ: the first one is made before any layer ran.
+  EXPECT_TRUE(torch::allclose(joint.class_logits.front(), alone.class_logits.front(), 1e-5, 1e-5));
+  EXPECT_THROW(decoder->forward(multi_scale, mask_features,
+                                std::make_unique<ExtraQueries>(ExtraQueries{torch::randn({1, 5, 16}),
+                                                                            torch::randn({1, 5, 16}), true})
+                                    .get()),
+               ModelError);
 }
 
 // ---- point sampling, losses, positional encoding -------------------------------------------------

@@ -123,7 +123,7 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   if (show_n) notes.push_back("mean \xC2\xB1 sample std over n seeds.");
   if (!g.baseline.empty())
     notes.push_back("\xCE\x94: " + g.metric + " minus that of the baseline (" + describe(g.baseline) +
-                    ") with the other keys equal.");
+                    (g.baseline_unpaired ? ")." : ") with the other keys equal."));
   if (std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.within_spread; }))
     notes.push_back("~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations "
                     "(not distinguishable from noise).");
@@ -259,6 +259,12 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   }
 
   if (!options.baseline.empty()) {
+    // The delta of a configuration is taken against the baseline configuration that differs
+    // from it only in the baseline keys; when there is none and the baseline is a single
+    // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one.
+    std::vector<Overrides> baseline_configs;
+    for (const auto& [config, cell] : by_config)
+      if (matches(config, options.baseline)) baseline_configs.push_back(config);
     bool any = false;
     for (auto& [config, cell] : by_config) {
       if (matches(config, options.baseline)) {
@@ -270,6 +276,10 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
       Overrides reference = config;
       for (const auto& [k, v] : options.baseline) reference[k] = v;
       auto it = by_config.find(reference);
+      if (it == by_config.end() && baseline_configs.size() == 1) {
+        it = by_config.find(baseline_configs.front());
+        g.baseline_unpaired = true;
+      }
       if (it == by_config.end()) continue;
       cell.delta = cell.mean - it->second.mean;
       if (cell.values.size() >= 2 && it->second.values.size() >= 2)

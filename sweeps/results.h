@@ -54,6 +54,7 @@ struct ResultGrid {
   std::vector<Overrides> col_values;  // over col_keys ({} once when there are no col keys)
   std::vector<ResultCell> cells;
   Overrides baseline;
+  bool baseline_unpaired = false;  // some delta is against the single baseline configuration
   int runs_not_done = 0;
   int decimals = 2;
 };

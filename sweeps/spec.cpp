@@ -59,6 +59,11 @@ std::string shortest_double(double v) {
     if (std::strtod(buf, nullptr) == v) break;
   }
   std::string s = buf;
+  // %g turns whole numbers from 1e1 on into exponents ("1e+01"): print those digit by digit.
+  if (s.find('e') != std::string::npos && std::fabs(v) >= 1.0 && std::fabs(v) < 1e16 && v == std::floor(v)) {
+    std::snprintf(buf, sizeof(buf), "%.0f", v);
+    s = buf;
+  }
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
   return s;
 }

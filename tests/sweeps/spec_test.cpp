@@ -92,6 +92,16 @@ TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
   for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
 }
 
+TEST_F(SpecTest, WholeFloatsStayDecimal) {
+  // 10.0 must not become "1e+01" (run folder "lambda_ml1e-01", tables "1e+01").
+  auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.5]\n"
+                                 "\"model.clip_sp.lambda_ml\" = [10.0, 150.0, 2.5e-4]\n"));
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].overrides.at("model.clip_sp.lambda_ml"), "10.0");
+  EXPECT_EQ(runs[1].overrides.at("model.clip_sp.lambda_ml"), "150.0");
+  EXPECT_EQ(runs[2].overrides.at("model.clip_sp.lambda_ml"), "0.00025");
+}
+
 TEST_F(SpecTest, SchedulingKeysLeaveIdsAndFingerprintsAlone) {
   // Moving a sweep to another partition or time limit must reuse its finished runs.
   auto a = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));

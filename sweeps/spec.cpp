@@ -158,10 +158,20 @@ bool valid_name(const std::string& s) {
 const std::set<std::string> kTopKeys{"name", "base", "runs_dir", "description", "seeds", "fixed", "grid",
                                      "variants", "include", "exclude", "resources", "table"};
 
+// "key=value" arguments of a set of overrides.
+std::vector<std::string> override_args(const Overrides& overrides) {
+  std::vector<std::string> args;
+  for (const auto& [key, value] : overrides) args.push_back(key + "=" + value);
+  return args;
+}
+
 // Reads one override table (grid point, variant, filter or baseline): dotted key -> canonical
-// value, each checked against the schema by applying it to the base config.
-LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table,
-                                const std::string& where, const std::string& base) {
+// value, each checked against the schema by applying it to the base config on top of `context`
+// (the [fixed] overrides, which every run has). With together = true (the [fixed] table itself)
+// each value is checked with the whole table applied, so paired keys such as train.iters and
+// train.warmup_iters are judged together.
+LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, const std::string& where,
+                                const std::string& base, const Overrides& context = {}, bool together = false) {
   std::vector<std::pair<std::string, const toml::node*>> flat;
   flatten(table, "", flat);
   LocatedOverrides out;
@@ -170,12 +180,19 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table,
     if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
     std::string text = canonical_of(*node);
     if (text.empty()) r.fail(*node, label, "unsupported value (" + type_name(*node) + ")");
+    out[key] = Located{text, SpecReader::line_of(*node)};
+  }
+  Overrides whole = context;
+  if (together)
+    for (const auto& [key, located] : out) whole[key] = located.value;
+  for (const auto& [key, node] : flat) {
+    Overrides applied = whole;
+    applied[key] = out[key].value;
     try {
-      load_config(base, {key + "=" + text});
+      load_config(base, override_args(applied));
     } catch (const ConfigError& e) {
       r.fail(*node, "", e.what());
     }
-    out[key] = Located{text, SpecReader::line_of(*node)};
   }
   return out;
 }
@@ -418,7 +435,8 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
   if (const toml::node* n = root.get("fixed")) {
     const toml::table* t = n->as_table();
     if (!t) r.fail(*n, "fixed", "expected a table of key = value");
-    for (const auto& [key, located] : read_overrides(r, *t, "fixed", spec.base)) fixed[key] = located.value;
+    for (const auto& [key, located] : read_overrides(r, *t, "fixed", spec.base, {}, /*together=*/true))
+      fixed[key] = located.value;
   }
 
   // [grid]: key = [values]
@@ -442,7 +460,9 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
         if (std::find(values.begin(), values.end(), text) != values.end())
           r.fail(item, "grid " + key, "value " + text + " is listed twice");
         try {
-          load_config(spec.base, {key + "=" + text});
+          Overrides applied = fixed;
+          applied[key] = text;
+          load_config(spec.base, override_args(applied));
         } catch (const ConfigError& e) {
           r.fail(item, "", e.what());
         }
@@ -462,7 +482,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
       const toml::table* t = item.as_table();
       if (!t) r.fail(item, "variants", "expected a table of key = value, got " + type_name(item));
       Overrides v;
-      for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base)) {
+      for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed)) {
         for (const auto& axis : axes)
           if (axis.first == key)
             r.fail(located.line, "variants " + key, "already swept by [grid]; a key is set by one of them");

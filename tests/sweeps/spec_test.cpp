@@ -92,6 +92,22 @@ TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
   for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
 }
 
+TEST_F(SpecTest, FixedKeysAreValidatedTogetherAndUnderTheGrid) {
+  // base: iters 40, warmup 4. [fixed] iters 3 + warmup 2 is valid only as a pair.
+  auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
+                                 "\"train.warmup_iters\" = 2\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].iters, 3);
+  // A grid value is checked with [fixed] applied: warmup 5 > the fixed 3 iterations.
+  const std::string error = error_of("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
+                                     "\"train.warmup_iters\" = 2\n[grid]\n\"train.warmup_iters\" = [5]\n");
+  EXPECT_NE(error.find("also set in [fixed]"), std::string::npos) << error;
+  const std::string grid_error = error_of("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
+                                          "\"train.warmup_iters\" = 2\n[grid]\n\"train.lr\" = [1e-4]\n"
+                                          "\"train.min_lr\" = [1e-3]\n");
+  EXPECT_NE(grid_error.find("min_lr"), std::string::npos) << grid_error;
+}
+
 TEST_F(SpecTest, WholeFloatsStayDecimal) {
   // 10.0 must not become "1e+01" (run folder "lambda_ml1e-01", tables "1e+01").
   auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.5]\n"

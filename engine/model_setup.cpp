@@ -35,7 +35,11 @@ std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const s
   build.cooccurrence = cooccurrence;
   build.comm = std::move(comm);
   build.crop_size = config.data.crop[0];
-  return models::build_segmentor(build);
+  try {
+    return models::build_segmentor(build);
+  } catch (const ConfigError& e) {  // name the config file the bad model key came from
+    throw ConfigError((config.source.empty() ? std::string("config") : config.source) + ": " + e.what());
+  }
 }
 
 std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,

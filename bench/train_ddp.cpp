@@ -14,7 +14,8 @@
 // weights (seed 0) and its own batch (seed 1000 + rank). With --exchange, rank 0 writes the weights
 // to DIR/weights.pt and the model's settings to DIR/model.txt, every rank its batch to
 // DIR/batch_<rank>.pt, for the peer.
-// Output (rank 0, one line): "images_per_s_total first_loss_rank0 max_peak_rss_mib world".
+// Output (rank 0, one line): "images_per_s_total first_loss_rank0 max_peak_rss_mib world
+// images_per_cpu_s" (CPU = user + system time of every thread of every rank in the timed steps).
 #include <mpi.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
@@ -60,6 +61,13 @@ Flags parse_flags(int argc, char** argv) {
     }
   }
   return flags;
+}
+
+// CPU seconds (user + system) of every thread of this process so far.
+double cpu_seconds() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
 double peak_rss_mib() {
@@ -189,10 +197,12 @@ int run(int argc, char** argv) {
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(1e-4));
   double first_loss = 0;
   std::chrono::steady_clock::time_point start;
+  double cpu_start = 0;
   for (int step = 0; step < warmup + steps; ++step) {
     if (step == warmup) {
       comm->barrier();
       start = std::chrono::steady_clock::now();
+      cpu_start = cpu_seconds();
     }
     optimizer.zero_grad();
     models::LossTerms loss = model->loss(images, labels);
@@ -203,11 +213,13 @@ int run(int argc, char** argv) {
   }
   comm->barrier();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double cpu = cpu_seconds() - cpu_start, total_cpu = 0;
   double rss = peak_rss_mib(), max_rss = 0;
   MPI_Reduce(&rss, &max_rss, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  MPI_Reduce(&cpu, &total_cpu, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
   if (rank == 0) {
-    std::printf("%.4f %.6f %.1f %d\n", static_cast<double>(steps) * batch * world / seconds, first_loss, max_rss,
-                world);
+    std::printf("%.4f %.6f %.1f %d %.4f\n", static_cast<double>(steps) * batch * world / seconds, first_loss,
+                max_rss, world, static_cast<double>(steps) * batch * world / total_cpu);
   }
   return 0;
 }

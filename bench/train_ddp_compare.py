@@ -7,7 +7,8 @@ achieved FLOP rate of the step as a fraction of it. Prints markdown tables for d
       [--steps 10] [--warmup 2] [--threads 1] [--gemm 1024]
       [--case "NAME|CONFIG|CROP|BATCH|override ..."]...   (default: the tiny R50 FPN and CLIP-SP)
 
-Each ratio is computed per round from the two sides' runs in that round and reported as the
+images/CPU-s = images / CPU time (user + system) of every thread of every rank in the timed steps:
+the figure that stays put when other work shares the cores. Each ratio is computed per round from the two sides' runs in that round and reported as the
 median with the [min, max] over rounds; absolute figures likewise.
 """
 import argparse
@@ -77,54 +78,65 @@ def main():
                     peer = ["/usr/bin/python3", os.path.join(ROOT, "bench", "train_ddp_peer.py"), exchange, str(n),
                             str(args.steps), str(args.warmup), str(args.threads), args.bucket_mb]
                     order = [("segrun", ours), ("peer", peer)]
-                    if rnd % 2 == 1 and rnd > 0 and os.path.exists(os.path.join(exchange, "weights.pt")):
+                    if rnd % 2 == 1:  # the exchange files exist from round 1 on
                         order.reverse()
                     for side, cmd in order:
-                        ips, loss, rss, _ = run(cmd).split()
-                        results.setdefault((ci, n, side), []).append((float(ips), float(loss), float(rss)))
-                        print(f"round {rnd + 1}: {case['name']}, {n} rank(s), {side}: {ips} images/s, "
-                              f"first loss {loss}, peak RSS {rss} MiB", file=sys.stderr, flush=True)
+                        ips, loss, rss, _, ipc = run(cmd).split()
+                        results.setdefault((ci, n, side), []).append((float(ips), float(loss), float(rss),
+                                                                      float(ipc)))
+                        print(f"round {rnd + 1}: {case['name']}, {n} rank(s), {side}: {ips} images/s, {ipc} "
+                              f"images/CPU-s, first loss {loss}, peak RSS {rss} MiB", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"{args.rounds} rounds, {args.steps} timed steps after {args.warmup} per run, {args.threads} thread(s) "
           f"per rank, bucket {args.bucket_mb} MB; median [min-max] over rounds\n")
     print("| model | crop x batch/rank | ranks | segrun images/s | peer images/s | speed ratio | "
+          "segrun images/CPU-s | peer images/CPU-s | per-CPU ratio | "
           "segrun peak RSS/rank MiB | peer MiB | memory ratio | first loss segrun / peer |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for ci, case in enumerate(cases):
         for n in ranks:
             ours, peer = results[(ci, n, "segrun")], results[(ci, n, "peer")]
             speed = [a[0] / b[0] for a, b in zip(ours, peer)]
             memory = [a[2] / b[2] for a, b in zip(ours, peer)]
+            per_cpu = [a[3] / b[3] for a, b in zip(ours, peer)]
             print(f"| {case['name']} | {case['crop']} x {case['batch']} | {n} | {spread([a[0] for a in ours])} | "
-                  f"{spread([b[0] for b in peer])} | **{spread(speed)}x** | {spread([a[2] for a in ours], '{:.0f}')} | "
+                  f"{spread([b[0] for b in peer])} | **{spread(speed)}x** | {spread([a[3] for a in ours])} | "
+                  f"{spread([b[3] for b in peer])} | **{spread(per_cpu)}x** | {spread([a[2] for a in ours], '{:.0f}')} | "
                   f"{spread([b[2] for b in peer], '{:.0f}')} | **{spread(memory)}x** | "
                   f"{ours[0][1]:.5f} / {peer[0][1]:.5f} |")
     if len(ranks) > 1:
         lo, hi = ranks[0], ranks[-1]
-        print(f"\nWeak scaling {lo} -> {hi} ranks (same batch per rank): per-rank images/s, efficiency = "
-              f"per-rank images/s at {hi} / at {lo} (paired by round)\n")
-        print(f"| model | side | per rank at {lo} | per rank at {hi} | efficiency |")
-        print("|---|---|---|---|---|")
+        print(f"\nWeak scaling {lo} -> {hi} ranks (same batch per rank): per-rank images/s and images per "
+              f"CPU-second; efficiency = value at {hi} / value at {lo} (paired by round)\n")
+        print(f"| model | side | per rank at {lo} | per rank at {hi} | wall efficiency | images/CPU-s at {lo} | "
+              f"at {hi} | CPU efficiency |")
+        print("|---|---|---|---|---|---|---|---|")
         for ci, case in enumerate(cases):
             for side in ("segrun", "peer"):
                 a = [r[0] / lo for r in results[(ci, lo, side)]]
                 b = [r[0] / hi for r in results[(ci, hi, side)]]
-                print(f"| {case['name']} | {side} | {spread(a)} | {spread(b)} | {spread([y / x for x, y in zip(a, b)])} |")
+                c = [r[3] for r in results[(ci, lo, side)]]
+                d = [r[3] for r in results[(ci, hi, side)]]
+                print(f"| {case['name']} | {side} | {spread(a)} | {spread(b)} | {spread([y / x for x, y in zip(a, b)])} | "
+                      f"{spread(c)} | {spread(d)} | {spread([y / x for x, y in zip(c, d)])} |")
     print(f"\nfloat32 GEMM rate (torch::mm {args.gemm}x{args.gemm}, {args.threads} thread, best of 5, every round): "
           f"{spread(gemm, '{:.1f}')} GFLOP/s. Train step FLOPs = 3 x forward (forward + backward), 2 FLOPs per "
           "multiply-add; forward multiply-adds per image from models::count_flops (= segrun model info).\n")
-    print("| model | ranks | forward GMAC/image | train GFLOP/image | side | achieved GFLOP/s per rank | fraction of GEMM rate |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | ranks | forward GMAC/image | train GFLOP/image | side | GFLOP/s per rank (wall) | fraction | "
+          "GFLOP per CPU-second | fraction |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for ci, case in enumerate(cases):
         train_gflop = 6.0 * case["macs"] / 1e9
         for n in ranks:
             for side in ("segrun", "peer"):
                 rate = [r[0] / n * train_gflop for r in results[(ci, n, side)]]
                 frac = [x / g for x, g in zip(rate, gemm)]
+                cpu_rate = [r[3] * train_gflop for r in results[(ci, n, side)]]
+                cpu_frac = [x / g for x, g in zip(cpu_rate, gemm)]
                 print(f"| {case['name']} | {n} | {case['macs'] / 1e9:.3f} | {train_gflop:.3f} | {side} | "
-                      f"{spread(rate)} | {spread(frac, '{:.3f}')} |")
+                      f"{spread(rate)} | {spread(frac, '{:.3f}')} | {spread(cpu_rate)} | {spread(cpu_frac, '{:.3f}')} |")
 
 
 if __name__ == "__main__":

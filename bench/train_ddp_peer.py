@@ -14,7 +14,8 @@ Norm is plain BatchNorm on both sides (SyncBatchNorm has no CPU path in PyTorch)
 CLIP-SP's batch drop off (plain top-k), as in bench_train_ddp.
 
 Usage: train_ddp_peer.py DIR WORLD STEPS WARMUP THREADS BUCKET_MB (the model's settings come from
-DIR/model.txt, key=value lines bench_train_ddp wrote). Prints "images_per_s_total first_loss_rank0 max_peak_rss_mib world" like the C++.
+DIR/model.txt, key=value lines bench_train_ddp wrote). Prints "images_per_s_total first_loss_rank0
+max_peak_rss_mib world images_per_cpu_s" like the C++ (CPU: user + system time of every rank).
 """
 import os
 import resource
@@ -78,6 +79,11 @@ class ClipSpStep(torch.nn.Module):
         return loss_seg + loss_ml + loss_aux
 
 
+def cpu_seconds():  # user + system time of every thread of this process
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker(rank, world, directory, kind, cfg, steps, warmup, threads, bucket_mb, port, results):
     torch.set_num_threads(threads)
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
@@ -99,6 +105,7 @@ def worker(rank, world, directory, kind, cfg, steps, warmup, threads, bucket_mb,
         if step == warmup:
             dist.barrier()
             start = time.perf_counter()
+            cpu_start = cpu_seconds()
         optimizer.zero_grad()
         loss = ddp(images, labels)
         if step == 0:
@@ -107,10 +114,13 @@ def worker(rank, world, directory, kind, cfg, steps, warmup, threads, bucket_mb,
         optimizer.step()
     dist.barrier()
     seconds = time.perf_counter() - start
+    cpu = torch.tensor([cpu_seconds() - cpu_start], dtype=torch.float64)
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0])
     dist.all_reduce(rss, op=dist.ReduceOp.MAX)
+    dist.all_reduce(cpu)
     if rank == 0:
-        results.put(f"{steps * images.shape[0] * world / seconds:.4f} {first:.6f} {rss.item():.1f} {world}")
+        images = steps * images.shape[0] * world
+        results.put(f"{images / seconds:.4f} {first:.6f} {rss.item():.1f} {world} {images / cpu.item():.4f}")
     dist.destroy_process_group()
 
 

@@ -29,6 +29,12 @@ cmake --build "$build_dir" --target bench_train_ddp -j "${SEGRUN_JOBS:-2}"
 echo
 echo "## Data-parallel training step ($(nproc) cores, $(date -u +%F))"
 /usr/bin/python3 bench/train_ddp_compare.py --build-dir "$build_dir" --rounds "${SEGRUN_BENCH_ROUNDS:-3}"
+# Opt-in (SEGRUN_BENCH_FULL=1, ~7 more minutes on 2 cores): the full-width models at crop 256.
+if [ "${SEGRUN_BENCH_FULL:-0}" = 1 ]; then
+  /usr/bin/python3 bench/train_ddp_compare.py --build-dir "$build_dir" --rounds 3 --steps 3 --warmup 1 \
+    --case "R50 Semantic FPN, width 64|configs/ade20k_fpn_clip_rn50_80k.toml|256|2|" \
+    --case "CLIP-SP R50, width 64|configs/clip_sp/r50_ade20k.toml|256|2|"
+fi
 
 # Communication cost model at 4 / 32 / 256 GPUs from segrun's gradient buckets and FLOP counts.
 echo

@@ -15,6 +15,7 @@ cleanup() {
 trap cleanup EXIT
 timeout_s=10
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../faults/report.sh"
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 tiny_config train > "$work/tiny.toml"
@@ -69,11 +70,14 @@ run_fault() {
   grep -E "timed out|did not arrive|noticed|error|has waited" "$out" | head -5
 }
 
+before=$failures
 run_fault killed KILL
 check "killed: non-zero exit (got $code)" test "$code" -ne 0
 check "killed: down within timeout + 15 s (took ${elapsed}s)" test "$elapsed" -le $((timeout_s + 15))
 check "killed: output names rank 1" grep -qE "rank 1|rank \[1\]|ranks \[1\]" "$out"
 
+injected=$((injected + 1)); [ "$failures" -eq "$before" ] && survived=$((survived + 1))
+before=$failures
 run_fault stalled STOP
 check "stalled: non-zero exit (got $code)" test "$code" -ne 0
 check "stalled: down within timeout + 15 s (took ${elapsed}s)" test "$elapsed" -le $((timeout_s + 15))
@@ -81,4 +85,6 @@ check "stalled: watchdog names the collective" grep -qE "collective (allreduce|b
 check "stalled: watchdog names rank 1" grep -q "rank \[1\] did not arrive" "$out"
 check "stalled: early warning at timeout/2" grep -qE "has waited [0-9]+ s on rank 0 for rank \[1\]" "$out"
 
+injected=$((injected + 1)); [ "$failures" -eq "$before" ] && survived=$((survived + 1))
+report_faults watchdog_test
 finish watchdog_test

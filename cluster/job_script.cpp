@@ -211,20 +211,29 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "}\n";
   sh << "trap 'on_signal USR1' USR1\n";
   sh << "trap 'on_signal TERM' TERM\n";
-  sh << "\"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" --run-dir \"$run_dir\" --resume auto &\n";
-  sh << "step=$!\n";
+  // A step can end with status 0 without having run (srun: "task 0 launch failed ... aborted
+  // before step completely launched", seen right after a requeue while the previous step was still
+  // terminating): unless the run says done, or a signal asked to stop, launch again (3 tries).
+  sh << "for attempt in 1 2 3; do\n";
+  sh << "  \"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" --run-dir \"$run_dir\" --resume auto &\n";
+  sh << "  step=$!\n";
   // wait returns > 128 when a trapped signal interrupts it: wait again while the step lives; once
   // it is gone, a last wait returns its status (127 if it was collected already).
-  sh << "while :; do\n";
-  sh << "  wait \"$step\"\n";
-  sh << "  rc=$?\n";
-  sh << "  if [ \"$rc\" -le 128 ]; then break; fi\n";
-  sh << "  if ! kill -0 \"$step\" 2> /dev/null; then\n";
+  sh << "  while :; do\n";
   sh << "    wait \"$step\"\n";
-  sh << "    last=$?\n";
-  sh << "    if [ \"$last\" -ne 127 ]; then rc=\"$last\"; fi\n";
-  sh << "    break\n";
-  sh << "  fi\n";
+  sh << "    rc=$?\n";
+  sh << "    if [ \"$rc\" -le 128 ]; then break; fi\n";
+  sh << "    if ! kill -0 \"$step\" 2> /dev/null; then\n";
+  sh << "      wait \"$step\"\n";
+  sh << "      last=$?\n";
+  sh << "      if [ \"$last\" -ne 127 ]; then rc=\"$last\"; fi\n";
+  sh << "      break\n";
+  sh << "    fi\n";
+  sh << "  done\n";
+  sh << "  if [ \"$rc\" -ne 0 ] || [ -n \"$stop_signal\" ] || [ \"$(head -c 4 \"$run_dir/status\" 2> /dev/null)\" = done ]; then break; fi\n";
+  sh << "  echo \"segrun job $job: the step ended without finishing the run (attempt $attempt); launching again\"\n";
+  sh << "  rc=1\n";
+  sh << "  if [ \"$attempt\" -lt 3 ]; then sleep 5; fi\n";
   sh << "done\n";
   sh << "echo \"segrun job $job: ranks exited with code $rc at $(date '+%F %T')\"\n";
   sh << "if [ \"$rc\" -eq 0 ]; then exit 0; fi\n";

@@ -196,7 +196,9 @@ struct FakeCluster {
          "#!/bin/bash\n"
          "printf '%s\\0' \"$@\" > \"$FAKE_LOG/srun.args\"\n"
          "case \"$FAKE_MODE\" in\n"
+         "  exit0) echo done > \"$FAKE_RUN/status\"; exit 0 ;;\n"
          "  exit*) exit \"${FAKE_MODE#exit}\" ;;\n"
+         "  nolaunch) echo attempt >> \"$FAKE_LOG/srun.launches\"; exit 0 ;;\n"
          "  wait) trap 'echo usr1 > \"$FAKE_LOG/srun.signal\"; exit 75' USR1\n"
          "        touch \"$FAKE_LOG/srun.started\"; for i in $(seq 1 100); do sleep 0.05; done; exit 9 ;;\n"
          "esac\n");
@@ -229,6 +231,7 @@ struct FakeCluster {
       ::setenv("PATH", path.c_str(), 1);
       ::setenv("FAKE_LOG", log_dir.c_str(), 1);
       ::setenv("FAKE_MODE", mode.c_str(), 1);
+      ::setenv("FAKE_RUN", run.c_str(), 1);
       ::setenv("SLURM_JOB_ID", "78", 1);
       ::setenv("SLURM_ARRAY_JOB_ID", "77", 1);
       ::setenv("SLURM_ARRAY_TASK_ID", "1", 1);
@@ -286,6 +289,17 @@ TEST(JobScriptRun, SuccessPassesEveryArgumentVerbatim) {
     EXPECT_FALSE(fs::exists(dir / "PWNED")) << dir;
     EXPECT_FALSE(fs::exists(dir / "PWNED2")) << dir;
   }
+}
+
+TEST(JobScriptRun, AStepThatEndsWithoutFinishingTheRunIsLaunchedAgain) {
+  // srun can exit 0 when its step never launched (seen right after a requeue): the script launches
+  // again, 3 times, then fails the run instead of leaving it looking finished.
+  FakeCluster c;
+  EXPECT_EQ(FakeCluster::wait_exit(c.start("nolaunch")), 1);
+  EXPECT_EQ(slurp(c.log_dir / "srun.launches"), "attempt\nattempt\nattempt\n");
+  const std::string log = slurp(c.run / "slurm.log");
+  EXPECT_NE(log.find("the step ended without finishing the run (attempt 3); launching again"), std::string::npos) << log;
+  EXPECT_EQ(slurp(c.run / "status").rfind("failed slurm job 77_1: ranks exited with code 1", 0), 0u);
 }
 
 TEST(JobScriptRun, PreemptedByUsr1RequeuesItself) {

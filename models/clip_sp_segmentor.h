@@ -10,7 +10,9 @@
 // SRM attention map against the slot of each 1/32 cell's class (scene_tokens.h).
 // S is computed once at construction by a frozen CLIP text encoder (model.text, weights from
 // model.pretrained when set) and kept as the buffer `text_embeddings` [K, C] (it travels with
-// checkpoints; the text encoder itself is not a submodule: it is neither trained nor saved).
+// checkpoints; the text encoder itself is not a submodule: it is neither trained nor saved). With
+// BuildOptions::weights_from_checkpoint the buffer starts as zeros: the checkpoint brings it.
+// Evaluation's label_scores() runs the backbone once more per image (for the multi-label mAP).
 // Batch drop needs the training iteration: set_iteration() before loss().
 // Not thread-safe (a torch module).
 #include <torch/torch.h>

@@ -10,8 +10,56 @@
 namespace segrun::data {
 namespace {
 
+// Stores hold PNG and JPEG only (what ADE20K and Cityscapes ship). Their headers give the size
+// before anything is allocated: a record whose header claims more than kMaxImagePixels (a damaged
+// or hostile store; found by the record fuzzer: a PNG header asking for 3 GB) is refused, and so
+// is every other format (OpenCV would try JPEG 2000, TIFF, GDAL, ... on arbitrary bytes).
+constexpr uint64_t kMaxImagePixels = uint64_t{1} << 26;  // 8192 x 8192
+
+uint32_t big_endian(const std::vector<uint8_t>& b, size_t at, int bytes) {
+  uint32_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | b[at + static_cast<size_t>(i)];
+  return v;
+}
+
+// Width x height from a PNG IHDR or a JPEG SOF marker; false when the bytes are neither format or
+// the header is cut short.
+bool header_size(const std::vector<uint8_t>& b, uint64_t& width, uint64_t& height) {
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (b.size() >= 24 && std::equal(kPng, kPng + 8, b.begin())) {
+    width = big_endian(b, 16, 4);
+    height = big_endian(b, 20, 4);
+    return true;
+  }
+  if (b.size() < 4 || b[0] != 0xFF || b[1] != 0xD8) return false;
+  size_t i = 2;
+  while (i + 9 <= b.size()) {
+    if (b[i] != 0xFF) return false;
+    const uint8_t marker = b[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (frame) {
+      height = big_endian(b, i + 5, 2);
+      width = big_endian(b, i + 7, 2);
+      return true;
+    }
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+      continue;
+    }
+    i += 2 + big_endian(b, i + 2, 2);
+  }
+  return false;
+}
+
 cv::Mat imdecode(const std::vector<uint8_t>& bytes, int flags) {
   if (bytes.empty()) return cv::Mat();
+  uint64_t width = 0, height = 0;
+  if (!header_size(bytes, width, height) || width == 0 || height == 0 || width * height > kMaxImagePixels)
+    return cv::Mat();
   try {
     return cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())), flags);
   } catch (const cv::Exception&) {

@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 20 s, every target)
 #   SEGRUN_FUZZ_BUILD_DIR  build folder (default build-fuzz)
 #   SEGRUN_JOBS            parallel compile jobs (default 2)
+#   SEGRUN_FUZZ_SEED       libFuzzer's -seed (default 1: CI replays the same mutations; 0 = random)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
@@ -34,6 +35,7 @@ for t in "${targets[@]}"; do
   # -timeout: one input taking > 10 s is a finding (a hang); -rss_limit_mb: so is > 2 GB.
   if UBSAN_OPTIONS=print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
      "$build_dir/fuzz/$t" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+       -seed="${SEGRUN_FUZZ_SEED:-1}" \
        -print_final_stats=1 -artifact_prefix="$build_dir/artifacts/$t-" "$scratch" "$seeds" \
        > "$build_dir/$t.log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$build_dir/$t.log")

@@ -1,5 +1,7 @@
 #include "data/manifest.h"
 
+#include <limits>
+
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -33,6 +35,35 @@ std::string manifest_to_json(const Manifest& m) {
   return j.dump(1) + "\n";
 }
 
+namespace {
+
+// An integer field in [lo, hi]; a float, a string or an out-of-range integer is a DataError
+// (nlohmann's get<int>() of 2.5e22 is undefined behaviour: found by the manifest fuzzer).
+int64_t integer_field(const nlohmann::json& v, const std::string& origin, const char* key,
+                      int64_t lo = std::numeric_limits<int64_t>::min(), int64_t hi = std::numeric_limits<int64_t>::max()) {
+  bool ok = false;
+  int64_t x = 0;
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    ok = u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+    x = ok ? static_cast<int64_t>(u) : 0;
+  } else if (v.is_number_integer()) {
+    ok = true;
+    x = v.get<int64_t>();
+  }
+  SEGRUN_CHECK(ok && x >= lo && x <= hi, DataError,
+               origin << ": manifest field '" << key << "' must be an integer in [" << lo << ", " << hi << "], got "
+                      << v.dump());
+  return x;
+}
+
+int int_field(const nlohmann::json& v, const std::string& origin, const char* key) {
+  return static_cast<int>(
+      integer_field(v, origin, key, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+}
+
+}  // namespace
+
 Manifest parse_manifest(const std::string& json_text, const std::string& origin) {
   nlohmann::json j;
   try {
@@ -47,23 +78,23 @@ Manifest parse_manifest(const std::string& json_text, const std::string& origin)
     m.format = j.at("format").get<std::string>();
     SEGRUN_CHECK(m.format == kStoreFormatName, DataError,
                  origin << ": format '" << m.format << "' is not '" << kStoreFormatName << "'");
-    m.version = j.at("version").get<int>();
+    m.version = int_field(j.at("version"), origin, "version");
     SEGRUN_CHECK(m.version == kStoreFormatVersion, DataError,
                  origin << ": store format version " << m.version << " is not supported (this build reads version "
                         << kStoreFormatVersion << ")");
     m.dataset = j.at("dataset").get<std::string>();
     m.split = j.at("split").get<std::string>();
-    m.num_classes = j.at("num_classes").get<int>();
-    m.ignore_index = j.at("ignore_index").get<int>();
+    m.num_classes = int_field(j.at("num_classes"), origin, "num_classes");
+    m.ignore_index = int_field(j.at("ignore_index"), origin, "ignore_index");
     m.label_mapping = j.at("label_mapping").get<std::string>();
-    m.records = j.at("records").get<int64_t>();
+    m.records = integer_field(j.at("records"), origin, "records");
     m.class_names = j.at("class_names").get<std::vector<std::string>>();
     for (const auto& s : j.at("shards")) {
-      m.shards.push_back({s.at("file").get<std::string>(), s.at("records").get<int64_t>()});
+      m.shards.push_back({s.at("file").get<std::string>(), integer_field(s.at("records"), origin, "shards.records")});
     }
     const auto& rows = j.at("cooccurrence");
     for (const auto& row : rows) {
-      for (const auto& v : row) m.cooccurrence.push_back(v.get<int64_t>());
+      for (const auto& v : row) m.cooccurrence.push_back(integer_field(v, origin, "cooccurrence"));
     }
   } catch (const nlohmann::json::exception& e) {
     SEGRUN_THROW(DataError, origin << ": malformed manifest (" << e.what() << ")");

@@ -196,8 +196,8 @@ TEST(Mask2FormerPixelDecoder, MatchesPytorchReference) {
 
 // ---- masked-attention decoder -------------------------------------------------------------------
 
-TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {
-  torch::manual_seed(13);
+// A 4-layer decoder (levels 1/32, 1/16, 1/8, then 1/32 again) of width 32 with 6 queries.
+MaskedDecoderOptions small_decoder_options() {
   MaskedDecoderOptions options;
   options.in_channels = 32;
   options.hidden = 32;
@@ -205,13 +205,22 @@ TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {
   options.num_queries = 6;
   options.heads = 4;
   options.ffn_dim = 48;
-  options.layers = 4;  // levels 1/32, 1/16, 1/8, then 1/32 again
+  options.layers = 4;
   options.num_classes = 3;
-  MaskedTransformerDecoder decoder(options);
+  return options;
+}
+
+// Random 1/32, 1/16, 1/8 feature maps of a 64x96 image for small_decoder_options().
+std::vector<torch::Tensor> small_decoder_levels(int64_t b) {
+  return {torch::randn({b, 32, 2, 3}), torch::randn({b, 32, 4, 6}), torch::randn({b, 32, 8, 12})};
+}
+
+TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {
+  torch::manual_seed(13);
+  MaskedTransformerDecoder decoder(small_decoder_options());
   decoder->eval();
   const int64_t b = 2;
-  std::vector<torch::Tensor> multi_scale{torch::randn({b, 32, 2, 3}), torch::randn({b, 32, 4, 6}),
-                                         torch::randn({b, 32, 8, 12})};
+  std::vector<torch::Tensor> multi_scale = small_decoder_levels(b);
   // Channel 0 of the mask features is a constant and the mask MLP's output 0 is amplified: each
   // query's mask logits get a large offset of its own sign, so some queries block every location
   // of a level (exercising the reset of fully masked rows) while others block part of it.
@@ -256,20 +265,10 @@ TEST(Mask2FormerDecoder, ExtraQueriesWithSeparateAttentionLeaveTheMaskQueriesUnc
   // FFN and norms are per query, and its attention mask comes from its own mask. With joint
   // self-attention the text queries change the mask queries' predictions.
   torch::manual_seed(17);
-  MaskedDecoderOptions options;
-  options.in_channels = 32;
-  options.hidden = 32;
-  options.mask_dim = 32;
-  options.num_queries = 6;
-  options.heads = 4;
-  options.ffn_dim = 48;
-  options.layers = 4;
-  options.num_classes = 3;
-  MaskedTransformerDecoder decoder(options);
+  MaskedTransformerDecoder decoder(small_decoder_options());
   decoder->eval();
   const int64_t b = 2;
-  std::vector<torch::Tensor> multi_scale{torch::randn({b, 32, 2, 3}), torch::randn({b, 32, 4, 6}),
-                                         torch::randn({b, 32, 8, 12})};
+  std::vector<torch::Tensor> multi_scale = small_decoder_levels(b);
   torch::Tensor mask_features = torch::randn({b, 32, 16, 24});
   ExtraQueries text{torch::randn({1, 5, 32}), torch::randn({1, 5, 32}), /*joint_attention=*/false};
   torch::NoGradGuard no_grad;

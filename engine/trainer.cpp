@@ -200,7 +200,8 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     auto window_start = Clock::now();
     int64_t window_iters = 0;
     double window_loss = 0;
-    std::vector<std::pair<std::string, double>> window_parts;  // each loss part's window sum
+    // Each loss part's window sum, kept as a tensor: read once per log line, not every step.
+    std::vector<std::pair<std::string, torch::Tensor>> window_parts;
     double window_wait = 0;  // seconds this rank waited for data in the window
     double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
     int64_t skipped_reported = 0;  // corrupt records already reported
@@ -233,17 +234,18 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       optimizer->step();
       window_loss += loss_value;
       if (window_parts.empty()) {
-        for (const auto& part : loss.parts) window_parts.emplace_back(part.first, 0.0);
+        for (const auto& part : loss.parts)
+          window_parts.emplace_back(part.first, torch::zeros({}, part.second.options().dtype(torch::kFloat64)));
       }
       for (size_t i = 0; i < loss.parts.size() && i < window_parts.size(); ++i)
-        window_parts[i].second += loss.parts[i].second.item<double>();
+        window_parts[i].second += loss.parts[i].second.detach().to(torch::kFloat64);
       ++window_iters;
 
       const int64_t done = iter + 1;
       if (done % config.log.interval == 0 || done == config.train.iters) {
         // The total and every part averaged over the window and the ranks, in one all-reduce.
         std::vector<double> sums{window_loss};
-        for (const auto& part : window_parts) sums.push_back(part.second);
+        for (const auto& part : window_parts) sums.push_back(part.second.item<double>());
         torch::Tensor means = torch::tensor(sums, torch::kFloat64) / static_cast<double>(window_iters);
         comm->allreduce(means);
         means = means / static_cast<double>(context.world_size);
@@ -273,7 +275,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         window_start = Clock::now();
         window_iters = 0;
         window_loss = 0;
-        for (auto& part : window_parts) part.second = 0;
+        for (auto& part : window_parts) part.second.zero_();
         window_wait = 0;
         window_sync_wait = 0;
       }

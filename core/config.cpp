@@ -123,7 +123,7 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
                      256));
     s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
-    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn", "clip_sp", "mask2former"}));
+    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn", "clip_sp", "mask2former", "mta_clip"}));
     s.push_back(choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; },
                        {"syncbn", "bn", "frozen_bn"}));
     s.push_back(make("model.fpn_channels",
@@ -187,6 +187,22 @@ const std::vector<Field>& schema() {
     m2f_real("no_object_weight", &Mask2FormerConfig::no_object_weight, 0, 1e4);
     s.push_back(make("model.mask2former.supervise_initial",
                      Ref<bool>([](Config& c) -> bool& { return c.model.mask2former.supervise_initial; })));
+    // [model.mta_clip]
+    s.push_back(make("model.mta_clip.prompts", Ref<int>([](Config& c) -> int& { return c.model.mta_clip.prompts; }), 1, 64));
+    s.push_back(make("model.mta_clip.context_length",
+                     Ref<int>([](Config& c) -> int& { return c.model.mta_clip.context_length; }), 1, 64));
+    s.push_back(choice("model.mta_clip.negatives", [](Config& c) -> std::string& { return c.model.mta_clip.negatives; },
+                       {"mixneg", "separateneg"}));
+    s.push_back(make("model.mta_clip.joint_attention",
+                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.joint_attention; })));
+    s.push_back(make("model.mta_clip.text_enhanced",
+                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.text_enhanced; })));
+    s.push_back(make("model.mta_clip.contrastive",
+                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.contrastive; })));
+    s.push_back(make("model.mta_clip.temperature",
+                     Ref<double>([](Config& c) -> double& { return c.model.mta_clip.temperature; }), 1e-4, 100, true));
+    s.push_back(make("model.mta_clip.lambda_sim",
+                     Ref<double>([](Config& c) -> double& { return c.model.mta_clip.lambda_sim; }), 0, 1e4));
     // [train]
     s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }),
                      1, 1e9));
@@ -234,6 +250,11 @@ const std::vector<Field>& schema() {
                      }), 0, 8, true));
     s.push_back(make("eval.flip", Ref<bool>([](Config& c) -> bool& { return c.eval.flip; })));
     s.push_back(make("eval.batch", Ref<int>([](Config& c) -> int& { return c.eval.batch; }), 1, 64));
+    s.push_back(make("eval.ms_scales",
+                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& {
+                       return c.eval.ms_scales;
+                     }), 0, 8, true));
+    s.push_back(make("eval.report_ms", Ref<bool>([](Config& c) -> bool& { return c.eval.report_ms; })));
     // [dist]
     s.push_back(choice("dist.backend", [](Config& c) -> std::string& { return c.dist.backend; },
                        {"auto", "mpi", "nccl"}));
@@ -496,11 +517,17 @@ void check_cross_fields(const Config& c, const std::string& origin) {
     fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");
   if (c.model.text.width % c.model.text.heads != 0)
     fail_cross("model.text.width", "must be divisible by model.text.heads");
+  if (c.model.head == "mta_clip" && !c.model.mta_clip.text_enhanced && !c.model.mta_clip.contrastive)
+    fail_cross("model.mta_clip.contrastive",
+               "with text_enhanced = false too, nothing of MTA-CLIP is left: that is model.head = \"mask2former\"");
   if (c.model.text.prompt.find("{}") == std::string::npos)
     fail_cross("model.text.prompt", "must contain {} (the class name's place)");
   for (int i = 0; i < 2; ++i)
     if (c.eval.stride[i] > c.eval.crop[i])
       fail_cross("eval.stride", "stride larger than eval.crop leaves pixels unpredicted");
+  if (c.eval.scales.empty()) fail_cross("eval.scales", "empty (give at least one scale, e.g. [1.0])");
+  if (c.eval.ms_scales.empty())
+    fail_cross("eval.ms_scales", "empty (give at least one scale, e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])");
 }
 
 Config parse_table(const toml::table& table, const std::string& origin,

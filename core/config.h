@@ -78,6 +78,20 @@ struct Mask2FormerConfig {
   bool supervise_initial = false;         // also supervise the prediction made before layer 0
 };
 
+// MTA-CLIP head (model.head = "mta_clip"): the Mask2Former of `model.mask2former` (whose
+// class_weight / mask_weight / dice_weight are the paper's lambda1 / lambda2) plus the mask-text
+// alignment below; see docs/models.md.
+struct MtaClipConfig {
+  int prompts = 3;                        // K learnable context prompts (1 = no MTPL)
+  int context_length = 8;                 // M context vectors per prompt
+  std::string negatives = "mixneg";       // mixneg | separateneg
+  bool joint_attention = true;            // false = separate self-attention for text and mask queries
+  bool text_enhanced = true;              // text queries join the mask queries in the decoder
+  bool contrastive = true;                // mask-to-text contrastive loss (MTCL) after every layer
+  double temperature = 1.0;               // tau in S = cos(m', t') / tau
+  double lambda_sim = 1.0;                // lambda3
+};
+
 struct ModelConfig {
   std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101
   int width = 64;                         // ResNet stem width (64 = the real RN50)
@@ -88,6 +102,7 @@ struct ModelConfig {
   double dropout = 0.1;                   // Dropout2d before the classifier
   Mask2FormerConfig mask2former;
   ClipSpConfig clip_sp;
+  MtaClipConfig mta_clip;
   TextConfig text;
 };
 
@@ -114,6 +129,10 @@ struct EvalConfig {
   std::vector<double> scales{1.0};
   bool flip = false;
   int batch = 1;
+  // Multi-scale + flip evaluation (mmseg --aug-test), reported as mIoU_ms next to mIoU by the
+  // final validation of `segrun train` and by `segrun eval` when report_ms (or `eval --ms`).
+  std::vector<double> ms_scales{0.5, 0.75, 1.0, 1.25, 1.5, 1.75};
+  bool report_ms = false;
 };
 
 struct DistConfig {

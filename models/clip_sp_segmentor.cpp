@@ -16,17 +16,7 @@ namespace {
 // embedding width matches the visual one; its weights come from `pretrained` when set.
 torch::Tensor class_text_embeddings(const BuildOptions& options, int64_t embed_dim) {
   const ModelConfig& m = options.config;
-  ClipTextOptions text = clip_text_options_for(m.backbone);
-  text.width = m.text.width;
-  text.layers = m.text.layers;
-  text.heads = m.text.heads;
-  text.embed_dim = embed_dim;
-  validate_clip_text_options(text);
-  ClipTextEncoder encoder(text);
-  if (!m.pretrained.empty()) {
-    WeightImportReport report = import_clip_text_weights(m.pretrained, *encoder);
-    log::info("model.pretrained: {} text-encoder tensors loaded from {}", report.loaded, m.pretrained);
-  }
+  ClipTextEncoder encoder = make_clip_text_encoder(m, embed_dim, /*import_weights=*/true);
   TextEmbeddingsOptions embeddings_options;
   embeddings_options.prompt_template = m.text.prompt;
   TextEmbeddings embeddings(encoder, std::make_shared<const ClipTokenizer>(), embeddings_options);

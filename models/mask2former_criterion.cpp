@@ -105,7 +105,8 @@ Assignment Mask2FormerCriterion::match(const torch::Tensor& class_logits, const 
 LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_logits,
                                      const std::vector<torch::Tensor>& mask_logits,
                                      const std::vector<SemanticTargets>& targets,
-                                     const std::shared_ptr<dist::Communicator>& comm) const {
+                                     const std::shared_ptr<dist::Communicator>& comm,
+                                     std::vector<std::vector<Assignment>>* matches) const {
   SEGRUN_CHECK(!class_logits.empty() && class_logits.size() == mask_logits.size(), ModelError,
                "Mask2Former criterion: " << class_logits.size() << " class and " << mask_logits.size()
                                          << " mask predictions");
@@ -113,6 +114,7 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   SEGRUN_CHECK(static_cast<int64_t>(targets.size()) == batch, ModelError,
                "Mask2Former criterion: " << targets.size() << " targets for a batch of " << batch);
   const int64_t k = options_.num_classes;
+  if (matches != nullptr) matches->clear();
   SEGRUN_CHECK(class_logits[0].size(2) == k + 1, ModelError,
                "Mask2Former criterion: class logits have " << class_logits[0].size(2) << " entries, expected " << k + 1);
 
@@ -138,9 +140,11 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
     const torch::Tensor& masks = mask_logits[p];
     torch::Tensor target_classes = torch::full({batch, queries}, k, torch::kLong);
     std::vector<torch::Tensor> src, tgt;
+    if (matches != nullptr) matches->emplace_back();
     for (int64_t b = 0; b < batch; ++b) {
       const SemanticTargets& t = targets[static_cast<size_t>(b)];
       Assignment a = match(cls[b], masks[b], t);
+      if (matches != nullptr) matches->back().push_back(a);
       if (a.rows.empty()) continue;
       torch::Tensor rows = torch::tensor(a.rows, torch::kLong), cols = torch::tensor(a.cols, torch::kLong);
       target_classes[b].index_put_({rows}, t.classes.index_select(0, cols));

@@ -75,8 +75,12 @@ class Mask2FormerCriterion {
   // each), each matched on its own; parts "loss_cls", "loss_mask", "loss_dice" are weighted and
   // summed over the predictions; total is their sum. `comm` (may be null) averages the target
   // count over ranks (a collective: every rank must call loss with the same predictions count).
+  // With `matches` non-null it receives the assignments: (*matches)[p][b] for prediction p and
+  // image b (rows = query indices, cols = indices into targets[b].classes), for losses built on
+  // the same matching (MTA-CLIP's mask-to-text contrastive loss).
   LossTerms loss(const std::vector<torch::Tensor>& class_logits, const std::vector<torch::Tensor>& mask_logits,
-                 const std::vector<SemanticTargets>& targets, const std::shared_ptr<dist::Communicator>& comm) const;
+                 const std::vector<SemanticTargets>& targets, const std::shared_ptr<dist::Communicator>& comm,
+                 std::vector<std::vector<Assignment>>* matches = nullptr) const;
 
   const Mask2FormerLossOptions& options() const { return options_; }
 

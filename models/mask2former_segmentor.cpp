@@ -6,23 +6,9 @@
 #include "models/clip_checkpoint.h"
 
 namespace segrun::models {
-namespace {
-
 namespace F = torch::nn::functional;
 
-Mask2FormerLossOptions loss_options(const BuildOptions& options) {
-  const Mask2FormerConfig& c = options.config.mask2former;
-  Mask2FormerLossOptions loss;
-  loss.num_classes = options.num_classes;
-  loss.class_weight = c.class_weight;
-  loss.mask_weight = c.mask_weight;
-  loss.dice_weight = c.dice_weight;
-  loss.no_object_weight = c.no_object_weight;
-  loss.num_points = c.num_points;
-  loss.oversample = c.oversample;
-  loss.importance = c.importance;
-  return loss;
-}
+namespace {
 
 void check_mask2former_config(const Mask2FormerConfig& c) {
   SEGRUN_CHECK(c.hidden_dim % c.heads == 0, ConfigError,
@@ -37,31 +23,25 @@ void check_mask2former_config(const Mask2FormerConfig& c) {
 
 }  // namespace
 
-Mask2FormerHeadImpl::Mask2FormerHeadImpl(const PixelDecoderOptions& pixel, const MaskedDecoderOptions& decoder) {
-  pixel_decoder_ = register_module("pixel_decoder", MSDeformPixelDecoder(pixel));
-  transformer_decoder_ = register_module("transformer_decoder", MaskedTransformerDecoder(decoder));
+Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options) {
+  const Mask2FormerConfig& c = options.config.mask2former;
+  Mask2FormerLossOptions loss;
+  loss.num_classes = options.num_classes;
+  loss.class_weight = c.class_weight;
+  loss.mask_weight = c.mask_weight;
+  loss.dice_weight = c.dice_weight;
+  loss.no_object_weight = c.no_object_weight;
+  loss.num_points = c.num_points;
+  loss.oversample = c.oversample;
+  loss.importance = c.importance;
+  return loss;
 }
 
-MaskedDecoderOutput Mask2FormerHeadImpl::forward(const std::vector<torch::Tensor>& stages) {
-  PixelDecoderOutput pixels = pixel_decoder_->forward(stages);
-  return transformer_decoder_->forward(pixels.multi_scale, pixels.mask_features);
-}
-
-torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, const torch::Tensor& mask_logits) {
-  const int64_t k = class_logits.size(2) - 1;
-  torch::Tensor probs = class_logits.softmax(-1).narrow(2, 0, k);  // drop "no object"
-  return torch::einsum("bqc,bqhw->bchw", {probs, mask_logits.sigmoid()});
-}
-
-Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
-    : num_classes_(options.num_classes), comm_(options.comm), criterion_(loss_options(options)) {
+Mask2FormerHead make_mask2former_head(const BuildOptions& options, const std::vector<int64_t>& backbone_channels) {
   const Mask2FormerConfig& c = options.config.mask2former;
   check_mask2former_config(c);
-  const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
-  backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
-
   PixelDecoderOptions pixel;
-  pixel.in_channels = backbone_->spec().stage_channels();
+  pixel.in_channels = backbone_channels;
   pixel.conv_dim = c.hidden_dim;
   pixel.mask_dim = c.hidden_dim;
   pixel.encoder_layers = c.enc_layers;
@@ -77,8 +57,43 @@ Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
   decoder.ffn_dim = c.dec_ffn;
   decoder.layers = c.dec_layers;
   decoder.num_classes = options.num_classes;
-  decode_head_ = register_module("decode_head", Mask2FormerHead(pixel, decoder));
-  supervise_initial_ = c.supervise_initial;
+  return Mask2FormerHead(pixel, decoder);
+}
+
+std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes) {
+  std::vector<SemanticTargets> targets;
+  for (int64_t b = 0; b < labels.size(0); ++b) targets.push_back(semantic_targets(labels[b].to(torch::kLong), num_classes));
+  return targets;
+}
+
+torch::Tensor mask2former_scores_at(const MaskedDecoderOutput& out, std::vector<int64_t> size) {
+  torch::Tensor masks = F::interpolate(
+      out.mask_logits.back(), F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
+  return mask2former_semantic_inference(out.class_logits.back(), masks);
+}
+
+Mask2FormerHeadImpl::Mask2FormerHeadImpl(const PixelDecoderOptions& pixel, const MaskedDecoderOptions& decoder) {
+  pixel_decoder_ = register_module("pixel_decoder", MSDeformPixelDecoder(pixel));
+  transformer_decoder_ = register_module("transformer_decoder", MaskedTransformerDecoder(decoder));
+}
+
+MaskedDecoderOutput Mask2FormerHeadImpl::forward(const std::vector<torch::Tensor>& stages, const ExtraQueries* extra) {
+  PixelDecoderOutput pixels = pixel_decoder_->forward(stages);
+  return transformer_decoder_->forward(pixels.multi_scale, pixels.mask_features, extra);
+}
+
+torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, const torch::Tensor& mask_logits) {
+  const int64_t k = class_logits.size(2) - 1;
+  torch::Tensor probs = class_logits.softmax(-1).narrow(2, 0, k);  // drop "no object"
+  return torch::einsum("bqc,bqhw->bchw", {probs, mask_logits.sigmoid()});
+}
+
+Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
+    : num_classes_(options.num_classes), comm_(options.comm), criterion_(mask2former_loss_options(options)) {
+  const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
+  backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
+  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->spec().stage_channels()));
+  supervise_initial_ = options.config.mask2former.supervise_initial;
 }
 
 MaskedDecoderOutput Mask2FormerSegmentorImpl::predictions(const torch::Tensor& images) {
@@ -91,19 +106,13 @@ torch::Tensor Mask2FormerSegmentorImpl::forward(const torch::Tensor& images) {
 }
 
 torch::Tensor Mask2FormerSegmentorImpl::predict_logits(const torch::Tensor& images) {
-  MaskedDecoderOutput out = predictions(images);
-  torch::Tensor masks = F::interpolate(out.mask_logits.back(), F::InterpolateFuncOptions()
-                                                                   .size(std::vector<int64_t>{images.size(2), images.size(3)})
-                                                                   .mode(torch::kBilinear)
-                                                                   .align_corners(false));
-  return mask2former_semantic_inference(out.class_logits.back(), masks);
+  return mask2former_scores_at(predictions(images), {images.size(2), images.size(3)});
 }
 
 LossTerms Mask2FormerSegmentorImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
   SEGRUN_CHECK(labels.dim() == 3 && labels.size(0) == images.size(0), DataError,
                "Mask2Former loss: labels must be [B, H, W] with B = " << images.size(0) << ", got " << labels.sizes());
-  std::vector<SemanticTargets> targets;
-  for (int64_t b = 0; b < labels.size(0); ++b) targets.push_back(semantic_targets(labels[b].to(torch::kLong), num_classes_));
+  std::vector<SemanticTargets> targets = batch_semantic_targets(labels, num_classes_);
   MaskedDecoderOutput out = predictions(images);
   const size_t first = supervise_initial_ ? 0 : 1;
   std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first), out.class_logits.end());

@@ -30,13 +30,25 @@ namespace segrun::models {
 class Mask2FormerHeadImpl : public torch::nn::Module {
  public:
   Mask2FormerHeadImpl(const PixelDecoderOptions& pixel, const MaskedDecoderOptions& decoder);
-  MaskedDecoderOutput forward(const std::vector<torch::Tensor>& stages);
+  // `extra` (may be null): queries joined with the mask queries (MTA-CLIP's text queries).
+  MaskedDecoderOutput forward(const std::vector<torch::Tensor>& stages, const ExtraQueries* extra = nullptr);
 
  private:
   MSDeformPixelDecoder pixel_decoder_{nullptr};
   MaskedTransformerDecoder transformer_decoder_{nullptr};
 };
 TORCH_MODULE(Mask2FormerHead);
+
+// The head of `model.mask2former` on a backbone with `backbone_channels` stage channels
+// (ConfigError naming the key for inconsistent sizes), and the criterion options of that config.
+Mask2FormerHead make_mask2former_head(const BuildOptions& options, const std::vector<int64_t>& backbone_channels);
+Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options);
+
+// Semantic scores at the input size: mask logits upsampled bilinearly to `size`, then combined.
+torch::Tensor mask2former_scores_at(const MaskedDecoderOutput& out, std::vector<int64_t> size);
+
+// One target set per image of labels int64-convertible [B, H, W] (255 = ignore).
+std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes);
 
 // class_logits [B, Q, K + 1], mask_logits [B, Q, h, w] -> scores [B, K, h, w].
 torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, const torch::Tensor& mask_logits);

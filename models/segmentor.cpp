@@ -11,6 +11,7 @@
 #include "models/clip_sp_segmentor.h"
 #include "models/losses.h"
 #include "models/mask2former_segmentor.h"
+#include "models/mta_clip_segmentor.h"
 
 namespace segrun::models {
 namespace {
@@ -22,6 +23,7 @@ const std::map<std::string, Builder>& registry() {
       {"fpn", [](const BuildOptions& o) { return std::make_shared<FpnSegmentorImpl>(o); }},
       {"mask2former", [](const BuildOptions& o) { return std::make_shared<Mask2FormerSegmentorImpl>(o); }},
       {"clip_sp", [](const BuildOptions& o) { return std::make_shared<ClipSpSegmentorImpl>(o); }},
+      {"mta_clip", [](const BuildOptions& o) { return std::make_shared<MtaClipSegmentorImpl>(o); }},
   };
   return builders;
 }
@@ -100,6 +102,21 @@ ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm
               config.pretrained, report.skipped);
   }
   return backbone;
+}
+
+ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_dim, bool import_weights) {
+  ClipTextOptions text = clip_text_options_for(config.backbone);
+  text.width = config.text.width;
+  text.layers = config.text.layers;
+  text.heads = config.text.heads;
+  text.embed_dim = embed_dim;
+  validate_clip_text_options(text);
+  ClipTextEncoder encoder(text);
+  if (import_weights && !config.pretrained.empty()) {
+    WeightImportReport report = import_clip_text_weights(config.pretrained, *encoder);
+    log::info("model.pretrained: {} text-encoder tensors loaded from {}", report.loaded, config.pretrained);
+  }
+  return encoder;
 }
 
 // ---- Semantic FPN baseline ---------------------------------------------------------------------

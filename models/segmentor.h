@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "dist/communicator.h"
 #include "models/clip_resnet.h"
+#include "models/clip_text.h"
 #include "models/fpn_head.h"
 
 namespace segrun::models {
@@ -64,6 +65,11 @@ struct BuildOptions {
 // with or without attention pooling, its weights imported from the `visual.*` tensors of
 // config.pretrained when set (attnpool.* skipped when the tower has none).
 ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm, bool with_attnpool);
+
+// The frozen-by-its-user CLIP text transformer for config.backbone with model.text sizes and
+// text_projection to `embed_dim`; with import_weights its weights come from the `transformer.*`
+// (etc.) tensors of config.pretrained when that is set.
+ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_dim, bool import_weights);
 
 // Builds the segmentor named by config.head. Unknown head -> ConfigError naming model.head and
 // listing segmentor_heads(); bad backbone/width/norm -> ConfigError naming that key.

@@ -1,0 +1,126 @@
+// MTA-CLIP segmentor: see mta_clip_segmentor.h.
+#include "models/mta_clip_segmentor.h"
+
+#include "core/error.h"
+#include "models/losses.h"
+#include "models/tokenizer.h"
+
+namespace segrun::models {
+
+MtaClipSegmentorImpl::MtaClipSegmentorImpl(const BuildOptions& options)
+    : mta_(options.config.mta_clip),
+      num_classes_(options.num_classes),
+      comm_(options.comm),
+      criterion_(mask2former_loss_options(options)) {
+  const ModelConfig& m = options.config;
+  const NormFactory norm = make_norm_factory(m.norm, options.comm);
+  backbone_ = register_module("backbone", make_clip_backbone(m, norm, /*with_attnpool=*/false));
+  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->spec().stage_channels()));
+  supervise_initial_ = m.mask2former.supervise_initial;
+
+  const int64_t embed_dim = backbone_->spec().embed_dim;
+  MaskTextAlignmentOptions alignment;
+  alignment.embed_dim = embed_dim;
+  alignment.hidden = m.mask2former.hidden_dim;
+  alignment.prompts = mta_.prompts;
+  alignment.classes = num_classes_;
+  alignment.text_enhanced = mta_.text_enhanced;
+  alignment.contrastive = mta_.contrastive;
+  mask_text_ = register_module("mask_text", MaskTextAlignment(alignment));
+
+  text_encoder_ = register_module("text_encoder", make_clip_text_encoder(m, embed_dim, !options.weights_from_checkpoint));
+  std::vector<std::string> names = options.class_names;
+  for (auto i = static_cast<int64_t>(names.size()); i < num_classes_; ++i) names.push_back("class " + std::to_string(i));
+  TextPromptsOptions prompts;
+  prompts.prompts = mta_.prompts;
+  prompts.context_length = mta_.context_length;
+  text_prompts_ = register_module("text_prompts", TextPrompts(text_encoder_, ClipTokenizer(), names, prompts));
+}
+
+void MtaClipSegmentorImpl::train(bool on) {
+  eval_text_ = torch::Tensor();
+  eval_text_version_ = -1;
+  SegmentorImpl::train(on);
+  text_encoder_->eval();  // frozen: no mode of its own
+}
+
+torch::Tensor MtaClipSegmentorImpl::prompt_text_embeddings() {
+  if (is_training()) return text_prompts_->forward();
+  const int64_t version = text_prompts_->contexts._version();
+  if (!eval_text_.defined() || version != eval_text_version_) {
+    torch::NoGradGuard no_grad;
+    eval_text_ = text_prompts_->forward();
+    eval_text_version_ = version;
+  }
+  return eval_text_;
+}
+
+MaskedDecoderOutput MtaClipSegmentorImpl::predictions(const torch::Tensor& images, const torch::Tensor& text) {
+  std::vector<torch::Tensor> stages = backbone_->forward(images).stages;
+  if (!mta_.text_enhanced) return decode_head_->forward(stages);
+  ExtraQueries queries = mask_text_->text_queries(text, mta_.joint_attention);
+  return decode_head_->forward(stages, &queries);
+}
+
+torch::Tensor MtaClipSegmentorImpl::forward(const torch::Tensor& images) {
+  torch::Tensor text = mta_.text_enhanced ? prompt_text_embeddings() : torch::Tensor();
+  MaskedDecoderOutput out = predictions(images, text);
+  return mask2former_semantic_inference(out.class_logits.back(), out.mask_logits.back());
+}
+
+torch::Tensor MtaClipSegmentorImpl::predict_logits(const torch::Tensor& images) {
+  torch::Tensor text = mta_.text_enhanced ? prompt_text_embeddings() : torch::Tensor();
+  return mask2former_scores_at(predictions(images, text), {images.size(2), images.size(3)});
+}
+
+torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& out, size_t first,
+                                                     const torch::Tensor& text,
+                                                     const std::vector<std::vector<Assignment>>& matches,
+                                                     const std::vector<SemanticTargets>& targets) {
+  SEGRUN_CHECK(matches.size() + first == out.query_states.size(), ModelError,
+               "MTA-CLIP: " << matches.size() << " matchings for " << out.query_states.size() - first << " predictions");
+  torch::Tensor total = out.query_states[first].sum() * 0.0;  // attached even without matches
+  for (size_t p = 0; p < matches.size(); ++p) {
+    const torch::Tensor masks = mask_text_->project_masks(out.query_states[first + p]);  // [B, N, E]
+    const torch::Tensor texts =
+        mask_text_->project_texts(text, mta_.text_enhanced ? out.extra_states[first + p] : torch::Tensor());
+    torch::Tensor weighted = masks.sum() * 0.0;
+    int64_t matched = 0;
+    for (size_t b = 0; b < matches[p].size(); ++b) {
+      const Assignment& a = matches[p][b];
+      if (a.rows.empty()) continue;
+      const auto image = static_cast<int64_t>(b);
+      torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(masks.device());
+      torch::Tensor labels = targets[b].classes.index_select(0, torch::tensor(a.cols, torch::kLong)).to(masks.device());
+      torch::Tensor image_texts = texts.size(0) == 1 ? texts[0] : texts[image];
+      const auto count = static_cast<int64_t>(a.rows.size());
+      weighted = weighted + static_cast<double>(count) *
+                                mask_text_contrastive_loss(masks[image].index_select(0, rows), image_texts, labels,
+                                                           mta_.temperature, mta_.negatives);
+      matched += count;
+    }
+    if (matched > 0) total = total + weighted / static_cast<double>(matched);
+  }
+  return mta_.lambda_sim * total;
+}
+
+LossTerms MtaClipSegmentorImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
+  SEGRUN_CHECK(labels.dim() == 3 && labels.size(0) == images.size(0), DataError,
+               "MTA-CLIP loss: labels must be [B, H, W] with B = " << images.size(0) << ", got " << labels.sizes());
+  std::vector<SemanticTargets> targets = batch_semantic_targets(labels, num_classes_);
+  torch::Tensor text = prompt_text_embeddings();
+  MaskedDecoderOutput out = predictions(images, text);
+  const size_t first = supervise_initial_ ? 0 : 1;
+  std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first), out.class_logits.end());
+  std::vector<torch::Tensor> masks(out.mask_logits.begin() + static_cast<std::ptrdiff_t>(first), out.mask_logits.end());
+  std::vector<std::vector<Assignment>> matches;
+  LossTerms terms = criterion_.loss(classes, masks, targets, comm_, mta_.contrastive ? &matches : nullptr);
+  if (mta_.contrastive) {
+    torch::Tensor sim = contrastive_loss(out, first, text, matches, targets);
+    terms.total = terms.total + sim;
+    terms.parts.emplace_back("loss_sim", sim);
+  }
+  return terms;
+}
+
+}  // namespace segrun::models

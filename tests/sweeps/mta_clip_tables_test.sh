@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The MTA-CLIP paper's sweeps (configs/sweeps/mta_clip/*.toml): every spec plans against the
+# config schema with the expected runs (their swept values, all new), and `segrun table SPEC`
+# renders the paper's tables from fabricated run folders holding the paper's numbers (status
+# done + result.json, as a finished run leaves them), compared with hand-written golden files in
+# golden/mta_*: Table 3 right (components), Table 4 left (attention) and right (prompts x
+# negatives), Tables 1-2 (Mask2Former vs MTA-CLIP per backbone, SS and MS). Also the tiny CPU
+# sweep's markdown table. No training.
+# Usage: mta_clip_tables_test.sh SEGRUN_BINARY SOURCE_DIR
+set -uo pipefail
+segrun="$1"
+src="$2"
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$(mktemp -d /tmp/segrun-mta-clip-tables.XXXXXX)"
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
+. "$here/../lib.sh"
+cd "$work" || exit 1
+specs="$src/configs/sweeps/mta_clip"
+
+# Per spec: the plan's overrides column of every expected configuration -> (mIoU, mIoU_ms).
+# The paper's numbers (Tables 1-4; Table 4 right's single-prompt run is Table 3's
+# "+ Text-Enhanced + MTCL"); the ablation tables report SS only. The tiny sweep's are made up.
+cat > values.py <<'PY'
+M2F = "model.head=mask2former"
+TE = "model.head=mta_clip, model.mta_clip.contrastive=false, model.mta_clip.prompts=1, model.mta_clip.text_enhanced=true"
+MTCL = "model.head=mta_clip, model.mta_clip.contrastive=true, model.mta_clip.prompts=1, model.mta_clip.text_enhanced=true"
+MTPL = "model.head=mta_clip, model.mta_clip.contrastive=true, model.mta_clip.prompts=3, model.mta_clip.text_enhanced=true"
+def prompts(neg, k): return "model.mta_clip.negatives=%s, model.mta_clip.prompts=%d" % (neg, k)
+def main(backbone, head): return "model.backbone=clip_%s, model.head=%s, model.pretrained=pretrained/%s.pt" % (backbone, head, backbone.upper())
+V = {
+  "table3_components": {M2F: (47.4, None), TE: (48.1, None), MTCL: (48.6, None), MTPL: (49.1, None)},
+  "table4_attention": {M2F: (47.4, None),
+                       "model.head=mta_clip, model.mta_clip.joint_attention=false": (48.6, None),
+                       "model.head=mta_clip, model.mta_clip.joint_attention=true": (49.1, None)},
+  "table4_prompts": {prompts("mixneg", 1): (48.6, None),
+                     prompts("separateneg", 2): (48.5, None), prompts("separateneg", 3): (48.7, None),
+                     prompts("separateneg", 4): (48.9, None), prompts("separateneg", 5): (48.2, None),
+                     prompts("mixneg", 2): (48.6, None), prompts("mixneg", 3): (49.1, None),
+                     prompts("mixneg", 4): (48.9, None), prompts("mixneg", 5): (48.4, None)},
+  "table1_ade20k": {main("rn50", "mask2former"): (47.4, 49.0), main("rn50", "mta_clip"): (49.1, 49.9),
+                    main("rn101", "mask2former"): (48.4, 49.3), main("rn101", "mta_clip"): (49.8, 51.1)},
+  "table2_cityscapes": {main("rn50", "mask2former"): (81.0, 82.1), main("rn50", "mta_clip"): (81.7, 82.8),
+                        main("rn101", "mask2former"): (81.1, 82.4), main("rn101", "mta_clip"): (82.1, 83.6)},
+  "tiny_components": {M2F: (18.0, None), TE: (19.5, None), MTCL: (20.25, None), MTPL: (17.75, None)},
+}
+PY
+# fabricate.py NAME PLAN_CSV RUNS_DIR: the plan must list exactly the expected configurations
+# (one seed each) in folders named <id>-<slug>, the slug built here from the swept values as
+# docs/sweeps.md describes it; writes status + result.json into every run folder.
+cat > fabricate.py <<'PY'
+import csv, json, os, sys
+sys.path.insert(0, ".")
+from values import V
+name, plan, runs = sys.argv[1:4]
+rows = list(csv.DictReader(open(plan)))
+got = sorted(r["overrides"] for r in rows)
+want = sorted(V[name])
+if got != want:
+    sys.exit("%s: planned %s, expected %s" % (name, got, want))
+for row in rows:
+    parts = []
+    for kv in row["overrides"].split(", "):
+        key, value = kv.split("=", 1)
+        parts.append("".join(c if c.isalnum() or c in ".-_" else "-" for c in key.rsplit(".", 1)[-1] + value))
+    slug = ("_".join(parts) + "_s" + row["seed"])[:60]
+    if row["seed"] != "0" or row["run"] != row["id"] + "-" + slug or len(row["id"]) != 10:
+        sys.exit("%s: run folder %s, expected %s-%s (seed 0)" % (name, row["run"], row["id"], slug))
+    miou, miou_ms = V[name][row["overrides"]]
+    d = os.path.join(runs, row["run"])
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "status"), "w").write("done\n")
+    result = {"mIoU": miou, "mAcc": 60.0, "aAcc": 85.0}
+    if miou_ms is not None:
+        result.update({"mIoU_ms": miou_ms, "mAcc_ms": 61.0, "aAcc_ms": 86.0})
+    json.dump(result, open(os.path.join(d, "result.json"), "w"))
+PY
+
+# name expected_runs: plan (exit code, run count, the swept values), fabricate, plan again (all reused).
+plan_spec() {
+  local name="$1" expected="$2"
+  local spec="$specs/$name.toml" runs="$work/runs/$name"
+  "$segrun" sweep plan "$spec" --runs-dir "$runs" --format csv > "$name.plan.csv" 2> "$name.plan.err"
+  check "$name: plan exit code ($(head -1 "$name.plan.err"))" test $? -eq 0
+  check "$name: $expected runs, all new" test "$(grep -c ',new$' "$name.plan.csv")" -eq "$expected"
+  check "$name: nothing else planned" test "$(wc -l < "$name.plan.csv")" -eq $((expected + 1))
+  "$py" fabricate.py "$name" "$name.plan.csv" "$runs" 2> "$name.fab.err"
+  check "$name: the planned configurations are the expected ones ($(tail -1 "$name.fab.err"))" test $? -eq 0
+  "$segrun" sweep plan "$spec" --runs-dir "$runs" > "$name.plan2.txt"
+  check "$name: every fabricated run is reused" grep -q "$expected runs: 0 new, $expected done (reused)" "$name.plan2.txt"
+}
+
+# name golden format [table args...]: `segrun table SPEC` equals golden/<golden>.
+table_equals() {
+  local name="$1" golden="$2" format="$3"; shift 3
+  "$segrun" table "$specs/$name.toml" --runs-dir "$work/runs/$name" --format "$format" "$@" > "$golden" 2> "$golden.err"
+  check "$name: table exit code ($(head -1 "$golden.err"))" test $? -eq 0
+  check "$name: $format table equals golden/$golden" diff -u "$here/golden/$golden" "$golden"
+}
+
+plan_spec table3_components 4
+table_equals table3_components mta_table3_components.tex latex
+table_equals table3_components mta_table3_components.md md
+plan_spec table4_attention 3
+table_equals table4_attention mta_table4_attention.tex latex
+plan_spec table4_prompts 9
+table_equals table4_prompts mta_table4_prompts.tex latex
+table_equals table4_prompts mta_table4_prompts.md md
+plan_spec table1_ade20k 4
+table_equals table1_ade20k mta_table1_ade20k.tex latex
+table_equals table1_ade20k mta_table1_ade20k_ms.tex latex --metric mIoU_ms
+plan_spec table2_cityscapes 4
+table_equals table2_cityscapes mta_table2_cityscapes.tex latex
+table_equals table2_cityscapes mta_table2_cityscapes_ms.tex latex --metric mIoU_ms
+
+# The full-size specs train the paper's recipes: 8 ranks, 160k (ADE20K) / 90k (Cityscapes)
+# iterations, the OpenAI weights of each backbone.
+for name in table3_components table4_attention table4_prompts table1_ade20k table2_cityscapes; do
+  check "$name: 8 ranks per run" grep -q '^ranks = 8$' "$specs/$name.toml"
+done
+"$segrun" sweep run "$specs/table4_prompts.toml" --runs-dir "$work/runs/dry" --on local --dry-run > dry.txt 2> dry.err
+check "table4_prompts: dry run exit code ($(head -1 dry.err))" test $? -eq 0
+check "table4_prompts: 9 mpirun commands of 8 ranks" test "$(grep -c 'mpirun -np 8 ' dry.txt)" -eq 9
+check "table4_prompts: every command trains from RN50.pt" test "$(grep -c "'model.pretrained=\"pretrained/RN50.pt\"'" dry.txt)" -eq 9
+
+# The tiny CPU sweep: 4 runs of 2 ranks on the tiny Cityscapes config.
+plan_spec tiny_components 4
+table_equals tiny_components mta_tiny_components.md md
+"$segrun" sweep run "$specs/tiny_components.toml" --runs-dir "$work/runs/tiny_dry" --on local --dry-run > tiny_dry.txt 2> tiny_dry.err
+check "tiny_components: dry run exit code ($(head -1 tiny_dry.err))" test $? -eq 0
+check "tiny_components: 4 mpirun commands of 2 ranks" test "$(grep -c 'mpirun -np 2 ' tiny_dry.txt)" -eq 4
+check "tiny_components: 60 iterations each" test "$(grep -c 'train.iters=60' tiny_dry.txt)" -eq 4
+
+finish mta_clip_tables_test

@@ -1,13 +1,16 @@
 #include "engine/evaluator.h"
 
+#include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.h"
 #include "data/loader.h"
 #include "data/store.h"
 #include "engine/checkpoint.h"
+#include "engine/label_io.h"
 #include "engine/model_setup.h"
 #include "models/segmentor.h"
 
@@ -49,6 +52,19 @@ torch::Tensor slide_logits(models::SegmentorImpl& model, const torch::Tensor& im
   return sum / count;
 }
 
+// Occurrences of `view` in `views` (a scale listed twice counts twice, as it always did).
+double multiplicity(const std::vector<TestView>& views, const TestView& view) {
+  return static_cast<double>(std::count(views.begin(), views.end(), view));
+}
+
+void write_prediction(const torch::Tensor& pred, const std::string& dir, const std::string& name) {
+  torch::Tensor pred_u8 = pred.to(torch::kUInt8).contiguous();
+  cv::Mat png(static_cast<int>(pred_u8.size(0)), static_cast<int>(pred_u8.size(1)), CV_8U,
+              pred_u8.data_ptr<uint8_t>());
+  const std::string path = dir + "/" + name + ".png";
+  if (!cv::imwrite(path, png)) throw IoError(path + ": cannot write prediction");
+}
+
 }  // namespace
 
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image,
@@ -57,12 +73,46 @@ torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& im
   return model.predict_logits(image);
 }
 
-SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
-                    dist::Communicator& comm, const EvalRequest& request) {
+std::vector<TestView> test_views(const std::vector<double>& scales, bool flip) {
+  std::vector<TestView> views;
+  for (double scale : scales) {
+    views.push_back({scale, false});
+    if (flip) views.push_back({scale, true});
+  }
+  return views;
+}
+
+torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
+                          int64_t height, int64_t width, const EvalConfig& eval) {
+  torch::Tensor input = image;
+  if (view.scale != 1.0) {
+    auto h = static_cast<int64_t>(std::lround(image.size(2) * view.scale));
+    auto w = static_cast<int64_t>(std::lround(image.size(3) * view.scale));
+    input = resize_bilinear(image, std::max<int64_t>(h, 1), std::max<int64_t>(w, 1));
+  }
+  if (view.flip) input = input.flip({3});
+  torch::Tensor logits = infer_logits(model, input, eval);
+  if (view.flip) logits = logits.flip({3});
+  return torch::softmax(resize_bilinear(logits, height, width), 1);
+}
+
+EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
+                     dist::Communicator& comm, const EvalRequest& request) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  IoUAccumulator accumulator(store.num_classes(), store.ignore_index());
+  SEGRUN_CHECK(!config.eval.scales.empty(), ConfigError, "eval.scales: empty");
+  SEGRUN_CHECK(!request.multi_scale || !config.eval.ms_scales.empty(), ConfigError, "eval.ms_scales: empty");
+  const std::vector<TestView> single_views = test_views(config.eval.scales, config.eval.flip);
+  const std::vector<TestView> multi_views =
+      request.multi_scale ? test_views(config.eval.ms_scales, /*flip=*/true) : std::vector<TestView>{};
+  std::vector<TestView> all_views;  // each distinct view once
+  for (const std::vector<TestView>* views : {&single_views, &multi_views})
+    for (const TestView& v : *views)
+      if (std::find(all_views.begin(), all_views.end(), v) == all_views.end()) all_views.push_back(v);
+
+  IoUAccumulator single_acc(store.num_classes(), store.ignore_index());
+  IoUAccumulator multi_acc(store.num_classes(), store.ignore_index());
   const auto test_options = data::test_transform_options(config.data);
   int64_t total = store.size();
   if (request.limit >= 0) total = std::min(total, request.limit);
@@ -85,34 +135,32 @@ SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store
       torch::Tensor present = sample.label.masked_select(valid).to(torch::kLong);
       if (present.numel() > 0) label_targets[index].index_fill_(0, std::get<0>(torch::_unique(present)), 1.0);
     }
-    torch::Tensor probs = torch::zeros({1, model.num_classes(), height, width});
-    for (double scale : config.eval.scales) {
-      torch::Tensor image = sample.image;
-      if (scale != 1.0) {
-        auto h = static_cast<int64_t>(std::lround(image.size(2) * scale));
-        auto w = static_cast<int64_t>(std::lround(image.size(3) * scale));
-        image = resize_bilinear(image, std::max<int64_t>(h, 1), std::max<int64_t>(w, 1));
-      }
-      for (bool flip : {false, true}) {
-        if (flip && !config.eval.flip) continue;
-        torch::Tensor input = flip ? image.flip({3}) : image;
-        torch::Tensor logits = infer_logits(model, input, config.eval);
-        if (flip) logits = logits.flip({3});
-        probs += torch::softmax(resize_bilinear(logits, height, width), 1);
-      }
+    torch::Tensor single = torch::zeros({1, model.num_classes(), height, width});
+    torch::Tensor multi = request.multi_scale ? torch::zeros_like(single) : torch::Tensor();
+    for (const TestView& view : all_views) {
+      torch::Tensor scores = view_scores(model, sample.image, view, height, width, config.eval);
+      if (const double n = multiplicity(single_views, view); n > 0) single.add_(scores, n);
+      if (request.multi_scale)
+        if (const double n = multiplicity(multi_views, view); n > 0) multi.add_(scores, n);
     }
-    torch::Tensor pred = probs.argmax(1)[0];
-    accumulator.add(pred, sample.label);
-    if (!request.save_pred_dir.empty()) {
-      torch::Tensor pred_u8 = pred.to(torch::kUInt8).contiguous();
-      cv::Mat png(static_cast<int>(height), static_cast<int>(width), CV_8U, pred_u8.data_ptr<uint8_t>());
-      const std::string path = request.save_pred_dir + "/" + sample.name + ".png";
-      if (!cv::imwrite(path, png)) throw IoError(path + ": cannot write prediction");
+    torch::Tensor single_pred = single.argmax(1)[0];
+    single_acc.add(single_pred, sample.label);
+    torch::Tensor saved = single_pred;
+    if (request.multi_scale) {
+      saved = multi.argmax(1)[0];
+      multi_acc.add(saved, sample.label);
     }
+    if (!request.save_pred_dir.empty()) write_prediction(saved, request.save_pred_dir, sample.name);
   }
-  torch::Tensor& areas = accumulator.mutable_areas();
-  comm.allreduce(areas);
-  SegMetrics metrics = accumulator.summarize();
+  EvalOutcome outcome;
+  comm.allreduce(single_acc.mutable_areas());
+  outcome.single = single_acc.summarize();
+  if (request.multi_scale) {
+    comm.allreduce(multi_acc.mutable_areas());
+    outcome.multi = multi_acc.summarize();
+    outcome.has_multi = true;
+    outcome.ms_scales = config.eval.ms_scales;
+  }
   // Every rank has the same model, so all or none run these collectives; a rank without records
   // contributes zeros of the same shape.
   if (model.has_label_scores()) {
@@ -122,10 +170,23 @@ SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store
     }
     comm.allreduce(label_scores);
     comm.allreduce(label_targets);
-    metrics.label_mAP = mean_average_precision(label_scores, label_targets, &metrics.label_mAP_prior);
+    outcome.single.label_mAP = mean_average_precision(label_scores, label_targets, &outcome.single.label_mAP_prior);
   }
   if (was_training) model.train();
-  return metrics;
+  return outcome;
+}
+
+std::string eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names) {
+  using Json = nlohmann::ordered_json;
+  Json record = Json::parse(metrics_to_json(outcome.single, class_names));
+  if (outcome.has_multi) {
+    const Json multi = Json::parse(metrics_to_json(outcome.multi, class_names));
+    for (const char* key : {"aAcc", "mIoU", "mAcc"}) record[std::string(key) + "_ms"] = multi.at(key);
+    record["per_class_ms"] = multi.at("per_class");
+    record["ms_scales"] = outcome.ms_scales;
+    record["ms_flip"] = true;
+  }
+  return record.dump(2);
 }
 
 CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,
@@ -140,8 +201,13 @@ CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankC
   data::StoreReader store(config.data.val_store);
   check_store_matches(store, config.data.val_store, config);
   auto model = build_model(config, store, comm, /*with_pretrained=*/false);
-  load_checkpoint(checkpoint, model_signature(config, store.num_classes()), *model, nullptr);
-  return {evaluate(*model, store, config, *comm, request), store.class_names()};
+  const CheckpointMeta meta =
+      load_checkpoint(checkpoint, model_signature(config, store.num_classes()), *model, nullptr);
+  CheckpointEvaluation result;
+  result.outcome = evaluate(*model, store, config, *comm, request);
+  result.class_names = store.class_names();
+  result.iteration = meta.next_iter;
+  return result;
 }
 
 }  // namespace segrun::engine

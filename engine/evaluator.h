@@ -2,11 +2,18 @@
 // Evaluation with mmsegmentation semantics. Each rank takes the validation records r::world (no
 // padding, so no record is counted twice), predicts, and accumulates int64 intersection/union
 // areas; the areas are then all-reduced, so every rank returns the same metrics.
-// Prediction: the image at the test scale (keep-ratio resize, data.scale), for every scale in
-// eval.scales (relative to that) and, with eval.flip, its mirror: logits from whole-image or
-// sliding-window inference (eval.crop / eval.stride, overlaps averaged), resized bilinearly to
-// the label's original size, softmaxed and summed; the argmax is the prediction.
-// The model is put in eval mode and inference runs without autograd.
+// Prediction: the image at the test scale (keep-ratio resize, data.scale) is seen through a set
+// of views, a view being a scale relative to that and a flag "mirrored": for each view, logits
+// from whole-image or sliding-window inference (eval.crop / eval.stride, overlaps averaged; in
+// slide mode every scale is slid over separately), mirrored back, resized bilinearly to the
+// label's original size, softmaxed and summed; the argmax is the prediction.
+// Two view sets can be evaluated in one pass over the data (as the papers' Tables report both):
+//   single scale (SS), the metrics mIoU / mAcc / aAcc: eval.scales, mirrored too when eval.flip
+//     (the defaults [1.0], false give plain single-scale inference);
+//   multi-scale + flip (MS, mmseg --aug-test), mIoU_ms / mAcc_ms / aAcc_ms: eval.ms_scales
+//     (default 0.5 .. 1.75), each also mirrored; only when EvalRequest::multi_scale.
+// A view in both sets is inferred once. The model is put in eval mode and inference runs without
+// autograd. Not thread-safe (one model, one thread).
 
 #include <torch/torch.h>
 
@@ -27,22 +34,54 @@ class SegmentorImpl;
 namespace segrun::engine {
 
 struct EvalRequest {
-  std::string save_pred_dir;  // when set, each prediction is written as <dir>/<name>.png (train ids)
+  std::string save_pred_dir;  // when set, each prediction is written as <dir>/<name>.png (train
+                              // ids): the multi-scale one when multi_scale, else the single-scale one
   int64_t limit = -1;         // evaluate only the first `limit` records (-1 = all)
+  bool multi_scale = false;   // also evaluate with eval.ms_scales + flip (the *_ms metrics)
 };
 
-SegMetrics evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
-                    dist::Communicator& comm, const EvalRequest& request = {});
+struct EvalOutcome {
+  SegMetrics single;          // eval.scales (+ flip when eval.flip): mIoU, mAcc, aAcc
+  SegMetrics multi;           // eval.ms_scales + flip; valid when has_multi
+  bool has_multi = false;
+  std::vector<double> ms_scales;  // the scales behind `multi`
+};
+
+EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
+                     dist::Communicator& comm, const EvalRequest& request = {});
+
+// The JSON record of an evaluation (pretty-printed object): metrics_to_json(single) (aAcc, mIoU,
+// mAcc, per_class, per_class_acc, pixels, label_mAP...) and, with has_multi, aAcc_ms, mIoU_ms,
+// mAcc_ms, per_class_ms (IoU in percent, null where undefined), ms_scales and ms_flip = true.
+// This is what metrics.jsonl's "val"/"eval" lines, result.json and `segrun eval --json` hold.
+std::string eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names);
 
 struct CheckpointEvaluation {
-  SegMetrics metrics;
+  EvalOutcome outcome;
   std::vector<std::string> class_names;
+  int64_t iteration = 0;      // the checkpoint's next iteration (= iterations trained)
 };
 
 // `segrun eval`: opens config.data.val_store (checked against data.layout), builds the model of
 // `config`, loads `checkpoint` (its model signature must match) and evaluates on every rank.
 CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,
                                          const std::string& checkpoint, const EvalRequest& request);
+
+// One view of the test image: a scale relative to the test scale, mirrored or not.
+struct TestView {
+  double scale = 1.0;
+  bool flip = false;
+  bool operator==(const TestView& o) const { return scale == o.scale && flip == o.flip; }
+};
+
+// The views of `scales` (in order), each followed by its mirror when `flip`.
+std::vector<TestView> test_views(const std::vector<double>& scales, bool flip);
+
+// Softmaxed class scores [1, K, height, width] of one view of a normalized image [1, 3, h, w]:
+// the image resized by view.scale (round-half-up sizes, at least 1 pixel), mirrored if
+// view.flip, inferred (infer_logits), mirrored back, resized to height x width, softmax over K.
+torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
+                          int64_t height, int64_t width, const EvalConfig& eval);
 
 // Logits [1, K, h, w] for one normalized image [1, 3, h, w]: whole or sliding window.
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image,

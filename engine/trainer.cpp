@@ -44,10 +44,6 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-nlohmann::ordered_json metrics_json(const SegMetrics& m, const std::vector<std::string>& names) {
-  return nlohmann::ordered_json::parse(metrics_to_json(m, names));
-}
-
 std::unique_ptr<torch::optim::AdamW> make_optimizer(models::SegmentorImpl& model, const TrainConfig& t) {
   std::vector<torch::optim::OptimizerParamGroup> groups;
   auto backbone = model.backbone_parameters();
@@ -167,21 +163,32 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
               signature, config.train.iters, context.world_size, config.data.batch_per_rank,
               context.intra_op_threads, comm->backend_name());
 
-    auto evaluate_now = [&](int64_t iter) {
+    // Periodic validations are single scale; the final one adds multi-scale + flip (mIoU_ms)
+    // when eval.report_ms, in the same metrics.jsonl line and in result.json.
+    std::string final_record;  // eval_record_json of the final validation
+    auto evaluate_now = [&](int64_t iter, bool final_eval) {
       if (!val_store) return;
       auto t0 = Clock::now();
-      SegMetrics m = evaluate(*model, *val_store, config, *comm);
+      EvalRequest eval_request;
+      eval_request.multi_scale = final_eval && config.eval.report_ms;
+      EvalOutcome result = evaluate(*model, *val_store, config, *comm, eval_request);
+      const SegMetrics& m = result.single;
       double secs = std::chrono::duration<double>(Clock::now() - t0).count();
       log::info("iter {} val: mIoU {:.2f} mAcc {:.2f} aAcc {:.2f} ({:.1f}s)", iter, m.mIoU, m.mAcc,
                 m.aAcc, secs);
+      if (result.has_multi)
+        log::info("iter {} val, multi-scale + flip ({} scales): mIoU_ms {:.2f} mAcc_ms {:.2f} aAcc_ms {:.2f}",
+                  iter, result.ms_scales.size(), result.multi.mIoU, result.multi.mAcc, result.multi.aAcc);
       if (!std::isnan(m.label_mAP))
         log::info("iter {} val: multi-label mAP {:.2f} (constant-score predictor {:.2f})", iter, m.label_mAP,
                   m.label_mAP_prior);
       if (root) {
-        nlohmann::ordered_json line = metrics_json(m, outcome.class_names);
+        const std::string record = eval_record_json(result, outcome.class_names);
+        nlohmann::ordered_json line = nlohmann::ordered_json::parse(record);
         line["iter"] = iter;
         line["mode"] = "val";
         run.append_metrics(line.dump());
+        if (final_eval) final_record = record;
       }
       outcome.metrics = m;
       outcome.evaluated = true;
@@ -281,7 +288,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       }
       const bool last = done == config.train.iters;
       if (!last && config.train.eval_interval > 0 && done % config.train.eval_interval == 0) {
-        evaluate_now(done);
+        evaluate_now(done, /*final_eval=*/false);
         model->train();
       }
       if (!last && config.train.checkpoint_interval > 0 && done % config.train.checkpoint_interval == 0)
@@ -303,13 +310,13 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       outcome.finished = false;
     } else {
       checkpoint_now(config.train.iters);
-      evaluate_now(config.train.iters);
+      evaluate_now(config.train.iters, /*final_eval=*/true);
       outcome.finished = true;
     }
     outcome.seconds = std::chrono::duration<double>(Clock::now() - started).count();
     if (root && outcome.finished) {
-      nlohmann::ordered_json result = outcome.evaluated ? metrics_json(outcome.metrics, outcome.class_names)
-                                                : nlohmann::ordered_json::object();
+      nlohmann::ordered_json result = final_record.empty() ? nlohmann::ordered_json::object()
+                                                           : nlohmann::ordered_json::parse(final_record);
       result["iterations"] = outcome.iterations;
       result["seconds"] = outcome.seconds;
       result["world_size"] = context.world_size;

@@ -19,6 +19,7 @@
 #include "dist/communicator.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
+#include "engine/run_dir.h"
 #include "engine/trainer.h"
 #include "sweeps/table.h"
 
@@ -139,20 +140,97 @@ int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   return 0;
 }
 
+// The run directory of a checkpoint <run>/checkpoints/iter_<n>.pt ("" when it is not in one).
+std::string run_dir_of_checkpoint(const std::string& checkpoint) {
+  const fs::path folder = fs::path(checkpoint).parent_path();
+  if (folder.filename() != "checkpoints") return "";
+  fs::path run = folder.parent_path();
+  if (run.empty()) run = ".";
+  return fs::exists(run / "config.toml") ? run.string() : "";
+}
+
+// Appends the evaluation to <run>/metrics.jsonl ("mode": "eval") and, for a multi-scale
+// evaluation of the checkpoint the run finished with, adds the *_ms metrics to its result.json
+// (the single-scale fields written by training stay as they are).
+void record_evaluation(const std::string& dir, const std::string& checkpoint,
+                       const engine::CheckpointEvaluation& result) {
+  SEGRUN_CHECK(fs::is_directory(dir), ConfigError, "--run-dir " << dir << ": not a directory");
+  using Json = nlohmann::ordered_json;
+  engine::RunDir run(dir);
+  const Json record = Json::parse(engine::eval_record_json(result.outcome, result.class_names));
+  Json line = record;
+  line["iter"] = result.iteration;
+  line["mode"] = "eval";
+  line["checkpoint"] = checkpoint;
+  run.append_metrics(line.dump());
+  log::info("evaluation of iteration {} appended to {}", result.iteration, run.metrics_path());
+  if (!result.outcome.has_multi || !fs::exists(run.result_path())) return;
+  Json stored;
+  try {
+    stored = Json::parse(read_file(run.result_path()));
+  } catch (const Json::exception& e) {
+    throw DataError(run.result_path() + ": not a segrun result.json: " + e.what());
+  }
+  const int64_t finished = stored.value("iterations", static_cast<int64_t>(-1));
+  if (finished != result.iteration) {
+    log::info("{}: not updated: the checkpoint is iteration {}, the run's result is of iteration {}",
+              run.result_path(), result.iteration, finished);
+    return;
+  }
+  if (stored.contains("mIoU") && stored["mIoU"].is_number() && record["mIoU"].is_number() &&
+      std::fabs(stored["mIoU"].get<double>() - record["mIoU"].get<double>()) > 1e-6)
+    log::warn("single-scale mIoU {:.4f} differs from the {:.4f} of {}: the [eval] settings differ from "
+              "the training run's; result.json keeps the training's single-scale figures",
+              record["mIoU"].get<double>(), stored["mIoU"].get<double>(), run.result_path());
+  for (const char* key : {"aAcc_ms", "mIoU_ms", "mAcc_ms", "per_class_ms", "ms_scales", "ms_flip"})
+    stored[key] = record.at(key);
+  write_file_atomic(run.result_path(), stored.dump(2) + "\n");
+  log::info("mIoU_ms {:.2f} recorded in {}", result.outcome.multi.mIoU, run.result_path());
+}
+
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
-  Config config = load_config(cmd.config, cmd.overrides);
+  std::vector<std::string> overrides = cmd.overrides;
+  if (cmd.ms) overrides.push_back("eval.report_ms=true");
+  Config config = load_config(cmd.config, overrides);
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
   engine::EvalRequest request;
   request.save_pred_dir = cmd.save_pred;
+  request.multi_scale = config.eval.report_ms;
+  std::string record_dir;
+  if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(cmd.checkpoint) : cmd.run_dir;
+  if (!record_dir.empty())
+    SEGRUN_CHECK(fs::is_directory(record_dir), ConfigError, "--run-dir " << record_dir << ": not a directory");
   auto result = engine::evaluate_checkpoint(config, context, cmd.checkpoint, request);
   if (context.is_root()) {
-    if (cmd.json)
-      std::cout << engine::metrics_to_json(result.metrics, result.class_names) << "\n";
-    else {
-      std::cout << sweeps::format_class_table(class_table_of(result.metrics, result.class_names),
+    const engine::EvalOutcome& outcome = result.outcome;
+    if (cmd.json) {
+      std::cout << engine::eval_record_json(outcome, result.class_names) << "\n";
+    } else {
+      std::cout << sweeps::format_class_table(class_table_of(outcome.single, result.class_names),
                                               sweeps::TableFormat::kText, true);
-      print_label_map(result.metrics);
+      print_label_map(outcome.single);
+      if (outcome.has_multi) {
+        std::string scales;
+        for (double s : outcome.ms_scales) scales += (scales.empty() ? "" : ", ") + fmt::format("{:g}", s);
+        std::cout << fmt::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
+                  << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "single scale (SS)", outcome.single.aAcc,
+                                 outcome.single.mIoU, outcome.single.mAcc)
+                  << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "multi-scale+flip (MS)", outcome.multi.aAcc,
+                                 outcome.multi.mIoU, outcome.multi.mAcc)
+                  << "MS: scales " << scales << ", each also flipped\n";
+      }
+    }
+    if (!cmd.run_dir.empty()) {
+      record_evaluation(record_dir, cmd.checkpoint, result);
+    } else if (!record_dir.empty()) {
+      // Recording in the checkpoint's own run was not asked for: a failure (a full or read-only
+      // disk) is reported, the printed evaluation stands.
+      try {
+        record_evaluation(record_dir, cmd.checkpoint, result);
+      } catch (const std::exception& e) {
+        log::warn("evaluation not recorded in {}: {}", record_dir, e.what());
+      }
     }
   }
   return 0;

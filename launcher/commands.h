@@ -68,6 +68,9 @@ struct EvalCommand {
   std::string checkpoint;
   std::string save_pred;
   bool json = false;
+  bool ms = false;          // --ms: also multi-scale + flip (eval.report_ms = true)
+  std::string run_dir;      // --run-dir: record the evaluation there (default: the checkpoint's run)
+  bool no_record = false;   // --no-record: print only
 };
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi);
 

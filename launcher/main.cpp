@@ -83,6 +83,9 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
   eval_cmd->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
   eval_cmd->add_flag("--json", eval.json, "print JSON");
+  eval_cmd->add_flag("--ms", eval.ms, "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
+  eval_cmd->add_option("--run-dir", eval.run_dir, "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
+  eval_cmd->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
 
   MetricsCommand metrics;
   auto* metrics_cmd = app.add_subcommand("metrics", "mIoU of prediction PNGs against ground-truth PNGs");

@@ -158,6 +158,21 @@ Json json_config(const Overrides& config) {
 
 Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(); }
 
+// Whether result.json has `metric` as a number or as a per_class entry (a class whose IoU is
+// null, absent from that run's ground truth and predictions, is skipped as before, not refused).
+bool has_metric_key(const RunRecord& run, const std::string& metric) {
+  return run.result.count(metric) || run.per_class.count(metric);
+}
+
+// How to get a multi-scale metric into a run that lacks it.
+std::string missing_metric_hint(const std::string& dir, const std::string& metric) {
+  const std::string suffix = "_ms";
+  if (metric.size() <= suffix.size() || metric.compare(metric.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return "";
+  return "; evaluate it with `segrun eval " + dir + "/config.toml --checkpoint " + dir +
+         "/checkpoints/iter_<n>.pt --ms` (or train with eval.report_ms = true)";
+}
+
 }  // namespace
 
 double run_metric(const RunRecord& run, const std::string& metric) {
@@ -190,6 +205,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   // Group done runs with the metric into configurations.
   std::map<Overrides, ResultCell> by_config;
   int without_metric = 0;
+  std::string first_without;  // a done run lacking the metric (absent key, not a null value)
   for (const auto& r : runs) {
     if (!matches(r.overrides, options.where)) continue;
     if (r.state != "done" || !r.has_result) {
@@ -199,6 +215,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     const double v = run_metric(r, options.metric);
     if (std::isnan(v)) {
       ++without_metric;
+      if (first_without.empty() && !has_metric_key(r, options.metric)) first_without = r.dir;
       continue;
     }
     ResultCell& c = by_config[r.overrides];
@@ -206,10 +223,16 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     c.seeds.push_back(r.seed);
     c.values.push_back(v);
   }
+  // A metric only some runs have (mIoU_ms of runs evaluated with --ms) would silently drop the
+  // others from the table: name the first such run instead.
+  if (!by_config.empty() && !first_without.empty())
+    throw DataError("table: run " + first_without + " has no '" + options.metric + "' in result.json" +
+                    missing_metric_hint(first_without, options.metric));
   if (by_config.empty()) {
     std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" +
                                                options.metric + "' in result.json"
                                          : "no run is done";
+    if (!first_without.empty()) why += " (e.g. " + first_without + missing_metric_hint(first_without, options.metric) + ")";
     throw DataError("table: nothing to tabulate: " + why + (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
   }
 

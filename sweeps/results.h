@@ -60,7 +60,9 @@ struct ResultGrid {
 };
 
 // Groups done runs into cells. ConfigError when a rows/cols/baseline/where key is not swept,
-// or the baseline matches no configuration; DataError when no done run has the metric.
+// or the baseline matches no configuration; DataError when no done run has the metric, or when
+// some done runs have it and another lacks it altogether (named in the message, e.g. a run not
+// evaluated with `segrun eval --ms` under --metric mIoU_ms).
 ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options);
 
 // "md"/"markdown", "csv", "latex", "text" or "json"; markdown, text and LaTeX get footnotes

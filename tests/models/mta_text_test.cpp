@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,24 @@ TEST(MtaText, PromptsAndContrastiveLossMatchPytorch) {
   }
   // SeparateNeg leaves the class's other prompts out of the denominator: a smaller loss.
   EXPECT_LT(ref.at("separateneg").item<double>(), ref.at("mixneg").item<double>());
+}
+
+TEST(MtaText, ContrastiveLossHandExample) {
+  // One mask query m = (1, 0) of class 0; K = 2 prompts x C = 2 classes with cosines
+  // class 0: prompt 0 -> 1, prompt 1 -> 0; class 1: prompt 0 -> -1, prompt 1 -> 0; tau = 1.
+  // Positive = class 0, prompt 0 (S = 1). MixNeg: -log(e / (e + 1 + e^-1 + 1)) = log(e + 2 + e^-1) - 1;
+  // SeparateNeg drops class 0's prompt 1: log(e + e^-1 + 1) - 1. Rows are scaled to check the cosine.
+  torch::Tensor mask = torch::tensor({{3.0, 0.0}});
+  torch::Tensor texts = torch::tensor({2.0, 0.0, -1.0, 0.0, 0.0, 5.0, 0.0, 0.5}).view({2, 2, 2});  // [k][c][d]
+  torch::Tensor label = torch::tensor({0}, torch::kLong);
+  const double e = std::exp(1.0);
+  EXPECT_NEAR(mask_text_contrastive_loss(mask, texts, label, 1.0, "mixneg").item<double>(), std::log(e + 2 + 1 / e) - 1,
+              1e-6);
+  EXPECT_NEAR(mask_text_contrastive_loss(mask, texts, label, 1.0, "separateneg").item<double>(),
+              std::log(e + 1 / e + 1) - 1, 1e-6);
+  // tau = 0.5 doubles every S: MixNeg = log(e^2 + 2 + e^-2) - 2.
+  EXPECT_NEAR(mask_text_contrastive_loss(mask, texts, label, 0.5, "mixneg").item<double>(),
+              std::log(e * e + 2 + 1 / (e * e)) - 2, 1e-6);
 }
 
 TEST(MtaText, ContrastiveLossEdgeCases) {

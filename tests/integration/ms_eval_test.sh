@@ -4,7 +4,7 @@
 # validation has mIoU_ms in result.json and metrics.jsonl -> `segrun table --metric mIoU_ms`
 # refuses, naming the run that lacks it -> `segrun eval --ms` of that run's final checkpoint
 # records it (metrics.jsonl "eval" line, result.json) -> the table shows both runs; eval --ms of
-# the other run reproduces its training-time mIoU_ms; config validation of eval.ms_scales.
+# the other run reproduces its training-time mIoU_ms; an unwritable run; config validation.
 # Usage: ms_eval_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$1"
@@ -97,6 +97,16 @@ for d in "$off" "$on"; do
 done
 "$segrun" table runs/ms --metric mIoU --format csv > table_ss.csv 2>&1
 check "table --metric mIoU still works" test $? -eq 0
+
+# A run that cannot be written: recording in the checkpoint's own run is best effort (a warning,
+# exit 0: a full disk must not lose the printed evaluation), an explicit --run-dir is an error.
+cp -r "$off" broken && rm broken/metrics.jsonl && mkdir broken/metrics.jsonl
+"$segrun" eval broken/config.toml --checkpoint broken/checkpoints/iter_4.pt --json > broken.json 2> broken.err
+check "unwritable checkpoint run: exit 0" test $? -eq 0
+check "unwritable checkpoint run: warning" grep -q "evaluation not recorded in broken" broken.err
+check "unwritable checkpoint run: JSON still printed" test -n "$(json broken.json 'd["mIoU"]')"
+"$segrun" eval broken/config.toml --checkpoint broken/checkpoints/iter_4.pt --run-dir broken > /dev/null 2> broken2.err
+check "unwritable --run-dir: error" test $? -ne 0
 
 # Config validation.
 "$segrun" config configs/tiny.toml 'eval.ms_scales=[]' > /dev/null 2> cfg1.err

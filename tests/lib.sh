@@ -2,8 +2,10 @@
 #   check "what" cmd...        run a check, count it, print FAIL lines
 #   finish NAME                print "NAME: P passed, F failed" and return non-zero on failures
 #   json FILE EXPR             evaluate a Python expression over the JSON document d
-#   make_tiny_stores DIR [N]   synthesize ADE20K-layout data (8 train, 4 val, 64x80, seed 3) in
-#                              DIR/raw and pack it into DIR/train and DIR/val on N ranks (default 1)
+#   make_stores DIR LAYOUT TRAIN VAL HxW SEED [N]
+#                              synthesize LAYOUT (ade20k | cityscapes) data in DIR/raw and pack
+#                              it into DIR/train and DIR/val on N ranks (default 1)
+#   make_tiny_stores DIR [N]   make_stores DIR ade20k 8 4 64x80 3 [N]
 #   tiny_config STORE [VAL]    print the [data] and [model] sections of a config that trains in
 #                              seconds (append [train]/[log] sections yourself)
 py=/usr/bin/python3
@@ -22,19 +24,23 @@ finish() {
 
 json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-make_tiny_stores() {
-  local dir="$1" ranks="${2:-1}" split out
-  "$segrun" data synth --layout ade20k --out "$dir/raw" --train 8 --val 4 --size 64x80 --seed 3 > /dev/null || return 1
-  for split in training validation; do
-    out="$dir/train"; [ "$split" = validation ] && out="$dir/val"
+make_stores() {
+  local dir="$1" layout="$2" train="$3" val="$4" size="$5" seed="$6" ranks="${7:-1}" split out splits
+  "$segrun" data synth --layout "$layout" --out "$dir/raw" --train "$train" --val "$val" --size "$size" \
+    --seed "$seed" > /dev/null || return 1
+  splits="training validation"; [ "$layout" = cityscapes ] && splits="train val"
+  for split in $splits; do
+    out="$dir/train"; case "$split" in validation|val) out="$dir/val" ;; esac
     if [ "$ranks" -gt 1 ]; then
-      "$segrun" launch -n "$ranks" -- data pack --layout ade20k --root "$dir/raw" --split "$split" \
+      "$segrun" launch -n "$ranks" -- data pack --layout "$layout" --root "$dir/raw" --split "$split" \
         --out "$out" --shards "$ranks" > /dev/null 2>&1 || return 1
     else
-      "$segrun" data pack --layout ade20k --root "$dir/raw" --split "$split" --out "$out" > /dev/null 2>&1 || return 1
+      "$segrun" data pack --layout "$layout" --root "$dir/raw" --split "$split" --out "$out" > /dev/null 2>&1 || return 1
     fi
   done
 }
+
+make_tiny_stores() { make_stores "$1" ade20k 8 4 64x80 3 "${2:-1}"; }
 
 tiny_config() {
   printf '[data]\nstore = "%s"\n' "$1"

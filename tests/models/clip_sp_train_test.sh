@@ -11,9 +11,7 @@ trap 'rm -rf "$work"' EXIT
 . "$source_dir/tests/lib.sh"
 cd "$work" || exit 1
 
-"$segrun" data synth --layout ade20k --out raw --train 24 --val 8 --size 64x80 --seed 5 > /dev/null || exit 1
-"$segrun" data pack --layout ade20k --root raw --split training --out train > /dev/null 2>&1 || exit 1
-"$segrun" data pack --layout ade20k --root raw --split validation --out val > /dev/null 2>&1 || exit 1
+make_stores "$work" ade20k 24 8 64x80 5 || exit 1
 
 # The tiny CLIP-SP config, shrunk further: 64x64 crops, width 8, a 1-layer text encoder.
 overrides=(data.store="$work/train" data.val_store="$work/val" data.crop=[64,64] data.scale=[160,64]

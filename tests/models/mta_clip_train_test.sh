@@ -13,9 +13,7 @@ trap 'rm -rf "$work"' EXIT
 . "$source_dir/tests/lib.sh"
 cd "$work" || exit 1
 
-"$segrun" data synth --layout cityscapes --out raw --train 32 --val 8 --size 64x128 --seed 3 > /dev/null || exit 1
-"$segrun" data pack --layout cityscapes --root raw --split train --out train > /dev/null 2>&1 || exit 1
-"$segrun" data pack --layout cityscapes --root raw --split val --out val > /dev/null 2>&1 || exit 1
+make_stores "$work" cityscapes 32 8 64x128 3 || exit 1
 
 config="$source_dir/configs/mta_clip/tiny_cityscapes.toml"
 overrides=(data.store="$work/train" data.val_store="$work/val" data.scale=[128,64] data.crop=[64,64]

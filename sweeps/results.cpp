@@ -24,13 +24,39 @@ bool parse_number(const std::string& s, double& v) {
   return end && *end == '\0';
 }
 
-// Numbers by value, then strings; an absent key ("") first.
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Text with its runs of digits compared as numbers: "clip_rn50" < "clip_rn101", "[64, 64]" <
+// "[128, 64]". Ties (equal up to leading zeros) fall back to plain text order.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (!is_digit(a[i]) || !is_digit(b[j])) {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+      continue;
+    }
+    size_t i_end = i, j_end = j;
+    while (i_end < a.size() && is_digit(a[i_end])) ++i_end;
+    while (j_end < b.size() && is_digit(b[j_end])) ++j_end;
+    while (i + 1 < i_end && a[i] == '0') ++i;  // leading zeros
+    while (j + 1 < j_end && b[j] == '0') ++j;
+    if (i_end - i != j_end - j) return i_end - i < j_end - j;  // fewer digits: smaller
+    const int c = a.compare(i, i_end - i, b, j, j_end - j);
+    if (c != 0) return c < 0;
+    i = i_end, j = j_end;
+  }
+  if ((i < a.size()) != (j < b.size())) return j < b.size();  // a prefix first
+  return a < b;
+}
+
+// Numbers by value, then strings (their numbers by value too); an absent key ("") first.
 bool value_less(const std::string& a, const std::string& b) {
   double x = 0, y = 0;
   const bool na = parse_number(a, x), nb = parse_number(b, y);
   if (na && nb && x != y) return x < y;
   if (na != nb) return na;
-  return a < b;
+  return natural_less(a, b);
 }
 
 Overrides project(const Overrides& config, const std::vector<std::string>& keys) {

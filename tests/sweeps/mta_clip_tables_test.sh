@@ -121,6 +121,12 @@ done
 check "table4_prompts: dry run exit code ($(head -1 dry.err))" test $? -eq 0
 check "table4_prompts: 9 mpirun commands of 8 ranks" test "$(grep -c 'mpirun -np 8 ' dry.txt)" -eq 9
 check "table4_prompts: every command trains from RN50.pt" test "$(grep -c "'model.pretrained=\"pretrained/RN50.pt\"'" dry.txt)" -eq 9
+for name in table1_ade20k table2_cityscapes; do
+  "$segrun" sweep run "$specs/$name.toml" --runs-dir "$work/runs/dry_$name" --on local --dry-run > "dry_$name.txt" 2> "dry_$name.err"
+  check "$name: dry run exit code ($(head -1 "dry_$name.err"))" test $? -eq 0
+  check "$name: every run reports mIoU_ms" test "$(grep -c ' eval.report_ms=true ' "dry_$name.txt")" -eq 4
+  check "$name: two runs train clip_rn101 from RN101.pt" test "$(grep -c "model.backbone=\"clip_rn101\"' .*'model.pretrained=\"pretrained/RN101.pt\"'" "dry_$name.txt")" -eq 2
+done
 
 # The tiny CPU sweep: 4 runs of 2 ranks on the tiny Cityscapes config.
 plan_spec tiny_components 4

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "models/upsampled_cross_entropy.h"
 
 namespace segrun::models {
 
@@ -15,6 +16,9 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
                "cross-entropy: labels must be [B, H, W] with B = " << logits.size(0) << ", got " << labels.sizes());
   SEGRUN_CHECK(labels.scalar_type() == torch::kLong, DataError,
                "cross-entropy: labels must be int64, got " << labels.scalar_type());
+  const bool resize = logits.size(2) != labels.size(1) || logits.size(3) != labels.size(2);
+  if (resize && logits.device().is_cpu() && logits.scalar_type() == torch::kFloat32)
+    return upsampled_cross_entropy(logits, labels, ignore_index);  // same value, one pass (see its header)
   const int64_t classes = logits.size(1);
   {
     torch::Tensor valid = labels.ne(ignore_index);
@@ -24,7 +28,7 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
                                                                 << "; found " << labels.masked_select(bad)[0].item<int64_t>());
   }
   torch::Tensor resized = logits;
-  if (logits.size(2) != labels.size(1) || logits.size(3) != labels.size(2)) {
+  if (resize) {
     resized = F::interpolate(logits, F::InterpolateFuncOptions()
                                          .size(std::vector<int64_t>{labels.size(1), labels.size(2)})
                                          .mode(torch::kBilinear)

@@ -23,6 +23,7 @@
 #include "models/hungarian_matcher.h"
 #include "models/mask2former_criterion.h"
 #include "models/mask2former_segmentor.h"
+#include "tiny_mask2former.h"
 #include "models/msdeform_pixel_decoder.h"
 #include "models/segmentor.h"
 #include "tests/models/torch_test_io.h"
@@ -473,24 +474,7 @@ TEST(Mask2FormerCriterionTest, MaskCountIsAveragedOverRanks) {
 
 // ---- segmentor -----------------------------------------------------------------------------------
 
-ModelConfig tiny_mask2former() {
-  ModelConfig config;
-  config.backbone = "clip_rn50";
-  config.width = 8;
-  config.head = "mask2former";
-  config.norm = "bn";
-  Mask2FormerConfig& m = config.mask2former;
-  m.num_queries = 8;
-  m.hidden_dim = 32;
-  m.dec_layers = 3;
-  m.enc_layers = 1;
-  m.heads = 4;
-  m.enc_points = 2;
-  m.enc_ffn = 64;
-  m.dec_ffn = 64;
-  m.num_points = 256;
-  return config;
-}
+ModelConfig tiny_mask2former() { return test_fixtures::tiny_mask2former_config(); }
 
 BuildOptions build_options(const ModelConfig& config, int classes) {
   BuildOptions options;
@@ -557,24 +541,6 @@ TEST(Mask2FormerSegmentor, ConfigKeysAndErrors) {
   }
 }
 
-// Images whose classes are colour-coded regions (a vertical split at a random column), so a tiny
-// model can learn them in a few dozen steps.
-std::pair<torch::Tensor, torch::Tensor> synthetic_batch(int64_t batch, int64_t size) {
-  torch::Tensor images = torch::zeros({batch, 3, size, size});
-  torch::Tensor labels = torch::zeros({batch, size, size}, torch::kLong);
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t split = torch::randint(size / 4, 3 * size / 4, {1}).item<int64_t>();
-    const int64_t left = torch::randint(0, 3, {1}).item<int64_t>();
-    const int64_t right = (left + 1 + torch::randint(0, 2, {1}).item<int64_t>()) % 3;
-    images[b][left].narrow(1, 0, split).fill_(1.5);
-    images[b][right].narrow(1, split, size - split).fill_(1.5);
-    labels[b].narrow(1, 0, split).fill_(left);
-    labels[b].narrow(1, split, size - split).fill_(right);
-  }
-  images += 0.1 * torch::randn_like(images);
-  return {images, labels};
-}
-
 TEST(Mask2FormerSegmentor, ShortTrainingRunDecreasesTheLoss) {
   torch::manual_seed(12);
   auto model = build_segmentor(build_options(tiny_mask2former(), 3));
@@ -583,7 +549,7 @@ TEST(Mask2FormerSegmentor, ShortTrainingRunDecreasesTheLoss) {
   std::vector<double> losses;
   const auto start = std::chrono::steady_clock::now();
   for (int step = 0; step < 40; ++step) {
-    auto [images, labels] = synthetic_batch(4, 64);
+    auto [images, labels] = test_fixtures::colour_split_batch(4, 64);
     optimizer.zero_grad();
     LossTerms loss = model->loss(images, labels);
     ASSERT_TRUE(std::isfinite(loss.total.item<double>())) << "step " << step;

@@ -17,27 +17,14 @@
 #include "core/error.h"
 #include "models/mask2former_segmentor.h"
 #include "models/mta_clip_segmentor.h"
+#include "tiny_mask2former.h"
 #include "torch_test_io.h"
 
 namespace segrun::models {
 namespace {
 
 ModelConfig tiny_mta(const std::string& head = "mta_clip") {
-  ModelConfig config;
-  config.backbone = "clip_rn50";
-  config.width = 8;
-  config.head = head;
-  config.norm = "bn";
-  Mask2FormerConfig& m = config.mask2former;
-  m.num_queries = 8;
-  m.hidden_dim = 32;
-  m.dec_layers = 3;
-  m.enc_layers = 1;
-  m.heads = 4;
-  m.enc_points = 2;
-  m.enc_ffn = 64;
-  m.dec_ffn = 64;
-  m.num_points = 256;
+  ModelConfig config = test_fixtures::tiny_mask2former_config(head);
   config.text.width = 32;
   config.text.layers = 1;
   config.text.heads = 2;
@@ -268,23 +255,6 @@ TEST(MtaClip, TrainingStepGradientsAndEvalTextCache) {
   EXPECT_EQ(state.count("text_encoder.transformer.resblocks.0.attn.in_proj_weight"), 1u);
 }
 
-// Images whose classes are colour-coded halves, so a tiny model learns them in a few dozen steps.
-std::pair<torch::Tensor, torch::Tensor> synthetic_batch(int64_t batch, int64_t size) {
-  torch::Tensor images = torch::zeros({batch, 3, size, size});
-  torch::Tensor labels = torch::zeros({batch, size, size}, torch::kLong);
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t split = torch::randint(size / 4, 3 * size / 4, {1}).item<int64_t>();
-    const int64_t left = torch::randint(0, 3, {1}).item<int64_t>();
-    const int64_t right = (left + 1 + torch::randint(0, 2, {1}).item<int64_t>()) % 3;
-    images[b][left].narrow(1, 0, split).fill_(1.5);
-    images[b][right].narrow(1, split, size - split).fill_(1.5);
-    labels[b].narrow(1, 0, split).fill_(left);
-    labels[b].narrow(1, split, size - split).fill_(right);
-  }
-  images += 0.1 * torch::randn_like(images);
-  return {images, labels};
-}
-
 TEST(MtaClip, ShortTrainingRunLowersEveryLossPart) {
   torch::manual_seed(5);
   auto model = build_mta(tiny_mta(), 3);
@@ -296,7 +266,7 @@ TEST(MtaClip, ShortTrainingRunLowersEveryLossPart) {
   std::vector<std::vector<double>> parts(4);
   const auto start = std::chrono::steady_clock::now();
   for (int step = 0; step < 40; ++step) {
-    auto [images, labels] = synthetic_batch(4, 64);
+    auto [images, labels] = test_fixtures::colour_split_batch(4, 64);
     optimizer.zero_grad();
     LossTerms loss = model->loss(images, labels);
     ASSERT_TRUE(std::isfinite(loss.total.item<double>())) << "step " << step;

@@ -22,6 +22,15 @@ echo
 echo "## Data pipeline ($(nproc) cores, $(date -u +%F))"
 "$build_dir/bench/bench_data_pipeline"
 
+# Store: pack throughput and sequential reads through StoreReader vs read(2)/cat of the same shard
+# files, with a warm page cache and with the files' pages dropped before every read.
+cmake --build "$build_dir" --target bench_store_io -j "${SEGRUN_JOBS:-2}"
+for cold in 0 1; do
+  echo
+  echo "## Store (cold=$cold, $(nproc) cores, $(date -u +%F))"
+  "$build_dir/bench/bench_store_io" --images 512 --rounds 5 --cold "$cold" 2> /dev/null
+done
+
 # Data-parallel training step on 1 and 2 ranks x 1 thread: bench_train_ddp under mpirun vs a
 # PyTorch DDP (Gloo) peer (bench/train_ddp_peer.py), interleaved over rounds; weak scaling; the
 # float32 GEMM rate and the step's achieved fraction of it (bench/train_ddp_compare.py).

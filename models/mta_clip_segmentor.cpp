@@ -84,7 +84,9 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
     const torch::Tensor masks = mask_text_->project_masks(out.query_states[first + p]);  // [B, N, E]
     const torch::Tensor texts =
         mask_text_->project_texts(text, mta_.text_enhanced ? out.extra_states[first + p] : torch::Tensor());
-    torch::Tensor weighted = masks.sum() * 0.0;
+    // Every projection stays in the graph even without matches, so every rank produces the same
+    // set of gradients (zeros here).
+    torch::Tensor weighted = (masks.sum() + texts.sum()) * 0.0;
     int64_t matched = 0;
     for (size_t b = 0; b < matches[p].size(); ++b) {
       const Assignment& a = matches[p][b];
@@ -99,7 +101,7 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
                                                            mta_.temperature, mta_.negatives);
       matched += count;
     }
-    if (matched > 0) total = total + weighted / static_cast<double>(matched);
+    total = total + (matched > 0 ? weighted / static_cast<double>(matched) : weighted);
   }
   return mta_.lambda_sim * total;
 }

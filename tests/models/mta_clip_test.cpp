@@ -255,6 +255,22 @@ TEST(MtaClip, TrainingStepGradientsAndEvalTextCache) {
   EXPECT_EQ(state.count("text_encoder.transformer.resblocks.0.attn.in_proj_weight"), 1u);
 }
 
+TEST(MtaClip, ABatchWithoutLabelsStillGivesEveryTrainableParameterAGradient) {
+  // All pixels ignored: no target masks, no matches. Every rank must still produce the same set of
+  // gradients (zeros where nothing was matched) for the bucketed all-reduce.
+  torch::manual_seed(6);
+  auto model = build_mta(tiny_mta(), 3);
+  model->train();
+  LossTerms terms = model->loss(torch::randn({2, 3, 64, 64}), torch::full({2, 64, 64}, 255, torch::kLong));
+  EXPECT_EQ(terms.parts.back().first, "loss_sim");
+  EXPECT_EQ(terms.parts.back().second.item<double>(), 0.0);
+  terms.total.backward();
+  for (const auto& item : model->named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    EXPECT_TRUE(item.value().grad().defined()) << item.key();
+  }
+}
+
 TEST(MtaClip, ShortTrainingRunLowersEveryLossPart) {
   torch::manual_seed(5);
   auto model = build_mta(tiny_mta(), 3);

@@ -143,6 +143,7 @@ int SweepCommands::run() {
     options.cols = spec.table.cols;
     options.metric = spec.table.metric;
     options.baseline = spec.table.baseline;
+    if (spec.table.order == "spec") options.order = spec.configurations;
     if (per_class == std::vector<std::string>{"spec"}) {
       if (spec.table.per_class.empty())
         throw ConfigError("--per-class spec: " + spec.path + " has no [table] per_class list");

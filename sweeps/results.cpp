@@ -285,7 +285,21 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     if (std::find(rows.begin(), rows.end(), r) == rows.end()) rows.push_back(r);
     if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
   }
-  std::sort(rows.begin(), rows.end(), [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.row_keys); });
+  // Rank of a row value: its first occurrence in options.order (unlisted values last). Columns
+  // stay sorted by value (numbers in ascending order, whatever the spec's exclusions leave first).
+  auto listed_rank = [&](const Overrides& value, const std::vector<std::string>& keys) {
+    for (size_t i = 0; i < options.order.size(); ++i)
+      if (project(options.order[i], keys) == value) return i;
+    return options.order.size();
+  };
+  auto sort_values = [&](std::vector<Overrides>& values, const std::vector<std::string>& keys) {
+    std::sort(values.begin(), values.end(), [&](const Overrides& a, const Overrides& b) {
+      const size_t ra = listed_rank(a, keys), rb = listed_rank(b, keys);
+      if (ra != rb) return ra < rb;
+      return projection_less(a, b, keys);
+    });
+  };
+  sort_values(rows, g.row_keys);
   std::sort(cols.begin(), cols.end(), [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.col_keys); });
   g.row_values = rows;
   g.col_values = cols;

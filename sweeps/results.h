@@ -30,6 +30,10 @@ struct ResultTableOptions {
   Overrides baseline;           // {} = no deltas
   Overrides where;              // keep only configurations matching this
   int decimals = 2;
+  // When set (a spec's configurations in expansion order, `[table] order = "spec"`): rows appear
+  // in the order their values first occur here (values not listed follow, sorted); columns stay
+  // sorted by value.
+  std::vector<Overrides> order;
 };
 
 struct ResultCell {
@@ -50,7 +54,7 @@ struct ResultGrid {
   std::string metric;
   std::vector<std::string> row_keys;
   std::vector<std::string> col_keys;
-  std::vector<Overrides> row_values;  // over row_keys, in first-seen order of sorted runs
+  std::vector<Overrides> row_values;  // over row_keys, sorted by value (or in options.order)
   std::vector<Overrides> col_values;  // over col_keys ({} once when there are no col keys)
   std::vector<ResultCell> cells;
   Overrides baseline;

@@ -564,6 +564,10 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
         spec.table.metric = v.as_string()->get();
       } else if (k.str() == "per_class") {
         spec.table.per_class = string_list(r, v, key);
+      } else if (k.str() == "order") {
+        if (!v.is_string() || (v.as_string()->get() != "value" && v.as_string()->get() != "spec"))
+          r.fail(v, key, "expected \"value\" (sorted) or \"spec\" (the order the spec lists them)");
+        spec.table.order = v.as_string()->get();
       } else if (k.str() == "baseline") {
         const toml::table* b = v.as_table();
         if (!b || b->empty()) r.fail(v, key, "expected a table of key = value");
@@ -575,7 +579,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
                          [&](const Overrides& c) { return matches(c, spec.table.baseline); }))
           r.fail(v, key, "{" + describe(spec.table.baseline) + "} matches no run");
       } else {
-        r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class)");
+        r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class, order)");
       }
     }
   }

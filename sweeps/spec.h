@@ -29,6 +29,7 @@ struct TableHints {
   std::string metric = "mIoU";
   Overrides baseline;                  // partial configuration the deltas refer to
   std::vector<std::string> per_class;  // class names for the per-class table
+  std::string order = "value";         // rows: "value" = sorted by value; "spec" = as the spec lists them
 };
 
 struct SweepSpec {

@@ -1,6 +1,7 @@
 // Order of rows and columns in result tables: numbers by value, and strings with their runs of
 // digits compared as numbers, so backbones come as a paper lists them (clip_rn50 before
-// clip_rn101, MTA-CLIP Tables 1-2) and crop sizes by size.
+// clip_rn101, MTA-CLIP Tables 1-2) and crop sizes by size; `[table] order = "spec"` keeps rows in
+// the spec's order.
 #include "sweeps/results.h"
 
 #include <gtest/gtest.h>
@@ -61,6 +62,28 @@ TEST(ResultOrder, ArraysAndColumnsAndAbsentKeys) {
       "| [64, 128] |           3.00 |                      - |\n"
       "| [128, 64] |           1.00 |                      - |\n";
   EXPECT_EQ(format_result_grid(g, "md"), expected);
+}
+
+TEST(ResultOrder, SpecOrderKeepsRowsAsListedAndColumnsSorted) {
+  ScratchDir dir("results_order3");
+  const auto root = dir.path();
+  const std::string neg = "model.mta_clip.negatives", k = "model.mta_clip.prompts";
+  fabricate_run(root / "a", {{neg, "\"mixneg\""}, {k, "1"}}, 0, "done", 48.6);
+  fabricate_run(root / "b", {{neg, "\"mixneg\""}, {k, "3"}}, 0, "done", 49.1);
+  fabricate_run(root / "c", {{neg, "\"separateneg\""}, {k, "3"}}, 0, "done", 48.7);
+  fabricate_run(root / "d", {{neg, "\"allneg\""}, {k, "3"}}, 0, "done", 47.0);  // not in the spec
+  ResultTableOptions options;
+  options.rows = {neg};
+  options.cols = {k};
+  EXPECT_EQ(row_labels(build_result_grid(scan_runs(root.string()), options), neg),
+            (std::vector<std::string>{"allneg", "mixneg", "separateneg"}));
+  // The spec lists separateneg first (with K = 3 only) and mixneg with K = 3 before K = 1.
+  options.order = {{{neg, "\"separateneg\""}, {k, "3"}}, {{neg, "\"mixneg\""}, {k, "3"}}, {{neg, "\"mixneg\""}, {k, "1"}}};
+  const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
+  EXPECT_EQ(row_labels(g, neg), (std::vector<std::string>{"separateneg", "mixneg", "allneg"}));
+  ASSERT_EQ(g.col_values.size(), 2u);
+  EXPECT_EQ(g.col_values[0].at(k), "1");  // columns stay sorted by value
+  EXPECT_EQ(g.col_values[1].at(k), "3");
 }
 
 }  // namespace

@@ -231,6 +231,8 @@ TEST_F(SpecTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("no runs left after include/exclude"), std::string::npos) << e;
   e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4]\n[table]\nrows = \"model.norm\"\n");
   EXPECT_NE(e.find(spec + ":5: table.rows: 'model.norm' is not a swept key"), std::string::npos) << e;
+  e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4]\n[table]\norder = \"listed\"\n");
+  EXPECT_NE(e.find(spec + ":5: table.order: expected \"value\" (sorted) or \"spec\""), std::string::npos) << e;
   e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4\n");
   EXPECT_NE(e.find("syntax error"), std::string::npos) << e;
 

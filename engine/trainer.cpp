@@ -192,6 +192,11 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       }
       outcome.metrics = m;
       outcome.evaluated = true;
+      if (final_eval && result.has_multi) {
+        outcome.evaluated_ms = true;
+        outcome.metrics_ms = result.multi;
+        outcome.ms_scales = result.ms_scales;
+      }
     };
     auto checkpoint_now = [&](int64_t next_iter) {
       if (root) {

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "dist/rank_context.h"
@@ -30,6 +31,9 @@ struct TrainOutcome {
   double seconds = 0.0;      // wall time of this invocation
   bool evaluated = false;
   SegMetrics metrics;        // final evaluation (when a val_store is configured)
+  bool evaluated_ms = false;  // the final evaluation also ran multi-scale + flip (eval.report_ms)
+  SegMetrics metrics_ms;
+  std::vector<double> ms_scales;
   std::vector<std::string> class_names;
 };
 

@@ -119,6 +119,19 @@ void print_label_map(const engine::SegMetrics& m) {
             << fmt::format("{:.2f}", m.label_mAP_prior) << ")\n";
 }
 
+// The two-row SS / MS summary under the class table (mmseg's aug-test report).
+void print_ss_ms_summary(const engine::SegMetrics& single, const engine::SegMetrics& multi,
+                         const std::vector<double>& ms_scales) {
+  std::string scales;
+  for (double s : ms_scales) scales += (scales.empty() ? "" : ", ") + fmt::format("{:g}", s);
+  std::cout << fmt::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
+            << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "single scale (SS)", single.aAcc, single.mIoU,
+                           single.mAcc)
+            << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "multi-scale+flip (MS)", multi.aAcc, multi.mIoU,
+                           multi.mAcc)
+            << "MS: scales " << scales << ", each also flipped\n";
+}
+
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   Config config = load_config(cmd.config, cmd.overrides);
   const auto& context = mpi.context();
@@ -133,6 +146,7 @@ int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
       std::cout << sweeps::format_class_table(class_table_of(outcome.metrics, outcome.class_names),
                                               sweeps::TableFormat::kText, /*skip_nan_rows=*/true);
       print_label_map(outcome.metrics);
+      if (outcome.evaluated_ms) print_ss_ms_summary(outcome.metrics, outcome.metrics_ms, outcome.ms_scales);
     }
     std::cout << "run directory: " << request.run_dir << " (" << outcome.iterations << " iterations, "
               << std::lround(outcome.seconds) << " s)\n";
@@ -210,16 +224,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
       std::cout << sweeps::format_class_table(class_table_of(outcome.single, result.class_names),
                                               sweeps::TableFormat::kText, true);
       print_label_map(outcome.single);
-      if (outcome.has_multi) {
-        std::string scales;
-        for (double s : outcome.ms_scales) scales += (scales.empty() ? "" : ", ") + fmt::format("{:g}", s);
-        std::cout << fmt::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
-                  << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "single scale (SS)", outcome.single.aAcc,
-                                 outcome.single.mIoU, outcome.single.mAcc)
-                  << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "multi-scale+flip (MS)", outcome.multi.aAcc,
-                                 outcome.multi.mIoU, outcome.multi.mAcc)
-                  << "MS: scales " << scales << ", each also flipped\n";
-      }
+      if (outcome.has_multi) print_ss_ms_summary(outcome.single, outcome.multi, outcome.ms_scales);
     }
     if (!cmd.run_dir.empty()) {
       record_evaluation(record_dir, cmd.checkpoint, result);

@@ -54,6 +54,8 @@ sys.exit(0 if all(isinstance(d[k], float) for k in ('mIoU', 'mIoU_ms', 'mAcc_ms'
 check "report_ms run: only the final val line has mIoU_ms" "$py" -c "
 import json, sys; v = [x for x in map(json.loads, open('$on/metrics.jsonl')) if x['mode'] == 'val']
 sys.exit(0 if [x['iter'] for x in v] == [2, 4] and 'mIoU_ms' not in v[0] and 'mIoU_ms' in v[1] else 1)"
+check "report_ms run: the training output ends with the SS / MS summary" \
+  grep -rq "multi-scale+flip (MS)" "$on" runs/ms/logs 2> /dev/null
 check "plain run: no mIoU_ms" "$py" -c "
 import json, sys; sys.exit(0 if 'mIoU_ms' not in json.load(open('$off/result.json')) else 1)"
 

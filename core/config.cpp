@@ -525,9 +525,6 @@ void check_cross_fields(const Config& c, const std::string& origin) {
   for (int i = 0; i < 2; ++i)
     if (c.eval.stride[i] > c.eval.crop[i])
       fail_cross("eval.stride", "stride larger than eval.crop leaves pixels unpredicted");
-  if (c.eval.scales.empty()) fail_cross("eval.scales", "empty (give at least one scale, e.g. [1.0])");
-  if (c.eval.ms_scales.empty())
-    fail_cross("eval.ms_scales", "empty (give at least one scale, e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])");
 }
 
 Config parse_table(const toml::table& table, const std::string& origin,

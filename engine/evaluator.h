@@ -40,13 +40,6 @@ struct EvalRequest {
   bool multi_scale = false;   // also evaluate with eval.ms_scales + flip (the *_ms metrics)
 };
 
-struct EvalOutcome {
-  SegMetrics single;          // eval.scales (+ flip when eval.flip): mIoU, mAcc, aAcc
-  SegMetrics multi;           // eval.ms_scales + flip; valid when has_multi
-  bool has_multi = false;
-  std::vector<double> ms_scales;  // the scales behind `multi`
-};
-
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
                      dist::Communicator& comm, const EvalRequest& request = {});
 

@@ -42,6 +42,15 @@ struct SegMetrics {
   double label_mAP_prior = std::numeric_limits<double>::quiet_NaN();
 };
 
+// One evaluation of a model (engine/evaluator.h): the single-scale metrics and, when asked for,
+// the multi-scale + flip ones.
+struct EvalOutcome {
+  SegMetrics single;          // eval.scales (+ flip when eval.flip): mIoU, mAcc, aAcc
+  SegMetrics multi;           // eval.ms_scales + flip; valid when has_multi
+  bool has_multi = false;
+  std::vector<double> ms_scales;  // the scales behind `multi`
+};
+
 // Multi-label average precision, sklearn `average_precision_score` semantics per class:
 // AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds (tied scores form one step).
 // scores, targets: [N, K] (targets 0/1). Returns the mean over classes with >= 1 positive, in

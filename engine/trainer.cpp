@@ -190,13 +190,8 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         run.append_metrics(line.dump());
         if (final_eval) final_record = record;
       }
-      outcome.metrics = m;
+      outcome.evaluation = result;
       outcome.evaluated = true;
-      if (final_eval && result.has_multi) {
-        outcome.evaluated_ms = true;
-        outcome.metrics_ms = result.multi;
-        outcome.ms_scales = result.ms_scales;
-      }
     };
     auto checkpoint_now = [&](int64_t next_iter) {
       if (root) {

@@ -30,10 +30,8 @@ struct TrainOutcome {
   int64_t iterations = 0;    // iterations completed (including those before a resume)
   double seconds = 0.0;      // wall time of this invocation
   bool evaluated = false;
-  SegMetrics metrics;        // final evaluation (when a val_store is configured)
-  bool evaluated_ms = false;  // the final evaluation also ran multi-scale + flip (eval.report_ms)
-  SegMetrics metrics_ms;
-  std::vector<double> ms_scales;
+  EvalOutcome evaluation;    // the last evaluation (when a val_store is configured); the final
+                             // one has the multi-scale part when eval.report_ms
   std::vector<std::string> class_names;
 };
 

@@ -119,16 +119,20 @@ void print_label_map(const engine::SegMetrics& m) {
             << fmt::format("{:.2f}", m.label_mAP_prior) << ")\n";
 }
 
-// The two-row SS / MS summary under the class table (mmseg's aug-test report).
-void print_ss_ms_summary(const engine::SegMetrics& single, const engine::SegMetrics& multi,
-                         const std::vector<double>& ms_scales) {
+// An evaluation as the user reads it: the class table, the multi-label mAP when there is one and,
+// for a multi-scale evaluation, the two-row SS / MS summary (mmseg's aug-test report).
+void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std::string>& class_names) {
+  std::cout << sweeps::format_class_table(class_table_of(outcome.single, class_names), sweeps::TableFormat::kText,
+                                          /*skip_nan_rows=*/true);
+  print_label_map(outcome.single);
+  if (!outcome.has_multi) return;
   std::string scales;
-  for (double s : ms_scales) scales += (scales.empty() ? "" : ", ") + fmt::format("{:g}", s);
+  for (double s : outcome.ms_scales) scales += (scales.empty() ? "" : ", ") + fmt::format("{:g}", s);
+  const auto row = [](const char* name, const engine::SegMetrics& m) {
+    return fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", name, m.aAcc, m.mIoU, m.mAcc);
+  };
   std::cout << fmt::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
-            << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "single scale (SS)", single.aAcc, single.mIoU,
-                           single.mAcc)
-            << fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", "multi-scale+flip (MS)", multi.aAcc, multi.mIoU,
-                           multi.mAcc)
+            << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi)
             << "MS: scales " << scales << ", each also flipped\n";
 }
 
@@ -142,12 +146,7 @@ int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   engine::TrainOutcome outcome = engine::train(config, context, request);
   if (!outcome.finished) return kExitPreempted;
   if (context.is_root()) {
-    if (outcome.evaluated) {
-      std::cout << sweeps::format_class_table(class_table_of(outcome.metrics, outcome.class_names),
-                                              sweeps::TableFormat::kText, /*skip_nan_rows=*/true);
-      print_label_map(outcome.metrics);
-      if (outcome.evaluated_ms) print_ss_ms_summary(outcome.metrics, outcome.metrics_ms, outcome.ms_scales);
-    }
+    if (outcome.evaluated) print_evaluation(outcome.evaluation, outcome.class_names);
     std::cout << "run directory: " << request.run_dir << " (" << outcome.iterations << " iterations, "
               << std::lround(outcome.seconds) << " s)\n";
   }
@@ -168,7 +167,6 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
 // (the single-scale fields written by training stay as they are).
 void record_evaluation(const std::string& dir, const std::string& checkpoint,
                        const engine::CheckpointEvaluation& result) {
-  SEGRUN_CHECK(fs::is_directory(dir), ConfigError, "--run-dir " << dir << ": not a directory");
   using Json = nlohmann::ordered_json;
   engine::RunDir run(dir);
   const Json record = Json::parse(engine::eval_record_json(result.outcome, result.class_names));
@@ -221,10 +219,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
     if (cmd.json) {
       std::cout << engine::eval_record_json(outcome, result.class_names) << "\n";
     } else {
-      std::cout << sweeps::format_class_table(class_table_of(outcome.single, result.class_names),
-                                              sweeps::TableFormat::kText, true);
-      print_label_map(outcome.single);
-      if (outcome.has_multi) print_ss_ms_summary(outcome.single, outcome.multi, outcome.ms_scales);
+      print_evaluation(outcome, result.class_names);
     }
     if (!cmd.run_dir.empty()) {
       record_evaluation(record_dir, cmd.checkpoint, result);

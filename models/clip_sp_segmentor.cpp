@@ -2,8 +2,6 @@
 #include "models/clip_sp_segmentor.h"
 
 #include "core/error.h"
-#include "core/log.h"
-#include "models/clip_checkpoint.h"
 #include "models/clip_text.h"
 #include "models/text_embeddings.h"
 #include "models/tokenizer.h"

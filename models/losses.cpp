@@ -85,9 +85,10 @@ torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch
   torch::Tensor logits = scores.reshape({scores.size(0), prompts * classes});
   if (negatives == "separateneg") {
     // The class's other prompts are neither positive nor negative.
-    torch::Tensor same_class = torch::zeros({scores.size(0), prompts, classes}, torch::kBool);
+    const auto flags = scores.options().dtype(torch::kBool);  // on the scores' device
+    torch::Tensor same_class = torch::zeros({scores.size(0), prompts, classes}, flags);
     same_class.scatter_(2, labels.view({-1, 1, 1}).expand({-1, prompts, 1}), true);
-    torch::Tensor is_positive = torch::zeros({scores.size(0), prompts}, torch::kBool);
+    torch::Tensor is_positive = torch::zeros({scores.size(0), prompts}, flags);
     is_positive.scatter_(1, best.view({-1, 1}), true);
     torch::Tensor excluded = same_class & ~is_positive.unsqueeze(2).expand_as(same_class);
     logits = logits.masked_fill(excluded.reshape_as(logits), -std::numeric_limits<double>::infinity());

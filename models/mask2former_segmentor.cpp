@@ -2,8 +2,6 @@
 #include "models/mask2former_segmentor.h"
 
 #include "core/error.h"
-#include "core/log.h"
-#include "models/clip_checkpoint.h"
 
 namespace segrun::models {
 namespace F = torch::nn::functional;

@@ -62,15 +62,17 @@ MaskedDecoderOutput MtaClipSegmentorImpl::predictions(const torch::Tensor& image
   return decode_head_->forward(stages, &queries);
 }
 
+torch::Tensor MtaClipSegmentorImpl::inference_text() {
+  return mta_.text_enhanced ? prompt_text_embeddings() : torch::Tensor();
+}
+
 torch::Tensor MtaClipSegmentorImpl::forward(const torch::Tensor& images) {
-  torch::Tensor text = mta_.text_enhanced ? prompt_text_embeddings() : torch::Tensor();
-  MaskedDecoderOutput out = predictions(images, text);
+  MaskedDecoderOutput out = predictions(images, inference_text());
   return mask2former_semantic_inference(out.class_logits.back(), out.mask_logits.back());
 }
 
 torch::Tensor MtaClipSegmentorImpl::predict_logits(const torch::Tensor& images) {
-  torch::Tensor text = mta_.text_enhanced ? prompt_text_embeddings() : torch::Tensor();
-  return mask2former_scores_at(predictions(images, text), {images.size(2), images.size(3)});
+  return mask2former_scores_at(predictions(images, inference_text()), {images.size(2), images.size(3)});
 }
 
 torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& out, size_t first,

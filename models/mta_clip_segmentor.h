@@ -58,6 +58,9 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
                                  const std::vector<SemanticTargets>& targets);
 
  private:
+  // What inference feeds the decoder: the prompt embeddings with text queries, else nothing.
+  torch::Tensor inference_text();
+
   MtaClipConfig mta_;
   int64_t num_classes_;
   std::shared_ptr<dist::Communicator> comm_;
@@ -71,6 +74,5 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   torch::Tensor eval_text_;           // cached prompt embeddings in eval mode
   int64_t eval_text_version_ = -1;    // contexts' version counter when cached
 };
-TORCH_MODULE(MtaClipSegmentor);
 
 }  // namespace segrun::models

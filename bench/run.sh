@@ -8,6 +8,11 @@ cmake --build "$build_dir" --target bench_train_step -j "${SEGRUN_JOBS:-2}"
 echo "## Training step, 1 rank, 1 thread ($(nproc) cores, $(date -u +%F))"
 "$build_dir/bench/bench_train_step" --threads 1 "$@"
 
+# The decode-head loss alone: the fused upsample + cross-entropy vs the unfused ops and a PyTorch peer.
+cmake --build "$build_dir" --target bench_seg_loss -j "${SEGRUN_JOBS:-2}"
+echo
+"$build_dir/bench/bench_seg_loss"
+
 # All-reduce bus bandwidth on 2 ranks: segrun's mpi Communicator vs raw MPI_Allreduce vs c10d Gloo.
 cmake --build "$build_dir" --target bench_allreduce -j "${SEGRUN_JOBS:-2}"
 mpi_flags=(--oversubscribe)

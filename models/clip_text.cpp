@@ -90,6 +90,11 @@ ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextOptions& options) : optio
   text_projection.normal_(0.0, attn_std);
 }
 
+void ClipTextEncoderImpl::check_token_ids(const torch::Tensor& ids) const {
+  SEGRUN_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size, ModelError,
+               "text encoder: token ids outside [0, " << options_.vocab_size << ")");
+}
+
 torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
   SEGRUN_CHECK(ids.dim() == 2 && ids.size(1) == options_.context_length && ids.scalar_type() == torch::kLong,
                ModelError,
@@ -97,8 +102,7 @@ torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
                                                              << " " << ids.sizes());
   const int64_t batch = ids.size(0);
   if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
-  SEGRUN_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size, ModelError,
-               "text encoder: token ids outside [0, " << options_.vocab_size << ")");
+  check_token_ids(ids);
   return encode(token_embedding_(ids), ids.argmax(-1));
 }
 
@@ -113,6 +117,7 @@ torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& ids
                "text encoder: " << ids.size(1) << " tokens + " << prompt << " context vectors exceed the context length "
                                 << options_.context_length);
   if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
+  check_token_ids(ids);
   torch::Tensor tokens = token_embedding_(ids);
   torch::Tensor x = torch::cat({tokens.slice(1, 0, 1), context.expand({batch, prompt, options_.width}), tokens.slice(1, 1)}, 1);
   return encode(x, ids.argmax(-1) + prompt);

@@ -70,6 +70,8 @@ class ClipTextEncoderImpl : public torch::nn::Module {
  private:
   // Embeddings [N, L, width] (positional embedding not yet added) -> [N, embed_dim] at `eot`.
   torch::Tensor encode(const torch::Tensor& embeddings, const torch::Tensor& eot);
+  // ModelError unless every id is in [0, vocab_size) (ids non-empty).
+  void check_token_ids(const torch::Tensor& ids) const;
   ClipTextOptions options_;
   torch::nn::Embedding token_embedding_{nullptr};
   torch::nn::ModuleList resblocks_{nullptr};

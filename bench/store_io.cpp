@@ -189,8 +189,9 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       uint64_t bytes = 0;
       if (which == 0 || which == 1) {
+        data::RawRecord rec;  // reused, as a loader worker does
         for (int64_t i = 0; i < reader.size(); ++i) {
-          const data::RawRecord rec = reader.read(i, /*verify=*/which == 0);
+          reader.read(i, &rec, /*verify=*/which == 0);
           bytes += rec.image_bytes.size() + rec.label_bytes.size();
         }
         (which == 0 ? store_crc_s : store_s).push_back(seconds_since(t0));

@@ -29,8 +29,9 @@ StoreSummary inspect_store(const std::string& path, bool verify) {
   }
   s.verified = verify;
   if (verify) {
+    RawRecord r;
     for (int64_t i = 0; i < s.records; ++i) {
-      RawRecord r = reader.read(i, /*verify=*/false);
+      reader.read(i, &r, /*verify=*/false);
       ++s.records_verified;
       if (record_crc(r.image_bytes, r.label_bytes) != r.stored_crc) {
         auto [shard, local] = reader.locate(i);

@@ -88,23 +88,23 @@ struct TrainLoader::State {
 
   int64_t position_of(int64_t k) const { return rank + k * world; }
 
-  // Reads and transforms the sample at global position p; returns the record used.
-  int64_t produce(int64_t p, cv::Mat* image, cv::Mat* label) {
+  // Reads and transforms the sample at global position p; returns the record used. `raw` is the
+  // worker's record buffer, reused from sample to sample.
+  int64_t produce(int64_t p, RawRecord* raw, cv::Mat* image, cv::Mat* label) {
     const int64_t epoch = p / n, slot = p % n;
     auto perm = permutation(epoch);
     for (int64_t j = 0; j < n; ++j) {
       const int64_t record = (*perm)[static_cast<size_t>((slot + j) % n)];
-      RawRecord raw;
       try {
-        raw = store->read(record, /*verify=*/true);
+        store->read(record, raw, /*verify=*/true);
       } catch (const CorruptRecordError&) {
         if (!skip_corrupt) throw;
         skipped.fetch_add(1);
         continue;
       }
-      const std::string what = store->locate(record).first + ": record " + raw.name;
-      cv::Mat bgr = decode_image(raw.image_bytes, what);
-      cv::Mat seg = decode_label(raw.label_bytes, what);
+      const std::string what = store->locate(record).first + ": record " + raw->name;
+      cv::Mat bgr = decode_image(raw->image_bytes, what);
+      cv::Mat seg = decode_label(raw->label_bytes, what);
       SampleRng rng(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(record), RngPurpose::kAugment);
       Sample s = train_transform(bgr, seg, transform, rng);
       *image = s.image;
@@ -116,6 +116,7 @@ struct TrainLoader::State {
 
   void worker() {
     const int h = transform.crop[0], w = transform.crop[1];
+    RawRecord raw;
     while (true) {
       int64_t k = 0;
       {
@@ -130,7 +131,7 @@ struct TrainLoader::State {
       int64_t record = -1;
       std::exception_ptr error;
       try {
-        record = produce(position_of(k), &image, &label);
+        record = produce(position_of(k), &raw, &image, &label);
       } catch (...) {
         error = std::current_exception();
       }

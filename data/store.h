@@ -107,6 +107,9 @@ class StoreReader {
   // Reads record i (global index). verify: CorruptRecordError
   // "<shard file>: record <local i> (<name>): CRC mismatch" when the bytes do not match.
   RawRecord read(int64_t i, bool verify = true) const;
+  // The same into *out, reusing its buffers: a caller reading record after record with one
+  // RawRecord allocates (and zero-fills) only when a record is larger than any before it.
+  void read(int64_t i, RawRecord* out, bool verify = true) const;
   // Shard file path and index inside it of global record i.
   std::pair<std::string, int64_t> locate(int64_t i) const;
 

@@ -10,7 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin libgloo-dev
   libhdf5-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
-  libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
+  libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev libisal-dev
   libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-core-dev
   python3 python3-torch python3-scipy python3-opencv python3-numpy python3-h5py
   clang libclang-rt-14-dev

@@ -1,11 +1,14 @@
 // Synthetic layouts, pack -> store round trip, CRC detection and bad-input errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
+#include <random>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "data/classes.h"
@@ -289,6 +292,58 @@ TEST(Store, CrcMismatchNamesShardAndRecord) {
   EXPECT_THAT(to_text(s), HasSubstr("1 CRC failure(s)"));
 }
 
+TEST(Store, RecordCrcIsZlibCrc32) {
+  // Independent reference: zlib's crc32 over the image bytes, continued over the label bytes.
+  std::mt19937 gen(5);
+  for (size_t image_size : {0, 1, 15, 16, 63, 64, 1000, 100003}) {
+    for (size_t label_size : {0, 7, 4096}) {
+      std::vector<uint8_t> image(image_size), label(label_size);
+      for (auto& b : image) b = static_cast<uint8_t>(gen());
+      for (auto& b : label) b = static_cast<uint8_t>(gen());
+      // (zlib's crc32 of a null buffer returns the initial value: empty parts are skipped.)
+      uLong expected = crc32(0L, Z_NULL, 0);
+      if (!image.empty()) expected = crc32(expected, image.data(), static_cast<uInt>(image.size()));
+      if (!label.empty()) expected = crc32(expected, label.data(), static_cast<uInt>(label.size()));
+      EXPECT_EQ(record_crc(image, label), static_cast<uint32_t>(expected)) << image_size << " + " << label_size;
+    }
+  }
+}
+
+TEST(Store, ConcurrentReadsMatchSequential) {
+  // Record bytes are read with pread(2) and no lock: 4 threads reading every record in their own
+  // order get the bytes one thread gets, CRCs checked.
+  TempDir tmp;
+  auto so = small_synth(Layout::kAde20k, tmp / "src", 12, 0);
+  synthesize(so);
+  pack_single({Layout::kAde20k, so.out, "training", tmp / "store", 3});
+  auto open_descriptors = [] {
+    return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{});
+  };
+  const auto descriptors_before = open_descriptors();
+  const StoreReader reader(tmp / "store");
+  EXPECT_EQ(open_descriptors() - descriptors_before, 2 * 3) << "two per shard; HDF5 closed the files";
+  std::vector<RawRecord> expected;
+  for (int64_t i = 0; i < reader.size(); ++i) expected.push_back(reader.read(i));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      RawRecord r;
+      for (int round = 0; round < 20; ++round) {
+        for (int64_t j = 0; j < reader.size(); ++j) {
+          const int64_t i = (j * (2 * t + 1) + round) % reader.size();
+          reader.read(i, &r);
+          if (r.image_bytes != expected[i].image_bytes || r.label_bytes != expected[i].label_bytes ||
+              r.name != expected[i].name)
+            ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
+}
+
 TEST(Inspect, SummaryMatchesStore) {
   TempDir tmp;
   write_ade_case(tmp / "src", {{1, 2}, {2, 3}, {1, 0}});
@@ -447,7 +502,38 @@ TEST_F(StoreBadInput, ShardReadableByH5py) {
          "lo = f['labels/offsets'][:]; l = f['labels/bytes'][lo[0]:lo[1]].tobytes(); "
          "assert zlib.crc32(b + l) == int(f['crc32'][0]); "
          "assert f['name'][0].decode() == 'ADE_train_00000001', f['name'][0]; "
-         "assert tuple(f['shape'][0]) == (40, 48)");
+         "assert tuple(f['shape'][0]) == (40, 48); "
+         "assert f['images/bytes'].chunks is None and f['labels/bytes'].chunks is None");
+}
+
+TEST_F(StoreBadInput, ChunkedShardOfEarlierPacksStillReads) {
+  // Shards packed before the contiguous layout hold the bytes in extendible 256 KiB chunks; the
+  // reader reads those through HDF5 and gets the same records.
+  std::vector<RawRecord> before;
+  {
+    StoreReader reader(tmp_ / "store");
+    for (int64_t i = 0; i < reader.size(); ++i) before.push_back(reader.read(i));
+  }
+  python("import h5py; f = h5py.File('" + shard_ + "', 'r+'); "
+         "exec('for g in (\\'images\\', \\'labels\\'):\\n"
+         " d = f[g + \\'/bytes\\'][:]; del f[g + \\'/bytes\\']\\n"
+         " f.create_dataset(g + \\'/bytes\\', data=d, chunks=(262144,), maxshape=(None,))'); "
+         "assert f['images/bytes'].chunks == (262144,); f.close()");
+  StoreReader reader(tmp_ / "store");
+  RawRecord r;
+  for (int64_t i = 0; i < reader.size(); ++i) {
+    reader.read(i, &r);  // CRC checked
+    EXPECT_EQ(r.image_bytes, before[i].image_bytes) << i;
+    EXPECT_EQ(r.label_bytes, before[i].label_bytes) << i;
+  }
+}
+
+TEST_F(StoreBadInput, ShardTruncatedAfterOpenNamesTheFile) {
+  StoreReader reader(tmp_ / "store");
+  fs::resize_file(shard_, 0);
+  EXPECT_THAT(data_error_of([&] { reader.read(1); }),
+              HasSubstr(shard_ + ": reading 'images/bytes' at byte "));
+  EXPECT_THAT(data_error_of([&] { reader.read(1); }), HasSubstr("unexpected end of file (shard truncated?)"));
 }
 
 TEST_F(StoreBadInput, ManifestWrongFormat) {

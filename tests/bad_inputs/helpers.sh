@@ -33,7 +33,9 @@ flip_record() {
   "$py" - "$(shard_of "$1")" <<'PY'
 import h5py, sys
 with h5py.File(sys.argv[1], "r") as f:
-    offset = f["images/bytes"].id.get_chunk_info(0).byte_offset
+    offset = f["images/bytes"].id.get_offset()  # contiguous; None for a chunked shard of an earlier pack
+    if offset is None:
+        offset = f["images/bytes"].id.get_chunk_info(0).byte_offset
 with open(sys.argv[1], "r+b") as fh:
     fh.seek(offset + 50); b = fh.read(8); fh.seek(offset + 50); fh.write(bytes(x ^ 0xFF for x in b))
 PY

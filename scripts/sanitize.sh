@@ -3,9 +3,9 @@
 # (-DSEGRUN_SANITIZE=ON instruments every segrun target, not LibTorch/MPI/HDF5 themselves) in
 # their own build folder and runs them (docs/reliability.md, "Sanitizers").
 # Scope: every gtest suite labelled unit (segrun_add_gtest) and every multi-rank suite
-# (segrun_add_mpi_gtest, under mpirun -np 2) declared in tests/*/CMakeLists.txt -- core, dist,
-# data, sweeps, cluster, models, engine -- read from those files, so a new suite is covered
-# without editing this script. SEGRUN_SANITIZE_SCOPE=libs narrows it to the suites that do not
+# (segrun_add_mpi_gtest, under mpirun -np 2) -- core, dist, data, sweeps, cluster, models,
+# engine -- as CMake lists them in <build>/test_suites.txt, so a new suite is covered without
+# editing this script. SEGRUN_SANITIZE_SCOPE=libs narrows it to the suites that do not
 # link the models or engine libraries (the LibTorch-heavy compiles; a quick local check).
 # The build is -O1 -g1 instead of RelWithDebInfo's -O2 -g: -O1 is what ASan recommends, line
 # tables are all a report needs, and it takes about 45% off the compile time of the LibTorch-heavy
@@ -26,23 +26,15 @@ case "$scope" in
   *) echo "sanitize: SEGRUN_SANITIZE_SCOPE must be full or libs, not '$scope'" >&2; exit 2 ;;
 esac
 
-# One line per suite: "unit|mpi|<other label> NAME HEAVY", HEAVY = 1 when it links segrun_models
-# or segrun_engine. A call spans lines up to its closing parenthesis; comments are dropped.
-suites=$(awk '
-  /^[[:space:]]*segrun_add_(mpi_)?gtest\(/ { block = ""; inblk = 1; mpi = ($0 ~ /segrun_add_mpi_gtest/) }
-  inblk {
-    sub(/#.*/, ""); block = block " " $0
-    if ($0 ~ /\)/) {
-      inblk = 0
-      if (!match(block, /NAME[[:space:]]+[A-Za-z0-9_]+/)) next
-      name = substr(block, RSTART, RLENGTH); sub(/NAME[[:space:]]+/, "", name)
-      label = "unit"
-      if (match(block, /LABEL[[:space:]]+[A-Za-z0-9_]+/)) {
-        label = substr(block, RSTART, RLENGTH); sub(/LABEL[[:space:]]+/, "", label)
-      }
-      print (mpi ? "mpi" : label), name, (block ~ /segrun_(models|engine)/ ? 1 : 0)
-    }
-  }' tests/*/CMakeLists.txt)
+start=$SECONDS
+# Warnings are errors in the normal build; here they are not: GCC reports false positives
+# (-Wmaybe-uninitialized in <regex>, <functional>) when the sanitizers are on.
+mkdir -p "$build_dir"
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DSEGRUN_SANITIZE=ON \
+  -DSEGRUN_WERROR=OFF > "$build_dir/configure.log" 2>&1 || { cat "$build_dir/configure.log"; exit 1; }
+# One line per suite, "unit|mpi|<other label> NAME HEAVY" (HEAVY = 1: links segrun_models or
+# segrun_engine), written by tests/CMakeLists.txt at configure time.
 unit_tests=()
 mpi_tests=()
 while read -r kind name heavy; do
@@ -51,20 +43,13 @@ while read -r kind name heavy; do
     unit) unit_tests+=("$name") ;;
     mpi) mpi_tests+=("$name") ;;
   esac
-done <<< "$suites"
+done < "$build_dir/test_suites.txt"
 if [ ${#unit_tests[@]} -eq 0 ] || [ ${#mpi_tests[@]} -eq 0 ]; then
-  echo "sanitize: found no unit or no MPI suite in tests/*/CMakeLists.txt" >&2; exit 1
+  echo "sanitize: $build_dir/test_suites.txt lists no unit or no MPI suite" >&2; exit 1
 fi
 echo "sanitize ($scope): ${#unit_tests[@]} unit suites: ${unit_tests[*]}"
 echo "sanitize ($scope): ${#mpi_tests[@]} MPI suites: ${mpi_tests[*]}"
 
-start=$SECONDS
-# Warnings are errors in the normal build; here they are not: GCC reports false positives
-# (-Wmaybe-uninitialized in <regex>, <functional>) when the sanitizers are on.
-mkdir -p "$build_dir"
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DSEGRUN_SANITIZE=ON \
-  -DSEGRUN_WERROR=OFF > "$build_dir/configure.log" 2>&1 || { cat "$build_dir/configure.log"; exit 1; }
 # gtest case discovery runs each binary at build time, so the options apply from here on.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_odr_violation=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

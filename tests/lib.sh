@@ -6,8 +6,14 @@
 #                              synthesize LAYOUT (ade20k | cityscapes) data in DIR/raw and pack
 #                              it into DIR/train and DIR/val on N ranks (default 1)
 #   make_tiny_stores DIR [N]   make_stores DIR ade20k 8 4 64x80 3 [N]
+#   holds PYTHON_EXPR          succeed when the Python expression is true (for check)
 #   tiny_config STORE [VAL]    print the [data] and [model] sections of a config that trains in
 #                              seconds (append [train]/[log] sections yourself)
+#   tiny_train_config STORE VAL ITERS WARMUP CKPT_INTERVAL EVAL_INTERVAL LOG_INTERVAL
+#                              tiny_config with the [train] and [log] sections too
+#   check_eval_and_resume METRIC VALUE CHECKPOINT CONFIG [OVERRIDE...]
+#                              `segrun eval` of the checkpoint reproduces METRIC = VALUE, and
+#                              resuming the finished run in ./run is a no-op that exits 0
 py=/usr/bin/python3
 failures=0
 passed=0
@@ -23,6 +29,18 @@ finish() {
 }
 
 json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+holds() { "$py" -c "import sys; sys.exit(0 if ($1) else 1)"; }
+
+check_eval_and_resume() {
+  local metric="$1" value="$2" checkpoint="$3" config="$4"
+  shift 4
+  "$segrun" eval "$config" "$@" --checkpoint "$checkpoint" --json > eval.json 2> eval.log
+  check "eval of the checkpoint exits 0" test $? -eq 0
+  check "eval reproduces the run's $metric ($value)" holds "abs($(json eval.json "d['$metric']") - $value) < 1e-6"
+  "$segrun" train "$config" "$@" --run-dir run --resume auto > again.log 2>&1
+  check "resuming the finished run exits 0" test $? -eq 0
+}
 
 make_stores() {
   local dir="$1" layout="$2" train="$3" val="$4" size="$5" seed="$6" ranks="${7:-1}" split out splits
@@ -47,4 +65,13 @@ tiny_config() {
   if [ -n "${2:-}" ]; then printf 'val_store = "%s"\n' "$2"; fi
   printf 'crop = [64, 64]\nscale = [160, 64]\nbatch_per_rank = 2\nworkers = 1\n'
   printf '[model]\nwidth = 8\nfpn_channels = 16\n'
+}
+
+# tiny_train_config TRAIN_STORE VAL_STORE ITERS WARMUP CHECKPOINT_INTERVAL EVAL_INTERVAL LOG_INTERVAL:
+# tiny_config plus the [train] (lr 2e-3, backbone at the full rate) and [log] sections the CLI
+# tests train with.
+tiny_train_config() {
+  tiny_config "$1" "$2"
+  printf '[train]\niters = %s\nlr = 2e-3\nbackbone_lr_mult = 1.0\nwarmup_iters = %s\ncheckpoint_interval = %s\n' "$3" "$4" "$5"
+  printf 'eval_interval = %s\n[log]\ninterval = %s\n' "$6" "$7"
 }

@@ -40,18 +40,7 @@ cd "$work" || exit 1
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 mkdir -p configs
-tiny_config ../train ../val > configs/tiny.toml
-cat >> configs/tiny.toml <<'TOML'
-[train]
-iters = 16
-lr = 2e-3
-backbone_lr_mult = 1.0
-warmup_iters = 2
-checkpoint_interval = 2
-eval_interval = 0
-[log]
-interval = 1
-TOML
+tiny_train_config ../train ../val 16 2 2 0 1 > configs/tiny.toml
 # The runs folder has a hostile name: it reaches the job only single-quoted (no #SBATCH line holds a path).
 rdir='runs/it'"'"'s a $(touch PWNED) `touch PWNED2` dir'
 cat > sweep.toml <<'TOML'

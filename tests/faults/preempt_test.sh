@@ -11,18 +11,7 @@ trap 'rm -rf "$work"' EXIT
 . "$(dirname "$0")/report.sh"
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
-tiny_config train val > "$work/tiny.toml"
-cat >> "$work/tiny.toml" <<'TOML'
-[train]
-iters = 60
-lr = 2e-3
-backbone_lr_mult = 1.0
-warmup_iters = 4
-checkpoint_interval = 1000
-eval_interval = 0
-[log]
-interval = 1
-TOML
+tiny_train_config train val 60 4 1000 0 1 > "$work/tiny.toml"
 
 "$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/straight" > "$work/straight.out" 2>&1
 check "uninterrupted run" test $? -eq 0

@@ -13,18 +13,7 @@ make_tiny_stores "$work" 2 || { echo "cannot make the tiny stores"; exit 1; }
 check "inspect exit code" test $? -eq 0
 check "inspect counts 8 records" test "$(json "$work/inspect.json" 'd["records"]')" = 8
 
-tiny_config train val > "$work/tiny.toml"
-cat >> "$work/tiny.toml" <<TOML
-[train]
-iters = 40
-lr = 2e-3
-backbone_lr_mult = 1.0
-warmup_iters = 4
-checkpoint_interval = 20
-eval_interval = 20
-[log]
-interval = 5
-TOML
+tiny_train_config train val 40 4 20 20 5 > "$work/tiny.toml"
 
 # 2-rank training: loss goes down, the run directory is complete.
 "$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/a" > "$work/train.out" 2>&1

@@ -15,18 +15,7 @@ cd "$work" || exit 1
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 mkdir -p configs
-tiny_config ../train ../val > configs/tiny.toml
-cat >> configs/tiny.toml <<'TOML'
-[train]
-iters = 4
-lr = 2e-3
-backbone_lr_mult = 1.0
-warmup_iters = 1
-checkpoint_interval = 0
-eval_interval = 2
-[log]
-interval = 2
-TOML
+tiny_train_config ../train ../val 4 1 0 2 2 > configs/tiny.toml
 cat > sweep.toml <<'TOML'
 name = "ms"
 base = "configs/tiny.toml"

@@ -37,16 +37,7 @@ read -r loss_first loss_last miou_first miou_last validations parts < curve.txt
 echo "loss $loss_first -> $loss_last; validation mIoU $miou_first (iteration 20) -> $miou_last (iteration 80)"
 check "four validations ran (got $validations)" test "$validations" -eq 4
 check "metrics.jsonl has every loss part" test "$parts" -eq 1
-check "loss falls ($loss_first -> $loss_last)" "$py" -c "import sys; sys.exit(0 if $loss_last < 0.85 * $loss_first else 1)"
-check "validation mIoU rises ($miou_first -> $miou_last)" "$py" -c "import sys; sys.exit(0 if $miou_last > $miou_first + 3 else 1)"
-
-"$segrun" eval "$config" "${overrides[@]}" --checkpoint run/checkpoints/iter_80.pt --json > eval.json 2> eval.log
-check "eval of the checkpoint exits 0" test $? -eq 0
-check "eval reproduces the run's final mIoU" "$py" -c "
-import json, sys
-e = json.load(open('eval.json'))
-sys.exit(0 if abs(e['mIoU'] - $miou_last) < 1e-6 else 1)"
-
-"$segrun" train "$config" "${overrides[@]}" --run-dir run --resume auto > again.log 2>&1
-check "resuming the finished run exits 0" test $? -eq 0
+check "loss falls ($loss_first -> $loss_last)" holds "$loss_last < 0.85 * $loss_first"
+check "validation mIoU rises ($miou_first -> $miou_last)" holds "$miou_last > $miou_first + 3"
+check_eval_and_resume mIoU "$miou_last" run/checkpoints/iter_80.pt "$config" "${overrides[@]}"
 finish mta_clip_train_test

@@ -13,18 +13,7 @@ cd "$work" || exit 1
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 
 mkdir -p configs
-tiny_config ../train ../val > configs/tiny.toml
-cat >> configs/tiny.toml <<'TOML'
-[train]
-iters = 6
-lr = 2e-3
-backbone_lr_mult = 1.0
-warmup_iters = 2
-checkpoint_interval = 3
-eval_interval = 0
-[log]
-interval = 3
-TOML
+tiny_train_config ../train ../val 6 2 3 0 3 > configs/tiny.toml
 
 cat > sweep.toml <<'TOML'
 name = "e2e"

@@ -176,17 +176,16 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   return outcome;
 }
 
-std::string eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names) {
-  using Json = nlohmann::ordered_json;
-  Json record = Json::parse(metrics_to_json(outcome.single, class_names));
+nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names) {
+  nlohmann::ordered_json record = metrics_to_json(outcome.single, class_names);
   if (outcome.has_multi) {
-    const Json multi = Json::parse(metrics_to_json(outcome.multi, class_names));
+    const nlohmann::ordered_json multi = metrics_to_json(outcome.multi, class_names);
     for (const char* key : {"aAcc", "mIoU", "mAcc"}) record[std::string(key) + "_ms"] = multi.at(key);
     record["per_class_ms"] = multi.at("per_class");
     record["ms_scales"] = outcome.ms_scales;
     record["ms_flip"] = true;
   }
-  return record.dump(2);
+  return record;
 }
 
 CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,

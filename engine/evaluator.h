@@ -15,6 +15,7 @@
 // A view in both sets is inferred once. The model is put in eval mode and inference runs without
 // autograd. Not thread-safe (one model, one thread).
 
+#include <nlohmann/json_fwd.hpp>
 #include <torch/torch.h>
 
 #include <string>
@@ -43,11 +44,11 @@ struct EvalRequest {
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
                      dist::Communicator& comm, const EvalRequest& request = {});
 
-// The JSON record of an evaluation (pretty-printed object): metrics_to_json(single) (aAcc, mIoU,
+// The JSON record of an evaluation: metrics_to_json(single) (aAcc, mIoU,
 // mAcc, per_class, per_class_acc, pixels, label_mAP...) and, with has_multi, aAcc_ms, mIoU_ms,
 // mAcc_ms, per_class_ms (IoU in percent, null where undefined), ms_scales and ms_flip = true.
 // This is what metrics.jsonl's "val"/"eval" lines, result.json and `segrun eval --json` hold.
-std::string eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names);
+nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names);
 
 struct CheckpointEvaluation {
   EvalOutcome outcome;

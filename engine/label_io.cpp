@@ -108,7 +108,7 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o) {
   return acc.summarize();
 }
 
-std::string metrics_to_json(const SegMetrics& m, const std::vector<std::string>& class_names) {
+nlohmann::ordered_json metrics_to_json(const SegMetrics& m, const std::vector<std::string>& class_names) {
   SEGRUN_CHECK(class_names.empty() || class_names.size() == m.iou.size(), DataError,
                "metrics: " << class_names.size() << " class names for " << m.iou.size()
                            << " classes");
@@ -133,7 +133,7 @@ std::string metrics_to_json(const SegMetrics& m, const std::vector<std::string>&
     j["label_mAP"] = m.label_mAP;
     j["label_mAP_prior"] = m.label_mAP_prior;
   }
-  return j.dump(2);
+  return j;
 }
 
 }  // namespace segrun::engine

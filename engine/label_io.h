@@ -10,6 +10,7 @@
 // taken as they are (train ids). Files are processed in sorted stem order.
 // Threading: plain functions, no shared state.
 
+#include <nlohmann/json_fwd.hpp>
 #include <torch/types.h>
 
 #include <string>
@@ -42,6 +43,6 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options);
 // {"aAcc", "mIoU", "mAcc", "per_class": {name: IoU}, "per_class_acc": {name: Acc}, "pixels"},
 // every value in percent like mIoU; NaN is written as null. Class order is kept.
 // class_names may be empty ("class_<i>"); otherwise its size must match (DataError).
-std::string metrics_to_json(const SegMetrics& metrics, const std::vector<std::string>& class_names);
+nlohmann::ordered_json metrics_to_json(const SegMetrics& metrics, const std::vector<std::string>& class_names);
 
 }  // namespace segrun::engine

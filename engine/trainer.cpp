@@ -165,7 +165,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
 
     // Periodic validations are single scale; the final one adds multi-scale + flip (mIoU_ms)
     // when eval.report_ms, in the same metrics.jsonl line and in result.json.
-    std::string final_record;  // eval_record_json of the final validation
+    nlohmann::ordered_json final_record = nlohmann::ordered_json::object();  // of the final validation
     auto evaluate_now = [&](int64_t iter, bool final_eval) {
       if (!val_store) return;
       auto t0 = Clock::now();
@@ -183,12 +183,12 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         log::info("iter {} val: multi-label mAP {:.2f} (constant-score predictor {:.2f})", iter, m.label_mAP,
                   m.label_mAP_prior);
       if (root) {
-        const std::string record = eval_record_json(result, outcome.class_names);
-        nlohmann::ordered_json line = nlohmann::ordered_json::parse(record);
+        nlohmann::ordered_json record = eval_record_json(result, outcome.class_names);
+        nlohmann::ordered_json line = record;
         line["iter"] = iter;
         line["mode"] = "val";
         run.append_metrics(line.dump());
-        if (final_eval) final_record = record;
+        if (final_eval) final_record = std::move(record);
       }
       outcome.evaluation = result;
       outcome.evaluated = true;
@@ -315,8 +315,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     }
     outcome.seconds = std::chrono::duration<double>(Clock::now() - started).count();
     if (root && outcome.finished) {
-      nlohmann::ordered_json result = final_record.empty() ? nlohmann::ordered_json::object()
-                                                           : nlohmann::ordered_json::parse(final_record);
+      nlohmann::ordered_json& result = final_record;
       result["iterations"] = outcome.iterations;
       result["seconds"] = outcome.seconds;
       result["world_size"] = context.world_size;

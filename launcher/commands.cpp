@@ -169,7 +169,7 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
                        const engine::CheckpointEvaluation& result) {
   using Json = nlohmann::ordered_json;
   engine::RunDir run(dir);
-  const Json record = Json::parse(engine::eval_record_json(result.outcome, result.class_names));
+  const Json record = engine::eval_record_json(result.outcome, result.class_names);
   Json line = record;
   line["iter"] = result.iteration;
   line["mode"] = "eval";
@@ -217,7 +217,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   if (context.is_root()) {
     const engine::EvalOutcome& outcome = result.outcome;
     if (cmd.json) {
-      std::cout << engine::eval_record_json(outcome, result.class_names) << "\n";
+      std::cout << engine::eval_record_json(outcome, result.class_names).dump(2) << "\n";
     } else {
       print_evaluation(outcome, result.class_names);
     }
@@ -248,7 +248,7 @@ int run_metrics(const MetricsCommand& cmd) {
   options.json = cmd.json;
   engine::SegMetrics metrics = engine::evaluate_label_dirs(options);
   if (cmd.json)
-    std::cout << engine::metrics_to_json(metrics, {}) << "\n";
+    std::cout << engine::metrics_to_json(metrics, {}).dump(2) << "\n";
   else
     std::cout << sweeps::format_class_table(class_table_of(metrics, {}), sweeps::TableFormat::kText, true);
   return 0;

@@ -7,6 +7,7 @@
 // equals the single-view-set path run with scales = ms_scales and flip = true, and that two
 // ranks (threads) give the metrics of one.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -266,8 +267,7 @@ TEST_F(EvaluatorMsTest, ViewsAndRecord) {
   o.single.mIoU = 40.0;
   o.single.iou = {0.5, std::nan("")};
   o.single.acc = {0.5, std::nan("")};
-  const std::string ss_only = eval_record_json(o, {"a", "b"});
-  EXPECT_EQ(ss_only.find("mIoU_ms"), std::string::npos);
+  EXPECT_FALSE(eval_record_json(o, {"a", "b"}).contains("mIoU_ms"));
   o.has_multi = true;
   o.multi.mIoU = 45.5;
   o.multi.aAcc = 80.0;
@@ -275,12 +275,13 @@ TEST_F(EvaluatorMsTest, ViewsAndRecord) {
   o.multi.iou = {0.455, std::nan("")};
   o.multi.acc = {0.5, std::nan("")};
   o.ms_scales = {0.5, 1.0};
-  const std::string record = eval_record_json(o, {"a", "b"});
-  EXPECT_NE(record.find("\"mIoU_ms\": 45.5"), std::string::npos) << record;
-  EXPECT_NE(record.find("\"aAcc_ms\": 80.0"), std::string::npos) << record;
-  EXPECT_NE(record.find("\"per_class_ms\""), std::string::npos) << record;
-  EXPECT_NE(record.find("\"b\": null"), std::string::npos) << record;
-  EXPECT_NE(record.find("\"ms_flip\": true"), std::string::npos) << record;
+  const nlohmann::ordered_json record = eval_record_json(o, {"a", "b"});
+  EXPECT_EQ(record.at("mIoU_ms"), 45.5) << record;
+  EXPECT_EQ(record.at("aAcc_ms"), 80.0) << record;
+  EXPECT_NEAR(record.at("per_class_ms").at("a").get<double>(), 45.5, 1e-9) << record;
+  EXPECT_TRUE(record.at("per_class_ms").at("b").is_null()) << record;
+  EXPECT_EQ(record.at("ms_scales"), nlohmann::ordered_json({0.5, 1.0})) << record;
+  EXPECT_EQ(record.at("ms_flip"), true) << record;
 }
 
 }  // namespace

@@ -44,9 +44,21 @@ void MtaClipSegmentorImpl::train(bool on) {
   text_encoder_->eval();  // frozen: no mode of its own
 }
 
+int64_t MtaClipSegmentorImpl::text_weights_version() const {
+  // Version counters only grow, so their sum changes whenever one of the tensors changes in place
+  // (an optimizer step, a checkpoint load, a copy_).
+  int64_t sum = 0;
+  const std::vector<const torch::nn::Module*> text_side{text_prompts_.get(), text_encoder_.get()};
+  for (const torch::nn::Module* module : text_side) {
+    for (const auto& p : module->parameters()) sum += p._version();
+    for (const auto& b : module->buffers()) sum += b._version();
+  }
+  return sum;
+}
+
 torch::Tensor MtaClipSegmentorImpl::prompt_text_embeddings() {
   if (is_training()) return text_prompts_->forward();
-  const int64_t version = text_prompts_->contexts._version();
+  const int64_t version = text_weights_version();
   if (!eval_text_.defined() || version != eval_text_version_) {
     torch::NoGradGuard no_grad;
     eval_text_ = text_prompts_->forward();

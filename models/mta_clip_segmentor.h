@@ -46,7 +46,8 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   int64_t num_classes() const override { return num_classes_; }
   void train(bool on = true) override;
 
-  // The prompt text embeddings [K, C, E] (cached in eval mode).
+  // The prompt text embeddings [K, C, E]. In eval mode they are computed once and reused until a
+  // weight of the text side (contexts, frozen encoder) changes in place or the mode changes.
   torch::Tensor prompt_text_embeddings();
   // Every decoder prediction for `images` given text embeddings [K, C, E] (undefined when the
   // text queries are off).
@@ -60,6 +61,8 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
  private:
   // What inference feeds the decoder: the prompt embeddings with text queries, else nothing.
   torch::Tensor inference_text();
+  // Sum of the version counters of every parameter and buffer of the text side.
+  int64_t text_weights_version() const;
 
   MtaClipConfig mta_;
   int64_t num_classes_;
@@ -72,7 +75,7 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   Mask2FormerCriterion criterion_;
   bool supervise_initial_ = false;
   torch::Tensor eval_text_;           // cached prompt embeddings in eval mode
-  int64_t eval_text_version_ = -1;    // contexts' version counter when cached
+  int64_t eval_text_version_ = -1;    // text_weights_version() when cached
 };
 
 }  // namespace segrun::models

@@ -237,7 +237,7 @@ TEST(MtaClip, TrainingStepGradientsAndEvalTextCache) {
     }
   }
 
-  // Eval: the prompt embeddings are computed once, then follow in-place changes of the contexts.
+  // Eval: the prompt embeddings are computed once, then follow in-place changes of the contexts...
   model->eval();
   torch::NoGradGuard no_grad;
   torch::Tensor first = model->prompt_text_embeddings();
@@ -249,6 +249,13 @@ TEST(MtaClip, TrainingStepGradientsAndEvalTextCache) {
   EXPECT_FALSE(second.is_same(first));
   EXPECT_GT((second - first).abs().max().item<double>(), 1e-4);
   EXPECT_GT((model->predict_logits(images) - before).abs().max().item<double>(), 0.0);
+  // ... and of the frozen encoder's weights (a checkpoint loaded in eval mode copies into them).
+  EXPECT_TRUE(model->prompt_text_embeddings().is_same(second));
+  torch::Tensor projection = model->named_parameters()["text_encoder.text_projection"];
+  projection.copy_(torch::randn_like(projection));
+  torch::Tensor third = model->prompt_text_embeddings();
+  EXPECT_FALSE(third.is_same(second));
+  EXPECT_GT((third - second).abs().max().item<double>(), 1e-4);
   // The frozen encoder is part of the state: a checkpoint restores the text side on its own.
   std::set<std::string> state;
   for (const auto& item : model->named_parameters()) state.insert(item.key());

@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "core/error.h"
+#include "core/toml_names.h"
 
 namespace segrun {
 namespace {
@@ -346,18 +347,6 @@ bool is_section(const std::string& prefix) {
   return false;
 }
 
-std::string type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
-  }
-}
-
 std::string fmt_number(double v) {
   std::ostringstream os;
   os << v;
@@ -376,7 +365,7 @@ void check_range(const Field& f, double v, const Origin& where) {
 }
 
 int64_t read_integer(const Field& f, const toml::node& node, const Origin& where) {
-  if (!node.is_integer()) fail(where, f.key, "expected an integer, got " + type_name(node));
+  if (!node.is_integer()) fail(where, f.key, "expected an integer, got " + toml_type_name(node));
   int64_t v = node.as_integer()->get();
   check_range(f, static_cast<double>(v), where);
   return v;
@@ -389,14 +378,14 @@ double read_number(const Field& f, const toml::node& node, const Origin& where) 
   else if (node.is_floating_point())
     v = node.as_floating_point()->get();
   else
-    fail(where, f.key, "expected a number, got " + type_name(node));
+    fail(where, f.key, "expected a number, got " + toml_type_name(node));
   check_range(f, v, where);
   return v;
 }
 
 const toml::array& read_array(const Field& f, const toml::node& node, const Origin& where,
                               size_t exact) {
-  if (!node.is_array()) fail(where, f.key, "expected an array, got " + type_name(node));
+  if (!node.is_array()) fail(where, f.key, "expected an array, got " + toml_type_name(node));
   const auto& arr = *node.as_array();
   if (exact > 0 && arr.size() != exact)
     fail(where, f.key, "expected " + std::to_string(exact) + " values, got " +
@@ -422,10 +411,10 @@ void assign(const Field& f, Config& config, const toml::node& node, const Origin
         } else if constexpr (std::is_same_v<T, double>) {
           target = read_number(f, node, where);
         } else if constexpr (std::is_same_v<T, bool>) {
-          if (!node.is_boolean()) fail(where, f.key, "expected true or false, got " + type_name(node));
+          if (!node.is_boolean()) fail(where, f.key, "expected true or false, got " + toml_type_name(node));
           target = node.as_boolean()->get();
         } else if constexpr (std::is_same_v<T, std::string>) {
-          if (!node.is_string()) fail(where, f.key, "expected a string, got " + type_name(node));
+          if (!node.is_string()) fail(where, f.key, "expected a string, got " + toml_type_name(node));
           std::string v = node.as_string()->get();
           if (!f.choices.empty() &&
               std::find(f.choices.begin(), f.choices.end(), v) == f.choices.end()) {

@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/toml_names.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -108,18 +109,6 @@ std::string canonical_of(const toml::node& node) {
   return "";
 }
 
-std::string type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
-  }
-}
-
 // Flattens nested tables ("model.dropout" quoted or dotted) into dotted key -> node.
 void flatten(const toml::table& table, const std::string& prefix,
              std::vector<std::pair<std::string, const toml::node*>>& out) {
@@ -179,7 +168,7 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, c
     const std::string label = where + " " + key;
     if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
     std::string text = canonical_of(*node);
-    if (text.empty()) r.fail(*node, label, "unsupported value (" + type_name(*node) + ")");
+    if (text.empty()) r.fail(*node, label, "unsupported value (" + toml_type_name(*node) + ")");
     out[key] = Located{text, SpecReader::line_of(*node)};
   }
   Overrides whole = context;
@@ -222,11 +211,11 @@ std::vector<std::string> string_list(const SpecReader& r, const toml::node& node
     out.push_back(s->get());
   } else if (auto arr = node.as_array()) {
     for (const auto& item : *arr) {
-      if (!item.is_string()) r.fail(item, key, "expected strings, got " + type_name(item));
+      if (!item.is_string()) r.fail(item, key, "expected strings, got " + toml_type_name(item));
       out.push_back(item.as_string()->get());
     }
   } else {
-    r.fail(node, key, "expected a string or a list of strings, got " + type_name(node));
+    r.fail(node, key, "expected a string or a list of strings, got " + toml_type_name(node));
   }
   return out;
 }
@@ -250,7 +239,7 @@ std::vector<Filter> read_filters(const SpecReader& r, const toml::node& node, co
   if (!arr) r.fail(node, kind, "expected a list of tables, e.g. " + kind + " = [{ \"model.norm\" = \"bn\" }]");
   for (const auto& item : *arr) {
     const toml::table* t = item.as_table();
-    if (!t) r.fail(item, kind, "expected a table of key = value, got " + type_name(item));
+    if (!t) r.fail(item, kind, "expected a table of key = value, got " + toml_type_name(item));
     if (t->empty()) r.fail(item, kind, "empty filter");
     Filter f;
     f.kind = kind;
@@ -377,7 +366,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
   spec.path = origin;
   spec.name = fs::path(origin).stem().string();
   if (const toml::node* n = root.get("name")) {
-    if (!n->is_string()) r.fail(*n, "name", "expected a string, got " + type_name(*n));
+    if (!n->is_string()) r.fail(*n, "name", "expected a string, got " + toml_type_name(*n));
     spec.name = n->as_string()->get();
   }
   if (!valid_name(spec.name))
@@ -449,14 +438,14 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     if (flat.empty()) r.fail(*n, "grid", "empty (give key = [values], or remove [grid])");
     for (const auto& [key, node] : flat) {
       const toml::array* arr = node->as_array();
-      if (!arr) r.fail(*node, "grid " + key, "expected a list of values, got " + type_name(*node));
+      if (!arr) r.fail(*node, "grid " + key, "expected a list of values, got " + toml_type_name(*node));
       if (arr->empty()) r.fail(*node, "grid " + key, "empty list of values");
       if (key == "train.seed") r.fail(*node, "grid " + key, "set seeds with the top-level 'seeds = [...]'");
       if (fixed.count(key)) r.fail(*node, "grid " + key, "also set in [fixed]");
       std::vector<std::string> values;
       for (const auto& item : *arr) {
         std::string text = canonical_of(item);
-        if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + type_name(item) + ")");
+        if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + toml_type_name(item) + ")");
         if (std::find(values.begin(), values.end(), text) != values.end())
           r.fail(item, "grid " + key, "value " + text + " is listed twice");
         try {
@@ -480,7 +469,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     if (!arr || arr->empty()) r.fail(*n, "variants", "expected [[variants]] tables of key = value");
     for (const auto& item : *arr) {
       const toml::table* t = item.as_table();
-      if (!t) r.fail(item, "variants", "expected a table of key = value, got " + type_name(item));
+      if (!t) r.fail(item, "variants", "expected a table of key = value, got " + toml_type_name(item));
       Overrides v;
       for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed)) {
         for (const auto& axis : axes)

@@ -125,7 +125,7 @@ int run(int argc, char** argv) {
   base = torch::Tensor();
 
   if (rank == 0) {
-    std::printf("## All-reduce, %d ranks on %s, float32 sum (%ld cores, %s)\n\n", n,
+    std::printf("All-reduce, %d ranks on %s, float32 sum (%ld cores, %s).\n\n", n,
                 ctx.host.c_str(), sysconf(_SC_NPROCESSORS_ONLN), "median of reps; min in ()");
     std::printf("| size | reps |");
     for (const auto& impl : impls)

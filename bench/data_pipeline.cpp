@@ -34,6 +34,7 @@
 
 #include "build_config.h"
 #include "core/config.h"
+#include "core/log.h"
 #include "data/loader.h"
 #include "data/pack.h"
 #include "data/store.h"
@@ -258,6 +259,9 @@ std::map<std::string, double> profile_peer(const std::string& python, const std:
 
 int main(int argc, char** argv) {
   auto flags = parse_flags(argc, argv);
+  log::LogOptions quiet;  // the tables only, not pack's progress lines
+  quiet.level = "warn";
+  log::init_logging(quiet);
   const int images = std::stoi(flags["images"]), height = std::stoi(flags["height"]);
   const int width = std::stoi(flags["width"]), crop = std::stoi(flags["crop"]);
   const int batch = std::stoi(flags["batch"]), batches = std::stoi(flags["batches"]);

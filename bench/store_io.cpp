@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "core/log.h"
 #include "data/pack.h"
 #include "data/store.h"
 #include "data/synth.h"
@@ -121,7 +122,7 @@ Stats stats(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return {v[v.size() / 2], v.front(), v.back()};
 }
-std::string fmt(const Stats& s, const char* format = "%.1f") {
+std::string range_text(const Stats& s, const char* format = "%.1f") {
   char a[64], b[64], c[64];
   std::snprintf(a, sizeof a, format, s.median);
   std::snprintf(b, sizeof b, format, s.low);
@@ -154,6 +155,9 @@ std::pair<Stats, Stats> crc_rates(int rounds) {
 
 int main(int argc, char** argv) {
   auto flags = parse_flags(argc, argv);
+  log::LogOptions quiet;  // the tables only, not pack's progress lines
+  quiet.level = "warn";
+  log::init_logging(quiet);
   const int images = std::stoi(flags["images"]), rounds = std::max(1, std::stoi(flags["rounds"]));
   const int shards = std::stoi(flags["shards"]);
   const bool cold = flags["cold"] == "1";
@@ -251,20 +255,20 @@ int main(int argc, char** argv) {
               shard_bytes / 1e6, payload / 1e6, rounds,
               cold ? "page cache dropped before every read (posix_fadvise DONTNEED)" : "warm page cache");
   std::printf("| pack | images/s | source MB/s | raw copy of the sources (s) | pack time / copy time |\n|---|---|---|---|---|\n");
-  std::printf("| segrun data pack (1 rank) | %s | %s | %s | %s |\n\n", fmt(stats(pack_ips)).c_str(),
-              fmt(stats(source_mbs)).c_str(), fmt(stats(copy_s), "%.3f").c_str(), fmt(stats(pack_over_copy)).c_str());
+  std::printf("| segrun data pack (1 rank) | %s | %s | %s | %s |\n\n", range_text(stats(pack_ips)).c_str(),
+              range_text(stats(source_mbs)).c_str(), range_text(stats(copy_s), "%.3f").c_str(), range_text(stats(pack_over_copy)).c_str());
   std::printf("| sequential read | MB/s | ratio to read(2) of the shard files (target >= 0.8) |\n|---|---|---|\n");
-  std::printf("| StoreReader::read, CRC checked | %s | **%s** |\n", fmt(stats(store_crc_mbs)).c_str(),
-              fmt(stats(read_crc_ratio), "%.2f").c_str());
-  std::printf("| StoreReader::read, no CRC | %s | **%s** |\n", fmt(stats(store_mbs)).c_str(),
-              fmt(stats(read_ratio), "%.2f").c_str());
-  std::printf("| read(2), 1 MiB chunks, whole shard files | %s | 1 |\n", fmt(stats(raw_mbs)).c_str());
-  std::printf("| `cat` shard files > /dev/null | %s | (CRC-checked store read / cat: %s) |\n", fmt(stats(cat_mbs)).c_str(),
-              fmt(stats(cat_ratio), "%.2f").c_str());
+  std::printf("| StoreReader::read, CRC checked | %s | **%s** |\n", range_text(stats(store_crc_mbs)).c_str(),
+              range_text(stats(read_crc_ratio), "%.2f").c_str());
+  std::printf("| StoreReader::read, no CRC | %s | **%s** |\n", range_text(stats(store_mbs)).c_str(),
+              range_text(stats(read_ratio), "%.2f").c_str());
+  std::printf("| read(2), 1 MiB chunks, whole shard files | %s | 1 |\n", range_text(stats(raw_mbs)).c_str());
+  std::printf("| `cat` shard files > /dev/null | %s | (CRC-checked store read / cat: %s) |\n", range_text(stats(cat_mbs)).c_str(),
+              range_text(stats(cat_ratio), "%.2f").c_str());
   const auto [isal, zlib] = crc_rates(rounds);
   std::printf("\n| CRC-32 of a 128 KiB record, in cache | GB/s |\n|---|---|\n");
-  std::printf("| record_crc (ISA-L crc32_gzip_refl) | %s |\n| zlib crc32 (peer) | %s |\n", fmt(isal).c_str(),
-              fmt(zlib).c_str());
+  std::printf("| record_crc (ISA-L crc32_gzip_refl) | %s |\n| zlib crc32 (peer) | %s |\n", range_text(isal).c_str(),
+              range_text(zlib).c_str());
   fs::remove_all(tmp);
   return 0;
 }

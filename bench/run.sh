@@ -31,7 +31,9 @@ mpi_flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 
 run_all() {
-  echo "Run $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with local changes)'),"
+  local changes=""  # (the file written here does not count)
+  git diff --quiet HEAD -- . ":(exclude)$doc" || changes=" (with local changes)"
+  echo "Run $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD)$changes,"
   echo "command \`bash bench/run.sh${*:+ $*}\`. Machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1)," \
     "$(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), LibTorch" \
     "$(/usr/bin/python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '?')," \

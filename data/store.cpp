@@ -194,7 +194,7 @@ std::vector<T> read_dataset(hid_t parent, const char* name, hid_t mem_type, std:
   return out;
 }
 
-// One process-wide file descriptor, closed on destruction.
+// An open file descriptor, closed on destruction.
 class FileDescriptor {
  public:
   FileDescriptor() = default;

@@ -10,8 +10,7 @@
 // <run>/slurm_job.json {"job_id", "script", "log", "submitted"}. Runs that are done or whose job
 // is still pending/running are not submitted again. Resource values: [cluster.slurm] of the
 // (base) config, then the sweep's [fixed] cluster.slurm.* keys, then the command line.
-// ClusterCommands registers the subcommands (its options live as long as the object, kept on
-// main's stack); selected()/run() as SweepCommands. None of them starts MPI in this process.
+// ClusterCommands is a CommandGroup (launcher/command_group.h). None of them starts MPI in this process.
 
 #include <iosfwd>
 #include <map>
@@ -19,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "launcher/command_group.h"
 #include "sweeps/registry.h"
 #include "sweeps/runner.h"
 
@@ -30,15 +30,13 @@ namespace segrun::launcher {
 
 struct LaunchCommand;
 
-class ClusterCommands {
+class ClusterCommands final : public CommandGroup {
  public:
   explicit ClusterCommands(CLI::App& app);
-  ~ClusterCommands();
-  ClusterCommands(const ClusterCommands&) = delete;
-  ClusterCommands& operator=(const ClusterCommands&) = delete;
+  ~ClusterCommands() override;
 
-  bool selected() const;
-  int run();
+  bool selected() const override;
+  int run() override;
 
  private:
   struct State;

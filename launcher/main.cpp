@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
+#include <initializer_list>
 #include <iostream>
 
 #include "build_config.h"
@@ -139,9 +140,15 @@ int main(int argc, char** argv) {
     else if (*launch_cmd) code = launch_in_allocation(launch, &code) ? code : run_launch(launch);
     else if (*config_cmd) code = run_config(config);
     else if (*demo_cmd) code = run_demo(demo);
-    else if (sweep_commands.selected()) code = sweep_commands.run();
-    else if (cluster_commands.selected()) code = cluster_commands.run();
-    else if (model_commands.selected()) code = model_commands.run();
+    else {
+      for (CommandGroup* group : std::initializer_list<CommandGroup*>{&sweep_commands, &cluster_commands,
+                                                                      &model_commands}) {
+        if (group->selected()) {
+          code = group->run();
+          break;
+        }
+      }
+    }
     log::flush();
     mpi.finalize();
     return code;

@@ -5,12 +5,12 @@
 // buffers; per top-level submodule) and the FLOPs of one inference forward pass of a
 // 1 x 3 x H x W image (H x W = data.crop unless --input) with fvcore's rules
 // (models/flop_counter.h: one multiply-add = one FLOP), and prints a table or JSON.
-// ModelCommands registers the subcommands on the CLI11 app (its options live as long as the
-// object, which main keeps on its stack); after parsing, selected() tells whether one was chosen
-// and run() executes it and returns the exit code (errors are thrown and reported by main's
-// single catch). No MPI: the model is built without a communicator (syncbn = plain BN).
+// A CommandGroup (launcher/command_group.h). No MPI: the model is built without a communicator
+// (syncbn = plain BN).
 
 #include <memory>
+
+#include "launcher/command_group.h"
 
 namespace CLI {
 class App;
@@ -18,15 +18,13 @@ class App;
 
 namespace segrun::launcher {
 
-class ModelCommands {
+class ModelCommands final : public CommandGroup {
  public:
   explicit ModelCommands(CLI::App& app);
-  ~ModelCommands();
-  ModelCommands(const ModelCommands&) = delete;
-  ModelCommands& operator=(const ModelCommands&) = delete;
+  ~ModelCommands() override;
 
-  bool selected() const;
-  int run();
+  bool selected() const override;
+  int run() override;
 
  private:
   struct State;

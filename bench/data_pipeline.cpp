@@ -32,9 +32,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "build_config.h"
 #include "core/config.h"
-#include "core/log.h"
 #include "data/loader.h"
 #include "data/pack.h"
 #include "data/store.h"
@@ -48,22 +48,6 @@ namespace {
 
 using namespace segrun;
 namespace fs = std::filesystem;
-
-std::map<std::string, std::string> parse_flags(int argc, char** argv) {
-  std::map<std::string, std::string> flags{
-      {"images", "64"}, {"height", "512"},  {"width", "683"},   {"crop", "512"},
-      {"batch", "4"},   {"batches", "50"},  {"warmup", "3"},    {"workers", "1,2"},
-      {"threads", "0,1"}, {"python", "/usr/bin/python3"}, {"keep-store", "0"}, {"profile", "128"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0 || !flags.count(key.substr(2))) {
-      std::cerr << "bench_data_pipeline: unknown flag " << key << "\n";
-      std::exit(2);
-    }
-    flags[key.substr(2)] = argv[i + 1];
-  }
-  return flags;
-}
 
 std::vector<int> parse_list(const std::string& text) {
   std::vector<int> out;
@@ -258,10 +242,11 @@ std::map<std::string, double> profile_peer(const std::string& python, const std:
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = parse_flags(argc, argv);
-  log::LogOptions quiet;  // the tables only, not pack's progress lines
-  quiet.level = "warn";
-  log::init_logging(quiet);
+  auto flags = bench::parse_flags("bench_data_pipeline", argc, argv, {
+      {"images", "64"}, {"height", "512"},  {"width", "683"},   {"crop", "512"},
+      {"batch", "4"},   {"batches", "50"},  {"warmup", "3"},    {"workers", "1,2"},
+      {"threads", "0,1"}, {"python", "/usr/bin/python3"}, {"keep-store", "0"}, {"profile", "128"}});
+  bench::log_warnings_only();
   const int images = std::stoi(flags["images"]), height = std::stoi(flags["height"]);
   const int width = std::stoi(flags["width"]), crop = std::stoi(flags["crop"]);
   const int batch = std::stoi(flags["batch"]), batches = std::stoi(flags["batches"]);

@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "core/log.h"
+#include "bench/bench_flags.h"
 #include "data/pack.h"
 #include "data/store.h"
 #include "data/synth.h"
@@ -41,20 +41,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::map<std::string, std::string> parse_flags(int argc, char** argv) {
-  std::map<std::string, std::string> flags{{"images", "128"}, {"height", "512"}, {"width", "683"}, {"rounds", "5"},
-                                           {"shards", "1"}, {"cold", "0"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0 || !flags.count(key.substr(2))) {
-      std::fprintf(stderr, "bench_store_io: unknown flag %s\n", argv[i]);
-      std::exit(2);
-    }
-    flags[key.substr(2)] = argv[i + 1];
-  }
-  return flags;
 }
 
 uint64_t files_bytes(const std::vector<fs::path>& files) {
@@ -154,10 +140,10 @@ std::pair<Stats, Stats> crc_rates(int rounds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = parse_flags(argc, argv);
-  log::LogOptions quiet;  // the tables only, not pack's progress lines
-  quiet.level = "warn";
-  log::init_logging(quiet);
+  auto flags = bench::parse_flags(
+      "bench_store_io", argc, argv,
+      {{"images", "128"}, {"height", "512"}, {"width", "683"}, {"rounds", "5"}, {"shards", "1"}, {"cold", "0"}});
+  bench::log_warnings_only();
   const int images = std::stoi(flags["images"]), rounds = std::max(1, std::stoi(flags["rounds"]));
   const int shards = std::stoi(flags["shards"]);
   const bool cold = flags["cold"] == "1";

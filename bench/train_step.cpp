@@ -15,27 +15,13 @@
 #include <map>
 #include <sstream>
 
+#include "bench/bench_flags.h"
 #include "build_config.h"
 #include "models/segmentor.h"
 
 namespace {
 
 using namespace segrun;
-
-std::map<std::string, std::string> parse_flags(int argc, char** argv) {
-  std::map<std::string, std::string> flags{{"width", "16"}, {"channels", "64"}, {"crop", "128"},
-                                           {"batch", "4"},  {"steps", "20"},    {"warmup", "3"},
-                                           {"threads", "1"}, {"python", "/usr/bin/python3"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0 || !flags.count(key.substr(2))) {
-      std::cerr << "bench_train_step: unknown flag " << key << "\n";
-      std::exit(2);
-    }
-    flags[key.substr(2)] = argv[i + 1];
-  }
-  return flags;
-}
 
 double peak_rss_mib() {
   struct rusage usage {};
@@ -46,7 +32,10 @@ double peak_rss_mib() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = parse_flags(argc, argv);
+  auto flags = bench::parse_flags("bench_train_step", argc, argv,
+                                  {{"width", "16"}, {"channels", "64"}, {"crop", "128"}, {"batch", "4"},
+                                   {"steps", "20"}, {"warmup", "3"}, {"threads", "1"},
+                                   {"python", "/usr/bin/python3"}});
   const int width = std::stoi(flags["width"]), channels = std::stoi(flags["channels"]);
   const int crop = std::stoi(flags["crop"]), batch = std::stoi(flags["batch"]);
   const int steps = std::stoi(flags["steps"]), warmup = std::stoi(flags["warmup"]);

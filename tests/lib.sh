@@ -12,7 +12,7 @@
 #   tiny_train_config STORE VAL ITERS WARMUP CKPT_INTERVAL EVAL_INTERVAL LOG_INTERVAL
 #                              tiny_config with the [train] and [log] sections too
 #   check_eval_and_resume METRIC VALUE CHECKPOINT CONFIG [OVERRIDE...]
-#                              `segrun eval` of the checkpoint reproduces METRIC = VALUE, and
+#                              `$segrun eval` of the checkpoint reproduces METRIC = VALUE, and
 #                              resuming the finished run in ./run is a no-op that exits 0
 py=/usr/bin/python3
 failures=0

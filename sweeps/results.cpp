@@ -287,19 +287,15 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   }
   // Rank of a row value: its first occurrence in options.order (unlisted values last). Columns
   // stay sorted by value (numbers in ascending order, whatever the spec's exclusions leave first).
-  auto listed_rank = [&](const Overrides& value, const std::vector<std::string>& keys) {
+  auto listed_rank = [&](const Overrides& row) {
     for (size_t i = 0; i < options.order.size(); ++i)
-      if (project(options.order[i], keys) == value) return i;
+      if (project(options.order[i], g.row_keys) == row) return i;
     return options.order.size();
   };
-  auto sort_values = [&](std::vector<Overrides>& values, const std::vector<std::string>& keys) {
-    std::sort(values.begin(), values.end(), [&](const Overrides& a, const Overrides& b) {
-      const size_t ra = listed_rank(a, keys), rb = listed_rank(b, keys);
-      if (ra != rb) return ra < rb;
-      return projection_less(a, b, keys);
-    });
-  };
-  sort_values(rows, g.row_keys);
+  std::sort(rows.begin(), rows.end(), [&](const Overrides& a, const Overrides& b) {
+    const size_t ra = listed_rank(a), rb = listed_rank(b);
+    return ra != rb ? ra < rb : projection_less(a, b, g.row_keys);
+  });
   std::sort(cols.begin(), cols.end(), [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.col_keys); });
   g.row_values = rows;
   g.col_values = cols;

@@ -165,7 +165,6 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
 
     // Periodic validations are single scale; the final one adds multi-scale + flip (mIoU_ms)
     // when eval.report_ms, in the same metrics.jsonl line and in result.json.
-    nlohmann::ordered_json final_record = nlohmann::ordered_json::object();  // of the final validation
     auto evaluate_now = [&](int64_t iter, bool final_eval) {
       if (!val_store) return;
       auto t0 = Clock::now();
@@ -183,12 +182,10 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         log::info("iter {} val: multi-label mAP {:.2f} (constant-score predictor {:.2f})", iter, m.label_mAP,
                   m.label_mAP_prior);
       if (root) {
-        nlohmann::ordered_json record = eval_record_json(result, outcome.class_names);
-        nlohmann::ordered_json line = record;
+        nlohmann::ordered_json line = eval_record_json(result, outcome.class_names);
         line["iter"] = iter;
         line["mode"] = "val";
         run.append_metrics(line.dump());
-        if (final_eval) final_record = std::move(record);
       }
       outcome.evaluation = result;
       outcome.evaluated = true;
@@ -315,7 +312,9 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     }
     outcome.seconds = std::chrono::duration<double>(Clock::now() - started).count();
     if (root && outcome.finished) {
-      nlohmann::ordered_json& result = final_record;
+      // The final validation (the last one: it runs right before finishing) and the run's totals.
+      nlohmann::ordered_json result = outcome.evaluated ? eval_record_json(outcome.evaluation, outcome.class_names)
+                                                        : nlohmann::ordered_json::object();
       result["iterations"] = outcome.iterations;
       result["seconds"] = outcome.seconds;
       result["world_size"] = context.world_size;

@@ -5,7 +5,7 @@
 # the ranks checkpoint, Slurm requeues), run 1 by SIGUSR1 to its batch shell (what
 # --signal=B:USR1@grace does before the time limit: the script forwards it, the ranks checkpoint,
 # the script requeues itself). Slurm holds requeued jobs back for 120 s; the test moves their begin
-# time to now. Then all three must finish with results, both preempted runs must have resumed from
+# time to 3 s after the requeue. Then all three must finish with results, both preempted runs must have resumed from
 # their checkpoint, their losses and mIoU must equal uninterrupted local runs of the same configs,
 # and `segrun sweep status` / `segrun status` / `segrun cancel` must report the jobs. Then one run
 # (not a sweep) on 2 ranks with mpirun inside the job, and `segrun launch` inside an allocation.
@@ -92,11 +92,19 @@ check "resubmit while queued: nothing new" grep -q "3 already queued, 0 to submi
 
 has_checkpoint() { compgen -G "$1/checkpoints/iter_*.pt" > /dev/null; }
 job_state() { squeue --noheader --array --states=all -j "$1" -O "State:|" 2> /dev/null | head -1 | tr -d '|'; }
-# Requeued jobs wait 120 s for their begin time; start them now.
+# Requeued jobs wait 120 s for their begin time; move it to 3 s from now, once per requeue (a begin
+# time already that close is left alone). Not to now: slurmd refuses a job credential issued in the
+# same second as the revocation of the job's previous one ("Killing non-startable batch job: Job
+# credential revoked", and the task ends FAILED), which is what Slurm's hold guards against.
 release_requeued() {
-  squeue --noheader --array --me -t PENDING -O "JobArrayID:|,Reason:|" 2> /dev/null | while IFS='|' read -r id reason _; do
-    [ "$reason" = BeginTime ] && scontrol update JobId="$id" StartTime=now > /dev/null 2>&1
-  done
+  local now begin
+  now="$(date +%s)"
+  squeue --noheader --array --me -t PENDING -O "JobArrayID:|,Reason:|,StartTime:|" 2> /dev/null |
+    while IFS='|' read -r id reason start _; do
+      [ "$reason" = BeginTime ] || continue
+      begin="$(date -d "$start" +%s 2> /dev/null)" || continue
+      [ "$begin" -gt $((now + 5)) ] && scontrol update JobId="$id" StartTime=now+3 > /dev/null 2>&1
+    done
 }
 wait_for() {  # wait_for SECONDS CMD...: poll until CMD succeeds
   local deadline=$(( $(date +%s) + $1 )); shift

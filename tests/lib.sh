@@ -1,4 +1,6 @@
 # Shared helpers of segrun's shell tests (source it; it defines functions and counters only).
+#   enter_work_dir NAME        make a fresh folder /tmp/segrun-NAME.XXXXXX as $work, cd into it,
+#                              and remove it when the test exits (kept when KEEP_WORK is set)
 #   check "what" cmd...        run a check, count it, print FAIL lines
 #   finish NAME                print "NAME: P passed, F failed" and return non-zero on failures
 #   json FILE EXPR             evaluate a Python expression over the JSON document d
@@ -17,6 +19,12 @@
 py=/usr/bin/python3
 failures=0
 passed=0
+
+enter_work_dir() {
+  work="$(mktemp -d "/tmp/segrun-$1.XXXXXX")" || exit 1
+  trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
+  cd "$work" || exit 1
+}
 
 check() {
   local what="$1"; shift

@@ -13,11 +13,9 @@
 set -uo pipefail
 segrun="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
-work="$(mktemp -d /tmp/segrun-corrupt-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$here/../lib.sh"
 . "$here/report.sh"
-cd "$work" || exit 1
+enter_work_dir corrupt-test
 
 "$segrun" data synth --layout ade20k --out raw --train 8 --val 2 --size 64x80 --seed 3 > /dev/null 2>&1 \
   && "$segrun" data pack --root raw --split training --out train --shards 2 > /dev/null 2>&1 \

@@ -13,10 +13,9 @@
 set -uo pipefail
 segrun="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
-work="$(mktemp -d /tmp/segrun-kill-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$here/../lib.sh"
 . "$here/report.sh"
+enter_work_dir kill-test
 timeout_s=10
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
@@ -35,7 +34,6 @@ timeout_s = $timeout_s
 [log]
 interval = 1
 TOML
-cd "$work" || exit 1
 train() { "$segrun" launch -n 2 -- train tiny.toml --run-dir "$work/runs/$1" "${@:2}"; }
 
 train straight > straight.out 2>&1

@@ -5,10 +5,9 @@
 # Usage: preempt_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$1"
-work="$(mktemp -d /tmp/segrun-preempt-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/report.sh"
+enter_work_dir preempt-test
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 tiny_train_config train val 60 4 1000 0 1 > "$work/tiny.toml"

@@ -4,9 +4,8 @@
 # and resume -> refusal to overwrite. Usage: cli_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$1"
-work="$(mktemp -d /tmp/segrun-cli-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$(dirname "$0")/../lib.sh"
+enter_work_dir cli-test
 
 make_tiny_stores "$work" 2 || { echo "cannot make the tiny stores"; exit 1; }
 "$segrun" data inspect "$work/train" --json > "$work/inspect.json"

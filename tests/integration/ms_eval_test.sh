@@ -8,10 +8,8 @@
 # Usage: ms_eval_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$1"
-work="$(mktemp -d /tmp/segrun-ms-eval-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$(dirname "$0")/../lib.sh"
-cd "$work" || exit 1
+enter_work_dir ms-eval-test
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 mkdir -p configs

@@ -6,10 +6,8 @@
 set -uo pipefail
 segrun="$1"
 source_dir="$2"
-work="$(mktemp -d /tmp/segrun-clip-sp-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$source_dir/tests/lib.sh"
-cd "$work" || exit 1
+enter_work_dir clip-sp-test
 
 make_stores "$work" ade20k 24 8 64x80 5 || exit 1
 

@@ -7,9 +7,8 @@
 set -uo pipefail
 segrun="$1"
 src="$2"
-work="$(mktemp -d /tmp/segrun-model-info.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$src/tests/lib.sh"
+enter_work_dir model-info
 
 cfg="$src/configs/demo_tiny.toml"  # clip_rn50 width 16, FPN 64 channels, ADE20K (150), crop 128
 "$segrun" model info "$cfg" --format json > "$work/info.json" 2> "$work/info.err"

@@ -8,10 +8,8 @@
 set -uo pipefail
 segrun="$1"
 source_dir="$2"
-work="$(mktemp -d /tmp/segrun-mta-clip-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$source_dir/tests/lib.sh"
-cd "$work" || exit 1
+enter_work_dir mta-clip-test
 
 make_stores "$work" cityscapes 32 8 64x128 3 || exit 1
 

@@ -10,10 +10,8 @@ set -uo pipefail
 segrun="$1"
 src="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
-work="$(mktemp -d /tmp/segrun-clip-sp-tables.XXXXXX)"
-trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 . "$here/../lib.sh"
-cd "$work" || exit 1
+enter_work_dir clip-sp-tables
 specs="$src/configs/sweeps/clip_sp"
 
 # mIoU of each configuration, keyed by the plan's overrides column. Tables 2-5: the paper's

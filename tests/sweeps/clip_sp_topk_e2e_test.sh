@@ -12,10 +12,8 @@ set -uo pipefail
 segrun="$1"
 src="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
-work="$(mktemp -d /tmp/segrun-clip-sp-topk.XXXXXX)"
-trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 . "$here/../lib.sh"
-cd "$work" || exit 1
+enter_work_dir clip-sp-topk
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 

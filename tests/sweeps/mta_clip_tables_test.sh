@@ -11,10 +11,8 @@ set -uo pipefail
 segrun="$1"
 src="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
-work="$(mktemp -d /tmp/segrun-mta-clip-tables.XXXXXX)"
-trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 . "$here/../lib.sh"
-cd "$work" || exit 1
+enter_work_dir mta-clip-tables
 specs="$src/configs/sweeps/mta_clip"
 
 # Per spec: the plan's overrides column of every expected configuration -> (mIoU, mIoU_ms).

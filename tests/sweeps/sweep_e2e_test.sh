@@ -5,10 +5,8 @@
 # Usage: sweep_e2e_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$1"
-work="$(mktemp -d /tmp/segrun-sweep-test.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 . "$(dirname "$0")/../lib.sh"
-cd "$work" || exit 1
+enter_work_dir sweep-test
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 

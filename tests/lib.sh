@@ -8,6 +8,9 @@
 #                              synthesize LAYOUT (ade20k | cityscapes) data in DIR/raw and pack
 #                              it into DIR/train and DIR/val on N ranks (default 1)
 #   make_tiny_stores DIR [N]   make_stores DIR ade20k 8 4 64x80 3 [N]
+#   train_losses METRICS_JSONL print the sorted [(iteration, loss)] of the file's train records
+#                              (the last record of an iteration wins: a resumed run repeats some)
+#   same_train_losses A B      both metrics files have train losses, and the same (for check)
 #   holds PYTHON_EXPR          succeed when the Python expression is true (for check)
 #   tiny_config STORE [VAL]    print the [data] and [model] sections of a config that trains in
 #                              seconds (append [train]/[log] sections yourself)
@@ -37,6 +40,21 @@ finish() {
 }
 
 json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+train_losses() {
+  "$py" -c "
+import json, sys
+losses = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r['mode'] == 'train': losses[r['iter']] = r['loss']
+print(sorted(losses.items()))" "$1"
+}
+
+same_train_losses() {
+  local a b
+  a="$(train_losses "$1")" && b="$(train_losses "$2")" && [ "$a" != "[]" ] && [ "$a" = "$b" ]
+}
 
 holds() { "$py" -c "import sys; sys.exit(0 if ($1) else 1)"; }
 

@@ -107,15 +107,8 @@ check "it resumed from the newest intact checkpoint iter_$newest" \
 if [ "$mid_write" -gt 0 ]; then
   check "partial temp files were removed on resume" test -z "$(ls "$ckpts" | grep '\.tmp-')"
 fi
-curve() { "$py" -c "
-import json, sys
-losses = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r['mode'] == 'train': losses[r['iter']] = r['loss']
-print(sorted(losses.items()))" "$1"; }
 check "loss of every iteration equals the uninterrupted run's" \
-  test "$(curve runs/straight/metrics.jsonl)" = "$(curve "$run/metrics.jsonl")"
+  same_train_losses runs/straight/metrics.jsonl "$run/metrics.jsonl"
 check "final mIoU and per-class IoU equal the uninterrupted run's" \
   test "$(json runs/straight/result.json '(d["mIoU"], d["per_class"])')" = \
        "$(json "$run/result.json" '(d["mIoU"], d["per_class"])')"

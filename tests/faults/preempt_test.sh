@@ -41,15 +41,8 @@ check "the preempted run completes" test $? -eq 0
 check "status done" grep -q '^done' "$work/runs/preempted/status"
 
 # Per-iteration losses (the last record of each iteration) and final metrics must be identical.
-curve() { "$py" -c "
-import json, sys
-losses = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r['mode'] == 'train': losses[r['iter']] = r['loss']
-print(sorted(losses.items()))" "$1"; }
 check "loss of every iteration equals the uninterrupted run's" \
-  test "$(curve "$work/runs/straight/metrics.jsonl")" = "$(curve "$work/runs/preempted/metrics.jsonl")"
+  same_train_losses "$work/runs/straight/metrics.jsonl" "$work/runs/preempted/metrics.jsonl"
 check "final mIoU and per-class IoU equal the uninterrupted run's" \
   test "$(json "$work/runs/straight/result.json" '(d["mIoU"], d["per_class"])')" = \
        "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["per_class"])')"

@@ -5,10 +5,11 @@
 # the ranks checkpoint, Slurm requeues), run 1 by SIGUSR1 to its batch shell (what
 # --signal=B:USR1@grace does before the time limit: the script forwards it, the ranks checkpoint,
 # the script requeues itself). Slurm holds requeued jobs back for 120 s; the test moves their begin
-# time to 3 s after the requeue. Then all three must finish with results, both preempted runs must have resumed from
-# their checkpoint, their losses and mIoU must equal uninterrupted local runs of the same configs,
-# and `segrun sweep status` / `segrun status` / `segrun cancel` must report the jobs. Then one run
-# (not a sweep) on 2 ranks with mpirun inside the job, and `segrun launch` inside an allocation.
+# time to 3 s after the requeue. Then all three must finish with results, both preempted runs must
+# have resumed from their checkpoint, their losses and mIoU must equal uninterrupted local runs of
+# the same configs, and `segrun sweep status` / `segrun status` / `segrun cancel` must report the
+# jobs. Then one run (not a sweep) on 2 ranks with mpirun inside the job, and `segrun launch` inside
+# an allocation.
 # Exit 77 (ctest: skipped) only when Slurm cannot start here.
 # Usage: slurm_sweep_test.sh SEGRUN_BINARY SLURM_LOCAL_SCRIPT
 set -uo pipefail

@@ -14,7 +14,7 @@
 # Usage: slurm_sweep_test.sh SEGRUN_BINARY SLURM_LOCAL_SCRIPT
 set -uo pipefail
 segrun="$(realpath "$1")"
-slurm_local="$2"
+slurm_local="$(realpath "$2")"
 . "$(dirname "$0")/../lib.sh"
 t0=$(date +%s)
 

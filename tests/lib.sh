@@ -1,6 +1,7 @@
 # Shared helpers of segrun's shell tests (source it; it defines functions and counters only).
 #   enter_work_dir NAME        make a fresh folder /tmp/segrun-NAME.XXXXXX as $work, cd into it,
-#                              and remove it when the test exits (kept when KEEP_WORK is set)
+#                              and remove it when the test exits (kept when KEEP_WORK is set);
+#                              make the test's path arguments absolute (realpath) before it
 #   check "what" cmd...        run a check, count it, print FAIL lines
 #   finish NAME                print "NAME: P passed, F failed" and return non-zero on failures
 #   json FILE EXPR             evaluate a Python expression over the JSON document d

@@ -11,7 +11,7 @@
 #    too, by that slot's retry: at most 2 + 1 skips.
 # Usage: corrupt_record_test.sh SEGRUN_BINARY
 set -uo pipefail
-segrun="$1"
+segrun="$(realpath "$1")"
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../lib.sh"
 . "$here/report.sh"

@@ -11,7 +11,7 @@
 #  3. The run then completes with exactly the uninterrupted run's per-iteration losses and mIoU.
 # Usage: kill_test.sh SEGRUN_BINARY
 set -uo pipefail
-segrun="$1"
+segrun="$(realpath "$1")"
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../lib.sh"
 . "$here/report.sh"

@@ -4,7 +4,7 @@
 # exactly the uninterrupted run's per-iteration losses and final metrics.
 # Usage: preempt_test.sh SEGRUN_BINARY
 set -uo pipefail
-segrun="$1"
+segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/report.sh"
 enter_work_dir preempt-test

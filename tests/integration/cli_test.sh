@@ -3,7 +3,7 @@
 # (+ saved predictions re-scored by `segrun metrics`, which must agree) -> preemption by SIGUSR1
 # and resume -> refusal to overwrite. Usage: cli_test.sh SEGRUN_BINARY
 set -uo pipefail
-segrun="$1"
+segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
 enter_work_dir cli-test
 

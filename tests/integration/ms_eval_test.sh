@@ -7,7 +7,7 @@
 # the other run reproduces its training-time mIoU_ms; an unwritable run; config validation.
 # Usage: ms_eval_test.sh SEGRUN_BINARY
 set -uo pipefail
-segrun="$1"
+segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
 enter_work_dir ms-eval-test
 

@@ -4,8 +4,8 @@
 # beats the constant-score predictor, `segrun eval` of the checkpoint reproduces the run's final
 # metrics, and resuming a finished run is a no-op. Usage: clip_sp_train_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
-segrun="$1"
-source_dir="$2"
+segrun="$(realpath "$1")"
+source_dir="$(realpath "$2")"
 . "$source_dir/tests/lib.sh"
 enter_work_dir clip-sp-test
 

@@ -5,8 +5,8 @@
 # prints, and bad input is a one-line error with exit code 2.
 # Usage: model_info_cli_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
-segrun="$1"
-src="$2"
+segrun="$(realpath "$1")"
+src="$(realpath "$2")"
 . "$src/tests/lib.sh"
 enter_work_dir model-info
 

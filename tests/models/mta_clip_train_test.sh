@@ -6,8 +6,8 @@
 # the frozen text encoder) reproduces the run's final mIoU, and resuming a finished run is a no-op.
 # Usage: mta_clip_train_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
-segrun="$1"
-source_dir="$2"
+segrun="$(realpath "$1")"
+source_dir="$(realpath "$2")"
 . "$source_dir/tests/lib.sh"
 enter_work_dir mta-clip-test
 

@@ -9,8 +9,8 @@
 # data file next to it.
 # Usage: clip_sp_topk_e2e_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
-segrun="$1"
-src="$2"
+segrun="$(realpath "$1")"
+src="$(realpath "$2")"
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../lib.sh"
 enter_work_dir clip-sp-topk

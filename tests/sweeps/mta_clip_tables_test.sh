@@ -8,8 +8,8 @@
 # sweep's markdown table. No training.
 # Usage: mta_clip_tables_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
-segrun="$1"
-src="$2"
+segrun="$(realpath "$1")"
+src="$(realpath "$2")"
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../lib.sh"
 enter_work_dir mta-clip-tables

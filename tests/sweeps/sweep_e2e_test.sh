@@ -4,7 +4,7 @@
 # -> a failing run does not stop the others -> Ctrl-C stops a run resumably -> re-run resumes it.
 # Usage: sweep_e2e_test.sh SEGRUN_BINARY
 set -uo pipefail
-segrun="$1"
+segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
 enter_work_dir sweep-test
 

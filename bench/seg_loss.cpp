@@ -11,10 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "build_config.h"
 #include "models/upsampled_cross_entropy.h"
 
@@ -37,16 +37,9 @@ double median_seconds(int reps, Fn&& step) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> flags{{"batch", "2"},  {"classes", "150"}, {"logits", "64"},
-                                           {"labels", "256"}, {"reps", "5"},      {"python", "/usr/bin/python3"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = std::string(argv[i]).substr(2);
-    if (std::string(argv[i]).rfind("--", 0) != 0 || !flags.count(key)) {
-      std::fprintf(stderr, "bench_seg_loss: unknown flag %s\n", argv[i]);
-      return 2;
-    }
-    flags[key] = argv[i + 1];
-  }
+  auto flags = segrun::bench::parse_flags("bench_seg_loss", argc, argv,
+                                          {{"batch", "2"}, {"classes", "150"}, {"logits", "64"},
+                                           {"labels", "256"}, {"reps", "5"}, {"python", "/usr/bin/python3"}});
   const int64_t b = std::stoll(flags["batch"]), k = std::stoll(flags["classes"]);
   const int64_t h = std::stoll(flags["logits"]), big = std::stoll(flags["labels"]);
   const int reps = std::stoi(flags["reps"]);

@@ -27,6 +27,7 @@ build() {
   cmake --build "$build_dir" --target "$1" -j "${SEGRUN_JOBS:-2}" >> "$build_log" 2>&1 ||
     { cat "$build_log" >&2; echo "bench/run.sh: building $1 failed" >&2; exit 1; }
 }
+section() { printf '\n### %s\n\n' "$1"; }  # a results heading, blank lines around it
 mpi_flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
 
@@ -40,40 +41,30 @@ run_all() {
     "$(mpirun --version 2>/dev/null | head -1), load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 
   build bench_train_step
-  echo
-  echo "### Training step, 1 rank, 1 thread"
-  echo
+  section "Training step, 1 rank, 1 thread"
   "$build_dir/bench/bench_train_step" --threads 1 "$@"
 
   # The decode-head loss alone: the fused upsample + cross-entropy vs the unfused ops and a peer.
   build bench_seg_loss
-  echo
-  echo "### Decode-head loss"
-  echo
+  section "Decode-head loss"
   "$build_dir/bench/bench_seg_loss"
 
   # All-reduce bus bandwidth on 2 ranks: segrun's mpi Communicator vs raw MPI_Allreduce vs Gloo.
   build bench_allreduce
-  echo
-  echo "### All-reduce, 2 ranks"
-  echo
+  section "All-reduce, 2 ranks"
   mpirun "${mpi_flags[@]}" -np 2 "$build_dir/bench/bench_allreduce"
 
   # Data pipeline: store -> decode -> mmseg train transforms -> batch, segrun's TrainLoader vs a
   # torch DataLoader peer (bench/data_pipeline_peer.py) with as many worker processes.
   build bench_data_pipeline
-  echo
-  echo "### Data pipeline"
-  echo
+  section "Data pipeline"
   "$build_dir/bench/bench_data_pipeline" 2> /dev/null
 
   # Store: pack throughput and sequential reads through StoreReader vs read(2)/cat of the same
   # shard files, with a warm page cache and with the files' pages dropped before every read.
   build bench_store_io
   for cold in 0 1; do
-    echo
-    echo "### Store, $([ "$cold" = 1 ] && echo "from the device (cold)" || echo "from the page cache (warm)")"
-    echo
+    section "Store, $([ "$cold" = 1 ] && echo "from the device (cold)" || echo "from the page cache (warm)")"
     "$build_dir/bench/bench_store_io" --images 512 --rounds 5 --cold "$cold" 2> /dev/null
   done
 
@@ -81,9 +72,7 @@ run_all() {
   # PyTorch DDP (Gloo) peer (bench/train_ddp_peer.py), interleaved over rounds; weak scaling; the
   # float32 GEMM rate and the step's achieved fraction of it (bench/train_ddp_compare.py).
   build bench_train_ddp
-  echo
-  echo "### Data-parallel training step"
-  echo
+  section "Data-parallel training step"
   /usr/bin/python3 bench/train_ddp_compare.py --build-dir "$build_dir" --rounds "${SEGRUN_BENCH_ROUNDS:-3}"
   if [ "${SEGRUN_BENCH_FULL:-0}" = 1 ]; then
     /usr/bin/python3 bench/train_ddp_compare.py --build-dir "$build_dir" --rounds 3 --steps 3 --warmup 1 \
@@ -92,9 +81,7 @@ run_all() {
   fi
 
   # Communication cost model at 4 / 32 / 256 GPUs from segrun's gradient buckets and FLOP counts.
-  echo
-  echo "### Communication cost model"
-  echo
+  section "Communication cost model"
   /usr/bin/python3 bench/comm_model.py --build-dir "$build_dir"
 }
 
@@ -104,7 +91,7 @@ run_all "$@" | tee "$results"
 [ "$doc" = - ] && exit 0
 # Splice: keep everything outside the markers, replace what is between them.
 /usr/bin/python3 - "$doc" "$results" "$begin_marker" "$end_marker" <<'PY'
-import sys
+import os, sys
 doc, results, begin, end = sys.argv[1:]
 text = open(doc).read()
 head, rest = text.split(begin, 1)
@@ -113,7 +100,6 @@ body = open(results).read().strip()
 tmp = doc + ".tmp"
 with open(tmp, "w") as f:
     f.write(head + begin + "\n\n" + body + "\n\n" + end + tail)
-import os
 os.replace(tmp, doc)
 PY
 echo "bench/run.sh: results written to $doc" >&2

@@ -169,12 +169,11 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
                        const engine::CheckpointEvaluation& result) {
   using Json = nlohmann::ordered_json;
   engine::RunDir run(dir);
-  const Json record = engine::eval_record_json(result.outcome, result.class_names);
-  Json line = record;
-  line["iter"] = result.iteration;
-  line["mode"] = "eval";
-  line["checkpoint"] = checkpoint;
-  run.append_metrics(line.dump());
+  Json record = engine::eval_record_json(result.outcome, result.class_names);
+  record["iter"] = result.iteration;
+  record["mode"] = "eval";
+  record["checkpoint"] = checkpoint;
+  run.append_metrics(record.dump());
   log::info("evaluation of iteration {} appended to {}", result.iteration, run.metrics_path());
   if (!result.outcome.has_multi || !fs::exists(run.result_path())) return;
   Json stored;

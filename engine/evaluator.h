@@ -44,9 +44,9 @@ struct EvalRequest {
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
                      dist::Communicator& comm, const EvalRequest& request = {});
 
-// The JSON record of an evaluation: metrics_to_json(single) (aAcc, mIoU,
-// mAcc, per_class, per_class_acc, pixels, label_mAP...) and, with has_multi, aAcc_ms, mIoU_ms,
-// mAcc_ms, per_class_ms (IoU in percent, null where undefined), ms_scales and ms_flip = true.
+// The JSON record of an evaluation: metrics_to_json(single) (aAcc, mIoU, mAcc, per_class,
+// per_class_acc, pixels, label_mAP...) and, with has_multi, aAcc_ms, mIoU_ms, mAcc_ms,
+// per_class_ms (IoU in percent, null where undefined), ms_scales and ms_flip = true.
 // This is what metrics.jsonl's "val"/"eval" lines, result.json and `segrun eval --json` hold.
 nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names);
 

@@ -10,7 +10,8 @@
 // <run>/slurm_job.json {"job_id", "script", "log", "submitted"}. Runs that are done or whose job
 // is still pending/running are not submitted again. Resource values: [cluster.slurm] of the
 // (base) config, then the sweep's [fixed] cluster.slurm.* keys, then the command line.
-// ClusterCommands is a CommandGroup (launcher/command_group.h). None of them starts MPI in this process.
+// ClusterCommands is a CommandGroup (launcher/command_group.h). None of them starts MPI in this
+// process.
 
 #include <iosfwd>
 #include <map>

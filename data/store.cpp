@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <isa-l/crc.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -241,17 +242,16 @@ class BytesDataset {
                  path << ": dataset '" << name << "' is not uint8");
     Handle plist = checked(H5Dget_create_plist(dataset_.get()), H5Pclose, path, "layout of " + name);
     if (H5Pget_layout(plist.get()) != H5D_CONTIGUOUS) return;  // chunked: read through HDF5
+    fd_ = FileDescriptor(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    SEGRUN_CHECK(fd_.get() >= 0, DataError, path << ": cannot open for reading: " << std::strerror(errno));
     if (extent_ > 0) {
       const haddr_t offset = H5Dget_offset(dataset_.get());
       SEGRUN_CHECK(offset != HADDR_UNDEF, DataError, path << ": dataset '" << name << "' has no storage");
-      std::error_code error;
-      const uint64_t file_size = std::filesystem::file_size(path, error);
-      SEGRUN_CHECK(!error && offset + extent_ <= file_size, DataError,
-                   path << ": dataset '" << name << "' ends past the end of the file (truncated shard)");
+      struct stat file {};
+      SEGRUN_CHECK(::fstat(fd_.get(), &file) == 0 && offset + extent_ <= static_cast<uint64_t>(file.st_size),
+                   DataError, path << ": dataset '" << name << "' ends past the end of the file (truncated shard)");
       file_offset_ = offset;
     }
-    fd_ = FileDescriptor(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    SEGRUN_CHECK(fd_.get() >= 0, DataError, path << ": cannot open for reading: " << std::strerror(errno));
     dataset_.reset();
   }
 

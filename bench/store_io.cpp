@@ -101,24 +101,19 @@ void raw_copy(const std::vector<fs::path>& files, const fs::path& to) {
   }
 }
 
-struct Stats {
-  double median, low, high;
-};
-Stats stats(std::vector<double> v) {
+// "median [min-max]" of the values, each printed with `format`.
+std::string median_range(std::vector<double> v, const char* format = "%.1f") {
   std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
-}
-std::string range_text(const Stats& s, const char* format = "%.1f") {
-  char a[64], b[64], c[64];
-  std::snprintf(a, sizeof a, format, s.median);
-  std::snprintf(b, sizeof b, format, s.low);
-  std::snprintf(c, sizeof c, format, s.high);
-  return std::string(a) + " [" + b + "-" + c + "]";
+  char median[64], low[64], high[64];
+  std::snprintf(median, sizeof median, format, v[v.size() / 2]);
+  std::snprintf(low, sizeof low, format, v.front());
+  std::snprintf(high, sizeof high, format, v.back());
+  return std::string(median) + " [" + low + "-" + high + "]";
 }
 
 // GB/s of record_crc (ISA-L) and of zlib's crc32 over one 128 KiB buffer (a record's size) in
 // cache, alternating, `rounds` rounds of 0.1 s each.
-std::pair<Stats, Stats> crc_rates(int rounds) {
+std::pair<std::vector<double>, std::vector<double>> crc_rates(int rounds) {
   std::vector<uint8_t> image(128 * 1024), none;
   for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 131 + 7);
   std::vector<double> isal, zlib;
@@ -133,7 +128,7 @@ std::pair<Stats, Stats> crc_rates(int rounds) {
     }
     (r % 2 == 0 ? isal : zlib).push_back(calls * image.size() / 1e9 / seconds_since(t0));
   }
-  return {stats(isal), stats(zlib)};
+  return {isal, zlib};
 }
 
 }  // namespace
@@ -239,21 +234,23 @@ int main(int argc, char** argv) {
               images, flags["height"].c_str(), flags["width"].c_str(), source_mb, static_cast<int>(shard_files.size()),
               shard_bytes / 1e6, payload / 1e6, rounds,
               cold ? "page cache dropped before every read (posix_fadvise DONTNEED)" : "warm page cache");
-  std::printf("| pack | images/s | source MB/s | raw copy of the sources (s) | pack time / copy time |\n|---|---|---|---|---|\n");
-  std::printf("| segrun data pack (1 rank) | %s | %s | %s | %s |\n\n", range_text(stats(pack_ips)).c_str(),
-              range_text(stats(source_mbs)).c_str(), range_text(stats(copy_s), "%.3f").c_str(), range_text(stats(pack_over_copy)).c_str());
+  std::printf("| pack | images/s | source MB/s | raw copy of the sources (s) | pack time / copy time |\n"
+              "|---|---|---|---|---|\n");
+  std::printf("| segrun data pack (1 rank) | %s | %s | %s | %s |\n\n", median_range(pack_ips).c_str(),
+              median_range(source_mbs).c_str(), median_range(copy_s, "%.3f").c_str(),
+              median_range(pack_over_copy).c_str());
   std::printf("| sequential read | MB/s | ratio to read(2) of the shard files (target >= 0.8) |\n|---|---|---|\n");
-  std::printf("| StoreReader::read, CRC checked | %s | **%s** |\n", range_text(stats(store_crc_mbs)).c_str(),
-              range_text(stats(read_crc_ratio), "%.2f").c_str());
-  std::printf("| StoreReader::read, no CRC | %s | **%s** |\n", range_text(stats(store_mbs)).c_str(),
-              range_text(stats(read_ratio), "%.2f").c_str());
-  std::printf("| read(2), 1 MiB chunks, whole shard files | %s | 1 |\n", range_text(stats(raw_mbs)).c_str());
-  std::printf("| `cat` shard files > /dev/null | %s | (CRC-checked store read / cat: %s) |\n", range_text(stats(cat_mbs)).c_str(),
-              range_text(stats(cat_ratio), "%.2f").c_str());
+  std::printf("| StoreReader::read, CRC checked | %s | **%s** |\n", median_range(store_crc_mbs).c_str(),
+              median_range(read_crc_ratio, "%.2f").c_str());
+  std::printf("| StoreReader::read, no CRC | %s | **%s** |\n", median_range(store_mbs).c_str(),
+              median_range(read_ratio, "%.2f").c_str());
+  std::printf("| read(2), 1 MiB chunks, whole shard files | %s | 1 |\n", median_range(raw_mbs).c_str());
+  std::printf("| `cat` shard files > /dev/null | %s | (CRC-checked store read / cat: %s) |\n",
+              median_range(cat_mbs).c_str(), median_range(cat_ratio, "%.2f").c_str());
   const auto [isal, zlib] = crc_rates(rounds);
   std::printf("\n| CRC-32 of a 128 KiB record, in cache | GB/s |\n|---|---|\n");
-  std::printf("| record_crc (ISA-L crc32_gzip_refl) | %s |\n| zlib crc32 (peer) | %s |\n", range_text(isal).c_str(),
-              range_text(zlib).c_str());
+  std::printf("| record_crc (ISA-L crc32_gzip_refl) | %s |\n| zlib crc32 (peer) | %s |\n", median_range(isal).c_str(),
+              median_range(zlib).c_str());
   fs::remove_all(tmp);
   return 0;
 }

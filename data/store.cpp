@@ -387,7 +387,8 @@ void StoreWriter::commit() {
     const hsize_t n = m.names.size();
     const hsize_t k = m.header.class_names.size();
     // The bytes datasets first, each freed once written, so the shard is in memory at most twice.
-    for (auto [group, bytes] : {std::pair{m.images_group.get(), &m.image_bytes}, {m.labels_group.get(), &m.label_bytes}}) {
+    for (auto [group, bytes] :
+         {std::pair{m.images_group.get(), &m.image_bytes}, {m.labels_group.get(), &m.label_bytes}}) {
       write_dataset(group, "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, {bytes->size()}, bytes->data(), f);
       std::vector<uint8_t>().swap(*bytes);
     }

@@ -41,7 +41,10 @@ cd "$work" || exit 1
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
 mkdir -p configs
-tiny_train_config ../train ../val 16 2 2 0 1 > configs/tiny.toml
+# 200 iterations, a checkpoint every 10: a run takes ~4 s here, so the test has seconds, not the
+# fraction of one that 16 iterations gave, to preempt it between its first checkpoint and its end.
+iters=200
+tiny_train_config ../train ../val "$iters" 2 10 0 1 > configs/tiny.toml
 # The runs folder has a hostile name: it reaches the job only single-quoted (no #SBATCH line holds a path).
 rdir='runs/it'"'"'s a $(touch PWNED) `touch PWNED2` dir'
 cat > sweep.toml <<'TOML'
@@ -117,12 +120,15 @@ wait_for() {  # wait_for SECONDS CMD...: poll until CMD succeeds
 }
 running_with_checkpoint() { [ "$(job_state "$1")" = RUNNING ] && has_checkpoint "$2" && grep -q '^running' "$2/status"; }
 
-# Run 0: scontrol requeue once it has a checkpoint.
-check "run 0 runs and checkpoints" wait_for 90 running_with_checkpoint "${job}_0" "$run0"
+# Runs 0 and 1 run side by side; once both have a checkpoint, preempt both at once (one after the
+# other would give the second the time the first took to be caught). Run 0: scontrol requeue.
+# Run 1: SIGUSR1 to the batch shell, like --signal=B:USR1@grace.
+both_running_with_checkpoint() {
+  running_with_checkpoint "${job}_0" "$run0" && running_with_checkpoint "${job}_1" "$run1"
+}
+check "runs 0 and 1 run and checkpoint" wait_for 90 both_running_with_checkpoint
 scontrol requeue "${job}_0"
 check "scontrol requeue ${job}_0 accepted" test $? -eq 0
-# Run 1: SIGUSR1 to the batch shell, like --signal=B:USR1@grace.
-check "run 1 runs and checkpoints" wait_for 90 running_with_checkpoint "${job}_1" "$run1"
 scancel --batch --signal=USR1 "${job}_1"
 check "USR1 to ${job}_1 sent" test $? -eq 0
 
@@ -139,7 +145,7 @@ all_done() { for r in "$run0" "$run1" "$run2"; do grep -q '^done' "$r/status" 2>
 check "all three runs finish" wait_for 150 all_done
 for r in "$run0" "$run1" "$run2"; do
   check "$r done" grep -q '^done' "$r/status"
-  check "$r has a result with mIoU" test "$(json "$r/result.json" '"mIoU" in d and d["iterations"] == 16')" = True
+  check "$r has a result with mIoU" test "$(json "$r/result.json" "'mIoU' in d and d['iterations'] == $iters")" = True
 done
 for r in "$run0" "$run1"; do
   check "$r resumed from its checkpoint" grep -q "resumed from .*iter_" "$r/logs/rank-0.log"
@@ -161,21 +167,21 @@ def losses(path):
     return out
 a, b = losses(sys.argv[1] + "/metrics.jsonl"), losses(sys.argv[2] + "/metrics.jsonl")
 ra, rb = json.load(open(sys.argv[1] + "/result.json")), json.load(open(sys.argv[2] + "/result.json"))
-ok = sorted(a) == sorted(b) == list(range(1, 17)) and all(a[i] == b[i] for i in a) and ra["mIoU"] == rb["mIoU"]
+ok = sorted(a) == sorted(b) == list(range(1, int(sys.argv[3]) + 1)) and all(a[i] == b[i] for i in a) and ra["mIoU"] == rb["mIoU"]
 print(ok, len(a), len(b), ra["mIoU"], rb["mIoU"])
 '
 for i in 0 1; do
   r="$rdir/${runs[$i]}"
   "$segrun" train "$r/config.toml" --run-dir "$work/reference$i" > "reference$i.log" 2>&1
   check "uninterrupted reference of run $i" test $? -eq 0
-  cmp_out="$("$py" -c "$compare" "$r" "$work/reference$i")"
+  cmp_out="$("$py" -c "$compare" "$r" "$work/reference$i" "$iters")"
   echo "run $i resumed vs uninterrupted: $cmp_out"
   check "preempted run $i equals the uninterrupted run (losses, mIoU)" test "${cmp_out%% *}" = True
 done
 
 "$segrun" sweep status sweep.toml --format csv > status.csv 2>&1
 cat status.csv
-check "sweep status: 3 done with job ids and logs" test "$(grep -c ",done,16/16,.*,${job}_[0-2],.*slurm.log" status.csv)" -eq 3
+check "sweep status: 3 done with job ids and logs" test "$(grep -c ",done,$iters/$iters,.*,${job}_[0-2],.*slurm.log" status.csv)" -eq 3
 "$segrun" status "$run1" > run-status.txt 2>&1
 cat run-status.txt
 check "segrun status RUN: done" grep -q "^state *done" run-status.txt

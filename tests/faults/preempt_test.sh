@@ -10,7 +10,9 @@ segrun="$(realpath "$1")"
 enter_work_dir preempt-test
 
 make_tiny_stores "$work" || { echo "cannot make the tiny stores"; exit 1; }
-tiny_train_config train val 60 4 1000 0 1 > "$work/tiny.toml"
+# 90 iterations: the last stop targets iteration 45-54, and the signal has 36 or more iterations
+# left to land in (with 60 it had 6, a fraction of a second).
+tiny_train_config train val 90 4 1000 0 1 > "$work/tiny.toml"
 
 "$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/straight" > "$work/straight.out" 2>&1
 check "uninterrupted run" test $? -eq 0

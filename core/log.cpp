@@ -1,5 +1,7 @@
 #include "core/log.h"
 
+#include <spdlog/spdlog.h>
+
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -32,6 +34,15 @@ void init_logging(const LogOptions& options) {
   logger->set_level(spdlog::level::trace);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+}
+
+void write(Level level, const std::string& message) {
+  switch (level) {
+    case Level::kDebug: spdlog::debug("{}", message); break;
+    case Level::kInfo: spdlog::info("{}", message); break;
+    case Level::kWarn: spdlog::warn("{}", message); break;
+    case Level::kError: spdlog::error("{}", message); break;
+  }
 }
 
 void flush() {

@@ -1,15 +1,20 @@
 #pragma once
-// Logging for every rank, through spdlog. init_logging() installs the process's default logger:
-// a file sink at <dir>/rank-<r>.log for every rank (when dir is set) and, on rank 0 only, a
-// colored terminal sink. Lines carry time, level and "r<rank>/<world>". Rank 0 logs at `level`,
-// other ranks at warn unless `all_ranks_verbose`. Use the SEGRUN_LOG_* style functions below
-// (thin wrappers over spdlog's default logger, so they are thread-safe).
-
-#include <spdlog/spdlog.h>
+// Logging for every rank. init_logging() installs the process's logger (spdlog, inside
+// core/log.cpp only): a file sink at <dir>/rank-<r>.log for every rank (when dir is set) and, on
+// rank 0 only, a colored terminal sink. Lines carry time, level and "r<rank>/<world>". Rank 0
+// logs at `level`, other ranks at warn unless `all_ranks_verbose`. The functions below take a
+// brace pattern (core/format.h) and are thread-safe.
+// This header includes neither spdlog nor fmt, so translation units that include LibTorch 2.x
+// (which ships its own fmt headers) can log; see core/format.h.
 
 #include <string>
+#include <string_view>
+
+#include "core/format.h"
 
 namespace segrun::log {
+
+enum class Level { kDebug, kInfo, kWarn, kError };
 
 struct LogOptions {
   int rank = 0;
@@ -24,22 +29,24 @@ struct LogOptions {
 // directory is known); later calls replace the sinks.
 void init_logging(const LogOptions& options);
 void flush();
+// Writes one finished line at `level`.
+void write(Level level, const std::string& message);
 
 template <typename... Args>
-void info(spdlog::format_string_t<Args...> fmt, Args&&... args) {
-  spdlog::info(fmt, std::forward<Args>(args)...);
+void info(std::string_view pattern, const Args&... args) {
+  write(Level::kInfo, format(pattern, args...));
 }
 template <typename... Args>
-void warn(spdlog::format_string_t<Args...> fmt, Args&&... args) {
-  spdlog::warn(fmt, std::forward<Args>(args)...);
+void warn(std::string_view pattern, const Args&... args) {
+  write(Level::kWarn, format(pattern, args...));
 }
 template <typename... Args>
-void error(spdlog::format_string_t<Args...> fmt, Args&&... args) {
-  spdlog::error(fmt, std::forward<Args>(args)...);
+void error(std::string_view pattern, const Args&... args) {
+  write(Level::kError, format(pattern, args...));
 }
 template <typename... Args>
-void debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
-  spdlog::debug(fmt, std::forward<Args>(args)...);
+void debug(std::string_view pattern, const Args&... args) {
+  write(Level::kDebug, format(pattern, args...));
 }
 
 }  // namespace segrun::log

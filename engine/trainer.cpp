@@ -256,7 +256,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         const double avg_loss = means[0].item<double>();
         std::string parts_text;
         for (size_t i = 0; i < window_parts.size() && window_parts.size() > 1; ++i)
-          parts_text += fmt::format(" {} {:.4f}", window_parts[i].first, means[i + 1].item<double>());
+          parts_text += segrun::format(" {} {:.4f}", window_parts[i].first, means[i + 1].item<double>());
         const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
         const double images_per_s = secs > 0 ? window_iters * global_batch / secs : 0;
         const double eta = secs / window_iters * static_cast<double>(config.train.iters - done);

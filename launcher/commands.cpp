@@ -115,8 +115,8 @@ int run_inspect(const InspectCommand& cmd) {
 // The multi-label line of heads with a label branch (CLIP-SP), after the class table.
 void print_label_map(const engine::SegMetrics& m) {
   if (std::isnan(m.label_mAP)) return;
-  std::cout << "multi-label mAP " << fmt::format("{:.2f}", m.label_mAP) << " (constant-score predictor "
-            << fmt::format("{:.2f}", m.label_mAP_prior) << ")\n";
+  std::cout << "multi-label mAP " << segrun::format("{:.2f}", m.label_mAP) << " (constant-score predictor "
+            << segrun::format("{:.2f}", m.label_mAP_prior) << ")\n";
 }
 
 // An evaluation as the user reads it: the class table, the multi-label mAP when there is one and,
@@ -127,11 +127,11 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
   print_label_map(outcome.single);
   if (!outcome.has_multi) return;
   std::string scales;
-  for (double s : outcome.ms_scales) scales += (scales.empty() ? "" : ", ") + fmt::format("{:g}", s);
+  for (double s : outcome.ms_scales) scales += (scales.empty() ? "" : ", ") + segrun::format("{:g}", s);
   const auto row = [](const char* name, const engine::SegMetrics& m) {
-    return fmt::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", name, m.aAcc, m.mIoU, m.mAcc);
+    return segrun::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", name, m.aAcc, m.mIoU, m.mAcc);
   };
-  std::cout << fmt::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
+  std::cout << segrun::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
             << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi)
             << "MS: scales " << scales << ", each also flipped\n";
 }

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/store.h"
+#include "dist/device.h"
 
 namespace segrun::data {
 
@@ -56,6 +57,7 @@ struct TrainLoader::State {
   uint64_t seed = 0;
   bool skip_corrupt = false;
   int64_t n = 0;
+  torch::Device device = torch::kCPU;  // where the batches go: CUDA -> pinned host batches
 
   struct Pending {
     Batch batch;
@@ -115,7 +117,10 @@ struct TrainLoader::State {
   }
 
   void worker() {
+    dist::bind_thread(device);  // pinned memory belongs to the consumer's device
     const int h = transform.crop[0], w = transform.crop[1];
+    const auto image_options = torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device.is_cuda());
+    const auto label_options = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(device.is_cuda());
     RawRecord raw;
     while (true) {
       int64_t k = 0;
@@ -138,8 +143,8 @@ struct TrainLoader::State {
       std::unique_lock<std::mutex> lock(mutex);
       Pending& p = pending[step];
       if (!p.batch.images.defined()) {
-        p.batch.images = torch::zeros({batch, 3, h, w}, torch::kFloat32);
-        p.batch.labels = torch::full({batch, h, w}, 255, torch::kInt64);
+        p.batch.images = torch::zeros({batch, 3, h, w}, image_options);
+        p.batch.labels = torch::full({batch, h, w}, 255, label_options);
         p.batch.indices.assign(static_cast<size_t>(batch), -1);
         p.batch.step = step;
       }
@@ -161,7 +166,7 @@ struct TrainLoader::State {
 };
 
 TrainLoader::TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world,
-                         uint64_t seed, int64_t start_step)
+                         uint64_t seed, int64_t start_step, const torch::Device& device)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   SEGRUN_CHECK(store != nullptr, DataError, "TrainLoader: no store");
@@ -184,6 +189,7 @@ TrainLoader::TrainLoader(std::shared_ptr<const StoreReader> store, const DataCon
   s.n = s.store->size();
   s.next_step = start_step;
   s.next_claim = start_step * s.batch;
+  s.device = device;
   const int workers = std::max(1, config.workers);
   for (int i = 0; i < workers; ++i) s.threads.emplace_back([this] { state_->worker(); });
 }

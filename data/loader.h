@@ -42,8 +42,11 @@ std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t n);
 
 class TrainLoader {
  public:
+  // `device`: where the trainer uses the batches. For a CUDA device they are built in pinned
+  // (page-locked) host memory, so the copy to the GPU can run asynchronously (non_blocking), and
+  // the workers make that device current.
   TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world,
-              uint64_t seed, int64_t start_step = 0);
+              uint64_t seed, int64_t start_step = 0, const torch::Device& device = torch::kCPU);
   ~TrainLoader();
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;

@@ -29,7 +29,12 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                 const RankContext& context,
                                                 const CommunicatorOptions& options) {
   std::string chosen = backend;
-  if (chosen == "auto") chosen = context.device == DeviceKind::kCuda && SEGRUN_WITH_NCCL ? "nccl" : "mpi";
+  if (chosen == "auto") {
+    // NCCL needs one GPU per rank: ranks that share a GPU (tests, a small node) use MPI, which
+    // stages CUDA tensors through the host.
+    const bool gpu_per_rank = context.device == DeviceKind::kCuda && context.local_size <= context.visible_devices;
+    chosen = gpu_per_rank && SEGRUN_WITH_NCCL ? "nccl" : "mpi";
+  }
   if (chosen == "mpi") return make_mpi_communicator(context, options);
 #if SEGRUN_WITH_NCCL
   if (chosen == "nccl") return make_nccl_communicator(context);

@@ -1,12 +1,17 @@
 #pragma once
 // Communicator: the collectives segrun's training needs, behind one interface with backends
 // chosen at run time by name (config `dist.backend`):
-//   "mpi"  Open MPI on contiguous CPU tensors (always built),
-//   "nccl" CUDA tensors (built when NCCL headers are found; fails clearly without a GPU).
+//   "mpi"  Open MPI (always built); CUDA tensors are staged through pinned host memory, or handed
+//          to MPI directly when the library is CUDA-aware,
+//   "nccl" NCCL on the rank's GPU (built when NCCL headers are found; fails clearly without a
+//          GPU); CPU tensors are staged through the GPU.
+// So every backend takes tensors on the host or on the rank's device.
 // Contract: every rank calls the same collectives in the same order with tensors of the same
 // dtype and shape (broadcast: same shape on every rank). Tensors are modified in place and must
-// be contiguous. Calls are blocking and not thread-safe: one thread per communicator; use
-// duplicate() to give another thread (the gradient-sync communication thread) its own.
+// be contiguous. Calls are blocking -- for CUDA tensors in stream order: work queued afterwards
+// on the current stream, and host reads of the tensor, see the result -- and not thread-safe:
+// one thread per communicator; use duplicate() to give another thread (the gradient-sync
+// communication thread) its own.
 // Errors throw DistError naming the operation, the rank and the library's message.
 // Watchdog (mpi backend): every collective carries a per-communicator sequence number and runs
 // under CommunicatorOptions::timeout_s; on expiry the rank logs one line naming the collective,
@@ -54,7 +59,9 @@ class Communicator {
   virtual uint64_t sequence() const { return 0; }
 };
 
-// backend: "auto" | "mpi" | "nccl". Unknown names list the backends compiled in.
+// backend: "auto" | "mpi" | "nccl". auto = nccl when the rank is on a CUDA device (see
+// dist/device.h), every rank of its host has a GPU of its own and NCCL is built; else mpi.
+// Unknown names list the backends compiled in.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                 const RankContext& context);
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "dist/device.h"
 
 namespace segrun::dist {
 namespace {
@@ -131,6 +132,7 @@ struct GradientSync::Shared {
   }
 
   void run() {
+    if (!params.empty()) bind_thread(params.front().device());
     const size_t n = buckets.size();
     for (;;) {
       size_t b;

@@ -5,8 +5,12 @@
 
 #include <cstdlib>
 
+#include "dist/device.h"
 #include "dist/mpi_check.h"
 #include "dist/watchdog.h"
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // Open MPI's extensions: MPIX_Query_cuda_support
+#endif
 
 namespace segrun::dist {
 namespace {
@@ -36,11 +40,31 @@ MPI_Op mpi_op_of(ReduceOp op) {
   return MPI_SUM;
 }
 
-void require_cpu_contiguous(const torch::Tensor& t, const char* op) {
-  if (!t.device().is_cpu())
-    throw DistError(std::string(op) + ": backend mpi needs CPU tensors (use dist.backend = "
-                    "\"nccl\" for CUDA tensors)");
+void require_contiguous(const torch::Tensor& t, const char* op) {
   if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+}
+
+// Whether this MPI library reads and writes CUDA device memory itself (Open MPI built with CUDA
+// reports it through its extension; others, and Debian's Open MPI, do not).
+bool mpi_is_cuda_aware() {
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+  return MPIX_Query_cuda_support() == 1;
+#else
+  return false;
+#endif
+}
+
+// The buffer MPI works on for a CUDA tensor: the tensor itself once its queued writes are done
+// (CUDA-aware MPI), else a pinned host copy (a blocking copy; pinned memory makes it a DMA
+// transfer) whose result the caller copies back.
+torch::Tensor host_view(const torch::Tensor& t, bool cuda_aware) {
+  if (cuda_aware) {
+    synchronize(t.device());
+    return t;
+  }
+  torch::Tensor host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
+  host.copy_(t);
+  return host;
 }
 
 // Open MPI's libnbc (which serves MPI_Iallreduce) picks a binomial reduce-then-broadcast for every
@@ -107,10 +131,11 @@ class MpiCommunicator final : public Communicator {
   // MPI counts are int: tensors above kMaxCount elements go as several collectives, in the same
   // order on every rank (each with its own sequence number).
   void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) override {
-    require_cpu_contiguous(tensor, "allreduce");
+    require_contiguous(tensor, "allreduce");
     if (size_ == 1 || tensor.numel() == 0) return;
-    const int64_t total = tensor.numel(), item = tensor.element_size();
-    auto* base = static_cast<char*>(tensor.data_ptr());
+    torch::Tensor buffer = tensor.is_cuda() ? host_view(tensor, cuda_aware_) : tensor;
+    const int64_t total = buffer.numel(), item = buffer.element_size();
+    auto* base = static_cast<char*>(buffer.data_ptr());
     for (int64_t begin = 0; begin < total; begin += kMaxCount) {
       const int64_t count = std::min(kMaxCount, total - begin);
       auto info = watchdog_->begin(CollectiveKind::kAllreduce, count * item, note);
@@ -121,13 +146,15 @@ class MpiCommunicator final : public Communicator {
                        "MPI_Iallreduce");
       watchdog_->wait(request, info);
     }
+    if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
-    require_cpu_contiguous(tensor, "broadcast");
+    require_contiguous(tensor, "broadcast");
     if (size_ == 1 || tensor.numel() == 0) return;
-    const int64_t total = tensor.numel(), item = tensor.element_size();
-    auto* base = static_cast<char*>(tensor.data_ptr());
+    torch::Tensor buffer = tensor.is_cuda() ? host_view(tensor, cuda_aware_) : tensor;
+    const int64_t total = buffer.numel(), item = buffer.element_size();
+    auto* base = static_cast<char*>(buffer.data_ptr());
     for (int64_t begin = 0; begin < total; begin += kMaxCount) {
       const int64_t count = std::min(kMaxCount, total - begin);
       auto info = watchdog_->begin(CollectiveKind::kBroadcast, count * item,
@@ -138,10 +165,13 @@ class MpiCommunicator final : public Communicator {
                        "MPI_Ibcast");
       watchdog_->wait(request, info);
     }
+    if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
 
   torch::Tensor allgather(const torch::Tensor& tensor) override {
-    require_cpu_contiguous(tensor, "allgather");
+    require_contiguous(tensor, "allgather");
+    if (tensor.is_cuda() && !cuda_aware_) return allgather(host_view(tensor, false)).to(tensor.device());
+    if (tensor.is_cuda()) synchronize(tensor.device());
     std::vector<int64_t> shape{size_};
     for (auto d : tensor.sizes()) shape.push_back(d);
     torch::Tensor out = torch::empty(shape, tensor.options());
@@ -191,6 +221,7 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   std::unique_ptr<CollectiveWatchdog> watchdog_;
+  bool cuda_aware_ = mpi_is_cuda_aware();
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 #pragma once
-// The "mpi" Communicator backend: Open MPI collectives on contiguous CPU tensors of
-// MPI_COMM_WORLD (duplicated, so segrun's traffic never mixes with anyone else's).
+// The "mpi" Communicator backend: Open MPI collectives on contiguous tensors of MPI_COMM_WORLD
+// (duplicated, so segrun's traffic never mixes with anyone else's). CUDA tensors go through a
+// pinned host copy (the call returns once the result is back on the device), or straight to MPI
+// after the device's current stream is synchronized when the library is CUDA-aware; so ranks
+// that share one GPU, or a cluster without NCCL, still train on their GPUs.
 // Blocking for the caller, but every collective is issued non-blocking (MPI_Iallreduce, ...) and
 // polled with MPI_Test against the watchdog deadline (see watchdog.h); one thread at a time per
 // communicator (see communicator.h), duplicate() for another thread.

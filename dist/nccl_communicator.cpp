@@ -5,7 +5,12 @@
 #include <nccl.h>
 #include <torch/torch.h>
 
+#include "build_config.h"
 #include "dist/mpi_check.h"
+#if SEGRUN_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace segrun::dist {
 namespace {
@@ -28,9 +33,13 @@ ncclDataType_t nccl_type_of(const torch::Tensor& t) {
     case torch::kFloat32: return ncclFloat32;
     case torch::kFloat64: return ncclFloat64;
     case torch::kFloat16: return ncclFloat16;
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
+    case torch::kBFloat16: return ncclBfloat16;
+#endif
     case torch::kInt64: return ncclInt64;
     case torch::kInt32: return ncclInt32;
     case torch::kUInt8: return ncclUint8;
+    case torch::kInt8: return ncclInt8;
     default:
       throw DistError("backend nccl does not support dtype " +
                       std::string(c10::toString(t.scalar_type())));
@@ -46,84 +55,158 @@ ncclRedOp_t nccl_op_of(ReduceOp op) {
   return ncclSum;
 }
 
+// LibTorch's current stream on `device`: the stream the caller's kernels were queued on. In a
+// build whose LibTorch has no CUDA no tensor can live on a GPU; the legacy default stream then
+// stands for it.
+cudaStream_t torch_current_stream(int device) {
+#if SEGRUN_WITH_CUDA
+  return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+#else
+  (void)device;
+  return cudaStreamLegacy;
+#endif
+}
+
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(const RankContext& context) : context_(context) {
+  // Collective: every rank of MPI_COMM_WORLD constructs one (rank 0's unique id is broadcast).
+  NcclCommunicator(const RankContext& context, std::string name) : context_(context), name_(std::move(name)) {
     int devices = 0;
     cudaError_t rc = cudaGetDeviceCount(&devices);
     if (rc != cudaSuccess || devices == 0)
       throw DistError("dist.backend = \"nccl\" needs a CUDA device, but " + where(context) +
                       " sees none (" + (rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices") +
                       "); use dist.backend = \"mpi\" on CPU nodes");
-    device_ = context.local_rank % devices;
+    if (context.local_size > devices)
+      throw DistError("dist.backend = \"nccl\": " + std::to_string(context.local_size) + " ranks on host " +
+                      context.host + " share " + std::to_string(devices) +
+                      " GPU(s), and NCCL needs one GPU per rank; use dist.backend = \"mpi\" (or \"auto\") "
+                      "or start at most " + std::to_string(devices) + " ranks per host");
+    device_ = context.device_index >= 0 ? context.device_index : context.local_rank % devices;
     cuda_check(cudaSetDevice(device_), "cudaSetDevice", context_);
     ncclUniqueId id;
     if (context.world_rank == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId", context_);
     SEGRUN_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast(ncclUniqueId)");
     nccl_check(ncclCommInitRank(&comm_, context.world_size, id, context.world_rank),
                "ncclCommInitRank", context_);
-    cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate",
-               context_);
+#if SEGRUN_WITH_CUDA
+    // A stream of LibTorch's pool, so the caching allocator can be told about its use of memory.
+    torch_stream_ = std::make_unique<c10::cuda::CUDAStream>(
+        c10::cuda::getStreamFromPool(/*isHighPriority=*/true, static_cast<c10::DeviceIndex>(device_)));
+    stream_ = torch_stream_->stream();
+#else
+    cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate", context_);
+    owns_stream_ = true;
+#endif
+    cuda_check(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming), "cudaEventCreate", context_);
+    cuda_check(cudaEventCreateWithFlags(&collective_done_, cudaEventDisableTiming), "cudaEventCreate", context_);
   }
   ~NcclCommunicator() override {
-    if (stream_) cudaStreamDestroy(stream_);
+    if (inputs_ready_) cudaEventDestroy(inputs_ready_);
+    if (collective_done_) cudaEventDestroy(collective_done_);
+    if (owns_stream_ && stream_) cudaStreamDestroy(stream_);
     if (comm_) ncclCommDestroy(comm_);
   }
 
   int rank() const override { return context_.world_rank; }
   int size() const override { return context_.world_size; }
   std::string backend_name() const override { return "nccl"; }
+  uint64_t sequence() const override { return sequence_; }
 
   void allreduce(torch::Tensor& t, ReduceOp op) override {
-    require_cuda(t, "allreduce");
-    nccl_check(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
-                             nccl_type_of(t), nccl_op_of(op), comm_, stream_),
-               "ncclAllReduce", context_);
-    synchronize("allreduce");
+    run("allreduce", t, [&](torch::Tensor& d) {
+      nccl_check(ncclAllReduce(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d),
+                               nccl_op_of(op), comm_, stream_),
+                 "ncclAllReduce", context_);
+    });
   }
   void broadcast(torch::Tensor& t, int root) override {
-    require_cuda(t, "broadcast");
-    nccl_check(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
-                             nccl_type_of(t), root, comm_, stream_),
-               "ncclBroadcast", context_);
-    synchronize("broadcast");
+    run("broadcast", t, [&](torch::Tensor& d) {
+      nccl_check(ncclBroadcast(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d),
+                               root, comm_, stream_),
+                 "ncclBroadcast", context_);
+    });
   }
   torch::Tensor allgather(const torch::Tensor& t) override {
-    require_cuda(t, "allgather");
     std::vector<int64_t> shape{context_.world_size};
     for (auto d : t.sizes()) shape.push_back(d);
-    torch::Tensor out = torch::empty(shape, t.options());
-    nccl_check(ncclAllGather(t.data_ptr(), out.data_ptr(), static_cast<size_t>(t.numel()),
-                             nccl_type_of(t), comm_, stream_),
-               "ncclAllGather", context_);
-    synchronize("allgather");
-    return out;
+    if (!t.is_contiguous()) throw DistError("allgather: tensor must be contiguous");
+    torch::Tensor in = t.is_cuda() ? t : t.to(device_of(t));
+    torch::Tensor out = torch::empty(shape, t.options().device(device_of(t)));
+    std::vector<torch::Tensor*> tensors{&in, &out};
+    run_on_device("allgather", tensors, [&] {
+      nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type_of(in),
+                               comm_, stream_),
+                 "ncclAllGather", context_);
+    });
+    return t.is_cuda() ? out : out.to(torch::kCPU);
   }
-  void barrier() override {
-    SEGRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  void barrier() override { SEGRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+  std::unique_ptr<Communicator> duplicate(const std::string& name) override {
+    return std::make_unique<NcclCommunicator>(context_, name);
   }
 
  private:
-  void require_cuda(const torch::Tensor& t, const char* op) const {
-    if (!t.device().is_cuda())
-      throw DistError(std::string(op) + ": backend nccl needs CUDA tensors (got " +
-                      t.device().str() + ") on " + where(context_));
-    if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+  torch::Device device_of(const torch::Tensor& t) const {
+    return t.is_cuda() ? t.device() : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_));
   }
-  void synchronize(const char* op) {
-    cuda_check(cudaStreamSynchronize(stream_), op, context_);
+
+  // One in-place collective on `t`: a CUDA tensor in stream order; a CPU tensor through a device
+  // copy, returning when the result is back on the host.
+  template <typename Launch>
+  void run(const char* op, torch::Tensor& t, Launch launch) {
+    if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+    if (t.numel() == 0) return;
+    torch::Tensor d = t.is_cuda() ? t : t.to(device_of(t));
+    std::vector<torch::Tensor*> tensors{&d};
+    run_on_device(op, tensors, [&] { launch(d); });
+    if (!t.is_cuda()) t.copy_(d);  // a blocking copy on the current stream, which waits for the collective
+  }
+
+  // Orders `launch` (NCCL calls on stream_) after the work queued on the current stream, and the
+  // current stream's later work after it.
+  template <typename Launch>
+  void run_on_device(const char* op, const std::vector<torch::Tensor*>& tensors, Launch launch) {
+    for (const torch::Tensor* t : tensors) {
+      if (!t->is_cuda() || t->device().index() != device_)
+        throw DistError(std::string(op) + ": backend nccl's communicator '" + name_ + "' on " + where(context_) +
+                        " is bound to cuda:" + std::to_string(device_) + ", got a tensor on " + t->device().str());
+    }
+    ++sequence_;
+    cuda_check(cudaSetDevice(device_), "cudaSetDevice", context_);  // also on the gradient-sync thread
+    const cudaStream_t current = torch_current_stream(device_);
+    cuda_check(cudaEventRecord(inputs_ready_, current), "cudaEventRecord", context_);
+    cuda_check(cudaStreamWaitEvent(stream_, inputs_ready_, 0), "cudaStreamWaitEvent", context_);
+    launch();
+    cuda_check(cudaEventRecord(collective_done_, stream_), "cudaEventRecord", context_);
+    cuda_check(cudaStreamWaitEvent(current, collective_done_, 0), "cudaStreamWaitEvent", context_);
+#if SEGRUN_WITH_CUDA
+    // Memory freed later on the current stream is reused only after the collective (the wait
+    // above); telling the allocator about stream_ also covers reuse from any other stream.
+    for (const torch::Tensor* t : tensors)
+      c10::cuda::CUDACachingAllocator::recordStream(t->storage().data_ptr(), *torch_stream_);
+#endif
   }
 
   RankContext context_;
+  std::string name_;
   int device_ = 0;
+  uint64_t sequence_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;
+#if SEGRUN_WITH_CUDA
+  std::unique_ptr<c10::cuda::CUDAStream> torch_stream_;
+#endif
+  cudaEvent_t inputs_ready_ = nullptr;
+  cudaEvent_t collective_done_ = nullptr;
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_nccl_communicator(const RankContext& context) {
-  return std::make_unique<NcclCommunicator>(context);
+  return std::make_unique<NcclCommunicator>(context, "world");
 }
 
 }  // namespace segrun::dist

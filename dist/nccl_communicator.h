@@ -1,9 +1,15 @@
 #pragma once
 // The "nccl" Communicator backend (built when SEGRUN_WITH_NCCL): collectives on CUDA tensors.
-// The ncclUniqueId is created on rank 0 and broadcast over MPI; each rank binds
-// cuda:<local_rank>. Operations run on a stream owned by the communicator and are synchronized
-// before returning, matching the blocking contract of communicator.h. The code works on raw
-// device pointers so it compiles against a CPU-only LibTorch; a CUDA LibTorch build uses it as is.
+// The ncclUniqueId is created on rank 0 and broadcast over MPI; each rank uses the device that
+// dist::place_on_device chose (cuda:<local_rank mod GPUs>); NCCL needs one GPU per rank.
+// Stream order, as c10d's ProcessGroupNCCL keeps it: a collective runs on the communicator's own
+// stream, after an event recorded on the caller's current (torch) stream, so it never reads a
+// tensor that queued kernels are still writing; the current stream then waits on an event
+// recorded after the collective, so later work sees its result. The host does not wait: the
+// blocking contract of communicator.h holds in stream order (a .item() or a copy to the host
+// afterwards sees the result). CPU tensors are accepted too, staged through the device (for the
+// few small control tensors: a stop flag, metric sums), and there the call returns when done.
+// duplicate() opens a second NCCL communicator over the same ranks (for the gradient-sync thread).
 // Without a visible GPU, construction throws DistError naming the rank and host.
 
 #include <memory>

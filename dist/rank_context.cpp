@@ -57,10 +57,8 @@ MpiSession::MpiSession(int* argc, char*** argv, int threads_override) {
   MPI_Comm_free(&local);
   context_.host = hostname();
 
-  if (torch::cuda::is_available() && torch::cuda::device_count() > 0) {
-    context_.device = DeviceKind::kCuda;
-    context_.device_index = context_.local_rank % static_cast<int>(torch::cuda::device_count());
-  }
+  // The device itself is chosen per run from dist.device (dist/device.h); until then, CPU.
+  context_.visible_devices = static_cast<int>(torch::cuda::device_count());
   int threads = threads_override;
   if (threads <= 0) {
     const char* omp = std::getenv("OMP_NUM_THREADS");

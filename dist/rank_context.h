@@ -17,8 +17,9 @@ struct RankContext {
   int local_rank = 0;   // rank among the processes on this host (MPI_COMM_TYPE_SHARED)
   int local_size = 1;
   std::string host;
-  DeviceKind device = DeviceKind::kCpu;
-  int device_index = -1;  // cuda:<local_rank> when CUDA is built and present
+  DeviceKind device = DeviceKind::kCpu;  // chosen by dist::place_on_device (dist.device)
+  int device_index = -1;  // cuda:<local_rank mod visible_devices> when on CUDA
+  int visible_devices = 0;  // CUDA devices this rank sees (0 in a build without CUDA)
   int intra_op_threads = 1;
   bool is_root() const { return world_rank == 0; }
   std::string label() const;  // "rank 1/2 on host"

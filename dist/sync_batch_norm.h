@@ -7,8 +7,11 @@
 // With the same seed, N ranks x batch b therefore match 1 rank x batch N*b. Eval mode uses the
 // running statistics, updated as BatchNorm does (momentum, unbiased variance of the global batch).
 // Parameter and buffer names equal torch::nn::BatchNorm2d's, so checkpoints move between norms.
-// Collectives go through the Communicator given at construction (null: a world of one). Every
-// rank must run forward/backward of the same SyncBatchNorm layers in the same order.
+// Collectives go through the Communicator given at construction (null: a world of one, which
+// runs LibTorch's own batch_norm -- the same statistics, cuDNN's kernel on a GPU). Every rank must
+// run forward/backward of the same SyncBatchNorm layers in the same order. On a GPU the
+// statistics stay on the device (no host synchronization); under autocast a bf16/fp16 input is
+// normalized in float32 and returned in its own dtype.
 
 #include <torch/torch.h>
 

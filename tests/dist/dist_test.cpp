@@ -3,13 +3,40 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "build_config.h"
 #include "core/error.h"
+#include "dist/communicator.h"
+#include "dist/device.h"
 #include "dist/grad_sync.h"
 #include "dist/sync_batch_norm.h"
 #include "dist/watchdog.h"
 
 namespace segrun::dist {
 namespace {
+
+TEST(Device, PlacementFollowsDistDevice) {
+  RankContext context = singleton_context();
+  context.world_rank = 3;
+  context.host = "node7";
+  RankContext cpu = place_on_device(context, "cpu");
+  EXPECT_EQ(cpu.device, DeviceKind::kCpu);
+  EXPECT_EQ(torch_device(cpu), torch::Device(torch::kCPU));
+  EXPECT_EQ(describe_device(cpu), "cpu");
+  EXPECT_THROW(place_on_device(context, "tpu"), ConfigError);
+  if (SEGRUN_WITH_CUDA && torch::cuda::device_count() > 0) GTEST_SKIP() << "a GPU is visible";
+  EXPECT_EQ(place_on_device(context, "auto").device, DeviceKind::kCpu);
+  try {
+    place_on_device(context, "cuda");
+    FAIL() << "dist.device = cuda without a GPU must be refused";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("dist.device = \"cuda\""), std::string::npos) << message;
+    EXPECT_NE(message.find("rank 3"), std::string::npos) << message;
+    EXPECT_NE(message.find("node7"), std::string::npos) << message;
+  }
+  // On the CPU, auto picks the MPI backend.
+  EXPECT_EQ(make_communicator("auto", place_on_device(singleton_context(), "auto"))->backend_name(), "mpi");
+}
 
 TEST(SyncBatchNorm, WorldOfOneEqualsBatchNorm2d) {
   torch::manual_seed(3);

@@ -1,0 +1,47 @@
+#pragma once
+// Where a rank computes, and the few CUDA facilities segrun needs beyond LibTorch's tensor API.
+// place_on_device() resolves `dist.device` for one rank:
+//   "cpu"   every tensor stays on the host;
+//   "cuda"  the rank binds cuda:<local_rank mod visible GPUs>; a rank that sees no GPU, or a
+//           build without CUDA (SEGRUN_WITH_CUDA off: a CPU-only LibTorch), is a ConfigError
+//           naming the rank, the host and the reason;
+//   "auto"  cuda when it can be had, else cpu.
+// Every function here is valid in every build; on the CPU they do nothing, so callers need no
+// #if. Threading: the current CUDA device is per thread; bind_thread() makes a device current for
+// the calling thread (threads that allocate pinned memory or launch work call it).
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "dist/rank_context.h"
+
+namespace segrun::dist {
+
+// `setting`: "auto" | "cpu" | "cuda". Returns `context` with device and device_index filled in.
+RankContext place_on_device(const RankContext& context, const std::string& setting);
+
+// cpu, or cuda:<device_index>.
+torch::Device torch_device(const RankContext& context);
+
+// "cpu", or "cuda:1 (NVIDIA H200, 139.8 GiB)": for the first log lines of a run.
+std::string describe_device(const RankContext& context);
+
+// Makes `device` the calling thread's current CUDA device (no-op for the CPU).
+void bind_thread(const torch::Device& device);
+
+// Blocks the calling thread until the work queued so far on the current stream of `device` is
+// done (no-op on CPU). For timing and for handing device memory to libraries that are not
+// stream-aware (a CUDA-aware MPI).
+void synchronize(const torch::Device& device);
+
+// Caching-allocator statistics of a CUDA device (zeros on CPU), as torch.cuda reports them.
+struct DeviceMemoryStats {
+  int64_t peak_allocated_bytes = 0;  // torch.cuda.max_memory_allocated
+  int64_t peak_reserved_bytes = 0;   // torch.cuda.max_memory_reserved
+};
+DeviceMemoryStats memory_stats(const torch::Device& device);
+void reset_peak_memory_stats(const torch::Device& device);
+
+}  // namespace segrun::dist

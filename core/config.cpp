@@ -236,6 +236,10 @@ const std::vector<Field>& schema() {
                      Ref<int>([](Config& c) -> int& { return c.train.keep_checkpoints; }), 1, 1000));
     s.push_back(make("train.seed", Ref<uint64_t>([](Config& c) -> uint64_t& { return c.train.seed; }),
                      0, 9.0e18));
+    s.push_back(choice("train.precision", [](Config& c) -> std::string& { return c.train.precision; },
+                       {"fp32", "bf16", "fp16"}));
+    s.push_back(make("train.tf32", Ref<bool>([](Config& c) -> bool& { return c.train.tf32; })));
+    s.push_back(make("train.cudnn_benchmark", Ref<bool>([](Config& c) -> bool& { return c.train.cudnn_benchmark; })));
     // [eval]
     s.push_back(choice("eval.mode", [](Config& c) -> std::string& { return c.eval.mode; },
                        {"whole", "slide"}));
@@ -257,6 +261,8 @@ const std::vector<Field>& schema() {
                      }), 0, 8, true));
     s.push_back(make("eval.report_ms", Ref<bool>([](Config& c) -> bool& { return c.eval.report_ms; })));
     // [dist]
+    s.push_back(choice("dist.device", [](Config& c) -> std::string& { return c.dist.device; },
+                       {"auto", "cpu", "cuda"}));
     s.push_back(choice("dist.backend", [](Config& c) -> std::string& { return c.dist.backend; },
                        {"auto", "mpi", "nccl"}));
     s.push_back(make("dist.bucket_mb",

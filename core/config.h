@@ -120,6 +120,9 @@ struct TrainConfig {
   int64_t checkpoint_interval = 8000;     // 0 = only at the end
   int keep_checkpoints = 3;
   uint64_t seed = 0;
+  std::string precision = "fp32";         // fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
+  bool tf32 = true;                       // TF32 matmuls and convolutions on NVIDIA GPUs
+  bool cudnn_benchmark = true;            // cuDNN picks the fastest convolution per shape
 };
 
 struct EvalConfig {
@@ -136,6 +139,7 @@ struct EvalConfig {
 };
 
 struct DistConfig {
+  std::string device = "auto";            // auto | cpu | cuda (cuda:<local rank>); see dist/device.h
   std::string backend = "auto";           // auto | mpi | nccl
   double bucket_mb = 25.0;
   bool overlap = true;                    // all-reduce buckets during backward (comm thread)

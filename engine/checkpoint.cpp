@@ -53,8 +53,11 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
     archive.write("meta.seed", c10::IValue(static_cast<int64_t>(meta.seed)));
     archive.write("meta.world_size", c10::IValue(static_cast<int64_t>(meta.world_size)));
     archive.write("meta.model_signature", c10::IValue(meta.model_signature));
-    for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value(), false);
-    for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value(), true);
+    archive.write("meta.loss_scale", c10::IValue(meta.loss_scale));
+    archive.write("meta.loss_scale_growth", c10::IValue(meta.loss_scale_growth));
+    for (const auto& p : model.named_parameters())
+      archive.write("model." + p.key(), p.value().detach().to(torch::kCPU), false);
+    for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value().to(torch::kCPU), true);
     torch::serialize::OutputArchive optimizer_archive;
     optimizer.save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
@@ -75,8 +78,10 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": checkpoint not found");
   torch::serialize::InputArchive archive;
+  const auto parameters = model.parameters();
+  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
   try {
-    archive.load_from(path);
+    archive.load_from(path, device);  // every tensor, optimizer state included, lands on the model's device
   } catch (const c10::Error& e) {
     throw UnreadableCheckpointError(path + ": not a readable segrun checkpoint (truncated or foreign file)");
   }
@@ -92,6 +97,8 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   meta.seed = static_cast<uint64_t>(read_meta("meta.seed").toInt());
   meta.world_size = static_cast<int>(read_meta("meta.world_size").toInt());
   meta.model_signature = read_meta("meta.model_signature").toStringRef();
+  if (archive.try_read("meta.loss_scale", value)) meta.loss_scale = value.toDouble();
+  if (archive.try_read("meta.loss_scale_growth", value)) meta.loss_scale_growth = value.toInt();
   if (!expected_signature.empty() && meta.model_signature != expected_signature)
     throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature +
                           "', the config builds '" + expected_signature + "'");

@@ -7,6 +7,9 @@
 // leaves a partial file under the final name), updates "<dir>/latest", and keeps the newest
 // `keep` checkpoints. Only rank 0 calls it. Loading checks every name and shape and throws
 // CheckpointError naming the file and the first mismatch.
+// Checkpoints are device-independent: model tensors are written from host copies, and loading
+// maps every stored tensor (optimizer state too) onto the device of the model's parameters, so a
+// GPU run's checkpoint evaluates on a CPU-only machine and a CPU checkpoint resumes on a GPU.
 
 #include <torch/torch.h>
 
@@ -23,6 +26,8 @@ struct CheckpointMeta {
   uint64_t seed = 0;
   int world_size = 1;
   std::string model_signature;  // e.g. "clip_rn50/w16/fpn/K150"
+  double loss_scale = 0;        // fp16 loss scaler state (0: none; absent in older checkpoints)
+  int64_t loss_scale_growth = 0;
 };
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,

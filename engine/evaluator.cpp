@@ -35,8 +35,8 @@ torch::Tensor slide_logits(models::SegmentorImpl& model, const torch::Tensor& im
   const int64_t stride_h = eval.stride[0], stride_w = eval.stride[1];
   const int64_t grids_h = std::max<int64_t>(height - crop_h + stride_h - 1, 0) / stride_h + 1;
   const int64_t grids_w = std::max<int64_t>(width - crop_w + stride_w - 1, 0) / stride_w + 1;
-  torch::Tensor sum = torch::zeros({1, model.num_classes(), height, width});
-  torch::Tensor count = torch::zeros({1, 1, height, width});
+  torch::Tensor sum = torch::zeros({1, model.num_classes(), height, width}, image.options());
+  torch::Tensor count = torch::zeros({1, 1, height, width}, image.options());
   for (int64_t gy = 0; gy < grids_h; ++gy) {
     for (int64_t gx = 0; gx < grids_w; ++gx) {
       int64_t y1 = gy * stride_h, x1 = gx * stride_w;
@@ -58,7 +58,7 @@ double multiplicity(const std::vector<TestView>& views, const TestView& view) {
 }
 
 void write_prediction(const torch::Tensor& pred, const std::string& dir, const std::string& name) {
-  torch::Tensor pred_u8 = pred.to(torch::kUInt8).contiguous();
+  torch::Tensor pred_u8 = pred.to(torch::kCPU, torch::kUInt8).contiguous();
   cv::Mat png(static_cast<int>(pred_u8.size(0)), static_cast<int>(pred_u8.size(1)), CV_8U,
               pred_u8.data_ptr<uint8_t>());
   const std::string path = dir + "/" + name + ".png";
@@ -111,8 +111,10 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
     for (const TestView& v : *views)
       if (std::find(all_views.begin(), all_views.end(), v) == all_views.end()) all_views.push_back(v);
 
-  IoUAccumulator single_acc(store.num_classes(), store.ignore_index());
-  IoUAccumulator multi_acc(store.num_classes(), store.ignore_index());
+  const auto parameters = model.parameters();
+  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+  IoUAccumulator single_acc(store.num_classes(), store.ignore_index(), device);
+  IoUAccumulator multi_acc(store.num_classes(), store.ignore_index(), device);
   const auto test_options = data::test_transform_options(config.data);
   int64_t total = store.size();
   if (request.limit >= 0) total = std::min(total, request.limit);
@@ -124,8 +126,9 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   for (int64_t index : data::val_indices(total, comm.rank(), comm.size())) {
     data::ValSample sample = data::load_val_sample(store, index, test_options);
     const int64_t height = sample.label.size(0), width = sample.label.size(1);
+    const torch::Tensor image = sample.image.to(device);
     if (model.has_label_scores()) {
-      torch::Tensor scores = model.label_scores(sample.image);
+      torch::Tensor scores = model.label_scores(image);
       if (!label_scores.defined()) {
         label_scores = torch::zeros({total, model.num_classes()}, torch::kFloat64);
         label_targets = torch::zeros({total, model.num_classes()}, torch::kFloat64);
@@ -135,20 +138,21 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       torch::Tensor present = sample.label.masked_select(valid).to(torch::kLong);
       if (present.numel() > 0) label_targets[index].index_fill_(0, std::get<0>(torch::_unique(present)), 1.0);
     }
-    torch::Tensor single = torch::zeros({1, model.num_classes(), height, width});
+    torch::Tensor single = torch::zeros({1, model.num_classes(), height, width}, image.options());
     torch::Tensor multi = request.multi_scale ? torch::zeros_like(single) : torch::Tensor();
     for (const TestView& view : all_views) {
-      torch::Tensor scores = view_scores(model, sample.image, view, height, width, config.eval);
+      torch::Tensor scores = view_scores(model, image, view, height, width, config.eval);
       if (const double n = multiplicity(single_views, view); n > 0) single.add_(scores, n);
       if (request.multi_scale)
         if (const double n = multiplicity(multi_views, view); n > 0) multi.add_(scores, n);
     }
+    const torch::Tensor label = sample.label.to(device);
     torch::Tensor single_pred = single.argmax(1)[0];
-    single_acc.add(single_pred, sample.label);
+    single_acc.add(single_pred, label);
     torch::Tensor saved = single_pred;
     if (request.multi_scale) {
       saved = multi.argmax(1)[0];
-      multi_acc.add(saved, sample.label);
+      multi_acc.add(saved, label);
     }
     if (!request.save_pred_dir.empty()) write_prediction(saved, request.save_pred_dir, sample.name);
   }
@@ -193,13 +197,12 @@ CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankC
   SEGRUN_CHECK(!config.data.val_store.empty(), ConfigError,
                (config.source.empty() ? "config" : config.source)
                    << ": data.val_store: not set (eval needs a validation store)");
-  dist::CommunicatorOptions comm_options;
-  comm_options.timeout_s = config.dist.timeout_s;
-  auto comm = std::shared_ptr<dist::Communicator>(
-      dist::make_communicator(config.dist.backend, context, comm_options));
+  const DeviceSetup setup = setup_device(config, context);
+  auto comm = setup.comm;
   data::StoreReader store(config.data.val_store);
   check_store_matches(store, config.data.val_store, config);
   auto model = build_model(config, store, comm, /*with_pretrained=*/false);
+  model->to(setup.device);
   const CheckpointMeta meta =
       load_checkpoint(checkpoint, model_signature(config, store.num_classes()), *model, nullptr);
   CheckpointEvaluation result;

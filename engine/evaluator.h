@@ -13,7 +13,8 @@
 //   multi-scale + flip (MS, mmseg --aug-test), mIoU_ms / mAcc_ms / aAcc_ms: eval.ms_scales
 //     (default 0.5 .. 1.75), each also mirrored; only when EvalRequest::multi_scale.
 // A view in both sets is inferred once. The model is put in eval mode and inference runs without
-// autograd. Not thread-safe (one model, one thread).
+// autograd, in float32, on the device of the model's parameters (images go there, the IoU areas
+// are summed there and copied to the host once). Not thread-safe (one model, one thread).
 
 #include <nlohmann/json_fwd.hpp>
 #include <torch/torch.h>

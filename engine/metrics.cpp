@@ -52,7 +52,7 @@ torch::Tensor areas_from_confusion(const torch::Tensor& counts, int64_t k) {
   const auto label_area = counts.sum(1).narrow(0, 0, k);
   const auto pred_area = counts.sum(0).narrow(0, 0, k);
   const auto union_area = pred_area + label_area - intersect;
-  return torch::stack({intersect, union_area, pred_area, label_area}).to(torch::kCPU).contiguous();
+  return torch::stack({intersect, union_area, pred_area, label_area}).contiguous();  // on the counts' device
 }
 
 // CPU: one pass over the pixels filling the confusion matrix (about 20x faster than the
@@ -165,15 +165,15 @@ SegMetrics summarize(const torch::Tensor& areas) {
   return m;
 }
 
-IoUAccumulator::IoUAccumulator(int num_classes, int ignore_index)
+IoUAccumulator::IoUAccumulator(int num_classes, int ignore_index, const torch::Device& device)
     : num_classes_(num_classes), ignore_index_(ignore_index) {
   SEGRUN_CHECK(num_classes > 0, DataError,
                "metrics: num_classes must be positive, got " << num_classes);
-  areas_ = torch::zeros({4, num_classes}, torch::kLong);
+  areas_ = torch::zeros({4, num_classes}, torch::TensorOptions().dtype(torch::kLong).device(device));
 }
 
 void IoUAccumulator::add(const torch::Tensor& pred, const torch::Tensor& label) {
-  areas_ += intersect_and_union(pred, label, num_classes_, ignore_index_);
+  areas_ += intersect_and_union(pred, label, num_classes_, ignore_index_).to(areas_.device());
 }
 
 void IoUAccumulator::check_areas(const torch::Tensor& areas, const char* what) const {
@@ -187,12 +187,12 @@ void IoUAccumulator::check_areas(const torch::Tensor& areas, const char* what) c
 
 void IoUAccumulator::merge_from(const torch::Tensor& areas) {
   check_areas(areas, "merge_from");
-  areas_ += areas.to(torch::kCPU);
+  areas_ += areas.to(areas_.device());
 }
 
 void IoUAccumulator::set_areas(const torch::Tensor& areas) {
   check_areas(areas, "set_areas");
-  areas_ = areas.to(torch::kCPU).clone().contiguous();
+  areas_ = areas.to(areas_.device()).clone().contiguous();
 }
 
 void IoUAccumulator::reset() { areas_.zero_(); }

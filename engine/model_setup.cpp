@@ -1,11 +1,30 @@
 #include "engine/model_setup.h"
 
 #include "core/error.h"
+#include "core/log.h"
 #include "data/classes.h"
 #include "data/store.h"
+#include "dist/device.h"
 #include "models/segmentor.h"
 
 namespace segrun::engine {
+
+DeviceSetup setup_device(const Config& config, const dist::RankContext& context) {
+  DeviceSetup setup;
+  try {
+    setup.context = dist::place_on_device(context, config.dist.device);
+  } catch (const ConfigError& e) {
+    throw ConfigError((config.source.empty() ? std::string("config") : config.source) + ": " + e.what());
+  }
+  setup.device = dist::torch_device(setup.context);
+  dist::bind_thread(setup.device);
+  dist::CommunicatorOptions options;
+  options.timeout_s = config.dist.timeout_s;  // the collective watchdog's deadline
+  setup.comm = dist::make_communicator(config.dist.backend, setup.context, options);
+  log::info("{}: device {}, backend {}", setup.context.label(), dist::describe_device(setup.context),
+            setup.comm->backend_name());
+  return setup;
+}
 
 void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config) {
   const auto expected = data::class_names(data::parse_layout(config.data.layout)).size();

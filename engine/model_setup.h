@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <torch/types.h>
+
 #include "core/config.h"
 #include "dist/communicator.h"
 
@@ -19,6 +21,17 @@ class SegmentorImpl;
 }
 
 namespace segrun::engine {
+
+// The rank's device and communicator for one run (train or eval): dist.device resolved for this
+// rank (dist/device.h), made current for the calling thread, and dist.backend opened for it with
+// dist.timeout_s. Logs one line naming the rank, its host and its device (every rank's log file
+// has it; rank 0 also prints it). Errors: ConfigError for dist.device = "cuda" without a GPU.
+struct DeviceSetup {
+  dist::RankContext context;           // the caller's, with the device filled in
+  torch::Device device = torch::kCPU;
+  std::shared_ptr<dist::Communicator> comm;
+};
+DeviceSetup setup_device(const Config& config, const dist::RankContext& context);
 
 // DataError "<path>: store has K classes but data.layout = ... has K'" when they differ.
 void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config);

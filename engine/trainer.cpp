@@ -22,6 +22,8 @@
 #include "engine/label_io.h"
 #include "engine/lr_schedule.h"
 #include "engine/model_setup.h"
+#include "engine/optimizer.h"
+#include "engine/precision.h"
 #include "engine/run_dir.h"
 #include "models/segmentor.h"
 
@@ -44,25 +46,6 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(models::SegmentorImpl& model, const TrainConfig& t) {
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  auto backbone = model.backbone_parameters();
-  auto head = model.head_parameters();
-  auto options = [&](double lr) {
-    return std::make_unique<torch::optim::AdamWOptions>(
-        torch::optim::AdamWOptions(lr).weight_decay(t.weight_decay).betas({0.9, 0.999}).eps(1e-8));
-  };
-  groups.emplace_back(backbone, options(t.lr * t.backbone_lr_mult));
-  groups.emplace_back(head, options(t.lr));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(t.lr));
-}
-
-void set_learning_rates(torch::optim::AdamW& optimizer, double lr, double backbone_mult) {
-  auto& groups = optimizer.param_groups();
-  static_cast<torch::optim::AdamWOptions&>(groups[0].options()).lr(lr * backbone_mult);
-  static_cast<torch::optim::AdamWOptions&>(groups[1].options()).lr(lr);
-}
-
 }  // namespace
 
 void install_stop_handlers() {
@@ -74,15 +57,11 @@ void install_stop_handlers() {
 
 bool stop_requested() { return g_stop_signal.load() != 0; }
 
-TrainOutcome train(const Config& config, const dist::RankContext& context, const TrainRequest& request) {
+TrainOutcome train(const Config& config, const dist::RankContext& rank_context, const TrainRequest& request) {
   const auto started = Clock::now();
   SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
   RunDir run(request.run_dir);
-  dist::CommunicatorOptions comm_options;
-  comm_options.timeout_s = config.dist.timeout_s;  // the collective watchdog's deadline
-  auto comm = std::shared_ptr<dist::Communicator>(
-      dist::make_communicator(config.dist.backend, context, comm_options));
-  const bool root = context.is_root();
+  const bool root = rank_context.is_root();
 
   // Refuse to silently overwrite a run that has progress unless asked to resume.
   std::vector<std::string> resume_candidates;  // tried in order (auto: newest first)
@@ -97,8 +76,8 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
 
   run.create();
   log::LogOptions log_options;
-  log_options.rank = context.world_rank;
-  log_options.world = context.world_size;
+  log_options.rank = rank_context.world_rank;
+  log_options.world = rank_context.world_size;
   log_options.dir = run.log_dir();
   log_options.level = config.log.level;
   log::init_logging(log_options);
@@ -112,6 +91,22 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
 
   TrainOutcome outcome;
   try {
+    const DeviceSetup setup = setup_device(config, rank_context);
+    const dist::RankContext& context = setup.context;
+    const torch::Device device = setup.device;
+    std::shared_ptr<dist::Communicator> comm = setup.comm;
+    // Host-side agreement (the stop flag, the logged loss means) over MPI, so that it never waits
+    // for the GPU's queue the way an NCCL collective on a host tensor would.
+    std::shared_ptr<dist::Communicator> control = comm;
+    if (comm->backend_name() != "mpi") {
+      dist::CommunicatorOptions control_options;
+      control_options.timeout_s = config.dist.timeout_s;
+      control_options.name = "control";
+      control = dist::make_communicator("mpi", context, control_options);
+    }
+    const Precision precision = parse_precision(config.train.precision, device);
+    set_math_modes(config.train.tf32, config.train.cudnn_benchmark);
+    LossScaler scaler(precision == Precision::kFp16);
     SEGRUN_CHECK(!config.data.store.empty(), ConfigError,
                  (config.source.empty() ? "config" : config.source) << ": data.store: not set");
     auto store = std::make_shared<data::StoreReader>(config.data.store);
@@ -126,6 +121,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
 
     torch::manual_seed(hash_key(config.train.seed, 0, 0, static_cast<uint64_t>(RngPurpose::kInit)));
     auto model = build_model(config, *store, comm);
+    model->to(device);
     dist::broadcast_module_state(*model, *comm);
     auto optimizer = make_optimizer(*model, config.train);
     const std::string signature = model_signature(config, num_classes);
@@ -146,6 +142,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         log::warn("resuming {} written with seed {} under train.seed = {}", resume_path, meta.seed,
                   config.train.seed);
       start_iter = meta.next_iter;
+      if (scaler.enabled()) scaler.restore(meta.loss_scale, meta.loss_scale_growth);
       log::info("resumed from {} at iteration {}", resume_path, start_iter);
       break;
     }
@@ -155,14 +152,35 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     sync_options.overlap = config.dist.overlap;
     dist::GradientSync grad_sync(model->parameters(), comm, sync_options);
     data::TrainLoader loader(store, config.data, context.world_rank, context.world_size,
-                             config.train.seed, start_iter);
+                             config.train.seed, start_iter, device);
 
     const LrScheduleOptions schedule = lr_schedule_options(config.train);
     const int64_t global_batch = static_cast<int64_t>(config.data.batch_per_rank) * context.world_size;
-    log::info("training {} for {} iterations on {} rank(s) x batch {} ({} threads/rank), backend {}",
+    log::info("training {} for {} iterations on {} rank(s) x batch {} ({} threads/rank), backend {}, {}",
               signature, config.train.iters, context.world_size, config.data.batch_per_rank,
-              context.intra_op_threads, comm->backend_name());
+              context.intra_op_threads, comm->backend_name(), precision_name(precision));
 
+    auto window_start = Clock::now();
+    int64_t window_iters = 0;
+    int64_t window_skipped = 0;  // fp16 steps skipped for inf/nan gradients
+    int64_t window_first = start_iter;
+    // The total and each loss part summed over the window on the device: read once per log line
+    // (and before a checkpoint), so that no iteration waits for the GPU to report its loss.
+    torch::Tensor window_total;
+    std::vector<std::pair<std::string, torch::Tensor>> window_parts;
+    double window_wait = 0;  // seconds this rank waited for data in the window
+    double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
+    int64_t skipped_reported = 0;  // corrupt records already reported
+    // A non-finite loss (fp32/bf16; fp16 skips such steps) ends the run before a checkpoint or a
+    // log line could carry it.
+    auto check_window_finite = [&](int64_t last_iter) {
+      if (!window_total.defined() || scaler.enabled()) return;
+      const double total = window_total.item<double>();
+      if (!std::isfinite(total))
+        throw Error("iterations " + std::to_string(window_first) + "-" + std::to_string(last_iter) + ": loss is " +
+                    std::to_string(total) + " on rank " + std::to_string(context.world_rank) +
+                    "; lower train.lr or set train.grad_clip");
+    };
     // Periodic validations are single scale; the final one adds multi-scale + flip (mIoU_ms)
     // when eval.report_ms, in the same metrics.jsonl line and in result.json.
     auto evaluate_now = [&](int64_t iter, bool final_eval) {
@@ -191,8 +209,13 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       outcome.evaluated = true;
     };
     auto checkpoint_now = [&](int64_t next_iter) {
+      check_window_finite(next_iter - 1);
       if (root) {
         CheckpointMeta meta{next_iter, config.train.seed, context.world_size, signature};
+        if (scaler.enabled()) {
+          meta.loss_scale = scaler.current_scale();
+          meta.loss_scale_growth = scaler.growth_tracker();
+        }
         auto path = save_checkpoint(run.checkpoint_dir(), meta, *model, *optimizer,
                                     config.train.keep_checkpoints);
         log::info("checkpoint {}", path);
@@ -201,14 +224,6 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
     };
 
     model->train();
-    auto window_start = Clock::now();
-    int64_t window_iters = 0;
-    double window_loss = 0;
-    // Each loss part's window sum, kept as a tensor: read once per log line, not every step.
-    std::vector<std::pair<std::string, torch::Tensor>> window_parts;
-    double window_wait = 0;  // seconds this rank waited for data in the window
-    double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
-    int64_t skipped_reported = 0;  // corrupt records already reported
     int64_t iter = start_iter;
     bool stopped = false;
     torch::Tensor stop_flag = torch::zeros({1}, torch::kInt32);
@@ -222,41 +237,54 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
       const auto wait_start = Clock::now();
       data::Batch batch = loader.next();
       window_wait += std::chrono::duration<double>(Clock::now() - wait_start).count();
+      // Pinned host batches (see TrainLoader) copy to the GPU asynchronously.
+      const torch::Tensor images = batch.images.to(device, /*non_blocking=*/true);
+      const torch::Tensor labels = batch.labels.to(device, /*non_blocking=*/true);
       optimizer->zero_grad();
       model->set_iteration(iter);
-      models::LossTerms loss = model->loss(batch.images, batch.labels);
-      const double loss_value = loss.total.item<double>();
-      if (!std::isfinite(loss_value))
-        throw Error("iteration " + std::to_string(iter) + ": loss is " + std::to_string(loss_value) +
-                    " on rank " + std::to_string(context.world_rank) +
-                    "; lower train.lr or set train.grad_clip");
-      loss.total.backward();
+      models::LossTerms loss;
+      {
+        AutocastScope autocast(device, precision);
+        loss = model->loss(images, labels);
+      }
+      scaler.scale(loss.total).backward();
       grad_sync.synchronize();
       window_sync_wait += grad_sync.last_stats().wait_seconds;
-      if (config.train.grad_clip > 0)
-        torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
-      optimizer->step();
-      window_loss += loss_value;
-      if (window_parts.empty()) {
-        for (const auto& part : loss.parts)
-          window_parts.emplace_back(part.first, torch::zeros({}, part.second.options().dtype(torch::kFloat64)));
+      const bool finite = scaler.unscale_and_update(model->parameters());
+      if (finite) {
+        if (config.train.grad_clip > 0)
+          torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
+        optimizer->step();
+        if (!window_total.defined()) {
+          window_total = torch::zeros({}, loss.total.options().dtype(torch::kFloat64));
+          for (const auto& part : loss.parts)
+            window_parts.emplace_back(part.first, torch::zeros({}, part.second.options().dtype(torch::kFloat64)));
+        }
+        window_total += loss.total.detach().to(torch::kFloat64);
+        for (size_t i = 0; i < loss.parts.size() && i < window_parts.size(); ++i)
+          window_parts[i].second += loss.parts[i].second.detach().to(torch::kFloat64);
+      } else {
+        ++window_skipped;
       }
-      for (size_t i = 0; i < loss.parts.size() && i < window_parts.size(); ++i)
-        window_parts[i].second += loss.parts[i].second.detach().to(torch::kFloat64);
       ++window_iters;
 
       const int64_t done = iter + 1;
       if (done % config.log.interval == 0 || done == config.train.iters) {
-        // The total and every part averaged over the window and the ranks, in one all-reduce.
-        std::vector<double> sums{window_loss};
+        check_window_finite(iter);
+        // The total and every part averaged over the window's taken steps and the ranks, in one
+        // all-reduce (with each rank's count of taken steps, equal on every rank).
+        const int64_t taken = window_iters - window_skipped;
+        std::vector<double> sums{window_total.defined() ? window_total.item<double>() : 0.0};
         for (const auto& part : window_parts) sums.push_back(part.second.item<double>());
-        torch::Tensor means = torch::tensor(sums, torch::kFloat64) / static_cast<double>(window_iters);
-        comm->allreduce(means);
+        torch::Tensor means = torch::tensor(sums, torch::kFloat64) / static_cast<double>(std::max<int64_t>(taken, 1));
+        control->allreduce(means);
         means = means / static_cast<double>(context.world_size);
         const double avg_loss = means[0].item<double>();
         std::string parts_text;
         for (size_t i = 0; i < window_parts.size() && window_parts.size() > 1; ++i)
           parts_text += segrun::format(" {} {:.4f}", window_parts[i].first, means[i + 1].item<double>());
+        if (scaler.enabled())
+          parts_text += segrun::format(" scale {:g} skipped {}", scaler.current_scale(), window_skipped);
         const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
         const double images_per_s = secs > 0 ? window_iters * global_batch / secs : 0;
         const double eta = secs / window_iters * static_cast<double>(config.train.iters - done);
@@ -270,15 +298,22 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         }
         if (root) {
           nlohmann::ordered_json line{{"iter", done}, {"mode", "train"}, {"loss", avg_loss}, {"lr", lr},
-                              {"images_per_s", images_per_s}, {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0},
+                                      {"images_per_s", images_per_s},
+                                      {"data_wait_fraction", secs > 0 ? window_wait / secs : 0.0},
                                       {"sync_wait_fraction", secs > 0 ? window_sync_wait / secs : 0.0},
                                       {"skipped_records", loader.skipped()}};
           for (size_t i = 0; i < window_parts.size(); ++i) line[window_parts[i].first] = means[i + 1].item<double>();
+          if (scaler.enabled()) {
+            line["skipped_steps"] = window_skipped;
+            line["loss_scale"] = scaler.current_scale();
+          }
           run.append_metrics(line.dump());
         }
         window_start = Clock::now();
         window_iters = 0;
-        window_loss = 0;
+        window_skipped = 0;
+        window_first = done;
+        if (window_total.defined()) window_total.zero_();
         for (auto& part : window_parts) part.second.zero_();
         window_wait = 0;
         window_sync_wait = 0;
@@ -292,7 +327,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& context, const
         checkpoint_now(done);
       // All ranks agree on a stop request so that none waits in a collective alone.
       stop_flag[0] = stop_requested() ? 1 : 0;
-      comm->allreduce(stop_flag, dist::ReduceOp::kMax);
+      control->allreduce(stop_flag, dist::ReduceOp::kMax);
       if (stop_flag[0].item<int>() != 0 && !last) {
         ++iter;
         stopped = true;

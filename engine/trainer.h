@@ -1,9 +1,12 @@
 #pragma once
 // The iteration-based trainer (mmsegmentation style). One call trains one run on every rank of
-// the world: it builds the model from config, broadcasts rank 0's weights, and for each
+// the world: it places the rank on its device (dist.device: cuda:<local rank> or the CPU; batches
+// arrive in pinned memory and copy asynchronously), builds the model there from config,
+// broadcasts rank 0's weights, and for each
 // iteration draws this rank's batch, computes the loss, averages gradients across ranks,
 // clips, and steps AdamW (backbone lr x train.backbone_lr_mult) under a poly schedule with linear
-// warmup. Every log.interval iterations it logs a progress line (iteration, loss, lr, images/s,
+// warmup. The forward pass and the loss run under autocast when train.precision is bf16 or fp16
+// (fp16 with dynamic loss scaling; skipped steps are counted in metrics.jsonl; engine/precision.h). Every log.interval iterations it logs a progress line (iteration, loss, lr, images/s,
 // ETA) and a metrics.jsonl record; every train.eval_interval it evaluates; every
 // train.checkpoint_interval it checkpoints (rank 0). Resuming continues the same computation:
 // data order, augmentation and dropout draws depend only on (seed, iteration, sample, rank).

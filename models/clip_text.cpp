@@ -95,7 +95,8 @@ void ClipTextEncoderImpl::check_token_ids(const torch::Tensor& ids) const {
                "text encoder: token ids outside [0, " << options_.vocab_size << ")");
 }
 
-torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
+torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& token_ids) {
+  const torch::Tensor ids = token_ids.to(text_projection.device());  // tokenizers produce host tensors
   SEGRUN_CHECK(ids.dim() == 2 && ids.size(1) == options_.context_length && ids.scalar_type() == torch::kLong,
                ModelError,
                "text encoder: expected int64 token ids [N, " << options_.context_length << "], got " << ids.scalar_type()
@@ -106,7 +107,8 @@ torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
   return encode(token_embedding_(ids), ids.argmax(-1));
 }
 
-torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& ids, const torch::Tensor& context) {
+torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& token_ids, const torch::Tensor& context) {
+  const torch::Tensor ids = token_ids.to(text_projection.device());
   SEGRUN_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kLong && context.dim() == 3 &&
                    context.size(2) == options_.width && (context.size(0) == 1 || context.size(0) == ids.size(0)),
                ModelError,

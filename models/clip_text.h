@@ -54,7 +54,8 @@ TORCH_MODULE(ClipTextBlock);
 class ClipTextEncoderImpl : public torch::nn::Module {
  public:
   explicit ClipTextEncoderImpl(const ClipTextOptions& options);
-  // ids int64 [N, context_length] (ClipTokenizer::tokenize) -> [N, embed_dim].
+  // ids int64 [N, context_length] (ClipTokenizer::tokenize), on any device -> [N, embed_dim] on
+  // the encoder's device.
   torch::Tensor forward(const torch::Tensor& ids);
   // Learnable-context prompts (CoOp / DenseCLIP's CLIPTextContextEncoder): the token embeddings of
   // `ids` [N, L] (SOT, class tokens, EOT, padding; L + M <= context_length) with `context`

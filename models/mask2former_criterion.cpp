@@ -138,7 +138,7 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   for (size_t p = 0; p < class_logits.size(); ++p) {
     const torch::Tensor& cls = class_logits[p];
     const torch::Tensor& masks = mask_logits[p];
-    torch::Tensor target_classes = torch::full({batch, queries}, k, torch::kLong);
+    torch::Tensor target_classes = torch::full({batch, queries}, k, cls.options().dtype(torch::kLong));
     std::vector<torch::Tensor> src, tgt;
     if (matches != nullptr) matches->emplace_back();
     for (int64_t b = 0; b < batch; ++b) {
@@ -146,12 +146,13 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
       Assignment a = match(cls[b], masks[b], t);
       if (matches != nullptr) matches->back().push_back(a);
       if (a.rows.empty()) continue;
-      torch::Tensor rows = torch::tensor(a.rows, torch::kLong), cols = torch::tensor(a.cols, torch::kLong);
-      target_classes[b].index_put_({rows}, t.classes.index_select(0, cols));
+      torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(cls.device());
+      torch::Tensor cols = torch::tensor(a.cols, torch::kLong).to(t.classes.device());
+      target_classes[b].index_put_({rows}, t.classes.index_select(0, cols).to(cls.device()));
       src.push_back(masks[b].index_select(0, rows.to(masks.device())));
-      tgt.push_back(t.masks.index_select(0, cols));
+      tgt.push_back(t.masks.index_select(0, cols.to(t.masks.device())));
     }
-    loss_cls = loss_cls + F::cross_entropy(cls.flatten(0, 1).to(torch::kFloat32), target_classes.flatten().to(cls.device()),
+    loss_cls = loss_cls + F::cross_entropy(cls.flatten(0, 1).to(torch::kFloat32), target_classes.flatten(),
                                            F::CrossEntropyFuncOptions().weight(class_weight));
     if (src.empty()) {
       // No target mask in this batch: keep every mask logit in the graph with a zero loss.

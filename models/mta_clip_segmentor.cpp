@@ -107,7 +107,8 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
       if (a.rows.empty()) continue;
       const auto image = static_cast<int64_t>(b);
       torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(masks.device());
-      torch::Tensor labels = targets[b].classes.index_select(0, torch::tensor(a.cols, torch::kLong)).to(masks.device());
+      torch::Tensor cols = torch::tensor(a.cols, torch::kLong).to(targets[b].classes.device());
+      torch::Tensor labels = targets[b].classes.index_select(0, cols).to(masks.device());
       torch::Tensor image_texts = texts.size(0) == 1 ? texts[0] : texts[image];
       const auto count = static_cast<int64_t>(a.rows.size());
       weighted = weighted + static_cast<double>(count) *

@@ -25,7 +25,7 @@ torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes) 
                                               << flat.masked_select(bad)[0].item<int64_t>());
   // One extra column collects the ignored pixels and is dropped.
   torch::Tensor index = flat.masked_fill(~valid, num_classes);
-  torch::Tensor present = torch::zeros({batch, num_classes + 1}, torch::kFloat32);
+  torch::Tensor present = torch::zeros({batch, num_classes + 1}, labels.options().dtype(torch::kFloat32));
   present.scatter_(1, index, 1.0f);
   return present.slice(1, 0, num_classes).contiguous();
 }
@@ -40,7 +40,7 @@ torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const t
   if (!present.defined() || drop_ratio <= 0) return std::get<1>(scores.topk(k, 1, /*largest=*/true, /*sorted=*/true));
 
   const int64_t batch = scores.size(0);
-  torch::Tensor dropped = torch::rand({batch, 1}) < drop_ratio;  // [B, 1]
+  torch::Tensor dropped = torch::rand({batch, 1}, scores.options()) < drop_ratio;  // [B, 1]
   // Present classes rank above every absent one (keys in [2, 3) vs [0, 1]), in random order among
   // themselves; absent ones keep their probability as the key.
   torch::Tensor gt = present.to(torch::kFloat32);
@@ -59,8 +59,8 @@ torch::Tensor scene_aux_targets(const torch::Tensor& labels, const torch::Tensor
                                       << " must be [B, H, W] and [B, k]");
   torch::NoGradGuard no_grad;
   const int64_t height = labels.size(1), width = labels.size(2);
-  torch::Tensor rows = (torch::arange(h, torch::kLong) * height).div(h, "floor");
-  torch::Tensor cols = (torch::arange(w, torch::kLong) * width).div(w, "floor");
+  torch::Tensor rows = (torch::arange(h, labels.options()) * height).div(h, "floor");
+  torch::Tensor cols = (torch::arange(w, labels.options()) * width).div(w, "floor");
   torch::Tensor small = labels.index_select(1, rows).index_select(2, cols);  // [B, h, w]
   torch::Tensor match = small.reshape({small.size(0), h * w, 1}).eq(selected.unsqueeze(1));  // [B, hw, k]
   torch::Tensor slot = match.to(torch::kLong).argmax(2);

@@ -1,0 +1,95 @@
+// GPU checks with 2 ranks sharing cuda:0 through the MPI backend (CUDA tensors staged through
+// pinned host memory), run by ctest under mpirun -np 2 (label gpu; skipped without a GPU).
+// Reference: on every rank, the same network on the whole global batch in a world of one.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "dist/communicator.h"
+#include "dist/device.h"
+#include "dist/grad_sync.h"
+#include "dist/rank_context.h"
+#include "dist/sync_batch_norm.h"
+
+namespace segrun::dist {
+namespace {
+
+const torch::Device kCuda(torch::kCUDA, 0);
+
+struct NetImpl : torch::nn::Module {
+  explicit NetImpl(std::shared_ptr<Communicator> comm) {
+    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)));
+    bn1 = register_module("bn1", SyncBatchNorm(8, comm));
+    conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1)));
+    bn2 = register_module("bn2", SyncBatchNorm(16, comm));
+    head = register_module("head", torch::nn::Linear(16, 4));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor h = torch::relu(bn1(conv1(x)));
+    h = torch::relu(bn2(conv2(h)));
+    return head(h.mean({2, 3}));
+  }
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  SyncBatchNorm bn1{nullptr}, bn2{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(Net);
+
+Net make_net(std::shared_ptr<Communicator> comm) {
+  torch::manual_seed(21);  // the same weights on every rank and in the reference
+  Net net(std::move(comm));
+  net->to(kCuda);
+  return net;
+}
+
+// 2 ranks x batch 3 with SyncBatchNorm and the overlapped, bucketed gradient sync equal 1 rank x
+// batch 6: outputs, averaged gradients and running statistics.
+TEST(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
+  RankContext context = place_on_device(singleton_context(), "cuda");
+  auto world = std::shared_ptr<Communicator>(make_communicator("mpi", context));
+  ASSERT_EQ(world->size(), 2);
+  bind_thread(kCuda);
+  torch::manual_seed(5);
+  const torch::Tensor images = torch::randn({6, 3, 12, 12}).to(kCuda);
+  const torch::Tensor targets = torch::randn({6, 4}).to(kCuda);
+  const int rank = world->rank();
+
+  Net reference = make_net(nullptr);
+  torch::Tensor ref_out = reference->forward(images);
+  torch::nn::functional::mse_loss(ref_out, targets).backward();
+
+  Net net = make_net(world);
+  GradSyncOptions options;
+  options.bucket_mb = 0.002;  // several buckets, reduced by the communication thread
+  options.overlap = true;
+  GradientSync sync(net->parameters(), world, options);
+  const torch::Tensor mine = images.slice(0, 3 * rank, 3 * rank + 3);
+  torch::Tensor out = net->forward(mine);
+  torch::nn::functional::mse_loss(out, targets.slice(0, 3 * rank, 3 * rank + 3)).backward();
+  sync.synchronize();
+  EXPECT_GT(sync.bucket_count(), 1u);
+  EXPECT_TRUE(sync.overlapping());
+
+  EXPECT_TRUE(out.is_cuda());
+  EXPECT_LT((out - ref_out.slice(0, 3 * rank, 3 * rank + 3)).abs().max().item<double>(), 1e-5);
+  const auto mine_params = net->named_parameters(), ref_params = reference->named_parameters();
+  for (const auto& p : mine_params) {
+    const torch::Tensor expected = ref_params[p.key()].grad();
+    ASSERT_TRUE(p.value().grad().is_cuda()) << p.key();
+    EXPECT_LT((p.value().grad() - expected).abs().max().item<double>(), 1e-5 * std::max(1.0, expected.abs().max().item<double>()))
+        << p.key();
+  }
+  for (const auto& b : net->named_buffers()) {
+    if (b.key().find("running_") == std::string::npos) continue;
+    EXPECT_LT((b.value() - reference->named_buffers()[b.key()]).abs().max().item<double>(), 1e-5) << b.key();
+  }
+  // Broadcast and allgather of CUDA tensors through the staged path.
+  torch::Tensor value = torch::full({3}, static_cast<float>(rank + 1), kCuda);
+  world->broadcast(value, 1);
+  EXPECT_TRUE(torch::equal(value.cpu(), torch::full({3}, 2.0f)));
+  torch::Tensor gathered = world->allgather(torch::full({2}, static_cast<float>(rank), kCuda));
+  EXPECT_TRUE(gathered.is_cuda());
+  EXPECT_EQ(gathered.sum().item<float>(), 2.0f);
+}
+
+}  // namespace
+}  // namespace segrun::dist

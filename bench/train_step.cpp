@@ -49,7 +49,18 @@ struct Side {
 
 }  // namespace
 
+int run(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_train_step: %s\n", e.what());
+    return 2;
+  }
+}
+
+int run(int argc, char** argv) {
   auto flags = bench::parse_flags("bench_train_step", argc, argv,
                                   {{"width", "16"}, {"channels", "64"}, {"crop", "128"}, {"batch", "4"},
                                    {"steps", "20"}, {"warmup", "3"}, {"threads", "1"},

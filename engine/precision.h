@@ -1,7 +1,8 @@
 #pragma once
 // Mixed-precision training, as torch.autocast + torch.cuda.amp.GradScaler do it, for the C++ API.
 //   train.precision = "fp32" | "bf16" | "fp16": the forward pass and the loss run under autocast
-//   with that dtype (bf16 also on the CPU; fp16 needs CUDA); parameters, gradients and the
+//   with that dtype on a CUDA device (LibTorch's CPU autocast covers too few ops for the heads;
+//   an AutocastScope still works on the CPU for what it covers); parameters, gradients and the
 //   optimizer stay float32.
 //   fp16 adds dynamic loss scaling (LossScaler): the loss is multiplied by a scale before
 //   backward; after the gradients are all-reduced they are divided by it, and a step whose
@@ -23,7 +24,7 @@ namespace segrun::engine {
 enum class Precision { kFp32, kBf16, kFp16 };
 
 // "fp32" | "bf16" | "fp16" -> Precision; ConfigError naming train.precision otherwise, and for
-// fp16 on a CPU device.
+// bf16 or fp16 on a CPU device.
 Precision parse_precision(const std::string& name, const torch::Device& device);
 std::string precision_name(Precision precision);
 

@@ -63,10 +63,12 @@ TEST(MultiTensorAdamW, StateSerializesLikeAdamW) {
   EXPECT_TRUE(torch::equal(p, q));
 }
 
-TEST(Precision, ParsesNamesAndRefusesFp16OnTheCpu) {
-  EXPECT_EQ(parse_precision("bf16", torch::kCPU), Precision::kBf16);
-  EXPECT_EQ(precision_name(parse_precision("fp32", torch::kCPU)), "fp32");
+TEST(Precision, ParsesNamesAndRefusesReducedPrecisionOnTheCpu) {
+  EXPECT_EQ(parse_precision("fp32", torch::kCPU), Precision::kFp32);
+  EXPECT_EQ(parse_precision("bf16", torch::Device(torch::kCUDA, 0)), Precision::kBf16);  // no GPU needed to parse
+  EXPECT_EQ(precision_name(parse_precision("fp16", torch::Device(torch::kCUDA, 1))), "fp16");
   EXPECT_THROW(parse_precision("fp16", torch::kCPU), ConfigError);
+  EXPECT_THROW(parse_precision("bf16", torch::kCPU), ConfigError);
   EXPECT_THROW(parse_precision("half", torch::kCPU), ConfigError);
 }
 

@@ -296,6 +296,33 @@ TEST_F(GpuTest, MixedPrecisionSteps) {
   EXPECT_THROW(engine::parse_precision("fp16", torch::Device(torch::kCPU)), ConfigError);
 }
 
+// Every head's loss runs under bf16 and fp16 autocast on the GPU and backpropagates to finite
+// float32 gradients: no op of a head mixes dtypes that autocast leaves apart.
+TEST_F(GpuTest, EveryHeadTrainsUnderAutocast) {
+  for (const std::string head : {"fpn", "clip_sp", "mask2former", "mta_clip"}) {
+    for (auto precision : {engine::Precision::kBf16, engine::Precision::kFp16}) {
+      SCOPED_TRACE(head + " " + engine::precision_name(precision));
+      const int64_t classes = 5;
+      auto model = build(head, classes);
+      model->to(kCuda);
+      model->train();
+      const Batch batch = make_batch(classes);
+      models::LossTerms loss;
+      {
+        engine::AutocastScope autocast(kCuda, precision);
+        loss = model->loss(batch.images.to(kCuda), batch.labels.to(kCuda));
+      }
+      ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
+      loss.total.backward();
+      for (const auto& p : model->named_parameters()) {
+        if (!p.value().grad().defined()) continue;
+        EXPECT_EQ(p.value().grad().scalar_type(), torch::kFloat32) << p.key();
+        EXPECT_TRUE(p.value().grad().isfinite().all().item<bool>()) << p.key();
+      }
+    }
+  }
+}
+
 // IoU areas accumulated on the GPU equal the CPU's counting loop.
 TEST_F(GpuTest, IoUAreasOnTheDevice) {
   torch::manual_seed(9);

@@ -78,13 +78,14 @@ check "resume falls back past a truncated checkpoint (exit $?)" grep -q "resumed
 check "the truncated checkpoint is named" grep -q "iter_18.pt: not a readable segrun checkpoint" "$work/c2.out"
 check "partial temp file removed" test ! -e "$work/runs/c/checkpoints/iter_12.pt.tmp-4242"
 
-# Placement and precision: bf16 autocast trains on the CPU and its checkpoint resumes; asking for
-# a GPU where there is none is a one-line config error naming the rank and the host.
-"$segrun" train "$work/tiny.toml" --run-dir "$work/runs/e" train.iters=6 train.checkpoint_interval=3 \
-  train.eval_interval=0 train.precision=\"bf16\" log.interval=3 data.val_store=\"\" > "$work/e.out" 2>&1
-check "bf16 training exit code" test $? -eq 0
-check "bf16 named in the log" grep -q "mpi, bf16" "$work/e.out"
-check "the device named in the log" grep -q "device cpu" "$work/runs/e/logs/rank-0.log"
+# Placement and precision: every rank's log names its device; reduced precision on a CPU, and
+# asking for a GPU where there is none, are one-line config errors naming the rank and the host.
+check "the device named in the log" grep -q "rank 0/2 on .*: device cpu, backend mpi" "$run/logs/rank-0.log"
+check "rank 1's device in its log" grep -q "rank 1/2 on .*: device cpu, backend mpi" "$run/logs/rank-1.log"
+"$segrun" train "$work/tiny.toml" --run-dir "$work/runs/e" train.precision=\"bf16\" > "$work/e.out" 2>&1
+code=$?
+check "bf16 on a CPU exits 2 (got $code)" test "$code" -eq 2
+check "bf16 on a CPU: the error says why" grep -q 'train.precision = "bf16" needs a CUDA device' "$work/e.out"
 "$segrun" train "$work/tiny.toml" --run-dir "$work/runs/f" dist.device=\"cuda\" > "$work/f.out" 2>&1
 code=$?
 if [ -z "$(command -v nvidia-smi)" ]; then

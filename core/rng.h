@@ -27,7 +27,7 @@ inline uint64_t hash_key(uint64_t seed, uint64_t a, uint64_t b = 0, uint64_t c =
 }
 
 // Purposes keep the streams of different consumers apart.
-enum class RngPurpose : uint64_t { kShuffle = 1, kAugment = 2, kBatchDrop = 3, kSynth = 4, kInit = 5 };
+enum class RngPurpose : uint64_t { kShuffle = 1, kAugment = 2, kBatchDrop = 3, kSynth = 4, kInit = 5, kModel = 6 };
 
 class SampleRng {
  public:

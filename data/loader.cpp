@@ -146,6 +146,7 @@ struct TrainLoader::State {
         p.batch.images = torch::zeros({batch, 3, h, w}, image_options);
         p.batch.labels = torch::full({batch, h, w}, 255, label_options);
         p.batch.indices.assign(static_cast<size_t>(batch), -1);
+        p.batch.positions.assign(static_cast<size_t>(batch), -1);
         p.batch.step = step;
       }
       if (error) {
@@ -158,6 +159,7 @@ struct TrainLoader::State {
         lock.lock();
         Pending& q = pending[step];
         q.batch.indices[static_cast<size_t>(slot)] = record;
+        q.batch.positions[static_cast<size_t>(slot)] = position_of(k);
       }
       Pending& q = pending[step];
       if (++q.filled == batch) ready_cv.notify_all();

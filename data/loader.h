@@ -34,6 +34,7 @@ struct Batch {
   torch::Tensor images;          // float32 [B, 3, H, W], normalized RGB
   torch::Tensor labels;          // int64 [B, H, W], 255 = ignore
   std::vector<int64_t> indices;  // store record of each sample
+  std::vector<int64_t> positions;  // each sample's position in the global data stream (see above)
   int64_t step = 0;
 };
 

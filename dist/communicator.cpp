@@ -15,6 +15,14 @@ std::vector<std::string> compiled_backends() {
   return names;
 }
 
+std::vector<double> mean_over_ranks(const std::vector<double>& values, Communicator* comm) {
+  if (comm == nullptr || comm->size() == 1 || values.empty()) return values;
+  torch::Tensor sums = torch::tensor(values, torch::kFloat64);
+  comm->allreduce(sums);
+  sums.div_(comm->size());
+  return std::vector<double>(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+}
+
 std::unique_ptr<Communicator> Communicator::duplicate(const std::string& name) {
   throw DistError("backend " + backend_name() + " does not support duplicate() (asked for '" +
                   name + "')");

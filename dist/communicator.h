@@ -69,4 +69,10 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend,
                                                 const CommunicatorOptions& options);
 std::vector<std::string> compiled_backends();
 
+// The mean over the ranks of `comm` of each value, in one all-reduce (a collective: every rank
+// calls it with as many values); a null or one-rank `comm` returns them unchanged. For loss
+// normalizers: dividing a rank's sum by the mean of the ranks' counts makes the averaged gradient
+// that of the global batch, whatever the number of ranks.
+std::vector<double> mean_over_ranks(const std::vector<double>& values, Communicator* comm);
+
 }  // namespace segrun::dist

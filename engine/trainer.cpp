@@ -230,7 +230,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& rank_context, 
     for (; iter < config.train.iters; ++iter) {
       const double lr = lr_at(schedule, iter);
       set_learning_rates(*optimizer, lr, config.train.backbone_lr_mult);
-      // Dropout and other torch-side randomness: a function of (seed, iteration, rank).
+      // LibTorch's own generators: a function of (seed, iteration, rank); no model draw uses them.
       torch::manual_seed(hash_key(config.train.seed, static_cast<uint64_t>(iter),
                                   static_cast<uint64_t>(context.world_rank),
                                   static_cast<uint64_t>(RngPurpose::kInit)));
@@ -242,11 +242,19 @@ TrainOutcome train(const Config& config, const dist::RankContext& rank_context, 
       const torch::Tensor labels = batch.labels.to(device, /*non_blocking=*/true);
       optimizer->zero_grad();
       model->set_iteration(iter);
+      // Every draw of the model (dropout, batch drop, point sampling) is keyed by (seed,
+      // iteration, the sample's global position): the same on any number of ranks.
+      std::vector<uint64_t> sample_keys;
+      for (int64_t position : batch.positions)
+        sample_keys.push_back(hash_key(config.train.seed, static_cast<uint64_t>(iter), static_cast<uint64_t>(position),
+                                       static_cast<uint64_t>(RngPurpose::kModel)));
+      model->set_sample_keys(std::move(sample_keys));
       models::LossTerms loss;
       {
         AutocastScope autocast(device, precision);
         loss = model->loss(images, labels);
       }
+      model->set_sample_keys({});
       scaler.scale(loss.total).backward();
       grad_sync.synchronize();
       window_sync_wait += grad_sync.last_stats().wait_seconds;

@@ -9,7 +9,9 @@
 // (fp16 with dynamic loss scaling; skipped steps are counted in metrics.jsonl; engine/precision.h). Every log.interval iterations it logs a progress line (iteration, loss, lr, images/s,
 // ETA) and a metrics.jsonl record; every train.eval_interval it evaluates; every
 // train.checkpoint_interval it checkpoints (rank 0). Resuming continues the same computation:
-// data order, augmentation and dropout draws depend only on (seed, iteration, sample, rank).
+// data order, augmentation and every random draw of the model (dropout, batch drop, point
+// sampling; keyed per sample, models/sample_random.h) depend only on (seed, iteration, sample),
+// never on the rank: N ranks x batch b compute what 1 rank x batch N*b does (docs/distributed.md).
 // SIGTERM/SIGUSR1/SIGINT request a stop: all ranks agree on it at the end of the iteration,
 // rank 0 writes a checkpoint and marks the run "preempted".
 

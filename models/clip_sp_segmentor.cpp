@@ -28,7 +28,7 @@ torch::Tensor class_text_embeddings(const BuildOptions& options, int64_t embed_d
 }  // namespace
 
 ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
-    : num_classes_(options.num_classes), top_k_(options.config.clip_sp.top_k) {
+    : num_classes_(options.num_classes), top_k_(options.config.clip_sp.top_k), comm_(options.comm) {
   const ModelConfig& m = options.config;
   const ClipSpConfig& sp = m.clip_sp;
   SEGRUN_CHECK(top_k_ <= num_classes_, ConfigError,
@@ -78,6 +78,7 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   head.num_classes = num_classes_;
   head.dropout = m.dropout;
   head.norm = head_norm;
+  head.random = random_;
   decode_head_ = register_module("decode_head", FpnHead(head));
 }
 
@@ -92,7 +93,11 @@ ClipSpOutputs ClipSpSegmentorImpl::run(const torch::Tensor& images, const torch:
   ClipSpOutputs out;
   out.label_logits = ml_decoder_->forward(image_tokens(features), text_embeddings);
   torch::Tensor probs = torch::sigmoid(out.label_logits);
-  out.selected = select_scene_labels(probs, top_k_, present, drop_ratio);
+  torch::Tensor draws;  // keyed per sample: the batch-drop choices do not depend on the rank layout
+  if (present.defined() && drop_ratio > 0)
+    draws = random_->uniform(probs.size(0), stream_id(RandomSite::kBatchDrop), {1 + probs.size(1)},
+                             probs.options().dtype(torch::kFloat32));
+  out.selected = select_scene_labels(probs, top_k_, present, drop_ratio, draws);
   // Scene tokens T = [S_k, p_k]: the selected text embeddings with their probabilities.
   torch::Tensor s_k = text_embeddings.index_select(0, out.selected.reshape({-1}))
                           .reshape({out.selected.size(0), top_k_, text_embeddings.size(1)});
@@ -123,7 +128,7 @@ LossTerms ClipSpSegmentorImpl::loss(const torch::Tensor& images, const torch::Te
   torch::Tensor ml = lambda_ml_ * asymmetric_loss(out.label_logits, present, asl_);
   torch::Tensor aux_targets = scene_aux_targets(labels, out.selected, out.grid_h, out.grid_w)
                                   .reshape({labels.size(0), out.grid_h * out.grid_w});
-  torch::Tensor aux = lambda_aux_ * masked_cross_entropy(out.attn_logits, aux_targets);
+  torch::Tensor aux = lambda_aux_ * masked_cross_entropy(out.attn_logits, aux_targets, kIgnoreIndex, comm_.get());
   LossTerms terms;
   terms.total = seg + ml + aux;
   terms.parts = {{"loss_seg", seg}, {"loss_ml", ml}, {"loss_aux", aux}};

@@ -58,6 +58,7 @@ class ClipSpSegmentorImpl : public SegmentorImpl {
 
   int64_t num_classes_;
   int64_t top_k_;
+  std::shared_ptr<dist::Communicator> comm_;  // global normalizer of the auxiliary loss (may be null)
   BatchDropOptions batch_drop_;
   double lambda_ml_, lambda_aux_;
   AsymmetricLossOptions asl_;

@@ -129,7 +129,8 @@ FpnHeadImpl::FpnHeadImpl(const FpnHeadOptions& options) {
     scale_heads_.push_back(head);
   }
   register_module("scale_heads", scale_heads);
-  dropout_ = register_module("dropout", torch::nn::Dropout2d(options.dropout));
+  dropout_ = options.dropout;
+  random_ = options.random ? options.random : std::make_shared<const SampleRandom>();
   conv_seg_ = register_module("conv_seg", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.channels, options.num_classes, 1)));
   torch::NoGradGuard no_grad;
   conv_seg_->weight.normal_(0.0, 0.01);
@@ -144,7 +145,7 @@ torch::Tensor FpnHeadImpl::forward(const std::vector<torch::Tensor>& features) {
   for (size_t i = 1; i < scale_heads_.size(); ++i) {
     output = output + resize_bilinear(scale_heads_[i]->forward(features[i]), size);
   }
-  return conv_seg_->forward(dropout_->forward(output));
+  return conv_seg_->forward(keyed_dropout2d(output, dropout_, is_training(), *random_));
 }
 
 }  // namespace segrun::models

@@ -13,9 +13,11 @@
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
 #include "models/norm.h"
+#include "models/sample_random.h"
 
 namespace segrun::models {
 
@@ -61,8 +63,9 @@ struct FpnHeadOptions {
   int64_t channels = 256;                         // input channels per level = head channels
   std::vector<int64_t> strides{4, 8, 16, 32};     // of the input levels; the first must be the finest
   int64_t num_classes = 0;
-  double dropout = 0.1;
+  double dropout = 0.1;                           // Dropout2d before the classifier, keyed per sample
   NormFactory norm;                               // required
+  std::shared_ptr<const SampleRandom> random;     // the segmentor's draws (null: unkeyed)
 };
 
 class FpnHeadImpl : public torch::nn::Module {
@@ -73,7 +76,8 @@ class FpnHeadImpl : public torch::nn::Module {
 
  private:
   std::vector<torch::nn::Sequential> scale_heads_;
-  torch::nn::Dropout2d dropout_{nullptr};
+  double dropout_;
+  std::shared_ptr<const SampleRandom> random_;
   torch::nn::Conv2d conv_seg_{nullptr};
 };
 TORCH_MODULE(FpnHead);

@@ -97,7 +97,7 @@ torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch
 }
 
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
-                                   int64_t ignore_index) {
+                                   int64_t ignore_index, dist::Communicator* comm) {
   namespace F = torch::nn::functional;
   SEGRUN_CHECK(logits.dim() == targets.dim() + 1 && logits.sizes().slice(0, targets.dim()) == targets.sizes(),
                ModelError, "cross-entropy: logits " << logits.sizes() << " do not match targets " << targets.sizes());
@@ -106,8 +106,12 @@ torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Ten
   torch::Tensor valid = flat_targets.ne(ignore_index);
   torch::Tensor per_entry = F::cross_entropy(
       flat_logits, flat_targets.masked_fill(~valid, 0), F::CrossEntropyFuncOptions().reduction(torch::kNone));
-  torch::Tensor count = valid.sum().clamp_min(1).to(logits.scalar_type());
-  return (per_entry * valid.to(logits.scalar_type())).sum() / count;
+  torch::Tensor count = valid.sum().to(torch::kFloat64).reshape({1});  // stays on the device
+  if (comm && comm->size() > 1) {
+    comm->allreduce(count);
+    count.div_(comm->size());
+  }
+  return (per_entry * valid.to(per_entry.scalar_type())).sum() / count.clamp_min(1).to(per_entry.scalar_type()).squeeze();
 }
 
 }  // namespace segrun::models

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "dist/communicator.h"
+
 namespace segrun::models {
 
 constexpr int64_t kIgnoreIndex = 255;
@@ -35,9 +37,6 @@ struct AsymmetricLossOptions {
 torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& targets,
                               const AsymmetricLossOptions& options = {});
 
-// Cross-entropy over the last dimension of `logits` [..., C] against int64 `targets` [...]
-// (`ignore_index` entries skipped), averaged over the non-ignored entries; 0 (still attached to
-// the graph) when every entry is ignored.
 // MTA-CLIP's mask-to-text contrastive loss (Eqs. 6-7 and Sec. 3.2.2) for the mask queries that
 // were matched to a ground-truth segment: masks [Q, D] (projected mask queries), texts [K, C, D]
 // (projected text queries: K prompts x C classes), labels int64 [Q] (each query's class).
@@ -49,7 +48,12 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
 torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
                                          const torch::Tensor& labels, double tau, const std::string& negatives);
 
+// Cross-entropy over the last dimension of `logits` [..., C] against int64 `targets` [...]
+// (`ignore_index` entries skipped): the sum over the non-ignored entries divided by their count --
+// with `comm`, by the mean over the ranks of their counts (one all-reduce, a collective), so that
+// the gradients averaged over ranks are those of the global batch; 0 (still attached to the graph)
+// when every entry is ignored.
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
-                                   int64_t ignore_index = kIgnoreIndex);
+                                   int64_t ignore_index = kIgnoreIndex, dist::Communicator* comm = nullptr);
 
 }  // namespace segrun::models

@@ -12,8 +12,10 @@
 //    `num_points` importance-sampled points (PointRend: oversample x random points, keep the
 //    importance fraction most uncertain by -|logit|, fill with fresh random points), each summed
 //    over pairs and divided by the number of target masks (averaged over ranks, at least 1).
-// Randomness comes from torch's default generator. Point sampling is grid_sample with
-// align_corners = false on coordinates in [0, 1]. Not thread-safe (torch RNG, communicator).
+// Random points are keyed per image (sample_random.h): image b's matching points of prediction p
+// come from its key and stream (kMatchPoints, p), its loss points from (kLossPoints, p), so they do
+// not depend on which rank or batch the image is in. Point sampling is grid_sample with
+// align_corners = false on coordinates in [0, 1]. Not thread-safe (generators, communicator).
 
 #include <torch/torch.h>
 
@@ -23,6 +25,7 @@
 
 #include "dist/communicator.h"
 #include "models/hungarian_matcher.h"
+#include "models/sample_random.h"
 #include "models/segmentor.h"
 
 namespace segrun::models {
@@ -31,9 +34,17 @@ namespace segrun::models {
 torch::Tensor point_sample(const torch::Tensor& input, const torch::Tensor& coords);
 
 // PointRend's get_uncertain_point_coords_with_randomness with uncertainty -|logit|:
-// logits [R, 1, H, W] -> coords [R, num_points, 2].
+// logits [R, 1, H, W] -> coords [R, num_points, 2]. The random coordinates are given --
+// `oversampled` [R, num_points * oversample, 2] and `fill` [R, num_points - uncertain, 2], uniform
+// in [0, 1) (point_counts() gives the sizes) -- or drawn from LibTorch's default generator.
+struct PointCounts {
+  int64_t sampled = 0;    // oversampled candidates per row
+  int64_t uncertain = 0;  // kept by uncertainty; the rest of num_points are fresh random points
+};
+PointCounts point_counts(int64_t num_points, double oversample, double importance);
 torch::Tensor uncertain_point_coords(const torch::Tensor& logits, int64_t num_points, double oversample,
-                                     double importance);
+                                     double importance, const torch::Tensor& oversampled = {},
+                                     const torch::Tensor& fill = {});
 
 // Point losses over rows of [R, P] logits and {0, 1} targets, summed over rows / num_masks:
 // BCE-with-logits averaged over points; dice 1 - (2 sum(s t) + 1) / (sum s + sum t + 1), s = sigmoid.
@@ -61,6 +72,7 @@ struct Mask2FormerLossOptions {
   int64_t num_points = 12544;
   double oversample = 3.0;
   double importance = 0.75;
+  std::shared_ptr<const SampleRandom> random;  // the segmentor's keyed draws (null: unkeyed)
 };
 
 class Mask2FormerCriterion {
@@ -68,8 +80,10 @@ class Mask2FormerCriterion {
   explicit Mask2FormerCriterion(const Mask2FormerLossOptions& options);
 
   // One image: class_logits [Q, K + 1], mask_logits [Q, h, w], targets -> (query, target) pairs.
+  // `coords` [1, num_points, 2] are the image's random points (drawn from the default generator
+  // when undefined).
   Assignment match(const torch::Tensor& class_logits, const torch::Tensor& mask_logits,
-                   const SemanticTargets& targets) const;
+                   const SemanticTargets& targets, const torch::Tensor& coords = {}) const;
 
   // Losses of every prediction in `class_logits` / `mask_logits` ([B, Q, K+1] / [B, Q, h, w]
   // each), each matched on its own; parts "loss_cls", "loss_mask", "loss_dice" are weighted and
@@ -86,6 +100,7 @@ class Mask2FormerCriterion {
 
  private:
   Mask2FormerLossOptions options_;
+  std::shared_ptr<const SampleRandom> random_;
 };
 
 }  // namespace segrun::models

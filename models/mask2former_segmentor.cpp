@@ -21,7 +21,7 @@ void check_mask2former_config(const Mask2FormerConfig& c) {
 
 }  // namespace
 
-Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options) {
+Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options, std::shared_ptr<const SampleRandom> random) {
   const Mask2FormerConfig& c = options.config.mask2former;
   Mask2FormerLossOptions loss;
   loss.num_classes = options.num_classes;
@@ -32,6 +32,7 @@ Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options) {
   loss.num_points = c.num_points;
   loss.oversample = c.oversample;
   loss.importance = c.importance;
+  loss.random = std::move(random);
   return loss;
 }
 
@@ -87,7 +88,7 @@ torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, 
 }
 
 Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
-    : num_classes_(options.num_classes), comm_(options.comm), criterion_(mask2former_loss_options(options)) {
+    : num_classes_(options.num_classes), comm_(options.comm), criterion_(mask2former_loss_options(options, random_)) {
   const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
   backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
   decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->spec().stage_channels()));

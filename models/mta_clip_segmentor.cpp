@@ -11,7 +11,7 @@ MtaClipSegmentorImpl::MtaClipSegmentorImpl(const BuildOptions& options)
     : mta_(options.config.mta_clip),
       num_classes_(options.num_classes),
       comm_(options.comm),
-      criterion_(mask2former_loss_options(options)) {
+      criterion_(mask2former_loss_options(options, random_)) {
   const ModelConfig& m = options.config;
   const NormFactory norm = make_norm_factory(m.norm, options.comm);
   backbone_ = register_module("backbone", make_clip_backbone(m, norm, /*with_attnpool=*/false));
@@ -94,6 +94,15 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
   SEGRUN_CHECK(matches.size() + first == out.query_states.size(), ModelError,
                "MTA-CLIP: " << matches.size() << " matchings for " << out.query_states.size() - first << " predictions");
   torch::Tensor total = out.query_states[first].sum() * 0.0;  // attached even without matches
+  // Each prediction's loss is the sum over its matched queries divided by the mean over ranks of
+  // their number (one all-reduce for every prediction): N ranks x b average to 1 rank x N*b.
+  std::vector<double> matched_local;
+  for (const auto& per_image : matches) {
+    double matched = 0;
+    for (const Assignment& a : per_image) matched += static_cast<double>(a.rows.size());
+    matched_local.push_back(matched);
+  }
+  const std::vector<double> matched_mean = dist::mean_over_ranks(matched_local, comm_.get());
   for (size_t p = 0; p < matches.size(); ++p) {
     const torch::Tensor masks = mask_text_->project_masks(out.query_states[first + p]);  // [B, N, E]
     const torch::Tensor texts =
@@ -101,7 +110,6 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
     // Every projection stays in the graph even without matches, so every rank produces the same
     // set of gradients (zeros here).
     torch::Tensor weighted = (masks.sum() + texts.sum()) * 0.0;
-    int64_t matched = 0;
     for (size_t b = 0; b < matches[p].size(); ++b) {
       const Assignment& a = matches[p][b];
       if (a.rows.empty()) continue;
@@ -114,9 +122,8 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
       weighted = weighted + static_cast<double>(count) *
                                 mask_text_contrastive_loss(masks[image].index_select(0, rows), image_texts, labels,
                                                            mta_.temperature, mta_.negatives);
-      matched += count;
     }
-    total = total + (matched > 0 ? weighted / static_cast<double>(matched) : weighted);
+    total = total + (matched_mean[p] > 0 ? weighted / matched_mean[p] : weighted);
   }
   return mta_.lambda_sim * total;
 }

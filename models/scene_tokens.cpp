@@ -31,7 +31,7 @@ torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes) 
 }
 
 torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const torch::Tensor& present,
-                                  double drop_ratio) {
+                                  double drop_ratio, const torch::Tensor& draws) {
   SEGRUN_CHECK(probs.dim() == 2, ModelError, "scene labels: probs must be [B, K], got " << probs.sizes());
   SEGRUN_CHECK(k >= 1 && k <= probs.size(1), ConfigError,
                "model.clip_sp.top_k: " << k << " must be in [1, " << probs.size(1) << "] (the number of classes)");
@@ -40,11 +40,15 @@ torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const t
   if (!present.defined() || drop_ratio <= 0) return std::get<1>(scores.topk(k, 1, /*largest=*/true, /*sorted=*/true));
 
   const int64_t batch = scores.size(0);
-  torch::Tensor dropped = torch::rand({batch, 1}, scores.options()) < drop_ratio;  // [B, 1]
+  torch::Tensor u = draws.defined() ? draws.to(scores.options())
+                                    : torch::cat({torch::rand({batch, 1}, scores.options()), torch::rand_like(scores)}, 1);
+  SEGRUN_CHECK(u.dim() == 2 && u.size(0) == batch && u.size(1) == 1 + scores.size(1), ModelError,
+               "scene labels: draws must be [B, 1 + K], got " << u.sizes());
+  torch::Tensor dropped = u.slice(1, 0, 1) < drop_ratio;  // [B, 1]
   // Present classes rank above every absent one (keys in [2, 3) vs [0, 1]), in random order among
   // themselves; absent ones keep their probability as the key.
-  torch::Tensor gt = present.to(torch::kFloat32);
-  torch::Tensor gt_keys = gt * (2.0 + torch::rand_like(scores)) + (1.0 - gt) * scores;
+  torch::Tensor gt = present.to(scores.options());
+  torch::Tensor gt_keys = gt * (2.0 + u.slice(1, 1)) + (1.0 - gt) * scores;
   torch::Tensor keys = torch::where(dropped, gt_keys, scores);
   torch::Tensor chosen = std::get<1>(keys.topk(k, 1, /*largest=*/true, /*sorted=*/true));
   // Order every image's k labels by descending probability (the slot order the scene-token

@@ -6,7 +6,8 @@
 //    of the batch during training, labels taken from the ground truth,
 //  - the auxiliary loss targets: for each cell of the 1/32 feature grid, the slot among the k
 //    selected labels holding the cell's ground-truth class (ignored when none does).
-// Randomness comes from the torch generator (the trainer seeds it per (seed, iteration, rank)).
+// Randomness comes from `draws` when given (the segmentor's keyed per-sample uniforms, see
+// sample_random.h), else from LibTorch's default generator.
 // Pure functions; thread-safe as far as LibTorch ops are.
 #include <torch/torch.h>
 
@@ -31,9 +32,11 @@ torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes);
 // probability. probs [B, K] in [0, 1]. When `present` ([B, K] multi-hot) is defined and
 // drop_ratio > 0, each image independently (probability drop_ratio) takes its labels from the
 // ground truth: k of its present classes chosen uniformly at random when it has >= k, else all of
-// them plus its highest-probability absent classes to fill the k slots.
+// them plus its highest-probability absent classes to fill the k slots. `draws` [B, 1 + K] uniform
+// in [0, 1) (column 0: the drop decision, the rest: the random order of the present classes); when
+// undefined they are drawn from LibTorch's default generator.
 torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const torch::Tensor& present = {},
-                                  double drop_ratio = 0.0);
+                                  double drop_ratio = 0.0, const torch::Tensor& draws = {});
 
 // Auxiliary-loss targets [B, h, w] (int64): labels [B, H, W] are resized to h x w by nearest
 // neighbour (source pixel floor(i * H / h)); a cell whose class equals selected[b, i] gets i,

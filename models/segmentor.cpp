@@ -134,6 +134,7 @@ FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(o
   head.channels = options.config.fpn_channels;
   head.num_classes = options.num_classes;
   head.dropout = options.config.dropout;
+  head.random = random_;
   // A frozen norm only makes sense for pretrained statistics: the randomly initialized decoder
   // always gets a trainable (synchronized when distributed) normalization.
   head.norm = options.config.norm == "frozen_bn" ? make_norm_factory("syncbn", options.comm) : norm;

@@ -22,6 +22,7 @@
 #include "models/clip_resnet.h"
 #include "models/clip_text.h"
 #include "models/fpn_head.h"
+#include "models/sample_random.h"
 
 namespace segrun::models {
 
@@ -47,6 +48,15 @@ class SegmentorImpl : public torch::nn::Module {
   // The trainer calls this with the current iteration before loss() (schedules inside a model,
   // e.g. CLIP-SP's batch drop); the default ignores it.
   virtual void set_iteration(int64_t /*iteration*/) {}
+  // The trainer calls this before loss() with one key per batch row (sample_random.h): every
+  // random draw of the model and its loss (dropout, batch drop, point sampling) comes from these,
+  // so a sample draws the same numbers whichever rank and batch it is in. Empty: fresh keys from
+  // LibTorch's default generator at every draw.
+  void set_sample_keys(std::vector<uint64_t> keys) { random_->set_keys(std::move(keys)); }
+
+ protected:
+  // Shared with the parts of the model that draw (heads, criteria).
+  std::shared_ptr<SampleRandom> random_ = std::make_shared<SampleRandom>();
 };
 
 struct BuildOptions {

@@ -428,7 +428,8 @@ void assign(const Field& f, Config& config, const toml::node& node, const Origin
             for (const auto& c : f.choices) list += (list.empty() ? "" : ", ") + c;
             fail(where, f.key, "'" + v + "' is not one of: " + list);
           }
-          if (f.is_path && !v.empty() && fs::path(v).is_relative() && !base_dir.empty())
+          // "none" is a word, not a file (model.pretrained = "none": random weights on purpose).
+          if (f.is_path && !v.empty() && v != "none" && fs::path(v).is_relative() && !base_dir.empty())
             v = (base_dir / v).lexically_normal().string();
           target = v;
         } else if constexpr (std::is_same_v<T, std::array<int, 2>>) {

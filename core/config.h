@@ -95,7 +95,8 @@ struct MtaClipConfig {
 struct ModelConfig {
   std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101
   int width = 64;                         // ResNet stem width (64 = the real RN50)
-  std::string pretrained;                 // OpenAI CLIP TorchScript archive, "" = random init
+  std::string pretrained;                 // OpenAI CLIP TorchScript archive; "none" = random init on
+                                          // purpose ("" is refused by `segrun train`)
   std::string head = "fpn";               // fpn (more heads come with their issues)
   std::string norm = "syncbn";            // syncbn | bn | frozen_bn
   int fpn_channels = 256;                 // FPN neck / head width

@@ -60,6 +60,12 @@ bool stop_requested() { return g_stop_signal.load() != 0; }
 TrainOutcome train(const Config& config, const dist::RankContext& rank_context, const TrainRequest& request) {
   const auto started = Clock::now();
   SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
+  // A paper recipe without its CLIP weights would silently train from random weights and a random
+  // text codebook: a config must say so ("none").
+  SEGRUN_CHECK(!config.model.pretrained.empty(), ConfigError,
+               (config.source.empty() ? std::string("config") : config.source)
+                   << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, RN101.pt), or set "
+                      "it to \"none\" to train from random weights on purpose");
   RunDir run(request.run_dir);
   const bool root = rank_context.is_root();
 

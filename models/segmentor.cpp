@@ -85,6 +85,10 @@ std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options) {
   return it->second(options);
 }
 
+bool has_pretrained_weights(const ModelConfig& config) {
+  return !config.pretrained.empty() && config.pretrained != "none";
+}
+
 ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm, bool with_attnpool) {
   ClipResNetOptions options;
   options.variant = config.backbone;
@@ -92,7 +96,7 @@ ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm
   options.with_attnpool = with_attnpool;  // its positional grid is resized to the input at run time
   options.norm = norm;
   ClipResNet backbone(options);
-  if (!config.pretrained.empty()) {
+  if (has_pretrained_weights(config)) {
     WeightImportOptions weights;
     weights.path = config.pretrained;
     weights.prefix = "visual.";
@@ -112,7 +116,7 @@ ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_
   text.embed_dim = embed_dim;
   validate_clip_text_options(text);
   ClipTextEncoder encoder(text);
-  if (import_weights && !config.pretrained.empty()) {
+  if (import_weights && has_pretrained_weights(config)) {
     WeightImportReport report = import_clip_text_weights(config.pretrained, *encoder);
     log::info("model.pretrained: {} text-encoder tensors loaded from {}", report.loaded, config.pretrained);
   }

@@ -71,6 +71,9 @@ struct BuildOptions {
   bool weights_from_checkpoint = false;
 };
 
+// Whether `config.pretrained` names an archive to import ("" and "none" do not).
+bool has_pretrained_weights(const ModelConfig& config);
+
 // The CLIP visual tower every segmentor starts from: config.backbone / config.width with `norm`,
 // with or without attention pooling, its weights imported from the `visual.*` tensors of
 // config.pretrained when set (attnpool.* skipped when the tower has none).

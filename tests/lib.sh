@@ -91,7 +91,7 @@ tiny_config() {
   printf '[data]\nstore = "%s"\n' "$1"
   if [ -n "${2:-}" ]; then printf 'val_store = "%s"\n' "$2"; fi
   printf 'crop = [64, 64]\nscale = [160, 64]\nbatch_per_rank = 2\nworkers = 1\n'
-  printf '[model]\nwidth = 8\nfpn_channels = 16\n'
+  printf '[model]\npretrained = "none"\nwidth = 8\nfpn_channels = 16\n'
 }
 
 # tiny_train_config TRAIN_STORE VAL_STORE ITERS WARMUP CHECKPOINT_INTERVAL EVAL_INTERVAL LOG_INTERVAL:

@@ -41,6 +41,7 @@ scale = [128, 64]
 batch_per_rank = 2
 workers = 1
 [model]
+pretrained = "none"
 width = 8
 fpn_channels = 8
 [train]

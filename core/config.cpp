@@ -26,7 +26,7 @@ using Ref = std::function<T&(Config&)>;
 
 using AnyRef = std::variant<Ref<int>, Ref<int64_t>, Ref<uint64_t>, Ref<double>, Ref<bool>,
                             Ref<std::string>, Ref<std::array<int, 2>>, Ref<std::array<double, 2>>,
-                            Ref<std::vector<double>>>;
+                            Ref<std::vector<double>>, Ref<std::vector<std::string>>>;
 
 struct Field {
   std::string key;
@@ -110,6 +110,8 @@ const std::vector<Field>& schema() {
                      Ref<double>([](Config& c) -> double& { return c.data.flip_prob; }), 0, 1));
     s.push_back(make("data.photometric",
                      Ref<bool>([](Config& c) -> bool& { return c.data.photometric; })));
+    s.push_back(choice("data.normalize", [](Config& c) -> std::string& { return c.data.normalize; },
+                       {"clip", "imagenet"}));
     s.push_back(make("data.batch_per_rank",
                      Ref<int>([](Config& c) -> int& { return c.data.batch_per_rank; }), 1, 1024));
     s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 1,
@@ -188,6 +190,9 @@ const std::vector<Field>& schema() {
     m2f_real("no_object_weight", &Mask2FormerConfig::no_object_weight, 0, 1e4);
     s.push_back(make("model.mask2former.supervise_initial",
                      Ref<bool>([](Config& c) -> bool& { return c.model.mask2former.supervise_initial; })));
+    s.push_back(choice("model.mask2former.mask_loss_norm",
+                       [](Config& c) -> std::string& { return c.model.mask2former.mask_loss_norm; },
+                       {"num_masks", "class_weight_sum"}));
     // [model.mta_clip]
     s.push_back(make("model.mta_clip.prompts", Ref<int>([](Config& c) -> int& { return c.model.mta_clip.prompts; }), 1, 64));
     s.push_back(make("model.mta_clip.context_length",
@@ -204,6 +209,10 @@ const std::vector<Field>& schema() {
                      Ref<double>([](Config& c) -> double& { return c.model.mta_clip.temperature; }), 1e-4, 100, true));
     s.push_back(make("model.mta_clip.lambda_sim",
                      Ref<double>([](Config& c) -> double& { return c.model.mta_clip.lambda_sim; }), 0, 1e4));
+    s.push_back(choice("model.mta_clip.sim_queries",
+                       [](Config& c) -> std::string& { return c.model.mta_clip.sim_queries; }, {"all", "matched"}));
+    s.push_back(make("model.mta_clip.joint_query_norm",
+                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.joint_query_norm; })));
     // [train]
     s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }),
                      1, 1e9));
@@ -214,6 +223,11 @@ const std::vector<Field>& schema() {
                      100));
     s.push_back(make("train.weight_decay",
                      Ref<double>([](Config& c) -> double& { return c.train.weight_decay; }), 0, 10));
+    s.push_back(make("train.no_decay_keys", Ref<std::vector<std::string>>([](Config& c) -> std::vector<std::string>& {
+                       return c.train.no_decay_keys;
+                     })));
+    s.push_back(make("train.norm_decay_mult",
+                     Ref<double>([](Config& c) -> double& { return c.train.norm_decay_mult; }), 0, 10));
     s.push_back(make("train.warmup_iters",
                      Ref<int64_t>([](Config& c) -> int64_t& { return c.train.warmup_iters; }), 0,
                      1e9));
@@ -446,6 +460,16 @@ void assign(const Field& f, Config& config, const toml::node& node, const Origin
           std::vector<double> v;
           for (size_t i = 0; i < arr.size(); ++i) v.push_back(read_number(f, *arr.get(i), where));
           target = v;
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          // A list of words; [] is allowed (none).
+          if (!node.is_array()) fail(where, f.key, "expected an array of strings, got " + toml_type_name(node));
+          std::vector<std::string> v;
+          for (const auto& item : *node.as_array()) {
+            if (!item.is_string()) fail(where, f.key, "expected strings, got " + toml_type_name(item));
+            v.push_back(item.as_string()->get());
+            if (v.back().empty()) fail(where, f.key, "an empty string matches every name");
+          }
+          target = v;
         }
       },
       f.ref);
@@ -600,7 +624,7 @@ std::string to_toml(const Config& input) {
             t.insert(leaf, toml::array{static_cast<int64_t>(v[0]), static_cast<int64_t>(v[1])});
           } else {
             toml::array arr;
-            for (double x : v) arr.push_back(x);
+            for (const auto& x : v) arr.push_back(x);
             t.insert(leaf, arr);
           }
         },

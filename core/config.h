@@ -24,6 +24,7 @@ struct DataConfig {
   double cat_max_ratio = 0.75;
   double flip_prob = 0.5;
   bool photometric = true;
+  std::string normalize = "clip";          // clip | imagenet: the mean/std images are normalized with
   int batch_per_rank = 4;
   int workers = 4;
   int prefetch = 4;                       // batches queued ahead per rank
@@ -76,6 +77,9 @@ struct Mask2FormerConfig {
   double dice_weight = 5.0;
   double no_object_weight = 0.1;
   bool supervise_initial = false;         // also supervise the prediction made before layer 0
+  // What the mask (BCE) and dice losses are divided by: the number of target masks (Mask2Former)
+  // or the sum of the class weights of all queries (MTA-CLIP's code); both averaged over ranks.
+  std::string mask_loss_norm = "num_masks";  // num_masks | class_weight_sum
 };
 
 // MTA-CLIP head (model.head = "mta_clip"): the Mask2Former of `model.mask2former` (whose
@@ -90,6 +94,13 @@ struct MtaClipConfig {
   bool contrastive = true;                // mask-to-text contrastive loss (MTCL) after every layer
   double temperature = 1.0;               // tau in S = cos(m', t') / tau
   double lambda_sim = 1.0;                // lambda3
+  // Which queries the contrastive loss supervises: "all" (MTA-CLIP's code: every query, the
+  // unmatched ones toward an extra "none" text class weighted no_object_weight, divided by the sum
+  // of the weights) or "matched" (the Hungarian-matched ones, mean; no "none" class).
+  std::string sim_queries = "all";
+  // LayerNorm over the mask and text queries together before the decoder (MTA-CLIP's code) or
+  // over the text queries only.
+  bool joint_query_norm = true;
 };
 
 struct ModelConfig {
@@ -112,6 +123,13 @@ struct TrainConfig {
   double lr = 1e-4;
   double backbone_lr_mult = 0.1;
   double weight_decay = 1e-4;
+  // Parameter groups as mmcv/mmengine's optimizer constructors form them (engine/optimizer.h):
+  // parameters whose name contains one of these words get no weight decay (custom_keys with
+  // decay_mult 0; the longest matching key wins, "backbone" included) ...
+  std::vector<std::string> no_decay_keys;
+  // ... and parameters of normalization layers (BN, GN, LN by type) that no key matches have
+  // weight_decay * norm_decay_mult (norm_decay_mult).
+  double norm_decay_mult = 1.0;
   int64_t warmup_iters = 1500;
   double warmup_ratio = 1e-6;
   double poly_power = 0.9;

@@ -86,8 +86,15 @@ void convert_all(cv::Mat& m, float alpha, float beta) { cv::LUT(m, convert_table
 
 }  // namespace
 
+namespace {
+const std::array<double, 3>& normalize_mean(const DataConfig& c) { return c.normalize == "imagenet" ? kImageNetMean : kClipMean; }
+const std::array<double, 3>& normalize_std(const DataConfig& c) { return c.normalize == "imagenet" ? kImageNetStd : kClipStd; }
+}  // namespace
+
 TrainTransformOptions train_transform_options(const DataConfig& c) {
   TrainTransformOptions o;
+  o.mean = normalize_mean(c);
+  o.std = normalize_std(c);
   o.crop = c.crop;
   o.scale = c.scale;
   o.ratio = c.ratio;
@@ -99,6 +106,8 @@ TrainTransformOptions train_transform_options(const DataConfig& c) {
 
 TestTransformOptions test_transform_options(const DataConfig& c) {
   TestTransformOptions o;
+  o.mean = normalize_mean(c);
+  o.std = normalize_std(c);
   o.scale = c.scale;
   return o;
 }

@@ -3,7 +3,8 @@
 //   train: decode (BGR uint8 image, uint8 train-id label) -> RandomResize(scale, ratio) with mmcv
 //          rescale semantics (image bilinear, label nearest) -> RandomCrop(crop, cat_max_ratio,
 //          up to 10 re-draws) -> RandomFlip(prob) -> PhotoMetricDistortion -> BGR->RGB ->
-//          Normalize(CLIP mean/std x255) -> Pad to crop (image 0, label 255, bottom/right).
+//          Normalize(mean/std x255: CLIP's, or ImageNet's with data.normalize = "imagenet") -> Pad to
+//          crop (image 0, label 255, bottom/right).
 //   test:  Resize keep-ratio to `scale` (no ratio), BGR->RGB, Normalize; no pad; the label stays
 //          at its original size (metrics are computed there).
 // Every random draw comes from the caller's SampleRng, created for (seed, epoch, sample index,
@@ -25,6 +26,9 @@ namespace segrun::data {
 // CLIP image statistics x255, RGB order (DenseCLIP's Normalize).
 constexpr std::array<double, 3> kClipMean{122.7709383, 116.7460125, 104.09373615};
 constexpr std::array<double, 3> kClipStd{68.5005327, 66.6321579, 70.32316305};
+// ImageNet statistics x255, RGB order (mmseg's default; MTA-CLIP's data_preprocessor).
+constexpr std::array<double, 3> kImageNetMean{123.675, 116.28, 103.53};
+constexpr std::array<double, 3> kImageNetStd{58.395, 57.12, 57.375};
 
 struct TrainTransformOptions {
   std::array<int, 2> crop{512, 512};      // H, W

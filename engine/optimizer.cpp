@@ -1,12 +1,15 @@
 #include "engine/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <type_traits>
 
-#include "models/segmentor.h"
+#include "dist/sync_batch_norm.h"
+#include "models/norm.h"
 
 namespace segrun::engine {
 namespace {
@@ -84,21 +87,80 @@ torch::Tensor MultiTensorAdamW::step(LossClosure closure) {
   return loss;
 }
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(models::SegmentorImpl& model, const TrainConfig& train) {
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  auto options = [&](double lr) {
-    return std::make_unique<torch::optim::AdamWOptions>(
-        torch::optim::AdamWOptions(lr).weight_decay(train.weight_decay).betas({0.9, 0.999}).eps(1e-8));
+std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const TrainConfig& train) {
+  // Names of the parameters that normalization layers own directly.
+  std::set<std::string> norm_parameters;
+  for (const auto& item : model.named_modules()) {
+    const torch::nn::Module& m = *item.value();
+    const bool is_norm = dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) ||
+                         dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
+                         dynamic_cast<const torch::nn::LayerNormImpl*>(&m) ||
+                         dynamic_cast<const torch::nn::GroupNormImpl*>(&m) ||
+                         dynamic_cast<const dist::SyncBatchNormImpl*>(&m) ||
+                         dynamic_cast<const models::FrozenBatchNorm2dImpl*>(&m);
+    if (!is_norm) continue;
+    for (const auto& p : m.named_parameters(/*recurse=*/false))
+      norm_parameters.insert(item.key().empty() ? p.key() : item.key() + "." + p.key());
+  }
+  // Custom keys, longest first (mmcv sorts them so); ties keep this order.
+  struct Key {
+    std::string text, group;
+    double lr_mult, decay_mult;
   };
-  groups.emplace_back(model.backbone_parameters(), options(train.lr * train.backbone_lr_mult));
-  groups.emplace_back(model.head_parameters(), options(train.lr));
-  return std::make_unique<MultiTensorAdamW>(groups, torch::optim::AdamWOptions(train.lr));
+  std::vector<Key> keys{{"backbone", "backbone", train.backbone_lr_mult, 1.0}};
+  for (const auto& k : train.no_decay_keys) keys.push_back({k, "no_decay:" + k, 1.0, 0.0});
+  std::stable_sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return a.text.size() > b.text.size(); });
+
+  std::vector<ParameterGroup> groups;
+  auto group = [&](const std::string& name, double lr_mult, double decay_mult) -> ParameterGroup& {
+    for (auto& g : groups)
+      if (g.name == name) return g;
+    groups.push_back(ParameterGroup{name, lr_mult, train.weight_decay * decay_mult, {}, {}});
+    return groups.back();
+  };
+  group("backbone", train.backbone_lr_mult, 1.0);  // fixed order: backbone, head, keys, norm layers
+  group("head", 1.0, 1.0);
+  for (const auto& k : train.no_decay_keys) group("no_decay:" + k, 1.0, 0.0);
+  group("norm_layers", 1.0, train.norm_decay_mult);
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    const std::string& name = p.key();
+    const auto key = std::find_if(keys.begin(), keys.end(),
+                                  [&](const Key& k) { return name.find(k.text) != std::string::npos; });
+    const bool norm_rule = norm_parameters.count(name) > 0 && train.norm_decay_mult != 1.0;
+    ParameterGroup& g = key != keys.end() ? group(key->group, 0, 0)
+                        : norm_rule       ? group("norm_layers", 0, 0)
+                                          : group("head", 0, 0);
+    g.parameter_names.push_back(name);
+    g.parameters.push_back(p.value());
+  }
+  groups.erase(std::remove_if(groups.begin(), groups.end(), [](const ParameterGroup& g) { return g.parameters.empty(); }),
+               groups.end());
+  return groups;
 }
 
-void set_learning_rates(torch::optim::AdamW& optimizer, double lr, double backbone_lr_mult) {
+std::unique_ptr<MultiTensorAdamW> make_optimizer(torch::nn::Module& model, const TrainConfig& train) {
+  std::vector<torch::optim::OptimizerParamGroup> param_groups;
+  std::vector<double> lr_mults;
+  for (const ParameterGroup& g : parameter_groups(model, train)) {
+    param_groups.emplace_back(g.parameters, std::make_unique<torch::optim::AdamWOptions>(
+                                                torch::optim::AdamWOptions(train.lr * g.lr_mult)
+                                                    .weight_decay(g.weight_decay)
+                                                    .betas({0.9, 0.999})
+                                                    .eps(1e-8)));
+    lr_mults.push_back(g.lr_mult);
+  }
+  auto optimizer = std::make_unique<MultiTensorAdamW>(param_groups, torch::optim::AdamWOptions(train.lr));
+  optimizer->lr_multipliers = std::move(lr_mults);
+  return optimizer;
+}
+
+void set_learning_rates(MultiTensorAdamW& optimizer, double lr) {
   auto& groups = optimizer.param_groups();
-  static_cast<torch::optim::AdamWOptions&>(groups[0].options()).lr(lr * backbone_lr_mult);
-  static_cast<torch::optim::AdamWOptions&>(groups[1].options()).lr(lr);
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const double mult = i < optimizer.lr_multipliers.size() ? optimizer.lr_multipliers[i] : 1.0;
+    static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(lr * mult);
+  }
 }
 
 }  // namespace segrun::engine

@@ -1,8 +1,17 @@
 #pragma once
-// The optimizer of a training run. make_optimizer(): AdamW (betas 0.9/0.999, eps 1e-8,
-// train.weight_decay) over two parameter groups, the backbone's parameters (group 0, at
-// lr * train.backbone_lr_mult) and the rest (group 1, at lr); set_learning_rates() sets both
-// from the schedule's lr every iteration.
+// The optimizer of a training run: AdamW (betas 0.9/0.999, eps 1e-8) over parameter groups formed
+// the way mmcv's and mmengine's optimizer constructors form them from a paper's paramwise config:
+//   - custom keys, matched as substrings of the parameter's name, the longest key first:
+//     "backbone" (lr * train.backbone_lr_mult, full weight decay) and each of
+//     train.no_decay_keys (lr, no weight decay) -- e.g. DenseCLIP's {'norm': decay_mult 0},
+//     MTA-CLIP's query_embed / query_feat / level_embed;
+//   - parameters of normalization layers (BatchNorm, SyncBatchNorm, GroupNorm, LayerNorm, by
+//     type) that no key matched: weight_decay * train.norm_decay_mult (mmengine norm_decay_mult;
+//     a group of their own only when it is not 1);
+//   - the rest ("head"): lr and train.weight_decay.
+// Groups are ordered backbone, head, the keys' groups, norm layers; empty ones are left out, so the
+// defaults (no keys, norm_decay_mult 1) give the two groups of earlier checkpoints.
+// set_learning_rates() sets every group's lr from the schedule's lr and the group's multiplier.
 // MultiTensorAdamW is torch::optim::AdamW -- the same options, per-parameter state and
 // serialization, so checkpoints are interchangeable -- whose step() updates each group with a few
 // multi-tensor (_foreach_) kernels instead of about eight kernels per parameter: the same
@@ -13,12 +22,10 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "core/config.h"
-
-namespace segrun::models {
-class SegmentorImpl;
-}
 
 namespace segrun::engine {
 
@@ -26,9 +33,21 @@ class MultiTensorAdamW : public torch::optim::AdamW {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  // Each group's learning-rate multiplier (set_learning_rates); 1 for groups without one.
+  std::vector<double> lr_multipliers;
 };
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(models::SegmentorImpl& model, const TrainConfig& train);
-void set_learning_rates(torch::optim::AdamW& optimizer, double lr, double backbone_lr_mult);
+struct ParameterGroup {
+  std::string name;         // "backbone", "head", "no_decay:<key>", "norm_layers"
+  double lr_mult = 1.0;
+  double weight_decay = 0.0;
+  std::vector<std::string> parameter_names;
+  std::vector<torch::Tensor> parameters;
+};
+// The trainable parameters of `model` (requires_grad) grouped as above.
+std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const TrainConfig& train);
+
+std::unique_ptr<MultiTensorAdamW> make_optimizer(torch::nn::Module& model, const TrainConfig& train);
+void set_learning_rates(MultiTensorAdamW& optimizer, double lr);
 
 }  // namespace segrun::engine

@@ -130,6 +130,9 @@ TrainOutcome train(const Config& config, const dist::RankContext& rank_context, 
     model->to(device);
     dist::broadcast_module_state(*model, *comm);
     auto optimizer = make_optimizer(*model, config.train);
+    for (const ParameterGroup& g : parameter_groups(*model, config.train))
+      log::info("optimizer group {}: {} tensors, lr x{:g}, weight decay {:g}", g.name, g.parameters.size(), g.lr_mult,
+                g.weight_decay);
     const std::string signature = model_signature(config, num_classes);
 
     int64_t start_iter = 0;
@@ -235,7 +238,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& rank_context, 
     torch::Tensor stop_flag = torch::zeros({1}, torch::kInt32);
     for (; iter < config.train.iters; ++iter) {
       const double lr = lr_at(schedule, iter);
-      set_learning_rates(*optimizer, lr, config.train.backbone_lr_mult);
+      set_learning_rates(*optimizer, lr);
       // LibTorch's own generators: a function of (seed, iteration, rank); no model draw uses them.
       torch::manual_seed(hash_key(config.train.seed, static_cast<uint64_t>(iter),
                                   static_cast<uint64_t>(context.world_rank),

@@ -65,6 +65,12 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
 
 torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
                                          const torch::Tensor& labels, double tau, const std::string& negatives) {
+  if (masks.dim() == 2 && masks.size(0) == 0) return masks.sum() * 0.0;
+  return mask_text_contrastive_losses(masks, texts, labels, tau, negatives).mean();
+}
+
+torch::Tensor mask_text_contrastive_losses(const torch::Tensor& masks, const torch::Tensor& texts,
+                                           const torch::Tensor& labels, double tau, const std::string& negatives) {
   SEGRUN_CHECK(negatives == "mixneg" || negatives == "separateneg", ConfigError,
                "mta.negatives: unknown strategy '" << negatives << "' (known: mixneg, separateneg)");
   SEGRUN_CHECK(masks.dim() == 2 && texts.dim() == 3 && masks.size(1) == texts.size(2) && labels.dim() == 1 &&
@@ -73,7 +79,6 @@ torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch
                "mask-text loss: masks " << masks.sizes() << ", texts " << texts.sizes() << ", labels " << labels.sizes()
                                         << " must be [Q, D], [K, C, D], [Q]");
   SEGRUN_CHECK(tau > 0, ConfigError, "mta.temperature: must be > 0 (got " << tau << ")");
-  if (masks.size(0) == 0) return masks.sum() * 0.0;
   const int64_t prompts = texts.size(0), classes = texts.size(1);
   torch::Tensor m = masks / masks.norm(2, -1, /*keepdim=*/true).clamp_min(1e-6);
   torch::Tensor t = texts / texts.norm(2, -1, /*keepdim=*/true).clamp_min(1e-6);
@@ -93,7 +98,7 @@ torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch
     torch::Tensor excluded = same_class & ~is_positive.unsqueeze(2).expand_as(same_class);
     logits = logits.masked_fill(excluded.reshape_as(logits), -std::numeric_limits<double>::infinity());
   }
-  return (torch::logsumexp(logits, 1) - positive).mean();
+  return torch::logsumexp(logits, 1) - positive;
 }
 
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,

@@ -47,6 +47,9 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
 // graph) when Q = 0. Undefined negatives mode -> ConfigError naming mta.negatives.
 torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
                                          const torch::Tensor& labels, double tau, const std::string& negatives);
+// The same per query: [Q] (for a weighted sum, as MTA-CLIP's code takes over all queries).
+torch::Tensor mask_text_contrastive_losses(const torch::Tensor& masks, const torch::Tensor& texts,
+                                           const torch::Tensor& labels, double tau, const std::string& negatives);
 
 // Cross-entropy over the last dimension of `logits` [..., C] against int64 `targets` [...]
 // (`ignore_index` entries skipped): the sum over the non-ignored entries divided by their count --

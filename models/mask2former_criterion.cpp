@@ -206,8 +206,9 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
       labels = point_sample(tgt_masks, coords).squeeze(1);
     }
     torch::Tensor point_logits = point_sample(src_masks, coords).squeeze(1);
-    loss_mask = loss_mask + sigmoid_bce_point_loss(point_logits, labels, num_masks);
-    loss_dice = loss_dice + dice_point_loss(point_logits, labels, num_masks);
+    const double mask_norm = options_.mask_norm_by_class_weights ? std::max(counts_mean[1 + p], 1.0) : num_masks;
+    loss_mask = loss_mask + sigmoid_bce_point_loss(point_logits, labels, mask_norm);
+    loss_dice = loss_dice + dice_point_loss(point_logits, labels, mask_norm);
   }
   LossTerms terms;
   torch::Tensor cls_term = options_.class_weight * loss_cls;

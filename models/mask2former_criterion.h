@@ -11,7 +11,8 @@
 //    no_object_weight; weighted mean), and for matched pairs sigmoid-BCE and dice on
 //    `num_points` importance-sampled points (PointRend: oversample x random points, keep the
 //    importance fraction most uncertain by -|logit|, fill with fresh random points), each summed
-//    over pairs and divided by the number of target masks (averaged over ranks, at least 1).
+//    over pairs and divided by the number of target masks (averaged over ranks, at least 1), or,
+//    with mask_norm_by_class_weights (MTA-CLIP's code), by the prediction's sum of class weights.
 // Random points are keyed per image (sample_random.h): image b's matching points of prediction p
 // come from its key and stream (kMatchPoints, p), its loss points from (kLossPoints, p), so they do
 // not depend on which rank or batch the image is in. Point sampling is grid_sample with
@@ -72,6 +73,7 @@ struct Mask2FormerLossOptions {
   int64_t num_points = 12544;
   double oversample = 3.0;
   double importance = 0.75;
+  bool mask_norm_by_class_weights = false;  // mask/dice / sum of class weights (MTA-CLIP) instead of / num_masks
   std::shared_ptr<const SampleRandom> random;  // the segmentor's keyed draws (null: unkeyed)
 };
 

@@ -196,6 +196,7 @@ MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torc
                                                                           << extra->pos.sizes());
     const int64_t t = extra->content.size(1);
     queries = torch::cat({queries, extra->content.expand({b, t, c})}, 1);
+    if (extra->normalize_all) queries = extra->normalize_all(queries);
     query_pos = torch::cat({query_pos, extra->pos.expand({b, t, c})}, 1);
     if (!extra->joint_attention) {
       // Block-diagonal self-attention: mask queries among themselves, extra queries among themselves.

@@ -14,6 +14,8 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+
 #include <vector>
 
 namespace segrun::models {
@@ -39,6 +41,9 @@ struct ExtraQueries {
   torch::Tensor content;  // [B or 1, T, hidden]
   torch::Tensor pos;      // [B or 1, T, hidden] positional part (added to q/k like query_embed)
   bool joint_attention = true;
+  // When set, applied to the mask queries and `content` together, [B, N + T, hidden], before the
+  // first layer (MTA-CLIP's code LayerNorms them jointly); when empty, `content` is used as is.
+  std::function<torch::Tensor(const torch::Tensor&)> normalize_all;
 };
 
 struct MaskedDecoderOutput {

@@ -32,6 +32,7 @@ Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options, std
   loss.num_points = c.num_points;
   loss.oversample = c.oversample;
   loss.importance = c.importance;
+  loss.mask_norm_by_class_weights = c.mask_loss_norm == "class_weight_sum";
   loss.random = std::move(random);
   return loss;
 }

@@ -32,7 +32,13 @@ ExtraQueries MaskTextAlignmentImpl::text_queries(const torch::Tensor& text, bool
                "mask-text alignment: text embeddings " << text.sizes() << ", expected [" << options_.prompts << ", "
                                                        << options_.classes << ", " << options_.embed_dim << "]");
   ExtraQueries queries;
-  queries.content = text_norm_->forward(text_project_->forward(text.reshape({1, -1, options_.embed_dim})));
+  queries.content = text_project_->forward(text.reshape({1, -1, options_.embed_dim}));
+  if (options_.joint_query_norm) {
+    torch::nn::LayerNorm norm = text_norm_;
+    queries.normalize_all = [norm](const torch::Tensor& all) mutable { return norm->forward(all); };
+  } else {
+    queries.content = text_norm_->forward(queries.content);
+  }
   queries.pos = text_query_embed_->weight.unsqueeze(0);
   queries.joint_attention = joint_attention;
   return queries;

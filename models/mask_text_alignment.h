@@ -4,7 +4,9 @@
 //  - text queries (Text-Enhanced Mask Feature Learning, Eqs. 1-2): t_hat = LN(Linear(t)) of the
 //    K x C prompt text embeddings t [K, C, E] (E = CLIP embedding width, 1024 for RN50) ->
 //    [1, K*C, hidden] content, with a learned positional embedding per text query (Mask2Former's
-//    query_embed for the mask queries);
+//    query_embed for the mask queries); with joint_query_norm the LayerNorm is applied by the
+//    decoder to the mask and text queries together, as MTA-CLIP's code does
+//    (mask2former_head_det.py: norm_project over cat[query_feat, text queries]);
 //  - projections back to the CLIP space after a decoder layer (Eq. 5): m' = Linear(m),
 //    t' = t0 + gamma * LN(Linear(t_hat)) with gamma a learned per-channel scale initialised to
 //    1e-4, so t' starts at the frozen encoder's embedding t0 ("preserves the original textual
@@ -28,6 +30,7 @@ struct MaskTextAlignmentOptions {
   int64_t classes = 150;     // C
   bool text_enhanced = true;
   bool contrastive = true;
+  bool joint_query_norm = true;  // text_norm covers the mask queries too (MTA-CLIP's code)
 };
 
 class MaskTextAlignmentImpl : public torch::nn::Module {

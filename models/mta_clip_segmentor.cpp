@@ -23,14 +23,19 @@ MtaClipSegmentorImpl::MtaClipSegmentorImpl(const BuildOptions& options)
   alignment.embed_dim = embed_dim;
   alignment.hidden = m.mask2former.hidden_dim;
   alignment.prompts = mta_.prompts;
-  alignment.classes = num_classes_;
+  // MTA-CLIP's code appends a "none" class to the text classes (train.py), the target of the
+  // queries that match no segment.
+  const bool none_class = mta_.sim_queries == "all";
+  alignment.classes = num_classes_ + (none_class ? 1 : 0);
   alignment.text_enhanced = mta_.text_enhanced;
   alignment.contrastive = mta_.contrastive;
+  alignment.joint_query_norm = mta_.joint_query_norm;
   mask_text_ = register_module("mask_text", MaskTextAlignment(alignment));
 
   text_encoder_ = register_module("text_encoder", make_clip_text_encoder(m, embed_dim, !options.weights_from_checkpoint));
   std::vector<std::string> names = options.class_names;
   for (auto i = static_cast<int64_t>(names.size()); i < num_classes_; ++i) names.push_back("class " + std::to_string(i));
+  if (none_class) names.push_back("none");
   TextPromptsOptions prompts;
   prompts.prompts = mta_.prompts;
   prompts.context_length = mta_.context_length;
@@ -93,16 +98,22 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
                                                      const std::vector<SemanticTargets>& targets) {
   SEGRUN_CHECK(matches.size() + first == out.query_states.size(), ModelError,
                "MTA-CLIP: " << matches.size() << " matchings for " << out.query_states.size() - first << " predictions");
-  torch::Tensor total = out.query_states[first].sum() * 0.0;  // attached even without matches
-  // Each prediction's loss is the sum over its matched queries divided by the mean over ranks of
-  // their number (one all-reduce for every prediction): N ranks x b average to 1 rank x N*b.
-  std::vector<double> matched_local;
+  const bool all_queries = mta_.sim_queries == "all";
+  const double none_weight = criterion_.options().no_object_weight;
+  // Each prediction's loss: the weighted sum over its supervised queries divided by the mean over
+  // ranks of the sum of their weights (one all-reduce for every prediction), so N ranks x b
+  // average to 1 rank x N*b. "all": every query, weight 1 for a class, no_object_weight for "none"
+  // (MTA-CLIP's code, query_loss_type 2 / 1: sum(w * loss) / sum(w)); "matched": the matched
+  // queries, weight 1.
+  std::vector<double> weight_sums;
   for (const auto& per_image : matches) {
     double matched = 0;
     for (const Assignment& a : per_image) matched += static_cast<double>(a.rows.size());
-    matched_local.push_back(matched);
+    const double queries = static_cast<double>(per_image.size()) * static_cast<double>(out.query_states[first].size(1));
+    weight_sums.push_back(all_queries ? matched + none_weight * (queries - matched) : matched);
   }
-  const std::vector<double> matched_mean = dist::mean_over_ranks(matched_local, comm_.get());
+  const std::vector<double> weight_means = dist::mean_over_ranks(weight_sums, comm_.get());
+  torch::Tensor total = out.query_states[first].sum() * 0.0;  // attached even without matches
   for (size_t p = 0; p < matches.size(); ++p) {
     const torch::Tensor masks = mask_text_->project_masks(out.query_states[first + p]);  // [B, N, E]
     const torch::Tensor texts =
@@ -110,20 +121,30 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
     // Every projection stays in the graph even without matches, so every rank produces the same
     // set of gradients (zeros here).
     torch::Tensor weighted = (masks.sum() + texts.sum()) * 0.0;
+    const int64_t queries = masks.size(1);
     for (size_t b = 0; b < matches[p].size(); ++b) {
       const Assignment& a = matches[p][b];
-      if (a.rows.empty()) continue;
       const auto image = static_cast<int64_t>(b);
+      torch::Tensor image_texts = texts.size(0) == 1 ? texts[0] : texts[image];
       torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(masks.device());
       torch::Tensor cols = torch::tensor(a.cols, torch::kLong).to(targets[b].classes.device());
-      torch::Tensor labels = targets[b].classes.index_select(0, cols).to(masks.device());
-      torch::Tensor image_texts = texts.size(0) == 1 ? texts[0] : texts[image];
-      const auto count = static_cast<int64_t>(a.rows.size());
-      weighted = weighted + static_cast<double>(count) *
-                                mask_text_contrastive_loss(masks[image].index_select(0, rows), image_texts, labels,
-                                                           mta_.temperature, mta_.negatives);
+      torch::Tensor matched_labels = targets[b].classes.index_select(0, cols).to(masks.device());
+      if (all_queries) {
+        // Every query: its matched class, else "none" (the last text class).
+        torch::Tensor labels = torch::full({queries}, num_classes_, matched_labels.options());
+        torch::Tensor weights = torch::full({queries}, none_weight, masks.options());
+        if (!a.rows.empty()) {
+          labels.index_put_({rows}, matched_labels);
+          weights.index_fill_(0, rows, 1.0);
+        }
+        weighted = weighted + (weights * mask_text_contrastive_losses(masks[image], image_texts, labels,
+                                                                      mta_.temperature, mta_.negatives)).sum();
+      } else if (!a.rows.empty()) {
+        weighted = weighted + mask_text_contrastive_losses(masks[image].index_select(0, rows), image_texts,
+                                                           matched_labels, mta_.temperature, mta_.negatives).sum();
+      }
     }
-    total = total + (matched_mean[p] > 0 ? weighted / matched_mean[p] : weighted);
+    total = total + (weight_means[p] > 0 ? weighted / weight_means[p] : weighted);
   }
   return mta_.lambda_sim * total;
 }

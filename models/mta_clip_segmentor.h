@@ -6,11 +6,14 @@
 //   L = lambda1 * CE(class) + lambda2 * (mask BCE + dice) + lambda3 * L_sim
 // with lambda1 = model.mask2former.class_weight, lambda2 = mask_weight = dice_weight, lambda3 =
 // model.mta_clip.lambda_sim. Text: K learnable context prompts (text_prompts.h) with every class
-// name through the frozen CLIP text encoder -> [K, C, E] each step. L_sim of a supervised
-// prediction uses that prediction's Hungarian matches (the criterion's own): each matched mask
-// query's m' against the K x C t' of its image, positive = the best of its class's K prompts,
-// negatives per model.mta_clip.negatives, S = cos / temperature; averaged over the matched queries
-// of the batch, summed over predictions (loss part "loss_sim").
+// name through the frozen CLIP text encoder -> [K, C, E] each step (C + 1 with sim_queries =
+// "all": a "none" class, as the official code appends). L_sim of a supervised prediction uses
+// that prediction's Hungarian matches (the criterion's own): with sim_queries = "all" (the code)
+// every mask query's m' against the K x (C + 1) t' of its image, its class that of its match or
+// "none", weighted 1 or no_object_weight; with "matched" only the matched queries. Positive = the
+// best of its class's K prompts, negatives per model.mta_clip.negatives, S = cos / temperature;
+// the weighted sum over the batch's queries divided by the sum of the weights (averaged over
+// ranks), summed over predictions (loss part "loss_sim").
 // Inference ignores the text queries' outputs (their presence in the decoder still shapes the
 // mask queries under joint attention): scores = Mask2Former's semantic inference. In eval mode
 // the prompt text embeddings are computed once and reused until the module is switched to

@@ -1,9 +1,23 @@
 // MTA-CLIP learnable context prompts: see text_prompts.h.
 #include "models/text_prompts.h"
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace segrun::models {
+namespace {
+
+// N(0, std) truncated to [-bound, bound], by the inverse CDF of a uniform draw between the bounds'
+// CDF values (timm's trunc_normal_, which DenseCLIP and MTA-CLIP call with std 1, bounds +-2).
+torch::Tensor truncated_normal(c10::IntArrayRef shape, double std, double bound) {
+  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
+  const double low = cdf(-bound / std), high = cdf(bound / std);
+  torch::Tensor t = torch::empty(shape).uniform_(2 * low - 1, 2 * high - 1);
+  return t.erfinv_().mul_(std * std::sqrt(2.0)).clamp_(-bound, bound);
+}
+
+}  // namespace
 
 TextPromptsImpl::TextPromptsImpl(ClipTextEncoder encoder, const ClipTokenizer& tokenizer,
                                  const std::vector<std::string>& class_names, const TextPromptsOptions& options)
@@ -19,7 +33,7 @@ TextPromptsImpl::TextPromptsImpl(ClipTextEncoder encoder, const ClipTokenizer& t
   class_ids_ = tokenizer.tokenize(class_names, class_tokens);
   for (auto& parameter : encoder_->parameters()) parameter.set_requires_grad(false);
   encoder_->eval();
-  contexts = register_parameter("contexts", torch::randn({options.prompts, options.context_length, width}) * 0.02);
+  contexts = register_parameter("contexts", truncated_normal({options.prompts, options.context_length, width}, 1.0, 2.0));
 }
 
 torch::Tensor TextPromptsImpl::forward() {

@@ -5,7 +5,9 @@
 // (ClipTextEncoderImpl::forward_with_context), giving K x C text embeddings [K, C, E] whose
 // gradient reaches the contexts only: the encoder stays frozen (requires_grad false, eval mode)
 // and is held, not registered, so it is neither trained nor saved with the model.
-// Parameter: `contexts` [K, M, width], init N(0, 0.02) (CoOp / DenseCLIP).
+// Parameter: `contexts` [K, M, width], init trunc_normal_(std 1, cut at +-2) as MTA-CLIP's
+// mta_clip.py:105-106 and DenseCLIP's denseclip.py do (timm's trunc_normal_: inverse CDF of a
+// uniform draw), from LibTorch's default generator.
 // Not thread-safe (a torch module).
 #include <torch/torch.h>
 

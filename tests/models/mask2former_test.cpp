@@ -271,7 +271,7 @@ TEST(Mask2FormerDecoder, ExtraQueriesWithSeparateAttentionLeaveTheMaskQueriesUnc
   const int64_t b = 2;
   std::vector<torch::Tensor> multi_scale = small_decoder_levels(b);
   torch::Tensor mask_features = torch::randn({b, 32, 16, 24});
-  ExtraQueries text{torch::randn({1, 5, 32}), torch::randn({1, 5, 32}), /*joint_attention=*/false};
+  ExtraQueries text{torch::randn({1, 5, 32}), torch::randn({1, 5, 32}), /*joint_attention=*/false, {}};
   torch::NoGradGuard no_grad;
   MaskedDecoderOutput alone = decoder->forward(multi_scale, mask_features);
   MaskedDecoderOutput separate = decoder->forward(multi_scale, mask_features, &text);
@@ -291,7 +291,7 @@ TEST(Mask2FormerDecoder, ExtraQueriesWithSeparateAttentionLeaveTheMaskQueriesUnc
   EXPECT_TRUE(torch::allclose(joint.class_logits.front(), alone.class_logits.front(), 1e-5, 1e-5));
   EXPECT_THROW(decoder->forward(multi_scale, mask_features,
                                 std::make_unique<ExtraQueries>(ExtraQueries{torch::randn({1, 5, 16}),
-                                                                            torch::randn({1, 5, 16}), true})
+                                                                            torch::randn({1, 5, 16}), true, {}})
                                     .get()),
                ModelError);
 }
@@ -424,6 +424,14 @@ TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
   LossTerms weighted = criterion.loss({classes2}, {masks}, targets, nullptr);
   const double ce_nobj = std::log(std::exp(5.0) + 2.0);  // -log softmax(5, 0, 0)[2]
   EXPECT_NEAR(weighted.parts[0].second.item<double>(), 2.0 * (1.0 * ce + 0.1 * ce_nobj) / 1.1, 1e-5);
+
+  // MTA-CLIP's code divides the mask and dice losses by the sum of the class weights of all
+  // queries (mask2former_head_det.py: num_total_masks = reduce_mean(class_weight[labels].sum())),
+  // here 1 + 0.1 = 1.1, instead of by the number of target masks (1).
+  Mask2FormerLossOptions by_weights = small_loss(2, p);
+  by_weights.mask_norm_by_class_weights = true;
+  LossTerms mta = Mask2FormerCriterion(by_weights).loss({classes}, {masks}, targets, nullptr);
+  EXPECT_NEAR(mta.parts[1].second.item<double>(), 5.0 * std::log(2.0) / 1.1, 1e-5);
 
   // An image without labels: everything is "no object", mask losses are zero, gradients exist.
   std::vector<SemanticTargets> empty{semantic_targets(torch::full({8, 8}, 255, torch::kLong), 2)};

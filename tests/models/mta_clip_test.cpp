@@ -65,6 +65,7 @@ TEST(MtaClip, SeparateAttentionWithoutContrastiveIsExactlyMask2Former) {
   ModelConfig config = tiny_mta();
   config.mta_clip.joint_attention = false;
   config.mta_clip.contrastive = false;
+  config.mta_clip.joint_query_norm = false;  // the code's joint LayerNorm would touch the mask queries
   auto mta = build_mta(config, 3);
   auto m2f = build_segmentor(build_options(tiny_mta("mask2former"), 3));
   copy_shared_state(*mta, *m2f);
@@ -79,6 +80,7 @@ TEST(MtaClip, SeparateAttentionWithoutContrastiveIsExactlyMask2Former) {
   // Joint attention with the same weights: the mask queries now see the text queries.
   ModelConfig joint = tiny_mta();
   joint.mta_clip.contrastive = false;
+  joint.mta_clip.joint_query_norm = false;
   auto mixed = build_mta(joint, 3);
   copy_shared_state(*mta, *mixed);
   mixed->eval();
@@ -91,6 +93,15 @@ TEST(MtaClip, SeparateAttentionWithoutContrastiveIsExactlyMask2Former) {
   copy_shared_state(*mta, *plain);
   plain->eval();
   EXPECT_TRUE(torch::allclose(plain->predict_logits(images), expected, 1e-5, 1e-6));
+
+  // The official code's LayerNorm over mask and text queries together changes the mask queries
+  // even under separate attention.
+  ModelConfig joint_norm = config;
+  joint_norm.mta_clip.joint_query_norm = true;
+  auto normed = build_mta(joint_norm, 3);
+  copy_shared_state(*mta, *normed);
+  normed->eval();
+  EXPECT_GT((normed->predict_logits(images) - expected).abs().max().item<double>(), 1e-4);
 }
 
 TEST(MtaClip, ParametersFollowTheSwitches) {
@@ -108,7 +119,11 @@ TEST(MtaClip, ParametersFollowTheSwitches) {
         "mask_text.text_gamma", "text_prompts.contexts", "text_encoder.token_embedding.weight",
         "text_encoder.text_projection"})
     EXPECT_EQ(names.count(expected), 1u) << expected;
-  EXPECT_EQ(full->named_parameters()["mask_text.text_query_embed.weight"].size(0), 2 * 3);  // K x C
+  // K x (C + 1): the official code's "none" text class (train.py) for sim_queries = "all".
+  EXPECT_EQ(full->named_parameters()["mask_text.text_query_embed.weight"].size(0), 2 * 4);
+  ModelConfig matched_only = tiny_mta();
+  matched_only.mta_clip.sim_queries = "matched";
+  EXPECT_EQ(build_mta(matched_only, 3)->named_parameters()["mask_text.text_query_embed.weight"].size(0), 2 * 3);
   // The text encoder is frozen: not in either optimizer group.
   int64_t trainable = 0;
   for (const auto& item : full->named_parameters()) {
@@ -143,10 +158,15 @@ TEST(MtaClip, ParametersFollowTheSwitches) {
   EXPECT_EQ(parsed.model.mta_clip.context_length, 8);
 }
 
-TEST(MtaClip, ContrastiveLossOverMatchedQueriesMatchesPytorch) {
+// sim_queries = "matched" (segrun's earlier reading) and "all" (the official code's: every query,
+// unmatched ones toward "none" with weight no_object_weight 0.1, sum(w * loss) / sum(w)).
+TEST(MtaClip, ContrastiveLossMatchesPytorchForMatchedAndAllQueries) {
+  for (const std::string sim : {"matched", "all"})
   for (const std::string negatives : {"mixneg", "separateneg"}) {
+    SCOPED_TRACE(sim + " " + negatives);
     torch::manual_seed(3);
     ModelConfig config = tiny_mta();
+    config.mta_clip.sim_queries = sim;
     config.mta_clip.negatives = negatives;
     config.mta_clip.temperature = 0.5;
     config.mta_clip.lambda_sim = 1.5;
@@ -155,13 +175,14 @@ TEST(MtaClip, ContrastiveLossOverMatchedQueriesMatchesPytorch) {
       torch::NoGradGuard no_grad;  // a gamma far from its 1e-4 init so the text branch matters
       model->named_parameters()["mask_text.text_gamma"].uniform_(0.2, 0.6);
     }
-    const int64_t batch = 2, queries = 8, hidden = 32, text_queries = 2 * 3;
+    const int64_t text_classes = sim == "all" ? 4 : 3;  // + "none"
+    const int64_t batch = 2, queries = 8, hidden = 32, text_queries = 2 * text_classes;
     MaskedDecoderOutput out;
     for (int p = 0; p < 3; ++p) {  // index 0 = the unsupervised initial prediction
       out.query_states.push_back(torch::randn({batch, queries, hidden}));
       out.extra_states.push_back(torch::randn({batch, text_queries, hidden}));
     }
-    torch::Tensor text = torch::randn({2, 3, model->named_parameters()["text_encoder.text_projection"].size(1)})
+    torch::Tensor text = torch::randn({2, text_classes, model->named_parameters()["text_encoder.text_projection"].size(1)})
                              .requires_grad_(true);
     std::vector<SemanticTargets> targets(2);
     targets[0].classes = torch::tensor({0, 2}, torch::kLong);
@@ -196,6 +217,8 @@ TEST(MtaClip, ContrastiveLossOverMatchedQueriesMatchesPytorch) {
     dict.insert("tau", torch::tensor(0.5));
     dict.insert("lambda", torch::tensor(1.5));
     dict.insert("separate", torch::tensor(negatives == "separateneg" ? 1 : 0));
+    dict.insert("all", torch::tensor(sim == "all" ? 1 : 0));
+    dict.insert("none_weight", torch::tensor(config.mask2former.no_object_weight));
     auto ref = test_io::run_tensor_reference("reference_mta_clip.py", dict);
     EXPECT_NEAR(loss.item<double>(), ref.at("loss").item<double>(), 1e-5 * std::abs(ref.at("loss").item<double>()))
         << negatives;
@@ -270,9 +293,20 @@ TEST(MtaClip, ABatchWithoutLabelsStillGivesEveryTrainableParameterAGradient) {
   model->train();
   LossTerms terms = model->loss(torch::randn({2, 3, 64, 64}), torch::full({2, 64, 64}, 255, torch::kLong));
   EXPECT_EQ(terms.parts.back().first, "loss_sim");
-  EXPECT_EQ(terms.parts.back().second.item<double>(), 0.0);
+  EXPECT_GT(terms.parts.back().second.item<double>(), 0.0);  // "all": every query toward "none"
   terms.total.backward();
   for (const auto& item : model->named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    EXPECT_TRUE(item.value().grad().defined()) << item.key();
+  }
+  ModelConfig matched_only = tiny_mta();
+  matched_only.mta_clip.sim_queries = "matched";
+  auto matched_model = build_mta(matched_only, 3);
+  matched_model->train();
+  LossTerms none = matched_model->loss(torch::randn({2, 3, 64, 64}), torch::full({2, 64, 64}, 255, torch::kLong));
+  EXPECT_EQ(none.parts.back().second.item<double>(), 0.0);  // "matched": nothing to supervise
+  none.total.backward();
+  for (const auto& item : matched_model->named_parameters()) {
     if (!item.value().requires_grad()) continue;
     EXPECT_TRUE(item.value().grad().defined()) << item.key();
   }

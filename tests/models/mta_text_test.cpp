@@ -116,5 +116,27 @@ TEST(MtaText, ContrastiveLossEdgeCases) {
   EXPECT_TRUE(std::isfinite(aligned.item<double>()));
 }
 
+// The contexts start as MTA-CLIP's mta_clip.py:105-106 (and DenseCLIP's) trunc_normal_(std=1):
+// N(0, 1) cut at +-2, whose standard deviation is sqrt(1 - 4 phi(2) / (Phi(2) - Phi(-2))) = 0.8796.
+TEST(MtaText, ContextsStartAsTheOfficialTruncatedNormal) {
+  torch::manual_seed(0);
+  ClipTextOptions text;
+  text.width = 64;
+  text.layers = 1;
+  text.heads = 2;
+  text.embed_dim = 16;
+  ClipTextEncoder encoder(text);
+  TextPromptsOptions options;
+  options.prompts = 8;
+  options.context_length = 8;
+  const std::vector<std::string> names{"wall", "sky"};
+  TextPrompts prompts(encoder, ClipTokenizer(), names, options);
+  const torch::Tensor c = prompts->contexts.detach();
+  ASSERT_EQ(c.sizes(), torch::IntArrayRef({8, 8, 64}));
+  EXPECT_LE(c.abs().max().item<double>(), 2.0);
+  EXPECT_NEAR(c.std().item<double>(), 0.8796, 0.03);  // 4096 draws: standard error ~0.01
+  EXPECT_NEAR(c.mean().item<double>(), 0.0, 0.05);
+}
+
 }  // namespace
 }  // namespace segrun::models

@@ -143,6 +143,8 @@ int SweepCommands::run() {
     options.cols = spec.table.cols;
     options.metric = spec.table.metric;
     options.baseline = spec.table.baseline;
+    options.paper = spec.table.paper;
+    options.paper_source = spec.table.paper_source;
     if (spec.table.order == "spec") options.order = spec.configurations;
     if (per_class == std::vector<std::string>{"spec"}) {
       if (spec.table.per_class.empty())

@@ -121,11 +121,13 @@ std::string fmt_delta(double v, int decimals) {
 struct CellText {
   std::string value;
   std::string delta;
+  std::string paper;  // empty without a paper value
 };
 
 CellText cell_text(const ResultCell& c, const ResultGrid& g, bool show_n) {
   CellText t;
   t.value = fmt(c.mean, g.decimals);
+  if (!std::isnan(c.paper)) t.paper = fmt(c.paper, g.decimals);
   if (c.values.size() >= 2) t.value += " \xC2\xB1 " + fmt(c.std, g.decimals);
   if (show_n) t.value += " (n=" + std::to_string(c.values.size()) + ")";
   if (!g.baseline.empty()) {
@@ -156,6 +158,8 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
   if (g.runs_not_done > 0)
     notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
+  if (g.has_paper)
+    notes.push_back("paper: the value the paper reports" + (g.paper_source.empty() ? std::string(".") : " (" + g.paper_source + ")."));
   return notes;
 }
 
@@ -315,7 +319,18 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     cell.row = static_cast<size_t>(std::find(rows.begin(), rows.end(), project(config, g.row_keys)) - rows.begin());
     cell.col = static_cast<size_t>(std::find(cols.begin(), cols.end(), project(config, g.col_keys)) - cols.begin());
     cell.delta = std::nan("");
+    cell.paper = std::nan("");
+    for (const PaperValue& p : options.paper) {
+      if (!matches(config, p.config)) continue;
+      auto value = p.values.find(options.metric);  // the paper may not report this metric
+      if (value != p.values.end()) {
+        cell.paper = value->second;
+        g.has_paper = true;
+      }
+      break;
+    }
   }
+  g.paper_source = options.paper_source;
 
   if (!options.baseline.empty()) {
     // The delta of a configuration is taken against the baseline configuration that differs
@@ -384,6 +399,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
       cell["within_spread"] = c.within_spread;
       cell["baseline"] = c.is_baseline;
       cell["best"] = c.best;
+      cell["paper"] = number_or_null(c.paper);
       j["cells"].push_back(cell);
     }
     return j.dump(2) + "\n";
@@ -394,7 +410,9 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
   std::vector<CellIndex> best;
   if (g.col_keys.empty()) {
     header.push_back(g.metric);
+    if (g.has_paper) header.push_back("paper");
     if (!g.baseline.empty()) header.push_back("\xCE\x94 " + g.metric);
+    const size_t delta_col = g.has_paper ? 3 : 2;
     for (size_t r = 0; r < rows.size(); ++r) {
       rows[r].assign(header.size(), "-");
       rows[r][0] = row_label(g, r);
@@ -402,7 +420,8 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     for (const auto& c : g.cells) {
       const CellText t = cell_text(c, g, show_n);
       rows[c.row][1] = t.value;
-      if (!g.baseline.empty()) rows[c.row][2] = t.delta;
+      if (!t.paper.empty()) rows[c.row][2] = t.paper;
+      if (!g.baseline.empty()) rows[c.row][delta_col] = t.delta;
       if (c.best) best.emplace_back(c.row, 1);
     }
   } else {
@@ -414,6 +433,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     for (const auto& c : g.cells) {
       const CellText t = cell_text(c, g, show_n);
       std::string text = t.value;
+      if (!t.paper.empty()) text += " (paper " + t.paper + ")";
       if (!g.baseline.empty() && !c.is_baseline && !std::isnan(c.delta)) text += ", \xCE\x94 " + t.delta;
       rows[c.row][c.col + 1] = text;
       if (c.best) best.emplace_back(c.row, c.col + 1);

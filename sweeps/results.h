@@ -34,6 +34,10 @@ struct ResultTableOptions {
   // in the order their values first occur here (values not listed follow, sorted); columns stay
   // sorted by value.
   std::vector<Overrides> order;
+  // The paper's numbers for configurations (a spec's [paper]), shown beside the measured ones:
+  // a "paper" column without `cols`, "(paper x)" in each cell with them.
+  std::vector<PaperValue> paper;
+  std::string paper_source;
 };
 
 struct ResultCell {
@@ -46,6 +50,7 @@ struct ResultCell {
   bool within_spread = false;   // |delta| < max(std, std of the reference), both n >= 2
   bool is_baseline = false;
   bool best = false;
+  double paper = 0.0;           // NaN when the paper gives no number for this configuration
   size_t row = 0;
   size_t col = 0;
 };
@@ -61,6 +66,8 @@ struct ResultGrid {
   bool baseline_unpaired = false;  // some delta is against the single baseline configuration
   int runs_not_done = 0;
   int decimals = 2;
+  bool has_paper = false;          // some cell has a paper value
+  std::string paper_source;
 };
 
 // Groups done runs into cells. ConfigError when a rows/cols/baseline/where key is not swept,

@@ -145,7 +145,7 @@ bool valid_name(const std::string& s) {
 }
 
 const std::set<std::string> kTopKeys{"name", "base", "runs_dir", "description", "seeds", "fixed", "grid",
-                                     "variants", "include", "exclude", "resources", "table"};
+                                     "variants", "include", "exclude", "resources", "table", "paper"};
 
 // "key=value" arguments of a set of overrides.
 std::vector<std::string> override_args(const Overrides& overrides) {
@@ -534,14 +534,14 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
   }
   if (spec.configurations.empty()) r.fail(0, "", "no runs left after include/exclude");
 
+  auto check_swept = [&](const toml::node& node, const std::string& key, const std::string& what) {
+    if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
+      r.fail(node, what, "'" + key + "' is not a swept key");
+  };
   // [table] hints
   if (const toml::node* n = root.get("table")) {
     const toml::table* t = n->as_table();
     if (!t) r.fail(*n, "table", "expected a table");
-    auto check_swept = [&](const toml::node& node, const std::string& key, const std::string& what) {
-      if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
-        r.fail(node, what, "'" + key + "' is not a swept key");
-    };
     for (const auto& [k, v] : *t) {
       const std::string key = "table." + std::string(k.str());
       if (k.str() == "rows" || k.str() == "cols") {
@@ -569,6 +569,52 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
           r.fail(v, key, "{" + describe(spec.table.baseline) + "} matches no run");
       } else {
         r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class, order)");
+      }
+    }
+  }
+
+  // [paper]: source = "...", values = [{ <swept key> = <value>, ..., <metric> = <number> }, ...]
+  if (const toml::node* n = root.get("paper")) {
+    const toml::table* t = n->as_table();
+    if (!t) r.fail(*n, "paper", "expected a table (source, values)");
+    for (const auto& [k, v] : *t) {
+      const std::string key = "paper." + std::string(k.str());
+      if (k.str() == "source") {
+        if (!v.is_string()) r.fail(v, key, "expected a string (the paper's table and rows)");
+        spec.table.paper_source = v.as_string()->get();
+      } else if (k.str() == "values") {
+        const toml::array* entries = v.as_array();
+        const std::string shape = "{ <swept key> = value, ..., <metric> = number }";
+        if (!entries) r.fail(v, key, "expected an array of tables " + shape);
+        for (const auto& entry : *entries) {
+          const toml::table* e = entry.as_table();
+          if (!e) r.fail(entry, key, "expected a table " + shape);
+          // Keys with a dot are swept config keys; the others are metrics (mIoU, mIoU_ms, ...).
+          PaperValue paper;
+          toml::table keys;
+          for (const auto& [ek, ev] : *e) {
+            const std::string name(ek.str());
+            if (name.find('.') != std::string::npos) {
+              keys.insert(ek, ev);
+            } else if (ev.is_integer() || ev.is_floating_point()) {
+              paper.values[name] = ev.is_integer() ? static_cast<double>(ev.as_integer()->get()) : ev.as_floating_point()->get();
+            } else {
+              r.fail(ev, key + " " + name, "a metric's value must be a number");
+            }
+          }
+          if (!paper.values.count(spec.table.metric))
+            r.fail(entry, key, "each entry needs the table metric: " + spec.table.metric + " = number");
+          for (const auto& [pk, located] : read_overrides(r, keys, key, spec.base)) {
+            check_swept(entry, pk, key);
+            paper.config[pk] = located.value;
+          }
+          if (std::none_of(spec.configurations.begin(), spec.configurations.end(),
+                           [&](const Overrides& c) { return matches(c, paper.config); }))
+            r.fail(entry, key, "{" + describe(paper.config) + "} matches no run");
+          spec.table.paper.push_back(paper);
+        }
+      } else {
+        r.fail(v, key, "unknown key (known: source, values)");
       }
     }
   }

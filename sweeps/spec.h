@@ -23,6 +23,13 @@ namespace segrun::sweeps {
 // Dotted config key -> canonical TOML value text, sorted by key.
 using Overrides = std::map<std::string, std::string>;
 
+// The numbers the paper reports for one configuration (an entry of the spec's [paper] values).
+struct PaperValue {
+  Overrides config;  // swept keys it sets: it applies to the configurations that have them (the
+                     // first entry that applies to a configuration gives its values)
+  std::map<std::string, double> values;  // metric (a key without a dot: mIoU, mIoU_ms) -> number
+};
+
 struct TableHints {
   std::vector<std::string> rows;       // swept keys labelling the rows
   std::vector<std::string> cols;       // swept keys labelling the columns
@@ -30,6 +37,9 @@ struct TableHints {
   Overrides baseline;                  // partial configuration the deltas refer to
   std::vector<std::string> per_class;  // class names for the per-class table
   std::string order = "value";         // rows: "value" = sorted by value; "spec" = as the spec lists them
+  // [paper]: the paper's numbers, shown beside the measured ones, and where they come from.
+  std::vector<PaperValue> paper;
+  std::string paper_source;
 };
 
 struct SweepSpec {

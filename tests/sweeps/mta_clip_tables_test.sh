@@ -43,16 +43,17 @@ V = {
 }
 PY
 # fabricate.py NAME PLAN_CSV RUNS_DIR: the plan must list exactly the expected configurations
-# (one seed each) in folders named <id>-<slug>, the slug built here from the swept values as
-# docs/sweeps.md describes it; writes status + result.json into every run folder.
+# (seeds 0, 1, 2 each) in folders named <id>-<slug>, the slug built here from the swept values as
+# docs/sweeps.md describes it; writes status + result.json into every run folder (the same values
+# for every seed).
 cat > fabricate.py <<'PY'
 import csv, json, os, sys
 sys.path.insert(0, ".")
 from values import V
 name, plan, runs = sys.argv[1:4]
 rows = list(csv.DictReader(open(plan)))
-got = sorted(r["overrides"] for r in rows)
-want = sorted(V[name])
+got = sorted((r["overrides"], r["seed"]) for r in rows)
+want = sorted((o, str(seed)) for o in V[name] for seed in (0, 1, 2))
 if got != want:
     sys.exit("%s: planned %s, expected %s" % (name, got, want))
 for row in rows:
@@ -61,8 +62,8 @@ for row in rows:
         key, value = kv.split("=", 1)
         parts.append("".join(c if c.isalnum() or c in ".-_" else "-" for c in key.rsplit(".", 1)[-1] + value))
     slug = ("_".join(parts) + "_s" + row["seed"])[:60]
-    if row["seed"] != "0" or row["run"] != row["id"] + "-" + slug or len(row["id"]) != 10:
-        sys.exit("%s: run folder %s, expected %s-%s (seed 0)" % (name, row["run"], row["id"], slug))
+    if row["run"] != row["id"] + "-" + slug or len(row["id"]) != 10:
+        sys.exit("%s: run folder %s, expected %s-%s" % (name, row["run"], row["id"], slug))
     miou, miou_ms = V[name][row["overrides"]]
     d = os.path.join(runs, row["run"])
     os.makedirs(d, exist_ok=True)
@@ -95,18 +96,18 @@ table_equals() {
   check "$name: $format table equals golden/$golden" diff -u "$here/golden/$golden" "$golden"
 }
 
-plan_spec table3_components 4
+plan_spec table3_components 12  # 4 configurations x 3 seeds
 table_equals table3_components mta_table3_components.tex latex
 table_equals table3_components mta_table3_components.md md
-plan_spec table4_attention 3
+plan_spec table4_attention 9
 table_equals table4_attention mta_table4_attention.tex latex
-plan_spec table4_prompts 9
+plan_spec table4_prompts 27
 table_equals table4_prompts mta_table4_prompts.tex latex
 table_equals table4_prompts mta_table4_prompts.md md
-plan_spec table1_ade20k 4
+plan_spec table1_ade20k 12
 table_equals table1_ade20k mta_table1_ade20k.tex latex
 table_equals table1_ade20k mta_table1_ade20k_ms.tex latex --metric mIoU_ms
-plan_spec table2_cityscapes 4
+plan_spec table2_cityscapes 12
 table_equals table2_cityscapes mta_table2_cityscapes.tex latex
 table_equals table2_cityscapes mta_table2_cityscapes_ms.tex latex --metric mIoU_ms
 
@@ -117,21 +118,21 @@ for name in table3_components table4_attention table4_prompts table1_ade20k tabl
 done
 "$segrun" sweep run "$specs/table4_prompts.toml" --runs-dir "$work/runs/dry" --on local --dry-run > dry.txt 2> dry.err
 check "table4_prompts: dry run exit code ($(head -1 dry.err))" test $? -eq 0
-check "table4_prompts: 9 mpirun commands of 8 ranks" test "$(grep -c 'mpirun -np 8 ' dry.txt)" -eq 9
-check "table4_prompts: every command trains from RN50.pt" test "$(grep -c "'model.pretrained=\"pretrained/RN50.pt\"'" dry.txt)" -eq 9
+check "table4_prompts: 27 mpirun commands of 8 ranks" test "$(grep -c 'mpirun -np 8 ' dry.txt)" -eq 27
+check "table4_prompts: every command trains from RN50.pt" test "$(grep -c "'model.pretrained=\"pretrained/RN50.pt\"'" dry.txt)" -eq 27
 for name in table1_ade20k table2_cityscapes; do
   "$segrun" sweep run "$specs/$name.toml" --runs-dir "$work/runs/dry_$name" --on local --dry-run > "dry_$name.txt" 2> "dry_$name.err"
   check "$name: dry run exit code ($(head -1 "dry_$name.err"))" test $? -eq 0
-  check "$name: every run reports mIoU_ms" test "$(grep -c ' eval.report_ms=true ' "dry_$name.txt")" -eq 4
-  check "$name: two runs train clip_rn101 from RN101.pt" test "$(grep -c "model.backbone=\"clip_rn101\"' .*'model.pretrained=\"pretrained/RN101.pt\"'" "dry_$name.txt")" -eq 2
+  check "$name: every run reports mIoU_ms" test "$(grep -c ' eval.report_ms=true ' "dry_$name.txt")" -eq 12
+  check "$name: six runs train clip_rn101 from RN101.pt" test "$(grep -c "model.backbone=\"clip_rn101\"' .*'model.pretrained=\"pretrained/RN101.pt\"'" "dry_$name.txt")" -eq 6
 done
 
-# The tiny CPU sweep: 4 runs of 2 ranks on the tiny Cityscapes config.
-plan_spec tiny_components 4
+# The tiny CPU sweep: 4 configurations x 3 seeds of 2 ranks on the tiny Cityscapes config.
+plan_spec tiny_components 12
 table_equals tiny_components mta_tiny_components.md md
 "$segrun" sweep run "$specs/tiny_components.toml" --runs-dir "$work/runs/tiny_dry" --on local --dry-run > tiny_dry.txt 2> tiny_dry.err
 check "tiny_components: dry run exit code ($(head -1 tiny_dry.err))" test $? -eq 0
-check "tiny_components: 4 mpirun commands of 2 ranks" test "$(grep -c 'mpirun -np 2 ' tiny_dry.txt)" -eq 4
-check "tiny_components: 60 iterations each" test "$(grep -c 'train.iters=60' tiny_dry.txt)" -eq 4
+check "tiny_components: 12 mpirun commands of 2 ranks" test "$(grep -c 'mpirun -np 2 ' tiny_dry.txt)" -eq 12
+check "tiny_components: 60 iterations each" test "$(grep -c 'train.iters=60' tiny_dry.txt)" -eq 12
 
 finish mta_clip_tables_test

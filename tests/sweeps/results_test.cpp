@@ -79,6 +79,28 @@ TEST_F(OneAxis, Markdown) {
   EXPECT_EQ(format_result_grid(build_result_grid(runs_, options), "md"), expected);
 }
 
+// The paper's value beside the measured one: a column without cols, only for the metric it
+// reports, with its source in a footnote.
+TEST_F(OneAxis, PaperColumn) {
+  ResultTableOptions options;
+  options.baseline = {{"model.dropout", "0.1"}};
+  options.paper = {PaperValue{{{"model.dropout", "0.1"}}, {{"mIoU", 43.0}}}};
+  options.paper_source = "Table 9";
+  const ResultGrid g = build_result_grid(runs_, options);
+  EXPECT_TRUE(g.has_paper);
+  EXPECT_TRUE(std::isnan(g.cells[0].paper));
+  EXPECT_DOUBLE_EQ(g.cells[1].paper, 43.0);
+  EXPECT_EQ(format_result_grid(g, "csv"),
+            "model.dropout,mIoU,paper,\xCE\x94 mIoU\n"
+            "0.0,40.50 \xC2\xB1 0.71 (n=2),-,-1.75\n"
+            "0.1,42.25 \xC2\xB1 0.35 (n=2),43.00,baseline\n"
+            "0.2,42.40 \xC2\xB1 0.14 (n=2)*,-,+0.15~\n");
+  EXPECT_NE(format_result_grid(g, "md").find("- paper: the value the paper reports (Table 9)."), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(format_result_grid(g, "json"))["cells"][1]["paper"], 43.0);
+  options.metric = "sky";  // a metric the paper does not report: no column
+  EXPECT_FALSE(build_result_grid(runs_, options).has_paper);
+}
+
 TEST_F(OneAxis, CsvTextLatexAndJson) {
   ResultTableOptions options;
   options.baseline = {{"model.dropout", "0.1"}};

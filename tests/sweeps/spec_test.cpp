@@ -158,6 +158,29 @@ TEST_F(SpecTest, VariantsCrossTheGridAndFiltersSelect) {
   EXPECT_EQ(filtered.configurations[2], (Overrides{{"model.norm", "\"syncbn\""}, {"model.dropout", "0.2"}}));
 }
 
+// [paper]: the paper's numbers per configuration; keys with a dot are swept keys, the others
+// metrics; each entry needs the table metric and must match a run.
+TEST_F(SpecTest, PaperValuesPerConfiguration) {
+  const std::string head = "base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n";
+  SweepSpec spec = parse(head + "[paper]\nsource = \"Table 9\"\nvalues = [\n"
+                                "  { \"model.dropout\" = 0.1, mIoU = 44.5, mIoU_ms = 45.25 },\n]\n");
+  EXPECT_EQ(spec.table.paper_source, "Table 9");
+  ASSERT_EQ(spec.table.paper.size(), 1u);
+  EXPECT_EQ(spec.table.paper[0].config, (Overrides{{"model.dropout", "0.1"}}));
+  EXPECT_DOUBLE_EQ(spec.table.paper[0].values.at("mIoU"), 44.5);
+  EXPECT_DOUBLE_EQ(spec.table.paper[0].values.at("mIoU_ms"), 45.25);
+  EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"model.dropout\" = 0.1, mIoU_ms = 45.0 }]\n")
+                .find("each entry needs the table metric: mIoU"), std::string::npos);
+  EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"model.dropout\" = 0.3, mIoU = 45.0 }]\n").find("matches no run"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"train.lr\" = 0.1, mIoU = 45.0 }]\n").find("is not a swept key"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"model.dropout\" = 0.1, mIoU = \"high\" }]\n")
+                .find("a metric's value must be a number"), std::string::npos);
+  EXPECT_NE(error_of(head + "[paper]\ntable = 9\n").find("paper.table: unknown key (known: source, values)"),
+            std::string::npos);
+}
+
 TEST_F(SpecTest, FixedOverridesJoinEveryRun) {
   SweepSpec spec = parse("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 20\n"
                          "[grid]\n\"model.dropout\" = [0.0, 0.1]\n");

@@ -154,6 +154,12 @@ const std::vector<Field>& schema() {
     clip_sp_real("batch_drop.r_start", &ClipSpConfig::drop_r_start, 0, 1);
     clip_sp_real("batch_drop.r_end", &ClipSpConfig::drop_r_end, 0, 1);
     clip_sp_real("batch_drop.decay", &ClipSpConfig::drop_decay, 0, 1);
+    s.push_back(choice("model.clip_sp.batch_drop.mode", [](Config& c) -> std::string& { return c.model.clip_sp.drop_mode; },
+                       {"slots", "images"}));
+    s.push_back(choice("model.clip_sp.srm_gate", [](Config& c) -> std::string& { return c.model.clip_sp.srm_gate; },
+                       {"linear", "sigmoid"}));
+    s.push_back(make("model.clip_sp.srm_output_proj",
+                     Ref<bool>([](Config& c) -> bool& { return c.model.clip_sp.srm_output_proj; })));
     clip_sp_real("lambda_ml", &ClipSpConfig::lambda_ml, 0, 1e4);
     clip_sp_real("lambda_aux", &ClipSpConfig::lambda_aux, 0, 1e4);
     clip_sp_real("asl.gamma_neg", &ClipSpConfig::asl_gamma_neg, 0, 100);

@@ -40,9 +40,16 @@ struct ClipSpConfig {
   int attn_dim = 512;                     // Dual GraphFormer cross-attention width
   int heads = 8;
   int srm_dim = 256;                      // Scene Refinement non-local attention width
+  std::string srm_gate = "linear";        // x4' = T_g * x4 (paper Eq. 4) | "sigmoid": sigmoid(T_g) * x4 (SENet)
+  bool srm_output_proj = true;            // the non-local block's W_z on the attended features [38]
   double drop_r_start = 0.9;              // batch drop: r = max(r_end, r_start * decay^iter)
   double drop_r_end = 0.1;
   double drop_decay = 0.9999;
+  // "slots" (the paper's words, Sec. 3.5): each of the batch's top-k label slots is replaced, with
+  // probability r, by a class sampled from the image's ground truth, whose scene token carries
+  // probability 1; "images": each image, with probability r, takes all its slots from its ground
+  // truth (filled up with its top predicted absent classes), tokens keep the predicted probability.
+  std::string drop_mode = "slots";
   double lambda_ml = 10.0;                // lambda1: asymmetric multi-label loss weight
   double lambda_aux = 0.4;                // lambda2: scene-attention auxiliary CE weight
   double asl_gamma_neg = 4.0;

@@ -34,6 +34,7 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   SEGRUN_CHECK(top_k_ <= num_classes_, ConfigError,
                "model.clip_sp.top_k: " << top_k_ << " exceeds the " << num_classes_ << " classes of the data layout");
   batch_drop_ = BatchDropOptions{sp.drop_r_start, sp.drop_r_end, sp.drop_decay};
+  drop_mode_ = sp.drop_mode;
   lambda_ml_ = sp.lambda_ml;
   lambda_aux_ = sp.lambda_aux;
   asl_.gamma_neg = sp.asl_gamma_neg;
@@ -67,6 +68,8 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   srm.hidden = spec.embed_dim;
   srm.attn_dim = sp.srm_dim;
   srm.norm = head_norm;
+  srm.sigmoid_gate = sp.srm_gate == "sigmoid";
+  srm.output_proj = sp.srm_output_proj;
   srm_ = register_module("srm", SceneRefinement(srm));
 
   FpnNeckOptions neck;
@@ -93,15 +96,30 @@ ClipSpOutputs ClipSpSegmentorImpl::run(const torch::Tensor& images, const torch:
   ClipSpOutputs out;
   out.label_logits = ml_decoder_->forward(image_tokens(features), text_embeddings);
   torch::Tensor probs = torch::sigmoid(out.label_logits);
-  torch::Tensor draws;  // keyed per sample: the batch-drop choices do not depend on the rank layout
-  if (present.defined() && drop_ratio > 0)
-    draws = random_->uniform(probs.size(0), stream_id(RandomSite::kBatchDrop), {1 + probs.size(1)},
-                             probs.options().dtype(torch::kFloat32));
-  out.selected = select_scene_labels(probs, top_k_, present, drop_ratio, draws);
-  // Scene tokens T = [S_k, p_k]: the selected text embeddings with their probabilities.
+  // Batch drop (training): the draws are keyed per sample, so the choices do not depend on the
+  // rank layout.
+  const bool dropping = present.defined() && drop_ratio > 0;
+  torch::Tensor from_ground_truth;
+  if (dropping && drop_mode_ == "slots") {
+    const torch::Tensor draws = random_->uniform(probs.size(0), stream_id(RandomSite::kBatchDrop), {2 * top_k_},
+                                                 probs.options().dtype(torch::kFloat32));
+    SceneSelection selection = replace_scene_slots(probs, top_k_, present, drop_ratio, draws);
+    out.selected = selection.labels;
+    from_ground_truth = selection.from_ground_truth;
+  } else {
+    torch::Tensor draws;
+    if (dropping)
+      draws = random_->uniform(probs.size(0), stream_id(RandomSite::kBatchDrop), {1 + probs.size(1)},
+                               probs.options().dtype(torch::kFloat32));
+    out.selected = select_scene_labels(probs, top_k_, present, drop_ratio, draws);
+  }
+  // Scene tokens T = [S_k, p_k]: the selected text embeddings with their probabilities (1 for a
+  // ground-truth class placed by the slot-wise batch drop).
   torch::Tensor s_k = text_embeddings.index_select(0, out.selected.reshape({-1}))
                           .reshape({out.selected.size(0), top_k_, text_embeddings.size(1)});
-  torch::Tensor p_k = probs.gather(1, out.selected).unsqueeze(2);
+  torch::Tensor p_k = probs.gather(1, out.selected);
+  if (from_ground_truth.defined()) p_k = torch::where(from_ground_truth, torch::ones_like(p_k), p_k);
+  p_k = p_k.unsqueeze(2);
   torch::Tensor tokens = torch::cat({s_k, p_k}, 2);
   torch::Tensor x4;
   std::tie(x4, out.attn_logits) = srm_->forward(features.stages[3], tokens);

@@ -60,6 +60,7 @@ class ClipSpSegmentorImpl : public SegmentorImpl {
   int64_t top_k_;
   std::shared_ptr<dist::Communicator> comm_;  // global normalizer of the auxiliary loss (may be null)
   BatchDropOptions batch_drop_;
+  std::string drop_mode_;  // model.clip_sp.batch_drop.mode: "slots" | "images"
   double lambda_ml_, lambda_aux_;
   AsymmetricLossOptions asl_;
   int64_t iteration_ = 0;

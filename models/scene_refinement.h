@@ -5,11 +5,15 @@
 //   T_g = Pool_k(MLP(T))                     MLP: Linear(C+1, hidden) -> ReLU -> Linear(hidden, C4);
 //                                            Pool_k: a learnable weighted sum over the k slots
 //                                            (the paper's "parameterized global pooling"), init mean;
-//   x4' = sigmoid(T_g) * x4                  SENet-style channel gate (paper Eq. 4);
+//   x4' = T_g * x4                           the paper's Eq. 4 (gate = "linear", default), or
+//                                            sigmoid(T_g) * x4 (gate = "sigmoid": SENet's gate,
+//                                            which the text compares it to);
 //   m   = softmax(Q K^T / sqrt(d))           non-local cross-attention, Q = Conv1x1(x4') [HW, d],
 //                                            K, V = Linear(T) [k, d] (one head; m is the map the
 //                                            auxiliary loss supervises);
-//   out = ReLU(Norm(Conv1x1([x4', m V])))    concat + 1x1 conv fusion back to C4 channels.
+//   y   = W_z(m V)                           the output transform of the non-local block the paper
+//                                            cites [38], a 1x1 conv d -> d (output_proj; off: y = m V);
+//   out = ReLU(Norm(Conv1x1([x4', y])))      concat + 1x1 conv fusion back to C4 channels.
 // forward returns {out [B, C4, H, W], attention logits Q K^T / sqrt(d) [B, H*W, k]}.
 // Not thread-safe (a torch module).
 #include <torch/torch.h>
@@ -28,6 +32,8 @@ struct SceneRefinementOptions {
   int64_t hidden = 1024;            // MLP hidden width
   int64_t attn_dim = 256;           // d
   NormFactory norm;                 // required: the fusion conv's normalization
+  bool sigmoid_gate = false;        // sigmoid(T_g) instead of T_g in Eq. 4
+  bool output_proj = true;          // W_z after the attention
 };
 
 class SceneRefinementImpl : public torch::nn::Module {
@@ -37,6 +43,8 @@ class SceneRefinementImpl : public torch::nn::Module {
 
  private:
   int64_t attn_dim_;
+  bool sigmoid_gate_;
+  torch::nn::Conv2d output_proj_{nullptr};
   torch::nn::Sequential mlp_{nullptr};
   torch::nn::Linear pool_{nullptr};
   torch::nn::Conv2d query_{nullptr};

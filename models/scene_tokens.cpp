@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 
@@ -55,6 +56,44 @@ torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const t
   // pooling weights see), whichever way they were chosen.
   torch::Tensor order = std::get<1>(scores.gather(1, chosen).sort(1, /*descending=*/true));
   return chosen.gather(1, order);
+}
+
+SceneSelection replace_scene_slots(const torch::Tensor& probs, int64_t k, const torch::Tensor& present,
+                                   double drop_ratio, const torch::Tensor& draws) {
+  SEGRUN_CHECK(probs.dim() == 2 && present.sizes() == probs.sizes(), ModelError,
+               "scene slots: probs " << probs.sizes() << " and present " << present.sizes() << " must both be [B, K]");
+  SEGRUN_CHECK(k >= 1 && k <= probs.size(1), ConfigError,
+               "model.clip_sp.top_k: " << k << " must be in [1, " << probs.size(1) << "] (the number of classes)");
+  SEGRUN_CHECK(draws.dim() == 2 && draws.size(0) == probs.size(0) && draws.size(1) == 2 * k, ModelError,
+               "scene slots: draws must be [B, 2k], got " << draws.sizes());
+  torch::NoGradGuard no_grad;
+  const torch::Device device = probs.device();
+  // Small host work (B x k): the top-k labels, then slot by slot.
+  torch::Tensor top = std::get<1>(probs.detach().to(torch::kFloat32).topk(k, 1, true, true)).to(torch::kCPU).contiguous();
+  const torch::Tensor gt = present.to(torch::kCPU, torch::kFloat32).contiguous();
+  const torch::Tensor u = draws.to(torch::kCPU, torch::kFloat64).contiguous();
+  torch::Tensor from_gt = torch::zeros({probs.size(0), k}, torch::kBool);
+  auto labels = top.accessor<int64_t, 2>();
+  auto replaced = from_gt.accessor<bool, 2>();
+  const auto truth = gt.accessor<float, 2>();
+  const auto uniform = u.accessor<double, 2>();
+  for (int64_t b = 0; b < top.size(0); ++b) {
+    std::vector<char> used(static_cast<size_t>(probs.size(1)), 0);
+    for (int64_t j = 0; j < k; ++j) used[static_cast<size_t>(labels[b][j])] = 1;
+    for (int64_t j = 0; j < k; ++j) {
+      if (uniform[b][j] >= drop_ratio) continue;
+      std::vector<int64_t> candidates;
+      for (int64_t c = 0; c < probs.size(1); ++c)
+        if (truth[b][c] > 0 && !used[static_cast<size_t>(c)]) candidates.push_back(c);
+      if (candidates.empty()) continue;
+      const auto pick = std::min(candidates.size() - 1, static_cast<size_t>(uniform[b][k + j] * static_cast<double>(candidates.size())));
+      used[static_cast<size_t>(labels[b][j])] = 0;
+      labels[b][j] = candidates[pick];
+      used[static_cast<size_t>(labels[b][j])] = 1;
+      replaced[b][j] = true;
+    }
+  }
+  return {top.to(device), from_gt.to(device)};
 }
 
 torch::Tensor scene_aux_targets(const torch::Tensor& labels, const torch::Tensor& selected, int64_t h, int64_t w) {

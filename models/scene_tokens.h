@@ -2,8 +2,8 @@
 // CLIP-SP's adaptive prompting (paper Sec. 3.2 and 3.5) as pure tensor functions:
 //  - which classes an image contains (the multi-label targets),
 //  - the batch-drop ratio schedule r(iter) = max(r_end, r_start * decay^iter),
-//  - the k labels each image's scene tokens are built from: the top-k of S_l, or, for a ratio r
-//    of the batch during training, labels taken from the ground truth,
+//  - the k labels each image's scene tokens are built from: the top-k of S_l, with a ratio r of
+//    them replaced by ground-truth classes during training (per slot, or per image),
 //  - the auxiliary loss targets: for each cell of the 1/32 feature grid, the slot among the k
 //    selected labels holding the cell's ground-truth class (ignored when none does).
 // Randomness comes from `draws` when given (the segmentor's keyed per-sample uniforms, see
@@ -37,6 +37,20 @@ torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes);
 // undefined they are drawn from LibTorch's default generator.
 torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const torch::Tensor& present = {},
                                   double drop_ratio = 0.0, const torch::Tensor& draws = {});
+
+// The paper's batch drop, read literally (Sec. 3.5: "mask the batch of top-k labels from S_l and
+// replace them with labels sampled from the ground-truth"), model.clip_sp.batch_drop.mode =
+// "slots": each of the k slots of each image's top-k (descending probability) is, with
+// probability drop_ratio (draws[b, j] < r), replaced by a class of the image's ground truth not
+// already among its labels, chosen uniformly (by draws[b, k + j]); a slot with no such class left
+// keeps its label. Replaced slots keep their position. draws [B, 2k] uniform in [0, 1).
+// Returns the labels [B, k] (int64) and which slots hold a ground-truth class [B, k] (bool).
+struct SceneSelection {
+  torch::Tensor labels;
+  torch::Tensor from_ground_truth;
+};
+SceneSelection replace_scene_slots(const torch::Tensor& probs, int64_t k, const torch::Tensor& present,
+                                   double drop_ratio, const torch::Tensor& draws);
 
 // Auxiliary-loss targets [B, h, w] (int64): labels [B, H, W] are resized to h x w by nearest
 // neighbour (source pixel floor(i * H / h)); a cell whose class equals selected[b, i] gets i,

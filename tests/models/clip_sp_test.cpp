@@ -62,8 +62,14 @@ void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, co
   EXPECT_LE(max_err, tolerance * scale) << what << ": max |diff| " << max_err << " vs max |ref| " << scale;
 }
 
+// Both readings of the Scene Refinement Module: the paper's Eq. 4 (x4 * T_g) with the cited
+// non-local block's output transform W_z (the defaults), and segrun's earlier sigmoid gate without.
 TEST(ClipSp, MatchesPytorchReference) {
+  for (const bool paper_srm : {true, false}) {
+  SCOPED_TRACE(paper_srm ? "Eq. 4 gate + W_z" : "sigmoid gate, no W_z");
   BuildOptions options = tiny_options();
+  options.config.clip_sp.srm_gate = paper_srm ? "linear" : "sigmoid";
+  options.config.clip_sp.srm_output_proj = paper_srm;
   auto model = std::dynamic_pointer_cast<ClipSpSegmentorImpl>(build_segmentor(options));
   ASSERT_TRUE(model);
   test_io::randomize_norms(*model);
@@ -103,6 +109,8 @@ TEST(ClipSp, MatchesPytorchReference) {
   dict.insert("cfg.attn_dim", torch::tensor(sp.attn_dim));
   dict.insert("cfg.heads", torch::tensor(sp.heads));
   dict.insert("cfg.srm_dim", torch::tensor(sp.srm_dim));
+  dict.insert("cfg.srm_sigmoid", torch::tensor(sp.srm_gate == "sigmoid" ? 1 : 0));
+  dict.insert("cfg.srm_output_proj", torch::tensor(sp.srm_output_proj ? 1 : 0));
   dict.insert("cfg.fpn_channels", torch::tensor(options.config.fpn_channels));
   dict.insert("cfg.lambda_ml", torch::tensor(sp.lambda_ml));
   dict.insert("cfg.lambda_aux", torch::tensor(sp.lambda_aux));
@@ -141,6 +149,7 @@ TEST(ClipSp, MatchesPytorchReference) {
   value.backward();
   EXPECT_NEAR(value.item<double>(), ref.at("asl.value").item<double>(), 1e-6);
   expect_close(x.grad(), ref.at("asl.grad"), "ASL gradient", 1e-5);
+  }
 }
 
 TEST(ClipSp, BatchDropScheduleDecaysToTheFloor) {
@@ -188,6 +197,39 @@ TEST(ClipSp, SelectionTakesTopKOrGroundTruthWithBatchDrop) {
   EXPECT_NEAR(changed, 0.5, 0.07);
 
   EXPECT_THROW(select_scene_labels(probs, 9), ConfigError);
+}
+
+// Slot-wise batch drop (mode "slots"), computed by hand: a slot whose draw u[b, j] < r takes the
+// ground-truth class at index floor(u[b, k + j] * n) of the n ground-truth classes not yet among
+// the image's labels (ascending class order); other slots keep their top-k label.
+TEST(ClipSp, SlotwiseBatchDropReplacesSlotsWithGroundTruthClasses) {
+  torch::Tensor probs = torch::tensor({{0.9f, 0.1f, 0.8f, 0.2f, 0.7f, 0.3f, 0.6f, 0.05f},
+                                       {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}});
+  torch::Tensor present = torch::zeros({2, 8});
+  present[0][1] = 1;
+  present[0][7] = 1;
+  present[1].slice(0, 0, 4).fill_(1);
+  // Image 0, top-3 {0, 2, 4}: slot 0 drops (0.2 < 0.5), candidates {1, 7}, floor(0.6 * 2) = 1 -> 7;
+  // slot 1 stays (0.9); slot 2 drops (0.1), candidates {1}, -> 1.
+  // Image 1, top-3 {7, 6, 5}: every slot drops; candidates {0,1,2,3} -> 0, then {1,2,3} with
+  // floor(0.5 * 3) = 1 -> 2, then {1, 3} with floor(0.99 * 2) = 1 -> 3.
+  torch::Tensor draws = torch::tensor({{0.2, 0.9, 0.1, 0.6, 0.3, 0.99}, {0.4, 0.4, 0.4, 0.0, 0.5, 0.99}});
+  SceneSelection slots = replace_scene_slots(probs, 3, present, 0.5, draws);
+  EXPECT_TRUE(torch::equal(slots.labels, torch::tensor({{7, 2, 1}, {0, 2, 3}}, torch::kLong))) << slots.labels;
+  EXPECT_TRUE(torch::equal(slots.from_ground_truth, torch::tensor({{true, false, true}, {true, true, true}})))
+      << slots.from_ground_truth;
+
+  // Ratio 0 keeps the top-k; a ground truth already inside the top-k leaves nothing to place.
+  SceneSelection kept = replace_scene_slots(probs, 3, present, 0.0, draws);
+  EXPECT_TRUE(torch::equal(kept.labels, select_scene_labels(probs, 3)));
+  EXPECT_FALSE(kept.from_ground_truth.any().item<bool>());
+  torch::Tensor inside = torch::zeros({2, 8});
+  inside[0][0] = inside[0][2] = inside[1][7] = 1;
+  SceneSelection nothing = replace_scene_slots(probs, 3, inside, 1.0, torch::zeros({2, 6}));
+  EXPECT_TRUE(torch::equal(nothing.labels, select_scene_labels(probs, 3)));
+  EXPECT_FALSE(nothing.from_ground_truth.any().item<bool>());
+
+  EXPECT_THROW(replace_scene_slots(probs, 3, present, 0.5, torch::zeros({2, 3})), ModelError);
 }
 
 TEST(ClipSp, AuxTargetsPointAtTheSlotOfEachCellsClass) {

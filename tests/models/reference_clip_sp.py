@@ -4,8 +4,9 @@ Written from the paper (Sec. 3.2-3.4, Eqs. 2-8) and from segrun's documented rea
 (docs/models.md), not from the C++: Dual GraphFormer blocks (GloRe-style node compression,
 GELU(LayerNorm(Conv1d_k1)) graph convolutions, two-way cross-attention, weighted shortcuts, a
 shared linear classifier), the MLP decoder, top-k scene tokens T = [S_k, p_k], the Scene
-Refinement Module (MLP + parameterized pooling -> sigmoid channel gate, single-head non-local
-cross-attention, concat + 1x1 conv + BN + ReLU), Semantic FPN on (x1, x2, x3, x4''), and the
+Refinement Module (MLP + parameterized pooling -> the channel gate of Eq. 4, T_g * x4 as written
+or sigmoid(T_g) * x4 ("srm_sigmoid"), single-head non-local cross-attention with or without the
+non-local block's output transform W_z ("srm_output_proj"), concat + 1x1 conv + BN + ReLU), Semantic FPN on (x1, x2, x3, x4''), and the
 losses: ASL (Ridnik et al., gamma_neg 4, gamma_pos 1, clip 0.05, focal weight without gradient,
 mean over elements), the auxiliary CE on the attention map and mmseg's CE.
 
@@ -89,24 +90,29 @@ class DualGraphFormer(nn.Module):
 
 
 class SceneRefinement(nn.Module):
-    def __init__(self, c4, ct, k, hidden, dim):
+    def __init__(self, c4, ct, k, hidden, dim, sigmoid_gate, output_proj):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(ct, hidden), nn.ReLU(), nn.Linear(hidden, c4))
         self.pool = nn.Linear(k, 1)
         self.query = nn.Conv2d(c4, dim, 1)
         self.key, self.value = nn.Linear(ct, dim), nn.Linear(ct, dim)
+        # The non-local block's output transform W_z (Wang et al. 2018, Eq. 6), here dim -> dim.
+        self.output_proj = nn.Conv2d(dim, dim, 1) if output_proj else None
         self.fuse = nn.Conv2d(c4 + dim, c4, 1, bias=False)
         self.fuse_norm = nn.BatchNorm2d(c4)
-        self.dim = dim
+        self.dim, self.sigmoid_gate = dim, sigmoid_gate
 
     def forward(self, x4, t):
         b, _, h, w = x4.shape
         t_g = self.pool(self.mlp(t).transpose(1, 2)).squeeze(2)       # Eq. 3
-        x4p = torch.sigmoid(t_g)[:, :, None, None] * x4                 # Eq. 4 (sigmoid gate)
+        gate = torch.sigmoid(t_g) if self.sigmoid_gate else t_g         # Eq. 4 as written: T_g * x4
+        x4p = gate[:, :, None, None] * x4
         q = self.query(x4p).flatten(2).transpose(1, 2)
         logits = q @ self.key(t).transpose(1, 2) / math.sqrt(self.dim)  # Eq. 7 before softmax
         att = torch.softmax(logits, -1) @ self.value(t)
         att = att.transpose(1, 2).reshape(b, self.dim, h, w)
+        if self.output_proj is not None:
+            att = self.output_proj(att)
         return F.relu(self.fuse_norm(self.fuse(torch.cat([x4p, att], 1)))), logits
 
 
@@ -120,7 +126,8 @@ class ClipSp(nn.Module):
         self.register_buffer("text_embeddings", text)
         self.ml_decoder = DualGraphFormer(embed, k, int(cfg["blocks"]), int(cfg["nodes"]), int(cfg["attn_dim"]),
                                           int(cfg["heads"]))
-        self.srm = SceneRefinement(32 * width, embed + 1, self.top_k, embed, int(cfg["srm_dim"]))
+        self.srm = SceneRefinement(32 * width, embed + 1, self.top_k, embed, int(cfg["srm_dim"]),
+                                   bool(int(cfg["srm_sigmoid"])), bool(int(cfg["srm_output_proj"])))
         self.neck = FPN([4 * width, 8 * width, 16 * width, 32 * width], int(cfg["fpn_channels"]))
         self.decode_head = FPNHead(int(cfg["fpn_channels"]), k)
 

@@ -34,8 +34,9 @@ TEST(Device, PlacementFollowsDistDevice) {
     EXPECT_NE(message.find("rank 3"), std::string::npos) << message;
     EXPECT_NE(message.find("node7"), std::string::npos) << message;
   }
-  // On the CPU, auto picks the MPI backend.
-  EXPECT_EQ(make_communicator("auto", place_on_device(singleton_context(), "auto"))->backend_name(), "mpi");
+  // That auto picks the MPI backend on the CPU is checked in mpi_dist_test: making a communicator
+  // initializes MPI, which this single-process suite leaves alone (LeakSanitizer flags Open MPI's
+  // plugins when a unit suite ends without MPI_Finalize).
 }
 
 TEST(SyncBatchNorm, WorldOfOneEqualsBatchNorm2d) {

@@ -10,12 +10,14 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "build_config.h"
 #include "core/config.h"
 #include "data/loader.h"
 #include "data/pack.h"
 #include "data/store.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
+#include "dist/device.h"
 #include "dist/grad_sync.h"
 #include "dist/sync_batch_norm.h"
 #include "models/segmentor.h"
@@ -45,6 +47,13 @@ TEST(MpiCommunicator, Collectives) {
   EXPECT_TRUE(torch::equal(b, torch::full({3}, 2.0, torch::kFloat64)));
   auto g = comm->allgather(torch::full({2}, r, torch::kInt32));
   EXPECT_TRUE(torch::equal(g, torch::tensor({0, 0, 1, 1}, torch::kInt32).view({2, 2})));
+}
+
+TEST(MpiCommunicator, AutoBackendIsMpiOnCpuRanks) {
+  if (SEGRUN_WITH_CUDA && torch::cuda::device_count() > 0) GTEST_SKIP() << "a GPU is visible";
+  auto comm = make_communicator("auto", place_on_device(singleton_context(), "auto"));
+  EXPECT_EQ(comm->backend_name(), "mpi");
+  EXPECT_EQ(comm->size(), 2);
 }
 
 TEST(SyncBatchNorm, TwoRanksEqualOneProcessOverTheGlobalBatch) {

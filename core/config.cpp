@@ -26,7 +26,7 @@ using Ref = std::function<T&(Config&)>;
 
 using AnyRef = std::variant<Ref<int>, Ref<int64_t>, Ref<uint64_t>, Ref<double>, Ref<bool>,
                             Ref<std::string>, Ref<std::array<int, 2>>, Ref<std::array<double, 2>>,
-                            Ref<std::vector<double>>, Ref<std::vector<std::string>>>;
+                            Ref<std::vector<double>>, Ref<std::vector<int>>, Ref<std::vector<std::string>>>;
 
 struct Field {
   std::string key;
@@ -122,7 +122,7 @@ const std::vector<Field>& schema() {
                        {"fail", "skip"}));
     // [model]
     s.push_back(choice("model.backbone", [](Config& c) -> std::string& { return c.model.backbone; },
-                       {"clip_rn50", "clip_rn101"}));
+                       {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
     s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
                      256));
     s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
@@ -133,6 +133,19 @@ const std::vector<Field>& schema() {
                      Ref<int>([](Config& c) -> int& { return c.model.fpn_channels; }), 8, 1024));
     s.push_back(make("model.dropout", Ref<double>([](Config& c) -> double& { return c.model.dropout; }),
                      0, 0.99));
+    // [model.vit]
+    auto vit_int = [&s](const char* leaf, int VitConfig::*member, double min, double max) {
+      s.push_back(make(std::string("model.vit.") + leaf,
+                       Ref<int>([member](Config& c) -> int& { return c.model.vit.*member; }), min, max));
+    };
+    vit_int("width", &VitConfig::width, 8, 8192);
+    vit_int("layers", &VitConfig::layers, 1, 256);
+    vit_int("heads", &VitConfig::heads, 1, 256);
+    vit_int("embed_dim", &VitConfig::embed_dim, 8, 8192);
+    s.push_back(make("model.vit.out_indices",
+                     Ref<std::vector<int>>([](Config& c) -> std::vector<int>& { return c.model.vit.out_indices; }), 0, 255));
+    s.push_back(make("model.vit.drop_path_rate",
+                     Ref<double>([](Config& c) -> double& { return c.model.vit.drop_path_rate; }), 0, 0.99));
     // [model.clip_sp]
     auto clip_sp_int = [&s](const char* leaf, int ClipSpConfig::*member, double min, double max) {
       s.push_back(make(std::string("model.clip_sp.") + leaf,
@@ -466,6 +479,11 @@ void assign(const Field& f, Config& config, const toml::node& node, const Origin
           std::vector<double> v;
           for (size_t i = 0; i < arr.size(); ++i) v.push_back(read_number(f, *arr.get(i), where));
           target = v;
+        } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+          const auto& arr = read_array(f, node, where, 0);
+          std::vector<int> v;
+          for (size_t i = 0; i < arr.size(); ++i) v.push_back(static_cast<int>(read_integer(f, *arr.get(i), where)));
+          target = v;
         } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
           // A list of words; [] is allowed (none).
           if (!node.is_array()) fail(where, f.key, "expected an array of strings, got " + toml_type_name(node));
@@ -543,6 +561,16 @@ void check_cross_fields(const Config& c, const std::string& origin) {
     fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");
   if (c.model.text.width % c.model.text.heads != 0)
     fail_cross("model.text.width", "must be divisible by model.text.heads");
+  if (c.model.vit.width % c.model.vit.heads != 0)
+    fail_cross("model.vit.width", "must be divisible by model.vit.heads");
+  const std::vector<int>& levels = c.model.vit.out_indices;
+  if (levels.size() != 4) fail_cross("model.vit.out_indices", "needs 4 block indices (the 1/4, 1/8, 1/16, 1/32 levels)");
+  for (size_t i = 0; i < levels.size(); ++i) {
+    if (levels[i] >= c.model.vit.layers)
+      fail_cross("model.vit.out_indices", "index " + std::to_string(levels[i]) + " is not a block of model.vit.layers = " +
+                                              std::to_string(c.model.vit.layers) + " (0-based)");
+    if (i > 0 && levels[i] <= levels[i - 1]) fail_cross("model.vit.out_indices", "indices must increase");
+  }
   if (c.model.head == "mta_clip" && !c.model.mta_clip.text_enhanced && !c.model.mta_clip.contrastive)
     fail_cross("model.mta_clip.contrastive",
                "with text_enhanced = false too, nothing of MTA-CLIP is left: that is model.head = \"mask2former\"");

@@ -110,9 +110,22 @@ struct MtaClipConfig {
   bool joint_query_norm = true;
 };
 
+// CLIP vision transformer (model.backbone = "clip_vit_b16": patch 16); defaults = OpenAI's
+// ViT-B/16, smaller for tiny CPU configs. See models/clip_vit.h and docs/models.md.
+struct VitConfig {
+  int width = 768;                        // token width
+  int layers = 12;                        // residual attention blocks
+  int heads = 12;
+  int embed_dim = 512;                    // CLIP embedding width (visual proj; = the text encoder's)
+  // Blocks whose patch tokens become the 1/4, 1/8, 1/16, 1/32 features (DenseCLIP's out_indices).
+  std::vector<int> out_indices{3, 5, 7, 11};
+  double drop_path_rate = 0.0;            // stochastic depth of the last block (linear from 0)
+};
+
 struct ModelConfig {
-  std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101
-  int width = 64;                         // ResNet stem width (64 = the real RN50)
+  std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101 | clip_vit_b16
+  int width = 64;                         // ResNet stem width (64 = the real RN50; unused by ViTs)
+  VitConfig vit;                          // sizes of clip_vit_b16
   std::string pretrained;                 // OpenAI CLIP TorchScript archive; "none" = random init on
                                           // purpose ("" is refused by `segrun train`)
   std::string head = "fpn";               // fpn (more heads come with their issues)

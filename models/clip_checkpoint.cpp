@@ -3,6 +3,7 @@
 
 #include <torch/script.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -81,6 +82,12 @@ WeightImportReport import_torchscript_weights(const WeightImportOptions& options
   for (auto& item : destination) {
     const std::string& key = item.first;
     torch::Tensor& dst = item.second;
+    bool target_only = false;
+    for (const auto& prefix : options.target_only_prefixes) target_only = target_only || starts_with(key, prefix);
+    if (target_only) {
+      ++report.own_init;
+      continue;
+    }
     auto it = source.find(key);
     if (it == source.end()) {
       SEGRUN_CHECK(key.size() >= 19 && key.compare(key.size() - 19, 19, "num_batches_tracked") == 0, ModelError,
@@ -88,15 +95,15 @@ WeightImportReport import_torchscript_weights(const WeightImportOptions& options
       continue;
     }
     torch::Tensor value = it->second;
-    if (value.sizes() != dst.sizes() && key == "attnpool.positional_embedding" && value.dim() == 2 &&
-        value.size(1) == dst.size(1)) {
+    const bool grid_key = std::find(options.grid_keys.begin(), options.grid_keys.end(), key) != options.grid_keys.end();
+    if (value.sizes() != dst.sizes() && grid_key && value.dim() == 2 && dst.dim() == 2 && value.size(1) == dst.size(1)) {
       torch::Tensor resized = resize_positional_embedding(value, dst.size(0));
       if (resized.defined()) {
         value = resized;
         report.resized.push_back(key);
       }
     }
-    if (value.sizes() != dst.sizes() && key == "positional_embedding" && value.dim() == 2 && dst.dim() == 2 &&
+    if (value.sizes() != dst.sizes() && !grid_key && key == "positional_embedding" && value.dim() == 2 && dst.dim() == 2 &&
         value.size(1) == dst.size(1) && value.size(0) > dst.size(0)) {
       value = value.slice(0, 0, dst.size(0));  // text context truncated to the model's (DenseCLIP)
       report.resized.push_back(key);

@@ -27,7 +27,7 @@ torch::nn::AnyModule make_norm(const NormFactory& norm, int64_t channels) {
 }  // namespace
 
 const std::vector<std::string>& clip_backbone_variants() {
-  static const std::vector<std::string> variants{"clip_rn50", "clip_rn101"};
+  static const std::vector<std::string> variants{"clip_rn50", "clip_rn101", "clip_vit_b16"};
   return variants;
 }
 
@@ -195,7 +195,11 @@ ClipResNetImpl::ClipResNetImpl(const ClipResNetOptions& options)
   }
 }
 
-ClipResNetOutput ClipResNetImpl::forward(const torch::Tensor& images) {
+ClipVisualSpec ClipResNetImpl::visual_spec() const {
+  return ClipVisualSpec{spec_.stage_channels(), spec_.embed_dim, spec_.feature_dim};
+}
+
+ClipVisualOutput ClipResNetImpl::forward(const torch::Tensor& images) {
   SEGRUN_CHECK(images.dim() == 4 && images.size(1) == 3, ModelError,
                "CLIP ResNet: expected images [B, 3, H, W], got " << images.sizes());
   SEGRUN_CHECK(images.size(2) >= 32 && images.size(3) >= 32, ModelError,
@@ -204,7 +208,7 @@ ClipResNetOutput ClipResNetImpl::forward(const torch::Tensor& images) {
   x = torch::relu(bn2_.forward(conv2_->forward(x)));
   x = torch::relu(bn3_.forward(conv3_->forward(x)));
   x = avg_pool(x, 2);
-  ClipResNetOutput out;
+  ClipVisualOutput out;
   for (auto& layer : layers_) {
     x = layer->forward(x);
     out.stages.push_back(x);

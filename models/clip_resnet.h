@@ -1,5 +1,6 @@
 #pragma once
-// CLIP's ModifiedResNet visual tower (OpenAI CLIP RN50 / RN101), as used by DenseCLIP:
+// CLIP's ModifiedResNet visual tower (OpenAI CLIP RN50 / RN101), as used by DenseCLIP; a
+// ClipVisualBackbone (clip_visual.h):
 //  - stem: three 3x3 convs (3 -> w/2 stride 2, w/2 -> w/2, w/2 -> w), each BN + ReLU, no conv
 //    bias, then AvgPool2d(2): stride 4;
 //  - Bottleneck blocks (expansion 4) whose convs all have stride 1; a stride-s block downsamples
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "models/clip_visual.h"
 #include "models/norm.h"
 
 namespace segrun::models {
@@ -44,12 +46,6 @@ struct ClipResNetSpec {
 };
 const std::vector<std::string>& clip_backbone_variants();
 ClipResNetSpec validate_clip_resnet_options(const ClipResNetOptions& options);
-
-struct ClipResNetOutput {
-  std::vector<torch::Tensor> stages;  // c1..c4
-  torch::Tensor global;               // [B, E] (undefined without attnpool)
-  torch::Tensor dense;                // [B, E, H/32, W/32] (undefined without attnpool)
-};
 
 class ClipBottleneckImpl : public torch::nn::Module {
  public:
@@ -78,12 +74,13 @@ class AttentionPool2dImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AttentionPool2d);
 
-class ClipResNetImpl : public torch::nn::Module {
+class ClipResNetImpl : public ClipVisualBackboneImpl {
  public:
   explicit ClipResNetImpl(const ClipResNetOptions& options);
-  ClipResNetOutput forward(const torch::Tensor& images);
+  ClipVisualOutput forward(const torch::Tensor& images) override;
   const ClipResNetSpec& spec() const { return spec_; }
-  bool has_attnpool() const { return !attnpool_.is_empty(); }
+  ClipVisualSpec visual_spec() const override;
+  bool has_embeddings() const override { return !attnpool_.is_empty(); }
 
  private:
   ClipResNetSpec spec_;

@@ -44,8 +44,8 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   const NormFactory norm = make_norm_factory(m.norm, options.comm);
   // A frozen norm only suits pretrained statistics: new modules get a trainable one.
   const NormFactory head_norm = m.norm == "frozen_bn" ? make_norm_factory("syncbn", options.comm) : norm;
-  backbone_ = register_module("backbone", make_clip_backbone(m, norm, /*with_attnpool=*/true));
-  const ClipResNetSpec& spec = backbone_->spec();
+  backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/true, random_));
+  const ClipVisualSpec spec = backbone_->visual_spec();
 
   text_embeddings = register_buffer(
       "text_embeddings", options.weights_from_checkpoint ? torch::zeros({num_classes_, spec.embed_dim})
@@ -73,7 +73,7 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   srm_ = register_module("srm", SceneRefinement(srm));
 
   FpnNeckOptions neck;
-  neck.in_channels = spec.stage_channels();
+  neck.in_channels = spec.stage_channels;
   neck.channels = m.fpn_channels;
   neck_ = register_module("neck", FpnNeck(neck));
   FpnHeadOptions head;
@@ -85,14 +85,14 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   decode_head_ = register_module("decode_head", FpnHead(head));
 }
 
-torch::Tensor ClipSpSegmentorImpl::image_tokens(const ClipResNetOutput& features) const {
+torch::Tensor ClipSpSegmentorImpl::image_tokens(const ClipVisualOutput& features) const {
   return torch::cat({features.global.unsqueeze(1), features.dense.flatten(2).transpose(1, 2)}, 1);
 }
 
 double ClipSpSegmentorImpl::current_drop_ratio() const { return batch_drop_ratio(batch_drop_, iteration_); }
 
 ClipSpOutputs ClipSpSegmentorImpl::run(const torch::Tensor& images, const torch::Tensor& present, double drop_ratio) {
-  ClipResNetOutput features = backbone_->forward(images);
+  ClipVisualOutput features = backbone_->forward(images);
   ClipSpOutputs out;
   out.label_logits = ml_decoder_->forward(image_tokens(features), text_embeddings);
   torch::Tensor probs = torch::sigmoid(out.label_logits);
@@ -134,7 +134,7 @@ ClipSpOutputs ClipSpSegmentorImpl::run(const torch::Tensor& images, const torch:
 torch::Tensor ClipSpSegmentorImpl::forward(const torch::Tensor& images) { return run(images).seg_logits; }
 
 torch::Tensor ClipSpSegmentorImpl::label_scores(const torch::Tensor& images) {
-  ClipResNetOutput features = backbone_->forward(images);
+  ClipVisualOutput features = backbone_->forward(images);
   return torch::sigmoid(ml_decoder_->forward(image_tokens(features), text_embeddings));
 }
 

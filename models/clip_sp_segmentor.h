@@ -54,7 +54,7 @@ class ClipSpSegmentorImpl : public SegmentorImpl {
   torch::Tensor text_embeddings;  // buffer [K, C]
 
  private:
-  torch::Tensor image_tokens(const ClipResNetOutput& features) const;  // [B, L, C]
+  torch::Tensor image_tokens(const ClipVisualOutput& features) const;  // [B, L, C]
 
   int64_t num_classes_;
   int64_t top_k_;
@@ -64,7 +64,7 @@ class ClipSpSegmentorImpl : public SegmentorImpl {
   double lambda_ml_, lambda_aux_;
   AsymmetricLossOptions asl_;
   int64_t iteration_ = 0;
-  ClipResNet backbone_{nullptr};
+  std::shared_ptr<ClipVisualBackboneImpl> backbone_;
   std::shared_ptr<LabelDecoderImpl> ml_decoder_;
   SceneRefinement srm_{nullptr};
   FpnNeck neck_{nullptr};

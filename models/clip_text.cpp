@@ -12,11 +12,11 @@ ClipTextOptions clip_text_options_for(const std::string& backbone) {
   ClipTextOptions options;
   if (backbone == "clip_rn50") {
     options.embed_dim = 1024;
-  } else if (backbone == "clip_rn101") {
+  } else if (backbone == "clip_rn101" || backbone == "clip_vit_b16") {
     options.embed_dim = 512;
   } else {
     SEGRUN_THROW(ConfigError, "model.backbone: no CLIP text encoder pairs with '" << backbone
-                                  << "' (valid: clip_rn50, clip_rn101)");
+                                  << "' (valid: clip_rn50, clip_rn101, clip_vit_b16)");
   }
   return options;
 }
@@ -35,27 +35,6 @@ void validate_clip_text_options(const ClipTextOptions& options) {
                "ClipTextOptions.width " << options.width << " is not a multiple of heads " << options.heads);
 }
 
-// ---- residual block --------------------------------------------------------------------------------
-
-ClipTextBlockImpl::ClipTextBlockImpl(int64_t width, int64_t heads) {
-  attn_ = register_module("attn", torch::nn::MultiheadAttention(torch::nn::MultiheadAttentionOptions(width, heads)));
-  ln_1_ = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
-  mlp_ = torch::nn::Sequential();
-  mlp_->push_back("c_fc", torch::nn::Linear(width, 4 * width));
-  mlp_->push_back("c_proj", torch::nn::Linear(4 * width, width));
-  register_module("mlp", mlp_);
-  ln_2_ = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
-}
-
-torch::Tensor ClipTextBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  torch::Tensor h = ln_1_(x);
-  torch::Tensor attended = std::get<0>(attn_->forward(h, h, h, /*key_padding_mask=*/torch::Tensor(), /*need_weights=*/false, mask));
-  torch::Tensor y = x + attended;
-  torch::Tensor hidden = mlp_[0]->as<torch::nn::Linear>()->forward(ln_2_(y));
-  hidden = hidden * torch::sigmoid(1.702 * hidden);  // QuickGELU
-  return y + mlp_[1]->as<torch::nn::Linear>()->forward(hidden);
-}
-
 // ---- encoder ---------------------------------------------------------------------------------------
 
 ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextOptions& options) : options_(options) {
@@ -65,29 +44,17 @@ ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextOptions& options) : optio
   positional_embedding = register_parameter("positional_embedding", torch::empty({options.context_length, width}));
   auto transformer = register_module("transformer", std::make_shared<torch::nn::Module>());
   resblocks_ = torch::nn::ModuleList();
-  for (int64_t i = 0; i < options.layers; ++i) resblocks_->push_back(ClipTextBlock(width, options.heads));
+  for (int64_t i = 0; i < options.layers; ++i) resblocks_->push_back(ClipResidualBlock(width, options.heads));
   transformer->register_module("resblocks", resblocks_);
   ln_final_ = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
   text_projection = register_parameter("text_projection", torch::empty({width, options.embed_dim}));
 
   // OpenAI CLIP's initialize_parameters (text side).
   torch::NoGradGuard no_grad;
-  const double w = static_cast<double>(width);
-  const double proj_std = std::pow(w, -0.5) * std::pow(2.0 * static_cast<double>(options.layers), -0.5);
-  const double attn_std = std::pow(w, -0.5);
-  const double fc_std = std::pow(2.0 * w, -0.5);
   token_embedding_->weight.normal_(0.0, 0.02);
   positional_embedding.normal_(0.0, 0.01);
-  for (auto& item : transformer->named_parameters()) {
-    const std::string& key = item.key();
-    const auto ends_with = [&key](const std::string& suffix) {
-      return key.size() >= suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (ends_with("attn.in_proj_weight")) item.value().normal_(0.0, attn_std);
-    if (ends_with("attn.out_proj.weight") || ends_with("mlp.c_proj.weight")) item.value().normal_(0.0, proj_std);
-    if (ends_with("mlp.c_fc.weight")) item.value().normal_(0.0, fc_std);
-  }
-  text_projection.normal_(0.0, attn_std);
+  init_clip_transformer(*transformer, width, options.layers);
+  text_projection.normal_(0.0, std::pow(static_cast<double>(width), -0.5));
 }
 
 void ClipTextEncoderImpl::check_token_ids(const torch::Tensor& ids) const {
@@ -132,7 +99,7 @@ torch::Tensor ClipTextEncoderImpl::encode(const torch::Tensor& embeddings, const
   x = x.permute({1, 0, 2});  // [L, N, width]
   const torch::Tensor mask =
       torch::full({used, used}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
-  for (const auto& block : *resblocks_) x = block->as<ClipTextBlock>()->forward(x, mask);
+  for (const auto& block : *resblocks_) x = block->as<ClipResidualBlock>()->forward(x, mask);
   x = ln_final_(x.permute({1, 0, 2}));  // [N, L, width]
   const torch::Tensor rows = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(eot.device()));
   return x.index({rows, eot}).matmul(text_projection);

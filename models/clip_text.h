@@ -5,10 +5,10 @@
 //   x += mlp.c_proj(QuickGELU(mlp.c_fc(ln_2(x)))), QuickGELU(x) = x * sigmoid(1.702 x));
 //  ln_final; the feature at each text's end-of-text token (the argmax of its ids, EOT being the
 //  largest id) times text_projection [width, embed_dim].
-// Parameter names equal the OpenAI archive's text keys: token_embedding.weight,
-// positional_embedding, transformer.resblocks.N.{attn.in_proj_weight, attn.in_proj_bias,
-// attn.out_proj.weight/bias, ln_1.*, mlp.c_fc.*, mlp.c_proj.*, ln_2.*}, ln_final.*,
-// text_projection; `attn` is a torch::nn::MultiheadAttention.
+// The blocks are clip_transformer.h's. Parameter names equal the OpenAI archive's text keys:
+// token_embedding.weight, positional_embedding, transformer.resblocks.N.{attn.in_proj_weight,
+// attn.in_proj_bias, attn.out_proj.weight/bias, ln_1.*, mlp.c_fc.*, mlp.c_proj.*, ln_2.*},
+// ln_final.*, text_projection; `attn` is a torch::nn::MultiheadAttention.
 // Because the mask is causal, the EOT feature depends only on the positions up to it: forward()
 // runs the transformer on the first max(EOT index) + 1 positions only, which gives the same
 // result as the full context (up to float rounding) several times faster for short prompts.
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "models/clip_checkpoint.h"
+#include "models/clip_transformer.h"
 
 namespace segrun::models {
 
@@ -32,24 +33,11 @@ struct ClipTextOptions {
   int64_t layers = 12;
   int64_t embed_dim = 1024;  // 1024 pairs with clip_rn50, 512 with clip_rn101
 };
-// The real encoder paired with a visual variant ("clip_rn50" -> embed 1024, "clip_rn101" ->
-// 512); ConfigError naming model.backbone for other names.
+// The real encoder paired with a visual variant ("clip_rn50" -> embed 1024, "clip_rn101" and
+// "clip_vit_b16" -> 512); ConfigError naming model.backbone for other names.
 ClipTextOptions clip_text_options_for(const std::string& backbone);
 // ModelError naming the field for non-positive sizes or width % heads != 0.
 void validate_clip_text_options(const ClipTextOptions& options);
-
-class ClipTextBlockImpl : public torch::nn::Module {
- public:
-  ClipTextBlockImpl(int64_t width, int64_t heads);
-  // x [L, N, width] (sequence first), mask [L, L] additive.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
-
- private:
-  torch::nn::MultiheadAttention attn_{nullptr};
-  torch::nn::LayerNorm ln_1_{nullptr}, ln_2_{nullptr};
-  torch::nn::Sequential mlp_{nullptr};  // "c_fc", "c_proj" (QuickGELU applied between them)
-};
-TORCH_MODULE(ClipTextBlock);
 
 class ClipTextEncoderImpl : public torch::nn::Module {
  public:

@@ -91,8 +91,8 @@ torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, 
 Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
     : num_classes_(options.num_classes), comm_(options.comm), criterion_(mask2former_loss_options(options, random_)) {
   const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
-  backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
-  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->spec().stage_channels()));
+  backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/false, random_));
+  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->visual_spec().stage_channels));
   supervise_initial_ = options.config.mask2former.supervise_initial;
 }
 

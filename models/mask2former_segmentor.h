@@ -67,7 +67,7 @@ class Mask2FormerSegmentorImpl : public SegmentorImpl {
  private:
   int64_t num_classes_;
   std::shared_ptr<dist::Communicator> comm_;
-  ClipResNet backbone_{nullptr};
+  std::shared_ptr<ClipVisualBackboneImpl> backbone_;
   Mask2FormerHead decode_head_{nullptr};
   Mask2FormerCriterion criterion_;
   bool supervise_initial_ = false;  // also supervise the prediction made before layer 0

@@ -14,11 +14,11 @@ MtaClipSegmentorImpl::MtaClipSegmentorImpl(const BuildOptions& options)
       criterion_(mask2former_loss_options(options, random_)) {
   const ModelConfig& m = options.config;
   const NormFactory norm = make_norm_factory(m.norm, options.comm);
-  backbone_ = register_module("backbone", make_clip_backbone(m, norm, /*with_attnpool=*/false));
-  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->spec().stage_channels()));
+  backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/false, random_));
+  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->visual_spec().stage_channels));
   supervise_initial_ = m.mask2former.supervise_initial;
 
-  const int64_t embed_dim = backbone_->spec().embed_dim;
+  const int64_t embed_dim = backbone_->visual_spec().embed_dim;
   MaskTextAlignmentOptions alignment;
   alignment.embed_dim = embed_dim;
   alignment.hidden = m.mask2former.hidden_dim;

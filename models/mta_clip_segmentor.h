@@ -70,7 +70,7 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   MtaClipConfig mta_;
   int64_t num_classes_;
   std::shared_ptr<dist::Communicator> comm_;
-  ClipResNet backbone_{nullptr};
+  std::shared_ptr<ClipVisualBackboneImpl> backbone_;
   Mask2FormerHead decode_head_{nullptr};
   MaskTextAlignment mask_text_{nullptr};
   ClipTextEncoder text_encoder_{nullptr};

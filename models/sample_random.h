@@ -18,7 +18,7 @@
 namespace segrun::models {
 
 // Call sites that draw; combined with an index (a decoder layer) by stream_id().
-enum class RandomSite : uint64_t { kDropout = 1, kBatchDrop = 2, kMatchPoints = 3, kLossPoints = 4 };
+enum class RandomSite : uint64_t { kDropout = 1, kBatchDrop = 2, kMatchPoints = 3, kLossPoints = 4, kDropPath = 5 };
 uint64_t stream_id(RandomSite site, uint64_t index = 0);
 
 class SampleRandom {

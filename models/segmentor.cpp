@@ -89,23 +89,66 @@ bool has_pretrained_weights(const ModelConfig& config) {
   return !config.pretrained.empty() && config.pretrained != "none";
 }
 
-ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm, bool with_attnpool) {
+namespace {
+
+// A built tower and how the archive's visual.* tensors map onto it.
+struct VisualTower {
+  std::shared_ptr<ClipVisualBackboneImpl> module;
+  WeightImportOptions weights;
+};
+
+VisualTower make_clip_vit(const BuildOptions& build, const NormFactory& norm, bool with_embeddings,
+                          std::shared_ptr<SampleRandom> random) {
+  const VitConfig& vit = build.config.vit;
+  ClipVitOptions options;
+  options.patch_size = 16;
+  options.width = vit.width;
+  options.layers = vit.layers;
+  options.heads = vit.heads;
+  options.embed_dim = vit.embed_dim;
+  options.out_indices.assign(vit.out_indices.begin(), vit.out_indices.end());
+  options.drop_path_rate = vit.drop_path_rate;
+  SEGRUN_CHECK(build.crop_size >= 16 && build.crop_size % 16 == 0, ConfigError,
+               "data.crop: " << build.crop_size << " is not a multiple of clip_vit_b16's patch size 16");
+  options.input_resolution = build.crop_size;  // DenseCLIP: input_resolution = the crop
+  options.with_embeddings = with_embeddings;
+  // The pyramid's BN starts from random weights: a frozen norm would never learn (DenseCLIP: SyncBN).
+  options.norm = build.config.norm == "frozen_bn" ? make_norm_factory("syncbn", build.comm) : norm;
+  options.random = std::move(random);
+  VisualTower tower{std::make_shared<ClipVitImpl>(options), {}};
+  tower.weights.grid_keys = {"positional_embedding"};
+  tower.weights.target_only_prefixes = {"fpn1.", "fpn2.", "fpn3.", "fpn4."};
+  if (!with_embeddings) tower.weights.skip_prefixes = {"ln_post.", "proj"};
+  return tower;
+}
+
+VisualTower make_clip_resnet(const ModelConfig& config, const NormFactory& norm, bool with_embeddings) {
   ClipResNetOptions options;
   options.variant = config.backbone;
   options.width = config.width;
-  options.with_attnpool = with_attnpool;  // its positional grid is resized to the input at run time
+  options.with_attnpool = with_embeddings;  // its positional grid is resized to the input at run time
   options.norm = norm;
-  ClipResNet backbone(options);
+  VisualTower tower{std::make_shared<ClipResNetImpl>(options), {}};
+  if (!with_embeddings) tower.weights.skip_prefixes = {"attnpool."};
+  return tower;
+}
+
+}  // namespace
+
+std::shared_ptr<ClipVisualBackboneImpl> make_clip_backbone(const BuildOptions& build, const NormFactory& norm,
+                                                           bool with_embeddings, std::shared_ptr<SampleRandom> random) {
+  const ModelConfig& config = build.config;
+  VisualTower tower = config.backbone == "clip_vit_b16"
+                          ? make_clip_vit(build, norm, with_embeddings, std::move(random))
+                          : make_clip_resnet(config, norm, with_embeddings);
   if (has_pretrained_weights(config)) {
-    WeightImportOptions weights;
-    weights.path = config.pretrained;
-    weights.prefix = "visual.";
-    if (!with_attnpool) weights.skip_prefixes = {"attnpool."};
-    WeightImportReport report = import_torchscript_weights(weights, *backbone);
-    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped)", report.loaded,
-              config.pretrained, report.skipped);
+    tower.weights.path = config.pretrained;
+    tower.weights.prefix = "visual.";
+    WeightImportReport report = import_torchscript_weights(tower.weights, *tower.module);
+    log::info("model.pretrained: {} tensors of {} loaded into the backbone ({} skipped, {} left to their init)",
+              report.loaded, config.pretrained, report.skipped, report.own_init);
   }
-  return backbone;
+  return tower.module;
 }
 
 ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_dim, bool import_weights) {
@@ -127,10 +170,10 @@ ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_
 
 FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(options.num_classes) {
   const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
-  backbone_ = register_module("backbone", make_clip_backbone(options.config, norm, /*with_attnpool=*/false));
+  backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/false, random_));
 
   FpnNeckOptions neck;
-  neck.in_channels = backbone_->spec().stage_channels();
+  neck.in_channels = backbone_->visual_spec().stage_channels;
   neck.channels = options.config.fpn_channels;
   neck_ = register_module("neck", FpnNeck(neck));
 
@@ -146,7 +189,7 @@ FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(o
 }
 
 torch::Tensor FpnSegmentorImpl::forward(const torch::Tensor& images) {
-  ClipResNetOutput features = backbone_->forward(images);
+  ClipVisualOutput features = backbone_->forward(images);
   return decode_head_->forward(neck_->forward(features.stages));
 }
 

@@ -20,6 +20,8 @@
 #include "core/config.h"
 #include "dist/communicator.h"
 #include "models/clip_resnet.h"
+#include "models/clip_visual.h"
+#include "models/clip_vit.h"
 #include "models/clip_text.h"
 #include "models/fpn_head.h"
 #include "models/sample_random.h"
@@ -74,10 +76,15 @@ struct BuildOptions {
 // Whether `config.pretrained` names an archive to import ("" and "none" do not).
 bool has_pretrained_weights(const ModelConfig& config);
 
-// The CLIP visual tower every segmentor starts from: config.backbone / config.width with `norm`,
-// with or without attention pooling, its weights imported from the `visual.*` tensors of
-// config.pretrained when set (attnpool.* skipped when the tower has none).
-ClipResNet make_clip_backbone(const ModelConfig& config, const NormFactory& norm, bool with_attnpool);
+// The CLIP visual tower every segmentor starts from, chosen by model.backbone: a ModifiedResNet
+// (clip_rn50 | clip_rn101, model.width) or the ViT-B/16 (clip_vit_b16, model.vit.*; its
+// positional grid is options.crop_size / 16, DenseCLIP's input_resolution = the crop, and its
+// stochastic depth draws from `random`), with `norm`, with or without its embedding head
+// (attention pooling / ln_post + proj). Its weights come from the `visual.*` tensors of
+// model.pretrained when set (the embedding head's skipped when the tower has none; the ViT's
+// pyramid keeps its own init).
+std::shared_ptr<ClipVisualBackboneImpl> make_clip_backbone(const BuildOptions& options, const NormFactory& norm,
+                                                           bool with_embeddings, std::shared_ptr<SampleRandom> random);
 
 // The frozen-by-its-user CLIP text transformer for config.backbone with model.text sizes and
 // text_projection to `embed_dim`; with import_weights its weights come from the `transformer.*`
@@ -89,8 +96,8 @@ ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_
 std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options);
 std::vector<std::string> segmentor_heads();
 
-// Semantic FPN baseline (head = "fpn"): CLIP ModifiedResNet without attention pooling (as
-// DenseCLIP's CLIPResNet baseline) -> FPN neck -> Semantic FPN head; loss = mmseg CE ("loss_seg").
+// Semantic FPN baseline (head = "fpn"): the CLIP visual tower without its embedding head (as
+// DenseCLIP's CLIPResNet / CLIPVisionTransformer baselines) -> FPN neck -> Semantic FPN head; loss = mmseg CE ("loss_seg").
 // config.pretrained (an OpenAI CLIP TorchScript archive) initializes the backbone from its
 // visual.* tensors (clip_checkpoint.h); the neck and head start from their own init.
 class FpnSegmentorImpl : public SegmentorImpl {
@@ -99,11 +106,11 @@ class FpnSegmentorImpl : public SegmentorImpl {
   torch::Tensor forward(const torch::Tensor& images) override;
   LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override;
   int64_t num_classes() const override { return num_classes_; }
-  ClipResNet& backbone() { return backbone_; }
+  const std::shared_ptr<ClipVisualBackboneImpl>& backbone() { return backbone_; }
 
  private:
   int64_t num_classes_;
-  ClipResNet backbone_{nullptr};
+  std::shared_ptr<ClipVisualBackboneImpl> backbone_;
   FpnNeck neck_{nullptr};
   FpnHead decode_head_{nullptr};
 };

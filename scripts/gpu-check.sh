@@ -5,8 +5,8 @@
 #      overlapped gradient sync on 2 ranks sharing the GPU, checkpoints GPU <-> CPU, precision;
 #   2. `segrun demo` on the GPU (2 ranks sharing it), with the CPU demo's bar: mIoU >= 80;
 #   3. the training-step benchmark at the papers' size against the PyTorch peer (CLIP-RN50 +
-#      Semantic FPN, 150 classes, batch 16 at 512x512, fp32 and bf16), and CLIP-SP and MTA-CLIP
-#      at their configs' crop and per-GPU batch;
+#      Semantic FPN, 150 classes, batch 16 at 512x512, fp32 and bf16), and CLIP-SP (RN50 and
+#      ViT-B/16) and MTA-CLIP at their configs' crop and per-GPU batch;
 #   4. the data pipeline's images/s per CPU core (512x512 crops) and the cores one GPU needs.
 # Each part runs even if an earlier one failed; the summary table goes to stdout and to the file
 # named by the first argument (default gpu-check-summary.md); logs go next to it. Exit status:
@@ -126,12 +126,16 @@ for precision in "${precisions[@]}"; do
     row "train step FPN $precision $fpn_label" FAIL "see $logs/bench-fpn-$precision.log/.err: $(tail -2 "$logs/bench-fpn-$precision.err" | tr '\n|' '  ' | cut -c1-200)"
   fi
 done
-for config in configs/clip_sp/r50_ade20k.toml configs/mta_clip/ade20k_mta_clip_rn50_160k.toml; do
+for config in configs/clip_sp/r50_ade20k.toml configs/clip_sp/vit_b16_ade20k.toml configs/mta_clip/ade20k_mta_clip_rn50_160k.toml; do
   t=$SECONDS
   name="$(basename "$config" .toml)"
   steps=(--steps 10 --warmup 3)
   [ "$quick" = 1 ] && steps=(--steps 1 --warmup 1)
-  if [ "$quick" = 1 ]; then config="configs/$(dirname "${config#configs/}")/tiny.toml"; fi
+  if [ "$quick" = 1 ]; then
+    tiny=tiny.toml
+    case "$name" in *vit*) tiny=tiny_vit.toml ;; esac
+    config="configs/$(dirname "${config#configs/}")/$tiny"
+  fi
   if stage 240 "$bench" --config "$config" "${steps[@]}" --device "$device" --precision fp32 \
        > "$logs/bench-$name.log" 2> "$logs/bench-$name.err"; then
     s="$(grep '^summary:' "$logs/bench-$name.err")"

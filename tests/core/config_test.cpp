@@ -89,6 +89,20 @@ TEST(Config, OutOfRangeAndChoices) {
   EXPECT_THAT(error_of("[train]\niters = 10\nwarmup_iters = 20\n"), HasSubstr("train.warmup_iters"));
 }
 
+TEST(Config, VitSizesAndOutputBlocks) {
+  Config c = parse_config("[model]\nbackbone = \"clip_vit_b16\"\n[model.vit]\nlayers = 4\nout_indices = [0, 1, 2, 3]\n", "exp.toml");
+  EXPECT_EQ(c.model.backbone, "clip_vit_b16");
+  EXPECT_EQ(c.model.vit.out_indices, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(c.model.vit.width, 768);  // ViT-B/16 defaults
+  EXPECT_EQ(parse_config("", "exp.toml").model.vit.out_indices, (std::vector<int>{3, 5, 7, 11}));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 5, 7]\n"), HasSubstr("model.vit.out_indices: needs 4 block indices"));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 5, 7, 12]\n"), HasSubstr("model.vit.out_indices: index 12 is not a block"));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 7, 5, 11]\n"), HasSubstr("indices must increase"));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [0, 1, 2, 2.5]\n"), HasSubstr("model.vit.out_indices: expected an integer"));
+  EXPECT_THAT(error_of("[model.vit]\nwidth = 100\n"), HasSubstr("model.vit.width: must be divisible by model.vit.heads"));
+  EXPECT_THAT(error_of("", {"model.backbone=clip_vit_l14"}), HasSubstr("clip_rn50, clip_rn101, clip_vit_b16"));
+}
+
 TEST(Config, SyntaxErrorNamesLine) {
   std::string e = error_of("[train]\nlr = = 3\n");
   EXPECT_THAT(e, HasSubstr("exp.toml:2: syntax error"));
@@ -109,12 +123,14 @@ TEST(Config, OverridesAreTypedAndChecked) {
 }
 
 TEST(Config, ResolvedConfigRoundTrips) {
-  Config c = parse_config("", "exp.toml", {"train.lr=3e-4", "data.crop=[64,96]", "name=abc", "eval.scales=[0.75,1.25]"});
+  Config c = parse_config("", "exp.toml", {"train.lr=3e-4", "data.crop=[64,96]", "name=abc", "eval.scales=[0.75,1.25]",
+                                           "model.vit.out_indices=[1,2,3,4]"});
   std::string text = to_toml(c);
   Config back = parse_config(text, "resolved.toml");
   EXPECT_EQ(to_toml(back), text);
   EXPECT_THAT(text, HasSubstr("backbone_lr_mult = 0.1"));  // defaults written out
   EXPECT_EQ(back.eval.scales, (std::vector<double>{0.75, 1.25}));
+  EXPECT_EQ(back.model.vit.out_indices, (std::vector<int>{1, 2, 3, 4}));
 }
 
 TEST(Config, FileErrorsAndRelativePaths) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # World-size invariance through `segrun train` (docs/distributed.md): each of the four models --
-# FPN with dropout, CLIP-SP (batch drop on), Mask2Former and MTA-CLIP (random point sampling) --
+# FPN with dropout, CLIP-SP (batch drop on; on the ResNet and on the ViT with stochastic depth),
+# Mask2Former and MTA-CLIP (random point sampling) --
 # trains 6 iterations as 2 ranks x batch 2 and as 1 rank x batch 4 from the same seed, and every
 # logged train loss and loss part must agree to TOL (relative). The runs differ only in how the
 # global batch is split: SyncBN's statistics, the gradient average and every random draw (keyed
@@ -58,6 +59,8 @@ run_pair fpn_dropout "$work/fpn.toml" model.dropout=0.1
 # config's lr 1e-3, 1.1e-3 at 1e-4, 1.8e-6 at 1e-5). The draws and normalizers checked here are
 # the same at every lr; iteration 1 agrees to ~1e-7 at any lr.
 run_pair clip_sp "$src/configs/clip_sp/tiny.toml" model.clip_sp.batch_drop.decay=1.0 model.clip_sp.batch_drop.r_start=0.5 train.lr=1e-5
+# The same on the ViT backbone, whose stochastic depth (0.1 in the config) draws per sample too.
+run_pair clip_sp_vit "$src/configs/clip_sp/tiny_vit.toml" model.clip_sp.batch_drop.decay=1.0 model.clip_sp.batch_drop.r_start=0.5 train.lr=1e-5
 run_pair mask2former "$src/configs/mask2former/tiny.toml"
 run_pair mta_clip "$src/configs/mta_clip/tiny.toml"
 

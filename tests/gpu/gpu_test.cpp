@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "build_config.h"
@@ -69,10 +70,21 @@ ModelConfig tiny_model(const std::string& head) {
   return m;
 }
 
-std::shared_ptr<models::SegmentorImpl> build(const std::string& head, int64_t classes) {
+// The tiny models on a 4-block, 32-wide ViT with patch 16 instead of the ResNet.
+ModelConfig with_tiny_vit(ModelConfig m) {
+  m.backbone = "clip_vit_b16";
+  m.vit.width = 32;
+  m.vit.layers = 4;
+  m.vit.heads = 2;
+  m.vit.embed_dim = 32;
+  m.vit.out_indices = {0, 1, 2, 3};
+  return m;
+}
+
+std::shared_ptr<models::SegmentorImpl> build(const std::string& head, int64_t classes, bool vit = false) {
   torch::manual_seed(7);
   models::BuildOptions options;
-  options.config = tiny_model(head);
+  options.config = vit ? with_tiny_vit(tiny_model(head)) : tiny_model(head);
   options.num_classes = static_cast<int>(classes);
   for (int64_t k = 0; k < classes; ++k) options.class_names.push_back("class " + std::to_string(k));
   options.crop_size = 64;
@@ -100,12 +112,14 @@ class GpuTest : public ::testing::Test {
   }
 };
 
-// The loss and every gradient of FPN and CLIP-SP (deterministic losses) on CUDA equal the CPU's.
+// The loss and every gradient of FPN and CLIP-SP (deterministic losses) on CUDA equal the CPU's,
+// on the ResNet and on the ViT.
 TEST_F(GpuTest, LossAndGradientsOnCudaEqualCpu) {
-  for (const std::string head : {"fpn", "clip_sp"}) {
-    SCOPED_TRACE(head);
+  for (const auto& [head, vit] : std::vector<std::pair<std::string, bool>>{
+           {"fpn", false}, {"clip_sp", false}, {"fpn", true}, {"clip_sp", true}}) {
+    SCOPED_TRACE(head + (vit ? " on the ViT" : " on the ResNet"));
     const int64_t classes = 12;
-    auto cpu = build(head, classes), gpu = build(head, classes);
+    auto cpu = build(head, classes, vit), gpu = build(head, classes, vit);
     gpu->to(kCuda);
     cpu->train();
     gpu->train();
@@ -296,28 +310,31 @@ TEST_F(GpuTest, MixedPrecisionSteps) {
   EXPECT_THROW(engine::parse_precision("fp16", torch::Device(torch::kCPU)), ConfigError);
 }
 
-// Every head's loss runs under bf16 and fp16 autocast on the GPU and backpropagates to finite
-// float32 gradients: no op of a head mixes dtypes that autocast leaves apart.
+// Every head's loss runs under bf16 and fp16 autocast on the GPU, on the ResNet and on the ViT,
+// and backpropagates to finite float32 gradients: no op of a head mixes dtypes that autocast
+// leaves apart.
 TEST_F(GpuTest, EveryHeadTrainsUnderAutocast) {
   for (const std::string head : {"fpn", "clip_sp", "mask2former", "mta_clip"}) {
-    for (auto precision : {engine::Precision::kBf16, engine::Precision::kFp16}) {
-      SCOPED_TRACE(head + " " + engine::precision_name(precision));
-      const int64_t classes = 5;
-      auto model = build(head, classes);
-      model->to(kCuda);
-      model->train();
-      const Batch batch = make_batch(classes);
-      models::LossTerms loss;
-      {
-        engine::AutocastScope autocast(kCuda, precision);
-        loss = model->loss(batch.images.to(kCuda), batch.labels.to(kCuda));
-      }
-      ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
-      loss.total.backward();
-      for (const auto& p : model->named_parameters()) {
-        if (!p.value().grad().defined()) continue;
-        EXPECT_EQ(p.value().grad().scalar_type(), torch::kFloat32) << p.key();
-        EXPECT_TRUE(p.value().grad().isfinite().all().item<bool>()) << p.key();
+    for (const bool vit : {false, true}) {
+      for (auto precision : {engine::Precision::kBf16, engine::Precision::kFp16}) {
+        SCOPED_TRACE(head + " " + engine::precision_name(precision) + (vit ? " on the ViT" : ""));
+        const int64_t classes = 5;
+        auto model = build(head, classes, vit);
+        model->to(kCuda);
+        model->train();
+        const Batch batch = make_batch(classes);
+        models::LossTerms loss;
+        {
+          engine::AutocastScope autocast(kCuda, precision);
+          loss = model->loss(batch.images.to(kCuda), batch.labels.to(kCuda));
+        }
+        ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
+        loss.total.backward();
+        for (const auto& p : model->named_parameters()) {
+          if (!p.value().grad().defined()) continue;
+          EXPECT_EQ(p.value().grad().scalar_type(), torch::kFloat32) << p.key();
+          EXPECT_TRUE(p.value().grad().isfinite().all().item<bool>()) << p.key();
+        }
       }
     }
   }

@@ -133,7 +133,7 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   for (const auto& item : loaded.toGenericDict()) ref[item.key().toStringRef()] = item.value().toTensor();
 
   torch::NoGradGuard no_grad;
-  ClipResNetOutput seg_features = segmentor->backbone()->forward(images);
+  ClipVisualOutput seg_features = segmentor->backbone()->forward(images);
   ASSERT_EQ(seg_features.stages.size(), 4u);
   const std::vector<std::vector<int64_t>> seg_shapes{{2, 32, 16, 24}, {2, 64, 8, 12}, {2, 128, 4, 6}, {2, 256, 2, 3}};
   for (int i = 0; i < 4; ++i) {
@@ -153,7 +153,7 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   EXPECT_EQ(loss.parts[0].first, "loss_seg");
   EXPECT_NEAR(loss.total.item<double>(), ref.at("seg.loss").item<double>(), 1e-4 * ref.at("seg.loss").item<double>());
 
-  ClipResNetOutput clip_out = clip->forward(images);
+  ClipVisualOutput clip_out = clip->forward(images);
   for (int i = 0; i < 4; ++i) {
     expect_close(clip_out.stages[i], ref.at("clip.c" + std::to_string(i + 1)), "clip c" + std::to_string(i + 1));
   }
@@ -300,7 +300,7 @@ TEST(ModelsClipResNet, TinyStagesAndAttnpoolShapes) {
   auto spec = model->spec();
   EXPECT_EQ(spec.heads, 4);
   EXPECT_EQ(spec.embed_dim, 128);
-  ClipResNetOutput out = model->forward(torch::randn({1, 3, 64, 64}));
+  ClipVisualOutput out = model->forward(torch::randn({1, 3, 64, 64}));
   EXPECT_EQ(out.stages[0].sizes(), torch::IntArrayRef({1, 32, 16, 16}));
   EXPECT_EQ(out.stages[3].sizes(), torch::IntArrayRef({1, 256, 2, 2}));
   EXPECT_EQ(out.global.sizes(), torch::IntArrayRef({1, 128}));
@@ -449,9 +449,10 @@ TEST(ModelsSegmentor, ConfigErrorsNameTheKey) {
     return "(no error)";
   };
   ModelConfig config = tiny_config();
-  config.backbone = "clip_vit_b16";
+  config.backbone = "clip_vit_l14";
   std::string message = message_of(config);
   EXPECT_NE(message.find("model.backbone"), std::string::npos) << message;
+  EXPECT_NE(message.find("clip_vit_l14"), std::string::npos) << message;
   EXPECT_NE(message.find("clip_vit_b16"), std::string::npos) << message;
   EXPECT_NE(message.find("clip_rn50"), std::string::npos) << message;
   EXPECT_NE(message.find("clip_rn101"), std::string::npos) << message;

@@ -276,12 +276,27 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     }
     if (values.size() > 1) varying.insert(k);
   }
+  // A varying key the row and column keys leave open joins the row label, so that distinct
+  // configurations never share a cell; one that follows from them (a variant's weights file next
+  // to its model.backbone) would only repeat what the label already says.
   g.row_keys = options.rows;
   g.col_keys = options.cols;
-  for (const auto& k : varying)
-    if (std::find(g.row_keys.begin(), g.row_keys.end(), k) == g.row_keys.end() &&
-        std::find(g.col_keys.begin(), g.col_keys.end(), k) == g.col_keys.end())
-      g.row_keys.push_back(k);
+  for (const auto& k : varying) {
+    if (std::find(g.row_keys.begin(), g.row_keys.end(), k) != g.row_keys.end() ||
+        std::find(g.col_keys.begin(), g.col_keys.end(), k) != g.col_keys.end())
+      continue;
+    std::vector<std::string> shown = g.row_keys;
+    shown.insert(shown.end(), g.col_keys.begin(), g.col_keys.end());
+    std::map<Overrides, std::string> value_of_k;
+    bool determined = true;
+    for (const auto& [config, cell] : by_config) {
+      auto it = config.find(k);
+      const std::string value = it == config.end() ? "" : it->second;
+      auto [seen, inserted] = value_of_k.emplace(project(config, shown), value);
+      if (!inserted && seen->second != value) determined = false;
+    }
+    if (!determined) g.row_keys.push_back(k);
+  }
 
   std::vector<Overrides> rows, cols;
   for (const auto& [config, cell] : by_config) {

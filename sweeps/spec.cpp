@@ -156,9 +156,10 @@ std::vector<std::string> override_args(const Overrides& overrides) {
 
 // Reads one override table (grid point, variant, filter or baseline): dotted key -> canonical
 // value, each checked against the schema by applying it to the base config on top of `context`
-// (the [fixed] overrides, which every run has). With together = true (the [fixed] table itself)
-// each value is checked with the whole table applied, so paired keys such as train.iters and
-// train.warmup_iters are judged together.
+// (the [fixed] overrides, which every run has). With together = true (the [fixed] table, a
+// variant: sets that runs always get whole) each value is checked with the whole table applied, so
+// paired keys such as train.iters and train.warmup_iters, or model.vit.layers and
+// model.vit.out_indices, are judged together.
 LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, const std::string& where,
                                 const std::string& base, const Overrides& context = {}, bool together = false) {
   std::vector<std::pair<std::string, const toml::node*>> flat;
@@ -471,7 +472,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
       const toml::table* t = item.as_table();
       if (!t) r.fail(item, "variants", "expected a table of key = value, got " + toml_type_name(item));
       Overrides v;
-      for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed)) {
+      for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed, /*together=*/true)) {
         for (const auto& axis : axes)
           if (axis.first == key)
             r.fail(located.line, "variants " + key, "already swept by [grid]; a key is set by one of them");

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The CLIP-SP paper's ablation sweeps (configs/sweeps/clip_sp/*.toml): every spec plans (the
-# expected number of runs, all new), and `segrun table SPEC --format latex` renders the shape of
-# the paper's table from fabricated run folders holding the paper's numbers (status done +
-# result.json, as a finished run leaves them), compared with golden files in golden/. Also
-# Table 6 (per-class IoU for chosen classes) from table4_topk's per_class list, and the tiny CPU
-# sweep's markdown table and gnuplot plot. No training.
+# The CLIP-SP paper's sweeps (configs/sweeps/clip_sp/*.toml): every spec plans (the expected
+# number of runs, all new), and `segrun table SPEC --format latex` renders the shape of the
+# paper's table from fabricated run folders holding the paper's numbers (status done +
+# result.json, as a finished run leaves them), compared with golden files in golden/: Table 1
+# (three backbones, ViT-B/16 included) and the ablations. Also Table 6 (per-class IoU for chosen
+# classes) from table4_topk's per_class list, and the tiny CPU sweeps' tables and gnuplot plot.
+# No training.
 # Usage: clip_sp_tables_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
 segrun="$(realpath "$1")"
@@ -15,11 +16,22 @@ enter_work_dir clip-sp-tables
 specs="$src/configs/sweeps/clip_sp"
 
 # mIoU of each configuration, keyed by the plan's overrides column: the paper's numbers (Tables
-# 2-5 and 7; Table 5's no-batch-drop row is Table 2's "Dual GraphFormer" row), the same for each
+# 1-5 and 7; Table 5's no-batch-drop row is Table 2's "Dual GraphFormer" row), the same for each
 # of the three seeds, so each measured cell equals its "paper" value. The tiny sweep's are made up,
 # per seed (mean ± std).
 cat > values.py <<'PY'
+RES = "model.backbone=clip_%s, model.head=%s, model.pretrained=pretrained/%s.pt"
+VIT = ("data.crop=[640, 640], data.scale=[2048, 640], eval.crop=[640, 640], eval.stride=[426, 426], "
+       "model.backbone=clip_vit_b16, model.head=%s, model.pretrained=pretrained/ViT-B-16.pt, model.vit.drop_path_rate=0.1")
+TINY_VIT = ("model.backbone=clip_vit_b16, model.head=%s, model.vit.drop_path_rate=0.1, model.vit.embed_dim=32, "
+            "model.vit.heads=2, model.vit.layers=4, model.vit.out_indices=[0, 1, 2, 3], model.vit.width=32")
 V = {
+  RES % ("rn50", "fpn", "RN50"): 39.52, RES % ("rn50", "clip_sp", "RN50"): 44.59,
+  RES % ("rn101", "fpn", "RN101"): 42.72, RES % ("rn101", "clip_sp", "RN101"): 46.24,
+  VIT % "fpn": 49.06, VIT % "clip_sp": 51.46,
+  "model.backbone=clip_rn50, model.head=fpn, model.width=8": 5.0,
+  "model.backbone=clip_rn50, model.head=clip_sp, model.width=8": 6.0,
+  TINY_VIT % "fpn": 7.0, TINY_VIT % "clip_sp": 8.5,
   "model.head=fpn": 39.52,
   "model.clip_sp.batch_drop.r_end=0.0, model.clip_sp.batch_drop.r_start=0.0, model.clip_sp.ml_decoder=mlp": 43.14,
   "model.clip_sp.batch_drop.r_end=0.0, model.clip_sp.batch_drop.r_start=0.0, model.clip_sp.ml_decoder=dual_graphformer": 44.06,
@@ -80,6 +92,7 @@ check_spec() {
   check "$name: LaTeX table equals golden/$name.tex" diff -u "$here/golden/$name.tex" "$name.tex"
 }
 
+check_spec table1_ade20k 18  # 3 backbones x 2 heads x 3 seeds
 check_spec table2_components 12  # 4 configurations x 3 seeds
 check_spec table3_blocks 9
 # Table 4 with the per-class list of its [table] (Table 6 prints k = 20, 30, 40).
@@ -95,6 +108,9 @@ check "table6 per-class: exit code ($(head -1 table6.err))" test "$code" -eq 0
 check "table6 per-class: LaTeX equals golden/table6_per_class.tex" diff -u "$here/golden/table6_per_class.tex" table6_per_class.tex
 check_spec table5_batch_drop 18
 check_spec table7_loss_weights 18
+
+# The tiny Table 1: fpn / clip_sp x a tiny ResNet / a tiny ViT, 3 seeds (one value for all three).
+check_spec tiny_table1 12
 
 # The tiny CPU sweep: 3 k x 3 seeds; markdown table with mean ± std and a gnuplot SVG with error bars.
 check_spec tiny_topk 9

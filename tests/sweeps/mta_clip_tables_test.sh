@@ -4,7 +4,8 @@
 # renders the paper's tables from fabricated run folders holding the paper's numbers (status
 # done + result.json, as a finished run leaves them), compared with hand-written golden files in
 # golden/mta_*: Table 3 right (components), Table 4 left (attention) and right (prompts x
-# negatives), Tables 1-2 (Mask2Former vs MTA-CLIP per backbone, SS and MS). Also the tiny CPU
+# negatives), Tables 1-2 (Mask2Former vs MTA-CLIP per backbone, SS and MS; Table 1 with its
+# ViT-B/16 row). Also the tiny CPU
 # sweep's markdown table. No training.
 # Usage: mta_clip_tables_test.sh SEGRUN_BINARY SOURCE_DIR
 set -uo pipefail
@@ -24,7 +25,7 @@ TE = "model.head=mta_clip, model.mta_clip.contrastive=false, model.mta_clip.prom
 MTCL = "model.head=mta_clip, model.mta_clip.contrastive=true, model.mta_clip.prompts=1, model.mta_clip.text_enhanced=true"
 MTPL = "model.head=mta_clip, model.mta_clip.contrastive=true, model.mta_clip.prompts=3, model.mta_clip.text_enhanced=true"
 def prompts(neg, k): return "model.mta_clip.negatives=%s, model.mta_clip.prompts=%d" % (neg, k)
-def main(backbone, head): return "model.backbone=clip_%s, model.head=%s, model.pretrained=pretrained/%s.pt" % (backbone, head, backbone.upper())
+def main(backbone, head, archive=None): return "model.backbone=clip_%s, model.head=%s, model.pretrained=pretrained/%s.pt" % (backbone, head, archive or backbone.upper())
 V = {
   "table3_components": {M2F: (47.4, None), TE: (48.1, None), MTCL: (48.6, None), MTPL: (49.1, None)},
   "table4_attention": {M2F: (47.4, None),
@@ -36,7 +37,9 @@ V = {
                      prompts("mixneg", 2): (48.6, None), prompts("mixneg", 3): (49.1, None),
                      prompts("mixneg", 4): (48.9, None), prompts("mixneg", 5): (48.4, None)},
   "table1_ade20k": {main("rn50", "mask2former"): (47.4, 49.0), main("rn50", "mta_clip"): (49.1, 49.9),
-                    main("rn101", "mask2former"): (48.4, 49.3), main("rn101", "mta_clip"): (49.8, 51.1)},
+                    main("rn101", "mask2former"): (48.4, 49.3), main("rn101", "mta_clip"): (49.8, 51.1),
+                    main("vit_b16", "mask2former", "ViT-B-16"): (51.0, 51.9),
+                    main("vit_b16", "mta_clip", "ViT-B-16"): (52.3, 53.1)},
   "table2_cityscapes": {main("rn50", "mask2former"): (81.0, 82.1), main("rn50", "mta_clip"): (81.7, 82.8),
                         main("rn101", "mask2former"): (81.1, 82.4), main("rn101", "mta_clip"): (82.1, 83.6)},
   "tiny_components": {M2F: (18.0, None), TE: (19.5, None), MTCL: (20.25, None), MTPL: (17.75, None)},
@@ -104,7 +107,7 @@ table_equals table4_attention mta_table4_attention.tex latex
 plan_spec table4_prompts 27
 table_equals table4_prompts mta_table4_prompts.tex latex
 table_equals table4_prompts mta_table4_prompts.md md
-plan_spec table1_ade20k 12
+plan_spec table1_ade20k 18  # 3 backbones x 2 heads x 3 seeds
 table_equals table1_ade20k mta_table1_ade20k.tex latex
 table_equals table1_ade20k mta_table1_ade20k_ms.tex latex --metric mIoU_ms
 plan_spec table2_cityscapes 12
@@ -120,10 +123,11 @@ done
 check "table4_prompts: dry run exit code ($(head -1 dry.err))" test $? -eq 0
 check "table4_prompts: 27 mpirun commands of 8 ranks" test "$(grep -c 'mpirun -np 8 ' dry.txt)" -eq 27
 check "table4_prompts: every command trains from RN50.pt" test "$(grep -c "'model.pretrained=\"pretrained/RN50.pt\"'" dry.txt)" -eq 27
-for name in table1_ade20k table2_cityscapes; do
+for name_runs in table1_ade20k:18 table2_cityscapes:12; do
+  name="${name_runs%%:*}" runs="${name_runs##*:}"
   "$segrun" sweep run "$specs/$name.toml" --runs-dir "$work/runs/dry_$name" --on local --dry-run > "dry_$name.txt" 2> "dry_$name.err"
   check "$name: dry run exit code ($(head -1 "dry_$name.err"))" test $? -eq 0
-  check "$name: every run reports mIoU_ms" test "$(grep -c ' eval.report_ms=true ' "dry_$name.txt")" -eq 12
+  check "$name: every run reports mIoU_ms" test "$(grep -c ' eval.report_ms=true ' "dry_$name.txt")" -eq "$runs"
   check "$name: six runs train clip_rn101 from RN101.pt" test "$(grep -c "model.backbone=\"clip_rn101\"' .*'model.pretrained=\"pretrained/RN101.pt\"'" "dry_$name.txt")" -eq 6
 done
 

@@ -108,6 +108,18 @@ TEST_F(SpecTest, FixedKeysAreValidatedTogetherAndUnderTheGrid) {
   EXPECT_NE(grid_error.find("min_lr"), std::string::npos) << grid_error;
 }
 
+TEST_F(SpecTest, AVariantsKeysAreValidatedTogether) {
+  // Fewer ViT blocks and output blocks within them: valid only as a pair (the default out_indices
+  // reach block 11).
+  auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[[variants]]\n\"model.vit.layers\" = 4\n"
+                                 "\"model.vit.out_indices\" = [0, 1, 2, 3]\n[[variants]]\n\"model.dropout\" = 0.2\n"));
+  ASSERT_EQ(runs.size(), 2u);
+  // A variant that is wrong as a whole still names the key.
+  const std::string error = error_of("base = \"configs/base.toml\"\n[[variants]]\n\"model.vit.layers\" = 4\n"
+                                     "\"model.vit.out_indices\" = [0, 1, 2, 4]\n");
+  EXPECT_NE(error.find("model.vit.out_indices"), std::string::npos) << error;
+}
+
 TEST_F(SpecTest, WholeFloatsStayDecimal) {
   // 10.0 must not become "1e+01" (run folder "lambda_ml1e-01", tables "1e+01").
   auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.5]\n"

@@ -5,12 +5,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/run_folder.h"
 
 namespace segrun::cluster {
 namespace {
 
 // Exit code of a run stopped by a signal after checkpointing (engine/trainer, sysexits EX_TEMPFAIL).
-constexpr int kExitPreempted = 75;
 
 bool all_of_set(const std::string& text, const char* allowed) {
   return !text.empty() && text.find_first_not_of(allowed) == std::string::npos;

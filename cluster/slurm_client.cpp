@@ -256,19 +256,19 @@ std::string describe_job(const SlurmJobInfo& job) {
   return state + (details.empty() ? "" : " (" + join(details, ", ") + ")");
 }
 
-std::string merge_run_state(const std::string& run_state, const std::string& run_reason, const SlurmJobInfo* job) {
+std::string merge_run_state(RunState run_state, const std::string& run_reason, const SlurmJobInfo* job) {
   if (job && is_active(*job)) return describe_job(*job);
   const std::string slurm = job ? " [slurm: " + describe_job(*job) + "]" : "";
-  if (run_state == "done") return "done";
-  if (run_state == "failed") return "failed" + (run_reason.empty() ? std::string() : ": " + run_reason) + slurm;
-  if (run_state == "preempted") {
+  if (run_state == RunState::kDone) return "done";
+  if (run_state == RunState::kFailed) return "failed" + (run_reason.empty() ? std::string() : ": " + run_reason) + slurm;
+  if (run_state == RunState::kPreempted) {
     if (job && job->state == "CANCELLED") return "cancelled (checkpointed: resumable)";
     return "preempted (checkpointed: resumable)" + slurm;
   }
   if (job)
     return "lost: slurm job " + describe_job(*job) + " while the run was " +
-           (run_state.empty() ? "not started" : run_state);
-  return run_state.empty() ? "new" : run_state;
+           (run_state == RunState::kNew ? "not started" : to_string(run_state));
+  return to_string(run_state);
 }
 
 void scancel(const std::vector<std::string>& job_ids) {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "core/run_folder.h"
+
 namespace segrun::cluster {
 
 struct CommandResult {
@@ -55,12 +57,12 @@ bool is_active(const SlurmJobInfo& job);
 // "running", "failed (exit 1:0, NonZeroExitCode)", "cancelled", ...
 std::string describe_job(const SlurmJobInfo& job);
 
-// What `segrun status` shows for a run: the run directory's state ("" when nothing ran yet,
-// queued, running, preempted, failed, done) and its reason, merged with the state of its Slurm job
+// What `segrun status` shows for a run: the run directory's state (core/run_folder.h; kNew when
+// nothing ran yet) and its reason, merged with the state of its Slurm job
 // (nullptr: none recorded, or Slurm no longer knows it). A live job wins (pending, requeued,
 // running); then the run directory's own verdict; a job that ended while the run directory still
 // says running/queued is reported as lost with the job's state and exit code.
-std::string merge_run_state(const std::string& run_state, const std::string& run_reason, const SlurmJobInfo* job);
+std::string merge_run_state(RunState run_state, const std::string& run_reason, const SlurmJobInfo* job);
 
 // scancel the given jobs ("123_4" cancels one array task). ClusterError with scancel's message.
 void scancel(const std::vector<std::string>& job_ids);

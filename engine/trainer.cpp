@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/run_folder.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/loader.h"
@@ -24,7 +25,6 @@
 #include "engine/model_setup.h"
 #include "engine/optimizer.h"
 #include "engine/precision.h"
-#include "engine/run_dir.h"
 #include "models/segmentor.h"
 
 namespace segrun::engine {
@@ -66,7 +66,7 @@ TrainOutcome train(const Config& config, const dist::RankContext& rank_context, 
                (config.source.empty() ? std::string("config") : config.source)
                    << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, RN101.pt), or set "
                       "it to \"none\" to train from random weights on purpose");
-  RunDir run(request.run_dir);
+  RunFolder run(request.run_dir);
   const bool root = rank_context.is_root();
 
   // Refuse to silently overwrite a run that has progress unless asked to resume.

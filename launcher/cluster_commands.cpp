@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/run_folder.h"
 #include "launcher/commands.h"
 #include "sweeps/spec.h"
 #include "sweeps/table.h"
@@ -208,7 +209,7 @@ int submit_one_run(const SubmitRequest& req, std::ostream& out) {
     return 0;
   }
   const sweeps::RunRecord record = sweeps::read_run(run_dir);
-  if (record.state == "done") {
+  if (record.state == RunState::kDone) {
     out << run_dir << " is done already (delete it or choose another --run-dir to train again)\n";
     return 0;
   }
@@ -218,8 +219,8 @@ int submit_one_run(const SubmitRequest& req, std::ostream& out) {
                        cluster::describe_job(*jobs.begin()->second.second) + "); `segrun cancel " + run_dir +
                        "` stops it");
   make_private_dir(run_dir);
-  write_file_atomic((fs::path(run_dir) / "config.toml").string(), to_toml(config));
-  if (record.state.empty()) sweeps::write_run_status(run_dir, "queued", "");
+  write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
+  if (record.state == RunState::kNew) write_run_status(run_dir, RunState::kQueued);
   write_with_mode(script_path, text, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
   const std::string job_id = cluster::sbatch_submit(script_path, run_dir);
   const std::string log = (fs::path(run_dir) / kRunLog).string();
@@ -314,10 +315,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     const sweeps::PlanEntry& e = plan[i];
     make_private_dir(e.dir);
     std::vector<std::string> command{
-        program, "train", (fs::path(e.dir) / "config.toml").string(), "--run-dir", e.dir, "--resume", "auto"};
+        program, "train", RunFolder(e.dir).config_path(), "--run-dir", e.dir, "--resume", "auto"};
     sweeps::write_run_manifest(e.dir, spec, e.run, command);
-    write_file_atomic((fs::path(e.dir) / "config.toml").string(), to_toml(configs[i]));
-    if (e.record.state.empty()) sweeps::write_run_status(e.dir, "queued", "");
+    write_file_atomic(RunFolder(e.dir).config_path(), to_toml(configs[i]));
+    if (e.record.state == RunState::kNew) write_run_status(e.dir, RunState::kQueued);
   }
   write_with_mode(tasks_path, tasks, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   write_with_mode(script_path, text, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
@@ -346,13 +347,13 @@ int run_status(const std::string& run_dir_arg, std::ostream& out) {
     if (jobs.begin()->second.second) job = &*jobs.begin()->second.second;
   }
   int64_t iters = -1;
-  if (fs::exists(fs::path(run_dir) / "config.toml", ec)) {
+  if (fs::exists(RunFolder(run_dir).config_path(), ec)) {
     try {
-      iters = load_config((fs::path(run_dir) / "config.toml").string()).train.iters;
+      iters = load_config(RunFolder(run_dir).config_path()).train.iters;
     } catch (const ConfigError&) {
     }
   }
-  const int64_t iter = r.state == "done" && r.result.count("iterations")
+  const int64_t iter = r.state == RunState::kDone && r.result.count("iterations")
                            ? static_cast<int64_t>(r.result.at("iterations"))
                            : std::max<int64_t>(0, r.last_iter);
   std::vector<std::vector<std::string>> rows;
@@ -381,7 +382,7 @@ int run_cancel(const std::string& target, const std::string& runs_dir_override, 
   std::vector<std::string> dirs;
   std::error_code ec;
   if (fs::is_directory(target, ec)) {
-    if (fs::exists(fs::path(target) / kJobRecord, ec) || fs::exists(fs::path(target) / "status", ec)) {
+    if (fs::exists(fs::path(target) / kJobRecord, ec) || fs::exists(RunFolder(target).status_path(), ec)) {
       dirs.push_back(absolute(target));
     } else {
       for (const auto& r : sweeps::scan_runs(target)) dirs.push_back(absolute(r.dir));
@@ -526,7 +527,7 @@ std::map<std::string, sweeps::SchedulerState> slurm_states_of(const std::vector<
     for (const auto& e : plan)
       if (e.dir == dir) record = &e.record;
     sweeps::SchedulerState state;
-    state.state = cluster::merge_run_state(record ? record->state : "", record ? record->reason : "",
+    state.state = cluster::merge_run_state(record ? record->state : RunState::kNew, record ? record->reason : "",
                                            entry.second ? &*entry.second : nullptr);
     state.job = entry.first.job_id;
     state.log = entry.first.log;

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/run_folder.h"
 #include "data/classes.h"
 #include "data/inspect.h"
 #include "data/pack.h"
@@ -19,7 +20,6 @@
 #include "dist/communicator.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
-#include "engine/run_dir.h"
 #include "engine/trainer.h"
 #include "sweeps/table.h"
 
@@ -30,7 +30,6 @@ namespace fs = std::filesystem;
 
 // Exit code of a run stopped by a signal after checkpointing (sysexits EX_TEMPFAIL): a
 // scheduler wrapper can tell "resume me" from success and from failure.
-constexpr int kExitPreempted = 75;
 
 std::pair<int, int> parse_size(const std::string& text) {
   int h = 0, w = 0;
@@ -159,7 +158,7 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
   if (folder.filename() != "checkpoints") return "";
   fs::path run = folder.parent_path();
   if (run.empty()) run = ".";
-  return fs::exists(run / "config.toml") ? run.string() : "";
+  return fs::exists(RunFolder(run.string()).config_path()) ? run.string() : "";
 }
 
 // Appends the evaluation to <run>/metrics.jsonl ("mode": "eval") and, for a multi-scale
@@ -168,7 +167,7 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
 void record_evaluation(const std::string& dir, const std::string& checkpoint,
                        const engine::CheckpointEvaluation& result) {
   using Json = nlohmann::ordered_json;
-  engine::RunDir run(dir);
+  RunFolder run(dir);
   Json record = engine::eval_record_json(result.outcome, result.class_names);
   record["iter"] = result.iteration;
   record["mode"] = "eval";

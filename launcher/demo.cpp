@@ -8,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/run_folder.h"
 #include "launcher/commands.h"
 #include "launcher/demo_config.h"  // generated from configs/demo_tiny.toml: kDemoConfig
 
@@ -101,7 +102,7 @@ int run_demo(const DemoCommand& cmd) {
   }
   log::info("demo 3/4: training on {} ranks -> {}", cmd.ranks, run_dir.string());
   const int code = launch_segrun(cmd.ranks, train_args);
-  if (code == 75) {
+  if (code == kExitPreempted) {
     std::vector<std::string> resume{cluster::self_executable(), "launch", "-n", std::to_string(cmd.ranks), "--"};
     resume.insert(resume.end(), train_args.begin(), train_args.end());
     resume.push_back("--resume");
@@ -113,7 +114,7 @@ int run_demo(const DemoCommand& cmd) {
   check_step(code, "training");
 
   // 4. the result table.
-  auto [miou, classes] = read_result_headline((run_dir / "result.json").string());
+  auto [miou, classes] = read_result_headline(RunFolder(run_dir.string()).result_path());
   const auto seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
   std::printf("demo: mIoU %.2f over the %d classes present in the validation split "

@@ -10,6 +10,7 @@
 #include "build_config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/run_folder.h"
 #include "launcher/cluster_commands.h"
 #include "launcher/commands.h"
 #include "launcher/model_commands.h"
@@ -28,7 +29,7 @@ int announced_rank() {
 }
 
 int exit_code_for(const std::exception& e) {
-  if (dynamic_cast<const ConfigError*>(&e)) return 2;
+  if (dynamic_cast<const ConfigError*>(&e)) return kExitConfigError;
   return 1;
 }
 

@@ -39,10 +39,10 @@ void numeric_fields(const Json& object, std::map<std::string, double>& out) {
 }  // namespace
 
 RunRecord read_run(const std::string& dir_text) {
-  const fs::path dir(dir_text);
   RunRecord r;
   r.dir = dir_text;
-  const fs::path manifest = dir / "overrides.json";
+  const RunFolder folder(dir_text);
+  const fs::path manifest = folder.overrides_path();
   if (path_exists(manifest)) {
     try {
       Json j = Json::parse(read_file(manifest.string()));
@@ -55,16 +55,11 @@ RunRecord read_run(const std::string& dir_text) {
       throw DataError(manifest.string() + ": not a segrun overrides.json: " + e.what());
     }
   }
-  const fs::path status = dir / "status";
-  if (path_exists(status)) {
-    std::string line = read_file(status.string());
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    const auto space = line.find(' ');
-    r.state = line.substr(0, space);
-    if (space != std::string::npos) r.reason = line.substr(space + 1);
-  }
-  r.has_checkpoint = has_checkpoint(dir / "checkpoints");
-  const fs::path metrics = dir / "metrics.jsonl";
+  const RunStatus status = folder.read_status();
+  r.state = status.state;
+  r.reason = status.reason;
+  r.has_checkpoint = has_checkpoint(folder.checkpoint_dir());
+  const fs::path metrics = folder.metrics_path();
   if (path_exists(metrics)) {
     std::istringstream in(read_file(metrics.string()));
     std::string line;
@@ -88,7 +83,7 @@ RunRecord read_run(const std::string& dir_text) {
       }
     }
   }
-  const fs::path result = dir / "result.json";
+  const fs::path result = folder.result_path();
   if (path_exists(result)) {
     try {
       Json j = Json::parse(read_file(result.string()));
@@ -109,7 +104,7 @@ std::vector<RunRecord> scan_runs(const std::string& runs_dir) {
   if (!fs::is_directory(runs_dir, ec)) throw DataError(runs_dir + ": no such runs folder");
   std::vector<std::string> dirs;
   for (const auto& entry : fs::directory_iterator(runs_dir, ec))
-    if (entry.is_directory() && path_exists(entry.path() / "overrides.json")) dirs.push_back(entry.path().string());
+    if (entry.is_directory() && path_exists(RunFolder(entry.path().string()).overrides_path())) dirs.push_back(entry.path().string());
   std::sort(dirs.begin(), dirs.end());
   std::vector<RunRecord> out;
   for (const auto& d : dirs) out.push_back(read_run(d));
@@ -139,12 +134,12 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     e.dir = (fs::path(runs_dir) / run.dir_name).string();
     e.record = read_run(e.dir);
     e.run = std::move(run);
-    if (e.record.state == "done") {
+    if (e.record.state == RunState::kDone) {
       e.action = PlanAction::kReuse;
       e.config_changed = !e.record.fingerprint.empty() && e.record.fingerprint != e.run.fingerprint;
     } else if (e.record.has_checkpoint) {
       e.action = PlanAction::kResume;
-    } else if (e.record.state == "failed") {
+    } else if (e.record.state == RunState::kFailed) {
       e.action = PlanAction::kRetry;
     } else {
       e.action = PlanAction::kNew;
@@ -168,17 +163,7 @@ void write_run_manifest(const std::string& dir, const SweepSpec& spec, const Pla
   j["base"] = spec.base;
   j["fingerprint"] = run.fingerprint;
   j["command"] = command;
-  write_file_atomic((fs::path(dir) / "overrides.json").string(), j.dump(2) + "\n");
-}
-
-void write_run_status(const std::string& dir, const std::string& state, const std::string& reason) {
-  std::string line = state;
-  if (!reason.empty()) {
-    std::string one_line = reason;
-    std::replace(one_line.begin(), one_line.end(), '\n', ' ');
-    line += " " + one_line;
-  }
-  write_file_atomic((fs::path(dir) / "status").string(), line + "\n");
+  write_file_atomic(RunFolder(dir).overrides_path(), j.dump(2) + "\n");
 }
 
 }  // namespace segrun::sweeps

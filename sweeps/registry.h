@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/run_folder.h"
 #include "sweeps/spec.h"
 
 namespace segrun::sweeps {
@@ -27,7 +28,7 @@ struct RunRecord {
   Overrides overrides;
   uint64_t seed = 0;
   std::string fingerprint;
-  std::string state;                      // "" (nothing yet) | queued | running | preempted | failed | done
+  RunState state = RunState::kNew;        // the status file (core/run_folder.h); kNew: none yet
   std::string reason;                     // the rest of the status line
   bool has_checkpoint = false;            // checkpoints/iter_<n>.pt exists
   int64_t last_iter = -1;                 // last "iter" in metrics.jsonl (-1: none)
@@ -61,7 +62,5 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,
                         const std::vector<std::string>& command);
-// Writes <dir>/status as "<state>[ <reason>]" on one line.
-void write_run_status(const std::string& dir, const std::string& state, const std::string& reason);
 
 }  // namespace segrun::sweeps

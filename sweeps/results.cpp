@@ -238,7 +238,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   std::string first_without;  // a done run lacking the metric (absent key, not a null value)
   for (const auto& r : runs) {
     if (!matches(r.overrides, options.where)) continue;
-    if (r.state != "done" || !r.has_result) {
+    if (r.state != RunState::kDone || !r.has_result) {
       ++g.runs_not_done;
       continue;
     }
@@ -488,7 +488,7 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
     for (const auto& column : columns) {
       std::vector<double> values;
       for (const auto& r : runs) {
-        if (r.overrides != cell.config || r.state != "done" || !r.has_result) continue;
+        if (r.overrides != cell.config || r.state != RunState::kDone || !r.has_result) continue;
         const double v = run_metric(r, column);
         if (!std::isnan(v)) values.push_back(v);
       }

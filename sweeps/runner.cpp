@@ -18,13 +18,13 @@
 #include "cluster/local_scheduler.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/run_folder.h"
 
 namespace segrun::sweeps {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kExitPreempted = 75;
 
 // Exclusive use of a runs folder for the lifetime of the object.
 class RunsLock {
@@ -81,7 +81,7 @@ std::string failure_line_of(const std::string& path) {
 }
 
 std::string metric_text(const RunRecord& r, const std::string& metric) {
-  if (r.state == "done" && r.has_result) {
+  if (r.state == RunState::kDone && r.has_result) {
     auto it = r.result.find(metric);
     if (it != r.result.end()) return format_number(it->second, 2, "-");
     auto pc = r.per_class.find(metric);
@@ -178,7 +178,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   RunsLock lock(runs_dir);
   for (size_t i = 0; i < todo.size(); ++i) {
     write_run_manifest(todo[i]->dir, spec, todo[i]->run, commands[i]);
-    if (todo[i]->record.state.empty()) write_run_status(todo[i]->dir, "queued", "");
+    if (todo[i]->record.state == RunState::kNew) write_run_status(todo[i]->dir, RunState::kQueued);
   }
 
   const size_t total = todo.size();
@@ -197,7 +197,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     char secs[32];
     std::snprintf(secs, sizeof(secs), "%.1f s", result.seconds);
     out << "[" << i + 1 << "/" << total << "] ";
-    if (result.exit_code == 0 && now.state == "done") {
+    if (result.exit_code == 0 && now.state == RunState::kDone) {
       ++summary.finished;
       auto it = now.result.find(spec.table.metric);
       out << "done " << job.name << " in " << secs;
@@ -205,21 +205,21 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       out << std::endl;
       return;
     }
-    if (result.exit_code == kExitPreempted || (result.stop_sent && now.state != "failed")) {
+    if (result.exit_code == kExitPreempted || (result.stop_sent && now.state != RunState::kFailed)) {
       ++summary.preempted;
-      if (now.state != "preempted")
-        write_run_status(e.dir, "preempted", "stopped by the sweep runner (exit code " +
-                                                 std::to_string(result.exit_code) + ")");
+      if (now.state != RunState::kPreempted)
+        write_run_status(e.dir, RunState::kPreempted,
+                         "stopped by the sweep runner (exit code " + std::to_string(result.exit_code) + ")");
       out << "preempted " << job.name << " after " << secs << " (resumable: run the sweep again)" << std::endl;
       return;
     }
     ++summary.failed;
-    std::string reason = now.state == "failed" ? now.reason : "";
+    std::string reason = now.state == RunState::kFailed ? now.reason : "";
     if (reason.empty()) {
       reason = "exit code " + std::to_string(result.exit_code);
       const std::string last = failure_line_of(job.log_path);
       if (!last.empty()) reason += ": " + last;
-      write_run_status(e.dir, "failed", reason);
+      write_run_status(e.dir, RunState::kFailed, reason);
     }
     out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300)
         << " (log: " << job.log_path << ")" << std::endl;
@@ -270,7 +270,7 @@ std::string format_status(const std::vector<PlanEntry>& plan, const std::string&
   for (size_t i = 0; i < plan.size(); ++i) {
     const PlanEntry& e = plan[i];
     const RunRecord& r = e.record;
-    std::string state = r.state.empty() ? "new" : r.state;
+    std::string state = to_string(r.state);
     const auto job = scheduler.find(e.dir);
     if (job != scheduler.end() && !job->second.state.empty()) {
       state = job->second.state;
@@ -280,7 +280,7 @@ std::string format_status(const std::vector<PlanEntry>& plan, const std::string&
       ++counts[state];
       if (!r.reason.empty() && state == "failed") state += ": " + truncate(r.reason, 60);
     }
-    const int64_t iter = std::max<int64_t>(0, r.state == "done" && r.result.count("iterations")
+    const int64_t iter = std::max<int64_t>(0, r.state == RunState::kDone && r.result.count("iterations")
                                                   ? static_cast<int64_t>(r.result.at("iterations"))
                                                   : r.last_iter);
     rows.push_back({e.run.id, describe(shown[i]), std::to_string(e.run.seed), state,

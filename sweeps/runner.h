@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/run_folder.h"
 #include "sweeps/registry.h"
 #include "sweeps/spec.h"
 #include "sweeps/table.h"
@@ -37,7 +38,7 @@ struct SweepRunSummary {
   int preempted = 0;   // stopped by a signal (resumable)
   int not_started = 0; // left for the next `sweep run` because of a stop
   // 0 all done, 75 stopped (resumable), 1 some run failed.
-  int exit_code() const { return failed > 0 ? 1 : (preempted + not_started > 0 ? 75 : 0); }
+  int exit_code() const { return failed > 0 ? 1 : (preempted + not_started > 0 ? kExitPreempted : 0); }
 };
 
 // Progress lines go to out.

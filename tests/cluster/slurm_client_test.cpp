@@ -120,25 +120,25 @@ TEST(MergeRunState, LiveJobWinsThenTheRunDirectory) {
   SlurmJobInfo cancelled{"5_4", "CANCELLED", "", "0:15", -1, "vm", "sacct"};
   SlurmJobInfo timeout{"5_5", "TIMEOUT", "TimeLimit", "0:0", -1, "vm", "sacct"};
   SlurmJobInfo completed{"5_6", "COMPLETED", "", "0:0", 0, "vm", "squeue"};
-  EXPECT_EQ(merge_run_state("queued", "", &pending), "pending (Priority)");
-  EXPECT_EQ(merge_run_state("preempted", "stopped by signal at iteration 6", &requeued),
+  EXPECT_EQ(merge_run_state(RunState::kQueued, "", &pending), "pending (Priority)");
+  EXPECT_EQ(merge_run_state(RunState::kPreempted, "stopped by signal at iteration 6", &requeued),
             "requeued (pending: BeginTime)");
-  EXPECT_EQ(merge_run_state("preempted", "", &running), "running");
-  EXPECT_EQ(merge_run_state("done", "", &completed), "done");
-  EXPECT_EQ(merge_run_state("failed", "data.store: not set", &failed),
+  EXPECT_EQ(merge_run_state(RunState::kPreempted, "", &running), "running");
+  EXPECT_EQ(merge_run_state(RunState::kDone, "", &completed), "done");
+  EXPECT_EQ(merge_run_state(RunState::kFailed, "data.store: not set", &failed),
             "failed: data.store: not set [slurm: failed (exit 1:0, NonZeroExitCode)]");
-  EXPECT_EQ(merge_run_state("preempted", "stopped by signal", &cancelled), "cancelled (checkpointed: resumable)");
-  EXPECT_EQ(merge_run_state("preempted", "", &timeout),
+  EXPECT_EQ(merge_run_state(RunState::kPreempted, "stopped by signal", &cancelled), "cancelled (checkpointed: resumable)");
+  EXPECT_EQ(merge_run_state(RunState::kPreempted, "", &timeout),
             "preempted (checkpointed: resumable) [slurm: timeout (TimeLimit)]");
-  EXPECT_EQ(merge_run_state("running", "", &timeout), "lost: slurm job timeout (TimeLimit) while the run was running");
-  EXPECT_EQ(merge_run_state("", "", &failed),
+  EXPECT_EQ(merge_run_state(RunState::kRunning, "", &timeout), "lost: slurm job timeout (TimeLimit) while the run was running");
+  EXPECT_EQ(merge_run_state(RunState::kNew, "", &failed),
             "lost: slurm job failed (exit 1:0, NonZeroExitCode) while the run was not started");
-  EXPECT_EQ(merge_run_state("", "", nullptr), "new");
+  EXPECT_EQ(merge_run_state(RunState::kNew, "", nullptr), "new");
   SlurmJobInfo held{"6", "PENDING", "BeginTime", "", 0, "", "squeue"};  // sbatch --begin, never ran
-  EXPECT_EQ(merge_run_state("queued", "", &held), "pending (BeginTime)");
+  EXPECT_EQ(merge_run_state(RunState::kQueued, "", &held), "pending (BeginTime)");
   SlurmJobInfo requeued_sacct{"7", "PENDING", "BeginTime", "0:0", -1, "", "sacct"};
-  EXPECT_EQ(merge_run_state("preempted", "", &requeued_sacct), "requeued (pending: BeginTime)");
-  EXPECT_EQ(merge_run_state("running", "", nullptr), "running");
+  EXPECT_EQ(merge_run_state(RunState::kPreempted, "", &requeued_sacct), "requeued (pending: BeginTime)");
+  EXPECT_EQ(merge_run_state(RunState::kRunning, "", nullptr), "running");
 }
 
 TEST(RunCommand, CapturesOutputsExitCodeAndWorkingDirectory) {

@@ -1,0 +1,80 @@
+// The run folder's names, states and status file: see run_folder.h.
+#include "core/run_folder.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace segrun {
+
+std::string to_string(RunState state) {
+  switch (state) {
+    case RunState::kNew: return "new";
+    case RunState::kQueued: return "queued";
+    case RunState::kRunning: return "running";
+    case RunState::kPreempted: return "preempted";
+    case RunState::kFailed: return "failed";
+    case RunState::kDone: return "done";
+  }
+  return "unknown";
+}
+
+std::optional<RunState> parse_run_state(const std::string& word) {
+  for (RunState state : {RunState::kQueued, RunState::kRunning, RunState::kPreempted, RunState::kFailed, RunState::kDone})
+    if (word == to_string(state)) return state;
+  return std::nullopt;
+}
+
+RunFolder::RunFolder(std::string root) : root_(std::move(root)) {}
+
+void RunFolder::create() const {
+  std::error_code ec;
+  for (const auto& dir : {root_, checkpoint_dir(), log_dir()}) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw IoError(dir + ": cannot create run directory: " + ec.message());
+  }
+}
+
+RunStatus RunFolder::read_status() const {
+  const std::string path = status_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return RunStatus{};
+  std::ifstream in(path);
+  if (!in) throw IoError(path + ": cannot read");
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  const auto space = line.find(' ');
+  const std::string word = line.substr(0, space);
+  const std::optional<RunState> state = parse_run_state(word);
+  if (!state) throw DataError(path + ": '" + word + "' is not a run state (queued, running, preempted, failed, done)");
+  RunStatus status;
+  status.state = *state;
+  if (space != std::string::npos) status.reason = line.substr(space + 1);
+  return status;
+}
+
+void RunFolder::write_status(RunState state, const std::string& reason) const {
+  if (state == RunState::kNew) throw std::logic_error("write_status: 'new' is not written to a status file");
+  std::string line = to_string(state);
+  if (!reason.empty()) {
+    std::string one_line = reason;
+    std::replace(one_line.begin(), one_line.end(), '\n', ' ');
+    line += " " + one_line;
+  }
+  write_file_atomic(status_path(), line + "\n");
+}
+
+void RunFolder::append_metrics(const std::string& json_line) const { append_line(metrics_path(), json_line); }
+
+RunStatus read_run_status(const std::string& run_dir) { return RunFolder(run_dir).read_status(); }
+
+void write_run_status(const std::string& run_dir, RunState state, const std::string& reason) {
+  RunFolder(run_dir).write_status(state, reason);
+}
+
+}  // namespace segrun

@@ -1,0 +1,69 @@
+#pragma once
+// The run folder: the contract between the engine (which writes it), the sweeps layer, the Slurm
+// job script and the launcher (which read it), DESIGN "run directory". One home, low in the DAG,
+// so that no layer keeps its own copy of the names, the states or the exit codes.
+//   <root>/config.toml      the fully resolved config
+//   <root>/status           "<state>[ <reason>]" on one line: queued | running | preempted | failed | done
+//   <root>/metrics.jsonl    one JSON object per logged step / evaluation
+//   <root>/result.json      final metrics
+//   <root>/overrides.json   a sweep's record of what it set (sweeps/registry.h)
+//   <root>/checkpoints/     iter_<n>.pt
+//   <root>/logs/rank-<r>.log
+//   exit 75                 the run stopped on a signal after checkpointing (resumable: --resume auto)
+//   exit 2                  a config error, before anything ran
+// Only rank 0 writes the shared files; a whole-file write replaces the file atomically
+// (core/atomic_file.h), so a reader sees the old content or the new. Thread-compatible.
+
+#include <optional>
+#include <string>
+
+namespace segrun {
+
+inline constexpr int kExitPreempted = 75;
+inline constexpr int kExitConfigError = 2;
+
+// kNew: no status file yet (the run has not been queued or started).
+enum class RunState { kNew, kQueued, kRunning, kPreempted, kFailed, kDone };
+
+// "new", "queued", "running", "preempted", "failed", "done".
+std::string to_string(RunState state);
+// The state a status file's first word names; nullopt for any other word ("new" included: it is
+// never written).
+std::optional<RunState> parse_run_state(const std::string& word);
+
+struct RunStatus {
+  RunState state = RunState::kNew;
+  std::string reason;  // the rest of the line (why a run failed), "" when none
+};
+
+class RunFolder {
+ public:
+  explicit RunFolder(std::string root);
+  const std::string& root() const { return root_; }
+  std::string config_path() const { return root_ + "/config.toml"; }
+  std::string status_path() const { return root_ + "/status"; }
+  std::string metrics_path() const { return root_ + "/metrics.jsonl"; }
+  std::string result_path() const { return root_ + "/result.json"; }
+  std::string overrides_path() const { return root_ + "/overrides.json"; }
+  std::string checkpoint_dir() const { return root_ + "/checkpoints"; }
+  std::string log_dir() const { return root_ + "/logs"; }
+
+  // Creates root, checkpoints/ and logs/ (any rank may call it; mkdir is idempotent). IoError.
+  void create() const;
+  // The status file; kNew when it does not exist. DataError naming the file when its first word
+  // is not a state, IoError when it cannot be read.
+  RunStatus read_status() const;
+  // Writes "<state>[ <reason>]" (newlines in the reason become spaces). kNew is never written
+  // (std::logic_error: a programming error, not a user one).
+  void write_status(RunState state, const std::string& reason = "") const;
+  void append_metrics(const std::string& json_line) const;
+
+ private:
+  std::string root_;
+};
+
+// RunFolder(run_dir).read_status() / .write_status(...), for callers holding a path.
+RunStatus read_run_status(const std::string& run_dir);
+void write_run_status(const std::string& run_dir, RunState state, const std::string& reason = "");
+
+}  // namespace segrun

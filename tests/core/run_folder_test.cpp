@@ -1,0 +1,82 @@
+// The run folder's status file (core/run_folder.h): the states round-trip through the file, a
+// missing file is kNew, a reason stays on one line, and a file naming no state is a DataError
+// naming the file.
+#include "core/run_folder.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace segrun {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RunStatusTest : public ::testing::Test {
+ protected:
+  RunStatusTest() : dir_(fs::temp_directory_path() / ("segrun-run-status-" + std::to_string(::getpid()))) {
+    fs::create_directories(dir_);
+  }
+  ~RunStatusTest() override { fs::remove_all(dir_); }
+  std::string dir() const { return dir_.string(); }
+  std::string status_text() const {
+    std::ifstream in(dir_ / "status");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  fs::path dir_;
+};
+
+TEST_F(RunStatusTest, FileNamesAreTheRunFolderFormat) {
+  const RunFolder run("runs/a");
+  EXPECT_EQ(run.config_path(), "runs/a/config.toml");
+  EXPECT_EQ(run.status_path(), "runs/a/status");
+  EXPECT_EQ(run.metrics_path(), "runs/a/metrics.jsonl");
+  EXPECT_EQ(run.result_path(), "runs/a/result.json");
+  EXPECT_EQ(run.overrides_path(), "runs/a/overrides.json");
+  EXPECT_EQ(run.checkpoint_dir(), "runs/a/checkpoints");
+  EXPECT_EQ(run.log_dir(), "runs/a/logs");
+  RunFolder(dir()).create();
+  EXPECT_TRUE(fs::is_directory(dir_ / "checkpoints"));
+  EXPECT_TRUE(fs::is_directory(dir_ / "logs"));
+}
+
+TEST_F(RunStatusTest, StatesRoundTripAndAMissingFileIsNew) {
+  EXPECT_EQ(read_run_status(dir()).state, RunState::kNew);
+  for (RunState state : {RunState::kQueued, RunState::kRunning, RunState::kPreempted, RunState::kFailed, RunState::kDone}) {
+    write_run_status(dir(), state);
+    EXPECT_EQ(status_text(), to_string(state) + "\n");
+    EXPECT_EQ(read_run_status(dir()).state, state);
+    EXPECT_EQ(read_run_status(dir()).reason, "");
+    EXPECT_EQ(parse_run_state(to_string(state)), state);
+  }
+  EXPECT_EQ(parse_run_state("new"), std::nullopt);  // never written
+  EXPECT_THROW(write_run_status(dir(), RunState::kNew), std::logic_error);
+  EXPECT_EQ(kExitPreempted, 75);
+}
+
+TEST_F(RunStatusTest, AReasonStaysOnOneLine) {
+  write_run_status(dir(), RunState::kFailed, "data.store: not set\nsee the log");
+  EXPECT_EQ(status_text(), "failed data.store: not set see the log\n");
+  const RunStatus status = read_run_status(dir());
+  EXPECT_EQ(status.state, RunState::kFailed);
+  EXPECT_EQ(status.reason, "data.store: not set see the log");
+}
+
+TEST_F(RunStatusTest, AnUnknownStateNamesTheFile) {
+  std::ofstream(dir_ / "status") << "finished early\n";
+  try {
+    read_run_status(dir());
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr((dir_ / "status").string()));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("'finished' is not a run state"));
+  }
+}
+
+}  // namespace
+}  // namespace segrun

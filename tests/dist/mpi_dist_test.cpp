@@ -287,54 +287,5 @@ TEST(DataParallel, TwentyStepsOfTwoRanksMatchOneRankWithTheGlobalBatch) {
   EXPECT_GT(moved, 10 * 1e-4 * scale) << "training barely moved the weights";
 }
 
-// Figures for docs/distributed.md (skipped unless SEGRUN_FIGURES=1): a training step of the real
-// CLIP-RN50 + FPN parameter set (model.width=64, fpn_channels=256) at crop 64, batch 2 per rank,
-// without gradient sync, with the synchronous bucketed sync, and overlapped.
-TEST(DataParallel, PrintsR50FpnSyncFigures) {
-  if (!std::getenv("SEGRUN_FIGURES")) GTEST_SKIP() << "set SEGRUN_FIGURES=1";
-  auto comm = world();
-  auto store = std::make_shared<data::StoreReader>(tiny_store());
-  Config c = tiny_config(2);
-  c.model.width = 64;
-  c.model.fpn_channels = 256;
-  auto model = tiny_model(c, comm, store->num_classes());
-  data::TrainLoader loader(store, c.data, comm->rank(), comm->size(), c.train.seed, 0);
-  auto batch = loader.next();
-  int64_t numel = 0;
-  for (auto& p : model->parameters()) numel += p.numel();
-  const int steps = 4;
-  double none = 0;
-  for (int round = 0; round < 6; ++round) {  // the first three rounds warm up
-    const int mode = round % 3;
-    GradSyncOptions options;
-    options.overlap = mode == 2;
-    GradientSync sync(model->parameters(), comm, options);
-    double total = 0, blocked = 0;
-    for (int s = -1; s < steps; ++s) {
-      model->zero_grad();
-      comm->barrier();
-      const auto t0 = std::chrono::steady_clock::now();
-      if (mode == 0) {
-        auto guard = sync.no_sync();
-        model->loss(batch.images, batch.labels).total.backward();
-      } else {
-        model->loss(batch.images, batch.labels).total.backward();
-        sync.synchronize();
-      }
-      if (s < 0) continue;
-      total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (mode > 0) blocked += sync.last_stats().wait_seconds;
-    }
-    total /= steps;
-    if (mode == 0) none = total;
-    const char* names[] = {"no sync    ", "synchronous", "overlapped "};
-    if (comm->rank() == 0 && round >= 3)
-      std::printf("[figures] R50+FPN %.1f M params (%.0f MB), %zu buckets, %s: step %.0f ms, "
-                  "overhead vs no sync %.0f ms, synchronize() blocked %.0f ms\n",
-                  numel / 1e6, numel * 4 / 1e6, sync.bucket_count(), names[mode], 1e3 * total,
-                  1e3 * (total - none), 1e3 * blocked / steps);
-  }
-}
-
 }  // namespace
 }  // namespace segrun::dist

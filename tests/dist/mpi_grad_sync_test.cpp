@@ -1,7 +1,7 @@
 // Multi-rank checks (mpirun -np 2) of the overlapped, bucketed gradient sync and of the
 // collective watchdog. References are computed independently: local gradients of an identical
 // model without hooks, all-reduced parameter by parameter through a separate communicator.
-// The last test prints overlap-vs-synchronous step timings (figures, never asserted).
+// (The overlap-vs-synchronous step timings are bench/grad_sync.cpp's.)
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -236,62 +236,6 @@ TEST(Watchdog, LateRankIsNamedAndTheCommunicatorRefusesFurtherWork) {
     EXPECT_THROW(comm->barrier(), DistError);
   }
   base->barrier();  // rank 1 has joined #2: rank 0's abandoned request can complete
-}
-
-// Figures, not a timed assertion: a step of a comm-heavy model (12 x 1 MB of weights, small
-// batch) without gradient sync, with the synchronous bucketed sync, and with the overlapped one.
-// SEGRUN_OVERLAP_STEPS / SEGRUN_OVERLAP_BATCH make it longer or heavier for docs/distributed.md.
-// It asserts nothing, so it is skipped in the suite unless SEGRUN_FIGURES=1.
-TEST(OverlappedGradientSync, PrintsOverlapFigures) {
-  if (!std::getenv("SEGRUN_FIGURES")) GTEST_SKIP() << "set SEGRUN_FIGURES=1";
-  auto comm = world();
-  const char* steps_env = std::getenv("SEGRUN_OVERLAP_STEPS");
-  const char* batch_env = std::getenv("SEGRUN_OVERLAP_BATCH");
-  const int steps = steps_env ? std::atoi(steps_env) : 3;
-  const int64_t batch = batch_env ? std::atoi(batch_env) : 16;
-  const int64_t width = 512, depth = 12;
-  double step_none = 0;
-  for (int mode = 0; mode < 3; ++mode) {  // 0: no sync, 1: synchronous, 2: overlapped
-    torch::manual_seed(5);
-    torch::nn::Sequential net;
-    for (int64_t i = 0; i < depth; ++i) {
-      net->push_back(torch::nn::Linear(width, width));
-      net->push_back(torch::nn::Functional(torch::relu));
-    }
-    GradSyncOptions options;
-    options.bucket_mb = 2.0;
-    options.overlap = mode == 2;
-    GradientSync sync(net->parameters(), comm, options);
-    auto x = torch::randn({batch, width});
-    double step_s = 0, wait_s = 0, comm_s = 0;
-    for (int s = -1; s < steps; ++s) {  // step -1 warms up
-      net->zero_grad();
-      comm->barrier();
-      const auto t0 = std::chrono::steady_clock::now();
-      if (mode == 0) {
-        auto guard = sync.no_sync();
-        net->forward(x).pow(2).mean().backward();
-      } else {
-        net->forward(x).pow(2).mean().backward();
-        sync.synchronize();
-      }
-      const auto t1 = std::chrono::steady_clock::now();
-      if (s < 0) continue;
-      step_s += std::chrono::duration<double>(t1 - t0).count();
-      if (mode > 0) {
-        wait_s += sync.last_stats().wait_seconds;
-        comm_s += sync.last_stats().comm_seconds;
-      }
-    }
-    step_s /= steps;
-    if (mode == 0) step_none = step_s;
-    const char* names[] = {"no sync    ", "synchronous", "overlapped "};
-    if (comm->rank() == 0)
-      std::printf("[figures] %s batch %lld, %zu buckets: step %.1f ms, overhead vs no sync %.1f ms, "
-                  "synchronize() blocked %.1f ms, all-reduce busy %.1f ms (mean of %d steps)\n",
-                  names[mode], static_cast<long long>(batch), sync.bucket_count(), 1e3 * step_s,
-                  1e3 * (step_s - step_none), 1e3 * wait_s / steps, 1e3 * comm_s / steps, steps);
-  }
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "dist/communicator.h"
+#include "dist/inprocess_communicator.h"
 #include "models/hungarian_matcher.h"
 #include "models/mask2former_criterion.h"
 #include "models/mask2former_segmentor.h"
@@ -442,42 +443,36 @@ TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
   ASSERT_TRUE(classes.grad().defined());
 }
 
-// A 2-rank world seen from rank 0: the other rank contributes `other` to every sum.
-class PeerSumCommunicator : public dist::Communicator {
- public:
-  explicit PeerSumCommunicator(double other) : other_(other) {}
-  int rank() const override { return 0; }
-  int size() const override { return 2; }
-  std::string backend_name() const override { return "test"; }
-  void allreduce(torch::Tensor& tensor, dist::ReduceOp op) override {
-    ASSERT_EQ(op, dist::ReduceOp::kSum);
-    tensor.add_(other_);
-    ++calls;
-  }
-  void broadcast(torch::Tensor&, int) override {}
-  torch::Tensor allgather(const torch::Tensor& tensor) override { return torch::stack({tensor, tensor}); }
-  void barrier() override {}
-  int calls = 0;
-
- private:
-  double other_;
-};
-
 TEST(Mask2FormerCriterionTest, MaskCountIsAveragedOverRanks) {
-  torch::manual_seed(15);
-  // This rank: one target mask, matched by query 0 with zero mask logits (BCE = log 2 exactly);
-  // the peer has 3 target masks, so num_masks = (1 + 3) / 2 = 2 and the BCE term is 5 log 2 / 2.
-  torch::Tensor labels = torch::ones({8, 8}, torch::kLong);
-  torch::Tensor classes = torch::tensor({0.0f, 5.0f, 0.0f, 0.0f, 0.0f, 5.0f}).view({1, 2, 3});
-  torch::Tensor masks = torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1);
-  auto comm = std::make_shared<PeerSumCommunicator>(3.0);
-  LossTerms terms = Mask2FormerCriterion(small_loss(2, 50)).loss({classes}, {masks}, {semantic_targets(labels, 2)}, comm);
-  EXPECT_EQ(comm->calls, 1);
-  EXPECT_NEAR(terms.parts[1].second.item<double>(), 5.0 * std::log(2.0) / 2.0, 1e-5);
+  // Rank 0: one target mask, matched by query 0 with zero mask logits (BCE = log 2 exactly).
+  // Rank 1: `peer_images` images with one target mask each. num_masks is the mean over the two
+  // ranks, so rank 0's BCE term is 5 log 2 / num_masks.
+  auto rank0_bce = [](int64_t peer_images, bool peer_ignores_all) {
+    double bce = 0.0;
+    uint64_t collectives = 0;
+    dist::run_inprocess_world(2, [&](dist::Communicator& comm) {
+      const int64_t images = comm.rank() == 0 ? 1 : peer_images;
+      const torch::Tensor classes =
+          torch::tensor({0.0f, 5.0f, 0.0f, 0.0f, 0.0f, 5.0f}).view({1, 2, 3}).expand({images, 2, 3}).contiguous();
+      const torch::Tensor masks =
+          torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1).expand({images, 2, 4, 4}).contiguous();
+      const int64_t label = comm.rank() == 1 && peer_ignores_all ? 255 : 1;
+      std::vector<SemanticTargets> targets;
+      for (int64_t i = 0; i < images; ++i) targets.push_back(semantic_targets(torch::full({8, 8}, label, torch::kLong), 2));
+      // A shared_ptr view of this thread's communicator, for the criterion's interface.
+      std::shared_ptr<dist::Communicator> view(&comm, [](dist::Communicator*) {});
+      LossTerms terms = Mask2FormerCriterion(small_loss(2, 50)).loss({classes}, {masks}, targets, view);
+      if (comm.rank() == 0) {
+        bce = terms.parts[1].second.item<double>();
+        collectives = comm.sequence();
+      }
+    });
+    EXPECT_EQ(collectives, 1u);  // one all-reduce for the normalizers
+    return bce;
+  };
+  EXPECT_NEAR(rank0_bce(3, false), 5.0 * std::log(2.0) / 2.0, 1e-5);  // (1 + 3) / 2 = 2 masks
   // A peer without masks: num_masks = max((1 + 0) / 2, 1) = 1.
-  auto empty_peer = std::make_shared<PeerSumCommunicator>(0.0);
-  terms = Mask2FormerCriterion(small_loss(2, 50)).loss({classes}, {masks}, {semantic_targets(labels, 2)}, empty_peer);
-  EXPECT_NEAR(terms.parts[1].second.item<double>(), 5.0 * std::log(2.0), 1e-5);
+  EXPECT_NEAR(rank0_bce(1, true), 5.0 * std::log(2.0), 1e-5);
 }
 
 // ---- segmentor -----------------------------------------------------------------------------------

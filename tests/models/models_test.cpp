@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "dist/inprocess_communicator.h"
 #include "dist/sync_batch_norm.h"
 #include "models/clip_checkpoint.h"
 #include "models/clip_resnet.h"
@@ -315,17 +316,6 @@ TEST(ModelsClipResNet, TinyStagesAndAttnpoolShapes) {
 
 // ---- norms ---------------------------------------------------------------------------------------
 
-class FakeCommunicator : public dist::Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 2; }
-  std::string backend_name() const override { return "fake"; }
-  void allreduce(torch::Tensor&, dist::ReduceOp) override {}
-  void broadcast(torch::Tensor&, int) override {}
-  torch::Tensor allgather(const torch::Tensor& t) override { return torch::stack({t, t}); }
-  void barrier() override {}
-};
-
 std::map<std::string, std::vector<int64_t>> state_shapes(torch::nn::Module& model) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& item : model.named_parameters()) shapes[item.key()] = item.value().sizes().vec();
@@ -339,7 +329,10 @@ TEST(ModelsNorm, AllNormsShareParameterNames) {
   for (const std::string norm : {"bn", "frozen_bn", "syncbn"}) {
     config.norm = norm;
     BuildOptions options = tiny_build(config);
-    if (norm == "syncbn") options.comm = std::make_shared<FakeCommunicator>();
+    // Rank 0 of a 2-rank in-process world: SyncBN needs a world of more than one (building the
+    // model runs no collective).
+    if (norm == "syncbn")
+      options.comm = std::make_shared<dist::InProcessCommunicator>(0, std::make_shared<dist::InProcessGroup>(2));
     auto model = build_segmentor(options);
     by_norm[norm] = state_shapes(*model);
     if (norm == "syncbn") {

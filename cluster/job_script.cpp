@@ -193,7 +193,7 @@ std::string render_job_script(const JobScriptOptions& o) {
   if (s.launcher == "srun") {
     sh << "launch=(srun --mpi=" << single_quote(s.mpi) << " --kill-on-bad-exit=1)\n";
   } else {
-    sh << "launch=(mpirun -np \"$SLURM_NTASKS\" --stdin none --bind-to none -x SEGRUN_LAUNCHED -x NCCL_DEBUG";
+    sh << "launch=(mpirun -np \"$SLURM_NTASKS\" --stdin none --bind-to none -x SEGRUN_LAUNCHED -x SEGRUN_WORLD_SIZE -x NCCL_DEBUG";
     if (s.gpus_per_node > 0) sh << " -x CUDA_DEVICE_ORDER";
     for (const auto& [name, value] : o.env) sh << " -x " << name;
     sh << ")\n";
@@ -215,7 +215,10 @@ std::string render_job_script(const JobScriptOptions& o) {
   // before step completely launched", seen right after a requeue while the previous step was still
   // terminating): unless the run says done, or a signal asked to stop, launch again (3 tries).
   sh << "for attempt in 1 2 3; do\n";
-  sh << "  \"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" --run-dir \"$run_dir\" --resume auto &\n";
+  // SEGRUN_WORLD_SIZE: every rank checks that MPI started all the tasks as one world (a plugin
+  // mismatch would start worlds of one, each training its own copy).
+  sh << "  SEGRUN_WORLD_SIZE=\"${SLURM_NTASKS:-}\" \"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" --run-dir "
+        "\"$run_dir\" --resume auto &\n";
   sh << "  step=$!\n";
   // wait returns > 128 when a trapped signal interrupts it: wait again while the step lives; once
   // it is gone, a last wait returns its status (127 if it was collected already).

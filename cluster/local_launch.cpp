@@ -93,8 +93,9 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
                     ? options.threads_per_rank
                     : std::max(1, local_cores() / std::max(1, std::min(ranks_per_host, options.ranks)));
   // --stdin none: mpirun runs in its own process group (see run_and_wait) and must not read the tty.
+  // SEGRUN_WORLD_SIZE: each rank checks that MPI started the world asked for (dist/rank_context.h).
   argv.insert(argv.end(), {"--stdin", "none", "--bind-to", "none", "-x", "OMP_NUM_THREADS=" + std::to_string(threads),
-                           "-x", "SEGRUN_LAUNCHED=1"});
+                           "-x", "SEGRUN_LAUNCHED=1", "-x", "SEGRUN_WORLD_SIZE=" + std::to_string(options.ranks)});
   argv.insert(argv.end(), options.command.begin(), options.command.end());
   return argv;
 }

@@ -203,7 +203,7 @@ std::vector<std::string> build_allocation_command(const SlurmEnv& env, const All
   std::vector<std::string> argv;
   if (options.launcher == "srun") {
     argv = {"srun", "--mpi=" + options.mpi, "--ntasks=" + std::to_string(options.ranks), "--kill-on-bad-exit=1",
-            "--export=ALL,SEGRUN_LAUNCHED=1"};
+            "--export=ALL,SEGRUN_LAUNCHED=1,SEGRUN_WORLD_SIZE=" + std::to_string(options.ranks)};
     argv.insert(argv.end(), options.command.begin(), options.command.end());
     return argv;
   }

@@ -88,6 +88,29 @@ void MpiSession::abort_world(int code) {
   std::_Exit(code);
 }
 
+void check_launched_world(const RankContext& context, const std::function<const char*(const char*)>& getenv) {
+  auto env = [&](const char* name) -> std::string {
+    const char* value = getenv ? getenv(name) : std::getenv(name);
+    return value ? value : "";
+  };
+  auto as_count = [](const std::string& text) -> int {
+    char* end = nullptr;
+    const long value = std::strtol(text.c_str(), &end, 10);
+    return end && *end == '\0' && !text.empty() && value > 0 && value < (1L << 30) ? static_cast<int>(value) : 0;
+  };
+  const int asked = as_count(env("SEGRUN_WORLD_SIZE"));
+  if (asked > 0 && asked != context.world_size)
+    throw DistError(context.label() + ": the launcher asked for " + std::to_string(asked) + " ranks (SEGRUN_WORLD_SIZE) but MPI " +
+                    "started a world of " + std::to_string(context.world_size) +
+                    "; start the ranks with the mpirun that matches this Open MPI (segrun launch -n N does)");
+  const int step_tasks = as_count(env("SLURM_STEP_NUM_TASKS"));
+  if (step_tasks > 1 && context.world_size == 1)
+    throw DistError(context.label() + ": srun started " + std::to_string(step_tasks) + " tasks (SLURM_STEP_NUM_TASKS) " +
+                    "but MPI sees a world of one: srun's --mpi plugin does not reach Open MPI, so every task would " +
+                    "train its own copy; use srun --mpi=pmix (cluster.slurm.mpi = \"pmix\") or " +
+                    "cluster.slurm.launcher = \"mpirun\"");
+}
+
 RankContext singleton_context() {
   RankContext c;
   c.host = hostname();

@@ -5,6 +5,7 @@
 // A process started without mpirun is a singleton world (rank 0 of 1).
 
 #include <memory>
+#include <functional>
 #include <string>
 
 namespace segrun::dist {
@@ -45,5 +46,16 @@ class MpiSession {
 
 // Makes a RankContext for code that runs without MPI (tests of single-process logic).
 RankContext singleton_context();
+
+// The world MPI started must be the one the launcher asked for; a mismatch would have every
+// process train its own copy into the same run folder. Checked against the environment
+// (`getenv`, std::getenv by default):
+//  - SEGRUN_WORLD_SIZE (exported by `segrun launch` and the Slurm job script): the ranks asked for;
+//  - SLURM_STEP_NUM_TASKS (set by srun for each task of a step; not in the batch script itself):
+//    more than one task while MPI sees a world of one means srun's --mpi plugin does not reach
+//    Open MPI (every task then starts as a world of its own).
+// Throws DistError naming the rank, the host and the fix. Call once MPI is up, before any work.
+void check_launched_world(const RankContext& context,
+                          const std::function<const char*(const char*)>& getenv = nullptr);
 
 }  // namespace segrun::dist

@@ -65,6 +65,7 @@ sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector
 const dist::RankContext& MpiHolder::context() {
   if (!session_) {
     session_ = std::make_unique<dist::MpiSession>(argc_, argv_);
+    dist::check_launched_world(session_->context());
     // Every rank-level command gets its parallelism from ranks, LibTorch's intra-op threads (set
     // by MpiSession) and the loader's workers; OpenCV's own pool on top would oversubscribe.
     cv::setNumThreads(1);

@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+#include <string>
+
 #include "build_config.h"
 #include "core/error.h"
 #include "dist/communicator.h"
 #include "dist/device.h"
 #include "dist/grad_sync.h"
+#include "dist/rank_context.h"
 #include "dist/sync_batch_norm.h"
 #include "dist/watchdog.h"
 
@@ -37,6 +41,39 @@ TEST(Device, PlacementFollowsDistDevice) {
   // That auto picks the MPI backend on the CPU is checked in mpi_dist_test: making a communicator
   // initializes MPI, which this single-process suite leaves alone (LeakSanitizer flags Open MPI's
   // plugins when a unit suite ends without MPI_Finalize).
+}
+
+// The world MPI started against what the launcher asked for (SEGRUN_WORLD_SIZE) and against
+// srun's task count (SLURM_STEP_NUM_TASKS): the srun environments were read from a real one-node
+// Slurm (the batch step has SLURM_NTASKS and SLURM_PROCID but no SLURM_STEP_NUM_TASKS).
+TEST(LaunchedWorld, AMismatchNamesTheRankAndTheFix) {
+  auto check = [](int world, std::map<std::string, std::string> env) -> std::string {
+    RankContext context = singleton_context();
+    context.world_size = world;
+    context.host = "node7";
+    try {
+      check_launched_world(context, [&](const char* name) -> const char* {
+        auto it = env.find(name);
+        return it == env.end() ? nullptr : it->second.c_str();
+      });
+    } catch (const DistError& e) {
+      return e.what();
+    }
+    return "ok";
+  };
+  EXPECT_EQ(check(1, {}), "ok");
+  EXPECT_EQ(check(2, {{"SEGRUN_WORLD_SIZE", "2"}}), "ok");
+  EXPECT_EQ(check(4, {{"SLURM_STEP_NUM_TASKS", "4"}, {"SLURM_NTASKS", "4"}}), "ok");                 // srun --mpi=pmix
+  EXPECT_EQ(check(1, {{"SLURM_NTASKS", "8"}, {"SLURM_PROCID", "0"}}), "ok");                         // the batch script
+  EXPECT_EQ(check(1, {{"SLURM_STEP_NUM_TASKS", "1"}}), "ok");
+  EXPECT_EQ(check(1, {{"SEGRUN_WORLD_SIZE", ""}, {"SLURM_STEP_NUM_TASKS", "x"}}), "ok");             // unset / garbage
+  const std::string plugin = check(1, {{"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_PROCID", "1"}});
+  EXPECT_NE(plugin.find("rank 0/1 on node7"), std::string::npos) << plugin;
+  EXPECT_NE(plugin.find("srun started 2 tasks"), std::string::npos) << plugin;
+  EXPECT_NE(plugin.find("--mpi=pmix"), std::string::npos) << plugin;
+  const std::string size = check(2, {{"SEGRUN_WORLD_SIZE", "4"}});
+  EXPECT_NE(size.find("asked for 4 ranks"), std::string::npos) << size;
+  EXPECT_NE(size.find("world of 2"), std::string::npos) << size;
 }
 
 TEST(SyncBatchNorm, WorldOfOneEqualsBatchNorm2d) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end through the segrun CLI: synth -> 2-rank pack -> inspect -> 2-rank train -> eval
 # (+ saved predictions re-scored by `segrun metrics`, which must agree) -> preemption by SIGUSR1
-# and resume -> refusal to overwrite. Usage: cli_test.sh SEGRUN_BINARY
+# and resume -> refusal to overwrite -> the device and world checks. Usage: cli_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
@@ -92,5 +92,18 @@ if [ -z "$(command -v nvidia-smi)" ]; then
   check "dist.device = cuda without a GPU exits 2 (got $code)" test "$code" -eq 2
   check "the error names rank and host" grep -q "dist.device = \"cuda\": rank 0/1 on $(hostname)" "$work/f.out"
 fi
+
+# A world that is not the one asked for (an srun --mpi plugin that leaves every task a world of
+# one, or an mpirun that started another count) stops before any work, naming the rank and the
+# fix, and writes nothing: the environments are what srun / segrun launch give each task.
+SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=1 "$segrun" train "$work/tiny.toml" --run-dir "$work/runs/g" > "$work/g.out" 2>&1
+code=$?
+check "a world of one under a 2-task srun step exits non-zero (got $code)" test "$code" -ne 0
+check "the error names the plugin fix" grep -q "srun started 2 tasks (SLURM_STEP_NUM_TASKS) but MPI sees a world of one.*--mpi=pmix" "$work/g.out"
+check "nothing was written for it" test ! -e "$work/runs/g"
+SEGRUN_WORLD_SIZE=3 "$segrun" train "$work/tiny.toml" --run-dir "$work/runs/h" > "$work/h.out" 2>&1
+code=$?
+check "a world of 1 where 3 were asked exits non-zero (got $code)" test "$code" -ne 0
+check "the error names both sizes" grep -q "rank 0/1 on .*: the launcher asked for 3 ranks (SEGRUN_WORLD_SIZE) but MPI started a world of 1" "$work/h.out"
 
 finish cli_test

@@ -39,7 +39,7 @@ class RunnerTest : public ::testing::Test {
                "name = \"fake\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
                "[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n");
     // mpirun stand-in: drop everything up to the last -x, run the command.
-    write_text(root / "mpirun", "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"$1\" != SEGRUN_LAUNCHED=1 ]; do shift; done\n"
+    write_text(root / "mpirun", "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"${1#SEGRUN_WORLD_SIZE=}\" = \"$1\" ]; do shift; done\n"
                                 "shift\nexec \"$@\"\n");
     // segrun stand-in: dropout 0.0 trains, 0.1 crashes before writing a status, 0.2 fails like
     // the trainer does (status "failed <reason>").

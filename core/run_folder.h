@@ -9,7 +9,8 @@
 //   <root>/overrides.json   a sweep's record of what it set (sweeps/registry.h)
 //   <root>/checkpoints/     iter_<n>.pt
 //   <root>/logs/rank-<r>.log
-//   exit 75                 the run stopped on a signal after checkpointing (resumable: --resume auto)
+//   exit 75                 the run stopped on a signal after checkpointing (resumable: --resume auto;
+//                           sysexits' EX_TEMPFAIL, so a scheduler wrapper tells "resume me" apart)
 //   exit 2                  a config error, before anything ran
 // Only rank 0 writes the shared files; a whole-file write replaces the file atomically
 // (core/atomic_file.h), so a reader sees the old content or the new. Thread-compatible.

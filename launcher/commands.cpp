@@ -28,9 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Exit code of a run stopped by a signal after checkpointing (sysexits EX_TEMPFAIL): a
-// scheduler wrapper can tell "resume me" from success and from failure.
-
 std::pair<int, int> parse_size(const std::string& text) {
   int h = 0, w = 0;
   char x = 0;

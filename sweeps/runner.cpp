@@ -25,7 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
 // Exclusive use of a runs folder for the lifetime of the object.
 class RunsLock {
  public:

@@ -21,13 +21,7 @@ class TinyClip(nn.Module):
     def __init__(self, width, text_width, heads, layers):
         super().__init__()
         self.visual = visual_ref.ModifiedResNet("clip_rn50", width, 224, with_attnpool=True)
-        text = text_ref.TextEncoder(77, 49408, text_width, heads, layers, 16 * width)
-        self.token_embedding = text.token_embedding
-        self.positional_embedding = text.positional_embedding
-        self.transformer = text.transformer
-        self.ln_final = text.ln_final
-        self.text_projection = text.text_projection
-        self.logit_scale = nn.Parameter(torch.ones([]) * 4.6052)
+        text_ref.attach_text_tower(self, text_width, heads, layers, 16 * width)
 
     def forward(self, images):
         return self.visual(images)[4] * self.logit_scale
@@ -38,10 +32,6 @@ def main():
     width, text_width, heads, layers = (int(v) for v in sys.argv[2:6])
     torch.manual_seed(13)
     model = TinyClip(width, text_width, heads, layers)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.startswith("visual."):
-                p.normal_(0.0, 0.5)
     model.eval()
     torch.jit.trace(model, torch.randn(1, 3, 64, 64)).half().save(archive)
 

@@ -43,13 +43,7 @@ class TinyClip(nn.Module):
     def __init__(self, width, layers, heads, embed, text_width, text_heads, text_layers):
         super().__init__()
         self.visual = OpenAiVisual(width, layers, heads, embed)
-        text = text_ref.TextEncoder(77, 49408, text_width, text_heads, text_layers, embed)
-        self.token_embedding = text.token_embedding
-        self.positional_embedding = text.positional_embedding
-        self.transformer = text.transformer
-        self.ln_final = text.ln_final
-        self.text_projection = text.text_projection
-        self.logit_scale = nn.Parameter(torch.ones([]) * 4.6052)
+        text_ref.attach_text_tower(self, text_width, text_heads, text_layers, embed)
 
     def forward(self, images):
         return self.visual(images) * self.logit_scale
@@ -60,10 +54,6 @@ def main():
     width, layers, heads, embed, text_width, text_heads, text_layers, grid = map(int, sys.argv[3:11])
     torch.manual_seed(13)
     model = TinyClip(width, layers, heads, embed, text_width, text_heads, text_layers).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.startswith("visual."):
-                p.normal_(0.0, 0.5)  # TextEncoder leaves its tensors uninitialized
     traced = torch.jit.trace(model, torch.randn(1, 3, 224, 224)).half()
     traced.save(archive)
 

@@ -68,6 +68,24 @@ class TextEncoder(nn.Module):
         return x[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ self.text_projection
 
 
+def attach_text_tower(clip, width, heads, layers, embed_dim):
+    """Gives `clip` (an OpenAI-CLIP-like module holding `visual`) the text tower at the top level
+    as the released archives have it (token_embedding, positional_embedding, transformer.*,
+    ln_final, text_projection, logit_scale; the real 49408-token vocabulary), every text tensor
+    drawn from N(0, 0.5) (TextEncoder leaves them uninitialized)."""
+    text = TextEncoder(77, 49408, width, heads, layers, embed_dim)
+    clip.token_embedding = text.token_embedding
+    clip.positional_embedding = text.positional_embedding
+    clip.transformer = text.transformer
+    clip.ln_final = text.ln_final
+    clip.text_projection = text.text_projection
+    clip.logit_scale = nn.Parameter(torch.ones([]) * 4.6052)
+    with torch.no_grad():
+        for name, p in clip.named_parameters():
+            if not name.startswith("visual."):
+                p.normal_(0.0, 0.5)
+
+
 def build(cfg):
     keys = ("context_length", "vocab_size", "width", "heads", "layers", "embed_dim")
     return TextEncoder(*(int(cfg[k]) for k in keys))

@@ -160,50 +160,26 @@ void agree_on_failure(dist::Communicator& comm, const std::string& local_error, 
   SEGRUN_CHECK(flag.item<int64_t>() == 0, DataError, where << ": packing failed on another rank (see its log)");
 }
 
-}  // namespace
-
-std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split) {
-  return layout == Layout::kAde20k ? scan_ade(root, split) : scan_cityscapes(root, split);
+fs::path staging_path(const fs::path& out) {
+  const fs::path clean = out.lexically_normal();
+  const fs::path name = clean.has_filename() ? clean.filename() : clean.parent_path().filename();
+  const fs::path parent = clean.has_filename() ? clean.parent_path() : clean.parent_path().parent_path();
+  return parent / ("." + name.string() + ".packing");
 }
 
-PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
-  SEGRUN_CHECK(o.shards >= 1, DataError, o.out << ": shards must be >= 1 (got " << o.shards << ")");
-  SEGRUN_CHECK(!o.out.empty(), DataError, "pack: empty output path");
+// Stages 2 and 3 of pack_store: this rank's shards, then (rank 0) the manifest, into `dir`.
+PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& records, const fs::path& dir,
+                      dist::Communicator& comm) {
   const int rank = comm.rank(), world = comm.size();
   const int k = num_classes(o.layout);
-  const fs::path out(o.out);
-
-  // 1. Refuse an existing store and scan the sources (every rank; agree before creating anything).
   std::string error;
-  std::vector<SourceRecord> records;
-  try {
-    std::error_code ec;
-    const bool exists = fs::exists(out, ec);
-    SEGRUN_CHECK(!exists || (fs::is_directory(out) && fs::is_empty(out)), DataError,
-                 o.out << " already exists; remove it or choose another --out");
-    records = scan_split(o.layout, o.root, o.split);
-  } catch (const DataError& e) {
-    error = e.what();
-  }
-  agree_on_failure(comm, error, o.out);
-  if (rank == 0) {
-    try {
-      std::error_code ec;
-      fs::create_directories(out, ec);
-      SEGRUN_CHECK(!ec, DataError, o.out << ": cannot create store directory (" << ec.message() << ")");
-    } catch (const DataError& e) {
-      error = e.what();
-    }
-  }
-  agree_on_failure(comm, error, o.out);
-
   // 2. This rank's shards.
   const int64_t n = static_cast<int64_t>(records.size());
   auto shard_begin = [&](int s) { return n * s / o.shards; };
   std::vector<int64_t> totals(1 + static_cast<size_t>(k) * k, 0);  // [0] unused, then K x K
   try {
     for (int s = rank; s < o.shards; s += world) {
-      const std::string path = (out / shard_file_name(s, o.shards)).string();
+      const std::string path = (dir / shard_file_name(s, o.shards)).string();
       ShardHeader header;
       header.dataset = layout_name(o.layout);
       header.split = o.split;
@@ -250,7 +226,7 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
   PackSummary summary;
   summary.records = n;
   summary.shards = o.shards;
-  summary.manifest = manifest_path(o.out);
+  summary.manifest = manifest_path(dir.string());
   for (int a = 0; a < k; ++a) summary.images_per_class.push_back(m.cooccurrence[static_cast<size_t>(a) * k + a]);
   if (rank == 0) {
     try {
@@ -260,8 +236,75 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
     }
   }
   agree_on_failure(comm, error, o.out);
-  if (rank == 0) log::info("pack: {} records in {} shard(s) -> {}", n, o.shards, summary.manifest);
   return summary;
+}
+
+}  // namespace
+
+std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split) {
+  return layout == Layout::kAde20k ? scan_ade(root, split) : scan_cityscapes(root, split);
+}
+
+PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
+  SEGRUN_CHECK(o.shards >= 1, DataError, o.out << ": shards must be >= 1 (got " << o.shards << ")");
+  SEGRUN_CHECK(!o.out.empty(), DataError, "pack: empty output path");
+  const int rank = comm.rank();
+  const fs::path out(o.out);
+
+  // 1. Refuse an existing store and scan the sources (every rank; agree before creating anything).
+  std::string error;
+  std::vector<SourceRecord> records;
+  try {
+    std::error_code ec;
+    const bool exists = fs::exists(out, ec);
+    SEGRUN_CHECK(!exists || (fs::is_directory(out) && fs::is_empty(out)), DataError,
+                 o.out << " already exists; remove it or choose another --out");
+    records = scan_split(o.layout, o.root, o.split);
+  } catch (const DataError& e) {
+    error = e.what();
+  }
+  agree_on_failure(comm, error, o.out);
+  // Everything is written into a hidden staging folder beside the target, renamed into place once
+  // every shard and the manifest are complete: a failed or killed pack leaves no target folder.
+  const fs::path staging = staging_path(out);
+  if (rank == 0) {
+    try {
+      std::error_code ec;
+      if (fs::exists(staging, ec)) {
+        log::warn("pack: removing {}, left by an interrupted pack", staging.string());
+        fs::remove_all(staging, ec);
+        SEGRUN_CHECK(!ec, DataError, staging.string() << ": cannot remove the partial store (" << ec.message() << ")");
+      }
+      fs::create_directories(staging, ec);
+      SEGRUN_CHECK(!ec, DataError, staging.string() << ": cannot create the staging directory (" << ec.message() << ")");
+    } catch (const DataError& e) {
+      error = e.what();
+    }
+  }
+  agree_on_failure(comm, error, o.out);
+  try {
+    PackSummary summary = pack_into(o, records, staging, comm);
+    if (rank == 0) {
+      try {
+        std::error_code ec;
+        fs::rename(staging, out, ec);  // replaces an empty target folder
+        SEGRUN_CHECK(!ec, DataError, o.out << ": cannot move the packed store into place from " << staging.string() << " ("
+                                           << ec.message() << ")");
+      } catch (const DataError& e) {
+        error = e.what();
+      }
+    }
+    agree_on_failure(comm, error, o.out);
+    summary.manifest = manifest_path(o.out);
+    if (rank == 0) log::info("pack: {} records in {} shard(s) -> {}", summary.records, o.shards, summary.manifest);
+    return summary;
+  } catch (const DataError& e) {
+    if (rank == 0) {
+      std::error_code ec;
+      fs::remove_all(staging, ec);
+    }
+    throw DataError(std::string(e.what()) + " (" + o.out + " was not created)");
+  }
 }
 
 }  // namespace segrun::data

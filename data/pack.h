@@ -4,7 +4,10 @@
 // split contiguously across `shards`; rank r writes shards r, r+W, r+2W, ... Each shard is written
 // to a temp name and renamed when complete; the per-class presence is combined into the split's
 // co-occurrence matrix with one allreduce, and rank 0 writes the manifest last (atomically) after
-// every shard exists. A store is valid only once its manifest exists.
+// every shard exists. All of it goes into a hidden staging folder beside the target
+// (`.<name>.packing`), which rank 0 renames into `out` only once every shard and the manifest are
+// complete: a failed pack removes it and leaves no `out` (its error ends "(<out> was not
+// created)"); a killed one leaves only the staging folder, which the next pack to `out` removes.
 // Errors (DataError, naming the file): missing folders, an image without annotation, an
 // undecodable image, a label that is not 8-bit single-channel or not the image's size, a raw label
 // value outside the layout's range, an existing non-empty `out`. A failure on one rank makes every

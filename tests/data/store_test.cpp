@@ -401,7 +401,37 @@ TEST_F(PackBadInput, LabelOutOfRange) {
   const std::string err = pack_error();
   EXPECT_THAT(err, HasSubstr(label));
   EXPECT_THAT(err, HasSubstr("label value 173 outside 0..150"));
-  EXPECT_FALSE(fs::exists(tmp_ / "store/manifest.json"));
+  // Found while writing the shard: nothing half-made is left, and the error says so.
+  EXPECT_THAT(err, HasSubstr("(" + (tmp_ / "store") + " was not created)"));
+  EXPECT_FALSE(fs::exists(tmp_ / "store"));
+  EXPECT_FALSE(fs::exists(tmp_ / ".store.packing"));
+}
+
+TEST_F(PackBadInput, AFailureOnOneOfTwoRanksLeavesNoTarget) {
+  // Three shards over two ranks: the bad label is in the last record, rank 0's second shard.
+  const std::string label = base_ + "/annotations/training/ADE_train_00000003.png";
+  cv::Mat m = cv::imread(label, cv::IMREAD_UNCHANGED);
+  m.at<uint8_t>(1, 1) = 200;
+  cv::imwrite(label, m);
+  std::vector<std::string> errors(2);
+  run_ranks(2, [&](dist::Communicator& comm) {
+    errors[static_cast<size_t>(comm.rank())] =
+        data_error_of([&] { pack_store({Layout::kAde20k, so_.out, "training", tmp_ / "store", 3}, comm); });
+  });
+  EXPECT_THAT(errors[0], HasSubstr("label value 200"));
+  EXPECT_THAT(errors[1], HasSubstr("packing failed on another rank"));
+  for (const auto& e : errors) EXPECT_THAT(e, HasSubstr("was not created"));
+  EXPECT_FALSE(fs::exists(tmp_ / "store"));
+  EXPECT_FALSE(fs::exists(tmp_ / ".store.packing"));
+}
+
+TEST_F(PackBadInput, AStagingFolderLeftByAKilledPackIsReplaced) {
+  fs::create_directories(tmp_ / ".store.packing");
+  write_bytes(tmp_ / ".store.packing/shard-00000-of-00001.h5.tmp-123", {'x'});
+  EXPECT_EQ(pack_single({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1}).records, 3);
+  EXPECT_FALSE(fs::exists(tmp_ / ".store.packing"));
+  EXPECT_EQ(StoreReader(tmp_ / "store").size(), 3);
+  EXPECT_FALSE(fs::exists(tmp_ / "store/shard-00000-of-00001.h5.tmp-123"));
 }
 
 TEST_F(PackBadInput, LabelNotSingleChannel) {

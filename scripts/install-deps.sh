@@ -15,6 +15,7 @@ packages=(
   python3 python3-torch python3-scipy python3-opencv python3-numpy python3-h5py
   clang libclang-rt-14-dev
   slurm-wlm munge
+  openssh-server openssh-client iproute2  # tests/cluster/multihost_test.sh: sshd in network namespaces
   gnuplot-nox
 )
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/process.h"
 #include "core/run_folder.h"
 
 namespace segrun::cluster {
@@ -54,12 +55,6 @@ std::string one_line(std::string text) {
 }
 
 }  // namespace
-
-std::string single_quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 bool is_safe_name(const std::string& name) {
   return all_of_set(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") && name != "." &&
@@ -125,6 +120,11 @@ std::string render_job_script(const JobScriptOptions& o) {
   if (s.launcher != "srun" && s.launcher != "mpirun")
     throw ClusterError("cluster.slurm.launcher '" + s.launcher + "': expected srun or mpirun");
   check_directive("cluster.slurm.mpi", s.mpi, "_", "pmix");
+  if (s.signal != "USR1" && s.signal != "USR2" && s.signal != "TERM")
+    throw ClusterError("cluster.slurm.signal '" + one_line(s.signal) + "': expected USR1, USR2 or TERM");
+  if (s.signal == "TERM" && s.launcher == "mpirun")
+    throw ClusterError("cluster.slurm.signal = \"TERM\" needs cluster.slurm.launcher = \"srun\": mpirun kills its "
+                       "ranks on SIGTERM instead of passing it on (use USR1 or USR2 with mpirun)");
   for (const auto& [name, value] : o.env)
     if (!is_env_name(name))
       throw ClusterError("--export '" + one_line(name) + "': not a valid environment variable name");
@@ -151,16 +151,16 @@ std::string render_job_script(const JobScriptOptions& o) {
   if (!s.time.empty()) sh << "#SBATCH --time=" << s.time << "\n";
   if (!s.mem.empty()) sh << "#SBATCH --mem=" << s.mem << "\n";
   if (!s.constraint.empty()) sh << "#SBATCH --constraint=" << s.constraint << "\n";
-  sh << "#SBATCH --signal=B:USR1@" << s.signal_grace_s << "\n";
+  sh << "#SBATCH --signal=B:" << s.signal << "@" << s.signal_grace_s << "\n";
   sh << "#SBATCH --requeue\n";
   sh << "#SBATCH --open-mode=append\n";
   sh << "#SBATCH --output=" << o.output << "\n";
   sh << "set -u\n";
-  sh << "segrun=" << single_quote(o.program) << "\n";
+  sh << "segrun=" << process::shell_quote(o.program, true) << "\n";
   sh << "max_requeues=" << s.max_requeues << "\n";
   if (array) {
-    sh << "runs_dir=" << single_quote(o.runs_dir) << "\n";
-    sh << "tasks_file=" << single_quote(o.tasks_file) << "\n";
+    sh << "runs_dir=" << process::shell_quote(o.runs_dir, true) << "\n";
+    sh << "tasks_file=" << process::shell_quote(o.tasks_file, true) << "\n";
     sh << "task=\"${SLURM_ARRAY_TASK_ID:?segrun job: not a job array task}\"\n";
     sh << "job=\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n";
     sh << "run_name=\"$(sed -n \"$((task + 1))p\" \"$tasks_file\")\"\n";
@@ -173,7 +173,7 @@ std::string render_job_script(const JobScriptOptions& o) {
     sh << "echo \"segrun job $job: run $run_dir, output in $run_dir/slurm.log\"\n";
     sh << "exec >> \"$run_dir/slurm.log\" 2>&1\n";
   } else {
-    sh << "run_dir=" << single_quote(o.run_dir) << "\n";
+    sh << "run_dir=" << process::shell_quote(o.run_dir, true) << "\n";
     sh << "job=\"$SLURM_JOB_ID\"\n";
   }
   sh << "echo \"segrun job $job (slurm job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}) on "
@@ -187,11 +187,11 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "fi\n";
   sh << "export NCCL_DEBUG=\"${NCCL_DEBUG:-WARN}\"\n";
   if (s.gpus_per_node > 0) sh << "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n";
-  for (const auto& [name, value] : o.env) sh << "export " << name << "=" << single_quote(value) << "\n";
+  for (const auto& [name, value] : o.env) sh << "export " << name << "=" << process::shell_quote(value, true) << "\n";
 
   // The launch command, as a bash array.
   if (s.launcher == "srun") {
-    sh << "launch=(srun --mpi=" << single_quote(s.mpi) << " --kill-on-bad-exit=1)\n";
+    sh << "launch=(srun --mpi=" << process::shell_quote(s.mpi, true) << " --kill-on-bad-exit=1)\n";
   } else {
     sh << "launch=(mpirun -np \"$SLURM_NTASKS\" --stdin none --bind-to none -x SEGRUN_LAUNCHED -x SEGRUN_WORLD_SIZE -x NCCL_DEBUG";
     if (s.gpus_per_node > 0) sh << " -x CUDA_DEVICE_ORDER";
@@ -201,16 +201,23 @@ std::string render_job_script(const JobScriptOptions& o) {
     sh << "if [ \"$(id -u)\" = 0 ]; then launch+=(--allow-run-as-root); fi\n";
   }
 
-  // Signals: forward to the ranks as SIGUSR1 (checkpoint and exit 75).
+  // Signals: forward cluster.slurm.signal to the ranks (checkpoint and exit 75). The configured
+  // signal before the time limit requeues; TERM (scancel, preemption) does not. With signal =
+  // TERM the two cannot be told apart: a TERM requeues (a cancelled job refuses the requeue).
   sh << "stop_signal=''\n";
+  sh << "stop_kind=''\n";
   sh << "step=''\n";
   sh << "on_signal() {\n";
-  sh << "  if [ -z \"$stop_signal\" ] || [ \"$1\" = TERM ]; then stop_signal=\"$1\"; fi\n";
+  sh << "  if [ -z \"$stop_signal\" ] || [ \"$2\" = cancel ]; then stop_signal=\"$1\" stop_kind=\"$2\"; fi\n";
   sh << "  echo \"segrun job $job: SIG$1 received: the ranks checkpoint and stop\"\n";
-  sh << "  if [ -n \"$step\" ]; then kill -USR1 \"$step\" 2> /dev/null; fi\n";
+  sh << "  if [ -n \"$step\" ]; then kill -" << s.signal << " \"$step\" 2> /dev/null; fi\n";
   sh << "}\n";
-  sh << "trap 'on_signal USR1' USR1\n";
-  sh << "trap 'on_signal TERM' TERM\n";
+  if (s.signal == "TERM") {
+    sh << "trap 'on_signal TERM requeue' TERM\n";
+  } else {
+    sh << "trap 'on_signal " << s.signal << " requeue' " << s.signal << "\n";
+    sh << "trap 'on_signal TERM cancel' TERM\n";
+  }
   // A step can end with status 0 without having run (srun: "task 0 launch failed ... aborted
   // before step completely launched", seen right after a requeue while the previous step was still
   // terminating): unless the run says done, or a signal asked to stop, launch again (3 tries).
@@ -241,7 +248,7 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "echo \"segrun job $job: ranks exited with code $rc at $(date '+%F %T')\"\n";
   sh << "if [ \"$rc\" -eq 0 ]; then exit 0; fi\n";
   sh << "if [ \"$rc\" -eq " << kExitPreempted << " ]; then\n";
-  sh << "  if [ \"$stop_signal\" = TERM ]; then\n";
+  sh << "  if [ \"$stop_kind\" = cancel ]; then\n";
   sh << "    echo \"segrun job $job: stopped by SIGTERM (cancel or preemption): checkpointed, not requeued by this "
         "script\"\n";
   sh << "    exit " << kExitPreempted << "\n";

@@ -3,14 +3,16 @@
 // run named on line i+1 of a tasks file written next to the script. The script
 //  - asks for the resources (#SBATCH: nodes, tasks, GPUs per node, CPUs per task, partition,
 //    account, qos, time, mem, constraint, --array=0-(R-1)%M), `--requeue`, `--open-mode=append`
-//    and `--signal=B:USR1@<grace>` (the batch shell gets USR1 <grace> s before the time limit);
+//    and `--signal=B:<SIG>@<grace>` (the batch shell gets cluster.slurm.signal, USR1 by default,
+//    <grace> s before the time limit);
 //  - starts `segrun train <run>/config.toml --run-dir <run> --resume auto` on every rank with
 //    `srun --mpi=<mpi>` (one task per rank: one per GPU on GPU nodes) or with `mpirun`, in the
 //    background, appending the task's output to <run>/slurm.log;
-//  - on USR1 (time limit) or TERM (scancel, preemption, `scontrol requeue`) forwards SIGUSR1 to
-//    the ranks, which finish their iteration, checkpoint and exit 75; after a USR1 it requeues the
+//  - on <SIG> (time limit) or TERM (scancel, preemption, `scontrol requeue`) forwards <SIG> to
+//    the ranks, which finish their iteration, checkpoint and exit 75; after <SIG> it requeues the
 //    job itself (`scontrol requeue <array job>_<task>`, at most max_requeues times), after a TERM
-//    it does not (the job is being cancelled, or Slurm requeues it already);
+//    it does not (the job is being cancelled, or Slurm requeues it already). With <SIG> = TERM
+//    (srun only: mpirun kills its ranks on TERM) every TERM counts as the time limit;
 //  - marks a run whose ranks exit with another non-zero code "failed" in its status file (unless
 //    the trainer did), with the job id and exit code.
 // Safety: every value in the script body is single-quoted ('...' with ' written as '\''), so no
@@ -60,8 +62,6 @@ std::string render_job_script(const JobScriptOptions& options);
 // The tasks file of an array: one run directory name per line (task i = line i+1).
 std::string render_tasks_file(const std::vector<std::string>& run_names);
 
-// 'text' with every ' written as '\'' (always quoted, also when the text is harmless).
-std::string single_quote(const std::string& text);
 // [A-Za-z0-9._-]+, not "." or "..".
 bool is_safe_name(const std::string& name);
 

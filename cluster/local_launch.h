@@ -1,9 +1,10 @@
 #pragma once
 // Local/multi-host launch through Open MPI's mpirun: builds the command line that starts N ranks
 // of the same segrun subcommand, and runs it as a child process, forwarding stop signals so that
-// a Ctrl-C or a scheduler's preemption signal reaches every rank: SIGUSR1 as is, the first
-// SIGINT/SIGTERM as SIGUSR1 (mpirun would kill the ranks on SIGINT/SIGTERM; on SIGUSR1 each rank
-// finishes its iteration, checkpoints and exits 75), a second one as itself (hard stop). As root it adds --allow-run-as-root; it exports
+// a Ctrl-C or a scheduler's preemption signal reaches every rank: SIGUSR1/SIGUSR2 as they are,
+// the first SIGINT/SIGTERM as the ranks' stop signal (SIGUSR1, or SIGUSR2 when the run's
+// cluster.slurm.signal says so; mpirun would kill the ranks on SIGINT/SIGTERM; on the stop signal
+// each rank finishes its iteration, checkpoints and exits 75), a second one as itself (hard stop). As root it adds --allow-run-as-root; it exports
 // OMP_NUM_THREADS = cores per host / ranks per host so LibTorch threads never oversubscribe.
 // Host lists follow Open MPI's syntax "host:slots,host:slots" and are validated first.
 
@@ -31,13 +32,15 @@ struct LaunchOptions {
 
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
 
-// Runs argv (argv[0] looked up in PATH), forwarding stop signals as above; returns its exit code
-// (128 + signal when it was killed). Throws ClusterError when it cannot be started.
-int run_and_wait(const std::vector<std::string>& argv);
+// The signal a local launcher sends the ranks of a run whose cluster.slurm.signal is `configured`:
+// SIGUSR2 for "USR2", else SIGUSR1 (mpirun forwards only those two; with "TERM" the trainer also
+// listens to SIGUSR1, engine/trainer.h).
+int local_stop_signal(const std::string& configured);
 
-// Shell-quotes one argument (for printing the command a user can paste).
-std::string shell_quote(const std::string& arg);
-std::string shell_join(const std::vector<std::string>& argv);
+// Runs argv (argv[0] looked up in PATH), forwarding stop signals as above (`stop_signal`: SIGUSR1
+// or SIGUSR2); returns its exit code (128 + signal when it was killed). Throws ClusterError when it
+// cannot be started.
+int run_and_wait(const std::vector<std::string>& argv, int stop_signal);
 
 // Absolute path of the running executable (/proc/self/exe).
 std::string self_executable();

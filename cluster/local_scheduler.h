@@ -6,12 +6,13 @@
 //
 // Each child runs in its own process group with stdout/stderr appended to its log file, so a
 // terminal Ctrl-C reaches only this process: on SIGINT/SIGTERM/SIGUSR1 the scheduler starts no
-// new job, sends SIGUSR1 to every running job (mpirun forwards it to its ranks, which checkpoint
-// and exit 75), and waits for them; a second signal sends SIGTERM. If this process dies, its
-// children receive SIGUSR1 (PR_SET_PDEATHSIG). The signal handlers are installed only while
+// new job, sends each running job its stop signal (SIGUSR1 or SIGUSR2; mpirun forwards it to its
+// ranks, which checkpoint and exit 75), and waits for them; a second signal sends SIGTERM. If this process dies, its
+// children receive their stop signal (PR_SET_PDEATHSIG). The signal handlers are installed only while
 // run() executes and the previous ones restored afterwards. Not thread-safe: one run() at a time
 // per process (the stop flag is process-global, as signal flags must be).
 
+#include <csignal>
 #include <functional>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct LocalJob {
   std::vector<std::string> argv;  // argv[0] looked up in PATH
   int slots = 1;                  // cores it occupies (its rank count)
   std::string log_path;           // stdout+stderr appended here ("" = inherit the terminal)
+  int stop_signal = SIGUSR1;      // what its ranks checkpoint and stop on (local_stop_signal)
 };
 
 struct LocalJobResult {
@@ -33,7 +35,7 @@ struct LocalJobResult {
 };
 
 struct LocalSchedulerOptions {
-  int cores = 0;         // core budget, 0 = the cores this process may use (sched_getaffinity)
+  int cores = 0;         // core budget, 0 = process::usable_cores()
   int max_parallel = 0;  // jobs at once, 0 = no limit beyond the core budget
   double poll_seconds = 0.05;
   // Called (from run()'s thread) right before a job starts and right after it ends.
@@ -41,12 +43,10 @@ struct LocalSchedulerOptions {
   std::function<void(size_t index, const LocalJob&, const LocalJobResult&)> on_finish;
 };
 
-// Cores usable by this process (at least 1).
-int usable_cores();
-
-// Runs every job (unless stopped); returns one result per job, in queue order. Throws
-// ClusterError when a job cannot be started (fork failure, log file not writable) after
-// stopping the jobs already running.
+// Runs every job (unless stopped); returns one result per job, in queue order. A job that cannot
+// be started (program not found, log file not writable, fork failure) ends with exit code 127
+// and the reason (process::spawn's message) appended to its log, or printed when it has none.
+// Throws ClusterError for an empty command or fewer than one slot.
 std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs,
                                            const LocalSchedulerOptions& options);
 

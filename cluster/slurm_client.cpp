@@ -1,20 +1,15 @@
 #include "cluster/slurm_client.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <pwd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <set>
 #include <sstream>
 
 #include "cluster/slurm_env.h"
 #include "core/error.h"
+#include "core/process.h"
 
 namespace segrun::cluster {
 namespace {
@@ -81,70 +76,33 @@ void check_job_id(const std::string& id) {
 const char* const kSqueueFields = "JobArrayID:|,State:|,Reason:|,RestartCnt:|,NodeList:|";
 const char* const kSacctFields = "JobID,State,ExitCode,Reason,NodeList";
 
-CommandResult run_command(const std::vector<std::string>& argv, const std::string& cwd) {
-  if (argv.empty()) throw ClusterError("run_command: nothing to run");
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw ClusterError("pipe failed: " + std::string(std::strerror(errno)));
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ::close(out_pipe[0]);
-    ::close(out_pipe[1]);
-    throw ClusterError("pipe failed: " + std::string(std::strerror(errno)));
+namespace {
+
+// A Slurm command's output; ClusterError naming the command when it is not installed.
+process::Captured run_slurm_command(const std::vector<std::string>& argv, const std::string& cwd = "") {
+  try {
+    return process::run_captured(argv, cwd);
+  } catch (const ProcessError& e) {
+    throw ClusterError(std::string(e.what()) + ": is this a Slurm login node? (install slurm-wlm)");
   }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw ClusterError("fork failed: " + std::string(std::strerror(errno)));
-  if (pid == 0) {
-    const int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    ::dup2(out_pipe[1], 1);
-    ::dup2(err_pipe[1], 2);
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
-      std::fprintf(stderr, "cannot enter %s: %s\n", cwd.c_str(), std::strerror(errno));
-      ::_exit(126);
-    }
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  CommandResult result;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  char buf[4096];
-  while (open_fds > 0) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& f : fds)
-    if (f.fd >= 0) ::close(f.fd);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  return result;
 }
 
+// squeue/sacct: a missing command or a failure yields no entries.
+std::string query_output(const std::vector<std::string>& argv) {
+  try {
+    process::Captured r = process::run_captured(argv);
+    return r.status.ok() ? r.out : "";
+  } catch (const ProcessError&) {
+    return "";
+  }
+}
+
+}  // namespace
+
 std::string sbatch_submit(const std::string& script_path, const std::string& cwd) {
-  const CommandResult r = run_command({"sbatch", "--parsable", script_path}, cwd);
-  if (r.exit_code == 127) throw ClusterError("sbatch not found: is this a Slurm login node? (install slurm-wlm)");
-  if (r.exit_code != 0)
-    throw ClusterError("sbatch " + script_path + " failed (exit code " + std::to_string(r.exit_code) +
+  const process::Captured r = run_slurm_command({"sbatch", "--parsable", script_path}, cwd);
+  if (!r.status.ok())
+    throw ClusterError("sbatch " + script_path + " failed (" + r.status.describe() +
                        "): " + trim(r.err.empty() ? r.out : r.err));
   const std::string id = trim(r.out).substr(0, trim(r.out).find(';'));
   check_job_id(id);
@@ -214,17 +172,13 @@ std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& j
   // squeue fails as a whole when one id is unknown (purged): ask for all of this user's jobs.
   const passwd* user = ::getpwuid(::getuid());
   const std::string user_flag = user ? std::string("--user=") + user->pw_name : "--me";
-  const CommandResult q =
-      run_command({"squeue", "--noheader", "--array", "--states=all", user_flag, "-O", kSqueueFields});
-  if (q.exit_code == 0)
-    for (auto& j : parse_squeue(q.out))
-      if (wanted.count(j.job_id)) out[j.job_id] = j;
+  for (auto& j : parse_squeue(query_output({"squeue", "--noheader", "--array", "--states=all", user_flag, "-O",
+                                             kSqueueFields})))
+    if (wanted.count(j.job_id)) out[j.job_id] = j;
   if (out.size() < wanted.size()) {
-    const CommandResult a = run_command(
-        {"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list, std::string("--format=") + kSacctFields});
-    if (a.exit_code == 0)
-      for (auto& j : parse_sacct(a.out))
-        if (wanted.count(j.job_id) && !out.count(j.job_id)) out[j.job_id] = j;
+    for (auto& j : parse_sacct(query_output({"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list,
+                                             std::string("--format=") + kSacctFields})))
+      if (wanted.count(j.job_id) && !out.count(j.job_id)) out[j.job_id] = j;
   }
   return out;
 }
@@ -276,11 +230,9 @@ void scancel(const std::vector<std::string>& job_ids) {
   for (const auto& id : job_ids) check_job_id(id);
   std::vector<std::string> argv{"scancel"};
   argv.insert(argv.end(), job_ids.begin(), job_ids.end());
-  const CommandResult r = run_command(argv);
-  if (r.exit_code == 127) throw ClusterError("scancel not found: is this a Slurm login node?");
-  if (r.exit_code != 0)
-    throw ClusterError("scancel " + join(job_ids, " ") + " failed (exit code " + std::to_string(r.exit_code) +
-                       "): " + trim(r.err));
+  const process::Captured r = run_slurm_command(argv);
+  if (!r.status.ok())
+    throw ClusterError("scancel " + join(job_ids, " ") + " failed (" + r.status.describe() + "): " + trim(r.err));
 }
 
 }  // namespace segrun::cluster

@@ -17,15 +17,6 @@
 
 namespace segrun::cluster {
 
-struct CommandResult {
-  int exit_code = -1;  // 127: not found
-  std::string out;
-  std::string err;
-};
-// Runs argv (argv[0] looked up in PATH) with stdin from /dev/null, in cwd ("" = this process's),
-// and captures its output.
-CommandResult run_command(const std::vector<std::string>& argv, const std::string& cwd = "");
-
 // `sbatch --parsable SCRIPT` run in cwd (the job's working directory); returns the job id ("123"
 // of "123;cluster"). ClusterError with sbatch's message when it fails or is not installed.
 std::string sbatch_submit(const std::string& script_path, const std::string& cwd);

@@ -334,6 +334,8 @@ const std::vector<Field>& schema() {
                        [](Config& c) -> std::string& { return c.cluster.slurm.launcher; }, {"srun", "mpirun"}));
     s.push_back(choice("cluster.slurm.mpi", [](Config& c) -> std::string& { return c.cluster.slurm.mpi; },
                        {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
+    s.push_back(choice("cluster.slurm.signal", [](Config& c) -> std::string& { return c.cluster.slurm.signal; },
+                       {"USR1", "USR2", "TERM"}));
     slurm_int("signal_grace_s", &SlurmConfig::signal_grace_s, 1, 65535);
     slurm_int("max_requeues", &SlurmConfig::max_requeues, 0, 10000);
     return s;

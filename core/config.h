@@ -206,7 +206,9 @@ struct SlurmConfig {
   int max_parallel = 0;                   // job array tasks at once (--array=..%M), 0 = no limit
   std::string launcher = "srun";          // srun | mpirun: how the batch script starts the ranks
   std::string mpi = "pmix";               // srun --mpi=<mpi>
-  int signal_grace_s = 300;               // --signal=B:USR1@<grace>: checkpoint this long before the limit
+  std::string signal = "USR1";            // USR1 | USR2 | TERM: sent <grace> s before the time limit, forwarded to
+                                          // the ranks, which checkpoint and exit 75 on it (submitit uses USR2)
+  int signal_grace_s = 300;               // --signal=B:<signal>@<grace>: checkpoint this long before the limit
   int max_requeues = 20;                  // a preempted run requeues itself at most this often
 };
 

@@ -25,6 +25,15 @@ class DistError : public Error { using Error::Error; };        // MPI/NCCL failu
 class TimeoutError : public DistError { using DistError::DistError; };  // watchdog expiries
 class ClusterError : public Error { using Error::Error; };      // schedulers, job scripts
 class IoError : public Error { using Error::Error; };          // files that cannot be written
+// Child processes that cannot be started; os_error() is the errno of the failed step (0: none).
+class ProcessError : public Error {
+ public:
+  explicit ProcessError(const std::string& message, int os_error = 0) : Error(message), os_error_(os_error) {}
+  int os_error() const { return os_error_; }
+
+ private:
+  int os_error_;
+};
 
 }  // namespace segrun
 

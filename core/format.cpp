@@ -1,7 +1,9 @@
 #include "core/format.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace segrun {
 namespace {
@@ -134,6 +136,13 @@ std::string format_args(std::string_view pattern, const FormatArg* args, size_t 
     i = close;
   }
   return out;
+}
+
+bool parse_number(const std::string& text, double& value) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  value = std::strtod(text.c_str(), &end);
+  return end && *end == '\0' && std::isfinite(value);
 }
 
 }  // namespace segrun

@@ -70,6 +70,9 @@ class FormatArg {
 
 std::string format_args(std::string_view pattern, const FormatArg* args, size_t count);
 
+// The whole of `text` as a finite number (strtod syntax): false for "", "1x", "nan", "inf".
+bool parse_number(const std::string& text, double& value);
+
 template <typename... Args>
 std::string format(std::string_view pattern, const Args&... args) {
   const FormatArg list[] = {FormatArg(args)..., FormatArg()};  // the last one: zero arguments

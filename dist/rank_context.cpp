@@ -10,6 +10,7 @@
 
 #include "build_config.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "dist/mpi_check.h"
 
 namespace segrun::dist {
@@ -24,12 +25,6 @@ std::string hostname() {
   char buf[256] = {0};
   ::gethostname(buf, sizeof(buf) - 1);
   return buf;
-}
-
-int available_cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 }  // namespace
@@ -64,7 +59,7 @@ MpiSession::MpiSession(int* argc, char*** argv, int threads_override) {
     const char* omp = std::getenv("OMP_NUM_THREADS");
     threads = omp ? std::atoi(omp) : 0;
   }
-  if (threads <= 0) threads = std::max(1, available_cores() / std::max(1, context_.local_size));
+  if (threads <= 0) threads = std::max(1, process::usable_cores() / std::max(1, context_.local_size));
   context_.intra_op_threads = threads;
   torch::set_num_threads(threads);
 }
@@ -114,7 +109,7 @@ void check_launched_world(const RankContext& context, const std::function<const 
 RankContext singleton_context() {
   RankContext c;
   c.host = hostname();
-  c.intra_op_threads = std::max(1, available_cores());
+  c.intra_op_threads = std::max(1, process::usable_cores());
   return c;
 }
 

@@ -1,19 +1,25 @@
 #pragma once
-// The iteration-based trainer (mmsegmentation style). One call trains one run on every rank of
-// the world: it places the rank on its device (dist.device: cuda:<local rank> or the CPU; batches
-// arrive in pinned memory and copy asynchronously), builds the model there from config,
-// broadcasts rank 0's weights, and for each
-// iteration draws this rank's batch, computes the loss, averages gradients across ranks,
-// clips, and steps AdamW (backbone lr x train.backbone_lr_mult) under a poly schedule with linear
-// warmup. The forward pass and the loss run under autocast when train.precision is bf16 or fp16
-// (fp16 with dynamic loss scaling; skipped steps are counted in metrics.jsonl; engine/precision.h). Every log.interval iterations it logs a progress line (iteration, loss, lr, images/s,
-// ETA) and a metrics.jsonl record; every train.eval_interval it evaluates; every
-// train.checkpoint_interval it checkpoints (rank 0). Resuming continues the same computation:
+// The iteration-based trainer (mmsegmentation style). One run trains on every rank of the world:
+// the rank is placed on its device (dist.device: cuda:<local rank> or the CPU; batches arrive in
+// pinned memory and copy asynchronously), the model is built there from config and rank 0's
+// weights are broadcast; each iteration draws this rank's batch, computes the loss, averages
+// gradients across ranks, clips, and steps AdamW (backbone lr x train.backbone_lr_mult) under a
+// poly schedule with linear warmup. The forward pass and the loss run under autocast when
+// train.precision is bf16 or fp16 (fp16 with dynamic loss scaling; skipped steps are counted in
+// metrics.jsonl; engine/precision.h). Every log.interval iterations a progress line (iteration,
+// loss, lr, images/s, ETA) and a metrics.jsonl record; every train.eval_interval an evaluation;
+// every train.checkpoint_interval a checkpoint (rank 0). Resuming continues the same computation:
 // data order, augmentation and every random draw of the model (dropout, batch drop, point
 // sampling; keyed per sample, models/sample_random.h) depend only on (seed, iteration, sample),
 // never on the rank: N ranks x batch b compute what 1 rank x batch N*b does (docs/distributed.md).
-// SIGTERM/SIGUSR1/SIGINT request a stop: all ranks agree on it at the end of the iteration,
-// rank 0 writes a checkpoint and marks the run "preempted".
+//
+// Stopping: SIGINT, SIGTERM and the configured preemption signal (cluster.slurm.signal: USR1,
+// USR2 or TERM; with TERM also SIGUSR1, which local launchers send) request a stop; all ranks agree on it at the end of the iteration, rank 0 writes a
+// checkpoint and marks the run "preempted", and train() reports finished = false (exit 75).
+//
+// `Trainer` holds one run's state; run() is set_up(), resume(), then step() per iteration with
+// end_of_iteration() (log, evaluate, checkpoint, agree on a stop), then finish(). The steps are
+// public so that tests (and later GPU placement or a profiler) can drive them one by one.
 
 #include <memory>
 #include <string>
@@ -40,10 +46,59 @@ struct TrainOutcome {
   std::vector<std::string> class_names;
 };
 
+class Trainer {
+ public:
+  // Checks the request (a run directory, model.pretrained set, no silent overwrite of a run that
+  // has checkpoints unless resuming); throws ConfigError naming the field or folder.
+  Trainer(const Config& config, const dist::RankContext& context, TrainRequest request);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // The whole run; marks the run folder failed (with the reason) when a step throws.
+  TrainOutcome run();
+
+  // Run folder, logging, stop handlers, device and communicators, stores, model, optimizer,
+  // gradient sync. Rank 0 writes config.toml and status "running".
+  void set_up();
+  // Loads the checkpoint the request names (auto: the newest readable one) and positions the data
+  // loader after it; returns the next iteration (0 when fresh).
+  int64_t resume();
+  // One training iteration `iter`: batch, forward under autocast, backward, gradient all-reduce,
+  // clip and optimizer step (or an fp16 skip). Losses accumulate on the device for log_window.
+  void step(int64_t iter);
+  // After step(iter): the log line and metrics record when due, periodic evaluation and
+  // checkpoint; then all ranks agree on a stop request. Returns true when the run must stop.
+  bool end_of_iteration(int64_t iter);
+  // The loss averaged over the iterations since the last log line and over the ranks; writes the
+  // log line and (rank 0) the metrics.jsonl record for iteration `done`.
+  double log_window(int64_t done);
+  // Validation on data.val_store (no-op without one); final adds multi-scale when eval.report_ms.
+  void evaluate(int64_t iter, bool final_eval);
+  // Rank 0 writes checkpoints/iter_<next_iter>.pt; every rank waits for it.
+  void checkpoint(int64_t next_iter);
+  // True on every rank when any rank received a stop signal.
+  bool agree_to_stop();
+  // Checkpoint and status: "preempted" after a stop at `next_iter`, else the final evaluation,
+  // result.json and "done".
+  TrainOutcome finish(int64_t next_iter, bool stopped);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Trainer(config, context, request).run().
 TrainOutcome train(const Config& config, const dist::RankContext& context, const TrainRequest& request);
 
-// Installs handlers for SIGTERM, SIGUSR1 and SIGINT that request a clean stop (idempotent).
-void install_stop_handlers();
+// The signal number of a cluster.slurm.signal name (USR1, USR2, TERM); throws ConfigError.
+int stop_signal_number(const std::string& name);
+// Installs handlers for SIGINT, SIGTERM and `extra_signal` that request a clean stop (idempotent;
+// the extra one is the configured preemption signal, SIGUSR1 by default; with SIGTERM configured,
+// SIGUSR1 too, which is what local launchers forward).
+void install_stop_handlers(int extra_signal);
 bool stop_requested();
+// Forgets a stop request (tests; a process that trains several runs in turn).
+void clear_stop_request();
 
 }  // namespace segrun::engine

@@ -21,6 +21,7 @@
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "core/log.h"
 #include "core/run_folder.h"
 #include "launcher/commands.h"
@@ -554,13 +555,13 @@ bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code) {
   if (const char* m = std::getenv("SEGRUN_SLURM_MPI")) options.mpi = m;
   const auto argv = cluster::build_allocation_command(env, options);
   if (cmd.dry_run) {
-    std::cout << cluster::shell_join(argv) << "\n";
+    std::cout << process::shell_join(argv) << "\n";
     *exit_code = 0;
     return true;
   }
   log::info("inside Slurm job {} ({} task(s) on {}): $ {}", env.job_id, env.ntasks, env.nodes.size(),
-            cluster::shell_join(argv));
-  *exit_code = cluster::run_and_wait(argv);
+            process::shell_join(argv));
+  *exit_code = cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
   return true;
 }
 

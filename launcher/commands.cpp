@@ -5,9 +5,11 @@
 #include <opencv2/core/utility.hpp>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 
+#include "cluster/local_launch.h"
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -131,6 +133,23 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
   std::cout << segrun::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
             << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi)
             << "MS: scales " << scales << ", each also flipped\n";
+}
+
+int launched_stop_signal(const std::vector<std::string>& command) {
+  if (command.size() < 2 || command[0] != "train") return SIGUSR1;
+  std::vector<std::string> overrides;
+  for (size_t i = 2; i < command.size(); ++i) {
+    if (command[i].rfind("-", 0) == 0) {
+      if (command[i].find('=') == std::string::npos) ++i;  // --run-dir DIR, --resume auto
+      continue;
+    }
+    if (command[i].find('=') != std::string::npos) overrides.push_back(command[i]);
+  }
+  try {
+    return cluster::local_stop_signal(load_config(command[1], overrides).cluster.slurm.signal);
+  } catch (const ConfigError&) {
+    return SIGUSR1;
+  }
 }
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {

@@ -91,6 +91,10 @@ struct LaunchCommand {
   bool dry_run = false;
 };
 int run_launch(const LaunchCommand& cmd);
+// The signal a launcher forwards as "checkpoint and stop" to the ranks of `command`: for `train
+// CONFIG [k=v...]`, the one its cluster.slurm.signal asks for (cluster::local_stop_signal), else
+// SIGUSR1. A config that does not load is left for the ranks to report.
+int launched_stop_signal(const std::vector<std::string>& command);
 
 struct ConfigCommand {
   std::string config;

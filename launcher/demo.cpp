@@ -1,5 +1,6 @@
 // `segrun launch` and `segrun demo`: multi-rank orchestration through mpirun.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -7,6 +8,7 @@
 #include "cluster/local_launch.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "core/log.h"
 #include "core/run_folder.h"
 #include "launcher/commands.h"
@@ -32,8 +34,8 @@ std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts,
 
 int launch_segrun(int ranks, const std::vector<std::string>& args) {
   auto argv = segrun_on_ranks(ranks, "", args);
-  log::info("$ {}", cluster::shell_join(argv));
-  return cluster::run_and_wait(argv);
+  log::info("$ {}", process::shell_join(argv));
+  return cluster::run_and_wait(argv, SIGUSR1);  // the demo's config keeps cluster.slurm.signal = USR1
 }
 
 void check_step(int code, const std::string& what) {
@@ -46,11 +48,11 @@ int run_launch(const LaunchCommand& cmd) {
   if (cmd.command.empty()) throw ConfigError("launch: give the subcommand after --, e.g. segrun launch -n 2 -- train cfg.toml");
   auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
   if (cmd.dry_run) {
-    std::cout << cluster::shell_join(argv) << "\n";
+    std::cout << process::shell_join(argv) << "\n";
     return 0;
   }
-  log::info("$ {}", cluster::shell_join(argv));
-  return cluster::run_and_wait(argv);
+  log::info("$ {}", process::shell_join(argv));
+  return cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
 }
 
 int run_demo(const DemoCommand& cmd) {
@@ -108,7 +110,7 @@ int run_demo(const DemoCommand& cmd) {
     resume.push_back("--resume");
     resume.push_back("auto");
     std::cout << "demo: training stopped at a checkpoint; continue it with:\n  "
-              << cluster::shell_join(resume) << "\n";
+              << process::shell_join(resume) << "\n";
     return code;
   }
   check_step(code, "training");

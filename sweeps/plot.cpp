@@ -1,10 +1,5 @@
 #include "sweeps/plot.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -17,8 +12,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-
-extern char** environ;
+#include "core/format.h"
+#include "core/process.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -28,13 +23,6 @@ namespace fs = std::filesystem;
 // matplotlib's default cycle: distinguishable, and prints well in grey.
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                 "#9467bd", "#8c564b", "#e377c2", "#17becf"};
-
-bool parse_number(const std::string& s, double& v) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  v = std::strtod(s.c_str(), &end);
-  return end && *end == '\0' && std::isfinite(v);
-}
 
 std::string num(double v) {
   char buf[40];
@@ -239,44 +227,6 @@ GnuplotFiles render_gnuplot(const ResultGrid& grid, const PlotOptions& options, 
 
 namespace {
 
-// Runs argv in dir with stdout to /dev/null; returns the exit status (-1: killed), stderr in err.
-// IoError when the program cannot be started.
-int run_program(const std::vector<std::string>& argv, const std::string& dir, std::string& err) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw IoError(std::string("gnuplot: pipe: ") + std::strerror(errno));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  if (rc != 0) {
-    ::close(fds[0]);
-    throw IoError("gnuplot not found (" + argv[0] + ": " + std::strerror(rc) +
-                  "); install it: apt-get install gnuplot-nox");
-  }
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof(buf));
-    if (n > 0) {
-      if (err.size() < (1u << 20)) err.append(buf, static_cast<size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 std::string first_line(const std::string& text) {
   std::istringstream in(text);
   std::string line;
@@ -306,9 +256,18 @@ PlotFiles write_plot(const ResultGrid& grid, const PlotOptions& options, const s
   std::string program = options.gnuplot;
   if (program.find('/') != std::string::npos) program = fs::absolute(program).string();  // gnuplot runs in dir
   std::string err;
-  const int code = run_program({program, out.stem().string() + ".gp"}, dir.string(), err);
-  if (code != 0)
-    throw IoError(paths.script + ": gnuplot failed (" + (code < 0 ? std::string("killed") : "exit " + std::to_string(code)) +
+  process::Captured run;
+  try {
+    run = process::run_captured({program, out.stem().string() + ".gp"}, dir.string(), 1u << 20);
+  } catch (const ProcessError& e) {
+    if (e.os_error() == ENOENT)
+      throw IoError("gnuplot not found (" + program + ": " + std::strerror(ENOENT) +
+                    "); install it: apt-get install gnuplot-nox");
+    throw IoError(e.what());
+  }
+  err = run.err;
+  if (!run.status.ok())
+    throw IoError(paths.script + ": gnuplot failed (" + run.status.describe() +
                   "): " + (first_line(err).empty() ? "no message" : first_line(err)));
   if (fs::file_size(out, ec) == 0 || ec)
     throw IoError(paths.script + ": gnuplot wrote no " + output_path +

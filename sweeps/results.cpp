@@ -11,18 +11,12 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/format.h"
 
 namespace segrun::sweeps {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-bool parse_number(const std::string& s, double& v) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  v = std::strtod(s.c_str(), &end);
-  return end && *end == '\0';
-}
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 

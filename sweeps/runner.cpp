@@ -17,7 +17,9 @@
 #include "cluster/local_launch.h"
 #include "cluster/local_scheduler.h"
 #include "core/atomic_file.h"
+#include "core/config.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "core/run_folder.h"
 
 namespace segrun::sweeps {
@@ -132,7 +134,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       shown.push_back(varying[p]);
     }
   }
-  const int cores = options.cores > 0 ? options.cores : cluster::usable_cores();
+  const int cores = options.cores > 0 ? options.cores : process::usable_cores();
   const int per_core_fit = std::max(1, cores / spec.ranks);
   const int parallel = std::max(
       1, std::min<int>({options.max_parallel > 0 ? options.max_parallel : per_core_fit,
@@ -158,6 +160,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     job.argv = cluster::build_mpirun_command(launch);
     job.slots = spec.ranks;
     job.log_path = (fs::path(dir) / "sweep.log").string();
+    job.stop_signal = cluster::local_stop_signal(load_config(spec.base, e->run.train_args()).cluster.slurm.signal);
     jobs.push_back(std::move(job));
     commands.push_back(std::move(command));
   }
@@ -166,7 +169,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       << todo.size() << " to run (" << parallel << " at a time x " << spec.ranks << " rank(s) x "
       << threads << " thread(s)); runs in " << runs_dir << "\n";
   if (options.dry_run) {
-    for (const auto& job : jobs) out << cluster::shell_join(job.argv) << "\n";
+    for (const auto& job : jobs) out << process::shell_join(job.argv) << "\n";
     return summary;
   }
   if (todo.empty()) return summary;

@@ -25,7 +25,7 @@ namespace segrun::sweeps {
 struct SweepRunOptions {
   std::string runs_dir;          // "" = sweep_runs_dir(spec, "")
   int max_parallel = 0;          // 0 = max(1, cores / ranks)
-  int cores = 0;                 // 0 = cluster::usable_cores()
+  int cores = 0;                 // 0 = process::usable_cores()
   std::string program;           // the segrun executable the ranks run
   std::string mpirun = "mpirun";
   bool dry_run = false;          // print the commands, run nothing, write nothing

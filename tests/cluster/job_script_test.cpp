@@ -18,6 +18,7 @@
 
 #include "cluster/slurm_client.h"
 #include "core/error.h"
+#include "core/process.h"
 #include "tests/scratch_dir.h"
 
 namespace segrun::cluster {
@@ -105,17 +106,17 @@ TEST(JobScript, TasksFile) {
 TEST(JobScript, SingleQuoteRoundTripsThroughBash) {
   segrun::testing::ScratchDir dir("quote");
   const std::vector<std::string> values{kHostile, "", "'", "''", "a'b'c", "$(id)", "`id`", "\n", "-n", "\\'"};
-  std::string script = "cd " + single_quote(dir.str()) + "\n";
-  for (const auto& v : values) script += "printf '%s\\0' " + single_quote(v) + "\n";
+  std::string script = "cd " + process::shell_quote(dir.str(), true) + "\n";
+  for (const auto& v : values) script += "printf '%s\\0' " + process::shell_quote(v, true) + "\n";
   spit(dir.path() / "q.sh", script);
-  const CommandResult r = run_command({"bash", (dir.path() / "q.sh").string()});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const process::Captured r = process::run_captured({"bash", (dir.path() / "q.sh").string()});
+  ASSERT_TRUE(r.status.ok()) << r.err;
   std::string expected;
   for (const auto& v : values) expected += v + std::string(1, '\0');
   EXPECT_EQ(r.out, expected);
   EXPECT_FALSE(fs::exists(dir.path() / "PWNED"));
   EXPECT_FALSE(fs::exists(dir.path() / "PWNED2"));
-  EXPECT_EQ(single_quote("it's"), "'it'\\''s'");
+  EXPECT_EQ(process::shell_quote("it's", true), "'it'\\''s'");
 }
 
 TEST(JobScript, RefusesValuesThatCannotGoIntoSbatchLines) {
@@ -199,7 +200,7 @@ struct FakeCluster {
          "  exit0) echo done > \"$FAKE_RUN/status\"; exit 0 ;;\n"
          "  exit*) exit \"${FAKE_MODE#exit}\" ;;\n"
          "  nolaunch) echo attempt >> \"$FAKE_LOG/srun.launches\"; exit 0 ;;\n"
-         "  wait) trap 'echo usr1 > \"$FAKE_LOG/srun.signal\"; exit 75' USR1\n"
+         "  wait) for sig in USR1 USR2 TERM; do trap \"echo $sig > \\\"\\$FAKE_LOG/srun.signal\\\"; exit 75\" $sig; done\n"
          "        touch \"$FAKE_LOG/srun.started\"; for i in $(seq 1 100); do sleep 0.05; done; exit 9 ;;\n"
          "esac\n");
     spit(bin / "scontrol", "#!/bin/bash\nprintf '%s\\0' \"$@\" > \"$FAKE_LOG/scontrol.args\"\n");
@@ -221,9 +222,11 @@ struct FakeCluster {
   }
 
   // Starts the script (task 1 -> r0-lr0.1_s0) under bash; returns its pid.
-  pid_t start(const std::string& mode, int restart_count = 0) const {
+  pid_t start(const std::string& mode, int restart_count = 0, const std::string& signal = "USR1") const {
     const fs::path script = scratch.path() / "job.sbatch";
-    spit(script, render_job_script(options()));
+    JobScriptOptions o = options();
+    o.slurm.signal = signal;
+    spit(script, render_job_script(o));
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::chdir(scratch.str().c_str());
@@ -315,6 +318,46 @@ TEST(JobScriptRun, PreemptedByUsr1RequeuesItself) {
   EXPECT_NE(log.find("checkpointed; requeueing"), std::string::npos) << log;
 }
 
+TEST(JobScriptRun, TheConfiguredSignalIsForwardedAndRequeues) {
+  for (const std::string signal : {"USR2", "TERM"}) {
+    SCOPED_TRACE(signal);
+    FakeCluster c;
+    const pid_t pid = c.start("wait", 0, signal);
+    ASSERT_TRUE(c.wait_for(c.log_dir / "srun.started"));
+    ::kill(pid, signal == "USR2" ? SIGUSR2 : SIGTERM);  // --signal=B:<signal>@grace
+    EXPECT_EQ(FakeCluster::wait_exit(pid), 0);
+    EXPECT_EQ(slurp(c.log_dir / "srun.signal"), signal + "\n");  // the step got the same signal
+    EXPECT_EQ(c.args("scontrol.args"), (std::vector<std::string>{"requeue", "77_1"}));
+    EXPECT_NE(slurp(c.run / "slurm.log").find("SIG" + signal + " received"), std::string::npos);
+  }
+  // With USR2 configured, a TERM is still a cancel: forwarded as USR2, no requeue.
+  FakeCluster c;
+  const pid_t pid = c.start("wait", 0, "USR2");
+  ASSERT_TRUE(c.wait_for(c.log_dir / "srun.started"));
+  ::kill(pid, SIGTERM);
+  EXPECT_EQ(FakeCluster::wait_exit(pid), 75);
+  EXPECT_EQ(slurp(c.log_dir / "srun.signal"), "USR2\n");
+  EXPECT_FALSE(fs::exists(c.log_dir / "scontrol.args"));
+}
+
+TEST(JobScript, SignalDirectiveAndRefusals) {
+  FakeCluster c;
+  JobScriptOptions o = c.options();
+  o.slurm.signal = "USR2";
+  o.slurm.signal_grace_s = 90;
+  EXPECT_NE(render_job_script(o).find("#SBATCH --signal=B:USR2@90\n"), std::string::npos);
+  o.slurm.signal = "HUP";
+  EXPECT_THROW(render_job_script(o), ClusterError);
+  o.slurm.signal = "TERM";
+  o.slurm.launcher = "mpirun";
+  try {
+    render_job_script(o);
+    FAIL() << "TERM with mpirun accepted";
+  } catch (const ClusterError& e) {
+    EXPECT_NE(std::string(e.what()).find("cluster.slurm.launcher = \"srun\""), std::string::npos) << e.what();
+  }
+}
+
 TEST(JobScriptRun, TermStopsWithoutRequeue) {
   FakeCluster c;
   const pid_t pid = c.start("wait");
@@ -349,10 +392,10 @@ TEST(JobScriptRun, RefusesATasksFileLineThatIsNotARunName) {
   JobScriptOptions o = c.options();
   spit(o.tasks_file, "ok\n../../etc\n");
   spit(c.scratch.path() / "job.sbatch", render_job_script(o));
-  const CommandResult r = run_command({"env", "SLURM_ARRAY_TASK_ID=1", "SLURM_ARRAY_JOB_ID=5", "SLURM_JOB_ID=6",
-                                       "PATH=" + c.bin.string() + ":/usr/bin:/bin", "FAKE_LOG=" + c.log_dir.string(),
-                                       "bash", (c.scratch.path() / "job.sbatch").string()});
-  EXPECT_EQ(r.exit_code, 2);
+  const process::Captured r = process::run_captured(
+      {"env", "SLURM_ARRAY_TASK_ID=1", "SLURM_ARRAY_JOB_ID=5", "SLURM_JOB_ID=6", "PATH=" + c.bin.string() + ":/usr/bin:/bin",
+       "FAKE_LOG=" + c.log_dir.string(), "bash", (c.scratch.path() / "job.sbatch").string()});
+  EXPECT_EQ(r.status.code, 2);
   EXPECT_NE(r.err.find("is not a run name"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(c.log_dir / "srun.args"));
 }

@@ -1,5 +1,5 @@
 // squeue / sacct output parsing on recorded samples, job state descriptions, the merge of a run
-// directory's state with its Slurm job, and run_command.
+// directory's state with its Slurm job.
 #include "cluster/slurm_client.h"
 
 #include <gtest/gtest.h>
@@ -139,19 +139,6 @@ TEST(MergeRunState, LiveJobWinsThenTheRunDirectory) {
   SlurmJobInfo requeued_sacct{"7", "PENDING", "BeginTime", "0:0", -1, "", "sacct"};
   EXPECT_EQ(merge_run_state(RunState::kPreempted, "", &requeued_sacct), "requeued (pending: BeginTime)");
   EXPECT_EQ(merge_run_state(RunState::kRunning, "", nullptr), "running");
-}
-
-TEST(RunCommand, CapturesOutputsExitCodeAndWorkingDirectory) {
-  segrun::testing::ScratchDir dir("runcmd");
-  const CommandResult r = run_command({"bash", "-c", "pwd; echo err >&2; exit 3"}, dir.path().string());
-  EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.out, dir.path().string() + "\n");
-  EXPECT_EQ(r.err, "err\n");
-  EXPECT_EQ(run_command({"segrun-no-such-command-xyz"}).exit_code, 127);
-  // Large outputs on both pipes do not deadlock.
-  const CommandResult big = run_command({"bash", "-c", "head -c 300000 /dev/zero; head -c 300000 /dev/zero >&2"});
-  EXPECT_EQ(big.out.size(), 300000u);
-  EXPECT_EQ(big.err.size(), 300000u);
 }
 
 }  // namespace

@@ -2,9 +2,9 @@
 # A real one-node Slurm (scripts/slurm-local.sh) runs a tiny 3-run sweep submitted with
 # `segrun submit SPEC --on slurm` as a job array (at most 2 tasks at once on the 2 CPUs). Two runs
 # are preempted once they have a checkpoint: run 0 by `scontrol requeue` (Slurm sends SIGTERM:
-# the ranks checkpoint, Slurm requeues), run 1 by SIGUSR1 to its batch shell (what
-# --signal=B:USR1@grace does before the time limit: the script forwards it, the ranks checkpoint,
-# the script requeues itself). Slurm holds requeued jobs back for 120 s; the test moves their begin
+# the ranks checkpoint, Slurm requeues), run 1 by SIGUSR2 to its batch shell (the sweep sets
+# cluster.slurm.signal = "USR2": what --signal=B:USR2@grace does before the time limit: the script
+# forwards it, the ranks checkpoint, the script requeues itself). Slurm holds requeued jobs back for 120 s; the test moves their begin
 # time to 3 s after the requeue. Then all three must finish with results, both preempted runs must
 # have resumed from their checkpoint, their losses and mIoU must equal uninterrupted local runs of
 # the same configs, and `segrun sweep status` / `segrun status` / `segrun cancel` must report the
@@ -55,6 +55,7 @@ seeds = [0]
 [fixed]
 "cluster.slurm.max_parallel" = 2
 "cluster.slurm.signal_grace_s" = 30
+"cluster.slurm.signal" = "USR2"
 [grid]
 "model.dropout" = [0.0, 0.1, 0.2]
 TOML
@@ -65,7 +66,7 @@ check "dry run exit code" test $? -eq 0
 check "dry run: stdout is the script" test "$(head -1 dry.txt)" = '#!/bin/bash'
 check "dry run: bash accepts it" bash -n dry.txt
 check "dry run: an array of 3, 2 at once" grep -q '^#SBATCH --array=0-2%2$' dry.txt
-check "dry run: USR1 30 s before the limit" grep -q '^#SBATCH --signal=B:USR1@30$' dry.txt
+check "dry run: USR2 (cluster.slurm.signal) 30 s before the limit" grep -q '^#SBATCH --signal=B:USR2@30$' dry.txt
 check "dry run: srun with pmix or none" grep -q "^launch=(srun --mpi=" dry.txt
 check "dry run wrote nothing" test ! -e runs
 
@@ -122,15 +123,16 @@ running_with_checkpoint() { [ "$(job_state "$1")" = RUNNING ] && has_checkpoint 
 
 # Runs 0 and 1 run side by side; once both have a checkpoint, preempt both at once (one after the
 # other would give the second the time the first took to be caught). Run 0: scontrol requeue.
-# Run 1: SIGUSR1 to the batch shell, like --signal=B:USR1@grace.
+# Run 1: SIGUSR2 to the batch shell, like --signal=B:USR2@grace (the sweep sets
+# cluster.slurm.signal = "USR2"; the ranks then do not claim SIGUSR1).
 both_running_with_checkpoint() {
   running_with_checkpoint "${job}_0" "$run0" && running_with_checkpoint "${job}_1" "$run1"
 }
 check "runs 0 and 1 run and checkpoint" wait_for 90 both_running_with_checkpoint
 scontrol requeue "${job}_0"
 check "scontrol requeue ${job}_0 accepted" test $? -eq 0
-scancel --batch --signal=USR1 "${job}_1"
-check "USR1 to ${job}_1 sent" test $? -eq 0
+scancel --batch --signal=USR2 "${job}_1"
+check "USR2 to ${job}_1 sent" test $? -eq 0
 
 # While a preempted run waits: status shows it requeued (or already running again).
 wait_for 30 grep -q '^preempted' "$run0/status"
@@ -153,7 +155,8 @@ for r in "$run0" "$run1"; do
 done
 check "run 2 ran once" test "$(grep -c 'segrun job .* (slurm job' "$run2/slurm.log")" -eq 1
 check "run 0 was stopped by SIGTERM and not requeued twice" grep -q "stopped by SIGTERM" "$run0/slurm.log"
-check "run 1 got USR1 and requeued itself" grep -q "checkpointed; requeueing" "$run1/slurm.log"
+check "run 1 got USR2 and requeued itself" grep -q "checkpointed; requeueing" "$run1/slurm.log"
+check "run 1's batch shell forwarded SIGUSR2" grep -q "SIGUSR2 received" "$run1/slurm.log"
 echo "--- $run1/slurm.log"; cat "$run1/slurm.log"
 
 # Each resumed run equals an uninterrupted one: same losses at every iteration, same mIoU.

@@ -55,5 +55,14 @@ TEST(Format, StreamableArgumentsAndCopies) {
   EXPECT_EQ(out, "S(5)");
 }
 
+TEST(ParseNumber, TheWholeTextAsAFiniteNumber) {
+  double v = 0;
+  EXPECT_TRUE(parse_number("42.5", v));
+  EXPECT_EQ(v, 42.5);
+  EXPECT_TRUE(parse_number("-1e-3", v));
+  EXPECT_EQ(v, -1e-3);
+  for (const char* text : {"", "1x", " ", "nan", "inf", "-inf", "1e999", "0.1 "}) EXPECT_FALSE(parse_number(text, v)) << text;
+}
+
 }  // namespace
 }  // namespace segrun

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Fault injection: preemption (SIGUSR1 to the launcher, as Slurm's --signal sends it) at three
-# random iterations of one 2-rank run, each followed by `--resume auto`. The run must finish with
-# exactly the uninterrupted run's per-iteration losses and final metrics.
+# Fault injection: preemption at three random iterations of one 2-rank run, each followed by
+# `--resume auto`, one per cluster.slurm.signal: SIGUSR1 (the default), SIGUSR2 and SIGTERM to the
+# launcher, as Slurm's --signal sends them. The run must finish with exactly the uninterrupted
+# run's per-iteration losses and final metrics. Then a lone `segrun train` (no launcher) gets each
+# configured signal straight: it must checkpoint and exit 75; with USR2 configured, SIGUSR1 is
+# left alone (the default action kills the process: some stacks reserve USR1).
 # Usage: preempt_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$(realpath "$1")"
@@ -20,21 +23,23 @@ check "uninterrupted run" test $? -eq 0
 injected=0
 survived=0
 RANDOM=7
+signals=(USR1 USR2 TERM)
 for cycle in 1 2 3; do
   # Stop somewhere in the next stretch of iterations; every cycle resumes the previous checkpoint.
   target=$((cycle * 15 + RANDOM % 10))
-  "$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/preempted" --resume auto \
-    > "$work/cycle$cycle.out" 2>&1 &
+  signal=${signals[cycle - 1]}
+  "$segrun" launch -n 2 -- train "$work/tiny.toml" cluster.slurm.signal="$signal" --run-dir "$work/runs/preempted" \
+    --resume auto > "$work/cycle$cycle.out" 2>&1 &
   launcher=$!
   for _ in $(seq 1 900); do grep -q "iter $target/" "$work/cycle$cycle.out" 2>/dev/null && break; sleep 0.1; done
-  kill -USR1 "$launcher"
+  kill -"$signal" "$launcher"
   wait "$launcher"
   code=$?
   injected=$((injected + 1))
   if [ "$code" -eq 75 ] && grep -q '^preempted' "$work/runs/preempted/status"; then
     survived=$((survived + 1))
   else
-    echo "FAIL: cycle $cycle: exit $code, status $(cat "$work/runs/preempted/status")"
+    echo "FAIL: cycle $cycle (SIG$signal): exit $code, status $(cat "$work/runs/preempted/status")"
     failures=$((failures + 1))
   fi
 done
@@ -48,5 +53,22 @@ check "loss of every iteration equals the uninterrupted run's" \
 check "final mIoU and per-class IoU equal the uninterrupted run's" \
   test "$(json "$work/runs/straight/result.json" '(d["mIoU"], d["per_class"])')" = \
        "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["per_class"])')"
+# One rank, no launcher: the configured signal itself reaches the trainer.
+lone_stop() {  # SIGNAL_CONFIGURED SIGNAL_SENT EXPECTED_EXIT
+  local dir="$work/runs/lone-$1-$2"
+  "$segrun" train "$work/tiny.toml" cluster.slurm.signal="$1" --run-dir "$dir" > "$dir.out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 900); do grep -q "iter 5/" "$dir.out" 2>/dev/null && break; sleep 0.1; done
+  kill -"$2" "$pid"
+  wait "$pid"
+  local code=$?
+  [ "$code" -eq "$3" ] || { echo "lone run, signal $1 configured, SIG$2 sent: exit $code, expected $3"; return 1; }
+  [ "$3" -ne 75 ] || grep -q '^preempted' "$dir/status"
+}
+for signal in USR1 USR2 TERM; do
+  check "lone train, cluster.slurm.signal = $signal: SIG$signal checkpoints and exits 75" lone_stop "$signal" "$signal" 75
+done
+check "lone train, cluster.slurm.signal = USR2: SIGUSR1 is not claimed (killed, 128+10)" lone_stop USR2 USR1 138
+
 report_faults preempt_test
 finish preempt_test

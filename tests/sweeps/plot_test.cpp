@@ -248,7 +248,7 @@ TEST_F(PlotGrid, Errors) {
     ADD_FAILURE() << "no error from a failing gnuplot";
   } catch (const IoError& e) {
     EXPECT_EQ(std::string(e.what()),
-              out("failing.gp").string() + ": gnuplot failed (exit 1): \"failing.gp\" line 3: undefined function: foo");
+              out("failing.gp").string() + ": gnuplot failed (exit code 1): \"failing.gp\" line 3: undefined function: foo");
   }
   EXPECT_TRUE(fs::exists(out("failing.gp")));  // kept for the user to fix
 

@@ -1,0 +1,158 @@
+// core/process: spawning with captured, appended or discarded output, exit statuses (codes and
+// signal deaths, described and in shell terms), start failures as exceptions naming the program
+// or folder (never exit code 127), signal forwarding with the first stop translated, signal
+// counting, core count and shell quoting (checked by bash itself).
+#include "core/process.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "tests/scratch_dir.h"
+
+namespace segrun::process {
+namespace {
+
+TEST(Process, CapturesOutputsExitCodeAndWorkingDirectory) {
+  segrun::testing::ScratchDir dir("process");
+  const Captured r = run_captured({"bash", "-c", "pwd; echo err >&2; exit 3"}, dir.path().string());
+  EXPECT_EQ(r.status.code, 3);
+  EXPECT_EQ(r.status.signal, 0);
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_EQ(r.status.describe(), "exit code 3");
+  EXPECT_EQ(r.out, dir.path().string() + "\n");
+  EXPECT_EQ(r.err, "err\n");
+  // Large outputs on both pipes do not deadlock.
+  const Captured big = run_captured({"bash", "-c", "head -c 300000 /dev/zero; head -c 300000 /dev/zero >&2"});
+  EXPECT_TRUE(big.status.ok());
+  EXPECT_EQ(big.out.size(), 300000u);
+  EXPECT_EQ(big.err.size(), 300000u);
+  // stdin is /dev/null: cat ends at once.
+  EXPECT_EQ(run_captured({"cat"}).out, "");
+}
+
+TEST(Process, ASignalDeathIsNamedAndIs128PlusTheSignalInShellTerms) {
+  const Captured r = run_captured({"bash", "-c", "kill -9 $$"});
+  EXPECT_EQ(r.status.signal, SIGKILL);
+  EXPECT_EQ(r.status.shell_code(), 128 + 9);
+  EXPECT_EQ(r.status.describe(), "killed by SIGKILL");
+  // A program's own exit code 127 stays an exit code.
+  EXPECT_EQ(run_captured({"bash", "-c", "exit 127"}).status.shell_code(), 127);
+}
+
+TEST(Process, StartFailuresThrowNamingTheProgramOrFolder) {
+  try {
+    run_captured({"segrun-no-such-command-xyz", "--flag"});
+    FAIL() << "no exception";
+  } catch (const ProcessError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cannot run segrun-no-such-command-xyz: No such file or directory (not installed, or not in PATH?)");
+  }
+  try {
+    run_captured({"true"}, "/nonexistent/folder");
+    FAIL() << "no exception";
+  } catch (const ProcessError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot run true in /nonexistent/folder: No such file or directory");
+  }
+  SpawnOptions unlogged;
+  unlogged.argv = {"true"};
+  unlogged.out = Output::kAppendFile;
+  unlogged.log_path = "/nonexistent/folder/x.log";
+  EXPECT_THROW(spawn(unlogged), ProcessError);
+  EXPECT_THROW(spawn(SpawnOptions{}), ProcessError);
+}
+
+TEST(Process, AppendsBothStreamsToTheLogInItsOwnProcessGroup) {
+  segrun::testing::ScratchDir dir("process-log");
+  const std::string log = dir.str("job.log");
+  std::ofstream(log) << "before\n";
+  SpawnOptions o;
+  o.argv = {"bash", "-c", "echo out; echo err >&2; ps -o pgid= -p $$ | tr -d ' '; echo $$"};
+  o.out = Output::kAppendFile;
+  o.err = Output::kAppendFile;
+  o.log_path = log;
+  o.new_process_group = true;
+  const Child child = spawn(o);
+  EXPECT_TRUE(wait(child.pid).ok());
+  std::ifstream in(log);
+  std::string before, out, err, pgid, pid;
+  std::getline(in, before);
+  std::getline(in, out);
+  std::getline(in, err);
+  std::getline(in, pgid);
+  std::getline(in, pid);
+  EXPECT_EQ(before, "before");
+  EXPECT_EQ(out, "out");
+  EXPECT_EQ(err, "err");
+  EXPECT_EQ(pgid, pid);  // the child leads its own group
+  EXPECT_EQ(pid, std::to_string(child.pid));
+}
+
+TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
+  SpawnOptions o;
+  // Exits 12 on SIGUSR2; the trap is set before it says "ready".
+  o.argv = {"bash", "-c", "trap 'exit 12' USR2; echo ready; while :; do sleep 0.05; done"};
+  o.out = Output::kCapture;
+  const Child child = spawn(o);
+  char c = 0;
+  ASSERT_EQ(::read(child.out_fd, &c, 1), 1);  // "r" of ready
+  ::close(child.out_fd);
+  {
+    ScopedSignalForwarding forwarding(child.pid, SIGUSR2);
+    ::kill(::getpid(), SIGINT);  // becomes SIGUSR2 for the child
+    const ExitStatus s = wait(child.pid);
+    EXPECT_EQ(s.code, 12) << s.describe();
+  }
+  // The second stop goes as itself: a child that ignores USR1 is killed by SIGTERM.
+  o.argv = {"bash", "-c", "trap '' USR1; echo ready; while :; do sleep 0.05; done"};
+  const Child second = spawn(o);
+  ASSERT_EQ(::read(second.out_fd, &c, 1), 1);
+  ::close(second.out_fd);
+  {
+    ScopedSignalForwarding forwarding(second.pid, SIGUSR1);
+    ::kill(::getpid(), SIGTERM);  // -> SIGUSR1, ignored
+    ::kill(::getpid(), SIGTERM);  // -> SIGTERM
+    EXPECT_EQ(wait(second.pid).signal, SIGTERM);
+  }
+}
+
+TEST(Process, CountsStopSignalsWhileAlive) {
+  ScopedSignalCounter counter;
+  EXPECT_EQ(counter.count(), 0);
+  ::kill(::getpid(), SIGUSR1);
+  ::kill(::getpid(), SIGINT);
+  EXPECT_EQ(counter.count(), 2);
+  EXPECT_EQ(ScopedSignalCounter::last_count(), 2);
+}
+
+TEST(Process, TryWaitSeesARunningThenAnEndedChild) {
+  SpawnOptions o;
+  o.argv = {"sleep", "0.2"};
+  const Child child = spawn(o);
+  EXPECT_FALSE(try_wait(child.pid).has_value());
+  std::optional<ExitStatus> s;
+  for (int i = 0; i < 100 && !s; ++i) {
+    ::usleep(20000);
+    s = try_wait(child.pid);
+  }
+  ASSERT_TRUE(s.has_value());
+  EXPECT_TRUE(s->ok());
+}
+
+TEST(Process, CoresAndShellQuoting) {
+  EXPECT_GE(usable_cores(), 1);
+  EXPECT_EQ(shell_quote("plain-arg_1.0=x:y,z+@%/"), "plain-arg_1.0=x:y,z+@%/");
+  EXPECT_EQ(shell_quote("plain", /*always=*/true), "'plain'");
+  EXPECT_EQ(shell_quote(""), "''");
+  EXPECT_EQ(shell_quote("it's"), "'it'\\''s'");
+  const std::vector<std::string> argv{"echo", "a b", "it's", "$(id)", "`id`", "x\ny", ""};
+  const Captured r = run_captured({"bash", "-c", "printf '%s|' " + shell_join({argv.begin() + 1, argv.end()})});
+  EXPECT_EQ(r.out, "a b|it's|$(id)|`id`|x\ny||");
+}
+
+}  // namespace
+}  // namespace segrun::process

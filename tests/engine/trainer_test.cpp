@@ -1,0 +1,163 @@
+// The Trainer's steps driven one by one (tests/engine/CMakeLists.txt: one rank under mpirun):
+// set_up / resume / step / log_window / checkpoint give the losses run() gives, a resumed trainer
+// continues the same computation bit for bit, a run folder with checkpoints is refused without
+// --resume, and each configured preemption signal (cluster.slurm.signal) stops run() after the
+// iteration in progress with a checkpoint and the status "preempted".
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "data/pack.h"
+#include "data/synth.h"
+#include "dist/communicator.h"
+#include "dist/rank_context.h"
+#include "engine/checkpoint.h"
+#include "engine/trainer.h"
+#include "tests/data/data_test_util.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using data::testing::TempDir;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    data::SynthOptions synth;
+    synth.out = *dir_ / "raw";
+    synth.train = 8;
+    synth.val = 2;
+    synth.height = 48;
+    synth.width = 64;
+    synth.seed = 3;
+    data::synthesize(synth);
+    auto comm = dist::make_communicator("mpi", dist::singleton_context());
+    for (const char* split : {"training", "validation"}) {
+      data::PackOptions pack;
+      pack.root = synth.out;
+      pack.split = split;
+      pack.out = *dir_ / (std::string(split) == "training" ? "train" : "val");
+      data::pack_store(pack, *comm);
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  static Config config(const std::vector<std::string>& overrides = {}) {
+    std::ostringstream toml;
+    toml << "name = \"trainer-test\"\n[data]\nstore = \"" << (*dir_ / "train") << "\"\nval_store = \""
+         << (*dir_ / "val") << "\"\ncrop = [32, 32]\nscale = [64, 32]\nbatch_per_rank = 2\nworkers = 1\n"
+         << "[model]\npretrained = \"none\"\nwidth = 8\nfpn_channels = 16\n"
+         << "[train]\niters = 4\nlr = 2e-3\nwarmup_iters = 1\ncheckpoint_interval = 0\neval_interval = 0\n"
+         << "[log]\ninterval = 2\n";
+    return parse_config(toml.str(), "trainer_test", overrides);
+  }
+  static std::string run_dir(const std::string& name) { return *dir_ / ("runs/" + name); }
+  static std::string read(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  static TempDir* dir_;
+};
+
+TempDir* TrainerTest::dir_ = nullptr;
+
+TEST_F(TrainerTest, StepsOneByOneAndResumeContinueTheSameComputation) {
+  const Config c = config();
+  const dist::RankContext context = dist::singleton_context();
+
+  // Straight: four iterations, a log window every two.
+  Trainer straight(c, context, {run_dir("straight"), ""});
+  straight.set_up();
+  ASSERT_EQ(straight.resume(), 0);
+  straight.step(0);
+  straight.step(1);
+  const double straight_first = straight.log_window(2);
+  straight.step(2);
+  straight.step(3);
+  const double straight_second = straight.log_window(4);
+  EXPECT_TRUE(std::isfinite(straight_first));
+  EXPECT_GT(straight_first, 0.0);
+  EXPECT_NE(straight_first, straight_second);
+
+  // Interrupted: two iterations and a checkpoint, then a second trainer resumes from it.
+  {
+    Trainer first(c, context, {run_dir("resumed"), ""});
+    first.set_up();
+    ASSERT_EQ(first.resume(), 0);
+    first.step(0);
+    first.step(1);
+    EXPECT_EQ(first.log_window(2), straight_first);
+    first.checkpoint(2);
+  }
+  EXPECT_EQ(checkpoints_newest_first(run_dir("resumed") + "/checkpoints").size(), 1u);
+  Trainer second(c, context, {run_dir("resumed"), "auto"});
+  second.set_up();
+  ASSERT_EQ(second.resume(), 2);
+  second.step(2);
+  second.step(3);
+  EXPECT_EQ(second.log_window(4), straight_second);  // bit for bit
+
+  // run() gives the same: its metrics.jsonl carries the two window losses.
+  const TrainOutcome outcome = Trainer(c, context, {run_dir("whole"), ""}).run();
+  EXPECT_TRUE(outcome.finished);
+  EXPECT_EQ(outcome.iterations, 4);
+  EXPECT_TRUE(outcome.evaluated);
+  EXPECT_EQ(read(run_dir("whole") + "/status").rfind("done", 0), 0u);
+  const std::string metrics = read(run_dir("whole") + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"iter\":2,\"mode\":\"train\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"iter\":4,\"mode\":\"train\""), std::string::npos) << metrics;
+}
+
+TEST_F(TrainerTest, RefusesARunWithCheckpointsWithoutResume) {
+  const Config c = config();
+  const dist::RankContext context = dist::singleton_context();
+  {
+    Trainer t(c, context, {run_dir("refuse"), ""});
+    t.set_up();
+    t.resume();
+    t.step(0);
+    t.checkpoint(1);
+  }
+  EXPECT_THROW(Trainer(c, context, {run_dir("refuse"), ""}), ConfigError);
+  EXPECT_NO_THROW(Trainer(c, context, {run_dir("refuse"), "auto"}));
+  EXPECT_THROW(Trainer(c, context, {"", ""}), ConfigError);
+}
+
+TEST_F(TrainerTest, EachConfiguredSignalStopsAfterTheIterationWithACheckpoint) {
+  const dist::RankContext context = dist::singleton_context();
+  for (const std::string name : {"USR1", "USR2", "TERM"}) {
+    SCOPED_TRACE(name);
+    const Config c = config({"cluster.slurm.signal=" + name});
+    const int signal = stop_signal_number(name);
+    clear_stop_request();
+    install_stop_handlers(signal);
+    std::raise(signal);  // arrives before the first iteration: the run stops at its end
+    ASSERT_TRUE(stop_requested());
+    const std::string dir = run_dir("stop-" + name);
+    const TrainOutcome outcome = Trainer(c, context, {dir, ""}).run();
+    EXPECT_FALSE(outcome.finished);
+    EXPECT_EQ(outcome.iterations, 1);
+    EXPECT_EQ(read(dir + "/status").rfind("preempted", 0), 0u) << read(dir + "/status");
+    EXPECT_EQ(checkpoints_newest_first(dir + "/checkpoints").size(), 1u);
+    clear_stop_request();
+  }
+  EXPECT_THROW(stop_signal_number("HUP"), ConfigError);
+  EXPECT_THROW(config({"cluster.slurm.signal=HUP"}), ConfigError);
+}
+
+}  // namespace
+}  // namespace segrun::engine

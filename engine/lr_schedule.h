@@ -1,6 +1,6 @@
 #pragma once
 // Learning-rate schedule: mmcv's PolyLrUpdaterHook with linear warmup, iteration-based.
-// Pure functions, no state: the trainer asks lr_at(options, iter) every iteration, so resuming
+// Pure functions, no state: the trainer asks lr_at(train, iter) every iteration, so resuming
 // from a checkpoint only needs the iteration counter. Thread-safe.
 //
 // For a 0-based iteration `iter` (the number of iterations already done, mmcv's runner.iter):
@@ -21,24 +21,14 @@ struct TrainConfig;
 
 namespace segrun::engine {
 
-struct LrScheduleOptions {
-  double base_lr = 1e-4;
-  int64_t max_iters = 80000;
-  int64_t warmup_iters = 1500;   // 0 = no warmup
-  double warmup_ratio = 1e-6;    // lr at iteration 0 = regular(0) * warmup_ratio
-  double power = 0.9;
-  double min_lr = 0.0;
-};
+// The schedule reads the [train] section itself (TrainConfig: lr, iters, warmup_iters,
+// warmup_ratio, poly_power, min_lr); no second options struct.
 
-// Throws ConfigError naming the field when max_iters <= 0, warmup_iters < 0,
-// warmup_ratio outside [0, 1], power < 0, base_lr < 0 or min_lr < 0.
-void validate(const LrScheduleOptions& options);
+// Throws ConfigError naming the field when train.iters <= 0, warmup_iters < 0, warmup_ratio
+// outside [0, 1], poly_power < 0, lr < 0 or min_lr < 0.
+void validate_lr_schedule(const TrainConfig& train);
 
 // The learning rate for 0-based iteration iter (>= 0; ConfigError otherwise).
-double lr_at(const LrScheduleOptions& options, int64_t iter);
-
-// Options from the [train] config section: lr, iters, warmup_iters, warmup_ratio, poly_power,
-// min_lr.
-LrScheduleOptions lr_schedule_options(const TrainConfig& train);
+double lr_at(const TrainConfig& train, int64_t iter);
 
 }  // namespace segrun::engine

@@ -97,7 +97,6 @@ struct Trainer::State {
   std::shared_ptr<models::SegmentorImpl> model;
   std::unique_ptr<MultiTensorAdamW> optimizer;
   std::string signature;
-  LrScheduleOptions schedule;
   int64_t global_batch = 0;
 
   // resume()
@@ -217,7 +216,7 @@ void Trainer::set_up() {
     log::info("optimizer group {}: {} tensors, lr x{:g}, weight decay {:g}", g.name, g.parameters.size(), g.lr_mult,
               g.weight_decay);
   s.signature = model_signature(config, num_classes);
-  s.schedule = lr_schedule_options(config.train);
+  validate_lr_schedule(config.train);
   s.global_batch = static_cast<int64_t>(config.data.batch_per_rank) * s.context.world_size;
 }
 
@@ -263,7 +262,7 @@ void Trainer::step(int64_t iter) {
   State& s = *state_;
   const Config& config = s.config;
   SEGRUN_CHECK(s.loader, Error, "Trainer::step: resume() first");
-  s.lr = lr_at(s.schedule, iter);
+  s.lr = lr_at(config.train, iter);
   set_learning_rates(*s.optimizer, s.lr);
   // LibTorch's own generators: a function of (seed, iteration, rank); no model draw uses them.
   torch::manual_seed(hash_key(config.train.seed, static_cast<uint64_t>(iter),

@@ -1,5 +1,9 @@
-// `segrun launch` and `segrun demo`: multi-rank orchestration through mpirun.
+#include "launcher/demo.h"
+
+#include <nlohmann/json.hpp>
+
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -8,10 +12,11 @@
 #include "cluster/local_launch.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/process.h"
 #include "core/log.h"
+#include "core/process.h"
 #include "core/run_folder.h"
-#include "launcher/commands.h"
+#include "data/synth.h"
+#include "launcher/launch_commands.h"
 #include "launcher/demo_config.h"  // generated from configs/demo_tiny.toml: kDemoConfig
 
 namespace segrun::launcher {
@@ -21,21 +26,23 @@ namespace fs = std::filesystem;
 
 constexpr const char* kDemoMarker = ".segrun-demo";
 
-// The mpirun command that runs `segrun <args>` (this very executable) on `ranks` ranks.
-std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts,
-                                         const std::vector<std::string>& args) {
-  cluster::LaunchOptions options;
-  options.ranks = ranks;
-  options.hosts = hosts;
-  options.command.push_back(cluster::self_executable());
-  options.command.insert(options.command.end(), args.begin(), args.end());
-  return cluster::build_mpirun_command(options);
-}
-
 int launch_segrun(int ranks, const std::vector<std::string>& args) {
   auto argv = segrun_on_ranks(ranks, "", args);
   log::info("$ {}", process::shell_join(argv));
   return cluster::run_and_wait(argv, SIGUSR1);  // the demo's config keeps cluster.slurm.signal = USR1
+}
+
+// Reads result.json of a run: (mIoU, number of classes with a defined IoU).
+std::pair<double, int> read_result_headline(const std::string& result_json_path) {
+  nlohmann::ordered_json result;
+  try {
+    result = nlohmann::ordered_json::parse(read_file(result_json_path));
+    int classes = 0;
+    for (const auto& item : result.at("per_class").items()) classes += item.value().is_null() ? 0 : 1;
+    return {result.at("mIoU").is_null() ? NAN : result.at("mIoU").get<double>(), classes};
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(result_json_path + ": not a segrun result: " + e.what());
+  }
 }
 
 void check_step(int code, const std::string& what) {
@@ -44,18 +51,7 @@ void check_step(int code, const std::string& what) {
 
 }  // namespace
 
-int run_launch(const LaunchCommand& cmd) {
-  if (cmd.command.empty()) throw ConfigError("launch: give the subcommand after --, e.g. segrun launch -n 2 -- train cfg.toml");
-  auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
-  if (cmd.dry_run) {
-    std::cout << process::shell_join(argv) << "\n";
-    return 0;
-  }
-  log::info("$ {}", process::shell_join(argv));
-  return cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
-}
-
-int run_demo(const DemoCommand& cmd) {
+int run_demo(const DemoOptions& cmd) {
   const auto started = std::chrono::steady_clock::now();
   const fs::path dir = fs::absolute(cmd.dir);
   std::error_code ec;
@@ -68,21 +64,22 @@ int run_demo(const DemoCommand& cmd) {
   // 1. data in the real ADE20K layout, 2. packed into sharded stores by 2 ranks.
   const fs::path raw = dir / "ade20k";
   if (!fs::exists(raw / "ADEChallengeData2016", ec)) {
-    SynthCommand synth;
-    synth.layout = "ade20k";
+    data::SynthOptions synth;
+    synth.layout = data::Layout::kAde20k;
     synth.out = raw.string();
     synth.train = 96;
     synth.val = 24;
-    synth.size = "128x160";
+    synth.height = 128;
+    synth.width = 160;
     synth.seed = 0;
     log::info("demo 1/4: synthesizing ADE20K-layout data in {}", raw.string());
-    run_synth(synth);
+    data::synthesize(synth);
   }
   const std::pair<const char*, const char*> splits[] = {{"training", "train"}, {"validation", "val"}};
   for (const auto& [split, store] : splits) {
     const fs::path out = dir / "stores" / store;
     if (fs::exists(out / "manifest.json", ec)) continue;
-    fs::remove_all(out, ec);  // a pack interrupted earlier left no manifest: start it over
+    fs::remove_all(out, ec);  // an empty folder (a pack leaves no half-made store)
     log::info("demo 2/4: packing {} split on {} ranks", split, cmd.ranks);
     check_step(launch_segrun(cmd.ranks, {"data", "pack", "--layout", "ade20k", "--root", raw.string(),
                                          "--split", split, "--out", out.string(), "--shards", "2"}),

@@ -92,7 +92,7 @@ std::string giga(int64_t n) { return fixed(static_cast<double>(n) / 1e9, 2); }
 
 }  // namespace
 
-int ModelCommands::run() {
+int ModelCommands::run(MpiHolder&) {
   const State& s = *state_;
   Config config = load_config(s.config, s.overrides);
   const data::Layout layout = data::parse_layout(config.data.layout);

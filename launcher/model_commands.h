@@ -24,7 +24,7 @@ class ModelCommands final : public CommandGroup {
   ~ModelCommands() override;
 
   bool selected() const override;
-  int run() override;
+  int run(MpiHolder& mpi) override;
 
  private:
   struct State;

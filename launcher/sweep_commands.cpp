@@ -7,11 +7,11 @@
 #include <iostream>
 
 #include "core/error.h"
-#include "launcher/cluster_commands.h"
 #include "sweeps/plot.h"
 #include "sweeps/registry.h"
 #include "sweeps/results.h"
 #include "sweeps/runner.h"
+#include "sweeps/slurm_jobs.h"
 #include "sweeps/spec.h"
 
 namespace segrun::launcher {
@@ -94,7 +94,7 @@ bool SweepCommands::selected() const {
   return *state_->plan || *state_->run || *state_->status || *state_->table;
 }
 
-int SweepCommands::run() {
+int SweepCommands::run(MpiHolder&) {
   State& s = *state_;
   if (*s.plan || *s.status) {
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
@@ -104,11 +104,18 @@ int SweepCommands::run() {
       std::cout << sweeps::format_plan(plan, fmt);
     else
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
-                                         slurm_states_of(plan));
+                                         sweeps::slurm_states_of(plan));
     return 0;
   }
   if (*s.run) {
-    if (s.on == "slurm") return submit_sweep_on_slurm(s.spec, s.runs_dir, s.max_parallel, s.dry_run, std::cout);
+    if (s.on == "slurm") {
+      sweeps::SubmitRequest request;
+      request.target = s.spec;
+      request.runs_dir = s.runs_dir;
+      request.dry_run = s.dry_run;
+      if (s.max_parallel > 0) request.slurm.max_parallel = s.max_parallel;
+      return sweeps::submit_sweep(request, std::cout);
+    }
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
     sweeps::SweepRunOptions options;
     options.runs_dir = s.runs_dir;

@@ -19,7 +19,7 @@ class SweepCommands final : public CommandGroup {
   ~SweepCommands() override;
 
   bool selected() const override;
-  int run() override;
+  int run(MpiHolder& mpi) override;
 
  private:
   struct State;

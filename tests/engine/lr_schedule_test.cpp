@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "core/config.h"
 #include "core/error.h"
 #include "engine/lr_schedule.h"
@@ -7,15 +9,15 @@
 namespace segrun::engine {
 namespace {
 
-LrScheduleOptions linear_options() {
+TrainConfig linear_options() {
   // power 1 and min_lr 0 keep the expected values hand-computable:
   // regular(i) = 0.01 * (1 - i/100); warmup k = (1 - i/10) * 0.9; lr = regular * (1 - k).
-  LrScheduleOptions o;
-  o.base_lr = 0.01;
-  o.max_iters = 100;
+  TrainConfig o;
+  o.lr = 0.01;
+  o.iters = 100;
   o.warmup_iters = 10;
   o.warmup_ratio = 0.1;
-  o.power = 1.0;
+  o.poly_power = 1.0;
   o.min_lr = 0.0;
   return o;
 }
@@ -34,7 +36,7 @@ TEST(LrSchedule, LinearWarmupHandValues) {
 
 TEST(LrSchedule, PolyPowerWithMinLr) {
   auto o = linear_options();
-  o.power = 0.9;
+  o.poly_power = 0.9;
   o.min_lr = 1e-4;
   // Reference values from an independent Python evaluation of mmcv's formulas.
   EXPECT_NEAR(lr_at(o, 0), 0.001, 1e-15);   // regular(0) = base_lr, times warmup_ratio
@@ -50,8 +52,8 @@ TEST(LrSchedule, NoWarmupAndContinuity) {
   o.warmup_iters = 0;
   EXPECT_NEAR(lr_at(o, 0), 0.01, 1e-15);
   o = linear_options();
-  o.power = 0.9;
-  for (int64_t i = 1; i < o.max_iters; ++i) {
+  o.poly_power = 0.9;
+  for (int64_t i = 1; i < o.iters; ++i) {
     // Monotone ramp during warmup, monotone decay after it.
     if (i <= o.warmup_iters) EXPECT_GT(lr_at(o, i), lr_at(o, i - 1)) << i;
     else EXPECT_LT(lr_at(o, i), lr_at(o, i - 1)) << i;
@@ -61,31 +63,32 @@ TEST(LrSchedule, NoWarmupAndContinuity) {
 TEST(LrSchedule, RejectsBadOptions) {
   auto o = linear_options();
   EXPECT_THROW(lr_at(o, -1), ConfigError);
-  o.max_iters = 0;
+  o.iters = 0;
   EXPECT_THROW(lr_at(o, 0), ConfigError);
   o = linear_options();
   o.warmup_ratio = 1.5;
-  EXPECT_THROW(validate(o), ConfigError);
+  EXPECT_THROW(validate_lr_schedule(o), ConfigError);
   o = linear_options();
   o.warmup_iters = -3;
-  EXPECT_THROW(validate(o), ConfigError);
+  EXPECT_THROW(validate_lr_schedule(o), ConfigError);
 }
 
-TEST(LrSchedule, OptionsFromTrainConfig) {
-  TrainConfig train;
-  train.lr = 2e-4;
-  train.iters = 1234;
-  train.warmup_iters = 56;
-  train.warmup_ratio = 0.25;
-  train.poly_power = 1.5;
-  train.min_lr = 3e-6;
-  const auto o = lr_schedule_options(train);
-  EXPECT_EQ(o.base_lr, 2e-4);
-  EXPECT_EQ(o.max_iters, 1234);
-  EXPECT_EQ(o.warmup_iters, 56);
-  EXPECT_EQ(o.warmup_ratio, 0.25);
-  EXPECT_EQ(o.power, 1.5);
-  EXPECT_EQ(o.min_lr, 3e-6);
+TEST(LrSchedule, ErrorsNameTheTrainField) {
+  auto message_of = [](const TrainConfig& t) {
+    try {
+      validate_lr_schedule(t);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  auto o = linear_options();
+  o.poly_power = -1;
+  EXPECT_EQ(message_of(o), "train.poly_power must be >= 0, got -1");
+  o = linear_options();
+  o.min_lr = -1e-3;
+  EXPECT_EQ(message_of(o).rfind("train.min_lr must be >= 0", 0), 0u);
+  EXPECT_EQ(message_of(linear_options()), "");
 }
 
 }  // namespace

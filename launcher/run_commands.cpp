@@ -1,28 +1,21 @@
-// Rank-level and data subcommands: synth, pack, inspect, train, eval, metrics, config.
-#include "launcher/commands.h"
+#include "launcher/run_commands.h"
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <opencv2/core/utility.hpp>
 
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 
-#include "cluster/local_launch.h"
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/run_folder.h"
-#include "data/classes.h"
-#include "data/inspect.h"
-#include "data/pack.h"
-#include "data/synth.h"
-#include "dist/communicator.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
 #include "engine/trainer.h"
+#include "launcher/mpi_holder.h"
 #include "sweeps/table.h"
 
 namespace segrun::launcher {
@@ -30,23 +23,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::pair<int, int> parse_size(const std::string& text) {
-  int h = 0, w = 0;
-  char x = 0;
-  std::istringstream in(text);
-  if (!(in >> h >> x >> w) || (x != 'x' && x != 'X') || !in.eof() || h < 16 || w < 16 || h > 8192 ||
-      w > 8192)
-    throw ConfigError("--size '" + text + "': expected HxW with 16 <= H, W <= 8192 (e.g. 128x160)");
-  return {h, w};
-}
+struct TrainCommand {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string run_dir;   // default: runs/<config name>
+  std::string resume;    // "", "auto" or a checkpoint path
+};
 
-void init_rank_logging(const dist::RankContext& context, const std::string& level = "info") {
-  log::LogOptions options;
-  options.rank = context.world_rank;
-  options.world = context.world_size;
-  options.level = level;
-  log::init_logging(options);
-}
+struct EvalCommand {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string checkpoint;
+  std::string save_pred;
+  bool json = false;
+  bool ms = false;          // --ms: also multi-scale + flip (eval.report_ms = true)
+  std::string run_dir;      // --run-dir: record the evaluation there (default: the checkpoint's run)
+  bool no_record = false;   // --no-record: print only
+};
+
+struct ConfigCommand {
+  std::string config;
+  std::vector<std::string> overrides;
+};
 
 sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector<std::string>& names) {
   sweeps::ClassTable table;
@@ -57,58 +55,6 @@ sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector
   table.mAcc = m.mAcc;
   table.aAcc = m.aAcc;
   return table;
-}
-
-}  // namespace
-
-const dist::RankContext& MpiHolder::context() {
-  if (!session_) {
-    session_ = std::make_unique<dist::MpiSession>(argc_, argv_);
-    dist::check_launched_world(session_->context());
-    // Every rank-level command gets its parallelism from ranks, LibTorch's intra-op threads (set
-    // by MpiSession) and the loader's workers; OpenCV's own pool on top would oversubscribe.
-    cv::setNumThreads(1);
-  }
-  return session_->context();
-}
-
-int run_synth(const SynthCommand& cmd) {
-  data::SynthOptions options;
-  options.layout = data::parse_layout(cmd.layout);
-  options.out = cmd.out;
-  if (cmd.train < 1 || cmd.val < 1) throw ConfigError("--train and --val must be at least 1");
-  options.train = cmd.train;
-  options.val = cmd.val;
-  std::tie(options.height, options.width) = parse_size(cmd.size);
-  options.seed = cmd.seed;
-  data::synthesize(options);
-  log::info("wrote synthetic {} layout to {} ({} train, {} val, {}x{})", cmd.layout, cmd.out, cmd.train,
-            cmd.val, options.height, options.width);
-  return 0;
-}
-
-int run_pack(const PackCommand& cmd, MpiHolder& mpi) {
-  data::PackOptions options;
-  options.layout = data::parse_layout(cmd.layout);
-  options.root = cmd.root;
-  options.split = cmd.split;
-  options.out = cmd.out;
-  if (cmd.shards < 1) throw ConfigError("--shards must be at least 1");
-  options.shards = cmd.shards;
-  const auto& context = mpi.context();
-  init_rank_logging(context);
-  auto comm = dist::make_communicator("mpi", context);
-  data::PackSummary summary = data::pack_store(options, *comm);
-  log::info("packed {} records of {}/{} into {} shard(s): {}", summary.records, cmd.root, cmd.split,
-            summary.shards, summary.manifest);
-  return 0;
-}
-
-int run_inspect(const InspectCommand& cmd) {
-  data::StoreSummary summary = data::inspect_store(cmd.store, cmd.verify);
-  std::cout << (cmd.json ? data::to_json(summary) : data::to_text(summary)) << std::flush;
-  if (!cmd.json && summary.crc_failures.empty()) std::cout << "\n";
-  return summary.crc_failures.empty() ? 0 : 1;
 }
 
 // The multi-label line of heads with a label branch (CLIP-SP), after the class table.
@@ -133,23 +79,6 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
   std::cout << segrun::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
             << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi)
             << "MS: scales " << scales << ", each also flipped\n";
-}
-
-int launched_stop_signal(const std::vector<std::string>& command) {
-  if (command.size() < 2 || command[0] != "train") return SIGUSR1;
-  std::vector<std::string> overrides;
-  for (size_t i = 2; i < command.size(); ++i) {
-    if (command[i].rfind("-", 0) == 0) {
-      if (command[i].find('=') == std::string::npos) ++i;  // --run-dir DIR, --resume auto
-      continue;
-    }
-    if (command[i].find('=') != std::string::npos) overrides.push_back(command[i]);
-  }
-  try {
-    return cluster::local_stop_signal(load_config(command[1], overrides).cluster.slurm.signal);
-  } catch (const ConfigError&) {
-    return SIGUSR1;
-  }
 }
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
@@ -251,18 +180,9 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   return 0;
 }
 
-int run_metrics(const MetricsCommand& cmd) {
-  engine::MetricsCommandOptions options;
-  options.pred_dir = cmd.pred_dir;
-  options.gt_dir = cmd.gt_dir;
-  if (cmd.num_classes < 1 || cmd.num_classes > 255)
-    throw ConfigError("--num-classes must be in 1..255 (got " + std::to_string(cmd.num_classes) + ")");
-  options.num_classes = cmd.num_classes;
-  options.ignore_index = cmd.ignore_index;
-  options.reduce_zero_label = cmd.reduce_zero_label;
-  options.json = cmd.json;
+int run_metrics(const engine::MetricsCommandOptions& options) {
   engine::SegMetrics metrics = engine::evaluate_label_dirs(options);
-  if (cmd.json)
+  if (options.json)
     std::cout << engine::metrics_to_json(metrics, {}).dump(2) << "\n";
   else
     std::cout << sweeps::format_class_table(class_table_of(metrics, {}), sweeps::TableFormat::kText, true);
@@ -274,16 +194,68 @@ int run_config(const ConfigCommand& cmd) {
   return 0;
 }
 
-std::pair<double, int> read_result_headline(const std::string& result_json_path) {
-  nlohmann::ordered_json result;
-  try {
-    result = nlohmann::ordered_json::parse(read_file(result_json_path));
-    int classes = 0;
-    for (const auto& item : result.at("per_class").items()) classes += item.value().is_null() ? 0 : 1;
-    return {result.at("mIoU").is_null() ? NAN : result.at("mIoU").get<double>(), classes};
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(result_json_path + ": not a segrun result: " + e.what());
-  }
+}  // namespace
+
+struct RunCommands::State {
+  CLI::App* train = nullptr;
+  CLI::App* eval = nullptr;
+  CLI::App* metrics = nullptr;
+  CLI::App* config = nullptr;
+  TrainCommand train_command;
+  EvalCommand eval_command;
+  engine::MetricsCommandOptions metrics_options;
+  ConfigCommand config_command;
+};
+
+RunCommands::RunCommands(CLI::App& app) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  TrainCommand& train = s.train_command;
+  s.train = app.add_subcommand("train", "train one run (on every rank of `segrun launch`, or alone)");
+  s.train->add_option("config", train.config, "experiment TOML")->required();
+  s.train->add_option("overrides", train.overrides, "key=value overrides, e.g. train.lr=1e-4");
+  s.train->add_option("--run-dir", train.run_dir, "run directory (default runs/<name>)");
+  s.train->add_option("--resume", train.resume, "auto | checkpoint path");
+
+  EvalCommand& eval = s.eval_command;
+  s.eval = app.add_subcommand("eval", "evaluate a checkpoint on data.val_store");
+  s.eval->add_option("config", eval.config, "experiment TOML")->required();
+  s.eval->add_option("overrides", eval.overrides, "key=value overrides");
+  s.eval->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
+  s.eval->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
+  s.eval->add_flag("--json", eval.json, "print JSON");
+  s.eval->add_flag("--ms", eval.ms, "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
+  s.eval->add_option("--run-dir", eval.run_dir,
+                     "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
+  s.eval->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
+
+  engine::MetricsCommandOptions& metrics = s.metrics_options;
+  s.metrics = app.add_subcommand("metrics", "mIoU of prediction PNGs against ground-truth PNGs");
+  s.metrics->add_option("--pred", metrics.pred_dir, "folder of predicted label PNGs")->required();
+  s.metrics->add_option("--gt", metrics.gt_dir, "folder of ground-truth label PNGs")->required();
+  s.metrics->add_option("--num-classes", metrics.num_classes, "number of classes")->required()->check(CLI::Range(1, 255));
+  s.metrics->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
+  s.metrics->add_flag("--reduce-zero-label", metrics.reduce_zero_label, "ADE20K convention: GT 0 -> ignore, k -> k-1");
+  s.metrics->add_flag("--json", metrics.json, "print JSON");
+
+  ConfigCommand& config = s.config_command;
+  s.config = app.add_subcommand("config", "print the fully resolved config (every default written out)");
+  s.config->add_option("config", config.config, "experiment TOML")->required();
+  s.config->add_option("overrides", config.overrides, "key=value overrides");
+}
+
+RunCommands::~RunCommands() = default;
+
+bool RunCommands::selected() const {
+  const State& s = *state_;
+  return *s.train || *s.eval || *s.metrics || *s.config;
+}
+
+int RunCommands::run(MpiHolder& mpi) {
+  State& s = *state_;
+  if (*s.train) return run_train(s.train_command, mpi);
+  if (*s.eval) return run_eval(s.eval_command, mpi);
+  if (*s.metrics) return run_metrics(s.metrics_options);
+  return run_config(s.config_command);
 }
 
 }  // namespace segrun::launcher

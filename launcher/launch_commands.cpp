@@ -1,0 +1,133 @@
+#include "launcher/launch_commands.h"
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "cluster/local_launch.h"
+#include "cluster/slurm_env.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/process.h"
+#include "launcher/demo.h"
+
+namespace segrun::launcher {
+namespace {
+
+struct LaunchCommand {
+  int ranks = 1;
+  std::string hosts;
+  std::vector<std::string> command;  // segrun subcommand and its arguments
+  bool dry_run = false;
+};
+
+// `segrun launch` inside a Slurm allocation (SLURM_JOB_ID set, not inside a job step, no --hosts):
+// starts the ranks with srun --mpi=pmix (SEGRUN_SLURM_LAUNCHER=mpirun: mpirun on the allocation's
+// nodes). Returns false (and does nothing) outside an allocation, or when the allocation has
+// fewer tasks than -n (with a warning); then mpirun on this node applies.
+bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code) {
+  const cluster::SlurmEnv env = cluster::read_slurm_env();
+  if (!env.in_allocation || env.in_step || !cmd.hosts.empty()) return false;
+  if (env.ntasks > 0 && cmd.ranks > env.ntasks) {
+    log::warn(
+        "Slurm job {} has {} task(s) (SLURM_NTASKS), fewer than -n {}: starting the ranks on this node "
+        "with mpirun instead of srun (ask for --ntasks={} to spread them over the allocation)",
+        env.job_id, env.ntasks, cmd.ranks, cmd.ranks);
+    return false;
+  }
+  cluster::AllocationLaunchOptions options;
+  options.ranks = cmd.ranks;
+  options.command.push_back(cluster::self_executable());
+  options.command.insert(options.command.end(), cmd.command.begin(), cmd.command.end());
+  if (const char* l = std::getenv("SEGRUN_SLURM_LAUNCHER")) options.launcher = l;
+  if (const char* m = std::getenv("SEGRUN_SLURM_MPI")) options.mpi = m;
+  const auto argv = cluster::build_allocation_command(env, options);
+  if (cmd.dry_run) {
+    std::cout << process::shell_join(argv) << "\n";
+    *exit_code = 0;
+    return true;
+  }
+  log::info("inside Slurm job {} ({} task(s) on {}): $ {}", env.job_id, env.ntasks, env.nodes.size(),
+            process::shell_join(argv));
+  *exit_code = cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
+  return true;
+}
+
+int run_launch(const LaunchCommand& cmd) {
+  int code = 0;
+  if (launch_in_allocation(cmd, &code)) return code;
+  auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
+  if (cmd.dry_run) {
+    std::cout << process::shell_join(argv) << "\n";
+    return 0;
+  }
+  log::info("$ {}", process::shell_join(argv));
+  return cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
+}
+
+}  // namespace
+
+std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, const std::vector<std::string>& args) {
+  cluster::LaunchOptions options;
+  options.ranks = ranks;
+  options.hosts = hosts;
+  options.command.push_back(cluster::self_executable());
+  options.command.insert(options.command.end(), args.begin(), args.end());
+  return cluster::build_mpirun_command(options);
+}
+
+int launched_stop_signal(const std::vector<std::string>& command) {
+  if (command.size() < 2 || command[0] != "train") return SIGUSR1;
+  std::vector<std::string> overrides;
+  for (size_t i = 2; i < command.size(); ++i) {
+    if (command[i].rfind("-", 0) == 0) {
+      if (command[i].find('=') == std::string::npos) ++i;  // --run-dir DIR, --resume auto
+      continue;
+    }
+    if (command[i].find('=') != std::string::npos) overrides.push_back(command[i]);
+  }
+  try {
+    return cluster::local_stop_signal(load_config(command[1], overrides).cluster.slurm.signal);
+  } catch (const ConfigError&) {
+    return SIGUSR1;
+  }
+}
+
+struct LaunchCommands::State {
+  CLI::App* launch = nullptr;
+  CLI::App* demo = nullptr;
+  LaunchCommand launch_command;
+  DemoOptions demo_options;
+};
+
+LaunchCommands::LaunchCommands(CLI::App& app) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  LaunchCommand& launch = s.launch_command;
+  s.launch = app.add_subcommand("launch", "run a segrun subcommand on N MPI ranks: segrun launch -n 2 -- train cfg.toml");
+  s.launch->add_option("-n,--ranks", launch.ranks, "number of ranks")->required()->check(CLI::Range(1, 65536));
+  s.launch->add_option("--hosts", launch.hosts, "host:slots,host:slots (default: this machine)");
+  s.launch->add_flag("--dry-run", launch.dry_run, "print the mpirun command instead of running it");
+  s.launch->add_option("command", launch.command, "the segrun subcommand and its arguments")->required();
+  s.launch->positionals_at_end(true);
+
+  DemoOptions& demo = s.demo_options;
+  s.demo = app.add_subcommand("demo", "synthesize ADE20K-layout data, pack it, train the tiny baseline on 2 ranks, print mIoU");
+  s.demo->add_option("--dir", demo.dir, "working folder")->capture_default_str();
+  s.demo->add_option("--ranks", demo.ranks, "ranks")->capture_default_str()->check(CLI::Range(1, 64));
+  s.demo->add_option("--iters", demo.iters, "override the training iterations")->check(CLI::Range(int64_t{1}, int64_t{100000000}));
+}
+
+LaunchCommands::~LaunchCommands() = default;
+
+bool LaunchCommands::selected() const { return *state_->launch || *state_->demo; }
+
+int LaunchCommands::run(MpiHolder&) {
+  State& s = *state_;
+  if (*s.launch) return run_launch(s.launch_command);
+  return run_demo(s.demo_options);
+}
+
+}  // namespace segrun::launcher

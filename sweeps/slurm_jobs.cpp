@@ -1,0 +1,342 @@
+#include "sweeps/slurm_jobs.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "cluster/job_record.h"
+#include "cluster/job_script.h"
+#include "cluster/local_launch.h"
+#include "cluster/slurm_client.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/run_folder.h"
+#include "sweeps/spec.h"
+#include "sweeps/table.h"
+
+namespace segrun::sweeps {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string absolute(const std::string& path) { return fs::absolute(path).lexically_normal().string(); }
+
+// Creates dir (and parents) and makes sure nobody but its owner and group can write to it.
+void make_private_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(dir + ": cannot create: " + ec.message());
+  fs::permissions(dir, fs::perms::others_write | fs::perms::group_write, fs::perm_options::remove, ec);
+  if (ec) throw IoError(dir + ": cannot set permissions: " + ec.message());
+}
+
+void write_with_mode(const std::string& path, const std::string& content, fs::perms mode) {
+  write_file_atomic(path, content);
+  std::error_code ec;
+  fs::permissions(path, mode, fs::perm_options::replace, ec);
+  if (ec) throw IoError(path + ": cannot set permissions: " + ec.message());
+}
+
+std::vector<std::pair<std::string, std::string>> parse_exports(const std::vector<std::string>& exports) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : exports) {
+    const auto eq = e.find('=');
+    if (eq == std::string::npos || eq == 0) throw ConfigError("--export '" + e + "': expected NAME=VALUE");
+    out.emplace_back(e.substr(0, eq), e.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string next_submission_name(const std::string& slurm_dir) {
+  for (int k = 1;; ++k) {
+    const std::string name = "submit-" + std::to_string(k);
+    std::error_code ec;
+    if (!fs::exists(fs::path(slurm_dir) / (name + ".sbatch"), ec)) return name;
+  }
+}
+
+bool same_slurm(const SlurmConfig& a, const SlurmConfig& b) {
+  return a.partition == b.partition && a.account == b.account && a.qos == b.qos && a.time == b.time && a.mem == b.mem &&
+         a.constraint == b.constraint && a.nodes == b.nodes && a.gpus_per_node == b.gpus_per_node &&
+         a.tasks_per_node == b.tasks_per_node && a.cpus_per_task == b.cpus_per_task &&
+         a.max_parallel == b.max_parallel && a.launcher == b.launcher && a.mpi == b.mpi &&
+         a.signal == b.signal && a.signal_grace_s == b.signal_grace_s && a.max_requeues == b.max_requeues;
+}
+
+}  // namespace
+
+void SlurmOverrides::apply(SlurmConfig& s) const {
+  if (partition) s.partition = *partition;
+  if (account) s.account = *account;
+  if (qos) s.qos = *qos;
+  if (time) s.time = *time;
+  if (mem) s.mem = *mem;
+  if (constraint) s.constraint = *constraint;
+  if (launcher) s.launcher = *launcher;
+  if (mpi) s.mpi = *mpi;
+  if (nodes) s.nodes = *nodes;
+  if (gpus_per_node) s.gpus_per_node = *gpus_per_node;
+  if (cpus_per_task) s.cpus_per_task = *cpus_per_task;
+  if (tasks_per_node) s.tasks_per_node = *tasks_per_node;
+  if (max_parallel) s.max_parallel = *max_parallel;
+  if (signal_grace_s) s.signal_grace_s = *signal_grace_s;
+}
+
+// The sweep spec names a base config; an experiment config never has a top-level `base`.
+bool is_sweep_spec(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": no such config or sweep spec");
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    if (line[start] == '[') return false;  // top-level keys end at the first table
+    const std::string key = line.substr(start, line.find_first_of(" \t=", start) - start);
+    if (key == "base" || key == "\"base\"") return true;
+  }
+  return false;
+}
+
+int submit_run(const SubmitRequest& req, std::ostream& out) {
+  Config config = load_config(req.target, req.overrides);
+  SlurmConfig slurm = config.cluster.slurm;
+  req.slurm.apply(slurm);
+  const std::string run_dir = absolute(req.run_dir.empty() ? (fs::path("runs") / config.name).string() : req.run_dir);
+  const std::string name = fs::path(run_dir).filename().string();
+  if (!cluster::is_safe_name(name))
+    throw ConfigError("run directory '" + run_dir + "': its name may only contain [A-Za-z0-9._-]");
+
+  cluster::JobScriptOptions script;
+  script.slurm = slurm;
+  script.job_name = name;
+  script.ranks = req.ranks;
+  script.program = cluster::self_executable();
+  script.env = parse_exports(req.exports);
+  script.description = "run " + name + " from " + absolute(req.target);
+  script.run_dir = run_dir;
+  script.output = cluster::kJobLogFile;
+  const std::string text = cluster::render_job_script(script);
+  const std::string script_path = (fs::path(run_dir) / "job.sbatch").string();
+  if (req.dry_run) {
+    out << text;
+    std::cerr << "dry run: would write " << script_path << " and run `sbatch --parsable` in " << run_dir << "\n";
+    return 0;
+  }
+  const RunRecord record = read_run(run_dir);
+  if (record.state == RunState::kDone) {
+    out << run_dir << " is done already (delete it or choose another --run-dir to train again)\n";
+    return 0;
+  }
+  const auto jobs = cluster::recorded_jobs({run_dir});
+  if (!jobs.empty() && jobs.begin()->second.slurm && cluster::is_active(*jobs.begin()->second.slurm))
+    throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
+                       cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
+                       "` stops it");
+  make_private_dir(run_dir);
+  write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
+  if (record.state == RunState::kNew) write_run_status(run_dir, RunState::kQueued);
+  write_with_mode(script_path, text, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+  const std::string job_id = cluster::sbatch_submit(script_path, run_dir);
+  const std::string log = (fs::path(run_dir) / cluster::kJobLogFile).string();
+  cluster::write_job_record(run_dir, job_id, script_path, log);
+  out << "submitted " << name << " as Slurm job " << job_id << " (" << cluster::resolve_layout(slurm, req.ranks).ntasks
+      << " rank(s)); log " << log << "; status: segrun status " << run_dir << "\n";
+  return 0;
+}
+
+int submit_sweep(const SubmitRequest& req, std::ostream& out) {
+  const SweepSpec spec = load_sweep_spec(req.target);
+  const std::string runs_dir = absolute(sweep_runs_dir(spec, req.runs_dir));
+  const auto plan = plan_sweep(spec, runs_dir);
+  if (plan.empty()) throw ConfigError(spec.path + ": the sweep has no runs");
+
+  // Every run's resolved config; the Slurm settings must agree (one array, one set of resources).
+  std::vector<Config> configs;
+  for (const auto& e : plan) configs.push_back(load_config(spec.base, e.run.train_args()));
+  for (size_t i = 1; i < plan.size(); ++i)
+    if (!same_slurm(configs[i].cluster.slurm, configs[0].cluster.slurm))
+      throw ConfigError(spec.path + ": cluster.slurm settings differ between runs " + plan[0].run.dir_name + " and " +
+                        plan[i].run.dir_name + " (set cluster.slurm.* in [fixed], not in [grid] or [[variants]])");
+  SlurmConfig slurm = configs[0].cluster.slurm;
+  req.slurm.apply(slurm);
+  if (!cluster::is_safe_name(spec.name))
+    throw ConfigError(spec.path + ": sweep name '" + spec.name + "' is not [A-Za-z0-9._-]");
+  // resources.ranks defaults to 1; on GPU nodes (or with explicit tasks per node) the layout decides.
+  const int ranks = req.ranks > 0                                                                ? req.ranks
+                    : (spec.ranks == 1 && (slurm.gpus_per_node > 0 || slurm.tasks_per_node > 0)) ? 0
+                                                                                                 : spec.ranks;
+  const cluster::TaskLayout layout = cluster::resolve_layout(slurm, ranks);
+
+  std::vector<std::string> dirs;
+  for (const auto& e : plan) dirs.push_back(e.dir);
+  const auto jobs = cluster::recorded_jobs(dirs);
+  std::vector<size_t> todo;
+  int done = 0, queued = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].action == PlanAction::kReuse) {
+      ++done;
+      continue;
+    }
+    auto it = jobs.find(plan[i].dir);
+    if (it != jobs.end() && it->second.slurm && cluster::is_active(*it->second.slurm)) {
+      ++queued;
+      (req.dry_run ? std::cerr : out) << plan[i].run.dir_name << ": already queued as Slurm job "
+                                      << it->second.record.job_id << " (" << cluster::describe_job(*it->second.slurm)
+                                      << ")\n";
+      continue;
+    }
+    todo.push_back(i);
+  }
+
+  const std::string slurm_dir = (fs::path(runs_dir) / "slurm").string();
+  const std::string submission = next_submission_name(slurm_dir);
+  const std::string script_path = (fs::path(slurm_dir) / (submission + ".sbatch")).string();
+  const std::string tasks_path = (fs::path(slurm_dir) / (submission + ".tasks")).string();
+  std::vector<std::string> names;
+  for (size_t i : todo) names.push_back(plan[i].run.dir_name);
+
+  cluster::JobScriptOptions script;
+  script.slurm = slurm;
+  script.job_name = spec.name;
+  script.ranks = layout.ntasks;
+  script.program = cluster::self_executable();
+  script.env = parse_exports(req.exports);
+  script.description = "sweep " + spec.name + " (" + absolute(spec.path) + "), " + std::to_string(todo.size()) +
+                       " run(s) of " + std::to_string(layout.ntasks) + " rank(s)";
+  script.runs_dir = runs_dir;
+  script.tasks_file = tasks_path;
+  script.array_size = static_cast<int>(std::max<size_t>(1, todo.size()));
+  script.output = submission + "_%A_%a.out";
+  const std::string text = cluster::render_job_script(script);
+  const std::string tasks = cluster::render_tasks_file(names);
+
+  // With --dry-run stdout carries only the script (segrun submit ... --dry-run > job.sbatch).
+  (req.dry_run ? std::cerr : out) << "sweep " << spec.name << ": " << plan.size() << " runs, " << done << " done, "
+                                  << queued << " already queued, " << todo.size() << " to submit; runs in " << runs_dir
+                                  << "\n";
+  if (req.dry_run) {
+    out << text;
+    std::cerr << "dry run: would write " << script_path << " and " << tasks_path << ":\n";
+    for (size_t t = 0; t < names.size(); ++t) std::cerr << "  task " << t << ": " << names[t] << "\n";
+    return 0;
+  }
+  if (todo.empty()) return 0;
+
+  make_private_dir(runs_dir);
+  make_private_dir(slurm_dir);
+  const std::string program = cluster::self_executable();
+  for (size_t i : todo) {
+    const PlanEntry& e = plan[i];
+    make_private_dir(e.dir);
+    std::vector<std::string> command{
+        program, "train", RunFolder(e.dir).config_path(), "--run-dir", e.dir, "--resume", "auto"};
+    write_run_manifest(e.dir, spec, e.run, command);
+    write_file_atomic(RunFolder(e.dir).config_path(), to_toml(configs[i]));
+    if (e.record.state == RunState::kNew) write_run_status(e.dir, RunState::kQueued);
+  }
+  write_with_mode(tasks_path, tasks, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  write_with_mode(script_path, text, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+  const std::string job_id = cluster::sbatch_submit(script_path, slurm_dir);
+  for (size_t t = 0; t < todo.size(); ++t) {
+    const std::string& dir = plan[todo[t]].dir;
+    cluster::write_job_record(dir, job_id + "_" + std::to_string(t), script_path, (fs::path(dir) / cluster::kJobLogFile).string());
+  }
+  out << "submitted " << todo.size() << " run(s) as Slurm job array " << job_id << " (tasks 0-" << todo.size() - 1;
+  if (slurm.max_parallel > 0) out << ", at most " << slurm.max_parallel << " at once";
+  out << "); script " << script_path << "; status: segrun sweep status " << spec.path << "\n";
+  return 0;
+}
+
+int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
+  std::error_code ec;
+  if (!fs::is_directory(run_dir_arg, ec)) throw ConfigError(run_dir_arg + ": no such run directory");
+  const std::string run_dir = absolute(run_dir_arg);
+  const RunRecord r = read_run(run_dir);
+  const auto jobs = cluster::recorded_jobs({run_dir});
+  const cluster::SlurmJobInfo* job = nullptr;
+  std::string job_id, log;
+  if (!jobs.empty()) {
+    job_id = jobs.begin()->second.record.job_id;
+    log = jobs.begin()->second.record.log;
+    if (jobs.begin()->second.slurm) job = &*jobs.begin()->second.slurm;
+  }
+  int64_t iters = -1;
+  if (fs::exists(RunFolder(run_dir).config_path(), ec)) {
+    try {
+      iters = load_config(RunFolder(run_dir).config_path()).train.iters;
+    } catch (const ConfigError&) {
+    }
+  }
+  const int64_t iter = r.state == RunState::kDone && r.result.count("iterations")
+                           ? static_cast<int64_t>(r.result.at("iterations"))
+                           : std::max<int64_t>(0, r.last_iter);
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"run", run_dir});
+  rows.push_back({"state", cluster::merge_run_state(r.state, r.reason, job)});
+  rows.push_back({"progress", std::to_string(iter) + "/" + (iters >= 0 ? std::to_string(iters) : "?")});
+  std::string metric = "-";
+  if (r.has_result && r.result.count("mIoU"))
+    metric = "mIoU " + format_number(r.result.at("mIoU"), 2, "-");
+  else if (r.last_val.count("mIoU"))
+    metric = "mIoU " + format_number(r.last_val.at("mIoU"), 2, "-") + " (last evaluation)";
+  rows.push_back({"metric", metric});
+  rows.push_back({"checkpoint", r.has_checkpoint ? "yes" : "no"});
+  std::string job_text = job_id.empty() ? "- (not submitted to Slurm)" : job_id;
+  if (job)
+    job_text += " (slurm " + cluster::describe_job(*job) + (job->nodes.empty() ? "" : " on " + job->nodes) + ")";
+  else if (!job_id.empty())
+    job_text += " (no longer known to squeue/sacct)";
+  rows.push_back({"job", job_text});
+  rows.push_back({"log", log.empty() ? "-" : log});
+  for (const auto& row : rows) out << row[0] << std::string(12 - row[0].size(), ' ') << row[1] << "\n";
+  return 0;
+}
+
+int cancel_jobs(const std::string& target, const std::string& runs_dir_override, std::ostream& out) {
+  std::vector<std::string> dirs;
+  std::error_code ec;
+  if (fs::is_directory(target, ec)) {
+    if (fs::exists(fs::path(target) / cluster::kJobRecordFile, ec) || fs::exists(RunFolder(target).status_path(), ec)) {
+      dirs.push_back(absolute(target));
+    } else {
+      for (const auto& r : scan_runs(target)) dirs.push_back(absolute(r.dir));
+    }
+  } else {
+    const SweepSpec spec = load_sweep_spec(target);
+    for (const auto& e : plan_sweep(spec, absolute(sweep_runs_dir(spec, runs_dir_override))))
+      dirs.push_back(e.dir);
+  }
+  std::vector<std::string> ids;
+  for (const auto& [dir, entry] : cluster::recorded_jobs(dirs))
+    if (entry.slurm && cluster::is_active(*entry.slurm)) ids.push_back(entry.record.job_id);
+  if (ids.empty()) {
+    out << "nothing to cancel: no pending or running Slurm job for " << dirs.size() << " run(s)\n";
+    return 0;
+  }
+  cluster::scancel(ids);
+  out << "cancelled " << ids.size() << " Slurm job(s):";
+  for (const auto& id : ids) out << " " << id;
+  out << "\n(running ranks checkpoint before they stop: submit again to resume)\n";
+  return 0;
+}
+
+std::map<std::string, SchedulerState> slurm_states_of(const std::vector<PlanEntry>& plan) {
+  std::vector<std::string> dirs;
+  for (const auto& e : plan) dirs.push_back(e.dir);
+  std::map<std::string, SchedulerState> out;
+  for (const auto& [dir, entry] : cluster::recorded_jobs(dirs)) {
+    const RunRecord* record = nullptr;
+    for (const auto& e : plan)
+      if (e.dir == dir) record = &e.record;
+    SchedulerState state;
+    state.state = cluster::merge_run_state(record ? record->state : RunState::kNew, record ? record->reason : "",
+                                           entry.slurm ? &*entry.slurm : nullptr);
+    state.job = entry.record.job_id;
+    state.log = entry.record.log;
+    out[dir] = state;
+  }
+  return out;
+}
+
+}  // namespace segrun::sweeps

@@ -1,0 +1,62 @@
+// sweeps/slurm_jobs: telling a sweep spec from an experiment config, command-line resource
+// overrides over a config's [cluster.slurm], and a run's job record (cluster/job_record.h) read
+// back by the status of a run that Slurm no longer knows.
+#include "sweeps/slurm_jobs.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "cluster/job_record.h"
+#include "core/error.h"
+#include "tests/scratch_dir.h"
+
+namespace segrun::sweeps {
+namespace {
+
+TEST(SlurmJobs, SweepSpecsHaveATopLevelBase) {
+  segrun::testing::ScratchDir dir("slurmjobs");
+  std::ofstream(dir.str("spec.toml")) << "# a sweep\nname = \"s\"\n\"base\" = \"cfg.toml\"\n[grid]\n";
+  std::ofstream(dir.str("cfg.toml")) << "name = \"c\"\n[model]\nbase = \"not top level\"\n";
+  EXPECT_TRUE(is_sweep_spec(dir.str("spec.toml")));
+  EXPECT_FALSE(is_sweep_spec(dir.str("cfg.toml")));
+  EXPECT_THROW(is_sweep_spec(dir.str("missing.toml")), ConfigError);
+}
+
+TEST(SlurmJobs, OverridesReplaceOnlyWhatWasGiven) {
+  SlurmConfig s;
+  s.partition = "cpu";
+  s.nodes = 2;
+  s.signal_grace_s = 300;
+  SlurmOverrides o;
+  o.partition = "gpu";
+  o.signal_grace_s = 60;
+  o.apply(s);
+  EXPECT_EQ(s.partition, "gpu");
+  EXPECT_EQ(s.nodes, 2);
+  EXPECT_EQ(s.signal_grace_s, 60);
+  EXPECT_EQ(s.signal, "USR1");
+}
+
+TEST(SlurmJobs, StatusOfARunWhoseJobSlurmForgot) {
+  segrun::testing::ScratchDir dir("slurmjobs-status");
+  const std::string run = dir.str("run");
+  std::filesystem::create_directories(run);
+  std::ofstream(run + "/status") << "preempted stopped by signal at iteration 4\n";
+  cluster::write_job_record(run, "4242_1", "job.sbatch", run + "/slurm.log");
+  const auto record = cluster::read_job_record(run);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->job_id, "4242_1");
+  EXPECT_EQ(record->script, "job.sbatch");
+  EXPECT_FALSE(record->submitted.empty());
+  std::ostringstream out;
+  EXPECT_EQ(print_run_status(run, out), 0);  // squeue/sacct absent or silent: the job is unknown
+  EXPECT_NE(out.str().find("4242_1 (no longer known to squeue/sacct)"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("preempted"), std::string::npos) << out.str();
+  std::ofstream(run + "/slurm_job.json") << "{not json";
+  EXPECT_THROW(cluster::read_job_record(run), DataError);
+}
+
+}  // namespace
+}  // namespace segrun::sweeps

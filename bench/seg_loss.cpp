@@ -1,5 +1,5 @@
 // Decode-head loss benchmark: segrun's fused upsample + cross-entropy
-// (models/upsampled_cross_entropy.h) against the unfused ops it replaces, in the same run:
+// (models/losses/upsampled_cross_entropy.h) against the unfused ops it replaces, in the same run:
 // LibTorch's F::interpolate + F::cross_entropy (the kernels PyTorch runs) and the PyTorch Python
 // peer bench/seg_loss_peer.py, forward + backward on one thread, medians over --reps. Checks that
 // the fused and unfused LibTorch losses agree before timing.
@@ -16,7 +16,7 @@
 
 #include "bench/bench_flags.h"
 #include "build_config.h"
-#include "models/upsampled_cross_entropy.h"
+#include "models/losses/upsampled_cross_entropy.h"
 
 namespace F = torch::nn::functional;
 

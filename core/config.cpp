@@ -126,7 +126,9 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
                      256));
     s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
-    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, {"fpn", "clip_sp", "mask2former", "mta_clip"}));
+    std::vector<std::string> heads;
+    for (const auto& [name, kind] : head_kinds()) heads.push_back(name);
+    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, heads));
     s.push_back(choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; },
                        {"syncbn", "bn", "frozen_bn"}));
     s.push_back(make("model.fpn_channels",
@@ -675,6 +677,23 @@ std::vector<std::string> config_keys() {
   std::vector<std::string> keys;
   for (const auto& f : schema()) keys.push_back(f.key);
   return keys;
+}
+
+const std::vector<std::pair<std::string, HeadKind>>& head_kinds() {
+  static const std::vector<std::pair<std::string, HeadKind>> kinds{{"fpn", HeadKind::kFpn},
+                                                                   {"clip_sp", HeadKind::kClipSp},
+                                                                   {"mask2former", HeadKind::kMask2Former},
+                                                                   {"mta_clip", HeadKind::kMtaClip}};
+  return kinds;
+}
+
+HeadKind head_kind(const std::string& name) {
+  std::string known;
+  for (const auto& [head, kind] : head_kinds()) {
+    if (head == name) return kind;
+    known += (known.empty() ? "" : ", ") + head;
+  }
+  throw ConfigError("model.head: unknown head '" + name + "' (known: " + known + ")");
 }
 
 }  // namespace segrun

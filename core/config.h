@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace segrun {
@@ -111,7 +112,7 @@ struct MtaClipConfig {
 };
 
 // CLIP vision transformer (model.backbone = "clip_vit_b16": patch 16); defaults = OpenAI's
-// ViT-B/16, smaller for tiny CPU configs. See models/clip_vit.h and docs/models.md.
+// ViT-B/16, smaller for tiny CPU configs. See models/clip/clip_vit.h and docs/models.md.
 struct VitConfig {
   int width = 768;                        // token width
   int layers = 12;                        // residual attention blocks
@@ -122,13 +123,20 @@ struct VitConfig {
   double drop_path_rate = 0.0;            // stochastic depth of the last block (linear from 0)
 };
 
+// The segmentation heads model.head names: the schema's one list. models/segmentor.cpp builds one
+// segmentor per kind (a switch over HeadKind, so a kind without a builder does not compile).
+enum class HeadKind { kFpn, kClipSp, kMask2Former, kMtaClip };
+const std::vector<std::pair<std::string, HeadKind>>& head_kinds();  // name -> kind, in this order
+// The kind of a head name; ConfigError naming model.head and the known names otherwise.
+HeadKind head_kind(const std::string& name);
+
 struct ModelConfig {
   std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101 | clip_vit_b16
   int width = 64;                         // ResNet stem width (64 = the real RN50; unused by ViTs)
   VitConfig vit;                          // sizes of clip_vit_b16
   std::string pretrained;                 // OpenAI CLIP TorchScript archive; "none" = random init on
                                           // purpose ("" is refused by `segrun train`)
-  std::string head = "fpn";               // fpn (more heads come with their issues)
+  std::string head = "fpn";               // head_kinds(): fpn | clip_sp | mask2former | mta_clip
   std::string norm = "syncbn";            // syncbn | bn | frozen_bn
   int fpn_channels = 256;                 // FPN neck / head width
   double dropout = 0.1;                   // Dropout2d before the classifier

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "fuzz/fuzz_util.h"
-#include "models/tokenizer.h"
+#include "models/clip/tokenizer.h"
 
 using segrun::fuzz::fuzz_check;
 using segrun::models::ClipTokenizer;

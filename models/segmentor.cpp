@@ -1,31 +1,28 @@
 // Segmentor interface, registry and the Semantic FPN baseline: see segmentor.h.
 #include "models/segmentor.h"
 
-#include <functional>
-#include <map>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/log.h"
-#include "models/clip_checkpoint.h"
-#include "models/clip_sp_segmentor.h"
-#include "models/losses.h"
-#include "models/mask2former_segmentor.h"
-#include "models/mta_clip_segmentor.h"
+#include "models/clip/clip_checkpoint.h"
+#include "models/heads/clip_sp_segmentor.h"
+#include "models/losses/seg_losses.h"
+#include "models/heads/mask2former_segmentor.h"
+#include "models/heads/mta_clip_segmentor.h"
 
 namespace segrun::models {
 namespace {
 
-using Builder = std::function<std::shared_ptr<SegmentorImpl>(const BuildOptions&)>;
-
-const std::map<std::string, Builder>& registry() {
-  static const std::map<std::string, Builder> builders{
-      {"fpn", [](const BuildOptions& o) { return std::make_shared<FpnSegmentorImpl>(o); }},
-      {"mask2former", [](const BuildOptions& o) { return std::make_shared<Mask2FormerSegmentorImpl>(o); }},
-      {"clip_sp", [](const BuildOptions& o) { return std::make_shared<ClipSpSegmentorImpl>(o); }},
-      {"mta_clip", [](const BuildOptions& o) { return std::make_shared<MtaClipSegmentorImpl>(o); }},
-  };
-  return builders;
+// The registry: one builder per head kind (core/config.h lists the names).
+std::shared_ptr<SegmentorImpl> make_segmentor(HeadKind kind, const BuildOptions& o) {
+  switch (kind) {
+    case HeadKind::kFpn: return std::make_shared<FpnSegmentorImpl>(o);
+    case HeadKind::kClipSp: return std::make_shared<ClipSpSegmentorImpl>(o);
+    case HeadKind::kMask2Former: return std::make_shared<Mask2FormerSegmentorImpl>(o);
+    case HeadKind::kMtaClip: return std::make_shared<MtaClipSegmentorImpl>(o);
+  }
+  throw ModelError("model.head: no builder for head kind " + std::to_string(static_cast<int>(kind)));
 }
 
 bool is_backbone_name(const std::string& name) { return name.rfind("backbone.", 0) == 0; }
@@ -62,17 +59,12 @@ std::vector<torch::Tensor> SegmentorImpl::head_parameters() {
 
 std::vector<std::string> segmentor_heads() {
   std::vector<std::string> names;
-  for (const auto& item : registry()) names.push_back(item.first);
+  for (const auto& [name, kind] : head_kinds()) names.push_back(name);
   return names;
 }
 
 std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options) {
-  auto it = registry().find(options.config.head);
-  if (it == registry().end()) {
-    std::ostringstream known;
-    for (const auto& name : segmentor_heads()) known << (known.tellp() > 0 ? ", " : "") << name;
-    SEGRUN_THROW(ConfigError, "model.head: unknown head '" << options.config.head << "' (known: " << known.str() << ")");
-  }
+  const HeadKind kind = head_kind(options.config.head);
   SEGRUN_CHECK(options.num_classes > 0, ConfigError,
                "model: num_classes must be > 0 (got " << options.num_classes << "; it comes from the data layout)");
   SEGRUN_CHECK(options.class_names.empty() || static_cast<int>(options.class_names.size()) == options.num_classes,
@@ -82,7 +74,7 @@ std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options) {
                "model.fpn_channels: must be > 0 (got " << options.config.fpn_channels << ")");
   SEGRUN_CHECK(options.config.dropout >= 0.0 && options.config.dropout < 1.0, ConfigError,
                "model.dropout: must be in [0, 1) (got " << options.config.dropout << ")");
-  return it->second(options);
+  return make_segmentor(kind, options);
 }
 
 bool has_pretrained_weights(const ModelConfig& config) {

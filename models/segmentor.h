@@ -19,11 +19,11 @@
 
 #include "core/config.h"
 #include "dist/communicator.h"
-#include "models/clip_resnet.h"
-#include "models/clip_visual.h"
-#include "models/clip_vit.h"
-#include "models/clip_text.h"
-#include "models/fpn_head.h"
+#include "models/clip/clip_resnet.h"
+#include "models/clip/clip_visual.h"
+#include "models/clip/clip_vit.h"
+#include "models/clip/clip_text.h"
+#include "models/heads/fpn_head.h"
 #include "models/sample_random.h"
 
 namespace segrun::models {

@@ -11,16 +11,16 @@
 #include <vector>
 
 #include "core/error.h"
-#include "models/clip_checkpoint.h"
-#include "models/clip_resnet.h"
-#include "models/clip_sp_segmentor.h"
-#include "models/clip_text.h"
-#include "models/label_decoders.h"
-#include "models/losses.h"
-#include "models/scene_tokens.h"
+#include "models/clip/clip_checkpoint.h"
+#include "models/clip/clip_resnet.h"
+#include "models/heads/clip_sp_segmentor.h"
+#include "models/clip/clip_text.h"
+#include "models/heads/label_decoders.h"
+#include "models/losses/seg_losses.h"
+#include "models/heads/scene_tokens.h"
 #include "models/segmentor.h"
-#include "models/text_embeddings.h"
-#include "models/tokenizer.h"
+#include "models/clip/text_embeddings.h"
+#include "models/clip/tokenizer.h"
 #include "torch_test_io.h"
 
 namespace segrun::models {

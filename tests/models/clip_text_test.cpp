@@ -18,9 +18,9 @@
 
 #include "core/error.h"
 #include "data/classes.h"
-#include "models/clip_text.h"
-#include "models/text_embeddings.h"
-#include "models/tokenizer.h"
+#include "models/clip/clip_text.h"
+#include "models/clip/text_embeddings.h"
+#include "models/clip/tokenizer.h"
 #include "tests/models/torch_test_io.h"
 
 namespace segrun::models {

@@ -1,4 +1,4 @@
-// Tests of the CLIP ViT-B/16 backbone (models/clip_vit.h): golden outputs of the tower and of the
+// Tests of the CLIP ViT-B/16 backbone (models/clip/clip_vit.h): golden outputs of the tower and of the
 // Semantic FPN model on it against an independent PyTorch reference (reference_clip_vit.py), the
 // OpenAI ViT-B/16 key table and parameter count, keyed stochastic depth, the weight import from a
 // generated archive in ViT-B-16.pt's key layout (make_clip_vit_archive.py), and every head
@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "core/error.h"
-#include "models/clip_checkpoint.h"
-#include "models/clip_vit.h"
-#include "models/losses.h"
+#include "models/clip/clip_checkpoint.h"
+#include "models/clip/clip_vit.h"
+#include "models/losses/seg_losses.h"
 #include "models/norm.h"
 #include "models/segmentor.h"
 #include "tiny_mask2former.h"

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "models/clip_resnet.h"
+#include "models/clip/clip_resnet.h"
 #include "models/flop_counter.h"
 #include "models/norm.h"
 #include "models/segmentor.h"

@@ -21,11 +21,11 @@
 #include "core/error.h"
 #include "dist/communicator.h"
 #include "dist/inprocess_communicator.h"
-#include "models/hungarian_matcher.h"
-#include "models/mask2former_criterion.h"
-#include "models/mask2former_segmentor.h"
+#include "models/losses/hungarian_matcher.h"
+#include "models/losses/mask2former_criterion.h"
+#include "models/heads/mask2former_segmentor.h"
 #include "tiny_mask2former.h"
-#include "models/msdeform_pixel_decoder.h"
+#include "models/heads/msdeform_pixel_decoder.h"
 #include "models/segmentor.h"
 #include "tests/models/torch_test_io.h"
 
@@ -366,7 +366,7 @@ TEST(Mask2FormerInference, SoftmaxClassesTimesSigmoidMasks) {
 Mask2FormerLossOptions small_loss(int64_t classes, int64_t points) {
   Mask2FormerLossOptions o;
   o.num_classes = classes;
-  o.num_points = points;
+  o.config.num_points = static_cast<int>(points);
   return o;
 }
 
@@ -430,7 +430,7 @@ TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
   // queries (mask2former_head_det.py: num_total_masks = reduce_mean(class_weight[labels].sum())),
   // here 1 + 0.1 = 1.1, instead of by the number of target masks (1).
   Mask2FormerLossOptions by_weights = small_loss(2, p);
-  by_weights.mask_norm_by_class_weights = true;
+  by_weights.config.mask_loss_norm = "class_weight_sum";
   LossTerms mta = Mask2FormerCriterion(by_weights).loss({classes}, {masks}, targets, nullptr);
   EXPECT_NEAR(mta.parts[1].second.item<double>(), 5.0 * std::log(2.0) / 1.1, 1e-5);
 

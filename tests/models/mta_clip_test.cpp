@@ -15,8 +15,8 @@
 
 #include "core/config.h"
 #include "core/error.h"
-#include "models/mask2former_segmentor.h"
-#include "models/mta_clip_segmentor.h"
+#include "models/heads/mask2former_segmentor.h"
+#include "models/heads/mta_clip_segmentor.h"
 #include "tiny_mask2former.h"
 #include "torch_test_io.h"
 

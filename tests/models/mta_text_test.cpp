@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "core/error.h"
-#include "models/clip_text.h"
-#include "models/losses.h"
-#include "models/text_prompts.h"
-#include "models/tokenizer.h"
+#include "models/clip/clip_text.h"
+#include "models/losses/seg_losses.h"
+#include "models/clip/text_prompts.h"
+#include "models/clip/tokenizer.h"
 #include "torch_test_io.h"
 
 namespace segrun::models {

@@ -1,4 +1,4 @@
-"""Independent PyTorch reference for segrun's CLIP text encoder (models/clip_text.cpp).
+"""Independent PyTorch reference for segrun's CLIP text encoder (models/clip/clip_text.cpp).
 
 Written from OpenAI CLIP's text tower design (research/models.md sections 1.3 and 1.8), not from
 segrun's C++: token_embedding + positional_embedding, pre-LN residual blocks with

@@ -1,4 +1,4 @@
-"""Independent reference for segrun's CLIP BPE tokenizer (models/tokenizer.cpp).
+"""Independent reference for segrun's CLIP BPE tokenizer (models/clip/tokenizer.cpp).
 
 Written from the description of OpenAI CLIP's simple_tokenizer (research/models.md section 6):
 byte-level BPE over bytes_to_unicode stand-ins, `</w>` on a word's last symbol, the first

@@ -1,4 +1,4 @@
-// The fused upsample + cross-entropy (models/upsampled_cross_entropy.h) against the unfused LibTorch
+// The fused upsample + cross-entropy (models/losses/upsampled_cross_entropy.h) against the unfused LibTorch
 // ops it replaces (F::interpolate bilinear, align_corners = false, then F::cross_entropy with
 // ignore_index and the mean over all pixels): values and gradients on up- and down-scaling, odd
 // sizes, ignored pixels, 150 classes; bad labels; and the no-grad path.
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "models/losses.h"
-#include "models/upsampled_cross_entropy.h"
+#include "models/losses/seg_losses.h"
+#include "models/losses/upsampled_cross_entropy.h"
 
 namespace segrun::models {
 namespace {

@@ -1,0 +1,224 @@
+// Mask2Former matching and losses: see mask2former_criterion.h.
+#include "models/losses/mask2former_criterion.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "models/losses/seg_losses.h"
+
+namespace segrun::models {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor point_sample(const torch::Tensor& input, const torch::Tensor& coords) {
+  SEGRUN_CHECK(input.dim() == 4 && coords.dim() == 3 && coords.size(2) == 2, ModelError,
+               "point_sample: expected input [R,C,H,W] and coords [R,P,2], got " << input.sizes() << ", " << coords.sizes());
+  torch::Tensor grid = (coords * 2.0 - 1.0).unsqueeze(2);  // [R, P, 1, 2]
+  return F::grid_sample(input, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false))
+      .squeeze(3);
+}
+
+PointCounts point_counts(int64_t num_points, double oversample, double importance) {
+  SEGRUN_CHECK(oversample >= 1.0 && importance >= 0.0 && importance <= 1.0, ModelError,
+               "point sampling: oversample must be >= 1 and importance in [0, 1] (got " << oversample << ", " << importance << ")");
+  PointCounts counts;
+  counts.sampled = static_cast<int64_t>(static_cast<double>(num_points) * oversample);
+  counts.uncertain = static_cast<int64_t>(importance * static_cast<double>(num_points));
+  return counts;
+}
+
+torch::Tensor uncertain_point_coords(const torch::Tensor& logits, int64_t num_points, double oversample,
+                                     double importance, const torch::Tensor& oversampled, const torch::Tensor& fill) {
+  const PointCounts counts = point_counts(num_points, oversample, importance);
+  const int64_t rows = logits.size(0);
+  torch::Tensor coords = oversampled.defined() ? oversampled : torch::rand({rows, counts.sampled, 2}, logits.options());
+  torch::Tensor uncertainty = -point_sample(logits, coords).abs();  // [R, 1, sampled]
+  torch::Tensor index = std::get<1>(torch::topk(uncertainty.select(1, 0), counts.uncertain, 1));  // [R, uncertain]
+  torch::Tensor picked = torch::gather(coords, 1, index.unsqueeze(-1).expand({rows, counts.uncertain, 2}));
+  if (num_points - counts.uncertain > 0)
+    picked = torch::cat({picked, fill.defined() ? fill : torch::rand({rows, num_points - counts.uncertain, 2}, logits.options())}, 1);
+  return picked;
+}
+
+torch::Tensor sigmoid_bce_point_loss(const torch::Tensor& logits, const torch::Tensor& targets, double num_masks) {
+  torch::Tensor per_point = F::binary_cross_entropy_with_logits(
+      logits, targets, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+  return per_point.mean(1).sum() / num_masks;
+}
+
+torch::Tensor dice_point_loss(const torch::Tensor& logits, const torch::Tensor& targets, double num_masks) {
+  torch::Tensor s = logits.sigmoid();
+  torch::Tensor numerator = 2.0 * (s * targets).sum(-1);
+  torch::Tensor denominator = s.sum(-1) + targets.sum(-1);
+  return (1.0 - (numerator + 1.0) / (denominator + 1.0)).sum() / num_masks;
+}
+
+torch::Tensor pairwise_sigmoid_bce_cost(const torch::Tensor& logits, const torch::Tensor& targets) {
+  const double points = static_cast<double>(logits.size(1));
+  // BCE(x, 1) = softplus(-x), BCE(x, 0) = softplus(x).
+  torch::Tensor pos = F::softplus(-logits), neg = F::softplus(logits);
+  return (torch::matmul(pos, targets.t()) + torch::matmul(neg, (1.0 - targets).t())) / points;
+}
+
+torch::Tensor pairwise_dice_cost(const torch::Tensor& logits, const torch::Tensor& targets) {
+  torch::Tensor s = logits.sigmoid();
+  torch::Tensor numerator = 2.0 * torch::matmul(s, targets.t());
+  torch::Tensor denominator = s.sum(-1).unsqueeze(1) + targets.sum(-1).unsqueeze(0);
+  return 1.0 - (numerator + 1.0) / (denominator + 1.0);
+}
+
+SemanticTargets semantic_targets(const torch::Tensor& labels, int64_t num_classes) {
+  SEGRUN_CHECK(labels.dim() == 2 && labels.scalar_type() == torch::kLong, DataError,
+               "Mask2Former targets: labels must be int64 [H, W], got " << labels.sizes() << " " << labels.scalar_type());
+  torch::Tensor present = std::get<0>(torch::_unique(labels.flatten(), /*sorted=*/true));
+  present = present.masked_select(present.ne(kIgnoreIndex));
+  if (present.numel() > 0) {
+    const int64_t low = present.min().item<int64_t>(), high = present.max().item<int64_t>();
+    SEGRUN_CHECK(low >= 0 && high < num_classes, DataError,
+                 "Mask2Former targets: label values must be in [0, " << num_classes << ") or " << kIgnoreIndex
+                                                                    << "; found " << (low < 0 ? low : high));
+  }
+  SemanticTargets out;
+  out.classes = present;
+  out.masks = labels.unsqueeze(0).eq(present.view({-1, 1, 1})).to(torch::kFloat32);
+  return out;
+}
+
+Mask2FormerCriterion::Mask2FormerCriterion(const Mask2FormerLossOptions& options)
+    : options_(options), random_(options.random ? options.random : std::make_shared<const SampleRandom>()) {
+  SEGRUN_CHECK(options.num_classes > 0 && options.config.num_points > 0, ModelError,
+               "Mask2Former criterion: num_classes and num_points must be > 0");
+}
+
+Assignment Mask2FormerCriterion::match(const torch::Tensor& class_logits, const torch::Tensor& mask_logits,
+                                       const SemanticTargets& targets, const torch::Tensor& points) const {
+  torch::NoGradGuard no_grad;
+  const int64_t queries = class_logits.size(0), count = targets.classes.numel();
+  if (count == 0) return {};
+  torch::Tensor prob = class_logits.to(torch::kFloat32).softmax(-1);
+  torch::Tensor cost_class = -prob.index_select(1, targets.classes);  // [Q, T]
+  torch::Tensor coords = points.defined() ? points.to(mask_logits.device(), torch::kFloat32)
+                                          : torch::rand({1, options_.config.num_points, 2}, mask_logits.options().dtype(torch::kFloat32));
+  torch::Tensor pred = point_sample(mask_logits.to(torch::kFloat32).unsqueeze(1), coords.expand({queries, options_.config.num_points, 2}))
+                           .squeeze(1);
+  torch::Tensor tgt = point_sample(targets.masks.to(pred.options()).unsqueeze(1), coords.expand({count, options_.config.num_points, 2}))
+                          .squeeze(1);
+  torch::Tensor cost = options_.config.mask_weight * pairwise_sigmoid_bce_cost(pred, tgt) +
+                       options_.config.class_weight * cost_class + options_.config.dice_weight * pairwise_dice_cost(pred, tgt);
+  torch::Tensor flat = cost.to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<double> values(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel());
+  return linear_sum_assignment(values, queries, count);
+}
+
+LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_logits,
+                                     const std::vector<torch::Tensor>& mask_logits,
+                                     const std::vector<SemanticTargets>& targets,
+                                     const std::shared_ptr<dist::Communicator>& comm,
+                                     std::vector<std::vector<Assignment>>* matches) const {
+  SEGRUN_CHECK(!class_logits.empty() && class_logits.size() == mask_logits.size(), ModelError,
+               "Mask2Former criterion: " << class_logits.size() << " class and " << mask_logits.size()
+                                         << " mask predictions");
+  const int64_t batch = class_logits[0].size(0), queries = class_logits[0].size(1);
+  SEGRUN_CHECK(static_cast<int64_t>(targets.size()) == batch, ModelError,
+               "Mask2Former criterion: " << targets.size() << " targets for a batch of " << batch);
+  const int64_t k = options_.num_classes;
+  if (matches != nullptr) matches->clear();
+  SEGRUN_CHECK(class_logits[0].size(2) == k + 1, ModelError,
+               "Mask2Former criterion: class logits have " << class_logits[0].size(2) << " entries, expected " << k + 1);
+
+  torch::Tensor class_weight = torch::ones({k + 1}, class_logits[0].options().dtype(torch::kFloat32));
+  class_weight[k] = options_.config.no_object_weight;
+
+  // Pass 1: every prediction's matching, its class targets and its points.
+  struct Supervision {
+    torch::Tensor target_classes;                            // [B, Q]
+    std::vector<torch::Tensor> src, tgt, oversampled, fill;  // matched masks and their random points
+    int64_t matched = 0;
+  };
+  std::vector<Supervision> layers(class_logits.size());
+  const std::vector<uint64_t> keys = random_->keys(batch);  // one per image, whatever its rank
+  const PointCounts counts = point_counts(options_.config.num_points, options_.config.oversample, options_.config.importance);
+  for (size_t p = 0; p < class_logits.size(); ++p) {
+    const torch::Tensor& cls = class_logits[p];
+    const torch::Tensor& masks = mask_logits[p];
+    const auto float_options = masks.options().dtype(torch::kFloat32);
+    Supervision& s = layers[p];
+    s.target_classes = torch::full({batch, queries}, k, cls.options().dtype(torch::kLong));
+    if (matches != nullptr) matches->emplace_back();
+    for (int64_t b = 0; b < batch; ++b) {
+      const SemanticTargets& t = targets[static_cast<size_t>(b)];
+      const uint64_t key = keys[static_cast<size_t>(b)];
+      torch::Generator match_points = SampleRandom::generator(key, stream_id(RandomSite::kMatchPoints, p), masks.device());
+      Assignment a = match(cls[b], masks[b], t, torch::rand({1, options_.config.num_points, 2}, match_points, float_options));
+      if (matches != nullptr) matches->back().push_back(a);
+      if (a.rows.empty()) continue;
+      torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(cls.device());
+      torch::Tensor cols = torch::tensor(a.cols, torch::kLong).to(t.classes.device());
+      s.target_classes[b].index_put_({rows}, t.classes.index_select(0, cols).to(cls.device()));
+      s.src.push_back(masks[b].index_select(0, rows.to(masks.device())));
+      s.tgt.push_back(t.masks.index_select(0, cols.to(t.masks.device())));
+      // This image's loss points: its matched masks' rows in matching order, from its own stream.
+      const int64_t matched = static_cast<int64_t>(a.rows.size());
+      torch::Generator loss_points = SampleRandom::generator(key, stream_id(RandomSite::kLossPoints, p), masks.device());
+      s.oversampled.push_back(torch::rand({matched, counts.sampled, 2}, loss_points, float_options));
+      s.fill.push_back(torch::rand({matched, options_.config.num_points - counts.uncertain, 2}, loss_points, float_options));
+      s.matched += matched;
+    }
+  }
+
+  // The normalizers, averaged over ranks in one all-reduce, so that N ranks x b train as 1 x N*b:
+  // the number of target masks (Mask2Former's num_masks, which its code all-reduces too) and,
+  // per prediction, the sum of the class weights of the B x Q queries (the denominator of the
+  // weighted cross-entropy, which Mask2Former's code takes per rank).
+  int64_t local_masks = 0;
+  for (const auto& t : targets) local_masks += t.classes.numel();
+  std::vector<double> counts_local{static_cast<double>(local_masks)};
+  for (const Supervision& s : layers) {
+    const double unmatched = static_cast<double>(batch * queries - s.matched);
+    counts_local.push_back(static_cast<double>(s.matched) + options_.config.no_object_weight * unmatched);
+  }
+  const std::vector<double> counts_mean = dist::mean_over_ranks(counts_local, comm.get());
+  const double num_masks = std::max(counts_mean[0], 1.0);
+
+  // Pass 2: the losses.
+  torch::Tensor loss_cls = torch::zeros({}, class_logits[0].options());
+  torch::Tensor loss_mask = torch::zeros({}, class_logits[0].options());
+  torch::Tensor loss_dice = torch::zeros({}, class_logits[0].options());
+  for (size_t p = 0; p < class_logits.size(); ++p) {
+    const torch::Tensor& masks = mask_logits[p];
+    const Supervision& s = layers[p];
+    torch::Tensor weighted = F::cross_entropy(class_logits[p].flatten(0, 1).to(torch::kFloat32), s.target_classes.flatten(),
+                                              F::CrossEntropyFuncOptions().weight(class_weight).reduction(torch::kNone));
+    loss_cls = loss_cls + weighted.sum() / std::max(counts_mean[1 + p], 1e-12);
+    if (s.src.empty()) {
+      // No target mask in this batch: keep every mask logit in the graph with a zero loss.
+      loss_mask = loss_mask + masks.sum() * 0.0;
+      loss_dice = loss_dice + masks.sum() * 0.0;
+      continue;
+    }
+    torch::Tensor src_masks = torch::cat(s.src, 0).unsqueeze(1).to(torch::kFloat32);  // [M, 1, h, w]
+    torch::Tensor tgt_masks = torch::cat(s.tgt, 0).unsqueeze(1).to(src_masks.device());  // [M, 1, H, W]
+    torch::Tensor coords, labels;
+    {
+      torch::NoGradGuard no_grad;
+      coords = uncertain_point_coords(src_masks.detach(), options_.config.num_points, options_.config.oversample, options_.config.importance,
+                                      torch::cat(s.oversampled, 0), torch::cat(s.fill, 0));
+      labels = point_sample(tgt_masks, coords).squeeze(1);
+    }
+    torch::Tensor point_logits = point_sample(src_masks, coords).squeeze(1);
+    const double mask_norm = (options_.config.mask_loss_norm == "class_weight_sum") ? std::max(counts_mean[1 + p], 1.0) : num_masks;
+    loss_mask = loss_mask + sigmoid_bce_point_loss(point_logits, labels, mask_norm);
+    loss_dice = loss_dice + dice_point_loss(point_logits, labels, mask_norm);
+  }
+  LossTerms terms;
+  torch::Tensor cls_term = options_.config.class_weight * loss_cls;
+  torch::Tensor mask_term = options_.config.mask_weight * loss_mask;
+  torch::Tensor dice_term = options_.config.dice_weight * loss_dice;
+  terms.total = cls_term + mask_term + dice_term;
+  terms.parts.emplace_back("loss_cls", cls_term);
+  terms.parts.emplace_back("loss_mask", mask_term);
+  terms.parts.emplace_back("loss_dice", dice_term);
+  return terms;
+}
+
+}  // namespace segrun::models

@@ -1,5 +1,6 @@
-// `segrun submit | status | cancel`: the CLI of sweeps/slurm_jobs.h.
-#include "launcher/cluster_commands.h"
+// `segrun submit | status | cancel`: the CLI of sweeps/slurm_jobs.h (the resource flags bind to
+// its SlurmOverrides' optionals). None of them starts MPI in this process.
+#include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
 
@@ -10,7 +11,9 @@
 
 namespace segrun::launcher {
 
-struct ClusterCommands::State {
+namespace {
+
+struct ClusterOptions {
   CLI::App* submit = nullptr;
   CLI::App* status = nullptr;
   CLI::App* cancel = nullptr;
@@ -21,11 +24,18 @@ struct ClusterCommands::State {
   std::string cancel_runs_dir;
 };
 
-ClusterCommands::ClusterCommands(CLI::App& app) : state_(std::make_unique<State>()) {
-  State& s = *state_;
-  s.submit = app.add_subcommand(
+int run_cluster_command(const ClusterOptions& s, MpiHolder& mpi);
+
+}  // namespace
+
+void add_cluster_commands(CommandRegistry& registry) {
+  auto options = std::make_shared<ClusterOptions>();  // shared by the actions, alive as long as they are
+  ClusterOptions& s = *options;
+  const CommandAction action = [options](MpiHolder& mpi) { return run_cluster_command(*options, mpi); };
+  s.submit = registry.add(
       "submit",
-      "submit a run (CONFIG [k=v...]) or a sweep (SPEC, as a job array) to Slurm; preempted runs requeue and resume");
+      "submit a run (CONFIG [k=v...]) or a sweep (SPEC, as a job array) to Slurm; preempted runs requeue and resume",
+      action);
   s.submit->add_option("target", s.request.target, "experiment config TOML, or sweep spec TOML")->required();
   s.submit->add_option("overrides", s.request.overrides, "key=value overrides (with a CONFIG)");
   s.submit->add_option("--on", s.on, "scheduler")->capture_default_str()->check(CLI::IsMember({"slurm"}));
@@ -62,21 +72,17 @@ ClusterCommands::ClusterCommands(CLI::App& app) : state_(std::make_unique<State>
                        "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.submit->add_flag("--dry-run", s.request.dry_run, "print the job script, write and submit nothing");
 
-  s.status = app.add_subcommand("status", "state of one run: its run directory merged with its Slurm job, job id, log");
+  s.status = registry.add("status", "state of one run: its run directory merged with its Slurm job, job id, log", action);
   s.status->add_option("run", s.status_run, "run directory")->required();
 
-  s.cancel =
-      app.add_subcommand("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory");
+  s.cancel = registry.add("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory", action);
   s.cancel->add_option("target", s.cancel_target, "sweep spec, run directory or runs folder")->required();
   s.cancel->add_option("--runs-dir", s.cancel_runs_dir, "with a SPEC: its runs folder");
 }
 
-ClusterCommands::~ClusterCommands() = default;
+namespace {
 
-bool ClusterCommands::selected() const { return *state_->submit || *state_->status || *state_->cancel; }
-
-int ClusterCommands::run(MpiHolder&) {
-  State& s = *state_;
+int run_cluster_command(const ClusterOptions& s, MpiHolder&) {
   if (*s.status) return sweeps::print_run_status(s.status_run, std::cout);
   if (*s.cancel) return sweeps::cancel_jobs(s.cancel_target, s.cancel_runs_dir, std::cout);
   if (sweeps::is_sweep_spec(s.request.target)) {
@@ -89,5 +95,7 @@ int ClusterCommands::run(MpiHolder&) {
   if (!s.request.runs_dir.empty()) throw ConfigError("submit: --runs-dir is for a sweep spec; one run takes --run-dir");
   return sweeps::submit_run(s.request, std::cout);
 }
+
+}  // namespace
 
 }  // namespace segrun::launcher

@@ -1,29 +1,56 @@
 #pragma once
-// A group of segrun subcommands: data (synth, pack, inspect), run (train, eval, metrics, config),
-// launch (launch, demo), sweep/table, submit/status/cancel, model info. Every subcommand is
-// registered this one way: the constructor adds the group's subcommands to the CLI11 app, binding
-// their options to the libraries' option structs where one exists and validating them with CLI11
-// checks; the options live as long as the object, which main keeps on its stack. After parsing,
-// selected() tells whether the command line chose one of them and run() executes it and returns
-// the exit code; errors are thrown and reported by main's single catch. Rank-level commands
-// (train, eval, data pack) get their MPI session from `mpi` (launcher/mpi_holder.h), which main
-// owns so that its catch can abort the whole world. main dispatches to the first selected group,
-// so a new group is one more object in its list.
+// The segrun subcommands, all registered one way: a file per group adds its subcommands to a
+// CommandRegistry, each with the action that runs it, binding the options to the libraries'
+// option structs where one exists (or to a struct the group's actions share) and validating them
+// with CLI11 checks. After parsing, main asks the registry to run the chosen subcommand's action;
+// actions return the exit code and throw segrun errors, which main's single catch reports.
+// Rank-level actions (train, eval, data pack) get their MPI session from `mpi`
+// (launcher/mpi_holder.h), which main owns so that its catch can abort the whole world.
+// A new group is one more add_*_commands function, called by main.
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace segrun::launcher {
 
 class MpiHolder;
+using CommandAction = std::function<int(MpiHolder& mpi)>;
 
-class CommandGroup {
+class CommandRegistry {
  public:
-  virtual ~CommandGroup() = default;
-  virtual bool selected() const = 0;
-  virtual int run(MpiHolder& mpi) = 0;
+  explicit CommandRegistry(CLI::App& app) : app_(app) {}
+  CLI::App& app() { return app_; }
 
- protected:
-  CommandGroup() = default;
-  CommandGroup(const CommandGroup&) = delete;
-  CommandGroup& operator=(const CommandGroup&) = delete;
+  // Adds subcommand `name` under `parent` (the app itself when null); `action` runs when the
+  // command line chooses it.
+  CLI::App* add(const std::string& name, const std::string& description, CommandAction action,
+                CLI::App* parent = nullptr);
+
+  // Runs the chosen subcommand's action into *exit_code; false when none was chosen.
+  bool run_chosen(MpiHolder& mpi, int* exit_code) const;
+
+ private:
+  CLI::App& app_;
+  std::vector<std::pair<CLI::App*, CommandAction>> commands_;
 };
+
+// data synth | pack | inspect (launcher/data_commands.cpp)
+void add_data_commands(CommandRegistry& registry);
+// train, eval, metrics, config (launcher/run_commands.cpp)
+void add_run_commands(CommandRegistry& registry);
+// launch, demo (launcher/launch_commands.cpp)
+void add_launch_commands(CommandRegistry& registry);
+// sweep plan | run | status, table (launcher/sweep_commands.cpp)
+void add_sweep_commands(CommandRegistry& registry);
+// submit, status, cancel on Slurm (launcher/cluster_commands.cpp)
+void add_cluster_commands(CommandRegistry& registry);
+// model info (launcher/model_commands.cpp)
+void add_model_commands(CommandRegistry& registry);
 
 }  // namespace segrun::launcher

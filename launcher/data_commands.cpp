@@ -1,4 +1,10 @@
-#include "launcher/data_commands.h"
+// The dataset subcommands:
+//   segrun data synth --out DIR [--layout ade20k|cityscapes] [--train N] [--val N] [--size HxW]
+//   segrun data pack --root DIR --split S --out STORE [--shards N]   (on every rank of `launch`)
+//   segrun data inspect STORE [--json] [--no-verify]
+// synth and pack bind straight to data::SynthOptions and data::PackOptions; inspect exits 1
+// when a record fails its CRC.
+#include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
 
@@ -45,12 +51,7 @@ CLI::Option* add_size_option(CLI::App* app, data::SynthOptions& options) {
       ->default_str("128x128");
 }
 
-}  // namespace
-
-struct DataCommands::State {
-  CLI::App* synth = nullptr;
-  CLI::App* pack = nullptr;
-  CLI::App* inspect = nullptr;
+struct DataOptions {
   data::SynthOptions synth_options;
   data::PackOptions pack_options;
   std::string inspect_store;
@@ -58,61 +59,66 @@ struct DataCommands::State {
   bool no_verify = false;
 };
 
-DataCommands::DataCommands(CLI::App& app) : state_(std::make_unique<State>()) {
-  State& s = *state_;
-  auto* data = app.add_subcommand("data", "dataset tools: synth, pack, inspect");
-  data->require_subcommand(1);
-
-  data::SynthOptions& so = s.synth_options;
-  s.synth = data->add_subcommand("synth", "write a synthetic, learnable dataset in the real ADE20K/Cityscapes layout");
-  add_layout_option(s.synth, so.layout);
-  s.synth->add_option("--out", so.out, "output folder")->required();
-  s.synth->add_option("--train", so.train, "training images")->capture_default_str()->check(CLI::Range(1, 1000000));
-  s.synth->add_option("--val", so.val, "validation images")->capture_default_str()->check(CLI::Range(1, 1000000));
-  add_size_option(s.synth, so);
-  s.synth->add_option("--seed", so.seed, "random seed")->capture_default_str();
-
-  data::PackOptions& po = s.pack_options;
-  s.pack = data->add_subcommand("pack", "pack a real-layout folder into a sharded HDF5 store (runs on every rank of "
-                                        "`segrun launch`)");
-  add_layout_option(s.pack, po.layout);
-  s.pack->add_option("--root", po.root, "dataset folder")->required();
-  s.pack->add_option("--split", po.split, "ade20k: training | validation; cityscapes: train | val")->required();
-  s.pack->add_option("--out", po.out, "store folder to create (must not exist)")->required();
-  s.pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(CLI::Range(1, 100000));
-
-  s.inspect = data->add_subcommand("inspect", "summarize a store and check every record's CRC");
-  s.inspect->add_option("store", s.inspect_store, "store folder or its manifest.json")->required();
-  s.inspect->add_flag("--json", s.inspect_json, "print JSON");
-  s.inspect->add_flag("--no-verify", s.no_verify, "skip the CRC check of every record");
+int run_synth(const data::SynthOptions& o) {
+  data::synthesize(o);
+  log::info("wrote synthetic {} layout to {} ({} train, {} val, {}x{})", data::layout_name(o.layout), o.out, o.train,
+            o.val, o.height, o.width);
+  return 0;
 }
 
-DataCommands::~DataCommands() = default;
+int run_pack(const data::PackOptions& o, MpiHolder& mpi) {
+  const auto& context = mpi.context();
+  init_rank_logging(context);
+  auto comm = dist::make_communicator("mpi", context);
+  const data::PackSummary summary = data::pack_store(o, *comm);
+  log::info("packed {} records of {}/{} into {} shard(s): {}", summary.records, o.root, o.split, summary.shards,
+            summary.manifest);
+  return 0;
+}
 
-bool DataCommands::selected() const { return *state_->synth || *state_->pack || *state_->inspect; }
-
-int DataCommands::run(MpiHolder& mpi) {
-  State& s = *state_;
-  if (*s.synth) {
-    const data::SynthOptions& o = s.synth_options;
-    data::synthesize(o);
-    log::info("wrote synthetic {} layout to {} ({} train, {} val, {}x{})", data::layout_name(o.layout), o.out, o.train,
-              o.val, o.height, o.width);
-    return 0;
-  }
-  if (*s.pack) {
-    const auto& context = mpi.context();
-    init_rank_logging(context);
-    auto comm = dist::make_communicator("mpi", context);
-    const data::PackSummary summary = data::pack_store(s.pack_options, *comm);
-    log::info("packed {} records of {}/{} into {} shard(s): {}", summary.records, s.pack_options.root,
-              s.pack_options.split, summary.shards, summary.manifest);
-    return 0;
-  }
+int run_inspect(const DataOptions& s) {
   const data::StoreSummary summary = data::inspect_store(s.inspect_store, !s.no_verify);
   std::cout << (s.inspect_json ? data::to_json(summary) : data::to_text(summary)) << std::flush;
   if (!s.inspect_json && summary.crc_failures.empty()) std::cout << "\n";
   return summary.crc_failures.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_data_commands(CommandRegistry& registry) {
+  auto options = std::make_shared<DataOptions>();  // shared by the actions, alive as long as they are
+  DataOptions& s = *options;
+  CLI::App& app = registry.app();
+  auto* data = app.add_subcommand("data", "dataset tools: synth, pack, inspect");
+  data->require_subcommand(1);
+
+  data::SynthOptions& so = s.synth_options;
+  CLI::App* synth = registry.add(
+      "synth", "write a synthetic, learnable dataset in the real ADE20K/Cityscapes layout",
+      [options](MpiHolder&) { return run_synth(options->synth_options); }, data);
+  add_layout_option(synth, so.layout);
+  synth->add_option("--out", so.out, "output folder")->required();
+  synth->add_option("--train", so.train, "training images")->capture_default_str()->check(CLI::Range(1, 1000000));
+  synth->add_option("--val", so.val, "validation images")->capture_default_str()->check(CLI::Range(1, 1000000));
+  add_size_option(synth, so);
+  synth->add_option("--seed", so.seed, "random seed")->capture_default_str();
+
+  data::PackOptions& po = s.pack_options;
+  CLI::App* pack = registry.add(
+      "pack", "pack a real-layout folder into a sharded HDF5 store (runs on every rank of `segrun launch`)",
+      [options](MpiHolder& mpi) { return run_pack(options->pack_options, mpi); }, data);
+  add_layout_option(pack, po.layout);
+  pack->add_option("--root", po.root, "dataset folder")->required();
+  pack->add_option("--split", po.split, "ade20k: training | validation; cityscapes: train | val")->required();
+  pack->add_option("--out", po.out, "store folder to create (must not exist)")->required();
+  pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(CLI::Range(1, 100000));
+
+  CLI::App* inspect = registry.add(
+      "inspect", "summarize a store and check every record's CRC", [options](MpiHolder&) { return run_inspect(*options); },
+      data);
+  inspect->add_option("store", s.inspect_store, "store folder or its manifest.json")->required();
+  inspect->add_flag("--json", s.inspect_json, "print JSON");
+  inspect->add_flag("--no-verify", s.no_verify, "skip the CRC check of every record");
 }
 
 }  // namespace segrun::launcher

@@ -1,3 +1,9 @@
+// The multi-rank subcommands:
+//   segrun launch -n N [--hosts h:s,...] [--dry-run] -- SUBCOMMAND ARGS   (mpirun; inside a Slurm
+//                allocation srun, cluster/slurm_env.h)
+//   segrun demo [--dir D] [--ranks N] [--iters K]   (synthesize, pack, train, print mIoU)
+// A launcher forwards a Ctrl-C or SIGTERM to the ranks as their "checkpoint and stop" signal
+// (launched_stop_signal) and returns their exit code.
 #include "launcher/launch_commands.h"
 
 #include <CLI/CLI.hpp>
@@ -12,6 +18,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/process.h"
+#include "launcher/command_group.h"
 #include "launcher/demo.h"
 
 namespace segrun::launcher {
@@ -96,38 +103,25 @@ int launched_stop_signal(const std::vector<std::string>& command) {
   }
 }
 
-struct LaunchCommands::State {
-  CLI::App* launch = nullptr;
-  CLI::App* demo = nullptr;
-  LaunchCommand launch_command;
-  DemoOptions demo_options;
-};
+void add_launch_commands(CommandRegistry& registry) {
+  auto launch = std::make_shared<LaunchCommand>();  // shared with the action, alive as long as it is
+  CLI::App* launch_command =
+      registry.add("launch", "run a segrun subcommand on N MPI ranks: segrun launch -n 2 -- train cfg.toml",
+                   [launch](MpiHolder&) { return run_launch(*launch); });
+  launch_command->add_option("-n,--ranks", launch->ranks, "number of ranks")->required()->check(CLI::Range(1, 65536));
+  launch_command->add_option("--hosts", launch->hosts, "host:slots,host:slots (default: this machine)");
+  launch_command->add_flag("--dry-run", launch->dry_run, "print the mpirun command instead of running it");
+  launch_command->add_option("command", launch->command, "the segrun subcommand and its arguments")->required();
+  launch_command->positionals_at_end(true);
 
-LaunchCommands::LaunchCommands(CLI::App& app) : state_(std::make_unique<State>()) {
-  State& s = *state_;
-  LaunchCommand& launch = s.launch_command;
-  s.launch = app.add_subcommand("launch", "run a segrun subcommand on N MPI ranks: segrun launch -n 2 -- train cfg.toml");
-  s.launch->add_option("-n,--ranks", launch.ranks, "number of ranks")->required()->check(CLI::Range(1, 65536));
-  s.launch->add_option("--hosts", launch.hosts, "host:slots,host:slots (default: this machine)");
-  s.launch->add_flag("--dry-run", launch.dry_run, "print the mpirun command instead of running it");
-  s.launch->add_option("command", launch.command, "the segrun subcommand and its arguments")->required();
-  s.launch->positionals_at_end(true);
-
-  DemoOptions& demo = s.demo_options;
-  s.demo = app.add_subcommand("demo", "synthesize ADE20K-layout data, pack it, train the tiny baseline on 2 ranks, print mIoU");
-  s.demo->add_option("--dir", demo.dir, "working folder")->capture_default_str();
-  s.demo->add_option("--ranks", demo.ranks, "ranks")->capture_default_str()->check(CLI::Range(1, 64));
-  s.demo->add_option("--iters", demo.iters, "override the training iterations")->check(CLI::Range(int64_t{1}, int64_t{100000000}));
-}
-
-LaunchCommands::~LaunchCommands() = default;
-
-bool LaunchCommands::selected() const { return *state_->launch || *state_->demo; }
-
-int LaunchCommands::run(MpiHolder&) {
-  State& s = *state_;
-  if (*s.launch) return run_launch(s.launch_command);
-  return run_demo(s.demo_options);
+  auto demo = std::make_shared<DemoOptions>();
+  CLI::App* demo_command =
+      registry.add("demo", "synthesize ADE20K-layout data, pack it, train the tiny baseline on 2 ranks, print mIoU",
+                   [demo](MpiHolder&) { return run_demo(*demo); });
+  demo_command->add_option("--dir", demo->dir, "working folder")->capture_default_str();
+  demo_command->add_option("--ranks", demo->ranks, "ranks")->capture_default_str()->check(CLI::Range(1, 64));
+  demo_command->add_option("--iters", demo->iters, "override the training iterations")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000000}));
 }
 
 }  // namespace segrun::launcher

@@ -4,20 +4,14 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
-#include <initializer_list>
 #include <iostream>
 
 #include "build_config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/run_folder.h"
-#include "launcher/cluster_commands.h"
-#include "launcher/data_commands.h"
-#include "launcher/launch_commands.h"
-#include "launcher/model_commands.h"
+#include "launcher/command_group.h"
 #include "launcher/mpi_holder.h"
-#include "launcher/run_commands.h"
-#include "launcher/sweep_commands.h"
 
 namespace {
 
@@ -47,15 +41,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("segrun ") + SEGRUN_VERSION);
   app.require_subcommand(1);
 
-  // Every subcommand belongs to one group (launcher/command_group.h), registered the same way.
-  DataCommands data_commands(app);        // data synth | pack | inspect
-  RunCommands run_commands(app);          // train, eval, metrics, config
-  LaunchCommands launch_commands(app);    // launch, demo
-  SweepCommands sweep_commands(app);      // sweep plan | run | status, table
-  ClusterCommands cluster_commands(app);  // submit, status, cancel (Slurm)
-  ModelCommands model_commands(app);      // model info
-  const std::initializer_list<CommandGroup*> groups{&data_commands,  &run_commands,     &launch_commands,
-                                                    &sweep_commands, &cluster_commands, &model_commands};
+  // Every subcommand is registered the same way (launcher/command_group.h).
+  CommandRegistry commands(app);
+  add_data_commands(commands);     // data synth | pack | inspect
+  add_run_commands(commands);      // train, eval, metrics, config
+  add_launch_commands(commands);   // launch, demo
+  add_sweep_commands(commands);    // sweep plan | run | status, table
+  add_cluster_commands(commands);  // submit, status, cancel (Slurm)
+  add_model_commands(commands);    // model info
 
   try {
     app.parse(argc, argv);
@@ -66,12 +59,7 @@ int main(int argc, char** argv) {
   MpiHolder mpi(&argc, &argv);
   try {
     int code = 0;
-    for (CommandGroup* group : groups) {
-      if (group->selected()) {
-        code = group->run(mpi);
-        break;
-      }
-    }
+    commands.run_chosen(mpi, &code);
     log::flush();
     mpi.finalize();
     return code;

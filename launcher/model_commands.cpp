@@ -1,5 +1,10 @@
-// `segrun model info`: glue between the CLI, the config, the model registry and the counters.
-#include "launcher/model_commands.h"
+// `segrun model info CONFIG [k=v ...] [--input HxW] [--format text|json]` builds the model a config
+// describes (random weights: model.pretrained is not read) for the classes of data.layout, counts
+// its parameters (trainable, frozen, buffers; per top-level submodule) and the FLOPs of one
+// inference forward pass of a 1 x 3 x H x W image (H x W = data.crop unless --input) with
+// fvcore's rules (models/flop_counter.h: one multiply-add = one FLOP), and prints a table or
+// JSON. No MPI: the model is built without a communicator (syncbn = plain BN).
+#include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -22,7 +27,9 @@
 
 namespace segrun::launcher {
 
-struct ModelCommands::State {
+namespace {
+
+struct ModelOptions {
   CLI::App* info = nullptr;
   std::string config;
   std::vector<std::string> overrides;
@@ -30,21 +37,23 @@ struct ModelCommands::State {
   std::string format = "text";
 };
 
-ModelCommands::ModelCommands(CLI::App& app) : state_(std::make_unique<State>()) {
-  State& s = *state_;
-  auto* model = app.add_subcommand("model", "model tools: info");
+int run_model_command(const ModelOptions& s, MpiHolder& mpi);
+
+}  // namespace
+
+void add_model_commands(CommandRegistry& registry) {
+  auto options = std::make_shared<ModelOptions>();  // shared with the action
+  ModelOptions& s = *options;
+  auto* model = registry.app().add_subcommand("model", "model tools: info");
   model->require_subcommand(1);
-  s.info = model->add_subcommand(
-      "info", "parameters and GFLOPs of one forward pass of the model a config builds (fvcore counting)");
+  s.info = registry.add(
+      "info", "parameters and GFLOPs of one forward pass of the model a config builds (fvcore counting)",
+      [options](MpiHolder& mpi) { return run_model_command(*options, mpi); }, model);
   s.info->add_option("config", s.config, "experiment TOML")->required();
   s.info->add_option("overrides", s.overrides, "key=value overrides, e.g. model.backbone=clip_rn101");
   s.info->add_option("--input", s.input, "input image HxW (default: data.crop; the papers use 1024x1024)");
   s.info->add_option("--format", s.format, "text | json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
 }
-
-ModelCommands::~ModelCommands() = default;
-
-bool ModelCommands::selected() const { return state_->info->parsed(); }
 
 namespace {
 
@@ -90,10 +99,7 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
 std::string millions(int64_t n) { return fixed(static_cast<double>(n) / 1e6, 2); }
 std::string giga(int64_t n) { return fixed(static_cast<double>(n) / 1e9, 2); }
 
-}  // namespace
-
-int ModelCommands::run(MpiHolder&) {
-  const State& s = *state_;
+int run_model_command(const ModelOptions& s, MpiHolder&) {
   Config config = load_config(s.config, s.overrides);
   const data::Layout layout = data::parse_layout(config.data.layout);
   int64_t height = config.data.crop[0], width = config.data.crop[1];
@@ -196,5 +202,7 @@ int ModelCommands::run(MpiHolder&) {
   out << "forward pass " << fixed(seconds, 1) << " s\n";
   return 0;
 }
+
+}  // namespace
 
 }  // namespace segrun::launcher

@@ -1,4 +1,10 @@
-#include "launcher/run_commands.h"
+// The run subcommands:
+//   segrun train CONFIG [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of `launch`;
+//                exit 75 when stopped by a signal after checkpointing)
+//   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR] [--json] [--run-dir D]
+//   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
+//   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
+#include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -194,68 +200,54 @@ int run_config(const ConfigCommand& cmd) {
   return 0;
 }
 
-}  // namespace
-
-struct RunCommands::State {
-  CLI::App* train = nullptr;
-  CLI::App* eval = nullptr;
-  CLI::App* metrics = nullptr;
-  CLI::App* config = nullptr;
+struct RunOptions {
   TrainCommand train_command;
   EvalCommand eval_command;
   engine::MetricsCommandOptions metrics_options;
   ConfigCommand config_command;
 };
 
-RunCommands::RunCommands(CLI::App& app) : state_(std::make_unique<State>()) {
-  State& s = *state_;
+}  // namespace
+
+void add_run_commands(CommandRegistry& registry) {
+  auto options = std::make_shared<RunOptions>();  // shared by the actions, alive as long as they are
+  RunOptions& s = *options;
   TrainCommand& train = s.train_command;
-  s.train = app.add_subcommand("train", "train one run (on every rank of `segrun launch`, or alone)");
-  s.train->add_option("config", train.config, "experiment TOML")->required();
-  s.train->add_option("overrides", train.overrides, "key=value overrides, e.g. train.lr=1e-4");
-  s.train->add_option("--run-dir", train.run_dir, "run directory (default runs/<name>)");
-  s.train->add_option("--resume", train.resume, "auto | checkpoint path");
+  CLI::App* train_command = registry.add("train", "train one run (on every rank of `segrun launch`, or alone)",
+                                         [options](MpiHolder& mpi) { return run_train(options->train_command, mpi); });
+  train_command->add_option("config", train.config, "experiment TOML")->required();
+  train_command->add_option("overrides", train.overrides, "key=value overrides, e.g. train.lr=1e-4");
+  train_command->add_option("--run-dir", train.run_dir, "run directory (default runs/<name>)");
+  train_command->add_option("--resume", train.resume, "auto | checkpoint path");
 
   EvalCommand& eval = s.eval_command;
-  s.eval = app.add_subcommand("eval", "evaluate a checkpoint on data.val_store");
-  s.eval->add_option("config", eval.config, "experiment TOML")->required();
-  s.eval->add_option("overrides", eval.overrides, "key=value overrides");
-  s.eval->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
-  s.eval->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
-  s.eval->add_flag("--json", eval.json, "print JSON");
-  s.eval->add_flag("--ms", eval.ms, "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
-  s.eval->add_option("--run-dir", eval.run_dir,
+  CLI::App* eval_command = registry.add("eval", "evaluate a checkpoint on data.val_store",
+                                        [options](MpiHolder& mpi) { return run_eval(options->eval_command, mpi); });
+  eval_command->add_option("config", eval.config, "experiment TOML")->required();
+  eval_command->add_option("overrides", eval.overrides, "key=value overrides");
+  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
+  eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
+  eval_command->add_flag("--json", eval.json, "print JSON");
+  eval_command->add_flag("--ms", eval.ms, "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
+  eval_command->add_option("--run-dir", eval.run_dir,
                      "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
-  s.eval->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
+  eval_command->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
 
   engine::MetricsCommandOptions& metrics = s.metrics_options;
-  s.metrics = app.add_subcommand("metrics", "mIoU of prediction PNGs against ground-truth PNGs");
-  s.metrics->add_option("--pred", metrics.pred_dir, "folder of predicted label PNGs")->required();
-  s.metrics->add_option("--gt", metrics.gt_dir, "folder of ground-truth label PNGs")->required();
-  s.metrics->add_option("--num-classes", metrics.num_classes, "number of classes")->required()->check(CLI::Range(1, 255));
-  s.metrics->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
-  s.metrics->add_flag("--reduce-zero-label", metrics.reduce_zero_label, "ADE20K convention: GT 0 -> ignore, k -> k-1");
-  s.metrics->add_flag("--json", metrics.json, "print JSON");
+  CLI::App* metrics_command = registry.add("metrics", "mIoU of prediction PNGs against ground-truth PNGs",
+                                           [options](MpiHolder&) { return run_metrics(options->metrics_options); });
+  metrics_command->add_option("--pred", metrics.pred_dir, "folder of predicted label PNGs")->required();
+  metrics_command->add_option("--gt", metrics.gt_dir, "folder of ground-truth label PNGs")->required();
+  metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes")->required()->check(CLI::Range(1, 255));
+  metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
+  metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label, "ADE20K convention: GT 0 -> ignore, k -> k-1");
+  metrics_command->add_flag("--json", metrics.json, "print JSON");
 
   ConfigCommand& config = s.config_command;
-  s.config = app.add_subcommand("config", "print the fully resolved config (every default written out)");
-  s.config->add_option("config", config.config, "experiment TOML")->required();
-  s.config->add_option("overrides", config.overrides, "key=value overrides");
-}
-
-RunCommands::~RunCommands() = default;
-
-bool RunCommands::selected() const {
-  const State& s = *state_;
-  return *s.train || *s.eval || *s.metrics || *s.config;
-}
-
-int RunCommands::run(MpiHolder& mpi) {
-  State& s = *state_;
-  if (*s.train) return run_train(s.train_command, mpi);
-  if (*s.eval) return run_eval(s.eval_command, mpi);
-  if (*s.metrics) return run_metrics(s.metrics_options);
-  return run_config(s.config_command);
+  CLI::App* config_command = registry.add("config", "print the fully resolved config (every default written out)",
+                                          [options](MpiHolder&) { return run_config(options->config_command); });
+  config_command->add_option("config", config.config, "experiment TOML")->required();
+  config_command->add_option("overrides", config.overrides, "key=value overrides");
 }
 
 }  // namespace segrun::launcher

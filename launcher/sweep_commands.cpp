@@ -1,5 +1,6 @@
-// `segrun sweep plan|run|status` and `segrun table`: glue between the CLI and sweeps/.
-#include "launcher/sweep_commands.h"
+// `segrun sweep plan|run|status` and `segrun table`: glue between the CLI and sweeps/; none of
+// them starts MPI in this process (`sweep run` starts mpirun jobs through the cluster layer).
+#include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
 
@@ -18,7 +19,9 @@ namespace segrun::launcher {
 
 namespace fs = std::filesystem;
 
-struct SweepCommands::State {
+namespace {
+
+struct SweepOptions {
   CLI::App* plan = nullptr;
   CLI::App* run = nullptr;
   CLI::App* status = nullptr;
@@ -45,17 +48,24 @@ struct SweepCommands::State {
   int decimals = 2;
 };
 
-SweepCommands::SweepCommands(CLI::App& app) : state_(std::make_unique<State>()) {
-  State& s = *state_;
+int run_sweep_command(const SweepOptions& s, MpiHolder& mpi);
+
+}  // namespace
+
+void add_sweep_commands(CommandRegistry& registry) {
+  auto options = std::make_shared<SweepOptions>();  // shared by the actions, alive as long as they are
+  SweepOptions& s = *options;
+  CLI::App& app = registry.app();
+  const CommandAction action = [options](MpiHolder& mpi) { return run_sweep_command(*options, mpi); };
   auto* sweep = app.add_subcommand("sweep", "ablation sweeps from one TOML spec: plan, run, status");
   sweep->require_subcommand(1);
 
-  s.plan = sweep->add_subcommand("plan", "list the runs of a sweep and what would be reused, resumed or started");
+  s.plan = registry.add("plan", "list the runs of a sweep and what would be reused, resumed or started", action, sweep);
   s.plan->add_option("spec", s.spec, "sweep spec TOML")->required();
   s.plan->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.plan->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
 
-  s.run = sweep->add_subcommand("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)");
+  s.run = registry.add("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)", action, sweep);
   s.run->add_option("spec", s.spec, "sweep spec TOML")->required();
   s.run->add_option("--on", s.on, "scheduler: local (mpirun jobs packed onto this machine's cores) | slurm (a job array, like `segrun submit SPEC`)")
       ->capture_default_str()
@@ -65,13 +75,13 @@ SweepCommands::SweepCommands(CLI::App& app) : state_(std::make_unique<State>()) 
   s.run->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.run->add_flag("--dry-run", s.dry_run, "print the mpirun commands, run nothing");
 
-  s.status = sweep->add_subcommand("status", "state, progress and last metric of every run of a sweep");
+  s.status = registry.add("status", "state, progress and last metric of every run of a sweep", action, sweep);
   s.status->add_option("spec", s.spec, "sweep spec TOML")->required();
   s.status->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.status->add_option("--metric", s.status_metric, "metric column (default: the spec's table metric)");
   s.status->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
 
-  s.table = app.add_subcommand("table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best");
+  s.table = registry.add("table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best", action);
   s.table->add_option("source", s.source, "sweep spec TOML, or a runs folder")->required();
   s.table->add_option("--rows", s.rows, "swept key(s) on the rows (comma-separated)")->delimiter(',');
   s.table->add_option("--cols", s.cols, "swept key(s) on the columns (comma-separated)")->delimiter(',');
@@ -88,14 +98,9 @@ SweepCommands::SweepCommands(CLI::App& app) : state_(std::make_unique<State>()) 
   s.table->add_option("--decimals", s.decimals, "decimals of the values")->capture_default_str()->check(CLI::Range(0, 6));
 }
 
-SweepCommands::~SweepCommands() = default;
+namespace {
 
-bool SweepCommands::selected() const {
-  return *state_->plan || *state_->run || *state_->status || *state_->table;
-}
-
-int SweepCommands::run(MpiHolder&) {
-  State& s = *state_;
+int run_sweep_command(const SweepOptions& s, MpiHolder&) {
   if (*s.plan || *s.status) {
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
     const auto plan = sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir));
@@ -180,5 +185,7 @@ int SweepCommands::run(MpiHolder&) {
   }
   return 0;
 }
+
+}  // namespace
 
 }  // namespace segrun::launcher

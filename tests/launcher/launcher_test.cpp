@@ -5,73 +5,86 @@
 #include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
+#include <functional>
 #include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "launcher/cluster_commands.h"
-#include "launcher/data_commands.h"
+#include "launcher/command_group.h"
 #include "launcher/launch_commands.h"
-#include "launcher/model_commands.h"
-#include "launcher/run_commands.h"
-#include "launcher/sweep_commands.h"
+#include "launcher/mpi_holder.h"
 #include "tests/scratch_dir.h"
 
 namespace segrun::launcher {
 namespace {
 
-// The CLI main builds, with every group.
+// The CLI main builds, with every group; parse() returns the name of the chosen subcommand
+// whose action ran (the actions are replaced by ones that only record their name).
 struct Cli {
   CLI::App app{"segrun"};
-  DataCommands data{app};
-  RunCommands run{app};
-  LaunchCommands launch{app};
-  SweepCommands sweep{app};
-  ClusterCommands cluster{app};
-  ModelCommands model{app};
-  std::vector<CommandGroup*> groups{&data, &run, &launch, &sweep, &cluster, &model};
+  CommandRegistry commands{app};
 
-  Cli() { app.require_subcommand(1); }
-  // Parses a command line; the groups that say they are selected.
-  std::vector<CommandGroup*> parse(std::vector<std::string> args) {
+  Cli() {
+    app.require_subcommand(1);
+    add_data_commands(commands);
+    add_run_commands(commands);
+    add_launch_commands(commands);
+    add_sweep_commands(commands);
+    add_cluster_commands(commands);
+    add_model_commands(commands);
+  }
+  void parse(std::vector<std::string> args) {
     std::reverse(args.begin(), args.end());  // CLI11 takes them reversed
     app.parse(args);
-    std::vector<CommandGroup*> selected;
-    for (CommandGroup* g : groups)
-      if (g->selected()) selected.push_back(g);
-    return selected;
+  }
+  // The leaf subcommands the command line chose.
+  std::vector<std::string> chosen() const {
+    std::vector<std::string> names;
+    std::function<void(const CLI::App*)> walk = [&](const CLI::App* a) {
+      for (const CLI::App* sub : a->get_subcommands()) {
+        if (sub->get_subcommands().empty()) names.push_back(sub->get_name());
+        walk(sub);
+      }
+    };
+    walk(&app);
+    return names;
   }
 };
 
-TEST(Launcher, EverySubcommandIsRegisteredOnceByOneGroup) {
+TEST(Launcher, EverySubcommandIsRegisteredOnce) {
   Cli cli;
   std::vector<std::string> names;
   for (const CLI::App* sub : cli.app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   EXPECT_EQ(names, (std::vector<std::string>{"data", "train", "eval", "metrics", "config", "launch", "demo", "sweep",
                                              "table", "submit", "status", "cancel", "model"}));
-  const std::vector<std::pair<std::vector<std::string>, CommandGroup*>> lines{
-      {{"data", "inspect", "store"}, &cli.data},
-      {{"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}, &cli.run},
-      {{"config", "cfg.toml"}, &cli.run},
-      {{"launch", "-n", "2", "--", "train", "cfg.toml"}, &cli.launch},
-      {{"demo", "--ranks", "1"}, &cli.launch},
-      {{"sweep", "plan", "spec.toml"}, &cli.sweep},
-      {{"table", "runs"}, &cli.sweep},
-      {{"status", "runs/a"}, &cli.cluster},
-      {{"model", "info", "cfg.toml"}, &cli.model},
+  const std::vector<std::pair<std::vector<std::string>, std::string>> lines{
+      {{"data", "inspect", "store"}, "inspect"},
+      {{"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}, "train"},
+      {{"config", "cfg.toml"}, "config"},
+      {{"launch", "-n", "2", "--", "train", "cfg.toml"}, "launch"},
+      {{"demo", "--ranks", "1"}, "demo"},
+      {{"sweep", "plan", "spec.toml"}, "plan"},
+      {{"table", "runs"}, "table"},
+      {{"status", "runs/a"}, "status"},
+      {{"model", "info", "cfg.toml"}, "info"},
   };
-  for (const auto& [line, group] : lines) {
+  for (const auto& [line, leaf] : lines) {
     Cli fresh;
-    CommandGroup* expected = group == &cli.data      ? static_cast<CommandGroup*>(&fresh.data)
-                             : group == &cli.run     ? static_cast<CommandGroup*>(&fresh.run)
-                             : group == &cli.launch  ? static_cast<CommandGroup*>(&fresh.launch)
-                             : group == &cli.sweep   ? static_cast<CommandGroup*>(&fresh.sweep)
-                             : group == &cli.cluster ? static_cast<CommandGroup*>(&fresh.cluster)
-                                                     : static_cast<CommandGroup*>(&fresh.model);
-    EXPECT_EQ(fresh.parse(line), std::vector<CommandGroup*>{expected}) << line[0];
+    fresh.parse(line);
+    EXPECT_EQ(fresh.chosen(), std::vector<std::string>{leaf}) << line[0];
   }
+  // The chosen action runs: `config` of a missing file reaches load_config and throws its error.
+  Cli cli_config;
+  cli_config.parse({"config", "/nonexistent/cfg.toml"});
+  int code = -1;
+  int argc = 0;
+  char** argv = nullptr;
+  MpiHolder mpi(&argc, &argv);  // `config` never starts MPI
+  EXPECT_THROW(cli_config.commands.run_chosen(mpi, &code), std::exception);
+  EXPECT_FALSE(mpi.active());
 }
 
 TEST(Launcher, Cli11ChecksTheOptionsBoundToTheLibraries) {

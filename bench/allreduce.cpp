@@ -40,9 +40,10 @@ using namespace segrun;
 using Clock = std::chrono::steady_clock;
 
 std::map<std::string, int64_t> parse_flags(int argc, char** argv) {
-  std::map<std::string, int64_t> flags{
-      {"min-bytes", 4096}, {"max-bytes", int64_t{256} << 20}, {"factor", 4},
-      {"reps-bytes", int64_t{1} << 30}, {"min-reps", 5}, {"max-reps", 200}, {"timeout-s", 600}};
+  std::map<std::string, int64_t> flags{{"min-bytes", 4096}, {"max-bytes", int64_t{256} << 20},
+                                       {"factor", 4},       {"reps-bytes", int64_t{1} << 30},
+                                       {"min-reps", 5},     {"max-reps", 200},
+                                       {"timeout-s", 600}};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     if (key.rfind("--", 0) != 0 || !flags.count(key.substr(2)))
@@ -65,8 +66,7 @@ std::string format_size(int64_t bytes) {
 }
 
 struct Impl {
-  Impl(std::string n, std::function<void(torch::Tensor&)> f)
-      : name(std::move(n)), run(std::move(f)) {}
+  Impl(std::string n, std::function<void(torch::Tensor&)> f) : name(std::move(n)), run(std::move(f)) {}
   std::string name;
   std::function<void(torch::Tensor&)> run;
   std::vector<double> seconds;  // this size's repetitions, slowest rank
@@ -92,8 +92,7 @@ int run(int argc, char** argv) {
 
   std::vector<Impl> impls;
   impls.emplace_back("raw MPI_Allreduce", [](torch::Tensor& t) {
-    MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM,
-                  MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   });
   impls.emplace_back("segrun mpi", [&](torch::Tensor& t) { segrun_comm->allreduce(t); });
 
@@ -119,17 +118,15 @@ int run(int argc, char** argv) {
   // base[i] = i % 251 + 1; every rank's input and the expected sum are exact in float32.
   torch::Tensor base = torch::remainder(torch::arange(max_count, torch::kFloat32), 251).add_(1);
   torch::Tensor input = base * static_cast<float>(rank + 1) + static_cast<float>(rank);
-  torch::Tensor expected = base * static_cast<float>(n * (n + 1) / 2) +
-                           static_cast<float>(n * (n - 1) / 2);
+  torch::Tensor expected = base * static_cast<float>(n * (n + 1) / 2) + static_cast<float>(n * (n - 1) / 2);
   torch::Tensor buffer = torch::empty({max_count}, torch::kFloat32);
   base = torch::Tensor();
 
   if (rank == 0) {
-    std::printf("All-reduce, %d ranks on %s, float32 sum (%ld cores, %s).\n\n", n,
-                ctx.host.c_str(), sysconf(_SC_NPROCESSORS_ONLN), "median of reps; min in ()");
+    std::printf("All-reduce, %d ranks on %s, float32 sum (%ld cores, %s).\n\n", n, ctx.host.c_str(),
+                sysconf(_SC_NPROCESSORS_ONLN), "median of reps; min in ()");
     std::printf("| size | reps |");
-    for (const auto& impl : impls)
-      std::printf(" %s time us | algbw GB/s | busbw GB/s |", impl.name.c_str());
+    for (const auto& impl : impls) std::printf(" %s time us | algbw GB/s | busbw GB/s |", impl.name.c_str());
     std::printf(" segrun/raw |%s\n", impls.size() > 2 ? " segrun/gloo |" : "");
     std::printf("|---|---|");
     for (size_t i = 0; i < impls.size(); ++i) std::printf("---|---|---|");
@@ -141,8 +138,7 @@ int run(int argc, char** argv) {
   int64_t total_wrong = 0;
   for (int64_t bytes = flags["min-bytes"]; bytes <= max_bytes; bytes *= flags["factor"]) {
     const int64_t count = bytes / 4;
-    const int64_t reps =
-        std::clamp(flags["reps-bytes"] / bytes, flags["min-reps"], flags["max-reps"]);
+    const int64_t reps = std::clamp(flags["reps-bytes"] / bytes, flags["min-reps"], flags["max-reps"]);
     torch::Tensor t = buffer.narrow(0, 0, count);
     torch::Tensor in = input.narrow(0, 0, count), want = expected.narrow(0, 0, count);
     for (auto& impl : impls) {
@@ -171,8 +167,8 @@ int run(int argc, char** argv) {
       const double best = *std::min_element(impl.seconds.begin(), impl.seconds.end());
       const double algbw = static_cast<double>(bytes) / med / 1e9;
       medians.push_back(med);
-      std::printf(" %.1f (%.1f)%s | %.3f | %.3f |", med * 1e6, best * 1e6,
-                  impl.wrong ? " WRONG" : "", algbw, algbw * bus_factor);
+      std::printf(" %.1f (%.1f)%s | %.3f | %.3f |", med * 1e6, best * 1e6, impl.wrong ? " WRONG" : "", algbw,
+                  algbw * bus_factor);
       total_wrong += impl.wrong;
     }
     std::printf(" %.3f |", medians[0] / medians[1]);

@@ -67,15 +67,15 @@ struct SideResult {
   double images_per_s = 0;
   double cpu_seconds = 0;  // CPU time of every thread/process of the side over the timed window
   int64_t images = 0;
-  double mean_value = 0;   // mean normalized pixel value (both sides should be close)
+  double mean_value = 0;  // mean normalized pixel value (both sides should be close)
   double ignore_fraction = 0;
   bool ok = false;
   std::string problem;
 };
 
 // Shapes and label range of one batch; accumulates the image mean and ignore fraction.
-bool check_batch(const data::Batch& b, int batch, int crop, int num_classes, double* mean_sum,
-                 double* ignore_sum, std::string* problem) {
+bool check_batch(const data::Batch& b, int batch, int crop, int num_classes, double* mean_sum, double* ignore_sum,
+                 std::string* problem) {
   if (b.images.sizes() != torch::IntArrayRef({batch, 3, crop, crop}) || b.images.scalar_type() != torch::kFloat32) {
     *problem = "images batch has the wrong shape or dtype";
     return false;
@@ -131,9 +131,9 @@ SideResult run_peer(const std::string& python, const std::string& store_dir, int
                     int batch, int batches, int warmup) {
   std::ostringstream cmd;
   if (threads == 1) cmd << "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ";
-  cmd << python << " " << SEGRUN_SOURCE_DIR << "/bench/data_pipeline_peer.py --store " << store_dir
-      << " --workers " << workers << " --threads " << threads << " --crop " << crop << " --batch " << batch
-      << " --batches " << batches << " --warmup " << warmup;
+  cmd << python << " " << SEGRUN_SOURCE_DIR << "/bench/data_pipeline_peer.py --store " << store_dir << " --workers "
+      << workers << " --threads " << threads << " --crop " << crop << " --batch " << batch << " --batches " << batches
+      << " --warmup " << warmup;
   SideResult r;
   FILE* pipe = ::popen(cmd.str().c_str(), "r");
   if (!pipe) {
@@ -163,8 +163,8 @@ std::vector<std::pair<std::string, double>> profile_segrun(const std::string& st
   data::TrainTransformOptions o;
   o.crop = {crop, crop};
   std::vector<std::pair<std::string, double>> steps{
-      {"read", 0}, {"decode image", 0}, {"decode label", 0}, {"resize", 0}, {"crop", 0}, {"flip", 0},
-      {"photometric", 0}, {"normalize", 0}, {"pad", 0}, {"to tensor", 0}};
+      {"read", 0}, {"decode image", 0}, {"decode label", 0}, {"resize", 0}, {"crop", 0},
+      {"flip", 0}, {"photometric", 0},  {"normalize", 0},    {"pad", 0},    {"to tensor", 0}};
   torch::Tensor images = torch::zeros({1, 3, crop, crop}), labels = torch::zeros({1, crop, crop}, torch::kInt64);
   for (int i = 0; i < samples; ++i) {
     const int64_t record = i % store.size();
@@ -242,10 +242,19 @@ std::map<std::string, double> profile_peer(const std::string& python, const std:
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = bench::parse_flags("bench_data_pipeline", argc, argv, {
-      {"images", "64"}, {"height", "512"},  {"width", "683"},   {"crop", "512"},
-      {"batch", "4"},   {"batches", "50"},  {"warmup", "3"},    {"workers", "1,2"},
-      {"threads", "0,1"}, {"python", "/usr/bin/python3"}, {"keep-store", "0"}, {"profile", "128"}});
+  auto flags = bench::parse_flags("bench_data_pipeline", argc, argv,
+                                  {{"images", "64"},
+                                   {"height", "512"},
+                                   {"width", "683"},
+                                   {"crop", "512"},
+                                   {"batch", "4"},
+                                   {"batches", "50"},
+                                   {"warmup", "3"},
+                                   {"workers", "1,2"},
+                                   {"threads", "0,1"},
+                                   {"python", "/usr/bin/python3"},
+                                   {"keep-store", "0"},
+                                   {"profile", "128"}});
   bench::log_warnings_only();
   const int images = std::stoi(flags["images"]), height = std::stoi(flags["height"]);
   const int width = std::stoi(flags["width"]), crop = std::stoi(flags["crop"]);
@@ -277,8 +286,9 @@ int main(int argc, char** argv) {
   const int default_torch_threads = torch::get_num_threads();
 
   bool all_ok = true;
-  std::printf("| workers | threads | segrun images/s | peer images/s | ratio | segrun images/CPU-s | "
-              "peer images/CPU-s | ratio | images (both) |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| workers | threads | segrun images/s | peer images/s | ratio | segrun images/CPU-s | "
+      "peer images/CPU-s | ratio | images (both) |\n|---|---|---|---|---|---|---|---|---|\n");
   std::ostringstream notes;
   for (int threads : thread_modes) {
     if (threads == 1) {
@@ -311,10 +321,11 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\n%s", notes.str().c_str());
-  std::printf("config: %d synthetic ADE20K JPEG images %dx%d in 1 shard, crop %d, batch %d, %d timed batches after "
-              "%d, %d core(s); checks (shapes, labels in {0..149, 255}, equal image counts) %s\n",
-              images, height, width, crop, batch, batches, warmup, static_cast<int>(std::thread::hardware_concurrency()),
-              all_ok ? "passed" : "FAILED");
+  std::printf(
+      "config: %d synthetic ADE20K JPEG images %dx%d in 1 shard, crop %d, batch %d, %d timed batches after "
+      "%d, %d core(s); checks (shapes, labels in {0..149, 255}, equal image counts) %s\n",
+      images, height, width, crop, batch, batches, warmup, static_cast<int>(std::thread::hardware_concurrency()),
+      all_ok ? "passed" : "FAILED");
   if (const int samples = std::stoi(flags["profile"]); samples > 0) {
     cv::setNumThreads(1);
     torch::set_num_threads(1);
@@ -330,7 +341,8 @@ int main(int argc, char** argv) {
     }
     const double collate = peer.count("collate") ? peer["collate"] : 0.0;
     peer_total += collate;
-    std::printf("| collate (peer: torch.stack; segrun: copied in place above) | - | %.2f | %+.2f |\n", collate, collate);
+    std::printf("| collate (peer: torch.stack; segrun: copied in place above) | - | %.2f | %+.2f |\n", collate,
+                collate);
     std::printf("| **total** | **%.2f** | **%.2f** | %.2fx |\n", our_total, peer_total,
                 our_total > 0 ? peer_total / our_total : 0.0);
   }

@@ -87,17 +87,19 @@ void toy(const std::shared_ptr<dist::Communicator>& comm, int64_t batch, int ste
     step_of[mode] = step_s;
     if (mode == 0) step_none = step_s;
     if (comm->rank() == 0)
-      std::printf("%s batch %lld, %zu buckets: step %.1f ms, overhead vs no sync %.1f ms, "
-                  "synchronize() blocked %.1f ms, all-reduce busy %.1f ms (mean of %d steps)\n",
-                  kModeNames[mode], static_cast<long long>(batch), sync.bucket_count(), 1e3 * step_s,
-                  1e3 * (step_s - step_none), 1e3 * wait_s / steps, 1e3 * comm_s / steps, steps);
+      std::printf(
+          "%s batch %lld, %zu buckets: step %.1f ms, overhead vs no sync %.1f ms, "
+          "synchronize() blocked %.1f ms, all-reduce busy %.1f ms (mean of %d steps)\n",
+          kModeNames[mode], static_cast<long long>(batch), sync.bucket_count(), 1e3 * step_s,
+          1e3 * (step_s - step_none), 1e3 * wait_s / steps, 1e3 * comm_s / steps, steps);
   }
   if (comm->rank() == 0) print_comparison(step_of);
 }
 
 void r50fpn(const std::shared_ptr<dist::Communicator>& comm, int64_t batch, int steps, double bucket_mb) {
   models::BuildOptions build;
-  build.config = parse_config("", "bench_grad_sync", {"model.width=64", "model.fpn_channels=256", "model.dropout=0"}).model;
+  build.config =
+      parse_config("", "bench_grad_sync", {"model.width=64", "model.fpn_channels=256", "model.dropout=0"}).model;
   build.num_classes = 150;
   build.comm = comm;
   build.crop_size = 64;
@@ -127,17 +129,19 @@ void r50fpn(const std::shared_ptr<dist::Communicator>& comm, int64_t batch, int 
     step_of[mode] = total;
     if (mode == 0) none = total;
     if (comm->rank() == 0 && round >= 3)
-      std::printf("R50+FPN %.1f M params (%.0f MB), %zu buckets, %s: step %.0f ms, overhead vs no sync %.0f ms, "
-                  "synchronize() blocked %.0f ms\n",
-                  numel / 1e6, numel * 4 / 1e6, sync.bucket_count(), kModeNames[mode], 1e3 * total,
-                  1e3 * (total - none), 1e3 * blocked / steps);
+      std::printf(
+          "R50+FPN %.1f M params (%.0f MB), %zu buckets, %s: step %.0f ms, overhead vs no sync %.0f ms, "
+          "synchronize() blocked %.0f ms\n",
+          numel / 1e6, numel * 4 / 1e6, sync.bucket_count(), kModeNames[mode], 1e3 * total, 1e3 * (total - none),
+          1e3 * blocked / steps);
   }
   if (comm->rank() == 0) print_comparison(step_of);
 }
 
 int run(int argc, char** argv) {
-  std::map<std::string, std::string> flags = bench::parse_flags(
-      "bench_grad_sync", argc, argv, {{"model", "toy"}, {"batch", ""}, {"steps", ""}, {"bucket-mb", ""}, {"threads", "1"}});
+  std::map<std::string, std::string> flags =
+      bench::parse_flags("bench_grad_sync", argc, argv,
+                         {{"model", "toy"}, {"batch", ""}, {"steps", ""}, {"bucket-mb", ""}, {"threads", "1"}});
   bench::log_warnings_only();
   const bool is_toy = flags["model"] == "toy";
   if (!is_toy && flags["model"] != "r50fpn") throw std::runtime_error("--model: toy | r50fpn, got " + flags["model"]);

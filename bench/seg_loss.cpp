@@ -38,8 +38,12 @@ double median_seconds(int reps, Fn&& step) {
 
 int main(int argc, char** argv) {
   auto flags = segrun::bench::parse_flags("bench_seg_loss", argc, argv,
-                                          {{"batch", "2"}, {"classes", "150"}, {"logits", "64"},
-                                           {"labels", "256"}, {"reps", "5"}, {"python", "/usr/bin/python3"}});
+                                          {{"batch", "2"},
+                                           {"classes", "150"},
+                                           {"logits", "64"},
+                                           {"labels", "256"},
+                                           {"reps", "5"},
+                                           {"python", "/usr/bin/python3"}});
   const int64_t b = std::stoll(flags["batch"]), k = std::stoll(flags["classes"]);
   const int64_t h = std::stoll(flags["logits"]), big = std::stoll(flags["labels"]);
   const int reps = std::stoi(flags["reps"]);
@@ -51,10 +55,12 @@ int main(int argc, char** argv) {
 
   auto unfused = [&] {
     torch::Tensor up = F::interpolate(
-        logits, F::InterpolateFuncOptions().size(std::vector<int64_t>{big, big}).mode(torch::kBilinear).align_corners(false));
+        logits,
+        F::InterpolateFuncOptions().size(std::vector<int64_t>{big, big}).mode(torch::kBilinear).align_corners(false));
     return F::cross_entropy(up, labels, F::CrossEntropyFuncOptions().ignore_index(255).reduction(torch::kNone)).mean();
   };
-  const double a = segrun::models::upsampled_cross_entropy(logits, labels, 255).item<double>(), c = unfused().item<double>();
+  const double a = segrun::models::upsampled_cross_entropy(logits, labels, 255).item<double>(),
+               c = unfused().item<double>();
   if (std::abs(a - c) > 1e-5 * std::max(1.0, std::abs(c))) {
     std::fprintf(stderr, "bench_seg_loss: fused loss %.7f differs from unfused %.7f\n", a, c);
     return 1;
@@ -75,10 +81,11 @@ int main(int argc, char** argv) {
     if (std::fscanf(pipe, "%lf", &peer_s) != 1) peer_s = -1;
     ::pclose(pipe);
   }
-  std::printf("decode-head loss, forward + backward, 1 thread: logits %lldx%lldx%lldx%lld -> labels %lldx%lld, "
-              "median of %d (loss %.6f both)\n\n",
-              static_cast<long long>(b), static_cast<long long>(k), static_cast<long long>(h),
-              static_cast<long long>(h), static_cast<long long>(big), static_cast<long long>(big), reps, a);
+  std::printf(
+      "decode-head loss, forward + backward, 1 thread: logits %lldx%lldx%lldx%lld -> labels %lldx%lld, "
+      "median of %d (loss %.6f both)\n\n",
+      static_cast<long long>(b), static_cast<long long>(k), static_cast<long long>(h), static_cast<long long>(h),
+      static_cast<long long>(big), static_cast<long long>(big), reps, a);
   std::printf("| side | seconds | unfused / this |\n|---|---|---|\n");
   std::printf("| segrun fused (upsampled_cross_entropy) | %.4f | %.2fx |\n", fused_s, unfused_s / fused_s);
   std::printf("| LibTorch unfused (interpolate + cross_entropy) | %.4f | 1.00x |\n", unfused_s);

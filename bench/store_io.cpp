@@ -52,7 +52,8 @@ uint64_t files_bytes(const std::vector<fs::path>& files) {
 std::vector<fs::path> files_under(const fs::path& dir, const std::string& extension) {
   std::vector<fs::path> out;
   for (const auto& entry : fs::recursive_directory_iterator(dir))
-    if (entry.is_regular_file() && (extension.empty() || entry.path().extension() == extension)) out.push_back(entry.path());
+    if (entry.is_regular_file() && (extension.empty() || entry.path().extension() == extension))
+      out.push_back(entry.path());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -215,8 +216,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<double> pack_ips, pack_over_copy, source_mbs, read_ratio, read_crc_ratio, cat_ratio, store_mbs, store_crc_mbs, raw_mbs,
-      cat_mbs;
+  std::vector<double> pack_ips, pack_over_copy, source_mbs, read_ratio, read_crc_ratio, cat_ratio, store_mbs,
+      store_crc_mbs, raw_mbs, cat_mbs;
   for (size_t r = 0; r < pack_s.size(); ++r) {
     pack_ips.push_back(images / pack_s[r]);
     pack_over_copy.push_back(pack_s[r] / copy_s[r]);
@@ -229,13 +230,15 @@ int main(int argc, char** argv) {
     read_crc_ratio.push_back(raw_s[r] / store_crc_s[r]);
     cat_ratio.push_back(cat_s[r] / store_crc_s[r]);
   }
-  std::printf("%d synthetic ADE20K images %sx%s (%.1f MB of JPEG + PNG), %d shard(s) of %.1f MB (records %.1f MB), "
-              "%d rounds, %s; median [min-max]\n\n",
-              images, flags["height"].c_str(), flags["width"].c_str(), source_mb, static_cast<int>(shard_files.size()),
-              shard_bytes / 1e6, payload / 1e6, rounds,
-              cold ? "page cache dropped before every read (posix_fadvise DONTNEED)" : "warm page cache");
-  std::printf("| pack | images/s | source MB/s | raw copy of the sources (s) | pack time / copy time |\n"
-              "|---|---|---|---|---|\n");
+  std::printf(
+      "%d synthetic ADE20K images %sx%s (%.1f MB of JPEG + PNG), %d shard(s) of %.1f MB (records %.1f MB), "
+      "%d rounds, %s; median [min-max]\n\n",
+      images, flags["height"].c_str(), flags["width"].c_str(), source_mb, static_cast<int>(shard_files.size()),
+      shard_bytes / 1e6, payload / 1e6, rounds,
+      cold ? "page cache dropped before every read (posix_fadvise DONTNEED)" : "warm page cache");
+  std::printf(
+      "| pack | images/s | source MB/s | raw copy of the sources (s) | pack time / copy time |\n"
+      "|---|---|---|---|---|\n");
   std::printf("| segrun data pack (1 rank) | %s | %s | %s | %s |\n\n", median_range(pack_ips).c_str(),
               median_range(source_mbs).c_str(), median_range(copy_s, "%.3f").c_str(),
               median_range(pack_over_copy).c_str());

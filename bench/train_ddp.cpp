@@ -41,10 +41,9 @@ namespace {
 using namespace segrun;
 
 struct Flags {
-  std::map<std::string, std::string> values{{"config", ""},  {"crop", "128"}, {"batch", "4"},   {"steps", "10"},
-                                            {"warmup", "2"}, {"threads", "1"}, {"bucket-mb", "25"},
-                                            {"exchange", ""}, {"gemm", "0"},   {"reps", "5"},    {"flops", "0"},
-                                            {"buckets", "0"}};
+  std::map<std::string, std::string> values{{"config", ""},  {"crop", "128"},  {"batch", "4"},      {"steps", "10"},
+                                            {"warmup", "2"}, {"threads", "1"}, {"bucket-mb", "25"}, {"exchange", ""},
+                                            {"gemm", "0"},   {"reps", "5"},    {"flops", "0"},      {"buckets", "0"}};
   std::vector<std::string> overrides;
 };
 
@@ -174,8 +173,9 @@ int run(int argc, char** argv) {
       if ((m.head != "fpn" && m.head != "clip_sp") || m.backbone != "clip_rn50" ||
           (m.head == "clip_sp" && (sp.ml_decoder != "dual_graphformer" || sp.asl_gamma_neg != 4.0 ||
                                    sp.asl_gamma_pos != 1.0 || sp.asl_clip != 0.05))) {
-        throw std::runtime_error("--exchange: the peer has clip_rn50 with the fpn head, or clip_sp with the "
-                                 "dual_graphformer decoder and the default ASL");
+        throw std::runtime_error(
+            "--exchange: the peer has clip_rn50 with the fpn head, or clip_sp with the "
+            "dual_graphformer decoder and the default ASL");
       }
       std::ofstream model_file(exchange + "/model.txt");
       model_file << "kind=" << m.head << "\nwidth=" << m.width << "\nchannels=" << m.fpn_channels
@@ -218,8 +218,8 @@ int run(int argc, char** argv) {
   MPI_Reduce(&rss, &max_rss, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
   MPI_Reduce(&cpu, &total_cpu, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
   if (rank == 0) {
-    std::printf("%.4f %.6f %.1f %d %.4f\n", static_cast<double>(steps) * batch * world / seconds, first_loss,
-                max_rss, world, static_cast<double>(steps) * batch * world / total_cpu);
+    std::printf("%.4f %.6f %.1f %d %.4f\n", static_cast<double>(steps) * batch * world / seconds, first_loss, max_rss,
+                world, static_cast<double>(steps) * batch * world / total_cpu);
   }
   return 0;
 }

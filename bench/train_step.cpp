@@ -62,10 +62,19 @@ int main(int argc, char** argv) {
 
 int run(int argc, char** argv) {
   auto flags = bench::parse_flags("bench_train_step", argc, argv,
-                                  {{"width", "16"}, {"channels", "64"}, {"crop", "128"}, {"batch", "4"},
-                                   {"steps", "20"}, {"warmup", "3"}, {"threads", "1"},
-                                   {"python", "/usr/bin/python3"}, {"device", "cpu"}, {"precision", "fp32"},
-                                   {"tf32", "1"}, {"config", ""}, {"peer", "1"}});
+                                  {{"width", "16"},
+                                   {"channels", "64"},
+                                   {"crop", "128"},
+                                   {"batch", "4"},
+                                   {"steps", "20"},
+                                   {"warmup", "3"},
+                                   {"threads", "1"},
+                                   {"python", "/usr/bin/python3"},
+                                   {"device", "cpu"},
+                                   {"precision", "fp32"},
+                                   {"tf32", "1"},
+                                   {"config", ""},
+                                   {"peer", "1"}});
   bench::log_warnings_only();
   const int steps = std::stoi(flags["steps"]), warmup = std::stoi(flags["warmup"]);
   const int threads = std::stoi(flags["threads"]);
@@ -189,12 +198,12 @@ int run(int argc, char** argv) {
   std::printf("config: %s, %d classes, crop %d, batch %d, %s on %s%s, %d timed steps after %d, %d thread(s)\n",
               what.c_str(), num_classes, crop, batch, flags["precision"].c_str(), device.str().c_str(),
               device.is_cuda() ? (tf32 ? ", TF32 on" : ", TF32 off") : "", steps, warmup, threads);
-  std::fprintf(stderr, "summary: model=%s device=%s precision=%s batch=%d crop=%d ms=%.2f img_s=%.2f mem_mib=%.0f", 
-              from_config ? flags["config"].c_str() : "fpn", device.str().c_str(), flags["precision"].c_str(), batch,
-              crop, ours.ms_per_step, ours.images_per_s, ours.peak_mib);
+  std::fprintf(stderr, "summary: model=%s device=%s precision=%s batch=%d crop=%d ms=%.2f img_s=%.2f mem_mib=%.0f",
+               from_config ? flags["config"].c_str() : "fpn", device.str().c_str(), flags["precision"].c_str(), batch,
+               crop, ours.ms_per_step, ours.images_per_s, ours.peak_mib);
   if (with_peer)
     std::fprintf(stderr, " peer_ms=%.2f peer_mem_mib=%.0f time_ratio=%.3f mem_ratio=%.3f agree=%d", peer.ms_per_step,
-                peer.peak_mib, ours.ms_per_step / peer.ms_per_step, ours.peak_mib / peer.peak_mib, agree ? 1 : 0);
+                 peer.peak_mib, ours.ms_per_step / peer.ms_per_step, ours.peak_mib / peer.peak_mib, agree ? 1 : 0);
   std::fprintf(stderr, "\n");
   return agree ? 0 : 1;
 }

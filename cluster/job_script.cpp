@@ -123,8 +123,9 @@ std::string render_job_script(const JobScriptOptions& o) {
   if (s.signal != "USR1" && s.signal != "USR2" && s.signal != "TERM")
     throw ClusterError("cluster.slurm.signal '" + one_line(s.signal) + "': expected USR1, USR2 or TERM");
   if (s.signal == "TERM" && s.launcher == "mpirun")
-    throw ClusterError("cluster.slurm.signal = \"TERM\" needs cluster.slurm.launcher = \"srun\": mpirun kills its "
-                       "ranks on SIGTERM instead of passing it on (use USR1 or USR2 with mpirun)");
+    throw ClusterError(
+        "cluster.slurm.signal = \"TERM\" needs cluster.slurm.launcher = \"srun\": mpirun kills its "
+        "ranks on SIGTERM instead of passing it on (use USR1 or USR2 with mpirun)");
   for (const auto& [name, value] : o.env)
     if (!is_env_name(name))
       throw ClusterError("--export '" + one_line(name) + "': not a valid environment variable name");
@@ -193,7 +194,8 @@ std::string render_job_script(const JobScriptOptions& o) {
   if (s.launcher == "srun") {
     sh << "launch=(srun --mpi=" << process::shell_quote(s.mpi, true) << " --kill-on-bad-exit=1)\n";
   } else {
-    sh << "launch=(mpirun -np \"$SLURM_NTASKS\" --stdin none --bind-to none -x SEGRUN_LAUNCHED -x SEGRUN_WORLD_SIZE -x NCCL_DEBUG";
+    sh << "launch=(mpirun -np \"$SLURM_NTASKS\" --stdin none --bind-to none -x SEGRUN_LAUNCHED -x SEGRUN_WORLD_SIZE -x "
+          "NCCL_DEBUG";
     if (s.gpus_per_node > 0) sh << " -x CUDA_DEVICE_ORDER";
     for (const auto& [name, value] : o.env) sh << " -x " << name;
     sh << ")\n";
@@ -224,7 +226,8 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "for attempt in 1 2 3; do\n";
   // SEGRUN_WORLD_SIZE: every rank checks that MPI started all the tasks as one world (a plugin
   // mismatch would start worlds of one, each training its own copy).
-  sh << "  SEGRUN_WORLD_SIZE=\"${SLURM_NTASKS:-}\" \"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" --run-dir "
+  sh << "  SEGRUN_WORLD_SIZE=\"${SLURM_NTASKS:-}\" \"${launch[@]}\" \"$segrun\" train \"$run_dir/config.toml\" "
+        "--run-dir "
         "\"$run_dir\" --resume auto &\n";
   sh << "  step=$!\n";
   // wait returns > 128 when a trapped signal interrupts it: wait again while the step lives; once
@@ -240,7 +243,8 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "      break\n";
   sh << "    fi\n";
   sh << "  done\n";
-  sh << "  if [ \"$rc\" -ne 0 ] || [ -n \"$stop_signal\" ] || [ \"$(head -c 4 \"$run_dir/status\" 2> /dev/null)\" = done ]; then break; fi\n";
+  sh << "  if [ \"$rc\" -ne 0 ] || [ -n \"$stop_signal\" ] || [ \"$(head -c 4 \"$run_dir/status\" 2> /dev/null)\" = "
+        "done ]; then break; fi\n";
   sh << "  echo \"segrun job $job: the step ended without finishing the run (attempt $attempt); launching again\"\n";
   sh << "  rc=1\n";
   sh << "  if [ \"$attempt\" -lt 3 ]; then sleep 5; fi\n";

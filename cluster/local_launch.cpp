@@ -22,8 +22,7 @@ std::vector<HostSlots> parse_hosts(const std::string& hosts) {
     auto colon = entry.find(':');
     h.host = entry.substr(0, colon);
     if (h.host.empty() || h.host.find_first_not_of(
-                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
-                              std::string::npos)
+                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != std::string::npos)
       throw ClusterError("--hosts: '" + entry + "' is not a valid host name");
     if (colon != std::string::npos) {
       std::string slots = entry.substr(colon + 1);

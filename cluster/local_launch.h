@@ -4,9 +4,9 @@
 // a Ctrl-C or a scheduler's preemption signal reaches every rank: SIGUSR1/SIGUSR2 as they are,
 // the first SIGINT/SIGTERM as the ranks' stop signal (SIGUSR1, or SIGUSR2 when the run's
 // cluster.slurm.signal says so; mpirun would kill the ranks on SIGINT/SIGTERM; on the stop signal
-// each rank finishes its iteration, checkpoints and exits 75), a second one as itself (hard stop). As root it adds --allow-run-as-root; it exports
-// OMP_NUM_THREADS = cores per host / ranks per host so LibTorch threads never oversubscribe.
-// Host lists follow Open MPI's syntax "host:slots,host:slots" and are validated first.
+// each rank finishes its iteration, checkpoints and exits 75), a second one as itself (hard stop). As root it adds
+// --allow-run-as-root; it exports OMP_NUM_THREADS = cores per host / ranks per host so LibTorch threads never
+// oversubscribe. Host lists follow Open MPI's syntax "host:slots,host:slots" and are validated first.
 
 #include <string>
 #include <vector>
@@ -23,11 +23,11 @@ std::vector<HostSlots> parse_hosts(const std::string& hosts);
 
 struct LaunchOptions {
   int ranks = 1;
-  std::string hosts;                  // "" = this machine only
-  std::vector<std::string> command;   // the program and its arguments, run on every rank
+  std::string hosts;                 // "" = this machine only
+  std::vector<std::string> command;  // the program and its arguments, run on every rank
   std::string mpirun = "mpirun";
-  bool allow_run_as_root = false;     // set automatically when running as root
-  int threads_per_rank = 0;           // 0 = cores / ranks on this host (at least 1)
+  bool allow_run_as_root = false;  // set automatically when running as root
+  int threads_per_rank = 0;        // 0 = cores / ranks on this host (at least 1)
 };
 
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options);

@@ -54,15 +54,13 @@ void signal_all(const std::vector<Running>& running, const std::vector<LocalJob>
 
 bool local_stop_requested() { return process::ScopedSignalCounter::last_count() > 0; }
 
-std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs,
-                                           const LocalSchedulerOptions& options) {
+std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs, const LocalSchedulerOptions& options) {
   for (const auto& job : jobs) {
     if (job.argv.empty()) throw ClusterError("job '" + job.name + "': empty command");
     if (job.slots < 1) throw ClusterError("job '" + job.name + "': slots must be at least 1");
   }
   const int cores = options.cores > 0 ? options.cores : process::usable_cores();
-  const size_t max_parallel =
-      options.max_parallel > 0 ? static_cast<size_t>(options.max_parallel) : jobs.size() + 1;
+  const size_t max_parallel = options.max_parallel > 0 ? static_cast<size_t>(options.max_parallel) : jobs.size() + 1;
   std::vector<LocalJobResult> results(jobs.size());
   std::vector<Running> running;
   process::ScopedSignalCounter stop_signals;
@@ -123,8 +121,7 @@ std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs,
         ++k;
       }
     }
-    if (!reaped)
-      std::this_thread::sleep_for(std::chrono::duration<double>(options.poll_seconds));
+    if (!reaped) std::this_thread::sleep_for(std::chrono::duration<double>(options.poll_seconds));
   }
   return results;
 }

@@ -28,9 +28,9 @@ struct LocalJob {
 };
 
 struct LocalJobResult {
-  bool started = false;   // false: never started because a stop was requested first
-  int exit_code = -1;     // exit status, 128 + signal when killed, -1 when not started
-  bool stop_sent = false; // the scheduler forwarded a stop signal to this job
+  bool started = false;    // false: never started because a stop was requested first
+  int exit_code = -1;      // exit status, 128 + signal when killed, -1 when not started
+  bool stop_sent = false;  // the scheduler forwarded a stop signal to this job
   double seconds = 0.0;
 };
 
@@ -47,8 +47,7 @@ struct LocalSchedulerOptions {
 // be started (program not found, log file not writable, fork failure) ends with exit code 127
 // and the reason (process::spawn's message) appended to its log, or printed when it has none.
 // Throws ClusterError for an empty command or fewer than one slot.
-std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs,
-                                           const LocalSchedulerOptions& options);
+std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs, const LocalSchedulerOptions& options);
 
 // True once a stop signal arrived during the current/last run_local_jobs call.
 bool local_stop_requested();

@@ -172,12 +172,12 @@ std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& j
   // squeue fails as a whole when one id is unknown (purged): ask for all of this user's jobs.
   const passwd* user = ::getpwuid(::getuid());
   const std::string user_flag = user ? std::string("--user=") + user->pw_name : "--me";
-  for (auto& j : parse_squeue(query_output({"squeue", "--noheader", "--array", "--states=all", user_flag, "-O",
-                                             kSqueueFields})))
+  for (auto& j :
+       parse_squeue(query_output({"squeue", "--noheader", "--array", "--states=all", user_flag, "-O", kSqueueFields})))
     if (wanted.count(j.job_id)) out[j.job_id] = j;
   if (out.size() < wanted.size()) {
-    for (auto& j : parse_sacct(query_output({"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list,
-                                             std::string("--format=") + kSacctFields})))
+    for (auto& j : parse_sacct(query_output(
+             {"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list, std::string("--format=") + kSacctFields})))
       if (wanted.count(j.job_id) && !out.count(j.job_id)) out[j.job_id] = j;
   }
   return out;
@@ -214,7 +214,8 @@ std::string merge_run_state(RunState run_state, const std::string& run_reason, c
   if (job && is_active(*job)) return describe_job(*job);
   const std::string slurm = job ? " [slurm: " + describe_job(*job) + "]" : "";
   if (run_state == RunState::kDone) return "done";
-  if (run_state == RunState::kFailed) return "failed" + (run_reason.empty() ? std::string() : ": " + run_reason) + slurm;
+  if (run_state == RunState::kFailed)
+    return "failed" + (run_reason.empty() ? std::string() : ": " + run_reason) + slurm;
   if (run_state == RunState::kPreempted) {
     if (job && job->state == "CANCELLED") return "cancelled (checkpointed: resumable)";
     return "preempted (checkpointed: resumable)" + slurm;

@@ -29,9 +29,7 @@ void fsync_directory_of(const std::string& path) {
 
 }  // namespace
 
-std::string temp_path_for(const std::string& final_path) {
-  return final_path + ".tmp-" + std::to_string(::getpid());
-}
+std::string temp_path_for(const std::string& final_path) { return final_path + ".tmp-" + std::to_string(::getpid()); }
 
 void write_file_atomic(const std::string& path, std::string_view content) {
   std::string tmp = temp_path_for(path);

@@ -24,9 +24,9 @@ namespace fs = std::filesystem;
 template <typename T>
 using Ref = std::function<T&(Config&)>;
 
-using AnyRef = std::variant<Ref<int>, Ref<int64_t>, Ref<uint64_t>, Ref<double>, Ref<bool>,
-                            Ref<std::string>, Ref<std::array<int, 2>>, Ref<std::array<double, 2>>,
-                            Ref<std::vector<double>>, Ref<std::vector<int>>, Ref<std::vector<std::string>>>;
+using AnyRef = std::variant<Ref<int>, Ref<int64_t>, Ref<uint64_t>, Ref<double>, Ref<bool>, Ref<std::string>,
+                            Ref<std::array<int, 2>>, Ref<std::array<double, 2>>, Ref<std::vector<double>>,
+                            Ref<std::vector<int>>, Ref<std::vector<std::string>>>;
 
 struct Field {
   std::string key;
@@ -89,52 +89,43 @@ const std::vector<Field>& schema() {
     std::vector<Field> s;
     s.push_back(make("name", Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
     // [data]
-    s.push_back(choice("data.layout", [](Config& c) -> std::string& { return c.data.layout; },
-                       {"ade20k", "cityscapes"}));
+    s.push_back(
+        choice("data.layout", [](Config& c) -> std::string& { return c.data.layout; }, {"ade20k", "cityscapes"}));
     s.push_back(path("data.store", [](Config& c) -> std::string& { return c.data.store; }));
     s.push_back(path("data.val_store", [](Config& c) -> std::string& { return c.data.val_store; }));
-    s.push_back(make("data.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
-                       return c.data.crop;
-                     }), 16, 8192));
-    s.push_back(make("data.scale", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
-                       return c.data.scale;
-                     }), 16, 16384));
+    s.push_back(make("data.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.data.crop; }),
+                     16, 8192));
+    s.push_back(make("data.scale",
+                     Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.data.scale; }), 16,
+                     16384));
     s.push_back(make("data.ratio",
-                     Ref<std::array<double, 2>>([](Config& c) -> std::array<double, 2>& {
-                       return c.data.ratio;
-                     }), 0, 10, true));
-    s.push_back(make("data.cat_max_ratio",
-                     Ref<double>([](Config& c) -> double& { return c.data.cat_max_ratio; }), 0, 1,
-                     true));
-    s.push_back(make("data.flip_prob",
-                     Ref<double>([](Config& c) -> double& { return c.data.flip_prob; }), 0, 1));
-    s.push_back(make("data.photometric",
-                     Ref<bool>([](Config& c) -> bool& { return c.data.photometric; })));
-    s.push_back(choice("data.normalize", [](Config& c) -> std::string& { return c.data.normalize; },
-                       {"clip", "imagenet"}));
-    s.push_back(make("data.batch_per_rank",
-                     Ref<int>([](Config& c) -> int& { return c.data.batch_per_rank; }), 1, 1024));
-    s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 1,
-                     64));
-    s.push_back(make("data.prefetch", Ref<int>([](Config& c) -> int& { return c.data.prefetch; }),
-                     1, 64));
-    s.push_back(choice("data.on_corrupt", [](Config& c) -> std::string& { return c.data.on_corrupt; },
-                       {"fail", "skip"}));
+                     Ref<std::array<double, 2>>([](Config& c) -> std::array<double, 2>& { return c.data.ratio; }), 0,
+                     10, true));
+    s.push_back(
+        make("data.cat_max_ratio", Ref<double>([](Config& c) -> double& { return c.data.cat_max_ratio; }), 0, 1, true));
+    s.push_back(make("data.flip_prob", Ref<double>([](Config& c) -> double& { return c.data.flip_prob; }), 0, 1));
+    s.push_back(make("data.photometric", Ref<bool>([](Config& c) -> bool& { return c.data.photometric; })));
+    s.push_back(
+        choice("data.normalize", [](Config& c) -> std::string& { return c.data.normalize; }, {"clip", "imagenet"}));
+    s.push_back(
+        make("data.batch_per_rank", Ref<int>([](Config& c) -> int& { return c.data.batch_per_rank; }), 1, 1024));
+    s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 1, 64));
+    s.push_back(make("data.prefetch", Ref<int>([](Config& c) -> int& { return c.data.prefetch; }), 1, 64));
+    s.push_back(
+        choice("data.on_corrupt", [](Config& c) -> std::string& { return c.data.on_corrupt; }, {"fail", "skip"}));
     // [model]
     s.push_back(choice("model.backbone", [](Config& c) -> std::string& { return c.model.backbone; },
                        {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
-    s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8,
-                     256));
+    s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8, 256));
     s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
     std::vector<std::string> heads;
     for (const auto& [name, kind] : head_kinds()) heads.push_back(name);
-    s.push_back(choice("model.head", [](Config& c) -> std::string& { return c.model.head; }, heads));
-    s.push_back(choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; },
-                       {"syncbn", "bn", "frozen_bn"}));
-    s.push_back(make("model.fpn_channels",
-                     Ref<int>([](Config& c) -> int& { return c.model.fpn_channels; }), 8, 1024));
-    s.push_back(make("model.dropout", Ref<double>([](Config& c) -> double& { return c.model.dropout; }),
-                     0, 0.99));
+    s.push_back(choice(
+        "model.head", [](Config& c) -> std::string& { return c.model.head; }, heads));
+    s.push_back(
+        choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; }, {"syncbn", "bn", "frozen_bn"}));
+    s.push_back(make("model.fpn_channels", Ref<int>([](Config& c) -> int& { return c.model.fpn_channels; }), 8, 1024));
+    s.push_back(make("model.dropout", Ref<double>([](Config& c) -> double& { return c.model.dropout; }), 0, 0.99));
     // [model.vit]
     auto vit_int = [&s](const char* leaf, int VitConfig::*member, double min, double max) {
       s.push_back(make(std::string("model.vit.") + leaf,
@@ -145,7 +136,8 @@ const std::vector<Field>& schema() {
     vit_int("heads", &VitConfig::heads, 1, 256);
     vit_int("embed_dim", &VitConfig::embed_dim, 8, 8192);
     s.push_back(make("model.vit.out_indices",
-                     Ref<std::vector<int>>([](Config& c) -> std::vector<int>& { return c.model.vit.out_indices; }), 0, 255));
+                     Ref<std::vector<int>>([](Config& c) -> std::vector<int>& { return c.model.vit.out_indices; }), 0,
+                     255));
     s.push_back(make("model.vit.drop_path_rate",
                      Ref<double>([](Config& c) -> double& { return c.model.vit.drop_path_rate; }), 0, 0.99));
     // [model.clip_sp]
@@ -157,8 +149,7 @@ const std::vector<Field>& schema() {
       s.push_back(make(std::string("model.clip_sp.") + leaf,
                        Ref<double>([member](Config& c) -> double& { return c.model.clip_sp.*member; }), min, max));
     };
-    s.push_back(choice("model.clip_sp.ml_decoder",
-                       [](Config& c) -> std::string& { return c.model.clip_sp.ml_decoder; },
+    s.push_back(choice("model.clip_sp.ml_decoder", [](Config& c) -> std::string& { return c.model.clip_sp.ml_decoder; },
                        {"dual_graphformer", "mlp"}));
     clip_sp_int("graph_blocks", &ClipSpConfig::graph_blocks, 1, 64);
     clip_sp_int("graph_nodes", &ClipSpConfig::graph_nodes, 1, 4096);
@@ -169,8 +160,8 @@ const std::vector<Field>& schema() {
     clip_sp_real("batch_drop.r_start", &ClipSpConfig::drop_r_start, 0, 1);
     clip_sp_real("batch_drop.r_end", &ClipSpConfig::drop_r_end, 0, 1);
     clip_sp_real("batch_drop.decay", &ClipSpConfig::drop_decay, 0, 1);
-    s.push_back(choice("model.clip_sp.batch_drop.mode", [](Config& c) -> std::string& { return c.model.clip_sp.drop_mode; },
-                       {"slots", "images"}));
+    s.push_back(choice("model.clip_sp.batch_drop.mode",
+                       [](Config& c) -> std::string& { return c.model.clip_sp.drop_mode; }, {"slots", "images"}));
     s.push_back(choice("model.clip_sp.srm_gate", [](Config& c) -> std::string& { return c.model.clip_sp.srm_gate; },
                        {"linear", "sigmoid"}));
     s.push_back(make("model.clip_sp.srm_output_proj",
@@ -184,7 +175,8 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.text.width", Ref<int>([](Config& c) -> int& { return c.model.text.width; }), 8, 8192));
     s.push_back(make("model.text.layers", Ref<int>([](Config& c) -> int& { return c.model.text.layers; }), 1, 256));
     s.push_back(make("model.text.heads", Ref<int>([](Config& c) -> int& { return c.model.text.heads; }), 1, 256));
-    s.push_back(make("model.text.prompt", Ref<std::string>([](Config& c) -> std::string& { return c.model.text.prompt; })));
+    s.push_back(
+        make("model.text.prompt", Ref<std::string>([](Config& c) -> std::string& { return c.model.text.prompt; })));
     // [model.mask2former]
     auto m2f_int = [&s](const char* leaf, int Mask2FormerConfig::*member, double min, double max) {
       s.push_back(make(std::string("model.mask2former.") + leaf,
@@ -215,7 +207,8 @@ const std::vector<Field>& schema() {
                        [](Config& c) -> std::string& { return c.model.mask2former.mask_loss_norm; },
                        {"num_masks", "class_weight_sum"}));
     // [model.mta_clip]
-    s.push_back(make("model.mta_clip.prompts", Ref<int>([](Config& c) -> int& { return c.model.mta_clip.prompts; }), 1, 64));
+    s.push_back(
+        make("model.mta_clip.prompts", Ref<int>([](Config& c) -> int& { return c.model.mta_clip.prompts; }), 1, 64));
     s.push_back(make("model.mta_clip.context_length",
                      Ref<int>([](Config& c) -> int& { return c.model.mta_clip.context_length; }), 1, 64));
     s.push_back(choice("model.mta_clip.negatives", [](Config& c) -> std::string& { return c.model.mta_clip.negatives; },
@@ -224,8 +217,8 @@ const std::vector<Field>& schema() {
                      Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.joint_attention; })));
     s.push_back(make("model.mta_clip.text_enhanced",
                      Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.text_enhanced; })));
-    s.push_back(make("model.mta_clip.contrastive",
-                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.contrastive; })));
+    s.push_back(
+        make("model.mta_clip.contrastive", Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.contrastive; })));
     s.push_back(make("model.mta_clip.temperature",
                      Ref<double>([](Config& c) -> double& { return c.model.mta_clip.temperature; }), 1e-4, 100, true));
     s.push_back(make("model.mta_clip.lambda_sim",
@@ -235,81 +228,62 @@ const std::vector<Field>& schema() {
     s.push_back(make("model.mta_clip.joint_query_norm",
                      Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.joint_query_norm; })));
     // [train]
-    s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }),
-                     1, 1e9));
-    s.push_back(make("train.lr", Ref<double>([](Config& c) -> double& { return c.train.lr; }), 0, 10,
-                     true));
+    s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }), 1, 1e9));
+    s.push_back(make("train.lr", Ref<double>([](Config& c) -> double& { return c.train.lr; }), 0, 10, true));
     s.push_back(make("train.backbone_lr_mult",
-                     Ref<double>([](Config& c) -> double& { return c.train.backbone_lr_mult; }), 0,
-                     100));
-    s.push_back(make("train.weight_decay",
-                     Ref<double>([](Config& c) -> double& { return c.train.weight_decay; }), 0, 10));
+                     Ref<double>([](Config& c) -> double& { return c.train.backbone_lr_mult; }), 0, 100));
+    s.push_back(
+        make("train.weight_decay", Ref<double>([](Config& c) -> double& { return c.train.weight_decay; }), 0, 10));
     s.push_back(make("train.no_decay_keys", Ref<std::vector<std::string>>([](Config& c) -> std::vector<std::string>& {
                        return c.train.no_decay_keys;
                      })));
-    s.push_back(make("train.norm_decay_mult",
-                     Ref<double>([](Config& c) -> double& { return c.train.norm_decay_mult; }), 0, 10));
-    s.push_back(make("train.warmup_iters",
-                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.warmup_iters; }), 0,
-                     1e9));
-    s.push_back(make("train.warmup_ratio",
-                     Ref<double>([](Config& c) -> double& { return c.train.warmup_ratio; }), 0, 1,
-                     true));
-    s.push_back(make("train.poly_power",
-                     Ref<double>([](Config& c) -> double& { return c.train.poly_power; }), 0, 10));
-    s.push_back(make("train.min_lr", Ref<double>([](Config& c) -> double& { return c.train.min_lr; }),
+    s.push_back(make("train.norm_decay_mult", Ref<double>([](Config& c) -> double& { return c.train.norm_decay_mult; }),
                      0, 10));
-    s.push_back(make("train.grad_clip",
-                     Ref<double>([](Config& c) -> double& { return c.train.grad_clip; }), 0, kInf));
-    s.push_back(make("train.eval_interval",
-                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.eval_interval; }), 0,
-                     1e9));
+    s.push_back(
+        make("train.warmup_iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.warmup_iters; }), 0, 1e9));
+    s.push_back(
+        make("train.warmup_ratio", Ref<double>([](Config& c) -> double& { return c.train.warmup_ratio; }), 0, 1, true));
+    s.push_back(make("train.poly_power", Ref<double>([](Config& c) -> double& { return c.train.poly_power; }), 0, 10));
+    s.push_back(make("train.min_lr", Ref<double>([](Config& c) -> double& { return c.train.min_lr; }), 0, 10));
+    s.push_back(make("train.grad_clip", Ref<double>([](Config& c) -> double& { return c.train.grad_clip; }), 0, kInf));
+    s.push_back(
+        make("train.eval_interval", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.eval_interval; }), 0, 1e9));
     s.push_back(make("train.checkpoint_interval",
-                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.checkpoint_interval; }),
-                     0, 1e9));
-    s.push_back(make("train.keep_checkpoints",
-                     Ref<int>([](Config& c) -> int& { return c.train.keep_checkpoints; }), 1, 1000));
-    s.push_back(make("train.seed", Ref<uint64_t>([](Config& c) -> uint64_t& { return c.train.seed; }),
-                     0, 9.0e18));
+                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.checkpoint_interval; }), 0, 1e9));
+    s.push_back(
+        make("train.keep_checkpoints", Ref<int>([](Config& c) -> int& { return c.train.keep_checkpoints; }), 1, 1000));
+    s.push_back(make("train.seed", Ref<uint64_t>([](Config& c) -> uint64_t& { return c.train.seed; }), 0, 9.0e18));
     s.push_back(choice("train.precision", [](Config& c) -> std::string& { return c.train.precision; },
                        {"fp32", "bf16", "fp16"}));
     s.push_back(make("train.tf32", Ref<bool>([](Config& c) -> bool& { return c.train.tf32; })));
     s.push_back(make("train.cudnn_benchmark", Ref<bool>([](Config& c) -> bool& { return c.train.cudnn_benchmark; })));
     // [eval]
-    s.push_back(choice("eval.mode", [](Config& c) -> std::string& { return c.eval.mode; },
-                       {"whole", "slide"}));
-    s.push_back(make("eval.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
-                       return c.eval.crop;
-                     }), 16, 8192));
-    s.push_back(make("eval.stride", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& {
-                       return c.eval.stride;
-                     }), 1, 8192));
+    s.push_back(choice("eval.mode", [](Config& c) -> std::string& { return c.eval.mode; }, {"whole", "slide"}));
+    s.push_back(make("eval.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.eval.crop; }),
+                     16, 8192));
+    s.push_back(make("eval.stride",
+                     Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.eval.stride; }), 1, 8192));
     s.push_back(make("eval.scales",
-                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& {
-                       return c.eval.scales;
-                     }), 0, 8, true));
+                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& { return c.eval.scales; }), 0, 8,
+                     true));
     s.push_back(make("eval.flip", Ref<bool>([](Config& c) -> bool& { return c.eval.flip; })));
     s.push_back(make("eval.batch", Ref<int>([](Config& c) -> int& { return c.eval.batch; }), 1, 64));
     s.push_back(make("eval.ms_scales",
-                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& {
-                       return c.eval.ms_scales;
-                     }), 0, 8, true));
+                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& { return c.eval.ms_scales; }), 0, 8,
+                     true));
     s.push_back(make("eval.report_ms", Ref<bool>([](Config& c) -> bool& { return c.eval.report_ms; })));
     // [dist]
-    s.push_back(choice("dist.device", [](Config& c) -> std::string& { return c.dist.device; },
-                       {"auto", "cpu", "cuda"}));
-    s.push_back(choice("dist.backend", [](Config& c) -> std::string& { return c.dist.backend; },
-                       {"auto", "mpi", "nccl"}));
-    s.push_back(make("dist.bucket_mb",
-                     Ref<double>([](Config& c) -> double& { return c.dist.bucket_mb; }), 0, 4096,
-                     true));
+    s.push_back(
+        choice("dist.device", [](Config& c) -> std::string& { return c.dist.device; }, {"auto", "cpu", "cuda"}));
+    s.push_back(
+        choice("dist.backend", [](Config& c) -> std::string& { return c.dist.backend; }, {"auto", "mpi", "nccl"}));
+    s.push_back(
+        make("dist.bucket_mb", Ref<double>([](Config& c) -> double& { return c.dist.bucket_mb; }), 0, 4096, true));
     s.push_back(make("dist.overlap", Ref<bool>([](Config& c) -> bool& { return c.dist.overlap; })));
-    s.push_back(make("dist.timeout_s",
-                     Ref<double>([](Config& c) -> double& { return c.dist.timeout_s; }), 0, 1e6,
-                     true));
+    s.push_back(
+        make("dist.timeout_s", Ref<double>([](Config& c) -> double& { return c.dist.timeout_s; }), 0, 1e6, true));
     // [log]
-    s.push_back(make("log.interval", Ref<int64_t>([](Config& c) -> int64_t& { return c.log.interval; }),
-                     1, 1e9));
+    s.push_back(make("log.interval", Ref<int64_t>([](Config& c) -> int64_t& { return c.log.interval; }), 1, 1e9));
     s.push_back(choice("log.level", [](Config& c) -> std::string& { return c.log.level; },
                        {"trace", "debug", "info", "warn", "error"}));
     // [cluster.slurm]
@@ -332,8 +306,8 @@ const std::vector<Field>& schema() {
     slurm_int("tasks_per_node", &SlurmConfig::tasks_per_node, 0, 4096);
     slurm_int("cpus_per_task", &SlurmConfig::cpus_per_task, 0, 4096);
     slurm_int("max_parallel", &SlurmConfig::max_parallel, 0, 100000);
-    s.push_back(choice("cluster.slurm.launcher",
-                       [](Config& c) -> std::string& { return c.cluster.slurm.launcher; }, {"srun", "mpirun"}));
+    s.push_back(choice("cluster.slurm.launcher", [](Config& c) -> std::string& { return c.cluster.slurm.launcher; },
+                       {"srun", "mpirun"}));
     s.push_back(choice("cluster.slurm.mpi", [](Config& c) -> std::string& { return c.cluster.slurm.mpi; },
                        {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
     s.push_back(choice("cluster.slurm.signal", [](Config& c) -> std::string& { return c.cluster.slurm.signal; },
@@ -426,19 +400,16 @@ double read_number(const Field& f, const toml::node& node, const Origin& where) 
   return v;
 }
 
-const toml::array& read_array(const Field& f, const toml::node& node, const Origin& where,
-                              size_t exact) {
+const toml::array& read_array(const Field& f, const toml::node& node, const Origin& where, size_t exact) {
   if (!node.is_array()) fail(where, f.key, "expected an array, got " + toml_type_name(node));
   const auto& arr = *node.as_array();
   if (exact > 0 && arr.size() != exact)
-    fail(where, f.key, "expected " + std::to_string(exact) + " values, got " +
-                           std::to_string(arr.size()));
+    fail(where, f.key, "expected " + std::to_string(exact) + " values, got " + std::to_string(arr.size()));
   if (arr.empty()) fail(where, f.key, "expected a non-empty array");
   return arr;
 }
 
-void assign(const Field& f, Config& config, const toml::node& node, const Origin& where,
-            const fs::path& base_dir) {
+void assign(const Field& f, Config& config, const toml::node& node, const Origin& where, const fs::path& base_dir) {
   std::visit(
       [&](auto&& ref) {
         using T = std::decay_t<decltype(ref(config))>;
@@ -459,8 +430,7 @@ void assign(const Field& f, Config& config, const toml::node& node, const Origin
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (!node.is_string()) fail(where, f.key, "expected a string, got " + toml_type_name(node));
           std::string v = node.as_string()->get();
-          if (!f.choices.empty() &&
-              std::find(f.choices.begin(), f.choices.end(), v) == f.choices.end()) {
+          if (!f.choices.empty() && std::find(f.choices.begin(), f.choices.end(), v) == f.choices.end()) {
             std::string list;
             for (const auto& c : f.choices) list += (list.empty() ? "" : ", ") + c;
             fail(where, f.key, "'" + v + "' is not one of: " + list);
@@ -507,8 +477,8 @@ void unknown_key(const Origin& where, const std::string& key) {
   fail(where, key, "unknown key (did you mean '" + nearest_key(key) + "'?)");
 }
 
-void apply_table(const toml::table& table, const std::string& prefix, Config& config,
-                 const std::string& file, const fs::path& base_dir) {
+void apply_table(const toml::table& table, const std::string& prefix, Config& config, const std::string& file,
+                 const fs::path& base_dir) {
   for (const auto& [k, node] : table) {
     std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     Origin where = origin_of(file, node);
@@ -529,8 +499,7 @@ void apply_table(const toml::table& table, const std::string& prefix, Config& co
 void apply_override(const std::string& text, Config& config) {
   Origin where{"override '" + text + "'"};
   auto eq = text.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw ConfigError(where.text + ": expected key=value (e.g. train.lr=1e-4)");
+  if (eq == std::string::npos || eq == 0) throw ConfigError(where.text + ": expected key=value (e.g. train.lr=1e-4)");
   std::string key = text.substr(0, eq);
   std::string value = text.substr(eq + 1);
   const Field* f = find_field(key);
@@ -556,23 +525,22 @@ void check_cross_fields(const Config& c, const std::string& origin) {
   };
   if (c.train.warmup_iters > c.train.iters)
     fail_cross("train.warmup_iters", "warmup (" + std::to_string(c.train.warmup_iters) +
-                                         ") is longer than train.iters (" +
-                                         std::to_string(c.train.iters) + ")");
-  if (c.train.min_lr > c.train.lr)
-    fail_cross("train.min_lr", "min_lr is larger than train.lr");
+                                         ") is longer than train.iters (" + std::to_string(c.train.iters) + ")");
+  if (c.train.min_lr > c.train.lr) fail_cross("train.min_lr", "min_lr is larger than train.lr");
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
   if (c.model.clip_sp.attn_dim % c.model.clip_sp.heads != 0)
     fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");
   if (c.model.text.width % c.model.text.heads != 0)
     fail_cross("model.text.width", "must be divisible by model.text.heads");
-  if (c.model.vit.width % c.model.vit.heads != 0)
-    fail_cross("model.vit.width", "must be divisible by model.vit.heads");
+  if (c.model.vit.width % c.model.vit.heads != 0) fail_cross("model.vit.width", "must be divisible by model.vit.heads");
   const std::vector<int>& levels = c.model.vit.out_indices;
-  if (levels.size() != 4) fail_cross("model.vit.out_indices", "needs 4 block indices (the 1/4, 1/8, 1/16, 1/32 levels)");
+  if (levels.size() != 4)
+    fail_cross("model.vit.out_indices", "needs 4 block indices (the 1/4, 1/8, 1/16, 1/32 levels)");
   for (size_t i = 0; i < levels.size(); ++i) {
     if (levels[i] >= c.model.vit.layers)
-      fail_cross("model.vit.out_indices", "index " + std::to_string(levels[i]) + " is not a block of model.vit.layers = " +
-                                              std::to_string(c.model.vit.layers) + " (0-based)");
+      fail_cross("model.vit.out_indices",
+                 "index " + std::to_string(levels[i]) +
+                     " is not a block of model.vit.layers = " + std::to_string(c.model.vit.layers) + " (0-based)");
     if (i > 0 && levels[i] <= levels[i - 1]) fail_cross("model.vit.out_indices", "indices must increase");
   }
   if (c.model.head == "mta_clip" && !c.model.mta_clip.text_enhanced && !c.model.mta_clip.contrastive)
@@ -585,8 +553,8 @@ void check_cross_fields(const Config& c, const std::string& origin) {
       fail_cross("eval.stride", "stride larger than eval.crop leaves pixels unpredicted");
 }
 
-Config parse_table(const toml::table& table, const std::string& origin,
-                   const std::vector<std::string>& overrides, const fs::path& base_dir) {
+Config parse_table(const toml::table& table, const std::string& origin, const std::vector<std::string>& overrides,
+                   const fs::path& base_dir) {
   Config config;
   apply_table(table, "", config, origin, base_dir);
   for (const auto& o : overrides) apply_override(o, config);
@@ -623,8 +591,7 @@ Config parse_config(const std::string& toml_text, const std::string& origin,
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec))
-    throw ConfigError(path + ": config file not found (or not a regular file)");
+  if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": config file not found (or not a regular file)");
   toml::table table;
   try {
     table = toml::parse_file(path);
@@ -655,8 +622,7 @@ std::string to_toml(const Config& input) {
             t.insert(leaf, static_cast<int64_t>(v));
           } else if constexpr (std::is_same_v<T, uint64_t>) {
             t.insert(leaf, static_cast<int64_t>(v));
-          } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, bool> ||
-                               std::is_same_v<T, std::string>) {
+          } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
             t.insert(leaf, v);
           } else if constexpr (std::is_same_v<T, std::array<int, 2>>) {
             t.insert(leaf, toml::array{static_cast<int64_t>(v[0]), static_cast<int64_t>(v[1])});

@@ -25,25 +25,25 @@ struct DataConfig {
   double cat_max_ratio = 0.75;
   double flip_prob = 0.5;
   bool photometric = true;
-  std::string normalize = "clip";          // clip | imagenet: the mean/std images are normalized with
+  std::string normalize = "clip";  // clip | imagenet: the mean/std images are normalized with
   int batch_per_rank = 4;
   int workers = 4;
-  int prefetch = 4;                       // batches queued ahead per rank
-  std::string on_corrupt = "fail";        // fail | skip
+  int prefetch = 4;                 // batches queued ahead per rank
+  std::string on_corrupt = "fail";  // fail | skip
 };
 
 // CLIP-SP head (model.head = "clip_sp"), paper defaults; see docs/models.md.
 struct ClipSpConfig {
   std::string ml_decoder = "dual_graphformer";  // dual_graphformer | mlp
-  int graph_blocks = 3;                   // Dual GraphFormer blocks
-  int graph_nodes = 64;                   // N: image-path graph nodes
-  int top_k = 30;                         // k: labels turned into scene tokens (<= classes)
-  int attn_dim = 512;                     // Dual GraphFormer cross-attention width
+  int graph_blocks = 3;                         // Dual GraphFormer blocks
+  int graph_nodes = 64;                         // N: image-path graph nodes
+  int top_k = 30;                               // k: labels turned into scene tokens (<= classes)
+  int attn_dim = 512;                           // Dual GraphFormer cross-attention width
   int heads = 8;
-  int srm_dim = 256;                      // Scene Refinement non-local attention width
-  std::string srm_gate = "linear";        // x4' = T_g * x4 (paper Eq. 4) | "sigmoid": sigmoid(T_g) * x4 (SENet)
-  bool srm_output_proj = true;            // the non-local block's W_z on the attended features [38]
-  double drop_r_start = 0.9;              // batch drop: r = max(r_end, r_start * decay^iter)
+  int srm_dim = 256;                // Scene Refinement non-local attention width
+  std::string srm_gate = "linear";  // x4' = T_g * x4 (paper Eq. 4) | "sigmoid": sigmoid(T_g) * x4 (SENet)
+  bool srm_output_proj = true;      // the non-local block's W_z on the attended features [38]
+  double drop_r_start = 0.9;        // batch drop: r = max(r_end, r_start * decay^iter)
   double drop_r_end = 0.1;
   double drop_decay = 0.9999;
   // "slots" (the paper's words, Sec. 3.5): each of the batch's top-k label slots is replaced, with
@@ -51,8 +51,8 @@ struct ClipSpConfig {
   // probability 1; "images": each image, with probability r, takes all its slots from its ground
   // truth (filled up with its top predicted absent classes), tokens keep the predicted probability.
   std::string drop_mode = "slots";
-  double lambda_ml = 10.0;                // lambda1: asymmetric multi-label loss weight
-  double lambda_aux = 0.4;                // lambda2: scene-attention auxiliary CE weight
+  double lambda_ml = 10.0;  // lambda1: asymmetric multi-label loss weight
+  double lambda_aux = 0.4;  // lambda2: scene-attention auxiliary CE weight
   double asl_gamma_neg = 4.0;
   double asl_gamma_pos = 1.0;
   double asl_clip = 0.05;
@@ -70,21 +70,21 @@ struct TextConfig {
 // Mask2Former head (model.head = "mask2former"), Mask2Former's ADE20K defaults; see docs/models.md.
 struct Mask2FormerConfig {
   int num_queries = 100;
-  int hidden_dim = 256;                   // pixel decoder, transformer decoder and mask feature width
-  int dec_layers = 9;                     // masked-attention decoder layers
-  int enc_layers = 6;                     // deformable attention encoder layers
-  int heads = 8;                          // attention heads (encoder and decoder)
-  int enc_points = 4;                     // deformable sampling points per head and level
+  int hidden_dim = 256;  // pixel decoder, transformer decoder and mask feature width
+  int dec_layers = 9;    // masked-attention decoder layers
+  int enc_layers = 6;    // deformable attention encoder layers
+  int heads = 8;         // attention heads (encoder and decoder)
+  int enc_points = 4;    // deformable sampling points per head and level
   int enc_ffn = 1024;
   int dec_ffn = 2048;
-  int num_points = 12544;                 // sampled points for matching and mask losses
+  int num_points = 12544;  // sampled points for matching and mask losses
   double oversample = 3.0;
   double importance = 0.75;
   double class_weight = 2.0;
   double mask_weight = 5.0;
   double dice_weight = 5.0;
   double no_object_weight = 0.1;
-  bool supervise_initial = false;         // also supervise the prediction made before layer 0
+  bool supervise_initial = false;  // also supervise the prediction made before layer 0
   // What the mask (BCE) and dice losses are divided by: the number of target masks (Mask2Former)
   // or the sum of the class weights of all queries (MTA-CLIP's code); both averaged over ranks.
   std::string mask_loss_norm = "num_masks";  // num_masks | class_weight_sum
@@ -94,14 +94,14 @@ struct Mask2FormerConfig {
 // class_weight / mask_weight / dice_weight are the paper's lambda1 / lambda2) plus the mask-text
 // alignment below; see docs/models.md.
 struct MtaClipConfig {
-  int prompts = 3;                        // K learnable context prompts (1 = no MTPL)
-  int context_length = 8;                 // M context vectors per prompt
-  std::string negatives = "mixneg";       // mixneg | separateneg
-  bool joint_attention = true;            // false = separate self-attention for text and mask queries
-  bool text_enhanced = true;              // text queries join the mask queries in the decoder
-  bool contrastive = true;                // mask-to-text contrastive loss (MTCL) after every layer
-  double temperature = 1.0;               // tau in S = cos(m', t') / tau
-  double lambda_sim = 1.0;                // lambda3
+  int prompts = 3;                   // K learnable context prompts (1 = no MTPL)
+  int context_length = 8;            // M context vectors per prompt
+  std::string negatives = "mixneg";  // mixneg | separateneg
+  bool joint_attention = true;       // false = separate self-attention for text and mask queries
+  bool text_enhanced = true;         // text queries join the mask queries in the decoder
+  bool contrastive = true;           // mask-to-text contrastive loss (MTCL) after every layer
+  double temperature = 1.0;          // tau in S = cos(m', t') / tau
+  double lambda_sim = 1.0;           // lambda3
   // Which queries the contrastive loss supervises: "all" (MTA-CLIP's code: every query, the
   // unmatched ones toward an extra "none" text class weighted no_object_weight, divided by the sum
   // of the weights) or "matched" (the Hungarian-matched ones, mean; no "none" class).
@@ -114,13 +114,13 @@ struct MtaClipConfig {
 // CLIP vision transformer (model.backbone = "clip_vit_b16": patch 16); defaults = OpenAI's
 // ViT-B/16, smaller for tiny CPU configs. See models/clip/clip_vit.h and docs/models.md.
 struct VitConfig {
-  int width = 768;                        // token width
-  int layers = 12;                        // residual attention blocks
+  int width = 768;  // token width
+  int layers = 12;  // residual attention blocks
   int heads = 12;
-  int embed_dim = 512;                    // CLIP embedding width (visual proj; = the text encoder's)
+  int embed_dim = 512;  // CLIP embedding width (visual proj; = the text encoder's)
   // Blocks whose patch tokens become the 1/4, 1/8, 1/16, 1/32 features (DenseCLIP's out_indices).
   std::vector<int> out_indices{3, 5, 7, 11};
-  double drop_path_rate = 0.0;            // stochastic depth of the last block (linear from 0)
+  double drop_path_rate = 0.0;  // stochastic depth of the last block (linear from 0)
 };
 
 // The segmentation heads model.head names: the schema's one list. models/segmentor.cpp builds one
@@ -131,15 +131,15 @@ const std::vector<std::pair<std::string, HeadKind>>& head_kinds();  // name -> k
 HeadKind head_kind(const std::string& name);
 
 struct ModelConfig {
-  std::string backbone = "clip_rn50";     // clip_rn50 | clip_rn101 | clip_vit_b16
-  int width = 64;                         // ResNet stem width (64 = the real RN50; unused by ViTs)
-  VitConfig vit;                          // sizes of clip_vit_b16
-  std::string pretrained;                 // OpenAI CLIP TorchScript archive; "none" = random init on
-                                          // purpose ("" is refused by `segrun train`)
-  std::string head = "fpn";               // head_kinds(): fpn | clip_sp | mask2former | mta_clip
-  std::string norm = "syncbn";            // syncbn | bn | frozen_bn
-  int fpn_channels = 256;                 // FPN neck / head width
-  double dropout = 0.1;                   // Dropout2d before the classifier
+  std::string backbone = "clip_rn50";  // clip_rn50 | clip_rn101 | clip_vit_b16
+  int width = 64;                      // ResNet stem width (64 = the real RN50; unused by ViTs)
+  VitConfig vit;                       // sizes of clip_vit_b16
+  std::string pretrained;              // OpenAI CLIP TorchScript archive; "none" = random init on
+                                       // purpose ("" is refused by `segrun train`)
+  std::string head = "fpn";            // head_kinds(): fpn | clip_sp | mask2former | mta_clip
+  std::string norm = "syncbn";         // syncbn | bn | frozen_bn
+  int fpn_channels = 256;              // FPN neck / head width
+  double dropout = 0.1;                // Dropout2d before the classifier
   Mask2FormerConfig mask2former;
   ClipSpConfig clip_sp;
   MtaClipConfig mta_clip;
@@ -162,19 +162,19 @@ struct TrainConfig {
   double warmup_ratio = 1e-6;
   double poly_power = 0.9;
   double min_lr = 1e-6;
-  double grad_clip = 0.0;                 // max global grad norm, 0 = off
-  int64_t eval_interval = 8000;           // 0 = only at the end
-  int64_t checkpoint_interval = 8000;     // 0 = only at the end
+  double grad_clip = 0.0;              // max global grad norm, 0 = off
+  int64_t eval_interval = 8000;        // 0 = only at the end
+  int64_t checkpoint_interval = 8000;  // 0 = only at the end
   int keep_checkpoints = 3;
   uint64_t seed = 0;
-  std::string precision = "fp32";         // fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
-  bool tf32 = true;                       // TF32 matmuls and convolutions on NVIDIA GPUs
-  bool cudnn_benchmark = true;            // cuDNN picks the fastest convolution per shape
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
+  bool tf32 = true;                // TF32 matmuls and convolutions on NVIDIA GPUs
+  bool cudnn_benchmark = true;     // cuDNN picks the fastest convolution per shape
 };
 
 struct EvalConfig {
-  std::string mode = "whole";             // whole | slide
-  std::array<int, 2> crop{512, 512};      // slide window (H, W)
+  std::string mode = "whole";         // whole | slide
+  std::array<int, 2> crop{512, 512};  // slide window (H, W)
   std::array<int, 2> stride{341, 341};
   std::vector<double> scales{1.0};
   bool flip = false;
@@ -186,38 +186,38 @@ struct EvalConfig {
 };
 
 struct DistConfig {
-  std::string device = "auto";            // auto | cpu | cuda (cuda:<local rank>); see dist/device.h
-  std::string backend = "auto";           // auto | mpi | nccl
+  std::string device = "auto";   // auto | cpu | cuda (cuda:<local rank>); see dist/device.h
+  std::string backend = "auto";  // auto | mpi | nccl
   double bucket_mb = 25.0;
-  bool overlap = true;                    // all-reduce buckets during backward (comm thread)
+  bool overlap = true;  // all-reduce buckets during backward (comm thread)
   double timeout_s = 600.0;
 };
 
 struct LogConfig {
-  int64_t interval = 50;                  // iterations between progress lines
+  int64_t interval = 50;  // iterations between progress lines
   std::string level = "info";
 };
 
 // Slurm submission defaults (`segrun submit ... --on slurm`; CLI flags override them, a sweep's
 // [fixed] table may set them for all its runs). Strings are written shell-quoted into job scripts.
 struct SlurmConfig {
-  std::string partition;                  // "" = the cluster's default partition
+  std::string partition;  // "" = the cluster's default partition
   std::string account;
   std::string qos;
-  std::string time;                       // sbatch --time ("" = partition default), e.g. "1-00:00:00"
-  std::string mem;                        // sbatch --mem ("" = default), e.g. "64G"
-  std::string constraint;                 // sbatch --constraint
+  std::string time;        // sbatch --time ("" = partition default), e.g. "1-00:00:00"
+  std::string mem;         // sbatch --mem ("" = default), e.g. "64G"
+  std::string constraint;  // sbatch --constraint
   int nodes = 1;
-  int gpus_per_node = 0;                  // 0 = CPU nodes: one rank per task
-  int tasks_per_node = 0;                 // 0 = gpus_per_node on GPU nodes, else ranks / nodes
-  int cpus_per_task = 0;                  // 0 = Slurm's default
-  int max_parallel = 0;                   // job array tasks at once (--array=..%M), 0 = no limit
-  std::string launcher = "srun";          // srun | mpirun: how the batch script starts the ranks
-  std::string mpi = "pmix";               // srun --mpi=<mpi>
-  std::string signal = "USR1";            // USR1 | USR2 | TERM: sent <grace> s before the time limit, forwarded to
-                                          // the ranks, which checkpoint and exit 75 on it (submitit uses USR2)
-  int signal_grace_s = 300;               // --signal=B:<signal>@<grace>: checkpoint this long before the limit
-  int max_requeues = 20;                  // a preempted run requeues itself at most this often
+  int gpus_per_node = 0;          // 0 = CPU nodes: one rank per task
+  int tasks_per_node = 0;         // 0 = gpus_per_node on GPU nodes, else ranks / nodes
+  int cpus_per_task = 0;          // 0 = Slurm's default
+  int max_parallel = 0;           // job array tasks at once (--array=..%M), 0 = no limit
+  std::string launcher = "srun";  // srun | mpirun: how the batch script starts the ranks
+  std::string mpi = "pmix";       // srun --mpi=<mpi>
+  std::string signal = "USR1";    // USR1 | USR2 | TERM: sent <grace> s before the time limit, forwarded to
+                                  // the ranks, which checkpoint and exit 75 on it (submitit uses USR2)
+  int signal_grace_s = 300;       // --signal=B:<signal>@<grace>: checkpoint this long before the limit
+  int max_requeues = 20;          // a preempted run requeues itself at most this often
 };
 
 struct ClusterConfig {
@@ -232,8 +232,8 @@ struct Config {
   DistConfig dist;
   LogConfig log;
   ClusterConfig cluster;
-  std::string name;                       // run name, default: config file stem
-  std::string source;                     // file it was loaded from ("" = defaults only)
+  std::string name;    // run name, default: config file stem
+  std::string source;  // file it was loaded from ("" = defaults only)
 };
 
 // Parses `path` (TOML) then applies `overrides`. Relative store paths in the file are resolved

@@ -17,14 +17,30 @@ class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-class ConfigError : public Error { using Error::Error; };      // config files, overrides, CLI
-class DataError : public Error { using Error::Error; };        // datasets, stores, images, labels
-class ModelError : public Error { using Error::Error; };       // model building, weights import
-class CheckpointError : public Error { using Error::Error; };  // checkpoint read/write
-class DistError : public Error { using Error::Error; };        // MPI/NCCL failures
-class TimeoutError : public DistError { using DistError::DistError; };  // watchdog expiries
-class ClusterError : public Error { using Error::Error; };      // schedulers, job scripts
-class IoError : public Error { using Error::Error; };          // files that cannot be written
+class ConfigError : public Error {
+  using Error::Error;
+};  // config files, overrides, CLI
+class DataError : public Error {
+  using Error::Error;
+};  // datasets, stores, images, labels
+class ModelError : public Error {
+  using Error::Error;
+};  // model building, weights import
+class CheckpointError : public Error {
+  using Error::Error;
+};  // checkpoint read/write
+class DistError : public Error {
+  using Error::Error;
+};  // MPI/NCCL failures
+class TimeoutError : public DistError {
+  using DistError::DistError;
+};  // watchdog expiries
+class ClusterError : public Error {
+  using Error::Error;
+};  // schedulers, job scripts
+class IoError : public Error {
+  using Error::Error;
+};  // files that cannot be written
 // Child processes that cannot be started; os_error() is the errno of the failed step (0: none).
 class ProcessError : public Error {
  public:
@@ -37,13 +53,13 @@ class ProcessError : public Error {
 
 }  // namespace segrun
 
-#define SEGRUN_CHECK(cond, ErrorType, msg)              \
-  do {                                                  \
-    if (!(cond)) {                                      \
-      std::ostringstream segrun_check_os_;              \
-      segrun_check_os_ << msg;                          \
-      throw ErrorType(segrun_check_os_.str());          \
-    }                                                   \
+#define SEGRUN_CHECK(cond, ErrorType, msg)     \
+  do {                                         \
+    if (!(cond)) {                             \
+      std::ostringstream segrun_check_os_;     \
+      segrun_check_os_ << msg;                 \
+      throw ErrorType(segrun_check_os_.str()); \
+    }                                          \
   } while (0)
 
 #define SEGRUN_THROW(ErrorType, msg) SEGRUN_CHECK(false, ErrorType, msg)

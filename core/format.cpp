@@ -33,7 +33,8 @@ bool parse_spec(std::string_view text, Spec& spec) {
     ++i;
     if (i == text.size() || text[i] < '0' || text[i] > '9') return false;
     spec.precision = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') spec.precision = spec.precision * 10 + (text[i++] - '0');
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+      spec.precision = spec.precision * 10 + (text[i++] - '0');
   }
   if (i < text.size()) spec.type = text[i++];
   return i == text.size() && (spec.type == 0 || std::string_view("dfegs").find(spec.type) != std::string_view::npos);
@@ -79,9 +80,7 @@ bool FormatArg::append_to(std::string& out, std::string_view spec_text) const {
   Spec spec;
   if (kind_ == Kind::kNone || !parse_spec(spec_text, spec)) return false;
   switch (kind_) {
-    case Kind::kBool:
-      pad(out, signed_ ? "true" : "false", spec, '<');
-      return true;
+    case Kind::kBool: pad(out, signed_ ? "true" : "false", spec, '<'); return true;
     case Kind::kSigned:
     case Kind::kUnsigned:
       if (spec.type == 'f' || spec.type == 'e' || spec.type == 'g' || spec.precision >= 0) {
@@ -91,9 +90,7 @@ bool FormatArg::append_to(std::string& out, std::string_view spec_text) const {
         pad(out, kind_ == Kind::kSigned ? std::to_string(signed_) : std::to_string(unsigned_), spec, '>');
       }
       return true;
-    case Kind::kDouble:
-      pad(out, format_double(double_, spec), spec, '>');
-      return true;
+    case Kind::kDouble: pad(out, format_double(double_, spec), spec, '>'); return true;
     case Kind::kString: {
       std::string_view text = text_;
       if (spec.precision >= 0 && text.size() > static_cast<size_t>(spec.precision))
@@ -101,8 +98,7 @@ bool FormatArg::append_to(std::string& out, std::string_view spec_text) const {
       pad(out, text, spec, '<');
       return true;
     }
-    case Kind::kNone:
-      break;
+    case Kind::kNone: break;
   }
   return false;
 }

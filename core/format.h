@@ -34,17 +34,16 @@ class FormatArg {
   FormatArg(const char* v) : kind_(Kind::kString), text_(v ? v : "(null)") {}
   FormatArg(std::string_view v) : kind_(Kind::kString), text_(v) {}
   FormatArg(const std::string& v) : kind_(Kind::kString), text_(v) {}
-  template <typename T, std::enable_if_t<std::is_integral_v<T> && std::is_signed_v<T> &&
-                                             !std::is_same_v<T, char> && !std::is_same_v<T, bool>,
-                                         int> = 0>
-  FormatArg(T v) : kind_(Kind::kSigned), signed_(static_cast<int64_t>(v)) {}
-  template <typename T, std::enable_if_t<std::is_integral_v<T> && std::is_unsigned_v<T> &&
+  template <typename T, std::enable_if_t<std::is_integral_v<T> && std::is_signed_v<T> && !std::is_same_v<T, char> &&
                                              !std::is_same_v<T, bool>,
                                          int> = 0>
+  FormatArg(T v) : kind_(Kind::kSigned), signed_(static_cast<int64_t>(v)) {}
+  template <typename T,
+            std::enable_if_t<std::is_integral_v<T> && std::is_unsigned_v<T> && !std::is_same_v<T, bool>, int> = 0>
   FormatArg(T v) : kind_(Kind::kUnsigned), unsigned_(static_cast<uint64_t>(v)) {}
   // Anything else that can be streamed (paths, tensor sizes, enums with operator<<).
-  template <typename T, std::enable_if_t<!std::is_arithmetic_v<T> && !std::is_convertible_v<T, std::string_view>,
-                                         int> = 0,
+  template <typename T,
+            std::enable_if_t<!std::is_arithmetic_v<T> && !std::is_convertible_v<T, std::string_view>, int> = 0,
             typename = decltype(std::declval<std::ostream&>() << std::declval<const T&>())>
   FormatArg(const T& v) : kind_(Kind::kString) {
     std::ostringstream os;
@@ -64,8 +63,8 @@ class FormatArg {
   int64_t signed_ = 0;
   uint64_t unsigned_ = 0;
   double double_ = 0;
-  std::string owned_;       // streamed or single-character text
-  std::string_view text_;   // kString: the text (views owned_ or the caller's string)
+  std::string owned_;      // streamed or single-character text
+  std::string_view text_;  // kString: the text (views owned_ or the caller's string)
 };
 
 std::string format_args(std::string_view pattern, const FormatArg* args, size_t count);

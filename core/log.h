@@ -19,10 +19,10 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 struct LogOptions {
   int rank = 0;
   int world = 1;
-  std::string dir;               // empty: no file sink
-  std::string level = "info";    // trace|debug|info|warn|error
+  std::string dir;             // empty: no file sink
+  std::string level = "info";  // trace|debug|info|warn|error
   bool all_ranks_verbose = false;
-  bool console = true;           // rank 0 prints to the terminal
+  bool console = true;  // rank 0 prints to the terminal
 };
 
 // Safe to call more than once (e.g. once early without a directory, again when the run

@@ -100,7 +100,8 @@ Child spawn(const SpawnOptions& o) {
   const bool to_file = o.out == Output::kAppendFile || o.err == Output::kAppendFile;
   if (to_file) {
     log_fd = ::open(o.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0) throw ProcessError(o.log_path + ": cannot open the log of " + program + ": " + std::strerror(errno));
+    if (log_fd < 0)
+      throw ProcessError(o.log_path + ": cannot open the log of " + program + ": " + std::strerror(errno));
   }
   null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null_fd < 0 || ::pipe2(report, O_CLOEXEC) != 0 ||
@@ -207,7 +208,8 @@ Captured run_captured(const std::vector<std::string>& argv, const std::string& c
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       const ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
       if (n > 0) {
-        if (sinks[i]->size() < max_bytes) sinks[i]->append(buf, std::min(static_cast<size_t>(n), max_bytes - sinks[i]->size()));
+        if (sinks[i]->size() < max_bytes)
+          sinks[i]->append(buf, std::min(static_cast<size_t>(n), max_bytes - sinks[i]->size()));
       } else if (n == 0 || errno != EINTR) {
         close_if_open(fds[i].fd);
         --open_fds;

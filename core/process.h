@@ -39,14 +39,14 @@ enum class Output {
 };
 
 struct SpawnOptions {
-  std::vector<std::string> argv;     // argv[0] is looked up in PATH
-  std::string cwd;                   // "" = this process's
-  bool stdin_null = false;           // read /dev/null instead of this process's stdin
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH
+  std::string cwd;                // "" = this process's
+  bool stdin_null = false;        // read /dev/null instead of this process's stdin
   Output out = Output::kInherit;
   Output err = Output::kInherit;
-  std::string log_path;              // for Output::kAppendFile (created 0644)
-  bool new_process_group = false;    // own group: a terminal's Ctrl-C reaches only this process
-  int parent_death_signal = 0;       // sent to the child when this process dies (0 = none)
+  std::string log_path;            // for Output::kAppendFile (created 0644)
+  bool new_process_group = false;  // own group: a terminal's Ctrl-C reaches only this process
+  int parent_death_signal = 0;     // sent to the child when this process dies (0 = none)
 };
 
 struct Child {
@@ -72,8 +72,7 @@ struct Captured {
 };
 // Runs argv to its end with stdin from /dev/null, capturing stdout and stderr (each kept up to
 // `max_bytes`). Throws ProcessError when it cannot be started.
-Captured run_captured(const std::vector<std::string>& argv, const std::string& cwd = "",
-                      size_t max_bytes = 64u << 20);
+Captured run_captured(const std::vector<std::string>& argv, const std::string& cwd = "", size_t max_bytes = 64u << 20);
 
 // While alive, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 received by this process go to `target` (a
 // pid; negative: a process group). The first SIGINT or SIGTERM goes as `first_stop_as` (e.g. a

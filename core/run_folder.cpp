@@ -24,7 +24,8 @@ std::string to_string(RunState state) {
 }
 
 std::optional<RunState> parse_run_state(const std::string& word) {
-  for (RunState state : {RunState::kQueued, RunState::kRunning, RunState::kPreempted, RunState::kFailed, RunState::kDone})
+  for (RunState state :
+       {RunState::kQueued, RunState::kRunning, RunState::kPreempted, RunState::kFailed, RunState::kDone})
     if (word == to_string(state)) return state;
   return std::nullopt;
 }

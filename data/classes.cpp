@@ -5,6 +5,8 @@
 namespace segrun::data {
 namespace {
 
+// The class lists stay packed as in the papers' code.
+// clang-format off
 const std::vector<std::string> kAdeClasses = {
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
     "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
@@ -29,6 +31,7 @@ const std::vector<std::string> kCityscapesClasses = {
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
     "motorcycle", "bicycle"};
+// clang-format on
 
 std::array<int, 256> make_ade_lut() {
   std::array<int, 256> lut{};
@@ -58,9 +61,7 @@ Layout parse_layout(const std::string& name) {
   SEGRUN_THROW(DataError, "unknown dataset layout '" << name << "' (valid: ade20k, cityscapes)");
 }
 
-std::string layout_name(Layout layout) {
-  return layout == Layout::kAde20k ? "ade20k" : "cityscapes";
-}
+std::string layout_name(Layout layout) { return layout == Layout::kAde20k ? "ade20k" : "cityscapes"; }
 
 const std::vector<std::string>& class_names(Layout layout) {
   return layout == Layout::kAde20k ? kAdeClasses : kCityscapesClasses;
@@ -68,9 +69,7 @@ const std::vector<std::string>& class_names(Layout layout) {
 
 int num_classes(Layout layout) { return static_cast<int>(class_names(layout).size()); }
 
-const std::array<int, 256>& label_lut(Layout layout) {
-  return layout == Layout::kAde20k ? kAdeLut : kCityscapesLut;
-}
+const std::array<int, 256>& label_lut(Layout layout) { return layout == Layout::kAde20k ? kAdeLut : kCityscapesLut; }
 
 std::string mapping_name(Layout layout) {
   return layout == Layout::kAde20k ? "ade20k_reduce_zero_label" : "cityscapes_labelid_to_trainid";

@@ -74,8 +74,7 @@ std::string to_text(const StoreSummary& s) {
      << "records   " << s.records << " in " << s.shards << " shard(s)\n"
      << "classes   " << s.classes << " (ignore index " << s.ignore_index << ")\n";
   if (s.verified) {
-    os << "integrity " << s.records_verified << " records verified, " << s.crc_failures.size()
-       << " CRC failure(s)\n";
+    os << "integrity " << s.records_verified << " records verified, " << s.crc_failures.size() << " CRC failure(s)\n";
     for (const auto& f : s.crc_failures) {
       os << "  CRC mismatch: record " << f.index << " (" << f.name << ") = " << f.shard << " record " << f.local
          << "\n";

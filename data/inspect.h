@@ -11,9 +11,9 @@
 namespace segrun::data {
 
 struct CrcFailure {
-  int64_t index = 0;      // global record index
-  std::string shard;      // shard file path
-  int64_t local = 0;      // record index inside the shard
+  int64_t index = 0;  // global record index
+  std::string shard;  // shard file path
+  int64_t local = 0;  // record index inside the shard
   std::string name;
 };
 

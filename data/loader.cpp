@@ -67,9 +67,9 @@ struct TrainLoader::State {
 
   mutable std::mutex mutex;
   std::condition_variable work_cv, ready_cv;
-  std::map<int64_t, Pending> pending;   // step -> batch under construction or ready
-  int64_t next_claim = 0;               // next sample number k to hand out
-  int64_t next_step = 0;                // next step to deliver
+  std::map<int64_t, Pending> pending;  // step -> batch under construction or ready
+  int64_t next_claim = 0;              // next sample number k to hand out
+  int64_t next_step = 0;               // next step to deliver
   bool stop = false;
   std::atomic<int64_t> skipped{0};
   std::vector<std::thread> threads;

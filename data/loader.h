@@ -31,9 +31,9 @@ namespace segrun::data {
 class StoreReader;
 
 struct Batch {
-  torch::Tensor images;          // float32 [B, 3, H, W], normalized RGB
-  torch::Tensor labels;          // int64 [B, H, W], 255 = ignore
-  std::vector<int64_t> indices;  // store record of each sample
+  torch::Tensor images;            // float32 [B, 3, H, W], normalized RGB
+  torch::Tensor labels;            // int64 [B, H, W], 255 = ignore
+  std::vector<int64_t> indices;    // store record of each sample
   std::vector<int64_t> positions;  // each sample's position in the global data stream (see above)
   int64_t step = 0;
 };
@@ -46,15 +46,15 @@ class TrainLoader {
   // `device`: where the trainer uses the batches. For a CUDA device they are built in pinned
   // (page-locked) host memory, so the copy to the GPU can run asynchronously (non_blocking), and
   // the workers make that device current.
-  TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world,
-              uint64_t seed, int64_t start_step = 0, const torch::Device& device = torch::kCPU);
+  TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world, uint64_t seed,
+              int64_t start_step = 0, const torch::Device& device = torch::kCPU);
   ~TrainLoader();
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;
 
   Batch next();
-  int64_t skipped() const;          // corrupt records replaced so far (on_corrupt = "skip")
-  int64_t next_step() const;        // step the next call to next() returns
+  int64_t skipped() const;    // corrupt records replaced so far (on_corrupt = "skip")
+  int64_t next_step() const;  // step the next call to next() returns
   int batch_size() const;
   // Global sample position of this rank's k-th sample, and the record it maps to (before skips).
   int64_t position_of(int64_t k) const;

@@ -40,7 +40,8 @@ namespace {
 // An integer field in [lo, hi]; a float, a string or an out-of-range integer is a DataError
 // (nlohmann's get<int>() of 2.5e22 is undefined behaviour: found by the manifest fuzzer).
 int64_t integer_field(const nlohmann::json& v, const std::string& origin, const char* key,
-                      int64_t lo = std::numeric_limits<int64_t>::min(), int64_t hi = std::numeric_limits<int64_t>::max()) {
+                      int64_t lo = std::numeric_limits<int64_t>::min(),
+                      int64_t hi = std::numeric_limits<int64_t>::max()) {
   bool ok = false;
   int64_t x = 0;
   if (v.is_number_unsigned()) {
@@ -101,8 +102,7 @@ Manifest parse_manifest(const std::string& json_text, const std::string& origin)
   }
   const int k = m.num_classes;
   SEGRUN_CHECK(k > 0 && static_cast<int>(m.class_names.size()) == k, DataError,
-               origin << ": num_classes " << k << " does not match " << m.class_names.size()
-                      << " class names");
+               origin << ": num_classes " << k << " does not match " << m.class_names.size() << " class names");
   SEGRUN_CHECK(static_cast<int64_t>(m.cooccurrence.size()) == static_cast<int64_t>(k) * k, DataError,
                origin << ": cooccurrence is not " << k << " x " << k);
   int64_t total = 0;

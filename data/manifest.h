@@ -16,19 +16,19 @@ constexpr int kStoreFormatVersion = 1;
 constexpr const char* kManifestFileName = "manifest.json";
 
 struct ShardEntry {
-  std::string file;     // file name relative to the store directory
+  std::string file;  // file name relative to the store directory
   int64_t records = 0;
 };
 
 struct Manifest {
   std::string format = kStoreFormatName;
   int version = kStoreFormatVersion;
-  std::string dataset;                   // "ade20k" | "cityscapes"
-  std::string split;                     // as given to pack ("training", "val", ...)
+  std::string dataset;  // "ade20k" | "cityscapes"
+  std::string split;    // as given to pack ("training", "val", ...)
   int num_classes = 0;
   int ignore_index = 255;
   std::vector<std::string> class_names;
-  std::string label_mapping;             // data::mapping_name(layout)
+  std::string label_mapping;  // data::mapping_name(layout)
   int64_t records = 0;
   std::vector<ShardEntry> shards;
   // Row-major K x K: [i*K + j] = number of images in which classes i and j both appear;

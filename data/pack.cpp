@@ -44,9 +44,12 @@ std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, cons
 
 std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& split) {
   std::string dir;
-  if (split == "training" || split == "train") dir = "training";
-  else if (split == "validation" || split == "val") dir = "validation";
-  else SEGRUN_THROW(DataError, "ade20k: unknown split '" << split << "' (valid: training, validation, train, val)");
+  if (split == "training" || split == "train")
+    dir = "training";
+  else if (split == "validation" || split == "val")
+    dir = "validation";
+  else
+    SEGRUN_THROW(DataError, "ade20k: unknown split '" << split << "' (valid: training, validation, train, val)");
   fs::path base(root);
   require_dir(base, "dataset root");
   if (fs::is_directory(base / "ADEChallengeData2016")) base /= "ADEChallengeData2016";
@@ -126,8 +129,8 @@ RecordInput make_record(Layout layout, const SourceRecord& src) {
                src.annotation << ": label must be an 8-bit single-channel PNG (got " << raw.channels()
                               << " channel(s), depth " << (raw.elemSize1() * 8) << " bits)");
   SEGRUN_CHECK(raw.rows == image.rows && raw.cols == image.cols, DataError,
-               src.annotation << ": label is " << raw.cols << "x" << raw.rows << " but the image is "
-                              << image.cols << "x" << image.rows);
+               src.annotation << ": label is " << raw.cols << "x" << raw.rows << " but the image is " << image.cols
+                              << "x" << image.rows);
   const auto& lut = label_lut(layout);
   const int k = num_classes(layout);
   cv::Mat mapped(raw.rows, raw.cols, CV_8U);
@@ -137,9 +140,9 @@ RecordInput make_record(Layout layout, const SourceRecord& src) {
     uint8_t* out = mapped.ptr<uint8_t>(y);
     for (int x = 0; x < raw.cols; ++x) {
       const int v = lut[in[x]];
-      SEGRUN_CHECK(v != kInvalidLabel, DataError,
-                   src.annotation << ": label value " << static_cast<int>(in[x]) << " outside 0.."
-                                  << max_raw_label(layout));
+      SEGRUN_CHECK(
+          v != kInvalidLabel, DataError,
+          src.annotation << ": label value " << static_cast<int>(in[x]) << " outside 0.." << max_raw_label(layout));
       out[x] = static_cast<uint8_t>(v);
       if (v < k) r.presence[static_cast<size_t>(v)] = 1;
     }
@@ -219,7 +222,8 @@ PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& rec
   m.class_names = class_names(o.layout);
   m.label_mapping = mapping_name(o.layout);
   m.records = n;
-  for (int s = 0; s < o.shards; ++s) m.shards.push_back({shard_file_name(s, o.shards), shard_begin(s + 1) - shard_begin(s)});
+  for (int s = 0; s < o.shards; ++s)
+    m.shards.push_back({shard_file_name(s, o.shards), shard_begin(s + 1) - shard_begin(s)});
   const int64_t* c = combined.data_ptr<int64_t>();
   m.cooccurrence.assign(c + 1, c + 1 + static_cast<int64_t>(k) * k);
   comm.barrier();
@@ -276,7 +280,8 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
         SEGRUN_CHECK(!ec, DataError, staging.string() << ": cannot remove the partial store (" << ec.message() << ")");
       }
       fs::create_directories(staging, ec);
-      SEGRUN_CHECK(!ec, DataError, staging.string() << ": cannot create the staging directory (" << ec.message() << ")");
+      SEGRUN_CHECK(!ec, DataError,
+                   staging.string() << ": cannot create the staging directory (" << ec.message() << ")");
     } catch (const DataError& e) {
       error = e.what();
     }
@@ -288,8 +293,9 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
       try {
         std::error_code ec;
         fs::rename(staging, out, ec);  // replaces an empty target folder
-        SEGRUN_CHECK(!ec, DataError, o.out << ": cannot move the packed store into place from " << staging.string() << " ("
-                                           << ec.message() << ")");
+        SEGRUN_CHECK(!ec, DataError,
+                     o.out << ": cannot move the packed store into place from " << staging.string() << " ("
+                           << ec.message() << ")");
       } catch (const DataError& e) {
         error = e.what();
       }

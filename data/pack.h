@@ -36,7 +36,7 @@ struct PackOptions {
 struct PackSummary {
   int64_t records = 0;
   int shards = 0;
-  std::string manifest;                  // path of the manifest written
+  std::string manifest;                   // path of the manifest written
   std::vector<int64_t> images_per_class;  // diagonal of the co-occurrence matrix
 };
 

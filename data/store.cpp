@@ -77,26 +77,25 @@ Handle vlen_string_type(const std::string& file) {
 void write_string_attr(hid_t obj, const char* name, const std::string& value, const std::string& file) {
   Handle type = vlen_string_type(file);
   Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, file, "attribute space");
-  Handle attr = checked(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                        H5Aclose, file, std::string("attribute ") + name);
+  Handle attr = checked(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, file,
+                        std::string("attribute ") + name);
   const char* ptr = value.c_str();
   check_status(H5Awrite(attr.get(), type.get(), &ptr), file, std::string("attribute ") + name);
 }
 
 void write_int_attr(hid_t obj, const char* name, int64_t value, const std::string& file) {
   Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, file, "attribute space");
-  Handle attr = checked(H5Acreate2(obj, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                        H5Aclose, file, std::string("attribute ") + name);
+  Handle attr = checked(H5Acreate2(obj, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, file,
+                        std::string("attribute ") + name);
   check_status(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), file, std::string("attribute ") + name);
 }
 
-void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& values,
-                        const std::string& file) {
+void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& values, const std::string& file) {
   Handle type = vlen_string_type(file);
   hsize_t dim = values.size();
   Handle space = checked(H5Screate_simple(1, &dim, nullptr), H5Sclose, file, "attribute space");
-  Handle attr = checked(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                        H5Aclose, file, std::string("attribute ") + name);
+  Handle attr = checked(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, file,
+                        std::string("attribute ") + name);
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
   if (!ptrs.empty()) check_status(H5Awrite(attr.get(), type.get(), ptrs.data()), file, name);
@@ -154,17 +153,16 @@ std::vector<std::string> read_strings(hid_t dataset_or_attr, bool is_attr, const
 }
 
 // Creates a dataset of `type` with `dims` (rank 1 or 2) and writes `data` (may be empty).
-void write_dataset(hid_t parent, const char* name, hid_t file_type, hid_t mem_type,
-                   const std::vector<hsize_t>& dims, const void* data, const std::string& file) {
-  Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
-                         file, std::string("space of ") + name);
-  Handle ds = checked(H5Dcreate2(parent, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                      H5Dclose, file, std::string("create ") + name);
+void write_dataset(hid_t parent, const char* name, hid_t file_type, hid_t mem_type, const std::vector<hsize_t>& dims,
+                   const void* data, const std::string& file) {
+  Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, file,
+                         std::string("space of ") + name);
+  Handle ds = checked(H5Dcreate2(parent, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+                      file, std::string("create ") + name);
   hsize_t total = 1;
   for (auto d : dims) total *= d;
   if (total > 0) {
-    check_status(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), file,
-                 std::string("write ") + name);
+    check_status(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), file, std::string("write ") + name);
   }
 }
 
@@ -182,9 +180,9 @@ std::vector<T> read_dataset(hid_t parent, const char* name, hid_t mem_type, std:
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   size_t total = 1;
   for (int d = 0; d < rank; ++d) {
-    SEGRUN_CHECK(expect[d] < 0 || static_cast<int64_t>(dims[d]) == expect[d], DataError,
-                 file << ": dataset '" << name << "' dimension " << d << " is " << dims[d] << ", expected "
-                      << expect[d]);
+    SEGRUN_CHECK(
+        expect[d] < 0 || static_cast<int64_t>(dims[d]) == expect[d], DataError,
+        file << ": dataset '" << name << "' dimension " << d << " is " << dims[d] << ", expected " << expect[d]);
     total *= dims[d];
   }
   std::vector<T> out(total);
@@ -248,8 +246,8 @@ class BytesDataset {
       const haddr_t offset = H5Dget_offset(dataset_.get());
       SEGRUN_CHECK(offset != HADDR_UNDEF, DataError, path << ": dataset '" << name << "' has no storage");
       struct stat file {};
-      SEGRUN_CHECK(::fstat(fd_.get(), &file) == 0 && offset + extent_ <= static_cast<uint64_t>(file.st_size),
-                   DataError, path << ": dataset '" << name << "' ends past the end of the file (truncated shard)");
+      SEGRUN_CHECK(::fstat(fd_.get(), &file) == 0 && offset + extent_ <= static_cast<uint64_t>(file.st_size), DataError,
+                   path << ": dataset '" << name << "' ends past the end of the file (truncated shard)");
       file_offset_ = offset;
     }
     dataset_.reset();
@@ -287,8 +285,7 @@ class BytesDataset {
     const std::string& file = path_;
     Handle fspace = checked(H5Dget_space(dataset_.get()), H5Sclose, file, "bytes space");
     hsize_t start = begin, count = end - begin;
-    check_status(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr), file,
-                 "select");
+    check_status(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr), file, "select");
     Handle mspace = checked(H5Screate_simple(1, &count, nullptr), H5Sclose, file, "memory space");
     check_status(H5Dread(dataset_.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT, out), file,
                  "read " + name_);
@@ -392,10 +389,10 @@ void StoreWriter::commit() {
       write_dataset(group, "bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, {bytes->size()}, bytes->data(), f);
       std::vector<uint8_t>().swap(*bytes);
     }
-    write_dataset(m.images_group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, {n + 1},
-                  m.image_offsets.data(), f);
-    write_dataset(m.labels_group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, {n + 1},
-                  m.label_offsets.data(), f);
+    write_dataset(m.images_group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, {n + 1}, m.image_offsets.data(),
+                  f);
+    write_dataset(m.labels_group.get(), "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, {n + 1}, m.label_offsets.data(),
+                  f);
     write_dataset(m.file.get(), "shape", H5T_STD_U32LE, H5T_NATIVE_UINT32, {n, 2}, m.shapes.data(), f);
     write_dataset(m.file.get(), "presence", H5T_STD_U8LE, H5T_NATIVE_UINT8, {n, k}, m.presence.data(), f);
     write_dataset(m.file.get(), "crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, {n}, m.crcs.data(), f);
@@ -485,8 +482,7 @@ std::unique_ptr<StoreReader::Shard> StoreReader::open_shard(const std::string& p
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   SEGRUN_CHECK(file.valid(), DataError, path << ": cannot open HDF5 shard (truncated or corrupt file)");
   hid_t root = file.get();
-  SEGRUN_CHECK(has_attr(root, "format"), DataError,
-               path << ": not a segrun store shard (no 'format' attribute)");
+  SEGRUN_CHECK(has_attr(root, "format"), DataError, path << ": not a segrun store shard (no 'format' attribute)");
   std::string format = read_string_attr(root, "format", path);
   SEGRUN_CHECK(format == kStoreFormatName, DataError,
                path << ": format '" << format << "' is not '" << kStoreFormatName << "'");
@@ -498,12 +494,12 @@ std::unique_ptr<StoreReader::Shard> StoreReader::open_shard(const std::string& p
   std::string split = read_string_attr(root, "split", path);
   int64_t k = read_int_attr(root, "num_classes", path);
   int64_t index = read_int_attr(root, "shard_index", path);
-  SEGRUN_CHECK(dataset == manifest.dataset && split == manifest.split && k == manifest.num_classes &&
-                   index == shard_index,
-               DataError,
-               path << ": shard (" << dataset << "/" << split << ", " << k << " classes, shard " << index
-                    << ") does not belong to this manifest (" << manifest.dataset << "/" << manifest.split << ", "
-                    << manifest.num_classes << " classes, shard " << shard_index << ")");
+  SEGRUN_CHECK(
+      dataset == manifest.dataset && split == manifest.split && k == manifest.num_classes && index == shard_index,
+      DataError,
+      path << ": shard (" << dataset << "/" << split << ", " << k << " classes, shard " << index
+           << ") does not belong to this manifest (" << manifest.dataset << "/" << manifest.split << ", "
+           << manifest.num_classes << " classes, shard " << shard_index << ")");
   const int64_t n = expected_records;
   shard->image_offsets = read_dataset<uint64_t>(root, "images/offsets", H5T_NATIVE_UINT64, {n + 1}, path);
   shard->label_offsets = read_dataset<uint64_t>(root, "labels/offsets", H5T_NATIVE_UINT64, {n + 1}, path);
@@ -524,9 +520,9 @@ std::unique_ptr<StoreReader::Shard> StoreReader::open_shard(const std::string& p
                      shard->label_offsets[i] <= shard->label_offsets[i + 1],
                  DataError, path << ": record " << i << ": offsets are not increasing");
   }
-  SEGRUN_CHECK(shard->image_offsets[n] <= shard->image_bytes.extent() &&
-                   shard->label_offsets[n] <= shard->label_bytes.extent(),
-               DataError, path << ": offsets point past the end of the bytes datasets (truncated shard)");
+  SEGRUN_CHECK(
+      shard->image_offsets[n] <= shard->image_bytes.extent() && shard->label_offsets[n] <= shard->label_bytes.extent(),
+      DataError, path << ": offsets point past the end of the bytes datasets (truncated shard)");
   return shard;
 }
 

@@ -43,12 +43,12 @@ struct RecordInput {
   std::vector<uint8_t> label_bytes;  // PNG of the train-id map (uint8, 255 = ignore)
   uint32_t height = 0;
   uint32_t width = 0;
-  std::string name;                  // source file stem
-  std::vector<uint8_t> presence;     // K entries, 1 = class appears
+  std::string name;               // source file stem
+  std::vector<uint8_t> presence;  // K entries, 1 = class appears
 };
 
 struct RawRecord {
-  int64_t index = 0;                 // global index in the store
+  int64_t index = 0;  // global index in the store
   std::vector<uint8_t> image_bytes;
   std::vector<uint8_t> label_bytes;
   uint32_t height = 0;

@@ -90,7 +90,8 @@ void make_scene(const SynthOptions& o, const std::vector<int>& classes, const st
   // One ellipse on top, of a used class.
   const int ellipse_raw = classes[rng.randint(0, static_cast<int64_t>(classes.size()))];
   cv::Point center(static_cast<int>(rng.randint(0, w)), static_cast<int>(rng.randint(0, h)));
-  cv::Size axes(static_cast<int>(rng.randint(w / 10 + 1, w / 3 + 2)), static_cast<int>(rng.randint(h / 10 + 1, h / 3 + 2)));
+  cv::Size axes(static_cast<int>(rng.randint(w / 10 + 1, w / 3 + 2)),
+                static_cast<int>(rng.randint(h / 10 + 1, h / 3 + 2)));
   double angle = rng.uniform(0, 180);
   cv::ellipse(*label, center, axes, angle, 0, 360, cv::Scalar(ellipse_raw), cv::FILLED, cv::LINE_8);
 

@@ -87,8 +87,12 @@ void convert_all(cv::Mat& m, float alpha, float beta) { cv::LUT(m, convert_table
 }  // namespace
 
 namespace {
-const std::array<double, 3>& normalize_mean(const DataConfig& c) { return c.normalize == "imagenet" ? kImageNetMean : kClipMean; }
-const std::array<double, 3>& normalize_std(const DataConfig& c) { return c.normalize == "imagenet" ? kImageNetStd : kClipStd; }
+const std::array<double, 3>& normalize_mean(const DataConfig& c) {
+  return c.normalize == "imagenet" ? kImageNetMean : kClipMean;
+}
+const std::array<double, 3>& normalize_std(const DataConfig& c) {
+  return c.normalize == "imagenet" ? kImageNetStd : kClipStd;
+}
 }  // namespace
 
 TrainTransformOptions train_transform_options(const DataConfig& c) {
@@ -217,10 +221,9 @@ cv::Mat normalize_image(const cv::Mat& bgr, const std::array<double, 3>& mean, c
   return out;
 }
 
-Sample train_transform(const cv::Mat& image_bgr, const cv::Mat& label, const TrainTransformOptions& o,
-                       SampleRng& rng) {
-  SEGRUN_CHECK(image_bgr.type() == CV_8UC3 && label.type() == CV_8UC1 && image_bgr.size() == label.size(),
-               DataError, "train_transform: image and label must be BGR uint8 and uint8 of the same size");
+Sample train_transform(const cv::Mat& image_bgr, const cv::Mat& label, const TrainTransformOptions& o, SampleRng& rng) {
+  SEGRUN_CHECK(image_bgr.type() == CV_8UC3 && label.type() == CV_8UC1 && image_bgr.size() == label.size(), DataError,
+               "train_transform: image and label must be BGR uint8 and uint8 of the same size");
   // RandomResize.
   const auto scale = random_scale(o, rng);
   const cv::Size size = rescale_size(image_bgr.size(), scale[0], scale[1]);

@@ -77,7 +77,6 @@ cv::Rect random_crop_box(const cv::Mat& label, const TrainTransformOptions& opti
 // PhotoMetricDistortion in place on a BGR uint8 image.
 void photometric_distortion(cv::Mat& image_bgr, SampleRng& rng);
 // BGR uint8 -> RGB float32, (x - mean) / std.
-cv::Mat normalize_image(const cv::Mat& image_bgr, const std::array<double, 3>& mean,
-                        const std::array<double, 3>& std);
+cv::Mat normalize_image(const cv::Mat& image_bgr, const std::array<double, 3>& mean, const std::array<double, 3>& std);
 
 }  // namespace segrun::data

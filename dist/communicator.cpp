@@ -24,17 +24,14 @@ std::vector<double> mean_over_ranks(const std::vector<double>& values, Communica
 }
 
 std::unique_ptr<Communicator> Communicator::duplicate(const std::string& name) {
-  throw DistError("backend " + backend_name() + " does not support duplicate() (asked for '" +
-                  name + "')");
+  throw DistError("backend " + backend_name() + " does not support duplicate() (asked for '" + name + "')");
 }
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const RankContext& context) {
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const RankContext& context) {
   return make_communicator(backend, context, CommunicatorOptions{});
 }
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const RankContext& context,
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const RankContext& context,
                                                 const CommunicatorOptions& options) {
   std::string chosen = backend;
   if (chosen == "auto") {
@@ -49,8 +46,8 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend,
 #endif
   std::string list;
   for (const auto& n : compiled_backends()) list += (list.empty() ? "" : ", ") + n;
-  throw ConfigError("dist.backend: '" + backend + "' is not a backend of this build (compiled in: " +
-                    list + ", or auto)");
+  throw ConfigError("dist.backend: '" + backend + "' is not a backend of this build (compiled in: " + list +
+                    ", or auto)");
 }
 
 }  // namespace segrun::dist

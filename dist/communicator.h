@@ -31,7 +31,7 @@ namespace segrun::dist {
 enum class ReduceOp { kSum, kMax, kMin };
 
 struct CommunicatorOptions {
-  double timeout_s = 600.0;  // watchdog deadline per collective; <= 0 waits forever
+  double timeout_s = 600.0;    // watchdog deadline per collective; <= 0 waits forever
   std::string name = "world";  // shown in watchdog messages
 };
 
@@ -49,9 +49,7 @@ class Communicator {
   virtual void barrier() = 0;
 
   // allreduce with a note for diagnostics ("bucket 2"), shown if the watchdog fires.
-  virtual void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) {
-    allreduce(tensor, op);
-  }
+  virtual void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) { allreduce(tensor, op); }
   // A communicator over the same ranks whose collectives are independent of this one's, for use
   // by another thread. Collective: every rank calls it. Backends without it throw DistError.
   virtual std::unique_ptr<Communicator> duplicate(const std::string& name);
@@ -62,10 +60,8 @@ class Communicator {
 // backend: "auto" | "mpi" | "nccl". auto = nccl when the rank is on a CUDA device (see
 // dist/device.h), every rank of its host has a GPU of its own and NCCL is built; else mpi.
 // Unknown names list the backends compiled in.
-std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const RankContext& context);
-std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const RankContext& context,
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const RankContext& context);
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const RankContext& context,
                                                 const CommunicatorOptions& options);
 std::vector<std::string> compiled_backends();
 

@@ -21,12 +21,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kNoBucket = std::numeric_limits<size_t>::max();
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::vector<std::vector<size_t>> assign_buckets(const std::vector<torch::Tensor>& parameters,
-                                                double bucket_mb) {
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<torch::Tensor>& parameters, double bucket_mb) {
   std::vector<std::vector<size_t>> buckets;
   const double cap_bytes = bucket_mb * 1024.0 * 1024.0;
   std::vector<size_t> current;
@@ -92,8 +89,10 @@ struct GradientSync::Shared {
       const auto& g = params[k].grad();
       const int64_t n = params[k].numel();
       auto slice = flats[b].slice(0, offset, offset + n);
-      if (g.defined()) slice.copy_(g.reshape({-1}));
-      else slice.zero_();
+      if (g.defined())
+        slice.copy_(g.reshape({-1}));
+      else
+        slice.zero_();
       offset += n;
     }
   }
@@ -107,8 +106,10 @@ struct GradientSync::Shared {
       auto& p = params[k];
       const int64_t n = p.numel();
       auto slice = flats[b].slice(0, offset, offset + n).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(slice);
-      else p.mutable_grad() = slice.clone();
+      if (p.grad().defined())
+        p.mutable_grad().copy_(slice);
+      else
+        p.mutable_grad() = slice.clone();
       offset += n;
     }
   }
@@ -144,8 +145,7 @@ struct GradientSync::Shared {
       }
       try {
         const auto t0 = Clock::now();
-        comm->allreduce_noted(flats[b], ReduceOp::kSum,
-                              "bucket " + std::to_string(b) + " of " + std::to_string(n));
+        comm->allreduce_noted(flats[b], ReduceOp::kSum, "bucket " + std::to_string(b) + " of " + std::to_string(n));
         unpack(b);
         const double secs = seconds_since(t0);
         std::lock_guard<std::mutex> lock(mutex);
@@ -160,8 +160,7 @@ struct GradientSync::Shared {
   }
 };
 
-GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
-                           double bucket_mb)
+GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm, double bucket_mb)
     : GradientSync(std::move(parameters), std::move(comm), GradSyncOptions{bucket_mb, true}) {}
 
 GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
@@ -191,8 +190,7 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
       shared->bucket_of[k] = b;
       numel += parameters_[k].numel();
     }
-    shared->flats.push_back(torch::empty({numel}, parameters_[buckets_[b].front()].options()
-                                                      .requires_grad(false)));
+    shared->flats.push_back(torch::empty({numel}, parameters_[buckets_[b].front()].options().requires_grad(false)));
   }
   shared->param_ready.assign(parameters_.size(), 0);
   shared->pending.assign(buckets_.size(), 0);
@@ -208,8 +206,7 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
     auto accumulator = torch::autograd::impl::grad_accumulator(p);
     if (!accumulator) continue;
     auto key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [weak, k](const torch::autograd::variable_list& outputs,
-                  const torch::autograd::variable_list&) {
+        [weak, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
           if (auto s = weak.lock()) s->on_gradient_ready(k);
           return outputs;
         }));
@@ -233,8 +230,10 @@ GradientSync::~GradientSync() {
   if (!shared_->thread.joinable()) return;
   // Unwinding from an error mid-step: the thread may be inside a bucket all-reduce that the other
   // ranks will never join; joining would delay main's MPI_Abort until the watchdog deadline.
-  if (std::uncaught_exceptions() > 0) shared_->thread.detach();
-  else shared_->thread.join();
+  if (std::uncaught_exceptions() > 0)
+    shared_->thread.detach();
+  else
+    shared_->thread.join();
 }
 
 bool GradientSync::overlapping() const { return shared_ != nullptr; }

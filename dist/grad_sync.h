@@ -38,15 +38,14 @@ struct GradSyncOptions {
 
 // Timings of the last synchronized step (seconds), for logs and the overlap measurement.
 struct GradSyncStats {
-  double comm_seconds = 0;     // sum of bucket all-reduce durations (communication thread)
-  double wait_seconds = 0;     // time synchronize() blocked the caller
-  int buckets_in_backward = 0; // buckets launched before synchronize() was called
+  double comm_seconds = 0;      // sum of bucket all-reduce durations (communication thread)
+  double wait_seconds = 0;      // time synchronize() blocked the caller
+  int buckets_in_backward = 0;  // buckets launched before synchronize() was called
 };
 
 class GradientSync {
  public:
-  GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
-               double bucket_mb = 25.0);
+  GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm, double bucket_mb = 25.0);
   GradientSync(std::vector<torch::Tensor> parameters, std::shared_ptr<Communicator> comm,
                const GradSyncOptions& options);
   ~GradientSync();

@@ -46,9 +46,12 @@ void InProcessCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
   const std::vector<torch::Tensor> all = group_->exchange(rank_, tensor);
   torch::Tensor acc = all[0].clone();
   for (size_t i = 1; i < all.size(); ++i) {
-    if (op == ReduceOp::kSum) acc += all[i];
-    else if (op == ReduceOp::kMax) acc = torch::maximum(acc, all[i]);
-    else acc = torch::minimum(acc, all[i]);
+    if (op == ReduceOp::kSum)
+      acc += all[i];
+    else if (op == ReduceOp::kMax)
+      acc = torch::maximum(acc, all[i]);
+    else
+      acc = torch::minimum(acc, all[i]);
   }
   tensor.copy_(acc);
 }

@@ -23,15 +23,14 @@ inline void throw_mpi_error(int code, const char* operation) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   char host[256] = {0};
   ::gethostname(host, sizeof(host) - 1);
-  throw DistError(std::string(operation) + " failed on rank " + std::to_string(rank) + " (" +
-                  host + "): " + mpi_error_string(code));
+  throw DistError(std::string(operation) + " failed on rank " + std::to_string(rank) + " (" + host +
+                  "): " + mpi_error_string(code));
 }
 
 }  // namespace segrun::dist
 
-#define SEGRUN_MPI_CHECK(call, operation)                         \
-  do {                                                            \
-    int segrun_mpi_rc_ = (call);                                  \
-    if (segrun_mpi_rc_ != MPI_SUCCESS)                            \
-      ::segrun::dist::throw_mpi_error(segrun_mpi_rc_, operation); \
+#define SEGRUN_MPI_CHECK(call, operation)                                                          \
+  do {                                                                                             \
+    int segrun_mpi_rc_ = (call);                                                                   \
+    if (segrun_mpi_rc_ != MPI_SUCCESS) ::segrun::dist::throw_mpi_error(segrun_mpi_rc_, operation); \
   } while (0)

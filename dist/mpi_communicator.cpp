@@ -141,8 +141,7 @@ class MpiCommunicator final : public Communicator {
       auto info = watchdog_->begin(CollectiveKind::kAllreduce, count * item, note);
       MPI_Request request = MPI_REQUEST_NULL;
       SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, base + begin * item, static_cast<int>(count),
-                                      mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_,
-                                      &request),
+                                      mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_, &request),
                        "MPI_Iallreduce");
       watchdog_->wait(request, info);
     }
@@ -157,11 +156,10 @@ class MpiCommunicator final : public Communicator {
     auto* base = static_cast<char*>(buffer.data_ptr());
     for (int64_t begin = 0; begin < total; begin += kMaxCount) {
       const int64_t count = std::min(kMaxCount, total - begin);
-      auto info = watchdog_->begin(CollectiveKind::kBroadcast, count * item,
-                                   "root " + std::to_string(root));
+      auto info = watchdog_->begin(CollectiveKind::kBroadcast, count * item, "root " + std::to_string(root));
       MPI_Request request = MPI_REQUEST_NULL;
-      SEGRUN_MPI_CHECK(MPI_Ibcast(base + begin * item, static_cast<int>(count),
-                                  mpi_type_of(tensor, "broadcast"), root, comm_, &request),
+      SEGRUN_MPI_CHECK(MPI_Ibcast(base + begin * item, static_cast<int>(count), mpi_type_of(tensor, "broadcast"), root,
+                                  comm_, &request),
                        "MPI_Ibcast");
       watchdog_->wait(request, info);
     }
@@ -180,14 +178,13 @@ class MpiCommunicator final : public Communicator {
       return out;
     }
     if (tensor.numel() * size_ > kMaxCount)
-      throw DistError("allgather: " + std::to_string(tensor.numel()) + " elements x " +
-                      std::to_string(size_) + " ranks exceed the MPI count limit " +
-                      std::to_string(kMaxCount) + " on rank " + std::to_string(rank_));
+      throw DistError("allgather: " + std::to_string(tensor.numel()) + " elements x " + std::to_string(size_) +
+                      " ranks exceed the MPI count limit " + std::to_string(kMaxCount) + " on rank " +
+                      std::to_string(rank_));
     auto info = watchdog_->begin(CollectiveKind::kAllgather, tensor.nbytes(), "");
     MPI_Request request = MPI_REQUEST_NULL;
     SEGRUN_MPI_CHECK(MPI_Iallgather(tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                                    mpi_type_of(tensor, "allgather"), out.data_ptr(),
-                                    static_cast<int>(tensor.numel()),
+                                    mpi_type_of(tensor, "allgather"), out.data_ptr(), static_cast<int>(tensor.numel()),
                                     mpi_type_of(tensor, "allgather"), comm_, &request),
                      "MPI_Iallgather");
     watchdog_->wait(request, info);
@@ -207,8 +204,8 @@ class MpiCommunicator final : public Communicator {
     int level = MPI_THREAD_SINGLE;
     MPI_Query_thread(&level);
     if (level < MPI_THREAD_MULTIPLE)
-      throw DistError("duplicate('" + name + "'): the MPI library provides thread level " +
-                      std::to_string(level) + ", a communicator for another thread needs "
+      throw DistError("duplicate('" + name + "'): the MPI library provides thread level " + std::to_string(level) +
+                      ", a communicator for another thread needs "
                       "MPI_THREAD_MULTIPLE");
     CommunicatorOptions options = options_;
     options.name = name;
@@ -226,15 +223,13 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context,
-                                                    const CommunicatorOptions& options) {
+std::unique_ptr<Communicator> make_mpi_communicator(const RankContext& context, const CommunicatorOptions& options) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
     // Library users and tests without an MpiSession: become a singleton MPI world.
     int provided = 0;
-    SEGRUN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided),
-                     "MPI_Init_thread");
+    SEGRUN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
   }
   prefer_bandwidth_optimal_iallreduce();
   return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, options);

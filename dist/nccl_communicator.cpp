@@ -18,14 +18,13 @@ namespace {
 std::string where(const RankContext& c) { return "rank " + std::to_string(c.world_rank) + " (" + c.host + ")"; }
 
 void cuda_check(cudaError_t rc, const char* op, const RankContext& c) {
-  if (rc != cudaSuccess)
-    throw DistError(std::string(op) + " failed on " + where(c) + ": " + cudaGetErrorString(rc));
+  if (rc != cudaSuccess) throw DistError(std::string(op) + " failed on " + where(c) + ": " + cudaGetErrorString(rc));
 }
 
 void nccl_check(ncclResult_t rc, const char* op, const RankContext& c) {
   if (rc != ncclSuccess)
-    throw DistError(std::string(op) + " failed on " + where(c) + ": " + ncclGetErrorString(rc) +
-                    " (NCCL " + std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + ")");
+    throw DistError(std::string(op) + " failed on " + where(c) + ": " + ncclGetErrorString(rc) + " (NCCL " +
+                    std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + ")");
 }
 
 ncclDataType_t nccl_type_of(const torch::Tensor& t) {
@@ -40,9 +39,7 @@ ncclDataType_t nccl_type_of(const torch::Tensor& t) {
     case torch::kInt32: return ncclInt32;
     case torch::kUInt8: return ncclUint8;
     case torch::kInt8: return ncclInt8;
-    default:
-      throw DistError("backend nccl does not support dtype " +
-                      std::string(c10::toString(t.scalar_type())));
+    default: throw DistError("backend nccl does not support dtype " + std::string(c10::toString(t.scalar_type())));
   }
 }
 
@@ -74,21 +71,21 @@ class NcclCommunicator final : public Communicator {
     int devices = 0;
     cudaError_t rc = cudaGetDeviceCount(&devices);
     if (rc != cudaSuccess || devices == 0)
-      throw DistError("dist.backend = \"nccl\" needs a CUDA device, but " + where(context) +
-                      " sees none (" + (rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices") +
+      throw DistError("dist.backend = \"nccl\" needs a CUDA device, but " + where(context) + " sees none (" +
+                      (rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices") +
                       "); use dist.backend = \"mpi\" on CPU nodes");
     if (context.local_size > devices)
       throw DistError("dist.backend = \"nccl\": " + std::to_string(context.local_size) + " ranks on host " +
                       context.host + " share " + std::to_string(devices) +
                       " GPU(s), and NCCL needs one GPU per rank; use dist.backend = \"mpi\" (or \"auto\") "
-                      "or start at most " + std::to_string(devices) + " ranks per host");
+                      "or start at most " +
+                      std::to_string(devices) + " ranks per host");
     device_ = context.device_index >= 0 ? context.device_index : context.local_rank % devices;
     cuda_check(cudaSetDevice(device_), "cudaSetDevice", context_);
     ncclUniqueId id;
     if (context.world_rank == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId", context_);
     SEGRUN_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast(ncclUniqueId)");
-    nccl_check(ncclCommInitRank(&comm_, context.world_size, id, context.world_rank),
-               "ncclCommInitRank", context_);
+    nccl_check(ncclCommInitRank(&comm_, context.world_size, id, context.world_rank), "ncclCommInitRank", context_);
 #if SEGRUN_WITH_CUDA
     // A stream of LibTorch's pool, so the caching allocator can be told about its use of memory.
     torch_stream_ = std::make_unique<c10::cuda::CUDAStream>(
@@ -122,8 +119,8 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast(torch::Tensor& t, int root) override {
     run("broadcast", t, [&](torch::Tensor& d) {
-      nccl_check(ncclBroadcast(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d),
-                               root, comm_, stream_),
+      nccl_check(ncclBroadcast(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d), root, comm_,
+                               stream_),
                  "ncclBroadcast", context_);
     });
   }
@@ -135,8 +132,8 @@ class NcclCommunicator final : public Communicator {
     torch::Tensor out = torch::empty(shape, t.options().device(device_of(t)));
     std::vector<torch::Tensor*> tensors{&in, &out};
     run_on_device("allgather", tensors, [&] {
-      nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type_of(in),
-                               comm_, stream_),
+      nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type_of(in), comm_,
+                               stream_),
                  "ncclAllGather", context_);
     });
     return t.is_cuda() ? out : out.to(torch::kCPU);

@@ -37,16 +37,16 @@ MpiSession::MpiSession(int* argc, char*** argv, int threads_override) {
     // The gradient-sync communication thread issues MPI calls off the main thread.
     SEGRUN_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     if (provided < MPI_THREAD_SERIALIZED)
-      throw DistError("MPI_Init_thread: the MPI library provides thread level " +
-                      std::to_string(provided) + ", segrun needs at least MPI_THREAD_SERIALIZED");
+      throw DistError("MPI_Init_thread: the MPI library provides thread level " + std::to_string(provided) +
+                      ", segrun needs at least MPI_THREAD_SERIALIZED");
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &context_.world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &context_.world_size);
   MPI_Comm local;
-  SEGRUN_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, context_.world_rank,
-                                       MPI_INFO_NULL, &local),
-                   "MPI_Comm_split_type");
+  SEGRUN_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, context_.world_rank, MPI_INFO_NULL, &local),
+      "MPI_Comm_split_type");
   MPI_Comm_rank(local, &context_.local_rank);
   MPI_Comm_size(local, &context_.local_size);
   MPI_Comm_free(&local);
@@ -95,12 +95,13 @@ void check_launched_world(const RankContext& context, const std::function<const 
   };
   const int asked = as_count(env("SEGRUN_WORLD_SIZE"));
   if (asked > 0 && asked != context.world_size)
-    throw DistError(context.label() + ": the launcher asked for " + std::to_string(asked) + " ranks (SEGRUN_WORLD_SIZE) but MPI " +
-                    "started a world of " + std::to_string(context.world_size) +
+    throw DistError(context.label() + ": the launcher asked for " + std::to_string(asked) +
+                    " ranks (SEGRUN_WORLD_SIZE) but MPI " + "started a world of " + std::to_string(context.world_size) +
                     "; start the ranks with the mpirun that matches this Open MPI (segrun launch -n N does)");
   const int step_tasks = as_count(env("SLURM_STEP_NUM_TASKS"));
   if (step_tasks > 1 && context.world_size == 1)
-    throw DistError(context.label() + ": srun started " + std::to_string(step_tasks) + " tasks (SLURM_STEP_NUM_TASKS) " +
+    throw DistError(context.label() + ": srun started " + std::to_string(step_tasks) +
+                    " tasks (SLURM_STEP_NUM_TASKS) " +
                     "but MPI sees a world of one: srun's --mpi plugin does not reach Open MPI, so every task would " +
                     "train its own copy; use srun --mpi=pmix (cluster.slurm.mpi = \"pmix\") or " +
                     "cluster.slurm.launcher = \"mpirun\"");

@@ -15,12 +15,12 @@ enum class DeviceKind { kCpu, kCuda };
 struct RankContext {
   int world_rank = 0;
   int world_size = 1;
-  int local_rank = 0;   // rank among the processes on this host (MPI_COMM_TYPE_SHARED)
+  int local_rank = 0;  // rank among the processes on this host (MPI_COMM_TYPE_SHARED)
   int local_size = 1;
   std::string host;
   DeviceKind device = DeviceKind::kCpu;  // chosen by dist::place_on_device (dist.device)
-  int device_index = -1;  // cuda:<local_rank mod visible_devices> when on CUDA
-  int visible_devices = 0;  // CUDA devices this rank sees (0 in a build without CUDA)
+  int device_index = -1;                 // cuda:<local_rank mod visible_devices> when on CUDA
+  int visible_devices = 0;               // CUDA devices this rank sees (0 in a build without CUDA)
   int intra_op_threads = 1;
   bool is_root() const { return world_rank == 0; }
   std::string label() const;  // "rank 1/2 on host"
@@ -55,7 +55,6 @@ RankContext singleton_context();
 //    more than one task while MPI sees a world of one means srun's --mpi plugin does not reach
 //    Open MPI (every task then starts as a world of its own).
 // Throws DistError naming the rank, the host and the fix. Call once MPI is up, before any work.
-void check_launched_world(const RankContext& context,
-                          const std::function<const char*(const char*)>& getenv = nullptr);
+void check_launched_world(const RankContext& context, const std::function<const char*(const char*)>& getenv = nullptr);
 
 }  // namespace segrun::dist

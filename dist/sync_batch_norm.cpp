@@ -20,9 +20,8 @@ void allreduce_if_any(Communicator* comm, torch::Tensor& t) {
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   // Returns the normalized output; updates running stats in place (no grad through them).
-  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor input, torch::Tensor weight,
-                               torch::Tensor bias, torch::Tensor running_mean,
-                               torch::Tensor running_var, double eps, double momentum,
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor input, torch::Tensor weight, torch::Tensor bias,
+                               torch::Tensor running_mean, torch::Tensor running_var, double eps, double momentum,
                                int64_t comm_ptr) {
     Communicator* comm = unpack_pointer(comm_ptr);
     const int64_t channels = input.size(1);
@@ -30,9 +29,9 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     torch::Tensor x = input.contiguous();
     torch::Tensor xf = x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
     const auto f64 = x.options().dtype(torch::kFloat64);
-    torch::Tensor stats = torch::cat({xf.sum(reduce_dims, false, torch::kFloat64),
-                                      (xf * xf).sum(reduce_dims, false, torch::kFloat64),
-                                      torch::full({1}, static_cast<double>(x.numel() / std::max<int64_t>(channels, 1)), f64)});
+    torch::Tensor stats =
+        torch::cat({xf.sum(reduce_dims, false, torch::kFloat64), (xf * xf).sum(reduce_dims, false, torch::kFloat64),
+                    torch::full({1}, static_cast<double>(x.numel() / std::max<int64_t>(channels, 1)), f64)});
     allreduce_if_any(comm, stats);
     torch::Tensor count = stats.slice(0, 2 * channels, 2 * channels + 1);  // [1], on the device
     if (!count.is_cuda()) TORCH_CHECK(count.item<double>() > 0, "SyncBatchNorm: the global batch is empty");
@@ -66,19 +65,22 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     allreduce_if_any(comm, sums);
     auto shape = std::vector<int64_t>{1, channels, 1, 1};
     torch::Tensor mean_dy = (sums.slice(0, 0, channels) / count).to(dy.scalar_type()).view(shape);
-    torch::Tensor mean_dy_xhat =
-        (sums.slice(0, channels, 2 * channels) / count).to(dy.scalar_type()).view(shape);
-    torch::Tensor grad_input =
-        (dy - mean_dy - xhat * mean_dy_xhat) * (invstd * weight).view(shape);
-    return {grad_input.to(grad_outputs[0].scalar_type()), local_sum_dy_xhat, local_sum_dy, torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    torch::Tensor mean_dy_xhat = (sums.slice(0, channels, 2 * channels) / count).to(dy.scalar_type()).view(shape);
+    torch::Tensor grad_input = (dy - mean_dy - xhat * mean_dy_xhat) * (invstd * weight).view(shape);
+    return {grad_input.to(grad_outputs[0].scalar_type()),
+            local_sum_dy_xhat,
+            local_sum_dy,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
 }  // namespace
 
-SyncBatchNormImpl::SyncBatchNormImpl(int64_t channels, std::shared_ptr<Communicator> comm,
-                                     double eps, double momentum)
+SyncBatchNormImpl::SyncBatchNormImpl(int64_t channels, std::shared_ptr<Communicator> comm, double eps, double momentum)
     : comm_(std::move(comm)), eps_(eps), momentum_(momentum) {
   weight = register_parameter("weight", torch::ones({channels}));
   bias = register_parameter("bias", torch::zeros({channels}));
@@ -111,8 +113,8 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& input) {
   if (!comm_ || comm_->size() == 1)
     return torch::batch_norm(input, weight, bias, running_mean, running_var, /*training=*/true, momentum_, eps_,
                              /*cudnn_enabled=*/true);
-  return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, eps_,
-                                      momentum_, pack_pointer(comm_.get()));
+  return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, eps_, momentum_,
+                                      pack_pointer(comm_.get()));
 }
 
 }  // namespace segrun::dist

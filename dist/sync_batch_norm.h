@@ -23,8 +23,7 @@ namespace segrun::dist {
 
 class SyncBatchNormImpl : public torch::nn::Module {
  public:
-  SyncBatchNormImpl(int64_t channels, std::shared_ptr<Communicator> comm, double eps = 1e-5,
-                    double momentum = 0.1);
+  SyncBatchNormImpl(int64_t channels, std::shared_ptr<Communicator> comm, double eps = 1e-5, double momentum = 0.1);
   torch::Tensor forward(const torch::Tensor& input);
   void reset_parameters();
 

@@ -18,14 +18,14 @@ namespace {
 constexpr int kAnnounceTag = 7301;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::string format_seconds(double s) {
   char buf[32];
-  if (s == std::floor(s)) std::snprintf(buf, sizeof(buf), "%.0f s", s);
-  else std::snprintf(buf, sizeof(buf), "%.1f s", s);
+  if (s == std::floor(s))
+    std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f s", s);
   return buf;
 }
 
@@ -44,18 +44,21 @@ const char* collective_name(CollectiveKind kind) {
 std::string format_bytes(int64_t bytes) {
   char buf[32];
   const double b = static_cast<double>(bytes);
-  if (bytes < 1000) std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
-  else if (b < 1e6) std::snprintf(buf, sizeof(buf), "%.1f KB", b / 1e3);
-  else if (b < 1e9) std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
-  else std::snprintf(buf, sizeof(buf), "%.1f GB", b / 1e9);
+  if (bytes < 1000)
+    std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+  else if (b < 1e6)
+    std::snprintf(buf, sizeof(buf), "%.1f KB", b / 1e3);
+  else if (b < 1e9)
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f GB", b / 1e9);
   return buf;
 }
 
-std::string timeout_message(const CollectiveInfo& info, const std::string& communicator,
-                            double timeout_s, int rank, const std::vector<PeerState>& peers,
-                            double own_stall_s) {
-  std::string what = std::string("collective ") + collective_name(info.kind) + " #" +
-                     std::to_string(info.sequence) + " (";
+std::string timeout_message(const CollectiveInfo& info, const std::string& communicator, double timeout_s, int rank,
+                            const std::vector<PeerState>& peers, double own_stall_s) {
+  std::string what =
+      std::string("collective ") + collective_name(info.kind) + " #" + std::to_string(info.sequence) + " (";
   if (!info.note.empty()) what += info.note + ", ";
   what += format_bytes(info.bytes) + ") on communicator " + communicator + " timed out after " +
           format_seconds(timeout_s) + " on rank " + std::to_string(rank) + ": ";
@@ -71,15 +74,15 @@ std::string timeout_message(const CollectiveInfo& info, const std::string& commu
   for (const auto& p : peers)
     if (!p.arrived) missing.push_back(&p);
   if (missing.empty())
-    return what + "every rank arrived but the collective did not complete; check the network "
-                  "and the MPI transport (OMPI_MCA_btl) between the hosts";
+    return what +
+           "every rank arrived but the collective did not complete; check the network "
+           "and the MPI transport (OMPI_MCA_btl) between the hosts";
   std::string list, seen;
   for (const auto* p : missing) {
     list += (list.empty() ? "" : ", ") + std::to_string(p->rank);
     if (p->last_sequence >= 0)
-      seen += std::string(seen.empty() ? "" : ", ") + "rank " + std::to_string(p->rank) +
-              " last seen waiting in " + collective_name(p->last_kind) + " #" +
-              std::to_string(p->last_sequence);
+      seen += std::string(seen.empty() ? "" : ", ") + "rank " + std::to_string(p->rank) + " last seen waiting in " +
+              collective_name(p->last_kind) + " #" + std::to_string(p->last_sequence);
   }
   what += (missing.size() == 1 ? "rank" : "ranks");
   what += " [" + list + "] did not arrive";
@@ -90,11 +93,10 @@ std::string timeout_message(const CollectiveInfo& info, const std::string& commu
   return what;
 }
 
-std::string stall_warning(const CollectiveInfo& info, const std::string& communicator,
-                          double waited_s, double timeout_s, int rank,
-                          const std::vector<PeerState>& peers) {
-  std::string what = std::string("collective ") + collective_name(info.kind) + " #" +
-                     std::to_string(info.sequence) + " (";
+std::string stall_warning(const CollectiveInfo& info, const std::string& communicator, double waited_s,
+                          double timeout_s, int rank, const std::vector<PeerState>& peers) {
+  std::string what =
+      std::string("collective ") + collective_name(info.kind) + " #" + std::to_string(info.sequence) + " (";
   if (!info.note.empty()) what += info.note + ", ";
   what += format_bytes(info.bytes) + ") on communicator " + communicator + " has waited " +
           format_seconds(std::floor(waited_s)) + " on rank " + std::to_string(rank) + " for ";
@@ -168,8 +170,7 @@ void CollectiveWatchdog::drain() {
     SEGRUN_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kAnnounceTag, comm_, &flag, &status), "MPI_Iprobe");
     if (!flag) break;
     std::array<int64_t, 3> msg{};
-    SEGRUN_MPI_CHECK(MPI_Recv(msg.data(), 3, MPI_INT64_T, status.MPI_SOURCE, kAnnounceTag, comm_,
-                              MPI_STATUS_IGNORE),
+    SEGRUN_MPI_CHECK(MPI_Recv(msg.data(), 3, MPI_INT64_T, status.MPI_SOURCE, kAnnounceTag, comm_, MPI_STATUS_IGNORE),
                      "MPI_Recv(watchdog announcement)");
     auto src = static_cast<size_t>(status.MPI_SOURCE);
     if (msg[0] > latest_sequence_[src]) {
@@ -194,8 +195,7 @@ void CollectiveWatchdog::announce(const CollectiveInfo& info) {
     if (peer == rank_) continue;
     outgoing_.push_back({static_cast<int64_t>(info.sequence), static_cast<int64_t>(info.kind), info.bytes});
     MPI_Request request = MPI_REQUEST_NULL;
-    SEGRUN_MPI_CHECK(MPI_Isend(outgoing_.back().data(), 3, MPI_INT64_T, peer, kAnnounceTag, comm_,
-                               &request),
+    SEGRUN_MPI_CHECK(MPI_Isend(outgoing_.back().data(), 3, MPI_INT64_T, peer, kAnnounceTag, comm_, &request),
                      "MPI_Isend(watchdog announcement)");
     outgoing_requests_.push_back(request);
   }
@@ -221,10 +221,9 @@ void CollectiveWatchdog::wait(MPI_Request& request, const CollectiveInfo& info) 
     int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
       broken_ = true;
-      broken_reason_ = "MPI error in " + std::string(collective_name(info.kind)) + " #" +
-                       std::to_string(info.sequence);
-      throw_mpi_error(rc, (std::string(collective_name(info.kind)) + " #" +
-                           std::to_string(info.sequence) + " on communicator " + options_.name)
+      broken_reason_ = "MPI error in " + std::string(collective_name(info.kind)) + " #" + std::to_string(info.sequence);
+      throw_mpi_error(rc, (std::string(collective_name(info.kind)) + " #" + std::to_string(info.sequence) +
+                           " on communicator " + options_.name)
                               .c_str());
     }
     if (done) return;
@@ -239,8 +238,7 @@ void CollectiveWatchdog::wait(MPI_Request& request, const CollectiveInfo& info) 
     }
     if (size_ > 1 && !warned && waited > options_.warn_after_s) {
       drain();
-      log::warn("{}", stall_warning(info, options_.name, waited, options_.timeout_s, rank_,
-                                    peer_states(info)));
+      log::warn("{}", stall_warning(info, options_.name, waited, options_.timeout_s, rank_, peer_states(info)));
       warned = true;
     }
     if (options_.timeout_s > 0 && waited > options_.timeout_s + options_.grace_s)
@@ -248,8 +246,10 @@ void CollectiveWatchdog::wait(MPI_Request& request, const CollectiveInfo& info) 
     // Spin briefly (small collectives finish in microseconds), then yield the core to compute
     // threads, then sleep: a rank waiting for a straggler must not steal its peer's CPU.
     if (waited < 1e-3) continue;
-    if (waited < 0.05) sched_yield();
-    else std::this_thread::sleep_for(std::chrono::microseconds(500));
+    if (waited < 0.05)
+      sched_yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
 }
 
@@ -267,12 +267,10 @@ std::vector<PeerState> CollectiveWatchdog::peer_states(const CollectiveInfo& inf
   return peers;
 }
 
-void CollectiveWatchdog::expire(MPI_Request& request, const CollectiveInfo& info,
-                                double own_stall_s) {
+void CollectiveWatchdog::expire(MPI_Request& request, const CollectiveInfo& info, double own_stall_s) {
   drain();
   std::vector<PeerState> peers = peer_states(info);
-  std::string message =
-      timeout_message(info, options_.name, options_.timeout_s, rank_, peers, own_stall_s);
+  std::string message = timeout_message(info, options_.name, options_.timeout_s, rank_, peers, own_stall_s);
   broken_ = true;
   broken_reason_ = message;
   abandoned_ = request;

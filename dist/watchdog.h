@@ -31,7 +31,7 @@ struct CollectiveInfo {
   CollectiveKind kind = CollectiveKind::kAllreduce;
   uint64_t sequence = 0;  // 1-based, per communicator
   int64_t bytes = 0;
-  std::string note;       // e.g. "bucket 2"; may be empty
+  std::string note;  // e.g. "bucket 2"; may be empty
 };
 
 // What a rank knows about a peer when its collective times out.
@@ -44,9 +44,8 @@ struct PeerState {
 
 // The early warning (Horovod's stall inspector): "collective allreduce #12 (bucket 0 of 5,
 // 26.2 MB) on communicator grad-sync has waited 60 s on rank 0 for rank [1] (timeout at 600 s)".
-std::string stall_warning(const CollectiveInfo& info, const std::string& communicator,
-                          double waited_s, double timeout_s, int rank,
-                          const std::vector<PeerState>& peers);
+std::string stall_warning(const CollectiveInfo& info, const std::string& communicator, double waited_s,
+                          double timeout_s, int rank, const std::vector<PeerState>& peers);
 
 // "4.1 MB", "512 B", "12.0 KB" (decimal units).
 std::string format_bytes(int64_t bytes);
@@ -57,9 +56,8 @@ std::string format_bytes(int64_t bytes);
 // stalled". Pure function, tested without MPI.
 // `own_stall_s` > 0 adds that this rank itself made no progress for that long (it was stopped
 // or starved of CPU), which explains a report written after the rank resumes.
-std::string timeout_message(const CollectiveInfo& info, const std::string& communicator,
-                            double timeout_s, int rank, const std::vector<PeerState>& peers,
-                            double own_stall_s = 0);
+std::string timeout_message(const CollectiveInfo& info, const std::string& communicator, double timeout_s, int rank,
+                            const std::vector<PeerState>& peers, double own_stall_s = 0);
 
 struct WatchdogOptions {
   double timeout_s = 600.0;       // <= 0: wait forever (still polling)

@@ -23,8 +23,7 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::smatch m;
     std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, kCheckpointName))
-      found.emplace_back(std::stoll(m[1].str()), entry.path().string());
+    if (std::regex_match(name, m, kCheckpointName)) found.emplace_back(std::stoll(m[1].str()), entry.path().string());
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -38,8 +37,8 @@ std::string shape_string(const torch::Tensor& t) {
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
-                            torch::nn::Module& model, torch::optim::Optimizer& optimizer, int keep) {
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, int keep) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   const std::string final_path = dir + "/iter_" + std::to_string(meta.next_iter) + ".pt";
@@ -68,13 +67,12 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
   write_file_atomic(final_path, buffer.str());
   write_file_atomic(dir + "/latest", fs::path(final_path).filename().string() + "\n");
   auto all = list_checkpoints(dir);
-  for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i)
-    fs::remove(all[i].second, ec);
+  for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i) fs::remove(all[i].second, ec);
   return final_path;
 }
 
-CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature,
-                               torch::nn::Module& model, torch::optim::Optimizer* optimizer) {
+CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
+                               torch::optim::Optimizer* optimizer) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": checkpoint not found");
   torch::serialize::InputArchive archive;
@@ -100,8 +98,8 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   if (archive.try_read("meta.loss_scale", value)) meta.loss_scale = value.toDouble();
   if (archive.try_read("meta.loss_scale_growth", value)) meta.loss_scale_growth = value.toInt();
   if (!expected_signature.empty() && meta.model_signature != expected_signature)
-    throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature +
-                          "', the config builds '" + expected_signature + "'");
+    throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature + "', the config builds '" +
+                          expected_signature + "'");
   torch::NoGradGuard no_grad;
   auto load_tensor = [&](const std::string& name, torch::Tensor& target, bool is_buffer) {
     torch::Tensor stored;
@@ -109,21 +107,19 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
       throw CheckpointError(path + ": " + (is_buffer ? "buffer" : "parameter") + " '" + name +
                             "' is missing (checkpoint from a different model?)");
     if (!stored.sizes().equals(target.sizes()))
-      throw CheckpointError(path + ": '" + name + "' has shape " + shape_string(stored) +
-                            ", the model expects " + shape_string(target));
+      throw CheckpointError(path + ": '" + name + "' has shape " + shape_string(stored) + ", the model expects " +
+                            shape_string(target));
     target.copy_(stored);
   };
   for (auto& p : model.named_parameters()) load_tensor(p.key(), p.value(), false);
   for (auto& b : model.named_buffers()) load_tensor(b.key(), b.value(), true);
   if (optimizer) {
     torch::serialize::InputArchive optimizer_archive;
-    if (!archive.try_read("optimizer", optimizer_archive))
-      throw CheckpointError(path + ": optimizer state is missing");
+    if (!archive.try_read("optimizer", optimizer_archive)) throw CheckpointError(path + ": optimizer state is missing");
     try {
       optimizer->load(optimizer_archive);
     } catch (const c10::Error& e) {
-      throw CheckpointError(path + ": optimizer state does not match the model: " +
-                            e.what_without_backtrace());
+      throw CheckpointError(path + ": optimizer state does not match the model: " + e.what_without_backtrace());
     }
   }
   return meta;
@@ -141,8 +137,7 @@ int remove_stale_temp_files(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return 0;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().filename().string().find(".tmp-") != std::string::npos && fs::remove(entry.path(), ec))
-      ++removed;
+    if (entry.path().filename().string().find(".tmp-") != std::string::npos && fs::remove(entry.path(), ec)) ++removed;
   }
   return removed;
 }

@@ -22,7 +22,7 @@
 namespace segrun::engine {
 
 struct CheckpointMeta {
-  int64_t next_iter = 0;   // the iteration training continues from
+  int64_t next_iter = 0;  // the iteration training continues from
   uint64_t seed = 0;
   int world_size = 1;
   std::string model_signature;  // e.g. "clip_rn50/w16/fpn/K150"
@@ -30,8 +30,8 @@ struct CheckpointMeta {
   int64_t loss_scale_growth = 0;
 };
 
-std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
-                            torch::nn::Module& model, torch::optim::Optimizer& optimizer, int keep);
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, int keep);
 
 // A file that is not a complete segrun checkpoint (truncated, foreign, missing its meta).
 class UnreadableCheckpointError : public CheckpointError {
@@ -41,8 +41,8 @@ class UnreadableCheckpointError : public CheckpointError {
 
 // Loads into model (and optimizer when given). Returns the stored meta. Throws
 // UnreadableCheckpointError before touching the model when the file is not a complete checkpoint.
-CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature,
-                               torch::nn::Module& model, torch::optim::Optimizer* optimizer);
+CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
+                               torch::optim::Optimizer* optimizer);
 
 // Every iter_<n>.pt in dir, highest n first (for --resume auto's fallback).
 std::vector<std::string> checkpoints_newest_first(const std::string& dir);

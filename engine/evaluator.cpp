@@ -21,15 +21,12 @@ namespace F = torch::nn::functional;
 
 torch::Tensor resize_bilinear(const torch::Tensor& x, int64_t h, int64_t w) {
   if (x.size(2) == h && x.size(3) == w) return x;
-  return F::interpolate(x, F::InterpolateFuncOptions()
-                               .size(std::vector<int64_t>{h, w})
-                               .mode(torch::kBilinear)
-                               .align_corners(false));
+  return F::interpolate(
+      x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
 }
 
 // mmseg slide_inference: windows of `crop` every `stride`, the last one flush with the border.
-torch::Tensor slide_logits(models::SegmentorImpl& model, const torch::Tensor& image,
-                           const EvalConfig& eval) {
+torch::Tensor slide_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval) {
   const int64_t height = image.size(2), width = image.size(3);
   const int64_t crop_h = eval.crop[0], crop_w = eval.crop[1];
   const int64_t stride_h = eval.stride[0], stride_w = eval.stride[1];
@@ -59,16 +56,14 @@ double multiplicity(const std::vector<TestView>& views, const TestView& view) {
 
 void write_prediction(const torch::Tensor& pred, const std::string& dir, const std::string& name) {
   torch::Tensor pred_u8 = pred.to(torch::kCPU, torch::kUInt8).contiguous();
-  cv::Mat png(static_cast<int>(pred_u8.size(0)), static_cast<int>(pred_u8.size(1)), CV_8U,
-              pred_u8.data_ptr<uint8_t>());
+  cv::Mat png(static_cast<int>(pred_u8.size(0)), static_cast<int>(pred_u8.size(1)), CV_8U, pred_u8.data_ptr<uint8_t>());
   const std::string path = dir + "/" + name + ".png";
   if (!cv::imwrite(path, png)) throw IoError(path + ": cannot write prediction");
 }
 
 }  // namespace
 
-torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image,
-                           const EvalConfig& eval) {
+torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval) {
   if (eval.mode == "slide") return slide_logits(model, image, eval);
   return model.predict_logits(image);
 }

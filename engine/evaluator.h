@@ -54,7 +54,7 @@ nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::v
 struct CheckpointEvaluation {
   EvalOutcome outcome;
   std::vector<std::string> class_names;
-  int64_t iteration = 0;      // the checkpoint's next iteration (= iterations trained)
+  int64_t iteration = 0;  // the checkpoint's next iteration (= iterations trained)
 };
 
 // `segrun eval`: opens config.data.val_store (checked against data.layout), builds the model of
@@ -79,7 +79,6 @@ torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& ima
                           int64_t height, int64_t width, const EvalConfig& eval);
 
 // Logits [1, K, h, w] for one normalized image [1, 3, h, w]: whole or sliding window.
-torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image,
-                           const EvalConfig& eval);
+torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval);
 
 }  // namespace segrun::engine

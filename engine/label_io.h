@@ -26,8 +26,8 @@ struct MetricsCommandOptions {
   int num_classes = 0;
   int ignore_index = 255;
   bool reduce_zero_label = false;
-  bool json = false;                      // CLI output format: JSON instead of the text table
-  std::vector<std::string> class_names;   // optional; "class_<i>" when empty
+  bool json = false;                     // CLI output format: JSON instead of the text table
+  std::vector<std::string> class_names;  // optional; "class_<i>" when empty
 };
 
 // Reads an 8-bit single-channel PNG as a uint8 [H, W] CPU tensor; DataError naming the file when

@@ -12,9 +12,7 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-bool is_integer_dtype(const torch::Tensor& t) {
-  return !t.is_floating_point() && !t.is_complex();
-}
+bool is_integer_dtype(const torch::Tensor& t) { return !t.is_floating_point() && !t.is_complex(); }
 
 double nanmean(const std::vector<double>& values) {
   double sum = 0.0;
@@ -33,16 +31,13 @@ double nanmean(const std::vector<double>& values) {
 namespace {
 
 void check_inputs(const torch::Tensor& pred, const torch::Tensor& label, int num_classes) {
-  SEGRUN_CHECK(num_classes > 0, DataError, "metrics: num_classes must be positive, got "
-                                               << num_classes);
-  SEGRUN_CHECK(pred.defined() && label.defined(), DataError,
-               "metrics: undefined prediction or label tensor");
+  SEGRUN_CHECK(num_classes > 0, DataError, "metrics: num_classes must be positive, got " << num_classes);
+  SEGRUN_CHECK(pred.defined() && label.defined(), DataError, "metrics: undefined prediction or label tensor");
   SEGRUN_CHECK(pred.sizes() == label.sizes(), DataError,
-               "metrics: prediction shape " << pred.sizes() << " differs from label shape "
-                                            << label.sizes());
+               "metrics: prediction shape " << pred.sizes() << " differs from label shape " << label.sizes());
   SEGRUN_CHECK(is_integer_dtype(pred) && is_integer_dtype(label), DataError,
-               "metrics: prediction and label must be integer tensors, got "
-                   << pred.scalar_type() << " and " << label.scalar_type());
+               "metrics: prediction and label must be integer tensors, got " << pred.scalar_type() << " and "
+                                                                             << label.scalar_type());
 }
 
 // Areas [4, K] from a (K+1) x (K+1) confusion matrix whose last row/column holds out-of-range
@@ -58,8 +53,7 @@ torch::Tensor areas_from_confusion(const torch::Tensor& counts, int64_t k) {
 // CPU: one pass over the pixels filling the confusion matrix (about 20x faster than the
 // equivalent chain of tensor ops on one core).
 template <typename P, typename L>
-void count_pixels(const P* pred, const L* label, int64_t n, int64_t k, int64_t ignore,
-                  int64_t* counts) {
+void count_pixels(const P* pred, const L* label, int64_t n, int64_t k, int64_t ignore, int64_t* counts) {
   const int64_t k1 = k + 1;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t l = static_cast<int64_t>(label[i]);
@@ -72,8 +66,8 @@ void count_pixels(const P* pred, const L* label, int64_t n, int64_t k, int64_t i
 }
 
 template <typename P>
-void count_with_label(const P* pred, const torch::Tensor& label, int64_t n, int64_t k,
-                      int64_t ignore, int64_t* counts) {
+void count_with_label(const P* pred, const torch::Tensor& label, int64_t n, int64_t k, int64_t ignore,
+                      int64_t* counts) {
   if (label.scalar_type() == torch::kByte) {
     count_pixels(pred, label.data_ptr<uint8_t>(), n, k, ignore, counts);
   } else {
@@ -81,8 +75,8 @@ void count_with_label(const P* pred, const torch::Tensor& label, int64_t n, int6
   }
 }
 
-torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Tensor& label,
-                                      int64_t k, int64_t ignore) {
+torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Tensor& label, int64_t k,
+                                      int64_t ignore) {
   // uint8 (PNG label maps) and int64 (argmax) are read in place; other dtypes widen to int64.
   auto narrow_or_long = [](const torch::Tensor& t) {
     return (t.scalar_type() == torch::kByte ? t : t.to(torch::kLong)).contiguous();
@@ -104,8 +98,8 @@ torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Te
 
 namespace detail {
 
-torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label,
-                                             int num_classes, int ignore_index) {
+torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                                             int ignore_index) {
   check_inputs(pred, label, num_classes);
   // bincount over label * (K+1) + pred; ignored pixels go to one trailing bin that is dropped.
   const int64_t k = num_classes;
@@ -124,8 +118,8 @@ torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const to
 
 }  // namespace detail
 
-torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label,
-                                  int num_classes, int ignore_index) {
+torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                                  int ignore_index) {
   check_inputs(pred, label, num_classes);
   if (pred.device().is_cpu() && label.device().is_cpu()) {
     torch::NoGradGuard no_grad;
@@ -135,9 +129,9 @@ torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor
 }
 
 SegMetrics summarize(const torch::Tensor& areas) {
-  SEGRUN_CHECK(areas.defined() && areas.dim() == 2 && areas.size(0) == 4, DataError,
-               "metrics: areas must be a [4, K] tensor, got "
-                   << (areas.defined() ? areas.sizes() : c10::IntArrayRef{}));
+  SEGRUN_CHECK(
+      areas.defined() && areas.dim() == 2 && areas.size(0) == 4, DataError,
+      "metrics: areas must be a [4, K] tensor, got " << (areas.defined() ? areas.sizes() : c10::IntArrayRef{}));
   const auto a = areas.to(torch::kCPU).to(torch::kLong).contiguous();
   const int64_t k = a.size(1);
   const auto acc_view = a.accessor<int64_t, 2>();
@@ -157,9 +151,7 @@ SegMetrics summarize(const torch::Tensor& areas) {
     total_label += lab;
   }
   m.pixels = total_label;
-  m.aAcc = total_label == 0
-               ? kNaN
-               : 100.0 * static_cast<double>(total_intersect) / static_cast<double>(total_label);
+  m.aAcc = total_label == 0 ? kNaN : 100.0 * static_cast<double>(total_intersect) / static_cast<double>(total_label);
   m.mIoU = 100.0 * nanmean(m.iou);
   m.mAcc = 100.0 * nanmean(m.acc);
   return m;
@@ -167,8 +159,7 @@ SegMetrics summarize(const torch::Tensor& areas) {
 
 IoUAccumulator::IoUAccumulator(int num_classes, int ignore_index, const torch::Device& device)
     : num_classes_(num_classes), ignore_index_(ignore_index) {
-  SEGRUN_CHECK(num_classes > 0, DataError,
-               "metrics: num_classes must be positive, got " << num_classes);
+  SEGRUN_CHECK(num_classes > 0, DataError, "metrics: num_classes must be positive, got " << num_classes);
   areas_ = torch::zeros({4, num_classes}, torch::TensorOptions().dtype(torch::kLong).device(device));
 }
 
@@ -177,8 +168,8 @@ void IoUAccumulator::add(const torch::Tensor& pred, const torch::Tensor& label) 
 }
 
 void IoUAccumulator::check_areas(const torch::Tensor& areas, const char* what) const {
-  SEGRUN_CHECK(areas.defined() && areas.dim() == 2 && areas.size(0) == 4 &&
-                   areas.size(1) == num_classes_ && areas.scalar_type() == torch::kLong,
+  SEGRUN_CHECK(areas.defined() && areas.dim() == 2 && areas.size(0) == 4 && areas.size(1) == num_classes_ &&
+                   areas.scalar_type() == torch::kLong,
                DataError,
                "metrics: " << what << " expects int64 areas [4, " << num_classes_ << "], got "
                            << (areas.defined() ? areas.scalar_type() : torch::kLong) << " "

@@ -29,12 +29,12 @@ namespace segrun::engine {
 enum AreaRow : int64_t { kIntersect = 0, kUnion = 1, kPredArea = 2, kLabelArea = 3 };
 
 struct SegMetrics {
-  double aAcc = 0.0;         // percent
-  double mIoU = 0.0;         // percent (NaN when no class has a defined IoU)
-  double mAcc = 0.0;         // percent
-  std::vector<double> iou;   // per class, fraction in [0, 1], NaN where undefined
-  std::vector<double> acc;   // per class, fraction in [0, 1], NaN where undefined
-  int64_t pixels = 0;        // sum of the label areas (valid, in-range GT pixels)
+  double aAcc = 0.0;        // percent
+  double mIoU = 0.0;        // percent (NaN when no class has a defined IoU)
+  double mAcc = 0.0;        // percent
+  std::vector<double> iou;  // per class, fraction in [0, 1], NaN where undefined
+  std::vector<double> acc;  // per class, fraction in [0, 1], NaN where undefined
+  int64_t pixels = 0;       // sum of the label areas (valid, in-range GT pixels)
   // Multi-label classification of the images (heads with a label branch, e.g. CLIP-SP), percent;
   // NaN when the model has no label branch. `label_mAP_prior` is the mAP of the trivial predictor
   // that gives every image the same scores (AP = the class's frequency among the images).
@@ -45,8 +45,8 @@ struct SegMetrics {
 // One evaluation of a model (engine/evaluator.h): the single-scale metrics and, when asked for,
 // the multi-scale + flip ones.
 struct EvalOutcome {
-  SegMetrics single;          // eval.scales (+ flip when eval.flip): mIoU, mAcc, aAcc
-  SegMetrics multi;           // eval.ms_scales + flip; valid when has_multi
+  SegMetrics single;  // eval.scales (+ flip when eval.flip): mIoU, mAcc, aAcc
+  SegMetrics multi;   // eval.ms_scales + flip; valid when has_multi
   bool has_multi = false;
   std::vector<double> ms_scales;  // the scales behind `multi`
 };
@@ -62,14 +62,14 @@ double mean_average_precision(const torch::Tensor& scores, const torch::Tensor& 
 // tensors of the same shape ([H, W] or [B, H, W], any integer dtype, any device). Throws DataError on a
 // shape mismatch or a floating-point input. CPU tensors are counted in one pass (about 1.3 ms per
 // 512x2048 image on one core); tensors on other devices use detail::intersect_and_union_vectorized.
-torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label,
-                                  int num_classes, int ignore_index = 255);
+torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                                  int ignore_index = 255);
 
 namespace detail {
 // The same areas computed with tensor ops only (bincount on label * (K+1) + pred); used for
 // tensors on an accelerator, exposed so tests can check it against the CPU counting loop.
-torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label,
-                                             int num_classes, int ignore_index = 255);
+torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                                             int ignore_index = 255);
 }  // namespace detail
 
 // Metrics from summed areas (int64 [4, K]).

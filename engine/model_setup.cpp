@@ -29,20 +29,18 @@ DeviceSetup setup_device(const Config& config, const dist::RankContext& context)
 void check_store_matches(const data::StoreReader& store, const std::string& path, const Config& config) {
   const auto expected = data::class_names(data::parse_layout(config.data.layout)).size();
   if (static_cast<size_t>(store.num_classes()) != expected)
-    throw DataError(path + ": store has " + std::to_string(store.num_classes()) +
-                    " classes but data.layout = \"" + config.data.layout + "\" has " +
-                    std::to_string(expected));
+    throw DataError(path + ": store has " + std::to_string(store.num_classes()) + " classes but data.layout = \"" +
+                    config.data.layout + "\" has " + std::to_string(expected));
 }
 
 std::string model_signature(const Config& config, int num_classes) {
-  return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" +
-         config.model.head + "/K" + std::to_string(num_classes);
+  return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" + config.model.head + "/K" +
+         std::to_string(num_classes);
 }
 
 std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const std::vector<std::string>& class_names,
                                                    const std::vector<int64_t>& cooccurrence,
-                                                   std::shared_ptr<dist::Communicator> comm,
-                                                   bool with_pretrained) {
+                                                   std::shared_ptr<dist::Communicator> comm, bool with_pretrained) {
   models::BuildOptions build;
   build.config = config.model;
   if (!with_pretrained) {
@@ -62,8 +60,7 @@ std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const s
 }
 
 std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const data::StoreReader& store,
-                                                   std::shared_ptr<dist::Communicator> comm,
-                                                   bool with_pretrained) {
+                                                   std::shared_ptr<dist::Communicator> comm, bool with_pretrained) {
   return build_model(config, store.class_names(), store.cooccurrence(), std::move(comm), with_pretrained);
 }
 

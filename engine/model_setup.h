@@ -27,7 +27,7 @@ namespace segrun::engine {
 // dist.timeout_s. Logs one line naming the rank, its host and its device (every rank's log file
 // has it; rank 0 also prints it). Errors: ConfigError for dist.device = "cuda" without a GPU.
 struct DeviceSetup {
-  dist::RankContext context;           // the caller's, with the device filled in
+  dist::RankContext context;  // the caller's, with the device filled in
   torch::Device device = torch::kCPU;
   std::shared_ptr<dist::Communicator> comm;
 };

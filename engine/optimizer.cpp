@@ -92,12 +92,10 @@ std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const Tra
   std::set<std::string> norm_parameters;
   for (const auto& item : model.named_modules()) {
     const torch::nn::Module& m = *item.value();
-    const bool is_norm = dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) ||
-                         dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
-                         dynamic_cast<const torch::nn::LayerNormImpl*>(&m) ||
-                         dynamic_cast<const torch::nn::GroupNormImpl*>(&m) ||
-                         dynamic_cast<const dist::SyncBatchNormImpl*>(&m) ||
-                         dynamic_cast<const models::FrozenBatchNorm2dImpl*>(&m);
+    const bool is_norm =
+        dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) || dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
+        dynamic_cast<const torch::nn::LayerNormImpl*>(&m) || dynamic_cast<const torch::nn::GroupNormImpl*>(&m) ||
+        dynamic_cast<const dist::SyncBatchNormImpl*>(&m) || dynamic_cast<const models::FrozenBatchNorm2dImpl*>(&m);
     if (!is_norm) continue;
     for (const auto& p : m.named_parameters(/*recurse=*/false))
       norm_parameters.insert(item.key().empty() ? p.key() : item.key() + "." + p.key());
@@ -125,8 +123,8 @@ std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const Tra
   for (const auto& p : model.named_parameters()) {
     if (!p.value().requires_grad()) continue;
     const std::string& name = p.key();
-    const auto key = std::find_if(keys.begin(), keys.end(),
-                                  [&](const Key& k) { return name.find(k.text) != std::string::npos; });
+    const auto key =
+        std::find_if(keys.begin(), keys.end(), [&](const Key& k) { return name.find(k.text) != std::string::npos; });
     const bool norm_rule = norm_parameters.count(name) > 0 && train.norm_decay_mult != 1.0;
     ParameterGroup& g = key != keys.end() ? group(key->group, 0, 0)
                         : norm_rule       ? group("norm_layers", 0, 0)
@@ -134,8 +132,9 @@ std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const Tra
     g.parameter_names.push_back(name);
     g.parameters.push_back(p.value());
   }
-  groups.erase(std::remove_if(groups.begin(), groups.end(), [](const ParameterGroup& g) { return g.parameters.empty(); }),
-               groups.end());
+  groups.erase(
+      std::remove_if(groups.begin(), groups.end(), [](const ParameterGroup& g) { return g.parameters.empty(); }),
+      groups.end());
   return groups;
 }
 
@@ -143,11 +142,11 @@ std::unique_ptr<MultiTensorAdamW> make_optimizer(torch::nn::Module& model, const
   std::vector<torch::optim::OptimizerParamGroup> param_groups;
   std::vector<double> lr_mults;
   for (const ParameterGroup& g : parameter_groups(model, train)) {
-    param_groups.emplace_back(g.parameters, std::make_unique<torch::optim::AdamWOptions>(
-                                                torch::optim::AdamWOptions(train.lr * g.lr_mult)
-                                                    .weight_decay(g.weight_decay)
-                                                    .betas({0.9, 0.999})
-                                                    .eps(1e-8)));
+    param_groups.emplace_back(
+        g.parameters, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(train.lr * g.lr_mult)
+                                                                       .weight_decay(g.weight_decay)
+                                                                       .betas({0.9, 0.999})
+                                                                       .eps(1e-8)));
     lr_mults.push_back(g.lr_mult);
   }
   auto optimizer = std::make_unique<MultiTensorAdamW>(param_groups, torch::optim::AdamWOptions(train.lr));

@@ -38,7 +38,7 @@ class MultiTensorAdamW : public torch::optim::AdamW {
 };
 
 struct ParameterGroup {
-  std::string name;         // "backbone", "head", "no_decay:<key>", "norm_layers"
+  std::string name;  // "backbone", "head", "no_decay:<key>", "norm_layers"
   double lr_mult = 1.0;
   double weight_decay = 0.0;
   std::vector<std::string> parameter_names;

@@ -33,8 +33,10 @@ void set_autocast_enabled(torch::DeviceType type, bool enabled) {
 #if SEGRUN_TORCH_AT_LEAST(2, 4)
   at::autocast::set_autocast_enabled(type, enabled);
 #else
-  if (type == torch::kCUDA) at::autocast::set_enabled(enabled);
-  else at::autocast::set_cpu_enabled(enabled);
+  if (type == torch::kCUDA)
+    at::autocast::set_enabled(enabled);
+  else
+    at::autocast::set_cpu_enabled(enabled);
 #endif
 }
 
@@ -50,8 +52,10 @@ void set_autocast_dtype(torch::DeviceType type, torch::ScalarType dtype) {
 #if SEGRUN_TORCH_AT_LEAST(2, 4)
   at::autocast::set_autocast_dtype(type, dtype);
 #else
-  if (type == torch::kCUDA) at::autocast::set_autocast_gpu_dtype(dtype);
-  else at::autocast::set_autocast_cpu_dtype(dtype);
+  if (type == torch::kCUDA)
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  else
+    at::autocast::set_autocast_cpu_dtype(dtype);
 #endif
 }
 
@@ -59,10 +63,14 @@ void set_autocast_dtype(torch::DeviceType type, torch::ScalarType dtype) {
 
 Precision parse_precision(const std::string& name, const torch::Device& device) {
   Precision precision;
-  if (name == "fp32") precision = Precision::kFp32;
-  else if (name == "bf16") precision = Precision::kBf16;
-  else if (name == "fp16") precision = Precision::kFp16;
-  else throw ConfigError("train.precision: '" + name + "' is not one of fp32, bf16, fp16");
+  if (name == "fp32")
+    precision = Precision::kFp32;
+  else if (name == "bf16")
+    precision = Precision::kBf16;
+  else if (name == "fp16")
+    precision = Precision::kFp16;
+  else
+    throw ConfigError("train.precision: '" + name + "' is not one of fp32, bf16, fp16");
   // LibTorch's CPU autocast (1.13) covers too few ops for the heads (a bf16 input reaches
   // LayerNorm's float32 weights in CLIP-SP's decoder and fails): reduced precision is for GPUs.
   if (precision != Precision::kFp32 && !device.is_cuda())

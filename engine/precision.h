@@ -45,7 +45,7 @@ class AutocastScope {
 };
 
 struct LossScalerOptions {
-  double init_scale = 65536.0;   // 2^16, GradScaler's default
+  double init_scale = 65536.0;  // 2^16, GradScaler's default
   double growth_factor = 2.0;
   double backoff_factor = 0.5;
   int64_t growth_interval = 2000;

@@ -41,8 +41,8 @@ std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   int64_t s = static_cast<int64_t>(seconds + 0.5);
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", static_cast<long>(s / 3600),
-                static_cast<long>((s / 60) % 60), static_cast<long>(s % 60));
+  std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", static_cast<long>(s / 3600), static_cast<long>((s / 60) % 60),
+                static_cast<long>(s % 60));
   return buf;
 }
 
@@ -112,9 +112,9 @@ struct Trainer::State {
   int64_t window_first = 0;
   torch::Tensor window_total;
   std::vector<std::pair<std::string, torch::Tensor>> window_parts;
-  double window_wait = 0;       // seconds this rank waited for data
-  double window_sync_wait = 0;  // seconds backward's end waited for gradient all-reduces
-  double lr = 0;                // of the last step
+  double window_wait = 0;        // seconds this rank waited for data
+  double window_sync_wait = 0;   // seconds backward's end waited for gradient all-reduces
+  double lr = 0;                 // of the last step
   int64_t skipped_reported = 0;  // corrupt records already reported
 
   std::string config_origin() const { return config.source.empty() ? std::string("config") : config.source; }
@@ -159,7 +159,8 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
   } else if (!s.request.resume.empty()) {
     s.resume_candidates = {s.request.resume};
   } else if (!checkpoints_newest_first(s.run.checkpoint_dir()).empty()) {
-    throw ConfigError(s.run.root() + ": run directory already has checkpoints; pass --resume auto to "
+    throw ConfigError(s.run.root() +
+                      ": run directory already has checkpoints; pass --resume auto to "
                       "continue it, or choose another --run-dir");
   }
 }
@@ -334,9 +335,10 @@ double Trainer::log_window(int64_t done) {
   log::info("iter {}/{} loss {:.4f}{} lr {:.3e} {:.1f} img/s eta {}", done, config.train.iters, avg_loss, parts_text,
             s.lr, images_per_s, format_duration(eta));
   if (s.loader && s.loader->skipped() > s.skipped_reported) {
-    log::warn("{} read(s) of corrupt records skipped so far (data.on_corrupt = \"skip\"); run "
-              "`segrun data inspect {}` to list the records",
-              s.loader->skipped(), config.data.store);
+    log::warn(
+        "{} read(s) of corrupt records skipped so far (data.on_corrupt = \"skip\"); run "
+        "`segrun data inspect {}` to list the records",
+        s.loader->skipped(), config.data.store);
     s.skipped_reported = s.loader->skipped();
   }
   if (s.root) {
@@ -428,8 +430,7 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
   s.outcome.iterations = next_iter;
   if (stopped) {
     checkpoint(next_iter);
-    if (s.root)
-      s.run.write_status(RunState::kPreempted, "stopped by signal at iteration " + std::to_string(next_iter));
+    if (s.root) s.run.write_status(RunState::kPreempted, "stopped by signal at iteration " + std::to_string(next_iter));
     log::warn("stop requested: checkpointed at iteration {}; continue with --resume auto", next_iter);
     s.outcome.finished = false;
   } else {

@@ -14,8 +14,9 @@
 // never on the rank: N ranks x batch b compute what 1 rank x batch N*b does (docs/distributed.md).
 //
 // Stopping: SIGINT, SIGTERM and the configured preemption signal (cluster.slurm.signal: USR1,
-// USR2 or TERM; with TERM also SIGUSR1, which local launchers send) request a stop; all ranks agree on it at the end of the iteration, rank 0 writes a
-// checkpoint and marks the run "preempted", and train() reports finished = false (exit 75).
+// USR2 or TERM; with TERM also SIGUSR1, which local launchers send) request a stop; all ranks agree on it at the end of
+// the iteration, rank 0 writes a checkpoint and marks the run "preempted", and train() reports finished = false (exit
+// 75).
 //
 // `Trainer` holds one run's state; run() is set_up(), resume(), then step() per iteration with
 // end_of_iteration() (log, evaluate, checkpoint, agree on a stop), then finish(). The steps are
@@ -32,17 +33,17 @@
 namespace segrun::engine {
 
 struct TrainRequest {
-  std::string run_dir;   // required
-  std::string resume;    // "" (fresh; refuses a run dir that has checkpoints), "auto", or a path
+  std::string run_dir;  // required
+  std::string resume;   // "" (fresh; refuses a run dir that has checkpoints), "auto", or a path
 };
 
 struct TrainOutcome {
-  bool finished = false;     // false: stopped by a signal (preempted), resumable
-  int64_t iterations = 0;    // iterations completed (including those before a resume)
-  double seconds = 0.0;      // wall time of this invocation
+  bool finished = false;   // false: stopped by a signal (preempted), resumable
+  int64_t iterations = 0;  // iterations completed (including those before a resume)
+  double seconds = 0.0;    // wall time of this invocation
   bool evaluated = false;
-  EvalOutcome evaluation;    // the last evaluation (when a val_store is configured); the final
-                             // one has the multi-scale part when eval.report_ms
+  EvalOutcome evaluation;  // the last evaluation (when a val_store is configured); the final
+                           // one has the multi-scale part when eval.report_ms
   std::vector<std::string> class_names;
 };
 

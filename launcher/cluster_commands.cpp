@@ -41,7 +41,9 @@ void add_cluster_commands(CommandRegistry& registry) {
   s.submit->add_option("--on", s.on, "scheduler")->capture_default_str()->check(CLI::IsMember({"slurm"}));
   // Resource flags bind to SlurmOverrides' optionals: a flag not given keeps the config's value.
   sweeps::SlurmOverrides& o = s.request.slurm;
-  auto flag = [&](const char* name, auto& target, const char* help) { return s.submit->add_option(name, target, help); };
+  auto flag = [&](const char* name, auto& target, const char* help) {
+    return s.submit->add_option(name, target, help);
+  };
   flag("--partition", o.partition, "Slurm partition (cluster.slurm.partition)");
   flag("--account", o.account, "account to charge (cluster.slurm.account)");
   flag("--qos", o.qos, "quality of service (cluster.slurm.qos)");
@@ -72,10 +74,12 @@ void add_cluster_commands(CommandRegistry& registry) {
                        "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.submit->add_flag("--dry-run", s.request.dry_run, "print the job script, write and submit nothing");
 
-  s.status = registry.add("status", "state of one run: its run directory merged with its Slurm job, job id, log", action);
+  s.status =
+      registry.add("status", "state of one run: its run directory merged with its Slurm job, job id, log", action);
   s.status->add_option("run", s.status_run, "run directory")->required();
 
-  s.cancel = registry.add("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory", action);
+  s.cancel = registry.add("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory",
+                          action);
   s.cancel->add_option("target", s.cancel_target, "sweep spec, run directory or runs folder")->required();
   s.cancel->add_option("--runs-dir", s.cancel_runs_dir, "with a SPEC: its runs folder");
 }

@@ -41,9 +41,9 @@ CLI::Option* add_size_option(CLI::App* app, data::SynthOptions& options) {
             int h = 0, w = 0;
             char x = 0;
             std::istringstream in(text);
-            if (!(in >> h >> x >> w) || (x != 'x' && x != 'X') || !in.eof() || h < 16 || w < 16 || h > 8192 ||
-                w > 8192)
-              throw CLI::ValidationError("--size", "'" + text + "': expected HxW with 16 <= H, W <= 8192 (e.g. 128x160)");
+            if (!(in >> h >> x >> w) || (x != 'x' && x != 'X') || !in.eof() || h < 16 || w < 16 || h > 8192 || w > 8192)
+              throw CLI::ValidationError("--size",
+                                         "'" + text + "': expected HxW with 16 <= H, W <= 8192 (e.g. 128x160)");
             options.height = h;
             options.width = w;
           },
@@ -114,8 +114,8 @@ void add_data_commands(CommandRegistry& registry) {
   pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(CLI::Range(1, 100000));
 
   CLI::App* inspect = registry.add(
-      "inspect", "summarize a store and check every record's CRC", [options](MpiHolder&) { return run_inspect(*options); },
-      data);
+      "inspect", "summarize a store and check every record's CRC",
+      [options](MpiHolder&) { return run_inspect(*options); }, data);
   inspect->add_option("store", s.inspect_store, "store folder or its manifest.json")->required();
   inspect->add_flag("--json", s.inspect_json, "print JSON");
   inspect->add_flag("--no-verify", s.no_verify, "skip the CRC check of every record");

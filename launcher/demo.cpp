@@ -81,8 +81,8 @@ int run_demo(const DemoOptions& cmd) {
     if (fs::exists(out / "manifest.json", ec)) continue;
     fs::remove_all(out, ec);  // an empty folder (a pack leaves no half-made store)
     log::info("demo 2/4: packing {} split on {} ranks", split, cmd.ranks);
-    check_step(launch_segrun(cmd.ranks, {"data", "pack", "--layout", "ade20k", "--root", raw.string(),
-                                         "--split", split, "--out", out.string(), "--shards", "2"}),
+    check_step(launch_segrun(cmd.ranks, {"data", "pack", "--layout", "ade20k", "--root", raw.string(), "--split", split,
+                                         "--out", out.string(), "--shards", "2"}),
                std::string("packing ") + split);
   }
 
@@ -106,8 +106,7 @@ int run_demo(const DemoOptions& cmd) {
     resume.insert(resume.end(), train_args.begin(), train_args.end());
     resume.push_back("--resume");
     resume.push_back("auto");
-    std::cout << "demo: training stopped at a checkpoint; continue it with:\n  "
-              << process::shell_join(resume) << "\n";
+    std::cout << "demo: training stopped at a checkpoint; continue it with:\n  " << process::shell_join(resume) << "\n";
     return code;
   }
   check_step(code, "training");
@@ -116,9 +115,10 @@ int run_demo(const DemoOptions& cmd) {
   auto [miou, classes] = read_result_headline(RunFolder(run_dir.string()).result_path());
   const auto seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
-  std::printf("demo: mIoU %.2f over the %d classes present in the validation split "
-              "(a uniform random guess over them scores about %.2f); %ld s in all\n",
-              miou, classes, 100.0 / std::max(2 * classes - 1, 1), static_cast<long>(seconds));
+  std::printf(
+      "demo: mIoU %.2f over the %d classes present in the validation split "
+      "(a uniform random guess over them scores about %.2f); %ld s in all\n",
+      miou, classes, 100.0 / std::max(2 * classes - 1, 1), static_cast<long>(seconds));
   return 0;
 }
 

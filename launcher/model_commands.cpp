@@ -52,7 +52,9 @@ void add_model_commands(CommandRegistry& registry) {
   s.info->add_option("config", s.config, "experiment TOML")->required();
   s.info->add_option("overrides", s.overrides, "key=value overrides, e.g. model.backbone=clip_rn101");
   s.info->add_option("--input", s.input, "input image HxW (default: data.crop; the papers use 1024x1024)");
-  s.info->add_option("--format", s.format, "text | json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  s.info->add_option("--format", s.format, "text | json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
 }
 
 namespace {

@@ -32,8 +32,8 @@ namespace fs = std::filesystem;
 struct TrainCommand {
   std::string config;
   std::vector<std::string> overrides;
-  std::string run_dir;   // default: runs/<config name>
-  std::string resume;    // "", "auto" or a checkpoint path
+  std::string run_dir;  // default: runs/<config name>
+  std::string resume;   // "", "auto" or a checkpoint path
 };
 
 struct EvalCommand {
@@ -42,9 +42,9 @@ struct EvalCommand {
   std::string checkpoint;
   std::string save_pred;
   bool json = false;
-  bool ms = false;          // --ms: also multi-scale + flip (eval.report_ms = true)
-  std::string run_dir;      // --run-dir: record the evaluation there (default: the checkpoint's run)
-  bool no_record = false;   // --no-record: print only
+  bool ms = false;         // --ms: also multi-scale + flip (eval.report_ms = true)
+  std::string run_dir;     // --run-dir: record the evaluation there (default: the checkpoint's run)
+  bool no_record = false;  // --no-record: print only
 };
 
 struct ConfigCommand {
@@ -83,8 +83,8 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
     return segrun::format("{:<22} {:>7.2f} {:>7.2f} {:>7.2f}\n", name, m.aAcc, m.mIoU, m.mAcc);
   };
   std::cout << segrun::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
-            << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi)
-            << "MS: scales " << scales << ", each also flipped\n";
+            << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi) << "MS: scales "
+            << scales << ", each also flipped\n";
 }
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
@@ -135,15 +135,16 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
   }
   const int64_t finished = stored.value("iterations", static_cast<int64_t>(-1));
   if (finished != result.iteration) {
-    log::info("{}: not updated: the checkpoint is iteration {}, the run's result is of iteration {}",
-              run.result_path(), result.iteration, finished);
+    log::info("{}: not updated: the checkpoint is iteration {}, the run's result is of iteration {}", run.result_path(),
+              result.iteration, finished);
     return;
   }
   if (stored.contains("mIoU") && stored["mIoU"].is_number() && record["mIoU"].is_number() &&
       std::fabs(stored["mIoU"].get<double>() - record["mIoU"].get<double>()) > 1e-6)
-    log::warn("single-scale mIoU {:.4f} differs from the {:.4f} of {}: the [eval] settings differ from "
-              "the training run's; result.json keeps the training's single-scale figures",
-              record["mIoU"].get<double>(), stored["mIoU"].get<double>(), run.result_path());
+    log::warn(
+        "single-scale mIoU {:.4f} differs from the {:.4f} of {}: the [eval] settings differ from "
+        "the training run's; result.json keeps the training's single-scale figures",
+        record["mIoU"].get<double>(), stored["mIoU"].get<double>(), run.result_path());
   for (const char* key : {"aAcc_ms", "mIoU_ms", "mAcc_ms", "per_class_ms", "ms_scales", "ms_flip"})
     stored[key] = record.at(key);
   write_file_atomic(run.result_path(), stored.dump(2) + "\n");
@@ -228,9 +229,11 @@ void add_run_commands(CommandRegistry& registry) {
   eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
   eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
   eval_command->add_flag("--json", eval.json, "print JSON");
-  eval_command->add_flag("--ms", eval.ms, "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
-  eval_command->add_option("--run-dir", eval.run_dir,
-                     "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
+  eval_command->add_flag("--ms", eval.ms,
+                         "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
+  eval_command->add_option(
+      "--run-dir", eval.run_dir,
+      "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
   eval_command->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
 
   engine::MetricsCommandOptions& metrics = s.metrics_options;
@@ -238,9 +241,12 @@ void add_run_commands(CommandRegistry& registry) {
                                            [options](MpiHolder&) { return run_metrics(options->metrics_options); });
   metrics_command->add_option("--pred", metrics.pred_dir, "folder of predicted label PNGs")->required();
   metrics_command->add_option("--gt", metrics.gt_dir, "folder of ground-truth label PNGs")->required();
-  metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes")->required()->check(CLI::Range(1, 255));
+  metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes")
+      ->required()
+      ->check(CLI::Range(1, 255));
   metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
-  metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label, "ADE20K convention: GT 0 -> ignore, k -> k-1");
+  metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label,
+                            "ADE20K convention: GT 0 -> ignore, k -> k-1");
   metrics_command->add_flag("--json", metrics.json, "print JSON");
 
   ConfigCommand& config = s.config_command;

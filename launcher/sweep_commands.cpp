@@ -65,9 +65,13 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.plan->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.plan->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
 
-  s.run = registry.add("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)", action, sweep);
+  s.run = registry.add("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)", action,
+                       sweep);
   s.run->add_option("spec", s.spec, "sweep spec TOML")->required();
-  s.run->add_option("--on", s.on, "scheduler: local (mpirun jobs packed onto this machine's cores) | slurm (a job array, like `segrun submit SPEC`)")
+  s.run
+      ->add_option("--on", s.on,
+                   "scheduler: local (mpirun jobs packed onto this machine's cores) | slurm (a job array, like `segrun "
+                   "submit SPEC`)")
       ->capture_default_str()
       ->check(CLI::IsMember({"local", "slurm"}));
   s.run->add_option("--max-parallel", s.max_parallel, "runs at once (default: cores / ranks per run)")
@@ -81,7 +85,9 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.status->add_option("--metric", s.status_metric, "metric column (default: the spec's table metric)");
   s.status->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
 
-  s.table = registry.add("table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best", action);
+  s.table = registry.add(
+      "table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best",
+      action);
   s.table->add_option("source", s.source, "sweep spec TOML, or a runs folder")->required();
   s.table->add_option("--rows", s.rows, "swept key(s) on the rows (comma-separated)")->delimiter(',');
   s.table->add_option("--cols", s.cols, "swept key(s) on the columns (comma-separated)")->delimiter(',');
@@ -91,11 +97,18 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.table->add_option("--format", s.format, "md | csv | latex | json | text")
       ->capture_default_str()
       ->check(CLI::IsMember({"md", "markdown", "csv", "latex", "json", "text"}));
-  s.table->add_option("--per-class", s.per_class, "class names (or \"spec\": the spec's [table] per_class): print the per-class IoU table instead")->delimiter(',');
-  s.table->add_option("--plot", s.plot, "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat)");
+  s.table
+      ->add_option("--per-class", s.per_class,
+                   "class names (or \"spec\": the spec's [table] per_class): print the per-class IoU table instead")
+      ->delimiter(',');
+  s.table->add_option(
+      "--plot", s.plot,
+      "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat)");
   s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
   s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
-  s.table->add_option("--decimals", s.decimals, "decimals of the values")->capture_default_str()->check(CLI::Range(0, 6));
+  s.table->add_option("--decimals", s.decimals, "decimals of the values")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 6));
 }
 
 namespace {
@@ -141,8 +154,7 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
     if (runs.empty())
       throw DataError(s.source + ": no run folders with overrides.json (is this a sweep's runs folder?)");
   } else {
-    if (!fs::is_regular_file(s.source, ec))
-      throw ConfigError(s.source + ": no such runs folder or sweep spec");
+    if (!fs::is_regular_file(s.source, ec)) throw ConfigError(s.source + ": no such runs folder or sweep spec");
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.source);
     sweep_name = spec.name;
     for (const auto& e : sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir))) {
@@ -172,8 +184,7 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
   options.where = sweeps::parse_override_args(s.where, "--where");
   options.decimals = s.decimals;
   const std::string format = s.format == "markdown" ? "md" : s.format;
-  if (!per_class.empty())
-    std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
+  if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
   const sweeps::ResultGrid grid = sweeps::build_result_grid(runs, options);
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {

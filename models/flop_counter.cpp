@@ -25,8 +25,7 @@ int64_t fc_numel(c10::IntArrayRef shape) {
   return n;
 }
 
-const at::Tensor& fc_tensor(const std::string& op, c10::ArrayRef<c10::IValue> args, size_t index,
-                            const char* what) {
+const at::Tensor& fc_tensor(const std::string& op, c10::ArrayRef<c10::IValue> args, size_t index, const char* what) {
   SEGRUN_CHECK(index < args.size() && args[index].isTensor(), ModelError,
                "flop counter: " << op << ": argument " << index << " (" << what << ") is not a tensor");
   return args[index].toTensor();
@@ -130,8 +129,10 @@ int64_t fc_einsum(const std::string& op, const std::string& equation, const std:
     std::set<char> result;
     for (char c : involved) {
       product *= size[c];
-      if (keep.count(c)) result.insert(c);
-      else summed = true;
+      if (keep.count(c))
+        result.insert(c);
+      else
+        summed = true;
     }
     const int64_t terms_in_step = idx.size() > 1 ? 2 : 1;
     const int64_t factor = std::max<int64_t>(1, terms_in_step - 1) + (summed ? 1 : 0);
@@ -141,8 +142,7 @@ int64_t fc_einsum(const std::string& op, const std::string& equation, const std:
   return total;
 }
 
-int64_t fc_conv(const std::string& op, c10::ArrayRef<c10::IValue> in, c10::ArrayRef<c10::IValue> out,
-                bool transposed) {
+int64_t fc_conv(const std::string& op, c10::ArrayRef<c10::IValue> in, c10::ArrayRef<c10::IValue> out, bool transposed) {
   const at::Tensor& x = fc_tensor(op, in, 0, "input");
   const at::Tensor& w = fc_tensor(op, in, 1, "weight");
   SEGRUN_CHECK(!out.empty() && out[0].isTensor(), ModelError, "flop counter: " << op << ": no output recorded");
@@ -167,15 +167,15 @@ int64_t fc_output_numel(const std::string& op, c10::ArrayRef<c10::IValue> out) {
 
 }  // namespace
 
-std::optional<int64_t> op_flops(const std::string& op, c10::ArrayRef<c10::IValue> in,
-                                c10::ArrayRef<c10::IValue> out) {
+std::optional<int64_t> op_flops(const std::string& op, c10::ArrayRef<c10::IValue> in, c10::ArrayRef<c10::IValue> out) {
   static const std::unordered_set<std::string> kConv{"aten::conv1d", "aten::conv2d", "aten::conv3d"};
   static const std::unordered_set<std::string> kConvTransposed{"aten::conv_transpose1d", "aten::conv_transpose2d",
                                                                "aten::conv_transpose3d"};
   if (kConv.count(op)) return fc_conv(op, in, out, false);
   if (kConvTransposed.count(op)) return fc_conv(op, in, out, true);
   if (op == "aten::convolution" || op == "aten::_convolution") {
-    SEGRUN_CHECK(in.size() > 6 && in[6].isBool(), ModelError, "flop counter: " << op << ": argument 6 (transposed) is not a bool");
+    SEGRUN_CHECK(in.size() > 6 && in[6].isBool(), ModelError,
+                 "flop counter: " << op << ": argument 6 (transposed) is not a bool");
     return fc_conv(op, in, out, in[6].toBool());
   }
   if (op == "aten::linear") {
@@ -192,7 +192,8 @@ std::optional<int64_t> op_flops(const std::string& op, c10::ArrayRef<c10::IValue
     return fc_einsum(op, in[0].toStringRef(), in[1].toTensorVector());
   }
   if (op == "aten::batch_norm") {
-    SEGRUN_CHECK(in.size() > 5 && in[5].isBool(), ModelError, "flop counter: " << op << ": argument 5 (training) is not a bool");
+    SEGRUN_CHECK(in.size() > 5 && in[5].isBool(), ModelError,
+                 "flop counter: " << op << ": argument 5 (training) is not a bool");
     if (in[5].toBool()) return fc_norm(op, in, 1);
     return fc_tensor(op, in, 0, "input").numel() * (fc_has_tensor(in, 1) ? 2 : 1);
   }
@@ -279,8 +280,10 @@ void fc_on_end(const at::RecordFunction& fn, at::ObserverContext* context) {
     if (s->attribute) {
       auto it = std::find_if(s->by_module.begin(), s->by_module.end(),
                              [&](const auto& item) { return item.first == s->current_module; });
-      if (it == s->by_module.end()) s->by_module.emplace_back(s->current_module, *flops);
-      else it->second += *flops;
+      if (it == s->by_module.end())
+        s->by_module.emplace_back(s->current_module, *flops);
+      else
+        it->second += *flops;
     }
   } catch (...) {
     s->error = std::current_exception();

@@ -22,9 +22,9 @@
 // Attribution: an op taking a registered parameter (the weight of a conv/linear/norm) belongs to
 // that parameter's top-level submodule ("backbone" of "backbone.layer1.0.conv1.weight"); an op
 // without one (upsample, matmul of activations) to the submodule of the last op that had one
-// ("(input)" before any; "(root)" for tensors registered on the module itself). Exact for sequential models, a close approximation otherwise.
-// Threading: count_flops observes only the calling thread; run the forward on it. Callbacks are
-// thread-local, so counters on different threads do not see each other.
+// ("(input)" before any; "(root)" for tensors registered on the module itself). Exact for sequential models, a close
+// approximation otherwise. Threading: count_flops observes only the calling thread; run the forward on it. Callbacks
+// are thread-local, so counters on different threads do not see each other.
 
 #include <torch/torch.h>
 
@@ -45,8 +45,8 @@ struct OpFlops {
 };
 
 struct FlopReport {
-  int64_t total = 0;                              // FLOPs (multiply-adds) of the whole pass
-  std::vector<OpFlops> by_op;                     // counted ops, most FLOPs first
+  int64_t total = 0;                                       // FLOPs (multiply-adds) of the whole pass
+  std::vector<OpFlops> by_op;                              // counted ops, most FLOPs first
   std::vector<std::pair<std::string, int64_t>> by_module;  // top-level submodule -> FLOPs, in first-use order
   std::vector<std::pair<std::string, int64_t>> uncounted;  // outermost ops counted as free -> calls, by name
 };
@@ -65,14 +65,14 @@ FlopReport count_flops(const std::function<void()>& forward, const torch::nn::Mo
 
 // Parameter and buffer element counts of a module (tensors shared between names counted once).
 struct ModuleSize {
-  std::string name;         // top-level submodule ("backbone"), "(root)" for the module's own tensors
-  int64_t trainable = 0;    // parameters with requires_grad
-  int64_t frozen = 0;       // parameters without
-  int64_t buffers = 0;      // running statistics, cached embeddings, ...
+  std::string name;       // top-level submodule ("backbone"), "(root)" for the module's own tensors
+  int64_t trainable = 0;  // parameters with requires_grad
+  int64_t frozen = 0;     // parameters without
+  int64_t buffers = 0;    // running statistics, cached embeddings, ...
 };
 struct ParameterReport {
-  ModuleSize total;                 // name "total"
-  std::vector<ModuleSize> groups;   // per top-level submodule, in registration order
+  ModuleSize total;                // name "total"
+  std::vector<ModuleSize> groups;  // per top-level submodule, in registration order
 };
 ParameterReport count_parameters(const torch::nn::Module& module);
 

@@ -8,8 +8,7 @@
 
 namespace segrun::models {
 
-FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t channels, double eps)
-    : channels_(channels), eps_(eps) {
+FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t channels, double eps) : channels_(channels), eps_(eps) {
   SEGRUN_CHECK(channels > 0, ModelError, "FrozenBatchNorm2d: channels must be > 0 (got " << channels << ")");
   // Same registration order and names as torch::nn::BatchNorm2d.
   weight = register_parameter("weight", torch::ones({channels}), /*requires_grad=*/false);

@@ -44,8 +44,8 @@ torch::Tensor SampleRandom::uniform(int64_t rows, uint64_t stream, c10::IntArray
 torch::Tensor keyed_dropout2d(const torch::Tensor& x, double p, bool training, const SampleRandom& random) {
   if (!training || p <= 0.0) return x;
   SEGRUN_CHECK(x.dim() == 4, ModelError, "dropout2d: expected [B, C, H, W], got " << x.sizes());
-  const torch::Tensor u = random.uniform(x.size(0), stream_id(RandomSite::kDropout), {x.size(1)},
-                                         x.options().dtype(torch::kFloat32));
+  const torch::Tensor u =
+      random.uniform(x.size(0), stream_id(RandomSite::kDropout), {x.size(1)}, x.options().dtype(torch::kFloat32));
   const torch::Tensor mask = (u >= p).to(x.scalar_type()).div_(1.0 - p).view({x.size(0), x.size(1), 1, 1});
   return x * mask;
 }

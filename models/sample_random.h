@@ -35,7 +35,8 @@ class SampleRandom {
   static torch::Generator generator(uint64_t key, uint64_t stream, const torch::Device& device);
 
   // Uniform floats in [0, 1), [rows, *shape]: row b drawn from generator(keys(rows)[b], stream).
-  torch::Tensor uniform(int64_t rows, uint64_t stream, c10::IntArrayRef shape, const torch::TensorOptions& options) const;
+  torch::Tensor uniform(int64_t rows, uint64_t stream, c10::IntArrayRef shape,
+                        const torch::TensorOptions& options) const;
 
  private:
   std::vector<uint64_t> keys_;

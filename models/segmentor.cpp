@@ -130,9 +130,8 @@ VisualTower make_clip_resnet(const ModelConfig& config, const NormFactory& norm,
 std::shared_ptr<ClipVisualBackboneImpl> make_clip_backbone(const BuildOptions& build, const NormFactory& norm,
                                                            bool with_embeddings, std::shared_ptr<SampleRandom> random) {
   const ModelConfig& config = build.config;
-  VisualTower tower = config.backbone == "clip_vit_b16"
-                          ? make_clip_vit(build, norm, with_embeddings, std::move(random))
-                          : make_clip_resnet(config, norm, with_embeddings);
+  VisualTower tower = config.backbone == "clip_vit_b16" ? make_clip_vit(build, norm, with_embeddings, std::move(random))
+                                                        : make_clip_resnet(config, norm, with_embeddings);
   if (has_pretrained_weights(config)) {
     tower.weights.path = config.pretrained;
     tower.weights.prefix = "visual.";

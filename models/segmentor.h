@@ -64,10 +64,10 @@ class SegmentorImpl : public torch::nn::Module {
 struct BuildOptions {
   ModelConfig config;
   int num_classes = 0;
-  std::vector<std::string> class_names;         // size num_classes (used by text-driven heads)
-  std::shared_ptr<dist::Communicator> comm;     // may be null (single process)
-  int crop_size = 512;                          // training crop; attention-pool grid for CLIP heads
-  std::vector<int64_t> cooccurrence;            // K x K class co-occurrence of the train store (may be empty)
+  std::vector<std::string> class_names;      // size num_classes (used by text-driven heads)
+  std::shared_ptr<dist::Communicator> comm;  // may be null (single process)
+  int crop_size = 512;                       // training crop; attention-pool grid for CLIP heads
+  std::vector<int64_t> cooccurrence;         // K x K class co-occurrence of the train store (may be empty)
   // Every parameter and buffer will be loaded from a checkpoint: skip work that only initializes
   // them (CLIP-SP then leaves its text embeddings zero instead of running the text encoder).
   bool weights_from_checkpoint = false;
@@ -97,9 +97,9 @@ std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options);
 std::vector<std::string> segmentor_heads();
 
 // Semantic FPN baseline (head = "fpn"): the CLIP visual tower without its embedding head (as
-// DenseCLIP's CLIPResNet / CLIPVisionTransformer baselines) -> FPN neck -> Semantic FPN head; loss = mmseg CE ("loss_seg").
-// config.pretrained (an OpenAI CLIP TorchScript archive) initializes the backbone from its
-// visual.* tensors (clip_checkpoint.h); the neck and head start from their own init.
+// DenseCLIP's CLIPResNet / CLIPVisionTransformer baselines) -> FPN neck -> Semantic FPN head; loss = mmseg CE
+// ("loss_seg"). config.pretrained (an OpenAI CLIP TorchScript archive) initializes the backbone from its visual.*
+// tensors (clip_checkpoint.h); the neck and head start from their own init.
 class FpnSegmentorImpl : public SegmentorImpl {
  public:
   explicit FpnSegmentorImpl(const BuildOptions& options);

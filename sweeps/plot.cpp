@@ -21,8 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // matplotlib's default cycle: distinguishable, and prints well in grey.
-const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-                                "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
 std::string num(double v) {
   char buf[40];
@@ -55,7 +54,7 @@ struct Point {
   std::string x_text;  // the swept value (display form)
   double x;            // the value, or the category index
   double mean;
-  double std;          // NaN when n < 2
+  double std;  // NaN when n < 2
   size_t n;
 };
 
@@ -160,11 +159,10 @@ GnuplotFiles render_gnuplot(const ResultGrid& grid, const PlotOptions& options, 
 
   const std::string stem = fs::path(output_name).stem().string();
   const std::string data_name = stem + ".dat";
-  const std::string title =
-      !options.title.empty() ? options.title
-                             : (options.name.empty() ? "" : options.name + ": ") + grid.metric + " vs " + x_key;
-  const std::string x_label =
-      options.x_label.empty() ? x_key + (log_x ? " (log scale)" : "") : options.x_label;
+  const std::string title = !options.title.empty()
+                                ? options.title
+                                : (options.name.empty() ? "" : options.name + ": ") + grid.metric + " vs " + x_key;
+  const std::string x_label = options.x_label.empty() ? x_key + (log_x ? " (log scale)" : "") : options.x_label;
   const std::string y_label = options.y_label.empty() ? grid.metric : options.y_label;
 
   GnuplotFiles files;
@@ -176,8 +174,8 @@ GnuplotFiles render_gnuplot(const ResultGrid& grid, const PlotOptions& options, 
     data << "# series " << s << ": " << (series_keys.empty() ? grid.metric : series[s].label) << "\n"
          << "# x\tmean\tstd\tn\tlabel\n";
     for (const auto& p : series[s].points)
-      data << num(p.x) << "\t" << num(p.mean) << "\t" << (std::isnan(p.std) ? "NaN" : num(p.std)) << "\t" << p.n
-           << "\t" << data_label(p.x_text) << "\n";
+      data << num(p.x) << "\t" << num(p.mean) << "\t" << (std::isnan(p.std) ? "NaN" : num(p.std)) << "\t" << p.n << "\t"
+           << data_label(p.x_text) << "\n";
   }
   files.data = data.str();
 
@@ -211,14 +209,14 @@ GnuplotFiles render_gnuplot(const ResultGrid& grid, const PlotOptions& options, 
   const std::string data_ref = gp_quote(data_name);
   bool first = true;
   for (size_t s = 0; s < series.size(); ++s) {
-    const std::string style = std::string(" lw 1.5 pt 7 ps 0.8 lc rgb '") +
-                              kPalette[s % (sizeof(kPalette) / sizeof(kPalette[0]))] + "'";
+    const std::string style =
+        std::string(" lw 1.5 pt 7 ps 0.8 lc rgb '") + kPalette[s % (sizeof(kPalette) / sizeof(kPalette[0]))] + "'";
     gp << (first ? " " : ", \\\n     ") << data_ref << " index " << s << " using 1:2 with linespoints" << style
        << (series.size() > 1 ? " title " + gp_quote(series[s].label) : std::string(" notitle"));
     first = false;
     if (series[s].has_error_bars)
-      gp << ", \\\n     " << data_ref << " index " << s << " using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars"
-         << style << " notitle";
+      gp << ", \\\n     " << data_ref << " index " << s << " using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars" << style
+         << " notitle";
   }
   gp << "\n";
   files.script = gp.str();

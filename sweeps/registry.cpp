@@ -104,7 +104,8 @@ std::vector<RunRecord> scan_runs(const std::string& runs_dir) {
   if (!fs::is_directory(runs_dir, ec)) throw DataError(runs_dir + ": no such runs folder");
   std::vector<std::string> dirs;
   for (const auto& entry : fs::directory_iterator(runs_dir, ec))
-    if (entry.is_directory() && path_exists(RunFolder(entry.path().string()).overrides_path())) dirs.push_back(entry.path().string());
+    if (entry.is_directory() && path_exists(RunFolder(entry.path().string()).overrides_path()))
+      dirs.push_back(entry.path().string());
   std::sort(dirs.begin(), dirs.end());
   std::vector<RunRecord> out;
   for (const auto& d : dirs) out.push_back(read_run(d));

@@ -22,19 +22,19 @@
 namespace segrun::sweeps {
 
 struct RunRecord {
-  std::string dir;                        // the run directory
-  std::string id;                         // from overrides.json ("" when absent)
+  std::string dir;  // the run directory
+  std::string id;   // from overrides.json ("" when absent)
   std::string sweep;
   Overrides overrides;
   uint64_t seed = 0;
   std::string fingerprint;
-  RunState state = RunState::kNew;        // the status file (core/run_folder.h); kNew: none yet
-  std::string reason;                     // the rest of the status line
-  bool has_checkpoint = false;            // checkpoints/iter_<n>.pt exists
-  int64_t last_iter = -1;                 // last "iter" in metrics.jsonl (-1: none)
-  std::map<std::string, double> last_val; // numeric fields of the last "val" line of metrics.jsonl
+  RunState state = RunState::kNew;         // the status file (core/run_folder.h); kNew: none yet
+  std::string reason;                      // the rest of the status line
+  bool has_checkpoint = false;             // checkpoints/iter_<n>.pt exists
+  int64_t last_iter = -1;                  // last "iter" in metrics.jsonl (-1: none)
+  std::map<std::string, double> last_val;  // numeric fields of the last "val" line of metrics.jsonl
   bool has_result = false;
-  std::map<std::string, double> result;   // numeric top-level fields of result.json (mIoU, ...)
+  std::map<std::string, double> result;     // numeric top-level fields of result.json (mIoU, ...)
   std::map<std::string, double> per_class;  // per_class IoU of result.json, NaN for null
 };
 

@@ -95,8 +95,7 @@ std::string col_label(const Overrides& projection, const std::vector<std::string
   return join(parts, ", ");
 }
 
-void check_keys(const std::vector<std::string>& keys, const std::set<std::string>& known,
-                const std::string& what) {
+void check_keys(const std::vector<std::string>& keys, const std::set<std::string>& known, const std::string& what) {
   for (const auto& k : keys)
     if (!known.count(k))
       throw ConfigError(what + " " + k + ": not a swept key of these runs (swept: " +
@@ -125,15 +124,15 @@ CellText cell_text(const ResultCell& c, const ResultGrid& g, bool show_n) {
   if (c.values.size() >= 2) t.value += " \xC2\xB1 " + fmt(c.std, g.decimals);
   if (show_n) t.value += " (n=" + std::to_string(c.values.size()) + ")";
   if (!g.baseline.empty()) {
-    if (c.is_baseline) t.delta = "baseline";
-    else t.delta = fmt_delta(c.delta, g.decimals) + (c.within_spread ? "~" : "");
+    if (c.is_baseline)
+      t.delta = "baseline";
+    else
+      t.delta = fmt_delta(c.delta, g.decimals) + (c.within_spread ? "~" : "");
   }
   return t;
 }
 
-std::string row_header(const ResultGrid& g) {
-  return g.row_keys.empty() ? "configuration" : join(g.row_keys, ", ");
-}
+std::string row_header(const ResultGrid& g) { return g.row_keys.empty() ? "configuration" : join(g.row_keys, ", "); }
 
 std::string row_label(const ResultGrid& g, size_t r) {
   return g.row_keys.empty() ? "(all runs)" : label_of(g.row_values[r], g.row_keys);
@@ -141,19 +140,21 @@ std::string row_label(const ResultGrid& g, size_t r) {
 
 std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   std::vector<std::string> notes;
-  const bool show_n = std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
+  const bool show_n =
+      std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
   if (show_n) notes.push_back("mean \xC2\xB1 sample std over n seeds.");
   if (!g.baseline.empty())
     notes.push_back("\xCE\x94: " + g.metric + " minus that of the baseline (" + describe(g.baseline) +
                     (g.baseline_unpaired ? ")." : ") with the other keys equal."));
   if (std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.within_spread; }))
-    notes.push_back("~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations "
-                    "(not distinguishable from noise).");
+    notes.push_back(
+        "~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations "
+        "(not distinguishable from noise).");
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
-  if (g.runs_not_done > 0)
-    notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
+  if (g.runs_not_done > 0) notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
   if (g.has_paper)
-    notes.push_back("paper: the value the paper reports" + (g.paper_source.empty() ? std::string(".") : " (" + g.paper_source + ")."));
+    notes.push_back("paper: the value the paper reports" +
+                    (g.paper_source.empty() ? std::string(".") : " (" + g.paper_source + ")."));
   return notes;
 }
 
@@ -161,9 +162,12 @@ std::string with_footnotes(std::string table, const std::vector<std::string>& no
   if (notes.empty() || fmt == TableFormat::kCsv) return table;
   if (fmt != TableFormat::kLatex) table += "\n";
   for (const auto& n : notes) {
-    if (fmt == TableFormat::kMarkdown) table += "- " + n + "\n";
-    else if (fmt == TableFormat::kLatex) table += "% " + n + "\n";
-    else table += n + "\n";
+    if (fmt == TableFormat::kMarkdown)
+      table += "- " + n + "\n";
+    else if (fmt == TableFormat::kLatex)
+      table += "% " + n + "\n";
+    else
+      table += n + "\n";
   }
   return table;
 }
@@ -173,9 +177,12 @@ Json json_config(const Overrides& config) {
   for (const auto& [k, v] : config) {
     const std::string d = display_value(v);
     double x = 0;
-    if (v == "true" || v == "false") j[k] = v == "true";
-    else if (!v.empty() && v.front() != '"' && v.front() != '[' && parse_number(v, x)) j[k] = x;
-    else j[k] = d;
+    if (v == "true" || v == "false")
+      j[k] = v == "true";
+    else if (!v.empty() && v.front() != '"' && v.front() != '[' && parse_number(v, x))
+      j[k] = x;
+    else
+      j[k] = d;
   }
   return j;
 }
@@ -253,11 +260,13 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     throw DataError("table: run " + first_without + " has no '" + options.metric + "' in result.json" +
                     missing_metric_hint(first_without, options.metric));
   if (by_config.empty()) {
-    std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" +
-                                               options.metric + "' in result.json"
+    std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" + options.metric +
+                                               "' in result.json"
                                          : "no run is done";
-    if (!first_without.empty()) why += " (e.g. " + first_without + missing_metric_hint(first_without, options.metric) + ")";
-    throw DataError("table: nothing to tabulate: " + why + (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
+    if (!first_without.empty())
+      why += " (e.g. " + first_without + missing_metric_hint(first_without, options.metric) + ")";
+    throw DataError("table: nothing to tabulate: " + why +
+                    (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
   }
 
   // Keys that vary across the configurations; the rest are constant and not shown.
@@ -309,7 +318,8 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     const size_t ra = listed_rank(a), rb = listed_rank(b);
     return ra != rb ? ra < rb : projection_less(a, b, g.row_keys);
   });
-  std::sort(cols.begin(), cols.end(), [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.col_keys); });
+  std::sort(cols.begin(), cols.end(),
+            [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.col_keys); });
   g.row_values = rows;
   g.col_values = cols;
 
@@ -378,14 +388,14 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     cell.best = cell.mean == best;
     g.cells.push_back(cell);
   }
-  std::sort(g.cells.begin(), g.cells.end(), [](const ResultCell& a, const ResultCell& b) {
-    return a.row != b.row ? a.row < b.row : a.col < b.col;
-  });
+  std::sort(g.cells.begin(), g.cells.end(),
+            [](const ResultCell& a, const ResultCell& b) { return a.row != b.row ? a.row < b.row : a.col < b.col; });
   return g;
 }
 
 std::string format_result_grid(const ResultGrid& g, const std::string& format) {
-  const bool show_n = std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
+  const bool show_n =
+      std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
   if (format == "json") {
     Json j;
     j["metric"] = g.metric;
@@ -463,8 +473,9 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
     if (!known.count(name)) {
       std::vector<std::string> some(known.begin(), known.end());
       if (some.size() > 12) some.resize(12);
-      throw DataError("--per-class " + name + ": no run has this class in result.json per_class" +
-                      (some.empty() ? std::string() : " (classes: " + join(some, ", ") + (known.size() > 12 ? ", ..." : "") + ")"));
+      throw DataError(
+          "--per-class " + name + ": no run has this class in result.json per_class" +
+          (some.empty() ? std::string() : " (classes: " + join(some, ", ") + (known.size() > 12 ? ", ..." : "") + ")"));
     }
   }
   const ResultGrid grid = build_result_grid(runs, options);

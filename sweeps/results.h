@@ -45,12 +45,12 @@ struct ResultCell {
   std::vector<uint64_t> seeds;
   std::vector<double> values;
   double mean = 0.0;
-  double std = 0.0;             // NaN when n < 2
-  double delta = 0.0;           // NaN without baseline / reference
-  bool within_spread = false;   // |delta| < max(std, std of the reference), both n >= 2
+  double std = 0.0;            // NaN when n < 2
+  double delta = 0.0;          // NaN without baseline / reference
+  bool within_spread = false;  // |delta| < max(std, std of the reference), both n >= 2
   bool is_baseline = false;
   bool best = false;
-  double paper = 0.0;           // NaN when the paper gives no number for this configuration
+  double paper = 0.0;  // NaN when the paper gives no number for this configuration
   size_t row = 0;
   size_t col = 0;
 };
@@ -66,7 +66,7 @@ struct ResultGrid {
   bool baseline_unpaired = false;  // some delta is against the single baseline configuration
   int runs_not_done = 0;
   int decimals = 2;
-  bool has_paper = false;          // some cell has a paper value
+  bool has_paper = false;  // some cell has a paper value
   std::string paper_source;
 };
 

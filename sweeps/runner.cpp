@@ -47,9 +47,7 @@ class RunsLock {
   int fd_ = -1;
 };
 
-std::string truncate(const std::string& s, size_t n) {
-  return s.size() <= n ? s : s.substr(0, n - 3) + "...";
-}
+std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
 
 // The line of a job's log that best explains a failure: the last line mentioning "error" among
 // the last 30, else the last line with a letter or digit (mpirun frames messages with dashes).
@@ -89,8 +87,7 @@ std::string metric_text(const RunRecord& r, const std::string& metric) {
     if (pc != r.per_class.end()) return format_number(pc->second, 2, "-");
   }
   auto it = r.last_val.find(metric);
-  return it != r.last_val.end() ? format_number(it->second, 2, "-") + " (iter " +
-                                      std::to_string(r.last_iter) + ")"
+  return it != r.last_val.end() ? format_number(it->second, 2, "-") + " (iter " + std::to_string(r.last_iter) + ")"
                                 : "-";
 }
 
@@ -104,9 +101,8 @@ std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
   for (const auto& e : plan) {
     Overrides o;
     for (const auto& [k, v] : e.run.overrides)
-      if (plan.size() == 1 || values[k].size() > 1 || std::any_of(plan.begin(), plan.end(), [&](const PlanEntry& x) {
-            return !x.run.overrides.count(k);
-          }))
+      if (plan.size() == 1 || values[k].size() > 1 ||
+          std::any_of(plan.begin(), plan.end(), [&](const PlanEntry& x) { return !x.run.overrides.count(k); }))
         o[k] = v;
     out.push_back(std::move(o));
   }
@@ -136,9 +132,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   }
   const int cores = options.cores > 0 ? options.cores : process::usable_cores();
   const int per_core_fit = std::max(1, cores / spec.ranks);
-  const int parallel = std::max(
-      1, std::min<int>({options.max_parallel > 0 ? options.max_parallel : per_core_fit,
-                        per_core_fit, static_cast<int>(std::max<size_t>(1, todo.size()))}));
+  const int parallel = std::max(1, std::min<int>({options.max_parallel > 0 ? options.max_parallel : per_core_fit,
+                                                  per_core_fit, static_cast<int>(std::max<size_t>(1, todo.size()))}));
   const int threads = std::max(1, cores / (parallel * spec.ranks));
   const std::string program = options.program.empty() ? cluster::self_executable() : options.program;
 
@@ -165,9 +160,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     commands.push_back(std::move(command));
   }
 
-  out << "sweep " << spec.name << ": " << plan.size() << " runs, " << summary.reused << " done, "
-      << todo.size() << " to run (" << parallel << " at a time x " << spec.ranks << " rank(s) x "
-      << threads << " thread(s)); runs in " << runs_dir << "\n";
+  out << "sweep " << spec.name << ": " << plan.size() << " runs, " << summary.reused << " done, " << todo.size()
+      << " to run (" << parallel << " at a time x " << spec.ranks << " rank(s) x " << threads << " thread(s)); runs in "
+      << runs_dir << "\n";
   if (options.dry_run) {
     for (const auto& job : jobs) out << process::shell_join(job.argv) << "\n";
     return summary;
@@ -189,9 +184,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   scheduler.max_parallel = parallel;
   scheduler.on_start = [&](size_t i, const cluster::LocalJob& job) {
     const PlanEntry& e = *todo[i];
-    out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(shown[i])
-        << ", seed " << e.run.seed << ")" << (e.action == PlanAction::kResume ? " resuming" : "")
-        << std::endl;
+    out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(shown[i]) << ", seed "
+        << e.run.seed << ")" << (e.action == PlanAction::kResume ? " resuming" : "") << std::endl;
   };
   scheduler.on_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
     const PlanEntry& e = *todo[i];
@@ -223,14 +217,14 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       if (!last.empty()) reason += ": " + last;
       write_run_status(e.dir, RunState::kFailed, reason);
     }
-    out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300)
-        << " (log: " << job.log_path << ")" << std::endl;
+    out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300) << " (log: " << job.log_path
+        << ")" << std::endl;
   };
   const auto results = cluster::run_local_jobs(jobs, scheduler);
   for (const auto& r : results) summary.not_started += r.started ? 0 : 1;
-  out << "sweep " << spec.name << ": " << summary.finished + summary.reused << "/" << plan.size()
-      << " done (" << summary.reused << " reused), " << summary.failed << " failed, "
-      << summary.preempted << " preempted, " << summary.not_started << " not started\n";
+  out << "sweep " << spec.name << ": " << summary.finished + summary.reused << "/" << plan.size() << " done ("
+      << summary.reused << " reused), " << summary.failed << " failed, " << summary.preempted << " preempted, "
+      << summary.not_started << " not started\n";
   if (summary.preempted + summary.not_started > 0)
     out << "stopped: every run is resumable; run `segrun sweep run " << spec.path << "` again\n";
   return summary;
@@ -248,7 +242,8 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kNew: action = "new"; break;
       case PlanAction::kReuse: action = e.config_changed ? "done (reuse; base config changed)" : "done (reuse)"; break;
       case PlanAction::kResume:
-        action = "resume" + (e.record.last_iter >= 0 ? " (iter " + std::to_string(e.record.last_iter) + ")" : std::string());
+        action =
+            "resume" + (e.record.last_iter >= 0 ? " (iter " + std::to_string(e.record.last_iter) + ")" : std::string());
         break;
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
     }
@@ -259,8 +254,8 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
   if (fmt == TableFormat::kText || fmt == TableFormat::kMarkdown)
     out += std::to_string(plan.size()) + " runs: " + std::to_string(counts[PlanAction::kNew]) + " new, " +
            std::to_string(counts[PlanAction::kReuse]) + " done (reused), " +
-           std::to_string(counts[PlanAction::kResume]) + " to resume, " +
-           std::to_string(counts[PlanAction::kRetry]) + " to retry\n";
+           std::to_string(counts[PlanAction::kResume]) + " to resume, " + std::to_string(counts[PlanAction::kRetry]) +
+           " to retry\n";
   return out;
 }
 

@@ -23,20 +23,20 @@
 namespace segrun::sweeps {
 
 struct SweepRunOptions {
-  std::string runs_dir;          // "" = sweep_runs_dir(spec, "")
-  int max_parallel = 0;          // 0 = max(1, cores / ranks)
-  int cores = 0;                 // 0 = process::usable_cores()
-  std::string program;           // the segrun executable the ranks run
+  std::string runs_dir;  // "" = sweep_runs_dir(spec, "")
+  int max_parallel = 0;  // 0 = max(1, cores / ranks)
+  int cores = 0;         // 0 = process::usable_cores()
+  std::string program;   // the segrun executable the ranks run
   std::string mpirun = "mpirun";
-  bool dry_run = false;          // print the commands, run nothing, write nothing
+  bool dry_run = false;  // print the commands, run nothing, write nothing
 };
 
 struct SweepRunSummary {
   int reused = 0;
   int finished = 0;
   int failed = 0;
-  int preempted = 0;   // stopped by a signal (resumable)
-  int not_started = 0; // left for the next `sweep run` because of a stop
+  int preempted = 0;    // stopped by a signal (resumable)
+  int not_started = 0;  // left for the next `sweep run` because of a stop
   // 0 all done, 75 stopped (resumable), 1 some run failed.
   int exit_code() const { return failed > 0 ? 1 : (preempted + not_started > 0 ? kExitPreempted : 0); }
 };
@@ -56,7 +56,7 @@ struct SchedulerState {
   std::string job;    // scheduler job id
   std::string log;    // where the job's output goes
 };
-std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric,
-                          TableFormat fmt, const std::map<std::string, SchedulerState>& scheduler = {});
+std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt,
+                          const std::map<std::string, SchedulerState>& scheduler = {});
 
 }  // namespace segrun::sweeps

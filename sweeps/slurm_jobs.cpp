@@ -59,8 +59,8 @@ bool same_slurm(const SlurmConfig& a, const SlurmConfig& b) {
   return a.partition == b.partition && a.account == b.account && a.qos == b.qos && a.time == b.time && a.mem == b.mem &&
          a.constraint == b.constraint && a.nodes == b.nodes && a.gpus_per_node == b.gpus_per_node &&
          a.tasks_per_node == b.tasks_per_node && a.cpus_per_task == b.cpus_per_task &&
-         a.max_parallel == b.max_parallel && a.launcher == b.launcher && a.mpi == b.mpi &&
-         a.signal == b.signal && a.signal_grace_s == b.signal_grace_s && a.max_requeues == b.max_requeues;
+         a.max_parallel == b.max_parallel && a.launcher == b.launcher && a.mpi == b.mpi && a.signal == b.signal &&
+         a.signal_grace_s == b.signal_grace_s && a.max_requeues == b.max_requeues;
 }
 
 }  // namespace
@@ -229,8 +229,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   for (size_t i : todo) {
     const PlanEntry& e = plan[i];
     make_private_dir(e.dir);
-    std::vector<std::string> command{
-        program, "train", RunFolder(e.dir).config_path(), "--run-dir", e.dir, "--resume", "auto"};
+    std::vector<std::string> command{program,    "train", RunFolder(e.dir).config_path(), "--run-dir", e.dir,
+                                     "--resume", "auto"};
     write_run_manifest(e.dir, spec, e.run, command);
     write_file_atomic(RunFolder(e.dir).config_path(), to_toml(configs[i]));
     if (e.record.state == RunState::kNew) write_run_status(e.dir, RunState::kQueued);
@@ -240,7 +240,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   const std::string job_id = cluster::sbatch_submit(script_path, slurm_dir);
   for (size_t t = 0; t < todo.size(); ++t) {
     const std::string& dir = plan[todo[t]].dir;
-    cluster::write_job_record(dir, job_id + "_" + std::to_string(t), script_path, (fs::path(dir) / cluster::kJobLogFile).string());
+    cluster::write_job_record(dir, job_id + "_" + std::to_string(t), script_path,
+                              (fs::path(dir) / cluster::kJobLogFile).string());
   }
   out << "submitted " << todo.size() << " run(s) as Slurm job array " << job_id << " (tasks 0-" << todo.size() - 1;
   if (slurm.max_parallel > 0) out << ", at most " << slurm.max_parallel << " at once";
@@ -304,8 +305,7 @@ int cancel_jobs(const std::string& target, const std::string& runs_dir_override,
     }
   } else {
     const SweepSpec spec = load_sweep_spec(target);
-    for (const auto& e : plan_sweep(spec, absolute(sweep_runs_dir(spec, runs_dir_override))))
-      dirs.push_back(e.dir);
+    for (const auto& e : plan_sweep(spec, absolute(sweep_runs_dir(spec, runs_dir_override)))) dirs.push_back(e.dir);
   }
   std::vector<std::string> ids;
   for (const auto& [dir, entry] : cluster::recorded_jobs(dirs))

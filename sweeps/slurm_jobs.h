@@ -31,13 +31,13 @@ struct SlurmOverrides {
 };
 
 struct SubmitRequest {
-  std::string target;                   // experiment config, or sweep spec
-  std::vector<std::string> overrides;   // key=value (a config only)
+  std::string target;                  // experiment config, or sweep spec
+  std::vector<std::string> overrides;  // key=value (a config only)
   SlurmOverrides slurm;
-  int ranks = 0;                        // 0: the spec's resources.ranks or the node layout
-  std::vector<std::string> exports;     // NAME=VALUE exported to the ranks
-  std::string run_dir;                  // one run (default runs/<name>)
-  std::string runs_dir;                 // a sweep (default: the spec's)
+  int ranks = 0;                     // 0: the spec's resources.ranks or the node layout
+  std::vector<std::string> exports;  // NAME=VALUE exported to the ranks
+  std::string run_dir;               // one run (default runs/<name>)
+  std::string runs_dir;              // a sweep (default: the spec's)
   bool dry_run = false;
 };
 

@@ -37,8 +37,7 @@ class SpecReader {
     if (line > 0) where += ":" + std::to_string(line);
     throw ConfigError(where + ": " + (key.empty() ? "" : key + ": ") + what);
   }
-  [[noreturn]] void fail(const toml::node& node, const std::string& key,
-                         const std::string& what) const {
+  [[noreturn]] void fail(const toml::node& node, const std::string& key, const std::string& what) const {
     fail(line_of(node), key, what);
   }
   static int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
@@ -139,13 +138,15 @@ uint64_t fnv1a(const std::string& text) {
 }
 
 bool valid_name(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789._-") == std::string::npos &&
+  return !s.empty() &&
+         s.find_first_not_of(
+             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+             "0123456789._-") == std::string::npos &&
          s != "." && s != "..";
 }
 
-const std::set<std::string> kTopKeys{"name", "base", "runs_dir", "description", "seeds", "fixed", "grid",
-                                     "variants", "include", "exclude", "resources", "table", "paper"};
+const std::set<std::string> kTopKeys{"name",     "base",    "runs_dir", "description", "seeds", "fixed", "grid",
+                                     "variants", "include", "exclude",  "resources",   "table", "paper"};
 
 // "key=value" arguments of a set of overrides.
 std::vector<std::string> override_args(const Overrides& overrides) {
@@ -205,8 +206,7 @@ std::vector<Overrides> cartesian(const std::vector<std::pair<std::string, std::v
   return points;
 }
 
-std::vector<std::string> string_list(const SpecReader& r, const toml::node& node,
-                                     const std::string& key) {
+std::vector<std::string> string_list(const SpecReader& r, const toml::node& node, const std::string& key) {
   std::vector<std::string> out;
   if (auto s = node.as_string()) {
     out.push_back(s->get());
@@ -308,8 +308,7 @@ bool matches(const Overrides& config, const Overrides& filter) {
 std::string describe(const Overrides& overrides) {
   if (overrides.empty()) return "(base config)";
   std::string out;
-  for (const auto& [key, value] : overrides)
-    out += (out.empty() ? "" : ", ") + key + "=" + display_value(value);
+  for (const auto& [key, value] : overrides) out += (out.empty() ? "" : ", ") + key + "=" + display_value(value);
   return out;
 }
 
@@ -348,8 +347,7 @@ std::vector<std::string> PlannedRun::train_args() const {
   return args;
 }
 
-SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& origin,
-                           const std::string& origin_dir) {
+SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& origin, const std::string& origin_dir) {
   SpecReader r(origin, fs::path(origin_dir));
   toml::table root;
   try {
@@ -397,8 +395,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     const toml::array* arr = n->as_array();
     if (!arr || arr->empty()) r.fail(*n, "seeds", "expected a non-empty list of integers");
     for (const auto& item : *arr) {
-      if (!item.is_integer() || item.as_integer()->get() < 0)
-        r.fail(item, "seeds", "expected non-negative integers");
+      if (!item.is_integer() || item.as_integer()->get() < 0) r.fail(item, "seeds", "expected non-negative integers");
       const auto s = static_cast<uint64_t>(item.as_integer()->get());
       if (std::find(spec.seeds.begin(), spec.seeds.end(), s) != spec.seeds.end())
         r.fail(item, "seeds", "seed " + std::to_string(s) + " is listed twice");
@@ -490,8 +487,9 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
   size_t expanded = std::max<size_t>(variants.size(), 1);
   for (const auto& axis : axes) {
     if (expanded > kMaxConfigurations / std::max<size_t>(axis.second.size(), 1)) {
-      r.fail(0, "", "grid and variants expand to more than " + std::to_string(kMaxConfigurations) +
-                        " configurations; split the sweep");
+      r.fail(0, "",
+             "grid and variants expand to more than " + std::to_string(kMaxConfigurations) +
+                 " configurations; split the sweep");
     }
     expanded *= std::max<size_t>(axis.second.size(), 1);
   }
@@ -515,8 +513,9 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
   for (size_t i = 0; i < configs.size(); ++i) {
     const auto [it, fresh] = first_seen.emplace(configs[i], i);
     if (!fresh)
-      r.fail(0, "", "duplicate run: {" + describe(configs[i]) + "} is produced twice (" +
-                        origins[it->second] + ", " + origins[i] + ")");
+      r.fail(0, "",
+             "duplicate run: {" + describe(configs[i]) + "} is produced twice (" + origins[it->second] + ", " +
+                 origins[i] + ")");
   }
 
   // include / exclude
@@ -598,7 +597,8 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
             if (name.find('.') != std::string::npos) {
               keys.insert(ek, ev);
             } else if (ev.is_integer() || ev.is_floating_point()) {
-              paper.values[name] = ev.is_integer() ? static_cast<double>(ev.as_integer()->get()) : ev.as_floating_point()->get();
+              paper.values[name] =
+                  ev.is_integer() ? static_cast<double>(ev.as_integer()->get()) : ev.as_floating_point()->get();
             } else {
               r.fail(ev, key + " " + name, "a metric's value must be a number");
             }
@@ -649,8 +649,7 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
         run.iters = config.train.iters;
         config.cluster = ClusterConfig{};  // scheduling settings do not change the result
         char buf[32];
-        std::snprintf(buf, sizeof(buf), "%016llx",
-                      static_cast<unsigned long long>(fnv1a(to_toml(config))));
+        std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(to_toml(config))));
         run.fingerprint = buf;
       } catch (const ConfigError& e) {
         throw ConfigError(spec.path + ": run {" + describe(config) + "}: " + e.what());
@@ -661,8 +660,8 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
   for (size_t i = 0; i < runs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (runs[i].id == runs[j].id)
-        throw ConfigError(spec.path + ": run ids collide for {" + describe(runs[i].overrides) +
-                          "} and {" + describe(runs[j].overrides) + "}");
+        throw ConfigError(spec.path + ": run ids collide for {" + describe(runs[i].overrides) + "} and {" +
+                          describe(runs[j].overrides) + "}");
   return runs;
 }
 

@@ -12,9 +12,8 @@ namespace {
 
 // Number of UTF-8 code points (bytes that are not continuation bytes).
 size_t display_width(const std::string& s) {
-  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
+  return static_cast<size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 std::string pad(const std::string& s, size_t width, Align align) {
@@ -36,8 +35,8 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 std::string escape_markdown(const std::string& s) { return replace_all(s, "|", "\\|"); }
 
 std::string escape_csv(const std::string& s) {
-  const bool quote = s.find_first_of(",\"\r\n") != std::string::npos ||
-                     (!s.empty() && (s.front() == ' ' || s.back() == ' '));
+  const bool quote =
+      s.find_first_of(",\"\r\n") != std::string::npos || (!s.empty() && (s.front() == ' ' || s.back() == ' '));
   if (!quote) return s;
   return "\"" + replace_all(s, "\"", "\"\"") + "\"";
 }
@@ -48,7 +47,13 @@ std::string escape_latex(const std::string& s) {
     const char c = s[i];
     switch (c) {
       case '\\': out += "\\textbackslash{}"; break;
-      case '&': case '%': case '$': case '#': case '_': case '{': case '}':
+      case '&':
+      case '%':
+      case '$':
+      case '#':
+      case '_':
+      case '{':
+      case '}':
         out += '\\';
         out += c;
         break;
@@ -70,8 +75,7 @@ std::string escape_latex(const std::string& s) {
 }
 
 std::vector<size_t> column_widths(const std::vector<std::string>& header,
-                                  const std::vector<std::vector<std::string>>& rows,
-                                  size_t min_width) {
+                                  const std::vector<std::vector<std::string>>& rows, size_t min_width) {
   std::vector<size_t> widths(header.size(), min_width);
   for (size_t c = 0; c < header.size(); ++c) widths[c] = std::max(widths[c], display_width(header[c]));
   for (const auto& row : rows)
@@ -79,8 +83,7 @@ std::vector<size_t> column_widths(const std::vector<std::string>& header,
   return widths;
 }
 
-std::string text_table(const std::vector<std::string>& header,
-                       const std::vector<std::vector<std::string>>& rows,
+std::string text_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
                        const std::vector<Align>& align) {
   const auto widths = column_widths(header, rows, 0);
   std::string rule = "+";
@@ -96,8 +99,7 @@ std::string text_table(const std::vector<std::string>& header,
   return out + rule;
 }
 
-std::string markdown_table(const std::vector<std::string>& header,
-                           const std::vector<std::vector<std::string>>& rows,
+std::string markdown_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
                            const std::vector<Align>& align) {
   std::vector<std::string> h;
   for (const auto& cell : header) h.push_back(escape_markdown(cell));
@@ -114,8 +116,7 @@ std::string markdown_table(const std::vector<std::string>& header,
   };
   std::string out = line(h) + "|";
   for (size_t c = 0; c < widths.size(); ++c) {
-    out += align[c] == Align::kLeft ? ":" + std::string(widths[c] + 1, '-')
-                                    : std::string(widths[c] + 1, '-') + ":";
+    out += align[c] == Align::kLeft ? ":" + std::string(widths[c] + 1, '-') : std::string(widths[c] + 1, '-') + ":";
     out += "|";
   }
   out += "\n";
@@ -123,8 +124,7 @@ std::string markdown_table(const std::vector<std::string>& header,
   return out;
 }
 
-std::string csv_table(const std::vector<std::string>& header,
-                      const std::vector<std::vector<std::string>>& rows) {
+std::string csv_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   auto line = [](const std::vector<std::string>& cells) {
     std::string s;
     for (size_t c = 0; c < cells.size(); ++c) s += (c ? "," : "") + escape_csv(cells[c]);
@@ -135,8 +135,7 @@ std::string csv_table(const std::vector<std::string>& header,
   return out;
 }
 
-std::string latex_table(const std::vector<std::string>& header,
-                        const std::vector<std::vector<std::string>>& rows,
+std::string latex_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
                         const std::vector<Align>& align, const std::vector<CellIndex>& bold = {}) {
   auto line = [&](const std::vector<std::string>& cells, long r) {
     std::string s;
@@ -170,8 +169,7 @@ TableFormat parse_table_format(const std::string& name) {
   if (name == "markdown" || name == "md") return TableFormat::kMarkdown;
   if (name == "csv") return TableFormat::kCsv;
   if (name == "latex") return TableFormat::kLatex;
-  SEGRUN_THROW(ConfigError, "unknown table format '" << name
-                                                     << "' (known: text, markdown, csv, latex)");
+  SEGRUN_THROW(ConfigError, "unknown table format '" << name << "' (known: text, markdown, csv, latex)");
 }
 
 std::string format_number(double value, int decimals, const std::string& nan) {
@@ -181,14 +179,12 @@ std::string format_number(double value, int decimals, const std::string& nan) {
   return buf;
 }
 
-std::string format_table(const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
-                         const std::vector<Align>& align_in) {
+std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                         TableFormat fmt, const std::vector<Align>& align_in) {
   SEGRUN_CHECK(!header.empty(), DataError, "table: empty header");
   for (size_t r = 0; r < rows.size(); ++r) {
     SEGRUN_CHECK(rows[r].size() == header.size(), DataError,
-                 "table: row " << r << " has " << rows[r].size() << " cells, header has "
-                               << header.size());
+                 "table: row " << r << " has " << rows[r].size() << " cells, header has " << header.size());
   }
   SEGRUN_CHECK(align_in.empty() || align_in.size() == header.size(), DataError,
                "table: " << align_in.size() << " alignments for " << header.size() << " columns");
@@ -206,9 +202,8 @@ std::string format_table(const std::vector<std::string>& header,
   SEGRUN_THROW(DataError, "table: unknown format");
 }
 
-std::string format_table(const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
-                         const std::vector<Align>& align, const std::vector<CellIndex>& emphasized) {
+std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                         TableFormat fmt, const std::vector<Align>& align, const std::vector<CellIndex>& emphasized) {
   for (const auto& [r, c] : emphasized)
     SEGRUN_CHECK(r < rows.size() && c < header.size(), DataError,
                  "table: emphasized cell (" << r << ", " << c << ") is outside the table");
@@ -229,23 +224,20 @@ std::string format_table(const std::vector<std::string>& header,
 
 std::string format_class_table(const ClassTable& t, TableFormat fmt, bool skip_nan_rows) {
   const size_t k = t.iou.size();
-  SEGRUN_CHECK(t.acc.size() == k && (t.class_names.empty() || t.class_names.size() == k),
-               DataError,
-               "class table: " << t.class_names.size() << " names, " << k << " IoU values and "
-                               << t.acc.size() << " Acc values");
+  SEGRUN_CHECK(t.acc.size() == k && (t.class_names.empty() || t.class_names.size() == k), DataError,
+               "class table: " << t.class_names.size() << " names, " << k << " IoU values and " << t.acc.size()
+                               << " Acc values");
   const std::string nan = nan_text(fmt);
   std::vector<std::vector<std::string>> rows;
   for (size_t c = 0; c < k; ++c) {
     if (skip_nan_rows && std::isnan(t.iou[c])) continue;
     rows.push_back({t.class_names.empty() ? "class_" + std::to_string(c) : t.class_names[c],
-                    format_number(t.iou[c] * 100.0, 2, nan),
-                    format_number(t.acc[c] * 100.0, 2, nan)});
+                    format_number(t.iou[c] * 100.0, 2, nan), format_number(t.acc[c] * 100.0, 2, nan)});
   }
   std::string out = format_table({"Class", "IoU", "Acc"}, rows, fmt);
   out += "\n";
   out += format_table({"aAcc", "mIoU", "mAcc"},
-                      {{format_number(t.aAcc, 2, nan), format_number(t.mIoU, 2, nan),
-                        format_number(t.mAcc, 2, nan)}},
+                      {{format_number(t.aAcc, 2, nan), format_number(t.mIoU, 2, nan), format_number(t.mAcc, 2, nan)}},
                       fmt, {Align::kRight, Align::kRight, Align::kRight});
   return out;
 }

@@ -20,16 +20,14 @@ TableFormat parse_table_format(const std::string& name);
 // empty for the default (first column left, the others right). Text and markdown pad columns to
 // their widths in code points; markdown escapes '|'; LaTeX escapes its special characters and
 // writes "±" as $\pm$ and "Δ" as $\Delta$ (needs \usepackage{booktabs}). The result ends with a newline.
-std::string format_table(const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
-                         const std::vector<Align>& align = {});
+std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                         TableFormat fmt, const std::vector<Align>& align = {});
 
 // Same, with some cells emphasized (e.g. the best value of a result table), given as
 // (row, column) indices into rows: markdown **x**, LaTeX \textbf{x}, text and CSV "x*".
 using CellIndex = std::pair<size_t, size_t>;
-std::string format_table(const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows, TableFormat fmt,
-                         const std::vector<Align>& align, const std::vector<CellIndex>& emphasized);
+std::string format_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                         TableFormat fmt, const std::vector<Align>& align, const std::vector<CellIndex>& emphasized);
 
 // Per-class segmentation results, laid out like engine::SegMetrics: iou and acc are fractions
 // (NaN where undefined), mIoU / mAcc / aAcc are already in percent. class_names may be empty

@@ -12,8 +12,7 @@ namespace segrun::testing {
 class ScratchDir {
  public:
   explicit ScratchDir(const std::string& tag = "scratch")
-      : path_(std::filesystem::temp_directory_path() /
-              ("segrun-" + tag + "-" + std::to_string(::getpid()))) {
+      : path_(std::filesystem::temp_directory_path() / ("segrun-" + tag + "-" + std::to_string(::getpid()))) {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

@@ -29,19 +29,17 @@ torch::Tensor resize_positional_embedding(const torch::Tensor& source, int64_t t
   if (from <= 0 || to <= 0) return torch::Tensor();
   torch::Tensor grid = source.slice(0, 1).to(torch::kFloat).reshape({1, from, from, channels}).permute({0, 3, 1, 2});
   namespace F = torch::nn::functional;
-  grid = F::interpolate(grid, F::InterpolateFuncOptions()
-                                  .size(std::vector<int64_t>{to, to})
-                                  .mode(torch::kBilinear)
-                                  .align_corners(false));
-  return torch::cat({source.slice(0, 0, 1).to(torch::kFloat), grid.permute({0, 2, 3, 1}).reshape({to * to, channels})}, 0);
+  grid = F::interpolate(
+      grid, F::InterpolateFuncOptions().size(std::vector<int64_t>{to, to}).mode(torch::kBilinear).align_corners(false));
+  return torch::cat({source.slice(0, 0, 1).to(torch::kFloat), grid.permute({0, 2, 3, 1}).reshape({to * to, channels})},
+                    0);
 }
 
 }  // namespace
 
 WeightImportReport import_torchscript_weights(const WeightImportOptions& options, torch::nn::Module& target) {
   const std::string& path = options.path;
-  SEGRUN_CHECK(std::filesystem::is_regular_file(path), ModelError,
-               "model.pretrained: " << path << ": no such file");
+  SEGRUN_CHECK(std::filesystem::is_regular_file(path), ModelError, "model.pretrained: " << path << ": no such file");
   torch::jit::Module archive;
   try {
     archive = torch::jit::load(path, torch::kCPU);
@@ -96,21 +94,23 @@ WeightImportReport import_torchscript_weights(const WeightImportOptions& options
     }
     torch::Tensor value = it->second;
     const bool grid_key = std::find(options.grid_keys.begin(), options.grid_keys.end(), key) != options.grid_keys.end();
-    if (value.sizes() != dst.sizes() && grid_key && value.dim() == 2 && dst.dim() == 2 && value.size(1) == dst.size(1)) {
+    if (value.sizes() != dst.sizes() && grid_key && value.dim() == 2 && dst.dim() == 2 &&
+        value.size(1) == dst.size(1)) {
       torch::Tensor resized = resize_positional_embedding(value, dst.size(0));
       if (resized.defined()) {
         value = resized;
         report.resized.push_back(key);
       }
     }
-    if (value.sizes() != dst.sizes() && !grid_key && key == "positional_embedding" && value.dim() == 2 && dst.dim() == 2 &&
-        value.size(1) == dst.size(1) && value.size(0) > dst.size(0)) {
+    if (value.sizes() != dst.sizes() && !grid_key && key == "positional_embedding" && value.dim() == 2 &&
+        dst.dim() == 2 && value.size(1) == dst.size(1) && value.size(0) > dst.size(0)) {
       value = value.slice(0, 0, dst.size(0));  // text context truncated to the model's (DenseCLIP)
       report.resized.push_back(key);
     }
     SEGRUN_CHECK(value.sizes() == dst.sizes(), ModelError,
                  "model.pretrained: " << path << ": " << options.prefix << key << " has shape " << value.sizes()
-                                      << " but the model expects " << dst.sizes() << " (check model.backbone and model.width)");
+                                      << " but the model expects " << dst.sizes()
+                                      << " (check model.backbone and model.width)");
     dst.copy_(value.to(dst.dtype()));
     ++report.loaded;
   }

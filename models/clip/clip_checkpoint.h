@@ -24,18 +24,18 @@
 namespace segrun::models {
 
 struct WeightImportOptions {
-  std::string path;                        // TorchScript archive
-  std::string prefix = "visual.";          // archive key prefix of the target module
-  std::vector<std::string> skip_prefixes;  // target-relative prefixes to ignore in the archive
+  std::string path;                               // TorchScript archive
+  std::string prefix = "visual.";                 // archive key prefix of the target module
+  std::vector<std::string> skip_prefixes;         // target-relative prefixes to ignore in the archive
   std::vector<std::string> target_only_prefixes;  // target tensors the archive does not provide
   std::vector<std::string> grid_keys{"attnpool.positional_embedding"};  // grids resized to the target's
 };
 
 struct WeightImportReport {
-  int64_t loaded = 0;                      // tensors copied
-  int64_t skipped = 0;                     // archive tensors ignored through skip_prefixes
-  int64_t own_init = 0;                    // target tensors left to their init (target_only_prefixes)
-  std::vector<std::string> resized;        // keys whose shape was adapted
+  int64_t loaded = 0;                // tensors copied
+  int64_t skipped = 0;               // archive tensors ignored through skip_prefixes
+  int64_t own_init = 0;              // target tensors left to their init (target_only_prefixes)
+  std::vector<std::string> resized;  // keys whose shape was adapted
 };
 
 WeightImportReport import_torchscript_weights(const WeightImportOptions& options, torch::nn::Module& target);

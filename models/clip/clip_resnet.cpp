@@ -10,13 +10,10 @@ namespace segrun::models {
 namespace {
 
 torch::nn::Conv2d conv_no_bias(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
 }
 
-torch::Tensor avg_pool(const torch::Tensor& x, int64_t k) {
-  return k > 1 ? torch::avg_pool2d(x, {k, k}) : x;
-}
+torch::Tensor avg_pool(const torch::Tensor& x, int64_t k) { return k > 1 ? torch::avg_pool2d(x, {k, k}) : x; }
 
 torch::nn::AnyModule make_norm(const NormFactory& norm, int64_t channels) {
   torch::nn::AnyModule module = norm(channels);
@@ -42,8 +39,8 @@ ClipResNetSpec validate_clip_resnet_options(const ClipResNetOptions& options) {
     for (size_t i = 0; i < clip_backbone_variants().size(); ++i) {
       valid << (i ? ", " : "") << clip_backbone_variants()[i];
     }
-    SEGRUN_THROW(ConfigError, "model.backbone: unknown backbone '" << options.variant
-                                  << "' (valid: " << valid.str() << ")");
+    SEGRUN_THROW(ConfigError,
+                 "model.backbone: unknown backbone '" << options.variant << "' (valid: " << valid.str() << ")");
   }
   SEGRUN_CHECK(options.width >= 8 && options.width % 8 == 0, ConfigError,
                "model.width: must be a multiple of 8 and at least 8 (got " << options.width << ")");
@@ -61,8 +58,7 @@ ClipResNetSpec validate_clip_resnet_options(const ClipResNetOptions& options) {
 
 // ---- Bottleneck ------------------------------------------------------------------------------
 
-ClipBottleneckImpl::ClipBottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride,
-                                       const NormFactory& norm)
+ClipBottleneckImpl::ClipBottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, const NormFactory& norm)
     : stride_(stride) {
   constexpr int64_t kExpansion = 4;
   conv1_ = register_module("conv1", conv_no_bias(inplanes, planes, 1));
@@ -93,14 +89,13 @@ torch::Tensor ClipBottleneckImpl::forward(const torch::Tensor& x) {
 
 // ---- Attention pooling -------------------------------------------------------------------------
 
-AttentionPool2dImpl::AttentionPool2dImpl(int64_t spatial_dim, int64_t embed_dim, int64_t heads,
-                                         int64_t output_dim)
+AttentionPool2dImpl::AttentionPool2dImpl(int64_t spatial_dim, int64_t embed_dim, int64_t heads, int64_t output_dim)
     : spatial_dim_(spatial_dim), embed_dim_(embed_dim), heads_(heads), output_dim_(output_dim) {
   SEGRUN_CHECK(embed_dim % heads == 0, ModelError,
                "attnpool: embed dim " << embed_dim << " is not divisible by " << heads << " heads");
-  positional_embedding = register_parameter(
-      "positional_embedding",
-      torch::randn({spatial_dim * spatial_dim + 1, embed_dim}) / std::sqrt(static_cast<double>(embed_dim)));
+  positional_embedding =
+      register_parameter("positional_embedding", torch::randn({spatial_dim * spatial_dim + 1, embed_dim}) /
+                                                     std::sqrt(static_cast<double>(embed_dim)));
   k_proj_ = register_module("k_proj", torch::nn::Linear(embed_dim, embed_dim));
   q_proj_ = register_module("q_proj", torch::nn::Linear(embed_dim, embed_dim));
   v_proj_ = register_module("v_proj", torch::nn::Linear(embed_dim, embed_dim));
@@ -121,16 +116,14 @@ std::pair<torch::Tensor, torch::Tensor> AttentionPool2dImpl::forward(const torch
   tokens = torch::cat({tokens.mean(1, /*keepdim=*/true), tokens}, 1);
 
   // Positional embedding: the class row as is, the spatial grid resized to H x W.
-  torch::Tensor grid = positional_embedding.slice(0, 1)
-                           .reshape({1, spatial_dim_, spatial_dim_, embed_dim_})
-                           .permute({0, 3, 1, 2});
-  grid = torch::nn::functional::interpolate(
-      grid, torch::nn::functional::InterpolateFuncOptions()
-                .size(std::vector<int64_t>{height, width})
-                .mode(torch::kBilinear)
-                .align_corners(false));
-  torch::Tensor pos = torch::cat({positional_embedding.slice(0, 0, 1),
-                                  grid.reshape({embed_dim_, height * width}).transpose(0, 1)}, 0);
+  torch::Tensor grid =
+      positional_embedding.slice(0, 1).reshape({1, spatial_dim_, spatial_dim_, embed_dim_}).permute({0, 3, 1, 2});
+  grid = torch::nn::functional::interpolate(grid, torch::nn::functional::InterpolateFuncOptions()
+                                                      .size(std::vector<int64_t>{height, width})
+                                                      .mode(torch::kBilinear)
+                                                      .align_corners(false));
+  torch::Tensor pos =
+      torch::cat({positional_embedding.slice(0, 0, 1), grid.reshape({embed_dim_, height * width}).transpose(0, 1)}, 0);
   tokens = tokens + pos.unsqueeze(0);
 
   // Multi-head attention in which every token is a query.
@@ -152,8 +145,7 @@ std::pair<torch::Tensor, torch::Tensor> AttentionPool2dImpl::forward(const torch
 
 // ---- ModifiedResNet ----------------------------------------------------------------------------
 
-ClipResNetImpl::ClipResNetImpl(const ClipResNetOptions& options)
-    : spec_(validate_clip_resnet_options(options)) {
+ClipResNetImpl::ClipResNetImpl(const ClipResNetOptions& options) : spec_(validate_clip_resnet_options(options)) {
   const int64_t w = spec_.width;
   conv1_ = register_module("conv1", conv_no_bias(3, w / 2, 3, /*stride=*/2));
   bn1_ = make_norm(options.norm, w / 2);
@@ -189,9 +181,8 @@ ClipResNetImpl::ClipResNetImpl(const ClipResNetOptions& options)
   }
 
   if (options.with_attnpool) {
-    attnpool_ = register_module("attnpool", AttentionPool2d(options.input_resolution / 32,
-                                                            spec_.feature_dim, spec_.heads,
-                                                            spec_.embed_dim));
+    attnpool_ = register_module(
+        "attnpool", AttentionPool2d(options.input_resolution / 32, spec_.feature_dim, spec_.heads, spec_.embed_dim));
   }
 }
 

@@ -31,7 +31,7 @@ struct ClipResNetOptions {
   int width = 64;                     // stem width (config key model.width)
   int input_resolution = 224;         // sets the positional grid: (input_resolution/32)^2 + 1 rows
   bool with_attnpool = true;
-  NormFactory norm;                   // required
+  NormFactory norm;  // required
 };
 
 // Derived sizes of a variant; validate_clip_resnet_options() throws ConfigError naming
@@ -39,9 +39,9 @@ struct ClipResNetOptions {
 struct ClipResNetSpec {
   std::vector<int64_t> layers;  // blocks per stage
   int64_t width = 0;
-  int64_t embed_dim = 0;        // attention pooling output
+  int64_t embed_dim = 0;  // attention pooling output
   int64_t heads = 0;
-  int64_t feature_dim = 0;      // 32 w, channels of c4
+  int64_t feature_dim = 0;  // 32 w, channels of c4
   std::vector<int64_t> stage_channels() const { return {4 * width, 8 * width, 16 * width, 32 * width}; }
 };
 const std::vector<std::string>& clip_backbone_variants();

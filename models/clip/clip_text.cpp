@@ -15,8 +15,8 @@ ClipTextOptions clip_text_options_for(const std::string& backbone) {
   } else if (backbone == "clip_rn101" || backbone == "clip_vit_b16") {
     options.embed_dim = 512;
   } else {
-    SEGRUN_THROW(ConfigError, "model.backbone: no CLIP text encoder pairs with '" << backbone
-                                  << "' (valid: clip_rn50, clip_rn101, clip_vit_b16)");
+    SEGRUN_THROW(ConfigError, "model.backbone: no CLIP text encoder pairs with '"
+                                  << backbone << "' (valid: clip_rn50, clip_rn101, clip_vit_b16)");
   }
   return options;
 }
@@ -29,7 +29,8 @@ void validate_clip_text_options(const ClipTextOptions& options) {
                                                    {"layers", options.layers},
                                                    {"embed_dim", options.embed_dim}};
   for (const auto& size : sizes) {
-    SEGRUN_CHECK(size.second > 0, ModelError, "ClipTextOptions." << size.first << " must be positive (got " << size.second << ")");
+    SEGRUN_CHECK(size.second > 0, ModelError,
+                 "ClipTextOptions." << size.first << " must be positive (got " << size.second << ")");
   }
   SEGRUN_CHECK(options.width % options.heads == 0, ModelError,
                "ClipTextOptions.width " << options.width << " is not a multiple of heads " << options.heads);
@@ -66,8 +67,8 @@ torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& token_ids) {
   const torch::Tensor ids = token_ids.to(text_projection.device());  // tokenizers produce host tensors
   SEGRUN_CHECK(ids.dim() == 2 && ids.size(1) == options_.context_length && ids.scalar_type() == torch::kLong,
                ModelError,
-               "text encoder: expected int64 token ids [N, " << options_.context_length << "], got " << ids.scalar_type()
-                                                             << " " << ids.sizes());
+               "text encoder: expected int64 token ids [N, " << options_.context_length << "], got "
+                                                             << ids.scalar_type() << " " << ids.sizes());
   const int64_t batch = ids.size(0);
   if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
   check_token_ids(ids);
@@ -79,16 +80,17 @@ torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& tok
   SEGRUN_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kLong && context.dim() == 3 &&
                    context.size(2) == options_.width && (context.size(0) == 1 || context.size(0) == ids.size(0)),
                ModelError,
-               "text encoder: expected ids [N, L] int64 and context [N or 1, M, " << options_.width << "], got "
-                                                                                   << ids.sizes() << " and " << context.sizes());
+               "text encoder: expected ids [N, L] int64 and context [N or 1, M, "
+                   << options_.width << "], got " << ids.sizes() << " and " << context.sizes());
   const int64_t batch = ids.size(0), prompt = context.size(1);
   SEGRUN_CHECK(ids.size(1) + prompt <= options_.context_length, ModelError,
-               "text encoder: " << ids.size(1) << " tokens + " << prompt << " context vectors exceed the context length "
-                                << options_.context_length);
+               "text encoder: " << ids.size(1) << " tokens + " << prompt
+                                << " context vectors exceed the context length " << options_.context_length);
   if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
   check_token_ids(ids);
   torch::Tensor tokens = token_embedding_(ids);
-  torch::Tensor x = torch::cat({tokens.slice(1, 0, 1), context.expand({batch, prompt, options_.width}), tokens.slice(1, 1)}, 1);
+  torch::Tensor x =
+      torch::cat({tokens.slice(1, 0, 1), context.expand({batch, prompt, options_.width}), tokens.slice(1, 1)}, 1);
   return encode(x, ids.argmax(-1) + prompt);
 }
 
@@ -97,8 +99,7 @@ torch::Tensor ClipTextEncoderImpl::encode(const torch::Tensor& embeddings, const
   const int64_t used = eot.max().item<int64_t>() + 1;  // positions after the last EOT cannot reach it
   torch::Tensor x = embeddings.slice(1, 0, used) + positional_embedding.slice(0, 0, used);
   x = x.permute({1, 0, 2});  // [L, N, width]
-  const torch::Tensor mask =
-      torch::full({used, used}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
+  const torch::Tensor mask = torch::full({used, used}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
   for (const auto& block : *resblocks_) x = block->as<ClipResidualBlock>()->forward(x, mask);
   x = ln_final_(x.permute({1, 0, 2}));  // [N, L, width]
   const torch::Tensor rows = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(eot.device()));

@@ -22,9 +22,11 @@ torch::Tensor ClipResidualBlockImpl::forward(const torch::Tensor& x, const torch
                                              const torch::Tensor& branch_scale) {
   const bool scaled = branch_scale.defined();
   SEGRUN_CHECK(!scaled || (branch_scale.dim() == 2 && branch_scale.size(0) == 2 && branch_scale.size(1) == x.size(1)),
-               ModelError, "residual block: branch_scale must be [2, " << x.size(1) << "], got " << branch_scale.sizes());
+               ModelError,
+               "residual block: branch_scale must be [2, " << x.size(1) << "], got " << branch_scale.sizes());
   torch::Tensor h = ln_1_(x);
-  torch::Tensor attended = std::get<0>(attn_->forward(h, h, h, /*key_padding_mask=*/torch::Tensor(), /*need_weights=*/false, mask));
+  torch::Tensor attended =
+      std::get<0>(attn_->forward(h, h, h, /*key_padding_mask=*/torch::Tensor(), /*need_weights=*/false, mask));
   if (scaled) attended = attended * branch_scale[0].view({1, -1, 1});
   torch::Tensor y = x + attended;
   torch::Tensor hidden = mlp_[0]->as<torch::nn::Linear>()->forward(ln_2_(y));

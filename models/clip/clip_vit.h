@@ -42,12 +42,12 @@ struct ClipVitOptions {
   int64_t layers = 12;
   int64_t heads = 12;
   int64_t embed_dim = 512;
-  int64_t input_resolution = 224;          // the positional grid: (input_resolution / patch)^2 + 1 rows
+  int64_t input_resolution = 224;  // the positional grid: (input_resolution / patch)^2 + 1 rows
   std::vector<int64_t> out_indices{3, 5, 7, 11};
   double drop_path_rate = 0.0;
-  bool with_embeddings = true;             // ln_post + proj
-  NormFactory norm;                        // the BN inside fpn1 (required)
-  std::shared_ptr<SampleRandom> random;    // stochastic depth draws (required when drop_path_rate > 0)
+  bool with_embeddings = true;           // ln_post + proj
+  NormFactory norm;                      // the BN inside fpn1 (required)
+  std::shared_ptr<SampleRandom> random;  // stochastic depth draws (required when drop_path_rate > 0)
 };
 
 // ModelError naming the field for bad sizes (the config layer reports model.vit.* before this).

@@ -33,7 +33,8 @@ TextPromptsImpl::TextPromptsImpl(ClipTextEncoder encoder, const ClipTokenizer& t
   class_ids_ = tokenizer.tokenize(class_names, class_tokens);
   for (auto& parameter : encoder_->parameters()) parameter.set_requires_grad(false);
   encoder_->eval();
-  contexts = register_parameter("contexts", truncated_normal({options.prompts, options.context_length, width}, 1.0, 2.0));
+  contexts =
+      register_parameter("contexts", truncated_normal({options.prompts, options.context_length, width}, 1.0, 2.0));
 }
 
 torch::Tensor TextPromptsImpl::forward() {

@@ -63,11 +63,11 @@ class ClipTokenizer {
   std::vector<int64_t> bpe(const std::string& word) const;  // word: UTF-8 text of one split word
 
   std::string vocab_path_;
-  std::vector<std::string> byte_encoder_;                 // byte -> UTF-8 of its unicode stand-in
-  std::unordered_map<std::string, int> byte_decoder_;     // inverse of byte_encoder_
-  std::unordered_map<std::string, int64_t> encoder_;      // vocabulary string -> id
-  std::vector<std::string> decoder_;                      // id -> vocabulary string
-  std::unordered_map<std::string, int> merge_ranks_;      // "left right" -> rank
+  std::vector<std::string> byte_encoder_;              // byte -> UTF-8 of its unicode stand-in
+  std::unordered_map<std::string, int> byte_decoder_;  // inverse of byte_encoder_
+  std::unordered_map<std::string, int64_t> encoder_;   // vocabulary string -> id
+  std::vector<std::string> decoder_;                   // id -> vocabulary string
+  std::unordered_map<std::string, int> merge_ranks_;   // "left right" -> rank
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;  // word -> ids
 };

@@ -47,9 +47,9 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/true, random_));
   const ClipVisualSpec spec = backbone_->visual_spec();
 
-  text_embeddings = register_buffer(
-      "text_embeddings", options.weights_from_checkpoint ? torch::zeros({num_classes_, spec.embed_dim})
-                                                         : class_text_embeddings(options, spec.embed_dim));
+  text_embeddings = register_buffer("text_embeddings", options.weights_from_checkpoint
+                                                           ? torch::zeros({num_classes_, spec.embed_dim})
+                                                           : class_text_embeddings(options, spec.embed_dim));
 
   LabelDecoderOptions decoder;
   decoder.channels = spec.embed_dim;

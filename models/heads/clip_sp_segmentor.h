@@ -29,10 +29,10 @@ namespace segrun::models {
 
 // What one CLIP-SP forward pass produces (for the loss and for tests).
 struct ClipSpOutputs {
-  torch::Tensor seg_logits;      // [B, K, H/4, W/4]
-  torch::Tensor label_logits;    // [B, K] (S_l = sigmoid)
-  torch::Tensor selected;        // [B, k] int64 label of each scene-token slot
-  torch::Tensor attn_logits;     // [B, h * w, k] SRM attention logits over x4's h x w grid
+  torch::Tensor seg_logits;        // [B, K, H/4, W/4]
+  torch::Tensor label_logits;      // [B, K] (S_l = sigmoid)
+  torch::Tensor selected;          // [B, k] int64 label of each scene-token slot
+  torch::Tensor attn_logits;       // [B, h * w, k] SRM attention logits over x4's h x w grid
   int64_t grid_h = 0, grid_w = 0;  // x4's grid (H/32, W/32 rounded down)
 };
 

@@ -80,11 +80,11 @@ std::vector<torch::Tensor> FpnNeckImpl::forward(const std::vector<torch::Tensor>
   std::vector<torch::Tensor> laterals;
   for (size_t i = 0; i < levels; ++i) laterals.push_back(lateral_convs_[i]->as<ConvModule>()->forward(features[i]));
   for (size_t i = levels - 1; i > 0; --i) {
-    laterals[i - 1] = laterals[i - 1] +
-                      F::interpolate(laterals[i], F::InterpolateFuncOptions()
-                                                      .size(std::vector<int64_t>{laterals[i - 1].size(2),
-                                                                                 laterals[i - 1].size(3)})
-                                                      .mode(torch::kNearest));
+    laterals[i - 1] =
+        laterals[i - 1] +
+        F::interpolate(laterals[i], F::InterpolateFuncOptions()
+                                        .size(std::vector<int64_t>{laterals[i - 1].size(2), laterals[i - 1].size(3)})
+                                        .mode(torch::kNearest));
   }
   std::vector<torch::Tensor> outs;
   for (size_t i = 0; i < levels; ++i) outs.push_back(fpn_convs_[i]->as<ConvModule>()->forward(laterals[i]));
@@ -94,11 +94,12 @@ std::vector<torch::Tensor> FpnNeckImpl::forward(const std::vector<torch::Tensor>
 // ---- Semantic FPN head ---------------------------------------------------------------------------
 
 FpnHeadImpl::FpnHeadImpl(const FpnHeadOptions& options) {
-  SEGRUN_CHECK(options.num_classes > 0, ModelError, "FPN head: num_classes must be > 0 (got " << options.num_classes << ")");
+  SEGRUN_CHECK(options.num_classes > 0, ModelError,
+               "FPN head: num_classes must be > 0 (got " << options.num_classes << ")");
   SEGRUN_CHECK(!options.strides.empty() && static_cast<bool>(options.norm), ModelError,
                "FPN head: needs strides and a norm factory");
-  SEGRUN_CHECK(options.strides.front() == *std::min_element(options.strides.begin(), options.strides.end()),
-               ModelError, "FPN head: the first level must be the finest");
+  SEGRUN_CHECK(options.strides.front() == *std::min_element(options.strides.begin(), options.strides.end()), ModelError,
+               "FPN head: the first level must be the finest");
   const int64_t base = log2_exact(options.strides.front());
   torch::nn::ModuleList scale_heads;
   for (int64_t stride : options.strides) {
@@ -131,7 +132,8 @@ FpnHeadImpl::FpnHeadImpl(const FpnHeadOptions& options) {
   register_module("scale_heads", scale_heads);
   dropout_ = options.dropout;
   random_ = options.random ? options.random : std::make_shared<const SampleRandom>();
-  conv_seg_ = register_module("conv_seg", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.channels, options.num_classes, 1)));
+  conv_seg_ = register_module("conv_seg",
+                              torch::nn::Conv2d(torch::nn::Conv2dOptions(options.channels, options.num_classes, 1)));
   torch::NoGradGuard no_grad;
   conv_seg_->weight.normal_(0.0, 0.01);
   conv_seg_->bias.zero_();

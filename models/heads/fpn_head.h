@@ -60,12 +60,12 @@ class FpnNeckImpl : public torch::nn::Module {
 TORCH_MODULE(FpnNeck);
 
 struct FpnHeadOptions {
-  int64_t channels = 256;                         // input channels per level = head channels
-  std::vector<int64_t> strides{4, 8, 16, 32};     // of the input levels; the first must be the finest
+  int64_t channels = 256;                      // input channels per level = head channels
+  std::vector<int64_t> strides{4, 8, 16, 32};  // of the input levels; the first must be the finest
   int64_t num_classes = 0;
-  double dropout = 0.1;                           // Dropout2d before the classifier, keyed per sample
-  NormFactory norm;                               // required
-  std::shared_ptr<const SampleRandom> random;     // the segmentor's draws (null: unkeyed)
+  double dropout = 0.1;                        // Dropout2d before the classifier, keyed per sample
+  NormFactory norm;                            // required
+  std::shared_ptr<const SampleRandom> random;  // the segmentor's draws (null: unkeyed)
 };
 
 class FpnHeadImpl : public torch::nn::Module {

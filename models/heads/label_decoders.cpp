@@ -92,8 +92,8 @@ DualGraphFormerBlockImpl::DualGraphFormerBlockImpl(const LabelDecoderOptions& o,
 std::pair<torch::Tensor, torch::Tensor> DualGraphFormerBlockImpl::forward(const torch::Tensor& image,
                                                                           const torch::Tensor& text) {
   // Image path: compress L tokens to N nodes, reason over them, decompress with B^T.
-  torch::Tensor compression = compress_->forward(image.transpose(1, 2));       // [B, N, L]
-  torch::Tensor nodes = graph_v_->forward(torch::bmm(compression, image));     // [B, N, C]
+  torch::Tensor compression = compress_->forward(image.transpose(1, 2));    // [B, N, L]
+  torch::Tensor nodes = graph_v_->forward(torch::bmm(compression, image));  // [B, N, C]
   torch::Tensor image_g = norm_vg_->forward(image + torch::bmm(compression.transpose(1, 2), nodes));
   // Text path: the K class nodes with the co-occurrence-initialized adjacency.
   torch::Tensor text_g = norm_sg_->forward(text + graph_s_->forward(text));
@@ -125,9 +125,9 @@ torch::Tensor DualGraphFormerImpl::forward(const torch::Tensor& tokens, const to
 
 MlpLabelDecoderImpl::MlpLabelDecoderImpl(const LabelDecoderOptions& o) {
   const int64_t c = o.channels;
-  mlp_ = register_module("mlp", torch::nn::Sequential(torch::nn::Linear(c, c), torch::nn::ReLU(),
-                                                      torch::nn::Linear(c, c), torch::nn::ReLU(),
-                                                      torch::nn::Linear(c, c)));
+  mlp_ =
+      register_module("mlp", torch::nn::Sequential(torch::nn::Linear(c, c), torch::nn::ReLU(), torch::nn::Linear(c, c),
+                                                   torch::nn::ReLU(), torch::nn::Linear(c, c)));
   logit_scale = register_parameter("logit_scale", torch::full({1}, std::log(1.0 / 0.07)));
   logit_bias = register_parameter("logit_bias", torch::zeros({1}));
 }
@@ -142,7 +142,8 @@ torch::Tensor MlpLabelDecoderImpl::forward(const torch::Tensor& tokens, const to
 std::shared_ptr<LabelDecoderImpl> make_label_decoder(const std::string& kind, const LabelDecoderOptions& options) {
   if (kind == "dual_graphformer") return std::make_shared<DualGraphFormerImpl>(options);
   if (kind == "mlp") return std::make_shared<MlpLabelDecoderImpl>(options);
-  SEGRUN_THROW(ConfigError, "model.clip_sp.ml_decoder: unknown decoder '" << kind << "' (known: dual_graphformer, mlp)");
+  SEGRUN_THROW(ConfigError,
+               "model.clip_sp.ml_decoder: unknown decoder '" << kind << "' (known: dual_graphformer, mlp)");
 }
 
 }  // namespace segrun::models

@@ -52,11 +52,11 @@ class CrossAttentionImpl : public torch::nn::Module {
 TORCH_MODULE(CrossAttention);
 
 struct LabelDecoderOptions {
-  int64_t channels = 1024;     // C: CLIP embedding width (image tokens and text embeddings)
-  int64_t num_classes = 150;   // K
-  int64_t blocks = 3;          // Dual GraphFormer blocks
-  int64_t nodes = 64;          // N: image graph nodes after compression
-  int64_t attn_dim = 512;      // cross-attention internal width
+  int64_t channels = 1024;    // C: CLIP embedding width (image tokens and text embeddings)
+  int64_t num_classes = 150;  // K
+  int64_t blocks = 3;         // Dual GraphFormer blocks
+  int64_t nodes = 64;         // N: image graph nodes after compression
+  int64_t attn_dim = 512;     // cross-attention internal width
   int64_t heads = 8;
   // Row-major K x K class co-occurrence counts (manifest.json); empty = identity adjacency.
   std::vector<int64_t> cooccurrence;

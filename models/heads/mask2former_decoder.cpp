@@ -17,7 +17,8 @@ namespace F = torch::nn::functional;
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int64_t dim, int64_t heads) : dim_(dim), heads_(heads) {
-    SEGRUN_CHECK(dim % heads == 0, ModelError, "Mask2Former decoder: hidden " << dim << " not divisible by heads " << heads);
+    SEGRUN_CHECK(dim % heads == 0, ModelError,
+                 "Mask2Former decoder: hidden " << dim << " not divisible by heads " << heads);
     in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * dim, dim}));
     in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * dim}));
     out_proj_ = register_module("out_proj", torch::nn::Linear(dim, dim));
@@ -113,7 +114,8 @@ TORCH_MODULE(FfnLayer);
 MaskedTransformerDecoderImpl::MaskedTransformerDecoderImpl(const MaskedDecoderOptions& options) : options_(options) {
   SEGRUN_CHECK(options.num_queries > 0 && options.layers > 0 && options.num_classes > 0, ModelError,
                "Mask2Former decoder: num_queries, layers and num_classes must be > 0");
-  SEGRUN_CHECK(options.hidden % 2 == 0, ModelError, "Mask2Former decoder: hidden " << options.hidden << " must be even");
+  SEGRUN_CHECK(options.hidden % 2 == 0, ModelError,
+               "Mask2Former decoder: hidden " << options.hidden << " must be even");
   const int64_t c = options.hidden;
   input_proj_ = register_module("input_proj", torch::nn::ModuleList());
   if (options.in_channels != c) {
@@ -139,7 +141,7 @@ MaskedTransformerDecoderImpl::MaskedTransformerDecoderImpl(const MaskedDecoderOp
   decoder_norm_ = register_module("decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c})));
   class_embed_ = register_module("class_embed", torch::nn::Linear(c, options.num_classes + 1));
   mask_embed_ = register_module("mask_embed", torch::nn::ModuleList(torch::nn::Linear(c, c), torch::nn::Linear(c, c),
-                                                                     torch::nn::Linear(c, options.mask_dim)));
+                                                                    torch::nn::Linear(c, options.mask_dim)));
 }
 
 void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const torch::Tensor& mask_features,
@@ -161,13 +163,14 @@ void MaskedTransformerDecoderImpl::predict(const torch::Tensor& queries, const t
   out.mask_logits.push_back(masks.slice(1, 0, n_mask));
   if (attn_mask == nullptr) return;
   torch::NoGradGuard no_grad;
-  torch::Tensor resized =
-      F::interpolate(masks.detach(), F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
+  torch::Tensor resized = F::interpolate(
+      masks.detach(), F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
   const int64_t b = masks.size(0), n = masks.size(1);
   torch::Tensor blocked = resized.sigmoid().flatten(2).lt(0.5);  // [B, N, hw]
   // A query whose mask blocks everything attends everywhere instead.
   blocked = blocked.logical_and(blocked.logical_not().any(-1, /*keepdim=*/true));
-  *attn_mask = blocked.unsqueeze(1).expand({b, options_.heads, n, blocked.size(2)}).reshape({b * options_.heads, n, -1});
+  *attn_mask =
+      blocked.unsqueeze(1).expand({b, options_.heads, n, blocked.size(2)}).reshape({b * options_.heads, n, -1});
 }
 
 MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torch::Tensor>& multi_scale,
@@ -183,17 +186,19 @@ MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torc
     sizes.push_back({x.size(2), x.size(3)});
     pos.push_back(sine_position_embedding(b, x.size(2), x.size(3), c / 2, x.options()).flatten(2).transpose(1, 2));
     const torch::Tensor projected = input_proj_->is_empty() ? x : input_proj_[l]->as<torch::nn::Conv2d>()->forward(x);
-    memory.push_back(projected.flatten(2).transpose(1, 2) + level_embed_->weight[static_cast<int64_t>(l)].view({1, 1, c}));
+    memory.push_back(projected.flatten(2).transpose(1, 2) +
+                     level_embed_->weight[static_cast<int64_t>(l)].view({1, 1, c}));
   }
   torch::Tensor query_pos = query_embed_->weight.unsqueeze(0).expand({b, options_.num_queries, c});
   torch::Tensor queries = query_feat_->weight.unsqueeze(0).expand({b, options_.num_queries, c});
   torch::Tensor self_mask;
   if (extra != nullptr) {
-    SEGRUN_CHECK(extra->content.dim() == 3 && extra->content.size(2) == c && extra->pos.sizes() == extra->content.sizes(),
-                 ModelError,
-                 "Mask2Former decoder: extra queries must be [B or 1, T, " << c << "] with positions of the same shape, got "
-                                                                          << extra->content.sizes() << " and "
-                                                                          << extra->pos.sizes());
+    SEGRUN_CHECK(
+        extra->content.dim() == 3 && extra->content.size(2) == c && extra->pos.sizes() == extra->content.sizes(),
+        ModelError,
+        "Mask2Former decoder: extra queries must be [B or 1, T, " << c << "] with positions of the same shape, got "
+                                                                  << extra->content.sizes() << " and "
+                                                                  << extra->pos.sizes());
     const int64_t t = extra->content.size(1);
     queries = torch::cat({queries, extra->content.expand({b, t, c})}, 1);
     if (extra->normalize_all) queries = extra->normalize_all(queries);

@@ -21,14 +21,14 @@
 namespace segrun::models {
 
 struct MaskedDecoderOptions {
-  int64_t in_channels = 256;   // pixel decoder width; a 1x1 projection is added when != hidden
+  int64_t in_channels = 256;  // pixel decoder width; a 1x1 projection is added when != hidden
   int64_t hidden = 256;
-  int64_t mask_dim = 256;      // mask feature channels
+  int64_t mask_dim = 256;  // mask feature channels
   int64_t num_queries = 100;
   int64_t heads = 8;
   int64_t ffn_dim = 2048;
   int64_t layers = 9;
-  int64_t num_classes = 150;   // K; the class head has K + 1 outputs
+  int64_t num_classes = 150;  // K; the class head has K + 1 outputs
 };
 
 // MTA-CLIP's Text-Enhanced Mask Feature Learning: T extra queries (the reduced text embeddings)

@@ -21,7 +21,8 @@ void check_mask2former_config(const Mask2FormerConfig& c) {
 
 }  // namespace
 
-Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options, std::shared_ptr<const SampleRandom> random) {
+Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options,
+                                                std::shared_ptr<const SampleRandom> random) {
   return Mask2FormerLossOptions{options.num_classes, options.config.mask2former, std::move(random)};
 }
 
@@ -50,7 +51,8 @@ Mask2FormerHead make_mask2former_head(const BuildOptions& options, const std::ve
 
 std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes) {
   std::vector<SemanticTargets> targets;
-  for (int64_t b = 0; b < labels.size(0); ++b) targets.push_back(semantic_targets(labels[b].to(torch::kLong), num_classes));
+  for (int64_t b = 0; b < labels.size(0); ++b)
+    targets.push_back(semantic_targets(labels[b].to(torch::kLong), num_classes));
   return targets;
 }
 
@@ -80,7 +82,8 @@ Mask2FormerSegmentorImpl::Mask2FormerSegmentorImpl(const BuildOptions& options)
     : num_classes_(options.num_classes), comm_(options.comm), criterion_(mask2former_loss_options(options, random_)) {
   const NormFactory norm = make_norm_factory(options.config.norm, options.comm);
   backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/false, random_));
-  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->visual_spec().stage_channels));
+  decode_head_ =
+      register_module("decode_head", make_mask2former_head(options, backbone_->visual_spec().stage_channels));
   supervise_initial_ = options.config.mask2former.supervise_initial;
 }
 
@@ -103,7 +106,8 @@ LossTerms Mask2FormerSegmentorImpl::loss(const torch::Tensor& images, const torc
   std::vector<SemanticTargets> targets = batch_semantic_targets(labels, num_classes_);
   MaskedDecoderOutput out = predictions(images);
   const size_t first = supervise_initial_ ? 0 : 1;
-  std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first), out.class_logits.end());
+  std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first),
+                                     out.class_logits.end());
   std::vector<torch::Tensor> masks(out.mask_logits.begin() + static_cast<std::ptrdiff_t>(first), out.mask_logits.end());
   return criterion_.loss(classes, masks, targets, comm_);
 }

@@ -42,7 +42,8 @@ TORCH_MODULE(Mask2FormerHead);
 // The head of `model.mask2former` on a backbone with `backbone_channels` stage channels
 // (ConfigError naming the key for inconsistent sizes), and the criterion options of that config.
 Mask2FormerHead make_mask2former_head(const BuildOptions& options, const std::vector<int64_t>& backbone_channels);
-Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options, std::shared_ptr<const SampleRandom> random);
+Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options,
+                                                std::shared_ptr<const SampleRandom> random);
 
 // Semantic scores at the input size: mask logits upsampled bilinearly to `size`, then combined.
 torch::Tensor mask2former_scores_at(const MaskedDecoderOutput& out, std::vector<int64_t> size);

@@ -18,7 +18,8 @@ MaskTextAlignmentImpl::MaskTextAlignmentImpl(const MaskTextAlignmentOptions& opt
     mask_reproject_ = register_module("mask_reproject", torch::nn::Linear(c, e));
     if (options.text_enhanced) {
       text_reproject_ = register_module("text_reproject", torch::nn::Linear(c, e));
-      text_reproject_norm_ = register_module("text_reproject_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({e})));
+      text_reproject_norm_ =
+          register_module("text_reproject_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({e})));
       text_gamma_ = register_parameter("text_gamma", torch::full({e}, 1e-4));
     }
   }

@@ -38,11 +38,13 @@ torch::Tensor ms_deform_attn_sample(const torch::Tensor& value, const std::vecto
   int64_t start = 0;
   for (int64_t l = 0; l < levels; ++l) {
     const auto [h, w] = shapes[static_cast<size_t>(l)];
-    torch::Tensor level_value = value.narrow(1, start, h * w)        // [B, HW, M, D]
-                                    .permute({0, 2, 3, 1})            // [B, M, D, HW]
+    torch::Tensor level_value = value
+                                    .narrow(1, start, h * w)  // [B, HW, M, D]
+                                    .permute({0, 2, 3, 1})    // [B, M, D, HW]
                                     .reshape({batch * heads, dim, h, w});
-    torch::Tensor grid = grids.select(3, l)                           // [B, Lq, M, P, 2]
-                             .transpose(1, 2)                         // [B, M, Lq, P, 2]
+    torch::Tensor grid = grids
+                             .select(3, l)     // [B, Lq, M, P, 2]
+                             .transpose(1, 2)  // [B, M, Lq, P, 2]
                              .reshape({batch * heads, queries, points, 2});
     sampled.push_back(F::grid_sample(level_value, grid,
                                      F::GridSampleFuncOptions()
@@ -51,7 +53,7 @@ torch::Tensor ms_deform_attn_sample(const torch::Tensor& value, const std::vecto
                                          .align_corners(false)));  // [B*M, D, Lq, P]
     start += h * w;
   }
-  torch::Tensor stacked = torch::stack(sampled, -2).flatten(-2);       // [B*M, D, Lq, L*P]
+  torch::Tensor stacked = torch::stack(sampled, -2).flatten(-2);  // [B*M, D, Lq, L*P]
   torch::Tensor w = weights.transpose(1, 2).reshape({batch * heads, 1, queries, levels * points});
   torch::Tensor out = (stacked * w).sum(-1).view({batch, heads * dim, queries});
   return out.transpose(1, 2).contiguous();
@@ -205,7 +207,8 @@ MSDeformPixelDecoderImpl::MSDeformPixelDecoderImpl(const PixelDecoderOptions& op
   }
   adapter_ = register_module("adapter_1", torch::nn::Sequential(lateral, group_norm()));
   layer_ = register_module("layer_1", torch::nn::Sequential(output, group_norm(), torch::nn::ReLU()));
-  mask_features_ = register_module("mask_features", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, options.mask_dim, 1)));
+  mask_features_ =
+      register_module("mask_features", torch::nn::Conv2d(torch::nn::Conv2dOptions(c, options.mask_dim, 1)));
   {
     torch::NoGradGuard no_grad;
     torch::nn::init::kaiming_uniform_(mask_features_->weight, 1.0);
@@ -228,9 +231,8 @@ PixelDecoderOutput MSDeformPixelDecoderImpl::forward(const std::vector<torch::Te
     pos.push_back(p + level_embed_[i].view({1, 1, c}));
   }
   torch::Tensor src = torch::cat(srcs, 1), pos_all = torch::cat(pos, 1);
-  torch::Tensor reference = deform_reference_points(shapes, src.options())
-                                .view({1, -1, 1, 2})
-                                .expand({batch, src.size(1), 3, 2});
+  torch::Tensor reference =
+      deform_reference_points(shapes, src.options()).view({1, -1, 1, 2}).expand({batch, src.size(1), 3, 2});
   for (const auto& module : *encoder_)
     src = module->as<MSDeformEncoderLayerImpl>()->forward(src, pos_all, reference, shapes);
 
@@ -241,11 +243,11 @@ PixelDecoderOutput MSDeformPixelDecoderImpl::forward(const std::vector<torch::Te
     start += h * w;
   }
   torch::Tensor lateral = adapter_->forward(stages[0]);
-  torch::Tensor y = lateral + F::interpolate(out.multi_scale.back(),
-                                             F::InterpolateFuncOptions()
-                                                 .size(std::vector<int64_t>{lateral.size(2), lateral.size(3)})
-                                                 .mode(torch::kBilinear)
-                                                 .align_corners(false));
+  torch::Tensor y =
+      lateral + F::interpolate(out.multi_scale.back(), F::InterpolateFuncOptions()
+                                                           .size(std::vector<int64_t>{lateral.size(2), lateral.size(3)})
+                                                           .mode(torch::kBilinear)
+                                                           .align_corners(false));
   out.mask_features = mask_features_->forward(layer_->forward(y));
   return out;
 }

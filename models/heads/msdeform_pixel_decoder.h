@@ -84,12 +84,12 @@ struct PixelDecoderOptions {
   int64_t heads = 8;
   int64_t points = 4;
   int64_t ffn_dim = 1024;
-  int64_t groups = 32;               // GroupNorm groups (must divide conv_dim)
+  int64_t groups = 32;  // GroupNorm groups (must divide conv_dim)
 };
 
 struct PixelDecoderOutput {
-  torch::Tensor mask_features;                 // [B, mask_dim, H/4, W/4]
-  std::vector<torch::Tensor> multi_scale;      // [B, conv_dim, H/32|H/16|H/8, ...], coarse first
+  torch::Tensor mask_features;             // [B, mask_dim, H/4, W/4]
+  std::vector<torch::Tensor> multi_scale;  // [B, conv_dim, H/32|H/16|H/8, ...], coarse first
 };
 
 class MSDeformPixelDecoderImpl : public torch::nn::Module {

@@ -15,7 +15,8 @@ MtaClipSegmentorImpl::MtaClipSegmentorImpl(const BuildOptions& options)
   const ModelConfig& m = options.config;
   const NormFactory norm = make_norm_factory(m.norm, options.comm);
   backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/false, random_));
-  decode_head_ = register_module("decode_head", make_mask2former_head(options, backbone_->visual_spec().stage_channels));
+  decode_head_ =
+      register_module("decode_head", make_mask2former_head(options, backbone_->visual_spec().stage_channels));
   supervise_initial_ = m.mask2former.supervise_initial;
 
   const int64_t embed_dim = backbone_->visual_spec().embed_dim;
@@ -32,9 +33,11 @@ MtaClipSegmentorImpl::MtaClipSegmentorImpl(const BuildOptions& options)
   alignment.joint_query_norm = mta_.joint_query_norm;
   mask_text_ = register_module("mask_text", MaskTextAlignment(alignment));
 
-  text_encoder_ = register_module("text_encoder", make_clip_text_encoder(m, embed_dim, !options.weights_from_checkpoint));
+  text_encoder_ =
+      register_module("text_encoder", make_clip_text_encoder(m, embed_dim, !options.weights_from_checkpoint));
   std::vector<std::string> names = options.class_names;
-  for (auto i = static_cast<int64_t>(names.size()); i < num_classes_; ++i) names.push_back("class " + std::to_string(i));
+  for (auto i = static_cast<int64_t>(names.size()); i < num_classes_; ++i)
+    names.push_back("class " + std::to_string(i));
   if (none_class) names.push_back("none");
   TextPromptsOptions prompts;
   prompts.prompts = mta_.prompts;
@@ -96,8 +99,9 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
                                                      const torch::Tensor& text,
                                                      const std::vector<std::vector<Assignment>>& matches,
                                                      const std::vector<SemanticTargets>& targets) {
-  SEGRUN_CHECK(matches.size() + first == out.query_states.size(), ModelError,
-               "MTA-CLIP: " << matches.size() << " matchings for " << out.query_states.size() - first << " predictions");
+  SEGRUN_CHECK(
+      matches.size() + first == out.query_states.size(), ModelError,
+      "MTA-CLIP: " << matches.size() << " matchings for " << out.query_states.size() - first << " predictions");
   const bool all_queries = mta_.sim_queries == "all";
   const double none_weight = criterion_.options().config.no_object_weight;
   // Each prediction's loss: the weighted sum over its supervised queries divided by the mean over
@@ -138,10 +142,12 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
           weights.index_fill_(0, rows, 1.0);
         }
         weighted = weighted + (weights * mask_text_contrastive_losses(masks[image], image_texts, labels,
-                                                                      mta_.temperature, mta_.negatives)).sum();
+                                                                      mta_.temperature, mta_.negatives))
+                                  .sum();
       } else if (!a.rows.empty()) {
         weighted = weighted + mask_text_contrastive_losses(masks[image].index_select(0, rows), image_texts,
-                                                           matched_labels, mta_.temperature, mta_.negatives).sum();
+                                                           matched_labels, mta_.temperature, mta_.negatives)
+                                  .sum();
       }
     }
     total = total + (weight_means[p] > 0 ? weighted / weight_means[p] : weighted);
@@ -156,7 +162,8 @@ LossTerms MtaClipSegmentorImpl::loss(const torch::Tensor& images, const torch::T
   torch::Tensor text = prompt_text_embeddings();
   MaskedDecoderOutput out = predictions(images, text);
   const size_t first = supervise_initial_ ? 0 : 1;
-  std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first), out.class_logits.end());
+  std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first),
+                                     out.class_logits.end());
   std::vector<torch::Tensor> masks(out.mask_logits.begin() + static_cast<std::ptrdiff_t>(first), out.mask_logits.end());
   std::vector<std::vector<Assignment>> matches;
   LossTerms terms = criterion_.loss(classes, masks, targets, comm_, mta_.contrastive ? &matches : nullptr);

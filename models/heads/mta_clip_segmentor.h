@@ -77,8 +77,8 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   TextPrompts text_prompts_{nullptr};
   Mask2FormerCriterion criterion_;
   bool supervise_initial_ = false;
-  torch::Tensor eval_text_;           // cached prompt embeddings in eval mode
-  int64_t eval_text_version_ = -1;    // text_weights_version() when cached
+  torch::Tensor eval_text_;         // cached prompt embeddings in eval mode
+  int64_t eval_text_version_ = -1;  // text_weights_version() when cached
 };
 
 }  // namespace segrun::models

@@ -22,10 +22,11 @@ SceneRefinementImpl::SceneRefinementImpl(const SceneRefinementOptions& o)
   key_ = register_module("key", torch::nn::Linear(o.token_channels, o.attn_dim));
   value_ = register_module("value", torch::nn::Linear(o.token_channels, o.attn_dim));
   if (o.output_proj)
-    output_proj_ = register_module("output_proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.attn_dim, o.attn_dim, 1)));
-  fuse_ = register_module("fuse", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.feature_channels + o.attn_dim,
-                                                                             o.feature_channels, 1)
-                                                        .bias(false)));
+    output_proj_ =
+        register_module("output_proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.attn_dim, o.attn_dim, 1)));
+  fuse_ = register_module(
+      "fuse",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(o.feature_channels + o.attn_dim, o.feature_channels, 1).bias(false)));
   fuse_norm_ = o.norm(o.feature_channels);
   register_module("fuse_norm", fuse_norm_.ptr());
 }

@@ -41,8 +41,9 @@ torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const t
   if (!present.defined() || drop_ratio <= 0) return std::get<1>(scores.topk(k, 1, /*largest=*/true, /*sorted=*/true));
 
   const int64_t batch = scores.size(0);
-  torch::Tensor u = draws.defined() ? draws.to(scores.options())
-                                    : torch::cat({torch::rand({batch, 1}, scores.options()), torch::rand_like(scores)}, 1);
+  torch::Tensor u = draws.defined()
+                        ? draws.to(scores.options())
+                        : torch::cat({torch::rand({batch, 1}, scores.options()), torch::rand_like(scores)}, 1);
   SEGRUN_CHECK(u.dim() == 2 && u.size(0) == batch && u.size(1) == 1 + scores.size(1), ModelError,
                "scene labels: draws must be [B, 1 + K], got " << u.sizes());
   torch::Tensor dropped = u.slice(1, 0, 1) < drop_ratio;  // [B, 1]
@@ -69,7 +70,8 @@ SceneSelection replace_scene_slots(const torch::Tensor& probs, int64_t k, const 
   torch::NoGradGuard no_grad;
   const torch::Device device = probs.device();
   // Small host work (B x k): the top-k labels, then slot by slot.
-  torch::Tensor top = std::get<1>(probs.detach().to(torch::kFloat32).topk(k, 1, true, true)).to(torch::kCPU).contiguous();
+  torch::Tensor top =
+      std::get<1>(probs.detach().to(torch::kFloat32).topk(k, 1, true, true)).to(torch::kCPU).contiguous();
   const torch::Tensor gt = present.to(torch::kCPU, torch::kFloat32).contiguous();
   const torch::Tensor u = draws.to(torch::kCPU, torch::kFloat64).contiguous();
   torch::Tensor from_gt = torch::zeros({probs.size(0), k}, torch::kBool);
@@ -86,7 +88,8 @@ SceneSelection replace_scene_slots(const torch::Tensor& probs, int64_t k, const 
       for (int64_t c = 0; c < probs.size(1); ++c)
         if (truth[b][c] > 0 && !used[static_cast<size_t>(c)]) candidates.push_back(c);
       if (candidates.empty()) continue;
-      const auto pick = std::min(candidates.size() - 1, static_cast<size_t>(uniform[b][k + j] * static_cast<double>(candidates.size())));
+      const auto pick = std::min(candidates.size() - 1,
+                                 static_cast<size_t>(uniform[b][k + j] * static_cast<double>(candidates.size())));
       used[static_cast<size_t>(labels[b][j])] = 0;
       labels[b][j] = candidates[pick];
       used[static_cast<size_t>(labels[b][j])] = 1;
@@ -104,7 +107,7 @@ torch::Tensor scene_aux_targets(const torch::Tensor& labels, const torch::Tensor
   const int64_t height = labels.size(1), width = labels.size(2);
   torch::Tensor rows = (torch::arange(h, labels.options()) * height).div(h, "floor");
   torch::Tensor cols = (torch::arange(w, labels.options()) * width).div(w, "floor");
-  torch::Tensor small = labels.index_select(1, rows).index_select(2, cols);  // [B, h, w]
+  torch::Tensor small = labels.index_select(1, rows).index_select(2, cols);                  // [B, h, w]
   torch::Tensor match = small.reshape({small.size(0), h * w, 1}).eq(selected.unsqueeze(1));  // [B, hw, k]
   torch::Tensor slot = match.to(torch::kLong).argmax(2);
   torch::Tensor target = torch::where(match.any(2), slot, torch::full_like(slot, 255));

@@ -16,9 +16,9 @@
 namespace segrun::models {
 
 struct BatchDropOptions {
-  double r_start = 0.9;  // ratio of the batch using ground-truth labels at iteration 0
-  double r_end = 0.1;    // floor of the ratio
-  double decay = 0.9999; // per-iteration exponential decay
+  double r_start = 0.9;   // ratio of the batch using ground-truth labels at iteration 0
+  double r_end = 0.1;     // floor of the ratio
+  double decay = 0.9999;  // per-iteration exponential decay
 };
 
 // r(iter) = max(r_end, r_start * decay^iter); 0 when r_start = r_end = 0 (batch drop off).

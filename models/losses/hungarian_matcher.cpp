@@ -10,9 +10,9 @@
 namespace segrun::models {
 
 Assignment linear_sum_assignment(const std::vector<double>& cost, int64_t rows, int64_t cols) {
-  SEGRUN_CHECK(rows >= 0 && cols >= 0 && static_cast<int64_t>(cost.size()) == rows * cols, ModelError,
-               "linear_sum_assignment: cost has " << cost.size() << " entries for a " << rows << " x " << cols
-                                                  << " matrix");
+  SEGRUN_CHECK(
+      rows >= 0 && cols >= 0 && static_cast<int64_t>(cost.size()) == rows * cols, ModelError,
+      "linear_sum_assignment: cost has " << cost.size() << " entries for a " << rows << " x " << cols << " matrix");
   for (size_t i = 0; i < cost.size(); ++i)
     SEGRUN_CHECK(std::isfinite(cost[i]), ModelError,
                  "linear_sum_assignment: cost entry (" << i / std::max<int64_t>(cols, 1) << ", "

@@ -11,16 +11,20 @@ namespace segrun::models {
 namespace F = torch::nn::functional;
 
 torch::Tensor point_sample(const torch::Tensor& input, const torch::Tensor& coords) {
-  SEGRUN_CHECK(input.dim() == 4 && coords.dim() == 3 && coords.size(2) == 2, ModelError,
-               "point_sample: expected input [R,C,H,W] and coords [R,P,2], got " << input.sizes() << ", " << coords.sizes());
+  SEGRUN_CHECK(
+      input.dim() == 4 && coords.dim() == 3 && coords.size(2) == 2, ModelError,
+      "point_sample: expected input [R,C,H,W] and coords [R,P,2], got " << input.sizes() << ", " << coords.sizes());
   torch::Tensor grid = (coords * 2.0 - 1.0).unsqueeze(2);  // [R, P, 1, 2]
-  return F::grid_sample(input, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false))
+  return F::grid_sample(
+             input, grid,
+             F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false))
       .squeeze(3);
 }
 
 PointCounts point_counts(int64_t num_points, double oversample, double importance) {
   SEGRUN_CHECK(oversample >= 1.0 && importance >= 0.0 && importance <= 1.0, ModelError,
-               "point sampling: oversample must be >= 1 and importance in [0, 1] (got " << oversample << ", " << importance << ")");
+               "point sampling: oversample must be >= 1 and importance in [0, 1] (got " << oversample << ", "
+                                                                                        << importance << ")");
   PointCounts counts;
   counts.sampled = static_cast<int64_t>(static_cast<double>(num_points) * oversample);
   counts.uncertain = static_cast<int64_t>(importance * static_cast<double>(num_points));
@@ -32,11 +36,12 @@ torch::Tensor uncertain_point_coords(const torch::Tensor& logits, int64_t num_po
   const PointCounts counts = point_counts(num_points, oversample, importance);
   const int64_t rows = logits.size(0);
   torch::Tensor coords = oversampled.defined() ? oversampled : torch::rand({rows, counts.sampled, 2}, logits.options());
-  torch::Tensor uncertainty = -point_sample(logits, coords).abs();  // [R, 1, sampled]
+  torch::Tensor uncertainty = -point_sample(logits, coords).abs();                                // [R, 1, sampled]
   torch::Tensor index = std::get<1>(torch::topk(uncertainty.select(1, 0), counts.uncertain, 1));  // [R, uncertain]
   torch::Tensor picked = torch::gather(coords, 1, index.unsqueeze(-1).expand({rows, counts.uncertain, 2}));
   if (num_points - counts.uncertain > 0)
-    picked = torch::cat({picked, fill.defined() ? fill : torch::rand({rows, num_points - counts.uncertain, 2}, logits.options())}, 1);
+    picked = torch::cat(
+        {picked, fill.defined() ? fill : torch::rand({rows, num_points - counts.uncertain, 2}, logits.options())}, 1);
   return picked;
 }
 
@@ -68,15 +73,16 @@ torch::Tensor pairwise_dice_cost(const torch::Tensor& logits, const torch::Tenso
 }
 
 SemanticTargets semantic_targets(const torch::Tensor& labels, int64_t num_classes) {
-  SEGRUN_CHECK(labels.dim() == 2 && labels.scalar_type() == torch::kLong, DataError,
-               "Mask2Former targets: labels must be int64 [H, W], got " << labels.sizes() << " " << labels.scalar_type());
+  SEGRUN_CHECK(
+      labels.dim() == 2 && labels.scalar_type() == torch::kLong, DataError,
+      "Mask2Former targets: labels must be int64 [H, W], got " << labels.sizes() << " " << labels.scalar_type());
   torch::Tensor present = std::get<0>(torch::_unique(labels.flatten(), /*sorted=*/true));
   present = present.masked_select(present.ne(kIgnoreIndex));
   if (present.numel() > 0) {
     const int64_t low = present.min().item<int64_t>(), high = present.max().item<int64_t>();
     SEGRUN_CHECK(low >= 0 && high < num_classes, DataError,
                  "Mask2Former targets: label values must be in [0, " << num_classes << ") or " << kIgnoreIndex
-                                                                    << "; found " << (low < 0 ? low : high));
+                                                                     << "; found " << (low < 0 ? low : high));
   }
   SemanticTargets out;
   out.classes = present;
@@ -97,14 +103,18 @@ Assignment Mask2FormerCriterion::match(const torch::Tensor& class_logits, const 
   if (count == 0) return {};
   torch::Tensor prob = class_logits.to(torch::kFloat32).softmax(-1);
   torch::Tensor cost_class = -prob.index_select(1, targets.classes);  // [Q, T]
-  torch::Tensor coords = points.defined() ? points.to(mask_logits.device(), torch::kFloat32)
-                                          : torch::rand({1, options_.config.num_points, 2}, mask_logits.options().dtype(torch::kFloat32));
-  torch::Tensor pred = point_sample(mask_logits.to(torch::kFloat32).unsqueeze(1), coords.expand({queries, options_.config.num_points, 2}))
+  torch::Tensor coords =
+      points.defined() ? points.to(mask_logits.device(), torch::kFloat32)
+                       : torch::rand({1, options_.config.num_points, 2}, mask_logits.options().dtype(torch::kFloat32));
+  torch::Tensor pred = point_sample(mask_logits.to(torch::kFloat32).unsqueeze(1),
+                                    coords.expand({queries, options_.config.num_points, 2}))
                            .squeeze(1);
-  torch::Tensor tgt = point_sample(targets.masks.to(pred.options()).unsqueeze(1), coords.expand({count, options_.config.num_points, 2}))
-                          .squeeze(1);
+  torch::Tensor tgt =
+      point_sample(targets.masks.to(pred.options()).unsqueeze(1), coords.expand({count, options_.config.num_points, 2}))
+          .squeeze(1);
   torch::Tensor cost = options_.config.mask_weight * pairwise_sigmoid_bce_cost(pred, tgt) +
-                       options_.config.class_weight * cost_class + options_.config.dice_weight * pairwise_dice_cost(pred, tgt);
+                       options_.config.class_weight * cost_class +
+                       options_.config.dice_weight * pairwise_dice_cost(pred, tgt);
   torch::Tensor flat = cost.to(torch::kCPU, torch::kFloat64).contiguous();
   std::vector<double> values(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel());
   return linear_sum_assignment(values, queries, count);
@@ -115,16 +125,17 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
                                      const std::vector<SemanticTargets>& targets,
                                      const std::shared_ptr<dist::Communicator>& comm,
                                      std::vector<std::vector<Assignment>>* matches) const {
-  SEGRUN_CHECK(!class_logits.empty() && class_logits.size() == mask_logits.size(), ModelError,
-               "Mask2Former criterion: " << class_logits.size() << " class and " << mask_logits.size()
-                                         << " mask predictions");
+  SEGRUN_CHECK(
+      !class_logits.empty() && class_logits.size() == mask_logits.size(), ModelError,
+      "Mask2Former criterion: " << class_logits.size() << " class and " << mask_logits.size() << " mask predictions");
   const int64_t batch = class_logits[0].size(0), queries = class_logits[0].size(1);
   SEGRUN_CHECK(static_cast<int64_t>(targets.size()) == batch, ModelError,
                "Mask2Former criterion: " << targets.size() << " targets for a batch of " << batch);
   const int64_t k = options_.num_classes;
   if (matches != nullptr) matches->clear();
-  SEGRUN_CHECK(class_logits[0].size(2) == k + 1, ModelError,
-               "Mask2Former criterion: class logits have " << class_logits[0].size(2) << " entries, expected " << k + 1);
+  SEGRUN_CHECK(
+      class_logits[0].size(2) == k + 1, ModelError,
+      "Mask2Former criterion: class logits have " << class_logits[0].size(2) << " entries, expected " << k + 1);
 
   torch::Tensor class_weight = torch::ones({k + 1}, class_logits[0].options().dtype(torch::kFloat32));
   class_weight[k] = options_.config.no_object_weight;
@@ -137,7 +148,8 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   };
   std::vector<Supervision> layers(class_logits.size());
   const std::vector<uint64_t> keys = random_->keys(batch);  // one per image, whatever its rank
-  const PointCounts counts = point_counts(options_.config.num_points, options_.config.oversample, options_.config.importance);
+  const PointCounts counts =
+      point_counts(options_.config.num_points, options_.config.oversample, options_.config.importance);
   for (size_t p = 0; p < class_logits.size(); ++p) {
     const torch::Tensor& cls = class_logits[p];
     const torch::Tensor& masks = mask_logits[p];
@@ -148,8 +160,10 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
     for (int64_t b = 0; b < batch; ++b) {
       const SemanticTargets& t = targets[static_cast<size_t>(b)];
       const uint64_t key = keys[static_cast<size_t>(b)];
-      torch::Generator match_points = SampleRandom::generator(key, stream_id(RandomSite::kMatchPoints, p), masks.device());
-      Assignment a = match(cls[b], masks[b], t, torch::rand({1, options_.config.num_points, 2}, match_points, float_options));
+      torch::Generator match_points =
+          SampleRandom::generator(key, stream_id(RandomSite::kMatchPoints, p), masks.device());
+      Assignment a =
+          match(cls[b], masks[b], t, torch::rand({1, options_.config.num_points, 2}, match_points, float_options));
       if (matches != nullptr) matches->back().push_back(a);
       if (a.rows.empty()) continue;
       torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(cls.device());
@@ -159,9 +173,11 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
       s.tgt.push_back(t.masks.index_select(0, cols.to(t.masks.device())));
       // This image's loss points: its matched masks' rows in matching order, from its own stream.
       const int64_t matched = static_cast<int64_t>(a.rows.size());
-      torch::Generator loss_points = SampleRandom::generator(key, stream_id(RandomSite::kLossPoints, p), masks.device());
+      torch::Generator loss_points =
+          SampleRandom::generator(key, stream_id(RandomSite::kLossPoints, p), masks.device());
       s.oversampled.push_back(torch::rand({matched, counts.sampled, 2}, loss_points, float_options));
-      s.fill.push_back(torch::rand({matched, options_.config.num_points - counts.uncertain, 2}, loss_points, float_options));
+      s.fill.push_back(
+          torch::rand({matched, options_.config.num_points - counts.uncertain, 2}, loss_points, float_options));
       s.matched += matched;
     }
   }
@@ -187,8 +203,9 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   for (size_t p = 0; p < class_logits.size(); ++p) {
     const torch::Tensor& masks = mask_logits[p];
     const Supervision& s = layers[p];
-    torch::Tensor weighted = F::cross_entropy(class_logits[p].flatten(0, 1).to(torch::kFloat32), s.target_classes.flatten(),
-                                              F::CrossEntropyFuncOptions().weight(class_weight).reduction(torch::kNone));
+    torch::Tensor weighted =
+        F::cross_entropy(class_logits[p].flatten(0, 1).to(torch::kFloat32), s.target_classes.flatten(),
+                         F::CrossEntropyFuncOptions().weight(class_weight).reduction(torch::kNone));
     loss_cls = loss_cls + weighted.sum() / std::max(counts_mean[1 + p], 1e-12);
     if (s.src.empty()) {
       // No target mask in this batch: keep every mask logit in the graph with a zero loss.
@@ -196,17 +213,18 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
       loss_dice = loss_dice + masks.sum() * 0.0;
       continue;
     }
-    torch::Tensor src_masks = torch::cat(s.src, 0).unsqueeze(1).to(torch::kFloat32);  // [M, 1, h, w]
+    torch::Tensor src_masks = torch::cat(s.src, 0).unsqueeze(1).to(torch::kFloat32);     // [M, 1, h, w]
     torch::Tensor tgt_masks = torch::cat(s.tgt, 0).unsqueeze(1).to(src_masks.device());  // [M, 1, H, W]
     torch::Tensor coords, labels;
     {
       torch::NoGradGuard no_grad;
-      coords = uncertain_point_coords(src_masks.detach(), options_.config.num_points, options_.config.oversample, options_.config.importance,
-                                      torch::cat(s.oversampled, 0), torch::cat(s.fill, 0));
+      coords = uncertain_point_coords(src_masks.detach(), options_.config.num_points, options_.config.oversample,
+                                      options_.config.importance, torch::cat(s.oversampled, 0), torch::cat(s.fill, 0));
       labels = point_sample(tgt_masks, coords).squeeze(1);
     }
     torch::Tensor point_logits = point_sample(src_masks, coords).squeeze(1);
-    const double mask_norm = (options_.config.mask_loss_norm == "class_weight_sum") ? std::max(counts_mean[1 + p], 1.0) : num_masks;
+    const double mask_norm =
+        (options_.config.mask_loss_norm == "class_weight_sum") ? std::max(counts_mean[1 + p], 1.0) : num_masks;
     loss_mask = loss_mask + sigmoid_bce_point_loss(point_logits, labels, mask_norm);
     loss_dice = loss_dice + dice_point_loss(point_logits, labels, mask_norm);
   }

@@ -81,8 +81,8 @@ class Mask2FormerCriterion {
   // One image: class_logits [Q, K + 1], mask_logits [Q, h, w], targets -> (query, target) pairs.
   // `coords` [1, num_points, 2] are the image's random points (drawn from the default generator
   // when undefined).
-  Assignment match(const torch::Tensor& class_logits, const torch::Tensor& mask_logits,
-                   const SemanticTargets& targets, const torch::Tensor& coords = {}) const;
+  Assignment match(const torch::Tensor& class_logits, const torch::Tensor& mask_logits, const SemanticTargets& targets,
+                   const torch::Tensor& coords = {}) const;
 
   // Losses of every prediction in `class_logits` / `mask_logits` ([B, Q, K+1] / [B, Q, h, w]
   // each), each matched on its own; parts "loss_cls", "loss_mask", "loss_dice" are weighted and

@@ -8,8 +8,7 @@
 
 namespace segrun::models {
 
-torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
-                                int64_t ignore_index) {
+torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels, int64_t ignore_index) {
   namespace F = torch::nn::functional;
   SEGRUN_CHECK(logits.dim() == 4, ModelError, "cross-entropy: logits must be [B, K, h, w], got " << logits.sizes());
   SEGRUN_CHECK(labels.dim() == 3 && labels.size(0) == logits.size(0), DataError,
@@ -24,8 +23,8 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
     torch::Tensor valid = labels.ne(ignore_index);
     torch::Tensor bad = valid & (labels.lt(0) | labels.ge(classes));
     SEGRUN_CHECK(!bad.any().item<bool>(), DataError,
-                 "cross-entropy: label values must be in [0, " << classes << ") or " << ignore_index
-                                                                << "; found " << labels.masked_select(bad)[0].item<int64_t>());
+                 "cross-entropy: label values must be in [0, " << classes << ") or " << ignore_index << "; found "
+                                                               << labels.masked_select(bad)[0].item<int64_t>());
   }
   torch::Tensor resized = logits;
   if (resize) {
@@ -41,9 +40,9 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
 
 torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& targets,
                               const AsymmetricLossOptions& options) {
-  SEGRUN_CHECK(logits.dim() == 2 && logits.sizes() == targets.sizes(), ModelError,
-               "asymmetric loss: logits " << logits.sizes() << " and targets " << targets.sizes()
-                                          << " must both be [B, K]");
+  SEGRUN_CHECK(
+      logits.dim() == 2 && logits.sizes() == targets.sizes(), ModelError,
+      "asymmetric loss: logits " << logits.sizes() << " and targets " << targets.sizes() << " must both be [B, K]");
   torch::Tensor y = targets.to(logits.scalar_type());
   torch::Tensor p = torch::sigmoid(logits);
   torch::Tensor p_neg = 1.0 - p;
@@ -101,22 +100,23 @@ torch::Tensor mask_text_contrastive_losses(const torch::Tensor& masks, const tor
   return torch::logsumexp(logits, 1) - positive;
 }
 
-torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
-                                   int64_t ignore_index, dist::Communicator* comm) {
+torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets, int64_t ignore_index,
+                                   dist::Communicator* comm) {
   namespace F = torch::nn::functional;
   SEGRUN_CHECK(logits.dim() == targets.dim() + 1 && logits.sizes().slice(0, targets.dim()) == targets.sizes(),
                ModelError, "cross-entropy: logits " << logits.sizes() << " do not match targets " << targets.sizes());
   torch::Tensor flat_logits = logits.reshape({-1, logits.size(-1)});
   torch::Tensor flat_targets = targets.reshape({-1});
   torch::Tensor valid = flat_targets.ne(ignore_index);
-  torch::Tensor per_entry = F::cross_entropy(
-      flat_logits, flat_targets.masked_fill(~valid, 0), F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  torch::Tensor per_entry = F::cross_entropy(flat_logits, flat_targets.masked_fill(~valid, 0),
+                                             F::CrossEntropyFuncOptions().reduction(torch::kNone));
   torch::Tensor count = valid.sum().to(torch::kFloat64).reshape({1});  // stays on the device
   if (comm && comm->size() > 1) {
     comm->allreduce(count);
     count.div_(comm->size());
   }
-  return (per_entry * valid.to(per_entry.scalar_type())).sum() / count.clamp_min(1).to(per_entry.scalar_type()).squeeze();
+  return (per_entry * valid.to(per_entry.scalar_type())).sum() /
+         count.clamp_min(1).to(per_entry.scalar_type()).squeeze();
 }
 
 }  // namespace segrun::models

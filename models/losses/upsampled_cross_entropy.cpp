@@ -64,12 +64,14 @@ LossAndGrad fused_loss(const torch::Tensor& logits, const torch::Tensor& labels,
         const float* bottom = src + rows.high[static_cast<size_t>(y)] * w * classes;
         const float wy0 = rows.low_weight[static_cast<size_t>(y)], wy1 = rows.high_weight[static_cast<size_t>(y)];
         for (int64_t x = 0; x < out_w; ++x) {
-          const int64_t x0 = cols.low[static_cast<size_t>(x)] * classes, x1 = cols.high[static_cast<size_t>(x)] * classes;
+          const int64_t x0 = cols.low[static_cast<size_t>(x)] * classes,
+                        x1 = cols.high[static_cast<size_t>(x)] * classes;
           const float wx0 = cols.low_weight[static_cast<size_t>(x)], wx1 = cols.high_weight[static_cast<size_t>(x)];
           const float *a = top + x0, *bb = top + x1, *c = bottom + x0, *d = bottom + x1;
           float* zr = zp + x * classes;
           // The order of upsample_bilinear2d: h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d).
-          for (int64_t k = 0; k < classes; ++k) zr[k] = wy0 * (wx0 * a[k] + wx1 * bb[k]) + wy1 * (wx0 * c[k] + wx1 * d[k]);
+          for (int64_t k = 0; k < classes; ++k)
+            zr[k] = wy0 * (wx0 * a[k] + wx1 * bb[k]) + wy1 * (wx0 * c[k] + wx1 * d[k]);
         }
         const torch::Tensor lse = torch::logsumexp(z, 1);  // vectorized over each K-row
         const float* lse_p = lse.data_ptr<float>();
@@ -91,11 +93,13 @@ LossAndGrad fused_loss(const torch::Tensor& logits, const torch::Tensor& labels,
           if (t == ignore_index || t < 0 || t >= classes) continue;
           float* p = zp + x * classes;
           p[t] -= 1.0f;
-          const int64_t x0 = cols.low[static_cast<size_t>(x)] * classes, x1 = cols.high[static_cast<size_t>(x)] * classes;
+          const int64_t x0 = cols.low[static_cast<size_t>(x)] * classes,
+                        x1 = cols.high[static_cast<size_t>(x)] * classes;
           const float wx0 = cols.low_weight[static_cast<size_t>(x)], wx1 = cols.high_weight[static_cast<size_t>(x)];
           float* ga = g + rows.low[static_cast<size_t>(y)] * w * classes;
           float* gc = g + rows.high[static_cast<size_t>(y)] * w * classes;
-          const float w00 = scale * wy0 * wx0, w01 = scale * wy0 * wx1, w10 = scale * wy1 * wx0, w11 = scale * wy1 * wx1;
+          const float w00 = scale * wy0 * wx0, w01 = scale * wy0 * wx1, w10 = scale * wy1 * wx0,
+                      w11 = scale * wy1 * wx1;
           for (int64_t k = 0; k < classes; ++k) {
             const float v = p[k];
             ga[x0 + k] += w00 * v;
@@ -139,9 +143,10 @@ class UpsampledCrossEntropyFunction : public torch::autograd::Function<Upsampled
 torch::Tensor upsampled_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels, int64_t ignore_index) {
   SEGRUN_CHECK(logits.dim() == 4 && logits.scalar_type() == torch::kFloat32 && logits.device().is_cpu(), ModelError,
                "fused cross-entropy: logits must be CPU float32 [B, K, h, w], got " << logits.sizes() << " "
-                                                                                     << logits.scalar_type());
-  SEGRUN_CHECK(labels.dim() == 3 && labels.size(0) == logits.size(0) && labels.scalar_type() == torch::kLong, DataError,
-               "cross-entropy: labels must be int64 [B, H, W] with B = " << logits.size(0) << ", got " << labels.sizes());
+                                                                                    << logits.scalar_type());
+  SEGRUN_CHECK(
+      labels.dim() == 3 && labels.size(0) == logits.size(0) && labels.scalar_type() == torch::kLong, DataError,
+      "cross-entropy: labels must be int64 [B, H, W] with B = " << logits.size(0) << ", got " << labels.sizes());
   if (torch::GradMode::is_enabled() && logits.requires_grad())
     return UpsampledCrossEntropyFunction::apply(logits, labels, ignore_index);
   return fused_loss(logits, labels, ignore_index, /*want_grad=*/false).loss;

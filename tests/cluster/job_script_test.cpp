@@ -200,7 +200,8 @@ struct FakeCluster {
          "  exit0) echo done > \"$FAKE_RUN/status\"; exit 0 ;;\n"
          "  exit*) exit \"${FAKE_MODE#exit}\" ;;\n"
          "  nolaunch) echo attempt >> \"$FAKE_LOG/srun.launches\"; exit 0 ;;\n"
-         "  wait) for sig in USR1 USR2 TERM; do trap \"echo $sig > \\\"\\$FAKE_LOG/srun.signal\\\"; exit 75\" $sig; done\n"
+         "  wait) for sig in USR1 USR2 TERM; do trap \"echo $sig > \\\"\\$FAKE_LOG/srun.signal\\\"; exit 75\" $sig; "
+         "done\n"
          "        touch \"$FAKE_LOG/srun.started\"; for i in $(seq 1 100); do sleep 0.05; done; exit 9 ;;\n"
          "esac\n");
     spit(bin / "scontrol", "#!/bin/bash\nprintf '%s\\0' \"$@\" > \"$FAKE_LOG/scontrol.args\"\n");
@@ -301,7 +302,8 @@ TEST(JobScriptRun, AStepThatEndsWithoutFinishingTheRunIsLaunchedAgain) {
   EXPECT_EQ(FakeCluster::wait_exit(c.start("nolaunch")), 1);
   EXPECT_EQ(slurp(c.log_dir / "srun.launches"), "attempt\nattempt\nattempt\n");
   const std::string log = slurp(c.run / "slurm.log");
-  EXPECT_NE(log.find("the step ended without finishing the run (attempt 3); launching again"), std::string::npos) << log;
+  EXPECT_NE(log.find("the step ended without finishing the run (attempt 3); launching again"), std::string::npos)
+      << log;
   EXPECT_EQ(slurp(c.run / "status").rfind("failed slurm job 77_1: ranks exited with code 1", 0), 0u);
 }
 
@@ -392,9 +394,10 @@ TEST(JobScriptRun, RefusesATasksFileLineThatIsNotARunName) {
   JobScriptOptions o = c.options();
   spit(o.tasks_file, "ok\n../../etc\n");
   spit(c.scratch.path() / "job.sbatch", render_job_script(o));
-  const process::Captured r = process::run_captured(
-      {"env", "SLURM_ARRAY_TASK_ID=1", "SLURM_ARRAY_JOB_ID=5", "SLURM_JOB_ID=6", "PATH=" + c.bin.string() + ":/usr/bin:/bin",
-       "FAKE_LOG=" + c.log_dir.string(), "bash", (c.scratch.path() / "job.sbatch").string()});
+  const process::Captured r =
+      process::run_captured({"env", "SLURM_ARRAY_TASK_ID=1", "SLURM_ARRAY_JOB_ID=5", "SLURM_JOB_ID=6",
+                             "PATH=" + c.bin.string() + ":/usr/bin:/bin", "FAKE_LOG=" + c.log_dir.string(), "bash",
+                             (c.scratch.path() / "job.sbatch").string()});
   EXPECT_EQ(r.status.code, 2);
   EXPECT_NE(r.err.find("is not a run name"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(c.log_dir / "srun.args"));

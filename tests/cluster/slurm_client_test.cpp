@@ -127,10 +127,12 @@ TEST(MergeRunState, LiveJobWinsThenTheRunDirectory) {
   EXPECT_EQ(merge_run_state(RunState::kDone, "", &completed), "done");
   EXPECT_EQ(merge_run_state(RunState::kFailed, "data.store: not set", &failed),
             "failed: data.store: not set [slurm: failed (exit 1:0, NonZeroExitCode)]");
-  EXPECT_EQ(merge_run_state(RunState::kPreempted, "stopped by signal", &cancelled), "cancelled (checkpointed: resumable)");
+  EXPECT_EQ(merge_run_state(RunState::kPreempted, "stopped by signal", &cancelled),
+            "cancelled (checkpointed: resumable)");
   EXPECT_EQ(merge_run_state(RunState::kPreempted, "", &timeout),
             "preempted (checkpointed: resumable) [slurm: timeout (TimeLimit)]");
-  EXPECT_EQ(merge_run_state(RunState::kRunning, "", &timeout), "lost: slurm job timeout (TimeLimit) while the run was running");
+  EXPECT_EQ(merge_run_state(RunState::kRunning, "", &timeout),
+            "lost: slurm job timeout (TimeLimit) while the run was running");
   EXPECT_EQ(merge_run_state(RunState::kNew, "", &failed),
             "lost: slurm job failed (exit 1:0, NonZeroExitCode) while the run was not started");
   EXPECT_EQ(merge_run_state(RunState::kNew, "", nullptr), "new");

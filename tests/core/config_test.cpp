@@ -81,8 +81,10 @@ TEST(Config, WrongTypeIsReported) {
 }
 
 TEST(Config, OutOfRangeAndChoices) {
-  EXPECT_THAT(error_of("[train]\nlr = -1e-4\n"), HasSubstr("exp.toml:2: train.lr: value -0.0001 is out of range (0, 10]"));
-  EXPECT_THAT(error_of("[data]\nbatch_per_rank = 0\n"), HasSubstr("data.batch_per_rank: value 0 is out of range [1, 1024]"));
+  EXPECT_THAT(error_of("[train]\nlr = -1e-4\n"),
+              HasSubstr("exp.toml:2: train.lr: value -0.0001 is out of range (0, 10]"));
+  EXPECT_THAT(error_of("[data]\nbatch_per_rank = 0\n"),
+              HasSubstr("data.batch_per_rank: value 0 is out of range [1, 1024]"));
   EXPECT_THAT(error_of("[model]\nnorm = \"gn\"\n"), HasSubstr("model.norm: 'gn' is not one of: syncbn, bn, frozen_bn"));
   EXPECT_THAT(error_of("[data]\nratio = [2.0, 0.5]\n"), HasSubstr("data.ratio: expected [low, high]"));
   EXPECT_THAT(error_of("[model]\nwidth = 12\n"), HasSubstr("model.width: must be a multiple of 8"));
@@ -90,16 +92,21 @@ TEST(Config, OutOfRangeAndChoices) {
 }
 
 TEST(Config, VitSizesAndOutputBlocks) {
-  Config c = parse_config("[model]\nbackbone = \"clip_vit_b16\"\n[model.vit]\nlayers = 4\nout_indices = [0, 1, 2, 3]\n", "exp.toml");
+  Config c = parse_config("[model]\nbackbone = \"clip_vit_b16\"\n[model.vit]\nlayers = 4\nout_indices = [0, 1, 2, 3]\n",
+                          "exp.toml");
   EXPECT_EQ(c.model.backbone, "clip_vit_b16");
   EXPECT_EQ(c.model.vit.out_indices, (std::vector<int>{0, 1, 2, 3}));
   EXPECT_EQ(c.model.vit.width, 768);  // ViT-B/16 defaults
   EXPECT_EQ(parse_config("", "exp.toml").model.vit.out_indices, (std::vector<int>{3, 5, 7, 11}));
-  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 5, 7]\n"), HasSubstr("model.vit.out_indices: needs 4 block indices"));
-  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 5, 7, 12]\n"), HasSubstr("model.vit.out_indices: index 12 is not a block"));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 5, 7]\n"),
+              HasSubstr("model.vit.out_indices: needs 4 block indices"));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 5, 7, 12]\n"),
+              HasSubstr("model.vit.out_indices: index 12 is not a block"));
   EXPECT_THAT(error_of("[model.vit]\nout_indices = [3, 7, 5, 11]\n"), HasSubstr("indices must increase"));
-  EXPECT_THAT(error_of("[model.vit]\nout_indices = [0, 1, 2, 2.5]\n"), HasSubstr("model.vit.out_indices: expected an integer"));
-  EXPECT_THAT(error_of("[model.vit]\nwidth = 100\n"), HasSubstr("model.vit.width: must be divisible by model.vit.heads"));
+  EXPECT_THAT(error_of("[model.vit]\nout_indices = [0, 1, 2, 2.5]\n"),
+              HasSubstr("model.vit.out_indices: expected an integer"));
+  EXPECT_THAT(error_of("[model.vit]\nwidth = 100\n"),
+              HasSubstr("model.vit.width: must be divisible by model.vit.heads"));
   EXPECT_THAT(error_of("", {"model.backbone=clip_vit_l14"}), HasSubstr("clip_rn50, clip_rn101, clip_vit_b16"));
 }
 
@@ -110,21 +117,23 @@ TEST(Config, SyntaxErrorNamesLine) {
 
 TEST(Config, OverridesAreTypedAndChecked) {
   Config c = parse_config("[train]\nlr = 1e-4\n", "exp.toml",
-                          {"train.lr=3e-4", "model.head=fpn", "data.crop=[64, 96]", "eval.flip=true",
-                           "train.iters=5", "train.warmup_iters=0"});
+                          {"train.lr=3e-4", "model.head=fpn", "data.crop=[64, 96]", "eval.flip=true", "train.iters=5",
+                           "train.warmup_iters=0"});
   EXPECT_DOUBLE_EQ(c.train.lr, 3e-4);
   EXPECT_EQ(c.model.head, "fpn");
   EXPECT_EQ(c.data.crop, (std::array<int, 2>{64, 96}));
   EXPECT_TRUE(c.eval.flip);
   EXPECT_EQ(c.train.iters, 5);
-  EXPECT_THAT(error_of("", {"train.lr=fast"}), HasSubstr("override 'train.lr=fast': train.lr: expected a number, got a string"));
+  EXPECT_THAT(error_of("", {"train.lr=fast"}),
+              HasSubstr("override 'train.lr=fast': train.lr: expected a number, got a string"));
   EXPECT_THAT(error_of("", {"train.lrr=1"}), HasSubstr("did you mean 'train.lr'"));
   EXPECT_THAT(error_of("", {"train.lr"}), HasSubstr("expected key=value"));
 }
 
 TEST(Config, ResolvedConfigRoundTrips) {
-  Config c = parse_config("", "exp.toml", {"train.lr=3e-4", "data.crop=[64,96]", "name=abc", "eval.scales=[0.75,1.25]",
-                                           "model.vit.out_indices=[1,2,3,4]"});
+  Config c = parse_config(
+      "", "exp.toml",
+      {"train.lr=3e-4", "data.crop=[64,96]", "name=abc", "eval.scales=[0.75,1.25]", "model.vit.out_indices=[1,2,3,4]"});
   std::string text = to_toml(c);
   Config back = parse_config(text, "resolved.toml");
   EXPECT_EQ(to_toml(back), text);

@@ -34,9 +34,9 @@ TEST(Format, SpecsWidthsAndPrecision) {
 
 TEST(Format, EscapesAndMismatchesNeverThrow) {
   EXPECT_EQ(format("{{}} {}", 1), "{} 1");
-  EXPECT_EQ(format("{} and {}", 1), "1 and {}");        // a field without an argument stays
-  EXPECT_EQ(format("{}", 1, 2), "1");                    // surplus arguments are ignored
-  EXPECT_EQ(format("{:q}", 1), "{:q}");                  // an unknown spec stays verbatim
+  EXPECT_EQ(format("{} and {}", 1), "1 and {}");  // a field without an argument stays
+  EXPECT_EQ(format("{}", 1, 2), "1");             // surplus arguments are ignored
+  EXPECT_EQ(format("{:q}", 1), "{:q}");           // an unknown spec stays verbatim
   EXPECT_EQ(format("open {", 1), "open {");
   EXPECT_EQ(format("no fields"), "no fields");
 }
@@ -61,7 +61,8 @@ TEST(ParseNumber, TheWholeTextAsAFiniteNumber) {
   EXPECT_EQ(v, 42.5);
   EXPECT_TRUE(parse_number("-1e-3", v));
   EXPECT_EQ(v, -1e-3);
-  for (const char* text : {"", "1x", " ", "nan", "inf", "-inf", "1e999", "0.1 "}) EXPECT_FALSE(parse_number(text, v)) << text;
+  for (const char* text : {"", "1x", " ", "nan", "inf", "-inf", "1e999", "0.1 "})
+    EXPECT_FALSE(parse_number(text, v)) << text;
 }
 
 }  // namespace

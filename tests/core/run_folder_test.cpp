@@ -47,7 +47,8 @@ TEST_F(RunStatusTest, FileNamesAreTheRunFolderFormat) {
 
 TEST_F(RunStatusTest, StatesRoundTripAndAMissingFileIsNew) {
   EXPECT_EQ(read_run_status(dir()).state, RunState::kNew);
-  for (RunState state : {RunState::kQueued, RunState::kRunning, RunState::kPreempted, RunState::kFailed, RunState::kDone}) {
+  for (RunState state :
+       {RunState::kQueued, RunState::kRunning, RunState::kPreempted, RunState::kFailed, RunState::kDone}) {
     write_run_status(dir(), state);
     EXPECT_EQ(status_text(), to_string(state) + "\n");
     EXPECT_EQ(read_run_status(dir()).state, state);

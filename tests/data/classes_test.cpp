@@ -23,8 +23,8 @@ TEST(Classes, AdeNamesAndCount) {
 
 TEST(Classes, CityscapesNames) {
   const std::vector<std::string> expected = {
-      "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-      "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"};
+      "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain",
+      "sky",  "person",   "rider",    "car",  "truck", "bus",  "train",         "motorcycle",   "bicycle"};
   EXPECT_EQ(class_names(Layout::kCityscapes), expected);
 }
 

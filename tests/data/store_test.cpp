@@ -381,9 +381,13 @@ class PackBadInput : public ::testing::Test {
 
 TEST_F(PackBadInput, MissingFolder) {
   const std::string missing = tmp_ / "nowhere";
-  EXPECT_THAT(data_error_of([&] { pack_single({Layout::kAde20k, missing, "training", tmp_ / "store", 1}); }),
+  EXPECT_THAT(data_error_of([&] {
+                pack_single({Layout::kAde20k, missing, "training", tmp_ / "store", 1});
+              }),
               HasSubstr(missing));
-  EXPECT_THAT(data_error_of([&] { pack_single({Layout::kCityscapes, so_.out, "train", tmp_ / "store", 1}); }),
+  EXPECT_THAT(data_error_of([&] {
+                pack_single({Layout::kCityscapes, so_.out, "train", tmp_ / "store", 1});
+              }),
               HasSubstr(so_.out + "/leftImg8bit/train"));
 }
 
@@ -415,8 +419,9 @@ TEST_F(PackBadInput, AFailureOnOneOfTwoRanksLeavesNoTarget) {
   cv::imwrite(label, m);
   std::vector<std::string> errors(2);
   run_ranks(2, [&](dist::Communicator& comm) {
-    errors[static_cast<size_t>(comm.rank())] =
-        data_error_of([&] { pack_store({Layout::kAde20k, so_.out, "training", tmp_ / "store", 3}, comm); });
+    errors[static_cast<size_t>(comm.rank())] = data_error_of([&] {
+      pack_store({Layout::kAde20k, so_.out, "training", tmp_ / "store", 3}, comm);
+    });
   });
   EXPECT_THAT(errors[0], HasSubstr("label value 200"));
   EXPECT_THAT(errors[1], HasSubstr("packing failed on another rank"));
@@ -465,7 +470,9 @@ TEST_F(PackBadInput, ExistingOutput) {
 }
 
 TEST_F(PackBadInput, UnknownSplit) {
-  EXPECT_THAT(data_error_of([&] { pack_single({Layout::kAde20k, so_.out, "test", tmp_ / "store", 1}); }),
+  EXPECT_THAT(data_error_of([&] {
+                pack_single({Layout::kAde20k, so_.out, "test", tmp_ / "store", 1});
+              }),
               HasSubstr("unknown split 'test'"));
 }
 
@@ -478,7 +485,9 @@ class StoreBadInput : public ::testing::Test {
     shard_ = tmp_ / "store/shard-00000-of-00001.h5";
     ASSERT_TRUE(fs::is_regular_file(shard_));
   }
-  std::string open_error() { return data_error_of([&] { StoreReader reader(tmp_ / "store"); }); }
+  std::string open_error() {
+    return data_error_of([&] { StoreReader reader(tmp_ / "store"); });
+  }
   void python(const std::string& code) {
     const std::string cmd = std::string(SEGRUN_TEST_PYTHON) + " -c \"" + code + "\"";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
@@ -544,7 +553,8 @@ TEST_F(StoreBadInput, ChunkedShardOfEarlierPacksStillReads) {
     StoreReader reader(tmp_ / "store");
     for (int64_t i = 0; i < reader.size(); ++i) before.push_back(reader.read(i));
   }
-  python("import h5py; f = h5py.File('" + shard_ + "', 'r+'); "
+  python("import h5py; f = h5py.File('" + shard_ +
+         "', 'r+'); "
          "exec('for g in (\\'images\\', \\'labels\\'):\\n"
          " d = f[g + \\'/bytes\\'][:]; del f[g + \\'/bytes\\']\\n"
          " f.create_dataset(g + \\'/bytes\\', data=d, chunks=(262144,), maxshape=(None,))'); "
@@ -561,8 +571,7 @@ TEST_F(StoreBadInput, ChunkedShardOfEarlierPacksStillReads) {
 TEST_F(StoreBadInput, ShardTruncatedAfterOpenNamesTheFile) {
   StoreReader reader(tmp_ / "store");
   fs::resize_file(shard_, 0);
-  EXPECT_THAT(data_error_of([&] { reader.read(1); }),
-              HasSubstr(shard_ + ": reading 'images/bytes' at byte "));
+  EXPECT_THAT(data_error_of([&] { reader.read(1); }), HasSubstr(shard_ + ": reading 'images/bytes' at byte "));
   EXPECT_THAT(data_error_of([&] { reader.read(1); }), HasSubstr("unexpected end of file (shard truncated?)"));
 }
 

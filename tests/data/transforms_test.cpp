@@ -242,8 +242,8 @@ TEST(Transforms, PhotometricMatchesMmsegFormulasInPython) {
     const int64_t delta = h ? replay.randint(-18, 18) : 0;
     if (mode == 0 && (c2 = replay.randint(0, 2))) alpha2 = replay.uniform(0.5, 1.5);
     params.precision(17);
-    params << b << " " << beta << " " << mode << " " << c1 << " " << alpha1 << " " << s << " " << sat << " " << h
-           << " " << delta << " " << c2 << " " << alpha2 << "\n";
+    params << b << " " << beta << " " << mode << " " << c1 << " " << alpha1 << " " << s << " " << sat << " " << h << " "
+           << delta << " " << c2 << " " << alpha2 << "\n";
     cv::Mat img = image.clone();
     SampleRng rng(seed, 1, 2, RngPurpose::kAugment);
     photometric_distortion(img, rng);
@@ -255,8 +255,12 @@ TEST(Transforms, PhotometricMatchesMmsegFormulasInPython) {
       "def convert(img, alpha=1, beta=0):\n"
       "    img = img.astype(np.float32) * np.float32(alpha) + np.float32(beta)\n"
       "    return np.clip(img, 0, 255).astype(np.uint8)\n"
-      "src = cv2.imread('" + (tmp / "in.png") + "')\n"
-      "for i, line in enumerate(open('" + (tmp / "params.txt") + "')):\n"
+      "src = cv2.imread('" +
+      (tmp / "in.png") +
+      "')\n"
+      "for i, line in enumerate(open('" +
+      (tmp / "params.txt") +
+      "')):\n"
       "    b, beta, mode, c1, a1, s, sat, h, delta, c2, a2 = [float(v) for v in line.split()]\n"
       "    img = src.copy()\n"
       "    if b: img = convert(img, beta=beta)\n"
@@ -270,7 +274,8 @@ TEST(Transforms, PhotometricMatchesMmsegFormulasInPython) {
       "        hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + int(delta)) % 180\n"
       "        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)\n"
       "    if mode == 0 and c2: img = convert(img, alpha=a2)\n"
-      "    cv2.imwrite('" + tmp.path() + "/ref%d.png' % i, img)\n";
+      "    cv2.imwrite('" +
+      tmp.path() + "/ref%d.png' % i, img)\n";
   std::ofstream(tmp / "ref.py") << code;
   ASSERT_EQ(std::system((std::string(SEGRUN_TEST_PYTHON) + " " + (tmp / "ref.py")).c_str()), 0);
   for (int i = 0; i < kSeeds; ++i) {
@@ -292,7 +297,9 @@ TEST(Transforms, TestPipelineMatchesPythonCv2) {
   // mmcv rescale_size + imresize (cv2 bilinear) + imnormalize (to_rgb) written independently.
   const std::string code =
       "import cv2, numpy as np\n"
-      "img = cv2.imread('" + png + "')\n"
+      "img = cv2.imread('" +
+      png +
+      "')\n"
       "h, w = img.shape[:2]\n"
       "f = min(max(80, 24) / max(h, w), min(80, 24) / min(h, w))\n"
       "size = (int(w * f + 0.5), int(h * f + 0.5))\n"
@@ -301,8 +308,11 @@ TEST(Transforms, TestPipelineMatchesPythonCv2) {
       "mean = np.array([122.7709383, 116.7460125, 104.09373615])\n"
       "std = np.array([68.5005327, 66.6321579, 70.32316305])\n"
       "img = ((img - mean) / std).astype(np.float32)\n"
-      "open('" + raw + "', 'w').write(str(img.shape[0]) + ' ' + str(img.shape[1]) + '\\n')\n"
-      "img.tofile('" + raw + ".bin')\n";
+      "open('" +
+      raw +
+      "', 'w').write(str(img.shape[0]) + ' ' + str(img.shape[1]) + '\\n')\n"
+      "img.tofile('" +
+      raw + ".bin')\n";
   std::ofstream(tmp / "ref.py") << code;
   ASSERT_EQ(std::system((std::string(SEGRUN_TEST_PYTHON) + " " + (tmp / "ref.py")).c_str()), 0);
   int h = 0, w = 0;
@@ -318,7 +328,8 @@ TEST(Transforms, TestPipelineMatchesPythonCv2) {
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
       for (int c = 0; c < 3; ++c)
-        max_err = std::max(max_err, std::abs(static_cast<double>(out.at<cv::Vec3f>(y, x)[c]) - ref[(y * w + x) * 3 + c]));
+        max_err =
+            std::max(max_err, std::abs(static_cast<double>(out.at<cv::Vec3f>(y, x)[c]) - ref[(y * w + x) * 3 + c]));
   EXPECT_LT(max_err, 1e-5);
 }
 

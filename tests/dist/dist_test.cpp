@@ -63,10 +63,10 @@ TEST(LaunchedWorld, AMismatchNamesTheRankAndTheFix) {
   };
   EXPECT_EQ(check(1, {}), "ok");
   EXPECT_EQ(check(2, {{"SEGRUN_WORLD_SIZE", "2"}}), "ok");
-  EXPECT_EQ(check(4, {{"SLURM_STEP_NUM_TASKS", "4"}, {"SLURM_NTASKS", "4"}}), "ok");                 // srun --mpi=pmix
-  EXPECT_EQ(check(1, {{"SLURM_NTASKS", "8"}, {"SLURM_PROCID", "0"}}), "ok");                         // the batch script
+  EXPECT_EQ(check(4, {{"SLURM_STEP_NUM_TASKS", "4"}, {"SLURM_NTASKS", "4"}}), "ok");  // srun --mpi=pmix
+  EXPECT_EQ(check(1, {{"SLURM_NTASKS", "8"}, {"SLURM_PROCID", "0"}}), "ok");          // the batch script
   EXPECT_EQ(check(1, {{"SLURM_STEP_NUM_TASKS", "1"}}), "ok");
-  EXPECT_EQ(check(1, {{"SEGRUN_WORLD_SIZE", ""}, {"SLURM_STEP_NUM_TASKS", "x"}}), "ok");             // unset / garbage
+  EXPECT_EQ(check(1, {{"SEGRUN_WORLD_SIZE", ""}, {"SLURM_STEP_NUM_TASKS", "x"}}), "ok");  // unset / garbage
   const std::string plugin = check(1, {{"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_PROCID", "1"}});
   EXPECT_NE(plugin.find("rank 0/1 on node7"), std::string::npos) << plugin;
   EXPECT_NE(plugin.find("srun started 2 tasks"), std::string::npos) << plugin;
@@ -111,16 +111,14 @@ TEST(SyncBatchNorm, HasBatchNormParameterNames) {
   std::vector<std::string> names;
   for (const auto& p : sync->named_parameters()) names.push_back(p.key());
   for (const auto& b : sync->named_buffers()) names.push_back(b.key());
-  EXPECT_EQ(names, (std::vector<std::string>{"weight", "bias", "running_mean", "running_var",
-                                             "num_batches_tracked"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}));
 }
 
 TEST(GradientSync, BucketsInReverseOrderUpToTheCap) {
   // 4 float params of 1 MiB, 1 MiB, 0.5 MiB, 2 MiB; cap 2 MiB.
-  std::vector<torch::Tensor> params{torch::zeros({262144}, torch::requires_grad()),
-                                    torch::zeros({262144}, torch::requires_grad()),
-                                    torch::zeros({131072}, torch::requires_grad()),
-                                    torch::zeros({524288}, torch::requires_grad())};
+  std::vector<torch::Tensor> params{
+      torch::zeros({262144}, torch::requires_grad()), torch::zeros({262144}, torch::requires_grad()),
+      torch::zeros({131072}, torch::requires_grad()), torch::zeros({524288}, torch::requires_grad())};
   GradientSync sync(params, nullptr, 2.0);
   ASSERT_EQ(sync.bucket_count(), 3u);
   EXPECT_EQ(sync.buckets()[0], (std::vector<size_t>{3}));

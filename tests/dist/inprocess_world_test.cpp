@@ -18,7 +18,9 @@ namespace segrun::dist {
 namespace {
 
 // A non-owning shared_ptr to a thread's communicator, for APIs that take one.
-std::shared_ptr<Communicator> view(Communicator& comm) { return {&comm, [](Communicator*) {}}; }
+std::shared_ptr<Communicator> view(Communicator& comm) {
+  return {&comm, [](Communicator*) {}};
+}
 
 TEST(InProcessWorld, CollectivesAtEveryWorldSizeUpToEight) {
   for (int world = 1; world <= 8; ++world) {
@@ -119,7 +121,8 @@ TEST(InProcessWorld, OverlappedGradientSyncEqualsTheWholeBatchGradient) {
   torch::manual_seed(3);
   const torch::Tensor x = torch::randn({8, 16}), target = torch::randn({8, 4});
   auto make_net = [] {
-    return torch::nn::Sequential(torch::nn::Linear(16, 32), torch::nn::Functional(torch::tanh), torch::nn::Linear(32, 4));
+    return torch::nn::Sequential(torch::nn::Linear(16, 32), torch::nn::Functional(torch::tanh),
+                                 torch::nn::Linear(32, 4));
   };
   torch::nn::Sequential reference = make_net();
   std::vector<torch::Tensor> weights;

@@ -135,9 +135,9 @@ std::string tiny_store() {
 }
 
 Config tiny_config(int batch) {
-  Config c = parse_config("", "tiny", {"data.crop=[64,64]", "data.scale=[128,64]", "data.workers=1",
-                                        "model.width=8", "model.fpn_channels=16", "model.dropout=0",
-                                        "train.seed=5"});
+  Config c = parse_config("", "tiny",
+                          {"data.crop=[64,64]", "data.scale=[128,64]", "data.workers=1", "model.width=8",
+                           "model.fpn_channels=16", "model.dropout=0", "train.seed=5"});
   c.data.batch_per_rank = batch;
   return c;
 }
@@ -242,8 +242,7 @@ TEST(DataParallel, TwentyStepsOfTwoRanksMatchOneRankWithTheGlobalBatch) {
   auto comm = world();
   auto store = std::make_shared<data::StoreReader>(tiny_store());
   const int steps = 20;
-  auto train = [&](int batch, std::shared_ptr<Communicator> c, int rank, int size,
-                   std::vector<double>& losses) {
+  auto train = [&](int batch, std::shared_ptr<Communicator> c, int rank, int size, std::vector<double>& losses) {
     Config cfg = tiny_config(batch);
     auto model = tiny_model(cfg, c, store->num_classes());
     torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.002).momentum(0.5));
@@ -275,7 +274,8 @@ TEST(DataParallel, TwentyStepsOfTwoRanksMatchOneRankWithTheGlobalBatch) {
   torch::Tensor ref_weights = train(4, nullptr, 0, 1, ref_losses);
   ASSERT_EQ(dist_losses.size(), ref_losses.size());
   for (size_t i = 0; i < ref_losses.size(); ++i)
-    EXPECT_NEAR(dist_losses[i], ref_losses[i], 1e-4 * std::abs(ref_losses[i])) << "step " << i << " losses " << dist_losses[i] << " " << ref_losses[i];
+    EXPECT_NEAR(dist_losses[i], ref_losses[i], 1e-4 * std::abs(ref_losses[i]))
+        << "step " << i << " losses " << dist_losses[i] << " " << ref_losses[i];
   // The comparison means something only if training moved the weights well beyond the tolerance.
   std::vector<torch::Tensor> init_parts;
   for (auto& p : tiny_model(tiny_config(4), nullptr, store->num_classes())->parameters())

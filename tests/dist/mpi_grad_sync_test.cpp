@@ -55,8 +55,7 @@ std::vector<torch::Tensor> local_grads(int rank, const std::vector<int>& micros,
   Net net = make_net();
   for (int m : micros) net->forward(rank_input(rank, m), use_branch).pow(2).sum().backward();
   std::vector<torch::Tensor> out;
-  for (auto& p : net->parameters())
-    out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  for (auto& p : net->parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
   return out;
 }
 
@@ -77,8 +76,7 @@ void expect_grads_equal(Net& net, const std::vector<torch::Tensor>& expected) {
     ASSERT_TRUE(params[k].grad().defined()) << "parameter " << k;
     // Two ranks: a+b in either order is exact, and halving is exact.
     EXPECT_TRUE(torch::equal(params[k].grad(), expected[k]))
-        << "parameter " << k << " max diff "
-        << (params[k].grad() - expected[k]).abs().max().item<double>();
+        << "parameter " << k << " max diff " << (params[k].grad() - expected[k]).abs().max().item<double>();
   }
 }
 
@@ -225,8 +223,7 @@ TEST(Watchdog, LateRankIsNamedAndTheCommunicatorRefusesFurtherWork) {
     } catch (const TimeoutError& e) {
       message = e.what();
     }
-    const double waited =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(message,
               "collective allreduce #2 (bucket 7 of 9, 4.0 KB) on communicator probe timed out "
               "after 1 s on rank 0: rank [1] did not arrive; check rank 1's log "

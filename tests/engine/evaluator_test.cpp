@@ -119,9 +119,7 @@ class EvaluatorMsTest : public ::testing::Test {
     delete dir_;
   }
 
-  static std::shared_ptr<ToySegmentorImpl> model() {
-    return std::make_shared<ToySegmentorImpl>(*w_, *b_, *a_, kGain);
-  }
+  static std::shared_ptr<ToySegmentorImpl> model() { return std::make_shared<ToySegmentorImpl>(*w_, *b_, *a_, kGain); }
 
   static Config config(const std::string& mode) {
     Config c;
@@ -191,8 +189,10 @@ class EvaluatorMsTest : public ::testing::Test {
     ASSERT_EQ(static_cast<int64_t>(m.iou.size()), ref_iou.size(0));
     for (size_t c = 0; c < m.iou.size(); ++c) {
       const double r = ref_iou[static_cast<int64_t>(c)].item<double>();
-      if (std::isnan(r)) EXPECT_TRUE(std::isnan(m.iou[c])) << "class " << c;
-      else EXPECT_NEAR(m.iou[c], r, 1e-12) << "class " << c;
+      if (std::isnan(r))
+        EXPECT_TRUE(std::isnan(m.iou[c])) << "class " << c;
+      else
+        EXPECT_NEAR(m.iou[c], r, 1e-12) << "class " << c;
     }
   }
 

@@ -108,13 +108,13 @@ TEST(LabelIo, RejectsBadInputs) {
   cv::Mat color(4, 4, CV_8UC3, cv::Scalar(1, 2, 3));
   ASSERT_TRUE(cv::imwrite((d.gt / "c.png").string(), color));
   write_png(d.pred / "c.png", kPred, 4, 4);
-  EXPECT_THROW(evaluate_label_dirs(d.options()), DataError);           // 3-channel GT
+  EXPECT_THROW(evaluate_label_dirs(d.options()), DataError);  // 3-channel GT
   EXPECT_THROW(read_label_png((d.gt / "nope.png").string()), DataError);
   auto o = d.options();
   o.gt_dir = (d.root.path() / "absent").string();
   EXPECT_THROW(evaluate_label_dirs(o), DataError);
   fs::remove(d.gt / "c.png");
-  EXPECT_THROW(evaluate_label_dirs(d.options()), DataError);           // empty GT dir
+  EXPECT_THROW(evaluate_label_dirs(d.options()), DataError);  // empty GT dir
   o = d.options();
   o.num_classes = 0;
   EXPECT_THROW(evaluate_label_dirs(o), ConfigError);

@@ -24,14 +24,14 @@ TrainConfig linear_options() {
 
 TEST(LrSchedule, LinearWarmupHandValues) {
   const auto o = linear_options();
-  EXPECT_NEAR(lr_at(o, 0), 0.001, 1e-15);         // 0.01 * (1 - 0.9)
-  EXPECT_NEAR(lr_at(o, 5), 0.005225, 1e-15);      // 0.0095 * (1 - 0.45)
-  EXPECT_NEAR(lr_at(o, 9), 0.008281, 1e-15);      // 0.0091 * (1 - 0.09)
-  EXPECT_NEAR(lr_at(o, 10), 0.009, 1e-15);        // warmup over: regular(10)
+  EXPECT_NEAR(lr_at(o, 0), 0.001, 1e-15);     // 0.01 * (1 - 0.9)
+  EXPECT_NEAR(lr_at(o, 5), 0.005225, 1e-15);  // 0.0095 * (1 - 0.45)
+  EXPECT_NEAR(lr_at(o, 9), 0.008281, 1e-15);  // 0.0091 * (1 - 0.09)
+  EXPECT_NEAR(lr_at(o, 10), 0.009, 1e-15);    // warmup over: regular(10)
   EXPECT_NEAR(lr_at(o, 50), 0.005, 1e-15);
   EXPECT_NEAR(lr_at(o, 99), 0.0001, 1e-15);
   EXPECT_NEAR(lr_at(o, 100), 0.0, 1e-15);
-  EXPECT_NEAR(lr_at(o, 1000), 0.0, 1e-15);        // clamped past the end
+  EXPECT_NEAR(lr_at(o, 1000), 0.0, 1e-15);  // clamped past the end
 }
 
 TEST(LrSchedule, PolyPowerWithMinLr) {
@@ -39,7 +39,7 @@ TEST(LrSchedule, PolyPowerWithMinLr) {
   o.poly_power = 0.9;
   o.min_lr = 1e-4;
   // Reference values from an independent Python evaluation of mmcv's formulas.
-  EXPECT_NEAR(lr_at(o, 0), 0.001, 1e-15);   // regular(0) = base_lr, times warmup_ratio
+  EXPECT_NEAR(lr_at(o, 0), 0.001, 1e-15);  // regular(0) = base_lr, times warmup_ratio
   EXPECT_NEAR(lr_at(o, 3), 0.003600948990443528, 1e-15);
   EXPECT_NEAR(lr_at(o, 10), 0.009104372503221327, 1e-15);
   EXPECT_NEAR(lr_at(o, 50), 0.005405278639554652, 1e-15);  // 0.0099 * 0.5^0.9 + 1e-4
@@ -55,8 +55,10 @@ TEST(LrSchedule, NoWarmupAndContinuity) {
   o.poly_power = 0.9;
   for (int64_t i = 1; i < o.iters; ++i) {
     // Monotone ramp during warmup, monotone decay after it.
-    if (i <= o.warmup_iters) EXPECT_GT(lr_at(o, i), lr_at(o, i - 1)) << i;
-    else EXPECT_LT(lr_at(o, i), lr_at(o, i - 1)) << i;
+    if (i <= o.warmup_iters)
+      EXPECT_GT(lr_at(o, i), lr_at(o, i - 1)) << i;
+    else
+      EXPECT_LT(lr_at(o, i), lr_at(o, i - 1)) << i;
   }
 }
 

@@ -27,8 +27,7 @@ namespace {
 // Acc = [5/7, 4/6, NaN, NaN]
 // mIoU = (5/7 + 1/2 + 0) / 3 * 100, mAcc = (5/7 + 2/3) / 2 * 100, aAcc = 9/13 * 100.
 torch::Tensor hand_label() {
-  return torch::tensor({0, 0, 1, 1, 0, 0, 1, 1, 255, 255, 0, 0, 0, 1, 1, 255}, torch::kLong)
-      .view({4, 4});
+  return torch::tensor({0, 0, 1, 1, 0, 0, 1, 1, 255, 255, 0, 0, 0, 1, 1, 255}, torch::kLong).view({4, 4});
 }
 torch::Tensor hand_pred() {
   return torch::tensor({0, 1, 1, 1, 0, 0, 2, 1, 2, 2, 0, 1, 0, 1, 2, 0}, torch::kLong).view({4, 4});
@@ -138,8 +137,8 @@ for row in (ai, au, ap, al):
     print(" ".join(str(int(v)) for v in row))
 )PY";
 
-torch::Tensor run_reference(const torch::Tensor& pred, const torch::Tensor& label, int k,
-                            int ignore, const std::filesystem::path& dir) {
+torch::Tensor run_reference(const torch::Tensor& pred, const torch::Tensor& label, int k, int ignore,
+                            const std::filesystem::path& dir) {
   const auto script = dir / "reference.py";
   const auto input = dir / "input.bin";
   const auto output = dir / "areas.txt";
@@ -151,8 +150,7 @@ torch::Tensor run_reference(const torch::Tensor& pred, const torch::Tensor& labe
               static_cast<std::streamsize>(both.numel() * sizeof(int64_t)));
   }
   std::ostringstream cmd;
-  cmd << SEGRUN_TEST_PYTHON << " " << script << " " << input << " " << k << " " << ignore << " > "
-      << output;
+  cmd << SEGRUN_TEST_PYTHON << " " << script << " " << input << " " << k << " " << ignore << " > " << output;
   EXPECT_EQ(std::system(cmd.str().c_str()), 0) << cmd.str();
   std::ifstream in(output);
   auto areas = torch::zeros({4, k}, torch::kLong);
@@ -205,14 +203,13 @@ TEST(Metrics, MatchesNumpyReferenceOnRandomArrays) {
                                                      << acc.areas() << "\nreference:\n"
                                                      << expected;
     // The tensor-op path (used on accelerators) agrees with the CPU counting loop.
-    EXPECT_TRUE(torch::equal(detail::intersect_and_union_vectorized(pred, label, k), expected))
-        << "K=" << k;
+    EXPECT_TRUE(torch::equal(detail::intersect_and_union_vectorized(pred, label, k), expected)) << "K=" << k;
     // uint8 inputs (PNG label maps) take the in-place path: same areas where values fit.
     const auto fits = pred.lt(256);
     const auto p8 = torch::where(fits, pred, label).to(torch::kUInt8);
     const auto l8 = label.to(torch::kUInt8);
-    EXPECT_TRUE(torch::equal(intersect_and_union(p8, l8, k),
-                             intersect_and_union(p8.to(torch::kLong), l8.to(torch::kLong), k)))
+    EXPECT_TRUE(
+        torch::equal(intersect_and_union(p8, l8, k), intersect_and_union(p8.to(torch::kLong), l8.to(torch::kLong), k)))
         << "K=" << k;
   }
 }

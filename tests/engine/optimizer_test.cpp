@@ -70,7 +70,8 @@ struct TreeImpl : torch::nn::Module {
     auto backbone = register_module("backbone", std::make_shared<torch::nn::Module>());
     backbone->register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3)));
     backbone->register_module("bn", torch::nn::BatchNorm2d(4));
-    register_module("neck", std::make_shared<torch::nn::Module>())->register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({4})));
+    register_module("neck", std::make_shared<torch::nn::Module>())
+        ->register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({4})));
     auto head = register_module("decode_head", std::make_shared<torch::nn::Module>());
     head->register_module("query_embed", torch::nn::Embedding(5, 4));
     head->register_module("gn", torch::nn::GroupNorm(2, 4));

@@ -18,8 +18,8 @@ int main(int argc, char** argv) {
   segrun::test::init_rank_logging(context);
   if (!SEGRUN_WITH_CUDA || context.visible_devices == 0) {
     if (context.is_root())
-      std::printf("GPU tests skipped: %s\n", SEGRUN_WITH_CUDA ? "no CUDA device is visible"
-                                                              : "this build's LibTorch has no CUDA (docs/gpu.md)");
+      std::printf("GPU tests skipped: %s\n",
+                  SEGRUN_WITH_CUDA ? "no CUDA device is visible" : "this build's LibTorch has no CUDA (docs/gpu.md)");
     return 77;
   }
   return segrun::test::run_tests_on_every_rank(context, "GPU tests");

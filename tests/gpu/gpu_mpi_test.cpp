@@ -75,7 +75,8 @@ TEST(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
   for (const auto& p : mine_params) {
     const torch::Tensor expected = ref_params[p.key()].grad();
     ASSERT_TRUE(p.value().grad().is_cuda()) << p.key();
-    EXPECT_LT((p.value().grad() - expected).abs().max().item<double>(), 1e-5 * std::max(1.0, expected.abs().max().item<double>()))
+    EXPECT_LT((p.value().grad() - expected).abs().max().item<double>(),
+              1e-5 * std::max(1.0, expected.abs().max().item<double>()))
         << p.key();
   }
   for (const auto& b : net->named_buffers()) {

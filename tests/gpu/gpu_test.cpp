@@ -44,7 +44,7 @@ ModelConfig tiny_model(const std::string& head) {
   m.head = head;
   m.norm = "syncbn";  // without a communicator: the world-of-one path (LibTorch's batch_norm)
   m.fpn_channels = 16;
-  m.dropout = 0.0;    // the CPU and CUDA generators differ: no random draws in the compared pass
+  m.dropout = 0.0;  // the CPU and CUDA generators differ: no random draws in the compared pass
   m.clip_sp.top_k = 5;
   m.clip_sp.graph_blocks = 2;
   m.clip_sp.graph_nodes = 6;
@@ -229,7 +229,8 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
   model->train();
   auto optimizer = engine::make_optimizer(*model, train);
   step(*model, *optimizer);
-  const std::string dir = (std::filesystem::temp_directory_path() / ("segrun_gpu_ckpt_" + std::to_string(::getpid()))).string();
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("segrun_gpu_ckpt_" + std::to_string(::getpid()))).string();
   engine::CheckpointMeta meta{1, 0, 1, "gpu-test"};
   const std::string path = engine::save_checkpoint(dir, meta, *model, *optimizer, 1);
 

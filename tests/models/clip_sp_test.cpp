@@ -66,89 +66,89 @@ void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, co
 // non-local block's output transform W_z (the defaults), and segrun's earlier sigmoid gate without.
 TEST(ClipSp, MatchesPytorchReference) {
   for (const bool paper_srm : {true, false}) {
-  SCOPED_TRACE(paper_srm ? "Eq. 4 gate + W_z" : "sigmoid gate, no W_z");
-  BuildOptions options = tiny_options();
-  options.config.clip_sp.srm_gate = paper_srm ? "linear" : "sigmoid";
-  options.config.clip_sp.srm_output_proj = paper_srm;
-  auto model = std::dynamic_pointer_cast<ClipSpSegmentorImpl>(build_segmentor(options));
-  ASSERT_TRUE(model);
-  test_io::randomize_norms(*model);
-  model->eval();
-  torch::manual_seed(11);
-  torch::Tensor images = torch::randn({2, 3, 64, 96});  // x4 grid 2 x 3: 7 image tokens
-  ClipSpOutputs out;
-  {
-    torch::NoGradGuard no_grad;
-    out = model->run(images);
-  }
-  ASSERT_EQ(out.label_logits.sizes(), torch::IntArrayRef({2, kClasses}));
-  ASSERT_EQ(out.selected.sizes(), torch::IntArrayRef({2, 5}));
-  ASSERT_EQ(out.attn_logits.sizes(), torch::IntArrayRef({2, 6, 5}));
-  ASSERT_EQ(out.seg_logits.sizes(), torch::IntArrayRef({2, kClasses, 16, 24}));
-  // Labels: the upper half uses classes the model selected (so the auxiliary targets are not all
-  // ignored), the lower half classes it did not, with an ignored stripe.
-  torch::Tensor labels = torch::empty({2, 64, 96}, torch::kLong);
-  for (int64_t b = 0; b < 2; ++b) {
-    torch::Tensor chosen = out.selected[b];
-    labels[b].slice(0, 0, 32).copy_(chosen.index({torch::randint(0, 5, {32, 96}, torch::kLong)}));
-    labels[b].slice(0, 32).random_(0, kClasses);
-    labels[b].slice(1, 40, 48).fill_(255);
-  }
+    SCOPED_TRACE(paper_srm ? "Eq. 4 gate + W_z" : "sigmoid gate, no W_z");
+    BuildOptions options = tiny_options();
+    options.config.clip_sp.srm_gate = paper_srm ? "linear" : "sigmoid";
+    options.config.clip_sp.srm_output_proj = paper_srm;
+    auto model = std::dynamic_pointer_cast<ClipSpSegmentorImpl>(build_segmentor(options));
+    ASSERT_TRUE(model);
+    test_io::randomize_norms(*model);
+    model->eval();
+    torch::manual_seed(11);
+    torch::Tensor images = torch::randn({2, 3, 64, 96});  // x4 grid 2 x 3: 7 image tokens
+    ClipSpOutputs out;
+    {
+      torch::NoGradGuard no_grad;
+      out = model->run(images);
+    }
+    ASSERT_EQ(out.label_logits.sizes(), torch::IntArrayRef({2, kClasses}));
+    ASSERT_EQ(out.selected.sizes(), torch::IntArrayRef({2, 5}));
+    ASSERT_EQ(out.attn_logits.sizes(), torch::IntArrayRef({2, 6, 5}));
+    ASSERT_EQ(out.seg_logits.sizes(), torch::IntArrayRef({2, kClasses, 16, 24}));
+    // Labels: the upper half uses classes the model selected (so the auxiliary targets are not all
+    // ignored), the lower half classes it did not, with an ignored stripe.
+    torch::Tensor labels = torch::empty({2, 64, 96}, torch::kLong);
+    for (int64_t b = 0; b < 2; ++b) {
+      torch::Tensor chosen = out.selected[b];
+      labels[b].slice(0, 0, 32).copy_(chosen.index({torch::randint(0, 5, {32, 96}, torch::kLong)}));
+      labels[b].slice(0, 32).random_(0, kClasses);
+      labels[b].slice(1, 40, 48).fill_(255);
+    }
 
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& item : model->named_parameters()) dict.insert("seg." + item.key(), item.value().detach().clone());
-  for (const auto& item : model->named_buffers()) dict.insert("seg." + item.key(), item.value().detach().clone());
-  dict.insert("input", images);
-  dict.insert("labels", labels);
-  const auto& sp = options.config.clip_sp;
-  dict.insert("cfg.width", torch::tensor(options.config.width));
-  dict.insert("cfg.num_classes", torch::tensor(kClasses));
-  dict.insert("cfg.top_k", torch::tensor(sp.top_k));
-  dict.insert("cfg.blocks", torch::tensor(sp.graph_blocks));
-  dict.insert("cfg.nodes", torch::tensor(sp.graph_nodes));
-  dict.insert("cfg.attn_dim", torch::tensor(sp.attn_dim));
-  dict.insert("cfg.heads", torch::tensor(sp.heads));
-  dict.insert("cfg.srm_dim", torch::tensor(sp.srm_dim));
-  dict.insert("cfg.srm_sigmoid", torch::tensor(sp.srm_gate == "sigmoid" ? 1 : 0));
-  dict.insert("cfg.srm_output_proj", torch::tensor(sp.srm_output_proj ? 1 : 0));
-  dict.insert("cfg.fpn_channels", torch::tensor(options.config.fpn_channels));
-  dict.insert("cfg.lambda_ml", torch::tensor(sp.lambda_ml));
-  dict.insert("cfg.lambda_aux", torch::tensor(sp.lambda_aux));
-  torch::Tensor asl_logits = torch::randn({3, 7}) * 3;
-  torch::Tensor asl_targets = (torch::rand({3, 7}) < 0.3).to(torch::kFloat32);
-  dict.insert("asl.logits", asl_logits);
-  dict.insert("asl.targets", asl_targets);
-  auto ref = test_io::run_tensor_reference("reference_clip_sp.py", dict);
+    c10::Dict<std::string, at::Tensor> dict;
+    for (const auto& item : model->named_parameters()) dict.insert("seg." + item.key(), item.value().detach().clone());
+    for (const auto& item : model->named_buffers()) dict.insert("seg." + item.key(), item.value().detach().clone());
+    dict.insert("input", images);
+    dict.insert("labels", labels);
+    const auto& sp = options.config.clip_sp;
+    dict.insert("cfg.width", torch::tensor(options.config.width));
+    dict.insert("cfg.num_classes", torch::tensor(kClasses));
+    dict.insert("cfg.top_k", torch::tensor(sp.top_k));
+    dict.insert("cfg.blocks", torch::tensor(sp.graph_blocks));
+    dict.insert("cfg.nodes", torch::tensor(sp.graph_nodes));
+    dict.insert("cfg.attn_dim", torch::tensor(sp.attn_dim));
+    dict.insert("cfg.heads", torch::tensor(sp.heads));
+    dict.insert("cfg.srm_dim", torch::tensor(sp.srm_dim));
+    dict.insert("cfg.srm_sigmoid", torch::tensor(sp.srm_gate == "sigmoid" ? 1 : 0));
+    dict.insert("cfg.srm_output_proj", torch::tensor(sp.srm_output_proj ? 1 : 0));
+    dict.insert("cfg.fpn_channels", torch::tensor(options.config.fpn_channels));
+    dict.insert("cfg.lambda_ml", torch::tensor(sp.lambda_ml));
+    dict.insert("cfg.lambda_aux", torch::tensor(sp.lambda_aux));
+    torch::Tensor asl_logits = torch::randn({3, 7}) * 3;
+    torch::Tensor asl_targets = (torch::rand({3, 7}) < 0.3).to(torch::kFloat32);
+    dict.insert("asl.logits", asl_logits);
+    dict.insert("asl.targets", asl_targets);
+    auto ref = test_io::run_tensor_reference("reference_clip_sp.py", dict);
 
-  expect_close(out.label_logits, ref.at("label_logits"), "multi-label logits");
-  EXPECT_TRUE(torch::equal(out.selected, ref.at("selected"))) << out.selected << ref.at("selected");
-  expect_close(out.attn_logits, ref.at("attn_logits"), "SRM attention logits");
-  expect_close(out.seg_logits, ref.at("seg_logits"), "segmentation logits");
+    expect_close(out.label_logits, ref.at("label_logits"), "multi-label logits");
+    EXPECT_TRUE(torch::equal(out.selected, ref.at("selected"))) << out.selected << ref.at("selected");
+    expect_close(out.attn_logits, ref.at("attn_logits"), "SRM attention logits");
+    expect_close(out.seg_logits, ref.at("seg_logits"), "segmentation logits");
 
-  EXPECT_TRUE(torch::equal(present_classes(labels, kClasses), ref.at("present")));
-  torch::Tensor aux = scene_aux_targets(labels, out.selected, 2, 3).reshape({2, 6});
-  EXPECT_TRUE(torch::equal(aux, ref.at("aux_targets"))) << aux << ref.at("aux_targets");
-  EXPECT_GT(aux.ne(255).sum().item<int64_t>(), 0);
+    EXPECT_TRUE(torch::equal(present_classes(labels, kClasses), ref.at("present")));
+    torch::Tensor aux = scene_aux_targets(labels, out.selected, 2, 3).reshape({2, 6});
+    EXPECT_TRUE(torch::equal(aux, ref.at("aux_targets"))) << aux << ref.at("aux_targets");
+    EXPECT_GT(aux.ne(255).sum().item<int64_t>(), 0);
 
-  LossTerms loss;
-  {
-    torch::NoGradGuard no_grad;
-    loss = model->loss(images, labels);
-  }
-  ASSERT_EQ(loss.parts.size(), 3u);
-  for (const auto& [name, value] : loss.parts) {
-    const double expected = ref.at(name).item<double>();
-    EXPECT_NEAR(value.item<double>(), expected, 1e-4 * std::abs(expected) + 1e-6) << name;
-  }
-  EXPECT_NEAR(loss.total.item<double>(),
-              ref.at("loss_seg").item<double>() + ref.at("loss_ml").item<double>() + ref.at("loss_aux").item<double>(),
-              1e-4);
+    LossTerms loss;
+    {
+      torch::NoGradGuard no_grad;
+      loss = model->loss(images, labels);
+    }
+    ASSERT_EQ(loss.parts.size(), 3u);
+    for (const auto& [name, value] : loss.parts) {
+      const double expected = ref.at(name).item<double>();
+      EXPECT_NEAR(value.item<double>(), expected, 1e-4 * std::abs(expected) + 1e-6) << name;
+    }
+    EXPECT_NEAR(
+        loss.total.item<double>(),
+        ref.at("loss_seg").item<double>() + ref.at("loss_ml").item<double>() + ref.at("loss_aux").item<double>(), 1e-4);
 
-  torch::Tensor x = asl_logits.clone().requires_grad_(true);
-  torch::Tensor value = asymmetric_loss(x, asl_targets);
-  value.backward();
-  EXPECT_NEAR(value.item<double>(), ref.at("asl.value").item<double>(), 1e-6);
-  expect_close(x.grad(), ref.at("asl.grad"), "ASL gradient", 1e-5);
+    torch::Tensor x = asl_logits.clone().requires_grad_(true);
+    torch::Tensor value = asymmetric_loss(x, asl_targets);
+    value.backward();
+    EXPECT_NEAR(value.item<double>(), ref.at("asl.value").item<double>(), 1e-6);
+    expect_close(x.grad(), ref.at("asl.grad"), "ASL gradient", 1e-5);
   }
 }
 
@@ -163,8 +163,8 @@ TEST(ClipSp, BatchDropScheduleDecaysToTheFloor) {
 }
 
 TEST(ClipSp, SelectionTakesTopKOrGroundTruthWithBatchDrop) {
-  torch::Tensor probs = torch::tensor({{0.9f, 0.1f, 0.8f, 0.2f, 0.7f, 0.3f, 0.6f, 0.05f},
-                                       {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}});
+  torch::Tensor probs = torch::tensor(
+      {{0.9f, 0.1f, 0.8f, 0.2f, 0.7f, 0.3f, 0.6f, 0.05f}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}});
   torch::Tensor top = select_scene_labels(probs, 3);
   EXPECT_TRUE(torch::equal(top, torch::tensor({{0, 2, 4}, {7, 6, 5}}, torch::kLong))) << top;
 
@@ -203,8 +203,8 @@ TEST(ClipSp, SelectionTakesTopKOrGroundTruthWithBatchDrop) {
 // ground-truth class at index floor(u[b, k + j] * n) of the n ground-truth classes not yet among
 // the image's labels (ascending class order); other slots keep their top-k label.
 TEST(ClipSp, SlotwiseBatchDropReplacesSlotsWithGroundTruthClasses) {
-  torch::Tensor probs = torch::tensor({{0.9f, 0.1f, 0.8f, 0.2f, 0.7f, 0.3f, 0.6f, 0.05f},
-                                       {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}});
+  torch::Tensor probs = torch::tensor(
+      {{0.9f, 0.1f, 0.8f, 0.2f, 0.7f, 0.3f, 0.6f, 0.05f}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}});
   torch::Tensor present = torch::zeros({2, 8});
   present[0][1] = 1;
   present[0][7] = 1;
@@ -259,7 +259,8 @@ TEST(ClipSp, TopKLargerThanTheClassesIsAConfigError) {
     build_segmentor(options);
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("model.clip_sp.top_k: 13 exceeds the 12 classes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.clip_sp.top_k: 13 exceeds the 12 classes"), std::string::npos)
+        << e.what();
   }
 }
 

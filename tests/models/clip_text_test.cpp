@@ -69,8 +69,8 @@ TEST(ClipTokenizer, CleaningAndWordSplitByHand) {
   EXPECT_EQ(clean_clip_text("non\u00a0breaking\u3000space"), "non breaking space");
   EXPECT_EQ(clean_clip_text("\u00c9COLE \u0394\u0399\u0391 \u0416"), "\u00e9cole \u03b4\u03b9\u03b1 \u0436");
   const std::vector<std::string> words = split_clip_words("don't stop abc123 hi!!! you <|endoftext|>x caf\u00e9_");
-  const std::vector<std::string> expected{"don", "'t", "stop", "abc", "1", "2", "3", "hi", "!!!", "you",
-                                          "<|endoftext|>", "x", "caf\u00e9", "_"};
+  const std::vector<std::string> expected{"don", "'t",  "stop", "abc",           "1", "2",         "3",
+                                          "hi",  "!!!", "you",  "<|endoftext|>", "x", "caf\u00e9", "_"};
   EXPECT_EQ(words, expected);
   EXPECT_EQ(split_clip_words("\u6771\u4eac \U0001F600!"), (std::vector<std::string>{"\u6771\u4eac", "\U0001F600!"}));
 }
@@ -211,7 +211,8 @@ void randomize_affine(ClipTextEncoderImpl& encoder) {
   torch::NoGradGuard no_grad;
   for (auto& item : encoder.named_parameters()) {
     const std::string& key = item.key();
-    if (key.find("ln_") != std::string::npos && key.find(".weight") != std::string::npos) item.value().uniform_(0.5, 1.5);
+    if (key.find("ln_") != std::string::npos && key.find(".weight") != std::string::npos)
+      item.value().uniform_(0.5, 1.5);
     if (key.find("bias") != std::string::npos) item.value().normal_(0.0, 0.1);
   }
   encoder.positional_embedding.normal_(0.0, 0.3);
@@ -296,7 +297,9 @@ TEST(ClipTextEncoder, RealSizeMatchesOpenAiKeyTable) {
   ClipTextOptions bad = tiny_text_options();
   bad.heads = 3;
   EXPECT_NE(error_message([&] { ClipTextEncoder e(bad); }).find("heads"), std::string::npos);
-  EXPECT_NE(error_message([&] { encoder->forward(torch::zeros({1, 76}, torch::kLong)); }).find("[N, 77]"),
+  EXPECT_NE(error_message([&] {
+              encoder->forward(torch::zeros({1, 76}, torch::kLong));
+            }).find("[N, 77]"),
             std::string::npos);
 }
 
@@ -432,7 +435,8 @@ TEST(ClipTextEmbeddings, FrozenNormalizedAndCachedInMemory) {
 
   TextEmbeddingsOptions bad;
   bad.prompt_template = "a photo";
-  EXPECT_NE(error_message([&] { TextEmbeddings e(encoder, tokenizer_ptr(), bad); }).find("has no {}"), std::string::npos);
+  EXPECT_NE(error_message([&] { TextEmbeddings e(encoder, tokenizer_ptr(), bad); }).find("has no {}"),
+            std::string::npos);
 }
 
 TEST(ClipTextEmbeddings, DiskCacheKeyedByClassesAndWeights) {

@@ -77,7 +77,8 @@ void randomize_affine(torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
   for (auto& item : model.named_parameters()) {
     const std::string& key = item.key();
-    if (item.value().dim() != 1 || key.find("attn") != std::string::npos || key.find("mlp") != std::string::npos) continue;
+    if (item.value().dim() != 1 || key.find("attn") != std::string::npos || key.find("mlp") != std::string::npos)
+      continue;
     if (key.find("ln_") != std::string::npos || key.find("fpn") != std::string::npos)
       item.value().add_(torch::randn_like(item.value()) * 0.2);
   }
@@ -100,16 +101,16 @@ TEST(ClipVit, MatchesIndependentPytorchReference) {
   randomize_affine(*segmentor);
   segmentor->eval();
 
-  const torch::Tensor images = torch::randn({2, 3, 64, 96});   // 4x6 patches
-  const torch::Tensor odd = torch::randn({1, 3, 70, 100});     // floors to 4x6 patches
+  const torch::Tensor images = torch::randn({2, 3, 64, 96});  // 4x6 patches
+  const torch::Tensor odd = torch::randn({1, 3, 70, 100});    // floors to 4x6 patches
   c10::Dict<std::string, at::Tensor> dict;
   add_state(dict, *vit, "vit.");
   add_state(dict, *segmentor, "seg.");
   dict.insert("input", images);
   dict.insert("input_odd", odd);
-  const std::map<std::string, int64_t> cfg{{"resolution", 64}, {"width", 32}, {"layers", 4}, {"heads", 2},
-                                           {"embed", 24},      {"out0", 0},    {"out1", 1},   {"out2", 2},
-                                           {"out3", 3},        {"fpn_channels", 16}, {"num_classes", classes}};
+  const std::map<std::string, int64_t> cfg{
+      {"resolution", 64}, {"width", 32}, {"layers", 4}, {"heads", 2},         {"embed", 24},           {"out0", 0},
+      {"out1", 1},        {"out2", 2},   {"out3", 3},   {"fpn_channels", 16}, {"num_classes", classes}};
   for (const auto& item : cfg) dict.insert("cfg." + item.first, torch::tensor(item.second));
   const std::map<std::string, torch::Tensor> ref = test_io::run_tensor_reference("reference_clip_vit.py", dict);
 
@@ -123,7 +124,8 @@ TEST(ClipVit, MatchesIndependentPytorchReference) {
       std::vector<int64_t> shape = shapes[static_cast<size_t>(i)];
       shape[0] = x.size(0);
       EXPECT_EQ(out.stages[i].sizes(), torch::IntArrayRef(shape)) << name << " c" << i + 1;
-      test_io::expect_close(out.stages[i], ref.at(name + ".c" + std::to_string(i + 1)), name + " c" + std::to_string(i + 1));
+      test_io::expect_close(out.stages[i], ref.at(name + ".c" + std::to_string(i + 1)),
+                            name + " c" + std::to_string(i + 1));
     }
     EXPECT_EQ(out.global.sizes(), torch::IntArrayRef({x.size(0), 24}));
     EXPECT_EQ(out.dense.sizes(), torch::IntArrayRef({x.size(0), 24, 4, 6}));
@@ -143,10 +145,14 @@ TEST(ClipVit, RealSizeMatchesOpenAiKeyTableAndCount) {
   ClipVitOptions options;  // ViT-B/16 defaults
   options.norm = make_norm_factory("bn", nullptr);
   ClipVit vit(options);
-  std::map<std::string, std::vector<int64_t>> table{
-      {"conv1.weight", {768, 3, 16, 16}}, {"class_embedding", {768}}, {"positional_embedding", {197, 768}},
-      {"ln_pre.weight", {768}},           {"ln_pre.bias", {768}},     {"ln_post.weight", {768}},
-      {"ln_post.bias", {768}},            {"proj", {768, 512}}};
+  std::map<std::string, std::vector<int64_t>> table{{"conv1.weight", {768, 3, 16, 16}},
+                                                    {"class_embedding", {768}},
+                                                    {"positional_embedding", {197, 768}},
+                                                    {"ln_pre.weight", {768}},
+                                                    {"ln_pre.bias", {768}},
+                                                    {"ln_post.weight", {768}},
+                                                    {"ln_post.bias", {768}},
+                                                    {"proj", {768, 512}}};
   for (int block = 0; block < 12; ++block) {
     const std::string p = "transformer.resblocks." + std::to_string(block) + ".";
     table[p + "attn.in_proj_weight"] = {2304, 768};

@@ -46,19 +46,17 @@ int64_t by_module(const FlopReport& report, const std::string& name) {
 // runs matmul (3-D input) rather than aten::linear: the same multiply-adds.
 struct TinyNetImpl : torch::nn::Module {
   TinyNetImpl() {
-    features = register_module("features", torch::nn::Sequential(
-        torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)), torch::nn::BatchNorm2d(8),
-        torch::nn::ReLU()));
+    features = register_module("features",
+                               torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)),
+                                                     torch::nn::BatchNorm2d(8), torch::nn::ReLU()));
     tokens = register_module("tokens", torch::nn::Linear(8, 6));
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor f = features->forward(x);                     // [1, 8, 16, 16]
+    torch::Tensor f = features->forward(x);                           // [1, 8, 16, 16]
     torch::Tensor t = tokens->forward(f.flatten(2).transpose(1, 2));  // [1, 256, 6]
-    torch::Tensor g = torch::bmm(t.transpose(1, 2), t);         // [1, 6, 6]: 6 * 256 * 6
-    torch::Tensor up = F::interpolate(f, F::InterpolateFuncOptions()
-                                             .size(std::vector<int64_t>{32, 32})
-                                             .mode(torch::kBilinear)
-                                             .align_corners(false));
+    torch::Tensor g = torch::bmm(t.transpose(1, 2), t);               // [1, 6, 6]: 6 * 256 * 6
+    torch::Tensor up = F::interpolate(
+        f, F::InterpolateFuncOptions().size(std::vector<int64_t>{32, 32}).mode(torch::kBilinear).align_corners(false));
     return up.sum() + g.sum();
   }
   torch::nn::Sequential features{nullptr};
@@ -77,7 +75,7 @@ TEST(FlopCounter, HandBuiltModuleMatchesHandCount) {
   const int64_t bn = 8 * 16 * 16 * 2;                // eval, affine: 2 per element
   const int64_t linear = 256 * 8 * 6;                // tokens x in x out
   const int64_t bmm = 1 * 6 * 256 * 6;
-  const int64_t upsample = 4 * 8 * 32 * 32;          // 4 per output element
+  const int64_t upsample = 4 * 8 * 32 * 32;  // 4 per output element
   EXPECT_EQ(report.total, conv + bn + linear + bmm + upsample);
 
   int64_t calls = 0;
@@ -138,12 +136,15 @@ TEST(FlopCounter, OpRules) {
   EXPECT_EQ(linear.by_op[0].op, "aten::linear");
   EXPECT_EQ(count([&] { torch::linear(torch::randn({3, 5}), b.t(), torch::zeros({7})); }), 3 * 5 * 7);
   EXPECT_EQ(count([&] { torch::addmm(torch::zeros({3, 7}), torch::randn({3, 5}), b); }), 3 * 5 * 7);
-  EXPECT_EQ(count([&] { torch::baddbmm(torch::zeros({2, 3, 7}), torch::randn({2, 3, 5}), torch::randn({2, 5, 7})); }),
+  EXPECT_EQ(count([&] {
+              torch::baddbmm(torch::zeros({2, 3, 7}), torch::randn({2, 3, 5}), torch::randn({2, 5, 7}));
+            }),
             2 * 3 * 5 * 7);
-  EXPECT_EQ(count([&] { torch::einsum("bij,bjk->bik", {torch::randn({2, 3, 4}), torch::randn({2, 4, 5})}); }),
+  EXPECT_EQ(count([&] {
+              torch::einsum("bij,bjk->bik", {torch::randn({2, 3, 4}), torch::randn({2, 4, 5})});
+            }),
             2 * 3 * 4 * 5);
-  EXPECT_EQ(count([&] { torch::einsum("...ij,jk", {torch::randn({2, 3, 4}), torch::randn({4, 5})}); }),
-            2 * 3 * 4 * 5);
+  EXPECT_EQ(count([&] { torch::einsum("...ij,jk", {torch::randn({2, 3, 4}), torch::randn({4, 5})}); }), 2 * 3 * 4 * 5);
   // Transposed conv: N * prod(weight) * prod(input spatial); weight [Cin, Cout/g, kh, kw].
   torch::nn::ConvTranspose2d up(torch::nn::ConvTranspose2dOptions(4, 6, 2).stride(2));
   EXPECT_EQ(count([&] { up->forward(torch::randn({2, 4, 5, 5})); }), 2 * (4 * 6 * 2 * 2) * 25);
@@ -153,10 +154,11 @@ TEST(FlopCounter, OpRules) {
   torch::nn::Conv1d conv1d(torch::nn::Conv1dOptions(3, 5, 1));
   EXPECT_EQ(count([&] { conv1d->forward(torch::randn({2, 3, 11})); }), 2 * 5 * 3 * 11);
   const torch::Tensor img = torch::randn({1, 2, 4, 6});
-  EXPECT_EQ(count([&] {
-              F::interpolate(img, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2, 2}).mode(torch::kNearest));
-            }),
-            2 * 8 * 12);
+  EXPECT_EQ(
+      count([&] {
+        F::interpolate(img, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2, 2}).mode(torch::kNearest));
+      }),
+      2 * 8 * 12);
   EXPECT_EQ(count([&] { F::adaptive_avg_pool2d(img, F::AdaptiveAvgPool2dFuncOptions(1)); }), 48);
   EXPECT_EQ(count([&] {
               F::grid_sample(img, torch::zeros({1, 3, 5, 2}), F::GridSampleFuncOptions().align_corners(false));
@@ -169,8 +171,8 @@ TEST(FlopCounter, OpRules) {
 TEST(FlopCounter, ParameterCounts) {
   struct Net : torch::nn::Module {
     Net() {
-      body = register_module("body", torch::nn::Linear(4, 3));      // 15 trainable
-      norm = register_module("norm", torch::nn::BatchNorm1d(3));    // 6 trainable, 3+3+1 buffers
+      body = register_module("body", torch::nn::Linear(4, 3));        // 15 trainable
+      norm = register_module("norm", torch::nn::BatchNorm1d(3));      // 6 trainable, 3+3+1 buffers
       frozen = register_parameter("scale", torch::ones({2}), false);  // root, frozen
       // The same tensor under a second name is counted once.
       alias = register_module("alias", body);

@@ -42,9 +42,9 @@ struct CostCase {
 };
 
 TEST(Mask2FormerHungarian, MatchesScipyOnRandomAndTiedRectangularMatrices) {
-  const std::vector<CostCase> cases{{1, 1, false},  {5, 5, false},  {7, 3, false},  {3, 9, false}, {20, 20, false},
-                                    {100, 12, false}, {12, 100, false}, {6, 6, true}, {10, 4, true}, {4, 10, true},
-                                    {30, 30, true},  {8, 8, true}};
+  const std::vector<CostCase> cases{{1, 1, false},   {5, 5, false},    {7, 3, false},    {3, 9, false},
+                                    {20, 20, false}, {100, 12, false}, {12, 100, false}, {6, 6, true},
+                                    {10, 4, true},   {4, 10, true},    {30, 30, true},   {8, 8, true}};
   std::mt19937 rng(11);
   std::uniform_real_distribution<double> uniform(-3.0, 5.0);
   std::uniform_int_distribution<int> small(0, 2);
@@ -121,9 +121,9 @@ TEST(Mask2FormerDeformAttn, ModuleMatchesPytorchReferenceAndInitIsDirectional) {
     // Deformable DETR init: offsets bias = per-head unit direction x (point + 1), weights zero.
     auto params = attn->named_parameters();
     torch::Tensor bias = params["sampling_offsets.bias"].view({4, 3, 2, 2});
-    EXPECT_NEAR(bias[0][0][0][0].item<double>(), 1.0, 1e-6);   // head 0: direction (1, 0)
-    EXPECT_NEAR(bias[0][0][1][0].item<double>(), 2.0, 1e-6);   // second point: x 2
-    EXPECT_NEAR(bias[1][2][0][1].item<double>(), 1.0, 1e-6);   // head 1: (cos 90, sin 90) -> (0, 1)
+    EXPECT_NEAR(bias[0][0][0][0].item<double>(), 1.0, 1e-6);  // head 0: direction (1, 0)
+    EXPECT_NEAR(bias[0][0][1][0].item<double>(), 2.0, 1e-6);  // second point: x 2
+    EXPECT_NEAR(bias[1][2][0][1].item<double>(), 1.0, 1e-6);  // head 1: (cos 90, sin 90) -> (0, 1)
     EXPECT_NEAR(bias[1][2][0][0].item<double>(), 0.0, 1e-6);
     EXPECT_EQ(params["attention_weights.weight"].abs().sum().item<double>(), 0.0);
     torch::NoGradGuard no_grad;
@@ -141,8 +141,10 @@ TEST(Mask2FormerDeformAttn, ModuleMatchesPytorchReferenceAndInitIsDirectional) {
   dict.insert("attn_shapes", torch::tensor({4, 4, 2, 2, 1, 1}, torch::kLong).view({3, 2}));
   dict.insert("attn_mlp", torch::tensor({4, 3, 2}, torch::kLong));
   for (const std::string name : {"value", "offset", "weight", "out"}) {
-    const std::string module = name == "value" ? "value_proj" : name == "offset" ? "sampling_offsets"
-                               : name == "weight" ? "attention_weights" : "output_proj";
+    const std::string module = name == "value"    ? "value_proj"
+                               : name == "offset" ? "sampling_offsets"
+                               : name == "weight" ? "attention_weights"
+                                                  : "output_proj";
     dict.insert("attn_" + name + "_w", params[module + ".weight"].detach().clone());
     dict.insert("attn_" + name + "_b", params[module + ".bias"].detach().clone());
   }
@@ -158,7 +160,7 @@ TEST(Mask2FormerDeformAttn, ReferencePointsAreCellCentres) {
   EXPECT_FLOAT_EQ(points[0][1].item<float>(), 0.25f);
   EXPECT_FLOAT_EQ(points[7][0].item<float>(), 0.875f);  // row 1, col 3
   EXPECT_FLOAT_EQ(points[7][1].item<float>(), 0.75f);
-  EXPECT_FLOAT_EQ(points[8][0].item<float>(), 0.5f);    // the 1x1 level
+  EXPECT_FLOAT_EQ(points[8][0].item<float>(), 0.5f);  // the 1x1 level
 }
 
 TEST(Mask2FormerPixelDecoder, MatchesPytorchReference) {
@@ -247,15 +249,15 @@ TEST(Mask2FormerDecoder, MatchesPytorchReferenceWithMaskedAttention) {
   }
   // The attention masks are exercised: layer 0 (1/32 level) blocks part of the locations.
   namespace F = torch::nn::functional;
-  const double blocked = F::interpolate(out.mask_logits[0], F::InterpolateFuncOptions()
-                                                                 .size(std::vector<int64_t>{2, 3})
-                                                                 .mode(torch::kBilinear)
-                                                                 .align_corners(false))
-                              .sigmoid()
-                              .lt(0.5)
-                              .to(torch::kFloat32)
-                              .mean()
-                              .item<double>();
+  const double blocked =
+      F::interpolate(
+          out.mask_logits[0],
+          F::InterpolateFuncOptions().size(std::vector<int64_t>{2, 3}).mode(torch::kBilinear).align_corners(false))
+          .sigmoid()
+          .lt(0.5)
+          .to(torch::kFloat32)
+          .mean()
+          .item<double>();
   EXPECT_GT(blocked, 0.05);
   EXPECT_LT(blocked, 0.95);
   EXPECT_GT(ref["dec_full_rows"].item<int64_t>(), 0) << "no fully masked row: the reset is not exercised";
@@ -291,8 +293,8 @@ TEST(Mask2FormerDecoder, ExtraQueriesWithSeparateAttentionLeaveTheMaskQueriesUnc
   // Only the later predictions can differ: the first one is made before any layer ran.
   EXPECT_TRUE(torch::allclose(joint.class_logits.front(), alone.class_logits.front(), 1e-5, 1e-5));
   EXPECT_THROW(decoder->forward(multi_scale, mask_features,
-                                std::make_unique<ExtraQueries>(ExtraQueries{torch::randn({1, 5, 16}),
-                                                                            torch::randn({1, 5, 16}), true, {}})
+                                std::make_unique<ExtraQueries>(
+                                    ExtraQueries{torch::randn({1, 5, 16}), torch::randn({1, 5, 16}), true, {}})
                                     .get()),
                ModelError);
 }
@@ -345,7 +347,8 @@ TEST(Mask2FormerTargets, OneMaskPerPresentClassIgnoreInNone) {
   torch::Tensor labels = torch::tensor({3, 3, 255, 0, 0, 3}, torch::kLong).view({2, 3});
   SemanticTargets t = semantic_targets(labels, 4);
   EXPECT_TRUE(torch::equal(t.classes, torch::tensor({0, 3}, torch::kLong)));
-  EXPECT_TRUE(torch::equal(t.masks, torch::tensor({0, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 1}, torch::kFloat32).view({2, 2, 3})));
+  EXPECT_TRUE(
+      torch::equal(t.masks, torch::tensor({0, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 1}, torch::kFloat32).view({2, 2, 3})));
   EXPECT_EQ(semantic_targets(torch::full({2, 2}, 255, torch::kLong), 4).classes.numel(), 0);
   EXPECT_THROW(semantic_targets(torch::tensor({1, 4}, torch::kLong).view({1, 2}), 4), DataError);
 }
@@ -398,8 +401,8 @@ TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
   // dice with sigmoid 0.5 is P/2 / (P/2 + T + 1) with the target sum T in [P/4, P].
   torch::Tensor labels = torch::ones({1, 8, 8}, torch::kLong);
   torch::Tensor classes = torch::tensor({0.0f, 5.0f, 0.0f, 0.0f, 0.0f, 5.0f}).view({1, 2, 3}).requires_grad_(true);
-  torch::Tensor masks = torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1)
-                            .requires_grad_(true);
+  torch::Tensor masks =
+      torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1).requires_grad_(true);
   const int64_t p = 50;
   Mask2FormerCriterion criterion(small_loss(2, p));
   std::vector<SemanticTargets> targets{semantic_targets(labels[0], 2)};
@@ -418,7 +421,8 @@ TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
   EXPECT_LE(dice, half / (half + 0.25 * p + 1.0) + 1e-6);
   EXPECT_NEAR(terms.total.item<double>(),
               terms.parts[0].second.item<double>() + terms.parts[1].second.item<double>() +
-                  terms.parts[2].second.item<double>(), 1e-5);
+                  terms.parts[2].second.item<double>(),
+              1e-5);
 
   // No-object weighting: with query 1 predicting class 0 instead, its CE counts 0.1 times.
   torch::Tensor classes2 = torch::tensor({0.0f, 5.0f, 0.0f, 5.0f, 0.0f, 0.0f}).view({1, 2, 3});
@@ -454,11 +458,13 @@ TEST(Mask2FormerCriterionTest, MaskCountIsAveragedOverRanks) {
       const int64_t images = comm.rank() == 0 ? 1 : peer_images;
       const torch::Tensor classes =
           torch::tensor({0.0f, 5.0f, 0.0f, 0.0f, 0.0f, 5.0f}).view({1, 2, 3}).expand({images, 2, 3}).contiguous();
-      const torch::Tensor masks =
-          torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1).expand({images, 2, 4, 4}).contiguous();
+      const torch::Tensor masks = torch::cat({torch::zeros({1, 1, 4, 4}), torch::full({1, 1, 4, 4}, -10.0f)}, 1)
+                                      .expand({images, 2, 4, 4})
+                                      .contiguous();
       const int64_t label = comm.rank() == 1 && peer_ignores_all ? 255 : 1;
       std::vector<SemanticTargets> targets;
-      for (int64_t i = 0; i < images; ++i) targets.push_back(semantic_targets(torch::full({8, 8}, label, torch::kLong), 2));
+      for (int64_t i = 0; i < images; ++i)
+        targets.push_back(semantic_targets(torch::full({8, 8}, label, torch::kLong), 2));
       // A shared_ptr view of this thread's communicator, for the criterion's interface.
       std::shared_ptr<dist::Communicator> view(&comm, [](dist::Communicator*) {});
       LossTerms terms = Mask2FormerCriterion(small_loss(2, 50)).loss({classes}, {masks}, targets, view);
@@ -489,7 +495,8 @@ BuildOptions build_options(const ModelConfig& config, int classes) {
 
 TEST(Mask2FormerSegmentor, ShapesPredictionsAndParameterSplit) {
   torch::manual_seed(10);
-  auto model = std::dynamic_pointer_cast<Mask2FormerSegmentorImpl>(build_segmentor(build_options(tiny_mask2former(), 5)));
+  auto model =
+      std::dynamic_pointer_cast<Mask2FormerSegmentorImpl>(build_segmentor(build_options(tiny_mask2former(), 5)));
   ASSERT_TRUE(model);
   torch::Tensor images = torch::randn({2, 3, 64, 96});
   MaskedDecoderOutput out = model->predictions(images);
@@ -512,8 +519,7 @@ TEST(Mask2FormerSegmentor, ShapesPredictionsAndParameterSplit) {
   for (const std::string expected :
        {"backbone.conv1.weight", "decode_head.pixel_decoder.level_embed",
         "decode_head.pixel_decoder.encoder.0.self_attn.sampling_offsets.weight",
-        "decode_head.pixel_decoder.mask_features.weight",
-        "decode_head.transformer_decoder.query_feat.weight",
+        "decode_head.pixel_decoder.mask_features.weight", "decode_head.transformer_decoder.query_feat.weight",
         "decode_head.transformer_decoder.transformer_cross_attention_layers.2.multihead_attn.in_proj_weight",
         "decode_head.transformer_decoder.class_embed.weight"})
     EXPECT_EQ(names.count(expected), 1u) << expected;
@@ -523,8 +529,9 @@ TEST(Mask2FormerSegmentor, ShapesPredictionsAndParameterSplit) {
 }
 
 TEST(Mask2FormerSegmentor, ConfigKeysAndErrors) {
-  Config config = parse_config("[model]\nhead = \"mask2former\"\n[model.mask2former]\nnum_queries = 20\nhidden_dim = 64\n",
-                               "m2f.toml", {"model.mask2former.dice_weight=4.5", "model.mask2former.supervise_initial=true"});
+  Config config =
+      parse_config("[model]\nhead = \"mask2former\"\n[model.mask2former]\nnum_queries = 20\nhidden_dim = 64\n",
+                   "m2f.toml", {"model.mask2former.dice_weight=4.5", "model.mask2former.supervise_initial=true"});
   EXPECT_EQ(config.model.head, "mask2former");
   EXPECT_EQ(config.model.mask2former.num_queries, 20);
   EXPECT_EQ(config.model.mask2former.hidden_dim, 64);

@@ -180,7 +180,8 @@ TEST(ModelsLoss, CrossEntropyMeansOverAllPixelsIncludingIgnored) {
   // Logits at half resolution are resized bilinearly (align_corners=false): a constant map stays constant.
   torch::Tensor coarse = torch::tensor({2.0f, 0.0f}).view({1, 2, 1, 1});
   const double per_pixel = std::log1p(std::exp(-2.0));
-  EXPECT_NEAR(seg_cross_entropy(coarse, labels).item<double>(), 2.0 * per_pixel / 4.0 + std::log1p(std::exp(2.0)) / 4.0, 1e-6);
+  EXPECT_NEAR(seg_cross_entropy(coarse, labels).item<double>(), 2.0 * per_pixel / 4.0 + std::log1p(std::exp(2.0)) / 4.0,
+              1e-6);
 
   // All pixels ignored: zero loss, zero gradient.
   torch::Tensor all_ignored = torch::full({1, 2, 2}, 255, torch::kLong);
@@ -269,7 +270,8 @@ TEST(ModelsClipResNet, RealSizeRn50MatchesOpenAiKeyTable) {
   for (const auto& item : trunk->named_buffers()) {
     const std::string& key = item.key();
     EXPECT_TRUE(key.find("running_mean") != std::string::npos || key.find("running_var") != std::string::npos ||
-                key.find("num_batches_tracked") != std::string::npos) << key;
+                key.find("num_batches_tracked") != std::string::npos)
+        << key;
   }
 
   options.with_attnpool = true;

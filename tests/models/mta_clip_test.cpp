@@ -144,9 +144,10 @@ TEST(MtaClip, ParametersFollowTheSwitches) {
   neither.mta_clip.contrastive = false;
   neither.mta_clip.text_enhanced = false;
   EXPECT_THROW(build_mta(neither, 3), ConfigError);
-  EXPECT_THROW(parse_config("[model]\nhead = \"mta_clip\"\n[model.mta_clip]\ntext_enhanced = false\ncontrastive = false\n",
-                            "mta.toml"),
-               ConfigError);
+  EXPECT_THROW(
+      parse_config("[model]\nhead = \"mta_clip\"\n[model.mta_clip]\ntext_enhanced = false\ncontrastive = false\n",
+                   "mta.toml"),
+      ConfigError);
   EXPECT_THROW(parse_config("[model.mta_clip]\nnegatives = \"allneg\"\n", "mta.toml"), ConfigError);
   Config parsed = parse_config("[model]\nhead = \"mta_clip\"\n", "mta.toml",
                                {"model.mta_clip.prompts=4", "model.mta_clip.negatives=separateneg",
@@ -162,74 +163,75 @@ TEST(MtaClip, ParametersFollowTheSwitches) {
 // unmatched ones toward "none" with weight no_object_weight 0.1, sum(w * loss) / sum(w)).
 TEST(MtaClip, ContrastiveLossMatchesPytorchForMatchedAndAllQueries) {
   for (const std::string sim : {"matched", "all"})
-  for (const std::string negatives : {"mixneg", "separateneg"}) {
-    SCOPED_TRACE(sim + " " + negatives);
-    torch::manual_seed(3);
-    ModelConfig config = tiny_mta();
-    config.mta_clip.sim_queries = sim;
-    config.mta_clip.negatives = negatives;
-    config.mta_clip.temperature = 0.5;
-    config.mta_clip.lambda_sim = 1.5;
-    auto model = build_mta(config, 3);
-    {
-      torch::NoGradGuard no_grad;  // a gamma far from its 1e-4 init so the text branch matters
-      model->named_parameters()["mask_text.text_gamma"].uniform_(0.2, 0.6);
-    }
-    const int64_t text_classes = sim == "all" ? 4 : 3;  // + "none"
-    const int64_t batch = 2, queries = 8, hidden = 32, text_queries = 2 * text_classes;
-    MaskedDecoderOutput out;
-    for (int p = 0; p < 3; ++p) {  // index 0 = the unsupervised initial prediction
-      out.query_states.push_back(torch::randn({batch, queries, hidden}));
-      out.extra_states.push_back(torch::randn({batch, text_queries, hidden}));
-    }
-    torch::Tensor text = torch::randn({2, text_classes, model->named_parameters()["text_encoder.text_projection"].size(1)})
-                             .requires_grad_(true);
-    std::vector<SemanticTargets> targets(2);
-    targets[0].classes = torch::tensor({0, 2}, torch::kLong);
-    targets[1].classes = torch::tensor({1}, torch::kLong);
-    // Prediction 1: image 0 has two matches, image 1 one; prediction 2: image 1 has none.
-    std::vector<std::vector<Assignment>> matches{{Assignment{{1, 5}, {1, 0}}, Assignment{{3}, {0}}},
-                                                 {Assignment{{0, 7}, {0, 1}}, Assignment{}}};
-    torch::Tensor loss = model->contrastive_loss(out, 1, text, matches, targets);
-    loss.backward();
-
-    c10::Dict<std::string, at::Tensor> dict;
-    for (const auto& item : model->named_parameters())
-      if (item.key().rfind("mask_text.", 0) == 0 && item.key().find("reproject") != std::string::npos)
-        dict.insert("w." + item.key().substr(10), item.value().detach().clone());
-    dict.insert("w.text_gamma", model->named_parameters()["mask_text.text_gamma"].detach().clone());
-    dict.insert("text", text.detach().clone());
-    dict.insert("P", torch::tensor(2));
-    for (int p = 0; p < 2; ++p) {
-      dict.insert("q" + std::to_string(p), out.query_states[static_cast<size_t>(p) + 1]);
-      dict.insert("x" + std::to_string(p), out.extra_states[static_cast<size_t>(p) + 1]);
-      for (int b = 0; b < 2; ++b) {
-        const Assignment& a = matches[static_cast<size_t>(p)][static_cast<size_t>(b)];
-        if (a.rows.empty()) continue;
-        std::vector<int64_t> pairs;
-        for (size_t i = 0; i < a.rows.size(); ++i) {
-          pairs.push_back(a.rows[i]);
-          pairs.push_back(targets[static_cast<size_t>(b)].classes[a.cols[i]].item<int64_t>());
-        }
-        dict.insert("m" + std::to_string(p) + "_" + std::to_string(b), torch::tensor(pairs).view({-1, 2}));
+    for (const std::string negatives : {"mixneg", "separateneg"}) {
+      SCOPED_TRACE(sim + " " + negatives);
+      torch::manual_seed(3);
+      ModelConfig config = tiny_mta();
+      config.mta_clip.sim_queries = sim;
+      config.mta_clip.negatives = negatives;
+      config.mta_clip.temperature = 0.5;
+      config.mta_clip.lambda_sim = 1.5;
+      auto model = build_mta(config, 3);
+      {
+        torch::NoGradGuard no_grad;  // a gamma far from its 1e-4 init so the text branch matters
+        model->named_parameters()["mask_text.text_gamma"].uniform_(0.2, 0.6);
       }
+      const int64_t text_classes = sim == "all" ? 4 : 3;  // + "none"
+      const int64_t batch = 2, queries = 8, hidden = 32, text_queries = 2 * text_classes;
+      MaskedDecoderOutput out;
+      for (int p = 0; p < 3; ++p) {  // index 0 = the unsupervised initial prediction
+        out.query_states.push_back(torch::randn({batch, queries, hidden}));
+        out.extra_states.push_back(torch::randn({batch, text_queries, hidden}));
+      }
+      torch::Tensor text =
+          torch::randn({2, text_classes, model->named_parameters()["text_encoder.text_projection"].size(1)})
+              .requires_grad_(true);
+      std::vector<SemanticTargets> targets(2);
+      targets[0].classes = torch::tensor({0, 2}, torch::kLong);
+      targets[1].classes = torch::tensor({1}, torch::kLong);
+      // Prediction 1: image 0 has two matches, image 1 one; prediction 2: image 1 has none.
+      std::vector<std::vector<Assignment>> matches{{Assignment{{1, 5}, {1, 0}}, Assignment{{3}, {0}}},
+                                                   {Assignment{{0, 7}, {0, 1}}, Assignment{}}};
+      torch::Tensor loss = model->contrastive_loss(out, 1, text, matches, targets);
+      loss.backward();
+
+      c10::Dict<std::string, at::Tensor> dict;
+      for (const auto& item : model->named_parameters())
+        if (item.key().rfind("mask_text.", 0) == 0 && item.key().find("reproject") != std::string::npos)
+          dict.insert("w." + item.key().substr(10), item.value().detach().clone());
+      dict.insert("w.text_gamma", model->named_parameters()["mask_text.text_gamma"].detach().clone());
+      dict.insert("text", text.detach().clone());
+      dict.insert("P", torch::tensor(2));
+      for (int p = 0; p < 2; ++p) {
+        dict.insert("q" + std::to_string(p), out.query_states[static_cast<size_t>(p) + 1]);
+        dict.insert("x" + std::to_string(p), out.extra_states[static_cast<size_t>(p) + 1]);
+        for (int b = 0; b < 2; ++b) {
+          const Assignment& a = matches[static_cast<size_t>(p)][static_cast<size_t>(b)];
+          if (a.rows.empty()) continue;
+          std::vector<int64_t> pairs;
+          for (size_t i = 0; i < a.rows.size(); ++i) {
+            pairs.push_back(a.rows[i]);
+            pairs.push_back(targets[static_cast<size_t>(b)].classes[a.cols[i]].item<int64_t>());
+          }
+          dict.insert("m" + std::to_string(p) + "_" + std::to_string(b), torch::tensor(pairs).view({-1, 2}));
+        }
+      }
+      dict.insert("tau", torch::tensor(0.5));
+      dict.insert("lambda", torch::tensor(1.5));
+      dict.insert("separate", torch::tensor(negatives == "separateneg" ? 1 : 0));
+      dict.insert("all", torch::tensor(sim == "all" ? 1 : 0));
+      dict.insert("none_weight", torch::tensor(config.mask2former.no_object_weight));
+      auto ref = test_io::run_tensor_reference("reference_mta_clip.py", dict);
+      EXPECT_NEAR(loss.item<double>(), ref.at("loss").item<double>(), 1e-5 * std::abs(ref.at("loss").item<double>()))
+          << negatives;
+      for (const std::string name :
+           {"mask_reproject.weight", "text_reproject.weight", "text_reproject_norm.weight", "text_gamma"}) {
+        torch::Tensor grad = model->named_parameters()["mask_text." + name].grad();
+        ASSERT_TRUE(grad.defined()) << name;
+        test_io::expect_close(grad, ref.at("grad." + name).to(torch::kFloat32), negatives + " grad " + name, 1e-3);
+      }
+      test_io::expect_close(text.grad(), ref.at("grad.text").to(torch::kFloat32), negatives + " grad text", 1e-3);
     }
-    dict.insert("tau", torch::tensor(0.5));
-    dict.insert("lambda", torch::tensor(1.5));
-    dict.insert("separate", torch::tensor(negatives == "separateneg" ? 1 : 0));
-    dict.insert("all", torch::tensor(sim == "all" ? 1 : 0));
-    dict.insert("none_weight", torch::tensor(config.mask2former.no_object_weight));
-    auto ref = test_io::run_tensor_reference("reference_mta_clip.py", dict);
-    EXPECT_NEAR(loss.item<double>(), ref.at("loss").item<double>(), 1e-5 * std::abs(ref.at("loss").item<double>()))
-        << negatives;
-    for (const std::string name : {"mask_reproject.weight", "text_reproject.weight", "text_reproject_norm.weight",
-                                   "text_gamma"}) {
-      torch::Tensor grad = model->named_parameters()["mask_text." + name].grad();
-      ASSERT_TRUE(grad.defined()) << name;
-      test_io::expect_close(grad, ref.at("grad." + name).to(torch::kFloat32), negatives + " grad " + name, 1e-3);
-    }
-    test_io::expect_close(text.grad(), ref.at("grad.text").to(torch::kFloat32), negatives + " grad text", 1e-3);
-  }
 }
 
 TEST(MtaClip, TrainingStepGradientsAndEvalTextCache) {

@@ -103,16 +103,17 @@ TEST(MtaText, ContrastiveLossHandExample) {
 
 TEST(MtaText, ContrastiveLossEdgeCases) {
   torch::Tensor texts = torch::randn({2, 3, 8});
-  torch::Tensor none = mask_text_contrastive_loss(torch::zeros({0, 8}), texts, torch::zeros({0}, torch::kLong), 1.0,
-                                                  "mixneg");
+  torch::Tensor none =
+      mask_text_contrastive_loss(torch::zeros({0, 8}), texts, torch::zeros({0}, torch::kLong), 1.0, "mixneg");
   EXPECT_EQ(none.item<double>(), 0.0);
   EXPECT_THROW(mask_text_contrastive_loss(torch::randn({1, 8}), texts, torch::zeros({1}, torch::kLong), 1.0, "both"),
                ConfigError);
   EXPECT_THROW(mask_text_contrastive_loss(torch::randn({1, 8}), texts, torch::zeros({1}, torch::kLong), 0.0, "mixneg"),
                ConfigError);
   // A mask equal to its class's text query, with a tiny temperature: loss ~ 0.
-  torch::Tensor aligned = mask_text_contrastive_loss(texts[1][2].unsqueeze(0), torch::eye(8).slice(0, 0, 6).reshape({2, 3, 8}),
-                                                     torch::tensor({2}, torch::kLong), 1.0, "mixneg");
+  torch::Tensor aligned =
+      mask_text_contrastive_loss(texts[1][2].unsqueeze(0), torch::eye(8).slice(0, 0, 6).reshape({2, 3, 8}),
+                                 torch::tensor({2}, torch::kLong), 1.0, "mixneg");
   EXPECT_TRUE(std::isfinite(aligned.item<double>()));
 }
 

@@ -19,7 +19,7 @@ TEST(SampleRandom, ASampleDrawsTheSameInAnyBatch) {
   const torch::Tensor b = single.uniform(1, stream, {5, 2}, torch::kFloat32);
   ASSERT_EQ(a.sizes(), (std::vector<int64_t>{2, 5, 2}));
   EXPECT_TRUE(torch::equal(a[1], b[0]));
-  EXPECT_FALSE(torch::equal(a[0], a[1]));                                                   // keys differ
+  EXPECT_FALSE(torch::equal(a[0], a[1]));  // keys differ
   EXPECT_FALSE(torch::equal(b, single.uniform(1, stream_id(RandomSite::kLossPoints, 4), {5, 2}, torch::kFloat32)));
   EXPECT_TRUE(a.ge(0).all().item<bool>() && a.lt(1).all().item<bool>());
   EXPECT_THROW(pair.uniform(3, stream, {1}, torch::kFloat32), ModelError);  // keys for another batch

@@ -53,7 +53,7 @@ inline std::map<std::string, torch::Tensor> load_tensor_dict(const std::string& 
 
 // Writes `input` to a temp file, runs `script IN OUT`, returns OUT's tensors; temp files removed.
 inline std::map<std::string, torch::Tensor> run_tensor_reference(const std::string& script,
-                                                                const c10::Dict<std::string, at::Tensor>& input) {
+                                                                 const c10::Dict<std::string, at::Tensor>& input) {
   const std::string in_path = temp_path("ref_in"), out_path = temp_path("ref_out");
   write_bytes(in_path, torch::pickle_save(c10::IValue(input)));
   run_reference(script, {in_path, out_path});

@@ -23,13 +23,17 @@ torch::Tensor unfused(const torch::Tensor& logits, const torch::Tensor& labels) 
                                                      .size(std::vector<int64_t>{labels.size(1), labels.size(2)})
                                                      .mode(torch::kBilinear)
                                                      .align_corners(false));
-  return F::cross_entropy(resized, labels, F::CrossEntropyFuncOptions().ignore_index(255).reduction(torch::kNone)).mean();
+  return F::cross_entropy(resized, labels, F::CrossEntropyFuncOptions().ignore_index(255).reduction(torch::kNone))
+      .mean();
 }
 
 TEST(UpsampledCrossEntropy, EqualsInterpolateThenCrossEntropy) {
   // (batch, classes, h, w, H, W): x4 as the decode heads, odd ratios, downscaling, one class.
-  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>> cases{
-      {2, 150, 16, 16, 64, 64}, {3, 7, 13, 9, 50, 37}, {1, 5, 20, 24, 8, 10}, {2, 1, 4, 4, 16, 16}, {1, 19, 1, 1, 5, 7}};
+  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>> cases{{2, 150, 16, 16, 64, 64},
+                                                                                            {3, 7, 13, 9, 50, 37},
+                                                                                            {1, 5, 20, 24, 8, 10},
+                                                                                            {2, 1, 4, 4, 16, 16},
+                                                                                            {1, 19, 1, 1, 5, 7}};
   torch::manual_seed(0);
   for (const auto& [b, k, h, w, out_h, out_w] : cases) {
     const std::string what = std::to_string(b) + "x" + std::to_string(k) + "x" + std::to_string(h) + "x" +
@@ -66,14 +70,16 @@ TEST(UpsampledCrossEntropy, AllIgnoredBadLabelsAndNoGrad) {
     upsampled_cross_entropy(logits, bad, 255);
     FAIL() << "label 4 of 4 classes accepted";
   } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("label values must be in [0, 4) or 255; found 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("label values must be in [0, 4) or 255; found 4"), std::string::npos)
+        << e.what();
   }
   bad[1][5][7] = -3;
   EXPECT_THROW(seg_cross_entropy(logits, bad), DataError);
 
   torch::NoGradGuard no_grad;
   torch::Tensor labels = torch::randint(0, 4, {2, 12, 12}, torch::kLong);
-  EXPECT_NEAR(upsampled_cross_entropy(logits, labels, 255).item<double>(), unfused(logits, labels).item<double>(), 1e-5);
+  EXPECT_NEAR(upsampled_cross_entropy(logits, labels, 255).item<double>(), unfused(logits, labels).item<double>(),
+              1e-5);
 }
 
 }  // namespace

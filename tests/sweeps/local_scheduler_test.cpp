@@ -86,9 +86,8 @@ TEST(LocalScheduler, WideJobsRunAloneAndMaxParallelLimits) {
   Tracker t;
   t.attach(options);
   // A 2-slot job fills the budget; a 3-slot job is wider than it and runs alone.
-  auto results = run_local_jobs({sh("a", "sleep 0.1", 2), sh("b", "sleep 0.1", 1), sh("c", "sleep 0.1", 1),
-                                 sh("wide", "sleep 0.1", 3)},
-                                options);
+  auto results = run_local_jobs(
+      {sh("a", "sleep 0.1", 2), sh("b", "sleep 0.1", 1), sh("c", "sleep 0.1", 1), sh("wide", "sleep 0.1", 3)}, options);
   for (const auto& r : results) EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(t.max_slots, 3);  // only when "wide" runs alone
   EXPECT_EQ(t.max_running, 2);

@@ -72,24 +72,27 @@ class PlotGrid : public ::testing::Test {
 TEST_F(PlotGrid, GoldenScriptAndDataOnALogAxis) {
   const GnuplotFiles files = render_gnuplot(grid_, PlotOptions{}, "lr.svg");
   // xrange: log10 span [-4, -2] padded by 6% (0.12) on each side: 10^-4.12 and 10^-1.88.
-  EXPECT_EQ(files.script,
-            "# gnuplot script written by `segrun table --plot` (gnuplot 5): mIoU against train.lr,\n"
-            "# mean over seeds with +-std error bars where n >= 2. Data: lr.dat. Edit it and re-run from this folder:\n"
-            "#   gnuplot lr.gp\n"
-            "set terminal svg size 640,420 noenhanced font 'DejaVu Sans,11' background rgb 'white'\n"
-            "set output 'lr.svg'\n"
-            "set title 'mIoU vs train.lr'\n"
-            "set xlabel 'train.lr (log scale)'\n"
-            "set ylabel 'mIoU'\n"
-            "set grid ytics lc rgb '#dddddd'\n"
-            "set key outside right top\n"
-            "set logscale x 10\n"
-            "set xrange [7.58577575e-05:0.01318256739]\n"
-            "set xtics ('0.0001' 0.0001, '0.001' 0.001, '0.01' 0.01)\n"
-            "set offsets 0, 0, graph 0.08, graph 0.08\n"
-            "plot 'lr.dat' index 0 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' title 'model.norm=bn', \\\n"
-            "     'lr.dat' index 0 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' notitle, \\\n"
-            "     'lr.dat' index 1 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#d62728' title 'model.norm=syncbn'\n");
+  EXPECT_EQ(
+      files.script,
+      "# gnuplot script written by `segrun table --plot` (gnuplot 5): mIoU against train.lr,\n"
+      "# mean over seeds with +-std error bars where n >= 2. Data: lr.dat. Edit it and re-run from this folder:\n"
+      "#   gnuplot lr.gp\n"
+      "set terminal svg size 640,420 noenhanced font 'DejaVu Sans,11' background rgb 'white'\n"
+      "set output 'lr.svg'\n"
+      "set title 'mIoU vs train.lr'\n"
+      "set xlabel 'train.lr (log scale)'\n"
+      "set ylabel 'mIoU'\n"
+      "set grid ytics lc rgb '#dddddd'\n"
+      "set key outside right top\n"
+      "set logscale x 10\n"
+      "set xrange [7.58577575e-05:0.01318256739]\n"
+      "set xtics ('0.0001' 0.0001, '0.001' 0.001, '0.01' 0.01)\n"
+      "set offsets 0, 0, graph 0.08, graph 0.08\n"
+      "plot 'lr.dat' index 0 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' title 'model.norm=bn', \\\n"
+      "     'lr.dat' index 0 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' "
+      "notitle, \\\n"
+      "     'lr.dat' index 1 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#d62728' title "
+      "'model.norm=syncbn'\n");
   EXPECT_EQ(files.data,
             "# mIoU against train.lr: mean over seeds, sample std (NaN when n < 2), n\n"
             "# one block per series (gnuplot: index 0, 1, ...), blocks separated by two blank lines\n"
@@ -113,26 +116,33 @@ TEST_F(PlotGrid, GoldenScriptAndDataOnACategoricalAxis) {
   options.width = 800;
   options.height = 500;
   const GnuplotFiles files = render_gnuplot(grid_, options, "norm.png");
-  EXPECT_EQ(files.script,
-            "# gnuplot script written by `segrun table --plot` (gnuplot 5): mIoU against model.norm,\n"
-            "# mean over seeds with +-std error bars where n >= 2. Data: norm.dat. Edit it and re-run from this folder:\n"
-            "#   gnuplot norm.gp\n"
-            "set terminal pngcairo size 800,500 noenhanced font 'DejaVu Sans,10' background rgb 'white'\n"
-            "set output 'norm.png'\n"
-            "set title 'it''s: mIoU vs model.norm'\n"
-            "set xlabel 'model.norm'\n"
-            "set ylabel 'mIoU'\n"
-            "set grid ytics lc rgb '#dddddd'\n"
-            "set key outside right top\n"
-            "set xrange [-0.5:1.5]\n"
-            "set xtics ('bn' 0, 'syncbn' 1)\n"
-            "set offsets 0, 0, graph 0.08, graph 0.08\n"
-            "plot 'norm.dat' index 0 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' title 'train.lr=0.0001', \\\n"
-            "     'norm.dat' index 0 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' notitle, \\\n"
-            "     'norm.dat' index 1 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#d62728' title 'train.lr=0.001', \\\n"
-            "     'norm.dat' index 1 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#d62728' notitle, \\\n"
-            "     'norm.dat' index 2 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#2ca02c' title 'train.lr=0.01', \\\n"
-            "     'norm.dat' index 2 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#2ca02c' notitle\n");
+  EXPECT_EQ(
+      files.script,
+      "# gnuplot script written by `segrun table --plot` (gnuplot 5): mIoU against model.norm,\n"
+      "# mean over seeds with +-std error bars where n >= 2. Data: norm.dat. Edit it and re-run from this folder:\n"
+      "#   gnuplot norm.gp\n"
+      "set terminal pngcairo size 800,500 noenhanced font 'DejaVu Sans,10' background rgb 'white'\n"
+      "set output 'norm.png'\n"
+      "set title 'it''s: mIoU vs model.norm'\n"
+      "set xlabel 'model.norm'\n"
+      "set ylabel 'mIoU'\n"
+      "set grid ytics lc rgb '#dddddd'\n"
+      "set key outside right top\n"
+      "set xrange [-0.5:1.5]\n"
+      "set xtics ('bn' 0, 'syncbn' 1)\n"
+      "set offsets 0, 0, graph 0.08, graph 0.08\n"
+      "plot 'norm.dat' index 0 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' title 'train.lr=0.0001', "
+      "\\\n"
+      "     'norm.dat' index 0 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' "
+      "notitle, \\\n"
+      "     'norm.dat' index 1 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#d62728' title 'train.lr=0.001', "
+      "\\\n"
+      "     'norm.dat' index 1 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#d62728' "
+      "notitle, \\\n"
+      "     'norm.dat' index 2 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#2ca02c' title 'train.lr=0.01', "
+      "\\\n"
+      "     'norm.dat' index 2 using 1:2:($4 >= 2 ? $3 : NaN) with yerrorbars lw 1.5 pt 7 ps 0.8 lc rgb '#2ca02c' "
+      "notitle\n");
   EXPECT_EQ(files.data,
             "# mIoU against model.norm: mean over seeds, sample std (NaN when n < 2), n\n"
             "# one block per series (gnuplot: index 0, 1, ...), blocks separated by two blank lines\n"
@@ -167,12 +177,15 @@ TEST_F(PlotGrid, OneSeriesOnALinearAxisHasNoKeyAndNoErrorBars) {
   EXPECT_NE(files.script.find("unset key\n"), std::string::npos);
   EXPECT_EQ(files.script.find("logscale"), std::string::npos);
   EXPECT_NE(files.script.find("set xrange [0.00046:0.01054]\n"), std::string::npos) << files.script;
-  EXPECT_NE(files.script.find("plot 'one.dat' index 0 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' notitle\n"),
+  EXPECT_NE(files.script.find(
+                "plot 'one.dat' index 0 using 1:2 with linespoints lw 1.5 pt 7 ps 0.8 lc rgb '#1f77b4' notitle\n"),
             std::string::npos)
       << files.script;
   EXPECT_EQ(files.script.find("yerrorbars"), std::string::npos);
-  EXPECT_NE(files.data.find("# series 0: mIoU\n# x\tmean\tstd\tn\tlabel\n0.001\t34\tNaN\t1\t\"0.001\"\n0.01\t33\tNaN\t1\t\"0.01\"\n"),
-            std::string::npos)
+  EXPECT_NE(
+      files.data.find(
+          "# series 0: mIoU\n# x\tmean\tstd\tn\tlabel\n0.001\t34\tNaN\t1\t\"0.001\"\n0.01\t33\tNaN\t1\t\"0.01\"\n"),
+      std::string::npos)
       << files.data;
 }
 
@@ -217,8 +230,7 @@ TEST_F(PlotGrid, SvgHasOnePointPerConfigurationAndOneErrorBarPerMultiSeedOne) {
       "print(len(groups), uses, len(bars), \"abl: mIoU vs train.lr\" in texts, \"model.norm=syncbn\" in texts, "
       "\"train.lr (log scale)\" in texts, [t for t in texts if t in (\"0.0001\", \"0.001\", \"0.01\")])\n";
   ASSERT_EQ(script.find('\''), std::string::npos);  // the shell's single quotes wrap it
-  EXPECT_EQ(run_python(script, out("lr.svg").string()),
-            "3 [4, 6, 4] 3 True True True ['0.0001', '0.001', '0.01']\n");
+  EXPECT_EQ(run_python(script, out("lr.svg").string()), "3 [4, 6, 4] 3 True True True ['0.0001', '0.001', '0.01']\n");
 }
 
 TEST_F(PlotGrid, Errors) {
@@ -247,8 +259,9 @@ TEST_F(PlotGrid, Errors) {
     write_plot(grid_, options, out("failing.svg").string());
     ADD_FAILURE() << "no error from a failing gnuplot";
   } catch (const IoError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              out("failing.gp").string() + ": gnuplot failed (exit code 1): \"failing.gp\" line 3: undefined function: foo");
+    EXPECT_EQ(
+        std::string(e.what()),
+        out("failing.gp").string() + ": gnuplot failed (exit code 1): \"failing.gp\" line 3: undefined function: foo");
   }
   EXPECT_TRUE(fs::exists(out("failing.gp")));  // kept for the user to fix
 

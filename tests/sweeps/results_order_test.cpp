@@ -78,7 +78,8 @@ TEST(ResultOrder, SpecOrderKeepsRowsAsListedAndColumnsSorted) {
   EXPECT_EQ(row_labels(build_result_grid(scan_runs(root.string()), options), neg),
             (std::vector<std::string>{"allneg", "mixneg", "separateneg"}));
   // The spec lists separateneg first (with K = 3 only) and mixneg with K = 3 before K = 1.
-  options.order = {{{neg, "\"separateneg\""}, {k, "3"}}, {{neg, "\"mixneg\""}, {k, "3"}}, {{neg, "\"mixneg\""}, {k, "1"}}};
+  options.order = {
+      {{neg, "\"separateneg\""}, {k, "3"}}, {{neg, "\"mixneg\""}, {k, "3"}}, {{neg, "\"mixneg\""}, {k, "1"}}};
   const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
   EXPECT_EQ(row_labels(g, neg), (std::vector<std::string>{"separateneg", "mixneg", "allneg"}));
   ASSERT_EQ(g.col_values.size(), 2u);

@@ -203,20 +203,25 @@ TEST(TwoAxes, CsvWithDeltasPerColumn) {
 TEST(TwoAxes, RowLabelsSkipKeysThatFollowFromRowsAndColumns) {
   ScratchDir dir("results3");
   const auto root = dir.path();
-  const std::vector<std::pair<std::string, std::string>> backbones{{"clip_rn50", "RN50.pt"}, {"clip_vit_b16", "ViT-B-16.pt"}};
+  const std::vector<std::pair<std::string, std::string>> backbones{{"clip_rn50", "RN50.pt"},
+                                                                   {"clip_vit_b16", "ViT-B-16.pt"}};
   double miou = 30.0;
   for (const auto& [backbone, weights] : backbones)
     for (const std::string head : {"fpn", "clip_sp"})
-      fabricate_run(root / (backbone + head), {{"model.backbone", backbone}, {"model.head", head}, {"model.pretrained", weights}},
-                    0, "done", miou += 1.0);
+      fabricate_run(root / (backbone + head),
+                    {{"model.backbone", backbone}, {"model.head", head}, {"model.pretrained", weights}}, 0, "done",
+                    miou += 1.0);
   ResultTableOptions options;
   options.rows = {"model.backbone"};
   options.cols = {"model.head"};
-  EXPECT_EQ(build_result_grid(scan_runs(root.string()), options).row_keys, (std::vector<std::string>{"model.backbone"}));
+  EXPECT_EQ(build_result_grid(scan_runs(root.string()), options).row_keys,
+            (std::vector<std::string>{"model.backbone"}));
 
   // A second norm for one configuration: model.norm is no longer determined, so it is shown.
-  fabricate_run(root / "bn", {{"model.backbone", "clip_rn50"}, {"model.head", "fpn"}, {"model.pretrained", "RN50.pt"},
-                              {"model.norm", "bn"}}, 0, "done", 20.0);
+  fabricate_run(
+      root / "bn",
+      {{"model.backbone", "clip_rn50"}, {"model.head", "fpn"}, {"model.pretrained", "RN50.pt"}, {"model.norm", "bn"}},
+      0, "done", 20.0);
   const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
   EXPECT_EQ(g.row_keys, (std::vector<std::string>{"model.backbone", "model.norm"}));
   EXPECT_EQ(g.cells.size(), 5u);

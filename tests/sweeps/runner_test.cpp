@@ -39,15 +39,17 @@ class RunnerTest : public ::testing::Test {
                "name = \"fake\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
                "[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n");
     // mpirun stand-in: drop everything up to the last -x, run the command.
-    write_text(root / "mpirun", "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"${1#SEGRUN_WORLD_SIZE=}\" = \"$1\" ]; do shift; done\n"
-                                "shift\nexec \"$@\"\n");
+    write_text(root / "mpirun",
+               "#!/bin/sh\nwhile [ \"$#\" -gt 0 ] && [ \"${1#SEGRUN_WORLD_SIZE=}\" = \"$1\" ]; do shift; done\n"
+               "shift\nexec \"$@\"\n");
     // segrun stand-in: dropout 0.0 trains, 0.1 crashes before writing a status, 0.2 fails like
     // the trainer does (status "failed <reason>").
     write_text(root / "segrun",
                "#!/bin/sh\n"
                "dir=\"\"; prev=\"\"; for a in \"$@\"; do [ \"$prev\" = --run-dir ] && dir=\"$a\"; prev=\"$a\"; done\n"
                "case \" $* \" in\n"
-               "  *\" model.dropout=0.0 \"*) echo done > \"$dir/status\"; echo '{\"mIoU\": 12.5}' > \"$dir/result.json\"; exit 0;;\n"
+               "  *\" model.dropout=0.0 \"*) echo done > \"$dir/status\"; echo '{\"mIoU\": 12.5}' > "
+               "\"$dir/result.json\"; exit 0;;\n"
                "  *\" model.dropout=0.1 \"*) echo 'loading...'; echo 'segrun: error: boom in the loader' >&2;"
                " echo '-----' >&2; exit 3;;\n"
                "  *) echo 'failed data.store: not set' > \"$dir/status\"; exit 1;;\n"

@@ -63,8 +63,7 @@ TEST_F(SpecTest, GridTimesSeedsInOrderWithCanonicalValues) {
   EXPECT_EQ(runs[11].overrides, (Overrides{{"model.dropout", "0.1"}, {"train.lr", "0.0003"}}));
   EXPECT_EQ(ids_of(runs).size(), 12u);
   EXPECT_EQ(runs[0].iters, 40);
-  EXPECT_EQ(runs[0].train_args(),
-            (std::vector<std::string>{"model.dropout=0.0", "train.lr=0.0001", "train.seed=0"}));
+  EXPECT_EQ(runs[0].train_args(), (std::vector<std::string>{"model.dropout=0.0", "train.lr=0.0001", "train.seed=0"}));
   // Directory: id + readable slug.
   EXPECT_EQ(runs[3].dir_name, runs[3].id + "-dropout0.0_lr0.0002_s1");
 }
@@ -77,16 +76,19 @@ TEST_F(SpecTest, RunIdIsFnv1aOfSortedOverridesAndSeed) {
 }
 
 TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
-  auto a = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"
-                              "\"model.norm\" = [\"bn\", \"syncbn\"]\n"));
-  auto b = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.norm\" = [\"syncbn\", \"bn\"]\n"
-                              "model.dropout = [1e-1, 0.00]\n"));  // dotted, other spelling
+  auto a =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"
+                         "\"model.norm\" = [\"bn\", \"syncbn\"]\n"));
+  auto b =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.norm\" = [\"syncbn\", \"bn\"]\n"
+                         "model.dropout = [1e-1, 0.00]\n"));  // dotted, other spelling
   EXPECT_EQ(ids_of(a), ids_of(b));
   // Seeds default to the base config's train.seed.
   EXPECT_EQ(a[0].seed, 7u);
   // Adding a grid value keeps the old ids and adds new ones.
-  auto c = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n"
-                              "\"model.norm\" = [\"bn\", \"syncbn\"]\n"));
+  auto c =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n"
+                         "\"model.norm\" = [\"bn\", \"syncbn\"]\n"));
   auto ic = ids_of(c);
   EXPECT_EQ(ic.size(), 6u);
   for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
@@ -94,36 +96,42 @@ TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
 
 TEST_F(SpecTest, FixedKeysAreValidatedTogetherAndUnderTheGrid) {
   // base: iters 40, warmup 4. [fixed] iters 3 + warmup 2 is valid only as a pair.
-  auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
-                                 "\"train.warmup_iters\" = 2\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
+  auto runs =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
+                         "\"train.warmup_iters\" = 2\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].iters, 3);
   // A grid value is checked with [fixed] applied: warmup 5 > the fixed 3 iterations.
-  const std::string error = error_of("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
-                                     "\"train.warmup_iters\" = 2\n[grid]\n\"train.warmup_iters\" = [5]\n");
+  const std::string error = error_of(
+      "base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
+      "\"train.warmup_iters\" = 2\n[grid]\n\"train.warmup_iters\" = [5]\n");
   EXPECT_NE(error.find("also set in [fixed]"), std::string::npos) << error;
-  const std::string grid_error = error_of("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
-                                          "\"train.warmup_iters\" = 2\n[grid]\n\"train.lr\" = [1e-4]\n"
-                                          "\"train.min_lr\" = [1e-3]\n");
+  const std::string grid_error = error_of(
+      "base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 3\n"
+      "\"train.warmup_iters\" = 2\n[grid]\n\"train.lr\" = [1e-4]\n"
+      "\"train.min_lr\" = [1e-3]\n");
   EXPECT_NE(grid_error.find("min_lr"), std::string::npos) << grid_error;
 }
 
 TEST_F(SpecTest, AVariantsKeysAreValidatedTogether) {
   // Fewer ViT blocks and output blocks within them: valid only as a pair (the default out_indices
   // reach block 11).
-  auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[[variants]]\n\"model.vit.layers\" = 4\n"
-                                 "\"model.vit.out_indices\" = [0, 1, 2, 3]\n[[variants]]\n\"model.dropout\" = 0.2\n"));
+  auto runs =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[[variants]]\n\"model.vit.layers\" = 4\n"
+                         "\"model.vit.out_indices\" = [0, 1, 2, 3]\n[[variants]]\n\"model.dropout\" = 0.2\n"));
   ASSERT_EQ(runs.size(), 2u);
   // A variant that is wrong as a whole still names the key.
-  const std::string error = error_of("base = \"configs/base.toml\"\n[[variants]]\n\"model.vit.layers\" = 4\n"
-                                     "\"model.vit.out_indices\" = [0, 1, 2, 4]\n");
+  const std::string error = error_of(
+      "base = \"configs/base.toml\"\n[[variants]]\n\"model.vit.layers\" = 4\n"
+      "\"model.vit.out_indices\" = [0, 1, 2, 4]\n");
   EXPECT_NE(error.find("model.vit.out_indices"), std::string::npos) << error;
 }
 
 TEST_F(SpecTest, WholeFloatsStayDecimal) {
   // 10.0 must not become "1e+01" (run folder "lambda_ml1e-01", tables "1e+01").
-  auto runs = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.5]\n"
-                                 "\"model.clip_sp.lambda_ml\" = [10.0, 150.0, 2.5e-4]\n"));
+  auto runs =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.5]\n"
+                         "\"model.clip_sp.lambda_ml\" = [10.0, 150.0, 2.5e-4]\n"));
   ASSERT_EQ(runs.size(), 3u);
   EXPECT_EQ(runs[0].overrides.at("model.clip_sp.lambda_ml"), "10.0");
   EXPECT_EQ(runs[1].overrides.at("model.clip_sp.lambda_ml"), "150.0");
@@ -133,8 +141,9 @@ TEST_F(SpecTest, WholeFloatsStayDecimal) {
 TEST_F(SpecTest, SchedulingKeysLeaveIdsAndFingerprintsAlone) {
   // Moving a sweep to another partition or time limit must reuse its finished runs.
   auto a = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
-  auto b = expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"cluster.slurm.partition\" = \"gpu\"\n"
-                              "\"cluster.slurm.time\" = \"02:00:00\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
+  auto b =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"cluster.slurm.partition\" = \"gpu\"\n"
+                         "\"cluster.slurm.time\" = \"02:00:00\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].id, b[i].id);
@@ -174,34 +183,39 @@ TEST_F(SpecTest, VariantsCrossTheGridAndFiltersSelect) {
 // metrics; each entry needs the table metric and must match a run.
 TEST_F(SpecTest, PaperValuesPerConfiguration) {
   const std::string head = "base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n";
-  SweepSpec spec = parse(head + "[paper]\nsource = \"Table 9\"\nvalues = [\n"
-                                "  { \"model.dropout\" = 0.1, mIoU = 44.5, mIoU_ms = 45.25 },\n]\n");
+  SweepSpec spec = parse(head +
+                         "[paper]\nsource = \"Table 9\"\nvalues = [\n"
+                         "  { \"model.dropout\" = 0.1, mIoU = 44.5, mIoU_ms = 45.25 },\n]\n");
   EXPECT_EQ(spec.table.paper_source, "Table 9");
   ASSERT_EQ(spec.table.paper.size(), 1u);
   EXPECT_EQ(spec.table.paper[0].config, (Overrides{{"model.dropout", "0.1"}}));
   EXPECT_DOUBLE_EQ(spec.table.paper[0].values.at("mIoU"), 44.5);
   EXPECT_DOUBLE_EQ(spec.table.paper[0].values.at("mIoU_ms"), 45.25);
   EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"model.dropout\" = 0.1, mIoU_ms = 45.0 }]\n")
-                .find("each entry needs the table metric: mIoU"), std::string::npos);
+                .find("each entry needs the table metric: mIoU"),
+            std::string::npos);
   EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"model.dropout\" = 0.3, mIoU = 45.0 }]\n").find("matches no run"),
             std::string::npos);
   EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"train.lr\" = 0.1, mIoU = 45.0 }]\n").find("is not a swept key"),
             std::string::npos);
   EXPECT_NE(error_of(head + "[paper]\nvalues = [{ \"model.dropout\" = 0.1, mIoU = \"high\" }]\n")
-                .find("a metric's value must be a number"), std::string::npos);
+                .find("a metric's value must be a number"),
+            std::string::npos);
   EXPECT_NE(error_of(head + "[paper]\ntable = 9\n").find("paper.table: unknown key (known: source, values)"),
             std::string::npos);
 }
 
 TEST_F(SpecTest, FixedOverridesJoinEveryRun) {
-  SweepSpec spec = parse("base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 20\n"
-                         "[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  SweepSpec spec = parse(
+      "base = \"configs/base.toml\"\n[fixed]\n\"train.iters\" = 20\n"
+      "[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
   ASSERT_EQ(spec.configurations.size(), 2u);
   EXPECT_EQ(spec.configurations[1], (Overrides{{"model.dropout", "0.1"}, {"train.iters", "20"}}));
   EXPECT_EQ(spec.swept_keys, (std::vector<std::string>{"model.dropout"}));
   EXPECT_EQ(expand_sweep(spec)[0].iters, 20);
-  const std::string e = error_of("base = \"configs/base.toml\"\n[fixed]\n\"train.lr\" = 1e-4\n"
-                                 "[grid]\n\"train.lr\" = [1e-4]\n");
+  const std::string e = error_of(
+      "base = \"configs/base.toml\"\n[fixed]\n\"train.lr\" = 1e-4\n"
+      "[grid]\n\"train.lr\" = [1e-4]\n");
   EXPECT_NE(e.find(dir_.str("sweep.toml") + ":5: grid train.lr: also set in [fixed]"), std::string::npos) << e;
 }
 
@@ -244,9 +258,11 @@ TEST_F(SpecTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("seeds = [...]"), std::string::npos) << e;
 
   // Duplicate runs: the same variant twice, or a grid value listed twice.
-  e = error_of("base = \"configs/base.toml\"\n[[variants]]\n\"train.lr\" = 1e-4\n[[variants]]\n\"train.lr\" = 0.0001\n");
+  e = error_of(
+      "base = \"configs/base.toml\"\n[[variants]]\n\"train.lr\" = 1e-4\n[[variants]]\n\"train.lr\" = 0.0001\n");
   EXPECT_NE(e.find("duplicate run: {train.lr=0.0001} is produced twice (variant at line 2, variant at line 4)"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4, 0.0001]\n");
   EXPECT_NE(e.find(spec + ":3: grid train.lr: value 0.0001 is listed twice"), std::string::npos) << e;
   e = error_of("base = \"configs/base.toml\"\nseeds = [1, 1]\n");
@@ -260,7 +276,8 @@ TEST_F(SpecTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("config file not found"), std::string::npos) << e;
   e = error_of("base = \"configs/base.toml\"\n[grid]\n\"train.lr\" = [1e-4]\n[[variants]]\n\"train.lr\" = 2e-4\n");
   EXPECT_NE(e.find(spec + ":5: variants train.lr: already swept by [grid]"), std::string::npos) << e;
-  e = error_of("base = \"configs/base.toml\"\nexclude = [{ \"model.norm\" = \"bn\" }]\n[grid]\n\"train.lr\" = [1e-4]\n");
+  e = error_of(
+      "base = \"configs/base.toml\"\nexclude = [{ \"model.norm\" = \"bn\" }]\n[grid]\n\"train.lr\" = [1e-4]\n");
   EXPECT_NE(e.find(spec + ":2: exclude model.norm: not a swept key (swept: train.lr)"), std::string::npos) << e;
   e = error_of("base = \"configs/base.toml\"\nexclude = [{ \"train.lr\" = 1e-4 }]\n[grid]\n\"train.lr\" = [1e-4]\n");
   EXPECT_NE(e.find("no runs left after include/exclude"), std::string::npos) << e;
@@ -272,13 +289,15 @@ TEST_F(SpecTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("syntax error"), std::string::npos) << e;
 
   // Cross-field problems appear only on the full config of a run: named by its overrides.
-  SweepSpec bad = parse("base = \"configs/base.toml\"\n[grid]\n\"train.warmup_iters\" = [4, 30]\n"
-                        "\"train.iters\" = [20, 40]\n");
+  SweepSpec bad = parse(
+      "base = \"configs/base.toml\"\n[grid]\n\"train.warmup_iters\" = [4, 30]\n"
+      "\"train.iters\" = [20, 40]\n");
   try {
     expand_sweep(bad);
     ADD_FAILURE() << "expanded";
   } catch (const ConfigError& err) {
-    EXPECT_NE(std::string(err.what()).find(spec + ": run {train.iters=20, train.warmup_iters=30}: "), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find(spec + ": run {train.iters=20, train.warmup_iters=30}: "), std::string::npos)
+        << err.what();
   }
 }
 
@@ -300,14 +319,16 @@ TEST_F(SpecTest, CanonicalValuesAndOverrideArgs) {
 }
 
 TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
-  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2, 0.3]\n");
+  SweepSpec spec =
+      parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1, 0.2, 0.3]\n");
   const std::string runs = dir_.str("runs");
   auto planned = expand_sweep(spec);
   auto dir_of = [&](size_t i) { return std::filesystem::path(runs) / planned[i].dir_name; };
   write_text(dir_of(0) / "status", "done\n");
   write_text(dir_of(1) / "status", "preempted stopped by signal at iteration 20\n");
   write_text(dir_of(1) / "checkpoints/iter_20.pt", "x");
-  write_text(dir_of(1) / "metrics.jsonl", "{\"iter\": 20, \"mode\": \"train\", \"loss\": 1.0}\n{\"iter\": 20, \"mode\": \"val\", \"mIoU\": 3.5}\n");
+  write_text(dir_of(1) / "metrics.jsonl",
+             "{\"iter\": 20, \"mode\": \"train\", \"loss\": 1.0}\n{\"iter\": 20, \"mode\": \"val\", \"mIoU\": 3.5}\n");
   write_text(dir_of(2) / "status", "failed data.store: not set\n");
   auto plan = plan_sweep(spec, runs);
   ASSERT_EQ(plan.size(), 4u);
@@ -319,11 +340,12 @@ TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
   EXPECT_EQ(plan[3].action, PlanAction::kNew);
   const std::string text = format_plan(plan, TableFormat::kCsv);
   EXPECT_NE(text.find(planned[1].id + "," + planned[1].dir_name + ",model.dropout=0.1,0,resume (iter 20)\n"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find(",retry (failed: data.store: not set)\n"), std::string::npos) << text;
   const std::string status = format_status(plan, "mIoU", TableFormat::kCsv);
-  EXPECT_NE(status.find(planned[1].id + ",model.dropout=0.1,0,preempted,20/40,3.50 (iter 20)\n"),
-            std::string::npos) << status;
+  EXPECT_NE(status.find(planned[1].id + ",model.dropout=0.1,0,preempted,20/40,3.50 (iter 20)\n"), std::string::npos)
+      << status;
   EXPECT_NE(status.find(planned[3].id + ",model.dropout=0.3,0,new,0/40,-\n"), std::string::npos) << status;
 }
 

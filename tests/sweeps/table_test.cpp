@@ -105,34 +105,30 @@ TEST(Table, LatexEscapesAndPlusMinus) {
       "a\\_b \\& c 50\\% & 45.10 $\\pm$ 0.30 \\\\\n"
       "\\bottomrule\n"
       "\\end{tabular}\n";
-  EXPECT_EQ(format_table({"method", "mIoU"}, {{"a_b & c 50%", "45.10 \xC2\xB1 0.30"}},
-                         TableFormat::kLatex),
-            expected);
+  EXPECT_EQ(format_table({"method", "mIoU"}, {{"a_b & c 50%", "45.10 \xC2\xB1 0.30"}}, TableFormat::kLatex), expected);
 }
 
 TEST(Table, CsvQuotingMarkdownEscapingUtf8Width) {
-  EXPECT_EQ(format_table({"name", "note"}, {{"bed ", "x,y"}, {"say \"hi\"", "plain"}},
-                         TableFormat::kCsv),
+  EXPECT_EQ(format_table({"name", "note"}, {{"bed ", "x,y"}, {"say \"hi\"", "plain"}}, TableFormat::kCsv),
             "name,note\n\"bed \",\"x,y\"\n\"say \"\"hi\"\"\",plain\n");
   EXPECT_EQ(format_table({"a|b", "v"}, {{"x", "1"}}, TableFormat::kMarkdown),
             "| a\\|b |   v |\n"
             "|:-----|----:|\n"
             "| x    |   1 |\n");
   // "±" is one column wide.
-  EXPECT_EQ(format_table({"run", "mIoU"}, {{"r1", "4.0 \xC2\xB1 0.1"}}, TableFormat::kText,
-                         {Align::kLeft, Align::kLeft}),
-            "+-----+-----------+\n"
-            "| run | mIoU      |\n"
-            "+-----+-----------+\n"
-            "| r1  | 4.0 \xC2\xB1 0.1 |\n"
-            "+-----+-----------+\n");
+  EXPECT_EQ(
+      format_table({"run", "mIoU"}, {{"r1", "4.0 \xC2\xB1 0.1"}}, TableFormat::kText, {Align::kLeft, Align::kLeft}),
+      "+-----+-----------+\n"
+      "| run | mIoU      |\n"
+      "+-----+-----------+\n"
+      "| r1  | 4.0 \xC2\xB1 0.1 |\n"
+      "+-----+-----------+\n");
 }
 
 TEST(Table, ValidationAndFormatNames) {
   EXPECT_THROW(format_table({"a", "b"}, {{"1"}}, TableFormat::kCsv), DataError);
   EXPECT_THROW(format_table({}, {}, TableFormat::kCsv), DataError);
-  EXPECT_THROW(format_table({"a"}, {{"1"}}, TableFormat::kCsv, {Align::kLeft, Align::kLeft}),
-               DataError);
+  EXPECT_THROW(format_table({"a"}, {{"1"}}, TableFormat::kCsv, {Align::kLeft, Align::kLeft}), DataError);
   EXPECT_EQ(parse_table_format("md"), TableFormat::kMarkdown);
   EXPECT_EQ(parse_table_format("latex"), TableFormat::kLatex);
   EXPECT_EQ(parse_table_format("text"), TableFormat::kText);

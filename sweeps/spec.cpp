@@ -314,6 +314,24 @@ std::string describe(const Overrides& overrides) {
 
 bool is_scheduling_key(const std::string& key) { return key.rfind("cluster.", 0) == 0; }
 
+// What a run's fingerprint hashes: the resolved config with the scheduling settings at their
+// defaults (where a run executes is not what it computes), written as it was when fingerprints
+// were introduced, so that run folders of existing sweeps keep theirs: scheduling keys added to
+// the schema since (cluster.slurm.signal) are left out.
+std::string fingerprint_text(Config config) {
+  config.cluster = ClusterConfig{};
+  static const std::set<std::string> kAddedSince{"cluster.slurm.signal"};
+  std::istringstream in(to_toml(config));
+  std::string out, line, table;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.front() == '[') table = line.substr(1, line.find(']') - 1);
+    const std::string key = table + "." + line.substr(0, line.find(" = "));
+    if (line.find(" = ") != std::string::npos && kAddedSince.count(key)) continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
 std::string run_id(const Overrides& overrides, uint64_t seed) {
   std::string text;
   for (const auto& [key, value] : overrides) {
@@ -647,9 +665,8 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
       try {
         Config config = load_config(spec.base, run.train_args());
         run.iters = config.train.iters;
-        config.cluster = ClusterConfig{};  // scheduling settings do not change the result
         char buf[32];
-        std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(to_toml(config))));
+        std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(fingerprint_text(config))));
         run.fingerprint = buf;
       } catch (const ConfigError& e) {
         throw ConfigError(spec.path + ": run {" + describe(config) + "}: " + e.what());

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "sweeps/registry.h"
 #include "sweeps/runner.h"
@@ -152,6 +154,34 @@ TEST_F(SpecTest, SchedulingKeysLeaveIdsAndFingerprintsAlone) {
   }
   EXPECT_TRUE(is_scheduling_key("cluster.slurm.partition"));
   EXPECT_FALSE(is_scheduling_key("model.clip_sp.top_k"));
+}
+
+TEST_F(SpecTest, FingerprintsOfExistingRunsSurviveNewSchedulingKeys) {
+  // Run folders written before cluster.slurm.signal existed hold the FNV-1a of the resolved
+  // config as to_toml wrote it then: without that key. A fingerprint that changed would mark
+  // every finished run "base config changed".
+  auto runs =
+      expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\n\"cluster.slurm.signal\" = \"USR2\"\n"
+                         "[grid]\n\"model.dropout\" = [0.0, 0.1]\n"));
+  ASSERT_EQ(runs.size(), 2u);
+  for (const auto& run : runs) {
+    Config config = load_config(dir_.str("configs/base.toml"), run.train_args());
+    config.cluster = ClusterConfig{};
+    std::string text = to_toml(config);
+    const std::string added = "signal = 'USR1'\n";
+    ASSERT_NE(text.find(added), std::string::npos);
+    text.erase(text.find(added), added.size());
+    uint64_t hash = 1469598103934665603ull;  // FNV-1a 64, written out here as the reference
+    for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+    hash ^= hash >> 33;  // fmix64, as spec.cpp finishes its FNV-1a
+    hash *= 0xff51afd7ed558ccdull;
+    hash ^= hash >> 33;
+    hash *= 0xc4ceb9fe1a85ec53ull;
+    hash ^= hash >> 33;
+    char expected[32];
+    std::snprintf(expected, sizeof(expected), "%016llx", static_cast<unsigned long long>(hash));
+    EXPECT_EQ(run.fingerprint, expected);
+  }
 }
 
 TEST_F(SpecTest, VariantsCrossTheGridAndFiltersSelect) {

@@ -46,7 +46,7 @@ void add_data_commands(CommandRegistry& registry);
 void add_run_commands(CommandRegistry& registry);
 // launch, demo (launcher/launch_commands.cpp)
 void add_launch_commands(CommandRegistry& registry);
-// sweep plan | run | status, table (launcher/sweep_commands.cpp)
+// sweep plan | run | status, table, report (launcher/sweep_commands.cpp)
 void add_sweep_commands(CommandRegistry& registry);
 // submit, status, cancel on Slurm (launcher/cluster_commands.cpp)
 void add_cluster_commands(CommandRegistry& registry);

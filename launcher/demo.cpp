@@ -17,6 +17,7 @@
 #include "core/run_folder.h"
 #include "data/synth.h"
 #include "launcher/launch_commands.h"
+#include "sweeps/report.h"
 #include "launcher/demo_config.h"  // generated from configs/demo_tiny.toml: kDemoConfig
 
 namespace segrun::launcher {
@@ -111,7 +112,7 @@ int run_demo(const DemoOptions& cmd) {
   }
   check_step(code, "training");
 
-  // 4. the result table.
+  // 4. the result, and the run's report (curves, per-class IoU, sample predictions).
   auto [miou, classes] = read_result_headline(RunFolder(run_dir.string()).result_path());
   const auto seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
@@ -119,6 +120,12 @@ int run_demo(const DemoOptions& cmd) {
       "demo: mIoU %.2f over the %d classes present in the validation split "
       "(a uniform random guess over them scores about %.2f); %ld s in all\n",
       miou, classes, 100.0 / std::max(2 * classes - 1, 1), static_cast<long>(seconds));
+  sweeps::ReportOptions report;
+  report.out = (dir / "report.html").string();
+  const sweeps::ReportSource source = sweeps::load_report_source(run_dir.string(), "", true);
+  const sweeps::ReportSummary written = sweeps::write_report(source, source.table, report);
+  std::printf("demo: report of the run (curves, per-class IoU, %zu sample pictures): %s\n", written.images,
+              written.path.c_str());
   return 0;
 }
 

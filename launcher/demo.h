@@ -1,6 +1,7 @@
 #pragma once
 // `segrun demo`: synthesizes ADE20K-layout data, packs it into sharded stores on N ranks, trains
-// the embedded tiny config (configs/demo_tiny.toml) on N ranks and prints the mIoU. Resumable: a
+// the embedded tiny config (configs/demo_tiny.toml) on N ranks, prints the mIoU and writes the
+// run's report to <dir>/report.html (sweeps/report.h), replacing the previous one. Resumable: a
 // second call reuses the data and stores and trains a fresh run.
 
 #include <cstdint>

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   add_data_commands(commands);     // data synth | pack | inspect
   add_run_commands(commands);      // train, eval, metrics, config
   add_launch_commands(commands);   // launch, demo
-  add_sweep_commands(commands);    // sweep plan | run | status, table
+  add_sweep_commands(commands);    // sweep plan | run | status, table, report
   add_cluster_commands(commands);  // submit, status, cancel (Slurm)
   add_model_commands(commands);    // model info
 

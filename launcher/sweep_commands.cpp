@@ -1,23 +1,21 @@
-// `segrun sweep plan|run|status` and `segrun table`: glue between the CLI and sweeps/; none of
-// them starts MPI in this process (`sweep run` starts mpirun jobs through the cluster layer).
+// `segrun sweep plan|run|status`, `segrun table` and `segrun report`: glue between the CLI and
+// sweeps/; none of them starts MPI in this process (`sweep run` starts mpirun jobs through the cluster layer).
 #include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
 
-#include <filesystem>
 #include <iostream>
 
 #include "core/error.h"
 #include "sweeps/plot.h"
 #include "sweeps/registry.h"
+#include "sweeps/report.h"
 #include "sweeps/results.h"
 #include "sweeps/runner.h"
 #include "sweeps/slurm_jobs.h"
 #include "sweeps/spec.h"
 
 namespace segrun::launcher {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -26,6 +24,7 @@ struct SweepOptions {
   CLI::App* run = nullptr;
   CLI::App* status = nullptr;
   CLI::App* table = nullptr;
+  CLI::App* report = nullptr;
 
   std::string spec;
   std::string runs_dir;
@@ -46,7 +45,12 @@ struct SweepOptions {
   std::string plot;
   std::string plot_x;
   int decimals = 2;
+  std::string out;
+  std::vector<std::string> classes;
 };
+
+int run_table_command(const SweepOptions& s);
+int run_report_command(const SweepOptions& s);
 
 int run_sweep_command(const SweepOptions& s, MpiHolder& mpi);
 
@@ -94,9 +98,9 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.table->add_option("--metric", s.metric, "result.json metric or class name (default mIoU)");
   s.table->add_option("--baseline", s.baseline, "KEY=VALUE of the baseline configuration (repeatable)");
   s.table->add_option("--where", s.where, "KEY=VALUE: keep only these configurations (repeatable)");
-  s.table->add_option("--format", s.format, "md | csv | latex | json | text")
+  s.table->add_option("--format", s.format, "md | csv | latex | json | text | html")
       ->capture_default_str()
-      ->check(CLI::IsMember({"md", "markdown", "csv", "latex", "json", "text"}));
+      ->check(CLI::IsMember({"md", "markdown", "csv", "latex", "json", "text", "html"}));
   s.table
       ->add_option("--per-class", s.per_class,
                    "class names (or \"spec\": the spec's [table] per_class): print the per-class IoU table instead")
@@ -107,6 +111,28 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
   s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
   s.table->add_option("--decimals", s.decimals, "decimals of the values")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 6));
+
+  s.report = registry.add("report",
+                          "one self-contained HTML file: a sweep's table and plot, and per run its curves, per-class "
+                          "IoU and sample predictions (or those of one run folder)",
+                          action);
+  s.report->add_option("source", s.source, "sweep spec TOML, a runs folder, or one run folder")->required();
+  s.report->add_option("--out", s.out, "the HTML file to write (replaced if it exists)")->required();
+  s.report
+      ->add_option("--classes", s.classes,
+                   "per-class IoU columns (comma-separated; default: the spec's [table] per_class, else the best "
+                   "run's 10 best classes)")
+      ->delimiter(',');
+  s.report->add_option("--rows", s.rows, "as for `segrun table`")->delimiter(',');
+  s.report->add_option("--cols", s.cols, "as for `segrun table`")->delimiter(',');
+  s.report->add_option("--metric", s.metric, "as for `segrun table` (default mIoU)");
+  s.report->add_option("--baseline", s.baseline, "KEY=VALUE, as for `segrun table` (repeatable)");
+  s.report->add_option("--where", s.where, "KEY=VALUE, as for `segrun table` (repeatable)");
+  s.report->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
+  s.report->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
+  s.report->add_option("--decimals", s.decimals, "decimals of the values")
       ->capture_default_str()
       ->check(CLI::Range(0, 6));
 }
@@ -143,39 +169,12 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
     return summary.exit_code();
   }
 
-  // table
-  std::vector<sweeps::RunRecord> runs;
-  sweeps::ResultTableOptions options;
-  std::vector<std::string> per_class = s.per_class;
-  std::string sweep_name;  // the plot's title names the sweep when the source is a spec
-  std::error_code ec;
-  if (fs::is_directory(s.source, ec)) {
-    runs = sweeps::scan_runs(s.source);
-    if (runs.empty())
-      throw DataError(s.source + ": no run folders with overrides.json (is this a sweep's runs folder?)");
-  } else {
-    if (!fs::is_regular_file(s.source, ec)) throw ConfigError(s.source + ": no such runs folder or sweep spec");
-    const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.source);
-    sweep_name = spec.name;
-    for (const auto& e : sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir))) {
-      sweeps::RunRecord record = e.record;
-      record.overrides = e.run.overrides;  // also for runs never launched (no overrides.json yet)
-      record.seed = e.run.seed;
-      runs.push_back(std::move(record));
-    }
-    options.rows = spec.table.rows;
-    options.cols = spec.table.cols;
-    options.metric = spec.table.metric;
-    options.baseline = spec.table.baseline;
-    options.paper = spec.table.paper;
-    options.paper_source = spec.table.paper_source;
-    if (spec.table.order == "spec") options.order = spec.configurations;
-    if (per_class == std::vector<std::string>{"spec"}) {
-      if (spec.table.per_class.empty())
-        throw ConfigError("--per-class spec: " + spec.path + " has no [table] per_class list");
-      per_class = spec.table.per_class;
-    }
-  }
+  return *s.report ? run_report_command(s) : run_table_command(s);
+}
+
+// The table options of `segrun table` and `segrun report`: the source's defaults, then the flags.
+sweeps::ResultTableOptions table_options(const SweepOptions& s, const sweeps::ReportSource& source) {
+  sweeps::ResultTableOptions options = source.table;
   if (!s.rows.empty()) options.rows = s.rows;
   if (!s.cols.empty()) options.cols = s.cols;
   if (!s.rows.empty() && s.cols.empty()) options.cols.clear();
@@ -183,6 +182,18 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
   if (!s.baseline.empty()) options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
   options.where = sweeps::parse_override_args(s.where, "--where");
   options.decimals = s.decimals;
+  return options;
+}
+
+int run_table_command(const SweepOptions& s) {
+  const sweeps::ReportSource source = sweeps::load_report_source(s.source, s.runs_dir, false);
+  const std::vector<sweeps::RunRecord>& runs = source.runs;
+  const sweeps::ResultTableOptions options = table_options(s, source);
+  std::vector<std::string> per_class = s.per_class;
+  if (source.kind == sweeps::ReportSource::Kind::kSpec && per_class == std::vector<std::string>{"spec"}) {
+    if (source.per_class.empty()) throw ConfigError("--per-class spec: " + s.source + " has no [table] per_class list");
+    per_class = source.per_class;
+  }
   const std::string format = s.format == "markdown" ? "md" : s.format;
   if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
   const sweeps::ResultGrid grid = sweeps::build_result_grid(runs, options);
@@ -190,10 +201,23 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
   if (!s.plot.empty()) {
     sweeps::PlotOptions plot;
     plot.x_key = s.plot_x;
-    plot.name = sweep_name;
+    plot.name = source.kind == sweeps::ReportSource::Kind::kSpec ? source.name : "";
     const sweeps::PlotFiles files = sweeps::write_plot(grid, plot, s.plot);
     std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
   }
+  return 0;
+}
+
+int run_report_command(const SweepOptions& s) {
+  const sweeps::ReportSource source = sweeps::load_report_source(s.source, s.runs_dir, true);
+  sweeps::ReportOptions options;
+  options.out = s.out;
+  options.classes = s.classes;
+  options.plot_x = s.plot_x;
+  const sweeps::ReportSummary summary = sweeps::write_report(source, table_options(s, source), options);
+  std::cout << "wrote " << summary.path << " (" << summary.bytes / 1024 << " KiB: " << summary.runs << " run(s), "
+            << (summary.has_table ? "table, " : "") << (summary.has_plot ? "plot, " : "") << summary.curves
+            << " with curves, " << summary.images << " sample image(s))\n";
   return 0;
 }
 

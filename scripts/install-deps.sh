@@ -17,6 +17,7 @@ packages=(
   slurm-wlm munge
   openssh-server openssh-client iproute2  # tests/cluster/multihost_test.sh: sshd in network namespaces
   gnuplot-nox
+  chromium  # tests/sweeps/report_browser_test.sh: `segrun report` loaded in headless Chromium
 )
 
 missing=()

@@ -160,6 +160,11 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
 
 std::string with_footnotes(std::string table, const std::vector<std::string>& notes, TableFormat fmt) {
   if (notes.empty() || fmt == TableFormat::kCsv) return table;
+  if (fmt == TableFormat::kHtml) {
+    table += "<ul class=\"notes\">\n";
+    for (const auto& n : notes) table += "<li>" + escape_html(n) + "</li>\n";
+    return table + "</ul>\n";
+  }
   if (fmt != TableFormat::kLatex) table += "\n";
   for (const auto& n : notes) {
     if (fmt == TableFormat::kMarkdown)

@@ -76,8 +76,9 @@ struct ResultGrid {
 // evaluated with `segrun eval --ms` under --metric mIoU_ms).
 ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options);
 
-// "md"/"markdown", "csv", "latex", "text" or "json"; markdown, text and LaTeX get footnotes
-// (LaTeX as % comments); CSV has none so that it stays machine-readable.
+// "md"/"markdown", "csv", "latex", "text", "html" or "json"; markdown, text, HTML and LaTeX get
+// footnotes (HTML as a <ul class="notes"> after the table, LaTeX as % comments); CSV has none so
+// that it stays machine-readable.
 std::string format_result_grid(const ResultGrid& grid, const std::string& format);
 
 // Per-class IoU (result.json per_class) of each configuration for the given classes, plus the

@@ -154,9 +154,31 @@ std::string latex_table(const std::vector<std::string>& header, const std::vecto
   return out + "\\bottomrule\n\\end{tabular}\n";
 }
 
+// One element per line; `strong` holds the (row, column) indices to wrap in <strong>.
+std::string html_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                       const std::vector<Align>& align, const std::vector<CellIndex>& strong = {}) {
+  auto cls = [&](size_t c) { return align[c] == Align::kLeft ? "l" : "r"; };
+  std::string out = "<table>\n<thead>\n<tr>";
+  for (size_t c = 0; c < header.size(); ++c)
+    out += std::string("<th class=\"") + cls(c) + "\">" + escape_html(header[c]) + "</th>";
+  out += "</tr>\n</thead>\n<tbody>\n";
+  for (size_t r = 0; r < rows.size(); ++r) {
+    out += "<tr>";
+    for (size_t c = 0; c < rows[r].size(); ++c) {
+      std::string cell = escape_html(rows[r][c]);
+      if (std::find(strong.begin(), strong.end(), CellIndex(r, c)) != strong.end())
+        cell = "<strong>" + cell + "</strong>";
+      out += std::string("<td class=\"") + cls(c) + "\">" + cell + "</td>";
+    }
+    out += "</tr>\n";
+  }
+  return out + "</tbody>\n</table>\n";
+}
+
 std::string nan_text(TableFormat fmt) {
   switch (fmt) {
-    case TableFormat::kMarkdown: return "-";
+    case TableFormat::kMarkdown:
+    case TableFormat::kHtml: return "-";
     case TableFormat::kLatex: return "--";
     default: return "nan";
   }
@@ -169,7 +191,24 @@ TableFormat parse_table_format(const std::string& name) {
   if (name == "markdown" || name == "md") return TableFormat::kMarkdown;
   if (name == "csv") return TableFormat::kCsv;
   if (name == "latex") return TableFormat::kLatex;
-  SEGRUN_THROW(ConfigError, "unknown table format '" << name << "' (known: text, markdown, csv, latex)");
+  if (name == "html") return TableFormat::kHtml;
+  SEGRUN_THROW(ConfigError, "unknown table format '" << name << "' (known: text, markdown, csv, latex, html)");
+}
+
+std::string escape_html(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
 }
 
 std::string format_number(double value, int decimals, const std::string& nan) {
@@ -198,6 +237,7 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
     case TableFormat::kMarkdown: return markdown_table(header, rows, align);
     case TableFormat::kCsv: return csv_table(header, rows);
     case TableFormat::kLatex: return latex_table(header, rows, align);
+    case TableFormat::kHtml: return html_table(header, rows, align);
   }
   SEGRUN_THROW(DataError, "table: unknown format");
 }
@@ -207,14 +247,15 @@ std::string format_table(const std::vector<std::string>& header, const std::vect
   for (const auto& [r, c] : emphasized)
     SEGRUN_CHECK(r < rows.size() && c < header.size(), DataError,
                  "table: emphasized cell (" << r << ", " << c << ") is outside the table");
-  if (fmt == TableFormat::kLatex) {
+  if (fmt == TableFormat::kLatex || fmt == TableFormat::kHtml) {
     format_table(header, rows, fmt, align);  // validation
     std::vector<Align> a = align;
     if (a.empty()) {
       a.assign(header.size(), Align::kRight);
       a[0] = Align::kLeft;
     }
-    return latex_table(header, rows, a, emphasized);
+    return fmt == TableFormat::kLatex ? latex_table(header, rows, a, emphasized)
+                                      : html_table(header, rows, a, emphasized);
   }
   std::vector<std::vector<std::string>> marked = rows;
   for (const auto& [r, c] : emphasized)

@@ -8,6 +8,8 @@
 //   <root>/result.json      final metrics
 //   <root>/overrides.json   a sweep's record of what it set (sweeps/registry.h)
 //   <root>/checkpoints/     iter_<n>.pt
+//   <root>/tb/              TensorBoard event files (engine/tensorboard_writer.h), one per start
+//   <root>/samples/         iter_<n>/<name>.png: validation pictures (image | truth | prediction)
 //   <root>/logs/rank-<r>.log
 //   exit 75                 the run stopped on a signal after checkpointing (resumable: --resume auto;
 //                           sysexits' EX_TEMPFAIL, so a scheduler wrapper tells "resume me" apart)
@@ -47,6 +49,8 @@ class RunFolder {
   std::string result_path() const { return root_ + "/result.json"; }
   std::string overrides_path() const { return root_ + "/overrides.json"; }
   std::string checkpoint_dir() const { return root_ + "/checkpoints"; }
+  std::string tensorboard_dir() const { return root_ + "/tb"; }
+  std::string samples_dir() const { return root_ + "/samples"; }
   std::string log_dir() const { return root_ + "/logs"; }
 
   // Creates root, checkpoints/ and logs/ (any rank may call it; mkdir is idempotent). IoError.

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/log.h"
 #include "data/manifest.h"
 #include "data/store.h"
@@ -180,6 +181,9 @@ PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& rec
   const int64_t n = static_cast<int64_t>(records.size());
   auto shard_begin = [&](int s) { return n * s / o.shards; };
   std::vector<int64_t> totals(1 + static_cast<size_t>(k) * k, 0);  // [0] unused, then K x K
+  int64_t mine = 0;                                                // records of this rank's shards
+  for (int s = rank; s < o.shards; s += world) mine += shard_begin(s + 1) - shard_begin(s);
+  Progress progress("pack: rank 0's shards", mine, "records", rank == 0);
   try {
     for (int s = rank; s < o.shards; s += world) {
       const std::string path = (dir / shard_file_name(s, o.shards)).string();
@@ -200,6 +204,7 @@ PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& rec
           }
         }
         writer.append(r);
+        progress.advance();
       }
       writer.commit();
       log::info("pack: wrote {} ({} records)", path, writer.size());

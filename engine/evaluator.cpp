@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "data/loader.h"
+#include "data/palette.h"
 #include "data/store.h"
 #include "engine/checkpoint.h"
 #include "engine/label_io.h"
@@ -54,11 +56,48 @@ double multiplicity(const std::vector<TestView>& views, const TestView& view) {
   return static_cast<double>(std::count(views.begin(), views.end(), view));
 }
 
-void write_prediction(const torch::Tensor& pred, const std::string& dir, const std::string& name) {
-  torch::Tensor pred_u8 = pred.to(torch::kCPU, torch::kUInt8).contiguous();
-  cv::Mat png(static_cast<int>(pred_u8.size(0)), static_cast<int>(pred_u8.size(1)), CV_8U, pred_u8.data_ptr<uint8_t>());
-  const std::string path = dir + "/" + name + ".png";
-  if (!cv::imwrite(path, png)) throw IoError(path + ": cannot write prediction");
+// A uint8 [H, W] label map (train ids, 255 = ignore) as an owning CV_8UC1 matrix.
+cv::Mat label_mat(const torch::Tensor& label) {
+  torch::Tensor u8 = label.to(torch::kCPU, torch::kUInt8).contiguous();
+  return cv::Mat(static_cast<int>(u8.size(0)), static_cast<int>(u8.size(1)), CV_8U, u8.data_ptr<uint8_t>()).clone();
+}
+
+void write_image(const std::string& path, const cv::Mat& image) {
+  if (!cv::imwrite(path, image)) throw IoError(path + ": cannot write prediction");
+}
+
+// The record's image as stored, decoded to BGR at its original size (the label's).
+cv::Mat original_image(const data::StoreReader& store, int64_t index) {
+  const data::RawRecord record = store.read(index);
+  cv::Mat image = cv::imdecode(record.image_bytes, cv::IMREAD_COLOR);
+  if (image.empty())
+    throw DataError(store.directory() + ": record " + std::to_string(index) + " (" + store.name(index) +
+                    "): the image does not decode");
+  return image;
+}
+
+// What a request asks to keep of one prediction besides its areas.
+void keep_prediction(const EvalRequest& request, const data::StoreReader& store, data::Layout layout,
+                     const data::ValSample& sample, const torch::Tensor& pred) {
+  const bool wants_picture = request.pictures && static_cast<int64_t>(request.pictures->size()) < request.picture_count;
+  const bool wants_color = request.color && !request.save_pred_dir.empty();
+  if (request.save_pred_dir.empty() && !wants_picture) return;
+  const cv::Mat prediction = label_mat(pred);
+  if (!request.save_pred_dir.empty()) write_image(request.save_pred_dir + "/" + sample.name + ".png", prediction);
+  if (!wants_picture && !wants_color) return;
+  const cv::Mat image = original_image(store, sample.index);
+  if (wants_color) {
+    write_image(request.save_pred_dir + "/color/" + sample.name + ".png", data::colorize_labels(prediction, layout));
+    write_image(request.save_pred_dir + "/overlay/" + sample.name + ".jpg",
+                data::overlay_labels(image, prediction, layout));
+  }
+  if (wants_picture) {
+    cv::Mat panel;
+    cv::hconcat(std::vector<cv::Mat>{image, data::colorize_labels(label_mat(sample.label), layout),
+                                     data::colorize_labels(prediction, layout)},
+                panel);
+    request.pictures->push_back({sample.name, panel});
+  }
 }
 
 }  // namespace
@@ -114,11 +153,19 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   int64_t total = store.size();
   if (request.limit >= 0) total = std::min(total, request.limit);
   if (!request.save_pred_dir.empty()) std::filesystem::create_directories(request.save_pred_dir);
+  if (!request.save_pred_dir.empty() && request.color) {
+    std::filesystem::create_directories(request.save_pred_dir + "/color");
+    std::filesystem::create_directories(request.save_pred_dir + "/overlay");
+  }
+  const data::Layout layout = data::parse_layout(config.data.layout);
 
   // Multi-label scores and targets of every image; each rank fills its rows, a sum all-reduce
   // gathers them.
   torch::Tensor label_scores, label_targets;
-  for (int64_t index : data::val_indices(total, comm.rank(), comm.size())) {
+  const std::vector<int64_t> indices = data::val_indices(total, comm.rank(), comm.size());
+  Progress progress("eval: rank 0's images", static_cast<int64_t>(indices.size()), "images",
+                    request.show_progress && comm.rank() == 0);
+  for (int64_t index : indices) {
     data::ValSample sample = data::load_val_sample(store, index, test_options);
     const int64_t height = sample.label.size(0), width = sample.label.size(1);
     const torch::Tensor image = sample.image.to(device);
@@ -149,8 +196,10 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       saved = multi.argmax(1)[0];
       multi_acc.add(saved, label);
     }
-    if (!request.save_pred_dir.empty()) write_prediction(saved, request.save_pred_dir, sample.name);
+    keep_prediction(request, store, layout, sample, saved);
+    progress.advance();
   }
+  progress.finish();
   EvalOutcome outcome;
   comm.allreduce(single_acc.mutable_areas());
   outcome.single = single_acc.summarize();

@@ -17,6 +17,7 @@
 // are summed there and copied to the host once). Not thread-safe (one model, one thread).
 
 #include <nlohmann/json_fwd.hpp>
+#include <opencv2/core.hpp>
 #include <torch/torch.h>
 
 #include <string>
@@ -35,11 +36,24 @@ class SegmentorImpl;
 
 namespace segrun::engine {
 
+// A validation image beside its ground truth and prediction in the layout's colours (data/palette.h):
+// one BGR panel, image | ground truth | prediction, at the label's original size.
+struct PredictionPicture {
+  std::string name;  // the record's source stem
+  cv::Mat panel;
+};
+
 struct EvalRequest {
   std::string save_pred_dir;  // when set, each prediction is written as <dir>/<name>.png (train
                               // ids): the multi-scale one when multi_scale, else the single-scale one
-  int64_t limit = -1;         // evaluate only the first `limit` records (-1 = all)
-  bool multi_scale = false;   // also evaluate with eval.ms_scales + flip (the *_ms metrics)
+  bool color = false;         // with save_pred_dir, also <dir>/color/<name>.png (the layout's palette)
+                              // and <dir>/overlay/<name>.jpg (the colours over the image, half opaque)
+  // When set, this rank's first `picture_count` predictions are appended as pictures.
+  std::vector<PredictionPicture>* pictures = nullptr;
+  int64_t picture_count = 0;
+  bool show_progress = false;  // rank 0 shows its images' progress (core/progress.h): `segrun eval`
+  int64_t limit = -1;          // evaluate only the first `limit` records (-1 = all)
+  bool multi_scale = false;    // also evaluate with eval.ms_scales + flip (the *_ms metrics)
 };
 
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,

@@ -1,6 +1,8 @@
 #include "engine/trainer.h"
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <atomic>
@@ -13,6 +15,7 @@
 #include "core/error.h"
 #include "core/run_folder.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/store.h"
@@ -25,6 +28,7 @@
 #include "engine/model_setup.h"
 #include "engine/optimizer.h"
 #include "engine/precision.h"
+#include "engine/tensorboard_writer.h"
 #include "models/segmentor.h"
 
 namespace segrun::engine {
@@ -36,15 +40,6 @@ using Clock = std::chrono::steady_clock;
 std::atomic<int> g_stop_signal{0};  // set only by signal handlers; read at iteration ends
 
 void on_stop_signal(int signal) { g_stop_signal.store(signal); }
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", static_cast<long>(s / 3600), static_cast<long>((s / 60) % 60),
-                static_cast<long>(s % 60));
-  return buf;
-}
 
 }  // namespace
 
@@ -68,6 +63,34 @@ void install_stop_handlers(int extra_signal) {
 bool stop_requested() { return g_stop_signal.load() != 0; }
 
 void clear_stop_request() { g_stop_signal.store(0); }
+
+namespace {
+
+// Validation pictures kept per evaluation (rank 0's first records), at most kPictureHeight pixels
+// high: enough to judge a run by eye, small enough for TensorBoard and the report.
+constexpr int64_t kValPictures = 4;
+constexpr int kPictureHeight = 256;
+
+// Writes the pictures as samples/iter_<iter>/<name>.png and as TensorBoard images val/<name>.
+void save_pictures(const std::vector<PredictionPicture>& pictures, int64_t iter, const std::string& samples_dir,
+                   TensorBoardWriter& board) {
+  if (pictures.empty()) return;
+  const std::string dir = samples_dir + "/iter_" + std::to_string(iter);
+  std::filesystem::create_directories(dir);
+  for (const PredictionPicture& picture : pictures) {
+    cv::Mat panel = picture.panel;
+    if (panel.rows > kPictureHeight) {
+      const int width = std::max(1, static_cast<int>(std::lround(panel.cols * double(kPictureHeight) / panel.rows)));
+      cv::resize(panel, panel, cv::Size(width, kPictureHeight), 0, 0, cv::INTER_NEAREST);
+    }
+    std::vector<uint8_t> png;
+    if (!cv::imencode(".png", panel, png)) throw IoError(dir + "/" + picture.name + ".png: cannot encode");
+    write_file_atomic(dir + "/" + picture.name + ".png", std::string(png.begin(), png.end()));
+    board.add_png("val/" + picture.name, png, panel.cols, panel.rows, 3, iter);
+  }
+}
+
+}  // namespace
 
 // Everything one run holds. Members set by set_up() / resume() are null before.
 struct Trainer::State {
@@ -98,6 +121,7 @@ struct Trainer::State {
   std::unique_ptr<MultiTensorAdamW> optimizer;
   std::string signature;
   int64_t global_batch = 0;
+  std::unique_ptr<TensorBoardWriter> board;  // rank 0
 
   // resume()
   std::unique_ptr<dist::GradientSync> grad_sync;
@@ -182,6 +206,7 @@ void Trainer::set_up() {
       log::warn("removed {} partial checkpoint file(s) left by an interrupted write", stale);
     write_file_atomic(s.run.config_path(), to_toml(config));
     s.run.write_status(RunState::kRunning);
+    s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir());
   }
   install_stop_handlers(stop_signal_number(config.cluster.slurm.signal));
 
@@ -356,6 +381,7 @@ double Trainer::log_window(int64_t done) {
       line["loss_scale"] = s.scaler->current_scale();
     }
     s.run.append_metrics(line.dump());
+    add_metrics_record(*s.board, line);
   }
   s.reset_window(done);
   return avg_loss;
@@ -369,6 +395,11 @@ void Trainer::evaluate(int64_t iter, bool final_eval) {
   auto t0 = Clock::now();
   EvalRequest eval_request;
   eval_request.multi_scale = final_eval && s.config.eval.report_ms;
+  std::vector<PredictionPicture> pictures;
+  if (s.root) {
+    eval_request.pictures = &pictures;
+    eval_request.picture_count = kValPictures;
+  }
   EvalOutcome result = engine::evaluate(*s.model, *s.val_store, s.config, *s.comm, eval_request);
   const SegMetrics& m = result.single;
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -384,6 +415,8 @@ void Trainer::evaluate(int64_t iter, bool final_eval) {
     line["iter"] = iter;
     line["mode"] = "val";
     s.run.append_metrics(line.dump());
+    add_metrics_record(*s.board, line);
+    save_pictures(pictures, iter, s.run.samples_dir(), *s.board);
   }
   s.outcome.evaluation = result;
   s.outcome.evaluated = true;

@@ -1,7 +1,7 @@
 // The run subcommands:
 //   segrun train CONFIG [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of `launch`;
 //                exit 75 when stopped by a signal after checkpointing)
-//   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR] [--json] [--run-dir D]
+//   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--json] [--run-dir D]
 //   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
 //   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
 #include "launcher/command_group.h"
@@ -41,6 +41,7 @@ struct EvalCommand {
   std::vector<std::string> overrides;
   std::string checkpoint;
   std::string save_pred;
+  bool color = false;
   bool json = false;
   bool ms = false;         // --ms: also multi-scale + flip (eval.report_ms = true)
   std::string run_dir;     // --run-dir: record the evaluation there (default: the checkpoint's run)
@@ -159,6 +160,8 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   init_rank_logging(context, config.log.level);
   engine::EvalRequest request;
   request.save_pred_dir = cmd.save_pred;
+  request.color = cmd.color;
+  request.show_progress = true;
   request.multi_scale = config.eval.report_ms;
   std::string record_dir;
   if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(cmd.checkpoint) : cmd.run_dir;
@@ -227,7 +230,13 @@ void add_run_commands(CommandRegistry& registry) {
   eval_command->add_option("config", eval.config, "experiment TOML")->required();
   eval_command->add_option("overrides", eval.overrides, "key=value overrides");
   eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
-  eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
+  auto* save_pred =
+      eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
+  eval_command
+      ->add_flag(
+          "--color", eval.color,
+          "with --save-pred, also color/<name>.png in the dataset's palette and overlay/<name>.jpg over the image")
+      ->needs(save_pred);
   eval_command->add_flag("--json", eval.json, "print JSON");
   eval_command->add_flag("--ms", eval.ms,
                          "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");

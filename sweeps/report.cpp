@@ -15,6 +15,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/run_folder.h"
 #include "sweeps/plot.h"
 #include "sweeps/table.h"
 
@@ -88,7 +89,7 @@ class TempFolder {
 
 // The newest samples/iter_<n> folder of a run ("" when none) and its n.
 std::pair<fs::path, int64_t> newest_samples(const RunRecord& run) {
-  const fs::path root = fs::path(run.dir) / "samples";  // the run folder's samples/ (core/run_folder.h)
+  const fs::path root = RunFolder(run.dir).samples_dir();
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return {{}, -1};
   fs::path best;
@@ -120,6 +121,7 @@ h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ccc; padding
 h3 { font-size: 1em; margin: 1em 0 0.3em; }
 .meta, .note, .cfg { color: #555; }
 .cfg { font-weight: normal; font-size: 0.9em; }
+section { overflow-x: auto; }  /* a wide per-class table scrolls inside its section */
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; white-space: nowrap; }
 th { background: #f2f2f2; }

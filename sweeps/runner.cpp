@@ -19,6 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/process.h"
 #include "core/run_folder.h"
 
@@ -187,7 +188,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(shown[i]) << ", seed "
         << e.run.seed << ")" << (e.action == PlanAction::kResume ? " resuming" : "") << std::endl;
   };
-  scheduler.on_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
+  const auto report_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
     const PlanEntry& e = *todo[i];
     RunRecord now = read_run(e.dir);
     char secs[32];
@@ -219,6 +220,15 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     }
     out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300) << " (log: " << job.log_path
         << ")" << std::endl;
+  };
+  // After each run: runs finished so far, their rate and the time left at that rate.
+  Progress progress("sweep " + spec.name + ":", static_cast<int64_t>(total), "runs", ProgressStyle::kLines, 0.0,
+                    nullptr, [&out](const std::string& text, bool final_line) {
+                      if (!final_line) out << text << std::endl;
+                    });
+  scheduler.on_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
+    report_finish(i, job, result);
+    progress.advance();
   };
   const auto results = cluster::run_local_jobs(jobs, scheduler);
   for (const auto& r : results) summary.not_started += r.started ? 0 : 1;

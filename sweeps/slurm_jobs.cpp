@@ -10,6 +10,7 @@
 #include "cluster/slurm_client.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/run_folder.h"
 #include "sweeps/spec.h"
 #include "sweeps/table.h"
@@ -152,8 +153,16 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   if (plan.empty()) throw ConfigError(spec.path + ": the sweep has no runs");
 
   // Every run's resolved config; the Slurm settings must agree (one array, one set of resources).
+  // A big sweep takes a while to resolve and write: show it (core/progress.h).
+  constexpr size_t kBigSweep = 50;
   std::vector<Config> configs;
-  for (const auto& e : plan) configs.push_back(load_config(spec.base, e.run.train_args()));
+  Progress resolving("submit " + spec.name + ": resolving configs", static_cast<int64_t>(plan.size()), "runs",
+                     plan.size() >= kBigSweep);
+  for (const auto& e : plan) {
+    configs.push_back(load_config(spec.base, e.run.train_args()));
+    resolving.advance();
+  }
+  resolving.finish();
   for (size_t i = 1; i < plan.size(); ++i)
     if (!same_slurm(configs[i].cluster.slurm, configs[0].cluster.slurm))
       throw ConfigError(spec.path + ": cluster.slurm settings differ between runs " + plan[0].run.dir_name + " and " +
@@ -226,6 +235,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   make_private_dir(runs_dir);
   make_private_dir(slurm_dir);
   const std::string program = cluster::self_executable();
+  Progress writing("submit " + spec.name + ": writing run folders", static_cast<int64_t>(todo.size()), "runs",
+                   todo.size() >= kBigSweep);
   for (size_t i : todo) {
     const PlanEntry& e = plan[i];
     make_private_dir(e.dir);
@@ -234,7 +245,9 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     write_run_manifest(e.dir, spec, e.run, command);
     write_file_atomic(RunFolder(e.dir).config_path(), to_toml(configs[i]));
     if (e.record.state == RunState::kNew) write_run_status(e.dir, RunState::kQueued);
+    writing.advance();
   }
+  writing.finish();
   write_with_mode(tasks_path, tasks, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   write_with_mode(script_path, text, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
   const std::string job_id = cluster::sbatch_submit(script_path, slurm_dir);

@@ -5,6 +5,7 @@
 set -uo pipefail
 segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
+tb_reader="$(realpath "$(dirname "$0")/../engine/read_tensorboard.py")"
 enter_work_dir cli-test
 
 make_tiny_stores "$work" 2 || { echo "cannot make the tiny stores"; exit 1; }
@@ -27,6 +28,36 @@ check "loss decreases" test "$first" = True
 check "table printed" grep -q "mIoU" "$work/train.out"
 check "resolved config written" grep -q "backbone_lr_mult = 1" "$run/config.toml"
 
+# What a person looks at: TensorBoard files under tb/ (read back by an independent reader,
+# tests/engine/read_tensorboard.py) carry metrics.jsonl's numbers, and each evaluation's pictures
+# are in samples/iter_<n>/ and in TensorBoard.
+"$py" "$tb_reader" "$run/tb" > "$work/tb.json"
+check "TensorBoard files read back with valid checksums" test $? -eq 0
+"$py" - "$run/metrics.jsonl" "$work/tb.json" > "$work/tb_check.out" 2>&1 <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+tb = json.load(open(sys.argv[2]))
+s = tb["scalars"]
+train = [(x["iter"], x["loss"]) for x in lines if x["mode"] == "train"]
+val = [(x["iter"], x["mIoU"]) for x in lines if x["mode"] == "val"]
+assert tb["file_version"] == ["brain.Event:2"], tb["file_version"]
+assert [p[0] for p in s["train/loss"]] == [i for i, _ in train], (s["train/loss"], train)
+assert all(abs(a[1] - b) <= 1e-6 * max(1, abs(b)) for a, b in zip(s["train/loss"], [l for _, l in train]))
+for key in ("train/lr", "train/images_per_s", "train/data_wait_fraction", "train/sync_wait_fraction", "val/mAcc", "val/aAcc"):
+    assert key in s, key
+assert [p[0] for p in s["val/mIoU"]] == [i for i, _ in val], (s["val/mIoU"], val)
+assert all(abs(a[1] - b) <= 1e-4 for a, b in zip(s["val/mIoU"], [m for _, m in val]))
+assert any(k.startswith("val/IoU.") for k in s), "no per-class IoU"
+images = tb["images"]
+assert len(images) == 2, images.keys()  # rank 0 evaluates 2 of the 4 validation images
+for tag, shots in images.items():
+    assert [x["step"] for x in shots] == [i for i, _ in val], shots
+    assert all(x["decoded"] == [x["height"], x["width"], 3] for x in shots), shots
+print("ok")
+PY
+check "TensorBoard scalars and images equal metrics.jsonl ($(tail -1 "$work/tb_check.out"))" grep -q '^ok' "$work/tb_check.out"
+check "samples of the last evaluation" test "$(ls "$run/samples/iter_40" | grep -c '\.png$')" = 2
+
 # eval agrees with itself through saved predictions and `segrun metrics`.
 "$segrun" eval "$work/tiny.toml" --checkpoint "$run/checkpoints/iter_40.pt" --save-pred "$work/pred" --json > "$work/eval.json"
 check "eval exit code" test $? -eq 0
@@ -36,6 +67,29 @@ check "eval wrote 4 predictions" test "$(ls "$work/pred" | wc -l)" = 4
 check "metrics exit code" test $? -eq 0
 check "eval mIoU == metrics mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$work/metrics.json" 'round(d["mIoU"],6)')"
 check "eval mIoU == result.json mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$run/result.json" 'round(d["mIoU"],6)')"
+
+# --color: the dataset's palette (ADE20K wall = RGB 120,120,120) and an overlay, beside the ids.
+"$segrun" eval "$work/tiny.toml" --checkpoint "$run/checkpoints/iter_40.pt" --save-pred "$work/predc" --color > /dev/null 2>&1
+check "eval --color exit code" test $? -eq 0
+check "colour and overlay pictures" test "$(ls "$work/predc/color" | wc -l),$(ls "$work/predc/overlay" | wc -l)" = 4,4
+"$py" - "$work/predc" > "$work/color_check.out" 2>&1 <<'PY'
+import os, sys, cv2, numpy as np
+d = sys.argv[1]
+for name in sorted(os.listdir(os.path.join(d, "color"))):
+    ids = cv2.imread(os.path.join(d, name), cv2.IMREAD_UNCHANGED)
+    rgb = cv2.imread(os.path.join(d, "color", name))[:, :, ::-1]
+    assert ids.shape == rgb.shape[:2]
+    colours = {}
+    for i in np.unique(ids):
+        c = {tuple(x) for x in rgb[ids == i]}
+        assert len(c) == 1, (name, i, len(c))  # one colour per class
+        colours[int(i)] = c.pop()
+    assert len(set(colours.values())) == len(colours)  # distinct classes, distinct colours
+    if 0 in colours:
+        assert colours[0] == (120, 120, 120), colours[0]
+print("ok")
+PY
+check "one palette colour per class ($(tail -1 "$work/color_check.out"))" grep -q '^ok' "$work/color_check.out"
 
 # Preemption: SIGUSR1 to the launcher reaches every rank; they checkpoint and exit 75; resume
 # completes the run.

@@ -59,7 +59,7 @@ TEST(Launcher, EverySubcommandIsRegisteredOnce) {
   std::vector<std::string> names;
   for (const CLI::App* sub : cli.app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
   EXPECT_EQ(names, (std::vector<std::string>{"data", "train", "eval", "metrics", "config", "launch", "demo", "sweep",
-                                             "table", "submit", "status", "cancel", "model"}));
+                                             "table", "report", "submit", "status", "cancel", "model"}));
   const std::vector<std::pair<std::vector<std::string>, std::string>> lines{
       {{"data", "inspect", "store"}, "inspect"},
       {{"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}, "train"},

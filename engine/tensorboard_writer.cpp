@@ -1,0 +1,123 @@
+// TensorBoard event files (engine/tensorboard_writer.h).
+#include "engine/tensorboard_writer.h"
+
+#include <isa-l/crc.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <filesystem>
+
+#include "core/error.h"
+#include "engine/tensorboard_event.pb.h"
+
+namespace segrun::engine {
+
+uint32_t crc32c(const void* data, size_t size) {
+  // ISA-L's crc32_iscsi is the reflected CRC-32C without the standard's pre- and post-inversion.
+  uint32_t crc = 0xffffffffu;
+  auto* bytes = static_cast<unsigned char*>(const_cast<void*>(data));
+  while (size > 0) {
+    const int chunk = static_cast<int>(std::min<size_t>(size, INT_MAX));
+    crc = crc32_iscsi(bytes, chunk, crc);
+    bytes += chunk;
+    size -= static_cast<size_t>(chunk);
+  }
+  return crc ^ 0xffffffffu;
+}
+
+uint32_t masked_crc32c(const void* data, size_t size) {
+  const uint32_t crc = crc32c(data, size);
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+namespace {
+
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string host_name() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
+  return name;
+}
+
+void put_le(std::string& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+}  // namespace
+
+TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw IoError(dir + ": cannot create the TensorBoard folder: " + ec.message());
+  const auto seconds = static_cast<long long>(unix_seconds());
+  path_ = dir + "/events.out.tfevents." + std::to_string(seconds) + "." + host_name() + "." +
+          std::to_string(static_cast<long long>(getpid()));
+  out_.open(path_, std::ios::binary | std::ios::trunc);
+  if (!out_) throw IoError(path_ + ": cannot create the TensorBoard event file");
+  tensorboard::Event event;
+  event.set_wall_time(unix_seconds());
+  event.set_file_version("brain.Event:2");
+  write_record(event.SerializeAsString());
+}
+
+void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step) {
+  tensorboard::Event event;
+  event.set_wall_time(unix_seconds());
+  event.set_step(step);
+  auto* entry = event.mutable_summary()->add_value();
+  entry->set_tag(tag);
+  entry->set_simple_value(static_cast<float>(value));
+  write_record(event.SerializeAsString());
+}
+
+void TensorBoardWriter::add_png(const std::string& tag, const std::vector<uint8_t>& png, int width, int height,
+                                int channels, int64_t step) {
+  tensorboard::Event event;
+  event.set_wall_time(unix_seconds());
+  event.set_step(step);
+  auto* entry = event.mutable_summary()->add_value();
+  entry->set_tag(tag);
+  auto* image = entry->mutable_image();
+  image->set_width(width);
+  image->set_height(height);
+  image->set_colorspace(channels);
+  image->set_encoded_image_string(png.data(), png.size());
+  write_record(event.SerializeAsString());
+}
+
+void TensorBoardWriter::write_record(const std::string& data) {
+  std::string header;
+  put_le(header, data.size(), 8);
+  std::string record = header;
+  put_le(record, masked_crc32c(header.data(), header.size()), 4);
+  record += data;
+  put_le(record, masked_crc32c(data.data(), data.size()), 4);
+  out_.write(record.data(), static_cast<std::streamsize>(record.size()));
+  out_.flush();
+  if (!out_) throw IoError(path_ + ": cannot write a TensorBoard record (disk full?)");
+}
+
+void add_metrics_record(TensorBoardWriter& writer, const nlohmann::ordered_json& record) {
+  const std::string mode = record.value("mode", "");
+  const std::string prefix = mode == "train" ? "train/" : "val/";
+  if (mode != "train" && mode != "val" && mode != "eval") return;
+  const int64_t step = record.value("iter", int64_t{0});
+  for (const auto& [key, value] : record.items()) {
+    if (key == "iter") continue;
+    if (value.is_number()) writer.add_scalar(prefix + key, value.get<double>(), step);
+    const std::string per_class = key == "per_class"       ? "IoU."
+                                  : key == "per_class_acc" ? "Acc."
+                                  : key == "per_class_ms"  ? "IoU_ms."
+                                                           : "";
+    if (per_class.empty() || !value.is_object()) continue;
+    for (const auto& [name, class_value] : value.items())
+      if (class_value.is_number()) writer.add_scalar(prefix + per_class + name, class_value.get<double>(), step);
+  }
+}
+
+}  // namespace segrun::engine

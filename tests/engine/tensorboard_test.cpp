@@ -1,0 +1,118 @@
+// TensorBoard event files read back by an independent reader (tests/engine/read_tensorboard.py:
+// the `crc32c` module for the framing checksums, Google's protobuf runtime with TensorFlow's
+// field numbers for the records), and CRC-32C against its published check value.
+#include "engine/tensorboard_writer.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "core/error.h"
+#include "core/process.h"
+#include "tests/scratch_dir.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The reader's JSON for the event files under dir; fails the test when it exits non-zero.
+nlohmann::json read_back(const std::string& dir, int* exit_code = nullptr, std::string* output = nullptr) {
+  const process::Captured run = process::run_captured(
+      {SEGRUN_TEST_PYTHON, std::string(SEGRUN_TEST_SOURCE_DIR) + "/tests/engine/read_tensorboard.py", dir});
+  if (exit_code) *exit_code = run.status.code;
+  if (output) *output = run.err;
+  if (exit_code) return {};
+  EXPECT_TRUE(run.status.ok()) << run.err;
+  return nlohmann::json::parse(run.out);
+}
+
+TEST(TensorBoard, Crc32cIsCastagnolisWithItsCheckValue) {
+  const std::string check = "123456789";
+  EXPECT_EQ(crc32c(check.data(), check.size()), 0xE3069283u);  // RFC 3720 B.4 / the CRC catalogue
+  EXPECT_EQ(crc32c("", 0), 0u);
+  const uint32_t c = 0xE3069283u;
+  EXPECT_EQ(masked_crc32c(check.data(), check.size()), ((c >> 15) | (c << 17)) + 0xa282ead8u);
+}
+
+TEST(TensorBoard, AnIndependentReaderDecodesScalarsImagesAndMetricsRecords) {
+  testing::ScratchDir dir("tensorboard");
+  std::string path;
+  {
+    TensorBoardWriter writer(dir.str("tb"));
+    path = writer.path();
+    writer.add_scalar("train/loss", 2.5, 10);
+    writer.add_scalar("train/loss", 1.25, 20);
+    cv::Mat panel(6, 9, CV_8UC3, cv::Scalar(10, 20, 30));
+    std::vector<uint8_t> png;
+    ASSERT_TRUE(cv::imencode(".png", panel, png));
+    writer.add_png("val/img_0", png, panel.cols, panel.rows, 3, 20);
+    add_metrics_record(writer, nlohmann::ordered_json::parse(
+                                   R"({"iter": 20, "mode": "train", "loss": 1.5, "decode.loss_ce": 1.0,
+                                       "lr": 0.001, "images_per_s": 12.5, "data_wait_fraction": 0.25})"));
+    add_metrics_record(writer, nlohmann::ordered_json::parse(
+                                   R"({"aAcc": 80.0, "mIoU": 41.5, "per_class": {"wall": 50.0, "sky": null},
+                                       "per_class_acc": {"wall": 75.0, "sky": null}, "iter": 20, "mode": "val"})"));
+  }
+  EXPECT_NE(fs::path(path).filename().string().find("events.out.tfevents."), std::string::npos);
+  const nlohmann::json events = read_back(dir.str("tb"));
+  EXPECT_EQ(events["files"], 1);
+  EXPECT_EQ(events["file_version"], nlohmann::json::array({"brain.Event:2"}));
+  const auto& scalars = events["scalars"];
+  EXPECT_EQ(scalars["train/loss"], nlohmann::json::parse("[[10, 2.5], [20, 1.25], [20, 1.5]]"));
+  EXPECT_EQ(scalars["train/decode.loss_ce"], nlohmann::json::parse("[[20, 1.0]]"));
+  EXPECT_NEAR(scalars["train/lr"][0][1].get<double>(), 0.001, 1e-9);  // stored as float
+  EXPECT_EQ(scalars["train/images_per_s"][0][1], 12.5);
+  EXPECT_EQ(scalars["train/data_wait_fraction"][0][1], 0.25);
+  EXPECT_EQ(scalars["val/mIoU"], nlohmann::json::parse("[[20, 41.5]]"));
+  EXPECT_EQ(scalars["val/aAcc"], nlohmann::json::parse("[[20, 80.0]]"));
+  EXPECT_EQ(scalars["val/IoU.wall"], nlohmann::json::parse("[[20, 50.0]]"));
+  EXPECT_EQ(scalars["val/Acc.wall"], nlohmann::json::parse("[[20, 75.0]]"));
+  EXPECT_FALSE(scalars.contains("val/IoU.sky"));  // undefined IoU is not a point on a curve
+  EXPECT_FALSE(scalars.contains("train/iter"));
+  EXPECT_EQ(scalars.size(), 9u) << scalars.dump();
+  const auto& image = events["images"]["val/img_0"][0];
+  EXPECT_EQ(image["step"], 20);
+  EXPECT_EQ(image["width"], 9);
+  EXPECT_EQ(image["height"], 6);
+  EXPECT_EQ(image["colorspace"], 3);
+  EXPECT_EQ(image["decoded"], nlohmann::json::parse("[6, 9, 3]"));
+}
+
+TEST(TensorBoard, TheReaderRejectsAFlippedByteSoItsChecksumsAreReallyChecked) {
+  testing::ScratchDir dir("tensorboard_flip");
+  std::string path;
+  {
+    TensorBoardWriter writer(dir.str("tb"));
+    path = writer.path();
+    writer.add_scalar("train/loss", 2.5, 10);
+  }
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekp(-6, std::ios::end);  // inside the last record's data
+  file.put('\x7f');
+  file.close();
+  int code = 0;
+  std::string output;
+  read_back(dir.str("tb"), &code, &output);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(output.find("data checksum mismatch"), std::string::npos) << output;
+}
+
+TEST(TensorBoard, AnUnwritableFolderIsAnErrorNamingIt) {
+  testing::ScratchDir dir("tensorboard_bad");
+  std::ofstream(dir.str("file")) << "x";
+  try {
+    TensorBoardWriter writer(dir.str("file/tb"));
+    FAIL() << "created a writer under a file";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("file/tb"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace segrun::engine

@@ -248,6 +248,7 @@ ValSample load_val_sample(const StoreReader& store, int64_t index, const TestTra
   ValSample v;
   v.index = index;
   v.name = raw.name;
+  v.original = bgr;
   v.image = torch::empty({1, 3, image.rows, image.cols}, torch::kFloat32);
   copy_chw(image, v.image.data_ptr<float>());
   v.label = torch::empty({seg.rows, seg.cols}, torch::kInt64);

@@ -68,6 +68,7 @@ class TrainLoader {
 struct ValSample {
   torch::Tensor image;  // float32 [1, 3, h, w], resized keep-ratio to `scale` and normalized
   torch::Tensor label;  // int64 [H, W] at the ORIGINAL size, 255 = ignore
+  cv::Mat original;     // the decoded image, BGR uint8 at the original size (for pictures)
   int64_t index = 0;
   std::string name;
 };

@@ -66,26 +66,16 @@ void write_image(const std::string& path, const cv::Mat& image) {
   if (!cv::imwrite(path, image)) throw IoError(path + ": cannot write prediction");
 }
 
-// The record's image as stored, decoded to BGR at its original size (the label's).
-cv::Mat original_image(const data::StoreReader& store, int64_t index) {
-  const data::RawRecord record = store.read(index);
-  cv::Mat image = cv::imdecode(record.image_bytes, cv::IMREAD_COLOR);
-  if (image.empty())
-    throw DataError(store.directory() + ": record " + std::to_string(index) + " (" + store.name(index) +
-                    "): the image does not decode");
-  return image;
-}
-
 // What a request asks to keep of one prediction besides its areas.
-void keep_prediction(const EvalRequest& request, const data::StoreReader& store, data::Layout layout,
-                     const data::ValSample& sample, const torch::Tensor& pred) {
+void keep_prediction(const EvalRequest& request, data::Layout layout, const data::ValSample& sample,
+                     const torch::Tensor& pred) {
   const bool wants_picture = request.pictures && static_cast<int64_t>(request.pictures->size()) < request.picture_count;
   const bool wants_color = request.color && !request.save_pred_dir.empty();
   if (request.save_pred_dir.empty() && !wants_picture) return;
   const cv::Mat prediction = label_mat(pred);
   if (!request.save_pred_dir.empty()) write_image(request.save_pred_dir + "/" + sample.name + ".png", prediction);
   if (!wants_picture && !wants_color) return;
-  const cv::Mat image = original_image(store, sample.index);
+  const cv::Mat& image = sample.original;
   if (wants_color) {
     write_image(request.save_pred_dir + "/color/" + sample.name + ".png", data::colorize_labels(prediction, layout));
     write_image(request.save_pred_dir + "/overlay/" + sample.name + ".jpg",
@@ -196,7 +186,7 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       saved = multi.argmax(1)[0];
       multi_acc.add(saved, label);
     }
-    keep_prediction(request, store, layout, sample, saved);
+    keep_prediction(request, layout, sample, saved);
     progress.advance();
   }
   progress.finish();

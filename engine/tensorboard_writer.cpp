@@ -8,6 +8,7 @@
 #include <chrono>
 #include <climits>
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "engine/tensorboard_event.pb.h"
@@ -66,12 +67,19 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
 }
 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step) {
+  add_scalars({{tag, value}}, step);
+}
+
+void TensorBoardWriter::add_scalars(const std::vector<std::pair<std::string, double>>& values, int64_t step) {
+  if (values.empty()) return;
   tensorboard::Event event;
   event.set_wall_time(unix_seconds());
   event.set_step(step);
-  auto* entry = event.mutable_summary()->add_value();
-  entry->set_tag(tag);
-  entry->set_simple_value(static_cast<float>(value));
+  for (const auto& [tag, value] : values) {
+    auto* entry = event.mutable_summary()->add_value();
+    entry->set_tag(tag);
+    entry->set_simple_value(static_cast<float>(value));
+  }
   write_record(event.SerializeAsString());
 }
 
@@ -104,20 +112,20 @@ void TensorBoardWriter::write_record(const std::string& data) {
 
 void add_metrics_record(TensorBoardWriter& writer, const nlohmann::ordered_json& record) {
   const std::string mode = record.value("mode", "");
-  const std::string prefix = mode == "train" ? "train/" : "val/";
   if (mode != "train" && mode != "val" && mode != "eval") return;
-  const int64_t step = record.value("iter", int64_t{0});
+  const std::string prefix = mode == "train" ? "train/" : "val/";
+  const std::map<std::string, std::string> per_class{
+      {"per_class", "IoU."}, {"per_class_acc", "Acc."}, {"per_class_ms", "IoU_ms."}};
+  std::vector<std::pair<std::string, double>> scalars;
   for (const auto& [key, value] : record.items()) {
     if (key == "iter") continue;
-    if (value.is_number()) writer.add_scalar(prefix + key, value.get<double>(), step);
-    const std::string per_class = key == "per_class"       ? "IoU."
-                                  : key == "per_class_acc" ? "Acc."
-                                  : key == "per_class_ms"  ? "IoU_ms."
-                                                           : "";
-    if (per_class.empty() || !value.is_object()) continue;
+    if (value.is_number()) scalars.emplace_back(prefix + key, value.get<double>());
+    const auto names = per_class.find(key);
+    if (names == per_class.end() || !value.is_object()) continue;
     for (const auto& [name, class_value] : value.items())
-      if (class_value.is_number()) writer.add_scalar(prefix + per_class + name, class_value.get<double>(), step);
+      if (class_value.is_number()) scalars.emplace_back(prefix + names->second + name, class_value.get<double>());
   }
+  writer.add_scalars(scalars, record.value("iter", int64_t{0}));
 }
 
 }  // namespace segrun::engine

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace segrun::engine {
@@ -30,6 +31,8 @@ class TensorBoardWriter {
   const std::string& path() const { return path_; }
 
   void add_scalar(const std::string& tag, double value, int64_t step);
+  // Several scalars of one step in one record (one write and flush).
+  void add_scalars(const std::vector<std::pair<std::string, double>>& values, int64_t step);
   // A PNG-encoded image (RGB or grey) of width x height pixels.
   void add_png(const std::string& tag, const std::vector<uint8_t>& png, int width, int height, int channels,
                int64_t step);
@@ -44,7 +47,8 @@ class TensorBoardWriter {
 // of a "train" record as train/<key> (loss and its parts, lr, images_per_s, data_wait_fraction,
 // sync_wait_fraction, ...), each number of a "val" or "eval" record as val/<key> (mIoU, mAcc,
 // aAcc, mIoU_ms, label_mAP, ...) and its per-class maps as val/IoU.<class>, val/Acc.<class> and
-// val/IoU_ms.<class> (mmsegmentation's names). Nulls (undefined IoU) and other fields are skipped.
+// val/IoU_ms.<class> (mmsegmentation's names), all in one record. Nulls (undefined IoU) and other
+// fields are skipped.
 void add_metrics_record(TensorBoardWriter& writer, const nlohmann::ordered_json& record);
 
 }  // namespace segrun::engine

@@ -11,7 +11,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "engine/tensorboard_event.pb.h"
+#include "engine/tensorboard_event.h"
 
 namespace segrun::engine {
 
@@ -60,10 +60,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
           std::to_string(static_cast<long long>(getpid()));
   out_.open(path_, std::ios::binary | std::ios::trunc);
   if (!out_) throw IoError(path_ + ": cannot create the TensorBoard event file");
-  tensorboard::Event event;
-  event.set_wall_time(unix_seconds());
-  event.set_file_version("brain.Event:2");
-  write_record(event.SerializeAsString());
+  write_record(encode_file_version_event(unix_seconds()));
 }
 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step) {
@@ -72,30 +69,16 @@ void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t
 
 void TensorBoardWriter::add_scalars(const std::vector<std::pair<std::string, double>>& values, int64_t step) {
   if (values.empty()) return;
-  tensorboard::Event event;
-  event.set_wall_time(unix_seconds());
-  event.set_step(step);
-  for (const auto& [tag, value] : values) {
-    auto* entry = event.mutable_summary()->add_value();
-    entry->set_tag(tag);
-    entry->set_simple_value(static_cast<float>(value));
-  }
-  write_record(event.SerializeAsString());
+  std::vector<std::pair<std::string, float>> simple_values;
+  simple_values.reserve(values.size());
+  for (const auto& [tag, value] : values) simple_values.emplace_back(tag, static_cast<float>(value));
+  write_record(encode_scalars_event(unix_seconds(), step, simple_values));
 }
 
 void TensorBoardWriter::add_png(const std::string& tag, const std::vector<uint8_t>& png, int width, int height,
                                 int channels, int64_t step) {
-  tensorboard::Event event;
-  event.set_wall_time(unix_seconds());
-  event.set_step(step);
-  auto* entry = event.mutable_summary()->add_value();
-  entry->set_tag(tag);
-  auto* image = entry->mutable_image();
-  image->set_width(width);
-  image->set_height(height);
-  image->set_colorspace(channels);
-  image->set_encoded_image_string(png.data(), png.size());
-  write_record(event.SerializeAsString());
+  const TensorBoardImage image{height, width, channels, std::string(png.begin(), png.end())};
+  write_record(encode_image_event(unix_seconds(), step, tag, image));
 }
 
 void TensorBoardWriter::write_record(const std::string& data) {

@@ -2,7 +2,7 @@
 // TensorBoard event files: what `tensorboard --logdir runs/` reads. One writer owns one file,
 // <dir>/events.out.tfevents.<unix seconds>.<host>.<pid> (TensorBoard reads every such file of a
 // folder, so a resumed run adds a file beside the earlier ones).
-// Format (TensorFlow's TFRecord + event.proto, engine/tensorboard_event.proto): each record is
+// Format (TensorFlow's TFRecord framing of Event records, engine/tensorboard_event.h): each record is
 //   uint64 length (little endian) | uint32 masked CRC-32C of those 8 bytes | data | uint32 masked CRC-32C of data
 // where masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8 and data is a serialized Event; the
 // first Event carries file_version "brain.Event:2". Records are flushed as they are written, so

@@ -11,7 +11,6 @@ packages=(
   libhdf5-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev libisal-dev
-  libprotobuf-dev protobuf-compiler  # TensorBoard event records
   libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-core-dev
   python3 python3-torch python3-scipy python3-opencv python3-numpy python3-h5py
   python3-protobuf python3-crc32c  # tests: an independent reader of the TensorBoard files

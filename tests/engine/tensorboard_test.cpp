@@ -3,6 +3,8 @@
 // field numbers for the records), and CRC-32C against its published check value.
 #include "engine/tensorboard_writer.h"
 
+#include "engine/tensorboard_event.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -38,6 +40,29 @@ TEST(TensorBoard, Crc32cIsCastagnolisWithItsCheckValue) {
   EXPECT_EQ(crc32c("", 0), 0u);
   const uint32_t c = 0xE3069283u;
   EXPECT_EQ(masked_crc32c(check.data(), check.size()), ((c >> 15) | (c << 17)) + 0xa282ead8u);
+}
+
+// Events worked out by hand from protobuf's encoding guide (tag = field << 3 | wire type; varints
+// 7 bits a byte, low first; fixed64/fixed32 little endian): the same bytes libprotobuf gives.
+TEST(TensorBoard, EventsAreProtobufsWireFormatByteForByte) {
+  using bytes = std::string;
+  // wall_time 1.0 = 0x3FF0000000000000 (field 1, fixed64: 0x09), file_version (field 3: 0x1a).
+  EXPECT_EQ(encode_file_version_event(1.0), bytes("\x09\0\0\0\0\0\0\xf0\x3f\x1a\x0d"
+                                                  "brain.Event:2", 24));
+  // wall_time 0 and step 0 are left out (proto3); a oneof member (simple_value 0) is not.
+  EXPECT_EQ(encode_scalars_event(0, 0, {{"a", 0.0f}}), bytes("\x2a\x0a\x0a\x08\x0a\x01" "a\x15\0\0\0\0", 12));
+  // step 300 = varint ac 02 (field 2: 0x10); 1.5f = 0x3FC00000; two values, one summary.
+  EXPECT_EQ(encode_scalars_event(0, 300, {{"x", 1.5f}, {"", -2.0f}}),
+            bytes("\x10\xac\x02\x2a\x11\x0a\x08\x0a\x01x\x15\0\0\xc0\x3f\x0a\x05\x15\0\0\0\xc0", 22));
+  // A negative step is ten varint bytes (sign-extended to 64 bits).
+  EXPECT_EQ(encode_scalars_event(0, -1, {}), bytes("\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x2a\x00", 13));
+  // A 200-byte tag has a two-byte length (c8 01); the image: height 2, width 3, colorspace 3.
+  const std::string long_tag(200, 't');
+  const std::string scalars = encode_scalars_event(0, 0, {{long_tag, 1.0f}});
+  EXPECT_EQ(scalars.substr(0, 8), bytes("\x2a\xd3\x01\x0a\xd0\x01\x0a\xc8", 8));
+  EXPECT_EQ(scalars.size(), 3u + 3u + 3u + 200u + 5u);
+  EXPECT_EQ(encode_image_event(0, 7, "i", {2, 3, 3, "PNG"}),
+            bytes("\x10\x07\x2a\x12\x0a\x10\x0a\x01i\x22\x0b\x08\x02\x10\x03\x18\x03\x22\x03PNG", 22));
 }
 
 TEST(TensorBoard, AnIndependentReaderDecodesScalarsImagesAndMetricsRecords) {

@@ -11,6 +11,8 @@
 //                       [--batches 50] [--warmup 3] [--workers 1,2] [--threads 0,1]
 //                       [--profile 128] [--python /usr/bin/python3] [--keep-store 0]
 // --profile N (0 = off) also times each step over N samples on one thread on both sides.
+// --python none: segrun's side alone (a machine whose Python has torch but not cv2 and h5py, such
+// as a GPU node's pip environment); the peer's columns then show "-".
 // --threads 0 = the libraries' defaults (OpenCV's TBB pool on segrun's side; mmseg's
 // setup_multi_processes defaults on the peer's), 1 = one thread per worker on both sides
 // (cv::setNumThreads(1) + torch::set_num_threads(1); OMP_NUM_THREADS=1 and cv2.setNumThreads(1) for
@@ -285,6 +287,7 @@ int main(int argc, char** argv) {
   const int default_cv_threads = cv::getNumThreads();
   const int default_torch_threads = torch::get_num_threads();
 
+  const bool with_peer = flags["python"] != "none";
   bool all_ok = true;
   std::printf(
       "| workers | threads | segrun images/s | peer images/s | ratio | segrun images/CPU-s | "
@@ -300,7 +303,13 @@ int main(int argc, char** argv) {
     }
     for (int workers : worker_counts) {
       SideResult ours = run_segrun(store_dir, workers, threads, crop, batch, batches, warmup);
-      SideResult peer = run_peer(flags["python"], store_dir, workers, threads, crop, batch, batches, warmup);
+      SideResult peer;
+      if (with_peer) {
+        peer = run_peer(flags["python"], store_dir, workers, threads, crop, batch, batches, warmup);
+      } else {
+        peer.ok = true;
+        peer.images = ours.images;
+      }
       const bool ok = ours.ok && peer.ok && ours.images == peer.images;
       if (!ours.ok) std::fprintf(stderr, "segrun side failed: %s\n", ours.problem.c_str());
       if (!peer.ok) std::fprintf(stderr, "peer side failed: %s\n", peer.problem.c_str());
@@ -310,14 +319,22 @@ int main(int argc, char** argv) {
       all_ok = all_ok && ok;
       const double our_cpu = ours.cpu_seconds > 0 ? ours.images / ours.cpu_seconds : 0;
       const double peer_cpu = peer.cpu_seconds > 0 ? peer.images / peer.cpu_seconds : 0;
-      std::printf("| %d | %s | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx | %lld |\n", workers,
-                  threads == 1 ? "1" : "default", ours.images_per_s, peer.images_per_s,
-                  peer.images_per_s > 0 ? ours.images_per_s / peer.images_per_s : 0.0, our_cpu, peer_cpu,
-                  peer_cpu > 0 ? our_cpu / peer_cpu : 0.0, static_cast<long long>(ours.images));
+      if (with_peer) {
+        std::printf("| %d | %s | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx | %lld |\n", workers,
+                    threads == 1 ? "1" : "default", ours.images_per_s, peer.images_per_s,
+                    peer.images_per_s > 0 ? ours.images_per_s / peer.images_per_s : 0.0, our_cpu, peer_cpu,
+                    peer_cpu > 0 ? our_cpu / peer_cpu : 0.0, static_cast<long long>(ours.images));
+      } else {
+        std::printf("| %d | %s | %.1f | - | - | %.1f | - | - | %lld |\n", workers, threads == 1 ? "1" : "default",
+                    ours.images_per_s, our_cpu, static_cast<long long>(ours.images));
+      }
       std::fflush(stdout);
       notes << "workers " << workers << ", threads " << (threads == 1 ? "1" : "default")
-            << ": mean normalized value segrun " << ours.mean_value << " peer " << peer.mean_value
-            << "; ignore fraction segrun " << ours.ignore_fraction << " peer " << peer.ignore_fraction << "\n";
+            << ": mean normalized value segrun " << ours.mean_value;
+      if (with_peer) notes << " peer " << peer.mean_value;
+      notes << "; ignore fraction segrun " << ours.ignore_fraction;
+      if (with_peer) notes << " peer " << peer.ignore_fraction;
+      notes << "\n";
     }
   }
   std::printf("\n%s", notes.str().c_str());
@@ -330,7 +347,7 @@ int main(int argc, char** argv) {
     cv::setNumThreads(1);
     torch::set_num_threads(1);
     const auto ours = profile_segrun(store_dir, crop, samples);
-    auto peer = profile_peer(flags["python"], store_dir, crop, samples);
+    auto peer = with_peer ? profile_peer(flags["python"], store_dir, crop, samples) : std::map<std::string, double>{};
     std::printf("\n| step (1 thread, ms per sample) | segrun | peer | peer - segrun |\n|---|---|---|---|\n");
     double our_total = 0, peer_total = 0;
     for (const auto& [step, ms] : ours) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares, on a Debian 12 machine with network access, the libraries segrun needs on a GPU
 # machine that lacks them and cannot download them (docs/gpu.md): a folder (default .gpu-deps,
-# git-ignored) to copy or carry there, which scripts/gpu-check.sh finds by itself.
+# git-ignored) to copy or carry there, which scripts/gpu-check.sh finds by itself. Only root/ and
+# opencv/ are needed there (~29 MB); src/ is OpenCV's source and build folder (~450 MB).
 #   .gpu-deps/root/usr/...   Debian's toml++ (libtomlplusplus-dev, libtomlplusplus3) and ISA-L
 #                            (libisal-dev, libisal2), unpacked from their .deb files;
 #   .gpu-deps/opencv/...     a static OpenCV 4.6 (core, imgproc, imgcodecs with JPEG and PNG)
@@ -9,7 +10,7 @@
 #                            amd64 CPU flags, plus the static libjpeg-turbo, libpng and zlib it
 #                            links: images decode and augment exactly as with Debian's OpenCV.
 #                            (Debian's shared OpenCV image codecs pull in ~200 MB of libraries.)
-# Idempotent; about 15 minutes on 2 cores the first time (OpenCV).
+# Idempotent; about 7 minutes on 2 cores the first time (OpenCV; measured 2026-12-05).
 #   bash scripts/gpu-deps.sh [folder]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -304,15 +304,10 @@ int main(int argc, char** argv) {
     for (int workers : worker_counts) {
       SideResult ours = run_segrun(store_dir, workers, threads, crop, batch, batches, warmup);
       SideResult peer;
-      if (with_peer) {
-        peer = run_peer(flags["python"], store_dir, workers, threads, crop, batch, batches, warmup);
-      } else {
-        peer.ok = true;
-        peer.images = ours.images;
-      }
-      const bool ok = ours.ok && peer.ok && ours.images == peer.images;
+      if (with_peer) peer = run_peer(flags["python"], store_dir, workers, threads, crop, batch, batches, warmup);
+      const bool ok = ours.ok && (!with_peer || (peer.ok && ours.images == peer.images));
       if (!ours.ok) std::fprintf(stderr, "segrun side failed: %s\n", ours.problem.c_str());
-      if (!peer.ok) std::fprintf(stderr, "peer side failed: %s\n", peer.problem.c_str());
+      if (with_peer && !peer.ok) std::fprintf(stderr, "peer side failed: %s\n", peer.problem.c_str());
       if (ours.ok && peer.ok && ours.images != peer.images)
         std::fprintf(stderr, "image counts differ: %lld vs %lld\n", static_cast<long long>(ours.images),
                      static_cast<long long>(peer.images));

@@ -19,10 +19,6 @@ void put_varint(std::string& out, uint64_t value) {
 
 void put_tag(std::string& out, uint32_t field, uint32_t wire_type) { put_varint(out, (field << 3) | wire_type); }
 
-void put_little_endian(std::string& out, uint64_t bits, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
-}
-
 // int32 and int64 fields are varints of the value sign-extended to 64 bits.
 void put_int(std::string& out, uint32_t field, int64_t value) {
   put_tag(out, field, kVarint);
@@ -39,14 +35,14 @@ void put_double(std::string& out, uint32_t field, double value) {
   uint64_t bits;
   std::memcpy(&bits, &value, sizeof(bits));
   put_tag(out, field, kFixed64);
-  put_little_endian(out, bits, 8);
+  append_little_endian(out, bits, 8);
 }
 
 void put_float(std::string& out, uint32_t field, float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof(bits));
   put_tag(out, field, kFixed32);
-  put_little_endian(out, bits, 4);
+  append_little_endian(out, bits, 4);
 }
 
 // Event fields 1 and 2 (proto3: zero is not written).
@@ -64,6 +60,10 @@ std::string summary_value_head(const std::string& tag) {
 }
 
 }  // namespace
+
+void append_little_endian(std::string& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
 
 std::string encode_file_version_event(double wall_time) {
   std::string event = event_head(wall_time, 0);

@@ -28,6 +28,10 @@ struct TensorBoardImage {
   std::string encoded;  // PNG bytes
 };
 
+// Appends the low `bytes` bytes of value, least significant first (protobuf's fixed32/fixed64,
+// and the TFRecord framing's length and checksums in engine/tensorboard_writer.cpp).
+void append_little_endian(std::string& out, uint64_t value, int bytes);
+
 // The first record of an event file: wall_time and file_version "brain.Event:2".
 std::string encode_file_version_event(double wall_time);
 // An Event at `step` whose summary holds one simple_value per (tag, value).

@@ -45,10 +45,6 @@ std::string host_name() {
   return name;
 }
 
-void put_le(std::string& out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-}
-
 }  // namespace
 
 TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
@@ -83,11 +79,11 @@ void TensorBoardWriter::add_png(const std::string& tag, const std::vector<uint8_
 
 void TensorBoardWriter::write_record(const std::string& data) {
   std::string header;
-  put_le(header, data.size(), 8);
+  append_little_endian(header, data.size(), 8);
   std::string record = header;
-  put_le(record, masked_crc32c(header.data(), header.size()), 4);
+  append_little_endian(record, masked_crc32c(header.data(), header.size()), 4);
   record += data;
-  put_le(record, masked_crc32c(data.data(), data.size()), 4);
+  append_little_endian(record, masked_crc32c(data.data(), data.size()), 4);
   out_.write(record.data(), static_cast<std::streamsize>(record.size()));
   out_.flush();
   if (!out_) throw IoError(path_ + ": cannot write a TensorBoard record (disk full?)");

@@ -128,23 +128,16 @@ class MpiCommunicator final : public Communicator {
 
   void allreduce(torch::Tensor& tensor, ReduceOp op) override { allreduce_noted(tensor, op, ""); }
 
-  // MPI counts are int: tensors above kMaxCount elements go as several collectives, in the same
-  // order on every rank (each with its own sequence number).
+  // Tensors above kMaxCount elements go as several collectives (for_each_chunk).
   void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) override {
     require_contiguous(tensor, "allreduce");
     if (size_ == 1 || tensor.numel() == 0) return;
     torch::Tensor buffer = tensor.is_cuda() ? host_view(tensor, cuda_aware_) : tensor;
-    const int64_t total = buffer.numel(), item = buffer.element_size();
-    auto* base = static_cast<char*>(buffer.data_ptr());
-    for (int64_t begin = 0; begin < total; begin += kMaxCount) {
-      const int64_t count = std::min(kMaxCount, total - begin);
-      auto info = watchdog_->begin(CollectiveKind::kAllreduce, count * item, note);
-      MPI_Request request = MPI_REQUEST_NULL;
-      SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, base + begin * item, static_cast<int>(count),
-                                      mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_, &request),
+    for_each_chunk(buffer, CollectiveKind::kAllreduce, note, [&](void* data, int count, MPI_Request* request) {
+      SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, count, mpi_type_of(tensor, "allreduce"), mpi_op_of(op),
+                                      comm_, request),
                        "MPI_Iallreduce");
-      watchdog_->wait(request, info);
-    }
+    });
     if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
 
@@ -152,17 +145,10 @@ class MpiCommunicator final : public Communicator {
     require_contiguous(tensor, "broadcast");
     if (size_ == 1 || tensor.numel() == 0) return;
     torch::Tensor buffer = tensor.is_cuda() ? host_view(tensor, cuda_aware_) : tensor;
-    const int64_t total = buffer.numel(), item = buffer.element_size();
-    auto* base = static_cast<char*>(buffer.data_ptr());
-    for (int64_t begin = 0; begin < total; begin += kMaxCount) {
-      const int64_t count = std::min(kMaxCount, total - begin);
-      auto info = watchdog_->begin(CollectiveKind::kBroadcast, count * item, "root " + std::to_string(root));
-      MPI_Request request = MPI_REQUEST_NULL;
-      SEGRUN_MPI_CHECK(MPI_Ibcast(base + begin * item, static_cast<int>(count), mpi_type_of(tensor, "broadcast"), root,
-                                  comm_, &request),
-                       "MPI_Ibcast");
-      watchdog_->wait(request, info);
-    }
+    const std::string note = "root " + std::to_string(root);
+    for_each_chunk(buffer, CollectiveKind::kBroadcast, note, [&](void* data, int count, MPI_Request* request) {
+      SEGRUN_MPI_CHECK(MPI_Ibcast(data, count, mpi_type_of(tensor, "broadcast"), root, comm_, request), "MPI_Ibcast");
+    });
     if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
 
@@ -213,6 +199,22 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // MPI counts are int: one non-blocking collective per chunk of at most kMaxCount elements of
+  // `buffer`, in the same order on every rank, each under the watchdog with its own sequence
+  // number. start(chunk data, element count, &request) issues the chunk's collective.
+  template <typename Start>
+  void for_each_chunk(const torch::Tensor& buffer, CollectiveKind kind, const std::string& note, Start&& start) {
+    const int64_t total = buffer.numel(), item = buffer.element_size();
+    auto* base = static_cast<char*>(buffer.data_ptr());
+    for (int64_t begin = 0; begin < total; begin += kMaxCount) {
+      const int64_t count = std::min(kMaxCount, total - begin);
+      auto info = watchdog_->begin(kind, count * item, note);
+      MPI_Request request = MPI_REQUEST_NULL;
+      start(static_cast<void*>(base + begin * item), static_cast<int>(count), &request);
+      watchdog_->wait(request, info);
+    }
+  }
+
   CommunicatorOptions options_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

@@ -52,21 +52,21 @@ void add_cluster_commands(CommandRegistry& registry) {
   flag("--constraint", o.constraint, "node features (cluster.slurm.constraint)");
   flag("--launcher", o.launcher, "srun | mpirun (cluster.slurm.launcher)")->check(CLI::IsMember({"srun", "mpirun"}));
   flag("--mpi", o.mpi, "srun --mpi plugin (cluster.slurm.mpi)");
-  flag("--nodes", o.nodes, "nodes per run (cluster.slurm.nodes)")->check(CLI::Range(1, 65536));
+  flag("--nodes", o.nodes, "nodes per run (cluster.slurm.nodes)")->check(int_range(1, 65536));
   flag("--gpus-per-node", o.gpus_per_node, "GPUs per node, one rank each (cluster.slurm.gpus_per_node)")
-      ->check(CLI::Range(0, 64));
-  flag("--cpus-per-task", o.cpus_per_task, "CPUs per rank (cluster.slurm.cpus_per_task)")->check(CLI::Range(0, 4096));
+      ->check(int_range(0, 64));
+  flag("--cpus-per-task", o.cpus_per_task, "CPUs per rank (cluster.slurm.cpus_per_task)")->check(int_range(0, 4096));
   flag("--tasks-per-node", o.tasks_per_node, "ranks per node on CPU nodes (cluster.slurm.tasks_per_node)")
-      ->check(CLI::Range(0, 4096));
+      ->check(int_range(0, 4096));
   flag("--max-parallel", o.max_parallel, "array tasks at once (cluster.slurm.max_parallel)")
-      ->check(CLI::Range(0, 100000));
+      ->check(int_range(0, 100000));
   flag("--signal-grace", o.signal_grace_s,
        "seconds between the preemption signal and the time limit (cluster.slurm.signal_grace_s)")
-      ->check(CLI::Range(1, 65535));
+      ->check(int_range(1, 65535));
   s.submit
       ->add_option("-n,--ranks", s.request.ranks,
                    "MPI ranks per run (default: the sweep's resources.ranks, or nodes x GPUs per node)")
-      ->check(CLI::Range(1, 65536));
+      ->check(int_range(1, 65536));
   s.submit->add_option("--export", s.request.exports, "NAME=VALUE exported to the ranks (repeatable)")
       ->allow_extra_args(false);
   s.submit->add_option("--run-dir", s.request.run_dir, "with a CONFIG: the run directory (default runs/<name>)");

@@ -21,4 +21,16 @@ bool CommandRegistry::run_chosen(MpiHolder& mpi, int* exit_code) const {
   return false;
 }
 
+CLI::Validator int_range(int64_t min, int64_t max) {
+  const std::string bounds = std::to_string(min) + " - " + std::to_string(max);
+  return CLI::Validator(
+      [min, max](std::string& input) {
+        int64_t value = 0;
+        if (!CLI::detail::lexical_cast(input, value) || value < min || value > max)
+          return "Value " + input + " not in range " + std::to_string(min) + " to " + std::to_string(max);
+        return std::string();
+      },
+      "INT in [" + bounds + "]");
+}
+
 }  // namespace segrun::launcher

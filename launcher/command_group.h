@@ -8,6 +8,7 @@
 // (launcher/mpi_holder.h), which main owns so that its catch can abort the whole world.
 // A new group is one more add_*_commands function, called by main.
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <utility>
@@ -15,6 +16,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace segrun::launcher {
@@ -39,6 +41,11 @@ class CommandRegistry {
   CLI::App& app_;
   std::vector<std::pair<CLI::App*, CommandAction>> commands_;
 };
+
+// The check for an integer option in [min, max] (inclusive), used instead of CLI::Range so that its
+// message is segrun's on every CLI11: "Value 0 not in range 1 to 255" (after the option's name).
+// CLI11 2.4 (Ubuntu 24.04, where GPU machines build) words its Range "not in range [1 - 255]".
+CLI::Validator int_range(int64_t min, int64_t max);
 
 // data synth | pack | inspect (launcher/data_commands.cpp)
 void add_data_commands(CommandRegistry& registry);

@@ -98,8 +98,8 @@ void add_data_commands(CommandRegistry& registry) {
       [options](MpiHolder&) { return run_synth(options->synth_options); }, data);
   add_layout_option(synth, so.layout);
   synth->add_option("--out", so.out, "output folder")->required();
-  synth->add_option("--train", so.train, "training images")->capture_default_str()->check(CLI::Range(1, 1000000));
-  synth->add_option("--val", so.val, "validation images")->capture_default_str()->check(CLI::Range(1, 1000000));
+  synth->add_option("--train", so.train, "training images")->capture_default_str()->check(int_range(1, 1000000));
+  synth->add_option("--val", so.val, "validation images")->capture_default_str()->check(int_range(1, 1000000));
   add_size_option(synth, so);
   synth->add_option("--seed", so.seed, "random seed")->capture_default_str();
 
@@ -111,7 +111,7 @@ void add_data_commands(CommandRegistry& registry) {
   pack->add_option("--root", po.root, "dataset folder")->required();
   pack->add_option("--split", po.split, "ade20k: training | validation; cityscapes: train | val")->required();
   pack->add_option("--out", po.out, "store folder to create (must not exist)")->required();
-  pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(CLI::Range(1, 100000));
+  pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(int_range(1, 100000));
 
   CLI::App* inspect = registry.add(
       "inspect", "summarize a store and check every record's CRC",

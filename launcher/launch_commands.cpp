@@ -108,7 +108,7 @@ void add_launch_commands(CommandRegistry& registry) {
   CLI::App* launch_command =
       registry.add("launch", "run a segrun subcommand on N MPI ranks: segrun launch -n 2 -- train cfg.toml",
                    [launch](MpiHolder&) { return run_launch(*launch); });
-  launch_command->add_option("-n,--ranks", launch->ranks, "number of ranks")->required()->check(CLI::Range(1, 65536));
+  launch_command->add_option("-n,--ranks", launch->ranks, "number of ranks")->required()->check(int_range(1, 65536));
   launch_command->add_option("--hosts", launch->hosts, "host:slots,host:slots (default: this machine)");
   launch_command->add_flag("--dry-run", launch->dry_run, "print the mpirun command instead of running it");
   launch_command->add_option("command", launch->command, "the segrun subcommand and its arguments")->required();
@@ -119,9 +119,9 @@ void add_launch_commands(CommandRegistry& registry) {
       registry.add("demo", "synthesize ADE20K-layout data, pack it, train the tiny baseline on 2 ranks, print mIoU",
                    [demo](MpiHolder&) { return run_demo(*demo); });
   demo_command->add_option("--dir", demo->dir, "working folder")->capture_default_str();
-  demo_command->add_option("--ranks", demo->ranks, "ranks")->capture_default_str()->check(CLI::Range(1, 64));
+  demo_command->add_option("--ranks", demo->ranks, "ranks")->capture_default_str()->check(int_range(1, 64));
   demo_command->add_option("--iters", demo->iters, "override the training iterations")
-      ->check(CLI::Range(int64_t{1}, int64_t{100000000}));
+      ->check(int_range(1, 100000000));
 }
 
 }  // namespace segrun::launcher

@@ -252,7 +252,7 @@ void add_run_commands(CommandRegistry& registry) {
   metrics_command->add_option("--gt", metrics.gt_dir, "folder of ground-truth label PNGs")->required();
   metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes")
       ->required()
-      ->check(CLI::Range(1, 255));
+      ->check(int_range(1, 255));
   metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
   metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label,
                             "ADE20K convention: GT 0 -> ignore, k -> k-1");

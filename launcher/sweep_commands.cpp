@@ -79,7 +79,7 @@ void add_sweep_commands(CommandRegistry& registry) {
       ->capture_default_str()
       ->check(CLI::IsMember({"local", "slurm"}));
   s.run->add_option("--max-parallel", s.max_parallel, "runs at once (default: cores / ranks per run)")
-      ->check(CLI::Range(1, 4096));
+      ->check(int_range(1, 4096));
   s.run->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.run->add_flag("--dry-run", s.dry_run, "print the mpirun commands, run nothing");
 
@@ -112,7 +112,7 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
   s.table->add_option("--decimals", s.decimals, "decimals of the values")
       ->capture_default_str()
-      ->check(CLI::Range(0, 6));
+      ->check(int_range(0, 6));
 
   s.report = registry.add("report",
                           "one self-contained HTML file: a sweep's table and plot, and per run its curves, per-class "
@@ -134,7 +134,7 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.report->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
   s.report->add_option("--decimals", s.decimals, "decimals of the values")
       ->capture_default_str()
-      ->check(CLI::Range(0, 6));
+      ->check(int_range(0, 6));
 }
 
 namespace {

@@ -33,6 +33,9 @@ enum class ReduceOp { kSum, kMax, kMin };
 struct CommunicatorOptions {
   double timeout_s = 600.0;    // watchdog deadline per collective; <= 0 waits forever
   std::string name = "world";  // shown in watchdog messages
+  // MPI backend: elements per MPI call (MPI counts are int); a larger allreduce or broadcast goes
+  // as several calls, in order. In [1, 2^31 - 1]; tests lower it to reach the chunked path.
+  int64_t mpi_max_elements_per_call = int64_t{1} << 30;
 };
 
 class Communicator {

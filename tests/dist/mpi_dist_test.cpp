@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "build_config.h"
+#include "core/error.h"
 #include "core/config.h"
 #include "data/loader.h"
 #include "data/pack.h"
@@ -47,6 +48,34 @@ TEST(MpiCommunicator, Collectives) {
   EXPECT_TRUE(torch::equal(b, torch::full({3}, 2.0, torch::kFloat64)));
   auto g = comm->allgather(torch::full({2}, r, torch::kInt32));
   EXPECT_TRUE(torch::equal(g, torch::tensor({0, 0, 1, 1}, torch::kInt32).view({2, 2})));
+}
+
+// MPI counts are int, so a tensor above the per-call limit goes as several calls; with the limit
+// lowered to 7 elements, 20 elements go as 7 + 7 + 6, each a collective of its own.
+TEST(MpiCommunicator, TensorsAboveTheCountLimitGoInOrderedChunks) {
+  CommunicatorOptions options;
+  options.name = "chunked";
+  options.mpi_max_elements_per_call = 7;
+  auto comm = make_communicator("mpi", singleton_context(), options);
+  ASSERT_EQ(comm->size(), 2) << "run under mpirun -np 2";
+  const int r = comm->rank();
+  const uint64_t before = comm->sequence();
+  auto t = torch::arange(20, torch::kFloat64) * (r + 1);  // rank 0: i, rank 1: 2i
+  comm->allreduce(t);
+  EXPECT_TRUE(torch::equal(t, torch::arange(20, torch::kFloat64) * 3));
+  EXPECT_EQ(comm->sequence() - before, 3u);
+  auto b = torch::full({15}, static_cast<int64_t>(r + 1));
+  b[14] = 100 + r;
+  comm->broadcast(b, 1);
+  auto want = torch::full({15}, int64_t{2});
+  want[14] = 101;
+  EXPECT_TRUE(torch::equal(b, want));
+  EXPECT_EQ(comm->sequence() - before, 6u);
+  // allgather is one call: [2 ranks x 4] = 8 elements is over the limit of 7.
+  EXPECT_THROW(comm->allgather(torch::zeros({4})), DistError);
+  CommunicatorOptions bad;
+  bad.mpi_max_elements_per_call = 0;
+  EXPECT_THROW(make_communicator("mpi", singleton_context(), bad), DistError);
 }
 
 TEST(MpiCommunicator, AutoBackendIsMpiOnCpuRanks) {

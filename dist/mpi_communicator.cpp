@@ -16,7 +16,6 @@
 namespace segrun::dist {
 namespace {
 
-
 MPI_Datatype mpi_type_of(const torch::Tensor& t, const char* op) {
   switch (t.scalar_type()) {
     case torch::kFloat32: return MPI_FLOAT;

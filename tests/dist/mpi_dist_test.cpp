@@ -11,8 +11,8 @@
 #include <filesystem>
 
 #include "build_config.h"
-#include "core/error.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "data/loader.h"
 #include "data/pack.h"
 #include "data/store.h"

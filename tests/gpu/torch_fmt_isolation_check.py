@@ -5,8 +5,8 @@ Why: LibTorch 2.x (a pip-installed torch, what GPU machines build against) ships
 headers inside its include folder. A unit compiled with that folder on its path and including
 <fmt/...> -- directly or through spdlog -- gets LibTorch's fmt instead of the system fmt the
 system spdlog was built against, and fails (seen with torch 2.11: `spdlog/common.h:
-'basic_format_string' is not a member of 'fmt'`). segrun therefore keeps spdlog and fmt inside
-core/log.cpp and core/format.cpp, which are compiled without LibTorch (docs/gpu.md, "fmt").
+'basic_format_string' is not a member of 'fmt'`). segrun therefore includes spdlog (and with it
+fmt) only in core/log.cpp, which is compiled without LibTorch (docs/gpu.md, "fmt").
 Debian's LibTorch 1.13 ships no fmt, so CI's build cannot show the failure; this check finds the
 units that would fail, from what the build itself recorded:
   - compile_commands.json: the units compiled with LibTorch's include folder

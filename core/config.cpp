@@ -84,236 +84,183 @@ Field path(std::string key, Ref<std::string> ref) {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// A Ref to a member of one section of Config: member_ref(&Config::train, &TrainConfig::lr), or of a
+// section within a section: member_ref(&Config::model, &ModelConfig::vit, &VitConfig::width).
+template <typename Section, typename T>
+Ref<T> member_ref(Section Config::*section, T Section::*field) {
+  return [section, field](Config& c) -> T& { return (c.*section).*field; };
+}
+template <typename Section, typename Sub, typename T>
+Ref<T> member_ref(Section Config::*section, Sub Section::*sub, T Sub::*field) {
+  return [section, sub, field](Config& c) -> T& { return ((c.*section).*sub).*field; };
+}
+
 const std::vector<Field>& schema() {
   static const std::vector<Field> fields = [] {
     std::vector<Field> s;
+    // One accessor per TOML table: in_train(&TrainConfig::lr) is the Ref for train.lr.
+    auto in_data = [](auto DataConfig::*field) { return member_ref(&Config::data, field); };
+    auto in_model = [](auto ModelConfig::*field) { return member_ref(&Config::model, field); };
+    auto in_vit = [](auto VitConfig::*field) { return member_ref(&Config::model, &ModelConfig::vit, field); };
+    auto in_clip_sp = [](auto ClipSpConfig::*field) {
+      return member_ref(&Config::model, &ModelConfig::clip_sp, field);
+    };
+    auto in_text = [](auto TextConfig::*field) { return member_ref(&Config::model, &ModelConfig::text, field); };
+    auto in_mask2former = [](auto Mask2FormerConfig::*field) {
+      return member_ref(&Config::model, &ModelConfig::mask2former, field);
+    };
+    auto in_mta_clip = [](auto MtaClipConfig::*field) {
+      return member_ref(&Config::model, &ModelConfig::mta_clip, field);
+    };
+    auto in_train = [](auto TrainConfig::*field) { return member_ref(&Config::train, field); };
+    auto in_eval = [](auto EvalConfig::*field) { return member_ref(&Config::eval, field); };
+    auto in_dist = [](auto DistConfig::*field) { return member_ref(&Config::dist, field); };
+    auto in_log = [](auto LogConfig::*field) { return member_ref(&Config::log, field); };
+    auto in_slurm = [](auto SlurmConfig::*field) { return member_ref(&Config::cluster, &ClusterConfig::slurm, field); };
     s.push_back(make("name", Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
     // [data]
-    s.push_back(
-        choice("data.layout", [](Config& c) -> std::string& { return c.data.layout; }, {"ade20k", "cityscapes"}));
-    s.push_back(path("data.store", [](Config& c) -> std::string& { return c.data.store; }));
-    s.push_back(path("data.val_store", [](Config& c) -> std::string& { return c.data.val_store; }));
-    s.push_back(make("data.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.data.crop; }),
-                     16, 8192));
-    s.push_back(make("data.scale",
-                     Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.data.scale; }), 16,
-                     16384));
-    s.push_back(make("data.ratio",
-                     Ref<std::array<double, 2>>([](Config& c) -> std::array<double, 2>& { return c.data.ratio; }), 0,
-                     10, true));
-    s.push_back(
-        make("data.cat_max_ratio", Ref<double>([](Config& c) -> double& { return c.data.cat_max_ratio; }), 0, 1, true));
-    s.push_back(make("data.flip_prob", Ref<double>([](Config& c) -> double& { return c.data.flip_prob; }), 0, 1));
-    s.push_back(make("data.photometric", Ref<bool>([](Config& c) -> bool& { return c.data.photometric; })));
-    s.push_back(
-        choice("data.normalize", [](Config& c) -> std::string& { return c.data.normalize; }, {"clip", "imagenet"}));
-    s.push_back(
-        make("data.batch_per_rank", Ref<int>([](Config& c) -> int& { return c.data.batch_per_rank; }), 1, 1024));
-    s.push_back(make("data.workers", Ref<int>([](Config& c) -> int& { return c.data.workers; }), 1, 64));
-    s.push_back(make("data.prefetch", Ref<int>([](Config& c) -> int& { return c.data.prefetch; }), 1, 64));
-    s.push_back(
-        choice("data.on_corrupt", [](Config& c) -> std::string& { return c.data.on_corrupt; }, {"fail", "skip"}));
+    s.push_back(choice("data.layout", in_data(&DataConfig::layout), {"ade20k", "cityscapes"}));
+    s.push_back(path("data.store", in_data(&DataConfig::store)));
+    s.push_back(path("data.val_store", in_data(&DataConfig::val_store)));
+    s.push_back(make("data.crop", in_data(&DataConfig::crop), 16, 8192));
+    s.push_back(make("data.scale", in_data(&DataConfig::scale), 16, 16384));
+    s.push_back(make("data.ratio", in_data(&DataConfig::ratio), 0, 10, true));
+    s.push_back(make("data.cat_max_ratio", in_data(&DataConfig::cat_max_ratio), 0, 1, true));
+    s.push_back(make("data.flip_prob", in_data(&DataConfig::flip_prob), 0, 1));
+    s.push_back(make("data.photometric", in_data(&DataConfig::photometric)));
+    s.push_back(choice("data.normalize", in_data(&DataConfig::normalize), {"clip", "imagenet"}));
+    s.push_back(make("data.batch_per_rank", in_data(&DataConfig::batch_per_rank), 1, 1024));
+    s.push_back(make("data.workers", in_data(&DataConfig::workers), 1, 64));
+    s.push_back(make("data.prefetch", in_data(&DataConfig::prefetch), 1, 64));
+    s.push_back(choice("data.on_corrupt", in_data(&DataConfig::on_corrupt), {"fail", "skip"}));
     // [model]
-    s.push_back(choice("model.backbone", [](Config& c) -> std::string& { return c.model.backbone; },
-                       {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
-    s.push_back(make("model.width", Ref<int>([](Config& c) -> int& { return c.model.width; }), 8, 256));
-    s.push_back(path("model.pretrained", [](Config& c) -> std::string& { return c.model.pretrained; }));
+    s.push_back(
+        choice("model.backbone", in_model(&ModelConfig::backbone), {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
+    s.push_back(make("model.width", in_model(&ModelConfig::width), 8, 256));
+    s.push_back(path("model.pretrained", in_model(&ModelConfig::pretrained)));
     std::vector<std::string> heads;
     for (const auto& [name, kind] : head_kinds()) heads.push_back(name);
-    s.push_back(choice(
-        "model.head", [](Config& c) -> std::string& { return c.model.head; }, heads));
-    s.push_back(
-        choice("model.norm", [](Config& c) -> std::string& { return c.model.norm; }, {"syncbn", "bn", "frozen_bn"}));
-    s.push_back(make("model.fpn_channels", Ref<int>([](Config& c) -> int& { return c.model.fpn_channels; }), 8, 1024));
-    s.push_back(make("model.dropout", Ref<double>([](Config& c) -> double& { return c.model.dropout; }), 0, 0.99));
+    s.push_back(choice("model.head", in_model(&ModelConfig::head), heads));
+    s.push_back(choice("model.norm", in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
+    s.push_back(make("model.fpn_channels", in_model(&ModelConfig::fpn_channels), 8, 1024));
+    s.push_back(make("model.dropout", in_model(&ModelConfig::dropout), 0, 0.99));
     // [model.vit]
-    auto vit_int = [&s](const char* leaf, int VitConfig::*member, double min, double max) {
-      s.push_back(make(std::string("model.vit.") + leaf,
-                       Ref<int>([member](Config& c) -> int& { return c.model.vit.*member; }), min, max));
-    };
-    vit_int("width", &VitConfig::width, 8, 8192);
-    vit_int("layers", &VitConfig::layers, 1, 256);
-    vit_int("heads", &VitConfig::heads, 1, 256);
-    vit_int("embed_dim", &VitConfig::embed_dim, 8, 8192);
-    s.push_back(make("model.vit.out_indices",
-                     Ref<std::vector<int>>([](Config& c) -> std::vector<int>& { return c.model.vit.out_indices; }), 0,
-                     255));
-    s.push_back(make("model.vit.drop_path_rate",
-                     Ref<double>([](Config& c) -> double& { return c.model.vit.drop_path_rate; }), 0, 0.99));
+    s.push_back(make("model.vit.width", in_vit(&VitConfig::width), 8, 8192));
+    s.push_back(make("model.vit.layers", in_vit(&VitConfig::layers), 1, 256));
+    s.push_back(make("model.vit.heads", in_vit(&VitConfig::heads), 1, 256));
+    s.push_back(make("model.vit.embed_dim", in_vit(&VitConfig::embed_dim), 8, 8192));
+    s.push_back(make("model.vit.out_indices", in_vit(&VitConfig::out_indices), 0, 255));
+    s.push_back(make("model.vit.drop_path_rate", in_vit(&VitConfig::drop_path_rate), 0, 0.99));
     // [model.clip_sp]
-    auto clip_sp_int = [&s](const char* leaf, int ClipSpConfig::*member, double min, double max) {
-      s.push_back(make(std::string("model.clip_sp.") + leaf,
-                       Ref<int>([member](Config& c) -> int& { return c.model.clip_sp.*member; }), min, max));
-    };
-    auto clip_sp_real = [&s](const char* leaf, double ClipSpConfig::*member, double min, double max) {
-      s.push_back(make(std::string("model.clip_sp.") + leaf,
-                       Ref<double>([member](Config& c) -> double& { return c.model.clip_sp.*member; }), min, max));
-    };
-    s.push_back(choice("model.clip_sp.ml_decoder", [](Config& c) -> std::string& { return c.model.clip_sp.ml_decoder; },
-                       {"dual_graphformer", "mlp"}));
-    clip_sp_int("graph_blocks", &ClipSpConfig::graph_blocks, 1, 64);
-    clip_sp_int("graph_nodes", &ClipSpConfig::graph_nodes, 1, 4096);
-    clip_sp_int("top_k", &ClipSpConfig::top_k, 1, 4096);
-    clip_sp_int("attn_dim", &ClipSpConfig::attn_dim, 8, 8192);
-    clip_sp_int("heads", &ClipSpConfig::heads, 1, 64);
-    clip_sp_int("srm_dim", &ClipSpConfig::srm_dim, 8, 8192);
-    clip_sp_real("batch_drop.r_start", &ClipSpConfig::drop_r_start, 0, 1);
-    clip_sp_real("batch_drop.r_end", &ClipSpConfig::drop_r_end, 0, 1);
-    clip_sp_real("batch_drop.decay", &ClipSpConfig::drop_decay, 0, 1);
-    s.push_back(choice("model.clip_sp.batch_drop.mode",
-                       [](Config& c) -> std::string& { return c.model.clip_sp.drop_mode; }, {"slots", "images"}));
-    s.push_back(choice("model.clip_sp.srm_gate", [](Config& c) -> std::string& { return c.model.clip_sp.srm_gate; },
-                       {"linear", "sigmoid"}));
-    s.push_back(make("model.clip_sp.srm_output_proj",
-                     Ref<bool>([](Config& c) -> bool& { return c.model.clip_sp.srm_output_proj; })));
-    clip_sp_real("lambda_ml", &ClipSpConfig::lambda_ml, 0, 1e4);
-    clip_sp_real("lambda_aux", &ClipSpConfig::lambda_aux, 0, 1e4);
-    clip_sp_real("asl.gamma_neg", &ClipSpConfig::asl_gamma_neg, 0, 100);
-    clip_sp_real("asl.gamma_pos", &ClipSpConfig::asl_gamma_pos, 0, 100);
-    clip_sp_real("asl.clip", &ClipSpConfig::asl_clip, 0, 1);
+    s.push_back(choice("model.clip_sp.ml_decoder", in_clip_sp(&ClipSpConfig::ml_decoder), {"dual_graphformer", "mlp"}));
+    s.push_back(make("model.clip_sp.graph_blocks", in_clip_sp(&ClipSpConfig::graph_blocks), 1, 64));
+    s.push_back(make("model.clip_sp.graph_nodes", in_clip_sp(&ClipSpConfig::graph_nodes), 1, 4096));
+    s.push_back(make("model.clip_sp.top_k", in_clip_sp(&ClipSpConfig::top_k), 1, 4096));
+    s.push_back(make("model.clip_sp.attn_dim", in_clip_sp(&ClipSpConfig::attn_dim), 8, 8192));
+    s.push_back(make("model.clip_sp.heads", in_clip_sp(&ClipSpConfig::heads), 1, 64));
+    s.push_back(make("model.clip_sp.srm_dim", in_clip_sp(&ClipSpConfig::srm_dim), 8, 8192));
+    s.push_back(make("model.clip_sp.batch_drop.r_start", in_clip_sp(&ClipSpConfig::drop_r_start), 0, 1));
+    s.push_back(make("model.clip_sp.batch_drop.r_end", in_clip_sp(&ClipSpConfig::drop_r_end), 0, 1));
+    s.push_back(make("model.clip_sp.batch_drop.decay", in_clip_sp(&ClipSpConfig::drop_decay), 0, 1));
+    s.push_back(choice("model.clip_sp.batch_drop.mode", in_clip_sp(&ClipSpConfig::drop_mode), {"slots", "images"}));
+    s.push_back(choice("model.clip_sp.srm_gate", in_clip_sp(&ClipSpConfig::srm_gate), {"linear", "sigmoid"}));
+    s.push_back(make("model.clip_sp.srm_output_proj", in_clip_sp(&ClipSpConfig::srm_output_proj)));
+    s.push_back(make("model.clip_sp.lambda_ml", in_clip_sp(&ClipSpConfig::lambda_ml), 0, 1e4));
+    s.push_back(make("model.clip_sp.lambda_aux", in_clip_sp(&ClipSpConfig::lambda_aux), 0, 1e4));
+    s.push_back(make("model.clip_sp.asl.gamma_neg", in_clip_sp(&ClipSpConfig::asl_gamma_neg), 0, 100));
+    s.push_back(make("model.clip_sp.asl.gamma_pos", in_clip_sp(&ClipSpConfig::asl_gamma_pos), 0, 100));
+    s.push_back(make("model.clip_sp.asl.clip", in_clip_sp(&ClipSpConfig::asl_clip), 0, 1));
     // [model.text]
-    s.push_back(make("model.text.width", Ref<int>([](Config& c) -> int& { return c.model.text.width; }), 8, 8192));
-    s.push_back(make("model.text.layers", Ref<int>([](Config& c) -> int& { return c.model.text.layers; }), 1, 256));
-    s.push_back(make("model.text.heads", Ref<int>([](Config& c) -> int& { return c.model.text.heads; }), 1, 256));
-    s.push_back(
-        make("model.text.prompt", Ref<std::string>([](Config& c) -> std::string& { return c.model.text.prompt; })));
+    s.push_back(make("model.text.width", in_text(&TextConfig::width), 8, 8192));
+    s.push_back(make("model.text.layers", in_text(&TextConfig::layers), 1, 256));
+    s.push_back(make("model.text.heads", in_text(&TextConfig::heads), 1, 256));
+    s.push_back(make("model.text.prompt", in_text(&TextConfig::prompt)));
     // [model.mask2former]
-    auto m2f_int = [&s](const char* leaf, int Mask2FormerConfig::*member, double min, double max) {
-      s.push_back(make(std::string("model.mask2former.") + leaf,
-                       Ref<int>([member](Config& c) -> int& { return c.model.mask2former.*member; }), min, max));
-    };
-    auto m2f_real = [&s](const char* leaf, double Mask2FormerConfig::*member, double min, double max) {
-      s.push_back(make(std::string("model.mask2former.") + leaf,
-                       Ref<double>([member](Config& c) -> double& { return c.model.mask2former.*member; }), min, max));
-    };
-    m2f_int("num_queries", &Mask2FormerConfig::num_queries, 1, 10000);
-    m2f_int("hidden_dim", &Mask2FormerConfig::hidden_dim, 32, 4096);
-    m2f_int("dec_layers", &Mask2FormerConfig::dec_layers, 1, 100);
-    m2f_int("enc_layers", &Mask2FormerConfig::enc_layers, 0, 100);
-    m2f_int("heads", &Mask2FormerConfig::heads, 1, 64);
-    m2f_int("enc_points", &Mask2FormerConfig::enc_points, 1, 64);
-    m2f_int("enc_ffn", &Mask2FormerConfig::enc_ffn, 1, 65536);
-    m2f_int("dec_ffn", &Mask2FormerConfig::dec_ffn, 1, 65536);
-    m2f_int("num_points", &Mask2FormerConfig::num_points, 1, 1 << 22);
-    m2f_real("oversample", &Mask2FormerConfig::oversample, 1, 100);
-    m2f_real("importance", &Mask2FormerConfig::importance, 0, 1);
-    m2f_real("class_weight", &Mask2FormerConfig::class_weight, 0, 1e4);
-    m2f_real("mask_weight", &Mask2FormerConfig::mask_weight, 0, 1e4);
-    m2f_real("dice_weight", &Mask2FormerConfig::dice_weight, 0, 1e4);
-    m2f_real("no_object_weight", &Mask2FormerConfig::no_object_weight, 0, 1e4);
-    s.push_back(make("model.mask2former.supervise_initial",
-                     Ref<bool>([](Config& c) -> bool& { return c.model.mask2former.supervise_initial; })));
-    s.push_back(choice("model.mask2former.mask_loss_norm",
-                       [](Config& c) -> std::string& { return c.model.mask2former.mask_loss_norm; },
+    s.push_back(make("model.mask2former.num_queries", in_mask2former(&Mask2FormerConfig::num_queries), 1, 10000));
+    s.push_back(make("model.mask2former.hidden_dim", in_mask2former(&Mask2FormerConfig::hidden_dim), 32, 4096));
+    s.push_back(make("model.mask2former.dec_layers", in_mask2former(&Mask2FormerConfig::dec_layers), 1, 100));
+    s.push_back(make("model.mask2former.enc_layers", in_mask2former(&Mask2FormerConfig::enc_layers), 0, 100));
+    s.push_back(make("model.mask2former.heads", in_mask2former(&Mask2FormerConfig::heads), 1, 64));
+    s.push_back(make("model.mask2former.enc_points", in_mask2former(&Mask2FormerConfig::enc_points), 1, 64));
+    s.push_back(make("model.mask2former.enc_ffn", in_mask2former(&Mask2FormerConfig::enc_ffn), 1, 65536));
+    s.push_back(make("model.mask2former.dec_ffn", in_mask2former(&Mask2FormerConfig::dec_ffn), 1, 65536));
+    s.push_back(make("model.mask2former.num_points", in_mask2former(&Mask2FormerConfig::num_points), 1, 1 << 22));
+    s.push_back(make("model.mask2former.oversample", in_mask2former(&Mask2FormerConfig::oversample), 1, 100));
+    s.push_back(make("model.mask2former.importance", in_mask2former(&Mask2FormerConfig::importance), 0, 1));
+    s.push_back(make("model.mask2former.class_weight", in_mask2former(&Mask2FormerConfig::class_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.mask_weight", in_mask2former(&Mask2FormerConfig::mask_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.dice_weight", in_mask2former(&Mask2FormerConfig::dice_weight), 0, 1e4));
+    s.push_back(
+        make("model.mask2former.no_object_weight", in_mask2former(&Mask2FormerConfig::no_object_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.supervise_initial", in_mask2former(&Mask2FormerConfig::supervise_initial)));
+    s.push_back(choice("model.mask2former.mask_loss_norm", in_mask2former(&Mask2FormerConfig::mask_loss_norm),
                        {"num_masks", "class_weight_sum"}));
     // [model.mta_clip]
-    s.push_back(
-        make("model.mta_clip.prompts", Ref<int>([](Config& c) -> int& { return c.model.mta_clip.prompts; }), 1, 64));
-    s.push_back(make("model.mta_clip.context_length",
-                     Ref<int>([](Config& c) -> int& { return c.model.mta_clip.context_length; }), 1, 64));
-    s.push_back(choice("model.mta_clip.negatives", [](Config& c) -> std::string& { return c.model.mta_clip.negatives; },
-                       {"mixneg", "separateneg"}));
-    s.push_back(make("model.mta_clip.joint_attention",
-                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.joint_attention; })));
-    s.push_back(make("model.mta_clip.text_enhanced",
-                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.text_enhanced; })));
-    s.push_back(
-        make("model.mta_clip.contrastive", Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.contrastive; })));
-    s.push_back(make("model.mta_clip.temperature",
-                     Ref<double>([](Config& c) -> double& { return c.model.mta_clip.temperature; }), 1e-4, 100, true));
-    s.push_back(make("model.mta_clip.lambda_sim",
-                     Ref<double>([](Config& c) -> double& { return c.model.mta_clip.lambda_sim; }), 0, 1e4));
-    s.push_back(choice("model.mta_clip.sim_queries",
-                       [](Config& c) -> std::string& { return c.model.mta_clip.sim_queries; }, {"all", "matched"}));
-    s.push_back(make("model.mta_clip.joint_query_norm",
-                     Ref<bool>([](Config& c) -> bool& { return c.model.mta_clip.joint_query_norm; })));
+    s.push_back(make("model.mta_clip.prompts", in_mta_clip(&MtaClipConfig::prompts), 1, 64));
+    s.push_back(make("model.mta_clip.context_length", in_mta_clip(&MtaClipConfig::context_length), 1, 64));
+    s.push_back(choice("model.mta_clip.negatives", in_mta_clip(&MtaClipConfig::negatives), {"mixneg", "separateneg"}));
+    s.push_back(make("model.mta_clip.joint_attention", in_mta_clip(&MtaClipConfig::joint_attention)));
+    s.push_back(make("model.mta_clip.text_enhanced", in_mta_clip(&MtaClipConfig::text_enhanced)));
+    s.push_back(make("model.mta_clip.contrastive", in_mta_clip(&MtaClipConfig::contrastive)));
+    s.push_back(make("model.mta_clip.temperature", in_mta_clip(&MtaClipConfig::temperature), 1e-4, 100, true));
+    s.push_back(make("model.mta_clip.lambda_sim", in_mta_clip(&MtaClipConfig::lambda_sim), 0, 1e4));
+    s.push_back(choice("model.mta_clip.sim_queries", in_mta_clip(&MtaClipConfig::sim_queries), {"all", "matched"}));
+    s.push_back(make("model.mta_clip.joint_query_norm", in_mta_clip(&MtaClipConfig::joint_query_norm)));
     // [train]
-    s.push_back(make("train.iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.iters; }), 1, 1e9));
-    s.push_back(make("train.lr", Ref<double>([](Config& c) -> double& { return c.train.lr; }), 0, 10, true));
-    s.push_back(make("train.backbone_lr_mult",
-                     Ref<double>([](Config& c) -> double& { return c.train.backbone_lr_mult; }), 0, 100));
-    s.push_back(
-        make("train.weight_decay", Ref<double>([](Config& c) -> double& { return c.train.weight_decay; }), 0, 10));
-    s.push_back(make("train.no_decay_keys", Ref<std::vector<std::string>>([](Config& c) -> std::vector<std::string>& {
-                       return c.train.no_decay_keys;
-                     })));
-    s.push_back(make("train.norm_decay_mult", Ref<double>([](Config& c) -> double& { return c.train.norm_decay_mult; }),
-                     0, 10));
-    s.push_back(
-        make("train.warmup_iters", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.warmup_iters; }), 0, 1e9));
-    s.push_back(
-        make("train.warmup_ratio", Ref<double>([](Config& c) -> double& { return c.train.warmup_ratio; }), 0, 1, true));
-    s.push_back(make("train.poly_power", Ref<double>([](Config& c) -> double& { return c.train.poly_power; }), 0, 10));
-    s.push_back(make("train.min_lr", Ref<double>([](Config& c) -> double& { return c.train.min_lr; }), 0, 10));
-    s.push_back(make("train.grad_clip", Ref<double>([](Config& c) -> double& { return c.train.grad_clip; }), 0, kInf));
-    s.push_back(
-        make("train.eval_interval", Ref<int64_t>([](Config& c) -> int64_t& { return c.train.eval_interval; }), 0, 1e9));
-    s.push_back(make("train.checkpoint_interval",
-                     Ref<int64_t>([](Config& c) -> int64_t& { return c.train.checkpoint_interval; }), 0, 1e9));
-    s.push_back(
-        make("train.keep_checkpoints", Ref<int>([](Config& c) -> int& { return c.train.keep_checkpoints; }), 1, 1000));
-    s.push_back(make("train.seed", Ref<uint64_t>([](Config& c) -> uint64_t& { return c.train.seed; }), 0, 9.0e18));
-    s.push_back(choice("train.precision", [](Config& c) -> std::string& { return c.train.precision; },
-                       {"fp32", "bf16", "fp16"}));
-    s.push_back(make("train.tf32", Ref<bool>([](Config& c) -> bool& { return c.train.tf32; })));
-    s.push_back(make("train.cudnn_benchmark", Ref<bool>([](Config& c) -> bool& { return c.train.cudnn_benchmark; })));
+    s.push_back(make("train.iters", in_train(&TrainConfig::iters), 1, 1e9));
+    s.push_back(make("train.lr", in_train(&TrainConfig::lr), 0, 10, true));
+    s.push_back(make("train.backbone_lr_mult", in_train(&TrainConfig::backbone_lr_mult), 0, 100));
+    s.push_back(make("train.weight_decay", in_train(&TrainConfig::weight_decay), 0, 10));
+    s.push_back(make("train.no_decay_keys", in_train(&TrainConfig::no_decay_keys)));
+    s.push_back(make("train.norm_decay_mult", in_train(&TrainConfig::norm_decay_mult), 0, 10));
+    s.push_back(make("train.warmup_iters", in_train(&TrainConfig::warmup_iters), 0, 1e9));
+    s.push_back(make("train.warmup_ratio", in_train(&TrainConfig::warmup_ratio), 0, 1, true));
+    s.push_back(make("train.poly_power", in_train(&TrainConfig::poly_power), 0, 10));
+    s.push_back(make("train.min_lr", in_train(&TrainConfig::min_lr), 0, 10));
+    s.push_back(make("train.grad_clip", in_train(&TrainConfig::grad_clip), 0, kInf));
+    s.push_back(make("train.eval_interval", in_train(&TrainConfig::eval_interval), 0, 1e9));
+    s.push_back(make("train.checkpoint_interval", in_train(&TrainConfig::checkpoint_interval), 0, 1e9));
+    s.push_back(make("train.keep_checkpoints", in_train(&TrainConfig::keep_checkpoints), 1, 1000));
+    s.push_back(make("train.seed", in_train(&TrainConfig::seed), 0, 9.0e18));
+    s.push_back(choice("train.precision", in_train(&TrainConfig::precision), {"fp32", "bf16", "fp16"}));
+    s.push_back(make("train.tf32", in_train(&TrainConfig::tf32)));
+    s.push_back(make("train.cudnn_benchmark", in_train(&TrainConfig::cudnn_benchmark)));
     // [eval]
-    s.push_back(choice("eval.mode", [](Config& c) -> std::string& { return c.eval.mode; }, {"whole", "slide"}));
-    s.push_back(make("eval.crop", Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.eval.crop; }),
-                     16, 8192));
-    s.push_back(make("eval.stride",
-                     Ref<std::array<int, 2>>([](Config& c) -> std::array<int, 2>& { return c.eval.stride; }), 1, 8192));
-    s.push_back(make("eval.scales",
-                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& { return c.eval.scales; }), 0, 8,
-                     true));
-    s.push_back(make("eval.flip", Ref<bool>([](Config& c) -> bool& { return c.eval.flip; })));
-    s.push_back(make("eval.batch", Ref<int>([](Config& c) -> int& { return c.eval.batch; }), 1, 64));
-    s.push_back(make("eval.ms_scales",
-                     Ref<std::vector<double>>([](Config& c) -> std::vector<double>& { return c.eval.ms_scales; }), 0, 8,
-                     true));
-    s.push_back(make("eval.report_ms", Ref<bool>([](Config& c) -> bool& { return c.eval.report_ms; })));
+    s.push_back(choice("eval.mode", in_eval(&EvalConfig::mode), {"whole", "slide"}));
+    s.push_back(make("eval.crop", in_eval(&EvalConfig::crop), 16, 8192));
+    s.push_back(make("eval.stride", in_eval(&EvalConfig::stride), 1, 8192));
+    s.push_back(make("eval.scales", in_eval(&EvalConfig::scales), 0, 8, true));
+    s.push_back(make("eval.flip", in_eval(&EvalConfig::flip)));
+    s.push_back(make("eval.batch", in_eval(&EvalConfig::batch), 1, 64));
+    s.push_back(make("eval.ms_scales", in_eval(&EvalConfig::ms_scales), 0, 8, true));
+    s.push_back(make("eval.report_ms", in_eval(&EvalConfig::report_ms)));
     // [dist]
-    s.push_back(
-        choice("dist.device", [](Config& c) -> std::string& { return c.dist.device; }, {"auto", "cpu", "cuda"}));
-    s.push_back(
-        choice("dist.backend", [](Config& c) -> std::string& { return c.dist.backend; }, {"auto", "mpi", "nccl"}));
-    s.push_back(
-        make("dist.bucket_mb", Ref<double>([](Config& c) -> double& { return c.dist.bucket_mb; }), 0, 4096, true));
-    s.push_back(make("dist.overlap", Ref<bool>([](Config& c) -> bool& { return c.dist.overlap; })));
-    s.push_back(
-        make("dist.timeout_s", Ref<double>([](Config& c) -> double& { return c.dist.timeout_s; }), 0, 1e6, true));
+    s.push_back(choice("dist.device", in_dist(&DistConfig::device), {"auto", "cpu", "cuda"}));
+    s.push_back(choice("dist.backend", in_dist(&DistConfig::backend), {"auto", "mpi", "nccl"}));
+    s.push_back(make("dist.bucket_mb", in_dist(&DistConfig::bucket_mb), 0, 4096, true));
+    s.push_back(make("dist.overlap", in_dist(&DistConfig::overlap)));
+    s.push_back(make("dist.timeout_s", in_dist(&DistConfig::timeout_s), 0, 1e6, true));
     // [log]
-    s.push_back(make("log.interval", Ref<int64_t>([](Config& c) -> int64_t& { return c.log.interval; }), 1, 1e9));
-    s.push_back(choice("log.level", [](Config& c) -> std::string& { return c.log.level; },
-                       {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(make("log.interval", in_log(&LogConfig::interval), 1, 1e9));
+    s.push_back(choice("log.level", in_log(&LogConfig::level), {"trace", "debug", "info", "warn", "error"}));
     // [cluster.slurm]
-    auto slurm_string = [&s](const char* leaf, std::string SlurmConfig::*member) {
-      s.push_back(make(std::string("cluster.slurm.") + leaf,
-                       Ref<std::string>([member](Config& c) -> std::string& { return c.cluster.slurm.*member; })));
-    };
-    auto slurm_int = [&s](const char* leaf, int SlurmConfig::*member, double min, double max) {
-      s.push_back(make(std::string("cluster.slurm.") + leaf,
-                       Ref<int>([member](Config& c) -> int& { return c.cluster.slurm.*member; }), min, max));
-    };
-    slurm_string("partition", &SlurmConfig::partition);
-    slurm_string("account", &SlurmConfig::account);
-    slurm_string("qos", &SlurmConfig::qos);
-    slurm_string("time", &SlurmConfig::time);
-    slurm_string("mem", &SlurmConfig::mem);
-    slurm_string("constraint", &SlurmConfig::constraint);
-    slurm_int("nodes", &SlurmConfig::nodes, 1, 65536);
-    slurm_int("gpus_per_node", &SlurmConfig::gpus_per_node, 0, 64);
-    slurm_int("tasks_per_node", &SlurmConfig::tasks_per_node, 0, 4096);
-    slurm_int("cpus_per_task", &SlurmConfig::cpus_per_task, 0, 4096);
-    slurm_int("max_parallel", &SlurmConfig::max_parallel, 0, 100000);
-    s.push_back(choice("cluster.slurm.launcher", [](Config& c) -> std::string& { return c.cluster.slurm.launcher; },
-                       {"srun", "mpirun"}));
-    s.push_back(choice("cluster.slurm.mpi", [](Config& c) -> std::string& { return c.cluster.slurm.mpi; },
-                       {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
-    s.push_back(choice("cluster.slurm.signal", [](Config& c) -> std::string& { return c.cluster.slurm.signal; },
-                       {"USR1", "USR2", "TERM"}));
-    slurm_int("signal_grace_s", &SlurmConfig::signal_grace_s, 1, 65535);
-    slurm_int("max_requeues", &SlurmConfig::max_requeues, 0, 10000);
+    s.push_back(make("cluster.slurm.partition", in_slurm(&SlurmConfig::partition)));
+    s.push_back(make("cluster.slurm.account", in_slurm(&SlurmConfig::account)));
+    s.push_back(make("cluster.slurm.qos", in_slurm(&SlurmConfig::qos)));
+    s.push_back(make("cluster.slurm.time", in_slurm(&SlurmConfig::time)));
+    s.push_back(make("cluster.slurm.mem", in_slurm(&SlurmConfig::mem)));
+    s.push_back(make("cluster.slurm.constraint", in_slurm(&SlurmConfig::constraint)));
+    s.push_back(make("cluster.slurm.nodes", in_slurm(&SlurmConfig::nodes), 1, 65536));
+    s.push_back(make("cluster.slurm.gpus_per_node", in_slurm(&SlurmConfig::gpus_per_node), 0, 64));
+    s.push_back(make("cluster.slurm.tasks_per_node", in_slurm(&SlurmConfig::tasks_per_node), 0, 4096));
+    s.push_back(make("cluster.slurm.cpus_per_task", in_slurm(&SlurmConfig::cpus_per_task), 0, 4096));
+    s.push_back(make("cluster.slurm.max_parallel", in_slurm(&SlurmConfig::max_parallel), 0, 100000));
+    s.push_back(choice("cluster.slurm.launcher", in_slurm(&SlurmConfig::launcher), {"srun", "mpirun"}));
+    s.push_back(
+        choice("cluster.slurm.mpi", in_slurm(&SlurmConfig::mpi), {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
+    s.push_back(choice("cluster.slurm.signal", in_slurm(&SlurmConfig::signal), {"USR1", "USR2", "TERM"}));
+    s.push_back(make("cluster.slurm.signal_grace_s", in_slurm(&SlurmConfig::signal_grace_s), 1, 65535));
+    s.push_back(make("cluster.slurm.max_requeues", in_slurm(&SlurmConfig::max_requeues), 0, 10000));
     return s;
   }();
   return fields;

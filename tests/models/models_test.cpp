@@ -6,9 +6,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
 
@@ -28,32 +25,11 @@ namespace {
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-std::string temp_file(const std::string& stem) {
-  return std::string(SEGRUN_TEST_BINARY_DIR) + "/models_test_" + stem + "_" + std::to_string(::getpid()) + ".pt";
-}
-
-void write_bytes(const std::string& path, const std::vector<char>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::vector<char> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using test_io::expect_close;
 
 void add_state(c10::Dict<std::string, at::Tensor>& dict, torch::nn::Module& model, const std::string& prefix) {
   for (const auto& item : model.named_parameters()) dict.insert(prefix + item.key(), item.value().detach().clone());
   for (const auto& item : model.named_buffers()) dict.insert(prefix + item.key(), item.value().detach().clone());
-}
-
-void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what) {
-  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
-  const double scale = expected.abs().max().item<double>();
-  ASSERT_GT(scale, 0.0) << what << ": reference is all zeros";
-  const double max_err = (actual - expected).abs().max().item<double>();
-  EXPECT_LE(max_err, 1e-4 * scale) << what << ": max |diff| " << max_err << " vs max |ref| " << scale;
 }
 
 ModelConfig tiny_config() {
@@ -120,18 +96,7 @@ TEST(ModelsGolden, MatchesIndependentPytorchReference) {
   dict.insert("cfg.clip_variant", torch::tensor(1));
   dict.insert("cfg.clip_width", torch::tensor(16));
   dict.insert("cfg.clip_resolution", torch::tensor(128));
-  const std::string in_path = temp_file("in"), out_path = temp_file("out");
-  write_bytes(in_path, torch::pickle_save(c10::IValue(dict)));
-
-  const std::string command = std::string(SEGRUN_TEST_PYTHON) + " " + SEGRUN_TEST_SOURCE_DIR +
-                              "/tests/models/reference_clip_fpn.py " + in_path + " " + out_path;
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  c10::IValue loaded = torch::pickle_load(read_bytes(out_path));
-  std::remove(in_path.c_str());
-  std::remove(out_path.c_str());
-  ASSERT_TRUE(loaded.isGenericDict());
-  std::map<std::string, torch::Tensor> ref;
-  for (const auto& item : loaded.toGenericDict()) ref[item.key().toStringRef()] = item.value().toTensor();
+  const std::map<std::string, torch::Tensor> ref = test_io::run_tensor_reference("reference_clip_fpn.py", dict);
 
   torch::NoGradGuard no_grad;
   ClipVisualOutput seg_features = segmentor->backbone()->forward(images);
@@ -478,15 +443,11 @@ TEST(ModelsSegmentor, ConfigErrorsNameTheKey) {
 class ModelsPretrained : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    archive_ = new std::string(temp_file("clip_archive"));
-    const std::string expected_path = temp_file("clip_expected");
-    const std::string command = std::string(SEGRUN_TEST_PYTHON) + " " + SEGRUN_TEST_SOURCE_DIR +
-                                "/tests/models/make_clip_archive.py " + *archive_ + " " + expected_path + " 8";
-    ASSERT_EQ(std::system(command.c_str()), 0) << command;
-    c10::IValue loaded = torch::pickle_load(read_bytes(expected_path));
+    archive_ = new std::string(test_io::temp_path("clip_archive"));
+    const std::string expected_path = test_io::temp_path("clip_expected");
+    test_io::run_reference("make_clip_archive.py", {*archive_, expected_path, "8"});
+    expected_ = new std::map<std::string, torch::Tensor>(test_io::load_tensor_dict(expected_path));
     std::remove(expected_path.c_str());
-    expected_ = new std::map<std::string, torch::Tensor>();
-    for (const auto& item : loaded.toGenericDict()) (*expected_)[item.key().toStringRef()] = item.value().toTensor();
   }
   static void TearDownTestSuite() {
     std::remove(archive_->c_str());
@@ -568,8 +529,8 @@ TEST_F(ModelsPretrained, MismatchesAreClearErrors) {
   EXPECT_NE(message.find("model.pretrained"), std::string::npos) << message;
   EXPECT_NE(message.find("no such file"), std::string::npos) << message;
 
-  const std::string garbage = temp_file("garbage");
-  write_bytes(garbage, std::vector<char>{'n', 'o', 't', ' ', 'a', ' ', 'z', 'i', 'p'});
+  const std::string garbage = test_io::temp_path("garbage");
+  test_io::write_bytes(garbage, std::vector<char>{'n', 'o', 't', ' ', 'a', ' ', 'z', 'i', 'p'});
   config.pretrained = garbage;
   message = message_of(config);
   std::remove(garbage.c_str());

@@ -78,6 +78,11 @@ void append_line(const std::string& path, std::string_view line) {
     throw IoError(path + ": append failed: " + (n < 0 ? os_error(err) : "short write"));
 }
 
+bool path_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(path + ": cannot open for reading");

@@ -14,6 +14,8 @@ void write_file_atomic(const std::string& path, std::string_view content);
 void append_line(const std::string& path, std::string_view line);
 // Reads a whole file; IoError naming the path if it cannot.
 std::string read_file(const std::string& path);
+// Whether something is at `path`; false, not an exception, when that cannot be checked either.
+bool path_exists(const std::string& path);
 // "<dir>/<name>.tmp-<pid>": a temp name beside the final one (same filesystem for rename).
 std::string temp_path_for(const std::string& final_path);
 

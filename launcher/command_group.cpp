@@ -22,15 +22,15 @@ bool CommandRegistry::run_chosen(MpiHolder& mpi, int* exit_code) const {
 }
 
 CLI::Validator int_range(int64_t min, int64_t max) {
-  const std::string bounds = std::to_string(min) + " - " + std::to_string(max);
+  const std::string low = std::to_string(min), high = std::to_string(max);
   return CLI::Validator(
-      [min, max](std::string& input) {
+      [min, max, low, high](std::string& input) {
         int64_t value = 0;
         if (!CLI::detail::lexical_cast(input, value) || value < min || value > max)
-          return "Value " + input + " not in range " + std::to_string(min) + " to " + std::to_string(max);
+          return "Value " + input + " not in range " + low + " to " + high;
         return std::string();
       },
-      "INT in [" + bounds + "]");
+      "INT in [" + low + " - " + high + "]");
 }
 
 }  // namespace segrun::launcher

@@ -25,15 +25,10 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-bool exists(const fs::path& p) {
-  std::error_code ec;
-  return fs::exists(p, ec);
-}
-
 // A run folder as the engine leaves it: its resolved config and something it measured.
 bool is_run_folder(const fs::path& dir) {
   const RunFolder folder(dir.string());
-  return exists(folder.config_path()) && (exists(folder.metrics_path()) || exists(folder.result_path()));
+  return path_exists(folder.config_path()) && (path_exists(folder.metrics_path()) || path_exists(folder.result_path()));
 }
 
 std::string folder_name(const std::string& path) {
@@ -235,7 +230,7 @@ std::string curves_section(const std::vector<RunRecord>& runs, ReportSummary* su
   std::vector<std::string> without;
   for (const auto& r : runs) {
     const std::string metrics = RunFolder(r.dir).metrics_path();
-    if (!exists(metrics)) {
+    if (!path_exists(metrics)) {
       without.push_back(run_name(r));
       continue;
     }

@@ -17,6 +17,8 @@
 # SEGRUN_GPU_BUILD_DIR (default build-gpu), SEGRUN_JOBS (default: all cores),
 # SEGRUN_GPU_BUILD_LIMIT_S (the build's deadline: 420 s, or 3600 s with SEGRUN_GPU_CHECK_QUICK=1),
 # SEGRUN_GPU_CHECK_QUICK=1 (tiny sizes: checks the script itself on any machine),
+# SEGRUN_GPU_CHECK_BUILD=0 (use the build folder as it is: no configure, no build; CI runs the quick
+# parts so against its own build, tests/gpu/gpu_check_quick_test.sh),
 # SEGRUN_GPU_CHECK_PARTS (default tests,demo,bench,data: which of 1-4 run after the build, so that
 # a lease whose calls are limited to 10 minutes can take them in two calls; the second call's
 # build is a no-op when the first call's build folder is still there).
@@ -72,7 +74,9 @@ targets=(segrun gpu_test gpu_mpi_test bench_train_step bench_data_pipeline)
 # 420 s is for a 16-core GPU node; a cold build of these targets takes ~30 min on 2 cores.
 build_limit="${SEGRUN_GPU_BUILD_LIMIT_S:-420}"
 [ "$quick" = 1 ] && build_limit="${SEGRUN_GPU_BUILD_LIMIT_S:-3600}"
-if ! "${configure[@]}" > "$logs/configure.log" 2>&1; then
+if [ "${SEGRUN_GPU_CHECK_BUILD:-1}" = 0 ]; then
+  row "build" SKIPPED "SEGRUN_GPU_CHECK_BUILD=0: $build as it is"
+elif ! "${configure[@]}" > "$logs/configure.log" 2>&1; then
   row "build" FAIL "configure failed, see $logs/configure.log: $(grep -m3 -E 'Error|error' "$logs/configure.log" | tr '\n|' '  ' | cut -c1-300)"
 elif stage "$build_limit" cmake --build "$build" -j "$jobs" --target "${targets[@]}" -- -k 0 > "$logs/build.log" 2>&1; then
   row "build" PASS "LibTorch $torch_version, $(grep -o 'CUDA devices [A-Z]*' "$logs/configure.log" | head -1), $(grep -o 'NCCL backend [A-Z]*' "$logs/configure.log" | head -1); $(elapsed $t)"

@@ -13,7 +13,7 @@ units that would fail, from what the build itself recorded:
     (.../torch/csrc/api/include) on their path;
   - `ninja -t deps`: every header each unit (and the precompiled header it uses) really read.
 
-Units the build has not compiled (bench/ is outside the default target) are counted, not checked.
+Units the build has not compiled (yet, or outside the targets it built) are counted, not checked.
 Usage: torch_fmt_isolation_check.py BUILD_DIR. Exit 0 and one line when no unit mixes them,
 exit 1 listing each unit and the fmt/spdlog header it reads, exit 2 when BUILD_DIR is not a
 Ninja build or has compiled none of those units.
@@ -65,7 +65,7 @@ def main():
             print(f"{entry['file']}: no -o in its compile command", file=sys.stderr)
             return 2
         obj_path = obj.group(1)
-        if obj_path not in deps:  # not built (bench/ is outside the default build)
+        if obj_path not in deps:  # not built (yet)
             unbuilt += 1
             continue
         # A precompiled header (`-include .../cmake_pch.hxx`) is read through its own record,

@@ -21,7 +21,11 @@
 # parts so against its own build, tests/gpu/gpu_check_quick_test.sh),
 # SEGRUN_GPU_CHECK_PARTS (default tests,demo,bench,data: which of 1-4 run after the build, so that
 # a lease whose calls are limited to 10 minutes can take them in two calls; the second call's
-# build is a no-op when the first call's build folder is still there).
+# build is a no-op when the first call's build folder is still there),
+# SEGRUN_GPU_CHECK_DEADLINE_S (default 0: none; the whole run's limit in seconds: every stage's own
+# limit is cut to what is left of it, less 20 s, and a part with under 30 s left is NOT RUN, so a
+# caller killed at a hard wall-clock limit, such as a device call's, still gets its summary).
+# The summary file is rewritten after every row: even a killed run leaves the rows it finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 summary="$(realpath -m "${1:-gpu-check-summary.md}")"
@@ -40,15 +44,47 @@ deps="$(realpath -m "${SEGRUN_GPU_DEPS:-.gpu-deps}")"
 jobs="${SEGRUN_JOBS:-$(nproc)}"
 quick="${SEGRUN_GPU_CHECK_QUICK:-0}"
 parts="${SEGRUN_GPU_CHECK_PARTS:-tests,demo,bench,data}"
+deadline="${SEGRUN_GPU_CHECK_DEADLINE_S:-0}"
 start=$SECONDS
 rows=()
 failed=0
+torch_version="?"
+seconds_left() { echo $((deadline - (SECONDS - start))); }
 # Each stage has a deadline, so that one hang cannot eat a lease on a borrowed GPU machine.
-stage() { local limit=$1; shift; timeout --kill-after=10 "$limit" "$@"; }
-row() { rows+=("| $1 | $2 | $3 |"); [ "$2" = FAIL ] && failed=1; echo "gpu-check: $1: $2 -- $3"; }
+stage() {
+  local limit=$1; shift
+  if [ "$deadline" -gt 0 ] && [ $(($(seconds_left) - 20)) -lt "$limit" ]; then
+    limit=$(($(seconds_left) - 20))
+    if [ "$limit" -le 0 ]; then
+      echo "gpu-check: no time left of SEGRUN_GPU_CHECK_DEADLINE_S=$deadline" >&2
+      return 124
+    fi
+  fi
+  timeout --kill-after=10 "$limit" "$@"
+}
+write_summary() {
+  {
+    echo "segrun gpu-check, $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "machine: $(head -1 "$logs/gpu.txt" 2>/dev/null), $(nproc) cores, LibTorch $torch_version;" \
+         "command: SEGRUN_GPU_CHECK_PARTS=$parts bash scripts/gpu-check.sh; $((SECONDS - start)) s in all"
+    echo
+    echo "| check | result | details |"
+    echo "|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+  } > "$summary"
+}
+row() {
+  rows+=("| $1 | $2 | $3 |")
+  case "$2" in FAIL | "NOT RUN") failed=1 ;; esac
+  echo "gpu-check: $1: $2 -- $3"
+  write_summary
+}
 elapsed() { echo "$((SECONDS - $1)) s"; }
 
 # ---- configure and build --------------------------------------------------------------------
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$logs/gpu.txt" 2> /dev/null ||
+  echo "no nvidia-smi" > "$logs/gpu.txt"
+write_summary
 t=$SECONDS
 torch_prefix="$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 torch_version="$("$python" -c 'import torch; print(torch.__version__)')"
@@ -81,19 +117,17 @@ elif ! "${configure[@]}" > "$logs/configure.log" 2>&1; then
 elif stage "$build_limit" cmake --build "$build" -j "$jobs" --target "${targets[@]}" -- -k 0 > "$logs/build.log" 2>&1; then
   row "build" PASS "LibTorch $torch_version, $(grep -o 'CUDA devices [A-Z]*' "$logs/configure.log" | head -1), $(grep -o 'NCCL backend [A-Z]*' "$logs/configure.log" | head -1); $(elapsed $t)"
 elif [ -z "$(grep -m1 -E 'error' "$logs/build.log")" ]; then
-  row "build" FAIL "not finished in $build_limit s (SEGRUN_GPU_BUILD_LIMIT_S; running again continues it), see $logs/build.log"
+  row "build" FAIL "not finished in time (SEGRUN_GPU_BUILD_LIMIT_S=$build_limit, SEGRUN_GPU_CHECK_DEADLINE_S=$deadline; running again continues it), see $logs/build.log"
 else
   row "build" FAIL "see $logs/build.log: $(grep -m3 -E 'error' "$logs/build.log" | tr '\n|' '  ' | cut -c1-300)"
 fi
 segrun="$build/launcher/segrun"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$logs/gpu.txt" 2> /dev/null ||
-  echo "no nvidia-smi" > "$logs/gpu.txt"
 
 # ---- 1. GPU tests ----------------------------------------------------------------------------
 part_tests() {
   t=$SECONDS
   if [ -x "$build/tests/gpu/gpu_test" ]; then
-    (cd "$build" && ctest -L gpu --output-on-failure --timeout 300 -V) > "$logs/gpu-tests.log" 2>&1
+    (cd "$build" && stage 600 ctest -L gpu --output-on-failure --timeout 300 -V) > "$logs/gpu-tests.log" 2>&1
     code=$?
     passed="$(grep -c '\[       OK \]' "$logs/gpu-tests.log" || true)"
     if grep -q "tests passed, 0 tests failed" "$logs/gpu-tests.log" && ! grep -q "Skipped" "$logs/gpu-tests.log"; then
@@ -199,6 +233,10 @@ part_data() {
 }
 
 for part in ${parts//,/ }; do
+  if [ "$deadline" -gt 0 ] && [ "$(seconds_left)" -lt 30 ]; then
+    row "part $part" "NOT RUN" "$(seconds_left) s left of SEGRUN_GPU_CHECK_DEADLINE_S=$deadline"
+    continue
+  fi
   case "$part" in
     tests|demo|bench|data) "part_$part" ;;
     *) row "parts" FAIL "unknown part '$part' in SEGRUN_GPU_CHECK_PARTS (tests, demo, bench, data)" ;;
@@ -206,13 +244,6 @@ for part in ${parts//,/ }; do
 done
 
 # ---- summary ---------------------------------------------------------------------------------
-{
-  echo "segrun gpu-check, $(date -u '+%F %H:%M') UTC, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "machine: $(cat "$logs/gpu.txt" 2>/dev/null | head -1), $(nproc) cores, LibTorch $torch_version;" \
-       "command: SEGRUN_GPU_CHECK_PARTS=$parts bash scripts/gpu-check.sh; $((SECONDS - start)) s in all"
-  echo
-  echo "| check | result | details |"
-  echo "|---|---|---|"
-  printf '%s\n' "${rows[@]}"
-} | tee "$summary"
+write_summary
+cat "$summary"
 exit $failed

@@ -6,6 +6,7 @@
 # summary passed and carries the figures it parses: the demo's mIoU and wall time, segrun's and
 # the PyTorch peer's step time and memory with their ratios, each paper config's step time,
 # images/s, batch, crop and memory, and the data pipeline's images per CPU-second.
+# Then, past a deadline (SEGRUN_GPU_CHECK_DEADLINE_S), parts are reported NOT RUN and it exits 1.
 # Part "tests" (ctest -L gpu) is left out: a ctest inside this ctest would share its log files.
 #   gpu_check_quick_test.sh BUILD_DIR PYTHON
 . "$(dirname "$0")/../lib.sh"
@@ -36,5 +37,14 @@ done
 check "data row: images per CPU-second and cores per GPU" has_row "data pipeline per core" \
   "$num images per CPU-second \(512\^2 crops\); the FPN fp32 step at $num img/s needs $num cores per GPU"
 check "no row failed" bash -c "! grep -q '| FAIL |' '$work/summary.md'"
+
+# With no time left of its deadline, a part is not started, the summary still lists it, and the
+# exit status is 1.
+status=0
+SEGRUN_GPU_CHECK_DEADLINE_S=1 SEGRUN_GPU_CHECK_BUILD=0 SEGRUN_GPU_BUILD_DIR="$build" SEGRUN_GPU_CHECK_PARTS=demo \
+  PYTHON="$python" bash "$source_dir/scripts/gpu-check.sh" "$work/late.md" > "$work/late.log" 2>&1 || status=$?
+check "past its deadline: exit 1 (got $status)" test "$status" -eq 1
+check "past its deadline: the demo is NOT RUN, in the summary" \
+  grep -qE '^\| part demo \| NOT RUN \| -?[0-9]+ s left of SEGRUN_GPU_CHECK_DEADLINE_S=1 \|' "$work/late.md"
 [ "$failures" -eq 0 ] || cat "$work/summary.md"
 finish gpu_check_quick_test

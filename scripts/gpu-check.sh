@@ -39,6 +39,15 @@ for candidate in "${candidates[@]}"; do
   if "$candidate" -c 'import torch' > /dev/null 2>&1; then python="$candidate"; break; fi
 done
 [ -n "$python" ] || { echo "gpu-check: no python with torch among: ${candidates[*]} (set PYTHON)" >&2; exit 2; }
+# CMake and ninja may be pip's, beside that python (a virtual environment not on PATH).
+python_bin="$(dirname "$(command -v "$python")")"
+for tool in cmake ninja; do
+  command -v "$tool" > /dev/null || [ ! -x "$python_bin/$tool" ] || export PATH="$python_bin:$PATH"
+done
+if [ "${SEGRUN_GPU_CHECK_BUILD:-1}" != 0 ] && ! { command -v cmake && command -v ninja; } > /dev/null; then
+  echo "gpu-check: cmake and ninja are needed, on PATH or in $python_bin" >&2
+  exit 2
+fi
 build="${SEGRUN_GPU_BUILD_DIR:-build-gpu}"
 deps="$(realpath -m "${SEGRUN_GPU_DEPS:-.gpu-deps}")"
 jobs="${SEGRUN_JOBS:-$(nproc)}"

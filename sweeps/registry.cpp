@@ -33,6 +33,26 @@ void numeric_fields(const Json& object, std::map<std::string, double>& out) {
 
 }  // namespace
 
+void for_each_metrics_record(const std::string& metrics_path, const std::function<void(const Json&)>& visit) {
+  std::istringstream in(read_file(metrics_path));
+  std::string line;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Json record;
+    try {
+      record = Json::parse(line);
+    } catch (const Json::exception&) {
+      // A line cut by a crash at the end of the file is expected; one inside is corruption.
+      if (in.peek() == std::char_traits<char>::eof()) break;
+      throw DataError(metrics_path + ":" + std::to_string(number) + ": not JSON");
+    }
+    if (!record.is_object()) throw DataError(metrics_path + ":" + std::to_string(number) + ": not a JSON object");
+    visit(record);
+  }
+}
+
 RunRecord read_run(const std::string& dir_text) {
   RunRecord r;
   r.dir = dir_text;
@@ -54,29 +74,16 @@ RunRecord read_run(const std::string& dir_text) {
   r.state = status.state;
   r.reason = status.reason;
   r.has_checkpoint = has_checkpoint(folder.checkpoint_dir());
-  const fs::path metrics = folder.metrics_path();
+  const std::string metrics = folder.metrics_path();
   if (path_exists(metrics)) {
-    std::istringstream in(read_file(metrics.string()));
-    std::string line;
-    size_t number = 0;
-    while (std::getline(in, line)) {
-      ++number;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      Json j;
-      try {
-        j = Json::parse(line);
-      } catch (const Json::exception&) {
-        // A line cut by a crash at the end of the file is expected; one inside is corruption.
-        if (in.peek() == std::char_traits<char>::eof()) break;
-        throw DataError(metrics.string() + ":" + std::to_string(number) + ": not JSON");
-      }
+    for_each_metrics_record(metrics, [&r](const Json& j) {
       if (j.contains("iter") && j["iter"].is_number_integer())
         r.last_iter = std::max(r.last_iter, j["iter"].get<int64_t>());
       if (j.value("mode", "") == "val") {
         r.last_val.clear();
         numeric_fields(j, r.last_val);
       }
-    }
+    });
   }
   const fs::path result = folder.result_path();
   if (path_exists(result)) {

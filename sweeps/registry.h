@@ -11,7 +11,10 @@
 // without a checkpoint -> retry from scratch; nothing on disk / queued -> new.
 // All functions are thread-compatible (no shared state); writes are atomic (core/atomic_file.h).
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,6 +40,13 @@ struct RunRecord {
   std::map<std::string, double> result;     // numeric top-level fields of result.json (mIoU, ...)
   std::map<std::string, double> per_class;  // per_class IoU of result.json, NaN for null
 };
+
+// Calls `visit` with each record of a metrics.jsonl file (one JSON object a line), in order. Blank
+// lines are passed over, and so is a last line cut short by a crash; any other line that is not a
+// JSON object is corruption: DataError "<path>:<line>: not JSON" (or "...: not a JSON object").
+// IoError when the file cannot be read.
+void for_each_metrics_record(const std::string& metrics_path,
+                             const std::function<void(const nlohmann::ordered_json&)>& visit);
 
 // Reads what exists of a run directory; DataError naming the file if one is corrupt.
 RunRecord read_run(const std::string& dir);

@@ -10,13 +10,13 @@
 #include <filesystem>
 #include <limits>
 #include <map>
-#include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/run_folder.h"
 #include "sweeps/plot.h"
+#include "sweeps/registry.h"
 #include "sweeps/table.h"
 
 namespace segrun::sweeps {
@@ -381,25 +381,13 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
 std::vector<std::pair<double, double>> read_metric_series(const std::string& metrics_path, const std::string& mode,
                                                           const std::string& field) {
   std::vector<std::pair<double, double>> points;
-  std::istringstream in(read_file(metrics_path));
-  std::string line;
-  size_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Json j;
-    try {
-      j = Json::parse(line);
-    } catch (const Json::exception&) {
-      if (in.peek() == std::char_traits<char>::eof()) break;  // cut by a crash: expected at the end only
-      throw DataError(metrics_path + ":" + std::to_string(number) + ": not JSON");
-    }
-    if (!j.is_object() || j.value("mode", "") != mode) continue;
+  for_each_metrics_record(metrics_path, [&](const Json& j) {
+    if (j.value("mode", "") != mode) return;
     auto iter = j.find("iter");
     auto value = j.find(field);
-    if (iter == j.end() || value == j.end() || !iter->is_number() || !value->is_number()) continue;
+    if (iter == j.end() || value == j.end() || !iter->is_number() || !value->is_number()) return;
     points.emplace_back(iter->get<double>(), value->get<double>());
-  }
+  });
   return points;
 }
 

@@ -7,10 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <regex>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "sweeps/registry.h"
 #include "sweeps/table.h"
 #include "sweeps_test_util.h"
 
@@ -239,6 +242,30 @@ TEST_F(Report, SeriesReaderKeepsOrderAndRefusesCorruptLines) {
     FAIL() << "no DataError";
   } catch (const DataError& e) {
     EXPECT_EQ(std::string(e.what()), dir_.str("bad.jsonl") + ":2: not JSON");
+  }
+}
+
+// The one metrics.jsonl reader of the sweeps layer (registry.h), which both the report's curves
+// and a run's record (last iteration, last validation) go through.
+TEST_F(Report, MetricsRecordsPassOverACutLastLineOnly) {
+  const fs::path run = dir_.path() / "cut";
+  write_text(run / "metrics.jsonl",
+             "{\"iter\": 10, \"mode\": \"train\", \"loss\": 2}\n\n{\"iter\": 20, \"mode\": \"val\", \"mIoU\": 7.5}\n"
+             "{\"iter\": 30, \"mode\": \"tr");  // the last line, cut by a crash
+  std::vector<int64_t> iters;
+  for_each_metrics_record((run / "metrics.jsonl").string(),
+                          [&](const nlohmann::ordered_json& j) { iters.push_back(j["iter"].get<int64_t>()); });
+  EXPECT_EQ(iters, (std::vector<int64_t>{10, 20}));
+  const RunRecord record = read_run(run.string());
+  EXPECT_EQ(record.last_iter, 20);
+  EXPECT_DOUBLE_EQ(record.last_val.at("mIoU"), 7.5);
+
+  write_text(run / "metrics.jsonl", "{\"iter\": 10}\n[10, 2.0]\n{\"iter\": 20}\n");
+  try {
+    read_run(run.string());
+    FAIL() << "no DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), (run / "metrics.jsonl").string() + ":2: not a JSON object");
   }
 }
 

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+bash scripts/setup.sh segrun  # the program alone: the tests and benchmarks are built by scripts/test.sh
 exec "${SEGRUN_BUILD_DIR:-build}/launcher/segrun" demo "$@"

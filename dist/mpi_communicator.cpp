@@ -100,10 +100,10 @@ void prefer_bandwidth_optimal_iallreduce() {
 class MpiCommunicator final : public Communicator {
  public:
   // Takes a duplicate of `parent`, so segrun's traffic never mixes with anyone else's.
-  MpiCommunicator(MPI_Comm parent, const CommunicatorOptions& options)
-      : options_(options), max_count_(options.mpi_max_elements_per_call) {
-    if (max_count_ < 1 || max_count_ > std::numeric_limits<int>::max())
-      throw DistError("communicator '" + options.name + "': mpi_max_elements_per_call " + std::to_string(max_count_) +
+  MpiCommunicator(MPI_Comm parent, const CommunicatorOptions& options) : options_(options) {
+    const int64_t max_count = options.mpi_max_elements_per_call;
+    if (max_count < 1 || max_count > std::numeric_limits<int>::max())
+      throw DistError("communicator '" + options.name + "': mpi_max_elements_per_call " + std::to_string(max_count) +
                       " is outside [1, " + std::to_string(std::numeric_limits<int>::max()) + "]");
     SEGRUN_MPI_CHECK(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
@@ -131,7 +131,8 @@ class MpiCommunicator final : public Communicator {
 
   void allreduce(torch::Tensor& tensor, ReduceOp op) override { allreduce_noted(tensor, op, ""); }
 
-  // Tensors above max_count_ elements go as several collectives (for_each_chunk).
+  // Tensors above options_.mpi_max_elements_per_call elements go as several collectives
+  // (for_each_chunk).
   void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) override {
     require_contiguous(tensor, "allreduce");
     if (size_ == 1 || tensor.numel() == 0) return;
@@ -166,10 +167,10 @@ class MpiCommunicator final : public Communicator {
       out[0].copy_(tensor);
       return out;
     }
-    if (tensor.numel() * size_ > max_count_)
+    if (tensor.numel() * size_ > options_.mpi_max_elements_per_call)
       throw DistError("allgather: " + std::to_string(tensor.numel()) + " elements x " + std::to_string(size_) +
-                      " ranks exceed the MPI count limit " + std::to_string(max_count_) + " on rank " +
-                      std::to_string(rank_));
+                      " ranks exceed the MPI count limit " + std::to_string(options_.mpi_max_elements_per_call) +
+                      " on rank " + std::to_string(rank_));
     auto info = watchdog_->begin(CollectiveKind::kAllgather, tensor.nbytes(), "");
     MPI_Request request = MPI_REQUEST_NULL;
     SEGRUN_MPI_CHECK(MPI_Iallgather(tensor.data_ptr(), static_cast<int>(tensor.numel()),
@@ -202,15 +203,17 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
-  // MPI counts are int: one non-blocking collective per chunk of at most max_count_ elements of
-  // `buffer`, in the same order on every rank, each under the watchdog with its own sequence
-  // number. start(chunk data, element count, &request) issues the chunk's collective.
+  // MPI counts are int: one non-blocking collective per chunk of at most
+  // options_.mpi_max_elements_per_call elements of `buffer`, in the same order on every rank, each
+  // under the watchdog with its own sequence number. start(chunk data, element count, &request)
+  // issues the chunk's collective.
   template <typename Start>
   void for_each_chunk(const torch::Tensor& buffer, CollectiveKind kind, const std::string& note, Start&& start) {
     const int64_t total = buffer.numel(), item = buffer.element_size();
+    const int64_t max_count = options_.mpi_max_elements_per_call;
     auto* base = static_cast<char*>(buffer.data_ptr());
-    for (int64_t begin = 0; begin < total; begin += max_count_) {
-      const int64_t count = std::min(max_count_, total - begin);
+    for (int64_t begin = 0; begin < total; begin += max_count) {
+      const int64_t count = std::min(max_count, total - begin);
       auto info = watchdog_->begin(kind, count * item, note);
       MPI_Request request = MPI_REQUEST_NULL;
       start(static_cast<void*>(base + begin * item), static_cast<int>(count), &request);
@@ -219,7 +222,6 @@ class MpiCommunicator final : public Communicator {
   }
 
   CommunicatorOptions options_;
-  int64_t max_count_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;

@@ -84,39 +84,37 @@ Field path(std::string key, Ref<std::string> ref) {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// A Ref to a member of one section of Config: member_ref(&Config::train, &TrainConfig::lr), or of a
-// section within a section: member_ref(&Config::model, &ModelConfig::vit, &VitConfig::width).
-template <typename Section, typename T>
-Ref<T> member_ref(Section Config::*section, T Section::*field) {
-  return [section, field](Config& c) -> T& { return (c.*section).*field; };
-}
-template <typename Section, typename Sub, typename T>
-Ref<T> member_ref(Section Config::*section, Sub Section::*sub, T Sub::*field) {
-  return [section, sub, field](Config& c) -> T& { return ((c.*section).*sub).*field; };
+// A Ref to `field` of the table that `path` leads to from Config:
+// member_ref<&Config::train>(&TrainConfig::lr), member_ref<&Config::model, &ModelConfig::vit>(&VitConfig::width).
+template <auto... path, typename Table, typename T>
+Ref<T> member_ref(T Table::*field) {
+  // clang-format off
+  return [field](Config& c) -> T& { return (c .* ... .* path) .* field; };  // c.a.b...field
+  // clang-format on
 }
 
 const std::vector<Field>& schema() {
   static const std::vector<Field> fields = [] {
     std::vector<Field> s;
     // One accessor per TOML table: in_train(&TrainConfig::lr) is the Ref for train.lr.
-    auto in_data = [](auto DataConfig::*field) { return member_ref(&Config::data, field); };
-    auto in_model = [](auto ModelConfig::*field) { return member_ref(&Config::model, field); };
-    auto in_vit = [](auto VitConfig::*field) { return member_ref(&Config::model, &ModelConfig::vit, field); };
+    auto in_data = [](auto DataConfig::*field) { return member_ref<&Config::data>(field); };
+    auto in_model = [](auto ModelConfig::*field) { return member_ref<&Config::model>(field); };
+    auto in_vit = [](auto VitConfig::*field) { return member_ref<&Config::model, &ModelConfig::vit>(field); };
     auto in_clip_sp = [](auto ClipSpConfig::*field) {
-      return member_ref(&Config::model, &ModelConfig::clip_sp, field);
+      return member_ref<&Config::model, &ModelConfig::clip_sp>(field);
     };
-    auto in_text = [](auto TextConfig::*field) { return member_ref(&Config::model, &ModelConfig::text, field); };
+    auto in_text = [](auto TextConfig::*field) { return member_ref<&Config::model, &ModelConfig::text>(field); };
     auto in_mask2former = [](auto Mask2FormerConfig::*field) {
-      return member_ref(&Config::model, &ModelConfig::mask2former, field);
+      return member_ref<&Config::model, &ModelConfig::mask2former>(field);
     };
     auto in_mta_clip = [](auto MtaClipConfig::*field) {
-      return member_ref(&Config::model, &ModelConfig::mta_clip, field);
+      return member_ref<&Config::model, &ModelConfig::mta_clip>(field);
     };
-    auto in_train = [](auto TrainConfig::*field) { return member_ref(&Config::train, field); };
-    auto in_eval = [](auto EvalConfig::*field) { return member_ref(&Config::eval, field); };
-    auto in_dist = [](auto DistConfig::*field) { return member_ref(&Config::dist, field); };
-    auto in_log = [](auto LogConfig::*field) { return member_ref(&Config::log, field); };
-    auto in_slurm = [](auto SlurmConfig::*field) { return member_ref(&Config::cluster, &ClusterConfig::slurm, field); };
+    auto in_train = [](auto TrainConfig::*field) { return member_ref<&Config::train>(field); };
+    auto in_eval = [](auto EvalConfig::*field) { return member_ref<&Config::eval>(field); };
+    auto in_dist = [](auto DistConfig::*field) { return member_ref<&Config::dist>(field); };
+    auto in_log = [](auto LogConfig::*field) { return member_ref<&Config::log>(field); };
+    auto in_slurm = [](auto SlurmConfig::*field) { return member_ref<&Config::cluster, &ClusterConfig::slurm>(field); };
     s.push_back(make("name", Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
     // [data]
     s.push_back(choice("data.layout", in_data(&DataConfig::layout), {"ade20k", "cityscapes"}));

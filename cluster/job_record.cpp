@@ -25,8 +25,7 @@ std::string now_text() {
 
 std::optional<JobRecord> read_job_record(const std::string& run_dir) {
   const fs::path path = fs::path(run_dir) / kJobRecordFile;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::nullopt;
+  if (!path_exists(path)) return std::nullopt;
   try {
     const Json j = Json::parse(read_file(path.string()));
     return JobRecord{j.at("job_id").get<std::string>(), j.value("script", ""), j.value("log", ""),

@@ -42,8 +42,7 @@ void RunFolder::create() const {
 
 RunStatus RunFolder::read_status() const {
   const std::string path = status_path();
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return RunStatus{};
+  if (!path_exists(path)) return RunStatus{};
   std::ifstream in(path);
   if (!in) throw IoError(path + ": cannot read");
   std::string line;

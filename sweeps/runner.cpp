@@ -53,8 +53,7 @@ std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s 
 // The line of a job's log that best explains a failure: the last line mentioning "error" among
 // the last 30, else the last line with a letter or digit (mpirun frames messages with dashes).
 std::string failure_line_of(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return "";
+  if (!path_exists(path)) return "";
   std::string text;
   try {
     text = read_file(path);

@@ -51,8 +51,7 @@ std::vector<std::pair<std::string, std::string>> parse_exports(const std::vector
 std::string next_submission_name(const std::string& slurm_dir) {
   for (int k = 1;; ++k) {
     const std::string name = "submit-" + std::to_string(k);
-    std::error_code ec;
-    if (!fs::exists(fs::path(slurm_dir) / (name + ".sbatch"), ec)) return name;
+    if (!path_exists(slurm_dir + "/" + name + ".sbatch")) return name;
   }
 }
 

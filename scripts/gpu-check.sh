@@ -44,7 +44,8 @@ python_bin="$(dirname "$(command -v "$python")")"
 for tool in cmake ninja; do
   command -v "$tool" > /dev/null || [ ! -x "$python_bin/$tool" ] || export PATH="$python_bin:$PATH"
 done
-if [ "${SEGRUN_GPU_CHECK_BUILD:-1}" != 0 ] && ! { command -v cmake && command -v ninja; } > /dev/null; then
+build_it="${SEGRUN_GPU_CHECK_BUILD:-1}"
+if [ "$build_it" != 0 ] && ! { command -v cmake && command -v ninja; } > /dev/null; then
   echo "gpu-check: cmake and ninja are needed, on PATH or in $python_bin" >&2
   exit 2
 fi
@@ -61,9 +62,10 @@ torch_version="?"
 seconds_left() { echo $((deadline - (SECONDS - start))); }
 # Each stage has a deadline, so that one hang cannot eat a lease on a borrowed GPU machine.
 stage() {
-  local limit=$1; shift
-  if [ "$deadline" -gt 0 ] && [ $(($(seconds_left) - 20)) -lt "$limit" ]; then
-    limit=$(($(seconds_left) - 20))
+  local limit=$1 left; shift
+  left=$(($(seconds_left) - 20))
+  if [ "$deadline" -gt 0 ] && [ "$left" -lt "$limit" ]; then
+    limit=$left
     if [ "$limit" -le 0 ]; then
       echo "gpu-check: no time left of SEGRUN_GPU_CHECK_DEADLINE_S=$deadline" >&2
       return 124
@@ -95,8 +97,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
   echo "no nvidia-smi" > "$logs/gpu.txt"
 write_summary
 t=$SECONDS
-torch_prefix="$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-torch_version="$("$python" -c 'import torch; print(torch.__version__)')"
+read -r torch_version torch_prefix < <("$python" -c 'import torch; print(torch.__version__, torch.utils.cmake_prefix_path)')
 nccl_root="$("$python" -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)"
 prefixes="$torch_prefix"
 if [ -d "$deps/root/usr" ]; then
@@ -119,7 +120,7 @@ targets=(segrun gpu_test gpu_mpi_test bench_train_step bench_data_pipeline)
 # 420 s is for a 16-core GPU node; a cold build of these targets takes ~30 min on 2 cores.
 build_limit="${SEGRUN_GPU_BUILD_LIMIT_S:-420}"
 [ "$quick" = 1 ] && build_limit="${SEGRUN_GPU_BUILD_LIMIT_S:-3600}"
-if [ "${SEGRUN_GPU_CHECK_BUILD:-1}" = 0 ]; then
+if [ "$build_it" = 0 ]; then
   row "build" SKIPPED "SEGRUN_GPU_CHECK_BUILD=0: $build as it is"
 elif ! "${configure[@]}" > "$logs/configure.log" 2>&1; then
   row "build" FAIL "configure failed, see $logs/configure.log: $(grep -m3 -E 'Error|error' "$logs/configure.log" | tr '\n|' '  ' | cut -c1-300)"

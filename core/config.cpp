@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "core/error.h"
+#include "core/spelling.h"
 #include "core/toml_names.h"
 
 namespace segrun {
@@ -262,21 +263,6 @@ const std::vector<Field>& schema() {
     return s;
   }();
   return fields;
-}
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 std::string leaf_of(const std::string& key) {

@@ -9,6 +9,7 @@
 
 #include "cluster/slurm_env.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "core/process.h"
 
 namespace segrun::cluster {
@@ -52,12 +53,6 @@ std::string no_none(const std::string& s) {
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
-}
-
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
-  return out;
 }
 
 // Job ids we pass to Slurm's commands: "123", "123_4" (digits, one optional underscore).

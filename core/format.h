@@ -18,6 +18,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace segrun {
 
@@ -68,6 +69,9 @@ class FormatArg {
 };
 
 std::string format_args(std::string_view pattern, const FormatArg* args, size_t count);
+
+// `items` with `separator` between them: join({"a", "", "b"}, ", ") == "a, , b".
+std::string join(const std::vector<std::string>& items, std::string_view separator);
 
 // The whole of `text` as a finite number (strtod syntax): false for "", "1x", "nan", "inf".
 bool parse_number(const std::string& text, double& value);

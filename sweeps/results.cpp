@@ -71,12 +71,6 @@ bool projection_less(const Overrides& a, const Overrides& b, const std::vector<s
   return false;
 }
 
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
-
 std::string label_of(const Overrides& projection, const std::vector<std::string>& keys) {
   std::vector<std::string> parts;
   for (const auto& k : keys) {

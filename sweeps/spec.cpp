@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "core/toml_names.h"
 
 namespace segrun::sweeps {
@@ -221,12 +222,6 @@ std::vector<std::string> string_list(const SpecReader& r, const toml::node& node
   return out;
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
 struct Filter {
   Overrides values;
   int line = 0;
@@ -247,7 +242,7 @@ std::vector<Filter> read_filters(const SpecReader& r, const toml::node& node, co
     f.line = SpecReader::line_of(item);
     for (const auto& [key, located] : read_overrides(r, *t, kind, base)) {
       if (std::find(swept.begin(), swept.end(), key) == swept.end())
-        r.fail(located.line, kind + " " + key, "not a swept key (swept: " + join(swept) + ")");
+        r.fail(located.line, kind + " " + key, "not a swept key (swept: " + join(swept, ", ") + ")");
       f.values[key] = located.value;
     }
     out.push_back(std::move(f));

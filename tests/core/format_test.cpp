@@ -65,5 +65,13 @@ TEST(ParseNumber, TheWholeTextAsAFiniteNumber) {
     EXPECT_FALSE(parse_number(text, v)) << text;
 }
 
+TEST(Join, SeparatorBetweenEveryTwoItemsEmptyOnesIncluded) {
+  EXPECT_EQ(join({}, ", "), "");
+  EXPECT_EQ(join({"a"}, ", "), "a");
+  EXPECT_EQ(join({"a", "b", "c"}, ", "), "a, b, c");
+  EXPECT_EQ(join({"", "b"}, ","), ",b");  // an empty first item keeps its separator
+  EXPECT_EQ(join({"a", "", "b"}, " "), "a  b");
+}
+
 }  // namespace
 }  // namespace segrun

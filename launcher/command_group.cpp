@@ -2,6 +2,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+
+#include "build_config.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/spelling.h"
+
 namespace segrun::launcher {
 
 CLI::App* CommandRegistry::add(const std::string& name, const std::string& description, CommandAction action,
@@ -19,6 +26,71 @@ bool CommandRegistry::run_chosen(MpiHolder& mpi, int* exit_code) const {
     }
   }
   return false;
+}
+
+void add_segrun_commands(CommandRegistry& registry) {
+  CLI::App& app = registry.app();
+  app.description("segrun: train CLIP-based scene parsers on MPI ranks, from raw datasets to mIoU tables");
+  app.set_version_flag("--version", std::string("segrun ") + SEGRUN_VERSION);
+  app.require_subcommand(1);
+  add_data_commands(registry);     // data synth | pack | inspect
+  add_run_commands(registry);      // train, eval, metrics, config
+  add_launch_commands(registry);   // launch, demo
+  add_sweep_commands(registry);    // sweep plan | run | status, table, report
+  add_cluster_commands(registry);  // submit, status, cancel (Slurm)
+  add_model_commands(registry);    // model info
+}
+
+std::string usage_error_message(const CLI::App& app, const std::vector<std::string>& args,
+                                const CLI::ParseError& error) {
+  // The subcommands chosen before the parser stopped ("data pack"), in the order given.
+  const CLI::App* chosen = &app;
+  std::vector<std::string> path;
+  for (auto subs = app.get_subcommands(); !subs.empty(); subs = chosen->get_subcommands()) {
+    chosen = subs.front();
+    path.push_back(chosen->get_name());
+  }
+  const std::string command = join(path, " ");
+  const bool lacks_subcommand = dynamic_cast<const CLI::RequiredError*>(&error) &&
+                                chosen->get_require_subcommand_min() > 0 && chosen->get_subcommands().empty();
+  if (!lacks_subcommand) {
+    if (command.empty()) return std::string(error.what()) + " (segrun --help)";
+    return command + ": " + error.what() + " (segrun " + command + " --help)";
+  }
+
+  std::vector<std::string> choices;
+  for (const CLI::App* sub : chosen->get_subcommands([](const CLI::App*) { return true; }))
+    choices.push_back(sub->get_name());
+  // The word where a subcommand was expected: the first one that is neither an option nor one of
+  // the chosen subcommands' names.
+  std::string word;
+  size_t matched = 0;
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (matched < path.size() && arg == path[matched]) {
+      ++matched;
+    } else if (matched == path.size() && arg.rfind('-', 0) != 0) {
+      word = arg;
+      break;
+    }
+  }
+  const std::string what = command.empty() ? "command" : "'" + command + "' subcommand";
+  if (word.empty()) return "a " + what + " is required: one of " + join(choices, ", ");
+  const std::string meant = likely_meant(word, choices);
+  if (!meant.empty()) return "unknown " + what + " '" + word + "' (did you mean '" + meant + "'?)";
+  return "unknown " + what + " '" + word + "' (one of " + join(choices, ", ") + ")";
+}
+
+void check_command_line(const std::vector<std::string>& args) {
+  CLI::App app;
+  CommandRegistry registry(app);
+  add_segrun_commands(registry);
+  try {
+    app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return;  // --help, --version
+    throw ConfigError(usage_error_message(app, args, e));
+  }
 }
 
 CLI::Validator int_range(int64_t min, int64_t max) {

@@ -6,7 +6,10 @@
 // actions return the exit code and throw segrun errors, which main's single catch reports.
 // Rank-level actions (train, eval, data pack) get their MPI session from `mpi`
 // (launcher/mpi_holder.h), which main owns so that its catch can abort the whole world.
-// A new group is one more add_*_commands function, called by main.
+// A new group is one more add_*_commands function, called by add_segrun_commands.
+// A command line CLI11 rejects is reported as one line (usage_error_message) with exit code 2,
+// like a config error: "unknown command 'trian' (did you mean 'train'?)",
+// "launch: --ranks: Value 0 not in range 1 to 65536 (segrun launch --help)".
 
 #include <cstdint>
 #include <functional>
@@ -16,6 +19,7 @@
 
 namespace CLI {
 class App;
+class ParseError;
 class Validator;
 }
 
@@ -46,6 +50,22 @@ class CommandRegistry {
 // message is segrun's on every CLI11: "Value 0 not in range 1 to 255" (after the option's name).
 // CLI11 2.4 (Ubuntu 24.04, where GPU machines build) words its Range "not in range [1 - 255]".
 CLI::Validator int_range(int64_t min, int64_t max);
+
+// The whole segrun command line on the registry's app: description, --version, one required
+// subcommand and every group below. main, check_command_line and the tests build it this one way.
+void add_segrun_commands(CommandRegistry& registry);
+
+// The one line for a command line that `app` (built by add_segrun_commands) rejected with `error`
+// while parsing `args` (the words after the program name, in order): an unknown or missing
+// subcommand names the choices (and the nearest one to a misspelling); any other error is CLI11's
+// message after the subcommands chosen so far, with the --help to read.
+std::string usage_error_message(const CLI::App& app, const std::vector<std::string>& args,
+                                const CLI::ParseError& error);
+
+// Parses `args` as segrun would (nothing runs) and throws ConfigError with usage_error_message's
+// line when segrun would reject them; a request for --help passes. `launch` checks the command it
+// is about to start on every rank, so that a typo is one line before mpirun rather than one per rank.
+void check_command_line(const std::vector<std::string>& args);
 
 // data synth | pack | inspect (launcher/data_commands.cpp)
 void add_data_commands(CommandRegistry& registry);

@@ -2,8 +2,9 @@
 //   segrun launch -n N [--hosts h:s,...] [--dry-run] -- SUBCOMMAND ARGS   (mpirun; inside a Slurm
 //                allocation srun, cluster/slurm_env.h)
 //   segrun demo [--dir D] [--ranks N] [--iters K]   (synthesize, pack, train, print mIoU)
-// A launcher forwards a Ctrl-C or SIGTERM to the ranks as their "checkpoint and stop" signal
-// (launched_stop_signal) and returns their exit code.
+// A launcher first checks the command line it will run (and, for `train`, loads its config): such
+// errors are one line and exit 2 before any rank starts. It forwards a Ctrl-C or SIGTERM to the
+// ranks as their "checkpoint and stop" signal (launched_stop_signal) and returns their exit code.
 #include "launcher/launch_commands.h"
 
 #include <CLI/CLI.hpp>
@@ -34,8 +35,9 @@ struct LaunchCommand {
 // `segrun launch` inside a Slurm allocation (SLURM_JOB_ID set, not inside a job step, no --hosts):
 // starts the ranks with srun --mpi=pmix (SEGRUN_SLURM_LAUNCHER=mpirun: mpirun on the allocation's
 // nodes). Returns false (and does nothing) outside an allocation, or when the allocation has
-// fewer tasks than -n (with a warning); then mpirun on this node applies.
-bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code) {
+// fewer tasks than -n (with a warning); then mpirun on this node applies. A Ctrl-C or SIGTERM of
+// the launcher reaches the ranks as `stop_signal`.
+bool launch_in_allocation(const LaunchCommand& cmd, int stop_signal, int* exit_code) {
   const cluster::SlurmEnv env = cluster::read_slurm_env();
   if (!env.in_allocation || env.in_step || !cmd.hosts.empty()) return false;
   if (env.ntasks > 0 && cmd.ranks > env.ntasks) {
@@ -59,20 +61,23 @@ bool launch_in_allocation(const LaunchCommand& cmd, int* exit_code) {
   }
   log::info("inside Slurm job {} ({} task(s) on {}): $ {}", env.job_id, env.ntasks, env.nodes.size(),
             process::shell_join(argv));
-  *exit_code = cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
+  *exit_code = cluster::run_and_wait(argv, stop_signal);
   return true;
 }
 
 int run_launch(const LaunchCommand& cmd) {
+  // A typo or a config error is one line here, not one per rank once mpirun has started.
+  check_command_line(cmd.command);
+  const int stop_signal = launched_stop_signal(cmd.command);
   int code = 0;
-  if (launch_in_allocation(cmd, &code)) return code;
+  if (launch_in_allocation(cmd, stop_signal, &code)) return code;
   auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
   if (cmd.dry_run) {
     std::cout << process::shell_join(argv) << "\n";
     return 0;
   }
   log::info("$ {}", process::shell_join(argv));
-  return cluster::run_and_wait(argv, launched_stop_signal(cmd.command));
+  return cluster::run_and_wait(argv, stop_signal);
 }
 
 }  // namespace
@@ -87,20 +92,20 @@ std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, co
 }
 
 int launched_stop_signal(const std::vector<std::string>& command) {
-  if (command.size() < 2 || command[0] != "train") return SIGUSR1;
+  if (command.empty() || command[0] != "train") return SIGUSR1;
+  std::string config;
   std::vector<std::string> overrides;
-  for (size_t i = 2; i < command.size(); ++i) {
+  for (size_t i = 1; i < command.size(); ++i) {
     if (command[i].rfind("-", 0) == 0) {
       if (command[i].find('=') == std::string::npos) ++i;  // --run-dir DIR, --resume auto
-      continue;
+    } else if (config.empty()) {
+      config = command[i];
+    } else {
+      overrides.push_back(command[i]);
     }
-    if (command[i].find('=') != std::string::npos) overrides.push_back(command[i]);
   }
-  try {
-    return cluster::local_stop_signal(load_config(command[1], overrides).cluster.slurm.signal);
-  } catch (const ConfigError&) {
-    return SIGUSR1;
-  }
+  if (config.empty()) return SIGUSR1;
+  return cluster::local_stop_signal(load_config(config, overrides).cluster.slurm.signal);
 }
 
 void add_launch_commands(CommandRegistry& registry) {

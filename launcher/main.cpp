@@ -1,12 +1,13 @@
 // The segrun executable: CLI (CLI11) -> subcommands. The one catch of the program lives here:
-// an error is printed as one line naming what is wrong, and in a multi-rank world the whole
-// world is aborted so that no rank waits forever for a dead peer.
+// an error is printed as one line naming what is wrong (a rejected command line too, exit 2), and
+// in a multi-rank world the whole world is aborted so that no rank waits forever for a dead peer.
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <vector>
 
-#include "build_config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/run_folder.h"
@@ -37,23 +38,18 @@ int main(int argc, char** argv) {
   early.rank = announced_rank();
   log::init_logging(early);
 
-  CLI::App app{"segrun: train CLIP-based scene parsers on MPI ranks, from raw datasets to mIoU tables"};
-  app.set_version_flag("--version", std::string("segrun ") + SEGRUN_VERSION);
-  app.require_subcommand(1);
-
-  // Every subcommand is registered the same way (launcher/command_group.h).
+  CLI::App app;
   CommandRegistry commands(app);
-  add_data_commands(commands);     // data synth | pack | inspect
-  add_run_commands(commands);      // train, eval, metrics, config
-  add_launch_commands(commands);   // launch, demo
-  add_sweep_commands(commands);    // sweep plan | run | status, table, report
-  add_cluster_commands(commands);  // submit, status, cancel (Slurm)
-  add_model_commands(commands);    // model info
-
+  add_segrun_commands(commands);  // every subcommand (launcher/command_group.h)
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help, --version
+    // The same on every rank: rank 0 reports it.
+    if (announced_rank() == 0)
+      std::cerr << "segrun: error: " << usage_error_message(app, std::vector<std::string>(argv + 1, argv + argc), e)
+                << std::endl;
+    return kExitConfigError;
   }
 
   MpiHolder mpi(&argc, &argv);

@@ -1,7 +1,8 @@
-// The launcher's own part: every subcommand is registered once, by one of the groups main lists;
-// CLI11 validates the options bound to the libraries' structs (layout names, ranges, HxW sizes);
-// the launch command's stop signal follows the run's cluster.slurm.signal; segrun_on_ranks runs
-// this very executable under mpirun.
+// The launcher's own part: every subcommand is registered once, by one of the groups
+// add_segrun_commands lists; CLI11 validates the options bound to the libraries' structs (layout
+// names, ranges, HxW sizes); a rejected command line is one line naming the command; the launch
+// command's stop signal follows the run's cluster.slurm.signal; segrun_on_ranks runs this very
+// executable under mpirun.
 #include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "launcher/command_group.h"
 #include "launcher/launch_commands.h"
 #include "launcher/mpi_holder.h"
@@ -21,21 +23,12 @@
 namespace segrun::launcher {
 namespace {
 
-// The CLI main builds, with every group; parse() returns the name of the chosen subcommand
-// whose action ran (the actions are replaced by ones that only record their name).
+// The CLI main builds, with every group; chosen() names the leaf subcommands a line chose.
 struct Cli {
-  CLI::App app{"segrun"};
+  CLI::App app;
   CommandRegistry commands{app};
 
-  Cli() {
-    app.require_subcommand(1);
-    add_data_commands(commands);
-    add_run_commands(commands);
-    add_launch_commands(commands);
-    add_sweep_commands(commands);
-    add_cluster_commands(commands);
-    add_model_commands(commands);
-  }
+  Cli() { add_segrun_commands(commands); }
   void parse(std::vector<std::string> args) {
     std::reverse(args.begin(), args.end());  // CLI11 takes them reversed
     app.parse(args);
@@ -87,16 +80,20 @@ TEST(Launcher, EverySubcommandIsRegisteredOnce) {
   EXPECT_FALSE(mpi.active());
 }
 
+// What parsing `line` throws: CLI11's own message, or (as_printed) the line main prints for it;
+// "" when the line parses.
+std::string rejection_of(const std::vector<std::string>& line, bool as_printed = false) {
+  Cli cli;
+  try {
+    cli.parse(line);
+  } catch (const CLI::ParseError& e) {
+    return as_printed ? usage_error_message(cli.app, line, e) : e.what();
+  }
+  return "";
+}
+
 TEST(Launcher, Cli11ChecksTheOptionsBoundToTheLibraries) {
-  auto error_of = [](const std::vector<std::string>& line) -> std::string {
-    Cli cli;
-    try {
-      cli.parse(line);
-    } catch (const CLI::ParseError& e) {
-      return e.what();
-    }
-    return "";
-  };
+  const auto error_of = [](const std::vector<std::string>& line) { return rejection_of(line); };
   EXPECT_EQ(error_of({"data", "pack", "--root", "r", "--split", "s", "--out", "o", "--shards", "0"}),
             "--shards: Value 0 not in range 1 to 100000");
   EXPECT_NE(error_of({"data", "pack", "--layout", "kitti", "--root", "r", "--split", "s", "--out", "o"}).find("kitti"),
@@ -123,8 +120,38 @@ TEST(Launcher, TheLaunchStopSignalFollowsTheRunsConfig) {
             SIGUSR2);
   // TERM: mpirun passes on only USR1/USR2; the trainer listens to SIGUSR1 too then.
   EXPECT_EQ(launched_stop_signal({"train", dir.str("plain.toml"), "cluster.slurm.signal=TERM"}), SIGUSR1);
-  EXPECT_EQ(launched_stop_signal({"train", dir.str("missing.toml")}), SIGUSR1);  // the ranks report it
+  EXPECT_EQ(launched_stop_signal({"train", "--run-dir", "r", dir.str("usr2.toml")}), SIGUSR2);  // options first
   EXPECT_EQ(launched_stop_signal({"data", "pack"}), SIGUSR1);
+  // A config that does not load stops the launch before any rank starts, with its own message.
+  EXPECT_THROW(launched_stop_signal({"train", dir.str("missing.toml")}), ConfigError);
+  EXPECT_THROW(launched_stop_signal({"train", dir.str("plain.toml"), "train.lrr=1"}), ConfigError);
+}
+
+// The line main prints (exit 2) for a command line CLI11 rejects, and launch's check of the line
+// it will run on every rank.
+TEST(Launcher, ARejectedCommandLineIsOneLineNamingTheCommand) {
+  const auto usage_error = [](const std::vector<std::string>& line) { return rejection_of(line, true); };
+  EXPECT_EQ(usage_error({"trian", "cfg.toml"}), "unknown command 'trian' (did you mean 'train'?)");
+  EXPECT_EQ(usage_error({"data", "pak", "--root", "r"}), "unknown 'data' subcommand 'pak' (did you mean 'pack'?)");
+  EXPECT_EQ(usage_error({"sweep", "go", "spec.toml"}), "unknown 'sweep' subcommand 'go' (one of plan, run, status)");
+  EXPECT_EQ(usage_error({"data"}), "a 'data' subcommand is required: one of synth, pack, inspect");
+  EXPECT_EQ(usage_error({}).rfind("a command is required: one of data, train, eval, ", 0), 0u) << usage_error({});
+  EXPECT_EQ(usage_error({"launch", "-n", "0", "--", "train", "c"}),
+            "launch: --ranks: Value 0 not in range 1 to 65536 (segrun launch --help)");
+  EXPECT_EQ(usage_error({"data", "pack", "--root", "r", "--split", "s", "--out", "o", "--shards", "0"}),
+            "data pack: --shards: Value 0 not in range 1 to 100000 (segrun data pack --help)");
+  EXPECT_EQ(usage_error({"train", "cfg.toml", "--learning-rate", "3"}),
+            "train: The following argument was not expected: --learning-rate (segrun train --help)");
+  EXPECT_EQ(usage_error({"train", "cfg.toml", "--run-dir", "r"}), "");
+
+  EXPECT_NO_THROW(check_command_line({"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}));
+  EXPECT_NO_THROW(check_command_line({"eval", "--help"}));
+  try {
+    check_command_line({"eval", "cfg.toml"});
+    ADD_FAILURE() << "eval without --checkpoint passed the check";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "eval: --checkpoint is required (segrun eval --help)");
+  }
 }
 
 TEST(Launcher, SegrunOnRanksRunsThisExecutableUnderMpirun) {

@@ -30,6 +30,7 @@ bool CommandRegistry::run_chosen(MpiHolder& mpi, int* exit_code) const {
 
 void add_segrun_commands(CommandRegistry& registry) {
   CLI::App& app = registry.app();
+  app.name("segrun");  // "Usage: segrun train ...", not the path it was started by
   app.description("segrun: train CLIP-based scene parsers on MPI ranks, from raw datasets to mIoU tables");
   app.set_version_flag("--version", std::string("segrun ") + SEGRUN_VERSION);
   app.require_subcommand(1);

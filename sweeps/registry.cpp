@@ -3,8 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -29,6 +32,19 @@ bool has_checkpoint(const fs::path& dir) {
 void numeric_fields(const Json& object, std::map<std::string, double>& out) {
   for (const auto& item : object.items())
     if (item.value().is_number()) out[item.key()] = item.value().get<double>();
+}
+
+// The direct subfolders of runs_dir that `keep` accepts, sorted by name. DataError when runs_dir
+// is not a folder.
+std::vector<std::string> sorted_subfolders(const std::string& runs_dir,
+                                           const std::function<bool(const RunFolder&)>& keep) {
+  std::error_code ec;
+  if (!fs::is_directory(runs_dir, ec)) throw DataError(runs_dir + ": no such runs folder");
+  std::vector<std::string> dirs;
+  for (const auto& entry : fs::directory_iterator(runs_dir, ec))
+    if (entry.is_directory() && keep(RunFolder(entry.path().string()))) dirs.push_back(entry.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
 }
 
 }  // namespace
@@ -101,17 +117,49 @@ RunRecord read_run(const std::string& dir_text) {
   return r;
 }
 
+bool is_run_folder(const std::string& dir) {
+  const RunFolder folder(dir);
+  return path_exists(folder.config_path()) && (path_exists(folder.metrics_path()) || path_exists(folder.result_path()));
+}
+
 std::vector<RunRecord> scan_runs(const std::string& runs_dir) {
-  std::error_code ec;
-  if (!fs::is_directory(runs_dir, ec)) throw DataError(runs_dir + ": no such runs folder");
-  std::vector<std::string> dirs;
-  for (const auto& entry : fs::directory_iterator(runs_dir, ec))
-    if (entry.is_directory() && path_exists(RunFolder(entry.path().string()).overrides_path()))
-      dirs.push_back(entry.path().string());
-  std::sort(dirs.begin(), dirs.end());
   std::vector<RunRecord> out;
-  for (const auto& d : dirs) out.push_back(read_run(d));
+  for (const auto& d : sorted_subfolders(runs_dir, [](const RunFolder& f) { return path_exists(f.overrides_path()); }))
+    out.push_back(read_run(d));
   return out;
+}
+
+std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
+  std::vector<RunRecord> runs;
+  std::vector<Overrides> configs;
+  for (const auto& d : sorted_subfolders(runs_dir, [](const RunFolder& f) { return is_run_folder(f.root()); })) {
+    runs.push_back(read_run(d));
+    const std::string config_path = RunFolder(d).config_path();
+    configs.push_back(flatten_config(read_file(config_path), config_path));
+  }
+  // The keys whose value is not the same in every run (absent from one counts as different).
+  std::set<std::string> differing;
+  for (const Overrides& config : configs)
+    for (const auto& [key, value] : config)
+      for (const Overrides& other : configs) {
+        const auto it = other.find(key);
+        if (it == other.end() || it->second != value) differing.insert(key);
+      }
+  differing.erase("train.seed");  // seeds are averaged over, as in a sweep
+  if (differing.size() > 1) differing.erase("name");
+  for (size_t i = 0; i < runs.size(); ++i) {
+    for (const std::string& key : differing) {
+      const auto it = configs[i].find(key);
+      runs[i].overrides[key] = it == configs[i].end() ? "" : it->second;
+    }
+    const auto seed = configs[i].find("train.seed");
+    if (seed == configs[i].end()) continue;
+    char* end = nullptr;
+    runs[i].seed = std::strtoull(seed->second.c_str(), &end, 10);
+    SEGRUN_CHECK(std::isdigit(static_cast<unsigned char>(seed->second[0])) && *end == '\0', DataError,
+                 RunFolder(runs[i].dir).config_path() << ": train.seed: not a non-negative integer: " << seed->second);
+  }
+  return runs;
 }
 
 std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir) {

@@ -50,9 +50,19 @@ void for_each_metrics_record(const std::string& metrics_path,
 
 // Reads what exists of a run directory; DataError naming the file if one is corrupt.
 RunRecord read_run(const std::string& dir);
+// A run folder as the engine leaves it: its resolved config.toml and something it measured
+// (metrics.jsonl or result.json).
+bool is_run_folder(const std::string& dir);
 // Every direct subdirectory of runs_dir holding an overrides.json, sorted by name. DataError
 // when runs_dir does not exist.
 std::vector<RunRecord> scan_runs(const std::string& runs_dir);
+// Runs trained one by one (`segrun train --run-dir <runs_dir>/<name>`, no sweep): every direct
+// subdirectory that is a run folder, sorted by name, each with `overrides` set to the config keys
+// whose resolved values (config.toml) are not the same in all of them ("" where a run lacks the
+// key) and `seed` to its train.seed, so that a table compares them as it does a sweep's runs.
+// `name` counts only when it is the one key that differs. DataError when runs_dir does not exist
+// or a config.toml is not TOML.
+std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir);
 
 // The runs folder of a sweep: override if given, else spec.runs_dir, else runs/<name>.
 std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir);

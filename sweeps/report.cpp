@@ -25,12 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-// A run folder as the engine leaves it: its resolved config and something it measured.
-bool is_run_folder(const fs::path& dir) {
-  const RunFolder folder(dir.string());
-  return path_exists(folder.config_path()) && (path_exists(folder.metrics_path()) || path_exists(folder.result_path()));
-}
-
 std::string folder_name(const std::string& path) {
   fs::path p = fs::absolute(path).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();  // a trailing '/'
@@ -350,11 +344,12 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
     }
     source.kind = ReportSource::Kind::kRunsDir;
     source.runs = scan_runs(path);
+    if (source.runs.empty()) source.runs = scan_trained_runs(path);  // runs trained one by one
     if (source.runs.empty())
-      throw DataError(path + (allow_single_run ? ": not a sweep's runs folder (no subfolder with overrides.json) nor a "
-                                                 "run folder (config.toml with metrics.jsonl or result.json)"
-                                               : ": no run folders with overrides.json (is this a sweep's runs "
-                                                 "folder?)"));
+      throw DataError(path +
+                      (allow_single_run ? ": not a runs folder (no subfolder is a run folder) nor a run folder"
+                                        : ": not a runs folder (no subfolder is a run folder)") +
+                      " (a run folder holds config.toml with metrics.jsonl or result.json)");
     return source;
   }
   if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": not a sweep spec (a TOML file) or a folder");

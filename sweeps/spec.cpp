@@ -266,6 +266,21 @@ std::string canonical_value(const std::string& text) {
   return out;
 }
 
+Overrides flatten_config(const std::string& toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    throw DataError(origin + ":" + std::to_string(e.source().begin.line) +
+                    ": not TOML: " + std::string(e.description()));
+  }
+  std::vector<std::pair<std::string, const toml::node*>> flat;
+  flatten(root, "", flat);
+  Overrides values;
+  for (const auto& [key, node] : flat) values[key] = canonical_of(*node);
+  return values;
+}
+
 std::string display_value(const std::string& canonical) {
   if (canonical.size() >= 2 && canonical.front() == '"' && canonical.back() == '"') {
     try {

@@ -84,6 +84,9 @@ std::string run_slug(const Overrides& overrides, uint64_t seed);
 Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what);
 // Canonical TOML text of one value written as TOML (bare words are strings).
 std::string canonical_value(const std::string& toml_value_text);
+// Every value of a resolved config (a run folder's config.toml text) as dotted key -> canonical
+// value, tables flattened ("train.lr"). DataError "<origin>:<line>: ..." when it is not TOML.
+Overrides flatten_config(const std::string& toml_text, const std::string& origin);
 // A canonical value for people: strings without their quotes.
 std::string display_value(const std::string& canonical);
 // True when every key of filter is in config with the same value.

@@ -331,6 +331,52 @@ TEST_F(Report, SingleRunFolder) {
   EXPECT_EQ(files, 1u);
 }
 
+// Runs trained one by one (no sweep, no overrides.json) are compared by the config keys that
+// differ between their config.toml files; train.seed is averaged over as in a sweep.
+TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
+  const fs::path folder = dir_.path() / "by_hand";
+  const auto trained = [&](const std::string& name, const std::string& config, const std::string& miou) {
+    write_text(folder / name / "config.toml", config);
+    write_text(folder / name / "status", "done\n");
+    write_text(folder / name / "result.json", "{\"mIoU\": " + miou + ", \"aAcc\": 80.0, \"per_class\": {}}\n");
+  };
+  trained("lr1e-3", "name = 'demo'\n[train]\nlr = 1e-3\nseed = 0\niters = 40\n", "40.0");
+  trained("lr1e-3-seed1", "name = 'demo'\n[train]\nlr = 0.001\nseed = 1\niters = 40\n", "41.0");
+  trained("lr2e-3", "name = 'demo'\n[train]\nlr = 2e-3\nseed = 0\niters = 40\n[model]\ndropout = 0.1\n", "43.5");
+  write_text(folder / "notes" / "todo.txt", "not a run folder\n");
+  const ReportSource source = load_report_source(folder.string(), "", false);
+  ASSERT_EQ(source.kind, ReportSource::Kind::kRunsDir);
+  ASSERT_EQ(source.runs.size(), 3u);
+  EXPECT_EQ(source.runs[0].overrides, (Overrides{{"model.dropout", ""}, {"train.lr", "0.001"}}));
+  EXPECT_EQ(source.runs[1].overrides, (Overrides{{"model.dropout", ""}, {"train.lr", "0.001"}}));
+  EXPECT_EQ(source.runs[2].overrides, (Overrides{{"model.dropout", "0.1"}, {"train.lr", "0.002"}}));
+  EXPECT_EQ(source.runs[1].seed, 1u);
+  ResultTableOptions options;
+  options.rows = {"train.lr"};
+  // 40.0 and 41.0: mean 40.5, sample std sqrt(0.5) = 0.71.
+  EXPECT_EQ(markdown_cells(format_result_grid(build_result_grid(source.runs, options), "md")),
+            (Rows{{"train.lr", "mIoU"}, {"0.001", "40.50 ± 0.71 (n=2)"}, {"0.002", "43.50 (n=1)"}}));
+
+  // Runs whose configs differ only in their names are told apart by them.
+  const fs::path named = dir_.path() / "named";
+  write_text(named / "a" / "config.toml", "name = 'first'\n[train]\nlr = 1e-3\n");
+  write_text(named / "a" / "result.json", "{\"mIoU\": 1.0}\n");
+  write_text(named / "b" / "config.toml", "name = 'second'\n[train]\nlr = 1e-3\n");
+  write_text(named / "b" / "result.json", "{\"mIoU\": 2.0}\n");
+  const ReportSource by_name = load_report_source(named.string(), "", false);
+  ASSERT_EQ(by_name.runs.size(), 2u);
+  EXPECT_EQ(by_name.runs[1].overrides, (Overrides{{"name", "\"second\""}}));
+
+  write_text(named / "c" / "config.toml", "[train]\nlr = = 1\n");
+  write_text(named / "c" / "result.json", "{\"mIoU\": 2.0}\n");
+  try {
+    load_report_source(named.string(), "", false);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()).find((named / "c" / "config.toml").string() + ":2: not TOML"), 0u) << e.what();
+  }
+}
+
 TEST_F(Report, UserErrorsNameThePath) {
   const std::string missing = dir_.str("nope");
   try {
@@ -344,7 +390,8 @@ TEST_F(Report, UserErrorsNameThePath) {
     load_report_source(dir_.str("empty"), "", true);
     FAIL();
   } catch (const DataError& e) {
-    EXPECT_EQ(std::string(e.what()).find(dir_.str("empty") + ": not a sweep's runs folder"), 0u) << e.what();
+    EXPECT_EQ(std::string(e.what()).find(dir_.str("empty") + ": not a runs folder (no subfolder is a run folder)"), 0u)
+        << e.what();
   }
   const ReportSource source = load_report_source(runs().string(), "", true);
   ReportOptions options;

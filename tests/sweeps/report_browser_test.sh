@@ -187,7 +187,7 @@ check "missing source: exit 2, one line naming it" holds \
 mkdir -p empty
 "$segrun" report empty --out x.html > /dev/null 2> err2
 check "not a spec or run folder: non-zero, one line naming it" holds \
-  "$? != 0 and (lambda t: t.count('\n') == 1 and 'empty: not a sweep' in t)(open('err2').read())"
+  "$? != 0 and (lambda t: t.count('\n') == 1 and 'empty: not a runs folder' in t)(open('err2').read())"
 "$segrun" report runs --out "$work/no/such/dir/r.html" > /dev/null 2> err3
 check "unwritable --out: non-zero, one line naming it" holds \
   "$? != 0 and (lambda t: t.count('\n') == 1 and '$work/no/such/dir/r.html: cannot write' in t)(open('err3').read())"

@@ -2,8 +2,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
-
 #include "build_config.h"
 #include "core/error.h"
 #include "core/format.h"

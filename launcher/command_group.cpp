@@ -50,8 +50,9 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
     path.push_back(chosen->get_name());
   }
   const std::string command = join(path, " ");
-  const bool lacks_subcommand = dynamic_cast<const CLI::RequiredError*>(&error) &&
-                                chosen->get_require_subcommand_min() > 0 && chosen->get_subcommands().empty();
+  // Whatever CLI11 reported first (a missing subcommand, or the unknown word as an extra argument:
+  // versions differ), a group without its subcommand is reported as such.
+  const bool lacks_subcommand = chosen->get_require_subcommand_min() > 0 && chosen->get_subcommands().empty();
   if (!lacks_subcommand) {
     if (command.empty()) return std::string(error.what()) + " (segrun --help)";
     return command + ": " + error.what() + " (segrun " + command + " --help)";

@@ -2,6 +2,7 @@
 //   segrun train CONFIG [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of `launch`;
 //                exit 75 when stopped by a signal after checkpointing)
 //   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--json] [--run-dir D]
+//   segrun eval RUN_DIR [k=v...] [--checkpoint PT] [...]         (its config.toml, newest checkpoint)
 //   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
 //   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
 #include "launcher/command_group.h"
@@ -18,6 +19,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/run_folder.h"
+#include "engine/checkpoint.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
 #include "engine/trainer.h"
@@ -37,9 +39,9 @@ struct TrainCommand {
 };
 
 struct EvalCommand {
-  std::string config;
+  std::string config;  // a config file, or a run folder (its config.toml; --checkpoint may be left out)
   std::vector<std::string> overrides;
-  std::string checkpoint;
+  std::string checkpoint;  // "" = a run folder's newest
   std::string save_pred;
   bool color = false;
   bool json = false;
@@ -152,22 +154,47 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
   log::info("mIoU_ms {:.2f} recorded in {}", result.outcome.multi.mIoU, run.result_path());
 }
 
+// What `eval` evaluates: CONFIG with --checkpoint, or a run folder's config.toml with --checkpoint
+// or else the folder's newest checkpoint. ConfigError naming what is missing.
+struct EvalSource {
+  std::string config;
+  std::string checkpoint;
+};
+EvalSource eval_source(const EvalCommand& cmd) {
+  std::error_code ec;
+  if (!fs::is_directory(cmd.config, ec)) {
+    SEGRUN_CHECK(!cmd.checkpoint.empty(), ConfigError,
+                 "eval: --checkpoint is required (or give a run folder instead of " << cmd.config << ")");
+    return {cmd.config, cmd.checkpoint};
+  }
+  const RunFolder run(cmd.config);
+  SEGRUN_CHECK(path_exists(run.config_path()), ConfigError,
+               cmd.config << ": not a run folder (no config.toml); give a config file and --checkpoint");
+  if (!cmd.checkpoint.empty()) return {run.config_path(), cmd.checkpoint};
+  const std::vector<std::string> checkpoints = engine::checkpoints_newest_first(run.checkpoint_dir());
+  SEGRUN_CHECK(!checkpoints.empty(), ConfigError,
+               run.checkpoint_dir() << ": no iter_<n>.pt to evaluate (the run saved none yet)");
+  return {run.config_path(), checkpoints.front()};
+}
+
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
+  const EvalSource source = eval_source(cmd);
   std::vector<std::string> overrides = cmd.overrides;
   if (cmd.ms) overrides.push_back("eval.report_ms=true");
-  Config config = load_config(cmd.config, overrides);
+  Config config = load_config(source.config, overrides);
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
+  if (cmd.checkpoint.empty()) log::info("{}: evaluating its newest checkpoint, {}", cmd.config, source.checkpoint);
   engine::EvalRequest request;
   request.save_pred_dir = cmd.save_pred;
   request.color = cmd.color;
   request.show_progress = true;
   request.multi_scale = config.eval.report_ms;
   std::string record_dir;
-  if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(cmd.checkpoint) : cmd.run_dir;
+  if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
   if (!record_dir.empty())
     SEGRUN_CHECK(fs::is_directory(record_dir), ConfigError, "--run-dir " << record_dir << ": not a directory");
-  auto result = engine::evaluate_checkpoint(config, context, cmd.checkpoint, request);
+  auto result = engine::evaluate_checkpoint(config, context, source.checkpoint, request);
   if (context.is_root()) {
     const engine::EvalOutcome& outcome = result.outcome;
     if (cmd.json) {
@@ -176,12 +203,12 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
       print_evaluation(outcome, result.class_names);
     }
     if (!cmd.run_dir.empty()) {
-      record_evaluation(record_dir, cmd.checkpoint, result);
+      record_evaluation(record_dir, source.checkpoint, result);
     } else if (!record_dir.empty()) {
       // Recording in the checkpoint's own run was not asked for: a failure (a full or read-only
       // disk) is reported, the printed evaluation stands.
       try {
-        record_evaluation(record_dir, cmd.checkpoint, result);
+        record_evaluation(record_dir, source.checkpoint, result);
       } catch (const std::exception& e) {
         log::warn("evaluation not recorded in {}: {}", record_dir, e.what());
       }
@@ -225,11 +252,11 @@ void add_run_commands(CommandRegistry& registry) {
   train_command->add_option("--resume", train.resume, "auto | checkpoint path");
 
   EvalCommand& eval = s.eval_command;
-  CLI::App* eval_command = registry.add("eval", "evaluate a checkpoint on data.val_store",
+  CLI::App* eval_command = registry.add("eval", "evaluate a checkpoint (or a run folder's newest) on data.val_store",
                                         [options](MpiHolder& mpi) { return run_eval(options->eval_command, mpi); });
-  eval_command->add_option("config", eval.config, "experiment TOML")->required();
+  eval_command->add_option("config", eval.config, "experiment TOML, or a run folder (its config.toml)")->required();
   eval_command->add_option("overrides", eval.overrides, "key=value overrides");
-  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt")->required();
+  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt (default for a run folder: its newest)");
   auto* save_pred =
       eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
   eval_command

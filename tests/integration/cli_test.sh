@@ -67,6 +67,11 @@ check "eval wrote 4 predictions" test "$(ls "$work/pred" | wc -l)" = 4
 check "metrics exit code" test $? -eq 0
 check "eval mIoU == metrics mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$work/metrics.json" 'round(d["mIoU"],6)')"
 check "eval mIoU == result.json mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$run/result.json" 'round(d["mIoU"],6)')"
+# A run folder as eval's source: its config.toml and its newest checkpoint (iter_40), same figures.
+"$segrun" eval "$run" --json --no-record > "$work/eval_run.json" 2> "$work/eval_run.err"
+check "eval RUN_DIR exit code" test $? -eq 0
+check "eval RUN_DIR mIoU == eval CONFIG --checkpoint mIoU" test "$(json "$work/eval_run.json" 'round(d["mIoU"],6)')" = "$(json "$work/eval.json" 'round(d["mIoU"],6)')"
+check "eval RUN_DIR names the checkpoint it chose" grep -q "evaluating its newest checkpoint, .*iter_40.pt" "$work/eval_run.err"
 
 # --color: the dataset's palette (ADE20K wall = RGB 120,120,120) and an overlay, beside the ids.
 "$segrun" eval "$work/tiny.toml" --checkpoint "$run/checkpoints/iter_40.pt" --save-pred "$work/predc" --color > /dev/null 2>&1

@@ -146,11 +146,12 @@ TEST(Launcher, ARejectedCommandLineIsOneLineNamingTheCommand) {
 
   EXPECT_NO_THROW(check_command_line({"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}));
   EXPECT_NO_THROW(check_command_line({"eval", "--help"}));
+  EXPECT_NO_THROW(check_command_line({"eval", "runs/a"}));  // a run folder needs no --checkpoint
   try {
-    check_command_line({"eval", "cfg.toml"});
-    ADD_FAILURE() << "eval without --checkpoint passed the check";
+    check_command_line({"metrics", "--pred", "p", "--gt", "g"});
+    ADD_FAILURE() << "metrics without --num-classes passed the check";
   } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(), "eval: --checkpoint is required (segrun eval --help)");
+    EXPECT_STREQ(e.what(), "metrics: --num-classes is required (segrun metrics --help)");
   }
 }
 

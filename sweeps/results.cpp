@@ -199,8 +199,7 @@ std::string missing_metric_hint(const std::string& dir, const std::string& metri
   const std::string suffix = "_ms";
   if (metric.size() <= suffix.size() || metric.compare(metric.size() - suffix.size(), suffix.size(), suffix) != 0)
     return "";
-  return "; evaluate it with `segrun eval " + dir + "/config.toml --checkpoint " + dir +
-         "/checkpoints/iter_<n>.pt --ms` (or train with eval.report_ms = true)";
+  return "; evaluate it with `segrun eval " + dir + " --ms` (or train with eval.report_ms = true)";
 }
 
 }  // namespace

@@ -170,6 +170,18 @@ TEST_F(OneAxis, BadOptions) {
   options.baseline.clear();
   options.metric = "nope";
   EXPECT_THROW(build_result_grid(runs_, options), DataError);
+  // A multi-scale metric that one done run lacks: that run is named, with the command that adds it.
+  runs_[0].result["mIoU_ms"] = 41.5;
+  options.metric = "mIoU_ms";
+  try {
+    build_result_grid(runs_, options);
+    FAIL();
+  } catch (const DataError& e) {
+    const std::string a1 = (dir_.path() / "a1").string();
+    EXPECT_EQ(std::string(e.what()), "table: run " + a1 +
+                                         " has no 'mIoU_ms' in result.json; evaluate it with `segrun eval " + a1 +
+                                         " --ms` (or train with eval.report_ms = true)");
+  }
 }
 
 // A 2 x 2 grid, one seed each: deltas inside the cells, compared at the same learning rate.

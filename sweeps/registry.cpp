@@ -137,21 +137,23 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
     const std::string config_path = RunFolder(d).config_path();
     configs.push_back(flatten_config(read_file(config_path), config_path));
   }
-  // The keys whose value is not the same in every run (absent from one counts as different).
-  std::set<std::string> differing;
+  // Each key's values over the runs, "" where a run lacks it; a key with two or more differs.
+  const auto value_in = [](const Overrides& config, const std::string& key) {
+    const auto it = config.find(key);
+    return it == config.end() ? std::string() : it->second;
+  };
+  std::map<std::string, std::set<std::string>> values_of;
   for (const Overrides& config : configs)
-    for (const auto& [key, value] : config)
-      for (const Overrides& other : configs) {
-        const auto it = other.find(key);
-        if (it == other.end() || it->second != value) differing.insert(key);
-      }
+    for (const auto& entry : config) values_of[entry.first];
+  for (auto& [key, values] : values_of)
+    for (const Overrides& config : configs) values.insert(value_in(config, key));
+  std::set<std::string> differing;
+  for (const auto& [key, values] : values_of)
+    if (values.size() > 1) differing.insert(key);
   differing.erase("train.seed");  // seeds are averaged over, as in a sweep
   if (differing.size() > 1) differing.erase("name");
   for (size_t i = 0; i < runs.size(); ++i) {
-    for (const std::string& key : differing) {
-      const auto it = configs[i].find(key);
-      runs[i].overrides[key] = it == configs[i].end() ? "" : it->second;
-    }
+    for (const std::string& key : differing) runs[i].overrides[key] = value_in(configs[i], key);
     const auto seed = configs[i].find("train.seed");
     if (seed == configs[i].end()) continue;
     char* end = nullptr;

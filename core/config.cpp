@@ -224,6 +224,7 @@ const std::vector<Field>& schema() {
     s.push_back(choice("train.precision", in_train(&TrainConfig::precision), {"fp32", "bf16", "fp16"}));
     s.push_back(make("train.tf32", in_train(&TrainConfig::tf32)));
     s.push_back(make("train.cudnn_benchmark", in_train(&TrainConfig::cudnn_benchmark)));
+    s.push_back(make("train.accumulate", in_train(&TrainConfig::accumulate), 1, 1024));
     // [eval]
     s.push_back(choice("eval.mode", in_eval(&EvalConfig::mode), {"whole", "slide"}));
     s.push_back(make("eval.crop", in_eval(&EvalConfig::crop), 16, 8192));

@@ -170,6 +170,9 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
   bool tf32 = true;                // TF32 matmuls and convolutions on NVIDIA GPUs
   bool cudnn_benchmark = true;     // cuDNN picks the fastest convolution per shape
+  // Gradient accumulation: micro-batches of data.batch_per_rank summed into each optimizer step,
+  // so the global batch is batch_per_rank x ranks x accumulate (docs/distributed.md).
+  int accumulate = 1;
 };
 
 struct EvalConfig {

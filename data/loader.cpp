@@ -54,6 +54,7 @@ struct TrainLoader::State {
   std::shared_ptr<const StoreReader> store;
   TrainTransformOptions transform;
   int rank = 0, world = 1, batch = 1, prefetch = 1;
+  int accumulate = 1;  // micro-batches per optimizer step (see loader.h)
   uint64_t seed = 0;
   bool skip_corrupt = false;
   int64_t n = 0;
@@ -88,7 +89,13 @@ struct TrainLoader::State {
     return perm;
   }
 
-  int64_t position_of(int64_t k) const { return rank + k * world; }
+  // Sample k is slot j of micro-batch m of optimizer step t: see loader.h.
+  int64_t position_of(int64_t k) const {
+    const int64_t micro = k / batch, j = k % batch;
+    const int64_t t = micro / accumulate, m = micro % accumulate;
+    const int64_t virtual_world = static_cast<int64_t>(world) * accumulate;
+    return rank + m * world + (t * batch + j) * virtual_world;
+  }
 
   // Reads and transforms the sample at global position p; returns the record used. `raw` is the
   // worker's record buffer, reused from sample to sample.
@@ -168,7 +175,7 @@ struct TrainLoader::State {
 };
 
 TrainLoader::TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world,
-                         uint64_t seed, int64_t start_step, const torch::Device& device)
+                         uint64_t seed, int64_t start_step, const torch::Device& device, int accumulate)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   SEGRUN_CHECK(store != nullptr, DataError, "TrainLoader: no store");
@@ -179,11 +186,13 @@ TrainLoader::TrainLoader(std::shared_ptr<const StoreReader> store, const DataCon
   SEGRUN_CHECK(config.on_corrupt == "fail" || config.on_corrupt == "skip", DataError,
                "data.on_corrupt: '" << config.on_corrupt << "' is not one of fail, skip");
   SEGRUN_CHECK(start_step >= 0, DataError, "TrainLoader: negative start step " << start_step);
+  SEGRUN_CHECK(accumulate >= 1, DataError, "train.accumulate must be >= 1 (got " << accumulate << ")");
   s.store = std::move(store);
   s.transform = train_transform_options(config);
   s.transform.ignore_index = s.store->ignore_index();
   s.rank = rank;
   s.world = world;
+  s.accumulate = accumulate;
   s.batch = config.batch_per_rank;
   s.prefetch = std::max(1, config.prefetch);
   s.seed = seed;

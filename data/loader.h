@@ -8,6 +8,11 @@
 // union of W ranks x batch b at every step, and each sample's augmentation comes from
 // SampleRng(seed, e, record, kAugment): batches do not depend on the rank layout, the number of
 // worker threads or their timing.
+// Gradient accumulation (`accumulate` = A micro-batches per optimizer step): the loader's steps
+// are micro-batches, and micro-batch m of optimizer step t on rank r is what rank r + m * world
+// of a world of world * A ranks takes at step t: positions (r + m * world) + (t*b + j) * world * A,
+// j < b. So N ranks x batch b x A see, per optimizer step and per micro-batch, exactly the samples
+// of N * A ranks x batch b.
 // `workers` threads read + decode + transform samples into a bounded queue of `prefetch`
 // batches; next() returns them strictly in step order. An exception in a worker is rethrown by
 // next() at the step it belongs to. The destructor stops and joins the workers (never hangs, also
@@ -46,8 +51,9 @@ class TrainLoader {
   // `device`: where the trainer uses the batches. For a CUDA device they are built in pinned
   // (page-locked) host memory, so the copy to the GPU can run asynchronously (non_blocking), and
   // the workers make that device current.
+  // `start_step` counts micro-batches (= optimizer steps x accumulate).
   TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world, uint64_t seed,
-              int64_t start_step = 0, const torch::Device& device = torch::kCPU);
+              int64_t start_step = 0, const torch::Device& device = torch::kCPU, int accumulate = 1);
   ~TrainLoader();
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -164,6 +165,37 @@ struct Trainer::State {
                   std::to_string(total) + " on rank " + std::to_string(context.world_rank) +
                   "; lower train.lr or set train.grad_clip");
   }
+
+  // One micro-batch of step `iter`: the next batch, forward, loss / `micro_batches`, backward.
+  // Returns that weighted loss and its parts, detached, in float64.
+  models::LossTerms forward_backward(int64_t iter, int micro_batches) {
+    const auto wait_start = Clock::now();
+    data::Batch batch = loader->next();
+    window_wait += std::chrono::duration<double>(Clock::now() - wait_start).count();
+    // Pinned host batches (see TrainLoader) copy to the GPU asynchronously.
+    const torch::Tensor images = batch.images.to(device, /*non_blocking=*/true);
+    const torch::Tensor labels = batch.labels.to(device, /*non_blocking=*/true);
+    // Every draw of the model (dropout, batch drop, point sampling) is keyed by (seed, iteration,
+    // the sample's global position): the same on any number of ranks and micro-batches.
+    std::vector<uint64_t> sample_keys;
+    for (int64_t position : batch.positions)
+      sample_keys.push_back(hash_key(config.train.seed, static_cast<uint64_t>(iter), static_cast<uint64_t>(position),
+                                     static_cast<uint64_t>(RngPurpose::kModel)));
+    model->set_sample_keys(std::move(sample_keys));
+    models::LossTerms loss;
+    {
+      AutocastScope autocast(device, precision);
+      loss = model->loss(images, labels);
+    }
+    model->set_sample_keys({});
+    const auto weighted = [&](const torch::Tensor& t) { return micro_batches == 1 ? t : t / micro_batches; };
+    scaler->scale(weighted(loss.total)).backward();
+    models::LossTerms detached;
+    detached.total = weighted(loss.total.detach().to(torch::kFloat64));
+    for (const auto& part : loss.parts)
+      detached.parts.emplace_back(part.first, weighted(part.second.detach().to(torch::kFloat64)));
+    return detached;
+  }
 };
 
 Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRequest request)
@@ -243,7 +275,7 @@ void Trainer::set_up() {
               g.weight_decay);
   s.signature = model_signature(config, num_classes);
   validate_lr_schedule(config.train);
-  s.global_batch = static_cast<int64_t>(config.data.batch_per_rank) * s.context.world_size;
+  s.global_batch = static_cast<int64_t>(config.data.batch_per_rank) * s.context.world_size * config.train.accumulate;
 }
 
 int64_t Trainer::resume() {
@@ -275,10 +307,15 @@ int64_t Trainer::resume() {
   sync_options.overlap = config.dist.overlap;
   s.grad_sync = std::make_unique<dist::GradientSync>(s.model->parameters(), s.comm, sync_options);
   s.loader = std::make_unique<data::TrainLoader>(s.store, config.data, s.context.world_rank, s.context.world_size,
-                                                 config.train.seed, start_iter, s.device);
-  log::info("training {} for {} iterations on {} rank(s) x batch {} ({} threads/rank), backend {}, {}", s.signature,
-            config.train.iters, s.context.world_size, config.data.batch_per_rank, s.context.intra_op_threads,
-            s.comm->backend_name(), precision_name(s.precision));
+                                                 config.train.seed, start_iter * config.train.accumulate, s.device,
+                                                 config.train.accumulate);
+  const std::string accumulation =
+      config.train.accumulate > 1 ? segrun::format(" x {} micro-batches (global batch {})", config.train.accumulate,
+                                                   s.global_batch)
+                                  : std::string();
+  log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}, {}", s.signature,
+            config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
+            s.context.intra_op_threads, s.comm->backend_name(), precision_name(s.precision));
   s.reset_window(start_iter);
   s.model->train();
   return start_iter;
@@ -293,28 +330,24 @@ void Trainer::step(int64_t iter) {
   // LibTorch's own generators: a function of (seed, iteration, rank); no model draw uses them.
   torch::manual_seed(hash_key(config.train.seed, static_cast<uint64_t>(iter),
                               static_cast<uint64_t>(s.context.world_rank), static_cast<uint64_t>(RngPurpose::kInit)));
-  const auto wait_start = Clock::now();
-  data::Batch batch = s.loader->next();
-  s.window_wait += std::chrono::duration<double>(Clock::now() - wait_start).count();
-  // Pinned host batches (see TrainLoader) copy to the GPU asynchronously.
-  const torch::Tensor images = batch.images.to(s.device, /*non_blocking=*/true);
-  const torch::Tensor labels = batch.labels.to(s.device, /*non_blocking=*/true);
   s.optimizer->zero_grad();
   s.model->set_iteration(iter);
-  // Every draw of the model (dropout, batch drop, point sampling) is keyed by (seed, iteration,
-  // the sample's global position): the same on any number of ranks.
-  std::vector<uint64_t> sample_keys;
-  for (int64_t position : batch.positions)
-    sample_keys.push_back(hash_key(config.train.seed, static_cast<uint64_t>(iter), static_cast<uint64_t>(position),
-                                   static_cast<uint64_t>(RngPurpose::kModel)));
-  s.model->set_sample_keys(std::move(sample_keys));
-  models::LossTerms loss;
-  {
-    AutocastScope autocast(s.device, s.precision);
-    loss = s.model->loss(images, labels);
+  // train.accumulate micro-batches, each weighted 1/accumulate; only the last backward's gradients
+  // are all-reduced (the earlier ones add up in .grad on each rank, as DDP's no_sync()).
+  const int micro_batches = s.config.train.accumulate;
+  models::LossTerms loss;  // the step's: the micro-batches' mean, detached, float64
+  for (int m = 0; m < micro_batches; ++m) {
+    const bool last = m + 1 == micro_batches;
+    std::optional<dist::GradientSync::NoSyncGuard> local_only;
+    if (!last) local_only.emplace(*s.grad_sync);
+    const models::LossTerms micro = s.forward_backward(iter, micro_batches);
+    if (m == 0) {
+      loss = micro;
+    } else {
+      loss.total += micro.total;
+      for (size_t i = 0; i < loss.parts.size() && i < micro.parts.size(); ++i) loss.parts[i].second += micro.parts[i].second;
+    }
   }
-  s.model->set_sample_keys({});
-  s.scaler->scale(loss.total).backward();
   s.grad_sync->synchronize();
   s.window_sync_wait += s.grad_sync->last_stats().wait_seconds;
   const bool finite = s.scaler->unscale_and_update(s.model->parameters());
@@ -322,13 +355,12 @@ void Trainer::step(int64_t iter) {
     if (config.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.model->parameters(), config.train.grad_clip);
     s.optimizer->step();
     if (!s.window_total.defined()) {
-      s.window_total = torch::zeros({}, loss.total.options().dtype(torch::kFloat64));
-      for (const auto& part : loss.parts)
-        s.window_parts.emplace_back(part.first, torch::zeros({}, part.second.options().dtype(torch::kFloat64)));
+      s.window_total = torch::zeros_like(loss.total);
+      for (const auto& part : loss.parts) s.window_parts.emplace_back(part.first, torch::zeros_like(part.second));
     }
-    s.window_total += loss.total.detach().to(torch::kFloat64);
+    s.window_total += loss.total;
     for (size_t i = 0; i < loss.parts.size() && i < s.window_parts.size(); ++i)
-      s.window_parts[i].second += loss.parts[i].second.detach().to(torch::kFloat64);
+      s.window_parts[i].second += loss.parts[i].second;
   } else {
     ++s.window_skipped;
   }

@@ -132,6 +132,37 @@ TEST_F(LoaderTest, TwoRanksOfTwoEqualOneRankOfFour) {
   EXPECT_EQ(rank1.position_of(3), 1 + 3 * 2);
 }
 
+// Gradient accumulation: micro-batch m of rank r (world 2, accumulate 2) is rank r + 2m's batch
+// of a world of 4, sample for sample; a loader resumed at optimizer step 2 starts at micro-batch 4.
+TEST_F(LoaderTest, AccumulatedMicroBatchesAreTheBatchesOfAWorldThatManyTimesLarger) {
+  auto store = open();
+  const auto device = torch::Device(torch::kCPU);
+  std::vector<std::unique_ptr<TrainLoader>> accumulating, wide;
+  for (int r = 0; r < 2; ++r)
+    accumulating.push_back(std::make_unique<TrainLoader>(store, config(2, 2), r, 2, 33, 0, device, /*accumulate=*/2));
+  for (int r = 0; r < 4; ++r) wide.push_back(std::make_unique<TrainLoader>(store, config(2, 1), r, 4, 33));
+  for (int t = 0; t < 3; ++t) {  // 8 samples per optimizer step: crosses the 12-record epoch
+    std::vector<Batch> wide_batches;
+    for (auto& loader : wide) wide_batches.push_back(loader->next());
+    for (int r = 0; r < 2; ++r) {
+      for (int m = 0; m < 2; ++m) {
+        const Batch micro = accumulating[r]->next();
+        const Batch& expected = wide_batches[static_cast<size_t>(r + 2 * m)];
+        EXPECT_EQ(micro.step, 2 * t + m);
+        EXPECT_EQ(micro.positions, expected.positions) << "step " << t << " rank " << r << " micro-batch " << m;
+        EXPECT_EQ(micro.indices, expected.indices);
+        EXPECT_TRUE(torch::equal(micro.images, expected.images));
+        EXPECT_TRUE(torch::equal(micro.labels, expected.labels));
+      }
+    }
+  }
+  // Hand-computed: rank 1, micro-batch 1 of step 2, slot 1 = position (1 + 2) + (2*2 + 1) * 4.
+  EXPECT_EQ(accumulating[1]->position_of(/*k=*/(2 * 2 + 1) * 2 + 1), 23);
+  TrainLoader resumed(store, config(2, 1), 1, 2, 33, /*start_step=*/2 * 2, device, /*accumulate=*/2);
+  EXPECT_EQ(resumed.next().positions, (std::vector<int64_t>{1 + (2 * 2 + 0) * 4, 1 + (2 * 2 + 1) * 4}));
+  EXPECT_THROW(TrainLoader(store, config(2, 1), 0, 1, 33, 0, device, /*accumulate=*/0), DataError);
+}
+
 TEST_F(LoaderTest, ResumeAtStepMatchesUninterruptedStream) {
   TrainLoader from_start(open(), config(4, 2), 0, 1, 4);
   for (int s = 0; s < 4; ++s) from_start.next();

@@ -511,6 +511,7 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
     result["iterations"] = s.outcome.iterations;
     result["seconds"] = s.outcome.seconds;
     result["world_size"] = s.context.world_size;
+    result["global_batch"] = s.global_batch;  // batch_per_rank x world_size x train.accumulate (sweeps/registry.h)
     result["name"] = s.config.name;
     write_file_atomic(s.run.result_path(), result.dump(2) + "\n");
     s.run.write_status(RunState::kDone);

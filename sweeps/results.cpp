@@ -146,6 +146,13 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
         "(not distinguishable from noise).");
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
   if (g.runs_not_done > 0) notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
+  if (!g.mixed_global_batches.empty()) {
+    std::vector<std::string> counts;
+    for (const auto& [batch, runs] : g.mixed_global_batches)
+      counts.push_back(std::to_string(batch) + " (" + std::to_string(runs) + (runs == 1 ? " run)" : " runs)"));
+    notes.push_back("the runs were trained at different global batches: " + join(counts, ", ") +
+                    " (batch_per_rank x ranks x train.accumulate); their differences are not the swept keys' alone.");
+  }
   if (g.has_paper)
     notes.push_back("paper: the value the paper reports" +
                     (g.paper_source.empty() ? std::string(".") : " (" + g.paper_source + ")."));
@@ -247,6 +254,8 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
       if (first_without.empty() && !has_metric_key(r, options.metric)) first_without = r.dir;
       continue;
     }
+    const auto global_batch = r.result.find(kGlobalBatchKey);
+    if (global_batch != r.result.end()) ++g.mixed_global_batches[static_cast<int64_t>(global_batch->second)];
     ResultCell& c = by_config[r.overrides];
     c.config = r.overrides;
     c.seeds.push_back(r.seed);
@@ -266,6 +275,9 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     throw DataError("table: nothing to tabulate: " + why +
                     (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
   }
+
+  // Said once, as a footnote, unless the table already has the global batch as a key.
+  if (g.mixed_global_batches.size() < 2 || swept.count(kGlobalBatchKey)) g.mixed_global_batches.clear();
 
   // Keys that vary across the configurations; the rest are constant and not shown.
   std::set<std::string> varying;
@@ -401,6 +413,11 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     j["cols"] = g.col_keys;
     j["baseline"] = json_config(g.baseline);
     j["runs_not_done"] = g.runs_not_done;
+    if (!g.mixed_global_batches.empty()) {
+      Json batches = Json::object();
+      for (const auto& [batch, runs] : g.mixed_global_batches) batches[std::to_string(batch)] = runs;
+      j["mixed_global_batches"] = batches;  // global batch -> runs, only when they differ
+    }
     j["cells"] = Json::array();
     for (const auto& c : g.cells) {
       Json cell;

@@ -14,6 +14,8 @@
 // whose status is done count; the others are reported in a footnote. Pure functions.
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,6 +70,9 @@ struct ResultGrid {
   int decimals = 2;
   bool has_paper = false;  // some cell has a paper value
   std::string paper_source;
+  // Runs of the table per global batch (result.json's global_batch: batch_per_rank x ranks x
+  // train.accumulate), when the runs were not all trained at the same one: a footnote says so.
+  std::map<int64_t, int> mixed_global_batches;
 };
 
 // Groups done runs into cells. ConfigError when a rows/cols/baseline/where key is not swept,

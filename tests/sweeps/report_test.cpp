@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <regex>
+#include <tuple>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -366,6 +367,26 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   const ReportSource by_name = load_report_source(named.string(), "", false);
   ASSERT_EQ(by_name.runs.size(), 2u);
   EXPECT_EQ(by_name.runs[1].overrides, (Overrides{{"name", "\"second\""}}));
+
+  // The same config on 2 and on 4 ranks: told apart by result.json's global batch, which the
+  // table then has as a key (and so no footnote about mixed global batches).
+  const fs::path ranks = dir_.path() / "ranks";
+  for (const auto& [run, global_batch, miou] : std::vector<std::tuple<std::string, int, double>>{
+           {"two", 8, 40.0}, {"four", 16, 42.0}, {"four_seed1", 16, 43.0}}) {
+    write_text(ranks / run / "config.toml", std::string("[train]\nlr = 1e-3\nseed = ") +
+                                                (run == "four_seed1" ? "1" : "0") + "\n");
+    write_text(ranks / run / "status", "done\n");
+    write_text(ranks / run / "result.json",
+               "{\"mIoU\": " + std::to_string(miou) + ", \"global_batch\": " + std::to_string(global_batch) + "}\n");
+  }
+  const ReportSource by_batch = load_report_source(ranks.string(), "", false);
+  ASSERT_EQ(by_batch.runs.size(), 3u);
+  EXPECT_EQ(by_batch.runs[0].overrides, (Overrides{{"global_batch", "16"}}));  // "four", by name
+  EXPECT_EQ(by_batch.runs[2].overrides, (Overrides{{"global_batch", "8"}}));
+  const std::string table = format_result_grid(build_result_grid(by_batch.runs, {}), "md");
+  EXPECT_EQ(markdown_cells(table),
+            (Rows{{"global_batch", "mIoU"}, {"8", "40.00 (n=1)"}, {"16", "42.50 ± 0.71 (n=2)"}}));
+  EXPECT_EQ(table.find("different global batches"), std::string::npos) << table;
 
   write_text(named / "c" / "config.toml", "[train]\nlr = = 1\n");
   write_text(named / "c" / "result.json", "{\"mIoU\": 2.0}\n");

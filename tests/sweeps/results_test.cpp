@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/atomic_file.h"
 #include "sweeps/registry.h"
 #include "sweeps_test_util.h"
 
@@ -16,6 +17,7 @@ namespace segrun::sweeps {
 namespace {
 
 using testing::fabricate_run;
+using testing::write_text;
 using testing::ScratchDir;
 
 // model.dropout in {0.0, 0.1, 0.2}, two seeds each, plus one run still running.
@@ -237,6 +239,39 @@ TEST(TwoAxes, RowLabelsSkipKeysThatFollowFromRowsAndColumns) {
   const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
   EXPECT_EQ(g.row_keys, (std::vector<std::string>{"model.backbone", "model.norm"}));
   EXPECT_EQ(g.cells.size(), 5u);
+}
+
+// Runs trained at different global batches (a seed on 2 GPUs instead of 4, or with
+// train.accumulate) still form one table; a footnote counts the runs of each global batch. A run
+// whose result.json predates the field counts in none.
+TEST(MixedGlobalBatches, AFootnoteCountsTheRunsOfEachGlobalBatch) {
+  ScratchDir dir("results4");
+  const auto root = dir.path();
+  const auto with_global_batch = [&](const std::string& run, int64_t batch) {
+    const auto path = root / run / "result.json";
+    nlohmann::json result = nlohmann::json::parse(read_file(path.string()));
+    result["global_batch"] = batch;
+    write_text(path, result.dump());
+  };
+  fabricate_run(root / "a0", {{"model.dropout", "0.0"}}, 0, "done", 40.0);
+  fabricate_run(root / "a1", {{"model.dropout", "0.0"}}, 1, "done", 41.0);
+  fabricate_run(root / "b0", {{"model.dropout", "0.1"}}, 0, "done", 42.0);
+  fabricate_run(root / "b1", {{"model.dropout", "0.1"}}, 1, "done", 43.0);
+  for (const std::string run : {"a0", "a1", "b0"}) with_global_batch(run, 16);
+  const std::string same = format_result_grid(build_result_grid(scan_runs(root.string()), {}), "md");
+  EXPECT_EQ(same.find("global batch"), std::string::npos) << same;
+
+  with_global_batch("a1", 8);
+  const ResultGrid g = build_result_grid(scan_runs(root.string()), {});
+  EXPECT_EQ(g.mixed_global_batches, (std::map<int64_t, int>{{8, 1}, {16, 2}}));
+  const std::string md = format_result_grid(g, "md");
+  EXPECT_NE(md.find("- the runs were trained at different global batches: 8 (1 run), 16 (2 runs) (batch_per_rank x "
+                    "ranks x train.accumulate); their differences are not the swept keys' alone.\n"),
+            std::string::npos)
+      << md;
+  const nlohmann::json j = nlohmann::json::parse(format_result_grid(g, "json"));
+  EXPECT_EQ(j["mixed_global_batches"], (nlohmann::json{{"8", 1}, {"16", 2}}));
+  EXPECT_EQ(format_result_grid(g, "csv").find("global"), std::string::npos);  // CSV stays data only
 }
 
 }  // namespace

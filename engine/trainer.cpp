@@ -309,10 +309,9 @@ int64_t Trainer::resume() {
   s.loader = std::make_unique<data::TrainLoader>(s.store, config.data, s.context.world_rank, s.context.world_size,
                                                  config.train.seed, start_iter * config.train.accumulate, s.device,
                                                  config.train.accumulate);
-  const std::string accumulation =
-      config.train.accumulate > 1 ? segrun::format(" x {} micro-batches (global batch {})", config.train.accumulate,
-                                                   s.global_batch)
-                                  : std::string();
+  std::string accumulation;  // " x 2 micro-batches (global batch 16)" under train.accumulate = 2
+  if (config.train.accumulate > 1)
+    accumulation = segrun::format(" x {} micro-batches (global batch {})", config.train.accumulate, s.global_batch);
   log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}, {}", s.signature,
             config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
             s.context.intra_op_threads, s.comm->backend_name(), precision_name(s.precision));
@@ -345,7 +344,8 @@ void Trainer::step(int64_t iter) {
       loss = micro;
     } else {
       loss.total += micro.total;
-      for (size_t i = 0; i < loss.parts.size() && i < micro.parts.size(); ++i) loss.parts[i].second += micro.parts[i].second;
+      for (size_t i = 0; i < loss.parts.size() && i < micro.parts.size(); ++i)
+        loss.parts[i].second += micro.parts[i].second;
     }
   }
   s.grad_sync->synchronize();

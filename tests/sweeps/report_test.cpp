@@ -373,8 +373,8 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   const fs::path ranks = dir_.path() / "ranks";
   for (const auto& [run, global_batch, miou] : std::vector<std::tuple<std::string, int, double>>{
            {"two", 8, 40.0}, {"four", 16, 42.0}, {"four_seed1", 16, 43.0}}) {
-    write_text(ranks / run / "config.toml", std::string("[train]\nlr = 1e-3\nseed = ") +
-                                                (run == "four_seed1" ? "1" : "0") + "\n");
+    write_text(ranks / run / "config.toml",
+               std::string("[train]\nlr = 1e-3\nseed = ") + (run == "four_seed1" ? "1" : "0") + "\n");
     write_text(ranks / run / "status", "done\n");
     write_text(ranks / run / "result.json",
                "{\"mIoU\": " + std::to_string(miou) + ", \"global_batch\": " + std::to_string(global_batch) + "}\n");

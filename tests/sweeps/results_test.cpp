@@ -17,8 +17,8 @@ namespace segrun::sweeps {
 namespace {
 
 using testing::fabricate_run;
-using testing::write_text;
 using testing::ScratchDir;
+using testing::write_text;
 
 // model.dropout in {0.0, 0.1, 0.2}, two seeds each, plus one run still running.
 //   0.0: 40.0, 41.0 -> mean 40.50, std sqrt(0.5)   = 0.7071

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "dist/sync_batch_norm.h"
+#include "engine/torch_version.h"
 #include "models/norm.h"
 
 namespace segrun::engine {
@@ -160,6 +161,22 @@ void set_learning_rates(MultiTensorAdamW& optimizer, double lr) {
     const double mult = i < optimizer.lr_multipliers.size() ? optimizer.lr_multipliers[i] : 1.0;
     static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(lr * mult);
   }
+}
+
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::zeros({});
+  const torch::Tensor norm = torch::stack(at::_foreach_norm(grads, 2)).norm(2);
+  const torch::Tensor scale = (max_norm / (norm + 1e-6)).clamp_max(1.0);
+#if SEGRUN_TORCH_AT_LEAST(2, 3)
+  at::_foreach_mul_(grads, scale);  // one multi-tensor kernel (the Tensor overload is 2.x's)
+#else
+  for (auto& g : grads) g.mul_(scale);
+#endif
+  return norm;
 }
 
 }  // namespace segrun::engine

@@ -50,4 +50,13 @@ std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const Tra
 std::unique_ptr<MultiTensorAdamW> make_optimizer(torch::nn::Module& model, const TrainConfig& train);
 void set_learning_rates(MultiTensorAdamW& optimizer, double lr);
 
+// train.grad_clip: scales the gradients of `parameters` by min(1, max_norm / (norm + 1e-6)), where
+// norm is their global 2-norm, and returns that norm (before scaling) as a 0-dim tensor on the
+// gradients' device -- torch.nn.utils.clip_grad_norm_'s arithmetic, with the same values as
+// LibTorch's torch::nn::utils::clip_grad_norm_ on the CPU. Unlike that function, which in 1.13
+// launches a norm kernel per parameter and reads the total back to the host (a GPU queue stall
+// every step), the norms are one multi-tensor kernel and nothing waits for the device, as in
+// PyTorch 2.x's foreach path. Parameters without a gradient are skipped (norm 0 if none has one).
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
+
 }  // namespace segrun::engine

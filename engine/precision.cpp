@@ -1,13 +1,9 @@
 #include "engine/precision.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/version.h>
 
 #include "core/error.h"
-
-// LibTorch 2.4 replaced the per-device autocast functions by ones taking the device type.
-#define SEGRUN_TORCH_AT_LEAST(major, minor) \
-  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+#include "engine/torch_version.h"  // LibTorch 2.4 replaced the per-device autocast functions
 
 namespace segrun::engine {
 namespace {

@@ -137,6 +137,7 @@ struct Trainer::State {
   int64_t window_first = 0;
   torch::Tensor window_total;
   std::vector<std::pair<std::string, torch::Tensor>> window_parts;
+  torch::Tensor window_grad_norm;  // sum of the steps' gradient norms before clipping (train.grad_clip > 0)
   double window_wait = 0;        // seconds this rank waited for data
   double window_sync_wait = 0;   // seconds backward's end waited for gradient all-reduces
   double lr = 0;                 // of the last step
@@ -151,6 +152,7 @@ struct Trainer::State {
     window_first = first;
     if (window_total.defined()) window_total.zero_();
     for (auto& part : window_parts) part.second.zero_();
+    if (window_grad_norm.defined()) window_grad_norm.zero_();
     window_wait = 0;
     window_sync_wait = 0;
   }
@@ -352,7 +354,13 @@ void Trainer::step(int64_t iter) {
   s.window_sync_wait += s.grad_sync->last_stats().wait_seconds;
   const bool finite = s.scaler->unscale_and_update(s.model->parameters());
   if (finite) {
-    if (config.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.model->parameters(), config.train.grad_clip);
+    if (config.train.grad_clip > 0) {
+      const torch::Tensor norm = clip_grad_norm(s.model->parameters(), config.train.grad_clip).to(torch::kFloat64);
+      if (s.window_grad_norm.defined())
+        s.window_grad_norm += norm;
+      else
+        s.window_grad_norm = norm.clone();
+    }
     s.optimizer->step();
     if (!s.window_total.defined()) {
       s.window_total = torch::zeros_like(loss.total);
@@ -376,6 +384,7 @@ double Trainer::log_window(int64_t done) {
   const int64_t taken = s.window_iters - s.window_skipped;
   std::vector<double> sums{s.window_total.defined() ? s.window_total.item<double>() : 0.0};
   for (const auto& part : s.window_parts) sums.push_back(part.second.item<double>());
+  if (s.window_grad_norm.defined()) sums.push_back(s.window_grad_norm.item<double>());
   torch::Tensor means = torch::tensor(sums, torch::kFloat64) / static_cast<double>(std::max<int64_t>(taken, 1));
   s.control->allreduce(means);
   means = means / static_cast<double>(s.context.world_size);
@@ -383,6 +392,9 @@ double Trainer::log_window(int64_t done) {
   std::string parts_text;
   for (size_t i = 0; i < s.window_parts.size() && s.window_parts.size() > 1; ++i)
     parts_text += segrun::format(" {} {:.4f}", s.window_parts[i].first, means[i + 1].item<double>());
+  // The gradient norm is the same on every rank (all-reduced gradients): the mean keeps it.
+  const double grad_norm = s.window_grad_norm.defined() ? means[means.size(0) - 1].item<double>() : std::nan("");
+  if (s.window_grad_norm.defined()) parts_text += segrun::format(" grad_norm {:.4f}", grad_norm);
   if (s.scaler->enabled())
     parts_text += segrun::format(" scale {:g} skipped {}", s.scaler->current_scale(), s.window_skipped);
   const double secs = std::chrono::duration<double>(Clock::now() - s.window_start).count();
@@ -408,6 +420,7 @@ double Trainer::log_window(int64_t done) {
                                 {"sync_wait_fraction", secs > 0 ? s.window_sync_wait / secs : 0.0},
                                 {"skipped_records", s.loader ? s.loader->skipped() : 0}};
     for (size_t i = 0; i < s.window_parts.size(); ++i) line[s.window_parts[i].first] = means[i + 1].item<double>();
+    if (s.window_grad_norm.defined()) line["grad_norm"] = grad_norm;
     if (s.scaler->enabled()) {
       line["skipped_steps"] = s.window_skipped;
       line["loss_scale"] = s.scaler->current_scale();

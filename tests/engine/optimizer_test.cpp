@@ -13,6 +13,40 @@
 namespace segrun::engine {
 namespace {
 
+// Hand-computed: gradients (3, 4) and (12) have the global norm sqrt(9 + 16 + 144) = 13; clipped
+// to 6.5 they are scaled by 6.5 / (13 + 1e-6). Then, on random gradients, LibTorch's own
+// clip_grad_norm_ (per-parameter norms, the total read back to the host) gives the same bits.
+TEST(ClipGradNorm, ScalesToTheMaxNormAndReturnsTheNormBeforeClipping) {
+  torch::Tensor a = torch::zeros({2}, torch::requires_grad()), b = torch::zeros({1}, torch::requires_grad());
+  torch::Tensor unused = torch::zeros({3}, torch::requires_grad());  // no gradient: skipped
+  a.mutable_grad() = torch::tensor({3.0f, 4.0f});
+  b.mutable_grad() = torch::tensor({12.0f});
+  const torch::Tensor norm = clip_grad_norm({a, unused, b}, 6.5);
+  EXPECT_EQ(norm.dim(), 0);
+  EXPECT_FLOAT_EQ(norm.item<float>(), 13.0f);
+  const float scale = static_cast<float>(6.5 / (13.0 + 1e-6));
+  EXPECT_FLOAT_EQ(a.grad()[1].item<float>(), 4.0f * scale);
+  EXPECT_FLOAT_EQ(b.grad()[0].item<float>(), 12.0f * scale);
+  EXPECT_FALSE(unused.grad().defined());
+  // Below the max norm nothing changes; no gradient at all gives norm 0.
+  EXPECT_FLOAT_EQ(clip_grad_norm({a, b}, 100.0).item<float>(), 6.5f);
+  EXPECT_FLOAT_EQ(b.grad()[0].item<float>(), 12.0f * scale);
+  EXPECT_EQ(clip_grad_norm({unused}, 1.0).item<float>(), 0.0f);
+
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> mine, reference;
+  for (auto shape : {std::vector<int64_t>{7}, {3, 5}, {2, 4, 3, 3}}) {
+    mine.push_back(torch::zeros(shape, torch::requires_grad()));
+    reference.push_back(torch::zeros(shape, torch::requires_grad()));
+    const torch::Tensor g = torch::randn(shape);
+    mine.back().mutable_grad() = g.clone();
+    reference.back().mutable_grad() = g.clone();
+  }
+  const double reference_norm = torch::nn::utils::clip_grad_norm_(reference, 0.5);
+  EXPECT_EQ(clip_grad_norm(mine, 0.5).item<double>(), static_cast<float>(reference_norm));
+  for (size_t i = 0; i < mine.size(); ++i) EXPECT_TRUE(torch::equal(mine[i].grad(), reference[i].grad())) << i;
+}
+
 TEST(MultiTensorAdamW, EqualsLibTorchsAdamWBitForBit) {
   torch::manual_seed(3);
   std::vector<torch::Tensor> a, b;

@@ -137,7 +137,8 @@ struct Trainer::State {
   int64_t window_first = 0;
   torch::Tensor window_total;
   std::vector<std::pair<std::string, torch::Tensor>> window_parts;
-  torch::Tensor window_grad_norm;  // sum of the steps' gradient norms before clipping (train.grad_clip > 0)
+  // Sum of the steps' gradient norms before clipping (train.grad_clip > 0 only).
+  torch::Tensor window_grad_norm;
   double window_wait = 0;        // seconds this rank waited for data
   double window_sync_wait = 0;   // seconds backward's end waited for gradient all-reduces
   double lr = 0;                 // of the last step

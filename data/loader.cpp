@@ -48,6 +48,20 @@ void copy_label(const cv::Mat& label, int64_t* dst) {
   }
 }
 
+// A label map's values must be classes (0..classes-1) or the ignore index: a store's are by
+// construction (data/pack.cpp maps every raw value), so this only catches a store that was
+// altered behind its checksums -- here, naming the record, rather than in the loss.
+void check_label_values(const cv::Mat& label, const StoreReader& store, const std::string& what) {
+  const int classes = store.num_classes(), ignore = store.ignore_index();
+  for (int y = 0; y < label.rows; ++y) {
+    const uint8_t* row = label.ptr<uint8_t>(y);
+    for (int x = 0; x < label.cols; ++x)
+      SEGRUN_CHECK(row[x] < classes || row[x] == ignore, DataError,
+                   what << ": label value " << static_cast<int>(row[x]) << " at (" << y << ", " << x
+                        << ") is neither a class (0.." << classes - 1 << ") nor the ignore index " << ignore);
+  }
+}
+
 }  // namespace
 
 struct TrainLoader::State {
@@ -114,6 +128,7 @@ struct TrainLoader::State {
       const std::string what = store->locate(record).first + ": record " + raw->name;
       cv::Mat bgr = decode_image(raw->image_bytes, what);
       cv::Mat seg = decode_label(raw->label_bytes, what);
+      check_label_values(seg, *store, what);
       SampleRng rng(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(record), RngPurpose::kAugment);
       Sample s = train_transform(bgr, seg, transform, rng);
       *image = s.image;
@@ -253,6 +268,7 @@ ValSample load_val_sample(const StoreReader& store, int64_t index, const TestTra
   const std::string what = store.locate(index).first + ": record " + raw.name;
   cv::Mat bgr = decode_image(raw.image_bytes, what);
   cv::Mat seg = decode_label(raw.label_bytes, what);
+  check_label_values(seg, store, what);
   cv::Mat image = test_transform(bgr, options);
   ValSample v;
   v.index = index;

@@ -19,7 +19,10 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
   if (resize && logits.device().is_cpu() && logits.scalar_type() == torch::kFloat32)
     return upsampled_cross_entropy(logits, labels, ignore_index);  // same value, one pass (see its header)
   const int64_t classes = logits.size(1);
-  {
+  // On a GPU this check would read a flag back to the host every step (a queue stall); there the
+  // labels are the loader's, which checks every label map it reads (data/loader.h), and any other
+  // out-of-range label stops the cross-entropy kernel with CUDA's device-side assert.
+  if (!labels.is_cuda()) {
     torch::Tensor valid = labels.ne(ignore_index);
     torch::Tensor bad = valid & (labels.lt(0) | labels.ge(classes));
     SEGRUN_CHECK(!bad.any().item<bool>(), DataError,

@@ -16,7 +16,9 @@ constexpr int64_t kIgnoreIndex = 255;
 // logits [B, K, h, w] are resized bilinearly (align_corners = false) to the labels' [H, W] when
 // the sizes differ; labels int64 [B, H, W] with `ignore_index` for "no label"; the per-pixel loss
 // (0 at ignored pixels) is averaged over ALL B*H*W pixels, ignored ones included.
-// A label outside [0, K) other than ignore_index throws DataError.
+// A label outside [0, K) other than ignore_index throws DataError on the CPU; on a GPU it is not
+// checked here (that would stall the device queue every step; the training loader checks labels
+// on the host) and trips CUDA's device-side assert in the kernel.
 torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                 int64_t ignore_index = kIgnoreIndex);
 

@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <set>
 
 #include "core/error.h"
+#include "data/classes.h"
 #include "data/loader.h"
+#include "data/manifest.h"
 #include "data/pack.h"
 #include "data/store.h"
 #include "data/synth.h"
@@ -161,6 +164,56 @@ TEST_F(LoaderTest, AccumulatedMicroBatchesAreTheBatchesOfAWorldThatManyTimesLarg
   TrainLoader resumed(store, config(2, 1), 1, 2, 33, /*start_step=*/2 * 2, device, /*accumulate=*/2);
   EXPECT_EQ(resumed.next().positions, (std::vector<int64_t>{1 + (2 * 2 + 0) * 4, 1 + (2 * 2 + 1) * 4}));
   EXPECT_THROW(TrainLoader(store, config(2, 1), 0, 1, 33, 0, device, /*accumulate=*/0), DataError);
+}
+
+// A store whose label map holds a value that is neither a class nor the ignore index (it cannot
+// be packed so: pack maps every raw value; here it is written shard by shard, checksums intact)
+// is refused by the loader, naming the record, not by the loss or a GPU kernel's assert.
+TEST_F(LoaderTest, ALabelValueOutsideTheClassesNamesItsRecord) {
+  const std::filesystem::path dir = *tmp_ / "bad_label_store";
+  std::filesystem::create_directories(dir);
+  ShardHeader header;
+  header.dataset = "ade20k";
+  header.split = "training";
+  header.class_names = class_names(Layout::kAde20k);
+  header.label_mapping = "ade20k_reduce_zero_label";
+  StoreWriter writer((dir / shard_file_name(0, 1)).string(), header);
+  cv::Mat label(40, 40, CV_8U, cv::Scalar(3));
+  label.at<uint8_t>(7, 9) = 200;  // 150 classes: 0..149, and 255
+  std::vector<uint8_t> image_png, label_png;
+  cv::imencode(".png", cv::Mat(40, 40, CV_8UC3, cv::Scalar(10, 20, 30)), image_png);
+  cv::imencode(".png", label, label_png);
+  RecordInput record{image_png, label_png, 40, 40, "ADE_train_bad", std::vector<uint8_t>(150, 0)};
+  record.presence[3] = 1;
+  writer.append(record);
+  writer.commit();
+  Manifest manifest;
+  manifest.dataset = header.dataset;
+  manifest.split = header.split;
+  manifest.num_classes = 150;
+  manifest.class_names = header.class_names;
+  manifest.label_mapping = header.label_mapping;
+  manifest.records = 1;
+  manifest.shards = {{shard_file_name(0, 1), 1}};
+  manifest.cooccurrence.assign(150 * 150, 0);
+  std::ofstream(dir / "manifest.json") << manifest_to_json(manifest);
+
+  const auto store = std::make_shared<const StoreReader>(dir.string());
+  const std::string expected = "record ADE_train_bad: label value 200 at (7, 9) is neither a class (0..149) nor the "
+                               "ignore index 255";
+  TrainLoader loader(store, config(1, 1), 0, 1, 0);
+  try {
+    loader.next();
+    FAIL() << "a label value of 200 was accepted";
+  } catch (const DataError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(expected));
+  }
+  try {
+    load_val_sample(*store, 0, TestTransformOptions{});
+    FAIL() << "a label value of 200 was accepted";
+  } catch (const DataError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(expected));
+  }
 }
 
 TEST_F(LoaderTest, ResumeAtStepMatchesUninterruptedStream) {

@@ -357,10 +357,8 @@ void Trainer::step(int64_t iter) {
   if (finite) {
     if (config.train.grad_clip > 0) {
       const torch::Tensor norm = clip_grad_norm(s.model->parameters(), config.train.grad_clip).to(torch::kFloat64);
-      if (s.window_grad_norm.defined())
-        s.window_grad_norm += norm;
-      else
-        s.window_grad_norm = norm.clone();
+      if (!s.window_grad_norm.defined()) s.window_grad_norm = torch::zeros_like(norm);
+      s.window_grad_norm += norm;
     }
     s.optimizer->step();
     if (!s.window_total.defined()) {

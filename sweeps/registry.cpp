@@ -136,6 +136,11 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
     runs.push_back(read_run(d));
     const std::string config_path = RunFolder(d).config_path();
     configs.push_back(flatten_config(read_file(config_path), config_path));
+    // The global batch is not in config.toml (the number of ranks is a launch choice) but in
+    // result.json; runs trained on different numbers of ranks differ by it like by a key.
+    const auto global_batch = runs.back().result.find(kGlobalBatchKey);
+    if (global_batch != runs.back().result.end())
+      configs.back()[kGlobalBatchKey] = std::to_string(static_cast<int64_t>(global_batch->second));
   }
   // Each key's values over the runs, "" where a run lacks it; a key with two or more differs.
   const auto value_in = [](const Overrides& config, const std::string& key) {
@@ -147,14 +152,6 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
     for (const auto& entry : config) values_of[entry.first];
   for (auto& [key, values] : values_of)
     for (const Overrides& config : configs) values.insert(value_in(config, key));
-  // The global batch (result.json) is not in config.toml, and runs trained on different numbers
-  // of ranks differ by it: it counts as a key of its own.
-  for (size_t i = 0; i < runs.size(); ++i) {
-    const auto global_batch = runs[i].result.find(kGlobalBatchKey);
-    if (global_batch != runs[i].result.end())
-      configs[i][kGlobalBatchKey] = std::to_string(static_cast<int64_t>(global_batch->second));
-    values_of[kGlobalBatchKey].insert(value_in(configs[i], kGlobalBatchKey));
-  }
   std::set<std::string> differing;
   for (const auto& [key, values] : values_of)
     if (values.size() > 1) differing.insert(key);

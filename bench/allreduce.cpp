@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/guarded_main.h"
 #include "dist/communicator.h"
 #include "dist/rank_context.h"
 
@@ -197,10 +198,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_allreduce: " << e.what() << "\n";
-    segrun::dist::MpiSession::abort_world(1);
-  }
+  return segrun::bench::guarded_main("bench_allreduce", argc, argv, run,
+                                     [] { segrun::dist::MpiSession::abort_world(1); });
 }

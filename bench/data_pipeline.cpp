@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/guarded_main.h"
 #include "build_config.h"
 #include "core/config.h"
 #include "data/loader.h"
@@ -243,7 +244,7 @@ std::map<std::string, double> profile_peer(const std::string& python, const std:
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   auto flags = bench::parse_flags("bench_data_pipeline", argc, argv,
                                   {{"images", "64"},
                                    {"height", "512"},
@@ -361,3 +362,5 @@ int main(int argc, char** argv) {
   if (flags["keep-store"] == "0") fs::remove_all(tmp);
   return all_ok ? 0 : 1;
 }
+
+int main(int argc, char** argv) { return segrun::bench::guarded_main("bench_data_pipeline", argc, argv, run); }

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "bench/bench_flags.h"
+#include "bench/guarded_main.h"
 #include "core/config.h"
 #include "dist/communicator.h"
 #include "dist/grad_sync.h"
@@ -160,11 +161,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_grad_sync: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return segrun::bench::guarded_main("bench_grad_sync", argc, argv, run); }

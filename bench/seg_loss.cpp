@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/guarded_main.h"
 #include "build_config.h"
 #include "models/losses/upsampled_cross_entropy.h"
 
@@ -36,7 +37,7 @@ double median_seconds(int reps, Fn&& step) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   auto flags = segrun::bench::parse_flags("bench_seg_loss", argc, argv,
                                           {{"batch", "2"},
                                            {"classes", "150"},
@@ -95,3 +96,5 @@ int main(int argc, char** argv) {
     std::printf("| PyTorch peer | (failed: %s) | |\n", command.c_str());
   return 0;
 }
+
+int main(int argc, char** argv) { return segrun::bench::guarded_main("bench_seg_loss", argc, argv, run); }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/guarded_main.h"
 #include "data/pack.h"
 #include "data/store.h"
 #include "data/synth.h"
@@ -134,7 +135,7 @@ std::pair<std::vector<double>, std::vector<double>> crc_rates(int rounds) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   auto flags = bench::parse_flags(
       "bench_store_io", argc, argv,
       {{"images", "128"}, {"height", "512"}, {"width", "683"}, {"rounds", "5"}, {"shards", "1"}, {"cold", "0"}});
@@ -257,3 +258,5 @@ int main(int argc, char** argv) {
   fs::remove_all(tmp);
   return 0;
 }
+
+int main(int argc, char** argv) { return segrun::bench::guarded_main("bench_store_io", argc, argv, run); }

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/guarded_main.h"
 #include "core/config.h"
 #include "dist/communicator.h"
 #include "dist/grad_sync.h"
@@ -226,11 +227,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_train_ddp: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return segrun::bench::guarded_main("bench_train_ddp", argc, argv, run); }

@@ -25,6 +25,7 @@
 #include <sstream>
 
 #include "bench/bench_flags.h"
+#include "bench/guarded_main.h"
 #include "build_config.h"
 #include "core/config.h"
 #include "data/classes.h"
@@ -48,17 +49,6 @@ struct Side {
 };
 
 }  // namespace
-
-int run(int argc, char** argv);
-
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_train_step: %s\n", e.what());
-    return 2;
-  }
-}
 
 int run(int argc, char** argv) {
   auto flags = bench::parse_flags("bench_train_step", argc, argv,
@@ -207,3 +197,5 @@ int run(int argc, char** argv) {
   std::fprintf(stderr, "\n");
   return agree ? 0 : 1;
 }
+
+int main(int argc, char** argv) { return segrun::bench::guarded_main("bench_train_step", argc, argv, run); }

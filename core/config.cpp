@@ -220,6 +220,7 @@ const std::vector<Field>& schema() {
     s.push_back(make("train.eval_interval", in_train(&TrainConfig::eval_interval), 0, 1e9));
     s.push_back(make("train.checkpoint_interval", in_train(&TrainConfig::checkpoint_interval), 0, 1e9));
     s.push_back(make("train.keep_checkpoints", in_train(&TrainConfig::keep_checkpoints), 1, 1000));
+    s.push_back(choice("train.save_best", in_train(&TrainConfig::save_best), {"none", "mIoU", "mAcc", "aAcc"}));
     s.push_back(make("train.seed", in_train(&TrainConfig::seed), 0, 9.0e18));
     s.push_back(choice("train.precision", in_train(&TrainConfig::precision), {"fp32", "bf16", "fp16"}));
     s.push_back(make("train.tf32", in_train(&TrainConfig::tf32)));
@@ -459,6 +460,8 @@ void check_cross_fields(const Config& c, const std::string& origin) {
     fail_cross("train.warmup_iters", "warmup (" + std::to_string(c.train.warmup_iters) +
                                          ") is longer than train.iters (" + std::to_string(c.train.iters) + ")");
   if (c.train.min_lr > c.train.lr) fail_cross("train.min_lr", "min_lr is larger than train.lr");
+  if (c.train.save_best != "none" && c.data.val_store.empty())
+    fail_cross("train.save_best", "needs data.val_store: the best checkpoint is chosen by validation");
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
   if (c.model.clip_sp.attn_dim % c.model.clip_sp.heads != 0)
     fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");

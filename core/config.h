@@ -166,6 +166,9 @@ struct TrainConfig {
   int64_t eval_interval = 8000;        // 0 = only at the end
   int64_t checkpoint_interval = 8000;  // 0 = only at the end
   int keep_checkpoints = 3;
+  // none | mIoU | mAcc | aAcc: also keep checkpoints/best.pt, the model of the validation that
+  // scored highest on this metric (single scale), carried across resumes (engine/checkpoint.h).
+  std::string save_best = "none";
   uint64_t seed = 0;
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast; fp16 adds loss scaling)
   bool tf32 = true;                // TF32 matmuls and convolutions on NVIDIA GPUs

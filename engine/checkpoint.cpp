@@ -1,6 +1,7 @@
 #include "engine/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <regex>
 #include <sstream>
@@ -35,16 +36,11 @@ std::string shape_string(const torch::Tensor& t) {
   return os.str();
 }
 
-}  // namespace
-
-std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
-                            torch::optim::Optimizer& optimizer, int keep) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string final_path = dir + "/iter_" + std::to_string(meta.next_iter) + ".pt";
-  // Serialize in memory, then write atomically: LibTorch's file writer aborts the process when the
-  // disk fills (its destructor throws), while write_file_atomic reports ENOSPC as IoError, removes
-  // its temp file and leaves every earlier checkpoint untouched.
+// The whole checkpoint archive, serialized in memory: LibTorch's file writer aborts the process
+// when the disk fills (its destructor throws), while write_file_atomic reports ENOSPC as IoError,
+// removes its temp file and leaves every earlier checkpoint untouched.
+std::string serialize_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer) {
   std::ostringstream buffer;
   try {
     torch::serialize::OutputArchive archive;
@@ -54,6 +50,11 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
     archive.write("meta.model_signature", c10::IValue(meta.model_signature));
     archive.write("meta.loss_scale", c10::IValue(meta.loss_scale));
     archive.write("meta.loss_scale_growth", c10::IValue(meta.loss_scale_growth));
+    if (meta.best.recorded()) {
+      archive.write("meta.best_metric", c10::IValue(meta.best.metric));
+      archive.write("meta.best_value", c10::IValue(meta.best.value));
+      archive.write("meta.best_iter", c10::IValue(meta.best.iter));
+    }
     for (const auto& p : model.named_parameters())
       archive.write("model." + p.key(), p.value().detach().to(torch::kCPU), false);
     for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value().to(torch::kCPU), true);
@@ -62,13 +63,41 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
     archive.write("optimizer", optimizer_archive);
     archive.save_to(buffer);
   } catch (const c10::Error& e) {
-    throw CheckpointError(final_path + ": cannot serialize checkpoint: " + e.what_without_backtrace());
+    throw CheckpointError(path + ": cannot serialize checkpoint: " + e.what_without_backtrace());
   }
-  write_file_atomic(final_path, buffer.str());
+  return buffer.str();
+}
+
+}  // namespace
+
+bool BestValidation::offer(const std::string& metric_name, double candidate, int64_t at_iter) {
+  if (std::isnan(candidate)) return false;
+  if (recorded() && metric == metric_name && !(candidate > value)) return false;
+  metric = metric_name;
+  value = candidate;
+  iter = at_iter;
+  return true;
+}
+
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
+                            torch::optim::Optimizer& optimizer, int keep) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string final_path = dir + "/iter_" + std::to_string(meta.next_iter) + ".pt";
+  write_file_atomic(final_path, serialize_checkpoint(final_path, meta, model, optimizer));
   write_file_atomic(dir + "/latest", fs::path(final_path).filename().string() + "\n");
   auto all = list_checkpoints(dir);
   for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i) fs::remove(all[i].second, ec);
   return final_path;
+}
+
+std::string save_best_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string path = dir + "/" + kBestCheckpointName;
+  write_file_atomic(path, serialize_checkpoint(path, meta, model, optimizer));
+  return path;
 }
 
 CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
@@ -97,6 +126,11 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   meta.model_signature = read_meta("meta.model_signature").toStringRef();
   if (archive.try_read("meta.loss_scale", value)) meta.loss_scale = value.toDouble();
   if (archive.try_read("meta.loss_scale_growth", value)) meta.loss_scale_growth = value.toInt();
+  if (archive.try_read("meta.best_metric", value)) {
+    meta.best.metric = value.toStringRef();
+    meta.best.value = read_meta("meta.best_value").toDouble();
+    meta.best.iter = read_meta("meta.best_iter").toInt();
+  }
   if (!expected_signature.empty() && meta.model_signature != expected_signature)
     throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature + "', the config builds '" +
                           expected_signature + "'");

@@ -5,7 +5,9 @@
 // (seed, iteration, sample), so the iteration is the whole sampler/RNG position.
 // save_checkpoint writes "<dir>/iter_<n>.pt" through a temp file + fsync + rename (a crash never
 // leaves a partial file under the final name), updates "<dir>/latest", and keeps the newest
-// `keep` checkpoints. Only rank 0 calls it. Loading checks every name and shape and throws
+// `keep` checkpoints. save_best_checkpoint writes "<dir>/best.pt" the same way (train.save_best)
+// and touches neither `latest` nor the iter_<n>.pt files, which never prune it. Only rank 0 calls
+// them. Loading checks every name and shape and throws
 // CheckpointError naming the file and the first mismatch.
 // Checkpoints are device-independent: model tensors are written from host copies, and loading
 // maps every stored tensor (optimizer state too) onto the device of the model's parameters, so a
@@ -15,11 +17,30 @@
 
 #include "core/error.h"
 
-#include <optional>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace segrun::engine {
+
+inline constexpr const char* kBestCheckpointName = "best.pt";
+
+// The best validation so far under train.save_best (a metric name: mIoU, mAcc or aAcc). Every
+// checkpoint carries it, so that a resumed run keeps comparing against the validations before the
+// stop (mmseg's save_best starts over on resume, mmseg#2428).
+struct BestValidation {
+  std::string metric;  // "" = none recorded
+  double value = std::numeric_limits<double>::quiet_NaN();
+  int64_t iter = -1;  // the iteration the validated model had completed
+
+  bool recorded() const { return iter >= 0; }
+  // Records (metric, value, iter) and returns true when `value` beats the best so far: the first
+  // non-NaN value does, and so does any value of another metric than the recorded one (a run
+  // resumed under another train.save_best starts over); NaN never does; a tie keeps the earlier
+  // iteration.
+  bool offer(const std::string& metric_name, double value, int64_t at_iter);
+};
 
 struct CheckpointMeta {
   int64_t next_iter = 0;  // the iteration training continues from
@@ -28,10 +49,14 @@ struct CheckpointMeta {
   std::string model_signature;  // e.g. "clip_rn50/w16/fpn/K150"
   double loss_scale = 0;        // fp16 loss scaler state (0: none; absent in older checkpoints)
   int64_t loss_scale_growth = 0;
+  BestValidation best = {};  // absent in older checkpoints: none recorded
 };
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
                             torch::optim::Optimizer& optimizer, int keep);
+// Writes <dir>/best.pt (meta.next_iter = the validated iteration); returns its path.
+std::string save_best_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
+                                 torch::optim::Optimizer& optimizer);
 
 // A file that is not a complete segrun checkpoint (truncated, foreign, missing its meta).
 class UnreadableCheckpointError : public CheckpointError {

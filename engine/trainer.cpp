@@ -143,8 +143,37 @@ struct Trainer::State {
   double window_sync_wait = 0;   // seconds backward's end waited for gradient all-reduces
   double lr = 0;                 // of the last step
   int64_t skipped_reported = 0;  // corrupt records already reported
+  BestValidation best;           // under train.save_best; restored by resume()
 
   std::string config_origin() const { return config.source.empty() ? std::string("config") : config.source; }
+
+  // What a checkpoint of the model after `next_iter` iterations records besides the tensors.
+  CheckpointMeta checkpoint_meta(int64_t next_iter) const {
+    CheckpointMeta meta{next_iter, config.train.seed, context.world_size, signature};
+    if (scaler->enabled()) {
+      meta.loss_scale = scaler->current_scale();
+      meta.loss_scale_growth = scaler->growth_tracker();
+    }
+    meta.best = best;
+    return meta;
+  }
+
+  // train.save_best: offers the validation after `iter` iterations; rank 0 writes best.pt when it
+  // is the best so far. Every rank holds the same metrics (the evaluation all-reduces them), so
+  // every rank's `best` stays the same without a collective.
+  void offer_best(const SegMetrics& m, int64_t iter) {
+    const std::string& metric = config.train.save_best;
+    if (metric == "none") return;
+    const double value = metric == "mIoU" ? m.mIoU : metric == "mAcc" ? m.mAcc : m.aAcc;
+    const BestValidation before = best;
+    if (!best.offer(metric, value, iter) || !root) return;
+    const std::string path = save_best_checkpoint(run.checkpoint_dir(), checkpoint_meta(iter), *model, *optimizer);
+    if (before.recorded() && before.metric == metric)
+      log::info("iter {} val: best {} so far ({:.2f}, was {:.2f} at iteration {}): {}", iter, metric, value,
+                before.value, before.iter, path);
+    else
+      log::info("iter {} val: best {} so far ({:.2f}): {}", iter, metric, value, path);
+  }
 
   void reset_window(int64_t first) {
     window_start = Clock::now();
@@ -302,6 +331,14 @@ int64_t Trainer::resume() {
     start_iter = meta.next_iter;
     if (s.scaler->enabled()) s.scaler->restore(meta.loss_scale, meta.loss_scale_growth);
     log::info("resumed from {} at iteration {}", resume_path, start_iter);
+    if (config.train.save_best != "none" && meta.best.recorded()) {
+      s.best = meta.best;
+      if (meta.best.metric == config.train.save_best)
+        log::info("best {} before the stop: {:.2f} at iteration {}", meta.best.metric, meta.best.value, meta.best.iter);
+      else
+        log::info("the checkpoint kept the best {}; train.save_best = {} starts over", meta.best.metric,
+                  config.train.save_best);
+    }
     break;
   }
 
@@ -464,18 +501,15 @@ void Trainer::evaluate(int64_t iter, bool final_eval) {
   }
   s.outcome.evaluation = result;
   s.outcome.evaluated = true;
+  s.offer_best(m, iter);
 }
 
 void Trainer::checkpoint(int64_t next_iter) {
   State& s = *state_;
   s.check_window_finite(next_iter - 1);
   if (s.root) {
-    CheckpointMeta meta{next_iter, s.config.train.seed, s.context.world_size, s.signature};
-    if (s.scaler->enabled()) {
-      meta.loss_scale = s.scaler->current_scale();
-      meta.loss_scale_growth = s.scaler->growth_tracker();
-    }
-    auto path = save_checkpoint(s.run.checkpoint_dir(), meta, *s.model, *s.optimizer, s.config.train.keep_checkpoints);
+    auto path = save_checkpoint(s.run.checkpoint_dir(), s.checkpoint_meta(next_iter), *s.model, *s.optimizer,
+                                s.config.train.keep_checkpoints);
     log::info("checkpoint {}", path);
   }
   s.comm->barrier();
@@ -525,6 +559,11 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
     result["world_size"] = s.context.world_size;
     result["global_batch"] = s.global_batch;  // batch_per_rank x world_size x train.accumulate (sweeps/registry.h)
     result["name"] = s.config.name;
+    if (s.best.recorded() && s.best.metric == s.config.train.save_best)
+      result["best"] = {{"metric", s.best.metric},
+                        {"value", s.best.value},
+                        {"iter", s.best.iter},
+                        {"checkpoint", std::string("checkpoints/") + kBestCheckpointName}};
     write_file_atomic(s.run.result_path(), result.dump(2) + "\n");
     s.run.write_status(RunState::kDone);
   }

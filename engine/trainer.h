@@ -8,10 +8,12 @@
 // train.precision is bf16 or fp16 (fp16 with dynamic loss scaling; skipped steps are counted in
 // metrics.jsonl; engine/precision.h). Every log.interval iterations a progress line (iteration,
 // loss, lr, images/s, ETA) and a metrics.jsonl record; every train.eval_interval an evaluation;
-// every train.checkpoint_interval a checkpoint (rank 0). Resuming continues the same computation:
-// data order, augmentation and every random draw of the model (dropout, batch drop, point
-// sampling; keyed per sample, models/sample_random.h) depend only on (seed, iteration, sample),
-// never on the rank: N ranks x batch b compute what 1 rank x batch N*b does (docs/distributed.md).
+// every train.checkpoint_interval a checkpoint (rank 0); under train.save_best, rank 0 also keeps
+// checkpoints/best.pt, the model of the best validation so far (result.json's "best").
+// Resuming continues the same computation: data order, augmentation and every random draw of the
+// model (dropout, batch drop, point sampling; keyed per sample, models/sample_random.h) depend
+// only on (seed, iteration, sample), never on the rank: N ranks x batch b compute what 1 rank x
+// batch N*b does (docs/distributed.md).
 //
 // Stopping: SIGINT, SIGTERM and the configured preemption signal (cluster.slurm.signal: USR1,
 // USR2 or TERM; with TERM also SIGUSR1, which local launchers send) request a stop; all ranks agree on it at the end of
@@ -75,6 +77,7 @@ class Trainer {
   // log line and (rank 0) the metrics.jsonl record for iteration `done`.
   double log_window(int64_t done);
   // Validation on data.val_store (no-op without one); final adds multi-scale when eval.report_ms.
+  // Under train.save_best, a validation that beats the best so far writes checkpoints/best.pt.
   void evaluate(int64_t iter, bool final_eval);
   // Rank 0 writes checkpoints/iter_<next_iter>.pt; every rank waits for it.
   void checkpoint(int64_t next_iter);

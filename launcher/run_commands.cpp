@@ -2,7 +2,7 @@
 //   segrun train CONFIG [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of `launch`;
 //                exit 75 when stopped by a signal after checkpointing)
 //   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--json] [--run-dir D]
-//   segrun eval RUN_DIR [k=v...] [--checkpoint PT] [...]         (its config.toml, newest checkpoint)
+//   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
 //   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
 //   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
 #include "launcher/command_group.h"
@@ -155,7 +155,8 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
 }
 
 // What `eval` evaluates: CONFIG with --checkpoint, or a run folder's config.toml with --checkpoint
-// or else the folder's newest checkpoint. ConfigError naming what is missing.
+// (`best`: the folder's best.pt, train.save_best) or else the folder's newest checkpoint.
+// ConfigError naming what is missing.
 struct EvalSource {
   std::string config;
   std::string checkpoint;
@@ -170,6 +171,12 @@ EvalSource eval_source(const EvalCommand& cmd) {
   const RunFolder run(cmd.config);
   SEGRUN_CHECK(path_exists(run.config_path()), ConfigError,
                cmd.config << ": not a run folder (no config.toml); give a config file and --checkpoint");
+  if (cmd.checkpoint == "best") {
+    const std::string best = run.checkpoint_dir() + "/" + engine::kBestCheckpointName;
+    SEGRUN_CHECK(path_exists(best), ConfigError,
+                 best << ": not found (the run keeps one only under train.save_best = \"mIoU\", \"mAcc\" or \"aAcc\")");
+    return {run.config_path(), best};
+  }
   if (!cmd.checkpoint.empty()) return {run.config_path(), cmd.checkpoint};
   const std::vector<std::string> checkpoints = engine::checkpoints_newest_first(run.checkpoint_dir());
   SEGRUN_CHECK(!checkpoints.empty(), ConfigError,
@@ -256,7 +263,8 @@ void add_run_commands(CommandRegistry& registry) {
                                         [options](MpiHolder& mpi) { return run_eval(options->eval_command, mpi); });
   eval_command->add_option("config", eval.config, "experiment TOML, or a run folder (its config.toml)")->required();
   eval_command->add_option("overrides", eval.overrides, "key=value overrides");
-  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint .pt (default for a run folder: its newest)");
+  eval_command->add_option("--checkpoint", eval.checkpoint,
+                           "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
   auto* save_pred =
       eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
   eval_command

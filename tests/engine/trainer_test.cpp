@@ -2,8 +2,11 @@
 // set_up / resume / step / log_window / checkpoint give the losses run() gives, a resumed trainer
 // continues the same computation bit for bit, a run folder with checkpoints is refused without
 // --resume, and each configured preemption signal (cluster.slurm.signal) stops run() after the
-// iteration in progress with a checkpoint and the status "preempted".
+// iteration in progress with a checkpoint and the status "preempted". train.save_best: the best
+// validation's checkpoint, its record in every checkpoint and in result.json, across a resume.
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <csignal>
 #include <filesystem>
@@ -18,6 +21,7 @@
 #include "dist/communicator.h"
 #include "dist/rank_context.h"
 #include "engine/checkpoint.h"
+#include "engine/evaluator.h"
 #include "engine/trainer.h"
 #include "tests/data/data_test_util.h"
 
@@ -157,6 +161,117 @@ TEST_F(TrainerTest, EachConfiguredSignalStopsAfterTheIterationWithACheckpoint) {
   }
   EXPECT_THROW(stop_signal_number("HUP"), ConfigError);
   EXPECT_THROW(config({"cluster.slurm.signal=HUP"}), ConfigError);
+}
+
+TEST(BestValidation, KeepsTheHighestAndTheEarliestOfATie) {
+  BestValidation best;
+  EXPECT_FALSE(best.recorded());
+  EXPECT_FALSE(best.offer("mIoU", std::nan(""), 1));  // no class scored yet
+  EXPECT_FALSE(best.recorded());
+  EXPECT_TRUE(best.offer("mIoU", 40.0, 2));
+  EXPECT_FALSE(best.offer("mIoU", 38.5, 4));
+  EXPECT_FALSE(best.offer("mIoU", 40.0, 6));  // a tie keeps iteration 2
+  EXPECT_TRUE(best.offer("mIoU", 41.25, 8));
+  EXPECT_EQ(best.metric, "mIoU");
+  EXPECT_EQ(best.value, 41.25);
+  EXPECT_EQ(best.iter, 8);
+  // A resumed run under another metric starts over: 12 mAcc is not compared with 41.25 mIoU.
+  EXPECT_TRUE(best.offer("mAcc", 12.0, 10));
+  EXPECT_EQ(best.metric, "mAcc");
+  EXPECT_EQ(best.iter, 10);
+}
+
+TEST(BestCheckpoint, IsRecordedInEveryCheckpointAndNeverPrunedOrResumedFrom) {
+  TempDir dir;
+  const std::string checkpoints = dir / "checkpoints";
+  torch::nn::Linear model(3, 2);
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  CheckpointMeta meta{6, 7, 2, "linear"};
+  meta.best.offer("aAcc", 87.5, 4);
+  save_best_checkpoint(checkpoints, CheckpointMeta{4, 7, 2, "linear", 0, 0, meta.best}, *model, optimizer);
+  for (int64_t iter : {6, 8, 10}) {
+    meta.next_iter = iter;
+    save_checkpoint(checkpoints, meta, *model, optimizer, /*keep=*/1);
+  }
+  EXPECT_EQ(checkpoints_newest_first(checkpoints), std::vector<std::string>{checkpoints + "/iter_10.pt"});
+  std::ifstream latest(checkpoints + "/latest");
+  std::string latest_name;
+  latest >> latest_name;
+  EXPECT_EQ(latest_name, "iter_10.pt");
+
+  torch::nn::Linear other(3, 2);
+  for (const std::string name : {"iter_10.pt", "best.pt"}) {
+    SCOPED_TRACE(name);
+    const CheckpointMeta read = load_checkpoint(checkpoints + "/" + name, "linear", *other, nullptr);
+    EXPECT_EQ(read.next_iter, name == "best.pt" ? 4 : 10);
+    EXPECT_EQ(read.best.metric, "aAcc");
+    EXPECT_EQ(read.best.value, 87.5);
+    EXPECT_EQ(read.best.iter, 4);
+  }
+  // A checkpoint without a best (train.save_best = "none") reads back as none recorded.
+  save_checkpoint(checkpoints, CheckpointMeta{12, 7, 2, "linear"}, *model, optimizer, 1);
+  EXPECT_FALSE(load_checkpoint(checkpoints + "/iter_12.pt", "linear", *other, nullptr).best.recorded());
+}
+
+// Every validation's mIoU in metrics.jsonl, by iteration.
+std::vector<std::pair<int64_t, double>> validations(const std::string& metrics_path) {
+  std::vector<std::pair<int64_t, double>> found;
+  std::ifstream in(metrics_path);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    if (record.at("mode") == "val")
+      found.emplace_back(record.at("iter").get<int64_t>(), record.at("mIoU").get<double>());
+  }
+  return found;
+}
+
+TEST_F(TrainerTest, SaveBestKeepsTheBestValidationAcrossAResume) {
+  const Config c =
+      config({"train.iters=6", "train.eval_interval=1", "train.save_best=mIoU", "train.keep_checkpoints=1"});
+  const dist::RankContext context = dist::singleton_context();
+  const std::string whole = run_dir("best-whole");
+  ASSERT_TRUE(Trainer(c, context, {whole, ""}).run().finished);
+
+  // The best is the first highest of the six validations metrics.jsonl holds.
+  const auto seen = validations(whole + "/metrics.jsonl");
+  ASSERT_EQ(seen.size(), 6u);
+  std::pair<int64_t, double> expected = seen.front();
+  for (const auto& v : seen)
+    if (v.second > expected.second) expected = v;
+  const nlohmann::json result = nlohmann::json::parse(read(whole + "/result.json"));
+  ASSERT_TRUE(result.contains("best")) << result.dump();
+  EXPECT_EQ(result["best"]["metric"], "mIoU");
+  EXPECT_EQ(result["best"]["iter"].get<int64_t>(), expected.first);
+  EXPECT_EQ(result["best"]["value"].get<double>(), expected.second);
+  EXPECT_EQ(result["best"]["checkpoint"], "checkpoints/best.pt");
+  // best.pt holds that model: evaluating it gives that mIoU, bit for bit.
+  const CheckpointEvaluation evaluated = evaluate_checkpoint(c, context, whole + "/checkpoints/best.pt", {});
+  EXPECT_EQ(evaluated.iteration, expected.first);
+  EXPECT_EQ(evaluated.outcome.single.mIoU, expected.second);
+  EXPECT_EQ(checkpoints_newest_first(whole + "/checkpoints"),
+            std::vector<std::string>{whole + "/checkpoints/iter_6.pt"});
+
+  // Stopped after three iterations (three validations), then resumed: the validations before the
+  // stop still count, so the resumed run names the same best as the uninterrupted one.
+  const std::string resumed = run_dir("best-resumed");
+  {
+    Trainer first(c, context, {resumed, ""});
+    first.set_up();
+    ASSERT_EQ(first.resume(), 0);
+    for (int64_t iter = 0; iter < 3; ++iter) {
+      first.step(iter);
+      first.end_of_iteration(iter);
+    }
+    first.checkpoint(3);
+  }
+  ASSERT_TRUE(Trainer(c, context, {resumed, "auto"}).run().finished);
+  const nlohmann::json resumed_result = nlohmann::json::parse(read(resumed + "/result.json"));
+  EXPECT_EQ(resumed_result["best"], result["best"]);
+  EXPECT_EQ(validations(resumed + "/metrics.jsonl"), seen);
+  EXPECT_NE(read(resumed + "/logs/rank-0.log").find("best mIoU before the stop: "), std::string::npos);
+
+  EXPECT_THROW(config({"train.save_best=mIoU", "data.val_store="}), ConfigError);
+  EXPECT_THROW(config({"train.save_best=miou"}), ConfigError);
 }
 
 }  // namespace

@@ -559,11 +559,11 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
     result["world_size"] = s.context.world_size;
     result["global_batch"] = s.global_batch;  // batch_per_rank x world_size x train.accumulate (sweeps/registry.h)
     result["name"] = s.config.name;
-    if (s.best.recorded() && s.best.metric == s.config.train.save_best)
-      result["best"] = {{"metric", s.best.metric},
-                        {"value", s.best.value},
-                        {"iter", s.best.iter},
-                        {"checkpoint", std::string("checkpoints/") + kBestCheckpointName}};
+    // Flat numbers, so that `segrun table --metric best_mIoU` tabulates them like any metric.
+    if (s.best.recorded() && s.best.metric == s.config.train.save_best) {
+      result["best_" + s.best.metric] = s.best.value;
+      result["best_iter"] = s.best.iter;
+    }
     write_file_atomic(s.run.result_path(), result.dump(2) + "\n");
     s.run.write_status(RunState::kDone);
   }

@@ -9,7 +9,7 @@
 // metrics.jsonl; engine/precision.h). Every log.interval iterations a progress line (iteration,
 // loss, lr, images/s, ETA) and a metrics.jsonl record; every train.eval_interval an evaluation;
 // every train.checkpoint_interval a checkpoint (rank 0); under train.save_best, rank 0 also keeps
-// checkpoints/best.pt, the model of the best validation so far (result.json's "best").
+// checkpoints/best.pt, the model of the best validation so far (result.json's best_<metric>).
 // Resuming continues the same computation: data order, augmentation and every random draw of the
 // model (dropout, batch drop, point sampling; keyed per sample, models/sample_random.h) depend
 // only on (seed, iteration, sample), never on the rank: N ranks x batch b compute what 1 rank x

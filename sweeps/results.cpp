@@ -203,6 +203,9 @@ bool has_metric_key(const RunRecord& run, const std::string& metric) {
 
 // How to get a multi-scale metric into a run that lacks it.
 std::string missing_metric_hint(const std::string& dir, const std::string& metric) {
+  const std::string best = "best_";
+  if (metric.compare(0, best.size(), best) == 0 && metric != "best_iter")
+    return "; train it with train.save_best = \"" + metric.substr(best.size()) + "\"";
   const std::string suffix = "_ms";
   if (metric.size() <= suffix.size() || metric.compare(metric.size() - suffix.size(), suffix.size(), suffix) != 0)
     return "";

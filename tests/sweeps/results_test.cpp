@@ -184,6 +184,22 @@ TEST_F(OneAxis, BadOptions) {
                                          " has no 'mIoU_ms' in result.json; evaluate it with `segrun eval " + a1 +
                                          " --ms` (or train with eval.report_ms = true)");
   }
+  // The best validation's figure (train.save_best) is a metric like any other; a run without it
+  // is named with the key that records it.
+  for (auto& run : runs_)
+    if (run.result.count("mIoU")) run.result["best_mIoU"] = run.result["mIoU"] + 1.0;
+  options.metric = "best_mIoU";
+  EXPECT_DOUBLE_EQ(build_result_grid(runs_, options).cells[0].mean, 41.5);  // 40.50 + 1
+  const std::string b1 = (dir_.path() / "b1").string();
+  for (auto& run : runs_)
+    if (run.dir == b1) run.result.erase("best_mIoU");
+  try {
+    build_result_grid(runs_, options);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "table: run " + b1 + " has no 'best_mIoU' in result.json; train it with train.save_best = \"mIoU\"");
+  }
 }
 
 // A 2 x 2 grid, one seed each: deltas inside the cells, compared at the same learning rate.

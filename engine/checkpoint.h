@@ -7,8 +7,8 @@
 // leaves a partial file under the final name), updates "<dir>/latest", and keeps the newest
 // `keep` checkpoints. save_best_checkpoint writes "<dir>/best.pt" the same way (train.save_best)
 // and touches neither `latest` nor the iter_<n>.pt files, which never prune it. Only rank 0 calls
-// them. Loading checks every name and shape and throws
-// CheckpointError naming the file and the first mismatch.
+// them. Loading checks every name and shape and throws CheckpointError naming the file and the
+// first mismatch.
 // Checkpoints are device-independent: model tensors are written from host copies, and loading
 // maps every stored tensor (optimizer state too) onto the device of the model's parameters, so a
 // GPU run's checkpoint evaluates on a CPU-only machine and a CPU checkpoint resumes on a GPU.

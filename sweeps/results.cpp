@@ -201,7 +201,7 @@ bool has_metric_key(const RunRecord& run, const std::string& metric) {
   return run.result.count(metric) || run.per_class.count(metric);
 }
 
-// How to get a multi-scale metric into a run that lacks it.
+// How to get a metric that only some runs record (best_<metric>, <metric>_ms) into a run that lacks it.
 std::string missing_metric_hint(const std::string& dir, const std::string& metric) {
   const std::string best = "best_";
   if (metric.compare(0, best.size(), best) == 0 && metric != "best_iter")

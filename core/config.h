@@ -215,7 +215,7 @@ struct SlurmConfig {
   std::string constraint;  // sbatch --constraint
   int nodes = 1;
   int gpus_per_node = 0;          // 0 = CPU nodes: one rank per task
-  int tasks_per_node = 0;         // 0 = gpus_per_node on GPU nodes, else ranks / nodes
+  int tasks_per_node = 0;         // 0 = gpus_per_node on GPU nodes, else the run's ranks placed by Slurm
   int cpus_per_task = 0;          // 0 = Slurm's default
   int max_parallel = 0;           // job array tasks at once (--array=..%M), 0 = no limit
   std::string launcher = "srun";  // srun | mpirun: how the batch script starts the ranks

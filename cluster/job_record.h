@@ -1,9 +1,9 @@
 #pragma once
 // The Slurm job of a run folder: `<run>/slurm_job.json` {"job_id", "script", "log", "submitted"},
 // written by `segrun submit` after sbatch accepted the job ("123", or "123_4" for array task 4),
-// and read back by `segrun status`, `sweep status`, `cancel` and a later `submit` (which skips
-// runs whose job is still pending or running). recorded_jobs() asks Slurm (squeue, then sacct)
-// for the state of every recorded job at once.
+// and read back by `segrun status`, `sweep status`, `cancel` and a later `submit` (a sweep's
+// skips runs whose job is still pending or running; one run's is refused). recorded_jobs() asks Slurm (squeue, then
+// sacct) for the state of every recorded job at once.
 
 #include <map>
 #include <optional>

@@ -9,7 +9,7 @@
 // new job, sends each running job its stop signal (SIGUSR1 or SIGUSR2; mpirun forwards it to its
 // ranks, which checkpoint and exit 75), and waits for them; a second signal sends SIGTERM. If this process dies, its
 // children receive their stop signal (PR_SET_PDEATHSIG). The signal handlers are installed only while
-// run() executes and the previous ones restored afterwards. Not thread-safe: one run() at a time
+// run_local_jobs() executes and the previous ones restored afterwards. Not thread-safe: one run_local_jobs() at a time
 // per process (the stop flag is process-global, as signal flags must be).
 
 #include <csignal>
@@ -38,7 +38,7 @@ struct LocalSchedulerOptions {
   int cores = 0;         // core budget, 0 = process::usable_cores()
   int max_parallel = 0;  // jobs at once, 0 = no limit beyond the core budget
   double poll_seconds = 0.05;
-  // Called (from run()'s thread) right before a job starts and right after it ends.
+  // Called (from run_local_jobs()'s thread) right before a job starts and right after it ends.
   std::function<void(size_t index, const LocalJob&)> on_start;
   std::function<void(size_t index, const LocalJob&, const LocalJobResult&)> on_finish;
 };

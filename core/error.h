@@ -5,7 +5,7 @@
 //
 // SEGRUN_CHECK(cond, ErrorType, msg) throws ErrorType with "msg" when cond is false; msg is a
 // stream expression: SEGRUN_CHECK(n > 0, DataError, path << ": no records").
-// In debug builds the message is suffixed with [file:line]; the user-facing text stays one line.
+// The message is exactly msg (no source location): the user-facing text stays one line.
 
 #include <sstream>
 #include <stdexcept>

@@ -13,7 +13,6 @@ namespace segrun::log {
 void init_logging(const LogOptions& options) {
   std::vector<spdlog::sink_ptr> sinks;
   auto level = spdlog::level::from_str(options.level);
-  if (options.rank != 0 && !options.all_ranks_verbose && level < spdlog::level::warn) level = spdlog::level::warn;
   if (options.console && options.rank == 0) {
     auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
     console->set_level(level);

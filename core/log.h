@@ -1,8 +1,9 @@
 #pragma once
 // Logging for every rank. init_logging() installs the process's logger (spdlog, inside
 // core/log.cpp only): a file sink at <dir>/rank-<r>.log for every rank (when dir is set) and, on
-// rank 0 only, a colored terminal sink. Lines carry time, level and "r<rank>/<world>". Rank 0
-// logs at `level`, other ranks at warn unless `all_ranks_verbose`. The functions below take a
+// rank 0 only, a colored terminal sink. Lines carry time, level and "r<rank>/<world>". The
+// terminal logs at `level`; every rank's file at `level` or info, whichever is more verbose (a
+// failed rank's story is read there). The functions below take a
 // brace pattern (core/format.h) and are thread-safe.
 // This header includes neither spdlog nor fmt, so translation units that include LibTorch 2.x
 // (which ships its own fmt headers) can log; see core/format.h.
@@ -21,8 +22,7 @@ struct LogOptions {
   int world = 1;
   std::string dir;             // empty: no file sink
   std::string level = "info";  // trace|debug|info|warn|error
-  bool all_ranks_verbose = false;
-  bool console = true;  // rank 0 prints to the terminal
+  bool console = true;         // rank 0 prints to the terminal
 };
 
 // Safe to call more than once (e.g. once early without a directory, again when the run

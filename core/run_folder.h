@@ -1,13 +1,13 @@
 #pragma once
 // The run folder: the contract between the engine (which writes it), the sweeps layer, the Slurm
-// job script and the launcher (which read it), DESIGN "run directory". One home, low in the DAG,
+// job script and the launcher (which read it). One home, low in the DAG,
 // so that no layer keeps its own copy of the names, the states or the exit codes.
 //   <root>/config.toml      the fully resolved config
 //   <root>/status           "<state>[ <reason>]" on one line: queued | running | preempted | failed | done
 //   <root>/metrics.jsonl    one JSON object per logged step / evaluation
 //   <root>/result.json      final metrics
 //   <root>/overrides.json   a sweep's record of what it set (sweeps/registry.h)
-//   <root>/checkpoints/     iter_<n>.pt
+//   <root>/checkpoints/     iter_<n>.pt, latest, best.pt (train.save_best; engine/checkpoint.h)
 //   <root>/tb/              TensorBoard event files (engine/tensorboard_writer.h), one per start
 //   <root>/samples/         iter_<n>/<name>.png: validation pictures (image | truth | prediction)
 //   <root>/logs/rank-<r>.log

@@ -1,5 +1,6 @@
 #pragma once
-// The mmsegmentation (0.x) train and test pipelines on OpenCV mats (facts: research/models.md §5.3):
+// The mmsegmentation (0.x) train and test pipelines on OpenCV mats (mmseg@0066ce8's
+// mmseg/datasets/pipelines/transforms.py; docs/performance.md compares them with mmseg's):
 //   train: decode (BGR uint8 image, uint8 train-id label) -> RandomResize(scale, ratio) with mmcv
 //          rescale semantics (image bilinear, label nearest) -> RandomCrop(crop, cat_max_ratio,
 //          up to 10 re-draws) -> RandomFlip(prob) -> PhotoMetricDistortion -> BGR->RGB ->

@@ -1,8 +1,10 @@
 #pragma once
 // Gradient synchronization for data-parallel training, in the style of DistributedDataParallel.
-// Parameters are grouped once into buckets of at most `bucket_mb` MiB, in reverse registration
-// order (the order backward produces gradients), one dtype per bucket; each bucket owns one flat
-// buffer, so there is one collective per bucket, never one per parameter.
+// Parameters are grouped once into buckets of up to `bucket_mb` MiB (a larger parameter forms a
+// bucket of its own), in reverse registration order (the order backward produces gradients), one
+// dtype per bucket, and there is one collective per bucket, never one per parameter. With overlap
+// each bucket owns a persistent flat buffer; without it synchronize() concatenates the bucket's
+// gradients each step.
 //
 // Overlap (options.overlap, world > 1, a backend with duplicate()): a post-hook on each
 // parameter's gradient accumulator marks it ready during backward; when a bucket's last

@@ -27,8 +27,9 @@ struct RankContext {
 };
 
 // Owns the MPI lifetime. Initializes with the thread level the communication thread needs,
-// discovers ranks, chooses the device and sets LibTorch's intra-op threads to
-// max(1, cores / local ranks) unless `threads_override` > 0.
+// discovers ranks and the visible GPU count (the device is chosen per run from dist.device,
+// dist/device.h) and sets LibTorch's intra-op threads to `threads_override` when > 0, else
+// OMP_NUM_THREADS when set, else max(1, usable cores / local ranks).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv, int threads_override = 0);

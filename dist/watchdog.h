@@ -43,7 +43,8 @@ struct PeerState {
 };
 
 // The early warning (Horovod's stall inspector): "collective allreduce #12 (bucket 0 of 5,
-// 26.2 MB) on communicator grad-sync has waited 60 s on rank 0 for rank [1] (timeout at 600 s)".
+// 26.2 MB) on communicator grad-sync has waited 60 s on rank 0 for rank [1] (timeout at 600 s,
+// dist.timeout_s)".
 std::string stall_warning(const CollectiveInfo& info, const std::string& communicator, double waited_s,
                           double timeout_s, int rank, const std::vector<PeerState>& peers);
 

@@ -4,8 +4,8 @@
 //
 // Contract of evaluate_label_dirs: every `<stem>.png` in gt_dir is paired with `<stem>.png` in
 // pred_dir (a GT without a prediction is a DataError naming it; predictions without a GT are
-// ignored with a warning). Both files are 8-bit single-channel PNGs of the same size (else a
-// DataError naming both files). With reduce_zero_label the GT is mapped as mmseg's
+// ignored with a warning). Both files are 8-bit single-channel PNGs (else a DataError naming the
+// file) of the same size (else a DataError naming both files). With reduce_zero_label the GT is mapped as mmseg's
 // LoadAnnotations does for ADE20K: 0 -> 255 (ignore), k -> k-1, 255 stays 255; predictions are
 // taken as they are (train ids). Files are processed in sorted stem order.
 // Threading: plain functions, no shared state.
@@ -40,9 +40,10 @@ torch::Tensor reduce_zero_label(const torch::Tensor& label);
 
 SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options);
 
-// {"aAcc", "mIoU", "mAcc", "per_class": {name: IoU}, "per_class_acc": {name: Acc}, "pixels"},
-// every value in percent like mIoU; NaN is written as null. Class order is kept.
-// class_names may be empty ("class_<i>"); otherwise its size must match (DataError).
+// {"aAcc", "mIoU", "mAcc", "per_class": {name: IoU}, "per_class_acc": {name: Acc}, "pixels" (a
+// count)}, plus "label_mAP", "label_mAP_prior" for models with a label branch; scores in percent
+// like mIoU; NaN is written as null. Class order is kept. class_names may be empty ("class_<i>");
+// otherwise its size must match and its names must be distinct (DataError).
 nlohmann::ordered_json metrics_to_json(const SegMetrics& metrics, const std::vector<std::string>& class_names);
 
 }  // namespace segrun::engine

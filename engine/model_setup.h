@@ -23,8 +23,9 @@ class SegmentorImpl;
 namespace segrun::engine {
 
 // The rank's device and communicator for one run (train or eval): dist.device resolved for this
-// rank (dist/device.h), made current for the calling thread, and dist.backend opened for it with
-// dist.timeout_s. Logs one line naming the rank, its host and its device (every rank's log file
+// rank (dist/device.h), made current for the calling thread, and dist.backend opened for it
+// (dist.timeout_s is the mpi backend's collective watchdog deadline; nccl does not use it). Logs
+// one line naming the rank, its host and its device (every rank's log file
 // has it; rank 0 also prints it). Errors: ConfigError for dist.device = "cuda" without a GPU.
 struct DeviceSetup {
   dist::RankContext context;  // the caller's, with the device filled in

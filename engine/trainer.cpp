@@ -307,6 +307,11 @@ void Trainer::set_up() {
               g.weight_decay);
   s.signature = model_signature(config, num_classes);
   validate_lr_schedule(config.train);
+  if (s.root && config.train.save_best != "none" && config.train.eval_interval == 0)
+    log::warn(
+        "train.save_best = {} with train.eval_interval = 0: only the final validation runs, so best.pt "
+        "will be the final model",
+        config.train.save_best);
   s.global_batch = static_cast<int64_t>(config.data.batch_per_rank) * s.context.world_size * config.train.accumulate;
 }
 

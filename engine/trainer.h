@@ -22,7 +22,7 @@
 //
 // `Trainer` holds one run's state; run() is set_up(), resume(), then step() per iteration with
 // end_of_iteration() (log, evaluate, checkpoint, agree on a stop), then finish(). The steps are
-// public so that tests (and later GPU placement or a profiler) can drive them one by one.
+// public so that tests (or a profiler) can drive them one by one.
 
 #include <memory>
 #include <string>
@@ -61,11 +61,13 @@ class Trainer {
   // The whole run; marks the run folder failed (with the reason) when a step throws.
   TrainOutcome run();
 
-  // Run folder, logging, stop handlers, device and communicators, stores, model, optimizer,
-  // gradient sync. Rank 0 writes config.toml and status "running".
+  // Run folder, logging, stop handlers, device and communicators, stores, model (rank 0's weights
+  // broadcast), optimizer. Rank 0 writes config.toml and status "running" and opens the
+  // TensorBoard writer.
   void set_up();
-  // Loads the checkpoint the request names (auto: the newest readable one) and positions the data
-  // loader after it; returns the next iteration (0 when fresh).
+  // Loads the checkpoint the request names (auto: the newest readable one), then builds the
+  // gradient sync and the data loader, positioned after the checkpoint; returns the next
+  // iteration (0 when fresh).
   int64_t resume();
   // One training iteration `iter`: batch, forward under autocast, backward, gradient all-reduce,
   // clip and optimizer step (or an fp16 skip). Losses accumulate on the device for log_window.

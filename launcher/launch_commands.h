@@ -1,7 +1,7 @@
 #pragma once
 // What `segrun launch` and `segrun demo` (launcher/launch_commands.cpp, demo.cpp) share: the
-// mpirun command of N ranks of this executable, and the signal a launcher forwards to them as
-// "checkpoint and stop".
+// mpirun command of N ranks of this executable; and the signal `launch` forwards to them as
+// "checkpoint and stop" (demo always uses SIGUSR1).
 
 #include <string>
 #include <vector>

@@ -8,7 +8,9 @@
 //                                          (transposed: prod(in spatial) instead); bias free
 //   linear                                  prod(input) * out_features
 //   matmul, mm, bmm, addmm, baddbmm          prod(batch) * n * k * m (broadcast batch dims)
-//   einsum                                   product of every index's size (two operands)
+//   einsum                                   per pairwise step (left to right): the product of the
+//                                            sizes of the indices involved, halved when the step
+//                                            sums over none (fvcore's einsum_path rule)
 //   batch_norm  eval: numel * (2 if affine else 1); training: numel * (5 if affine else 4)
 //   group_norm, layer_norm, instance_norm    numel * (5 if affine else 4)
 //   upsample_bilinear2d, grid_sampler        4 * output numel

@@ -5,8 +5,8 @@
 //  - forward(images [B,3,H,W] float) -> logits [B, K, H/4, W/4] (the decoder's native output),
 //  - loss(images, labels int64 [B,H,W], 255 = ignore) -> LossTerms (total = sum of weighted parts),
 //  - predict_logits(images) -> logits resized to [H, W] (bilinear, align_corners = false),
-//  - backbone_parameters() / head_parameters(): a partition of the trainable parameters
-//    (requires_grad) for the optimizer's two groups (backbone lr = lr * train.backbone_lr_mult).
+//  - backbone_parameters() / head_parameters(): the trainable parameters (requires_grad) named
+//    backbone.* and all others (the optimizer forms its own groups by name: engine/optimizer.h).
 // Parameter names are mmseg-like: backbone.* (= OpenAI CLIP visual.* keys), neck.*, decode_head.*.
 // A segmentor is a torch module: use it from one thread at a time.
 
@@ -66,7 +66,7 @@ struct BuildOptions {
   int num_classes = 0;
   std::vector<std::string> class_names;      // size num_classes (used by text-driven heads)
   std::shared_ptr<dist::Communicator> comm;  // may be null (single process)
-  int crop_size = 512;                       // training crop; attention-pool grid for CLIP heads
+  int crop_size = 512;                       // training crop: clip_vit_b16's positional grid
   std::vector<int64_t> cooccurrence;         // K x K class co-occurrence of the train store (may be empty)
   // Every parameter and buffer will be loaded from a checkpoint: skip work that only initializes
   // them (CLIP-SP then leaves its text embeddings zero instead of running the text encoder).

@@ -1,6 +1,6 @@
 #pragma once
 // Run registry: what the sweeps layer reads from and writes into run directories (the contract
-// in DESIGN "run directory"), without depending on the engine. It reads status, metrics.jsonl,
+// in core/run_folder.h), without depending on the engine. It reads status, metrics.jsonl,
 // result.json and checkpoints/, and owns one file of its own, overrides.json, written before a
 // run is launched: {"sweep", "id", "seed", "overrides": {key: canonical TOML text}, "base",
 // "fingerprint", "command"}. Tables are built from overrides.json because config.toml holds

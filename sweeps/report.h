@@ -42,7 +42,8 @@ struct ReportSource {
 };
 
 // path: a sweep spec TOML (runs_dir overrides its runs folder), a runs folder (every subfolder
-// with an overrides.json) or, when allow_single_run, one run folder. ConfigError when the path
+// with an overrides.json, else every subfolder that is a run folder trained one by one:
+// scan_trained_runs) or, when allow_single_run, one run folder. ConfigError when the path
 // does not exist; DataError when a folder is neither (naming it).
 ReportSource load_report_source(const std::string& path, const std::string& runs_dir, bool allow_single_run);
 

@@ -1,14 +1,14 @@
 #pragma once
 // Runs and sweeps on Slurm. submit_run / submit_sweep write each run's resolved config.toml,
-// overrides.json (sweeps) and status "queued", the job script (0750) and, for a sweep, the array's
-// tasks file (0640) into <runs>/slurm/submit-<k>.{sbatch,tasks}, run `sbatch --parsable` there,
-// and record the job in <run>/slurm_job.json (cluster/job_record.h). Runs that are done or whose
-// job is still pending/running are not submitted again. Resource values: [cluster.slurm] of the
-// (base) config, then the sweep's [fixed] cluster.slurm.* keys, then SlurmOverrides (the command
-// line). print_run_status merges a run folder's state with its Slurm job; cancel_jobs scancels the
-// pending and running jobs of a sweep, a runs folder or one run; slurm_states_of feeds
-// `sweep status`. Messages go to `out` (with a dry run, `out` gets only the job script and the
-// rest goes to stderr, so that `submit ... --dry-run > job.sbatch` works).
+// overrides.json (sweeps) and status "queued", the job script (0750) -- one run's as
+// <run>/job.sbatch, a sweep's with the array's tasks file (0640) as
+// <runs>/slurm/submit-<k>.{sbatch,tasks} -- run `sbatch --parsable` in that folder, and record the
+// job in <run>/slurm_job.json (cluster/job_record.h). A sweep skips runs that are done or whose
+// job is still pending/running; submit_run refuses such a run with a ClusterError. Resource values: [cluster.slurm] of
+// the (base) config, then the sweep's [fixed] cluster.slurm.* keys, then SlurmOverrides (the command line).
+// print_run_status merges a run folder's state with its Slurm job; cancel_jobs scancels the pending and running jobs of
+// a sweep, a runs folder or one run; slurm_states_of feeds `sweep status`. Messages go to `out` (with a dry run, `out`
+// gets only the job script and the rest goes to stderr, so that `submit ... --dry-run > job.sbatch` works).
 
 #include <iosfwd>
 #include <map>

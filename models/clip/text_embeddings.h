@@ -3,7 +3,8 @@
 // {}." by default), is tokenized (ClipTokenizer, context = the encoder's) and encoded once by a
 // frozen CLIP text encoder. The constructor freezes the encoder (requires_grad false on every
 // parameter, eval mode); embeddings are computed under NoGradGuard.
-// Caching: in memory per class list, and, when `cache_dir` is set (the run directory), on disk in
+// Caching: in memory per class list, and, when `cache_dir` is set (no segmentor sets it today;
+// tests do), on disk in
 // `<cache_dir>/text_embeddings.pt` (torch::pickle_save dict: key, template, classes, raw
 // embeddings [K, E] float32), written atomically. The file is used only when its key matches:
 // the key hashes the template, the class names in order and a signature of the encoder's weights

@@ -4,7 +4,8 @@
 // go through the frozen CLIP text encoder as [SOT, ctx_k,1..ctx_k,M, class-name tokens, EOT]
 // (ClipTextEncoderImpl::forward_with_context), giving K x C text embeddings [K, C, E] whose
 // gradient reaches the contexts only: the encoder stays frozen (requires_grad false, eval mode)
-// and is held, not registered, so it is neither trained nor saved with the model.
+// and is held, not registered, by TextPrompts: its owner decides whether it is saved (MTA-CLIP
+// registers it as text_encoder, so its checkpoints carry it).
 // Parameter: `contexts` [K, M, width], init trunc_normal_(std 1, cut at +-2) as MTA-CLIP's
 // mta_clip.py:105-106 and DenseCLIP's denseclip.py do (timm's trunc_normal_: inverse CDF of a
 // uniform draw), from LibTorch's default generator.

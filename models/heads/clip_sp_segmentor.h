@@ -1,6 +1,7 @@
 #pragma once
 // The CLIP-SP segmentor (model.head = "clip_sp"; Li et al., CVM 2024, docs/models.md):
-//   CLIP ModifiedResNet with attention pooling -> stages x1..x4, global token, dense tokens;
+//   the CLIP visual tower of model.backbone with its embedding head (a ResNet's attention
+//   pooling, or the ViT's ln_post + proj) -> stages x1..x4, global token, dense tokens;
 //   V = [global; dense] -> multi-label decoder (Dual GraphFormer | MLP) with the frozen class text
 //   embeddings S -> logits, S_l = sigmoid(logits);
 //   k labels (top-k of S_l; in training a decaying ratio of the batch takes ground-truth labels:

@@ -1,6 +1,7 @@
 #pragma once
 // CLIP-SP's multi-label decoders (paper Sec. 3.2, Fig. 4): from the CLIP image tokens
-// V = [global; dense] [B, L, C] (L = H/32 * W/32 + 1) and the frozen class text embeddings
+// V = [global; dense] [B, L, C] (L = h * w + 1 on the tower's grid: H/32 for ResNets, H/16 for
+// ViT-B/16) and the frozen class text embeddings
 // S [K, C], predict one logit per class, S_l = sigmoid(logits) [B, K].
 //  - DualGraphFormer (ml_decoder = "dual_graphformer"): `blocks` DualGraphFormerBlocks, then a
 //    shared Linear(C, 1) classifier on each class token of the text path's output S'.

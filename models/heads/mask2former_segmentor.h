@@ -1,6 +1,7 @@
 #pragma once
 // Mask2Former for semantic segmentation (model.head = "mask2former"; Cheng et al. 2022, the
-// MTA-CLIP paper's baseline): CLIP ModifiedResNet without attention pooling -> MSDeformAttn pixel
+// MTA-CLIP paper's baseline): the CLIP visual tower of model.backbone (ResNet or ViT-B/16)
+// without its embedding head -> MSDeformAttn pixel
 // decoder (msdeform_pixel_decoder.h) -> masked-attention transformer decoder
 // (mask2former_decoder.h) -> per-query class and mask logits; trained with Hungarian matching and
 // the class / mask-BCE / dice losses of every decoder layer (mask2former_criterion.h).

@@ -10,7 +10,8 @@
 //  - projections back to the CLIP space after a decoder layer (Eq. 5): m' = Linear(m),
 //    t' = t0 + gamma * LN(Linear(t_hat)) with gamma a learned per-channel scale initialised to
 //    1e-4, so t' starts at the frozen encoder's embedding t0 ("preserves the original textual
-//    space"); the contrastive loss (losses.h mask_text_contrastive_loss) compares them by cosine.
+//    space"); the contrastive loss (models/losses/seg_losses.h,
+//    mask_text_contrastive_losses) compares them by cosine.
 // Modules exist only for the enabled parts: without text_enhanced there are no text queries and
 // t' = t0; without contrastive there are no projections. Parameter names: text_project,
 // text_norm, text_query_embed, mask_reproject, text_reproject, text_reproject_norm, text_gamma.

@@ -1,5 +1,5 @@
 #pragma once
-// Mask2Former's pixel decoder (MSDeformAttnPixelDecoder, Cheng et al. 2022) on the CLIP ResNet
+// Mask2Former's pixel decoder (MSDeformAttnPixelDecoder, Cheng et al. 2022) on the backbone's
 // stages c1..c4 (strides 4, 8, 16, 32):
 //  - c2..c4 go through a 1x1 conv + GroupNorm input projection each, get a sine positional
 //    encoding plus a learned per-level embedding, and pass `encoder_layers` post-norm deformable

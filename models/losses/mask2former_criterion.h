@@ -12,7 +12,8 @@
 //    `num_points` importance-sampled points (PointRend: oversample x random points, keep the
 //    importance fraction most uncertain by -|logit|, fill with fresh random points), each summed
 //    over pairs and divided by the number of target masks (averaged over ranks, at least 1), or,
-//    with mask_norm_by_class_weights (MTA-CLIP's code), by the prediction's sum of class weights.
+//    with mask_loss_norm = "class_weight_sum" (MTA-CLIP's code), by the prediction's sum of class
+//    weights.
 // Random points are keyed per image (sample_random.h): image b's matching points of prediction p
 // come from its key and stream (kMatchPoints, p), its loss points from (kLossPoints, p), so they do
 // not depend on which rank or batch the image is in. Point sampling is grid_sample with

@@ -74,13 +74,13 @@ torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch
 torch::Tensor mask_text_contrastive_losses(const torch::Tensor& masks, const torch::Tensor& texts,
                                            const torch::Tensor& labels, double tau, const std::string& negatives) {
   SEGRUN_CHECK(negatives == "mixneg" || negatives == "separateneg", ConfigError,
-               "mta.negatives: unknown strategy '" << negatives << "' (known: mixneg, separateneg)");
+               "model.mta_clip.negatives: unknown strategy '" << negatives << "' (known: mixneg, separateneg)");
   SEGRUN_CHECK(masks.dim() == 2 && texts.dim() == 3 && masks.size(1) == texts.size(2) && labels.dim() == 1 &&
                    labels.size(0) == masks.size(0),
                ModelError,
                "mask-text loss: masks " << masks.sizes() << ", texts " << texts.sizes() << ", labels " << labels.sizes()
                                         << " must be [Q, D], [K, C, D], [Q]");
-  SEGRUN_CHECK(tau > 0, ConfigError, "mta.temperature: must be > 0 (got " << tau << ")");
+  SEGRUN_CHECK(tau > 0, ConfigError, "model.mta_clip.temperature: must be > 0 (got " << tau << ")");
   const int64_t prompts = texts.size(0), classes = texts.size(1);
   torch::Tensor m = masks / masks.norm(2, -1, /*keepdim=*/true).clamp_min(1e-6);
   torch::Tensor t = texts / texts.norm(2, -1, /*keepdim=*/true).clamp_min(1e-6);

@@ -46,7 +46,7 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
 // MixNeg: the other K*C - 1 text queries are the negatives; SeparateNeg: only the K*(C-1) queries
 // of other classes are (the class's other prompts leave the denominator). Returns the mean over
 // the Q queries of -log(exp S_pos / (exp S_pos + sum over negatives exp S)); 0 (attached to the
-// graph) when Q = 0. Undefined negatives mode -> ConfigError naming mta.negatives.
+// graph) when Q = 0. Undefined negatives mode -> ConfigError naming model.mta_clip.negatives.
 torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
                                          const torch::Tensor& labels, double tau, const std::string& negatives);
 // The same per query: [Q] (for a weighted sum, as MTA-CLIP's code takes over all queries).

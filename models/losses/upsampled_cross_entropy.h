@@ -2,7 +2,7 @@
 // mmseg's decode-head loss, fused: bilinear upsampling of low-resolution logits to the label size
 // (align_corners = false, PyTorch's upsample_bilinear2d index and weight rules) followed by the
 // per-pixel softmax cross-entropy averaged over ALL B*H*W pixels (ignored ones count as 0), as
-// seg_cross_entropy (losses.h) defines it -- without materialising the [B, K, H, W] upsampled
+// seg_cross_entropy (models/losses/seg_losses.h) defines it -- without materialising the [B, K, H, W] upsampled
 // logits. The unfused path writes and re-reads that tensor about ten times per step (upsample,
 // log-softmax over a channel stride of H*W, NLL, and their backwards: ~0.4 s per 2 x 150 x 256^2
 // on one core); here each output row's K-vectors are built from the four source rows of the

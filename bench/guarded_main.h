@@ -1,8 +1,9 @@
 #pragma once
 // A benchmark program's main(): `return segrun::bench::guarded_main("bench_x", argc, argv, run);`.
 // An exception that escapes `run` becomes one line "<program>: <what>" on stderr and exit status 1,
-// never std::terminate's abort and core dump. The multi-rank programs pass `on_error` to abort the
-// whole MPI world, so that no rank is left waiting in a collective for the one that failed.
+// never std::terminate's abort and core dump. A multi-rank program may pass `on_error` to abort the
+// whole MPI world, so that no rank is left waiting in a collective for the one that failed
+// (bench_allreduce does).
 
 #include <cstdio>
 #include <exception>

@@ -100,37 +100,51 @@ std::string save_best_checkpoint(const std::string& dir, const CheckpointMeta& m
   return path;
 }
 
-CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
-                               torch::optim::Optimizer* optimizer) {
+namespace {
+
+void open_archive(torch::serialize::InputArchive& archive, const std::string& path, const torch::Device& device) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": checkpoint not found");
-  torch::serialize::InputArchive archive;
-  const auto parameters = model.parameters();
-  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
   try {
-    archive.load_from(path, device);  // every tensor, optimizer state included, lands on the model's device
+    archive.load_from(path, device);
   } catch (const c10::Error& e) {
     throw UnreadableCheckpointError(path + ": not a readable segrun checkpoint (truncated or foreign file)");
   }
+}
+
+CheckpointMeta read_meta(torch::serialize::InputArchive& archive, const std::string& path) {
   CheckpointMeta meta;
   c10::IValue value;
-  auto read_meta = [&](const char* key) -> c10::IValue {
+  auto required = [&](const char* key) -> c10::IValue {
     c10::IValue v;
     if (!archive.try_read(key, v))
       throw UnreadableCheckpointError(path + ": missing '" + key + "' (not a segrun checkpoint)");
     return v;
   };
-  meta.next_iter = read_meta("meta.next_iter").toInt();
-  meta.seed = static_cast<uint64_t>(read_meta("meta.seed").toInt());
-  meta.world_size = static_cast<int>(read_meta("meta.world_size").toInt());
-  meta.model_signature = read_meta("meta.model_signature").toStringRef();
+  meta.next_iter = required("meta.next_iter").toInt();
+  meta.seed = static_cast<uint64_t>(required("meta.seed").toInt());
+  meta.world_size = static_cast<int>(required("meta.world_size").toInt());
+  meta.model_signature = required("meta.model_signature").toStringRef();
   if (archive.try_read("meta.loss_scale", value)) meta.loss_scale = value.toDouble();
   if (archive.try_read("meta.loss_scale_growth", value)) meta.loss_scale_growth = value.toInt();
   if (archive.try_read("meta.best_metric", value)) {
     meta.best.metric = value.toStringRef();
-    meta.best.value = read_meta("meta.best_value").toDouble();
-    meta.best.iter = read_meta("meta.best_iter").toInt();
+    meta.best.value = required("meta.best_value").toDouble();
+    meta.best.iter = required("meta.best_iter").toInt();
   }
+  return meta;
+}
+
+}  // namespace
+
+CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
+                               torch::optim::Optimizer* optimizer) {
+  torch::serialize::InputArchive archive;
+  const auto parameters = model.parameters();
+  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+  // Every tensor, optimizer state included, lands on the model's device.
+  open_archive(archive, path, device);
+  const CheckpointMeta meta = read_meta(archive, path);
   if (!expected_signature.empty() && meta.model_signature != expected_signature)
     throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature + "', the config builds '" +
                           expected_signature + "'");
@@ -157,6 +171,24 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
     }
   }
   return meta;
+}
+
+BestValidation best_to_resume(const std::string& dir, const BestValidation& recorded, const std::string& metric) {
+  const std::string path = dir + "/" + kBestCheckpointName;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return recorded;
+  BestValidation on_disk;
+  try {
+    torch::serialize::InputArchive archive;
+    open_archive(archive, path, torch::kCPU);
+    on_disk = read_meta(archive, path).best;
+  } catch (const CheckpointError& e) {
+    log::warn("{}; the best validation continues from the checkpoint's record", e.what());
+    return recorded;
+  }
+  if (on_disk.recorded() && on_disk.metric == metric && (recorded.metric != metric || on_disk.value > recorded.value))
+    return on_disk;
+  return recorded;
 }
 
 std::vector<std::string> checkpoints_newest_first(const std::string& dir) {

@@ -69,6 +69,13 @@ class UnreadableCheckpointError : public CheckpointError {
 CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
                                torch::optim::Optimizer* optimizer);
 
+// The best validation a run resumed from a checkpoint (whose record is `recorded`) continues
+// from, under train.save_best = `metric`: <dir>/best.pt's own record when it is of `metric` and
+// higher -- written after that checkpoint by a run that died before the next one -- so that
+// best.pt and result.json always name the same model; else `recorded`. An unreadable best.pt is
+// a warning and leaves `recorded`.
+BestValidation best_to_resume(const std::string& dir, const BestValidation& recorded, const std::string& metric);
+
 // Every iter_<n>.pt in dir, highest n first (for --resume auto's fallback).
 std::vector<std::string> checkpoints_newest_first(const std::string& dir);
 // Removes temp files a writer killed mid-write left behind ("*.tmp-<pid>"); returns how many.

@@ -336,12 +336,12 @@ int64_t Trainer::resume() {
     start_iter = meta.next_iter;
     if (s.scaler->enabled()) s.scaler->restore(meta.loss_scale, meta.loss_scale_growth);
     log::info("resumed from {} at iteration {}", resume_path, start_iter);
-    if (config.train.save_best != "none" && meta.best.recorded()) {
-      s.best = meta.best;
-      if (meta.best.metric == config.train.save_best)
-        log::info("best {} before the stop: {:.2f} at iteration {}", meta.best.metric, meta.best.value, meta.best.iter);
-      else
-        log::info("the checkpoint kept the best {}; train.save_best = {} starts over", meta.best.metric,
+    if (config.train.save_best != "none") {
+      s.best = best_to_resume(s.run.checkpoint_dir(), meta.best, config.train.save_best);
+      if (s.best.metric == config.train.save_best)
+        log::info("best {} before the stop: {:.2f} at iteration {}", s.best.metric, s.best.value, s.best.iter);
+      else if (s.best.recorded())
+        log::info("the checkpoint kept the best {}; train.save_best = {} starts over", s.best.metric,
                   config.train.save_best);
     }
     break;

@@ -213,6 +213,34 @@ TEST(BestCheckpoint, IsRecordedInEveryCheckpointAndNeverPrunedOrResumedFrom) {
   EXPECT_FALSE(load_checkpoint(checkpoints + "/iter_12.pt", "linear", *other, nullptr).best.recorded());
 }
 
+TEST(BestCheckpoint, AResumeContinuesFromTheHigherOfTheCheckpointsAndBestPtsRecords) {
+  TempDir dir;
+  const std::string checkpoints = dir / "checkpoints";
+  torch::nn::Linear model(3, 2);
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  BestValidation at_checkpoint;
+  at_checkpoint.offer("mIoU", 40.0, 4);
+  EXPECT_EQ(best_to_resume(checkpoints, at_checkpoint, "mIoU").iter, 4);  // no best.pt
+  // best.pt of iteration 6, written after the checkpoint of iteration 4 by a run that died before
+  // its next checkpoint: the file's record counts, so result.json will name the model it holds.
+  BestValidation later = at_checkpoint;
+  later.offer("mIoU", 42.5, 6);
+  save_best_checkpoint(checkpoints, CheckpointMeta{6, 7, 1, "linear", 0, 0, later}, *model, optimizer);
+  const BestValidation resumed = best_to_resume(checkpoints, at_checkpoint, "mIoU");
+  EXPECT_EQ(resumed.value, 42.5);
+  EXPECT_EQ(resumed.iter, 6);
+  BestValidation higher;
+  higher.offer("mIoU", 45.0, 8);
+  EXPECT_EQ(best_to_resume(checkpoints, higher, "mIoU").iter, 8);
+  EXPECT_EQ(best_to_resume(checkpoints, BestValidation{}, "mIoU").iter, 6);
+  EXPECT_FALSE(best_to_resume(checkpoints, BestValidation{}, "mAcc").recorded());  // another metric
+  {
+    std::ofstream garbage(checkpoints + "/best.pt");
+    garbage << "not a checkpoint";
+  }
+  EXPECT_EQ(best_to_resume(checkpoints, at_checkpoint, "mIoU").iter, 4);  // unreadable: a warning
+}
+
 // Every validation's mIoU in metrics.jsonl, by iteration.
 std::vector<std::pair<int64_t, double>> validations(const std::string& metrics_path) {
   std::vector<std::pair<int64_t, double>> found;

@@ -68,6 +68,16 @@ std::string serialize_checkpoint(const std::string& path, const CheckpointMeta& 
   return buffer.str();
 }
 
+// Writes <dir>/<name> atomically (creating dir) and returns its path.
+std::string write_checkpoint_file(const std::string& dir, const std::string& name, const CheckpointMeta& meta,
+                                  torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string path = dir + "/" + name;
+  write_file_atomic(path, serialize_checkpoint(path, meta, model, optimizer));
+  return path;
+}
+
 }  // namespace
 
 bool BestValidation::offer(const std::string& metric_name, double candidate, int64_t at_iter) {
@@ -81,23 +91,18 @@ bool BestValidation::offer(const std::string& metric_name, double candidate, int
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
                             torch::optim::Optimizer& optimizer, int keep) {
+  const std::string name = "iter_" + std::to_string(meta.next_iter) + ".pt";
+  const std::string path = write_checkpoint_file(dir, name, meta, model, optimizer);
+  write_file_atomic(dir + "/latest", name + "\n");
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string final_path = dir + "/iter_" + std::to_string(meta.next_iter) + ".pt";
-  write_file_atomic(final_path, serialize_checkpoint(final_path, meta, model, optimizer));
-  write_file_atomic(dir + "/latest", fs::path(final_path).filename().string() + "\n");
   auto all = list_checkpoints(dir);
   for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i) fs::remove(all[i].second, ec);
-  return final_path;
+  return path;
 }
 
 std::string save_best_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,
                                  torch::optim::Optimizer& optimizer) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string path = dir + "/" + kBestCheckpointName;
-  write_file_atomic(path, serialize_checkpoint(path, meta, model, optimizer));
-  return path;
+  return write_checkpoint_file(dir, kBestCheckpointName, meta, model, optimizer);
 }
 
 namespace {

@@ -5,9 +5,9 @@
 // Contract of evaluate_label_dirs: every `<stem>.png` in gt_dir is paired with `<stem>.png` in
 // pred_dir (a GT without a prediction is a DataError naming it; predictions without a GT are
 // ignored with a warning). Both files are 8-bit single-channel PNGs (else a DataError naming the
-// file) of the same size (else a DataError naming both files). With reduce_zero_label the GT is mapped as mmseg's
-// LoadAnnotations does for ADE20K: 0 -> 255 (ignore), k -> k-1, 255 stays 255; predictions are
-// taken as they are (train ids). Files are processed in sorted stem order.
+// file) of the same size (else a DataError naming both files). With reduce_zero_label the GT is
+// mapped as mmseg's LoadAnnotations does for ADE20K: 0 -> 255 (ignore), k -> k-1, 255 stays 255;
+// predictions are taken as they are (train ids). Files are processed in sorted stem order.
 // Threading: plain functions, no shared state.
 
 #include <nlohmann/json_fwd.hpp>

@@ -14,8 +14,8 @@
 //   mIoU   = nanmean(IoU) * 100,  mAcc = nanmean(Acc) * 100,  aAcc = sum I / sum label * 100.
 //
 // The areas live in one contiguous int64 tensor [4, K] on the accumulator's device (CPU by
-// default; rows: intersect, union, pred, label)
-// so ranks can sum them exactly with Communicator::allreduce(acc.mutable_areas()).
+// default; rows: intersect, union, pred, label), so ranks can sum them exactly with
+// Communicator::allreduce(acc.mutable_areas()).
 // Threading: an IoUAccumulator is not thread-safe; use one per thread and merge_from().
 
 #include <torch/types.h>

@@ -58,48 +58,68 @@ ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextOptions& options) : optio
   text_projection.normal_(0.0, std::pow(static_cast<double>(width), -0.5));
 }
 
-void ClipTextEncoderImpl::check_token_ids(const torch::Tensor& ids) const {
-  SEGRUN_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < options_.vocab_size, ModelError,
+ClipTextEncoderImpl::PreparedIds ClipTextEncoderImpl::prepare(const torch::Tensor& ids) const {
+  SEGRUN_CHECK(ids.dim() == 2 && ids.size(1) >= 1 && ids.scalar_type() == torch::kLong, ModelError,
+               "text encoder: expected int64 token ids [N, L], got " << ids.scalar_type() << " " << ids.sizes());
+  const torch::Device device = text_projection.device();
+  const torch::Tensor host = ids.to(torch::kCPU);  // tokenizers produce host tensors: no copy
+  PreparedIds prepared;
+  prepared.ids = ids.to(device);
+  if (host.size(0) == 0) {
+    prepared.eot = torch::empty({0}, torch::TensorOptions().dtype(torch::kLong).device(device));
+    return prepared;
+  }
+  SEGRUN_CHECK(host.min().item<int64_t>() >= 0 && host.max().item<int64_t>() < options_.vocab_size, ModelError,
                "text encoder: token ids outside [0, " << options_.vocab_size << ")");
+  const torch::Tensor eot = host.argmax(-1);  // EOT is the largest id
+  prepared.positions = eot.max().item<int64_t>() + 1;
+  prepared.eot = eot.to(device);
+  return prepared;
 }
 
-torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& token_ids) {
-  const torch::Tensor ids = token_ids.to(text_projection.device());  // tokenizers produce host tensors
+torch::Tensor ClipTextEncoderImpl::forward(const torch::Tensor& ids) {
   SEGRUN_CHECK(ids.dim() == 2 && ids.size(1) == options_.context_length && ids.scalar_type() == torch::kLong,
                ModelError,
                "text encoder: expected int64 token ids [N, " << options_.context_length << "], got "
                                                              << ids.scalar_type() << " " << ids.sizes());
-  const int64_t batch = ids.size(0);
-  if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
-  check_token_ids(ids);
-  return encode(token_embedding_(ids), ids.argmax(-1));
+  if (ids.size(0) == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
+  const PreparedIds prepared = prepare(ids);
+  return encode(token_embedding_(prepared.ids), prepared.eot, prepared.positions);
 }
 
-torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& token_ids, const torch::Tensor& context) {
-  const torch::Tensor ids = token_ids.to(text_projection.device());
+torch::Tensor ClipTextEncoderImpl::forward_with_context(const torch::Tensor& ids, const torch::Tensor& context) {
+  return forward_with_context(prepare(ids), context);
+}
+
+torch::Tensor ClipTextEncoderImpl::forward_with_context(const PreparedIds& prepared, const torch::Tensor& context) {
+  const torch::Tensor& ids = prepared.ids;
   SEGRUN_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kLong && context.dim() == 3 &&
                    context.size(2) == options_.width && (context.size(0) == 1 || context.size(0) == ids.size(0)),
                ModelError,
                "text encoder: expected ids [N, L] int64 and context [N or 1, M, "
                    << options_.width << "], got " << ids.sizes() << " and " << context.sizes());
+  SEGRUN_CHECK(ids.device() == text_projection.device(), ModelError,
+               "text encoder: ids prepared on " << ids.device() << ", but the encoder is now on "
+                                                << text_projection.device() << " (prepare them again)");
   const int64_t batch = ids.size(0), prompt = context.size(1);
   SEGRUN_CHECK(ids.size(1) + prompt <= options_.context_length, ModelError,
                "text encoder: " << ids.size(1) << " tokens + " << prompt
                                 << " context vectors exceed the context length " << options_.context_length);
   if (batch == 0) return torch::empty({0, options_.embed_dim}, text_projection.options());
-  check_token_ids(ids);
   torch::Tensor tokens = token_embedding_(ids);
   torch::Tensor x =
       torch::cat({tokens.slice(1, 0, 1), context.expand({batch, prompt, options_.width}), tokens.slice(1, 1)}, 1);
-  return encode(x, ids.argmax(-1) + prompt);
+  return encode(x, prepared.eot + prompt, prepared.positions + prompt);
 }
 
-torch::Tensor ClipTextEncoderImpl::encode(const torch::Tensor& embeddings, const torch::Tensor& eot) {
+torch::Tensor ClipTextEncoderImpl::encode(const torch::Tensor& embeddings, const torch::Tensor& eot,
+                                          int64_t positions) {
   const int64_t batch = embeddings.size(0);
-  const int64_t used = eot.max().item<int64_t>() + 1;  // positions after the last EOT cannot reach it
-  torch::Tensor x = embeddings.slice(1, 0, used) + positional_embedding.slice(0, 0, used);
+  // Positions after the last EOT cannot reach it (the mask is causal).
+  torch::Tensor x = embeddings.slice(1, 0, positions) + positional_embedding.slice(0, 0, positions);
   x = x.permute({1, 0, 2});  // [L, N, width]
-  const torch::Tensor mask = torch::full({used, used}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
+  const torch::Tensor mask =
+      torch::full({positions, positions}, -std::numeric_limits<float>::infinity(), x.options()).triu_(1);
   for (const auto& block : *resblocks_) x = block->as<ClipResidualBlock>()->forward(x, mask);
   x = ln_final_(x.permute({1, 0, 2}));  // [N, L, width]
   const torch::Tensor rows = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(eot.device()));

@@ -51,16 +51,29 @@ class ClipTextEncoderImpl : public torch::nn::Module {
   // EOT feature times text_projection, [N, embed_dim]. Gradients flow to `context` (and to the
   // encoder's parameters only if they require grad).
   torch::Tensor forward_with_context(const torch::Tensor& ids, const torch::Tensor& context);
+
+  // Token ids checked and placed once: forward_with_context(ids, ...) checks `ids` on the host,
+  // finds each text's end-of-text position there and copies both to the encoder's device, which
+  // on a GPU costs host reads or blocking copies every call. A caller that encodes the same ids
+  // every step (TextPrompts) prepares them once and then reads nothing back and copies nothing.
+  struct PreparedIds {
+    torch::Tensor ids;      // int64 [N, L] on the encoder's device (as of prepare())
+    torch::Tensor eot;      // int64 [N] on the same device: each row's EOT position (argmax of its ids)
+    int64_t positions = 0;  // max(eot) + 1: the positions the causal transformer needs (0 when N = 0)
+  };
+  // ModelError unless `ids` is int64 [N, L] with every id in [0, vocab_size); ids on a GPU are
+  // read back once for the check.
+  PreparedIds prepare(const torch::Tensor& ids) const;
+  torch::Tensor forward_with_context(const PreparedIds& ids, const torch::Tensor& context);
   const ClipTextOptions& options() const { return options_; }
 
   torch::Tensor positional_embedding;  // [context_length, width]
   torch::Tensor text_projection;       // [width, embed_dim]
 
  private:
-  // Embeddings [N, L, width] (positional embedding not yet added) -> [N, embed_dim] at `eot`.
-  torch::Tensor encode(const torch::Tensor& embeddings, const torch::Tensor& eot);
-  // ModelError unless every id is in [0, vocab_size) (ids non-empty).
-  void check_token_ids(const torch::Tensor& ids) const;
+  // Embeddings [N, L, width] (positional embedding not yet added) -> [N, embed_dim] at `eot`,
+  // running the transformer on the first `positions` (> every eot) positions only.
+  torch::Tensor encode(const torch::Tensor& embeddings, const torch::Tensor& eot, int64_t positions);
   ClipTextOptions options_;
   torch::nn::Embedding token_embedding_{nullptr};
   torch::nn::ModuleList resblocks_{nullptr};

@@ -38,9 +38,12 @@ TextPromptsImpl::TextPromptsImpl(ClipTextEncoder encoder, const ClipTokenizer& t
 }
 
 torch::Tensor TextPromptsImpl::forward() {
+  // Prepared once per device: every later step reads nothing back and copies nothing.
+  if (!prepared_ids_.ids.defined() || prepared_ids_.ids.device() != encoder_->text_projection.device())
+    prepared_ids_ = encoder_->prepare(class_ids_);
   std::vector<torch::Tensor> per_prompt;
   for (int64_t k = 0; k < contexts.size(0); ++k)
-    per_prompt.push_back(encoder_->forward_with_context(class_ids_, contexts.slice(0, k, k + 1)));
+    per_prompt.push_back(encoder_->forward_with_context(prepared_ids_, contexts.slice(0, k, k + 1)));
   return torch::stack(per_prompt);  // [K, C, E]
 }
 

@@ -9,6 +9,8 @@
 // Parameter: `contexts` [K, M, width], init trunc_normal_(std 1, cut at +-2) as MTA-CLIP's
 // mta_clip.py:105-106 and DenseCLIP's denseclip.py do (timm's trunc_normal_: inverse CDF of a
 // uniform draw), from LibTorch's default generator.
+// The class ids are checked and copied to the encoder's device once (ClipTextEncoderImpl::prepare;
+// again only after the module moves), so a training step reads nothing back from a GPU for them.
 // Not thread-safe (a torch module).
 #include <torch/torch.h>
 
@@ -39,7 +41,8 @@ class TextPromptsImpl : public torch::nn::Module {
 
  private:
   ClipTextEncoder encoder_;
-  torch::Tensor class_ids_;  // [C, L] SOT, class tokens, EOT, padding
+  torch::Tensor class_ids_;                        // [C, L] SOT, class tokens, EOT, padding (host)
+  ClipTextEncoderImpl::PreparedIds prepared_ids_;  // class_ids_ on the encoder's device
 };
 TORCH_MODULE(TextPrompts);
 

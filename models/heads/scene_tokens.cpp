@@ -20,10 +20,15 @@ torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes) 
   const int64_t batch = labels.size(0);
   torch::Tensor flat = labels.reshape({batch, -1});
   torch::Tensor valid = flat.ne(255);
-  torch::Tensor bad = valid & (flat.lt(0) | flat.ge(num_classes));
-  SEGRUN_CHECK(!bad.any().item<bool>(), DataError,
-               "label values must be in [0, " << num_classes << ") or 255; found "
-                                              << flat.masked_select(bad)[0].item<int64_t>());
+  // On a GPU this check would read a flag back every step; there the labels are the loader's,
+  // which checks every label map it reads (data/loader.h), and an out-of-range label stops the
+  // scatter below with CUDA's device-side assert (as in seg_cross_entropy).
+  if (!labels.is_cuda()) {
+    torch::Tensor bad = valid & (flat.lt(0) | flat.ge(num_classes));
+    SEGRUN_CHECK(!bad.any().item<bool>(), DataError,
+                 "label values must be in [0, " << num_classes << ") or 255; found "
+                                                << flat.masked_select(bad)[0].item<int64_t>());
+  }
   // One extra column collects the ignored pixels and is dropped.
   torch::Tensor index = flat.masked_fill(~valid, num_classes);
   torch::Tensor present = torch::zeros({batch, num_classes + 1}, labels.options().dtype(torch::kFloat32));

@@ -25,7 +25,8 @@ struct BatchDropOptions {
 double batch_drop_ratio(const BatchDropOptions& options, int64_t iter);
 
 // labels int64 [B, H, W] (255 = ignore) -> float [B, K]: 1 where the class has >= 1 pixel.
-// DataError for a value outside [0, K) other than 255.
+// DataError for a value outside [0, K) other than 255 (checked on the CPU; on a GPU the loader
+// has checked them, and CUDA's device-side assert stops any other).
 torch::Tensor present_classes(const torch::Tensor& labels, int64_t num_classes);
 
 // The k label indices [B, k] (int64) of each image's scene tokens, ordered by descending

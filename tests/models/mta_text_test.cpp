@@ -83,6 +83,46 @@ TEST(MtaText, PromptsAndContrastiveLossMatchPytorch) {
   EXPECT_LT(ref.at("separateneg").item<double>(), ref.at("mixneg").item<double>());
 }
 
+// The prepared ids (checked on the host, placed once) give the very embeddings of the plain call,
+// and TextPrompts' cached preparation gives the same result step after step.
+TEST(MtaText, PreparedIdsAreCheckedOnTheHostAndGiveTheSameEmbeddings) {
+  ClipTextOptions text;
+  text.width = 32;
+  text.heads = 2;
+  text.layers = 1;
+  text.embed_dim = 16;
+  torch::manual_seed(5);
+  ClipTextEncoder encoder(text);
+  ClipTokenizer tokenizer;
+  const std::vector<std::string> names{"sky", "chest of drawers", "wall"};
+  const torch::Tensor ids = tokenizer.tokenize(names, 77 - 4);
+  const ClipTextEncoderImpl::PreparedIds prepared = encoder->prepare(ids);
+  // EOT is each row's last non-padding token (padding is 0): the longest row sets the positions.
+  const torch::Tensor tokens_per_row = ids.ne(0).sum(1);
+  EXPECT_TRUE(torch::equal(prepared.eot, tokens_per_row - 1));
+  EXPECT_EQ(prepared.positions, tokens_per_row.max().item<int64_t>());
+  const torch::Tensor context = torch::randn({1, 4, 32});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(
+      torch::equal(encoder->forward_with_context(prepared, context), encoder->forward_with_context(ids, context)));
+
+  TextPromptsOptions options;
+  options.prompts = 2;
+  options.context_length = 4;
+  TextPrompts prompts(encoder, tokenizer, names, options);
+  const torch::Tensor first = prompts->forward(), second = prompts->forward();
+  EXPECT_TRUE(torch::equal(first, second));
+  EXPECT_TRUE(torch::equal(first[1], encoder->forward_with_context(ids, prompts->contexts.slice(0, 1, 2))));
+
+  torch::Tensor bad = ids.clone();
+  bad[0][1] = 49408;  // one past the vocabulary
+  EXPECT_THROW(encoder->prepare(bad), ModelError);
+  EXPECT_THROW(encoder->prepare(ids.to(torch::kFloat32)), ModelError);
+  const ClipTextEncoderImpl::PreparedIds none = encoder->prepare(ids.slice(0, 0, 0));
+  EXPECT_EQ(none.positions, 0);
+  EXPECT_EQ(encoder->forward_with_context(none, context).sizes(), torch::IntArrayRef({0, 16}));
+}
+
 TEST(MtaText, ContrastiveLossHandExample) {
   // One mask query m = (1, 0) of class 0; K = 2 prompts x C = 2 classes with cosines
   // class 0: prompt 0 -> 1, prompt 1 -> 0; class 1: prompt 0 -> -1, prompt 1 -> 0; tau = 1.

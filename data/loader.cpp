@@ -269,16 +269,21 @@ ValSample load_val_sample(const StoreReader& store, int64_t index, const TestTra
   cv::Mat bgr = decode_image(raw.image_bytes, what);
   cv::Mat seg = decode_label(raw.label_bytes, what);
   check_label_values(seg, store, what);
-  cv::Mat image = test_transform(bgr, options);
   ValSample v;
   v.index = index;
   v.name = raw.name;
   v.original = bgr;
-  v.image = torch::empty({1, 3, image.rows, image.cols}, torch::kFloat32);
-  copy_chw(image, v.image.data_ptr<float>());
+  v.image = test_image_tensor(bgr, options);
   v.label = torch::empty({seg.rows, seg.cols}, torch::kInt64);
   copy_label(seg, v.label.data_ptr<int64_t>());
   return v;
+}
+
+torch::Tensor test_image_tensor(const cv::Mat& image_bgr, const TestTransformOptions& options) {
+  const cv::Mat image = test_transform(image_bgr, options);
+  torch::Tensor tensor = torch::empty({1, 3, image.rows, image.cols}, torch::kFloat32);
+  copy_chw(image, tensor.data_ptr<float>());
+  return tensor;
 }
 
 std::vector<int64_t> val_indices(int64_t size, int rank, int world) {

@@ -56,12 +56,6 @@ double multiplicity(const std::vector<TestView>& views, const TestView& view) {
   return static_cast<double>(std::count(views.begin(), views.end(), view));
 }
 
-// A uint8 [H, W] label map (train ids, 255 = ignore) as an owning CV_8UC1 matrix.
-cv::Mat label_mat(const torch::Tensor& label) {
-  torch::Tensor u8 = label.to(torch::kCPU, torch::kUInt8).contiguous();
-  return cv::Mat(static_cast<int>(u8.size(0)), static_cast<int>(u8.size(1)), CV_8U, u8.data_ptr<uint8_t>()).clone();
-}
-
 void write_image(const std::string& path, const cv::Mat& image) {
   if (!cv::imwrite(path, image)) throw IoError(path + ": cannot write prediction");
 }
@@ -70,20 +64,13 @@ void write_image(const std::string& path, const cv::Mat& image) {
 void keep_prediction(const EvalRequest& request, data::Layout layout, const data::ValSample& sample,
                      const torch::Tensor& pred) {
   const bool wants_picture = request.pictures && static_cast<int64_t>(request.pictures->size()) < request.picture_count;
-  const bool wants_color = request.color && !request.save_pred_dir.empty();
   if (request.save_pred_dir.empty() && !wants_picture) return;
-  const cv::Mat prediction = label_mat(pred);
-  if (!request.save_pred_dir.empty()) write_image(request.save_pred_dir + "/" + sample.name + ".png", prediction);
-  if (!wants_picture && !wants_color) return;
-  const cv::Mat& image = sample.original;
-  if (wants_color) {
-    write_image(request.save_pred_dir + "/color/" + sample.name + ".png", data::colorize_labels(prediction, layout));
-    write_image(request.save_pred_dir + "/overlay/" + sample.name + ".jpg",
-                data::overlay_labels(image, prediction, layout));
-  }
+  const cv::Mat prediction = label_image(pred);
+  if (!request.save_pred_dir.empty())
+    write_prediction(request.save_pred_dir, sample.name, prediction, sample.original, layout, request.color);
   if (wants_picture) {
     cv::Mat panel;
-    cv::hconcat(std::vector<cv::Mat>{image, data::colorize_labels(label_mat(sample.label), layout),
+    cv::hconcat(std::vector<cv::Mat>{sample.original, data::colorize_labels(label_image(sample.label), layout),
                                      data::colorize_labels(prediction, layout)},
                 panel);
     request.pictures->push_back({sample.name, panel});
@@ -91,6 +78,11 @@ void keep_prediction(const EvalRequest& request, data::Layout layout, const data
 }
 
 }  // namespace
+
+cv::Mat label_image(const torch::Tensor& label) {
+  torch::Tensor u8 = label.to(torch::kCPU, torch::kUInt8).contiguous();
+  return cv::Mat(static_cast<int>(u8.size(0)), static_cast<int>(u8.size(1)), CV_8U, u8.data_ptr<uint8_t>()).clone();
+}
 
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval) {
   if (eval.mode == "slide") return slide_logits(model, image, eval);
@@ -104,6 +96,41 @@ std::vector<TestView> test_views(const std::vector<double>& scales, bool flip) {
     if (flip) views.push_back({scale, true});
   }
   return views;
+}
+
+ViewSet eval_views(const EvalConfig& eval, bool multi_scale) {
+  SEGRUN_CHECK(!eval.scales.empty(), ConfigError, "eval.scales: empty");
+  SEGRUN_CHECK(!multi_scale || !eval.ms_scales.empty(), ConfigError, "eval.ms_scales: empty");
+  ViewSet views;
+  views.single = test_views(eval.scales, eval.flip);
+  if (multi_scale) views.multi = test_views(eval.ms_scales, /*flip=*/true);
+  for (const std::vector<TestView>* set : {&views.single, &views.multi})
+    for (const TestView& v : *set)
+      if (std::find(views.distinct.begin(), views.distinct.end(), v) == views.distinct.end())
+        views.distinct.push_back(v);
+  return views;
+}
+
+ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image, const ViewSet& views, int64_t height,
+                       int64_t width, const EvalConfig& eval) {
+  ViewScores out;
+  out.single = torch::zeros({1, model.num_classes(), height, width}, image.options());
+  if (!views.multi.empty()) out.multi = torch::zeros_like(out.single);
+  for (const TestView& view : views.distinct) {
+    torch::Tensor scores = view_scores(model, image, view, height, width, eval);
+    if (const double n = multiplicity(views.single, view); n > 0) out.single.add_(scores, n);
+    if (!views.multi.empty())
+      if (const double n = multiplicity(views.multi, view); n > 0) out.multi.add_(scores, n);
+  }
+  return out;
+}
+
+void write_prediction(const std::string& dir, const std::string& name, const cv::Mat& prediction,
+                      const cv::Mat& image_bgr, data::Layout layout, bool color) {
+  write_image(dir + "/" + name + ".png", prediction);
+  if (!color) return;
+  write_image(dir + "/color/" + name + ".png", data::colorize_labels(prediction, layout));
+  write_image(dir + "/overlay/" + name + ".jpg", data::overlay_labels(image_bgr, prediction, layout));
 }
 
 torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
@@ -125,15 +152,7 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  SEGRUN_CHECK(!config.eval.scales.empty(), ConfigError, "eval.scales: empty");
-  SEGRUN_CHECK(!request.multi_scale || !config.eval.ms_scales.empty(), ConfigError, "eval.ms_scales: empty");
-  const std::vector<TestView> single_views = test_views(config.eval.scales, config.eval.flip);
-  const std::vector<TestView> multi_views =
-      request.multi_scale ? test_views(config.eval.ms_scales, /*flip=*/true) : std::vector<TestView>{};
-  std::vector<TestView> all_views;  // each distinct view once
-  for (const std::vector<TestView>* views : {&single_views, &multi_views})
-    for (const TestView& v : *views)
-      if (std::find(all_views.begin(), all_views.end(), v) == all_views.end()) all_views.push_back(v);
+  const ViewSet views = eval_views(config.eval, request.multi_scale);
 
   const auto parameters = model.parameters();
   const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
@@ -170,20 +189,13 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       torch::Tensor present = sample.label.masked_select(valid).to(torch::kLong);
       if (present.numel() > 0) label_targets[index].index_fill_(0, std::get<0>(torch::_unique(present)), 1.0);
     }
-    torch::Tensor single = torch::zeros({1, model.num_classes(), height, width}, image.options());
-    torch::Tensor multi = request.multi_scale ? torch::zeros_like(single) : torch::Tensor();
-    for (const TestView& view : all_views) {
-      torch::Tensor scores = view_scores(model, image, view, height, width, config.eval);
-      if (const double n = multiplicity(single_views, view); n > 0) single.add_(scores, n);
-      if (request.multi_scale)
-        if (const double n = multiplicity(multi_views, view); n > 0) multi.add_(scores, n);
-    }
+    const ViewScores scores = score_views(model, image, views, height, width, config.eval);
     const torch::Tensor label = sample.label.to(device);
-    torch::Tensor single_pred = single.argmax(1)[0];
+    torch::Tensor single_pred = scores.single.argmax(1)[0];
     single_acc.add(single_pred, label);
     torch::Tensor saved = single_pred;
     if (request.multi_scale) {
-      saved = multi.argmax(1)[0];
+      saved = scores.multi.argmax(1)[0];
       multi_acc.add(saved, label);
     }
     keep_prediction(request, layout, sample, saved);

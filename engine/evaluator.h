@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "data/classes.h"
 #include "dist/communicator.h"
 #include "engine/metrics.h"
 
@@ -94,5 +95,33 @@ torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& ima
 
 // Logits [1, K, h, w] for one normalized image [1, 3, h, w]: whole or sliding window.
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval);
+
+// The views of an evaluation: `single` (eval.scales, each also mirrored when eval.flip), `multi`
+// (eval.ms_scales, each also mirrored; empty unless multi_scale) and each of them once in
+// `distinct` (single's first). ConfigError naming eval.scales / eval.ms_scales when empty.
+struct ViewSet {
+  std::vector<TestView> single, multi, distinct;
+};
+ViewSet eval_views(const EvalConfig& eval, bool multi_scale);
+
+// The summed view scores of one normalized image [1, 3, h, w] (on the model's device) at the
+// label size height x width: `single` over views.single, `multi` over views.multi (undefined
+// when empty), each distinct view inferred once. The argmax over dim 1 is the prediction; this is
+// what evaluate() scores and what `segrun predict` writes.
+struct ViewScores {
+  torch::Tensor single, multi;  // [1, K, height, width]
+};
+ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image, const ViewSet& views, int64_t height,
+                       int64_t width, const EvalConfig& eval);
+
+// A label map [H, W] of any integer dtype and device (train ids, 255 = ignore) as an owning
+// CV_8UC1 matrix on the host.
+cv::Mat label_image(const torch::Tensor& label);
+
+// Writes a prediction (CV_8UC1 train ids) as <dir>/<name>.png and, with `color`, the layout's
+// palette as <dir>/color/<name>.png and an overlay on `image_bgr` (same size) as
+// <dir>/overlay/<name>.jpg. The folders must exist; IoError naming a file that cannot be written.
+void write_prediction(const std::string& dir, const std::string& name, const cv::Mat& prediction,
+                      const cv::Mat& image_bgr, data::Layout layout, bool color);
 
 }  // namespace segrun::engine

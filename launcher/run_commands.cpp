@@ -3,6 +3,7 @@
 //                exit 75 when stopped by a signal after checkpointing)
 //   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--json] [--run-dir D]
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
+//   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
 //   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
 //   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
 #include "launcher/command_group.h"
@@ -22,6 +23,7 @@
 #include "engine/checkpoint.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
+#include "engine/predictor.h"
 #include "engine/trainer.h"
 #include "launcher/mpi_holder.h"
 #include "sweeps/table.h"
@@ -48,6 +50,15 @@ struct EvalCommand {
   bool ms = false;         // --ms: also multi-scale + flip (eval.report_ms = true)
   std::string run_dir;     // --run-dir: record the evaluation there (default: the checkpoint's run)
   bool no_record = false;  // --no-record: print only
+};
+
+struct PredictCommand {
+  std::string config;  // a config file, or a run folder (as for eval)
+  std::vector<std::string> overrides;
+  std::string checkpoint;
+  std::vector<std::string> images;
+  std::string out;
+  bool ms = false;
 };
 
 struct ConfigCommand {
@@ -154,38 +165,38 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
   log::info("mIoU_ms {:.2f} recorded in {}", result.outcome.multi.mIoU, run.result_path());
 }
 
-// What `eval` evaluates: CONFIG with --checkpoint, or a run folder's config.toml with --checkpoint
-// (`best`: the folder's best.pt, train.save_best) or else the folder's newest checkpoint.
-// ConfigError naming what is missing.
+// What `eval` evaluates and `predict` predicts with (`command`): CONFIG with --checkpoint, or a run
+// folder's config.toml with --checkpoint (`best`: the folder's best.pt, train.save_best) or else
+// the folder's newest checkpoint. ConfigError naming what is missing.
 struct EvalSource {
   std::string config;
   std::string checkpoint;
 };
-EvalSource eval_source(const EvalCommand& cmd) {
+EvalSource eval_source(const std::string& command, const std::string& source, const std::string& checkpoint) {
   std::error_code ec;
-  if (!fs::is_directory(cmd.config, ec)) {
-    SEGRUN_CHECK(!cmd.checkpoint.empty(), ConfigError,
-                 "eval: --checkpoint is required (or give a run folder instead of " << cmd.config << ")");
-    return {cmd.config, cmd.checkpoint};
+  if (!fs::is_directory(source, ec)) {
+    SEGRUN_CHECK(!checkpoint.empty(), ConfigError,
+                 command << ": --checkpoint is required (or give a run folder instead of " << source << ")");
+    return {source, checkpoint};
   }
-  const RunFolder run(cmd.config);
+  const RunFolder run(source);
   SEGRUN_CHECK(path_exists(run.config_path()), ConfigError,
-               cmd.config << ": not a run folder (no config.toml); give a config file and --checkpoint");
-  if (cmd.checkpoint == "best") {
+               source << ": not a run folder (no config.toml); give a config file and --checkpoint");
+  if (checkpoint == "best") {
     const std::string best = run.checkpoint_dir() + "/" + engine::kBestCheckpointName;
     SEGRUN_CHECK(path_exists(best), ConfigError,
                  best << ": not found (the run keeps one only under train.save_best = \"mIoU\", \"mAcc\" or \"aAcc\")");
     return {run.config_path(), best};
   }
-  if (!cmd.checkpoint.empty()) return {run.config_path(), cmd.checkpoint};
+  if (!checkpoint.empty()) return {run.config_path(), checkpoint};
   const std::vector<std::string> checkpoints = engine::checkpoints_newest_first(run.checkpoint_dir());
   SEGRUN_CHECK(!checkpoints.empty(), ConfigError,
-               run.checkpoint_dir() << ": no iter_<n>.pt to evaluate (the run saved none yet)");
+               command << ": " << run.checkpoint_dir() << ": no iter_<n>.pt (the run saved none yet)");
   return {run.config_path(), checkpoints.front()};
 }
 
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
-  const EvalSource source = eval_source(cmd);
+  const EvalSource source = eval_source("eval", cmd.config, cmd.checkpoint);
   std::vector<std::string> overrides = cmd.overrides;
   if (cmd.ms) overrides.push_back("eval.report_ms=true");
   Config config = load_config(source.config, overrides);
@@ -224,6 +235,26 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   return 0;
 }
 
+int run_predict(const PredictCommand& cmd, MpiHolder& mpi) {
+  const EvalSource source = eval_source("predict", cmd.config, cmd.checkpoint);
+  Config config = load_config(source.config, cmd.overrides);
+  const auto& context = mpi.context();
+  init_rank_logging(context, config.log.level);
+  if (cmd.checkpoint.empty()) log::info("{}: predicting with its newest checkpoint, {}", cmd.config, source.checkpoint);
+  engine::PredictRequest request;
+  request.inputs = cmd.images;
+  request.out_dir = cmd.out;
+  request.multi_scale = cmd.ms;
+  request.show_progress = true;
+  const engine::PredictOutcome outcome = engine::predict_images(config, context, source.checkpoint, request);
+  if (context.is_root())
+    std::cout << "predict: " << outcome.images << " image" << (outcome.images == 1 ? "" : "s") << " -> " << cmd.out
+              << " (<name>.png train ids, color/, overlay/) with " << source.checkpoint << " (iteration "
+              << outcome.iteration << ")" << (cmd.ms ? ", multi-scale + flip" : "")
+              << "; rank 0: " << outcome.rank_images << " in " << segrun::format("{:.1f}", outcome.seconds) << " s\n";
+  return 0;
+}
+
 int run_metrics(const engine::MetricsCommandOptions& options) {
   engine::SegMetrics metrics = engine::evaluate_label_dirs(options);
   if (options.json)
@@ -241,6 +272,7 @@ int run_config(const ConfigCommand& cmd) {
 struct RunOptions {
   TrainCommand train_command;
   EvalCommand eval_command;
+  PredictCommand predict_command;
   engine::MetricsCommandOptions metrics_options;
   ConfigCommand config_command;
 };
@@ -279,6 +311,20 @@ void add_run_commands(CommandRegistry& registry) {
       "--run-dir", eval.run_dir,
       "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
   eval_command->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
+
+  PredictCommand& predict = s.predict_command;
+  CLI::App* predict_command =
+      registry.add("predict", "a trained model on your own images: label PNGs, colour pictures and overlays",
+                   [options](MpiHolder& mpi) { return run_predict(options->predict_command, mpi); });
+  predict_command->add_option("config", predict.config, "experiment TOML, or a run folder (its config.toml)")
+      ->required();
+  predict_command->add_option("overrides", predict.overrides, "key=value overrides, e.g. eval.mode=\"slide\"");
+  predict_command->add_option("--images", predict.images, "image files and folders of images (*.jpg, *.png, ...)")
+      ->required();
+  predict_command->add_option("--out", predict.out, "a new (or empty) folder for the predictions")->required();
+  predict_command->add_option("--checkpoint", predict.checkpoint,
+                              "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
+  predict_command->add_flag("--ms", predict.ms, "multi-scale + flip (eval.ms_scales) instead of eval.scales");
 
   engine::MetricsCommandOptions& metrics = s.metrics_options;
   CLI::App* metrics_command = registry.add("metrics", "mIoU of prediction PNGs against ground-truth PNGs",

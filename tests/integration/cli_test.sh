@@ -96,6 +96,28 @@ print("ok")
 PY
 check "one palette colour per class ($(tail -1 "$work/color_check.out"))" grep -q '^ok' "$work/color_check.out"
 
+# predict on the raw validation images (the run folder's newest checkpoint, iter_40): the very files
+# eval --save-pred --color wrote for their records, on 1 rank and on 2; a folder holding a file
+# of the user's is refused and kept.
+val_images="$work/raw/ADEChallengeData2016/images/validation"
+"$segrun" predict "$run" --images "$val_images" --out "$work/predict1" > "$work/predict1.out" 2>&1
+check "predict exit code" test $? -eq 0
+check "predict names what it wrote" grep -q "^predict: 4 images -> .* (iteration 40)" "$work/predict1.out"
+"$segrun" launch -n 2 -- predict "$run" --images "$val_images" --out "$work/predict2" > /dev/null 2>&1
+check "2-rank predict exit code" test $? -eq 0
+same=0
+for f in "$work"/predc/*.png "$work"/predc/color/*.png "$work"/predc/overlay/*.jpg; do
+  rel="${f#"$work/predc/"}"
+  cmp -s "$f" "$work/predict1/$rel" && cmp -s "$f" "$work/predict2/$rel" && same=$((same + 1))
+done
+check "predict files equal eval --save-pred --color's, 1 and 2 ranks ($same of 12)" test "$same" = 12
+mkdir -p "$work/predict3" && echo mine > "$work/predict3/notes.txt"
+"$segrun" predict "$run" --images "$val_images" --out "$work/predict3" > "$work/predict3.out" 2>&1
+code=$?
+check "predict into a non-empty folder: exit 2 (got $code)" test "$code" -eq 2
+check "predict names the folder" grep -q "predict3: exists and is not empty" "$work/predict3.out"
+check "predict keeps the folder as it was" test "$(ls "$work/predict3")" = notes.txt
+
 # Preemption: SIGUSR1 to the launcher reaches every rank; they checkpoint and exit 75; resume
 # completes the run.
 "$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/b" train.iters=4000 log.interval=1 > "$work/b.out" 2>&1 &

@@ -1,0 +1,126 @@
+// `segrun predict`: see predictor.h.
+#include "engine/predictor.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "data/classes.h"
+#include "data/loader.h"
+#include "engine/checkpoint.h"
+#include "engine/evaluator.h"
+#include "engine/model_setup.h"
+#include "models/segmentor.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool has_image_extension(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+// Nothing the user wrote is overwritten: the output folder is new or empty.
+void check_out_dir(const std::string& out_dir) {
+  SEGRUN_CHECK(!out_dir.empty(), ConfigError, "predict: --out is required");
+  std::error_code ec;
+  if (!fs::exists(out_dir, ec)) return;
+  SEGRUN_CHECK(fs::is_directory(out_dir, ec), ConfigError, "--out " << out_dir << ": exists and is not a folder");
+  SEGRUN_CHECK(fs::is_empty(out_dir, ec), ConfigError,
+               "--out " << out_dir << ": exists and is not empty (predictions go to a new or empty folder)");
+}
+
+cv::Mat read_image(const std::string& path) {
+  std::string bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const std::exception& e) {
+    SEGRUN_THROW(DataError, path << ": cannot read (" << e.what() << ")");
+  }
+  return data::decode_image(std::vector<uint8_t>(bytes.begin(), bytes.end()), path);
+}
+
+}  // namespace
+
+std::vector<std::string> list_predict_images(const std::vector<std::string>& inputs) {
+  SEGRUN_CHECK(!inputs.empty(), ConfigError, "predict: no --images given");
+  std::vector<std::string> images;
+  for (const std::string& input : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(input, ec)) {
+      std::vector<std::string> found;
+      for (const fs::directory_entry& entry : fs::directory_iterator(input))
+        if (entry.is_regular_file() && has_image_extension(entry.path())) found.push_back(entry.path().string());
+      SEGRUN_CHECK(!found.empty(), ConfigError,
+                   "--images " << input << ": no image files (*.jpg, *.jpeg, *.png, *.bmp) in this folder");
+      std::sort(found.begin(), found.end());
+      images.insert(images.end(), found.begin(), found.end());
+    } else {
+      SEGRUN_CHECK(fs::is_regular_file(input, ec), ConfigError, "--images " << input << ": no such file or folder");
+      images.push_back(input);
+    }
+  }
+  std::map<std::string, std::string> by_stem;
+  for (const std::string& image : images) {
+    const std::string stem = fs::path(image).stem().string();
+    const auto [seen, inserted] = by_stem.emplace(stem, image);
+    SEGRUN_CHECK(inserted, ConfigError,
+                 "--images: " << seen->second << " and " << image << " share the name '" << stem
+                              << "': their predictions would overwrite each other");
+  }
+  return images;
+}
+
+PredictOutcome predict_images(const Config& config, const dist::RankContext& context, const std::string& checkpoint,
+                              const PredictRequest& request) {
+  const std::vector<std::string> images = list_predict_images(request.inputs);
+  check_out_dir(request.out_dir);
+  const ViewSet views = eval_views(config.eval, request.multi_scale);
+  const data::Layout layout = data::parse_layout(config.data.layout);
+  const DeviceSetup setup = setup_device(config, context);
+  dist::Communicator& comm = *setup.comm;
+  auto model = build_model(config, data::class_names(layout), /*cooccurrence=*/{}, setup.comm,
+                           /*with_pretrained=*/false);
+  model->to(setup.device);
+  const CheckpointMeta meta =
+      load_checkpoint(checkpoint, model_signature(config, data::num_classes(layout)), *model, nullptr);
+  comm.barrier();  // every rank has checked --out before any writes into it
+  for (const char* sub : {"", "/color", "/overlay"}) fs::create_directories(request.out_dir + sub);
+
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto test_options = data::test_transform_options(config.data);
+  const std::vector<int64_t> indices = data::val_indices(static_cast<int64_t>(images.size()), comm.rank(), comm.size());
+  Progress progress("predict: rank 0's images", static_cast<int64_t>(indices.size()), "images",
+                    request.show_progress && comm.rank() == 0);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t index : indices) {
+    const std::string& path = images[static_cast<size_t>(index)];
+    const cv::Mat original = read_image(path);
+    const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
+    const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval);
+    const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
+    write_prediction(request.out_dir, fs::path(path).stem().string(), label_image(prediction), original, layout,
+                     /*color=*/true);
+    progress.advance();
+  }
+  progress.finish();
+  PredictOutcome outcome;
+  outcome.images = static_cast<int64_t>(images.size());
+  outcome.rank_images = static_cast<int64_t>(indices.size());
+  outcome.iteration = meta.next_iter;
+  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return outcome;
+}
+
+}  // namespace segrun::engine

@@ -171,13 +171,15 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
 struct EvalSource {
   std::string config;
   std::string checkpoint;
+  std::string given;    // the command's argument
+  bool newest = false;  // the checkpoint is the run folder's newest, chosen here
 };
 EvalSource eval_source(const std::string& command, const std::string& source, const std::string& checkpoint) {
   std::error_code ec;
   if (!fs::is_directory(source, ec)) {
     SEGRUN_CHECK(!checkpoint.empty(), ConfigError,
                  command << ": --checkpoint is required (or give a run folder instead of " << source << ")");
-    return {source, checkpoint};
+    return {source, checkpoint, source};
   }
   const RunFolder run(source);
   SEGRUN_CHECK(path_exists(run.config_path()), ConfigError,
@@ -186,23 +188,31 @@ EvalSource eval_source(const std::string& command, const std::string& source, co
     const std::string best = run.checkpoint_dir() + "/" + engine::kBestCheckpointName;
     SEGRUN_CHECK(path_exists(best), ConfigError,
                  best << ": not found (the run keeps one only under train.save_best = \"mIoU\", \"mAcc\" or \"aAcc\")");
-    return {run.config_path(), best};
+    return {run.config_path(), best, source};
   }
-  if (!checkpoint.empty()) return {run.config_path(), checkpoint};
+  if (!checkpoint.empty()) return {run.config_path(), checkpoint, source};
   const std::vector<std::string> checkpoints = engine::checkpoints_newest_first(run.checkpoint_dir());
   SEGRUN_CHECK(!checkpoints.empty(), ConfigError,
                command << ": " << run.checkpoint_dir() << ": no iter_<n>.pt (the run saved none yet)");
-  return {run.config_path(), checkpoints.front()};
+  return {run.config_path(), checkpoints.front(), source, /*newest=*/true};
+}
+
+// The source's config with `overrides`, and this rank's log started; says which checkpoint a run
+// folder's source chose (`doing`: "evaluating", "predicting with").
+Config load_source_config(const EvalSource& source, const std::vector<std::string>& overrides, const char* doing,
+                          MpiHolder& mpi) {
+  Config config = load_config(source.config, overrides);
+  init_rank_logging(mpi.context(), config.log.level);
+  if (source.newest) log::info("{}: {} its newest checkpoint, {}", source.given, doing, source.checkpoint);
+  return config;
 }
 
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   const EvalSource source = eval_source("eval", cmd.config, cmd.checkpoint);
   std::vector<std::string> overrides = cmd.overrides;
   if (cmd.ms) overrides.push_back("eval.report_ms=true");
-  Config config = load_config(source.config, overrides);
+  const Config config = load_source_config(source, overrides, "evaluating", mpi);
   const auto& context = mpi.context();
-  init_rank_logging(context, config.log.level);
-  if (cmd.checkpoint.empty()) log::info("{}: evaluating its newest checkpoint, {}", cmd.config, source.checkpoint);
   engine::EvalRequest request;
   request.save_pred_dir = cmd.save_pred;
   request.color = cmd.color;
@@ -237,10 +247,8 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
 
 int run_predict(const PredictCommand& cmd, MpiHolder& mpi) {
   const EvalSource source = eval_source("predict", cmd.config, cmd.checkpoint);
-  Config config = load_config(source.config, cmd.overrides);
+  const Config config = load_source_config(source, cmd.overrides, "predicting with", mpi);
   const auto& context = mpi.context();
-  init_rank_logging(context, config.log.level);
-  if (cmd.checkpoint.empty()) log::info("{}: predicting with its newest checkpoint, {}", cmd.config, source.checkpoint);
   engine::PredictRequest request;
   request.inputs = cmd.images;
   request.out_dir = cmd.out;

@@ -26,14 +26,19 @@ void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, co
   EXPECT_LE(err, tolerance * scale) << what << ": max |diff| " << err << " vs max |ref| " << scale;
 }
 
-TEST(MtaText, PromptsAndContrastiveLossMatchPytorch) {
+// A small text encoder: width 32, 2 heads.
+ClipTextOptions small_text(int64_t layers, int64_t embed_dim) {
   ClipTextOptions text;
   text.width = 32;
   text.heads = 2;
-  text.layers = 2;
-  text.embed_dim = 24;
+  text.layers = layers;
+  text.embed_dim = embed_dim;
+  return text;
+}
+
+TEST(MtaText, PromptsAndContrastiveLossMatchPytorch) {
   torch::manual_seed(3);
-  ClipTextEncoder encoder(text);
+  ClipTextEncoder encoder(small_text(/*layers=*/2, /*embed_dim=*/24));
   {
     torch::NoGradGuard no_grad;
     for (auto& p : encoder->parameters()) p.normal_(0.0, 0.2);
@@ -86,13 +91,8 @@ TEST(MtaText, PromptsAndContrastiveLossMatchPytorch) {
 // The prepared ids (checked on the host, placed once) give the very embeddings of the plain call,
 // and TextPrompts' cached preparation gives the same result step after step.
 TEST(MtaText, PreparedIdsAreCheckedOnTheHostAndGiveTheSameEmbeddings) {
-  ClipTextOptions text;
-  text.width = 32;
-  text.heads = 2;
-  text.layers = 1;
-  text.embed_dim = 16;
   torch::manual_seed(5);
-  ClipTextEncoder encoder(text);
+  ClipTextEncoder encoder(small_text(/*layers=*/1, /*embed_dim=*/16));
   ClipTokenizer tokenizer;
   const std::vector<std::string> names{"sky", "chest of drawers", "wall"};
   const torch::Tensor ids = tokenizer.tokenize(names, 77 - 4);

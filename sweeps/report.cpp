@@ -239,7 +239,7 @@ std::string curves_section(const std::vector<RunRecord>& runs, ReportSummary* su
             (r.overrides.empty() ? "" : " <span class=\"cfg\">" + escape_html(describe(r.overrides)) + "</span>") +
             "</h3>\n";
     html += line_chart_svg(loss, "train loss", "train-loss");
-    html += line_chart_svg(miou, "val mIoU", "val-miou");
+    html += line_chart_svg(miou, "val mIoU", "val-miou", /*mark_best=*/true);
     html += "</div>\n";
     ++summary->curves;
   }
@@ -387,7 +387,7 @@ std::vector<std::pair<double, double>> read_metric_series(const std::string& met
 }
 
 std::string line_chart_svg(const std::vector<std::pair<double, double>>& points, const std::string& title,
-                           const std::string& series_class) {
+                           const std::string& series_class, bool mark_best) {
   constexpr double kWidth = 260, kHeight = 150, kLeft = 56, kRight = 12, kTop = 22, kBottom = 32;
   std::vector<std::pair<double, double>> finite;
   for (const auto& p : points)
@@ -434,6 +434,16 @@ std::string line_chart_svg(const std::vector<std::pair<double, double>>& points,
   svg += "<circle cx=\"" + fmt_fixed(px(last.first), 1) + "\" cy=\"" + fmt_fixed(py(last.second), 1) +
          "\" r=\"2.5\" fill=\"#1f77b4\"><title>iter " + fmt_g(last.first) + ": " + fmt_g(last.second) +
          "</title></circle>\n";
+  if (mark_best) {
+    const auto best = std::max_element(finite.begin(), finite.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+    const std::string text = "best " + fmt_g(best->second) + " (iter " + fmt_g(best->first) + ")";
+    svg += "<circle class=\"best\" cx=\"" + fmt_fixed(px(best->first), 1) + "\" cy=\"" +
+           fmt_fixed(py(best->second), 1) + "\" r=\"3.5\" fill=\"#ff7f0e\"><title>" + escape_html(text) +
+           "</title></circle>\n";
+    svg += "<text x=\"" + fmt_g(x1) + "\" y=\"14\" text-anchor=\"end\" fill=\"#ff7f0e\">" + escape_html(text) +
+           "</text>\n";
+  }
   return svg + "</svg>\n";
 }
 

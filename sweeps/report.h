@@ -6,7 +6,8 @@
 //   2. its gnuplot plot (write_plot into a temporary folder, the SVG inlined; a note instead when
 //      the grid has no swept key or gnuplot cannot run),
 //   3. a table of the runs (folder, configuration, seed, status, last iter, metric),
-//   4. per run, train loss and val mIoU against iter from metrics.jsonl as small SVG polylines,
+//   4. per run, train loss and val mIoU against iter from metrics.jsonl as small SVG polylines
+//      (the best val mIoU marked),
 //   5. per-class IoU (result.json per_class) for chosen classes: the spec's [table] per_class,
 //      else the 10 best classes of the best run,
 //   6. each run's newest sample predictions (samples/iter_<n>/*.png, image | truth | prediction).
@@ -79,9 +80,11 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
 std::vector<std::pair<double, double>> read_metric_series(const std::string& metrics_path, const std::string& mode,
                                                           const std::string& field);
 
-// A small SVG line chart (axes, min/max labels, one polyline) of points; title above it.
+// A small SVG line chart (axes, min/max labels, one polyline) of points; title above it. With
+// mark_best, the first highest point is also drawn in orange (class "best") and named at the
+// top right, "best <value> (iter <x>)": the validation train.save_best keeps.
 std::string line_chart_svg(const std::vector<std::pair<double, double>>& points, const std::string& title,
-                           const std::string& series_class);
+                           const std::string& series_class, bool mark_best = false);
 
 // RFC 4648 base64 (with padding).
 std::string base64_encode(const std::string& bytes);

@@ -220,8 +220,11 @@ TEST_F(Report, CurvesArePolylinesAtHandComputedPoints) {
   EXPECT_EQ(count(curves, "class=\"chart val-miou\""), 1u);
   // Plot area x 56..248, y 118 (min) .. 22 (max): loss 2.0, 1.5, 1.2 at iter 10, 20, 30.
   EXPECT_NE(curves.find("points=\"56.0,22.0 152.0,82.0 248.0,118.0\""), std::string::npos) << curves;
-  // mIoU 30 at iter 20, 42 at iter 40.
+  // mIoU 30 at iter 20, 42 at iter 40; the best one marked and named.
   EXPECT_NE(curves.find("points=\"56.0,118.0 248.0,22.0\""), std::string::npos) << curves;
+  EXPECT_NE(curves.find("<circle class=\"best\" cx=\"248.0\" cy=\"22.0\""), std::string::npos) << curves;
+  EXPECT_NE(curves.find(">best 42 (iter 40)</text>"), std::string::npos) << curves;
+  EXPECT_EQ(count(curves, "class=\"best\""), 1u);  // the loss chart has none
   EXPECT_NE(curves.find(">1.2</text>"), std::string::npos);  // min and max labels
   EXPECT_NE(curves.find(">2</text>"), std::string::npos);
   EXPECT_NE(curves.find(">30</text>"), std::string::npos);

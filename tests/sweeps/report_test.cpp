@@ -224,7 +224,7 @@ TEST_F(Report, CurvesArePolylinesAtHandComputedPoints) {
   EXPECT_NE(curves.find("points=\"56.0,118.0 248.0,22.0\""), std::string::npos) << curves;
   EXPECT_NE(curves.find("<circle class=\"best\" cx=\"248.0\" cy=\"22.0\""), std::string::npos) << curves;
   EXPECT_NE(curves.find(">best 42 (iter 40)</text>"), std::string::npos) << curves;
-  EXPECT_EQ(count(curves, "class=\"best\""), 1u);  // the loss chart has none
+  EXPECT_EQ(count(curves, "class=\"best\""), 1u);            // the loss chart has none
   EXPECT_NE(curves.find(">1.2</text>"), std::string::npos);  // min and max labels
   EXPECT_NE(curves.find(">2</text>"), std::string::npos);
   EXPECT_NE(curves.find(">30</text>"), std::string::npos);

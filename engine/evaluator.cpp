@@ -158,6 +158,10 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
   IoUAccumulator single_acc(store.num_classes(), store.ignore_index(), device);
   IoUAccumulator multi_acc(store.num_classes(), store.ignore_index(), device);
+  torch::Tensor confusion;
+  if (request.confusion)
+    confusion = torch::zeros({store.num_classes(), store.num_classes()},
+                             torch::TensorOptions().dtype(torch::kLong).device(device));
   const auto test_options = data::test_transform_options(config.data);
   int64_t total = store.size();
   if (request.limit >= 0) total = std::min(total, request.limit);
@@ -198,6 +202,7 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       saved = scores.multi.argmax(1)[0];
       multi_acc.add(saved, label);
     }
+    if (request.confusion) confusion += confusion_matrix(saved, label, store.num_classes(), store.ignore_index());
     keep_prediction(request, layout, sample, saved);
     progress.advance();
   }
@@ -210,6 +215,10 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
     outcome.multi = multi_acc.summarize();
     outcome.has_multi = true;
     outcome.ms_scales = config.eval.ms_scales;
+  }
+  if (request.confusion) {
+    comm.allreduce(confusion);
+    outcome.confusion = confusion.to(torch::kCPU);
   }
   // Every rank has the same model, so all or none run these collectives; a rank without records
   // contributes zeros of the same shape.

@@ -55,6 +55,8 @@ struct EvalRequest {
   bool show_progress = false;  // rank 0 shows its images' progress (core/progress.h): `segrun eval`
   int64_t limit = -1;          // evaluate only the first `limit` records (-1 = all)
   bool multi_scale = false;    // also evaluate with eval.ms_scales + flip (the *_ms metrics)
+  bool confusion = false;      // also the confusion matrix (EvalOutcome::confusion) of the
+                               // predictions save_pred_dir would hold
 };
 
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,

@@ -2,8 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <utility>
 
 #include "core/error.h"
 
@@ -98,10 +101,11 @@ torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Te
 
 namespace detail {
 
-torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
-                                             int ignore_index) {
-  check_inputs(pred, label, num_classes);
-  // bincount over label * (K+1) + pred; ignored pixels go to one trailing bin that is dropped.
+// The [K+1, K+1] confusion counts of the valid pixels: row = label, column = pred, the last row /
+// column for values outside [0, K). One bincount over label * (K+1) + pred; ignored pixels go to
+// one trailing bin that is dropped.
+torch::Tensor confusion_with_out_of_range(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                                          int ignore_index) {
   const int64_t k = num_classes;
   const int64_t k1 = k + 1;
   torch::NoGradGuard no_grad;
@@ -112,11 +116,74 @@ torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const to
   const auto l_bin = torch::where(l.ge(0).logical_and(l.lt(k)), l, other);
   const auto ignored = torch::full({}, k1 * k1, p.options());
   const auto index = torch::where(l.ne(ignore_index), l_bin * k1 + p_bin, ignored);
-  const auto counts = torch::bincount(index, {}, k1 * k1 + 1).narrow(0, 0, k1 * k1).view({k1, k1});
-  return areas_from_confusion(counts, k);
+  return torch::bincount(index, {}, k1 * k1 + 1).narrow(0, 0, k1 * k1).view({k1, k1});
+}
+
+torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                                             int ignore_index) {
+  check_inputs(pred, label, num_classes);
+  return areas_from_confusion(confusion_with_out_of_range(pred, label, num_classes, ignore_index), num_classes);
 }
 
 }  // namespace detail
+
+torch::Tensor confusion_matrix(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                               int ignore_index) {
+  check_inputs(pred, label, num_classes);
+  return detail::confusion_with_out_of_range(pred, label, num_classes, ignore_index)
+      .narrow(0, 0, num_classes)
+      .narrow(1, 0, num_classes)
+      .contiguous();
+}
+
+std::vector<Confusion> top_confusions(const torch::Tensor& counts, size_t top) {
+  SEGRUN_CHECK(
+      counts.defined() && counts.dim() == 2 && counts.size(0) == counts.size(1), DataError,
+      "metrics: a confusion matrix must be [K, K], got " << (counts.defined() ? counts.sizes() : c10::IntArrayRef{}));
+  const auto c = counts.to(torch::kCPU, torch::kLong).contiguous();
+  const auto m = c.accessor<int64_t, 2>();
+  std::vector<Confusion> all;
+  for (int64_t g = 0; g < c.size(0); ++g) {
+    int64_t row = 0;
+    for (int64_t p = 0; p < c.size(1); ++p) row += m[g][p];
+    for (int64_t p = 0; p < c.size(1); ++p)
+      if (p != g && m[g][p] > 0)
+        all.push_back({g, p, m[g][p], static_cast<double>(m[g][p]) / static_cast<double>(row)});
+  }
+  // Largest share first; ties by pixels, then by class indices (a stable, documented order).
+  std::sort(all.begin(), all.end(), [](const Confusion& a, const Confusion& b) {
+    if (a.share != b.share) return a.share > b.share;
+    if (a.pixels != b.pixels) return a.pixels > b.pixels;
+    return std::make_pair(a.truth, a.predicted) < std::make_pair(b.truth, b.predicted);
+  });
+  if (all.size() > top) all.resize(top);
+  return all;
+}
+
+std::string confusion_csv(const torch::Tensor& counts, const std::vector<std::string>& class_names) {
+  SEGRUN_CHECK(counts.defined() && counts.dim() == 2 && counts.size(0) == counts.size(1) &&
+                   static_cast<size_t>(counts.size(0)) == class_names.size(),
+               DataError,
+               "metrics: a confusion matrix of " << class_names.size() << " classes must be [" << class_names.size()
+                                                 << ", " << class_names.size() << "]");
+  const auto quoted = [](const std::string& text) {
+    if (text.find_first_of(",\"\n") == std::string::npos) return text;
+    std::string out = "\"";
+    for (char ch : text) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    return out + "\"";
+  };
+  const auto c = counts.to(torch::kCPU, torch::kLong).contiguous();
+  const auto m = c.accessor<int64_t, 2>();
+  std::string csv = "truth \\ prediction";
+  for (const auto& name : class_names) csv += "," + quoted(name);
+  csv += "\n";
+  for (int64_t g = 0; g < c.size(0); ++g) {
+    csv += quoted(class_names[static_cast<size_t>(g)]);
+    for (int64_t p = 0; p < c.size(1); ++p) csv += "," + std::to_string(m[g][p]);
+    csv += "\n";
+  }
+  return csv;
+}
 
 torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
                                   int ignore_index) {

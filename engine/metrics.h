@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace segrun::engine {
@@ -50,6 +51,10 @@ struct EvalOutcome {
   SegMetrics multi;   // eval.ms_scales + flip; valid when has_multi
   bool has_multi = false;
   std::vector<double> ms_scales;  // the scales behind `multi`
+  // int64 [K, K] on the host, summed over ranks: the confusion matrix (confusion_matrix) of the
+  // multi-scale predictions when has_multi, else of the single-scale ones; only when asked for
+  // (EvalRequest::confusion).
+  torch::Tensor confusion;
 };
 
 // Multi-label average precision, sklearn `average_precision_score` semantics per class:
@@ -75,6 +80,31 @@ torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const to
 
 // Metrics from summed areas (int64 [4, K]).
 SegMetrics summarize(const torch::Tensor& areas);
+
+// The confusion matrix of one prediction/label pair (mmseg's tools/confusion_matrix.py):
+// int64 [K, K] on pred's device, counts[g][p] = pixels whose label is g and whose prediction is p.
+// Ignored pixels and values outside [0, K) are counted nowhere, so the diagonal is
+// intersect_and_union's intersections and, when every prediction is a class and every label a
+// class or ignore_index (a model's argmax on a checked store), the row sums are its label areas
+// and the column sums its pred areas. Inputs as intersect_and_union's.
+torch::Tensor confusion_matrix(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
+                               int ignore_index = 255);
+
+// One cell of a confusion matrix off its diagonal: `pixels` of class `truth` predicted as
+// `predicted`, `share` of that class's pixels (its row sum).
+struct Confusion {
+  int64_t truth = 0;
+  int64_t predicted = 0;
+  int64_t pixels = 0;
+  double share = 0.0;
+};
+// The `top` off-diagonal cells with the largest shares (ties: more pixels first, then by class
+// indices); empty cells never. DataError unless counts is [K, K].
+std::vector<Confusion> top_confusions(const torch::Tensor& counts, size_t top);
+// The matrix as CSV: a header "truth \ prediction,<class names>", then one row per class, its name
+// and K counts. Names with a comma, quote or newline are quoted (RFC 4180). DataError when the
+// sizes do not match.
+std::string confusion_csv(const torch::Tensor& counts, const std::vector<std::string>& class_names);
 
 class IoUAccumulator {
  public:

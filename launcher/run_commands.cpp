@@ -1,7 +1,8 @@
 // The run subcommands:
 //   segrun train CONFIG [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of `launch`;
 //                exit 75 when stopped by a signal after checkpointing)
-//   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--json] [--run-dir D]
+//   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--confusion CSV] [--json]
+//               [--run-dir D]
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
 //   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
 //   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
@@ -50,6 +51,7 @@ struct EvalCommand {
   bool ms = false;         // --ms: also multi-scale + flip (eval.report_ms = true)
   std::string run_dir;     // --run-dir: record the evaluation there (default: the checkpoint's run)
   bool no_record = false;  // --no-record: print only
+  std::string confusion;   // --confusion FILE.csv: the confusion matrix, and the top confusions printed
 };
 
 struct PredictCommand {
@@ -99,6 +101,16 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
   std::cout << segrun::format("\n{:<22} {:>7} {:>7} {:>7}\n", "", "aAcc", "mIoU", "mAcc")
             << row("single scale (SS)", outcome.single) << row("multi-scale+flip (MS)", outcome.multi) << "MS: scales "
             << scales << ", each also flipped\n";
+}
+
+// The classes most often taken for another, as the confusion matrix gives them.
+std::string format_top_confusions(const std::vector<engine::Confusion>& top, const std::vector<std::string>& names) {
+  if (top.empty()) return "no pixel of a class was predicted as another\n";
+  std::string text = "most confused (share of the true class's pixels):\n";
+  for (const engine::Confusion& c : top)
+    text += segrun::format("  {:<24} -> {:<24} {:6.2f} %  ({} px)\n", names[static_cast<size_t>(c.truth)],
+                           names[static_cast<size_t>(c.predicted)], 100.0 * c.share, c.pixels);
+  return text;
 }
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
@@ -218,6 +230,12 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   request.color = cmd.color;
   request.show_progress = true;
   request.multi_scale = config.eval.report_ms;
+  request.confusion = !cmd.confusion.empty();
+  if (request.confusion) {
+    const fs::path folder = fs::path(cmd.confusion).parent_path();
+    SEGRUN_CHECK(folder.empty() || fs::is_directory(folder), ConfigError,
+                 "--confusion " << cmd.confusion << ": the folder " << folder.string() << " does not exist");
+  }
   std::string record_dir;
   if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
   if (!record_dir.empty())
@@ -225,10 +243,29 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   auto result = engine::evaluate_checkpoint(config, context, source.checkpoint, request);
   if (context.is_root()) {
     const engine::EvalOutcome& outcome = result.outcome;
+    std::vector<engine::Confusion> top;
+    if (request.confusion) {
+      write_file_atomic(cmd.confusion, engine::confusion_csv(outcome.confusion, result.class_names));
+      top = engine::top_confusions(outcome.confusion, 10);
+    }
     if (cmd.json) {
-      std::cout << engine::eval_record_json(outcome, result.class_names).dump(2) << "\n";
+      nlohmann::ordered_json record = engine::eval_record_json(outcome, result.class_names);
+      if (request.confusion) {
+        record["confusion_csv"] = cmd.confusion;
+        record["top_confusions"] = nlohmann::ordered_json::array();
+        for (const engine::Confusion& c : top)
+          record["top_confusions"].push_back({{"truth", result.class_names[static_cast<size_t>(c.truth)]},
+                                              {"predicted", result.class_names[static_cast<size_t>(c.predicted)]},
+                                              {"pixels", c.pixels},
+                                              {"share", c.share}});
+      }
+      std::cout << record.dump(2) << "\n";
     } else {
       print_evaluation(outcome, result.class_names);
+      if (request.confusion)
+        std::cout << "\n"
+                  << format_top_confusions(top, result.class_names)
+                  << "confusion matrix (pixel counts, a row per true class): " << cmd.confusion << "\n";
     }
     if (!cmd.run_dir.empty()) {
       record_evaluation(record_dir, source.checkpoint, result);
@@ -319,6 +356,9 @@ void add_run_commands(CommandRegistry& registry) {
       "--run-dir", eval.run_dir,
       "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
   eval_command->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
+  eval_command->add_option("--confusion", eval.confusion,
+                           "write the confusion matrix (pixel counts, a row per true class) to this CSV file and "
+                           "print the 10 most confused class pairs");
 
   PredictCommand& predict = s.predict_command;
   CLI::App* predict_command =

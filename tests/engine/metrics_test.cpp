@@ -65,6 +65,48 @@ TEST(Metrics, HandComputedConfusionMatrix) {
   EXPECT_EQ(m.pixels, 13);
 }
 
+// The hand example's confusion matrix (see above), its relation to the areas, and what is
+// printed and written of it.
+TEST(Metrics, ConfusionMatrixOfTheHandExample) {
+  const torch::Tensor expected =
+      torch::tensor({5, 2, 0, 0, 0, 4, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0}, torch::kLong).view({4, 4});
+  const torch::Tensor confusion = confusion_matrix(hand_pred(), hand_label(), 4);
+  EXPECT_TRUE(torch::equal(confusion, expected)) << confusion;
+  const torch::Tensor areas = intersect_and_union(hand_pred(), hand_label(), 4);
+  EXPECT_TRUE(torch::equal(confusion.diagonal(), areas[kIntersect]));
+  EXPECT_TRUE(torch::equal(confusion.sum(1), areas[kLabelArea]));
+  EXPECT_TRUE(torch::equal(confusion.sum(0), areas[kPredArea]));
+  EXPECT_TRUE(torch::equal(confusion_matrix(torch::stack({hand_pred(), hand_pred()}).to(torch::kUInt8),
+                                            torch::stack({hand_label(), hand_label()}), 4),
+                           expected * 2));
+  // Values outside [0, K) are counted nowhere (K = 3): pred 9 on label 1, label 5.
+  EXPECT_TRUE(torch::equal(confusion_matrix(torch::tensor({0, 9, 2, 1}), torch::tensor({0, 1, 2, 5}), 3),
+                           torch::tensor({1, 0, 0, 0, 0, 0, 0, 0, 1}, torch::kLong).view({3, 3})));
+
+  // Off the diagonal: 1 -> 2 is 2 of class 1's 6 pixels, 0 -> 1 is 2 of class 0's 7.
+  std::vector<Confusion> top = top_confusions(confusion, 10);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(std::make_pair(top[0].truth, top[0].predicted), std::make_pair(int64_t{1}, int64_t{2}));
+  EXPECT_EQ(top[0].pixels, 2);
+  EXPECT_DOUBLE_EQ(top[0].share, 2.0 / 6.0);
+  EXPECT_EQ(std::make_pair(top[1].truth, top[1].predicted), std::make_pair(int64_t{0}, int64_t{1}));
+  EXPECT_DOUBLE_EQ(top[1].share, 2.0 / 7.0);
+  EXPECT_EQ(top_confusions(confusion, 1).size(), 1u);
+  // Equal shares and pixels: by class indices.
+  top = top_confusions(torch::ones({2, 2}, torch::kLong), 10);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].truth, 0);
+  EXPECT_EQ(top[1].truth, 1);
+  EXPECT_THROW(top_confusions(torch::zeros({2, 3}, torch::kLong), 1), DataError);
+
+  const torch::Tensor small = torch::tensor({3, 1, 0, 2}, torch::kLong).view({2, 2});
+  EXPECT_EQ(confusion_csv(small, {"wall", "chest, of \"drawers\""}),
+            "truth \\ prediction,wall,\"chest, of \"\"drawers\"\"\"\n"
+            "wall,3,1\n"
+            "\"chest, of \"\"drawers\"\"\",0,2\n");
+  EXPECT_THROW(confusion_csv(small, {"wall"}), DataError);
+}
+
 TEST(Metrics, OutOfRangeValues) {
   // K = 3. A pred outside [0, K) on a valid pixel is wrong and counted in no pred area.
   auto areas = intersect_and_union(torch::tensor({0, 9, 2}), torch::tensor({0, 1, 2}), 3);
@@ -204,6 +246,13 @@ TEST(Metrics, MatchesNumpyReferenceOnRandomArrays) {
                                                      << expected;
     // The tensor-op path (used on accelerators) agrees with the CPU counting loop.
     EXPECT_TRUE(torch::equal(detail::intersect_and_union_vectorized(pred, label, k), expected)) << "K=" << k;
+    // The confusion matrix: the reference's intersections on its diagonal, and every pixel whose
+    // label and prediction are both classes counted once.
+    const auto confusion = confusion_matrix(pred, label, k);
+    EXPECT_TRUE(torch::equal(confusion.diagonal(), expected[kIntersect])) << "K=" << k;
+    EXPECT_EQ(confusion.sum().item<int64_t>(),
+              (label.ge(0) & label.lt(k) & pred.ge(0) & pred.lt(k)).sum().item<int64_t>())
+        << "K=" << k;
     // uint8 inputs (PNG label maps) take the in-place path: same areas where values fit.
     const auto fits = pred.lt(256);
     const auto p8 = torch::where(fits, pred, label).to(torch::kUInt8);

@@ -73,6 +73,35 @@ check "eval RUN_DIR exit code" test $? -eq 0
 check "eval RUN_DIR mIoU == eval CONFIG --checkpoint mIoU" test "$(json "$work/eval_run.json" 'round(d["mIoU"],6)')" = "$(json "$work/eval.json" 'round(d["mIoU"],6)')"
 check "eval RUN_DIR names the checkpoint it chose" grep -q "evaluating its newest checkpoint, .*iter_40.pt" "$work/eval_run.err"
 
+# --confusion: the same matrix on 1 and 2 ranks, and the evaluation's mIoU recomputed from it
+# (IoU_c = diagonal / (row + column - diagonal) over the classes present in truth or prediction).
+"$segrun" eval "$run" --no-record --confusion "$work/confusion1.csv" > "$work/confusion1.out" 2>&1
+check "eval --confusion exit code" test $? -eq 0
+check "eval --confusion prints the most confused classes" grep -q "^most confused" "$work/confusion1.out"
+"$segrun" launch -n 2 -- eval "$run" --no-record --json --confusion "$work/confusion2.csv" > "$work/confusion2.json" 2> /dev/null
+check "2-rank eval --confusion exit code" test $? -eq 0
+check "the confusion matrix of 1 and 2 ranks is the same file" cmp -s "$work/confusion1.csv" "$work/confusion2.csv"
+"$py" - "$work/confusion2.csv" "$work/eval.json" "$work/confusion2.json" > "$work/confusion_check.out" 2>&1 <<'PY'
+import csv, json, sys
+rows = list(csv.reader(open(sys.argv[1])))
+names = rows[0][1:]
+assert rows[0][0] == "truth \\ prediction" and len(names) == 150, rows[0][:3]
+m = [[int(x) for x in r[1:]] for r in rows[1:]]
+assert [r[0] for r in rows[1:]] == names
+ious = []
+for c in range(len(names)):
+    tp, row, col = m[c][c], sum(m[c]), sum(r[c] for r in m)
+    if row + col - tp > 0:
+        ious.append(tp / (row + col - tp))
+miou = 100 * sum(ious) / len(ious)
+want = json.load(open(sys.argv[2]))["mIoU"]
+assert abs(miou - want) < 1e-9, (miou, want)
+top = json.load(open(sys.argv[3]))["top_confusions"]
+assert top and all(t["truth"] != t["predicted"] for t in top), top
+print("ok", round(miou, 4))
+PY
+check "mIoU recomputed from the confusion CSV ($(tail -1 "$work/confusion_check.out"))" grep -q '^ok' "$work/confusion_check.out"
+
 # --color: the dataset's palette (ADE20K wall = RGB 120,120,120) and an overlay, beside the ids.
 "$segrun" eval "$work/tiny.toml" --checkpoint "$run/checkpoints/iter_40.pt" --save-pred "$work/predc" --color > /dev/null 2>&1
 check "eval --color exit code" test $? -eq 0

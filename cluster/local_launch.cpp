@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
+#include <system_error>
 
 #include "core/error.h"
 #include "core/process.h"

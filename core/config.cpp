@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <system_error>
 #include <variant>
 
 #include "core/error.h"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <system_error>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 

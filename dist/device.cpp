@@ -2,6 +2,9 @@
 
 #include <torch/cuda.h>
 
+#include <cstdio>
+#include <string>
+
 #include "build_config.h"
 #include "core/error.h"
 #if SEGRUN_WITH_CUDA

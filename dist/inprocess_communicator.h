@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>

@@ -5,6 +5,11 @@
 #include <nccl.h>
 #include <torch/torch.h>
 
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "build_config.h"
 #include "dist/mpi_check.h"
 #if SEGRUN_WITH_CUDA

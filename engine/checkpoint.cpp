@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <regex>
 #include <sstream>
+#include <system_error>
 
 #include "core/atomic_file.h"
 #include "core/error.h"

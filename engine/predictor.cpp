@@ -6,8 +6,12 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
+#include <string>
+#include <system_error>
+#include <vector>
 
 #include "core/atomic_file.h"
 #include "core/error.h"

@@ -9,6 +9,7 @@
 #include <climits>
 #include <filesystem>
 #include <map>
+#include <system_error>
 
 #include "core/error.h"
 #include "engine/tensorboard_event.h"

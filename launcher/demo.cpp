@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "cluster/local_launch.h"
 #include "core/atomic_file.h"

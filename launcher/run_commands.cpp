@@ -15,6 +15,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "core/atomic_file.h"
 #include "core/config.h"

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include "core/atomic_file.h"
 #include "core/error.h"

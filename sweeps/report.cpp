@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <system_error>
 
 #include "core/atomic_file.h"
 #include "core/error.h"

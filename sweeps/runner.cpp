@@ -8,11 +8,13 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <ostream>
 #include <set>
+#include <system_error>
 
 #include "cluster/local_launch.h"
 #include "cluster/local_scheduler.h"
@@ -100,10 +102,12 @@ std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
   std::vector<Overrides> out;
   for (const auto& e : plan) {
     Overrides o;
-    for (const auto& [k, v] : e.run.overrides)
-      if (plan.size() == 1 || values[k].size() > 1 ||
-          std::any_of(plan.begin(), plan.end(), [&](const PlanEntry& x) { return !x.run.overrides.count(k); }))
-        o[k] = v;
+    for (const auto& [k, v] : e.run.overrides) {
+      const std::string& key = k;  // a lambda may not capture a structured binding in C++17 (clang)
+      if (plan.size() == 1 || values[key].size() > 1 ||
+          std::any_of(plan.begin(), plan.end(), [&](const PlanEntry& x) { return !x.run.overrides.count(key); }))
+        o[key] = v;
+    }
     out.push_back(std::move(o));
   }
   return out;

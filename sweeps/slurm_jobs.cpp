@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <system_error>
 
 #include "cluster/job_record.h"
 #include "cluster/job_script.h"

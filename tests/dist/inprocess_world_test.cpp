@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cstdint>
 #include <vector>
 
 #include "dist/grad_sync.h"

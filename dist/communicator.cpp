@@ -42,7 +42,7 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
   }
   if (chosen == "mpi") return make_mpi_communicator(context, options);
 #if SEGRUN_WITH_NCCL
-  if (chosen == "nccl") return make_nccl_communicator(context);
+  if (chosen == "nccl") return make_nccl_communicator(context, options);
 #endif
   std::string list;
   for (const auto& n : compiled_backends()) list += (list.empty() ? "" : ", ") + n;

@@ -17,6 +17,9 @@
 // under CommunicatorOptions::timeout_s; on expiry the rank logs one line naming the collective,
 // its sequence number, the note given by the caller and the ranks that did not arrive, then
 // throws TimeoutError (main's catch aborts the world). The communicator is unusable afterwards.
+// (nccl backend): the same deadline, kept by a background thread that follows each collective
+// to its completion on the GPU (dist/stream_watchdog.h); a late or failed one is logged in one
+// line naming it, and the rank aborts its NCCL communicator and the MPI world.
 
 #include <torch/types.h>
 
@@ -32,7 +35,7 @@ namespace segrun::dist {
 enum class ReduceOp { kSum, kMax, kMin };
 
 struct CommunicatorOptions {
-  double timeout_s = 600.0;    // watchdog deadline per collective; <= 0 waits forever
+  double timeout_s = 600.0;    // watchdog deadline per collective (both backends); <= 0 waits forever
   std::string name = "world";  // shown in watchdog messages
   // MPI backend: elements per MPI call (MPI counts are int); a larger allreduce or broadcast goes
   // as several calls, in order. In [1, 2^31 - 1]; tests lower it to reach the chunked path.

@@ -6,12 +6,16 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "build_config.h"
+#include "core/log.h"
 #include "dist/mpi_check.h"
+#include "dist/stream_watchdog.h"
 #if SEGRUN_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
@@ -69,10 +73,15 @@ cudaStream_t torch_current_stream(int device) {
 #endif
 }
 
+// Exit status of a rank whose NCCL collective timed out or failed (the process is aborted from
+// the watchdog's thread; main's catch gives 1 for the mpi backend's TimeoutError).
+constexpr int kExitCollectiveFailure = 1;
+
 class NcclCommunicator final : public Communicator {
  public:
   // Collective: every rank of MPI_COMM_WORLD constructs one (rank 0's unique id is broadcast).
-  NcclCommunicator(const RankContext& context, std::string name) : context_(context), name_(std::move(name)) {
+  NcclCommunicator(const RankContext& context, const CommunicatorOptions& options)
+      : context_(context), options_(options), name_(options.name) {
     int devices = 0;
     cudaError_t rc = cudaGetDeviceCount(&devices);
     if (rc != cudaSuccess || devices == 0)
@@ -101,11 +110,18 @@ class NcclCommunicator final : public Communicator {
     owns_stream_ = true;
 #endif
     cuda_check(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming), "cudaEventCreate", context_);
-    cuda_check(cudaEventCreateWithFlags(&collective_done_, cudaEventDisableTiming), "cudaEventCreate", context_);
+    StreamWatchdogOptions watch;
+    watch.timeout_s = options.timeout_s;
+    watch.name = name_;
+    watch.rank = context.world_rank;
+    watchdog_ = std::make_unique<StreamWatchdog>(
+        watch, [](const std::string& warning) { log::warn("{}", warning); },
+        [this](const std::string& failure) { abort_world(failure); });
   }
   ~NcclCommunicator() override {
+    watchdog_.reset();  // its thread probes the events below
     if (inputs_ready_) cudaEventDestroy(inputs_ready_);
-    if (collective_done_) cudaEventDestroy(collective_done_);
+    for (cudaEvent_t event : all_events_) cudaEventDestroy(event);
     if (owns_stream_ && stream_) cudaStreamDestroy(stream_);
     if (comm_) ncclCommDestroy(comm_);
   }
@@ -115,15 +131,16 @@ class NcclCommunicator final : public Communicator {
   std::string backend_name() const override { return "nccl"; }
   uint64_t sequence() const override { return sequence_; }
 
-  void allreduce(torch::Tensor& t, ReduceOp op) override {
-    run("allreduce", t, [&](torch::Tensor& d) {
+  void allreduce(torch::Tensor& t, ReduceOp op) override { allreduce_noted(t, op, ""); }
+  void allreduce_noted(torch::Tensor& t, ReduceOp op, const std::string& note) override {
+    run(CollectiveKind::kAllreduce, note, t, [&](torch::Tensor& d) {
       nccl_check(ncclAllReduce(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d),
                                nccl_op_of(op), comm_, stream_),
                  "ncclAllReduce", context_);
     });
   }
   void broadcast(torch::Tensor& t, int root) override {
-    run("broadcast", t, [&](torch::Tensor& d) {
+    run(CollectiveKind::kBroadcast, "", t, [&](torch::Tensor& d) {
       nccl_check(ncclBroadcast(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d), root, comm_,
                                stream_),
                  "ncclBroadcast", context_);
@@ -136,7 +153,7 @@ class NcclCommunicator final : public Communicator {
     torch::Tensor in = t.is_cuda() ? t : t.to(device_of(t));
     torch::Tensor out = torch::empty(shape, t.options().device(device_of(t)));
     std::vector<torch::Tensor*> tensors{&in, &out};
-    run_on_device("allgather", tensors, [&] {
+    run_on_device(CollectiveKind::kAllgather, "", tensors, [&] {
       nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type_of(in), comm_,
                                stream_),
                  "ncclAllGather", context_);
@@ -146,7 +163,9 @@ class NcclCommunicator final : public Communicator {
   void barrier() override { SEGRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 
   std::unique_ptr<Communicator> duplicate(const std::string& name) override {
-    return std::make_unique<NcclCommunicator>(context_, name);
+    CommunicatorOptions options = options_;
+    options.name = name;
+    return std::make_unique<NcclCommunicator>(context_, options);
   }
 
  private:
@@ -157,32 +176,40 @@ class NcclCommunicator final : public Communicator {
   // One in-place collective on `t`: a CUDA tensor in stream order; a CPU tensor through a device
   // copy, returning when the result is back on the host.
   template <typename Launch>
-  void run(const char* op, torch::Tensor& t, Launch launch) {
-    if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+  void run(CollectiveKind kind, const std::string& note, torch::Tensor& t, Launch launch) {
+    if (!t.is_contiguous()) throw DistError(std::string(collective_name(kind)) + ": tensor must be contiguous");
     if (t.numel() == 0) return;
     torch::Tensor d = t.is_cuda() ? t : t.to(device_of(t));
     std::vector<torch::Tensor*> tensors{&d};
-    run_on_device(op, tensors, [&] { launch(d); });
+    run_on_device(kind, note, tensors, [&] { launch(d); });
     if (!t.is_cuda()) t.copy_(d);  // a blocking copy on the current stream, which waits for the collective
   }
 
   // Orders `launch` (NCCL calls on stream_) after the work queued on the current stream, and the
-  // current stream's later work after it.
+  // current stream's later work after it; the watchdog follows it to completion.
   template <typename Launch>
-  void run_on_device(const char* op, const std::vector<torch::Tensor*>& tensors, Launch launch) {
+  void run_on_device(CollectiveKind kind, const std::string& note, const std::vector<torch::Tensor*>& tensors,
+                     Launch launch) {
     for (const torch::Tensor* t : tensors) {
       if (!t->is_cuda() || t->device().index() != device_)
-        throw DistError(std::string(op) + ": backend nccl's communicator '" + name_ + "' on " + where(context_) +
-                        " is bound to cuda:" + std::to_string(device_) + ", got a tensor on " + t->device().str());
+        throw DistError(std::string(collective_name(kind)) + ": backend nccl's communicator '" + name_ + "' on " +
+                        where(context_) + " is bound to cuda:" + std::to_string(device_) + ", got a tensor on " +
+                        t->device().str());
     }
-    ++sequence_;
+    CollectiveInfo info;
+    info.kind = kind;
+    info.sequence = ++sequence_;
+    info.bytes = tensors.front()->numel() * static_cast<int64_t>(tensors.front()->element_size());
+    info.note = note;
     cuda_check(cudaSetDevice(device_), "cudaSetDevice", context_);  // also on the gradient-sync thread
     const cudaStream_t current = torch_current_stream(device_);
     cuda_check(cudaEventRecord(inputs_ready_, current), "cudaEventRecord", context_);
     cuda_check(cudaStreamWaitEvent(stream_, inputs_ready_, 0), "cudaStreamWaitEvent", context_);
     launch();
-    cuda_check(cudaEventRecord(collective_done_, stream_), "cudaEventRecord", context_);
-    cuda_check(cudaStreamWaitEvent(current, collective_done_, 0), "cudaStreamWaitEvent", context_);
+    const cudaEvent_t done = acquire_event();
+    cuda_check(cudaEventRecord(done, stream_), "cudaEventRecord", context_);
+    cuda_check(cudaStreamWaitEvent(current, done, 0), "cudaStreamWaitEvent", context_);
+    watchdog_->watch(info, [this, done] { return probe(done); });
 #if SEGRUN_WITH_CUDA
     // Memory freed later on the current stream is reused only after the collective (the wait
     // above); telling the allocator about stream_ also covers reuse from any other stream.
@@ -191,7 +218,52 @@ class NcclCommunicator final : public Communicator {
 #endif
   }
 
+  // An event for one collective's completion: recycled once the watchdog has seen it complete.
+  cudaEvent_t acquire_event() {
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    if (!free_events_.empty()) {
+      const cudaEvent_t event = free_events_.back();
+      free_events_.pop_back();
+      return event;
+    }
+    cudaEvent_t event = nullptr;
+    cuda_check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate", context_);
+    all_events_.push_back(event);
+    return event;
+  }
+
+  // On the watchdog's thread: has the collective that recorded `done` completed?
+  ProbeResult probe(cudaEvent_t done) {
+    cudaSetDevice(device_);  // the current device is per thread
+    const cudaError_t rc = cudaEventQuery(done);
+    if (rc == cudaSuccess || rc == cudaErrorCudartUnloading) {  // done, or the process is exiting
+      std::lock_guard<std::mutex> lock(events_mutex_);
+      free_events_.push_back(done);
+      return {ProbeResult::State::kDone, ""};
+    }
+    if (rc != cudaErrorNotReady) return {ProbeResult::State::kFailed, std::string("CUDA: ") + cudaGetErrorString(rc)};
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 14, 0)
+        && async != ncclInProgress
+#endif
+    )
+      return {ProbeResult::State::kFailed, std::string("NCCL: ") + ncclGetErrorString(async)};
+    return {ProbeResult::State::kPending, ""};
+  }
+
+  // The watchdog's verdict: the rank cannot go on, and neither can the others.
+  [[noreturn]] void abort_world(const std::string& failure) {
+    log::error("{}", failure);
+    log::flush();
+    ncclCommAbort(comm_);  // frees the GPU from the hung collective
+    comm_ = nullptr;
+    MPI_Abort(MPI_COMM_WORLD, kExitCollectiveFailure);
+    std::_Exit(kExitCollectiveFailure);  // MPI_Abort does not return; in case it does
+  }
+
   RankContext context_;
+  CommunicatorOptions options_;
   std::string name_;
   int device_ = 0;
   uint64_t sequence_ = 0;
@@ -202,13 +274,16 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<c10::cuda::CUDAStream> torch_stream_;
 #endif
   cudaEvent_t inputs_ready_ = nullptr;
-  cudaEvent_t collective_done_ = nullptr;
+  std::mutex events_mutex_;  // the issuing thread acquires, the watchdog's thread recycles
+  std::vector<cudaEvent_t> free_events_;
+  std::vector<cudaEvent_t> all_events_;
+  std::unique_ptr<StreamWatchdog> watchdog_;  // last: stopped first
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(const RankContext& context) {
-  return std::make_unique<NcclCommunicator>(context, "world");
+std::unique_ptr<Communicator> make_nccl_communicator(const RankContext& context, const CommunicatorOptions& options) {
+  return std::make_unique<NcclCommunicator>(context, options);
 }
 
 }  // namespace segrun::dist

@@ -10,6 +10,8 @@
 // afterwards sees the result). CPU tensors are accepted too, staged through the device (for the
 // few small control tensors: a stop flag, metric sums), and there the call returns when done.
 // duplicate() opens a second NCCL communicator over the same ranks (for the gradient-sync thread).
+// Watchdog: each collective records an event after it; a background thread queries the events in
+// order (cudaEventQuery, ncclCommGetAsyncError) and ends the world when one is late or failed.
 // Without a visible GPU, construction throws DistError naming the rank and host.
 
 #include <memory>
@@ -18,6 +20,9 @@
 
 namespace segrun::dist {
 
-std::unique_ptr<Communicator> make_nccl_communicator(const RankContext& context);
+// options.timeout_s is the watchdog's deadline per collective (dist/stream_watchdog.h): a
+// collective that has not completed on the GPU by then, or that NCCL reports failed, ends the
+// process and the MPI world with one line naming it (options.name names the communicator).
+std::unique_ptr<Communicator> make_nccl_communicator(const RankContext& context, const CommunicatorOptions& options);
 
 }  // namespace segrun::dist

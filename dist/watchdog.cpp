@@ -20,15 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  if (s == std::floor(s))
-    std::snprintf(buf, sizeof(buf), "%.0f s", s);
-  else
-    std::snprintf(buf, sizeof(buf), "%.1f s", s);
-  return buf;
-}
-
 }  // namespace
 
 const char* collective_name(CollectiveKind kind) {
@@ -39,6 +30,15 @@ const char* collective_name(CollectiveKind kind) {
     case CollectiveKind::kBarrier: return "barrier";
   }
   return "collective";
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s == std::floor(s))
+    std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f s", s);
+  return buf;
 }
 
 std::string format_bytes(int64_t bytes) {

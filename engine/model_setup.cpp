@@ -19,7 +19,7 @@ DeviceSetup setup_device(const Config& config, const dist::RankContext& context)
   setup.device = dist::torch_device(setup.context);
   dist::bind_thread(setup.device);
   dist::CommunicatorOptions options;
-  options.timeout_s = config.dist.timeout_s;  // the mpi backend's collective watchdog deadline
+  options.timeout_s = config.dist.timeout_s;  // the collective watchdog's deadline (mpi and nccl)
   setup.comm = dist::make_communicator(config.dist.backend, setup.context, options);
   log::info("{}: device {}, backend {}", setup.context.label(), dist::describe_device(setup.context),
             setup.comm->backend_name());

@@ -1,10 +1,17 @@
 // Single-process checks of dist/: SyncBatchNorm against torch's BatchNorm2d (a world of one must
-// compute exactly BatchNorm), and the bucketing of GradientSync.
+// compute exactly BatchNorm), the bucketing of GradientSync, the watchdogs' messages, and the
+// stream watchdog of the nccl backend driven by fake probes.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <chrono>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "build_config.h"
 #include "core/error.h"
@@ -12,6 +19,7 @@
 #include "dist/device.h"
 #include "dist/grad_sync.h"
 #include "dist/rank_context.h"
+#include "dist/stream_watchdog.h"
 #include "dist/sync_batch_norm.h"
 #include "dist/watchdog.h"
 
@@ -213,6 +221,173 @@ TEST(Watchdog, MessageNamesCollectiveSequenceAndMissingRanks) {
             "this rank itself made no progress for 14 s (stopped, swapped out or starved of CPU); "
             "every rank arrived but the collective did not complete; check the network and the "
             "MPI transport (OMPI_MCA_btl) between the hosts");
+}
+
+// ---- the stream watchdog (nccl backend): fake probes on the host clock -----------------------
+
+using WatchClock = std::chrono::steady_clock;
+
+double seconds_from(WatchClock::time_point t0) { return std::chrono::duration<double>(WatchClock::now() - t0).count(); }
+
+// Collects the watchdog's reports (they come from its thread).
+struct Reports {
+  std::mutex mutex;
+  std::vector<std::string> warnings, failures;
+  StreamWatchdog::Report warn() {
+    return [this](const std::string& m) {
+      std::lock_guard<std::mutex> lock(mutex);
+      warnings.push_back(m);
+    };
+  }
+  StreamWatchdog::Report fail() {
+    return [this](const std::string& m) {
+      std::lock_guard<std::mutex> lock(mutex);
+      failures.push_back(m);
+    };
+  }
+  size_t failure_count() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return failures.size();
+  }
+};
+
+CollectiveInfo bucket_collective(uint64_t sequence) {
+  CollectiveInfo info;
+  info.kind = CollectiveKind::kAllreduce;
+  info.sequence = sequence;
+  info.bytes = 4100000;
+  info.note = "bucket 2";
+  return info;
+}
+
+// Waits up to `limit_s` for `done`.
+template <typename Done>
+bool eventually(Done done, double limit_s = 10.0) {
+  const auto t0 = WatchClock::now();
+  while (!done()) {
+    if (seconds_from(t0) > limit_s) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+TEST(StreamWatchdog, MessagesNameTheCollectiveTheCommunicatorAndTheRank) {
+  StreamWatchdogOptions options;
+  options.name = "grad-sync";
+  options.rank = 3;
+  EXPECT_EQ(stream_timeout_message(bucket_collective(12), options),
+            "collective allreduce #12 (bucket 2, 4.1 MB) on communicator grad-sync (nccl) did not complete within "
+            "600 s on rank 3: a rank did not join it (stopped, stuck or on another collective) or a GPU or a link "
+            "hung; the first error is in the other ranks' logs (logs/rank-<r>.log in the run directory), "
+            "NCCL_DEBUG=INFO tells more (dist.timeout_s)");
+  EXPECT_EQ(stream_error_message(bucket_collective(12), options, "NCCL: unhandled system error"),
+            "collective allreduce #12 (bucket 2, 4.1 MB) on communicator grad-sync (nccl) failed on rank 3: NCCL: "
+            "unhandled system error");
+  EXPECT_EQ(stream_stall_warning(bucket_collective(12), options, 61.7),
+            "collective allreduce #12 (bucket 2, 4.1 MB) on communicator grad-sync (nccl) has not completed after "
+            "61 s on rank 3 (timeout at 600 s, dist.timeout_s)");
+}
+
+TEST(StreamWatchdog, CompletedCollectivesLeaveInOrderWithoutAReport) {
+  Reports reports;
+  std::atomic<int> polls{0};
+  StreamWatchdogOptions options;
+  options.timeout_s = 5;
+  StreamWatchdog watchdog(options, reports.warn(), reports.fail());
+  std::vector<uint64_t> order;
+  std::mutex order_mutex;
+  for (uint64_t s = 1; s <= 3; ++s) {
+    auto calls = std::make_shared<int>(0);
+    watchdog.watch(bucket_collective(s), [&, s, calls] {
+      ++polls;
+      if (++*calls < 3) return ProbeResult{ProbeResult::State::kPending, ""};
+      std::lock_guard<std::mutex> lock(order_mutex);
+      order.push_back(s);
+      return ProbeResult{ProbeResult::State::kDone, ""};
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return watchdog.pending() == 0; }));
+  EXPECT_EQ(order, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_GE(polls.load(), 9);
+  EXPECT_TRUE(reports.warnings.empty());
+  EXPECT_TRUE(reports.failures.empty());
+  EXPECT_FALSE(watchdog.failed());
+}
+
+TEST(StreamWatchdog, ALateCollectiveIsReportedOnceAfterOneWarning) {
+  Reports reports;
+  std::atomic<int> polls{0};
+  StreamWatchdogOptions options;
+  options.timeout_s = 1.0;  // slack for a loaded machine: the warning comes at 0.05 s
+  options.warn_after_s = 0.05;
+  options.rank = 1;
+  StreamWatchdog watchdog(options, reports.warn(), reports.fail());
+  watchdog.watch(bucket_collective(7), [&] {
+    ++polls;
+    return ProbeResult{ProbeResult::State::kPending, ""};
+  });
+  watchdog.watch(bucket_collective(8), [] { return ProbeResult{ProbeResult::State::kPending, ""}; });
+  ASSERT_TRUE(eventually([&] { return reports.failure_count() == 1; }));
+  EXPECT_TRUE(watchdog.failed());
+  const int polls_at_failure = polls.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(polls.load(), polls_at_failure);  // no probe after the failure
+  std::lock_guard<std::mutex> lock(reports.mutex);
+  ASSERT_EQ(reports.failures.size(), 1u);
+  EXPECT_EQ(reports.failures[0], stream_timeout_message(bucket_collective(7), options));
+  ASSERT_EQ(reports.warnings.size(), 1u);
+  EXPECT_EQ(reports.warnings[0].rfind(
+                "collective allreduce #7 (bucket 2, 4.1 MB) on communicator world (nccl) has not completed after", 0),
+            0u)
+      << reports.warnings[0];
+}
+
+TEST(StreamWatchdog, AFailureTheProbeReportsEndsItAtOnceWithoutADeadline) {
+  Reports reports;
+  StreamWatchdogOptions options;
+  options.timeout_s = 0;  // no deadline: errors are still reported
+  StreamWatchdog watchdog(options, reports.warn(), reports.fail());
+  watchdog.watch(bucket_collective(1), [] { return ProbeResult{ProbeResult::State::kDone, ""}; });
+  watchdog.watch(bucket_collective(2), [] {
+    return ProbeResult{ProbeResult::State::kFailed, "NCCL: unhandled system error"};
+  });
+  ASSERT_TRUE(eventually([&] { return reports.failure_count() == 1; }));
+  std::lock_guard<std::mutex> lock(reports.mutex);
+  EXPECT_EQ(reports.failures[0], stream_error_message(bucket_collective(2), options, "NCCL: unhandled system error"));
+}
+
+// A stream completes in order: the clock of a collective starts when the one before it is done.
+// Here #2 is done 1.5 s after it was issued but only 0.7 s after #1: within the 1 s deadline.
+TEST(StreamWatchdog, TheDeadlineCountsFromThePreviousCompletion) {
+  Reports reports;
+  StreamWatchdogOptions options;
+  options.timeout_s = 1.0;
+  options.warn_after_s = 100;
+  StreamWatchdog watchdog(options, reports.warn(), reports.fail());
+  const auto t0 = WatchClock::now();
+  const auto done_after = [t0](double s) {
+    return [t0, s] {
+      return ProbeResult{seconds_from(t0) >= s ? ProbeResult::State::kDone : ProbeResult::State::kPending, ""};
+    };
+  };
+  watchdog.watch(bucket_collective(1), done_after(0.8));
+  watchdog.watch(bucket_collective(2), done_after(1.5));
+  ASSERT_TRUE(eventually([&] { return watchdog.pending() == 0 || reports.failure_count() > 0; }));
+  EXPECT_EQ(reports.failure_count(), 0u) << reports.failures.front();
+}
+
+TEST(StreamWatchdog, StopsWithCollectivesPendingWithoutAReport) {
+  Reports reports;
+  const auto t0 = WatchClock::now();
+  {
+    StreamWatchdog watchdog(StreamWatchdogOptions{}, reports.warn(), reports.fail());
+    watchdog.watch(bucket_collective(1), [] { return ProbeResult{ProbeResult::State::kPending, ""}; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(watchdog.pending(), 1u);
+  }
+  EXPECT_LT(seconds_from(t0), 2.0);
+  EXPECT_TRUE(reports.failures.empty());
+  EXPECT_TRUE(reports.warnings.empty());
 }
 
 }  // namespace

@@ -51,12 +51,13 @@ TEST(Launcher, EverySubcommandIsRegisteredOnce) {
   Cli cli;
   std::vector<std::string> names;
   for (const CLI::App* sub : cli.app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
-  EXPECT_EQ(names, (std::vector<std::string>{"data", "train", "eval", "metrics", "config", "launch", "demo", "sweep",
-                                             "table", "report", "submit", "status", "cancel", "model"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"data", "train", "eval", "predict", "metrics", "config", "launch", "demo",
+                                             "sweep", "table", "report", "submit", "status", "cancel", "model"}));
   const std::vector<std::pair<std::vector<std::string>, std::string>> lines{
       {{"data", "inspect", "store"}, "inspect"},
       {{"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}, "train"},
       {{"config", "cfg.toml"}, "config"},
+      {{"predict", "runs/a", "--images", "photos", "--out", "preds"}, "predict"},
       {{"launch", "-n", "2", "--", "train", "cfg.toml"}, "launch"},
       {{"demo", "--ranks", "1"}, "demo"},
       {{"sweep", "plan", "spec.toml"}, "plan"},

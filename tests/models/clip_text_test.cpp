@@ -308,16 +308,11 @@ TEST(ClipTextEncoder, RealSizeMatchesOpenAiKeyTable) {
 class ClipTextImport : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    archive_ = new std::string(temp_path("text_archive"));
-    expected_ = new std::string(temp_path("text_expected"));
-    test_io::run_reference("make_clip_text_archive.py", {*archive_, *expected_, "50", "32", "2", "2", "24"});
+    reference_ = new test_io::ReferenceArchive("text", "make_clip_text_archive.py", {"50", "32", "2", "2", "24"});
   }
-  static void TearDownTestSuite() {
-    std::remove(archive_->c_str());
-    std::remove(expected_->c_str());
-    delete archive_;
-    delete expected_;
-  }
+  static void TearDownTestSuite() { delete reference_; }
+  static const std::string& archive() { return reference_->path; }
+  static const std::map<std::string, torch::Tensor>& expected() { return reference_->expected; }
   static ClipTextOptions archive_options() {
     ClipTextOptions options;
     options.context_length = 16;  // the archive has 77 positions
@@ -328,19 +323,17 @@ class ClipTextImport : public ::testing::Test {
     options.embed_dim = 24;
     return options;
   }
-  static std::string* archive_;
-  static std::string* expected_;
+  static test_io::ReferenceArchive* reference_;
 };
-std::string* ClipTextImport::archive_ = nullptr;
-std::string* ClipTextImport::expected_ = nullptr;
+test_io::ReferenceArchive* ClipTextImport::reference_ = nullptr;
 
 TEST_F(ClipTextImport, LoadsTextTensorsByNameAndTruncatesPositions) {
   ClipTextEncoder encoder(archive_options());
-  const WeightImportReport report = import_clip_text_weights(*archive_, *encoder);
+  const WeightImportReport report = import_clip_text_weights(archive(), *encoder);
   EXPECT_EQ(report.loaded, 5 + 2 * 12);
   EXPECT_EQ(report.skipped, 2);  // visual.weight, logit_scale
   EXPECT_EQ(report.resized, std::vector<std::string>{"positional_embedding"});
-  const auto expected = test_io::load_tensor_dict(*expected_);
+  const auto& expected = ClipTextImport::expected();
   EXPECT_EQ(expected.size(), 29u);
   for (const auto& item : encoder->named_parameters()) {
     torch::Tensor want = expected.at(item.key());
@@ -354,9 +347,9 @@ TEST_F(ClipTextImport, MismatchesAreClearErrors) {
   wide.width = 48;
   std::string message = error_message([&] {
     ClipTextEncoder encoder(wide);
-    import_clip_text_weights(*archive_, *encoder);
+    import_clip_text_weights(archive(), *encoder);
   });
-  EXPECT_NE(message.find(*archive_), std::string::npos) << message;
+  EXPECT_NE(message.find(archive()), std::string::npos) << message;
   // Parameters of the encoder itself come first in registration order.
   EXPECT_NE(message.find("positional_embedding has shape [77, 32] but the model expects [16, 48]"), std::string::npos)
       << message;
@@ -365,7 +358,7 @@ TEST_F(ClipTextImport, MismatchesAreClearErrors) {
   deep.layers = 3;
   message = error_message([&] {
     ClipTextEncoder encoder(deep);
-    import_clip_text_weights(*archive_, *encoder);
+    import_clip_text_weights(archive(), *encoder);
   });
   EXPECT_NE(message.find("missing transformer.resblocks.2.attn.in_proj_weight"), std::string::npos) << message;
 
@@ -373,7 +366,7 @@ TEST_F(ClipTextImport, MismatchesAreClearErrors) {
   shallow.layers = 1;
   message = error_message([&] {
     ClipTextEncoder encoder(shallow);
-    import_clip_text_weights(*archive_, *encoder);
+    import_clip_text_weights(archive(), *encoder);
   });
   EXPECT_NE(message.find("transformer.resblocks.1."), std::string::npos) << message;
   EXPECT_NE(message.find("has no counterpart"), std::string::npos) << message;
@@ -382,7 +375,7 @@ TEST_F(ClipTextImport, MismatchesAreClearErrors) {
   longer.context_length = 80;
   message = error_message([&] {
     ClipTextEncoder encoder(longer);
-    import_clip_text_weights(*archive_, *encoder);
+    import_clip_text_weights(archive(), *encoder);
   });
   EXPECT_NE(message.find("positional_embedding has shape [77, 32] but the model expects [80, 32]"), std::string::npos)
       << message;

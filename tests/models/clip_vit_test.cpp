@@ -233,30 +233,22 @@ TEST(ClipVit, StochasticDepthIsKeyedPerSample) {
 class ClipVitPretrained : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    archive_ = new std::string(test_io::temp_path("vit_archive"));
-    const std::string expected_path = test_io::temp_path("vit_expected");
     // Visual width 32, 4 blocks, 2 heads, embed 24; text width 32, 2 heads, 1 block; resized to 4x4.
-    test_io::run_reference("make_clip_vit_archive.py",
-                           {*archive_, expected_path, "32", "4", "2", "24", "32", "2", "1", "4"});
-    expected_ = new std::map<std::string, torch::Tensor>(test_io::load_tensor_dict(expected_path));
-    std::remove(expected_path.c_str());
+    reference_ =
+        new test_io::ReferenceArchive("vit", "make_clip_vit_archive.py", {"32", "4", "2", "24", "32", "2", "1", "4"});
   }
-  static void TearDownTestSuite() {
-    std::remove(archive_->c_str());
-    delete archive_;
-    delete expected_;
-  }
-  static std::string* archive_;
-  static std::map<std::string, torch::Tensor>* expected_;
+  static void TearDownTestSuite() { delete reference_; }
+  static const std::string& archive() { return reference_->path; }
+  static const std::map<std::string, torch::Tensor>& expected() { return reference_->expected; }
+  static test_io::ReferenceArchive* reference_;
 };
-std::string* ClipVitPretrained::archive_ = nullptr;
-std::map<std::string, torch::Tensor>* ClipVitPretrained::expected_ = nullptr;
+test_io::ReferenceArchive* ClipVitPretrained::reference_ = nullptr;
 
 TEST_F(ClipVitPretrained, ImportsTheVisualTowerAndResizesTheGrid) {
   ClipVit vit(tiny_vit_options(64));  // 4x4 grid; the archive has 14x14 (224 / 16)
   const torch::Tensor fpn_before = vit->named_parameters()["fpn1.1.weight"].clone();
   WeightImportOptions weights;
-  weights.path = *archive_;
+  weights.path = archive();
   weights.grid_keys = {"positional_embedding"};
   weights.target_only_prefixes = {"fpn1.", "fpn2.", "fpn3.", "fpn4."};
   const WeightImportReport report = import_torchscript_weights(weights, *vit);
@@ -268,9 +260,9 @@ TEST_F(ClipVitPretrained, ImportsTheVisualTowerAndResizesTheGrid) {
     if (item.key().rfind("fpn", 0) == 0) continue;
     if (item.key() == "positional_embedding") {
       EXPECT_EQ(item.value().sizes(), torch::IntArrayRef({17, 32}));
-      EXPECT_TRUE(torch::allclose(item.value(), expected_->at("pos_resized"), 1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(item.value(), expected().at("pos_resized"), 1e-5, 1e-6));
     } else {
-      EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
+      EXPECT_TRUE(torch::equal(item.value(), expected().at("visual." + item.key()))) << item.key();
     }
     ++compared;
   }
@@ -281,20 +273,20 @@ TEST_F(ClipVitPretrained, ImportsTheVisualTowerAndResizesTheGrid) {
 TEST_F(ClipVitPretrained, EveryHeadBuildsFromTheArchive) {
   for (const std::string head : {"fpn", "clip_sp", "mask2former", "mta_clip"}) {
     ModelConfig config = tiny_vit_config(head);
-    config.pretrained = *archive_;
+    config.pretrained = archive();
     std::shared_ptr<SegmentorImpl> model = build_segmentor(tiny_vit_build(config));
     for (const auto& item : model->named_parameters()) {
       const std::string& key = item.key();
       if (key.rfind("backbone.", 0) != 0 || key.rfind("backbone.fpn", 0) == 0 || key == "backbone.positional_embedding")
         continue;
-      EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + key.substr(9)))) << head << ": " << key;
+      EXPECT_TRUE(torch::equal(item.value(), expected().at("visual." + key.substr(9)))) << head << ": " << key;
     }
   }
 }
 
 TEST_F(ClipVitPretrained, AResNetArchiveIsAClearError) {
   ModelConfig config = tiny_vit_config("fpn");
-  config.pretrained = *archive_;
+  config.pretrained = archive();
   config.backbone = "clip_rn50";
   config.width = 8;
   try {

@@ -442,37 +442,27 @@ TEST(ModelsSegmentor, ConfigErrorsNameTheKey) {
 
 class ModelsPretrained : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    archive_ = new std::string(test_io::temp_path("clip_archive"));
-    const std::string expected_path = test_io::temp_path("clip_expected");
-    test_io::run_reference("make_clip_archive.py", {*archive_, expected_path, "8"});
-    expected_ = new std::map<std::string, torch::Tensor>(test_io::load_tensor_dict(expected_path));
-    std::remove(expected_path.c_str());
-  }
-  static void TearDownTestSuite() {
-    std::remove(archive_->c_str());
-    delete archive_;
-    delete expected_;
-  }
-  static std::string* archive_;
-  static std::map<std::string, torch::Tensor>* expected_;
+  static void SetUpTestSuite() { reference_ = new test_io::ReferenceArchive("clip", "make_clip_archive.py", {"8"}); }
+  static void TearDownTestSuite() { delete reference_; }
+  static const std::string& archive() { return reference_->path; }
+  static const std::map<std::string, torch::Tensor>& expected() { return reference_->expected; }
+  static test_io::ReferenceArchive* reference_;
 };
-std::string* ModelsPretrained::archive_ = nullptr;
-std::map<std::string, torch::Tensor>* ModelsPretrained::expected_ = nullptr;
+test_io::ReferenceArchive* ModelsPretrained::reference_ = nullptr;
 
 TEST_F(ModelsPretrained, FpnBackboneLoadsVisualTensorsByName) {
   ModelConfig config = tiny_config();
-  config.pretrained = *archive_;
+  config.pretrained = archive();
   auto model = std::dynamic_pointer_cast<FpnSegmentorImpl>(build_segmentor(tiny_build(config)));
   ASSERT_TRUE(model);
   int64_t compared = 0;
   for (const auto& item : model->backbone()->named_parameters()) {
-    EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), expected().at("visual." + item.key()))) << item.key();
     ++compared;
   }
   for (const auto& item : model->backbone()->named_buffers()) {
-    EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
-    EXPECT_EQ(item.value().scalar_type(), expected_->at("visual." + item.key()).scalar_type()) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), expected().at("visual." + item.key()))) << item.key();
+    EXPECT_EQ(item.value().scalar_type(), expected().at("visual." + item.key()).scalar_type()) << item.key();
   }
   EXPECT_EQ(compared, static_cast<int64_t>(model->backbone()->parameters().size()));
   EXPECT_GT(compared, 100);
@@ -486,16 +476,16 @@ TEST_F(ModelsPretrained, AttnpoolGridIsResizedToTheModelResolution) {
   options.norm = make_norm_factory("bn", nullptr);
   ClipResNet model(options);
   WeightImportOptions weights;
-  weights.path = *archive_;
+  weights.path = archive();
   WeightImportReport report = import_torchscript_weights(weights, *model);
   EXPECT_EQ(report.resized, std::vector<std::string>{"attnpool.positional_embedding"});
   EXPECT_EQ(report.skipped, 0);
   for (const auto& item : model->named_parameters()) {
     if (item.key() == "attnpool.positional_embedding") {
       EXPECT_EQ(item.value().sizes(), torch::IntArrayRef({17, 256}));
-      EXPECT_TRUE(torch::allclose(item.value(), expected_->at("pos_4x4"), 1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(item.value(), expected().at("pos_4x4"), 1e-5, 1e-6));
     } else {
-      EXPECT_TRUE(torch::equal(item.value(), expected_->at("visual." + item.key()))) << item.key();
+      EXPECT_TRUE(torch::equal(item.value(), expected().at("visual." + item.key()))) << item.key();
     }
   }
 }
@@ -510,7 +500,7 @@ TEST_F(ModelsPretrained, MismatchesAreClearErrors) {
     return "(no error)";
   };
   ModelConfig config = tiny_config();
-  config.pretrained = *archive_;
+  config.pretrained = archive();
   config.width = 16;
   std::string message = message_of(config);
   EXPECT_NE(message.find("model.pretrained"), std::string::npos) << message;
@@ -518,13 +508,13 @@ TEST_F(ModelsPretrained, MismatchesAreClearErrors) {
   EXPECT_NE(message.find("model.width"), std::string::npos) << message;
 
   config = tiny_config();
-  config.pretrained = *archive_;
+  config.pretrained = archive();
   config.backbone = "clip_rn101";
   message = message_of(config);
   EXPECT_NE(message.find("missing visual.layer3.6."), std::string::npos) << message;
 
   config = tiny_config();
-  config.pretrained = *archive_ + ".nope";
+  config.pretrained = archive() + ".nope";
   message = message_of(config);
   EXPECT_NE(message.find("model.pretrained"), std::string::npos) << message;
   EXPECT_NE(message.find("no such file"), std::string::npos) << message;

@@ -63,6 +63,26 @@ inline std::map<std::string, torch::Tensor> run_tensor_reference(const std::stri
   return out;
 }
 
+// An archive a reference script writes (`script ARCHIVE EXPECTED args...`) with the tensors it
+// expects from it, made once by a test suite's SetUpTestSuite; the files go with the object.
+struct ReferenceArchive {
+  ReferenceArchive(const std::string& stem, const std::string& script, const std::vector<std::string>& args)
+      : path(temp_path(stem + "_archive")) {
+    const std::string expected_path = temp_path(stem + "_expected");
+    std::vector<std::string> all{path, expected_path};
+    all.insert(all.end(), args.begin(), args.end());
+    run_reference(script, all);
+    expected = load_tensor_dict(expected_path);
+    std::remove(expected_path.c_str());
+  }
+  ~ReferenceArchive() { std::remove(path.c_str()); }
+  ReferenceArchive(const ReferenceArchive&) = delete;
+  ReferenceArchive& operator=(const ReferenceArchive&) = delete;
+
+  const std::string path;
+  std::map<std::string, torch::Tensor> expected;
+};
+
 // max |actual - expected| <= tolerance * max |expected|.
 inline void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& what,
                          double tolerance = 1e-4) {

@@ -3,7 +3,8 @@
 # the CUDA LibTorch of a pip-installed torch (NCCL from its nvidia/nccl package), then runs
 #   1. the GPU tests (ctest -L gpu): models on CUDA vs CPU, NCCL stream order, SyncBN and the
 #      overlapped gradient sync on 2 ranks sharing the GPU, checkpoints GPU <-> CPU, precision;
-#   2. `segrun demo` on the GPU (2 ranks sharing it), with the CPU demo's bar: mIoU >= 80;
+#   2. `segrun demo` on the GPU (2 ranks sharing it), with the CPU demo's bar: mIoU >= 80; then
+#      `segrun predict` of its run on the validation images equals `segrun eval --save-pred`;
 #   3. the training-step benchmark at the papers' size against the PyTorch peer (CLIP-RN50 +
 #      Semantic FPN, 150 classes, batch 16 at 512x512, fp32 and bf16), and CLIP-SP (RN50 and
 #      ViT-B/16), Mask2Former and MTA-CLIP (RN50) at their configs' crop and per-GPU batch;
@@ -172,10 +173,30 @@ part_demo() {
     else
       row "segrun demo on the GPU" FAIL "mIoU ${miou:-?} (bar $bar), ${device:-not on a GPU}"
     fi
+    part_predict "$demo_dir"
   else
     row "segrun demo on the GPU" FAIL "see $logs/demo.log: $(tail -2 "$logs/demo.log" | tr '\n|' '  ' | cut -c1-200)"
   fi
   rm -rf "$demo_dir"
+}
+
+# The demo's run on the GPU through `segrun predict` (the validation images as files) and
+# `segrun eval --save-pred`: the same label maps, file for file.
+part_predict() {
+  local run="$1/runs/demo-1" images="$1/ade20k/ADEChallengeData2016/images/validation" same=0 total=0 f
+  t=$SECONDS
+  if stage 120 "$segrun" eval "$run" --no-record --save-pred "$1/eval-pred" > "$logs/predict.log" 2>&1 &&
+     stage 120 "$segrun" predict "$run" --images "$images" --out "$1/predict" >> "$logs/predict.log" 2>&1; then
+    for f in "$1"/eval-pred/*.png; do
+      total=$((total + 1))
+      cmp -s "$f" "$1/predict/$(basename "$f")" && same=$((same + 1))
+    done
+    status=FAIL
+    [ "$total" -gt 0 ] && [ "$same" = "$total" ] && status=PASS
+    row "segrun predict on the GPU" "$status" "$same of $total label maps equal eval --save-pred's; $(grep -o 'rank 0: [0-9]* in [0-9.]* s' "$logs/predict.log"); $(elapsed $t)"
+  else
+    row "segrun predict on the GPU" FAIL "see $logs/predict.log: $(tail -2 "$logs/predict.log" | tr '\n|' '  ' | cut -c1-200)"
+  fi
 }
 
 # ---- 3. training-step benchmarks -------------------------------------------------------------

@@ -28,6 +28,8 @@ has_row() {
 }
 check "build row: skipped, the build used as it is" grep -qE '^\| build \| SKIPPED \|' "$work/summary.md"
 check "demo row: mIoU and wall time" has_row "segrun demo on the GPU" "mIoU $num \(bar 0\), no GPU, [0-9]+ s in all"
+check "predict row: every label map as eval's" has_row "segrun predict on the GPU" \
+  "([0-9]+) of \1 label maps equal eval --save-pred's; rank 0: [0-9]+ in $num s; [0-9]+ s"
 check "FPN row: both step times, memories and ratios" has_row "train step FPN fp32 quick" \
   "segrun $num ms vs peer $num ms \(${num}x\), memory $num vs $num MiB \(${num}x\); [0-9]+ s"
 for config in r50_ade20k vit_b16_ade20k ade20k_mask2former_clip_rn50_160k ade20k_mta_clip_rn50_160k; do

@@ -97,10 +97,6 @@ torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Te
   return areas_from_confusion(counts, k);
 }
 
-}  // namespace
-
-namespace detail {
-
 // The [K+1, K+1] confusion counts of the valid pixels: row = label, column = pred, the last row /
 // column for values outside [0, K). One bincount over label * (K+1) + pred; ignored pixels go to
 // one trailing bin that is dropped.
@@ -119,6 +115,10 @@ torch::Tensor confusion_with_out_of_range(const torch::Tensor& pred, const torch
   return torch::bincount(index, {}, k1 * k1 + 1).narrow(0, 0, k1 * k1).view({k1, k1});
 }
 
+}  // namespace
+
+namespace detail {
+
 torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
                                              int ignore_index) {
   check_inputs(pred, label, num_classes);
@@ -130,7 +130,7 @@ torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const to
 torch::Tensor confusion_matrix(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
                                int ignore_index) {
   check_inputs(pred, label, num_classes);
-  return detail::confusion_with_out_of_range(pred, label, num_classes, ignore_index)
+  return confusion_with_out_of_range(pred, label, num_classes, ignore_index)
       .narrow(0, 0, num_classes)
       .narrow(1, 0, num_classes)
       .contiguous();

@@ -104,14 +104,24 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
             << scales << ", each also flipped\n";
 }
 
-// The classes most often taken for another, as the confusion matrix gives them.
-std::string format_top_confusions(const std::vector<engine::Confusion>& top, const std::vector<std::string>& names) {
-  if (top.empty()) return "no pixel of a class was predicted as another\n";
-  std::string text = "most confused (share of the true class's pixels):\n";
-  for (const engine::Confusion& c : top)
-    text += segrun::format("  {:<24} -> {:<24} {:6.2f} %  ({} px)\n", names[static_cast<size_t>(c.truth)],
-                           names[static_cast<size_t>(c.predicted)], 100.0 * c.share, c.pixels);
-  return text;
+// eval --confusion: writes the matrix to `csv_path`, adds the file and the 10 most confused class
+// pairs to the JSON `record`, and returns those pairs as text for the table's reader.
+std::string write_confusion(const std::string& csv_path, const torch::Tensor& confusion,
+                            const std::vector<std::string>& names, nlohmann::ordered_json& record) {
+  write_file_atomic(csv_path, engine::confusion_csv(confusion, names));
+  const std::vector<engine::Confusion> top = engine::top_confusions(confusion, 10);
+  record["confusion_csv"] = csv_path;
+  record["top_confusions"] = nlohmann::ordered_json::array();
+  std::string text = top.empty() ? "\nno pixel of a class was predicted as another\n"
+                                 : "\nmost confused (share of the true class's pixels):\n";
+  for (const engine::Confusion& c : top) {
+    const std::string& truth = names[static_cast<size_t>(c.truth)];
+    const std::string& predicted = names[static_cast<size_t>(c.predicted)];
+    record["top_confusions"].push_back(
+        {{"truth", truth}, {"predicted", predicted}, {"pixels", c.pixels}, {"share", c.share}});
+    text += segrun::format("  {:<24} -> {:<24} {:6.2f} %  ({} px)\n", truth, predicted, 100.0 * c.share, c.pixels);
+  }
+  return text + "confusion matrix (pixel counts, a row per true class): " + csv_path + "\n";
 }
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
@@ -244,29 +254,14 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   auto result = engine::evaluate_checkpoint(config, context, source.checkpoint, request);
   if (context.is_root()) {
     const engine::EvalOutcome& outcome = result.outcome;
-    std::vector<engine::Confusion> top;
-    if (request.confusion) {
-      write_file_atomic(cmd.confusion, engine::confusion_csv(outcome.confusion, result.class_names));
-      top = engine::top_confusions(outcome.confusion, 10);
-    }
+    nlohmann::ordered_json record = engine::eval_record_json(outcome, result.class_names);
+    const std::string confusion_text =
+        request.confusion ? write_confusion(cmd.confusion, outcome.confusion, result.class_names, record) : "";
     if (cmd.json) {
-      nlohmann::ordered_json record = engine::eval_record_json(outcome, result.class_names);
-      if (request.confusion) {
-        record["confusion_csv"] = cmd.confusion;
-        record["top_confusions"] = nlohmann::ordered_json::array();
-        for (const engine::Confusion& c : top)
-          record["top_confusions"].push_back({{"truth", result.class_names[static_cast<size_t>(c.truth)]},
-                                              {"predicted", result.class_names[static_cast<size_t>(c.predicted)]},
-                                              {"pixels", c.pixels},
-                                              {"share", c.share}});
-      }
       std::cout << record.dump(2) << "\n";
     } else {
       print_evaluation(outcome, result.class_names);
-      if (request.confusion)
-        std::cout << "\n"
-                  << format_top_confusions(top, result.class_names)
-                  << "confusion matrix (pixel counts, a row per true class): " << cmd.confusion << "\n";
+      std::cout << confusion_text;
     }
     if (!cmd.run_dir.empty()) {
       record_evaluation(record_dir, source.checkpoint, result);

@@ -66,7 +66,7 @@ torch::Tensor reduce_zero_label(const torch::Tensor& label) {
   return reduced.to(label.scalar_type());
 }
 
-SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o) {
+SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o, torch::Tensor* confusion) {
   SEGRUN_CHECK(o.num_classes > 0, ConfigError, "metrics: --num-classes must be positive, got " << o.num_classes);
   SEGRUN_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == o.num_classes, ConfigError,
                "metrics: " << o.class_names.size() << " class names given for --num-classes " << o.num_classes);
@@ -75,6 +75,7 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o) {
   SEGRUN_CHECK(!gts.empty(), DataError, "metrics: no .png files in --gt directory " << o.gt_dir);
 
   IoUAccumulator acc(o.num_classes, o.ignore_index);
+  if (confusion) *confusion = torch::zeros({o.num_classes, o.num_classes}, torch::kLong);
   for (const auto& [stem, gt_path] : gts) {
     const auto it = preds.find(stem);
     SEGRUN_CHECK(it != preds.end(), DataError,
@@ -87,6 +88,7 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o) {
                                             << gt.size(0));
     if (o.reduce_zero_label) gt = reduce_zero_label(gt);
     acc.add(pred, gt);
+    if (confusion) *confusion += confusion_matrix(pred, gt, o.num_classes, o.ignore_index);
   }
   size_t orphans = 0;
   std::string first_orphan;

@@ -28,6 +28,7 @@ struct MetricsCommandOptions {
   bool reduce_zero_label = false;
   bool json = false;                     // CLI output format: JSON instead of the text table
   std::vector<std::string> class_names;  // optional; "class_<i>" when empty
+  std::string confusion_csv;             // CLI: also write the confusion matrix here (segrun eval --confusion)
 };
 
 // Reads an 8-bit single-channel PNG as a uint8 [H, W] CPU tensor; DataError naming the file when
@@ -38,7 +39,9 @@ torch::Tensor read_label_png(const std::string& path);
 // 255 -> 255, k -> k-1. Returns the same dtype.
 torch::Tensor reduce_zero_label(const torch::Tensor& label);
 
-SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options);
+// With `confusion`, also the confusion matrix of the pairs (engine/metrics.h confusion_matrix):
+// int64 [K, K] on the host.
+SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tensor* confusion = nullptr);
 
 // {"aAcc", "mIoU", "mAcc", "per_class": {name: IoU}, "per_class_acc": {name: Acc}, "pixels" (a
 // count)}, plus "label_mAP", "label_mAP_prior" for models with a label branch; scores in percent

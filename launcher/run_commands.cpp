@@ -5,7 +5,7 @@
 //               [--run-dir D]
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
 //   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
-//   segrun metrics --pred DIR --gt DIR --num-classes K [...]   (binds engine::MetricsCommandOptions)
+//   segrun metrics --pred DIR --gt DIR --num-classes K [--confusion CSV] [...]   (engine::MetricsCommandOptions)
 //   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
 #include "launcher/command_group.h"
 
@@ -104,8 +104,16 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
             << scales << ", each also flipped\n";
 }
 
-// eval --confusion: writes the matrix to `csv_path`, adds the file and the 10 most confused class
-// pairs to the JSON `record`, and returns those pairs as text for the table's reader.
+// A file the command will write at the end: its folder must exist now (ConfigError naming the
+// option), so that a long evaluation does not end in an error.
+void check_output_folder(const char* option, const std::string& path) {
+  const fs::path folder = fs::path(path).parent_path();
+  SEGRUN_CHECK(folder.empty() || fs::is_directory(folder), ConfigError,
+               option << " " << path << ": the folder " << folder.string() << " does not exist");
+}
+
+// eval / metrics --confusion: writes the matrix to `csv_path`, adds the file and the 10 most
+// confused class pairs to the JSON `record`, and returns those pairs as text for the table's reader.
 std::string write_confusion(const std::string& csv_path, const torch::Tensor& confusion,
                             const std::vector<std::string>& names, nlohmann::ordered_json& record) {
   write_file_atomic(csv_path, engine::confusion_csv(confusion, names));
@@ -242,11 +250,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   request.show_progress = true;
   request.multi_scale = config.eval.report_ms;
   request.confusion = !cmd.confusion.empty();
-  if (request.confusion) {
-    const fs::path folder = fs::path(cmd.confusion).parent_path();
-    SEGRUN_CHECK(folder.empty() || fs::is_directory(folder), ConfigError,
-                 "--confusion " << cmd.confusion << ": the folder " << folder.string() << " does not exist");
-  }
+  if (request.confusion) check_output_folder("--confusion", cmd.confusion);
   std::string record_dir;
   if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
   if (!record_dir.empty())
@@ -297,11 +301,22 @@ int run_predict(const PredictCommand& cmd, MpiHolder& mpi) {
 }
 
 int run_metrics(const engine::MetricsCommandOptions& options) {
-  engine::SegMetrics metrics = engine::evaluate_label_dirs(options);
+  const bool with_confusion = !options.confusion_csv.empty();
+  if (with_confusion) check_output_folder("--confusion", options.confusion_csv);
+  torch::Tensor confusion;
+  const engine::SegMetrics metrics = engine::evaluate_label_dirs(options, with_confusion ? &confusion : nullptr);
+  nlohmann::ordered_json record = engine::metrics_to_json(metrics, {});
+  std::string confusion_text;
+  if (with_confusion) {
+    std::vector<std::string> names;
+    for (int c = 0; c < options.num_classes; ++c) names.push_back("class_" + std::to_string(c));
+    confusion_text = write_confusion(options.confusion_csv, confusion, names, record);
+  }
   if (options.json)
-    std::cout << engine::metrics_to_json(metrics, {}).dump(2) << "\n";
+    std::cout << record.dump(2) << "\n";
   else
-    std::cout << sweeps::format_class_table(class_table_of(metrics, {}), sweeps::TableFormat::kText, true);
+    std::cout << sweeps::format_class_table(class_table_of(metrics, {}), sweeps::TableFormat::kText, true)
+              << confusion_text;
   return 0;
 }
 
@@ -382,6 +397,9 @@ void add_run_commands(CommandRegistry& registry) {
   metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label,
                             "ADE20K convention: GT 0 -> ignore, k -> k-1");
   metrics_command->add_flag("--json", metrics.json, "print JSON");
+  metrics_command->add_option("--confusion", metrics.confusion_csv,
+                              "write the confusion matrix (pixel counts, a row per true class) to this CSV file and "
+                              "print the 10 most confused class pairs");
 
   ConfigCommand& config = s.config_command;
   CLI::App* config_command = registry.add("config", "print the fully resolved config (every default written out)",

@@ -73,17 +73,26 @@ check "eval RUN_DIR exit code" test $? -eq 0
 check "eval RUN_DIR mIoU == eval CONFIG --checkpoint mIoU" test "$(json "$work/eval_run.json" 'round(d["mIoU"],6)')" = "$(json "$work/eval.json" 'round(d["mIoU"],6)')"
 check "eval RUN_DIR names the checkpoint it chose" grep -q "evaluating its newest checkpoint, .*iter_40.pt" "$work/eval_run.err"
 
-# --confusion: the same matrix on 1 and 2 ranks, and the evaluation's mIoU recomputed from it
-# (IoU_c = diagonal / (row + column - diagonal) over the classes present in truth or prediction).
+# --confusion: the same matrix on 1 and 2 ranks and from `segrun metrics` on the saved
+# predictions, and the evaluation's mIoU recomputed from it (IoU_c = diagonal / (row + column -
+# diagonal) over the classes present in truth or prediction).
 "$segrun" eval "$run" --no-record --confusion "$work/confusion1.csv" > "$work/confusion1.out" 2>&1
 check "eval --confusion exit code" test $? -eq 0
 check "eval --confusion prints the most confused classes" grep -q "^most confused" "$work/confusion1.out"
 "$segrun" launch -n 2 -- eval "$run" --no-record --json --confusion "$work/confusion2.csv" > "$work/confusion2.json" 2> /dev/null
 check "2-rank eval --confusion exit code" test $? -eq 0
 check "the confusion matrix of 1 and 2 ranks is the same file" cmp -s "$work/confusion1.csv" "$work/confusion2.csv"
-"$py" - "$work/confusion2.csv" "$work/eval.json" "$work/confusion2.json" > "$work/confusion_check.out" 2>&1 <<'PY'
+# segrun metrics on eval's saved predictions (the same checkpoint) counts the same matrix.
+"$segrun" metrics --pred "$work/pred" --gt "$work/raw/ADEChallengeData2016/annotations/validation" \
+  --num-classes 150 --reduce-zero-label --confusion "$work/confusion_metrics.csv" > /dev/null 2>&1
+check "metrics --confusion exit code" test $? -eq 0
+"$py" - "$work/confusion2.csv" "$work/eval.json" "$work/confusion2.json" "$work/confusion_metrics.csv" \
+  > "$work/confusion_check.out" 2>&1 <<'PY'
 import csv, json, sys
 rows = list(csv.reader(open(sys.argv[1])))
+from_metrics = list(csv.reader(open(sys.argv[4])))
+assert from_metrics[0][1:4] == ["class_0", "class_1", "class_2"], from_metrics[0][:4]
+assert [r[1:] for r in from_metrics[1:]] == [r[1:] for r in rows[1:]], "metrics and eval count different matrices"
 names = rows[0][1:]
 assert rows[0][0] == "truth \\ prediction" and len(names) == 150, rows[0][:3]
 m = [[int(x) for x in r[1:]] for r in rows[1:]]

@@ -98,16 +98,6 @@ std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::st
   return sorted_and_checked(std::move(out), images);
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::string s;
-  try {
-    s = read_file(path);
-  } catch (const std::exception& e) {
-    SEGRUN_THROW(DataError, path << ": cannot read file (" << e.what() << ")");
-  }
-  return std::vector<uint8_t>(s.begin(), s.end());
-}
-
 cv::Mat decode(const std::vector<uint8_t>& bytes, int flags) {
   try {
     return cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())), flags);
@@ -250,6 +240,16 @@ PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& rec
 }
 
 }  // namespace
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::string s;
+  try {
+    s = read_file(path);
+  } catch (const std::exception& e) {
+    SEGRUN_THROW(DataError, path << ": cannot read file (" << e.what() << ")");
+  }
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
 
 std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split) {
   return layout == Layout::kAde20k ? scan_ade(root, split) : scan_cityscapes(root, split);

@@ -49,6 +49,9 @@ struct SourceRecord {
 
 // Sorted list of the split's records; DataError for a missing folder, an image without
 // annotation, or an empty split.
+// The bytes of a source file (an image, an annotation); DataError naming it when it cannot be read.
+std::vector<uint8_t> read_bytes(const std::string& path);
+
 std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split);
 
 PackSummary pack_store(const PackOptions& options, dist::Communicator& comm);

@@ -10,10 +10,7 @@ namespace {
 
 // "collective allreduce #12 (bucket 2, 4.1 MB) on communicator grad-sync (nccl)"
 std::string describe(const CollectiveInfo& info, const StreamWatchdogOptions& options) {
-  std::string what =
-      std::string("collective ") + collective_name(info.kind) + " #" + std::to_string(info.sequence) + " (";
-  if (!info.note.empty()) what += info.note + ", ";
-  return what + format_bytes(info.bytes) + ") on communicator " + options.name + " (" + options.backend + ")";
+  return describe_collective(info, options.name) + " (" + options.backend + ")";
 }
 
 }  // namespace

@@ -55,13 +55,17 @@ std::string format_bytes(int64_t bytes) {
   return buf;
 }
 
-std::string timeout_message(const CollectiveInfo& info, const std::string& communicator, double timeout_s, int rank,
-                            const std::vector<PeerState>& peers, double own_stall_s) {
+std::string describe_collective(const CollectiveInfo& info, const std::string& communicator) {
   std::string what =
       std::string("collective ") + collective_name(info.kind) + " #" + std::to_string(info.sequence) + " (";
   if (!info.note.empty()) what += info.note + ", ";
-  what += format_bytes(info.bytes) + ") on communicator " + communicator + " timed out after " +
-          format_seconds(timeout_s) + " on rank " + std::to_string(rank) + ": ";
+  return what + format_bytes(info.bytes) + ") on communicator " + communicator;
+}
+
+std::string timeout_message(const CollectiveInfo& info, const std::string& communicator, double timeout_s, int rank,
+                            const std::vector<PeerState>& peers, double own_stall_s) {
+  std::string what = describe_collective(info, communicator) + " timed out after " + format_seconds(timeout_s) +
+                     " on rank " + std::to_string(rank) + ": ";
   if (own_stall_s > 0) {
     char buf[160];
     std::snprintf(buf, sizeof(buf),
@@ -95,11 +99,8 @@ std::string timeout_message(const CollectiveInfo& info, const std::string& commu
 
 std::string stall_warning(const CollectiveInfo& info, const std::string& communicator, double waited_s,
                           double timeout_s, int rank, const std::vector<PeerState>& peers) {
-  std::string what =
-      std::string("collective ") + collective_name(info.kind) + " #" + std::to_string(info.sequence) + " (";
-  if (!info.note.empty()) what += info.note + ", ";
-  what += format_bytes(info.bytes) + ") on communicator " + communicator + " has waited " +
-          format_seconds(std::floor(waited_s)) + " on rank " + std::to_string(rank) + " for ";
+  std::string what = describe_collective(info, communicator) + " has waited " +
+                     format_seconds(std::floor(waited_s)) + " on rank " + std::to_string(rank) + " for ";
   std::string list;
   int count = 0;
   for (const auto& p : peers)

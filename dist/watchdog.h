@@ -52,6 +52,9 @@ std::string stall_warning(const CollectiveInfo& info, const std::string& communi
 std::string format_bytes(int64_t bytes);
 // "30 s", "2.5 s".
 std::string format_seconds(double seconds);
+// "collective allreduce #12 (bucket 2, 4.1 MB) on communicator grad-sync": how every watchdog
+// message of either backend names a collective.
+std::string describe_collective(const CollectiveInfo& info, const std::string& communicator);
 
 // The one-line report: "collective allreduce #123 (bucket 2, 4.1 MB) on communicator world timed
 // out after 30 s on rank 0: ranks [1] did not arrive (rank 1 last seen waiting in allreduce

@@ -13,11 +13,11 @@
 #include <system_error>
 #include <vector>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "data/classes.h"
 #include "data/loader.h"
+#include "data/pack.h"
 #include "engine/checkpoint.h"
 #include "engine/evaluator.h"
 #include "engine/model_setup.h"
@@ -42,16 +42,6 @@ void check_out_dir(const std::string& out_dir) {
   SEGRUN_CHECK(fs::is_directory(out_dir, ec), ConfigError, "--out " << out_dir << ": exists and is not a folder");
   SEGRUN_CHECK(fs::is_empty(out_dir, ec), ConfigError,
                "--out " << out_dir << ": exists and is not empty (predictions go to a new or empty folder)");
-}
-
-cv::Mat read_image(const std::string& path) {
-  std::string bytes;
-  try {
-    bytes = read_file(path);
-  } catch (const std::exception& e) {
-    SEGRUN_THROW(DataError, path << ": cannot read (" << e.what() << ")");
-  }
-  return data::decode_image(std::vector<uint8_t>(bytes.begin(), bytes.end()), path);
 }
 
 }  // namespace
@@ -110,7 +100,7 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   const auto start = std::chrono::steady_clock::now();
   for (int64_t index : indices) {
     const std::string& path = images[static_cast<size_t>(index)];
-    const cv::Mat original = read_image(path);
+    const cv::Mat original = data::decode_image(data::read_bytes(path), path);
     const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
     const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval);
     const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];

@@ -99,8 +99,8 @@ std::string timeout_message(const CollectiveInfo& info, const std::string& commu
 
 std::string stall_warning(const CollectiveInfo& info, const std::string& communicator, double waited_s,
                           double timeout_s, int rank, const std::vector<PeerState>& peers) {
-  std::string what = describe_collective(info, communicator) + " has waited " +
-                     format_seconds(std::floor(waited_s)) + " on rank " + std::to_string(rank) + " for ";
+  std::string what = describe_collective(info, communicator) + " has waited " + format_seconds(std::floor(waited_s)) +
+                     " on rank " + std::to_string(rank) + " for ";
   std::string list;
   int count = 0;
   for (const auto& p : peers)

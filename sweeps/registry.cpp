@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -82,7 +83,9 @@ RunRecord read_run(const std::string& dir_text) {
       r.sweep = j.value("sweep", "");
       r.seed = j.value("seed", uint64_t{0});
       r.fingerprint = j.value("fingerprint", "");
-      for (const auto& item : j.at("overrides").items()) r.overrides[item.key()] = item.value().get<std::string>();
+      // Written before float keys' integers were canonicalised (model.dropout "0"): read as "0.0".
+      for (const auto& item : j.at("overrides").items())
+        r.overrides[item.key()] = canonical_for_key(item.key(), item.value().get<std::string>());
     } catch (const Json::exception& e) {
       throw DataError(manifest.string() + ": not a segrun overrides.json: " + e.what());
     }
@@ -186,11 +189,48 @@ std::string to_string(PlanAction action) {
   return "?";
 }
 
+namespace {
+
+// The overrides that make a run's id: all but the scheduling keys.
+Overrides computing_overrides(const Overrides& overrides) {
+  Overrides out;
+  for (const auto& [key, value] : overrides)
+    if (!is_scheduling_key(key)) out.emplace(key, value);
+  return out;
+}
+
+// The folder of a run made before float keys' integers were canonicalised (`"model.dropout" =
+// [0, ...]` gave the id of "model.dropout=0"): a folder of runs_dir whose overrides.json, read
+// canonically, has the run's overrides and seed. "" when there is none. `scanned` caches the scan.
+std::string respelled_run_dir(const PlannedRun& run, const std::string& runs_dir,
+                              std::optional<std::vector<RunRecord>>& scanned) {
+  std::error_code ec;
+  if (!fs::is_directory(runs_dir, ec)) return "";
+  if (!scanned) {
+    try {
+      scanned = scan_runs(runs_dir);
+    } catch (const DataError&) {  // a corrupt folder of another run: its own plan entry says so
+      scanned.emplace();
+    }
+  }
+  const Overrides wanted = computing_overrides(run.overrides);
+  for (const RunRecord& r : *scanned)
+    if (r.seed == run.seed && computing_overrides(r.overrides) == wanted) return r.dir;
+  return "";
+}
+
+}  // namespace
+
 std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir) {
   std::vector<PlanEntry> out;
+  std::optional<std::vector<RunRecord>> scanned;
   for (auto& run : expand_sweep(spec)) {
     PlanEntry e;
     e.dir = (fs::path(runs_dir) / run.dir_name).string();
+    if (!path_exists(RunFolder(e.dir).overrides_path())) {
+      const std::string respelled = respelled_run_dir(run, runs_dir, scanned);
+      if (!respelled.empty()) e.dir = respelled;
+    }
     e.record = read_run(e.dir);
     e.run = std::move(run);
     if (e.record.state == RunState::kDone) {

@@ -92,16 +92,18 @@ std::string quote_string(const std::string& s) {
   return out + "\"";
 }
 
-// Canonical text of a TOML value; empty string for unsupported types (tables, dates).
-std::string canonical_of(const toml::node& node) {
-  if (auto v = node.as_integer()) return std::to_string(v->get());
+// Canonical text of a TOML value; empty string for unsupported types (tables, dates). With
+// as_float (a value of a float key, see is_float_key) integers are written as floats: 0 is 0.0.
+std::string canonical_of(const toml::node& node, bool as_float = false) {
+  if (auto v = node.as_integer())
+    return as_float ? shortest_double(static_cast<double>(v->get())) : std::to_string(v->get());
   if (auto v = node.as_floating_point()) return shortest_double(v->get());
   if (auto v = node.as_boolean()) return v->get() ? "true" : "false";
   if (auto v = node.as_string()) return quote_string(v->get());
   if (auto arr = node.as_array()) {
     std::string out = "[";
     for (size_t i = 0; i < arr->size(); ++i) {
-      std::string item = canonical_of(*arr->get(i));
+      std::string item = canonical_of(*arr->get(i), as_float);
       if (item.empty()) return "";
       out += (i ? ", " : "") + item;
     }
@@ -122,6 +124,27 @@ void flatten(const toml::table& table, const std::string& prefix,
     }
   }
 }
+
+// The config keys whose values are floats or lists of floats (model.dropout, train.lr,
+// data.ratio, ...): the schema's resolved defaults as TOML say which (every float list has a
+// non-empty default).
+const std::set<std::string>& float_keys() {
+  static const std::set<std::string> keys = [] {
+    const Config config;  // defaults
+    const toml::table defaults = toml::parse(to_toml(config));
+    std::vector<std::pair<std::string, const toml::node*>> flat;
+    flatten(defaults, "", flat);
+    std::set<std::string> out;
+    for (const auto& [key, node] : flat) {
+      const toml::array* arr = node->as_array();
+      if (node->is_floating_point() || (arr && !arr->empty() && arr->get(0)->is_floating_point())) out.insert(key);
+    }
+    return out;
+  }();
+  return keys;
+}
+
+bool is_float_key(const std::string& key) { return float_keys().count(key) > 0; }
 
 uint64_t fnv1a(const std::string& text) {
   uint64_t h = 1469598103934665603ull;
@@ -171,7 +194,7 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, c
   for (const auto& [key, node] : flat) {
     const std::string label = where + " " + key;
     if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
-    std::string text = canonical_of(*node);
+    std::string text = canonical_of(*node, is_float_key(key));
     if (text.empty()) r.fail(*node, label, "unsupported value (" + toml_type_name(*node) + ")");
     out[key] = Located{text, SpecReader::line_of(*node)};
   }
@@ -267,6 +290,17 @@ std::string canonical_value(const std::string& text) {
   return out;
 }
 
+std::string canonical_for_key(const std::string& key, const std::string& canonical) {
+  if (!is_float_key(key) || canonical.find_first_of("0123456789") == std::string::npos) return canonical;
+  try {
+    const toml::table parsed = toml::parse("v = " + canonical);
+    const std::string out = canonical_of(*parsed.get("v"), /*as_float=*/true);
+    return out.empty() ? canonical : out;
+  } catch (const toml::parse_error&) {
+    return canonical;
+  }
+}
+
 Overrides flatten_config(const std::string& toml_text, const std::string& origin) {
   toml::table root;
   try {
@@ -300,7 +334,8 @@ Overrides parse_override_args(const std::vector<std::string>& args, const std::s
     if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
       throw ConfigError(what + " '" + a + "': expected key=value (e.g. model.dropout=0.1)");
     try {
-      out[a.substr(0, eq)] = canonical_value(a.substr(eq + 1));
+      const std::string key = a.substr(0, eq);
+      out[key] = canonical_for_key(key, canonical_value(a.substr(eq + 1)));
     } catch (const ConfigError& e) {
       throw ConfigError(what + " '" + a + "': " + e.what());
     }
@@ -471,7 +506,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
       if (fixed.count(key)) r.fail(*node, "grid " + key, "also set in [fixed]");
       std::vector<std::string> values;
       for (const auto& item : *arr) {
-        std::string text = canonical_of(item);
+        std::string text = canonical_of(item, is_float_key(key));
         if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + toml_type_name(item) + ")");
         if (std::find(values.begin(), values.end(), text) != values.end())
           r.fail(item, "grid " + key, "value " + text + " is listed twice");

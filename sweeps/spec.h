@@ -8,7 +8,8 @@
 // "<spec>:<line>: ..." with the config schema's own message), and every expanded run's full
 // config is loaded once more (cross-field checks). Values are kept as canonical TOML text
 // (integers plain, floats in their shortest round-trip form with a '.' or exponent, strings
-// quoted), so `0.1`, `1e-1` and `0.10` are the same value, and a run's id is the first 10 hex
+// quoted; a float key's integers as floats), so `0.1`, `1e-1` and `0.10` are the same value, and
+// `0` and `0.0` of model.dropout too, and a run's id is the first 10 hex
 // digits of a 64-bit FNV-1a hash (with MurmurHash3's fmix64 finalizer) of its sorted
 // "key=value" lines plus its seed: reordering
 // grid keys, variants or filters never changes an id. Pure functions; thread-safe.
@@ -84,6 +85,9 @@ std::string run_slug(const Overrides& overrides, uint64_t seed);
 Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what);
 // Canonical TOML text of one value written as TOML (bare words are strings).
 std::string canonical_value(const std::string& toml_value_text);
+// canonical rewritten for the config key it is a value of: for a float key (model.dropout,
+// train.lr, a list of floats) integers become floats, so 0 and 0.0 are one value.
+std::string canonical_for_key(const std::string& key, const std::string& canonical);
 // Every value of a resolved config (a run folder's config.toml text) as dotted key -> canonical
 // value, tables flattened ("train.lr"). DataError "<origin>:<line>: ..." when it is not TOML.
 Overrides flatten_config(const std::string& toml_text, const std::string& origin);

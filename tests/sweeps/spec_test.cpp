@@ -96,6 +96,46 @@ TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
   for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
 }
 
+TEST_F(SpecTest, AFloatKeysIntegersAreItsFloats) {
+  // 0 and 0.0 of a float key are one value: listed twice is an error, not two identical runs.
+  const std::string twice = error_of("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0, 0.0]\n");
+  EXPECT_NE(twice.find("sweep.toml:3: grid model.dropout: value 0.0 is listed twice"), std::string::npos) << twice;
+  // [0, 0.3] is the sweep [0.0, 0.3] was: same ids, folders and slugs, and a baseline of 0.0 matches.
+  auto spelled_float = expand_sweep(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0, 0.3]\n"));
+  SweepSpec spec = parse(
+      "base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0, 0.3]\n"
+      "[table]\nbaseline = { \"model.dropout\" = 0.0 }\n");
+  auto spelled_int = expand_sweep(spec);
+  ASSERT_EQ(spelled_int.size(), 2u);
+  EXPECT_EQ(spelled_int[0].overrides.at("model.dropout"), "0.0");
+  EXPECT_EQ(spelled_int[0].dir_name, spelled_float[0].dir_name);
+  EXPECT_EQ(ids_of(spelled_int), ids_of(spelled_float));
+  EXPECT_EQ(spec.table.baseline, (Overrides{{"model.dropout", "0.0"}}));
+  // Float lists too; integer keys keep their integers.
+  auto lists = expand_sweep(
+      parse("base = \"configs/base.toml\"\n[fixed]\n\"data.ratio\" = [1, 2]\n[grid]\n\"train.iters\" = [40]\n"));
+  EXPECT_EQ(lists[0].overrides, (Overrides{{"data.ratio", "[1.0, 2.0]"}, {"train.iters", "40"}}));
+  EXPECT_EQ(parse_override_args({"model.dropout=0", "train.iters=30"}, "--where"),
+            (Overrides{{"model.dropout", "0.0"}, {"train.iters", "30"}}));
+  EXPECT_EQ(canonical_for_key("train.lr", "1"), "1.0");
+  EXPECT_EQ(canonical_for_key("train.iters", "1"), "1");
+}
+
+TEST_F(SpecTest, RunsOfAFloatKeySpelledAsIntegerAreStillFound) {
+  // A folder made when "model.dropout" = [0] gave the id of "model.dropout=0" (overrides.json
+  // holds "0"): the plan reuses it rather than training the run again.
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0, 0.3]\n");
+  const std::filesystem::path runs = dir_.path() / "runs";
+  const std::string old_id = run_id({{"model.dropout", "0"}}, 0);
+  testing::fabricate_run(runs / (old_id + "-dropout0_s0"), {{"model.dropout", "0"}}, 0, "done", 40.0);
+  auto plan = plan_sweep(spec, runs.string());
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].dir, (runs / (old_id + "-dropout0_s0")).string());
+  EXPECT_EQ(plan[0].action, PlanAction::kReuse);
+  EXPECT_EQ(plan[0].record.overrides.at("model.dropout"), "0.0");
+  EXPECT_EQ(plan[1].action, PlanAction::kNew);
+}
+
 TEST_F(SpecTest, FixedKeysAreValidatedTogetherAndUnderTheGrid) {
   // base: iters 40, warmup 4. [fixed] iters 3 + warmup 2 is valid only as a pair.
   auto runs =

@@ -21,14 +21,21 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-bool has_checkpoint(const fs::path& dir) {
+// The highest n of the checkpoints/iter_<n>.pt files (where `--resume auto` starts), -1 when
+// there is none. The engine's checkpoint naming (engine/checkpoint.h), read from the listing.
+int64_t newest_checkpoint_iter(const fs::path& dir) {
+  int64_t newest = -1;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return false;
+  if (!fs::is_directory(dir, ec)) return newest;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind("iter_", 0) == 0 && entry.path().extension() == ".pt") return true;
+    const std::string digits = name.size() > 8 ? name.substr(5, name.size() - 8) : "";
+    if (name.rfind("iter_", 0) != 0 || entry.path().extension() != ".pt" || digits.empty() || digits.size() > 18 ||
+        digits.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    newest = std::max<int64_t>(newest, std::stoll(digits));
   }
-  return false;
+  return newest;
 }
 
 void numeric_fields(const Json& object, std::map<std::string, double>& out) {
@@ -93,7 +100,8 @@ RunRecord read_run(const std::string& dir_text) {
   const RunStatus status = folder.read_status();
   r.state = status.state;
   r.reason = status.reason;
-  r.has_checkpoint = has_checkpoint(folder.checkpoint_dir());
+  r.checkpoint_iter = newest_checkpoint_iter(folder.checkpoint_dir());
+  r.has_checkpoint = r.checkpoint_iter >= 0;
   const std::string metrics = folder.metrics_path();
   if (path_exists(metrics)) {
     for_each_metrics_record(metrics, [&r](const Json& j) {

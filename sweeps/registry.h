@@ -34,6 +34,7 @@ struct RunRecord {
   RunState state = RunState::kNew;         // the status file (core/run_folder.h); kNew: none yet
   std::string reason;                      // the rest of the status line
   bool has_checkpoint = false;             // checkpoints/iter_<n>.pt exists
+  int64_t checkpoint_iter = -1;            // the highest such n: where --resume auto starts (-1: none)
   int64_t last_iter = -1;                  // last "iter" in metrics.jsonl (-1: none)
   std::map<std::string, double> last_val;  // numeric fields of the last "val" line of metrics.jsonl
   bool has_result = false;

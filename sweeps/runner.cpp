@@ -255,8 +255,8 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kNew: action = "new"; break;
       case PlanAction::kReuse: action = e.config_changed ? "done (reuse; base config changed)" : "done (reuse)"; break;
       case PlanAction::kResume:
-        action =
-            "resume" + (e.record.last_iter >= 0 ? " (iter " + std::to_string(e.record.last_iter) + ")" : std::string());
+        // From the newest checkpoint: metrics.jsonl goes on past it until a crash.
+        action = "resume (iter " + std::to_string(e.record.checkpoint_iter) + ")";
         break;
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
     }

@@ -419,5 +419,24 @@ TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
   EXPECT_NE(status.find(planned[3].id + ",model.dropout=0.3,0,new,0/40,-\n"), std::string::npos) << status;
 }
 
+TEST_F(SpecTest, PlanResumesFromTheNewestCheckpointNotTheLastLoggedIteration) {
+  // checkpoint_interval 20, a rank killed after iteration 35 was logged: --resume auto restarts at 20.
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0]\n");
+  const std::filesystem::path dir = dir_.path() / "runs" / expand_sweep(spec)[0].dir_name;
+  write_text(dir / "status", "running\n");
+  write_text(dir / "checkpoints/iter_10.pt", "x");
+  write_text(dir / "checkpoints/iter_20.pt", "x");
+  write_text(dir / "checkpoints/iter_30.pt.tmp-123", "x");  // a write cut by the crash
+  write_text(dir / "checkpoints/latest", "iter_20.pt\n");
+  write_text(dir / "metrics.jsonl", "{\"iter\": 20, \"mode\": \"train\"}\n{\"iter\": 35, \"mode\": \"train\"}\n");
+  auto plan = plan_sweep(spec, dir_.str("runs"));
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].action, PlanAction::kResume);
+  EXPECT_EQ(plan[0].record.checkpoint_iter, 20);
+  EXPECT_EQ(plan[0].record.last_iter, 35);  // progress in `sweep status` is still the logged one
+  const std::string text = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(text.find(",resume (iter 20)\n"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace segrun::sweeps

@@ -241,11 +241,13 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     }
     e.record = read_run(e.dir);
     e.run = std::move(run);
+    const bool changed = !e.record.fingerprint.empty() && e.record.fingerprint != e.run.fingerprint;
     if (e.record.state == RunState::kDone) {
       e.action = PlanAction::kReuse;
-      e.config_changed = !e.record.fingerprint.empty() && e.record.fingerprint != e.run.fingerprint;
+      e.config_changed = changed;
     } else if (e.record.has_checkpoint) {
       e.action = PlanAction::kResume;
+      e.config_changed = changed;
     } else if (e.record.state == RunState::kFailed) {
       e.action = PlanAction::kRetry;
     } else {
@@ -254,6 +256,15 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     out.push_back(std::move(e));
   }
   return out;
+}
+
+void write_run_manifest(const PlanEntry& entry, const SweepSpec& spec, const std::vector<std::string>& command) {
+  PlannedRun run = entry.run;
+  // A run resumed under a changed config keeps the fingerprint it started with: once done, its
+  // plan still says that its base config changed.
+  if (entry.action == PlanAction::kResume && !entry.record.fingerprint.empty())
+    run.fingerprint = entry.record.fingerprint;
+  write_run_manifest(entry.dir, spec, run, command);
 }
 
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,

@@ -79,12 +79,17 @@ struct PlanEntry {
   std::string dir;
   RunRecord record;
   PlanAction action = PlanAction::kNew;
-  bool config_changed = false;  // done, but the resolved config differs from the one it ran
+  // done or to resume, but the resolved config differs from the one it ran (overrides.json's
+  // fingerprint): a resumed run would finish under the new one.
+  bool config_changed = false;
 };
 std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir);
 
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,
                         const std::vector<std::string>& command);
+// Same for a planned run, in entry.dir; a run to resume keeps the fingerprint recorded when it
+// started, so that a run resumed under a changed config stays marked as such.
+void write_run_manifest(const PlanEntry& entry, const SweepSpec& spec, const std::vector<std::string>& command);
 
 }  // namespace segrun::sweeps

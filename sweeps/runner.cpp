@@ -130,6 +130,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
         out << "warning: " << e.run.dir_name
             << " is done but its base config changed since; delete the run folder to redo it\n";
     } else {
+      if (e.config_changed)
+        out << "warning: " << e.run.dir_name << " resumes at iteration " << e.record.checkpoint_iter
+            << " under a changed base config (it started with another); delete the run folder to start it afresh\n";
       todo.push_back(&e);
       shown.push_back(varying[p]);
     }
@@ -178,7 +181,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   if (ec) throw IoError(runs_dir + ": cannot create runs folder: " + ec.message());
   RunsLock lock(runs_dir);
   for (size_t i = 0; i < todo.size(); ++i) {
-    write_run_manifest(todo[i]->dir, spec, todo[i]->run, commands[i]);
+    write_run_manifest(*todo[i], spec, commands[i]);
     if (todo[i]->record.state == RunState::kNew) write_run_status(todo[i]->dir, RunState::kQueued);
   }
 
@@ -256,7 +259,8 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kReuse: action = e.config_changed ? "done (reuse; base config changed)" : "done (reuse)"; break;
       case PlanAction::kResume:
         // From the newest checkpoint: metrics.jsonl goes on past it until a crash.
-        action = "resume (iter " + std::to_string(e.record.checkpoint_iter) + ")";
+        action = "resume (iter " + std::to_string(e.record.checkpoint_iter) +
+                 (e.config_changed ? "; base config changed)" : ")");
         break;
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
     }

@@ -195,6 +195,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                                       << ")\n";
       continue;
     }
+    if (plan[i].config_changed)
+      (req.dry_run ? std::cerr : out) << "warning: " << plan[i].run.dir_name << " resumes at iteration "
+                                      << plan[i].record.checkpoint_iter
+                                      << " under a changed base config; delete the run folder to start it afresh\n";
     todo.push_back(i);
   }
 
@@ -242,7 +246,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     make_private_dir(e.dir);
     std::vector<std::string> command{program,    "train", RunFolder(e.dir).config_path(), "--run-dir", e.dir,
                                      "--resume", "auto"};
-    write_run_manifest(e.dir, spec, e.run, command);
+    write_run_manifest(e, spec, command);
     write_file_atomic(RunFolder(e.dir).config_path(), to_toml(configs[i]));
     if (e.record.state == RunState::kNew) write_run_status(e.dir, RunState::kQueued);
     writing.advance();

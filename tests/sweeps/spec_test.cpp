@@ -438,5 +438,34 @@ TEST_F(SpecTest, PlanResumesFromTheNewestCheckpointNotTheLastLoggedIteration) {
   EXPECT_NE(text.find(",resume (iter 20)\n"), std::string::npos) << text;
 }
 
+TEST_F(SpecTest, ARunToResumeUnderAChangedBaseConfigIsMarked) {
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  const std::string runs = dir_.str("runs");
+  auto planned = expand_sweep(spec);
+  for (const auto& run : planned) {
+    const std::filesystem::path dir = std::filesystem::path(runs) / run.dir_name;
+    PlannedRun old = run;
+    old.fingerprint = "0123456789abcdef";  // made under another base config
+    write_run_manifest(dir.string(), spec, old, {"segrun", "train"});
+    write_text(dir / "checkpoints/iter_30.pt", "x");
+  }
+  write_text(std::filesystem::path(runs) / planned[0].dir_name / "status", "preempted stopped by signal\n");
+  write_text(std::filesystem::path(runs) / planned[1].dir_name / "status", "done\n");
+  auto plan = plan_sweep(spec, runs);
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].action, PlanAction::kResume);
+  EXPECT_TRUE(plan[0].config_changed);
+  EXPECT_TRUE(plan[1].config_changed);
+  const std::string text = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(text.find(",resume (iter 30; base config changed)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(",done (reuse; base config changed)\n"), std::string::npos) << text;
+  // Resuming rewrites overrides.json but keeps the old fingerprint: the run stays marked.
+  write_run_manifest(plan[0], spec, {"segrun", "train", "--resume", "auto"});
+  EXPECT_EQ(read_run(plan[0].dir).fingerprint, "0123456789abcdef");
+  // Unchanged base: no mark.
+  write_run_manifest(plan[0].dir, spec, planned[0], {"segrun", "train"});
+  EXPECT_FALSE(plan_sweep(spec, runs)[0].config_changed);
+}
+
 }  // namespace
 }  // namespace segrun::sweeps

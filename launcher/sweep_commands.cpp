@@ -142,13 +142,15 @@ namespace {
 int run_sweep_command(const SweepOptions& s, MpiHolder&) {
   if (*s.plan || *s.status) {
     const sweeps::SweepSpec spec = sweeps::load_sweep_spec(s.spec);
-    const auto plan = sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir));
+    auto plan = sweeps::plan_sweep(spec, sweeps::sweep_runs_dir(spec, s.runs_dir));
     const auto fmt = sweeps::parse_table_format(s.list_format);
-    if (*s.plan)
+    if (*s.plan) {
+      sweeps::mark_slurm_jobs(plan, sweeps::active_slurm_jobs(plan));
       std::cout << sweeps::format_plan(plan, fmt);
-    else
+    } else {
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
                                          sweeps::slurm_states_of(plan));
+    }
     return 0;
   }
   if (*s.run) {

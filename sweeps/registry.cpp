@@ -193,6 +193,7 @@ std::string to_string(PlanAction action) {
     case PlanAction::kReuse: return "done";
     case PlanAction::kResume: return "resume";
     case PlanAction::kRetry: return "retry";
+    case PlanAction::kOnSlurm: return "on slurm";
   }
   return "?";
 }
@@ -256,6 +257,15 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     out.push_back(std::move(e));
   }
   return out;
+}
+
+void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active) {
+  for (PlanEntry& e : plan) {
+    const auto job = active.find(e.dir);
+    if (job == active.end() || e.action == PlanAction::kReuse) continue;
+    e.action = PlanAction::kOnSlurm;
+    e.slurm_job = job->second;
+  }
 }
 
 void write_run_manifest(const PlanEntry& entry, const SweepSpec& spec, const std::vector<std::string>& command) {

@@ -71,7 +71,9 @@ inline constexpr const char* kGlobalBatchKey = "global_batch";
 // The runs folder of a sweep: override if given, else spec.runs_dir, else runs/<name>.
 std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir);
 
-enum class PlanAction { kNew, kReuse, kResume, kRetry };
+// kOnSlurm: not done, and the Slurm job recorded in its folder is pending or running: a local
+// `sweep run` leaves it to that job (see mark_slurm_jobs).
+enum class PlanAction { kNew, kReuse, kResume, kRetry, kOnSlurm };
 std::string to_string(PlanAction action);
 
 struct PlanEntry {
@@ -82,8 +84,12 @@ struct PlanEntry {
   // done or to resume, but the resolved config differs from the one it ran (overrides.json's
   // fingerprint): a resumed run would finish under the new one.
   bool config_changed = false;
+  std::string slurm_job;  // kOnSlurm: "<job id> (<state>)"
 };
 std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir);
+// Turns every run not done whose folder is a key of `active` (run dir -> "<job id> (<state>)" of
+// its pending or running Slurm job, e.g. from slurm_jobs.h's active_slurm_jobs) into kOnSlurm.
+void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active);
 
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,

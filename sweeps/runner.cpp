@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <system_error>
@@ -24,31 +25,12 @@
 #include "core/progress.h"
 #include "core/process.h"
 #include "core/run_folder.h"
+#include "sweeps/slurm_jobs.h"
 
 namespace segrun::sweeps {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Exclusive use of a runs folder for the lifetime of the object.
-class RunsLock {
- public:
-  explicit RunsLock(const std::string& runs_dir) {
-    const std::string path = (fs::path(runs_dir) / ".sweep.lock").string();
-    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw IoError(path + ": cannot open lock file: " + std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw ClusterError(runs_dir + ": another `segrun sweep run` is using this runs folder");
-    }
-  }
-  ~RunsLock() { ::close(fd_); }
-  RunsLock(const RunsLock&) = delete;
-  RunsLock& operator=(const RunsLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
 
@@ -115,9 +97,31 @@ std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
 
 }  // namespace
 
+RunsLock::RunsLock(const std::string& runs_dir, const std::string& busy) {
+  const std::string path = (fs::path(runs_dir) / ".sweep.lock").string();
+  fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw IoError(path + ": cannot open lock file: " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    throw ClusterError(runs_dir + ": " + busy);
+  }
+}
+
+RunsLock::~RunsLock() { ::close(fd_); }
+
 SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out) {
   const std::string runs_dir = sweep_runs_dir(spec, options.runs_dir);
-  const std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
+  // Locked before planning: a `sweep run --on slurm` holds the lock while it submits, so the plan
+  // sees every job it recorded.
+  std::optional<RunsLock> lock;
+  if (!options.dry_run) {
+    std::error_code ec;
+    fs::create_directories(runs_dir, ec);
+    if (ec) throw IoError(runs_dir + ": cannot create runs folder: " + ec.message());
+    lock.emplace(runs_dir, "another `segrun sweep run` is using this runs folder");
+  }
+  std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
+  mark_slurm_jobs(plan, options.slurm_jobs ? options.slurm_jobs(plan) : active_slurm_jobs(plan));
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
   std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs
@@ -129,6 +133,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       if (e.config_changed)
         out << "warning: " << e.run.dir_name
             << " is done but its base config changed since; delete the run folder to redo it\n";
+    } else if (e.action == PlanAction::kOnSlurm) {
+      ++summary.on_slurm;
+      out << "skipping " << e.run.dir_name << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
       if (e.config_changed)
         out << "warning: " << e.run.dir_name << " resumes at iteration " << e.record.checkpoint_iter
@@ -167,19 +174,16 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     commands.push_back(std::move(command));
   }
 
-  out << "sweep " << spec.name << ": " << plan.size() << " runs, " << summary.reused << " done, " << todo.size()
-      << " to run (" << parallel << " at a time x " << spec.ranks << " rank(s) x " << threads << " thread(s)); runs in "
-      << runs_dir << "\n";
+  out << "sweep " << spec.name << ": " << plan.size() << " runs, " << summary.reused << " done, "
+      << (summary.on_slurm > 0 ? std::to_string(summary.on_slurm) + " on Slurm, " : "") << todo.size() << " to run ("
+      << parallel << " at a time x " << spec.ranks << " rank(s) x " << threads << " thread(s)); runs in " << runs_dir
+      << "\n";
   if (options.dry_run) {
     for (const auto& job : jobs) out << process::shell_join(job.argv) << "\n";
     return summary;
   }
   if (todo.empty()) return summary;
 
-  std::error_code ec;
-  fs::create_directories(runs_dir, ec);
-  if (ec) throw IoError(runs_dir + ": cannot create runs folder: " + ec.message());
-  RunsLock lock(runs_dir);
   for (size_t i = 0; i < todo.size(); ++i) {
     write_run_manifest(*todo[i], spec, commands[i]);
     if (todo[i]->record.state == RunState::kNew) write_run_status(todo[i]->dir, RunState::kQueued);
@@ -240,7 +244,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   for (const auto& r : results) summary.not_started += r.started ? 0 : 1;
   out << "sweep " << spec.name << ": " << summary.finished + summary.reused << "/" << plan.size() << " done ("
       << summary.reused << " reused), " << summary.failed << " failed, " << summary.preempted << " preempted, "
-      << summary.not_started << " not started\n";
+      << summary.not_started << " not started"
+      << (summary.on_slurm > 0 ? ", " + std::to_string(summary.on_slurm) + " left to Slurm" : "") << "\n";
   if (summary.preempted + summary.not_started > 0)
     out << "stopped: every run is resumable; run `segrun sweep run " << spec.path << "` again\n";
   return summary;
@@ -263,6 +268,7 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
                  (e.config_changed ? "; base config changed)" : ")");
         break;
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
+      case PlanAction::kOnSlurm: action = "on slurm (job " + e.slurm_job + ")"; break;
     }
     rows.push_back({e.run.id, e.run.dir_name, describe(shown[i]), std::to_string(e.run.seed), action});
   }
@@ -272,7 +278,9 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
     out += std::to_string(plan.size()) + " runs: " + std::to_string(counts[PlanAction::kNew]) + " new, " +
            std::to_string(counts[PlanAction::kReuse]) + " done (reused), " +
            std::to_string(counts[PlanAction::kResume]) + " to resume, " + std::to_string(counts[PlanAction::kRetry]) +
-           " to retry\n";
+           " to retry" +
+           (counts[PlanAction::kOnSlurm] > 0 ? ", " + std::to_string(counts[PlanAction::kOnSlurm]) + " on Slurm" : "") +
+           "\n";
   return out;
 }
 

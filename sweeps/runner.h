@@ -10,6 +10,7 @@
 // new run starts, and re-running the sweep resumes them. Only one `sweep run` may use a runs
 // folder at a time (flock on <runs>/.sweep.lock). Not thread-safe (signal handling).
 
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <string>
@@ -22,6 +23,19 @@
 
 namespace segrun::sweeps {
 
+// Exclusive use of a runs folder (flock on <runs_dir>/.sweep.lock, which must be a folder) while
+// the object lives; ClusterError "<runs_dir>: <busy>" when another process holds it.
+class RunsLock {
+ public:
+  RunsLock(const std::string& runs_dir, const std::string& busy);
+  ~RunsLock();
+  RunsLock(const RunsLock&) = delete;
+  RunsLock& operator=(const RunsLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 struct SweepRunOptions {
   std::string runs_dir;  // "" = sweep_runs_dir(spec, "")
   int max_parallel = 0;  // 0 = max(1, cores / ranks)
@@ -29,6 +43,9 @@ struct SweepRunOptions {
   std::string program;   // the segrun executable the ranks run
   std::string mpirun = "mpirun";
   bool dry_run = false;  // print the commands, run nothing, write nothing
+  // The runs a live Slurm job works on (run dir -> "<job id> (<state>)"), which the sweep leaves to
+  // it; default: slurm_jobs.h's active_slurm_jobs.
+  std::function<std::map<std::string, std::string>(const std::vector<PlanEntry>&)> slurm_jobs;
 };
 
 struct SweepRunSummary {
@@ -37,6 +54,7 @@ struct SweepRunSummary {
   int failed = 0;
   int preempted = 0;    // stopped by a signal (resumable)
   int not_started = 0;  // left for the next `sweep run` because of a stop
+  int on_slurm = 0;     // left to the pending or running Slurm job that has them
   // 0 all done, 75 stopped (resumable), 1 some run failed.
   int exit_code() const { return failed > 0 ? 1 : (preempted + not_started > 0 ? kExitPreempted : 0); }
 };

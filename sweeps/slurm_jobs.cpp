@@ -149,6 +149,16 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
 int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   const SweepSpec spec = load_sweep_spec(req.target);
   const std::string runs_dir = absolute(sweep_runs_dir(spec, req.runs_dir));
+  // A local `sweep run` holds the runs folder while it trains: submitting then would train its
+  // runs twice at once. Held until the job records are written, so that a local run started
+  // afterwards sees the Slurm jobs (run_sweep leaves their runs to them).
+  std::optional<RunsLock> lock;
+  if (!req.dry_run) {
+    make_private_dir(runs_dir);
+    lock.emplace(runs_dir,
+                 "a local `segrun sweep run` is training this sweep's runs; let it finish (or stop it with Ctrl-C) "
+                 "before submitting them to Slurm");
+  }
   const auto plan = plan_sweep(spec, runs_dir);
   if (plan.empty()) throw ConfigError(spec.path + ": the sweep has no runs");
 
@@ -336,6 +346,16 @@ int cancel_jobs(const std::string& target, const std::string& runs_dir_override,
   for (const auto& id : ids) out << " " << id;
   out << "\n(running ranks checkpoint before they stop: submit again to resume)\n";
   return 0;
+}
+
+std::map<std::string, std::string> active_slurm_jobs(const std::vector<PlanEntry>& plan) {
+  std::vector<std::string> dirs;
+  for (const auto& e : plan) dirs.push_back(e.dir);
+  std::map<std::string, std::string> out;
+  for (const auto& [dir, entry] : cluster::recorded_jobs(dirs))
+    if (entry.slurm && cluster::is_active(*entry.slurm))
+      out[dir] = entry.record.job_id + " (" + cluster::describe_job(*entry.slurm) + ")";
+  return out;
 }
 
 std::map<std::string, SchedulerState> slurm_states_of(const std::vector<PlanEntry>& plan) {

@@ -54,6 +54,10 @@ int print_run_status(const std::string& run_dir, std::ostream& out);
 // `segrun cancel SPEC|RUN_DIR|RUNS_DIR`.
 int cancel_jobs(const std::string& target, const std::string& runs_dir, std::ostream& out);
 
+// The runs of the plan whose recorded Slurm job is pending or running: run dir -> "<job id>
+// (<state>)", for mark_slurm_jobs (registry.h). Asks Slurm only when some run has a job record.
+std::map<std::string, std::string> active_slurm_jobs(const std::vector<PlanEntry>& plan);
+
 // For `sweep status`: the merged state, job id and log of every run of the plan that has a
 // recorded Slurm job (empty when none has: the plain status table is shown).
 std::map<std::string, SchedulerState> slurm_states_of(const std::vector<PlanEntry>& plan);

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -96,6 +97,40 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   std::ostringstream refused;
   EXPECT_THROW(run_sweep(spec, options_, refused), ClusterError);
   ::close(fd);
+}
+
+TEST_F(RunnerTest, RunsThatALiveSlurmJobHasAreLeftToIt) {
+  // `sweep run --on slurm`, then `--on local`: the run whose recorded job is pending or running is
+  // neither started nor written to; the others run.
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto runs = expand_sweep(spec);
+  const auto slurm_dir = dir_.path() / "runs" / runs[1].dir_name;
+  std::vector<std::string> asked;
+  SweepRunOptions options = options_;
+  options.slurm_jobs = [&](const std::vector<PlanEntry>& plan) {
+    for (const auto& e : plan) asked.push_back(e.dir);
+    return std::map<std::string, std::string>{{slurm_dir.string(), "77_1 (running)"}};
+  };
+  std::ostringstream out;
+  const SweepRunSummary s = run_sweep(spec, options, out);
+  EXPECT_EQ(asked.size(), 3u);
+  EXPECT_EQ(s.finished, 1);
+  EXPECT_EQ(s.failed, 1);
+  EXPECT_EQ(s.on_slurm, 1);
+  EXPECT_FALSE(std::filesystem::exists(slurm_dir)) << out.str();
+  EXPECT_NE(out.str().find("skipping " + runs[1].dir_name + ": Slurm job 77_1 (running) has it"), std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("3 runs, 0 done, 1 on Slurm, 2 to run"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(", 1 left to Slurm\n"), std::string::npos) << out.str();
+
+  // `sweep plan` shows it as Slurm's.
+  auto plan = plan_sweep(spec, sweep_runs_dir(spec, ""));
+  mark_slurm_jobs(plan, {{slurm_dir.string(), "77_1 (pending (Priority))"}});
+  EXPECT_EQ(plan[0].action, PlanAction::kReuse);  // done runs stay done
+  EXPECT_EQ(plan[1].action, PlanAction::kOnSlurm);
+  const std::string text = format_plan(plan, TableFormat::kText);
+  EXPECT_NE(text.find("on slurm (job 77_1 (pending (Priority)))"), std::string::npos) << text;
+  EXPECT_NE(text.find("to retry, 1 on Slurm\n"), std::string::npos) << text;
 }
 
 TEST_F(RunnerTest, DryRunPrintsQuotedCommandsAndWritesNothing) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -56,6 +57,33 @@ TEST(SlurmJobs, StatusOfARunWhoseJobSlurmForgot) {
   EXPECT_NE(out.str().find("preempted"), std::string::npos) << out.str();
   std::ofstream(run + "/slurm_job.json") << "{not json";
   EXPECT_THROW(cluster::read_job_record(run), DataError);
+}
+
+TEST(SlurmJobs, ASweepIsNotSubmittedWhileALocalSweepRunHasItsRunsFolder) {
+  // `sweep run --on local` holds <runs>/.sweep.lock while it trains; submitting the same runs to
+  // Slurm then would train them twice at once, into the same folders.
+  segrun::testing::ScratchDir dir("slurmjobs-lock");
+  std::ofstream(dir.str("base.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
+  std::ofstream(dir.str("sweep.toml")) << "name = \"s\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
+                                       << "[grid]\n\"model.dropout\" = [0.0, 0.1]\n";
+  std::filesystem::create_directories(dir.path() / "runs");
+  SubmitRequest request;
+  request.target = dir.str("sweep.toml");
+  std::ostringstream out;
+  {
+    const RunsLock local(dir.str("runs"), "held by the test");
+    try {
+      submit_sweep(request, out);
+      ADD_FAILURE() << "submitted: " << out.str();
+    } catch (const ClusterError& e) {
+      EXPECT_NE(std::string(e.what()).find("runs: a local `segrun sweep run` is training this sweep's runs; let it "
+                                           "finish (or stop it with Ctrl-C) before submitting them to Slurm"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(out.str(), "");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() / "runs"), {}), 1);  // only .sweep.lock
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
 
 #include "core/error.h"
@@ -197,13 +198,15 @@ int run_table_command(const SweepOptions& s) {
     per_class = source.per_class;
   }
   const std::string format = s.format == "markdown" ? "md" : s.format;
-  if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
   const sweeps::ResultGrid grid = sweeps::build_result_grid(runs, options);
+  sweeps::PlotOptions plot;
+  plot.x_key = s.plot_x;
+  plot.name = source.kind == sweeps::ReportSource::Kind::kSpec ? source.name : "";
+  // A bad --plot / --plot-x (file extension, key) stops the command before it prints anything.
+  if (!s.plot.empty()) sweeps::render_gnuplot(grid, plot, std::filesystem::path(s.plot).filename().string());
+  if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {
-    sweeps::PlotOptions plot;
-    plot.x_key = s.plot_x;
-    plot.name = source.kind == sweeps::ReportSource::Kind::kSpec ? source.name : "";
     const sweeps::PlotFiles files = sweeps::write_plot(grid, plot, s.plot);
     std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
   }

@@ -183,14 +183,34 @@ Json json_config(const Overrides& config) {
   for (const auto& [k, v] : config) {
     const std::string d = display_value(v);
     double x = 0;
+    const bool integer = !v.empty() && v.size() < 19 && v.find_first_not_of("-0123456789") == std::string::npos &&
+                         v.find('-', 1) == std::string::npos && v != "-";
     if (v == "true" || v == "false")
       j[k] = v == "true";
+    else if (integer)  // canonical integers (train.iters) stay integers: 30, not 30.0
+      j[k] = std::stoll(v);
     else if (!v.empty() && v.front() != '"' && v.front() != '[' && parse_number(v, x))
       j[k] = x;
     else
       j[k] = d;
   }
   return j;
+}
+
+// "--where k=v (k has a, b)" for each filter key: what the runs hold instead.
+std::string where_text(const Overrides& where, const std::vector<RunRecord>& runs) {
+  std::string out;
+  for (const auto& [key, value] : where) {
+    std::set<std::string> held;
+    for (const auto& r : runs) {
+      const auto it = r.overrides.find(key);
+      held.insert(it == r.overrides.end() ? "-" : display_value(it->second));
+    }
+    std::vector<std::string> values(held.begin(), held.end());
+    out += std::string(out.empty() ? "" : ", ") + "--where " + key + "=" + display_value(value) + " (" + key + " has " +
+           join(values, ", ") + ")";
+  }
+  return out;
 }
 
 Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(); }
@@ -245,8 +265,10 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   std::map<Overrides, ResultCell> by_config;
   int without_metric = 0;
   std::string first_without;  // a done run lacking the metric (absent key, not a null value)
+  size_t where_matched = 0;
   for (const auto& r : runs) {
     if (!matches(r.overrides, options.where)) continue;
+    ++where_matched;
     if (r.state != RunState::kDone || !r.has_result) {
       ++g.runs_not_done;
       continue;
@@ -269,6 +291,8 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   if (!by_config.empty() && !first_without.empty())
     throw DataError("table: run " + first_without + " has no '" + options.metric + "' in result.json" +
                     missing_metric_hint(first_without, options.metric));
+  if (by_config.empty() && where_matched == 0 && !runs.empty())
+    throw ConfigError("table: nothing to tabulate: no run matches " + where_text(options.where, runs));
   if (by_config.empty()) {
     std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" + options.metric +
                                                "' in result.json"

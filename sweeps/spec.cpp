@@ -173,6 +173,28 @@ bool valid_name(const std::string& s) {
 const std::set<std::string> kTopKeys{"name",     "base",    "runs_dir", "description", "seeds", "fixed", "grid",
                                      "variants", "include", "exclude",  "resources",   "table", "paper"};
 
+// A top-level spec key (seeds, include, ...) written after a [section] header lands in that
+// table: say so rather than "unknown key". `name` is a config key too, and left to the schema.
+void check_not_top_level(const SpecReader& r, const toml::node& node, const std::string& where,
+                         const std::string& key) {
+  static const std::set<std::string> kTopValues{"base", "runs_dir", "description", "seeds", "include", "exclude"};
+  if (!kTopValues.count(key)) return;
+  r.fail(node, where + " " + key,
+         "'" + key +
+             "' is a top-level key: move it above the first [section] header (TOML puts the keys "
+             "after a header into that table)");
+}
+
+// cluster.* keys say where a run executes and are left out of run ids (is_scheduling_key): runs
+// that differ only by them would be one run.
+void check_not_scheduling(const SpecReader& r, const toml::node& node, const std::string& where,
+                          const std::string& key) {
+  if (is_scheduling_key(key))
+    r.fail(node, where + " " + key,
+           "cluster.* keys cannot be swept: they say where a run executes, not what it computes (set them in "
+           "[fixed])");
+}
+
 // "key=value" arguments of a set of overrides.
 std::vector<std::string> override_args(const Overrides& overrides) {
   std::vector<std::string> args;
@@ -193,6 +215,7 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, c
   LocatedOverrides out;
   for (const auto& [key, node] : flat) {
     const std::string label = where + " " + key;
+    check_not_top_level(r, *node, where, key);
     if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
     std::string text = canonical_of(*node, is_float_key(key));
     if (text.empty()) r.fail(*node, label, "unsupported value (" + toml_type_name(*node) + ")");
@@ -474,6 +497,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     const toml::table* t = n->as_table();
     if (!t) r.fail(*n, "resources", "expected a table");
     for (const auto& [k, v] : *t) {
+      check_not_top_level(r, v, "resources", std::string(k.str()));
       if (k.str() != "ranks") r.fail(v, "resources." + std::string(k.str()), "unknown key (known: ranks)");
       if (!v.is_integer() || v.as_integer()->get() < 1 || v.as_integer()->get() > 4096)
         r.fail(v, "resources.ranks", "expected an integer in 1..4096");
@@ -499,6 +523,8 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     flatten(*t, "", flat);
     if (flat.empty()) r.fail(*n, "grid", "empty (give key = [values], or remove [grid])");
     for (const auto& [key, node] : flat) {
+      check_not_top_level(r, *node, "grid", key);
+      check_not_scheduling(r, *node, "grid", key);
       const toml::array* arr = node->as_array();
       if (!arr) r.fail(*node, "grid " + key, "expected a list of values, got " + toml_type_name(*node));
       if (arr->empty()) r.fail(*node, "grid " + key, "empty list of values");
@@ -533,6 +559,9 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
       const toml::table* t = item.as_table();
       if (!t) r.fail(item, "variants", "expected a table of key = value, got " + toml_type_name(item));
       Overrides v;
+      std::vector<std::pair<std::string, const toml::node*>> flat;
+      flatten(*t, "", flat);
+      for (const auto& [key, node] : flat) check_not_scheduling(r, *node, "variants", key);
       for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed, /*together=*/true)) {
         for (const auto& axis : axes)
           if (axis.first == key)
@@ -632,6 +661,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
                          [&](const Overrides& c) { return matches(c, spec.table.baseline); }))
           r.fail(v, key, "{" + describe(spec.table.baseline) + "} matches no run");
       } else {
+        check_not_top_level(r, v, "table", std::string(k.str()));
         r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class, order)");
       }
     }
@@ -679,6 +709,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
           spec.table.paper.push_back(paper);
         }
       } else {
+        check_not_top_level(r, v, "paper", std::string(k.str()));
         r.fail(v, key, "unknown key (known: source, values)");
       }
     }

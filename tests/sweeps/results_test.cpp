@@ -202,6 +202,31 @@ TEST_F(OneAxis, BadOptions) {
   }
 }
 
+TEST_F(OneAxis, AWhereFilterThatMatchesNothingIsNamed) {
+  ResultTableOptions options;
+  options.where = {{"model.dropout", "0.5"}};
+  try {
+    build_result_grid(runs_, options);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "table: nothing to tabulate: no run matches --where model.dropout=0.5 (model.dropout has 0.0, 0.1, "
+              "0.2, 0.3)");
+  }
+}
+
+TEST(JsonTable, IntegerKeysStayIntegers) {
+  ScratchDir dir("results-json");
+  fabricate_run(dir.path() / "a", {{"train.iters", "30"}, {"train.lr", "0.005"}}, 0, "done", 30.0);
+  fabricate_run(dir.path() / "b", {{"train.iters", "60"}, {"train.lr", "0.005"}}, 0, "done", 31.0);
+  const ResultGrid g = build_result_grid(scan_runs(dir.str()), ResultTableOptions{});
+  const std::string text = format_result_grid(g, "json");
+  EXPECT_NE(text.find("\"train.iters\": 30,"), std::string::npos) << text;
+  const nlohmann::json j = nlohmann::json::parse(text);
+  EXPECT_TRUE(j["cells"][0]["config"]["train.iters"].is_number_integer()) << text;
+  EXPECT_TRUE(j["cells"][0]["config"]["train.lr"].is_number_float()) << text;
+}
+
 // A 2 x 2 grid, one seed each: deltas inside the cells, compared at the same learning rate.
 TEST(TwoAxes, CsvWithDeltasPerColumn) {
   ScratchDir dir("results2");

@@ -121,6 +121,33 @@ TEST_F(SpecTest, AFloatKeysIntegersAreItsFloats) {
   EXPECT_EQ(canonical_for_key("train.iters", "1"), "1");
 }
 
+TEST_F(SpecTest, ClusterKeysAreNotSweptAndTopLevelKeysComeFirst) {
+  const std::string grid =
+      error_of("base = \"configs/base.toml\"\n[grid]\n\"cluster.slurm.partition\" = [\"a\", \"b\"]\n");
+  EXPECT_NE(grid.find("sweep.toml:3: grid cluster.slurm.partition: cluster.* keys cannot be swept: they say where a "
+                      "run executes, not what it computes (set them in [fixed])"),
+            std::string::npos)
+      << grid;
+  const std::string variant = error_of(
+      "base = \"configs/base.toml\"\n[[variants]]\n\"cluster.slurm.time\" = \"1:00:00\"\n"
+      "\"model.dropout\" = 0.1\n");
+  EXPECT_NE(variant.find("sweep.toml:3: variants cluster.slurm.time: cluster.* keys cannot be swept"),
+            std::string::npos)
+      << variant;
+  const std::string seeds =
+      error_of("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.1]\nseeds = [1, 2]\n");
+  EXPECT_NE(seeds.find("sweep.toml:4: grid seeds: 'seeds' is a top-level key: move it above the first [section] "
+                       "header (TOML puts the keys after a header into that table)"),
+            std::string::npos)
+      << seeds;
+  const std::string exclude =
+      error_of("base = \"configs/base.toml\"\n[table]\nmetric = \"mIoU\"\nexclude = [{ \"model.dropout\" = 0.1 }]\n");
+  EXPECT_NE(exclude.find("sweep.toml:4: table exclude: 'exclude' is a top-level key"), std::string::npos) << exclude;
+  // `name` is a config key as well: in [fixed] it is the runs' name, as before.
+  EXPECT_EQ(expand_sweep(parse("base = \"configs/base.toml\"\n[fixed]\nname = \"x\"\n"))[0].overrides.at("name"),
+            "\"x\"");
+}
+
 TEST_F(SpecTest, RunsOfAFloatKeySpelledAsIntegerAreStillFound) {
   // A folder made when "model.dropout" = [0] gave the id of "model.dropout=0" (overrides.json
   // holds "0"): the plan reuses it rather than training the run again.

@@ -77,7 +77,7 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
 
 int local_stop_signal(const std::string& configured) { return configured == "USR2" ? SIGUSR2 : SIGUSR1; }
 
-int run_and_wait(const std::vector<std::string>& argv, int stop_signal) {
+int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* stop_forwarded) {
   if (stop_signal != SIGUSR1 && stop_signal != SIGUSR2)
     throw ClusterError("the ranks' stop signal must be SIGUSR1 or SIGUSR2 (mpirun forwards only those)");
   process::SpawnOptions options;
@@ -92,7 +92,9 @@ int run_and_wait(const std::vector<std::string>& argv, int stop_signal) {
     throw ClusterError(e.what());
   }
   process::ScopedSignalForwarding forwarding(child.pid, stop_signal);
-  return process::wait(child.pid).shell_code();
+  const int code = process::wait(child.pid).shell_code();
+  if (stop_forwarded) *stop_forwarded = forwarding.forwarded_any();
+  return code;
 }
 
 std::string self_executable() {

@@ -316,6 +316,13 @@ void check_range(const Field& f, double v, const Origin& where) {
 }
 
 int64_t read_integer(const Field& f, const toml::node& node, const Origin& where) {
+  // An override's digits that TOML could not read as a 64-bit integer arrive as a bare word.
+  if (node.is_string()) {
+    const std::string& text = node.as_string()->get();
+    const size_t sign = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+    if (text.size() >= sign + 19 && text.find_first_not_of("0123456789", sign) == std::string::npos)
+      fail(where, f.key, "integer " + text + " does not fit in 64 bits");
+  }
   if (!node.is_integer()) fail(where, f.key, "expected an integer, got " + toml_type_name(node));
   int64_t v = node.as_integer()->get();
   check_range(f, static_cast<double>(v), where);
@@ -543,36 +550,57 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   return config;
 }
 
+namespace {
+
+// Inserts field `f`'s value in `config` into `table` under `leaf`, as TOML.
+void insert_value(const Field& f, Config& config, toml::table& table, const std::string& leaf) {
+  std::visit(
+      [&](auto&& ref) {
+        using T = std::decay_t<decltype(ref(config))>;
+        const T& v = ref(config);
+        if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t>) {
+          table.insert(leaf, static_cast<int64_t>(v));
+        } else if constexpr (std::is_same_v<T, uint64_t>) {
+          table.insert(leaf, static_cast<int64_t>(v));
+        } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
+          table.insert(leaf, v);
+        } else if constexpr (std::is_same_v<T, std::array<int, 2>>) {
+          table.insert(leaf, toml::array{static_cast<int64_t>(v[0]), static_cast<int64_t>(v[1])});
+        } else {
+          toml::array arr;
+          for (const auto& x : v) arr.push_back(x);
+          table.insert(leaf, arr);
+        }
+      },
+      f.ref);
+}
+
+}  // namespace
+
 std::string to_toml(const Config& input) {
   Config config = input;  // accessors take non-const refs
   toml::table root;
   for (const auto& f : schema()) {
     auto dot = f.key.rfind('.');
     toml::table& t = dot == std::string::npos ? root : section(root, f.key.substr(0, dot));
-    std::string leaf = leaf_of(f.key);
-    std::visit(
-        [&](auto&& ref) {
-          using T = std::decay_t<decltype(ref(config))>;
-          const T& v = ref(config);
-          if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t>) {
-            t.insert(leaf, static_cast<int64_t>(v));
-          } else if constexpr (std::is_same_v<T, uint64_t>) {
-            t.insert(leaf, static_cast<int64_t>(v));
-          } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
-            t.insert(leaf, v);
-          } else if constexpr (std::is_same_v<T, std::array<int, 2>>) {
-            t.insert(leaf, toml::array{static_cast<int64_t>(v[0]), static_cast<int64_t>(v[1])});
-          } else {
-            toml::array arr;
-            for (const auto& x : v) arr.push_back(x);
-            t.insert(leaf, arr);
-          }
-        },
-        f.ref);
+    insert_value(f, config, t, leaf_of(f.key));
   }
   std::ostringstream os;
   os << "# segrun resolved config: every key, defaults included\n" << root << "\n";
   return os.str();
+}
+
+std::vector<std::pair<std::string, std::string>> config_values(const Config& input) {
+  Config config = input;
+  std::vector<std::pair<std::string, std::string>> values;
+  for (const auto& f : schema()) {
+    toml::table one;
+    insert_value(f, config, one, "v");
+    std::ostringstream os;
+    os << one;  // "v = <value>"
+    values.emplace_back(f.key, os.str().substr(4));
+  }
+  return values;
 }
 
 std::vector<std::string> config_keys() {

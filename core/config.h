@@ -250,6 +250,9 @@ Config parse_config(const std::string& toml_text, const std::string& origin,
                     const std::vector<std::string>& overrides = {});
 // Every key with its resolved value, as TOML.
 std::string to_toml(const Config& config);
+// Every key (dotted, schema order) with its resolved value as TOML text ("0.1", "'clip'", "[ 512, 512 ]"):
+// two configs are the same when these are.
+std::vector<std::pair<std::string, std::string>> config_values(const Config& config);
 // All valid dotted keys (for help and suggestions).
 std::vector<std::string> config_keys();
 

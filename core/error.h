@@ -51,6 +51,9 @@ class ProcessError : public Error {
   int os_error_;
 };
 
+// The first line of an error's text: library errors (LibTorch's) may append a backtrace.
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 }  // namespace segrun
 
 #define SEGRUN_CHECK(cond, ErrorType, msg)     \

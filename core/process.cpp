@@ -23,12 +23,14 @@ constexpr int kCountedSignals[3] = {SIGINT, SIGTERM, SIGUSR1};
 std::atomic<pid_t> g_forward_target{0};
 std::atomic<int> g_forward_first_stop{0};
 std::atomic<int> g_forward_stops{0};
+std::atomic<int> g_forwarded{0};  // signals forwarded by the current ScopedSignalForwarding
 volatile sig_atomic_t g_signal_count = 0;
 
 extern "C" void segrun_process_forward(int sig) {
   const pid_t target = g_forward_target.load();
   if (target == 0) return;
   if ((sig == SIGINT || sig == SIGTERM) && g_forward_stops.fetch_add(1) == 0) sig = g_forward_first_stop.load();
+  g_forwarded.fetch_add(1);
   ::kill(target, sig);
 }
 
@@ -223,6 +225,7 @@ Captured run_captured(const std::vector<std::string>& argv, const std::string& c
 
 ScopedSignalForwarding::ScopedSignalForwarding(pid_t target, int first_stop_as) {
   g_forward_stops.store(0);
+  g_forwarded.store(0);
   g_forward_first_stop.store(first_stop_as);
   g_forward_target.store(target);
   struct sigaction action {};
@@ -235,6 +238,8 @@ ScopedSignalForwarding::~ScopedSignalForwarding() {
   for (int i = 0; i < 4; ++i) ::sigaction(kForwardedSignals[i], &old_[i], nullptr);
   g_forward_target.store(0);
 }
+
+bool ScopedSignalForwarding::forwarded_any() const { return g_forwarded.load() > 0; }
 
 ScopedSignalCounter::ScopedSignalCounter() {
   g_signal_count = 0;

@@ -83,6 +83,8 @@ class ScopedSignalForwarding {
   ~ScopedSignalForwarding();
   ScopedSignalForwarding(const ScopedSignalForwarding&) = delete;
   ScopedSignalForwarding& operator=(const ScopedSignalForwarding&) = delete;
+  // Whether a signal has been forwarded to `target`.
+  bool forwarded_any() const;
 
  private:
   struct sigaction old_[4];

@@ -255,6 +255,13 @@ std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, con
   return layout == Layout::kAde20k ? scan_ade(root, split) : scan_cityscapes(root, split);
 }
 
+void check_pack_target(const std::string& out) {
+  std::error_code ec;
+  const bool exists = fs::exists(out, ec);
+  SEGRUN_CHECK(!exists || (fs::is_directory(out, ec) && fs::is_empty(out, ec)), DataError,
+               out << " already exists; remove it or choose another --out");
+}
+
 PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
   SEGRUN_CHECK(o.shards >= 1, DataError, o.out << ": shards must be >= 1 (got " << o.shards << ")");
   SEGRUN_CHECK(!o.out.empty(), DataError, "pack: empty output path");
@@ -265,10 +272,7 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
   std::string error;
   std::vector<SourceRecord> records;
   try {
-    std::error_code ec;
-    const bool exists = fs::exists(out, ec);
-    SEGRUN_CHECK(!exists || (fs::is_directory(out) && fs::is_empty(out)), DataError,
-                 o.out << " already exists; remove it or choose another --out");
+    check_pack_target(o.out);
     records = scan_split(o.layout, o.root, o.split);
   } catch (const DataError& e) {
     error = e.what();

@@ -37,6 +37,46 @@ std::string shape_string(const torch::Tensor& t) {
   return os.str();
 }
 
+void write_window(torch::serialize::OutputArchive& archive, const OpenLogWindow& window) {
+  c10::List<std::string> names;
+  c10::List<double> sums;
+  names.push_back("total");
+  sums.push_back(window.total);
+  for (const auto& [name, sum] : window.parts) {
+    names.push_back(name);
+    sums.push_back(sum);
+  }
+  archive.write("meta.window_iters", c10::IValue(window.iters));
+  archive.write("meta.window_skipped", c10::IValue(window.skipped));
+  archive.write("meta.window_first", c10::IValue(window.first));
+  archive.write("meta.window_names", c10::IValue(names));
+  archive.write("meta.window_sums", c10::IValue(sums));
+  if (window.has_grad_norm) archive.write("meta.window_grad_norm", c10::IValue(window.grad_norm));
+}
+
+OpenLogWindow read_window(torch::serialize::InputArchive& archive) {
+  OpenLogWindow window;
+  c10::IValue iters, skipped, first, names, sums, grad_norm;
+  if (!archive.try_read("meta.window_iters", iters) || !archive.try_read("meta.window_skipped", skipped) ||
+      !archive.try_read("meta.window_first", first) || !archive.try_read("meta.window_names", names) ||
+      !archive.try_read("meta.window_sums", sums))
+    return window;
+  const auto name_list = names.toList();
+  const auto sum_list = sums.toList();
+  if (name_list.size() != sum_list.size() || name_list.size() == 0) return window;
+  window.iters = iters.toInt();
+  window.skipped = skipped.toInt();
+  window.first = first.toInt();
+  window.total = sum_list.get(0).toDouble();
+  for (size_t i = 1; i < name_list.size(); ++i)
+    window.parts.emplace_back(name_list.get(i).toStringRef(), sum_list.get(i).toDouble());
+  if (archive.try_read("meta.window_grad_norm", grad_norm)) {
+    window.has_grad_norm = true;
+    window.grad_norm = grad_norm.toDouble();
+  }
+  return window;
+}
+
 // The whole checkpoint archive, serialized in memory: LibTorch's file writer aborts the process
 // when the disk fills (its destructor throws), while write_file_atomic reports ENOSPC as IoError,
 // removes its temp file and leaves every earlier checkpoint untouched.
@@ -56,6 +96,7 @@ std::string serialize_checkpoint(const std::string& path, const CheckpointMeta& 
       archive.write("meta.best_value", c10::IValue(meta.best.value));
       archive.write("meta.best_iter", c10::IValue(meta.best.iter));
     }
+    if (meta.window.iters > 0) write_window(archive, meta.window);
     for (const auto& p : model.named_parameters())
       archive.write("model." + p.key(), p.value().detach().to(torch::kCPU), false);
     for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value().to(torch::kCPU), true);
@@ -138,6 +179,7 @@ CheckpointMeta read_meta(torch::serialize::InputArchive& archive, const std::str
     meta.best.value = required("meta.best_value").toDouble();
     meta.best.iter = required("meta.best_iter").toInt();
   }
+  meta.window = read_window(archive);
   return meta;
 }
 

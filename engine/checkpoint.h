@@ -42,6 +42,19 @@ struct BestValidation {
   bool offer(const std::string& metric_name, double value, int64_t at_iter);
 };
 
+// The log window open when a checkpoint was written (iterations since the last log line, which a
+// stop can interrupt), its loss sums averaged over the ranks: a resumed run logs the line the
+// uninterrupted run logs. Empty (iters 0) at a log line and in older checkpoints.
+struct OpenLogWindow {
+  int64_t iters = 0;                                  // steps in the window, skipped ones included
+  int64_t skipped = 0;                                // fp16 steps skipped for inf/nan gradients
+  int64_t first = 0;                                  // the window's first iteration
+  double total = 0;                                   // the summed loss
+  std::vector<std::pair<std::string, double>> parts;  // the summed loss parts, in the model's order
+  bool has_grad_norm = false;
+  double grad_norm = 0;  // the summed gradient norms (train.grad_clip > 0)
+};
+
 struct CheckpointMeta {
   int64_t next_iter = 0;  // the iteration training continues from
   uint64_t seed = 0;
@@ -50,6 +63,7 @@ struct CheckpointMeta {
   double loss_scale = 0;        // fp16 loss scaler state (0: none; absent in older checkpoints)
   int64_t loss_scale_growth = 0;
   BestValidation best = {};  // absent in older checkpoints: none recorded
+  OpenLogWindow window = {};
 };
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,

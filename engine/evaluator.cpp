@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/output_paths.h"
 #include "core/progress.h"
 #include "data/loader.h"
 #include "data/palette.h"
@@ -193,7 +194,13 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       torch::Tensor present = sample.label.masked_select(valid).to(torch::kLong);
       if (present.numel() > 0) label_targets[index].index_fill_(0, std::get<0>(torch::_unique(present)), 1.0);
     }
-    const ViewScores scores = score_views(model, image, views, height, width, config.eval);
+    ViewScores scores;
+    try {
+      scores = score_views(model, image, views, height, width, config.eval);
+    } catch (const std::exception& e) {
+      throw ModelError(config.data.val_store + ": record " + std::to_string(index) + " (" + sample.name +
+                       "): " + first_line(e.what()));
+    }
     const torch::Tensor label = sample.label.to(device);
     torch::Tensor single_pred = scores.single.argmax(1)[0];
     single_acc.add(single_pred, label);
@@ -256,10 +263,13 @@ CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankC
   auto comm = setup.comm;
   data::StoreReader store(config.data.val_store);
   check_store_matches(store, config.data.val_store, config);
+  if (!request.save_pred_dir.empty())
+    require_new_or_empty_folder("--save-pred", request.save_pred_dir, "predictions go to a new or empty folder");
   auto model = build_model(config, store, comm, /*with_pretrained=*/false);
   model->to(setup.device);
   const CheckpointMeta meta =
       load_checkpoint(checkpoint, model_signature(config, store.num_classes()), *model, nullptr);
+  comm->barrier();  // every rank has checked --save-pred before any writes into it
   CheckpointEvaluation result;
   result.outcome = evaluate(*model, store, config, *comm, request);
   result.class_names = store.class_names();

@@ -1,6 +1,7 @@
 // `segrun predict`: see predictor.h.
 #include "engine/predictor.h"
 
+#include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -9,11 +10,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <system_error>
 #include <vector>
 
 #include "core/error.h"
+#include "core/output_paths.h"
 #include "core/progress.h"
 #include "data/classes.h"
 #include "data/loader.h"
@@ -32,16 +35,6 @@ bool has_image_extension(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
-
-// Nothing the user wrote is overwritten: the output folder is new or empty.
-void check_out_dir(const std::string& out_dir) {
-  SEGRUN_CHECK(!out_dir.empty(), ConfigError, "predict: --out is required");
-  std::error_code ec;
-  if (!fs::exists(out_dir, ec)) return;
-  SEGRUN_CHECK(fs::is_directory(out_dir, ec), ConfigError, "--out " << out_dir << ": exists and is not a folder");
-  SEGRUN_CHECK(fs::is_empty(out_dir, ec), ConfigError,
-               "--out " << out_dir << ": exists and is not empty (predictions go to a new or empty folder)");
 }
 
 }  // namespace
@@ -64,6 +57,15 @@ std::vector<std::string> list_predict_images(const std::vector<std::string>& inp
       images.push_back(input);
     }
   }
+  // The same file named twice (a folder and a file in it) is predicted once.
+  std::set<fs::path> seen_files;
+  std::vector<std::string> unique;
+  for (const std::string& image : images) {
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(image, ec);
+    if (seen_files.insert(ec ? fs::path(image) : canonical).second) unique.push_back(image);
+  }
+  images = std::move(unique);
   std::map<std::string, std::string> by_stem;
   for (const std::string& image : images) {
     const std::string stem = fs::path(image).stem().string();
@@ -78,7 +80,7 @@ std::vector<std::string> list_predict_images(const std::vector<std::string>& inp
 PredictOutcome predict_images(const Config& config, const dist::RankContext& context, const std::string& checkpoint,
                               const PredictRequest& request) {
   const std::vector<std::string> images = list_predict_images(request.inputs);
-  check_out_dir(request.out_dir);
+  require_new_or_empty_folder("--out", request.out_dir, "predictions go to a new or empty folder");
   const ViewSet views = eval_views(config.eval, request.multi_scale);
   const data::Layout layout = data::parse_layout(config.data.layout);
   const DeviceSetup setup = setup_device(config, context);
@@ -88,22 +90,33 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   model->to(setup.device);
   const CheckpointMeta meta =
       load_checkpoint(checkpoint, model_signature(config, data::num_classes(layout)), *model, nullptr);
-  comm.barrier();  // every rank has checked --out before any writes into it
+  // This rank's images must all be readable as images before anything is written: a bad file
+  // would otherwise stop the command with some predictions written and --out no longer empty.
+  const std::vector<int64_t> indices = data::val_indices(static_cast<int64_t>(images.size()), comm.rank(), comm.size());
+  for (int64_t index : indices) {
+    const std::string& path = images[static_cast<size_t>(index)];
+    SEGRUN_CHECK(cv::haveImageReader(path), DataError, path << ": cannot decode image (not a format OpenCV reads)");
+  }
+  comm.barrier();  // every rank has checked --out and its images before any writes into it
   for (const char* sub : {"", "/color", "/overlay"}) fs::create_directories(request.out_dir + sub);
 
   torch::NoGradGuard no_grad;
   model->eval();
   const auto test_options = data::test_transform_options(config.data);
-  const std::vector<int64_t> indices = data::val_indices(static_cast<int64_t>(images.size()), comm.rank(), comm.size());
   Progress progress("predict: rank 0's images", static_cast<int64_t>(indices.size()), "images",
                     request.show_progress && comm.rank() == 0);
   const auto start = std::chrono::steady_clock::now();
   for (int64_t index : indices) {
     const std::string& path = images[static_cast<size_t>(index)];
     const cv::Mat original = data::decode_image(data::read_bytes(path), path);
-    const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
-    const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval);
-    const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
+    torch::Tensor prediction;
+    try {
+      const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
+      const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval);
+      prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
+    } catch (const std::exception& e) {
+      throw ModelError(path + ": " + first_line(e.what()));
+    }
     write_prediction(request.out_dir, fs::path(path).stem().string(), label_image(prediction), original, layout,
                      /*color=*/true);
     progress.advance();

@@ -43,8 +43,9 @@ struct PredictOutcome {
 };
 
 // The image files of `inputs`, in order: a file as given (whatever its name; decoding decides), a
-// folder's files named *.jpg, *.jpeg, *.png or *.bmp (any case; not recursive) sorted by name.
-// ConfigError as above (inputs that do not exist, an empty folder, a stem seen twice, no input).
+// folder's files named *.jpg, *.jpeg, *.png or *.bmp (any case; not recursive) sorted by name; a
+// file reached twice is listed once. ConfigError as above (inputs that do not exist, an empty folder, a stem seen
+// twice, no input).
 std::vector<std::string> list_predict_images(const std::vector<std::string>& inputs);
 
 PredictOutcome predict_images(const Config& config, const dist::RankContext& context, const std::string& checkpoint,

@@ -11,6 +11,8 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <sstream>
+#include <string>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -105,6 +107,9 @@ struct Trainer::State {
   const bool root;
   Clock::time_point started = Clock::now();
   std::vector<std::string> resume_candidates;  // tried in order (auto: newest first)
+  std::vector<ConfigChange> resume_changes;    // keys the resume changes that may change
+  bool had_status = false;                     // the run folder had a status file before this run
+  bool began = false;                          // resume() succeeded: config.toml and status "running" written
   TrainOutcome outcome;
 
   // set_up()
@@ -133,6 +138,7 @@ struct Trainer::State {
   // waits for the GPU to report its loss.
   Clock::time_point window_start = Clock::now();
   int64_t window_iters = 0;
+  int64_t window_timed = 0;    // of those, the steps this process took since window_start (speed)
   int64_t window_skipped = 0;  // fp16 steps skipped for inf/nan gradients
   int64_t window_first = 0;
   torch::Tensor window_total;
@@ -144,8 +150,6 @@ struct Trainer::State {
   double lr = 0;                 // of the last step
   int64_t skipped_reported = 0;  // corrupt records already reported
   BestValidation best;           // under train.save_best; restored by resume()
-
-  std::string config_origin() const { return config.source.empty() ? std::string("config") : config.source; }
 
   // What a checkpoint of the model after `next_iter` iterations records besides the tensors.
   CheckpointMeta checkpoint_meta(int64_t next_iter) const {
@@ -178,6 +182,7 @@ struct Trainer::State {
   void reset_window(int64_t first) {
     window_start = Clock::now();
     window_iters = 0;
+    window_timed = 0;
     window_skipped = 0;
     window_first = first;
     if (window_total.defined()) window_total.zero_();
@@ -185,6 +190,78 @@ struct Trainer::State {
     if (window_grad_norm.defined()) window_grad_norm.zero_();
     window_wait = 0;
     window_sync_wait = 0;
+  }
+
+  // What a resume at `start_iter` changes of the run's config (what may change: check_train_request).
+  void report_resume_changes(int64_t start_iter) const {
+    if (!root) return;
+    for (const ConfigChange& c : resume_changes) {
+      if (c.key == "train.iters")
+        log::warn(
+            "train.iters = {} (the run started with {}): from iteration {} on, the learning-rate schedule "
+            "follows the new length",
+            c.after, c.before, start_iter);
+      else
+        log::info("resuming with {} = {} (was {})", c.key, c.after, c.before);
+    }
+  }
+
+  // A resume from a checkpoint older than the run's last records (the newer ones were unreadable,
+  // or --resume named an older one): metrics.jsonl forgets the records past it, which the run is
+  // about to compute again, as TensorBoard's SummaryWriter(purge_step) does.
+  void forget_metrics_after(int64_t iter) {
+    const std::string path = run.metrics_path();
+    if (!path_exists(path)) return;
+    std::istringstream lines(read_file(path));
+    std::string kept, line;
+    int64_t dropped = 0;
+    while (std::getline(lines, line)) {
+      const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (record.is_object() && record.value("iter", int64_t{0}) > iter) {
+        ++dropped;
+        continue;
+      }
+      kept += line + "\n";
+    }
+    if (dropped == 0) return;
+    write_file_atomic(path, kept);
+    log::info("{}: forgot {} record(s) past iteration {}, where the run continues", path, dropped, iter);
+  }
+
+  // The open log window's sums averaged over the ranks (a collective over `control`: every rank
+  // calls it), for a checkpoint to carry.
+  OpenLogWindow open_window() {
+    OpenLogWindow window;
+    if (window_iters == 0) return window;
+    window.iters = window_iters;
+    window.skipped = window_skipped;
+    window.first = window_first;
+    std::vector<double> sums{window_total.defined() ? window_total.item<double>() : 0.0};
+    for (const auto& part : window_parts) sums.push_back(part.second.item<double>());
+    window.has_grad_norm = window_grad_norm.defined();
+    if (window.has_grad_norm) sums.push_back(window_grad_norm.item<double>());
+    torch::Tensor mean = torch::tensor(sums, torch::kFloat64);
+    control->allreduce(mean);
+    mean = mean / static_cast<double>(context.world_size);
+    window.total = mean[0].item<double>();
+    for (size_t i = 0; i < window_parts.size(); ++i)
+      window.parts.emplace_back(window_parts[i].first, mean[static_cast<int64_t>(i + 1)].item<double>());
+    if (window.has_grad_norm) window.grad_norm = mean[mean.size(0) - 1].item<double>();
+    return window;
+  }
+
+  // Continues the log window a checkpoint carried (every rank holds the ranks' average, so the
+  // log line's average over the ranks is unchanged).
+  void reopen_window(const OpenLogWindow& window) {
+    if (window.iters == 0) return;
+    const auto on_device = torch::TensorOptions().dtype(torch::kFloat64).device(device);
+    window_iters = window.iters;
+    window_skipped = window.skipped;
+    window_first = window.first;
+    window_total = torch::tensor(window.total, on_device);
+    window_parts.clear();
+    for (const auto& [name, sum] : window.parts) window_parts.emplace_back(name, torch::tensor(sum, on_device));
+    if (window.has_grad_norm) window_grad_norm = torch::tensor(window.grad_norm, on_device);
   }
 
   // A non-finite loss (fp32/bf16; fp16 skips such steps) ends the run before a checkpoint or a
@@ -233,24 +310,13 @@ struct Trainer::State {
 Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRequest request)
     : state_(std::make_unique<State>(config, context, std::move(request))) {
   State& s = *state_;
-  SEGRUN_CHECK(!s.request.run_dir.empty(), ConfigError, "train: a run directory is required");
-  // A paper recipe without its CLIP weights would silently train from random weights and a random
-  // text codebook: a config must say so ("none").
-  SEGRUN_CHECK(!config.model.pretrained.empty(), ConfigError,
-               s.config_origin() << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, "
-                                    "RN101.pt), or set it to \"none\" to train from random weights on purpose");
-  SEGRUN_CHECK(!config.data.store.empty(), ConfigError, s.config_origin() << ": data.store: not set");
+  s.resume_changes = check_train_request(config, s.request);
   stop_signal_number(config.cluster.slurm.signal);
-  // Refuse to silently overwrite a run that has progress unless asked to resume.
-  if (s.request.resume == "auto") {
+  s.had_status = path_exists(s.run.status_path());
+  if (s.request.resume == "auto")
     s.resume_candidates = checkpoints_newest_first(s.run.checkpoint_dir());
-  } else if (!s.request.resume.empty()) {
+  else if (!s.request.resume.empty())
     s.resume_candidates = {s.request.resume};
-  } else if (!checkpoints_newest_first(s.run.checkpoint_dir()).empty()) {
-    throw ConfigError(s.run.root() +
-                      ": run directory already has checkpoints; pass --resume auto to "
-                      "continue it, or choose another --run-dir");
-  }
 }
 
 Trainer::~Trainer() = default;
@@ -268,9 +334,6 @@ void Trainer::set_up() {
   if (s.root) {
     if (int stale = remove_stale_temp_files(s.run.checkpoint_dir()))
       log::warn("removed {} partial checkpoint file(s) left by an interrupted write", stale);
-    write_file_atomic(s.run.config_path(), to_toml(config));
-    s.run.write_status(RunState::kRunning);
-    s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir());
   }
   install_stop_handlers(stop_signal_number(config.cluster.slurm.signal));
 
@@ -320,6 +383,7 @@ int64_t Trainer::resume() {
   const Config& config = s.config;
   SEGRUN_CHECK(s.model, Error, "Trainer::resume: set_up() first");
   int64_t start_iter = 0;
+  OpenLogWindow carried_window;  // the log window the checkpoint interrupted
   for (size_t i = 0; i < s.resume_candidates.size(); ++i) {
     const std::string& resume_path = s.resume_candidates[i];
     CheckpointMeta meta;
@@ -333,7 +397,12 @@ int64_t Trainer::resume() {
     }
     if (meta.seed != config.train.seed)
       log::warn("resuming {} written with seed {} under train.seed = {}", resume_path, meta.seed, config.train.seed);
+    SEGRUN_CHECK(meta.next_iter <= config.train.iters, ConfigError,
+                 resume_path << " is at iteration " << meta.next_iter << ", past train.iters = " << config.train.iters
+                             << "; resume with the run's own train.iters");
     start_iter = meta.next_iter;
+    carried_window = meta.window;
+    s.report_resume_changes(start_iter);
     if (s.scaler->enabled()) s.scaler->restore(meta.loss_scale, meta.loss_scale_growth);
     log::info("resumed from {} at iteration {}", resume_path, start_iter);
     if (config.train.save_best != "none") {
@@ -361,7 +430,15 @@ int64_t Trainer::resume() {
             config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
             s.context.intra_op_threads, s.comm->backend_name(), precision_name(s.precision));
   s.reset_window(start_iter);
+  s.reopen_window(carried_window);
   s.model->train();
+  if (s.root) {
+    if (start_iter > 0) s.forget_metrics_after(start_iter);
+    write_file_atomic(s.run.config_path(), to_toml(config));
+    s.run.write_status(RunState::kRunning);
+    s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir());
+  }
+  s.began = true;
   return start_iter;
 }
 
@@ -414,6 +491,7 @@ void Trainer::step(int64_t iter) {
     ++s.window_skipped;
   }
   ++s.window_iters;
+  ++s.window_timed;
 }
 
 double Trainer::log_window(int64_t done) {
@@ -439,8 +517,8 @@ double Trainer::log_window(int64_t done) {
   if (s.scaler->enabled())
     parts_text += segrun::format(" scale {:g} skipped {}", s.scaler->current_scale(), s.window_skipped);
   const double secs = std::chrono::duration<double>(Clock::now() - s.window_start).count();
-  const int64_t iters = std::max<int64_t>(s.window_iters, 1);
-  const double images_per_s = secs > 0 ? s.window_iters * s.global_batch / secs : 0;
+  const int64_t iters = std::max<int64_t>(s.window_timed, 1);
+  const double images_per_s = secs > 0 ? s.window_timed * s.global_batch / secs : 0;
   const double eta = secs / iters * static_cast<double>(config.train.iters - done);
   log::info("iter {}/{} loss {:.4f}{} lr {:.3e} {:.1f} img/s eta {}", done, config.train.iters, avg_loss, parts_text,
             s.lr, images_per_s, format_duration(eta));
@@ -512,9 +590,10 @@ void Trainer::evaluate(int64_t iter, bool final_eval) {
 void Trainer::checkpoint(int64_t next_iter) {
   State& s = *state_;
   s.check_window_finite(next_iter - 1);
+  CheckpointMeta meta = s.checkpoint_meta(next_iter);
+  meta.window = s.open_window();
   if (s.root) {
-    auto path = save_checkpoint(s.run.checkpoint_dir(), s.checkpoint_meta(next_iter), *s.model, *s.optimizer,
-                                s.config.train.keep_checkpoints);
+    auto path = save_checkpoint(s.run.checkpoint_dir(), meta, *s.model, *s.optimizer, s.config.train.keep_checkpoints);
     log::info("checkpoint {}", path);
   }
   s.comm->barrier();
@@ -588,7 +667,7 @@ TrainOutcome Trainer::run() {
     }
     return finish(iter, stopped);
   } catch (const std::exception& e) {
-    if (s.root) {
+    if (s.root && (s.began || !s.had_status)) {
       try {
         s.run.write_status(RunState::kFailed, e.what());
       } catch (...) {

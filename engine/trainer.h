@@ -31,13 +31,9 @@
 #include "core/config.h"
 #include "dist/rank_context.h"
 #include "engine/metrics.h"
+#include "engine/train_request.h"
 
 namespace segrun::engine {
-
-struct TrainRequest {
-  std::string run_dir;  // required
-  std::string resume;   // "" (fresh; refuses a run dir that has checkpoints), "auto", or a path
-};
 
 struct TrainOutcome {
   bool finished = false;   // false: stopped by a signal (preempted), resumable
@@ -51,23 +47,25 @@ struct TrainOutcome {
 
 class Trainer {
  public:
-  // Checks the request (a run directory, model.pretrained set, no silent overwrite of a run that
-  // has checkpoints unless resuming); throws ConfigError naming the field or folder.
+  // Checks the request (check_train_request: nothing is overwritten, a resume keeps the run's
+  // config); throws ConfigError naming the field, folder or key.
   Trainer(const Config& config, const dist::RankContext& context, TrainRequest request);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // The whole run; marks the run folder failed (with the reason) when a step throws.
+  // The whole run; marks the run folder failed (with the reason) when a step throws, unless it
+  // throws before training began in a run folder that already has a status (a mistaken resume
+  // leaves a finished or preempted run as it was).
   TrainOutcome run();
 
   // Run folder, logging, stop handlers, device and communicators, stores, model (rank 0's weights
-  // broadcast), optimizer. Rank 0 writes config.toml and status "running" and opens the
-  // TensorBoard writer.
+  // broadcast), optimizer. Writes nothing into the run folder but its logs.
   void set_up();
-  // Loads the checkpoint the request names (auto: the newest readable one), then builds the
-  // gradient sync and the data loader, positioned after the checkpoint; returns the next
-  // iteration (0 when fresh).
+  // Loads the checkpoint the request names (auto: the newest readable one; ConfigError when it is
+  // past train.iters), then builds the gradient sync and the data loader, positioned after the
+  // checkpoint; returns the next iteration (0 when fresh). Training begins here: rank 0 writes
+  // config.toml and status "running" and opens the TensorBoard writer.
   int64_t resume();
   // One training iteration `iter`: batch, forward under autocast, backward, gradient all-reduce,
   // clip and optimizer step (or an fp16 skip). Losses accumulate on the device for log_window.

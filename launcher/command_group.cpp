@@ -26,6 +26,15 @@ bool CommandRegistry::run_chosen(MpiHolder& mpi, int* exit_code) const {
   return false;
 }
 
+void CommandRegistry::set_preflight(CLI::App* command, std::function<void()> check) {
+  preflights_.emplace_back(command, std::move(check));
+}
+
+void CommandRegistry::preflight_chosen() const {
+  for (const auto& [command, check] : preflights_)
+    if (command->parsed()) check();
+}
+
 void add_segrun_commands(CommandRegistry& registry) {
   CLI::App& app = registry.app();
   app.name("segrun");  // "Usage: segrun train ...", not the path it was started by
@@ -81,16 +90,33 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
   return "unknown " + what + " '" + word + "' (one of " + join(choices, ", ") + ")";
 }
 
-void check_command_line(const std::vector<std::string>& args) {
-  CLI::App app;
-  CommandRegistry registry(app);
+namespace {
+
+// Parses `args` on `registry`'s app; false for --help or --version (nothing to check further).
+bool parse_command_line(CommandRegistry& registry, const std::vector<std::string>& args) {
+  CLI::App& app = registry.app();
   add_segrun_commands(registry);
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return;  // --help, --version
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return false;  // --help, --version
     throw ConfigError(usage_error_message(app, args, e));
   }
+  return true;
+}
+
+}  // namespace
+
+void check_command_line(const std::vector<std::string>& args) {
+  CLI::App app;
+  CommandRegistry registry(app);
+  parse_command_line(registry, args);
+}
+
+void check_before_launch(const std::vector<std::string>& args) {
+  CLI::App app;
+  CommandRegistry registry(app);
+  if (parse_command_line(registry, args)) registry.preflight_chosen();
 }
 
 CLI::Validator int_range(int64_t min, int64_t max) {

@@ -21,7 +21,7 @@ namespace CLI {
 class App;
 class ParseError;
 class Validator;
-}
+}  // namespace CLI
 
 namespace segrun::launcher {
 
@@ -41,9 +41,16 @@ class CommandRegistry {
   // Runs the chosen subcommand's action into *exit_code; false when none was chosen.
   bool run_chosen(MpiHolder& mpi, int* exit_code) const;
 
+  // `check` runs, after parsing, the checks of `command` that need no MPI and write nothing (a
+  // train's config and run folder, a pack's --out); its action makes them again on every rank.
+  void set_preflight(CLI::App* command, std::function<void()> check);
+  // The chosen subcommand's preflight, if it has one.
+  void preflight_chosen() const;
+
  private:
   CLI::App& app_;
   std::vector<std::pair<CLI::App*, CommandAction>> commands_;
+  std::vector<std::pair<CLI::App*, std::function<void()>>> preflights_;
 };
 
 // The check for an integer option in [min, max] (inclusive), used instead of CLI::Range so that its
@@ -66,6 +73,9 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
 // line when segrun would reject them; a request for --help passes. `launch` checks the command it
 // is about to start on every rank, so that a typo is one line before mpirun rather than one per rank.
 void check_command_line(const std::vector<std::string>& args);
+// check_command_line, then the chosen subcommand's preflight: what `launch` runs before mpirun, so
+// that a train into a folder it must not write or a pack onto an existing store is one line.
+void check_before_launch(const std::vector<std::string>& args);
 
 // data synth | pack | inspect (launcher/data_commands.cpp)
 void add_data_commands(CommandRegistry& registry);

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/output_paths.h"
 #include "data/classes.h"
 #include "data/inspect.h"
 #include "data/pack.h"
@@ -60,6 +61,7 @@ struct DataOptions {
 };
 
 int run_synth(const data::SynthOptions& o) {
+  require_new_or_empty_folder("--out", o.out, "a synthetic dataset goes to a new or empty folder");
   data::synthesize(o);
   log::info("wrote synthetic {} layout to {} ({} train, {} val, {}x{})", data::layout_name(o.layout), o.out, o.train,
             o.val, o.height, o.width);
@@ -112,6 +114,7 @@ void add_data_commands(CommandRegistry& registry) {
   pack->add_option("--split", po.split, "ade20k: training | validation; cityscapes: train | val")->required();
   pack->add_option("--out", po.out, "store folder to create (must not exist)")->required();
   pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(int_range(1, 100000));
+  registry.set_preflight(pack, [options] { data::check_pack_target(options->pack_options.out); });
 
   CLI::App* inspect = registry.add(
       "inspect", "summarize a store and check every record's CRC",

@@ -19,8 +19,10 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/process.h"
+#include "core/run_folder.h"
 #include "launcher/command_group.h"
 #include "launcher/demo.h"
+#include "launcher/train_plan.h"
 
 namespace segrun::launcher {
 namespace {
@@ -65,9 +67,25 @@ bool launch_in_allocation(const LaunchCommand& cmd, int stop_signal, int* exit_c
   return true;
 }
 
+// After a train whose ranks ended with `exit_code` (not 0 or 75): a run whose status still says
+// "running" lost a rank before any rank could record why (killed, out of memory); it is marked
+// failed, as the sweep runner and the Slurm job script mark theirs.
+void mark_run_failed(const std::vector<std::string>& command, int exit_code) {
+  try {
+    const RunFolder run(plan_train(train_command_of({command.begin() + 1, command.end()})).request.run_dir);
+    if (run.read_status().state != RunState::kRunning) return;
+    std::string reason = "the ranks ended with exit code " + std::to_string(exit_code);
+    if (exit_code > 128) reason += " (a rank was killed by signal " + std::to_string(exit_code - 128) + ")";
+    run.write_status(RunState::kFailed, reason + "; see " + run.log_dir() + "/");
+  } catch (const std::exception& e) {
+    log::warn("could not mark the run failed: {}", first_line(e.what()));
+  }
+}
+
 int run_launch(const LaunchCommand& cmd) {
-  // A typo or a config error is one line here, not one per rank once mpirun has started.
-  check_command_line(cmd.command);
+  // A typo, a config error or a folder the command must not write is one line here, not one per
+  // rank once mpirun has started.
+  check_before_launch(cmd.command);
   const int stop_signal = launched_stop_signal(cmd.command);
   int code = 0;
   if (launch_in_allocation(cmd, stop_signal, &code)) return code;
@@ -77,7 +95,17 @@ int run_launch(const LaunchCommand& cmd) {
     return 0;
   }
   log::info("$ {}", process::shell_join(argv));
-  return cluster::run_and_wait(argv, stop_signal);
+  bool stop_forwarded = false;
+  const int exit_code = cluster::run_and_wait(argv, stop_signal, &stop_forwarded);
+  // A stop that reached a training rank before it could handle it (it was still starting up)
+  // killed it: the run is as resumable as after a checkpointed stop, from its last checkpoint.
+  const bool train = cmd.command.front() == "train";
+  if (stop_forwarded && exit_code == 128 + stop_signal && train) {
+    log::warn("stopped while the ranks were starting, before they could checkpoint; continue with --resume auto");
+    return kExitPreempted;
+  }
+  if (train && exit_code != 0 && exit_code != kExitPreempted) mark_run_failed(cmd.command, exit_code);
+  return exit_code;
 }
 
 }  // namespace
@@ -93,19 +121,9 @@ std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, co
 
 int launched_stop_signal(const std::vector<std::string>& command) {
   if (command.empty() || command[0] != "train") return SIGUSR1;
-  std::string config;
-  std::vector<std::string> overrides;
-  for (size_t i = 1; i < command.size(); ++i) {
-    if (command[i].rfind("-", 0) == 0) {
-      if (command[i].find('=') == std::string::npos) ++i;  // --run-dir DIR, --resume auto
-    } else if (config.empty()) {
-      config = command[i];
-    } else {
-      overrides.push_back(command[i]);
-    }
-  }
-  if (config.empty()) return SIGUSR1;
-  return cluster::local_stop_signal(load_config(config, overrides).cluster.slurm.signal);
+  const TrainCommand train = train_command_of({command.begin() + 1, command.end()});
+  if (train.config.empty()) return SIGUSR1;
+  return cluster::local_stop_signal(plan_train(train).config.cluster.slurm.signal);
 }
 
 void add_launch_commands(CommandRegistry& registry) {
@@ -125,8 +143,7 @@ void add_launch_commands(CommandRegistry& registry) {
                    [demo](MpiHolder&) { return run_demo(*demo); });
   demo_command->add_option("--dir", demo->dir, "working folder")->capture_default_str();
   demo_command->add_option("--ranks", demo->ranks, "ranks")->capture_default_str()->check(int_range(1, 64));
-  demo_command->add_option("--iters", demo->iters, "override the training iterations")
-      ->check(int_range(1, 100000000));
+  demo_command->add_option("--iters", demo->iters, "override the training iterations")->check(int_range(1, 100000000));
 }
 
 }  // namespace segrun::launcher

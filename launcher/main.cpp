@@ -3,6 +3,7 @@
 // in a multi-rank world the whole world is aborted so that no rank waits forever for a dead peer.
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -67,10 +68,11 @@ int main(int argc, char** argv) {
     if (rank == 0 || !dynamic_cast<const ConfigError*>(&e)) {
       std::string prefix = "segrun: error: ";
       if (rank != 0 || multi_rank) prefix = "segrun: error on rank " + std::to_string(rank) + ": ";
-      // One line: library errors (e.g. LibTorch's) may append a backtrace after the message.
-      std::string message = e.what();
-      message = message.substr(0, message.find('\n'));
-      std::cerr << prefix << message << std::endl;
+      // One line, in one write: ranks share the launcher's stderr, and a line written in pieces
+      // can interleave with another rank's.
+      const std::string line = prefix + first_line(e.what()) + "\n";
+      std::fwrite(line.data(), 1, line.size(), stderr);
+      std::fflush(stderr);
     }
     log::flush();
     if (multi_rank) dist::MpiSession::abort_world(code);

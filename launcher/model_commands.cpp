@@ -60,13 +60,14 @@ void add_model_commands(CommandRegistry& registry) {
 namespace {
 
 std::pair<int64_t, int64_t> parse_input_size(const std::string& text) {
-  static const std::regex kSize(R"((\d{1,5})(?:x(\d{1,5}))?)");
+  static const std::regex kSize(R"((\d{1,9})(?:x(\d{1,9}))?)");
   std::smatch m;
   SEGRUN_CHECK(std::regex_match(text, m, kSize), ConfigError,
                "--input: expected HxW (e.g. 1024x1024) or one size, got '" << text << "'");
   const int64_t h = std::stoll(m[1].str());
   const int64_t w = m[2].matched ? std::stoll(m[2].str()) : h;
-  SEGRUN_CHECK(h >= 32 && w >= 32, ConfigError, "--input: sizes must be >= 32 (got " << text << ")");
+  SEGRUN_CHECK(h >= 32 && w >= 32 && h <= 65536 && w <= 65536, ConfigError,
+               "--input: sizes must be between 32 and 65536 (got " << text << ")");
   return {h, w};
 }
 

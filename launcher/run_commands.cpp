@@ -1,6 +1,6 @@
 // The run subcommands:
-//   segrun train CONFIG [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of `launch`;
-//                exit 75 when stopped by a signal after checkpointing)
+//   segrun train CONFIG|RUN_DIR [k=v...] [--run-dir D] [--resume auto|PATH]  (on every rank of
+//                `launch`; exit 75 when stopped by a signal after checkpointing)
 //   segrun eval CONFIG [k=v...] --checkpoint PT [--ms] [--save-pred DIR [--color]] [--confusion CSV] [--json]
 //               [--run-dir D]
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/output_paths.h"
 #include "core/run_folder.h"
 #include "engine/checkpoint.h"
 #include "engine/evaluator.h"
@@ -28,19 +29,13 @@
 #include "engine/predictor.h"
 #include "engine/trainer.h"
 #include "launcher/mpi_holder.h"
+#include "launcher/train_plan.h"
 #include "sweeps/table.h"
 
 namespace segrun::launcher {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TrainCommand {
-  std::string config;
-  std::vector<std::string> overrides;
-  std::string run_dir;  // default: runs/<config name>
-  std::string resume;   // "", "auto" or a checkpoint path
-};
 
 struct EvalCommand {
   std::string config;  // a config file, or a run folder (its config.toml; --checkpoint may be left out)
@@ -104,14 +99,6 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
             << scales << ", each also flipped\n";
 }
 
-// A file the command will write at the end: its folder must exist now (ConfigError naming the
-// option), so that a long evaluation does not end in an error.
-void check_output_folder(const char* option, const std::string& path) {
-  const fs::path folder = fs::path(path).parent_path();
-  SEGRUN_CHECK(folder.empty() || fs::is_directory(folder), ConfigError,
-               option << " " << path << ": the folder " << folder.string() << " does not exist");
-}
-
 // eval / metrics --confusion: writes the matrix to `csv_path`, adds the file and the 10 most
 // confused class pairs to the JSON `record`, and returns those pairs as text for the table's reader.
 std::string write_confusion(const std::string& csv_path, const torch::Tensor& confusion,
@@ -133,12 +120,14 @@ std::string write_confusion(const std::string& csv_path, const torch::Tensor& co
 }
 
 int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
-  Config config = load_config(cmd.config, cmd.overrides);
+  const TrainPlan plan = plan_train(cmd);
+  const Config& config = plan.config;
+  // Before MPI starts and the model is built: a stop signal from the launcher or the terminal
+  // during start-up is a stop request, not the end of the process.
+  engine::install_stop_handlers(engine::stop_signal_number(config.cluster.slurm.signal));
+  const engine::TrainRequest& request = plan.request;
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);
-  engine::TrainRequest request;
-  request.run_dir = cmd.run_dir.empty() ? "runs/" + config.name : cmd.run_dir;
-  request.resume = cmd.resume;
   engine::TrainOutcome outcome = engine::train(config, context, request);
   if (!outcome.finished) return kExitPreempted;
   if (context.is_root()) {
@@ -250,7 +239,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   request.show_progress = true;
   request.multi_scale = config.eval.report_ms;
   request.confusion = !cmd.confusion.empty();
-  if (request.confusion) check_output_folder("--confusion", cmd.confusion);
+  if (request.confusion) require_new_file("--confusion", cmd.confusion);
   std::string record_dir;
   if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
   if (!record_dir.empty())
@@ -302,7 +291,7 @@ int run_predict(const PredictCommand& cmd, MpiHolder& mpi) {
 
 int run_metrics(const engine::MetricsCommandOptions& options) {
   const bool with_confusion = !options.confusion_csv.empty();
-  if (with_confusion) check_output_folder("--confusion", options.confusion_csv);
+  if (with_confusion) require_new_file("--confusion", options.confusion_csv);
   torch::Tensor confusion;
   const engine::SegMetrics metrics = engine::evaluate_label_dirs(options, with_confusion ? &confusion : nullptr);
   nlohmann::ordered_json record = engine::metrics_to_json(metrics, {});
@@ -341,10 +330,15 @@ void add_run_commands(CommandRegistry& registry) {
   TrainCommand& train = s.train_command;
   CLI::App* train_command = registry.add("train", "train one run (on every rank of `segrun launch`, or alone)",
                                          [options](MpiHolder& mpi) { return run_train(options->train_command, mpi); });
-  train_command->add_option("config", train.config, "experiment TOML")->required();
+  train_command->add_option("config", train.config, "experiment TOML, or a run folder (its config.toml)")->required();
   train_command->add_option("overrides", train.overrides, "key=value overrides, e.g. train.lr=1e-4");
-  train_command->add_option("--run-dir", train.run_dir, "run directory (default runs/<name>)");
+  train_command->add_option("--run-dir", train.run_dir,
+                            "run directory (default: the run folder given, or runs/<name>)");
   train_command->add_option("--resume", train.resume, "auto | checkpoint path");
+  registry.set_preflight(train_command, [options] {
+    const TrainPlan plan = plan_train(options->train_command);
+    engine::check_train_request(plan.config, plan.request);
+  });
 
   EvalCommand& eval = s.eval_command;
   CLI::App* eval_command = registry.add("eval", "evaluate a checkpoint (or a run folder's newest) on data.val_store",

@@ -138,8 +138,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       out << "skipping " << e.run.dir_name << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
       if (e.config_changed)
-        out << "warning: " << e.run.dir_name << " resumes at iteration " << e.record.checkpoint_iter
-            << " under a changed base config (it started with another); delete the run folder to start it afresh\n";
+        out << "warning: " << e.run.dir_name << " (to resume at iteration " << e.record.checkpoint_iter
+            << ") started under another base config; `segrun train` refuses to resume it if a key that shapes "
+               "training changed; delete the run folder to start it afresh\n";
       todo.push_back(&e);
       shown.push_back(varying[p]);
     }

@@ -16,13 +16,16 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "data/classes.h"
 #include "data/pack.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
 #include "dist/rank_context.h"
 #include "engine/checkpoint.h"
 #include "engine/evaluator.h"
+#include "engine/model_setup.h"
 #include "engine/trainer.h"
+#include "models/segmentor.h"
 #include "tests/data/data_test_util.h"
 
 namespace segrun::engine {
@@ -139,6 +142,103 @@ TEST_F(TrainerTest, RefusesARunWithCheckpointsWithoutResume) {
   EXPECT_THROW(Trainer(c, context, {run_dir("refuse"), ""}), ConfigError);
   EXPECT_NO_THROW(Trainer(c, context, {run_dir("refuse"), "auto"}));
   EXPECT_THROW(Trainer(c, context, {"", ""}), ConfigError);
+}
+
+TEST_F(TrainerTest, ACheckpointInsideALogWindowCarriesItToTheResumedRun) {
+  const Config c = config({"log.interval=4"});
+  const dist::RankContext context = dist::singleton_context();
+  Trainer straight(c, context, {run_dir("window-straight"), ""});
+  straight.set_up();
+  ASSERT_EQ(straight.resume(), 0);
+  for (int64_t i = 0; i < 4; ++i) straight.step(i);
+  const double whole_window = straight.log_window(4);
+
+  // Stopped after iteration 2 of the window 1-4 (a preemption): the checkpoint carries the
+  // window's two steps, and the resumed run logs the line the straight one logged.
+  {
+    Trainer first(c, context, {run_dir("window-resumed"), ""});
+    first.set_up();
+    ASSERT_EQ(first.resume(), 0);
+    first.step(0);
+    first.step(1);
+    first.checkpoint(2);
+  }
+  const std::string checkpoint = run_dir("window-resumed") + "/checkpoints/iter_2.pt";
+  auto model = build_model(c, data::class_names(data::Layout::kAde20k), {}, dist::make_communicator("mpi", context),
+                           /*with_pretrained=*/false);
+  const CheckpointMeta meta = load_checkpoint(checkpoint, "", *model, nullptr);
+  EXPECT_EQ(meta.window.iters, 2);
+  EXPECT_EQ(meta.window.first, 0);
+  Trainer second(c, context, {run_dir("window-resumed"), "auto"});
+  second.set_up();
+  ASSERT_EQ(second.resume(), 2);
+  second.step(2);
+  second.step(3);
+  EXPECT_EQ(second.log_window(4), whole_window);  // bit for bit: the same sums in the same order
+}
+
+TEST_F(TrainerTest, AMistakenResumeLeavesAFinishedRunAsItWas) {
+  const dist::RankContext context = dist::singleton_context();
+  const std::string dir = run_dir("finished");
+  ASSERT_TRUE(Trainer(config(), context, {dir, ""}).run().finished);
+  const std::string status = read(dir + "/status"), config_toml = read(dir + "/config.toml");
+  ASSERT_EQ(status.rfind("done", 0), 0u);
+
+  // Another model, another schedule: refused before anything is written, naming the key.
+  try {
+    Trainer(config({"model.width=16"}), context, {dir, "auto"});
+    ADD_FAILURE() << "a resume under another model.width was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.width = 8, this command gives 16"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Trainer(config({"train.lr=0.5"}), context, {dir, "auto"}), ConfigError);
+  EXPECT_THROW(Trainer(config(), context, {dir, dir + "/checkpoints/iter_99.pt"}), ConfigError);
+  // How long to train, how often to log and evaluate, and where the data is, may change.
+  EXPECT_NO_THROW(Trainer(config({"train.iters=6", "log.interval=1", "train.eval_interval=2", "eval.flip=true"}),
+                          context, {dir, "auto"}));
+
+  // A checkpoint past train.iters, into a new folder: refused when it is loaded.
+  const std::string past = run_dir("past-iters");
+  EXPECT_THROW(Trainer(config({"train.iters=2"}), context, {past, dir + "/checkpoints/iter_4.pt"}).run(), ConfigError);
+  EXPECT_FALSE(fs::exists(past + "/config.toml"));
+
+  EXPECT_EQ(read(dir + "/status"), status);
+  EXPECT_EQ(read(dir + "/config.toml"), config_toml);
+}
+
+TEST_F(TrainerTest, NeverWritesIntoAFolderOfTheUsersFiles) {
+  const dist::RankContext context = dist::singleton_context();
+  const std::string mine = run_dir("mine");
+  fs::create_directories(mine);
+  std::ofstream(mine + "/config.toml") << "# my own notes\n";
+  EXPECT_THROW(Trainer(config(), context, {mine, ""}), ConfigError);
+  EXPECT_EQ(read(mine + "/config.toml"), "# my own notes\n");
+  // An empty folder, or one a sweep prepared (overrides.json), is a run folder to be.
+  const std::string empty = run_dir("empty");
+  fs::create_directories(empty);
+  EXPECT_NO_THROW(Trainer(config(), context, {empty, ""}));
+  const std::string prepared = run_dir("prepared");
+  fs::create_directories(prepared);
+  std::ofstream(prepared + "/overrides.json") << "{}\n";
+  EXPECT_NO_THROW(Trainer(config(), context, {prepared, ""}));
+}
+
+TEST(TrainRequest, ResumeMayChangeWhereAndHowOftenButNotWhatIsComputed) {
+  const Config run = parse_config("", "run");
+  Config now = run;
+  now.data.store = "/elsewhere/train";
+  now.train.eval_interval = 10;
+  now.log.interval = 1;
+  now.dist.backend = "nccl";
+  now.eval.flip = true;
+  EXPECT_TRUE(training_changes(run, now).empty());
+  now.train.lr = 0.5;
+  now.model.clip_sp.top_k = 7;
+  const std::vector<ConfigChange> changes = training_changes(run, now);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].key, "model.clip_sp.top_k");
+  EXPECT_EQ(changes[1].key, "train.lr");
+  EXPECT_EQ(changes[1].after, "0.5");
 }
 
 TEST_F(TrainerTest, EachConfiguredSignalStopsAfterTheIterationWithACheckpoint) {

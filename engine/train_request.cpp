@@ -1,0 +1,118 @@
+#include "engine/train_request.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/run_folder.h"
+#include "engine/checkpoint.h"
+
+namespace segrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Keys that change how a run is watched, where its inputs are read from or how it is spread over
+// processes, not what it computes: a resume may change them.
+bool may_change_on_resume(const std::string& key) {
+  static const std::vector<std::string> sections{"eval.", "dist.", "log.", "cluster."};
+  static const std::vector<std::string> keys{"name",
+                                             "data.store",
+                                             "data.val_store",
+                                             "data.workers",
+                                             "data.prefetch",
+                                             "data.on_corrupt",
+                                             "model.pretrained",
+                                             "train.iters",  // train longer or shorter: a warning
+                                             "train.eval_interval",
+                                             "train.checkpoint_interval",
+                                             "train.keep_checkpoints",
+                                             "train.save_best",
+                                             "train.tf32",
+                                             "train.cudnn_benchmark"};
+  for (const std::string& section : sections)
+    if (key.rfind(section, 0) == 0) return true;
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+// A folder segrun has trained in (or a sweep has prepared, or another rank of this run has just
+// created: RunFolder::create makes checkpoints/ and logs/): it may be written into.
+bool is_run_folder(const RunFolder& run) {
+  std::error_code ec;
+  return path_exists(run.status_path()) || path_exists(run.overrides_path()) ||
+         fs::is_directory(run.checkpoint_dir(), ec) || fs::is_directory(run.log_dir(), ec);
+}
+
+void check_run_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "--run-dir " << dir << ": exists and is not a folder");
+  SEGRUN_CHECK(fs::is_empty(dir, ec) || is_run_folder(RunFolder(dir)), ConfigError,
+               "--run-dir " << dir
+                            << ": not empty and not a segrun run folder (no status file); choose a new or empty "
+                               "folder, nothing in this one is overwritten");
+}
+
+// Resuming `run` under `config`: ConfigError naming the changed keys when they shape training;
+// else the keys that changed all the same.
+std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config& config) {
+  if (!path_exists(run.config_path())) return {};
+  const Config run_config = load_config(run.config_path());
+  const std::vector<ConfigChange> changes = training_changes(run_config, config);
+  if (changes.empty()) return config_changes(run_config, config);
+  const ConfigChange& first = changes.front();
+  std::string more;
+  for (size_t i = 1; i < changes.size() && i < 4; ++i) more += (i == 1 ? "; also " : ", ") + changes[i].key;
+  if (changes.size() > 4) more += " and " + std::to_string(changes.size() - 4) + " more";
+  throw ConfigError(run.config_path() + ": the run was trained with " + first.key + " = " + first.before +
+                    ", this command gives " + first.after + more + ". Resume with the run's own config (segrun train " +
+                    run.root() + " --resume auto), or, to change the run on purpose, edit " + run.config_path() +
+                    " and resume from it");
+}
+
+}  // namespace
+
+std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config) {
+  const auto before = config_values(run_config);
+  const auto after = config_values(config);
+  std::vector<ConfigChange> changes;
+  for (size_t i = 0; i < before.size() && i < after.size(); ++i)
+    if (before[i].second != after[i].second) changes.push_back({before[i].first, before[i].second, after[i].second});
+  return changes;
+}
+
+std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config) {
+  std::vector<ConfigChange> changes = config_changes(run_config, config);
+  changes.erase(
+      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return may_change_on_resume(c.key); }),
+      changes.end());
+  return changes;
+}
+
+std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request) {
+  const std::string origin = config.source.empty() ? "config" : config.source;
+  SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
+  // A paper recipe without its CLIP weights would silently train from random weights and a random
+  // text codebook: a config must say so ("none").
+  SEGRUN_CHECK(!config.model.pretrained.empty(), ConfigError,
+               origin << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, "
+                         "RN101.pt), or set it to \"none\" to train from random weights on purpose");
+  SEGRUN_CHECK(!config.data.store.empty(), ConfigError, origin << ": data.store: not set");
+  check_run_dir(request.run_dir);
+  const RunFolder run(request.run_dir);
+  const bool has_checkpoints = !checkpoints_newest_first(run.checkpoint_dir()).empty();
+  if (request.resume.empty()) {
+    SEGRUN_CHECK(!has_checkpoints, ConfigError,
+                 run.root() << ": run directory already has checkpoints; pass --resume auto to continue it, or "
+                               "choose another --run-dir");
+    return {};
+  }
+  if (request.resume != "auto")
+    SEGRUN_CHECK(path_exists(request.resume), ConfigError, "--resume " << request.resume << ": no such checkpoint");
+  if (request.resume != "auto" || has_checkpoints) return check_resume_config(run, config);
+  return {};
+}
+
+}  // namespace segrun::engine

@@ -253,6 +253,17 @@ std::string to_toml(const Config& config);
 // Every key (dotted, schema order) with its resolved value as TOML text ("0.1", "'clip'", "[ 512, 512 ]"):
 // two configs are the same when these are.
 std::vector<std::pair<std::string, std::string>> config_values(const Config& config);
+struct ConfigChange {
+  std::string key;     // dotted, e.g. "train.iters"
+  std::string before;  // as TOML text, in the run's config
+  std::string after;   // in the new one
+};
+// The keys whose values differ between a run's config and a new one (schema order) ...
+std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config);
+// ... and those of them that shape what the run computes, which a resume must not change: all but
+// where the data and weights are read from, how long to train (train.iters), how often to log,
+// evaluate and checkpoint, TF32 / cuDNN autotuning, and the eval, dist, log and cluster sections.
+std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config);
 // All valid dotted keys (for help and suggestions).
 std::vector<std::string> config_keys();
 

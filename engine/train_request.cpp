@@ -1,6 +1,5 @@
 #include "engine/train_request.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -13,29 +12,6 @@ namespace segrun::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Keys that change how a run is watched, where its inputs are read from or how it is spread over
-// processes, not what it computes: a resume may change them.
-bool may_change_on_resume(const std::string& key) {
-  static const std::vector<std::string> sections{"eval.", "dist.", "log.", "cluster."};
-  static const std::vector<std::string> keys{"name",
-                                             "data.store",
-                                             "data.val_store",
-                                             "data.workers",
-                                             "data.prefetch",
-                                             "data.on_corrupt",
-                                             "model.pretrained",
-                                             "train.iters",  // train longer or shorter: a warning
-                                             "train.eval_interval",
-                                             "train.checkpoint_interval",
-                                             "train.keep_checkpoints",
-                                             "train.save_best",
-                                             "train.tf32",
-                                             "train.cudnn_benchmark"};
-  for (const std::string& section : sections)
-    if (key.rfind(section, 0) == 0) return true;
-  return std::find(keys.begin(), keys.end(), key) != keys.end();
-}
 
 // A folder segrun has trained in (or a sweep has prepared, or another rank of this run has just
 // created: RunFolder::create makes checkpoints/ and logs/): it may be written into.
@@ -73,23 +49,6 @@ std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config
 }
 
 }  // namespace
-
-std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config) {
-  const auto before = config_values(run_config);
-  const auto after = config_values(config);
-  std::vector<ConfigChange> changes;
-  for (size_t i = 0; i < before.size() && i < after.size(); ++i)
-    if (before[i].second != after[i].second) changes.push_back({before[i].first, before[i].second, after[i].second});
-  return changes;
-}
-
-std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config) {
-  std::vector<ConfigChange> changes = config_changes(run_config, config);
-  changes.erase(
-      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return may_change_on_resume(c.key); }),
-      changes.end());
-  return changes;
-}
 
 std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request) {
   const std::string origin = config.source.empty() ? "config" : config.source;

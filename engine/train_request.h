@@ -8,7 +8,7 @@
 //   - a run folder with checkpoints is continued only with --resume (auto or a path), and an
 //     explicit --resume names a file;
 //   - resuming a run whose config.toml differs from the config in a key that shapes the training
-//     is refused, naming the keys (training_changes): config.toml stays the record of how the
+//     is refused, naming the keys (core/config.h's training_changes): config.toml stays the record of how the
 //     run's model was trained. Where the data and weights are read from, how long to train
 //     (train.iters), how often to log, evaluate and checkpoint, and the eval, dist, log and
 //     cluster sections may change.
@@ -25,17 +25,6 @@ struct TrainRequest {
   std::string run_dir;  // required
   std::string resume;   // "" (fresh; refuses a run dir that has checkpoints), "auto", or a path
 };
-
-struct ConfigChange {
-  std::string key;     // dotted, e.g. "train.iters"
-  std::string before;  // as TOML text, in the run's config.toml
-  std::string after;   // in the config given now
-};
-
-// The keys whose values differ between the run's config and the new one (schema order) ...
-std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config);
-// ... and those of them that shape the training.
-std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config);
 
 // The checks above; ConfigError on the first that fails. Returns the keys a resume changes that
 // may change (for the trainer to say so; train.iters with a warning: the learning-rate schedule

@@ -259,6 +259,17 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
   return out;
 }
 
+std::string resume_refusal(const RunRecord& record, const Config& config) {
+  const RunFolder run(record.dir);
+  if (!record.has_checkpoint || !path_exists(run.config_path())) return "";
+  const std::vector<ConfigChange> changes = training_changes(load_config(run.config_path()), config);
+  if (changes.empty()) return "";
+  return run.config_path() + ": the run was trained with " + changes.front().key + " = " + changes.front().before +
+         ", the sweep now gives " + changes.front().after +
+         (changes.size() > 1 ? " (and " + std::to_string(changes.size() - 1) + " more key(s))" : "") +
+         "; resuming it would change what it computes: delete the run folder to start it afresh";
+}
+
 void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active) {
   for (PlanEntry& e : plan) {
     const auto job = active.find(e.dir);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/run_folder.h"
 #include "sweeps/spec.h"
 
@@ -90,6 +91,12 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
 // Turns every run not done whose folder is a key of `active` (run dir -> "<job id> (<state>)" of
 // its pending or running Slurm job, e.g. from slurm_jobs.h's active_slurm_jobs) into kOnSlurm.
 void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active);
+
+// Why a run that has checkpoints must not be resumed under `config` (`segrun train` would refuse
+// it: its config.toml differs in a key that shapes training, core/config.h's training_changes), so
+// that `sweep run` and `submit` leave it alone rather than fail it, or queue a job that fails. ""
+// when it may be resumed (or has no checkpoint).
+std::string resume_refusal(const RunRecord& record, const Config& config);
 
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,

@@ -137,10 +137,13 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       ++summary.on_slurm;
       out << "skipping " << e.run.dir_name << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
-      if (e.config_changed)
-        out << "warning: " << e.run.dir_name << " (to resume at iteration " << e.record.checkpoint_iter
-            << ") started under another base config; `segrun train` refuses to resume it if a key that shapes "
-               "training changed; delete the run folder to start it afresh\n";
+      const std::string refusal =
+          e.action == PlanAction::kResume ? resume_refusal(e.record, load_config(spec.base, e.run.train_args())) : "";
+      if (!refusal.empty()) {
+        ++summary.failed;
+        out << "not run: " << refusal << "\n";
+        continue;
+      }
       todo.push_back(&e);
       shown.push_back(varying[p]);
     }

@@ -134,6 +134,8 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
     throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
                        cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
                        "` stops it");
+  const std::string refusal = resume_refusal(record, config);
+  if (!refusal.empty()) throw ConfigError(refusal);
   make_private_dir(run_dir);
   write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
   if (record.state == RunState::kNew) write_run_status(run_dir, RunState::kQueued);
@@ -191,7 +193,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   for (const auto& e : plan) dirs.push_back(e.dir);
   const auto jobs = cluster::recorded_jobs(dirs);
   std::vector<size_t> todo;
-  int done = 0, queued = 0;
+  int done = 0, queued = 0, refused = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].action == PlanAction::kReuse) {
       ++done;
@@ -205,10 +207,12 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                                       << ")\n";
       continue;
     }
-    if (plan[i].config_changed)
-      (req.dry_run ? std::cerr : out) << "warning: " << plan[i].run.dir_name << " resumes at iteration "
-                                      << plan[i].record.checkpoint_iter
-                                      << " under a changed base config; delete the run folder to start it afresh\n";
+    const std::string refusal = resume_refusal(plan[i].record, configs[i]);
+    if (!refusal.empty()) {
+      ++refused;
+      (req.dry_run ? std::cerr : out) << "not submitted: " << refusal << "\n";
+      continue;
+    }
     todo.push_back(i);
   }
 
@@ -236,8 +240,9 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
 
   // With --dry-run stdout carries only the script (segrun submit ... --dry-run > job.sbatch).
   (req.dry_run ? std::cerr : out) << "sweep " << spec.name << ": " << plan.size() << " runs, " << done << " done, "
-                                  << queued << " already queued, " << todo.size() << " to submit; runs in " << runs_dir
-                                  << "\n";
+                                  << queued << " already queued, "
+                                  << (refused > 0 ? std::to_string(refused) + " not submitted (config changed), " : "")
+                                  << todo.size() << " to submit; runs in " << runs_dir << "\n";
   if (req.dry_run) {
     out << text;
     std::cerr << "dry run: would write " << script_path << " and " << tasks_path << ":\n";

@@ -15,7 +15,9 @@
 #include <map>
 #include <sstream>
 
+#include "core/config.h"
 #include "core/error.h"
+#include "sweeps/registry.h"
 #include "sweeps_test_util.h"
 
 namespace segrun::sweeps {
@@ -131,6 +133,27 @@ TEST_F(RunnerTest, RunsThatALiveSlurmJobHasAreLeftToIt) {
   const std::string text = format_plan(plan, TableFormat::kText);
   EXPECT_NE(text.find("on slurm (job 77_1 (pending (Priority)))"), std::string::npos) << text;
   EXPECT_NE(text.find("to retry, 1 on Slurm\n"), std::string::npos) << text;
+}
+
+TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) {
+  ScratchDir dir("refusal");
+  const auto run = dir.path() / "run";
+  std::filesystem::create_directories(run / "checkpoints");
+  const Config trained = parse_config("[model]\nwidth = 8\n", "trained");
+  write_text(run / "config.toml", to_toml(trained));
+  RunRecord record;
+  record.dir = run.string();
+  record.has_checkpoint = false;
+  Config wider = trained;
+  wider.model.width = 16;
+  EXPECT_EQ(resume_refusal(record, wider), "");  // nothing to resume: it starts afresh
+  record.has_checkpoint = true;
+  const std::string refusal = resume_refusal(record, wider);
+  EXPECT_NE(refusal.find("model.width = 8, the sweep now gives 16"), std::string::npos) << refusal;
+  Config watched = trained;
+  watched.eval.flip = true;
+  watched.train.eval_interval = 5;
+  EXPECT_EQ(resume_refusal(record, watched), "");  // how it is evaluated may change
 }
 
 TEST_F(RunnerTest, DryRunPrintsQuotedCommandsAndWritesNothing) {

@@ -19,30 +19,30 @@ std::vector<HostSlots> parse_hosts(const std::string& hosts) {
   std::stringstream ss(hosts);
   std::string entry;
   while (std::getline(ss, entry, ',')) {
-    if (entry.empty()) throw ClusterError("--hosts '" + hosts + "': empty host entry");
+    if (entry.empty()) throw ConfigError("--hosts '" + hosts + "': empty host entry");
     HostSlots h;
     auto colon = entry.find(':');
     h.host = entry.substr(0, colon);
     if (h.host.empty() || h.host.find_first_not_of(
                               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != std::string::npos)
-      throw ClusterError("--hosts: '" + entry + "' is not a valid host name");
+      throw ConfigError("--hosts: '" + entry + "' is not a valid host name");
     if (colon != std::string::npos) {
       std::string slots = entry.substr(colon + 1);
       char* end = nullptr;
       long v = std::strtol(slots.c_str(), &end, 10);
       if (slots.empty() || *end != '\0' || v < 1 || v > 4096)
-        throw ClusterError("--hosts: '" + entry + "': slots must be a positive integer");
+        throw ConfigError("--hosts: '" + entry + "': slots must be a positive integer");
       h.slots = static_cast<int>(v);
     }
     out.push_back(h);
   }
-  if (out.empty()) throw ClusterError("--hosts: no hosts given");
+  if (out.empty()) throw ConfigError("--hosts: no hosts given");
   return out;
 }
 
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
-  if (options.ranks < 1) throw ClusterError("-n must be at least 1 (got " + std::to_string(options.ranks) + ")");
-  if (options.command.empty()) throw ClusterError("launch: no command given after --");
+  if (options.ranks < 1) throw ConfigError("-n must be at least 1 (got " + std::to_string(options.ranks) + ")");
+  if (options.command.empty()) throw ConfigError("launch: no command given after --");
   std::vector<std::string> argv{options.mpirun, "-np", std::to_string(options.ranks)};
   int ranks_per_host = options.ranks;
   if (!options.hosts.empty()) {
@@ -50,8 +50,7 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
     int slots = 0;
     for (const auto& h : hosts) slots += h.slots;
     if (slots < options.ranks)
-      throw ClusterError("--hosts provides " + std::to_string(slots) + " slots for -n " +
-                         std::to_string(options.ranks));
+      throw ConfigError("--hosts provides " + std::to_string(slots) + " slots for -n " + std::to_string(options.ranks));
     std::string list;
     ranks_per_host = 0;
     for (const auto& h : hosts) {

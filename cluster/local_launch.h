@@ -18,7 +18,8 @@ struct HostSlots {
   int slots = 1;
 };
 
-// "a:4,b:4" -> {{a,4},{b,4}}; "a" means one slot. Throws ClusterError naming the bad entry.
+// "a:4,b:4" -> {{a,4},{b,4}}; "a" means one slot. Throws ConfigError (a command-line mistake, exit
+// 2) naming the bad entry.
 std::vector<HostSlots> parse_hosts(const std::string& hosts);
 
 struct LaunchOptions {
@@ -30,6 +31,8 @@ struct LaunchOptions {
   int threads_per_rank = 0;        // 0 = cores / ranks on this host (at least 1)
 };
 
+// ConfigError when --hosts is malformed or has fewer slots than ranks; ClusterError for -n < 1 or
+// no command.
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
 
 // The signal a local launcher sends the ranks of a run whose cluster.slurm.signal is `configured`:

@@ -344,6 +344,7 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
       return source;
     }
     source.kind = ReportSource::Kind::kRunsDir;
+    source.table.note_co_varying = true;  // ad-hoc runs: nothing says which keys changed together
     source.runs = scan_runs(path);
     if (source.runs.empty()) source.runs = scan_trained_runs(path);  // runs trained one by one
     if (source.runs.empty())

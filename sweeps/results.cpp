@@ -153,6 +153,13 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
     notes.push_back("the runs were trained at different global batches: " + join(counts, ", ") +
                     " (batch_per_rank x ranks x train.accumulate); their differences are not the swept keys' alone.");
   }
+  if (!g.co_varying_keys.empty()) {
+    std::vector<std::string> shown = g.row_keys;
+    shown.insert(shown.end(), g.col_keys.begin(), g.col_keys.end());
+    notes.push_back("the configurations also differ in " + join(g.co_varying_keys, ", ") + ", which follow" +
+                    (g.co_varying_keys.size() == 1 ? "s" : "") + " from " + join(shown, ", ") +
+                    ": a difference is not theirs alone (--format json lists every key).");
+  }
   if (g.has_paper)
     notes.push_back("paper: the value the paper reports" +
                     (g.paper_source.empty() ? std::string(".") : " (" + g.paper_source + ")."));
@@ -335,7 +342,10 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
       auto [seen, inserted] = value_of_k.emplace(project(config, shown), value);
       if (!inserted && seen->second != value) determined = false;
     }
-    if (!determined) g.row_keys.push_back(k);
+    if (!determined)
+      g.row_keys.push_back(k);
+    else if (options.note_co_varying)
+      g.co_varying_keys.push_back(k);
   }
 
   std::vector<Overrides> rows, cols;
@@ -445,6 +455,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
       for (const auto& [batch, runs] : g.mixed_global_batches) batches[std::to_string(batch)] = runs;
       j["mixed_global_batches"] = batches;  // global batch -> runs, only when they differ
     }
+    if (!g.co_varying_keys.empty()) j["co_varying_keys"] = g.co_varying_keys;
     j["cells"] = Json::array();
     for (const auto& c : g.cells) {
       Json cell;

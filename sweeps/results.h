@@ -40,6 +40,9 @@ struct ResultTableOptions {
   // a "paper" column without `cols`, "(paper x)" in each cell with them.
   std::vector<PaperValue> paper;
   std::string paper_source;
+  // Footnote the keys that vary with the shown ones (ResultGrid::co_varying_keys): for a folder of
+  // runs; a spec's [[variants]] pair keys on purpose (a backbone and its weights file).
+  bool note_co_varying = false;
 };
 
 struct ResultCell {
@@ -73,6 +76,10 @@ struct ResultGrid {
   // Runs of the table per global batch (result.json's global_batch: batch_per_rank x ranks x
   // train.accumulate), when the runs were not all trained at the same one: a footnote says so.
   std::map<int64_t, int> mixed_global_batches;
+  // Under note_co_varying: keys that vary between the configurations but follow from the row and
+  // column keys, so are not shown (in a folder of ad-hoc runs, a train.lr changed together with
+  // model.dropout): a footnote names them, since a row's difference is then not its label's alone.
+  std::vector<std::string> co_varying_keys;
 };
 
 // Groups done runs into cells. ConfigError when a rows/cols/baseline/where key is not swept,

@@ -315,5 +315,25 @@ TEST(MixedGlobalBatches, AFootnoteCountsTheRunsOfEachGlobalBatch) {
   EXPECT_EQ(format_result_grid(g, "csv").find("global"), std::string::npos);  // CSV stays data only
 }
 
+// Two ad-hoc runs that differ in model.dropout and, unnoticed, in train.lr: the row says dropout,
+// a footnote says that the learning rate changed with it (a spec's variants pair keys on purpose:
+// no footnote unless asked for).
+TEST(CoVaryingKeys, AFootnoteNamesTheKeysThatChangedWithTheShownOnes) {
+  ScratchDir dir("results5");
+  fabricate_run(dir.path() / "u", {{"model.dropout", "0.1"}, {"train.lr", "0.002"}}, 0, "done", 9.5);
+  fabricate_run(dir.path() / "v", {{"model.dropout", "0.0"}, {"train.lr", "0.001"}}, 0, "done", 7.5);
+  const std::vector<RunRecord> runs = scan_runs(dir.str());
+  ResultTableOptions options;
+  options.rows = {"model.dropout"};
+  EXPECT_TRUE(build_result_grid(runs, options).co_varying_keys.empty());
+  options.note_co_varying = true;
+  const ResultGrid g = build_result_grid(runs, options);
+  EXPECT_EQ(g.co_varying_keys, std::vector<std::string>{"train.lr"});
+  const std::string md = format_result_grid(g, "md");
+  EXPECT_NE(md.find("the configurations also differ in train.lr, which follows from model.dropout"), std::string::npos)
+      << md;
+  EXPECT_EQ(nlohmann::json::parse(format_result_grid(g, "json"))["co_varying_keys"], nlohmann::json{"train.lr"});
+}
+
 }  // namespace
 }  // namespace segrun::sweeps

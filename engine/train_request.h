@@ -8,10 +8,10 @@
 //   - a run folder with checkpoints is continued only with --resume (auto or a path), and an
 //     explicit --resume names a file;
 //   - resuming a run whose config.toml differs from the config in a key that shapes the training
-//     is refused, naming the keys (core/config.h's training_changes): config.toml stays the record of how the
-//     run's model was trained. Where the data and weights are read from, how long to train
-//     (train.iters), how often to log, evaluate and checkpoint, and the eval, dist, log and
-//     cluster sections may change.
+//     is refused, naming the keys (core/config.h's training_changes): config.toml stays the
+//     record of how the run's model was trained. Where the data and weights are read from, how
+//     long to train (train.iters), how often to log, evaluate and checkpoint, and the eval, dist,
+//     log and cluster sections may change.
 // Every refusal is a ConfigError naming the folder, file or key.
 
 #include <string>

@@ -31,8 +31,8 @@ struct LaunchOptions {
   int threads_per_rank = 0;        // 0 = cores / ranks on this host (at least 1)
 };
 
-// ConfigError when --hosts is malformed or has fewer slots than ranks; ClusterError for -n < 1 or
-// no command.
+// ConfigError (a command-line mistake) for -n < 1, no command, or a --hosts that is malformed or
+// has fewer slots than ranks.
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
 
 // The signal a local launcher sends the ranks of a run whose cluster.slurm.signal is `configured`:

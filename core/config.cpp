@@ -647,6 +647,16 @@ std::vector<ConfigChange> training_changes(const Config& run_config, const Confi
   return changes;
 }
 
+std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by) {
+  if (changes.empty()) return "";
+  const ConfigChange& first = changes.front();
+  std::string text =
+      "the run was trained with " + first.key + " = " + first.before + ", " + given_by + " gives " + first.after;
+  for (size_t i = 1; i < changes.size() && i < 4; ++i) text += (i == 1 ? "; also " : ", ") + changes[i].key;
+  if (changes.size() > 4) text += " and " + std::to_string(changes.size() - 4) + " more";
+  return text;
+}
+
 std::vector<std::string> config_keys() {
   std::vector<std::string> keys;
   for (const auto& f : schema()) keys.push_back(f.key);

@@ -264,6 +264,9 @@ std::vector<ConfigChange> config_changes(const Config& run_config, const Config&
 // where the data and weights are read from, how long to train (train.iters), how often to log,
 // evaluate and checkpoint, TF32 / cuDNN autotuning, and the eval, dist, log and cluster sections.
 std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config);
+// "the run was trained with model.width = 8, <given_by> gives 16; also train.lr" for non-empty
+// `changes` (the first with both values, up to three more by name).
+std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by);
 // All valid dotted keys (for help and suggestions).
 std::vector<std::string> config_keys();
 

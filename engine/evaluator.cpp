@@ -113,12 +113,17 @@ ViewSet eval_views(const EvalConfig& eval, bool multi_scale) {
 }
 
 ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image, const ViewSet& views, int64_t height,
-                       int64_t width, const EvalConfig& eval) {
+                       int64_t width, const EvalConfig& eval, const std::string& what) {
   ViewScores out;
   out.single = torch::zeros({1, model.num_classes(), height, width}, image.options());
   if (!views.multi.empty()) out.multi = torch::zeros_like(out.single);
   for (const TestView& view : views.distinct) {
-    torch::Tensor scores = view_scores(model, image, view, height, width, eval);
+    torch::Tensor scores;
+    try {
+      scores = view_scores(model, image, view, height, width, eval);
+    } catch (const std::exception& e) {
+      throw ModelError(what + ": " + first_line(e.what()));
+    }
     if (const double n = multiplicity(views.single, view); n > 0) out.single.add_(scores, n);
     if (!views.multi.empty())
       if (const double n = multiplicity(views.multi, view); n > 0) out.multi.add_(scores, n);
@@ -194,13 +199,9 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
       torch::Tensor present = sample.label.masked_select(valid).to(torch::kLong);
       if (present.numel() > 0) label_targets[index].index_fill_(0, std::get<0>(torch::_unique(present)), 1.0);
     }
-    ViewScores scores;
-    try {
-      scores = score_views(model, image, views, height, width, config.eval);
-    } catch (const std::exception& e) {
-      throw ModelError(config.data.val_store + ": record " + std::to_string(index) + " (" + sample.name +
-                       "): " + first_line(e.what()));
-    }
+    const ViewScores scores =
+        score_views(model, image, views, height, width, config.eval,
+                    config.data.val_store + ": record " + std::to_string(index) + " (" + sample.name + ")");
     const torch::Tensor label = sample.label.to(device);
     torch::Tensor single_pred = scores.single.argmax(1)[0];
     single_acc.add(single_pred, label);

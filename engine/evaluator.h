@@ -109,12 +109,13 @@ ViewSet eval_views(const EvalConfig& eval, bool multi_scale);
 // The summed view scores of one normalized image [1, 3, h, w] (on the model's device) at the
 // label size height x width: `single` over views.single, `multi` over views.multi (undefined
 // when empty), each distinct view inferred once. The argmax over dim 1 is the prediction; this is
-// what evaluate() scores and what `segrun predict` writes.
+// what evaluate() scores and what `segrun predict` writes. A failure of the model on the image
+// is a ModelError that starts with `what` (the image file, or the store record).
 struct ViewScores {
   torch::Tensor single, multi;  // [1, K, height, width]
 };
 ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image, const ViewSet& views, int64_t height,
-                       int64_t width, const EvalConfig& eval);
+                       int64_t width, const EvalConfig& eval, const std::string& what);
 
 // A label map [H, W] of any integer dtype and device (train ids, 255 = ignore) as an owning
 // CV_8UC1 matrix on the host.

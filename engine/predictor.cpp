@@ -109,14 +109,9 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   for (int64_t index : indices) {
     const std::string& path = images[static_cast<size_t>(index)];
     const cv::Mat original = data::decode_image(data::read_bytes(path), path);
-    torch::Tensor prediction;
-    try {
-      const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
-      const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval);
-      prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
-    } catch (const std::exception& e) {
-      throw ModelError(path + ": " + first_line(e.what()));
-    }
+    const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
+    const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval, path);
+    const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
     write_prediction(request.out_dir, fs::path(path).stem().string(), label_image(prediction), original, layout,
                      /*color=*/true);
     progress.advance();

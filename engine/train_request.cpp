@@ -27,8 +27,8 @@ void check_run_dir(const std::string& dir) {
   SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "--run-dir " << dir << ": exists and is not a folder");
   SEGRUN_CHECK(fs::is_empty(dir, ec) || is_run_folder(RunFolder(dir)), ConfigError,
                "--run-dir " << dir
-                            << ": not empty and not a segrun run folder (no status file); choose a new or empty "
-                               "folder, nothing in this one is overwritten");
+                            << ": not empty and not a segrun run folder (no status, overrides.json, checkpoints/ "
+                               "or logs/); choose a new or empty folder, nothing in this one is overwritten");
 }
 
 // Resuming `run` under `config`: ConfigError naming the changed keys when they shape training;
@@ -38,13 +38,9 @@ std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config
   const Config run_config = load_config(run.config_path());
   const std::vector<ConfigChange> changes = training_changes(run_config, config);
   if (changes.empty()) return config_changes(run_config, config);
-  const ConfigChange& first = changes.front();
-  std::string more;
-  for (size_t i = 1; i < changes.size() && i < 4; ++i) more += (i == 1 ? "; also " : ", ") + changes[i].key;
-  if (changes.size() > 4) more += " and " + std::to_string(changes.size() - 4) + " more";
-  throw ConfigError(run.config_path() + ": the run was trained with " + first.key + " = " + first.before +
-                    ", this command gives " + first.after + more + ". Resume with the run's own config (segrun train " +
-                    run.root() + " --resume auto), or, to change the run on purpose, edit " + run.config_path() +
+  throw ConfigError(run.config_path() + ": " + describe_changes(changes, "this command") +
+                    ". Resume with the run's own config (segrun train " + run.root() +
+                    " --resume auto), or, to change the run on purpose, edit " + run.config_path() +
                     " and resume from it");
 }
 

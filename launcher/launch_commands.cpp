@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "cluster/local_launch.h"
 #include "cluster/slurm_env.h"
@@ -67,12 +68,26 @@ bool launch_in_allocation(const LaunchCommand& cmd, int stop_signal, int* exit_c
   return true;
 }
 
+// The train a launch starts, planned once (nullopt for another command): its config gives the
+// ranks' stop signal, its run folder is marked failed when a rank dies. ConfigError as plan_train.
+std::optional<TrainPlan> launched_train(const std::vector<std::string>& command) {
+  if (command.empty() || command[0] != "train") return std::nullopt;
+  const TrainCommand train = train_command_of({command.begin() + 1, command.end()});
+  if (train.config.empty()) return std::nullopt;
+  return plan_train(train);
+}
+
+// What the launcher forwards as "checkpoint and stop": the train's cluster.slurm.signal, else SIGUSR1.
+int stop_signal_for(const std::optional<TrainPlan>& train) {
+  return train ? cluster::local_stop_signal(train->config.cluster.slurm.signal) : SIGUSR1;
+}
+
 // After a train whose ranks ended with `exit_code` (not 0 or 75): a run whose status still says
 // "running" lost a rank before any rank could record why (killed, out of memory); it is marked
 // failed, as the sweep runner and the Slurm job script mark theirs.
-void mark_run_failed(const std::vector<std::string>& command, int exit_code) {
+void mark_run_failed(const std::string& run_dir, int exit_code) {
   try {
-    const RunFolder run(plan_train(train_command_of({command.begin() + 1, command.end()})).request.run_dir);
+    const RunFolder run(run_dir);
     if (run.read_status().state != RunState::kRunning) return;
     std::string reason = "the ranks ended with exit code " + std::to_string(exit_code);
     if (exit_code > 128) reason += " (a rank was killed by signal " + std::to_string(exit_code - 128) + ")";
@@ -86,7 +101,8 @@ int run_launch(const LaunchCommand& cmd) {
   // A typo, a config error or a folder the command must not write is one line here, not one per
   // rank once mpirun has started.
   check_before_launch(cmd.command);
-  const int stop_signal = launched_stop_signal(cmd.command);
+  const std::optional<TrainPlan> train = launched_train(cmd.command);
+  const int stop_signal = stop_signal_for(train);
   int code = 0;
   if (launch_in_allocation(cmd, stop_signal, &code)) return code;
   auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
@@ -99,12 +115,11 @@ int run_launch(const LaunchCommand& cmd) {
   const int exit_code = cluster::run_and_wait(argv, stop_signal, &stop_forwarded);
   // A stop that reached a training rank before it could handle it (it was still starting up)
   // killed it: the run is as resumable as after a checkpointed stop, from its last checkpoint.
-  const bool train = cmd.command.front() == "train";
   if (stop_forwarded && exit_code == 128 + stop_signal && train) {
     log::warn("stopped while the ranks were starting, before they could checkpoint; continue with --resume auto");
     return kExitPreempted;
   }
-  if (train && exit_code != 0 && exit_code != kExitPreempted) mark_run_failed(cmd.command, exit_code);
+  if (train && exit_code != 0 && exit_code != kExitPreempted) mark_run_failed(train->request.run_dir, exit_code);
   return exit_code;
 }
 
@@ -119,12 +134,7 @@ std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, co
   return cluster::build_mpirun_command(options);
 }
 
-int launched_stop_signal(const std::vector<std::string>& command) {
-  if (command.empty() || command[0] != "train") return SIGUSR1;
-  const TrainCommand train = train_command_of({command.begin() + 1, command.end()});
-  if (train.config.empty()) return SIGUSR1;
-  return cluster::local_stop_signal(plan_train(train).config.cluster.slurm.signal);
-}
+int launched_stop_signal(const std::vector<std::string>& command) { return stop_signal_for(launched_train(command)); }
 
 void add_launch_commands(CommandRegistry& registry) {
   auto launch = std::make_shared<LaunchCommand>();  // shared with the action, alive as long as it is

@@ -264,9 +264,7 @@ std::string resume_refusal(const RunRecord& record, const Config& config) {
   if (!record.has_checkpoint || !path_exists(run.config_path())) return "";
   const std::vector<ConfigChange> changes = training_changes(load_config(run.config_path()), config);
   if (changes.empty()) return "";
-  return run.config_path() + ": the run was trained with " + changes.front().key + " = " + changes.front().before +
-         ", the sweep now gives " + changes.front().after +
-         (changes.size() > 1 ? " (and " + std::to_string(changes.size() - 1) + " more key(s))" : "") +
+  return run.config_path() + ": " + describe_changes(changes, "the sweep now") +
          "; resuming it would change what it computes: delete the run folder to start it afresh";
 }
 

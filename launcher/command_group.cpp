@@ -49,6 +49,29 @@ void add_segrun_commands(CommandRegistry& registry) {
   add_model_commands(registry);    // model info
 }
 
+namespace {
+
+// "unknown option '--imgs' (did you mean '--images'?)" for the first argument `command` did not
+// know that looks like an option; empty when there is none.
+std::string unknown_option_message(const CLI::App& command) {
+  for (const std::string& arg : command.remaining()) {
+    if (arg.size() < 2 || arg[0] != '-' || arg == "--") continue;
+    const std::string word = arg.substr(0, arg.find('='));
+    std::vector<std::string> names;
+    for (const CLI::Option* option : command.get_options()) {
+      for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
+      for (const std::string& name : option->get_snames()) names.push_back("-" + name);
+    }
+    // A one-letter option is too short to guess from.
+    const std::string meant = word.rfind("--", 0) == 0 ? likely_meant(word, names) : std::string();
+    if (!meant.empty()) return "unknown option '" + word + "' (did you mean '" + meant + "'?)";
+    return "unknown option '" + word + "'";
+  }
+  return {};
+}
+
+}  // namespace
+
 std::string usage_error_message(const CLI::App& app, const std::vector<std::string>& args,
                                 const CLI::ParseError& error) {
   // The subcommands chosen before the parser stopped ("data pack"), in the order given.
@@ -59,13 +82,22 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
     path.push_back(chosen->get_name());
   }
   const std::string command = join(path, " ");
+  const auto with_help = [&command](const std::string& message) {
+    if (command.empty()) return message + " (segrun --help)";
+    return command + ": " + message + " (segrun " + command + " --help)";
+  };
+  // An unknown option is the mistake to name, even where CLI11 first found a required one
+  // missing (`predict --imgs x` lacks --images because --imgs was misspelt).
+  std::string unknown;
+  if (const std::string here = unknown_option_message(*chosen); !here.empty())
+    unknown = with_help(here);
+  else if (const std::string before = unknown_option_message(app); !before.empty())  // `segrun --x train`
+    unknown = before + " (segrun --help)";
+
   // Whatever CLI11 reported first (a missing subcommand, or the unknown word as an extra argument:
   // versions differ), a group without its subcommand is reported as such.
   const bool lacks_subcommand = chosen->get_require_subcommand_min() > 0 && chosen->get_subcommands().empty();
-  if (!lacks_subcommand) {
-    if (command.empty()) return std::string(error.what()) + " (segrun --help)";
-    return command + ": " + error.what() + " (segrun " + command + " --help)";
-  }
+  if (!lacks_subcommand) return unknown.empty() ? with_help(error.what()) : unknown;
 
   std::vector<std::string> choices;
   for (const CLI::App* sub : chosen->get_subcommands([](const CLI::App*) { return true; }))
@@ -84,7 +116,7 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
     }
   }
   const std::string what = command.empty() ? "command" : "'" + command + "' subcommand";
-  if (word.empty()) return "a " + what + " is required: one of " + join(choices, ", ");
+  if (word.empty()) return unknown.empty() ? "a " + what + " is required: one of " + join(choices, ", ") : unknown;
   const std::string meant = likely_meant(word, choices);
   if (!meant.empty()) return "unknown " + what + " '" + word + "' (did you mean '" + meant + "'?)";
   return "unknown " + what + " '" + word + "' (one of " + join(choices, ", ") + ")";

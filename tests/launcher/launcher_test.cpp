@@ -142,7 +142,13 @@ TEST(Launcher, ARejectedCommandLineIsOneLineNamingTheCommand) {
   EXPECT_EQ(usage_error({"data", "pack", "--root", "r", "--split", "s", "--out", "o", "--shards", "0"}),
             "data pack: --shards: Value 0 not in range 1 to 100000 (segrun data pack --help)");
   EXPECT_EQ(usage_error({"train", "cfg.toml", "--learning-rate", "3"}),
-            "train: The following argument was not expected: --learning-rate (segrun train --help)");
+            "train: unknown option '--learning-rate' (segrun train --help)");
+  // A misspelt option is named, not the required option it failed to give.
+  EXPECT_EQ(usage_error({"predict", "cfg.toml", "--imgs", "a.png", "--out", "o"}),
+            "predict: unknown option '--imgs' (did you mean '--images'?) (segrun predict --help)");
+  EXPECT_EQ(usage_error({"eval", "--ruun-dir=x"}),
+            "eval: unknown option '--ruun-dir' (did you mean '--run-dir'?) (segrun eval --help)");
+  EXPECT_EQ(usage_error({"--verbos", "train", "cfg.toml"}), "unknown option '--verbos' (segrun --help)");
   EXPECT_EQ(usage_error({"train", "cfg.toml", "--run-dir", "r"}), "");
 
   EXPECT_NO_THROW(check_command_line({"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}));

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -103,6 +104,49 @@ std::string fmt_delta(double v, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%+.*f", decimals, v);
   return buf;
+}
+
+// A CSV number: v to 6 decimals, written as short as reads back the same ("42.4", "0.707107",
+// not "0.14999999999999858"); empty where v is not finite.
+std::string csv_number(double v) {
+  if (!std::isfinite(v)) return "";
+  const double rounded = std::round(v * 1e6) / 1e6;
+  char buf[64];
+  const auto end = std::to_chars(buf, buf + sizeof(buf), rounded == 0.0 ? 0.0 : rounded).ptr;
+  return std::string(buf, end);
+}
+
+// A configuration's value of each key, one CSV cell each (empty where it has none).
+std::vector<std::string> csv_key_cells(const Overrides& config, const std::vector<std::string>& keys) {
+  std::vector<std::string> cells;
+  for (const auto& k : keys) {
+    const auto it = config.find(k);
+    cells.push_back(it == config.end() || it->second.empty() ? "" : display_value(it->second));
+  }
+  return cells;
+}
+
+// The result grid as a tidy CSV for pandas and spreadsheets: one line per cell, a column per
+// shown key, then numbers only (mean, std, n, paper, delta) and 0/1 flags; no footnotes.
+std::string result_grid_csv(const ResultGrid& g) {
+  std::vector<std::string> keys = g.row_keys;
+  keys.insert(keys.end(), g.col_keys.begin(), g.col_keys.end());
+  std::vector<std::string> header = keys;
+  header.insert(header.end(), {g.metric, "std", "n"});
+  if (g.has_paper) header.push_back("paper");
+  if (!g.baseline.empty()) header.insert(header.end(), {"delta", "baseline", "within_spread"});
+  header.push_back("best");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& c : g.cells) {
+    std::vector<std::string> row = csv_key_cells(c.config, keys);
+    row.insert(row.end(), {csv_number(c.mean), csv_number(c.std), std::to_string(c.values.size())});
+    if (g.has_paper) row.push_back(csv_number(c.paper));
+    if (!g.baseline.empty())
+      row.insert(row.end(), {csv_number(c.delta), c.is_baseline ? "1" : "0", c.within_spread ? "1" : "0"});
+    row.push_back(c.best ? "1" : "0");
+    rows.push_back(row);
+  }
+  return format_table(header, rows, TableFormat::kCsv);
 }
 
 struct CellText {
@@ -477,6 +521,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     return j.dump(2) + "\n";
   }
   const TableFormat fmt = parse_table_format(format);
+  if (fmt == TableFormat::kCsv) return result_grid_csv(g);
   std::vector<std::string> header{row_header(g)};
   std::vector<std::vector<std::string>> rows(g.row_values.size());
   std::vector<CellIndex> best;
@@ -539,10 +584,10 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
   std::vector<std::string> header{keys.empty() ? "configuration" : join(keys, ", ")};
   header.insert(header.end(), columns.begin(), columns.end());
   std::vector<std::vector<std::string>> rows;
-  std::vector<std::vector<double>> means;
+  std::vector<std::vector<double>> means, stds;
   for (const auto& cell : grid.cells) {
     std::vector<std::string> row{keys.empty() ? "(all runs)" : label_of(project(cell.config, keys), keys)};
-    std::vector<double> row_means;
+    std::vector<double> row_means, row_stds;
     for (const auto& column : columns) {
       std::vector<double> values;
       for (const auto& r : runs) {
@@ -553,22 +598,27 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
       if (values.empty()) {
         row.push_back("-");
         row_means.push_back(std::nan(""));
+        row_stds.push_back(std::nan(""));
         continue;
       }
       double mean = 0;
       for (double v : values) mean += v;
       mean /= static_cast<double>(values.size());
       std::string text = fmt(mean, options.decimals);
+      double std = std::nan("");
       if (values.size() >= 2) {
         double ss = 0;
         for (double v : values) ss += (v - mean) * (v - mean);
-        text += " \xC2\xB1 " + fmt(std::sqrt(ss / static_cast<double>(values.size() - 1)), options.decimals);
+        std = std::sqrt(ss / static_cast<double>(values.size() - 1));
+        text += " \xC2\xB1 " + fmt(std, options.decimals);
       }
       row.push_back(text);
       row_means.push_back(mean);
+      row_stds.push_back(std);
     }
     rows.push_back(row);
     means.push_back(row_means);
+    stds.push_back(row_stds);
   }
   std::vector<CellIndex> best;
   for (size_t c = 0; c < columns.size(); ++c) {
@@ -589,6 +639,18 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
     return j.dump(2) + "\n";
   }
   const TableFormat fmt_kind = parse_table_format(format);
+  if (fmt_kind == TableFormat::kCsv) {  // tidy: a column per key, then each value's mean and std
+    std::vector<std::string> csv_header = keys;
+    for (const auto& column : columns) csv_header.insert(csv_header.end(), {column, column + " std"});
+    std::vector<std::vector<std::string>> csv_rows;
+    for (size_t r = 0; r < grid.cells.size(); ++r) {
+      std::vector<std::string> row = csv_key_cells(grid.cells[r].config, keys);
+      for (size_t c = 0; c < columns.size(); ++c)
+        row.insert(row.end(), {csv_number(means[r][c]), csv_number(stds[r][c])});
+      csv_rows.push_back(row);
+    }
+    return format_table(csv_header, csv_rows, TableFormat::kCsv);
+  }
   std::vector<Align> align(header.size(), Align::kRight);
   align[0] = Align::kLeft;
   std::string out = format_table(header, rows, fmt_kind, align, best);

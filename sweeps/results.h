@@ -89,12 +89,14 @@ struct ResultGrid {
 ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options);
 
 // "md"/"markdown", "csv", "latex", "text", "html" or "json"; markdown, text, HTML and LaTeX get
-// footnotes (HTML as a <ul class="notes"> after the table, LaTeX as % comments); CSV has none so
-// that it stays machine-readable.
+// footnotes (HTML as a <ul class="notes"> after the table, LaTeX as % comments). CSV is tidy, for
+// pandas: one line per cell, a column per shown key, then the numbers (mean, std, n, paper,
+// delta) and 0/1 flags (baseline, within_spread, best); no footnotes.
 std::string format_result_grid(const ResultGrid& grid, const std::string& format);
 
 // Per-class IoU (result.json per_class) of each configuration for the given classes, plus the
-// table metric; best value per column marked. DataError naming an unknown class.
+// table metric; best value per column marked (CSV: a column per key, then each value's mean and
+// "<value> std", unmarked). DataError naming an unknown class.
 std::string format_per_class_table(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
                                    const std::vector<std::string>& classes, const std::string& format);
 

@@ -93,10 +93,10 @@ TEST_F(OneAxis, PaperColumn) {
   EXPECT_TRUE(std::isnan(g.cells[0].paper));
   EXPECT_DOUBLE_EQ(g.cells[1].paper, 43.0);
   EXPECT_EQ(format_result_grid(g, "csv"),
-            "model.dropout,mIoU,paper,\xCE\x94 mIoU\n"
-            "0.0,40.50 \xC2\xB1 0.71 (n=2),-,-1.75\n"
-            "0.1,42.25 \xC2\xB1 0.35 (n=2),43.00,baseline\n"
-            "0.2,42.40 \xC2\xB1 0.14 (n=2)*,-,+0.15~\n");
+            "model.dropout,mIoU,std,n,paper,delta,baseline,within_spread,best\n"
+            "0.0,40.5,0.707107,2,,-1.75,0,0,0\n"
+            "0.1,42.25,0.353553,2,43,0,1,0,0\n"
+            "0.2,42.4,0.141421,2,,0.15,0,1,1\n");
   EXPECT_NE(format_result_grid(g, "md").find("- paper: the value the paper reports (Table 9)."), std::string::npos);
   EXPECT_EQ(nlohmann::json::parse(format_result_grid(g, "json"))["cells"][1]["paper"], 43.0);
   options.metric = "sky";  // a metric the paper does not report: no column
@@ -108,10 +108,10 @@ TEST_F(OneAxis, CsvTextLatexAndJson) {
   options.baseline = {{"model.dropout", "0.1"}};
   const ResultGrid g = build_result_grid(runs_, options);
   EXPECT_EQ(format_result_grid(g, "csv"),
-            "model.dropout,mIoU,\xCE\x94 mIoU\n"
-            "0.0,40.50 \xC2\xB1 0.71 (n=2),-1.75\n"
-            "0.1,42.25 \xC2\xB1 0.35 (n=2),baseline\n"
-            "0.2,42.40 \xC2\xB1 0.14 (n=2)*,+0.15~\n");
+            "model.dropout,mIoU,std,n,delta,baseline,within_spread,best\n"
+            "0.0,40.5,0.707107,2,-1.75,0,0,0\n"
+            "0.1,42.25,0.353553,2,0,1,0,0\n"
+            "0.2,42.4,0.141421,2,0.15,0,1,1\n");
   const std::string text = format_result_grid(g, "text");
   EXPECT_NE(text.find("| 0.2           | 42.40 \xC2\xB1 0.14 (n=2)* |   +0.15~ |\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\n*: best mIoU.\n"), std::string::npos) << text;
@@ -151,10 +151,10 @@ TEST_F(OneAxis, PerClassTableAndFilters) {
   ResultTableOptions all;
   // wall: 71.0 | 74.5 | 71.0 ; sky: 90.5 | 88.5 | 92.5 (means over the two seeds).
   EXPECT_EQ(format_per_class_table(runs_, all, {"wall", "sky"}, "csv"),
-            "model.dropout,wall,sky,mIoU\n"
-            "0.0,71.00 \xC2\xB1 1.41,90.50 \xC2\xB1 0.71,40.50 \xC2\xB1 0.71\n"
-            "0.1,74.50 \xC2\xB1 0.71*,88.50 \xC2\xB1 0.71,42.25 \xC2\xB1 0.35\n"
-            "0.2,71.00 \xC2\xB1 0.00,92.50 \xC2\xB1 0.00*,42.40 \xC2\xB1 0.14*\n");
+            "model.dropout,wall,wall std,sky,sky std,mIoU,mIoU std\n"
+            "0.0,71,1.414214,90.5,0.707107,40.5,0.707107\n"
+            "0.1,74.5,0.707107,88.5,0.707107,42.25,0.353553\n"
+            "0.2,71,0,92.5,0,42.4,0.141421\n");
   EXPECT_THROW(format_per_class_table(runs_, all, {"ceiling"}, "csv"), DataError);
   // A class as the table metric.
   ResultTableOptions sky;
@@ -227,8 +227,9 @@ TEST(JsonTable, IntegerKeysStayIntegers) {
   EXPECT_TRUE(j["cells"][0]["config"]["train.lr"].is_number_float()) << text;
 }
 
-// A 2 x 2 grid, one seed each: deltas inside the cells, compared at the same learning rate.
-TEST(TwoAxes, CsvWithDeltasPerColumn) {
+// A 2 x 2 grid, one seed each: deltas compared at the same learning rate; CSV keeps each key in
+// its own column and each number in its own cell.
+TEST(TwoAxes, CsvIsOneLineOfNumbersPerCell) {
   ScratchDir dir("results2");
   const auto root = dir.path();
   fabricate_run(root / "r1", {{"model.dropout", "0.0"}, {"train.lr", "0.0001"}}, 0, "done", 30.0);
@@ -241,9 +242,11 @@ TEST(TwoAxes, CsvWithDeltasPerColumn) {
   options.baseline = {{"model.dropout", "0.1"}};
   const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
   EXPECT_EQ(format_result_grid(g, "csv"),
-            "model.dropout,train.lr=0.0001,train.lr=0.0002\n"
-            "0.0,\"30.00, \xCE\x94 -1.25\",\"33.50, \xCE\x94 +1.50*\"\n"
-            "0.1,31.25,32.00\n");
+            "model.dropout,train.lr,mIoU,std,n,delta,baseline,within_spread,best\n"
+            "0.0,0.0001,30,,1,-1.25,0,0,0\n"
+            "0.0,0.0002,33.5,,1,1.5,0,0,1\n"
+            "0.1,0.0001,31.25,,1,0,1,0,0\n"
+            "0.1,0.0002,32,,1,0,1,0,0\n");
   EXPECT_EQ(format_result_grid(g, "md"),
             "| model.dropout | train.lr=0.0001 |    train.lr=0.0002 |\n"
             "|:--------------|----------------:|-------------------:|\n"

@@ -90,11 +90,35 @@ std::string col_label(const Overrides& projection, const std::vector<std::string
   return join(parts, ", ");
 }
 
-void check_keys(const std::vector<std::string>& keys, const std::set<std::string>& known, const std::string& what) {
-  for (const auto& k : keys)
-    if (!known.count(k))
-      throw ConfigError(what + " " + k + ": not a swept key of these runs (swept: " +
-                        join(std::vector<std::string>(known.begin(), known.end()), ", ") + ")");
+// The override keys of the runs, split into those that vary between them and those every run
+// sets alike (a spec's [fixed] keys).
+struct RunKeys {
+  std::set<std::string> all;
+  std::vector<std::string> swept;
+  std::vector<std::string> fixed;
+};
+
+RunKeys keys_of(const std::vector<RunRecord>& runs) {
+  std::map<std::string, std::set<std::string>> values;
+  for (const auto& r : runs)
+    for (const auto& [k, v] : r.overrides) values[k].insert(v);
+  RunKeys keys;
+  for (const auto& [k, vs] : values) {
+    keys.all.insert(k);
+    const bool in_every_run =
+        std::all_of(runs.begin(), runs.end(), [&k = k](const RunRecord& r) { return r.overrides.count(k) > 0; });
+    (vs.size() == 1 && in_every_run ? keys.fixed : keys.swept).push_back(k);
+  }
+  return keys;
+}
+
+void check_keys(const std::vector<std::string>& keys, const RunKeys& known, const std::string& what) {
+  for (const auto& k : keys) {
+    if (known.all.count(k)) continue;
+    std::string listed = "swept: " + (known.swept.empty() ? std::string("none") : join(known.swept, ", "));
+    if (!known.fixed.empty()) listed += "; the same in every run: " + join(known.fixed, ", ");
+    throw ConfigError(what + " " + k + ": not a swept key of these runs (" + listed + ")");
+  }
 }
 
 std::string fmt(double v, int decimals) { return format_number(v, decimals, "-"); }
@@ -298,9 +322,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   g.metric = options.metric;
   g.decimals = options.decimals;
   g.baseline = options.baseline;
-  std::set<std::string> swept;
-  for (const auto& r : runs)
-    for (const auto& [k, v] : r.overrides) swept.insert(k);
+  const RunKeys swept = keys_of(runs);
   check_keys(options.rows, swept, "--rows");
   check_keys(options.cols, swept, "--cols");
   std::vector<std::string> where_keys, baseline_keys;
@@ -355,11 +377,11 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   }
 
   // Said once, as a footnote, unless the table already has the global batch as a key.
-  if (g.mixed_global_batches.size() < 2 || swept.count(kGlobalBatchKey)) g.mixed_global_batches.clear();
+  if (g.mixed_global_batches.size() < 2 || swept.all.count(kGlobalBatchKey)) g.mixed_global_batches.clear();
 
   // Keys that vary across the configurations; the rest are constant and not shown.
   std::set<std::string> varying;
-  for (const auto& k : swept) {
+  for (const auto& k : swept.all) {
     std::set<std::string> values;
     for (const auto& [config, cell] : by_config) {
       auto it = config.find(k);

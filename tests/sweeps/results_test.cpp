@@ -166,6 +166,18 @@ TEST_F(OneAxis, BadOptions) {
   ResultTableOptions options;
   options.rows = {"train.lr"};
   EXPECT_THROW(build_result_grid(runs_, options), ConfigError);
+  // A key every run sets alike (a spec's [fixed]) is listed apart from the swept ones.
+  for (auto& run : runs_) run.overrides["train.iters"] = "80";
+  options.rows = {"model.droput"};
+  try {
+    build_result_grid(runs_, options);
+    ADD_FAILURE() << "a misspelt --rows key was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "--rows model.droput: not a swept key of these runs (swept: model.dropout; the same in every run: "
+                 "train.iters)");
+  }
+  for (auto& run : runs_) run.overrides.erase("train.iters");
   options.rows.clear();
   options.baseline = {{"model.dropout", "0.7"}};
   EXPECT_THROW(build_result_grid(runs_, options), ConfigError);

@@ -223,6 +223,8 @@ std::string render_job_script(const JobScriptOptions& o) {
   // A step can end with status 0 without having run (srun: "task 0 launch failed ... aborted
   // before step completely launched", seen right after a requeue while the previous step was still
   // terminating): unless the run says done, or a signal asked to stop, launch again (3 tries).
+  // Where this job's output starts in the run's log: a failure is explained from that part only.
+  sh << "log_from=\"$(stat -c %s \"$run_dir/slurm.log\" 2> /dev/null || echo 0)\"\n";
   sh << "for attempt in 1 2 3; do\n";
   // SEGRUN_WORLD_SIZE: every rank checks that MPI started all the tasks as one world (a plugin
   // mismatch would start worlds of one, each training its own copy).
@@ -268,8 +270,17 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "fi\n";
   sh << "state=\"$(head -c 6 \"$run_dir/status\" 2> /dev/null)\"\n";
   sh << "if [ \"$state\" != failed ]; then\n";
-  sh << "  printf 'failed slurm job %s: ranks exited with code %s (log %s)\\n' \"$job\" \"$rc\" \"$run_dir/slurm.log\" "
-        "> \"$run_dir/status.tmp-$$\" && mv -f \"$run_dir/status.tmp-$$\" \"$run_dir/status\"\n";
+  // Why, in the status line: this job's first segrun error line, else the first line where the
+  // launcher names a rank that died (srun "task 1: Killed", Open MPI "process rank 1 ... signal").
+  sh << "  output() { tail -c +\"$((log_from + 1))\" \"$run_dir/slurm.log\" 2> /dev/null; }\n";
+  sh << "  cause=\"$(output | grep -m 1 -E 'segrun: error')\"\n";
+  sh << "  if [ -z \"$cause\" ]; then\n";
+  sh << "    cause=\"$(output | grep -m 1 -E 'task [0-9]+: [A-Z]|process rank [0-9]+ .*(signal|exited)')\"\n";
+  sh << "  fi\n";
+  sh << "  cause=\"$(printf '%s' \"$cause\" | tr -d '\\r' | cut -c 1-300)\"\n";
+  sh << "  printf 'failed slurm job %s: ranks exited with code %s%s (log %s)\\n' \"$job\" \"$rc\" \"${cause:+: "
+        "$cause}\" "
+        "\"$run_dir/slurm.log\" > \"$run_dir/status.tmp-$$\" && mv -f \"$run_dir/status.tmp-$$\" \"$run_dir/status\"\n";
   sh << "fi\n";
   sh << "exit \"$rc\"\n";
   return sh.str();

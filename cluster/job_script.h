@@ -14,7 +14,9 @@
 //    it does not (the job is being cancelled, or Slurm requeues it already). With <SIG> = TERM
 //    (srun only: mpirun kills its ranks on TERM) every TERM counts as the time limit;
 //  - marks a run whose ranks exit with another non-zero code "failed" in its status file (unless
-//    the trainer did), with the job id and exit code.
+//    the trainer did), with the job id, the exit code and the first line of this job's output
+//    that says why: a rank's "segrun: error" line, else the launcher's line naming the rank that
+//    died (srun "task 1: Killed", Open MPI "process rank 1 ... exited on signal 9").
 // Safety: every value in the script body is single-quoted ('...' with ' written as '\''), so no
 // path, run name or environment value can inject shell; values of #SBATCH lines are not parsed
 // by a shell but end at a newline, so they must match strict character sets (ClusterError naming

@@ -198,6 +198,9 @@ struct FakeCluster {
          "printf '%s\\0' \"$@\" > \"$FAKE_LOG/srun.args\"\n"
          "case \"$FAKE_MODE\" in\n"
          "  exit0) echo done > \"$FAKE_RUN/status\"; exit 0 ;;\n"
+         "  killed) echo 'srun: error: vm: task 1: Killed' >&2; exit 137 ;;\n"
+         "  error) echo 'segrun: error on rank 1: disk full'; echo 'srun: error: vm: task 1: Exited with exit code 1' "
+         ">&2; exit 1 ;;\n"
          "  exit*) exit \"${FAKE_MODE#exit}\" ;;\n"
          "  nolaunch) echo attempt >> \"$FAKE_LOG/srun.launches\"; exit 0 ;;\n"
          "  wait) for sig in USR1 USR2 TERM; do trap \"echo $sig > \\\"\\$FAKE_LOG/srun.signal\\\"; exit 75\" $sig; "
@@ -387,6 +390,24 @@ TEST(JobScriptRun, FailureIsWrittenToTheRunStatus) {
   spit(c.run / "status", "failed data.store: not set\n");
   EXPECT_EQ(FakeCluster::wait_exit(c.start("exit2")), 2);
   EXPECT_EQ(slurp(c.run / "status"), "failed data.store: not set\n");
+}
+
+TEST(JobScriptRun, AFailedStatusNamesTheRankThatDied) {
+  FakeCluster c;
+  // An earlier job's failure in the same log is not this one's.
+  spit(c.run / "slurm.log", "srun: error: vm: task 0: Terminated\nsegrun: error on rank 0: old\n");
+  EXPECT_EQ(FakeCluster::wait_exit(c.start("killed")), 137);
+  EXPECT_EQ(slurp(c.run / "status"),
+            "failed slurm job 77_1: ranks exited with code 137: srun: error: vm: task 1: "
+            "Killed (log " +
+                (c.run / "slurm.log").string() + ")\n");
+  // A rank's own error line, where there is one, says why.
+  ::unlink((c.run / "status").c_str());
+  EXPECT_EQ(FakeCluster::wait_exit(c.start("error")), 1);
+  EXPECT_EQ(slurp(c.run / "status"),
+            "failed slurm job 77_1: ranks exited with code 1: segrun: error on rank 1: "
+            "disk full (log " +
+                (c.run / "slurm.log").string() + ")\n");
 }
 
 TEST(JobScriptRun, RefusesATasksFileLineThatIsNotARunName) {

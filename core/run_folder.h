@@ -11,6 +11,7 @@
 //   <root>/tb/              TensorBoard event files (engine/tensorboard_writer.h), one per start
 //   <root>/samples/         iter_<n>/<name>.png: validation pictures (image | truth | prediction)
 //   <root>/logs/rank-<r>.log
+//   <root>/.lock            held (core/folder_lock.h) by rank 0 of the process training the run
 //   exit 75                 the run stopped on a signal after checkpointing (resumable: --resume auto;
 //                           sysexits' EX_TEMPFAIL, so a scheduler wrapper tells "resume me" apart)
 //   exit 2                  a config error, before anything ran
@@ -52,6 +53,7 @@ class RunFolder {
   std::string tensorboard_dir() const { return root_ + "/tb"; }
   std::string samples_dir() const { return root_ + "/samples"; }
   std::string log_dir() const { return root_ + "/logs"; }
+  std::string lock_path() const { return root_ + "/.lock"; }
 
   // Creates root, checkpoints/ and logs/ (any rank may call it; mkdir is idempotent). IoError.
   void create() const;

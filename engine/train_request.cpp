@@ -1,10 +1,15 @@
 #include "engine/train_request.h"
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <system_error>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/run_folder.h"
 #include "engine/checkpoint.h"
 
@@ -44,7 +49,34 @@ std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config
                     " and resume from it");
 }
 
+std::string busy_message(const RunFolder& run, const std::string& holder) {
+  return run.root() + ": already being trained by " + holder + "; one process trains a run at a time (segrun status " +
+         run.root() + ")";
+}
+
 }  // namespace
+
+void check_run_not_busy(const std::string& run_dir) {
+  const RunFolder run(run_dir);
+  const std::optional<std::string> holder = lock_holder(run.lock_path());
+  if (holder && !holder->empty()) throw ConfigError(busy_message(run, *holder));
+}
+
+FolderLock take_run_lock(const std::string& run_dir, double requeue_wait_s) {
+  const RunFolder run(run_dir);
+  const char* restarts = std::getenv("SLURM_RESTART_COUNT");
+  const bool requeued = restarts && std::atoi(restarts) > 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(requeued ? requeue_wait_s : 0);
+  bool said = false;
+  while (true) {
+    if (std::optional<FolderLock> lock = FolderLock::try_take(run.lock_path())) return std::move(*lock);
+    const std::string holder = lock_holder(run.lock_path()).value_or("another process");
+    if (std::chrono::steady_clock::now() >= deadline) throw ConfigError(busy_message(run, holder));
+    if (!said) log::warn("{}: held by {}; a requeued job waits for it to be released", run.root(), holder);
+    said = true;
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+}
 
 std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request) {
   const std::string origin = config.source.empty() ? "config" : config.source;

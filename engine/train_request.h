@@ -13,11 +13,14 @@
 //     long to train (train.iters), how often to log, evaluate and checkpoint, and the eval, dist,
 //     log and cluster sections may change.
 // Every refusal is a ConfigError naming the folder, file or key.
+// One process trains a run folder at a time: rank 0 holds the run's lock (take_run_lock) while it
+// trains, and a second `segrun train` of the same folder is refused naming the holder.
 
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "core/folder_lock.h"
 
 namespace segrun::engine {
 
@@ -30,5 +33,15 @@ struct TrainRequest {
 // may change (for the trainer to say so; train.iters with a warning: the learning-rate schedule
 // follows the new length from the checkpoint on).
 std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request);
+
+// ConfigError when another process holds `run_dir`'s lock ("<run>: already being trained by pid
+// 1234 on node7 since ..."); for `segrun launch` to say so before mpirun starts.
+void check_run_not_busy(const std::string& run_dir);
+
+// Rank 0's hold on `run_dir` (RunFolder::lock_path) for the whole training. A requeued Slurm job
+// (SLURM_RESTART_COUNT > 0) waits up to `requeue_wait_s` for its previous incarnation's lock to be
+// released (a dead node's NFS lock lasts until the server's lease ends); otherwise, or after the
+// wait, the ConfigError of check_run_not_busy.
+FolderLock take_run_lock(const std::string& run_dir, double requeue_wait_s = 180.0);
 
 }  // namespace segrun::engine

@@ -110,6 +110,7 @@ struct Trainer::State {
   std::vector<ConfigChange> resume_changes;    // keys the resume changes that may change
   bool had_status = false;                     // the run folder had a status file before this run
   bool began = false;                          // resume() succeeded: config.toml and status "running" written
+  std::optional<FolderLock> lock;              // rank 0: this process trains the run (set_up)
   TrainOutcome outcome;
 
   // set_up()
@@ -311,6 +312,7 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
     : state_(std::make_unique<State>(config, context, std::move(request))) {
   State& s = *state_;
   s.resume_changes = check_train_request(config, s.request);
+  if (s.root) check_run_not_busy(s.request.run_dir);  // the other ranks may start after rank 0 took it
   stop_signal_number(config.cluster.slurm.signal);
   s.had_status = path_exists(s.run.status_path());
   if (s.request.resume == "auto")
@@ -325,6 +327,8 @@ void Trainer::set_up() {
   State& s = *state_;
   const Config& config = s.config;
   s.run.create();
+  // Before anything is written into the run, its logs included.
+  if (s.root) s.lock = take_run_lock(s.request.run_dir);
   log::LogOptions log_options;
   log_options.rank = s.launched_context.world_rank;
   log_options.world = s.launched_context.world_size;
@@ -667,7 +671,8 @@ TrainOutcome Trainer::run() {
     }
     return finish(iter, stopped);
   } catch (const std::exception& e) {
-    if (s.root && (s.began || !s.had_status)) {
+    // Only the process that holds the run may say it failed (not a second one it refused).
+    if (s.lock && (s.began || !s.had_status)) {
       try {
         s.run.write_status(RunState::kFailed, e.what());
       } catch (...) {

@@ -338,6 +338,7 @@ void add_run_commands(CommandRegistry& registry) {
   registry.set_preflight(train_command, [options] {
     const TrainPlan plan = plan_train(options->train_command);
     engine::check_train_request(plan.config, plan.request);
+    engine::check_run_not_busy(plan.request.run_dir);
   });
 
   EvalCommand& eval = s.eval_command;

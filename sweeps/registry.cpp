@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -78,6 +79,19 @@ void for_each_metrics_record(const std::string& metrics_path, const std::functio
   }
 }
 
+std::string describe_run_state(const RunRecord& run) {
+  if (run.state != RunState::kRunning || !run.holder) return to_string(run.state);
+  if (!run.holder->empty()) return "running (" + *run.holder + ")";
+  return "stale: the status says running but no process trains the run (killed?); continue it with segrun train " +
+         run.dir + " --resume auto";
+}
+
+int64_t run_progress(const RunRecord& run) {
+  if (run.state == RunState::kDone && run.result.count("iterations"))
+    return static_cast<int64_t>(run.result.at("iterations"));
+  return std::max<int64_t>({0, run.last_iter, run.checkpoint_iter});
+}
+
 RunRecord read_run(const std::string& dir_text) {
   RunRecord r;
   r.dir = dir_text;
@@ -100,6 +114,7 @@ RunRecord read_run(const std::string& dir_text) {
   const RunStatus status = folder.read_status();
   r.state = status.state;
   r.reason = status.reason;
+  if (r.state == RunState::kRunning) r.holder = lock_holder(folder.lock_path());
   r.checkpoint_iter = newest_checkpoint_iter(folder.checkpoint_dir());
   r.has_checkpoint = r.checkpoint_iter >= 0;
   const std::string metrics = folder.metrics_path();

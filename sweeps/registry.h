@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,20 @@ struct RunRecord {
   bool has_result = false;
   std::map<std::string, double> result;     // numeric top-level fields of result.json (mIoU, ...)
   std::map<std::string, double> per_class;  // per_class IoU of result.json, NaN for null
+  // Only for a running run: who holds its lock (core/folder_lock.h's lock_holder): "pid 1234 on
+  // node7 since ...", "" when nobody does (the process died without updating the status), nullopt
+  // when it cannot be known (a run from before the lock, or no flock on the file system).
+  std::optional<std::string> holder;
 };
+
+// The run's state as status commands show it: the status file's word, except that a running run
+// says who trains it ("running (pid 1234 on node7 since ...)") or, when nobody holds it any more,
+// "stale: ..." with the command that continues it.
+std::string describe_run_state(const RunRecord& run);
+
+// How far the run got: result.json's iterations when done, else the furthest of the last logged
+// iteration and the newest checkpoint (where --resume auto continues); 0 when neither exists.
+int64_t run_progress(const RunRecord& run);
 
 // Calls `visit` with each record of a metrics.jsonl file (one JSON object a line), in order. Blank
 // lines are passed over, and so is a last line cut short by a crash; any other line that is not a

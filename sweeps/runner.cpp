@@ -1,12 +1,7 @@
 #include "sweeps/runner.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -97,17 +92,10 @@ std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
 
 }  // namespace
 
-RunsLock::RunsLock(const std::string& runs_dir, const std::string& busy) {
-  const std::string path = (fs::path(runs_dir) / ".sweep.lock").string();
-  fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw IoError(path + ": cannot open lock file: " + std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd_);
-    throw ClusterError(runs_dir + ": " + busy);
-  }
+RunsLock::RunsLock(const std::string& runs_dir, const std::string& busy)
+    : lock_(FolderLock::try_take((fs::path(runs_dir) / ".sweep.lock").string())) {
+  if (!lock_) throw ClusterError(runs_dir + ": " + busy);
 }
-
-RunsLock::~RunsLock() { ::close(fd_); }
 
 SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out) {
   const std::string runs_dir = sweep_runs_dir(spec, options.runs_dir);
@@ -296,21 +284,19 @@ std::string format_status(const std::vector<PlanEntry>& plan, const std::string&
   for (size_t i = 0; i < plan.size(); ++i) {
     const PlanEntry& e = plan[i];
     const RunRecord& r = e.record;
-    std::string state = to_string(r.state);
+    std::string state = describe_run_state(r);
     const auto job = scheduler.find(e.dir);
     if (job != scheduler.end() && !job->second.state.empty()) {
       state = job->second.state;
       ++counts[state.substr(0, state.find_first_of(" :("))];
       state = truncate(state, 80);
     } else {
-      ++counts[state];
+      ++counts[state.substr(0, state.find_first_of(" :("))];
       if (!r.reason.empty() && state == "failed") state += ": " + truncate(r.reason, 60);
+      state = truncate(state, 80);
     }
-    const int64_t iter = std::max<int64_t>(0, r.state == RunState::kDone && r.result.count("iterations")
-                                                  ? static_cast<int64_t>(r.result.at("iterations"))
-                                                  : r.last_iter);
     rows.push_back({e.run.id, describe(shown[i]), std::to_string(e.run.seed), state,
-                    std::to_string(iter) + "/" + std::to_string(e.run.iters), metric_text(r, metric)});
+                    std::to_string(run_progress(r)) + "/" + std::to_string(e.run.iters), metric_text(r, metric)});
     if (!scheduler.empty()) {
       rows.back().push_back(job != scheduler.end() && !job->second.job.empty() ? job->second.job : "-");
       rows.back().push_back(job != scheduler.end() && !job->second.log.empty() ? job->second.log : "-");

@@ -13,9 +13,11 @@
 #include <functional>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/folder_lock.h"
 #include "core/run_folder.h"
 #include "sweeps/registry.h"
 #include "sweeps/spec.h"
@@ -28,12 +30,9 @@ namespace segrun::sweeps {
 class RunsLock {
  public:
   RunsLock(const std::string& runs_dir, const std::string& busy);
-  ~RunsLock();
-  RunsLock(const RunsLock&) = delete;
-  RunsLock& operator=(const RunsLock&) = delete;
 
  private:
-  int fd_ = -1;
+  std::optional<FolderLock> lock_;
 };
 
 struct SweepRunOptions {

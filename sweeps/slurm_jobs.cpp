@@ -301,13 +301,12 @@ int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
     } catch (const ConfigError&) {
     }
   }
-  const int64_t iter = r.state == RunState::kDone && r.result.count("iterations")
-                           ? static_cast<int64_t>(r.result.at("iterations"))
-                           : std::max<int64_t>(0, r.last_iter);
+  std::string state = cluster::merge_run_state(r.state, r.reason, job);
+  if (state == to_string(RunState::kRunning)) state = describe_run_state(r);
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"run", run_dir});
-  rows.push_back({"state", cluster::merge_run_state(r.state, r.reason, job)});
-  rows.push_back({"progress", std::to_string(iter) + "/" + (iters >= 0 ? std::to_string(iters) : "?")});
+  rows.push_back({"state", state});
+  rows.push_back({"progress", std::to_string(run_progress(r)) + "/" + (iters >= 0 ? std::to_string(iters) : "?")});
   std::string metric = "-";
   if (r.has_result && r.result.count("mIoU"))
     metric = "mIoU " + format_number(r.result.at("mIoU"), 2, "-");

@@ -5,6 +5,7 @@
 // iteration in progress with a checkpoint and the status "preempted". train.save_best: the best
 // validation's checkpoint, its record in every checkpoint and in result.json, across a resume.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "data/classes.h"
 #include "data/pack.h"
 #include "data/synth.h"
@@ -204,6 +206,38 @@ TEST_F(TrainerTest, AMistakenResumeLeavesAFinishedRunAsItWas) {
 
   EXPECT_EQ(read(dir + "/status"), status);
   EXPECT_EQ(read(dir + "/config.toml"), config_toml);
+}
+
+// Two processes never train one run: the second is refused naming the holder, and writes
+// nothing into the run (not even "failed"), whether it finds the run taken when it starts or is
+// beaten to it after.
+TEST_F(TrainerTest, OneProcessTrainsARunAtATime) {
+  const dist::RankContext context = dist::singleton_context();
+  const std::string dir = run_dir("busy");
+  ASSERT_TRUE(Trainer(config(), context, {dir, ""}).run().finished);
+  const std::string status = read(dir + "/status"), metrics = read(dir + "/metrics.jsonl");
+  {
+    std::optional<FolderLock> other = FolderLock::try_take(dir + "/.lock");  // as another process would
+    ASSERT_TRUE(other);
+    try {
+      Trainer(config({"train.iters=6"}), context, {dir, "auto"});
+      ADD_FAILURE() << "a run held by another process was resumed";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(dir + ": already being trained by pid " + std::to_string(::getpid()), 0),
+                0u)
+          << e.what();
+    }
+    const std::string fresh = run_dir("taken-after");
+    Trainer late(config(), context, {fresh, ""});
+    fs::create_directories(fresh);
+    std::optional<FolderLock> first = FolderLock::try_take(fresh + "/.lock");
+    ASSERT_TRUE(first);
+    EXPECT_THROW(late.run(), ConfigError);
+    EXPECT_FALSE(fs::exists(fresh + "/status"));
+  }
+  EXPECT_EQ(read(dir + "/status"), status);
+  EXPECT_EQ(read(dir + "/metrics.jsonl"), metrics);
+  EXPECT_TRUE(Trainer(config({"train.iters=6"}), context, {dir, "auto"}).run().finished);  // released
 }
 
 TEST_F(TrainerTest, NeverWritesIntoAFolderOfTheUsersFiles) {

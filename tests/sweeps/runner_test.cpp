@@ -17,12 +17,15 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "sweeps/registry.h"
 #include "sweeps_test_util.h"
 
 namespace segrun::sweeps {
 namespace {
 
+namespace fs = std::filesystem;
+using testing::fabricate_run;
 using testing::ScratchDir;
 using testing::write_text;
 
@@ -133,6 +136,29 @@ TEST_F(RunnerTest, RunsThatALiveSlurmJobHasAreLeftToIt) {
   const std::string text = format_plan(plan, TableFormat::kText);
   EXPECT_NE(text.find("on slurm (job 77_1 (pending (Priority)))"), std::string::npos) << text;
   EXPECT_NE(text.find("to retry, 1 on Slurm\n"), std::string::npos) << text;
+}
+
+// A "running" status says who trains the run, or that nobody does any more (the process was
+// killed without updating it); progress counts the checkpoint a resume continues from.
+TEST(RunRecord, ARunningRunSaysWhoTrainsItOrThatNobodyDoes) {
+  ScratchDir dir("running");
+  const fs::path run = dir.path() / "r";
+  fabricate_run(run, {{"train.lr", "0.1"}}, 0, "running", 0.0);
+  write_text(run / "metrics.jsonl", "{\"iter\": 10, \"mode\": \"train\", \"loss\": 1.0}\n");
+  write_text(run / "checkpoints" / "iter_12.pt", "x");
+  EXPECT_EQ(describe_run_state(read_run(run.string())), "running");  // no lock file: cannot be known
+  EXPECT_EQ(run_progress(read_run(run.string())), 12);
+  {
+    std::optional<FolderLock> lock = FolderLock::try_take((run / ".lock").string());
+    ASSERT_TRUE(lock);
+    EXPECT_EQ(
+        describe_run_state(read_run(run.string())).rfind("running (pid " + std::to_string(::getpid()) + " on ", 0), 0u);
+  }
+  EXPECT_EQ(describe_run_state(read_run(run.string())),
+            "stale: the status says running but no process trains the run (killed?); continue it with segrun train " +
+                run.string() + " --resume auto");
+  write_text(run / "status", "failed disk full\n");
+  EXPECT_EQ(describe_run_state(read_run(run.string())), "failed");
 }
 
 TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) {

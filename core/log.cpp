@@ -43,6 +43,20 @@ void write(Level level, const std::string& message) {
   }
 }
 
+void write_to_file(Level level, const std::string& message) {
+  const auto logger = spdlog::default_logger();
+  if (!logger) return;
+  const spdlog::level::level_enum levels[] = {spdlog::level::debug, spdlog::level::info, spdlog::level::warn,
+                                              spdlog::level::err};
+  const spdlog::level::level_enum spd_level = levels[static_cast<int>(level)];
+  const spdlog::details::log_msg line(logger->name(), spd_level, message);
+  for (const auto& sink : logger->sinks()) {
+    if (!std::dynamic_pointer_cast<spdlog::sinks::basic_file_sink_mt>(sink) || !sink->should_log(spd_level)) continue;
+    sink->log(line);
+    sink->flush();
+  }
+}
+
 void flush() {
   if (auto logger = spdlog::default_logger()) logger->flush();
 }

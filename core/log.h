@@ -31,6 +31,9 @@ void init_logging(const LogOptions& options);
 void flush();
 // Writes one finished line at `level`.
 void write(Level level, const std::string& message);
+// The same, to the rank's log file only: for what the process prints on the terminal itself
+// (its last error line), so that the file keeps it too.
+void write_to_file(Level level, const std::string& message);
 
 template <typename... Args>
 void info(std::string_view pattern, const Args&... args) {

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     return code;
   } catch (const std::exception& e) {
     const int code = exit_code_for(e);
+    log::write_to_file(log::Level::kError, e.what());  // a rank's log tells its end (the terminal may be gone)
     const bool multi_rank = mpi.active() && mpi.world_size() > 1;
     const int rank = mpi.active() ? mpi.context().world_rank : announced_rank();
     // Config errors are the same on every rank: rank 0 reports them.

@@ -3,7 +3,7 @@
 # h5py, so the HDF5 file stays valid and only the record bytes are wrong, like a disk bit rot).
 #  - `data inspect --json` lists exactly those two records (shard file, index in the shard, name);
 #  - training with data.on_corrupt = "fail" stops with one error naming a damaged record's shard
-#    and index;
+#    and index; on 2 ranks the run's status says it too (with the rank) and the rank's log keeps it;
 #  - with data.on_corrupt = "skip" it completes, logs the skips and counts them in metrics.jsonl
 #    (skipped_records): at least 1, at most 9 = 3 epochs x 3. The loader reads at most
 #    (8 iterations + 4 prefetched batches) x 2 images = 24 samples = 3 epochs of 8 records; in an
@@ -59,6 +59,15 @@ ok=1
 [ "$code" -eq 1 ] && [ "$(grep -c '^segrun: error' fail.err)" -eq 1 ] && grep -qE "^segrun: error: .*($pattern)" fail.err \
   && ! grep -qE "terminate called|Segmentation|Aborted" fail.err && ok=0
 injected_fault $ok "on_corrupt=fail: exit $code, $(grep '^segrun: error' fail.err)"
+
+# The same on 2 ranks: the run's status says which record failed, naming the rank when it is not
+# rank 0 (whose own catch writes the status), and the failing rank's log keeps its error line.
+"$segrun" launch -n 2 -- train tiny.toml --run-dir runs/fail2 > fail2.out 2> fail2.err
+code=$?
+ok=1
+[ "$code" -ne 0 ] && grep -qE "^failed (rank 1: )?.*($pattern)" runs/fail2/status \
+  && grep -qE " error r[01]/2 .*($pattern)" runs/fail2/logs/rank-*.log && ok=0
+injected_fault $ok "2 ranks: exit $code, status: $(head -c 200 runs/fail2/status)"
 
 # on_corrupt = skip: completes, logs and counts the skips.
 "$segrun" train tiny.toml data.on_corrupt=skip data.prefetch=4 --run-dir runs/skip > skip.out 2>&1

@@ -4,7 +4,10 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -575,6 +578,49 @@ void insert_value(const Field& f, Config& config, toml::table& table, const std:
       f.ref);
 }
 
+// TOML text with every float written as short as reads back the same value ("0.1", "1e-06"),
+// not toml++'s 17 significant digits ("0.10000000000000001"); strings are left alone.
+std::string with_short_floats(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  char quote = 0;  // inside a "..." or '...' string
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (quote) {
+      out += c;
+      if (c == '\\' && quote == '"' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == quote)
+        quote = 0;
+      ++i;
+      continue;
+    }
+    if (c == '"' || c == '\'') quote = c;
+    const bool starts_number = (std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '+') &&
+                               (out.empty() || std::string(" =[,\n").find(out.back()) != std::string::npos);
+    if (!starts_number) {
+      out += c;
+      ++i;
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < text.size() && std::string("0123456789.eE+-").find(text[end]) != std::string::npos) ++end;
+    const std::string token = text.substr(i, end - i);
+    char* parsed_end = nullptr;
+    const double v = std::strtod(token.c_str(), &parsed_end);
+    if (token.find_first_of(".eE") == std::string::npos || parsed_end != token.c_str() + token.size()) {
+      out += token;
+    } else {
+      char buf[64];
+      std::string shortest(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+      if (shortest.find_first_of(".e") == std::string::npos) shortest += ".0";  // still a float
+      out += shortest;
+    }
+    i = end;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string to_toml(const Config& input) {
@@ -587,7 +633,7 @@ std::string to_toml(const Config& input) {
   }
   std::ostringstream os;
   os << "# segrun resolved config: every key, defaults included\n" << root << "\n";
-  return os.str();
+  return with_short_floats(os.str());
 }
 
 std::vector<std::pair<std::string, std::string>> config_values(const Config& input) {
@@ -598,7 +644,7 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& inp
     insert_value(f, config, one, "v");
     std::ostringstream os;
     os << one;  // "v = <value>"
-    values.emplace_back(f.key, os.str().substr(4));
+    values.emplace_back(f.key, with_short_floats(os.str().substr(4)));
   }
   return values;
 }

@@ -140,6 +140,20 @@ TEST(Config, ResolvedConfigRoundTrips) {
   EXPECT_THAT(text, HasSubstr("backbone_lr_mult = 0.1"));  // defaults written out
   EXPECT_EQ(back.eval.scales, (std::vector<double>{0.75, 1.25}));
   EXPECT_EQ(back.model.vit.out_indices, (std::vector<int>{1, 2, 3, 4}));
+  // Floats as a person writes them (toml++ alone prints 17 digits: 0.10000000000000001), exactly.
+  const Config odd = parse_config("", "exp.toml",
+                                  {"train.lr=0.005", "train.min_lr=1e-6", "model.dropout=0.1", "eval.scales=[0.1, 2]",
+                                   "name=\"a 0.10000000000000001 'b' \\\" 0.3\""});
+  const std::string odd_text = to_toml(odd);
+  EXPECT_THAT(odd_text, HasSubstr("\nlr = 0.005\n"));
+  EXPECT_THAT(odd_text, HasSubstr("\nmin_lr = 1e-06\n"));
+  EXPECT_THAT(odd_text, HasSubstr("\ndropout = 0.1\n"));
+  EXPECT_THAT(odd_text, HasSubstr("scales = [ 0.1, 2.0 ]"));
+  const Config odd_back = parse_config(odd_text, "resolved.toml");
+  EXPECT_EQ(odd_back.name, "a 0.10000000000000001 'b' \" 0.3");  // strings untouched
+  EXPECT_EQ(odd_back.train.lr, 0.005);
+  EXPECT_EQ(odd_back.train.min_lr, 1e-6);
+  EXPECT_EQ(odd_back.eval.scales, (std::vector<double>{0.1, 2.0}));
 }
 
 TEST(Config, FileErrorsAndRelativePaths) {

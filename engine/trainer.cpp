@@ -404,6 +404,14 @@ int64_t Trainer::resume() {
     SEGRUN_CHECK(meta.next_iter <= config.train.iters, ConfigError,
                  resume_path << " is at iteration " << meta.next_iter << ", past train.iters = " << config.train.iters
                              << "; resume with the run's own train.iters");
+    if (meta.world_size != s.context.world_size) {
+      const int64_t per_rank = static_cast<int64_t>(config.data.batch_per_rank) * config.train.accumulate;
+      throw ConfigError(segrun::format(
+          "{} was trained on {} rank(s) (global batch {}), this resume runs on {} (global batch {}): a run "
+          "continues only at its global batch; resume it on {} rank(s): segrun launch -n {} -- train {} --resume auto",
+          resume_path, meta.world_size, meta.world_size * per_rank, s.context.world_size,
+          s.context.world_size * per_rank, meta.world_size, meta.world_size, s.request.run_dir));
+    }
     start_iter = meta.next_iter;
     carried_window = meta.window;
     s.report_resume_changes(start_iter);

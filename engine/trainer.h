@@ -63,9 +63,9 @@ class Trainer {
   // broadcast), optimizer. Writes nothing into the run folder but its logs.
   void set_up();
   // Loads the checkpoint the request names (auto: the newest readable one; ConfigError when it is
-  // past train.iters), then builds the gradient sync and the data loader, positioned after the
-  // checkpoint; returns the next iteration (0 when fresh). Training begins here: rank 0 writes
-  // config.toml and status "running" and opens the TensorBoard writer.
+  // past train.iters or was trained on another number of ranks: another global batch), then builds the gradient sync
+  // and the data loader, positioned after the checkpoint; returns the next iteration (0 when fresh). Training begins
+  // here: rank 0 writes config.toml and status "running" and opens the TensorBoard writer.
   int64_t resume();
   // One training iteration `iter`: batch, forward under autocast, backward, gradient all-reduce,
   // clip and optimizer step (or an fp16 skip). Losses accumulate on the device for log_window.

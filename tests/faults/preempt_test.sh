@@ -43,6 +43,13 @@ for cycle in 1 2 3; do
     failures=$((failures + 1))
   fi
 done
+# Another world size would continue at another global batch: refused, the run left as it was.
+"$segrun" train "$work/runs/preempted" --resume auto > "$work/one-rank.out" 2>&1
+code=$?
+check "a 1-rank resume of the 2-rank run is refused (exit $code, expected 2)" test "$code" -eq 2
+check "the refusal names both world sizes" grep -qE \
+  "was trained on 2 rank\(s\) \(global batch [0-9]+\), this resume runs on 1 \(global batch [0-9]+\)" "$work/one-rank.out"
+check "the refused resume leaves the run preempted" grep -q '^preempted' "$work/runs/preempted/status"
 "$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/preempted" --resume auto > "$work/last.out" 2>&1
 check "the preempted run completes" test $? -eq 0
 check "status done" grep -q '^done' "$work/runs/preempted/status"

@@ -110,6 +110,7 @@ struct Trainer::State {
   std::vector<ConfigChange> resume_changes;    // keys the resume changes that may change
   bool had_status = false;                     // the run folder had a status file before this run
   bool began = false;                          // resume() succeeded: config.toml and status "running" written
+  bool already_done = false;                   // --resume auto of a finished run: nothing to do
   std::optional<FolderLock> lock;              // rank 0: this process trains the run (set_up)
   TrainOutcome outcome;
 
@@ -319,6 +320,12 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
     s.resume_candidates = checkpoints_newest_first(s.run.checkpoint_dir());
   else if (!s.request.resume.empty())
     s.resume_candidates = {s.request.resume};
+  // A finished run whose newest checkpoint is at train.iters has nothing to train (a larger
+  // train.iters continues it).
+  s.already_done =
+      s.request.resume == "auto" && !s.resume_candidates.empty() &&
+      fs::path(s.resume_candidates.front()).filename() == "iter_" + std::to_string(config.train.iters) + ".pt" &&
+      s.had_status && s.run.read_status().state == RunState::kDone;
 }
 
 Trainer::~Trainer() = default;
@@ -668,6 +675,13 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
 
 TrainOutcome Trainer::run() {
   State& s = *state_;
+  if (s.already_done) {
+    log::info("{} is done: {} iterations trained, nothing to do (a larger train.iters trains on)", s.request.run_dir,
+              s.config.train.iters);
+    s.outcome.finished = true;
+    s.outcome.iterations = s.config.train.iters;
+    return s.outcome;
+  }
   try {
     set_up();
     int64_t iter = resume();

@@ -54,9 +54,10 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // The whole run; marks the run folder failed (with the reason) when a step throws, unless it
-  // throws before training began in a run folder that already has a status (a mistaken resume
-  // leaves a finished or preempted run as it was).
+  // The whole run (nothing for --resume auto of a done run whose newest checkpoint is at
+  // train.iters: finished, nothing written); marks the run folder failed (with the reason) when a step throws, unless
+  // it throws before training began in a run folder that already has a status (a mistaken resume leaves a finished or
+  // preempted run as it was).
   TrainOutcome run();
 
   // Run folder, logging, stop handlers, device and communicators, stores, model (rank 0's weights

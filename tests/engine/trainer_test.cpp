@@ -204,6 +204,15 @@ TEST_F(TrainerTest, AMistakenResumeLeavesAFinishedRunAsItWas) {
   EXPECT_THROW(Trainer(config({"train.iters=2"}), context, {past, dir + "/checkpoints/iter_4.pt"}).run(), ConfigError);
   EXPECT_FALSE(fs::exists(past + "/config.toml"));
 
+  // Resuming the finished run as it is: nothing to train, nothing evaluated or written again.
+  const std::string metrics = read(dir + "/metrics.jsonl");
+  const auto written = fs::last_write_time(dir + "/checkpoints/iter_4.pt");
+  const TrainOutcome again = Trainer(config(), context, {dir, "auto"}).run();
+  EXPECT_TRUE(again.finished);
+  EXPECT_EQ(again.iterations, 4);
+  EXPECT_EQ(read(dir + "/metrics.jsonl"), metrics);
+  EXPECT_EQ(fs::last_write_time(dir + "/checkpoints/iter_4.pt"), written);
+
   EXPECT_EQ(read(dir + "/status"), status);
   EXPECT_EQ(read(dir + "/config.toml"), config_toml);
 }

@@ -84,6 +84,9 @@ int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* st
   // Own process group: a terminal's Ctrl-C reaches only segrun, which forwards it as above
   // (mpirun in the terminal's group would kill its ranks before they can checkpoint).
   options.new_process_group = true;
+  // A launcher killed outright (SIGKILL, OOM) still stops its ranks: mpirun gets the stop signal
+  // and forwards it, and they checkpoint and exit, instead of training on unwatched.
+  options.parent_death_signal = stop_signal;
   process::Child child;
   try {
     child = process::spawn(options);

@@ -17,8 +17,15 @@
 namespace segrun::process {
 namespace {
 
-constexpr int kForwardedSignals[4] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-constexpr int kCountedSignals[3] = {SIGINT, SIGTERM, SIGUSR1};
+constexpr int kForwardedSignals[5] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+constexpr int kCountedSignals[4] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+
+// A closed terminal (SIGHUP) stops like Ctrl-C, unless the process was started to ignore it
+// (nohup): that choice is kept.
+bool hangup_ignored(int sig) {
+  struct sigaction current {};
+  return sig == SIGHUP && ::sigaction(SIGHUP, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
+}
 
 std::atomic<pid_t> g_forward_target{0};
 std::atomic<int> g_forward_first_stop{0};
@@ -29,7 +36,8 @@ volatile sig_atomic_t g_signal_count = 0;
 extern "C" void segrun_process_forward(int sig) {
   const pid_t target = g_forward_target.load();
   if (target == 0) return;
-  if ((sig == SIGINT || sig == SIGTERM) && g_forward_stops.fetch_add(1) == 0) sig = g_forward_first_stop.load();
+  if ((sig == SIGINT || sig == SIGTERM || sig == SIGHUP) && g_forward_stops.fetch_add(1) == 0)
+    sig = g_forward_first_stop.load();
   g_forwarded.fetch_add(1);
   ::kill(target, sig);
 }
@@ -231,11 +239,12 @@ ScopedSignalForwarding::ScopedSignalForwarding(pid_t target, int first_stop_as) 
   struct sigaction action {};
   action.sa_handler = segrun_process_forward;
   sigemptyset(&action.sa_mask);
-  for (int i = 0; i < 4; ++i) ::sigaction(kForwardedSignals[i], &action, &old_[i]);
+  for (int i = 0; i < 5; ++i)
+    ::sigaction(kForwardedSignals[i], hangup_ignored(kForwardedSignals[i]) ? nullptr : &action, &old_[i]);
 }
 
 ScopedSignalForwarding::~ScopedSignalForwarding() {
-  for (int i = 0; i < 4; ++i) ::sigaction(kForwardedSignals[i], &old_[i], nullptr);
+  for (int i = 0; i < 5; ++i) ::sigaction(kForwardedSignals[i], &old_[i], nullptr);
   g_forward_target.store(0);
 }
 
@@ -246,11 +255,12 @@ ScopedSignalCounter::ScopedSignalCounter() {
   struct sigaction action {};
   action.sa_handler = segrun_process_count;
   sigemptyset(&action.sa_mask);
-  for (int i = 0; i < 3; ++i) ::sigaction(kCountedSignals[i], &action, &old_[i]);
+  for (int i = 0; i < 4; ++i)
+    ::sigaction(kCountedSignals[i], hangup_ignored(kCountedSignals[i]) ? nullptr : &action, &old_[i]);
 }
 
 ScopedSignalCounter::~ScopedSignalCounter() {
-  for (int i = 0; i < 3; ++i) ::sigaction(kCountedSignals[i], &old_[i], nullptr);
+  for (int i = 0; i < 4; ++i) ::sigaction(kCountedSignals[i], &old_[i], nullptr);
 }
 
 int ScopedSignalCounter::count() const { return g_signal_count; }

@@ -74,9 +74,10 @@ struct Captured {
 // `max_bytes`). Throws ProcessError when it cannot be started.
 Captured run_captured(const std::vector<std::string>& argv, const std::string& cwd = "", size_t max_bytes = 64u << 20);
 
-// While alive, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 received by this process go to `target` (a
-// pid; negative: a process group). The first SIGINT or SIGTERM goes as `first_stop_as` (e.g. a
-// rank's "checkpoint and stop" signal), later ones as themselves. Restores the previous handlers.
+// While alive, SIGINT, SIGTERM, SIGHUP (unless ignored, as under nohup), SIGUSR1 and SIGUSR2
+// received by this process go to `target` (a pid; negative: a process group). The first SIGINT,
+// SIGTERM or SIGHUP goes as `first_stop_as` (e.g. a rank's "checkpoint and stop" signal), later
+// ones as themselves. Restores the previous handlers.
 class ScopedSignalForwarding {
  public:
   ScopedSignalForwarding(pid_t target, int first_stop_as);
@@ -87,11 +88,11 @@ class ScopedSignalForwarding {
   bool forwarded_any() const;
 
  private:
-  struct sigaction old_[4];
+  struct sigaction old_[5];
 };
 
-// While alive, counts SIGINT, SIGTERM and SIGUSR1 received by this process (they do nothing
-// else); count() is read by a polling loop. Restores the previous handlers.
+// While alive, counts SIGINT, SIGTERM, SIGHUP (unless ignored) and SIGUSR1 received by this
+// process (they do nothing else); count() is read by a polling loop. Restores the previous handlers.
 class ScopedSignalCounter {
  public:
   ScopedSignalCounter();
@@ -103,7 +104,7 @@ class ScopedSignalCounter {
   static int last_count();
 
  private:
-  struct sigaction old_[3];
+  struct sigaction old_[4];
 };
 
 // Cores this process may run on (sched_getaffinity; at least 1).

@@ -61,6 +61,9 @@ void install_stop_handlers(int extra_signal) {
   // with SIGUSR1 (cluster/local_launch.h).
   const int local = extra_signal == SIGTERM ? SIGUSR1 : extra_signal;
   for (int sig : {SIGTERM, SIGINT, extra_signal, local}) sigaction(sig, &action, nullptr);
+  // A closed terminal stops the run as Ctrl-C does, unless it was started under nohup.
+  struct sigaction hangup {};
+  if (sigaction(SIGHUP, nullptr, &hangup) == 0 && hangup.sa_handler != SIG_IGN) sigaction(SIGHUP, &action, nullptr);
 }
 
 bool stop_requested() { return g_stop_signal.load() != 0; }

@@ -5,6 +5,7 @@
 #include "core/process.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -118,6 +119,63 @@ TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
     ::kill(::getpid(), SIGTERM);  // -> SIGTERM
     EXPECT_EQ(wait(second.pid).signal, SIGTERM);
   }
+}
+
+// A closed terminal (SIGHUP) stops like Ctrl-C; under nohup (SIGHUP ignored) it stays ignored.
+TEST(Process, AHangupIsAStopUnlessIgnored) {
+  SpawnOptions o;
+  o.argv = {"bash", "-c", "trap 'exit 12' USR2; echo ready; while :; do sleep 0.05; done"};
+  o.out = Output::kCapture;
+  const Child child = spawn(o);
+  char c = 0;
+  ASSERT_EQ(::read(child.out_fd, &c, 1), 1);
+  ::close(child.out_fd);
+  {
+    ScopedSignalForwarding forwarding(child.pid, SIGUSR2);
+    ::kill(::getpid(), SIGHUP);  // becomes SIGUSR2 for the child
+    EXPECT_EQ(wait(child.pid).code, 12);
+  }
+  struct sigaction ignore {
+  }, previous{};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ::sigaction(SIGHUP, &ignore, &previous);
+  {
+    ScopedSignalCounter counter;
+    ::kill(::getpid(), SIGHUP);
+    EXPECT_EQ(counter.count(), 0);
+  }
+  struct sigaction after {};
+  ::sigaction(SIGHUP, &previous, &after);
+  EXPECT_EQ(after.sa_handler, SIG_IGN);  // the counter left nohup's choice in place
+}
+
+// A child started with parent_death_signal gets it when its parent dies, however it dies (the
+// launcher's mpirun, when the launcher is killed).
+TEST(Process, AChildLearnsOfItsParentsDeath) {
+  segrun::testing::ScratchDir dir("pdeath");
+  const std::string ready = dir.str("ready"), stopped = dir.str("stopped");
+  const pid_t middle = ::fork();
+  if (middle == 0) {
+    SpawnOptions inner;
+    inner.argv = {"bash", "-c",
+                  "trap 'touch " + stopped + "; exit 7' USR1; touch " + ready + "; while :; do sleep 0.05; done"};
+    inner.parent_death_signal = SIGUSR1;
+    spawn(inner);
+    ::pause();
+    ::_exit(0);
+  }
+  const auto appears = [](const std::string& path) {
+    for (int i = 0; i < 200; ++i) {
+      if (::access(path.c_str(), F_OK) == 0) return true;
+      ::usleep(50 * 1000);
+    }
+    return false;
+  };
+  ASSERT_TRUE(appears(ready));
+  ::kill(middle, SIGKILL);
+  ::waitpid(middle, nullptr, 0);
+  EXPECT_TRUE(appears(stopped)) << "the orphaned child did not get SIGUSR1";
 }
 
 TEST(Process, CountsStopSignalsWhileAlive) {

@@ -12,8 +12,9 @@
 // run SyncBN), dropout 0 and CLIP-SP's batch drop off (both sides must compute the same loss; the
 // drop is a top-k over [B, K] scores, negligible work), 150 classes. Every rank builds the same
 // weights (seed 0) and its own batch (seed 1000 + rank). With --exchange, rank 0 writes the weights
-// to DIR/weights.pt and the model's settings to DIR/model.txt, every rank its batch to
-// DIR/batch_<rank>.pt, for the peer.
+// to DIR/weights.pt and the model's settings to DIR/model.txt (every key the peer's reference
+// model reads: for CLIP-SP also the SRM gate, srm_sigmoid = 1 under model.clip_sp.srm_gate =
+// "sigmoid", and srm_output_proj), every rank its batch to DIR/batch_<rank>.pt, for the peer.
 // Output (rank 0, one line): "images_per_s_total first_loss_rank0 max_peak_rss_mib world
 // images_per_cpu_s" (CPU = user + system time of every thread of every rank in the timed steps).
 #include <mpi.h>
@@ -182,7 +183,9 @@ int run(int argc, char** argv) {
       model_file << "kind=" << m.head << "\nwidth=" << m.width << "\nchannels=" << m.fpn_channels
                  << "\ntop_k=" << sp.top_k << "\nblocks=" << sp.graph_blocks << "\nnodes=" << sp.graph_nodes
                  << "\nattn_dim=" << sp.attn_dim << "\nheads=" << sp.heads << "\nsrm_dim=" << sp.srm_dim
-                 << "\nlambda_ml=" << sp.lambda_ml << "\nlambda_aux=" << sp.lambda_aux << "\n";
+                 << "\nsrm_sigmoid=" << (sp.srm_gate == "sigmoid" ? 1 : 0)
+                 << "\nsrm_output_proj=" << (sp.srm_output_proj ? 1 : 0) << "\nlambda_ml=" << sp.lambda_ml
+                 << "\nlambda_aux=" << sp.lambda_aux << "\n";
       if (!model_file) throw std::runtime_error("bench_train_ddp: cannot write " + exchange + "/model.txt");
     }
     c10::Dict<std::string, at::Tensor> data;

@@ -7,7 +7,8 @@ batches bench_train_ddp wrote to DIR.
 Models (the independent references the golden tests use, not the C++):
   fpn      tests/models/reference_clip_fpn.py FpnSegmentor, mmseg cross-entropy on logits
            upsampled to the label size;
-  clip_sp  tests/models/reference_clip_sp.py ClipSp, loss = CE + lambda_ml * ASL(label logits,
+  clip_sp  tests/models/reference_clip_sp.py ClipSp (the SRM gate and output transform as
+           model.txt's srm_sigmoid and srm_output_proj say), loss = CE + lambda_ml * ASL(label logits,
            present classes) + lambda_aux * CE(SRM attention logits, scene targets), targets
            computed as segrun computes them (nearest label per x4 cell, slot of the selected class).
 Norm is plain BatchNorm on both sides (SyncBatchNorm has no CPU path in PyTorch), dropout 0,
@@ -34,6 +35,12 @@ from reference_clip_fpn import FpnSegmentor  # noqa: E402
 from reference_clip_sp import ClipSp, asl  # noqa: E402
 
 NUM_CLASSES = 150
+# The model.txt keys each model reads (bench_train_ddp writes them).
+MODEL_KEYS = {
+    "fpn": ("width", "channels"),
+    "clip_sp": ("width", "channels", "top_k", "blocks", "nodes", "attn_dim", "heads", "srm_dim", "srm_sigmoid",
+                "srm_output_proj", "lambda_ml", "lambda_aux"),
+}
 
 
 class FpnStep(torch.nn.Module):
@@ -132,11 +139,16 @@ def free_port():
 
 def main():
     directory, world, steps, warmup, threads, bucket_mb = sys.argv[1:7]
-    with open(os.path.join(directory, "model.txt")) as f:
+    model_txt = os.path.join(directory, "model.txt")
+    with open(model_txt) as f:
         cfg = dict(line.strip().split("=", 1) for line in f if line.strip())
-    kind = cfg["kind"]
-    if kind not in ("fpn", "clip_sp"):
-        raise SystemExit(f"train_ddp_peer.py: unknown model {kind} (fpn, clip_sp)")
+    kind = cfg.get("kind")
+    if kind not in MODEL_KEYS:
+        raise SystemExit(f"train_ddp_peer.py: {model_txt}: unknown model kind {kind} (fpn, clip_sp)")
+    missing = [key for key in MODEL_KEYS[kind] if key not in cfg]
+    if missing:  # an exchange folder written by another version of bench_train_ddp
+        raise SystemExit(f"train_ddp_peer.py: {model_txt}: no {', '.join(missing)} for the {kind} model "
+                         "(written by an older bench_train_ddp? rebuild it)")
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
     args = (int(world), directory, kind, cfg, int(steps), int(warmup), int(threads), float(bucket_mb), free_port(),

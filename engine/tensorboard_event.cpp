@@ -71,6 +71,14 @@ std::string encode_file_version_event(double wall_time) {
   return event;
 }
 
+std::string encode_session_start_event(double wall_time, int64_t step) {
+  std::string session_log;
+  put_int(session_log, 1, 1);  // status: SessionLog.START
+  std::string event = event_head(wall_time, step);
+  put_bytes(event, 7, session_log);
+  return event;
+}
+
 std::string encode_scalars_event(double wall_time, int64_t step,
                                  const std::vector<std::pair<std::string, float>>& values) {
   std::string summary;

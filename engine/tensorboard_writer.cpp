@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <filesystem>
@@ -48,16 +49,27 @@ std::string host_name() {
 
 }  // namespace
 
-TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
+TensorBoardWriter::TensorBoardWriter(const std::string& dir, std::optional<int64_t> purge_step) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw IoError(dir + ": cannot create the TensorBoard folder: " + ec.message());
-  const auto seconds = static_cast<long long>(unix_seconds());
-  path_ = dir + "/events.out.tfevents." + std::to_string(seconds) + "." + host_name() + "." +
-          std::to_string(static_cast<long long>(getpid()));
+  const std::string prefix = "events.out.tfevents.";
+  const std::string suffix = "." + host_name() + "." + std::to_string(static_cast<long long>(getpid()));
+  // TensorBoard reads a folder's event files in name order: this one must come after the earlier
+  // runs' (a resume within the second the previous process wrote its file, or a clock set back).
+  auto seconds = static_cast<long long>(unix_seconds());
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || name < prefix + std::to_string(seconds) + suffix) continue;
+    const std::string digits = name.substr(prefix.size(), name.find('.', prefix.size()) - prefix.size());
+    if (!digits.empty() && digits.size() <= 12 && digits.find_first_not_of("0123456789") == std::string::npos)
+      seconds = std::max(seconds, std::stoll(digits) + 1);
+  }
+  path_ = dir + "/" + prefix + std::to_string(seconds) + suffix;
   out_.open(path_, std::ios::binary | std::ios::trunc);
   if (!out_) throw IoError(path_ + ": cannot create the TensorBoard event file");
   write_record(encode_file_version_event(unix_seconds()));
+  if (purge_step) write_record(encode_session_start_event(unix_seconds(), *purge_step));
 }
 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step) {

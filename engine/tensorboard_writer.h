@@ -1,7 +1,16 @@
 #pragma once
 // TensorBoard event files: what `tensorboard --logdir runs/` reads. One writer owns one file,
 // <dir>/events.out.tfevents.<unix seconds>.<host>.<pid> (TensorBoard reads every such file of a
-// folder, so a resumed run adds a file beside the earlier ones).
+// folder, in name order, so a resumed run adds a file beside the earlier ones; <unix seconds> is
+// raised past theirs where needed, so that the new file sorts after every file already there).
+// A resumed run passes purge_step, its first step: the file then starts, after file_version, with
+// an Event at purge_step carrying SessionLog START, as PyTorch's SummaryWriter(purge_step=) writes.
+// TensorBoard's Python event loader (EventAccumulator: TensorBoard before 2.5, --load_fast=false)
+// takes it for a restart and drops every event with a step >= purge_step read before it: the
+// abandoned steps of the earlier files. Its Rust data server (--load_fast, the default where
+// installed) ignores it and, per tag, drops the points at steps >= a step logged again, so the
+// resumed run's tags are clean but a tag it logs only later (the final validation) keeps the
+// abandoned point.
 // Format (TensorFlow's TFRecord framing of Event records, engine/tensorboard_event.h): each record is
 //   uint64 length (little endian) | uint32 masked CRC-32C of those 8 bytes | data | uint32 masked CRC-32C of data
 // where masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8 and data is a serialized Event; the
@@ -14,6 +23,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,8 +36,9 @@ uint32_t masked_crc32c(const void* data, size_t size);
 
 class TensorBoardWriter {
  public:
-  // Creates dir when missing and a new event file in it.
-  explicit TensorBoardWriter(const std::string& dir);
+  // Creates dir when missing and a new event file in it; purge_step: a resumed run's first step
+  // (above).
+  explicit TensorBoardWriter(const std::string& dir, std::optional<int64_t> purge_step = std::nullopt);
   const std::string& path() const { return path_; }
 
   void add_scalar(const std::string& tag, double value, int64_t step);

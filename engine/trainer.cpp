@@ -458,7 +458,9 @@ int64_t Trainer::resume() {
     if (start_iter > 0) s.forget_metrics_after(start_iter);
     write_file_atomic(s.run.config_path(), to_toml(config));
     s.run.write_status(RunState::kRunning);
-    s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir());
+    // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot them.
+    s.board = std::make_unique<TensorBoardWriter>(
+        s.run.tensorboard_dir(), start_iter > 0 ? std::optional<int64_t>(start_iter + 1) : std::nullopt);
   }
   s.began = true;
   return start_iter;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -137,6 +138,10 @@ RunRecord read_run(const std::string& dir_text) {
         for (const auto& item : j["per_class"].items())
           r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
       r.has_result = true;
+      std::error_code ec;
+      const fs::file_time_type written = fs::last_write_time(result, ec);
+      if (!ec)
+        r.result_written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(written.time_since_epoch()).count();
     } catch (const Json::exception& e) {
       throw DataError(result.string() + ": not a segrun result.json: " + e.what());
     }

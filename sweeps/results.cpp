@@ -200,6 +200,18 @@ std::string row_label(const ResultGrid& g, size_t r) {
   return g.row_keys.empty() ? "(all runs)" : label_of(g.row_values[r], g.row_keys);
 }
 
+// "2 run(s) repeating a configuration and seed already counted were left out: runs/a (seed 0;
+// runs/b counts), ..."
+std::string repeated_runs_note(const std::vector<RepeatedRun>& repeated) {
+  std::vector<std::string> listed;
+  for (const RepeatedRun& r : repeated)
+    listed.push_back(r.dir + " (seed " + std::to_string(r.seed) + "; " + r.counted + " counts)");
+  return std::to_string(repeated.size()) +
+         " run(s) repeating a configuration and seed already counted were left out (of such runs the one whose "
+         "result.json was written last counts): " +
+         join(listed, ", ") + ".";
+}
+
 std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   std::vector<std::string> notes;
   const bool show_n =
@@ -214,6 +226,7 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
         "(not distinguishable from noise).");
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
   if (g.runs_not_done > 0) notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
+  if (!g.repeated_runs.empty()) notes.push_back(repeated_runs_note(g.repeated_runs));
   if (!g.mixed_global_batches.empty()) {
     std::vector<std::string> counts;
     for (const auto& [batch, runs] : g.mixed_global_batches)
@@ -334,8 +347,9 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     if (std::find(options.cols.begin(), options.cols.end(), k) != options.cols.end())
       throw ConfigError("--rows and --cols both name " + k);
 
-  // Group done runs with the metric into configurations.
-  std::map<Overrides, ResultCell> by_config;
+  // The done runs with the metric; of those repeating a configuration and seed, the newest.
+  std::vector<std::pair<const RunRecord*, double>> valued;
+  std::map<std::pair<Overrides, uint64_t>, const RunRecord*> newest;
   int without_metric = 0;
   std::string first_without;  // a done run lacking the metric (absent key, not a null value)
   size_t where_matched = 0;
@@ -352,12 +366,26 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
       if (first_without.empty() && !has_metric_key(r, options.metric)) first_without = r.dir;
       continue;
     }
-    const auto global_batch = r.result.find(kGlobalBatchKey);
-    if (global_batch != r.result.end()) ++g.mixed_global_batches[static_cast<int64_t>(global_batch->second)];
-    ResultCell& c = by_config[r.overrides];
-    c.config = r.overrides;
-    c.seeds.push_back(r.seed);
+    valued.emplace_back(&r, v);
+    const RunRecord*& kept = newest[{r.overrides, r.seed}];
+    if (!kept || std::make_pair(r.result_written_ns, r.dir) > std::make_pair(kept->result_written_ns, kept->dir))
+      kept = &r;
+  }
+  // Group them into configurations.
+  std::map<Overrides, ResultCell> by_config;
+  for (const auto& [run, v] : valued) {
+    const RunRecord* kept = newest.at({run->overrides, run->seed});
+    if (kept != run) {
+      g.repeated_runs.push_back({run->dir, run->seed, kept->dir});
+      continue;
+    }
+    const auto global_batch = run->result.find(kGlobalBatchKey);
+    if (global_batch != run->result.end()) ++g.mixed_global_batches[static_cast<int64_t>(global_batch->second)];
+    ResultCell& c = by_config[run->overrides];
+    c.config = run->overrides;
+    c.seeds.push_back(run->seed);
     c.values.push_back(v);
+    c.runs.push_back(run->dir);
   }
   // A metric only some runs have (mIoU_ms of runs evaluated with --ms) would silently drop the
   // others from the table: name the first such run instead.
@@ -516,6 +544,12 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     j["cols"] = g.col_keys;
     j["baseline"] = json_config(g.baseline);
     j["runs_not_done"] = g.runs_not_done;
+    if (!g.repeated_runs.empty()) {
+      Json repeated = Json::array();
+      for (const RepeatedRun& r : g.repeated_runs)
+        repeated.push_back(Json{{"dir", r.dir}, {"seed", r.seed}, {"counted", r.counted}});
+      j["repeated_runs"] = repeated;  // left out: another run of the same configuration and seed counts
+    }
     if (!g.mixed_global_batches.empty()) {
       Json batches = Json::object();
       for (const auto& [batch, runs] : g.mixed_global_batches) batches[std::to_string(batch)] = runs;
@@ -530,6 +564,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
       cell["col"] = g.col_keys.empty() ? g.metric : col_label(g.col_values[c.col], g.col_keys);
       cell["seeds"] = c.seeds;
       cell["values"] = c.values;
+      cell["runs"] = c.runs;
       cell["n"] = c.values.size();
       cell["mean"] = c.mean;
       cell["std"] = number_or_null(c.std);
@@ -611,9 +646,9 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
     std::vector<std::string> row{keys.empty() ? "(all runs)" : label_of(project(cell.config, keys), keys)};
     std::vector<double> row_means, row_stds;
     for (const auto& column : columns) {
-      std::vector<double> values;
+      std::vector<double> values;  // of the runs the table counts (one per seed)
       for (const auto& r : runs) {
-        if (r.overrides != cell.config || r.state != RunState::kDone || !r.has_result) continue;
+        if (std::find(cell.runs.begin(), cell.runs.end(), r.dir) == cell.runs.end()) continue;
         const double v = run_metric(r, column);
         if (!std::isnan(v)) values.push_back(v);
       }
@@ -675,9 +710,10 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
   }
   std::vector<Align> align(header.size(), Align::kRight);
   align[0] = Align::kLeft;
-  std::string out = format_table(header, rows, fmt_kind, align, best);
-  if (fmt_kind == TableFormat::kText) out += "\n*: best per column (IoU in %).\n";
-  return out;
+  std::vector<std::string> notes;
+  if (fmt_kind == TableFormat::kText) notes.push_back("*: best per column (IoU in %).");
+  if (!grid.repeated_runs.empty()) notes.push_back(repeated_runs_note(grid.repeated_runs));
+  return with_footnotes(format_table(header, rows, fmt_kind, align, best), notes, fmt_kind);
 }
 
 }  // namespace segrun::sweeps

@@ -11,7 +11,10 @@
 // cell carries its own delta (", Δ +0.50"). The delta of a cell is taken against the cell whose
 // configuration equals its own with the baseline's keys set to the baseline's values (so in a
 // k x lr grid with baseline k=30 every cell is compared with k=30 at the same lr). Only runs
-// whose status is done count; the others are reported in a footnote. Pure functions.
+// whose status is done count; the others are reported in a footnote. A configuration and seed
+// count once: of runs repeating one (the same config trained twice with the same seed, in a
+// folder of ad-hoc runs), the one whose result.json was written last counts (the later folder
+// name on a tie) and a footnote names the others. Pure functions.
 
 #include <cstddef>
 #include <cstdint>
@@ -47,8 +50,9 @@ struct ResultTableOptions {
 
 struct ResultCell {
   Overrides config;
-  std::vector<uint64_t> seeds;
+  std::vector<uint64_t> seeds;  // distinct
   std::vector<double> values;
+  std::vector<std::string> runs;  // the run folder of each value
   double mean = 0.0;
   double std = 0.0;            // NaN when n < 2
   double delta = 0.0;          // NaN without baseline / reference
@@ -58,6 +62,13 @@ struct ResultCell {
   double paper = 0.0;  // NaN when the paper gives no number for this configuration
   size_t row = 0;
   size_t col = 0;
+};
+
+// A done run left out because another run of the same configuration and seed counts instead.
+struct RepeatedRun {
+  std::string dir;
+  uint64_t seed = 0;
+  std::string counted;  // the folder of the run that counts
 };
 
 struct ResultGrid {
@@ -70,6 +81,7 @@ struct ResultGrid {
   Overrides baseline;
   bool baseline_unpaired = false;  // some delta is against the single baseline configuration
   int runs_not_done = 0;
+  std::vector<RepeatedRun> repeated_runs;  // in the order of the runs given
   int decimals = 2;
   bool has_paper = false;  // some cell has a paper value
   std::string paper_source;
@@ -95,7 +107,8 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
 std::string format_result_grid(const ResultGrid& grid, const std::string& format);
 
 // Per-class IoU (result.json per_class) of each configuration for the given classes, plus the
-// table metric; best value per column marked (CSV: a column per key, then each value's mean and
+// table metric, over the runs build_result_grid counts (so repeated runs are left out, with the
+// same footnote); best value per column marked (CSV: a column per key, then each value's mean and
 // "<value> std", unmarked). DataError naming an unknown class.
 std::string format_per_class_table(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
                                    const std::vector<std::string>& classes, const std::string& format);

@@ -7,9 +7,14 @@ the `crc32c` module (Debian python3-crc32c); the Event / Summary messages are de
 protobuf runtime (python3-protobuf) from a schema built here with the field numbers of
 tensorflow/core/util/event.proto and tensorflow/core/framework/summary.proto.
 
-Usage: read_tensorboard.py EVENT_FILE_OR_DIR...
-Prints one JSON document: {"files": N, "file_version": [...], "scalars": {tag: [[step, value], ...]},
-"images": {tag: [{"step", "width", "height", "colorspace", "decoded": [h, w, c]}]}}.
+Usage: read_tensorboard.py [--purge] EVENT_FILE_OR_DIR...
+Prints one JSON document: {"files": N, "file_version": [...], "session_log": [[file index, step,
+status], ...], "scalars": {tag: [[step, value], ...]}, "images": {tag: [{"step", "width", "height",
+"colorspace", "decoded": [h, w, c]}]}}, the files of a folder in name order, as TensorBoard reads them.
+--purge: what TensorBoard's Python event loader keeps (tensorboard/backend/event_processing/
+event_accumulator.py, EventAccumulator._MaybePurgeOrphanedData / _CheckForRestartAndMaybePurge /
+_Purge with by_tags=False): once a file_version >= 2 was read, an event whose session_log status is
+START (1) drops every scalar and image read so far whose step is >= its step.
 Exits 1 with a message naming the file and offset on a bad checksum or a torn record.
 """
 import json
@@ -57,6 +62,11 @@ def build_messages():
     field(event, "file_version", 3, F.TYPE_STRING, oneof=0)
     field(event, "graph_def", 4, F.TYPE_BYTES, oneof=0)
     field(event, "summary", 5, F.TYPE_MESSAGE, ".tensorboard_ref.Summary", oneof=0)
+    field(event, "session_log", 7, F.TYPE_MESSAGE, ".tensorboard_ref.SessionLog", oneof=0)
+    session_log = fdp.message_type.add(name="SessionLog")  # status: 0 unspecified, 1 START, 2 STOP, 3 CHECKPOINT
+    field(session_log, "status", 1, F.TYPE_INT32)
+    field(session_log, "checkpoint_path", 2, F.TYPE_STRING)
+    field(session_log, "msg", 3, F.TYPE_STRING)
 
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
@@ -90,7 +100,9 @@ def records(path):
         pos += 16 + length
 
 
-def main(paths):
+def main(args):
+    purge = "--purge" in args
+    paths = [a for a in args if a != "--purge"]
     Event = build_messages()
     files = []
     for p in paths:
@@ -98,13 +110,22 @@ def main(paths):
             files += sorted(os.path.join(p, n) for n in os.listdir(p) if "tfevents" in n)
         else:
             files.append(p)
-    out = {"files": len(files), "file_version": [], "scalars": {}, "images": {}}
-    for path in files:
+    out = {"files": len(files), "file_version": [], "session_log": [], "scalars": {}, "images": {}}
+    version = 0.0
+    for index, path in enumerate(files):
         for data in records(path):
             event = Event()
             event.ParseFromString(data)
-            if event.WhichOneof("what") == "file_version":
+            what = event.WhichOneof("what")
+            if what == "file_version":
                 out["file_version"].append(event.file_version)
+                version = float(event.file_version[len("brain.Event:"):])
+                continue
+            if what == "session_log":
+                out["session_log"].append([index, event.step, event.session_log.status])
+                if purge and version >= 2 and event.session_log.status == 1:
+                    for series in list(out["scalars"].values()) + list(out["images"].values()):
+                        series[:] = [p for p in series if (p[0] if isinstance(p, list) else p["step"]) < event.step]
                 continue
             for v in event.summary.value:
                 kind = v.WhichOneof("value")

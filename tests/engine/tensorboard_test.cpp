@@ -23,10 +23,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The reader's JSON for the event files under dir; fails the test when it exits non-zero.
-nlohmann::json read_back(const std::string& dir, int* exit_code = nullptr, std::string* output = nullptr) {
-  const process::Captured run = process::run_captured(
-      {SEGRUN_TEST_PYTHON, std::string(SEGRUN_TEST_SOURCE_DIR) + "/tests/engine/read_tensorboard.py", dir});
+// The reader's JSON for the event files under dir; fails the test when it exits non-zero. purge:
+// what TensorBoard's Python event loader keeps after the SessionLog START events (the reader's --purge).
+nlohmann::json read_back(const std::string& dir, int* exit_code = nullptr, std::string* output = nullptr,
+                         bool purge = false) {
+  std::vector<std::string> command{SEGRUN_TEST_PYTHON,
+                                   std::string(SEGRUN_TEST_SOURCE_DIR) + "/tests/engine/read_tensorboard.py"};
+  if (purge) command.push_back("--purge");
+  command.push_back(dir);
+  const process::Captured run = process::run_captured(command);
   if (exit_code) *exit_code = run.status.code;
   if (output) *output = run.err;
   if (exit_code) return {};
@@ -48,9 +53,12 @@ TEST(TensorBoard, EventsAreProtobufsWireFormatByteForByte) {
   using bytes = std::string;
   // wall_time 1.0 = 0x3FF0000000000000 (field 1, fixed64: 0x09), file_version (field 3: 0x1a).
   EXPECT_EQ(encode_file_version_event(1.0), bytes("\x09\0\0\0\0\0\0\xf0\x3f\x1a\x0d"
-                                                  "brain.Event:2", 24));
+                                                  "brain.Event:2",
+                                                  24));
   // wall_time 0 and step 0 are left out (proto3); a oneof member (simple_value 0) is not.
-  EXPECT_EQ(encode_scalars_event(0, 0, {{"a", 0.0f}}), bytes("\x2a\x0a\x0a\x08\x0a\x01" "a\x15\0\0\0\0", 12));
+  EXPECT_EQ(encode_scalars_event(0, 0, {{"a", 0.0f}}), bytes("\x2a\x0a\x0a\x08\x0a\x01"
+                                                             "a\x15\0\0\0\0",
+                                                             12));
   // step 300 = varint ac 02 (field 2: 0x10); 1.5f = 0x3FC00000; two values, one summary.
   EXPECT_EQ(encode_scalars_event(0, 300, {{"x", 1.5f}, {"", -2.0f}}),
             bytes("\x10\xac\x02\x2a\x11\x0a\x08\x0a\x01x\x15\0\0\xc0\x3f\x0a\x05\x15\0\0\0\xc0", 22));
@@ -63,6 +71,53 @@ TEST(TensorBoard, EventsAreProtobufsWireFormatByteForByte) {
   EXPECT_EQ(scalars.size(), 3u + 3u + 3u + 200u + 5u);
   EXPECT_EQ(encode_image_event(0, 7, "i", {2, 3, 3, "PNG"}),
             bytes("\x10\x07\x2a\x12\x0a\x10\x0a\x01i\x22\x0b\x08\x02\x10\x03\x18\x03\x22\x03PNG", 22));
+  // session_log (field 7, length-delimited: 0x3a) holding status START (field 1, varint 1).
+  EXPECT_EQ(encode_session_start_event(0, 6), bytes("\x10\x06\x3a\x02\x08\x01", 6));
+  EXPECT_EQ(encode_session_start_event(1.0, 6), bytes("\x09\0\0\0\0\0\0\xf0\x3f\x10\x06\x3a\x02\x08\x01", 15));
+}
+
+// A run logs steps 1-10 (and a validation at 10), stops, and resumes from its checkpoint of
+// step 5: the resumed writer's file sorts after the first one (here: the same second and
+// process), and starts with SessionLog START at step 6, so that TensorBoard's event loader keeps
+// steps 1-5 of the first file and only the resumed run's from 6 on.
+TEST(TensorBoard, AResumedRunsFileTellsTensorBoardToDropTheAbandonedSteps) {
+  testing::ScratchDir dir("tensorboard_resume");
+  std::vector<uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat(4, 4, CV_8UC3, cv::Scalar(1, 2, 3)), png));
+  std::string first_path, resumed_path;
+  {
+    TensorBoardWriter first(dir.str("tb"));
+    first_path = first.path();
+    for (int step = 1; step <= 10; ++step) first.add_scalar("train/loss", 10 + step, step);
+    first.add_scalar("val/mIoU", 2.95, 10);
+    first.add_png("val/img_0", png, 4, 4, 3, 10);
+  }
+  {
+    TensorBoardWriter resumed(dir.str("tb"), 6);
+    resumed_path = resumed.path();
+    for (int step = 6; step <= 12; ++step) resumed.add_scalar("train/loss", 100 + step, step);
+    resumed.add_scalar("val/mIoU", 3.5, 12);
+  }
+  EXPECT_NE(resumed_path, first_path);
+  EXPECT_LT(fs::path(first_path).filename(), fs::path(resumed_path).filename());
+
+  const nlohmann::json raw = read_back(dir.str("tb"));
+  EXPECT_EQ(raw["files"], 2);
+  EXPECT_EQ(raw["file_version"], nlohmann::json::parse(R"(["brain.Event:2", "brain.Event:2"])"));
+  EXPECT_EQ(raw["session_log"], nlohmann::json::parse("[[1, 6, 1]]"));  // second file, step 6, START
+  EXPECT_EQ(raw["scalars"]["train/loss"].size(), 17u);                  // both files intact
+
+  const nlohmann::json shown = read_back(dir.str("tb"), nullptr, nullptr, /*purge=*/true);
+  EXPECT_EQ(shown["scalars"]["train/loss"],
+            nlohmann::json::parse("[[1, 11], [2, 12], [3, 13], [4, 14], [5, 15], [6, 106], [7, 107], [8, 108], "
+                                  "[9, 109], [10, 110], [11, 111], [12, 112]]"));
+  EXPECT_EQ(shown["scalars"]["val/mIoU"], nlohmann::json::parse("[[12, 3.5]]"));
+  EXPECT_EQ(shown["images"]["val/img_0"], nlohmann::json::array());
+
+  // A fresh run's file has no START: nothing of a folder's earlier files is dropped.
+  testing::ScratchDir fresh("tensorboard_fresh");
+  TensorBoardWriter(fresh.str("tb")).add_scalar("train/loss", 1.0, 1);
+  EXPECT_EQ(read_back(fresh.str("tb"))["session_log"], nlohmann::json::array());
 }
 
 TEST(TensorBoard, AnIndependentReaderDecodesScalarsImagesAndMetricsRecords) {

@@ -3,7 +3,8 @@
 // continues the same computation bit for bit, a run folder with checkpoints is refused without
 // --resume, and each configured preemption signal (cluster.slurm.signal) stops run() after the
 // iteration in progress with a checkpoint and the status "preempted". train.save_best: the best
-// validation's checkpoint, its record in every checkpoint and in result.json, across a resume.
+// validation's checkpoint, its record in every checkpoint and in result.json, across a resume. A
+// resume from an older checkpoint tells TensorBoard to drop the steps past it.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/folder_lock.h"
+#include "core/process.h"
 #include "data/classes.h"
 #include "data/pack.h"
 #include "data/synth.h"
@@ -443,6 +445,55 @@ TEST_F(TrainerTest, SaveBestKeepsTheBestValidationAcrossAResume) {
 
   EXPECT_THROW(config({"train.save_best=mIoU", "data.val_store="}), ConfigError);
   EXPECT_THROW(config({"train.save_best=miou"}), ConfigError);
+}
+
+// A resume from a checkpoint older than the run's last records (here named on purpose): metrics.jsonl
+// forgets the records past it, and the new TensorBoard event file starts with SessionLog START at
+// the next step, so that TensorBoard (its Python event loader; tests/engine/read_tensorboard.py
+// --purge does what it does) drops the first process's events from that step on: the curves are
+// metrics.jsonl's again.
+TEST_F(TrainerTest, AResumeFromAnOlderCheckpointTellsTensorBoardToDropTheStepsPastIt) {
+  const Config c = config({"train.checkpoint_interval=2"});
+  const dist::RankContext context = dist::singleton_context();
+  const std::string run = run_dir("tb-resumed");
+  ASSERT_TRUE(Trainer(c, context, {run, ""}).run().finished);  // logs at 2 and 4, validation at 4
+  ASSERT_TRUE(Trainer(c, context, {run, run + "/checkpoints/iter_2.pt"}).run().finished);
+
+  const auto tensorboard = [&](bool purge) {
+    std::vector<std::string> command{SEGRUN_TEST_PYTHON,
+                                     std::string(SEGRUN_TEST_SOURCE_DIR) + "/tests/engine/read_tensorboard.py"};
+    if (purge) command.push_back("--purge");
+    command.push_back(run + "/tb");
+    const process::Captured read_back = process::run_captured(command);
+    EXPECT_TRUE(read_back.status.ok()) << read_back.err;
+    return nlohmann::json::parse(read_back.out);
+  };
+  const nlohmann::json raw = tensorboard(false);
+  EXPECT_EQ(raw["files"], 2);
+  EXPECT_EQ(raw["session_log"], nlohmann::json::parse("[[1, 3, 1]]"));  // the second file: START at step 3
+  EXPECT_EQ(raw["scalars"]["train/loss"].size(), 3u);                   // 2, 4; then 4 again
+  EXPECT_EQ(raw["scalars"]["val/mIoU"].size(), 2u);
+
+  std::vector<std::pair<int64_t, float>> train_losses;  // metrics.jsonl's, as TensorBoard stores them
+  double miou = 0;
+  std::ifstream metrics(run + "/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    if (record.at("mode") == "train")
+      train_losses.emplace_back(record.at("iter").get<int64_t>(), record.at("loss").get<float>());
+    if (record.at("mode") == "val") miou = record.at("mIoU").get<double>();
+  }
+  ASSERT_EQ(train_losses.size(), 2u);
+  const nlohmann::json shown = tensorboard(true);
+  const nlohmann::json& losses = shown["scalars"]["train/loss"];
+  ASSERT_EQ(losses.size(), 2u) << losses.dump();
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(losses[i][0].get<int64_t>(), train_losses[i].first);
+    EXPECT_EQ(losses[i][1].get<float>(), train_losses[i].second);
+  }
+  ASSERT_EQ(shown["scalars"]["val/mIoU"].size(), 1u);
+  EXPECT_EQ(shown["scalars"]["val/mIoU"][0][0], 4);
+  EXPECT_EQ(shown["scalars"]["val/mIoU"][0][1].get<float>(), static_cast<float>(miou));
 }
 
 }  // namespace

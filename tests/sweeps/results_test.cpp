@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/atomic_file.h"
@@ -348,6 +350,80 @@ TEST(CoVaryingKeys, AFootnoteNamesTheKeysThatChangedWithTheShownOnes) {
   EXPECT_NE(md.find("the configurations also differ in train.lr, which follows from model.dropout"), std::string::npos)
       << md;
   EXPECT_EQ(nlohmann::json::parse(format_result_grid(g, "json"))["co_varying_keys"], nlohmann::json{"train.lr"});
+}
+
+// The same configuration trained twice with the same seed (a folder of ad-hoc runs: a run
+// repeated to check it, or copied): one value per configuration and seed, the run whose
+// result.json was written last, and a footnote naming the ones left out. Counting both would
+// give "n=2, std 0.00", which reads as two seeds that agree perfectly.
+TEST(RepeatedRuns, ASeedCountsOnceWithItsNewestResult) {
+  ScratchDir dir("results6");
+  const auto root = dir.path();
+  fabricate_run(root / "k2", {{"model.dropout", "0.1"}}, 0, "done", 21.5, {{"wall", 60.0}});
+  fabricate_run(root / "k3", {{"model.dropout", "0.1"}}, 0, "done", 19.9, {{"wall", 50.0}});
+  fabricate_run(root / "k4", {{"model.dropout", "0.1"}}, 1, "done", 20.5, {{"wall", 55.0}});
+  fabricate_run(root / "m0", {{"model.dropout", "0.0"}}, 0, "done", 18.0, {{"wall", 40.0}});
+  // k3 finished first, k2 (a later rerun, whatever its name) last.
+  const auto now = std::filesystem::file_time_type::clock::now();
+  std::filesystem::last_write_time(root / "k3" / "result.json", now - std::chrono::hours(2));
+  std::filesystem::last_write_time(root / "k4" / "result.json", now - std::chrono::hours(1));
+  std::filesystem::last_write_time(root / "k2" / "result.json", now);
+  std::filesystem::last_write_time(root / "m0" / "result.json", now);
+  const std::vector<RunRecord> runs = scan_runs(root.string());
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_GT(runs[0].result_written_ns, runs[1].result_written_ns);  // k2 after k3, from the file
+
+  const ResultGrid g = build_result_grid(runs, {});
+  ASSERT_EQ(g.cells.size(), 2u);
+  const ResultCell& repeated = g.cells[1];
+  EXPECT_EQ(repeated.config, (Overrides{{"model.dropout", "0.1"}}));
+  EXPECT_EQ(repeated.seeds, (std::vector<uint64_t>{0, 1}));
+  EXPECT_EQ(repeated.values, (std::vector<double>{21.5, 20.5}));
+  EXPECT_EQ(repeated.runs, (std::vector<std::string>{(root / "k2").string(), (root / "k4").string()}));
+  EXPECT_DOUBLE_EQ(repeated.mean, 21.0);
+  EXPECT_NEAR(repeated.std, std::sqrt(0.5), 1e-12);
+  EXPECT_TRUE(repeated.best);
+  EXPECT_EQ(g.cells[0].values, std::vector<double>{18.0});
+  ASSERT_EQ(g.repeated_runs.size(), 1u);
+  EXPECT_EQ(g.repeated_runs[0].dir, (root / "k3").string());
+  EXPECT_EQ(g.repeated_runs[0].seed, 0u);
+  EXPECT_EQ(g.repeated_runs[0].counted, (root / "k2").string());
+
+  const std::string note =
+      "1 run(s) repeating a configuration and seed already counted were left out (of such runs "
+      "the one whose result.json was written last counts): " +
+      (root / "k3").string() + " (seed 0; " + (root / "k2").string() + " counts).";
+  const std::string md = format_result_grid(g, "md");
+  EXPECT_NE(md.find("| 0.1           | **21.00 \xC2\xB1 0.71 (n=2)** |\n"), std::string::npos) << md;
+  EXPECT_NE(md.find("- " + note + "\n"), std::string::npos) << md;
+  EXPECT_NE(format_result_grid(g, "latex").find("% " + note + "\n"), std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(format_result_grid(g, "json"));
+  EXPECT_EQ(
+      j["repeated_runs"],
+      (nlohmann::json::array({{{"dir", (root / "k3").string()}, {"seed", 0}, {"counted", (root / "k2").string()}}})));
+  EXPECT_EQ(j["cells"][1]["n"], 2);
+  EXPECT_EQ(j["cells"][1]["seeds"], nlohmann::json::array({0, 1}));
+  EXPECT_EQ(j["cells"][1]["runs"], nlohmann::json::array({(root / "k2").string(), (root / "k4").string()}));
+  EXPECT_EQ(format_result_grid(g, "csv"), "model.dropout,mIoU,std,n,best\n0.0,18,,1,0\n0.1,21,0.707107,2,1\n");
+
+  // The per-class table counts the same runs: wall of 0.1 is (60 + 55) / 2, not with k3's 50.
+  const std::string per_class = format_per_class_table(runs, {}, {"wall"}, "md");
+  EXPECT_NE(per_class.find("| 0.1           | **57.50 \xC2\xB1 3.54** | **21.00 \xC2\xB1 0.71** |"), std::string::npos)
+      << per_class;
+  EXPECT_NE(per_class.find("- " + note + "\n"), std::string::npos) << per_class;
+
+  // Two runs of one configuration and seed alone: n = 1, no spread; on a tie the later folder counts.
+  std::filesystem::last_write_time(root / "k3" / "result.json", now);
+  ResultTableOptions only_seed_0;
+  only_seed_0.where = {{"model.dropout", "0.1"}};
+  std::vector<RunRecord> seed_0 = {runs[0], scan_runs(root.string())[1]};
+  const ResultGrid tie = build_result_grid(seed_0, only_seed_0);
+  ASSERT_EQ(tie.cells.size(), 1u);
+  EXPECT_EQ(tie.cells[0].values, std::vector<double>{19.9});
+  EXPECT_TRUE(std::isnan(tie.cells[0].std));
+  ASSERT_EQ(tie.repeated_runs.size(), 1u);
+  EXPECT_EQ(tie.repeated_runs[0].dir, (root / "k2").string());
+  EXPECT_EQ(format_result_grid(tie, "md").find("n="), std::string::npos);
 }
 
 }  // namespace

@@ -34,8 +34,11 @@ namespace fs = std::filesystem;
 
 std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
 
-// The line of a job's log that best explains a failure: the last line mentioning "error" among
-// the last 30, else the last line with a letter or digit (mpirun frames messages with dashes).
+// The line of a job's log that best explains a failure: segrun's own first error line (a line
+// starting with "segrun: error", as main writes it: "segrun: error on rank 0: ...: store not
+// found"), else the last line with a letter or digit (mpirun frames its messages with dashes).
+// Open MPI's own lines after an abort ("[vm:00407] Set MCA parameter ... help / error messages",
+// "with errorcode 2.") mention errors too, but say nothing about the cause.
 std::string failure_line_of(const std::string& path) {
   if (!path_exists(path)) return "";
   std::string text;
@@ -55,10 +58,9 @@ std::string failure_line_of(const std::string& path) {
       lines.push_back(line);
     start = end + 1;
   }
-  for (size_t i = lines.size(), seen = 0; i > 0 && seen < 30; --i, ++seen) {
-    std::string lower = lines[i - 1];
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (lower.find("error") != std::string::npos) return lines[i - 1];
+  for (const std::string& line : lines) {
+    const size_t first = line.find_first_not_of(" \t");
+    if (line.compare(first, 13, "segrun: error") == 0) return line.substr(first);
   }
   return lines.empty() ? "" : lines.back();
 }

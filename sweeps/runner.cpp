@@ -133,11 +133,11 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     if (e.action == PlanAction::kReuse) {
       ++summary.reused;
       if (e.config_changed)
-        out << "warning: " << e.run.dir_name
+        out << "warning: " << e.folder_name()
             << " is done but its base config changed since; delete the run folder to redo it\n";
     } else if (e.action == PlanAction::kOnSlurm) {
       ++summary.on_slurm;
-      out << "skipping " << e.run.dir_name << ": Slurm job " << e.slurm_job << " has it\n";
+      out << "skipping " << e.folder_name() << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
       const std::string refusal =
           e.action == PlanAction::kResume ? resume_refusal(e.record, load_config(spec.base, e.run.train_args())) : "";
@@ -171,7 +171,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     launch.mpirun = options.mpirun;
     launch.threads_per_rank = threads;
     cluster::LocalJob job;
-    job.name = e->run.dir_name;
+    job.name = e->folder_name();
     job.argv = cluster::build_mpirun_command(launch);
     job.slots = spec.ranks;
     job.log_path = (fs::path(dir) / "sweep.log").string();
@@ -276,7 +276,7 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
       case PlanAction::kOnSlurm: action = "on slurm (job " + e.slurm_job + ")"; break;
     }
-    rows.push_back({e.run.id, e.run.dir_name, describe(shown[i]), std::to_string(e.run.seed), action});
+    rows.push_back({e.run.id, e.folder_name(), describe(shown[i]), std::to_string(e.run.seed), action});
   }
   std::string out = format_table({"id", "run", "overrides", "seed", "state"}, rows, fmt,
                                  {Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft});

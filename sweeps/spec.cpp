@@ -511,8 +511,8 @@ std::vector<std::string> configuration_slugs(const std::vector<Overrides>& confi
       slugs.push_back(full);
       continue;
     }
-    // Too long: the distinguishing keys only, cut to fit, and a short hash of the full overrides
-    // so that the name stays unique, before the seed.
+    // Too long: the distinguishing keys only (all of them when one configuration has none), cut
+    // to fit, and a short hash of the full overrides so that the name stays unique, before the seed.
     std::string text;
     for (const auto& [key, value] : config)
       if (!is_scheduling_key(key)) text += key + "=" + value + "\n";
@@ -520,7 +520,7 @@ std::vector<std::string> configuration_slugs(const std::vector<Overrides>& confi
     std::snprintf(hash, sizeof(hash), "~%016llx", static_cast<unsigned long long>(fnv1a(text)));
     const std::string tag = std::string(hash).substr(0, 7);
     const size_t room = kMaxSlugChars - tag.size() - std::string("_s0").size();
-    slugs.push_back(first.substr(0, room) + tag);
+    slugs.push_back((first.empty() ? full : first).substr(0, room) + tag);
   }
   return slugs;
 }

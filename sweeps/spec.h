@@ -84,8 +84,9 @@ std::string run_id(const Overrides& overrides, uint64_t seed);
 // share it: data.crop, eval.crop), a value as in a file name (RN50.pt, 640x640). The keys that
 // tell the configurations apart come first (keys with more values first, each unless the ones
 // before it determine it: the weights file follows from the backbone), then the others. Where
-// that is longer than 64 characters with the seed, only the distinguishing keys, cut to fit, and
-// "~" + 6 hex digits of a hash of the configuration's overrides, so that it stays unique.
+// that is longer than 64 characters with the seed, only the distinguishing keys (every key for a
+// lone configuration), cut to fit, and "~" + 6 hex digits of a hash of the configuration's
+// overrides, so that it stays unique.
 std::vector<std::string> configuration_slugs(const std::vector<Overrides>& configurations,
                                              const std::vector<std::string>& swept_keys);
 // configuration_slug + "_s<seed>".

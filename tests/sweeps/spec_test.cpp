@@ -136,6 +136,14 @@ TEST_F(SpecTest, SlugsNameTheKeysThatTellRunsApartFirstAndTheSeedLast) {
   EXPECT_EQ(
       configuration_slugs({{{"data.crop", "[640, 640]"}, {"eval.crop", "[512, 512]"}}}, {"data.crop", "eval.crop"}),
       (std::vector<std::string>{"data.crop640x640_eval.crop512x512"}));
+  // A single configuration has no key that tells it apart: its whole name, cut.
+  EXPECT_EQ(configuration_slugs({{{"data.crop", "[640, 640]"},
+                                  {"data.scale", "[2048, 640]"},
+                                  {"eval.crop", "[640, 640]"},
+                                  {"eval.stride", "[426, 426]"},
+                                  {"model.pretrained", "\"weights/ViT-B-16.pt\""}}},
+                                {"data.crop", "data.scale", "eval.crop", "eval.stride", "model.pretrained"}),
+            (std::vector<std::string>{"data.crop640x640_scale2048x640_eval.crop640x640_stride~c3f2ff"}));
   EXPECT_EQ(run_slug("", 3), "s3");  // a sweep of seeds alone
 }
 

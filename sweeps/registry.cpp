@@ -250,6 +250,8 @@ std::string respelled_run_dir(const PlannedRun& run, const std::string& runs_dir
 
 }  // namespace
 
+std::string PlanEntry::folder_name() const { return fs::path(dir).filename().string(); }
+
 std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir) {
   std::vector<PlanEntry> out;
   std::optional<std::vector<RunRecord>> scanned;

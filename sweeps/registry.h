@@ -94,13 +94,15 @@ std::string to_string(PlanAction action);
 
 struct PlanEntry {
   PlannedRun run;
-  std::string dir;
+  std::string dir;  // <runs_dir>/<run.dir_name>, or the folder with an older name that holds the run
   RunRecord record;
   PlanAction action = PlanAction::kNew;
   // done or to resume, but the resolved config differs from the one it ran (overrides.json's
   // fingerprint): a resumed run would finish under the new one.
   bool config_changed = false;
   std::string slurm_job;  // kOnSlurm: "<job id> (<state>)"
+  // The name of dir (what plans, logs and a job array's tasks name the run by).
+  std::string folder_name() const;
 };
 std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir);
 // Turns every run not done whose folder is a key of `active` (run dir -> "<job id> (<state>)" of

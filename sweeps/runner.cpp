@@ -29,8 +29,11 @@ namespace fs = std::filesystem;
 
 std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
 
-// The line of a job's log that best explains a failure: the last line mentioning "error" among
-// the last 30, else the last line with a letter or digit (mpirun frames messages with dashes).
+// The line of a job's log that best explains a failure: segrun's own first error line (a line
+// starting with "segrun: error", as main writes it: "segrun: error on rank 0: ...: store not
+// found"), else the last line with a letter or digit (mpirun frames its messages with dashes).
+// Open MPI's own lines after an abort ("[vm:00407] Set MCA parameter ... help / error messages",
+// "with errorcode 2.") mention errors too, but say nothing about the cause.
 std::string failure_line_of(const std::string& path) {
   if (!path_exists(path)) return "";
   std::string text;
@@ -50,10 +53,9 @@ std::string failure_line_of(const std::string& path) {
       lines.push_back(line);
     start = end + 1;
   }
-  for (size_t i = lines.size(), seen = 0; i > 0 && seen < 30; --i, ++seen) {
-    std::string lower = lines[i - 1];
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (lower.find("error") != std::string::npos) return lines[i - 1];
+  for (const std::string& line : lines) {
+    const size_t first = line.find_first_not_of(" \t");
+    if (line.compare(first, 13, "segrun: error") == 0) return line.substr(first);
   }
   return lines.empty() ? "" : lines.back();
 }
@@ -119,11 +121,11 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     if (e.action == PlanAction::kReuse) {
       ++summary.reused;
       if (e.config_changed)
-        out << "warning: " << e.run.dir_name
+        out << "warning: " << e.folder_name()
             << " is done but its base config changed since; delete the run folder to redo it\n";
     } else if (e.action == PlanAction::kOnSlurm) {
       ++summary.on_slurm;
-      out << "skipping " << e.run.dir_name << ": Slurm job " << e.slurm_job << " has it\n";
+      out << "skipping " << e.folder_name() << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
       const std::string refusal =
           e.action == PlanAction::kResume ? resume_refusal(e.record, load_config(spec.base, e.run.train_args())) : "";
@@ -157,7 +159,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     launch.mpirun = options.mpirun;
     launch.threads_per_rank = threads;
     cluster::LocalJob job;
-    job.name = e->run.dir_name;
+    job.name = e->folder_name();
     job.argv = cluster::build_mpirun_command(launch);
     job.slots = spec.ranks;
     job.log_path = (fs::path(dir) / "sweep.log").string();
@@ -262,7 +264,7 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
       case PlanAction::kOnSlurm: action = "on slurm (job " + e.slurm_job + ")"; break;
     }
-    rows.push_back({e.run.id, e.run.dir_name, describe(shown[i]), std::to_string(e.run.seed), action});
+    rows.push_back({e.run.id, e.folder_name(), describe(shown[i]), std::to_string(e.run.seed), action});
   }
   std::string out = format_table({"id", "run", "overrides", "seed", "state"}, rows, fmt,
                                  {Align::kLeft, Align::kLeft, Align::kLeft, Align::kRight, Align::kLeft});

@@ -5,7 +5,8 @@
 // [--resume auto]` job per run to the cluster layer's local scheduler, which packs them onto the
 // cores (at most max_parallel at once, default cores / ranks; each rank gets
 // cores / (parallel runs x ranks) threads). A run that fails is marked "failed <reason>" (the
-// trainer's reason, or the exit code and the last line of <run>/sweep.log) and the others go on.
+// trainer's reason, or the exit code and the first "segrun: error" line of <run>/sweep.log, else
+// its last line) and the others go on.
 // On Ctrl-C / SIGTERM / SIGUSR1 every running run checkpoints and stops (status preempted), no
 // new run starts, and re-running the sweep resumes them. Only one `sweep run` may use a runs
 // folder at a time (flock on <runs>/.sweep.lock). Not thread-safe (signal handling).

@@ -202,7 +202,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     auto it = jobs.find(plan[i].dir);
     if (it != jobs.end() && it->second.slurm && cluster::is_active(*it->second.slurm)) {
       ++queued;
-      (req.dry_run ? std::cerr : out) << plan[i].run.dir_name << ": already queued as Slurm job "
+      (req.dry_run ? std::cerr : out) << plan[i].folder_name() << ": already queued as Slurm job "
                                       << it->second.record.job_id << " (" << cluster::describe_job(*it->second.slurm)
                                       << ")\n";
       continue;
@@ -220,8 +220,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   const std::string submission = next_submission_name(slurm_dir);
   const std::string script_path = (fs::path(slurm_dir) / (submission + ".sbatch")).string();
   const std::string tasks_path = (fs::path(slurm_dir) / (submission + ".tasks")).string();
+  // The folders the plan found: a run begun under an older folder name (another slug or id
+  // spelling) is resumed there, not begun again in a folder of today's name.
   std::vector<std::string> names;
-  for (size_t i : todo) names.push_back(plan[i].run.dir_name);
+  for (size_t i : todo) names.push_back(plan[i].folder_name());
 
   cluster::JobScriptOptions script;
   script.slurm = slurm;

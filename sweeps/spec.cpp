@@ -4,11 +4,13 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -413,18 +415,118 @@ std::string run_id(const Overrides& overrides, uint64_t seed) {
   return std::string(buf).substr(0, 10);
 }
 
-std::string run_slug(const Overrides& overrides, uint64_t seed) {
-  std::string slug;
-  for (const auto& [key, value] : overrides) {
-    const auto dot = key.rfind('.');
-    std::string part = (dot == std::string::npos ? key : key.substr(dot + 1)) + display_value(value);
-    for (char& c : part)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '-';
-    slug += part + "_";
+namespace {
+
+constexpr size_t kMaxSlugChars = 64;  // with a one-digit seed; a run folder's name is "<id>-<slug>"
+
+// The value as it reads in a folder name: strings without quotes and paths by their file name
+// ("pretrained/RN50.pt" -> "RN50.pt"), arrays as their elements joined by 'x' ("[640, 640]" ->
+// "640x640"); characters other than letters, digits, '.', '-' and '_' become '-'.
+std::string slug_value(const std::string& canonical) {
+  std::string text;
+  if (!canonical.empty() && canonical.front() == '[') {
+    for (char c : canonical.substr(1, canonical.size() - 2)) {
+      if (c == ',')
+        text += 'x';
+      else if (c != ' ' && c != '"')
+        text += c;
+    }
+  } else {
+    text = display_value(canonical);
+    const auto slash = text.find_last_of('/');
+    if (slash != std::string::npos && slash + 1 < text.size()) text = text.substr(slash + 1);
   }
-  slug += "s" + std::to_string(seed);
-  if (slug.size() > 60) slug = slug.substr(0, 60);
-  return slug;
+  for (char& c : text)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '-';
+  return text;
+}
+
+// A key as it reads in a folder name: its last component ("dropout"), or as many trailing
+// components as tell it apart from the other swept keys ("data.crop" and "eval.crop").
+std::string slug_key(const std::string& key, const std::vector<std::string>& keys) {
+  size_t start = key.size();
+  while (true) {
+    start = start == 0 ? std::string::npos : key.rfind('.', start - 1);
+    const std::string suffix = start == std::string::npos ? key : key.substr(start + 1);
+    const bool shared = std::any_of(keys.begin(), keys.end(), [&](const std::string& other) {
+      return other != key &&
+             (other == suffix || (other.size() > suffix.size() &&
+                                  other.compare(other.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+                                  other[other.size() - suffix.size() - 1] == '.'));
+    });
+    if (!shared || start == std::string::npos) return suffix;
+  }
+}
+
+// The value of key in config, "" when it lacks the key (a value of its own).
+std::string value_or_absent(const Overrides& config, const std::string& key) {
+  auto it = config.find(key);
+  return it == config.end() ? "" : "=" + it->second;
+}
+
+}  // namespace
+
+std::vector<std::string> configuration_slugs(const std::vector<Overrides>& configurations,
+                                             const std::vector<std::string>& swept_keys) {
+  // Which keys tell the configurations apart: keys with more distinct values first (then by
+  // name), each kept unless the keys kept before it already determine its value in every
+  // configuration (a backbone's weights file, the ViT variant's crop).
+  std::vector<std::string> keys;
+  std::map<std::string, size_t> distinct;
+  for (const auto& key : swept_keys) {
+    if (is_scheduling_key(key) || std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
+    std::set<std::string> values;
+    for (const auto& c : configurations) values.insert(value_or_absent(c, key));
+    keys.push_back(key);
+    distinct[key] = values.size();
+  }
+  std::vector<std::string> by_distinct = keys;
+  std::sort(by_distinct.begin(), by_distinct.end(), [&](const std::string& a, const std::string& b) {
+    return distinct[a] != distinct[b] ? distinct[a] > distinct[b] : a < b;
+  });
+  std::set<std::string> distinguishing;
+  for (const auto& key : by_distinct) {
+    std::map<std::string, std::string> value_of;  // the kept keys' values -> this key's value
+    bool determined = true;
+    for (const auto& c : configurations) {
+      std::string kept;
+      for (const auto& k : distinguishing) kept += value_or_absent(c, k) + "\n";
+      auto [it, fresh] = value_of.emplace(kept, value_or_absent(c, key));
+      if (!fresh && it->second != value_or_absent(c, key)) determined = false;
+    }
+    if (!determined) distinguishing.insert(key);
+  }
+
+  std::vector<std::string> slugs;
+  for (const auto& config : configurations) {
+    std::string first, then;  // the distinguishing keys' parts, the others' (sorted by key)
+    for (const auto& [key, value] : config) {
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) continue;
+      const std::string part = slug_key(key, keys) + slug_value(value);
+      std::string& to = distinguishing.count(key) ? first : then;
+      to += (to.empty() ? "" : "_") + part;
+    }
+    const std::string full = first + (first.empty() || then.empty() ? "" : "_") + then;
+    if (full.size() + std::string("_s0").size() <= kMaxSlugChars) {
+      slugs.push_back(full);
+      continue;
+    }
+    // Too long: the distinguishing keys only (all of them when one configuration has none), cut
+    // to fit, and a short hash of the full overrides so that the name stays unique, before the seed.
+    std::string text;
+    for (const auto& [key, value] : config)
+      if (!is_scheduling_key(key)) text += key + "=" + value + "\n";
+    char hash[32];
+    std::snprintf(hash, sizeof(hash), "~%016llx", static_cast<unsigned long long>(fnv1a(text)));
+    const std::string tag = std::string(hash).substr(0, 7);
+    const size_t room = kMaxSlugChars - tag.size() - std::string("_s0").size();
+    slugs.push_back((first.empty() ? full : first).substr(0, room) + tag);
+  }
+  return slugs;
+}
+
+std::string run_slug(const std::string& configuration_slug, uint64_t seed) {
+  return configuration_slug + (configuration_slug.empty() ? "" : "_") + "s" + std::to_string(seed);
 }
 
 std::vector<std::string> PlannedRun::train_args() const {
@@ -729,16 +831,16 @@ SweepSpec load_sweep_spec(const std::string& path) {
 
 std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
   std::vector<PlannedRun> runs;
-  for (const auto& config : spec.configurations) {
+  // The slugs name what varies; [fixed] keys are in every run.
+  const std::vector<std::string> slugs = configuration_slugs(spec.configurations, spec.swept_keys);
+  for (size_t c = 0; c < spec.configurations.size(); ++c) {
+    const Overrides& config = spec.configurations[c];
     for (uint64_t seed : spec.seeds) {
       PlannedRun run;
       run.overrides = config;
       run.seed = seed;
       run.id = run_id(config, seed);
-      Overrides swept;  // the slug names what varies; [fixed] keys are in every run
-      for (const auto& key : spec.swept_keys)
-        if (config.count(key)) swept[key] = config.at(key);
-      run.dir_name = run.id + "-" + run_slug(swept, seed);
+      run.dir_name = run.id + "-" + run_slug(slugs[c], seed);
       try {
         Config config = load_config(spec.base, run.train_args());
         run.iters = config.train.iters;

@@ -78,7 +78,19 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec);
 // they are left out of run ids and fingerprints, so changing them reuses finished runs.
 bool is_scheduling_key(const std::string& key);
 std::string run_id(const Overrides& overrides, uint64_t seed);
-std::string run_slug(const Overrides& overrides, uint64_t seed);
+// The readable part of each configuration's run folder name (same order as configurations; a
+// folder is "<id>-<slug>_s<seed>", unique through its id): "<key><value>" parts joined by '_' for
+// the swept keys a configuration sets, a key by its last component (more where two swept keys
+// share it: data.crop, eval.crop), a value as in a file name (RN50.pt, 640x640). The keys that
+// tell the configurations apart come first (keys with more values first, each unless the ones
+// before it determine it: the weights file follows from the backbone), then the others. Where
+// that is longer than 64 characters with the seed, only the distinguishing keys (every key for a
+// lone configuration), cut to fit, and "~" + 6 hex digits of a hash of the configuration's
+// overrides, so that it stays unique.
+std::vector<std::string> configuration_slugs(const std::vector<Overrides>& configurations,
+                                             const std::vector<std::string>& swept_keys);
+// configuration_slug + "_s<seed>".
+std::string run_slug(const std::string& configuration_slug, uint64_t seed);
 
 // "key=value" strings (value in TOML syntax, bare words are strings) to canonical overrides;
 // ConfigError naming the bad argument. what names the option in messages ("--baseline").

@@ -20,12 +20,15 @@ specs="$src/configs/sweeps/mta_clip"
 # The paper's numbers (Tables 1-4; Table 4 right's single-prompt run is Table 3's
 # "+ Text-Enhanced + MTCL"); the ablation tables report SS only. The tiny sweep's are made up.
 cat > values.py <<'PY'
-M2F = "model.head=mask2former"
+M2F = "model.head=mask2former, model.mask2former.mask_loss_norm=num_masks"
 TE = "model.head=mta_clip, model.mta_clip.contrastive=false, model.mta_clip.prompts=1, model.mta_clip.text_enhanced=true"
 MTCL = "model.head=mta_clip, model.mta_clip.contrastive=true, model.mta_clip.prompts=1, model.mta_clip.text_enhanced=true"
 MTPL = "model.head=mta_clip, model.mta_clip.contrastive=true, model.mta_clip.prompts=3, model.mta_clip.text_enhanced=true"
 def prompts(neg, k): return "model.mta_clip.negatives=%s, model.mta_clip.prompts=%d" % (neg, k)
-def main(backbone, head, archive=None): return "model.backbone=clip_%s, model.head=%s, model.pretrained=pretrained/%s.pt" % (backbone, head, archive or backbone.upper())
+def main(backbone, head, archive=None):
+    return "model.backbone=clip_%s, model.head=%s, %smodel.pretrained=pretrained/%s.pt" % (
+        backbone, head, "model.mask2former.mask_loss_norm=num_masks, " if head == "mask2former" else "",
+        archive or backbone.upper())
 V = {
   "table3_components": {M2F: (47.4, None), TE: (48.1, None), MTCL: (48.6, None), MTPL: (49.1, None)},
   "table4_attention": {M2F: (47.4, None),
@@ -45,28 +48,68 @@ V = {
   "tiny_components": {M2F: (18.0, None), TE: (19.5, None), MTCL: (20.25, None), MTPL: (17.75, None)},
 }
 PY
-# fabricate.py NAME PLAN_CSV RUNS_DIR: the plan must list exactly the expected configurations
+# fabricate.py NAME PLAN_CSV RUNS_DIR SPEC: the plan must list exactly the expected configurations
 # (seeds 0, 1, 2 each) in folders named <id>-<slug>, the slug built here from the swept values as
-# docs/sweeps.md describes it; writes status + result.json into every run folder (the same values
-# for every seed).
+# docs/sweeps.md describes it (sweeps/spec.h, configuration_slugs); writes status + result.json
+# into every run folder (the same values for every seed).
 cat > fabricate.py <<'PY'
-import csv, json, os, sys
+import csv, json, os, re, sys, tomllib
 sys.path.insert(0, ".")
 from values import V
-name, plan, runs = sys.argv[1:4]
+name, plan, runs, spec = sys.argv[1:5]
 rows = list(csv.DictReader(open(plan)))
 got = sorted((r["overrides"], r["seed"]) for r in rows)
 want = sorted((o, str(seed)) for o in V[name] for seed in (0, 1, 2))
 if got != want:
     sys.exit("%s: planned %s, expected %s" % (name, got, want))
+
+def split(overrides):  # "k=v, k2=[1, 2]" -> {k: v, k2: "[1, 2]"} (display values)
+    return dict(kv.split("=", 1) for kv in re.split(r", (?=[a-z_][a-z_0-9.]*=)", overrides))
+def canonical(v):  # a display value (or a TOML value of [fixed]) as canonical TOML text
+    if isinstance(v, bool): return "true" if v else "false"
+    if isinstance(v, int): return str(v)
+    if v in ("true", "false") or re.fullmatch(r"-?[0-9]+(\.[0-9]+)?(e-?[0-9]+)?", v) or v.startswith("["): return v
+    return '"%s"' % v
+def fnv(text):
+    h, m = 1469598103934665603, (1 << 64) - 1
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) & m
+    for k in (0xff51afd7ed558ccd, 0xc4ceb9fe1a85ec53):
+        h ^= h >> 33; h = (h * k) & m
+    return "%016x" % (h ^ (h >> 33))
+def value(c):  # as in a folder name: arrays 640x640, paths by their file name
+    t = "".join("x" if ch == "," else ch for ch in c[1:-1] if ch not in ' "') if c.startswith("[") else c.split("/")[-1]
+    return "".join(ch if ch.isalnum() or ch in ".-_" else "-" for ch in t)
+configs = {r["overrides"]: split(r["overrides"]) for r in rows}
+keys = sorted({k for c in configs.values() for k in c})
+def short(key):  # the fewest trailing components no other swept key ends with
+    parts = key.split(".")
+    for n in range(1, len(parts) + 1):
+        suffix = ".".join(parts[-n:])
+        if not any(o != key and (o == suffix or o.endswith("." + suffix)) for o in keys): return suffix
+    return key
+distinct = {k: len({c.get(k) for c in configs.values()}) for k in keys}
+kept = []  # the keys that tell the configurations apart, each not determined by those before it
+for k in sorted(keys, key=lambda k: (-distinct[k], k)):
+    seen = {}
+    for c in configs.values():
+        if seen.setdefault(tuple(c.get(x) for x in kept), c.get(k)) != c.get(k):
+            kept.append(k); break
+fixed = {k: canonical(v) for k, v in tomllib.load(open(spec, "rb")).get("fixed", {}).items()}
+def slug(overrides):
+    c = configs[overrides]
+    first = "_".join(short(k) + value(c[k]) for k in sorted(c) if k in kept)
+    then = "_".join(short(k) + value(c[k]) for k in sorted(c) if k not in kept)
+    full = "_".join(p for p in (first, then) if p)
+    if len(full) + 3 <= 64: return full
+    everything = dict(fixed, **{k: canonical(v) for k, v in c.items()})
+    text = "".join("%s=%s\n" % (k, everything[k]) for k in sorted(everything) if not k.startswith("cluster."))
+    return first[:64 - 7 - 3] + "~" + fnv(text)[:6]
+
 for row in rows:
-    parts = []
-    for kv in row["overrides"].split(", "):
-        key, value = kv.split("=", 1)
-        parts.append("".join(c if c.isalnum() or c in ".-_" else "-" for c in key.rsplit(".", 1)[-1] + value))
-    slug = ("_".join(parts) + "_s" + row["seed"])[:60]
-    if row["run"] != row["id"] + "-" + slug or len(row["id"]) != 10:
-        sys.exit("%s: run folder %s, expected %s-%s" % (name, row["run"], row["id"], slug))
+    want_dir = row["id"] + "-" + slug(row["overrides"]) + "_s" + row["seed"]
+    if row["run"] != want_dir or len(row["id"]) != 10:
+        sys.exit("%s: run folder %s, expected %s" % (name, row["run"], want_dir))
     miou, miou_ms = V[name][row["overrides"]]
     d = os.path.join(runs, row["run"])
     os.makedirs(d, exist_ok=True)
@@ -85,7 +128,7 @@ plan_spec() {
   check "$name: plan exit code ($(head -1 "$name.plan.err"))" test $? -eq 0
   check "$name: $expected runs, all new" test "$(grep -c ',new$' "$name.plan.csv")" -eq "$expected"
   check "$name: nothing else planned" test "$(wc -l < "$name.plan.csv")" -eq $((expected + 1))
-  "$py" fabricate.py "$name" "$name.plan.csv" "$runs" 2> "$name.fab.err"
+  "$py" fabricate.py "$name" "$name.plan.csv" "$runs" "$spec" 2> "$name.fab.err"
   check "$name: the planned configurations are the expected ones ($(tail -1 "$name.fab.err"))" test $? -eq 0
   "$segrun" sweep plan "$spec" --runs-dir "$runs" > "$name.plan2.txt"
   check "$name: every fabricated run is reused" grep -q "$expected runs: 0 new, $expected done (reused)" "$name.plan2.txt"

@@ -1,6 +1,7 @@
 // The sweep runner with stand-ins for mpirun and segrun (shell scripts), so that the paths the
 // real trainer never takes are covered in a second: a run that crashes without writing a status
-// is marked failed with the error line of its log, a trainer's own failure reason is kept, the
+// is marked failed with segrun's first error line in its log (not Open MPI's lines after it; the
+// log's last line when there is none), a trainer's own failure reason is kept, the
 // other runs finish, a re-run reuses what is done and retries the failures, and a second runner
 // on the same runs folder is refused.
 #include "sweeps/runner.h"
@@ -57,7 +58,8 @@ class RunnerTest : public ::testing::Test {
                "  *\" model.dropout=0.0 \"*) echo done > \"$dir/status\"; echo '{\"mIoU\": 12.5}' > "
                "\"$dir/result.json\"; exit 0;;\n"
                "  *\" model.dropout=0.1 \"*) echo 'loading...'; echo 'segrun: error: boom in the loader' >&2;"
-               " echo '-----' >&2; exit 3;;\n"
+               " echo '-----' >&2; echo '[vm:00407] Set MCA parameter \"orte_base_help_aggregate\" to 0 to see all"
+               " help / error messages' >&2; exit 3;;\n"
                "  *) echo 'failed data.store: not set' > \"$dir/status\"; exit 1;;\n"
                "esac\n");
     std::filesystem::permissions(root / "mpirun", std::filesystem::perms::owner_all);
@@ -102,6 +104,46 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   std::ostringstream refused;
   EXPECT_THROW(run_sweep(spec, options_, refused), ClusterError);
   ::close(fd);
+}
+
+TEST_F(RunnerTest, ACrashIsExplainedBySegrunsFirstErrorLineElseTheLogsLastLine) {
+  // What mpirun leaves in sweep.log when a rank fails: segrun's line (one per rank that saw the
+  // error), then Open MPI's own lines, which mention errors too but not the cause. Without a
+  // segrun line (a rank killed), the last line says the most.
+  write_text(
+      dir_.path() / "segrun",
+      "#!/bin/sh\n"
+      "case \" $* \" in\n"
+      "  *\" model.dropout=0.0 \"*) echo 'segrun: error on rank 0: stores/train: store not found' >&2;"
+      " echo '  segrun: error on rank 1: stores/train: store not found too' >&2;"
+      " echo 'MPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD with errorcode 2.' >&2;"
+      " echo '[vm:00407] 1 more process has sent help message help-mpi-api.txt / mpi-abort' >&2;"
+      " echo '[vm:00407] Set MCA parameter \"orte_base_help_aggregate\" to 0 to see all help / error messages'"
+      " >&2; exit 2;;\n"
+      "  *\" model.dropout=0.1 \"*) echo 'iter 10 loss 1.5'; echo '[vm:00592] ORTE_ERROR_LOG: error in file x.c' >&2;"
+      " echo 'mpirun noticed that process rank 1 with PID 7 on node vm exited on signal 9 (Killed).' >&2;"
+      " echo '-----------' >&2; exit 137;;\n"
+      "  *) echo '   segrun: error: model.clip_sp.top_k: 200 exceeds the 150 classes' >&2;"
+      " echo 'with errorcode 2.' >&2; exit 2;;\n"
+      "esac\n");
+  std::filesystem::permissions(dir_.path() / "segrun", std::filesystem::perms::owner_all);
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto runs = expand_sweep(spec);
+  std::ostringstream out;
+  const SweepRunSummary s = run_sweep(spec, options_, out);
+  EXPECT_EQ(s.failed, 3);
+  const auto runs_dir = dir_.path() / "runs";
+  EXPECT_EQ(slurp(runs_dir / runs[0].dir_name / "status"),
+            "failed exit code 2: segrun: error on rank 0: stores/train: store not found\n");
+  EXPECT_EQ(slurp(runs_dir / runs[1].dir_name / "status"),
+            "failed exit code 137: mpirun noticed that process rank 1 with PID 7 on node vm exited on signal 9 "
+            "(Killed).\n");
+  EXPECT_EQ(slurp(runs_dir / runs[2].dir_name / "status"),
+            "failed exit code 2: segrun: error: model.clip_sp.top_k: 200 exceeds the 150 classes\n");
+  EXPECT_NE(out.str().find("failed " + runs[0].dir_name + " after "), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(": exit code 2: segrun: error on rank 0: stores/train: store not found (log: "),
+            std::string::npos)
+      << out.str();
 }
 
 TEST_F(RunnerTest, RunsThatALiveSlurmJobHasAreLeftToIt) {

@@ -1,6 +1,7 @@
 // sweeps/slurm_jobs: telling a sweep spec from an experiment config, command-line resource
 // overrides over a config's [cluster.slurm], and a run's job record (cluster/job_record.h) read
-// back by the status of a run that Slurm no longer knows.
+// back by the status of a run that Slurm no longer knows; a run begun under an older folder name
+// is submitted in that folder.
 #include "sweeps/slurm_jobs.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,8 @@
 
 #include "cluster/job_record.h"
 #include "core/error.h"
+#include "sweeps/spec.h"
+#include "sweeps_test_util.h"
 #include "tests/scratch_dir.h"
 
 namespace segrun::sweeps {
@@ -84,6 +87,32 @@ TEST(SlurmJobs, ASweepIsNotSubmittedWhileALocalSweepRunHasItsRunsFolder) {
   }
   EXPECT_EQ(out.str(), "");
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() / "runs"), {}), 1);  // only .sweep.lock
+}
+
+TEST(SlurmJobs, ARunBegunUnderAnOlderFolderNameIsResumedInThatFolder) {
+  // Folder names change when the naming does (a float's spelling, the slug's rules); the plan
+  // finds such a run by its overrides.json, and the job array must train it there, not begin it
+  // again in a folder of today's name.
+  segrun::testing::ScratchDir dir("slurmjobs-oldname");
+  std::ofstream(dir.str("base.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
+  std::ofstream(dir.str("sweep.toml")) << "name = \"s\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
+                                       << "[grid]\n\"model.dropout\" = [0.0, 0.1]\n";
+  const auto runs = expand_sweep(load_sweep_spec(dir.str("sweep.toml")));
+  ASSERT_EQ(runs.size(), 2u);
+  const auto old = dir.path() / "runs" / (runs[0].id + "-dropout0_s0");
+  testing::fabricate_run(old, {{"model.dropout", "0"}}, 0, "preempted stopped by signal", 0.0);
+  std::filesystem::create_directories(old / "checkpoints");
+  std::ofstream(old / "checkpoints" / "iter_5.pt") << "x";
+  SubmitRequest request;
+  request.target = dir.str("sweep.toml");
+  request.dry_run = true;
+  std::ostringstream out;
+  ::testing::internal::CaptureStderr();
+  submit_sweep(request, out);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("  task 0: " + runs[0].id + "-dropout0_s0\n"), std::string::npos) << err;
+  EXPECT_NE(err.find("  task 1: " + runs[1].dir_name + "\n"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "runs" / runs[0].dir_name));
 }
 
 }  // namespace

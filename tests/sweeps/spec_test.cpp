@@ -96,6 +96,57 @@ TEST_F(SpecTest, IdsStableUnderReorderingAndSpelling) {
   for (const auto& id : ids_of(a)) EXPECT_TRUE(ic.count(id)) << id;
 }
 
+TEST_F(SpecTest, SlugsNameTheKeysThatTellRunsApartFirstAndTheSeedLast) {
+  // Three weights files, one with a ViT-like recipe of four arrays; data.crop and eval.crop share
+  // their last component, so both are named in full. The weights file (3 values) and the dropout
+  // tell the runs apart; the arrays follow from the weights file and come after them.
+  SweepSpec spec = parse(
+      "base = \"configs/base.toml\"\nseeds = [0, 12]\n"
+      "[grid]\n\"model.dropout\" = [0.0, 0.1]\n"
+      "[[variants]]\n\"model.pretrained\" = \"weights/a.pt\"\n"
+      "[[variants]]\n\"model.pretrained\" = \"weights/b.pt\"\n"
+      "[[variants]]\n\"model.pretrained\" = \"weights/c.pt\"\n\"data.crop\" = [64, 64]\n");
+  std::vector<std::string> names;
+  for (const auto& run : expand_sweep(spec)) names.push_back(run.dir_name.substr(run.id.size() + 1));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "dropout0.0_pretraineda.pt_s0", "dropout0.0_pretraineda.pt_s12", "dropout0.0_pretrainedb.pt_s0",
+                       "dropout0.0_pretrainedb.pt_s12", "dropout0.0_pretrainedc.pt_crop64x64_s0",
+                       "dropout0.0_pretrainedc.pt_crop64x64_s12", "dropout0.1_pretraineda.pt_s0",
+                       "dropout0.1_pretraineda.pt_s12", "dropout0.1_pretrainedb.pt_s0", "dropout0.1_pretrainedb.pt_s12",
+                       "dropout0.1_pretrainedc.pt_crop64x64_s0", "dropout0.1_pretrainedc.pt_crop64x64_s12"}));
+
+  // Longer than 64 characters: the distinguishing keys only, then "~" and 6 hex digits of
+  // FNV-1a + fmix64 of the configuration's sorted overrides (computed independently in Python),
+  // so that names that would be cut alike stay apart; the seed stays last.
+  spec = parse(
+      "base = \"configs/base.toml\"\nseeds = [0, 12]\n"
+      "[grid]\n\"model.dropout\" = [0.0, 0.1]\n"
+      "[[variants]]\n\"model.pretrained\" = \"weights/a.pt\"\n"
+      "[[variants]]\n\"model.pretrained\" = \"weights/b.pt\"\n"
+      "[[variants]]\n\"model.pretrained\" = \"weights/c.pt\"\n\"data.crop\" = [640, 640]\n"
+      "\"data.scale\" = [2048, 640]\n\"eval.crop\" = [640, 640]\n\"eval.stride\" = [426, 426]\n");
+  names.clear();
+  for (const auto& run : expand_sweep(spec)) names.push_back(run.dir_name.substr(run.id.size() + 1));
+  ASSERT_EQ(names.size(), 12u);
+  EXPECT_EQ(names[0], "dropout0.0_pretraineda.pt_s0");
+  EXPECT_EQ(names[4], "dropout0.0_pretrainedc.pt~9d2cd0_s0");
+  EXPECT_EQ(names[5], "dropout0.0_pretrainedc.pt~9d2cd0_s12");
+  EXPECT_EQ(names[11], "dropout0.1_pretrainedc.pt~cd1d8c_s12");
+  // Where it fits, every key is named: the two crops apart.
+  EXPECT_EQ(
+      configuration_slugs({{{"data.crop", "[640, 640]"}, {"eval.crop", "[512, 512]"}}}, {"data.crop", "eval.crop"}),
+      (std::vector<std::string>{"data.crop640x640_eval.crop512x512"}));
+  // A single configuration has no key that tells it apart: its whole name, cut.
+  EXPECT_EQ(configuration_slugs({{{"data.crop", "[640, 640]"},
+                                  {"data.scale", "[2048, 640]"},
+                                  {"eval.crop", "[640, 640]"},
+                                  {"eval.stride", "[426, 426]"},
+                                  {"model.pretrained", "\"weights/ViT-B-16.pt\""}}},
+                                {"data.crop", "data.scale", "eval.crop", "eval.stride", "model.pretrained"}),
+            (std::vector<std::string>{"data.crop640x640_scale2048x640_eval.crop640x640_stride~c3f2ff"}));
+  EXPECT_EQ(run_slug("", 3), "s3");  // a sweep of seeds alone
+}
+
 TEST_F(SpecTest, AFloatKeysIntegersAreItsFloats) {
   // 0 and 0.0 of a float key are one value: listed twice is an error, not two identical runs.
   const std::string twice = error_of("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0, 0.0]\n");

@@ -72,13 +72,13 @@ check "restored base: no flag" test "$(grep -c 'base config changed' plan4.txt)"
 # tables: values equal result.json.
 "$segrun" table sweep.toml --format csv > table.csv
 check "table exit code" test $? -eq 0
-check "table header" test "$(head -1 table.csv)" = "model.dropout,mIoU,Δ mIoU"
+check "table header" test "$(head -1 table.csv)" = "model.dropout,mIoU,std,n,delta,baseline,within_spread,best"
 for v in 0.0 0.5; do
   d=$(grep -l "\"model.dropout\": \"$v\"" runs/e2e/*/overrides.json | xargs dirname)
-  expected=$("$py" -c "import json; print('%.2f' % json.load(open('$d/result.json'))['mIoU'])")
-  check "table cell for dropout $v = result.json mIoU $expected" grep -q "^$v,$expected\*\\?," table.csv
+  expected=$("$py" -c "import json; print(round(json.load(open('$d/result.json'))['mIoU'], 6))")
+  check "table cell for dropout $v = result.json mIoU $expected" grep -q "^$v,$expected," table.csv
 done
-check "baseline row" grep -q "^0.0,.*,baseline$" table.csv
+check "baseline row" grep -qE "^0.0,[^,]*,[^,]*,[0-9]+,0,1,0,[01]$" table.csv
 "$segrun" table runs/e2e --format md --plot plot.svg > table.md 2> table.err
 check "table from runs folder" grep -q "| model.dropout |" table.md
 check "plot written" grep -q "wrote plot.svg" table.err

@@ -72,6 +72,17 @@ void clear_stop_request() { g_stop_signal.store(0); }
 
 namespace {
 
+// Whether `path` is a config that resolves to `config` (a resume under the run's own config.toml):
+// then it stays as it is, with whatever notes its owner wrote in it.
+bool same_config_on_disk(const std::string& path, const Config& config) {
+  if (!path_exists(path)) return false;
+  try {
+    return to_toml(load_config(path)) == to_toml(config);
+  } catch (const ConfigError&) {
+    return false;
+  }
+}
+
 // Validation pictures kept per evaluation (rank 0's first records), at most kPictureHeight pixels
 // high: enough to judge a run by eye, small enough for TensorBoard and the report.
 constexpr int64_t kValPictures = 4;
@@ -456,7 +467,7 @@ int64_t Trainer::resume() {
   s.model->train();
   if (s.root) {
     if (start_iter > 0) s.forget_metrics_after(start_iter);
-    write_file_atomic(s.run.config_path(), to_toml(config));
+    if (!same_config_on_disk(s.run.config_path(), config)) write_file_atomic(s.run.config_path(), to_toml(config));
     s.run.write_status(RunState::kRunning);
     // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot them.
     s.board = std::make_unique<TensorBoardWriter>(

@@ -169,7 +169,18 @@ int run_launch(const LaunchCommand& cmd) {
   // A stop that reached a training rank before it could handle it (it was still starting up)
   // killed it: the run is as resumable as after a checkpointed stop, from its last checkpoint.
   if (stop_forwarded && exit_code == 128 + stop_signal && train) {
-    log::warn("stopped while the ranks were starting, before they could checkpoint; continue with --resume auto");
+    const RunFolder run(train->request.run_dir);
+    bool checkpointed = false;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(run.checkpoint_dir(), ec))
+      checkpointed = checkpointed || entry.path().filename().string().rfind("iter_", 0) == 0;
+    if (!checkpointed)
+      log::warn("stopped while the ranks were starting, before the run began: nothing to resume; start it again");
+    else
+      log::warn(
+          "stopped while the ranks were starting, before they could checkpoint; continue it with segrun train {} "
+          "--resume auto",
+          run.root());
     return kExitPreempted;
   }
   return ended(exit_code);

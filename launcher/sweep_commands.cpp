@@ -98,7 +98,8 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.table->add_option("--cols", s.cols, "swept key(s) on the columns (comma-separated)")->delimiter(',');
   s.table->add_option("--metric", s.metric, "result.json metric or class name (default mIoU)");
   s.table->add_option("--baseline", s.baseline, "KEY=VALUE of the baseline configuration (repeatable)");
-  s.table->add_option("--where", s.where, "KEY=VALUE: keep only these configurations (repeatable)");
+  s.table->add_option("--where", s.where,
+                      "KEY=VALUE: keep only these configurations (repeatable; one key given twice keeps either value)");
   s.table->add_option("--format", s.format, "md | csv | latex | json | text | html")
       ->capture_default_str()
       ->check(CLI::IsMember({"md", "markdown", "csv", "latex", "json", "text", "html"}));
@@ -183,7 +184,7 @@ sweeps::ResultTableOptions table_options(const SweepOptions& s, const sweeps::Re
   if (!s.rows.empty() && s.cols.empty()) options.cols.clear();
   if (!s.metric.empty()) options.metric = s.metric;
   if (!s.baseline.empty()) options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
-  options.where = sweeps::parse_override_args(s.where, "--where");
+  options.where = sweeps::parse_filter_args(s.where, "--where");
   options.decimals = s.decimals;
   return options;
 }

@@ -286,16 +286,18 @@ Json json_config(const Overrides& config) {
 }
 
 // "--where k=v (k has a, b)" for each filter key: what the runs hold instead.
-std::string where_text(const Overrides& where, const std::vector<RunRecord>& runs) {
+std::string where_text(const ValueFilter& where, const std::vector<RunRecord>& runs) {
   std::string out;
-  for (const auto& [key, value] : where) {
+  for (const auto& [key, accepted] : where) {
+    std::vector<std::string> wanted;
+    for (const auto& v : accepted) wanted.push_back(display_value(v));
     std::set<std::string> held;
     for (const auto& r : runs) {
       const auto it = r.overrides.find(key);
       held.insert(it == r.overrides.end() ? "-" : display_value(it->second));
     }
     std::vector<std::string> values(held.begin(), held.end());
-    out += std::string(out.empty() ? "" : ", ") + "--where " + key + "=" + display_value(value) + " (" + key + " has " +
+    out += std::string(out.empty() ? "" : ", ") + "--where " + key + "=" + join(wanted, "|") + " (" + key + " has " +
            join(values, ", ") + ")";
   }
   return out;

@@ -33,7 +33,7 @@ struct ResultTableOptions {
   std::vector<std::string> cols;
   std::string metric = "mIoU";  // a key of result.json, or a class name of its per_class
   Overrides baseline;           // {} = no deltas
-  Overrides where;              // keep only configurations matching this
+  ValueFilter where;            // keep only configurations matching this (a key: any of its values)
   int decimals = 2;
   // When set (a spec's configurations in expansion order, `[table] order = "spec"`): rows appear
   // in the order their values first occur here (values not listed follow, sorted); columns stay

@@ -352,18 +352,32 @@ std::string display_value(const std::string& canonical) {
   return canonical;
 }
 
-Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what) {
-  Overrides out;
+ValueFilter parse_filter_args(const std::vector<std::string>& args, const std::string& what) {
+  ValueFilter out;
   for (const auto& a : args) {
     const auto eq = a.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
       throw ConfigError(what + " '" + a + "': expected key=value (e.g. model.dropout=0.1)");
     try {
       const std::string key = a.substr(0, eq);
-      out[key] = canonical_for_key(key, canonical_value(a.substr(eq + 1)));
+      out[key].insert(canonical_for_key(key, canonical_value(a.substr(eq + 1))));
     } catch (const ConfigError& e) {
       throw ConfigError(what + " '" + a + "': " + e.what());
     }
+  }
+  return out;
+}
+
+Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what) {
+  Overrides out;
+  for (const auto& [key, values] : parse_filter_args(args, what)) {
+    if (values.size() > 1) {
+      std::vector<std::string> shown;
+      for (const auto& v : values) shown.push_back(display_value(v));
+      throw ConfigError(what + " " + key + ": given " + std::to_string(values.size()) + " values (" +
+                        join(shown, ", ") + "); it takes one");
+    }
+    out[key] = *values.begin();
   }
   return out;
 }
@@ -372,6 +386,14 @@ bool matches(const Overrides& config, const Overrides& filter) {
   for (const auto& [key, value] : filter) {
     auto it = config.find(key);
     if (it == config.end() || it->second != value) return false;
+  }
+  return true;
+}
+
+bool matches(const Overrides& config, const ValueFilter& filter) {
+  for (const auto& [key, values] : filter) {
+    auto it = config.find(key);
+    if (it == config.end() || !values.count(it->second)) return false;
   }
   return true;
 }

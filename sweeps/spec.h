@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -93,7 +94,8 @@ std::vector<std::string> configuration_slugs(const std::vector<Overrides>& confi
 std::string run_slug(const std::string& configuration_slug, uint64_t seed);
 
 // "key=value" strings (value in TOML syntax, bare words are strings) to canonical overrides;
-// ConfigError naming the bad argument. what names the option in messages ("--baseline").
+// ConfigError naming the bad argument, or a key given twice with two values. what names the
+// option in messages ("--baseline").
 Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what);
 // Canonical TOML text of one value written as TOML (bare words are strings).
 std::string canonical_value(const std::string& toml_value_text);
@@ -107,6 +109,13 @@ Overrides flatten_config(const std::string& toml_text, const std::string& origin
 std::string display_value(const std::string& canonical);
 // True when every key of filter is in config with the same value.
 bool matches(const Overrides& config, const Overrides& filter);
+
+// Accepted values per key (`segrun table --where k=a --where k=b`): a configuration passes when
+// each key's value is one of its set.
+using ValueFilter = std::map<std::string, std::set<std::string>>;
+// As parse_override_args, a key given again adding a value instead of replacing it.
+ValueFilter parse_filter_args(const std::vector<std::string>& args, const std::string& what);
+bool matches(const Overrides& config, const ValueFilter& filter);
 // "k=v, k2=v2" with display values ("(base config)" when empty).
 std::string describe(const Overrides& overrides);
 

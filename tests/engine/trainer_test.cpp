@@ -251,6 +251,21 @@ TEST_F(TrainerTest, OneProcessTrainsARunAtATime) {
   EXPECT_TRUE(Trainer(config({"train.iters=6"}), context, {dir, "auto"}).run().finished);  // released
 }
 
+// Resuming under the run's own config.toml leaves the file as its owner annotated it.
+TEST_F(TrainerTest, AResumeUnderTheRunsOwnConfigKeepsItsFile) {
+  const dist::RankContext context = dist::singleton_context();
+  const std::string dir = run_dir("annotated");
+  ASSERT_TRUE(Trainer(config({"train.checkpoint_interval=2"}), context, {dir, ""}).run().finished);
+  fs::remove(dir + "/checkpoints/iter_4.pt");  // as if stopped after iteration 2
+  std::ofstream(dir + "/status") << "preempted stopped by signal at iteration 2\n";
+  std::ofstream(dir + "/config.toml", std::ios::app) << "# my note: lr as in run 7\n";
+  const std::string annotated = read(dir + "/config.toml");
+  const Config own = load_config(dir + "/config.toml");
+  EXPECT_EQ(Trainer(own, context, {dir, "auto"}).run().iterations, 4);
+  EXPECT_EQ(read(dir + "/config.toml"), annotated);
+  EXPECT_EQ(read(dir + "/status").rfind("done", 0), 0u);
+}
+
 TEST_F(TrainerTest, NeverWritesIntoAFolderOfTheUsersFiles) {
   const dist::RankContext context = dist::singleton_context();
   const std::string mine = run_dir("mine");

@@ -167,7 +167,7 @@ TEST_F(PlotGrid, OneSeriesOnALinearAxisHasNoKeyAndNoErrorBars) {
   // axis, so restrict to lr 0.001 and 0.01 (10x: linear), x range padded by 6% of 0.009.
   ResultTableOptions options;
   options.rows = {"train.lr"};
-  options.where = {{"model.norm", "\"syncbn\""}};
+  options.where = {{"model.norm", {"\"syncbn\""}}};
   auto runs = scan_runs((dir_.path() / "runs").string());
   std::vector<RunRecord> kept;
   for (const auto& r : runs)

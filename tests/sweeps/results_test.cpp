@@ -145,11 +145,24 @@ TEST_F(OneAxis, CsvTextLatexAndJson) {
 
 TEST_F(OneAxis, PerClassTableAndFilters) {
   ResultTableOptions options;
-  options.where = {{"model.dropout", "0.0"}};
+  options.where = {{"model.dropout", {"0.0"}}};
   // Only dropout 0.0 is left (and no running run matches the filter).
   const ResultGrid g = build_result_grid(runs_, options);
   ASSERT_EQ(g.cells.size(), 1u);
   EXPECT_EQ(g.runs_not_done, 0);
+  // A key given twice keeps either value (a paper's k = 20, 40 out of a top-k sweep); the
+  // baseline takes one.
+  options.where = parse_filter_args({"model.dropout=0", "model.dropout=0.2"}, "--where");
+  const ResultGrid two = build_result_grid(runs_, options);
+  ASSERT_EQ(two.cells.size(), 2u);
+  EXPECT_EQ(two.cells[0].config.at("model.dropout"), "0.0");
+  EXPECT_EQ(two.cells[1].config.at("model.dropout"), "0.2");
+  try {
+    parse_override_args({"model.dropout=0.1", "model.dropout=0.2"}, "--baseline");
+    ADD_FAILURE() << "a baseline of two values was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "--baseline model.dropout: given 2 values (0.1, 0.2); it takes one");
+  }
   ResultTableOptions all;
   // wall: 71.0 | 74.5 | 71.0 ; sky: 90.5 | 88.5 | 92.5 (means over the two seeds).
   EXPECT_EQ(format_per_class_table(runs_, all, {"wall", "sky"}, "csv"),
@@ -218,7 +231,7 @@ TEST_F(OneAxis, BadOptions) {
 
 TEST_F(OneAxis, AWhereFilterThatMatchesNothingIsNamed) {
   ResultTableOptions options;
-  options.where = {{"model.dropout", "0.5"}};
+  options.where = {{"model.dropout", {"0.5"}}};
   try {
     build_result_grid(runs_, options);
     FAIL();
@@ -415,7 +428,7 @@ TEST(RepeatedRuns, ASeedCountsOnceWithItsNewestResult) {
   // Two runs of one configuration and seed alone: n = 1, no spread; on a tie the later folder counts.
   std::filesystem::last_write_time(root / "k3" / "result.json", now);
   ResultTableOptions only_seed_0;
-  only_seed_0.where = {{"model.dropout", "0.1"}};
+  only_seed_0.where = {{"model.dropout", {"0.1"}}};
   std::vector<RunRecord> seed_0 = {runs[0], scan_runs(root.string())[1]};
   const ResultGrid tie = build_result_grid(seed_0, only_seed_0);
   ASSERT_EQ(tie.cells.size(), 1u);

@@ -463,10 +463,24 @@ void apply_override(const std::string& text, Config& config) {
   assign(*f, config, *parsed.get("v"), where, fs::current_path());
 }
 
-void check_cross_fields(const Config& c, const std::string& origin) {
+// Checks between keys. A failure names the file, or the override when the key it names was set
+// on the command line (`overrides`: "key=value" texts).
+void check_cross_fields(const Config& c, const std::string& origin, const std::vector<std::string>& overrides) {
   auto fail_cross = [&](const std::string& key, const std::string& what) {
+    for (auto o = overrides.rbegin(); o != overrides.rend(); ++o)
+      if (o->compare(0, key.size() + 1, key + "=") == 0)
+        throw ConfigError("override '" + *o + "': " + key + ": " + what);
     throw ConfigError(origin + ": " + key + ": " + what);
   };
+  // The CLIP backbones downsample 32 times (ViT-B/16: patches of 16, then the pyramid's 1/32).
+  for (int i = 0; i < 2; ++i) {
+    if (c.data.crop[i] < 32) fail_cross("data.crop", "a side under 32 pixels leaves the backbone nothing to see");
+    if (c.eval.mode == "slide" && c.eval.crop[i] < 32)
+      fail_cross("eval.crop", "a side under 32 pixels leaves the backbone nothing to see");
+  }
+  // ViT-B/16's position grid is the crop's (DenseCLIP: input_resolution = the crop).
+  if (c.model.backbone == "clip_vit_b16" && c.data.crop[0] % 16 != 0)
+    fail_cross("data.crop", std::to_string(c.data.crop[0]) + " is not a multiple of clip_vit_b16's patch size 16");
   if (c.train.warmup_iters > c.train.iters)
     fail_cross("train.warmup_iters", "warmup (" + std::to_string(c.train.warmup_iters) +
                                          ") is longer than train.iters (" + std::to_string(c.train.iters) + ")");
@@ -474,11 +488,18 @@ void check_cross_fields(const Config& c, const std::string& origin) {
   if (c.train.save_best != "none" && c.data.val_store.empty())
     fail_cross("train.save_best", "needs data.val_store: the best checkpoint is chosen by validation");
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
-  if (c.model.clip_sp.attn_dim % c.model.clip_sp.heads != 0)
-    fail_cross("model.clip_sp.attn_dim", "must be divisible by model.clip_sp.heads");
-  if (c.model.text.width % c.model.text.heads != 0)
-    fail_cross("model.text.width", "must be divisible by model.text.heads");
-  if (c.model.vit.width % c.model.vit.heads != 0) fail_cross("model.vit.width", "must be divisible by model.vit.heads");
+  const auto divisible = [&](const std::string& width_key, int width, const std::string& heads_key, int heads) {
+    if (width % heads == 0) return;
+    const bool heads_overridden = std::any_of(overrides.begin(), overrides.end(), [&](const std::string& o) {
+      return o.compare(0, heads_key.size() + 1, heads_key + "=") == 0;
+    });
+    fail_cross(heads_overridden ? heads_key : width_key,
+               heads_overridden ? "must divide " + width_key + " = " + std::to_string(width)
+                                : "must be divisible by " + heads_key + " = " + std::to_string(heads));
+  };
+  divisible("model.clip_sp.attn_dim", c.model.clip_sp.attn_dim, "model.clip_sp.heads", c.model.clip_sp.heads);
+  divisible("model.text.width", c.model.text.width, "model.text.heads", c.model.text.heads);
+  divisible("model.vit.width", c.model.vit.width, "model.vit.heads", c.model.vit.heads);
   const std::vector<int>& levels = c.model.vit.out_indices;
   if (levels.size() != 4)
     fail_cross("model.vit.out_indices", "needs 4 block indices (the 1/4, 1/8, 1/16, 1/32 levels)");
@@ -504,7 +525,7 @@ Config parse_table(const toml::table& table, const std::string& origin, const st
   Config config;
   apply_table(table, "", config, origin, base_dir);
   for (const auto& o : overrides) apply_override(o, config);
-  check_cross_fields(config, origin);
+  check_cross_fields(config, origin, overrides);
   return config;
 }
 

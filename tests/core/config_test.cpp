@@ -108,6 +108,17 @@ TEST(Config, VitSizesAndOutputBlocks) {
   EXPECT_THAT(error_of("[model.vit]\nwidth = 100\n"),
               HasSubstr("model.vit.width: must be divisible by model.vit.heads"));
   EXPECT_THAT(error_of("", {"model.backbone=clip_vit_l14"}), HasSubstr("clip_rn50, clip_rn101, clip_vit_b16"));
+  // A check between keys names the override that broke it, else the file.
+  EXPECT_EQ(error_of("", {"model.clip_sp.heads=3"}),
+            "override 'model.clip_sp.heads=3': model.clip_sp.heads: must divide model.clip_sp.attn_dim = 512");
+  EXPECT_EQ(error_of("[model.clip_sp]\nheads = 3\n"),
+            "exp.toml: model.clip_sp.attn_dim: must be divisible by model.clip_sp.heads = 3");
+  // Crops the backbones cannot take, before any rank starts.
+  EXPECT_EQ(error_of("", {"data.crop=[16,16]"}),
+            "override 'data.crop=[16,16]': data.crop: a side under 32 pixels leaves the backbone nothing to see");
+  EXPECT_EQ(error_of("[data]\ncrop = [72, 64]\n[model]\nbackbone = \"clip_vit_b16\"\n"),
+            "exp.toml: data.crop: 72 is not a multiple of clip_vit_b16's patch size 16");
+  EXPECT_NO_THROW(parse_config("[data]\ncrop = [72, 64]\n", "exp.toml"));  // a ResNet takes any size
 }
 
 TEST(Config, SyntaxErrorNamesLine) {

@@ -258,7 +258,7 @@ std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, con
 void check_pack_target(const std::string& out) {
   std::error_code ec;
   const bool exists = fs::exists(out, ec);
-  SEGRUN_CHECK(!exists || (fs::is_directory(out, ec) && fs::is_empty(out, ec)), DataError,
+  SEGRUN_CHECK(!exists || (fs::is_directory(out, ec) && fs::is_empty(out, ec)), ConfigError,
                out << " already exists; remove it or choose another --out");
 }
 

@@ -54,7 +54,7 @@ std::vector<uint8_t> read_bytes(const std::string& path);
 
 std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split);
 
-// DataError unless `out` is new or an empty folder (pack_store's first check; `segrun launch`
+// ConfigError unless `out` is new or an empty folder (pack_store's first check; `segrun launch`
 // makes it before the ranks start).
 void check_pack_target(const std::string& out);
 PackSummary pack_store(const PackOptions& options, dist::Communicator& comm);

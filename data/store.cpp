@@ -447,7 +447,8 @@ struct StoreReader::Shard {
 StoreReader::StoreReader(const std::string& store_path) {
   directory_ = store_directory(store_path);
   const std::string mpath = manifest_path(store_path);
-  SEGRUN_CHECK(std::filesystem::is_directory(directory_), DataError,
+  // A path the user gave (a config's data.store, a command's argument): exit 2, as a config error.
+  SEGRUN_CHECK(std::filesystem::is_directory(directory_), ConfigError,
                store_path << ": store not found (expected a directory with " << kManifestFileName << ")");
   SEGRUN_CHECK(std::filesystem::is_regular_file(mpath), DataError,
                mpath << ": missing store manifest (the store is incomplete or was not packed)");

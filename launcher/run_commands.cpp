@@ -196,6 +196,11 @@ struct EvalSource {
 };
 EvalSource eval_source(const std::string& command, const std::string& source, const std::string& checkpoint) {
   std::error_code ec;
+  if (!checkpoint.empty() && checkpoint != "best") {
+    SEGRUN_CHECK(!fs::is_directory(checkpoint, ec), ConfigError,
+                 "--checkpoint " << checkpoint << ": a folder, not a checkpoint file (iter_<n>.pt)");
+    SEGRUN_CHECK(fs::is_regular_file(checkpoint, ec), ConfigError, "--checkpoint " << checkpoint << ": no such file");
+  }
   if (!fs::is_directory(source, ec)) {
     SEGRUN_CHECK(!checkpoint.empty(), ConfigError,
                  command << ": --checkpoint is required (or give a run folder instead of " << source << ")");

@@ -463,7 +463,12 @@ TEST_F(PackBadInput, CorruptJpeg) {
 TEST_F(PackBadInput, ExistingOutput) {
   fs::create_directories(tmp_ / "store");
   write_bytes(tmp_ / "store/keep.txt", {'x'});
-  EXPECT_EQ(pack_error(), (tmp_ / "store") + " already exists; remove it or choose another --out");
+  try {  // the user's --out: a config error (exit 2)
+    pack_single({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1});
+    ADD_FAILURE() << "packed onto a folder with a file";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), (tmp_ / "store") + " already exists; remove it or choose another --out");
+  }
   EXPECT_TRUE(fs::exists(tmp_ / "store/keep.txt"));
   // An empty directory is accepted.
   fs::remove(tmp_ / "store/keep.txt");
@@ -503,7 +508,12 @@ TEST_F(StoreBadInput, OpensViaManifestPathToo) {
 }
 
 TEST_F(StoreBadInput, MissingStoreAndManifest) {
-  EXPECT_THAT(data_error_of([&] { StoreReader r(tmp_ / "nostore"); }), HasSubstr(tmp_ / "nostore"));
+  try {  // a path the user gave: a config error (exit 2)
+    StoreReader r(tmp_ / "nostore");
+    ADD_FAILURE() << "opened a store that does not exist";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr((tmp_ / "nostore") + ": store not found"));
+  }
   fs::remove(tmp_ / "store/manifest.json");
   EXPECT_THAT(open_error(), HasSubstr((tmp_ / "store/manifest.json") + ": missing store manifest"));
 }

@@ -121,8 +121,8 @@ RecordInput make_record(Layout layout, const SourceRecord& src) {
                src.annotation << ": label must be an 8-bit single-channel PNG (got " << raw.channels()
                               << " channel(s), depth " << (raw.elemSize1() * 8) << " bits)");
   SEGRUN_CHECK(raw.rows == image.rows && raw.cols == image.cols, DataError,
-               src.annotation << ": label is " << raw.cols << "x" << raw.rows << " but the image is " << image.cols
-                              << "x" << image.rows);
+               src.annotation << ": label is " << raw.rows << "x" << raw.cols << " (HxW) but the image is "
+                              << image.rows << "x" << image.cols);
   const auto& lut = label_lut(layout);
   const int k = num_classes(layout);
   cv::Mat mapped(raw.rows, raw.cols, CV_8U);

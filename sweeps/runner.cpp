@@ -20,6 +20,7 @@
 #include "core/progress.h"
 #include "core/process.h"
 #include "core/run_folder.h"
+#include "core/spelling.h"
 #include "sweeps/slurm_jobs.h"
 
 namespace segrun::sweeps {
@@ -280,6 +281,18 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
 
 std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt,
                           const std::map<std::string, SchedulerState>& scheduler) {
+  // A metric no run records, where some record others, is a misspelling, not a column of "-".
+  std::set<std::string> recorded;
+  for (const auto& e : plan) {
+    for (const auto& [name, v] : e.record.result) recorded.insert(name);
+    for (const auto& [name, v] : e.record.per_class) recorded.insert(name);
+    for (const auto& [name, v] : e.record.last_val) recorded.insert(name);
+  }
+  if (!recorded.empty() && !recorded.count(metric)) {
+    const std::string meant = likely_meant(metric, {recorded.begin(), recorded.end()});
+    throw ConfigError("--metric " + metric + ": no run of the sweep records it" +
+                      (meant.empty() ? std::string() : " (did you mean '" + meant + "'?)"));
+  }
   std::vector<std::vector<std::string>> rows;
   std::map<std::string, int> counts;
   const std::vector<Overrides> shown = varying_overrides(plan);

@@ -74,6 +74,7 @@ struct SchedulerState {
   std::string job;    // scheduler job id
   std::string log;    // where the job's output goes
 };
+// ConfigError when some run records metrics and none records `metric` (a misspelt --metric).
 std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt,
                           const std::map<std::string, SchedulerState>& scheduler = {});
 

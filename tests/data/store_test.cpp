@@ -449,7 +449,7 @@ TEST_F(PackBadInput, LabelNotSingleChannel) {
 TEST_F(PackBadInput, LabelSizeMismatch) {
   const std::string label = base_ + "/annotations/training/ADE_train_00000001.png";
   cv::imwrite(label, cv::Mat(20, 48, CV_8U, cv::Scalar(1)));
-  EXPECT_THAT(pack_error(), HasSubstr(label + ": label is 48x20 but the image is 48x40"));
+  EXPECT_THAT(pack_error(), HasSubstr(label + ": label is 20x48 (HxW) but the image is 40x48"));
 }
 
 TEST_F(PackBadInput, CorruptJpeg) {

@@ -54,6 +54,9 @@ check "re-run exit code 0" test $? -eq 0
 check "re-run reuses both" grep -q "2 runs, 2 done, 0 to run" run2.txt
 "$segrun" sweep status sweep.toml --format csv > status.csv
 check "status shows done 6/6" test "$(grep -c ',done,6/6,' status.csv)" -eq 2
+"$segrun" sweep status sweep.toml --metric mIou > status_typo.txt 2>&1
+check "status --metric of a metric no run records: exit 2" test $? -eq 2
+check "... naming the metric meant" grep -q "^segrun: error: --metric mIou: no run of the sweep records it (did you mean 'mIoU'?)" status_typo.txt
 
 # editing the spec: the old runs are reused, the new value is added.
 sed -i 's/\[0.0, 0.5\]/[0.0, 0.5, 0.2]/' sweep.toml

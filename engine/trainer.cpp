@@ -335,11 +335,18 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
   else if (!s.request.resume.empty())
     s.resume_candidates = {s.request.resume};
   // A finished run whose newest checkpoint is at train.iters has nothing to train (a larger
-  // train.iters continues it).
+  // train.iters continues it). A status file that names no state is not "done".
+  const auto says_done = [&s] {
+    try {
+      return s.run.read_status().state == RunState::kDone;
+    } catch (const DataError&) {
+      return false;
+    }
+  };
   s.already_done =
       s.request.resume == "auto" && !s.resume_candidates.empty() &&
       fs::path(s.resume_candidates.front()).filename() == "iter_" + std::to_string(config.train.iters) + ".pt" &&
-      s.had_status && s.run.read_status().state == RunState::kDone;
+      s.had_status && says_done();
 }
 
 Trainer::~Trainer() = default;

@@ -93,15 +93,21 @@ TEST(Process, AppendsBothStreamsToTheLogInItsOwnProcessGroup) {
   EXPECT_EQ(pid, std::to_string(child.pid));
 }
 
-TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
+// A bash child that runs `trap` ("trap 'exit 12' USR2") and says so before it loops: once this
+// returns, the trap is in place.
+Child spawn_with_trap(const std::string& trap) {
   SpawnOptions o;
-  // Exits 12 on SIGUSR2; the trap is set before it says "ready".
-  o.argv = {"bash", "-c", "trap 'exit 12' USR2; echo ready; while :; do sleep 0.05; done"};
+  o.argv = {"bash", "-c", trap + "; echo ready; while :; do sleep 0.05; done"};
   o.out = Output::kCapture;
   const Child child = spawn(o);
   char c = 0;
-  ASSERT_EQ(::read(child.out_fd, &c, 1), 1);  // "r" of ready
+  EXPECT_EQ(::read(child.out_fd, &c, 1), 1);  // "r" of ready
   ::close(child.out_fd);
+  return child;
+}
+
+TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
+  const Child child = spawn_with_trap("trap 'exit 12' USR2");
   {
     ScopedSignalForwarding forwarding(child.pid, SIGUSR2);
     ::kill(::getpid(), SIGINT);  // becomes SIGUSR2 for the child
@@ -109,10 +115,7 @@ TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
     EXPECT_EQ(s.code, 12) << s.describe();
   }
   // The second stop goes as itself: a child that ignores USR1 is killed by SIGTERM.
-  o.argv = {"bash", "-c", "trap '' USR1; echo ready; while :; do sleep 0.05; done"};
-  const Child second = spawn(o);
-  ASSERT_EQ(::read(second.out_fd, &c, 1), 1);
-  ::close(second.out_fd);
+  const Child second = spawn_with_trap("trap '' USR1");
   {
     ScopedSignalForwarding forwarding(second.pid, SIGUSR1);
     ::kill(::getpid(), SIGTERM);  // -> SIGUSR1, ignored
@@ -123,13 +126,7 @@ TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
 
 // A closed terminal (SIGHUP) stops like Ctrl-C; under nohup (SIGHUP ignored) it stays ignored.
 TEST(Process, AHangupIsAStopUnlessIgnored) {
-  SpawnOptions o;
-  o.argv = {"bash", "-c", "trap 'exit 12' USR2; echo ready; while :; do sleep 0.05; done"};
-  o.out = Output::kCapture;
-  const Child child = spawn(o);
-  char c = 0;
-  ASSERT_EQ(::read(child.out_fd, &c, 1), 1);
-  ::close(child.out_fd);
+  const Child child = spawn_with_trap("trap 'exit 12' USR2");
   {
     ScopedSignalForwarding forwarding(child.pid, SIGUSR2);
     ::kill(::getpid(), SIGHUP);  // becomes SIGUSR2 for the child

@@ -466,10 +466,14 @@ void apply_override(const std::string& text, Config& config) {
 // Checks between keys. A failure names the file, or the override when the key it names was set
 // on the command line (`overrides`: "key=value" texts).
 void check_cross_fields(const Config& c, const std::string& origin, const std::vector<std::string>& overrides) {
-  auto fail_cross = [&](const std::string& key, const std::string& what) {
+  // The last override that set `key` (the one in force), nullptr when the file did.
+  auto override_of = [&](const std::string& key) -> const std::string* {
     for (auto o = overrides.rbegin(); o != overrides.rend(); ++o)
-      if (o->compare(0, key.size() + 1, key + "=") == 0)
-        throw ConfigError("override '" + *o + "': " + key + ": " + what);
+      if (o->compare(0, key.size() + 1, key + "=") == 0) return &*o;
+    return nullptr;
+  };
+  auto fail_cross = [&](const std::string& key, const std::string& what) {
+    if (const std::string* o = override_of(key)) throw ConfigError("override '" + *o + "': " + key + ": " + what);
     throw ConfigError(origin + ": " + key + ": " + what);
   };
   // The CLIP backbones downsample 32 times (ViT-B/16: patches of 16, then the pyramid's 1/32).
@@ -490,9 +494,7 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
   const auto divisible = [&](const std::string& width_key, int width, const std::string& heads_key, int heads) {
     if (width % heads == 0) return;
-    const bool heads_overridden = std::any_of(overrides.begin(), overrides.end(), [&](const std::string& o) {
-      return o.compare(0, heads_key.size() + 1, heads_key + "=") == 0;
-    });
+    const bool heads_overridden = override_of(heads_key) != nullptr;
     fail_cross(heads_overridden ? heads_key : width_key,
                heads_overridden ? "must divide " + width_key + " = " + std::to_string(width)
                                 : "must be divisible by " + heads_key + " = " + std::to_string(heads));

@@ -27,6 +27,7 @@ void init_logging(const LogOptions& options) {
     sinks.push_back(file);
   }
   auto logger = std::make_shared<spdlog::logger>("segrun", sinks.begin(), sinks.end());
+  // core/rank_logs.cpp reads this layout back (the launcher's "rank 1: <error>").
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ r" + std::to_string(options.rank) + "/" +
                       std::to_string(options.world) + " %v");
   logger->set_level(spdlog::level::trace);

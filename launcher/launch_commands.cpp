@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -25,6 +24,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/process.h"
+#include "core/rank_logs.h"
 #include "core/run_folder.h"
 #include "launcher/command_group.h"
 #include "launcher/demo.h"
@@ -89,54 +89,17 @@ int stop_signal_for(const std::optional<TrainPlan>& train) {
   return train ? cluster::local_stop_signal(train->config.cluster.slurm.signal) : SIGUSR1;
 }
 
-// The size of each rank log of a run: what a launch adds to them starts there.
-std::map<std::string, uintmax_t> rank_log_sizes(const RunFolder& run) {
-  std::map<std::string, uintmax_t> sizes;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(run.log_dir(), ec))
-    sizes[entry.path().string()] = entry.file_size(ec);
-  return sizes;
-}
-
-// The earliest error line the ranks added to their logs since `before`: "rank 1: <message>
-// (<its log>)"; "" when none did (a rank killed outright writes nothing).
-std::string first_new_error(const RunFolder& run, const std::map<std::string, uintmax_t>& before) {
-  std::string first_time, found;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(run.log_dir(), ec)) {
-    const std::string path = entry.path().string();
-    std::ifstream in(path);
-    if (const auto it = before.find(path); it != before.end()) in.seekg(static_cast<std::streamoff>(it->second));
-    // core/log.cpp's lines: "2026-12-06 10:13:31.123 error r1/2 <message>".
-    const std::string level = " error r";
-    for (std::string line; std::getline(in, line);) {
-      const size_t at = line.find(level);
-      const size_t slash = line.find('/', at);
-      const size_t space = line.find(' ', at + level.size());
-      if (at == std::string::npos || slash == std::string::npos || space == std::string::npos) continue;
-      const std::string time = line.substr(0, at);
-      if (found.empty() || time < first_time) {
-        first_time = time;
-        found = "rank " + line.substr(at + level.size(), slash - at - level.size()) + ": " + line.substr(space + 1) +
-                " (" + path + ")";
-      }
-      break;
-    }
-  }
-  return found;
-}
-
 // After a train whose ranks ended with `exit_code` (not 0 or 75): a run whose status still says
 // "running" lost a rank before rank 0 could record why (another rank failed, or was killed); it
-// is marked failed, with the first error a rank logged during this launch (`log_sizes`: the rank
+// is marked failed, with the first error a rank logged during this launch (`logs_before`: the rank
 // logs' sizes before it), as the sweep runner and the Slurm job script mark theirs.
-void mark_run_failed(const std::string& run_dir, int exit_code, const std::map<std::string, uintmax_t>& log_sizes) {
+void mark_run_failed(const std::string& run_dir, int exit_code, const std::map<std::string, uintmax_t>& logs_before) {
   try {
     const RunFolder run(run_dir);
     if (run.read_status().state != RunState::kRunning) return;
     std::string ended = "the ranks ended with exit code " + std::to_string(exit_code);
     if (exit_code > 128) ended += " (a rank was killed by signal " + std::to_string(exit_code - 128) + ")";
-    const std::string cause = first_new_error(run, log_sizes);
+    const std::string cause = log::first_error_since(run.log_dir(), logs_before);
     run.write_status(RunState::kFailed, cause.empty() ? ended + "; see " + run.log_dir() + "/" : cause + "; " + ended);
   } catch (const std::exception& e) {
     log::warn("could not mark the run failed: {}", first_line(e.what()));
@@ -149,11 +112,12 @@ int run_launch(const LaunchCommand& cmd) {
   check_before_launch(cmd.command);
   const std::optional<TrainPlan> train = launched_train(cmd.command);
   const int stop_signal = stop_signal_for(train);
-  const std::map<std::string, uintmax_t> log_sizes =
-      train && !cmd.dry_run ? rank_log_sizes(RunFolder(train->request.run_dir)) : std::map<std::string, uintmax_t>();
+  const std::map<std::string, uintmax_t> logs_before = train && !cmd.dry_run
+                                                           ? log::log_sizes(RunFolder(train->request.run_dir).log_dir())
+                                                           : std::map<std::string, uintmax_t>();
   const auto ended = [&](int exit_code) {
     if (train && exit_code != 0 && exit_code != kExitPreempted)
-      mark_run_failed(train->request.run_dir, exit_code, log_sizes);
+      mark_run_failed(train->request.run_dir, exit_code, logs_before);
     return exit_code;
   };
   int code = 0;

@@ -1,0 +1,20 @@
+#pragma once
+// What the ranks of a run wrote to their log files (<run>/logs/rank-<r>.log, whose line layout
+// core/log.cpp sets: "2026-12-06 10:13:31.123 error r1/2 <message>"), read by the process that
+// launched them: where a launch starts in each file, and the first error logged after that.
+// Pure file reads; thread-compatible.
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace segrun::log {
+
+// Each file's size in `log_dir` (path -> bytes): what a launch adds starts there.
+std::map<std::string, uintmax_t> log_sizes(const std::string& log_dir);
+
+// The earliest error line (by its time stamp) the ranks added since `before`: "rank 1: <message>
+// (<its log>)"; "" when none did (a rank killed outright writes nothing).
+std::string first_error_since(const std::string& log_dir, const std::map<std::string, uintmax_t>& before);
+
+}  // namespace segrun::log

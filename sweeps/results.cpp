@@ -279,6 +279,8 @@ Json json_config(const Overrides& config) {
       j[k] = std::stoll(v);
     else if (!v.empty() && v.front() != '"' && v.front() != '[' && parse_number(v, x))
       j[k] = x;
+    else if (!v.empty() && v.front() == '[' && Json::accept(v))
+      j[k] = Json::parse(v);  // a canonical TOML array of numbers or strings is JSON too: [512, 512]
     else
       j[k] = d;
   }
@@ -525,10 +527,12 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
       throw ConfigError("--baseline " + describe(options.baseline) + ": matches no configuration with a result");
   }
 
-  double best = -std::numeric_limits<double>::infinity();
-  for (const auto& [config, cell] : by_config) best = std::max(best, cell.mean);
+  // Best: the highest mean, marked only where another configuration scored less (a tie of every
+  // configuration, or a single one, singles none out).
+  double best = -std::numeric_limits<double>::infinity(), worst = std::numeric_limits<double>::infinity();
+  for (const auto& [config, cell] : by_config) best = std::max(best, cell.mean), worst = std::min(worst, cell.mean);
   for (auto& [config, cell] : by_config) {
-    cell.best = cell.mean == best;
+    cell.best = cell.mean == best && worst < best;
     g.cells.push_back(cell);
   }
   std::sort(g.cells.begin(), g.cells.end(),
@@ -681,11 +685,11 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
   }
   std::vector<CellIndex> best;
   for (size_t c = 0; c < columns.size(); ++c) {
-    double top = -std::numeric_limits<double>::infinity();
+    double top = -std::numeric_limits<double>::infinity(), bottom = std::numeric_limits<double>::infinity();
     for (const auto& m : means)
-      if (!std::isnan(m[c])) top = std::max(top, m[c]);
+      if (!std::isnan(m[c])) top = std::max(top, m[c]), bottom = std::min(bottom, m[c]);
     for (size_t r = 0; r < means.size(); ++r)
-      if (means[r][c] == top) best.emplace_back(r, c + 1);
+      if (means[r][c] == top && bottom < top) best.emplace_back(r, c + 1);  // a column all tied: none
   }
   if (format == "json") {
     Json j = Json::array();

@@ -150,6 +150,10 @@ TEST_F(OneAxis, PerClassTableAndFilters) {
   const ResultGrid g = build_result_grid(runs_, options);
   ASSERT_EQ(g.cells.size(), 1u);
   EXPECT_EQ(g.runs_not_done, 0);
+  // One configuration left: nothing to be best against, nothing marked.
+  EXPECT_FALSE(g.cells[0].best);
+  const std::string alone = format_per_class_table(runs_, options, {"wall"}, "md");
+  EXPECT_EQ(alone.find("**"), std::string::npos) << alone;
   // A key given twice keeps either value (a paper's k = 20, 40 out of a top-k sweep); the
   // baseline takes one.
   options.where = parse_filter_args({"model.dropout=0", "model.dropout=0.2"}, "--where");
@@ -363,6 +367,20 @@ TEST(CoVaryingKeys, AFootnoteNamesTheKeysThatChangedWithTheShownOnes) {
   EXPECT_NE(md.find("the configurations also differ in train.lr, which follows from model.dropout"), std::string::npos)
       << md;
   EXPECT_EQ(nlohmann::json::parse(format_result_grid(g, "json"))["co_varying_keys"], nlohmann::json{"train.lr"});
+}
+
+// JSON gives each key's value as the type it has in TOML: an array of numbers (data.crop) is an
+// array, a string a string, not the TOML text of either.
+TEST(JsonConfig, ArraysAndStringsKeepTheirTypes) {
+  ScratchDir dir("results_json");
+  fabricate_run(dir.path() / "a", {{"data.crop", "[64, 64]"}, {"model.head", "\"fpn\""}}, 0, "done", 9.5);
+  fabricate_run(dir.path() / "b", {{"data.crop", "[128, 64]"}, {"model.head", "\"fpn\""}}, 0, "done", 7.5);
+  const nlohmann::json j =
+      nlohmann::json::parse(format_result_grid(build_result_grid(scan_runs(dir.str()), {}), "json"));
+  ASSERT_EQ(j["cells"].size(), 2u);
+  EXPECT_EQ(j["cells"][0]["config"]["data.crop"], (nlohmann::json{64, 64}));
+  EXPECT_EQ(j["cells"][1]["config"]["data.crop"], (nlohmann::json{128, 64}));
+  EXPECT_EQ(j["cells"][0]["config"]["model.head"], "fpn");
 }
 
 // The same configuration trained twice with the same seed (a folder of ad-hoc runs: a run

@@ -44,14 +44,18 @@ std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, cons
   return out;
 }
 
+// The folder of a split in a layout that names its training and validation folders
+// `train_folder` and `val_folder`: both layouts accept either dataset's names (training / train,
+// validation / val), so one pack command line works for both.
+std::string split_folder(const std::string& split, const std::string& layout, const std::string& train_folder,
+                         const std::string& val_folder) {
+  if (split == "training" || split == "train") return train_folder;
+  if (split == "validation" || split == "val") return val_folder;
+  SEGRUN_THROW(DataError, layout << ": unknown split '" << split << "' (valid: train, val, training, validation)");
+}
+
 std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& split) {
-  std::string dir;
-  if (split == "training" || split == "train")
-    dir = "training";
-  else if (split == "validation" || split == "val")
-    dir = "validation";
-  else
-    SEGRUN_THROW(DataError, "ade20k: unknown split '" << split << "' (valid: training, validation, train, val)");
+  const std::string dir = split_folder(split, "ade20k", "training", "validation");
   fs::path base(root);
   require_dir(base, "dataset root");
   if (fs::is_directory(base / "ADEChallengeData2016")) base /= "ADEChallengeData2016";
@@ -74,12 +78,11 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& s
 }
 
 std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& split) {
-  SEGRUN_CHECK(split == "train" || split == "val", DataError,
-               "cityscapes: unknown split '" << split << "' (valid: train, val)");
+  const std::string dir = split_folder(split, "cityscapes", "train", "val");
   const fs::path base(root);
   require_dir(base, "dataset root");
-  const fs::path images = base / "leftImg8bit" / split;
-  const fs::path annotations = base / "gtFine" / split;
+  const fs::path images = base / "leftImg8bit" / dir;
+  const fs::path annotations = base / "gtFine" / dir;
   require_dir(images, "image");
   require_dir(annotations, "annotation");
   const std::string suffix = "_leftImg8bit.png";

@@ -205,8 +205,8 @@ TEST(Pack, TwoRanksProduceTheSameStoreAsOne) {
   auto so = small_synth(Layout::kCityscapes, tmp / "src", 5, 0);
   synthesize(so);
   pack_single({Layout::kCityscapes, so.out, "train", tmp / "one", 3});
-  run_ranks(2, [&](dist::Communicator& comm) {
-    pack_store({Layout::kCityscapes, so.out, "train", tmp / "two", 3}, comm);
+  run_ranks(2, [&](dist::Communicator& comm) {  // ADE20K's name of the split: the same folder
+    pack_store({Layout::kCityscapes, so.out, "training", tmp / "two", 3}, comm);
   });
   StoreReader one(tmp / "one"), two(tmp / "two");
   ASSERT_EQ(one.size(), 5);
@@ -479,7 +479,7 @@ TEST_F(PackBadInput, UnknownSplit) {
   EXPECT_THAT(data_error_of([&] {
                 pack_single({Layout::kAde20k, so_.out, "test", tmp_ / "store", 1});
               }),
-              HasSubstr("unknown split 'test'"));
+              HasSubstr("ade20k: unknown split 'test' (valid: train, val, training, validation)"));
 }
 
 class StoreBadInput : public ::testing::Test {

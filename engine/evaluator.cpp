@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "core/output_paths.h"
 #include "core/progress.h"
 #include "data/loader.h"
@@ -184,8 +185,19 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   const std::vector<int64_t> indices = data::val_indices(total, comm.rank(), comm.size());
   Progress progress("eval: rank 0's images", static_cast<int64_t>(indices.size()), "images",
                     request.show_progress && comm.rank() == 0);
+  const bool skip_corrupt = config.data.on_corrupt == "skip";
+  int64_t skipped = 0;
   for (int64_t index : indices) {
-    data::ValSample sample = data::load_val_sample(store, index, test_options);
+    data::ValSample sample;
+    try {
+      sample = data::load_val_sample(store, index, test_options);
+    } catch (const data::CorruptRecordError& e) {
+      if (!skip_corrupt) throw;
+      log::warn("{}; left out of the evaluation (data.on_corrupt = \"skip\")", e.what());
+      ++skipped;
+      progress.advance();
+      continue;
+    }
     const int64_t height = sample.label.size(0), width = sample.label.size(1);
     const torch::Tensor image = sample.image.to(device);
     if (model.has_label_scores()) {
@@ -216,6 +228,9 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   }
   progress.finish();
   EvalOutcome outcome;
+  torch::Tensor skipped_sum = torch::full({1}, skipped, torch::TensorOptions().dtype(torch::kLong).device(device));
+  comm.allreduce(skipped_sum);
+  outcome.skipped_records = skipped_sum.item<int64_t>();
   comm.allreduce(single_acc.mutable_areas());
   outcome.single = single_acc.summarize();
   if (request.multi_scale) {
@@ -252,6 +267,7 @@ nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::v
     record["ms_scales"] = outcome.ms_scales;
     record["ms_flip"] = true;
   }
+  if (outcome.skipped_records > 0) record["skipped_records"] = outcome.skipped_records;
   return record;
 }
 

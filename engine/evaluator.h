@@ -14,7 +14,8 @@
 //     (default 0.5 .. 1.75), each also mirrored; only when EvalRequest::multi_scale.
 // A view in both sets is inferred once. The model is put in eval mode and inference runs without
 // autograd, in float32, on the device of the model's parameters (images go there, the IoU areas
-// are summed there and copied to the host once). Not thread-safe (one model, one thread).
+// are summed there and copied to the host once). A record failing its CRC check stops the
+// evaluation, or with data.on_corrupt = "skip" is left out and counted. Not thread-safe.
 
 #include <nlohmann/json_fwd.hpp>
 #include <opencv2/core.hpp>
@@ -64,7 +65,8 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
 
 // The JSON record of an evaluation: metrics_to_json(single) (aAcc, mIoU, mAcc, per_class,
 // per_class_acc, pixels, label_mAP...) and, with has_multi, aAcc_ms, mIoU_ms, mAcc_ms,
-// per_class_ms (IoU in percent, null where undefined), ms_scales and ms_flip = true.
+// per_class_ms (IoU in percent, null where undefined), ms_scales and ms_flip = true, and
+// skipped_records when corrupt records were left out (data.on_corrupt = "skip").
 // This is what metrics.jsonl's "val"/"eval" lines, result.json and `segrun eval --json` hold.
 nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names);
 

@@ -55,6 +55,9 @@ struct EvalOutcome {
   // multi-scale predictions when has_multi, else of the single-scale ones; only when asked for
   // (EvalRequest::confusion).
   torch::Tensor confusion;
+  // Validation records left out because they failed their CRC check (data.on_corrupt = "skip"),
+  // summed over ranks; the metrics are over the others, so they are not comparable to a full pass.
+  int64_t skipped_records = 0;
 };
 
 // Multi-label average precision, sklearn `average_precision_score` semantics per class:

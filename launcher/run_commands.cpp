@@ -88,6 +88,9 @@ void print_evaluation(const engine::EvalOutcome& outcome, const std::vector<std:
   std::cout << sweeps::format_class_table(class_table_of(outcome.single, class_names), sweeps::TableFormat::kText,
                                           /*skip_nan_rows=*/true);
   print_label_map(outcome.single);
+  if (outcome.skipped_records > 0)
+    std::cout << outcome.skipped_records
+              << " corrupt record(s) left out (data.on_corrupt = \"skip\"): not comparable to a full evaluation\n";
   if (!outcome.has_multi) return;
   std::string scales;
   for (double s : outcome.ms_scales) scales += (scales.empty() ? "" : ", ") + segrun::format("{:g}", s);

@@ -8,7 +8,9 @@
 #    (skipped_records): at least 1, at most 9 = 3 epochs x 3. The loader reads at most
 #    (8 iterations + 4 prefetched batches) x 2 images = 24 samples = 3 epochs of 8 records; in an
 #    epoch a damaged record is tried by its own slot and, when the record before it is damaged
-#    too, by that slot's retry: at most 2 + 1 skips.
+#    too, by that slot's retry: at most 2 + 1 skips;
+#  - `segrun eval` on the damaged store: "fail" stops naming a record, "skip" leaves exactly the
+#    two damaged records out (skipped_records = 2 in its JSON, a warning for each).
 # Usage: corrupt_record_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$(realpath "$1")"
@@ -78,5 +80,19 @@ print(max([json.loads(l).get('skipped_records', 0) for l in open('runs/skip/metr
 ok=1
 [ "$code" -eq 0 ] && grep -q "corrupt records skipped" skip.out && [ "${skipped:-0}" -ge 1 ] && [ "${skipped:-0}" -le 9 ] && ok=0
 injected_fault $ok "on_corrupt=skip: exit $code, skipped_records ${skipped:-none}"
+
+# Evaluation on the damaged store: "fail" stops naming a damaged record; "skip" leaves exactly the
+# two damaged records out, says so, and records the count.
+"$segrun" eval runs/skip data.val_store=train data.on_corrupt=fail --no-record > evalfail.out 2> evalfail.err
+code=$?
+ok=1
+[ "$code" -eq 1 ] && grep -qE "^segrun: error: .*($pattern)" evalfail.err && ok=0
+injected_fault $ok "eval, on_corrupt=fail: exit $code, $(grep '^segrun: error' evalfail.err)"
+"$segrun" eval runs/skip data.val_store=train data.on_corrupt=skip --no-record --json > evalskip.json 2> evalskip.err
+code=$?
+left_out=$(json evalskip.json 'd.get("skipped_records", 0)' 2>/dev/null)
+ok=1
+[ "$code" -eq 0 ] && [ "$left_out" = 2 ] && [ "$(grep -cE "($pattern); left out of the evaluation" evalskip.err)" -eq 2 ] && ok=0
+injected_fault $ok "eval, on_corrupt=skip: exit $code, skipped_records ${left_out:-none}"
 report_faults corrupt_record_test
 finish corrupt_record_test

@@ -221,7 +221,8 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   return meta;
 }
 
-BestValidation best_to_resume(const std::string& dir, const BestValidation& recorded, const std::string& metric) {
+BestValidation best_to_resume(const std::string& dir, const BestValidation& recorded, const std::string& metric,
+                              int64_t abandoned_after) {
   const std::string path = dir + "/" + kBestCheckpointName;
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return recorded;
@@ -234,9 +235,45 @@ BestValidation best_to_resume(const std::string& dir, const BestValidation& reco
     log::warn("{}; the best validation continues from the checkpoint's record", e.what());
     return recorded;
   }
+  if (abandoned_after >= 0 && on_disk.iter > abandoned_after) return recorded;
   if (on_disk.recorded() && on_disk.metric == metric && (recorded.metric != metric || on_disk.value > recorded.value))
     return on_disk;
   return recorded;
+}
+
+std::vector<int64_t> checkpoints_after(const std::string& dir, int64_t iter) {
+  std::vector<int64_t> later;
+  for (const auto& [n, path] : list_checkpoints(dir))
+    if (n > iter) later.push_back(n);
+  return later;
+}
+
+std::string set_aside_checkpoints_after(const std::string& dir, int64_t iter) {
+  std::vector<fs::path> moving;
+  for (const auto& [n, path] : list_checkpoints(dir))
+    if (n > iter) moving.emplace_back(path);
+  std::error_code ec;
+  const std::string best = dir + "/" + kBestCheckpointName;
+  if (fs::is_regular_file(best, ec)) {
+    try {
+      torch::serialize::InputArchive archive;
+      open_archive(archive, best, torch::kCPU);
+      if (read_meta(archive, best).best.iter > iter) moving.emplace_back(best);
+    } catch (const CheckpointError&) {
+      // unreadable: best_to_resume has warned; it stays where the user left it
+    }
+  }
+  if (moving.empty()) return "";
+  const std::string base = dir + "/abandoned-at-" + std::to_string(iter);
+  std::string folder = base;
+  for (int k = 2; fs::exists(folder, ec); ++k) folder = base + "-" + std::to_string(k);
+  fs::create_directories(folder, ec);
+  if (ec) throw CheckpointError(folder + ": cannot create: " + ec.message());
+  for (const fs::path& from : moving) {
+    fs::rename(from, fs::path(folder) / from.filename(), ec);
+    if (ec) throw CheckpointError(from.string() + ": cannot move to " + folder + ": " + ec.message());
+  }
+  return folder;
 }
 
 std::vector<std::string> checkpoints_newest_first(const std::string& dir) {

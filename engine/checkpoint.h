@@ -88,7 +88,21 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
 // higher -- written after that checkpoint by a run that died before the next one -- so that
 // best.pt and result.json always name the same model; else `recorded`. An unreadable best.pt is
 // a warning and leaves `recorded`.
-BestValidation best_to_resume(const std::string& dir, const BestValidation& recorded, const std::string& metric);
+// `abandoned_after` >= 0: the resume starts a new line of training at that iteration (see
+// set_aside_checkpoints_after), so a best.pt recording a later iteration is of the old line and
+// does not count.
+BestValidation best_to_resume(const std::string& dir, const BestValidation& recorded, const std::string& metric,
+                              int64_t abandoned_after = -1);
+
+// The iteration numbers of the iter_<n>.pt files in dir with n > iter, lowest first.
+std::vector<int64_t> checkpoints_after(const std::string& dir, int64_t iter);
+// A resume at `iter` below the run's newest checkpoint (--resume of an older one, or a newer one
+// unreadable), or one that changes train.iters, starts a new line of training: the old line's
+// iter_<n>.pt with n > iter, and best.pt when it records a validation after iter, move into
+// <dir>/abandoned-at-<iter>/ (-2, -3... when taken), kept for the user but out of the way: pruning
+// keeps the highest numbers and --resume auto takes the highest, which would otherwise be the old
+// line's. Returns the folder, "" when nothing moved. Only rank 0 calls it.
+std::string set_aside_checkpoints_after(const std::string& dir, int64_t iter);
 
 // Every iter_<n>.pt in dir, highest n first (for --resume auto's fallback).
 std::vector<std::string> checkpoints_newest_first(const std::string& dir);

@@ -1,5 +1,6 @@
 #include "engine/trainer.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -416,6 +417,7 @@ int64_t Trainer::resume() {
   SEGRUN_CHECK(s.model, Error, "Trainer::resume: set_up() first");
   int64_t start_iter = 0;
   OpenLogWindow carried_window;  // the log window the checkpoint interrupted
+  int64_t abandoned_after = -1;  // >= 0: the resume starts a new line at that iteration
   for (size_t i = 0; i < s.resume_candidates.size(); ++i) {
     const std::string& resume_path = s.resume_candidates[i];
     CheckpointMeta meta;
@@ -442,11 +444,17 @@ int64_t Trainer::resume() {
     }
     start_iter = meta.next_iter;
     carried_window = meta.window;
+    // A new line of training: the run goes back to an older checkpoint, or its schedule changes
+    // (train.iters). What the old line recorded past start_iter is not this line's.
+    const bool new_line = !checkpoints_after(s.run.checkpoint_dir(), start_iter).empty() ||
+                          std::any_of(s.resume_changes.begin(), s.resume_changes.end(),
+                                      [](const ConfigChange& c) { return c.key == "train.iters"; });
+    abandoned_after = new_line ? start_iter : -1;
     s.report_resume_changes(start_iter);
     if (s.scaler->enabled()) s.scaler->restore(meta.loss_scale, meta.loss_scale_growth);
     log::info("resumed from {} at iteration {}", resume_path, start_iter);
     if (config.train.save_best != "none") {
-      s.best = best_to_resume(s.run.checkpoint_dir(), meta.best, config.train.save_best);
+      s.best = best_to_resume(s.run.checkpoint_dir(), meta.best, config.train.save_best, abandoned_after);
       if (s.best.metric == config.train.save_best)
         log::info("best {} before the stop: {:.2f} at iteration {}", s.best.metric, s.best.value, s.best.iter);
       else if (s.best.recorded())
@@ -474,6 +482,12 @@ int64_t Trainer::resume() {
   s.model->train();
   if (s.root) {
     if (start_iter > 0) s.forget_metrics_after(start_iter);
+    if (abandoned_after >= 0) {
+      const std::string folder = set_aside_checkpoints_after(s.run.checkpoint_dir(), abandoned_after);
+      if (!folder.empty())
+        log::info("the checkpoints past iteration {} are of the line this resume abandons: moved to {}",
+                  abandoned_after, folder);
+    }
     if (!same_config_on_disk(s.run.config_path(), config)) write_file_atomic(s.run.config_path(), to_toml(config));
     s.run.write_status(RunState::kRunning);
     // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot them.

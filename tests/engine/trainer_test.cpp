@@ -181,6 +181,34 @@ TEST_F(TrainerTest, ACheckpointInsideALogWindowCarriesItToTheResumedRun) {
   EXPECT_EQ(second.log_window(4), whole_window);  // bit for bit: the same sums in the same order
 }
 
+// A resume from an older checkpoint under a shorter train.iters starts a new line of training:
+// the old line's later checkpoints move aside, so that pruning keeps the new line's and
+// --resume auto continues the new line instead of jumping back onto the old one.
+TEST_F(TrainerTest, AResumeFromAnOlderCheckpointSetsTheOldLinesLaterCheckpointsAside) {
+  const dist::RankContext context = dist::singleton_context();
+  const std::string dir = run_dir("new-line"), checkpoints = dir + "/checkpoints";
+  const std::vector<std::string> every_2 = {"train.checkpoint_interval=2", "train.keep_checkpoints=3"};
+  auto with = [&](const std::string& iters) {
+    std::vector<std::string> o = every_2;
+    o.push_back("train.iters=" + iters);
+    return config(o);
+  };
+  ASSERT_TRUE(Trainer(with("8"), context, {dir, ""}).run().finished);
+  ASSERT_EQ(checkpoints_newest_first(checkpoints).size(), 3u);  // 8, 6, 4
+
+  EXPECT_TRUE(Trainer(with("5"), context, {dir, checkpoints + "/iter_4.pt"}).run().finished);
+  EXPECT_EQ(checkpoints_newest_first(checkpoints),
+            (std::vector<std::string>{checkpoints + "/iter_5.pt", checkpoints + "/iter_4.pt"}));
+  EXPECT_TRUE(fs::is_regular_file(checkpoints + "/abandoned-at-4/iter_6.pt"));
+  EXPECT_TRUE(fs::is_regular_file(checkpoints + "/abandoned-at-4/iter_8.pt"));
+
+  // --resume auto under train.iters = 8 continues the new line at 5 (it used to take the old
+  // line's iter_8.pt and report the run done).
+  Trainer continued(with("8"), context, {dir, "auto"});
+  continued.set_up();
+  EXPECT_EQ(continued.resume(), 5);
+}
+
 TEST_F(TrainerTest, AMistakenResumeLeavesAFinishedRunAsItWas) {
   const dist::RankContext context = dist::singleton_context();
   const std::string dir = run_dir("finished");
@@ -394,6 +422,16 @@ TEST(BestCheckpoint, AResumeContinuesFromTheHigherOfTheCheckpointsAndBestPtsReco
   EXPECT_EQ(best_to_resume(checkpoints, higher, "mIoU").iter, 8);
   EXPECT_EQ(best_to_resume(checkpoints, BestValidation{}, "mIoU").iter, 6);
   EXPECT_FALSE(best_to_resume(checkpoints, BestValidation{}, "mAcc").recorded());  // another metric
+  // A resume that starts a new line at 4 (an older checkpoint, another train.iters): best.pt of
+  // iteration 6 is the old line's; it does not count and moves aside with the later checkpoints.
+  EXPECT_EQ(best_to_resume(checkpoints, at_checkpoint, "mIoU", /*abandoned_after=*/4).iter, 4);
+  EXPECT_EQ(best_to_resume(checkpoints, at_checkpoint, "mIoU", /*abandoned_after=*/6).iter, 6);
+  EXPECT_EQ(set_aside_checkpoints_after(checkpoints, 6), "");  // nothing past 6
+  EXPECT_EQ(set_aside_checkpoints_after(checkpoints, 4), checkpoints + "/abandoned-at-4");
+  EXPECT_TRUE(fs::is_regular_file(checkpoints + "/abandoned-at-4/best.pt"));
+  fs::rename(checkpoints + "/abandoned-at-4/best.pt", checkpoints + "/best.pt");
+  EXPECT_EQ(set_aside_checkpoints_after(checkpoints, 4), checkpoints + "/abandoned-at-4-2");  // a second time
+  fs::rename(checkpoints + "/abandoned-at-4-2/best.pt", checkpoints + "/best.pt");
   {
     std::ofstream garbage(checkpoints + "/best.pt");
     garbage << "not a checkpoint";

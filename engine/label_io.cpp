@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -15,25 +16,55 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "data/classes.h"
 
 namespace segrun::engine {
 namespace fs = std::filesystem;
 
 namespace {
 
-// stem -> path of every regular *.png file (lower-case extension match) in dir.
-std::map<std::string, fs::path> list_pngs(const std::string& dir, const char* what) {
+// stem -> path of every regular *.png file (lower-case extension match) in dir (and its
+// subfolders when `recursive`); a stem ending in one of `suffixes` loses it
+// (frankfurt_000000_000294_gtFine_labelIds -> frankfurt_000000_000294). Two files of one stem are
+// a DataError naming both.
+std::map<std::string, fs::path> list_pngs(const std::string& dir, const char* what, bool recursive,
+                                          const std::vector<std::string>& suffixes) {
   std::error_code ec;
-  SEGRUN_CHECK(fs::is_directory(dir, ec), DataError, "metrics: " << what << " directory " << dir << " does not exist");
+  SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "metrics: " << what << " " << dir << ": no such directory");
   std::map<std::string, fs::path> out;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
+  const auto add = [&](const fs::directory_entry& entry) {
+    if (!entry.is_regular_file()) return;
     std::string ext = entry.path().extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (ext != ".png") continue;
-    out.emplace(entry.path().stem().string(), entry.path());
-  }
+    if (ext != ".png") return;
+    std::string stem = entry.path().stem().string();
+    for (const std::string& suffix : suffixes)
+      if (stem.size() > suffix.size() && stem.compare(stem.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        stem.resize(stem.size() - suffix.size());
+        break;
+      }
+    const auto [it, added] = out.emplace(stem, entry.path());
+    SEGRUN_CHECK(added, DataError,
+                 "metrics: " << what << ": " << it->second.string() << " and " << entry.path().string()
+                             << " are both the image " << stem);
+  };
+  if (recursive)
+    for (const auto& entry : fs::recursive_directory_iterator(dir)) add(entry);
+  else
+    for (const auto& entry : fs::directory_iterator(dir)) add(entry);
   return out;
+}
+
+// DataError naming `path` and its first value that is neither below `num_classes` nor `allowed_extra`.
+void check_label_range(const torch::Tensor& label, int num_classes, int allowed_extra, const std::string& path,
+                       const char* hint) {
+  const torch::Tensor wide = label.to(torch::kLong);
+  const torch::Tensor bad = wide.ge(num_classes).logical_and(wide.ne(allowed_extra));
+  if (!bad.any().item<bool>()) return;
+  const int64_t value = wide.masked_select(bad)[0].item<int64_t>();
+  SEGRUN_THROW(DataError, path << ": label value " << value << " is not a class (0.." << num_classes - 1 << ")"
+                               << (allowed_extra >= 0 ? " nor the ignore index " + std::to_string(allowed_extra) : "")
+                               << hint);
 }
 
 std::string class_name(const std::vector<std::string>& names, size_t i) {
@@ -66,13 +97,38 @@ torch::Tensor reduce_zero_label(const torch::Tensor& label) {
   return reduced.to(label.scalar_type());
 }
 
-SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o, torch::Tensor* confusion) {
-  SEGRUN_CHECK(o.num_classes > 0, ConfigError, "metrics: --num-classes must be positive, got " << o.num_classes);
+MetricsCommandOptions resolved_metrics_options(MetricsCommandOptions o) {
+  if (!o.layout.empty()) {
+    const data::Layout layout = data::parse_layout(o.layout);
+    const int k = data::num_classes(layout);
+    SEGRUN_CHECK(
+        o.num_classes == 0 || o.num_classes == k, ConfigError,
+        "metrics: --num-classes " << o.num_classes << " but --layout " << o.layout << " has " << k << " classes");
+    SEGRUN_CHECK(!o.reduce_zero_label, ConfigError,
+                 "metrics: --reduce-zero-label with --layout: the layout maps its raw labels itself");
+    o.num_classes = k;
+    if (o.class_names.empty()) o.class_names = data::class_names(layout);
+  }
+  SEGRUN_CHECK(o.num_classes > 0, ConfigError, "metrics: --num-classes (or --layout) is required");
   SEGRUN_CHECK(o.class_names.empty() || static_cast<int>(o.class_names.size()) == o.num_classes, ConfigError,
                "metrics: " << o.class_names.size() << " class names given for --num-classes " << o.num_classes);
-  const auto gts = list_pngs(o.gt_dir, "--gt");
-  const auto preds = list_pngs(o.pred_dir, "--pred");
-  SEGRUN_CHECK(!gts.empty(), DataError, "metrics: no .png files in --gt directory " << o.gt_dir);
+  return o;
+}
+
+SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tensor* confusion) {
+  const MetricsCommandOptions o = resolved_metrics_options(options);
+  const std::array<int, 256>* lut = o.layout.empty() ? nullptr : &data::label_lut(data::parse_layout(o.layout));
+  const bool cityscapes = !o.layout.empty() && data::parse_layout(o.layout) == data::Layout::kCityscapes;
+  const std::vector<std::string> gt_suffixes =
+      cityscapes ? std::vector<std::string>{"_gtFine_labelIds"} : std::vector<std::string>{};
+  const std::vector<std::string> pred_suffixes =
+      cityscapes ? std::vector<std::string>{"_leftImg8bit"} : std::vector<std::string>{};
+  const auto gts = list_pngs(o.gt_dir, "--gt", lut != nullptr, gt_suffixes);
+  const auto preds = list_pngs(o.pred_dir, "--pred", false, pred_suffixes);
+  SEGRUN_CHECK(!gts.empty(), ConfigError,
+               "metrics: --gt " << o.gt_dir << ": no .png files"
+                                << (lut ? "" : " in this folder (a dataset's nested ground truth: --layout)"));
+  const char* gt_hint = lut ? "" : "; raw dataset labels need --layout ade20k|cityscapes, or --num-classes is wrong";
 
   IoUAccumulator acc(o.num_classes, o.ignore_index);
   if (confusion) *confusion = torch::zeros({o.num_classes, o.num_classes}, torch::kLong);
@@ -86,7 +142,23 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& o, torch::Tensor* co
                  "metrics: size mismatch: " << it->second.string() << " is " << pred.size(1) << "x" << pred.size(0)
                                             << " but " << gt_path.string() << " is " << gt.size(1) << "x"
                                             << gt.size(0));
-    if (o.reduce_zero_label) gt = reduce_zero_label(gt);
+    if (lut) {
+      torch::Tensor mapped = torch::empty_like(gt);
+      const uint8_t* in = gt.data_ptr<uint8_t>();
+      uint8_t* out = mapped.data_ptr<uint8_t>();
+      for (int64_t i = 0; i < gt.numel(); ++i) {
+        const int v = (*lut)[in[i]];
+        SEGRUN_CHECK(v != data::kInvalidLabel, DataError,
+                     gt_path.string() << ": label value " << static_cast<int>(in[i]) << " is not a " << o.layout
+                                      << " label (0.." << data::max_raw_label(data::parse_layout(o.layout)) << ")");
+        out[i] = static_cast<uint8_t>(v);
+      }
+      gt = mapped;
+    } else if (o.reduce_zero_label) {
+      gt = reduce_zero_label(gt);
+    }
+    check_label_range(gt, o.num_classes, o.ignore_index, gt_path.string(), gt_hint);
+    check_label_range(pred, o.num_classes, o.ignore_index, it->second.string(), "; is --num-classes right?");
     acc.add(pred, gt);
     if (confusion) *confusion += confusion_matrix(pred, gt, o.num_classes, o.ignore_index);
   }

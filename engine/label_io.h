@@ -8,6 +8,14 @@
 // file) of the same size (else a DataError naming both files). With reduce_zero_label the GT is
 // mapped as mmseg's LoadAnnotations does for ADE20K: 0 -> 255 (ignore), k -> k-1, 255 stays 255;
 // predictions are taken as they are (train ids). Files are processed in sorted stem order.
+// With `layout` (ade20k | cityscapes) the ground truth is that dataset's raw annotations as
+// released: gt_dir is searched recursively (Cityscapes' gtFine/<split>/<city>/), a Cityscapes GT
+// `<stem>_gtFine_labelIds.png` pairs with the prediction `<stem>.png` (or
+// `<stem>_leftImg8bit.png`), raw values map to train ids as `segrun data pack` maps them
+// (data/classes.h), and the class count and names are the layout's.
+// Every GT value (after any mapping) must be a class or the ignore index, and every predicted
+// value a class: anything else is a DataError naming the file and the value (a wrong
+// --num-classes, or raw labels scored without --layout, would otherwise skew the result).
 // Threading: plain functions, no shared state.
 
 #include <nlohmann/json_fwd.hpp>
@@ -23,11 +31,12 @@ namespace segrun::engine {
 struct MetricsCommandOptions {
   std::string pred_dir;
   std::string gt_dir;
-  int num_classes = 0;
+  int num_classes = 0;  // 0 with a layout: the layout's
+  std::string layout;   // "" | ade20k | cityscapes: raw ground truth of that dataset
   int ignore_index = 255;
   bool reduce_zero_label = false;
   bool json = false;                     // CLI output format: JSON instead of the text table
-  std::vector<std::string> class_names;  // optional; "class_<i>" when empty
+  std::vector<std::string> class_names;  // optional; "class_<i>" when empty (a layout's own with one)
   std::string confusion_csv;             // CLI: also write the confusion matrix here (segrun eval --confusion)
 };
 
@@ -42,6 +51,10 @@ torch::Tensor reduce_zero_label(const torch::Tensor& label);
 // With `confusion`, also the confusion matrix of the pairs (engine/metrics.h confusion_matrix):
 // int64 [K, K] on the host.
 SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tensor* confusion = nullptr);
+
+// The options with a layout's class count and names filled in (ConfigError when a given
+// --num-classes contradicts the layout, or with neither); what evaluate_label_dirs scores with.
+MetricsCommandOptions resolved_metrics_options(MetricsCommandOptions options);
 
 // {"aAcc", "mIoU", "mAcc", "per_class": {name: IoU}, "per_class_acc": {name: Acc}, "pixels" (a
 // count)}, plus "label_mAP", "label_mAP_prior" for models with a label branch; scores in percent

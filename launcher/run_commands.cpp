@@ -297,22 +297,25 @@ int run_predict(const PredictCommand& cmd, MpiHolder& mpi) {
   return 0;
 }
 
-int run_metrics(const engine::MetricsCommandOptions& options) {
+int run_metrics(const engine::MetricsCommandOptions& given) {
+  const engine::MetricsCommandOptions options = engine::resolved_metrics_options(given);
   const bool with_confusion = !options.confusion_csv.empty();
   if (with_confusion) require_new_file("--confusion", options.confusion_csv);
   torch::Tensor confusion;
   const engine::SegMetrics metrics = engine::evaluate_label_dirs(options, with_confusion ? &confusion : nullptr);
-  nlohmann::ordered_json record = engine::metrics_to_json(metrics, {});
+  nlohmann::ordered_json record = engine::metrics_to_json(metrics, options.class_names);
   std::string confusion_text;
   if (with_confusion) {
-    std::vector<std::string> names;
-    for (int c = 0; c < options.num_classes; ++c) names.push_back("class_" + std::to_string(c));
+    std::vector<std::string> names = options.class_names;
+    for (int c = static_cast<int>(names.size()); c < options.num_classes; ++c)
+      names.push_back("class_" + std::to_string(c));
     confusion_text = write_confusion(options.confusion_csv, confusion, names, record);
   }
   if (options.json)
     std::cout << record.dump(2) << "\n";
   else
-    std::cout << sweeps::format_class_table(class_table_of(metrics, {}), sweeps::TableFormat::kText, true)
+    std::cout << sweeps::format_class_table(class_table_of(metrics, options.class_names), sweeps::TableFormat::kText,
+                                            true)
               << confusion_text;
   return 0;
 }
@@ -393,8 +396,12 @@ void add_run_commands(CommandRegistry& registry) {
                                            [options](MpiHolder&) { return run_metrics(options->metrics_options); });
   metrics_command->add_option("--pred", metrics.pred_dir, "folder of predicted label PNGs")->required();
   metrics_command->add_option("--gt", metrics.gt_dir, "folder of ground-truth label PNGs")->required();
-  metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes")
-      ->required()
+  metrics_command
+      ->add_option("--layout", metrics.layout,
+                   "the ground truth is this dataset's raw annotations as released (nested folders, "
+                   "Cityscapes *_gtFine_labelIds.png, raw ids mapped to train ids, the dataset's class names)")
+      ->check(CLI::IsMember({"ade20k", "cityscapes"}));
+  metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes (required without --layout)")
       ->check(int_range(1, 255));
   metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
   metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label,

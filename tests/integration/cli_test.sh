@@ -66,6 +66,11 @@ check "eval wrote 4 predictions" test "$(ls "$work/pred" | wc -l)" = 4
   --num-classes 150 --reduce-zero-label --json > "$work/metrics.json"
 check "metrics exit code" test $? -eq 0
 check "eval mIoU == metrics mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$work/metrics.json" 'round(d["mIoU"],6)')"
+# --layout ade20k: the released annotations as they are (the mapping and class names of pack).
+"$segrun" metrics --pred "$work/pred" --gt "$work/raw/ADEChallengeData2016/annotations/validation" \
+  --layout ade20k --json > "$work/metrics_layout.json"
+check "metrics --layout ade20k mIoU == eval mIoU, with ADE20K's class names" test \
+  "$(json "$work/metrics_layout.json" 'round(d["mIoU"],6), list(d["per_class"])[0]')" = "$(json "$work/eval.json" 'round(d["mIoU"],6), "wall"')"
 check "eval mIoU == result.json mIoU" test "$(json "$work/eval.json" 'round(d["mIoU"],6)')" = "$(json "$run/result.json" 'round(d["mIoU"],6)')"
 # A run folder as eval's source: its config.toml and its newest checkpoint (iter_40), same figures.
 "$segrun" eval "$run" --json --no-record > "$work/eval_run.json" 2> "$work/eval_run.err"

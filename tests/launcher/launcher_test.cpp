@@ -155,10 +155,10 @@ TEST(Launcher, ARejectedCommandLineIsOneLineNamingTheCommand) {
   EXPECT_NO_THROW(check_command_line({"eval", "--help"}));
   EXPECT_NO_THROW(check_command_line({"eval", "runs/a"}));  // a run folder needs no --checkpoint
   try {
-    check_command_line({"metrics", "--pred", "p", "--gt", "g"});
-    ADD_FAILURE() << "metrics without --num-classes passed the check";
+    check_command_line({"metrics", "--gt", "g", "--num-classes", "4"});
+    ADD_FAILURE() << "metrics without --pred passed the check";
   } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(), "metrics: --num-classes is required (segrun metrics --help)");
+    EXPECT_STREQ(e.what(), "metrics: --pred is required (segrun metrics --help)");
   }
 }
 

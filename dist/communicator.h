@@ -19,7 +19,9 @@
 // throws TimeoutError (main's catch aborts the world). The communicator is unusable afterwards.
 // (nccl backend): the same deadline, kept by a background thread that follows each collective
 // to its completion on the GPU (dist/stream_watchdog.h); a late or failed one is logged in one
-// line naming it, and the rank aborts its NCCL communicator and the MPI world.
+// line naming it, and the rank aborts its NCCL communicator and the MPI world. barrier() is such a
+// collective on both backends (nccl: a one-element allreduce); the trainer's barrier after a
+// checkpoint covers rank 0's write, so timeout_s must exceed the time a checkpoint takes to write.
 
 #include <torch/types.h>
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "dist/device.h"
 
 namespace segrun::dist {
@@ -175,8 +176,11 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
   std::unique_ptr<Communicator> thread_comm;
   try {
     thread_comm = comm_->duplicate("grad-sync");
-  } catch (const DistError&) {
-    return;  // this backend cannot run a second communicator: reduce inside synchronize()
+  } catch (const DistError& e) {
+    // This backend cannot run a second communicator: reduce inside synchronize(), and say so
+    // (the run's config.toml says dist.overlap = true).
+    log::warn("dist.overlap = true is not in effect: {}; the gradients are reduced after backward", e.what());
+    return;
   }
   auto shared = std::make_shared<Shared>();
   shared->params = parameters_;

@@ -160,7 +160,17 @@ class NcclCommunicator final : public Communicator {
     });
     return t.is_cuda() ? out : out.to(torch::kCPU);
   }
-  void barrier() override { SEGRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  // A one-element allreduce, as c10d's ProcessGroupNCCL::barrier: stream-ordered and under the
+  // watchdog like every other collective (a bare MPI_Barrier waited forever for a rank stuck
+  // before it, e.g. rank 0 writing a checkpoint to a hung file system). The host returns once the
+  // result is copied back, i.e. once every rank has arrived.
+  void barrier() override {
+    torch::Tensor token = torch::zeros({1}, torch::kFloat32);
+    run(CollectiveKind::kBarrier, "", token, [&](torch::Tensor& d) {
+      nccl_check(ncclAllReduce(d.data_ptr(), d.data_ptr(), 1, ncclFloat32, ncclSum, comm_, stream_), "ncclAllReduce",
+                 context_);
+    });
+  }
 
   std::unique_ptr<Communicator> duplicate(const std::string& name) override {
     CommunicatorOptions options = options_;

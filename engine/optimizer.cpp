@@ -41,7 +41,10 @@ torch::Tensor MultiTensorAdamW::step(LossClosure closure) {
     const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
     bool simple = !options.amsgrad();
     for (const auto& p : group.params()) simple = simple && !(p.grad().defined() && p.grad().is_sparse());
-    if (!simple) return torch::optim::AdamW::step(closure);
+    if (!simple) {
+      torch::optim::AdamW::step(nullptr);  // the closure has run above: once, not twice
+      return loss;
+    }
   }
   using Key = typename std::decay_t<decltype(state_)>::key_type;
   for (auto& group : param_groups_) {

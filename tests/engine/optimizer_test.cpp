@@ -74,6 +74,31 @@ TEST(MultiTensorAdamW, EqualsLibTorchsAdamWBitForBit) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
 }
 
+// amsgrad (or a sparse gradient) falls back to LibTorch's AdamW: the closure still runs once,
+// and the step equals AdamW's own.
+TEST(MultiTensorAdamW, AFallbackRunsTheClosureOnce) {
+  auto options = torch::optim::AdamWOptions(1e-2).amsgrad(true);
+  torch::Tensor a = torch::tensor({1.0, -2.0}).requires_grad_(true);
+  torch::Tensor b = a.detach().clone().requires_grad_(true);
+  torch::optim::AdamW reference({a}, options);
+  MultiTensorAdamW multi({b}, options);
+  int calls = 0;
+  auto closure_of = [&calls](torch::Tensor& p, bool count) {
+    return [&calls, &p, count]() {
+      calls += count ? 1 : 0;
+      if (p.grad().defined()) p.grad().zero_();
+      torch::Tensor loss = (p * p).sum();
+      loss.backward();
+      return loss;
+    };
+  };
+  const torch::Tensor expected_loss = reference.step(closure_of(a, false));
+  const torch::Tensor loss = multi.step(closure_of(b, true));
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(torch::equal(loss, expected_loss));
+  EXPECT_TRUE(torch::equal(a, b));
+}
+
 TEST(MultiTensorAdamW, StateSerializesLikeAdamW) {
   torch::manual_seed(4);
   auto p = torch::randn({6}).requires_grad_();

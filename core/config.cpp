@@ -716,6 +716,42 @@ std::vector<ConfigChange> training_changes(const Config& run_config, const Confi
   return changes;
 }
 
+std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config) {
+  static const std::vector<std::string> sections{"dist.", "log.", "cluster."};
+  static const std::vector<std::string> keys{"name",
+                                             "data.store",
+                                             "data.val_store",
+                                             "data.workers",
+                                             "data.prefetch",
+                                             "data.on_corrupt",
+                                             "train.eval_interval",
+                                             "train.checkpoint_interval",
+                                             "train.keep_checkpoints",
+                                             "train.tf32",
+                                             "train.cudnn_benchmark"};
+  std::vector<ConfigChange> changes = config_changes(run_config, config);
+  changes.erase(std::remove_if(changes.begin(), changes.end(),
+                               [](const ConfigChange& c) {
+                                 for (const std::string& section : sections)
+                                   if (c.key.rfind(section, 0) == 0) return true;
+                                 return std::find(keys.begin(), keys.end(), c.key) != keys.end();
+                               }),
+                changes.end());
+  return changes;
+}
+
+std::vector<std::string> missing_stores(const Config& config) {
+  std::vector<std::string> missing;
+  for (const auto& [key, path] :
+       {std::pair<const char*, const std::string&>{"data.store", config.data.store},
+        std::pair<const char*, const std::string&>{"data.val_store", config.data.val_store}}) {
+    std::error_code ec;
+    if (path.empty() || std::filesystem::is_directory(path, ec)) continue;
+    missing.push_back(std::string(key) + " = " + path + ": no such store folder");
+  }
+  return missing;
+}
+
 std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by) {
   if (changes.empty()) return "";
   const ConfigChange& first = changes.front();

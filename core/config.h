@@ -264,6 +264,15 @@ std::vector<ConfigChange> config_changes(const Config& run_config, const Config&
 // where the data and weights are read from, how long to train (train.iters), how often to log,
 // evaluate and checkpoint, TF32 / cuDNN autotuning, and the eval, dist, log and cluster sections.
 std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config);
+// ... and those of them that change a finished run's result: all but where the data is read from
+// and with how many workers, how often to log, evaluate and checkpoint, TF32 / cuDNN autotuning,
+// the run's name, and the dist, log and cluster sections (a sweep reuses a done run unless these
+// differ). A key added to the schema since the run reads back at its default, so it is no change.
+std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config);
+// "data.store = /x/train: no such store folder" for data.store and data.val_store (when set)
+// that are not folders: for launchers, which check before starting ranks or queueing a job.
+// Empty when both are there.
+std::vector<std::string> missing_stores(const Config& config);
 // "the run was trained with model.width = 8, <given_by> gives 16; also train.lr" for non-empty
 // `changes` (the first with both values, up to three more by name).
 std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by);

@@ -252,6 +252,30 @@ std::string respelled_run_dir(const PlannedRun& run, const std::string& runs_dir
 
 std::string PlanEntry::folder_name() const { return fs::path(dir).filename().string(); }
 
+namespace {
+
+// Whether a run folder's result would differ under the config the sweep now gives it: its
+// config.toml against that config (core/config.h's result_changes, so a key added to the schema
+// since, or a float written another way, is no change); the fingerprint in overrides.json where
+// the folder has no config.toml. Sets entry.config_change to the description.
+bool result_changed(PlanEntry& entry, const SweepSpec& spec) {
+  const RunFolder run(entry.dir);
+  if (!path_exists(run.config_path()))
+    return !entry.record.fingerprint.empty() && entry.record.fingerprint != entry.run.fingerprint;
+  Config ran;
+  try {
+    ran = load_config(run.config_path());
+  } catch (const ConfigError& e) {
+    entry.config_change = std::string("its config.toml no longer reads: ") + e.what();
+    return true;
+  }
+  entry.config_change =
+      describe_changes(result_changes(ran, load_config(spec.base, entry.run.train_args())), "the sweep now");
+  return !entry.config_change.empty();
+}
+
+}  // namespace
+
 std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs_dir) {
   std::vector<PlanEntry> out;
   std::optional<std::vector<RunRecord>> scanned;
@@ -264,7 +288,7 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     }
     e.record = read_run(e.dir);
     e.run = std::move(run);
-    const bool changed = !e.record.fingerprint.empty() && e.record.fingerprint != e.run.fingerprint;
+    const bool changed = (e.record.state == RunState::kDone || e.record.has_checkpoint) && result_changed(e, spec);
     if (e.record.state == RunState::kDone) {
       e.action = PlanAction::kReuse;
       e.config_changed = changed;

@@ -97,10 +97,11 @@ struct PlanEntry {
   std::string dir;  // <runs_dir>/<run.dir_name>, or the folder with an older name that holds the run
   RunRecord record;
   PlanAction action = PlanAction::kNew;
-  // done or to resume, but the resolved config differs from the one it ran (overrides.json's
-  // fingerprint): a resumed run would finish under the new one.
+  // done or to resume, but the config the sweep now gives it differs from the one it ran (its
+  // config.toml) in a key that changes its result: a resumed run would finish under the new one.
   bool config_changed = false;
-  std::string slurm_job;  // kOnSlurm: "<job id> (<state>)"
+  std::string config_change;  // with config_changed: which keys ("the run was trained with ...")
+  std::string slurm_job;      // kOnSlurm: "<job id> (<state>)"
   // The name of dir (what plans, logs and a job array's tasks name the run by).
   std::string folder_name() const;
 };

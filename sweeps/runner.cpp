@@ -122,8 +122,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     if (e.action == PlanAction::kReuse) {
       ++summary.reused;
       if (e.config_changed)
-        out << "warning: " << e.folder_name()
-            << " is done but its base config changed since; delete the run folder to redo it\n";
+        out << "warning: " << e.folder_name() << " is done but its base config changed since"
+            << (e.config_change.empty() ? "" : " (" + e.config_change + ")") << "; delete the run folder to redo it\n";
     } else if (e.action == PlanAction::kOnSlurm) {
       ++summary.on_slurm;
       out << "skipping " << e.folder_name() << ": Slurm job " << e.slurm_job << " has it\n";

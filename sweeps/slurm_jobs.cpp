@@ -101,6 +101,9 @@ bool is_sweep_spec(const std::string& path) {
 
 int submit_run(const SubmitRequest& req, std::ostream& out) {
   Config config = load_config(req.target, req.overrides);
+  // Refused here, not after the job has waited in the queue (the stores are on a shared file system).
+  const std::vector<std::string> missing = missing_stores(config);
+  if (!missing.empty()) throw ConfigError(req.target + ": " + missing.front());
   SlurmConfig slurm = config.cluster.slurm;
   req.slurm.apply(slurm);
   const std::string run_dir = absolute(req.run_dir.empty() ? (fs::path("runs") / config.name).string() : req.run_dir);
@@ -175,6 +178,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     resolving.advance();
   }
   resolving.finish();
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const std::vector<std::string> missing = missing_stores(configs[i]);
+    if (!missing.empty()) throw ConfigError(spec.path + ": run " + plan[i].run.dir_name + ": " + missing.front());
+  }
   for (size_t i = 1; i < plan.size(); ++i)
     if (!same_slurm(configs[i].cluster.slurm, configs[0].cluster.slurm))
       throw ConfigError(spec.path + ": cluster.slurm settings differ between runs " + plan[0].run.dir_name + " and " +

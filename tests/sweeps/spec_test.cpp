@@ -545,5 +545,44 @@ TEST_F(SpecTest, ARunToResumeUnderAChangedBaseConfigIsMarked) {
   EXPECT_FALSE(plan_sweep(spec, runs)[0].config_changed);
 }
 
+// A done run is compared with what the sweep now gives it through its config.toml, key by key:
+// a key the schema gained since (its config.toml lacks it: it reads back at its default) or a
+// float written with more digits is no change (both used to change the fingerprint and mark every
+// finished run "base config changed"); another learning rate is, and the plan says which key.
+TEST_F(SpecTest, ADoneRunIsComparedByItsConfigTomlKeyByKey) {
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.1]\n");
+  const std::string runs = dir_.str("runs");
+  const PlannedRun run = expand_sweep(spec).at(0);
+  const std::filesystem::path dir = std::filesystem::path(runs) / run.dir_name;
+  PlannedRun old = run;
+  old.fingerprint = "0123456789abcdef";  // as a fingerprint of the older schema would differ
+  write_run_manifest(dir.string(), spec, old, {"segrun", "train"});
+  write_text(dir / "status", "done\n");
+  std::string ran = to_toml(load_config(dir_.str("configs/base.toml"), run.train_args()));
+  const std::string added = "accumulate = 1\n";
+  ASSERT_NE(ran.find(added), std::string::npos) << ran;
+  ran.erase(ran.find(added), added.size());
+  const size_t lr = ran.find("\nlr = ");
+  ASSERT_NE(lr, std::string::npos);
+  const size_t lr_end = ran.find('\n', lr + 1);
+  const std::string lr_line = ran.substr(lr + 1, lr_end - lr - 1);
+  const double lr_value = std::stod(lr_line.substr(5));
+  char longer[64];
+  std::snprintf(longer, sizeof(longer), "lr = %.17g", lr_value);  // 17 digits, as toml++ 3.3 wrote
+  ran.replace(lr + 1, lr_line.size(), longer);
+  write_text(dir / "config.toml", ran);
+  auto plan = plan_sweep(spec, runs);
+  EXPECT_EQ(plan.at(0).action, PlanAction::kReuse);
+  EXPECT_FALSE(plan[0].config_changed) << plan[0].config_change;
+
+  const size_t at = ran.find("\nlr = ");
+  ran.replace(at + 1, ran.find('\n', at + 1) - at - 1, "lr = 0.5");
+  write_text(dir / "config.toml", ran);
+  plan = plan_sweep(spec, runs);
+  EXPECT_TRUE(plan.at(0).config_changed);
+  EXPECT_EQ(plan[0].config_change.rfind("the run was trained with train.lr = 0.5, the sweep now gives ", 0), 0u)
+      << plan[0].config_change;
+}
+
 }  // namespace
 }  // namespace segrun::sweeps

@@ -25,22 +25,22 @@ void check_directive(const std::string& field, const std::string& value, const s
                      const std::string& example) {
   const std::string allowed = std::string(kAlnum) + extra_chars;
   if (!all_of_set(value, allowed.c_str()))
-    throw ClusterError(field + " '" + value + "': may only contain letters, digits and '" + extra_chars +
-                       "' (it is written into an #SBATCH line), e.g. " + example);
+    throw ConfigError(field + " '" + value + "': may only contain letters, digits and '" + extra_chars +
+                      "' (it is written into an #SBATCH line), e.g. " + example);
 }
 
 void check_time(const std::string& value) {
   // minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes, days-hours:minutes:seconds
   static const std::regex pattern(R"(^(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2})$)");
   if (!std::regex_match(value, pattern))
-    throw ClusterError("cluster.slurm.time '" + value +
-                       "': expected MINUTES, H:MM:SS or D-HH[:MM[:SS]] (sbatch --time), e.g. 1-00:00:00");
+    throw ConfigError("cluster.slurm.time '" + value +
+                      "': expected MINUTES, H:MM:SS or D-HH[:MM[:SS]] (sbatch --time), e.g. 1-00:00:00");
 }
 
 void check_mem(const std::string& value) {
   static const std::regex pattern(R"(^\d+[KMGT]?$)");
   if (!std::regex_match(value, pattern))
-    throw ClusterError("cluster.slurm.mem '" + value + "': expected a size like 64G or 32000M (sbatch --mem)");
+    throw ConfigError("cluster.slurm.mem '" + value + "': expected a size like 64G or 32000M (sbatch --mem)");
 }
 
 bool is_env_name(const std::string& name) {
@@ -64,28 +64,28 @@ bool is_safe_name(const std::string& name) {
 TaskLayout resolve_layout(const SlurmConfig& slurm, int ranks) {
   TaskLayout layout;
   layout.nodes = slurm.nodes;
-  if (slurm.nodes < 1) throw ClusterError("--nodes must be at least 1");
+  if (slurm.nodes < 1) throw ConfigError("--nodes must be at least 1");
   int per_node = slurm.tasks_per_node;
   if (slurm.gpus_per_node > 0) {
     // One rank per GPU.
     if (per_node > 0 && per_node != slurm.gpus_per_node)
-      throw ClusterError("cluster.slurm.tasks_per_node " + std::to_string(per_node) + " differs from --gpus-per-node " +
-                         std::to_string(slurm.gpus_per_node) + " (segrun runs one rank per GPU)");
+      throw ConfigError("cluster.slurm.tasks_per_node " + std::to_string(per_node) + " differs from --gpus-per-node " +
+                        std::to_string(slurm.gpus_per_node) + " (segrun runs one rank per GPU)");
     per_node = slurm.gpus_per_node;
   }
   if (per_node > 0) {
     layout.tasks_per_node = per_node;
     layout.ntasks = slurm.nodes * per_node;
     if (ranks > 0 && ranks != layout.ntasks)
-      throw ClusterError("a run has " + std::to_string(ranks) + " rank(s) but --nodes " + std::to_string(slurm.nodes) +
-                         " x " + std::to_string(per_node) + (slurm.gpus_per_node > 0 ? " GPUs" : " tasks") +
-                         " per node gives " + std::to_string(layout.ntasks));
+      throw ConfigError("a run has " + std::to_string(ranks) + " rank(s) but --nodes " + std::to_string(slurm.nodes) +
+                        " x " + std::to_string(per_node) + (slurm.gpus_per_node > 0 ? " GPUs" : " tasks") +
+                        " per node gives " + std::to_string(layout.ntasks));
     return layout;
   }
   layout.ntasks = ranks > 0 ? ranks : slurm.nodes;
   if (layout.ntasks < slurm.nodes)
-    throw ClusterError("--nodes " + std::to_string(slurm.nodes) + " is more than the run's " +
-                       std::to_string(layout.ntasks) + " rank(s)");
+    throw ConfigError("--nodes " + std::to_string(slurm.nodes) + " is more than the run's " +
+                      std::to_string(layout.ntasks) + " rank(s)");
   return layout;
 }
 
@@ -101,7 +101,7 @@ std::string render_tasks_file(const std::vector<std::string>& run_names) {
 std::string render_job_script(const JobScriptOptions& o) {
   const SlurmConfig& s = o.slurm;
   if (!is_safe_name(o.job_name))
-    throw ClusterError("job name '" + one_line(o.job_name) + "': may only contain [A-Za-z0-9._-]");
+    throw ConfigError("job name '" + one_line(o.job_name) + "': may only contain [A-Za-z0-9._-]");
   if (o.program.empty()) throw ClusterError("job script: no segrun executable given");
   const bool array = o.array_size > 0;
   if (array && (o.runs_dir.empty() || o.tasks_file.empty()))
@@ -118,17 +118,17 @@ std::string render_job_script(const JobScriptOptions& o) {
     throw ClusterError("job script: the output file must be relative to the submission directory");
   check_directive("output file", o.output, "._-%", "slurm.log");
   if (s.launcher != "srun" && s.launcher != "mpirun")
-    throw ClusterError("cluster.slurm.launcher '" + s.launcher + "': expected srun or mpirun");
+    throw ConfigError("cluster.slurm.launcher '" + s.launcher + "': expected srun or mpirun");
   check_directive("cluster.slurm.mpi", s.mpi, "_", "pmix");
   if (s.signal != "USR1" && s.signal != "USR2" && s.signal != "TERM")
-    throw ClusterError("cluster.slurm.signal '" + one_line(s.signal) + "': expected USR1, USR2 or TERM");
+    throw ConfigError("cluster.slurm.signal '" + one_line(s.signal) + "': expected USR1, USR2 or TERM");
   if (s.signal == "TERM" && s.launcher == "mpirun")
-    throw ClusterError(
+    throw ConfigError(
         "cluster.slurm.signal = \"TERM\" needs cluster.slurm.launcher = \"srun\": mpirun kills its "
         "ranks on SIGTERM instead of passing it on (use USR1 or USR2 with mpirun)");
   for (const auto& [name, value] : o.env)
     if (!is_env_name(name))
-      throw ClusterError("--export '" + one_line(name) + "': not a valid environment variable name");
+      throw ConfigError("--export '" + one_line(name) + "': not a valid environment variable name");
   const TaskLayout layout = resolve_layout(s, o.ranks);
 
   std::ostringstream sh;

@@ -19,7 +19,7 @@
 //    died (srun "task 1: Killed", Open MPI "process rank 1 ... exited on signal 9").
 // Safety: every value in the script body is single-quoted ('...' with ' written as '\''), so no
 // path, run name or environment value can inject shell; values of #SBATCH lines are not parsed
-// by a shell but end at a newline, so they must match strict character sets (ClusterError naming
+// by a shell but end at a newline, so they must match strict character sets (ConfigError naming
 // the field otherwise) and hold no paths. Run and job names are restricted to [A-Za-z0-9._-].
 // Pure functions; thread-safe.
 
@@ -55,10 +55,10 @@ struct TaskLayout {
   int tasks_per_node = 0;  // 0 = let Slurm place the tasks
 };
 
-// Ranks and their placement; ClusterError when ranks, nodes, GPUs and tasks per node disagree.
+// Ranks and their placement; ConfigError (a user mistake, exit 2) when ranks, nodes, GPUs and tasks per node disagree.
 TaskLayout resolve_layout(const SlurmConfig& slurm, int ranks);
 
-// The whole script. Throws ClusterError naming the field when a value cannot be written safely.
+// The whole script. Throws ConfigError naming the field when a value cannot be written safely.
 std::string render_job_script(const JobScriptOptions& options);
 
 // The tasks file of an array: one run directory name per line (task i = line i+1).

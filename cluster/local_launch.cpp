@@ -34,6 +34,10 @@ std::vector<HostSlots> parse_hosts(const std::string& hosts) {
         throw ConfigError("--hosts: '" + entry + "': slots must be a positive integer");
       h.slots = static_cast<int>(v);
     }
+    for (const HostSlots& earlier : out)
+      if (earlier.host == h.host)
+        throw ConfigError("--hosts: " + h.host + " is given twice ('" + hosts +
+                          "'); give each host once, with all its slots (" + h.host + ":N)");
     out.push_back(h);
   }
   if (out.empty()) throw ConfigError("--hosts: no hosts given");
@@ -63,15 +67,54 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
   }
   bool as_root = options.allow_run_as_root || ::geteuid() == 0;
   if (as_root) argv.push_back("--allow-run-as-root");
-  int threads = options.threads_per_rank > 0
-                    ? options.threads_per_rank
-                    : std::max(1, process::usable_cores() / std::max(1, std::min(ranks_per_host, options.ranks)));
   // --stdin none: mpirun runs in its own process group (see run_and_wait) and must not read the tty.
+  argv.insert(argv.end(), {"--stdin", "none", "--bind-to", "none"});
+  // Threads per rank: this machine's cores / its ranks. On other hosts each rank divides its own
+  // host's cores among the ranks there (dist/rank_context.cpp), unless told a number.
+  if (options.threads_per_rank > 0 || options.hosts.empty()) {
+    const int threads =
+        options.threads_per_rank > 0
+            ? options.threads_per_rank
+            : std::max(1, process::usable_cores() / std::max(1, std::min(ranks_per_host, options.ranks)));
+    argv.insert(argv.end(), {"-x", "OMP_NUM_THREADS=" + std::to_string(threads)});
+  }
   // SEGRUN_WORLD_SIZE: each rank checks that MPI started the world asked for (dist/rank_context.h).
-  argv.insert(argv.end(), {"--stdin", "none", "--bind-to", "none", "-x", "OMP_NUM_THREADS=" + std::to_string(threads),
-                           "-x", "SEGRUN_LAUNCHED=1", "-x", "SEGRUN_WORLD_SIZE=" + std::to_string(options.ranks)});
+  argv.insert(argv.end(), {"-x", "SEGRUN_LAUNCHED=1", "-x", "SEGRUN_WORLD_SIZE=" + std::to_string(options.ranks)});
+  if (!options.hosts.empty()) {
+    // Ranks started over ssh get only what -x names: the launcher's NCCL and UCX settings
+    // (interfaces, HCAs, debug level), NCCL_DEBUG=WARN and PCI bus order of the GPUs by default,
+    // as the Slurm job script exports them.
+    std::vector<std::string> names = environment_names_with_prefixes({"NCCL_", "UCX_"});
+    if (std::getenv("NCCL_DEBUG") == nullptr) argv.insert(argv.end(), {"-x", "NCCL_DEBUG=WARN"});
+    argv.insert(argv.end(), {"-x", "CUDA_DEVICE_ORDER=PCI_BUS_ID"});
+    for (const std::string& name : names) argv.insert(argv.end(), {"-x", name});
+  }
+  for (const std::string& e : options.exports) {
+    const std::string name = e.substr(0, e.find('='));
+    if (name.empty() ||
+        name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+            std::string::npos ||
+        (name[0] >= '0' && name[0] <= '9'))
+      throw ConfigError("--export '" + e + "': expected NAME=VALUE or NAME (an environment variable name)");
+    argv.insert(argv.end(), {"-x", e});
+  }
   argv.insert(argv.end(), options.command.begin(), options.command.end());
   return argv;
+}
+
+std::vector<std::string> environment_names_with_prefixes(const std::vector<std::string>& prefixes) {
+  std::vector<std::string> names;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string text(*entry);
+    const std::string name = text.substr(0, text.find('='));
+    for (const std::string& prefix : prefixes)
+      if (name.rfind(prefix, 0) == 0) {
+        names.push_back(name);
+        break;
+      }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 int local_stop_signal(const std::string& configured) { return configured == "USR2" ? SIGUSR2 : SIGUSR1; }

@@ -5,8 +5,12 @@
 // the first SIGINT/SIGTERM as the ranks' stop signal (SIGUSR1, or SIGUSR2 when the run's
 // cluster.slurm.signal says so; mpirun would kill the ranks on SIGINT/SIGTERM; on the stop signal
 // each rank finishes its iteration, checkpoints and exits 75), a second one as itself (hard stop). As root it adds
-// --allow-run-as-root; it exports OMP_NUM_THREADS = cores per host / ranks per host so LibTorch threads never
-// oversubscribe. Host lists follow Open MPI's syntax "host:slots,host:slots" and are validated first.
+// --allow-run-as-root; on this machine it exports OMP_NUM_THREADS = cores / ranks so LibTorch threads
+// never oversubscribe (ranks on other hosts divide their own host's cores). Ranks on other hosts
+// (--hosts, started over ssh) get the launcher's NCCL_* and UCX_* variables, NCCL_DEBUG=WARN and
+// CUDA_DEVICE_ORDER=PCI_BUS_ID by default (as the Slurm job script exports them), and --export
+// NAME[=VALUE] goes to every rank. Host lists follow Open MPI's syntax "host:slots,host:slots"
+// and are validated first (a host named twice is refused).
 
 #include <string>
 #include <vector>
@@ -27,9 +31,13 @@ struct LaunchOptions {
   std::string hosts;                 // "" = this machine only
   std::vector<std::string> command;  // the program and its arguments, run on every rank
   std::string mpirun = "mpirun";
-  bool allow_run_as_root = false;  // set automatically when running as root
-  int threads_per_rank = 0;        // 0 = cores / ranks on this host (at least 1)
+  bool allow_run_as_root = false;    // set automatically when running as root
+  int threads_per_rank = 0;          // 0 = cores / ranks on each host (at least 1)
+  std::vector<std::string> exports;  // NAME=VALUE or NAME, passed to every rank (mpirun -x)
 };
+
+// The names of the variables of this process's environment that start with one of `prefixes`, sorted.
+std::vector<std::string> environment_names_with_prefixes(const std::vector<std::string>& prefixes);
 
 // ConfigError (a command-line mistake) for -n < 1, no command, or a --hosts that is malformed or
 // has fewer slots than ranks.

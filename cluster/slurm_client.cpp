@@ -215,6 +215,9 @@ std::string merge_run_state(RunState run_state, const std::string& run_reason, c
     if (job && job->state == "CANCELLED") return "cancelled (checkpointed: resumable)";
     return "preempted (checkpointed: resumable)" + slurm;
   }
+  // `segrun cancel` (scancel) of a job still waiting in the queue: nothing ran, nothing was lost.
+  if (job && job->state == "CANCELLED" && (run_state == RunState::kNew || run_state == RunState::kQueued))
+    return "cancelled before it started [slurm: " + describe_job(*job) + "]";
   if (job)
     return "lost: slurm job " + describe_job(*job) + " while the run was " +
            (run_state == RunState::kNew ? "not started" : to_string(run_state));

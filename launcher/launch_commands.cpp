@@ -38,25 +38,26 @@ namespace fs = std::filesystem;
 struct LaunchCommand {
   int ranks = 1;
   std::string hosts;
+  std::vector<std::string> exports;  // --export NAME[=VALUE], to every rank
   std::vector<std::string> command;  // segrun subcommand and its arguments
   bool dry_run = false;
 };
 
 // `segrun launch` inside a Slurm allocation (SLURM_JOB_ID set, not inside a job step, no --hosts):
 // starts the ranks with srun --mpi=pmix (SEGRUN_SLURM_LAUNCHER=mpirun: mpirun on the allocation's
-// nodes). Returns false (and does nothing) outside an allocation, or when the allocation has
-// fewer tasks than -n (with a warning); then mpirun on this node applies. A Ctrl-C or SIGTERM of
+// nodes). Returns false (and does nothing) outside an allocation; then mpirun on this node
+// applies. An allocation with fewer tasks than -n is a ConfigError: the ranks would all start on
+// this node, oversubscribing its GPUs while the allocation's other nodes wait. A Ctrl-C or SIGTERM of
 // the launcher reaches the ranks as `stop_signal`.
 bool launch_in_allocation(const LaunchCommand& cmd, int stop_signal, int* exit_code) {
   const cluster::SlurmEnv env = cluster::read_slurm_env();
   if (!env.in_allocation || env.in_step || !cmd.hosts.empty()) return false;
-  if (env.ntasks > 0 && cmd.ranks > env.ntasks) {
-    log::warn(
-        "Slurm job {} has {} task(s) (SLURM_NTASKS), fewer than -n {}: starting the ranks on this node "
-        "with mpirun instead of srun (ask for --ntasks={} to spread them over the allocation)",
-        env.job_id, env.ntasks, cmd.ranks, cmd.ranks);
-    return false;
-  }
+  if (env.ntasks > 0 && cmd.ranks > env.ntasks)
+    throw ConfigError(segrun::format(
+        "-n {}: Slurm job {} has {} task(s) (SLURM_NTASKS) on {} node(s); ask the allocation for {} tasks "
+        "(e.g. salloc --ntasks={}, or --ntasks-per-node with -N), or put the ranks on this node on purpose with "
+        "--hosts localhost:{}",
+        cmd.ranks, env.job_id, env.ntasks, env.nodes.size(), cmd.ranks, cmd.ranks, cmd.ranks));
   cluster::AllocationLaunchOptions options;
   options.ranks = cmd.ranks;
   options.command.push_back(cluster::self_executable());
@@ -122,7 +123,7 @@ int run_launch(const LaunchCommand& cmd) {
   };
   int code = 0;
   if (launch_in_allocation(cmd, stop_signal, &code)) return ended(code);
-  auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command);
+  auto argv = segrun_on_ranks(cmd.ranks, cmd.hosts, cmd.command, cmd.exports);
   if (cmd.dry_run) {
     std::cout << process::shell_join(argv) << "\n";
     return 0;
@@ -152,10 +153,12 @@ int run_launch(const LaunchCommand& cmd) {
 
 }  // namespace
 
-std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, const std::vector<std::string>& args) {
+std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, const std::vector<std::string>& args,
+                                         const std::vector<std::string>& exports) {
   cluster::LaunchOptions options;
   options.ranks = ranks;
   options.hosts = hosts;
+  options.exports = exports;
   options.command.push_back(cluster::self_executable());
   options.command.insert(options.command.end(), args.begin(), args.end());
   return cluster::build_mpirun_command(options);
@@ -170,6 +173,11 @@ void add_launch_commands(CommandRegistry& registry) {
                    [launch](MpiHolder&) { return run_launch(*launch); });
   launch_command->add_option("-n,--ranks", launch->ranks, "number of ranks")->required()->check(int_range(1, 65536));
   launch_command->add_option("--hosts", launch->hosts, "host:slots,host:slots (default: this machine)");
+  launch_command
+      ->add_option("--export", launch->exports,
+                   "NAME=VALUE (or NAME: its value here) exported to every rank, e.g. NCCL_SOCKET_IFNAME=ib0 "
+                   "(repeatable; with --hosts, NCCL_* and UCX_* go along anyway)")
+      ->allow_extra_args(false);
   launch_command->add_flag("--dry-run", launch->dry_run, "print the mpirun command instead of running it");
   launch_command->add_option("command", launch->command, "the segrun subcommand and its arguments")->required();
   launch_command->positionals_at_end(true);

@@ -8,8 +8,10 @@
 
 namespace segrun::launcher {
 
-// The mpirun command that runs `segrun <args>` (this very executable) on `ranks` ranks.
-std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, const std::vector<std::string>& args);
+// The mpirun command that runs `segrun <args>` (this very executable) on `ranks` ranks, with the
+// environment variables `exports` (NAME=VALUE or NAME) passed to every rank.
+std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, const std::vector<std::string>& args,
+                                         const std::vector<std::string>& exports = {});
 
 // The signal a launcher forwards as "checkpoint and stop" to the ranks of `command`: for `train
 // CONFIG [k=v...]`, the one its cluster.slurm.signal asks for (cluster::local_stop_signal), else

@@ -126,7 +126,7 @@ TEST(JobScript, RefusesValuesThatCannotGoIntoSbatchLines) {
     try {
       render_job_script(o);
       ADD_FAILURE() << field << ": accepted";
-    } catch (const ClusterError& e) {
+    } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
     }
   };
@@ -166,12 +166,12 @@ TEST(JobScript, Layouts) {
   layout = resolve_layout(s, 0);  // one rank per GPU
   EXPECT_EQ(layout.ntasks, 8);
   EXPECT_EQ(layout.tasks_per_node, 4);
-  EXPECT_THROW(resolve_layout(s, 4), ClusterError);
+  EXPECT_THROW(resolve_layout(s, 4), ConfigError);
   s.tasks_per_node = 2;  // disagrees with 4 GPUs per node
-  EXPECT_THROW(resolve_layout(s, 0), ClusterError);
+  EXPECT_THROW(resolve_layout(s, 0), ConfigError);
   SlurmConfig cpu;
   cpu.nodes = 3;
-  EXPECT_THROW(resolve_layout(cpu, 2), ClusterError);  // more nodes than ranks
+  EXPECT_THROW(resolve_layout(cpu, 2), ConfigError);  // more nodes than ranks
   cpu.tasks_per_node = 4;
   EXPECT_EQ(resolve_layout(cpu, 12).ntasks, 12);
 }
@@ -352,13 +352,13 @@ TEST(JobScript, SignalDirectiveAndRefusals) {
   o.slurm.signal_grace_s = 90;
   EXPECT_NE(render_job_script(o).find("#SBATCH --signal=B:USR2@90\n"), std::string::npos);
   o.slurm.signal = "HUP";
-  EXPECT_THROW(render_job_script(o), ClusterError);
+  EXPECT_THROW(render_job_script(o), ConfigError);
   o.slurm.signal = "TERM";
   o.slurm.launcher = "mpirun";
   try {
     render_job_script(o);
     FAIL() << "TERM with mpirun accepted";
-  } catch (const ClusterError& e) {
+  } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("cluster.slurm.launcher = \"srun\""), std::string::npos) << e.what();
   }
 }

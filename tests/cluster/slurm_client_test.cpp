@@ -136,6 +136,10 @@ TEST(MergeRunState, LiveJobWinsThenTheRunDirectory) {
   EXPECT_EQ(merge_run_state(RunState::kNew, "", &failed),
             "lost: slurm job failed (exit 1:0, NonZeroExitCode) while the run was not started");
   EXPECT_EQ(merge_run_state(RunState::kNew, "", nullptr), "new");
+  // `segrun cancel` of a job still in the queue: cancelled, not lost.
+  SlurmJobInfo cancelled_pending{"8", "CANCELLED", "PartitionNodeLimit", "0:0", -1, "", "sacct"};
+  EXPECT_EQ(merge_run_state(RunState::kQueued, "", &cancelled_pending),
+            "cancelled before it started [slurm: cancelled (PartitionNodeLimit)]");
   SlurmJobInfo held{"6", "PENDING", "BeginTime", "", 0, "", "squeue"};  // sbatch --begin, never ran
   EXPECT_EQ(merge_run_state(RunState::kQueued, "", &held), "pending (BeginTime)");
   SlurmJobInfo requeued_sacct{"7", "PENDING", "BeginTime", "0:0", -1, "", "sacct"};

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <functional>
 #include <fstream>
 #include <set>
@@ -172,6 +173,41 @@ TEST(Launcher, SegrunOnRanksRunsThisExecutableUnderMpirun) {
   EXPECT_EQ(argv[argv.size() - 2], "train");
   EXPECT_EQ(argv.back(), "cfg.toml");
   EXPECT_NE(argv[argv.size() - 3].find("launcher_test"), std::string::npos);  // /proc/self/exe
+}
+
+// Ranks on other hosts (started over ssh) get only what -x names: the launcher's NCCL_* / UCX_*
+// settings, NCCL_DEBUG=WARN and PCI order by default, and --export; no OMP_NUM_THREADS from this
+// machine's cores (each rank divides its own host's). On this machine alone the thread count is
+// this machine's.
+TEST(Launcher, RanksOnOtherHostsGetTheNcclSettingsAndTheirOwnThreadCount) {
+  ::setenv("NCCL_SOCKET_IFNAME", "ib0", 1);
+  ::unsetenv("NCCL_DEBUG");
+  const std::vector<std::string> argv =
+      segrun_on_ranks(8, "node1:4,node2:4", {"train", "cfg.toml"}, {"NCCL_IB_HCA=mlx5_0", "HOME"});
+  const auto has = [&argv](const std::string& word) { return std::find(argv.begin(), argv.end(), word) != argv.end(); };
+  EXPECT_TRUE(has("NCCL_SOCKET_IFNAME"));
+  EXPECT_TRUE(has("NCCL_DEBUG=WARN"));
+  EXPECT_TRUE(has("CUDA_DEVICE_ORDER=PCI_BUS_ID"));
+  EXPECT_TRUE(has("NCCL_IB_HCA=mlx5_0"));
+  EXPECT_TRUE(has("HOME"));
+  for (const std::string& word : argv) EXPECT_EQ(word.rfind("OMP_NUM_THREADS", 0), std::string::npos) << word;
+
+  const std::vector<std::string> local = segrun_on_ranks(2, "", {"train", "cfg.toml"});
+  EXPECT_NE(std::find_if(local.begin(), local.end(),
+                         [](const std::string& w) { return w.rfind("OMP_NUM_THREADS=", 0) == 0; }),
+            local.end());
+  ::unsetenv("NCCL_SOCKET_IFNAME");
+
+  try {
+    segrun_on_ranks(8, "node1:4,node1:4", {"train", "cfg.toml"});
+    ADD_FAILURE() << "a host given twice was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(
+        e.what(),
+        "--hosts: node1 is given twice ('node1:4,node1:4'); give each host once, with all its slots (node1:N)");
+  }
+  EXPECT_THROW(segrun_on_ranks(2, "", {"train"}, {"1BAD=x"}), ConfigError);
+  EXPECT_THROW(segrun_on_ranks(2, "", {"train"}, {"=x"}), ConfigError);
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // `segrun predict`: see predictor.h.
 #include "engine/predictor.h"
 
+#include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
@@ -37,6 +39,21 @@ bool has_image_extension(const fs::path& path) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
+// Train id -> the dataset's own label value (the inverse of data::label_lut: Cityscapes' label
+// id, ADE20K's 1-based class index); 0 for values that are no train id (never written).
+std::array<uint8_t, 256> raw_label_of_train_id(data::Layout layout) {
+  std::array<uint8_t, 256> raw{};
+  std::array<bool, 256> taken{};
+  const std::array<int, 256>& lut = data::label_lut(layout);
+  for (int value = 0; value < 256; ++value) {
+    const int train_id = lut[static_cast<size_t>(value)];
+    if (train_id < 0 || train_id >= data::num_classes(layout) || taken[static_cast<size_t>(train_id)]) continue;
+    raw[static_cast<size_t>(train_id)] = static_cast<uint8_t>(value);
+    taken[static_cast<size_t>(train_id)] = true;
+  }
+  return raw;
+}
+
 }  // namespace
 
 std::vector<std::string> list_predict_images(const std::vector<std::string>& inputs) {
@@ -46,10 +63,10 @@ std::vector<std::string> list_predict_images(const std::vector<std::string>& inp
     std::error_code ec;
     if (fs::is_directory(input, ec)) {
       std::vector<std::string> found;
-      for (const fs::directory_entry& entry : fs::directory_iterator(input))
+      for (const fs::directory_entry& entry : fs::recursive_directory_iterator(input))
         if (entry.is_regular_file() && has_image_extension(entry.path())) found.push_back(entry.path().string());
       SEGRUN_CHECK(!found.empty(), ConfigError,
-                   "--images " << input << ": no image files (*.jpg, *.jpeg, *.png, *.bmp) in this folder");
+                   "--images " << input << ": no image files (*.jpg, *.jpeg, *.png, *.bmp) in this folder or below");
       std::sort(found.begin(), found.end());
       images.insert(images.end(), found.begin(), found.end());
     } else {
@@ -99,6 +116,8 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   }
   comm.barrier();  // every rank has checked --out and its images before any writes into it
   for (const char* sub : {"", "/color", "/overlay"}) fs::create_directories(request.out_dir + sub);
+  if (request.label_ids) fs::create_directories(request.out_dir + "/label_ids");
+  const std::array<uint8_t, 256> raw_of_train = raw_label_of_train_id(layout);
 
   torch::NoGradGuard no_grad;
   model->eval();
@@ -112,8 +131,15 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
     const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
     const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval, path);
     const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
-    write_prediction(request.out_dir, fs::path(path).stem().string(), label_image(prediction), original, layout,
-                     /*color=*/true);
+    const cv::Mat labels = label_image(prediction);
+    const std::string stem = fs::path(path).stem().string();
+    write_prediction(request.out_dir, stem, labels, original, layout, /*color=*/true);
+    if (request.label_ids) {
+      cv::Mat raw;
+      cv::LUT(labels, cv::Mat(1, 256, CV_8U, const_cast<uint8_t*>(raw_of_train.data())), raw);
+      const std::string file = request.out_dir + "/label_ids/" + stem + ".png";
+      if (!cv::imwrite(file, raw)) throw IoError(file + ": cannot write prediction");
+    }
     progress.advance();
   }
   progress.finish();

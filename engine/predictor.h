@@ -5,7 +5,10 @@
 // multi_scale eval.ms_scales each also mirrored), and the argmax at the image's own size is written
 //   <out>/<stem>.png          train ids, uint8 (255 never: every pixel gets a class),
 //   <out>/color/<stem>.png    the layout's palette,
-//   <out>/overlay/<stem>.jpg  the palette over the image, half opaque.
+//   <out>/overlay/<stem>.jpg  the palette over the image, half opaque,
+//   <out>/label_ids/<stem>.png with label_ids: the dataset's own label values (Cityscapes'
+//                             label ids, what its benchmark server and cityscapesScripts read;
+//                             ADE20K's 1-based class indices, as its annotations hold them).
 // For an image packed into a validation store these are the very files `segrun eval --save-pred
 // DIR --color` writes for its record (the same decoding, pipeline and score_views).
 // The model is built for data.layout's classes (the classes `data pack` writes into a store) and
@@ -33,6 +36,7 @@ struct PredictRequest {
   std::string out_dir;
   bool multi_scale = false;    // eval.ms_scales + flip (mmseg --aug-test) instead of eval.scales
   bool show_progress = false;  // rank 0 shows its images' progress (core/progress.h)
+  bool label_ids = false;      // also <out>/label_ids/<stem>.png in the dataset's own label values
 };
 
 struct PredictOutcome {
@@ -43,7 +47,8 @@ struct PredictOutcome {
 };
 
 // The image files of `inputs`, in order: a file as given (whatever its name; decoding decides), a
-// folder's files named *.jpg, *.jpeg, *.png or *.bmp (any case; not recursive) sorted by name; a
+// folder's files named *.jpg, *.jpeg, *.png or *.bmp (any case; in its subfolders too, as
+// Cityscapes' leftImg8bit/test/<city>/) sorted by path; a
 // file reached twice is listed once. ConfigError as above (inputs that do not exist, an empty folder, a stem seen
 // twice, no input).
 std::vector<std::string> list_predict_images(const std::vector<std::string>& inputs);

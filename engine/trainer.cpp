@@ -474,9 +474,10 @@ int64_t Trainer::resume() {
   std::string accumulation;  // " x 2 micro-batches (global batch 16)" under train.accumulate = 2
   if (config.train.accumulate > 1)
     accumulation = segrun::format(" x {} micro-batches (global batch {})", config.train.accumulate, s.global_batch);
-  log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}, {}", s.signature,
-            config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
-            s.context.intra_op_threads, s.comm->backend_name(), precision_name(s.precision));
+  log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}{}, {}",
+            s.signature, config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
+            s.context.intra_op_threads, s.comm->backend_name(),
+            s.grad_sync->overlapping() ? " (gradients reduced during backward)" : "", precision_name(s.precision));
   s.reset_window(start_iter);
   s.reopen_window(carried_window);
   s.model->train();

@@ -57,6 +57,7 @@ struct PredictCommand {
   std::vector<std::string> images;
   std::string out;
   bool ms = false;
+  bool label_ids = false;
 };
 
 struct ConfigCommand {
@@ -287,13 +288,15 @@ int run_predict(const PredictCommand& cmd, MpiHolder& mpi) {
   request.inputs = cmd.images;
   request.out_dir = cmd.out;
   request.multi_scale = cmd.ms;
+  request.label_ids = cmd.label_ids;
   request.show_progress = true;
   const engine::PredictOutcome outcome = engine::predict_images(config, context, source.checkpoint, request);
   if (context.is_root())
     std::cout << "predict: " << outcome.images << " image" << (outcome.images == 1 ? "" : "s") << " -> " << cmd.out
-              << " (<name>.png train ids, color/, overlay/) with " << source.checkpoint << " (iteration "
-              << outcome.iteration << ")" << (cmd.ms ? ", multi-scale + flip" : "")
-              << "; rank 0: " << outcome.rank_images << " in " << segrun::format("{:.1f}", outcome.seconds) << " s\n";
+              << " (<name>.png train ids, color/, overlay/" << (cmd.label_ids ? ", label_ids/" : "") << ") with "
+              << source.checkpoint << " (iteration " << outcome.iteration << ")"
+              << (cmd.ms ? ", multi-scale + flip" : "") << "; rank 0: " << outcome.rank_images << " in "
+              << segrun::format("{:.1f}", outcome.seconds) << " s\n";
   return 0;
 }
 
@@ -350,6 +353,9 @@ void add_run_commands(CommandRegistry& registry) {
     const TrainPlan plan = plan_train(options->train_command);
     engine::check_train_request(plan.config, plan.request);
     engine::check_run_not_busy(plan.request.run_dir);
+    // Before mpirun starts the ranks (each would fail on it, and the run would be marked failed).
+    const std::vector<std::string> missing = missing_stores(plan.config);
+    if (!missing.empty()) throw ConfigError(plan.config.source + ": " + missing.front());
   });
 
   EvalCommand& eval = s.eval_command;
@@ -390,6 +396,9 @@ void add_run_commands(CommandRegistry& registry) {
   predict_command->add_option("--checkpoint", predict.checkpoint,
                               "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
   predict_command->add_flag("--ms", predict.ms, "multi-scale + flip (eval.ms_scales) instead of eval.scales");
+  predict_command->add_flag("--label-ids", predict.label_ids,
+                            "also label_ids/<name>.png in the dataset's own label values (Cityscapes label ids, for "
+                            "its benchmark server and cityscapesScripts)");
 
   engine::MetricsCommandOptions& metrics = s.metrics_options;
   CLI::App* metrics_command = registry.add("metrics", "mIoU of prediction PNGs against ground-truth PNGs",

@@ -154,6 +154,24 @@ for f in "$work"/predc/*.png "$work"/predc/color/*.png "$work"/predc/overlay/*.j
   cmp -s "$f" "$work/predict1/$rel" && cmp -s "$f" "$work/predict2/$rel" && same=$((same + 1))
 done
 check "predict files equal eval --save-pred --color's, 1 and 2 ranks ($same of 12)" test "$same" = 12
+# A folder's subfolders too (ADE20K's images/training and images/validation, as Cityscapes'
+# leftImg8bit/test/<city>/), and --label-ids: the dataset's own values (ADE20K: train id + 1).
+"$segrun" predict "$run" --images "$work/raw/ADEChallengeData2016/images" --out "$work/predict_all" --label-ids \
+  > "$work/predict_all.out" 2>&1
+check "predict of a nested folder exit code" test $? -eq 0
+check "predict finds every image below the folder" test "$(ls "$work/predict_all/label_ids" | wc -l)" = \
+  "$(find "$work/raw/ADEChallengeData2016/images" -name '*.jpg' | wc -l)"
+"$py" - "$work/predict_all" > "$work/label_ids_check.out" 2>&1 <<'PY'
+import glob, os, sys
+import cv2
+import numpy as np
+for path in glob.glob(os.path.join(sys.argv[1], "label_ids", "*.png")):
+    ids = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    train = cv2.imread(os.path.join(sys.argv[1], os.path.basename(path)), cv2.IMREAD_UNCHANGED)
+    assert ids is not None and train is not None and np.array_equal(ids.astype(int), train.astype(int) + 1), path
+print("ok")
+PY
+check "label_ids = train ids + 1 for ADE20K ($(tail -1 "$work/label_ids_check.out"))" grep -q '^ok' "$work/label_ids_check.out"
 mkdir -p "$work/predict3" && echo mine > "$work/predict3/notes.txt"
 "$segrun" predict "$run" --images "$val_images" --out "$work/predict3" > "$work/predict3.out" 2>&1
 code=$?

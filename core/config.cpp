@@ -409,7 +409,7 @@ const std::vector<Field>& schema() {
     // [dist]
     s.push_back(choice(
         "dist.device",
-        "rank device: cuda = cuda:<local rank>; auto = cuda when built with CUDA and the rank sees a GPU, else cpu",
+        "rank device: cuda = cuda:<local rank mod GPUs>; auto = cuda when built with CUDA and a GPU is seen, else cpu",
         in_dist(&DistConfig::device), {"auto", "cpu", "cuda"}));
     s.push_back(choice(
         "dist.backend",

@@ -186,10 +186,10 @@ const std::vector<Field>& schema() {
     s.push_back(choice("model.head",
                        "segmentation head: fpn = Semantic FPN (DenseCLIP baseline), clip_sp, mask2former, mta_clip",
                        in_model(&ModelConfig::head), heads));
-    s.push_back(choice(
-        "model.norm",
-        "backbone norm layers: syncbn (over all ranks), bn (per rank), frozen_bn (running statistics, not trained)",
-        in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
+    s.push_back(
+        choice("model.norm",
+               "BatchNorm: syncbn (global batch stats), bn (per rank), frozen_bn (frozen backbone; new layers syncbn)",
+               in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
     s.push_back(make("model.fpn_channels", "FPN neck and Semantic FPN head width (256 in the papers)",
                      in_model(&ModelConfig::fpn_channels), 8, 1024));
     s.push_back(make("model.dropout", "Dropout2d rate before the Semantic FPN classifier (mmseg FPNHead dropout_ratio)",

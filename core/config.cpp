@@ -18,6 +18,7 @@
 #include <variant>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "core/spelling.h"
 #include "core/toml_names.h"
 
@@ -41,6 +42,7 @@ struct Field {
   bool min_exclusive = false;
   std::vector<std::string> choices;  // for strings: allowed values (empty = any)
   bool is_path = false;              // relative paths resolve against the config file's folder
+  std::string help;                  // one line for `segrun config --keys` and docs/config.md
 };
 
 // Where a value came from, for messages: "cfg.toml:12" or "override 'train.lr=x'".
@@ -60,10 +62,11 @@ Origin origin_of(const std::string& file, const toml::node& node) {
 }
 
 template <typename F>
-Field make(std::string key, F ref, double min = -std::numeric_limits<double>::infinity(),
+Field make(std::string key, std::string help, F ref, double min = -std::numeric_limits<double>::infinity(),
            double max = std::numeric_limits<double>::infinity(), bool min_exclusive = false) {
   Field f;
   f.key = std::move(key);
+  f.help = std::move(help);
   f.ref = ref;
   f.min = min;
   f.max = max;
@@ -71,17 +74,19 @@ Field make(std::string key, F ref, double min = -std::numeric_limits<double>::in
   return f;
 }
 
-Field choice(std::string key, Ref<std::string> ref, std::vector<std::string> choices) {
+Field choice(std::string key, std::string help, Ref<std::string> ref, std::vector<std::string> choices) {
   Field f;
   f.key = std::move(key);
+  f.help = std::move(help);
   f.ref = std::move(ref);
   f.choices = std::move(choices);
   return f;
 }
 
-Field path(std::string key, Ref<std::string> ref) {
+Field path(std::string key, std::string help, Ref<std::string> ref) {
   Field f;
   f.key = std::move(key);
+  f.help = std::move(help);
   f.ref = std::move(ref);
   f.is_path = true;
   return f;
@@ -120,152 +125,341 @@ const std::vector<Field>& schema() {
     auto in_dist = [](auto DistConfig::*field) { return member_ref<&Config::dist>(field); };
     auto in_log = [](auto LogConfig::*field) { return member_ref<&Config::log>(field); };
     auto in_slurm = [](auto SlurmConfig::*field) { return member_ref<&Config::cluster, &ClusterConfig::slurm>(field); };
-    s.push_back(make("name", Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
+    s.push_back(make("name", "run name; \"\" = the config file's stem (runs/<name> by default)",
+                     Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
     // [data]
-    s.push_back(choice("data.layout", in_data(&DataConfig::layout), {"ade20k", "cityscapes"}));
-    s.push_back(path("data.store", in_data(&DataConfig::store)));
-    s.push_back(path("data.val_store", in_data(&DataConfig::val_store)));
-    s.push_back(make("data.crop", in_data(&DataConfig::crop), 16, 8192));
-    s.push_back(make("data.scale", in_data(&DataConfig::scale), 16, 16384));
-    s.push_back(make("data.ratio", in_data(&DataConfig::ratio), 0, 10, true));
-    s.push_back(make("data.cat_max_ratio", in_data(&DataConfig::cat_max_ratio), 0, 1, true));
-    s.push_back(make("data.flip_prob", in_data(&DataConfig::flip_prob), 0, 1));
-    s.push_back(make("data.photometric", in_data(&DataConfig::photometric)));
-    s.push_back(choice("data.normalize", in_data(&DataConfig::normalize), {"clip", "imagenet"}));
-    s.push_back(make("data.batch_per_rank", in_data(&DataConfig::batch_per_rank), 1, 1024));
-    s.push_back(make("data.workers", in_data(&DataConfig::workers), 1, 64));
-    s.push_back(make("data.prefetch", in_data(&DataConfig::prefetch), 1, 64));
-    s.push_back(choice("data.on_corrupt", in_data(&DataConfig::on_corrupt), {"fail", "skip"}));
-    // [model]
+    s.push_back(choice("data.layout",
+                       "dataset layout: the class names and the label mapping of the stores (data/classes.h)",
+                       in_data(&DataConfig::layout), {"ade20k", "cityscapes"}));
     s.push_back(
-        choice("model.backbone", in_model(&ModelConfig::backbone), {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
-    s.push_back(make("model.width", in_model(&ModelConfig::width), 8, 256));
-    s.push_back(path("model.pretrained", in_model(&ModelConfig::pretrained)));
+        path("data.store",
+             "training store: a `data pack` folder or its manifest.json (relative: to the config file's folder)",
+             in_data(&DataConfig::store)));
+    s.push_back(path("data.val_store", "validation store, as data.store; \"\" = no validation",
+                     in_data(&DataConfig::val_store)));
+    s.push_back(make("data.crop", "training crop [H, W] in pixels (mmseg crop_size); a multiple of 16 for clip_vit_b16",
+                     in_data(&DataConfig::crop), 16, 8192));
+    s.push_back(make("data.scale",
+                     "mmseg img_scale [long, short] edge bounds in pixels: train resize base, test keep-ratio resize",
+                     in_data(&DataConfig::scale), 16, 16384));
+    s.push_back(make(
+        "data.ratio",
+        "[low, high): the training resize multiplies data.scale by a ratio drawn uniformly here (mmseg ratio_range)",
+        in_data(&DataConfig::ratio), 0, 10, true));
+    s.push_back(
+        make("data.cat_max_ratio",
+             "RandomCrop redraws (up to 10 times) a crop where one class covers more than this fraction; 1 = off",
+             in_data(&DataConfig::cat_max_ratio), 0, 1, true));
+    s.push_back(make("data.flip_prob", "probability of a horizontal flip in training (mmseg RandomFlip prob)",
+                     in_data(&DataConfig::flip_prob), 0, 1));
+    s.push_back(make("data.photometric",
+                     "mmseg PhotoMetricDistortion (brightness, contrast, saturation, hue) in training",
+                     in_data(&DataConfig::photometric)));
+    s.push_back(choice(
+        "data.normalize",
+        "image mean/std: clip = CLIP's (DenseCLIP, CLIP-SP), imagenet = ImageNet's (mmseg default, MTA-CLIP's code)",
+        in_data(&DataConfig::normalize), {"clip", "imagenet"}));
+    s.push_back(make("data.batch_per_rank",
+                     "images per rank per micro-batch; global batch = batch_per_rank x ranks x train.accumulate",
+                     in_data(&DataConfig::batch_per_rank), 1, 1024));
+    s.push_back(make("data.workers", "loader threads per rank that read, decode and transform samples",
+                     in_data(&DataConfig::workers), 1, 64));
+    s.push_back(make("data.prefetch", "batches queued ahead per rank", in_data(&DataConfig::prefetch), 1, 64));
+    s.push_back(choice(
+        "data.on_corrupt",
+        "a record failing its CRC: fail = stop naming it; skip = train on the next valid record, leave it out of eval",
+        in_data(&DataConfig::on_corrupt), {"fail", "skip"}));
+    // [model]
+    s.push_back(choice("model.backbone",
+                       "CLIP visual tower: a ModifiedResNet (width: model.width) or a ViT (sizes: [model.vit])",
+                       in_model(&ModelConfig::backbone), {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
+    s.push_back(
+        make("model.width",
+             "ResNet width w (64 = the real RN50/RN101; smaller for tiny CPU configs); a multiple of 8; unused by ViTs",
+             in_model(&ModelConfig::width), 8, 256));
+    s.push_back(path(
+        "model.pretrained",
+        "OpenAI CLIP TorchScript archive (RN50.pt, ...); \"none\" = random init on purpose; \"\" is refused by train",
+        in_model(&ModelConfig::pretrained)));
     std::vector<std::string> heads;
     for (const auto& [name, kind] : head_kinds()) heads.push_back(name);
-    s.push_back(choice("model.head", in_model(&ModelConfig::head), heads));
-    s.push_back(choice("model.norm", in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
-    s.push_back(make("model.fpn_channels", in_model(&ModelConfig::fpn_channels), 8, 1024));
-    s.push_back(make("model.dropout", in_model(&ModelConfig::dropout), 0, 0.99));
+    s.push_back(choice("model.head",
+                       "segmentation head: fpn = Semantic FPN (DenseCLIP baseline), clip_sp, mask2former, mta_clip",
+                       in_model(&ModelConfig::head), heads));
+    s.push_back(
+        choice("model.norm",
+               "BatchNorm: syncbn (global batch stats), bn (per rank), frozen_bn (frozen backbone; new layers syncbn)",
+               in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
+    s.push_back(make("model.fpn_channels", "FPN neck and Semantic FPN head width (256 in the papers)",
+                     in_model(&ModelConfig::fpn_channels), 8, 1024));
+    s.push_back(make("model.dropout", "Dropout2d rate before the Semantic FPN classifier (mmseg FPNHead dropout_ratio)",
+                     in_model(&ModelConfig::dropout), 0, 0.99));
     // [model.vit]
-    s.push_back(make("model.vit.width", in_vit(&VitConfig::width), 8, 8192));
-    s.push_back(make("model.vit.layers", in_vit(&VitConfig::layers), 1, 256));
-    s.push_back(make("model.vit.heads", in_vit(&VitConfig::heads), 1, 256));
-    s.push_back(make("model.vit.embed_dim", in_vit(&VitConfig::embed_dim), 8, 8192));
-    s.push_back(make("model.vit.out_indices", in_vit(&VitConfig::out_indices), 0, 255));
-    s.push_back(make("model.vit.drop_path_rate", in_vit(&VitConfig::drop_path_rate), 0, 0.99));
+    s.push_back(make("model.vit.width", "ViT token width (768 = ViT-B/16); divisible by model.vit.heads",
+                     in_vit(&VitConfig::width), 8, 8192));
+    s.push_back(make("model.vit.layers", "ViT residual attention blocks", in_vit(&VitConfig::layers), 1, 256));
+    s.push_back(make("model.vit.heads", "ViT attention heads", in_vit(&VitConfig::heads), 1, 256));
+    s.push_back(make("model.vit.embed_dim", "CLIP embedding width of the ViT (visual proj; equals the text encoder's)",
+                     in_vit(&VitConfig::embed_dim), 8, 8192));
+    s.push_back(make("model.vit.out_indices",
+                     "4 increasing 0-based blocks whose patch tokens give the 1/4, 1/8, 1/16, 1/32 levels (DenseCLIP)",
+                     in_vit(&VitConfig::out_indices), 0, 255));
+    s.push_back(make("model.vit.drop_path_rate",
+                     "stochastic depth of the last block, linear from 0 over the blocks (DenseCLIP drop_path_rate)",
+                     in_vit(&VitConfig::drop_path_rate), 0, 0.99));
     // [model.clip_sp]
-    s.push_back(choice("model.clip_sp.ml_decoder", in_clip_sp(&ClipSpConfig::ml_decoder), {"dual_graphformer", "mlp"}));
-    s.push_back(make("model.clip_sp.graph_blocks", in_clip_sp(&ClipSpConfig::graph_blocks), 1, 64));
-    s.push_back(make("model.clip_sp.graph_nodes", in_clip_sp(&ClipSpConfig::graph_nodes), 1, 4096));
-    s.push_back(make("model.clip_sp.top_k", in_clip_sp(&ClipSpConfig::top_k), 1, 4096));
-    s.push_back(make("model.clip_sp.attn_dim", in_clip_sp(&ClipSpConfig::attn_dim), 8, 8192));
-    s.push_back(make("model.clip_sp.heads", in_clip_sp(&ClipSpConfig::heads), 1, 64));
-    s.push_back(make("model.clip_sp.srm_dim", in_clip_sp(&ClipSpConfig::srm_dim), 8, 8192));
-    s.push_back(make("model.clip_sp.batch_drop.r_start", in_clip_sp(&ClipSpConfig::drop_r_start), 0, 1));
-    s.push_back(make("model.clip_sp.batch_drop.r_end", in_clip_sp(&ClipSpConfig::drop_r_end), 0, 1));
-    s.push_back(make("model.clip_sp.batch_drop.decay", in_clip_sp(&ClipSpConfig::drop_decay), 0, 1));
-    s.push_back(choice("model.clip_sp.batch_drop.mode", in_clip_sp(&ClipSpConfig::drop_mode), {"slots", "images"}));
-    s.push_back(choice("model.clip_sp.srm_gate", in_clip_sp(&ClipSpConfig::srm_gate), {"linear", "sigmoid"}));
-    s.push_back(make("model.clip_sp.srm_output_proj", in_clip_sp(&ClipSpConfig::srm_output_proj)));
-    s.push_back(make("model.clip_sp.lambda_ml", in_clip_sp(&ClipSpConfig::lambda_ml), 0, 1e4));
-    s.push_back(make("model.clip_sp.lambda_aux", in_clip_sp(&ClipSpConfig::lambda_aux), 0, 1e4));
-    s.push_back(make("model.clip_sp.asl.gamma_neg", in_clip_sp(&ClipSpConfig::asl_gamma_neg), 0, 100));
-    s.push_back(make("model.clip_sp.asl.gamma_pos", in_clip_sp(&ClipSpConfig::asl_gamma_pos), 0, 100));
-    s.push_back(make("model.clip_sp.asl.clip", in_clip_sp(&ClipSpConfig::asl_clip), 0, 1));
+    s.push_back(choice("model.clip_sp.ml_decoder",
+                       "CLIP-SP multi-label decoder: dual_graphformer (the paper's) or mlp (Table 2's MLP row)",
+                       in_clip_sp(&ClipSpConfig::ml_decoder), {"dual_graphformer", "mlp"}));
+    s.push_back(make("model.clip_sp.graph_blocks", "Dual GraphFormer blocks (paper Table 3)",
+                     in_clip_sp(&ClipSpConfig::graph_blocks), 1, 64));
+    s.push_back(make("model.clip_sp.graph_nodes",
+                     "N: graph nodes of the Dual GraphFormer's image path (the paper gives none; 64)",
+                     in_clip_sp(&ClipSpConfig::graph_nodes), 1, 4096));
+    s.push_back(make("model.clip_sp.top_k",
+                     "k: labels turned into scene tokens (paper Table 4); at most the layout's classes",
+                     in_clip_sp(&ClipSpConfig::top_k), 1, 4096));
+    s.push_back(make("model.clip_sp.attn_dim",
+                     "Dual GraphFormer cross-attention width; divisible by model.clip_sp.heads",
+                     in_clip_sp(&ClipSpConfig::attn_dim), 8, 8192));
+    s.push_back(
+        make("model.clip_sp.heads", "Dual GraphFormer cross-attention heads", in_clip_sp(&ClipSpConfig::heads), 1, 64));
+    s.push_back(make("model.clip_sp.srm_dim", "Scene Refinement Module non-local attention width",
+                     in_clip_sp(&ClipSpConfig::srm_dim), 8, 8192));
+    s.push_back(make("model.clip_sp.batch_drop.r_start",
+                     "batch drop ratio at iteration 0: r = max(r_end, r_start * decay^iter) (paper Sec. 3.5, Table 5)",
+                     in_clip_sp(&ClipSpConfig::drop_r_start), 0, 1));
+    s.push_back(make("model.clip_sp.batch_drop.r_end", "batch drop ratio floor (r_start = r_end = 0: no batch drop)",
+                     in_clip_sp(&ClipSpConfig::drop_r_end), 0, 1));
+    s.push_back(make("model.clip_sp.batch_drop.decay", "per-iteration decay factor of the batch drop ratio",
+                     in_clip_sp(&ClipSpConfig::drop_decay), 0, 1));
+    s.push_back(choice(
+        "model.clip_sp.batch_drop.mode",
+        "slots: each top-k slot takes a GT class with probability r; images: each image takes all slots from its GT",
+        in_clip_sp(&ClipSpConfig::drop_mode), {"slots", "images"}));
+    s.push_back(choice("model.clip_sp.srm_gate",
+                       "SRM channel gate: linear = x4' = T_g * x4 (paper Eq. 4); sigmoid = sigmoid(T_g) * x4 (SENet)",
+                       in_clip_sp(&ClipSpConfig::srm_gate), {"linear", "sigmoid"}));
+    s.push_back(make("model.clip_sp.srm_output_proj",
+                     "the non-local block's output transform W_z on the attended features (Wang et al. [38])",
+                     in_clip_sp(&ClipSpConfig::srm_output_proj)));
+    s.push_back(make("model.clip_sp.lambda_ml",
+                     "lambda1: weight of the asymmetric multi-label loss (paper Eq. 5, Table 7)",
+                     in_clip_sp(&ClipSpConfig::lambda_ml), 0, 1e4));
+    s.push_back(make("model.clip_sp.lambda_aux",
+                     "lambda2: weight of the scene-attention auxiliary CE (paper Eq. 5, Table 7)",
+                     in_clip_sp(&ClipSpConfig::lambda_aux), 0, 1e4));
+    s.push_back(make("model.clip_sp.asl.gamma_neg", "ASL focusing parameter gamma- of the negatives",
+                     in_clip_sp(&ClipSpConfig::asl_gamma_neg), 0, 100));
+    s.push_back(make("model.clip_sp.asl.gamma_pos", "ASL focusing parameter gamma+ of the positives",
+                     in_clip_sp(&ClipSpConfig::asl_gamma_pos), 0, 100));
+    s.push_back(make("model.clip_sp.asl.clip", "ASL probability margin m shifting the negatives",
+                     in_clip_sp(&ClipSpConfig::asl_clip), 0, 1));
     // [model.text]
-    s.push_back(make("model.text.width", in_text(&TextConfig::width), 8, 8192));
-    s.push_back(make("model.text.layers", in_text(&TextConfig::layers), 1, 256));
-    s.push_back(make("model.text.heads", in_text(&TextConfig::heads), 1, 256));
-    s.push_back(make("model.text.prompt", in_text(&TextConfig::prompt)));
+    s.push_back(
+        make("model.text.width",
+             "frozen CLIP text encoder width (512 = OpenAI's; smaller for tiny CPU configs); divisible by heads",
+             in_text(&TextConfig::width), 8, 8192));
+    s.push_back(make("model.text.layers", "text encoder transformer layers", in_text(&TextConfig::layers), 1, 256));
+    s.push_back(make("model.text.heads", "text encoder attention heads", in_text(&TextConfig::heads), 1, 256));
+    s.push_back(make("model.text.prompt", "prompt template of the class texts; {} stands for the class name",
+                     in_text(&TextConfig::prompt)));
     // [model.mask2former]
-    s.push_back(make("model.mask2former.num_queries", in_mask2former(&Mask2FormerConfig::num_queries), 1, 10000));
-    s.push_back(make("model.mask2former.hidden_dim", in_mask2former(&Mask2FormerConfig::hidden_dim), 32, 4096));
-    s.push_back(make("model.mask2former.dec_layers", in_mask2former(&Mask2FormerConfig::dec_layers), 1, 100));
-    s.push_back(make("model.mask2former.enc_layers", in_mask2former(&Mask2FormerConfig::enc_layers), 0, 100));
-    s.push_back(make("model.mask2former.heads", in_mask2former(&Mask2FormerConfig::heads), 1, 64));
-    s.push_back(make("model.mask2former.enc_points", in_mask2former(&Mask2FormerConfig::enc_points), 1, 64));
-    s.push_back(make("model.mask2former.enc_ffn", in_mask2former(&Mask2FormerConfig::enc_ffn), 1, 65536));
-    s.push_back(make("model.mask2former.dec_ffn", in_mask2former(&Mask2FormerConfig::dec_ffn), 1, 65536));
-    s.push_back(make("model.mask2former.num_points", in_mask2former(&Mask2FormerConfig::num_points), 1, 1 << 22));
-    s.push_back(make("model.mask2former.oversample", in_mask2former(&Mask2FormerConfig::oversample), 1, 100));
-    s.push_back(make("model.mask2former.importance", in_mask2former(&Mask2FormerConfig::importance), 0, 1));
-    s.push_back(make("model.mask2former.class_weight", in_mask2former(&Mask2FormerConfig::class_weight), 0, 1e4));
-    s.push_back(make("model.mask2former.mask_weight", in_mask2former(&Mask2FormerConfig::mask_weight), 0, 1e4));
-    s.push_back(make("model.mask2former.dice_weight", in_mask2former(&Mask2FormerConfig::dice_weight), 0, 1e4));
-    s.push_back(
-        make("model.mask2former.no_object_weight", in_mask2former(&Mask2FormerConfig::no_object_weight), 0, 1e4));
-    s.push_back(make("model.mask2former.supervise_initial", in_mask2former(&Mask2FormerConfig::supervise_initial)));
-    s.push_back(choice("model.mask2former.mask_loss_norm", in_mask2former(&Mask2FormerConfig::mask_loss_norm),
-                       {"num_masks", "class_weight_sum"}));
+    s.push_back(make("model.mask2former.num_queries", "N: mask queries of the Mask2Former decoder",
+                     in_mask2former(&Mask2FormerConfig::num_queries), 1, 10000));
+    s.push_back(make("model.mask2former.hidden_dim",
+                     "pixel decoder, transformer decoder and mask feature width; a multiple of 32 and of heads",
+                     in_mask2former(&Mask2FormerConfig::hidden_dim), 32, 4096));
+    s.push_back(make("model.mask2former.dec_layers", "masked-attention transformer decoder layers",
+                     in_mask2former(&Mask2FormerConfig::dec_layers), 1, 100));
+    s.push_back(make("model.mask2former.enc_layers", "deformable attention encoder layers of the pixel decoder",
+                     in_mask2former(&Mask2FormerConfig::enc_layers), 0, 100));
+    s.push_back(make("model.mask2former.heads", "attention heads of the encoder and the decoder",
+                     in_mask2former(&Mask2FormerConfig::heads), 1, 64));
+    s.push_back(make("model.mask2former.enc_points", "deformable sampling points per head and level",
+                     in_mask2former(&Mask2FormerConfig::enc_points), 1, 64));
+    s.push_back(make("model.mask2former.enc_ffn", "encoder feed-forward width",
+                     in_mask2former(&Mask2FormerConfig::enc_ffn), 1, 65536));
+    s.push_back(make("model.mask2former.dec_ffn", "decoder feed-forward width",
+                     in_mask2former(&Mask2FormerConfig::dec_ffn), 1, 65536));
+    s.push_back(make("model.mask2former.num_points",
+                     "points sampled per mask for matching and the mask losses (PointRend sampling; 112 x 112)",
+                     in_mask2former(&Mask2FormerConfig::num_points), 1, 1 << 22));
+    s.push_back(make("model.mask2former.oversample",
+                     "PointRend oversample ratio: candidate points = num_points x oversample",
+                     in_mask2former(&Mask2FormerConfig::oversample), 1, 100));
+    s.push_back(make("model.mask2former.importance",
+                     "fraction of the points taken from the most uncertain candidates (importance_sample_ratio)",
+                     in_mask2former(&Mask2FormerConfig::importance), 0, 1));
+    s.push_back(make("model.mask2former.class_weight",
+                     "class CE weight in the loss and the matching cost (MTA-CLIP's lambda1)",
+                     in_mask2former(&Mask2FormerConfig::class_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.mask_weight",
+                     "mask BCE weight in the loss and the matching cost (MTA-CLIP's lambda2)",
+                     in_mask2former(&Mask2FormerConfig::mask_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.dice_weight",
+                     "mask dice weight in the loss and the matching cost (MTA-CLIP's lambda2)",
+                     in_mask2former(&Mask2FormerConfig::dice_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.no_object_weight",
+                     "class weight of the \"no object\" class (Mask2Former eos_coef)",
+                     in_mask2former(&Mask2FormerConfig::no_object_weight), 0, 1e4));
+    s.push_back(make("model.mask2former.supervise_initial", "also supervise the prediction made before decoder layer 0",
+                     in_mask2former(&Mask2FormerConfig::supervise_initial)));
+    s.push_back(choice("model.mask2former.mask_loss_norm",
+                       "mask and dice losses divided by num_masks (Mask2Former) or class_weight_sum (MTA-CLIP's code)",
+                       in_mask2former(&Mask2FormerConfig::mask_loss_norm), {"num_masks", "class_weight_sum"}));
     // [model.mta_clip]
-    s.push_back(make("model.mta_clip.prompts", in_mta_clip(&MtaClipConfig::prompts), 1, 64));
-    s.push_back(make("model.mta_clip.context_length", in_mta_clip(&MtaClipConfig::context_length), 1, 64));
-    s.push_back(choice("model.mta_clip.negatives", in_mta_clip(&MtaClipConfig::negatives), {"mixneg", "separateneg"}));
-    s.push_back(make("model.mta_clip.joint_attention", in_mta_clip(&MtaClipConfig::joint_attention)));
-    s.push_back(make("model.mta_clip.text_enhanced", in_mta_clip(&MtaClipConfig::text_enhanced)));
-    s.push_back(make("model.mta_clip.contrastive", in_mta_clip(&MtaClipConfig::contrastive)));
-    s.push_back(make("model.mta_clip.temperature", in_mta_clip(&MtaClipConfig::temperature), 1e-4, 100, true));
-    s.push_back(make("model.mta_clip.lambda_sim", in_mta_clip(&MtaClipConfig::lambda_sim), 0, 1e4));
-    s.push_back(choice("model.mta_clip.sim_queries", in_mta_clip(&MtaClipConfig::sim_queries), {"all", "matched"}));
-    s.push_back(make("model.mta_clip.joint_query_norm", in_mta_clip(&MtaClipConfig::joint_query_norm)));
-    // [train]
-    s.push_back(make("train.iters", in_train(&TrainConfig::iters), 1, 1e9));
-    s.push_back(make("train.lr", in_train(&TrainConfig::lr), 0, 10, true));
-    s.push_back(make("train.backbone_lr_mult", in_train(&TrainConfig::backbone_lr_mult), 0, 100));
-    s.push_back(make("train.weight_decay", in_train(&TrainConfig::weight_decay), 0, 10));
-    s.push_back(make("train.no_decay_keys", in_train(&TrainConfig::no_decay_keys)));
-    s.push_back(make("train.norm_decay_mult", in_train(&TrainConfig::norm_decay_mult), 0, 10));
-    s.push_back(make("train.warmup_iters", in_train(&TrainConfig::warmup_iters), 0, 1e9));
-    s.push_back(make("train.warmup_ratio", in_train(&TrainConfig::warmup_ratio), 0, 1, true));
-    s.push_back(make("train.poly_power", in_train(&TrainConfig::poly_power), 0, 10));
-    s.push_back(make("train.min_lr", in_train(&TrainConfig::min_lr), 0, 10));
-    s.push_back(make("train.grad_clip", in_train(&TrainConfig::grad_clip), 0, kInf));
-    s.push_back(make("train.eval_interval", in_train(&TrainConfig::eval_interval), 0, 1e9));
-    s.push_back(make("train.checkpoint_interval", in_train(&TrainConfig::checkpoint_interval), 0, 1e9));
-    s.push_back(make("train.keep_checkpoints", in_train(&TrainConfig::keep_checkpoints), 1, 1000));
-    s.push_back(choice("train.save_best", in_train(&TrainConfig::save_best), {"none", "mIoU", "mAcc", "aAcc"}));
-    s.push_back(make("train.seed", in_train(&TrainConfig::seed), 0, 9.0e18));
-    s.push_back(choice("train.precision", in_train(&TrainConfig::precision), {"fp32", "bf16", "fp16"}));
-    s.push_back(make("train.tf32", in_train(&TrainConfig::tf32)));
-    s.push_back(make("train.cudnn_benchmark", in_train(&TrainConfig::cudnn_benchmark)));
-    s.push_back(make("train.accumulate", in_train(&TrainConfig::accumulate), 1, 1024));
-    // [eval]
-    s.push_back(choice("eval.mode", in_eval(&EvalConfig::mode), {"whole", "slide"}));
-    s.push_back(make("eval.crop", in_eval(&EvalConfig::crop), 16, 8192));
-    s.push_back(make("eval.stride", in_eval(&EvalConfig::stride), 1, 8192));
-    s.push_back(make("eval.scales", in_eval(&EvalConfig::scales), 0, 8, true));
-    s.push_back(make("eval.flip", in_eval(&EvalConfig::flip)));
-    s.push_back(make("eval.batch", in_eval(&EvalConfig::batch), 1, 64));
-    s.push_back(make("eval.ms_scales", in_eval(&EvalConfig::ms_scales), 0, 8, true));
-    s.push_back(make("eval.report_ms", in_eval(&EvalConfig::report_ms)));
-    // [dist]
-    s.push_back(choice("dist.device", in_dist(&DistConfig::device), {"auto", "cpu", "cuda"}));
-    s.push_back(choice("dist.backend", in_dist(&DistConfig::backend), {"auto", "mpi", "nccl"}));
-    s.push_back(make("dist.bucket_mb", in_dist(&DistConfig::bucket_mb), 0, 4096, true));
-    s.push_back(make("dist.overlap", in_dist(&DistConfig::overlap)));
-    s.push_back(make("dist.timeout_s", in_dist(&DistConfig::timeout_s), 0, 1e6, true));
-    // [log]
-    s.push_back(make("log.interval", in_log(&LogConfig::interval), 1, 1e9));
-    s.push_back(choice("log.level", in_log(&LogConfig::level), {"trace", "debug", "info", "warn", "error"}));
-    // [cluster.slurm]
-    s.push_back(make("cluster.slurm.partition", in_slurm(&SlurmConfig::partition)));
-    s.push_back(make("cluster.slurm.account", in_slurm(&SlurmConfig::account)));
-    s.push_back(make("cluster.slurm.qos", in_slurm(&SlurmConfig::qos)));
-    s.push_back(make("cluster.slurm.time", in_slurm(&SlurmConfig::time)));
-    s.push_back(make("cluster.slurm.mem", in_slurm(&SlurmConfig::mem)));
-    s.push_back(make("cluster.slurm.constraint", in_slurm(&SlurmConfig::constraint)));
-    s.push_back(make("cluster.slurm.nodes", in_slurm(&SlurmConfig::nodes), 1, 65536));
-    s.push_back(make("cluster.slurm.gpus_per_node", in_slurm(&SlurmConfig::gpus_per_node), 0, 64));
-    s.push_back(make("cluster.slurm.tasks_per_node", in_slurm(&SlurmConfig::tasks_per_node), 0, 4096));
-    s.push_back(make("cluster.slurm.cpus_per_task", in_slurm(&SlurmConfig::cpus_per_task), 0, 4096));
-    s.push_back(make("cluster.slurm.max_parallel", in_slurm(&SlurmConfig::max_parallel), 0, 100000));
-    s.push_back(choice("cluster.slurm.launcher", in_slurm(&SlurmConfig::launcher), {"srun", "mpirun"}));
+    s.push_back(make("model.mta_clip.prompts", "K learnable context prompts (MTPL; 1 = no MTPL)",
+                     in_mta_clip(&MtaClipConfig::prompts), 1, 64));
+    s.push_back(make("model.mta_clip.context_length", "M learnable context vectors per prompt",
+                     in_mta_clip(&MtaClipConfig::context_length), 1, 64));
+    s.push_back(choice("model.mta_clip.negatives",
+                       "contrastive negatives: mixneg = every other text query; separateneg = other classes' only",
+                       in_mta_clip(&MtaClipConfig::negatives), {"mixneg", "separateneg"}));
+    s.push_back(make("model.mta_clip.joint_attention",
+                     "text and mask queries share self-attention; false = separate attentions (Table 4)",
+                     in_mta_clip(&MtaClipConfig::joint_attention)));
+    s.push_back(make("model.mta_clip.text_enhanced",
+                     "text queries join the mask queries in the decoder; false = t' = t0",
+                     in_mta_clip(&MtaClipConfig::text_enhanced)));
+    s.push_back(make("model.mta_clip.contrastive", "mask-to-text contrastive loss (MTCL) after every decoder layer",
+                     in_mta_clip(&MtaClipConfig::contrastive)));
+    s.push_back(make("model.mta_clip.temperature", "tau in S = cos(m', t') / tau (the released code: 1; CLIP: 0.07)",
+                     in_mta_clip(&MtaClipConfig::temperature), 1e-4, 100, true));
+    s.push_back(make("model.mta_clip.lambda_sim", "lambda3: weight of the mask-to-text contrastive loss",
+                     in_mta_clip(&MtaClipConfig::lambda_sim), 0, 1e4));
     s.push_back(
-        choice("cluster.slurm.mpi", in_slurm(&SlurmConfig::mpi), {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
-    s.push_back(choice("cluster.slurm.signal", in_slurm(&SlurmConfig::signal), {"USR1", "USR2", "TERM"}));
-    s.push_back(make("cluster.slurm.signal_grace_s", in_slurm(&SlurmConfig::signal_grace_s), 1, 65535));
-    s.push_back(make("cluster.slurm.max_requeues", in_slurm(&SlurmConfig::max_requeues), 0, 10000));
+        choice("model.mta_clip.sim_queries",
+               "queries the contrastive loss covers: all (the code: unmatched toward a \"none\" text) or matched",
+               in_mta_clip(&MtaClipConfig::sim_queries), {"all", "matched"}));
+    s.push_back(
+        make("model.mta_clip.joint_query_norm",
+             "one LayerNorm over mask and text queries before the decoder (the code); false = text queries only",
+             in_mta_clip(&MtaClipConfig::joint_query_norm)));
+    // [train]
+    s.push_back(make("train.iters", "optimizer steps (iterations) to train", in_train(&TrainConfig::iters), 1, 1e9));
+    s.push_back(
+        make("train.lr", "base learning rate of AdamW (betas 0.9/0.999)", in_train(&TrainConfig::lr), 0, 10, true));
+    s.push_back(make("train.backbone_lr_mult",
+                     "learning rate multiplier of backbone.* parameters (mmseg custom_keys backbone lr_mult)",
+                     in_train(&TrainConfig::backbone_lr_mult), 0, 100));
+    s.push_back(make("train.weight_decay", "AdamW weight decay", in_train(&TrainConfig::weight_decay), 0, 10));
+    s.push_back(
+        make("train.no_decay_keys",
+             "parameters whose name contains one of these words get no weight decay (mmcv custom_keys decay_mult 0)",
+             in_train(&TrainConfig::no_decay_keys)));
+    s.push_back(make("train.norm_decay_mult",
+                     "weight decay multiplier of norm layers no key matches (mmengine norm_decay_mult)",
+                     in_train(&TrainConfig::norm_decay_mult), 0, 10));
+    s.push_back(make("train.warmup_iters", "linear warmup iterations (mmcv warmup = 'linear'); at most train.iters",
+                     in_train(&TrainConfig::warmup_iters), 0, 1e9));
+    s.push_back(make("train.warmup_ratio",
+                     "learning rate at iteration 0 as a fraction of the schedule's (mmcv warmup_ratio)",
+                     in_train(&TrainConfig::warmup_ratio), 0, 1, true));
+    s.push_back(
+        make("train.poly_power",
+             "poly decay power: lr = (lr - min_lr) * (1 - iter / iters)^power + min_lr (mmcv PolyLrUpdaterHook)",
+             in_train(&TrainConfig::poly_power), 0, 10));
+    s.push_back(make("train.min_lr", "learning rate at the last iteration; at most train.lr",
+                     in_train(&TrainConfig::min_lr), 0, 10));
+    s.push_back(make("train.grad_clip", "max global gradient norm (clip by total norm); 0 = off",
+                     in_train(&TrainConfig::grad_clip), 0, kInf));
+    s.push_back(make("train.eval_interval", "iterations between validations; 0 = only at the end",
+                     in_train(&TrainConfig::eval_interval), 0, 1e9));
+    s.push_back(make("train.checkpoint_interval", "iterations between checkpoints; 0 = only at the end",
+                     in_train(&TrainConfig::checkpoint_interval), 0, 1e9));
+    s.push_back(make("train.keep_checkpoints", "newest checkpoints/iter_<n>.pt kept (best.pt is never pruned)",
+                     in_train(&TrainConfig::keep_checkpoints), 1, 1000));
+    s.push_back(
+        choice("train.save_best",
+               "also keep checkpoints/best.pt, the validation scoring highest on this metric; needs data.val_store",
+               in_train(&TrainConfig::save_best), {"none", "mIoU", "mAcc", "aAcc"}));
+    s.push_back(make(
+        "train.seed",
+        "seed of every random draw: weight init, data order, augmentation and the model's draws (keyed per sample)",
+        in_train(&TrainConfig::seed), 0, 9.0e18));
+    s.push_back(choice("train.precision",
+                       "fp32, or autocast bf16 / fp16 (fp16 adds dynamic loss scaling); bf16 and fp16 need a GPU",
+                       in_train(&TrainConfig::precision), {"fp32", "bf16", "fp16"}));
+    s.push_back(
+        make("train.tf32", "TF32 for float32 matmuls and convolutions on NVIDIA GPUs", in_train(&TrainConfig::tf32)));
+    s.push_back(make("train.cudnn_benchmark", "cuDNN times its convolution algorithms per shape and keeps the fastest",
+                     in_train(&TrainConfig::cudnn_benchmark)));
+    s.push_back(make("train.accumulate",
+                     "micro-batches of data.batch_per_rank summed into each optimizer step (gradient accumulation)",
+                     in_train(&TrainConfig::accumulate), 1, 1024));
+    // [eval]
+    s.push_back(choice("eval.mode",
+                       "inference: whole image, or slide windows of eval.crop every eval.stride (mmseg test_cfg mode)",
+                       in_eval(&EvalConfig::mode), {"whole", "slide"}));
+    s.push_back(make("eval.crop", "slide window [H, W] in pixels", in_eval(&EvalConfig::crop), 16, 8192));
+    s.push_back(make("eval.stride", "slide window stride [H, W] in pixels; at most eval.crop",
+                     in_eval(&EvalConfig::stride), 1, 8192));
+    s.push_back(make("eval.scales", "test scales (times data.scale) of the single-scale view set: mIoU, mAcc, aAcc",
+                     in_eval(&EvalConfig::scales), 0, 8, true));
+    s.push_back(make("eval.flip", "also infer each scale's mirrored image (softmaxes summed, as mmseg flip)",
+                     in_eval(&EvalConfig::flip)));
+    s.push_back(
+        make("eval.batch", "not read: evaluation infers one image at a time", in_eval(&EvalConfig::batch), 1, 64));
+    s.push_back(make("eval.ms_scales", "multi-scale + flip view set (mmseg --aug-test): mIoU_ms",
+                     in_eval(&EvalConfig::ms_scales), 0, 8, true));
+    s.push_back(make("eval.report_ms",
+                     "the final validation of train and segrun eval also report mIoU_ms (or `eval --ms`)",
+                     in_eval(&EvalConfig::report_ms)));
+    // [dist]
+    s.push_back(choice(
+        "dist.device",
+        "rank device: cuda = cuda:<local rank mod GPUs>; auto = cuda when built with CUDA and a GPU is seen, else cpu",
+        in_dist(&DistConfig::device), {"auto", "cpu", "cuda"}));
+    s.push_back(choice(
+        "dist.backend",
+        "gradient and SyncBN collectives: mpi or nccl; auto = nccl when every rank of a host has its own GPU, else mpi",
+        in_dist(&DistConfig::backend), {"auto", "mpi", "nccl"}));
+    s.push_back(make("dist.bucket_mb", "gradient all-reduce bucket size in MiB (PyTorch DDP bucket_cap_mb)",
+                     in_dist(&DistConfig::bucket_mb), 0, 4096, true));
+    s.push_back(make("dist.overlap", "all-reduce buckets on a communication thread during backward",
+                     in_dist(&DistConfig::overlap)));
+    s.push_back(make("dist.timeout_s",
+                     "collective watchdog: seconds a collective may wait for the other ranks before the run fails",
+                     in_dist(&DistConfig::timeout_s), 0, 1e6, true));
+    // [log]
+    s.push_back(make("log.interval", "iterations between progress lines and metrics.jsonl records",
+                     in_log(&LogConfig::interval), 1, 1e9));
+    s.push_back(choice("log.level", "terminal log level (rank files log at info or more verbose)",
+                       in_log(&LogConfig::level), {"trace", "debug", "info", "warn", "error"}));
+    // [cluster.slurm]
+    s.push_back(make("cluster.slurm.partition", "sbatch --partition; \"\" = the cluster's default",
+                     in_slurm(&SlurmConfig::partition)));
+    s.push_back(make("cluster.slurm.account", "sbatch --account; \"\" = none given", in_slurm(&SlurmConfig::account)));
+    s.push_back(make("cluster.slurm.qos", "sbatch --qos; \"\" = none given", in_slurm(&SlurmConfig::qos)));
+    s.push_back(make("cluster.slurm.time", "sbatch --time, e.g. \"1-00:00:00\"; \"\" = the partition's default",
+                     in_slurm(&SlurmConfig::time)));
+    s.push_back(
+        make("cluster.slurm.mem", "sbatch --mem, e.g. \"64G\"; \"\" = the default", in_slurm(&SlurmConfig::mem)));
+    s.push_back(
+        make("cluster.slurm.constraint", "sbatch --constraint; \"\" = none", in_slurm(&SlurmConfig::constraint)));
+    s.push_back(make("cluster.slurm.nodes", "nodes per run", in_slurm(&SlurmConfig::nodes), 1, 65536));
+    s.push_back(make("cluster.slurm.gpus_per_node", "GPUs per node, one rank each; 0 = CPU nodes (one rank per task)",
+                     in_slurm(&SlurmConfig::gpus_per_node), 0, 64));
+    s.push_back(make("cluster.slurm.tasks_per_node", "tasks per node on CPU nodes; 0 = the run's ranks placed by Slurm",
+                     in_slurm(&SlurmConfig::tasks_per_node), 0, 4096));
+    s.push_back(make("cluster.slurm.cpus_per_task",
+                     "sbatch --cpus-per-task (each rank's OMP_NUM_THREADS); 0 = Slurm's default",
+                     in_slurm(&SlurmConfig::cpus_per_task), 0, 4096));
+    s.push_back(make("cluster.slurm.max_parallel", "job array tasks at once (--array=...%M); 0 = no limit",
+                     in_slurm(&SlurmConfig::max_parallel), 0, 100000));
+    s.push_back(choice("cluster.slurm.launcher", "how the batch script starts the ranks: srun or mpirun",
+                       in_slurm(&SlurmConfig::launcher), {"srun", "mpirun"}));
+    s.push_back(choice("cluster.slurm.mpi", "srun --mpi=<plugin>", in_slurm(&SlurmConfig::mpi),
+                       {"pmix", "pmix_v3", "pmix_v4", "pmi2", "none"}));
+    s.push_back(choice("cluster.slurm.signal",
+                       "preemption signal, sent signal_grace_s before the time limit; ranks checkpoint and exit 75",
+                       in_slurm(&SlurmConfig::signal), {"USR1", "USR2", "TERM"}));
+    s.push_back(make("cluster.slurm.signal_grace_s",
+                     "seconds before the time limit the signal is sent (--signal=B:<signal>@<grace>)",
+                     in_slurm(&SlurmConfig::signal_grace_s), 1, 65535));
+    s.push_back(make("cluster.slurm.max_requeues", "a preempted run requeues itself at most this often",
+                     in_slurm(&SlurmConfig::max_requeues), 0, 10000));
     return s;
   }();
   return fields;
@@ -762,10 +956,69 @@ std::string describe_changes(const std::vector<ConfigChange>& changes, const std
   return text;
 }
 
-std::vector<std::string> config_keys() {
-  std::vector<std::string> keys;
-  for (const auto& f : schema()) keys.push_back(f.key);
-  return keys;
+namespace {
+
+// The type column of the reference: TOML's words, shortened.
+std::string type_name(const Field& f) {
+  return std::visit(
+      [&](auto&& ref) -> std::string {
+        using T = std::decay_t<decltype(ref(std::declval<Config&>()))>;
+        if constexpr (std::is_same_v<T, int> || std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>)
+          return "int";
+        else if constexpr (std::is_same_v<T, double>)
+          return "float";
+        else if constexpr (std::is_same_v<T, bool>)
+          return "bool";
+        else if constexpr (std::is_same_v<T, std::string>)
+          return f.is_path ? "path" : "string";
+        else if constexpr (std::is_same_v<T, std::array<int, 2>>)
+          return "int[2]";
+        else if constexpr (std::is_same_v<T, std::array<double, 2>>)
+          return "float[2]";
+        else if constexpr (std::is_same_v<T, std::vector<int>>)
+          return "int[]";
+        else if constexpr (std::is_same_v<T, std::vector<double>>)
+          return "float[]";
+        else
+          return "string[]";
+      },
+      f.ref);
+}
+
+// A bound as a person writes it: "1024", "0.0001", "1e+09" for large ones, "inf".
+std::string bound_text(double v) {
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (v == std::floor(v) && std::fabs(v) < 1e7) return std::to_string(static_cast<int64_t>(v));
+  char buf[64];
+  return std::string(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+}
+
+}  // namespace
+
+std::vector<KeyInfo> config_key_infos() {
+  const auto defaults = config_values(Config{});
+  std::vector<KeyInfo> infos;
+  for (size_t i = 0; i < schema().size(); ++i) {
+    const Field& f = schema()[i];
+    KeyInfo info;
+    info.key = f.key;
+    info.type = type_name(f);
+    info.default_value = defaults[i].second;
+    info.min = f.min;
+    info.max = f.max;
+    info.min_exclusive = f.min_exclusive;
+    info.choices = f.choices;
+    info.help = f.help;
+    infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+std::string key_range_text(const KeyInfo& info) {
+  if (!info.choices.empty()) return join(info.choices, " | ");
+  if (std::isinf(info.min) && std::isinf(info.max)) return "";
+  return (info.min_exclusive || std::isinf(info.min) ? "(" : "[") + bound_text(info.min) + ", " + bound_text(info.max) +
+         (std::isinf(info.max) ? ")" : "]");
 }
 
 const std::vector<std::pair<std::string, HeadKind>>& head_kinds() {

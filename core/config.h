@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -276,7 +277,23 @@ std::vector<std::string> missing_stores(const Config& config);
 // "the run was trained with model.width = 8, <given_by> gives 16; also train.lr" for non-empty
 // `changes` (the first with both values, up to three more by name).
 std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by);
-// All valid dotted keys (for help and suggestions).
-std::vector<std::string> config_keys();
+
+// One key of the schema, as `segrun config --keys` and docs/config.md describe it.
+struct KeyInfo {
+  std::string key;            // dotted, e.g. "train.lr"
+  std::string type;           // int | float | bool | string | path | int[2] | float[2] | int[] | float[] | string[]
+  std::string default_value;  // TOML text, as config_values() writes it: "1e-04", "'clip'", "[ 512, 512 ]"
+  // Numbers (each element of an array) lie in [min, max], or (min, max] when min_exclusive;
+  // infinite bounds are open.
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_exclusive = false;
+  std::vector<std::string> choices;  // strings: the allowed values (empty = any)
+  std::string help;                  // one line: what it does, its unit, the paper / mmseg convention
+};
+// Every key of the schema, in schema order (the order of to_toml and config_values).
+std::vector<KeyInfo> config_key_infos();
+// "[1, 1024]", "(0, 10]", "[0, inf)", "ade20k | cityscapes"; "" for a key that takes any value.
+std::string key_range_text(const KeyInfo& info);
 
 }  // namespace segrun

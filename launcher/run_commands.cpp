@@ -7,6 +7,7 @@
 //   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
 //   segrun metrics --pred DIR --gt DIR --num-classes K [--confusion CSV] [...]   (engine::MetricsCommandOptions)
 //   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
+//   segrun config --keys [PREFIX] [--format text|md]             (every key: type, default, range, meaning)
 #include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
@@ -19,6 +20,7 @@
 
 #include "core/atomic_file.h"
 #include "core/config.h"
+#include "core/config_reference.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/output_paths.h"
@@ -63,6 +65,9 @@ struct PredictCommand {
 struct ConfigCommand {
   std::string config;
   std::vector<std::string> overrides;
+  const CLI::Option* keys = nullptr;  // --keys given: the key reference instead of a config
+  std::string keys_prefix;            // --keys PREFIX: only the keys starting with it
+  std::string format = "text";        // --format of the reference: text | md
 };
 
 sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector<std::string>& names) {
@@ -324,7 +329,15 @@ int run_metrics(const engine::MetricsCommandOptions& given) {
 }
 
 int run_config(const ConfigCommand& cmd) {
-  std::cout << to_toml(load_config(cmd.config, cmd.overrides));
+  if (cmd.keys->count() == 0) {
+    std::cout << to_toml(load_config(cmd.config, cmd.overrides));
+    return 0;
+  }
+  const ReferenceFormat format = cmd.format == "md" ? ReferenceFormat::kMarkdown : ReferenceFormat::kText;
+  if (format == ReferenceFormat::kMarkdown && cmd.keys_prefix.empty())
+    std::cout << config_reference_page();  // docs/config.md
+  else
+    std::cout << format_key_reference(keys_with_prefix(cmd.keys_prefix), format);
   return 0;
 }
 
@@ -421,10 +434,29 @@ void add_run_commands(CommandRegistry& registry) {
                               "print the 10 most confused class pairs");
 
   ConfigCommand& config = s.config_command;
-  CLI::App* config_command = registry.add("config", "print the fully resolved config (every default written out)",
-                                          [options](MpiHolder&) { return run_config(options->config_command); });
-  config_command->add_option("config", config.config, "experiment TOML")->required();
-  config_command->add_option("overrides", config.overrides, "key=value overrides");
+  CLI::App* config_command = registry.add(
+      "config",
+      "print the fully resolved config (every default written out); --keys: every key, its default and meaning",
+      [options](MpiHolder&) { return run_config(options->config_command); });
+  CLI::Option* config_file = config_command->add_option("config", config.config, "experiment TOML");
+  CLI::Option* overrides = config_command->add_option("overrides", config.overrides, "key=value overrides");
+  CLI::Option* keys =
+      config_command
+          ->add_option("--keys", config.keys_prefix,
+                       "print every config key instead (type, default, range, meaning), or those starting with PREFIX")
+          ->option_text("[PREFIX]")
+          ->expected(0, 1)
+          ->excludes(config_file)
+          ->excludes(overrides);
+  config.keys = keys;
+  config_command->add_option("--format", config.format, "of --keys: text | md (markdown: docs/config.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "md"}))
+      ->needs(keys);
+  // A config file is required unless --keys asks for the reference.
+  config_command->callback([config_file, keys] {
+    if (config_file->count() == 0 && keys->count() == 0) throw CLI::RequiredError(config_file->get_name());
+  });
 }
 
 }  // namespace segrun::launcher

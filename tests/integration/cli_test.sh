@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# End-to-end through the segrun CLI: synth -> 2-rank pack -> inspect -> 2-rank train -> eval
-# (+ saved predictions re-scored by `segrun metrics`, which must agree) -> preemption by SIGUSR1
-# and resume -> refusal to overwrite -> the device and world checks. Usage: cli_test.sh SEGRUN_BINARY
+# End-to-end through the segrun CLI: the config key reference (= docs/config.md) -> synth -> 2-rank
+# pack -> inspect -> 2-rank train -> eval (+ saved predictions re-scored by `segrun metrics`, which
+# must agree) -> preemption by SIGUSR1 and resume -> refusal to overwrite -> the device and world
+# checks. Usage: cli_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$(realpath "$1")"
 . "$(dirname "$0")/../lib.sh"
 tb_reader="$(realpath "$(dirname "$0")/../engine/read_tensorboard.py")"
+config_md="$(realpath "$(dirname "$0")/../../docs/config.md")"
 enter_work_dir cli-test
+
+# The key reference: the committed docs/config.md is what the program prints (core_test checks the
+# library's page; this, the command line that prints it).
+"$segrun" config --keys --format md > "$work/config.md"
+check "config --keys --format md prints docs/config.md" diff -q "$config_md" "$work/config.md"
+"$segrun" config --keys model.mta_clip > "$work/keys.txt"
+check "config --keys PREFIX lists only those keys" test "$(grep -c '^  model\.mta_clip\.' "$work/keys.txt")" = 10
 
 make_tiny_stores "$work" 2 || { echo "cannot make the tiny stores"; exit 1; }
 "$segrun" data inspect "$work/train" --json > "$work/inspect.json"

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
+#include "core/config_reference.h"
 #include "core/error.h"
 #include "launcher/command_group.h"
 #include "launcher/launch_commands.h"
@@ -58,6 +60,8 @@ TEST(Launcher, EverySubcommandIsRegisteredOnce) {
       {{"data", "inspect", "store"}, "inspect"},
       {{"train", "cfg.toml", "train.lr=1e-4", "--run-dir", "r"}, "train"},
       {{"config", "cfg.toml"}, "config"},
+      {{"config", "--keys"}, "config"},
+      {{"config", "--keys", "model.mta", "--format", "md"}, "config"},
       {{"predict", "runs/a", "--images", "photos", "--out", "preds"}, "predict"},
       {{"launch", "-n", "2", "--", "train", "cfg.toml"}, "launch"},
       {{"demo", "--ranks", "1"}, "demo"},
@@ -110,6 +114,43 @@ TEST(Launcher, Cli11ChecksTheOptionsBoundToTheLibraries) {
   EXPECT_EQ(error_of({"submit", "cfg.toml", "--nodes", "0"}), "--nodes: Value 0 not in range 1 to 65536");
   EXPECT_EQ(error_of({"submit", "cfg.toml", "--launcher", "ssh"}).find("--launcher"), 0u);
   EXPECT_EQ(error_of({"launch", "-n", "0", "--", "train", "c"}), "--ranks: Value 0 not in range 1 to 65536");
+}
+
+// `config --keys [PREFIX]` prints the key reference (docs/config.md with --format md) instead of
+// a config, which it then must not be given; without --keys a config file is required.
+TEST(Launcher, ConfigKeysPrintsTheKeyReference) {
+  const auto printed = [](const std::vector<std::string>& line) {
+    Cli cli;
+    cli.parse(line);
+    int argc = 0;
+    char** argv = nullptr;
+    MpiHolder mpi(&argc, &argv);
+    int code = -1;
+    ::testing::internal::CaptureStdout();
+    try {
+      cli.commands.run_chosen(mpi, &code);
+    } catch (...) {
+      ::testing::internal::GetCapturedStdout();  // stdout back before the error goes on
+      throw;
+    }
+    const std::string out = ::testing::internal::GetCapturedStdout();
+    EXPECT_EQ(code, 0);
+    return out;
+  };
+  EXPECT_EQ(printed({"config", "--keys", "--format", "md"}), config_reference_page());
+  EXPECT_EQ(printed({"config", "--keys"}), format_key_reference(config_key_infos(), ReferenceFormat::kText));
+  EXPECT_EQ(printed({"config", "--keys", "model.mta"}),
+            format_key_reference(keys_with_prefix("model.mta"), ReferenceFormat::kText));
+  EXPECT_EQ(printed({"config", "--format", "md", "--keys", "train.lr"}),
+            format_key_reference(keys_with_prefix("train.lr"), ReferenceFormat::kMarkdown));
+  EXPECT_THROW(printed({"config", "--keys", "modle.vit"}), ConfigError);
+
+  const auto usage_error = [](const std::vector<std::string>& line) { return rejection_of(line, true); };
+  EXPECT_EQ(usage_error({"config"}), "config: config is required (segrun config --help)");
+  EXPECT_EQ(usage_error({"config", "cfg.toml", "--keys"}), "config: config excludes --keys (segrun config --help)");
+  EXPECT_EQ(usage_error({"config", "cfg.toml", "--format", "md"}),
+            "config: --format requires --keys (segrun config --help)");
+  EXPECT_NE(usage_error({"config", "--keys", "--format", "pdf"}).find("--format"), std::string::npos);
 }
 
 TEST(Launcher, TheLaunchStopSignalFollowsTheRunsConfig) {

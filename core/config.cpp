@@ -122,7 +122,9 @@ const std::vector<Field>& schema() {
     auto in_slurm = [](auto SlurmConfig::*field) { return member_ref<&Config::cluster, &ClusterConfig::slurm>(field); };
     s.push_back(make("name", Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
     // [data]
-    s.push_back(choice("data.layout", in_data(&DataConfig::layout), {"ade20k", "cityscapes"}));
+    std::vector<std::string> layouts;
+    for (const auto& [name, layout] : dataset_layouts()) layouts.push_back(name);
+    s.push_back(choice("data.layout", in_data(&DataConfig::layout), layouts));
     s.push_back(path("data.store", in_data(&DataConfig::store)));
     s.push_back(path("data.val_store", in_data(&DataConfig::val_store)));
     s.push_back(make("data.crop", in_data(&DataConfig::crop), 16, 8192));
@@ -137,8 +139,9 @@ const std::vector<Field>& schema() {
     s.push_back(make("data.prefetch", in_data(&DataConfig::prefetch), 1, 64));
     s.push_back(choice("data.on_corrupt", in_data(&DataConfig::on_corrupt), {"fail", "skip"}));
     // [model]
-    s.push_back(
-        choice("model.backbone", in_model(&ModelConfig::backbone), {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
+    std::vector<std::string> backbones;
+    for (const auto& backbone : backbone_kinds()) backbones.push_back(backbone.name);
+    s.push_back(choice("model.backbone", in_model(&ModelConfig::backbone), backbones));
     s.push_back(make("model.width", in_model(&ModelConfig::width), 8, 256));
     s.push_back(path("model.pretrained", in_model(&ModelConfig::pretrained)));
     std::vector<std::string> heads;
@@ -482,9 +485,16 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
     if (c.eval.mode == "slide" && c.eval.crop[i] < 32)
       fail_cross("eval.crop", "a side under 32 pixels leaves the backbone nothing to see");
   }
-  // ViT-B/16's position grid is the crop's (DenseCLIP: input_resolution = the crop).
-  if (c.model.backbone == "clip_vit_b16" && c.data.crop[0] % 16 != 0)
-    fail_cross("data.crop", std::to_string(c.data.crop[0]) + " is not a multiple of clip_vit_b16's patch size 16");
+  // A ViT's position grid is the crop's (DenseCLIP: input_resolution = the crop).
+  const BackboneInfo& backbone = backbone_info(c.model.backbone);
+  switch (backbone.family) {
+    case BackboneFamily::kResNet: break;
+    case BackboneFamily::kVit:
+      if (c.data.crop[0] % backbone.patch_size != 0)
+        fail_cross("data.crop", std::to_string(c.data.crop[0]) + " is not a multiple of " + backbone.name +
+                                    "'s patch size " + std::to_string(backbone.patch_size));
+      break;
+  }
   if (c.train.warmup_iters > c.train.iters)
     fail_cross("train.warmup_iters", "warmup (" + std::to_string(c.train.warmup_iters) +
                                          ") is longer than train.iters (" + std::to_string(c.train.iters) + ")");
@@ -730,23 +740,6 @@ std::vector<std::string> config_keys() {
   std::vector<std::string> keys;
   for (const auto& f : schema()) keys.push_back(f.key);
   return keys;
-}
-
-const std::vector<std::pair<std::string, HeadKind>>& head_kinds() {
-  static const std::vector<std::pair<std::string, HeadKind>> kinds{{"fpn", HeadKind::kFpn},
-                                                                   {"clip_sp", HeadKind::kClipSp},
-                                                                   {"mask2former", HeadKind::kMask2Former},
-                                                                   {"mta_clip", HeadKind::kMtaClip}};
-  return kinds;
-}
-
-HeadKind head_kind(const std::string& name) {
-  std::string known;
-  for (const auto& [head, kind] : head_kinds()) {
-    if (head == name) return kind;
-    known += (known.empty() ? "" : ", ") + head;
-  }
-  throw ConfigError("model.head: unknown head '" + name + "' (known: " + known + ")");
 }
 
 }  // namespace segrun

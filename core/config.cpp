@@ -128,9 +128,11 @@ const std::vector<Field>& schema() {
     s.push_back(make("name", "run name; \"\" = the config file's stem (runs/<name> by default)",
                      Ref<std::string>([](Config& c) -> std::string& { return c.name; })));
     // [data]
+    std::vector<std::string> layouts;
+    for (const auto& [name, layout] : dataset_layouts()) layouts.push_back(name);
     s.push_back(choice("data.layout",
                        "dataset layout: the class names and the label mapping of the stores (data/classes.h)",
-                       in_data(&DataConfig::layout), {"ade20k", "cityscapes"}));
+                       in_data(&DataConfig::layout), layouts));
     s.push_back(
         path("data.store",
              "training store: a `data pack` folder or its manifest.json (relative: to the config file's folder)",
@@ -170,9 +172,11 @@ const std::vector<Field>& schema() {
         "a record failing its CRC: fail = stop naming it; skip = train on the next valid record, leave it out of eval",
         in_data(&DataConfig::on_corrupt), {"fail", "skip"}));
     // [model]
+    std::vector<std::string> backbones;
+    for (const auto& backbone : backbone_kinds()) backbones.push_back(backbone.name);
     s.push_back(choice("model.backbone",
                        "CLIP visual tower: a ModifiedResNet (width: model.width) or a ViT (sizes: [model.vit])",
-                       in_model(&ModelConfig::backbone), {"clip_rn50", "clip_rn101", "clip_vit_b16"}));
+                       in_model(&ModelConfig::backbone), backbones));
     s.push_back(
         make("model.width",
              "ResNet width w (64 = the real RN50/RN101; smaller for tiny CPU configs); a multiple of 8; unused by ViTs",
@@ -676,9 +680,16 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
     if (c.eval.mode == "slide" && c.eval.crop[i] < 32)
       fail_cross("eval.crop", "a side under 32 pixels leaves the backbone nothing to see");
   }
-  // ViT-B/16's position grid is the crop's (DenseCLIP: input_resolution = the crop).
-  if (c.model.backbone == "clip_vit_b16" && c.data.crop[0] % 16 != 0)
-    fail_cross("data.crop", std::to_string(c.data.crop[0]) + " is not a multiple of clip_vit_b16's patch size 16");
+  // A ViT's position grid is the crop's (DenseCLIP: input_resolution = the crop).
+  const BackboneInfo& backbone = backbone_info(c.model.backbone);
+  switch (backbone.family) {
+    case BackboneFamily::kResNet: break;
+    case BackboneFamily::kVit:
+      if (c.data.crop[0] % backbone.patch_size != 0)
+        fail_cross("data.crop", std::to_string(c.data.crop[0]) + " is not a multiple of " + backbone.name +
+                                    "'s patch size " + std::to_string(backbone.patch_size));
+      break;
+  }
   if (c.train.warmup_iters > c.train.iters)
     fail_cross("train.warmup_iters", "warmup (" + std::to_string(c.train.warmup_iters) +
                                          ") is longer than train.iters (" + std::to_string(c.train.iters) + ")");
@@ -1019,23 +1030,6 @@ std::string key_range_text(const KeyInfo& info) {
   if (std::isinf(info.min) && std::isinf(info.max)) return "";
   return (info.min_exclusive || std::isinf(info.min) ? "(" : "[") + bound_text(info.min) + ", " + bound_text(info.max) +
          (std::isinf(info.max) ? ")" : "]");
-}
-
-const std::vector<std::pair<std::string, HeadKind>>& head_kinds() {
-  static const std::vector<std::pair<std::string, HeadKind>> kinds{{"fpn", HeadKind::kFpn},
-                                                                   {"clip_sp", HeadKind::kClipSp},
-                                                                   {"mask2former", HeadKind::kMask2Former},
-                                                                   {"mta_clip", HeadKind::kMtaClip}};
-  return kinds;
-}
-
-HeadKind head_kind(const std::string& name) {
-  std::string known;
-  for (const auto& [head, kind] : head_kinds()) {
-    if (head == name) return kind;
-    known += (known.empty() ? "" : ", ") + head;
-  }
-  throw ConfigError("model.head: unknown head '" + name + "' (known: " + known + ")");
 }
 
 }  // namespace segrun

@@ -14,10 +14,12 @@
 #include <utility>
 #include <vector>
 
+#include "core/kinds.h"  // the names model.head, model.backbone and data.layout choose from
+
 namespace segrun {
 
 struct DataConfig {
-  std::string layout = "ade20k";          // ade20k | cityscapes: class names and label mapping
+  std::string layout = "ade20k";          // dataset_layouts() (core/kinds.h): class names and label mapping
   std::string store;                      // train store (manifest path)
   std::string val_store;                  // validation store
   std::array<int, 2> crop{512, 512};      // H, W
@@ -112,7 +114,7 @@ struct MtaClipConfig {
   bool joint_query_norm = true;
 };
 
-// CLIP vision transformer (model.backbone = "clip_vit_b16": patch 16); defaults = OpenAI's
+// CLIP vision transformer (a ViT-family model.backbone, e.g. "clip_vit_b16": patch 16); defaults = OpenAI's
 // ViT-B/16, smaller for tiny CPU configs. See models/clip/clip_vit.h and docs/models.md.
 struct VitConfig {
   int width = 768;  // token width
@@ -124,17 +126,10 @@ struct VitConfig {
   double drop_path_rate = 0.0;  // stochastic depth of the last block (linear from 0)
 };
 
-// The segmentation heads model.head names: the schema's one list. models/segmentor.cpp builds one
-// segmentor per kind (a switch over HeadKind, so a kind without a builder does not compile).
-enum class HeadKind { kFpn, kClipSp, kMask2Former, kMtaClip };
-const std::vector<std::pair<std::string, HeadKind>>& head_kinds();  // name -> kind, in this order
-// The kind of a head name; ConfigError naming model.head and the known names otherwise.
-HeadKind head_kind(const std::string& name);
-
 struct ModelConfig {
-  std::string backbone = "clip_rn50";  // clip_rn50 | clip_rn101 | clip_vit_b16
+  std::string backbone = "clip_rn50";  // backbone_kinds() (core/kinds.h): clip_rn50 | clip_rn101 | clip_vit_b16
   int width = 64;                      // ResNet stem width (64 = the real RN50; unused by ViTs)
-  VitConfig vit;                       // sizes of clip_vit_b16
+  VitConfig vit;                       // sizes of the ViT backbones (clip_vit_b16)
   std::string pretrained;              // OpenAI CLIP TorchScript archive; "none" = random init on
                                        // purpose ("" is refused by `segrun train`)
   std::string head = "fpn";            // head_kinds(): fpn | clip_sp | mask2former | mta_clip

@@ -44,18 +44,16 @@ std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, cons
   return out;
 }
 
-// The folder of a split in a layout that names its training and validation folders
-// `train_folder` and `val_folder`: both layouts accept either dataset's names (training / train,
-// validation / val), so one pack command line works for both.
-std::string split_folder(const std::string& split, const std::string& layout, const std::string& train_folder,
-                         const std::string& val_folder) {
-  if (split == "training" || split == "train") return train_folder;
-  if (split == "validation" || split == "val") return val_folder;
-  SEGRUN_THROW(DataError, layout << ": unknown split '" << split << "' (valid: train, val, training, validation)");
+// The folder of a split in a layout: every layout accepts either dataset's names (training /
+// train, validation / val), so one pack command line works for all.
+const std::string& split_folder(const std::string& split, const LayoutInfo& layout) {
+  if (split == "training" || split == "train") return layout.train_folder;
+  if (split == "validation" || split == "val") return layout.val_folder;
+  SEGRUN_THROW(DataError, layout.name << ": unknown split '" << split << "' (valid: train, val, training, validation)");
 }
 
-std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& split) {
-  const std::string dir = split_folder(split, "ade20k", "training", "validation");
+// <root>[/ADEChallengeData2016]/{images,annotations}/<dir>/<name>.{jpg,png}
+std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& dir) {
   fs::path base(root);
   require_dir(base, "dataset root");
   if (fs::is_directory(base / "ADEChallengeData2016")) base /= "ADEChallengeData2016";
@@ -77,8 +75,8 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& s
   return sorted_and_checked(std::move(out), images);
 }
 
-std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& split) {
-  const std::string dir = split_folder(split, "cityscapes", "train", "val");
+// <root>/leftImg8bit/<dir>/<city>/<name>_leftImg8bit.png, <root>/gtFine/<dir>/<city>/<name>_gtFine_labelIds.png
+std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& dir) {
   const fs::path base(root);
   require_dir(base, "dataset root");
   const fs::path images = base / "leftImg8bit" / dir;
@@ -255,7 +253,12 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 
 std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, const std::string& split) {
-  return layout == Layout::kAde20k ? scan_ade(root, split) : scan_cityscapes(root, split);
+  const std::string& dir = split_folder(split, layout_info(layout));
+  switch (layout) {
+    case Layout::kAde20k: return scan_ade(root, dir);
+    case Layout::kCityscapes: return scan_cityscapes(root, dir);
+  }
+  SEGRUN_THROW(DataError, "pack: no folder scan for dataset layout " << static_cast<int>(layout));
 }
 
 void check_pack_target(const std::string& out) {

@@ -1,6 +1,6 @@
 #pragma once
-// Colours of the classes, as the datasets publish them, and the pictures built from them:
-// a colour label map and an overlay of it on the image.
+// Colours of the classes, as the datasets publish them (LayoutInfo::palette, data/classes.h), and
+// the pictures built from them: a colour label map and an overlay of it on the image.
 //   ADE20K      the 150 colours of mmsegmentation's ADE20KDataset (train-id order).
 //   Cityscapes  the 19 train-id colours of cityscapesScripts' labels.py (road 128,64,128 ...).
 // Ignored pixels (kIgnoreIndex) and ids beyond the palette are drawn black.
@@ -16,8 +16,6 @@
 #include "data/classes.h"
 
 namespace segrun::data {
-
-using Rgb = std::array<uint8_t, 3>;
 
 // num_classes(layout) colours, in train-id order.
 const std::vector<Rgb>& palette(Layout layout);

@@ -1,6 +1,7 @@
 #include "data/synth.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -124,22 +125,70 @@ std::string format(const char* fmt, int64_t a, int64_t b = 0) {
   return buf;
 }
 
+// The two splits a synthetic dataset has: record counts and the SampleRng stream of each.
+struct Split {
+  int count;
+  uint64_t id;
+  const std::string& folder;
+};
+
+std::array<Split, 2> synth_splits(const SynthOptions& o) {
+  const LayoutInfo& layout = layout_info(o.layout);
+  return {Split{o.train, 0, layout.train_folder}, Split{o.val, 1, layout.val_folder}};
+}
+
+void write_ade20k(const SynthOptions& o, const std::vector<int>& classes, const fs::path& out) {
+  const std::vector<int>& other = layout_info(o.layout).synth_other_labels;
+  const fs::path root = out / "ADEChallengeData2016";
+  const char* stems[2] = {"ADE_train_%08lld", "ADE_val_%08lld"};
+  const std::array<Split, 2> splits = synth_splits(o);
+  for (int s = 0; s < 2; ++s) {
+    const fs::path images = root / "images" / splits[s].folder;
+    const fs::path annotations = root / "annotations" / splits[s].folder;
+    make_dir(images);
+    make_dir(annotations);
+    for (int64_t i = 0; i < splits[s].count; ++i) {
+      cv::Mat image, label;
+      make_scene(o, classes, other, splits[s].id, i, &image, &label);
+      const std::string stem = format(stems[s], i + 1);
+      write_image(images / (stem + ".jpg"), image, {cv::IMWRITE_JPEG_QUALITY, 92});
+      write_image(annotations / (stem + ".png"), label, {});
+    }
+  }
+}
+
+void write_cityscapes(const SynthOptions& o, const std::vector<int>& classes, const fs::path& out) {
+  const std::vector<int>& other = layout_info(o.layout).synth_other_labels;
+  const std::vector<std::string> cities[2] = {{"aachen", "bochum", "bremen"}, {"frankfurt", "lindau"}};
+  const std::array<Split, 2> splits = synth_splits(o);
+  for (int s = 0; s < 2; ++s) {
+    for (int64_t i = 0; i < splits[s].count; ++i) {
+      const std::string& city = cities[s][static_cast<size_t>(i) % cities[s].size()];
+      const fs::path images = out / "leftImg8bit" / splits[s].folder / city;
+      const fs::path annotations = out / "gtFine" / splits[s].folder / city;
+      make_dir(images);
+      make_dir(annotations);
+      cv::Mat image, label;
+      make_scene(o, classes, other, splits[s].id, i, &image, &label);
+      const std::string stem = city + format("_%06lld_%06lld", i, 19);
+      write_image(images / (stem + "_leftImg8bit.png"), image, {});
+      write_image(annotations / (stem + "_gtFine_labelIds.png"), label, {});
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<int> synth_raw_classes(const SynthOptions& o) {
-  if (o.layout == Layout::kAde20k) {
-    int n = o.classes_used > 0 ? std::min(o.classes_used, 150) : 12;
-    std::vector<int> ids;
-    for (int i = 0; i < n; ++i) ids.push_back(n == 1 ? 1 : 1 + static_cast<int>(std::lround(i * 149.0 / (n - 1))));
-    return ids;
-  }
-  int n = o.classes_used > 0 ? std::min(o.classes_used, 19) : 10;
-  const auto& lut = label_lut(Layout::kCityscapes);
+  // Train ids spread evenly over 0..K-1, each drawn as the first raw value that maps to it.
+  const LayoutInfo& layout = layout_info(o.layout);
+  const int k = static_cast<int>(layout.class_names.size());
+  const int n = o.classes_used > 0 ? std::min(o.classes_used, k) : layout.synth_classes;
   std::vector<int> ids;
   for (int i = 0; i < n; ++i) {
-    int train_id = n == 1 ? 0 : static_cast<int>(std::lround(i * 18.0 / (n - 1)));
+    const int train_id = n == 1 ? 0 : static_cast<int>(std::lround(i * static_cast<double>(k - 1) / (n - 1)));
     for (int raw = 0; raw < 256; ++raw) {
-      if (lut[raw] == train_id) {
+      if (layout.label_lut[raw] == train_id) {
         ids.push_back(raw);
         break;
       }
@@ -155,48 +204,11 @@ void synthesize(const SynthOptions& o) {
   const std::vector<int> classes = synth_raw_classes(o);
   const fs::path out(o.out);
   make_dir(out);
-  struct Split {
-    int count;
-    uint64_t id;
-  };
-  const Split splits[2] = {{o.train, 0}, {o.val, 1}};
-  if (o.layout == Layout::kAde20k) {
-    const std::vector<int> other = {0};
-    const fs::path root = out / "ADEChallengeData2016";
-    const char* dir_names[2] = {"training", "validation"};
-    const char* stems[2] = {"ADE_train_%08lld", "ADE_val_%08lld"};
-    for (int s = 0; s < 2; ++s) {
-      const fs::path images = root / "images" / dir_names[s];
-      const fs::path annotations = root / "annotations" / dir_names[s];
-      make_dir(images);
-      make_dir(annotations);
-      for (int64_t i = 0; i < splits[s].count; ++i) {
-        cv::Mat image, label;
-        make_scene(o, classes, other, splits[s].id, i, &image, &label);
-        const std::string stem = format(stems[s], i + 1);
-        write_image(images / (stem + ".jpg"), image, {cv::IMWRITE_JPEG_QUALITY, 92});
-        write_image(annotations / (stem + ".png"), label, {});
-      }
-    }
-    return;
+  switch (o.layout) {
+    case Layout::kAde20k: write_ade20k(o, classes, out); return;
+    case Layout::kCityscapes: write_cityscapes(o, classes, out); return;
   }
-  const std::vector<int> other = {0, 4};
-  const char* dir_names[2] = {"train", "val"};
-  const std::vector<std::string> cities[2] = {{"aachen", "bochum", "bremen"}, {"frankfurt", "lindau"}};
-  for (int s = 0; s < 2; ++s) {
-    for (int64_t i = 0; i < splits[s].count; ++i) {
-      const std::string& city = cities[s][static_cast<size_t>(i) % cities[s].size()];
-      const fs::path images = out / "leftImg8bit" / dir_names[s] / city;
-      const fs::path annotations = out / "gtFine" / dir_names[s] / city;
-      make_dir(images);
-      make_dir(annotations);
-      cv::Mat image, label;
-      make_scene(o, classes, other, splits[s].id, i, &image, &label);
-      const std::string stem = city + format("_%06lld_%06lld", i, 19);
-      write_image(images / (stem + "_leftImg8bit.png"), image, {});
-      write_image(annotations / (stem + "_gtFine_labelIds.png"), label, {});
-    }
-  }
+  SEGRUN_THROW(DataError, o.out << ": no synthetic writer for dataset layout " << static_cast<int>(o.layout));
 }
 
 }  // namespace segrun::data

@@ -27,7 +27,7 @@ struct SynthOptions {
   int height = 128;
   int width = 128;
   uint64_t seed = 0;
-  int classes_used = 0;  // 0 = layout default: 12 for ADE20K, 10 for Cityscapes
+  int classes_used = 0;  // 0 = LayoutInfo::synth_classes: 12 for ADE20K, 10 for Cityscapes
 };
 
 // Raw on-disk label values the generator draws regions from (ADE20K: ids spread over 1..150;

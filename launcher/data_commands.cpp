@@ -24,13 +24,19 @@
 namespace segrun::launcher {
 namespace {
 
-// --layout ade20k | cityscapes into `layout`.
+// --layout <one of dataset_layouts()> into `layout` (ade20k by default).
 CLI::Option* add_layout_option(CLI::App* app, data::Layout& layout) {
+  std::vector<std::string> names;
+  std::string help;
+  for (const auto& [name, kind] : dataset_layouts()) {
+    names.push_back(name);
+    help += (help.empty() ? "" : " | ") + name;
+  }
   return app
       ->add_option_function<std::string>(
-          "--layout", [&layout](const std::string& name) { layout = data::parse_layout(name); }, "ade20k | cityscapes")
-      ->check(CLI::IsMember({"ade20k", "cityscapes"}))
-      ->default_str("ade20k");
+          "--layout", [&layout](const std::string& name) { layout = data::parse_layout(name); }, help)
+      ->check(CLI::IsMember(names))
+      ->default_str(data::layout_name(data::Layout::kAde20k));
 }
 
 // "HxW" with 16 <= H, W <= 8192 into (height, width).

@@ -89,19 +89,20 @@ struct VisualTower {
   WeightImportOptions weights;
 };
 
-VisualTower make_clip_vit(const BuildOptions& build, const NormFactory& norm, bool with_embeddings,
-                          std::shared_ptr<SampleRandom> random) {
+VisualTower make_clip_vit(const BuildOptions& build, const BackboneInfo& backbone, const NormFactory& norm,
+                          bool with_embeddings, std::shared_ptr<SampleRandom> random) {
   const VitConfig& vit = build.config.vit;
   ClipVitOptions options;
-  options.patch_size = 16;
+  options.patch_size = backbone.patch_size;
   options.width = vit.width;
   options.layers = vit.layers;
   options.heads = vit.heads;
   options.embed_dim = vit.embed_dim;
   options.out_indices.assign(vit.out_indices.begin(), vit.out_indices.end());
   options.drop_path_rate = vit.drop_path_rate;
-  SEGRUN_CHECK(build.crop_size >= 16 && build.crop_size % 16 == 0, ConfigError,
-               "data.crop: " << build.crop_size << " is not a multiple of clip_vit_b16's patch size 16");
+  SEGRUN_CHECK(build.crop_size >= backbone.patch_size && build.crop_size % backbone.patch_size == 0, ConfigError,
+               "data.crop: " << build.crop_size << " is not a multiple of " << backbone.name << "'s patch size "
+                             << backbone.patch_size);
   options.input_resolution = build.crop_size;  // DenseCLIP: input_resolution = the crop
   options.with_embeddings = with_embeddings;
   // The pyramid's BN starts from random weights: a frozen norm would never learn (DenseCLIP: SyncBN).
@@ -130,8 +131,12 @@ VisualTower make_clip_resnet(const ModelConfig& config, const NormFactory& norm,
 std::shared_ptr<ClipVisualBackboneImpl> make_clip_backbone(const BuildOptions& build, const NormFactory& norm,
                                                            bool with_embeddings, std::shared_ptr<SampleRandom> random) {
   const ModelConfig& config = build.config;
-  VisualTower tower = config.backbone == "clip_vit_b16" ? make_clip_vit(build, norm, with_embeddings, std::move(random))
-                                                        : make_clip_resnet(config, norm, with_embeddings);
+  const BackboneInfo& backbone = backbone_info(config.backbone);  // ConfigError naming model.backbone
+  VisualTower tower;
+  switch (backbone.family) {
+    case BackboneFamily::kResNet: tower = make_clip_resnet(config, norm, with_embeddings); break;
+    case BackboneFamily::kVit: tower = make_clip_vit(build, backbone, norm, with_embeddings, std::move(random)); break;
+  }
   if (has_pretrained_weights(config)) {
     tower.weights.path = config.pretrained;
     tower.weights.prefix = "visual.";

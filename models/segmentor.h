@@ -66,7 +66,7 @@ struct BuildOptions {
   int num_classes = 0;
   std::vector<std::string> class_names;      // size num_classes (used by text-driven heads)
   std::shared_ptr<dist::Communicator> comm;  // may be null (single process)
-  int crop_size = 512;                       // training crop: clip_vit_b16's positional grid
+  int crop_size = 512;                       // training crop: a ViT backbone's positional grid
   std::vector<int64_t> cooccurrence;         // K x K class co-occurrence of the train store (may be empty)
   // Every parameter and buffer will be loaded from a checkpoint: skip work that only initializes
   // them (CLIP-SP then leaves its text embeddings zero instead of running the text encoder).
@@ -76,9 +76,10 @@ struct BuildOptions {
 // Whether `config.pretrained` names an archive to import ("" and "none" do not).
 bool has_pretrained_weights(const ModelConfig& config);
 
-// The CLIP visual tower every segmentor starts from, chosen by model.backbone: a ModifiedResNet
-// (clip_rn50 | clip_rn101, model.width) or the ViT-B/16 (clip_vit_b16, model.vit.*; its
-// positional grid is options.crop_size / 16, DenseCLIP's input_resolution = the crop, and its
+// The CLIP visual tower every segmentor starts from, chosen by model.backbone's family
+// (core/kinds.h; ConfigError naming model.backbone for an unknown name): a ModifiedResNet
+// (clip_rn50 | clip_rn101, model.width) or a ViT (clip_vit_b16, model.vit.*; its positional grid
+// is options.crop_size / the patch size, DenseCLIP's input_resolution = the crop, and its
 // stochastic depth draws from `random`), with `norm`, with or without its embedding head
 // (attention pooling / ln_post + proj). Its weights come from the `visual.*` tensors of
 // model.pretrained when set (the embedding head's skipped when the tower has none; the ViT's

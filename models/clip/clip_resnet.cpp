@@ -2,9 +2,9 @@
 #include "models/clip/clip_resnet.h"
 
 #include <cmath>
-#include <sstream>
 
 #include "core/error.h"
+#include "models/clip/clip_backbones.h"
 
 namespace segrun::models {
 namespace {
@@ -23,25 +23,13 @@ torch::nn::AnyModule make_norm(const NormFactory& norm, int64_t channels) {
 
 }  // namespace
 
-const std::vector<std::string>& clip_backbone_variants() {
-  static const std::vector<std::string> variants{"clip_rn50", "clip_rn101", "clip_vit_b16"};
-  return variants;
-}
-
 ClipResNetSpec validate_clip_resnet_options(const ClipResNetOptions& options) {
+  const BackboneInfo& backbone = backbone_info(options.variant);  // ConfigError for an unknown name
+  SEGRUN_CHECK(backbone.family == BackboneFamily::kResNet, ConfigError,
+               "model.backbone: '" << options.variant << "' is not a ResNet backbone (clip_vit.h builds it)");
+  const ClipBackboneFacts& facts = clip_backbone_facts(backbone.kind);
   ClipResNetSpec spec;
-  if (options.variant == "clip_rn50") {
-    spec.layers = {3, 4, 6, 3};
-  } else if (options.variant == "clip_rn101") {
-    spec.layers = {3, 4, 23, 3};
-  } else {
-    std::ostringstream valid;
-    for (size_t i = 0; i < clip_backbone_variants().size(); ++i) {
-      valid << (i ? ", " : "") << clip_backbone_variants()[i];
-    }
-    SEGRUN_THROW(ConfigError,
-                 "model.backbone: unknown backbone '" << options.variant << "' (valid: " << valid.str() << ")");
-  }
+  spec.layers = facts.resnet_layers;
   SEGRUN_CHECK(options.width >= 8 && options.width % 8 == 0, ConfigError,
                "model.width: must be a multiple of 8 and at least 8 (got " << options.width << ")");
   SEGRUN_CHECK(options.input_resolution >= 32 && options.input_resolution % 32 == 0, ConfigError,
@@ -51,8 +39,7 @@ ClipResNetSpec validate_clip_resnet_options(const ClipResNetOptions& options) {
   spec.width = options.width;
   spec.feature_dim = 32 * spec.width;
   spec.heads = std::max<int64_t>(1, spec.feature_dim / 64);
-  // OpenAI: RN50 embeds into 1024 = 16 * 64, RN101 into 512 = 8 * 64; scaled with the width.
-  spec.embed_dim = (options.variant == "clip_rn50" ? 16 : 8) * spec.width;
+  spec.embed_dim = facts.embed_per_width * spec.width;
   return spec;
 }
 

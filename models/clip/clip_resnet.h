@@ -12,7 +12,8 @@
 // Parameter names equal the OpenAI checkpoint's `visual.*` keys without the prefix
 // (conv1.weight, layer1.0.downsample.0.weight, attnpool.q_proj.weight, ...).
 // Width multiplier w (64 = the real model) must be a multiple of 8; attention heads = w/2 (head
-// dim 64); embed dim E = 16w for clip_rn50 (1024 at w=64), 8w for clip_rn101 (512 at w=64).
+// dim 64); blocks per stage and embed dim E per variant from clip_backbones.h (E = 16w for
+// clip_rn50, 1024 at w=64; 8w for clip_rn101, 512 at w=64).
 // Not thread-safe (a torch module). Inputs of any size >= 32 work; each avg-pool floors, so H and
 // W divisible by 32 give exactly H/4 .. H/32.
 
@@ -27,7 +28,7 @@
 namespace segrun::models {
 
 struct ClipResNetOptions {
-  std::string variant = "clip_rn50";  // clip_rn50 | clip_rn101 (config key model.backbone)
+  std::string variant = "clip_rn50";  // a ResNet of backbone_kinds() (config key model.backbone)
   int width = 64;                     // stem width (config key model.width)
   int input_resolution = 224;         // sets the positional grid: (input_resolution/32)^2 + 1 rows
   bool with_attnpool = true;
@@ -35,7 +36,7 @@ struct ClipResNetOptions {
 };
 
 // Derived sizes of a variant; validate_clip_resnet_options() throws ConfigError naming
-// model.backbone / model.width for bad values.
+// model.backbone (an unknown or non-ResNet variant) / model.width for bad values.
 struct ClipResNetSpec {
   std::vector<int64_t> layers;  // blocks per stage
   int64_t width = 0;
@@ -44,7 +45,6 @@ struct ClipResNetSpec {
   int64_t feature_dim = 0;  // 32 w, channels of c4
   std::vector<int64_t> stage_channels() const { return {4 * width, 8 * width, 16 * width, 32 * width}; }
 };
-const std::vector<std::string>& clip_backbone_variants();
 ClipResNetSpec validate_clip_resnet_options(const ClipResNetOptions& options);
 
 class ClipBottleneckImpl : public torch::nn::Module {

@@ -5,19 +5,17 @@
 #include <limits>
 
 #include "core/error.h"
+#include "models/clip/clip_backbones.h"
 
 namespace segrun::models {
 
 ClipTextOptions clip_text_options_for(const std::string& backbone) {
+  const BackboneInfo* info = find_backbone(backbone);
+  SEGRUN_CHECK(
+      info != nullptr, ConfigError,
+      "model.backbone: no CLIP text encoder pairs with '" << backbone << "' (valid: " << backbone_names() << ")");
   ClipTextOptions options;
-  if (backbone == "clip_rn50") {
-    options.embed_dim = 1024;
-  } else if (backbone == "clip_rn101" || backbone == "clip_vit_b16") {
-    options.embed_dim = 512;
-  } else {
-    SEGRUN_THROW(ConfigError, "model.backbone: no CLIP text encoder pairs with '"
-                                  << backbone << "' (valid: clip_rn50, clip_rn101, clip_vit_b16)");
-  }
+  options.embed_dim = clip_backbone_facts(info->kind).text_embed_dim;
   return options;
 }
 

@@ -33,8 +33,9 @@ struct ClipTextOptions {
   int64_t layers = 12;
   int64_t embed_dim = 1024;  // 1024 pairs with clip_rn50, 512 with clip_rn101
 };
-// The real encoder paired with a visual variant ("clip_rn50" -> embed 1024, "clip_rn101" and
-// "clip_vit_b16" -> 512); ConfigError naming model.backbone for other names.
+// The real encoder paired with a visual variant: embed_dim is the variant's text_embed_dim
+// (clip_backbones.h: "clip_rn50" -> 1024, "clip_rn101" and "clip_vit_b16" -> 512); ConfigError
+// naming model.backbone for names not in backbone_kinds().
 ClipTextOptions clip_text_options_for(const std::string& backbone);
 // ModelError naming the field for non-positive sizes or width % heads != 0.
 void validate_clip_text_options(const ClipTextOptions& options);

@@ -69,6 +69,39 @@ TEST(Classes, CityscapesLabelIdsToTrainIdsFullTable) {
   for (int v = 0; v < 256; ++v) EXPECT_EQ(lut[v], expected[v]) << "labelId " << v;
 }
 
+// Every layout core/kinds.h names has a consistent row in the table.
+TEST(Classes, EveryLayoutHasItsFacts) {
+  for (const auto& [name, layout] : dataset_layouts()) {
+    SCOPED_TRACE(name);
+    const LayoutInfo& info = layout_info(layout);
+    EXPECT_EQ(info.name, name);
+    EXPECT_EQ(layout_name(layout), name);
+    EXPECT_EQ(parse_layout(name), layout);
+    const int k = static_cast<int>(info.class_names.size());
+    EXPECT_GT(k, 0);
+    EXPECT_EQ(info.palette.size(), info.class_names.size());
+    EXPECT_FALSE(info.mapping_name.empty());
+    EXPECT_FALSE(info.train_folder.empty());
+    EXPECT_FALSE(info.val_folder.empty());
+    EXPECT_GT(info.synth_classes, 0);
+    EXPECT_LE(info.synth_classes, k);
+    EXPECT_FALSE(info.synth_other_labels.empty());
+    // Raw values up to max_raw_label map to a train id or ignore; each train id has a raw value.
+    std::vector<bool> reached(static_cast<size_t>(k), false);
+    for (int raw = 0; raw <= info.max_raw_label; ++raw) {
+      const int id = info.label_lut[raw];
+      EXPECT_TRUE(id == kIgnoreIndex || (id >= 0 && id < k)) << "raw " << raw << " -> " << id;
+      if (id >= 0 && id < k) reached[static_cast<size_t>(id)] = true;
+    }
+    for (int id = 0; id < k; ++id) EXPECT_TRUE(reached[static_cast<size_t>(id)]) << "train id " << id;
+    for (int raw : info.synth_other_labels) EXPECT_EQ(info.label_lut[raw], kIgnoreIndex) << "raw " << raw;
+  }
+  EXPECT_EQ(layout_info(Layout::kAde20k).max_raw_label, 150);
+  EXPECT_EQ(layout_info(Layout::kCityscapes).max_raw_label, 255);
+  EXPECT_EQ(mapping_name(Layout::kAde20k), "ade20k_reduce_zero_label");
+  EXPECT_EQ(mapping_name(Layout::kCityscapes), "cityscapes_labelid_to_trainid");
+}
+
 TEST(Classes, ParseLayout) {
   EXPECT_EQ(parse_layout("ade20k"), Layout::kAde20k);
   EXPECT_EQ(parse_layout("cityscapes"), Layout::kCityscapes);

@@ -12,8 +12,10 @@
 #include "core/error.h"
 #include "dist/inprocess_communicator.h"
 #include "dist/sync_batch_norm.h"
+#include "models/clip/clip_backbones.h"
 #include "models/clip/clip_checkpoint.h"
 #include "models/clip/clip_resnet.h"
+#include "models/clip/clip_text.h"
 #include "models/heads/fpn_head.h"
 #include "models/losses/seg_losses.h"
 #include "models/norm.h"
@@ -26,6 +28,51 @@ namespace {
 // ---- helpers -------------------------------------------------------------------------------------
 
 using test_io::expect_close;
+
+// Every backbone kind has architecture facts that fit its family, and the ResNet builder takes
+// exactly the ResNet-family names.
+TEST(ModelsClipBackbones, EveryKindHasFactsOfItsFamily) {
+  for (const BackboneInfo& info : backbone_kinds()) {
+    SCOPED_TRACE(info.name);
+    const ClipBackboneFacts& facts = clip_backbone_facts(info.kind);
+    EXPECT_GT(facts.text_embed_dim, 0);
+    EXPECT_EQ(clip_text_options_for(info.name).embed_dim, facts.text_embed_dim);
+    ClipResNetOptions options;
+    options.variant = info.name;
+    options.width = 8;
+    options.norm = make_norm_factory("bn", nullptr);
+    switch (info.family) {
+      case BackboneFamily::kResNet: {
+        EXPECT_EQ(facts.resnet_layers.size(), 4u);
+        EXPECT_GT(facts.embed_per_width, 0);
+        const ClipResNetSpec spec = validate_clip_resnet_options(options);
+        EXPECT_EQ(spec.layers, facts.resnet_layers);
+        EXPECT_EQ(spec.embed_dim, facts.embed_per_width * 8);
+        break;
+      }
+      case BackboneFamily::kVit:
+        EXPECT_TRUE(facts.resnet_layers.empty());
+        EXPECT_EQ(facts.embed_per_width, 0);
+        EXPECT_THROW(validate_clip_resnet_options(options), ConfigError);
+        break;
+    }
+  }
+  // OpenAI's numbers at full width.
+  EXPECT_EQ(clip_backbone_facts(BackboneKind::kClipRn50).resnet_layers, (std::vector<int64_t>{3, 4, 6, 3}));
+  EXPECT_EQ(clip_backbone_facts(BackboneKind::kClipRn101).resnet_layers, (std::vector<int64_t>{3, 4, 23, 3}));
+  EXPECT_EQ(clip_backbone_facts(BackboneKind::kClipRn50).embed_per_width * 64, 1024);
+  EXPECT_EQ(clip_backbone_facts(BackboneKind::kClipRn101).embed_per_width * 64, 512);
+  EXPECT_EQ(clip_text_options_for("clip_rn50").embed_dim, 1024);
+  EXPECT_EQ(clip_text_options_for("clip_vit_b16").embed_dim, 512);
+  try {
+    clip_text_options_for("clip_vit_l14");
+    ADD_FAILURE() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "model.backbone: no CLIP text encoder pairs with 'clip_vit_l14' (valid: clip_rn50, clip_rn101, "
+                 "clip_vit_b16)");
+  }
+}
 
 void add_state(c10::Dict<std::string, at::Tensor>& dict, torch::nn::Module& model, const std::string& prefix) {
   for (const auto& item : model.named_parameters()) dict.insert(prefix + item.key(), item.value().detach().clone());

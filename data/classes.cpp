@@ -83,9 +83,14 @@ std::array<int, 256> make_ade_lut() {
   return lut;
 }
 
+// Label ids 0..33 (cityscapesScripts labels.py; the license plate, id -1, is not drawn into
+// *_labelIds.png) and 255 (ignore, as mmseg writes it); 34..254 are no label id: a file holding
+// them is not a labelIds PNG (a train-id or colour file under that name), refused by pack.
 std::array<int, 256> make_cityscapes_lut() {
   std::array<int, 256> lut{};
-  lut.fill(kIgnoreIndex);
+  lut.fill(kInvalidLabel);
+  for (int id = 0; id <= 33; ++id) lut[id] = kIgnoreIndex;
+  lut[255] = kIgnoreIndex;
   const int label_ids[19] = {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33};
   for (int train_id = 0; train_id < 19; ++train_id) lut[label_ids[train_id]] = train_id;
   return lut;
@@ -112,7 +117,7 @@ LayoutInfo make_cityscapes() {
   info.class_names.assign(std::begin(kCityscapesClasses), std::end(kCityscapesClasses));
   info.label_lut = make_cityscapes_lut();
   info.mapping_name = "cityscapes_labelid_to_trainid";
-  info.max_raw_label = 255;
+  info.max_raw_label = 33;
   info.palette.assign(std::begin(kCityscapesPalette), std::end(kCityscapesPalette));
   info.train_folder = "train";
   info.val_folder = "val";
@@ -122,6 +127,19 @@ LayoutInfo make_cityscapes() {
 }
 
 }  // namespace
+
+std::array<uint8_t, 256> raw_label_of_train_id(Layout layout) {
+  std::array<uint8_t, 256> raw{};
+  std::array<bool, 256> taken{};
+  const std::array<int, 256>& lut = label_lut(layout);
+  for (int value = 0; value < 256; ++value) {
+    const int train_id = lut[static_cast<size_t>(value)];
+    if (train_id < 0 || train_id >= num_classes(layout) || taken[static_cast<size_t>(train_id)]) continue;
+    raw[static_cast<size_t>(train_id)] = static_cast<uint8_t>(value);
+    taken[static_cast<size_t>(train_id)] = true;
+  }
+  return raw;
+}
 
 const LayoutInfo& layout_info(Layout layout) {
   static const LayoutInfo kAde20k = make_ade20k();

@@ -8,8 +8,9 @@
 // The mappings follow mmsegmentation:
 //   ADE20K      reduce_zero_label: 0 ("other") -> 255, k -> k-1 for k = 1..150, 255 stays 255;
 //               values 151..254 are not ADE20K labels (label_lut marks them kInvalidLabel).
-//   Cityscapes  labelIds -> trainIds (cityscapesScripts labels.py): 19 classes, every other id
-//               (0..6, 9, 10, 14..16, 18, 29, 30, 34..255) -> 255.
+//   Cityscapes  labelIds -> trainIds (cityscapesScripts labels.py): 19 classes, the other ids
+//               (0..6, 9, 10, 14..16, 18, 29, 30) and 255 -> 255; values 34..254 are no label
+//               ids (kInvalidLabel: a train-id or colour PNG under a labelIds name).
 // Pure functions and constant tables; thread-safe.
 
 #include <array>
@@ -35,8 +36,8 @@ struct LayoutInfo {
   std::array<int, 256> label_lut;
   // Name of the mapping applied ("ade20k_reduce_zero_label", "cityscapes_labelid_to_trainid").
   std::string mapping_name;
-  // Highest raw value the annotations may contain (150 for ADE20K, 255 for Cityscapes, whose
-  // unknown ids all map to ignore).
+  // Highest raw value the annotations may contain besides 255 (ignore): 150 for ADE20K, 33 for
+  // Cityscapes.
   int max_raw_label;
   std::vector<Rgb> palette;  // one colour per class, as the dataset publishes them (palette.h)
   // The dataset's own names of its training and validation folders (ADE20K: training /
@@ -57,5 +58,10 @@ inline int num_classes(Layout layout) { return static_cast<int>(class_names(layo
 inline const std::array<int, 256>& label_lut(Layout layout) { return layout_info(layout).label_lut; }
 inline const std::string& mapping_name(Layout layout) { return layout_info(layout).mapping_name; }
 inline int max_raw_label(Layout layout) { return layout_info(layout).max_raw_label; }
+
+// Train id -> the dataset's own label value, the inverse of label_lut (Cityscapes' label id,
+// ADE20K's 1-based class index): what `predict --label-ids` writes; 0 for values that are no
+// train id.
+std::array<uint8_t, 256> raw_label_of_train_id(Layout layout);
 
 }  // namespace segrun::data

@@ -39,21 +39,6 @@ bool has_image_extension(const fs::path& path) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
-// Train id -> the dataset's own label value (the inverse of data::label_lut: Cityscapes' label
-// id, ADE20K's 1-based class index); 0 for values that are no train id (never written).
-std::array<uint8_t, 256> raw_label_of_train_id(data::Layout layout) {
-  std::array<uint8_t, 256> raw{};
-  std::array<bool, 256> taken{};
-  const std::array<int, 256>& lut = data::label_lut(layout);
-  for (int value = 0; value < 256; ++value) {
-    const int train_id = lut[static_cast<size_t>(value)];
-    if (train_id < 0 || train_id >= data::num_classes(layout) || taken[static_cast<size_t>(train_id)]) continue;
-    raw[static_cast<size_t>(train_id)] = static_cast<uint8_t>(value);
-    taken[static_cast<size_t>(train_id)] = true;
-  }
-  return raw;
-}
-
 }  // namespace
 
 std::vector<std::string> list_predict_images(const std::vector<std::string>& inputs) {
@@ -117,7 +102,7 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   comm.barrier();  // every rank has checked --out and its images before any writes into it
   for (const char* sub : {"", "/color", "/overlay"}) fs::create_directories(request.out_dir + sub);
   if (request.label_ids) fs::create_directories(request.out_dir + "/label_ids");
-  const std::array<uint8_t, 256> raw_of_train = raw_label_of_train_id(layout);
+  const std::array<uint8_t, 256> raw_of_train = data::raw_label_of_train_id(layout);
 
   torch::NoGradGuard no_grad;
   model->eval();

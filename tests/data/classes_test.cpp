@@ -43,9 +43,12 @@ TEST(Classes, AdeReduceZeroLabel) {
 }
 
 TEST(Classes, CityscapesLabelIdsToTrainIdsFullTable) {
-  // labelId -> trainId from cityscapesScripts labels.py; everything else is ignore.
+  // labelId -> trainId from cityscapesScripts labels.py; the other ids 0..33 and 255 are
+  // ignore; 34..254 are no label id (a file holding them is refused).
   std::array<int, 256> expected{};
-  expected.fill(255);
+  expected.fill(kInvalidLabel);
+  for (int id = 0; id <= 33; ++id) expected[id] = 255;
+  expected[255] = 255;
   expected[7] = 0;
   expected[8] = 1;
   expected[11] = 2;
@@ -97,9 +100,19 @@ TEST(Classes, EveryLayoutHasItsFacts) {
     for (int raw : info.synth_other_labels) EXPECT_EQ(info.label_lut[raw], kIgnoreIndex) << "raw " << raw;
   }
   EXPECT_EQ(layout_info(Layout::kAde20k).max_raw_label, 150);
-  EXPECT_EQ(layout_info(Layout::kCityscapes).max_raw_label, 255);
+  EXPECT_EQ(layout_info(Layout::kCityscapes).max_raw_label, 33);
   EXPECT_EQ(mapping_name(Layout::kAde20k), "ade20k_reduce_zero_label");
   EXPECT_EQ(mapping_name(Layout::kCityscapes), "cityscapes_labelid_to_trainid");
+}
+
+// predict --label-ids: a train id back to the dataset's own value (cityscapesScripts' label ids;
+// ADE20K's 1-based indices).
+TEST(Classes, RawLabelOfTrainIdInvertsTheMapping) {
+  const auto city = raw_label_of_train_id(Layout::kCityscapes);
+  const int label_ids[19] = {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33};
+  for (int t = 0; t < 19; ++t) EXPECT_EQ(city[t], label_ids[t]) << "train id " << t;
+  const auto ade = raw_label_of_train_id(Layout::kAde20k);
+  for (int t = 0; t < 150; ++t) EXPECT_EQ(ade[t], t + 1) << "train id " << t;
 }
 
 TEST(Classes, ParseLayout) {

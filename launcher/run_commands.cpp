@@ -5,9 +5,9 @@
 //               [--run-dir D]
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
 //   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
-//   segrun metrics --pred DIR --gt DIR --num-classes K [--confusion CSV] [...]   (engine::MetricsCommandOptions)
-//   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
-//   segrun config --keys [PREFIX] [--format text|md]             (every key: type, default, range, meaning)
+//   segrun metrics --pred DIR --gt DIR --num-classes K|--layout L [--confusion CSV] [...]
+//   (engine::MetricsCommandOptions) segrun config CONFIG [k=v...]                                (the resolved config
+//   as TOML) segrun config --keys [PREFIX] [--format text|md]             (every key: type, default, range, meaning)
 #include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>
@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/config_reference.h"
 #include "core/error.h"
+#include "core/kinds.h"
 #include "core/log.h"
 #include "core/output_paths.h"
 #include "core/run_folder.h"
@@ -69,6 +70,13 @@ struct ConfigCommand {
   std::string keys_prefix;            // --keys PREFIX: only the keys starting with it
   std::string format = "text";        // --format of the reference: text | md
 };
+
+// The names data.layout and --layout take (core/kinds.h).
+std::vector<std::string> layout_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, layout] : dataset_layouts()) names.push_back(name);
+  return names;
+}
 
 sweeps::ClassTable class_table_of(const engine::SegMetrics& m, const std::vector<std::string>& names) {
   sweeps::ClassTable table;
@@ -422,7 +430,7 @@ void add_run_commands(CommandRegistry& registry) {
       ->add_option("--layout", metrics.layout,
                    "the ground truth is this dataset's raw annotations as released (nested folders, "
                    "Cityscapes *_gtFine_labelIds.png, raw ids mapped to train ids, the dataset's class names)")
-      ->check(CLI::IsMember({"ade20k", "cityscapes"}));
+      ->check(CLI::IsMember(layout_names()));
   metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes (required without --layout)")
       ->check(int_range(1, 255));
   metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();

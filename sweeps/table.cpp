@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/format.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -270,8 +271,12 @@ std::string format_class_table(const ClassTable& t, TableFormat fmt, bool skip_n
                                << " Acc values");
   const std::string nan = nan_text(fmt);
   std::vector<std::vector<std::string>> rows;
+  size_t skipped = 0;
   for (size_t c = 0; c < k; ++c) {
-    if (skip_nan_rows && std::isnan(t.iou[c])) continue;
+    if (skip_nan_rows && std::isnan(t.iou[c])) {
+      ++skipped;
+      continue;
+    }
     rows.push_back({t.class_names.empty() ? "class_" + std::to_string(c) : t.class_names[c],
                     format_number(t.iou[c] * 100.0, 2, nan), format_number(t.acc[c] * 100.0, 2, nan)});
   }
@@ -280,6 +285,10 @@ std::string format_class_table(const ClassTable& t, TableFormat fmt, bool skip_n
   out += format_table({"aAcc", "mIoU", "mAcc"},
                       {{format_number(t.aAcc, 2, nan), format_number(t.mIoU, 2, nan), format_number(t.mAcc, 2, nan)}},
                       fmt, {Align::kRight, Align::kRight, Align::kRight});
+  // mmseg lists every class (nan where undefined); a text table that leaves rows out says how many.
+  if (fmt == TableFormat::kText && skipped > 0)
+    out += segrun::format("{} of {} classes neither in the ground truth nor predicted: not listed, not in mIoU\n",
+                          skipped, k);
   return out;
 }
 

@@ -49,7 +49,8 @@ struct ClassTable {
 // Two tables separated by one empty line: "Class | IoU | Acc" (values x100, 2 decimals) and the
 // summary "aAcc | mIoU | mAcc" (2 decimals). NaN is written "nan" in text and CSV, "-" in
 // markdown and HTML and "--" in LaTeX. skip_nan_rows drops the classes whose IoU is NaN (absent from both
-// GT and prediction; a class with IoU 0 and NaN Acc is kept since it counts in mIoU).
+// GT and prediction; a class with IoU 0 and NaN Acc is kept since it counts in mIoU); in text, a
+// last line then says how many classes were left out.
 std::string format_class_table(const ClassTable& table, TableFormat fmt, bool skip_nan_rows);
 
 // Text made safe inside HTML elements and double-quoted attributes: & < > " ' as entities.

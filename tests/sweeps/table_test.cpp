@@ -90,7 +90,8 @@ TEST(ClassTable, TextSkippingNanRowsAndDefaultNames) {
       "|  aAcc |  mIoU |  mAcc |\n"
       "+-------+-------+-------+\n"
       "| 69.23 | 35.71 | 66.67 |\n"
-      "+-------+-------+-------+\n";
+      "+-------+-------+-------+\n"
+      "1 of 3 classes neither in the ground truth nor predicted: not listed, not in mIoU\n";
   EXPECT_EQ(format_class_table(t, TableFormat::kText, true), expected);
   t.acc.pop_back();
   EXPECT_THROW(format_class_table(t, TableFormat::kText, false), DataError);

@@ -661,17 +661,19 @@ void apply_override(const std::string& text, Config& config) {
   assign(*f, config, *parsed.get("v"), where, fs::current_path());
 }
 
+// The last of `overrides` ("key=value") that set `key` (the one in force), nullptr when none did.
+const std::string* override_of(const std::vector<std::string>& overrides, const std::string& key) {
+  for (auto o = overrides.rbegin(); o != overrides.rend(); ++o)
+    if (o->compare(0, key.size() + 1, key + "=") == 0) return &*o;
+  return nullptr;
+}
+
 // Checks between keys. A failure names the file, or the override when the key it names was set
 // on the command line (`overrides`: "key=value" texts).
 void check_cross_fields(const Config& c, const std::string& origin, const std::vector<std::string>& overrides) {
-  // The last override that set `key` (the one in force), nullptr when the file did.
-  auto override_of = [&](const std::string& key) -> const std::string* {
-    for (auto o = overrides.rbegin(); o != overrides.rend(); ++o)
-      if (o->compare(0, key.size() + 1, key + "=") == 0) return &*o;
-    return nullptr;
-  };
   auto fail_cross = [&](const std::string& key, const std::string& what) {
-    if (const std::string* o = override_of(key)) throw ConfigError("override '" + *o + "': " + key + ": " + what);
+    if (const std::string* o = override_of(overrides, key))
+      throw ConfigError("override '" + *o + "': " + key + ": " + what);
     throw ConfigError(origin + ": " + key + ": " + what);
   };
   // The CLIP backbones downsample 32 times (ViT-B/16: patches of 16, then the pyramid's 1/32).
@@ -699,7 +701,7 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
   if (c.model.width % 8 != 0) fail_cross("model.width", "must be a multiple of 8");
   const auto divisible = [&](const std::string& width_key, int width, const std::string& heads_key, int heads) {
     if (width % heads == 0) return;
-    const bool heads_overridden = override_of(heads_key) != nullptr;
+    const bool heads_overridden = override_of(overrides, heads_key) != nullptr;
     fail_cross(heads_overridden ? heads_key : width_key,
                heads_overridden ? "must divide " + width_key + " = " + std::to_string(width)
                                 : "must be divisible by " + heads_key + " = " + std::to_string(heads));
@@ -733,6 +735,7 @@ Config parse_table(const toml::table& table, const std::string& origin, const st
   apply_table(table, "", config, origin, base_dir);
   for (const auto& o : overrides) apply_override(o, config);
   check_cross_fields(config, origin, overrides);
+  config.overrides = overrides;
   return config;
 }
 
@@ -943,6 +946,19 @@ std::vector<ConfigChange> result_changes(const Config& run_config, const Config&
                                }),
                 changes.end());
   return changes;
+}
+
+std::string origin_of(const Config& config, const std::string& key) {
+  if (const std::string* o = override_of(config.overrides, key)) return "override '" + *o + "'";
+  return config.source.empty() ? "config" : config.source;
+}
+
+std::string origin_of_message(const Config& config, const std::string& message) {
+  for (auto o = config.overrides.rbegin(); o != config.overrides.rend(); ++o) {
+    const std::string key = o->substr(0, o->find('='));
+    if (!key.empty() && message.find(key) != std::string::npos) return "override '" + *o + "'";
+  }
+  return config.source.empty() ? "config" : config.source;
 }
 
 std::vector<std::string> missing_stores(const Config& config) {

@@ -234,9 +234,18 @@ struct Config {
   DistConfig dist;
   LogConfig log;
   ClusterConfig cluster;
-  std::string name;    // run name, default: config file stem
-  std::string source;  // file it was loaded from ("" = defaults only)
+  std::string name;                    // run name, default: config file stem
+  std::string source;                  // file it was loaded from ("" = defaults only)
+  std::vector<std::string> overrides;  // the command line's "key=value" texts, applied after the file
 };
+
+// Where the value in force of `key` came from, for messages: "override 'dist.device=cuda'" when
+// the command line set it (its last override), else the file (config.source; "config" when the
+// config is the defaults alone).
+std::string origin_of(const Config& config, const std::string& key);
+// The same for an error message that names keys: the last override whose key the message names,
+// else the file. A check made after loading (a device, a model) blames what the user wrote.
+std::string origin_of_message(const Config& config, const std::string& message);
 
 // Parses `path` (TOML) then applies `overrides`. Relative store paths in the file are resolved
 // against the file's directory. Throws ConfigError on the first problem.

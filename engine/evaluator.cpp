@@ -274,8 +274,7 @@ nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::v
 CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankContext& context,
                                          const std::string& checkpoint, const EvalRequest& request) {
   SEGRUN_CHECK(!config.data.val_store.empty(), ConfigError,
-               (config.source.empty() ? "config" : config.source)
-                   << ": data.val_store: not set (eval needs a validation store)");
+               origin_of(config, "data.val_store") << ": data.val_store: not set (eval needs a validation store)");
   const DeviceSetup setup = setup_device(config, context);
   auto comm = setup.comm;
   data::StoreReader store(config.data.val_store);

@@ -14,7 +14,7 @@ DeviceSetup setup_device(const Config& config, const dist::RankContext& context)
   try {
     setup.context = dist::place_on_device(context, config.dist.device);
   } catch (const ConfigError& e) {
-    throw ConfigError((config.source.empty() ? std::string("config") : config.source) + ": " + e.what());
+    throw ConfigError(origin_of(config, "dist.device") + ": " + e.what());
   }
   setup.device = dist::torch_device(setup.context);
   dist::bind_thread(setup.device);
@@ -54,8 +54,8 @@ std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const s
   build.crop_size = config.data.crop[0];
   try {
     return models::build_segmentor(build);
-  } catch (const ConfigError& e) {  // name the config file the bad model key came from
-    throw ConfigError((config.source.empty() ? std::string("config") : config.source) + ": " + e.what());
+  } catch (const ConfigError& e) {  // name the file (or the override) the bad model key came from
+    throw ConfigError(origin_of_message(config, e.what()) + ": " + e.what());
   }
 }
 

@@ -79,14 +79,14 @@ FolderLock take_run_lock(const std::string& run_dir, double requeue_wait_s) {
 }
 
 std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request) {
-  const std::string origin = config.source.empty() ? "config" : config.source;
   SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
   // A paper recipe without its CLIP weights would silently train from random weights and a random
   // text codebook: a config must say so ("none").
   SEGRUN_CHECK(!config.model.pretrained.empty(), ConfigError,
-               origin << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, "
-                         "RN101.pt), or set it to \"none\" to train from random weights on purpose");
-  SEGRUN_CHECK(!config.data.store.empty(), ConfigError, origin << ": data.store: not set");
+               origin_of(config, "model.pretrained")
+                   << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, "
+                      "RN101.pt), or set it to \"none\" to train from random weights on purpose");
+  SEGRUN_CHECK(!config.data.store.empty(), ConfigError, origin_of(config, "data.store") << ": data.store: not set");
   check_run_dir(request.run_dir);
   const RunFolder run(request.run_dir);
   const bool has_checkpoints = !checkpoints_newest_first(run.checkpoint_dir()).empty();

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "core/config.h"
 #include "core/error.h"
 
@@ -139,6 +141,24 @@ TEST(Config, OverridesAreTypedAndChecked) {
               HasSubstr("override 'train.lr=fast': train.lr: expected a number, got a string"));
   EXPECT_THAT(error_of("", {"train.lrr=1"}), HasSubstr("did you mean 'train.lr'"));
   EXPECT_THAT(error_of("", {"train.lr"}), HasSubstr("expected key=value"));
+}
+
+// A check made after loading (the device, the model) blames the override that set the key, else the file.
+TEST(Config, OriginOfAKeyIsItsOverrideElseTheFile) {
+  const Config c = parse_config("", "exp.toml", {"dist.device=cpu", "train.lr=1e-3", "dist.device=cuda"});
+  EXPECT_EQ(c.overrides, (std::vector<std::string>{"dist.device=cpu", "train.lr=1e-3", "dist.device=cuda"}));
+  EXPECT_EQ(origin_of(c, "dist.device"), "override 'dist.device=cuda'");  // the one in force
+  EXPECT_EQ(origin_of(c, "dist.backend"), "config");                      // defaults alone
+  EXPECT_EQ(origin_of_message(c, "train.lr: too large"), "override 'train.lr=1e-3'");
+  EXPECT_EQ(origin_of_message(c, "model.head: unknown"), "config");
+  const auto dir = std::filesystem::temp_directory_path() / ("segrun-origin-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "exp.toml").string();
+  std::ofstream(path) << "[train]\nlr = 1e-4\n";
+  const Config loaded = load_config(path, {"dist.device=cuda"});
+  EXPECT_EQ(origin_of(loaded, "train.lr"), std::filesystem::absolute(path).string());
+  EXPECT_EQ(origin_of(loaded, "dist.device"), "override 'dist.device=cuda'");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Config, ResolvedConfigRoundTrips) {

@@ -4,13 +4,16 @@
 #include <fstream>
 #include <iostream>
 #include <system_error>
+#include <utility>
 
 #include "cluster/job_record.h"
 #include "cluster/job_script.h"
 #include "cluster/local_launch.h"
 #include "cluster/slurm_client.h"
 #include "core/atomic_file.h"
+#include "build_config.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/progress.h"
 #include "core/run_folder.h"
 #include "sweeps/spec.h"
@@ -99,13 +102,33 @@ bool is_sweep_spec(const std::string& path) {
   return false;
 }
 
+// A GPU job whose ranks run a segrun built without CUDA (a CPU-only LibTorch): with dist.device =
+// "cuda" every rank would fail at its start, after the wait in the queue (refused); with "auto" the
+// ranks would train on the nodes' CPUs while the GPUs they hold idle (a warning). `where` names the
+// config or the sweep's run.
+void check_gpu_job(const SlurmConfig& slurm, const Config& config, const std::string& where) {
+  if (slurm.gpus_per_node == 0 || SEGRUN_WITH_CUDA) return;
+  const std::string what = where + ": cluster.slurm.gpus_per_node = " + std::to_string(slurm.gpus_per_node) +
+                           " but this segrun (" + cluster::self_executable() + ") is built without CUDA";
+  if (config.dist.device == "cuda")
+    throw ConfigError(what +
+                      ": with dist.device = \"cuda\" every rank would fail at its start; build segrun against "
+                      "a CUDA LibTorch (docs/gpu.md)");
+  if (config.dist.device == "auto")
+    log::warn(
+        "{}: its ranks will train on the nodes' CPUs while the GPUs idle (docs/gpu.md builds segrun with CUDA; "
+        "dist.device = \"cpu\" says it is meant)",
+        what);
+}
+
 int submit_run(const SubmitRequest& req, std::ostream& out) {
   Config config = load_config(req.target, req.overrides);
   // Refused here, not after the job has waited in the queue (the stores are on a shared file system).
   const std::vector<std::string> missing = missing_stores(config);
-  if (!missing.empty()) throw ConfigError(req.target + ": " + missing.front());
+  if (!missing.empty()) throw ConfigError(origin_of_message(config, missing.front()) + ": " + missing.front());
   SlurmConfig slurm = config.cluster.slurm;
   req.slurm.apply(slurm);
+  check_gpu_job(slurm, config, origin_of(config, "dist.device"));
   const std::string run_dir = absolute(req.run_dir.empty() ? (fs::path("runs") / config.name).string() : req.run_dir);
   const std::string name = fs::path(run_dir).filename().string();
   if (!cluster::is_safe_name(name))
@@ -188,6 +211,12 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                         plan[i].run.dir_name + " (set cluster.slurm.* in [fixed], not in [grid] or [[variants]])");
   SlurmConfig slurm = configs[0].cluster.slurm;
   req.slurm.apply(slurm);
+  // Every run that would fail is refused; the warning is said once, for the first run it concerns.
+  bool warned = false;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (configs[i].dist.device == "auto" && std::exchange(warned, true)) continue;
+    check_gpu_job(slurm, configs[i], spec.path + ": run " + plan[i].run.dir_name);
+  }
   if (!cluster::is_safe_name(spec.name))
     throw ConfigError(spec.path + ": sweep name '" + spec.name + "' is not [A-Za-z0-9._-]");
   // resources.ranks defaults to 1; on GPU nodes (or with explicit tasks per node) the layout decides.

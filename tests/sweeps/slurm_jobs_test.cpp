@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "build_config.h"
 #include "cluster/job_record.h"
 #include "core/error.h"
 #include "sweeps/spec.h"
@@ -113,6 +114,40 @@ TEST(SlurmJobs, ARunBegunUnderAnOlderFolderNameIsResumedInThatFolder) {
   EXPECT_NE(err.find("  task 0: " + runs[0].id + "-dropout0_s0\n"), std::string::npos) << err;
   EXPECT_NE(err.find("  task 1: " + runs[1].dir_name + "\n"), std::string::npos) << err;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "runs" / runs[0].dir_name));
+}
+
+// A GPU job given to a segrun built without CUDA: refused before it queues when its ranks would
+// fail (dist.device = "cuda"), a warning when they would train on the CPUs (auto).
+TEST(SlurmJobs, AGpuJobFromASegrunWithoutCudaIsRefusedOrWarned) {
+  if (SEGRUN_WITH_CUDA) GTEST_SKIP() << "this segrun is built with CUDA";
+  segrun::testing::ScratchDir dir("slurmjobs-gpu");
+  std::ofstream(dir.str("gpu.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n[cluster.slurm]\ngpus_per_node = 4\n";
+  SubmitRequest request;
+  request.target = dir.str("gpu.toml");
+  request.run_dir = dir.str("runs/gpu");
+  request.dry_run = true;
+  request.overrides = {"dist.device=cuda"};
+  std::ostringstream out;
+  try {
+    submit_run(request, out);
+    ADD_FAILURE() << "a job whose ranks would all fail was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("override 'dist.device=cuda': cluster.slurm.gpus_per_node = 4 but this segrun ("),
+        std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("built without CUDA"), std::string::npos) << e.what();
+  }
+  request.overrides = {"dist.device=auto"};
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(submit_run(request, out), 0);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("will train on the nodes' CPUs while the GPUs idle"), std::string::npos) << err;
+  request.overrides = {"dist.device=cpu"};  // meant: no word
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(submit_run(request, out), 0);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("GPUs idle"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "runs" / "gpu"));  // a dry run writes nothing
 }
 
 }  // namespace

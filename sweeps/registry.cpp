@@ -151,7 +151,8 @@ RunRecord read_run(const std::string& dir_text) {
 
 bool is_run_folder(const std::string& dir) {
   const RunFolder folder(dir);
-  return path_exists(folder.config_path()) && (path_exists(folder.metrics_path()) || path_exists(folder.result_path()));
+  return path_exists(folder.config_path()) &&
+         (path_exists(folder.metrics_path()) || path_exists(folder.result_path()) || path_exists(folder.status_path()));
 }
 
 std::vector<RunRecord> scan_runs(const std::string& runs_dir) {

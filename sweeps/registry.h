@@ -67,8 +67,8 @@ void for_each_metrics_record(const std::string& metrics_path,
 
 // Reads what exists of a run directory; DataError naming the file if one is corrupt.
 RunRecord read_run(const std::string& dir);
-// A run folder as the engine leaves it: its resolved config.toml and something it measured
-// (metrics.jsonl or result.json).
+// A run folder as the engine or `segrun submit` leaves it: its resolved config.toml and something
+// it measured (metrics.jsonl or result.json) or a status (queued, failed before its first metrics).
 bool is_run_folder(const std::string& dir);
 // Every direct subdirectory of runs_dir holding an overrides.json, sorted by name. DataError
 // when runs_dir does not exist.

@@ -371,6 +371,22 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   ASSERT_EQ(by_name.runs.size(), 2u);
   EXPECT_EQ(by_name.runs[1].overrides, (Overrides{{"name", "\"second\""}}));
 
+  // A run queued, or failed before its first metrics line (config.toml and status only), is a run
+  // that is not done, not a folder to skip.
+  const fs::path pending = dir_.path() / "pending";
+  write_text(pending / "a" / "config.toml", "[train]\nlr = 1e-3\n");
+  write_text(pending / "a" / "result.json", "{\"mIoU\": 1.0}\n");
+  write_text(pending / "a" / "status", "done\n");
+  write_text(pending / "b" / "config.toml", "[train]\nlr = 2e-3\n");
+  write_text(pending / "b" / "status", "queued\n");
+  write_text(pending / "c" / "config.toml", "[train]\nlr = 3e-3\n");
+  write_text(pending / "c" / "status", "failed rank 1 exited with 1\n");
+  const ReportSource with_pending = load_report_source(pending.string(), "", false);
+  ASSERT_EQ(with_pending.runs.size(), 3u);
+  ResultTableOptions by_lr;
+  by_lr.rows = {"train.lr"};
+  EXPECT_EQ(build_result_grid(with_pending.runs, by_lr).runs_not_done, 2);
+
   // The same config on 2 and on 4 ranks: told apart by result.json's global batch, which the
   // table then has as a key (and so no footnote about mixed global batches).
   const fs::path ranks = dir_.path() / "ranks";

@@ -138,9 +138,9 @@ class MpiCommunicator final : public Communicator {
     if (size_ == 1 || tensor.numel() == 0) return;
     torch::Tensor buffer = tensor.is_cuda() ? host_view(tensor, cuda_aware_) : tensor;
     for_each_chunk(buffer, CollectiveKind::kAllreduce, note, [&](void* data, int count, MPI_Request* request) {
-      SEGRUN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, count, mpi_type_of(tensor, "allreduce"), mpi_op_of(op),
-                                      comm_, request),
-                       "MPI_Iallreduce");
+      SEGRUN_MPI_CHECK(
+          MPI_Iallreduce(MPI_IN_PLACE, data, count, mpi_type_of(tensor, "allreduce"), mpi_op_of(op), comm_, request),
+          "MPI_Iallreduce");
     });
     if (!buffer.is_same(tensor)) tensor.copy_(buffer);
   }
@@ -167,17 +167,31 @@ class MpiCommunicator final : public Communicator {
       out[0].copy_(tensor);
       return out;
     }
-    if (tensor.numel() * size_ > options_.mpi_max_elements_per_call)
-      throw DistError("allgather: " + std::to_string(tensor.numel()) + " elements x " + std::to_string(size_) +
-                      " ranks exceed the MPI count limit " + std::to_string(options_.mpi_max_elements_per_call) +
-                      " on rank " + std::to_string(rank_));
-    auto info = watchdog_->begin(CollectiveKind::kAllgather, tensor.nbytes(), "");
-    MPI_Request request = MPI_REQUEST_NULL;
-    SEGRUN_MPI_CHECK(MPI_Iallgather(tensor.data_ptr(), static_cast<int>(tensor.numel()),
-                                    mpi_type_of(tensor, "allgather"), out.data_ptr(), static_cast<int>(tensor.numel()),
-                                    mpi_type_of(tensor, "allgather"), comm_, &request),
-                     "MPI_Iallgather");
-    watchdog_->wait(request, info);
+    const MPI_Datatype type = mpi_type_of(tensor, "allgather");
+    const auto gather = [&](const torch::Tensor& part, torch::Tensor& into) {
+      auto info = watchdog_->begin(CollectiveKind::kAllgather, part.nbytes(), "");
+      MPI_Request request = MPI_REQUEST_NULL;
+      SEGRUN_MPI_CHECK(MPI_Iallgather(part.data_ptr(), static_cast<int>(part.numel()), type, into.data_ptr(),
+                                      static_cast<int>(part.numel()), type, comm_, &request),
+                       "MPI_Iallgather");
+      watchdog_->wait(request, info);
+    };
+    // Each call receives at most mpi_max_elements_per_call elements (ranks x its part): a larger
+    // tensor goes in parts, in order, each gathered to [ranks, part] and copied into its columns.
+    const int64_t numel = tensor.numel();
+    const int64_t per_call = std::max<int64_t>(1, options_.mpi_max_elements_per_call / size_);
+    if (numel <= per_call) {
+      gather(tensor, out);
+      return out;
+    }
+    const torch::Tensor flat = tensor.view({numel});
+    torch::Tensor columns = out.view({size_, numel});
+    for (int64_t begin = 0; begin < numel; begin += per_call) {
+      const int64_t count = std::min(per_call, numel - begin);
+      torch::Tensor part_out = torch::empty({size_, count}, tensor.options());
+      gather(flat.narrow(0, begin, count), part_out);
+      columns.narrow(1, begin, count).copy_(part_out);
+    }
     return out;
   }
 

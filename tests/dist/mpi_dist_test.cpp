@@ -51,7 +51,8 @@ TEST(MpiCommunicator, Collectives) {
 }
 
 // MPI counts are int, so a tensor above the per-call limit goes as several calls; with the limit
-// lowered to 7 elements, 20 elements go as 7 + 7 + 6, each a collective of its own.
+// lowered to 7 elements, 20 elements go as 7 + 7 + 6, each a collective of its own (an allgather:
+// 7 received elements per call).
 TEST(MpiCommunicator, TensorsAboveTheCountLimitGoInOrderedChunks) {
   CommunicatorOptions options;
   options.name = "chunked";
@@ -71,8 +72,11 @@ TEST(MpiCommunicator, TensorsAboveTheCountLimitGoInOrderedChunks) {
   want[14] = 101;
   EXPECT_TRUE(torch::equal(b, want));
   EXPECT_EQ(comm->sequence() - before, 6u);
-  // allgather is one call: [2 ranks x 4] = 8 elements is over the limit of 7.
-  EXPECT_THROW(comm->allgather(torch::zeros({4})), DistError);
+  // allgather receives at most 7 elements per call (2 ranks x 3): [2, 4] goes as 3 + 3 + 2 elements.
+  auto gathered = comm->allgather(torch::arange(8, torch::kInt64).view({2, 4}) + 10 * r);
+  EXPECT_TRUE(torch::equal(gathered, torch::stack({torch::arange(8, torch::kInt64).view({2, 4}),
+                                                   torch::arange(8, torch::kInt64).view({2, 4}) + 10})));
+  EXPECT_EQ(comm->sequence() - before, 9u);
   CommunicatorOptions bad;
   bad.mpi_max_elements_per_call = 0;
   EXPECT_THROW(make_communicator("mpi", singleton_context(), bad), DistError);

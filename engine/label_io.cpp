@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/kinds.h"
 #include "core/log.h"
 #include "data/classes.h"
 
@@ -115,10 +116,32 @@ MetricsCommandOptions resolved_metrics_options(MetricsCommandOptions o) {
   return o;
 }
 
+namespace {
+
+// What --layout says of the ground truth's values, parsed once; no LUT without --layout.
+struct RawLabels {
+  const std::array<int, 256>* lut = nullptr;  // raw value -> train id, ignore or kInvalidLabel
+  int max_raw_label = 0;
+  bool cityscapes = false;
+};
+
+RawLabels raw_labels_of(const std::string& layout_name) {
+  RawLabels raw;
+  if (layout_name.empty()) return raw;
+  const data::Layout layout = data::parse_layout(layout_name);
+  raw.lut = &data::label_lut(layout);
+  raw.max_raw_label = data::max_raw_label(layout);
+  raw.cityscapes = layout == data::Layout::kCityscapes;
+  return raw;
+}
+
+}  // namespace
+
 SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tensor* confusion) {
   const MetricsCommandOptions o = resolved_metrics_options(options);
-  const std::array<int, 256>* lut = o.layout.empty() ? nullptr : &data::label_lut(data::parse_layout(o.layout));
-  const bool cityscapes = !o.layout.empty() && data::parse_layout(o.layout) == data::Layout::kCityscapes;
+  const RawLabels raw = raw_labels_of(o.layout);
+  const std::array<int, 256>* lut = raw.lut;
+  const bool cityscapes = raw.cityscapes;
   const std::vector<std::string> gt_suffixes =
       cityscapes ? std::vector<std::string>{"_gtFine_labelIds"} : std::vector<std::string>{};
   const std::vector<std::string> pred_suffixes =
@@ -128,7 +151,10 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tens
   SEGRUN_CHECK(!gts.empty(), ConfigError,
                "metrics: --gt " << o.gt_dir << ": no .png files"
                                 << (lut ? "" : " in this folder (a dataset's nested ground truth: --layout)"));
-  const char* gt_hint = lut ? "" : "; raw dataset labels need --layout ade20k|cityscapes, or --num-classes is wrong";
+  std::string layouts;
+  for (const auto& [name, layout] : dataset_layouts()) layouts += (layouts.empty() ? "" : "|") + name;
+  const std::string gt_hint =
+      lut ? "" : "; raw dataset labels need --layout " + layouts + ", or --num-classes is wrong";
 
   IoUAccumulator acc(o.num_classes, o.ignore_index);
   if (confusion) *confusion = torch::zeros({o.num_classes, o.num_classes}, torch::kLong);
@@ -150,14 +176,14 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tens
         const int v = (*lut)[in[i]];
         SEGRUN_CHECK(v != data::kInvalidLabel, DataError,
                      gt_path.string() << ": label value " << static_cast<int>(in[i]) << " is not a " << o.layout
-                                      << " label (0.." << data::max_raw_label(data::parse_layout(o.layout)) << ")");
+                                      << " label (0.." << raw.max_raw_label << ")");
         out[i] = static_cast<uint8_t>(v);
       }
       gt = mapped;
     } else if (o.reduce_zero_label) {
       gt = reduce_zero_label(gt);
     }
-    check_label_range(gt, o.num_classes, o.ignore_index, gt_path.string(), gt_hint);
+    check_label_range(gt, o.num_classes, o.ignore_index, gt_path.string(), gt_hint.c_str());
     check_label_range(pred, o.num_classes, o.ignore_index, it->second.string(), "; is --num-classes right?");
     acc.add(pred, gt);
     if (confusion) *confusion += confusion_matrix(pred, gt, o.num_classes, o.ignore_index);

@@ -53,4 +53,8 @@ NormFactory make_norm_factory(const std::string& kind, std::shared_ptr<dist::Com
   SEGRUN_THROW(ConfigError, "model.norm: unknown norm '" << kind << "' (valid: " << known.str() << ")");
 }
 
+NormFactory make_new_module_norm_factory(const std::string& kind, std::shared_ptr<dist::Communicator> comm) {
+  return make_norm_factory(kind == "frozen_bn" ? "syncbn" : kind, std::move(comm));
+}
+
 }  // namespace segrun::models

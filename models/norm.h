@@ -49,6 +49,11 @@ const std::vector<std::string>& norm_kinds();
 // process). Unknown kinds throw ConfigError naming `model.norm` and listing norm_kinds().
 NormFactory make_norm_factory(const std::string& kind, std::shared_ptr<dist::Communicator> comm);
 
+// The factory for modules that start from random weights (decoders, a ViT's pyramid): as
+// make_norm_factory, except that "frozen_bn" gives "syncbn" there, since a frozen norm only suits
+// pretrained statistics and would never learn (DenseCLIP's decoders use SyncBN).
+NormFactory make_new_module_norm_factory(const std::string& kind, std::shared_ptr<dist::Communicator> comm);
+
 // The layer behind "syncbn": dist::SyncBatchNorm over `comm` when it has more than one rank,
 // otherwise torch::nn::BatchNorm2d (the same computation without collectives).
 torch::nn::AnyModule make_sync_norm(int64_t channels, const std::shared_ptr<dist::Communicator>& comm);

@@ -89,8 +89,9 @@ struct VisualTower {
   WeightImportOptions weights;
 };
 
-VisualTower make_clip_vit(const BuildOptions& build, const BackboneInfo& backbone, const NormFactory& norm,
-                          bool with_embeddings, std::shared_ptr<SampleRandom> random) {
+// Its pyramid (fpn1..fpn4) starts from random weights; the transformer blocks have no BatchNorm.
+VisualTower make_clip_vit(const BuildOptions& build, const BackboneInfo& backbone, bool with_embeddings,
+                          std::shared_ptr<SampleRandom> random) {
   const VitConfig& vit = build.config.vit;
   ClipVitOptions options;
   options.patch_size = backbone.patch_size;
@@ -105,8 +106,7 @@ VisualTower make_clip_vit(const BuildOptions& build, const BackboneInfo& backbon
                              << backbone.patch_size);
   options.input_resolution = build.crop_size;  // DenseCLIP: input_resolution = the crop
   options.with_embeddings = with_embeddings;
-  // The pyramid's BN starts from random weights: a frozen norm would never learn (DenseCLIP: SyncBN).
-  options.norm = build.config.norm == "frozen_bn" ? make_norm_factory("syncbn", build.comm) : norm;
+  options.norm = make_new_module_norm_factory(build.config.norm, build.comm);
   options.random = std::move(random);
   VisualTower tower{std::make_shared<ClipVitImpl>(options), {}};
   tower.weights.grid_keys = {"positional_embedding"};
@@ -135,7 +135,7 @@ std::shared_ptr<ClipVisualBackboneImpl> make_clip_backbone(const BuildOptions& b
   VisualTower tower;
   switch (backbone.family) {
     case BackboneFamily::kResNet: tower = make_clip_resnet(config, norm, with_embeddings); break;
-    case BackboneFamily::kVit: tower = make_clip_vit(build, backbone, norm, with_embeddings, std::move(random)); break;
+    case BackboneFamily::kVit: tower = make_clip_vit(build, backbone, with_embeddings, std::move(random)); break;
   }
   if (has_pretrained_weights(config)) {
     tower.weights.path = config.pretrained;
@@ -178,9 +178,7 @@ FpnSegmentorImpl::FpnSegmentorImpl(const BuildOptions& options) : num_classes_(o
   head.num_classes = options.num_classes;
   head.dropout = options.config.dropout;
   head.random = random_;
-  // A frozen norm only makes sense for pretrained statistics: the randomly initialized decoder
-  // always gets a trainable (synchronized when distributed) normalization.
-  head.norm = options.config.norm == "frozen_bn" ? make_norm_factory("syncbn", options.comm) : norm;
+  head.norm = make_new_module_norm_factory(options.config.norm, options.comm);
   decode_head_ = register_module("decode_head", FpnHead(head));
 }
 

@@ -80,7 +80,8 @@ bool has_pretrained_weights(const ModelConfig& config);
 // (core/kinds.h; ConfigError naming model.backbone for an unknown name): a ModifiedResNet
 // (clip_rn50 | clip_rn101, model.width) or a ViT (clip_vit_b16, model.vit.*; its positional grid
 // is options.crop_size / the patch size, DenseCLIP's input_resolution = the crop, and its
-// stochastic depth draws from `random`), with `norm`, with or without its embedding head
+// stochastic depth draws from `random`), with `norm` in a ResNet (a ViT's pyramid, which starts
+// from random weights, takes make_new_module_norm_factory's), with or without its embedding head
 // (attention pooling / ln_post + proj). Its weights come from the `visual.*` tensors of
 // model.pretrained when set (the embedding head's skipped when the tower has none; the ViT's
 // pyramid keeps its own init).

@@ -42,8 +42,7 @@ ClipSpSegmentorImpl::ClipSpSegmentorImpl(const BuildOptions& options)
   asl_.clip = sp.asl_clip;
 
   const NormFactory norm = make_norm_factory(m.norm, options.comm);
-  // A frozen norm only suits pretrained statistics: new modules get a trainable one.
-  const NormFactory head_norm = m.norm == "frozen_bn" ? make_norm_factory("syncbn", options.comm) : norm;
+  const NormFactory head_norm = make_new_module_norm_factory(m.norm, options.comm);
   backbone_ = register_module("backbone", make_clip_backbone(options, norm, /*with_embeddings=*/true, random_));
   const ClipVisualSpec spec = backbone_->visual_spec();
 

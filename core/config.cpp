@@ -364,7 +364,9 @@ const std::vector<Field>& schema() {
         make("train.poly_power",
              "poly decay power: lr = (lr - min_lr) * (1 - iter / iters)^power + min_lr (mmcv PolyLrUpdaterHook)",
              in_train(&TrainConfig::poly_power), 0, 10));
-    s.push_back(make("train.min_lr", "learning rate at the last iteration; at most train.lr",
+    s.push_back(make("train.min_lr",
+                     "learning rate at the last iteration, of every parameter group (mmcv: an absolute floor, also "
+                     "under backbone_lr_mult); at most train.lr",
                      in_train(&TrainConfig::min_lr), 0, 10));
     s.push_back(make("train.grad_clip", "max global gradient norm (clip by total norm); 0 = off",
                      in_train(&TrainConfig::grad_clip), 0, kInf));

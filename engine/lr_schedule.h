@@ -11,7 +11,10 @@
 //   else lr = regular(iter).
 // So lr_at(0) = regular(0) * warmup_ratio, warmup ends continuously at regular(warmup_iters), and
 // lr_at(max_iters) = min_lr. Iterations past max_iters are clamped to max_iters (lr = min_lr).
-// Parameter groups with a multiplier (backbone_lr_mult) scale the returned value.
+// A parameter group with a multiplier (backbone_lr_mult) has its own schedule, as mmcv's hook
+// gives each group: base_lr = train.lr * lr_mult, and the same absolute floor min_lr (DenseCLIP's
+// backbone at 0.1x decays from 1e-5 to 1e-6, not to 1e-7). A multiplier of 0 keeps the group at 0
+// (mmcv would raise it towards min_lr; a user who writes 0 means frozen).
 
 #include <cstdint>
 
@@ -28,7 +31,8 @@ namespace segrun::engine {
 // outside [0, 1], poly_power < 0, lr < 0 or min_lr < 0.
 void validate_lr_schedule(const TrainConfig& train);
 
-// The learning rate for 0-based iteration iter (>= 0; ConfigError otherwise).
-double lr_at(const TrainConfig& train, int64_t iter);
+// The learning rate for 0-based iteration iter (>= 0; ConfigError otherwise) of a parameter group
+// whose multiplier is lr_mult (>= 0).
+double lr_at(const TrainConfig& train, int64_t iter, double lr_mult = 1.0);
 
 }  // namespace segrun::engine

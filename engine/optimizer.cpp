@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "dist/sync_batch_norm.h"
+#include "engine/lr_schedule.h"
 #include "engine/torch_version.h"
 #include "models/norm.h"
 
@@ -158,11 +159,11 @@ std::unique_ptr<MultiTensorAdamW> make_optimizer(torch::nn::Module& model, const
   return optimizer;
 }
 
-void set_learning_rates(MultiTensorAdamW& optimizer, double lr) {
+void set_learning_rates(MultiTensorAdamW& optimizer, const TrainConfig& train, int64_t iter) {
   auto& groups = optimizer.param_groups();
   for (size_t i = 0; i < groups.size(); ++i) {
     const double mult = i < optimizer.lr_multipliers.size() ? optimizer.lr_multipliers[i] : 1.0;
-    static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(lr * mult);
+    static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(lr_at(train, iter, mult));
   }
 }
 

@@ -11,7 +11,8 @@
 //   - the rest ("head"): lr and train.weight_decay.
 // Groups are ordered backbone, head, the keys' groups, norm layers; empty ones are left out, so the
 // defaults (no keys, norm_decay_mult 1) give the two groups of earlier checkpoints.
-// set_learning_rates() sets every group's lr from the schedule's lr and the group's multiplier.
+// set_learning_rates() sets every group's lr from its own schedule (lr_schedule.h: train.lr times the
+// group's multiplier, decaying to the absolute train.min_lr).
 // MultiTensorAdamW is torch::optim::AdamW -- the same options, per-parameter state and
 // serialization, so checkpoints are interchangeable -- whose step() updates each group with a few
 // multi-tensor (_foreach_) kernels instead of about eight kernels per parameter: the same
@@ -48,7 +49,7 @@ struct ParameterGroup {
 std::vector<ParameterGroup> parameter_groups(torch::nn::Module& model, const TrainConfig& train);
 
 std::unique_ptr<MultiTensorAdamW> make_optimizer(torch::nn::Module& model, const TrainConfig& train);
-void set_learning_rates(MultiTensorAdamW& optimizer, double lr);
+void set_learning_rates(MultiTensorAdamW& optimizer, const TrainConfig& train, int64_t iter);
 
 // train.grad_clip: scales the gradients of `parameters` by min(1, max_norm / (norm + 1e-6)), where
 // norm is their global 2-norm, and returns that norm (before scaling) as a 0-dim tensor on the

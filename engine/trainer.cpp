@@ -503,8 +503,8 @@ void Trainer::step(int64_t iter) {
   State& s = *state_;
   const Config& config = s.config;
   SEGRUN_CHECK(s.loader, Error, "Trainer::step: resume() first");
-  s.lr = lr_at(config.train, iter);
-  set_learning_rates(*s.optimizer, s.lr);
+  s.lr = lr_at(config.train, iter);  // the head's; each group follows its own (lr_schedule.h)
+  set_learning_rates(*s.optimizer, config.train, iter);
   // LibTorch's own generators: a function of (seed, iteration, rank); no model draw uses them.
   torch::manual_seed(hash_key(config.train.seed, static_cast<uint64_t>(iter),
                               static_cast<uint64_t>(s.context.world_rank), static_cast<uint64_t>(RngPurpose::kInit)));

@@ -47,6 +47,23 @@ TEST(LrSchedule, PolyPowerWithMinLr) {
   EXPECT_DOUBLE_EQ(lr_at(o, 100), 1e-4);
 }
 
+// mmcv's hook gives each parameter group its own schedule from its initial lr (train.lr x the
+// group's multiplier) down to the same absolute min_lr: DenseCLIP's backbone (0.1x) ends at
+// min_lr, not at a tenth of it. Reference values: mmcv's formulas in Python with base_lr = 0.001.
+TEST(LrSchedule, AGroupWithAMultiplierDecaysToTheSameFloor) {
+  auto o = linear_options();
+  o.poly_power = 0.9;
+  o.min_lr = 1e-4;
+  EXPECT_NEAR(lr_at(o, 0, 0.1), 9.999999999999998e-05, 1e-18);
+  EXPECT_NEAR(lr_at(o, 3, 0.1), 0.0003609953627675935, 1e-18);
+  EXPECT_NEAR(lr_at(o, 50, 0.1), 0.0005822980581413319, 1e-18);
+  EXPECT_NEAR(lr_at(o, 99, 0.1), 0.00011426403873215003, 1e-18);
+  EXPECT_DOUBLE_EQ(lr_at(o, 100, 0.1), 1e-4);
+  EXPECT_DOUBLE_EQ(lr_at(o, 50, 1.0), lr_at(o, 50));
+  EXPECT_EQ(lr_at(o, 50, 0.0), 0.0);  // a group meant frozen stays frozen
+  EXPECT_THROW(lr_at(o, 50, -1.0), ConfigError);
+}
+
 TEST(LrSchedule, NoWarmupAndContinuity) {
   auto o = linear_options();
   o.warmup_iters = 0;

@@ -167,9 +167,16 @@ TEST(ParameterGroups, DefaultsGiveBackboneAndHead) {
   Tree tree;
   EXPECT_EQ(parameter_groups(*tree, train).size(), 2u);
   auto optimizer = make_optimizer(*tree, train);
-  set_learning_rates(*optimizer, 2e-4);
+  train.lr = 2e-4;
+  train.min_lr = 1e-6;
+  train.warmup_iters = 0;
+  train.iters = 100;
+  set_learning_rates(*optimizer, train, 0);
   EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[0].options()).lr(), 2e-5);
   EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[1].options()).lr(), 2e-4);
+  set_learning_rates(*optimizer, train, 100);  // both end at the absolute floor, as mmcv's hook
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[0].options()).lr(), 1e-6);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[1].options()).lr(), 1e-6);
 }
 
 // DenseCLIP (CLIP-SP): custom_keys {'backbone': lr_mult 0.1, 'norm': decay_mult 0}; 'norm' is a

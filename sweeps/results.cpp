@@ -499,29 +499,47 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   if (!options.baseline.empty()) {
     // The delta of a configuration is taken against the baseline configuration that differs
     // from it only in the baseline keys; when there is none and the baseline is a single
-    // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one.
-    std::vector<Overrides> baseline_configs;
+    // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one. A
+    // configuration without one of the baseline keys (a ResNet row without the ViT's drop path)
+    // is a baseline when it has the baseline's values of the keys it has (at least one).
+    const auto is_baseline = [&](const Overrides& config) {
+      bool has_key = false;
+      for (const auto& [k, v] : options.baseline) {
+        const auto it = config.find(k);
+        if (it == config.end()) continue;
+        if (it->second != v) return false;
+        has_key = true;
+      }
+      return has_key;
+    };
+    const auto other_keys = [&](Overrides config) {
+      for (const auto& [k, v] : options.baseline) config.erase(k);
+      return config;
+    };
+    std::map<Overrides, const ResultCell*> baseline_by_other_keys;
     for (const auto& [config, cell] : by_config)
-      if (matches(config, options.baseline)) baseline_configs.push_back(config);
+      if (is_baseline(config)) {
+        const ResultCell*& kept = baseline_by_other_keys[other_keys(config)];
+        if (!kept || matches(config, options.baseline)) kept = &cell;  // the one with every key wins
+      }
     bool any = false;
     for (auto& [config, cell] : by_config) {
-      if (matches(config, options.baseline)) {
+      if (is_baseline(config)) {
         cell.is_baseline = true;
         cell.delta = 0.0;
         any = true;
         continue;
       }
-      Overrides reference = config;
-      for (const auto& [k, v] : options.baseline) reference[k] = v;
-      auto it = by_config.find(reference);
-      if (it == by_config.end() && baseline_configs.size() == 1) {
-        it = by_config.find(baseline_configs.front());
+      auto it = baseline_by_other_keys.find(other_keys(config));
+      if (it == baseline_by_other_keys.end() && baseline_by_other_keys.size() == 1) {
+        it = baseline_by_other_keys.begin();
         g.baseline_unpaired = true;
       }
-      if (it == by_config.end()) continue;
-      cell.delta = cell.mean - it->second.mean;
-      if (cell.values.size() >= 2 && it->second.values.size() >= 2)
-        cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, it->second.std);
+      if (it == baseline_by_other_keys.end()) continue;
+      const ResultCell& reference = *it->second;
+      cell.delta = cell.mean - reference.mean;
+      if (cell.values.size() >= 2 && reference.values.size() >= 2)
+        cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, reference.std);
     }
     if (!any)
       throw ConfigError("--baseline " + describe(options.baseline) + ": matches no configuration with a result");

@@ -23,13 +23,13 @@ specs="$src/configs/sweeps/clip_sp"
 cat > values.py <<'PY'
 RES = "model.backbone=clip_%s, model.head=%s, model.pretrained=pretrained/%s.pt"
 VIT = ("data.crop=[640, 640], data.scale=[2048, 640], eval.crop=[640, 640], eval.stride=[426, 426], "
-       "model.backbone=clip_vit_b16, model.head=%s, model.pretrained=pretrained/ViT-B-16.pt, model.vit.drop_path_rate=0.1")
+       "model.backbone=clip_vit_b16, model.head=%s, model.pretrained=pretrained/ViT-B-16.pt, model.vit.drop_path_rate=%s")
 TINY_VIT = ("model.backbone=clip_vit_b16, model.head=%s, model.vit.drop_path_rate=0.1, model.vit.embed_dim=32, "
             "model.vit.heads=2, model.vit.layers=4, model.vit.out_indices=[0, 1, 2, 3], model.vit.width=32")
 V = {
   RES % ("rn50", "fpn", "RN50"): 39.52, RES % ("rn50", "clip_sp", "RN50"): 44.59,
   RES % ("rn101", "fpn", "RN101"): 42.72, RES % ("rn101", "clip_sp", "RN101"): 46.24,
-  VIT % "fpn": 49.06, VIT % "clip_sp": 51.46,
+  VIT % ("fpn", "0.0"): 49.06, VIT % ("clip_sp", "0.1"): 51.46,
   "model.backbone=clip_rn50, model.head=fpn, model.width=8": 5.0,
   "model.backbone=clip_rn50, model.head=clip_sp, model.width=8": 6.0,
   TINY_VIT % "fpn": 7.0, TINY_VIT % "clip_sp": 8.5,

@@ -67,10 +67,12 @@ TEST(ShippedSpecs, ClipSpTable1NamesHeadBackboneAndSeedOfEveryRun) {
       expected.insert("backboneclip_rn50_head" + head + "_pretrainedRN50.pt_s" + seed);
       expected.insert("backboneclip_rn101_head" + head + "_pretrainedRN101.pt_s" + seed);
     }
-    // Too long with all 8 keys: the two that tell the runs apart (the other 6 follow from the
-    // backbone) and 6 hex digits of FNV-1a + fmix64 of the overrides (computed in Python).
-    expected.insert("backboneclip_vit_b16_headfpn~637b1b_s" + seed);
-    expected.insert("backboneclip_vit_b16_headclip_sp~947cf9_s" + seed);
+    // Too long with all 8 keys: the three that tell the runs apart (the other 5 follow from the
+    // backbone; DenseCLIP's FPN baseline has no drop path, CLIP-SP 0.1) and 6 hex digits of
+    // FNV-1a + fmix64 of the overrides (computed in Python). CLIP-SP's overrides did not change
+    // when the baseline's drop path went to 0: same id and hash, so its runs are found and reused.
+    expected.insert("backboneclip_vit_b16_headfpn_drop_path_rate0.0~62d01e_s" + seed);
+    expected.insert("backboneclip_vit_b16_headclip_sp_drop_path_rate0.1~947cf9_s" + seed);
   }
   EXPECT_EQ(slugs, expected);
 }

@@ -474,8 +474,8 @@ int64_t Trainer::resume() {
   std::string accumulation;  // " x 2 micro-batches (global batch 16)" under train.accumulate = 2
   if (config.train.accumulate > 1)
     accumulation = segrun::format(" x {} micro-batches (global batch {})", config.train.accumulate, s.global_batch);
-  log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}{}, {}",
-            s.signature, config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
+  log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}{}, {}", s.signature,
+            config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
             s.context.intra_op_threads, s.comm->backend_name(),
             s.grad_sync->overlapping() ? " (gradients reduced during backward)" : "", precision_name(s.precision));
   s.reset_window(start_iter);
@@ -732,9 +732,14 @@ TrainOutcome Trainer::run() {
     return finish(iter, stopped);
   } catch (const std::exception& e) {
     // Only the process that holds the run may say it failed (not a second one it refused).
+    // On several ranks it names itself and its log, as the launcher names another failing rank.
     if (s.lock && (s.began || !s.had_status)) {
       try {
-        s.run.write_status(RunState::kFailed, e.what());
+        const int rank = s.launched_context.world_rank;
+        s.run.write_status(RunState::kFailed, s.launched_context.world_size > 1
+                                                  ? "rank " + std::to_string(rank) + ": " + e.what() + " (" +
+                                                        s.run.log_dir() + "/rank-" + std::to_string(rank) + ".log)"
+                                                  : std::string(e.what()));
       } catch (...) {
       }
     }

@@ -62,12 +62,12 @@ ok=1
   && ! grep -qE "terminate called|Segmentation|Aborted" fail.err && ok=0
 injected_fault $ok "on_corrupt=fail: exit $code, $(grep '^segrun: error' fail.err)"
 
-# The same on 2 ranks: the run's status says which record failed, naming the rank when it is not
-# rank 0 (whose own catch writes the status), and the failing rank's log keeps its error line.
+# The same on 2 ranks: the run's status says which record failed and on which rank, with that
+# rank's log (rank 0 writes its own; the launcher another's), and that log keeps the error line.
 "$segrun" launch -n 2 -- train tiny.toml --run-dir runs/fail2 > fail2.out 2> fail2.err
 code=$?
 ok=1
-[ "$code" -ne 0 ] && grep -qE "^failed (rank 1: )?.*($pattern)" runs/fail2/status \
+[ "$code" -ne 0 ] && grep -qE "^failed rank [01]: .*($pattern).*\(.*logs/rank-[01]\.log\)" runs/fail2/status \
   && grep -qE " error r[01]/2 .*($pattern)" runs/fail2/logs/rank-*.log && ok=0
 injected_fault $ok "2 ranks: exit $code, status: $(head -c 200 runs/fail2/status)"
 

@@ -80,7 +80,7 @@ std::string to_text(const StoreSummary& s) {
          << "\n";
     }
   } else {
-    os << "integrity not verified (use --verify)\n";
+    os << "integrity not verified (--no-verify; run without it to check every record)\n";
   }
   std::vector<size_t> order(s.images_per_class.size());
   std::iota(order.begin(), order.end(), 0);

@@ -68,7 +68,7 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.plan = registry.add("plan", "list the runs of a sweep and what would be reused, resumed or started", action, sweep);
   s.plan->add_option("spec", s.spec, "sweep spec TOML")->required();
   s.plan->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
-  s.plan->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
+  s.plan->add_option("--format", s.list_format, "text | md | csv | latex | html")->capture_default_str();
 
   s.run = registry.add("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)", action,
                        sweep);
@@ -88,7 +88,7 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.status->add_option("spec", s.spec, "sweep spec TOML")->required();
   s.status->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.status->add_option("--metric", s.status_metric, "metric column (default: the spec's table metric)");
-  s.status->add_option("--format", s.list_format, "text | md | csv")->capture_default_str();
+  s.status->add_option("--format", s.list_format, "text | md | csv | latex | html")->capture_default_str();
 
   s.table = registry.add(
       "table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best",

@@ -926,7 +926,7 @@ std::vector<ConfigChange> training_changes(const Config& run_config, const Confi
   return changes;
 }
 
-std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config) {
+bool changes_result(const std::string& key) {
   static const std::vector<std::string> sections{"dist.", "log.", "cluster."};
   static const std::vector<std::string> keys{"name",
                                              "data.store",
@@ -939,14 +939,16 @@ std::vector<ConfigChange> result_changes(const Config& run_config, const Config&
                                              "train.keep_checkpoints",
                                              "train.tf32",
                                              "train.cudnn_benchmark"};
+  for (const std::string& section : sections)
+    if (key.rfind(section, 0) == 0) return false;
+  return std::find(keys.begin(), keys.end(), key) == keys.end();
+}
+
+std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config) {
   std::vector<ConfigChange> changes = config_changes(run_config, config);
-  changes.erase(std::remove_if(changes.begin(), changes.end(),
-                               [](const ConfigChange& c) {
-                                 for (const std::string& section : sections)
-                                   if (c.key.rfind(section, 0) == 0) return true;
-                                 return std::find(keys.begin(), keys.end(), c.key) != keys.end();
-                               }),
-                changes.end());
+  changes.erase(
+      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return !changes_result(c.key); }),
+      changes.end());
   return changes;
 }
 

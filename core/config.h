@@ -274,6 +274,8 @@ std::vector<ConfigChange> training_changes(const Config& run_config, const Confi
 // the run's name, and the dist, log and cluster sections (a sweep reuses a done run unless these
 // differ). A key added to the schema since the run reads back at its default, so it is no change.
 std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config);
+// Whether a dotted key is one result_changes() counts.
+bool changes_result(const std::string& key);
 // "data.store = /x/train: no such store folder" for data.store and data.val_store (when set)
 // that are not folders: for launchers, which check before starting ranks or queueing a job.
 // Empty when both are there.

@@ -189,7 +189,15 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
   for (const auto& [key, values] : values_of)
     if (values.size() > 1) differing.insert(key);
   differing.erase("train.seed");  // seeds are averaged over, as in a sweep
-  if (differing.size() > 1) differing.erase("name");
+  // Keys that change no result (log.interval, data.on_corrupt, where the stores are...) tell runs
+  // apart only when no other key does, and then the runs' names first.
+  std::set<std::string> results;
+  for (const std::string& key : differing)
+    if (changes_result(key)) results.insert(key);
+  if (!results.empty())
+    differing = results;
+  else if (differing.count("name"))
+    differing = {"name"};
   for (size_t i = 0; i < runs.size(); ++i) {
     for (const std::string& key : differing) runs[i].overrides[key] = value_in(configs[i], key);
     const auto seed = configs[i].find("train.seed");

@@ -77,9 +77,10 @@ std::vector<RunRecord> scan_runs(const std::string& runs_dir);
 // subdirectory that is a run folder, sorted by name, each with `overrides` set to the config keys
 // whose resolved values (config.toml) are not the same in all of them ("" where a run lacks the
 // key) and `seed` to its train.seed, so that a table compares them as it does a sweep's runs.
-// `name` counts only when it is the one key that differs; so does `global_batch` (result.json's:
-// batch_per_rank x ranks x train.accumulate), which tells runs trained on different numbers of
-// ranks apart. DataError when runs_dir does not exist or a config.toml is not TOML.
+// Keys that change no result (core/config.h changes_result: log.*, data.on_corrupt, the stores'
+// paths...) count only when no other key differs, and then `name` alone when it differs;
+// `global_batch` (result.json's: batch_per_rank x ranks x train.accumulate) tells runs trained
+// on different numbers of ranks apart. DataError when runs_dir does not exist or a config.toml is not TOML.
 std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir);
 // The result.json field, and the table key of scan_trained_runs, that holds a run's global batch.
 inline constexpr const char* kGlobalBatchKey = "global_batch";

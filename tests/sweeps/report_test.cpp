@@ -371,6 +371,21 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   ASSERT_EQ(by_name.runs.size(), 2u);
   EXPECT_EQ(by_name.runs[1].overrides, (Overrides{{"name", "\"second\""}}));
 
+  // Keys that change no result (how often to log, where the store is) do not label the rows while
+  // a key that does (the head) tells the runs apart.
+  const fs::path heads = dir_.path() / "heads";
+  write_text(heads / "a" / "config.toml", "[model]\nhead = 'fpn'\n[log]\ninterval = 10\n[data]\nstore = '/x/a'\n");
+  write_text(heads / "a" / "result.json", "{\"mIoU\": 1.0}\n");
+  write_text(heads / "b" / "config.toml", "[model]\nhead = 'clip_sp'\n[log]\ninterval = 50\n[data]\nstore = '/x/b'\n");
+  write_text(heads / "b" / "result.json", "{\"mIoU\": 2.0}\n");
+  const ReportSource by_head = load_report_source(heads.string(), "", false);
+  ASSERT_EQ(by_head.runs.size(), 2u);
+  EXPECT_EQ(by_head.runs[1].overrides, (Overrides{{"model.head", "\"clip_sp\""}}));
+  // Where only such keys differ, the runs' names label them (else those keys).
+  write_text(heads / "b" / "config.toml", "name = 'b'\n[model]\nhead = 'fpn'\n[log]\ninterval = 50\n");
+  write_text(heads / "a" / "config.toml", "name = 'a'\n[model]\nhead = 'fpn'\n[log]\ninterval = 10\n");
+  EXPECT_EQ(load_report_source(heads.string(), "", false).runs[1].overrides, (Overrides{{"name", "\"b\""}}));
+
   // A run queued, or failed before its first metrics line (config.toml and status only), is a run
   // that is not done, not a folder to skip.
   const fs::path pending = dir_.path() / "pending";

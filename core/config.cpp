@@ -409,6 +409,11 @@ const std::vector<Field>& schema() {
         make("eval.batch", "not read: evaluation infers one image at a time", in_eval(&EvalConfig::batch), 1, 64));
     s.push_back(make("eval.ms_scales", "multi-scale + flip view set (mmseg --aug-test): mIoU_ms",
                      in_eval(&EvalConfig::ms_scales), 0, 8, true));
+    s.push_back(
+        choice("eval.ms_base",
+               "what eval.ms_scales multiply: the image at data.scale (mmseg 0.x MultiScaleFlipAug) or the image "
+               "as decoded (mmseg 1.x TestTimeAug scale_factor, MTA-CLIP)",
+               in_eval(&EvalConfig::ms_base), {"scale", "image"}));
     s.push_back(make("eval.report_ms",
                      "the final validation of train and segrun eval also report mIoU_ms (or `eval --ms`)",
                      in_eval(&EvalConfig::report_ms)));

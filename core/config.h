@@ -184,6 +184,10 @@ struct EvalConfig {
   // Multi-scale + flip evaluation (mmseg --aug-test), reported as mIoU_ms next to mIoU by the
   // final validation of `segrun train` and by `segrun eval` when report_ms (or `eval --ms`).
   std::vector<double> ms_scales{0.5, 0.75, 1.0, 1.25, 1.5, 1.75};
+  // What ms_scales multiply: "scale", the image resized to data.scale (mmseg 0.x's
+  // MultiScaleFlipAug: DenseCLIP, CLIP-SP), or "image", the image as decoded (mmseg 1.x's
+  // TestTimeAug with Resize(scale_factor): MTA-CLIP).
+  std::string ms_base = "scale";
   bool report_ms = false;
 };
 

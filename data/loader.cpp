@@ -286,6 +286,13 @@ torch::Tensor test_image_tensor(const cv::Mat& image_bgr, const TestTransformOpt
   return tensor;
 }
 
+torch::Tensor original_image_tensor(const cv::Mat& image_bgr, const TestTransformOptions& options) {
+  const cv::Mat image = normalize_image(image_bgr, options.mean, options.std);
+  torch::Tensor tensor = torch::empty({1, 3, image.rows, image.cols}, torch::kFloat32);
+  copy_chw(image, tensor.data_ptr<float>());
+  return tensor;
+}
+
 std::vector<int64_t> val_indices(int64_t size, int rank, int world) {
   SEGRUN_CHECK(world >= 1 && rank >= 0 && rank < world, DataError,
                "val_indices: rank " << rank << " outside world of " << world);

@@ -83,6 +83,8 @@ ValSample load_val_sample(const StoreReader& store, int64_t index, const TestTra
 // A decoded BGR image through the same test pipeline: float32 [1, 3, h, w], resized keep-ratio
 // to options.scale and normalized (ValSample::image of a record holding that image).
 torch::Tensor test_image_tensor(const cv::Mat& image_bgr, const TestTransformOptions& options);
+// The same, normalized at the image's own size (no resize): float32 [1, 3, H, W].
+torch::Tensor original_image_tensor(const cv::Mat& image_bgr, const TestTransformOptions& options);
 // Rank r's validation records: r, r + world, ... (no padding: every record evaluated once).
 std::vector<int64_t> val_indices(int64_t size, int rank, int world);
 

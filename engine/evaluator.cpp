@@ -100,6 +100,12 @@ std::vector<TestView> test_views(const std::vector<double>& scales, bool flip) {
   return views;
 }
 
+torch::Tensor multi_scale_base(const cv::Mat& original_bgr, const data::TestTransformOptions& options,
+                               const EvalConfig& eval, bool multi_scale, const torch::Device& device) {
+  if (!multi_scale || eval.ms_base != "image") return {};
+  return data::original_image_tensor(original_bgr, options).to(device);
+}
+
 ViewSet eval_views(const EvalConfig& eval, bool multi_scale) {
   SEGRUN_CHECK(!eval.scales.empty(), ConfigError, "eval.scales: empty");
   SEGRUN_CHECK(!multi_scale || !eval.ms_scales.empty(), ConfigError, "eval.ms_scales: empty");
@@ -114,20 +120,26 @@ ViewSet eval_views(const EvalConfig& eval, bool multi_scale) {
 }
 
 ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image, const ViewSet& views, int64_t height,
-                       int64_t width, const EvalConfig& eval, const std::string& what) {
+                       int64_t width, const EvalConfig& eval, const std::string& what, const torch::Tensor& ms_image) {
   ViewScores out;
   out.single = torch::zeros({1, model.num_classes(), height, width}, image.options());
   if (!views.multi.empty()) out.multi = torch::zeros_like(out.single);
-  for (const TestView& view : views.distinct) {
-    torch::Tensor scores;
+  const auto scores_of = [&](const torch::Tensor& base, const TestView& view) {
     try {
-      scores = view_scores(model, image, view, height, width, eval);
+      return view_scores(model, base, view, height, width, eval);
     } catch (const std::exception& e) {
       throw ModelError(what + ": " + first_line(e.what()));
     }
-    if (const double n = multiplicity(views.single, view); n > 0) out.single.add_(scores, n);
-    if (!views.multi.empty())
-      if (const double n = multiplicity(views.multi, view); n > 0) out.multi.add_(scores, n);
+  };
+  // A view both sets share is inferred once, unless the multi-scale set has its own base image.
+  const bool own_ms_base = ms_image.defined() && !views.multi.empty();
+  for (const TestView& view : views.distinct) {
+    const double in_single = multiplicity(views.single, view);
+    const double in_multi = views.multi.empty() ? 0.0 : multiplicity(views.multi, view);
+    torch::Tensor scores;
+    if (in_single > 0 || !own_ms_base) scores = scores_of(image, view);
+    if (in_single > 0) out.single.add_(scores, in_single);
+    if (in_multi > 0) out.multi.add_(own_ms_base ? scores_of(ms_image, view) : scores, in_multi);
   }
   return out;
 }
@@ -213,7 +225,8 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
     }
     const ViewScores scores =
         score_views(model, image, views, height, width, config.eval,
-                    config.data.val_store + ": record " + std::to_string(index) + " (" + sample.name + ")");
+                    config.data.val_store + ": record " + std::to_string(index) + " (" + sample.name + ")",
+                    multi_scale_base(sample.original, test_options, config.eval, request.multi_scale, device));
     const torch::Tensor label = sample.label.to(device);
     torch::Tensor single_pred = scores.single.argmax(1)[0];
     single_acc.add(single_pred, label);

@@ -26,6 +26,7 @@
 
 #include "core/config.h"
 #include "data/classes.h"
+#include "data/transforms.h"
 #include "dist/communicator.h"
 #include "engine/metrics.h"
 
@@ -116,8 +117,17 @@ ViewSet eval_views(const EvalConfig& eval, bool multi_scale);
 struct ViewScores {
   torch::Tensor single, multi;  // [1, K, height, width]
 };
+// With `ms_image` defined (a normalized image of its own size, on the same device), the views of
+// views.multi scale that image instead of `image` (eval.ms_base = "image").
 ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image, const ViewSet& views, int64_t height,
-                       int64_t width, const EvalConfig& eval, const std::string& what);
+                       int64_t width, const EvalConfig& eval, const std::string& what,
+                       const torch::Tensor& ms_image = {});
+// The base image of the multi-scale views: undefined (they scale the test image, data.scale's:
+// mmseg 0.x's MultiScaleFlipAug, DenseCLIP, CLIP-SP) unless multi_scale and eval.ms_base =
+// "image": then the decoded image normalized at its own size, on `device` (mmseg 1.x's
+// TestTimeAug, whose Resize(scale_factor = r) scales the loaded image: MTA-CLIP's tta_pipeline).
+torch::Tensor multi_scale_base(const cv::Mat& original_bgr, const data::TestTransformOptions& options,
+                               const EvalConfig& eval, bool multi_scale, const torch::Device& device);
 
 // A label map [H, W] of any integer dtype and device (train ids, 255 = ignore) as an owning
 // CV_8UC1 matrix on the host.

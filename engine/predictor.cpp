@@ -114,7 +114,9 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
     const std::string& path = images[static_cast<size_t>(index)];
     const cv::Mat original = data::decode_image(data::read_bytes(path), path);
     const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
-    const ViewScores scores = score_views(*model, image, views, original.rows, original.cols, config.eval, path);
+    const ViewScores scores =
+        score_views(*model, image, views, original.rows, original.cols, config.eval, path,
+                    multi_scale_base(original, test_options, config.eval, request.multi_scale, setup.device));
     const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
     const cv::Mat labels = label_image(prediction);
     const std::string stem = fs::path(path).stem().string();

@@ -154,7 +154,13 @@ class EvaluatorMsTest : public ::testing::Test {
       data::ValSample s = data::load_val_sample(*store_, i, options);
       input.insert("image" + std::to_string(i), s.image);
       input.insert("label" + std::to_string(i), s.label);
+      // The decoded BGR bytes, which the reference normalizes itself for eval.ms_base = "image".
+      input.insert("original" + std::to_string(i),
+                   torch::from_blob(s.original.data, {s.original.rows, s.original.cols, 3}, torch::kUInt8).clone());
     }
+    input.insert("ms_base_image", torch::tensor({c.eval.ms_base == "image" ? 1 : 0}));
+    input.insert("mean", torch::tensor(std::vector<double>(options.mean.begin(), options.mean.end())));
+    input.insert("std", torch::tensor(std::vector<double>(options.std.begin(), options.std.end())));
     input.insert("n", torch::tensor({store_->size()}));
     input.insert("W", *w_);
     input.insert("b", *b_);
@@ -247,6 +253,23 @@ torch::Tensor* EvaluatorMsTest::a_ = nullptr;
 TEST_F(EvaluatorMsTest, WholeImageSsAndMsMatchReference) { check_against_reference("whole"); }
 
 TEST_F(EvaluatorMsTest, SlidingWindowSsAndMsMatchReference) { check_against_reference("slide"); }
+
+// eval.ms_base = "image" (mmseg 1.x TestTimeAug, MTA-CLIP): the multi-scale views scale the
+// decoded image, not the one resized to data.scale; the single-scale set is unchanged.
+TEST_F(EvaluatorMsTest, MultiScaleViewsOfTheDecodedImage) {
+  Config c = config("whole");
+  c.data.scale = {28, 20};  // the 56x40 images are tested at 28x20
+  const EvalOutcome from_scale = run(c, /*multi=*/true);
+  c.eval.ms_base = "image";
+  const EvalOutcome from_image = run(c, /*multi=*/true);
+  auto ref = reference(c);
+  ASSERT_GT(ref["min_gap"][0].item<double>(), 2e-6);
+  expect_metrics(from_image.single, ref["ss_metrics"], ref["ss_iou"]);
+  expect_metrics(from_image.multi, ref["ms_metrics"], ref["ms_iou"]);
+  EXPECT_EQ(from_image.single.mIoU, from_scale.single.mIoU);
+  EXPECT_NE(from_image.multi.mIoU, from_scale.multi.mIoU);  // the base matters for this model
+  EXPECT_EQ(run(c, /*multi=*/true, /*world=*/2).multi.mIoU, from_image.multi.mIoU);
+}
 
 TEST_F(EvaluatorMsTest, TwoRanksGiveTheMetricsOfOne) {
   const Config c = config("whole");

@@ -1,6 +1,7 @@
 """Independent reference of segrun's evaluator for tests/engine/evaluator_test.cpp: the toy
 segmentor's logits, whole or sliding-window inference (mmseg slide_inference), single-scale and
-multi-scale + flip averaging of softmaxed scores (mmseg aug_test) and the mmseg IoU metrics.
+multi-scale + flip averaging of softmaxed scores (mmseg aug_test; with ms_base_image, of the decoded
+image as mmseg 1.x's TestTimeAug scales it) and the mmseg IoU metrics.
 Usage: reference_ms_eval.py IN.pt OUT.pt (IN: torch::pickle_save dict written by the test)."""
 import math
 import sys
@@ -36,6 +37,13 @@ def slide(p, img, crop, stride):
             preds += F.pad(out, (x1, preds.shape[3] - x2, y1, preds.shape[2] - y2))
             count[:, :, y1:y2, x1:x2] += 1
     return preds / count
+
+
+def normalized(bgr, mean, std):
+    # The decoded BGR bytes [H, W, 3] as the model's input [1, 3, H, W]: RGB, (x - mean) / std.
+    rgb = bgr.numpy()[:, :, ::-1].astype(np.float64)
+    x = (rgb - mean.numpy()) / std.numpy()
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().unsqueeze(0)
 
 
 def infer(p, img):
@@ -92,6 +100,8 @@ def main():
         per_image = []
         for i in range(n):
             img, label = p[f"image{i}"], p[f"label{i}"]
+            if name == "ms" and p["ms_base_image"].item():
+                img = normalized(p[f"original{i}"], p["mean"], p["std"])
             s = scores(p, img, tuple(label.shape), sc, flip)
             top2 = torch.topk(s[0], 2, dim=0).values
             min_gap = min(min_gap, (top2[0] - top2[1]).min().item())

@@ -322,6 +322,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
 int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
   std::error_code ec;
   if (!fs::is_directory(run_dir_arg, ec)) throw ConfigError(run_dir_arg + ": no such run directory");
+  // A folder of other files (a store, a mistyped path) is no run that has not started: a run
+  // folder holds segrun's files from its first moment (train, sweep run, submit), as train decides.
+  if (!RunFolder(run_dir_arg).holds_run_files())
+    throw ConfigError(run_dir_arg + ": not a run folder (no status, overrides.json, checkpoints/ or logs/)");
   const std::string run_dir = absolute(run_dir_arg);
   const RunRecord r = read_run(run_dir);
   const auto jobs = cluster::recorded_jobs({run_dir});

@@ -93,11 +93,17 @@ std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
   return out;
 }
 
+std::string sweep_lock_path(const std::string& runs_dir) { return (fs::path(runs_dir) / ".sweep.lock").string(); }
+
 }  // namespace
 
 RunsLock::RunsLock(const std::string& runs_dir, const std::string& busy)
-    : lock_(FolderLock::try_take((fs::path(runs_dir) / ".sweep.lock").string())) {
-  if (!lock_) throw ClusterError(runs_dir + ": " + busy);
+    : lock_(FolderLock::try_take(sweep_lock_path(runs_dir))) {
+  if (lock_) return;
+  // Who holds it, from the line the holder wrote ("" when it has let go since the try).
+  const std::optional<std::string> holder = lock_holder(sweep_lock_path(runs_dir));
+  throw ConfigError(runs_dir + ": in use by " + (holder && !holder->empty() ? *holder : "another process") + "; " +
+                    busy);
 }
 
 SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out) {
@@ -109,7 +115,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     std::error_code ec;
     fs::create_directories(runs_dir, ec);
     if (ec) throw IoError(runs_dir + ": cannot create runs folder: " + ec.message());
-    lock.emplace(runs_dir, "another `segrun sweep run` is using this runs folder");
+    lock.emplace(runs_dir,
+                 "one `segrun sweep run` uses a runs folder at a time (segrun sweep status " + spec.path + ")");
   }
   std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
   mark_slurm_jobs(plan, options.slurm_jobs ? options.slurm_jobs(plan) : active_slurm_jobs(plan));

@@ -96,13 +96,26 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   EXPECT_EQ(s.failed, 2);
   EXPECT_NE(again.str().find("3 runs, 1 done, 2 to run"), std::string::npos) << again.str();
 
-  // A second runner on the same folder is refused while the first holds the lock.
+  // A second runner on the same folder is refused while the first holds the lock, naming the
+  // holder as a second `segrun train` of one run does (a ConfigError: exit 2).
   const std::string lock = (runs_dir / ".sweep.lock").string();
   const int fd = ::open(lock.c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  const std::string holder = "pid 1234 on node7 since 2026-12-06 10:02:11\n";
+  ASSERT_EQ(::pwrite(fd, holder.data(), holder.size(), 0), static_cast<ssize_t>(holder.size()));
   std::ostringstream refused;
-  EXPECT_THROW(run_sweep(spec, options_, refused), ClusterError);
+  try {
+    run_sweep(spec, options_, refused);
+    ADD_FAILURE() << "a second runner was not refused";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), runs_dir.string() +
+                                         ": in use by pid 1234 on node7 since 2026-12-06 10:02:11; one `segrun sweep "
+                                         "run` uses a runs folder at a time (segrun sweep status " +
+                                         spec.path + ")");
+  }
+  EXPECT_EQ(refused.str(), "");
   ::close(fd);
 }
 

@@ -306,12 +306,12 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
   return out;
 }
 
-std::string resume_refusal(const RunRecord& record, const Config& config) {
+std::string resume_refusal(const RunRecord& record, const Config& config, const std::string& given_by) {
   const RunFolder run(record.dir);
   if (!record.has_checkpoint || !path_exists(run.config_path())) return "";
   const std::vector<ConfigChange> changes = training_changes(load_config(run.config_path()), config);
   if (changes.empty()) return "";
-  return run.config_path() + ": " + describe_changes(changes, "the sweep now") +
+  return run.config_path() + ": " + describe_changes(changes, given_by) +
          "; resuming it would change what it computes: delete the run folder to start it afresh";
 }
 

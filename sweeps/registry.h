@@ -113,8 +113,9 @@ void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, s
 // Why a run that has checkpoints must not be resumed under `config` (`segrun train` would refuse
 // it: its config.toml differs in a key that shapes training, core/config.h's training_changes), so
 // that `sweep run` and `submit` leave it alone rather than fail it, or queue a job that fails. ""
-// when it may be resumed (or has no checkpoint).
-std::string resume_refusal(const RunRecord& record, const Config& config);
+// when it may be resumed (or has no checkpoint). `given_by` says where `config` comes from, as
+// describe_changes words it: "the sweep now" (a sweep's run), "this command" (`submit CONFIG`).
+std::string resume_refusal(const RunRecord& record, const Config& config, const std::string& given_by);
 
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,

@@ -136,7 +136,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       out << "skipping " << e.folder_name() << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
       const std::string refusal =
-          e.action == PlanAction::kResume ? resume_refusal(e.record, load_config(spec.base, e.run.train_args())) : "";
+          e.action == PlanAction::kResume
+              ? resume_refusal(e.record, load_config(spec.base, e.run.train_args()), "the sweep now")
+              : "";
       if (!refusal.empty()) {
         ++summary.failed;
         out << "not run: " << refusal << "\n";

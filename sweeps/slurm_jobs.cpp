@@ -160,7 +160,7 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
     throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
                        cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
                        "` stops it");
-  const std::string refusal = resume_refusal(record, config);
+  const std::string refusal = resume_refusal(record, config, "this command");
   if (!refusal.empty()) throw ConfigError(refusal);
   make_private_dir(run_dir);
   write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
@@ -243,7 +243,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                                       << ")\n";
       continue;
     }
-    const std::string refusal = resume_refusal(plan[i].record, configs[i]);
+    const std::string refusal = resume_refusal(plan[i].record, configs[i], "the sweep now");
     if (!refusal.empty()) {
       ++refused;
       (req.dry_run ? std::cerr : out) << "not submitted: " << refusal << "\n";

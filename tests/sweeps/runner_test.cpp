@@ -227,14 +227,18 @@ TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) 
   record.has_checkpoint = false;
   Config wider = trained;
   wider.model.width = 16;
-  EXPECT_EQ(resume_refusal(record, wider), "");  // nothing to resume: it starts afresh
+  EXPECT_EQ(resume_refusal(record, wider, "the sweep now"), "");  // nothing to resume: it starts afresh
   record.has_checkpoint = true;
-  const std::string refusal = resume_refusal(record, wider);
+  const std::string refusal = resume_refusal(record, wider, "the sweep now");
   EXPECT_NE(refusal.find("model.width = 8, the sweep now gives 16"), std::string::npos) << refusal;
+  // One run (`segrun submit CONFIG k=v --run-dir D`): no sweep to name.
+  const std::string one = resume_refusal(record, wider, "this command");
+  EXPECT_NE(one.find("model.width = 8, this command gives 16;"), std::string::npos) << one;
+  EXPECT_EQ(one.find("sweep"), std::string::npos) << one;
   Config watched = trained;
   watched.eval.flip = true;
   watched.train.eval_interval = 5;
-  EXPECT_EQ(resume_refusal(record, watched), "");  // how it is evaluated may change
+  EXPECT_EQ(resume_refusal(record, watched, "the sweep now"), "");  // how it is evaluated may change
 }
 
 TEST_F(RunnerTest, DryRunPrintsQuotedCommandsAndWritesNothing) {

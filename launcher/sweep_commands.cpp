@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "sweeps/plot.h"
 #include "sweeps/registry.h"
 #include "sweeps/report.h"
@@ -149,6 +150,11 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
     if (*s.plan) {
       sweeps::mark_slurm_jobs(plan, sweeps::active_slurm_jobs(plan));
       std::cout << sweeps::format_plan(plan, fmt);
+      // The plan is still shown (it is what the user asked for); `sweep run` and `submit` refuse.
+      const std::vector<std::string> missing = sweeps::missing_stores_of_plan(spec, plan);
+      if (!missing.empty())
+        log::warn("{}{}; `sweep run` and `submit` refuse this sweep until the store exists", missing.front(),
+                  missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
     } else {
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
                                          sweeps::slurm_states_of(plan));

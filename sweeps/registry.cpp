@@ -315,6 +315,21 @@ std::string resume_refusal(const RunRecord& record, const Config& config, const 
          "; resuming it would change what it computes: delete the run folder to start it afresh";
 }
 
+std::string missing_store_of(const SweepSpec& spec, const PlannedRun& run, const Config& config) {
+  const std::vector<std::string> missing = missing_stores(config);
+  return missing.empty() ? "" : spec.path + ": run " + run.dir_name + ": " + missing.front();
+}
+
+std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan) {
+  std::vector<std::string> out;
+  for (const PlanEntry& e : plan) {
+    if (e.action == PlanAction::kReuse || e.action == PlanAction::kOnSlurm) continue;
+    std::string missing = missing_store_of(spec, e.run, load_config(spec.base, e.run.train_args()));
+    if (!missing.empty()) out.push_back(std::move(missing));
+  }
+  return out;
+}
+
 void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active) {
   for (PlanEntry& e : plan) {
     const auto job = active.find(e.dir);

@@ -120,6 +120,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   }
   std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
   mark_slurm_jobs(plan, options.slurm_jobs ? options.slurm_jobs(plan) : active_slurm_jobs(plan));
+  // Refused before any run starts (each would start, fail on it and be marked failed), as `submit`.
+  const std::vector<std::string> missing = missing_stores_of_plan(spec, plan);
+  if (!missing.empty()) throw ConfigError(missing.front());
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
   std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs

@@ -202,8 +202,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   }
   resolving.finish();
   for (size_t i = 0; i < plan.size(); ++i) {
-    const std::vector<std::string> missing = missing_stores(configs[i]);
-    if (!missing.empty()) throw ConfigError(spec.path + ": run " + plan[i].run.dir_name + ": " + missing.front());
+    const std::string missing = missing_store_of(spec, plan[i].run, configs[i]);
+    if (!missing.empty()) throw ConfigError(missing);
   }
   for (size_t i = 1; i < plan.size(); ++i)
     if (!same_slurm(configs[i].cluster.slurm, configs[0].cluster.slurm))

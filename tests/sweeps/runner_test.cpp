@@ -119,6 +119,39 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   ::close(fd);
 }
 
+TEST_F(RunnerTest, AMissingStoreIsRefusedBeforeAnyRunStarts) {
+  // As `segrun submit SPEC` refuses it (exit 2), not every run started, failed and marked failed.
+  const std::string store = dir_.str("nostore/train");
+  write_text(dir_.path() / "sweep.toml",
+             "name = \"fake\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n[fixed]\n\"data.store\" = \"" + store +
+                 "\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto runs = expand_sweep(spec);
+  const std::string expected =
+      spec.path + ": run " + runs[0].dir_name + ": data.store = " + store + ": no such store folder";
+  for (const bool dry_run : {false, true}) {
+    SweepRunOptions options = options_;
+    options.dry_run = dry_run;
+    std::ostringstream out;
+    try {
+      run_sweep(spec, options, out);
+      ADD_FAILURE() << "a sweep on a missing store ran: " << out.str();
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), expected);
+    }
+    EXPECT_EQ(out.str(), "");
+    for (const auto& run : runs) EXPECT_FALSE(fs::exists(dir_.path() / "runs" / run.dir_name)) << run.dir_name;
+  }
+  // `sweep plan` lists the same problem for every run it would start (and warns of it).
+  const std::vector<std::string> missing = missing_stores_of_plan(spec, plan_sweep(spec, dir_.str("runs")));
+  ASSERT_EQ(missing.size(), 2u);
+  EXPECT_EQ(missing[0], expected);
+  // Once the store is there, the sweep runs.
+  fs::create_directories(store);
+  std::ostringstream out;
+  EXPECT_EQ(run_sweep(spec, options_, out).finished, 1) << out.str();
+}
+
 TEST_F(RunnerTest, ACrashIsExplainedBySegrunsFirstErrorLineElseTheLogsLastLine) {
   // What mpirun leaves in sweep.log when a rank fails: segrun's line (one per rank that saw the
   // error), then Open MPI's own lines, which mention errors too but not the cause. Without a

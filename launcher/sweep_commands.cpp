@@ -122,7 +122,8 @@ void add_sweep_commands(CommandRegistry& registry) {
                           "IoU and sample predictions (or those of one run folder)",
                           action);
   s.report->add_option("source", s.source, "sweep spec TOML, a runs folder, or one run folder")->required();
-  s.report->add_option("--out", s.out, "the HTML file to write (replaced if it exists)")->required();
+  s.report->add_option("--out", s.out, "the HTML file to write (an earlier report there is replaced, no other file)")
+      ->required();
   s.report
       ->add_option("--classes", s.classes,
                    "per-class IoU columns (comma-separated; default: the spec's [table] per_class, else the best "

@@ -110,7 +110,8 @@ void add_sweep_commands(CommandRegistry& registry) {
       ->delimiter(',');
   s.table->add_option(
       "--plot", s.plot,
-      "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat)");
+      "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat; a FILE.gp "
+      "you edited is kept)");
   s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
   s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
   s.table->add_option("--decimals", s.decimals, "decimals of the values")
@@ -216,7 +217,11 @@ int run_table_command(const SweepOptions& s) {
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {
     const sweeps::PlotFiles files = sweeps::write_plot(grid, plot, s.plot);
-    std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
+    if (files.script_kept)
+      std::cerr << "wrote " << files.output << " with your edited " << files.script
+                << " (kept as it is: delete it for segrun's own script; data " << files.data << ")\n";
+    else
+      std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
   }
   return 0;
 }

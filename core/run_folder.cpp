@@ -72,6 +72,12 @@ void RunFolder::write_status(RunState state, const std::string& reason) const {
 
 void RunFolder::append_metrics(const std::string& json_line) const { append_line(metrics_path(), json_line); }
 
+bool RunFolder::holds_run_files() const {
+  std::error_code ec;
+  return path_exists(status_path()) || path_exists(overrides_path()) ||
+         std::filesystem::is_directory(checkpoint_dir(), ec) || std::filesystem::is_directory(log_dir(), ec);
+}
+
 RunStatus read_run_status(const std::string& run_dir) { return RunFolder(run_dir).read_status(); }
 
 void write_run_status(const std::string& run_dir, RunState state, const std::string& reason) {

@@ -57,6 +57,11 @@ class RunFolder {
 
   // Creates root, checkpoints/ and logs/ (any rank may call it; mkdir is idempotent). IoError.
   void create() const;
+  // Whether the folder holds what only segrun writes into a run folder: status, overrides.json,
+  // checkpoints/ or logs/ (create() makes the last two as a run starts). Then it is a run folder
+  // (queued, a sweep's, starting, trained); else a folder of other files, never taken for a run (a
+  // config.toml alone may be the user's own).
+  bool holds_run_files() const;
   // The status file; kNew when it does not exist. DataError naming the file when its first word
   // is not a state, IoError when it cannot be read.
   RunStatus read_status() const;

@@ -1,7 +1,9 @@
 #include "data/pack.h"
 
 #include <algorithm>
+#include <exception>
 #include <filesystem>
+#include <regex>
 #include <system_error>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -32,6 +34,12 @@ void require_dir(const fs::path& dir, const std::string& what) {
   SEGRUN_CHECK(fs::is_directory(dir), DataError, dir.string() << ": missing " << what << " folder");
 }
 
+// The --root the user gave: a folder that is not there is a command-line error (exit 2); a folder
+// below it that is missing is a problem of the dataset (require_dir).
+void require_root(const fs::path& root) {
+  SEGRUN_CHECK(fs::is_directory(root), ConfigError, "--root " << root.string() << ": missing dataset root folder");
+}
+
 // Sorts a scan by image path and checks that it is not empty and that every image has its
 // annotation (the same rules for every layout).
 std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, const fs::path& images) {
@@ -49,13 +57,14 @@ std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, cons
 const std::string& split_folder(const std::string& split, const LayoutInfo& layout) {
   if (split == "training" || split == "train") return layout.train_folder;
   if (split == "validation" || split == "val") return layout.val_folder;
-  SEGRUN_THROW(DataError, layout.name << ": unknown split '" << split << "' (valid: train, val, training, validation)");
+  SEGRUN_THROW(ConfigError, "--split " << split << ": unknown " << layout.name
+                                       << " split (valid: train, val, training, validation)");
 }
 
 // <root>[/ADEChallengeData2016]/{images,annotations}/<dir>/<name>.{jpg,png}
 std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& dir) {
   fs::path base(root);
-  require_dir(base, "dataset root");
+  require_root(base);
   if (fs::is_directory(base / "ADEChallengeData2016")) base /= "ADEChallengeData2016";
   const fs::path images = base / "images" / dir;
   const fs::path annotations = base / "annotations" / dir;
@@ -78,7 +87,7 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& d
 // <root>/leftImg8bit/<dir>/<city>/<name>_leftImg8bit.png, <root>/gtFine/<dir>/<city>/<name>_gtFine_labelIds.png
 std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& dir) {
   const fs::path base(root);
-  require_dir(base, "dataset root");
+  require_root(base);
   const fs::path images = base / "leftImg8bit" / dir;
   const fs::path annotations = base / "gtFine" / dir;
   require_dir(images, "image");
@@ -148,12 +157,20 @@ RecordInput make_record(Layout layout, const SourceRecord& src) {
   return r;
 }
 
-// Every rank learns whether any rank failed; the failing rank rethrows its own error.
-void agree_on_failure(dist::Communicator& comm, const std::string& local_error, const std::string& where) {
-  torch::Tensor flag = torch::tensor({static_cast<int64_t>(local_error.empty() ? 0 : 1)}, torch::kLong);
+// Every rank learns whether any rank failed; the failing rank rethrows its own error, of its own
+// type (a ConfigError stays one: exit 2).
+void agree_on_failure(dist::Communicator& comm, const std::exception_ptr& local_error, const std::string& where) {
+  torch::Tensor flag = torch::tensor({static_cast<int64_t>(local_error ? 1 : 0)}, torch::kLong);
   comm.allreduce(flag);
-  if (!local_error.empty()) throw DataError(local_error);
+  if (local_error) std::rethrow_exception(local_error);
   SEGRUN_CHECK(flag.item<int64_t>() == 0, DataError, where << ": packing failed on another rank (see its log)");
+}
+
+// Whether `name` is a file pack writes into its staging folder: a shard, the manifest, or the
+// temp file of either ("<name>.tmp-<pid>", core/atomic_file.h and data/store.h).
+bool is_pack_file_name(const std::string& name) {
+  static const std::regex kPackFile(R"((shard-[0-9]+-of-[0-9]+\.h5|manifest\.json)(\.tmp-[0-9]+)?)");
+  return std::regex_match(name, kPackFile);
 }
 
 fs::path staging_path(const fs::path& out) {
@@ -229,14 +246,16 @@ PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& rec
   summary.shards = o.shards;
   summary.manifest = manifest_path(dir.string());
   for (int a = 0; a < k; ++a) summary.images_per_class.push_back(m.cooccurrence[static_cast<size_t>(a) * k + a]);
+  std::exception_ptr manifest_error;
   if (rank == 0) {
     try {
       write_file_atomic(summary.manifest, manifest_to_json(m));
     } catch (const std::exception& e) {
-      error = std::string(summary.manifest) + ": cannot write manifest (" + e.what() + ")";
+      manifest_error =
+          std::make_exception_ptr(DataError(summary.manifest + ": cannot write manifest (" + e.what() + ")"));
     }
   }
-  agree_on_failure(comm, error, o.out);
+  agree_on_failure(comm, manifest_error, o.out);
   return summary;
 }
 
@@ -268,6 +287,36 @@ void check_pack_target(const std::string& out) {
                out << " already exists; remove it or choose another --out");
 }
 
+namespace {
+
+// ConfigError unless the staging folder of `out` is absent or holds only files pack writes there
+// (is_pack_file_name): what a killed pack leaves, which the next pack may remove.
+void check_staging_folder(const std::string& out) {
+  const std::string staging = staging_path(fs::path(out)).string();
+  std::error_code ec;
+  if (!fs::exists(staging, ec)) return;
+  SEGRUN_CHECK(fs::is_directory(staging, ec), ConfigError,
+               staging << ": not a folder of an interrupted pack of " << out
+                       << "; nothing removed: move it away or choose another --out");
+  for (const auto& entry : fs::directory_iterator(staging, ec)) {
+    const std::string name = entry.path().filename().string();
+    SEGRUN_CHECK(entry.is_regular_file(ec) && is_pack_file_name(name), ConfigError,
+                 staging << ": holds " << name
+                         << ", which `segrun data pack` does not write; nothing removed: move your files out of it "
+                            "(or delete it) and pack again");
+  }
+  SEGRUN_CHECK(!ec, ConfigError, staging << ": cannot list (" << ec.message() << "); nothing removed");
+}
+
+}  // namespace
+
+void check_pack_request(const PackOptions& o) {
+  check_pack_target(o.out);
+  split_folder(o.split, layout_info(o.layout));
+  require_root(o.root);
+  check_staging_folder(o.out);
+}
+
 PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
   SEGRUN_CHECK(o.shards >= 1, DataError, o.out << ": shards must be >= 1 (got " << o.shards << ")");
   SEGRUN_CHECK(!o.out.empty(), DataError, "pack: empty output path");
@@ -275,22 +324,25 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
   const fs::path out(o.out);
 
   // 1. Refuse an existing store and scan the sources (every rank; agree before creating anything).
-  std::string error;
+  std::exception_ptr error;
   std::vector<SourceRecord> records;
   try {
     check_pack_target(o.out);
     records = scan_split(o.layout, o.root, o.split);
-  } catch (const DataError& e) {
-    error = e.what();
+  } catch (const Error&) {
+    error = std::current_exception();
   }
   agree_on_failure(comm, error, o.out);
   // Everything is written into a hidden staging folder beside the target, renamed into place once
   // every shard and the manifest are complete: a failed or killed pack leaves no target folder.
+  // A staging folder left by a killed pack is removed, but only when it holds nothing but the
+  // files pack writes there (ConfigError naming it otherwise: nothing of the user's is lost).
   const fs::path staging = staging_path(out);
   if (rank == 0) {
     try {
       std::error_code ec;
       if (fs::exists(staging, ec)) {
+        check_staging_folder(o.out);
         log::warn("pack: removing {}, left by an interrupted pack", staging.string());
         fs::remove_all(staging, ec);
         SEGRUN_CHECK(!ec, DataError, staging.string() << ": cannot remove the partial store (" << ec.message() << ")");
@@ -298,13 +350,14 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
       fs::create_directories(staging, ec);
       SEGRUN_CHECK(!ec, DataError,
                    staging.string() << ": cannot create the staging directory (" << ec.message() << ")");
-    } catch (const DataError& e) {
-      error = e.what();
+    } catch (const Error&) {
+      error = std::current_exception();
     }
   }
   agree_on_failure(comm, error, o.out);
   try {
     PackSummary summary = pack_into(o, records, staging, comm);
+    std::exception_ptr move_error;
     if (rank == 0) {
       try {
         std::error_code ec;
@@ -312,11 +365,11 @@ PackSummary pack_store(const PackOptions& o, dist::Communicator& comm) {
         SEGRUN_CHECK(!ec, DataError,
                      o.out << ": cannot move the packed store into place from " << staging.string() << " ("
                            << ec.message() << ")");
-      } catch (const DataError& e) {
-        error = e.what();
+      } catch (const DataError&) {
+        move_error = std::current_exception();
       }
     }
-    agree_on_failure(comm, error, o.out);
+    agree_on_failure(comm, move_error, o.out);
     summary.manifest = manifest_path(o.out);
     if (rank == 0) log::info("pack: {} records in {} shard(s) -> {}", summary.records, o.shards, summary.manifest);
     return summary;

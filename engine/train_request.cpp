@@ -18,19 +18,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A folder segrun has trained in (or a sweep has prepared, or another rank of this run has just
-// created: RunFolder::create makes checkpoints/ and logs/): it may be written into.
-bool is_run_folder(const RunFolder& run) {
-  std::error_code ec;
-  return path_exists(run.status_path()) || path_exists(run.overrides_path()) ||
-         fs::is_directory(run.checkpoint_dir(), ec) || fs::is_directory(run.log_dir(), ec);
-}
-
 void check_run_dir(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) return;
   SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "--run-dir " << dir << ": exists and is not a folder");
-  SEGRUN_CHECK(fs::is_empty(dir, ec) || is_run_folder(RunFolder(dir)), ConfigError,
+  // A folder segrun has trained in (or a sweep has prepared, or another rank of this run has just
+  // created) may be written into.
+  SEGRUN_CHECK(fs::is_empty(dir, ec) || RunFolder(dir).holds_run_files(), ConfigError,
                "--run-dir " << dir
                             << ": not empty and not a segrun run folder (no status, overrides.json, checkpoints/ "
                                "or logs/); choose a new or empty folder, nothing in this one is overwritten");

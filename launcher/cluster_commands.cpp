@@ -4,9 +4,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "core/error.h"
+#include "launcher/train_plan.h"
 #include "sweeps/slurm_jobs.h"
 
 namespace segrun::launcher {
@@ -34,9 +37,13 @@ void add_cluster_commands(CommandRegistry& registry) {
   const CommandAction action = [options](MpiHolder& mpi) { return run_cluster_command(*options, mpi); };
   s.submit = registry.add(
       "submit",
-      "submit a run (CONFIG [k=v...]) or a sweep (SPEC, as a job array) to Slurm; preempted runs requeue and resume",
+      "submit a run (CONFIG [k=v...], or a RUN_DIR: its config.toml) or a sweep (SPEC, as a job array) to Slurm; "
+      "preempted runs requeue and resume",
       action);
-  s.submit->add_option("target", s.request.target, "experiment config TOML, or sweep spec TOML")->required();
+  s.submit
+      ->add_option("target", s.request.target,
+                   "experiment config TOML, a run folder (its config.toml), or sweep spec TOML")
+      ->required();
   s.submit->add_option("overrides", s.request.overrides, "key=value overrides (with a CONFIG)");
   s.submit->add_option("--on", s.on, "scheduler")->capture_default_str()->check(CLI::IsMember({"slurm"}));
   // Resource flags bind to SlurmOverrides' optionals: a flag not given keeps the config's value.
@@ -69,7 +76,8 @@ void add_cluster_commands(CommandRegistry& registry) {
       ->check(int_range(1, 65536));
   s.submit->add_option("--export", s.request.exports, "NAME=VALUE exported to the ranks (repeatable)")
       ->allow_extra_args(false);
-  s.submit->add_option("--run-dir", s.request.run_dir, "with a CONFIG: the run directory (default runs/<name>)");
+  s.submit->add_option("--run-dir", s.request.run_dir,
+                       "with a CONFIG: the run directory (default: the run folder given, or runs/<name>)");
   s.submit->add_option("--runs-dir,--sweep-dir", s.request.runs_dir,
                        "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.submit->add_flag("--dry-run", s.request.dry_run, "print the job script, write and submit nothing");
@@ -89,6 +97,18 @@ namespace {
 int run_cluster_command(const ClusterOptions& s, MpiHolder&) {
   if (*s.status) return sweeps::print_run_status(s.status_run, std::cout);
   if (*s.cancel) return sweeps::cancel_jobs(s.cancel_target, s.cancel_runs_dir, std::cout);
+  std::error_code ec;
+  if (std::filesystem::is_directory(s.request.target, ec)) {
+    // A run folder (e.g. a preempted run to submit again): its config.toml, into that folder unless
+    // --run-dir says otherwise, as `segrun train RUN_DIR` reads it.
+    if (!s.request.runs_dir.empty())
+      throw ConfigError("submit: --runs-dir is for a sweep spec; one run takes --run-dir");
+    const RunSource source = run_source(s.request.target, s.request.run_dir);
+    sweeps::SubmitRequest request = s.request;
+    request.target = source.config_path;
+    request.run_dir = source.run_dir;
+    return sweeps::submit_run(request, std::cout);
+  }
   if (sweeps::is_sweep_spec(s.request.target)) {
     if (!s.request.overrides.empty())
       throw ConfigError("submit " + s.request.target +

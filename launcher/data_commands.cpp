@@ -120,7 +120,7 @@ void add_data_commands(CommandRegistry& registry) {
   pack->add_option("--split", po.split, "train | val (or training | validation: either dataset's names)")->required();
   pack->add_option("--out", po.out, "store folder to create (must not exist, or be empty)")->required();
   pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(int_range(1, 100000));
-  registry.set_preflight(pack, [options] { data::check_pack_target(options->pack_options.out); });
+  registry.set_preflight(pack, [options] { data::check_pack_request(options->pack_options); });
 
   CLI::App* inspect = registry.add(
       "inspect", "summarize a store and check every record's CRC",

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "sweeps/plot.h"
 #include "sweeps/registry.h"
 #include "sweeps/report.h"
@@ -109,7 +110,8 @@ void add_sweep_commands(CommandRegistry& registry) {
       ->delimiter(',');
   s.table->add_option(
       "--plot", s.plot,
-      "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat)");
+      "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat; a FILE.gp "
+      "you edited is kept)");
   s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
   s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
   s.table->add_option("--decimals", s.decimals, "decimals of the values")
@@ -121,7 +123,8 @@ void add_sweep_commands(CommandRegistry& registry) {
                           "IoU and sample predictions (or those of one run folder)",
                           action);
   s.report->add_option("source", s.source, "sweep spec TOML, a runs folder, or one run folder")->required();
-  s.report->add_option("--out", s.out, "the HTML file to write (replaced if it exists)")->required();
+  s.report->add_option("--out", s.out, "the HTML file to write (an earlier report there is replaced, no other file)")
+      ->required();
   s.report
       ->add_option("--classes", s.classes,
                    "per-class IoU columns (comma-separated; default: the spec's [table] per_class, else the best "
@@ -149,6 +152,11 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
     if (*s.plan) {
       sweeps::mark_slurm_jobs(plan, sweeps::active_slurm_jobs(plan));
       std::cout << sweeps::format_plan(plan, fmt);
+      // The plan is still shown (it is what the user asked for); `sweep run` and `submit` refuse.
+      const std::vector<std::string> missing = sweeps::missing_stores_of_plan(spec, plan);
+      if (!missing.empty())
+        log::warn("{}{}; `sweep run` and `submit` refuse this sweep until the store exists", missing.front(),
+                  missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
     } else {
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
                                          sweeps::slurm_states_of(plan));
@@ -209,7 +217,11 @@ int run_table_command(const SweepOptions& s) {
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {
     const sweeps::PlotFiles files = sweeps::write_plot(grid, plot, s.plot);
-    std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
+    if (files.script_kept)
+      std::cerr << "wrote " << files.output << " with your edited " << files.script
+                << " (kept as it is: delete it for segrun's own script; data " << files.data << ")\n";
+    else
+      std::cerr << "wrote " << files.output << " (gnuplot script " << files.script << ", data " << files.data << ")\n";
   }
   return 0;
 }

@@ -9,19 +9,19 @@
 
 namespace segrun::launcher {
 
-TrainPlan plan_train(const TrainCommand& command) {
-  std::string config_path = command.config;
-  std::string run_dir = command.run_dir;
+RunSource run_source(const std::string& config_or_run, const std::string& run_dir) {
   std::error_code ec;
-  if (std::filesystem::is_directory(command.config, ec)) {
-    const RunFolder run(command.config);
-    SEGRUN_CHECK(path_exists(run.config_path()), ConfigError,
-                 command.config << ": not a run folder (no config.toml); give a config file");
-    config_path = run.config_path();
-    if (run_dir.empty()) run_dir = command.config;
-  }
-  TrainPlan plan{load_config(config_path, command.overrides), {}};
-  plan.request.run_dir = run_dir.empty() ? "runs/" + plan.config.name : run_dir;
+  if (!std::filesystem::is_directory(config_or_run, ec)) return {config_or_run, run_dir};
+  const RunFolder run(config_or_run);
+  SEGRUN_CHECK(path_exists(run.config_path()), ConfigError,
+               config_or_run << ": not a run folder (no config.toml); give a config file");
+  return {run.config_path(), run_dir.empty() ? config_or_run : run_dir};
+}
+
+TrainPlan plan_train(const TrainCommand& command) {
+  const RunSource source = run_source(command.config, command.run_dir);
+  TrainPlan plan{load_config(source.config_path, command.overrides), {}};
+  plan.request.run_dir = source.run_dir.empty() ? "runs/" + plan.config.name : source.run_dir;
   plan.request.resume = command.resume;
   return plan;
 }

@@ -5,6 +5,7 @@
 // unless --run-dir says otherwise; otherwise the run directory defaults to runs/<name>. Shared by
 // the train action on every rank and by `segrun launch`, which, before mpirun, checks the request,
 // picks the ranks' stop signal from the config, and afterwards marks a run failed whose ranks died.
+// `segrun submit RUN_DIR` reads a run folder the same way (run_source).
 
 #include <string>
 #include <vector>
@@ -25,6 +26,15 @@ struct TrainPlan {
   Config config;
   engine::TrainRequest request;
 };
+
+// What a CONFIG|RUN_DIR argument names: a config file as given, with run_dir as given; or a run
+// folder's config.toml, with run_dir defaulting to that folder. ConfigError for a folder without a
+// config.toml ("<folder>: not a run folder (no config.toml); give a config file").
+struct RunSource {
+  std::string config_path;
+  std::string run_dir;  // "" when neither a run folder nor --run-dir gave one
+};
+RunSource run_source(const std::string& config_or_run, const std::string& run_dir);
 
 // ConfigError naming the folder or the config problem.
 TrainPlan plan_train(const TrainCommand& command);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,36 @@ namespace fs = std::filesystem;
 
 // matplotlib's default cycle: distinguishable, and prints well in grey.
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+
+// The stamp segrun puts as the first line of every FILE.gp it writes: a hash of the rest, so that
+// the next --plot tells a script as written (replaced) from one a user edited (kept).
+constexpr const char* kScriptStamp = "# segrun-plot-script ";
+
+std::string hash_hex(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;  // 64-bit FNV-1a
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string stamped(const std::string& script) {
+  return kScriptStamp + hash_hex(script) + " (segrun table --plot replaces this file while it is as written here; " +
+         "edited, it is kept)\n" + script;
+}
+
+// Whether `text` (an existing FILE.gp) is as segrun wrote it: stamped with the hash of the rest
+// (whatever grid it plotted), or, written before the stamp, byte-identical to today's `script`.
+bool as_segrun_wrote_it(const std::string& text, const std::string& script) {
+  if (text == script) return true;
+  const size_t first_end = text.find('\n');
+  const std::string prefix = kScriptStamp;
+  if (first_end == std::string::npos || text.compare(0, prefix.size(), prefix) != 0) return false;
+  return text.compare(prefix.size(), 16, hash_hex(text.substr(first_end + 1))) == 0;
+}
 
 std::string num(double v) {
   char buf[40];
@@ -249,7 +280,13 @@ PlotFiles write_plot(const ResultGrid& grid, const PlotOptions& options, const s
   fs::create_directories(dir, ec);
   if (ec) throw IoError(dir.string() + ": cannot create the plot's folder: " + ec.message());
   write_file_atomic(paths.data, files.data);
-  write_file_atomic(paths.script, files.script);
+  // A script the user edited since segrun wrote it (or one segrun did not write) is theirs: kept,
+  // and drawn with the new data.
+  if (fs::exists(paths.script, ec)) {
+    const std::string text = read_file(paths.script);
+    paths.script_kept = !as_segrun_wrote_it(text, files.script);
+  }
+  if (!paths.script_kept) write_file_atomic(paths.script, stamped(files.script));
 
   fs::remove(out, ec);  // a stale plot must not pass for a new one
   std::string program = options.gnuplot;

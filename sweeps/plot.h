@@ -10,6 +10,8 @@
 // FILE.dat (kept: users edit the script and re-run `gnuplot FILE.gp` from that folder; both name
 // the other files relative to it), then runs gnuplot on the script (fork/exec of an argument
 // vector, no shell, working directory = the output's folder). render_gnuplot is the pure part.
+// FILE.gp's first line stamps it with a hash of the rest: a FILE.gp still as segrun wrote it is
+// replaced, one edited since (or not segrun's) is kept and drawn with the new FILE.dat.
 // Threading: render_gnuplot is a pure function; write_plot spawns a child process and blocks
 // until it ends (safe from any thread, but not async-signal-safe).
 
@@ -46,9 +48,11 @@ struct PlotFiles {
   std::string output;
   std::string script;
   std::string data;
+  bool script_kept = false;  // FILE.gp was edited since segrun wrote it: left as it is, and gnuplot ran it
 };
 
-// Writes FILE.gp and FILE.dat next to output_path (atomically) and runs gnuplot. ConfigError as
+// Writes FILE.dat and (unless the user edited it) FILE.gp next to output_path (atomically) and
+// runs gnuplot on FILE.gp. ConfigError as
 // render_gnuplot; IoError when the files cannot be written; IoError "gnuplot not found ..." when
 // the executable cannot be started, "gnuplot failed (exit N): <first line of its stderr>" when it
 // fails or writes no output file.

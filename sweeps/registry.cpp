@@ -314,13 +314,28 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
   return out;
 }
 
-std::string resume_refusal(const RunRecord& record, const Config& config) {
+std::string resume_refusal(const RunRecord& record, const Config& config, const std::string& given_by) {
   const RunFolder run(record.dir);
   if (!record.has_checkpoint || !path_exists(run.config_path())) return "";
   const std::vector<ConfigChange> changes = training_changes(load_config(run.config_path()), config);
   if (changes.empty()) return "";
-  return run.config_path() + ": " + describe_changes(changes, "the sweep now") +
+  return run.config_path() + ": " + describe_changes(changes, given_by) +
          "; resuming it would change what it computes: delete the run folder to start it afresh";
+}
+
+std::string missing_store_of(const SweepSpec& spec, const PlannedRun& run, const Config& config) {
+  const std::vector<std::string> missing = missing_stores(config);
+  return missing.empty() ? "" : spec.path + ": run " + run.dir_name + ": " + missing.front();
+}
+
+std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan) {
+  std::vector<std::string> out;
+  for (const PlanEntry& e : plan) {
+    if (e.action == PlanAction::kReuse || e.action == PlanAction::kOnSlurm) continue;
+    std::string missing = missing_store_of(spec, e.run, load_config(spec.base, e.run.train_args()));
+    if (!missing.empty()) out.push_back(std::move(missing));
+  }
+  return out;
 }
 
 void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active) {

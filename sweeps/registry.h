@@ -114,8 +114,18 @@ void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, s
 // Why a run that has checkpoints must not be resumed under `config` (`segrun train` would refuse
 // it: its config.toml differs in a key that shapes training, core/config.h's training_changes), so
 // that `sweep run` and `submit` leave it alone rather than fail it, or queue a job that fails. ""
-// when it may be resumed (or has no checkpoint).
-std::string resume_refusal(const RunRecord& record, const Config& config);
+// when it may be resumed (or has no checkpoint). `given_by` says where `config` comes from, as
+// describe_changes words it: "the sweep now" (a sweep's run), "this command" (`submit CONFIG`).
+std::string resume_refusal(const RunRecord& record, const Config& config, const std::string& given_by);
+
+// The check `sweep run`, `sweep plan` and `submit SPEC` make before any run starts, so that no
+// run starts only to fail: "<spec>: run <run's folder name>: data.store = <path>: no such store
+// folder" for the first store that `config` (the run's resolved config) names and that is not a
+// folder (core/config.h's missing_stores); "" when they are all there.
+std::string missing_store_of(const SweepSpec& spec, const PlannedRun& run, const Config& config);
+// missing_store_of for every run of `plan` that a `sweep run` would start (not done, not left to
+// a Slurm job), in plan order: `sweep run` refuses the first, `sweep plan` warns of them.
+std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan);
 
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <system_error>
@@ -483,7 +484,7 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
                                                                    : "run folder";
   const std::string title = "segrun report: " + source.name;
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  html += "<meta name=\"generator\" content=\"segrun report\">\n";
+  html += std::string(kReportMarker) + "\n";
   html += "<title>" + escape_html(title) + "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
   html += "<h1>" + escape_html(title) + "</h1>\n";
   html += "<p class=\"meta\">" + std::string(kind) + " <code>" + escape_html(source.path) + "</code>; " +
@@ -500,6 +501,14 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
   return html;
 }
 
+bool is_segrun_report(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(1024, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  return head.find(kReportMarker) != std::string::npos;
+}
+
 ReportSummary write_report(const ReportSource& source, const ResultTableOptions& table, const ReportOptions& options) {
   SEGRUN_CHECK(!options.out.empty(), ConfigError, "report: no output file given (--out FILE.html)");
   std::error_code ec;
@@ -508,6 +517,10 @@ ReportSummary write_report(const ReportSource& source, const ResultTableOptions&
   const fs::path parent = out.parent_path();
   if (!fs::is_directory(parent, ec))
     throw IoError(options.out + ": cannot write: folder " + parent.string() + " does not exist");
+  if (fs::exists(out, ec) && !is_segrun_report(options.out))
+    throw ConfigError("--out " + options.out +
+                      ": exists and is not a segrun report; nothing written: choose another file name (a report "
+                      "replaces only an earlier report)");
   ReportSummary summary;
   TempFolder plot_dir;
   const std::string html = render_report(source, table, options, plot_dir.path(), &summary);

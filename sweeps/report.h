@@ -15,10 +15,11 @@
 // A sweep with no run done yet still gets a report: the table section says why it is empty.
 //
 // Contract: load_report_source reads run folders only; write_report writes --out atomically
-// (core/atomic_file.h), replacing any file there, as `segrun table --plot` does; nothing is
-// written when it throws. Errors name the path: a missing source -> ConfigError; a folder that
-// is neither a runs folder nor a run folder, or a corrupt run file -> DataError; an --out that
-// cannot be written -> IoError; bad table options -> ConfigError, as in `segrun table`.
+// (core/atomic_file.h), replacing a file there only when it is an earlier report (its head holds
+// kReportMarker); nothing is written when it throws. Errors name the path: a missing source or an
+// --out that is some other file -> ConfigError; a folder that is neither a runs folder nor a run
+// folder, or a corrupt run file -> DataError; an --out that cannot be written -> IoError; bad
+// table options -> ConfigError, as in `segrun table`.
 // Thread-compatible; write_report runs gnuplot as a child process (sweeps/plot.h).
 
 #include <cstddef>
@@ -30,6 +31,11 @@
 #include "sweeps/results.h"
 
 namespace segrun::sweeps {
+
+// The line in the head of every report (its fifth) that tells a report apart from other files.
+inline constexpr const char* kReportMarker = "<meta name=\"generator\" content=\"segrun report\">";
+// Whether `path` is a file whose first 1 KiB holds kReportMarker (false when it cannot be read).
+bool is_segrun_report(const std::string& path);
 
 // What `segrun table` and `segrun report` read from their SOURCE argument.
 struct ReportSource {

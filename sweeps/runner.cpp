@@ -93,11 +93,17 @@ std::vector<Overrides> varying_overrides(const std::vector<PlanEntry>& plan) {
   return out;
 }
 
+std::string sweep_lock_path(const std::string& runs_dir) { return (fs::path(runs_dir) / ".sweep.lock").string(); }
+
 }  // namespace
 
 RunsLock::RunsLock(const std::string& runs_dir, const std::string& busy)
-    : lock_(FolderLock::try_take((fs::path(runs_dir) / ".sweep.lock").string())) {
-  if (!lock_) throw ClusterError(runs_dir + ": " + busy);
+    : lock_(FolderLock::try_take(sweep_lock_path(runs_dir))) {
+  if (lock_) return;
+  // Who holds it, from the line the holder wrote ("" when it has let go since the try).
+  const std::optional<std::string> holder = lock_holder(sweep_lock_path(runs_dir));
+  throw ConfigError(runs_dir + ": in use by " + (holder && !holder->empty() ? *holder : "another process") + "; " +
+                    busy);
 }
 
 SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options, std::ostream& out) {
@@ -109,10 +115,14 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     std::error_code ec;
     fs::create_directories(runs_dir, ec);
     if (ec) throw IoError(runs_dir + ": cannot create runs folder: " + ec.message());
-    lock.emplace(runs_dir, "another `segrun sweep run` is using this runs folder");
+    lock.emplace(runs_dir,
+                 "one `segrun sweep run` uses a runs folder at a time (segrun sweep status " + spec.path + ")");
   }
   std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
   mark_slurm_jobs(plan, options.slurm_jobs ? options.slurm_jobs(plan) : active_slurm_jobs(plan));
+  // Refused before any run starts (each would start, fail on it and be marked failed), as `submit`.
+  const std::vector<std::string> missing = missing_stores_of_plan(spec, plan);
+  if (!missing.empty()) throw ConfigError(missing.front());
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
   std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs
@@ -129,7 +139,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       out << "skipping " << e.folder_name() << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
       const std::string refusal =
-          e.action == PlanAction::kResume ? resume_refusal(e.record, load_config(spec.base, e.run.train_args())) : "";
+          e.action == PlanAction::kResume
+              ? resume_refusal(e.record, load_config(spec.base, e.run.train_args()), "the sweep now")
+              : "";
       if (!refusal.empty()) {
         ++summary.failed;
         out << "not run: " << refusal << "\n";

@@ -27,7 +27,8 @@
 namespace segrun::sweeps {
 
 // Exclusive use of a runs folder (flock on <runs_dir>/.sweep.lock, which must be a folder) while
-// the object lives; ClusterError "<runs_dir>: <busy>" when another process holds it.
+// the object lives. ConfigError naming the holder, as a second `segrun train` of a run does, when
+// another process holds it: "<runs_dir>: in use by pid 1234 on node7 since ...; <busy>".
 class RunsLock {
  public:
   RunsLock(const std::string& runs_dir, const std::string& busy);

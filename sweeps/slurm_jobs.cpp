@@ -160,7 +160,7 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
     throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
                        cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
                        "` stops it");
-  const std::string refusal = resume_refusal(record, config);
+  const std::string refusal = resume_refusal(record, config, "this command");
   if (!refusal.empty()) throw ConfigError(refusal);
   make_private_dir(run_dir);
   write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
@@ -202,8 +202,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   }
   resolving.finish();
   for (size_t i = 0; i < plan.size(); ++i) {
-    const std::vector<std::string> missing = missing_stores(configs[i]);
-    if (!missing.empty()) throw ConfigError(spec.path + ": run " + plan[i].run.dir_name + ": " + missing.front());
+    const std::string missing = missing_store_of(spec, plan[i].run, configs[i]);
+    if (!missing.empty()) throw ConfigError(missing);
   }
   for (size_t i = 1; i < plan.size(); ++i)
     if (!same_slurm(configs[i].cluster.slurm, configs[0].cluster.slurm))
@@ -243,7 +243,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                                       << ")\n";
       continue;
     }
-    const std::string refusal = resume_refusal(plan[i].record, configs[i]);
+    const std::string refusal = resume_refusal(plan[i].record, configs[i], "the sweep now");
     if (!refusal.empty()) {
       ++refused;
       (req.dry_run ? std::cerr : out) << "not submitted: " << refusal << "\n";
@@ -322,6 +322,10 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
 int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
   std::error_code ec;
   if (!fs::is_directory(run_dir_arg, ec)) throw ConfigError(run_dir_arg + ": no such run directory");
+  // A folder of other files (a store, a mistyped path) is no run that has not started: a run
+  // folder holds segrun's files from its first moment (train, sweep run, submit), as train decides.
+  if (!RunFolder(run_dir_arg).holds_run_files())
+    throw ConfigError(run_dir_arg + ": not a run folder (no status, overrides.json, checkpoints/ or logs/)");
   const std::string run_dir = absolute(run_dir_arg);
   const RunRecord r = read_run(run_dir);
   const auto jobs = cluster::recorded_jobs({run_dir});

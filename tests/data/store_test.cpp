@@ -67,6 +67,17 @@ std::string data_error_of(Fn&& fn) {
   return "<no DataError thrown>";
 }
 
+// The message of the ConfigError (a command-line mistake: exit 2) that fn throws.
+template <typename Fn>
+std::string config_error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no ConfigError thrown>";
+}
+
 TEST(Synth, AdeWritesTheRealLayout) {
   TempDir tmp;
   auto o = small_synth(Layout::kAde20k, tmp / "ade");
@@ -382,10 +393,16 @@ class PackBadInput : public ::testing::Test {
 
 TEST_F(PackBadInput, MissingFolder) {
   const std::string missing = tmp_ / "nowhere";
-  EXPECT_THAT(data_error_of([&] {
-                pack_single({Layout::kAde20k, missing, "training", tmp_ / "store", 1});
-              }),
-              HasSubstr(missing));
+  // A --root that is not there is the command line's mistake (exit 2) ...
+  EXPECT_EQ(config_error_of([&] {
+              pack_single({Layout::kAde20k, missing, "training", tmp_ / "store", 1});
+            }),
+            "--root " + missing + ": missing dataset root folder");
+  EXPECT_EQ(config_error_of([&] {
+              check_pack_request({Layout::kAde20k, missing, "training", tmp_ / "store", 1});
+            }),
+            "--root " + missing + ": missing dataset root folder");
+  // ... a folder missing below it the dataset's.
   EXPECT_THAT(data_error_of([&] {
                 pack_single({Layout::kCityscapes, so_.out, "train", tmp_ / "store", 1});
               }),
@@ -434,6 +451,9 @@ TEST_F(PackBadInput, AFailureOnOneOfTwoRanksLeavesNoTarget) {
 TEST_F(PackBadInput, AStagingFolderLeftByAKilledPackIsReplaced) {
   fs::create_directories(tmp_ / ".store.packing");
   write_bytes(tmp_ / ".store.packing/shard-00000-of-00001.h5.tmp-123", {'x'});
+  write_bytes(tmp_ / ".store.packing/shard-00001-of-00002.h5", {'x'});
+  write_bytes(tmp_ / ".store.packing/manifest.json.tmp-77", {'x'});
+  check_pack_request({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1});  // nothing but pack's files
   EXPECT_EQ(pack_single({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1}).records, 3);
   EXPECT_FALSE(fs::exists(tmp_ / ".store.packing"));
   EXPECT_EQ(StoreReader(tmp_ / "store").size(), 3);
@@ -476,10 +496,40 @@ TEST_F(PackBadInput, ExistingOutput) {
 }
 
 TEST_F(PackBadInput, UnknownSplit) {
-  EXPECT_THAT(data_error_of([&] {
-                pack_single({Layout::kAde20k, so_.out, "test", tmp_ / "store", 1});
+  // The command line's mistake: a ConfigError (exit 2), checked before launch too.
+  const std::string expected = "--split test: unknown ade20k split (valid: train, val, training, validation)";
+  EXPECT_EQ(config_error_of([&] { pack_single({Layout::kAde20k, so_.out, "test", tmp_ / "store", 1}); }), expected);
+  EXPECT_EQ(config_error_of([&] {
+              check_pack_request({Layout::kAde20k, so_.out, "test", tmp_ / "store", 1});
+            }),
+            expected);
+  EXPECT_FALSE(fs::exists(tmp_ / "store"));
+}
+
+TEST_F(PackBadInput, AStagingFolderHoldingOtherFilesIsNotRemoved) {
+  // `.<name>.packing` with a file pack never writes there: refused (exit 2), nothing removed.
+  fs::create_directories(tmp_ / ".store.packing");
+  write_bytes(tmp_ / ".store.packing/shard-00000-of-00001.h5", {'x'});
+  write_bytes(tmp_ / ".store.packing/junk", {'x'});
+  const std::string expected = (tmp_ / ".store.packing") +
+                               ": holds junk, which `segrun data pack` does not write; nothing removed: move your "
+                               "files out of it (or delete it) and pack again";
+  EXPECT_EQ(config_error_of([&] { pack_single({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1}); }), expected);
+  EXPECT_EQ(config_error_of([&] {
+              check_pack_request({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1});
+            }),
+            expected);
+  EXPECT_TRUE(fs::exists(tmp_ / ".store.packing/junk"));
+  EXPECT_TRUE(fs::exists(tmp_ / ".store.packing/shard-00000-of-00001.h5"));
+  EXPECT_FALSE(fs::exists(tmp_ / "store"));
+  // A subfolder is not pack's either.
+  fs::remove(tmp_ / ".store.packing/junk");
+  fs::create_directories(tmp_ / ".store.packing/manifest.json");
+  EXPECT_THAT(config_error_of([&] {
+                pack_single({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1});
               }),
-              HasSubstr("ade20k: unknown split 'test' (valid: train, val, training, validation)"));
+              HasSubstr(": holds manifest.json, which `segrun data pack` does not write"));
+  EXPECT_TRUE(fs::exists(tmp_ / ".store.packing/manifest.json"));
 }
 
 class StoreBadInput : public ::testing::Test {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <fstream>
 #include <set>
@@ -21,6 +22,7 @@
 #include "launcher/command_group.h"
 #include "launcher/launch_commands.h"
 #include "launcher/mpi_holder.h"
+#include "launcher/train_plan.h"
 #include "tests/scratch_dir.h"
 
 namespace segrun::launcher {
@@ -168,6 +170,27 @@ TEST(Launcher, TheLaunchStopSignalFollowsTheRunsConfig) {
   // A config that does not load stops the launch before any rank starts, with its own message.
   EXPECT_THROW(launched_stop_signal({"train", dir.str("missing.toml")}), ConfigError);
   EXPECT_THROW(launched_stop_signal({"train", dir.str("plain.toml"), "train.lrr=1"}), ConfigError);
+}
+
+TEST(Launcher, ARunFolderStandsForItsConfigAndItself) {
+  // What train and submit make of CONFIG|RUN_DIR (launcher/train_plan.h's run_source).
+  segrun::testing::ScratchDir dir("launcher-source");
+  std::filesystem::create_directories(dir.path() / "run");
+  std::ofstream(dir.str("run/config.toml")) << "name = \"r\"\n";
+  std::filesystem::create_directories(dir.path() / "other");
+  const RunSource run = run_source(dir.str("run"), "");
+  EXPECT_EQ(run.config_path, dir.str("run") + "/config.toml");
+  EXPECT_EQ(run.run_dir, dir.str("run"));
+  EXPECT_EQ(run_source(dir.str("run"), "elsewhere").run_dir, "elsewhere");
+  const RunSource file = run_source(dir.str("run/config.toml"), "");
+  EXPECT_EQ(file.config_path, dir.str("run/config.toml"));
+  EXPECT_EQ(file.run_dir, "");
+  try {
+    run_source(dir.str("other"), "");
+    ADD_FAILURE() << "a folder without config.toml was taken for a run";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), dir.str("other") + ": not a run folder (no config.toml); give a config file");
+  }
 }
 
 // The line main prints (exit 2) for a command line CLI11 rejects, and launch's check of the line

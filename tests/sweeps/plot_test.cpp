@@ -1,8 +1,9 @@
 // Plots drawn by gnuplot: the generated script and data file against golden text (log-scaled
 // numeric axis with two series and error bars only where n >= 2; categorical axis of strings),
 // a PNG (magic bytes and IHDR size) and an SVG (parsed by Python's xml.etree: one point per
-// configuration, one error bar per configuration with >= 2 seeds, the key and titles), and the
-// error paths: bad extension, unknown x key, gnuplot missing, gnuplot failing.
+// configuration, one error bar per configuration with >= 2 seeds, the key and titles), a script
+// the user edited kept across a re-plot, and the error paths: bad extension, unknown x key,
+// gnuplot missing, gnuplot failing.
 #include "sweeps/plot.h"
 
 #include <gtest/gtest.h>
@@ -196,7 +197,14 @@ TEST_F(PlotGrid, PngHasItsMagicAndSize) {
   const PlotFiles files = write_plot(grid_, options, out("lr.png").string());
   EXPECT_EQ(files.script, out("lr.gp").string());
   EXPECT_EQ(files.data, out("lr.dat").string());
-  EXPECT_EQ(read_bytes(files.script), render_gnuplot(grid_, options, "lr.png").script);
+  // The script as rendered, after the stamp line that tells the next --plot it is unedited.
+  const std::string script = read_bytes(files.script);
+  const std::string rendered = render_gnuplot(grid_, options, "lr.png").script;
+  ASSERT_GT(script.size(), rendered.size());
+  EXPECT_EQ(script.substr(script.size() - rendered.size()), rendered);
+  EXPECT_EQ(script.find("# segrun-plot-script "), 0u);
+  EXPECT_EQ(script.find('\n'), script.size() - rendered.size() - 1);  // one line
+  EXPECT_FALSE(files.script_kept);
   EXPECT_EQ(read_bytes(files.data), render_gnuplot(grid_, options, "lr.png").data);
   const std::string png = read_bytes(out("lr.png"));
   ASSERT_GT(png.size(), 33u);
@@ -231,6 +239,45 @@ TEST_F(PlotGrid, SvgHasOnePointPerConfigurationAndOneErrorBarPerMultiSeedOne) {
       "\"train.lr (log scale)\" in texts, [t for t in texts if t in (\"0.0001\", \"0.001\", \"0.01\")])\n";
   ASSERT_EQ(script.find('\''), std::string::npos);  // the shell's single quotes wrap it
   EXPECT_EQ(run_python(script, out("lr.svg").string()), "3 [4, 6, 4] 3 True True True ['0.0001', '0.001', '0.01']\n");
+}
+
+TEST_F(PlotGrid, AnEditedScriptIsKeptAndDrawnWithTheNewData) {
+  // docs/sweeps.md invites users to restyle a plot by editing FILE.gp: the next --plot must not
+  // undo that. An unedited script is replaced (here: another size).
+  PlotOptions options;
+  const fs::path gp = out("lr.gp");
+  write_plot(grid_, options, out("lr.svg").string());
+  const std::string first = read_bytes(gp);
+  options.width = 800;
+  PlotFiles files = write_plot(grid_, options, out("lr.svg").string());
+  EXPECT_FALSE(files.script_kept);
+  const std::string second = read_bytes(gp);
+  EXPECT_NE(second, first);
+  EXPECT_NE(second.find("size 800,420"), std::string::npos) << second;
+
+  // Edited: kept byte for byte, the data rewritten, and gnuplot draws with the edited script.
+  const std::string edited = second.substr(0, second.find("set grid")) + "set grid xtics ytics\n" +
+                             second.substr(second.find('\n', second.find("set grid")) + 1);
+  ASSERT_NE(edited, second);
+  { std::ofstream(gp, std::ios::binary) << edited; }
+  fs::remove(out("lr.dat"));
+  fs::remove(out("lr.svg"));
+  options.width = 640;
+  files = write_plot(grid_, options, out("lr.svg").string());
+  EXPECT_TRUE(files.script_kept);
+  EXPECT_EQ(read_bytes(gp), edited);
+  EXPECT_EQ(read_bytes(out("lr.dat")), render_gnuplot(grid_, options, "lr.svg").data);
+  EXPECT_NE(read_bytes(out("lr.svg")).find("width=\"800\""), std::string::npos);  // the edited script's size
+
+  // A FILE.gp without the stamp that is not the script segrun renders (the user's own, or one
+  // edited from an older segrun's) is kept too; one equal to the rendered script is segrun's.
+  const std::string own = "set terminal svg\nset output 'lr.svg'\nplot 'lr.dat' index 0 using 1:2\n";
+  { std::ofstream(gp, std::ios::binary) << own; }
+  EXPECT_TRUE(write_plot(grid_, options, out("lr.svg").string()).script_kept);
+  EXPECT_EQ(read_bytes(gp), own);
+  { std::ofstream(gp, std::ios::binary) << render_gnuplot(grid_, options, "lr.svg").script; }
+  EXPECT_FALSE(write_plot(grid_, options, out("lr.svg").string()).script_kept);
+  EXPECT_EQ(read_bytes(gp).find("# segrun-plot-script "), 0u);
 }
 
 TEST_F(PlotGrid, Errors) {

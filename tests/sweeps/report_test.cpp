@@ -467,6 +467,37 @@ TEST_F(Report, UserErrorsNameThePath) {
   EXPECT_FALSE(fs::exists(options.out));
 }
 
+TEST_F(Report, OnlyAnEarlierReportIsReplaced) {
+  // `--out myconfig.toml` of a file the user wrote: refused (exit 2), the file kept byte for byte.
+  const ReportSource source = load_report_source(runs().string(), "", true);
+  ReportOptions options;
+  options.out = dir_.str("myconfig.toml");
+  const std::string mine = "[train]\niters = 40\n";
+  write_text(options.out, mine);
+  try {
+    write_report(source, table_, options);
+    FAIL() << "replaced a file that is no report";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--out " + options.out +
+                                         ": exists and is not a segrun report; nothing written: choose another file "
+                                         "name (a report replaces only an earlier report)");
+  }
+  EXPECT_EQ(read_file(options.out), mine);
+  EXPECT_FALSE(is_segrun_report(options.out));
+  // A report names itself in its head; the next report replaces it.
+  options.out = dir_.str("r.html");
+  write_report(source, table_, options);
+  const std::string first = read_file(options.out);
+  EXPECT_NE(first.substr(0, 1024).find(kReportMarker), std::string::npos);
+  EXPECT_TRUE(is_segrun_report(options.out));
+  write_text(options.out, first + "<!-- an earlier report -->\n");
+  write_report(source, table_, options);
+  EXPECT_EQ(read_file(options.out).find("<!-- an earlier report -->"), std::string::npos);
+  // An HTML file of the user's, even one naming segrun further down, is not a report of segrun's.
+  write_text(options.out, "<html><body>" + std::string(2000, ' ') + kReportMarker + "</body></html>\n");
+  EXPECT_THROW(write_report(source, table_, options), ConfigError);
+}
+
 TEST(Base64, Rfc4648TestVectors) {
   EXPECT_EQ(base64_encode(""), "");
   EXPECT_EQ(base64_encode("f"), "Zg==");

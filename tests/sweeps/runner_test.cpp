@@ -96,14 +96,60 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   EXPECT_EQ(s.failed, 2);
   EXPECT_NE(again.str().find("3 runs, 1 done, 2 to run"), std::string::npos) << again.str();
 
-  // A second runner on the same folder is refused while the first holds the lock.
+  // A second runner on the same folder is refused while the first holds the lock, naming the
+  // holder as a second `segrun train` of one run does (a ConfigError: exit 2).
   const std::string lock = (runs_dir / ".sweep.lock").string();
   const int fd = ::open(lock.c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  const std::string holder = "pid 1234 on node7 since 2026-12-06 10:02:11\n";
+  ASSERT_EQ(::pwrite(fd, holder.data(), holder.size(), 0), static_cast<ssize_t>(holder.size()));
   std::ostringstream refused;
-  EXPECT_THROW(run_sweep(spec, options_, refused), ClusterError);
+  try {
+    run_sweep(spec, options_, refused);
+    ADD_FAILURE() << "a second runner was not refused";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), runs_dir.string() +
+                                         ": in use by pid 1234 on node7 since 2026-12-06 10:02:11; one `segrun sweep "
+                                         "run` uses a runs folder at a time (segrun sweep status " +
+                                         spec.path + ")");
+  }
+  EXPECT_EQ(refused.str(), "");
   ::close(fd);
+}
+
+TEST_F(RunnerTest, AMissingStoreIsRefusedBeforeAnyRunStarts) {
+  // As `segrun submit SPEC` refuses it (exit 2), not every run started, failed and marked failed.
+  const std::string store = dir_.str("nostore/train");
+  write_text(dir_.path() / "sweep.toml",
+             "name = \"fake\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n[fixed]\n\"data.store\" = \"" + store +
+                 "\"\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto runs = expand_sweep(spec);
+  const std::string expected =
+      spec.path + ": run " + runs[0].dir_name + ": data.store = " + store + ": no such store folder";
+  for (const bool dry_run : {false, true}) {
+    SweepRunOptions options = options_;
+    options.dry_run = dry_run;
+    std::ostringstream out;
+    try {
+      run_sweep(spec, options, out);
+      ADD_FAILURE() << "a sweep on a missing store ran: " << out.str();
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), expected);
+    }
+    EXPECT_EQ(out.str(), "");
+    for (const auto& run : runs) EXPECT_FALSE(fs::exists(dir_.path() / "runs" / run.dir_name)) << run.dir_name;
+  }
+  // `sweep plan` lists the same problem for every run it would start (and warns of it).
+  const std::vector<std::string> missing = missing_stores_of_plan(spec, plan_sweep(spec, dir_.str("runs")));
+  ASSERT_EQ(missing.size(), 2u);
+  EXPECT_EQ(missing[0], expected);
+  // Once the store is there, the sweep runs.
+  fs::create_directories(store);
+  std::ostringstream out;
+  EXPECT_EQ(run_sweep(spec, options_, out).finished, 1) << out.str();
 }
 
 TEST_F(RunnerTest, ACrashIsExplainedBySegrunsFirstErrorLineElseTheLogsLastLine) {
@@ -214,14 +260,18 @@ TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) 
   record.has_checkpoint = false;
   Config wider = trained;
   wider.model.width = 16;
-  EXPECT_EQ(resume_refusal(record, wider), "");  // nothing to resume: it starts afresh
+  EXPECT_EQ(resume_refusal(record, wider, "the sweep now"), "");  // nothing to resume: it starts afresh
   record.has_checkpoint = true;
-  const std::string refusal = resume_refusal(record, wider);
+  const std::string refusal = resume_refusal(record, wider, "the sweep now");
   EXPECT_NE(refusal.find("model.width = 8, the sweep now gives 16"), std::string::npos) << refusal;
+  // One run (`segrun submit CONFIG k=v --run-dir D`): no sweep to name.
+  const std::string one = resume_refusal(record, wider, "this command");
+  EXPECT_NE(one.find("model.width = 8, this command gives 16;"), std::string::npos) << one;
+  EXPECT_EQ(one.find("sweep"), std::string::npos) << one;
   Config watched = trained;
   watched.eval.flip = true;
   watched.train.eval_interval = 5;
-  EXPECT_EQ(resume_refusal(record, watched), "");  // how it is evaluated may change
+  EXPECT_EQ(resume_refusal(record, watched, "the sweep now"), "");  // how it is evaluated may change
 }
 
 TEST_F(RunnerTest, DryRunPrintsQuotedCommandsAndWritesNothing) {

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "build_config.h"
 #include "cluster/job_record.h"
 #include "core/error.h"
@@ -63,6 +65,38 @@ TEST(SlurmJobs, StatusOfARunWhoseJobSlurmForgot) {
   EXPECT_THROW(cluster::read_job_record(run), DataError);
 }
 
+TEST(SlurmJobs, StatusRefusesAFolderThatIsNotARun) {
+  // A folder of other files, or a store, is not a run that has not started (README: "a folder of
+  // other files is never a run directory"): refused like `segrun eval` refuses it (exit 2).
+  segrun::testing::ScratchDir dir("slurmjobs-notarun");
+  std::filesystem::create_directories(dir.path() / "other");
+  std::ofstream(dir.str("other/notes.txt")) << "mine\n";
+  std::ostringstream out;
+  try {
+    print_run_status(dir.str("other"), out);
+    ADD_FAILURE() << "status of a folder of other files: " << out.str();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              dir.str("other") + ": not a run folder (no status, overrides.json, checkpoints/ or logs/)");
+  }
+  EXPECT_EQ(out.str(), "");
+  // A config.toml alone may be the user's own (train refuses to train into such a folder too).
+  std::ofstream(dir.str("other/config.toml")) << "[train]\niters = 10\n";
+  EXPECT_THROW(print_run_status(dir.str("other"), out), ConfigError);
+  // A run starting (RunFolder::create made checkpoints/ and logs/, no status yet) is a new run.
+  std::filesystem::create_directories(dir.path() / "starting" / "checkpoints");
+  std::filesystem::create_directories(dir.path() / "starting" / "logs");
+  EXPECT_EQ(print_run_status(dir.str("starting"), out), 0);
+  EXPECT_NE(out.str().find("state       new\n"), std::string::npos) << out.str();
+  out.str("");
+  // A run that was only queued (config.toml and status, as `segrun submit` leaves it) is a run.
+  std::filesystem::create_directories(dir.path() / "queued");
+  std::ofstream(dir.str("queued/config.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
+  std::ofstream(dir.str("queued/status")) << "queued\n";
+  EXPECT_EQ(print_run_status(dir.str("queued"), out), 0);
+  EXPECT_NE(out.str().find("state       queued\nprogress    0/10\n"), std::string::npos) << out.str();
+}
+
 TEST(SlurmJobs, ASweepIsNotSubmittedWhileALocalSweepRunHasItsRunsFolder) {
   // `sweep run --on local` holds <runs>/.sweep.lock while it trains; submitting the same runs to
   // Slurm then would train them twice at once, into the same folders.
@@ -79,8 +113,10 @@ TEST(SlurmJobs, ASweepIsNotSubmittedWhileALocalSweepRunHasItsRunsFolder) {
     try {
       submit_sweep(request, out);
       ADD_FAILURE() << "submitted: " << out.str();
-    } catch (const ClusterError& e) {
-      EXPECT_NE(std::string(e.what()).find("runs: a local `segrun sweep run` is training this sweep's runs; let it "
+    } catch (const ConfigError& e) {  // exit 2, naming the holder
+      EXPECT_NE(std::string(e.what()).find("runs: in use by pid " + std::to_string(::getpid())), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("; a local `segrun sweep run` is training this sweep's runs; let it "
                                            "finish (or stop it with Ctrl-C) before submitting them to Slurm"),
                 std::string::npos)
           << e.what();

@@ -95,12 +95,30 @@ print(sum(len(list(x.iter(S + 'use'))) for x in g))")" = 2
 "$segrun" table sweep.toml --format json > table.json
 check "json table has 2 cells" test "$(json table.json 'len(d["cells"])')" = 2
 
-# A failing run (missing store) is marked failed with its reason; the other run finishes.
+# A store that does not exist is refused before any run starts (exit 2), as `submit` refuses it.
+cat > nostore.toml <<'TOML'
+name = "nostore"
+base = "configs/tiny.toml"
+[[variants]]
+"data.store" = "/nonexistent/store"
+[[variants]]
+"model.dropout" = 0.3
+TOML
+"$segrun" sweep run nostore.toml --on local --max-parallel 1 > nostore.txt 2>&1
+code=$?
+check "sweep on a missing store exits 2 (got $code)" test "$code" -eq 2
+check "the refusal names the run and the store" \
+  grep -q "^segrun: error: nostore.toml: run .*: data.store = /nonexistent/store: no such store folder" nostore.txt
+check "no run of it started" test -z "$(ls runs/nostore)"
+
+# A failing run (a store folder without a manifest) is marked failed with its reason; the other
+# run finishes.
+mkdir -p empty_store
 cat > bad.toml <<'TOML'
 name = "bad"
 base = "configs/tiny.toml"
 [[variants]]
-"data.store" = "/nonexistent/store"
+"data.store" = "empty_store"
 [[variants]]
 "model.dropout" = 0.3
 TOML
@@ -108,8 +126,8 @@ TOML
 code=$?
 check "sweep with a failed run exits 1 (got $code)" test "$code" -eq 1
 check "one failed, one done" grep -q "1/2 done (0 reused), 1 failed" bad.txt
-failed_dir=$(grep -l "nonexistent" runs/bad/*/overrides.json | xargs dirname)
-check "failed status names the store" grep -q "^failed .*nonexistent/store" "$failed_dir/status"
+failed_dir=$(grep -l "empty_store" runs/bad/*/overrides.json | xargs dirname)
+check "failed status names the store" grep -q "^failed .*empty_store" "$failed_dir/status"
 "$segrun" sweep plan bad.toml > bad-plan.txt
 check "failed run will be retried" grep -q "retry (failed:" bad-plan.txt
 

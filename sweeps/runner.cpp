@@ -17,6 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/progress.h"
 #include "core/process.h"
 #include "core/run_folder.h"
@@ -120,9 +121,13 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   }
   std::vector<PlanEntry> plan = plan_sweep(spec, runs_dir);
   mark_slurm_jobs(plan, options.slurm_jobs ? options.slurm_jobs(plan) : active_slurm_jobs(plan));
-  // Refused before any run starts (each would start, fail on it and be marked failed), as `submit`.
+  // Refused before any run starts (each would start, fail on it and be marked failed), as `submit`;
+  // a dry run still shows its commands (a plan made where the stores are not), and says it.
   const std::vector<std::string> missing = missing_stores_of_plan(spec, plan);
-  if (!missing.empty()) throw ConfigError(missing.front());
+  if (!missing.empty() && !options.dry_run) throw ConfigError(missing.front());
+  if (!missing.empty())
+    log::warn("{}{}; the sweep runs once the store exists", missing.front(),
+              missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
   std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs

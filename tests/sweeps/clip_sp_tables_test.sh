@@ -84,14 +84,16 @@ check_spec() {
   local name="$1" expected="$2"; shift 2
   local spec="$specs/$name.toml" runs="$work/runs/$name"
   "$segrun" sweep plan "$spec" --runs-dir "$runs" --format csv > "$name.plan.csv" 2> "$name.plan.err"
-  check "$name: plan exit code ($(head -1 "$name.plan.err"))" test $? -eq 0
+  code=$?
+  check "$name: plan exit code ($(head -1 "$name.plan.err"))" test "$code" -eq 0
   check "$name: $expected runs, all new" test "$(grep -c ',new$' "$name.plan.csv")" -eq "$expected"
   check "$name: nothing else planned" test "$(wc -l < "$name.plan.csv")" -eq $((expected + 1))
   "$py" fabricate.py "$name.plan.csv" "$runs" "$@" || { echo "FAIL: $name: cannot fabricate the runs"; failures=$((failures + 1)); return; }
   "$segrun" sweep plan "$spec" --runs-dir "$runs" > "$name.plan2.txt"
   check "$name: every fabricated run is reused" grep -q "$expected runs: 0 new, $expected done (reused)" "$name.plan2.txt"
   "$segrun" table "$spec" --runs-dir "$runs" --format latex > "$name.tex" 2> "$name.err"
-  check "$name: table exit code ($(head -1 "$name.err"))" test $? -eq 0
+  code=$?
+  check "$name: table exit code ($(head -1 "$name.err"))" test "$code" -eq 0
   check "$name: LaTeX table equals golden/$name.tex" diff -u "$here/golden/$name.tex" "$name.tex"
 }
 
@@ -119,7 +121,8 @@ check_spec tiny_table1 12
 check_spec tiny_topk 9
 "$segrun" table "$specs/tiny_topk.toml" --runs-dir "$work/runs/tiny_topk" --format md --plot "$work/plots/topk.svg" \
   > tiny_topk.md 2> tiny_topk.err
-check "tiny_topk: markdown + plot exit code ($(head -1 tiny_topk.err))" test $? -eq 0
+code=$?
+check "tiny_topk: markdown + plot exit code ($(head -1 tiny_topk.err))" test "$code" -eq 0
 check "tiny_topk: markdown equals golden/tiny_topk.md" diff -u "$here/golden/tiny_topk.md" tiny_topk.md
 check "tiny_topk: plot data equals golden/tiny_topk_plot.dat" diff -u "$here/golden/tiny_topk_plot.dat" plots/topk.dat
 check "tiny_topk: plot script names the sweep" grep -q "^set title 'clip_sp_tiny_topk: mIoU vs model.clip_sp.top_k'$" plots/topk.gp
@@ -131,7 +134,8 @@ g = [g for g in r.iter(S + 'g') if (g.get('id') or '').startswith('gnuplot_plot_
 print(len(g), [len(list(x.iter(S + 'use'))) for x in g])")" = "2 [3, 6]"
 "$segrun" table "$specs/tiny_topk.toml" --runs-dir "$work/runs/tiny_topk" --format csv --plot plots/topk.png \
   > /dev/null 2> png.err
-check "tiny_topk: PNG exit code ($(head -1 png.err))" test $? -eq 0
+code=$?
+check "tiny_topk: PNG exit code ($(head -1 png.err))" test "$code" -eq 0
 check "tiny_topk: PNG of 640x420" test "$("$py" -c "
 import struct; b = open('plots/topk.png', 'rb').read(24)
 print(b[:8] == b'\\x89PNG\\r\\n\\x1a\\n' and b[12:16] == b'IHDR', struct.unpack('>II', b[16:24]))")" = "True (640, 420)"

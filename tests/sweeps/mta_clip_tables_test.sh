@@ -127,11 +127,13 @@ plan_spec() {
   local name="$1" expected="$2"
   local spec="$specs/$name.toml" runs="$work/runs/$name"
   "$segrun" sweep plan "$spec" --runs-dir "$runs" --format csv > "$name.plan.csv" 2> "$name.plan.err"
-  check "$name: plan exit code ($(head -1 "$name.plan.err"))" test $? -eq 0
+  code=$?
+  check "$name: plan exit code ($(head -1 "$name.plan.err"))" test "$code" -eq 0
   check "$name: $expected runs, all new" test "$(grep -c ',new$' "$name.plan.csv")" -eq "$expected"
   check "$name: nothing else planned" test "$(wc -l < "$name.plan.csv")" -eq $((expected + 1))
   "$py" fabricate.py "$name" "$name.plan.csv" "$runs" "$spec" 2> "$name.fab.err"
-  check "$name: the planned configurations are the expected ones ($(tail -1 "$name.fab.err"))" test $? -eq 0
+  code=$?
+  check "$name: the planned configurations are the expected ones ($(tail -1 "$name.fab.err"))" test "$code" -eq 0
   "$segrun" sweep plan "$spec" --runs-dir "$runs" > "$name.plan2.txt"
   check "$name: every fabricated run is reused" grep -q "$expected runs: 0 new, $expected done (reused)" "$name.plan2.txt"
 }
@@ -140,7 +142,8 @@ plan_spec() {
 table_equals() {
   local name="$1" golden="$2" format="$3"; shift 3
   "$segrun" table "$specs/$name.toml" --runs-dir "$work/runs/$name" --format "$format" "$@" > "$golden" 2> "$golden.err"
-  check "$name: table exit code ($(head -1 "$golden.err"))" test $? -eq 0
+  code=$?
+  check "$name: table exit code ($(head -1 "$golden.err"))" test "$code" -eq 0
   check "$name: $format table equals golden/$golden" diff -u "$here/golden/$golden" "$golden"
 }
 
@@ -165,13 +168,15 @@ for name in table3_components table4_attention table4_prompts table1_ade20k tabl
   check "$name: 8 ranks per run" grep -q '^ranks = 8$' "$specs/$name.toml"
 done
 "$segrun" sweep run "$specs/table4_prompts.toml" --runs-dir "$work/runs/dry" --on local --dry-run > dry.txt 2> dry.err
-check "table4_prompts: dry run exit code ($(head -1 dry.err))" test $? -eq 0
+code=$?
+check "table4_prompts: dry run exit code ($(head -1 dry.err))" test "$code" -eq 0
 check "table4_prompts: 27 mpirun commands of 8 ranks" test "$(grep -c 'mpirun -np 8 ' dry.txt)" -eq 27
 check "table4_prompts: every command trains from RN50.pt" test "$(grep -c "'model.pretrained=\"pretrained/RN50.pt\"'" dry.txt)" -eq 27
 for name_runs in table1_ade20k:18 table2_cityscapes:12; do
   name="${name_runs%%:*}" runs="${name_runs##*:}"
   "$segrun" sweep run "$specs/$name.toml" --runs-dir "$work/runs/dry_$name" --on local --dry-run > "dry_$name.txt" 2> "dry_$name.err"
-  check "$name: dry run exit code ($(head -1 "dry_$name.err"))" test $? -eq 0
+  code=$?
+  check "$name: dry run exit code ($(head -1 "dry_$name.err"))" test "$code" -eq 0
   check "$name: every run reports mIoU_ms" test "$(grep -c ' eval.report_ms=true ' "dry_$name.txt")" -eq "$runs"
   check "$name: six runs train clip_rn101 from RN101.pt" test "$(grep -c "model.backbone=\"clip_rn101\"' .*'model.pretrained=\"pretrained/RN101.pt\"'" "dry_$name.txt")" -eq 6
 done
@@ -180,7 +185,8 @@ done
 plan_spec tiny_components 12
 table_equals tiny_components mta_tiny_components.md md
 "$segrun" sweep run "$specs/tiny_components.toml" --runs-dir "$work/runs/tiny_dry" --on local --dry-run > tiny_dry.txt 2> tiny_dry.err
-check "tiny_components: dry run exit code ($(head -1 tiny_dry.err))" test $? -eq 0
+code=$?
+check "tiny_components: dry run exit code ($(head -1 tiny_dry.err))" test "$code" -eq 0
 check "tiny_components: 12 mpirun commands of 2 ranks" test "$(grep -c 'mpirun -np 2 ' tiny_dry.txt)" -eq 12
 check "tiny_components: 60 iterations each" test "$(grep -c 'train.iters=60' tiny_dry.txt)" -eq 12
 

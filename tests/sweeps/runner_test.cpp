@@ -129,17 +129,26 @@ TEST_F(RunnerTest, AMissingStoreIsRefusedBeforeAnyRunStarts) {
   const auto runs = expand_sweep(spec);
   const std::string expected =
       spec.path + ": run " + runs[0].dir_name + ": data.store = " + store + ": no such store folder";
-  for (const bool dry_run : {false, true}) {
-    SweepRunOptions options = options_;
-    options.dry_run = dry_run;
+  {
     std::ostringstream out;
     try {
-      run_sweep(spec, options, out);
+      run_sweep(spec, options_, out);
       ADD_FAILURE() << "a sweep on a missing store ran: " << out.str();
     } catch (const ConfigError& e) {
       EXPECT_EQ(std::string(e.what()), expected);
     }
     EXPECT_EQ(out.str(), "");
+    for (const auto& run : runs) EXPECT_FALSE(fs::exists(dir_.path() / "runs" / run.dir_name)) << run.dir_name;
+  }
+  // A dry run still shows the commands (a plan made where the stores are not) and warns.
+  {
+    SweepRunOptions dry = options_;
+    dry.dry_run = true;
+    std::ostringstream out;
+    ::testing::internal::CaptureStderr();
+    run_sweep(spec, dry, out);
+    EXPECT_NE(::testing::internal::GetCapturedStderr().find(expected + " (and 1 more run(s))"), std::string::npos);
+    EXPECT_NE(out.str().find("mpirun"), std::string::npos) << out.str();
     for (const auto& run : runs) EXPECT_FALSE(fs::exists(dir_.path() / "runs" / run.dir_name)) << run.dir_name;
   }
   // `sweep plan` lists the same problem for every run it would start (and warns of it).

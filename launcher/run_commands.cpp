@@ -5,9 +5,9 @@
 //               [--run-dir D]
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
 //   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
-//   segrun metrics --pred DIR --gt DIR --num-classes K|--layout L [--confusion CSV] [...]
-//   (engine::MetricsCommandOptions) segrun config CONFIG [k=v...]                                (the resolved config
-//   as TOML) segrun config --keys [PREFIX] [--format text|md]             (every key: type, default, range, meaning)
+//   segrun metrics --pred DIR --gt DIR --num-classes K|--layout L [...]  (engine::MetricsCommandOptions)
+//   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
+//   segrun config --keys [PREFIX] [--format text|md]             (every key: type, default, range, meaning)
 #include "launcher/command_group.h"
 
 #include <CLI/CLI.hpp>

@@ -155,8 +155,8 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
       // The plan is still shown (it is what the user asked for); `sweep run` and `submit` refuse.
       const std::vector<std::string> missing = sweeps::missing_stores_of_plan(spec, plan);
       if (!missing.empty())
-        log::warn("{}{}; `sweep run` and `submit` refuse this sweep until the store exists", missing.front(),
-                  missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
+        log::warn("{}; `sweep run` and `submit` refuse this sweep until the store exists",
+                  sweeps::describe_missing_stores(missing));
     } else {
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
                                          sweeps::slurm_states_of(plan));

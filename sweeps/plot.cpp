@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/process.h"
+#include "sweeps/spec.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -28,17 +28,6 @@ const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#94
 // The stamp segrun puts as the first line of every FILE.gp it writes: a hash of the rest, so that
 // the next --plot tells a script as written (replaced) from one a user edited (kept).
 constexpr const char* kScriptStamp = "# segrun-plot-script ";
-
-std::string hash_hex(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;  // 64-bit FNV-1a
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[20];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 
 std::string stamped(const std::string& script) {
   return kScriptStamp + hash_hex(script) + " (segrun table --plot replaces this file while it is as written here; " +

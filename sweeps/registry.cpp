@@ -338,6 +338,11 @@ std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std
   return out;
 }
 
+std::string describe_missing_stores(const std::vector<std::string>& missing) {
+  if (missing.empty()) return "";
+  return missing.front() + (missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
+}
+
 void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active) {
   for (PlanEntry& e : plan) {
     const auto job = active.find(e.dir);

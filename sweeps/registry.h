@@ -126,6 +126,8 @@ std::string missing_store_of(const SweepSpec& spec, const PlannedRun& run, const
 // missing_store_of for every run of `plan` that a `sweep run` would start (not done, not left to
 // a Slurm job), in plan order: `sweep run` refuses the first, `sweep plan` warns of them.
 std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan);
+// Their first line, and how many more runs have one: for the warnings of `sweep plan` and of a dry run.
+std::string describe_missing_stores(const std::vector<std::string>& missing);
 
 // Writes <dir>/overrides.json (creating dir).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,

@@ -125,9 +125,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   // a dry run still shows its commands (a plan made where the stores are not), and says it.
   const std::vector<std::string> missing = missing_stores_of_plan(spec, plan);
   if (!missing.empty() && !options.dry_run) throw ConfigError(missing.front());
-  if (!missing.empty())
-    log::warn("{}{}; the sweep runs once the store exists", missing.front(),
-              missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
+  if (!missing.empty()) log::warn("{}; the sweep runs once the store exists", describe_missing_stores(missing));
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
   std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs

@@ -301,6 +301,12 @@ std::vector<Filter> read_filters(const SpecReader& r, const toml::node& node, co
 
 }  // namespace
 
+std::string hash_hex(const std::string& text) {
+  char buf[20];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(text)));
+  return buf;
+}
+
 std::string canonical_value(const std::string& text) {
   toml::table parsed;
   bool ok = false;
@@ -432,9 +438,7 @@ std::string run_id(const Overrides& overrides, uint64_t seed) {
     text += key + "=" + value + "\n";
   }
   text += "train.seed=" + std::to_string(seed) + "\n";
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(text)));
-  return std::string(buf).substr(0, 10);
+  return hash_hex(text).substr(0, 10);
 }
 
 namespace {
@@ -538,9 +542,7 @@ std::vector<std::string> configuration_slugs(const std::vector<Overrides>& confi
     std::string text;
     for (const auto& [key, value] : config)
       if (!is_scheduling_key(key)) text += key + "=" + value + "\n";
-    char hash[32];
-    std::snprintf(hash, sizeof(hash), "~%016llx", static_cast<unsigned long long>(fnv1a(text)));
-    const std::string tag = std::string(hash).substr(0, 7);
+    const std::string tag = "~" + hash_hex(text).substr(0, 6);
     const size_t room = kMaxSlugChars - tag.size() - std::string("_s0").size();
     slugs.push_back((first.empty() ? full : first).substr(0, room) + tag);
   }
@@ -866,9 +868,7 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec) {
       try {
         Config config = load_config(spec.base, run.train_args());
         run.iters = config.train.iters;
-        char buf[32];
-        std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(fnv1a(fingerprint_text(config))));
-        run.fingerprint = buf;
+        run.fingerprint = hash_hex(fingerprint_text(config));
       } catch (const ConfigError& e) {
         throw ConfigError(spec.path + ": run {" + describe(config) + "}: " + e.what());
       }

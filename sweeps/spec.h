@@ -79,6 +79,9 @@ std::vector<PlannedRun> expand_sweep(const SweepSpec& spec);
 // they are left out of run ids and fingerprints, so changing them reuses finished runs.
 bool is_scheduling_key(const std::string& key);
 std::string run_id(const Overrides& overrides, uint64_t seed);
+// The 64-bit hash run ids and slugs are made of (FNV-1a with fmix64, docs/sweeps.md), as 16 hex
+// digits: for other files segrun stamps (a plot script's).
+std::string hash_hex(const std::string& text);
 // The readable part of each configuration's run folder name (same order as configurations; a
 // folder is "<id>-<slug>_s<seed>", unique through its id): "<key><value>" parts joined by '_' for
 // the swept keys a configuration sets, a key by its last component (more where two swept keys

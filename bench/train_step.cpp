@@ -70,7 +70,9 @@ int run(int argc, char** argv) {
   const int threads = std::stoi(flags["threads"]);
   const bool tf32 = flags["tf32"] == "1";
   torch::set_num_threads(threads);
-  const torch::Device device(flags["device"]);
+  // "cuda" means cuda:0 (the c10::cuda calls below refuse the index -1 of a bare "cuda").
+  torch::Device device(flags["device"]);
+  if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, 0);
   if (device.is_cuda() && !SEGRUN_WITH_CUDA) {
     std::fprintf(stderr, "bench_train_step: --device cuda needs a segrun built with CUDA (docs/gpu.md)\n");
     return 2;
@@ -174,8 +176,10 @@ int run(int argc, char** argv) {
   std::printf("| side | ms/step | images/s | first loss | %s |\n|---|---|---|---|---|\n", memory);
   std::printf("| segrun (LibTorch C++) | %.1f | %.2f | %.6f | %.0f |\n", ours.ms_per_step, ours.images_per_s,
               ours.first_loss, ours.peak_mib);
-  // Reduced precision and GPU kernels round differently from run to run (cuDNN's algorithm choice).
-  const double tolerance = device.is_cuda() || precision != engine::Precision::kFp32 ? 2e-3 : 1e-4;
+  // GPU kernels round differently from run to run (cuDNN's algorithm choice, TF32); bf16 / fp16
+  // keep 8 / 11 mantissa bits, and the two sides round at different places in the network (a
+  // different model would be off by far more: the check is that both train the same network).
+  const double tolerance = precision != engine::Precision::kFp32 ? 1e-2 : (device.is_cuda() ? 2e-3 : 1e-4);
   bool agree = true;
   if (with_peer) {
     std::printf("| peer (PyTorch Python) | %.1f | %.2f | %.6f | %.0f |\n", peer.ms_per_step, peer.images_per_s,

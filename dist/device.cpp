@@ -68,15 +68,25 @@ std::string describe_device(const RankContext& context) {
   return text;
 }
 
+#if SEGRUN_WITH_CUDA
+namespace {
+// The CUDA device a torch::Device means: its index, or the thread's current device for a bare
+// "cuda" (index -1, which c10::cuda's calls refuse).
+c10::DeviceIndex cuda_index(const torch::Device& device) {
+  return device.has_index() ? device.index() : c10::cuda::current_device();
+}
+}  // namespace
+#endif
+
 void bind_thread(const torch::Device& device) {
 #if SEGRUN_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::set_device(device.index());
+  if (device.is_cuda()) c10::cuda::set_device(cuda_index(device));
 #endif
 }
 
 void synchronize(const torch::Device& device) {
 #if SEGRUN_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
+  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
 #endif
 }
 
@@ -84,7 +94,7 @@ DeviceMemoryStats memory_stats(const torch::Device& device) {
   DeviceMemoryStats stats;
 #if SEGRUN_WITH_CUDA
   if (device.is_cuda()) {
-    const auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
     stats.peak_allocated_bytes = s.allocated_bytes[0].peak;  // [0]: the aggregate over pools
     stats.peak_reserved_bytes = s.reserved_bytes[0].peak;
   }
@@ -94,7 +104,7 @@ DeviceMemoryStats memory_stats(const torch::Device& device) {
 
 void reset_peak_memory_stats(const torch::Device& device) {
 #if SEGRUN_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));
 #endif
 }
 

@@ -8,7 +8,8 @@
 //   "auto"  cuda when it can be had, else cpu.
 // Every function here is valid in every build; on the CPU they do nothing, so callers need no
 // #if. Threading: the current CUDA device is per thread; bind_thread() makes a device current for
-// the calling thread (threads that allocate pinned memory or launch work call it).
+// the calling thread (threads that allocate pinned memory or launch work call it). A device
+// without an index (torch::Device("cuda")) means the calling thread's current device.
 
 #include <torch/types.h>
 

@@ -5,6 +5,7 @@
 #include "data/classes.h"
 #include "data/store.h"
 #include "dist/device.h"
+#include "engine/precision.h"
 #include "models/segmentor.h"
 
 namespace segrun::engine {
@@ -18,6 +19,8 @@ DeviceSetup setup_device(const Config& config, const dist::RankContext& context)
   }
   setup.device = dist::torch_device(setup.context);
   dist::bind_thread(setup.device);
+  // Training, its validation, `eval` and `predict` of the run all compute with the same math.
+  set_math_modes(config.train.tf32, config.train.cudnn_benchmark);
   dist::CommunicatorOptions options;
   options.timeout_s = config.dist.timeout_s;  // the collective watchdog's deadline (mpi and nccl)
   setup.comm = dist::make_communicator(config.dist.backend, setup.context, options);

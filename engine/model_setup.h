@@ -23,7 +23,8 @@ class SegmentorImpl;
 namespace segrun::engine {
 
 // The rank's device and communicator for one run (train or eval): dist.device resolved for this
-// rank (dist/device.h), made current for the calling thread, and dist.backend opened for it
+// rank (dist/device.h), made current for the calling thread, the math modes of train.tf32 and
+// train.cudnn_benchmark set (process-wide), and dist.backend opened for it
 // (dist.timeout_s is the collective watchdog's deadline, for either backend). Logs
 // one line naming the rank, its host and its device (every rank's log file
 // has it; rank 0 also prints it). Errors: ConfigError for dist.device = "cuda" without a GPU.

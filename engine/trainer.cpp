@@ -381,8 +381,7 @@ void Trainer::set_up() {
     control_options.name = "control";
     s.control = dist::make_communicator("mpi", s.context, control_options);
   }
-  s.precision = parse_precision(config.train.precision, s.device);
-  set_math_modes(config.train.tf32, config.train.cudnn_benchmark);
+  s.precision = parse_precision(config.train.precision, s.device);  // math modes: setup_device
   s.scaler = std::make_unique<LossScaler>(s.precision == Precision::kFp16);
   s.store = std::make_shared<data::StoreReader>(config.data.store);
   check_store_matches(*s.store, config.data.store, config);

@@ -117,14 +117,14 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
     weight_sums.push_back(all_queries ? matched + none_weight * (queries - matched) : matched);
   }
   const std::vector<double> weight_means = dist::mean_over_ranks(weight_sums, comm_.get());
-  torch::Tensor total = out.query_states[first].sum() * 0.0;  // attached even without matches
+  torch::Tensor total = zero_attached(out.query_states[first]);  // attached even without matches
   for (size_t p = 0; p < matches.size(); ++p) {
     const torch::Tensor masks = mask_text_->project_masks(out.query_states[first + p]);  // [B, N, E]
     const torch::Tensor texts =
         mask_text_->project_texts(text, mta_.text_enhanced ? out.extra_states[first + p] : torch::Tensor());
     // Every projection stays in the graph even without matches, so every rank produces the same
     // set of gradients (zeros here).
-    torch::Tensor weighted = (masks.sum() + texts.sum()) * 0.0;
+    torch::Tensor weighted = zero_attached(masks) + zero_attached(texts);
     const int64_t queries = masks.size(1);
     for (size_t b = 0; b < matches[p].size(); ++b) {
       const Assignment& a = matches[p][b];

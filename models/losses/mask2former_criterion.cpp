@@ -209,8 +209,8 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
     loss_cls = loss_cls + weighted.sum() / std::max(counts_mean[1 + p], 1e-12);
     if (s.src.empty()) {
       // No target mask in this batch: keep every mask logit in the graph with a zero loss.
-      loss_mask = loss_mask + masks.sum() * 0.0;
-      loss_dice = loss_dice + masks.sum() * 0.0;
+      loss_mask = loss_mask + zero_attached(masks);
+      loss_dice = loss_dice + zero_attached(masks);
       continue;
     }
     torch::Tensor src_masks = torch::cat(s.src, 0).unsqueeze(1).to(torch::kFloat32);     // [M, 1, h, w]

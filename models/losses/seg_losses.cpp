@@ -41,8 +41,18 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
   return per_pixel.mean();
 }
 
-torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+namespace {
+bool is_half(const torch::Tensor& x) { return x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16; }
+}  // namespace
+
+torch::Tensor zero_attached(const torch::Tensor& x) {
+  return x.sum(is_half(x) ? torch::kFloat32 : x.scalar_type()) * 0.0;
+}
+
+torch::Tensor asymmetric_loss(const torch::Tensor& half_or_float_logits, const torch::Tensor& targets,
                               const AsymmetricLossOptions& options) {
+  const torch::Tensor logits =
+      is_half(half_or_float_logits) ? half_or_float_logits.to(torch::kFloat32) : half_or_float_logits;
   SEGRUN_CHECK(
       logits.dim() == 2 && logits.sizes() == targets.sizes(), ModelError,
       "asymmetric loss: logits " << logits.sizes() << " and targets " << targets.sizes() << " must both be [B, K]");
@@ -67,7 +77,7 @@ torch::Tensor asymmetric_loss(const torch::Tensor& logits, const torch::Tensor& 
 
 torch::Tensor mask_text_contrastive_loss(const torch::Tensor& masks, const torch::Tensor& texts,
                                          const torch::Tensor& labels, double tau, const std::string& negatives) {
-  if (masks.dim() == 2 && masks.size(0) == 0) return masks.sum() * 0.0;
+  if (masks.dim() == 2 && masks.size(0) == 0) return zero_attached(masks);
   return mask_text_contrastive_losses(masks, texts, labels, tau, negatives).mean();
 }
 

@@ -22,6 +22,11 @@ constexpr int64_t kIgnoreIndex = 255;
 torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                 int64_t ignore_index = kIgnoreIndex);
 
+// 0, attached to x's graph (every parameter behind x gets a zero gradient, so a step without a
+// target still reaches the same parameters on every rank), summed in float32 when x is fp16 or
+// bf16 (autocast): a half sum of many elements can overflow to inf, and inf * 0 is NaN.
+torch::Tensor zero_attached(const torch::Tensor& x);
+
 // Asymmetric loss for multi-label classification (Ridnik et al. 2021, Alibaba-MIIL/ASL
 // `AsymmetricLoss`): p = sigmoid(logits); negatives use the shifted probability
 // p_m = max(p - clip, 0); per element
@@ -29,7 +34,8 @@ torch::Tensor seg_cross_entropy(const torch::Tensor& logits, const torch::Tensor
 // the focal factor computed without gradient (the reference's disable_torch_grad_focal_loss).
 // Reduction: the MEAN over all B*K elements (the reference sums; CLIP-SP's lambda1 = 10 balances
 // a per-element mean against the pixel-mean CE, see docs/models.md).
-// logits float [B, K], targets {0,1} float [B, K].
+// logits float [B, K] (fp16 / bf16 logits are computed in float32: eps = 1e-8 is 0 in half, and
+// log(0) would make the loss NaN), targets {0,1} float [B, K].
 struct AsymmetricLossOptions {
   double gamma_neg = 4.0;
   double gamma_pos = 1.0;

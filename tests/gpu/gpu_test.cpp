@@ -244,10 +244,16 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
   resumed->train();
   auto resumed_optimizer = engine::make_optimizer(*resumed, train);
   engine::load_checkpoint(path, "gpu-test", *resumed, resumed_optimizer.get());
+  // The copies are exact: the weights as written, on the GPU again.
+  for (const auto& p : model->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), resumed->named_parameters()[p.key()])) << p.key();
+  // The next step from there matches to float rounding, not bit for bit: CUDA's backward of a
+  // bilinear upsampling adds with atomics (nondeterministic order), and cuDNN may pick another
+  // weight-gradient algorithm.
   step(*model, *optimizer);
   step(*resumed, *resumed_optimizer);
   for (const auto& p : model->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), resumed->named_parameters()[p.key()])) << p.key();
+    EXPECT_LT(relative_gap(p.value(), resumed->named_parameters()[p.key()]), 1e-5) << p.key();
   std::filesystem::remove_all(dir);
 }
 

@@ -406,7 +406,9 @@ const std::vector<Field>& schema() {
     s.push_back(make("eval.flip", "also infer each scale's mirrored image (softmaxes summed, as mmseg flip)",
                      in_eval(&EvalConfig::flip)));
     s.push_back(
-        make("eval.batch", "not read: evaluation infers one image at a time", in_eval(&EvalConfig::batch), 1, 64));
+        make("eval.batch",
+             "test-time crops per forward pass (an image's and its mirror's windows); 1 = mmseg's one at a time",
+             in_eval(&EvalConfig::batch), 1, 64));
     s.push_back(make("eval.ms_scales", "multi-scale + flip view set (mmseg --aug-test): mIoU_ms",
                      in_eval(&EvalConfig::ms_scales), 0, 8, true));
     s.push_back(

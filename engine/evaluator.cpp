@@ -29,28 +29,27 @@ torch::Tensor resize_bilinear(const torch::Tensor& x, int64_t h, int64_t w) {
       x, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
 }
 
-// mmseg slide_inference: windows of `crop` every `stride`, the last one flush with the border.
-torch::Tensor slide_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval) {
-  const int64_t height = image.size(2), width = image.size(3);
+// A crop of the inference input: rows [y1, y2), columns [x1, x2).
+struct Window {
+  int64_t y1, y2, x1, x2;
+};
+
+// mmseg slide_inference's windows of `crop` every `stride`, the last one flush with the border,
+// row by row; every window has the same size, min(crop, image side). Whole mode: the image.
+std::vector<Window> inference_windows(int64_t height, int64_t width, const EvalConfig& eval) {
+  if (eval.mode != "slide") return {{0, height, 0, width}};
   const int64_t crop_h = eval.crop[0], crop_w = eval.crop[1];
   const int64_t stride_h = eval.stride[0], stride_w = eval.stride[1];
   const int64_t grids_h = std::max<int64_t>(height - crop_h + stride_h - 1, 0) / stride_h + 1;
   const int64_t grids_w = std::max<int64_t>(width - crop_w + stride_w - 1, 0) / stride_w + 1;
-  torch::Tensor sum = torch::zeros({1, model.num_classes(), height, width}, image.options());
-  torch::Tensor count = torch::zeros({1, 1, height, width}, image.options());
+  std::vector<Window> windows;
   for (int64_t gy = 0; gy < grids_h; ++gy) {
     for (int64_t gx = 0; gx < grids_w; ++gx) {
-      int64_t y1 = gy * stride_h, x1 = gx * stride_w;
-      int64_t y2 = std::min(y1 + crop_h, height), x2 = std::min(x1 + crop_w, width);
-      y1 = std::max<int64_t>(y2 - crop_h, 0);
-      x1 = std::max<int64_t>(x2 - crop_w, 0);
-      torch::Tensor window = image.slice(2, y1, y2).slice(3, x1, x2).contiguous();
-      torch::Tensor logits = model.predict_logits(window);
-      sum.slice(2, y1, y2).slice(3, x1, x2).add_(logits);
-      count.slice(2, y1, y2).slice(3, x1, x2).add_(1);
+      const int64_t y2 = std::min(gy * stride_h + crop_h, height), x2 = std::min(gx * stride_w + crop_w, width);
+      windows.push_back({std::max<int64_t>(y2 - crop_h, 0), y2, std::max<int64_t>(x2 - crop_w, 0), x2});
     }
   }
-  return sum / count;
+  return windows;
 }
 
 // Occurrences of `view` in `views` (a scale listed twice counts twice, as it always did).
@@ -86,9 +85,54 @@ cv::Mat label_image(const torch::Tensor& label) {
   return cv::Mat(static_cast<int>(u8.size(0)), static_cast<int>(u8.size(1)), CV_8U, u8.data_ptr<uint8_t>()).clone();
 }
 
+std::vector<torch::Tensor> infer_logits(models::SegmentorImpl& model, const std::vector<torch::Tensor>& images,
+                                        const EvalConfig& eval) {
+  if (images.empty()) return {};
+  const int64_t height = images.front().size(2), width = images.front().size(3);
+  for (const torch::Tensor& image : images)
+    SEGRUN_CHECK(image.size(2) == height && image.size(3) == width, ModelError,
+                 "infer_logits: images of different sizes " << images.front().sizes() << " and " << image.sizes());
+  const std::vector<Window> windows = inference_windows(height, width, eval);
+  const bool whole = eval.mode != "slide";
+  std::vector<torch::Tensor> sums(images.size()), counts(images.size());
+  if (!whole) {
+    for (size_t i = 0; i < images.size(); ++i) {
+      sums[i] = torch::zeros({1, model.num_classes(), height, width}, images[i].options());
+      counts[i] = torch::zeros({1, 1, height, width}, images[i].options());
+    }
+  }
+  // Every (image, window) crop in order, eval.batch of them per forward pass.
+  const int64_t crops = static_cast<int64_t>(images.size() * windows.size());
+  const int64_t per_pass = std::max(eval.batch, 1);
+  const auto window_count = static_cast<int64_t>(windows.size());
+  for (int64_t first = 0; first < crops; first += per_pass) {
+    const int64_t last = std::min(first + per_pass, crops);
+    std::vector<torch::Tensor> batch;
+    for (int64_t c = first; c < last; ++c) {
+      const Window& w = windows[static_cast<size_t>(c % window_count)];
+      batch.push_back(images[static_cast<size_t>(c / window_count)].slice(2, w.y1, w.y2).slice(3, w.x1, w.x2));
+    }
+    const torch::Tensor logits =
+        model.predict_logits(batch.size() == 1 ? batch.front().contiguous() : torch::cat(batch, 0));
+    for (int64_t c = first; c < last; ++c) {
+      const auto i = static_cast<size_t>(c / window_count);
+      const torch::Tensor one = logits.slice(0, c - first, c - first + 1);
+      if (whole) {
+        sums[i] = one;
+        continue;
+      }
+      const Window& w = windows[static_cast<size_t>(c % window_count)];
+      sums[i].slice(2, w.y1, w.y2).slice(3, w.x1, w.x2).add_(one);
+      counts[i].slice(2, w.y1, w.y2).slice(3, w.x1, w.x2).add_(1);
+    }
+  }
+  if (!whole)
+    for (size_t i = 0; i < images.size(); ++i) sums[i] = sums[i] / counts[i];
+  return sums;
+}
+
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval) {
-  if (eval.mode == "slide") return slide_logits(model, image, eval);
-  return model.predict_logits(image);
+  return infer_logits(model, std::vector<torch::Tensor>{image}, eval).front();
 }
 
 std::vector<TestView> test_views(const std::vector<double>& scales, bool flip) {
@@ -124,22 +168,46 @@ ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image,
   ViewScores out;
   out.single = torch::zeros({1, model.num_classes(), height, width}, image.options());
   if (!views.multi.empty()) out.multi = torch::zeros_like(out.single);
-  const auto scores_of = [&](const torch::Tensor& base, const TestView& view) {
-    try {
-      return view_scores(model, base, view, height, width, eval);
-    } catch (const std::exception& e) {
-      throw ModelError(what + ": " + first_line(e.what()));
-    }
+  // One inference of a view of a base image, added to each set that holds the view as often as
+  // it holds it. A view both sets share is inferred once, unless the multi-scale set has its own
+  // base image.
+  struct Inference {
+    const torch::Tensor* base;
+    TestView view;
+    double to_single, to_multi;
   };
-  // A view both sets share is inferred once, unless the multi-scale set has its own base image.
   const bool own_ms_base = ms_image.defined() && !views.multi.empty();
+  std::vector<Inference> inferences;
   for (const TestView& view : views.distinct) {
     const double in_single = multiplicity(views.single, view);
     const double in_multi = views.multi.empty() ? 0.0 : multiplicity(views.multi, view);
-    torch::Tensor scores;
-    if (in_single > 0 || !own_ms_base) scores = scores_of(image, view);
-    if (in_single > 0) out.single.add_(scores, in_single);
-    if (in_multi > 0) out.multi.add_(own_ms_base ? scores_of(ms_image, view) : scores, in_multi);
+    if (!own_ms_base) {
+      inferences.push_back({&image, view, in_single, in_multi});
+      continue;
+    }
+    if (in_single > 0) inferences.push_back({&image, view, in_single, 0.0});
+    if (in_multi > 0) inferences.push_back({&ms_image, view, 0.0, in_multi});
+  }
+  // Neighbours with the same base and scale (a view and its mirror) share one resize and their
+  // crops share forward passes (eval.batch); the sums are added in the same order as one by one.
+  for (size_t first = 0; first < inferences.size();) {
+    size_t last = first + 1;
+    while (last < inferences.size() && inferences[last].base == inferences[first].base &&
+           inferences[last].view.scale == inferences[first].view.scale)
+      ++last;
+    std::vector<TestView> group;
+    for (size_t k = first; k < last; ++k) group.push_back(inferences[k].view);
+    std::vector<torch::Tensor> scores;
+    try {
+      scores = same_scale_view_scores(model, *inferences[first].base, group, height, width, eval);
+    } catch (const std::exception& e) {
+      throw ModelError(what + ": " + first_line(e.what()));
+    }
+    for (size_t k = first; k < last; ++k) {
+      if (inferences[k].to_single > 0) out.single.add_(scores[k - first], inferences[k].to_single);
+      if (inferences[k].to_multi > 0) out.multi.add_(scores[k - first], inferences[k].to_multi);
+    }
+    first = last;
   }
   return out;
 }
@@ -152,18 +220,34 @@ void write_prediction(const std::string& dir, const std::string& name, const cv:
   write_image(dir + "/overlay/" + name + ".jpg", data::overlay_labels(image_bgr, prediction, layout));
 }
 
-torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
-                          int64_t height, int64_t width, const EvalConfig& eval) {
+std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, const torch::Tensor& image,
+                                                  const std::vector<TestView>& views, int64_t height, int64_t width,
+                                                  const EvalConfig& eval) {
+  if (views.empty()) return {};
+  const double scale = views.front().scale;
   torch::Tensor input = image;
-  if (view.scale != 1.0) {
-    auto h = static_cast<int64_t>(std::lround(image.size(2) * view.scale));
-    auto w = static_cast<int64_t>(std::lround(image.size(3) * view.scale));
+  if (scale != 1.0) {
+    auto h = static_cast<int64_t>(std::lround(image.size(2) * scale));
+    auto w = static_cast<int64_t>(std::lround(image.size(3) * scale));
     input = resize_bilinear(image, std::max<int64_t>(h, 1), std::max<int64_t>(w, 1));
   }
-  if (view.flip) input = input.flip({3});
-  torch::Tensor logits = infer_logits(model, input, eval);
-  if (view.flip) logits = logits.flip({3});
-  return torch::softmax(resize_bilinear(logits, height, width), 1);
+  std::vector<torch::Tensor> inputs;
+  for (const TestView& view : views) {
+    SEGRUN_CHECK(view.scale == scale, ModelError,
+                 "same_scale_view_scores: views at scales " << scale << " and " << view.scale);
+    inputs.push_back(view.flip ? input.flip({3}) : input);
+  }
+  std::vector<torch::Tensor> scores = infer_logits(model, inputs, eval);
+  for (size_t k = 0; k < views.size(); ++k) {
+    if (views[k].flip) scores[k] = scores[k].flip({3});
+    scores[k] = torch::softmax(resize_bilinear(scores[k], height, width), 1);
+  }
+  return scores;
+}
+
+torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
+                          int64_t height, int64_t width, const EvalConfig& eval) {
+  return same_scale_view_scores(model, image, {view}, height, width, eval).front();
 }
 
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,

@@ -6,7 +6,8 @@
 // of views, a view being a scale relative to that and a flag "mirrored": for each view, logits
 // from whole-image or sliding-window inference (eval.crop / eval.stride, overlaps averaged; in
 // slide mode every scale is slid over separately), mirrored back, resized bilinearly to the
-// label's original size, softmaxed and summed; the argmax is the prediction.
+// label's original size, softmaxed and summed; the argmax is the prediction. The crops of a view
+// and its mirror go through the model eval.batch at a time.
 // Two view sets can be evaluated in one pass over the data (as the papers' Tables report both):
 //   single scale (SS), the metrics mIoU / mAcc / aAcc: eval.scales, mirrored too when eval.flip
 //     (the defaults [1.0], false give plain single-scale inference);
@@ -97,8 +98,21 @@ std::vector<TestView> test_views(const std::vector<double>& scales, bool flip);
 // view.flip, inferred (infer_logits), mirrored back, resized to height x width, softmax over K.
 torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
                           int64_t height, int64_t width, const EvalConfig& eval);
+// view_scores of several views of one scale (an image and its mirror), in order: the image is
+// resized once and their crops share forward passes (infer_logits). ModelError when the views'
+// scales differ.
+std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, const torch::Tensor& image,
+                                                  const std::vector<TestView>& views, int64_t height, int64_t width,
+                                                  const EvalConfig& eval);
 
-// Logits [1, K, h, w] for one normalized image [1, 3, h, w]: whole or sliding window.
+// Logits [1, K, h, w] of each normalized image [1, 3, h, w] (all of one size): the whole image
+// (eval.mode = "whole") or mmseg's sliding windows (eval.crop every eval.stride, the last flush
+// with the border, overlaps averaged). The crops of all the images go through the model
+// eval.batch at a time (one forward pass of up to eval.batch crops); eval.batch = 1 is mmseg's one
+// crop per pass. A model gives every crop of a batch the logits it gives the crop alone (eval mode),
+// so eval.batch only changes the speed and memory, and float rounding.
+std::vector<torch::Tensor> infer_logits(models::SegmentorImpl& model, const std::vector<torch::Tensor>& images,
+                                        const EvalConfig& eval);
 torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval);
 
 // The views of an evaluation: `single` (eval.scales, each also mirrored when eval.flip), `multi`
@@ -112,7 +126,8 @@ ViewSet eval_views(const EvalConfig& eval, bool multi_scale);
 // The summed view scores of one normalized image [1, 3, h, w] (on the model's device) at the
 // label size height x width: `single` over views.single, `multi` over views.multi (undefined
 // when empty), each distinct view inferred once. The argmax over dim 1 is the prediction; this is
-// what evaluate() scores and what `segrun predict` writes. A failure of the model on the image
+// what evaluate() scores and what `segrun predict` writes. A view and its mirror (neighbours in
+// `distinct`) are inferred together (same_scale_view_scores). A failure of the model on the image
 // is a ModelError that starts with `what` (the image file, or the store record).
 struct ViewScores {
   torch::Tensor single, multi;  // [1, K, height, width]

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,8 @@
 #include "data/store.h"
 #include "data/synth.h"
 #include "engine/evaluator.h"
+#include "dist/inprocess_communicator.h"
+#include "engine/model_setup.h"
 #include "models/segmentor.h"
 #include "tests/data/data_test_util.h"
 
@@ -49,13 +53,18 @@ class ToySegmentorImpl : public models::SegmentorImpl {
     torch::Tensor lin = torch::einsum("kc,bchw->bkhw", {w_, images}) + b_.view({1, -1, 1, 1});
     return gain_ * lin + a_.view({1, -1, 1, 1}) * ramp;
   }
-  torch::Tensor predict_logits(const torch::Tensor& images) override { return forward(images); }
+  torch::Tensor predict_logits(const torch::Tensor& images) override {
+    if (batch_sizes) batch_sizes->push_back(images.size(0));
+    return forward(images);
+  }
   models::LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override {
     torch::Tensor ce = torch::nn::functional::cross_entropy(
         forward(images), labels, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(255));
     return {ce, {{"loss_seg", ce}}};
   }
   int64_t num_classes() const override { return w_.size(0); }
+
+  std::vector<int64_t>* batch_sizes = nullptr;  // when set, each forward pass's crop count
 
  private:
   torch::Tensor w_, b_, a_;
@@ -131,10 +140,11 @@ class EvaluatorMsTest : public ::testing::Test {
     return c;
   }
 
-  static EvalOutcome run(const Config& c, bool multi, int world = 1) {
+  static EvalOutcome run(const Config& c, bool multi, int world = 1, std::vector<int64_t>* batch_sizes = nullptr) {
     std::vector<EvalOutcome> outcomes(static_cast<size_t>(world));
     run_ranks(world, [&](dist::Communicator& comm) {
       auto m = model();  // a model per rank (a module is used from one thread)
+      if (world == 1) m->batch_sizes = batch_sizes;
       EvalRequest request;
       request.multi_scale = multi;
       outcomes[static_cast<size_t>(comm.rank())] = evaluate(*m, *store_, c, comm, request);
@@ -269,6 +279,70 @@ TEST_F(EvaluatorMsTest, MultiScaleViewsOfTheDecodedImage) {
   EXPECT_EQ(from_image.single.mIoU, from_scale.single.mIoU);
   EXPECT_NE(from_image.multi.mIoU, from_scale.multi.mIoU);  // the base matters for this model
   EXPECT_EQ(run(c, /*multi=*/true, /*world=*/2).multi.mIoU, from_image.multi.mIoU);
+}
+
+// eval.batch = 5: the crops of a view and its mirror go through the model five at a time, in
+// fewer forward passes, and the metrics are still the reference's (the toy model treats each crop
+// of a batch alone).
+TEST_F(EvaluatorMsTest, EvalBatchInfersCropsTogetherWithTheSameMetrics) {
+  for (const std::string mode : {"slide", "whole"}) {
+    Config c = config(mode);
+    std::vector<int64_t> one_by_one, batched;
+    const EvalOutcome single = run(c, /*multi=*/true, 1, &one_by_one);
+    c.eval.batch = 5;
+    const EvalOutcome together = run(c, /*multi=*/true, 1, &batched);
+    auto ref = reference(c);
+    ASSERT_GT(ref["min_gap"][0].item<double>(), 2e-6);
+    expect_metrics(together.single, ref["ss_metrics"], ref["ss_iou"]);
+    expect_metrics(together.multi, ref["ms_metrics"], ref["ms_iou"]);
+    EXPECT_EQ(together.multi.pixels, single.multi.pixels) << mode;
+    // Every crop is inferred once either way; batched, in fewer passes of at most 5.
+    const auto sum = [](const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); };
+    EXPECT_EQ(sum(batched), sum(one_by_one)) << mode;
+    EXPECT_EQ(*std::max_element(one_by_one.begin(), one_by_one.end()), 1) << mode;
+    EXPECT_LE(*std::max_element(batched.begin(), batched.end()), 5) << mode;
+    EXPECT_GT(*std::max_element(batched.begin(), batched.end()), 1) << mode;
+    EXPECT_LT(batched.size(), one_by_one.size()) << mode;
+    std::cout << mode << ": " << sum(batched) << " crops in " << one_by_one.size() << " passes one by one, "
+              << batched.size() << " with eval.batch = 5\n";
+  }
+}
+
+// Every model segrun builds gives each crop of a batch the logits it gives the crop alone (eval
+// mode: no batch statistics, no coupling between images), so eval.batch changes only float
+// rounding. The tiny configs' models, random weights, the sliding windows of an image and its
+// mirror (12 crops) one at a time and five at a time.
+TEST(EvalBatch, EachModelGivesABatchOfCropsTheLogitsOfEachCropAlone) {
+  torch::NoGradGuard no_grad;
+  auto comm = std::make_shared<dist::InProcessCommunicator>(0, std::make_shared<dist::InProcessGroup>(1));
+  for (const std::string name : {"demo_tiny.toml", "clip_sp/tiny.toml", "clip_sp/tiny_vit.toml",
+                                 "mask2former/tiny.toml", "mta_clip/tiny.toml"}) {
+    Config c = load_config(std::string(SEGRUN_TEST_SOURCE_DIR) + "/configs/" + name, {"model.pretrained=none"});
+    c.eval.mode = "slide";
+    c.eval.crop = {48, 48};
+    c.eval.stride = {24, 24};
+    torch::manual_seed(3);
+    auto model = build_model(c, data::class_names(data::parse_layout(c.data.layout)), {}, comm, false);
+    model->eval();
+    const torch::Tensor image = torch::randn({1, 3, 64, 96});  // 2 x 3 windows, 12 crops with the mirror
+    const std::vector<torch::Tensor> images{image, image.flip({3})};
+    const std::vector<torch::Tensor> alone = infer_logits(*model, images, c.eval);
+    c.eval.batch = 5;
+    const std::vector<torch::Tensor> together = infer_logits(*model, images, c.eval);
+    ASSERT_EQ(alone.size(), 2u);
+    for (size_t k = 0; k < images.size(); ++k) {
+      ASSERT_EQ(together[k].sizes(), alone[k].sizes()) << name;
+      ASSERT_EQ(alone[k].sizes(), (std::vector<int64_t>{1, model->num_classes(), 64, 96})) << name;
+      const double scale = alone[k].abs().max().item<double>();
+      const double difference = (together[k] - alone[k]).abs().max().item<double>();
+      EXPECT_GT(scale, 1e-3) << name;
+      EXPECT_LT(difference, 1e-5 * scale) << name << " image " << k;
+      std::cout << name << " image " << k << ": largest logit " << scale << ", largest difference " << difference
+                << "\n";
+    }
+    // The image and its mirror give different logits (the check is not comparing constants).
+    EXPECT_GT((alone[0] - alone[1]).abs().max().item<double>(), 1e-3 * alone[0].abs().max().item<double>()) << name;
+  }
 }
 
 TEST_F(EvaluatorMsTest, TwoRanksGiveTheMetricsOfOne) {

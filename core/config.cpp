@@ -424,10 +424,12 @@ const std::vector<Field>& schema() {
         "dist.device",
         "rank device: cuda = cuda:<local rank mod GPUs>; auto = cuda when built with CUDA and a GPU is seen, else cpu",
         in_dist(&DistConfig::device), {"auto", "cpu", "cuda"}));
+    std::vector<std::string> backends{"auto"};
+    for (const auto& [name, kind] : comm_backends()) backends.push_back(name);
     s.push_back(choice(
         "dist.backend",
         "gradient and SyncBN collectives: mpi or nccl; auto = nccl when every rank of a host has its own GPU, else mpi",
-        in_dist(&DistConfig::backend), {"auto", "mpi", "nccl"}));
+        in_dist(&DistConfig::backend), backends));
     s.push_back(make("dist.bucket_mb", "gradient all-reduce bucket size in MiB (PyTorch DDP bucket_cap_mb)",
                      in_dist(&DistConfig::bucket_mb), 0, 4096, true));
     s.push_back(make("dist.overlap", "all-reduce buckets on a communication thread during backward",
@@ -728,7 +730,15 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
                      " is not a block of model.vit.layers = " + std::to_string(c.model.vit.layers) + " (0-based)");
     if (i > 0 && levels[i] <= levels[i - 1]) fail_cross("model.vit.out_indices", "indices must increase");
   }
-  if (c.model.head == "mta_clip" && !c.model.mta_clip.text_enhanced && !c.model.mta_clip.contrastive)
+  const HeadKind head = head_kind(c.model.head);
+  if (head == HeadKind::kMask2Former || head == HeadKind::kMtaClip) {
+    const Mask2FormerConfig& m2f = c.model.mask2former;
+    divisible("model.mask2former.hidden_dim", m2f.hidden_dim, "model.mask2former.heads", m2f.heads);
+    if (m2f.hidden_dim % 32 != 0)
+      fail_cross("model.mask2former.hidden_dim",
+                 std::to_string(m2f.hidden_dim) + " is not a multiple of 32 (GroupNorm(32) in the pixel decoder)");
+  }
+  if (head == HeadKind::kMtaClip && !c.model.mta_clip.text_enhanced && !c.model.mta_clip.contrastive)
     fail_cross("model.mta_clip.contrastive",
                "with text_enhanced = false too, nothing of MTA-CLIP is left: that is model.head = \"mask2former\"");
   if (c.model.text.prompt.find("{}") == std::string::npos)
@@ -891,27 +901,53 @@ std::vector<std::pair<std::string, std::string>> config_values(const Config& inp
 
 namespace {
 
-// Keys that change how a run is watched, where its inputs are read from or how it is spread over
-// processes, not what it computes: a resume may change them.
-bool may_change_on_resume(const std::string& key) {
-  static const std::vector<std::string> sections{"eval.", "dist.", "log.", "cluster."};
-  static const std::vector<std::string> keys{"name",
-                                             "data.store",
-                                             "data.val_store",
-                                             "data.workers",
-                                             "data.prefetch",
-                                             "data.on_corrupt",
-                                             "model.pretrained",
-                                             "train.iters",  // train longer or shorter: a warning
-                                             "train.eval_interval",
-                                             "train.checkpoint_interval",
-                                             "train.keep_checkpoints",
-                                             "train.save_best",
-                                             "train.tf32",
-                                             "train.cudnn_benchmark"};
-  for (const std::string& section : sections)
-    if (key.rfind(section, 0) == 0) return true;
-  return std::find(keys.begin(), keys.end(), key) != keys.end();
+// What a key's value does to a run, for the keys and sections whose value does not simply define
+// what the run computes (every other key: changes both). `result`: a finished run given another
+// value is not the same result (a sweep would redo it); `training`: a resumed run given another
+// value would go on computing something else (so a resume refuses it). One entry per key or
+// section ("eval." covers every eval key); a key's own entry wins over its section's.
+struct KeyRole {
+  const char* key;  // a dotted key, or a section ending in '.'
+  bool result;
+  bool training;
+};
+constexpr KeyRole kKeyRoles[] = {
+    // How a run is watched, where its inputs are read from, how fast and on what it runs.
+    {"name", false, false},
+    {"data.store", false, false},
+    {"data.val_store", false, false},
+    {"data.workers", false, false},
+    {"data.prefetch", false, false},
+    {"data.on_corrupt", false, false},
+    {"train.eval_interval", false, false},
+    {"train.checkpoint_interval", false, false},
+    {"train.keep_checkpoints", false, false},
+    {"train.tf32", false, false},
+    {"train.cudnn_benchmark", false, false},
+    {"eval.batch", false, false},
+    {"dist.", false, false},
+    {"log.", false, false},
+    {"cluster.", false, false},
+    // Part of the result, not of the training a resume continues.
+    {"eval.", true, false},             // how the trained weights are scored
+    {"model.pretrained", true, false},  // a resumed run's weights come from its checkpoint
+    {"train.iters", true, false},       // train longer or shorter: a warning on resume
+    {"train.save_best", true, false},   // which checkpoint is kept as best
+};
+
+const KeyRole* key_role(const std::string& key) {
+  for (const KeyRole& role : kKeyRoles)
+    if (key == role.key) return &role;
+  for (const KeyRole& role : kKeyRoles) {
+    const std::string section = role.key;
+    if (section.back() == '.' && key.rfind(section, 0) == 0) return &role;
+  }
+  return nullptr;
+}
+
+bool changes_training(const std::string& key) {
+  const KeyRole* role = key_role(key);
+  return role == nullptr || role->training;
 }
 
 }  // namespace
@@ -928,27 +964,14 @@ std::vector<ConfigChange> config_changes(const Config& run_config, const Config&
 std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config) {
   std::vector<ConfigChange> changes = config_changes(run_config, config);
   changes.erase(
-      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return may_change_on_resume(c.key); }),
+      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return !changes_training(c.key); }),
       changes.end());
   return changes;
 }
 
 bool changes_result(const std::string& key) {
-  static const std::vector<std::string> sections{"dist.", "log.", "cluster."};
-  static const std::vector<std::string> keys{"name",
-                                             "data.store",
-                                             "data.val_store",
-                                             "data.workers",
-                                             "data.prefetch",
-                                             "data.on_corrupt",
-                                             "train.eval_interval",
-                                             "train.checkpoint_interval",
-                                             "train.keep_checkpoints",
-                                             "train.tf32",
-                                             "train.cudnn_benchmark"};
-  for (const std::string& section : sections)
-    if (key.rfind(section, 0) == 0) return false;
-  return std::find(keys.begin(), keys.end(), key) == keys.end();
+  const KeyRole* role = key_role(key);
+  return role == nullptr || role->result;
 }
 
 std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config) {
@@ -982,6 +1005,11 @@ std::vector<std::string> missing_stores(const Config& config) {
     missing.push_back(std::string(key) + " = " + path + ": no such store folder");
   }
   return missing;
+}
+
+void require_stores(const Config& config) {
+  const std::vector<std::string> missing = missing_stores(config);
+  if (!missing.empty()) throw ConfigError(origin_of_message(config, missing.front()) + ": " + missing.front());
 }
 
 std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by) {

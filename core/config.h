@@ -275,8 +275,9 @@ std::vector<ConfigChange> config_changes(const Config& run_config, const Config&
 std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config);
 // ... and those of them that change a finished run's result: all but where the data is read from
 // and with how many workers, how often to log, evaluate and checkpoint, TF32 / cuDNN autotuning,
-// the run's name, and the dist, log and cluster sections (a sweep reuses a done run unless these
-// differ). A key added to the schema since the run reads back at its default, so it is no change.
+// test-time crops per forward pass, the run's name, and the dist, log and cluster sections (a
+// sweep reuses a done run unless these differ). A key added to the schema since the run reads
+// back at its default, so it is no change. Both lists are one table in config.cpp (kKeyRoles).
 std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config);
 // Whether a dotted key is one result_changes() counts.
 bool changes_result(const std::string& key);
@@ -284,6 +285,10 @@ bool changes_result(const std::string& key);
 // that are not folders: for launchers, which check before starting ranks or queueing a job.
 // Empty when both are there.
 std::vector<std::string> missing_stores(const Config& config);
+// ConfigError "<origin>: data.store = /x/train: no such store folder" for the first of them,
+// blamed on the override that set it or the config file (origin_of_message); none when both are
+// there.
+void require_stores(const Config& config);
 // "the run was trained with model.width = 8, <given_by> gives 16; also train.lr" for non-empty
 // `changes` (the first with both values, up to three more by name).
 std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by);

@@ -66,4 +66,10 @@ const std::string& dataset_layout_name(DatasetLayout layout) {
   throw ConfigError("data.layout: layout kind " + std::to_string(static_cast<int>(layout)) + " has no name");
 }
 
+const std::vector<std::pair<std::string, CommBackend>>& comm_backends() {
+  static const std::vector<std::pair<std::string, CommBackend>> backends{{"mpi", CommBackend::kMpi},
+                                                                         {"nccl", CommBackend::kNccl}};
+  return backends;
+}
+
 }  // namespace segrun

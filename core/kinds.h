@@ -1,10 +1,11 @@
 #pragma once
 // The kinds of thing a config chooses by name: segmentation heads (model.head), CLIP backbones
-// (model.backbone) and dataset layouts (data.layout). Each is an enum plus the one list of its
-// names; the schema (config.cpp) takes its valid values from these lists, and the modules that act
-// on a kind switch over the enum (models/segmentor.cpp per head and backbone family,
-// models/clip/clip_backbones.cpp per backbone, data/classes.cpp per layout), so a kind added here
-// without its facts or builder there does not compile (-Wswitch, warnings are errors).
+// (model.backbone), dataset layouts (data.layout) and communicator backends (dist.backend). Each
+// is an enum plus the one list of its names; the schema (config.cpp) takes its valid values from
+// these lists, and the modules that act on a kind switch over the enum (models/segmentor.cpp per
+// head and backbone family, models/clip/clip_backbones.cpp per backbone, data/classes.cpp per
+// layout, dist/communicator.cpp per backend), so a kind added here without its facts or builder
+// there does not compile (-Wswitch, warnings are errors).
 // Only what the config itself must know lives here (names; a backbone's family and patch size,
 // which the crop checks need); the architecture facts are models/clip/clip_backbones.h's, the
 // dataset facts data/classes.h's. Constant tables; thread-safe.
@@ -44,5 +45,11 @@ std::string backbone_names();  // "clip_rn50, clip_rn101, clip_vit_b16"
 enum class DatasetLayout { kAde20k, kCityscapes };
 const std::vector<std::pair<std::string, DatasetLayout>>& dataset_layouts();  // name -> layout, in this order
 const std::string& dataset_layout_name(DatasetLayout layout);
+
+// The collective backends dist.backend names (besides "auto"); dist/communicator.cpp opens one per
+// kind. Every kind is named in every build; one that is not compiled in (nccl without
+// SEGRUN_WITH_NCCL) is refused when a communicator is opened (dist::compiled_backends()).
+enum class CommBackend { kMpi, kNccl };
+const std::vector<std::pair<std::string, CommBackend>>& comm_backends();  // name -> kind, in this order
 
 }  // namespace segrun

@@ -2,16 +2,31 @@
 
 #include "build_config.h"
 #include "core/error.h"
+#include "core/kinds.h"
 #include "dist/mpi_communicator.h"
-#if SEGRUN_WITH_NCCL
 #include "dist/nccl_communicator.h"
-#endif
 
 namespace segrun::dist {
 
+namespace {
+
+bool compiled_in(CommBackend kind) { return kind != CommBackend::kNccl || SEGRUN_WITH_NCCL; }
+
+std::unique_ptr<Communicator> open_backend(CommBackend kind, const RankContext& context,
+                                           const CommunicatorOptions& options) {
+  switch (kind) {
+    case CommBackend::kMpi: return make_mpi_communicator(context, options);
+    case CommBackend::kNccl: return make_nccl_communicator(context, options);
+  }
+  throw ConfigError("dist.backend: backend kind " + std::to_string(static_cast<int>(kind)) + " has no builder");
+}
+
+}  // namespace
+
 std::vector<std::string> compiled_backends() {
-  std::vector<std::string> names{"mpi"};
-  if (SEGRUN_WITH_NCCL) names.push_back("nccl");
+  std::vector<std::string> names;
+  for (const auto& [name, kind] : comm_backends())
+    if (compiled_in(kind)) names.push_back(name);
   return names;
 }
 
@@ -40,10 +55,8 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
     const bool gpu_per_rank = context.device == DeviceKind::kCuda && context.local_size <= context.visible_devices;
     chosen = gpu_per_rank && SEGRUN_WITH_NCCL ? "nccl" : "mpi";
   }
-  if (chosen == "mpi") return make_mpi_communicator(context, options);
-#if SEGRUN_WITH_NCCL
-  if (chosen == "nccl") return make_nccl_communicator(context, options);
-#endif
+  for (const auto& [name, kind] : comm_backends())
+    if (name == chosen && compiled_in(kind)) return open_backend(kind, context, options);
   std::string list;
   for (const auto& n : compiled_backends()) list += (list.empty() ? "" : ", ") + n;
   throw ConfigError("dist.backend: '" + backend + "' is not a backend of this build (compiled in: " + list +

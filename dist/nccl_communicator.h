@@ -1,5 +1,6 @@
 #pragma once
-// The "nccl" Communicator backend (built when SEGRUN_WITH_NCCL): collectives on CUDA tensors.
+// The "nccl" Communicator backend (built when SEGRUN_WITH_NCCL; without it, make_nccl_communicator
+// throws ConfigError: dist/nccl_unavailable.cpp): collectives on CUDA tensors.
 // The ncclUniqueId is created on rank 0 and broadcast over MPI; each rank uses the device that
 // dist::place_on_device chose (cuda:<local_rank mod GPUs>); NCCL needs one GPU per rank.
 // Stream order, as c10d's ProcessGroupNCCL keeps it: a collective runs on the communicator's own

@@ -375,8 +375,7 @@ void add_run_commands(CommandRegistry& registry) {
     engine::check_train_request(plan.config, plan.request);
     engine::check_run_not_busy(plan.request.run_dir);
     // Before mpirun starts the ranks (each would fail on it, and the run would be marked failed).
-    const std::vector<std::string> missing = missing_stores(plan.config);
-    if (!missing.empty()) throw ConfigError(origin_of_message(plan.config, missing.front()) + ": " + missing.front());
+    require_stores(plan.config);
   });
 
   EvalCommand& eval = s.eval_command;

@@ -102,11 +102,15 @@ bool is_sweep_spec(const std::string& path) {
   return false;
 }
 
-// A GPU job whose ranks run a segrun built without CUDA (a CPU-only LibTorch): with dist.device =
-// "cuda" every rank would fail at its start, after the wait in the queue (refused); with "auto" the
-// ranks would train on the nodes' CPUs while the GPUs they hold idle (a warning). `where` names the
-// config or the sweep's run.
-void check_gpu_job(const SlurmConfig& slurm, const Config& config, const std::string& where) {
+// A job this segrun's ranks cannot run as asked, refused before it waits in the queue: dist.backend
+// = "nccl" in a build without NCCL; a GPU job whose ranks run a segrun built without CUDA (a
+// CPU-only LibTorch): with dist.device = "cuda" every rank would fail at its start (refused); with
+// "auto" the ranks would train on the nodes' CPUs while the GPUs they hold idle (a warning).
+// `where` names the config or the sweep's run.
+void check_build_runs(const SlurmConfig& slurm, const Config& config, const std::string& where) {
+  if (config.dist.backend == "nccl" && !SEGRUN_WITH_NCCL)
+    throw ConfigError(where + ": dist.backend = \"nccl\" but this segrun (" + cluster::self_executable() +
+                      ") is built without NCCL: every rank would fail at its start (docs/gpu.md builds it with NCCL)");
   if (slurm.gpus_per_node == 0 || SEGRUN_WITH_CUDA) return;
   const std::string what = where + ": cluster.slurm.gpus_per_node = " + std::to_string(slurm.gpus_per_node) +
                            " but this segrun (" + cluster::self_executable() + ") is built without CUDA";
@@ -124,11 +128,10 @@ void check_gpu_job(const SlurmConfig& slurm, const Config& config, const std::st
 int submit_run(const SubmitRequest& req, std::ostream& out) {
   Config config = load_config(req.target, req.overrides);
   // Refused here, not after the job has waited in the queue (the stores are on a shared file system).
-  const std::vector<std::string> missing = missing_stores(config);
-  if (!missing.empty()) throw ConfigError(origin_of_message(config, missing.front()) + ": " + missing.front());
+  require_stores(config);
   SlurmConfig slurm = config.cluster.slurm;
   req.slurm.apply(slurm);
-  check_gpu_job(slurm, config, origin_of(config, "dist.device"));
+  check_build_runs(slurm, config, origin_of(config, config.dist.backend == "nccl" ? "dist.backend" : "dist.device"));
   const std::string run_dir = absolute(req.run_dir.empty() ? (fs::path("runs") / config.name).string() : req.run_dir);
   const std::string name = fs::path(run_dir).filename().string();
   if (!cluster::is_safe_name(name))
@@ -215,7 +218,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   bool warned = false;
   for (size_t i = 0; i < plan.size(); ++i) {
     if (configs[i].dist.device == "auto" && std::exchange(warned, true)) continue;
-    check_gpu_job(slurm, configs[i], spec.path + ": run " + plan[i].run.dir_name);
+    check_build_runs(slurm, configs[i], spec.path + ": run " + plan[i].run.dir_name);
   }
   if (!cluster::is_safe_name(spec.name))
     throw ConfigError(spec.path + ": sweep name '" + spec.name + "' is not [A-Za-z0-9._-]");

@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -58,10 +60,14 @@ TEST(ConfigReference, EveryKeyIsARowOfItsTablesSection) {
 
 TEST(ConfigReference, TheTextTableIsAlignedAndGroupedByTable) {
   const std::vector<KeyInfo> keys = keys_with_prefix("model.mta");
-  ASSERT_EQ(keys.size(), 10u);
+  const auto infos = config_key_infos();
+  const auto in_table = static_cast<size_t>(std::count_if(
+      infos.begin(), infos.end(), [](const KeyInfo& k) { return k.key.rfind("model.mta_clip.", 0) == 0; }));
+  ASSERT_GE(in_table, 2u);
+  ASSERT_EQ(keys.size(), in_table);
   for (const KeyInfo& k : keys) EXPECT_EQ(k.key.rfind("model.mta_clip.", 0), 0u) << k.key;
   const std::vector<std::string> lines = lines_of(format_key_reference(keys, ReferenceFormat::kText));
-  ASSERT_EQ(lines.size(), 12u);  // header, [model.mta_clip], 10 keys
+  ASSERT_EQ(lines.size(), in_table + 2);  // header, [model.mta_clip], its keys
   EXPECT_EQ(lines[1], "[model.mta_clip]");
   const size_t type_column = lines[0].find("type");
   const size_t meaning_column = lines[0].find("meaning");

@@ -203,5 +203,31 @@ TEST(Config, FileErrorsAndRelativePaths) {
   fs::remove_all(dir);
 }
 
+// One table (config.cpp kKeyRoles) says which keys a resume may change and which change a finished
+// run's result; a key's own entry wins over its section's (eval.batch vs eval.).
+TEST(ConfigChanges, KeyRolesDecideWhatAResumeAndASweepCompare) {
+  for (const char* key : {"name", "data.store", "data.workers", "data.on_corrupt", "train.tf32", "train.eval_interval",
+                          "eval.batch", "dist.backend", "dist.overlap", "log.interval", "cluster.slurm.partition"})
+    EXPECT_FALSE(changes_result(key)) << key;
+  for (const char* key : {"train.lr", "model.width", "model.pretrained", "train.iters", "train.save_best", "eval.flip",
+                          "eval.scales", "data.crop", "model.clip_sp.top_k"})
+    EXPECT_TRUE(changes_result(key)) << key;
+
+  const Config run = parse_config("", "run");
+  Config now = run;
+  now.eval.batch = 8;        // neither
+  now.dist.overlap = false;  // neither
+  now.eval.flip = true;      // the result, not the training
+  now.train.iters = 5000;    // the result, not the training
+  now.model.pretrained = "other.pt";
+  EXPECT_TRUE(training_changes(run, now).empty());
+  std::vector<std::string> keys;
+  for (const ConfigChange& change : result_changes(run, now)) keys.push_back(change.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"model.pretrained", "train.iters", "eval.flip"}));
+  now.model.width = 16;  // both
+  ASSERT_EQ(training_changes(run, now).size(), 1u);
+  EXPECT_EQ(training_changes(run, now)[0].key, "model.width");
+}
+
 }  // namespace
 }  // namespace segrun

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/kinds.h"
 
@@ -47,6 +48,17 @@ TEST(Kinds, HeadsAndLayoutsRoundTrip) {
   for (const auto& [name, layout] : dataset_layouts()) EXPECT_EQ(dataset_layout_name(layout), name);
   EXPECT_EQ(dataset_layout_name(DatasetLayout::kAde20k), "ade20k");
   EXPECT_EQ(dataset_layout_name(DatasetLayout::kCityscapes), "cityscapes");
+}
+
+// dist.backend takes its names from comm_backends() (plus auto): each is a valid config value.
+TEST(Kinds, CommBackendsAreTheSchemasChoices) {
+  ASSERT_EQ(comm_backends().size(), 2u);
+  EXPECT_EQ(comm_backends()[0].first, "mpi");
+  EXPECT_EQ(comm_backends()[1].first, "nccl");
+  for (const auto& [name, kind] : comm_backends())
+    EXPECT_EQ(parse_config("[dist]\nbackend = \"" + name + "\"\n", "c.toml").dist.backend, name);
+  EXPECT_EQ(parse_config("[dist]\nbackend = \"auto\"\n", "c.toml").dist.backend, "auto");
+  EXPECT_THROW(parse_config("[dist]\nbackend = \"gloo\"\n", "c.toml"), ConfigError);
 }
 
 }  // namespace

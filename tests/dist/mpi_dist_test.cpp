@@ -89,6 +89,25 @@ TEST(MpiCommunicator, AutoBackendIsMpiOnCpuRanks) {
   EXPECT_EQ(comm->size(), 2);
 }
 
+// A backend name that is not compiled in (or not a backend) is refused with the list of those
+// that are; nccl is compiled in where NCCL was found, and then needs a GPU.
+TEST(MpiCommunicator, UnknownOrMissingBackendsListTheCompiledOnes) {
+  const std::vector<std::string> compiled = compiled_backends();
+  EXPECT_EQ(compiled.front(), "mpi");
+  EXPECT_EQ(compiled.size(), SEGRUN_WITH_NCCL ? 2u : 1u);
+  const std::string list = SEGRUN_WITH_NCCL ? "mpi, nccl" : "mpi";
+  for (const std::string name : {"gloo", SEGRUN_WITH_NCCL ? "" : "nccl"}) {
+    if (name.empty()) continue;
+    try {
+      make_communicator(name, singleton_context());
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                "dist.backend: '" + name + "' is not a backend of this build (compiled in: " + list + ", or auto)");
+    }
+  }
+}
+
 TEST(SyncBatchNorm, TwoRanksEqualOneProcessOverTheGlobalBatch) {
   auto comm = world();
   const int r = comm->rank();

@@ -15,7 +15,10 @@ enter_work_dir cli-test
 "$segrun" config --keys --format md > "$work/config.md"
 check "config --keys --format md prints docs/config.md" diff -q "$config_md" "$work/config.md"
 "$segrun" config --keys model.mta_clip > "$work/keys.txt"
-check "config --keys PREFIX lists only those keys" test "$(grep -c '^  model\.mta_clip\.' "$work/keys.txt")" = 10
+check "config --keys PREFIX lists only those keys" test "$(grep -c '^  model\.mta_clip\.' "$work/keys.txt")" = \
+  "$(grep -c '^| `model\.mta_clip\.' "$config_md")"
+check "config --keys PREFIX lists nothing else" test "$(grep -c '^  [a-z_0-9]*\.' "$work/keys.txt")" = \
+  "$(grep -c '^  model\.mta_clip\.' "$work/keys.txt")"
 
 make_tiny_stores "$work" 2 || { echo "cannot make the tiny stores"; exit 1; }
 "$segrun" data inspect "$work/train" --json > "$work/inspect.json"

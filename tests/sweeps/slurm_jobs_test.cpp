@@ -186,5 +186,31 @@ TEST(SlurmJobs, AGpuJobFromASegrunWithoutCudaIsRefusedOrWarned) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "runs" / "gpu"));  // a dry run writes nothing
 }
 
+// dist.backend = "nccl" from a segrun built without NCCL: refused before the job queues (every rank
+// would fail at its start); a build with NCCL accepts it.
+TEST(SlurmJobs, AnNcclJobIsRefusedByASegrunWithoutNccl) {
+  segrun::testing::ScratchDir dir("slurmjobs-nccl");
+  std::ofstream(dir.str("job.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
+  SubmitRequest request;
+  request.target = dir.str("job.toml");
+  request.run_dir = dir.str("runs/nccl");
+  request.dry_run = true;
+  request.overrides = {"dist.backend=nccl", "dist.device=cpu"};
+  std::ostringstream out;
+  if (SEGRUN_WITH_NCCL) {
+    EXPECT_EQ(submit_run(request, out), 0) << "this segrun is built with NCCL";
+    return;
+  }
+  try {
+    submit_run(request, out);
+    ADD_FAILURE() << "a job whose ranks would all fail was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("override 'dist.backend=nccl': dist.backend = \"nccl\" but this segrun ("),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("built without NCCL"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace segrun::sweeps

@@ -1,6 +1,7 @@
 #include "engine/trainer.h"
 
 #include <algorithm>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -105,6 +106,21 @@ void save_pictures(const std::vector<PredictionPicture>& pictures, int64_t iter,
     if (!cv::imencode(".png", panel, png)) throw IoError(dir + "/" + picture.name + ".png: cannot encode");
     write_file_atomic(dir + "/" + picture.name + ".png", std::string(png.begin(), png.end()));
     board.add_png("val/" + picture.name, png, panel.cols, panel.rows, 3, iter);
+  }
+}
+
+// Adds each loss part of `from` to the part of the same name in `into` (a part new to `into` is
+// appended), so that a window reopened from a checkpoint of a model with other parts never logs
+// one part's values under another's name. `into`'s parts stay in their first-seen order.
+void add_parts(std::vector<std::pair<std::string, torch::Tensor>>& into,
+               const std::vector<std::pair<std::string, torch::Tensor>>& from) {
+  for (const auto& [name, value] : from) {
+    auto it = std::find_if(into.begin(), into.end(), [&](const auto& part) { return part.first == name; });
+    if (it == into.end()) {
+      into.emplace_back(name, torch::zeros_like(value));
+      it = std::prev(into.end());
+    }
+    it->second += value;
   }
 }
 
@@ -522,8 +538,7 @@ void Trainer::step(int64_t iter) {
       loss = micro;
     } else {
       loss.total += micro.total;
-      for (size_t i = 0; i < loss.parts.size() && i < micro.parts.size(); ++i)
-        loss.parts[i].second += micro.parts[i].second;
+      add_parts(loss.parts, micro.parts);
     }
   }
   s.grad_sync->synchronize();
@@ -536,13 +551,9 @@ void Trainer::step(int64_t iter) {
       s.window_grad_norm += norm;
     }
     s.optimizer->step();
-    if (!s.window_total.defined()) {
-      s.window_total = torch::zeros_like(loss.total);
-      for (const auto& part : loss.parts) s.window_parts.emplace_back(part.first, torch::zeros_like(part.second));
-    }
+    if (!s.window_total.defined()) s.window_total = torch::zeros_like(loss.total);
     s.window_total += loss.total;
-    for (size_t i = 0; i < loss.parts.size() && i < s.window_parts.size(); ++i)
-      s.window_parts[i].second += loss.parts[i].second;
+    add_parts(s.window_parts, loss.parts);
   } else {
     ++s.window_skipped;
   }

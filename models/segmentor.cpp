@@ -14,7 +14,7 @@
 namespace segrun::models {
 namespace {
 
-// The registry: one builder per head kind (core/config.h lists the names).
+// The registry: one builder per head kind (core/kinds.h lists the names).
 std::shared_ptr<SegmentorImpl> make_segmentor(HeadKind kind, const BuildOptions& o) {
   switch (kind) {
     case HeadKind::kFpn: return std::make_shared<FpnSegmentorImpl>(o);
@@ -24,8 +24,6 @@ std::shared_ptr<SegmentorImpl> make_segmentor(HeadKind kind, const BuildOptions&
   }
   throw ModelError("model.head: no builder for head kind " + std::to_string(static_cast<int>(kind)));
 }
-
-bool is_backbone_name(const std::string& name) { return name.rfind("backbone.", 0) == 0; }
 
 }  // namespace
 
@@ -40,22 +38,6 @@ torch::Tensor SegmentorImpl::predict_logits(const torch::Tensor& images) {
 }
 
 torch::Tensor SegmentorImpl::label_scores(const torch::Tensor& /*images*/) { return {}; }
-
-std::vector<torch::Tensor> SegmentorImpl::backbone_parameters() {
-  std::vector<torch::Tensor> out;
-  for (const auto& item : named_parameters()) {
-    if (item.value().requires_grad() && is_backbone_name(item.key())) out.push_back(item.value());
-  }
-  return out;
-}
-
-std::vector<torch::Tensor> SegmentorImpl::head_parameters() {
-  std::vector<torch::Tensor> out;
-  for (const auto& item : named_parameters()) {
-    if (item.value().requires_grad() && !is_backbone_name(item.key())) out.push_back(item.value());
-  }
-  return out;
-}
 
 std::vector<std::string> segmentor_heads() {
   std::vector<std::string> names;
@@ -190,8 +172,7 @@ torch::Tensor FpnSegmentorImpl::forward(const torch::Tensor& images) {
 LossTerms FpnSegmentorImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
   torch::Tensor seg = seg_cross_entropy(forward(images), labels);
   LossTerms terms;
-  terms.total = seg;
-  terms.parts.emplace_back("loss_seg", seg);
+  terms.add("loss_seg", seg);
   return terms;
 }
 

@@ -4,9 +4,10 @@
 // Contract for every segmentor:
 //  - forward(images [B,3,H,W] float) -> logits [B, K, H/4, W/4] (the decoder's native output),
 //  - loss(images, labels int64 [B,H,W], 255 = ignore) -> LossTerms (total = sum of weighted parts),
-//  - predict_logits(images) -> logits resized to [H, W] (bilinear, align_corners = false),
-//  - backbone_parameters() / head_parameters(): the trainable parameters (requires_grad) named
-//    backbone.* and all others (the optimizer forms its own groups by name: engine/optimizer.h).
+//  - predict_logits(images) -> logits resized to [H, W] (bilinear, align_corners = false); in
+//    eval mode each image of the batch gets the logits it would get alone (the evaluator batches
+//    sliding-window crops: eval.batch).
+// The optimizer groups the parameters by name (engine/optimizer.h).
 // Parameter names are mmseg-like: backbone.* (= OpenAI CLIP visual.* keys), neck.*, decode_head.*.
 // A segmentor is a torch module: use it from one thread at a time.
 
@@ -28,9 +29,18 @@
 
 namespace segrun::models {
 
+// A loss and its weighted parts, as the trainer logs them (metrics.jsonl, TensorBoard train/<name>).
+// `total` is the sum of the parts in their order; a model gives the same part names in the same
+// order at every step and on every rank (the trainer sums the parts of a log window position by
+// position and all-reduces them as one vector). add() keeps total and parts together.
 struct LossTerms {
   torch::Tensor total;
   std::vector<std::pair<std::string, torch::Tensor>> parts;  // e.g. {"loss_seg", ...}, weighted
+
+  void add(std::string name, const torch::Tensor& weighted) {
+    total = total.defined() ? total + weighted : weighted;
+    parts.emplace_back(std::move(name), weighted);
+  }
 };
 
 class SegmentorImpl : public torch::nn::Module {
@@ -39,9 +49,6 @@ class SegmentorImpl : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& images) = 0;
   virtual LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) = 0;
   virtual torch::Tensor predict_logits(const torch::Tensor& images);
-  // Default split: trainable parameters named "backbone.*" vs all other trainable ones.
-  virtual std::vector<torch::Tensor> backbone_parameters();
-  virtual std::vector<torch::Tensor> head_parameters();
   virtual int64_t num_classes() const = 0;
   // Heads with a multi-label branch return per-class image scores [B, K] in [0, 1] (used for the
   // validation mAP); others return an undefined tensor.

@@ -3,10 +3,11 @@
 // [grid], explicit [[variants]], seeds, include/exclude filters, resources and table hints (format in docs/sweeps.md),
 // expanded deterministically into runs with stable ids.
 //
-// Contract: load_sweep_spec validates everything before anything runs: every swept value is
-// applied to the base config through core/config.h (so a bad key or value is reported as
-// "<spec>:<line>: ..." with the config schema's own message), and every expanded run's full
-// config is loaded once more (cross-field checks). Values are kept as canonical TOML text
+// Contract: a spec is validated before anything runs: load_sweep_spec applies every swept value
+// to the base config through core/config.h (so a bad key or value is reported as
+// "<spec>:<line>: ..." with the config schema's own message), and expand_sweep loads every
+// expanded run's full config once more (cross-field checks, e.g. a swept width its heads do not
+// divide). Values are kept as canonical TOML text
 // (integers plain, floats in their shortest round-trip form with a '.' or exponent, strings
 // quoted; a float key's integers as floats), so `0.1`, `1e-1` and `0.10` are the same value, and
 // `0` and `0.0` of model.dropout too, and a run's id is the first 10 hex
@@ -62,7 +63,8 @@ struct PlannedRun {
   Overrides overrides;
   uint64_t seed = 0;
   int64_t iters = 0;        // resolved train.iters of the run
-  std::string fingerprint;  // hash of the fully resolved config (detects edits of the base)
+  std::string fingerprint;  // hash of the fully resolved config: detects edits of the base for a
+                            // run folder without a config.toml (others compare it key by key)
   // "key=value" arguments for `segrun train`, seed last: train.seed=<seed>.
   std::vector<std::string> train_args() const;
 };

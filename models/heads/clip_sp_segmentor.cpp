@@ -147,8 +147,9 @@ LossTerms ClipSpSegmentorImpl::loss(const torch::Tensor& images, const torch::Te
                                   .reshape({labels.size(0), out.grid_h * out.grid_w});
   torch::Tensor aux = lambda_aux_ * masked_cross_entropy(out.attn_logits, aux_targets, kIgnoreIndex, comm_.get());
   LossTerms terms;
-  terms.total = seg + ml + aux;
-  terms.parts = {{"loss_seg", seg}, {"loss_ml", ml}, {"loss_aux", aux}};
+  terms.add("loss_seg", seg);
+  terms.add("loss_ml", ml);
+  terms.add("loss_aux", aux);
   return terms;
 }
 

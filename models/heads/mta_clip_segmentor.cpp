@@ -167,11 +167,7 @@ LossTerms MtaClipSegmentorImpl::loss(const torch::Tensor& images, const torch::T
   std::vector<torch::Tensor> masks(out.mask_logits.begin() + static_cast<std::ptrdiff_t>(first), out.mask_logits.end());
   std::vector<std::vector<Assignment>> matches;
   LossTerms terms = criterion_.loss(classes, masks, targets, comm_, mta_.contrastive ? &matches : nullptr);
-  if (mta_.contrastive) {
-    torch::Tensor sim = contrastive_loss(out, first, text, matches, targets);
-    terms.total = terms.total + sim;
-    terms.parts.emplace_back("loss_sim", sim);
-  }
+  if (mta_.contrastive) terms.add("loss_sim", contrastive_loss(out, first, text, matches, targets));
   return terms;
 }
 

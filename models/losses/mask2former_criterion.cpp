@@ -232,10 +232,9 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   torch::Tensor cls_term = options_.config.class_weight * loss_cls;
   torch::Tensor mask_term = options_.config.mask_weight * loss_mask;
   torch::Tensor dice_term = options_.config.dice_weight * loss_dice;
-  terms.total = cls_term + mask_term + dice_term;
-  terms.parts.emplace_back("loss_cls", cls_term);
-  terms.parts.emplace_back("loss_mask", mask_term);
-  terms.parts.emplace_back("loss_dice", dice_term);
+  terms.add("loss_cls", cls_term);
+  terms.add("loss_mask", mask_term);
+  terms.add("loss_dice", dice_term);
   return terms;
 }
 

@@ -523,9 +523,6 @@ TEST(Mask2FormerSegmentor, ShapesPredictionsAndParameterSplit) {
         "decode_head.transformer_decoder.transformer_cross_attention_layers.2.multihead_attn.in_proj_weight",
         "decode_head.transformer_decoder.class_embed.weight"})
     EXPECT_EQ(names.count(expected), 1u) << expected;
-  int64_t trainable = 0;
-  for (const auto& p : model->parameters()) trainable += p.requires_grad();
-  EXPECT_EQ(static_cast<int64_t>(model->backbone_parameters().size() + model->head_parameters().size()), trainable);
 }
 
 TEST(Mask2FormerSegmentor, ConfigKeysAndErrors) {

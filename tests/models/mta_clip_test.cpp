@@ -125,14 +125,11 @@ TEST(MtaClip, ParametersFollowTheSwitches) {
   matched_only.mta_clip.sim_queries = "matched";
   EXPECT_EQ(build_mta(matched_only, 3)->named_parameters()["mask_text.text_query_embed.weight"].size(0), 2 * 3);
   // The text encoder is frozen: not in either optimizer group.
-  int64_t trainable = 0;
   for (const auto& item : full->named_parameters()) {
     if (item.key().rfind("text_encoder.", 0) == 0) {
       EXPECT_FALSE(item.value().requires_grad()) << item.key();
     }
-    trainable += item.value().requires_grad();
   }
-  EXPECT_EQ(static_cast<int64_t>(full->backbone_parameters().size() + full->head_parameters().size()), trainable);
 
   ModelConfig te_only = tiny_mta();
   te_only.mta_clip.contrastive = false;

@@ -139,7 +139,8 @@ const std::vector<Field>& schema() {
              in_data(&DataConfig::store)));
     s.push_back(path("data.val_store", "validation store, as data.store; \"\" = no validation",
                      in_data(&DataConfig::val_store)));
-    s.push_back(make("data.crop", "training crop [H, W] in pixels (mmseg crop_size); a multiple of 16 for clip_vit_b16",
+    s.push_back(make("data.crop",
+                     "training crop [H, W] in pixels (mmseg crop_size); both sides multiples of 16 for clip_vit_b16",
                      in_data(&DataConfig::crop), 16, 8192));
     s.push_back(make("data.scale",
                      "mmseg img_scale [long, short] edge bounds in pixels: train resize base, test keep-ratio resize",
@@ -164,7 +165,9 @@ const std::vector<Field>& schema() {
     s.push_back(make("data.batch_per_rank",
                      "images per rank per micro-batch; global batch = batch_per_rank x ranks x train.accumulate",
                      in_data(&DataConfig::batch_per_rank), 1, 1024));
-    s.push_back(make("data.workers", "loader threads per rank that read, decode and transform samples",
+    s.push_back(make("data.workers",
+                     "training loader threads per rank that read, decode and transform samples (evaluation reads on "
+                     "the rank's thread)",
                      in_data(&DataConfig::workers), 1, 64));
     s.push_back(make("data.prefetch", "batches queued ahead per rank", in_data(&DataConfig::prefetch), 1, 64));
     s.push_back(choice(
@@ -190,10 +193,10 @@ const std::vector<Field>& schema() {
     s.push_back(choice("model.head",
                        "segmentation head: fpn = Semantic FPN (DenseCLIP baseline), clip_sp, mask2former, mta_clip",
                        in_model(&ModelConfig::head), heads));
-    s.push_back(
-        choice("model.norm",
-               "BatchNorm: syncbn (global batch stats), bn (per rank), frozen_bn (frozen backbone; new layers syncbn)",
-               in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
+    s.push_back(choice("model.norm",
+                       "BatchNorm: syncbn (global batch stats), bn (per rank), frozen_bn (a ResNet backbone's BN "
+                       "frozen; new layers syncbn)",
+                       in_model(&ModelConfig::norm), {"syncbn", "bn", "frozen_bn"}));
     s.push_back(make("model.fpn_channels", "FPN neck and Semantic FPN head width (256 in the papers)",
                      in_model(&ModelConfig::fpn_channels), 8, 1024));
     s.push_back(make("model.dropout", "Dropout2d rate before the Semantic FPN classifier (mmseg FPNHead dropout_ratio)",
@@ -266,8 +269,10 @@ const std::vector<Field>& schema() {
              in_text(&TextConfig::width), 8, 8192));
     s.push_back(make("model.text.layers", "text encoder transformer layers", in_text(&TextConfig::layers), 1, 256));
     s.push_back(make("model.text.heads", "text encoder attention heads", in_text(&TextConfig::heads), 1, 256));
-    s.push_back(make("model.text.prompt", "prompt template of the class texts; {} stands for the class name",
-                     in_text(&TextConfig::prompt)));
+    s.push_back(
+        make("model.text.prompt",
+             "CLIP-SP's prompt template of the class texts; {} stands for the class name (MTA-CLIP learns its prompts)",
+             in_text(&TextConfig::prompt)));
     // [model.mask2former]
     s.push_back(make("model.mask2former.num_queries", "N: mask queries of the Mask2Former decoder",
                      in_mask2former(&Mask2FormerConfig::num_queries), 1, 10000));
@@ -348,10 +353,10 @@ const std::vector<Field>& schema() {
                      "learning rate multiplier of backbone.* parameters (mmseg custom_keys backbone lr_mult)",
                      in_train(&TrainConfig::backbone_lr_mult), 0, 100));
     s.push_back(make("train.weight_decay", "AdamW weight decay", in_train(&TrainConfig::weight_decay), 0, 10));
-    s.push_back(
-        make("train.no_decay_keys",
-             "parameters whose name contains one of these words get no weight decay (mmcv custom_keys decay_mult 0)",
-             in_train(&TrainConfig::no_decay_keys)));
+    s.push_back(make("train.no_decay_keys",
+                     "parameters whose name contains one of these words get no weight decay (mmcv custom_keys "
+                     "decay_mult 0; as there, the longest matching word wins, \"backbone\" included)",
+                     in_train(&TrainConfig::no_decay_keys)));
     s.push_back(make("train.norm_decay_mult",
                      "weight decay multiplier of norm layers no key matches (mmengine norm_decay_mult)",
                      in_train(&TrainConfig::norm_decay_mult), 0, 10));
@@ -440,7 +445,8 @@ const std::vector<Field>& schema() {
     // [log]
     s.push_back(make("log.interval", "iterations between progress lines and metrics.jsonl records",
                      in_log(&LogConfig::interval), 1, 1e9));
-    s.push_back(choice("log.level", "terminal log level (rank files log at info or more verbose)",
+    s.push_back(choice("log.level",
+                       "terminal log level (rank files log at info or more verbose; nothing logs below info)",
                        in_log(&LogConfig::level), {"trace", "debug", "info", "warn", "error"}));
     // [cluster.slurm]
     s.push_back(make("cluster.slurm.partition", "sbatch --partition; \"\" = the cluster's default",
@@ -698,9 +704,13 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
   switch (backbone.family) {
     case BackboneFamily::kResNet: break;
     case BackboneFamily::kVit:
-      if (c.data.crop[0] % backbone.patch_size != 0)
-        fail_cross("data.crop", std::to_string(c.data.crop[0]) + " is not a multiple of " + backbone.name +
-                                    "'s patch size " + std::to_string(backbone.patch_size));
+      for (int i = 0; i < 2; ++i)  // a partial patch's pixels would be dropped without a word
+        if (c.data.crop[i] % backbone.patch_size != 0)
+          fail_cross("data.crop", std::to_string(c.data.crop[i]) + " is not a multiple of " + backbone.name +
+                                      "'s patch size " + std::to_string(backbone.patch_size));
+      if (c.model.norm == "frozen_bn")
+        fail_cross("model.norm", "frozen_bn freezes a ResNet's BatchNorm; " + backbone.name +
+                                     " has none (LayerNorm), and its pyramid's BN must train: use syncbn or bn");
       break;
   }
   if (c.train.warmup_iters > c.train.iters)

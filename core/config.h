@@ -262,25 +262,6 @@ std::string to_toml(const Config& config);
 // Every key (dotted, schema order) with its resolved value as TOML text ("0.1", "'clip'", "[ 512, 512 ]"):
 // two configs are the same when these are.
 std::vector<std::pair<std::string, std::string>> config_values(const Config& config);
-struct ConfigChange {
-  std::string key;     // dotted, e.g. "train.iters"
-  std::string before;  // as TOML text, in the run's config
-  std::string after;   // in the new one
-};
-// The keys whose values differ between a run's config and a new one (schema order) ...
-std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config);
-// ... and those of them that shape what the run computes, which a resume must not change: all but
-// where the data and weights are read from, how long to train (train.iters), how often to log,
-// evaluate and checkpoint, TF32 / cuDNN autotuning, and the eval, dist, log and cluster sections.
-std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config);
-// ... and those of them that change a finished run's result: all but where the data is read from
-// and with how many workers, how often to log, evaluate and checkpoint, TF32 / cuDNN autotuning,
-// test-time crops per forward pass, the run's name, and the dist, log and cluster sections (a
-// sweep reuses a done run unless these differ). A key added to the schema since the run reads
-// back at its default, so it is no change. Both lists are one table in config.cpp (kKeyRoles).
-std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config);
-// Whether a dotted key is one result_changes() counts.
-bool changes_result(const std::string& key);
 // "data.store = /x/train: no such store folder" for data.store and data.val_store (when set)
 // that are not folders: for launchers, which check before starting ranks or queueing a job.
 // Empty when both are there.
@@ -289,9 +270,6 @@ std::vector<std::string> missing_stores(const Config& config);
 // blamed on the override that set it or the config file (origin_of_message); none when both are
 // there.
 void require_stores(const Config& config);
-// "the run was trained with model.width = 8, <given_by> gives 16; also train.lr" for non-empty
-// `changes` (the first with both values, up to three more by name).
-std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by);
 
 // One key of the schema, as `segrun config --keys` and docs/config.md describe it.
 struct KeyInfo {

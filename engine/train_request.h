@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "core/folder_lock.h"
 
 namespace segrun::engine {

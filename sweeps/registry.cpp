@@ -264,7 +264,7 @@ std::string PlanEntry::folder_name() const { return fs::path(dir).filename().str
 namespace {
 
 // Whether a run folder's result would differ under the config the sweep now gives it: its
-// config.toml against that config (core/config.h's result_changes, so a key added to the schema
+// config.toml against that config (core/config_changes.h's result_changes, so a key added to the schema
 // since, or a float written another way, is no change); the fingerprint in overrides.json where
 // the folder has no config.toml. Sets entry.config_change to the description.
 bool result_changed(PlanEntry& entry, const SweepSpec& spec) {

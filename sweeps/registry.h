@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "core/run_folder.h"
 #include "sweeps/spec.h"
 
@@ -77,7 +78,7 @@ std::vector<RunRecord> scan_runs(const std::string& runs_dir);
 // subdirectory that is a run folder, sorted by name, each with `overrides` set to the config keys
 // whose resolved values (config.toml) are not the same in all of them ("" where a run lacks the
 // key) and `seed` to its train.seed, so that a table compares them as it does a sweep's runs.
-// Keys that change no result (core/config.h changes_result: log.*, data.on_corrupt, the stores'
+// Keys that change no result (core/config_changes.h changes_result: log.*, data.on_corrupt, the stores'
 // paths...) count only when no other key differs, and then `name` alone when it differs;
 // `global_batch` (result.json's: batch_per_rank x ranks x train.accumulate) tells runs trained
 // on different numbers of ranks apart. DataError when runs_dir does not exist or a config.toml is not TOML.

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "core/error.h"
 
 namespace segrun {

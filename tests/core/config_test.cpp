@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "core/error.h"
 
 namespace segrun {
@@ -203,7 +204,7 @@ TEST(Config, FileErrorsAndRelativePaths) {
   fs::remove_all(dir);
 }
 
-// One table (config.cpp kKeyRoles) says which keys a resume may change and which change a finished
+// One table (config_changes.cpp kKeyRoles) says which keys a resume may change and which change a finished
 // run's result; a key's own entry wins over its section's (eval.batch vs eval.).
 TEST(ConfigChanges, KeyRolesDecideWhatAResumeAndASweepCompare) {
   for (const char* key : {"name", "data.store", "data.workers", "data.on_corrupt", "train.tf32", "train.eval_interval",

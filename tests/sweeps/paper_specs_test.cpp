@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "sweeps/spec.h"
 
 namespace segrun::sweeps {

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "core/error.h"
 #include "core/folder_lock.h"
 #include "sweeps/registry.h"

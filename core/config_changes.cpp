@@ -67,12 +67,21 @@ std::vector<ConfigChange> config_changes(const Config& run_config, const Config&
   return changes;
 }
 
-std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config) {
+namespace {
+
+// The changes between two configs of the keys `counts` accepts, in schema order.
+std::vector<ConfigChange> changes_of(const Config& run_config, const Config& config,
+                                     bool (*counts)(const std::string&)) {
   std::vector<ConfigChange> changes = config_changes(run_config, config);
-  changes.erase(
-      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return !changes_training(c.key); }),
-      changes.end());
+  changes.erase(std::remove_if(changes.begin(), changes.end(), [&](const ConfigChange& c) { return !counts(c.key); }),
+                changes.end());
   return changes;
+}
+
+}  // namespace
+
+std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config) {
+  return changes_of(run_config, config, changes_training);
 }
 
 bool changes_result(const std::string& key) {
@@ -81,11 +90,7 @@ bool changes_result(const std::string& key) {
 }
 
 std::vector<ConfigChange> result_changes(const Config& run_config, const Config& config) {
-  std::vector<ConfigChange> changes = config_changes(run_config, config);
-  changes.erase(
-      std::remove_if(changes.begin(), changes.end(), [](const ConfigChange& c) { return !changes_result(c.key); }),
-      changes.end());
-  return changes;
+  return changes_of(run_config, config, changes_result);
 }
 
 std::string describe_changes(const std::vector<ConfigChange>& changes, const std::string& given_by) {

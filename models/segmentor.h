@@ -31,8 +31,8 @@ namespace segrun::models {
 
 // A loss and its weighted parts, as the trainer logs them (metrics.jsonl, TensorBoard train/<name>).
 // `total` is the sum of the parts in their order; a model gives the same part names in the same
-// order at every step and on every rank (the trainer sums the parts of a log window position by
-// position and all-reduces them as one vector). add() keeps total and parts together.
+// order at every step and on every rank (the trainer sums a log window's parts by name and
+// all-reduces them as one vector). add() keeps total and parts together.
 struct LossTerms {
   torch::Tensor total;
   std::vector<std::pair<std::string, torch::Tensor>> parts;  // e.g. {"loss_seg", ...}, weighted

@@ -1,6 +1,7 @@
 #include "sweeps/slurm_jobs.h"
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <system_error>
@@ -106,13 +107,16 @@ bool is_sweep_spec(const std::string& path) {
 // = "nccl" in a build without NCCL; a GPU job whose ranks run a segrun built without CUDA (a
 // CPU-only LibTorch): with dist.device = "cuda" every rank would fail at its start (refused); with
 // "auto" the ranks would train on the nodes' CPUs while the GPUs they hold idle (a warning).
-// `where` names the config or the sweep's run.
-void check_build_runs(const SlurmConfig& slurm, const Config& config, const std::string& where) {
+// `where(key)` names what set the key: the config or its override, or the sweep's run.
+void check_build_runs(const SlurmConfig& slurm, const Config& config,
+                      const std::function<std::string(const std::string& key)>& where) {
   if (config.dist.backend == "nccl" && !SEGRUN_WITH_NCCL)
-    throw ConfigError(where + ": dist.backend = \"nccl\" but this segrun (" + cluster::self_executable() +
+    throw ConfigError(where("dist.backend") + ": dist.backend = \"nccl\" but this segrun (" +
+                      cluster::self_executable() +
                       ") is built without NCCL: every rank would fail at its start (docs/gpu.md builds it with NCCL)");
   if (slurm.gpus_per_node == 0 || SEGRUN_WITH_CUDA) return;
-  const std::string what = where + ": cluster.slurm.gpus_per_node = " + std::to_string(slurm.gpus_per_node) +
+  const std::string what = where("dist.device") +
+                           ": cluster.slurm.gpus_per_node = " + std::to_string(slurm.gpus_per_node) +
                            " but this segrun (" + cluster::self_executable() + ") is built without CUDA";
   if (config.dist.device == "cuda")
     throw ConfigError(what +
@@ -131,7 +135,7 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
   require_stores(config);
   SlurmConfig slurm = config.cluster.slurm;
   req.slurm.apply(slurm);
-  check_build_runs(slurm, config, origin_of(config, config.dist.backend == "nccl" ? "dist.backend" : "dist.device"));
+  check_build_runs(slurm, config, [&](const std::string& key) { return origin_of(config, key); });
   const std::string run_dir = absolute(req.run_dir.empty() ? (fs::path("runs") / config.name).string() : req.run_dir);
   const std::string name = fs::path(run_dir).filename().string();
   if (!cluster::is_safe_name(name))
@@ -218,7 +222,8 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   bool warned = false;
   for (size_t i = 0; i < plan.size(); ++i) {
     if (configs[i].dist.device == "auto" && std::exchange(warned, true)) continue;
-    check_build_runs(slurm, configs[i], spec.path + ": run " + plan[i].run.dir_name);
+    check_build_runs(slurm, configs[i],
+                     [&](const std::string&) { return spec.path + ": run " + plan[i].run.dir_name; });
   }
   if (!cluster::is_safe_name(spec.name))
     throw ConfigError(spec.path + ": sweep name '" + spec.name + "' is not [A-Za-z0-9._-]");

@@ -131,10 +131,6 @@ std::vector<torch::Tensor> infer_logits(models::SegmentorImpl& model, const std:
   return sums;
 }
 
-torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval) {
-  return infer_logits(model, std::vector<torch::Tensor>{image}, eval).front();
-}
-
 std::vector<TestView> test_views(const std::vector<double>& scales, bool flip) {
   std::vector<TestView> views;
   for (double scale : scales) {
@@ -243,11 +239,6 @@ std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, 
     scores[k] = torch::softmax(resize_bilinear(scores[k], height, width), 1);
   }
   return scores;
-}
-
-torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
-                          int64_t height, int64_t width, const EvalConfig& eval) {
-  return same_scale_view_scores(model, image, {view}, height, width, eval).front();
 }
 
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,

@@ -93,14 +93,11 @@ struct TestView {
 // The views of `scales` (in order), each followed by its mirror when `flip`.
 std::vector<TestView> test_views(const std::vector<double>& scales, bool flip);
 
-// Softmaxed class scores [1, K, height, width] of one view of a normalized image [1, 3, h, w]:
-// the image resized by view.scale (round-half-up sizes, at least 1 pixel), mirrored if
-// view.flip, inferred (infer_logits), mirrored back, resized to height x width, softmax over K.
-torch::Tensor view_scores(models::SegmentorImpl& model, const torch::Tensor& image, const TestView& view,
-                          int64_t height, int64_t width, const EvalConfig& eval);
-// view_scores of several views of one scale (an image and its mirror), in order: the image is
-// resized once and their crops share forward passes (infer_logits). ModelError when the views'
-// scales differ.
+// Softmaxed class scores [1, K, height, width] of views of one scale of a normalized image
+// [1, 3, h, w] (an image and its mirror), in order: the image resized once by the scale
+// (round-half-up sizes, at least 1 pixel), mirrored where view.flip, inferred together
+// (infer_logits: their crops share forward passes), mirrored back, resized to height x width,
+// softmax over K. ModelError when the views' scales differ.
 std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, const torch::Tensor& image,
                                                   const std::vector<TestView>& views, int64_t height, int64_t width,
                                                   const EvalConfig& eval);
@@ -113,7 +110,6 @@ std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, 
 // so eval.batch only changes the speed and memory, and float rounding.
 std::vector<torch::Tensor> infer_logits(models::SegmentorImpl& model, const std::vector<torch::Tensor>& images,
                                         const EvalConfig& eval);
-torch::Tensor infer_logits(models::SegmentorImpl& model, const torch::Tensor& image, const EvalConfig& eval);
 
 // The views of an evaluation: `single` (eval.scales, each also mirrored when eval.flip), `multi`
 // (eval.ms_scales, each also mirrored; empty unless multi_scale) and each of them once in

@@ -152,17 +152,25 @@ TEST(SlurmJobs, ARunBegunUnderAnOlderFolderNameIsResumedInThatFolder) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "runs" / runs[0].dir_name));
 }
 
+// A `submit --dry-run` of <dir>/<name>.toml (holding `toml`) into <dir>/runs/<name>.
+SubmitRequest dry_run_of(const segrun::testing::ScratchDir& dir, const std::string& toml, const std::string& name,
+                         const std::vector<std::string>& overrides) {
+  std::ofstream(dir.str(name + ".toml")) << toml;
+  SubmitRequest request;
+  request.target = dir.str(name + ".toml");
+  request.run_dir = dir.str("runs/" + name);
+  request.dry_run = true;
+  request.overrides = overrides;
+  return request;
+}
+
 // A GPU job given to a segrun built without CUDA: refused before it queues when its ranks would
 // fail (dist.device = "cuda"), a warning when they would train on the CPUs (auto).
 TEST(SlurmJobs, AGpuJobFromASegrunWithoutCudaIsRefusedOrWarned) {
   if (SEGRUN_WITH_CUDA) GTEST_SKIP() << "this segrun is built with CUDA";
   segrun::testing::ScratchDir dir("slurmjobs-gpu");
-  std::ofstream(dir.str("gpu.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n[cluster.slurm]\ngpus_per_node = 4\n";
-  SubmitRequest request;
-  request.target = dir.str("gpu.toml");
-  request.run_dir = dir.str("runs/gpu");
-  request.dry_run = true;
-  request.overrides = {"dist.device=cuda"};
+  SubmitRequest request = dry_run_of(dir, "[train]\niters = 10\nwarmup_iters = 1\n[cluster.slurm]\ngpus_per_node = 4\n",
+                                     "gpu", {"dist.device=cuda"});
   std::ostringstream out;
   try {
     submit_run(request, out);
@@ -190,12 +198,8 @@ TEST(SlurmJobs, AGpuJobFromASegrunWithoutCudaIsRefusedOrWarned) {
 // would fail at its start); a build with NCCL accepts it.
 TEST(SlurmJobs, AnNcclJobIsRefusedByASegrunWithoutNccl) {
   segrun::testing::ScratchDir dir("slurmjobs-nccl");
-  std::ofstream(dir.str("job.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
-  SubmitRequest request;
-  request.target = dir.str("job.toml");
-  request.run_dir = dir.str("runs/nccl");
-  request.dry_run = true;
-  request.overrides = {"dist.backend=nccl", "dist.device=cpu"};
+  SubmitRequest request =
+      dry_run_of(dir, "[train]\niters = 10\nwarmup_iters = 1\n", "nccl", {"dist.backend=nccl", "dist.device=cpu"});
   std::ostringstream out;
   if (SEGRUN_WITH_NCCL) {
     EXPECT_EQ(submit_run(request, out), 0) << "this segrun is built with NCCL";

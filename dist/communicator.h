@@ -36,6 +36,16 @@ namespace segrun::dist {
 
 enum class ReduceOp { kSum, kMax, kMin };
 
+// A collective issued by Communicator::allreduce_start(). wait() orders the caller after it: for
+// a collective on a device stream, work queued afterwards on the caller's current stream (no host
+// synchronization); otherwise the collective had already completed when start returned. Call
+// wait() once, on any thread of the issuing communicator's rank, before touching the tensor.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void wait() = 0;
+};
+
 struct CommunicatorOptions {
   double timeout_s = 600.0;    // watchdog deadline per collective (both backends); <= 0 waits forever
   std::string name = "world";  // shown in watchdog messages
@@ -59,6 +69,15 @@ class Communicator {
 
   // allreduce with a note for diagnostics ("bucket 2"), shown if the watchdog fires.
   virtual void allreduce_noted(torch::Tensor& tensor, ReduceOp op, const std::string& note) { allreduce(tensor, op); }
+  // Starts allreduce_noted and returns before it completes where the backend can (nccl, on a CUDA
+  // tensor: the collective runs on the communicator's stream, ordered after the work already
+  // queued on the current stream, while the caller queues more; nothing may write the tensor until
+  // the returned collective's wait()). Elsewhere it is the blocking call. Same contract otherwise:
+  // every rank starts the same collectives in the same order.
+  virtual std::unique_ptr<PendingCollective> allreduce_start(torch::Tensor& tensor, ReduceOp op,
+                                                             const std::string& note);
+  // Whether allreduce_start() on `tensor` returns before the collective completes.
+  virtual bool starts_asynchronously(const torch::Tensor& tensor) const { return false; }
   // A communicator over the same ranks whose collectives are independent of this one's, for use
   // by another thread. Collective: every rank calls it. Backends without it throw DistError.
   virtual std::unique_ptr<Communicator> duplicate(const std::string& name);

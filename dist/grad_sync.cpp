@@ -51,21 +51,24 @@ std::vector<std::vector<size_t>> assign_buckets(const std::vector<torch::Tensor>
 }  // namespace
 
 // State shared by the owner (main thread), the autograd hooks (the backward thread, which is
-// the main thread on CPU) and the communication thread. `mutex` guards the per-step fields.
+// the main thread on CPU) and the communication thread, if any. `mutex` guards the per-step fields.
 struct GradientSync::Shared {
   std::vector<torch::Tensor> params;
   std::vector<std::vector<size_t>> buckets;
   std::vector<size_t> bucket_of;
   std::vector<torch::Tensor> flats;  // one flat buffer per bucket
   int world = 1;
-  std::unique_ptr<Communicator> comm;  // the duplicate owned by the communication thread
+  bool from_backward = false;
+  // From backward: the owner's communicator; else the duplicate of the communication thread.
+  std::shared_ptr<Communicator> comm;
+  std::vector<std::unique_ptr<PendingCollective>> started;  // from backward: per bucket, this step
 
   std::mutex mutex;
   std::condition_variable cv;
   std::vector<char> param_ready;
   std::vector<size_t> pending;  // per bucket: parameters not yet ready
   std::vector<char> bucket_ready;
-  size_t next = 0;  // next bucket the communication thread reduces
+  size_t next = 0;  // next bucket to reduce (from backward: to start)
   bool no_sync = false;
   bool stop = false;
   std::exception_ptr error;
@@ -115,6 +118,20 @@ struct GradientSync::Shared {
     }
   }
 
+  std::string note(size_t b) const { return "bucket " + std::to_string(b) + " of " + std::to_string(buckets.size()); }
+
+  // From backward: starts, in index order, every ready bucket whose predecessors have started.
+  // Called with `mutex` held, on the backward thread or (for the rest) in synchronize().
+  void start_ready_buckets() {
+    while (next < buckets.size() && bucket_ready[next]) {
+      pack(next);
+      const auto t0 = Clock::now();
+      started[next] = comm->allreduce_start(flats[next], ReduceOp::kSum, note(next));
+      comm_seconds += seconds_since(t0);
+      ++next;
+    }
+  }
+
   void on_gradient_ready(size_t k) {
     std::unique_lock<std::mutex> lock(mutex);
     if (no_sync || stop) return;
@@ -126,6 +143,11 @@ struct GradientSync::Shared {
                       "after each backward, or accumulate inside no_sync()");
     param_ready[k] = 1;
     if (--pending[b] > 0) return;
+    if (from_backward) {
+      bucket_ready[b] = 1;
+      start_ready_buckets();
+      return;
+    }
     lock.unlock();
     pack(b);  // the communication thread touches flats[b] only once bucket_ready[b] is set
     lock.lock();
@@ -146,7 +168,7 @@ struct GradientSync::Shared {
       }
       try {
         const auto t0 = Clock::now();
-        comm->allreduce_noted(flats[b], ReduceOp::kSum, "bucket " + std::to_string(b) + " of " + std::to_string(n));
+        comm->allreduce_noted(flats[b], ReduceOp::kSum, note(b));
         unpack(b);
         const double secs = seconds_since(t0);
         std::lock_guard<std::mutex> lock(mutex);
@@ -171,22 +193,30 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
                "dist.bucket_mb: must be positive (got " << options_.bucket_mb << ")");
   buckets_ = assign_buckets(parameters_, options_.bucket_mb);
   const int world = comm_ ? comm_->size() : 1;
-  if (world == 1 || !options_.overlap) return;
+  if (world == 1 || !options_.overlap || buckets_.empty()) return;
 
-  std::unique_ptr<Communicator> thread_comm;
-  try {
-    thread_comm = comm_->duplicate("grad-sync");
-  } catch (const DistError& e) {
-    // This backend cannot run a second communicator: reduce inside synchronize(), and say so
-    // (the run's config.toml says dist.overlap = true).
-    log::warn("dist.overlap = true is not in effect: {}; the gradients are reduced after backward", e.what());
-    return;
+  BucketLaunch launch = options_.launch;
+  if (launch == BucketLaunch::kAuto)
+    launch = comm_->starts_asynchronously(parameters_[buckets_.front().front()]) ? BucketLaunch::kFromBackward
+                                                                                 : BucketLaunch::kCommunicationThread;
+  std::shared_ptr<Communicator> issuing = comm_;
+  if (launch == BucketLaunch::kCommunicationThread) {
+    try {
+      issuing = comm_->duplicate("grad-sync");
+    } catch (const DistError& e) {
+      // This backend cannot run a second communicator: reduce inside synchronize(), and say so
+      // (the run's config.toml says dist.overlap = true).
+      log::warn("dist.overlap = true is not in effect: {}; the gradients are reduced after backward", e.what());
+      return;
+    }
   }
   auto shared = std::make_shared<Shared>();
   shared->params = parameters_;
   shared->buckets = buckets_;
   shared->world = world;
-  shared->comm = std::move(thread_comm);
+  shared->from_backward = launch == BucketLaunch::kFromBackward;
+  shared->comm = std::move(issuing);
+  shared->started.resize(buckets_.size());
   shared->bucket_of.assign(parameters_.size(), kNoBucket);
   for (size_t b = 0; b < buckets_.size(); ++b) {
     int64_t numel = 0;
@@ -218,7 +248,7 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
     shared->hook_keys.push_back(key);
   }
   // The thread holds its own reference, so it may outlive this object (see the destructor).
-  shared->thread = std::thread([keep = shared] { keep->run(); });
+  if (!shared->from_backward) shared->thread = std::thread([keep = shared] { keep->run(); });
   shared_ = std::move(shared);
 }
 
@@ -241,6 +271,8 @@ GradientSync::~GradientSync() {
 }
 
 bool GradientSync::overlapping() const { return shared_ != nullptr; }
+
+bool GradientSync::launches_from_backward() const { return shared_ && shared_->from_backward; }
 
 GradientSync::NoSyncGuard::NoSyncGuard(GradientSync& owner) : owner_(owner) {
   ++owner_.no_sync_depth_;
@@ -301,7 +333,10 @@ void GradientSync::synchronize() {
   auto& s = *shared_;
   std::unique_lock<std::mutex> lock(s.mutex);
   int launched = 0;
-  for (char r : s.bucket_ready) launched += r ? 1 : 0;
+  if (s.from_backward)
+    launched = static_cast<int>(s.next);
+  else
+    for (char r : s.bucket_ready) launched += r ? 1 : 0;
   // Parameters whose hook did not fire this step: their current .grad (zeros if none).
   {
     torch::NoGradGuard no_grad;
@@ -312,10 +347,23 @@ void GradientSync::synchronize() {
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
       s.param_ready[k] = 1;
       if (--s.pending[b] == 0) {
-        s.pack(b);
+        if (!s.from_backward) s.pack(b);  // from backward: packed when started
         s.bucket_ready[b] = 1;
       }
     }
+  }
+  if (s.from_backward) {
+    s.start_ready_buckets();  // every bucket is ready now
+    for (size_t b = 0; b < s.buckets.size(); ++b) {
+      s.started[b]->wait();
+      s.started[b].reset();
+      s.unpack(b);
+    }
+    stats_.comm_seconds = s.comm_seconds;
+    stats_.buckets_in_backward = launched;
+    s.reset_step();
+    stats_.wait_seconds = seconds_since(t0);
+    return;
   }
   s.cv.notify_all();
   s.cv.wait(lock, [&] { return s.error || s.next == s.buckets.size(); });

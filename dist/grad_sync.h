@@ -6,13 +6,25 @@
 // each bucket owns a persistent flat buffer; without it synchronize() concatenates the bucket's
 // gradients each step.
 //
-// Overlap (options.overlap, world > 1, a backend with duplicate()): a post-hook on each
-// parameter's gradient accumulator marks it ready during backward; when a bucket's last
-// gradient is ready its gradients are packed into the flat buffer and handed to a communication
-// thread, which all-reduces buckets strictly in bucket-index order (identical collective order on
-// every rank, even when buckets become ready out of order), divides by the world size and writes
-// the averages back into .grad — while backward continues. The thread owns its own duplicate of
-// the communicator (its collectives are independent of SyncBatchNorm's on the main one).
+// Overlap (options.overlap, world > 1): a post-hook on each parameter's gradient accumulator
+// marks it ready during backward; buckets are all-reduced strictly in bucket-index order
+// (identical collective order on every rank, even when buckets become ready out of order) while
+// backward continues. Who issues them (options.launch):
+//   from backward  the backward thread itself, on `comm`, as DDP: once bucket 0..b are ready it
+//                  packs them into their flat buffers and starts their all-reduces
+//                  (Communicator::allreduce_start); synchronize() waits for them and writes the
+//                  averages back into .grad. For a backend whose all-reduce runs on the device
+//                  (nccl on GPU tensors: the compute stream goes on while it runs), and the only
+//                  choice that keeps SyncBatchNorm's backward all-reduces and the buckets on one
+//                  communicator in one order on every rank (two NCCL communicators used at once
+//                  in different orders can deadlock).
+//   communication thread  a thread with its own duplicate of `comm` (a backend that blocks the
+//                  host, mpi: the thread keeps the all-reduce progressing while backward
+//                  computes); it also averages and writes back. SyncBatchNorm's collectives stay
+//                  on `comm`, independent of the duplicate's.
+//   auto           from backward where comm->starts_asynchronously() on the parameters' device,
+//                  else the communication thread (falling back to no overlap, with a warning,
+//                  when the backend has no duplicate()).
 // synchronize() ends the step: parameters whose hook did not fire (unused this step) contribute
 // their current .grad (zeros if undefined), the remaining buckets are reduced in order, and it
 // waits for all of them; ranks whose graphs differ therefore never hang. Without overlap the same
@@ -33,14 +45,18 @@
 
 namespace segrun::dist {
 
+enum class BucketLaunch { kAuto, kFromBackward, kCommunicationThread };
+
 struct GradSyncOptions {
   double bucket_mb = 25.0;
-  bool overlap = true;  // launch bucket all-reduces from autograd hooks during backward
+  bool overlap = true;                        // all-reduce buckets during backward
+  BucketLaunch launch = BucketLaunch::kAuto;  // who issues them (with overlap; see above)
 };
 
 // Timings of the last synchronized step (seconds), for logs and the overlap measurement.
 struct GradSyncStats {
-  double comm_seconds = 0;      // sum of bucket all-reduce durations (communication thread)
+  double comm_seconds = 0;      // sum of bucket all-reduce durations on the host (communication
+                                // thread; from backward: the time to start them)
   double wait_seconds = 0;      // time synchronize() blocked the caller
   int buckets_in_backward = 0;  // buckets launched before synchronize() was called
 };
@@ -73,6 +89,8 @@ class GradientSync {
   // Indices into the constructor's parameter list, per bucket (for tests and diagnostics).
   const std::vector<std::vector<size_t>>& buckets() const { return buckets_; }
   bool overlapping() const;
+  // With overlap: whether the backward thread starts the all-reduces (else the communication thread).
+  bool launches_from_backward() const;
   const GradSyncStats& last_stats() const { return stats_; }
 
  private:

@@ -77,6 +77,34 @@ cudaStream_t torch_current_stream(int device) {
 // the watchdog's thread; main's catch gives 1 for the mpi backend's TimeoutError).
 constexpr int kExitCollectiveFailure = 1;
 
+// A collective started on `stream` without ordering the current stream after it: an event of
+// its own, recorded after it, that wait() makes the then-current stream wait for.
+class StreamCollective final : public PendingCollective {
+ public:
+  StreamCollective(int device, cudaStream_t stream, std::string rank) : device_(device), rank_(std::move(rank)) {
+    check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(event_, stream), "cudaEventRecord");
+  }
+  ~StreamCollective() override {
+    if (event_) cudaEventDestroy(event_);  // released by CUDA once the event has completed
+  }
+  StreamCollective(const StreamCollective&) = delete;
+  StreamCollective& operator=(const StreamCollective&) = delete;
+
+  void wait() override {
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    check(cudaStreamWaitEvent(torch_current_stream(device_), event_, 0), "cudaStreamWaitEvent");
+  }
+
+ private:
+  void check(cudaError_t rc, const char* op) const {
+    if (rc != cudaSuccess) throw DistError(std::string(op) + " failed on " + rank_ + ": " + cudaGetErrorString(rc));
+  }
+  int device_;
+  std::string rank_;
+  cudaEvent_t event_ = nullptr;
+};
+
 class NcclCommunicator final : public Communicator {
  public:
   // Collective: every rank of MPI_COMM_WORLD constructs one (rank 0's unique id is broadcast).
@@ -133,11 +161,17 @@ class NcclCommunicator final : public Communicator {
 
   void allreduce(torch::Tensor& t, ReduceOp op) override { allreduce_noted(t, op, ""); }
   void allreduce_noted(torch::Tensor& t, ReduceOp op, const std::string& note) override {
-    run(CollectiveKind::kAllreduce, note, t, [&](torch::Tensor& d) {
-      nccl_check(ncclAllReduce(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d),
-                               nccl_op_of(op), comm_, stream_),
-                 "ncclAllReduce", context_);
-    });
+    run(CollectiveKind::kAllreduce, note, t, [&](torch::Tensor& d) { launch_allreduce(d, op); });
+  }
+  bool starts_asynchronously(const torch::Tensor& t) const override { return t.is_cuda(); }
+  // On a CUDA tensor the current stream is not made to wait: the returned collective's wait()
+  // does that (DDP's bucket all-reduce). A CPU tensor goes the blocking way.
+  std::unique_ptr<PendingCollective> allreduce_start(torch::Tensor& t, ReduceOp op, const std::string& note) override {
+    if (!t.is_cuda() || t.numel() == 0) return Communicator::allreduce_start(t, op, note);
+    if (!t.is_contiguous()) throw DistError("allreduce: tensor must be contiguous");
+    std::vector<torch::Tensor*> tensors{&t};
+    issue_on_device(CollectiveKind::kAllreduce, note, tensors, [&] { launch_allreduce(t, op); });
+    return std::make_unique<StreamCollective>(device_, stream_, where(context_));
   }
   void broadcast(torch::Tensor& t, int root) override {
     run(CollectiveKind::kBroadcast, "", t, [&](torch::Tensor& d) {
@@ -195,11 +229,28 @@ class NcclCommunicator final : public Communicator {
     if (!t.is_cuda()) t.copy_(d);  // a blocking copy on the current stream, which waits for the collective
   }
 
+  void launch_allreduce(torch::Tensor& d, ReduceOp op) {
+    nccl_check(ncclAllReduce(d.data_ptr(), d.data_ptr(), static_cast<size_t>(d.numel()), nccl_type_of(d),
+                             nccl_op_of(op), comm_, stream_),
+               "ncclAllReduce", context_);
+  }
+
   // Orders `launch` (NCCL calls on stream_) after the work queued on the current stream, and the
-  // current stream's later work after it; the watchdog follows it to completion.
+  // current stream's later work after it.
   template <typename Launch>
   void run_on_device(CollectiveKind kind, const std::string& note, const std::vector<torch::Tensor*>& tensors,
                      Launch launch) {
+    const cudaEvent_t done = issue_on_device(kind, note, tensors, launch);
+    // `done` is recycled only after the watchdog saw it complete, and re-recorded only by this
+    // thread: waiting on it now waits for this collective.
+    cuda_check(cudaStreamWaitEvent(torch_current_stream(device_), done, 0), "cudaStreamWaitEvent", context_);
+  }
+
+  // Orders `launch` after the work queued on the current stream; the watchdog follows it to
+  // completion. Returns the event recorded after it on stream_ (see run_on_device).
+  template <typename Launch>
+  cudaEvent_t issue_on_device(CollectiveKind kind, const std::string& note, const std::vector<torch::Tensor*>& tensors,
+                              Launch launch) {
     for (const torch::Tensor* t : tensors) {
       if (!t->is_cuda() || t->device().index() != device_)
         throw DistError(std::string(collective_name(kind)) + ": backend nccl's communicator '" + name_ + "' on " +
@@ -218,14 +269,14 @@ class NcclCommunicator final : public Communicator {
     launch();
     const cudaEvent_t done = acquire_event();
     cuda_check(cudaEventRecord(done, stream_), "cudaEventRecord", context_);
-    cuda_check(cudaStreamWaitEvent(current, done, 0), "cudaStreamWaitEvent", context_);
     watchdog_->watch(info, [this, done] { return probe(done); });
 #if SEGRUN_WITH_CUDA
-    // Memory freed later on the current stream is reused only after the collective (the wait
-    // above); telling the allocator about stream_ also covers reuse from any other stream.
+    // The allocator reuses the tensors' memory, freed on any stream, only once stream_ has
+    // passed this point.
     for (const torch::Tensor* t : tensors)
       c10::cuda::CUDACachingAllocator::recordStream(t->storage().data_ptr(), *torch_stream_);
 #endif
+    return done;
   }
 
   // An event for one collective's completion: recycled once the watchdog has seen it complete.

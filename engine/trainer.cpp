@@ -109,6 +109,13 @@ void save_pictures(const std::vector<PredictionPicture>& pictures, int64_t iter,
   }
 }
 
+// How the gradients are synchronized, for the first log line ("" without overlap).
+const char* overlap_phrase(const dist::GradientSync& sync) {
+  if (!sync.overlapping()) return "";
+  return sync.launches_from_backward() ? " (gradient buckets all-reduced during backward, started by backward)"
+                                       : " (gradient buckets all-reduced during backward by a communication thread)";
+}
+
 // Adds each loss part of `from` to the part of the same name in `into` (a part new to `into` is
 // appended), so that a window reopened from a checkpoint of a model with other parts never logs
 // one part's values under another's name. `into`'s parts stay in their first-seen order.
@@ -491,8 +498,8 @@ int64_t Trainer::resume() {
     accumulation = segrun::format(" x {} micro-batches (global batch {})", config.train.accumulate, s.global_batch);
   log::info("training {} for {} iterations on {} rank(s) x batch {}{} ({} threads/rank), backend {}{}, {}", s.signature,
             config.train.iters, s.context.world_size, config.data.batch_per_rank, accumulation,
-            s.context.intra_op_threads, s.comm->backend_name(),
-            s.grad_sync->overlapping() ? " (gradients reduced during backward)" : "", precision_name(s.precision));
+            s.context.intra_op_threads, s.comm->backend_name(), overlap_phrase(*s.grad_sync),
+            precision_name(s.precision));
   s.reset_window(start_iter);
   s.reopen_window(carried_window);
   s.model->train();

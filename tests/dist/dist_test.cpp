@@ -172,6 +172,106 @@ TEST(GradientSync, RejectsNonPositiveBucketSize) {
   EXPECT_THROW(GradientSync({a}, nullptr, 0.0), ConfigError);
 }
 
+// A world of two whose other rank contributes exactly what this one does (every sum doubles), and
+// whose all-reduces start asynchronously as a device collective does: allreduce_start() only
+// records the call; the values change at wait(). Every call is logged in issue order.
+class DeviceLikeCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  std::string backend_name() const override { return "device-like"; }
+  void allreduce(torch::Tensor& t, ReduceOp op) override { allreduce_noted(t, op, "SyncBatchNorm"); }
+  void allreduce_noted(torch::Tensor& t, ReduceOp, const std::string& note) override {
+    calls.push_back("allreduce " + note);
+    t.mul_(2);
+  }
+  bool starts_asynchronously(const torch::Tensor&) const override { return true; }
+  std::unique_ptr<PendingCollective> allreduce_start(torch::Tensor& t, ReduceOp, const std::string& note) override {
+    calls.push_back("start " + note);
+    return std::make_unique<Pending>(t, note, calls);
+  }
+  void broadcast(torch::Tensor&, int) override { throw DistError("not used"); }
+  torch::Tensor allgather(const torch::Tensor&) override { throw DistError("not used"); }
+  void barrier() override { throw DistError("not used"); }
+
+  std::vector<std::string> calls;
+
+ private:
+  class Pending final : public PendingCollective {
+   public:
+    Pending(torch::Tensor t, std::string note, std::vector<std::string>& calls)
+        : t_(std::move(t)), note_(std::move(note)), calls_(calls) {}
+    void wait() override {
+      calls_.push_back("wait " + note_);
+      t_.mul_(2);
+    }
+
+   private:
+    torch::Tensor t_;
+    std::string note_;
+    std::vector<std::string>& calls_;
+  };
+};
+
+// conv -> SyncBatchNorm -> conv, on a communicator whose all-reduces run "on the device": the
+// buckets are started by backward itself, on the same communicator as SyncBatchNorm's backward
+// all-reduce and interleaved with it in backward's order (so every rank issues one sequence),
+// and synchronize() only waits and averages.
+TEST(GradientSync, ADeviceBackendStartsBucketsFromBackwardBesideSyncBatchNorm) {
+  auto comm = std::make_shared<DeviceLikeCommunicator>();
+  torch::manual_seed(4);
+  torch::nn::Conv2d first(torch::nn::Conv2dOptions(3, 8, 1)), last(torch::nn::Conv2dOptions(8, 2, 1));
+  SyncBatchNorm norm(8, comm);
+  torch::nn::BatchNorm2d plain(8);  // the reference: the duplicated batch has the local statistics
+  std::vector<torch::Tensor> params;
+  for (const auto& p : first->parameters()) params.push_back(p);
+  for (const auto& p : norm->parameters()) params.push_back(p);
+  for (const auto& p : last->parameters()) params.push_back(p);
+  const torch::Tensor x = torch::randn({4, 3, 5, 5});
+
+  std::vector<torch::Tensor> expected;
+  {
+    torch::nn::Conv2d first_ref(torch::nn::Conv2dOptions(3, 8, 1)), last_ref(torch::nn::Conv2dOptions(8, 2, 1));
+    torch::NoGradGuard no_grad;
+    first_ref->weight.copy_(first->weight), first_ref->bias.copy_(first->bias);
+    last_ref->weight.copy_(last->weight), last_ref->bias.copy_(last->bias);
+    torch::AutoGradMode grad(true);
+    last_ref(plain(first_ref(x))).pow(2).sum().backward();
+    for (const auto& m : {first_ref->parameters(), plain->parameters(), last_ref->parameters()})
+      for (const auto& p : m) expected.push_back(p.grad().clone());
+  }
+
+  GradSyncOptions options;
+  options.bucket_mb = 1e-6;  // one parameter per bucket: 6 buckets, `last`'s bias first
+  GradientSync sync(params, comm, options);
+  ASSERT_TRUE(sync.overlapping());
+  ASSERT_TRUE(sync.launches_from_backward());
+  ASSERT_EQ(sync.bucket_count(), 6u);
+  last(norm(first(x))).pow(2).sum().backward();
+  const std::vector<std::string> in_backward = comm->calls;
+  sync.synchronize();
+
+  const std::vector<std::string> starts{"start bucket 0 of 6", "start bucket 1 of 6", "start bucket 2 of 6",
+                                        "start bucket 3 of 6", "start bucket 4 of 6", "start bucket 5 of 6"};
+  // Forward's statistics, then backward: `last`'s two buckets, the norm's input gradient
+  // all-reduce, the norm's and `first`'s buckets (each started once its gradient is final).
+  std::vector<std::string> issued{"allreduce SyncBatchNorm",
+                                  starts[0],
+                                  starts[1],
+                                  "allreduce SyncBatchNorm",
+                                  starts[2],
+                                  starts[3],
+                                  starts[4],
+                                  starts[5]};
+  EXPECT_EQ(in_backward, issued);
+  for (int b = 0; b < 6; ++b) issued.push_back("wait bucket " + std::to_string(b) + " of 6");
+  EXPECT_EQ(comm->calls, issued);
+  EXPECT_EQ(sync.last_stats().buckets_in_backward, 6);
+  for (size_t k = 0; k < params.size(); ++k)
+    EXPECT_TRUE(torch::allclose(params[k].grad(), expected[k], 1e-4, 1e-5))
+        << "parameter " << k << " max diff " << (params[k].grad() - expected[k]).abs().max().item<double>();
+}
+
 TEST(Watchdog, EarlyWarningNamesTheLateRanks) {
   CollectiveInfo info;
   info.sequence = 12;

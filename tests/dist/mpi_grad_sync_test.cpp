@@ -80,14 +80,32 @@ void expect_grads_equal(Net& net, const std::vector<torch::Tensor>& expected) {
   }
 }
 
-TEST(OverlappedGradientSync, EqualsPerParameterAllreduce) {
+// Each overlapped case runs with either launcher: buckets started by a communication thread on a
+// duplicate communicator, or by backward itself on `comm` (as on GPUs with nccl; here the mpi
+// backend's all-reduce_start blocks, which changes the timing, not the result).
+class OverlappedGradientSync : public ::testing::TestWithParam<BucketLaunch> {
+ protected:
+  GradSyncOptions overlapped(double bucket_mb) const {
+    GradSyncOptions options;
+    options.bucket_mb = bucket_mb;
+    options.launch = GetParam();
+    return options;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Launchers, OverlappedGradientSync,
+                         ::testing::Values(BucketLaunch::kCommunicationThread, BucketLaunch::kFromBackward),
+                         [](const ::testing::TestParamInfo<BucketLaunch>& info) {
+                           return info.param == BucketLaunch::kFromBackward ? "FromBackward" : "CommunicationThread";
+                         });
+
+TEST_P(OverlappedGradientSync, EqualsPerParameterAllreduce) {
   auto comm = world();
   ASSERT_EQ(comm->size(), 2) << "run under mpirun -np 2";
   Net net = make_net();
-  GradSyncOptions options;
-  options.bucket_mb = 0.001;  // ~1 KB buckets: several collectives
-  GradientSync sync(net->parameters(), comm, options);
+  GradientSync sync(net->parameters(), comm, overlapped(0.001));  // ~1 KB buckets: several collectives
   ASSERT_TRUE(sync.overlapping());
+  EXPECT_EQ(sync.launches_from_backward(), GetParam() == BucketLaunch::kFromBackward);
   ASSERT_GT(sync.bucket_count(), 3u);
   for (int step = 0; step < 3; ++step) {
     net->zero_grad();
@@ -100,7 +118,14 @@ TEST(OverlappedGradientSync, EqualsPerParameterAllreduce) {
   }
 }
 
-TEST(OverlappedGradientSync, SynchronousModeGivesTheSameGradients) {
+TEST(GradientSyncLaunch, AutoOnTheMpiBackendUsesTheCommunicationThread) {
+  Net net = make_net();
+  GradientSync sync(net->parameters(), world(), GradSyncOptions{});
+  EXPECT_TRUE(sync.overlapping());
+  EXPECT_FALSE(sync.launches_from_backward());  // mpi blocks the host: a thread keeps it going
+}
+
+TEST(GradientSyncLaunch, SynchronousModeGivesTheSameGradients) {
   auto comm = world();
   Net net = make_net();
   GradSyncOptions options;
@@ -113,12 +138,10 @@ TEST(OverlappedGradientSync, SynchronousModeGivesTheSameGradients) {
   expect_grads_equal(net, averaged(local_grads(comm->rank(), {0}, true)));
 }
 
-TEST(OverlappedGradientSync, UnusedParametersOnOneRankDoNotHang) {
+TEST_P(OverlappedGradientSync, UnusedParametersOnOneRankDoNotHang) {
   auto comm = world();
   Net net = make_net();
-  GradSyncOptions options;
-  options.bucket_mb = 0.001;
-  GradientSync sync(net->parameters(), comm, options);
+  GradientSync sync(net->parameters(), comm, overlapped(0.001));
   // Rank 0 skips the branch, rank 1 uses it: the branch's gradient is (0 + g1) / 2 on both.
   const bool use_branch = comm->rank() == 1;
   for (int step = 0; step < 2; ++step) {
@@ -134,12 +157,10 @@ TEST(OverlappedGradientSync, UnusedParametersOnOneRankDoNotHang) {
   EXPECT_TRUE(torch::equal(net->branch->weight.grad(), torch::zeros_like(net->branch->weight)));
 }
 
-TEST(OverlappedGradientSync, NoSyncAccumulatesThenAveragesTheSum) {
+TEST_P(OverlappedGradientSync, NoSyncAccumulatesThenAveragesTheSum) {
   auto comm = world();
   Net net = make_net();
-  GradSyncOptions options;
-  options.bucket_mb = 0.001;
-  GradientSync sync(net->parameters(), comm, options);
+  GradientSync sync(net->parameters(), comm, overlapped(0.001));
   net->zero_grad();
   {
     auto guard = sync.no_sync();
@@ -160,14 +181,12 @@ TEST(OverlappedGradientSync, NoSyncAccumulatesThenAveragesTheSum) {
     EXPECT_TRUE(torch::allclose(params[k].grad(), expected[k], 1e-6, 1e-6)) << "parameter " << k;
 }
 
-TEST(OverlappedGradientSync, BucketsReadyOutOfOrderAreReducedInIndexOrder) {
+TEST_P(OverlappedGradientSync, BucketsReadyOutOfOrderAreReducedInIndexOrder) {
   auto comm = world();
   // Two 4 KB parameters, one bucket each: bucket 0 = q (registered last), bucket 1 = p.
   auto p = torch::zeros({1024}, torch::requires_grad());
   auto q = torch::zeros({1024}, torch::requires_grad());
-  GradSyncOptions options;
-  options.bucket_mb = 4096.0 / (1024 * 1024);
-  GradientSync sync({p, q}, comm, options);
+  GradientSync sync({p, q}, comm, overlapped(4096.0 / (1024 * 1024)));
   ASSERT_EQ(sync.buckets(), (std::vector<std::vector<size_t>>{{1}, {0}}));
   const float r = static_cast<float>(comm->rank());
   auto grad_p = [&] { (p * (1 + r)).sum().backward(); };
@@ -186,10 +205,10 @@ TEST(OverlappedGradientSync, BucketsReadyOutOfOrderAreReducedInIndexOrder) {
   EXPECT_TRUE(torch::equal(q.grad(), torch::full({1024}, 15.0f)));  // (10 + 20) / 2
 }
 
-TEST(OverlappedGradientSync, SecondBackwardWithoutSynchronizeIsAnError) {
+TEST_P(OverlappedGradientSync, SecondBackwardWithoutSynchronizeIsAnError) {
   auto comm = world();
   Net net = make_net();
-  GradientSync sync(net->parameters(), comm, GradSyncOptions{});
+  GradientSync sync(net->parameters(), comm, overlapped(25.0));
   net->forward(rank_input(comm->rank(), 0), true).pow(2).sum().backward();
   try {
     net->forward(rank_input(comm->rank(), 1), true).pow(2).sum().backward();

@@ -43,8 +43,18 @@ Net make_net(std::shared_ptr<Communicator> comm) {
 }
 
 // 2 ranks x batch 3 with SyncBatchNorm and the overlapped, bucketed gradient sync equal 1 rank x
-// batch 6: outputs, averaged gradients and running statistics.
-TEST(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
+// batch 6: outputs, averaged gradients and running statistics; with the buckets started by the
+// communication thread and by backward (LibTorch's autograd device thread) on the communicator
+// SyncBatchNorm uses, as with nccl on several GPUs.
+class GpuMpi : public ::testing::TestWithParam<BucketLaunch> {};
+
+INSTANTIATE_TEST_SUITE_P(Launchers, GpuMpi,
+                         ::testing::Values(BucketLaunch::kCommunicationThread, BucketLaunch::kFromBackward),
+                         [](const ::testing::TestParamInfo<BucketLaunch>& info) {
+                           return info.param == BucketLaunch::kFromBackward ? "FromBackward" : "CommunicationThread";
+                         });
+
+TEST_P(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
   RankContext context = place_on_device(singleton_context(), "cuda");
   auto world = std::shared_ptr<Communicator>(make_communicator("mpi", context));
   ASSERT_EQ(world->size(), 2);
@@ -63,8 +73,9 @@ TEST(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
 
   Net net = make_net(world);
   GradSyncOptions options;
-  options.bucket_mb = 0.002;  // several buckets, reduced by the communication thread
+  options.bucket_mb = 0.002;  // several buckets
   options.overlap = true;
+  options.launch = GetParam();
   GradientSync sync(net->parameters(), world, options);
   const torch::Tensor mine = images.slice(0, 3 * rank, 3 * rank + 3);
   torch::Tensor out = net->forward(mine);
@@ -72,6 +83,8 @@ TEST(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
   sync.synchronize();
   EXPECT_GT(sync.bucket_count(), 1u);
   EXPECT_TRUE(sync.overlapping());
+  EXPECT_EQ(sync.launches_from_backward(), GetParam() == BucketLaunch::kFromBackward);
+  EXPECT_EQ(sync.last_stats().buckets_in_backward, static_cast<int>(sync.bucket_count()));
 
   EXPECT_TRUE(out.is_cuda());
   EXPECT_LT((out - ref_out.slice(0, 3 * rank, 3 * rank + 3)).abs().max().item<double>(), 1e-5);

@@ -202,7 +202,14 @@ TEST_F(GpuTest, NcclCollectivesAreOrderedWithTorchsStream) {
   torch::Tensor x = torch::matmul(a, a).mul_(0).add_(3);
   comm->allreduce(x);
   EXPECT_TRUE(torch::equal(x, torch::full_like(x, 3)));
+  // Started without ordering torch's stream after it (gradient buckets): wait() does that.
+  torch::Tensor bucket = torch::matmul(a, a).mul_(0).add_(5);
+  EXPECT_TRUE(comm->starts_asynchronously(bucket));
+  auto pending = comm->allreduce_start(bucket, dist::ReduceOp::kSum, "bucket 0 of 1");
+  pending->wait();
+  EXPECT_TRUE(torch::equal(bucket * 2, torch::full_like(bucket, 10)));
   torch::Tensor host = torch::tensor({1.5, -2.0}, torch::kFloat64);
+  EXPECT_FALSE(comm->starts_asynchronously(host));
   comm->allreduce(host, dist::ReduceOp::kMax);
   EXPECT_TRUE(host.device().is_cpu());
   EXPECT_TRUE(torch::equal(host, torch::tensor({1.5, -2.0}, torch::kFloat64)));

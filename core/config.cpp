@@ -437,7 +437,8 @@ const std::vector<Field>& schema() {
         in_dist(&DistConfig::backend), backends));
     s.push_back(make("dist.bucket_mb", "gradient all-reduce bucket size in MiB (PyTorch DDP bucket_cap_mb)",
                      in_dist(&DistConfig::bucket_mb), 0, 4096, true));
-    s.push_back(make("dist.overlap", "all-reduce buckets on a communication thread during backward",
+    s.push_back(make("dist.overlap",
+                     "all-reduce gradient buckets during backward (nccl: started by backward; mpi: a thread)",
                      in_dist(&DistConfig::overlap)));
     s.push_back(make("dist.timeout_s",
                      "collective watchdog: seconds a collective may wait for the other ranks before the run fails",

@@ -98,8 +98,8 @@ torch::Tensor intersect_and_union_cpu(const torch::Tensor& pred, const torch::Te
 }
 
 // The [K+1, K+1] confusion counts of the valid pixels: row = label, column = pred, the last row /
-// column for values outside [0, K). One bincount over label * (K+1) + pred; ignored pixels go to
-// one trailing bin that is dropped.
+// column for values outside [0, K). One count per bin of label * (K+1) + pred; ignored pixels go
+// to one trailing bin that is dropped.
 torch::Tensor confusion_with_out_of_range(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
                                           int ignore_index) {
   const int64_t k = num_classes;
@@ -112,7 +112,11 @@ torch::Tensor confusion_with_out_of_range(const torch::Tensor& pred, const torch
   const auto l_bin = torch::where(l.ge(0).logical_and(l.lt(k)), l, other);
   const auto ignored = torch::full({}, k1 * k1, p.options());
   const auto index = torch::where(l.ne(ignore_index), l_bin * k1 + p_bin, ignored);
-  return torch::bincount(index, {}, k1 * k1 + 1).narrow(0, 0, k1 * k1).view({k1, k1});
+  // index_add_, not bincount: on a GPU bincount reads the index range back to the host (one
+  // synchronization per image), and the number of bins is known.
+  torch::Tensor counts = torch::zeros({k1 * k1 + 1}, p.options());
+  counts.index_add_(0, index, torch::ones_like(index));
+  return counts.narrow(0, 0, k1 * k1).view({k1, k1});
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ torch::Tensor intersect_and_union(const torch::Tensor& pred, const torch::Tensor
                                   int ignore_index = 255);
 
 namespace detail {
-// The same areas computed with tensor ops only (bincount on label * (K+1) + pred); used for
+// The same areas computed with tensor ops only (counts of label * (K+1) + pred); used for
 // tensors on an accelerator, exposed so tests can check it against the CPU counting loop.
 torch::Tensor intersect_and_union_vectorized(const torch::Tensor& pred, const torch::Tensor& label, int num_classes,
                                              int ignore_index = 255);

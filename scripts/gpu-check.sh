@@ -133,6 +133,13 @@ else
   row "build" FAIL "see $logs/build.log: $(grep -m3 -E 'error' "$logs/build.log" | tr '\n|' '  ' | cut -c1-300)"
 fi
 segrun="$build/launcher/segrun"
+# Which CUDA, cuDNN, NCCL and LibTorch libraries the binary loads, and from where: a second
+# libcudart or libnccl beside torch's own is the first suspect when a GPU test crashes.
+if [ -x "$segrun" ]; then
+  ldd "$segrun" 2> /dev/null | grep -E 'not found|libcudart|libcublas|libcudnn|libnccl|libc10|libtorch' > "$logs/libraries.txt"
+  missing="$(grep 'not found' "$logs/libraries.txt" | awk '{ print $1 }' | tr '\n' ' ')"
+  [ -n "$missing" ] && row "libraries" FAIL "segrun cannot load: $missing(see $logs/libraries.txt)"
+fi
 
 # ---- 1. GPU tests ----------------------------------------------------------------------------
 part_tests() {

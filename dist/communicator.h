@@ -10,8 +10,9 @@
 // dtype and shape (broadcast: same shape on every rank). Tensors are modified in place and must
 // be contiguous. Calls are blocking -- for CUDA tensors in stream order: work queued afterwards
 // on the current stream, and host reads of the tensor, see the result -- and not thread-safe:
-// one thread per communicator; use duplicate() to give another thread (the gradient-sync
-// communication thread) its own.
+// one thread at a time per communicator (the main thread, and LibTorch's autograd thread while
+// the main thread waits in backward); use duplicate() to give a concurrent thread (the
+// gradient-sync communication thread) its own. Non-contiguous tensors throw DistError.
 // Errors throw DistError naming the operation, the rank and the library's message.
 // Watchdog (mpi backend): every collective carries a per-communicator sequence number and runs
 // under CommunicatorOptions::timeout_s; on expiry the rank logs one line naming the collective,

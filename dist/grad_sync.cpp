@@ -121,14 +121,37 @@ struct GradientSync::Shared {
   std::string note(size_t b) const { return "bucket " + std::to_string(b) + " of " + std::to_string(buckets.size()); }
 
   // From backward: starts, in index order, every ready bucket whose predecessors have started.
-  // Called with `mutex` held, on the backward thread or (for the rest) in synchronize().
+  // Called with `mutex` held, on the backward thread or (for the rest) in synchronize(). A
+  // failure fails the step for good (`error`): a bucket is never issued twice on one rank.
   void start_ready_buckets() {
+    if (error) std::rethrow_exception(error);
     while (next < buckets.size() && bucket_ready[next]) {
-      pack(next);
-      const auto t0 = Clock::now();
-      started[next] = comm->allreduce_start(flats[next], ReduceOp::kSum, note(next));
-      comm_seconds += seconds_since(t0);
-      ++next;
+      const size_t b = next++;
+      try {
+        pack(b);
+        const auto t0 = Clock::now();
+        started[b] = comm->allreduce_start(flats[b], ReduceOp::kSum, note(b));
+        comm_seconds += seconds_since(t0);
+      } catch (...) {
+        error = std::current_exception();
+        throw;
+      }
+    }
+  }
+
+  // From backward, at the end of the step: the compute stream waits for every bucket, whose
+  // averages are then written back into .grad. Called with `mutex` held.
+  void finish_started_buckets() {
+    start_ready_buckets();  // every bucket is ready now
+    try {
+      for (size_t b = 0; b < buckets.size(); ++b) {
+        started[b]->wait();
+        started[b].reset();
+        unpack(b);
+      }
+    } catch (...) {
+      error = std::current_exception();
+      throw;
     }
   }
 
@@ -196,9 +219,17 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::shared_pt
   if (world == 1 || !options_.overlap || buckets_.empty()) return;
 
   BucketLaunch launch = options_.launch;
-  if (launch == BucketLaunch::kAuto)
-    launch = comm_->starts_asynchronously(parameters_[buckets_.front().front()]) ? BucketLaunch::kFromBackward
-                                                                                 : BucketLaunch::kCommunicationThread;
+  if (launch == BucketLaunch::kAuto) {
+    // Only where every gradient is on one device whose collectives the backend starts
+    // asynchronously: then every hook runs on that device's autograd thread, never beside it.
+    const torch::Device device = parameters_[buckets_.front().front()].device();
+    bool one_async_device = true;
+    for (const auto& bucket : buckets_)
+      for (size_t k : bucket)
+        one_async_device =
+            one_async_device && parameters_[k].device() == device && comm_->starts_asynchronously(parameters_[k]);
+    launch = one_async_device ? BucketLaunch::kFromBackward : BucketLaunch::kCommunicationThread;
+  }
   std::shared_ptr<Communicator> issuing = comm_;
   if (launch == BucketLaunch::kCommunicationThread) {
     try {
@@ -353,12 +384,7 @@ void GradientSync::synchronize() {
     }
   }
   if (s.from_backward) {
-    s.start_ready_buckets();  // every bucket is ready now
-    for (size_t b = 0; b < s.buckets.size(); ++b) {
-      s.started[b]->wait();
-      s.started[b].reset();
-      s.unpack(b);
-    }
+    s.finish_started_buckets();
     stats_.comm_seconds = s.comm_seconds;
     stats_.buckets_in_backward = launched;
     s.reset_step();

@@ -22,13 +22,20 @@
 //                  host, mpi: the thread keeps the all-reduce progressing while backward
 //                  computes); it also averages and writes back. SyncBatchNorm's collectives stay
 //                  on `comm`, independent of the duplicate's.
-//   auto           from backward where comm->starts_asynchronously() on the parameters' device,
-//                  else the communication thread (falling back to no overlap, with a warning,
-//                  when the backend has no duplicate()).
+//   auto           from backward where every bucketed parameter is on one device on which
+//                  comm->starts_asynchronously(), else the communication thread (falling back to
+//                  no overlap, with a warning, when the backend has no duplicate()). From
+//                  backward, SyncBatchNorm's backward all-reduce queues behind the buckets already
+//                  started and its result is waited for at once, so compute pauses there (DDP +
+//                  SyncBN alike).
 // synchronize() ends the step: parameters whose hook did not fire (unused this step) contribute
 // their current .grad (zeros if undefined), the remaining buckets are reduced in order, and it
-// waits for all of them; ranks whose graphs differ therefore never hang. Without overlap the same
-// reduction runs inside synchronize(). Every rank must call synchronize() once per optimizer step.
+// waits for all of them. A parameter unused on some ranks only is therefore fine with the
+// communication thread and without overlap; from backward it is fine unless other collectives run
+// during backward (SyncBatchNorm): its bucket then starts before them on one rank and after them
+// on another, and the ranks' collectives no longer pair up (as with DDP). segrun's models give
+// every parameter a gradient on every rank (models/losses: zero_attached). An error fails the step
+// for good: synchronize() rethrows it. Every rank must call synchronize() once per optimizer step.
 //
 // no_sync(): while the returned guard lives, backward passes only accumulate into .grad and
 // synchronize() is a no-op; the next backward outside it (plus synchronize()) averages the

@@ -41,7 +41,14 @@ InProcessCommunicator::InProcessCommunicator(int rank, std::shared_ptr<InProcess
                "in-process world: rank " << rank_ << " outside a world of " << group_->world());
 }
 
+namespace {
+void require_contiguous(const torch::Tensor& t, const char* op) {
+  if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+}
+}  // namespace
+
 void InProcessCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
+  require_contiguous(tensor, "allreduce");
   ++sequence_;
   const std::vector<torch::Tensor> all = group_->exchange(rank_, tensor);
   torch::Tensor acc = all[0].clone();
@@ -57,6 +64,7 @@ void InProcessCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
 }
 
 void InProcessCommunicator::broadcast(torch::Tensor& tensor, int root) {
+  require_contiguous(tensor, "broadcast");
   ++sequence_;
   SEGRUN_CHECK(root >= 0 && root < size(), DistError, "broadcast: root " << root << " outside a world of " << size());
   const std::vector<torch::Tensor> all = group_->exchange(rank_, tensor);
@@ -64,6 +72,7 @@ void InProcessCommunicator::broadcast(torch::Tensor& tensor, int root) {
 }
 
 torch::Tensor InProcessCommunicator::allgather(const torch::Tensor& tensor) {
+  require_contiguous(tensor, "allgather");
   ++sequence_;
   return torch::stack(group_->exchange(rank_, tensor)).to(tensor.device());
 }

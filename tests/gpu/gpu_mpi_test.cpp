@@ -10,37 +10,15 @@
 #include "dist/rank_context.h"
 #include "dist/sync_batch_norm.h"
 #include "engine/precision.h"
+#include "tests/dist/communicator_conformance.h"
+#include "tests/gpu/sync_bn_net.h"
 
 namespace segrun::dist {
 namespace {
 
 const torch::Device kCuda(torch::kCUDA, 0);
 
-struct NetImpl : torch::nn::Module {
-  explicit NetImpl(std::shared_ptr<Communicator> comm) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)));
-    bn1 = register_module("bn1", SyncBatchNorm(8, comm));
-    conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1)));
-    bn2 = register_module("bn2", SyncBatchNorm(16, comm));
-    head = register_module("head", torch::nn::Linear(16, 4));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor h = torch::relu(bn1(conv1(x)));
-    h = torch::relu(bn2(conv2(h)));
-    return head(h.mean({2, 3}));
-  }
-  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  SyncBatchNorm bn1{nullptr}, bn2{nullptr};
-  torch::nn::Linear head{nullptr};
-};
-TORCH_MODULE(Net);
-
-Net make_net(std::shared_ptr<Communicator> comm) {
-  torch::manual_seed(21);  // the same weights on every rank and in the reference
-  Net net(std::move(comm));
-  net->to(kCuda);
-  return net;
-}
+Net make_net(std::shared_ptr<Communicator> comm) { return make_sync_bn_net(std::move(comm), kCuda); }
 
 // 2 ranks x batch 3 with SyncBatchNorm and the overlapped, bucketed gradient sync equal 1 rank x
 // batch 6: outputs, averaged gradients and running statistics; with the buckets started by the
@@ -53,6 +31,15 @@ INSTANTIATE_TEST_SUITE_P(Launchers, GpuMpi,
                          [](const ::testing::TestParamInfo<BucketLaunch>& info) {
                            return info.param == BucketLaunch::kFromBackward ? "FromBackward" : "CommunicationThread";
                          });
+
+// The Communicator contract with 2 ranks and CUDA tensors (staged through pinned host memory).
+TEST(GpuMpiCommunicator, KeepsTheCommunicatorContractOnCudaTensors) {
+  RankContext context = place_on_device(singleton_context(), "cuda");
+  auto world = make_communicator("mpi", context);
+  ASSERT_EQ(world->size(), 2);
+  bind_thread(kCuda);
+  conformance::expect_communicator_contract(*world, kCuda);
+}
 
 TEST_P(GpuMpi, SyncBnAndGradSyncOnSharedGpuEqualTheDoubledBatch) {
   RankContext context = place_on_device(singleton_context(), "cuda");

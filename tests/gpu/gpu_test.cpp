@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "dist/communicator.h"
+#include "dist/grad_sync.h"
 #include "dist/device.h"
 #include "dist/rank_context.h"
 #include "engine/checkpoint.h"
@@ -25,6 +26,8 @@
 #include "engine/optimizer.h"
 #include "engine/precision.h"
 #include "models/segmentor.h"
+#include "tests/dist/communicator_conformance.h"
+#include "tests/gpu/sync_bn_net.h"
 
 namespace segrun {
 namespace {
@@ -217,6 +220,73 @@ TEST_F(GpuTest, NcclCollectivesAreOrderedWithTorchsStream) {
   torch::Tensor y = torch::ones({1000}, kCuda);
   thread_comm->broadcast(y, 0);
   EXPECT_EQ(y.sum().item<double>(), 1000.0);
+}
+
+// segrun's world-1 NCCL communicator seen as a world of two: every collective is the real one,
+// so GradientSync starts its buckets from backward through NCCL (allreduce_start on the
+// communicator's stream, events, wait()) as on several GPUs, and SyncBatchNorm takes its
+// all-reducing path; each "sum" holds this process's part only, so the statistics are the local
+// batch's and the averaged gradients half the one-process ones.
+class WorldOfTwoView final : public dist::Communicator {
+ public:
+  explicit WorldOfTwoView(std::shared_ptr<dist::Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  std::string backend_name() const override { return inner_->backend_name(); }
+  void allreduce(torch::Tensor& t, dist::ReduceOp op) override { inner_->allreduce(t, op); }
+  void allreduce_noted(torch::Tensor& t, dist::ReduceOp op, const std::string& note) override {
+    inner_->allreduce_noted(t, op, note);
+  }
+  std::unique_ptr<dist::PendingCollective> allreduce_start(torch::Tensor& t, dist::ReduceOp op,
+                                                           const std::string& note) override {
+    return inner_->allreduce_start(t, op, note);
+  }
+  bool starts_asynchronously(const torch::Tensor& t) const override { return inner_->starts_asynchronously(t); }
+  void broadcast(torch::Tensor& t, int root) override { inner_->broadcast(t, root); }
+  torch::Tensor allgather(const torch::Tensor&) override { throw DistError("WorldOfTwoView: no allgather"); }
+  void barrier() override { inner_->barrier(); }
+
+ private:
+  std::shared_ptr<dist::Communicator> inner_;
+};
+
+TEST_F(GpuTest, GradientBucketsStartedFromBackwardThroughNccl) {
+  if (!SEGRUN_WITH_NCCL) GTEST_SKIP() << "NCCL backend not built";
+  dist::RankContext context = dist::place_on_device(dist::singleton_context(), "cuda");
+  auto view = std::make_shared<WorldOfTwoView>(dist::make_communicator("nccl", context));
+  dist::Net reference = dist::make_sync_bn_net(nullptr, kCuda), net = dist::make_sync_bn_net(view, kCuda);
+  dist::GradSyncOptions options;
+  options.bucket_mb = 0.001;  // 3 buckets
+  dist::GradientSync sync(net->parameters(), view, options);
+  ASSERT_TRUE(sync.launches_from_backward());
+  ASSERT_GT(sync.bucket_count(), 2u);
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    torch::manual_seed(100 + step);
+    const torch::Tensor images = torch::randn({4, 3, 16, 16}).to(kCuda), targets = torch::randn({4, 4}).to(kCuda);
+    reference->zero_grad();
+    net->zero_grad();
+    torch::nn::functional::mse_loss(reference->forward(images), targets).backward();
+    torch::nn::functional::mse_loss(net->forward(images), targets).backward();
+    sync.synchronize();
+    EXPECT_EQ(sync.last_stats().buckets_in_backward, static_cast<int>(sync.bucket_count()));
+    const auto ref_params = reference->named_parameters();
+    for (const auto& p : net->named_parameters())
+      EXPECT_LT(relative_gap(p.value().grad(), ref_params[p.key()].grad() / 2), 1e-5) << p.key();
+  }
+}
+
+// The Communicator contract in a world of one: nccl on CUDA tensors and on CPU tensors (staged
+// through the GPU), mpi on CUDA tensors.
+TEST_F(GpuTest, BackendsKeepTheCommunicatorContract) {
+  dist::RankContext context = dist::place_on_device(dist::singleton_context(), "cuda");
+  if (SEGRUN_WITH_NCCL) {
+    auto nccl = dist::make_communicator("nccl", context);
+    dist::conformance::expect_communicator_contract(*nccl, kCuda);
+    dist::conformance::expect_communicator_contract(*nccl, torch::kCPU);
+  }
+  auto mpi = dist::make_communicator("mpi", context);
+  dist::conformance::expect_communicator_contract(*mpi, kCuda);
 }
 
 // A checkpoint written from a GPU run loads into a CPU model (evaluation elsewhere) and resumes

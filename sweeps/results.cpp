@@ -324,34 +324,13 @@ std::string missing_metric_hint(const std::string& dir, const std::string& metri
   return "; evaluate it with `segrun eval " + dir + " --ms` (or train with eval.report_ms = true)";
 }
 
-}  // namespace
+// The steps of build_result_grid, in order; each fills its part of `g`.
 
-double run_metric(const RunRecord& run, const std::string& metric) {
-  auto it = run.result.find(metric);
-  if (it != run.result.end()) return it->second;
-  auto pc = run.per_class.find(metric);
-  if (pc != run.per_class.end()) return pc->second;
-  return std::nan("");
-}
-
-ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options) {
-  ResultGrid g;
-  g.metric = options.metric;
-  g.decimals = options.decimals;
-  g.baseline = options.baseline;
-  const RunKeys swept = keys_of(runs);
-  check_keys(options.rows, swept, "--rows");
-  check_keys(options.cols, swept, "--cols");
-  std::vector<std::string> where_keys, baseline_keys;
-  for (const auto& [k, v] : options.where) where_keys.push_back(k);
-  for (const auto& [k, v] : options.baseline) baseline_keys.push_back(k);
-  check_keys(where_keys, swept, "--where");
-  check_keys(baseline_keys, swept, "--baseline");
-  for (const auto& k : options.rows)
-    if (std::find(options.cols.begin(), options.cols.end(), k) != options.cols.end())
-      throw ConfigError("--rows and --cols both name " + k);
-
-  // The done runs with the metric; of those repeating a configuration and seed, the newest.
+// The done runs with the metric that `options.where` selects, grouped by configuration (of runs
+// repeating a configuration and seed, the newest counts). Throws when there is nothing to
+// tabulate, or when some done runs lack the metric altogether.
+std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
+                                              ResultGrid& g) {
   std::vector<std::pair<const RunRecord*, double>> valued;
   std::map<std::pair<Overrides, uint64_t>, const RunRecord*> newest;
   int without_metric = 0;
@@ -408,9 +387,12 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
                     (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
   }
 
-  // Said once, as a footnote, unless the table already has the global batch as a key.
-  if (g.mixed_global_batches.size() < 2 || swept.all.count(kGlobalBatchKey)) g.mixed_global_batches.clear();
+  return by_config;
+}
 
+// The row keys: options.rows, plus each varying key the row and column keys leave open.
+void choose_row_keys(const std::map<Overrides, ResultCell>& by_config, const RunKeys& swept,
+                     const ResultTableOptions& options, ResultGrid& g) {
   // Keys that vary across the configurations; the rest are constant and not shown.
   std::set<std::string> varying;
   for (const auto& k : swept.all) {
@@ -445,7 +427,11 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
     else if (options.note_co_varying)
       g.co_varying_keys.push_back(k);
   }
+}
 
+// The row and column values, in table order.
+void order_rows_and_cols(const std::map<Overrides, ResultCell>& by_config, const ResultTableOptions& options,
+                         ResultGrid& g) {
   std::vector<Overrides> rows, cols;
   for (const auto& [config, cell] : by_config) {
     Overrides r = project(config, g.row_keys), c = project(config, g.col_keys);
@@ -467,7 +453,12 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
             [&](const Overrides& a, const Overrides& b) { return projection_less(a, b, g.col_keys); });
   g.row_values = rows;
   g.col_values = cols;
+}
 
+// Each cell's mean, sample std, place in the table and paper value.
+void summarize_cells(std::map<Overrides, ResultCell>& by_config, const ResultTableOptions& options, ResultGrid& g) {
+  const std::vector<Overrides>& rows = g.row_values;
+  const std::vector<Overrides>& cols = g.col_values;
   for (auto& [config, cell] : by_config) {
     const size_t n = cell.values.size();
     double sum = 0;
@@ -494,57 +485,60 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
       break;
     }
   }
-  g.paper_source = options.paper_source;
+}
 
-  if (!options.baseline.empty()) {
-    // The delta of a configuration is taken against the baseline configuration that differs
-    // from it only in the baseline keys; when there is none and the baseline is a single
-    // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one. A
-    // configuration without one of the baseline keys (a ResNet row without the ViT's drop path)
-    // is a baseline when it has the baseline's values of the keys it has (at least one).
-    const auto is_baseline = [&](const Overrides& config) {
-      bool has_key = false;
-      for (const auto& [k, v] : options.baseline) {
-        const auto it = config.find(k);
-        if (it == config.end()) continue;
-        if (it->second != v) return false;
-        has_key = true;
-      }
-      return has_key;
-    };
-    const auto other_keys = [&](Overrides config) {
-      for (const auto& [k, v] : options.baseline) config.erase(k);
-      return config;
-    };
-    std::map<Overrides, const ResultCell*> baseline_by_other_keys;
-    for (const auto& [config, cell] : by_config)
-      if (is_baseline(config)) {
-        const ResultCell*& kept = baseline_by_other_keys[other_keys(config)];
-        if (!kept || matches(config, options.baseline)) kept = &cell;  // the one with every key wins
-      }
-    bool any = false;
-    for (auto& [config, cell] : by_config) {
-      if (is_baseline(config)) {
-        cell.is_baseline = true;
-        cell.delta = 0.0;
-        any = true;
-        continue;
-      }
-      auto it = baseline_by_other_keys.find(other_keys(config));
-      if (it == baseline_by_other_keys.end() && baseline_by_other_keys.size() == 1) {
-        it = baseline_by_other_keys.begin();
-        g.baseline_unpaired = true;
-      }
-      if (it == baseline_by_other_keys.end()) continue;
-      const ResultCell& reference = *it->second;
-      cell.delta = cell.mean - reference.mean;
-      if (cell.values.size() >= 2 && reference.values.size() >= 2)
-        cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, reference.std);
+// Each cell's delta against its baseline configuration.
+void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTableOptions& options, ResultGrid& g) {
+  if (options.baseline.empty()) return;
+  // The delta of a configuration is taken against the baseline configuration that differs
+  // from it only in the baseline keys; when there is none and the baseline is a single
+  // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one. A
+  // configuration without one of the baseline keys (a ResNet row without the ViT's drop path)
+  // is a baseline when it has the baseline's values of the keys it has (at least one).
+  const auto is_baseline = [&](const Overrides& config) {
+    bool has_key = false;
+    for (const auto& [k, v] : options.baseline) {
+      const auto it = config.find(k);
+      if (it == config.end()) continue;
+      if (it->second != v) return false;
+      has_key = true;
     }
-    if (!any)
-      throw ConfigError("--baseline " + describe(options.baseline) + ": matches no configuration with a result");
+    return has_key;
+  };
+  const auto other_keys = [&](Overrides config) {
+    for (const auto& [k, v] : options.baseline) config.erase(k);
+    return config;
+  };
+  std::map<Overrides, const ResultCell*> baseline_by_other_keys;
+  for (const auto& [config, cell] : by_config)
+    if (is_baseline(config)) {
+      const ResultCell*& kept = baseline_by_other_keys[other_keys(config)];
+      if (!kept || matches(config, options.baseline)) kept = &cell;  // the one with every key wins
+    }
+  bool any = false;
+  for (auto& [config, cell] : by_config) {
+    if (is_baseline(config)) {
+      cell.is_baseline = true;
+      cell.delta = 0.0;
+      any = true;
+      continue;
+    }
+    auto it = baseline_by_other_keys.find(other_keys(config));
+    if (it == baseline_by_other_keys.end() && baseline_by_other_keys.size() == 1) {
+      it = baseline_by_other_keys.begin();
+      g.baseline_unpaired = true;
+    }
+    if (it == baseline_by_other_keys.end()) continue;
+    const ResultCell& reference = *it->second;
+    cell.delta = cell.mean - reference.mean;
+    if (cell.values.size() >= 2 && reference.values.size() >= 2)
+      cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, reference.std);
   }
+  if (!any) throw ConfigError("--baseline " + describe(options.baseline) + ": matches no configuration with a result");
+}
 
+// Marks the best cell and lays the cells out in table order.
+void mark_best(std::map<Overrides, ResultCell>& by_config, ResultGrid& g) {
   // Best: the highest mean, marked only where another configuration scored less (a tie of every
   // configuration, or a single one, singles none out).
   double best = -std::numeric_limits<double>::infinity(), worst = std::numeric_limits<double>::infinity();
@@ -555,6 +549,45 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   }
   std::sort(g.cells.begin(), g.cells.end(),
             [](const ResultCell& a, const ResultCell& b) { return a.row != b.row ? a.row < b.row : a.col < b.col; });
+}
+
+}  // namespace
+
+double run_metric(const RunRecord& run, const std::string& metric) {
+  auto it = run.result.find(metric);
+  if (it != run.result.end()) return it->second;
+  auto pc = run.per_class.find(metric);
+  if (pc != run.per_class.end()) return pc->second;
+  return std::nan("");
+}
+
+ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTableOptions& options) {
+  ResultGrid g;
+  g.metric = options.metric;
+  g.decimals = options.decimals;
+  g.baseline = options.baseline;
+  g.paper_source = options.paper_source;
+  const RunKeys swept = keys_of(runs);
+  check_keys(options.rows, swept, "--rows");
+  check_keys(options.cols, swept, "--cols");
+  std::vector<std::string> where_keys, baseline_keys;
+  for (const auto& [k, v] : options.where) where_keys.push_back(k);
+  for (const auto& [k, v] : options.baseline) baseline_keys.push_back(k);
+  check_keys(where_keys, swept, "--where");
+  check_keys(baseline_keys, swept, "--baseline");
+  for (const auto& k : options.rows)
+    if (std::find(options.cols.begin(), options.cols.end(), k) != options.cols.end())
+      throw ConfigError("--rows and --cols both name " + k);
+
+  std::map<Overrides, ResultCell> by_config = collect_cells(runs, options, g);
+  // Said once, as a footnote, unless the table already has the global batch as a key.
+  if (g.mixed_global_batches.size() < 2 || swept.all.count(kGlobalBatchKey)) g.mixed_global_batches.clear();
+
+  choose_row_keys(by_config, swept, options, g);
+  order_rows_and_cols(by_config, options, g);
+  summarize_cells(by_config, options, g);
+  apply_baseline(by_config, options, g);
+  mark_best(by_config, g);
   return g;
 }
 

@@ -30,7 +30,8 @@ Everything else is a stated assumption, printed with the tables:
   Overlap: backward is 2/3 of the step; bucket j becomes ready when backward has produced the
   gradients of buckets 0..j, assumed proportional to their bytes (the late backbone layers hold
   most bytes and finish early in reality, so this is pessimistic); one bucket at a time is
-  reduced, in order (dist::GradientSync's communication thread, like DDP). Exposed E = time from
+  reduced, in order (dist::GradientSync on GPUs: started from backward on the NCCL stream, like
+  DDP; SyncBatchNorm's backward all-reduces, which queue behind them, are not modelled). Exposed E = time from
   the end of backward to the end of the last all-reduce. Predicted step = compute C + E.
   Communication-bound: E / (C + E) > --bound (default 10 %): more than that share of every step
   is spent waiting for the all-reduce after backward.

@@ -51,6 +51,10 @@ std::unique_ptr<PendingCollective> Communicator::allreduce_start(torch::Tensor& 
   return std::make_unique<CompletedCollective>();
 }
 
+void require_contiguous(const torch::Tensor& tensor, const char* op) {
+  if (!tensor.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
+}
+
 std::unique_ptr<Communicator> Communicator::duplicate(const std::string& name) {
   throw DistError("backend " + backend_name() + " does not support duplicate() (asked for '" + name + "')");
 }

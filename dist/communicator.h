@@ -94,6 +94,10 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
                                                 const CommunicatorOptions& options);
 std::vector<std::string> compiled_backends();
 
+// Throws DistError "<op>: tensor must be contiguous" for a non-contiguous tensor (every backend
+// checks its arguments with it, before a collective counts).
+void require_contiguous(const torch::Tensor& tensor, const char* op);
+
 // The mean over the ranks of `comm` of each value, in one all-reduce (a collective: every rank
 // calls it with as many values); a null or one-rank `comm` returns them unchanged. For loss
 // normalizers: dividing a rank's sum by the mean of the ranks' counts makes the averaged gradient

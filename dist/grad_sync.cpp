@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "core/error.h"
@@ -23,6 +24,11 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kNoBucket = std::numeric_limits<size_t>::max();
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The watchdog's note for a bucket's all-reduce: "bucket 2 of 9".
+std::string bucket_note(size_t bucket, size_t buckets) {
+  return "bucket " + std::to_string(bucket) + " of " + std::to_string(buckets);
+}
 
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<torch::Tensor>& parameters, double bucket_mb) {
   std::vector<std::vector<size_t>> buckets;
@@ -118,8 +124,6 @@ struct GradientSync::Shared {
     }
   }
 
-  std::string note(size_t b) const { return "bucket " + std::to_string(b) + " of " + std::to_string(buckets.size()); }
-
   // From backward: starts, in index order, every ready bucket whose predecessors have started.
   // Called with `mutex` held, on the backward thread or (for the rest) in synchronize(). A
   // failure fails the step for good (`error`): a bucket is never issued twice on one rank.
@@ -130,7 +134,7 @@ struct GradientSync::Shared {
       try {
         pack(b);
         const auto t0 = Clock::now();
-        started[b] = comm->allreduce_start(flats[b], ReduceOp::kSum, note(b));
+        started[b] = comm->allreduce_start(flats[b], ReduceOp::kSum, bucket_note(b, buckets.size()));
         comm_seconds += seconds_since(t0);
       } catch (...) {
         error = std::current_exception();
@@ -191,7 +195,7 @@ struct GradientSync::Shared {
       }
       try {
         const auto t0 = Clock::now();
-        comm->allreduce_noted(flats[b], ReduceOp::kSum, note(b));
+        comm->allreduce_noted(flats[b], ReduceOp::kSum, bucket_note(b, n));
         unpack(b);
         const double secs = seconds_since(t0);
         std::lock_guard<std::mutex> lock(mutex);
@@ -339,8 +343,7 @@ void GradientSync::reduce_now() {
     flat_views.reserve(grads.size());
     for (auto& g : grads) flat_views.push_back(g.reshape({-1}));
     torch::Tensor flat = torch::cat(flat_views);
-    comm_->allreduce_noted(flat, ReduceOp::kSum,
-                           "bucket " + std::to_string(b) + " of " + std::to_string(buckets_.size()));
+    comm_->allreduce_noted(flat, ReduceOp::kSum, bucket_note(b, buckets_.size()));
     flat.div_(world);
     int64_t offset = 0;
     for (auto& g : grads) {
@@ -385,15 +388,11 @@ void GradientSync::synchronize() {
   }
   if (s.from_backward) {
     s.finish_started_buckets();
-    stats_.comm_seconds = s.comm_seconds;
-    stats_.buckets_in_backward = launched;
-    s.reset_step();
-    stats_.wait_seconds = seconds_since(t0);
-    return;
+  } else {
+    s.cv.notify_all();
+    s.cv.wait(lock, [&] { return s.error || s.next == s.buckets.size(); });
+    if (s.error) std::rethrow_exception(s.error);  // the step cannot be completed: stays failed
   }
-  s.cv.notify_all();
-  s.cv.wait(lock, [&] { return s.error || s.next == s.buckets.size(); });
-  if (s.error) std::rethrow_exception(s.error);  // the step cannot be completed: stays failed
   stats_.comm_seconds = s.comm_seconds;
   stats_.buckets_in_backward = launched;
   s.reset_step();

@@ -41,12 +41,6 @@ InProcessCommunicator::InProcessCommunicator(int rank, std::shared_ptr<InProcess
                "in-process world: rank " << rank_ << " outside a world of " << group_->world());
 }
 
-namespace {
-void require_contiguous(const torch::Tensor& t, const char* op) {
-  if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
-}
-}  // namespace
-
 void InProcessCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
   require_contiguous(tensor, "allreduce");
   ++sequence_;

@@ -39,10 +39,6 @@ MPI_Op mpi_op_of(ReduceOp op) {
   return MPI_SUM;
 }
 
-void require_contiguous(const torch::Tensor& t, const char* op) {
-  if (!t.is_contiguous()) throw DistError(std::string(op) + ": tensor must be contiguous");
-}
-
 // Whether this MPI library reads and writes CUDA device memory itself (Open MPI built with CUDA
 // reports it through its extension; others, and Debian's Open MPI, do not).
 bool mpi_is_cuda_aware() {

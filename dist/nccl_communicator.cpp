@@ -82,8 +82,12 @@ constexpr int kExitCollectiveFailure = 1;
 class StreamCollective final : public PendingCollective {
  public:
   StreamCollective(int device, cudaStream_t stream, std::string rank) : device_(device), rank_(std::move(rank)) {
-    check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreate");
-    check(cudaEventRecord(event_, stream), "cudaEventRecord");
+    cudaEvent_t event = nullptr;
+    check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
+    const cudaError_t recorded = cudaEventRecord(event, stream);
+    if (recorded != cudaSuccess) cudaEventDestroy(event);
+    check(recorded, "cudaEventRecord");
+    event_ = event;
   }
   ~StreamCollective() override {
     if (event_) cudaEventDestroy(event_);  // released by CUDA once the event has completed
@@ -168,7 +172,7 @@ class NcclCommunicator final : public Communicator {
   // does that (DDP's bucket all-reduce). A CPU tensor goes the blocking way.
   std::unique_ptr<PendingCollective> allreduce_start(torch::Tensor& t, ReduceOp op, const std::string& note) override {
     if (!t.is_cuda() || t.numel() == 0) return Communicator::allreduce_start(t, op, note);
-    if (!t.is_contiguous()) throw DistError("allreduce: tensor must be contiguous");
+    require_contiguous(t, "allreduce");
     std::vector<torch::Tensor*> tensors{&t};
     issue_on_device(CollectiveKind::kAllreduce, note, tensors, [&] { launch_allreduce(t, op); });
     return std::make_unique<StreamCollective>(device_, stream_, where(context_));
@@ -183,7 +187,7 @@ class NcclCommunicator final : public Communicator {
   torch::Tensor allgather(const torch::Tensor& t) override {
     std::vector<int64_t> shape{context_.world_size};
     for (auto d : t.sizes()) shape.push_back(d);
-    if (!t.is_contiguous()) throw DistError("allgather: tensor must be contiguous");
+    require_contiguous(t, "allgather");
     torch::Tensor in = t.is_cuda() ? t : t.to(device_of(t));
     torch::Tensor out = torch::empty(shape, t.options().device(device_of(t)));
     std::vector<torch::Tensor*> tensors{&in, &out};
@@ -221,7 +225,7 @@ class NcclCommunicator final : public Communicator {
   // copy, returning when the result is back on the host.
   template <typename Launch>
   void run(CollectiveKind kind, const std::string& note, torch::Tensor& t, Launch launch) {
-    if (!t.is_contiguous()) throw DistError(std::string(collective_name(kind)) + ": tensor must be contiguous");
+    require_contiguous(t, collective_name(kind));
     if (t.numel() == 0) return;
     torch::Tensor d = t.is_cuda() ? t : t.to(device_of(t));
     std::vector<torch::Tensor*> tensors{&d};

@@ -6,11 +6,14 @@
 // Stream order, as c10d's ProcessGroupNCCL keeps it: a collective runs on the communicator's own
 // stream, after an event recorded on the caller's current (torch) stream, so it never reads a
 // tensor that queued kernels are still writing; the current stream then waits on an event
-// recorded after the collective, so later work sees its result. The host does not wait: the
+// recorded after the collective, so later work sees its result -- except allreduce_start() on a
+// CUDA tensor (starts_asynchronously), which leaves that wait to the returned collective's wait()
+// so that backward's kernels go on while a gradient bucket is reduced. The host does not wait: the
 // blocking contract of communicator.h holds in stream order (a .item() or a copy to the host
 // afterwards sees the result). CPU tensors are accepted too, staged through the device (for the
 // few small control tensors: a stop flag, metric sums), and there the call returns when done.
-// duplicate() opens a second NCCL communicator over the same ranks (for the gradient-sync thread).
+// duplicate() opens a second NCCL communicator over the same ranks (for a concurrent thread; the
+// gradient sync on GPUs starts its buckets from backward on the communicator itself).
 // Watchdog: each collective records an event after it; a background thread queries the events in
 // order (cudaEventQuery, ncclCommGetAsyncError) and ends the world when one is late or failed.
 // Without a visible GPU, construction throws DistError naming the rank and host.

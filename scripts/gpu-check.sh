@@ -136,9 +136,14 @@ segrun="$build/launcher/segrun"
 # Which CUDA, cuDNN, NCCL and LibTorch libraries the binary loads, and from where: a second
 # libcudart or libnccl beside torch's own is the first suspect when a GPU test crashes.
 if [ -x "$segrun" ]; then
-  ldd "$segrun" 2> /dev/null | grep -E 'not found|libcudart|libcublas|libcudnn|libnccl|libc10|libtorch' > "$logs/libraries.txt"
+  { ldd "$segrun" 2> /dev/null | grep -E 'not found|libcudart|libcublas|libcudnn|libnccl|libc10|libtorch'; } \
+    > "$logs/libraries.txt" || true
   missing="$(grep 'not found' "$logs/libraries.txt" | awk '{ print $1 }' | tr '\n' ' ')"
-  [ -n "$missing" ] && row "libraries" FAIL "segrun cannot load: $missing(see $logs/libraries.txt)"
+  if [ -n "$missing" ]; then
+    row "libraries" FAIL "segrun cannot load: $missing(see $logs/libraries.txt)"
+  fi
+else
+  echo "segrun not built" > "$logs/libraries.txt"
 fi
 
 # ---- 1. GPU tests ----------------------------------------------------------------------------

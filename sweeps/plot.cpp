@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/process.h"
-#include "sweeps/spec.h"
+#include "sweeps/run_naming.h"
 
 namespace segrun::sweeps {
 namespace {

@@ -4,10 +4,6 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,9 +15,16 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/toml_names.h"
+#include "sweeps/run_naming.h"
 #include "sweeps/toml_values.h"
+#include "sweeps/values.h"
 
 namespace segrun::sweeps {
+
+using toml_detail::canonical_of;
+using toml_detail::flatten;
+using toml_detail::is_float_key;
+
 namespace {
 
 namespace fs = std::filesystem;

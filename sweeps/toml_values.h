@@ -1,5 +1,5 @@
 #pragma once
-// The toml++ side of sweeps/values.h, private to sweeps/: canonical text of a parsed TOML node
+// The toml++ side of sweeps/values.h, private to sweeps/ (hence toml_detail): canonical text of a parsed TOML node
 // and the flattening of nested tables into dotted keys, shared by the value functions and the
 // spec parser so both write a value the same way.
 
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace segrun::sweeps {
+namespace segrun::sweeps::toml_detail {
 
 // Canonical text of a TOML value; empty for unsupported types (tables, dates). With as_float (a
 // value of a float key, is_float_key) integers are written as floats: 0 is 0.0.
@@ -21,4 +21,4 @@ void flatten(const toml::table& table, const std::string& prefix,
 // data.ratio): the schema's resolved defaults say which (every float list has a non-empty default).
 bool is_float_key(const std::string& key);
 
-}  // namespace segrun::sweeps
+}  // namespace segrun::sweeps::toml_detail

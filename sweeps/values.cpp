@@ -17,6 +17,11 @@
 #include "sweeps/toml_values.h"
 
 namespace segrun::sweeps {
+
+using toml_detail::canonical_of;
+using toml_detail::flatten;
+using toml_detail::is_float_key;
+
 namespace {
 
 std::string shortest_double(double v) {
@@ -80,6 +85,8 @@ const std::set<std::string>& float_keys() {
 
 }  // namespace
 
+namespace toml_detail {
+
 std::string canonical_of(const toml::node& node, bool as_float) {
   if (auto v = node.as_integer())
     return as_float ? shortest_double(static_cast<double>(v->get())) : std::to_string(v->get());
@@ -111,6 +118,8 @@ void flatten(const toml::table& table, const std::string& prefix,
 }
 
 bool is_float_key(const std::string& key) { return float_keys().count(key) > 0; }
+
+}  // namespace toml_detail
 
 std::string canonical_value(const std::string& text) {
   toml::table parsed;

@@ -10,6 +10,8 @@
 // from every root; allgather's shape, order, dtype and device; empty tensors left alone; a
 // non-contiguous tensor refused with DistError; barrier; mean_over_ranks; a duplicate's
 // collectives independent of its parent's; results on the input's device.
+// Every ASSERT here fails on all ranks alike (it checks what every rank sees the same): one rank
+// returning early while the others go on to the next collective would hang them.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -91,11 +93,13 @@ inline void expect_communicator_contract(Communicator& comm, const torch::Device
   torch::Tensor empty = torch::empty({0}, torch::TensorOptions(torch::kFloat32).device(device));
   comm.allreduce(empty);
   comm.broadcast(empty, 0);
+  comm.allreduce_start(empty, ReduceOp::kSum, "conformance")->wait();
   EXPECT_EQ(empty.numel(), 0) << where;
 
   torch::Tensor strided = rank_values(r, torch::kFloat32, device).t();
   ASSERT_FALSE(strided.is_contiguous());
   EXPECT_THROW(comm.allreduce(strided), DistError) << where;
+  EXPECT_THROW(comm.allreduce_start(strided, ReduceOp::kSum, "conformance"), DistError) << where;
   EXPECT_THROW(comm.broadcast(strided, 0), DistError) << where;
   EXPECT_THROW(comm.allgather(strided), DistError) << where;
 

@@ -1,11 +1,14 @@
 // Single-process checks of dist/: SyncBatchNorm against torch's BatchNorm2d (a world of one must
-// compute exactly BatchNorm), the bucketing of GradientSync, the watchdogs' messages, and the
-// stream watchdog of the nccl backend driven by fake probes.
+// compute exactly BatchNorm), the bucketing of GradientSync, its buckets started from backward
+// (issue order beside SyncBatchNorm, failures) over a fake device-like communicator, the
+// watchdogs' messages, and the stream watchdog of the nccl backend driven by fake probes.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -188,21 +191,24 @@ class DeviceLikeCommunicator final : public Communicator {
   bool starts_asynchronously(const torch::Tensor&) const override { return true; }
   std::unique_ptr<PendingCollective> allreduce_start(torch::Tensor& t, ReduceOp, const std::string& note) override {
     calls.push_back("start " + note);
-    return std::make_unique<Pending>(t, note, calls);
+    if (note == fail_start_of) throw DistError("start of " + note + " failed");
+    return std::make_unique<Pending>(t, note, calls, note == fail_wait_of);
   }
   void broadcast(torch::Tensor&, int) override { throw DistError("not used"); }
   torch::Tensor allgather(const torch::Tensor&) override { throw DistError("not used"); }
   void barrier() override { throw DistError("not used"); }
 
   std::vector<std::string> calls;
+  std::string fail_start_of, fail_wait_of;  // the note of a collective whose start / wait throws
 
  private:
   class Pending final : public PendingCollective {
    public:
-    Pending(torch::Tensor t, std::string note, std::vector<std::string>& calls)
-        : t_(std::move(t)), note_(std::move(note)), calls_(calls) {}
+    Pending(torch::Tensor t, std::string note, std::vector<std::string>& calls, bool fail)
+        : t_(std::move(t)), note_(std::move(note)), calls_(calls), fail_(fail) {}
     void wait() override {
       calls_.push_back("wait " + note_);
+      if (fail_) throw DistError("wait for " + note_ + " failed");
       t_.mul_(2);
     }
 
@@ -210,6 +216,7 @@ class DeviceLikeCommunicator final : public Communicator {
     torch::Tensor t_;
     std::string note_;
     std::vector<std::string>& calls_;
+    bool fail_;
   };
 };
 
@@ -488,6 +495,42 @@ TEST(StreamWatchdog, StopsWithCollectivesPendingWithoutAReport) {
   EXPECT_LT(seconds_from(t0), 2.0);
   EXPECT_TRUE(reports.failures.empty());
   EXPECT_TRUE(reports.warnings.empty());
+}
+
+// A start or a wait that fails fails the step for good: the error comes out of backward or
+// synchronize(), every later synchronize() rethrows it, and no bucket is started twice on this
+// rank (the other ranks would pair the repeat with their next collective).
+TEST(GradientSync, AFailedStartOrWaitFailsTheStepForGood) {
+  auto expect_error = [](const std::function<void()>& call, const std::string& what) {
+    try {
+      call();
+      ADD_FAILURE() << "expected an error with '" << what << "'";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  for (const std::string failing : {"start", "wait"}) {
+    SCOPED_TRACE("a failing " + failing);
+    auto comm = std::make_shared<DeviceLikeCommunicator>();
+    (failing == "start" ? comm->fail_start_of : comm->fail_wait_of) = "bucket 1 of 3";
+    std::vector<torch::Tensor> params{torch::ones({4}, torch::requires_grad()),
+                                      torch::full({4}, 2.0, torch::requires_grad()),
+                                      torch::full({4}, 3.0, torch::requires_grad())};
+    GradSyncOptions options;
+    options.bucket_mb = 1e-6;  // one parameter per bucket
+    GradientSync sync(params, comm, options);
+    ASSERT_TRUE(sync.launches_from_backward());
+    const std::string error = failing == "start" ? "start of bucket 1 of 3 failed" : "wait for bucket 1 of 3 failed";
+    auto backward = [&] { (params[0] * params[1] * params[2]).sum().backward(); };
+    if (failing == "start")
+      expect_error(backward, error);
+    else
+      backward();
+    expect_error([&] { sync.synchronize(); }, error);
+    expect_error([&] { sync.synchronize(); }, error);
+    EXPECT_EQ(std::count(comm->calls.begin(), comm->calls.end(), "start bucket 1 of 3"), 1);
+    EXPECT_EQ(std::count(comm->calls.begin(), comm->calls.end(), "start bucket 2 of 3"), failing == "start" ? 0 : 1);
+  }
 }
 
 }  // namespace

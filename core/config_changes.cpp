@@ -56,19 +56,6 @@ bool changes_training(const std::string& key) {
   return role == nullptr || role->training;
 }
 
-}  // namespace
-
-std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config) {
-  const auto before = config_values(run_config);
-  const auto after = config_values(config);
-  std::vector<ConfigChange> changes;
-  for (size_t i = 0; i < before.size() && i < after.size(); ++i)
-    if (before[i].second != after[i].second) changes.push_back({before[i].first, before[i].second, after[i].second});
-  return changes;
-}
-
-namespace {
-
 // The changes between two configs of the keys `counts` accepts, in schema order.
 std::vector<ConfigChange> changes_of(const Config& run_config, const Config& config,
                                      bool (*counts)(const std::string&)) {
@@ -79,6 +66,15 @@ std::vector<ConfigChange> changes_of(const Config& run_config, const Config& con
 }
 
 }  // namespace
+
+std::vector<ConfigChange> config_changes(const Config& run_config, const Config& config) {
+  const auto before = config_values(run_config);
+  const auto after = config_values(config);
+  std::vector<ConfigChange> changes;
+  for (size_t i = 0; i < before.size() && i < after.size(); ++i)
+    if (before[i].second != after[i].second) changes.push_back({before[i].first, before[i].second, after[i].second});
+  return changes;
+}
 
 std::vector<ConfigChange> training_changes(const Config& run_config, const Config& config) {
   return changes_of(run_config, config, changes_training);

@@ -26,8 +26,13 @@ namespace {
 
 std::string where(const RankContext& c) { return "rank " + std::to_string(c.world_rank) + " (" + c.host + ")"; }
 
+// `rank` as where() names it.
+void cuda_check(cudaError_t rc, const char* op, const std::string& rank) {
+  if (rc != cudaSuccess) throw DistError(std::string(op) + " failed on " + rank + ": " + cudaGetErrorString(rc));
+}
+
 void cuda_check(cudaError_t rc, const char* op, const RankContext& c) {
-  if (rc != cudaSuccess) throw DistError(std::string(op) + " failed on " + where(c) + ": " + cudaGetErrorString(rc));
+  if (rc != cudaSuccess) cuda_check(rc, op, where(c));
 }
 
 void nccl_check(ncclResult_t rc, const char* op, const RankContext& c) {
@@ -83,10 +88,10 @@ class StreamCollective final : public PendingCollective {
  public:
   StreamCollective(int device, cudaStream_t stream, std::string rank) : device_(device), rank_(std::move(rank)) {
     cudaEvent_t event = nullptr;
-    check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate");
+    cuda_check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreate", rank_);
     const cudaError_t recorded = cudaEventRecord(event, stream);
     if (recorded != cudaSuccess) cudaEventDestroy(event);
-    check(recorded, "cudaEventRecord");
+    cuda_check(recorded, "cudaEventRecord", rank_);
     event_ = event;
   }
   ~StreamCollective() override {
@@ -96,14 +101,11 @@ class StreamCollective final : public PendingCollective {
   StreamCollective& operator=(const StreamCollective&) = delete;
 
   void wait() override {
-    check(cudaSetDevice(device_), "cudaSetDevice");
-    check(cudaStreamWaitEvent(torch_current_stream(device_), event_, 0), "cudaStreamWaitEvent");
+    cuda_check(cudaSetDevice(device_), "cudaSetDevice", rank_);
+    cuda_check(cudaStreamWaitEvent(torch_current_stream(device_), event_, 0), "cudaStreamWaitEvent", rank_);
   }
 
  private:
-  void check(cudaError_t rc, const char* op) const {
-    if (rc != cudaSuccess) throw DistError(std::string(op) + " failed on " + rank_ + ": " + cudaGetErrorString(rc));
-  }
   int device_;
   std::string rank_;
   cudaEvent_t event_ = nullptr;

@@ -1,7 +1,7 @@
 #pragma once
-// The toml++ side of sweeps/values.h, private to sweeps/ (hence toml_detail): canonical text of a parsed TOML node
-// and the flattening of nested tables into dotted keys, shared by the value functions and the
-// spec parser so both write a value the same way.
+// The toml++ side of sweeps/values.h, private to sweeps/ (hence toml_detail): canonical text of
+// a parsed TOML node and the flattening of nested tables into dotted keys, shared by the value
+// functions and the spec parser so both write a value the same way.
 
 #include <toml++/toml.h>
 

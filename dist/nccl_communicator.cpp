@@ -78,6 +78,28 @@ cudaStream_t torch_current_stream(int device) {
 #endif
 }
 
+// Makes `device` the calling thread's current CUDA device for the scope's life and restores the
+// one before (the caller's, LibTorch's device guards alike): the gradient-sync thread and a
+// caller on another device see no change.
+class CudaDeviceScope {
+ public:
+  CudaDeviceScope(int device, const std::string& rank) {
+    cuda_check(cudaGetDevice(&previous_), "cudaGetDevice", rank);
+    if (previous_ != device)
+      cuda_check(cudaSetDevice(device), "cudaSetDevice", rank);
+    else
+      previous_ = -1;
+  }
+  ~CudaDeviceScope() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  CudaDeviceScope(const CudaDeviceScope&) = delete;
+  CudaDeviceScope& operator=(const CudaDeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;  // -1: nothing to restore
+};
+
 // Exit status of a rank whose NCCL collective timed out or failed (the process is aborted from
 // the watchdog's thread; main's catch gives 1 for the mpi backend's TimeoutError).
 constexpr int kExitCollectiveFailure = 1;
@@ -101,7 +123,7 @@ class StreamCollective final : public PendingCollective {
   StreamCollective& operator=(const StreamCollective&) = delete;
 
   void wait() override {
-    cuda_check(cudaSetDevice(device_), "cudaSetDevice", rank_);
+    const CudaDeviceScope on_device(device_, rank_);
     cuda_check(cudaStreamWaitEvent(torch_current_stream(device_), event_, 0), "cudaStreamWaitEvent", rank_);
   }
 
@@ -246,6 +268,7 @@ class NcclCommunicator final : public Communicator {
   template <typename Launch>
   void run_on_device(CollectiveKind kind, const std::string& note, const std::vector<torch::Tensor*>& tensors,
                      Launch launch) {
+    const CudaDeviceScope on_device(device_, where(context_));
     const cudaEvent_t done = issue_on_device(kind, note, tensors, launch);
     // `done` is recycled only after the watchdog saw it complete, and re-recorded only by this
     // thread: waiting on it now waits for this collective.
@@ -268,7 +291,7 @@ class NcclCommunicator final : public Communicator {
     info.sequence = ++sequence_;
     info.bytes = tensors.front()->numel() * static_cast<int64_t>(tensors.front()->element_size());
     info.note = note;
-    cuda_check(cudaSetDevice(device_), "cudaSetDevice", context_);  // also on the gradient-sync thread
+    const CudaDeviceScope on_device(device_, where(context_));  // the gradient-sync thread's too
     const cudaStream_t current = torch_current_stream(device_);
     cuda_check(cudaEventRecord(inputs_ready_, current), "cudaEventRecord", context_);
     cuda_check(cudaStreamWaitEvent(stream_, inputs_ready_, 0), "cudaStreamWaitEvent", context_);

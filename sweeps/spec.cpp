@@ -66,8 +66,10 @@ bool valid_name(const std::string& s) {
          s != "." && s != "..";
 }
 
-const std::set<std::string> kTopKeys{"name",     "base",    "runs_dir", "description", "seeds", "fixed", "grid",
-                                     "variants", "include", "exclude",  "resources",   "table", "paper"};
+// The top-level keys of a spec, in the order the documentation lists them.
+const std::vector<std::string> kTopKeyOrder{"name",     "base",    "runs_dir", "description", "seeds", "fixed", "grid",
+                                            "variants", "include", "exclude",  "resources",   "table", "paper"};
+const std::set<std::string> kTopKeys(kTopKeyOrder.begin(), kTopKeyOrder.end());
 
 // A top-level spec key (seeds, include, ...) written after a [section] header lands in that
 // table: say so rather than "unknown key". `name` is a config key too, and left to the schema.
@@ -211,32 +213,27 @@ std::string fingerprint_text(Config config) {
   return out;
 }
 
-}  // namespace
+// The [grid] axes: key -> its values, in the order the spec lists them.
+using GridAxes = std::vector<std::pair<std::string, std::vector<std::string>>>;
+// The [[variants]] override sets, each with its line.
+using Variants = std::vector<std::pair<Overrides, int>>;
 
-std::vector<std::string> PlannedRun::train_args() const {
-  std::vector<std::string> args;
-  for (const auto& [key, value] : overrides) args.push_back(key + "=" + value);
-  args.push_back("train.seed=" + std::to_string(seed));
-  return args;
-}
-
-SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& origin, const std::string& origin_dir) {
-  SpecReader r(origin, fs::path(origin_dir));
+toml::table parse_root(const SpecReader& r, const std::string& toml_text) {
   toml::table root;
   try {
-    root = toml::parse(toml_text, origin);
+    root = toml::parse(toml_text, r.origin());
   } catch (const toml::parse_error& e) {
     r.fail(static_cast<int>(e.source().begin.line), "", "syntax error: " + std::string(e.description()));
   }
   for (const auto& [k, node] : root)
     if (!kTopKeys.count(std::string(k.str())))
-      r.fail(node, std::string(k.str()),
-             "unknown key (sweep specs have: name, base, runs_dir, description, seeds, fixed, grid, "
-             "variants, include, exclude, resources, table)");
+      r.fail(node, std::string(k.str()), "unknown key (sweep specs have: " + join(kTopKeyOrder, ", ") + ")");
+  return root;
+}
 
-  SweepSpec spec;
-  spec.path = origin;
-  spec.name = fs::path(origin).stem().string();
+// name, base and runs_dir; returns the base config, which every run starts from.
+Config read_identity(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
+  spec.name = fs::path(r.origin()).stem().string();
   if (const toml::node* n = root.get("name")) {
     if (!n->is_string()) r.fail(*n, "name", "expected a string, got " + toml_type_name(*n));
     spec.name = n->as_string()->get();
@@ -262,107 +259,128 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     fs::path d = n->as_string()->get();
     spec.runs_dir = (d.is_relative() ? r.dir() / d : d).lexically_normal().string();
   }
+  return base_config;
+}
 
-  // seeds
-  if (const toml::node* n = root.get("seeds")) {
-    const toml::array* arr = n->as_array();
-    if (!arr || arr->empty()) r.fail(*n, "seeds", "expected a non-empty list of integers");
-    for (const auto& item : *arr) {
-      if (!item.is_integer() || item.as_integer()->get() < 0) r.fail(item, "seeds", "expected non-negative integers");
-      const auto s = static_cast<uint64_t>(item.as_integer()->get());
-      if (std::find(spec.seeds.begin(), spec.seeds.end(), s) != spec.seeds.end())
-        r.fail(item, "seeds", "seed " + std::to_string(s) + " is listed twice");
-      spec.seeds.push_back(s);
-    }
-  } else {
+// seeds = [...]; the base config's train.seed without it.
+void read_seeds(const SpecReader& r, const toml::table& root, const Config& base_config, SweepSpec& spec) {
+  const toml::node* n = root.get("seeds");
+  if (!n) {
     spec.seeds.push_back(base_config.train.seed);
+    return;
   }
-
-  // [resources]
-  if (const toml::node* n = root.get("resources")) {
-    const toml::table* t = n->as_table();
-    if (!t) r.fail(*n, "resources", "expected a table");
-    for (const auto& [k, v] : *t) {
-      check_not_top_level(r, v, "resources", std::string(k.str()));
-      if (k.str() != "ranks") r.fail(v, "resources." + std::string(k.str()), "unknown key (known: ranks)");
-      if (!v.is_integer() || v.as_integer()->get() < 1 || v.as_integer()->get() > 4096)
-        r.fail(v, "resources.ranks", "expected an integer in 1..4096");
-      spec.ranks = static_cast<int>(v.as_integer()->get());
-    }
+  const toml::array* arr = n->as_array();
+  if (!arr || arr->empty()) r.fail(*n, "seeds", "expected a non-empty list of integers");
+  for (const auto& item : *arr) {
+    if (!item.is_integer() || item.as_integer()->get() < 0) r.fail(item, "seeds", "expected non-negative integers");
+    const auto s = static_cast<uint64_t>(item.as_integer()->get());
+    if (std::find(spec.seeds.begin(), spec.seeds.end(), s) != spec.seeds.end())
+      r.fail(item, "seeds", "seed " + std::to_string(s) + " is listed twice");
+    spec.seeds.push_back(s);
   }
+}
 
-  // [fixed]: key = value set in every run (part of every id).
+// [resources] ranks = N
+void read_resources(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
+  const toml::node* n = root.get("resources");
+  if (!n) return;
+  const toml::table* t = n->as_table();
+  if (!t) r.fail(*n, "resources", "expected a table");
+  for (const auto& [k, v] : *t) {
+    check_not_top_level(r, v, "resources", std::string(k.str()));
+    if (k.str() != "ranks") r.fail(v, "resources." + std::string(k.str()), "unknown key (known: ranks)");
+    if (!v.is_integer() || v.as_integer()->get() < 1 || v.as_integer()->get() > 4096)
+      r.fail(v, "resources.ranks", "expected an integer in 1..4096");
+    spec.ranks = static_cast<int>(v.as_integer()->get());
+  }
+}
+
+// [fixed]: key = value set in every run (part of every id).
+Overrides read_fixed(const SpecReader& r, const toml::table& root, const SweepSpec& spec) {
   Overrides fixed;
-  if (const toml::node* n = root.get("fixed")) {
-    const toml::table* t = n->as_table();
-    if (!t) r.fail(*n, "fixed", "expected a table of key = value");
-    for (const auto& [key, located] : read_overrides(r, *t, "fixed", spec.base, {}, /*together=*/true))
-      fixed[key] = located.value;
-  }
+  const toml::node* n = root.get("fixed");
+  if (!n) return fixed;
+  const toml::table* t = n->as_table();
+  if (!t) r.fail(*n, "fixed", "expected a table of key = value");
+  for (const auto& [key, located] : read_overrides(r, *t, "fixed", spec.base, {}, /*together=*/true))
+    fixed[key] = located.value;
+  return fixed;
+}
 
-  // [grid]: key = [values]
-  std::vector<std::pair<std::string, std::vector<std::string>>> axes;
-  if (const toml::node* n = root.get("grid")) {
-    const toml::table* t = n->as_table();
-    if (!t) r.fail(*n, "grid", "expected a table of key = [values]");
+// [grid]: key = [values], each value checked with [fixed] applied. Adds the keys to swept_keys.
+GridAxes read_grid(const SpecReader& r, const toml::table& root, const Overrides& fixed, SweepSpec& spec) {
+  GridAxes axes;
+  const toml::node* n = root.get("grid");
+  if (!n) return axes;
+  const toml::table* t = n->as_table();
+  if (!t) r.fail(*n, "grid", "expected a table of key = [values]");
+  std::vector<std::pair<std::string, const toml::node*>> flat;
+  flatten(*t, "", flat);
+  if (flat.empty()) r.fail(*n, "grid", "empty (give key = [values], or remove [grid])");
+  for (const auto& [key, node] : flat) {
+    check_not_top_level(r, *node, "grid", key);
+    check_not_scheduling(r, *node, "grid", key);
+    const toml::array* arr = node->as_array();
+    if (!arr) r.fail(*node, "grid " + key, "expected a list of values, got " + toml_type_name(*node));
+    if (arr->empty()) r.fail(*node, "grid " + key, "empty list of values");
+    if (key == "train.seed") r.fail(*node, "grid " + key, "set seeds with the top-level 'seeds = [...]'");
+    if (fixed.count(key)) r.fail(*node, "grid " + key, "also set in [fixed]");
+    std::vector<std::string> values;
+    for (const auto& item : *arr) {
+      std::string text = canonical_of(item, is_float_key(key));
+      if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + toml_type_name(item) + ")");
+      if (std::find(values.begin(), values.end(), text) != values.end())
+        r.fail(item, "grid " + key, "value " + text + " is listed twice");
+      try {
+        Overrides applied = fixed;
+        applied[key] = text;
+        load_config(spec.base, override_args(applied));
+      } catch (const ConfigError& e) {
+        r.fail(item, "", e.what());
+      }
+      values.push_back(text);
+    }
+    axes.emplace_back(key, std::move(values));
+    spec.swept_keys.push_back(key);
+  }
+  return axes;
+}
+
+// [[variants]]: explicit override sets, crossed with the grid; a key is set by the grid or the
+// variants, not both. Adds their keys to swept_keys.
+Variants read_variants(const SpecReader& r, const toml::table& root, const Overrides& fixed, const GridAxes& axes,
+                       SweepSpec& spec) {
+  Variants variants;
+  const toml::node* n = root.get("variants");
+  if (!n) return variants;
+  const toml::array* arr = n->as_array();
+  if (!arr || arr->empty()) r.fail(*n, "variants", "expected [[variants]] tables of key = value");
+  for (const auto& item : *arr) {
+    const toml::table* t = item.as_table();
+    if (!t) r.fail(item, "variants", "expected a table of key = value, got " + toml_type_name(item));
+    Overrides v;
     std::vector<std::pair<std::string, const toml::node*>> flat;
     flatten(*t, "", flat);
-    if (flat.empty()) r.fail(*n, "grid", "empty (give key = [values], or remove [grid])");
-    for (const auto& [key, node] : flat) {
-      check_not_top_level(r, *node, "grid", key);
-      check_not_scheduling(r, *node, "grid", key);
-      const toml::array* arr = node->as_array();
-      if (!arr) r.fail(*node, "grid " + key, "expected a list of values, got " + toml_type_name(*node));
-      if (arr->empty()) r.fail(*node, "grid " + key, "empty list of values");
-      if (key == "train.seed") r.fail(*node, "grid " + key, "set seeds with the top-level 'seeds = [...]'");
-      if (fixed.count(key)) r.fail(*node, "grid " + key, "also set in [fixed]");
-      std::vector<std::string> values;
-      for (const auto& item : *arr) {
-        std::string text = canonical_of(item, is_float_key(key));
-        if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + toml_type_name(item) + ")");
-        if (std::find(values.begin(), values.end(), text) != values.end())
-          r.fail(item, "grid " + key, "value " + text + " is listed twice");
-        try {
-          Overrides applied = fixed;
-          applied[key] = text;
-          load_config(spec.base, override_args(applied));
-        } catch (const ConfigError& e) {
-          r.fail(item, "", e.what());
-        }
-        values.push_back(text);
-      }
-      axes.emplace_back(key, std::move(values));
-      spec.swept_keys.push_back(key);
+    for (const auto& [key, node] : flat) check_not_scheduling(r, *node, "variants", key);
+    for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed, /*together=*/true)) {
+      for (const auto& axis : axes)
+        if (axis.first == key)
+          r.fail(located.line, "variants " + key, "already swept by [grid]; a key is set by one of them");
+      if (fixed.count(key)) r.fail(located.line, "variants " + key, "also set in [fixed]");
+      v[key] = located.value;
+      if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
+        spec.swept_keys.push_back(key);
     }
+    variants.emplace_back(std::move(v), SpecReader::line_of(item));
   }
+  return variants;
+}
 
-  // [[variants]]: explicit override sets, crossed with the grid.
-  std::vector<std::pair<Overrides, int>> variants;  // with their line
-  if (const toml::node* n = root.get("variants")) {
-    const toml::array* arr = n->as_array();
-    if (!arr || arr->empty()) r.fail(*n, "variants", "expected [[variants]] tables of key = value");
-    for (const auto& item : *arr) {
-      const toml::table* t = item.as_table();
-      if (!t) r.fail(item, "variants", "expected a table of key = value, got " + toml_type_name(item));
-      Overrides v;
-      std::vector<std::pair<std::string, const toml::node*>> flat;
-      flatten(*t, "", flat);
-      for (const auto& [key, node] : flat) check_not_scheduling(r, *node, "variants", key);
-      for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed, /*together=*/true)) {
-        for (const auto& axis : axes)
-          if (axis.first == key)
-            r.fail(located.line, "variants " + key, "already swept by [grid]; a key is set by one of them");
-        if (fixed.count(key)) r.fail(located.line, "variants " + key, "also set in [fixed]");
-        v[key] = located.value;
-        if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
-          spec.swept_keys.push_back(key);
-      }
-      variants.emplace_back(std::move(v), SpecReader::line_of(item));
-    }
-  }
-
-  // Expansion: grid points x variants (each variant on top of each grid point), bounded first: a
-  // few long value lists multiply into millions of runs (parsing would take hours).
+// Grid points x variants (each variant on top of each grid point), with [fixed] in each; bounded
+// first (a few long value lists multiply into millions of runs: parsing would take hours); two
+// that come out equal are refused, naming where each came from.
+std::vector<Overrides> expand_configurations(const SpecReader& r, const Overrides& fixed, const GridAxes& axes,
+                                             const Variants& variants) {
   size_t expanded = std::max<size_t>(variants.size(), 1);
   for (const auto& axis : axes) {
     if (expanded > kMaxConfigurations / std::max<size_t>(axis.second.size(), 1)) {
@@ -396,8 +414,13 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
              "duplicate run: {" + describe(configs[i]) + "} is produced twice (" + origins[it->second] + ", " +
                  origins[i] + ")");
   }
+  return configs;
+}
 
-  // include / exclude
+// include / exclude: spec.configurations = the configurations the filters keep; a filter that
+// matches none of them is refused (a typo would otherwise silently keep or drop nothing).
+void apply_filters(const SpecReader& r, const toml::table& root, const std::vector<Overrides>& configs,
+                   SweepSpec& spec) {
   std::vector<Filter> include, exclude;
   if (const toml::node* n = root.get("include")) include = read_filters(r, *n, "include", spec.base, spec.swept_keys);
   if (const toml::node* n = root.get("exclude")) exclude = read_filters(r, *n, "exclude", spec.base, spec.swept_keys);
@@ -412,94 +435,131 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
     if (in && !out) spec.configurations.push_back(c);
   }
   if (spec.configurations.empty()) r.fail(0, "", "no runs left after include/exclude");
+}
 
-  auto check_swept = [&](const toml::node& node, const std::string& key, const std::string& what) {
-    if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
-      r.fail(node, what, "'" + key + "' is not a swept key");
-  };
-  // [table] hints
-  if (const toml::node* n = root.get("table")) {
-    const toml::table* t = n->as_table();
-    if (!t) r.fail(*n, "table", "expected a table");
-    for (const auto& [k, v] : *t) {
-      const std::string key = "table." + std::string(k.str());
-      if (k.str() == "rows" || k.str() == "cols") {
-        auto keys = string_list(r, v, key);
-        for (const auto& s : keys) check_swept(v, s, key);
-        (k.str() == "rows" ? spec.table.rows : spec.table.cols) = keys;
-      } else if (k.str() == "metric") {
-        if (!v.is_string()) r.fail(v, key, "expected a string (e.g. \"mIoU\")");
-        spec.table.metric = v.as_string()->get();
-      } else if (k.str() == "per_class") {
-        spec.table.per_class = string_list(r, v, key);
-      } else if (k.str() == "order") {
-        if (!v.is_string() || (v.as_string()->get() != "value" && v.as_string()->get() != "spec"))
-          r.fail(v, key, "expected \"value\" (sorted) or \"spec\" (the order the spec lists them)");
-        spec.table.order = v.as_string()->get();
-      } else if (k.str() == "baseline") {
-        const toml::table* b = v.as_table();
-        if (!b || b->empty()) r.fail(v, key, "expected a table of key = value");
-        for (const auto& [bk, located] : read_overrides(r, *b, key, spec.base)) {
-          check_swept(v, bk, key);
-          spec.table.baseline[bk] = located.value;
-        }
-        if (std::none_of(spec.configurations.begin(), spec.configurations.end(),
-                         [&](const Overrides& c) { return matches(c, spec.table.baseline); }))
-          r.fail(v, key, "{" + describe(spec.table.baseline) + "} matches no run");
-      } else {
-        check_not_top_level(r, v, "table", std::string(k.str()));
-        r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class, order)");
+void check_swept(const SpecReader& r, const SweepSpec& spec, const toml::node& node, const std::string& key,
+                 const std::string& what) {
+  if (std::find(spec.swept_keys.begin(), spec.swept_keys.end(), key) == spec.swept_keys.end())
+    r.fail(node, what, "'" + key + "' is not a swept key");
+}
+
+// Whether some planned configuration has every key = value of `values`.
+bool matches_some_run(const SweepSpec& spec, const Overrides& values) {
+  return std::any_of(spec.configurations.begin(), spec.configurations.end(),
+                     [&](const Overrides& c) { return matches(c, values); });
+}
+
+// [table]: rows, cols, metric, baseline, per_class, order.
+void read_table_hints(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
+  const toml::node* n = root.get("table");
+  if (!n) return;
+  const toml::table* t = n->as_table();
+  if (!t) r.fail(*n, "table", "expected a table");
+  for (const auto& [k, v] : *t) {
+    const std::string key = "table." + std::string(k.str());
+    if (k.str() == "rows" || k.str() == "cols") {
+      auto keys = string_list(r, v, key);
+      for (const auto& s : keys) check_swept(r, spec, v, s, key);
+      (k.str() == "rows" ? spec.table.rows : spec.table.cols) = keys;
+    } else if (k.str() == "metric") {
+      if (!v.is_string()) r.fail(v, key, "expected a string (e.g. \"mIoU\")");
+      spec.table.metric = v.as_string()->get();
+    } else if (k.str() == "per_class") {
+      spec.table.per_class = string_list(r, v, key);
+    } else if (k.str() == "order") {
+      if (!v.is_string() || (v.as_string()->get() != "value" && v.as_string()->get() != "spec"))
+        r.fail(v, key, "expected \"value\" (sorted) or \"spec\" (the order the spec lists them)");
+      spec.table.order = v.as_string()->get();
+    } else if (k.str() == "baseline") {
+      const toml::table* b = v.as_table();
+      if (!b || b->empty()) r.fail(v, key, "expected a table of key = value");
+      for (const auto& [bk, located] : read_overrides(r, *b, key, spec.base)) {
+        check_swept(r, spec, v, bk, key);
+        spec.table.baseline[bk] = located.value;
       }
+      if (!matches_some_run(spec, spec.table.baseline))
+        r.fail(v, key, "{" + describe(spec.table.baseline) + "} matches no run");
+    } else {
+      check_not_top_level(r, v, "table", std::string(k.str()));
+      r.fail(v, key, "unknown key (known: rows, cols, metric, baseline, per_class, order)");
     }
   }
+}
 
-  // [paper]: source = "...", values = [{ <swept key> = <value>, ..., <metric> = <number> }, ...]
-  if (const toml::node* n = root.get("paper")) {
-    const toml::table* t = n->as_table();
-    if (!t) r.fail(*n, "paper", "expected a table (source, values)");
-    for (const auto& [k, v] : *t) {
-      const std::string key = "paper." + std::string(k.str());
-      if (k.str() == "source") {
-        if (!v.is_string()) r.fail(v, key, "expected a string (the paper's table and rows)");
-        spec.table.paper_source = v.as_string()->get();
-      } else if (k.str() == "values") {
-        const toml::array* entries = v.as_array();
-        const std::string shape = "{ <swept key> = value, ..., <metric> = number }";
-        if (!entries) r.fail(v, key, "expected an array of tables " + shape);
-        for (const auto& entry : *entries) {
-          const toml::table* e = entry.as_table();
-          if (!e) r.fail(entry, key, "expected a table " + shape);
-          // Keys with a dot are swept config keys; the others are metrics (mIoU, mIoU_ms, ...).
-          PaperValue paper;
-          toml::table keys;
-          for (const auto& [ek, ev] : *e) {
-            const std::string name(ek.str());
-            if (name.find('.') != std::string::npos) {
-              keys.insert(ek, ev);
-            } else if (ev.is_integer() || ev.is_floating_point()) {
-              paper.values[name] =
-                  ev.is_integer() ? static_cast<double>(ev.as_integer()->get()) : ev.as_floating_point()->get();
-            } else {
-              r.fail(ev, key + " " + name, "a metric's value must be a number");
-            }
-          }
-          if (!paper.values.count(spec.table.metric))
-            r.fail(entry, key, "each entry needs the table metric: " + spec.table.metric + " = number");
-          for (const auto& [pk, located] : read_overrides(r, keys, key, spec.base)) {
-            check_swept(entry, pk, key);
-            paper.config[pk] = located.value;
-          }
-          if (std::none_of(spec.configurations.begin(), spec.configurations.end(),
-                           [&](const Overrides& c) { return matches(c, paper.config); }))
-            r.fail(entry, key, "{" + describe(paper.config) + "} matches no run");
-          spec.table.paper.push_back(paper);
-        }
-      } else {
-        check_not_top_level(r, v, "paper", std::string(k.str()));
-        r.fail(v, key, "unknown key (known: source, values)");
-      }
+// One [paper] values entry: keys with a dot are swept config keys, the others metrics (mIoU,
+// mIoU_ms, ...); it needs the table's metric and must match a run.
+PaperValue read_paper_value(const SpecReader& r, const toml::node& entry, const std::string& key,
+                            const SweepSpec& spec) {
+  const std::string shape = "{ <swept key> = value, ..., <metric> = number }";
+  const toml::table* e = entry.as_table();
+  if (!e) r.fail(entry, key, "expected a table " + shape);
+  PaperValue paper;
+  toml::table keys;
+  for (const auto& [ek, ev] : *e) {
+    const std::string name(ek.str());
+    if (name.find('.') != std::string::npos) {
+      keys.insert(ek, ev);
+    } else if (ev.is_integer() || ev.is_floating_point()) {
+      paper.values[name] =
+          ev.is_integer() ? static_cast<double>(ev.as_integer()->get()) : ev.as_floating_point()->get();
+    } else {
+      r.fail(ev, key + " " + name, "a metric's value must be a number");
     }
   }
+  if (!paper.values.count(spec.table.metric))
+    r.fail(entry, key, "each entry needs the table metric: " + spec.table.metric + " = number");
+  for (const auto& [pk, located] : read_overrides(r, keys, key, spec.base)) {
+    check_swept(r, spec, entry, pk, key);
+    paper.config[pk] = located.value;
+  }
+  if (!matches_some_run(spec, paper.config)) r.fail(entry, key, "{" + describe(paper.config) + "} matches no run");
+  return paper;
+}
+
+// [paper]: source = "...", values = [{ <swept key> = <value>, ..., <metric> = <number> }, ...]
+void read_paper(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
+  const toml::node* n = root.get("paper");
+  if (!n) return;
+  const toml::table* t = n->as_table();
+  if (!t) r.fail(*n, "paper", "expected a table (source, values)");
+  for (const auto& [k, v] : *t) {
+    const std::string key = "paper." + std::string(k.str());
+    if (k.str() == "source") {
+      if (!v.is_string()) r.fail(v, key, "expected a string (the paper's table and rows)");
+      spec.table.paper_source = v.as_string()->get();
+    } else if (k.str() == "values") {
+      const toml::array* entries = v.as_array();
+      if (!entries) r.fail(v, key, "expected an array of tables { <swept key> = value, ..., <metric> = number }");
+      for (const auto& entry : *entries) spec.table.paper.push_back(read_paper_value(r, entry, key, spec));
+    } else {
+      check_not_top_level(r, v, "paper", std::string(k.str()));
+      r.fail(v, key, "unknown key (known: source, values)");
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> PlannedRun::train_args() const {
+  std::vector<std::string> args = override_args(overrides);
+  args.push_back("train.seed=" + std::to_string(seed));
+  return args;
+}
+
+SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& origin, const std::string& origin_dir) {
+  const SpecReader r(origin, fs::path(origin_dir));
+  const toml::table root = parse_root(r, toml_text);
+  SweepSpec spec;
+  spec.path = origin;
+  const Config base_config = read_identity(r, root, spec);
+  read_seeds(r, root, base_config, spec);
+  read_resources(r, root, spec);
+  const Overrides fixed = read_fixed(r, root, spec);
+  const GridAxes axes = read_grid(r, root, fixed, spec);
+  const Variants variants = read_variants(r, root, fixed, axes, spec);
+  apply_filters(r, root, expand_configurations(r, fixed, axes, variants), spec);
+  read_table_hints(r, root, spec);  // after the filters: a baseline must match a planned run
+  read_paper(r, root, spec);        // after [table]: an entry needs the table's metric
   return spec;
 }
 

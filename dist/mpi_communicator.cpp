@@ -8,7 +8,7 @@
 
 #include "dist/device.h"
 #include "dist/mpi_check.h"
-#include "dist/watchdog.h"
+#include "dist/mpi_watchdog.h"
 #if __has_include(<mpi-ext.h>)
 #include <mpi-ext.h>  // Open MPI's extensions: MPIX_Query_cuda_support
 #endif

@@ -5,7 +5,7 @@
 // after the device's current stream is synchronized when the library is CUDA-aware; so ranks
 // that share one GPU, or a cluster without NCCL, still train on their GPUs.
 // Blocking for the caller, but every collective is issued non-blocking (MPI_Iallreduce, ...) and
-// polled with MPI_Test against the watchdog deadline (see watchdog.h); one thread at a time per
+// polled with MPI_Test against the watchdog deadline (see mpi_watchdog.h); one thread at a time per
 // communicator (see communicator.h), duplicate() for another thread.
 
 #include <memory>

@@ -23,7 +23,7 @@
 #include <string>
 #include <thread>
 
-#include "dist/watchdog.h"
+#include "dist/collective_info.h"
 
 namespace segrun::dist {
 

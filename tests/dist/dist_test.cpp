@@ -24,7 +24,7 @@
 #include "dist/rank_context.h"
 #include "dist/stream_watchdog.h"
 #include "dist/sync_batch_norm.h"
-#include "dist/watchdog.h"
+#include "dist/mpi_watchdog.h"
 
 namespace segrun::dist {
 namespace {

@@ -1,5 +1,5 @@
 #pragma once
-// Collective watchdog (private to dist/: includes mpi.h). Every collective of an MPI
+// The MPI backend's collective watchdog (private to dist/: includes mpi.h). Every collective of an MPI
 // Communicator is issued non-blocking and handed to CollectiveWatchdog::wait(), which polls
 // MPI_Test (progressing MPI) until it completes or the deadline passes.
 //
@@ -22,17 +22,9 @@
 #include <string>
 #include <vector>
 
+#include "dist/collective_info.h"
+
 namespace segrun::dist {
-
-enum class CollectiveKind : int64_t { kAllreduce = 0, kBroadcast = 1, kAllgather = 2, kBarrier = 3 };
-const char* collective_name(CollectiveKind kind);
-
-struct CollectiveInfo {
-  CollectiveKind kind = CollectiveKind::kAllreduce;
-  uint64_t sequence = 0;  // 1-based, per communicator
-  int64_t bytes = 0;
-  std::string note;  // e.g. "bucket 2"; may be empty
-};
 
 // What a rank knows about a peer when its collective times out.
 struct PeerState {
@@ -47,14 +39,6 @@ struct PeerState {
 // dist.timeout_s)".
 std::string stall_warning(const CollectiveInfo& info, const std::string& communicator, double waited_s,
                           double timeout_s, int rank, const std::vector<PeerState>& peers);
-
-// "4.1 MB", "512 B", "12.0 KB" (decimal units).
-std::string format_bytes(int64_t bytes);
-// "30 s", "2.5 s".
-std::string format_seconds(double seconds);
-// "collective allreduce #12 (bucket 2, 4.1 MB) on communicator grad-sync": how every watchdog
-// message of either backend names a collective.
-std::string describe_collective(const CollectiveInfo& info, const std::string& communicator);
 
 // The one-line report: "collective allreduce #123 (bucket 2, 4.1 MB) on communicator world timed
 // out after 30 s on rank 0: ranks [1] did not arrive (rank 1 last seen waiting in allreduce

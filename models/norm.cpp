@@ -21,10 +21,12 @@ FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t channels, double eps) : cha
 torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
   SEGRUN_CHECK(x.dim() == 4 && x.size(1) == channels_, ModelError,
                "FrozenBatchNorm2d: expected input [B, " << channels_ << ", H, W], got " << x.sizes());
-  // Folded into one scale and shift; detached so nothing can flow into the frozen statistics.
+  // Folded into one scale and shift; detached so nothing can flow into the frozen statistics; in
+  // the input's dtype, as detectron2's, so that under autocast the activations stay bf16/fp16
+  // (float32 ones would promote every activation back to float32).
   torch::Tensor scale = weight.detach() * torch::rsqrt(running_var.detach() + eps_);
   torch::Tensor shift = bias.detach() - running_mean.detach() * scale;
-  return x * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1});
+  return x * scale.to(x.scalar_type()).view({1, -1, 1, 1}) + shift.to(x.scalar_type()).view({1, -1, 1, 1});
 }
 
 const std::vector<std::string>& norm_kinds() {

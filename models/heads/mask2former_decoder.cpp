@@ -205,9 +205,10 @@ MaskedDecoderOutput MaskedTransformerDecoderImpl::forward(const std::vector<torc
     query_pos = torch::cat({query_pos, extra->pos.expand({b, t, c})}, 1);
     if (!extra->joint_attention) {
       // Block-diagonal self-attention: mask queries among themselves, extra queries among themselves.
-      torch::Tensor is_extra = torch::arange(options_.num_queries + t, torch::kLong).ge(options_.num_queries);
+      torch::Tensor is_extra =
+          torch::arange(options_.num_queries + t, queries.options().dtype(torch::kLong)).ge(options_.num_queries);
       torch::Tensor blocked = is_extra.unsqueeze(1).ne(is_extra.unsqueeze(0));
-      self_mask = blocked.unsqueeze(0).expand({b * options_.heads, -1, -1}).to(queries.device());
+      self_mask = blocked.unsqueeze(0).expand({b * options_.heads, -1, -1});
     }
   }
 

@@ -1,6 +1,9 @@
 // Mask2Former matching and losses: see mask2former_criterion.h.
 #include "models/losses/mask2former_criterion.h"
 
+#include <c10/core/DispatchKeySet.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -78,7 +81,9 @@ SemanticTargets semantic_targets(const torch::Tensor& labels, int64_t num_classe
       "Mask2Former targets: labels must be int64 [H, W], got " << labels.sizes() << " " << labels.scalar_type());
   torch::Tensor present = std::get<0>(torch::_unique(labels.flatten(), /*sorted=*/true));
   present = present.masked_select(present.ne(kIgnoreIndex));
-  if (present.numel() > 0) {
+  // On a GPU this check would read the range back to the host for every image; there the labels
+  // are the loader's, which checks every label map it reads (as seg_losses.cpp's cross-entropy).
+  if (present.numel() > 0 && !labels.is_cuda()) {
     const int64_t low = present.min().item<int64_t>(), high = present.max().item<int64_t>();
     SEGRUN_CHECK(low >= 0 && high < num_classes, DataError,
                  "Mask2Former targets: label values must be in [0, " << num_classes << ") or " << kIgnoreIndex
@@ -98,9 +103,21 @@ Mask2FormerCriterion::Mask2FormerCriterion(const Mask2FormerLossOptions& options
 
 Assignment Mask2FormerCriterion::match(const torch::Tensor& class_logits, const torch::Tensor& mask_logits,
                                        const SemanticTargets& targets, const torch::Tensor& points) const {
-  torch::NoGradGuard no_grad;
   const int64_t queries = class_logits.size(0), count = targets.classes.numel();
   if (count == 0) return {};
+  const torch::Tensor cost = matching_cost(class_logits, mask_logits, targets, points);
+  torch::Tensor flat = cost.to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<double> values(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel());
+  return linear_sum_assignment(values, queries, count);
+}
+
+torch::Tensor Mask2FormerCriterion::matching_cost(const torch::Tensor& class_logits, const torch::Tensor& mask_logits,
+                                                  const SemanticTargets& targets, const torch::Tensor& points) const {
+  torch::NoGradGuard no_grad;
+  // Autocast off for every device type: its keys back in this thread's excluded set, as
+  // autocast's own kernels do while they run.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const int64_t queries = class_logits.size(0), count = targets.classes.numel();
   torch::Tensor prob = class_logits.to(torch::kFloat32).softmax(-1);
   torch::Tensor cost_class = -prob.index_select(1, targets.classes);  // [Q, T]
   torch::Tensor coords =
@@ -112,12 +129,8 @@ Assignment Mask2FormerCriterion::match(const torch::Tensor& class_logits, const 
   torch::Tensor tgt =
       point_sample(targets.masks.to(pred.options()).unsqueeze(1), coords.expand({count, options_.config.num_points, 2}))
           .squeeze(1);
-  torch::Tensor cost = options_.config.mask_weight * pairwise_sigmoid_bce_cost(pred, tgt) +
-                       options_.config.class_weight * cost_class +
-                       options_.config.dice_weight * pairwise_dice_cost(pred, tgt);
-  torch::Tensor flat = cost.to(torch::kCPU, torch::kFloat64).contiguous();
-  std::vector<double> values(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel());
-  return linear_sum_assignment(values, queries, count);
+  return options_.config.mask_weight * pairwise_sigmoid_bce_cost(pred, tgt) +
+         options_.config.class_weight * cost_class + options_.config.dice_weight * pairwise_dice_cost(pred, tgt);
 }
 
 LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_logits,

@@ -84,6 +84,12 @@ class Mask2FormerCriterion {
   // when undefined).
   Assignment match(const torch::Tensor& class_logits, const torch::Tensor& mask_logits, const SemanticTargets& targets,
                    const torch::Tensor& coords = {}) const;
+  // match()'s cost matrix [Q, T] (float32, on the logits' device): the weighted class, sigmoid-BCE
+  // and dice costs at the points. Computed in float32 with autocast off, as Mask2Former's
+  // HungarianMatcher (`autocast(enabled=False)`): under fp16 the BCE summed over 12544 points
+  // passes 65504 and turns inf; under bf16 the costs keep 8 bits.
+  torch::Tensor matching_cost(const torch::Tensor& class_logits, const torch::Tensor& mask_logits,
+                              const SemanticTargets& targets, const torch::Tensor& coords = {}) const;
 
   // Losses of every prediction in `class_logits` / `mask_logits` ([B, Q, K+1] / [B, Q, h, w]
   // each), each matched on its own; parts "loss_cls", "loss_mask", "loss_dice" are weighted and

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "dist/communicator.h"
 #include "dist/inprocess_communicator.h"
+#include "engine/precision.h"
 #include "models/losses/hungarian_matcher.h"
 #include "models/losses/mask2former_criterion.h"
 #include "models/heads/mask2former_segmentor.h"
@@ -390,6 +391,25 @@ TEST(Mask2FormerCriterionTest, MatchingPairsEachTargetWithItsPerfectQuery) {
   Assignment a = Mask2FormerCriterion(small_loss(3, 400)).match(classes, masks, t);
   EXPECT_EQ(a.rows, (std::vector<int64_t>{0, 2}));
   EXPECT_EQ(a.cols, (std::vector<int64_t>{1, 0}));
+}
+
+// The matching costs ignore autocast, as Mask2Former's HungarianMatcher (`autocast(enabled=False)`):
+// under the trainer's autocast scope they are the float32 costs bit for bit. (Under autocast the
+// BCE and dice matmuls would sum the points in bf16 here, in fp16 on a GPU: inf past 65504.)
+TEST(Mask2FormerCriterionTest, MatchingCostsAreFloat32UnderAutocast) {
+  torch::manual_seed(10);
+  const SemanticTargets t = semantic_targets(torch::randint(0, 3, {16, 16}, torch::kLong), 3);
+  const torch::Tensor masks = torch::randn({5, 8, 8}) * 4, classes = torch::randn({5, 4});
+  const torch::Tensor coords = torch::rand({1, 2000, 2});
+  const Mask2FormerCriterion criterion(small_loss(3, 2000));
+  const torch::Tensor expected = criterion.matching_cost(classes, masks, t, coords);
+  ASSERT_EQ(expected.sizes(), (std::vector<int64_t>{5, t.classes.numel()}));
+  engine::AutocastScope autocast(torch::kCPU, engine::Precision::kBf16);
+  ASSERT_EQ(torch::matmul(masks.flatten(1), masks.flatten(1).t()).scalar_type(), torch::kBFloat16)
+      << "the scope turns CPU autocast on";
+  const torch::Tensor cost = criterion.matching_cost(classes, masks, t, coords);
+  EXPECT_EQ(cost.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(cost, expected));
 }
 
 TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {

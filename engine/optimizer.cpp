@@ -31,6 +31,12 @@ Key state_key(const torch::Tensor& p) {
 
 }  // namespace
 
+const torch::optim::AdamWParamState* MultiTensorAdamW::state_of(const torch::Tensor& parameter) const {
+  using Key = typename std::decay_t<decltype(state_)>::key_type;
+  const auto found = state_.find(state_key<Key>(parameter));
+  return found == state_.end() ? nullptr : static_cast<const torch::optim::AdamWParamState*>(found->second.get());
+}
+
 torch::Tensor MultiTensorAdamW::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss;

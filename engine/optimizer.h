@@ -34,6 +34,9 @@ class MultiTensorAdamW : public torch::optim::AdamW {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  // The state of one of the optimizer's parameters (step, exp_avg, exp_avg_sq); nullptr before its
+  // first step.
+  const torch::optim::AdamWParamState* state_of(const torch::Tensor& parameter) const;
   // Each group's learning-rate multiplier (set_learning_rates); 1 for groups without one.
   std::vector<double> lr_multipliers;
 };

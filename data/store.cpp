@@ -58,13 +58,31 @@ class Handle {
   Closer closer_ = nullptr;
 };
 
+// HDF5's own account of the failure just seen, for the one-line error: the innermost message of
+// the error stack (where it was detected: "file write failed: ..., errno = 28, error message =
+// 'No space left on device'"), as " (...)", or "" when the stack is empty. Clears the stack.
+std::string hdf5_reason() {
+  std::string reason;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* error, void* out) -> herr_t {
+        auto& text = *static_cast<std::string*>(out);
+        if (text.empty() && error->desc != nullptr) text = error->desc;
+        return 0;
+      },
+      &reason);
+  H5Eclear2(H5E_DEFAULT);
+  std::replace(reason.begin(), reason.end(), '\n', ' ');
+  return reason.empty() ? "" : " (" + reason + ")";
+}
+
 Handle checked(hid_t id, Handle::Closer closer, const std::string& file, const std::string& what) {
-  SEGRUN_CHECK(id >= 0, DataError, file << ": HDF5 " << what << " failed");
+  SEGRUN_CHECK(id >= 0, DataError, file << ": HDF5 " << what << " failed" << hdf5_reason());
   return Handle(id, closer);
 }
 
 void check_status(herr_t status, const std::string& file, const std::string& what) {
-  SEGRUN_CHECK(status >= 0, DataError, file << ": HDF5 " << what << " failed");
+  SEGRUN_CHECK(status >= 0, DataError, file << ": HDF5 " << what << " failed" << hdf5_reason());
 }
 
 Handle vlen_string_type(const std::string& file) {
@@ -120,7 +138,7 @@ std::string read_string_attr(hid_t obj, const char* name, const std::string& fil
   size_t size = H5Tget_size(ftype.get());
   std::string out(size, '\0');
   Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, file, "string type");
-  H5Tset_size(type.get(), size);
+  check_status(H5Tset_size(type.get(), size), file, "string type");
   check_status(H5Aread(attr.get(), type.get(), out.data()), file, std::string("attribute ") + name);
   out.resize(std::strlen(out.c_str()));
   return out;
@@ -481,7 +499,8 @@ std::unique_ptr<StoreReader::Shard> StoreReader::open_shard(const std::string& p
   shard->path = path;
   // Closed on return: HDF5 keeps the file open while a chunked BytesDataset holds its dataset.
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  SEGRUN_CHECK(file.valid(), DataError, path << ": cannot open HDF5 shard (truncated or corrupt file)");
+  SEGRUN_CHECK(file.valid(), DataError,
+               path << ": cannot open HDF5 shard (truncated or corrupt file)" << hdf5_reason());
   hid_t root = file.get();
   SEGRUN_CHECK(has_attr(root, "format"), DataError, path << ": not a segrun store shard (no 'format' attribute)");
   std::string format = read_string_attr(root, "format", path);

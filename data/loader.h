@@ -62,9 +62,8 @@ class TrainLoader {
   int64_t skipped() const;    // corrupt records replaced so far (on_corrupt = "skip")
   int64_t next_step() const;  // step the next call to next() returns
   int batch_size() const;
-  // Global sample position of this rank's k-th sample, and the record it maps to (before skips).
+  // Global sample position of this rank's k-th sample.
   int64_t position_of(int64_t k) const;
-  int64_t record_at(int64_t position) const;
 
  private:
   struct State;

@@ -1,4 +1,5 @@
-// Config schema, TOML parsing, overrides and resolved-config output. The only toml++ user.
+// Config schema, TOML parsing, overrides and resolved-config output. (sweeps/ reads its spec
+// files with toml++ as well: sweeps/toml_values.h.)
 #include "core/config.h"
 
 #include <toml++/toml.h>

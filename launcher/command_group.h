@@ -79,7 +79,7 @@ void check_before_launch(const std::vector<std::string>& args);
 
 // data synth | pack | inspect (launcher/data_commands.cpp)
 void add_data_commands(CommandRegistry& registry);
-// train, eval, metrics, config (launcher/run_commands.cpp)
+// train, eval, predict, metrics, config (launcher/run_commands.cpp)
 void add_run_commands(CommandRegistry& registry);
 // launch, demo (launcher/launch_commands.cpp)
 void add_launch_commands(CommandRegistry& registry);

@@ -25,7 +25,6 @@ class SampleRandom {
  public:
   // One key per row of the coming batch; an empty vector removes them.
   void set_keys(std::vector<uint64_t> keys) { keys_ = std::move(keys); }
-  bool has_keys() const { return !keys_.empty(); }
 
   // The keys of a batch of `rows` rows: the ones set (a batch of another size is a ModelError),
   // else `rows` fresh draws from LibTorch's default CPU generator.

@@ -39,12 +39,6 @@ torch::Tensor SegmentorImpl::predict_logits(const torch::Tensor& images) {
 
 torch::Tensor SegmentorImpl::label_scores(const torch::Tensor& /*images*/) { return {}; }
 
-std::vector<std::string> segmentor_heads() {
-  std::vector<std::string> names;
-  for (const auto& [name, kind] : head_kinds()) names.push_back(name);
-  return names;
-}
-
 std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options) {
   const HeadKind kind = head_kind(options.config.head);
   SEGRUN_CHECK(options.num_classes > 0, ConfigError,

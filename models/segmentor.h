@@ -101,9 +101,8 @@ std::shared_ptr<ClipVisualBackboneImpl> make_clip_backbone(const BuildOptions& o
 ClipTextEncoder make_clip_text_encoder(const ModelConfig& config, int64_t embed_dim, bool import_weights);
 
 // Builds the segmentor named by config.head. Unknown head -> ConfigError naming model.head and
-// listing segmentor_heads(); bad backbone/width/norm -> ConfigError naming that key.
+// listing the heads (core/kinds.h); bad backbone/width/norm -> ConfigError naming that key.
 std::shared_ptr<SegmentorImpl> build_segmentor(const BuildOptions& options);
-std::vector<std::string> segmentor_heads();
 
 // Semantic FPN baseline (head = "fpn"): the CLIP visual tower without its embedding head (as
 // DenseCLIP's CLIPResNet / CLIPVisionTransformer baselines) -> FPN neck -> Semantic FPN head; loss = mmseg CE

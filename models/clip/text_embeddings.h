@@ -53,7 +53,6 @@ class TextEmbeddings {
   std::string prompt(const std::string& class_name) const;
   // Hex key of a class list under this template and encoder.
   std::string cache_key(const std::vector<std::string>& class_names) const;
-  const std::string& weights_signature() const { return weights_signature_; }
   std::string cache_path() const;  // "" without cache_dir
   TextEmbeddingsStats stats() const;
 

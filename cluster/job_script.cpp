@@ -11,8 +11,6 @@
 namespace segrun::cluster {
 namespace {
 
-// Exit code of a run stopped by a signal after checkpointing (engine/trainer, sysexits EX_TEMPFAIL).
-
 bool all_of_set(const std::string& text, const char* allowed) {
   return !text.empty() && text.find_first_not_of(allowed) == std::string::npos;
 }
@@ -41,11 +39,6 @@ void check_mem(const std::string& value) {
   static const std::regex pattern(R"(^\d+[KMGT]?$)");
   if (!std::regex_match(value, pattern))
     throw ConfigError("cluster.slurm.mem '" + value + "': expected a size like 64G or 32000M (sbatch --mem)");
-}
-
-bool is_env_name(const std::string& name) {
-  static const std::regex pattern(R"(^[A-Za-z_][A-Za-z0-9_]*$)");
-  return std::regex_match(name, pattern);
 }
 
 std::string one_line(std::string text) {
@@ -98,7 +91,11 @@ std::string render_tasks_file(const std::vector<std::string>& run_names) {
   return out;
 }
 
-std::string render_job_script(const JobScriptOptions& o) {
+namespace {
+
+// Every option checked (ConfigError naming the key, or ClusterError for a caller's mistake);
+// returns the task layout.
+TaskLayout check_job_options(const JobScriptOptions& o) {
   const SlurmConfig& s = o.slurm;
   if (!is_safe_name(o.job_name))
     throw ConfigError("job name '" + one_line(o.job_name) + "': may only contain [A-Za-z0-9._-]");
@@ -127,11 +124,15 @@ std::string render_job_script(const JobScriptOptions& o) {
         "cluster.slurm.signal = \"TERM\" needs cluster.slurm.launcher = \"srun\": mpirun kills its "
         "ranks on SIGTERM instead of passing it on (use USR1 or USR2 with mpirun)");
   for (const auto& [name, value] : o.env)
-    if (!is_env_name(name))
+    if (!process::is_environment_name(name))
       throw ConfigError("--export '" + one_line(name) + "': not a valid environment variable name");
-  const TaskLayout layout = resolve_layout(s, o.ranks);
+  return resolve_layout(s, o.ranks);
+}
 
-  std::ostringstream sh;
+// The shebang, the description and the #SBATCH lines.
+void write_directives(std::ostringstream& sh, const JobScriptOptions& o, const TaskLayout& layout) {
+  const SlurmConfig& s = o.slurm;
+  const bool array = o.array_size > 0;
   sh << "#!/bin/bash\n";
   sh << "# segrun job script (written by `segrun submit`): " << one_line(o.description) << "\n";
   sh << "# Submit from its own folder (relative output file): cd <this folder> && sbatch <this file>\n";
@@ -156,10 +157,15 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "#SBATCH --requeue\n";
   sh << "#SBATCH --open-mode=append\n";
   sh << "#SBATCH --output=" << o.output << "\n";
+}
+
+// The program, the requeue budget and the run folder: the job's own, or (array) the task's line of
+// the tasks file, whose output then goes to the run's slurm.log.
+void write_run_selection(std::ostringstream& sh, const JobScriptOptions& o) {
   sh << "set -u\n";
   sh << "segrun=" << process::shell_quote(o.program, true) << "\n";
-  sh << "max_requeues=" << s.max_requeues << "\n";
-  if (array) {
+  sh << "max_requeues=" << o.slurm.max_requeues << "\n";
+  if (o.array_size > 0) {
     sh << "runs_dir=" << process::shell_quote(o.runs_dir, true) << "\n";
     sh << "tasks_file=" << process::shell_quote(o.tasks_file, true) << "\n";
     sh << "task=\"${SLURM_ARRAY_TASK_ID:?segrun job: not a job array task}\"\n";
@@ -179,8 +185,11 @@ std::string render_job_script(const JobScriptOptions& o) {
   }
   sh << "echo \"segrun job $job (slurm job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}) on "
         "${SLURM_JOB_NODELIST:-?} at $(date '+%F %T'): $run_dir\"\n";
+}
 
-  // Environment of the ranks.
+// The environment of the ranks.
+void write_rank_environment(std::ostringstream& sh, const JobScriptOptions& o) {
+  const SlurmConfig& s = o.slurm;
   sh << "export SEGRUN_LAUNCHED=1\n";
   // srun (Slurm >= 22.05) no longer inherits --cpus-per-task from the batch job: SRUN_CPUS_PER_TASK.
   sh << "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then\n";
@@ -189,8 +198,11 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "export NCCL_DEBUG=\"${NCCL_DEBUG:-WARN}\"\n";
   if (s.gpus_per_node > 0) sh << "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n";
   for (const auto& [name, value] : o.env) sh << "export " << name << "=" << process::shell_quote(value, true) << "\n";
+}
 
-  // The launch command, as a bash array.
+// The launch command, as a bash array.
+void write_launch_command(std::ostringstream& sh, const JobScriptOptions& o) {
+  const SlurmConfig& s = o.slurm;
   if (s.launcher == "srun") {
     sh << "launch=(srun --mpi=" << process::shell_quote(s.mpi, true) << " --kill-on-bad-exit=1)\n";
   } else {
@@ -202,10 +214,13 @@ std::string render_job_script(const JobScriptOptions& o) {
     sh << "if [ -n \"${OMP_NUM_THREADS:-}\" ]; then launch+=(-x OMP_NUM_THREADS); fi\n";
     sh << "if [ \"$(id -u)\" = 0 ]; then launch+=(--allow-run-as-root); fi\n";
   }
+}
 
-  // Signals: forward cluster.slurm.signal to the ranks (checkpoint and exit 75). The configured
-  // signal before the time limit requeues; TERM (scancel, preemption) does not. With signal =
-  // TERM the two cannot be told apart: a TERM requeues (a cancelled job refuses the requeue).
+// Signals: forward cluster.slurm.signal to the ranks (checkpoint and exit 75). The configured
+// signal before the time limit requeues; TERM (scancel, preemption) does not. With signal =
+// TERM the two cannot be told apart: a TERM requeues (a cancelled job refuses the requeue).
+void write_signal_traps(std::ostringstream& sh, const JobScriptOptions& o) {
+  const SlurmConfig& s = o.slurm;
   sh << "stop_signal=''\n";
   sh << "stop_kind=''\n";
   sh << "step=''\n";
@@ -220,6 +235,9 @@ std::string render_job_script(const JobScriptOptions& o) {
     sh << "trap 'on_signal " << s.signal << " requeue' " << s.signal << "\n";
     sh << "trap 'on_signal TERM cancel' TERM\n";
   }
+}
+
+void write_launch_loop(std::ostringstream& sh) {
   // A step can end with status 0 without having run (srun: "task 0 launch failed ... aborted
   // before step completely launched", seen right after a requeue while the previous step was still
   // terminating): unless the run says done, or a signal asked to stop, launch again (3 tries).
@@ -251,6 +269,11 @@ std::string render_job_script(const JobScriptOptions& o) {
   sh << "  rc=1\n";
   sh << "  if [ \"$attempt\" -lt 3 ]; then sleep 5; fi\n";
   sh << "done\n";
+}
+
+// The ranks' exit code turned into the job's: done, requeued after a checkpoint, or failed with
+// the first error line of this job's output in the run's status.
+void write_exit_handling(std::ostringstream& sh) {
   sh << "echo \"segrun job $job: ranks exited with code $rc at $(date '+%F %T')\"\n";
   sh << "if [ \"$rc\" -eq 0 ]; then exit 0; fi\n";
   sh << "if [ \"$rc\" -eq " << kExitPreempted << " ]; then\n";
@@ -283,6 +306,20 @@ std::string render_job_script(const JobScriptOptions& o) {
         "\"$run_dir/slurm.log\" > \"$run_dir/status.tmp-$$\" && mv -f \"$run_dir/status.tmp-$$\" \"$run_dir/status\"\n";
   sh << "fi\n";
   sh << "exit \"$rc\"\n";
+}
+
+}  // namespace
+
+std::string render_job_script(const JobScriptOptions& o) {
+  const TaskLayout layout = check_job_options(o);
+  std::ostringstream sh;
+  write_directives(sh, o, layout);
+  write_run_selection(sh, o);
+  write_rank_environment(sh, o);
+  write_launch_command(sh, o);
+  write_signal_traps(sh, o);
+  write_launch_loop(sh);
+  write_exit_handling(sh);
   return sh.str();
 }
 

@@ -90,11 +90,7 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options) {
     for (const std::string& name : names) argv.insert(argv.end(), {"-x", name});
   }
   for (const std::string& e : options.exports) {
-    const std::string name = e.substr(0, e.find('='));
-    if (name.empty() ||
-        name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
-            std::string::npos ||
-        (name[0] >= '0' && name[0] <= '9'))
+    if (!process::is_environment_name(e.substr(0, e.find('='))))
       throw ConfigError("--export '" + e + "': expected NAME=VALUE or NAME (an environment variable name)");
     argv.insert(argv.end(), {"-x", e});
   }
@@ -116,8 +112,6 @@ std::vector<std::string> environment_names_with_prefixes(const std::vector<std::
   std::sort(names.begin(), names.end());
   return names;
 }
-
-int local_stop_signal(const std::string& configured) { return configured == "USR2" ? SIGUSR2 : SIGUSR1; }
 
 int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* stop_forwarded) {
   if (stop_signal != SIGUSR1 && stop_signal != SIGUSR2)

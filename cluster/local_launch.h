@@ -43,11 +43,6 @@ std::vector<std::string> environment_names_with_prefixes(const std::vector<std::
 // has fewer slots than ranks.
 std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
 
-// The signal a local launcher sends the ranks of a run whose cluster.slurm.signal is `configured`:
-// SIGUSR2 for "USR2", else SIGUSR1 (mpirun forwards only those two; with "TERM" the trainer also
-// listens to SIGUSR1, engine/trainer.h).
-int local_stop_signal(const std::string& configured);
-
 // Runs argv (argv[0] looked up in PATH), forwarding stop signals as above (`stop_signal`: SIGUSR1
 // or SIGUSR2; a Ctrl-C, SIGTERM or hangup of this process goes as it, and it is also what the
 // child gets should this process die); returns its exit code (128 + signal when it was killed)

@@ -24,7 +24,7 @@ struct LocalJob {
   std::vector<std::string> argv;  // argv[0] looked up in PATH
   int slots = 1;                  // cores it occupies (its rank count)
   std::string log_path;           // stdout+stderr appended here ("" = inherit the terminal)
-  int stop_signal = SIGUSR1;      // what its ranks checkpoint and stop on (local_stop_signal)
+  int stop_signal = SIGUSR1;      // what its ranks checkpoint and stop on (process::local_stop_signal)
 };
 
 struct LocalJobResult {

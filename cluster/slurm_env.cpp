@@ -195,11 +195,11 @@ std::string allocation_hosts(const SlurmEnv& env) {
 }
 
 std::vector<std::string> build_allocation_command(const SlurmEnv& env, const AllocationLaunchOptions& options) {
-  if (options.ranks < 1) throw ClusterError("-n must be at least 1");
-  if (options.command.empty()) throw ClusterError("launch: no command given after --");
+  if (options.ranks < 1) throw ConfigError("-n must be at least 1 (got " + std::to_string(options.ranks) + ")");
+  if (options.command.empty()) throw ConfigError("launch: no command given after --");
   if (env.ntasks > 0 && options.ranks > env.ntasks)
-    throw ClusterError("-n " + std::to_string(options.ranks) + " is more than the " + std::to_string(env.ntasks) +
-                       " task(s) of Slurm job " + env.job_id + " (SLURM_NTASKS)");
+    throw ConfigError("-n " + std::to_string(options.ranks) + " is more than the " + std::to_string(env.ntasks) +
+                      " task(s) of Slurm job " + env.job_id + " (SLURM_NTASKS)");
   std::vector<std::string> argv;
   if (options.launcher == "srun") {
     argv = {"srun", "--mpi=" + options.mpi, "--ntasks=" + std::to_string(options.ranks), "--kill-on-bad-exit=1",
@@ -207,7 +207,8 @@ std::vector<std::string> build_allocation_command(const SlurmEnv& env, const All
     argv.insert(argv.end(), options.command.begin(), options.command.end());
     return argv;
   }
-  if (options.launcher != "mpirun") throw ClusterError("launcher '" + options.launcher + "': expected srun or mpirun");
+  if (options.launcher != "mpirun")
+    throw ConfigError("launcher '" + options.launcher + "' (SEGRUN_SLURM_LAUNCHER): expected srun or mpirun");
   LaunchOptions launch;
   launch.ranks = options.ranks;
   launch.hosts = allocation_hosts(env);

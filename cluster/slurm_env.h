@@ -54,8 +54,9 @@ struct AllocationLaunchOptions {
   std::string mpi = "pmix";          // srun --mpi=<mpi>
 };
 // The command that starts `ranks` ranks inside the allocation: `srun --mpi=pmix --ntasks=R
-// --kill-on-bad-exit=1 ...`, or mpirun with --host built from allocation_hosts(). ClusterError
-// when the allocation has fewer tasks than ranks.
+// --kill-on-bad-exit=1 ...`, or mpirun with --host built from allocation_hosts(). ConfigError (a
+// command-line mistake, exit 2, as build_mpirun_command's) for -n < 1, no command, more ranks
+// than the allocation's tasks, or a launcher other than srun or mpirun.
 std::vector<std::string> build_allocation_command(const SlurmEnv& env, const AllocationLaunchOptions& options);
 
 }  // namespace segrun::cluster

@@ -22,10 +22,7 @@ constexpr int kCountedSignals[4] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
 
 // A closed terminal (SIGHUP) stops like Ctrl-C, unless the process was started to ignore it
 // (nohup): that choice is kept.
-bool hangup_ignored(int sig) {
-  struct sigaction current {};
-  return sig == SIGHUP && ::sigaction(SIGHUP, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
-}
+bool hangup_ignored(int sig) { return sig == SIGHUP && ignores_hangup(); }
 
 std::atomic<pid_t> g_forward_target{0};
 std::atomic<int> g_forward_first_stop{0};
@@ -266,6 +263,17 @@ ScopedSignalCounter::~ScopedSignalCounter() {
 int ScopedSignalCounter::count() const { return g_signal_count; }
 
 int ScopedSignalCounter::last_count() { return g_signal_count; }
+
+bool ignores_hangup() {
+  struct sigaction current {};
+  return ::sigaction(SIGHUP, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
+}
+
+bool is_environment_name(const std::string& name) {
+  static const char* const kFirst = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_";
+  return !name.empty() && std::strchr(kFirst, name.front()) != nullptr &&
+         name.find_first_not_of(std::string(kFirst) + "0123456789") == std::string::npos;
+}
 
 int usable_cores() {
   cpu_set_t set;

@@ -110,6 +110,14 @@ class ScopedSignalCounter {
 // Cores this process may run on (sched_getaffinity; at least 1).
 int usable_cores();
 
+// Whether this process ignores SIGHUP (it was started under nohup): a closed terminal then stops
+// nothing, and segrun keeps that choice.
+bool ignores_hangup();
+
+// Whether `name` can name an environment variable: [A-Za-z_][A-Za-z0-9_]* (what POSIX shells,
+// mpirun -x and sbatch --export accept).
+bool is_environment_name(const std::string& name);
+
 // One argument for a POSIX shell: bare when it holds only [A-Za-z0-9-_./=:,+@%], else '...' with
 // ' written as '\''. `always` quotes even safe text (values in generated scripts).
 std::string shell_quote(const std::string& arg, bool always = false);

@@ -2,7 +2,7 @@
 // The rank context: who this process is in the world. Created once by the launcher's main
 // (it owns MPI_Init_thread / MPI_Finalize through MpiSession) and passed by reference to every
 // part that needs it. Beyond it segrun keeps process-wide state only where a signal handler must
-// reach it (core/process.cpp's signal forwarding and counting, engine/trainer.cpp's stop request).
+// reach it (core/process.cpp's signal forwarding and counting, core/stop_request.cpp's stop flag).
 // A process started without mpirun is a singleton world (rank 0 of 1).
 
 #include <memory>

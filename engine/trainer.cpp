@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -22,6 +21,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/stop_request.h"
 #include "data/loader.h"
 #include "data/store.h"
 #include "dist/communicator.h"
@@ -41,38 +41,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-std::atomic<int> g_stop_signal{0};  // set only by signal handlers; read at iteration ends
-
-void on_stop_signal(int signal) { g_stop_signal.store(signal); }
-
-}  // namespace
-
-int stop_signal_number(const std::string& name) {
-  if (name == "USR1") return SIGUSR1;
-  if (name == "USR2") return SIGUSR2;
-  if (name == "TERM") return SIGTERM;
-  throw ConfigError("cluster.slurm.signal: \"" + name + "\" is not a preemption signal; use USR1, USR2 or TERM");
-}
-
-void install_stop_handlers(int extra_signal) {
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  // With TERM configured, local launchers (mpirun forwards only USR1/USR2) still stop the ranks
-  // with SIGUSR1 (cluster/local_launch.h).
-  const int local = extra_signal == SIGTERM ? SIGUSR1 : extra_signal;
-  for (int sig : {SIGTERM, SIGINT, extra_signal, local}) sigaction(sig, &action, nullptr);
-  // A closed terminal stops the run as Ctrl-C does, unless it was started under nohup.
-  struct sigaction hangup {};
-  if (sigaction(SIGHUP, nullptr, &hangup) == 0 && hangup.sa_handler != SIG_IGN) sigaction(SIGHUP, &action, nullptr);
-}
-
-bool stop_requested() { return g_stop_signal.load() != 0; }
-
-void clear_stop_request() { g_stop_signal.store(0); }
-
-namespace {
 
 // Whether `path` is a config that resolves to `config` (a resume under the run's own config.toml):
 // then it stays as it is, with whatever notes its owner wrote in it.
@@ -352,7 +320,7 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
   State& s = *state_;
   s.resume_changes = check_train_request(config, s.request);
   if (s.root) check_run_not_busy(s.request.run_dir);  // the other ranks may start after rank 0 took it
-  stop_signal_number(config.cluster.slurm.signal);
+  process::preemption_signal(config.cluster.slurm.signal);
   s.had_status = path_exists(s.run.status_path());
   if (s.request.resume == "auto")
     s.resume_candidates = checkpoints_newest_first(s.run.checkpoint_dir());
@@ -391,7 +359,7 @@ void Trainer::set_up() {
     if (int stale = remove_stale_temp_files(s.run.checkpoint_dir()))
       log::warn("removed {} partial checkpoint file(s) left by an interrupted write", stale);
   }
-  install_stop_handlers(stop_signal_number(config.cluster.slurm.signal));
+  process::install_stop_handlers(process::preemption_signal(config.cluster.slurm.signal));
 
   const DeviceSetup setup = setup_device(config, s.launched_context);
   s.context = setup.context;
@@ -676,7 +644,7 @@ void Trainer::checkpoint(int64_t next_iter) {
 bool Trainer::agree_to_stop() {
   State& s = *state_;
   // All ranks agree on a stop request so that none waits in a collective alone.
-  torch::Tensor stop_flag = torch::full({1}, stop_requested() ? 1 : 0, torch::kInt32);
+  torch::Tensor stop_flag = torch::full({1}, process::stop_requested() ? 1 : 0, torch::kInt32);
   s.control->allreduce(stop_flag, dist::ReduceOp::kMax);
   return stop_flag[0].item<int>() != 0;
 }

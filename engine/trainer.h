@@ -16,7 +16,8 @@
 // batch N*b does (docs/distributed.md).
 //
 // Stopping: SIGINT, SIGTERM, SIGHUP (unless ignored: nohup) and the configured preemption signal (cluster.slurm.signal:
-// USR1, USR2 or TERM; with TERM also SIGUSR1, which local launchers send) request a stop; all ranks agree on it at the
+// USR1, USR2 or TERM; with TERM also SIGUSR1, which local launchers send; core/stop_request.h) request a stop; all
+// ranks agree on it at the
 // end of the iteration, rank 0 writes a checkpoint and marks the run "preempted", and train() reports finished = false
 // (exit 75).
 //
@@ -95,15 +96,5 @@ class Trainer {
 
 // Trainer(config, context, request).run().
 TrainOutcome train(const Config& config, const dist::RankContext& context, const TrainRequest& request);
-
-// The signal number of a cluster.slurm.signal name (USR1, USR2, TERM); throws ConfigError.
-int stop_signal_number(const std::string& name);
-// Installs handlers for SIGINT, SIGTERM, SIGHUP (unless ignored) and `extra_signal` that request a clean stop
-// (idempotent; the extra one is the configured preemption signal, SIGUSR1 by default; with SIGTERM configured, SIGUSR1
-// too, which is what local launchers forward).
-void install_stop_handlers(int extra_signal);
-bool stop_requested();
-// Forgets a stop request (tests; a process that trains several runs in turn).
-void clear_stop_request();
 
 }  // namespace segrun::engine

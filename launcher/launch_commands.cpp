@@ -26,6 +26,7 @@
 #include "core/process.h"
 #include "core/rank_logs.h"
 #include "core/run_folder.h"
+#include "core/stop_request.h"
 #include "launcher/command_group.h"
 #include "launcher/demo.h"
 #include "launcher/train_plan.h"
@@ -87,7 +88,7 @@ std::optional<TrainPlan> launched_train(const std::vector<std::string>& command)
 
 // What the launcher forwards as "checkpoint and stop": the train's cluster.slurm.signal, else SIGUSR1.
 int stop_signal_for(const std::optional<TrainPlan>& train) {
-  return train ? cluster::local_stop_signal(train->config.cluster.slurm.signal) : SIGUSR1;
+  return train ? process::local_stop_signal(train->config.cluster.slurm.signal) : SIGUSR1;
 }
 
 // After a train whose ranks ended with `exit_code` (not 0 or 75): a run whose status still says

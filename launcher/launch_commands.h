@@ -14,7 +14,7 @@ std::vector<std::string> segrun_on_ranks(int ranks, const std::string& hosts, co
                                          const std::vector<std::string>& exports = {});
 
 // The signal a launcher forwards as "checkpoint and stop" to the ranks of `command`: for `train
-// CONFIG [k=v...]`, the one its cluster.slurm.signal asks for (cluster::local_stop_signal), else
+// CONFIG [k=v...]`, the one its cluster.slurm.signal asks for (process::local_stop_signal), else
 // SIGUSR1. A config that does not load throws its ConfigError: `launch` reports it once, before
 // any rank starts.
 int launched_stop_signal(const std::vector<std::string>& command);

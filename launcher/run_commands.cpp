@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/output_paths.h"
 #include "core/run_folder.h"
+#include "core/stop_request.h"
 #include "engine/checkpoint.h"
 #include "engine/evaluator.h"
 #include "engine/label_io.h"
@@ -141,7 +142,7 @@ int run_train(const TrainCommand& cmd, MpiHolder& mpi) {
   const Config& config = plan.config;
   // Before MPI starts and the model is built: a stop signal from the launcher or the terminal
   // during start-up is a stop request, not the end of the process.
-  engine::install_stop_handlers(engine::stop_signal_number(config.cluster.slurm.signal));
+  process::install_stop_handlers(process::preemption_signal(config.cluster.slurm.signal));
   const engine::TrainRequest& request = plan.request;
   const auto& context = mpi.context();
   init_rank_logging(context, config.log.level);

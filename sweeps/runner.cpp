@@ -22,6 +22,7 @@
 #include "core/process.h"
 #include "core/run_folder.h"
 #include "core/spelling.h"
+#include "core/stop_request.h"
 #include "sweeps/slurm_jobs.h"
 
 namespace segrun::sweeps {
@@ -179,7 +180,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     job.argv = cluster::build_mpirun_command(launch);
     job.slots = spec.ranks;
     job.log_path = (fs::path(dir) / "sweep.log").string();
-    job.stop_signal = cluster::local_stop_signal(load_config(spec.base, e->run.train_args()).cluster.slurm.signal);
+    job.stop_signal = process::local_stop_signal(load_config(spec.base, e->run.train_args()).cluster.slurm.signal);
     jobs.push_back(std::move(job));
     commands.push_back(std::move(command));
   }

@@ -124,11 +124,17 @@ TEST(SlurmEnv, AllocationLaunchCommands) {
   EXPECT_EQ(*(host + 1), "gpu07:2,gpu08:2,cpu3:1");
   EXPECT_NE(std::find(mpirun.begin(), mpirun.end(), "OMP_NUM_THREADS=6"), mpirun.end());  // SLURM_CPUS_PER_TASK
   EXPECT_EQ(std::vector<std::string>(mpirun.end() - 3, mpirun.end()), (Strings{"/opt/segrun", "train", "a b.toml"}));
+  // Command-line mistakes: ConfigError (exit 2), as build_mpirun_command's.
   o.ranks = 6;  // more than SLURM_NTASKS
-  EXPECT_THROW(build_allocation_command(env, o), ClusterError);
+  EXPECT_THROW(build_allocation_command(env, o), ConfigError);
+  o.ranks = 0;
+  EXPECT_THROW(build_allocation_command(env, o), ConfigError);
   o.ranks = 2;
   o.launcher = "ssh";
-  EXPECT_THROW(build_allocation_command(env, o), ClusterError);
+  EXPECT_THROW(build_allocation_command(env, o), ConfigError);
+  o.launcher = "srun";
+  o.command.clear();
+  EXPECT_THROW(build_allocation_command(env, o), ConfigError);
 }
 
 }  // namespace

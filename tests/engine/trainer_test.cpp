@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/folder_lock.h"
 #include "core/process.h"
+#include "core/stop_request.h"
 #include "data/classes.h"
 #include "data/pack.h"
 #include "data/synth.h"
@@ -335,20 +336,20 @@ TEST_F(TrainerTest, EachConfiguredSignalStopsAfterTheIterationWithACheckpoint) {
   for (const std::string name : {"USR1", "USR2", "TERM"}) {
     SCOPED_TRACE(name);
     const Config c = config({"cluster.slurm.signal=" + name});
-    const int signal = stop_signal_number(name);
-    clear_stop_request();
-    install_stop_handlers(signal);
+    const int signal = process::preemption_signal(name);
+    process::clear_stop_request();
+    process::install_stop_handlers(signal);
     std::raise(signal);  // arrives before the first iteration: the run stops at its end
-    ASSERT_TRUE(stop_requested());
+    ASSERT_TRUE(process::stop_requested());
     const std::string dir = run_dir("stop-" + name);
     const TrainOutcome outcome = Trainer(c, context, {dir, ""}).run();
     EXPECT_FALSE(outcome.finished);
     EXPECT_EQ(outcome.iterations, 1);
     EXPECT_EQ(read(dir + "/status").rfind("preempted", 0), 0u) << read(dir + "/status");
     EXPECT_EQ(checkpoints_newest_first(dir + "/checkpoints").size(), 1u);
-    clear_stop_request();
+    process::clear_stop_request();
   }
-  EXPECT_THROW(stop_signal_number("HUP"), ConfigError);
+  EXPECT_THROW(process::preemption_signal("HUP"), ConfigError);
   EXPECT_THROW(config({"cluster.slurm.signal=HUP"}), ConfigError);
 }
 

@@ -59,8 +59,8 @@ class Handle {
 };
 
 // HDF5's own account of the failure just seen, for the one-line error: the innermost message of
-// the error stack (where it was detected: "file write failed: ..., errno = 28, error message =
-// 'No space left on device'"), as " (...)", or "" when the stack is empty. Clears the stack.
+// the error stack, where it was detected ("truncated file: eof = 2343, sblock->base_addr = 0,
+// stored_eof = 4686"), as " (...)", or "" when the stack is empty. Clears the stack.
 std::string hdf5_reason() {
   std::string reason;
   H5Ewalk2(

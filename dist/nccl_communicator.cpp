@@ -80,7 +80,9 @@ cudaStream_t torch_current_stream(int device) {
 
 // Makes `device` the calling thread's current CUDA device for the scope's life and restores the
 // one before (the caller's, LibTorch's device guards alike): the gradient-sync thread and a
-// caller on another device see no change.
+// caller on another device see no change. Its callers are bound to a device (dist::bind_thread,
+// LibTorch's autograd device threads): restoring an unbound thread's default device 0 would
+// create a CUDA context there.
 class CudaDeviceScope {
  public:
   CudaDeviceScope(int device, const std::string& rank) {

@@ -63,7 +63,8 @@ struct SemanticTargets {
   torch::Tensor masks;    // float [T, H, W] in {0, 1}
 };
 // labels int64 [H, W] (255 = ignore) -> one mask per present class; labels outside [0, K) other
-// than 255 throw DataError.
+// than 255 throw DataError on the CPU (on a GPU, where the check would read the range back per
+// image, the labels are the loader's, which checks every label map it reads).
 SemanticTargets semantic_targets(const torch::Tensor& labels, int64_t num_classes);
 
 // The loss weights, point sampling and mask-loss normalization are the [model.mask2former] table

@@ -293,7 +293,8 @@ TEST_F(GpuTest, BackendsKeepTheCommunicatorContract) {
 }
 
 // A checkpoint written from a GPU run loads into a CPU model (evaluation elsewhere) and resumes
-// on the GPU with its optimizer state there: the next step equals the uninterrupted one.
+// on the GPU with its optimizer state there: equal weights and state, and the next gradients equal
+// the uninterrupted run's to rounding.
 TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
   const int64_t classes = 12;
   const Batch batch = make_batch(classes);
@@ -325,12 +326,14 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
   auto resumed_optimizer = engine::make_optimizer(*resumed, train);
   engine::load_checkpoint(path, "gpu-test", *resumed, resumed_optimizer.get());
   // The copies are exact: the weights and the optimizer's state as written, on the GPU again.
+  const auto resumed_parameters = resumed->named_parameters();  // OrderedDict: keep it alive
   for (const auto& p : model->named_parameters()) {
-    const torch::Tensor& q = resumed->named_parameters()[p.key()];
+    const torch::Tensor& q = resumed_parameters[p.key()];
     EXPECT_TRUE(torch::equal(p.value(), q)) << p.key();
     const torch::optim::AdamWParamState* saved = optimizer->state_of(p.value());
     const torch::optim::AdamWParamState* loaded = resumed_optimizer->state_of(q);
-    ASSERT_TRUE(saved != nullptr && loaded != nullptr) << p.key();
+    EXPECT_TRUE(saved != nullptr && loaded != nullptr) << p.key();
+    if (saved == nullptr || loaded == nullptr) continue;
     EXPECT_EQ(loaded->step(), saved->step()) << p.key();
     EXPECT_TRUE(loaded->exp_avg().is_cuda() && torch::equal(loaded->exp_avg(), saved->exp_avg())) << p.key();
     EXPECT_TRUE(loaded->exp_avg_sq().is_cuda() && torch::equal(loaded->exp_avg_sq(), saved->exp_avg_sq())) << p.key();
@@ -345,7 +348,7 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
     m->loss(batch.images.to(kCuda), batch.labels.to(kCuda)).total.backward();
   }
   for (const auto& p : model->named_parameters())
-    EXPECT_LT(relative_gap(p.value().grad(), resumed->named_parameters()[p.key()].grad()), 1e-4) << p.key();
+    EXPECT_LT(relative_gap(p.value().grad(), resumed_parameters[p.key()].grad()), 1e-4) << p.key();
   std::filesystem::remove_all(dir);
 }
 

@@ -231,6 +231,17 @@ toml::table parse_root(const SpecReader& r, const std::string& toml_text) {
   return root;
 }
 
+// The top-level table `name`, or nullptr when the spec has none; anything else there fails with
+// `expected`.
+const toml::table* optional_table(const SpecReader& r, const toml::table& root, const std::string& name,
+                                  const std::string& expected) {
+  const toml::node* n = root.get(name);
+  if (!n) return nullptr;
+  const toml::table* t = n->as_table();
+  if (!t) r.fail(*n, name, expected);
+  return t;
+}
+
 // name, base and runs_dir; returns the base config, which every run starts from.
 Config read_identity(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
   spec.name = fs::path(r.origin()).stem().string();
@@ -282,10 +293,8 @@ void read_seeds(const SpecReader& r, const toml::table& root, const Config& base
 
 // [resources] ranks = N
 void read_resources(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
-  const toml::node* n = root.get("resources");
-  if (!n) return;
-  const toml::table* t = n->as_table();
-  if (!t) r.fail(*n, "resources", "expected a table");
+  const toml::table* t = optional_table(r, root, "resources", "expected a table");
+  if (!t) return;
   for (const auto& [k, v] : *t) {
     check_not_top_level(r, v, "resources", std::string(k.str()));
     if (k.str() != "ranks") r.fail(v, "resources." + std::string(k.str()), "unknown key (known: ranks)");
@@ -298,10 +307,8 @@ void read_resources(const SpecReader& r, const toml::table& root, SweepSpec& spe
 // [fixed]: key = value set in every run (part of every id).
 Overrides read_fixed(const SpecReader& r, const toml::table& root, const SweepSpec& spec) {
   Overrides fixed;
-  const toml::node* n = root.get("fixed");
-  if (!n) return fixed;
-  const toml::table* t = n->as_table();
-  if (!t) r.fail(*n, "fixed", "expected a table of key = value");
+  const toml::table* t = optional_table(r, root, "fixed", "expected a table of key = value");
+  if (!t) return fixed;
   for (const auto& [key, located] : read_overrides(r, *t, "fixed", spec.base, {}, /*together=*/true))
     fixed[key] = located.value;
   return fixed;
@@ -310,13 +317,11 @@ Overrides read_fixed(const SpecReader& r, const toml::table& root, const SweepSp
 // [grid]: key = [values], each value checked with [fixed] applied. Adds the keys to swept_keys.
 GridAxes read_grid(const SpecReader& r, const toml::table& root, const Overrides& fixed, SweepSpec& spec) {
   GridAxes axes;
-  const toml::node* n = root.get("grid");
-  if (!n) return axes;
-  const toml::table* t = n->as_table();
-  if (!t) r.fail(*n, "grid", "expected a table of key = [values]");
+  const toml::table* t = optional_table(r, root, "grid", "expected a table of key = [values]");
+  if (!t) return axes;
   std::vector<std::pair<std::string, const toml::node*>> flat;
   flatten(*t, "", flat);
-  if (flat.empty()) r.fail(*n, "grid", "empty (give key = [values], or remove [grid])");
+  if (flat.empty()) r.fail(*t, "grid", "empty (give key = [values], or remove [grid])");
   for (const auto& [key, node] : flat) {
     check_not_top_level(r, *node, "grid", key);
     check_not_scheduling(r, *node, "grid", key);
@@ -451,10 +456,8 @@ bool matches_some_run(const SweepSpec& spec, const Overrides& values) {
 
 // [table]: rows, cols, metric, baseline, per_class, order.
 void read_table_hints(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
-  const toml::node* n = root.get("table");
-  if (!n) return;
-  const toml::table* t = n->as_table();
-  if (!t) r.fail(*n, "table", "expected a table");
+  const toml::table* t = optional_table(r, root, "table", "expected a table");
+  if (!t) return;
   for (const auto& [k, v] : *t) {
     const std::string key = "table." + std::string(k.str());
     if (k.str() == "rows" || k.str() == "cols") {
@@ -518,10 +521,8 @@ PaperValue read_paper_value(const SpecReader& r, const toml::node& entry, const 
 
 // [paper]: source = "...", values = [{ <swept key> = <value>, ..., <metric> = <number> }, ...]
 void read_paper(const SpecReader& r, const toml::table& root, SweepSpec& spec) {
-  const toml::node* n = root.get("paper");
-  if (!n) return;
-  const toml::table* t = n->as_table();
-  if (!t) r.fail(*n, "paper", "expected a table (source, values)");
+  const toml::table* t = optional_table(r, root, "paper", "expected a table (source, values)");
+  if (!t) return;
   for (const auto& [k, v] : *t) {
     const std::string key = "paper." + std::string(k.str());
     if (k.str() == "source") {

@@ -12,6 +12,7 @@
 #include "cluster/local_launch.h"
 #include "cluster/slurm_client.h"
 #include "core/atomic_file.h"
+#include "core/config_changes.h"
 #include "build_config.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -60,12 +61,13 @@ std::string next_submission_name(const std::string& slurm_dir) {
   }
 }
 
-bool same_slurm(const SlurmConfig& a, const SlurmConfig& b) {
-  return a.partition == b.partition && a.account == b.account && a.qos == b.qos && a.time == b.time && a.mem == b.mem &&
-         a.constraint == b.constraint && a.nodes == b.nodes && a.gpus_per_node == b.gpus_per_node &&
-         a.tasks_per_node == b.tasks_per_node && a.cpus_per_task == b.cpus_per_task &&
-         a.max_parallel == b.max_parallel && a.launcher == b.launcher && a.mpi == b.mpi && a.signal == b.signal &&
-         a.signal_grace_s == b.signal_grace_s && a.max_requeues == b.max_requeues;
+// The first cluster.slurm key whose value differs between two runs' configs, "" when none: every
+// key of the schema is compared, so one added to it counts too. (The spec parser refuses
+// cluster.* in [grid] and [[variants]]; this guards the one array, one set of resources.)
+std::string first_slurm_difference(const Config& a, const Config& b) {
+  for (const ConfigChange& change : config_changes(a, b))
+    if (change.key.rfind("cluster.slurm.", 0) == 0) return change.key;
+  return "";
 }
 
 }  // namespace
@@ -212,10 +214,12 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
     const std::string missing = missing_store_of(spec, plan[i].run, configs[i]);
     if (!missing.empty()) throw ConfigError(missing);
   }
-  for (size_t i = 1; i < plan.size(); ++i)
-    if (!same_slurm(configs[i].cluster.slurm, configs[0].cluster.slurm))
-      throw ConfigError(spec.path + ": cluster.slurm settings differ between runs " + plan[0].run.dir_name + " and " +
+  for (size_t i = 1; i < plan.size(); ++i) {
+    const std::string differing = first_slurm_difference(configs[0], configs[i]);
+    if (!differing.empty())
+      throw ConfigError(spec.path + ": " + differing + " differs between runs " + plan[0].run.dir_name + " and " +
                         plan[i].run.dir_name + " (set cluster.slurm.* in [fixed], not in [grid] or [[variants]])");
+  }
   SlurmConfig slurm = configs[0].cluster.slurm;
   req.slurm.apply(slurm);
   // Every run that would fail is refused; the warning is said once, for the first run it concerns.

@@ -28,12 +28,14 @@
 #include "engine/precision.h"
 #include "models/segmentor.h"
 #include "tests/dist/communicator_conformance.h"
+#include "tests/gpu/gpu_test_device.h"
 #include "tests/gpu/sync_bn_net.h"
 
 namespace segrun {
 namespace {
 
-const torch::Device kCuda(torch::kCUDA, 0);
+// cuda:0, or the CPU in a rehearsal (gpu_test_device.h).
+torch::Device test_device() { return test::gpu_test_device(); }
 
 // Largest |a - b| relative to max(1, largest |b|): one number per tensor pair.
 double relative_gap(const torch::Tensor& a, const torch::Tensor& b) {
@@ -112,7 +114,7 @@ class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
     engine::set_math_modes(/*tf32=*/false, /*cudnn_benchmark=*/false);
-    dist::bind_thread(kCuda);
+    dist::bind_thread(test_device());
   }
 };
 
@@ -124,13 +126,13 @@ TEST_F(GpuTest, LossAndGradientsOnCudaEqualCpu) {
     SCOPED_TRACE(head + (vit ? " on the ViT" : " on the ResNet"));
     const int64_t classes = 12;
     auto cpu = build(head, classes, vit), gpu = build(head, classes, vit);
-    gpu->to(kCuda);
+    gpu->to(test_device());
     cpu->train();
     gpu->train();
     const Batch batch = make_batch(classes);
     models::LossTerms lc = cpu->loss(batch.images, batch.labels);
-    models::LossTerms lg = gpu->loss(batch.images.to(kCuda), batch.labels.to(kCuda));
-    ASSERT_TRUE(lg.total.is_cuda());
+    models::LossTerms lg = gpu->loss(batch.images.to(test_device()), batch.labels.to(test_device()));
+    ASSERT_EQ(lg.total.device(), test_device());
     EXPECT_LT(relative_gap(lg.total, lc.total), 1e-4) << lg.total.item<double>() << " vs " << lc.total.item<double>();
     lc.total.backward();
     lg.total.backward();
@@ -156,16 +158,16 @@ TEST_F(GpuTest, MaskModelsOnCudaEqualCpu) {
     SCOPED_TRACE(head);
     const int64_t classes = 5;
     auto cpu = build(head, classes), gpu = build(head, classes);
-    gpu->to(kCuda);
+    gpu->to(test_device());
     cpu->train();
     gpu->train();
     const Batch batch = make_batch(classes);
-    torch::Tensor oc = cpu->forward(batch.images), og = gpu->forward(batch.images.to(kCuda));
+    torch::Tensor oc = cpu->forward(batch.images), og = gpu->forward(batch.images.to(test_device()));
     EXPECT_LT(relative_gap(og, oc), 1e-3);
     torch::manual_seed(3);
     const torch::Tensor weights = torch::randn(oc.sizes());
     (oc * weights).sum().backward();
-    (og * weights.to(kCuda)).sum().backward();
+    (og * weights.to(test_device())).sum().backward();
     const auto pc = cpu->named_parameters(), pg = gpu->named_parameters();
     double worst = 0;
     std::string worst_name;
@@ -176,7 +178,7 @@ TEST_F(GpuTest, MaskModelsOnCudaEqualCpu) {
     }
     EXPECT_LT(worst, 5e-3) << "largest gradient gap at " << worst_name;
     gpu->zero_grad();
-    models::LossTerms loss = gpu->loss(batch.images.to(kCuda), batch.labels.to(kCuda));
+    models::LossTerms loss = gpu->loss(batch.images.to(test_device()), batch.labels.to(test_device()));
     loss.total.backward();
     EXPECT_TRUE(std::isfinite(loss.total.item<double>()));
   }
@@ -186,12 +188,13 @@ TEST_F(GpuTest, MaskModelsOnCudaEqualCpu) {
 // on torch's stream must read the finished values (measured: 19 of 20 wrong without the event),
 // and work queued right after it must read the gathered result.
 TEST_F(GpuTest, NcclCollectivesAreOrderedWithTorchsStream) {
+  SEGRUN_SKIP_ON_CPU("CUDA streams and NCCL");
   if (!SEGRUN_WITH_NCCL) GTEST_SKIP() << "NCCL backend not built";
-  dist::RankContext context = dist::place_on_device(dist::singleton_context(), "cuda");
+  dist::RankContext context = dist::place_on_device(dist::singleton_context(), test::gpu_test_device_key());
   auto comm = dist::make_communicator("nccl", context);
   ASSERT_EQ(comm->backend_name(), "nccl");
   torch::manual_seed(0);
-  const torch::Tensor a = torch::randn({8192, 8192}, kCuda);
+  const torch::Tensor a = torch::randn({8192, 8192}, test_device());
   int wrong_inputs = 0, wrong_outputs = 0;
   for (int i = 0; i < 20; ++i) {
     torch::Tensor t = torch::matmul(a, a).mul_(0).add_(i + 1);
@@ -220,7 +223,7 @@ TEST_F(GpuTest, NcclCollectivesAreOrderedWithTorchsStream) {
   EXPECT_TRUE(host.device().is_cpu());
   EXPECT_TRUE(torch::equal(host, torch::tensor({1.5, -2.0}, torch::kFloat64)));
   auto thread_comm = comm->duplicate("grad-sync");
-  torch::Tensor y = torch::ones({1000}, kCuda);
+  torch::Tensor y = torch::ones({1000}, test_device());
   thread_comm->broadcast(y, 0);
   EXPECT_EQ(y.sum().item<double>(), 1000.0);
 }
@@ -253,20 +256,26 @@ class WorldOfTwoView final : public dist::Communicator {
   std::shared_ptr<dist::Communicator> inner_;
 };
 
+// (Rehearsed on the CPU through the world-1 mpi communicator, told to start the buckets from
+// backward as nccl makes it do by itself.)
 TEST_F(GpuTest, GradientBucketsStartedFromBackwardThroughNccl) {
-  if (!SEGRUN_WITH_NCCL) GTEST_SKIP() << "NCCL backend not built";
-  dist::RankContext context = dist::place_on_device(dist::singleton_context(), "cuda");
-  auto view = std::make_shared<WorldOfTwoView>(dist::make_communicator("nccl", context));
-  dist::Net reference = dist::make_sync_bn_net(nullptr, kCuda), net = dist::make_sync_bn_net(view, kCuda);
+  const bool rehearsal = test::gpu_tests_on_cpu();
+  if (!rehearsal && !SEGRUN_WITH_NCCL) GTEST_SKIP() << "NCCL backend not built";
+  dist::RankContext context = dist::place_on_device(dist::singleton_context(), test::gpu_test_device_key());
+  auto view = std::make_shared<WorldOfTwoView>(dist::make_communicator(rehearsal ? "mpi" : "nccl", context));
+  dist::Net reference = dist::make_sync_bn_net(nullptr, test_device()),
+            net = dist::make_sync_bn_net(view, test_device());
   dist::GradSyncOptions options;
   options.bucket_mb = 0.001;  // 3 buckets
+  if (rehearsal) options.launch = dist::BucketLaunch::kFromBackward;
   dist::GradientSync sync(net->parameters(), view, options);
   ASSERT_TRUE(sync.launches_from_backward());
   ASSERT_GT(sync.bucket_count(), 2u);
   for (int step = 0; step < 3; ++step) {
     SCOPED_TRACE("step " + std::to_string(step));
     torch::manual_seed(100 + step);
-    const torch::Tensor images = torch::randn({4, 3, 16, 16}).to(kCuda), targets = torch::randn({4, 4}).to(kCuda);
+    const torch::Tensor images = torch::randn({4, 3, 16, 16}).to(test_device()),
+                        targets = torch::randn({4, 4}).to(test_device());
     reference->zero_grad();
     net->zero_grad();
     torch::nn::functional::mse_loss(reference->forward(images), targets).backward();
@@ -282,14 +291,14 @@ TEST_F(GpuTest, GradientBucketsStartedFromBackwardThroughNccl) {
 // The Communicator contract in a world of one: nccl on CUDA tensors and on CPU tensors (staged
 // through the GPU), mpi on CUDA tensors.
 TEST_F(GpuTest, BackendsKeepTheCommunicatorContract) {
-  dist::RankContext context = dist::place_on_device(dist::singleton_context(), "cuda");
-  if (SEGRUN_WITH_NCCL) {
+  dist::RankContext context = dist::place_on_device(dist::singleton_context(), test::gpu_test_device_key());
+  if (SEGRUN_WITH_NCCL && !test::gpu_tests_on_cpu()) {
     auto nccl = dist::make_communicator("nccl", context);
-    dist::conformance::expect_communicator_contract(*nccl, kCuda);
+    dist::conformance::expect_communicator_contract(*nccl, test_device());
     dist::conformance::expect_communicator_contract(*nccl, torch::kCPU);
   }
   auto mpi = dist::make_communicator("mpi", context);
-  dist::conformance::expect_communicator_contract(*mpi, kCuda);
+  dist::conformance::expect_communicator_contract(*mpi, test_device());
 }
 
 // A checkpoint written from a GPU run loads into a CPU model (evaluation elsewhere) and resumes
@@ -300,13 +309,13 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
   const Batch batch = make_batch(classes);
   auto step = [&](models::SegmentorImpl& model, torch::optim::AdamW& optimizer) {
     optimizer.zero_grad();
-    model.loss(batch.images.to(kCuda), batch.labels.to(kCuda)).total.backward();
+    model.loss(batch.images.to(test_device()), batch.labels.to(test_device())).total.backward();
     optimizer.step();
   };
   TrainConfig train;
   train.lr = 1e-3;
   auto model = build("fpn", classes);
-  model->to(kCuda);
+  model->to(test_device());
   model->train();
   auto optimizer = engine::make_optimizer(*model, train);
   step(*model, *optimizer);
@@ -321,7 +330,7 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
     EXPECT_TRUE(torch::equal(p.value().cpu(), on_cpu->named_parameters()[p.key()])) << p.key();
 
   auto resumed = build("fpn", classes);
-  resumed->to(kCuda);
+  resumed->to(test_device());
   resumed->train();
   auto resumed_optimizer = engine::make_optimizer(*resumed, train);
   engine::load_checkpoint(path, "gpu-test", *resumed, resumed_optimizer.get());
@@ -335,8 +344,11 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
     EXPECT_TRUE(saved != nullptr && loaded != nullptr) << p.key();
     if (saved == nullptr || loaded == nullptr) continue;
     EXPECT_EQ(loaded->step(), saved->step()) << p.key();
-    EXPECT_TRUE(loaded->exp_avg().is_cuda() && torch::equal(loaded->exp_avg(), saved->exp_avg())) << p.key();
-    EXPECT_TRUE(loaded->exp_avg_sq().is_cuda() && torch::equal(loaded->exp_avg_sq(), saved->exp_avg_sq())) << p.key();
+    EXPECT_TRUE(loaded->exp_avg().device() == test_device() && torch::equal(loaded->exp_avg(), saved->exp_avg()))
+        << p.key();
+    EXPECT_TRUE(loaded->exp_avg_sq().device() == test_device() &&
+                torch::equal(loaded->exp_avg_sq(), saved->exp_avg_sq()))
+        << p.key();
   }
   // The next gradients match to float rounding, not bit for bit: CUDA's backward of a bilinear
   // upsampling adds with atomics (nondeterministic order), and cuDNN may pick another
@@ -345,7 +357,7 @@ TEST_F(GpuTest, CheckpointsMoveBetweenGpuAndCpu) {
   // second, which that rounding can flip.)
   for (auto* m : {model.get(), resumed.get()}) {
     m->zero_grad();
-    m->loss(batch.images.to(kCuda), batch.labels.to(kCuda)).total.backward();
+    m->loss(batch.images.to(test_device()), batch.labels.to(test_device())).total.backward();
   }
   for (const auto& p : model->named_parameters())
     EXPECT_LT(relative_gap(p.value().grad(), resumed_parameters[p.key()].grad()), 1e-4) << p.key();
@@ -357,7 +369,7 @@ TEST_F(GpuTest, MultiTensorAdamWEqualsAdamW) {
   torch::manual_seed(5);
   std::vector<torch::Tensor> a, b;
   for (int64_t n : {7, 300, 4096}) {
-    a.push_back(torch::randn({n}, kCuda).requires_grad_());
+    a.push_back(torch::randn({n}, test_device()).requires_grad_());
     b.push_back(a.back().detach().clone().requires_grad_());
   }
   auto options = torch::optim::AdamWOptions(1e-2).weight_decay(0.05);
@@ -365,7 +377,7 @@ TEST_F(GpuTest, MultiTensorAdamWEqualsAdamW) {
   engine::MultiTensorAdamW fused(b, options);
   for (int s = 0; s < 3; ++s) {
     for (size_t i = 0; i < a.size(); ++i) {
-      const torch::Tensor g = torch::randn(a[i].sizes(), kCuda);
+      const torch::Tensor g = torch::randn(a[i].sizes(), test_device());
       a[i].mutable_grad() = g.clone();
       b[i].mutable_grad() = g.clone();
     }
@@ -377,19 +389,20 @@ TEST_F(GpuTest, MultiTensorAdamWEqualsAdamW) {
 
 // bf16 and fp16 autocast train on the GPU: losses near fp32, the fp16 scaler skips a poisoned step.
 TEST_F(GpuTest, MixedPrecisionSteps) {
+  SEGRUN_SKIP_ON_CPU("CUDA's autocast (LibTorch 1.13's CPU autocast covers too few ops)");
   const int64_t classes = 12;
   const Batch batch = make_batch(classes);
   auto model = build("fpn", classes);
-  model->to(kCuda);
+  model->to(test_device());
   model->train();
-  const torch::Tensor images = batch.images.to(kCuda), labels = batch.labels.to(kCuda);
+  const torch::Tensor images = batch.images.to(test_device()), labels = batch.labels.to(test_device());
   const double fp32 = model->loss(images, labels).total.item<double>();
   for (auto precision : {engine::Precision::kBf16, engine::Precision::kFp16}) {
     SCOPED_TRACE(engine::precision_name(precision));
     model->zero_grad();
     models::LossTerms loss;
     {
-      engine::AutocastScope autocast(kCuda, precision);
+      engine::AutocastScope autocast(test_device(), precision);
       loss = model->loss(images, labels);
     }
     EXPECT_NEAR(loss.total.item<double>(), fp32, 0.03 * fp32);
@@ -416,19 +429,20 @@ TEST_F(GpuTest, MixedPrecisionSteps) {
 // and backpropagates to finite float32 gradients: no op of a head mixes dtypes that autocast
 // leaves apart.
 TEST_F(GpuTest, EveryHeadTrainsUnderAutocast) {
+  SEGRUN_SKIP_ON_CPU("CUDA's autocast (LibTorch 1.13's CPU autocast covers too few ops)");
   for (const std::string head : {"fpn", "clip_sp", "mask2former", "mta_clip"}) {
     for (const bool vit : {false, true}) {
       for (auto precision : {engine::Precision::kBf16, engine::Precision::kFp16}) {
         SCOPED_TRACE(head + " " + engine::precision_name(precision) + (vit ? " on the ViT" : ""));
         const int64_t classes = 5;
         auto model = build(head, classes, vit);
-        model->to(kCuda);
+        model->to(test_device());
         model->train();
         const Batch batch = make_batch(classes);
         models::LossTerms loss;
         {
-          engine::AutocastScope autocast(kCuda, precision);
-          loss = model->loss(batch.images.to(kCuda), batch.labels.to(kCuda));
+          engine::AutocastScope autocast(test_device(), precision);
+          loss = model->loss(batch.images.to(test_device()), batch.labels.to(test_device()));
         }
         ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
         loss.total.backward();
@@ -448,10 +462,10 @@ TEST_F(GpuTest, IoUAreasOnTheDevice) {
   const torch::Tensor pred = torch::randint(0, 6, {3, 50, 70}, torch::kLong);
   torch::Tensor label = torch::randint(0, 6, {3, 50, 70}, torch::kLong);
   label.masked_fill_(torch::rand({3, 50, 70}) < 0.2, 255);
-  engine::IoUAccumulator on_cpu(6), on_gpu(6, 255, kCuda);
+  engine::IoUAccumulator on_cpu(6), on_gpu(6, 255, test_device());
   on_cpu.add(pred, label);
-  on_gpu.add(pred.to(kCuda), label.to(kCuda));
-  EXPECT_TRUE(on_gpu.areas().is_cuda());
+  on_gpu.add(pred.to(test_device()), label.to(test_device()));
+  EXPECT_EQ(on_gpu.areas().device(), test_device());
   EXPECT_TRUE(torch::equal(on_gpu.areas().cpu(), on_cpu.areas()));
   EXPECT_EQ(on_gpu.summarize().mIoU, on_cpu.summarize().mIoU);
 }

@@ -283,6 +283,21 @@ struct Trainer::State {
                   "; lower train.lr or set train.grad_clip");
   }
 
+  // Where a resume continues: the first of resume_candidates that loads (--resume auto falls back
+  // past an unreadable one), checked against the run (train.iters, world size), with the log
+  // window it interrupted; abandoned_after >= 0 when the resume starts a new line of training
+  // (back to an older checkpoint, or train.iters changed): the old line's records past it are not
+  // this one's. Without a checkpoint to resume: iteration 0.
+  struct ResumePoint {
+    int64_t start_iter = 0;
+    OpenLogWindow carried_window;
+    int64_t abandoned_after = -1;
+  };
+  ResumePoint load_resume_point();
+  // Rank 0's part of (re)starting the run folder at start_iter: metrics and checkpoints of an
+  // abandoned line set aside, config.toml, status "running", TensorBoard.
+  void begin_run_folder(int64_t start_iter, int64_t abandoned_after);
+
   // One micro-batch of step `iter`: the next batch, forward, loss / `micro_batches`, backward.
   // Returns that weighted loss and its parts, detached, in float64.
   models::LossTerms forward_backward(int64_t iter, int micro_batches) {
@@ -401,13 +416,10 @@ void Trainer::set_up() {
   s.global_batch = static_cast<int64_t>(config.data.batch_per_rank) * s.context.world_size * config.train.accumulate;
 }
 
-int64_t Trainer::resume() {
-  State& s = *state_;
+Trainer::State::ResumePoint Trainer::State::load_resume_point() {
+  State& s = *this;
   const Config& config = s.config;
-  SEGRUN_CHECK(s.model, Error, "Trainer::resume: set_up() first");
-  int64_t start_iter = 0;
-  OpenLogWindow carried_window;  // the log window the checkpoint interrupted
-  int64_t abandoned_after = -1;  // >= 0: the resume starts a new line at that iteration
+  ResumePoint point;
   for (size_t i = 0; i < s.resume_candidates.size(); ++i) {
     const std::string& resume_path = s.resume_candidates[i];
     CheckpointMeta meta;
@@ -432,19 +444,19 @@ int64_t Trainer::resume() {
           resume_path, meta.world_size, meta.world_size * per_rank, s.context.world_size,
           s.context.world_size * per_rank, meta.world_size, meta.world_size, s.request.run_dir));
     }
-    start_iter = meta.next_iter;
-    carried_window = meta.window;
+    point.start_iter = meta.next_iter;
+    point.carried_window = meta.window;
     // A new line of training: the run goes back to an older checkpoint, or its schedule changes
-    // (train.iters). What the old line recorded past start_iter is not this line's.
-    const bool new_line = !checkpoints_after(s.run.checkpoint_dir(), start_iter).empty() ||
+    // (train.iters). What the old line recorded past the resumed iteration is not this line's.
+    const bool new_line = !checkpoints_after(s.run.checkpoint_dir(), point.start_iter).empty() ||
                           std::any_of(s.resume_changes.begin(), s.resume_changes.end(),
                                       [](const ConfigChange& c) { return c.key == "train.iters"; });
-    abandoned_after = new_line ? start_iter : -1;
-    s.report_resume_changes(start_iter);
+    point.abandoned_after = new_line ? point.start_iter : -1;
+    s.report_resume_changes(point.start_iter);
     if (s.scaler->enabled()) s.scaler->restore(meta.loss_scale, meta.loss_scale_growth);
-    log::info("resumed from {} at iteration {}", resume_path, start_iter);
+    log::info("resumed from {} at iteration {}", resume_path, point.start_iter);
     if (config.train.save_best != "none") {
-      s.best = best_to_resume(s.run.checkpoint_dir(), meta.best, config.train.save_best, abandoned_after);
+      s.best = best_to_resume(s.run.checkpoint_dir(), meta.best, config.train.save_best, point.abandoned_after);
       if (s.best.metric == config.train.save_best)
         log::info("best {} before the stop: {:.2f} at iteration {}", s.best.metric, s.best.value, s.best.iter);
       else if (s.best.recorded())
@@ -453,6 +465,32 @@ int64_t Trainer::resume() {
     }
     break;
   }
+  return point;
+}
+
+void Trainer::State::begin_run_folder(int64_t start_iter, int64_t abandoned_after) {
+  State& s = *this;
+  const Config& config = s.config;
+  if (start_iter > 0) s.forget_metrics_after(start_iter);
+  if (abandoned_after >= 0) {
+    const std::string folder = set_aside_checkpoints_after(s.run.checkpoint_dir(), abandoned_after);
+    if (!folder.empty())
+      log::info("the checkpoints past iteration {} are of the line this resume abandons: moved to {}", abandoned_after,
+                folder);
+  }
+  if (!same_config_on_disk(s.run.config_path(), config)) write_file_atomic(s.run.config_path(), to_toml(config));
+  s.run.write_status(RunState::kRunning);
+  // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot them.
+  s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir(),
+                                                start_iter > 0 ? std::optional<int64_t>(start_iter + 1) : std::nullopt);
+}
+
+int64_t Trainer::resume() {
+  State& s = *state_;
+  const Config& config = s.config;
+  SEGRUN_CHECK(s.model, Error, "Trainer::resume: set_up() first");
+  const State::ResumePoint point = s.load_resume_point();
+  const int64_t start_iter = point.start_iter;
 
   dist::GradSyncOptions sync_options;
   sync_options.bucket_mb = config.dist.bucket_mb;
@@ -469,22 +507,9 @@ int64_t Trainer::resume() {
             s.context.intra_op_threads, s.comm->backend_name(), overlap_phrase(*s.grad_sync),
             precision_name(s.precision));
   s.reset_window(start_iter);
-  s.reopen_window(carried_window);
+  s.reopen_window(point.carried_window);
   s.model->train();
-  if (s.root) {
-    if (start_iter > 0) s.forget_metrics_after(start_iter);
-    if (abandoned_after >= 0) {
-      const std::string folder = set_aside_checkpoints_after(s.run.checkpoint_dir(), abandoned_after);
-      if (!folder.empty())
-        log::info("the checkpoints past iteration {} are of the line this resume abandons: moved to {}",
-                  abandoned_after, folder);
-    }
-    if (!same_config_on_disk(s.run.config_path(), config)) write_file_atomic(s.run.config_path(), to_toml(config));
-    s.run.write_status(RunState::kRunning);
-    // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot them.
-    s.board = std::make_unique<TensorBoardWriter>(
-        s.run.tensorboard_dir(), start_iter > 0 ? std::optional<int64_t>(start_iter + 1) : std::nullopt);
-  }
+  if (s.root) s.begin_run_folder(start_iter, point.abandoned_after);
   s.began = true;
   return start_iter;
 }

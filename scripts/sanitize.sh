@@ -62,12 +62,13 @@ built=$((SECONDS - start))
 cd "$build_dir"
 # Only the binaries built above have discovered cases labelled unit (the others register an
 # unlabelled <target>_NOT_BUILT placeholder); the integration scripts are not run here. The GPU
-# suite's rehearsal on the CPU (gpu_test_on_cpu, a plain unit test) runs where gpu_test was built.
-not_built=()
-if [[ " ${unit_tests[*]} " != *" gpu_test "* ]]; then not_built=(-E '^gpu_test_on_cpu$'); fi
-ctest --output-on-failure -j "${SEGRUN_JOBS:-2}" -L unit "${not_built[@]}" "$@"
+# suite's rehearsal on the CPU (gpu_test_on_cpu, a unit test whose main starts MPI) runs with the
+# MPI suites, without leak detection (Open MPI's own allocations), where gpu_test was built.
+ctest --output-on-failure -j "${SEGRUN_JOBS:-2}" -L unit -E '^gpu_test_on_cpu$' "$@"
 unit_time=$((SECONDS - start - built))
-mpi_regex="^($(IFS='|'; echo "${mpi_tests[*]}"))\$"
+mpi_runs=("${mpi_tests[@]}")
+if [[ " ${unit_tests[*]} " == *" gpu_test "* ]]; then mpi_runs+=(gpu_test_on_cpu); fi
+mpi_regex="^($(IFS='|'; echo "${mpi_runs[*]}"))\$"
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_odr_violation=0" \
   ctest --output-on-failure -R "$mpi_regex" "$@"
 echo "sanitize ($scope): ASan+UBSan build ${built} s, ${#unit_tests[@]} unit suites ${unit_time} s," \

@@ -90,6 +90,11 @@ void synchronize(const torch::Device& device) {
 #endif
 }
 
+torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& device) {
+  if (!device.is_cuda() || host.is_cuda()) return host.to(device);
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+
 DeviceMemoryStats memory_stats(const torch::Device& device) {
   DeviceMemoryStats stats;
 #if SEGRUN_WITH_CUDA

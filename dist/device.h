@@ -37,6 +37,12 @@ void bind_thread(const torch::Device& device);
 // stream-aware (a CUDA-aware MPI).
 void synchronize(const torch::Device& device);
 
+// `host` (a small CPU tensor: indices, normalizers) on `device`, without making the calling thread
+// wait for the device: on a GPU it goes through pinned memory and is copied asynchronously on the
+// current stream (LibTorch's pinned-memory allocator keeps the block until the copy is done); a
+// pageable copy would wait for every kernel queued before it. On the CPU: `host` itself.
+torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& device);
+
 // Caching-allocator statistics of a CUDA device (zeros on CPU), as torch.cuda reports them.
 struct DeviceMemoryStats {
   int64_t peak_allocated_bytes = 0;  // torch.cuda.max_memory_allocated

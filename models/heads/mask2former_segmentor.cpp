@@ -49,13 +49,6 @@ Mask2FormerHead make_mask2former_head(const BuildOptions& options, const std::ve
   return Mask2FormerHead(pixel, decoder);
 }
 
-std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes) {
-  std::vector<SemanticTargets> targets;
-  for (int64_t b = 0; b < labels.size(0); ++b)
-    targets.push_back(semantic_targets(labels[b].to(torch::kLong), num_classes));
-  return targets;
-}
-
 torch::Tensor mask2former_scores_at(const MaskedDecoderOutput& out, std::vector<int64_t> size) {
   torch::Tensor masks = F::interpolate(
       out.mask_logits.back(), F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));

@@ -49,9 +49,6 @@ Mask2FormerLossOptions mask2former_loss_options(const BuildOptions& options,
 // Semantic scores at the input size: mask logits upsampled bilinearly to `size`, then combined.
 torch::Tensor mask2former_scores_at(const MaskedDecoderOutput& out, std::vector<int64_t> size);
 
-// One target set per image of labels int64-convertible [B, H, W] (255 = ignore).
-std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes);
-
 // class_logits [B, Q, K + 1], mask_logits [B, Q, h, w] -> scores [B, K, h, w].
 torch::Tensor mask2former_semantic_inference(const torch::Tensor& class_logits, const torch::Tensor& mask_logits);
 

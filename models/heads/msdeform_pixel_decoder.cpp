@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "dist/device.h"
 
 namespace segrun::models {
 namespace {
@@ -140,11 +141,11 @@ torch::Tensor MSDeformAttnImpl::forward(const torch::Tensor& query, const torch:
     normalizer.push_back(static_cast<float>(w));
     normalizer.push_back(static_cast<float>(h));
   }
-  // On a GPU through pinned memory, copied without waiting: a pageable copy would make the host
-  // wait for the device's whole queue at every attention layer.
-  torch::Tensor norm = torch::tensor(normalizer, torch::kFloat32);
-  if (query.is_cuda()) norm = norm.pin_memory().to(query.device(), /*non_blocking=*/true);
-  norm = norm.to(query.scalar_type()).view({1, 1, 1, l, 1, 2});
+  // Copied without waiting: a blocking copy would make the host wait for the device's whole queue
+  // at every attention layer.
+  torch::Tensor norm = dist::to_device_async(torch::tensor(normalizer, torch::kFloat32), query.device())
+                           .to(query.scalar_type())
+                           .view({1, 1, 1, l, 1, 2});
   torch::Tensor locations = reference.view({batch, queries, 1, l, 1, 2}) + offsets / norm;
   return output_proj_->forward(ms_deform_attn_sample(value, shapes, locations, weights));
 }

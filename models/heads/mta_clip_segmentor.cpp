@@ -97,7 +97,7 @@ torch::Tensor MtaClipSegmentorImpl::predict_logits(const torch::Tensor& images) 
 
 torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& out, size_t first,
                                                      const torch::Tensor& text,
-                                                     const std::vector<std::vector<Assignment>>& matches,
+                                                     const std::vector<std::vector<ImageMatch>>& matches,
                                                      const std::vector<SemanticTargets>& targets) {
   SEGRUN_CHECK(
       matches.size() + first == out.query_states.size(), ModelError,
@@ -112,7 +112,7 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
   std::vector<double> weight_sums;
   for (const auto& per_image : matches) {
     double matched = 0;
-    for (const Assignment& a : per_image) matched += static_cast<double>(a.rows.size());
+    for (const ImageMatch& m : per_image) matched += static_cast<double>(m.pairs.rows.size());
     const double queries = static_cast<double>(per_image.size()) * static_cast<double>(out.query_states[first].size(1));
     weight_sums.push_back(all_queries ? matched + none_weight * (queries - matched) : matched);
   }
@@ -127,25 +127,24 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
     torch::Tensor weighted = zero_attached(masks) + zero_attached(texts);
     const int64_t queries = masks.size(1);
     for (size_t b = 0; b < matches[p].size(); ++b) {
-      const Assignment& a = matches[p][b];
+      const ImageMatch& m = matches[p][b];
       const auto image = static_cast<int64_t>(b);
       torch::Tensor image_texts = texts.size(0) == 1 ? texts[0] : texts[image];
-      torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(masks.device());
-      torch::Tensor cols = torch::tensor(a.cols, torch::kLong).to(targets[b].classes.device());
-      torch::Tensor matched_labels = targets[b].classes.index_select(0, cols).to(masks.device());
+      const bool matched = !m.pairs.rows.empty();
+      torch::Tensor matched_labels = matched ? targets[b].classes.index_select(0, m.cols) : torch::Tensor();
       if (all_queries) {
         // Every query: its matched class, else "none" (the last text class).
-        torch::Tensor labels = torch::full({queries}, num_classes_, matched_labels.options());
+        torch::Tensor labels = torch::full({queries}, num_classes_, masks.options().dtype(torch::kLong));
         torch::Tensor weights = torch::full({queries}, none_weight, masks.options());
-        if (!a.rows.empty()) {
-          labels.index_put_({rows}, matched_labels);
-          weights.index_fill_(0, rows, 1.0);
+        if (matched) {
+          labels.index_put_({m.rows}, matched_labels);
+          weights.index_fill_(0, m.rows, 1.0);
         }
         weighted = weighted + (weights * mask_text_contrastive_losses(masks[image], image_texts, labels,
                                                                       mta_.temperature, mta_.negatives))
                                   .sum();
-      } else if (!a.rows.empty()) {
-        weighted = weighted + mask_text_contrastive_losses(masks[image].index_select(0, rows), image_texts,
+      } else if (matched) {
+        weighted = weighted + mask_text_contrastive_losses(masks[image].index_select(0, m.rows), image_texts,
                                                            matched_labels, mta_.temperature, mta_.negatives)
                                   .sum();
       }
@@ -165,7 +164,7 @@ LossTerms MtaClipSegmentorImpl::loss(const torch::Tensor& images, const torch::T
   std::vector<torch::Tensor> classes(out.class_logits.begin() + static_cast<std::ptrdiff_t>(first),
                                      out.class_logits.end());
   std::vector<torch::Tensor> masks(out.mask_logits.begin() + static_cast<std::ptrdiff_t>(first), out.mask_logits.end());
-  std::vector<std::vector<Assignment>> matches;
+  std::vector<std::vector<ImageMatch>> matches;
   LossTerms terms = criterion_.loss(classes, masks, targets, comm_, mta_.contrastive ? &matches : nullptr);
   if (mta_.contrastive) terms.add("loss_sim", contrastive_loss(out, first, text, matches, targets));
   return terms;

@@ -58,7 +58,7 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   // lambda3-weighted L_sim of the supervised predictions `out` (index offset `first`) given their
   // matches (criterion order) and targets.
   torch::Tensor contrastive_loss(const MaskedDecoderOutput& out, size_t first, const torch::Tensor& text,
-                                 const std::vector<std::vector<Assignment>>& matches,
+                                 const std::vector<std::vector<ImageMatch>>& matches,
                                  const std::vector<SemanticTargets>& targets);
 
  private:

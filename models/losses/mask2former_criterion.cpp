@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "dist/device.h"
 #include "models/losses/seg_losses.h"
 
 namespace segrun::models {
@@ -79,20 +80,46 @@ SemanticTargets semantic_targets(const torch::Tensor& labels, int64_t num_classe
   SEGRUN_CHECK(
       labels.dim() == 2 && labels.scalar_type() == torch::kLong, DataError,
       "Mask2Former targets: labels must be int64 [H, W], got " << labels.sizes() << " " << labels.scalar_type());
-  torch::Tensor present = std::get<0>(torch::_unique(labels.flatten(), /*sorted=*/true));
-  present = present.masked_select(present.ne(kIgnoreIndex));
-  // On a GPU this check would read the range back to the host for every image; there the labels
-  // are the loader's, which checks every label map it reads (as seg_losses.cpp's cross-entropy).
-  if (present.numel() > 0 && !labels.is_cuda()) {
-    const int64_t low = present.min().item<int64_t>(), high = present.max().item<int64_t>();
-    SEGRUN_CHECK(low >= 0 && high < num_classes, DataError,
+  return batch_semantic_targets(labels.unsqueeze(0), num_classes)[0];
+}
+
+std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes) {
+  SEGRUN_CHECK(
+      labels.dim() == 3 && !labels.is_floating_point() && !labels.is_complex(), DataError,
+      "Mask2Former targets: labels must be integer [B, H, W], got " << labels.sizes() << " " << labels.scalar_type());
+  const int64_t batch = labels.size(0);
+  const torch::Tensor maps = labels.to(torch::kLong);
+  const torch::Tensor flat = maps.reshape({batch, -1});
+  const torch::Tensor valid = flat.ne(kIgnoreIndex);
+  // On a GPU this check would read the range back; there the labels are the loader's, which
+  // checks every label map it reads (as seg_losses.cpp's cross-entropy).
+  if (!labels.is_cuda()) {
+    const torch::Tensor bad = valid & (flat.lt(0) | flat.ge(num_classes));
+    SEGRUN_CHECK(!bad.any().item<bool>(), DataError,
                  "Mask2Former targets: label values must be in [0, " << num_classes << ") or " << kIgnoreIndex
-                                                                     << "; found " << (low < 0 ? low : high));
+                                                                     << "; found "
+                                                                     << flat.masked_select(bad)[0].item<int64_t>());
   }
-  SemanticTargets out;
-  out.classes = present;
-  out.masks = labels.unsqueeze(0).eq(present.view({-1, 1, 1})).to(torch::kFloat32);
-  return out;
+  // Which classes each image holds ([B, K + 1]; the last column collects the ignored pixels), read
+  // back in one copy; the class lists (ascending) go back in one.
+  torch::Tensor present = torch::zeros({batch, num_classes + 1}, flat.options().dtype(torch::kUInt8));
+  present.scatter_(1, flat.masked_fill(~valid, num_classes), 1);
+  const torch::Tensor host = present.slice(1, 0, num_classes).to(torch::kCPU).contiguous();
+  const auto held = host.accessor<uint8_t, 2>();
+  std::vector<int64_t> classes, starts{0};
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < num_classes; ++c)
+      if (held[b][c] != 0) classes.push_back(c);
+    starts.push_back(static_cast<int64_t>(classes.size()));
+  }
+  const torch::Tensor all = dist::to_device_async(torch::tensor(classes, torch::kLong), labels.device());
+  std::vector<SemanticTargets> targets(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    SemanticTargets& t = targets[static_cast<size_t>(b)];
+    t.classes = all.slice(0, starts[static_cast<size_t>(b)], starts[static_cast<size_t>(b) + 1]);
+    t.masks = maps[b].unsqueeze(0).eq(t.classes.view({-1, 1, 1})).to(torch::kFloat32);
+  }
+  return targets;
 }
 
 Mask2FormerCriterion::Mask2FormerCriterion(const Mask2FormerLossOptions& options)
@@ -133,11 +160,63 @@ torch::Tensor Mask2FormerCriterion::matching_cost(const torch::Tensor& class_log
          options_.config.class_weight * cost_class + options_.config.dice_weight * pairwise_dice_cost(pred, tgt);
 }
 
+std::vector<std::vector<ImageMatch>> Mask2FormerCriterion::match_batch(const std::vector<torch::Tensor>& class_logits,
+                                                                       const std::vector<torch::Tensor>& mask_logits,
+                                                                       const std::vector<SemanticTargets>& targets,
+                                                                       const std::vector<uint64_t>& keys) const {
+  const int64_t queries = class_logits[0].size(1);
+  // Every cost matrix on the device, then all of them to the host in one copy.
+  std::vector<torch::Tensor> costs;
+  for (size_t p = 0; p < class_logits.size(); ++p) {
+    const torch::Tensor& masks = mask_logits[p];
+    for (size_t b = 0; b < targets.size(); ++b) {
+      if (targets[b].classes.numel() == 0) continue;
+      torch::Generator match_points =
+          SampleRandom::generator(keys[b], stream_id(RandomSite::kMatchPoints, p), masks.device());
+      const torch::Tensor points =
+          torch::rand({1, options_.config.num_points, 2}, match_points, masks.options().dtype(torch::kFloat32));
+      costs.push_back(
+          matching_cost(class_logits[p][static_cast<int64_t>(b)], masks[static_cast<int64_t>(b)], targets[b], points)
+              .flatten());
+    }
+  }
+  const torch::Tensor host = costs.empty() ? torch::zeros({0}, torch::kFloat64)
+                                           : torch::cat(costs).to(torch::kCPU, torch::kFloat64).contiguous();
+  // Solved on the host; every matched index back to the device in one copy: per matching, its
+  // rows, then its cols.
+  std::vector<std::vector<ImageMatch>> matching(class_logits.size(), std::vector<ImageMatch>(targets.size()));
+  std::vector<int64_t> indices;
+  const double* cost = host.data_ptr<double>();
+  for (auto& per_image : matching) {
+    for (size_t b = 0; b < targets.size(); ++b) {
+      const int64_t count = targets[b].classes.numel();
+      if (count == 0) continue;
+      const std::vector<double> values(cost, cost + queries * count);
+      cost += queries * count;
+      Assignment& pairs = per_image[b].pairs;
+      pairs = linear_sum_assignment(values, queries, count);
+      indices.insert(indices.end(), pairs.rows.begin(), pairs.rows.end());
+      indices.insert(indices.end(), pairs.cols.begin(), pairs.cols.end());
+    }
+  }
+  const torch::Tensor on_device = dist::to_device_async(torch::tensor(indices, torch::kLong), class_logits[0].device());
+  int64_t offset = 0;
+  for (auto& per_image : matching) {
+    for (ImageMatch& m : per_image) {
+      const auto matched = static_cast<int64_t>(m.pairs.rows.size());
+      m.rows = on_device.slice(0, offset, offset + matched);
+      m.cols = on_device.slice(0, offset + matched, offset + 2 * matched);
+      offset += 2 * matched;
+    }
+  }
+  return matching;
+}
+
 LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_logits,
                                      const std::vector<torch::Tensor>& mask_logits,
                                      const std::vector<SemanticTargets>& targets,
                                      const std::shared_ptr<dist::Communicator>& comm,
-                                     std::vector<std::vector<Assignment>>* matches) const {
+                                     std::vector<std::vector<ImageMatch>>* matches) const {
   SEGRUN_CHECK(
       !class_logits.empty() && class_logits.size() == mask_logits.size(), ModelError,
       "Mask2Former criterion: " << class_logits.size() << " class and " << mask_logits.size() << " mask predictions");
@@ -145,7 +224,6 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   SEGRUN_CHECK(static_cast<int64_t>(targets.size()) == batch, ModelError,
                "Mask2Former criterion: " << targets.size() << " targets for a batch of " << batch);
   const int64_t k = options_.num_classes;
-  if (matches != nullptr) matches->clear();
   SEGRUN_CHECK(
       class_logits[0].size(2) == k + 1, ModelError,
       "Mask2Former criterion: class logits have " << class_logits[0].size(2) << " entries, expected " << k + 1);
@@ -161,39 +239,32 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
   };
   std::vector<Supervision> layers(class_logits.size());
   const std::vector<uint64_t> keys = random_->keys(batch);  // one per image, whatever its rank
+  std::vector<std::vector<ImageMatch>> matching = match_batch(class_logits, mask_logits, targets, keys);
   const PointCounts counts =
       point_counts(options_.config.num_points, options_.config.oversample, options_.config.importance);
   for (size_t p = 0; p < class_logits.size(); ++p) {
-    const torch::Tensor& cls = class_logits[p];
     const torch::Tensor& masks = mask_logits[p];
     const auto float_options = masks.options().dtype(torch::kFloat32);
     Supervision& s = layers[p];
-    s.target_classes = torch::full({batch, queries}, k, cls.options().dtype(torch::kLong));
-    if (matches != nullptr) matches->emplace_back();
+    s.target_classes = torch::full({batch, queries}, k, class_logits[p].options().dtype(torch::kLong));
     for (int64_t b = 0; b < batch; ++b) {
       const SemanticTargets& t = targets[static_cast<size_t>(b)];
-      const uint64_t key = keys[static_cast<size_t>(b)];
-      torch::Generator match_points =
-          SampleRandom::generator(key, stream_id(RandomSite::kMatchPoints, p), masks.device());
-      Assignment a =
-          match(cls[b], masks[b], t, torch::rand({1, options_.config.num_points, 2}, match_points, float_options));
-      if (matches != nullptr) matches->back().push_back(a);
-      if (a.rows.empty()) continue;
-      torch::Tensor rows = torch::tensor(a.rows, torch::kLong).to(cls.device());
-      torch::Tensor cols = torch::tensor(a.cols, torch::kLong).to(t.classes.device());
-      s.target_classes[b].index_put_({rows}, t.classes.index_select(0, cols).to(cls.device()));
-      s.src.push_back(masks[b].index_select(0, rows.to(masks.device())));
-      s.tgt.push_back(t.masks.index_select(0, cols.to(t.masks.device())));
+      const ImageMatch& m = matching[p][static_cast<size_t>(b)];
+      if (m.pairs.rows.empty()) continue;
+      s.target_classes[b].index_put_({m.rows}, t.classes.index_select(0, m.cols));
+      s.src.push_back(masks[b].index_select(0, m.rows));
+      s.tgt.push_back(t.masks.index_select(0, m.cols));
       // This image's loss points: its matched masks' rows in matching order, from its own stream.
-      const int64_t matched = static_cast<int64_t>(a.rows.size());
+      const auto matched = static_cast<int64_t>(m.pairs.rows.size());
       torch::Generator loss_points =
-          SampleRandom::generator(key, stream_id(RandomSite::kLossPoints, p), masks.device());
+          SampleRandom::generator(keys[static_cast<size_t>(b)], stream_id(RandomSite::kLossPoints, p), masks.device());
       s.oversampled.push_back(torch::rand({matched, counts.sampled, 2}, loss_points, float_options));
       s.fill.push_back(
           torch::rand({matched, options_.config.num_points - counts.uncertain, 2}, loss_points, float_options));
       s.matched += matched;
     }
   }
+  if (matches != nullptr) *matches = std::move(matching);
 
   // The normalizers, averaged over ranks in one all-reduce, so that N ranks x b train as 1 x N*b:
   // the number of target masks (Mask2Former's num_masks, which its code all-reduces too) and,

@@ -63,9 +63,21 @@ struct SemanticTargets {
   torch::Tensor masks;    // float [T, H, W] in {0, 1}
 };
 // labels int64 [H, W] (255 = ignore) -> one mask per present class; labels outside [0, K) other
-// than 255 throw DataError on the CPU (on a GPU, where the check would read the range back per
-// image, the labels are the loader's, which checks every label map it reads).
+// than 255 throw DataError on the CPU (on a GPU, where the check would read the range back, the
+// labels are the loader's, which checks every label map it reads).
 SemanticTargets semantic_targets(const torch::Tensor& labels, int64_t num_classes);
+// The same for each image of labels [B, H, W] (any integer type). Which classes each image holds
+// comes to the host in one copy for the batch, and the class lists go back in one asynchronous
+// copy: on a GPU the host waits once per batch, not once per image.
+std::vector<SemanticTargets> batch_semantic_targets(const torch::Tensor& labels, int64_t num_classes);
+
+// One prediction's matching of one image: its pairs on the host and, as int64 [M] on the
+// prediction's device, the same rows (query indices) and cols (indices into the image's targets).
+struct ImageMatch {
+  Assignment pairs;
+  torch::Tensor rows;
+  torch::Tensor cols;
+};
 
 // The loss weights, point sampling and mask-loss normalization are the [model.mask2former] table
 // itself (class_weight, mask_weight, dice_weight, no_object_weight, num_points, oversample,
@@ -96,16 +108,25 @@ class Mask2FormerCriterion {
   // each), each matched on its own; parts "loss_cls", "loss_mask", "loss_dice" are weighted and
   // summed over the predictions; total is their sum. `comm` (may be null) averages the target
   // count over ranks (a collective: every rank must call loss with the same predictions count).
-  // With `matches` non-null it receives the assignments: (*matches)[p][b] for prediction p and
-  // image b (rows = query indices, cols = indices into targets[b].classes), for losses built on
-  // the same matching (MTA-CLIP's mask-to-text contrastive loss).
+  // With `matches` non-null it receives the matchings: (*matches)[p][b] for prediction p and
+  // image b (pairs.rows = query indices, pairs.cols = indices into targets[b].classes), for
+  // losses built on the same matching (MTA-CLIP's mask-to-text contrastive loss).
+  // On a GPU the host waits for the device once per call: every cost matrix of every prediction
+  // and image comes to the host in one copy, and every matched index goes back in one
+  // asynchronous copy (Mask2Former's matcher copies each image's matrix on its own).
   LossTerms loss(const std::vector<torch::Tensor>& class_logits, const std::vector<torch::Tensor>& mask_logits,
                  const std::vector<SemanticTargets>& targets, const std::shared_ptr<dist::Communicator>& comm,
-                 std::vector<std::vector<Assignment>>* matches = nullptr) const;
+                 std::vector<std::vector<ImageMatch>>* matches = nullptr) const;
 
   const Mask2FormerLossOptions& options() const { return options_; }
 
  private:
+  // Every prediction's matching of every image ([p][b]), from their keyed matching points.
+  std::vector<std::vector<ImageMatch>> match_batch(const std::vector<torch::Tensor>& class_logits,
+                                                   const std::vector<torch::Tensor>& mask_logits,
+                                                   const std::vector<SemanticTargets>& targets,
+                                                   const std::vector<uint64_t>& keys) const;
+
   Mask2FormerLossOptions options_;
   std::shared_ptr<const SampleRandom> random_;
 };

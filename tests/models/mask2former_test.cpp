@@ -467,6 +467,55 @@ TEST(Mask2FormerCriterionTest, LossValuesMatchHandComputation) {
   ASSERT_TRUE(classes.grad().defined());
 }
 
+// loss() matches every (prediction, image) of a batch at once (one copy of all the costs to the
+// host, one copy of all the indices back): each matching is the one match() gives that image alone
+// with its keyed matching points, and the batch's targets are each image's own.
+TEST(Mask2FormerCriterionTest, BatchMatchingIsEachImagesOwnMatching) {
+  torch::manual_seed(11);
+  const int64_t classes = 4, queries = 6;
+  torch::Tensor labels = torch::randint(0, classes, {3, 8, 8}, torch::kLong);
+  labels[1].fill_(255);                          // no target at all
+  labels[2].masked_fill_(labels[2].eq(1), 255);  // class 1 absent, some pixels ignored
+  const std::vector<SemanticTargets> targets = batch_semantic_targets(labels.to(torch::kUInt8), classes);
+  ASSERT_EQ(targets.size(), 3u);
+  for (int64_t b = 0; b < 3; ++b) {
+    const torch::Tensor held = std::get<0>(torch::_unique(labels[b].flatten(), /*sorted=*/true));
+    const torch::Tensor expected = held.masked_select(held.ne(255));
+    const SemanticTargets& t = targets[static_cast<size_t>(b)];
+    EXPECT_TRUE(torch::equal(t.classes, expected)) << "image " << b;
+    EXPECT_TRUE(torch::equal(t.masks, labels[b].unsqueeze(0).eq(expected.view({-1, 1, 1})).to(torch::kFloat32)));
+  }
+
+  auto random = std::make_shared<SampleRandom>();
+  random->set_keys({101, 202, 303});
+  Mask2FormerLossOptions options = small_loss(classes, 64);
+  options.random = random;
+  const Mask2FormerCriterion criterion(options);
+  const std::vector<torch::Tensor> class_logits{torch::randn({3, queries, classes + 1}),
+                                                torch::randn({3, queries, classes + 1})};
+  const std::vector<torch::Tensor> mask_logits{torch::randn({3, queries, 4, 4}) * 3,
+                                               torch::randn({3, queries, 4, 4}) * 3};
+  std::vector<std::vector<ImageMatch>> matches;
+  criterion.loss(class_logits, mask_logits, targets, nullptr, &matches);
+  ASSERT_EQ(matches.size(), 2u);
+  const std::vector<uint64_t> keys{101, 202, 303};
+  for (size_t p = 0; p < 2; ++p) {
+    ASSERT_EQ(matches[p].size(), 3u);
+    for (size_t b = 0; b < 3; ++b) {
+      torch::Generator g = SampleRandom::generator(keys[b], stream_id(RandomSite::kMatchPoints, p), torch::kCPU);
+      const Assignment alone =
+          criterion.match(class_logits[p][static_cast<int64_t>(b)], mask_logits[p][static_cast<int64_t>(b)], targets[b],
+                          torch::rand({1, 64, 2}, g));
+      const ImageMatch& m = matches[p][b];
+      EXPECT_EQ(m.pairs.rows, alone.rows) << "prediction " << p << ", image " << b;
+      EXPECT_EQ(m.pairs.cols, alone.cols) << "prediction " << p << ", image " << b;
+      EXPECT_EQ(m.pairs.rows.size(), static_cast<size_t>(targets[b].classes.numel()));
+      EXPECT_TRUE(torch::equal(m.rows, torch::tensor(alone.rows, torch::kLong)));
+      EXPECT_TRUE(torch::equal(m.cols, torch::tensor(alone.cols, torch::kLong)));
+    }
+  }
+}
+
 TEST(Mask2FormerCriterionTest, MaskCountIsAveragedOverRanks) {
   // Rank 0: one target mask, matched by query 0 with zero mask logits (BCE = log 2 exactly).
   // Rank 1: `peer_images` images with one target mask each. num_masks is the mean over the two

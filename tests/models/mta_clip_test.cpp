@@ -187,8 +187,11 @@ TEST(MtaClip, ContrastiveLossMatchesPytorchForMatchedAndAllQueries) {
       targets[0].classes = torch::tensor({0, 2}, torch::kLong);
       targets[1].classes = torch::tensor({1}, torch::kLong);
       // Prediction 1: image 0 has two matches, image 1 one; prediction 2: image 1 has none.
-      std::vector<std::vector<Assignment>> matches{{Assignment{{1, 5}, {1, 0}}, Assignment{{3}, {0}}},
-                                                   {Assignment{{0, 7}, {0, 1}}, Assignment{}}};
+      const auto match = [](Assignment pairs) {
+        return ImageMatch{pairs, torch::tensor(pairs.rows, torch::kLong), torch::tensor(pairs.cols, torch::kLong)};
+      };
+      std::vector<std::vector<ImageMatch>> matches{{match({{1, 5}, {1, 0}}), match({{3}, {0}})},
+                                                   {match({{0, 7}, {0, 1}}), match({})}};
       torch::Tensor loss = model->contrastive_loss(out, 1, text, matches, targets);
       loss.backward();
 
@@ -203,7 +206,7 @@ TEST(MtaClip, ContrastiveLossMatchesPytorchForMatchedAndAllQueries) {
         dict.insert("q" + std::to_string(p), out.query_states[static_cast<size_t>(p) + 1]);
         dict.insert("x" + std::to_string(p), out.extra_states[static_cast<size_t>(p) + 1]);
         for (int b = 0; b < 2; ++b) {
-          const Assignment& a = matches[static_cast<size_t>(p)][static_cast<size_t>(b)];
+          const Assignment& a = matches[static_cast<size_t>(p)][static_cast<size_t>(b)].pairs;
           if (a.rows.empty()) continue;
           std::vector<int64_t> pairs;
           for (size_t i = 0; i < a.rows.size(); ++i) {

@@ -100,8 +100,9 @@ ClipSpOutputs ClipSpSegmentorImpl::run(const torch::Tensor& images, const torch:
   const bool dropping = present.defined() && drop_ratio > 0;
   torch::Tensor from_ground_truth;
   if (dropping && drop_mode_ == "slots") {
+    // Drawn on the host, where the slots are filled (the same draws on every device).
     const torch::Tensor draws = random_->uniform(probs.size(0), stream_id(RandomSite::kBatchDrop), {2 * top_k_},
-                                                 probs.options().dtype(torch::kFloat32));
+                                                 torch::TensorOptions().dtype(torch::kFloat32));
     SceneSelection selection = replace_scene_slots(probs, top_k_, present, drop_ratio, draws);
     out.selected = selection.labels;
     from_ground_truth = selection.from_ground_truth;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "dist/device.h"
 
 namespace segrun::models {
 
@@ -73,35 +74,38 @@ SceneSelection replace_scene_slots(const torch::Tensor& probs, int64_t k, const 
   SEGRUN_CHECK(draws.dim() == 2 && draws.size(0) == probs.size(0) && draws.size(1) == 2 * k, ModelError,
                "scene slots: draws must be [B, 2k], got " << draws.sizes());
   torch::NoGradGuard no_grad;
-  const torch::Device device = probs.device();
-  // Small host work (B x k): the top-k labels, then slot by slot.
-  torch::Tensor top =
-      std::get<1>(probs.detach().to(torch::kFloat32).topk(k, 1, true, true)).to(torch::kCPU).contiguous();
-  const torch::Tensor gt = present.to(torch::kCPU, torch::kFloat32).contiguous();
+  const int64_t batch = probs.size(0), classes = probs.size(1);
+  // Small host work (B x k), slot by slot. The top-k labels and the present classes come to the
+  // host in one copy (the draws are best made there: see the header); the result goes back in one.
+  const torch::Tensor top = std::get<1>(probs.detach().to(torch::kFloat32).topk(k, 1, true, true));
+  torch::Tensor host = torch::cat({top, present.gt(0).to(torch::kLong)}, 1).to(torch::kCPU).contiguous();
   const torch::Tensor u = draws.to(torch::kCPU, torch::kFloat64).contiguous();
-  torch::Tensor from_gt = torch::zeros({probs.size(0), k}, torch::kBool);
-  auto labels = top.accessor<int64_t, 2>();
-  auto replaced = from_gt.accessor<bool, 2>();
-  const auto truth = gt.accessor<float, 2>();
+  torch::Tensor chosen = torch::zeros({batch, 2 * k}, torch::kLong);  // labels, then 1 = from the ground truth
+  const auto given = host.accessor<int64_t, 2>();
+  auto out = chosen.accessor<int64_t, 2>();
   const auto uniform = u.accessor<double, 2>();
-  for (int64_t b = 0; b < top.size(0); ++b) {
-    std::vector<char> used(static_cast<size_t>(probs.size(1)), 0);
-    for (int64_t j = 0; j < k; ++j) used[static_cast<size_t>(labels[b][j])] = 1;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<char> used(static_cast<size_t>(classes), 0);
+    for (int64_t j = 0; j < k; ++j) {
+      out[b][j] = given[b][j];
+      used[static_cast<size_t>(given[b][j])] = 1;
+    }
     for (int64_t j = 0; j < k; ++j) {
       if (uniform[b][j] >= drop_ratio) continue;
       std::vector<int64_t> candidates;
-      for (int64_t c = 0; c < probs.size(1); ++c)
-        if (truth[b][c] > 0 && !used[static_cast<size_t>(c)]) candidates.push_back(c);
+      for (int64_t c = 0; c < classes; ++c)
+        if (given[b][k + c] != 0 && !used[static_cast<size_t>(c)]) candidates.push_back(c);
       if (candidates.empty()) continue;
       const auto pick = std::min(candidates.size() - 1,
                                  static_cast<size_t>(uniform[b][k + j] * static_cast<double>(candidates.size())));
-      used[static_cast<size_t>(labels[b][j])] = 0;
-      labels[b][j] = candidates[pick];
-      used[static_cast<size_t>(labels[b][j])] = 1;
-      replaced[b][j] = true;
+      used[static_cast<size_t>(out[b][j])] = 0;
+      out[b][j] = candidates[pick];
+      used[static_cast<size_t>(out[b][j])] = 1;
+      out[b][k + j] = 1;
     }
   }
-  return {top.to(device), from_gt.to(device)};
+  const torch::Tensor on_device = dist::to_device_async(chosen, probs.device());
+  return {on_device.slice(1, 0, k).contiguous(), on_device.slice(1, k, 2 * k).to(torch::kBool)};
 }
 
 torch::Tensor scene_aux_targets(const torch::Tensor& labels, const torch::Tensor& selected, int64_t h, int64_t w) {

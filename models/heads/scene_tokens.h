@@ -44,8 +44,10 @@ torch::Tensor select_scene_labels(const torch::Tensor& probs, int64_t k, const t
 // "slots": each of the k slots of each image's top-k (descending probability) is, with
 // probability drop_ratio (draws[b, j] < r), replaced by a class of the image's ground truth not
 // already among its labels, chosen uniformly (by draws[b, k + j]); a slot with no such class left
-// keeps its label. Replaced slots keep their position. draws [B, 2k] uniform in [0, 1).
-// Returns the labels [B, k] (int64) and which slots hold a ground-truth class [B, k] (bool).
+// keeps its label. Replaced slots keep their position. draws [B, 2k] uniform in [0, 1), best on
+// the host (the slots are filled there: on a GPU the host waits for the top-k once, and the result
+// goes back in one asynchronous copy). Returns, on probs' device, the labels [B, k] (int64) and
+// which slots hold a ground-truth class [B, k] (bool).
 struct SceneSelection {
   torch::Tensor labels;
   torch::Tensor from_ground_truth;

@@ -1,6 +1,8 @@
 #include "dist/device.h"
 
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <cstdio>
 #include <string>
@@ -94,6 +96,57 @@ torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& de
   if (!device.is_cuda() || host.is_cuda()) return host.to(device);
   return host.pin_memory().to(device, /*non_blocking=*/true);
 }
+
+// The warning that CUDA's sync debug mode "warn" issues at every wait (c10/cuda/CUDAFunctions.cpp).
+constexpr const char* kWaitWarning = "called a synchronizing CUDA operation";
+
+// Counts the wait warnings of its thread and hands every other warning to the handler before it.
+// LibTorch 2.0 passes a Warning object (c10::WarningUtils); 1.13 its parts (c10::Warning).
+struct HostWaitCounter::Handler : c10::WarningHandler {
+  c10::WarningHandler* previous = nullptr;
+  int64_t waits = 0;
+#if TORCH_VERSION_MAJOR >= 2
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find(kWaitWarning) != std::string::npos)
+      ++waits;
+    else
+      previous->process(warning);
+  }
+#else
+  void process(const c10::SourceLocation& where, const std::string& message, const bool verbatim) override {
+    if (message.find(kWaitWarning) != std::string::npos)
+      ++waits;
+    else
+      previous->process(where, message, verbatim);
+  }
+#endif
+};
+
+HostWaitCounter::HostWaitCounter() : handler_(std::make_unique<Handler>()) {
+#if TORCH_VERSION_MAJOR >= 2
+  handler_->previous = c10::WarningUtils::get_warning_handler();
+  c10::WarningUtils::set_warning_handler(handler_.get());
+#else
+  handler_->previous = c10::Warning::get_warning_handler();
+  c10::Warning::set_warning_handler(handler_.get());
+#endif
+#if SEGRUN_WITH_CUDA
+  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+#endif
+}
+
+HostWaitCounter::~HostWaitCounter() {
+#if SEGRUN_WITH_CUDA
+  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+#endif
+#if TORCH_VERSION_MAJOR >= 2
+  c10::WarningUtils::set_warning_handler(handler_->previous);
+#else
+  c10::Warning::set_warning_handler(handler_->previous);
+#endif
+}
+
+int64_t HostWaitCounter::waits() const { return handler_->waits; }
 
 DeviceMemoryStats memory_stats(const torch::Device& device) {
   DeviceMemoryStats stats;

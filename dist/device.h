@@ -14,6 +14,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "dist/rank_context.h"
@@ -42,6 +43,24 @@ void synchronize(const torch::Device& device);
 // current stream (LibTorch's pinned-memory allocator keeps the block until the copy is done); a
 // pageable copy would wait for every kernel queued before it. On the CPU: `host` itself.
 torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& device);
+
+// Counts how often the calling thread makes the host wait for a CUDA device while the counter
+// lives: a blocking copy to or from the device, .item(), nonzero, a stream synchronize -- what
+// torch.cuda.set_sync_debug_mode("warn") reports, backward's included (autograd replays the
+// warnings of its device threads in the thread that called backward). The mode is process-wide:
+// one counter at a time. Always 0 in a build without CUDA.
+class HostWaitCounter {
+ public:
+  HostWaitCounter();
+  ~HostWaitCounter();
+  HostWaitCounter(const HostWaitCounter&) = delete;
+  HostWaitCounter& operator=(const HostWaitCounter&) = delete;
+  int64_t waits() const;
+
+ private:
+  struct Handler;
+  std::unique_ptr<Handler> handler_;
+};
 
 // Caching-allocator statistics of a CUDA device (zeros on CPU), as torch.cuda reports them.
 struct DeviceMemoryStats {

@@ -54,6 +54,30 @@ TEST(Device, PlacementFollowsDistDevice) {
   // plugins when a unit suite ends without MPI_Finalize).
 }
 
+// Doubles its input; its backward issues the warning of CUDA's sync debug mode.
+struct WarnsInBackward : torch::autograd::Function<WarnsInBackward> {
+  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& x) { return x * 2; }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list grads) {
+    TORCH_WARN("called a synchronizing CUDA operation");
+    return {grads[0] * 2};
+  }
+};
+
+// The counter counts the warning that CUDA's sync debug mode issues at every wait -- raised here
+// by hand, once from inside backward (autograd replays it in the thread that called backward) --
+// and hands every other warning on. gpu_test counts real waits.
+TEST(DevicePlacement, HostWaitCounterCountsTheWaitWarningsOnly) {
+  HostWaitCounter counter;
+  TORCH_WARN("called a synchronizing CUDA operation");
+  TORCH_WARN("HostWaitCounterCountsTheWaitWarningsOnly: a warning passed on (printed, not counted)");
+  EXPECT_EQ(counter.waits(), 1);
+  const torch::Tensor x = torch::ones({3}, torch::requires_grad());
+  WarnsInBackward::apply(x).sum().backward();
+  EXPECT_EQ(counter.waits(), 2);
+  EXPECT_TRUE(torch::equal(x.grad(), torch::full({3}, 2.0f)));
+}
+
 // The world MPI started against what the launcher asked for (SEGRUN_WORLD_SIZE) and against
 // srun's task count (SLURM_STEP_NUM_TASKS): the srun environments were read from a real one-node
 // Slurm (the batch step has SLURM_NTASKS and SLURM_PROCID but no SLURM_STEP_NUM_TASKS).

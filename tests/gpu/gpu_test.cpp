@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <iostream>
 #include <limits>
 #include <string>
 #include <utility>
@@ -87,14 +88,18 @@ ModelConfig with_tiny_vit(ModelConfig m) {
   return m;
 }
 
-std::shared_ptr<models::SegmentorImpl> build(const std::string& head, int64_t classes, bool vit = false) {
+std::shared_ptr<models::SegmentorImpl> build(const ModelConfig& config, int64_t classes) {
   torch::manual_seed(7);
   models::BuildOptions options;
-  options.config = vit ? with_tiny_vit(tiny_model(head)) : tiny_model(head);
+  options.config = config;
   options.num_classes = static_cast<int>(classes);
   for (int64_t k = 0; k < classes; ++k) options.class_names.push_back("class " + std::to_string(k));
   options.crop_size = 64;
   return models::build_segmentor(options);
+}
+
+std::shared_ptr<models::SegmentorImpl> build(const std::string& head, int64_t classes, bool vit = false) {
+  return build(vit ? with_tiny_vit(tiny_model(head)) : tiny_model(head), classes);
 }
 
 struct Batch {
@@ -181,6 +186,41 @@ TEST_F(GpuTest, MaskModelsOnCudaEqualCpu) {
     models::LossTerms loss = gpu->loss(batch.images.to(test_device()), batch.labels.to(test_device()));
     loss.total.backward();
     EXPECT_TRUE(std::isfinite(loss.total.item<double>()));
+  }
+}
+
+// How often one training step's loss and backward make the host wait for the GPU (a wait drains
+// the device's queue, and the GPU idles until the host has queued work again): FPN never; CLIP-SP
+// once (its slot-wise batch drop fills the slots on the host); Mask2Former and MTA-CLIP twice
+// (which classes each image holds; every Hungarian matching's costs, all predictions and images in
+// one copy). In a rehearsal on the CPU nothing waits.
+TEST_F(GpuTest, HostWaitsPerTrainingStep) {
+  if (test_device().is_cuda()) {
+    dist::HostWaitCounter probe;
+    EXPECT_EQ(torch::ones({1}, test_device()).item<float>(), 1.0f);
+    ASSERT_EQ(probe.waits(), 1) << "the counter must see a .item()";
+  }
+  for (const auto& [head, allowed] :
+       std::vector<std::pair<std::string, int64_t>>{{"fpn", 0}, {"clip_sp", 1}, {"mask2former", 2}, {"mta_clip", 2}}) {
+    SCOPED_TRACE(head);
+    ModelConfig config = tiny_model(head);
+    config.clip_sp.drop_r_start = 0.9;  // the slot-wise batch drop on (tiny_model turns it off)
+    config.clip_sp.drop_r_end = 0.5;
+    config.clip_sp.drop_mode = "slots";
+    auto model = build(config, 5);
+    model->to(test_device());
+    model->train();
+    const Batch batch = make_batch(5);
+    const torch::Tensor images = batch.images.to(test_device()), labels = batch.labels.to(test_device());
+    model->loss(images, labels).total.backward();  // first-use set-up (prompt ids, pinned blocks)
+    int64_t waits = 0;
+    {
+      dist::HostWaitCounter counter;
+      model->loss(images, labels).total.backward();
+      waits = counter.waits();
+    }
+    EXPECT_LE(waits, allowed);
+    std::cout << "[ waits    ] " << head << ": " << waits << " per step (at most " << allowed << ")\n";
   }
 }
 

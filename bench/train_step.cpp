@@ -46,6 +46,7 @@ double peak_rss_mib() {
 
 struct Side {
   double ms_per_step = 0, images_per_s = 0, first_loss = 0, peak_mib = 0;
+  int64_t host_waits = 0;  // in one step: how often the host waited for the device
 };
 
 }  // namespace
@@ -154,6 +155,19 @@ int run(int argc, char** argv) {
   ours.ms_per_step = 1000.0 * seconds / steps;
   ours.images_per_s = steps * batch / seconds;
   ours.peak_mib = device.is_cuda() ? dist::memory_stats(device).peak_allocated_bytes / 1048576.0 : peak_rss_mib();
+  {
+    // One more step, untimed, counting the host's waits for the device (0 on the CPU).
+    dist::HostWaitCounter counter;
+    optimizer.zero_grad();
+    models::LossTerms loss;
+    {
+      engine::AutocastScope autocast(device, precision);
+      loss = model->loss(dev_images, dev_labels);
+    }
+    scaler.scale(loss.total).backward();
+    if (scaler.unscale_and_update(model->parameters())) optimizer.step();
+    ours.host_waits = counter.waits();
+  }
   const char* memory = device.is_cuda() ? "peak GPU memory allocated MiB" : "peak RSS MiB";
 
   Side peer;
@@ -192,9 +206,13 @@ int run(int argc, char** argv) {
   std::printf("config: %s, %d classes, crop %d, batch %d, %s on %s%s, %d timed steps after %d, %d thread(s)\n",
               what.c_str(), num_classes, crop, batch, flags["precision"].c_str(), device.str().c_str(),
               device.is_cuda() ? (tf32 ? ", TF32 on" : ", TF32 off") : "", steps, warmup, threads);
+  if (device.is_cuda())
+    std::printf("host waits for the GPU in one step (an untimed step after the timed ones): %lld\n",
+                static_cast<long long>(ours.host_waits));
   std::fprintf(stderr, "summary: model=%s device=%s precision=%s batch=%d crop=%d ms=%.2f img_s=%.2f mem_mib=%.0f",
                from_config ? flags["config"].c_str() : "fpn", device.str().c_str(), flags["precision"].c_str(), batch,
                crop, ours.ms_per_step, ours.images_per_s, ours.peak_mib);
+  std::fprintf(stderr, " host_waits=%lld", static_cast<long long>(ours.host_waits));
   if (with_peer)
     std::fprintf(stderr, " peer_ms=%.2f peer_mem_mib=%.0f time_ratio=%.3f mem_ratio=%.3f agree=%d", peer.ms_per_step,
                  peer.peak_mib, ours.ms_per_step / peer.ms_per_step, ours.peak_mib / peer.peak_mib, agree ? 1 : 0);

@@ -233,7 +233,7 @@ part_bench() {
       get() { echo "$s" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
       status=PASS
       awk -v r="$(get time_ratio)" -v m="$(get mem_ratio)" 'BEGIN { exit !(r <= 1.0 && m <= 1.0) }' || status=SLOWER
-      row "train step FPN $precision $fpn_label" "$status" "segrun $(get ms) ms vs peer $(get peer_ms) ms ($(get time_ratio)x), memory $(get mem_mib) vs $(get peer_mem_mib) MiB ($(get mem_ratio)x); $(elapsed $t)"
+      row "train step FPN $precision $fpn_label" "$status" "segrun $(get ms) ms vs peer $(get peer_ms) ms ($(get time_ratio)x), memory $(get mem_mib) vs $(get peer_mem_mib) MiB ($(get mem_ratio)x), $(get host_waits) host waits/step; $(elapsed $t)"
     else
       row "train step FPN $precision $fpn_label" FAIL "see $logs/bench-fpn-$precision.log/.err: $(tail -2 "$logs/bench-fpn-$precision.err" | tr '\n|' '  ' | cut -c1-200)"
     fi
@@ -253,7 +253,7 @@ part_bench() {
          > "$logs/bench-$name.log" 2> "$logs/bench-$name.err"; then
       s="$(grep '^summary:' "$logs/bench-$name.err")"
       get() { echo "$s" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-      row "train step $name" PASS "$(get ms) ms/step, $(get img_s) img/s at batch $(get batch) x $(get crop)^2, memory $(get mem_mib) MiB; $(elapsed $t)"
+      row "train step $name" PASS "$(get ms) ms/step, $(get img_s) img/s at batch $(get batch) x $(get crop)^2, memory $(get mem_mib) MiB, $(get host_waits) host waits/step; $(elapsed $t)"
     else
       row "train step $name" FAIL "see $logs/bench-$name.err: $(tail -2 "$logs/bench-$name.err" | tr '\n|' '  ' | cut -c1-200)"
     fi

@@ -30,11 +30,11 @@ check "build row: skipped, the build used as it is" grep -qE '^\| build \| SKIPP
 check "demo row: mIoU and wall time" has_row "segrun demo on the GPU" "mIoU $num \(bar 0\), no GPU, [0-9]+ s in all"
 check "predict row: every label map as eval's" has_row "segrun predict on the GPU" \
   "([0-9]+) of \1 label maps equal eval --save-pred's; rank 0: [0-9]+ in $num s; [0-9]+ s"
-check "FPN row: both step times, memories and ratios" has_row "train step FPN fp32 quick" \
-  "segrun $num ms vs peer $num ms \(${num}x\), memory $num vs $num MiB \(${num}x\); [0-9]+ s"
+check "FPN row: both step times, memories and ratios, host waits" has_row "train step FPN fp32 quick" \
+  "segrun $num ms vs peer $num ms \(${num}x\), memory $num vs $num MiB \(${num}x\), [0-9]+ host waits/step; [0-9]+ s"
 for config in r50_ade20k vit_b16_ade20k ade20k_mask2former_clip_rn50_160k ade20k_mta_clip_rn50_160k; do
-  check "$config row: step time, images/s, batch, crop, memory" has_row "train step $config" \
-    "$num ms/step, $num img/s at batch [0-9]+ x [0-9]+\^2, memory $num MiB; [0-9]+ s"
+  check "$config row: step time, images/s, batch, crop, memory, host waits" has_row "train step $config" \
+    "$num ms/step, $num img/s at batch [0-9]+ x [0-9]+\^2, memory $num MiB, [0-9]+ host waits/step; [0-9]+ s"
 done
 check "data row: images per CPU-second and cores per GPU" has_row "data pipeline per core" \
   "$num images per CPU-second \(512\^2 crops\); the FPN fp32 step at $num img/s needs $num cores per GPU"

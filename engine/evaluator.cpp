@@ -16,6 +16,7 @@
 #include "engine/checkpoint.h"
 #include "engine/label_io.h"
 #include "engine/model_setup.h"
+#include "engine/out_of_memory.h"
 #include "models/segmentor.h"
 
 namespace segrun::engine {
@@ -241,8 +242,10 @@ std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, 
   return scores;
 }
 
-EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
-                     dist::Communicator& comm, const EvalRequest& request) {
+namespace {
+
+EvalOutcome evaluate_images(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
+                            dist::Communicator& comm, const EvalRequest& request) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -344,6 +347,19 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   }
   if (was_training) model.train();
   return outcome;
+}
+
+}  // namespace
+
+EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
+                     dist::Communicator& comm, const EvalRequest& request) {
+  try {
+    return evaluate_images(model, store, config, comm, request);
+  } catch (const c10::OutOfMemoryError& e) {
+    const auto parameters = model.parameters();
+    const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+    throw out_of_memory_error(MemoryPhase::kEvaluation, "evaluation", config, device, e.what_without_backtrace());
+  }
 }
 
 nlohmann::ordered_json eval_record_json(const EvalOutcome& outcome, const std::vector<std::string>& class_names) {

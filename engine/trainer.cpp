@@ -32,6 +32,7 @@
 #include "engine/lr_schedule.h"
 #include "engine/model_setup.h"
 #include "engine/optimizer.h"
+#include "engine/out_of_memory.h"
 #include "engine/precision.h"
 #include "engine/tensorboard_writer.h"
 #include "models/segmentor.h"
@@ -529,33 +530,38 @@ void Trainer::step(int64_t iter) {
   // are all-reduced (the earlier ones add up in .grad on each rank, as DDP's no_sync()).
   const int micro_batches = s.config.train.accumulate;
   models::LossTerms loss;  // the step's: the micro-batches' mean, detached, float64
-  for (int m = 0; m < micro_batches; ++m) {
-    const bool last = m + 1 == micro_batches;
-    std::optional<dist::GradientSync::NoSyncGuard> local_only;
-    if (!last) local_only.emplace(*s.grad_sync);
-    const models::LossTerms micro = s.forward_backward(iter, micro_batches);
-    if (m == 0) {
-      loss = micro;
+  try {
+    for (int m = 0; m < micro_batches; ++m) {
+      const bool last = m + 1 == micro_batches;
+      std::optional<dist::GradientSync::NoSyncGuard> local_only;
+      if (!last) local_only.emplace(*s.grad_sync);
+      const models::LossTerms micro = s.forward_backward(iter, micro_batches);
+      if (m == 0) {
+        loss = micro;
+      } else {
+        loss.total += micro.total;
+        add_parts(loss.parts, micro.parts);
+      }
+    }
+    s.grad_sync->synchronize();
+    s.window_sync_wait += s.grad_sync->last_stats().wait_seconds;
+    const bool finite = s.scaler->unscale_and_update(s.model->parameters());
+    if (finite) {
+      if (config.train.grad_clip > 0) {
+        const torch::Tensor norm = clip_grad_norm(s.model->parameters(), config.train.grad_clip).to(torch::kFloat64);
+        if (!s.window_grad_norm.defined()) s.window_grad_norm = torch::zeros_like(norm);
+        s.window_grad_norm += norm;
+      }
+      s.optimizer->step();  // the first step allocates AdamW's two moments
+      if (!s.window_total.defined()) s.window_total = torch::zeros_like(loss.total);
+      s.window_total += loss.total;
+      add_parts(s.window_parts, loss.parts);
     } else {
-      loss.total += micro.total;
-      add_parts(loss.parts, micro.parts);
+      ++s.window_skipped;
     }
-  }
-  s.grad_sync->synchronize();
-  s.window_sync_wait += s.grad_sync->last_stats().wait_seconds;
-  const bool finite = s.scaler->unscale_and_update(s.model->parameters());
-  if (finite) {
-    if (config.train.grad_clip > 0) {
-      const torch::Tensor norm = clip_grad_norm(s.model->parameters(), config.train.grad_clip).to(torch::kFloat64);
-      if (!s.window_grad_norm.defined()) s.window_grad_norm = torch::zeros_like(norm);
-      s.window_grad_norm += norm;
-    }
-    s.optimizer->step();
-    if (!s.window_total.defined()) s.window_total = torch::zeros_like(loss.total);
-    s.window_total += loss.total;
-    add_parts(s.window_parts, loss.parts);
-  } else {
-    ++s.window_skipped;
+  } catch (const c10::OutOfMemoryError& e) {
+    throw out_of_memory_error(MemoryPhase::kTraining, "training step " + std::to_string(iter), config, s.device,
+                              e.what_without_backtrace());
   }
   ++s.window_iters;
   ++s.window_timed;

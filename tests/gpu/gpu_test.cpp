@@ -26,6 +26,7 @@
 #include "engine/checkpoint.h"
 #include "engine/metrics.h"
 #include "engine/optimizer.h"
+#include "engine/out_of_memory.h"
 #include "engine/precision.h"
 #include "models/segmentor.h"
 #include "tests/dist/communicator_conformance.h"
@@ -493,6 +494,24 @@ TEST_F(GpuTest, EveryHeadTrainsUnderAutocast) {
         }
       }
     }
+  }
+}
+
+// A CUDA allocation the GPU cannot hold throws c10::OutOfMemoryError -- what the trainer, the
+// evaluator and predict turn into out_of_memory_error's one line -- and CUDA's message gives the
+// size it tried (the caching allocator writes sizes past 1 GiB in GiB).
+TEST_F(GpuTest, OutOfMemoryIsTheErrorSegrunCatches) {
+  SEGRUN_SKIP_ON_CPU("CUDA's caching allocator");
+  try {
+    const torch::Tensor huge = torch::empty({int64_t{1} << 44}, torch::dtype(torch::kFloat32).device(test_device()));
+    FAIL() << "64 TiB allocated on " << test_device();
+  } catch (const c10::OutOfMemoryError& e) {
+    const std::string line = engine::out_of_memory_error(engine::MemoryPhase::kTraining, "training step 0", Config(),
+                                                         test_device(), e.what_without_backtrace())
+                                 .what();
+    EXPECT_NE(line.find("out of GPU memory in training step 0 on cuda:0 (peak allocated "), std::string::npos) << line;
+    EXPECT_NE(line.find(", allocating 65536.00 GiB failed: data.batch_per_rank = "), std::string::npos) << line;
+    EXPECT_EQ(line.find('\n'), std::string::npos) << line;
   }
 }
 

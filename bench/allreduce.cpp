@@ -59,9 +59,9 @@ std::map<std::string, int64_t> parse_flags(int argc, char** argv) {
 std::string format_size(int64_t bytes) {
   char out[32];
   if (bytes >= (int64_t{1} << 20))
-    std::snprintf(out, sizeof out, "%lld MB", static_cast<long long>(bytes >> 20));
+    std::snprintf(out, sizeof out, "%lld MiB", static_cast<long long>(bytes >> 20));
   else if (bytes >= 1024)
-    std::snprintf(out, sizeof out, "%lld KB", static_cast<long long>(bytes >> 10));
+    std::snprintf(out, sizeof out, "%lld KiB", static_cast<long long>(bytes >> 10));
   else
     std::snprintf(out, sizeof out, "%lld B", static_cast<long long>(bytes));
   return out;

@@ -197,6 +197,8 @@ ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image,
     std::vector<torch::Tensor> scores;
     try {
       scores = same_scale_view_scores(model, *inferences[first].base, group, height, width, eval);
+    } catch (const c10::OutOfMemoryError&) {
+      throw;  // said with the settings to lower by the callers (out_of_memory.h)
     } catch (const std::exception& e) {
       throw ModelError(what + ": " + first_line(e.what()));
     }

@@ -83,7 +83,7 @@ bool check_batch(const data::Batch& b, int batch, int crop, int num_classes, dou
     *problem = "images batch has the wrong shape or dtype";
     return false;
   }
-  if (b.labels.sizes() != torch::IntArrayRef({batch, crop, crop}) || b.labels.scalar_type() != torch::kInt64) {
+  if (b.labels.sizes() != torch::IntArrayRef({batch, crop, crop}) || b.labels.scalar_type() != torch::kUInt8) {
     *problem = "labels batch has the wrong shape or dtype";
     return false;
   }

@@ -41,11 +41,9 @@ void copy_chw(const cv::Mat& image, float* dst) {
   SEGRUN_CHECK(planes[0].ptr<float>() == dst, DataError, "copy_chw: cv::split reallocated its output");
 }
 
-void copy_label(const cv::Mat& label, int64_t* dst) {
-  for (int y = 0; y < label.rows; ++y) {
-    const uint8_t* row = label.ptr<uint8_t>(y);
-    for (int x = 0; x < label.cols; ++x) dst[static_cast<int64_t>(y) * label.cols + x] = row[x];
-  }
+void copy_label(const cv::Mat& label, uint8_t* dst) {
+  for (int y = 0; y < label.rows; ++y)
+    std::memcpy(dst + static_cast<int64_t>(y) * label.cols, label.ptr<uint8_t>(y), static_cast<size_t>(label.cols));
 }
 
 // A label map's values must be classes (0..classes-1) or the ignore index: a store's are by
@@ -142,7 +140,7 @@ struct TrainLoader::State {
     dist::bind_thread(device);  // pinned memory belongs to the consumer's device
     const int h = transform.crop[0], w = transform.crop[1];
     const auto image_options = torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device.is_cuda());
-    const auto label_options = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(device.is_cuda());
+    const auto label_options = torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(device.is_cuda());
     RawRecord raw;
     while (true) {
       int64_t k = 0;
@@ -183,7 +181,7 @@ struct TrainLoader::State {
         torch::Tensor images = p.batch.images, labels = p.batch.labels;
         lock.unlock();  // slices are disjoint: copy without the lock
         copy_chw(image, images[slot].data_ptr<float>());
-        copy_label(label, labels[slot].data_ptr<int64_t>());
+        copy_label(label, labels[slot].data_ptr<uint8_t>());
         lock.lock();
         Pending& q = pending[step];
         q.batch.indices[static_cast<size_t>(slot)] = record;
@@ -275,8 +273,9 @@ ValSample load_val_sample(const StoreReader& store, int64_t index, const TestTra
   v.name = raw.name;
   v.original = bgr;
   v.image = test_image_tensor(bgr, options);
-  v.label = torch::empty({seg.rows, seg.cols}, torch::kInt64);
-  copy_label(seg, v.label.data_ptr<int64_t>());
+  torch::Tensor label = torch::empty({seg.rows, seg.cols}, torch::kUInt8);
+  copy_label(seg, label.data_ptr<uint8_t>());
+  v.label = label.to(torch::kInt64);
   return v;
 }
 

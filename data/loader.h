@@ -37,7 +37,7 @@ class StoreReader;
 
 struct Batch {
   torch::Tensor images;            // float32 [B, 3, H, W], normalized RGB
-  torch::Tensor labels;            // int64 [B, H, W], 255 = ignore
+  torch::Tensor labels;            // uint8 [B, H, W], 255 = ignore (the models take int64: see below)
   std::vector<int64_t> indices;    // store record of each sample
   std::vector<int64_t> positions;  // each sample's position in the global data stream (see above)
   int64_t step = 0;
@@ -50,7 +50,8 @@ class TrainLoader {
  public:
   // `device`: where the trainer uses the batches. For a CUDA device they are built in pinned
   // (page-locked) host memory, so the copy to the GPU can run asynchronously (non_blocking), and
-  // the workers make that device current.
+  // the workers make that device current. Labels travel as uint8 (the stores' own type), 1/8 of
+  // the int64 the models take: the trainer converts them on the device, after the copy.
   // `start_step` counts micro-batches (= optimizer steps x accumulate).
   TrainLoader(std::shared_ptr<const StoreReader> store, const DataConfig& config, int rank, int world, uint64_t seed,
               int64_t start_step = 0, const torch::Device& device = torch::kCPU, int accumulate = 1);

@@ -305,9 +305,10 @@ struct Trainer::State {
     const auto wait_start = Clock::now();
     data::Batch batch = loader->next();
     window_wait += std::chrono::duration<double>(Clock::now() - wait_start).count();
-    // Pinned host batches (see TrainLoader) copy to the GPU asynchronously.
+    // Pinned host batches (see TrainLoader) copy to the GPU asynchronously; the uint8 labels
+    // become the models' int64 there.
     const torch::Tensor images = batch.images.to(device, /*non_blocking=*/true);
-    const torch::Tensor labels = batch.labels.to(device, /*non_blocking=*/true);
+    const torch::Tensor labels = batch.labels.to(device, /*non_blocking=*/true).to(torch::kLong);
     // Every draw of the model (dropout, batch drop, point sampling) is keyed by (seed, iteration,
     // the sample's global position): the same on any number of ranks and micro-batches.
     std::vector<uint64_t> sample_keys;

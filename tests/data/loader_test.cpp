@@ -69,7 +69,7 @@ TEST_F(LoaderTest, BatchShapesAndValues) {
     EXPECT_EQ(b.images.sizes(), (std::vector<int64_t>{3, 3, 32, 32}));
     EXPECT_EQ(b.images.scalar_type(), torch::kFloat32);
     EXPECT_EQ(b.labels.sizes(), (std::vector<int64_t>{3, 32, 32}));
-    EXPECT_EQ(b.labels.scalar_type(), torch::kInt64);
+    EXPECT_EQ(b.labels.scalar_type(), torch::kUInt8);
     auto valid = (b.labels < 150) | (b.labels == 255);
     EXPECT_TRUE(valid.all().item<bool>());
     EXPECT_TRUE((b.labels >= 0).all().item<bool>());
@@ -199,8 +199,9 @@ TEST_F(LoaderTest, ALabelValueOutsideTheClassesNamesItsRecord) {
   std::ofstream(dir / "manifest.json") << manifest_to_json(manifest);
 
   const auto store = std::make_shared<const StoreReader>(dir.string());
-  const std::string expected = "record ADE_train_bad: label value 200 at (7, 9) is neither a class (0..149) nor the "
-                               "ignore index 255";
+  const std::string expected =
+      "record ADE_train_bad: label value 200 at (7, 9) is neither a class (0..149) nor the "
+      "ignore index 255";
   TrainLoader loader(store, config(1, 1), 0, 1, 0);
   try {
     loader.next();

@@ -211,7 +211,7 @@ TEST(DataParallel, TwoRanksBatch2EqualOneRankBatch4) {
   GradientSync sync(model->parameters(), comm, 25.0);
   data::TrainLoader loader(store, dist_cfg.data, comm->rank(), comm->size(), dist_cfg.train.seed, 0);
   auto batch = loader.next();
-  auto loss = model->loss(batch.images, batch.labels);
+  auto loss = model->loss(batch.images, batch.labels.to(torch::kLong));
   loss.total.backward();
   sync.synchronize();
   torch::Tensor distributed = flat_grads(*model);
@@ -221,7 +221,7 @@ TEST(DataParallel, TwoRanksBatch2EqualOneRankBatch4) {
   auto reference = tiny_model(ref_cfg, nullptr, store->num_classes());
   data::TrainLoader ref_loader(store, ref_cfg.data, 0, 1, ref_cfg.train.seed, 0);
   auto ref_batch = ref_loader.next();
-  auto ref_loss = reference->loss(ref_batch.images, ref_batch.labels);
+  auto ref_loss = reference->loss(ref_batch.images, ref_batch.labels.to(torch::kLong));
   ref_loss.total.backward();
   torch::Tensor single = flat_grads(*reference);
 
@@ -262,7 +262,7 @@ TEST(DataParallel, RanksHoldIdenticalWeightsAfterSteps) {
     torch::manual_seed(100 + comm->rank());
     auto batch = loader.next();
     optimizer.zero_grad();
-    model->loss(batch.images, batch.labels).total.backward();
+    model->loss(batch.images, batch.labels.to(torch::kLong)).total.backward();
     sync.synchronize();
     optimizer.step();
   }
@@ -300,7 +300,7 @@ TEST(DataParallel, TwentyStepsOfTwoRanksMatchOneRankWithTheGlobalBatch) {
     for (int step = 0; step < steps; ++step) {
       auto batch_data = loader.next();
       optimizer.zero_grad();
-      auto loss = model->loss(batch_data.images, batch_data.labels).total;
+      auto loss = model->loss(batch_data.images, batch_data.labels.to(torch::kLong)).total;
       loss.backward();
       if (sync) sync->synchronize();
       optimizer.step();

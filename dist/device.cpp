@@ -94,7 +94,11 @@ void synchronize(const torch::Device& device) {
 
 torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& device) {
   if (!device.is_cuda() || host.is_cuda()) return host.to(device);
-  return host.pin_memory().to(device, /*non_blocking=*/true);
+  // A pinned copy of its own: pin_memory() would hand back an already pinned `host` itself, which
+  // the caller may write again before the device has read it.
+  const torch::Tensor staged =
+      host.is_pinned() ? torch::empty(host.sizes(), host.options().pinned_memory(true)).copy_(host) : host.pin_memory();
+  return staged.to(device, /*non_blocking=*/true);
 }
 
 // The warning that CUDA's sync debug mode "warn" issues at every wait (c10/cuda/CUDAFunctions.cpp).
@@ -104,6 +108,7 @@ constexpr const char* kWaitWarning = "called a synchronizing CUDA operation";
 // LibTorch 2.0 passes a Warning object (c10::WarningUtils); 1.13 its parts (c10::Warning).
 struct HostWaitCounter::Handler : c10::WarningHandler {
   c10::WarningHandler* previous = nullptr;
+  int previous_mode = 0;  // c10::cuda::SyncDebugMode before the counter
   int64_t waits = 0;
 #if TORCH_VERSION_MAJOR >= 2
   void process(const c10::Warning& warning) override {
@@ -131,13 +136,14 @@ HostWaitCounter::HostWaitCounter() : handler_(std::make_unique<Handler>()) {
   c10::Warning::set_warning_handler(handler_.get());
 #endif
 #if SEGRUN_WITH_CUDA
+  handler_->previous_mode = static_cast<int>(c10::cuda::warning_state().get_sync_debug_mode());
   c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
 #endif
 }
 
 HostWaitCounter::~HostWaitCounter() {
 #if SEGRUN_WITH_CUDA
-  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+  c10::cuda::warning_state().set_sync_debug_mode(static_cast<c10::cuda::SyncDebugMode>(handler_->previous_mode));
 #endif
 #if TORCH_VERSION_MAJOR >= 2
   c10::WarningUtils::set_warning_handler(handler_->previous);

@@ -39,16 +39,20 @@ void bind_thread(const torch::Device& device);
 void synchronize(const torch::Device& device);
 
 // `host` (a small CPU tensor: indices, normalizers) on `device`, without making the calling thread
-// wait for the device: on a GPU it goes through pinned memory and is copied asynchronously on the
-// current stream (LibTorch's pinned-memory allocator keeps the block until the copy is done); a
-// pageable copy would wait for every kernel queued before it. On the CPU: `host` itself.
+// wait for the device: on a GPU it goes through a pinned copy of its own and is copied
+// asynchronously on the current stream (LibTorch's pinned-memory allocator keeps the block until
+// the copy is done), so `host` may be written again at once; a pageable copy would wait for every
+// kernel queued before it. On the CPU: `host` itself.
 torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& device);
 
 // Counts how often the calling thread makes the host wait for a CUDA device while the counter
 // lives: a blocking copy to or from the device, .item(), nonzero, a stream synchronize -- what
 // torch.cuda.set_sync_debug_mode("warn") reports, backward's included (autograd replays the
-// warnings of its device threads in the thread that called backward). The mode is process-wide:
-// one counter at a time. Always 0 in a build without CUDA.
+// warnings of its device threads in the thread that called backward). What that mode does not
+// see (a cudaFree or cudaHostAlloc of an allocator, thrust's internal waits, event waits) is not
+// counted. The mode is process-wide while the counter lives (the previous one is restored after):
+// waits in other threads are then printed as LibTorch warnings, not counted. One counter at a
+// time. Always 0 in a build without CUDA.
 class HostWaitCounter {
  public:
   HostWaitCounter();

@@ -14,6 +14,7 @@
 
 #include "build_config.h"
 #include "core/log.h"
+#include "dist/device.h"
 #include "dist/mpi_check.h"
 #include "dist/stream_watchdog.h"
 #if SEGRUN_WITH_CUDA
@@ -248,12 +249,13 @@ class NcclCommunicator final : public Communicator {
   }
 
   // One in-place collective on `t`: a CUDA tensor in stream order; a CPU tensor through a device
-  // copy, returning when the result is back on the host.
+  // copy (uploaded without waiting), returning when the result is back on the host -- the one
+  // wait for the device.
   template <typename Launch>
   void run(CollectiveKind kind, const std::string& note, torch::Tensor& t, Launch launch) {
     require_contiguous(t, collective_name(kind));
     if (t.numel() == 0) return;
-    torch::Tensor d = t.is_cuda() ? t : t.to(device_of(t));
+    torch::Tensor d = t.is_cuda() ? t : to_device_async(t, device_of(t));
     std::vector<torch::Tensor*> tensors{&d};
     run_on_device(kind, note, tensors, [&] { launch(d); });
     if (!t.is_cuda()) t.copy_(d);  // a blocking copy on the current stream, which waits for the collective

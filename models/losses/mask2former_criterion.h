@@ -111,9 +111,11 @@ class Mask2FormerCriterion {
   // With `matches` non-null it receives the matchings: (*matches)[p][b] for prediction p and
   // image b (pairs.rows = query indices, pairs.cols = indices into targets[b].classes), for
   // losses built on the same matching (MTA-CLIP's mask-to-text contrastive loss).
-  // On a GPU the host waits for the device once per call: every cost matrix of every prediction
-  // and image comes to the host in one copy, and every matched index goes back in one
-  // asynchronous copy (Mask2Former's matcher copies each image's matrix on its own).
+  // On a GPU the matching makes the host wait for the device once per call: every cost matrix of
+  // every prediction and image comes to the host in one copy, and every matched index goes back in
+  // one asynchronous copy (Mask2Former's matcher copies each image's matrix on its own). With a
+  // communicator of several NCCL ranks, the normalizers' all-reduce reads its means back: a second
+  // wait.
   LossTerms loss(const std::vector<torch::Tensor>& class_logits, const std::vector<torch::Tensor>& mask_logits,
                  const std::vector<SemanticTargets>& targets, const std::shared_ptr<dist::Communicator>& comm,
                  std::vector<std::vector<ImageMatch>>* matches = nullptr) const;

@@ -102,90 +102,105 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
 std::string millions(int64_t n) { return fixed(static_cast<double>(n) / 1e6, 2); }
 std::string giga(int64_t n) { return fixed(static_cast<double>(n) / 1e9, 2); }
 
-int run_model_command(const ModelOptions& s, MpiHolder&) {
-  Config config = load_config(s.config, s.overrides);
+// What `segrun model` reports: the model's parameters by submodule and the FLOPs of one forward
+// pass at the input size.
+struct ModelReport {
+  std::string signature;
+  int64_t height = 0, width = 0;
+  models::ParameterReport params;
+  models::FlopReport flops;
+  double seconds = 0;              // the counted forward pass
+  std::vector<std::string> names;  // submodules: those with tensors, then any with FLOPs only ("(input)")
+
+  int64_t module_flops(const std::string& name) const {
+    for (const auto& item : flops.by_module)
+      if (item.first == name) return item.second;
+    return 0;
+  }
+  models::ModuleSize group(const std::string& name) const {
+    for (const auto& g : params.groups)
+      if (g.name == name) return g;
+    return models::ModuleSize{name, 0, 0, 0};
+  }
+};
+
+ModelReport measure_model(const Config& config, const ModelOptions& s) {
+  ModelReport report;
   const data::Layout layout = data::parse_layout(config.data.layout);
-  int64_t height = config.data.crop[0], width = config.data.crop[1];
-  if (!s.input.empty()) std::tie(height, width) = parse_input_size(s.input);
+  report.height = config.data.crop[0];
+  report.width = config.data.crop[1];
+  if (!s.input.empty()) std::tie(report.height, report.width) = parse_input_size(s.input);
 
   // The model train builds for a store of this layout, without pretrained weights or the text
   // encoder's class embeddings (neither changes a size or a FLOP).
   const std::vector<std::string> class_names = data::class_names(layout);
-  const int num_classes = static_cast<int>(class_names.size());
   std::shared_ptr<models::SegmentorImpl> model =
       engine::build_model(config, class_names, {}, nullptr, /*with_pretrained=*/false);
   model->eval();
+  report.signature = engine::model_signature(config, static_cast<int>(class_names.size()));
 
-  const models::ParameterReport params = models::count_parameters(*model);
+  report.params = models::count_parameters(*model);
   torch::manual_seed(0);
-  const torch::Tensor images = torch::randn({1, 3, height, width});
+  const torch::Tensor images = torch::randn({1, 3, report.height, report.width});
   torch::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
-  const models::FlopReport flops = models::count_flops([&] { model->predict_logits(images); }, model.get());
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.flops = models::count_flops([&] { model->predict_logits(images); }, model.get());
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  auto module_flops = [&](const std::string& name) -> int64_t {
-    for (const auto& item : flops.by_module)
-      if (item.first == name) return item.second;
-    return 0;
-  };
-  // Submodules: those with tensors, then any that only received FLOPs ("(input)").
-  std::vector<std::string> names;
-  for (const auto& g : params.groups) names.push_back(g.name);
-  for (const auto& item : flops.by_module)
-    if (std::find(names.begin(), names.end(), item.first) == names.end()) names.push_back(item.first);
-  auto group = [&](const std::string& name) {
-    for (const auto& g : params.groups)
-      if (g.name == name) return g;
-    return models::ModuleSize{name, 0, 0, 0};
-  };
-  const std::string signature = engine::model_signature(config, num_classes);
+  for (const auto& g : report.params.groups) report.names.push_back(g.name);
+  for (const auto& item : report.flops.by_module)
+    if (std::find(report.names.begin(), report.names.end(), item.first) == report.names.end())
+      report.names.push_back(item.first);
+  return report;
+}
 
-  if (s.format == "json") {
-    nlohmann::ordered_json out;
-    out["config"] = s.config;
-    out["model"] = signature;
-    out["input"] = {1, 3, height, width};
-    out["params"] = {{"total", params.total.trainable + params.total.frozen},
-                     {"trainable", params.total.trainable},
-                     {"frozen", params.total.frozen},
-                     {"buffers", params.total.buffers}};
-    out["flops"] = flops.total;
-    out["gflops"] = static_cast<double>(flops.total) / 1e9;
-    out["submodules"] = nlohmann::ordered_json::array();
-    for (const auto& name : names) {
-      const models::ModuleSize g = group(name);
-      out["submodules"].push_back({{"name", name},
-                                   {"trainable", g.trainable},
-                                   {"frozen", g.frozen},
-                                   {"buffers", g.buffers},
-                                   {"flops", module_flops(name)}});
-    }
-    out["by_op"] = nlohmann::ordered_json::array();
-    for (const auto& op : flops.by_op)
-      out["by_op"].push_back({{"op", op.op}, {"calls", op.calls}, {"flops", op.flops}});
-    out["uncounted"] = nlohmann::ordered_json::object();
-    for (const auto& item : flops.uncounted) out["uncounted"][item.first] = item.second;
-    out["seconds"] = seconds;
-    std::cout << out.dump(2) << std::endl;
-    return 0;
+void print_model_json(const ModelReport& r, const ModelOptions& s) {
+  nlohmann::ordered_json out;
+  out["config"] = s.config;
+  out["model"] = r.signature;
+  out["input"] = {1, 3, r.height, r.width};
+  out["params"] = {{"total", r.params.total.trainable + r.params.total.frozen},
+                   {"trainable", r.params.total.trainable},
+                   {"frozen", r.params.total.frozen},
+                   {"buffers", r.params.total.buffers}};
+  out["flops"] = r.flops.total;
+  out["gflops"] = static_cast<double>(r.flops.total) / 1e9;
+  out["submodules"] = nlohmann::ordered_json::array();
+  for (const auto& name : r.names) {
+    const models::ModuleSize g = r.group(name);
+    out["submodules"].push_back({{"name", name},
+                                 {"trainable", g.trainable},
+                                 {"frozen", g.frozen},
+                                 {"buffers", g.buffers},
+                                 {"flops", r.module_flops(name)}});
   }
+  out["by_op"] = nlohmann::ordered_json::array();
+  for (const auto& op : r.flops.by_op)
+    out["by_op"].push_back({{"op", op.op}, {"calls", op.calls}, {"flops", op.flops}});
+  out["uncounted"] = nlohmann::ordered_json::object();
+  for (const auto& item : r.flops.uncounted) out["uncounted"][item.first] = item.second;
+  out["seconds"] = r.seconds;
+  std::cout << out.dump(2) << std::endl;
+}
 
+void print_model_tables(const ModelReport& r, const Config& config, const ModelOptions& s) {
   std::ostream& out = std::cout;
-  out << "model   " << signature << " (norm " << config.model.norm << ", " << s.config << ")\n";
-  out << "input   1x3x" << height << "x" << width
+  const models::FlopReport& flops = r.flops;
+  out << "model   " << r.signature << " (norm " << config.model.norm << ", " << s.config << ")\n";
+  out << "input   1x3x" << r.height << "x" << r.width
       << ", eval mode; FLOPs as fvcore counts them: 1 multiply-add = 1 FLOP\n\n";
   std::vector<std::vector<std::string>> rows{
       {"submodule", "params (M)", "trainable (M)", "frozen (M)", "buffers (M)", "GFLOPs", "FLOPs %"}};
-  for (const auto& name : names) {
-    const models::ModuleSize g = group(name);
-    const int64_t f = module_flops(name);
+  for (const auto& name : r.names) {
+    const models::ModuleSize g = r.group(name);
+    const int64_t f = r.module_flops(name);
     rows.push_back({name, millions(g.trainable + g.frozen), millions(g.trainable), millions(g.frozen),
                     millions(g.buffers), giga(f),
                     fixed(flops.total ? 100.0 * static_cast<double>(f) / static_cast<double>(flops.total) : 0.0, 1)});
   }
-  rows.push_back({"total", millions(params.total.trainable + params.total.frozen), millions(params.total.trainable),
-                  millions(params.total.frozen), millions(params.total.buffers), giga(flops.total), "100.0"});
+  const models::ModuleSize& total = r.params.total;
+  rows.push_back({"total", millions(total.trainable + total.frozen), millions(total.trainable), millions(total.frozen),
+                  millions(total.buffers), giga(flops.total), "100.0"});
   print_table(out, rows);
 
   out << "\n";
@@ -202,7 +217,16 @@ int run_model_command(const ModelOptions& s, MpiHolder&) {
     free_calls += item.second;
   }
   out << "\nnot counted (free in fvcore's rules): " << free_calls << " calls: " << free_ops.str() << "\n";
-  out << "forward pass " << fixed(seconds, 1) << " s\n";
+  out << "forward pass " << fixed(r.seconds, 1) << " s\n";
+}
+
+int run_model_command(const ModelOptions& s, MpiHolder&) {
+  const Config config = load_config(s.config, s.overrides);
+  const ModelReport report = measure_model(config, s);
+  if (s.format == "json")
+    print_model_json(report, s);
+  else
+    print_model_tables(report, config, s);
   return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -159,8 +160,8 @@ SideResult run_peer(const std::string& python, const std::string& store_dir, int
 }
 
 // Per-step wall time (ms per sample, this thread only) of the same steps TrainLoader runs, called
-// one by one through data/transforms.h in train_transform's order; the CHW/int64 copies are those
-// of data/loader.cpp into the batch tensor.
+// one by one through data/transforms.h in train_transform's order; the CHW float and uint8 label
+// copies are those of data/loader.cpp into the batch tensor.
 std::vector<std::pair<std::string, double>> profile_segrun(const std::string& store_dir, int crop, int samples) {
   data::StoreReader store(store_dir);
   data::TrainTransformOptions o;
@@ -168,7 +169,7 @@ std::vector<std::pair<std::string, double>> profile_segrun(const std::string& st
   std::vector<std::pair<std::string, double>> steps{
       {"read", 0}, {"decode image", 0}, {"decode label", 0}, {"resize", 0}, {"crop", 0},
       {"flip", 0}, {"photometric", 0},  {"normalize", 0},    {"pad", 0},    {"to tensor", 0}};
-  torch::Tensor images = torch::zeros({1, 3, crop, crop}), labels = torch::zeros({1, crop, crop}, torch::kInt64);
+  torch::Tensor images = torch::zeros({1, 3, crop, crop}), labels = torch::zeros({1, crop, crop}, torch::kUInt8);
   for (int i = 0; i < samples; ++i) {
     const int64_t record = i % store.size();
     auto t = std::chrono::steady_clock::now();
@@ -213,11 +214,9 @@ std::vector<std::pair<std::string, double>> profile_segrun(const std::string& st
     for (int c = 0; c < 3; ++c)
       planes[c] = cv::Mat(crop, crop, CV_32F, images.data_ptr<float>() + static_cast<int64_t>(c) * crop * crop);
     cv::split(normalized, planes);
-    int64_t* ldst = labels.data_ptr<int64_t>();
-    for (int y = 0; y < crop; ++y) {
-      const uint8_t* row = seg.ptr<uint8_t>(y);
-      for (int x = 0; x < crop; ++x) ldst[static_cast<int64_t>(y) * crop + x] = row[x];
-    }
+    uint8_t* ldst = labels.data_ptr<uint8_t>();  // as copy_label: the uint8 rows as they are
+    for (int y = 0; y < crop; ++y)
+      std::memcpy(ldst + static_cast<int64_t>(y) * crop, seg.ptr<uint8_t>(y), static_cast<size_t>(crop));
     lap();
   }
   for (auto& step : steps) step.second /= samples;

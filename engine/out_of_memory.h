@@ -6,7 +6,7 @@
 // device and its allocator's peak, and the allocation that failed.
 //   training:   data.batch_per_rank, data.crop, train.precision (train.accumulate keeps the
 //               global batch when the per-rank batch goes down)
-//   evaluation: eval.mode, eval.crop (slide), eval.batch, data.scale (whole), the scales
+//   evaluation: eval.mode, eval.crop (slide) or data.scale (whole), eval.batch
 // The launcher prefixes the rank ("segrun: error on rank 3: ..."). Pure; thread-safe.
 
 #include <torch/types.h>
@@ -20,8 +20,8 @@ namespace segrun::engine {
 
 enum class MemoryPhase { kTraining, kEvaluation };
 
-// `where`: "training step 120", "evaluation at iteration 8000", ...; `libtorch_message`: the
-// c10::OutOfMemoryError's what_without_backtrace().
+// `where`: "training step 120", "evaluation", "the prediction of a.jpg"; `libtorch_message`:
+// the c10::OutOfMemoryError's what_without_backtrace().
 Error out_of_memory_error(MemoryPhase phase, const std::string& where, const Config& config,
                           const torch::Device& device, const std::string& libtorch_message);
 

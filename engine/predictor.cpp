@@ -114,16 +114,17 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   for (int64_t index : indices) {
     const std::string& path = images[static_cast<size_t>(index)];
     const cv::Mat original = data::decode_image(data::read_bytes(path), path);
-    const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
-    ViewScores scores;
+    torch::Tensor prediction;
     try {
-      scores = score_views(*model, image, views, original.rows, original.cols, config.eval, path,
-                           multi_scale_base(original, test_options, config.eval, request.multi_scale, setup.device));
+      const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);
+      const ViewScores scores =
+          score_views(*model, image, views, original.rows, original.cols, config.eval, path,
+                      multi_scale_base(original, test_options, config.eval, request.multi_scale, setup.device));
+      prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
     } catch (const c10::OutOfMemoryError& e) {
       throw out_of_memory_error(MemoryPhase::kEvaluation, "the prediction of " + path, config, setup.device,
                                 e.what_without_backtrace());
     }
-    const torch::Tensor prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
     const cv::Mat labels = label_image(prediction);
     const std::string stem = fs::path(path).stem().string();
     write_prediction(request.out_dir, stem, labels, original, layout, /*color=*/true);

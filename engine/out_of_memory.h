@@ -7,7 +7,8 @@
 //   training:   data.batch_per_rank, data.crop, train.precision (train.accumulate keeps the
 //               global batch when the per-rank batch goes down)
 //   evaluation: eval.mode, eval.crop (slide) or data.scale (whole), eval.batch
-// The launcher prefixes the rank ("segrun: error on rank 3: ..."). Pure; thread-safe.
+// The launcher prefixes the rank ("segrun: error on rank 3: ..."). Thread-safe (it reads the
+// device's allocator statistics).
 
 #include <torch/types.h>
 

@@ -215,7 +215,7 @@ class NcclCommunicator final : public Communicator {
     std::vector<int64_t> shape{context_.world_size};
     for (auto d : t.sizes()) shape.push_back(d);
     require_contiguous(t, "allgather");
-    torch::Tensor in = t.is_cuda() ? t : t.to(device_of(t));
+    torch::Tensor in = t.is_cuda() ? t : to_device_async(t, device_of(t));  // as run(): one wait, the read back
     torch::Tensor out = torch::empty(shape, t.options().device(device_of(t)));
     std::vector<torch::Tensor*> tensors{&in, &out};
     run_on_device(CollectiveKind::kAllgather, "", tensors, [&] {

@@ -132,6 +132,18 @@ int run(int argc, char** argv) {
   const torch::Tensor dev_images = images.to(device), dev_labels = labels.to(device);
   auto optimizer = engine::MultiTensorAdamW(model->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(1e-4));
   engine::LossScaler scaler(precision == engine::Precision::kFp16);
+  // One training step; returns its loss.
+  const auto train_step = [&] {
+    optimizer.zero_grad();
+    models::LossTerms loss;
+    {
+      engine::AutocastScope autocast(device, precision);
+      loss = model->loss(dev_images, dev_labels);
+    }
+    scaler.scale(loss.total).backward();
+    if (scaler.unscale_and_update(model->parameters())) optimizer.step();
+    return loss.total.detach();
+  };
   Side ours;
   std::chrono::steady_clock::time_point start;
   for (int step = 0; step < warmup + steps; ++step) {
@@ -140,15 +152,8 @@ int run(int argc, char** argv) {
       dist::reset_peak_memory_stats(device);
       start = std::chrono::steady_clock::now();
     }
-    optimizer.zero_grad();
-    models::LossTerms loss;
-    {
-      engine::AutocastScope autocast(device, precision);
-      loss = model->loss(dev_images, dev_labels);
-    }
-    if (step == 0) ours.first_loss = loss.total.item<double>();
-    scaler.scale(loss.total).backward();
-    if (scaler.unscale_and_update(model->parameters())) optimizer.step();
+    const torch::Tensor loss = train_step();
+    if (step == 0) ours.first_loss = loss.item<double>();
   }
   dist::synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -158,14 +163,7 @@ int run(int argc, char** argv) {
   {
     // One more step, untimed, counting the host's waits for the device (0 on the CPU).
     dist::HostWaitCounter counter;
-    optimizer.zero_grad();
-    models::LossTerms loss;
-    {
-      engine::AutocastScope autocast(device, precision);
-      loss = model->loss(dev_images, dev_labels);
-    }
-    scaler.scale(loss.total).backward();
-    if (scaler.unscale_and_update(model->parameters())) optimizer.step();
+    train_step();
     ours.host_waits = counter.waits();
   }
   const char* memory = device.is_cuda() ? "peak GPU memory allocated MiB" : "peak RSS MiB";

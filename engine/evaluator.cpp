@@ -246,15 +246,14 @@ std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, 
 
 namespace {
 
+// `device`: the model's.
 EvalOutcome evaluate_images(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
-                            dist::Communicator& comm, const EvalRequest& request) {
+                            dist::Communicator& comm, const EvalRequest& request, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   const ViewSet views = eval_views(config.eval, request.multi_scale);
 
-  const auto parameters = model.parameters();
-  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
   IoUAccumulator single_acc(store.num_classes(), store.ignore_index(), device);
   IoUAccumulator multi_acc(store.num_classes(), store.ignore_index(), device);
   torch::Tensor confusion;
@@ -355,11 +354,11 @@ EvalOutcome evaluate_images(models::SegmentorImpl& model, const data::StoreReade
 
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
                      dist::Communicator& comm, const EvalRequest& request) {
+  const auto parameters = model.parameters();
+  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
   try {
-    return evaluate_images(model, store, config, comm, request);
+    return evaluate_images(model, store, config, comm, request, device);
   } catch (const c10::OutOfMemoryError& e) {
-    const auto parameters = model.parameters();
-    const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
     throw out_of_memory_error(MemoryPhase::kEvaluation, "evaluation", config, device, e.what_without_backtrace());
   }
 }

@@ -3,6 +3,7 @@
 #include "build_config.h"
 #include "core/error.h"
 #include "core/kinds.h"
+#include "dist/device.h"
 #include "dist/mpi_communicator.h"
 #include "dist/nccl_communicator.h"
 
@@ -36,6 +37,13 @@ std::vector<double> mean_over_ranks(const std::vector<double>& values, Communica
   comm->allreduce(sums);
   sums.div_(comm->size());
   return std::vector<double>(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+}
+
+torch::Tensor mean_over_ranks(const std::vector<double>& values, Communicator* comm, const torch::Device& device) {
+  torch::Tensor sums = to_device_async(torch::tensor(values, torch::kFloat64), device);
+  if (comm == nullptr || comm->size() == 1 || values.empty()) return sums;
+  comm->allreduce(sums);
+  return sums.div_(comm->size());
 }
 
 namespace {

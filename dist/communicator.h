@@ -104,4 +104,10 @@ void require_contiguous(const torch::Tensor& tensor, const char* op);
 // that of the global batch, whatever the number of ranks.
 std::vector<double> mean_over_ranks(const std::vector<double>& values, Communicator* comm);
 
+// The same means as a 1-D float64 tensor on `device` that the host never reads back: the values
+// go up without a wait (to_device_async) and are all-reduced there, so with nccl the collective is
+// queued on the device like the kernels around it and the calling thread does not wait for the GPU
+// (the host-value form above waits once, for the read back). A loss divides by its elements.
+torch::Tensor mean_over_ranks(const std::vector<double>& values, Communicator* comm, const torch::Device& device);
+
 }  // namespace segrun::dist

@@ -116,7 +116,9 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
     const double queries = static_cast<double>(per_image.size()) * static_cast<double>(out.query_states[first].size(1));
     weight_sums.push_back(all_queries ? matched + none_weight * (queries - matched) : matched);
   }
-  const std::vector<double> weight_means = dist::mean_over_ranks(weight_sums, comm_.get());
+  // On the loss's device and never read back: no wait for the GPU, whatever the number of ranks.
+  const torch::Tensor weight_means =
+      dist::mean_over_ranks(weight_sums, comm_.get(), out.query_states[first].device()).to(torch::kFloat32);
   torch::Tensor total = zero_attached(out.query_states[first]);  // attached even without matches
   for (size_t p = 0; p < matches.size(); ++p) {
     const torch::Tensor masks = mask_text_->project_masks(out.query_states[first + p]);  // [B, N, E]
@@ -149,7 +151,8 @@ torch::Tensor MtaClipSegmentorImpl::contrastive_loss(const MaskedDecoderOutput& 
                                   .sum();
       }
     }
-    total = total + (weight_means[p] > 0 ? weighted / weight_means[p] : weighted);
+    const torch::Tensor mean = weight_means[static_cast<int64_t>(p)];
+    total = total + weighted / torch::where(mean > 0, mean, torch::ones_like(mean));
   }
   return mta_.lambda_sim * total;
 }

@@ -49,13 +49,15 @@ torch::Tensor uncertain_point_coords(const torch::Tensor& logits, int64_t num_po
   return picked;
 }
 
-torch::Tensor sigmoid_bce_point_loss(const torch::Tensor& logits, const torch::Tensor& targets, double num_masks) {
+torch::Tensor sigmoid_bce_point_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+                                     const torch::Tensor& num_masks) {
   torch::Tensor per_point = F::binary_cross_entropy_with_logits(
       logits, targets, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
   return per_point.mean(1).sum() / num_masks;
 }
 
-torch::Tensor dice_point_loss(const torch::Tensor& logits, const torch::Tensor& targets, double num_masks) {
+torch::Tensor dice_point_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+                              const torch::Tensor& num_masks) {
   torch::Tensor s = logits.sigmoid();
   torch::Tensor numerator = 2.0 * (s * targets).sum(-1);
   torch::Tensor denominator = s.sum(-1) + targets.sum(-1);
@@ -277,8 +279,10 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
     const double unmatched = static_cast<double>(batch * queries - s.matched);
     counts_local.push_back(static_cast<double>(s.matched) + options_.config.no_object_weight * unmatched);
   }
-  const std::vector<double> counts_mean = dist::mean_over_ranks(counts_local, comm.get());
-  const double num_masks = std::max(counts_mean[0], 1.0);
+  // On the loss's device and never read back: no wait for the GPU, whatever the number of ranks.
+  const torch::Tensor counts_mean =
+      dist::mean_over_ranks(counts_local, comm.get(), class_logits[0].device()).to(torch::kFloat32);
+  const torch::Tensor num_masks = counts_mean[0].clamp_min(1.0);
 
   // Pass 2: the losses.
   torch::Tensor loss_cls = torch::zeros({}, class_logits[0].options());
@@ -290,7 +294,7 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
     torch::Tensor weighted =
         F::cross_entropy(class_logits[p].flatten(0, 1).to(torch::kFloat32), s.target_classes.flatten(),
                          F::CrossEntropyFuncOptions().weight(class_weight).reduction(torch::kNone));
-    loss_cls = loss_cls + weighted.sum() / std::max(counts_mean[1 + p], 1e-12);
+    loss_cls = loss_cls + weighted.sum() / counts_mean[1 + p].clamp_min(1e-12);
     if (s.src.empty()) {
       // No target mask in this batch: keep every mask logit in the graph with a zero loss.
       loss_mask = loss_mask + zero_attached(masks);
@@ -307,8 +311,8 @@ LossTerms Mask2FormerCriterion::loss(const std::vector<torch::Tensor>& class_log
       labels = point_sample(tgt_masks, coords).squeeze(1);
     }
     torch::Tensor point_logits = point_sample(src_masks, coords).squeeze(1);
-    const double mask_norm =
-        (options_.config.mask_loss_norm == "class_weight_sum") ? std::max(counts_mean[1 + p], 1.0) : num_masks;
+    const torch::Tensor mask_norm =
+        (options_.config.mask_loss_norm == "class_weight_sum") ? counts_mean[1 + p].clamp_min(1.0) : num_masks;
     loss_mask = loss_mask + sigmoid_bce_point_loss(point_logits, labels, mask_norm);
     loss_dice = loss_dice + dice_point_loss(point_logits, labels, mask_norm);
   }

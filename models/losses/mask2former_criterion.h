@@ -51,8 +51,12 @@ torch::Tensor uncertain_point_coords(const torch::Tensor& logits, int64_t num_po
 
 // Point losses over rows of [R, P] logits and {0, 1} targets, summed over rows / num_masks:
 // BCE-with-logits averaged over points; dice 1 - (2 sum(s t) + 1) / (sum s + sum t + 1), s = sigmoid.
-torch::Tensor sigmoid_bce_point_loss(const torch::Tensor& logits, const torch::Tensor& targets, double num_masks);
-torch::Tensor dice_point_loss(const torch::Tensor& logits, const torch::Tensor& targets, double num_masks);
+// num_masks is a 0-dim tensor on the logits' device (of their dtype or float32), as the criterion's
+// rank-averaged normalizers are: dividing by it needs no host value.
+torch::Tensor sigmoid_bce_point_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+                                     const torch::Tensor& num_masks);
+torch::Tensor dice_point_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+                              const torch::Tensor& num_masks);
 
 // Pairwise matching costs: logits [Q, P], targets [T, P] -> [Q, T] (BCE averaged over points).
 torch::Tensor pairwise_sigmoid_bce_cost(const torch::Tensor& logits, const torch::Tensor& targets);
@@ -113,9 +117,9 @@ class Mask2FormerCriterion {
   // losses built on the same matching (MTA-CLIP's mask-to-text contrastive loss).
   // On a GPU the matching makes the host wait for the device once per call: every cost matrix of
   // every prediction and image comes to the host in one copy, and every matched index goes back in
-  // one asynchronous copy (Mask2Former's matcher copies each image's matrix on its own). With a
-  // communicator of several NCCL ranks, the normalizers' all-reduce reads its means back: a second
-  // wait.
+  // one asynchronous copy (Mask2Former's matcher copies each image's matrix on its own). The
+  // normalizers are averaged over ranks on the device and never read back: no wait more with
+  // several NCCL ranks.
   LossTerms loss(const std::vector<torch::Tensor>& class_logits, const std::vector<torch::Tensor>& mask_logits,
                  const std::vector<SemanticTargets>& targets, const std::shared_ptr<dist::Communicator>& comm,
                  std::vector<std::vector<ImageMatch>>* matches = nullptr) const;

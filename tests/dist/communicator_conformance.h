@@ -8,8 +8,9 @@
 // float32, float64, int64 and int32 tensors, also through allreduce_noted and allreduce_start
 // (whose result is final at return unless the backend says it starts asynchronously); broadcast
 // from every root; allgather's shape, order, dtype and device; empty tensors left alone; a
-// non-contiguous tensor refused with DistError; barrier; mean_over_ranks; a duplicate's
-// collectives independent of its parent's; results on the input's device.
+// non-contiguous tensor refused with DistError; barrier; mean_over_ranks (host values, and a
+// tensor on `device`); a duplicate's collectives independent of its parent's; results on the
+// input's device.
 // Every ASSERT here fails on all ranks alike (it checks what every rank sees the same): one rank
 // returning early while the others go on to the next collective would hang them.
 #include <gtest/gtest.h>
@@ -107,6 +108,12 @@ inline void expect_communicator_contract(Communicator& comm, const torch::Device
   const std::vector<double> means = mean_over_ranks({double(r), 2.0 * r}, &comm);
   EXPECT_DOUBLE_EQ(means[0], (world - 1) / 2.0) << where;
   EXPECT_DOUBLE_EQ(means[1], world - 1.0) << where;
+  const torch::Tensor means_there = mean_over_ranks({double(r), 2.0 * r}, &comm, device);
+  ASSERT_EQ(means_there.device(), device) << where;
+  ASSERT_EQ(means_there.scalar_type(), torch::kFloat64) << where;
+  const torch::Tensor means_here = means_there.cpu();
+  EXPECT_DOUBLE_EQ(means_here[0].item<double>(), (world - 1) / 2.0) << where;
+  EXPECT_DOUBLE_EQ(means_here[1].item<double>(), world - 1.0) << where;
 
   // A duplicate and its parent interleaved: each sees only its own collectives.
   std::unique_ptr<Communicator> side = comm.duplicate("conformance");

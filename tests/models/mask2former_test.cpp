@@ -318,8 +318,10 @@ TEST(Mask2FormerPoints, LossesCostsPointSampleAndSineEmbeddingMatchReference) {
   input.insert("ps_coords", ps_coords);
   input.insert("pe_shape", torch::tensor({2, 5, 7, 8}, torch::kLong));
   auto ref = test_io::run_tensor_reference("reference_mask2former.py", input);
-  expect_close(sigmoid_bce_point_loss(logits, targets, 2.5).reshape({1}), ref["pl_bce"], "BCE point loss", 1e-5);
-  expect_close(dice_point_loss(logits, targets, 2.5).reshape({1}), ref["pl_dice"], "dice point loss", 1e-5);
+  expect_close(sigmoid_bce_point_loss(logits, targets, torch::tensor(2.5f)).reshape({1}), ref["pl_bce"],
+               "BCE point loss", 1e-5);
+  expect_close(dice_point_loss(logits, targets, torch::tensor(2.5f)).reshape({1}), ref["pl_dice"], "dice point loss",
+               1e-5);
   expect_close(pairwise_sigmoid_bce_cost(logits, cost_targets), ref["pc_bce"], "BCE cost", 1e-5);
   expect_close(pairwise_dice_cost(logits, cost_targets), ref["pc_dice"], "dice cost", 1e-5);
   expect_close(point_sample(ps_input, ps_coords), ref["ps_out"], "point_sample", 1e-5);

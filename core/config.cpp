@@ -8,8 +8,11 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -800,6 +803,8 @@ Config parse_config(const std::string& toml_text, const std::string& origin,
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": config file not found (or not a regular file)");
+  // toml++ reports an unreadable file as a syntax error on line 0.
+  if (!std::ifstream(path)) throw ConfigError(path + ": cannot be read: " + std::strerror(errno));
   toml::table table;
   try {
     table = toml::parse_file(path);

@@ -9,19 +9,28 @@ namespace segrun {
 
 namespace fs = std::filesystem;
 
+fs::path resolved_output_path(const std::string& path) {
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(path, ec);
+  if (ec) return path;
+  fs::path resolved = fs::weakly_canonical(absolute, ec);
+  return ec ? absolute.lexically_normal() : resolved;
+}
+
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose) {
   SEGRUN_CHECK(!path.empty(), ConfigError, option << " is required");
+  const fs::path where = resolved_output_path(path);
   std::error_code ec;
-  if (!fs::exists(path, ec)) return;
-  SEGRUN_CHECK(fs::is_directory(path, ec), ConfigError,
+  if (!fs::exists(where, ec)) return;
+  SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError,
                option << " " << path << ": exists and is not a folder (" << purpose << ")");
-  SEGRUN_CHECK(fs::is_empty(path, ec), ConfigError,
+  SEGRUN_CHECK(fs::is_empty(where, ec), ConfigError,
                option << " " << path << ": exists and is not empty (" << purpose << ")");
 }
 
 void require_new_file(const std::string& option, const std::string& path) {
   std::error_code ec;
-  SEGRUN_CHECK(!fs::exists(path, ec), ConfigError,
+  SEGRUN_CHECK(!fs::exists(resolved_output_path(path), ec), ConfigError,
                option << " " << path << ": already exists; nothing is overwritten, choose a new file name");
   const fs::path folder = fs::path(path).parent_path();
   SEGRUN_CHECK(folder.empty() || fs::is_directory(folder, ec), ConfigError,

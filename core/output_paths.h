@@ -3,9 +3,16 @@
 // overwritten and a long command does not fail at its end: each check throws ConfigError naming
 // the option and the path.
 
+#include <filesystem>
 #include <string>
 
 namespace segrun {
+
+// `path` as the file system will resolve it once its missing folders are made: "new/.." is the
+// current folder even while "new" does not exist (when a check of "new/.." itself finds nothing
+// there). Absolute, symbolic links of its existing part followed; `path` itself when the file
+// system cannot say. The checks below look there.
+std::filesystem::path resolved_output_path(const std::string& path);
 
 // `path` does not exist, or is an empty folder. `purpose` ends the message, e.g. "predictions go
 // to a new or empty folder".

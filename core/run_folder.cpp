@@ -74,8 +74,18 @@ void RunFolder::append_metrics(const std::string& json_line) const { append_line
 
 bool RunFolder::holds_run_files() const {
   std::error_code ec;
-  return path_exists(status_path()) || path_exists(overrides_path()) ||
-         std::filesystem::is_directory(checkpoint_dir(), ec) || std::filesystem::is_directory(log_dir(), ec);
+  return holds_run_status() || path_exists(overrides_path()) || std::filesystem::is_directory(checkpoint_dir(), ec) ||
+         std::filesystem::is_directory(log_dir(), ec);
+}
+
+bool RunFolder::holds_run_status() const {
+  if (!path_exists(status_path())) return false;
+  try {
+    read_status();
+    return true;
+  } catch (const Error&) {  // a file named status that is not segrun's ("mine"), or unreadable
+    return false;
+  }
 }
 
 RunStatus read_run_status(const std::string& run_dir) { return RunFolder(run_dir).read_status(); }

@@ -57,10 +57,10 @@ class RunFolder {
 
   // Creates root, checkpoints/ and logs/ (any rank may call it; mkdir is idempotent). IoError.
   void create() const;
-  // Whether the folder holds what only segrun writes into a run folder: status, overrides.json,
-  // checkpoints/ or logs/ (create() makes the last two as a run starts). Then it is a run folder
-  // (queued, a sweep's, starting, trained); else a folder of other files, never taken for a run (a
-  // config.toml alone may be the user's own).
+  // Whether the folder holds what only segrun writes into a run folder: a status file that names a
+  // state, overrides.json, checkpoints/ or logs/ (create() makes the last two as a run starts).
+  // Then it is a run folder (queued, a sweep's, starting, trained); else a folder of other files,
+  // never taken for a run (a config.toml alone, or a status file of other words, may be the user's).
   bool holds_run_files() const;
   // The status file; kNew when it does not exist. DataError naming the file when its first word
   // is not a state, IoError when it cannot be read.
@@ -71,6 +71,8 @@ class RunFolder {
   void append_metrics(const std::string& json_line) const;
 
  private:
+  bool holds_run_status() const;  // a status file whose first word is a state
+
   std::string root_;
 };
 

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/log.h"
+#include "core/output_paths.h"
 #include "data/manifest.h"
 #include "data/store.h"
 #include "dist/communicator.h"
@@ -281,9 +282,10 @@ std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, con
 }
 
 void check_pack_target(const std::string& out) {
+  const fs::path where = resolved_output_path(out);  // "new/.." is the current folder
   std::error_code ec;
-  const bool exists = fs::exists(out, ec);
-  SEGRUN_CHECK(!exists || (fs::is_directory(out, ec) && fs::is_empty(out, ec)), ConfigError,
+  const bool exists = fs::exists(where, ec);
+  SEGRUN_CHECK(!exists || (fs::is_directory(where, ec) && fs::is_empty(where, ec)), ConfigError,
                out << " already exists; remove it or choose another --out");
 }
 

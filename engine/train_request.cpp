@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/output_paths.h"
 #include "core/run_folder.h"
 #include "engine/checkpoint.h"
 
@@ -19,12 +20,13 @@ namespace {
 namespace fs = std::filesystem;
 
 void check_run_dir(const std::string& dir) {
+  const fs::path where = resolved_output_path(dir);  // "new/.." is the current folder
   std::error_code ec;
-  if (!fs::exists(dir, ec)) return;
-  SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "--run-dir " << dir << ": exists and is not a folder");
+  if (!fs::exists(where, ec)) return;
+  SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError, "--run-dir " << dir << ": exists and is not a folder");
   // A folder segrun has trained in (or a sweep has prepared, or another rank of this run has just
   // created) may be written into.
-  SEGRUN_CHECK(fs::is_empty(dir, ec) || RunFolder(dir).holds_run_files(), ConfigError,
+  SEGRUN_CHECK(fs::is_empty(where, ec) || RunFolder(where.string()).holds_run_files(), ConfigError,
                "--run-dir " << dir
                             << ": not empty and not a segrun run folder (no status, overrides.json, checkpoints/ "
                                "or logs/); choose a new or empty folder, nothing in this one is overwritten");

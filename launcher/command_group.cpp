@@ -35,6 +35,25 @@ void CommandRegistry::preflight_chosen() const {
     if (command->parsed()) check();
 }
 
+void CommandRegistry::set_runs_on_ranks(CLI::App* command) { on_ranks_.push_back(command); }
+
+void CommandRegistry::require_chosen_runs_on_ranks() const {
+  for (const CLI::App* command : on_ranks_)
+    if (command->parsed()) return;
+  std::string chosen;  // "data synth": the chosen path below the app
+  for (const CLI::App* command = app_.get_subcommands().empty() ? nullptr : app_.get_subcommands().front();
+       command != nullptr; command = command->get_subcommands().empty() ? nullptr : command->get_subcommands().front())
+    chosen += (chosen.empty() ? "" : " ") + command->get_name();
+  std::vector<std::string> on_ranks;
+  for (const CLI::App* command : on_ranks_) {
+    const CLI::App* parent = command->get_parent();
+    on_ranks.push_back(parent != nullptr && parent != &app_ ? parent->get_name() + " " + command->get_name()
+                                                            : command->get_name());
+  }
+  throw ConfigError("launch: '" + chosen + "' does not run on ranks; run it without segrun launch (launch starts " +
+                    join(on_ranks, ", ") + ")");
+}
+
 void add_segrun_commands(CommandRegistry& registry) {
   CLI::App& app = registry.app();
   app.name("segrun");  // "Usage: segrun train ...", not the path it was started by
@@ -148,7 +167,9 @@ void check_command_line(const std::vector<std::string>& args) {
 void check_before_launch(const std::vector<std::string>& args) {
   CLI::App app;
   CommandRegistry registry(app);
-  if (parse_command_line(registry, args)) registry.preflight_chosen();
+  if (!parse_command_line(registry, args)) return;
+  registry.require_chosen_runs_on_ranks();
+  registry.preflight_chosen();
 }
 
 CLI::Validator int_range(int64_t min, int64_t max) {
@@ -161,6 +182,11 @@ CLI::Validator int_range(int64_t min, int64_t max) {
         return std::string();
       },
       "INT in [" + low + " - " + high + "]");
+}
+
+CLI::Validator non_empty() {
+  return CLI::Validator([](std::string& input) { return input.empty() ? std::string("must not be empty") : ""; },
+                        "NOT EMPTY");
 }
 
 }  // namespace segrun::launcher

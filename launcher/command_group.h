@@ -47,16 +47,28 @@ class CommandRegistry {
   // The chosen subcommand's preflight, if it has one.
   void preflight_chosen() const;
 
+  // `command` runs on the ranks of `segrun launch` (it splits its work over them: train, eval,
+  // predict, data pack). Any other command refuses to be launched: it would run N times over, and
+  // one that starts ranks itself (launch, demo, sweep run) would start mpirun inside mpirun.
+  void set_runs_on_ranks(CLI::App* command);
+  // ConfigError naming the chosen subcommand unless it runs on ranks.
+  void require_chosen_runs_on_ranks() const;
+
  private:
   CLI::App& app_;
   std::vector<std::pair<CLI::App*, CommandAction>> commands_;
   std::vector<std::pair<CLI::App*, std::function<void()>>> preflights_;
+  std::vector<CLI::App*> on_ranks_;
 };
 
 // The check for an integer option in [min, max] (inclusive), used instead of CLI::Range so that its
 // message is segrun's on every CLI11: "Value 0 not in range 1 to 255" (after the option's name).
 // CLI11 2.4 (Ubuntu 24.04, where GPU machines build) words its Range "not in range [1 - 255]".
 CLI::Validator int_range(int64_t min, int64_t max);
+
+// The check for an option whose empty value would pass for "not given" (--run-dir "", --resume ""):
+// "must not be empty", after the option's name.
+CLI::Validator non_empty();
 
 // The whole segrun command line on the registry's app: description, --version, one required
 // subcommand and every group below. main, check_command_line and the tests build it this one way.
@@ -74,7 +86,8 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
 // is about to start on every rank, so that a typo is one line before mpirun rather than one per rank.
 void check_command_line(const std::vector<std::string>& args);
 // check_command_line, then the chosen subcommand's preflight: what `launch` runs before mpirun, so
-// that a train into a folder it must not write or a pack onto an existing store is one line.
+// that a train into a folder it must not write or a pack onto an existing store is one line. A
+// subcommand that does not run on ranks (CommandRegistry::set_runs_on_ranks) is refused here.
 void check_before_launch(const std::vector<std::string>& args);
 
 // data synth | pack | inspect (launcher/data_commands.cpp)

@@ -105,7 +105,7 @@ void add_data_commands(CommandRegistry& registry) {
       "synth", "write a synthetic, learnable dataset in the real ADE20K/Cityscapes layout",
       [options](MpiHolder&) { return run_synth(options->synth_options); }, data);
   add_layout_option(synth, so.layout);
-  synth->add_option("--out", so.out, "output folder")->required();
+  synth->add_option("--out", so.out, "output folder")->required()->check(non_empty());
   synth->add_option("--train", so.train, "training images")->capture_default_str()->check(int_range(1, 1000000));
   synth->add_option("--val", so.val, "validation images")->capture_default_str()->check(int_range(1, 1000000));
   add_size_option(synth, so);
@@ -115,10 +115,13 @@ void add_data_commands(CommandRegistry& registry) {
   CLI::App* pack = registry.add(
       "pack", "pack a real-layout folder into a sharded HDF5 store (runs on every rank of `segrun launch`)",
       [options](MpiHolder& mpi) { return run_pack(options->pack_options, mpi); }, data);
+  registry.set_runs_on_ranks(pack);
   add_layout_option(pack, po.layout);
   pack->add_option("--root", po.root, "dataset folder")->required();
   pack->add_option("--split", po.split, "train | val (or training | validation: either dataset's names)")->required();
-  pack->add_option("--out", po.out, "store folder to create (must not exist, or be empty)")->required();
+  pack->add_option("--out", po.out, "store folder to create (must not exist, or be empty)")
+      ->required()
+      ->check(non_empty());
   pack->add_option("--shards", po.shards, "number of shard files")->capture_default_str()->check(int_range(1, 100000));
   registry.set_preflight(pack, [options] { data::check_pack_request(options->pack_options); });
 

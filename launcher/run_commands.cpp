@@ -265,8 +265,14 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   if (request.confusion) require_new_file("--confusion", cmd.confusion);
   std::string record_dir;
   if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
-  if (!record_dir.empty())
+  if (!record_dir.empty()) {
     SEGRUN_CHECK(fs::is_directory(record_dir), ConfigError, "--run-dir " << record_dir << ": not a directory");
+    // A folder of the user's own files (their metrics.jsonl, say) is never appended to.
+    SEGRUN_CHECK(RunFolder(record_dir).holds_run_files(), ConfigError,
+                 "--run-dir " << record_dir
+                              << ": not a segrun run folder (no status, overrides.json, checkpoints/ or logs/); "
+                                 "nothing is written there (--no-record: only print the evaluation)");
+  }
   auto result = engine::evaluate_checkpoint(config, context, source.checkpoint, request);
   if (context.is_root()) {
     const engine::EvalOutcome& outcome = result.outcome;
@@ -368,9 +374,10 @@ void add_run_commands(CommandRegistry& registry) {
                                          [options](MpiHolder& mpi) { return run_train(options->train_command, mpi); });
   train_command->add_option("config", train.config, "experiment TOML, or a run folder (its config.toml)")->required();
   train_command->add_option("overrides", train.overrides, "key=value overrides, e.g. train.lr=1e-4");
-  train_command->add_option("--run-dir", train.run_dir,
-                            "run directory (default: the run folder given, or runs/<name>)");
-  train_command->add_option("--resume", train.resume, "auto | checkpoint path");
+  registry.set_runs_on_ranks(train_command);
+  train_command->add_option("--run-dir", train.run_dir, "run directory (default: the run folder given, or runs/<name>)")
+      ->check(non_empty());
+  train_command->add_option("--resume", train.resume, "auto | checkpoint path")->check(non_empty());
   registry.set_preflight(train_command, [options] {
     const TrainPlan plan = plan_train(options->train_command);
     engine::check_train_request(plan.config, plan.request);
@@ -382,12 +389,13 @@ void add_run_commands(CommandRegistry& registry) {
   EvalCommand& eval = s.eval_command;
   CLI::App* eval_command = registry.add("eval", "evaluate a checkpoint (or a run folder's newest) on data.val_store",
                                         [options](MpiHolder& mpi) { return run_eval(options->eval_command, mpi); });
+  registry.set_runs_on_ranks(eval_command);
   eval_command->add_option("config", eval.config, "experiment TOML, or a run folder (its config.toml)")->required();
   eval_command->add_option("overrides", eval.overrides, "key=value overrides");
   eval_command->add_option("--checkpoint", eval.checkpoint,
                            "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
-  auto* save_pred =
-      eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here");
+  auto* save_pred = eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here")
+                        ->check(non_empty());
   eval_command
       ->add_flag(
           "--color", eval.color,
@@ -408,12 +416,15 @@ void add_run_commands(CommandRegistry& registry) {
   CLI::App* predict_command =
       registry.add("predict", "a trained model on your own images: label PNGs, colour pictures and overlays",
                    [options](MpiHolder& mpi) { return run_predict(options->predict_command, mpi); });
+  registry.set_runs_on_ranks(predict_command);
   predict_command->add_option("config", predict.config, "experiment TOML, or a run folder (its config.toml)")
       ->required();
   predict_command->add_option("overrides", predict.overrides, "key=value overrides, e.g. eval.mode=\"slide\"");
   predict_command->add_option("--images", predict.images, "image files and folders of images (*.jpg, *.png, ...)")
       ->required();
-  predict_command->add_option("--out", predict.out, "a new (or empty) folder for the predictions")->required();
+  predict_command->add_option("--out", predict.out, "a new (or empty) folder for the predictions")
+      ->required()
+      ->check(non_empty());
   predict_command->add_option("--checkpoint", predict.checkpoint,
                               "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
   predict_command->add_flag("--ms", predict.ms, "multi-scale + flip (eval.ms_scales) instead of eval.scales");

@@ -211,8 +211,12 @@ int run_table_command(const SweepOptions& s) {
   sweeps::PlotOptions plot;
   plot.x_key = s.plot_x;
   plot.name = source.kind == sweeps::ReportSource::Kind::kSpec ? source.name : "";
-  // A bad --plot / --plot-x (file extension, key) stops the command before it prints anything.
-  if (!s.plot.empty()) sweeps::render_gnuplot(grid, plot, std::filesystem::path(s.plot).filename().string());
+  // A bad --plot / --plot-x (file extension, key, a file of the user's there) stops the command
+  // before it prints anything.
+  if (!s.plot.empty()) {
+    sweeps::render_gnuplot(grid, plot, std::filesystem::path(s.plot).filename().string());
+    sweeps::check_plot_target(s.plot);
+  }
   if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {
@@ -232,6 +236,7 @@ int run_report_command(const SweepOptions& s) {
   options.out = s.out;
   options.classes = s.classes;
   options.plot_x = s.plot_x;
+  options.metric_given = !s.metric.empty();
   const sweeps::ReportSummary summary = sweeps::write_report(source, table_options(s, source), options);
   std::cout << "wrote " << summary.path << " (" << summary.bytes / 1024 << " KiB: " << summary.runs << " run(s), "
             << (summary.has_table ? "table, " : "") << (summary.has_plot ? "plot, " : "") << summary.curves

@@ -256,7 +256,19 @@ std::string first_line(const std::string& text) {
 
 }  // namespace
 
+void check_plot_target(const std::string& output_path) {
+  const fs::path out(output_path);
+  std::error_code ec;
+  if (fs::exists(fs::path(out).replace_extension(".gp"), ec)) return;
+  for (const fs::path& file : {out, fs::path(out).replace_extension(".dat")})
+    if (fs::exists(file, ec))
+      throw ConfigError("--plot " + output_path + ": " + file.string() + " already exists and no " +
+                        fs::path(out).replace_extension(".gp").string() +
+                        " beside it says segrun drew it; nothing is overwritten, choose another name");
+}
+
 PlotFiles write_plot(const ResultGrid& grid, const PlotOptions& options, const std::string& output_path) {
+  check_plot_target(output_path);
   const fs::path out(output_path);
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   const std::string name = out.filename().string();

@@ -51,8 +51,14 @@ struct PlotFiles {
   bool script_kept = false;  // FILE.gp was edited since segrun wrote it: left as it is, and gnuplot ran it
 };
 
+// ConfigError naming the file unless FILE.png|svg and FILE.dat at output_path are free for
+// write_plot: they do not exist, or a FILE.gp beside them says an earlier --plot made them (a
+// user's own FILE.gp there asks for segrun's data). Files of the same names without a FILE.gp
+// are the user's and are never overwritten.
+void check_plot_target(const std::string& output_path);
+
 // Writes FILE.dat and (unless the user edited it) FILE.gp next to output_path (atomically) and
-// runs gnuplot on FILE.gp. ConfigError as
+// runs gnuplot on FILE.gp. ConfigError as check_plot_target and
 // render_gnuplot; IoError when the files cannot be written; IoError "gnuplot not found ..." when
 // the executable cannot be started, "gnuplot failed (exit N): <first line of its stderr>" when it
 // fails or writes no output file.

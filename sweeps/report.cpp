@@ -304,6 +304,7 @@ std::string table_and_plot_sections(const ReportSource& source, const ResultTabl
   try {
     grid = build_result_grid(source.runs, table);
   } catch (const DataError& e) {
+    if (options.metric_given) throw ConfigError(e.what());
     return html + note(std::string("No table yet: ") + e.what()) + "</section>\n";
   }
   html += format_result_grid(grid, "html") + "</section>\n";

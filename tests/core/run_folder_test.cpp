@@ -1,6 +1,6 @@
 // The run folder's status file (core/run_folder.h): the states round-trip through the file, a
-// missing file is kNew, a reason stays on one line, and a file naming no state is a DataError
-// naming the file.
+// missing file is kNew, a reason stays on one line, a file naming no state is a DataError
+// naming the file (and does not make a run folder).
 #include "core/run_folder.h"
 
 #include <gmock/gmock.h>
@@ -77,6 +77,17 @@ TEST_F(RunStatusTest, AnUnknownStateNamesTheFile) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr((dir_ / "status").string()));
     EXPECT_THAT(e.what(), ::testing::HasSubstr("'finished' is not a run state"));
   }
+}
+
+TEST_F(RunStatusTest, OnlyAStatusThatNamesAStateMakesARunFolder) {
+  EXPECT_FALSE(RunFolder(dir()).holds_run_files());
+  std::ofstream(dir_ / "status") << "mine\n";  // a user's own file of that name
+  EXPECT_FALSE(RunFolder(dir()).holds_run_files());
+  write_run_status(dir(), RunState::kDone);
+  EXPECT_TRUE(RunFolder(dir()).holds_run_files());
+  fs::remove(dir_ / "status");
+  fs::create_directories(dir_ / "logs");
+  EXPECT_TRUE(RunFolder(dir()).holds_run_files());
 }
 
 }  // namespace

@@ -96,6 +96,12 @@ check "unwritable checkpoint run: warning" grep -q "evaluation not recorded in b
 check "unwritable checkpoint run: JSON still printed" test -n "$(json broken.json 'd["mIoU"]')"
 "$segrun" eval broken/config.toml --checkpoint broken/checkpoints/iter_4.pt --run-dir broken > /dev/null 2> broken2.err
 check "unwritable --run-dir: error" test $? -ne 0
+# A folder of the user's own files is not a run: refused, their metrics.jsonl left as it was.
+mkdir mine && echo mine > mine/metrics.jsonl
+"$segrun" eval broken/config.toml --checkpoint broken/checkpoints/iter_4.pt --run-dir mine > /dev/null 2> mine.err
+check "--run-dir of the user's own files: exit 2" test $? -eq 2
+check "--run-dir of the user's own files: one line naming it" grep -q "^segrun: error: --run-dir mine: not a segrun run folder" mine.err
+check "--run-dir of the user's own files: left as it was" test "$(cat mine/metrics.jsonl)" = mine
 
 # Config validation.
 "$segrun" config configs/tiny.toml 'eval.ms_scales=[]' > /dev/null 2> cfg1.err

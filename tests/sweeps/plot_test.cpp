@@ -280,6 +280,32 @@ TEST_F(PlotGrid, AnEditedScriptIsKeptAndDrawnWithTheNewData) {
   EXPECT_EQ(read_bytes(gp).find("# segrun-plot-script "), 0u);
 }
 
+TEST_F(PlotGrid, FilesOfTheUsersOwnAreNeverOverwritten) {
+  PlotOptions options;
+  options.gnuplot = "segrun-no-such-gnuplot";  // refused before gnuplot is looked for
+  // A picture, or a data file, of the plot's name without a FILE.gp beside it: the user's.
+  fs::create_directories(out(""));
+  { std::ofstream(out("mine.svg"), std::ios::binary) << "mine"; }
+  EXPECT_THROW(check_plot_target(out("mine.svg").string()), ConfigError);
+  try {
+    write_plot(grid_, options, out("mine.svg").string());
+    ADD_FAILURE() << "mine.svg overwritten";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--plot " + out("mine.svg").string() + ": " + out("mine.svg").string() +
+                                         " already exists and no " + out("mine.gp").string() +
+                                         " beside it says segrun drew it; nothing is overwritten, choose another name");
+  }
+  EXPECT_EQ(read_bytes(out("mine.svg")), "mine");
+  EXPECT_FALSE(fs::exists(out("mine.gp")));
+  { std::ofstream(out("data.dat"), std::ios::binary) << "mine"; }
+  EXPECT_THROW(write_plot(grid_, options, out("data.png").string()), ConfigError);
+  EXPECT_EQ(read_bytes(out("data.dat")), "mine");
+  // With a FILE.gp beside them they are an earlier plot's (or the user asks for segrun's data).
+  { std::ofstream(out("mine.gp"), std::ios::binary) << "plot 'mine.dat'\n"; }
+  EXPECT_NO_THROW(check_plot_target(out("mine.svg").string()));
+  EXPECT_NO_THROW(check_plot_target(out("new.svg").string()));
+}
+
 TEST_F(PlotGrid, Errors) {
   PlotOptions options;
   EXPECT_THROW(render_gnuplot(grid_, options, "lr.pdf"), ConfigError);

@@ -465,6 +465,15 @@ TEST_F(Report, UserErrorsNameThePath) {
   options.out = dir_.str("r.html");
   EXPECT_THROW(write_report(source, bad, options), ConfigError);
   EXPECT_FALSE(fs::exists(options.out));
+  // A metric no run has: "No table yet" on the page, unless --metric asked for it (a typo).
+  bad = table_;
+  bad.metric = "mIoUU";
+  EXPECT_NO_THROW(write_report(source, bad, options));
+  EXPECT_NE(read_file(options.out).find("No table yet"), std::string::npos);
+  fs::remove(options.out);
+  options.metric_given = true;
+  EXPECT_THROW(write_report(source, bad, options), ConfigError);
+  EXPECT_FALSE(fs::exists(options.out));
 }
 
 TEST_F(Report, OnlyAnEarlierReportIsReplaced) {

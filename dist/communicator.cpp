@@ -42,6 +42,11 @@ std::vector<double> mean_over_ranks(const std::vector<double>& values, Communica
 torch::Tensor mean_over_ranks(const std::vector<double>& values, Communicator* comm, const torch::Device& device) {
   torch::Tensor sums = to_device_async(torch::tensor(values, torch::kFloat64), device);
   if (comm == nullptr || comm->size() == 1 || values.empty()) return sums;
+  if (sums.is_cuda() && !comm->starts_asynchronously(sums)) {
+    // A backend that stages device tensors through the host (mpi) would wait for the device twice:
+    // the host values are reduced instead, and only the means go up.
+    return to_device_async(torch::tensor(mean_over_ranks(values, comm), torch::kFloat64), device);
+  }
   comm->allreduce(sums);
   return sums.div_(comm->size());
 }

@@ -105,9 +105,11 @@ void require_contiguous(const torch::Tensor& tensor, const char* op);
 std::vector<double> mean_over_ranks(const std::vector<double>& values, Communicator* comm);
 
 // The same means as a 1-D float64 tensor on `device` that the host never reads back: the values
-// go up without a wait (to_device_async) and are all-reduced there, so with nccl the collective is
-// queued on the device like the kernels around it and the calling thread does not wait for the GPU
-// (the host-value form above waits once, for the read back). A loss divides by its elements.
+// go up without a wait (to_device_async) and, where the backend starts collectives on the device
+// (nccl), are all-reduced there, queued like the kernels around them: the calling thread does not
+// wait for the GPU (the host-value form above waits once, for the read back). A backend that
+// blocks the host (mpi) reduces the host values and uploads the means: no wait either. A loss
+// divides by the elements.
 torch::Tensor mean_over_ranks(const std::vector<double>& values, Communicator* comm, const torch::Device& device);
 
 }  // namespace segrun::dist

@@ -3,6 +3,7 @@
 #include "core/config.h"
 
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -12,7 +13,6 @@
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -800,11 +800,22 @@ Config parse_config(const std::string& toml_text, const std::string& origin,
   return config;
 }
 
+std::string default_run_dir(const Config& config) {
+  const fs::path name(config.name);
+  bool inside = !config.name.empty() && name.is_relative();
+  for (const fs::path& part : name) inside = inside && part != "." && part != "..";
+  SEGRUN_CHECK(inside, ConfigError,
+               origin_of(config, "name") << ": name: '" << config.name
+                                         << "' names the run's folder below runs/: no absolute path, '.' or '..' "
+                                            "(or give --run-dir)");
+  return (fs::path("runs") / name).string();
+}
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": config file not found (or not a regular file)");
   // toml++ reports an unreadable file as a syntax error on line 0.
-  if (!std::ifstream(path)) throw ConfigError(path + ": cannot be read: " + std::strerror(errno));
+  if (::access(path.c_str(), R_OK) != 0) throw ConfigError(path + ": cannot be read: " + std::strerror(errno));
   toml::table table;
   try {
     table = toml::parse_file(path);

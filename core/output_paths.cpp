@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/run_folder.h"
 
 namespace segrun {
 
@@ -14,7 +15,8 @@ fs::path resolved_output_path(const std::string& path) {
   const fs::path absolute = fs::absolute(path, ec);
   if (ec) return path;
   fs::path resolved = fs::weakly_canonical(absolute, ec);
-  return ec ? absolute.lexically_normal() : resolved;
+  if (ec) resolved = absolute.lexically_normal();
+  return resolved.has_filename() ? resolved : resolved.parent_path();  // "mine/new/.." is "mine", not "mine/"
 }
 
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose) {
@@ -26,6 +28,17 @@ void require_new_or_empty_folder(const std::string& option, const std::string& p
                option << " " << path << ": exists and is not a folder (" << purpose << ")");
   SEGRUN_CHECK(fs::is_empty(where, ec), ConfigError,
                option << " " << path << ": exists and is not empty (" << purpose << ")");
+}
+
+void require_new_empty_or_run_folder(const std::string& option, const std::string& dir) {
+  const fs::path where = resolved_output_path(dir);
+  std::error_code ec;
+  if (!fs::exists(where, ec)) return;
+  SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError, option << " " << dir << ": exists and is not a folder");
+  SEGRUN_CHECK(fs::is_empty(where, ec) || RunFolder(where.string()).holds_run_files(), ConfigError,
+               option << " " << dir
+                      << ": not empty and not a segrun run folder (no status, overrides.json, checkpoints/ or logs/); "
+                         "choose a new or empty folder, nothing in this one is overwritten");
 }
 
 void require_new_file(const std::string& option, const std::string& path) {

@@ -18,6 +18,12 @@ std::filesystem::path resolved_output_path(const std::string& path);
 // to a new or empty folder".
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose);
 
+// `dir` (a run folder to train in, or to queue a job in) does not exist, is empty, or is a segrun
+// run folder (RunFolder::holds_run_files): a folder segrun has trained in, a sweep or a submit has
+// prepared, or another rank of this run has just created. A folder of the user's own files is
+// refused, naming `option`.
+void require_new_empty_or_run_folder(const std::string& option, const std::string& dir);
+
 // `path` does not exist and its folder does (the file is written at the end).
 void require_new_file(const std::string& option, const std::string& path);
 

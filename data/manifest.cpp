@@ -107,7 +107,8 @@ Manifest parse_manifest(const std::string& json_text, const std::string& origin)
                origin << ": cooccurrence is not " << k << " x " << k);
   int64_t total = 0;
   for (const auto& s : m.shards) total += s.records;
-  SEGRUN_CHECK(total == m.records && !m.shards.empty(), DataError,
+  SEGRUN_CHECK(!m.shards.empty(), DataError, origin << ": lists no shard (\"shards\" is empty)");
+  SEGRUN_CHECK(total == m.records, DataError,
                origin << ": shards hold " << total << " records but the manifest says " << m.records);
   return m;
 }

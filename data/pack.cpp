@@ -164,7 +164,8 @@ void agree_on_failure(dist::Communicator& comm, const std::exception_ptr& local_
   torch::Tensor flag = torch::tensor({static_cast<int64_t>(local_error ? 1 : 0)}, torch::kLong);
   comm.allreduce(flag);
   if (local_error) std::rethrow_exception(local_error);
-  SEGRUN_CHECK(flag.item<int64_t>() == 0, DataError, where << ": packing failed on another rank (see its log)");
+  SEGRUN_CHECK(flag.item<int64_t>() == 0, DataError,
+               where << ": packing failed on another rank (its error line says why)");
 }
 
 // Whether `name` is a file pack writes into its staging folder: a shard, the manifest, or the
@@ -226,7 +227,8 @@ PackSummary pack_into(const PackOptions& o, const std::vector<SourceRecord>& rec
   combined[0] = error.empty() ? 0 : 1;
   comm.allreduce(combined);
   if (!error.empty()) throw DataError(error);
-  SEGRUN_CHECK(combined[0].item<int64_t>() == 0, DataError, o.out << ": packing failed on another rank (see its log)");
+  SEGRUN_CHECK(combined[0].item<int64_t>() == 0, DataError,
+               o.out << ": packing failed on another rank (its error line says why)");
 
   // 3. Rank 0 writes the manifest once every shard is committed.
   Manifest m;

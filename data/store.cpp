@@ -493,6 +493,10 @@ std::unique_ptr<StoreReader::Shard> StoreReader::open_shard(const std::string& p
   std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   quiet_hdf5();
   SEGRUN_CHECK(std::filesystem::is_regular_file(path), DataError, path << ": shard file missing");
+  // H5Fis_hdf5 says "not HDF5" for a file it cannot open, too: a good shard the user may not
+  // read must not pass for a corrupt one.
+  SEGRUN_CHECK(::access(path.c_str(), R_OK) == 0, DataError,
+               path << ": cannot open for reading: " << std::strerror(errno));
   htri_t is_h5 = H5Fis_hdf5(path.c_str());
   SEGRUN_CHECK(is_h5 > 0, DataError, path << ": not an HDF5 file (corrupt or truncated shard)");
   auto shard = std::make_unique<StoreReader::Shard>();

@@ -113,7 +113,13 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   const auto start = std::chrono::steady_clock::now();
   for (int64_t index : indices) {
     const std::string& path = images[static_cast<size_t>(index)];
-    const cv::Mat original = data::decode_image(data::read_bytes(path), path);
+    cv::Mat original;
+    try {
+      original = data::decode_image(data::read_bytes(path), path);
+    } catch (const DataError& e) {  // a file whose header passed the check above but that is cut short
+      throw DataError(std::string(e.what()) + "; " + request.out_dir +
+                      " holds the predictions made before it: remove it, or choose another --out, to run again");
+    }
     torch::Tensor prediction;
     try {
       const torch::Tensor image = data::test_image_tensor(original, test_options).to(setup.device);

@@ -19,19 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void check_run_dir(const std::string& dir) {
-  const fs::path where = resolved_output_path(dir);  // "new/.." is the current folder
-  std::error_code ec;
-  if (!fs::exists(where, ec)) return;
-  SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError, "--run-dir " << dir << ": exists and is not a folder");
-  // A folder segrun has trained in (or a sweep has prepared, or another rank of this run has just
-  // created) may be written into.
-  SEGRUN_CHECK(fs::is_empty(where, ec) || RunFolder(where.string()).holds_run_files(), ConfigError,
-               "--run-dir " << dir
-                            << ": not empty and not a segrun run folder (no status, overrides.json, checkpoints/ "
-                               "or logs/); choose a new or empty folder, nothing in this one is overwritten");
-}
-
 // Resuming `run` under `config`: ConfigError naming the changed keys when they shape training;
 // else the keys that changed all the same.
 std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config& config) {
@@ -83,8 +70,12 @@ std::vector<ConfigChange> check_train_request(const Config& config, const TrainR
                    << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, "
                       "RN101.pt), or set it to \"none\" to train from random weights on purpose");
   SEGRUN_CHECK(!config.data.store.empty(), ConfigError, origin_of(config, "data.store") << ": data.store: not set");
-  check_run_dir(request.run_dir);
-  const RunFolder run(request.run_dir);
+  require_new_empty_or_run_folder("--run-dir", request.run_dir);
+  // A path through '..' is read where it resolves (--run-dir new/.. is the current folder, whose
+  // checkpoints count, though new/ does not exist yet); any other is named as given.
+  bool through_parent = false;
+  for (const fs::path& part : fs::path(request.run_dir)) through_parent = through_parent || part == "..";
+  const RunFolder run(through_parent ? resolved_output_path(request.run_dir).string() : request.run_dir);
   const bool has_checkpoints = !checkpoints_newest_first(run.checkpoint_dir()).empty();
   if (request.resume.empty()) {
     SEGRUN_CHECK(!has_checkpoints, ConfigError,

@@ -76,8 +76,10 @@ void add_cluster_commands(CommandRegistry& registry) {
       ->check(int_range(1, 65536));
   s.submit->add_option("--export", s.request.exports, "NAME=VALUE exported to the ranks (repeatable)")
       ->allow_extra_args(false);
-  s.submit->add_option("--run-dir", s.request.run_dir,
-                       "with a CONFIG: the run directory (default: the run folder given, or runs/<name>)");
+  s.submit
+      ->add_option("--run-dir", s.request.run_dir,
+                   "with a CONFIG: the run directory (default: the run folder given, or runs/<name>)")
+      ->check(non_empty());
   s.submit->add_option("--runs-dir,--sweep-dir", s.request.runs_dir,
                        "with a SPEC: its runs folder (default: the spec's runs_dir, else runs/<name>)");
   s.submit->add_flag("--dry-run", s.request.dry_run, "print the job script, write and submit nothing");
@@ -89,7 +91,7 @@ void add_cluster_commands(CommandRegistry& registry) {
   s.cancel = registry.add("cancel", "cancel the pending and running Slurm jobs of a sweep (SPEC) or of a run directory",
                           action);
   s.cancel->add_option("target", s.cancel_target, "sweep spec, run directory or runs folder")->required();
-  s.cancel->add_option("--runs-dir", s.cancel_runs_dir, "with a SPEC: its runs folder");
+  s.cancel->add_option("--runs-dir", s.cancel_runs_dir, "with a SPEC: its runs folder")->check(non_empty());
 }
 
 namespace {

@@ -177,8 +177,8 @@ CLI::Validator int_range(int64_t min, int64_t max) {
   return CLI::Validator(
       [min, max, low, high](std::string& input) {
         int64_t value = 0;
-        if (!CLI::detail::lexical_cast(input, value) || value < min || value > max)
-          return "Value " + input + " not in range " + low + " to " + high;
+        if (!CLI::detail::lexical_cast(input, value)) return "'" + input + "' is not a whole number";
+        if (value < min || value > max) return "Value " + input + " not in range " + low + " to " + high;
         return std::string();
       },
       "INT in [" + low + " - " + high + "]");

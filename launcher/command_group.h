@@ -62,7 +62,8 @@ class CommandRegistry {
 };
 
 // The check for an integer option in [min, max] (inclusive), used instead of CLI::Range so that its
-// message is segrun's on every CLI11: "Value 0 not in range 1 to 255" (after the option's name).
+// message is segrun's on every CLI11: "Value 0 not in range 1 to 255", "'two' is not a whole
+// number" (after the option's name).
 // CLI11 2.4 (Ubuntu 24.04, where GPU machines build) words its Range "not in range [1 - 255]".
 CLI::Validator int_range(int64_t min, int64_t max);
 

@@ -13,6 +13,7 @@
 #include "cluster/local_launch.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/output_paths.h"
 #include "core/log.h"
 #include "core/process.h"
 #include "core/run_folder.h"
@@ -55,7 +56,7 @@ void check_step(int code, const std::string& what) {
 
 int run_demo(const DemoOptions& cmd) {
   const auto started = std::chrono::steady_clock::now();
-  const fs::path dir = fs::absolute(cmd.dir);
+  const fs::path dir = resolved_output_path(cmd.dir);  // "new/.." is the current folder
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec) && !fs::exists(dir / kDemoMarker, ec))
     throw ConfigError(dir.string() + ": exists and is not a segrun demo folder; choose another --dir");

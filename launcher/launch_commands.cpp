@@ -187,7 +187,7 @@ void add_launch_commands(CommandRegistry& registry) {
   CLI::App* demo_command =
       registry.add("demo", "synthesize ADE20K-layout data, pack it, train the tiny baseline on 2 ranks, print mIoU",
                    [demo](MpiHolder&) { return run_demo(*demo); });
-  demo_command->add_option("--dir", demo->dir, "working folder")->capture_default_str();
+  demo_command->add_option("--dir", demo->dir, "working folder")->capture_default_str()->check(non_empty());
   demo_command->add_option("--ranks", demo->ranks, "ranks")->capture_default_str()->check(int_range(1, 64));
   demo_command->add_option("--iters", demo->iters, "override the training iterations")->check(int_range(1, 100000000));
 }

@@ -34,6 +34,7 @@
 #include "engine/trainer.h"
 #include "launcher/mpi_holder.h"
 #include "launcher/train_plan.h"
+#include "sweeps/registry.h"
 #include "sweeps/table.h"
 
 namespace segrun::launcher {
@@ -222,6 +223,9 @@ EvalSource eval_source(const std::string& command, const std::string& source, co
   if (!fs::is_directory(source, ec)) {
     SEGRUN_CHECK(!checkpoint.empty(), ConfigError,
                  command << ": --checkpoint is required (or give a run folder instead of " << source << ")");
+    SEGRUN_CHECK(
+        checkpoint != "best", ConfigError,
+        "--checkpoint best: names a run folder's checkpoints/best.pt; give the run folder instead of " << source);
     return {source, checkpoint, source};
   }
   const RunFolder run(source);
@@ -267,11 +271,16 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
   if (!record_dir.empty()) {
     SEGRUN_CHECK(fs::is_directory(record_dir), ConfigError, "--run-dir " << record_dir << ": not a directory");
-    // A folder of the user's own files (their metrics.jsonl, say) is never appended to.
-    SEGRUN_CHECK(RunFolder(record_dir).holds_run_files(), ConfigError,
-                 "--run-dir " << record_dir
-                              << ": not a segrun run folder (no status, overrides.json, checkpoints/ or logs/); "
-                                 "nothing is written there (--no-record: only print the evaluation)");
+    // A folder of the user's own files (their metrics.jsonl, say) is never appended to; an empty
+    // one, or a run's results copied elsewhere (what `segrun table` reads as a run), may be.
+    std::error_code ec;
+    SEGRUN_CHECK(
+        fs::is_empty(record_dir, ec) || RunFolder(record_dir).holds_run_files() || sweeps::is_run_folder(record_dir),
+        ConfigError,
+        "--run-dir " << record_dir
+                     << ": not a segrun run folder (no status, overrides.json, checkpoints/, logs/, nor "
+                        "config.toml with metrics.jsonl or result.json); nothing is written there "
+                        "(--no-record: only print the evaluation)");
   }
   auto result = engine::evaluate_checkpoint(config, context, source.checkpoint, request);
   if (context.is_root()) {
@@ -392,8 +401,10 @@ void add_run_commands(CommandRegistry& registry) {
   registry.set_runs_on_ranks(eval_command);
   eval_command->add_option("config", eval.config, "experiment TOML, or a run folder (its config.toml)")->required();
   eval_command->add_option("overrides", eval.overrides, "key=value overrides");
-  eval_command->add_option("--checkpoint", eval.checkpoint,
-                           "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
+  eval_command
+      ->add_option("--checkpoint", eval.checkpoint,
+                   "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)")
+      ->check(non_empty());
   auto* save_pred = eval_command->add_option("--save-pred", eval.save_pred, "write predictions as PNG (train ids) here")
                         ->check(non_empty());
   eval_command
@@ -404,13 +415,16 @@ void add_run_commands(CommandRegistry& registry) {
   eval_command->add_flag("--json", eval.json, "print JSON");
   eval_command->add_flag("--ms", eval.ms,
                          "also multi-scale + flip (eval.ms_scales, default 0.5..1.75; mmseg --aug-test): mIoU_ms");
-  eval_command->add_option(
-      "--run-dir", eval.run_dir,
-      "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)");
+  eval_command
+      ->add_option("--run-dir", eval.run_dir,
+                   "record the evaluation in this run directory (default: the run of <run>/checkpoints/iter_<n>.pt)")
+      ->check(non_empty());
   eval_command->add_flag("--no-record", eval.no_record, "do not write metrics.jsonl / result.json of the run");
-  eval_command->add_option("--confusion", eval.confusion,
-                           "write the confusion matrix (pixel counts, a row per true class) to this CSV file and "
-                           "print the 10 most confused class pairs");
+  eval_command
+      ->add_option("--confusion", eval.confusion,
+                   "write the confusion matrix (pixel counts, a row per true class) to this CSV file and "
+                   "print the 10 most confused class pairs")
+      ->check(non_empty());
 
   PredictCommand& predict = s.predict_command;
   CLI::App* predict_command =
@@ -425,8 +439,10 @@ void add_run_commands(CommandRegistry& registry) {
   predict_command->add_option("--out", predict.out, "a new (or empty) folder for the predictions")
       ->required()
       ->check(non_empty());
-  predict_command->add_option("--checkpoint", predict.checkpoint,
-                              "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)");
+  predict_command
+      ->add_option("--checkpoint", predict.checkpoint,
+                   "checkpoint .pt (default for a run folder: its newest; `best`: its checkpoints/best.pt)")
+      ->check(non_empty());
   predict_command->add_flag("--ms", predict.ms, "multi-scale + flip (eval.ms_scales) instead of eval.scales");
   predict_command->add_flag("--label-ids", predict.label_ids,
                             "also label_ids/<name>.png in the dataset's own label values (Cityscapes label ids, for "
@@ -448,9 +464,11 @@ void add_run_commands(CommandRegistry& registry) {
   metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label,
                             "ADE20K convention: GT 0 -> ignore, k -> k-1");
   metrics_command->add_flag("--json", metrics.json, "print JSON");
-  metrics_command->add_option("--confusion", metrics.confusion_csv,
-                              "write the confusion matrix (pixel counts, a row per true class) to this CSV file and "
-                              "print the 10 most confused class pairs");
+  metrics_command
+      ->add_option("--confusion", metrics.confusion_csv,
+                   "write the confusion matrix (pixel counts, a row per true class) to this CSV file and "
+                   "print the 10 most confused class pairs")
+      ->check(non_empty());
 
   ConfigCommand& config = s.config_command;
   CLI::App* config_command = registry.add(

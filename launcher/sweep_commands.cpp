@@ -68,7 +68,8 @@ void add_sweep_commands(CommandRegistry& registry) {
 
   s.plan = registry.add("plan", "list the runs of a sweep and what would be reused, resumed or started", action, sweep);
   s.plan->add_option("spec", s.spec, "sweep spec TOML")->required();
-  s.plan->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.plan->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)")
+      ->check(non_empty());
   s.plan->add_option("--format", s.list_format, "text | md | csv | latex | html")->capture_default_str();
 
   s.run = registry.add("run", "run every run not done yet (finished runs are reused, interrupted ones resumed)", action,
@@ -82,12 +83,14 @@ void add_sweep_commands(CommandRegistry& registry) {
       ->check(CLI::IsMember({"local", "slurm"}));
   s.run->add_option("--max-parallel", s.max_parallel, "runs at once (default: cores / ranks per run)")
       ->check(int_range(1, 4096));
-  s.run->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.run->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)")
+      ->check(non_empty());
   s.run->add_flag("--dry-run", s.dry_run, "print the mpirun commands, run nothing");
 
   s.status = registry.add("status", "state, progress and last metric of every run of a sweep", action, sweep);
   s.status->add_option("spec", s.spec, "sweep spec TOML")->required();
-  s.status->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)");
+  s.status->add_option("--runs-dir", s.runs_dir, "runs folder (default: the spec's runs_dir, else runs/<name>)")
+      ->check(non_empty());
   s.status->add_option("--metric", s.status_metric, "metric column (default: the spec's table metric)");
   s.status->add_option("--format", s.list_format, "text | md | csv | latex | html")->capture_default_str();
 
@@ -113,7 +116,8 @@ void add_sweep_commands(CommandRegistry& registry) {
       "also plot the metric against a swept key with gnuplot: FILE.png or FILE.svg (+ FILE.gp, FILE.dat; a FILE.gp "
       "you edited is kept)");
   s.table->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
-  s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
+  s.table->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)")
+      ->check(non_empty());
   s.table->add_option("--decimals", s.decimals, "decimals of the values")
       ->capture_default_str()
       ->check(int_range(0, 6));
@@ -136,7 +140,8 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.report->add_option("--baseline", s.baseline, "KEY=VALUE, as for `segrun table` (repeatable)");
   s.report->add_option("--where", s.where, "KEY=VALUE, as for `segrun table` (repeatable)");
   s.report->add_option("--plot-x", s.plot_x, "swept key on the plot's x axis (default: the first row key)");
-  s.report->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)");
+  s.report->add_option("--runs-dir", s.runs_dir, "with a spec: its runs folder (default: runs_dir / runs/<name>)")
+      ->check(non_empty());
   s.report->add_option("--decimals", s.decimals, "decimals of the values")
       ->capture_default_str()
       ->check(int_range(0, 6));
@@ -213,10 +218,9 @@ int run_table_command(const SweepOptions& s) {
   plot.name = source.kind == sweeps::ReportSource::Kind::kSpec ? source.name : "";
   // A bad --plot / --plot-x (file extension, key, a file of the user's there) stops the command
   // before it prints anything.
-  if (!s.plot.empty()) {
-    sweeps::render_gnuplot(grid, plot, std::filesystem::path(s.plot).filename().string());
-    sweeps::check_plot_target(s.plot);
-  }
+  if (!s.plot.empty())
+    sweeps::check_plot_target(
+        s.plot, sweeps::render_gnuplot(grid, plot, std::filesystem::path(s.plot).filename().string()).script);
   if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {

@@ -21,17 +21,7 @@ RunSource run_source(const std::string& config_or_run, const std::string& run_di
 TrainPlan plan_train(const TrainCommand& command) {
   const RunSource source = run_source(command.config, command.run_dir);
   TrainPlan plan{load_config(source.config_path, command.overrides), {}};
-  if (source.run_dir.empty()) {
-    // The name is one folder below runs/: "..", "." or a path would put the run elsewhere.
-    const std::string& name = plan.config.name;
-    SEGRUN_CHECK(name != "." && name != ".." && name.find('/') == std::string::npos, ConfigError,
-                 origin_of(plan.config, "name") << ": name: '" << name
-                                                << "' names the run's folder below runs/: no '/', '.' or '..' "
-                                                   "(or give --run-dir)");
-    plan.request.run_dir = "runs/" + name;
-  } else {
-    plan.request.run_dir = source.run_dir;
-  }
+  plan.request.run_dir = source.run_dir.empty() ? default_run_dir(plan.config) : source.run_dir;
   plan.request.resume = command.resume;
   return plan;
 }

@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "core/output_paths.h"
 #include "core/process.h"
 #include "sweeps/run_naming.h"
 
@@ -256,23 +257,27 @@ std::string first_line(const std::string& text) {
 
 }  // namespace
 
-void check_plot_target(const std::string& output_path) {
-  const fs::path out(output_path);
+void check_plot_target(const std::string& output_path, const std::string& segrun_script) {
+  const fs::path out = resolved_output_path(output_path);  // "new/../fig.svg" is ./fig.svg
+  const fs::path script = fs::path(out).replace_extension(".gp");
   std::error_code ec;
-  if (fs::exists(fs::path(out).replace_extension(".gp"), ec)) return;
+  if (fs::exists(script, ec)) {
+    const std::string text = read_file(script.string());
+    if (text.rfind(kScriptStamp, 0) == 0 || text == segrun_script) return;  // segrun's, edited or not
+  }
   for (const fs::path& file : {out, fs::path(out).replace_extension(".dat")})
     if (fs::exists(file, ec))
-      throw ConfigError("--plot " + output_path + ": " + file.string() + " already exists and no " +
-                        fs::path(out).replace_extension(".gp").string() +
-                        " beside it says segrun drew it; nothing is overwritten, choose another name");
+      throw ConfigError("--plot " + output_path + ": " + file.string() +
+                        " already exists and no FILE.gp of segrun's (" + script.filename().string() +
+                        ") beside it says segrun drew it; nothing is overwritten, " + "choose another name");
 }
 
 PlotFiles write_plot(const ResultGrid& grid, const PlotOptions& options, const std::string& output_path) {
-  check_plot_target(output_path);
   const fs::path out(output_path);
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   const std::string name = out.filename().string();
   const GnuplotFiles files = render_gnuplot(grid, options, name);
+  check_plot_target(output_path, files.script);
   PlotFiles paths;
   paths.output = output_path;
   paths.script = fs::path(out).replace_extension(".gp").string();

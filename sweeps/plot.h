@@ -51,11 +51,12 @@ struct PlotFiles {
   bool script_kept = false;  // FILE.gp was edited since segrun wrote it: left as it is, and gnuplot ran it
 };
 
-// ConfigError naming the file unless FILE.png|svg and FILE.dat at output_path are free for
-// write_plot: they do not exist, or a FILE.gp beside them says an earlier --plot made them (a
-// user's own FILE.gp there asks for segrun's data). Files of the same names without a FILE.gp
-// are the user's and are never overwritten.
-void check_plot_target(const std::string& output_path);
+// ConfigError naming the file unless FILE.png|svg and FILE.dat at output_path (where it resolves:
+// "new/../fig.svg" is ./fig.svg) are free for write_plot: they do not exist, or a FILE.gp beside
+// them is segrun's (stamped, edited or not, or equal to `segrun_script`, what render_gnuplot
+// writes now). Files of those names beside no FILE.gp, or beside the user's own, are theirs and
+// never overwritten.
+void check_plot_target(const std::string& output_path, const std::string& segrun_script);
 
 // Writes FILE.dat and (unless the user edited it) FILE.gp next to output_path (atomically) and
 // runs gnuplot on FILE.gp. ConfigError as check_plot_target and

@@ -211,9 +211,14 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
 }
 
 std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir) {
-  if (!override_dir.empty()) return override_dir;
-  if (!spec.runs_dir.empty()) return spec.runs_dir;
-  return (fs::path("runs") / spec.name).string();
+  const std::string dir = !override_dir.empty()    ? override_dir
+                          : !spec.runs_dir.empty() ? spec.runs_dir
+                                                   : (fs::path("runs") / spec.name).string();
+  std::error_code ec;
+  SEGRUN_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), ConfigError,
+               (override_dir.empty() ? spec.path + ": runs_dir " : std::string("--runs-dir "))
+                   << dir << ": exists and is not a folder");
+  return dir;
 }
 
 std::string to_string(PlanAction action) {

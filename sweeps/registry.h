@@ -87,6 +87,7 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir);
 inline constexpr const char* kGlobalBatchKey = "global_batch";
 
 // The runs folder of a sweep: override if given, else spec.runs_dir, else runs/<name>.
+// ConfigError naming it when it exists and is not a folder.
 std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_dir);
 
 // kOnSlurm: not done, and the Slurm job recorded in its folder is pending or running: a local

@@ -213,7 +213,7 @@ std::string per_class_section(const ReportSource& source, const ResultTableOptio
     return html + format_table({"class", "IoU"}, rows, TableFormat::kHtml) + "</section>\n";
   }
   try {
-    html += format_per_class_table(source.runs, table, classes, "html");
+    html += format_per_class_table(source.runs, table, classes, "html", "--classes");
   } catch (const DataError& e) {
     if (!options.classes.empty()) throw;
     html += note(std::string("No per-class table: ") + e.what());
@@ -304,7 +304,15 @@ std::string table_and_plot_sections(const ReportSource& source, const ResultTabl
   try {
     grid = build_result_grid(source.runs, table);
   } catch (const DataError& e) {
-    if (options.metric_given) throw ConfigError(e.what());
+    // A metric asked for that no done run has is a typo, an error as in `segrun table`; a sweep
+    // whose runs are not done yet gets its page.
+    bool done = false, has_metric = false;
+    for (const RunRecord& run : source.runs) {
+      if (!run.has_result) continue;
+      done = true;
+      has_metric = has_metric || !std::isnan(run_metric(run, table.metric));
+    }
+    if (options.metric_given && done && !has_metric) throw;
     return html + note(std::string("No table yet: ") + e.what()) + "</section>\n";
   }
   html += format_result_grid(grid, "html") + "</section>\n";

@@ -60,9 +60,9 @@ struct ReportOptions {
   std::string plot_x;                // the plot's x key ("" = plot.h's default)
   std::string gnuplot = "gnuplot";
   size_t top_classes = 10;
-  // The table's metric was asked for (--metric): a table that cannot be built (a misspelt metric
-  // no run has) fails the report with the ConfigError `segrun table` gives, instead of a page that
-  // says "No table yet" (what a sweep whose runs are not done yet shows).
+  // The table's metric was asked for (--metric): when no done run has it (a misspelt metric) the
+  // report fails with the error `segrun table` gives, instead of a page that says "No table yet"
+  // (what a sweep whose runs are not done yet still gets).
   bool metric_given = false;
 };
 

@@ -676,8 +676,9 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
 }
 
 std::string format_per_class_table(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
-                                   const std::vector<std::string>& classes, const std::string& format) {
-  SEGRUN_CHECK(!classes.empty(), ConfigError, "--per-class: no class names given");
+                                   const std::vector<std::string>& classes, const std::string& format,
+                                   const std::string& option) {
+  SEGRUN_CHECK(!classes.empty(), ConfigError, option << ": no class names given");
   std::set<std::string> known;
   for (const auto& r : runs)
     for (const auto& [name, v] : r.per_class) known.insert(name);
@@ -686,7 +687,7 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
       std::vector<std::string> some(known.begin(), known.end());
       if (some.size() > 12) some.resize(12);
       throw DataError(
-          "--per-class " + name + ": no run has this class in result.json per_class" +
+          option + " " + name + ": no run has this class in result.json per_class" +
           (some.empty() ? std::string() : " (classes: " + join(some, ", ") + (known.size() > 12 ? ", ..." : "") + ")"));
     }
   }

@@ -109,9 +109,11 @@ std::string format_result_grid(const ResultGrid& grid, const std::string& format
 // Per-class IoU (result.json per_class) of each configuration for the given classes, plus the
 // table metric, over the runs build_result_grid counts (so repeated runs are left out, with the
 // same footnote); best value per column marked (CSV: a column per key, then each value's mean and
-// "<value> std", unmarked). DataError naming an unknown class.
+// "<value> std", unmarked). DataError naming an unknown class after `option`, the command-line
+// option that gave the classes.
 std::string format_per_class_table(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
-                                   const std::vector<std::string>& classes, const std::string& format);
+                                   const std::vector<std::string>& classes, const std::string& format,
+                                   const std::string& option = "--per-class");
 
 // Value of `metric` in a done run: result.json's top-level field or per_class entry; NaN if absent.
 double run_metric(const RunRecord& run, const std::string& metric);

@@ -15,6 +15,7 @@
 #include "core/config_changes.h"
 #include "build_config.h"
 #include "core/error.h"
+#include "core/output_paths.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/run_folder.h"
@@ -138,7 +139,10 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
   SlurmConfig slurm = config.cluster.slurm;
   req.slurm.apply(slurm);
   check_build_runs(slurm, config, [&](const std::string& key) { return origin_of(config, key); });
-  const std::string run_dir = absolute(req.run_dir.empty() ? (fs::path("runs") / config.name).string() : req.run_dir);
+  const std::string given_dir = req.run_dir.empty() ? default_run_dir(config) : req.run_dir;
+  // As train: a folder of the user's own files never becomes a run folder.
+  require_new_empty_or_run_folder("--run-dir", given_dir);
+  const std::string run_dir = absolute(given_dir);
   const std::string name = fs::path(run_dir).filename().string();
   if (!cluster::is_safe_name(name))
     throw ConfigError("run directory '" + run_dir + "': its name may only contain [A-Za-z0-9._-]");
@@ -336,7 +340,9 @@ int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
   if (!fs::is_directory(run_dir_arg, ec)) throw ConfigError(run_dir_arg + ": no such run directory");
   // A folder of other files (a store, a mistyped path) is no run that has not started: a run
   // folder holds segrun's files from its first moment (train, sweep run, submit), as train decides.
-  if (!RunFolder(run_dir_arg).holds_run_files())
+  // (A status file naming no state is read below, and named in the error.)
+  const RunFolder folder(run_dir_arg);
+  if (!folder.holds_run_files() && !path_exists(folder.status_path()))
     throw ConfigError(run_dir_arg + ": not a run folder (no status, overrides.json, checkpoints/ or logs/)");
   const std::string run_dir = absolute(run_dir_arg);
   const RunRecord r = read_run(run_dir);

@@ -116,6 +116,7 @@ TEST(Launcher, Cli11ChecksTheOptionsBoundToTheLibraries) {
   EXPECT_EQ(error_of({"submit", "cfg.toml", "--nodes", "0"}), "--nodes: Value 0 not in range 1 to 65536");
   EXPECT_EQ(error_of({"submit", "cfg.toml", "--launcher", "ssh"}).find("--launcher"), 0u);
   EXPECT_EQ(error_of({"launch", "-n", "0", "--", "train", "c"}), "--ranks: Value 0 not in range 1 to 65536");
+  EXPECT_EQ(error_of({"launch", "-n", "two", "--", "train", "c"}), "--ranks: 'two' is not a whole number");
 }
 
 // `config --keys [PREFIX]` prints the key reference (docs/config.md with --format md) instead of

@@ -271,8 +271,13 @@ TEST_F(PlotGrid, AnEditedScriptIsKeptAndDrawnWithTheNewData) {
 
   // A FILE.gp without the stamp that is not the script segrun renders (the user's own, or one
   // edited from an older segrun's) is kept too; one equal to the rendered script is segrun's.
+  // Beside the user's own script, a picture or data file is theirs: refused then
+  // (FilesOfTheUsersOwnAreNeverOverwritten), drawn when there is none yet.
   const std::string own = "set terminal svg\nset output 'lr.svg'\nplot 'lr.dat' index 0 using 1:2\n";
   { std::ofstream(gp, std::ios::binary) << own; }
+  EXPECT_THROW(write_plot(grid_, options, out("lr.svg").string()), ConfigError);
+  fs::remove(out("lr.dat"));
+  fs::remove(out("lr.svg"));
   EXPECT_TRUE(write_plot(grid_, options, out("lr.svg").string()).script_kept);
   EXPECT_EQ(read_bytes(gp), own);
   { std::ofstream(gp, std::ios::binary) << render_gnuplot(grid_, options, "lr.svg").script; }
@@ -286,24 +291,33 @@ TEST_F(PlotGrid, FilesOfTheUsersOwnAreNeverOverwritten) {
   // A picture, or a data file, of the plot's name without a FILE.gp beside it: the user's.
   fs::create_directories(out(""));
   { std::ofstream(out("mine.svg"), std::ios::binary) << "mine"; }
-  EXPECT_THROW(check_plot_target(out("mine.svg").string()), ConfigError);
+  EXPECT_THROW(check_plot_target(out("mine.svg").string(), ""), ConfigError);
   try {
     write_plot(grid_, options, out("mine.svg").string());
     ADD_FAILURE() << "mine.svg overwritten";
   } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()), "--plot " + out("mine.svg").string() + ": " + out("mine.svg").string() +
-                                         " already exists and no " + out("mine.gp").string() +
-                                         " beside it says segrun drew it; nothing is overwritten, choose another name");
+    const std::string resolved = fs::weakly_canonical(out("mine.svg")).string();
+    EXPECT_EQ(std::string(e.what()), "--plot " + out("mine.svg").string() + ": " + resolved +
+                                         " already exists and no FILE.gp of segrun's (mine.gp) beside it says segrun "
+                                         "drew it; nothing is overwritten, choose another name");
   }
   EXPECT_EQ(read_bytes(out("mine.svg")), "mine");
   EXPECT_FALSE(fs::exists(out("mine.gp")));
   { std::ofstream(out("data.dat"), std::ios::binary) << "mine"; }
   EXPECT_THROW(write_plot(grid_, options, out("data.png").string()), ConfigError);
   EXPECT_EQ(read_bytes(out("data.dat")), "mine");
-  // With a FILE.gp beside them they are an earlier plot's (or the user asks for segrun's data).
+  // Through a folder that does not exist yet: where the path resolves.
+  EXPECT_THROW(write_plot(grid_, options, (out("new") / ".." / "mine.svg").string()), ConfigError);
+  EXPECT_FALSE(fs::exists(out("new")));
+  EXPECT_EQ(read_bytes(out("mine.svg")), "mine");
+  // The user's own gnuplot files (a script without segrun's stamp): theirs too.
   { std::ofstream(out("mine.gp"), std::ios::binary) << "plot 'mine.dat'\n"; }
-  EXPECT_NO_THROW(check_plot_target(out("mine.svg").string()));
-  EXPECT_NO_THROW(check_plot_target(out("new.svg").string()));
+  EXPECT_THROW(check_plot_target(out("mine.svg").string(), "set terminal svg\n"), ConfigError);
+  // Beside segrun's script (stamped, or as segrun renders it) they are an earlier plot's.
+  EXPECT_NO_THROW(check_plot_target(out("mine.svg").string(), "plot 'mine.dat'\n"));
+  { std::ofstream(out("mine.gp"), std::ios::binary) << "# segrun-plot-script 0123456789abcdef (edited)\n"; }
+  EXPECT_NO_THROW(check_plot_target(out("mine.svg").string(), ""));
+  EXPECT_NO_THROW(check_plot_target(out("new.svg").string(), ""));
 }
 
 TEST_F(PlotGrid, Errors) {

@@ -472,8 +472,18 @@ TEST_F(Report, UserErrorsNameThePath) {
   EXPECT_NE(read_file(options.out).find("No table yet"), std::string::npos);
   fs::remove(options.out);
   options.metric_given = true;
-  EXPECT_THROW(write_report(source, bad, options), ConfigError);
+  EXPECT_THROW(write_report(source, bad, options), DataError);
   EXPECT_FALSE(fs::exists(options.out));
+  // Runs not done yet: the page, with --metric too.
+  ReportSource not_done = source;
+  for (RunRecord& run : not_done.runs) {
+    run.has_result = false;
+    run.result.clear();
+    run.state = RunState::kRunning;
+  }
+  bad.metric = "mIoU";
+  EXPECT_NO_THROW(write_report(not_done, bad, options));
+  EXPECT_NE(read_file(options.out).find("No table yet"), std::string::npos);
 }
 
 TEST_F(Report, OnlyAnEarlierReportIsReplaced) {

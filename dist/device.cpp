@@ -92,6 +92,11 @@ void synchronize(const torch::Device& device) {
 #endif
 }
 
+torch::Device module_device(const torch::nn::Module& module) {
+  const std::vector<torch::Tensor> parameters = module.parameters();
+  return parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+}
+
 torch::Tensor to_device_async(const torch::Tensor& host, const torch::Device& device) {
   if (!device.is_cuda() || host.is_cuda()) return host.to(device);
   // A pinned copy of its own: pin_memory() would hand back an already pinned `host` itself, which

@@ -11,6 +11,7 @@
 // the calling thread (threads that allocate pinned memory or launch work call it). A device
 // without an index (torch::Device("cuda")) means the calling thread's current device.
 
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -32,6 +33,10 @@ std::string describe_device(const RankContext& context);
 
 // Makes `device` the calling thread's current CUDA device (no-op for the CPU).
 void bind_thread(const torch::Device& device);
+
+// The device of `module`'s parameters (the first one's: segrun places a model whole); CPU for a
+// module without any.
+torch::Device module_device(const torch::nn::Module& module);
 
 // Blocks the calling thread until the work queued so far on the current stream of `device` is
 // done (no-op on CPU). For timing and for handing device memory to libraries that are not

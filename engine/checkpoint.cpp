@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "dist/device.h"
 
 namespace segrun::engine {
 namespace {
@@ -197,8 +198,7 @@ CheckpointMeta read_meta(torch::serialize::InputArchive& archive, const std::str
 CheckpointMeta load_checkpoint(const std::string& path, const std::string& expected_signature, torch::nn::Module& model,
                                torch::optim::Optimizer* optimizer) {
   torch::serialize::InputArchive archive;
-  const auto parameters = model.parameters();
-  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+  const torch::Device device = dist::module_device(model);
   // Every tensor, optimizer state included, lands on the model's device.
   open_archive(archive, path, device);
   const CheckpointMeta meta = read_meta(archive, path);

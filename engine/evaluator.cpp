@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "data/palette.h"
 #include "data/store.h"
+#include "dist/device.h"
 #include "engine/checkpoint.h"
 #include "engine/label_io.h"
 #include "engine/model_setup.h"
@@ -354,8 +355,7 @@ EvalOutcome evaluate_images(models::SegmentorImpl& model, const data::StoreReade
 
 EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& store, const Config& config,
                      dist::Communicator& comm, const EvalRequest& request) {
-  const auto parameters = model.parameters();
-  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+  const torch::Device device = dist::module_device(model);
   try {
     return evaluate_images(model, store, config, comm, request, device);
   } catch (const c10::OutOfMemoryError& e) {

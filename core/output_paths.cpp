@@ -37,7 +37,7 @@ void require_new_empty_or_run_folder(const std::string& option, const std::strin
   SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError, option << " " << dir << ": exists and is not a folder");
   SEGRUN_CHECK(fs::is_empty(where, ec) || RunFolder(where.string()).holds_run_files(), ConfigError,
                option << " " << dir
-                      << ": not empty and not a segrun run folder (no status, overrides.json, checkpoints/ or logs/); "
+                      << ": not empty and not a segrun run folder (no status, overrides.json, checkpoint or rank log); "
                          "choose a new or empty folder, nothing in this one is overwritten");
 }
 

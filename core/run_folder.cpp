@@ -72,10 +72,43 @@ void RunFolder::write_status(RunState state, const std::string& reason) const {
 
 void RunFolder::append_metrics(const std::string& json_line) const { append_line(metrics_path(), json_line); }
 
-bool RunFolder::holds_run_files() const {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Whether `dir` holds a file whose name `is_ours` accepts.
+template <typename Predicate>
+bool holds_file(const std::string& dir, Predicate is_ours) {
   std::error_code ec;
-  return holds_run_status() || path_exists(overrides_path()) || std::filesystem::is_directory(checkpoint_dir(), ec) ||
-         std::filesystem::is_directory(log_dir(), ec);
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (is_ours(entry.path().filename().string())) return true;
+  return false;
+}
+
+bool starts_ends(const std::string& name, const std::string& prefix, const std::string& suffix) {
+  return name.size() > prefix.size() + suffix.size() && name.rfind(prefix, 0) == 0 &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+bool RunFolder::holds_run_files() const {
+  if (holds_run_status() || path_exists(overrides_path())) return true;
+  // A checkpoint or a rank log of segrun's names (a folder of the user's that merely has a
+  // logs/ or checkpoints/ subfolder is not a run).
+  if (holds_file(checkpoint_dir(),
+                 [](const std::string& n) { return starts_ends(n, "iter_", ".pt") || n == "best.pt"; }))
+    return true;
+  if (holds_file(log_dir(), [](const std::string& n) { return starts_ends(n, "rank-", ".log"); })) return true;
+  // What another rank of this run has just made (create(), the lock), nothing else yet.
+  std::error_code ec;
+  bool skeleton = fs::is_directory(checkpoint_dir(), ec) || fs::is_directory(log_dir(), ec);
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool empty_folder = (name == "checkpoints" || name == "logs") && fs::is_empty(entry.path(), ec);
+    skeleton = skeleton && (empty_folder || name == ".lock");
+  }
+  return skeleton;
 }
 
 bool RunFolder::holds_run_status() const {

@@ -58,9 +58,11 @@ class RunFolder {
   // Creates root, checkpoints/ and logs/ (any rank may call it; mkdir is idempotent). IoError.
   void create() const;
   // Whether the folder holds what only segrun writes into a run folder: a status file that names a
-  // state, overrides.json, checkpoints/ or logs/ (create() makes the last two as a run starts).
-  // Then it is a run folder (queued, a sweep's, starting, trained); else a folder of other files,
-  // never taken for a run (a config.toml alone, or a status file of other words, may be the user's).
+  // state, overrides.json, a checkpoints/iter_<n>.pt or best.pt, a logs/rank-<r>.log, or nothing
+  // but the empty checkpoints/ and logs/ (and .lock) another rank of the run has just made
+  // (create()). Then it is a run folder (queued, a sweep's, starting, trained); else a folder of
+  // other files, never taken for a run (a config.toml, a status file of other words, a logs/ of
+  // the user's own may be theirs).
   bool holds_run_files() const;
   // The status file; kNew when it does not exist. DataError naming the file when its first word
   // is not a state, IoError when it cannot be read.

@@ -4,7 +4,8 @@
 // starts (a mistake is one line, not one per rank) and Trainer's constructor again on every rank:
 //   - a run directory is named; model.pretrained and data.store are set;
 //   - the run directory is new, empty, or a segrun run folder (it has a status file, a sweep's
-//     overrides.json, checkpoints/ or logs/): a folder of the user's own files is never written into;
+//     overrides.json, a checkpoint or a rank log; RunFolder::holds_run_files): a folder of the
+//     user's own files is never written into;
 //   - a run folder with checkpoints is continued only with --resume (auto or a path), and an
 //     explicit --resume names a file;
 //   - resuming a run whose config.toml differs from the config in a key that shapes the training

@@ -254,6 +254,26 @@ Config load_source_config(const EvalSource& source, const std::vector<std::strin
   return config;
 }
 
+// Where `eval` records its evaluation ("" for nowhere): --run-dir, else the checkpoint's own run.
+// ConfigError for a --run-dir that is not a folder, or is a folder of the user's own files (their
+// metrics.jsonl is never appended to); an empty one, or a run's results copied elsewhere (what
+// `segrun table` reads as a run), may be written.
+std::string eval_record_dir(const EvalCommand& cmd, const EvalSource& source) {
+  if (cmd.no_record) return "";
+  const std::string record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
+  if (record_dir.empty()) return "";
+  std::error_code ec;
+  SEGRUN_CHECK(fs::is_directory(record_dir, ec), ConfigError, "--run-dir " << record_dir << ": not a directory");
+  SEGRUN_CHECK(
+      fs::is_empty(record_dir, ec) || RunFolder(record_dir).holds_run_files() || sweeps::is_run_folder(record_dir),
+      ConfigError,
+      "--run-dir " << record_dir
+                   << ": not a segrun run folder (no status, overrides.json, checkpoint, rank log, nor "
+                      "config.toml with metrics.jsonl or result.json); nothing is written there "
+                      "(--no-record: only print the evaluation)");
+  return record_dir;
+}
+
 int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   const EvalSource source = eval_source("eval", cmd.config, cmd.checkpoint);
   std::vector<std::string> overrides = cmd.overrides;
@@ -267,21 +287,7 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
   request.multi_scale = config.eval.report_ms;
   request.confusion = !cmd.confusion.empty();
   if (request.confusion) require_new_file("--confusion", cmd.confusion);
-  std::string record_dir;
-  if (!cmd.no_record) record_dir = cmd.run_dir.empty() ? run_dir_of_checkpoint(source.checkpoint) : cmd.run_dir;
-  if (!record_dir.empty()) {
-    SEGRUN_CHECK(fs::is_directory(record_dir), ConfigError, "--run-dir " << record_dir << ": not a directory");
-    // A folder of the user's own files (their metrics.jsonl, say) is never appended to; an empty
-    // one, or a run's results copied elsewhere (what `segrun table` reads as a run), may be.
-    std::error_code ec;
-    SEGRUN_CHECK(
-        fs::is_empty(record_dir, ec) || RunFolder(record_dir).holds_run_files() || sweeps::is_run_folder(record_dir),
-        ConfigError,
-        "--run-dir " << record_dir
-                     << ": not a segrun run folder (no status, overrides.json, checkpoints/, logs/, nor "
-                        "config.toml with metrics.jsonl or result.json); nothing is written there "
-                        "(--no-record: only print the evaluation)");
-  }
+  const std::string record_dir = eval_record_dir(cmd, source);
   auto result = engine::evaluate_checkpoint(config, context, source.checkpoint, request);
   if (context.is_root()) {
     const engine::EvalOutcome& outcome = result.outcome;
@@ -399,6 +405,16 @@ void add_run_commands(CommandRegistry& registry) {
   CLI::App* eval_command = registry.add("eval", "evaluate a checkpoint (or a run folder's newest) on data.val_store",
                                         [options](MpiHolder& mpi) { return run_eval(options->eval_command, mpi); });
   registry.set_runs_on_ranks(eval_command);
+  // What `launch` checks before mpirun starts (each rank would fail on it, with MPI's abort text).
+  registry.set_preflight(eval_command, [options] {
+    const EvalCommand& cmd = options->eval_command;
+    const EvalSource source = eval_source("eval", cmd.config, cmd.checkpoint);
+    load_config(source.config, cmd.overrides);
+    if (!cmd.save_pred.empty())
+      require_new_or_empty_folder("--save-pred", cmd.save_pred, "predictions go to a new or empty folder");
+    if (!cmd.confusion.empty()) require_new_file("--confusion", cmd.confusion);
+    eval_record_dir(cmd, source);
+  });
   eval_command->add_option("config", eval.config, "experiment TOML, or a run folder (its config.toml)")->required();
   eval_command->add_option("overrides", eval.overrides, "key=value overrides");
   eval_command
@@ -431,6 +447,12 @@ void add_run_commands(CommandRegistry& registry) {
       registry.add("predict", "a trained model on your own images: label PNGs, colour pictures and overlays",
                    [options](MpiHolder& mpi) { return run_predict(options->predict_command, mpi); });
   registry.set_runs_on_ranks(predict_command);
+  registry.set_preflight(predict_command, [options] {
+    const PredictCommand& cmd = options->predict_command;
+    load_config(eval_source("predict", cmd.config, cmd.checkpoint).config, cmd.overrides);
+    engine::list_predict_images(cmd.images);
+    require_new_or_empty_folder("--out", cmd.out, "predictions go to a new or empty folder");
+  });
   predict_command->add_option("config", predict.config, "experiment TOML, or a run folder (its config.toml)")
       ->required();
   predict_command->add_option("overrides", predict.overrides, "key=value overrides, e.g. eval.mode=\"slide\"");

@@ -16,6 +16,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/folder_lock.h"
+#include "core/output_paths.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -368,6 +369,8 @@ void write_run_manifest(const PlanEntry& entry, const SweepSpec& spec, const std
 
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,
                         const std::vector<std::string>& command) {
+  // A planned run's folder that holds files of the user's own is not taken over.
+  require_new_empty_or_run_folder("sweep " + spec.name + ":", dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw IoError(dir + ": cannot create run directory: " + ec.message());

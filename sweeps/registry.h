@@ -131,7 +131,8 @@ std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std
 // Their first line, and how many more runs have one: for the warnings of `sweep plan` and of a dry run.
 std::string describe_missing_stores(const std::vector<std::string>& missing);
 
-// Writes <dir>/overrides.json (creating dir).
+// Writes <dir>/overrides.json (creating dir). ConfigError when dir holds files of the user's own
+// (require_new_empty_or_run_folder).
 void write_run_manifest(const std::string& dir, const SweepSpec& spec, const PlannedRun& run,
                         const std::vector<std::string>& command);
 // Same for a planned run, in entry.dir; a run to resume keeps the fingerprint recorded when it

@@ -17,6 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/output_paths.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/process.h"
@@ -195,6 +196,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   }
   if (todo.empty()) return summary;
 
+  // Every run's folder is checked before any is written (write_run_manifest checks again).
+  for (const PlanEntry* entry : todo) require_new_empty_or_run_folder("sweep " + spec.name + ":", entry->dir);
   for (size_t i = 0; i < todo.size(); ++i) {
     write_run_manifest(*todo[i], spec, commands[i]);
     if (todo[i]->record.state == RunState::kNew) write_run_status(todo[i]->dir, RunState::kQueued);

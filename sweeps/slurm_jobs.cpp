@@ -343,7 +343,7 @@ int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
   // (A status file naming no state is read below, and named in the error.)
   const RunFolder folder(run_dir_arg);
   if (!folder.holds_run_files() && !path_exists(folder.status_path()))
-    throw ConfigError(run_dir_arg + ": not a run folder (no status, overrides.json, checkpoints/ or logs/)");
+    throw ConfigError(run_dir_arg + ": not a run folder (no status, overrides.json, checkpoint or rank log)");
   const std::string run_dir = absolute(run_dir_arg);
   const RunRecord r = read_run(run_dir);
   const auto jobs = cluster::recorded_jobs({run_dir});

@@ -86,7 +86,20 @@ TEST_F(RunStatusTest, OnlyAStatusThatNamesAStateMakesARunFolder) {
   write_run_status(dir(), RunState::kDone);
   EXPECT_TRUE(RunFolder(dir()).holds_run_files());
   fs::remove(dir_ / "status");
+  // What another rank has just made (empty checkpoints/ and logs/, the lock): a run starting.
   fs::create_directories(dir_ / "logs");
+  EXPECT_TRUE(RunFolder(dir()).holds_run_files());
+  // A folder of the user's own that has a logs/ or checkpoints/ of its own: not a run.
+  std::ofstream(dir_ / "config.toml") << "mine\n";
+  EXPECT_FALSE(RunFolder(dir()).holds_run_files());
+  fs::create_directories(dir_ / "checkpoints");
+  std::ofstream(dir_ / "checkpoints" / "latest") << "mine\n";
+  EXPECT_FALSE(RunFolder(dir()).holds_run_files());
+  // segrun's own files in them: a run.
+  std::ofstream(dir_ / "logs" / "rank-0.log") << "";
+  EXPECT_TRUE(RunFolder(dir()).holds_run_files());
+  fs::remove(dir_ / "logs" / "rank-0.log");
+  std::ofstream(dir_ / "checkpoints" / "iter_2.pt") << "";
   EXPECT_TRUE(RunFolder(dir()).holds_run_files());
 }
 

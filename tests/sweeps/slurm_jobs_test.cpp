@@ -77,7 +77,7 @@ TEST(SlurmJobs, StatusRefusesAFolderThatIsNotARun) {
     ADD_FAILURE() << "status of a folder of other files: " << out.str();
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
-              dir.str("other") + ": not a run folder (no status, overrides.json, checkpoints/ or logs/)");
+              dir.str("other") + ": not a run folder (no status, overrides.json, checkpoint or rank log)");
   }
   EXPECT_EQ(out.str(), "");
   // A config.toml alone may be the user's own (train refuses to train into such a folder too).

@@ -664,8 +664,13 @@ void apply_override(const std::string& text, Config& config) {
   Origin where{"override '" + text + "'"};
   auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0) throw ConfigError(where.text + ": expected key=value (e.g. train.lr=1e-4)");
-  std::string key = text.substr(0, eq);
-  std::string value = text.substr(eq + 1);
+  // "model.width = 8" (one shell word, TOML's spacing) is model.width=8.
+  const auto trimmed = [](const std::string& s) {
+    const size_t first = s.find_first_not_of(" \t");
+    return first == std::string::npos ? std::string() : s.substr(first, s.find_last_not_of(" \t") - first + 1);
+  };
+  std::string key = trimmed(text.substr(0, eq));
+  std::string value = trimmed(text.substr(eq + 1));
   const Field* f = find_field(key);
   if (!f) unknown_key(where, key);
   toml::table parsed;
@@ -946,8 +951,12 @@ std::vector<std::string> missing_stores(const Config& config) {
        {std::pair<const char*, const std::string&>{"data.store", config.data.store},
         std::pair<const char*, const std::string&>{"data.val_store", config.data.val_store}}) {
     std::error_code ec;
-    if (path.empty() || std::filesystem::is_directory(path, ec)) continue;
-    missing.push_back(std::string(key) + " = " + path + ": no such store folder");
+    if (path.empty() || std::filesystem::is_regular_file(path, ec)) continue;  // "" or a manifest.json
+    if (!std::filesystem::is_directory(path, ec))
+      missing.push_back(std::string(key) + " = " + path + ": no such store folder");
+    else if (!std::filesystem::exists(std::filesystem::path(path) / "manifest.json", ec))
+      missing.push_back(std::string(key) + " = " + path +
+                        ": not a store (no manifest.json; `segrun data pack` makes a store of a dataset folder)");
   }
   return missing;
 }

@@ -267,7 +267,8 @@ std::string to_toml(const Config& config);
 // two configs are the same when these are.
 std::vector<std::pair<std::string, std::string>> config_values(const Config& config);
 // "data.store = /x/train: no such store folder" for data.store and data.val_store (when set)
-// that are not folders: for launchers, which check before starting ranks or queueing a job.
+// that are not folders ("...: not a store (no manifest.json; ...)" for a folder without one, a
+// dataset folder say): for launchers, which check before starting ranks or queueing a job.
 // Empty when both are there.
 std::vector<std::string> missing_stores(const Config& config);
 // ConfigError "<origin>: data.store = /x/train: no such store folder" for the first of them,

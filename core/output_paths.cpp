@@ -19,11 +19,25 @@ fs::path resolved_output_path(const std::string& path) {
   return resolved.has_filename() ? resolved : resolved.parent_path();  // "mine/new/.." is "mine", not "mine/"
 }
 
+namespace {
+
+// ConfigError when the folder `where` (resolved, not there yet) cannot be made: the nearest of
+// its parents that exists is a file ("--out f.png/sub": f.png is a file).
+void require_creatable(const std::string& option, const std::string& path, const fs::path& where) {
+  std::error_code ec;
+  fs::path parent = where.parent_path();
+  while (!parent.empty() && !fs::exists(parent, ec) && parent != parent.parent_path()) parent = parent.parent_path();
+  SEGRUN_CHECK(parent.empty() || fs::is_directory(parent, ec), ConfigError,
+               option << " " << path << ": " << parent.string() << " is a file, not a folder");
+}
+
+}  // namespace
+
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose) {
   SEGRUN_CHECK(!path.empty(), ConfigError, option << " is required");
   const fs::path where = resolved_output_path(path);
   std::error_code ec;
-  if (!fs::exists(where, ec)) return;
+  if (!fs::exists(where, ec)) return require_creatable(option, path, where);
   SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError,
                option << " " << path << ": exists and is not a folder (" << purpose << ")");
   SEGRUN_CHECK(fs::is_empty(where, ec), ConfigError,
@@ -33,7 +47,7 @@ void require_new_or_empty_folder(const std::string& option, const std::string& p
 void require_new_empty_or_run_folder(const std::string& option, const std::string& dir) {
   const fs::path where = resolved_output_path(dir);
   std::error_code ec;
-  if (!fs::exists(where, ec)) return;
+  if (!fs::exists(where, ec)) return require_creatable(option, dir, where);
   SEGRUN_CHECK(fs::is_directory(where, ec), ConfigError, option << " " << dir << ": exists and is not a folder");
   SEGRUN_CHECK(fs::is_empty(where, ec) || RunFolder(where.string()).holds_run_files(), ConfigError,
                option << " " << dir

@@ -288,7 +288,10 @@ void check_pack_target(const std::string& out) {
   std::error_code ec;
   const bool exists = fs::exists(where, ec);
   SEGRUN_CHECK(!exists || (fs::is_directory(where, ec) && fs::is_empty(where, ec)), ConfigError,
-               out << " already exists; remove it or choose another --out");
+               out << " already exists and is not empty; nothing there is overwritten: choose another --out");
+  // The store is renamed into place at the end: onto a link, that would fail after all the work.
+  SEGRUN_CHECK(!fs::is_symlink(fs::path(out).lexically_normal(), ec), ConfigError,
+               out << " is a symbolic link; give the folder it points to (" << where.string() << ") as --out");
 }
 
 namespace {

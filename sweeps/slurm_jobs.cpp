@@ -177,9 +177,17 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
   if (!refusal.empty()) throw ConfigError(refusal);
   make_private_dir(run_dir);
   write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
-  if (record.state == RunState::kNew) write_run_status(run_dir, RunState::kQueued);
+  if (record.state == RunState::kNew || record.state == RunState::kFailed) write_run_status(run_dir, RunState::kQueued);
   write_with_mode(script_path, text, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-  const std::string job_id = cluster::sbatch_submit(script_path, run_dir);
+  std::string job_id;
+  try {
+    job_id = cluster::sbatch_submit(script_path, run_dir);
+  } catch (const std::exception& e) {
+    // Not queued after all: `segrun status` must not say it is.
+    if (record.state == RunState::kNew)
+      write_run_status(run_dir, RunState::kFailed, "sbatch failed: " + first_line(e.what()));
+    throw;
+  }
   const std::string log = (fs::path(run_dir) / cluster::kJobLogFile).string();
   cluster::write_job_record(run_dir, job_id, script_path, log);
   out << "submitted " << name << " as Slurm job " << job_id << " (" << cluster::resolve_layout(slurm, req.ranks).ntasks

@@ -487,7 +487,9 @@ TEST_F(PackBadInput, ExistingOutput) {
     pack_single({Layout::kAde20k, so_.out, "training", tmp_ / "store", 1});
     ADD_FAILURE() << "packed onto a folder with a file";
   } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()), (tmp_ / "store") + " already exists; remove it or choose another --out");
+    EXPECT_EQ(
+        std::string(e.what()),
+        (tmp_ / "store") + " already exists and is not empty; nothing there is overwritten: choose another --out");
   }
   EXPECT_TRUE(fs::exists(tmp_ / "store/keep.txt"));
   // An empty directory is accepted.

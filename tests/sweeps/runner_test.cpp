@@ -158,6 +158,7 @@ TEST_F(RunnerTest, AMissingStoreIsRefusedBeforeAnyRunStarts) {
   EXPECT_EQ(missing[0], expected);
   // Once the store is there, the sweep runs.
   fs::create_directories(store);
+  write_text(fs::path(store) / "manifest.json", "{}");
   std::ostringstream out;
   EXPECT_EQ(run_sweep(spec, options_, out).finished, 1) << out.str();
 }

@@ -111,9 +111,9 @@ check "the refusal names the run and the store" \
   grep -q "^segrun: error: nostore.toml: run .*: data.store = /nonexistent/store: no such store folder" nostore.txt
 check "no run of it started" test -z "$(ls runs/nostore)"
 
-# A failing run (a store folder without a manifest) is marked failed with its reason; the other
-# run finishes.
-mkdir -p empty_store
+# A failing run (a store folder whose manifest is malformed: the launcher's check sees a store,
+# the run cannot read it) is marked failed with its reason; the other run finishes.
+mkdir -p empty_store && echo '{}' > empty_store/manifest.json
 cat > bad.toml <<'TOML'
 name = "bad"
 base = "configs/tiny.toml"

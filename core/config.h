@@ -247,13 +247,13 @@ struct Config {
 // the command line set it (its last override), else the file (config.source; "config" when the
 // config is the defaults alone).
 std::string origin_of(const Config& config, const std::string& key);
+// The same for an error message that names keys: the last override whose key the message names,
+// else the file. A check made after loading (a device, a model) blames what the user wrote.
+std::string origin_of_message(const Config& config, const std::string& message);
 
 // The run folder of a config when none is given: runs/<name>. ConfigError naming the key's origin
 // when the name would put it elsewhere (absolute, or a '.' or '..' part: name = "..").
 std::string default_run_dir(const Config& config);
-// The same for an error message that names keys: the last override whose key the message names,
-// else the file. A check made after loading (a device, a model) blames what the user wrote.
-std::string origin_of_message(const Config& config, const std::string& message);
 
 // Parses `path` (TOML) then applies `overrides`. Relative store paths in the file are resolved
 // against the file's directory. Throws ConfigError on the first problem.

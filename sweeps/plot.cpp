@@ -269,7 +269,7 @@ void check_plot_target(const std::string& output_path, const std::string& segrun
     if (fs::exists(file, ec))
       throw ConfigError("--plot " + output_path + ": " + file.string() +
                         " already exists and no FILE.gp of segrun's (" + script.filename().string() +
-                        ") beside it says segrun drew it; nothing is overwritten, " + "choose another name");
+                        ") beside it says segrun drew it; nothing is overwritten, choose another name");
 }
 
 PlotFiles write_plot(const ResultGrid& grid, const PlotOptions& options, const std::string& output_path) {

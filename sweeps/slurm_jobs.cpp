@@ -184,7 +184,7 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
     job_id = cluster::sbatch_submit(script_path, run_dir);
   } catch (const std::exception& e) {
     // Not queued after all: `segrun status` must not say it is.
-    if (record.state == RunState::kNew)
+    if (record.state == RunState::kNew || record.state == RunState::kFailed)
       write_run_status(run_dir, RunState::kFailed, "sbatch failed: " + first_line(e.what()));
     throw;
   }

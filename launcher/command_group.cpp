@@ -35,23 +35,37 @@ void CommandRegistry::preflight_chosen() const {
     if (command->parsed()) check();
 }
 
+namespace {
+
+// The names of the subcommands `app`'s command line chose ("data pack": {"data", "pack"}),
+// outermost first; *innermost is the last of them (`app` itself when none was chosen).
+std::vector<std::string> chosen_path(const CLI::App& app, const CLI::App** innermost = nullptr) {
+  std::vector<std::string> path;
+  const CLI::App* chosen = &app;
+  for (auto subs = app.get_subcommands(); !subs.empty(); subs = chosen->get_subcommands()) {
+    chosen = subs.front();
+    path.push_back(chosen->get_name());
+  }
+  if (innermost != nullptr) *innermost = chosen;
+  return path;
+}
+
+}  // namespace
+
 void CommandRegistry::set_runs_on_ranks(CLI::App* command) { on_ranks_.push_back(command); }
 
 void CommandRegistry::require_chosen_runs_on_ranks() const {
   for (const CLI::App* command : on_ranks_)
     if (command->parsed()) return;
-  std::string chosen;  // "data synth": the chosen path below the app
-  for (const CLI::App* command = app_.get_subcommands().empty() ? nullptr : app_.get_subcommands().front();
-       command != nullptr; command = command->get_subcommands().empty() ? nullptr : command->get_subcommands().front())
-    chosen += (chosen.empty() ? "" : " ") + command->get_name();
   std::vector<std::string> on_ranks;
   for (const CLI::App* command : on_ranks_) {
     const CLI::App* parent = command->get_parent();
     on_ranks.push_back(parent != nullptr && parent != &app_ ? parent->get_name() + " " + command->get_name()
                                                             : command->get_name());
   }
-  throw ConfigError("launch: '" + chosen + "' does not run on ranks; run it without segrun launch (launch starts " +
-                    join(on_ranks, ", ") + ")");
+  throw ConfigError("launch: '" + join(chosen_path(app_), " ") +
+                    "' does not run on ranks; run it without segrun launch (launch starts " + join(on_ranks, ", ") +
+                    ")");
 }
 
 void add_segrun_commands(CommandRegistry& registry) {
@@ -94,12 +108,8 @@ std::string unknown_option_message(const CLI::App& command) {
 std::string usage_error_message(const CLI::App& app, const std::vector<std::string>& args,
                                 const CLI::ParseError& error) {
   // The subcommands chosen before the parser stopped ("data pack"), in the order given.
-  const CLI::App* chosen = &app;
-  std::vector<std::string> path;
-  for (auto subs = app.get_subcommands(); !subs.empty(); subs = chosen->get_subcommands()) {
-    chosen = subs.front();
-    path.push_back(chosen->get_name());
-  }
+  const CLI::App* chosen = nullptr;
+  const std::vector<std::string> path = chosen_path(app, &chosen);
   const std::string command = join(path, " ");
   const auto with_help = [&command](const std::string& message) {
     if (command.empty()) return message + " (segrun --help)";

@@ -54,12 +54,26 @@ std::map<std::string, RecordedJob> recorded_jobs(const std::vector<std::string>&
       ids.push_back(record->job_id);
     }
   if (ids.empty()) return out;
-  const auto states = query_jobs(ids);
+  const JobQuery states = query_jobs(ids);
   for (auto& [dir, entry] : out) {
-    auto it = states.find(entry.record.job_id);
-    if (it != states.end()) entry.slurm = it->second;
+    auto it = states.jobs.find(entry.record.job_id);
+    if (it != states.jobs.end())
+      entry.slurm = it->second;
+    else
+      entry.unknown_because = states.unanswered;
   }
   return out;
+}
+
+void require_known_states(const std::map<std::string, RecordedJob>& jobs, const std::string& consequence) {
+  size_t unknown = 0;
+  const std::pair<const std::string, RecordedJob>* first = nullptr;
+  for (const auto& entry : jobs)
+    if (!entry.second.unknown_because.empty() && unknown++ == 0) first = &entry;
+  if (!first) return;
+  const std::string others = unknown > 1 ? " (and " + std::to_string(unknown - 1) + " other run(s))" : "";
+  throw ClusterError(first->first + others + ": cannot tell whether Slurm job " + first->second.record.job_id +
+                     " is still pending or running (" + first->second.unknown_because + "); " + consequence);
 }
 
 }  // namespace segrun::cluster

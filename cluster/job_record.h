@@ -32,9 +32,14 @@ void write_job_record(const std::string& run_dir, const std::string& job_id, con
 
 struct RecordedJob {
   JobRecord record;
-  std::optional<SlurmJobInfo> slurm;  // nullopt: no longer known to squeue/sacct
+  std::optional<SlurmJobInfo> slurm;  // nullopt: no longer known to squeue/sacct, or see unknown_because
+  std::string unknown_because;        // Slurm could not be asked (JobQuery::unanswered); "" when it answered
 };
 // The recorded jobs of these run folders (those without a record are left out), keyed by folder.
 std::map<std::string, RecordedJob> recorded_jobs(const std::vector<std::string>& run_dirs);
+// ClusterError when Slurm could not say whether one of these jobs is still pending or running:
+// "<run folder>: cannot tell whether Slurm job <id> is still pending or running (<why>); <consequence>".
+// Acting on such a job as if it had ended would train its run twice at once.
+void require_known_states(const std::map<std::string, RecordedJob>& jobs, const std::string& consequence);
 
 }  // namespace segrun::cluster

@@ -50,6 +50,8 @@ std::string no_none(const std::string& s) {
   return t == "None" || t == "(null)" || t == "None assigned" ? "" : t;
 }
 
+std::string last_line_of(const std::string& s) { return s.substr(s.find_last_of('\n') + 1); }
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -82,14 +84,20 @@ process::Captured run_slurm_command(const std::vector<std::string>& argv, const 
   }
 }
 
-// squeue/sacct: a missing command or a failure yields no entries.
-std::string query_output(const std::vector<std::string>& argv) {
+// What a query command printed; a missing command or a failure yields no output, and `failure`
+// (when given) says which, with the last line of its errors (Slurm's commands end on the cause):
+// "squeue failed (exit code 1): slurm_load_jobs error: Unable to contact slurm controller ...".
+std::string query_output(const std::vector<std::string>& argv, std::string* failure = nullptr) {
   try {
     process::Captured r = process::run_captured(argv);
-    return r.status.ok() ? r.out : "";
-  } catch (const ProcessError&) {
-    return "";
+    if (r.status.ok()) return r.out;
+    if (failure)
+      *failure = argv[0] + " failed (" + r.status.describe() + ")" +
+                 (trim(r.err).empty() ? std::string() : ": " + last_line_of(trim(r.err)));
+  } catch (const ProcessError& e) {
+    if (failure) *failure = std::string(e.what()) + " (is this a Slurm login node?)";
   }
+  return "";
 }
 
 }  // namespace
@@ -154,8 +162,8 @@ std::vector<SlurmJobInfo> parse_sacct(const std::string& text) {
   return out;
 }
 
-std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& job_ids) {
-  std::map<std::string, SlurmJobInfo> out;
+JobQuery query_jobs(const std::vector<std::string>& job_ids) {
+  JobQuery out;
   if (job_ids.empty()) return out;
   std::set<std::string> wanted(job_ids.begin(), job_ids.end());
   std::set<std::string> parents;  // ask for whole arrays: squeue/sacct take the array job id
@@ -165,15 +173,17 @@ std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& j
   }
   const std::string list = join(std::vector<std::string>(parents.begin(), parents.end()), ",");
   // squeue fails as a whole when one id is unknown (purged): ask for all of this user's jobs.
+  // squeue lists every live job, so a job it does not list has ended -- when it answered.
   const passwd* user = ::getpwuid(::getuid());
   const std::string user_flag = user ? std::string("--user=") + user->pw_name : "--me";
-  for (auto& j :
-       parse_squeue(query_output({"squeue", "--noheader", "--array", "--states=all", user_flag, "-O", kSqueueFields})))
-    if (wanted.count(j.job_id)) out[j.job_id] = j;
-  if (out.size() < wanted.size()) {
+  for (auto& j : parse_squeue(query_output(
+           {"squeue", "--noheader", "--array", "--states=all", user_flag, "-O", kSqueueFields}, &out.unanswered)))
+    if (wanted.count(j.job_id)) out.jobs[j.job_id] = j;
+  // sacct adds exit codes of ended jobs; a cluster without accounting storage fails here, harmlessly.
+  if (out.jobs.size() < wanted.size()) {
     for (auto& j : parse_sacct(query_output(
              {"sacct", "--noheader", "--parsable2", "-X", "--jobs=" + list, std::string("--format=") + kSacctFields})))
-      if (wanted.count(j.job_id) && !out.count(j.job_id)) out[j.job_id] = j;
+      if (wanted.count(j.job_id) && !out.jobs.count(j.job_id)) out.jobs[j.job_id] = j;
   }
   return out;
 }

@@ -4,8 +4,10 @@
 // (sacct --parsable2), so a value can never shift a column; array tasks come back one per line
 // ("123_4"), and sacct's compressed pending remainder "123_[5-9%2]" is expanded.
 // squeue knows live jobs and, for MinJobAge seconds, ended ones; sacct (when the cluster keeps
-// accounting) knows the history with exit codes. query_jobs merges both: a missing command or a
-// cluster without accounting storage just yields fewer entries, never an error.
+// accounting) knows the history with exit codes. query_jobs merges both: a cluster without
+// accounting storage just yields fewer entries. A job that squeue does not list has ended only when
+// squeue answered: when it could not (controller down, command missing), JobQuery::unanswered says
+// why, and callers that would act on "ended" (submit again, train locally) must refuse.
 // The clients find the cluster as usual (SLURM_CONF or /etc/slurm). Not thread-safe only in that
 // the commands run as child processes of the caller.
 
@@ -39,8 +41,12 @@ std::vector<SlurmJobInfo> parse_squeue(const std::string& text);
 // sacct --noheader --parsable2 -X --format=kSacctFields output.
 std::vector<SlurmJobInfo> parse_sacct(const std::string& text);
 
+struct JobQuery {
+  std::map<std::string, SlurmJobInfo> jobs;  // by job id: those Slurm still knows
+  std::string unanswered;                    // why squeue gave no answer ("squeue failed (...): ..."); "" when it did
+};
 // State of each given job id that Slurm still knows (squeue first, sacct for the others).
-std::map<std::string, SlurmJobInfo> query_jobs(const std::vector<std::string>& job_ids);
+JobQuery query_jobs(const std::vector<std::string>& job_ids);
 
 // Pending, running, requeued, suspended, completing...: the job may still run (again).
 bool is_active(const SlurmJobInfo& job);

@@ -169,6 +169,7 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
     return 0;
   }
   const auto jobs = cluster::recorded_jobs({run_dir});
+  cluster::require_known_states(jobs, "nothing submitted; try again when squeue answers");
   if (!jobs.empty() && jobs.begin()->second.slurm && cluster::is_active(*jobs.begin()->second.slurm))
     throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
                        cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
@@ -252,6 +253,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   std::vector<std::string> dirs;
   for (const auto& e : plan) dirs.push_back(e.dir);
   const auto jobs = cluster::recorded_jobs(dirs);
+  cluster::require_known_states(jobs, "nothing submitted; try again when squeue answers");
   std::vector<size_t> todo;
   int done = 0, queued = 0, refused = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
@@ -385,6 +387,8 @@ int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
   std::string job_text = job_id.empty() ? "- (not submitted to Slurm)" : job_id;
   if (job)
     job_text += " (slurm " + cluster::describe_job(*job) + (job->nodes.empty() ? "" : " on " + job->nodes) + ")";
+  else if (!jobs.empty() && !jobs.begin()->second.unknown_because.empty())
+    job_text += " (state unknown: " + jobs.begin()->second.unknown_because + ")";
   else if (!job_id.empty())
     job_text += " (no longer known to squeue/sacct)";
   rows.push_back({"job", job_text});
@@ -406,8 +410,10 @@ int cancel_jobs(const std::string& target, const std::string& runs_dir_override,
     const SweepSpec spec = load_sweep_spec(target);
     for (const auto& e : plan_sweep(spec, absolute(sweep_runs_dir(spec, runs_dir_override)))) dirs.push_back(e.dir);
   }
+  const auto jobs = cluster::recorded_jobs(dirs);
+  cluster::require_known_states(jobs, "nothing cancelled; try again when squeue answers");
   std::vector<std::string> ids;
-  for (const auto& [dir, entry] : cluster::recorded_jobs(dirs))
+  for (const auto& [dir, entry] : jobs)
     if (entry.slurm && cluster::is_active(*entry.slurm)) ids.push_back(entry.record.job_id);
   if (ids.empty()) {
     out << "nothing to cancel: no pending or running Slurm job for " << dirs.size() << " run(s)\n";
@@ -424,9 +430,12 @@ std::map<std::string, std::string> active_slurm_jobs(const std::vector<PlanEntry
   std::vector<std::string> dirs;
   for (const auto& e : plan) dirs.push_back(e.dir);
   std::map<std::string, std::string> out;
-  for (const auto& [dir, entry] : cluster::recorded_jobs(dirs))
+  for (const auto& [dir, entry] : cluster::recorded_jobs(dirs)) {
     if (entry.slurm && cluster::is_active(*entry.slurm))
       out[dir] = entry.record.job_id + " (" + cluster::describe_job(*entry.slurm) + ")";
+    else if (!entry.unknown_because.empty())  // may still run: left to it, as a live job is
+      out[dir] = entry.record.job_id + " (may still be pending or running: " + entry.unknown_because + ")";
+  }
   return out;
 }
 
@@ -441,6 +450,7 @@ std::map<std::string, SchedulerState> slurm_states_of(const std::vector<PlanEntr
     SchedulerState state;
     state.state = cluster::merge_run_state(record ? record->state : RunState::kNew, record ? record->reason : "",
                                            entry.slurm ? &*entry.slurm : nullptr);
+    if (!entry.unknown_because.empty()) state.state += " [slurm: state unknown: " + entry.unknown_because + "]";
     state.job = entry.record.job_id;
     state.log = entry.record.log;
     out[dir] = state;

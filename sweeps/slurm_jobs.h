@@ -4,11 +4,12 @@
 // <run>/job.sbatch, a sweep's with the array's tasks file (0640) as
 // <runs>/slurm/submit-<k>.{sbatch,tasks} -- run `sbatch --parsable` in that folder, and record the
 // job in <run>/slurm_job.json (cluster/job_record.h). A sweep skips runs that are done or whose
-// job is still pending/running; submit_run refuses such a run with a ClusterError. Resource values: [cluster.slurm] of
-// the (base) config, then the sweep's [fixed] cluster.slurm.* keys, then SlurmOverrides (the command line).
-// print_run_status merges a run folder's state with its Slurm job; cancel_jobs scancels the pending and running jobs of
-// a sweep, a runs folder or one run; slurm_states_of feeds `sweep status`. Messages go to `out` (with a dry run, `out`
-// gets only the job script and the rest goes to stderr, so that `submit ... --dry-run > job.sbatch` works).
+// job is still pending/running; submit_run refuses such a run with a ClusterError. Submitting and
+// cancelling refuse when squeue cannot say whether a recorded job still runs (job_record.h). Resource values:
+// [cluster.slurm] of the (base) config, then the sweep's [fixed] cluster.slurm.* keys, then SlurmOverrides (the command
+// line). print_run_status merges a run folder's state with its Slurm job; cancel_jobs scancels the pending and running
+// jobs of a sweep, a runs folder or one run; slurm_states_of feeds `sweep status`. Messages go to `out` (with a dry
+// run, `out` gets only the job script and the rest goes to stderr, so that `submit ... --dry-run > job.sbatch` works).
 
 #include <iosfwd>
 #include <map>
@@ -54,8 +55,9 @@ int print_run_status(const std::string& run_dir, std::ostream& out);
 // `segrun cancel SPEC|RUN_DIR|RUNS_DIR`.
 int cancel_jobs(const std::string& target, const std::string& runs_dir, std::ostream& out);
 
-// The runs of the plan whose recorded Slurm job is pending or running: run dir -> "<job id>
-// (<state>)", for mark_slurm_jobs (registry.h). Asks Slurm only when some run has a job record.
+// The runs of the plan whose recorded Slurm job is pending or running, or may be (squeue could not
+// be asked: "<job id> (may still be pending or running: <why>)"): run dir -> "<job id> (<state>)",
+// for mark_slurm_jobs (registry.h). Asks Slurm only when some run has a job record.
 std::map<std::string, std::string> active_slurm_jobs(const std::vector<PlanEntry>& plan);
 
 // For `sweep status`: the merged state, job id and log of every run of the plan that has a

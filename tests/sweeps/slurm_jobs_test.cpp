@@ -1,15 +1,18 @@
 // sweeps/slurm_jobs: telling a sweep spec from an experiment config, command-line resource
 // overrides over a config's [cluster.slurm], and a run's job record (cluster/job_record.h) read
-// back by the status of a run that Slurm no longer knows; a run begun under an older folder name
-// is submitted in that folder.
+// back by the status of a run that Slurm no longer knows or could not be asked about (fake
+// squeue/sacct/sbatch/scancel scripts first on PATH); a run begun under an older folder name is
+// submitted in that folder.
 #include "sweeps/slurm_jobs.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "build_config.h"
@@ -21,6 +24,35 @@
 
 namespace segrun::sweeps {
 namespace {
+
+// Slurm's query and submit commands as scripts first on PATH while alive: squeue prints
+// `squeue_out` (or fails as squeue does when the controller is down), sacct fails (no accounting
+// storage), sbatch and scancel record that they ran (in <bin>/sbatch.ran, <bin>/scancel.ran).
+class FakeSlurm {
+ public:
+  FakeSlurm(const segrun::testing::ScratchDir& dir, bool controller_up, const std::string& squeue_out = "")
+      : bin_(dir.path() / "fake-slurm-bin"), saved_path_(std::getenv("PATH") ? std::getenv("PATH") : "") {
+    std::filesystem::create_directories(bin_);
+    write_script("squeue", controller_up ? "cat <<'EOF'\n" + squeue_out + "EOF\n"
+                                         : "echo 'squeue: error: Unable to contact slurm controller (connect "
+                                           "failure)' >&2\necho 'slurm_load_jobs error: Unable to contact slurm "
+                                           "controller (connect failure)' >&2\nexit 1\n");
+    write_script("sacct", "echo 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n");
+    write_script("sbatch", "echo \"$@\" >> '" + (bin_ / "sbatch.ran").string() + "'\necho 99\n");
+    write_script("scancel", "echo \"$@\" >> '" + (bin_ / "scancel.ran").string() + "'\n");
+    ::setenv("PATH", (bin_.string() + ":" + saved_path_).c_str(), 1);
+  }
+  ~FakeSlurm() { ::setenv("PATH", saved_path_.c_str(), 1); }
+  bool ran(const std::string& command) const { return std::filesystem::exists(bin_ / (command + ".ran")); }
+
+ private:
+  void write_script(const std::string& name, const std::string& body) const {
+    std::ofstream(bin_ / name) << "#!/bin/sh\n" << body;
+    std::filesystem::permissions(bin_ / name, std::filesystem::perms::owner_all);
+  }
+  std::filesystem::path bin_;
+  std::string saved_path_;
+};
 
 TEST(SlurmJobs, SweepSpecsHaveATopLevelBase) {
   segrun::testing::ScratchDir dir("slurmjobs");
@@ -58,11 +90,89 @@ TEST(SlurmJobs, StatusOfARunWhoseJobSlurmForgot) {
   EXPECT_EQ(record->script, "job.sbatch");
   EXPECT_FALSE(record->submitted.empty());
   std::ostringstream out;
-  EXPECT_EQ(print_run_status(run, out), 0);  // squeue/sacct absent or silent: the job is unknown
+  const FakeSlurm slurm(dir, /*controller_up=*/true);  // squeue lists no such job; sacct has no accounting
+  EXPECT_EQ(print_run_status(run, out), 0);
   EXPECT_NE(out.str().find("4242_1 (no longer known to squeue/sacct)"), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("preempted"), std::string::npos) << out.str();
   std::ofstream(run + "/slurm_job.json") << "{not json";
   EXPECT_THROW(cluster::read_job_record(run), DataError);
+}
+
+// A two-run sweep (<dir>/sweep.toml over <dir>/base.toml) whose first runs say "running" and
+// record the given Slurm jobs; the plan read after that.
+std::vector<PlanEntry> running_with_jobs(const segrun::testing::ScratchDir& dir, const std::vector<std::string>& jobs) {
+  std::ofstream(dir.str("base.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
+  std::ofstream(dir.str("sweep.toml")) << "name = \"s\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
+                                       << "[grid]\n\"model.dropout\" = [0.0, 0.1]\n";
+  const SweepSpec spec = load_sweep_spec(dir.str("sweep.toml"));
+  const auto fresh = plan_sweep(spec, dir.str("runs"));
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    std::filesystem::create_directories(fresh[i].dir);
+    std::ofstream(fresh[i].dir + "/status") << "running\n";
+    cluster::write_job_record(fresh[i].dir, jobs[i], "job.sbatch", fresh[i].dir + "/slurm.log");
+  }
+  auto plan = plan_sweep(spec, dir.str("runs"));
+  for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(plan[i].record.state, RunState::kRunning) << plan[i].dir;
+  return plan;
+}
+
+// squeue cannot be asked (the controller is down, or restarting): a recorded job may still run, so
+// nothing acts on it as ended -- submit and cancel refuse naming the run, the job and squeue's
+// words; status says the state is unknown; a local sweep leaves the run to that job.
+TEST(SlurmJobs, AJobWhoseStateSqueueCannotTellIsNeitherSubmittedAgainNorTrainedLocally) {
+  segrun::testing::ScratchDir dir("slurmjobs-squeue-down");
+  const auto plan = running_with_jobs(dir, {"77_0"});
+  const std::string squeue_words =
+      "squeue failed (exit code 1): slurm_load_jobs error: Unable to contact slurm controller (connect failure)";
+  const FakeSlurm slurm(dir, /*controller_up=*/false);
+  const auto expect_refusal = [&](const std::function<void()>& act, const std::string& consequence) {
+    try {
+      act();
+      ADD_FAILURE() << "acted on a job whose state is unknown";
+    } catch (const ClusterError& e) {
+      EXPECT_EQ(std::string(e.what()), plan[0].dir +
+                                           ": cannot tell whether Slurm job 77_0 is still pending or running (" +
+                                           squeue_words + "); " + consequence);
+    }
+  };
+  std::ostringstream out;
+  SubmitRequest sweep;
+  sweep.target = dir.str("sweep.toml");
+  expect_refusal([&] { submit_sweep(sweep, out); }, "nothing submitted; try again when squeue answers");
+  SubmitRequest one;
+  one.target = dir.str("base.toml");
+  one.run_dir = plan[0].dir;
+  expect_refusal([&] { submit_run(one, out); }, "nothing submitted; try again when squeue answers");
+  expect_refusal([&] { cancel_jobs(dir.str("sweep.toml"), "", out); },
+                 "nothing cancelled; try again when squeue answers");
+  EXPECT_FALSE(slurm.ran("sbatch"));
+  EXPECT_FALSE(slurm.ran("scancel"));
+  EXPECT_EQ(out.str(), "");
+  EXPECT_EQ(read_run(plan[0].dir).state, RunState::kRunning);  // nothing was rewritten
+
+  const auto left_to_slurm = active_slurm_jobs(plan);  // `sweep run --on local` skips these
+  ASSERT_EQ(left_to_slurm.size(), 1u);
+  EXPECT_EQ(left_to_slurm.at(plan[0].dir), "77_0 (may still be pending or running: " + squeue_words + ")");
+  EXPECT_EQ(slurm_states_of(plan).at(plan[0].dir).state, "running [slurm: state unknown: " + squeue_words + "]");
+  EXPECT_EQ(print_run_status(plan[0].dir, out), 0);
+  EXPECT_NE(out.str().find("job         77_0 (state unknown: " + squeue_words + ")\n"), std::string::npos) << out.str();
+}
+
+// squeue answers: a job it lists as running is live (a sweep skips it), one it does not list has ended.
+TEST(SlurmJobs, AJobSqueueListsAsRunningIsLeftToSlurm) {
+  segrun::testing::ScratchDir dir("slurmjobs-squeue-up");
+  const auto plan = running_with_jobs(dir, {"77_0", "77_1"});
+  const FakeSlurm slurm(dir, /*controller_up=*/true, "77_0|RUNNING|None|0|vm|\n");
+  const auto left_to_slurm = active_slurm_jobs(plan);
+  ASSERT_EQ(left_to_slurm.size(), 1u);
+  EXPECT_EQ(left_to_slurm.at(plan[0].dir), "77_0 (running)");
+  const auto states = slurm_states_of(plan);
+  EXPECT_EQ(states.at(plan[0].dir).state, "running");
+  EXPECT_EQ(states.at(plan[1].dir).state, "running");  // no job: the run folder's own word
+  std::ostringstream out;
+  EXPECT_EQ(cancel_jobs(dir.str("sweep.toml"), "", out), 0);
+  EXPECT_EQ(out.str().substr(0, 35), "cancelled 1 Slurm job(s): 77_0\n(run") << out.str();
+  EXPECT_TRUE(slurm.ran("scancel"));
 }
 
 TEST(SlurmJobs, StatusRefusesAFolderThatIsNotARun) {

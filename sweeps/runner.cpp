@@ -211,6 +211,29 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     const PlanEntry& e = *todo[i];
     out << "[" << i + 1 << "/" << total << "] start " << job.name << " (" << describe(shown[i]) << ", seed "
         << e.run.seed << ")" << (e.action == PlanAction::kResume ? " resuming" : "") << std::endl;
+    // Its folder removed while the sweep waited (to redo the run): begun afresh, as the next sweep
+    // run would. When that fails too, the start fails (no log to append to) and is reported so.
+    std::error_code ec;
+    if (fs::exists(e.dir, ec) || ec) return;
+    try {
+      write_run_manifest(e, spec, commands[i]);
+      write_run_status(e.dir, RunState::kQueued);
+      out << "  (its folder was removed since the sweep started: begun afresh)" << std::endl;
+    } catch (const std::exception& x) {
+      out << "  (its folder was removed since the sweep started and cannot be made again: " << first_line(x.what())
+          << ")" << std::endl;
+    }
+  };
+  // A run's status after its end; a folder removed meanwhile (the user's choice) is said, not fatal.
+  const auto mark_status = [](const std::string& dir, RunState state, const std::string& reason) -> std::string {
+    std::error_code ec;
+    if (!fs::exists(dir, ec) && !ec) return " (its folder was removed: no status written)";
+    try {
+      write_run_status(dir, state, reason);
+      return "";
+    } catch (const std::exception& x) {
+      return " (its status was not written: " + first_line(x.what()) + ")";
+    }
   };
   const auto report_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
     const PlanEntry& e = *todo[i];
@@ -228,22 +251,26 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     }
     if (result.exit_code == kExitPreempted || (result.stop_sent && now.state != RunState::kFailed)) {
       ++summary.preempted;
-      if (now.state != RunState::kPreempted)
-        write_run_status(e.dir, RunState::kPreempted,
-                         "stopped by the sweep runner (exit code " + std::to_string(result.exit_code) + ")");
-      out << "preempted " << job.name << " after " << secs << " (resumable: run the sweep again)" << std::endl;
+      const std::string unwritten =
+          now.state == RunState::kPreempted
+              ? ""
+              : mark_status(e.dir, RunState::kPreempted,
+                            "stopped by the sweep runner (exit code " + std::to_string(result.exit_code) + ")");
+      out << "preempted " << job.name << " after " << secs << " (resumable: run the sweep again)" << unwritten
+          << std::endl;
       return;
     }
     ++summary.failed;
     std::string reason = now.state == RunState::kFailed ? now.reason : "";
+    std::string unwritten;
     if (reason.empty()) {
       reason = "exit code " + std::to_string(result.exit_code);
       const std::string last = failure_line_of(job.log_path);
       if (!last.empty()) reason += ": " + last;
-      write_run_status(e.dir, RunState::kFailed, reason);
+      unwritten = mark_status(e.dir, RunState::kFailed, reason);
     }
     out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300) << " (log: " << job.log_path
-        << ")" << std::endl;
+        << ")" << unwritten << std::endl;
   };
   // After each run: runs finished so far, their rate and the time left at that rate.
   Progress progress("sweep " + spec.name + ":", static_cast<int64_t>(total), "runs", ProgressStyle::kLines, 0.0,

@@ -120,6 +120,45 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   ::close(fd);
 }
 
+// A user removes run folders while the sweep goes on (to redo a run, or to drop it): a folder gone
+// before its run starts is begun afresh; a run whose folder goes while it trains is reported
+// failed, with its status unwritable said; the sweep finishes the others either way.
+TEST_F(RunnerTest, RunFoldersRemovedDuringTheSweepDoNotStopIt) {
+  const auto root = dir_.path();
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto runs = expand_sweep(spec);
+  const auto runs_dir = root / "runs";
+  // dropout 0.0 removes the folder of 0.1 (queued, not started: one run at a time); 0.1 trains;
+  // 0.2 removes its own folder and fails.
+  write_text(
+      root / "segrun",
+      "#!/bin/sh\n"
+      "dir=\"\"; prev=\"\"; for a in \"$@\"; do [ \"$prev\" = --run-dir ] && dir=\"$a\"; prev=\"$a\"; done\n"
+      "case \" $* \" in\n"
+      "  *\" model.dropout=0.0 \"*) rm -rf '" +
+          (runs_dir / runs[1].dir_name).string() +
+          "'; echo done > "
+          "\"$dir/status\"; exit 0;;\n"
+          "  *\" model.dropout=0.1 \"*) test -f \"$dir/overrides.json\" && echo done > \"$dir/status\"; exit 0;;\n"
+          "  *) rm -rf \"$dir\"; exit 1;;\n"
+          "esac\n");
+  options_.max_parallel = 1;
+  std::ostringstream out;
+  const SweepRunSummary s = run_sweep(spec, options_, out);
+  EXPECT_EQ(s.finished, 2) << out.str();
+  EXPECT_EQ(s.failed, 1) << out.str();
+  EXPECT_EQ(slurp(runs_dir / runs[1].dir_name / "status"), "done\n");
+  EXPECT_NE(out.str().find("start " + runs[1].dir_name +
+                           " (model.dropout=0.1, seed 0)\n  (its folder was removed since "
+                           "the sweep started: begun afresh)\n"),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("failed " + runs[2].dir_name), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(") (its folder was removed: no status written)\n"), std::string::npos) << out.str();
+  EXPECT_FALSE(fs::exists(runs_dir / runs[2].dir_name));  // not made again after its run removed it
+  EXPECT_NE(out.str().find("fake: 2/3 done (0 reused), 1 failed"), std::string::npos) << out.str();
+}
+
 TEST_F(RunnerTest, AMissingStoreIsRefusedBeforeAnyRunStarts) {
   // As `segrun submit SPEC` refuses it (exit 2), not every run started, failed and marked failed.
   const std::string store = dir_.str("nostore/train");

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "dist/device.h"
+#include "engine/out_of_memory.h"
 
 namespace segrun::engine {
 namespace {
@@ -152,8 +153,7 @@ namespace {
 
 // A checkpoint that does not fit in the device's memory is not a broken checkpoint: an Error, not
 // a CheckpointError, so that resuming does not fall back to an older one and set this one aside.
-[[noreturn]] void throw_out_of_memory(const std::string& path, const std::string& what,
-                                      const c10::OutOfMemoryError& e) {
+[[noreturn]] void throw_out_of_memory(const std::string& path, const std::string& what, const c10::Error& e) {
   throw Error(path + ": out of memory loading " + what + " (" + first_line(e.what_without_backtrace()) + ")");
 }
 
@@ -162,9 +162,8 @@ void open_archive(torch::serialize::InputArchive& archive, const std::string& pa
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": checkpoint not found");
   try {
     archive.load_from(path, device);
-  } catch (const c10::OutOfMemoryError& e) {
-    throw_out_of_memory(path, "it onto " + device.str(), e);
   } catch (const c10::Error& e) {
+    if (is_out_of_memory(e)) throw_out_of_memory(path, "it onto " + device.str(), e);
     throw UnreadableCheckpointError(path + ": not a readable segrun checkpoint (truncated or foreign file)");
   }
 }
@@ -223,9 +222,8 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
     if (!archive.try_read("optimizer", optimizer_archive)) throw CheckpointError(path + ": optimizer state is missing");
     try {
       optimizer->load(optimizer_archive);
-    } catch (const c10::OutOfMemoryError& e) {
-      throw_out_of_memory(path, "the optimizer state", e);
     } catch (const c10::Error& e) {
+      if (is_out_of_memory(e)) throw_out_of_memory(path, "the optimizer state", e);
       throw CheckpointError(path + ": optimizer state does not match the model: " + e.what_without_backtrace());
     }
   }

@@ -198,8 +198,9 @@ ViewScores score_views(models::SegmentorImpl& model, const torch::Tensor& image,
     std::vector<torch::Tensor> scores;
     try {
       scores = same_scale_view_scores(model, *inferences[first].base, group, height, width, eval);
-    } catch (const c10::OutOfMemoryError&) {
-      throw;  // said with the settings to lower by the callers (out_of_memory.h)
+    } catch (const c10::Error& e) {
+      if (is_out_of_memory(e)) throw;  // said with the settings to lower by the callers (out_of_memory.h)
+      throw ModelError(what + ": " + first_line(e.what_without_backtrace()));
     } catch (const std::exception& e) {
       throw ModelError(what + ": " + first_line(e.what()));
     }
@@ -358,7 +359,8 @@ EvalOutcome evaluate(models::SegmentorImpl& model, const data::StoreReader& stor
   const torch::Device device = dist::module_device(model);
   try {
     return evaluate_images(model, store, config, comm, request, device);
-  } catch (const c10::OutOfMemoryError& e) {
+  } catch (const c10::Error& e) {
+    if (!is_out_of_memory(e)) throw;
     throw out_of_memory_error(MemoryPhase::kEvaluation, "evaluation", config, device, e.what_without_backtrace());
   }
 }

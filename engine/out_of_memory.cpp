@@ -21,15 +21,27 @@ std::string gib(int64_t bytes) {
   return out.str();
 }
 
-// ", allocating 2.00 GiB failed" from CUDA's "Tried to allocate 2.00 GiB", else LibTorch's first line.
+// ", allocating 2.00 GiB failed" from CUDA's "Tried to allocate 2.00 GiB" or the CPU allocator's
+// "you tried to allocate 2147483648 bytes", else LibTorch's first line.
 std::string failed_allocation(const std::string& libtorch_message) {
-  static const std::regex tried("[Tt]ried to allocate ([0-9.]+ ?[KMGTP]?i?B)");
+  static const std::regex sized("[Tt]ried to allocate ([0-9.]+ ?[KMGTP]?i?B)");
+  static const std::regex bytes("[Tt]ried to allocate ([0-9]+) bytes");
   std::smatch match;
-  if (std::regex_search(libtorch_message, match, tried)) return ", allocating " + match[1].str() + " failed";
+  if (std::regex_search(libtorch_message, match, sized)) return ", allocating " + match[1].str() + " failed";
+  if (std::regex_search(libtorch_message, match, bytes))
+    return ", allocating " + gib(std::stoll(match[1].str())) + " failed";
   return " (LibTorch: " + first_line(libtorch_message) + ")";
 }
 
 }  // namespace
+
+bool is_out_of_memory(const c10::Error& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  const std::string what = e.what_without_backtrace();
+  return what.find("DefaultCPUAllocator") != std::string::npos &&
+         (what.find("can't allocate memory") != std::string::npos ||
+          what.find("not enough memory") != std::string::npos);
+}
 
 Error out_of_memory_error(MemoryPhase phase, const std::string& where, const Config& config,
                           const torch::Device& device, const std::string& libtorch_message) {
@@ -43,6 +55,8 @@ Error out_of_memory_error(MemoryPhase phase, const std::string& where, const Con
          << "\"; lower data.batch_per_rank (raise train.accumulate, now " << config.train.accumulate
          << ", by the same factor to keep the global batch) or data.crop";
     if (config.train.precision == "fp32") line << ", or train.precision = \"bf16\"";
+  } else if (phase == MemoryPhase::kMeasuring) {
+    line << "measure a smaller image";
   } else {
     line << "eval.mode = \"" << config.eval.mode << "\", ";
     if (config.eval.mode == "slide")

@@ -7,8 +7,12 @@
 //   training:   data.batch_per_rank, data.crop, train.precision (train.accumulate keeps the
 //               global batch when the per-rank batch goes down)
 //   evaluation: eval.mode, eval.crop (slide) or data.scale (whole), eval.batch
+//   measuring:  one forward pass of one image (`segrun model info`): its size
 // The launcher prefixes the rank ("segrun: error on rank 3: ..."). Thread-safe (it reads the
-// device's allocator statistics).
+// device's allocator statistics). Host memory runs out too: LibTorch's CPU allocator throws a plain
+// c10::Error for it ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N
+// bytes"), which is_out_of_memory tells from the other errors, so that catch sites say both alike:
+//   catch (const c10::Error& e) { if (!is_out_of_memory(e)) throw; throw out_of_memory_error(...); }
 
 #include <torch/types.h>
 
@@ -19,7 +23,10 @@
 
 namespace segrun::engine {
 
-enum class MemoryPhase { kTraining, kEvaluation };
+enum class MemoryPhase { kTraining, kEvaluation, kMeasuring };
+
+// A c10::OutOfMemoryError (a device's allocator), or the CPU allocator's failure.
+bool is_out_of_memory(const c10::Error& e);
 
 // `where`: "training step 120", "evaluation", "the prediction of a.jpg"; `libtorch_message`:
 // the c10::OutOfMemoryError's what_without_backtrace().

@@ -127,7 +127,8 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
           score_views(*model, image, views, original.rows, original.cols, config.eval, path,
                       multi_scale_base(original, test_options, config.eval, request.multi_scale, setup.device));
       prediction = (request.multi_scale ? scores.multi : scores.single).argmax(1)[0];
-    } catch (const c10::OutOfMemoryError& e) {
+    } catch (const c10::Error& e) {
+      if (!is_out_of_memory(e)) throw;
       throw out_of_memory_error(MemoryPhase::kEvaluation, "the prediction of " + path, config, setup.device,
                                 e.what_without_backtrace());
     }

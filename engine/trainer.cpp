@@ -560,7 +560,8 @@ void Trainer::step(int64_t iter) {
     } else {
       ++s.window_skipped;
     }
-  } catch (const c10::OutOfMemoryError& e) {
+  } catch (const c10::Error& e) {
+    if (!is_out_of_memory(e)) throw;
     throw out_of_memory_error(MemoryPhase::kTraining, "training step " + std::to_string(iter), config, s.device,
                               e.what_without_backtrace());
   }

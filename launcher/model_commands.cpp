@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "data/classes.h"
 #include "engine/model_setup.h"
+#include "engine/out_of_memory.h"
 #include "models/flop_counter.h"
 #include "models/segmentor.h"
 
@@ -141,10 +142,18 @@ ModelReport measure_model(const Config& config, const ModelOptions& s) {
 
   report.params = models::count_parameters(*model);
   torch::manual_seed(0);
-  const torch::Tensor images = torch::randn({1, 3, report.height, report.width});
   torch::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
-  report.flops = models::count_flops([&] { model->predict_logits(images); }, model.get());
+  try {
+    const torch::Tensor images = torch::randn({1, 3, report.height, report.width});
+    report.flops = models::count_flops([&] { model->predict_logits(images); }, model.get());
+  } catch (const c10::Error& e) {
+    if (!engine::is_out_of_memory(e)) throw;
+    throw engine::out_of_memory_error(engine::MemoryPhase::kMeasuring,
+                                      "a forward pass of a 1x3x" + std::to_string(report.height) + "x" +
+                                          std::to_string(report.width) + " image (--input)",
+                                      config, torch::Device(torch::kCPU), e.what_without_backtrace());
+  }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   for (const auto& g : report.params.groups) report.names.push_back(g.name);

@@ -1,5 +1,6 @@
-// Out-of-memory messages (engine/out_of_memory.h). gpu_test checks that a real CUDA allocation
-// failure is the c10::OutOfMemoryError the trainer, the evaluator and predict catch.
+// Out-of-memory messages (engine/out_of_memory.h), and a real CPU allocation failure told from
+// other LibTorch errors. gpu_test checks that a real CUDA allocation failure is the
+// c10::OutOfMemoryError the trainer, the evaluator and predict catch.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -52,6 +53,36 @@ TEST(OutOfMemory, EvaluationNamesTheWindowOrTheScaleAndTheBatch) {
                             .what()),
             "out of memory in the prediction of a.jpg on cpu (LibTorch: some other allocator): eval.mode = \"whole\", "
             "data.scale = [2048, 1024], eval.batch = 8; lower eval.batch, or use eval.mode = \"slide\"");
+}
+
+// LibTorch's CPU allocator fails with a plain c10::Error (1.13); it is an out-of-memory all the
+// same, said with the allocation's size, while a shape error is not one.
+TEST(OutOfMemory, AHostAllocationFailureIsToldFromOtherErrors) {
+  // LibTorch 1.13's words, as a real failure below prints them (AddressSanitizer aborts on such
+  // an allocation instead of failing it, so that build checks these words only).
+  std::string message =
+      "[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+      "1125899906842624 bytes. Error code 12 (Cannot allocate memory)";
+  EXPECT_TRUE(is_out_of_memory(c10::Error(message, {})));  // {}: the backtrace (a string in 1.13, a pointer in 2.x)
+#if !defined(__SANITIZE_ADDRESS__)
+  try {
+    torch::empty({int64_t{1} << 48}, torch::kFloat32);  // 1 PiB: more than any machine maps
+    ADD_FAILURE() << "a 1 PiB tensor was allocated";
+  } catch (const c10::Error& e) {
+    EXPECT_TRUE(is_out_of_memory(e)) << e.what_without_backtrace();
+    message = e.what_without_backtrace();
+  }
+#endif
+  try {
+    torch::matmul(torch::ones({2, 3}), torch::ones({2, 3}));
+    ADD_FAILURE() << "mismatched shapes multiplied";
+  } catch (const c10::Error& e) {
+    EXPECT_FALSE(is_out_of_memory(e)) << e.what_without_backtrace();
+  }
+  Config config;
+  const std::string line =
+      out_of_memory_error(MemoryPhase::kMeasuring, "a forward pass", config, torch::kCPU, message).what();
+  EXPECT_EQ(line, "out of memory in a forward pass on cpu, allocating 1048576.0 GiB failed: measure a smaller image");
 }
 
 }  // namespace

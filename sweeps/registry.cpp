@@ -216,9 +216,14 @@ std::string sweep_runs_dir(const SweepSpec& spec, const std::string& override_di
                           : !spec.runs_dir.empty() ? spec.runs_dir
                                                    : (fs::path("runs") / spec.name).string();
   std::error_code ec;
-  SEGRUN_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), ConfigError,
-               (override_dir.empty() ? spec.path + ": runs_dir " : std::string("--runs-dir "))
-                   << dir << ": exists and is not a folder");
+  const std::string named = (override_dir.empty() ? spec.path + ": runs_dir " : std::string("--runs-dir ")) + dir;
+  SEGRUN_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), ConfigError, named << ": exists and is not a folder");
+  // Runs written into a store or into one run's folder would mix with what is there.
+  SEGRUN_CHECK(!fs::exists(fs::path(dir) / "manifest.json", ec), ConfigError,
+               named << ": is a data store (it holds manifest.json); a sweep's runs need a folder of their own");
+  SEGRUN_CHECK(
+      !RunFolder(dir).holds_run_files(), ConfigError,
+      named << ": is one run's folder; a sweep's runs need a folder of their own (e.g. runs/" << spec.name << ")");
   return dir;
 }
 

@@ -251,7 +251,10 @@ Config read_identity(const SpecReader& r, const toml::table& root, SweepSpec& sp
   }
   if (!valid_name(spec.name))
     r.fail(root.get("name") ? SpecReader::line_of(*root.get("name")) : 0, "name",
-           "'" + spec.name + "' must be letters, digits, '.', '_' or '-' (it names the runs folder)");
+           "'" + spec.name + "' " +
+               (spec.name == "." || spec.name == ".." ? std::string("names no folder of its own")
+                                                      : std::string("must be letters, digits, '.', '_' or '-'")) +
+               " (it names the runs folder)");
 
   const toml::node* base_node = root.get("base");
   if (!base_node) r.fail(0, "base", "missing (the config every run starts from)");

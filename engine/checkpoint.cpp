@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "dist/device.h"
+#include "engine/model_setup.h"
 #include "engine/out_of_memory.h"
 
 namespace segrun::engine {
@@ -201,9 +202,12 @@ CheckpointMeta load_checkpoint(const std::string& path, const std::string& expec
   // Every tensor, optimizer state included, lands on the model's device.
   open_archive(archive, path, device);
   const CheckpointMeta meta = read_meta(archive, path);
-  if (!expected_signature.empty() && meta.model_signature != expected_signature)
-    throw CheckpointError(path + ": checkpoint is from model '" + meta.model_signature + "', the config builds '" +
-                          expected_signature + "'");
+  if (!expected_signature.empty() && meta.model_signature != expected_signature) {
+    const std::string difference = describe_model_difference(meta.model_signature, expected_signature);
+    throw CheckpointError(path + ": checkpoint is of another model" +
+                          (difference.empty() ? std::string() : ": " + difference) + " (it is '" +
+                          meta.model_signature + "', the config builds '" + expected_signature + "')");
+  }
   torch::NoGradGuard no_grad;
   auto load_tensor = [&](const std::string& name, torch::Tensor& target, bool is_buffer) {
     torch::Tensor stored;

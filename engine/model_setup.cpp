@@ -1,5 +1,7 @@
 #include "engine/model_setup.h"
 
+#include <sstream>
+
 #include "core/error.h"
 #include "core/log.h"
 #include "data/classes.h"
@@ -39,6 +41,26 @@ void check_store_matches(const data::StoreReader& store, const std::string& path
 std::string model_signature(const Config& config, int num_classes) {
   return config.model.backbone + "/w" + std::to_string(config.model.width) + "/" + config.model.head + "/K" +
          std::to_string(num_classes);
+}
+
+std::string describe_model_difference(const std::string& checkpoint_signature, const std::string& config_signature) {
+  const auto parts = [](const std::string& signature) {
+    std::vector<std::string> out;
+    std::stringstream in(signature);
+    for (std::string part; std::getline(in, part, '/');) out.push_back(part);
+    const bool form = out.size() == 4 && out[1].size() > 1 && out[1][0] == 'w' && out[3].size() > 1 && out[3][0] == 'K';
+    if (form) out[1].erase(0, 1), out[3].erase(0, 1);
+    return form ? out : std::vector<std::string>{};
+  };
+  const std::vector<std::string> was = parts(checkpoint_signature), is = parts(config_signature);
+  if (was.empty() || is.empty()) return "";
+  static const char* const kSettings[] = {"model.backbone", "model.width", "model.head", "classes (of the store)"};
+  std::string out;
+  for (size_t i = 0; i < was.size(); ++i)
+    if (was[i] != is[i])
+      out += (out.empty() ? "" : "; ") + std::string(kSettings[i]) + (i == 3 ? ": " : " = ") + was[i] +
+             " in the checkpoint, " + is[i] + " in the config";
+  return out;
 }
 
 std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const std::vector<std::string>& class_names,

@@ -40,6 +40,10 @@ void check_store_matches(const data::StoreReader& store, const std::string& path
 
 // "clip_rn50/w16/fpn/K150": what a checkpoint must have been written by to load into this config.
 std::string model_signature(const Config& config, int num_classes);
+// Where two signatures differ, by the setting behind each part: "model.width = 8 in the
+// checkpoint, 16 in the config" ("; " between parts; the classes are the store's); "" when either
+// is not a signature of this form.
+std::string describe_model_difference(const std::string& checkpoint_signature, const std::string& config_signature);
 
 // The segmentor of config.model for the store's classes; SyncBN layers use `comm`.
 // with_pretrained = false skips importing model.pretrained (a checkpoint will provide every weight).

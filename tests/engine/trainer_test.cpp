@@ -353,6 +353,24 @@ TEST_F(TrainerTest, EachConfiguredSignalStopsAfterTheIterationWithACheckpoint) {
   EXPECT_THROW(config({"cluster.slurm.signal=HUP"}), ConfigError);
 }
 
+// A checkpoint of another model is refused naming the settings that differ, not only the two
+// signatures (a user who edited a run's config.toml must find the key to put back).
+TEST(ModelSignature, TheDifferenceIsSaidByTheSettingsBehindIt) {
+  Config config;
+  config.model.backbone = "clip_rn50";
+  config.model.width = 16;
+  config.model.head = "fpn";
+  const std::string current = model_signature(config, 150);
+  EXPECT_EQ(current, "clip_rn50/w16/fpn/K150");
+  EXPECT_EQ(describe_model_difference("clip_rn50/w8/fpn/K150", current),
+            "model.width = 8 in the checkpoint, 16 in the config");
+  EXPECT_EQ(describe_model_difference("clip_rn101/w16/fpn/K19", current),
+            "model.backbone = clip_rn101 in the checkpoint, clip_rn50 in the config; classes (of the store): 19 in the "
+            "checkpoint, 150 in the config");
+  EXPECT_EQ(describe_model_difference("linear", current), "");  // not a signature of this form: the two are shown
+  EXPECT_EQ(describe_model_difference(current, current), "");
+}
+
 TEST(BestValidation, KeepsTheHighestAndTheEarliestOfATie) {
   BestValidation best;
   EXPECT_FALSE(best.recorded());

@@ -1,4 +1,4 @@
-// `segrun model info CONFIG [k=v ...] [--input HxW] [--format text|json]` builds the model a config
+// `segrun model info CONFIG|RUN_DIR [k=v ...] [--input HxW] [--format text|json]` builds the model a config
 // describes (random weights: model.pretrained is not read) for the classes of data.layout, counts
 // its parameters (trainable, frozen, buffers; per top-level submodule) and the FLOPs of one
 // inference forward pass of a 1 x 3 x H x W image (H x W = data.crop unless --input) with
@@ -23,6 +23,7 @@
 #include "data/classes.h"
 #include "engine/model_setup.h"
 #include "engine/out_of_memory.h"
+#include "launcher/train_plan.h"
 #include "models/flop_counter.h"
 #include "models/segmentor.h"
 
@@ -50,7 +51,7 @@ void add_model_commands(CommandRegistry& registry) {
   s.info = registry.add(
       "info", "parameters and GFLOPs of one forward pass of the model a config builds (fvcore counting)",
       [options](MpiHolder& mpi) { return run_model_command(*options, mpi); }, model);
-  s.info->add_option("config", s.config, "experiment TOML")->required();
+  s.info->add_option("config", s.config, "experiment TOML, or a run folder (its config.toml)")->required();
   s.info->add_option("overrides", s.overrides, "key=value overrides, e.g. model.backbone=clip_rn101");
   s.info->add_option("--input", s.input, "input image HxW (default: data.crop; the papers use 1024x1024)");
   s.info->add_option("--format", s.format, "text | json")
@@ -230,7 +231,7 @@ void print_model_tables(const ModelReport& r, const Config& config, const ModelO
 }
 
 int run_model_command(const ModelOptions& s, MpiHolder&) {
-  const Config config = load_config(s.config, s.overrides);
+  const Config config = load_config(run_source(s.config, "").config_path, s.overrides);
   const ModelReport report = measure_model(config, s);
   if (s.format == "json")
     print_model_json(report, s);

@@ -6,7 +6,7 @@
 //   segrun eval RUN_DIR [k=v...] [--checkpoint PT|best] [...]    (its config.toml, newest checkpoint)
 //   segrun predict CONFIG|RUN_DIR [k=v...] --images PATH... --out DIR [--checkpoint PT|best] [--ms]
 //   segrun metrics --pred DIR --gt DIR --num-classes K|--layout L [...]  (engine::MetricsCommandOptions)
-//   segrun config CONFIG [k=v...]                                (the resolved config as TOML)
+//   segrun config CONFIG|RUN_DIR [k=v...]                        (the resolved config as TOML)
 //   segrun config --keys [PREFIX] [--format text|md]             (every key: type, default, range, meaning)
 #include "launcher/command_group.h"
 
@@ -360,7 +360,7 @@ int run_metrics(const engine::MetricsCommandOptions& given) {
 
 int run_config(const ConfigCommand& cmd) {
   if (cmd.keys->count() == 0) {
-    std::cout << to_toml(load_config(cmd.config, cmd.overrides));
+    std::cout << to_toml(load_config(run_source(cmd.config, "").config_path, cmd.overrides));
     return 0;
   }
   const ReferenceFormat format = cmd.format == "md" ? ReferenceFormat::kMarkdown : ReferenceFormat::kText;
@@ -497,7 +497,8 @@ void add_run_commands(CommandRegistry& registry) {
       "config",
       "print the fully resolved config (every default written out); --keys: every key, its default and meaning",
       [options](MpiHolder&) { return run_config(options->config_command); });
-  CLI::Option* config_file = config_command->add_option("config", config.config, "experiment TOML");
+  CLI::Option* config_file =
+      config_command->add_option("config", config.config, "experiment TOML, or a run folder (its config.toml)");
   CLI::Option* overrides = config_command->add_option("overrides", config.overrides, "key=value overrides");
   CLI::Option* keys =
       config_command

@@ -163,6 +163,24 @@ std::vector<RunRecord> scan_runs(const std::string& runs_dir) {
   return out;
 }
 
+namespace {
+
+constexpr const char* kStoreKeys[] = {"data.store", "data.val_store"};
+
+// The store folder a store key's TOML text names, resolved: "st/val", "st/val/", "./st/val",
+// "st/val/manifest.json" and a link to it are one store.
+std::string store_folder(const std::string& toml_text) {
+  std::string path = toml_text;
+  if (path.size() >= 2 && (path.front() == '"' || path.front() == '\'') && path.back() == path.front())
+    path = path.substr(1, path.size() - 2);
+  if (path.empty()) return toml_text;
+  fs::path folder = resolved_output_path(path);
+  if (folder.filename() == "manifest.json") folder = folder.parent_path();
+  return folder.string();
+}
+
+}  // namespace
+
 std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
   std::vector<RunRecord> runs;
   std::vector<Overrides> configs;
@@ -175,6 +193,10 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
     const auto global_batch = runs.back().result.find(kGlobalBatchKey);
     if (global_batch != runs.back().result.end())
       configs.back()[kGlobalBatchKey] = std::to_string(static_cast<int64_t>(global_batch->second));
+    for (const char* key : kStoreKeys) {
+      auto store = configs.back().find(key);
+      if (store != configs.back().end()) store->second = store_folder(store->second);
+    }
   }
   // Each key's values over the runs, "" where a run lacks it; a key with two or more differs.
   const auto value_in = [](const Overrides& config, const std::string& key) {
@@ -190,11 +212,13 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
   for (const auto& [key, values] : values_of)
     if (values.size() > 1) differing.insert(key);
   differing.erase("train.seed");  // seeds are averaged over, as in a sweep
-  // Keys that change no result (log.interval, data.on_corrupt, where the stores are...) tell runs
-  // apart only when no other key does, and then the runs' names first.
+  // Keys that change no result (log.interval, data.on_corrupt...) tell runs apart only when no
+  // other key does, and then the runs' names first. Runs of different stores (resolved above, so
+  // that one store spelled two ways is one) are no repeats of one another: trained or scored on
+  // other data, they stay apart, with their stores shown.
   std::set<std::string> results;
   for (const std::string& key : differing)
-    if (changes_result(key)) results.insert(key);
+    if (changes_result(key) || std::count(std::begin(kStoreKeys), std::end(kStoreKeys), key) > 0) results.insert(key);
   if (!results.empty())
     differing = results;
   else if (differing.count("name"))

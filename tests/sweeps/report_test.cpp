@@ -371,16 +371,22 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   ASSERT_EQ(by_name.runs.size(), 2u);
   EXPECT_EQ(by_name.runs[1].overrides, (Overrides{{"name", "\"second\""}}));
 
-  // Keys that change no result (how often to log, where the store is) do not label the rows while
-  // a key that does (the head) tells the runs apart.
+  // Keys that change no result (how often to log, one store spelled two ways) do not label the
+  // rows while a key that does (the head) tells the runs apart.
   const fs::path heads = dir_.path() / "heads";
   write_text(heads / "a" / "config.toml", "[model]\nhead = 'fpn'\n[log]\ninterval = 10\n[data]\nstore = '/x/a'\n");
   write_text(heads / "a" / "result.json", "{\"mIoU\": 1.0}\n");
-  write_text(heads / "b" / "config.toml", "[model]\nhead = 'clip_sp'\n[log]\ninterval = 50\n[data]\nstore = '/x/b'\n");
+  write_text(heads / "b" / "config.toml",
+             "[model]\nhead = 'clip_sp'\n[log]\ninterval = 50\n[data]\nstore = '/x/./a/manifest.json'\n");
   write_text(heads / "b" / "result.json", "{\"mIoU\": 2.0}\n");
   const ReportSource by_head = load_report_source(heads.string(), "", false);
   ASSERT_EQ(by_head.runs.size(), 2u);
   EXPECT_EQ(by_head.runs[1].overrides, (Overrides{{"model.head", "\"clip_sp\""}}));
+  // Runs of different stores are no repeats of one another: the stores label them too (a run
+  // trained on the validation store must not stand for the baseline).
+  write_text(heads / "b" / "config.toml", "[model]\nhead = 'clip_sp'\n[log]\ninterval = 50\n[data]\nstore = '/x/b'\n");
+  EXPECT_EQ(load_report_source(heads.string(), "", false).runs[1].overrides,
+            (Overrides{{"data.store", "/x/b"}, {"model.head", "\"clip_sp\""}}));
   // Where only such keys differ, the runs' names label them (else those keys).
   write_text(heads / "b" / "config.toml", "name = 'b'\n[model]\nhead = 'fpn'\n[log]\ninterval = 50\n");
   write_text(heads / "a" / "config.toml", "name = 'a'\n[model]\nhead = 'fpn'\n[log]\ninterval = 10\n");

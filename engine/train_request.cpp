@@ -32,6 +32,24 @@ std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config
                     " and resume from it");
 }
 
+// --resume PATH of a checkpoint of another run folder (<other>/checkpoints/iter_<n>.pt, beside
+// its config.toml): ConfigError when `config` would train on differently from that run, as a
+// resume of that run would be refused (the checkpoint carries its weights, optimizer state and
+// iteration, not its settings). A lone checkpoint file has no run to compare with.
+void check_checkpoint_owner(const std::string& checkpoint, const RunFolder& run, const Config& config) {
+  const fs::path folder = resolved_output_path(checkpoint).parent_path();
+  if (folder.filename() != "checkpoints") return;
+  const RunFolder owner(folder.parent_path().string());
+  if (!path_exists(owner.config_path()) || resolved_output_path(run.root()) == resolved_output_path(owner.root()))
+    return;
+  const std::vector<ConfigChange> changes = training_changes(load_config(owner.config_path()), config);
+  if (changes.empty()) return;
+  throw ConfigError("--resume " + checkpoint + " is a checkpoint of " + owner.root() + ": " +
+                    describe_changes(changes, "this command") +
+                    "; a resume goes on with that run's training as it was: give its config (segrun train " +
+                    owner.root() + " --run-dir " + run.root() + " --resume " + checkpoint + ")");
+}
+
 std::string busy_message(const RunFolder& run, const std::string& holder) {
   return run.root() + ": already being trained by " + holder + "; one process trains a run at a time (segrun status " +
          run.root() + ")";
@@ -90,6 +108,7 @@ std::vector<ConfigChange> check_train_request(const Config& config, const TrainR
     SEGRUN_CHECK(!fs::is_directory(request.resume, ec), ConfigError,
                  "--resume " << request.resume << ": a folder, not a checkpoint file (iter_<n>.pt; or --resume auto)");
   }
+  if (request.resume != "auto") check_checkpoint_owner(request.resume, run, config);
   if (request.resume != "auto" || has_checkpoints) return check_resume_config(run, config);
   return {};
 }

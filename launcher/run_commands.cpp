@@ -20,6 +20,7 @@
 
 #include "core/atomic_file.h"
 #include "core/config.h"
+#include "core/config_changes.h"
 #include "core/config_reference.h"
 #include "core/error.h"
 #include "core/kinds.h"
@@ -166,10 +167,21 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
   return fs::exists(RunFolder(run.string()).config_path()) ? run.string() : "";
 }
 
+// The data settings of `config` under which an evaluation is not one of the run's own validation
+// data: another validation store (resolved: one store spelled two ways is one), or other
+// data.* keys that change a result (data.scale, ...). "" when there are none.
+std::string other_data_than_the_runs(const Config& run_config, const Config& config) {
+  if (resolved_output_path(run_config.data.val_store) != resolved_output_path(config.data.val_store))
+    return "data.val_store = " + config.data.val_store + ", the run validated on " + run_config.data.val_store;
+  for (const ConfigChange& change : result_changes(run_config, config))
+    if (change.key.rfind("data.", 0) == 0) return change.key + " = " + change.after + ", the run's is " + change.before;
+  return "";
+}
+
 // Appends the evaluation to <run>/metrics.jsonl ("mode": "eval") and, for a multi-scale
-// evaluation of the checkpoint the run finished with, adds the *_ms metrics to its result.json
-// (the single-scale fields written by training stay as they are).
-void record_evaluation(const std::string& dir, const std::string& checkpoint,
+// evaluation of the checkpoint the run finished with on the run's own validation data, adds the
+// *_ms metrics to its result.json (the single-scale fields written by training stay as they are).
+void record_evaluation(const std::string& dir, const std::string& checkpoint, const Config& config,
                        const engine::CheckpointEvaluation& result) {
   using Json = nlohmann::ordered_json;
   RunFolder run(dir);
@@ -190,6 +202,12 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint,
   if (finished != result.iteration) {
     log::info("{}: not updated: the checkpoint is iteration {}, the run's result is of iteration {}", run.result_path(),
               result.iteration, finished);
+    return;
+  }
+  const std::string other_data = other_data_than_the_runs(load_config(run.config_path()), config);
+  if (!other_data.empty()) {  // a table would show it as the run's own multi-scale figure
+    log::warn("{}: not updated: this evaluation is of other data than the run's result ({})", run.result_path(),
+              other_data);
     return;
   }
   if (stored.contains("mIoU") && stored["mIoU"].is_number() && record["mIoU"].is_number() &&
@@ -301,12 +319,12 @@ int run_eval(const EvalCommand& cmd, MpiHolder& mpi) {
       std::cout << confusion_text;
     }
     if (!cmd.run_dir.empty()) {
-      record_evaluation(record_dir, source.checkpoint, result);
+      record_evaluation(record_dir, source.checkpoint, config, result);
     } else if (!record_dir.empty()) {
       // Recording in the checkpoint's own run was not asked for: a failure (a full or read-only
       // disk) is reported, the printed evaluation stands.
       try {
-        record_evaluation(record_dir, source.checkpoint, result);
+        record_evaluation(record_dir, source.checkpoint, config, result);
       } catch (const std::exception& e) {
         log::warn("evaluation not recorded in {}: {}", record_dir, e.what());
       }

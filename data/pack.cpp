@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <system_error>
 #include <opencv2/core.hpp>
@@ -15,6 +16,7 @@
 #include "core/output_paths.h"
 #include "data/manifest.h"
 #include "data/store.h"
+#include "data/transforms.h"
 #include "dist/communicator.h"
 
 namespace segrun::data {
@@ -41,13 +43,18 @@ void require_root(const fs::path& root) {
   SEGRUN_CHECK(fs::is_directory(root), ConfigError, "--root " << root.string() << ": missing dataset root folder");
 }
 
-// Sorts a scan by image path and checks that it is not empty and that every image has its
-// annotation (the same rules for every layout).
+// Sorts a scan by image path and checks that it is not empty, that every image has its annotation
+// and that no two images share a name (the same rules for every layout).
 std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, const fs::path& images) {
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+  std::map<std::string, const SourceRecord*> by_name;  // X.jpg and X.png would both take X.png's labels
   for (const auto& r : out) {
     SEGRUN_CHECK(fs::is_regular_file(r.annotation), DataError,
                  r.image << ": image without annotation (expected " << r.annotation << ")");
+    const auto [seen, inserted] = by_name.emplace(r.name, &r);
+    SEGRUN_CHECK(inserted, DataError,
+                 seen->second->image << " and " << r.image << " share the name '" << r.name << "' (and one annotation, "
+                                     << r.annotation << "): keep one of them");
   }
   SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
   return out;
@@ -125,12 +132,7 @@ RecordInput make_record(Layout layout, const SourceRecord& src) {
   SEGRUN_CHECK(!r.image_bytes.empty(), DataError, src.image << ": empty image file");
   cv::Mat image = decode(r.image_bytes, cv::IMREAD_COLOR);
   SEGRUN_CHECK(!image.empty(), DataError, src.image << ": cannot decode image (corrupt or not an image)");
-  const std::vector<uint8_t> raw_bytes = read_bytes(src.annotation);
-  cv::Mat raw = decode(raw_bytes, cv::IMREAD_UNCHANGED);
-  SEGRUN_CHECK(!raw.empty(), DataError, src.annotation << ": cannot decode label PNG");
-  SEGRUN_CHECK(raw.type() == CV_8UC1, DataError,
-               src.annotation << ": label must be an 8-bit single-channel PNG (got " << raw.channels()
-                              << " channel(s), depth " << (raw.elemSize1() * 8) << " bits)");
+  const cv::Mat raw = decode_label(read_bytes(src.annotation), src.annotation);
   SEGRUN_CHECK(raw.rows == image.rows && raw.cols == image.cols, DataError,
                src.annotation << ": label is " << raw.rows << "x" << raw.cols << " (HxW) but the image is "
                               << image.rows << "x" << image.cols);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <string>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -122,10 +124,39 @@ cv::Mat decode_image(const std::vector<uint8_t>& bytes, const std::string& what)
   return m;
 }
 
+namespace {
+
+// A PNG's IHDR fields that decide how its samples decode; nullopt for another format.
+struct PngHeader {
+  int bit_depth;
+  int color_type;  // 0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA
+};
+std::optional<PngHeader> png_header(const std::vector<uint8_t>& bytes) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  // signature, IHDR length and type, width, height, then bit depth (byte 24) and colour type (25)
+  if (bytes.size() < 26 || !std::equal(std::begin(kSignature), std::end(kSignature), bytes.begin()) ||
+      std::string(bytes.begin() + 12, bytes.begin() + 16) != "IHDR")
+    return std::nullopt;
+  return PngHeader{bytes[24], bytes[25]};
+}
+
+}  // namespace
+
 cv::Mat decode_label(const std::vector<uint8_t>& bytes, const std::string& what) {
+  const std::optional<PngHeader> png = png_header(bytes);
+  SEGRUN_CHECK(!png || png->color_type != 3, DataError,
+               what << ": label is a palette (indexed-colour) PNG; segrun reads label ids from single-channel gray "
+                       "PNGs (its indices saved as gray: Image.fromarray(numpy.array(Image.open(f))).save(f))");
+  SEGRUN_CHECK(!png || png->color_type != 4, DataError,
+               what << ": label is a gray PNG with an alpha channel; labels are single-channel (no alpha)");
   cv::Mat m = imdecode(bytes, cv::IMREAD_UNCHANGED);
-  SEGRUN_CHECK(!m.empty(), DataError, what << ": cannot decode label");
-  SEGRUN_CHECK(m.type() == CV_8UC1, DataError, what << ": label is not 8-bit single-channel");
+  SEGRUN_CHECK(!m.empty(), DataError, what << ": cannot decode label PNG");
+  SEGRUN_CHECK(m.type() == CV_8UC1, DataError,
+               what << ": label must be an 8-bit single-channel PNG (got " << m.channels() << " channel(s), depth "
+                    << (m.elemSize1() * 8) << " bits)");
+  // A gray PNG of 1, 2 or 4 bits a sample (optipng and the like write labels of few values so)
+  // decodes scaled to 0..255 (a 4-bit 3 reads 51): back to the values the file holds.
+  if (png && png->color_type == 0 && png->bit_depth < 8) m /= 255 / ((1 << png->bit_depth) - 1);
   return m;
 }
 

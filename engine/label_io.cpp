@@ -18,6 +18,8 @@
 #include "core/kinds.h"
 #include "core/log.h"
 #include "data/classes.h"
+#include "data/pack.h"
+#include "data/transforms.h"
 
 namespace segrun::engine {
 namespace fs = std::filesystem;
@@ -82,11 +84,7 @@ nlohmann::ordered_json percent_or_null(double fraction_or_percent, bool is_fract
 torch::Tensor read_label_png(const std::string& path) {
   std::error_code ec;
   SEGRUN_CHECK(fs::is_regular_file(path, ec), DataError, path << ": label PNG does not exist");
-  const cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
-  SEGRUN_CHECK(!image.empty(), DataError, path << ": cannot read label PNG");
-  SEGRUN_CHECK(image.type() == CV_8UC1, DataError,
-               path << ": label PNG must be 8-bit single-channel, got " << image.channels() << " channel(s) of "
-                    << image.elemSize1() * 8 << "-bit samples");
+  const cv::Mat image = data::decode_label(data::read_bytes(path), path);
   const cv::Mat dense = image.isContinuous() ? image : image.clone();
   return torch::from_blob(const_cast<uint8_t*>(dense.ptr<uint8_t>()), {dense.rows, dense.cols}, torch::kUInt8).clone();
 }

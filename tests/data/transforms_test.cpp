@@ -9,6 +9,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <thread>
+#include <vector>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "data/transforms.h"
@@ -39,6 +41,63 @@ cv::Mat position_label(int h, int w) {
 bool mats_equal(const cv::Mat& a, const cv::Mat& b) {
   if (a.size() != b.size() || a.type() != b.type()) return false;
   return std::memcmp(a.clone().data, b.clone().data, a.total() * a.elemSize()) == 0;
+}
+
+// A PNG written by hand (RFC 2083): IHDR with the given bit depth and colour type, an optional
+// PLTE, one IDAT of `rows` (each row: filter byte 0, then the packed samples), IEND.
+std::vector<uint8_t> hand_png(uint32_t width, uint32_t height, uint8_t bit_depth, uint8_t color_type,
+                              const std::vector<uint8_t>& rows, const std::vector<uint8_t>& palette = {}) {
+  std::vector<uint8_t> out{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  const auto chunk = [&out](const char* type, const std::vector<uint8_t>& data) {
+    const auto be32 = [&out](uint32_t v) {
+      for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+    };
+    be32(static_cast<uint32_t>(data.size()));
+    std::vector<uint8_t> typed(type, type + 4);
+    typed.insert(typed.end(), data.begin(), data.end());
+    out.insert(out.end(), typed.begin(), typed.end());
+    be32(static_cast<uint32_t>(crc32(0L, typed.data(), static_cast<uInt>(typed.size()))));
+  };
+  chunk("IHDR",
+        {0, 0, 0, static_cast<uint8_t>(width), 0, 0, 0, static_cast<uint8_t>(height), bit_depth, color_type, 0, 0, 0});
+  if (!palette.empty()) chunk("PLTE", palette);
+  uLongf size = compressBound(static_cast<uLong>(rows.size()));
+  std::vector<uint8_t> packed(size);
+  EXPECT_EQ(compress(packed.data(), &size, rows.data(), static_cast<uLong>(rows.size())), Z_OK);
+  packed.resize(size);
+  chunk("IDAT", packed);
+  chunk("IEND", {});
+  return out;
+}
+
+// Label PNGs of 1, 2 or 4 bits a sample (what PNG optimizers make of labels with few values) read
+// as the values they hold, not scaled to 0..255 as OpenCV decodes them (a 4-bit 3 is 3, not 51);
+// a palette or gray + alpha label is refused saying so (OpenCV would expand it to 3 or 4 channels).
+TEST(Transforms, LabelPngsOfFewBitsReadAsTheirValues) {
+  // 4x2, 4 bits: each row 0x23 0x32 = 2, 3, 3, 2.
+  const cv::Mat four = decode_label(hand_png(4, 2, 4, 0, {0, 0x23, 0x32, 0, 0x23, 0x32}), "four.png");
+  ASSERT_EQ(four.type(), CV_8UC1);
+  EXPECT_EQ(std::vector<uint8_t>(four.begin<uint8_t>(), four.end<uint8_t>()),
+            (std::vector<uint8_t>{2, 3, 3, 2, 2, 3, 3, 2}));
+  // 8x1, 1 bit: 0b10100000; 4x1, 2 bits: 0b00011011 = 0, 1, 2, 3.
+  const cv::Mat one = decode_label(hand_png(8, 1, 1, 0, {0, 0xa0}), "one.png");
+  EXPECT_EQ(std::vector<uint8_t>(one.begin<uint8_t>(), one.end<uint8_t>()),
+            (std::vector<uint8_t>{1, 0, 1, 0, 0, 0, 0, 0}));
+  const cv::Mat two = decode_label(hand_png(4, 1, 2, 0, {0, 0x1b}), "two.png");
+  EXPECT_EQ(std::vector<uint8_t>(two.begin<uint8_t>(), two.end<uint8_t>()), (std::vector<uint8_t>{0, 1, 2, 3}));
+  // 8 bits as before.
+  const cv::Mat eight = decode_label(hand_png(2, 1, 8, 0, {0, 7, 150}), "eight.png");
+  EXPECT_EQ(std::vector<uint8_t>(eight.begin<uint8_t>(), eight.end<uint8_t>()), (std::vector<uint8_t>{7, 150}));
+  EXPECT_THAT(
+      [] {
+        decode_label(hand_png(2, 1, 8, 3, {0, 0, 1}, {0, 0, 0, 255, 0, 0}), "p.png");
+      },
+      ::testing::ThrowsMessage<DataError>(::testing::HasSubstr("p.png: label is a palette (indexed-colour) PNG")));
+  EXPECT_THAT(
+      [] {
+        decode_label(hand_png(1, 1, 8, 4, {0, 3, 255}), "ga.png");
+      },
+      ::testing::ThrowsMessage<DataError>(::testing::HasSubstr("ga.png: label is a gray PNG with an alpha")));
 }
 
 TEST(Transforms, RescaleSizeHandComputed) {

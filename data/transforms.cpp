@@ -156,7 +156,8 @@ cv::Mat decode_label(const std::vector<uint8_t>& bytes, const std::string& what)
                     << (m.elemSize1() * 8) << " bits)");
   // A gray PNG of 1, 2 or 4 bits a sample (optipng and the like write labels of few values so)
   // decodes scaled to 0..255 (a 4-bit 3 reads 51): back to the values the file holds.
-  if (png && png->color_type == 0 && png->bit_depth < 8) m /= 255 / ((1 << png->bit_depth) - 1);
+  if (png && png->color_type == 0 && (png->bit_depth == 1 || png->bit_depth == 2 || png->bit_depth == 4))
+    m /= 255 / ((1 << png->bit_depth) - 1);
   return m;
 }
 

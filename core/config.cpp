@@ -945,7 +945,7 @@ std::string origin_of_message(const Config& config, const std::string& message) 
   return config.source.empty() ? "config" : config.source;
 }
 
-std::vector<std::string> missing_stores(const Config& config) {
+std::vector<std::string> missing_inputs(const Config& config) {
   std::vector<std::string> missing;
   for (const auto& [key, path] :
        {std::pair<const char*, const std::string&>{"data.store", config.data.store},
@@ -958,11 +958,16 @@ std::vector<std::string> missing_stores(const Config& config) {
       missing.push_back(std::string(key) + " = " + path +
                         ": not a store (no manifest.json; `segrun data pack` makes a store of a dataset folder)");
   }
+  std::error_code ec;
+  const std::string& weights = config.model.pretrained;
+  if (!weights.empty() && weights != "none" && !std::filesystem::is_regular_file(weights, ec))
+    missing.push_back("model.pretrained = " + weights + ": no such file (OpenAI CLIP's RN50.pt, RN101.pt, ...; or "
+                      "\"none\" for random weights)");
   return missing;
 }
 
-void require_stores(const Config& config) {
-  const std::vector<std::string> missing = missing_stores(config);
+void require_inputs(const Config& config) {
+  const std::vector<std::string> missing = missing_inputs(config);
   if (!missing.empty()) throw ConfigError(origin_of_message(config, missing.front()) + ": " + missing.front());
 }
 

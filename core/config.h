@@ -266,15 +266,16 @@ std::string to_toml(const Config& config);
 // Every key (dotted, schema order) with its resolved value as TOML text ("0.1", "'clip'", "[ 512, 512 ]"):
 // two configs are the same when these are.
 std::vector<std::pair<std::string, std::string>> config_values(const Config& config);
-// "data.store = /x/train: no such store folder" for data.store and data.val_store (when set)
-// that are not folders ("...: not a store (no manifest.json; ...)" for a folder without one, a
-// dataset folder say): for launchers, which check before starting ranks or queueing a job.
-// Empty when both are there.
-std::vector<std::string> missing_stores(const Config& config);
+// What a run reads before its first step and is not there: "data.store = /x/train: no such store
+// folder" for data.store and data.val_store (when set) that are not folders ("...: not a store (no
+// manifest.json; ...)" for a folder without one, a dataset folder say), and "model.pretrained =
+// /x/RN50.pt: no such file" (unless "none"): for launchers, which check before starting ranks or
+// queueing a job, so that a typo fails in a second, not when the job starts. Empty when all are.
+std::vector<std::string> missing_inputs(const Config& config);
 // ConfigError "<origin>: data.store = /x/train: no such store folder" for the first of them,
-// blamed on the override that set it or the config file (origin_of_message); none when both are
+// blamed on the override that set it or the config file (origin_of_message); none when all are
 // there.
-void require_stores(const Config& config);
+void require_inputs(const Config& config);
 
 // One key of the schema, as `segrun config --keys` and docs/config.md describe it.
 struct KeyInfo {

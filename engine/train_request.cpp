@@ -88,7 +88,7 @@ std::vector<ConfigChange> check_train_request(const Config& config, const TrainR
                    << ": model.pretrained: not set; point it at OpenAI CLIP's archive (RN50.pt, "
                       "RN101.pt), or set it to \"none\" to train from random weights on purpose");
   SEGRUN_CHECK(!config.data.store.empty(), ConfigError, origin_of(config, "data.store") << ": data.store: not set");
-  require_stores(config);  // before the run folder is made: a typo must not leave a failed run behind
+  require_inputs(config);  // before the run folder is made: a typo must not leave a failed run behind
   require_new_empty_or_run_folder("--run-dir", request.run_dir);
   // A path through '..' is read where it resolves (--run-dir new/.. is the current folder, whose
   // checkpoints count, though new/ does not exist yet); any other is named as given.

@@ -3,7 +3,7 @@
 // They need no MPI and only read the run folder, so `segrun launch` makes them once before mpirun
 // starts (a mistake is one line, not one per rank) and Trainer's constructor again on every rank:
 //   - a run directory is named; model.pretrained and data.store are set, data.store and
-//     data.val_store are stores (core/config.h's require_stores);
+//     data.val_store are stores and model.pretrained a file (core/config.h's require_inputs);
 //   - the run directory is new, empty, or a segrun run folder (it has a status file, a sweep's
 //     overrides.json, a checkpoint or a rank log; RunFolder::holds_run_files): a folder of the
 //     user's own files is never written into;

@@ -416,7 +416,7 @@ void add_run_commands(CommandRegistry& registry) {
     engine::check_train_request(plan.config, plan.request);
     engine::check_run_not_busy(plan.request.run_dir);
     // Before mpirun starts the ranks (each would fail on it, and the run would be marked failed).
-    require_stores(plan.config);
+    require_inputs(plan.config);
   });
 
   EvalCommand& eval = s.eval_command;

@@ -158,10 +158,10 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
       sweeps::mark_slurm_jobs(plan, sweeps::active_slurm_jobs(plan));
       std::cout << sweeps::format_plan(plan, fmt);
       // The plan is still shown (it is what the user asked for); `sweep run` and `submit` refuse.
-      const std::vector<std::string> missing = sweeps::missing_stores_of_plan(spec, plan);
+      const std::vector<std::string> missing = sweeps::missing_inputs_of_plan(spec, plan);
       if (!missing.empty())
-        log::warn("{}; `sweep run` and `submit` refuse this sweep until the store exists",
-                  sweeps::describe_missing_stores(missing));
+        log::warn("{}; `sweep run` and `submit` refuse this sweep until it exists",
+                  sweeps::describe_missing_inputs(missing));
     } else {
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
                                          sweeps::slurm_states_of(plan));

@@ -358,22 +358,22 @@ std::string resume_refusal(const RunRecord& record, const Config& config, const 
          "; resuming it would change what it computes: delete the run folder to start it afresh";
 }
 
-std::string missing_store_of(const SweepSpec& spec, const PlannedRun& run, const Config& config) {
-  const std::vector<std::string> missing = missing_stores(config);
+std::string missing_input_of(const SweepSpec& spec, const PlannedRun& run, const Config& config) {
+  const std::vector<std::string> missing = missing_inputs(config);
   return missing.empty() ? "" : spec.path + ": run " + run.dir_name + ": " + missing.front();
 }
 
-std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan) {
+std::vector<std::string> missing_inputs_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan) {
   std::vector<std::string> out;
   for (const PlanEntry& e : plan) {
     if (e.action == PlanAction::kReuse || e.action == PlanAction::kOnSlurm) continue;
-    std::string missing = missing_store_of(spec, e.run, load_config(spec.base, e.run.train_args()));
+    std::string missing = missing_input_of(spec, e.run, load_config(spec.base, e.run.train_args()));
     if (!missing.empty()) out.push_back(std::move(missing));
   }
   return out;
 }
 
-std::string describe_missing_stores(const std::vector<std::string>& missing) {
+std::string describe_missing_inputs(const std::vector<std::string>& missing) {
   if (missing.empty()) return "";
   return missing.front() + (missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more run(s))" : "");
 }

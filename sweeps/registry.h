@@ -123,13 +123,13 @@ std::string resume_refusal(const RunRecord& record, const Config& config, const 
 // The check `sweep run`, `sweep plan` and `submit SPEC` make before any run starts, so that no
 // run starts only to fail: "<spec>: run <run's folder name>: data.store = <path>: no such store
 // folder" for the first store that `config` (the run's resolved config) names and that is not a
-// folder (core/config.h's missing_stores); "" when they are all there.
-std::string missing_store_of(const SweepSpec& spec, const PlannedRun& run, const Config& config);
-// missing_store_of for every run of `plan` that a `sweep run` would start (not done, not left to
+// folder (core/config.h's missing_inputs); "" when they are all there.
+std::string missing_input_of(const SweepSpec& spec, const PlannedRun& run, const Config& config);
+// missing_input_of for every run of `plan` that a `sweep run` would start (not done, not left to
 // a Slurm job), in plan order: `sweep run` refuses the first, `sweep plan` warns of them.
-std::vector<std::string> missing_stores_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan);
+std::vector<std::string> missing_inputs_of_plan(const SweepSpec& spec, const std::vector<PlanEntry>& plan);
 // Their first line, and how many more runs have one: for the warnings of `sweep plan` and of a dry run.
-std::string describe_missing_stores(const std::vector<std::string>& missing);
+std::string describe_missing_inputs(const std::vector<std::string>& missing);
 
 // Writes <dir>/overrides.json (creating dir). ConfigError when dir holds files of the user's own
 // (require_new_empty_or_run_folder).

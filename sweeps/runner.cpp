@@ -125,9 +125,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   mark_slurm_jobs(plan, options.slurm_jobs ? options.slurm_jobs(plan) : active_slurm_jobs(plan));
   // Refused before any run starts (each would start, fail on it and be marked failed), as `submit`;
   // a dry run still shows its commands (a plan made where the stores are not), and says it.
-  const std::vector<std::string> missing = missing_stores_of_plan(spec, plan);
+  const std::vector<std::string> missing = missing_inputs_of_plan(spec, plan);
   if (!missing.empty() && !options.dry_run) throw ConfigError(missing.front());
-  if (!missing.empty()) log::warn("{}; the sweep runs once the store exists", describe_missing_stores(missing));
+  if (!missing.empty()) log::warn("{}; the sweep runs once it exists", describe_missing_inputs(missing));
   SweepRunSummary summary;
   std::vector<const PlanEntry*> todo;
   std::vector<Overrides> shown;  // per todo entry: the overrides that differ between runs

@@ -135,7 +135,7 @@ void check_build_runs(const SlurmConfig& slurm, const Config& config,
 int submit_run(const SubmitRequest& req, std::ostream& out) {
   Config config = load_config(req.target, req.overrides);
   // Refused here, not after the job has waited in the queue (the stores are on a shared file system).
-  require_stores(config);
+  require_inputs(config);
   SlurmConfig slurm = config.cluster.slurm;
   req.slurm.apply(slurm);
   check_build_runs(slurm, config, [&](const std::string& key) { return origin_of(config, key); });
@@ -224,7 +224,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   }
   resolving.finish();
   for (size_t i = 0; i < plan.size(); ++i) {
-    const std::string missing = missing_store_of(spec, plan[i].run, configs[i]);
+    const std::string missing = missing_input_of(spec, plan[i].run, configs[i]);
     if (!missing.empty()) throw ConfigError(missing);
   }
   for (size_t i = 1; i < plan.size(); ++i) {

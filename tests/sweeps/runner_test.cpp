@@ -192,7 +192,7 @@ TEST_F(RunnerTest, AMissingStoreIsRefusedBeforeAnyRunStarts) {
     for (const auto& run : runs) EXPECT_FALSE(fs::exists(dir_.path() / "runs" / run.dir_name)) << run.dir_name;
   }
   // `sweep plan` lists the same problem for every run it would start (and warns of it).
-  const std::vector<std::string> missing = missing_stores_of_plan(spec, plan_sweep(spec, dir_.str("runs")));
+  const std::vector<std::string> missing = missing_inputs_of_plan(spec, plan_sweep(spec, dir_.str("runs")));
   ASSERT_EQ(missing.size(), 2u);
   EXPECT_EQ(missing[0], expected);
   // Once the store is there, the sweep runs.

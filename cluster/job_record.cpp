@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_errors.h"
 
 namespace segrun::cluster {
 namespace {
@@ -31,7 +32,7 @@ std::optional<JobRecord> read_job_record(const std::string& run_dir) {
     return JobRecord{j.at("job_id").get<std::string>(), j.value("script", ""), j.value("log", ""),
                      j.value("submitted", "")};
   } catch (const Json::exception& e) {
-    throw DataError(path.string() + ": not a segrun Slurm job record: " + e.what());
+    throw DataError(path.string() + ": not a segrun Slurm job record (" + json_error_text(e.what()) + ")");
   }
 }
 

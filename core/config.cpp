@@ -641,15 +641,19 @@ void unknown_key(const Origin& where, const std::string& key) {
   fail(where, key, "unknown key (did you mean '" + nearest_key(key) + "'?)");
 }
 
+// `seen`: the keys this file has set so far, with where: TOML keeps "train.lr" (quoted, one key)
+// and [train] lr apart, which both name train.lr here; the second is refused, not dropped.
 void apply_table(const toml::table& table, const std::string& prefix, Config& config, const std::string& file,
-                 const fs::path& base_dir) {
+                 const fs::path& base_dir, std::map<std::string, std::string>& seen) {
   for (const auto& [k, node] : table) {
     std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     Origin where = origin_of(file, node);
     if (const Field* f = find_field(key)) {
+      const auto [first, inserted] = seen.emplace(key, where.text);
+      if (!inserted) fail(where, key, "given twice (also at " + first->second + ")");
       assign(*f, config, node, where, base_dir);
     } else if (node.is_table() && is_section(key)) {
-      apply_table(*node.as_table(), key, config, file, base_dir);
+      apply_table(*node.as_table(), key, config, file, base_dir, seen);
     } else if (node.is_table() && !node.as_table()->empty()) {
       // Unknown section: report its first key by full path, so the suggestion can fix the section.
       auto first = node.as_table()->begin();
@@ -771,7 +775,8 @@ void check_cross_fields(const Config& c, const std::string& origin, const std::v
 Config parse_table(const toml::table& table, const std::string& origin, const std::vector<std::string>& overrides,
                    const fs::path& base_dir) {
   Config config;
-  apply_table(table, "", config, origin, base_dir);
+  std::map<std::string, std::string> seen;
+  apply_table(table, "", config, origin, base_dir, seen);
   for (const auto& o : overrides) apply_override(o, config);
   check_cross_fields(config, origin, overrides);
   config.overrides = overrides;
@@ -961,7 +966,8 @@ std::vector<std::string> missing_inputs(const Config& config) {
   std::error_code ec;
   const std::string& weights = config.model.pretrained;
   if (!weights.empty() && weights != "none" && !std::filesystem::is_regular_file(weights, ec))
-    missing.push_back("model.pretrained = " + weights + ": no such file (OpenAI CLIP's RN50.pt, RN101.pt, ...; or "
+    missing.push_back("model.pretrained = " + weights +
+                      ": no such file (OpenAI CLIP's RN50.pt, RN101.pt, ...; or "
                       "\"none\" for random weights)");
   return missing;
 }

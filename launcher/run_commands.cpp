@@ -23,6 +23,7 @@
 #include "core/config_changes.h"
 #include "core/config_reference.h"
 #include "core/error.h"
+#include "core/json_errors.h"
 #include "core/kinds.h"
 #include "core/log.h"
 #include "core/output_paths.h"
@@ -196,7 +197,7 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint, co
   try {
     stored = Json::parse(read_file(run.result_path()));
   } catch (const Json::exception& e) {
-    throw DataError(run.result_path() + ": not a segrun result.json: " + e.what());
+    throw DataError(run.result_path() + ": not a segrun result.json (" + json_error_text(e.what()) + ")");
   }
   const int64_t finished = stored.value("iterations", static_cast<int64_t>(-1));
   if (finished != result.iteration) {

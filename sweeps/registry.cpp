@@ -16,6 +16,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/folder_lock.h"
+#include "core/json_errors.h"
 #include "core/output_paths.h"
 
 namespace segrun::sweeps {
@@ -110,7 +111,8 @@ RunRecord read_run(const std::string& dir_text) {
       for (const auto& item : j.at("overrides").items())
         r.overrides[item.key()] = canonical_for_key(item.key(), item.value().get<std::string>());
     } catch (const Json::exception& e) {
-      throw DataError(manifest.string() + ": not a segrun overrides.json: " + e.what());
+      throw DataError(manifest.string() + ": not a segrun overrides.json (" + json_error_text(e.what()) +
+                      "); move the run folder out of the runs folder, or repair the file");
     }
   }
   const RunStatus status = folder.read_status();
@@ -144,7 +146,8 @@ RunRecord read_run(const std::string& dir_text) {
       if (!ec)
         r.result_written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(written.time_since_epoch()).count();
     } catch (const Json::exception& e) {
-      throw DataError(result.string() + ": not a segrun result.json: " + e.what());
+      throw DataError(result.string() + ": not a segrun result.json (" + json_error_text(e.what()) +
+                      "); move the run folder out of the runs folder, or repair the file");
     }
   }
   return r;

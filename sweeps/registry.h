@@ -44,6 +44,9 @@ struct RunRecord {
   int64_t result_written_ns = 0;            // result.json's modification time (file clock), 0 without one
   std::map<std::string, double> result;     // numeric top-level fields of result.json (mIoU, ...)
   std::map<std::string, double> per_class;  // per_class IoU of result.json, NaN for null
+  // A sweep's done run trained under an earlier base config, as the plan finds it ("the run was
+  // trained with model.width = 8, the sweep now gives 16"); "" otherwise.
+  std::string config_change;
   // Only for a running run: who holds its lock (core/folder_lock.h's lock_holder): "pid 1234 on
   // node7 since ...", "" when nobody does (the process died without updating the status), nullopt
   // when it cannot be known (a run from before the lock, or no flock on the file system).

@@ -372,6 +372,7 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
     RunRecord record = e.record;
     record.overrides = e.run.overrides;  // also for runs never launched (no overrides.json yet)
     record.seed = e.run.seed;
+    if (e.config_changed) record.config_change = e.config_change.empty() ? "its base config changed" : e.config_change;
     source.runs.push_back(std::move(record));
   }
   source.table.rows = spec.table.rows;

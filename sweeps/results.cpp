@@ -227,6 +227,11 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
   if (g.runs_not_done > 0) notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
   if (!g.repeated_runs.empty()) notes.push_back(repeated_runs_note(g.repeated_runs));
+  if (g.runs_of_older_config > 0)
+    notes.push_back(std::to_string(g.runs_of_older_config) +
+                    " run(s) were trained under an earlier base config (the first: " + g.older_config_change +
+                    "); their figures are not the sweep's as it now stands: delete their folders and run the sweep "
+                    "again to redo them (`segrun sweep plan` lists them).");
   if (!g.mixed_global_batches.empty()) {
     std::vector<std::string> counts;
     for (const auto& [batch, runs] : g.mixed_global_batches)
@@ -350,6 +355,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
       continue;
     }
     valued.emplace_back(&r, v);
+    if (!r.config_change.empty() && g.runs_of_older_config++ == 0) g.older_config_change = r.config_change;
     const RunRecord*& kept = newest[{r.overrides, r.seed}];
     if (!kept || std::make_pair(r.result_written_ns, r.dir) > std::make_pair(kept->result_written_ns, kept->dir))
       kept = &r;
@@ -601,6 +607,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     j["cols"] = g.col_keys;
     j["baseline"] = json_config(g.baseline);
     j["runs_not_done"] = g.runs_not_done;
+    j["runs_of_older_config"] = g.runs_of_older_config;
     if (!g.repeated_runs.empty()) {
       Json repeated = Json::array();
       for (const RepeatedRun& r : g.repeated_runs)

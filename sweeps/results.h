@@ -92,6 +92,10 @@ struct ResultGrid {
   // column keys, so are not shown (in a folder of ad-hoc runs, a train.lr changed together with
   // model.dropout): a footnote names them, since a row's difference is then not its label's alone.
   std::vector<std::string> co_varying_keys;
+  // Runs of the table that a sweep trained under an earlier base config (RunRecord::config_change;
+  // the first one's change): a footnote says their figures are not the sweep's as it now stands.
+  int runs_of_older_config = 0;
+  std::string older_config_change;
 };
 
 // Groups done runs into cells. ConfigError when a rows/cols/baseline/where key is not swept,

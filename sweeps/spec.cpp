@@ -100,6 +100,22 @@ std::vector<std::string> override_args(const Overrides& overrides) {
   return args;
 }
 
+// flatten() of a spec table, refusing a key given twice: TOML keeps "train.lr" (quoted, one key)
+// and train.lr (dotted, or [train] lr) apart, and both name train.lr.
+std::vector<std::pair<std::string, const toml::node*>> flat_keys(const SpecReader& r, const toml::table& table,
+                                                                 const std::string& where) {
+  std::vector<std::pair<std::string, const toml::node*>> flat;
+  flatten(table, "", flat);
+  std::map<std::string, const toml::node*> seen;
+  for (const auto& [key, node] : flat) {
+    const auto [first, inserted] = seen.emplace(key, node);
+    if (!inserted)
+      r.fail(*node, where + " " + key,
+             "given twice (also on line " + std::to_string(SpecReader::line_of(*first->second)) + ")");
+  }
+  return flat;
+}
+
 // Reads one override table (grid point, variant, filter or baseline): dotted key -> canonical
 // value, each checked against the schema by applying it to the base config on top of `context`
 // (the [fixed] overrides, which every run has). With together = true (the [fixed] table, a
@@ -108,8 +124,7 @@ std::vector<std::string> override_args(const Overrides& overrides) {
 // model.vit.out_indices, are judged together.
 LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, const std::string& where,
                                 const std::string& base, const Overrides& context = {}, bool together = false) {
-  std::vector<std::pair<std::string, const toml::node*>> flat;
-  flatten(table, "", flat);
+  const auto flat = flat_keys(r, table, where);
   LocatedOverrides out;
   for (const auto& [key, node] : flat) {
     const std::string label = where + " " + key;
@@ -322,8 +337,7 @@ GridAxes read_grid(const SpecReader& r, const toml::table& root, const Overrides
   GridAxes axes;
   const toml::table* t = optional_table(r, root, "grid", "expected a table of key = [values]");
   if (!t) return axes;
-  std::vector<std::pair<std::string, const toml::node*>> flat;
-  flatten(*t, "", flat);
+  const auto flat = flat_keys(r, *t, "grid");
   if (flat.empty()) r.fail(*t, "grid", "empty (give key = [values], or remove [grid])");
   for (const auto& [key, node] : flat) {
     check_not_top_level(r, *node, "grid", key);
@@ -367,9 +381,7 @@ Variants read_variants(const SpecReader& r, const toml::table& root, const Overr
     const toml::table* t = item.as_table();
     if (!t) r.fail(item, "variants", "expected a table of key = value, got " + toml_type_name(item));
     Overrides v;
-    std::vector<std::pair<std::string, const toml::node*>> flat;
-    flatten(*t, "", flat);
-    for (const auto& [key, node] : flat) check_not_scheduling(r, *node, "variants", key);
+    for (const auto& [key, node] : flat_keys(r, *t, "variants")) check_not_scheduling(r, *node, "variants", key);
     for (const auto& [key, located] : read_overrides(r, *t, "variants", spec.base, fixed, /*together=*/true)) {
       for (const auto& axis : axes)
         if (axis.first == key)

@@ -83,6 +83,24 @@ TEST_F(OneAxis, Markdown) {
   EXPECT_EQ(format_result_grid(build_result_grid(runs_, options), "md"), expected);
 }
 
+// Runs a sweep trained under an earlier base config (its plan says "done (reuse; base config
+// changed)") are shown with a footnote: their figures are not the sweep's as it now stands.
+TEST_F(OneAxis, RunsOfAnEarlierBaseConfigAreFootnoted) {
+  std::vector<RunRecord> runs = runs_;
+  runs[0].config_change = "the run was trained with model.width = 8, the sweep now gives 16";
+  runs[3].config_change = "the run was trained with model.width = 8, the sweep now gives 16";
+  const ResultGrid g = build_result_grid(runs, ResultTableOptions{});
+  EXPECT_EQ(g.runs_of_older_config, 2);
+  const std::string md = format_result_grid(g, "md");
+  EXPECT_NE(md.find("- 2 run(s) were trained under an earlier base config (the first: the run was trained with "
+                    "model.width = 8, the sweep now gives 16); their figures are not the sweep's as it now stands: "
+                    "delete their folders and run the sweep again to redo them (`segrun sweep plan` lists them).\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(format_result_grid(build_result_grid(runs_, ResultTableOptions{}), "md").find("earlier base config"),
+            std::string::npos);
+}
+
 // The paper's value beside the measured one: a column without cols, only for the metric it
 // reports, with its source in a footnote.
 TEST_F(OneAxis, PaperColumn) {

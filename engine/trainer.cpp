@@ -429,7 +429,11 @@ Trainer::State::ResumePoint Trainer::State::load_resume_point() {
       meta = load_checkpoint(resume_path, s.signature, *s.model, s.optimizer.get());
     } catch (const UnreadableCheckpointError& e) {
       // --resume auto falls back to the previous checkpoint; an explicit path does not.
-      if (s.request.resume != "auto" || i + 1 == s.resume_candidates.size()) throw;
+      if (s.request.resume != "auto") throw;
+      if (i + 1 == s.resume_candidates.size())
+        throw UnreadableCheckpointError(
+            std::string(e.what()) + "; none of the run's " + std::to_string(s.resume_candidates.size()) +
+            " checkpoint(s) can be read: move " + s.run.checkpoint_dir() + " aside to train the run from its start");
       log::warn("{}; trying the previous checkpoint", e.what());
       continue;
     }

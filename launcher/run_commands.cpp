@@ -360,6 +360,12 @@ int run_metrics(const engine::MetricsCommandOptions& given) {
   if (with_confusion) require_new_file("--confusion", options.confusion_csv);
   torch::Tensor confusion;
   const engine::SegMetrics metrics = engine::evaluate_label_dirs(options, with_confusion ? &confusion : nullptr);
+  // Nothing counted is no score of 0 or NaN to print and exit 0 on: the flags do not fit the labels.
+  SEGRUN_CHECK(metrics.pixels > 0, DataError,
+               options.gt_dir << ": no ground-truth pixel is counted (every one is --ignore-index "
+                              << options.ignore_index
+                              << (options.reduce_zero_label ? " or 0 under --reduce-zero-label" : "")
+                              << ", or outside --num-classes " << options.num_classes << ")");
   nlohmann::ordered_json record = engine::metrics_to_json(metrics, options.class_names);
   std::string confusion_text;
   if (with_confusion) {
@@ -500,7 +506,9 @@ void add_run_commands(CommandRegistry& registry) {
       ->check(CLI::IsMember(layout_names()));
   metrics_command->add_option("--num-classes", metrics.num_classes, "number of classes (required without --layout)")
       ->check(int_range(1, 255));
-  metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")->capture_default_str();
+  metrics_command->add_option("--ignore-index", metrics.ignore_index, "ignored label value")
+      ->capture_default_str()
+      ->check(int_range(0, 255));
   metrics_command->add_flag("--reduce-zero-label", metrics.reduce_zero_label,
                             "ADE20K convention: GT 0 -> ignore, k -> k-1");
   metrics_command->add_flag("--json", metrics.json, "print JSON");

@@ -364,8 +364,7 @@ int run_metrics(const engine::MetricsCommandOptions& given) {
   SEGRUN_CHECK(metrics.pixels > 0, DataError,
                options.gt_dir << ": no ground-truth pixel is counted (every one is --ignore-index "
                               << options.ignore_index
-                              << (options.reduce_zero_label ? " or 0 under --reduce-zero-label" : "")
-                              << ", or outside --num-classes " << options.num_classes << ")");
+                              << (options.reduce_zero_label ? ", or 0 under --reduce-zero-label" : "") << ")");
   nlohmann::ordered_json record = engine::metrics_to_json(metrics, options.class_names);
   std::string confusion_text;
   if (with_confusion) {

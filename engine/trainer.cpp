@@ -17,6 +17,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/output_paths.h"
 #include "core/run_folder.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -396,7 +397,15 @@ void Trainer::set_up() {
   if (!config.data.val_store.empty()) {
     s.val_store = std::make_shared<data::StoreReader>(config.data.val_store);
     check_store_matches(*s.val_store, config.data.val_store, config);
+    // Legal (a smoke test), but a table of such a run would not read as a validation mIoU.
+    if (s.root && resolved_output_path(config.data.store) == resolved_output_path(config.data.val_store))
+      log::warn("data.val_store is data.store ({}): the validation mIoU is measured on the training images",
+                config.data.store);
   }
+  const auto is_validation_split = [](const std::string& split) { return split == "validation" || split == "val"; };
+  if (s.root && is_validation_split(s.store->split()))
+    log::warn("data.store {} was packed from the '{}' split: the run trains on validation images", config.data.store,
+              s.store->split());
   const int num_classes = s.store->num_classes();
   s.outcome.class_names = s.store->class_names();
 

@@ -69,7 +69,8 @@ const std::string& split_folder(const std::string& split, const LayoutInfo& layo
                                        << " split (valid: train, val, training, validation)");
 }
 
-// <root>[/ADEChallengeData2016]/{images,annotations}/<dir>/<name>.{jpg,png}
+// <root>[/ADEChallengeData2016]/{images,annotations}/<dir>/[<sub>/]<name>.{jpg,png}: subfolders
+// are searched as mmseg's scan does, the annotation at the same place below annotations/<dir>.
 std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& dir) {
   fs::path base(root);
   require_root(base);
@@ -79,14 +80,15 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& d
   require_dir(images, "image");
   require_dir(annotations, "annotation");
   std::vector<SourceRecord> out;
-  for (const auto& entry : fs::directory_iterator(images)) {
+  for (const auto& entry : fs::recursive_directory_iterator(images)) {
     if (!entry.is_regular_file()) continue;
     const std::string ext = lower(entry.path().extension().string());
     if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") continue;
     SourceRecord r;
     r.image = entry.path().string();
     r.name = entry.path().stem().string();
-    r.annotation = (annotations / (r.name + ".png")).string();
+    const fs::path sub = fs::relative(entry.path().parent_path(), images);
+    r.annotation = (annotations / sub / (r.name + ".png")).lexically_normal().string();
     out.push_back(r);
   }
   return sorted_and_checked(std::move(out), images);

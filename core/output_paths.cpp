@@ -34,8 +34,17 @@ void require_creatable(const std::string& option, const std::string& path, const
 
 }  // namespace
 
+void refuse_dangling_link(const std::string& option, const std::string& path) {
+  std::error_code ec;
+  const fs::path link = fs::path(path).lexically_normal();
+  if (!fs::is_symlink(link, ec) || fs::exists(link, ec)) return;
+  throw ConfigError(option + " " + path + ": a symbolic link to " + fs::read_symlink(link, ec).string() +
+                    ", which does not exist: give another path");
+}
+
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose) {
   SEGRUN_CHECK(!path.empty(), ConfigError, option << " is required");
+  refuse_dangling_link(option, path);
   const fs::path where = resolved_output_path(path);
   std::error_code ec;
   if (!fs::exists(where, ec)) return require_creatable(option, path, where);
@@ -63,6 +72,7 @@ void mark_prediction_folder(const std::string& path, const std::string& made_by)
 }
 
 void require_new_empty_or_run_folder(const std::string& option, const std::string& dir) {
+  refuse_dangling_link(option, dir);
   const fs::path where = resolved_output_path(dir);
   std::error_code ec;
   if (!fs::exists(where, ec)) return require_creatable(option, dir, where);
@@ -74,6 +84,7 @@ void require_new_empty_or_run_folder(const std::string& option, const std::strin
 }
 
 void require_new_file(const std::string& option, const std::string& path) {
+  refuse_dangling_link(option, path);  // the write would replace the link
   std::error_code ec;
   SEGRUN_CHECK(!fs::exists(resolved_output_path(path), ec), ConfigError,
                option << " " << path << ": already exists; nothing is overwritten, choose a new file name");

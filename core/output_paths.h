@@ -35,6 +35,10 @@ void mark_prediction_folder(const std::string& path, const std::string& made_by)
 // refused, naming `option`.
 void require_new_empty_or_run_folder(const std::string& option, const std::string& dir);
 
+// ConfigError "<option> <path>: a symbolic link to <target>, which does not exist; ..." when
+// `path` is such a link: a folder cannot be made there, and a file written there replaces the link.
+void refuse_dangling_link(const std::string& option, const std::string& path);
+
 // `path` does not exist and its folder does (the file is written at the end).
 void require_new_file(const std::string& option, const std::string& path);
 

@@ -288,6 +288,7 @@ std::vector<SourceRecord> scan_split(Layout layout, const std::string& root, con
 }
 
 void check_pack_target(const std::string& out) {
+  refuse_dangling_link("--out", out);
   const fs::path where = resolved_output_path(out);  // "new/.." is the current folder
   std::error_code ec;
   const bool exists = fs::exists(where, ec);

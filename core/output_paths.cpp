@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <system_error>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/run_folder.h"
 
@@ -52,23 +51,6 @@ void require_new_or_empty_folder(const std::string& option, const std::string& p
                option << " " << path << ": exists and is not a folder (" << purpose << ")");
   SEGRUN_CHECK(fs::is_empty(where, ec), ConfigError,
                option << " " << path << ": exists and is not empty (" << purpose << ")");
-}
-
-bool require_new_empty_or_prediction_folder(const std::string& option, const std::string& path) {
-  std::error_code ec;
-  const fs::path where = resolved_output_path(path);
-  if (fs::is_directory(where, ec) && fs::is_regular_file(where / kPredictionFolderMark, ec)) return true;
-  require_new_or_empty_folder(option, path,
-                              "predictions go to a new or empty folder, or to one of earlier predictions");
-  return false;
-}
-
-void mark_prediction_folder(const std::string& path, const std::string& made_by) {
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) throw IoError(path + ": cannot create folder: " + ec.message());
-  write_file_atomic((fs::path(path) / kPredictionFolderMark).string(),
-                    "predictions of " + made_by + ": a later run may rewrite this folder\n");
 }
 
 void require_new_empty_or_run_folder(const std::string& option, const std::string& dir) {

@@ -18,17 +18,6 @@ std::filesystem::path resolved_output_path(const std::string& path);
 // to a new or empty folder".
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose);
 
-// Prediction folders (predict --out, eval --save-pred) hold this file from before their first
-// prediction: a command that stopped part way (a bad image, out of memory, Ctrl-C) is run again
-// into the same folder, which it then rewrites, instead of being refused for a folder not empty.
-inline constexpr const char* kPredictionFolderMark = ".segrun-predictions";
-// `path` does not exist, is empty, or is a prediction folder (holds kPredictionFolderMark); a
-// folder of other files is refused: "<option> <path>: exists and is not empty (predictions go to a
-// new or empty folder, or to one of earlier predictions)". True for a prediction folder.
-bool require_new_empty_or_prediction_folder(const std::string& option, const std::string& path);
-// Makes `path` and writes its kPredictionFolderMark (naming `made_by`, e.g. "segrun predict").
-void mark_prediction_folder(const std::string& path, const std::string& made_by);
-
 // `dir` (a run folder to train in, or to queue a job in) does not exist, is empty, or is a segrun
 // run folder (RunFolder::holds_run_files): a folder segrun has trained in, a sweep or a submit has
 // prepared, or another rank of this run has just created. A folder of the user's own files is

@@ -265,7 +265,7 @@ EvalOutcome evaluate_images(models::SegmentorImpl& model, const data::StoreReade
   const auto test_options = data::test_transform_options(config.data);
   int64_t total = store.size();
   if (request.limit >= 0) total = std::min(total, request.limit);
-  if (!request.save_pred_dir.empty()) mark_prediction_folder(request.save_pred_dir, "segrun eval");
+  if (!request.save_pred_dir.empty()) std::filesystem::create_directories(request.save_pred_dir);
   if (!request.save_pred_dir.empty() && request.color) {
     std::filesystem::create_directories(request.save_pred_dir + "/color");
     std::filesystem::create_directories(request.save_pred_dir + "/overlay");
@@ -386,7 +386,8 @@ CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankC
   auto comm = setup.comm;
   data::StoreReader store(config.data.val_store);
   check_store_matches(store, config.data.val_store, config);
-  if (!request.save_pred_dir.empty()) require_new_empty_or_prediction_folder("--save-pred", request.save_pred_dir);
+  if (!request.save_pred_dir.empty())
+    require_new_or_empty_folder("--save-pred", request.save_pred_dir, "predictions go to a new or empty folder");
   auto model = build_model(config, store, comm, /*with_pretrained=*/false);
   model->to(setup.device);
   const CheckpointMeta meta =

@@ -83,7 +83,7 @@ std::vector<std::string> list_predict_images(const std::vector<std::string>& inp
 PredictOutcome predict_images(const Config& config, const dist::RankContext& context, const std::string& checkpoint,
                               const PredictRequest& request) {
   const std::vector<std::string> images = list_predict_images(request.inputs);
-  require_new_empty_or_prediction_folder("--out", request.out_dir);
+  require_new_or_empty_folder("--out", request.out_dir, "predictions go to a new or empty folder");
   const ViewSet views = eval_views(config.eval, request.multi_scale);
   const data::Layout layout = data::parse_layout(config.data.layout);
   const DeviceSetup setup = setup_device(config, context);
@@ -101,8 +101,7 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
     SEGRUN_CHECK(cv::haveImageReader(path), DataError, path << ": cannot decode image (not a format OpenCV reads)");
   }
   comm.barrier();  // every rank has checked --out and its images before any writes into it
-  mark_prediction_folder(request.out_dir, "segrun predict");
-  for (const char* sub : {"/color", "/overlay"}) fs::create_directories(request.out_dir + sub);
+  for (const char* sub : {"", "/color", "/overlay"}) fs::create_directories(request.out_dir + sub);
   if (request.label_ids) fs::create_directories(request.out_dir + "/label_ids");
   const std::array<uint8_t, 256> raw_of_train = data::raw_label_of_train_id(layout);
 
@@ -119,7 +118,7 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
       original = data::decode_image(data::read_bytes(path), path);
     } catch (const DataError& e) {  // a file whose header passed the check above but that is cut short
       throw DataError(std::string(e.what()) + "; " + request.out_dir +
-                      " holds the predictions made before it (the same command again rewrites them)");
+                      " holds the predictions made before it: remove it, or choose another --out, to run again");
     }
     torch::Tensor prediction;
     try {

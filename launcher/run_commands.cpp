@@ -434,7 +434,8 @@ void add_run_commands(CommandRegistry& registry) {
     const EvalCommand& cmd = options->eval_command;
     const EvalSource source = eval_source("eval", cmd.config, cmd.checkpoint);
     load_config(source.config, cmd.overrides);
-    if (!cmd.save_pred.empty()) require_new_empty_or_prediction_folder("--save-pred", cmd.save_pred);
+    if (!cmd.save_pred.empty())
+      require_new_or_empty_folder("--save-pred", cmd.save_pred, "predictions go to a new or empty folder");
     if (!cmd.confusion.empty()) require_new_file("--confusion", cmd.confusion);
     eval_record_dir(cmd, source);
   });
@@ -474,7 +475,7 @@ void add_run_commands(CommandRegistry& registry) {
     const PredictCommand& cmd = options->predict_command;
     load_config(eval_source("predict", cmd.config, cmd.checkpoint).config, cmd.overrides);
     engine::list_predict_images(cmd.images);
-    require_new_empty_or_prediction_folder("--out", cmd.out);
+    require_new_or_empty_folder("--out", cmd.out, "predictions go to a new or empty folder");
   });
   predict_command->add_option("config", predict.config, "experiment TOML, or a run folder (its config.toml)")
       ->required();

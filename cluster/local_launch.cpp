@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <optional>
+#include <utility>
 #include <cerrno>
 #include <cstdio>
 #include <csignal>
@@ -30,18 +33,25 @@ void write_lines(const std::vector<std::string>& lines) {
 }
 
 // Copies mpirun's stderr (the read end `fd`, closed here) to this process's through
-// MpirunErrFilter, line by line, until the stream ends -- or, once `child_done` is set, until it
-// has been quiet for a moment (a process mpirun left behind may hold the pipe open).
+// MpirunErrFilter, line by line, until the stream ends -- or, once `child_done` is set, for at
+// most kDrainAfterExit more (a process mpirun left behind, an ssh say, may hold the pipe open and
+// write on). A line longer than kLongestLine goes out in pieces.
 void relay_filtered(int fd, const std::atomic<bool>& child_done) {
+  constexpr auto kDrainAfterExit = std::chrono::seconds(2);
+  constexpr size_t kLongestLine = 64 * 1024;
   MpirunErrFilter filter;
   std::string pending;
   char buffer[4096];
+  std::optional<std::chrono::steady_clock::time_point> drain_until;
   while (true) {
+    if (child_done && !drain_until) drain_until = std::chrono::steady_clock::now() + kDrainAfterExit;
+    if (drain_until && std::chrono::steady_clock::now() >= *drain_until) break;
     pollfd readable{fd, POLLIN, 0};
     const int ready = ::poll(&readable, 1, 200);
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) {
-      if (ready < 0 || child_done) break;
+    if (ready < 0) break;
+    if (ready == 0) {
+      if (drain_until) break;  // quiet after mpirun's end: all was said
       continue;
     }
     const ssize_t n = ::read(fd, buffer, sizeof(buffer));
@@ -52,6 +62,7 @@ void relay_filtered(int fd, const std::atomic<bool>& child_done) {
     for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
       write_lines(filter.line(pending.substr(start, end - start)));
     pending.erase(0, start);
+    if (pending.size() > kLongestLine) write_lines(filter.line(std::exchange(pending, std::string())));
   }
   std::vector<std::string> rest = filter.finish();
   if (!pending.empty()) rest.push_back(pending);

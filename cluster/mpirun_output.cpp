@@ -51,12 +51,15 @@ std::vector<std::string> MpirunErrFilter::line(const std::string& text) {
     return {};
   }
   if (is_abort_note(text) || text.rfind("mpirun: Forwarding signal ", 0) == 0) return {};
-  static const std::regex kRankError("^segrun: error on rank [0-9]+: (.*)$");
-  std::smatch match;
-  if (std::regex_match(text, match, kRankError)) {
-    const std::string message = match[1].str();
-    if (std::find(rank_errors_.begin(), rank_errors_.end(), message) != rank_errors_.end()) return {};
-    rank_errors_.push_back(message);
+  // "segrun: error on rank <digits>: <message>"
+  static const std::string kRankError = "segrun: error on rank ";
+  if (text.rfind(kRankError, 0) == 0) {
+    const size_t digits_end = text.find_first_not_of("0123456789", kRankError.size());
+    if (digits_end != std::string::npos && digits_end > kRankError.size() && text.compare(digits_end, 2, ": ") == 0) {
+      const std::string message = text.substr(digits_end + 2);
+      if (std::find(rank_errors_.begin(), rank_errors_.end(), message) != rank_errors_.end()) return {};
+      rank_errors_.push_back(message);
+    }
   }
   return {text};
 }

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -198,6 +199,17 @@ sweeps::ResultTableOptions table_options(const SweepOptions& s, const sweeps::Re
   if (!s.metric.empty()) options.metric = s.metric;
   if (!s.baseline.empty()) options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
   options.where = sweeps::parse_filter_args(s.where, "--where");
+  // A runs folder's runs are compared by their resolved stores (registry.h): so are these values.
+  if (source.kind == sweeps::ReportSource::Kind::kRunsDir) {
+    for (auto& [key, values] : options.where)
+      if (sweeps::is_store_key(key)) {
+        std::set<std::string> resolved;
+        for (const auto& v : values) resolved.insert(sweeps::canonical_store_value(v));
+        values = resolved;
+      }
+    for (auto& [key, value] : options.baseline)
+      if (sweeps::is_store_key(key)) value = sweeps::canonical_store_value(value);
+  }
   options.decimals = s.decimals;
   return options;
 }

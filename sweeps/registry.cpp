@@ -166,23 +166,15 @@ std::vector<RunRecord> scan_runs(const std::string& runs_dir) {
   return out;
 }
 
-namespace {
+bool is_store_key(const std::string& key) { return key == "data.store" || key == "data.val_store"; }
 
-constexpr const char* kStoreKeys[] = {"data.store", "data.val_store"};
-
-// The store folder a store key's TOML text names, resolved: "st/val", "st/val/", "./st/val",
-// "st/val/manifest.json" and a link to it are one store.
-std::string store_folder(const std::string& toml_text) {
-  std::string path = toml_text;
-  if (path.size() >= 2 && (path.front() == '"' || path.front() == '\'') && path.back() == path.front())
-    path = path.substr(1, path.size() - 2);
-  if (path.empty()) return toml_text;
+std::string canonical_store_value(const std::string& canonical) {
+  const std::string path = display_value(canonical);
+  if (path.empty()) return canonical;
   fs::path folder = resolved_output_path(path);
   if (folder.filename() == "manifest.json") folder = folder.parent_path();
-  return folder.string();
+  return canonical_value(Json(folder.string()).dump());  // a TOML basic string is a JSON string
 }
-
-}  // namespace
 
 std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
   std::vector<RunRecord> runs;
@@ -196,10 +188,8 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
     const auto global_batch = runs.back().result.find(kGlobalBatchKey);
     if (global_batch != runs.back().result.end())
       configs.back()[kGlobalBatchKey] = std::to_string(static_cast<int64_t>(global_batch->second));
-    for (const char* key : kStoreKeys) {
-      auto store = configs.back().find(key);
-      if (store != configs.back().end()) store->second = store_folder(store->second);
-    }
+    for (auto& [key, value] : configs.back())
+      if (is_store_key(key)) value = canonical_store_value(value);
   }
   // Each key's values over the runs, "" where a run lacks it; a key with two or more differs.
   const auto value_in = [](const Overrides& config, const std::string& key) {
@@ -221,7 +211,7 @@ std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {
   // other data, they stay apart, with their stores shown.
   std::set<std::string> results;
   for (const std::string& key : differing)
-    if (changes_result(key) || std::count(std::begin(kStoreKeys), std::end(kStoreKeys), key) > 0) results.insert(key);
+    if (changes_result(key) || is_store_key(key)) results.insert(key);
   if (!results.empty())
     differing = results;
   else if (differing.count("name"))

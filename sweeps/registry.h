@@ -53,6 +53,13 @@ struct RunRecord {
   std::optional<std::string> holder;
 };
 
+// data.store and data.val_store: where a run's data is read from.
+bool is_store_key(const std::string& key);
+// A store key's canonical value with the folder resolved: "st/val", "st/val/", "./st/val",
+// "st/val/manifest.json" and a link to it are one store (scan_trained_runs compares runs by it;
+// a table's --where / --baseline values of a runs folder are resolved the same way).
+std::string canonical_store_value(const std::string& canonical);
+
 // The run's state as status commands show it: the status file's word, except that a running run
 // says who trains it ("running (pid 1234 on node7 since ...)") or, when nobody holds it any more,
 // "stale: ..." with the command that continues it.

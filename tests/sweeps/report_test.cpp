@@ -386,7 +386,7 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   // trained on the validation store must not stand for the baseline).
   write_text(heads / "b" / "config.toml", "[model]\nhead = 'clip_sp'\n[log]\ninterval = 50\n[data]\nstore = '/x/b'\n");
   EXPECT_EQ(load_report_source(heads.string(), "", false).runs[1].overrides,
-            (Overrides{{"data.store", "/x/b"}, {"model.head", "\"clip_sp\""}}));
+            (Overrides{{"data.store", "\"/x/b\""}, {"model.head", "\"clip_sp\""}}));
   // Where only such keys differ, the runs' names label them (else those keys).
   write_text(heads / "b" / "config.toml", "name = 'b'\n[model]\nhead = 'fpn'\n[log]\ninterval = 50\n");
   write_text(heads / "a" / "config.toml", "name = 'a'\n[model]\nhead = 'fpn'\n[log]\ninterval = 10\n");

@@ -169,10 +169,16 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
 }
 
 // The data settings of `config` under which an evaluation is not one of the run's own validation
-// data: another validation store (resolved: one store spelled two ways is one), or other
-// data.* keys that change a result (data.scale, ...). "" when there are none.
+// data: another validation store (resolved: "st/val", "st/val/" and "st/val/manifest.json" are
+// one), or other data.* keys that change a result (data.scale, ...). "" when there are none, and
+// for a run trained without a validation store (it has no validation figures of its own).
 std::string other_data_than_the_runs(const Config& run_config, const Config& config) {
-  if (resolved_output_path(run_config.data.val_store) != resolved_output_path(config.data.val_store))
+  if (run_config.data.val_store.empty()) return "";
+  const auto store_folder = [](const std::string& store) {
+    fs::path folder = resolved_output_path(store);
+    return folder.filename() == "manifest.json" ? folder.parent_path() : folder;
+  };
+  if (store_folder(run_config.data.val_store) != store_folder(config.data.val_store))
     return "data.val_store = " + config.data.val_store + ", the run validated on " + run_config.data.val_store;
   for (const ConfigChange& change : result_changes(run_config, config))
     if (change.key.rfind("data.", 0) == 0) return change.key + " = " + change.after + ", the run's is " + change.before;

@@ -74,7 +74,8 @@ void require_known_states(const std::map<std::string, RecordedJob>& jobs, const 
   if (!first) return;
   const std::string others = unknown > 1 ? " (and " + std::to_string(unknown - 1) + " other run(s))" : "";
   throw ClusterError(first->first + others + ": cannot tell whether Slurm job " + first->second.record.job_id +
-                     " is still pending or running (" + first->second.unknown_because + "); " + consequence);
+                     " is still pending or running (" + first->second.unknown_because + "); " + consequence +
+                     " (if that job has ended, remove " + first->first + "/" + kJobRecordFile + ")");
 }
 
 }  // namespace segrun::cluster

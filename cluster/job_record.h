@@ -38,7 +38,8 @@ struct RecordedJob {
 // The recorded jobs of these run folders (those without a record are left out), keyed by folder.
 std::map<std::string, RecordedJob> recorded_jobs(const std::vector<std::string>& run_dirs);
 // ClusterError when Slurm could not say whether one of these jobs is still pending or running:
-// "<run folder>: cannot tell whether Slurm job <id> is still pending or running (<why>); <consequence>".
+// "<run folder>: cannot tell whether Slurm job <id> is still pending or running (<why>);
+// <consequence> (if that job has ended, remove <run folder>/slurm_job.json)".
 // Acting on such a job as if it had ended would train its run twice at once.
 void require_known_states(const std::map<std::string, RecordedJob>& jobs, const std::string& consequence);
 

@@ -253,7 +253,18 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   std::vector<std::string> dirs;
   for (const auto& e : plan) dirs.push_back(e.dir);
   const auto jobs = cluster::recorded_jobs(dirs);
-  cluster::require_known_states(jobs, "nothing submitted; try again when squeue answers");
+  {
+    // Only the runs this would submit: a done run is skipped whatever its job's state.
+    std::map<std::string, cluster::RecordedJob> to_submit;
+    for (const auto& e : plan)
+      if (e.action != PlanAction::kReuse && jobs.count(e.dir)) to_submit.emplace(e.dir, jobs.at(e.dir));
+    try {
+      cluster::require_known_states(to_submit, "nothing submitted; try again when squeue answers");
+    } catch (const ClusterError& e) {
+      if (!req.dry_run) throw;
+      std::cerr << "warning: " << e.what() << "\n";  // a dry run still shows the script
+    }
+  }
   std::vector<size_t> todo;
   int done = 0, queued = 0, refused = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
@@ -450,7 +461,8 @@ std::map<std::string, SchedulerState> slurm_states_of(const std::vector<PlanEntr
     SchedulerState state;
     state.state = cluster::merge_run_state(record ? record->state : RunState::kNew, record ? record->reason : "",
                                            entry.slurm ? &*entry.slurm : nullptr);
-    if (!entry.unknown_because.empty()) state.state += " [slurm: state unknown: " + entry.unknown_because + "]";
+    if (!entry.unknown_because.empty() && (!record || record->state != RunState::kDone))
+      state.state += " [slurm: state unknown: " + entry.unknown_because + "]";
     state.job = entry.record.job_id;
     state.log = entry.record.log;
     out[dir] = state;

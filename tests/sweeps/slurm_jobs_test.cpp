@@ -130,9 +130,9 @@ TEST(SlurmJobs, AJobWhoseStateSqueueCannotTellIsNeitherSubmittedAgainNorTrainedL
       act();
       ADD_FAILURE() << "acted on a job whose state is unknown";
     } catch (const ClusterError& e) {
-      EXPECT_EQ(std::string(e.what()), plan[0].dir +
-                                           ": cannot tell whether Slurm job 77_0 is still pending or running (" +
-                                           squeue_words + "); " + consequence);
+      EXPECT_EQ(std::string(e.what()),
+                plan[0].dir + ": cannot tell whether Slurm job 77_0 is still pending or running (" + squeue_words +
+                    "); " + consequence + " (if that job has ended, remove " + plan[0].dir + "/slurm_job.json)");
     }
   };
   std::ostringstream out;
@@ -145,6 +145,14 @@ TEST(SlurmJobs, AJobWhoseStateSqueueCannotTellIsNeitherSubmittedAgainNorTrainedL
   expect_refusal([&] { submit_run(one, out); }, "nothing submitted; try again when squeue answers");
   expect_refusal([&] { cancel_jobs(dir.str("sweep.toml"), "", out); },
                  "nothing cancelled; try again when squeue answers");
+  SubmitRequest dry = sweep;  // a dry run still shows the script, with the refusal as a warning
+  dry.dry_run = true;
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(submit_sweep(dry, out), 0);
+  const std::string warned = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("warning: " + plan[0].dir + ": cannot tell whether Slurm job 77_0"), std::string::npos)
+      << warned;
+  out.str("");
   EXPECT_FALSE(slurm.ran("sbatch"));
   EXPECT_FALSE(slurm.ran("scancel"));
   EXPECT_EQ(out.str(), "");

@@ -42,7 +42,15 @@ void check_checkpoint_owner(const std::string& checkpoint, const RunFolder& run,
   const RunFolder owner(folder.parent_path().string());
   if (!path_exists(owner.config_path()) || resolved_output_path(run.root()) == resolved_output_path(owner.root()))
     return;
-  const std::vector<ConfigChange> changes = training_changes(load_config(owner.config_path()), config);
+  Config owner_config;
+  try {
+    owner_config = load_config(owner.config_path());
+  } catch (const ConfigError& e) {  // that run's file, of an older segrun say: nothing to compare with
+    log::warn("--resume {}: its run's {} cannot be read ({}); its settings are not compared", checkpoint,
+              owner.config_path(), first_line(e.what()));
+    return;
+  }
+  const std::vector<ConfigChange> changes = training_changes(owner_config, config);
   if (changes.empty()) return;
   throw ConfigError("--resume " + checkpoint + " is a checkpoint of " + owner.root() + ": " +
                     describe_changes(changes, "this command") +

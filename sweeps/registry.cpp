@@ -112,7 +112,7 @@ RunRecord read_run(const std::string& dir_text) {
         r.overrides[item.key()] = canonical_for_key(item.key(), item.value().get<std::string>());
     } catch (const Json::exception& e) {
       throw DataError(manifest.string() + ": not a segrun overrides.json (" + json_error_text(e.what()) +
-                      "); move the run folder out of the runs folder, or repair the file");
+                      "); repair the file, or move its run folder away");
     }
   }
   const RunStatus status = folder.read_status();
@@ -147,7 +147,7 @@ RunRecord read_run(const std::string& dir_text) {
         r.result_written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(written.time_since_epoch()).count();
     } catch (const Json::exception& e) {
       throw DataError(result.string() + ": not a segrun result.json (" + json_error_text(e.what()) +
-                      "); move the run folder out of the runs folder, or repair the file");
+                      "); repair the file, or move its run folder away");
     }
   }
   return r;

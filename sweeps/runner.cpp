@@ -216,7 +216,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     std::error_code ec;
     if (fs::exists(e.dir, ec) || ec) return;
     try {
-      write_run_manifest(e, spec, commands[i]);
+      write_run_manifest(e.dir, spec, e.run, commands[i]);  // today's fingerprint, not the removed run's
       write_run_status(e.dir, RunState::kQueued);
       out << "  (its folder was removed since the sweep started: begun afresh)" << std::endl;
     } catch (const std::exception& x) {

@@ -24,18 +24,23 @@
 namespace segrun::cluster {
 namespace {
 
-void write_lines(const std::vector<std::string>& lines) {
-  std::string text;
-  for (const auto& line : lines) text += line + "\n";
+void write_text(const std::string& text) {
   if (text.empty()) return;
   std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);
 }
 
+void write_lines(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& line : lines) text += line + "\n";
+  write_text(text);
+}
+
 // Copies mpirun's stderr (the read end `fd`, closed here) to this process's through
 // MpirunErrFilter, line by line, until the stream ends -- or, once `child_done` is set, for at
 // most kDrainAfterExit more (a process mpirun left behind, an ssh say, may hold the pipe open and
-// write on). A line longer than kLongestLine goes out in pieces.
+// write on). A line longer than kLongestLine goes out in pieces; after 200 ms without output,
+// what the filter holds and an unfinished line go out as they are.
 void relay_filtered(int fd, const std::atomic<bool>& child_done) {
   constexpr auto kDrainAfterExit = std::chrono::seconds(2);
   constexpr size_t kLongestLine = 64 * 1024;
@@ -52,6 +57,10 @@ void relay_filtered(int fd, const std::atomic<bool>& child_done) {
     if (ready < 0) break;
     if (ready == 0) {
       if (drain_until) break;  // quiet after mpirun's end: all was said
+      // Quiet for a moment: what is held goes out (a block of dashes that is no help block, a
+      // progress line rewritten with '\r' and no newline) instead of waiting for more.
+      write_lines(filter.finish());
+      if (!pending.empty()) write_text(std::exchange(pending, std::string()));
       continue;
     }
     const ssize_t n = ::read(fd, buffer, sizeof(buffer));

@@ -25,7 +25,8 @@ class MpirunErrFilter {
   // (a block opened by Open MPI's rule of 74 dashes is held until it closes, or grows past 64
   // lines and is no help block, then dropped or released whole).
   std::vector<std::string> line(const std::string& text);
-  // The end of the stream: what is still held (an unclosed block).
+  // The end of the stream, or a pause in it: what is still held (an unclosed block); the filter
+  // goes on after it.
   std::vector<std::string> finish();
 
  private:

@@ -5,17 +5,17 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <optional>
-#include <utility>
 #include <cerrno>
-#include <cstdio>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "cluster/mpirun_output.h"
 #include "core/error.h"

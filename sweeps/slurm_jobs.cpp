@@ -358,7 +358,19 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
 
 int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
   std::error_code ec;
-  if (!fs::is_directory(run_dir_arg, ec)) throw ConfigError(run_dir_arg + ": no such run directory");
+  if (!fs::is_directory(run_dir_arg, ec)) {
+    if (fs::is_regular_file(run_dir_arg, ec)) {
+      bool spec = false;
+      try {
+        spec = is_sweep_spec(run_dir_arg);
+      } catch (const ConfigError&) {  // not TOML: a file, all the same
+      }
+      throw ConfigError(run_dir_arg +
+                        (spec ? ": a sweep spec, not a run directory (segrun sweep status " + run_dir_arg + ")"
+                              : ": a file, not a run directory"));
+    }
+    throw ConfigError(run_dir_arg + ": no such run directory");
+  }
   // A folder of other files (a store, a mistyped path) is no run that has not started: a run
   // folder holds segrun's files from its first moment (train, sweep run, submit), as train decides.
   // (A status file naming no state is read below, and named in the error.)

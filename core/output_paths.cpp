@@ -19,6 +19,11 @@ fs::path resolved_output_path(const std::string& path) {
   return resolved.has_filename() ? resolved : resolved.parent_path();  // "mine/new/.." is "mine", not "mine/"
 }
 
+fs::path resolved_store_folder(const std::string& store) {
+  const fs::path folder = resolved_output_path(store);
+  return folder.filename() == "manifest.json" ? folder.parent_path() : folder;
+}
+
 namespace {
 
 // ConfigError when the folder `where` (resolved, not there yet) cannot be made: the nearest of

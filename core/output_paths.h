@@ -14,6 +14,10 @@ namespace segrun {
 // system cannot say. The checks below look there.
 std::filesystem::path resolved_output_path(const std::string& path);
 
+// The store folder a data.store / data.val_store value names, resolved as above: "st/val",
+// "st/val/", "./st/val", "st/val/manifest.json" and a link to it are one folder.
+std::filesystem::path resolved_store_folder(const std::string& store);
+
 // `path` does not exist, or is an empty folder. `purpose` ends the message, e.g. "predictions go
 // to a new or empty folder".
 void require_new_or_empty_folder(const std::string& option, const std::string& path, const std::string& purpose);

@@ -398,7 +398,7 @@ void Trainer::set_up() {
     s.val_store = std::make_shared<data::StoreReader>(config.data.val_store);
     check_store_matches(*s.val_store, config.data.val_store, config);
     // Legal (a smoke test), but a table of such a run would not read as a validation mIoU.
-    if (s.root && resolved_output_path(config.data.store) == resolved_output_path(config.data.val_store))
+    if (s.root && resolved_store_folder(config.data.store) == resolved_store_folder(config.data.val_store))
       log::warn("data.val_store is data.store ({}): the validation mIoU is measured on the training images",
                 config.data.store);
   }

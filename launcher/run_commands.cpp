@@ -174,11 +174,7 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint) {
 // for a run trained without a validation store (it has no validation figures of its own).
 std::string other_data_than_the_runs(const Config& run_config, const Config& config) {
   if (run_config.data.val_store.empty()) return "";
-  const auto store_folder = [](const std::string& store) {
-    fs::path folder = resolved_output_path(store);
-    return folder.filename() == "manifest.json" ? folder.parent_path() : folder;
-  };
-  if (store_folder(run_config.data.val_store) != store_folder(config.data.val_store))
+  if (resolved_store_folder(run_config.data.val_store) != resolved_store_folder(config.data.val_store))
     return "data.val_store = " + config.data.val_store + ", the run validated on " + run_config.data.val_store;
   for (const ConfigChange& change : result_changes(run_config, config))
     if (change.key.rfind("data.", 0) == 0) return change.key + " = " + change.after + ", the run's is " + change.before;

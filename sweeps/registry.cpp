@@ -171,9 +171,7 @@ bool is_store_key(const std::string& key) { return key == "data.store" || key ==
 std::string canonical_store_value(const std::string& canonical) {
   const std::string path = display_value(canonical);
   if (path.empty()) return canonical;
-  fs::path folder = resolved_output_path(path);
-  if (folder.filename() == "manifest.json") folder = folder.parent_path();
-  return canonical_value(Json(folder.string()).dump());  // a TOML basic string is a JSON string
+  return canonical_value(Json(resolved_store_folder(path).string()).dump());  // a TOML basic string is a JSON string
 }
 
 std::vector<RunRecord> scan_trained_runs(const std::string& runs_dir) {

@@ -87,7 +87,8 @@ FolderLock take_run_lock(const std::string& run_dir, double requeue_wait_s) {
   }
 }
 
-std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request) {
+std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request,
+                                              bool check_run_folder) {
   SEGRUN_CHECK(!request.run_dir.empty(), ConfigError, "train: a run directory is required");
   // A paper recipe without its CLIP weights would silently train from random weights and a random
   // text codebook: a config must say so ("none").
@@ -97,7 +98,7 @@ std::vector<ConfigChange> check_train_request(const Config& config, const TrainR
                       "RN101.pt), or set it to \"none\" to train from random weights on purpose");
   SEGRUN_CHECK(!config.data.store.empty(), ConfigError, origin_of(config, "data.store") << ": data.store: not set");
   require_inputs(config);  // before the run folder is made: a typo must not leave a failed run behind
-  require_new_empty_or_run_folder("--run-dir", request.run_dir);
+  if (check_run_folder) require_new_empty_or_run_folder("--run-dir", request.run_dir);
   // A path through '..' is read where it resolves (--run-dir new/.. is the current folder, whose
   // checkpoints count, though new/ does not exist yet); any other is named as given.
   bool through_parent = false;

@@ -35,7 +35,10 @@ struct TrainRequest {
 // The checks above; ConfigError on the first that fails. Returns the keys a resume changes that
 // may change (for the trainer to say so; train.iters with a warning: the learning-rate schedule
 // follows the new length from the checkpoint on).
-std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request);
+// `check_run_folder` = false skips the run folder's own check: ranks other than 0 pass it, since
+// rank 0 may already be creating the folder they would look at (and rank 0 checks it).
+std::vector<ConfigChange> check_train_request(const Config& config, const TrainRequest& request,
+                                              bool check_run_folder = true);
 
 // ConfigError when another process holds `run_dir`'s lock ("<run>: already being trained by pid
 // 1234 on node7 since ..."); for `segrun launch` to say so before mpirun starts.

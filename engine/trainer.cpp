@@ -336,7 +336,8 @@ struct Trainer::State {
 Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRequest request)
     : state_(std::make_unique<State>(config, context, std::move(request))) {
   State& s = *state_;
-  s.resume_changes = check_train_request(config, s.request);
+  // Rank 0 alone checks the run folder: the others could see it half made by rank 0's set_up().
+  s.resume_changes = check_train_request(config, s.request, /*check_run_folder=*/s.root);
   if (s.root) check_run_not_busy(s.request.run_dir);  // the other ranks may start after rank 0 took it
   process::preemption_signal(config.cluster.slurm.signal);
   s.had_status = path_exists(s.run.status_path());

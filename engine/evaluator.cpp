@@ -54,6 +54,16 @@ std::vector<Window> inference_windows(int64_t height, int64_t width, const EvalC
   return windows;
 }
 
+// `images` [B, 3, h, w] padded at the bottom and right with zeros (the mean colour of normalized
+// images) to at least min_side x min_side: a thin image, or a small one at a multi-scale 0.5,
+// would otherwise be smaller than the backbone accepts. Unchanged when large enough.
+torch::Tensor padded_to_min_side(const torch::Tensor& images, int64_t min_side) {
+  const int64_t pad_bottom = std::max<int64_t>(min_side - images.size(2), 0);
+  const int64_t pad_right = std::max<int64_t>(min_side - images.size(3), 0);
+  if (pad_bottom == 0 && pad_right == 0) return images;
+  return torch::constant_pad_nd(images, {0, pad_right, 0, pad_bottom}, 0.0);
+}
+
 // Occurrences of `view` in `views` (a scale listed twice counts twice, as it always did).
 double multiplicity(const std::vector<TestView>& views, const TestView& view) {
   return static_cast<double>(std::count(views.begin(), views.end(), view));
@@ -114,8 +124,10 @@ std::vector<torch::Tensor> infer_logits(models::SegmentorImpl& model, const std:
       const Window& w = windows[static_cast<size_t>(c % window_count)];
       batch.push_back(images[static_cast<size_t>(c / window_count)].slice(2, w.y1, w.y2).slice(3, w.x1, w.x2));
     }
-    const torch::Tensor logits =
-        model.predict_logits(batch.size() == 1 ? batch.front().contiguous() : torch::cat(batch, 0));
+    const torch::Tensor crops_in = batch.size() == 1 ? batch.front().contiguous() : torch::cat(batch, 0);
+    const torch::Tensor logits = model.predict_logits(padded_to_min_side(crops_in, model.min_input_side()))
+                                     .slice(2, 0, crops_in.size(2))
+                                     .slice(3, 0, crops_in.size(3));
     for (int64_t c = first; c < last; ++c) {
       const auto i = static_cast<size_t>(c / window_count);
       const torch::Tensor one = logits.slice(0, c - first, c - first + 1);
@@ -294,7 +306,7 @@ EvalOutcome evaluate_images(models::SegmentorImpl& model, const data::StoreReade
     const int64_t height = sample.label.size(0), width = sample.label.size(1);
     const torch::Tensor image = sample.image.to(device);
     if (model.has_label_scores()) {
-      torch::Tensor scores = model.label_scores(image);
+      torch::Tensor scores = model.label_scores(padded_to_min_side(image, model.min_input_side()));
       if (!label_scores.defined()) {
         label_scores = torch::zeros({total, model.num_classes()}, torch::kFloat64);
         label_targets = torch::zeros({total, model.num_classes()}, torch::kFloat64);

@@ -107,7 +107,9 @@ std::vector<torch::Tensor> same_scale_view_scores(models::SegmentorImpl& model, 
 // with the border, overlaps averaged). The crops of all the images go through the model
 // eval.batch at a time (one forward pass of up to eval.batch crops); eval.batch = 1 is mmseg's one
 // crop per pass. A model gives every crop of a batch the logits it gives the crop alone (eval mode),
-// so eval.batch only changes the speed and memory, and float rounding.
+// so eval.batch only changes the speed and memory, and float rounding. A crop smaller than the
+// model's min_input_side() is padded with zeros at the bottom and right to that size (no
+// mmseg equivalent: its CLIP backbones fail there) and the logits of the padding are cut off.
 std::vector<torch::Tensor> infer_logits(models::SegmentorImpl& model, const std::vector<torch::Tensor>& images,
                                         const EvalConfig& eval);
 

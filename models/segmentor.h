@@ -50,6 +50,9 @@ class SegmentorImpl : public torch::nn::Module {
   virtual LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) = 0;
   virtual torch::Tensor predict_logits(const torch::Tensor& images);
   virtual int64_t num_classes() const = 0;
+  // The smallest height and width forward() and predict_logits() accept (the backbone's); the
+  // evaluator pads smaller images up to it.
+  virtual int64_t min_input_side() const = 0;
   // Heads with a multi-label branch return per-class image scores [B, K] in [0, 1] (used for the
   // validation mAP); others return an undefined tensor.
   virtual torch::Tensor label_scores(const torch::Tensor& images);
@@ -114,6 +117,7 @@ class FpnSegmentorImpl : public SegmentorImpl {
   torch::Tensor forward(const torch::Tensor& images) override;
   LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override;
   int64_t num_classes() const override { return num_classes_; }
+  int64_t min_input_side() const override { return backbone_->min_input_side(); }
   const std::shared_ptr<ClipVisualBackboneImpl>& backbone() { return backbone_; }
 
  private:

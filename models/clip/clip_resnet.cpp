@@ -180,8 +180,9 @@ ClipVisualSpec ClipResNetImpl::visual_spec() const {
 ClipVisualOutput ClipResNetImpl::forward(const torch::Tensor& images) {
   SEGRUN_CHECK(images.dim() == 4 && images.size(1) == 3, ModelError,
                "CLIP ResNet: expected images [B, 3, H, W], got " << images.sizes());
-  SEGRUN_CHECK(images.size(2) >= 32 && images.size(3) >= 32, ModelError,
-               "CLIP ResNet: images must be at least 32x32, got " << images.sizes());
+  const int64_t min_side = min_input_side();
+  SEGRUN_CHECK(images.size(2) >= min_side && images.size(3) >= min_side, ModelError,
+               "CLIP ResNet: images must be at least " << min_side << "x" << min_side << ", got " << images.sizes());
   torch::Tensor x = torch::relu(bn1_.forward(conv1_->forward(images)));
   x = torch::relu(bn2_.forward(conv2_->forward(x)));
   x = torch::relu(bn3_.forward(conv3_->forward(x)));

@@ -81,6 +81,7 @@ class ClipResNetImpl : public ClipVisualBackboneImpl {
   const ClipResNetSpec& spec() const { return spec_; }
   ClipVisualSpec visual_spec() const override;
   bool has_embeddings() const override { return !attnpool_.is_empty(); }
+  int64_t min_input_side() const override { return 32; }  // the stride of c4
 
  private:
   ClipResNetSpec spec_;

@@ -35,6 +35,8 @@ class ClipVisualBackboneImpl : public torch::nn::Module {
   virtual ClipVisualOutput forward(const torch::Tensor& images) = 0;
   virtual ClipVisualSpec visual_spec() const = 0;
   virtual bool has_embeddings() const = 0;
+  // The smallest height and width forward() accepts (smaller images leave a stage empty).
+  virtual int64_t min_input_side() const = 0;
 };
 
 }  // namespace segrun::models

@@ -97,11 +97,12 @@ torch::Tensor ClipVitImpl::drop_path_scales(int64_t batch, const torch::TensorOp
 }
 
 ClipVisualOutput ClipVitImpl::forward(const torch::Tensor& images) {
-  const int64_t patch = options_.patch_size, width = options_.width;
+  const int64_t width = options_.width;
   SEGRUN_CHECK(images.dim() == 4 && images.size(1) == 3, ModelError,
                "CLIP ViT: expected images [B, 3, H, W], got " << images.sizes());
-  SEGRUN_CHECK(images.size(2) >= 2 * patch && images.size(3) >= 2 * patch, ModelError,
-               "CLIP ViT: images must be at least " << 2 * patch << "x" << 2 * patch << ", got " << images.sizes());
+  const int64_t min_side = min_input_side();
+  SEGRUN_CHECK(images.size(2) >= min_side && images.size(3) >= min_side, ModelError,
+               "CLIP ViT: images must be at least " << min_side << "x" << min_side << ", got " << images.sizes());
   torch::Tensor x = conv1_->forward(images);  // [B, width, h, w]
   const int64_t batch = x.size(0), h = x.size(2), w = x.size(3);
   x = x.flatten(2).transpose(1, 2);  // [B, hw, width]

@@ -59,6 +59,7 @@ class ClipVitImpl : public ClipVisualBackboneImpl {
   ClipVisualOutput forward(const torch::Tensor& images) override;
   ClipVisualSpec visual_spec() const override;
   bool has_embeddings() const override { return options_.with_embeddings; }
+  int64_t min_input_side() const override { return 2 * options_.patch_size; }  // a 2x2 grid for the 1/32 stage
   const ClipVitOptions& options() const { return options_; }
 
   torch::Tensor class_embedding, positional_embedding, proj;

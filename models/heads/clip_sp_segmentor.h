@@ -46,6 +46,7 @@ class ClipSpSegmentorImpl : public SegmentorImpl {
   bool has_label_scores() const override { return true; }
   void set_iteration(int64_t iteration) override { iteration_ = iteration; }
   int64_t num_classes() const override { return num_classes_; }
+  int64_t min_input_side() const override { return backbone_->min_input_side(); }
 
   // Full forward. `present` ([B, K] multi-hot of the ground truth) enables batch drop with ratio
   // `drop_ratio` (training only); undefined -> plain top-k.

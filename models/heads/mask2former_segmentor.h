@@ -59,6 +59,7 @@ class Mask2FormerSegmentorImpl : public SegmentorImpl {
   torch::Tensor predict_logits(const torch::Tensor& images) override;
   LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override;
   int64_t num_classes() const override { return num_classes_; }
+  int64_t min_input_side() const override { return backbone_->min_input_side(); }
   // Every prediction of the decoder (index 0 = before the first layer, see MaskedDecoderOutput).
   MaskedDecoderOutput predictions(const torch::Tensor& images);
   const Mask2FormerCriterion& criterion() const { return criterion_; }

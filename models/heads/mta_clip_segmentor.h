@@ -47,6 +47,7 @@ class MtaClipSegmentorImpl : public SegmentorImpl {
   torch::Tensor predict_logits(const torch::Tensor& images) override;
   LossTerms loss(const torch::Tensor& images, const torch::Tensor& labels) override;
   int64_t num_classes() const override { return num_classes_; }
+  int64_t min_input_side() const override { return backbone_->min_input_side(); }
   void train(bool on = true) override;
 
   // The prompt text embeddings [K, C, E]. In eval mode they are computed once and reused until a

@@ -63,6 +63,7 @@ class ToySegmentorImpl : public models::SegmentorImpl {
     return {ce, {{"loss_seg", ce}}};
   }
   int64_t num_classes() const override { return w_.size(0); }
+  int64_t min_input_side() const override { return 1; }  // a per-pixel model
 
   std::vector<int64_t>* batch_sizes = nullptr;  // when set, each forward pass's crop count
 
@@ -342,6 +343,41 @@ TEST(EvalBatch, EachModelGivesABatchOfCropsTheLogitsOfEachCropAlone) {
     }
     // The image and its mirror give different logits (the check is not comparing constants).
     EXPECT_GT((alone[0] - alone[1]).abs().max().item<double>(), 1e-3 * alone[0].abs().max().item<double>()) << name;
+  }
+}
+
+// An image thinner than the backbone accepts (a panorama at the test scale, or a small image at
+// a multi-scale 0.5) is padded with zeros to the model's min_input_side() and its logits are those
+// of the padded image where the image is: every model, whole and sliding-window inference (the
+// image is smaller than the crop there too). The reference pads by hand.
+TEST(EvalSmallImages, AreInferredPaddedToTheBackbonesSmallestInput) {
+  torch::NoGradGuard no_grad;
+  auto comm = std::make_shared<dist::InProcessCommunicator>(0, std::make_shared<dist::InProcessGroup>(1));
+  for (const std::string name : {"demo_tiny.toml", "clip_sp/tiny.toml", "clip_sp/tiny_vit.toml",
+                                 "mask2former/tiny.toml", "mta_clip/tiny.toml"}) {
+    for (const std::string mode : {"whole", "slide"}) {
+      Config c = load_config(std::string(SEGRUN_TEST_SOURCE_DIR) + "/configs/" + name, {"model.pretrained=none"});
+      c.eval.mode = mode;
+      c.eval.crop = {48, 48};
+      c.eval.stride = {24, 24};
+      torch::manual_seed(5);
+      auto model = build_model(c, data::class_names(data::parse_layout(c.data.layout)), {}, comm, false);
+      model->eval();
+      const int64_t min_side = model->min_input_side();
+      ASSERT_GE(min_side, 16) << name;
+      const int64_t height = min_side / 2 + 3, width = 40;  // under the smallest side, and under the crop
+      const torch::Tensor image = torch::randn({1, 3, height, width});
+      EXPECT_THROW(model->predict_logits(image), ModelError) << name << ": the image is too small unpadded";
+      const std::vector<torch::Tensor> logits = infer_logits(*model, {image}, c.eval);
+      ASSERT_EQ(logits.size(), 1u);
+      ASSERT_EQ(logits[0].sizes(), (std::vector<int64_t>{1, model->num_classes(), height, width})) << name;
+      torch::Tensor padded = torch::zeros({1, 3, min_side, width});
+      padded.slice(2, 0, height).copy_(image);
+      const torch::Tensor expected = model->predict_logits(padded).slice(2, 0, height);
+      const double scale = expected.abs().max().item<double>();
+      EXPECT_GT(scale, 1e-3) << name;
+      EXPECT_LT((logits[0] - expected).abs().max().item<double>(), 1e-5 * scale) << name << " " << mode;
+    }
   }
 }
 

@@ -133,8 +133,8 @@ strings); every key has a default, and `segrun config CONFIG [key=value...]` pri
 values. A range `[a, b]` includes both ends, `(a, b]` not a; for arrays it bounds each element.
 Relative paths resolve against the config file's folder (an override's, against the current
 folder). A resume refuses a changed key that shapes what the run computes (model, data pipeline,
-optimizer, seed...; `training_changes` in `core/config.h` names the keys that may change). What
-the keys build is explained in [models.md](models.md), the distributed keys in
+optimizer, seed...; `training_changes` in `core/config_changes.h` names the keys that may
+change). What the keys build is explained in [models.md](models.md), the distributed keys in
 [distributed.md](distributed.md) and [gpu.md](gpu.md), `[cluster.slurm]` in [cluster.md](cluster.md).
 
 This page is generated: `segrun config --keys --format md` prints it from the schema in

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/spelling.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -318,6 +319,14 @@ bool has_metric_key(const RunRecord& run, const std::string& metric) {
   return run.result.count(metric) || run.per_class.count(metric);
 }
 
+// The metrics a run's result.json gives --metric: its numeric fields and its classes' IoUs.
+std::vector<std::string> metric_names(const RunRecord& run) {
+  std::vector<std::string> names;
+  for (const auto& entry : run.result) names.push_back(entry.first);
+  for (const auto& entry : run.per_class) names.push_back(entry.first);
+  return names;
+}
+
 // How to get a metric that only some runs record (best_<metric>, <metric>_ms) into a run that lacks it.
 std::string missing_metric_hint(const std::string& dir, const std::string& metric) {
   const std::string best = "best_";
@@ -339,7 +348,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
   std::vector<std::pair<const RunRecord*, double>> valued;
   std::map<std::pair<Overrides, uint64_t>, const RunRecord*> newest;
   int without_metric = 0;
-  std::string first_without;  // a done run lacking the metric (absent key, not a null value)
+  const RunRecord* first_without = nullptr;  // a done run lacking the metric (absent key, not a null value)
   size_t where_matched = 0;
   for (const auto& r : runs) {
     if (!matches(r.overrides, options.where)) continue;
@@ -351,7 +360,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
     const double v = run_metric(r, options.metric);
     if (std::isnan(v)) {
       ++without_metric;
-      if (first_without.empty() && !has_metric_key(r, options.metric)) first_without = r.dir;
+      if (!first_without && !has_metric_key(r, options.metric)) first_without = &r;
       continue;
     }
     valued.emplace_back(&r, v);
@@ -378,17 +387,23 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
   }
   // A metric only some runs have (mIoU_ms of runs evaluated with --ms) would silently drop the
   // others from the table: name the first such run instead.
-  if (!by_config.empty() && !first_without.empty())
-    throw DataError("table: run " + first_without + " has no '" + options.metric + "' in result.json" +
-                    missing_metric_hint(first_without, options.metric));
+  if (!by_config.empty() && first_without)
+    throw DataError("table: run " + first_without->dir + " has no '" + options.metric + "' in result.json" +
+                    missing_metric_hint(first_without->dir, options.metric));
   if (by_config.empty() && where_matched == 0 && !runs.empty())
     throw ConfigError("table: nothing to tabulate: no run matches " + where_text(options.where, runs));
   if (by_config.empty()) {
     std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" + options.metric +
                                                "' in result.json"
                                          : "no run is done";
-    if (!first_without.empty())
-      why += " (e.g. " + first_without + missing_metric_hint(first_without, options.metric) + ")";
+    if (first_without) {
+      // No run has it, and a run has a metric of a name this close: a typo (--metric miou).
+      const std::string meant = likely_meant(options.metric, metric_names(*first_without));
+      if (!meant.empty())
+        throw ConfigError("table: --metric " + options.metric + ": no done run has it in result.json (e.g. " +
+                          first_without->dir + "); did you mean '" + meant + "'?");
+      why += " (e.g. " + first_without->dir + missing_metric_hint(first_without->dir, options.metric) + ")";
+    }
     throw DataError("table: nothing to tabulate: " + why +
                     (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
   }

@@ -471,14 +471,18 @@ TEST_F(Report, UserErrorsNameThePath) {
   options.out = dir_.str("r.html");
   EXPECT_THROW(write_report(source, bad, options), ConfigError);
   EXPECT_FALSE(fs::exists(options.out));
-  // A metric no run has: "No table yet" on the page, unless --metric asked for it (a typo).
+  // A metric no run has: "No table yet" on the page, unless --metric asked for it; spelt like
+  // one they have, a typo (ConfigError, with the name meant).
   bad = table_;
-  bad.metric = "mIoUU";
+  bad.metric = "mIoU_ms";
   EXPECT_NO_THROW(write_report(source, bad, options));
   EXPECT_NE(read_file(options.out).find("No table yet"), std::string::npos);
   fs::remove(options.out);
   options.metric_given = true;
   EXPECT_THROW(write_report(source, bad, options), DataError);
+  EXPECT_FALSE(fs::exists(options.out));
+  bad.metric = "mIoUU";
+  EXPECT_THROW(write_report(source, bad, options), ConfigError);
   EXPECT_FALSE(fs::exists(options.out));
   // Runs not done yet: the page, with --metric too.
   ReportSource not_done = source;

@@ -221,6 +221,16 @@ TEST_F(OneAxis, BadOptions) {
   options.baseline.clear();
   options.metric = "nope";
   EXPECT_THROW(build_result_grid(runs_, options), DataError);
+  // A metric no run has, spelt like one they have: a typo, exit 2, with the name meant.
+  options.metric = "mIOU";
+  try {
+    build_result_grid(runs_, options);
+    ADD_FAILURE() << "a misspelt --metric was not refused";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), ("table: --metric mIOU: no done run has it in result.json (e.g. " +
+                            (dir_.path() / "a0").string() + "); did you mean 'mIoU'?")
+                               .c_str());
+  }
   // A multi-scale metric that one done run lacks: that run is named, with the command that adds it.
   runs_[0].result["mIoU_ms"] = 41.5;
   options.metric = "mIoU_ms";

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/latest_checkpoint.h"
 #include "core/log.h"
 #include "dist/device.h"
 #include "engine/model_setup.h"
@@ -138,7 +139,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
                             torch::optim::Optimizer& optimizer, int keep) {
   const std::string name = "iter_" + std::to_string(meta.next_iter) + ".pt";
   const std::string path = write_checkpoint_file(dir, name, meta, model, optimizer);
-  write_file_atomic(dir + "/latest", name + "\n");
+  write_file_atomic(dir + "/" + kLatestCheckpointFile, name + "\n");
   std::error_code ec;
   auto all = list_checkpoints(dir);
   for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 1)) < all.size(); ++i) fs::remove(all[i].second, ec);

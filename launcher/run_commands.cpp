@@ -25,6 +25,7 @@
 #include "core/error.h"
 #include "core/json_errors.h"
 #include "core/kinds.h"
+#include "core/latest_checkpoint.h"
 #include "core/log.h"
 #include "core/output_paths.h"
 #include "core/run_folder.h"
@@ -234,7 +235,10 @@ struct EvalSource {
   std::string given;    // the command's argument
   bool newest = false;  // the checkpoint is the run folder's newest, chosen here
 };
-EvalSource eval_source(const std::string& command, const std::string& source, const std::string& checkpoint) {
+EvalSource eval_source(const std::string& command, const std::string& source, const std::string& given_checkpoint) {
+  const std::string checkpoint = given_checkpoint.empty() || given_checkpoint == "best"
+                                     ? given_checkpoint
+                                     : resolved_checkpoint_path("--checkpoint", given_checkpoint);
   std::error_code ec;
   if (!checkpoint.empty() && checkpoint != "best") {
     SEGRUN_CHECK(!fs::is_directory(checkpoint, ec), ConfigError,

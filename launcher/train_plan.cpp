@@ -5,6 +5,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/latest_checkpoint.h"
 #include "core/run_folder.h"
 
 namespace segrun::launcher {
@@ -22,7 +23,9 @@ TrainPlan plan_train(const TrainCommand& command) {
   const RunSource source = run_source(command.config, command.run_dir);
   TrainPlan plan{load_config(source.config_path, command.overrides), {}};
   plan.request.run_dir = source.run_dir.empty() ? default_run_dir(plan.config) : source.run_dir;
-  plan.request.resume = command.resume;
+  plan.request.resume = command.resume.empty() || command.resume == "auto"
+                            ? command.resume
+                            : resolved_checkpoint_path("--resume", command.resume);
   return plan;
 }
 

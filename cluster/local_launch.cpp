@@ -1,85 +1,18 @@
 #include "cluster/local_launch.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
 #include <csignal>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
 #include <sstream>
 #include <system_error>
-#include <thread>
-#include <utility>
 
-#include "cluster/mpirun_output.h"
 #include "core/error.h"
 #include "core/process.h"
 
 namespace segrun::cluster {
-namespace {
-
-void write_text(const std::string& text) {
-  if (text.empty()) return;
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
-}
-
-void write_lines(const std::vector<std::string>& lines) {
-  std::string text;
-  for (const auto& line : lines) text += line + "\n";
-  write_text(text);
-}
-
-// Copies mpirun's stderr (the read end `fd`, closed here) to this process's through
-// MpirunErrFilter, line by line, until the stream ends -- or, once `child_done` is set, for at
-// most kDrainAfterExit more (a process mpirun left behind, an ssh say, may hold the pipe open and
-// write on). A line longer than kLongestLine goes out in pieces; after 200 ms without output,
-// what the filter holds and an unfinished line go out as they are.
-void relay_filtered(int fd, const std::atomic<bool>& child_done) {
-  constexpr auto kDrainAfterExit = std::chrono::seconds(2);
-  constexpr size_t kLongestLine = 64 * 1024;
-  MpirunErrFilter filter;
-  std::string pending;
-  char buffer[4096];
-  std::optional<std::chrono::steady_clock::time_point> drain_until;
-  while (true) {
-    if (child_done && !drain_until) drain_until = std::chrono::steady_clock::now() + kDrainAfterExit;
-    if (drain_until && std::chrono::steady_clock::now() >= *drain_until) break;
-    pollfd readable{fd, POLLIN, 0};
-    const int ready = ::poll(&readable, 1, 200);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0) break;
-    if (ready == 0) {
-      if (drain_until) break;  // quiet after mpirun's end: all was said
-      // Quiet for a moment: what is held goes out (a block of dashes that is no help block, a
-      // progress line rewritten with '\r' and no newline) instead of waiting for more.
-      write_lines(filter.finish());
-      if (!pending.empty()) write_text(std::exchange(pending, std::string()));
-      continue;
-    }
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    pending.append(buffer, static_cast<size_t>(n));
-    size_t start = 0;
-    for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
-      write_lines(filter.line(pending.substr(start, end - start)));
-    pending.erase(0, start);
-    if (pending.size() > kLongestLine) write_lines(filter.line(std::exchange(pending, std::string())));
-  }
-  std::vector<std::string> rest = filter.finish();
-  if (!pending.empty()) rest.push_back(pending);
-  write_lines(rest);
-  ::close(fd);
-}
-
-}  // namespace
 
 std::vector<HostSlots> parse_hosts(const std::string& hosts) {
   std::vector<HostSlots> out;
@@ -191,29 +124,14 @@ int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* st
   // A launcher killed outright (SIGKILL, OOM) still stops its ranks: mpirun gets the stop signal
   // and forwards it, and they checkpoint and exit, instead of training on unwatched.
   options.parent_death_signal = stop_signal;
-  // Its stderr through MpirunErrFilter (mpirun_output.h); should this process die, mpirun's
-  // writes there fail instead of killing it while its ranks checkpoint.
-  options.err = process::Output::kCapture;
-  options.ignore_sigpipe = true;
   process::Child child;
   try {
     child = process::spawn(options);
   } catch (const ProcessError& e) {
     throw ClusterError(e.what());
   }
-  std::atomic<bool> child_done{false};
-  std::thread relay(relay_filtered, child.err_fd, std::cref(child_done));
-  struct Finish {  // the relay ends however this function does
-    std::atomic<bool>& child_done;
-    std::thread& relay;
-    ~Finish() {
-      child_done = true;
-      relay.join();
-    }
-  } finish{child_done, relay};
   process::ScopedSignalForwarding forwarding(child.pid, stop_signal);
   const int code = process::wait(child.pid).shell_code();
-  child_done = true;
   if (stop_forwarded) *stop_forwarded = forwarding.forwarded_any();
   return code;
 }

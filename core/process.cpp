@@ -135,7 +135,6 @@ Child spawn(const SpawnOptions& o) {
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     for (int sig : kForwardedSignals) ::sigaction(sig, &dfl, nullptr);
-    if (o.ignore_sigpipe) ::signal(SIGPIPE, SIG_IGN);
     if (o.stdin_null) ::dup2(null_fd, STDIN_FILENO);
     auto route = [&](Output mode, int pipe_write, int target) {
       if (mode == Output::kNull) ::dup2(null_fd, target);

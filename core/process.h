@@ -47,9 +47,6 @@ struct SpawnOptions {
   std::string log_path;            // for Output::kAppendFile (created 0644)
   bool new_process_group = false;  // own group: a terminal's Ctrl-C reaches only this process
   int parent_death_signal = 0;     // sent to the child when this process dies (0 = none)
-  // The child (and what it starts) ignores SIGPIPE: should the reader of its captured output die,
-  // its writes fail instead of killing it.
-  bool ignore_sigpipe = false;
 };
 
 struct Child {

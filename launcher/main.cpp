@@ -3,12 +3,10 @@
 // in a multi-rank world the whole world is aborted so that no rank waits forever for a dead peer.
 #include <CLI/CLI.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -28,9 +26,6 @@ int announced_rank() {
     if (const char* v = std::getenv(name)) return std::atoi(v);
   return 0;
 }
-
-// How long a rank other than 0 waits before printing a config error of its own (above).
-constexpr std::chrono::seconds kPeerConfigErrorGrace{2};
 
 int exit_code_for(const std::exception& e) {
   if (dynamic_cast<const ConfigError*>(&e)) return kExitConfigError;
@@ -70,11 +65,12 @@ int main(int argc, char** argv) {
     log::write_to_file(log::Level::kError, e.what());  // a rank's log tells its end (the terminal may be gone)
     const bool multi_rank = mpi.active() && mpi.world_size() > 1;
     const int rank = mpi.active() ? mpi.context().world_rank : announced_rank();
-    // A config error is usually the same on every rank, and rank 0 reports it: another rank waits a
-    // moment first, so that rank 0's abort of the world ends it before it repeats the line; one
-    // that is still there (rank 0 did not fail the same way) says what went wrong on its own.
+    // Once MPI runs, every rank says why it stops, config errors too: a rank's own (a file missing
+    // on its host, a folder another rank is making) would otherwise go unsaid while rank 0 fails
+    // for the world or waits for it; an error every rank meets is then said once per rank.
+    // Before MPI runs (the command line, the config file), rank 0 alone reports a config error:
+    // the ranks read the same words.
     const bool config_error = dynamic_cast<const ConfigError*>(&e) != nullptr;
-    if (config_error && rank != 0 && multi_rank) std::this_thread::sleep_for(kPeerConfigErrorGrace);
     if (rank == 0 || !config_error || multi_rank) {
       std::string prefix = "segrun: error: ";
       if (rank != 0 || multi_rank) prefix = "segrun: error on rank " + std::to_string(rank) + ": ";

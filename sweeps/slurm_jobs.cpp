@@ -158,12 +158,21 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
   script.output = cluster::kJobLogFile;
   const std::string text = cluster::render_job_script(script);
   const std::string script_path = (fs::path(run_dir) / "job.sbatch").string();
-  // What submitting would refuse, a dry run refuses too (all but the queue's answer: a dry run may
-  // be made off the cluster).
+  // What submitting would refuse, a dry run refuses too, all but the queue's answer (a dry run may
+  // be made off the cluster). Its standard output is the job script alone.
   const RunRecord record = read_run(run_dir);
   if (record.state == RunState::kDone) {
-    out << run_dir << " is done already (delete it or choose another --run-dir to train again)\n";
+    (req.dry_run ? std::cerr : out) << run_dir
+                                    << " is done already (delete it or choose another --run-dir to train again)\n";
     return 0;
+  }
+  if (!req.dry_run) {
+    const auto jobs = cluster::recorded_jobs({run_dir});
+    cluster::require_known_states(jobs, "nothing submitted; try again when squeue answers");
+    if (!jobs.empty() && jobs.begin()->second.slurm && cluster::is_active(*jobs.begin()->second.slurm))
+      throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
+                         cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
+                         "` stops it");
   }
   const std::string refusal = resume_refusal(record, config, "this command");
   if (!refusal.empty()) throw ConfigError(refusal);
@@ -172,12 +181,6 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
     std::cerr << "dry run: would write " << script_path << " and run `sbatch --parsable` in " << run_dir << "\n";
     return 0;
   }
-  const auto jobs = cluster::recorded_jobs({run_dir});
-  cluster::require_known_states(jobs, "nothing submitted; try again when squeue answers");
-  if (!jobs.empty() && jobs.begin()->second.slurm && cluster::is_active(*jobs.begin()->second.slurm))
-    throw ClusterError(run_dir + ": already queued as Slurm job " + jobs.begin()->second.record.job_id + " (" +
-                       cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
-                       "` stops it");
   make_private_dir(run_dir);
   write_file_atomic(RunFolder(run_dir).config_path(), to_toml(config));
   if (record.state == RunState::kNew || record.state == RunState::kFailed) write_run_status(run_dir, RunState::kQueued);

@@ -365,18 +365,34 @@ TEST(EvalSmallImages, AreInferredPaddedToTheBackbonesSmallestInput) {
       model->eval();
       const int64_t min_side = model->min_input_side();
       ASSERT_GE(min_side, 16) << name;
-      const int64_t height = min_side / 2 + 3, width = 40;  // under the smallest side, and under the crop
-      const torch::Tensor image = torch::randn({1, 3, height, width});
-      EXPECT_THROW(model->predict_logits(image), ModelError) << name << ": the image is too small unpadded";
-      const std::vector<torch::Tensor> logits = infer_logits(*model, {image}, c.eval);
-      ASSERT_EQ(logits.size(), 1u);
-      ASSERT_EQ(logits[0].sizes(), (std::vector<int64_t>{1, model->num_classes(), height, width})) << name;
-      torch::Tensor padded = torch::zeros({1, 3, min_side, width});
-      padded.slice(2, 0, height).copy_(image);
-      const torch::Tensor expected = model->predict_logits(padded).slice(2, 0, height);
-      const double scale = expected.abs().max().item<double>();
-      EXPECT_GT(scale, 1e-3) << name;
-      EXPECT_LT((logits[0] - expected).abs().max().item<double>(), 1e-5 * scale) << name << " " << mode;
+      // Too low (one window: the image is under the crop too); too low and too narrow; too low and
+      // wide enough for four 48-wide windows in slide mode, each padded on its own.
+      const int64_t small = min_side / 2 + 3;
+      for (const auto& [height, width] : {std::pair<int64_t, int64_t>{small, 40}, {small, small + 2}, {small, 100}}) {
+        const std::string what = name + " " + mode + " " + std::to_string(height) + "x" + std::to_string(width);
+        const torch::Tensor image = torch::randn({1, 3, height, width});
+        EXPECT_THROW(model->predict_logits(image), ModelError) << what << ": the image is too small unpadded";
+        const std::vector<torch::Tensor> logits = infer_logits(*model, {image}, c.eval);
+        ASSERT_EQ(logits.size(), 1u);
+        ASSERT_EQ(logits[0].sizes(), (std::vector<int64_t>{1, model->num_classes(), height, width})) << what;
+        // The reference: each window (the whole image, or mmseg's 48-wide windows every 24 pixels,
+        // the last flush with the border) padded by hand, its logits cut back, overlaps averaged.
+        const int64_t window = mode == "slide" ? std::min<int64_t>(48, width) : width;
+        torch::Tensor sum = torch::zeros({1, model->num_classes(), height, width});
+        torch::Tensor count = torch::zeros({1, 1, height, width});
+        for (int64_t x1 = 0;; x1 += 24) {
+          const int64_t x2 = std::min(x1 + window, width), start = x2 - window;
+          torch::Tensor padded = torch::zeros({1, 3, min_side, std::max(window, min_side)});
+          padded.slice(2, 0, height).slice(3, 0, window).copy_(image.slice(3, start, x2));
+          sum.slice(3, start, x2) += model->predict_logits(padded).slice(2, 0, height).slice(3, 0, window);
+          count.slice(3, start, x2) += 1;
+          if (x2 == width) break;
+        }
+        const torch::Tensor expected = sum / count;
+        const double scale = expected.abs().max().item<double>();
+        EXPECT_GT(scale, 1e-3) << what;
+        EXPECT_LT((logits[0] - expected).abs().max().item<double>(), 1e-5 * scale) << what;
+      }
     }
   }
 }

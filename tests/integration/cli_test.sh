@@ -261,8 +261,8 @@ check "a world of 1 where 3 were asked exits non-zero (got $code)" test "$code" 
 check "the error names both sizes" grep -q "rank 0/1 on .*: the launcher asked for 3 ranks (SEGRUN_WORLD_SIZE) but MPI started a world of 1" "$work/h.out"
 
 # A config error on one rank only (here rank 1 is given a store that does not exist; mpirun's
-# MPMD form gives each rank its own words) is printed by that rank, naming it: config errors are
-# otherwise left to rank 0, which here has none.
+# MPMD form gives each rank its own words) is printed by that rank, naming it, though rank 0 has
+# none (config errors met before MPI starts are left to rank 0).
 as_root=(); if [ "$(id -u)" = 0 ]; then as_root=(--allow-run-as-root); fi
 mpirun -np 1 --oversubscribe "${as_root[@]}" -x SEGRUN_LAUNCHED=1 -x SEGRUN_WORLD_SIZE=2 "$segrun" train "$work/tiny.toml" --run-dir "$work/runs/i" \
   : -np 1 "$segrun" train "$work/tiny.toml" --run-dir "$work/runs/i" data.store="$work/no-store" > "$work/i.out" 2>&1

@@ -285,6 +285,9 @@ Config read_identity(const SpecReader& r, const toml::table& root, SweepSpec& sp
   }
   if (const toml::node* n = root.get("runs_dir")) {
     if (!n->is_string()) r.fail(*n, "runs_dir", "expected a string path");
+    // "" would put the runs among the spec's own files (its folder): not what anyone means.
+    if (n->as_string()->get().empty())
+      r.fail(*n, "runs_dir", "empty; leave the key out for runs/" + spec.name + ", or name a folder");
     fs::path d = n->as_string()->get();
     spec.runs_dir = (d.is_relative() ? r.dir() / d : d).lexically_normal().string();
   }

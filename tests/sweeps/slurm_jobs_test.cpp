@@ -183,6 +183,31 @@ TEST(SlurmJobs, AJobSqueueListsAsRunningIsLeftToSlurm) {
   EXPECT_TRUE(slurm.ran("scancel"));
 }
 
+// `cancel FOLDER` of runs submitted one by one (job records, no overrides.json) cancels their
+// jobs; a folder with no run in it is refused instead of "nothing to cancel ... for 0 run(s)".
+TEST(SlurmJobs, CancelOfAFolderOfRunsSubmittedOneByOne) {
+  segrun::testing::ScratchDir dir("slurmjobs-cancel-folder");
+  for (const char* run : {"runs/a", "runs/b"}) {
+    std::filesystem::create_directories(dir.path() / run);
+    std::ofstream(dir.str(std::string(run) + "/status")) << "queued\n";
+  }
+  cluster::write_job_record(dir.str("runs/a"), "81", "job.sbatch", dir.str("runs/a/slurm.log"));
+  cluster::write_job_record(dir.str("runs/b"), "82", "job.sbatch", dir.str("runs/b/slurm.log"));
+  const FakeSlurm slurm(dir, /*controller_up=*/true, "81|PENDING|None|0||\n82|RUNNING|None|0|vm|\n");
+  std::ostringstream out;
+  EXPECT_EQ(cancel_jobs(dir.str("runs"), "", out), 0);
+  EXPECT_EQ(out.str().substr(0, 38), "cancelled 2 Slurm job(s): 81 82\n(runni") << out.str();
+  std::filesystem::create_directories(dir.path() / "empty");
+  try {
+    cancel_jobs(dir.str("empty"), "", out);
+    ADD_FAILURE() << "cancel of a folder with no run in it";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), dir.str("empty") +
+                                         ": no run here: neither a run folder nor a folder of runs (give a run "
+                                         "folder, a sweep's runs folder or its spec)");
+  }
+}
+
 TEST(SlurmJobs, StatusRefusesAFolderThatIsNotARun) {
   // A folder of other files, or a store, is not a run that has not started (README: "a folder of
   // other files is never a run directory"): refused like `segrun eval` refuses it (exit 2).

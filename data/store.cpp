@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "core/atomic_file.h"
+#include "core/run_folder.h"
 
 namespace segrun::data {
 namespace {
@@ -468,8 +469,23 @@ StoreReader::StoreReader(const std::string& store_path) {
   // A path the user gave (a config's data.store, a command's argument): exit 2, as a config error.
   SEGRUN_CHECK(std::filesystem::is_directory(directory_), ConfigError,
                store_path << ": store not found (expected a directory with " << kManifestFileName << ")");
-  SEGRUN_CHECK(std::filesystem::is_regular_file(mpath), DataError,
-               mpath << ": missing store manifest (the store is incomplete or was not packed)");
+  if (!std::filesystem::is_regular_file(mpath)) {
+    // Folders users mistake for a store: a run folder, a dataset not packed yet.
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path dir(directory_);
+    SEGRUN_CHECK(!RunFolder(directory_).holds_run_files(), ConfigError,
+                 store_path << ": a run folder, not a store (the run's stores are data.store and data.val_store in "
+                            << (dir / "config.toml").string() << ")");
+    const bool ade = fs::is_directory(dir / "images", ec) && fs::is_directory(dir / "annotations", ec);
+    const bool cityscapes = fs::is_directory(dir / "leftImg8bit", ec) && fs::is_directory(dir / "gtFine", ec);
+    SEGRUN_CHECK(!ade && !cityscapes, ConfigError,
+                 store_path << ": " << (ade ? "an ADE20K" : "a Cityscapes")
+                            << " dataset folder, not a store; pack it first: segrun data pack --layout "
+                            << (ade ? "ade20k" : "cityscapes") << " --root " << store_path
+                            << " --split <train|val> --out <store>");
+    throw DataError(mpath + ": missing store manifest (the store is incomplete or was not packed)");
+  }
   std::string text;
   try {
     text = read_file(mpath);

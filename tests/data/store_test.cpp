@@ -570,6 +570,35 @@ TEST_F(StoreBadInput, MissingStoreAndManifest) {
   EXPECT_THAT(open_error(), HasSubstr((tmp_ / "store/manifest.json") + ": missing store manifest"));
 }
 
+// Folders users give for a store by mistake are named for what they are (exit 2): a run folder,
+// a dataset folder that was never packed.
+TEST_F(StoreBadInput, ARunFolderOrADatasetFolderIsNamed) {
+  const auto open_message = [](const std::string& path) -> std::string {
+    try {
+      StoreReader r(path);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "opened";
+  };
+  fs::create_directories(tmp_ / "run/checkpoints");
+  std::ofstream(tmp_ / "run/config.toml") << "[data]\n";
+  std::ofstream(tmp_ / "run/status") << "done\n";
+  EXPECT_EQ(open_message(tmp_ / "run"), (tmp_ / "run") +
+                                            ": a run folder, not a store (the run's stores are data.store "
+                                            "and data.val_store in " +
+                                            (tmp_ / "run/config.toml") + ")");
+  fs::create_directories(tmp_ / "ade/images/training");
+  fs::create_directories(tmp_ / "ade/annotations/training");
+  EXPECT_EQ(open_message(tmp_ / "ade"), (tmp_ / "ade") +
+                                            ": an ADE20K dataset folder, not a store; pack it first: segrun "
+                                            "data pack --layout ade20k --root " +
+                                            (tmp_ / "ade") + " --split <train|val> --out <store>");
+  fs::create_directories(tmp_ / "cs/leftImg8bit");
+  fs::create_directories(tmp_ / "cs/gtFine");
+  EXPECT_THAT(open_message(tmp_ / "cs"), HasSubstr(": a Cityscapes dataset folder, not a store; pack it first"));
+}
+
 TEST_F(StoreBadInput, MissingShard) {
   fs::remove(shard_);
   EXPECT_THAT(open_error(), HasSubstr(shard_ + ": shard file missing"));

@@ -226,6 +226,9 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
         "~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations "
         "(not distinguishable from noise).");
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
+  if (g.cells_without_baseline > 0)
+    notes.push_back(std::to_string(g.cells_without_baseline) +
+                    " configuration(s) have no \xCE\x94: the baseline with their other keys has no result (yet).");
   if (g.runs_not_done > 0) notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
   if (!g.repeated_runs.empty()) notes.push_back(repeated_runs_note(g.repeated_runs));
   if (g.runs_of_older_config > 0)
@@ -355,11 +358,13 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
     ++where_matched;
     if (r.state != RunState::kDone || !r.has_result) {
       ++g.runs_not_done;
+      g.configs_without_result.insert(r.overrides);
       continue;
     }
     const double v = run_metric(r, options.metric);
     if (std::isnan(v)) {
       ++without_metric;
+      g.configs_without_result.insert(r.overrides);
       if (!first_without && !has_metric_key(r, options.metric)) first_without = &r;
       continue;
     }
@@ -513,7 +518,10 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
   if (options.baseline.empty()) return;
   // The delta of a configuration is taken against the baseline configuration that differs
   // from it only in the baseline keys; when there is none and the baseline is a single
-  // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one. A
+  // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one -- unless
+  // the runs hold a baseline configuration of its own that has no result (not done, failed):
+  // then it has no delta, since one against the baseline at another learning rate, say, would
+  // be a wrong number. A
   // configuration without one of the baseline keys (a ResNet row without the ViT's drop path)
   // is a baseline when it has the baseline's values of the keys it has (at least one).
   const auto is_baseline = [&](const Overrides& config) {
@@ -536,6 +544,9 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
       const ResultCell*& kept = baseline_by_other_keys[other_keys(config)];
       if (!kept || matches(config, options.baseline)) kept = &cell;  // the one with every key wins
     }
+  std::set<Overrides> baseline_without_result;  // other keys of baseline configurations without a result
+  for (const Overrides& config : g.configs_without_result)
+    if (is_baseline(config) && !by_config.count(config)) baseline_without_result.insert(other_keys(config));
   bool any = false;
   for (auto& [config, cell] : by_config) {
     if (is_baseline(config)) {
@@ -544,7 +555,12 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
       any = true;
       continue;
     }
-    auto it = baseline_by_other_keys.find(other_keys(config));
+    const Overrides others = other_keys(config);
+    auto it = baseline_by_other_keys.find(others);
+    if (it == baseline_by_other_keys.end() && baseline_without_result.count(others)) {
+      ++g.cells_without_baseline;
+      continue;
+    }
     if (it == baseline_by_other_keys.end() && baseline_by_other_keys.size() == 1) {
       it = baseline_by_other_keys.begin();
       g.baseline_unpaired = true;
@@ -622,6 +638,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     j["cols"] = g.col_keys;
     j["baseline"] = json_config(g.baseline);
     j["runs_not_done"] = g.runs_not_done;
+    if (g.cells_without_baseline > 0) j["cells_without_baseline"] = g.cells_without_baseline;
     j["runs_of_older_config"] = g.runs_of_older_config;
     if (!g.repeated_runs.empty()) {
       Json repeated = Json::array();

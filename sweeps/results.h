@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -79,7 +80,9 @@ struct ResultGrid {
   std::vector<Overrides> col_values;  // over col_keys ({} once when there are no col keys)
   std::vector<ResultCell> cells;
   Overrides baseline;
-  bool baseline_unpaired = false;  // some delta is against the single baseline configuration
+  bool baseline_unpaired = false;              // some delta is against the single baseline configuration
+  int cells_without_baseline = 0;              // configurations with no delta: their baseline has no result
+  std::set<Overrides> configs_without_result;  // of runs not done or without the metric
   int runs_not_done = 0;
   std::vector<RepeatedRun> repeated_runs;  // in the order of the runs given
   int decimals = 2;

@@ -315,6 +315,45 @@ TEST(TwoAxes, CsvIsOneLineOfNumbersPerCell) {
             "- \xCE\x94: mIoU minus that of the baseline (model.dropout=0.1) with the other keys equal.\n");
 }
 
+// The baseline at the same learning rate has no result yet (its runs failed, or are still
+// training): that cell gets no delta, with a footnote -- not a delta against the baseline at
+// another learning rate, the only one with a result (a wrong number, exit 0, before).
+TEST(TwoAxes, ACellWhoseBaselineHasNoResultGetsNoDelta) {
+  ScratchDir dir("results-baseline-missing");
+  const auto root = dir.path();
+  fabricate_run(root / "r1", {{"model.dropout", "0.0"}, {"train.lr", "0.0001"}}, 0, "done", 30.0);
+  fabricate_run(root / "r2", {{"model.dropout", "0.0"}, {"train.lr", "0.0002"}}, 0, "done", 33.5);
+  fabricate_run(root / "r3", {{"model.dropout", "0.1"}, {"train.lr", "0.0001"}}, 0, "done", 31.25);
+  fabricate_run(root / "r4", {{"model.dropout", "0.1"}, {"train.lr", "0.0002"}}, 0, "failed", 0.0);
+  ResultTableOptions options;
+  options.rows = {"model.dropout"};
+  options.cols = {"train.lr"};
+  options.baseline = {{"model.dropout", "0.1"}};
+  const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
+  EXPECT_EQ(format_result_grid(g, "csv"),
+            "model.dropout,train.lr,mIoU,std,n,delta,baseline,within_spread,best\n"
+            "0.0,0.0001,30,,1,-1.25,0,0,0\n"
+            "0.0,0.0002,33.5,,1,,0,0,1\n"
+            "0.1,0.0001,31.25,,1,0,1,0,0\n");
+  const std::string md = format_result_grid(g, "md");
+  EXPECT_NE(md.find("- 1 configuration(s) have no \xCE\x94: the baseline with their other keys has no result (yet).\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("(model.dropout=0.1) with the other keys equal."), std::string::npos) << md;
+  // A paper's single "Baseline" row that sets none of a configuration's other keys still pairs
+  // with every configuration (the fallback this case must not reach).
+  ScratchDir paper_dir("results-baseline-single");
+  fabricate_run(paper_dir.path() / "fpn", {{"model.head", "fpn"}}, 0, "done", 40.0);
+  fabricate_run(paper_dir.path() / "k3", {{"model.head", "clip_sp"}, {"model.clip_sp.top_k", "3"}}, 0, "done", 42.0);
+  ResultTableOptions paper;
+  paper.baseline = {{"model.head", "fpn"}};
+  const ResultGrid p = build_result_grid(scan_runs(paper_dir.path().string()), paper);
+  ASSERT_EQ(p.cells.size(), 2u);
+  for (const ResultCell& cell : p.cells)
+    EXPECT_DOUBLE_EQ(cell.delta, cell.is_baseline ? 0.0 : 2.0) << format_result_grid(p, "md");
+  EXPECT_EQ(p.cells_without_baseline, 0);
+}
+
 // Keys outside --rows/--cols join the row label only when rows and columns leave them open: each
 // backbone's weights file follows from the backbone, the norm does not.
 TEST(TwoAxes, RowLabelsSkipKeysThatFollowFromRowsAndColumns) {

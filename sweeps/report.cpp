@@ -337,6 +337,22 @@ std::string table_and_plot_sections(const ReportSource& source, const ResultTabl
   return html + "</section>\n";
 }
 
+// A sweep's runs differ in what their overrides.json records, and also in any key the spec's base
+// config changed between them (seeds 0-1 trained at lr 2e-3, seed 2 after the base said 3e-3):
+// such keys, read from the runs' config.toml (scan_trained_runs), join the runs' overrides, so that
+// a table of the runs folder never averages runs of different training in one cell. Not the
+// global batch (a footnote says when runs differ in it) nor the run names.
+void add_keys_the_base_changed(std::vector<RunRecord>& runs, const std::string& runs_dir) {
+  std::map<std::string, Overrides> configs;
+  for (const RunRecord& trained : scan_trained_runs(runs_dir)) configs[trained.dir] = trained.overrides;
+  for (RunRecord& run : runs) {
+    const auto it = configs.find(run.dir);
+    if (it == configs.end()) continue;
+    for (const auto& [key, value] : it->second)
+      if (key != kGlobalBatchKey && key != "name" && !run.overrides.count(key)) run.overrides[key] = value;
+  }
+}
+
 }  // namespace
 
 ReportSource load_report_source(const std::string& path, const std::string& runs_dir, bool allow_single_run) {
@@ -356,7 +372,10 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
     source.kind = ReportSource::Kind::kRunsDir;
     source.table.note_co_varying = true;  // ad-hoc runs: nothing says which keys changed together
     source.runs = scan_runs(path);
-    if (source.runs.empty()) source.runs = scan_trained_runs(path);  // runs trained one by one
+    if (source.runs.empty())
+      source.runs = scan_trained_runs(path);  // runs trained one by one
+    else
+      add_keys_the_base_changed(source.runs, path);
     if (source.runs.empty())
       throw DataError(path +
                       (allow_single_run ? ": not a runs folder (no subfolder is a run folder) nor a run folder"

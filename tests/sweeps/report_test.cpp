@@ -438,6 +438,28 @@ TEST_F(Report, RunsTrainedOneByOneAreComparedByTheKeysThatDiffer) {
   }
 }
 
+// A sweep's runs folder where a later seed was trained after the spec's base config changed
+// the learning rate: its overrides.json records only the swept dropout, but its config.toml says
+// lr 3e-3, so its cell is its own -- not averaged with the seeds trained at 2e-3 (a wrong mean,
+// exit 0, before; found by a user pass).
+TEST_F(Report, ASweepsRunsOfAChangedBaseAreNotAveragedTogether) {
+  const fs::path folder = dir_.path() / "abl";
+  const auto seed_run = [&](const std::string& name, int seed, const std::string& lr, double miou) {
+    fabricate_run(folder / name, {{"model.dropout", "0.1"}}, seed, "done", miou);
+    write_text(folder / name / "config.toml", "name = '" + name + "'\n[model]\ndropout = 0.1\n[train]\nlr = " + lr +
+                                                  "\nseed = " + std::to_string(seed) + "\n");
+  };
+  seed_run("s1", 1, "2e-3", 40.0);
+  seed_run("s2", 2, "2e-3", 42.0);
+  seed_run("s3", 3, "3e-3", 50.0);
+  const ReportSource source = load_report_source(folder.string(), "", false);
+  ASSERT_EQ(source.runs.size(), 3u);
+  EXPECT_EQ(source.runs[2].overrides, (Overrides{{"model.dropout", "0.1"}, {"train.lr", "0.003"}}));
+  ResultTableOptions options;
+  EXPECT_EQ(markdown_cells(format_result_grid(build_result_grid(source.runs, options), "md")),
+            (Rows{{"train.lr", "mIoU"}, {"0.002", "41.00 ± 1.41 (n=2)"}, {"0.003", "50.00 (n=1)"}}));
+}
+
 TEST_F(Report, UserErrorsNameThePath) {
   const std::string missing = dir_.str("nope");
   try {

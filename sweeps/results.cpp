@@ -198,7 +198,11 @@ CellText cell_text(const ResultCell& c, const ResultGrid& g, bool show_n) {
 std::string row_header(const ResultGrid& g) { return g.row_keys.empty() ? "configuration" : join(g.row_keys, ", "); }
 
 std::string row_label(const ResultGrid& g, size_t r) {
-  return g.row_keys.empty() ? "(all runs)" : label_of(g.row_values[r], g.row_keys);
+  if (!g.row_keys.empty()) return label_of(g.row_values[r], g.row_keys);
+  // One configuration left (--where picked it): named, not "(all runs)" of a sweep of several.
+  if (g.col_keys.empty() && g.cells.size() == 1 && !g.cells.front().config.empty())
+    return describe(g.cells.front().config);
+  return "(all runs)";
 }
 
 // "2 run(s) repeating a configuration and seed already counted were left out: runs/a (seed 0;

@@ -274,6 +274,15 @@ TEST_F(OneAxis, AWhereFilterThatMatchesNothingIsNamed) {
   }
 }
 
+// --where that leaves one configuration: its row is named by it, not "(all runs)".
+TEST_F(OneAxis, AWhereFilterThatLeavesOneConfigurationNamesIt) {
+  ResultTableOptions options;
+  options.where = {{"model.dropout", {"0.1"}}};
+  const std::string md = format_result_grid(build_result_grid(runs_, options), "md");
+  EXPECT_NE(md.find("| model.dropout=0.1 |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("(all runs)"), std::string::npos) << md;
+}
+
 TEST(JsonTable, IntegerKeysStayIntegers) {
   ScratchDir dir("results-json");
   fabricate_run(dir.path() / "a", {{"train.iters", "30"}, {"train.lr", "0.005"}}, 0, "done", 30.0);

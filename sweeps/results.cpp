@@ -233,7 +233,13 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   if (g.cells_without_baseline > 0)
     notes.push_back(std::to_string(g.cells_without_baseline) +
                     " configuration(s) have no \xCE\x94: the baseline with their other keys has no result (yet).");
-  if (g.runs_not_done > 0) notes.push_back(std::to_string(g.runs_not_done) + " run(s) not done were left out.");
+  if (g.runs_not_done > g.done_without_result)
+    notes.push_back(std::to_string(g.runs_not_done - g.done_without_result) + " run(s) not done were left out.");
+  if (g.done_without_result > 0)
+    notes.push_back(
+        std::to_string(g.done_without_result) +
+        " run(s) marked done have no result.json and were left out (the first: " + g.first_done_without_result +
+        "): restore the file, or delete the run folder and train the run again.");
   if (!g.repeated_runs.empty()) notes.push_back(repeated_runs_note(g.repeated_runs));
   if (g.runs_of_older_config > 0)
     notes.push_back(std::to_string(g.runs_of_older_config) +
@@ -360,6 +366,8 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
   for (const auto& r : runs) {
     if (!matches(r.overrides, options.where)) continue;
     ++where_matched;
+    if (r.state == RunState::kDone && !r.has_result && g.done_without_result++ == 0)
+      g.first_done_without_result = r.dir;
     if (r.state != RunState::kDone || !r.has_result) {
       ++g.runs_not_done;
       g.configs_without_result.insert(r.overrides);

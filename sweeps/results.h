@@ -84,6 +84,8 @@ struct ResultGrid {
   int cells_without_baseline = 0;              // configurations with no delta: their baseline has no result
   std::set<Overrides> configs_without_result;  // of runs not done or without the metric
   int runs_not_done = 0;
+  int done_without_result = 0;  // of runs_not_done: status done, result.json missing (removed)
+  std::string first_done_without_result;
   std::vector<RepeatedRun> repeated_runs;  // in the order of the runs given
   int decimals = 2;
   bool has_paper = false;  // some cell has a paper value

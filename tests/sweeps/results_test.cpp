@@ -283,6 +283,20 @@ TEST_F(OneAxis, AWhereFilterThatLeavesOneConfigurationNamesIt) {
   EXPECT_EQ(md.find("(all runs)"), std::string::npos) << md;
 }
 
+// A run whose status says done but whose result.json is gone (removed by hand) is footnoted as
+// that, not counted among the runs not done (d0, running, is).
+TEST_F(OneAxis, ADoneRunWithoutResultJsonIsFootnotedAsSuch) {
+  std::vector<RunRecord> runs = runs_;
+  runs[0].has_result = false;
+  runs[0].result.clear();
+  const std::string md = format_result_grid(build_result_grid(runs, {}), "md");
+  EXPECT_NE(md.find("- 1 run(s) marked done have no result.json and were left out (the first: " + runs[0].dir +
+                    "): restore the file, or delete the run folder and train the run again.\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("- 1 run(s) not done were left out.\n"), std::string::npos) << md;  // d0 alone
+}
+
 TEST(JsonTable, IntegerKeysStayIntegers) {
   ScratchDir dir("results-json");
   fabricate_run(dir.path() / "a", {{"train.iters", "30"}, {"train.lr", "0.005"}}, 0, "done", 30.0);

@@ -158,9 +158,12 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   }
   const int cores = options.cores > 0 ? options.cores : process::usable_cores();
   const int per_core_fit = std::max(1, cores / spec.ranks);
-  const int parallel = std::max(1, std::min<int>({options.max_parallel > 0 ? options.max_parallel : per_core_fit,
-                                                  per_core_fit, static_cast<int>(std::max<size_t>(1, todo.size()))}));
-  const int threads = std::max(1, cores / (parallel * spec.ranks));
+  // The threads of a rank follow from the cores and the runs the machine takes at once, not from
+  // how many runs are left: a run's figures depend on its thread count (float sums split
+  // differently), so a run trains the same whether it is the sweep's last or one of many.
+  const int slots = std::max(1, std::min(options.max_parallel > 0 ? options.max_parallel : per_core_fit, per_core_fit));
+  const int parallel = std::min(slots, static_cast<int>(std::max<size_t>(1, todo.size())));
+  const int threads = std::max(1, cores / (slots * spec.ranks));
   const std::string program = options.program.empty() ? cluster::self_executable() : options.program;
 
   std::vector<cluster::LocalJob> jobs;

@@ -324,6 +324,19 @@ TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) 
   EXPECT_EQ(resume_refusal(record, watched, "the sweep now"), "");  // how it is evaluated may change
 }
 
+// A run's thread count does not depend on how many runs are left (its figures would): with 2
+// cores and 2 runs at a time, the last run left still gets 1 thread per rank.
+TEST_F(RunnerTest, ThreadsPerRankDoNotDependOnTheRunsLeft) {
+  write_text(dir_.path() / "one.toml",
+             "name = \"one\"\nbase = \"base.toml\"\nruns_dir = \"runs_one\"\n[grid]\n\"model.dropout\" = [0.0]\n");
+  SweepRunOptions dry = options_;
+  dry.dry_run = true;
+  std::ostringstream out;
+  run_sweep(load_sweep_spec(dir_.str("one.toml")), dry, out);
+  EXPECT_NE(out.str().find("1 to run (1 at a time x 1 rank(s) x 1 thread(s))"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("OMP_NUM_THREADS=1"), std::string::npos) << out.str();
+}
+
 TEST_F(RunnerTest, DryRunPrintsQuotedCommandsAndWritesNothing) {
   const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
   SweepRunOptions dry = options_;

@@ -48,6 +48,7 @@ bool natural_less(const std::string& a, const std::string& b) {
 
 // Numbers by value, then strings (their numbers by value too); an absent key ("") first.
 bool value_less(const std::string& a, const std::string& b) {
+  if (a.empty() != b.empty()) return a.empty();
   double x = 0, y = 0;
   const bool na = parse_number(a, x), nb = parse_number(b, y);
   if (na && nb && x != y) return x < y;

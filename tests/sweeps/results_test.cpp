@@ -297,6 +297,20 @@ TEST_F(OneAxis, ADoneRunWithoutResultJsonIsFootnotedAsSuch) {
   EXPECT_NE(md.find("- 1 run(s) not done were left out.\n"), std::string::npos) << md;  // d0 alone
 }
 
+// A key some runs lack sorts first, before numbers (as the docs say): "-" is the first row.
+TEST(RowOrder, AnAbsentKeySortsFirst) {
+  ScratchDir dir("results-absent-first");
+  fabricate_run(dir.path() / "a", {{"train.iters", "30"}}, 0, "done", 30.0);
+  fabricate_run(dir.path() / "b", {}, 0, "done", 31.0);
+  ResultTableOptions options;
+  options.rows = {"train.iters"};
+  const std::string md = format_result_grid(build_result_grid(scan_runs(dir.path().string()), options), "md");
+  const size_t absent = md.find("| -"), thirty = md.find("| 30");
+  ASSERT_NE(absent, std::string::npos) << md;
+  ASSERT_NE(thirty, std::string::npos) << md;
+  EXPECT_LT(absent, thirty) << md;
+}
+
 TEST(JsonTable, IntegerKeysStayIntegers) {
   ScratchDir dir("results-json");
   fabricate_run(dir.path() / "a", {{"train.iters", "30"}, {"train.lr", "0.005"}}, 0, "done", 30.0);

@@ -197,7 +197,10 @@ sweeps::ResultTableOptions table_options(const SweepOptions& s, const sweeps::Re
   if (!s.cols.empty()) options.cols = s.cols;
   if (!s.rows.empty() && s.cols.empty()) options.cols.clear();
   if (!s.metric.empty()) options.metric = s.metric;
-  if (!s.baseline.empty()) options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
+  if (!s.baseline.empty()) {
+    options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
+    options.baseline_origin = "--baseline";
+  }
   options.where = sweeps::parse_filter_args(s.where, "--where");
   // A runs folder's runs are compared by their resolved stores (registry.h): so are these values.
   if (source.kind == sweeps::ReportSource::Kind::kRunsDir) {

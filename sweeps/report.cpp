@@ -398,6 +398,7 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
   source.table.cols = spec.table.cols;
   source.table.metric = spec.table.metric;
   source.table.baseline = spec.table.baseline;
+  source.table.baseline_origin = spec.path + ": [table] baseline";
   source.table.paper = spec.table.paper;
   source.table.paper_source = spec.table.paper_source;
   if (spec.table.order == "spec") source.table.order = spec.configurations;

@@ -584,7 +584,10 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
     if (cell.values.size() >= 2 && reference.values.size() >= 2)
       cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, reference.std);
   }
-  if (!any) throw ConfigError("--baseline " + describe(options.baseline) + ": matches no configuration with a result");
+  if (!any)
+    throw ConfigError(options.baseline_origin + " " + describe(options.baseline) +
+                      ": matches no configuration with a result" +
+                      (options.where.empty() ? "" : " among the runs --where keeps"));
 }
 
 // Marks the best cell and lays the cells out in table order.

@@ -32,9 +32,10 @@ namespace segrun::sweeps {
 struct ResultTableOptions {
   std::vector<std::string> rows;
   std::vector<std::string> cols;
-  std::string metric = "mIoU";  // a key of result.json, or a class name of its per_class
-  Overrides baseline;           // {} = no deltas
-  ValueFilter where;            // keep only configurations matching this (a key: any of its values)
+  std::string metric = "mIoU";                 // a key of result.json, or a class name of its per_class
+  Overrides baseline;                          // {} = no deltas
+  std::string baseline_origin = "--baseline";  // where the baseline was given, for errors
+  ValueFilter where;                           // keep only configurations matching this (a key: any of its values)
   int decimals = 2;
   // When set (a spec's configurations in expansion order, `[table] order = "spec"`): rows appear
   // in the order their values first occur here (values not listed follow, sorted); columns stay

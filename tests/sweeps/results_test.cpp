@@ -218,6 +218,20 @@ TEST_F(OneAxis, BadOptions) {
   options.rows.clear();
   options.baseline = {{"model.dropout", "0.7"}};
   EXPECT_THROW(build_result_grid(runs_, options), ConfigError);
+  // A spec's [table] baseline that --where filtered away is named as the spec's, not --baseline.
+  options.baseline = {{"model.dropout", "0.1"}};
+  options.baseline_origin = "s.toml: [table] baseline";
+  options.where = {{"model.dropout", {"0.0"}}};
+  try {
+    build_result_grid(runs_, options);
+    ADD_FAILURE() << "a baseline --where removed was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "s.toml: [table] baseline model.dropout=0.1: matches no configuration with a result among the runs "
+                 "--where keeps");
+  }
+  options.where.clear();
+  options.baseline_origin = "--baseline";
   options.baseline.clear();
   options.metric = "nope";
   EXPECT_THROW(build_result_grid(runs_, options), DataError);

@@ -337,20 +337,26 @@ TEST(JsonTable, IntegerKeysStayIntegers) {
   EXPECT_TRUE(j["cells"][0]["config"]["train.lr"].is_number_float()) << text;
 }
 
-// A 2 x 2 grid, one seed each: deltas compared at the same learning rate; CSV keeps each key in
-// its own column and each number in its own cell.
-TEST(TwoAxes, CsvIsOneLineOfNumbersPerCell) {
-  ScratchDir dir("results2");
-  const auto root = dir.path();
+// A 2 x 2 grid (dropout 0.0 / 0.1 x lr 1e-4 / 2e-4), one seed each, in `root`; the run of the
+// baseline dropout 0.1 at lr 2e-4 ends `last_status` (mIoU 32.0 when done). Rows dropout,
+// columns lr, baseline dropout 0.1.
+ResultGrid dropout_by_lr_grid(const std::filesystem::path& root, const std::string& last_status) {
   fabricate_run(root / "r1", {{"model.dropout", "0.0"}, {"train.lr", "0.0001"}}, 0, "done", 30.0);
   fabricate_run(root / "r2", {{"model.dropout", "0.0"}, {"train.lr", "0.0002"}}, 0, "done", 33.5);
   fabricate_run(root / "r3", {{"model.dropout", "0.1"}, {"train.lr", "0.0001"}}, 0, "done", 31.25);
-  fabricate_run(root / "r4", {{"model.dropout", "0.1"}, {"train.lr", "0.0002"}}, 0, "done", 32.0);
+  fabricate_run(root / "r4", {{"model.dropout", "0.1"}, {"train.lr", "0.0002"}}, 0, last_status, 32.0);
   ResultTableOptions options;
   options.rows = {"model.dropout"};
   options.cols = {"train.lr"};
   options.baseline = {{"model.dropout", "0.1"}};
-  const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
+  return build_result_grid(scan_runs(root.string()), options);
+}
+
+// Deltas compared at the same learning rate; CSV keeps each key in its own column and each
+// number in its own cell.
+TEST(TwoAxes, CsvIsOneLineOfNumbersPerCell) {
+  ScratchDir dir("results2");
+  const ResultGrid g = dropout_by_lr_grid(dir.path(), "done");
   EXPECT_EQ(format_result_grid(g, "csv"),
             "model.dropout,train.lr,mIoU,std,n,delta,baseline,within_spread,best\n"
             "0.0,0.0001,30,,1,-1.25,0,0,0\n"
@@ -371,16 +377,7 @@ TEST(TwoAxes, CsvIsOneLineOfNumbersPerCell) {
 // another learning rate, the only one with a result (a wrong number, exit 0, before).
 TEST(TwoAxes, ACellWhoseBaselineHasNoResultGetsNoDelta) {
   ScratchDir dir("results-baseline-missing");
-  const auto root = dir.path();
-  fabricate_run(root / "r1", {{"model.dropout", "0.0"}, {"train.lr", "0.0001"}}, 0, "done", 30.0);
-  fabricate_run(root / "r2", {{"model.dropout", "0.0"}, {"train.lr", "0.0002"}}, 0, "done", 33.5);
-  fabricate_run(root / "r3", {{"model.dropout", "0.1"}, {"train.lr", "0.0001"}}, 0, "done", 31.25);
-  fabricate_run(root / "r4", {{"model.dropout", "0.1"}, {"train.lr", "0.0002"}}, 0, "failed", 0.0);
-  ResultTableOptions options;
-  options.rows = {"model.dropout"};
-  options.cols = {"train.lr"};
-  options.baseline = {{"model.dropout", "0.1"}};
-  const ResultGrid g = build_result_grid(scan_runs(root.string()), options);
+  const ResultGrid g = dropout_by_lr_grid(dir.path(), "failed");
   EXPECT_EQ(format_result_grid(g, "csv"),
             "model.dropout,train.lr,mIoU,std,n,delta,baseline,within_spread,best\n"
             "0.0,0.0001,30,,1,-1.25,0,0,0\n"

@@ -227,7 +227,14 @@ int run_table_command(const SweepOptions& s) {
     per_class = source.per_class;
   }
   const std::string format = s.format == "markdown" ? "md" : s.format;
-  const sweeps::ResultGrid grid = sweeps::build_result_grid(runs, options);
+  sweeps::ResultGrid grid;
+  try {
+    grid = sweeps::build_result_grid(runs, options);
+  } catch (const DataError& e) {
+    // "no run is done" of a spec run from another folder: say where its runs were looked for.
+    if (source.kind != sweeps::ReportSource::Kind::kSpec) throw;
+    throw DataError(std::string(e.what()) + " (runs folder " + source.runs_dir + ")");
+  }
   sweeps::PlotOptions plot;
   plot.x_key = s.plot_x;
   plot.name = source.kind == sweeps::ReportSource::Kind::kSpec ? source.name : "";

@@ -387,7 +387,8 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
   const SweepSpec spec = load_sweep_spec(path);
   source.kind = ReportSource::Kind::kSpec;
   source.name = spec.name;
-  for (const auto& e : plan_sweep(spec, sweep_runs_dir(spec, runs_dir))) {
+  source.runs_dir = sweep_runs_dir(spec, runs_dir);
+  for (const auto& e : plan_sweep(spec, source.runs_dir)) {
     RunRecord record = e.record;
     record.overrides = e.run.overrides;  // also for runs never launched (no overrides.json yet)
     record.seed = e.run.seed;

@@ -344,7 +344,12 @@ std::string table_and_plot_sections(const ReportSource& source, const ResultTabl
 // global batch (a footnote says when runs differ in it) nor the run names.
 void add_keys_the_base_changed(std::vector<RunRecord>& runs, const std::string& runs_dir) {
   std::map<std::string, Overrides> configs;
-  for (const RunRecord& trained : scan_trained_runs(runs_dir)) configs[trained.dir] = trained.overrides;
+  try {
+    for (const RunRecord& trained : scan_trained_runs(runs_dir)) configs[trained.dir] = trained.overrides;
+  } catch (const DataError& e) {  // a damaged config.toml: the runs' overrides.json still tell them apart
+    log::warn("{}; the runs are compared by their overrides.json only", e.what());
+    return;
+  }
   for (RunRecord& run : runs) {
     const auto it = configs.find(run.dir);
     if (it == configs.end()) continue;

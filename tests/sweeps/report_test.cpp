@@ -458,6 +458,11 @@ TEST_F(Report, ASweepsRunsOfAChangedBaseAreNotAveragedTogether) {
   ResultTableOptions options;
   EXPECT_EQ(markdown_cells(format_result_grid(build_result_grid(source.runs, options), "md")),
             (Rows{{"train.lr", "mIoU"}, {"0.002", "41.00 ± 1.41 (n=2)"}, {"0.003", "50.00 (n=1)"}}));
+  // A damaged config.toml does not stop the table: the runs are compared by overrides.json alone.
+  write_text(folder / "s3" / "config.toml", "[train\n");
+  const ReportSource damaged = load_report_source(folder.string(), "", false);
+  ASSERT_EQ(damaged.runs.size(), 3u);
+  EXPECT_EQ(damaged.runs[2].overrides, (Overrides{{"model.dropout", "0.1"}}));
 }
 
 TEST_F(Report, UserErrorsNameThePath) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <system_error>
 
 #include "core/atomic_file.h"
@@ -339,22 +340,39 @@ std::string table_and_plot_sections(const ReportSource& source, const ResultTabl
 
 // A sweep's runs differ in what their overrides.json records, and also in any key the spec's base
 // config changed between them (seeds 0-1 trained at lr 2e-3, seed 2 after the base said 3e-3):
-// such keys, read from the runs' config.toml (scan_trained_runs), join the runs' overrides, so that
-// a table of the runs folder never averages runs of different training in one cell. Not the
-// global batch (a footnote says when runs differ in it) nor the run names.
+// such keys, read from the runs' config.toml (scan_trained_runs), join the trained runs'
+// overrides, so that a table of the runs folder never averages runs of different training in one
+// cell. Only keys that no run's overrides.json sets (a key the sweep sets already tells its runs
+// apart, and a run leaving it out means "the base's value", not the schema's default) and that
+// every trained run's config.toml holds (one written before a key joined the schema reads back
+// at its default). Not the global batch (a footnote says when runs differ in it) nor the names.
 void add_keys_the_base_changed(std::vector<RunRecord>& runs, const std::string& runs_dir) {
-  std::map<std::string, Overrides> configs;
+  std::vector<RunRecord> trained;
   try {
-    for (const RunRecord& trained : scan_trained_runs(runs_dir)) configs[trained.dir] = trained.overrides;
+    trained = scan_trained_runs(runs_dir);
   } catch (const DataError& e) {  // a damaged config.toml: the runs' overrides.json still tell them apart
     log::warn("{}; the runs are compared by their overrides.json only", e.what());
     return;
   }
+  std::set<std::string> keys;
+  for (const RunRecord& run : trained)
+    for (const auto& entry : run.overrides) keys.insert(entry.first);
+  for (const RunRecord& run : runs)
+    for (const auto& entry : run.overrides) keys.erase(entry.first);
+  keys.erase(kGlobalBatchKey);
+  keys.erase("name");
+  for (const RunRecord& run : trained)
+    for (const auto& [key, value] : run.overrides)
+      if (value.empty()) keys.erase(key);
+  std::map<std::string, const Overrides*> configs;
+  for (const RunRecord& run : trained) configs[run.dir] = &run.overrides;
   for (RunRecord& run : runs) {
     const auto it = configs.find(run.dir);
     if (it == configs.end()) continue;
-    for (const auto& [key, value] : it->second)
-      if (key != kGlobalBatchKey && key != "name" && !run.overrides.count(key)) run.overrides[key] = value;
+    for (const std::string& key : keys) {
+      const auto value = it->second->find(key);
+      if (value != it->second->end()) run.overrides[key] = value->second;
+    }
   }
 }
 

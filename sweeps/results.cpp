@@ -570,7 +570,17 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
     }
     const Overrides others = other_keys(config);
     auto it = baseline_by_other_keys.find(others);
-    if (it == baseline_by_other_keys.end() && baseline_without_result.count(others)) {
+    // A baseline run without a result may lack keys the trained runs have (one not trained yet has
+    // no config.toml to read them from: report.cpp's add_keys_the_base_changed): it is this
+    // configuration's baseline when the keys it has agree.
+    const bool own_baseline_pending =
+        std::any_of(baseline_without_result.begin(), baseline_without_result.end(), [&](const Overrides& pending) {
+          return std::all_of(pending.begin(), pending.end(), [&](const auto& entry) {
+            const auto mine = others.find(entry.first);
+            return mine != others.end() && mine->second == entry.second;
+          });
+        });
+    if (it == baseline_by_other_keys.end() && own_baseline_pending) {
       ++g.cells_without_baseline;
       continue;
     }

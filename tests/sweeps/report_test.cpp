@@ -465,6 +465,63 @@ TEST_F(Report, ASweepsRunsOfAChangedBaseAreNotAveragedTogether) {
   EXPECT_EQ(damaged.runs[2].overrides, (Overrides{{"model.dropout", "0.1"}}));
 }
 
+// The keys joined from config.toml do not disturb baselines: a baseline run not trained yet (no
+// config.toml) is still the baseline of the cells whose keys it shares, so they get no delta
+// rather than one against the baseline at another learning rate; a key some runs' overrides set
+// (a ViT's drop path) is not filled in from the others' config.toml defaults.
+TEST_F(Report, KeysFromConfigTomlKeepBaselinesRight) {
+  const fs::path folder = dir_.path() / "pending";
+  const auto run = [&](const std::string& name, const std::string& dropout, int seed, const std::string& lr,
+                       const std::string& status) {
+    fabricate_run(folder / name, {{"model.dropout", dropout}}, seed, status, dropout == "0.0" ? 40.0 : 45.0);
+    if (status == "done")
+      write_text(folder / name / "config.toml",
+                 "[model]\ndropout = " + dropout + "\n[train]\nlr = " + lr + "\nseed = " + std::to_string(seed) + "\n");
+  };
+  run("a0", "0.0", 0, "2e-3", "done");
+  run("a1", "0.0", 1, "2e-3", "done");
+  run("a2", "0.0", 2, "3e-3", "queued");  // the base's lr changed before it started
+  run("b0", "0.1", 0, "2e-3", "done");
+  run("b1", "0.1", 1, "2e-3", "done");
+  run("b2", "0.1", 2, "3e-3", "done");
+  ResultTableOptions options;
+  options.rows = {"model.dropout"};
+  options.baseline = {{"model.dropout", "0.0"}};
+  const ResultGrid g = build_result_grid(load_report_source(folder.string(), "", false).runs, options);
+  ASSERT_EQ(g.cells.size(), 3u);
+  for (const ResultCell& cell : g.cells) {
+    const std::string lr = cell.config.at("train.lr");
+    if (cell.is_baseline) continue;
+    if (lr == "0.002") {
+      EXPECT_DOUBLE_EQ(cell.delta, 5.0);
+    } else {
+      EXPECT_TRUE(std::isnan(cell.delta)) << lr << ": " << cell.delta;
+    }
+  }
+  EXPECT_EQ(g.cells_without_baseline, 1);
+
+  const fs::path layout = dir_.path() / "backbones";
+  const auto trained = [&](const std::string& name, const Overrides& overrides, double drop_path, double miou) {
+    fabricate_run(layout / name, {overrides.begin(), overrides.end()}, 0, "done", miou);
+    write_text(layout / name / "config.toml",
+               "[model]\nbackbone = '" + overrides.at("model.backbone") + "'\nhead = '" + overrides.at("model.head") +
+                   "'\n[model.vit]\ndrop_path_rate = " + std::to_string(drop_path) + "\n");
+  };
+  trained("rf", {{"model.backbone", "rn50"}, {"model.head", "fpn"}}, 0.0, 40.0);
+  trained("rc", {{"model.backbone", "rn50"}, {"model.head", "clip_sp"}}, 0.0, 45.1);
+  trained("vf", {{"model.backbone", "vit"}, {"model.head", "fpn"}, {"model.vit.drop_path_rate", "0.1"}}, 0.1, 49.5);
+  trained("vc", {{"model.backbone", "vit"}, {"model.head", "clip_sp"}, {"model.vit.drop_path_rate", "0.1"}}, 0.1, 51.0);
+  ResultTableOptions paper;
+  paper.rows = {"model.backbone"};
+  paper.cols = {"model.head"};
+  paper.baseline = {{"model.head", "fpn"}, {"model.vit.drop_path_rate", "0.1"}};
+  const ResultGrid t = build_result_grid(load_report_source(layout.string(), "", false).runs, paper);
+  for (const ResultCell& cell : t.cells) {
+    if (cell.is_baseline) continue;
+    EXPECT_NEAR(cell.delta, cell.config.at("model.backbone") == "rn50" ? 5.1 : 1.5, 1e-9) << describe(cell.config);
+  }
+}
+
 TEST_F(Report, UserErrorsNameThePath) {
   const std::string missing = dir_.str("nope");
   try {

@@ -200,9 +200,10 @@ std::string row_header(const ResultGrid& g) { return g.row_keys.empty() ? "confi
 
 std::string row_label(const ResultGrid& g, size_t r) {
   if (!g.row_keys.empty()) return label_of(g.row_values[r], g.row_keys);
-  // One configuration left (--where picked it): named, not "(all runs)" of a sweep of several.
-  if (g.col_keys.empty() && g.cells.size() == 1 && !g.cells.front().config.empty())
-    return describe(g.cells.front().config);
+  // One configuration left (--where picked it): named by the keys --where picked it by, not
+  // "(all runs)" of a sweep of several.
+  if (g.col_keys.empty() && g.cells.size() == 1 && !g.where_keys.empty())
+    return describe(project(g.cells.front().config, g.where_keys));
   return "(all runs)";
 }
 
@@ -630,6 +631,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   g.decimals = options.decimals;
   g.baseline = options.baseline;
   g.paper_source = options.paper_source;
+  for (const auto& entry : options.where) g.where_keys.push_back(entry.first);
   const RunKeys swept = keys_of(runs);
   check_keys(options.rows, swept, "--rows");
   check_keys(options.cols, swept, "--cols");

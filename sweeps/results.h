@@ -77,8 +77,9 @@ struct ResultGrid {
   std::string metric;
   std::vector<std::string> row_keys;
   std::vector<std::string> col_keys;
-  std::vector<Overrides> row_values;  // over row_keys, sorted by value (or in options.order)
-  std::vector<Overrides> col_values;  // over col_keys ({} once when there are no col keys)
+  std::vector<std::string> where_keys;  // the keys --where filtered on (they name a lone configuration)
+  std::vector<Overrides> row_values;    // over row_keys, sorted by value (or in options.order)
+  std::vector<Overrides> col_values;    // over col_keys ({} once when there are no col keys)
   std::vector<ResultCell> cells;
   Overrides baseline;
   bool baseline_unpaired = false;              // some delta is against the single baseline configuration

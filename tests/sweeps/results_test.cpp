@@ -288,11 +288,15 @@ TEST_F(OneAxis, AWhereFilterThatMatchesNothingIsNamed) {
   }
 }
 
-// --where that leaves one configuration: its row is named by it, not "(all runs)".
-TEST_F(OneAxis, AWhereFilterThatLeavesOneConfigurationNamesIt) {
+// --where that leaves one configuration: its row is named by the keys --where chose it by, not
+// "(all runs)" (and not by a key every run sets alike, a spec's [fixed] one).
+TEST(RowLabel, AWhereFilterThatLeavesOneConfigurationNamesIt) {
+  ScratchDir dir("results-where-one");
+  fabricate_run(dir.path() / "a", {{"model.dropout", "0.0"}, {"train.iters", "60"}}, 0, "done", 30.0);
+  fabricate_run(dir.path() / "b", {{"model.dropout", "0.1"}, {"train.iters", "60"}}, 0, "done", 31.0);
   ResultTableOptions options;
   options.where = {{"model.dropout", {"0.1"}}};
-  const std::string md = format_result_grid(build_result_grid(runs_, options), "md");
+  const std::string md = format_result_grid(build_result_grid(scan_runs(dir.path().string()), options), "md");
   EXPECT_NE(md.find("| model.dropout=0.1 |"), std::string::npos) << md;
   EXPECT_EQ(md.find("(all runs)"), std::string::npos) << md;
 }

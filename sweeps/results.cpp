@@ -412,9 +412,12 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
   if (by_config.empty() && where_matched == 0 && !runs.empty())
     throw ConfigError("table: nothing to tabulate: no run matches " + where_text(options.where, runs));
   if (by_config.empty()) {
-    std::string why = without_metric > 0 ? std::to_string(without_metric) + " done run(s) have no '" + options.metric +
-                                               "' in result.json"
-                                         : "no run is done";
+    std::string why =
+        without_metric > 0
+            ? std::to_string(without_metric) + " done run(s) have no '" + options.metric + "' in result.json"
+        : g.done_without_result > 0 ? "no run is done with a result.json (" + std::to_string(g.done_without_result) +
+                                          " marked done have none, the first: " + g.first_done_without_result + ")"
+                                    : "no run is done";
     if (first_without) {
       // No run has it, and a run has a metric of a name this close: a typo (--metric miou).
       const std::string meant = likely_meant(options.metric, metric_names(*first_without));
@@ -424,7 +427,9 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
       why += " (e.g. " + first_without->dir + missing_metric_hint(first_without->dir, options.metric) + ")";
     }
     throw DataError("table: nothing to tabulate: " + why +
-                    (g.runs_not_done ? " (" + std::to_string(g.runs_not_done) + " not done)" : ""));
+                    (g.runs_not_done > g.done_without_result
+                         ? " (" + std::to_string(g.runs_not_done - g.done_without_result) + " not done)"
+                         : ""));
   }
 
   return by_config;
@@ -667,6 +672,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     j["baseline"] = json_config(g.baseline);
     j["runs_not_done"] = g.runs_not_done;
     if (g.cells_without_baseline > 0) j["cells_without_baseline"] = g.cells_without_baseline;
+    if (g.done_without_result > 0) j["done_without_result"] = g.done_without_result;
     j["runs_of_older_config"] = g.runs_of_older_config;
     if (!g.repeated_runs.empty()) {
       Json repeated = Json::array();

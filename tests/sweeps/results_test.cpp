@@ -313,6 +313,19 @@ TEST_F(OneAxis, ADoneRunWithoutResultJsonIsFootnotedAsSuch) {
             std::string::npos)
       << md;
   EXPECT_NE(md.find("- 1 run(s) not done were left out.\n"), std::string::npos) << md;  // d0 alone
+  // When no done run has one, the error says so (it said "no run is done").
+  for (RunRecord& run : runs) {
+    run.has_result = false;
+    run.result.clear();
+  }
+  try {
+    build_result_grid(runs, {});
+    ADD_FAILURE() << "a table of runs without result.json";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "table: nothing to tabulate: no run is done with a result.json (6 marked done have none, the first: " +
+                  runs[0].dir + ") (1 not done)");
+  }
 }
 
 // A key some runs lack sorts first, before numbers (as the docs say): "-" is the first row.

@@ -232,6 +232,8 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
         "~: |\xCE\x94| is smaller than the seed-to-seed std of the two configurations "
         "(not distinguishable from noise).");
   if (fmt == TableFormat::kText) notes.push_back("*: best " + g.metric + ".");
+  if (!g.baseline_left_out.empty())
+    notes.push_back("No \xCE\x94: " + g.baseline_left_out + " is not among the runs --where keeps.");
   if (g.cells_without_baseline > 0)
     notes.push_back(std::to_string(g.cells_without_baseline) +
                     " configuration(s) have no \xCE\x94: the baseline with their other keys has no result (yet).");
@@ -599,6 +601,13 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
     cell.delta = cell.mean - reference.mean;
     if (cell.values.size() >= 2 && reference.values.size() >= 2)
       cell.within_spread = std::fabs(cell.delta) < std::max(cell.std, reference.std);
+  }
+  // A spec's [table] baseline that --where left out: the table without deltas, saying why (an
+  // error is for a baseline the user gave).
+  if (!any && !options.where.empty() && options.baseline_origin != "--baseline") {
+    g.baseline_left_out = options.baseline_origin + " " + describe(options.baseline);
+    g.baseline.clear();
+    return;
   }
   if (!any)
     throw ConfigError(options.baseline_origin + " " + describe(options.baseline) +

@@ -83,6 +83,7 @@ struct ResultGrid {
   std::vector<ResultCell> cells;
   Overrides baseline;
   bool baseline_unpaired = false;              // some delta is against the single baseline configuration
+  std::string baseline_left_out;               // a spec's baseline --where filtered away ("" when none): no deltas
   int cells_without_baseline = 0;              // configurations with no delta: their baseline has no result
   std::set<Overrides> configs_without_result;  // of runs not done or without the metric
   int runs_not_done = 0;

@@ -218,17 +218,23 @@ TEST_F(OneAxis, BadOptions) {
   options.rows.clear();
   options.baseline = {{"model.dropout", "0.7"}};
   EXPECT_THROW(build_result_grid(runs_, options), ConfigError);
-  // A spec's [table] baseline that --where filtered away is named as the spec's, not --baseline.
+  // A spec's [table] baseline that --where filtered away: the table without deltas, a footnote
+  // naming the spec's baseline; a --baseline the user gave is an error (named as theirs).
   options.baseline = {{"model.dropout", "0.1"}};
   options.baseline_origin = "s.toml: [table] baseline";
   options.where = {{"model.dropout", {"0.0"}}};
+  const std::string md = format_result_grid(build_result_grid(runs_, options), "md");
+  EXPECT_NE(md.find("- No \xCE\x94: s.toml: [table] baseline model.dropout=0.1 is not among the runs --where keeps.\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(md.find(", \xCE\x94"), std::string::npos) << md;
+  options.baseline_origin = "--baseline";
   try {
     build_result_grid(runs_, options);
-    ADD_FAILURE() << "a baseline --where removed was accepted";
+    ADD_FAILURE() << "a --baseline that --where removed was accepted";
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(),
-                 "s.toml: [table] baseline model.dropout=0.1: matches no configuration with a result among the runs "
-                 "--where keeps");
+                 "--baseline model.dropout=0.1: matches no configuration with a result among the runs --where keeps");
   }
   options.where.clear();
   options.baseline_origin = "--baseline";

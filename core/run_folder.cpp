@@ -93,14 +93,9 @@ bool starts_ends(const std::string& name, const std::string& prefix, const std::
 }  // namespace
 
 bool RunFolder::holds_run_files() const {
-  if (holds_run_status() || path_exists(overrides_path())) return true;
-  // A checkpoint or a rank log of segrun's names (a folder of the user's that merely has a
-  // logs/ or checkpoints/ subfolder is not a run).
-  if (holds_file(checkpoint_dir(),
-                 [](const std::string& n) { return starts_ends(n, "iter_", ".pt") || n == "best.pt"; }))
-    return true;
-  if (holds_file(log_dir(), [](const std::string& n) { return starts_ends(n, "rank-", ".log"); })) return true;
-  // What another rank of this run has just made (create(), the lock), nothing else yet.
+  // What another rank of this run has just made (create(), the lock), nothing else yet. Checked
+  // first: that rank goes on adding files (its rank log into logs/) while this looks, and a file
+  // that appears during this check is one the checks below then see (files are only added).
   std::error_code ec;
   bool skeleton = fs::is_directory(checkpoint_dir(), ec) || fs::is_directory(log_dir(), ec);
   for (const auto& entry : fs::directory_iterator(root_, ec)) {
@@ -108,7 +103,14 @@ bool RunFolder::holds_run_files() const {
     const bool empty_folder = (name == "checkpoints" || name == "logs") && fs::is_empty(entry.path(), ec);
     skeleton = skeleton && (empty_folder || name == ".lock");
   }
-  return skeleton;
+  if (skeleton) return true;
+  if (holds_run_status() || path_exists(overrides_path())) return true;
+  // A checkpoint or a rank log of segrun's names (a folder of the user's that merely has a
+  // logs/ or checkpoints/ subfolder is not a run).
+  if (holds_file(checkpoint_dir(),
+                 [](const std::string& n) { return starts_ends(n, "iter_", ".pt") || n == "best.pt"; }))
+    return true;
+  return holds_file(log_dir(), [](const std::string& n) { return starts_ends(n, "rank-", ".log"); });
 }
 
 bool RunFolder::holds_run_status() const {

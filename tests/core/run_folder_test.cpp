@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/error.h"
 
@@ -101,6 +103,34 @@ TEST_F(RunStatusTest, OnlyAStatusThatNamesAStateMakesARunFolder) {
   fs::remove(dir_ / "logs" / "rank-0.log");
   std::ofstream(dir_ / "checkpoints" / "iter_2.pt") << "";
   EXPECT_TRUE(RunFolder(dir()).holds_run_files());
+}
+
+// Rank 0 checks the run folder (--run-dir) while another rank of the run may already be making
+// it (create(), then its rank log): whatever moment the check sees, the folder is one a run may
+// start in. A thread plays the other rank. Before the skeleton was checked first, the check
+// refused the folder 63 to 135 times in these 400 x 50 looks (a rank log appearing between the
+// log check and the skeleton check), and a 2-rank launch in CI exited 2.
+TEST_F(RunStatusTest, AFolderAnotherRankIsMakingIsNeverRefused) {
+  int refused = 0;
+  constexpr int kTries = 400;
+  for (int t = 0; t < kTries; ++t) {
+    const fs::path run = dir_ / ("run" + std::to_string(t));
+    fs::create_directories(run);
+    std::atomic<bool> go{false};
+    std::thread other_rank([&] {
+      while (!go) {
+      }
+      RunFolder(run.string()).create();
+      std::ofstream(run / "logs" / "rank-1.log") << "";
+    });
+    go = true;
+    for (int look = 0; look < 50; ++look) {
+      std::error_code ec;
+      if (!fs::is_empty(run, ec) && !RunFolder(run.string()).holds_run_files()) ++refused;
+    }
+    other_rank.join();
+  }
+  EXPECT_EQ(refused, 0) << "of " << kTries << " x 50 looks";
 }
 
 }  // namespace

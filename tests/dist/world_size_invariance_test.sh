@@ -48,7 +48,10 @@ train_as() {  # train_as RUN RANKS CONFIG [OVERRIDE...]: trains into $work/RUN, 
   else
     "$segrun" launch -n "$ranks" -- train "$config" "${common[@]}" "$@" --run-dir "$work/$run" > "$work/$run.log" 2>&1
   fi
-  check "$run: trains (exit $?)" test -s "$work/$run/metrics.jsonl"
+  local code=$?
+  check "$run: trains (exit $code)" test -s "$work/$run/metrics.jsonl"
+  # What the launch said, when it failed (a rare flake in CI must be readable from its log).
+  [ -s "$work/$run/metrics.jsonl" ] || grep -v " info " "$work/$run.log" | tail -n 25
 }
 
 run_pair() {  # run_pair NAME CONFIG [OVERRIDE...]

@@ -81,7 +81,8 @@ for cycle in 1 2 3; do
   newest=$("$py" "$here/check_checkpoints.py" "$ckpts" 2> "check$cycle.err")
   ok=1
   if [ "$code" -eq 0 ] || [[ "$what" != killed* ]]; then
-    echo "FAIL: cycle $cycle: no kill landed in a checkpoint write"
+    echo "FAIL: cycle $cycle: no kill landed in a checkpoint write; the launch said:"
+    grep -v " info " "cycle$cycle.out" | tail -n 25
   elif [ -s "check$cycle.err" ]; then
     echo "FAIL: cycle $cycle: $(cat "check$cycle.err")"
   elif [ "$newest" -lt $((min_iter - 1)) ]; then

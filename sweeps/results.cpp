@@ -374,13 +374,11 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
       g.first_done_without_result = r.dir;
     if (r.state != RunState::kDone || !r.has_result) {
       ++g.runs_not_done;
-      g.configs_without_result.insert(r.overrides);
       continue;
     }
     const double v = run_metric(r, options.metric);
     if (std::isnan(v)) {
       ++without_metric;
-      g.configs_without_result.insert(r.overrides);
       if (!first_without && !has_metric_key(r, options.metric)) first_without = &r;
       continue;
     }
@@ -534,17 +532,19 @@ void summarize_cells(std::map<Overrides, ResultCell>& by_config, const ResultTab
   }
 }
 
-// Each cell's delta against its baseline configuration.
-void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTableOptions& options, ResultGrid& g) {
+// Each cell's delta against its baseline configuration. `runs`: all the table's runs (a
+// configuration they hold that has no cell is one without a result: not done, failed).
+void apply_baseline(std::map<Overrides, ResultCell>& by_config, const std::vector<RunRecord>& runs,
+                    const ResultTableOptions& options, ResultGrid& g) {
   if (options.baseline.empty()) return;
   // The delta of a configuration is taken against the baseline configuration that differs
   // from it only in the baseline keys; when there is none and the baseline is a single
   // configuration (a paper's "Baseline" row, e.g. model.head = fpn), against that one -- unless
   // the runs hold a baseline configuration of its own that has no result (not done, failed):
   // then it has no delta, since one against the baseline at another learning rate, say, would
-  // be a wrong number. A
-  // configuration without one of the baseline keys (a ResNet row without the ViT's drop path)
-  // is a baseline when it has the baseline's values of the keys it has (at least one).
+  // be a wrong number. A configuration without one of the baseline keys (a ResNet row without
+  // the ViT's drop path) is a baseline when it has the baseline's values of the keys it has (at
+  // least one).
   const auto is_baseline = [&](const Overrides& config) {
     bool has_key = false;
     for (const auto& [k, v] : options.baseline) {
@@ -566,8 +566,9 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const ResultTabl
       if (!kept || matches(config, options.baseline)) kept = &cell;  // the one with every key wins
     }
   std::set<Overrides> baseline_without_result;  // other keys of baseline configurations without a result
-  for (const Overrides& config : g.configs_without_result)
-    if (is_baseline(config) && !by_config.count(config)) baseline_without_result.insert(other_keys(config));
+  for (const RunRecord& run : runs)
+    if (matches(run.overrides, options.where) && is_baseline(run.overrides) && !by_config.count(run.overrides))
+      baseline_without_result.insert(other_keys(run.overrides));
   bool any = false;
   for (auto& [config, cell] : by_config) {
     if (is_baseline(config)) {
@@ -665,7 +666,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
   choose_row_keys(by_config, swept, options, g);
   order_rows_and_cols(by_config, options, g);
   summarize_cells(by_config, options, g);
-  apply_baseline(by_config, options, g);
+  apply_baseline(by_config, runs, options, g);
   mark_best(by_config, g);
   return g;
 }

@@ -19,7 +19,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -82,10 +81,9 @@ struct ResultGrid {
   std::vector<Overrides> col_values;    // over col_keys ({} once when there are no col keys)
   std::vector<ResultCell> cells;
   Overrides baseline;
-  bool baseline_unpaired = false;              // some delta is against the single baseline configuration
-  std::string baseline_left_out;               // a spec's baseline --where filtered away ("" when none): no deltas
-  int cells_without_baseline = 0;              // configurations with no delta: their baseline has no result
-  std::set<Overrides> configs_without_result;  // of runs not done or without the metric
+  bool baseline_unpaired = false;  // some delta is against the single baseline configuration
+  std::string baseline_left_out;   // a spec's baseline --where filtered away ("" when none): no deltas
+  int cells_without_baseline = 0;  // configurations with no delta: their baseline has no result
   int runs_not_done = 0;
   int done_without_result = 0;  // of runs_not_done: status done, result.json missing (removed)
   std::string first_done_without_result;

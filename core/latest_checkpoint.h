@@ -11,7 +11,8 @@ namespace segrun {
 
 inline constexpr const char* kLatestCheckpointFile = "latest";
 
-// `path` when it is not a `latest` file; else the checkpoint it names, in the same folder.
+// `path` when it is not a `latest` file (any other word, "" included, passes as it is); else the
+// checkpoint it names, in the same folder.
 // ConfigError naming `option` when that checkpoint is gone or the file names none.
 std::string resolved_checkpoint_path(const std::string& option, const std::string& path);
 

@@ -236,9 +236,7 @@ struct EvalSource {
   bool newest = false;  // the checkpoint is the run folder's newest, chosen here
 };
 EvalSource eval_source(const std::string& command, const std::string& source, const std::string& given_checkpoint) {
-  const std::string checkpoint = given_checkpoint.empty() || given_checkpoint == "best"
-                                     ? given_checkpoint
-                                     : resolved_checkpoint_path("--checkpoint", given_checkpoint);
+  const std::string checkpoint = resolved_checkpoint_path("--checkpoint", given_checkpoint);  // "best", "" as they are
   std::error_code ec;
   if (!checkpoint.empty() && checkpoint != "best") {
     SEGRUN_CHECK(!fs::is_directory(checkpoint, ec), ConfigError,

@@ -23,9 +23,7 @@ TrainPlan plan_train(const TrainCommand& command) {
   const RunSource source = run_source(command.config, command.run_dir);
   TrainPlan plan{load_config(source.config_path, command.overrides), {}};
   plan.request.run_dir = source.run_dir.empty() ? default_run_dir(plan.config) : source.run_dir;
-  plan.request.resume = command.resume.empty() || command.resume == "auto"
-                            ? command.resume
-                            : resolved_checkpoint_path("--resume", command.resume);
+  plan.request.resume = resolved_checkpoint_path("--resume", command.resume);  // "auto" and "" pass as they are
   return plan;
 }
 

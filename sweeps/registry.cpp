@@ -47,8 +47,8 @@ void numeric_fields(const Json& object, std::map<std::string, double>& out) {
     if (item.value().is_number()) out[item.key()] = item.value().get<double>();
 }
 
-// The direct subfolders of runs_dir that `keep` accepts, sorted by name. DataError when runs_dir
-// is not a folder.
+}  // namespace
+
 std::vector<std::string> sorted_subfolders(const std::string& runs_dir,
                                            const std::function<bool(const RunFolder&)>& keep) {
   std::error_code ec;
@@ -59,8 +59,6 @@ std::vector<std::string> sorted_subfolders(const std::string& runs_dir,
   std::sort(dirs.begin(), dirs.end());
   return dirs;
 }
-
-}  // namespace
 
 void for_each_metrics_record(const std::string& metrics_path, const std::function<void(const Json&)>& visit) {
   std::istringstream in(read_file(metrics_path));

@@ -81,6 +81,10 @@ RunRecord read_run(const std::string& dir);
 // A run folder as the engine or `segrun submit` leaves it: its resolved config.toml and something
 // it measured (metrics.jsonl or result.json) or a status (queued, failed before its first metrics).
 bool is_run_folder(const std::string& dir);
+// The direct subfolders of runs_dir that `keep` accepts, sorted by name. DataError when runs_dir
+// is not a folder.
+std::vector<std::string> sorted_subfolders(const std::string& runs_dir,
+                                           const std::function<bool(const RunFolder&)>& keep);
 // Every direct subdirectory of runs_dir holding an overrides.json, sorted by name. DataError
 // when runs_dir does not exist.
 std::vector<RunRecord> scan_runs(const std::string& runs_dir);

@@ -1,6 +1,5 @@
 #include "sweeps/slurm_jobs.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -433,16 +432,12 @@ int cancel_jobs(const std::string& target, const std::string& runs_dir_override,
     if (fs::exists(fs::path(target) / cluster::kJobRecordFile, ec) || fs::exists(RunFolder(target).status_path(), ec)) {
       dirs.push_back(absolute(target));
     } else {
-      for (const auto& r : scan_runs(target)) dirs.push_back(absolute(r.dir));
-      // Runs submitted one by one (`submit CONFIG --run-dir runs/x`) have no overrides.json but
-      // their job record.
-      std::vector<std::string> submitted;
-      for (const auto& entry : fs::directory_iterator(target, ec))
-        if (fs::exists(entry.path() / cluster::kJobRecordFile, ec))
-          submitted.push_back(absolute(entry.path().string()));
-      std::sort(submitted.begin(), submitted.end());
-      for (const auto& dir : submitted)
-        if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
+      // A sweep's runs (overrides.json), and runs submitted one by one (`submit CONFIG --run-dir
+      // runs/x`: no overrides.json, but their job record).
+      const auto run_or_job = [](const RunFolder& f) {
+        return path_exists(f.overrides_path()) || path_exists(f.root() + "/" + cluster::kJobRecordFile);
+      };
+      for (const auto& dir : sorted_subfolders(target, run_or_job)) dirs.push_back(absolute(dir));
       SEGRUN_CHECK(!dirs.empty(), ConfigError,
                    target << ": no run here: neither a run folder nor a folder of runs (give a run folder, a sweep's "
                              "runs folder or its spec)");

@@ -346,7 +346,8 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
   else if (!s.request.resume.empty())
     s.resume_candidates = {s.request.resume};
   // A finished run whose newest checkpoint is at train.iters has nothing to train (a larger
-  // train.iters continues it). A status file that names no state is not "done".
+  // train.iters continues it). A status file that names no state is not "done", and a run marked
+  // done without its result.json (deleted, or lost in a copy) is evaluated again from that checkpoint.
   const auto says_done = [&s] {
     try {
       return s.run.read_status().state == RunState::kDone;
@@ -354,10 +355,13 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
       return false;
     }
   };
-  s.already_done =
+  const bool finished =
       s.request.resume == "auto" && !s.resume_candidates.empty() &&
       fs::path(s.resume_candidates.front()).filename() == "iter_" + std::to_string(config.train.iters) + ".pt" &&
       s.had_status && says_done();
+  s.already_done = finished && path_exists(s.run.result_path());
+  if (finished && !s.already_done && s.root)
+    log::warn("{} is done but has no result.json: evaluating its final checkpoint again", s.request.run_dir);
 }
 
 Trainer::~Trainer() = default;

@@ -322,13 +322,16 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     e.record = read_run(e.dir);
     e.run = std::move(run);
     const bool changed = (e.record.state == RunState::kDone || e.record.has_checkpoint) && result_changed(e, spec);
-    if (e.record.state == RunState::kDone) {
+    // A run marked done without its result.json is evaluated again from its final checkpoint
+    // (`train --resume auto` does so), or trained again when it has none.
+    const bool done_without_result = e.record.state == RunState::kDone && !e.record.has_result;
+    if (e.record.state == RunState::kDone && !done_without_result) {
       e.action = PlanAction::kReuse;
       e.config_changed = changed;
     } else if (e.record.has_checkpoint) {
       e.action = PlanAction::kResume;
       e.config_changed = changed;
-    } else if (e.record.state == RunState::kFailed) {
+    } else if (e.record.state == RunState::kFailed || done_without_result) {
       e.action = PlanAction::kRetry;
     } else {
       e.action = PlanAction::kNew;

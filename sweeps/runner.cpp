@@ -307,11 +307,16 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kNew: action = "new"; break;
       case PlanAction::kReuse: action = e.config_changed ? "done (reuse; base config changed)" : "done (reuse)"; break;
       case PlanAction::kResume:
-        // From the newest checkpoint: metrics.jsonl goes on past it until a crash.
+        // From the newest checkpoint: metrics.jsonl goes on past it until a crash. A run marked
+        // done without its result.json resumes at its last iteration: it is evaluated again.
         action = "resume (iter " + std::to_string(e.record.checkpoint_iter) +
+                 (e.record.state == RunState::kDone ? "; done, but no result.json" : "") +
                  (e.config_changed ? "; base config changed)" : ")");
         break;
-      case PlanAction::kRetry: action = "retry (failed: " + truncate(e.record.reason, 60) + ")"; break;
+      case PlanAction::kRetry:
+        action = e.record.state == RunState::kDone ? "retry (done, but no result.json nor checkpoint)"
+                                                   : "retry (failed: " + truncate(e.record.reason, 60) + ")";
+        break;
       case PlanAction::kOnSlurm: action = "on slurm (job " + e.slurm_job + ")"; break;
     }
     rows.push_back({e.run.id, e.folder_name(), describe(shown[i]), std::to_string(e.run.seed), action});

@@ -473,6 +473,7 @@ TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
   auto planned = expand_sweep(spec);
   auto dir_of = [&](size_t i) { return std::filesystem::path(runs) / planned[i].dir_name; };
   write_text(dir_of(0) / "status", "done\n");
+  write_text(dir_of(0) / "result.json", "{\"mIoU\": 40.0}\n");
   write_text(dir_of(1) / "status", "preempted stopped by signal at iteration 20\n");
   write_text(dir_of(1) / "checkpoints/iter_20.pt", "x");
   write_text(dir_of(1) / "metrics.jsonl",
@@ -495,6 +496,26 @@ TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
   EXPECT_NE(status.find(planned[1].id + ",model.dropout=0.1,0,preempted,20/40,3.50 (iter 20)\n"), std::string::npos)
       << status;
   EXPECT_NE(status.find(planned[3].id + ",model.dropout=0.3,0,new,0/40,-\n"), std::string::npos) << status;
+}
+
+// A run marked done whose result.json is gone (deleted by hand, lost in a copy) is not reused as
+// done (the table leaves it out): it resumes from its final checkpoint, which evaluates it again,
+// or is trained again when it has none.
+TEST_F(SpecTest, ADoneRunWithoutResultJsonIsEvaluatedOrTrainedAgain) {
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  const std::string runs = dir_.str("runs");
+  auto planned = expand_sweep(spec);
+  auto dir_of = [&](size_t i) { return std::filesystem::path(runs) / planned[i].dir_name; };
+  write_text(dir_of(0) / "status", "done\n");
+  write_text(dir_of(0) / "checkpoints/iter_40.pt", "x");
+  write_text(dir_of(1) / "status", "done\n");
+  auto plan = plan_sweep(spec, runs);
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].action, PlanAction::kResume);
+  EXPECT_EQ(plan[1].action, PlanAction::kRetry);
+  const std::string text = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(text.find(",\"resume (iter 40; done, but no result.json)\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(",\"retry (done, but no result.json nor checkpoint)\"\n"), std::string::npos) << text;
 }
 
 TEST_F(SpecTest, PlanResumesFromTheNewestCheckpointNotTheLastLoggedIteration) {
@@ -529,6 +550,7 @@ TEST_F(SpecTest, ARunToResumeUnderAChangedBaseConfigIsMarked) {
   }
   write_text(std::filesystem::path(runs) / planned[0].dir_name / "status", "preempted stopped by signal\n");
   write_text(std::filesystem::path(runs) / planned[1].dir_name / "status", "done\n");
+  write_text(std::filesystem::path(runs) / planned[1].dir_name / "result.json", "{\"mIoU\": 40.0}\n");
   auto plan = plan_sweep(spec, runs);
   ASSERT_EQ(plan.size(), 2u);
   EXPECT_EQ(plan[0].action, PlanAction::kResume);
@@ -558,6 +580,7 @@ TEST_F(SpecTest, ADoneRunIsComparedByItsConfigTomlKeyByKey) {
   old.fingerprint = "0123456789abcdef";  // as a fingerprint of the older schema would differ
   write_run_manifest(dir.string(), spec, old, {"segrun", "train"});
   write_text(dir / "status", "done\n");
+  write_text(dir / "result.json", "{\"mIoU\": 40.0}\n");
   std::string ran = to_toml(load_config(dir_.str("configs/base.toml"), run.train_args()));
   const std::string added = "accumulate = 1\n";
   ASSERT_NE(ran.find(added), std::string::npos) << ran;

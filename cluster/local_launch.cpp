@@ -1,14 +1,18 @@
 #include "cluster/local_launch.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <system_error>
+#include <thread>
 
+#include "cluster/mpirun_output.h"
 #include "core/error.h"
 #include "core/process.h"
 
@@ -124,15 +128,30 @@ int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* st
   // A launcher killed outright (SIGKILL, OOM) still stops its ranks: mpirun gets the stop signal
   // and forwards it, and they checkpoint and exit, instead of training on unwatched.
   options.parent_death_signal = stop_signal;
+  // Its stderr through MpirunErrFilter, in a relay process that outlives this one (mpirun_output.h).
+  options.err = process::Output::kCapture;
   process::Child child;
+  pid_t relay = -1;
   try {
     child = process::spawn(options);
+    relay = start_stderr_relay(child.err_fd);
   } catch (const ProcessError& e) {
+    if (child.pid > 0) {  // mpirun started, its relay did not: mpirun must not write into a pipe without a reader
+      ::kill(child.pid, SIGKILL);
+      process::wait(child.pid);
+    }
+    if (child.err_fd >= 0) ::close(child.err_fd);
     throw ClusterError(e.what());
   }
+  ::close(child.err_fd);
   process::ScopedSignalForwarding forwarding(child.pid, stop_signal);
   const int code = process::wait(child.pid).shell_code();
   if (stop_forwarded) *stop_forwarded = forwarding.forwarded_any();
+  // What mpirun wrote last is out before this process says more; a process mpirun left holding
+  // the pipe (an ssh) is not waited for past 2 s: the relay goes on alone until it lets go.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!process::try_wait(relay) && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return code;
 }
 

@@ -46,8 +46,9 @@ std::vector<std::string> build_mpirun_command(const LaunchOptions& options);
 // Runs argv (argv[0] looked up in PATH), forwarding stop signals as above (`stop_signal`: SIGUSR1
 // or SIGUSR2; a Ctrl-C, SIGTERM or hangup of this process goes as it, and it is also what the
 // child gets should this process die); returns its exit code (128 + signal when it was killed)
-// and, in *stop_forwarded when given, whether a signal was forwarded to it. Throws ClusterError
-// when it cannot be started.
+// and, in *stop_forwarded when given, whether a signal was forwarded to it. Its stderr reaches
+// this process's through MpirunErrFilter, relayed by a process that outlives this one
+// (mpirun_output.h); stdout is this process's. Throws ClusterError when it cannot be started.
 int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* stop_forwarded = nullptr);
 
 // Absolute path of the running executable (/proc/self/exe).

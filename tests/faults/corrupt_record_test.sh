@@ -70,6 +70,10 @@ ok=1
 [ "$code" -ne 0 ] && grep -qE "^failed rank [01]: .*($pattern).*\(.*logs/rank-[01]\.log\)" runs/fail2/status \
   && grep -qE " error r[01]/2 .*($pattern)" runs/fail2/logs/rank-*.log && ok=0
 injected_fault $ok "2 ranks: exit $code, status: $(head -c 200 runs/fail2/status)"
+# What the launch says ends on the ranks' error lines: none of Open MPI's MPI_ABORT banner or
+# help notes (cluster/mpirun_output.h).
+check "the 2-rank launch's stderr has a rank's error line and no Open MPI banner" \
+  bash -c "grep -qE '^segrun: error on rank [01]: .*($pattern)' fail2.err && ! grep -qE '^-{74}\$|MPI_ABORT|help message' fail2.err"
 
 # on_corrupt = skip: completes, logs and counts the skips.
 "$segrun" train tiny.toml data.on_corrupt=skip data.prefetch=4 --run-dir runs/skip > skip.out 2>&1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fault injection: preemption at three random iterations of one 2-rank run, each followed by
+# Fault injection: preemption at four random iterations of one 2-rank run, each followed by
 # `--resume auto`, one per cluster.slurm.signal: SIGUSR1 (the default), SIGUSR2 and SIGTERM to the
-# launcher, as Slurm's --signal sends them. The run must finish with exactly the uninterrupted
+# launcher, as Slurm's --signal sends them, then SIGKILL of the launcher (its ranks must still
+# checkpoint, and leave no process behind). The run must finish with exactly the uninterrupted
 # run's per-iteration losses and final metrics. Then a lone `segrun train` (no launcher) gets each
 # configured signal straight: it must checkpoint and exit 75; with USR2 configured, SIGUSR1 is
 # left alone (the default action kills the process: some stacks reserve USR1).
@@ -23,18 +24,34 @@ check "uninterrupted run" test $? -eq 0
 injected=0
 survived=0
 RANDOM=7
-signals=(USR1 USR2 TERM)
-for cycle in 1 2 3; do
+signals=(USR1 USR2 TERM KILL)
+for cycle in 1 2 3 4; do
   # Stop somewhere in the next stretch of iterations; every cycle resumes the previous checkpoint.
   target=$((cycle * 15 + RANDOM % 10))
   signal=${signals[cycle - 1]}
-  "$segrun" launch -n 2 -- train "$work/tiny.toml" cluster.slurm.signal="$signal" --run-dir "$work/runs/preempted" \
+  configured=$signal
+  [ "$signal" = KILL ] && configured=USR1
+  "$segrun" launch -n 2 -- train "$work/tiny.toml" cluster.slurm.signal="$configured" --run-dir "$work/runs/preempted" \
     --resume auto > "$work/cycle$cycle.out" 2>&1 &
   launcher=$!
   for _ in $(seq 1 900); do grep -q "iter $target/" "$work/cycle$cycle.out" 2>/dev/null && break; sleep 0.1; done
   kill -"$signal" "$launcher"
   wait "$launcher"
   code=$?
+  if [ "$signal" = KILL ]; then
+    # A launcher killed outright: mpirun gets the stop signal as its parent dies, and the ranks,
+    # still writing to the stderr relay that outlives the launcher, checkpoint and exit 75.
+    for _ in $(seq 1 600); do
+      pgrep -f -- "--run-dir $work/runs/preempted" > /dev/null || break
+      sleep 0.1
+    done
+    if pgrep -f -- "--run-dir $work/runs/preempted" > /dev/null; then
+      echo "FAIL: processes left: $(pgrep -af -- "--run-dir $work/runs/preempted")"
+      code=1
+    elif [ "$code" -eq 137 ] && ! grep -q "SIGPIPE" "$work/cycle$cycle.out"; then
+      code=75  # what the ranks ended with, as far as the status and the output tell
+    fi
+  fi
   injected=$((injected + 1))
   if [ "$code" -eq 75 ] && grep -q '^preempted' "$work/runs/preempted/status"; then
     survived=$((survived + 1))
@@ -60,6 +77,15 @@ check "loss of every iteration equals the uninterrupted run's" \
 check "final mIoU and per-class IoU equal the uninterrupted run's" \
   test "$(json "$work/runs/straight/result.json" '(d["mIoU"], d["per_class"])')" = \
        "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["per_class"])')"
+# A done run whose result.json was lost: `--resume auto` evaluates its final checkpoint again
+# (nothing is trained) and writes the same result.
+cp "$work/runs/preempted/result.json" "$work/result-before.json"
+rm "$work/runs/preempted/result.json"
+"$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/preempted" --resume auto > "$work/again.out" 2>&1
+check "a done run without result.json is evaluated again (exit $?)" grep -q "is done but has no result.json" "$work/again.out"
+check "... to the same mIoU and per-class IoU" \
+  test "$(json "$work/result-before.json" '(d["mIoU"], d["per_class"], d["iterations"])')" = \
+       "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["per_class"], d["iterations"])')"
 # One rank, no launcher: the configured signal itself reaches the trainer.
 lone_stop() {  # SIGNAL_CONFIGURED SIGNAL_SENT EXPECTED_EXIT
   local dir="$work/runs/lone-$1-$2"

@@ -81,14 +81,23 @@ std::vector<std::string> MpirunErrFilter::finish() {
 
 namespace {
 
-// Writes to `fd` until all is written or a write fails; after a failure (`*broken`) nothing more.
+// Writes to `fd` until all is written or a write fails (a descriptor the launcher's parent left
+// non-blocking is waited on, not given up); after a failure (`*broken`: the terminal or the
+// reader gone) nothing more.
 void write_all(int fd, const std::string& text, bool* broken) {
   size_t done = 0;
   while (!*broken && done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) *broken = true;
-    if (n > 0) done += static_cast<size_t>(n);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd writable{fd, POLLOUT, 0};
+      ::poll(&writable, 1, -1);
+    } else {
+      *broken = true;
+    }
   }
 }
 
@@ -135,17 +144,35 @@ void relay_filtered(int in_fd, int out_fd) {
 }
 
 pid_t start_stderr_relay(int in_fd) {
+  // Signals wait until the child ignores them: one to the launcher's group right after the fork
+  // (a Ctrl-C) must not kill the relay that mpirun will need.
+  sigset_t all, before;
+  sigfillset(&all);
+  ::sigprocmask(SIG_BLOCK, &all, &before);
   const pid_t pid = ::fork();
-  if (pid < 0) throw ProcessError(std::string("cannot start the stderr relay: fork failed: ") + std::strerror(errno));
-  if (pid > 0) return pid;
+  if (pid != 0) {
+    const int fork_error = errno;
+    ::sigprocmask(SIG_SETMASK, &before, nullptr);
+    if (pid < 0)
+      throw ProcessError(std::string("cannot start the stderr relay: fork failed: ") + std::strerror(fork_error));
+    ::setpgid(pid, pid);  // also done by the child; whichever runs first wins
+    return pid;
+  }
   ::setpgid(0, 0);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}) ::signal(sig, SIG_IGN);
+  // The stop signals, and the terminal's job control: a relay in a background group writing to a
+  // terminal under `stty tostop` would otherwise be stopped, and mpirun behind it.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTOU, SIGTTIN, SIGTSTP})
+    ::signal(sig, SIG_IGN);
+  ::sigprocmask(SIG_SETMASK, &before, nullptr);
   // Locks and pipes of this process (a run folder's lock, another child's pipe) are not the
   // relay's to hold past the launcher's end.
   const long most = ::sysconf(_SC_OPEN_MAX);
   for (int fd = 3; fd < (most > 0 && most < 65536 ? most : 65536); ++fd)
     if (fd != in_fd) ::close(fd);
-  relay_filtered(in_fd, STDERR_FILENO);
+  try {
+    relay_filtered(in_fd, STDERR_FILENO);
+  } catch (...) {  // (out of memory) never unwinds into the launcher's code in this copy of it
+  }
   ::_exit(0);
 }
 

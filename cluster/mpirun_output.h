@@ -17,9 +17,9 @@
 // The filter runs in a process of its own (start_stderr_relay), forked from the launcher and
 // reading mpirun's stderr from a pipe: it outlives the launcher, so a launcher killed outright
 // (SIGKILL, OOM) leaves mpirun a reader while its ranks checkpoint (Open MPI's mpirun aborts the job
-// after 10 writes to a pipe without one, SIGPIPE or not). It ignores the stop signals (in its own
-// process group, a terminal's Ctrl-C does not reach it) and ends when the pipe does, that is when
-// mpirun and whatever it started holding the pipe (ssh to other hosts) have ended.
+// after 10 writes to a pipe without one, SIGPIPE or not). It ignores the stop and job-control
+// signals (in its own process group, a terminal's Ctrl-C does not reach it) and ends when the pipe
+// does, that is when mpirun and whatever it started holding the pipe (ssh to other hosts) have ended.
 
 #include <sys/types.h>
 
@@ -53,7 +53,8 @@ class MpirunErrFilter {
 void relay_filtered(int in_fd, int out_fd);
 
 // Forks the relay process: in a process group of its own, ignoring SIGINT, SIGTERM, SIGHUP,
-// SIGQUIT, SIGUSR1, SIGUSR2 and SIGPIPE, with no descriptor of this process but `in_fd` and the
+// SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTOU, SIGTTIN and SIGTSTP (blocked from before the fork
+// until then), with no descriptor of this process but `in_fd` and the
 // standard ones, it runs relay_filtered(in_fd, stderr) and exits. This process keeps its copy of
 // `in_fd` (close it). Returns the relay's pid; throws ProcessError when fork fails. No exec: the
 // child uses nothing another thread of this process could hold locked but malloc, which glibc

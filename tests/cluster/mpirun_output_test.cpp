@@ -1,12 +1,20 @@
 // What `segrun launch` shows of mpirun's stderr (cluster/mpirun_output.h), on the output of a real
 // 2-rank launch whose ranks both failed (Open MPI 4.1, 2026-12-07): one error line is left; the
-// other messages of Open MPI and a rank's different error pass unchanged and in order.
+// other messages of Open MPI and a rank's different error pass unchanged and in order. And the
+// relay that applies it: to the end of its input, reading on when its output is gone, and as a
+// process of its own that stop signals do not end.
 #include "cluster/mpirun_output.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace segrun::cluster {
@@ -87,6 +95,92 @@ TEST(MpirunErrFilter, OtherMessagesPassInOrder) {
   MpirunErrFilter filter;
   EXPECT_EQ(filter.line(std::string(40, '-')), std::vector<std::string>{std::string(40, '-')});
   EXPECT_EQ(filter.line("after"), std::vector<std::string>{"after"});
+}
+
+// Everything `fd` gives until its end.
+std::string read_to_end(int fd) {
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) > 0;) text.append(buffer, static_cast<size_t>(n));
+  return text;
+}
+
+void write_text(int fd, const std::string& text) {
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+}
+
+const std::string kAbortBanner =
+    kRule + "\nMPI_ABORT was invoked on rank 1 in communicator MPI_COMM_WORLD\nwith " + "errorcode 2.\n" + kRule + "\n";
+
+TEST(StderrRelay, RelaysThroughTheFilterToTheEndOfItsInput) {
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  // The input ends on a line without its newline (a '\r' progress line): it is let out as it is.
+  write_text(in[1], "rank 0 log line\nsegrun: error on rank 1: no store\n" + kAbortBanner +
+                        "segrun: error on rank 0: no store\niter 3/40\r");
+  ::close(in[1]);
+  relay_filtered(in[0], out[1]);
+  ::close(in[0]);
+  ::close(out[1]);
+  EXPECT_EQ(read_to_end(out[0]), "rank 0 log line\nsegrun: error on rank 1: no store\niter 3/40\r\n");
+  ::close(out[0]);
+}
+
+TEST(StderrRelay, KeepsReadingWhenItsOutputIsGone) {
+  // The terminal closed: writes fail, and the writer on the other end (mpirun) must still be read
+  // to its end, never blocked on a full pipe.
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  ::close(out[0]);
+  struct sigaction ignore {
+  }, before{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &before);
+  const std::string line(99, 'x');
+  size_t written = 0;
+  std::thread writer([&] {
+    for (int i = 0; i < 4000; ++i)
+      written += static_cast<size_t>(std::max<ssize_t>(0, ::write(in[1], (line + "\n").data(), 100)));
+    ::close(in[1]);
+  });
+  relay_filtered(in[0], out[1]);
+  writer.join();
+  ::sigaction(SIGPIPE, &before, nullptr);
+  EXPECT_EQ(written, 400000u);  // 6 pipe buffers' worth, all taken
+  ::close(in[0]);
+  ::close(out[1]);
+}
+
+TEST(StderrRelay, TheRelayProcessOutlivesStopSignalsInItsOwnGroup) {
+  int in[2], out[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  // The relay writes to this process's stderr: here the `out` pipe.
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ASSERT_GE(saved_stderr, 0);
+  ::dup2(out[1], STDERR_FILENO);
+  pid_t relay = -1;
+  try {
+    relay = start_stderr_relay(in[0]);
+  } catch (...) {
+  }
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  ::close(out[1]);
+  ::close(in[0]);
+  ASSERT_GT(relay, 0);
+  EXPECT_EQ(::getpgid(relay), relay);  // its own process group: a terminal's Ctrl-C misses it
+  write_text(in[1], "before\n");
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) ASSERT_EQ(::kill(relay, sig), 0);
+  write_text(in[1], kAbortBanner + "after\n");
+  ::close(in[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(relay, &status, 0), relay);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(read_to_end(out[0]), "before\nafter\n");
+  ::close(out[0]);
 }
 
 }  // namespace

@@ -202,7 +202,13 @@ std::vector<std::string> build_allocation_command(const SlurmEnv& env, const All
                       " task(s) of Slurm job " + env.job_id + " (SLURM_NTASKS)");
   std::vector<std::string> argv;
   if (options.launcher == "srun") {
-    argv = {"srun", "--mpi=" + options.mpi, "--ntasks=" + std::to_string(options.ranks), "--kill-on-bad-exit=1",
+    // --input=none, as mpirun's --stdin none: srun runs in its own process group (run_and_wait),
+    // and reading the terminal from there (srun forwards stdin by default) would stop it.
+    argv = {"srun",
+            "--mpi=" + options.mpi,
+            "--ntasks=" + std::to_string(options.ranks),
+            "--kill-on-bad-exit=1",
+            "--input=none",
             "--export=ALL,SEGRUN_LAUNCHED=1,SEGRUN_WORLD_SIZE=" + std::to_string(options.ranks)};
     argv.insert(argv.end(), options.command.begin(), options.command.end());
     return argv;

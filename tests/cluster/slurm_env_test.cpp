@@ -112,7 +112,7 @@ TEST(SlurmEnv, AllocationLaunchCommands) {
   o.ranks = 4;
   o.command = {"/opt/segrun", "train", "a b.toml"};
   EXPECT_EQ(build_allocation_command(env, o),
-            (Strings{"srun", "--mpi=pmix", "--ntasks=4", "--kill-on-bad-exit=1",
+            (Strings{"srun", "--mpi=pmix", "--ntasks=4", "--kill-on-bad-exit=1", "--input=none",
                      "--export=ALL,SEGRUN_LAUNCHED=1,SEGRUN_WORLD_SIZE=4", "/opt/segrun", "train", "a b.toml"}));
   o.launcher = "mpirun";
   const Strings mpirun = build_allocation_command(env, o);

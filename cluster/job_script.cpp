@@ -263,8 +263,9 @@ void write_launch_loop(std::ostringstream& sh) {
   sh << "      break\n";
   sh << "    fi\n";
   sh << "  done\n";
-  sh << "  if [ \"$rc\" -ne 0 ] || [ -n \"$stop_signal\" ] || [ \"$(head -c 4 \"$run_dir/status\" 2> /dev/null)\" = "
-        "done ]; then break; fi\n";
+  // Done means its result.json too: a run marked done without one is being evaluated again.
+  sh << "  if [ \"$rc\" -ne 0 ] || [ -n \"$stop_signal\" ] || { [ \"$(head -c 4 \"$run_dir/status\" 2> /dev/null)\" = "
+        "done ] && [ -f \"$run_dir/result.json\" ]; }; then break; fi\n";
   sh << "  echo \"segrun job $job: the step ended without finishing the run (attempt $attempt); launching again\"\n";
   sh << "  rc=1\n";
   sh << "  if [ \"$attempt\" -lt 3 ]; then sleep 5; fi\n";

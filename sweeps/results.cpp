@@ -243,7 +243,8 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
     notes.push_back(
         std::to_string(g.done_without_result) +
         " run(s) marked done have no result.json and were left out (the first: " + g.first_done_without_result +
-        "): restore the file, or evaluate the run again (segrun train RUN --resume auto, or segrun sweep run).");
+        "): restore the file, or evaluate the run again with segrun train RUN --resume auto on the run's ranks (segrun "
+        "sweep run does it for a sweep).");
   if (!g.repeated_runs.empty()) notes.push_back(repeated_runs_note(g.repeated_runs));
   if (g.runs_of_older_config > 0)
     notes.push_back(std::to_string(g.runs_of_older_config) +

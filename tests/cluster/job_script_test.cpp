@@ -197,12 +197,13 @@ struct FakeCluster {
          "#!/bin/bash\n"
          "printf '%s\\0' \"$@\" > \"$FAKE_LOG/srun.args\"\n"
          "case \"$FAKE_MODE\" in\n"
-         "  exit0) echo done > \"$FAKE_RUN/status\"; exit 0 ;;\n"
+         "  exit0) echo done > \"$FAKE_RUN/status\"; echo {} > \"$FAKE_RUN/result.json\"; exit 0 ;;\n"
          "  killed) echo 'srun: error: vm: task 1: Killed' >&2; exit 137 ;;\n"
          "  error) echo 'segrun: error on rank 1: disk full'; echo 'srun: error: vm: task 1: Exited with exit code 1' "
          ">&2; exit 1 ;;\n"
          "  exit*) exit \"${FAKE_MODE#exit}\" ;;\n"
          "  nolaunch) echo attempt >> \"$FAKE_LOG/srun.launches\"; exit 0 ;;\n"
+         "  doneonly) echo attempt >> \"$FAKE_LOG/srun.launches\"; echo done > \"$FAKE_RUN/status\"; exit 0 ;;\n"
          "  wait) for sig in USR1 USR2 TERM; do trap \"echo $sig > \\\"\\$FAKE_LOG/srun.signal\\\"; exit 75\" $sig; "
          "done\n"
          "        touch \"$FAKE_LOG/srun.started\"; for i in $(seq 1 100); do sleep 0.05; done; exit 9 ;;\n"
@@ -308,6 +309,14 @@ TEST(JobScriptRun, AStepThatEndsWithoutFinishingTheRunIsLaunchedAgain) {
   EXPECT_NE(log.find("the step ended without finishing the run (attempt 3); launching again"), std::string::npos)
       << log;
   EXPECT_EQ(slurp(c.run / "status").rfind("failed slurm job 77_1: ranks exited with code 1", 0), 0u);
+}
+
+TEST(JobScriptRun, ARunMarkedDoneWithoutItsResultIsNotFinished) {
+  // A run whose status says done but whose result.json is missing is being evaluated again
+  // (sweeps/registry.h): a step that leaves it so has not finished it.
+  FakeCluster c;
+  EXPECT_EQ(FakeCluster::wait_exit(c.start("doneonly")), 1);
+  EXPECT_EQ(slurp(c.log_dir / "srun.launches"), "attempt\nattempt\nattempt\n");
 }
 
 TEST(JobScriptRun, PreemptedByUsr1RequeuesItself) {

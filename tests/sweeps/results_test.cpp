@@ -314,11 +314,11 @@ TEST_F(OneAxis, ADoneRunWithoutResultJsonIsFootnotedAsSuch) {
   runs[0].has_result = false;
   runs[0].result.clear();
   const std::string md = format_result_grid(build_result_grid(runs, {}), "md");
-  EXPECT_NE(
-      md.find(
-          "- 1 run(s) marked done have no result.json and were left out (the first: " + runs[0].dir +
-          "): restore the file, or evaluate the run again (segrun train RUN --resume auto, or segrun sweep run).\n"),
-      std::string::npos)
+  EXPECT_NE(md.find("- 1 run(s) marked done have no result.json and were left out (the first: " + runs[0].dir +
+                    "): restore the file, or evaluate the run again with segrun train RUN --resume auto on the run's "
+                    "ranks (segrun "
+                    "sweep run does it for a sweep).\n"),
+            std::string::npos)
       << md;
   EXPECT_NE(md.find("- 1 run(s) not done were left out.\n"), std::string::npos) << md;  // d0 alone
   // When no done run has one, the error says so (it said "no run is done").

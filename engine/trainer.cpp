@@ -160,6 +160,7 @@ struct Trainer::State {
   double lr = 0;                 // of the last step
   int64_t skipped_reported = 0;  // corrupt records already reported
   BestValidation best;           // under train.save_best; restored by resume()
+  int64_t saved_iter = -1;       // the iteration of the checkpoint this process wrote last
 
   // What a checkpoint of the model after `next_iter` iterations records besides the tensors.
   CheckpointMeta checkpoint_meta(int64_t next_iter) const {
@@ -218,8 +219,9 @@ struct Trainer::State {
 
   // A resume from a checkpoint older than the run's last records (the newer ones were unreadable,
   // or --resume named an older one): metrics.jsonl forgets the records past it, which the run is
-  // about to compute again, as TensorBoard's SummaryWriter(purge_step) does.
-  void forget_metrics_after(int64_t iter) {
+  // about to compute again, as TensorBoard's SummaryWriter(purge_step) does. `validation_too`:
+  // also the validation at `iter` (a finished run evaluated again validates there once more).
+  void forget_metrics_after(int64_t iter, bool validation_too) {
     const std::string path = run.metrics_path();
     if (!path_exists(path)) return;
     std::istringstream lines(read_file(path));
@@ -227,7 +229,8 @@ struct Trainer::State {
     int64_t dropped = 0;
     while (std::getline(lines, line)) {
       const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (record.is_object() && record.value("iter", int64_t{0}) > iter) {
+      const int64_t at = record.is_object() ? record.value("iter", int64_t{0}) : 0;
+      if (at > iter || (validation_too && at == iter && record.value("mode", "") == "val")) {
         ++dropped;
         continue;
       }
@@ -235,7 +238,8 @@ struct Trainer::State {
     }
     if (dropped == 0) return;
     write_file_atomic(path, kept);
-    log::info("{}: forgot {} record(s) past iteration {}, where the run continues", path, dropped, iter);
+    log::info("{}: forgot {} record(s) {} iteration {}, where the run continues", path, dropped,
+              validation_too ? "from the validation at" : "past", iter);
   }
 
   // The open log window's sums averaged over the ranks (a collective over `control`: every rank
@@ -466,6 +470,9 @@ Trainer::State::ResumePoint Trainer::State::load_resume_point() {
     }
     point.start_iter = meta.next_iter;
     point.carried_window = meta.window;
+    // The run's own checkpoint at that iteration exists: a stop there, or the end of a finished
+    // run evaluated again, need not write it once more.
+    if (s.request.resume == "auto") s.saved_iter = point.start_iter;
     // A new line of training: the run goes back to an older checkpoint, or its schedule changes
     // (train.iters). What the old line recorded past the resumed iteration is not this line's.
     const bool new_line = !checkpoints_after(s.run.checkpoint_dir(), point.start_iter).empty() ||
@@ -491,7 +498,7 @@ Trainer::State::ResumePoint Trainer::State::load_resume_point() {
 void Trainer::State::begin_run_folder(int64_t start_iter, int64_t abandoned_after) {
   State& s = *this;
   const Config& config = s.config;
-  if (start_iter > 0) s.forget_metrics_after(start_iter);
+  if (start_iter > 0) s.forget_metrics_after(start_iter, /*validation_too=*/start_iter == config.train.iters);
   if (abandoned_after >= 0) {
     const std::string folder = set_aside_checkpoints_after(s.run.checkpoint_dir(), abandoned_after);
     if (!folder.empty())
@@ -690,6 +697,7 @@ void Trainer::checkpoint(int64_t next_iter) {
     log::info("checkpoint {}", path);
   }
   s.comm->barrier();
+  s.saved_iter = next_iter;
 }
 
 bool Trainer::agree_to_stop() {
@@ -717,12 +725,14 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
   State& s = *state_;
   s.outcome.iterations = next_iter;
   if (stopped) {
-    checkpoint(next_iter);
+    // A stop right after a periodic checkpoint has it already (a second write of the same state
+    // would only spend the grace period the scheduler gives before its kill).
+    if (s.saved_iter != next_iter) checkpoint(next_iter);
     if (s.root) s.run.write_status(RunState::kPreempted, "stopped by signal at iteration " + std::to_string(next_iter));
     log::warn("stop requested: checkpointed at iteration {}; continue with --resume auto", next_iter);
     s.outcome.finished = false;
   } else {
-    checkpoint(s.config.train.iters);
+    if (s.saved_iter != s.config.train.iters) checkpoint(s.config.train.iters);
     evaluate(s.config.train.iters, /*final_eval=*/true);
     s.outcome.finished = true;
   }

@@ -238,7 +238,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       return " (its status was not written: " + first_line(x.what()) + ")";
     }
   };
-  const auto report_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
+  // Whether the run ended (done or failed; false: preempted, to be resumed).
+  const auto report_finish = [&](size_t i, const cluster::LocalJob& job,
+                                 const cluster::LocalJobResult& result) -> bool {
     const PlanEntry& e = *todo[i];
     RunRecord now = read_run(e.dir);
     char secs[32];
@@ -250,7 +252,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       out << "done " << job.name << " in " << secs;
       if (it != now.result.end()) out << ": " << spec.table.metric << " " << format_number(it->second, 2, "-");
       out << std::endl;
-      return;
+      return true;
     }
     if (result.exit_code == kExitPreempted || (result.stop_sent && now.state != RunState::kFailed)) {
       ++summary.preempted;
@@ -261,7 +263,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
                             "stopped by the sweep runner (exit code " + std::to_string(result.exit_code) + ")");
       out << "preempted " << job.name << " after " << secs << " (resumable: run the sweep again)" << unwritten
           << std::endl;
-      return;
+      return false;
     }
     ++summary.failed;
     std::string reason = now.state == RunState::kFailed ? now.reason : "";
@@ -274,15 +276,16 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     }
     out << "failed " << job.name << " after " << secs << ": " << truncate(reason, 300) << " (log: " << job.log_path
         << ")" << unwritten << std::endl;
+    return true;
   };
-  // After each run: runs finished so far, their rate and the time left at that rate.
+  // After each run that ended (done or failed): runs ended so far, their rate and the time left at
+  // that rate. A preempted run is not counted: it is left to the next `sweep run`.
   Progress progress("sweep " + spec.name + ":", static_cast<int64_t>(total), "runs", ProgressStyle::kLines, 0.0,
                     nullptr, [&out](const std::string& text, bool final_line) {
                       if (!final_line) out << text << std::endl;
                     });
   scheduler.on_finish = [&](size_t i, const cluster::LocalJob& job, const cluster::LocalJobResult& result) {
-    report_finish(i, job, result);
-    progress.advance();
+    if (report_finish(i, job, result)) progress.advance();
   };
   const auto results = cluster::run_local_jobs(jobs, scheduler);
   for (const auto& r : results) summary.not_started += r.started ? 0 : 1;

@@ -148,6 +148,7 @@ wait "$sweeper"
 code=$?
 check "interrupted sweep exits 75 (got $code)" test "$code" -eq 75
 check "interrupted: 1 preempted, 1 not started" grep -q "1 preempted, 1 not started" long1.txt
+check "the progress line does not count the preempted run as ended" bash -c "! grep -q 'sweep long: 1/2 runs' long1.txt"
 long_dir=$(grep -l '"model.dropout": "0.1"' runs/long/*/overrides.json | xargs dirname)
 check "status preempted" grep -q "^preempted" "$long_dir/status"
 ckpt=$(ls "$long_dir/checkpoints/" | grep iter_ | sed 's/iter_\([0-9]*\).pt/\1/' | sort -n | tail -1)

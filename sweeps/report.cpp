@@ -532,7 +532,13 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
                           const std::string& plot_dir, ReportSummary* summary) {
   ReportSummary local;
   if (!summary) summary = &local;
-  summary->runs = source.runs.size();
+  // --where keeps the runs of the configurations it picks, in the table and in every section
+  // after it (their runs, curves, per-class IoU, pictures).
+  ReportSource kept = source;
+  kept.runs.clear();
+  for (const RunRecord& run : source.runs)
+    if (matches(run.overrides, table.where)) kept.runs.push_back(run);
+  summary->runs = kept.runs.size();
   const char* kind = source.kind == ReportSource::Kind::kSpec      ? "sweep spec"
                      : source.kind == ReportSource::Kind::kRunsDir ? "runs folder"
                                                                    : "run folder";
@@ -541,15 +547,17 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
   html += std::string(kReportMarker) + "\n";
   html += "<title>" + escape_html(title) + "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
   html += "<h1>" + escape_html(title) + "</h1>\n";
+  const std::string of_all =
+      table.where.empty() ? "" : " (of the " + std::to_string(source.runs.size()) + ", those --where keeps)";
   html += "<p class=\"meta\">" + std::string(kind) + " <code>" + escape_html(source.path) + "</code>; " +
-          std::to_string(source.runs.size()) + " run(s): " + escape_html(state_summary(source.runs)) + "; written " +
-          utc_now() + ".</p>\n";
+          std::to_string(kept.runs.size()) + " run(s)" + escape_html(of_all) + ": " +
+          escape_html(state_summary(kept.runs)) + "; written " + utc_now() + ".</p>\n";
   if (source.kind != ReportSource::Kind::kRun)
     html += table_and_plot_sections(source, table, options, plot_dir, summary);
-  html += runs_section(source.runs, table.metric, table.decimals);
-  html += curves_section(source.runs, summary);
-  html += per_class_section(source, table, options);
-  html += samples_section(source.runs, summary);
+  html += runs_section(kept.runs, table.metric, table.decimals);
+  html += curves_section(kept.runs, summary);
+  html += per_class_section(kept, table, options);
+  html += samples_section(kept.runs, summary);
   html += "<script>" + std::string(kImageCheck) + "</script>\n</body>\n</html>\n";
   summary->bytes = html.size();
   return html;

@@ -234,6 +234,26 @@ TEST_F(Report, CurvesArePolylinesAtHandComputedPoints) {
       << curves;
 }
 
+// --where picks configurations for the whole page, not only its table: the runs, curves,
+// per-class IoU and pictures of the others are left out, and the header says how many are kept.
+TEST_F(Report, WhereKeepsOnlyItsRunsInEverySection) {
+  ResultTableOptions table = table_;
+  table.baseline.clear();
+  table.where = {{"model.dropout", {"0.1"}}};
+  ReportSummary summary;
+  const std::string html =
+      render_report(load_report_source(runs().string(), "", true), table, {}, dir_.str(), &summary);
+  EXPECT_EQ(summary.runs, 2u);
+  EXPECT_NE(html.find("2 run(s) (of the 7, those --where keeps): 2 done"), std::string::npos) << html.substr(0, 600);
+  const std::string listed = section(html, "runs");
+  EXPECT_NE(listed.find("d1s0"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("d1s1"), std::string::npos) << listed;
+  for (const char* other : {"d0s0", "d2s1", "d3s0"}) EXPECT_EQ(listed.find(other), std::string::npos) << other;
+  EXPECT_NE(section(html, "curves").find("No train or val lines in metrics.jsonl yet: d1s1."), std::string::npos)
+      << section(html, "curves");
+  EXPECT_EQ(section(html, "samples").find("d2s1"), std::string::npos);  // its unreadable picture is not shown
+}
+
 TEST_F(Report, SeriesReaderKeepsOrderAndRefusesCorruptLines) {
   const std::string metrics = (runs() / "d1s0/metrics.jsonl").string();
   using Points = std::vector<std::pair<double, double>>;

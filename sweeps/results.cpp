@@ -154,9 +154,17 @@ std::vector<std::string> csv_key_cells(const Overrides& config, const std::vecto
 
 // The result grid as a tidy CSV for pandas and spreadsheets: one line per cell, a column per
 // shown key, then numbers only (mean, std, n, paper, delta) and 0/1 flags; no footnotes.
-std::string result_grid_csv(const ResultGrid& g) {
+// The keys that tell a grid's configurations apart, in a table of a column per key: the row keys,
+// then the column keys; for one configuration that --where picked, the keys it was picked by.
+std::vector<std::string> shown_keys(const ResultGrid& g) {
   std::vector<std::string> keys = g.row_keys;
   keys.insert(keys.end(), g.col_keys.begin(), g.col_keys.end());
+  if (keys.empty() && g.cells.size() == 1) keys = g.where_keys;
+  return keys;
+}
+
+std::string result_grid_csv(const ResultGrid& g) {
+  const std::vector<std::string> keys = shown_keys(g);
   std::vector<std::string> header = keys;
   header.insert(header.end(), {g.metric, "std", "n"});
   if (g.has_paper) header.push_back("paper");
@@ -776,8 +784,7 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
     }
   }
   const ResultGrid grid = build_result_grid(runs, options);
-  std::vector<std::string> keys = grid.row_keys;
-  keys.insert(keys.end(), grid.col_keys.begin(), grid.col_keys.end());
+  const std::vector<std::string> keys = shown_keys(grid);
   std::vector<std::string> columns = classes;
   columns.push_back(options.metric);
   std::vector<std::string> header{keys.empty() ? "configuration" : join(keys, ", ")};

@@ -298,13 +298,19 @@ TEST_F(OneAxis, AWhereFilterThatMatchesNothingIsNamed) {
 // "(all runs)" (and not by a key every run sets alike, a spec's [fixed] one).
 TEST(RowLabel, AWhereFilterThatLeavesOneConfigurationNamesIt) {
   ScratchDir dir("results-where-one");
-  fabricate_run(dir.path() / "a", {{"model.dropout", "0.0"}, {"train.iters", "60"}}, 0, "done", 30.0);
-  fabricate_run(dir.path() / "b", {{"model.dropout", "0.1"}, {"train.iters", "60"}}, 0, "done", 31.0);
+  fabricate_run(dir.path() / "a", {{"model.dropout", "0.0"}, {"train.iters", "60"}}, 0, "done", 30.0, {{"wall", 50.0}});
+  fabricate_run(dir.path() / "b", {{"model.dropout", "0.1"}, {"train.iters", "60"}}, 0, "done", 31.0, {{"wall", 52.5}});
   ResultTableOptions options;
+  options.metric = "mIoU";
   options.where = {{"model.dropout", {"0.1"}}};
   const std::string md = format_result_grid(build_result_grid(scan_runs(dir.path().string()), options), "md");
   EXPECT_NE(md.find("| model.dropout=0.1 |"), std::string::npos) << md;
   EXPECT_EQ(md.find("(all runs)"), std::string::npos) << md;
+  // The CSV too has a column for the key that picked it.
+  EXPECT_EQ(format_result_grid(build_result_grid(scan_runs(dir.path().string()), options), "csv"),
+            "model.dropout,mIoU,std,n,best\n0.1,31,,1,0\n");
+  EXPECT_EQ(format_per_class_table(scan_runs(dir.path().string()), options, {"wall"}, "csv"),
+            "model.dropout,wall,wall std,mIoU,mIoU std\n0.1,52.5,,31,\n");
 }
 
 // A run whose status says done but whose result.json is gone (removed by hand) is footnoted as

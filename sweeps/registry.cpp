@@ -81,6 +81,8 @@ void for_each_metrics_record(const std::string& metrics_path, const std::functio
 }
 
 std::string describe_run_state(const RunRecord& run) {
+  if (run.state == RunState::kDone && !run.has_result)
+    return "done (no result.json: train --resume auto, or sweep run, evaluates it again)";
   if (run.state != RunState::kRunning || !run.holder) return to_string(run.state);
   if (!run.holder->empty()) return "running (" + *run.holder + ")";
   return "stale: the status says running but no process trains the run (killed?); continue it with segrun train " +

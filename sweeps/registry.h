@@ -62,7 +62,7 @@ std::string canonical_store_value(const std::string& canonical);
 
 // The run's state as status commands show it: the status file's word, except that a running run
 // says who trains it ("running (pid 1234 on node7 since ...)") or, when nobody holds it any more,
-// "stale: ..." with the command that continues it.
+// "stale: ..." with the command that continues it, and a done run without its result.json says so.
 std::string describe_run_state(const RunRecord& run);
 
 // How far the run got: result.json's iterations when done, else the furthest of the last logged

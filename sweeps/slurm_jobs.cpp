@@ -400,7 +400,7 @@ int print_run_status(const std::string& run_dir_arg, std::ostream& out) {
     }
   }
   std::string state = cluster::merge_run_state(r.state, r.reason, job);
-  if (state == to_string(RunState::kRunning)) state = describe_run_state(r);
+  if (state == to_string(RunState::kRunning) || state == to_string(RunState::kDone)) state = describe_run_state(r);
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"run", run_dir});
   rows.push_back({"state", state});

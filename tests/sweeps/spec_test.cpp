@@ -516,6 +516,8 @@ TEST_F(SpecTest, ADoneRunWithoutResultJsonIsEvaluatedOrTrainedAgain) {
   const std::string text = format_plan(plan, TableFormat::kCsv);
   EXPECT_NE(text.find(",\"resume (iter 40; done, but no result.json)\"\n"), std::string::npos) << text;
   EXPECT_NE(text.find(",\"retry (done, but no result.json nor checkpoint)\"\n"), std::string::npos) << text;
+  EXPECT_EQ(describe_run_state(plan[0].record),
+            "done (no result.json: train --resume auto, or sweep run, evaluates it again)");
 }
 
 TEST_F(SpecTest, PlanResumesFromTheNewestCheckpointNotTheLastLoggedIteration) {

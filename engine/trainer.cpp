@@ -221,6 +221,7 @@ struct Trainer::State {
   // or --resume named an older one): metrics.jsonl forgets the records past it, which the run is
   // about to compute again, as TensorBoard's SummaryWriter(purge_step) does. `validation_too`:
   // also the validation at `iter` (a finished run evaluated again validates there once more).
+  // iter < 0: every record (an earlier attempt that left no checkpoint; the run starts over).
   void forget_metrics_after(int64_t iter, bool validation_too) {
     const std::string path = run.metrics_path();
     if (!path_exists(path)) return;
@@ -238,8 +239,12 @@ struct Trainer::State {
     }
     if (dropped == 0) return;
     write_file_atomic(path, kept);
-    log::info("{}: forgot {} record(s) {} iteration {}, where the run continues", path, dropped,
-              validation_too ? "from the validation at" : "past", iter);
+    if (iter < 0)
+      log::info("{}: forgot the {} record(s) of an earlier attempt that left no checkpoint; the run starts over", path,
+                dropped);
+    else
+      log::info("{}: forgot {} record(s) {} iteration {}, where the run continues", path, dropped,
+                validation_too ? "from the validation at" : "past", iter);
   }
 
   // The open log window's sums averaged over the ranks (a collective over `control`: every rank
@@ -498,7 +503,10 @@ Trainer::State::ResumePoint Trainer::State::load_resume_point() {
 void Trainer::State::begin_run_folder(int64_t start_iter, int64_t abandoned_after) {
   State& s = *this;
   const Config& config = s.config;
-  if (start_iter > 0) s.forget_metrics_after(start_iter, /*validation_too=*/start_iter == config.train.iters);
+  // From iteration 0 in a folder with records (a failed attempt retried, a done run whose
+  // result.json and checkpoints are gone), those records are of a line this one replaces.
+  const bool starts_over = start_iter == 0 && path_exists(s.run.metrics_path());
+  s.forget_metrics_after(starts_over ? -1 : start_iter, /*validation_too=*/start_iter == config.train.iters);
   if (abandoned_after >= 0) {
     const std::string folder = set_aside_checkpoints_after(s.run.checkpoint_dir(), abandoned_after);
     if (!folder.empty())
@@ -507,9 +515,12 @@ void Trainer::State::begin_run_folder(int64_t start_iter, int64_t abandoned_afte
   }
   if (!same_config_on_disk(s.run.config_path(), config)) write_file_atomic(s.run.config_path(), to_toml(config));
   s.run.write_status(RunState::kRunning);
-  // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot them.
-  s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir(),
-                                                start_iter > 0 ? std::optional<int64_t>(start_iter + 1) : std::nullopt);
+  // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot
+  // them; all of them when the run starts over.
+  s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir(), start_iter > 0
+                                                                             ? std::optional<int64_t>(start_iter + 1)
+                                                                         : starts_over ? std::optional<int64_t>(0)
+                                                                                       : std::nullopt);
 }
 
 int64_t Trainer::resume() {

@@ -569,5 +569,38 @@ TEST_F(TrainerTest, AResumeFromAnOlderCheckpointTellsTensorBoardToDropTheStepsPa
   EXPECT_EQ(shown["scalars"]["val/mIoU"][0][1].get<float>(), static_cast<float>(miou));
 }
 
+// An attempt that left records but no checkpoint (it failed, or was killed, before one), started
+// again: the run starts over, so metrics.jsonl and TensorBoard hold the new line's records only
+// (before, the old ones stayed in front of them: two curves in one, and a progress the new run had
+// not made).
+TEST_F(TrainerTest, ARunStartedOverForgetsTheRecordsOfTheAttemptBefore) {
+  const Config c = config({"train.checkpoint_interval=0"});
+  const dist::RankContext context = dist::singleton_context();
+  const std::string run = run_dir("started-over");
+  {
+    Trainer attempt(c, context, {run, ""});
+    attempt.set_up();
+    ASSERT_EQ(attempt.resume(), 0);
+    for (int64_t iter = 0; iter < 3; ++iter) {
+      attempt.step(iter);
+      attempt.end_of_iteration(iter);
+    }
+  }
+  ASSERT_NE(read(run + "/metrics.jsonl").find("\"iter\":2"), std::string::npos);
+  ASSERT_TRUE(Trainer(c, context, {run, ""}).run().finished);
+  std::vector<std::pair<int64_t, std::string>> records;
+  std::ifstream metrics(run + "/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    records.emplace_back(record.at("iter").get<int64_t>(), record.at("mode").get<std::string>());
+  }
+  EXPECT_EQ(records, (std::vector<std::pair<int64_t, std::string>>{{2, "train"}, {4, "train"}, {4, "val"}}));
+  const process::Captured shown = process::run_captured(
+      {SEGRUN_TEST_PYTHON, std::string(SEGRUN_TEST_SOURCE_DIR) + "/tests/engine/read_tensorboard.py", "--purge",
+       run + "/tb"});
+  ASSERT_TRUE(shown.status.ok()) << shown.err;
+  EXPECT_EQ(nlohmann::json::parse(shown.out)["scalars"]["train/loss"].size(), 2u) << shown.out;
+}
+
 }  // namespace
 }  // namespace segrun::engine

@@ -21,6 +21,7 @@
 #include <system_error>
 #include <variant>
 
+#include "core/command_line_value.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/spelling.h"
@@ -677,18 +678,7 @@ void apply_override(const std::string& text, Config& config) {
   std::string value = trimmed(text.substr(eq + 1));
   const Field* f = find_field(key);
   if (!f) unknown_key(where, key);
-  toml::table parsed;
-  bool ok = false;
-  try {
-    parsed = toml::parse("v = " + value);
-    ok = true;
-  } catch (const toml::parse_error&) {
-  }
-  if (!ok) {
-    // Bare words are strings: model.head=fpn.
-    parsed = toml::table{};
-    parsed.insert("v", value);
-  }
+  const toml::table parsed = command_line_value(value);  // 1e-4, .5, "bn", or a bare word: model.head=fpn
   assign(*f, config, *parsed.get("v"), where, fs::current_path());
 }
 

@@ -3,9 +3,9 @@
 // never see toml++). Every field has a default; the schema (config.cpp) lists each key with its
 // type and valid range. Loading reports the first problem as ConfigError with
 // "<file>:<line>: <key>: <what is wrong>" and, for an unknown key, the nearest valid key.
-// Overrides are "dotted.key=value" strings (value in TOML syntax; bare words are strings) applied
-// after the file and checked exactly like it. to_toml() writes every field, defaults included, so
-// the run directory's config.toml reproduces the run on its own.
+// Overrides are "dotted.key=value" strings (value as command_line_value.h reads it: TOML syntax,
+// decimals such as .5, bare words are strings) applied after the file and checked exactly like it. to_toml() writes
+// every field, defaults included, so the run directory's config.toml reproduces the run on its own.
 
 #include <array>
 #include <cstdint>

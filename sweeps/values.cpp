@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/command_line_value.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/format.h"
@@ -122,14 +123,7 @@ bool is_float_key(const std::string& key) { return float_keys().count(key) > 0; 
 }  // namespace toml_detail
 
 std::string canonical_value(const std::string& text) {
-  toml::table parsed;
-  bool ok = false;
-  try {
-    parsed = toml::parse("v = " + text);
-    ok = true;
-  } catch (const toml::parse_error&) {
-  }
-  if (!ok) return quote_string(text);  // bare words are strings, as in config overrides
+  const toml::table parsed = command_line_value(text);  // read as a config override reads it
   std::string out = canonical_of(*parsed.get("v"));
   if (out.empty()) throw ConfigError("value '" + text + "' is not a number, boolean, string or array");
   return out;

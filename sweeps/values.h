@@ -19,7 +19,8 @@ using Overrides = std::map<std::string, std::string>;
 // ConfigError naming the bad argument, or a key given twice with two values. what names the
 // option in messages ("--baseline").
 Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what);
-// Canonical TOML text of one value written as TOML (bare words are strings).
+// Canonical TOML text of one value written on a command line (core/command_line_value.h: TOML,
+// decimals such as .5, bare words are strings).
 std::string canonical_value(const std::string& toml_value_text);
 // canonical rewritten for the config key it is a value of: for a float key (model.dropout,
 // train.lr, a list of floats) integers become floats, so 0 and 0.0 are one value.

@@ -142,6 +142,11 @@ TEST(Config, OverridesAreTypedAndChecked) {
               HasSubstr("override 'train.lr=fast': train.lr: expected a number, got a string"));
   EXPECT_THAT(error_of("", {"train.lrr=1"}), HasSubstr("did you mean 'train.lr'"));
   EXPECT_THAT(error_of("", {"train.lr"}), HasSubstr("expected key=value"));
+  // Decimals TOML refuses but Python reads are numbers too (they were strings: "expected a number").
+  EXPECT_DOUBLE_EQ(parse_config("", "exp.toml", {"train.lr=.001"}).train.lr, 0.001);
+  EXPECT_DOUBLE_EQ(parse_config("", "exp.toml", {"train.lr=1."}).train.lr, 1.0);
+  EXPECT_DOUBLE_EQ(parse_config("", "exp.toml", {"train.lr=+.5e-3"}).train.lr, 0.0005);
+  EXPECT_EQ(parse_config("", "exp.toml", {"name=.x"}).name, ".x");  // no number: a word
 }
 
 // A check made after loading (the device, the model) blames the override that set the key, else the file.

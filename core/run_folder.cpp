@@ -113,6 +113,22 @@ bool RunFolder::holds_run_files() const {
   return holds_file(log_dir(), [](const std::string& n) { return starts_ends(n, "rank-", ".log"); });
 }
 
+std::string RunFolder::resume_command(int ranks) const {
+  if (ranks <= 0) {
+    ranks = 1;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(log_dir(), ec)) {
+      const std::string name = entry.path().filename().string();
+      if (!starts_ends(name, "rank-", ".log")) continue;
+      const std::string digits = name.substr(5, name.size() - 9);
+      if (digits.size() <= 6 && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        ranks = std::max(ranks, std::stoi(digits) + 1);
+    }
+  }
+  const std::string train = "train " + root_ + " --resume auto";
+  return ranks > 1 ? "segrun launch -n " + std::to_string(ranks) + " -- " + train : "segrun " + train;
+}
+
 bool RunFolder::holds_run_status() const {
   if (!path_exists(status_path())) return false;
   try {

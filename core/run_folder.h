@@ -71,6 +71,10 @@ class RunFolder {
   // (std::logic_error: a programming error, not a user one).
   void write_status(RunState state, const std::string& reason = "") const;
   void append_metrics(const std::string& json_line) const;
+  // The command that continues the run where it stopped: "segrun train ROOT --resume auto", under
+  // "segrun launch -n N --" when it ran on N > 1 ranks (its logs: rank-<N-1>.log the highest), or
+  // `ranks` when given (> 0). A resume on another number of ranks is refused (global batch).
+  std::string resume_command(int ranks = 0) const;
 
  private:
   bool holds_run_status() const;  // a status file whose first word is a state

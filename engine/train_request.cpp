@@ -27,9 +27,8 @@ std::vector<ConfigChange> check_resume_config(const RunFolder& run, const Config
   const std::vector<ConfigChange> changes = training_changes(run_config, config);
   if (changes.empty()) return config_changes(run_config, config);
   throw ConfigError(run.config_path() + ": " + describe_changes(changes, "this command") +
-                    ". Resume with the run's own config (segrun train " + run.root() +
-                    " --resume auto), or, to change the run on purpose, edit " + run.config_path() +
-                    " and resume from it");
+                    ". Resume with the run's own config (" + run.resume_command() +
+                    "), or, to change the run on purpose, edit " + run.config_path() + " and resume from it");
 }
 
 // --resume PATH of a checkpoint of another run folder (<other>/checkpoints/iter_<n>.pt, beside

@@ -143,10 +143,8 @@ int run_launch(const LaunchCommand& cmd) {
     if (!checkpointed)
       log::warn("stopped while the ranks were starting, before the run began: nothing to resume; start it again");
     else
-      log::warn(
-          "stopped while the ranks were starting, before they could checkpoint; continue it with segrun train {} "
-          "--resume auto",
-          run.root());
+      log::warn("stopped while the ranks were starting, before they could checkpoint; continue it with {}",
+                run.resume_command(cmd.ranks));
     return kExitPreempted;
   }
   return ended(exit_code);

@@ -85,8 +85,8 @@ std::string describe_run_state(const RunRecord& run) {
     return "done (no result.json: train --resume auto, or sweep run, evaluates it again)";
   if (run.state != RunState::kRunning || !run.holder) return to_string(run.state);
   if (!run.holder->empty()) return "running (" + *run.holder + ")";
-  return "stale: the status says running but no process trains the run (killed?); continue it with segrun train " +
-         run.dir + " --resume auto";
+  return "stale: the status says running but no process trains the run (killed?); continue it with " +
+         RunFolder(run.dir).resume_command();
 }
 
 int64_t run_progress(const RunRecord& run) {

@@ -47,6 +47,22 @@ TEST_F(RunStatusTest, FileNamesAreTheRunFolderFormat) {
   EXPECT_TRUE(fs::is_directory(dir_ / "logs"));
 }
 
+// The command that continues a run names its launch when it ran on several ranks (a 1-rank
+// resume of a 2-rank run is refused, or, without a checkpoint, trains it at another global batch).
+TEST_F(RunStatusTest, TheResumeCommandLaunchesTheRanksTheRunHad) {
+  const RunFolder run(dir());
+  EXPECT_EQ(run.resume_command(), "segrun train " + dir() + " --resume auto");  // no logs yet
+  run.create();
+  for (const char* name : {"rank-0.log", "rank-1.log", "rank-10.log", "rank-x.log", "notes.txt"})
+    std::ofstream(dir_ / "logs" / name) << "x\n";
+  EXPECT_EQ(run.resume_command(), "segrun launch -n 11 -- train " + dir() + " --resume auto");
+  EXPECT_EQ(run.resume_command(4), "segrun launch -n 4 -- train " + dir() + " --resume auto");
+  fs::remove_all(dir_ / "logs");
+  fs::create_directories(dir_ / "logs");
+  std::ofstream(dir_ / "logs" / "rank-0.log") << "x\n";
+  EXPECT_EQ(run.resume_command(), "segrun train " + dir() + " --resume auto");
+}
+
 TEST_F(RunStatusTest, StatesRoundTripAndAMissingFileIsNew) {
   EXPECT_EQ(read_run_status(dir()).state, RunState::kNew);
   for (RunState state :

@@ -42,6 +42,9 @@ bool MpirunErrFilter::is_said_already(const std::vector<std::string>& block) con
   static const std::regex kStopped("^ *Exit code: +75$");  // a rank stopped by request (checkpointed)
   const bool stopped =
       std::any_of(block.begin(), block.end(), [](const std::string& l) { return std::regex_match(l, kStopped); });
+  // A rank ended by the stop signal the launcher forwarded (a Ctrl-C of an eval, or of a train
+  // before its ranks handle it): the launcher says what happened.
+  if (has("exited on signal") && (has("(User defined signal 1)") || has("(User defined signal 2)"))) return true;
   return has("MPI_ABORT was invoked on rank") || has("terminated normally, but") ||
          (has("mpirun detected that one or more processes exited with non-zero status") &&
           (stopped || !rank_errors_.empty()));
@@ -133,8 +136,17 @@ void relay_filtered(int in_fd, int out_fd) {
     if (n <= 0) break;
     pending.append(buffer, static_cast<size_t>(n));
     size_t start = 0;
-    for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
-      write_lines(out_fd, filter.line(pending.substr(start, end - start)), &broken);
+    for (size_t end; (end = pending.find('\n', start)) != std::string::npos; start = end + 1) {
+      std::string line = pending.substr(start, end - start);
+      // A rank's terminal progress line ("\r<text>\e[K", no newline) with another rank's line
+      // written after it: the progress ends its own line, and the other is filtered as a line.
+      const size_t erased = line.rfind("\x1b[K");
+      if (erased != std::string::npos && erased + 3 < line.size()) {
+        write_lines(out_fd, filter.line(line.substr(0, erased + 3)), &broken);
+        line.erase(0, erased + 3);
+      }
+      write_lines(out_fd, filter.line(line), &broken);
+    }
     pending.erase(0, start);
     if (pending.size() > kLongestLine) write_lines(out_fd, filter.line(std::exchange(pending, std::string())), &broken);
   }

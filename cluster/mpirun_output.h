@@ -7,7 +7,9 @@
 // same line again. Ranks that stop on request (Ctrl-C, preemption: checkpointed, exit 75) get two
 // blocks ("Primary job terminated normally, but 1 process returned a non-zero exit code", "mpirun
 // detected that one or more processes exited with non-zero status ... Exit code: 75") after
-// "mpirun: Forwarding signal 10 to job". MpirunErrFilter drops exactly those (the "mpirun
+// "mpirun: Forwarding signal 10 to job"; a rank that does not handle that stop signal (an eval, a
+// train still starting) gets "mpirun noticed that process rank R ... exited on signal 10 (User
+// defined signal 1)". MpirunErrFilter drops exactly those (the "mpirun
 // detected" block only when its exit code is 75 or a rank's error line came first), so that a
 // launch ends on the lines that say what happened; everything else passes unchanged and in order
 // (rank logs, warnings, Open MPI's other messages such as "mpirun noticed that process rank 1 ...

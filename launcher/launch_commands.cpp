@@ -147,6 +147,12 @@ int run_launch(const LaunchCommand& cmd) {
                 run.resume_command(cmd.ranks));
     return kExitPreempted;
   }
+  // Only training handles the stop signal (it checkpoints); an eval, predict or pack killed by it
+  // was interrupted, as a shell says of Ctrl-C.
+  if (stop_forwarded && exit_code == 128 + stop_signal && !train) {
+    log::warn("interrupted: the ranks were stopped before they finished");
+    return 128 + SIGINT;
+  }
   return ended(exit_code);
 }
 

@@ -78,6 +78,16 @@ TEST(MpirunErrFilter, RanksStoppedOnRequestLeaveTheirOwnWordsOnly) {
   EXPECT_EQ(unexplained[5], "  Exit code:    3");
 }
 
+TEST(MpirunErrFilter, ARankEndedByTheForwardedStopSignalIsLeftToTheLauncher) {
+  // Ctrl-C of `segrun launch -n 2 -- eval ...` (recorded 2026-12-07): the launcher says
+  // "interrupted" itself; a rank killed by another signal is still shown (below).
+  const std::string stopped = kRule +
+                              "\nmpirun noticed that process rank 1 with PID 0 on node vm exited on signal 10 (User "
+                              "defined signal 1).\n" +
+                              kRule + "\n";
+  EXPECT_EQ(filtered("mpirun: Forwarding signal 10 to job\n" + stopped), std::vector<std::string>{});
+}
+
 TEST(MpirunErrFilter, OtherMessagesPassInOrder) {
   // A rank killed by the kernel: Open MPI's notice says so, and stays; a second, different error
   // stays; a block of dashes that is no help block is released whole, as is one never closed.
@@ -124,6 +134,23 @@ TEST(StderrRelay, RelaysThroughTheFilterToTheEndOfItsInput) {
   ::close(in[0]);
   ::close(out[1]);
   EXPECT_EQ(read_to_end(out[0]), "rank 0 log line\nsegrun: error on rank 1: no store\niter 3/40\r\n");
+  ::close(out[0]);
+}
+
+TEST(StderrRelay, ALineWrittenAfterAnotherRanksProgressLineIsALineOfItsOwn) {
+  // Rank 0's terminal progress (SEGRUN_PROGRESS=terminal) had no newline when rank 1 failed: the
+  // error goes on a line of its own, and the banner after it is still recognised.
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  write_text(in[1],
+             "\reval 1/3\x1b[K\reval 2/3\x1b[Ksegrun: error on rank 1: crc\n\reval 3/3\x1b[K" + kAbortBanner + "\n");
+  ::close(in[1]);
+  relay_filtered(in[0], out[1]);
+  ::close(in[0]);
+  ::close(out[1]);
+  EXPECT_EQ(read_to_end(out[0]),
+            "\reval 1/3\x1b[K\reval 2/3\x1b[K\nsegrun: error on rank 1: crc\n\reval 3/3\x1b[K\n\n");
   ::close(out[0]);
 }
 

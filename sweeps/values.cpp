@@ -26,6 +26,7 @@ using toml_detail::is_float_key;
 namespace {
 
 std::string shortest_double(double v) {
+  if (v == 0.0) v = 0.0;  // -0.0 trains as 0.0: one value, one run id
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   char buf[64];

@@ -453,6 +453,7 @@ TEST_F(SpecTest, CanonicalValuesAndOverrideArgs) {
   EXPECT_EQ(canonical_value("2e-4"), "0.0002");
   EXPECT_EQ(canonical_value(".001"), "0.001");  // as a config override reads it (not the word ".001")
   EXPECT_EQ(canonical_value("1."), "1.0");
+  EXPECT_EQ(canonical_value("-0.0"), "0.0");  // as 0.0 (a grid [0.0, -0.0] has one value twice)
   EXPECT_EQ(canonical_value("1e-5"), "1e-05");
   EXPECT_EQ(canonical_value("2.0"), "2.0");
   EXPECT_EQ(canonical_value("3"), "3");

@@ -156,7 +156,7 @@ std::string runs_section(const std::vector<RunRecord>& runs, const std::string& 
   for (const auto& r : runs) {
     const double v = run_metric(r, metric);
     rows.push_back({run_name(r), r.overrides.empty() ? "-" : describe(r.overrides), std::to_string(r.seed),
-                    to_string(r.state) + (r.reason.empty() ? "" : " (" + r.reason + ")"),
+                    describe_run_state(r) + (r.reason.empty() ? "" : " (" + r.reason + ")"),
                     r.last_iter < 0 ? "-" : std::to_string(r.last_iter), format_number(v, decimals, "-")});
   }
   return "<section id=\"runs\">\n<h2>Runs</h2>\n" +

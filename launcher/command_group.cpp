@@ -154,13 +154,17 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
 namespace {
 
 // Parses `args` on `registry`'s app; false for --help or --version (nothing to check further).
-bool parse_command_line(CommandRegistry& registry, const std::vector<std::string>& args) {
+// false for --help / --version (printed when `answer_help`).
+bool parse_command_line(CommandRegistry& registry, const std::vector<std::string>& args, bool answer_help = false) {
   CLI::App& app = registry.app();
   add_segrun_commands(registry);
   try {
     app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them reversed
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return false;  // --help, --version
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {  // --help, --version
+      if (answer_help) app.exit(e);
+      return false;
+    }
     throw ConfigError(usage_error_message(app, args, e));
   }
   return true;
@@ -174,12 +178,13 @@ void check_command_line(const std::vector<std::string>& args) {
   parse_command_line(registry, args);
 }
 
-void check_before_launch(const std::vector<std::string>& args) {
+bool check_before_launch(const std::vector<std::string>& args) {
   CLI::App app;
   CommandRegistry registry(app);
-  if (!parse_command_line(registry, args)) return;
+  if (!parse_command_line(registry, args, /*answer_help=*/true)) return false;
   registry.require_chosen_runs_on_ranks();
   registry.preflight_chosen();
+  return true;
 }
 
 CLI::Validator int_range(int64_t min, int64_t max) {

@@ -89,7 +89,9 @@ void check_command_line(const std::vector<std::string>& args);
 // check_command_line, then the chosen subcommand's preflight: what `launch` runs before mpirun, so
 // that a train into a folder it must not write or a pack onto an existing store is one line. A
 // subcommand that does not run on ranks (CommandRegistry::set_runs_on_ranks) is refused here.
-void check_before_launch(const std::vector<std::string>& args);
+// A request for --help (or --version) is answered here, on stdout, and returns false: there is
+// nothing to launch (on N ranks it was printed N times).
+bool check_before_launch(const std::vector<std::string>& args);
 
 // data synth | pack | inspect (launcher/data_commands.cpp)
 void add_data_commands(CommandRegistry& registry);

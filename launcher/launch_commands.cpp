@@ -111,7 +111,7 @@ void mark_run_failed(const std::string& run_dir, int exit_code, const std::map<s
 int run_launch(const LaunchCommand& cmd) {
   // A typo, a config error or a folder the command must not write is one line here, not one per
   // rank once mpirun has started.
-  check_before_launch(cmd.command);
+  if (!check_before_launch(cmd.command)) return 0;  // --help: answered once, here
   const std::optional<TrainPlan> train = launched_train(cmd.command);
   const int stop_signal = stop_signal_for(train);
   const std::map<std::string, uintmax_t> logs_before = train && !cmd.dry_run

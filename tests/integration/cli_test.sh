@@ -272,4 +272,8 @@ code=$?
 check "a config error on rank 1 alone exits 2 (got $code)" test "$code" -eq 2
 check "rank 1 names its error" grep -q "^segrun: error on rank 1: .*no-store: no such store folder" "$work/i.out"
 
+# --help of a launched command is answered once, by the launcher, not once per rank.
+help_count=$("$segrun" launch -n 2 -- train --help 2>&1 | grep -c '^Usage: segrun train')
+check "launch -n 2 -- train --help prints the help once (got $help_count)" test "$help_count" = 1
+
 finish cli_test

@@ -536,8 +536,9 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
   // after it (their runs, curves, per-class IoU, pictures).
   ReportSource kept = source;
   kept.runs.clear();
+  const bool one_run = source.kind == ReportSource::Kind::kRun;  // no configurations to pick from
   for (const RunRecord& run : source.runs)
-    if (matches(run.overrides, table.where)) kept.runs.push_back(run);
+    if (one_run || matches(run.overrides, table.where)) kept.runs.push_back(run);
   summary->runs = kept.runs.size();
   const char* kind = source.kind == ReportSource::Kind::kSpec      ? "sweep spec"
                      : source.kind == ReportSource::Kind::kRunsDir ? "runs folder"
@@ -548,7 +549,7 @@ std::string render_report(const ReportSource& source, const ResultTableOptions& 
   html += "<title>" + escape_html(title) + "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
   html += "<h1>" + escape_html(title) + "</h1>\n";
   const std::string of_all =
-      table.where.empty() ? "" : " (of the " + std::to_string(source.runs.size()) + ", those --where keeps)";
+      table.where.empty() || one_run ? "" : " (of the " + std::to_string(source.runs.size()) + ", those --where keeps)";
   html += "<p class=\"meta\">" + std::string(kind) + " <code>" + escape_html(source.path) + "</code>; " +
           std::to_string(kept.runs.size()) + " run(s)" + escape_html(of_all) + ": " +
           escape_html(state_summary(kept.runs)) + "; written " + utc_now() + ".</p>\n";

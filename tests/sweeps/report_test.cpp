@@ -252,6 +252,11 @@ TEST_F(Report, WhereKeepsOnlyItsRunsInEverySection) {
   EXPECT_NE(section(html, "curves").find("No train or val lines in metrics.jsonl yet: d1s1."), std::string::npos)
       << section(html, "curves");
   EXPECT_EQ(section(html, "samples").find("d2s1"), std::string::npos);  // its unreadable picture is not shown
+  // One run folder has no configurations to pick from: it is its page whatever --where says.
+  ReportSummary one;
+  write_text(runs() / "d1s0" / "config.toml", "name = 'd1s0'\n");
+  render_report(load_report_source((runs() / "d1s0").string(), "", true), table, {}, dir_.str(), &one);
+  EXPECT_EQ(one.runs, 1u);
 }
 
 TEST_F(Report, SeriesReaderKeepsOrderAndRefusesCorruptLines) {

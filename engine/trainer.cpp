@@ -507,6 +507,8 @@ void Trainer::State::begin_run_folder(int64_t start_iter, int64_t abandoned_afte
   // result.json and checkpoints are gone), those records are of a line this one replaces.
   const bool starts_over = start_iter == 0 && path_exists(s.run.metrics_path());
   s.forget_metrics_after(starts_over ? -1 : start_iter, /*validation_too=*/start_iter == config.train.iters);
+  // Starting over, the earlier attempt's best.pt (validated, never checkpointed) is not this line's.
+  if (starts_over) abandoned_after = 0;
   if (abandoned_after >= 0) {
     const std::string folder = set_aside_checkpoints_after(s.run.checkpoint_dir(), abandoned_after);
     if (!folder.empty())

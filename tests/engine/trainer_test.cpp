@@ -574,7 +574,7 @@ TEST_F(TrainerTest, AResumeFromAnOlderCheckpointTellsTensorBoardToDropTheStepsPa
 // (before, the old ones stayed in front of them: two curves in one, and a progress the new run had
 // not made).
 TEST_F(TrainerTest, ARunStartedOverForgetsTheRecordsOfTheAttemptBefore) {
-  const Config c = config({"train.checkpoint_interval=0"});
+  const Config c = config({"train.checkpoint_interval=0", "train.save_best=mIoU", "train.eval_interval=2"});
   const dist::RankContext context = dist::singleton_context();
   const std::string run = run_dir("started-over");
   {
@@ -587,14 +587,18 @@ TEST_F(TrainerTest, ARunStartedOverForgetsTheRecordsOfTheAttemptBefore) {
     }
   }
   ASSERT_NE(read(run + "/metrics.jsonl").find("\"iter\":2"), std::string::npos);
+  ASSERT_TRUE(fs::exists(run + "/checkpoints/best.pt"));  // validated at 2, never checkpointed
   ASSERT_TRUE(Trainer(c, context, {run, ""}).run().finished);
+  // Its best.pt is set aside: a later resume of the new line must not take it for this line's best.
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/abandoned-at-0/best.pt"));
   std::vector<std::pair<int64_t, std::string>> records;
   std::ifstream metrics(run + "/metrics.jsonl");
   for (std::string line; std::getline(metrics, line);) {
     const nlohmann::json record = nlohmann::json::parse(line);
     records.emplace_back(record.at("iter").get<int64_t>(), record.at("mode").get<std::string>());
   }
-  EXPECT_EQ(records, (std::vector<std::pair<int64_t, std::string>>{{2, "train"}, {4, "train"}, {4, "val"}}));
+  EXPECT_EQ(records,
+            (std::vector<std::pair<int64_t, std::string>>{{2, "train"}, {2, "val"}, {4, "train"}, {4, "val"}}));
   const process::Captured shown = process::run_captured(
       {SEGRUN_TEST_PYTHON, std::string(SEGRUN_TEST_SOURCE_DIR) + "/tests/engine/read_tensorboard.py", "--purge",
        run + "/tb"});

@@ -61,6 +61,14 @@ TEST_F(RunStatusTest, TheResumeCommandLaunchesTheRanksTheRunHad) {
   fs::create_directories(dir_ / "logs");
   std::ofstream(dir_ / "logs" / "rank-0.log") << "x\n";
   EXPECT_EQ(run.resume_command(), "segrun train " + dir() + " --resume auto");
+  // Rank 0's own lines say the world it ran in last: a 2-rank attempt started over on 1 rank
+  // left rank-1.log behind, and the run is a 1-rank run now.
+  std::ofstream(dir_ / "logs" / "rank-1.log") << "x\n";
+  std::ofstream(dir_ / "logs" / "rank-0.log")
+      << "2026-12-07 18:36:25.776 info  r0/2 iter 20/200 loss 3.1\n2026-12-07 19:01:00.000 info  r0/1 iter 3/200\n";
+  EXPECT_EQ(run.resume_command(), "segrun train " + dir() + " --resume auto");
+  std::ofstream(dir_ / "logs" / "rank-0.log", std::ios::app) << "2026-12-07 19:02:00.000 warning r0/4 stop\n";
+  EXPECT_EQ(run.resume_command(), "segrun launch -n 4 -- train " + dir() + " --resume auto");
 }
 
 TEST_F(RunStatusTest, StatesRoundTripAndAMissingFileIsNew) {

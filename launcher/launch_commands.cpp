@@ -118,6 +118,11 @@ int run_launch(const LaunchCommand& cmd) {
                                                            ? log::log_sizes(RunFolder(train->request.run_dir).log_dir())
                                                            : std::map<std::string, uintmax_t>();
   const auto ended = [&](int exit_code) {
+    // Said here: the relay leaves out Open MPI's notice of a rank ended by SIGUSR1/2 (the stop
+    // signal a launcher forwards), which is all that told of one killed so from elsewhere.
+    if (exit_code > 128)
+      log::warn("the ranks ended with exit code {}: a rank was {}", exit_code,
+                process::ExitStatus{0, exit_code - 128}.describe());
     if (train && exit_code != 0 && exit_code != kExitPreempted)
       mark_run_failed(train->request.run_dir, exit_code, logs_before);
     return exit_code;

@@ -519,10 +519,10 @@ void Trainer::State::begin_run_folder(int64_t start_iter, int64_t abandoned_afte
   s.run.write_status(RunState::kRunning);
   // A resume: TensorBoard drops the earlier files' events past start_iter, as metrics.jsonl forgot
   // them; all of them when the run starts over.
-  s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir(), start_iter > 0
-                                                                             ? std::optional<int64_t>(start_iter + 1)
-                                                                         : starts_over ? std::optional<int64_t>(0)
-                                                                                       : std::nullopt);
+  std::optional<int64_t> purge_step;
+  if (start_iter > 0) purge_step = start_iter + 1;
+  if (starts_over) purge_step = 0;
+  s.board = std::make_unique<TensorBoardWriter>(s.run.tensorboard_dir(), purge_step);
 }
 
 int64_t Trainer::resume() {

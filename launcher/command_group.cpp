@@ -153,8 +153,8 @@ std::string usage_error_message(const CLI::App& app, const std::vector<std::stri
 
 namespace {
 
-// Parses `args` on `registry`'s app; false for --help or --version (nothing to check further).
-// false for --help / --version (printed when `answer_help`).
+// Parses `args` on `registry`'s app; false for --help or --version (nothing to check further),
+// which it prints when `answer_help`.
 bool parse_command_line(CommandRegistry& registry, const std::vector<std::string>& args, bool answer_help = false) {
   CLI::App& app = registry.app();
   add_segrun_commands(registry);

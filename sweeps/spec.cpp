@@ -584,6 +584,10 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::string& orig
 
 SweepSpec load_sweep_spec(const std::string& path) {
   std::error_code ec;
+  if (fs::is_directory(path, ec))
+    throw ConfigError(path + ": is a folder; a sweep spec is a TOML file (e.g. configs/sweeps/example.toml)");
+  if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
+    throw ConfigError(path + ": not a regular file; a sweep spec is a TOML file");
   if (!fs::is_regular_file(path, ec)) throw ConfigError(path + ": sweep spec not found");
   std::ifstream in(path);
   std::stringstream text;

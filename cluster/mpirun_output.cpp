@@ -1,5 +1,6 @@
 #include "cluster/mpirun_output.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -176,8 +177,11 @@ pid_t start_stderr_relay(int in_fd) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTOU, SIGTTIN, SIGTSTP})
     ::signal(sig, SIG_IGN);
   ::sigprocmask(SIG_SETMASK, &before, nullptr);
-  // Locks and pipes of this process (a run folder's lock, another child's pipe) are not the
-  // relay's to hold past the launcher's end.
+  // Locks and pipes of this process (a run folder's lock, another child's pipe, its stdout: a
+  // reader of the launcher's stdout waits for its end) are not the relay's to hold past the
+  // launcher's end.
+  const int null_fd = ::open("/dev/null", O_WRONLY);
+  if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
   const long most = ::sysconf(_SC_OPEN_MAX);
   for (int fd = 3; fd < (most > 0 && most < 65536 ? most : 65536); ++fd)
     if (fd != in_fd) ::close(fd);

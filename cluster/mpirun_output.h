@@ -56,8 +56,8 @@ void relay_filtered(int in_fd, int out_fd);
 
 // Forks the relay process: in a process group of its own, ignoring SIGINT, SIGTERM, SIGHUP,
 // SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTOU, SIGTTIN and SIGTSTP (blocked from before the fork
-// until then), with no descriptor of this process but `in_fd` and the
-// standard ones, it runs relay_filtered(in_fd, stderr) and exits. This process keeps its copy of
+// until then), with no descriptor of this process but `in_fd`, stdin and stderr (stdout is
+// /dev/null), it runs relay_filtered(in_fd, stderr) and exits. This process keeps its copy of
 // `in_fd` (close it). Returns the relay's pid; throws ProcessError when fork fails. No exec: the
 // child uses nothing another thread of this process could hold locked but malloc, which glibc
 // keeps usable after fork.

@@ -1,5 +1,6 @@
 #include "core/rank_logs.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
@@ -38,6 +39,47 @@ std::string first_error_since(const std::string& log_dir, const std::map<std::st
     }
   }
   return found;
+}
+
+namespace {
+
+// A rank or world size written in decimal (1 to 6 digits), -1 for other text.
+int rank_number(const std::string& digits) {
+  if (digits.empty() || digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoi(digits);
+}
+
+// "<r>" of a logs/rank-<r>.log name (-1 for another name).
+int rank_of_log(const std::string& name) {
+  const std::string prefix = "rank-", suffix = ".log";
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return -1;
+  return rank_number(name.substr(prefix.size(), name.size() - prefix.size() - suffix.size()));
+}
+
+}  // namespace
+
+int last_world_size(const std::string& log_dir) {
+  std::ifstream log(log_dir + "/rank-0.log", std::ios::binary | std::ios::ate);
+  if (log) {
+    const std::streamoff size = log.tellg();
+    const std::streamoff from = std::max<std::streamoff>(0, size - 65536);
+    std::string tail(static_cast<size_t>(size - from), '\0');
+    log.seekg(from);
+    log.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+    const std::string field = " r0/";  // core/log.cpp's "%-5l r<rank>/<world>"
+    for (size_t at = tail.rfind(field); at != std::string::npos && at > 0; at = tail.rfind(field, at - 1)) {
+      const size_t first = at + field.size(), end = tail.find(' ', first);
+      const int world = end == std::string::npos ? -1 : rank_number(tail.substr(first, end - first));
+      if (world > 0) return world;
+    }
+  }
+  int ranks = 1;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(log_dir, ec))
+    ranks = std::max(ranks, rank_of_log(entry.path().filename().string()) + 1);
+  return ranks;
 }
 
 }  // namespace segrun::log

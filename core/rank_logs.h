@@ -1,7 +1,8 @@
 #pragma once
 // What the ranks of a run wrote to their log files (<run>/logs/rank-<r>.log, whose line layout
 // core/log.cpp sets: "2026-12-06 10:13:31.123 error r1/2 <message>"), read by the process that
-// launched them: where a launch starts in each file, and the first error logged after that.
+// launched them: where a launch starts in each file, the first error logged after that, and the
+// world the run last ran in.
 // Pure file reads; thread-compatible.
 
 #include <cstdint>
@@ -16,5 +17,10 @@ std::map<std::string, uintmax_t> log_sizes(const std::string& log_dir);
 // The earliest error line (by its time stamp) the ranks added since `before`: "rank 1: <message>
 // (<its log>)"; "" when none did (a rank killed outright writes nothing).
 std::string first_error_since(const std::string& log_dir, const std::map<std::string, uintmax_t>& before);
+
+// The world size rank 0 last logged ("r0/<world size>" in rank-0.log's last 64 KiB), else the
+// highest rank-<r>.log + 1 (the files are appended to: an attempt on more ranks leaves its own),
+// else 1.
+int last_world_size(const std::string& log_dir);
 
 }  // namespace segrun::log

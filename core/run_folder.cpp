@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/rank_logs.h"
 
 namespace segrun {
 
@@ -113,44 +114,8 @@ bool RunFolder::holds_run_files() const {
   return holds_file(log_dir(), [](const std::string& n) { return starts_ends(n, "rank-", ".log"); });
 }
 
-namespace {
-
-bool all_digits(const std::string& text) {
-  return !text.empty() && text.size() <= 6 &&
-         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// The world size rank 0 last logged in `log_dir` (its lines carry "r0/<world size>"), else the
-// highest rank-<r>.log + 1 (logs are appended to: an attempt on more ranks leaves its files), else 1.
-int logged_world_size(const std::string& log_dir) {
-  std::ifstream log(log_dir + "/rank-0.log", std::ios::binary | std::ios::ate);
-  if (log) {
-    const std::streamoff size = log.tellg();
-    const std::streamoff from = std::max<std::streamoff>(0, size - 65536);
-    std::string tail(static_cast<size_t>(size - from), '\0');
-    log.seekg(from);
-    log.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-    for (size_t at = tail.rfind(" r0/"); at != std::string::npos;
-         at = at == 0 ? std::string::npos : tail.rfind(" r0/", at - 1)) {
-      const size_t end = tail.find(' ', at + 4);
-      if (end != std::string::npos && all_digits(tail.substr(at + 4, end - at - 4)))
-        return std::stoi(tail.substr(at + 4, end - at - 4));
-    }
-  }
-  int ranks = 1;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(log_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (starts_ends(name, "rank-", ".log") && all_digits(name.substr(5, name.size() - 9)))
-      ranks = std::max(ranks, std::stoi(name.substr(5, name.size() - 9)) + 1);
-  }
-  return ranks;
-}
-
-}  // namespace
-
 std::string RunFolder::resume_command(int ranks) const {
-  if (ranks <= 0) ranks = logged_world_size(log_dir());
+  if (ranks <= 0) ranks = log::last_world_size(log_dir());
   const std::string train = "train " + root_ + " --resume auto";
   return ranks > 1 ? "segrun launch -n " + std::to_string(ranks) + " -- " + train : "segrun " + train;
 }

@@ -326,14 +326,13 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     const bool changed = (e.record.state == RunState::kDone || e.record.has_checkpoint) && result_changed(e, spec);
     // A run marked done without its result.json is evaluated again from its final checkpoint
     // (`train --resume auto` does so), or trained again when it has none.
-    const bool done_without_result = e.record.state == RunState::kDone && !e.record.has_result;
-    if (e.record.state == RunState::kDone && !done_without_result) {
+    if (e.record.finished()) {
       e.action = PlanAction::kReuse;
       e.config_changed = changed;
     } else if (e.record.has_checkpoint) {
       e.action = PlanAction::kResume;
       e.config_changed = changed;
-    } else if (e.record.state == RunState::kFailed || done_without_result) {
+    } else if (e.record.state == RunState::kFailed || e.record.state == RunState::kDone) {
       e.action = PlanAction::kRetry;
     } else {
       e.action = PlanAction::kNew;

@@ -41,6 +41,8 @@ struct RunRecord {
   int64_t last_iter = -1;                  // last "iter" in metrics.jsonl (-1: none)
   std::map<std::string, double> last_val;  // numeric fields of the last "val" line of metrics.jsonl
   bool has_result = false;
+  // Finished: status done and its result.json (a run marked done without it is evaluated again).
+  bool finished() const { return state == RunState::kDone && has_result; }
   int64_t result_written_ns = 0;            // result.json's modification time (file clock), 0 without one
   std::map<std::string, double> result;     // numeric top-level fields of result.json (mIoU, ...)
   std::map<std::string, double> per_class;  // per_class IoU of result.json, NaN for null

@@ -174,7 +174,7 @@ std::vector<std::string> chosen_classes(const ReportSource& source, const Result
   const RunRecord* best = nullptr;
   double best_value = -std::numeric_limits<double>::infinity();
   for (const auto& r : source.runs) {
-    if (r.state != RunState::kDone || !r.has_result || r.per_class.empty()) continue;
+    if (!r.finished() || r.per_class.empty()) continue;
     double v = run_metric(r, table.metric);
     if (std::isnan(v)) v = run_metric(r, "mIoU");
     if (!best || v > best_value) best = &r, best_value = std::isnan(v) ? best_value : v;
@@ -192,9 +192,8 @@ std::vector<std::string> chosen_classes(const ReportSource& source, const Result
 std::string per_class_section(const ReportSource& source, const ResultTableOptions& table,
                               const ReportOptions& options) {
   std::string html = "<section id=\"per-class\">\n<h2>Per-class IoU</h2>\n";
-  const bool any_result = std::any_of(source.runs.begin(), source.runs.end(), [](const RunRecord& r) {
-    return r.state == RunState::kDone && r.has_result && !r.per_class.empty();
-  });
+  const bool any_result = std::any_of(source.runs.begin(), source.runs.end(),
+                                      [](const RunRecord& r) { return r.finished() && !r.per_class.empty(); });
   if (!any_result) return html + note("No done run has a per-class IoU in result.json yet.") + "</section>\n";
   const std::vector<std::string> classes = chosen_classes(source, table, options);
   if (classes.empty()) return html + note("The best run has no class with a defined IoU.") + "</section>\n";

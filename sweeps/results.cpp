@@ -152,8 +152,6 @@ std::vector<std::string> csv_key_cells(const Overrides& config, const std::vecto
   return cells;
 }
 
-// The result grid as a tidy CSV for pandas and spreadsheets: one line per cell, a column per
-// shown key, then numbers only (mean, std, n, paper, delta) and 0/1 flags; no footnotes.
 // The keys that tell a grid's configurations apart, in a table of a column per key: the row keys,
 // then the column keys; for one configuration that --where picked, the keys it was picked by.
 std::vector<std::string> shown_keys(const ResultGrid& g) {
@@ -163,6 +161,8 @@ std::vector<std::string> shown_keys(const ResultGrid& g) {
   return keys;
 }
 
+// The result grid as a tidy CSV for pandas and spreadsheets: one line per cell, a column per
+// shown key, then numbers only (mean, std, n, paper, delta) and 0/1 flags; no footnotes.
 std::string result_grid_csv(const ResultGrid& g) {
   const std::vector<std::string> keys = shown_keys(g);
   std::vector<std::string> header = keys;
@@ -381,7 +381,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
     ++where_matched;
     if (r.state == RunState::kDone && !r.has_result && g.done_without_result++ == 0)
       g.first_done_without_result = r.dir;
-    if (r.state != RunState::kDone || !r.has_result) {
+    if (!r.finished()) {
       ++g.runs_not_done;
       continue;
     }

@@ -65,7 +65,7 @@ std::string failure_line_of(const std::string& path) {
 }
 
 std::string metric_text(const RunRecord& r, const std::string& metric) {
-  if (r.state == RunState::kDone && r.has_result) {
+  if (r.finished()) {
     auto it = r.result.find(metric);
     if (it != r.result.end()) return format_number(it->second, 2, "-");
     auto pc = r.per_class.find(metric);

@@ -161,7 +161,7 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
   // What submitting would refuse, a dry run refuses too, all but the queue's answer (a dry run may
   // be made off the cluster). Its standard output is the job script alone.
   const RunRecord record = read_run(run_dir);
-  if (record.state == RunState::kDone && record.has_result) {  // without its result.json, it is evaluated again
+  if (record.finished()) {
     (req.dry_run ? std::cerr : out) << run_dir
                                     << " is done already (delete it or choose another --run-dir to train again)\n";
     return 0;

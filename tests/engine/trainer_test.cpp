@@ -76,6 +76,18 @@ class TrainerTest : public ::testing::Test {
     return parse_config(toml.str(), "trainer_test", overrides);
   }
   static std::string run_dir(const std::string& name) { return *dir_ / ("runs/" + name); }
+  // A new run's first `iterations` iterations as run() takes them (no final checkpoint, no final
+  // evaluation): an attempt stopped or killed there; `checkpoint` checkpoints it at its end.
+  static void first_iterations(const Config& c, const std::string& run, int64_t iterations, bool checkpoint) {
+    Trainer attempt(c, dist::singleton_context(), {run, ""});
+    attempt.set_up();
+    ASSERT_EQ(attempt.resume(), 0);
+    for (int64_t iter = 0; iter < iterations; ++iter) {
+      attempt.step(iter);
+      attempt.end_of_iteration(iter);
+    }
+    if (checkpoint) attempt.checkpoint(iterations);
+  }
   static std::string read(const std::string& path) {
     std::ifstream in(path);
     std::stringstream ss;
@@ -499,16 +511,7 @@ TEST_F(TrainerTest, SaveBestKeepsTheBestValidationAcrossAResume) {
   // Stopped after three iterations (three validations), then resumed: the validations before the
   // stop still count, so the resumed run names the same best as the uninterrupted one.
   const std::string resumed = run_dir("best-resumed");
-  {
-    Trainer first(c, context, {resumed, ""});
-    first.set_up();
-    ASSERT_EQ(first.resume(), 0);
-    for (int64_t iter = 0; iter < 3; ++iter) {
-      first.step(iter);
-      first.end_of_iteration(iter);
-    }
-    first.checkpoint(3);
-  }
+  ASSERT_NO_FATAL_FAILURE(first_iterations(c, resumed, 3, /*checkpoint=*/true));
   ASSERT_TRUE(Trainer(c, context, {resumed, "auto"}).run().finished);
   const nlohmann::json resumed_result = nlohmann::json::parse(read(resumed + "/result.json"));
   EXPECT_EQ(resumed_result["best_mIoU"], result["best_mIoU"]);
@@ -577,15 +580,7 @@ TEST_F(TrainerTest, ARunStartedOverForgetsTheRecordsOfTheAttemptBefore) {
   const Config c = config({"train.checkpoint_interval=0", "train.save_best=mIoU", "train.eval_interval=2"});
   const dist::RankContext context = dist::singleton_context();
   const std::string run = run_dir("started-over");
-  {
-    Trainer attempt(c, context, {run, ""});
-    attempt.set_up();
-    ASSERT_EQ(attempt.resume(), 0);
-    for (int64_t iter = 0; iter < 3; ++iter) {
-      attempt.step(iter);
-      attempt.end_of_iteration(iter);
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(first_iterations(c, run, 3, /*checkpoint=*/false));
   ASSERT_NE(read(run + "/metrics.jsonl").find("\"iter\":2"), std::string::npos);
   ASSERT_TRUE(fs::exists(run + "/checkpoints/best.pt"));  // validated at 2, never checkpointed
   ASSERT_TRUE(Trainer(c, context, {run, ""}).run().finished);

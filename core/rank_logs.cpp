@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
 #include <system_error>
 
 namespace segrun::log {
@@ -58,28 +59,90 @@ int rank_of_log(const std::string& name) {
   return rank_number(name.substr(prefix.size(), name.size() - prefix.size() - suffix.size()));
 }
 
+// Calls visit(line) on each line of the file at `path` (without its '\n'), the last first, until
+// it returns true. Reads 64 KiB at a time from the end: a long log's last lines cost what a short
+// one's do.
+template <class Visit>
+void for_each_line_from_the_end(const std::string& path, Visit visit) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return;
+  constexpr std::streamoff kChunk = 65536;
+  std::streamoff to = in.tellg();
+  std::string rest;  // the end of the line that the later chunk began in, without its '\n'
+  while (to > 0) {
+    const std::streamoff from = std::max<std::streamoff>(0, to - kChunk);
+    std::string text(static_cast<size_t>(to - from), '\0');
+    in.seekg(from);
+    if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) return;
+    text += rest;
+    to = from;
+    // The lines that begin in this chunk start at `first_line`; before it lies the end of a line
+    // that began in an earlier one (unless the chunk is the file's start).
+    size_t first_line = 0;
+    if (from > 0) {
+      const size_t first_break = text.find('\n');
+      if (first_break == std::string::npos) {
+        rest = std::move(text);
+        continue;
+      }
+      first_line = first_break + 1;
+    }
+    const std::string_view view(text);
+    size_t end = text.size();
+    if (end > first_line && text[end - 1] == '\n') --end;  // the file's last line break
+    for (;;) {
+      const size_t line_break = end > first_line ? view.rfind('\n', end - 1) : std::string_view::npos;
+      const size_t begin =
+          line_break == std::string_view::npos || line_break < first_line ? first_line : line_break + 1;
+      if (visit(view.substr(begin, end - begin))) return;
+      if (begin == first_line) break;
+      end = begin - 1;
+    }
+    rest = from > 0 ? text.substr(0, first_line - 1) : "";
+  }
+}
+
+// What rank 0's line says after the time and the level ("%-5l r0/<world> <message>"): world 0
+// for a line that is not rank 0's (a continuation line, another layout).
+struct RankZeroLine {
+  int world = 0;
+  std::string_view message;
+};
+RankZeroLine rank_zero_line(std::string_view line) {
+  const std::string_view field = " r0/";  // core/log.cpp's "%-5l r<rank>/<world>"
+  const size_t at = line.find(field);
+  if (at == std::string_view::npos) return {};
+  const size_t first = at + field.size(), end = line.find(' ', first);
+  if (end == std::string_view::npos) return {};
+  const int world = rank_number(std::string(line.substr(first, end - first)));
+  if (world <= 0) return {};
+  return {world, line.substr(end + 1)};
+}
+
 }  // namespace
 
 int last_world_size(const std::string& log_dir) {
-  std::ifstream log(log_dir + "/rank-0.log", std::ios::binary | std::ios::ate);
-  if (log) {
-    const std::streamoff size = log.tellg();
-    const std::streamoff from = std::max<std::streamoff>(0, size - 65536);
-    std::string tail(static_cast<size_t>(size - from), '\0');
-    log.seekg(from);
-    log.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-    const std::string field = " r0/";  // core/log.cpp's "%-5l r<rank>/<world>"
-    for (size_t at = tail.rfind(field); at != std::string::npos && at > 0; at = tail.rfind(field, at - 1)) {
-      const size_t first = at + field.size(), end = tail.find(' ', first);
-      const int world = end == std::string::npos ? -1 : rank_number(tail.substr(first, end - first));
-      if (world > 0) return world;
-    }
-  }
+  int world = 0;
+  for_each_line_from_the_end(log_dir + "/rank-0.log", [&](std::string_view line) {
+    world = rank_zero_line(line).world;
+    return world > 0;
+  });
+  if (world > 0) return world;
   int ranks = 1;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(log_dir, ec))
     ranks = std::max(ranks, rank_of_log(entry.path().filename().string()) + 1);
   return ranks;
+}
+
+int checkpoint_world_size(const std::string& log_dir) {
+  int world = 0;
+  for_each_line_from_the_end(log_dir + "/rank-0.log", [&](std::string_view line) {
+    const RankZeroLine said = rank_zero_line(line);
+    if (said.world > 0 && said.message.substr(0, 11) == "checkpoint ") world = said.world;
+    return world > 0;
+  });
+  return world;
 }
 
 }  // namespace segrun::log

@@ -115,6 +115,8 @@ bool RunFolder::holds_run_files() const {
 }
 
 std::string RunFolder::resume_command(int ranks) const {
+  if (ranks <= 0 && holds_file(checkpoint_dir(), [](const std::string& n) { return starts_ends(n, "iter_", ".pt"); }))
+    ranks = log::checkpoint_world_size(log_dir());
   if (ranks <= 0) ranks = log::last_world_size(log_dir());
   const std::string train = "train " + root_ + " --resume auto";
   return ranks > 1 ? "segrun launch -n " + std::to_string(ranks) + " -- " + train : "segrun " + train;

@@ -17,7 +17,9 @@
 #include "core/error.h"
 #include "core/folder_lock.h"
 #include "core/json_errors.h"
+#include "core/format.h"
 #include "core/output_paths.h"
+#include "core/rank_logs.h"
 
 namespace segrun::sweeps {
 namespace {
@@ -342,13 +344,22 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
   return out;
 }
 
-std::string resume_refusal(const RunRecord& record, const Config& config, const std::string& given_by) {
+std::string resume_refusal(const RunRecord& record, const Config& config, int ranks, const std::string& given_by) {
   const RunFolder run(record.dir);
-  if (!record.has_checkpoint || !path_exists(run.config_path())) return "";
-  const std::vector<ConfigChange> changes = training_changes(load_config(run.config_path()), config);
-  if (changes.empty()) return "";
-  return run.config_path() + ": " + describe_changes(changes, given_by) +
-         "; resuming it would change what it computes: delete the run folder to start it afresh";
+  if (!record.has_checkpoint) return "";
+  if (path_exists(run.config_path())) {
+    const std::vector<ConfigChange> changes = training_changes(load_config(run.config_path()), config);
+    if (!changes.empty())
+      return run.config_path() + ": " + describe_changes(changes, given_by) +
+             "; resuming it would change what it computes: delete the run folder to start it afresh";
+  }
+  const int trained = log::checkpoint_world_size(run.log_dir());
+  if (trained <= 0 || trained == ranks) return "";
+  const int64_t per_rank = static_cast<int64_t>(config.data.batch_per_rank) * config.train.accumulate;
+  return segrun::format(
+      "{}: its checkpoints were written by {} rank(s) (global batch {}), {} runs it on {} (global batch {}): a run "
+      "resumes only at its global batch: give it {} rank(s) to finish it, or delete the run folder to start it afresh",
+      run.root(), trained, trained * per_rank, given_by, ranks, ranks * per_rank, trained);
 }
 
 std::string missing_input_of(const SweepSpec& spec, const PlannedRun& run, const Config& config) {

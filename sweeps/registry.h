@@ -129,12 +129,14 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
 // its pending or running Slurm job, e.g. from slurm_jobs.h's active_slurm_jobs) into kOnSlurm.
 void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, std::string>& active);
 
-// Why a run that has checkpoints must not be resumed under `config` (`segrun train` would refuse
-// it: its config.toml differs in a key that shapes training, core/config.h's training_changes), so
-// that `sweep run` and `submit` leave it alone rather than fail it, or queue a job that fails. ""
-// when it may be resumed (or has no checkpoint). `given_by` says where `config` comes from, as
-// describe_changes words it: "the sweep now" (a sweep's run), "this command" (`submit CONFIG`).
-std::string resume_refusal(const RunRecord& record, const Config& config, const std::string& given_by);
+// Why a run that has checkpoints must not be resumed under `config` on `ranks` ranks (`segrun
+// train` would refuse it: its config.toml differs in a key that shapes training, core/config.h's
+// training_changes, or its checkpoints were written by another number of ranks, so the global
+// batch would change), so that `sweep run` and `submit` leave it alone rather than fail it, or
+// queue a job that fails. "" when it may be resumed (or has no checkpoint). `given_by` says where
+// `config` and `ranks` come from, as describe_changes words it: "the sweep now" (a sweep's run),
+// "this command" (`submit CONFIG`).
+std::string resume_refusal(const RunRecord& record, const Config& config, int ranks, const std::string& given_by);
 
 // The check `sweep run`, `sweep plan` and `submit SPEC` make before any run starts, so that no
 // run starts only to fail: "<spec>: run <run's folder name>: data.store = <path>: no such store

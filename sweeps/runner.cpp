@@ -145,10 +145,10 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
     } else {
       const std::string refusal =
           e.action == PlanAction::kResume
-              ? resume_refusal(e.record, load_config(spec.base, e.run.train_args()), "the sweep now")
+              ? resume_refusal(e.record, load_config(spec.base, e.run.train_args()), spec.ranks, "the sweep now")
               : "";
       if (!refusal.empty()) {
-        ++summary.failed;
+        ++summary.not_run;
         out << "not run: " << refusal << "\n";
         continue;
       }
@@ -190,7 +190,8 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   }
 
   out << "sweep " << spec.name << ": " << plan.size() << " runs, " << summary.reused << " done, "
-      << (summary.on_slurm > 0 ? std::to_string(summary.on_slurm) + " on Slurm, " : "") << todo.size() << " to run ("
+      << (summary.on_slurm > 0 ? std::to_string(summary.on_slurm) + " on Slurm, " : "")
+      << (summary.not_run > 0 ? std::to_string(summary.not_run) + " not run, " : "") << todo.size() << " to run ("
       << parallel << " at a time x " << spec.ranks << " rank(s) x " << threads << " thread(s)); runs in " << runs_dir
       << "\n";
   if (options.dry_run) {
@@ -292,6 +293,7 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
   out << "sweep " << spec.name << ": " << summary.finished + summary.reused << "/" << plan.size() << " done ("
       << summary.reused << " reused), " << summary.failed << " failed, " << summary.preempted << " preempted, "
       << summary.not_started << " not started"
+      << (summary.not_run > 0 ? ", " + std::to_string(summary.not_run) + " not run (see above)" : "")
       << (summary.on_slurm > 0 ? ", " + std::to_string(summary.on_slurm) + " left to Slurm" : "") << "\n";
   if (summary.preempted + summary.not_started > 0)
     out << "stopped: every run is resumable; run `segrun sweep run " << spec.path << "` again\n";

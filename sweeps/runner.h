@@ -56,8 +56,9 @@ struct SweepRunSummary {
   int preempted = 0;    // stopped by a signal (resumable)
   int not_started = 0;  // left for the next `sweep run` because of a stop
   int on_slurm = 0;     // left to the pending or running Slurm job that has them
-  // 0 all done, 75 stopped (resumable), 1 some run failed.
-  int exit_code() const { return failed > 0 ? 1 : (preempted + not_started > 0 ? kExitPreempted : 0); }
+  int not_run = 0;      // left as they are: resuming them would change what they compute (resume_refusal)
+  // 0 all done, 75 stopped (resumable), 1 some run failed or was not run.
+  int exit_code() const { return failed + not_run > 0 ? 1 : (preempted + not_started > 0 ? kExitPreempted : 0); }
 };
 
 // Progress lines go to out.

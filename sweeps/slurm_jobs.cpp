@@ -174,7 +174,8 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
                          cluster::describe_job(*jobs.begin()->second.slurm) + "); `segrun cancel " + run_dir +
                          "` stops it");
   }
-  const std::string refusal = resume_refusal(record, config, "this command");
+  const int ranks = cluster::resolve_layout(slurm, req.ranks).ntasks;
+  const std::string refusal = resume_refusal(record, config, ranks, "this command");
   if (!refusal.empty()) throw ConfigError(refusal);
   if (req.dry_run) {
     out << text;
@@ -196,8 +197,8 @@ int submit_run(const SubmitRequest& req, std::ostream& out) {
   }
   const std::string log = (fs::path(run_dir) / cluster::kJobLogFile).string();
   cluster::write_job_record(run_dir, job_id, script_path, log);
-  out << "submitted " << name << " as Slurm job " << job_id << " (" << cluster::resolve_layout(slurm, req.ranks).ntasks
-      << " rank(s)); log " << log << "; status: segrun status " << run_dir << "\n";
+  out << "submitted " << name << " as Slurm job " << job_id << " (" << ranks << " rank(s)); log " << log
+      << "; status: segrun status " << run_dir << "\n";
   return 0;
 }
 
@@ -285,7 +286,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
                                       << ")\n";
       continue;
     }
-    const std::string refusal = resume_refusal(plan[i].record, configs[i], "the sweep now");
+    const std::string refusal = resume_refusal(plan[i].record, configs[i], layout.ntasks, "the sweep now");
     if (!refusal.empty()) {
       ++refused;
       (req.dry_run ? std::cerr : out) << "not submitted: " << refusal << "\n";

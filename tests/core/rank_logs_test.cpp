@@ -27,5 +27,32 @@ TEST(RankLogs, TheEarliestNewErrorNamesItsRank) {
   EXPECT_EQ(first_error_since(dir.str(), {}), "rank 0: an earlier launch's error (" + r0 + ")");
 }
 
+// The world that wrote the latest checkpoint is what a resume needs, whatever a failed attempt on
+// another world logged after it; found however far back its line lies.
+TEST(RankLogs, TheCheckpointsWorldIsTheOneThatWroteTheLastCheckpoint) {
+  segrun::testing::ScratchDir dir("rank-logs");
+  const std::string r0 = dir.str("rank-0.log");
+  EXPECT_EQ(checkpoint_world_size(dir.str()), 0);  // no log
+  EXPECT_EQ(last_world_size(dir.str()), 1);
+  std::ofstream(r0) << "2026-12-07 10:00:00.000 info  r0/1 iter 10/20 loss 1.0\n"
+                    << "2026-12-07 10:00:01.000 info  r0/1 a checkpoint is not named here\n";
+  EXPECT_EQ(checkpoint_world_size(dir.str()), 0);
+  {
+    std::ofstream log(r0, std::ios::app);
+    log << "2026-12-07 10:00:02.000 info  r0/1 checkpoint runs/a/checkpoints/iter_10.pt\n";
+    // Far more than one 64 KiB read of later lines, one of them longer than a read.
+    for (int i = 0; i < 3000; ++i) log << "2026-12-07 10:00:03.000 info  r0/1 iter " << i << " loss 1.0\n";
+    log << "2026-12-07 10:00:04.000 info  r0/1 " << std::string(150000, 'x') << "\n";
+    log << "2026-12-07 11:00:00.000 error r0/2 the resume on 2 ranks was refused\n"
+        << "  a continuation line of that error";  // no final line break
+  }
+  EXPECT_EQ(checkpoint_world_size(dir.str()), 1);
+  EXPECT_EQ(last_world_size(dir.str()), 2);
+  std::ofstream(r0, std::ios::app) << "\n2026-12-07 12:00:00.000 info  r0/4 checkpoint runs/a/checkpoints/iter_20.pt\n";
+  EXPECT_EQ(checkpoint_world_size(dir.str()), 4);
+  std::ofstream(r0) << "2026-12-07 10:00:02.000 info  r0/3 checkpoint iter_10.pt";  // the file's only line
+  EXPECT_EQ(checkpoint_world_size(dir.str()), 3);
+}
+
 }  // namespace
 }  // namespace segrun::log

@@ -69,6 +69,14 @@ TEST_F(RunStatusTest, TheResumeCommandLaunchesTheRanksTheRunHad) {
   EXPECT_EQ(run.resume_command(), "segrun train " + dir() + " --resume auto");
   std::ofstream(dir_ / "logs" / "rank-0.log", std::ios::app) << "2026-12-07 19:02:00.000 warning r0/4 stop\n";
   EXPECT_EQ(run.resume_command(), "segrun launch -n 4 -- train " + dir() + " --resume auto");
+  // With a checkpoint, the world that wrote it: a resume on 4 ranks of a run checkpointed by 2
+  // was refused, and its error line is the last one rank 0 wrote.
+  std::ofstream(dir_ / "logs" / "rank-0.log")
+      << "2026-12-07 18:36:25.776 info  r0/2 checkpoint " << dir() << "/checkpoints/iter_20.pt\n"
+      << "2026-12-07 19:02:00.000 error r0/4 refused\n";
+  EXPECT_EQ(run.resume_command(), "segrun launch -n 4 -- train " + dir() + " --resume auto");  // no iter_*.pt yet
+  std::ofstream(dir_ / "checkpoints" / "iter_20.pt") << "x";
+  EXPECT_EQ(run.resume_command(), "segrun launch -n 2 -- train " + dir() + " --resume auto");
 }
 
 TEST_F(RunStatusTest, StatesRoundTripAndAMissingFileIsNew) {

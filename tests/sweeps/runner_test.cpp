@@ -299,7 +299,7 @@ TEST(RunRecord, ARunningRunSaysWhoTrainsItOrThatNobodyDoes) {
   EXPECT_EQ(describe_run_state(read_run(run.string())), "failed");
 }
 
-TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) {
+TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigOrWorldChangedIsRefused) {
   ScratchDir dir("refusal");
   const auto run = dir.path() / "run";
   std::filesystem::create_directories(run / "checkpoints");
@@ -310,18 +310,31 @@ TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigChangedIsRefused) 
   record.has_checkpoint = false;
   Config wider = trained;
   wider.model.width = 16;
-  EXPECT_EQ(resume_refusal(record, wider, "the sweep now"), "");  // nothing to resume: it starts afresh
+  EXPECT_EQ(resume_refusal(record, wider, 1, "the sweep now"), "");  // nothing to resume: it starts afresh
   record.has_checkpoint = true;
-  const std::string refusal = resume_refusal(record, wider, "the sweep now");
+  const std::string refusal = resume_refusal(record, wider, 1, "the sweep now");
   EXPECT_NE(refusal.find("model.width = 8, the sweep now gives 16"), std::string::npos) << refusal;
   // One run (`segrun submit CONFIG k=v --run-dir D`): no sweep to name.
-  const std::string one = resume_refusal(record, wider, "this command");
+  const std::string one = resume_refusal(record, wider, 1, "this command");
   EXPECT_NE(one.find("model.width = 8, this command gives 16;"), std::string::npos) << one;
   EXPECT_EQ(one.find("sweep"), std::string::npos) << one;
   Config watched = trained;
   watched.eval.flip = true;
   watched.train.eval_interval = 5;
-  EXPECT_EQ(resume_refusal(record, watched, "the sweep now"), "");  // how it is evaluated may change
+  EXPECT_EQ(resume_refusal(record, watched, 1, "the sweep now"), "");  // how it is evaluated may change
+  // Its checkpoints' world: 2 ranks of batch 4 (the default data.batch_per_rank) wrote them.
+  std::filesystem::create_directories(run / "logs");
+  write_text(run / "logs" / "rank-0.log",
+             "2026-12-07 10:00:00.000 info  r0/2 checkpoint " + (run / "checkpoints" / "iter_10.pt").string() +
+                 "\n2026-12-07 10:05:00.000 error r0/1 a resume on 1 rank, refused by the trainer\n");
+  EXPECT_EQ(resume_refusal(record, trained, 2, "the sweep now"), "");
+  EXPECT_EQ(
+      resume_refusal(record, trained, 1, "the sweep now"),
+      run.string() +
+          ": its checkpoints were written by 2 rank(s) (global batch 8), the sweep now runs it on 1 (global batch "
+          "4): a run resumes only at its global batch: give it 2 rank(s) to finish it, or delete the run folder "
+          "to start it afresh");
+  EXPECT_NE(resume_refusal(record, wider, 1, "the sweep now").find("model.width"), std::string::npos);  // config first
 }
 
 // A run's thread count does not depend on how many runs are left (its figures would): with 2

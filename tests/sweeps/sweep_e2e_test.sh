@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end sweep through the segrun CLI on a tiny synthetic store: plan -> run (2 runs of 2 ranks,
 # one at a time) -> reuse on re-run -> plan after editing the spec -> table (csv, md, json) + SVG plot (gnuplot)
-# -> a failing run does not stop the others -> Ctrl-C stops a run resumably -> re-run resumes it.
+# -> a failing run does not stop the others -> Ctrl-C stops a run resumably -> a re-run on another
+# number of ranks leaves it -> re-run resumes it.
 # Usage: sweep_e2e_test.sh SEGRUN_BINARY
 set -uo pipefail
 segrun="$(realpath "$1")"
@@ -157,6 +158,17 @@ check "preemption checkpoint exists" test -n "$ckpt"
 check "plan: 1 to resume, 1 new" grep -q "2 runs: 1 new, 0 done (reused), 1 to resume" long-plan.txt
 # Shorten the base so that the resumed run ends soon (ids do not depend on the base).
 sed -i "s/^iters = 4000/iters = $((ckpt + 2))/" configs/long.toml
+# On 2 ranks per run now: the preempted run's checkpoints are of 1 rank (another global batch), so
+# it is left as it is, not failed by a resume the trainer refuses; the new run trains on 2 ranks.
+cp long.toml long-1rank.toml
+printf '[resources]\nranks = 2\n' >> long.toml
+"$segrun" sweep run long.toml --on local --max-parallel 1 > long-2ranks.txt 2>&1
+code=$?
+check "a resume on another world size is not run: exit 1 (got $code)" test "$code" -eq 1
+check "... saying why" grep -q "^not run: .*$(basename "$long_dir"): its checkpoints were written by 1 rank(s) (global batch 2), the sweep now runs it on 2 (global batch 4)" long-2ranks.txt
+check "... and leaving it preempted" grep -q "^preempted" "$long_dir/status"
+check "... counted as not run, not failed" grep -q "1/2 done (0 reused), 0 failed, 0 preempted, 0 not started, 1 not run" long-2ranks.txt
+mv long-1rank.toml long.toml
 "$segrun" sweep run long.toml --on local --max-parallel 2 > long2.txt 2>&1
 code=$?
 check "resumed sweep exit code 0 (got $code)" test "$code" -eq 0

@@ -66,7 +66,9 @@ std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs, co
   process::ScopedSignalCounter stop_signals;
   int used = 0;
   size_t next = 0;
-  int forwarded = 0;  // stop signals forwarded so far (1: the jobs' stop signals, 2: SIGTERM)
+  int forwarded = 0;   // stop signals forwarded so far (1: the jobs' stop signals, 2: SIGTERM)
+  int stops_seen = 0;  // stop signals received and acted on (forwarded, or dropped as too early)
+  Clock::time_point first_stop;
 
   auto finish = [&](size_t k, const process::ExitStatus& status) {
     const Running r = running[k];
@@ -103,13 +105,24 @@ std::vector<LocalJobResult> run_local_jobs(const std::vector<LocalJob>& jobs, co
     }
     if (running.empty() && (stop_signals.count() > 0 || next >= jobs.size())) break;
 
+    // The first stop: every job's stop signal (its ranks checkpoint); a later one, SIGTERM, but
+    // only once the ranks had process::kForceStopAfterSeconds to do so (see there).
     const int stops = stop_signals.count();
-    if (stops > forwarded && forwarded < 2) {
-      const int sig = forwarded == 0 ? 0 : SIGTERM;
-      signal_all(running, jobs, sig);
+    if (stops > stops_seen && forwarded == 0) {
+      signal_all(running, jobs, 0);
       for (const auto& r : running) results[r.index].stop_sent = true;
-      forwarded = std::min(2, stops);
-      if (forwarded == 2 && sig == 0) signal_all(running, jobs, SIGTERM);
+      forwarded = 1;
+      first_stop = Clock::now();
+      stops_seen = 1;
+    }
+    if (stops > stops_seen && forwarded == 1) {
+      if (Clock::now() - first_stop >= std::chrono::duration<double>(options.force_stop_after_seconds)) {
+        signal_all(running, jobs, SIGTERM);
+        forwarded = 2;
+      } else {
+        std::cerr << process::kStopNotForcedNotice;
+      }
+      stops_seen = stops;
     }
 
     bool reaped = false;

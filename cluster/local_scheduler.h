@@ -7,7 +7,8 @@
 // Each child runs in its own process group with stdout/stderr appended to its log file, so a
 // terminal Ctrl-C reaches only this process: on SIGINT/SIGTERM/SIGUSR1 the scheduler starts no
 // new job, sends each running job its stop signal (SIGUSR1 or SIGUSR2; mpirun forwards it to its
-// ranks, which checkpoint and exit 75), and waits for them; a second signal sends SIGTERM. If this process dies, its
+// ranks, which checkpoint and exit 75), and waits for them; a second signal, 5 s or more after the
+// first (force_stop_after_seconds), sends SIGTERM. If this process dies, its
 // children receive their stop signal (PR_SET_PDEATHSIG). The signal handlers are installed only while
 // run_local_jobs() executes and the previous ones restored afterwards. Not thread-safe: one run_local_jobs() at a time
 // per process (the stop flag is process-global, as signal flags must be).
@@ -16,6 +17,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "core/process.h"
 
 namespace segrun::cluster {
 
@@ -38,6 +41,9 @@ struct LocalSchedulerOptions {
   int cores = 0;         // core budget, 0 = process::usable_cores()
   int max_parallel = 0;  // jobs at once, 0 = no limit beyond the core budget
   double poll_seconds = 0.05;
+  // A stop signal after the first sends the jobs SIGTERM only this long after the first; an
+  // earlier one is dropped with a notice (process::kForceStopAfterSeconds says why).
+  double force_stop_after_seconds = process::kForceStopAfterSeconds;
   // Called (from run_local_jobs()'s thread) right before a job starts and right after it ends.
   std::function<void(size_t index, const LocalJob&)> on_start;
   std::function<void(size_t index, const LocalJob&, const LocalJobResult&)> on_finish;

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,10 @@
 #include "core/error.h"
 
 namespace segrun::process {
+
+const char kStopNotForcedNotice[] =
+    "segrun: the ranks are checkpointing before they stop; a Ctrl-C 5 s or more after the first aborts them\n";
+
 namespace {
 
 constexpr int kForwardedSignals[5] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
@@ -28,13 +33,29 @@ std::atomic<pid_t> g_forward_target{0};
 std::atomic<int> g_forward_first_stop{0};
 std::atomic<int> g_forward_stops{0};
 std::atomic<int> g_forwarded{0};  // signals forwarded by the current ScopedSignalForwarding
+std::atomic<int64_t> g_forward_first_stop_ns{0};
+std::atomic<int64_t> g_forward_force_after_ns{0};
 volatile sig_atomic_t g_signal_count = 0;
+
+int64_t monotonic_ns() {  // async-signal-safe (clock_gettime)
+  struct timespec now {};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
 
 extern "C" void segrun_process_forward(int sig) {
   const pid_t target = g_forward_target.load();
   if (target == 0) return;
-  if ((sig == SIGINT || sig == SIGTERM || sig == SIGHUP) && g_forward_stops.fetch_add(1) == 0)
-    sig = g_forward_first_stop.load();
+  if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+    if (g_forward_stops.fetch_add(1) == 0) {
+      g_forward_first_stop_ns.store(monotonic_ns());
+      sig = g_forward_first_stop.load();
+    } else if (monotonic_ns() - g_forward_first_stop_ns.load() < g_forward_force_after_ns.load()) {
+      const ssize_t written = ::write(STDERR_FILENO, kStopNotForcedNotice, std::strlen(kStopNotForcedNotice));
+      (void)written;
+      return;
+    }
+  }
   g_forwarded.fetch_add(1);
   ::kill(target, sig);
 }
@@ -228,8 +249,9 @@ Captured run_captured(const std::vector<std::string>& argv, const std::string& c
   return result;
 }
 
-ScopedSignalForwarding::ScopedSignalForwarding(pid_t target, int first_stop_as) {
+ScopedSignalForwarding::ScopedSignalForwarding(pid_t target, int first_stop_as, double force_after_seconds) {
   g_forward_stops.store(0);
+  g_forward_force_after_ns.store(static_cast<int64_t>(force_after_seconds * 1e9));
   g_forwarded.store(0);
   g_forward_first_stop.store(first_stop_as);
   g_forward_target.store(target);

@@ -74,13 +74,22 @@ struct Captured {
 // `max_bytes`). Throws ProcessError when it cannot be started.
 Captured run_captured(const std::vector<std::string>& argv, const std::string& cwd = "", size_t max_bytes = 64u << 20);
 
+// A stop signal after the first forces the stop (sent as itself, or as SIGTERM) only from this
+// long after the first on: until then the ranks are checkpointing, and mpirun, which tears the
+// job down once they have stopped, crashes on another signal (Open MPI 4.1: a segfault in
+// PMIx_Finalize, its stack dump, exit 139). An earlier one is dropped, with a notice on stderr.
+constexpr double kForceStopAfterSeconds = 5.0;
+// The notice (one line, for stderr) that a stop signal was dropped, so that one more is needed.
+extern const char kStopNotForcedNotice[];
+
 // While alive, SIGINT, SIGTERM, SIGHUP (unless ignored, as under nohup), SIGUSR1 and SIGUSR2
 // received by this process go to `target` (a pid; negative: a process group). The first SIGINT,
 // SIGTERM or SIGHUP goes as `first_stop_as` (e.g. a rank's "checkpoint and stop" signal), later
-// ones as themselves. Restores the previous handlers.
+// ones as themselves, but only from `force_after_seconds` after the first on (earlier ones are
+// dropped, writing kStopNotForcedNotice to stderr). Restores the previous handlers.
 class ScopedSignalForwarding {
  public:
-  ScopedSignalForwarding(pid_t target, int first_stop_as);
+  ScopedSignalForwarding(pid_t target, int first_stop_as, double force_after_seconds = kForceStopAfterSeconds);
   ~ScopedSignalForwarding();
   ScopedSignalForwarding(const ScopedSignalForwarding&) = delete;
   ScopedSignalForwarding& operator=(const ScopedSignalForwarding&) = delete;

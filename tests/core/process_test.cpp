@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "tests/scratch_dir.h"
@@ -117,11 +119,28 @@ TEST(Process, ForwardsTheFirstStopAsTheGivenSignalThenSignalsAsThemselves) {
   // The second stop goes as itself: a child that ignores USR1 is killed by SIGTERM.
   const Child second = spawn_with_trap("trap '' USR1");
   {
-    ScopedSignalForwarding forwarding(second.pid, SIGUSR1);
+    ScopedSignalForwarding forwarding(second.pid, SIGUSR1, /*force_after_seconds=*/0);
     ::kill(::getpid(), SIGTERM);  // -> SIGUSR1, ignored
     ::kill(::getpid(), SIGTERM);  // -> SIGTERM
     EXPECT_EQ(wait(second.pid).signal, SIGTERM);
   }
+}
+
+// A second stop right after the first is dropped with a notice (mpirun, tearing the job down once
+// its ranks stopped, crashes on it); one after the wait forces the stop.
+TEST(Process, ASecondStopForcesOnlyAfterTheWait) {
+  const Child child = spawn_with_trap("trap '' USR1");
+  ScopedSignalForwarding forwarding(child.pid, SIGUSR1, /*force_after_seconds=*/0.5);
+  ::testing::internal::CaptureStderr();
+  ::kill(::getpid(), SIGTERM);  // -> SIGUSR1, ignored
+  ::kill(::getpid(), SIGTERM);  // dropped
+  const std::string notice = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(notice, kStopNotForcedNotice);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(try_wait(child.pid));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ::kill(::getpid(), SIGTERM);  // 0.6 s after the first: forwarded as itself
+  EXPECT_EQ(wait(child.pid).signal, SIGTERM);
 }
 
 // A closed terminal (SIGHUP) stops like Ctrl-C; under nohup (SIGHUP ignored) it stays ignored.

@@ -132,5 +132,28 @@ TEST(LocalScheduler, InterruptStopsRunningJobsAndStartsNoNewOne) {
   EXPECT_EQ(after.sa_handler, before.sa_handler);
 }
 
+// A second Ctrl-C right after the first is dropped (the ranks are checkpointing, and mpirun crashes
+// on a signal while it tears a stopped job down); one after the wait sends SIGTERM.
+TEST(LocalScheduler, ASecondInterruptForcesTheStopOnlyAfterTheWait) {
+  LocalSchedulerOptions options;
+  options.force_stop_after_seconds = 0.5;
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(::getpid(), SIGINT);  // the jobs' stop signal, which this one ignores
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::kill(::getpid(), SIGINT);  // dropped
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    ::kill(::getpid(), SIGINT);  // SIGTERM
+  });
+  ::testing::internal::CaptureStderr();
+  const auto results = run_local_jobs({sh("a", "trap '' USR1; sleep 20 & wait")}, options);
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  interrupter.join();
+  EXPECT_EQ(results[0].exit_code, 128 + SIGTERM);
+  EXPECT_GE(results[0].seconds, 0.85);
+  EXPECT_LT(results[0].seconds, 10.0);
+  EXPECT_EQ(said, process::kStopNotForcedNotice);
+}
+
 }  // namespace
 }  // namespace segrun::cluster

@@ -164,8 +164,10 @@ int run_sweep_command(const SweepOptions& s, MpiHolder&) {
         log::warn("{}; `sweep run` and `submit` refuse this sweep until it exists",
                   sweeps::describe_missing_inputs(missing));
     } else {
+      const bool spec_metric = s.status_metric.empty() && !spec.table.metric_origin.empty();
       std::cout << sweeps::format_status(plan, s.status_metric.empty() ? spec.table.metric : s.status_metric, fmt,
-                                         sweeps::slurm_states_of(plan));
+                                         sweeps::slurm_states_of(plan),
+                                         spec_metric ? spec.table.metric_origin : "--metric");
     }
     return 0;
   }
@@ -196,7 +198,10 @@ sweeps::ResultTableOptions table_options(const SweepOptions& s, const sweeps::Re
   if (!s.rows.empty()) options.rows = s.rows;
   if (!s.cols.empty()) options.cols = s.cols;
   if (!s.rows.empty() && s.cols.empty()) options.cols.clear();
-  if (!s.metric.empty()) options.metric = s.metric;
+  if (!s.metric.empty()) {
+    options.metric = s.metric;
+    options.metric_origin = "--metric";
+  }
   if (!s.baseline.empty()) {
     options.baseline = sweeps::parse_override_args(s.baseline, "--baseline");
     options.baseline_origin = "--baseline";
@@ -222,9 +227,11 @@ int run_table_command(const SweepOptions& s) {
   const std::vector<sweeps::RunRecord>& runs = source.runs;
   const sweeps::ResultTableOptions options = table_options(s, source);
   std::vector<std::string> per_class = s.per_class;
+  std::string per_class_origin = "--per-class";
   if (source.kind == sweeps::ReportSource::Kind::kSpec && per_class == std::vector<std::string>{"spec"}) {
     if (source.per_class.empty()) throw ConfigError("--per-class spec: " + s.source + " has no [table] per_class list");
     per_class = source.per_class;
+    per_class_origin = source.per_class_origin;
   }
   const std::string format = s.format == "markdown" ? "md" : s.format;
   sweeps::ResultGrid grid;
@@ -243,7 +250,8 @@ int run_table_command(const SweepOptions& s) {
   if (!s.plot.empty())
     sweeps::check_plot_target(
         s.plot, sweeps::render_gnuplot(grid, plot, std::filesystem::path(s.plot).filename().string()).script);
-  if (!per_class.empty()) std::cout << sweeps::format_per_class_table(runs, options, per_class, format);
+  if (!per_class.empty())
+    std::cout << sweeps::format_per_class_table(runs, options, per_class, format, per_class_origin);
   if (per_class.empty()) std::cout << sweeps::format_result_grid(grid, format);
   if (!s.plot.empty()) {
     const sweeps::PlotFiles files = sweeps::write_plot(grid, plot, s.plot);

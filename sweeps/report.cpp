@@ -420,12 +420,14 @@ ReportSource load_report_source(const std::string& path, const std::string& runs
   source.table.rows = spec.table.rows;
   source.table.cols = spec.table.cols;
   source.table.metric = spec.table.metric;
+  if (!spec.table.metric_origin.empty()) source.table.metric_origin = spec.table.metric_origin;
   source.table.baseline = spec.table.baseline;
   source.table.baseline_origin = spec.path + ": [table] baseline";
   source.table.paper = spec.table.paper;
   source.table.paper_source = spec.table.paper_source;
   if (spec.table.order == "spec") source.table.order = spec.configurations;
   source.per_class = spec.table.per_class;
+  source.per_class_origin = spec.table.per_class_origin;
   return source;
 }
 

@@ -46,6 +46,7 @@ struct ReportSource {
   std::vector<RunRecord> runs;         // a spec's planned runs (also those never launched)
   ResultTableOptions table;            // the spec's [table] (rows, cols, metric, baseline, order, paper)
   std::vector<std::string> per_class;  // the spec's [table] per_class
+  std::string per_class_origin;        // "<spec>:<line>: [table] per_class" (for errors)
   std::string runs_dir;                // a spec's runs folder (where its runs were looked for)
 };
 

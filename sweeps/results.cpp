@@ -431,8 +431,9 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
       // No run has it, and a run has a metric of a name this close: a typo (--metric miou).
       const std::string meant = likely_meant(options.metric, metric_names(*first_without));
       if (!meant.empty())
-        throw ConfigError("table: --metric " + options.metric + ": no done run has it in result.json (e.g. " +
-                          first_without->dir + "); did you mean '" + meant + "'?");
+        throw ConfigError("table: " + options.metric_origin + " " + options.metric +
+                          ": no done run has it in result.json (e.g. " + first_without->dir + "); did you mean '" +
+                          meant + "'?");
       why += " (e.g. " + first_without->dir + missing_metric_hint(first_without->dir, options.metric) + ")";
     }
     throw DataError("table: nothing to tabulate: " + why +

@@ -32,6 +32,7 @@ struct ResultTableOptions {
   std::vector<std::string> rows;
   std::vector<std::string> cols;
   std::string metric = "mIoU";                 // a key of result.json, or a class name of its per_class
+  std::string metric_origin = "--metric";      // where the metric was given, for errors
   Overrides baseline;                          // {} = no deltas
   std::string baseline_origin = "--baseline";  // where the baseline was given, for errors
   ValueFilter where;                           // keep only configurations matching this (a key: any of its values)

@@ -339,7 +339,7 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
 }
 
 std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt,
-                          const std::map<std::string, SchedulerState>& scheduler) {
+                          const std::map<std::string, SchedulerState>& scheduler, const std::string& metric_origin) {
   // A metric no run records, where some record others, is a misspelling, not a column of "-".
   std::set<std::string> recorded;
   for (const auto& e : plan) {
@@ -349,7 +349,7 @@ std::string format_status(const std::vector<PlanEntry>& plan, const std::string&
   }
   if (!recorded.empty() && !recorded.count(metric)) {
     const std::string meant = likely_meant(metric, {recorded.begin(), recorded.end()});
-    throw ConfigError("--metric " + metric + ": no run of the sweep records it" +
+    throw ConfigError(metric_origin + " " + metric + ": no run of the sweep records it" +
                       (meant.empty() ? std::string() : " (did you mean '" + meant + "'?)"));
   }
   std::vector<std::vector<std::string>> rows;

@@ -76,8 +76,10 @@ struct SchedulerState {
   std::string job;    // scheduler job id
   std::string log;    // where the job's output goes
 };
-// ConfigError when some run records metrics and none records `metric` (a misspelt --metric).
+// ConfigError when some run records metrics and none records `metric` (a misspelt --metric, or
+// [table] metric: `metric_origin` says which).
 std::string format_status(const std::vector<PlanEntry>& plan, const std::string& metric, TableFormat fmt,
-                          const std::map<std::string, SchedulerState>& scheduler = {});
+                          const std::map<std::string, SchedulerState>& scheduler = {},
+                          const std::string& metric_origin = "--metric");
 
 }  // namespace segrun::sweeps

@@ -485,8 +485,10 @@ void read_table_hints(const SpecReader& r, const toml::table& root, SweepSpec& s
     } else if (k.str() == "metric") {
       if (!v.is_string()) r.fail(v, key, "expected a string (e.g. \"mIoU\")");
       spec.table.metric = v.as_string()->get();
+      spec.table.metric_origin = r.origin() + ":" + std::to_string(SpecReader::line_of(v)) + ": [table] metric";
     } else if (k.str() == "per_class") {
       spec.table.per_class = string_list(r, v, key);
+      spec.table.per_class_origin = r.origin() + ":" + std::to_string(SpecReader::line_of(v)) + ": [table] per_class";
     } else if (k.str() == "order") {
       if (!v.is_string() || (v.as_string()->get() != "value" && v.as_string()->get() != "spec"))
         r.fail(v, key, "expected \"value\" (sorted) or \"spec\" (the order the spec lists them)");

@@ -33,8 +33,10 @@ struct TableHints {
   std::vector<std::string> rows;  // swept keys labelling the rows
   std::vector<std::string> cols;  // swept keys labelling the columns
   std::string metric = "mIoU";
+  std::string metric_origin;           // "<spec>:<line>: [table] metric" when the spec sets it (for errors)
   Overrides baseline;                  // partial configuration the deltas refer to
   std::vector<std::string> per_class;  // class names for the per-class table
+  std::string per_class_origin;        // "<spec>:<line>: [table] per_class" when the spec sets it
   std::string order = "value";         // rows: "value" = sorted by value; "spec" = as the spec lists them
   // [paper]: the paper's numbers, shown beside the measured ones, and where they come from.
   std::vector<PaperValue> paper;

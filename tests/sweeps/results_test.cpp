@@ -251,6 +251,15 @@ TEST_F(OneAxis, BadOptions) {
                             (dir_.path() / "a0").string() + "); did you mean 'mIoU'?")
                                .c_str());
   }
+  options.metric_origin = "s.toml:6: [table] metric";  // the spec's metric
+  try {
+    build_result_grid(runs_, options);
+    ADD_FAILURE() << "a misspelt [table] metric was not refused";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("table: s.toml:6: [table] metric mIOU: no done run has it", 0), 0u)
+        << e.what();
+  }
+  options.metric_origin = "--metric";
   // A multi-scale metric that one done run lacks: that run is named, with the command that adds it.
   runs_[0].result["mIoU_ms"] = 41.5;
   options.metric = "mIoU_ms";

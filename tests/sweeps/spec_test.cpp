@@ -380,6 +380,10 @@ TEST_F(SpecTest, ResourcesAndTableHints) {
   EXPECT_EQ(spec.table.metric, "mAcc");
   EXPECT_EQ(spec.table.baseline, (Overrides{{"model.dropout", "0.1"}}));
   EXPECT_EQ(spec.table.per_class, (std::vector<std::string>{"wall", "sky"}));
+  // Where they were given, for the errors of `table` and `sweep status` (a metric no run records).
+  EXPECT_EQ(spec.table.metric_origin, dir_.str("sweep.toml") + ":11: [table] metric");
+  EXPECT_EQ(spec.table.per_class_origin, dir_.str("sweep.toml") + ":13: [table] per_class");
+  EXPECT_EQ(parse("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0.0]\n").table.metric_origin, "");
 }
 
 TEST_F(SpecTest, ErrorsNameFileLineAndKey) {

@@ -322,15 +322,21 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   // With --dry-run stdout carries only the script (segrun submit ... --dry-run > job.sbatch).
   (req.dry_run ? std::cerr : out) << "sweep " << spec.name << ": " << plan.size() << " runs, " << done << " done, "
                                   << queued << " already queued, "
-                                  << (refused > 0 ? std::to_string(refused) + " not submitted (config changed), " : "")
+                                  << (refused > 0 ? std::to_string(refused) + " not submitted (see above), " : "")
                                   << todo.size() << " to submit; runs in " << runs_dir << "\n";
+  // Runs left as they are (not submitted) make the command fail, as `sweep run` does.
+  const int code = refused > 0 ? 1 : 0;
+  if (req.dry_run && todo.empty()) {
+    std::cerr << "dry run: nothing to submit\n";
+    return code;
+  }
   if (req.dry_run) {
     out << text;
     std::cerr << "dry run: would write " << script_path << " and " << tasks_path << ":\n";
     for (size_t t = 0; t < names.size(); ++t) std::cerr << "  task " << t << ": " << names[t] << "\n";
-    return 0;
+    return code;
   }
-  if (todo.empty()) return 0;
+  if (todo.empty()) return code;
 
   make_private_dir(runs_dir);
   make_private_dir(slurm_dir);
@@ -359,7 +365,7 @@ int submit_sweep(const SubmitRequest& req, std::ostream& out) {
   out << "submitted " << todo.size() << " run(s) as Slurm job array " << job_id << " (tasks 0-" << todo.size() - 1;
   if (slurm.max_parallel > 0) out << ", at most " << slurm.max_parallel << " at once";
   out << "); script " << script_path << "; status: segrun sweep status " << spec.path << "\n";
-  return 0;
+  return code;
 }
 
 int print_run_status(const std::string& run_dir_arg, std::ostream& out) {

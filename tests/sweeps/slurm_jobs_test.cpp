@@ -116,6 +116,45 @@ std::vector<PlanEntry> running_with_jobs(const segrun::testing::ScratchDir& dir,
   return plan;
 }
 
+// A run whose checkpoints another number of ranks wrote is not submitted (the trainer would refuse
+// its resume after the job waited in the queue): the command says why and exits 1; a dry run with
+// nothing else to submit prints no job script.
+TEST(SlurmJobs, ARunCheckpointedByAnotherNumberOfRanksIsNotSubmitted) {
+  segrun::testing::ScratchDir dir("slurmjobs-world");
+  std::ofstream(dir.str("base.toml")) << "[train]\niters = 10\nwarmup_iters = 1\n";
+  std::ofstream(dir.str("sweep.toml")) << "name = \"s\"\nbase = \"base.toml\"\nruns_dir = \"runs\"\n"
+                                       << "[grid]\n\"model.dropout\" = [0.0]\n";
+  const auto plan = plan_sweep(load_sweep_spec(dir.str("sweep.toml")), dir.str("runs"));
+  const std::filesystem::path run = plan[0].dir;
+  std::filesystem::create_directories(run / "checkpoints");
+  std::filesystem::create_directories(run / "logs");
+  std::ofstream(run / "checkpoints" / "iter_4.pt") << "x";
+  std::ofstream(run / "status") << "preempted stopped by signal at iteration 4\n";
+  std::ofstream(run / "logs" / "rank-0.log")
+      << "2026-12-07 10:00:00.000 info  r0/2 checkpoint " << (run / "checkpoints" / "iter_4.pt").string() << "\n";
+  const FakeSlurm slurm(dir, /*controller_up=*/true);
+  SubmitRequest request;
+  request.target = dir.str("sweep.toml");
+  request.dry_run = true;
+  std::ostringstream out;
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(submit_sweep(request, out), 1);
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("not submitted: "), std::string::npos) << said;
+  EXPECT_NE(said.find(run.filename().string() +
+                      ": its checkpoints were written by 2 rank(s) (global batch 8), the sweep now runs it on 1 "
+                      "(global batch 4)"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("1 not submitted (see above), 0 to submit"), std::string::npos) << said;
+  EXPECT_NE(said.find("dry run: nothing to submit"), std::string::npos) << said;
+  EXPECT_EQ(out.str(), "");  // no job script for 0 runs
+  request.dry_run = false;
+  EXPECT_EQ(submit_sweep(request, out), 1);
+  EXPECT_FALSE(slurm.ran("sbatch"));
+  EXPECT_FALSE(std::filesystem::exists(run / "config.toml"));
+}
+
 // squeue cannot be asked (the controller is down, or restarting): a recorded job may still run, so
 // nothing acts on it as ended -- submit and cancel refuse naming the run, the job and squeue's
 // words; status says the state is unknown; a local sweep leaves the run to that job.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 
 #include "core/error.h"
@@ -24,17 +25,19 @@ std::string format_duration(double seconds) {
 
 namespace {
 
+// A rate with 3 significant digits, and no exponent past them (1460, not 1.46e+03).
+std::string rate_number(double rate) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), rate >= 1000 ? "%.0f" : "%.3g", rate);
+  return buf;
+}
+
 // Items per second, minute or hour, whichever puts the number at 1 or above.
 std::string rate_text(int64_t done, double seconds) {
   const double per_s = seconds > 0 ? static_cast<double>(done) / seconds : 0.0;
-  char buf[48];
-  if (per_s >= 1.0 || per_s == 0.0)
-    std::snprintf(buf, sizeof(buf), "%.3g/s", per_s);
-  else if (per_s * 60 >= 1.0)
-    std::snprintf(buf, sizeof(buf), "%.3g/min", per_s * 60);
-  else
-    std::snprintf(buf, sizeof(buf), "%.3g/h", per_s * 3600);
-  return buf;
+  if (per_s >= 1.0 || per_s == 0.0) return rate_number(per_s) + "/s";
+  if (per_s * 60 >= 1.0) return rate_number(per_s * 60) + "/min";
+  return rate_number(per_s * 3600) + "/h";
 }
 
 }  // namespace
@@ -102,6 +105,13 @@ Progress::Progress(std::string what, int64_t total, std::string unit, ProgressSt
 
 Progress::~Progress() {
   try {
+    // A loop left by an exception did not finish: no summary line (count, time, rate) above its
+    // error; a line drawn in place is ended as it stands, so that the error starts a line.
+    if (std::uncaught_exceptions() > uncaught_at_start_) {
+      if (!finished_ && style_ == ProgressStyle::kTerminal && !last_text_.empty()) sink_(last_text_, true);
+      finished_ = true;
+      return;
+    }
     finish();
   } catch (...) {  // a destructor must not throw; the final line is a courtesy
   }
@@ -113,7 +123,8 @@ void Progress::advance(int64_t n) {
   const double now = clock_();
   if (now - last_shown_ < interval_s_) return;
   last_shown_ = now;
-  sink_(progress_text(what_, done_, total_, unit_, now - start_), false);
+  last_text_ = progress_text(what_, done_, total_, unit_, now - start_);
+  sink_(last_text_, false);
 }
 
 void Progress::finish() {

@@ -5,12 +5,14 @@
 //             at most 5 times a second, "<what> 120/500 records (24%) 35.2/s eta 0:00:11";
 //   lines     otherwise (a log file, a Slurm job's output, a pipe): the same text as a log line
 //             every `interval_s` seconds, so a log shows that the job is alive and how fast it goes.
-// Both end with one final line (count, elapsed time, mean rate). SEGRUN_PROGRESS=terminal|lines|off
+// Both end with one final line (count, elapsed time, mean rate), unless an exception leaves the
+// loop (the terminal's line then stays as last drawn). SEGRUN_PROGRESS=terminal|lines|off
 // overrides the choice. A disabled Progress (the ranks other than 0) prints nothing.
 // Not thread-safe: one loop advances it.
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 
@@ -57,6 +59,8 @@ class Progress {
   Sink sink_;
   double start_ = 0, last_shown_ = 0;
   bool finished_ = false;
+  std::string last_text_;                                     // the last line advance() showed
+  const int uncaught_at_start_ = std::uncaught_exceptions();  // see ~Progress
 };
 
 }  // namespace segrun

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,33 @@ TEST(Progress, TextHasCountPercentRateAndEta) {
   EXPECT_EQ(progress_text("pack", 0, 500, "records", 0.0), "pack 0/500 records (0%) 0/s eta ?");
   EXPECT_EQ(progress_text("submit", 7, 0, "runs", 2.0), "submit 7 runs 3.5/s");
   EXPECT_EQ(progress_text("sweep", 2, 8, "runs", 3600.0), "sweep 2/8 runs (25%) 2/h eta 3:00:00");
+  // Three significant digits, never an exponent.
+  EXPECT_EQ(progress_text("pack", 14600, 0, "records", 10.0), "pack 14600 records 1460/s");
+  EXPECT_EQ(progress_text("pack", 1234, 0, "records", 10.0), "pack 1234 records 123/s");
+  EXPECT_EQ(progress_text("pack", 10, 0, "records", 3.0), "pack 10 records 3.33/s");
+}
+
+// A loop an exception leaves has no summary line (count, time, rate) above the error; the line the
+// terminal shows ends as it stands.
+TEST(Progress, ALoopLeftByAnExceptionHasNoSummary) {
+  for (const ProgressStyle style : {ProgressStyle::kLines, ProgressStyle::kTerminal}) {
+    std::vector<std::pair<std::string, bool>> lines;
+    double now = 0;
+    try {
+      Progress p(
+          "eval", 10, "images", style, 30.0, [&] { return now; },
+          [&](const std::string& text, bool final_line) { lines.emplace_back(text, final_line); });
+      now += 40;
+      p.advance();
+      throw std::runtime_error("image 2 cannot be read");
+    } catch (const std::runtime_error&) {
+    }
+    ASSERT_EQ(lines.size(), style == ProgressStyle::kTerminal ? 2u : 1u);
+    EXPECT_EQ(lines[0].first, "eval 1/10 images (10%) 1.5/min eta 0:06:00");
+    if (style == ProgressStyle::kTerminal) {
+      EXPECT_EQ(lines[1], std::make_pair(lines[0].first, true));
+    }
+  }
 }
 
 struct Recorded {

@@ -5,12 +5,14 @@
 #include <filesystem>
 #include <map>
 #include <regex>
+#include <set>
 #include <system_error>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/file_scan.h"
 #include "core/progress.h"
 #include "core/log.h"
 #include "core/output_paths.h"
@@ -44,8 +46,12 @@ void require_root(const fs::path& root) {
 }
 
 // Sorts a scan by image path and checks that it is not empty, that every image has its annotation
-// and that no two images share a name (the same rules for every layout).
-std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, const fs::path& images) {
+// and that no two images share a name (the same rules for every layout). The annotation files
+// below `annotations` (names ending in `annotation_suffix`) that no image took are left out with
+// a warning that counts them: a city whose images were not extracted, an image in a format the
+// scan does not read (.webp) would otherwise change the split without a word.
+std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, const fs::path& images,
+                                             const fs::path& annotations, const std::string& annotation_suffix) {
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
   std::map<std::string, const SourceRecord*> by_name;  // X.jpg and X.png would both take X.png's labels
   for (const auto& r : out) {
@@ -57,6 +63,18 @@ std::vector<SourceRecord> sorted_and_checked(std::vector<SourceRecord> out, cons
                                      << r.annotation << "): keep one of them");
   }
   SEGRUN_CHECK(!out.empty(), DataError, images.string() << ": no images found");
+  std::set<fs::path> taken;
+  for (const auto& r : out) taken.insert(fs::path(r.annotation).lexically_normal());
+  int64_t without_image = 0;
+  fs::path first;
+  for (const fs::path& path : files_in(annotations, /*recursive=*/true)) {
+    if (!ends_with(lower(path.filename().string()), annotation_suffix) || taken.count(path.lexically_normal()))
+      continue;
+    if (without_image++ == 0) first = path;
+  }
+  if (without_image > 0)
+    log::warn("{}: {} annotation(s) have no image and are left out (the first: {})", annotations.string(),
+              without_image, first.string());
   return out;
 }
 
@@ -80,18 +98,17 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& d
   require_dir(images, "image");
   require_dir(annotations, "annotation");
   std::vector<SourceRecord> out;
-  for (const auto& entry : fs::recursive_directory_iterator(images)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string ext = lower(entry.path().extension().string());
+  for (const fs::path& path : files_in(images, /*recursive=*/true)) {
+    const std::string ext = lower(path.extension().string());
     if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") continue;
     SourceRecord r;
-    r.image = entry.path().string();
-    r.name = entry.path().stem().string();
-    const fs::path sub = fs::relative(entry.path().parent_path(), images);
+    r.image = path.string();
+    r.name = path.stem().string();
+    const fs::path sub = path.parent_path().lexically_relative(images);
     r.annotation = (annotations / sub / (r.name + ".png")).lexically_normal().string();
     out.push_back(r);
   }
-  return sorted_and_checked(std::move(out), images);
+  return sorted_and_checked(std::move(out), images, annotations, ".png");
 }
 
 // <root>/leftImg8bit/<dir>/<city>/<name>_leftImg8bit.png, <root>/gtFine/<dir>/<city>/<name>_gtFine_labelIds.png
@@ -104,18 +121,17 @@ std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::st
   require_dir(annotations, "annotation");
   const std::string suffix = "_leftImg8bit.png";
   std::vector<SourceRecord> out;
-  for (const auto& entry : fs::recursive_directory_iterator(images)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string file = entry.path().filename().string();
+  for (const fs::path& path : files_in(images, /*recursive=*/true)) {
+    const std::string file = path.filename().string();
     if (!ends_with(file, suffix)) continue;
     SourceRecord r;
-    r.image = entry.path().string();
+    r.image = path.string();
     r.name = file.substr(0, file.size() - suffix.size());
-    const fs::path city = fs::relative(entry.path().parent_path(), images);
+    const fs::path city = path.parent_path().lexically_relative(images);
     r.annotation = (annotations / city / (r.name + "_gtFine_labelIds.png")).string();
     out.push_back(r);
   }
-  return sorted_and_checked(std::move(out), images);
+  return sorted_and_checked(std::move(out), images, annotations, "_gtfine_labelids.png");
 }
 
 cv::Mat decode(const std::vector<uint8_t>& bytes, int flags) {

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/file_scan.h"
 #include "core/kinds.h"
 #include "core/log.h"
 #include "data/classes.h"
@@ -27,34 +28,34 @@ namespace fs = std::filesystem;
 namespace {
 
 // stem -> path of every regular *.png file (lower-case extension match) in dir (and its
-// subfolders when `recursive`); a stem ending in one of `suffixes` loses it
-// (frankfurt_000000_000294_gtFine_labelIds -> frankfurt_000000_000294). Two files of one stem are
-// a DataError naming both.
+// subfolders when `recursive`; core/file_scan.h: through links, no hidden files); a stem ending in
+// one of `suffixes` loses it (frankfurt_000000_000294_gtFine_labelIds -> frankfurt_000000_000294),
+// and with `suffix_required` a stem without one is not listed (Cityscapes' gtFine holds _color,
+// _instanceIds and _labelIds PNGs of each image; the label ids are the ground truth). Two files
+// of one stem are a DataError naming both.
 std::map<std::string, fs::path> list_pngs(const std::string& dir, const char* what, bool recursive,
-                                          const std::vector<std::string>& suffixes) {
+                                          const std::vector<std::string>& suffixes, bool suffix_required) {
   std::error_code ec;
   SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "metrics: " << what << " " << dir << ": no such directory");
   std::map<std::string, fs::path> out;
-  const auto add = [&](const fs::directory_entry& entry) {
-    if (!entry.is_regular_file()) return;
-    std::string ext = entry.path().extension().string();
+  for (const fs::path& path : files_in(dir, recursive)) {
+    std::string ext = path.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (ext != ".png") return;
-    std::string stem = entry.path().stem().string();
+    if (ext != ".png") continue;
+    std::string stem = path.stem().string();
+    bool suffixed = false;
     for (const std::string& suffix : suffixes)
       if (stem.size() > suffix.size() && stem.compare(stem.size() - suffix.size(), suffix.size(), suffix) == 0) {
         stem.resize(stem.size() - suffix.size());
+        suffixed = true;
         break;
       }
-    const auto [it, added] = out.emplace(stem, entry.path());
+    if (suffix_required && !suffixed) continue;
+    const auto [it, added] = out.emplace(stem, path);
     SEGRUN_CHECK(added, DataError,
-                 "metrics: " << what << ": " << it->second.string() << " and " << entry.path().string()
+                 "metrics: " << what << ": " << it->second.string() << " and " << path.string()
                              << " are both the image " << stem);
-  };
-  if (recursive)
-    for (const auto& entry : fs::recursive_directory_iterator(dir)) add(entry);
-  else
-    for (const auto& entry : fs::directory_iterator(dir)) add(entry);
+  }
   return out;
 }
 
@@ -105,6 +106,11 @@ MetricsCommandOptions resolved_metrics_options(MetricsCommandOptions o) {
         "metrics: --num-classes " << o.num_classes << " but --layout " << o.layout << " has " << k << " classes");
     SEGRUN_CHECK(!o.reduce_zero_label, ConfigError,
                  "metrics: --reduce-zero-label with --layout: the layout maps its raw labels itself");
+    // The layout maps its unlabelled values to 255 (data::kIgnoreLabel): another ignore index
+    // would count them as a class, or name a value the files do not hold.
+    SEGRUN_CHECK(o.ignore_index == 255, ConfigError,
+                 "metrics: --ignore-index " << o.ignore_index << " with --layout " << o.layout
+                                            << ": the layout maps its unlabelled pixels to 255 itself");
     o.num_classes = k;
     if (o.class_names.empty()) o.class_names = data::class_names(layout);
   }
@@ -144,8 +150,8 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tens
       cityscapes ? std::vector<std::string>{"_gtFine_labelIds"} : std::vector<std::string>{};
   const std::vector<std::string> pred_suffixes =
       cityscapes ? std::vector<std::string>{"_leftImg8bit"} : std::vector<std::string>{};
-  const auto gts = list_pngs(o.gt_dir, "--gt", lut != nullptr, gt_suffixes);
-  const auto preds = list_pngs(o.pred_dir, "--pred", false, pred_suffixes);
+  const auto gts = list_pngs(o.gt_dir, "--gt", lut != nullptr, gt_suffixes, /*suffix_required=*/cityscapes);
+  const auto preds = list_pngs(o.pred_dir, "--pred", false, pred_suffixes, /*suffix_required=*/false);
   SEGRUN_CHECK(!gts.empty(), ConfigError,
                "metrics: --gt " << o.gt_dir << ": no .png files"
                                 << (lut ? "" : " in this folder (a dataset's nested ground truth: --layout)"));
@@ -153,6 +159,11 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tens
   for (const auto& [name, layout] : dataset_layouts()) layouts += (layouts.empty() ? "" : "|") + name;
   const std::string gt_hint =
       lut ? "" : "; raw dataset labels need --layout " + layouts + ", or --num-classes is wrong";
+  // Under a layout the predictions must be its train ids: `segrun predict --label-ids` writes the
+  // dataset's own ids into label_ids/ (for the benchmark servers), its <name>.png are train ids.
+  const std::string pred_hint =
+      lut ? "; predictions are " + o.layout + " train ids (segrun predict's <name>.png, not its label_ids/ folder)"
+          : "; is --num-classes right?";
 
   IoUAccumulator acc(o.num_classes, o.ignore_index);
   if (confusion) *confusion = torch::zeros({o.num_classes, o.num_classes}, torch::kLong);
@@ -163,9 +174,9 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tens
     torch::Tensor gt = read_label_png(gt_path.string());
     const torch::Tensor pred = read_label_png(it->second.string());
     SEGRUN_CHECK(gt.sizes() == pred.sizes(), DataError,
-                 "metrics: size mismatch: " << it->second.string() << " is " << pred.size(1) << "x" << pred.size(0)
-                                            << " but " << gt_path.string() << " is " << gt.size(1) << "x"
-                                            << gt.size(0));
+                 "metrics: size mismatch: " << it->second.string() << " is " << pred.size(0) << "x" << pred.size(1)
+                                            << " (HxW) but " << gt_path.string() << " is " << gt.size(0) << "x"
+                                            << gt.size(1));
     if (lut) {
       torch::Tensor mapped = torch::empty_like(gt);
       const uint8_t* in = gt.data_ptr<uint8_t>();
@@ -182,7 +193,7 @@ SegMetrics evaluate_label_dirs(const MetricsCommandOptions& options, torch::Tens
       gt = reduce_zero_label(gt);
     }
     check_label_range(gt, o.num_classes, o.ignore_index, gt_path.string(), gt_hint.c_str());
-    check_label_range(pred, o.num_classes, o.ignore_index, it->second.string(), "; is --num-classes right?");
+    check_label_range(pred, o.num_classes, o.ignore_index, it->second.string(), pred_hint.c_str());
     acc.add(pred, gt);
     if (confusion) *confusion += confusion_matrix(pred, gt, o.num_classes, o.ignore_index);
   }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/file_scan.h"
 #include "core/output_paths.h"
 #include "core/progress.h"
 #include "data/classes.h"
@@ -49,8 +50,8 @@ std::vector<std::string> list_predict_images(const std::vector<std::string>& inp
     std::error_code ec;
     if (fs::is_directory(input, ec)) {
       std::vector<std::string> found;
-      for (const fs::directory_entry& entry : fs::recursive_directory_iterator(input))
-        if (entry.is_regular_file() && has_image_extension(entry.path())) found.push_back(entry.path().string());
+      for (const fs::path& path : files_in(input, /*recursive=*/true))
+        if (has_image_extension(path)) found.push_back(path.string());
       SEGRUN_CHECK(!found.empty(), ConfigError,
                    "--images " << input << ": no image files (*.jpg, *.jpeg, *.png, *.bmp) in this folder or below");
       std::sort(found.begin(), found.end());

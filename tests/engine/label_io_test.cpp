@@ -129,16 +129,30 @@ TEST(LabelIo, ACityscapesLayoutReadsTheReleasedGroundTruth) {
   const std::map<uint8_t, uint8_t> label_id{{0, 7}, {1, 8}, {2, 11}, {3, 12}, {255, 0}};
   uint8_t raw[16];
   for (int i = 0; i < 16; ++i) raw[i] = label_id.at(kLabel[i]);
+  // Beside each labelIds PNG the release has _color and _instanceIds PNGs (and a polygons JSON):
+  // not ground truth. A city folder that links to shared storage is one of the split's; a macOS
+  // ._ file is not.
+  const uint8_t other[16] = {200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215};
+  const fs::path shared = d.root.path() / "shared" / "lindau";
+  fs::create_directories(shared);
+  fs::create_directory_symlink(shared, d.gt / "lindau");
   for (const char* city : {"frankfurt", "lindau"}) {
     fs::create_directories(d.gt / city);
     const std::string stem = std::string(city) + "_000000_000019";
     write_png(d.gt / city / (stem + "_gtFine_labelIds.png"), raw, 4, 4);
+    write_png(d.gt / city / (stem + "_gtFine_color.png"), other, 4, 4);
+    write_png(d.gt / city / (stem + "_gtFine_instanceIds.png"), other, 4, 4);
+    write_png(d.gt / city / ("._" + stem + "_gtFine_labelIds.png"), other, 4, 4);
     write_png(d.pred / (stem + ".png"), kPred, 4, 4);
   }
   MetricsCommandOptions o = d.options();
   o.num_classes = 0;
   o.layout = "cityscapes";
   expect_hand_metrics(evaluate_label_dirs(o), 2);
+  // The layout puts unlabelled pixels at 255: another ignore index is refused.
+  o.ignore_index = 0;
+  EXPECT_THROW(evaluate_label_dirs(o), ConfigError);
+  o.ignore_index = 255;
   const MetricsCommandOptions resolved = resolved_metrics_options(o);
   EXPECT_EQ(resolved.num_classes, 19);
   EXPECT_EQ(resolved.class_names.front(), "road");

@@ -227,11 +227,16 @@ std::string repeated_runs_note(const std::vector<RepeatedRun>& repeated) {
          join(listed, ", ") + ".";
 }
 
+// Whether cells say how many runs they average ("(n=2)"): when some cell has several, or when some
+// runs were left out for a null value (then n differs from the seeds a configuration has).
+bool shows_n(const ResultGrid& g) {
+  return g.runs_without_value > 0 ||
+         std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
+}
+
 std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
   std::vector<std::string> notes;
-  const bool show_n =
-      std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
-  if (show_n) notes.push_back("mean \xC2\xB1 sample std over n seeds.");
+  if (shows_n(g)) notes.push_back("mean \xC2\xB1 sample std over n seeds.");
   if (!g.baseline.empty())
     notes.push_back("\xCE\x94: " + g.metric + " minus that of the baseline (" + describe(g.baseline) +
                     (g.baseline_unpaired ? ")." : ") with the other keys equal."));
@@ -247,6 +252,11 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
                     " configuration(s) have no \xCE\x94: the baseline with their other keys has no result (yet).");
   if (g.runs_not_done > g.done_without_result)
     notes.push_back(std::to_string(g.runs_not_done - g.done_without_result) + " run(s) not done were left out.");
+  if (g.runs_without_value > 0)
+    notes.push_back(std::to_string(g.runs_without_value) + " done run(s) have a null " + g.metric +
+                    " in result.json (a class in neither their validation ground truth nor their predictions has "
+                    "no IoU) and were left out (the first: " +
+                    g.first_without_value + ").");
   if (g.done_without_result > 0)
     notes.push_back(
         std::to_string(g.done_without_result) +
@@ -389,6 +399,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
     if (std::isnan(v)) {
       ++without_metric;
       if (!first_without && !has_metric_key(r, options.metric)) first_without = &r;
+      if (has_metric_key(r, options.metric) && g.runs_without_value++ == 0) g.first_without_value = r.dir;
       continue;
     }
     valued.emplace_back(&r, v);
@@ -682,8 +693,7 @@ ResultGrid build_result_grid(const std::vector<RunRecord>& runs, const ResultTab
 }
 
 std::string format_result_grid(const ResultGrid& g, const std::string& format) {
-  const bool show_n =
-      std::any_of(g.cells.begin(), g.cells.end(), [](const ResultCell& c) { return c.values.size() >= 2; });
+  const bool show_n = shows_n(g);
   if (format == "json") {
     Json j;
     j["metric"] = g.metric;
@@ -691,6 +701,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     j["cols"] = g.col_keys;
     j["baseline"] = json_config(g.baseline);
     j["runs_not_done"] = g.runs_not_done;
+    if (g.runs_without_value > 0) j["runs_without_value"] = g.runs_without_value;
     if (g.cells_without_baseline > 0) j["cells_without_baseline"] = g.cells_without_baseline;
     if (g.done_without_result > 0) j["done_without_result"] = g.done_without_result;
     j["runs_of_older_config"] = g.runs_of_older_config;
@@ -792,6 +803,7 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
   header.insert(header.end(), columns.begin(), columns.end());
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<double>> means, stds;
+  bool some_partial = false;  // a value over fewer runs than its configuration has (null IoUs)
   for (const auto& cell : grid.cells) {
     std::vector<std::string> row{keys.empty() ? "(all runs)" : label_of(project(cell.config, keys), keys)};
     std::vector<double> row_means, row_stds;
@@ -818,6 +830,10 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
         for (double v : values) ss += (v - mean) * (v - mean);
         std = std::sqrt(ss / static_cast<double>(values.size() - 1));
         text += " \xC2\xB1 " + fmt(std, options.decimals);
+      }
+      if (values.size() < cell.runs.size()) {
+        text += " (n=" + std::to_string(values.size()) + ")";
+        some_partial = true;
       }
       row.push_back(text);
       row_means.push_back(mean);
@@ -862,6 +878,10 @@ std::string format_per_class_table(const std::vector<RunRecord>& runs, const Res
   align[0] = Align::kLeft;
   std::vector<std::string> notes;
   if (fmt_kind == TableFormat::kText) notes.push_back("*: best per column (IoU in %).");
+  if (some_partial)
+    notes.push_back(
+        "(n=k): the mean of the k runs of the configuration in which the class has an IoU (null in the others: "
+        "in neither their validation ground truth nor their predictions).");
   if (!grid.repeated_runs.empty()) notes.push_back(repeated_runs_note(grid.repeated_runs));
   return with_footnotes(format_table(header, rows, fmt_kind, align, best), notes, fmt_kind);
 }

@@ -86,6 +86,10 @@ struct ResultGrid {
   std::string baseline_left_out;   // a spec's baseline --where filtered away ("" when none): no deltas
   int cells_without_baseline = 0;  // configurations with no delta: their baseline has no result
   int runs_not_done = 0;
+  // Done runs whose metric is null in result.json (a class's IoU where the class is in neither that
+  // run's validation ground truth nor its predictions): left out of their cell, a footnote says so.
+  int runs_without_value = 0;
+  std::string first_without_value;
   int done_without_result = 0;  // of runs_not_done: status done, result.json missing (removed)
   std::string first_done_without_result;
   std::vector<RepeatedRun> repeated_runs;  // in the order of the runs given

@@ -199,6 +199,34 @@ TEST_F(OneAxis, PerClassTableAndFilters) {
   EXPECT_DOUBLE_EQ(build_result_grid(runs_, sky).cells[2].mean, 92.5);
 }
 
+// A class with no IoU in some runs (null in result.json: in neither their ground truth nor their
+// predictions): as the table metric those runs are left out and said to be, each cell shows its n;
+// in the per-class table a mean over fewer runs than the configuration has says so too.
+TEST_F(OneAxis, RunsWithANullClassIoUAreCountedNotHidden) {
+  for (auto& run : runs_) {
+    if (run.dir == (dir_.path() / "a1").string() || run.dir.find("/c") != std::string::npos)
+      run.per_class["sky"] = std::nan("");
+  }
+  ResultTableOptions sky;
+  sky.metric = "sky";
+  const ResultGrid g = build_result_grid(runs_, sky);
+  ASSERT_EQ(g.cells.size(), 2u);  // 0.2 has no value left
+  EXPECT_EQ(g.runs_without_value, 3);
+  EXPECT_EQ(g.cells[0].values.size(), 1u);
+  const std::string md = format_result_grid(g, "md");
+  EXPECT_NE(md.find("| 0.0           |    **90.00 (n=1)** |"), std::string::npos) << md;
+  EXPECT_NE(md.find("- 3 done run(s) have a null sky in result.json (a class in neither their validation ground truth "
+                    "nor their predictions has no IoU) and were left out (the first: " +
+                    (dir_.path() / "a1").string() + ")."),
+            std::string::npos)
+      << md;
+  const std::string per_class = format_per_class_table(runs_, ResultTableOptions{}, {"sky"}, "md");
+  EXPECT_NE(per_class.find("90.00 (n=1)"), std::string::npos) << per_class;
+  EXPECT_NE(per_class.find("- (n=k): the mean of the k runs of the configuration in which the class has an IoU"),
+            std::string::npos)
+      << per_class;
+}
+
 TEST_F(OneAxis, BadOptions) {
   ResultTableOptions options;
   options.rows = {"train.lr"};

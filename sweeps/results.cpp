@@ -471,7 +471,7 @@ void choose_row_keys(const std::map<Overrides, ResultCell>& by_config, const Run
   }
   // A varying key the row and column keys leave open joins the row label, so that distinct
   // configurations never share a cell; one that follows from them (a variant's weights file next
-  // to its model.backbone) would only repeat what the label already says.
+  // to its model.backbone) would only repeat what the label already says, but for data.val_store.
   g.row_keys = options.rows;
   g.col_keys = options.cols;
   for (const auto& k : varying) {
@@ -488,7 +488,9 @@ void choose_row_keys(const std::map<Overrides, ResultCell>& by_config, const Run
       auto [seen, inserted] = value_of_k.emplace(project(config, shown), value);
       if (!inserted && seen->second != value) determined = false;
     }
-    if (!determined)
+    // The validation set is shown whenever it varies: numbers scored on different sets (ADE20K
+    // and Cityscapes runs in one folder) are not comparable, whatever else labels their rows.
+    if (!determined || k == "data.val_store")
       g.row_keys.push_back(k);
     else if (options.note_co_varying)
       g.co_varying_keys.push_back(k);

@@ -552,6 +552,20 @@ TEST(CoVaryingKeys, AFootnoteNamesTheKeysThatChangedWithTheShownOnes) {
   EXPECT_EQ(nlohmann::json::parse(format_result_grid(g, "json"))["co_varying_keys"], nlohmann::json{"train.lr"});
 }
 
+// Runs scored on different validation sets (an ADE20K and a Cityscapes run in one folder) are not
+// comparable: data.val_store labels the rows even where another key already tells them apart.
+TEST(CoVaryingKeys, TheValidationSetIsShownWheneverItVaries) {
+  ScratchDir dir("results6");
+  fabricate_run(dir.path() / "u", {{"data.crop", "[48, 48]"}, {"data.val_store", "\"/d/c_val\""}}, 0, "done", 9.5);
+  fabricate_run(dir.path() / "v", {{"data.crop", "[64, 64]"}, {"data.val_store", "\"/d/a_val\""}}, 0, "done", 7.5);
+  ResultTableOptions options;
+  options.rows = {"data.crop"};
+  options.note_co_varying = true;
+  const ResultGrid g = build_result_grid(scan_runs(dir.str()), options);
+  EXPECT_EQ(g.row_keys, (std::vector<std::string>{"data.crop", "data.val_store"}));
+  EXPECT_TRUE(g.co_varying_keys.empty());
+}
+
 // JSON gives each key's value as the type it has in TOML: an array of numbers (data.crop) is an
 // array, a string a string, not the TOML text of either.
 TEST(JsonConfig, ArraysAndStringsKeepTheirTypes) {

@@ -98,7 +98,7 @@ void add_sweep_commands(CommandRegistry& registry) {
   s.table = registry.add(
       "table", "result table of a sweep (or of every run in a runs folder): mean ± std over seeds, delta, best",
       action);
-  s.table->add_option("source", s.source, "sweep spec TOML, or a runs folder")->required();
+  s.table->add_option("source", s.source, "sweep spec TOML, a runs folder, or one run folder")->required();
   s.table->add_option("--rows", s.rows, "swept key(s) on the rows (comma-separated)")->delimiter(',');
   s.table->add_option("--cols", s.cols, "swept key(s) on the columns (comma-separated)")->delimiter(',');
   s.table->add_option("--metric", s.metric, "result.json metric or class name (default mIoU)");
@@ -223,7 +223,7 @@ sweeps::ResultTableOptions table_options(const SweepOptions& s, const sweeps::Re
 }
 
 int run_table_command(const SweepOptions& s) {
-  const sweeps::ReportSource source = sweeps::load_report_source(s.source, s.runs_dir, false);
+  const sweeps::ReportSource source = sweeps::load_report_source(s.source, s.runs_dir, true);
   const std::vector<sweeps::RunRecord>& runs = source.runs;
   const sweeps::ResultTableOptions options = table_options(s, source);
   std::vector<std::string> per_class = s.per_class;

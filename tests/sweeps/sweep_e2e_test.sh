@@ -93,6 +93,10 @@ S = '{http://www.w3.org/2000/svg}'
 r = ET.parse('plot.svg').getroot()
 g = [g for g in r.iter(S + 'g') if (g.get('id') or '').startswith('gnuplot_plot_')]
 print(sum(len(list(x.iter(S + 'use'))) for x in g))")" = 2
+one_run=$(ls -d runs/e2e/*/ | head -n 1)
+one_miou=$("$py" -c "import json; print(round(json.load(open('${one_run}result.json'))['mIoU'], 6))")
+"$segrun" table "$one_run" --format csv > table-one.csv
+check "table of one run folder: its mIoU (exit $?)" test "$(sed -n 2p table-one.csv | cut -d, -f1)" = "$one_miou"
 "$segrun" table sweep.toml --format json > table.json
 check "json table has 2 cells" test "$(json table.json 'len(d["cells"])')" = 2
 

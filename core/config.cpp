@@ -639,6 +639,17 @@ void assign(const Field& f, Config& config, const toml::node& node, const Origin
 }
 
 void unknown_key(const Origin& where, const std::string& key) {
+  // A section given a value (eval={mode="slide"}, data="x"): its keys are what is set.
+  if (is_section(key)) {
+    for (const auto& f : schema())
+      if (f.key.rfind(key + ".", 0) == 0)
+        fail(where, key, "a section, not a key: set its keys one by one (e.g. " + f.key + "=...)");
+  }
+  // A sweep spec's `base` (its experiment config) given where a config is read (config, train).
+  if (key == "base")
+    fail(where, key,
+         "unknown key: a sweep spec names its base config so; give this file to `segrun sweep plan` or `sweep "
+         "run`, or its base config to this command");
   fail(where, key, "unknown key (did you mean '" + nearest_key(key) + "'?)");
 }
 

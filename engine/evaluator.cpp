@@ -402,8 +402,7 @@ CheckpointEvaluation evaluate_checkpoint(const Config& config, const dist::RankC
     require_new_or_empty_folder("--save-pred", request.save_pred_dir, "predictions go to a new or empty folder");
   auto model = build_model(config, store, comm, /*with_pretrained=*/false);
   model->to(setup.device);
-  const CheckpointMeta meta =
-      load_checkpoint(checkpoint, model_signature(config, store.num_classes()), *model, nullptr);
+  const CheckpointMeta meta = load_model_weights(checkpoint, config, store.num_classes(), *model);
   comm->barrier();  // every rank has checked --save-pred before any writes into it
   CheckpointEvaluation result;
   result.outcome = evaluate(*model, store, config, *comm, request);

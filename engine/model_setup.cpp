@@ -1,7 +1,9 @@
 #include "engine/model_setup.h"
 
+#include <filesystem>
 #include <sstream>
 
+#include "core/config_changes.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "data/classes.h"
@@ -11,6 +13,8 @@
 #include "models/segmentor.h"
 
 namespace segrun::engine {
+
+namespace fs = std::filesystem;
 
 DeviceSetup setup_device(const Config& config, const dist::RankContext& context) {
   DeviceSetup setup;
@@ -61,6 +65,31 @@ std::string describe_model_difference(const std::string& checkpoint_signature, c
       out += (out.empty() ? "" : "; ") + std::string(kSettings[i]) + (i == 3 ? ": " : " = ") + was[i] +
              " in the checkpoint, " + is[i] + " in the config";
   return out;
+}
+
+CheckpointMeta load_model_weights(const std::string& checkpoint, const Config& config, int num_classes,
+                                  torch::nn::Module& model) {
+  try {
+    return load_checkpoint(checkpoint, model_signature(config, num_classes), model, nullptr);
+  } catch (const UnreadableCheckpointError&) {
+    throw;
+  } catch (const CheckpointError& e) {
+    const fs::path run_config = fs::path(checkpoint).parent_path().parent_path() / "config.toml";
+    std::error_code ec;
+    if (!fs::is_regular_file(run_config, ec)) throw;
+    std::vector<ConfigChange> model_changes;
+    try {
+      // The keys of the signature are named by load_checkpoint's own message already.
+      for (const ConfigChange& c : config_changes(load_config(run_config.string()), config))
+        if (c.key.rfind("model.", 0) == 0 && c.key != "model.backbone" && c.key != "model.width" &&
+            c.key != "model.head")
+          model_changes.push_back(c);
+    } catch (const ConfigError&) {  // a config.toml that no longer reads says nothing here
+      throw e;
+    }
+    if (model_changes.empty()) throw;
+    throw CheckpointError(std::string(e.what()) + "; " + describe_changes(model_changes, "this command"));
+  }
 }
 
 std::shared_ptr<models::SegmentorImpl> build_model(const Config& config, const std::vector<std::string>& class_names,

@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "dist/communicator.h"
+#include "engine/checkpoint.h"
 
 namespace segrun::data {
 class StoreReader;
@@ -44,6 +45,14 @@ std::string model_signature(const Config& config, int num_classes);
 // checkpoint, 16 in the config" ("; " between parts; the classes are the store's); "" when either
 // is not a signature of this form.
 std::string describe_model_difference(const std::string& checkpoint_signature, const std::string& config_signature);
+
+// load_checkpoint of a model's weights for evaluation or prediction (no optimizer), expecting
+// model_signature(config, num_classes). When the checkpoint's tensors do not fit the model that
+// `config` builds, the CheckpointError also names the model.* keys outside the signature in which
+// `config` differs from the run's own config.toml beside the checkpoint (<run>/checkpoints/X.pt ->
+// <run>/config.toml): model.fpn_channels, say.
+CheckpointMeta load_model_weights(const std::string& checkpoint, const Config& config, int num_classes,
+                                  torch::nn::Module& model);
 
 // The segmentor of config.model for the store's classes; SyncBN layers use `comm`.
 // with_pretrained = false skips importing model.pretrained (a checkpoint will provide every weight).

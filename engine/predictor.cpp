@@ -92,8 +92,7 @@ PredictOutcome predict_images(const Config& config, const dist::RankContext& con
   auto model = build_model(config, data::class_names(layout), /*cooccurrence=*/{}, setup.comm,
                            /*with_pretrained=*/false);
   model->to(setup.device);
-  const CheckpointMeta meta =
-      load_checkpoint(checkpoint, model_signature(config, data::num_classes(layout)), *model, nullptr);
+  const CheckpointMeta meta = load_model_weights(checkpoint, config, data::num_classes(layout), *model);
   // This rank's images must all be readable as images before anything is written: a bad file
   // would otherwise stop the command with some predictions written and --out no longer empty.
   const std::vector<int64_t> indices = data::val_indices(static_cast<int64_t>(images.size()), comm.rank(), comm.size());

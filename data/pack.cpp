@@ -40,9 +40,21 @@ void require_dir(const fs::path& dir, const std::string& what) {
 }
 
 // The --root the user gave: a folder that is not there is a command-line error (exit 2); a folder
-// below it that is missing is a problem of the dataset (require_dir).
-void require_root(const fs::path& root) {
+// below it that is missing is a problem of the dataset (require_dir). A root of the other layout's
+// folders is a --layout the user did not give (the default is ade20k): said so, exit 2.
+void require_root(const fs::path& root, Layout layout) {
   SEGRUN_CHECK(fs::is_directory(root), ConfigError, "--root " << root.string() << ": missing dataset root folder");
+  std::error_code ec;
+  const bool cityscapes = fs::is_directory(root / "leftImg8bit", ec) && fs::is_directory(root / "gtFine", ec);
+  const bool ade = fs::is_directory(root / "ADEChallengeData2016", ec) ||
+                   (fs::is_directory(root / "images", ec) && fs::is_directory(root / "annotations", ec));
+  SEGRUN_CHECK(!(layout == Layout::kAde20k && cityscapes && !ade), ConfigError,
+               "--root " << root.string()
+                         << ": a Cityscapes folder (leftImg8bit/, gtFine/): pack it with --layout "
+                            "cityscapes");
+  SEGRUN_CHECK(
+      !(layout == Layout::kCityscapes && ade && !cityscapes), ConfigError,
+      "--root " << root.string() << ": an ADE20K folder (images/, annotations/): pack it with --layout ade20k");
 }
 
 // Sorts a scan by image path and checks that it is not empty, that every image has its annotation
@@ -91,7 +103,7 @@ const std::string& split_folder(const std::string& split, const LayoutInfo& layo
 // are searched as mmseg's scan does, the annotation at the same place below annotations/<dir>.
 std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& dir) {
   fs::path base(root);
-  require_root(base);
+  require_root(base, Layout::kAde20k);
   if (fs::is_directory(base / "ADEChallengeData2016")) base /= "ADEChallengeData2016";
   const fs::path images = base / "images" / dir;
   const fs::path annotations = base / "annotations" / dir;
@@ -114,7 +126,7 @@ std::vector<SourceRecord> scan_ade(const std::string& root, const std::string& d
 // <root>/leftImg8bit/<dir>/<city>/<name>_leftImg8bit.png, <root>/gtFine/<dir>/<city>/<name>_gtFine_labelIds.png
 std::vector<SourceRecord> scan_cityscapes(const std::string& root, const std::string& dir) {
   const fs::path base(root);
-  require_root(base);
+  require_root(base, Layout::kCityscapes);
   const fs::path images = base / "leftImg8bit" / dir;
   const fs::path annotations = base / "gtFine" / dir;
   require_dir(images, "image");
@@ -341,7 +353,7 @@ void check_staging_folder(const std::string& out) {
 void check_pack_request(const PackOptions& o) {
   check_pack_target(o.out);
   split_folder(o.split, layout_info(o.layout));
-  require_root(o.root);
+  require_root(o.root, o.layout);
   check_staging_folder(o.out);
 }
 

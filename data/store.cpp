@@ -467,6 +467,11 @@ StoreReader::StoreReader(const std::string& store_path) {
   directory_ = store_directory(store_path);
   const std::string mpath = manifest_path(store_path);
   // A path the user gave (a config's data.store, a command's argument): exit 2, as a config error.
+  // A file of a store (a shard, its manifest.json): the store is the folder that holds it.
+  SEGRUN_CHECK(!std::filesystem::is_regular_file(directory_), ConfigError,
+               store_path << ": a file, not a store: a store is the folder that holds " << kManifestFileName
+                          << " and the shards (here: "
+                          << std::filesystem::path(directory_).parent_path().lexically_normal().string() << "?)");
   SEGRUN_CHECK(std::filesystem::is_directory(directory_), ConfigError,
                store_path << ": store not found (expected a directory with " << kManifestFileName << ")");
   if (!std::filesystem::is_regular_file(mpath)) {
@@ -477,7 +482,8 @@ StoreReader::StoreReader(const std::string& store_path) {
     SEGRUN_CHECK(!RunFolder(directory_).holds_run_files(), ConfigError,
                  store_path << ": a run folder, not a store (the run's stores are data.store and data.val_store in "
                             << (dir / "config.toml").string() << ")");
-    const bool ade = fs::is_directory(dir / "images", ec) && fs::is_directory(dir / "annotations", ec);
+    const fs::path ade_root = fs::is_directory(dir / "ADEChallengeData2016", ec) ? dir / "ADEChallengeData2016" : dir;
+    const bool ade = fs::is_directory(ade_root / "images", ec) && fs::is_directory(ade_root / "annotations", ec);
     const bool cityscapes = fs::is_directory(dir / "leftImg8bit", ec) && fs::is_directory(dir / "gtFine", ec);
     SEGRUN_CHECK(!ade && !cityscapes, ConfigError,
                  store_path << ": " << (ade ? "an ADE20K" : "a Cityscapes")

@@ -36,6 +36,8 @@ namespace {
 std::map<std::string, fs::path> list_pngs(const std::string& dir, const char* what, bool recursive,
                                           const std::vector<std::string>& suffixes, bool suffix_required) {
   std::error_code ec;
+  SEGRUN_CHECK(!fs::is_regular_file(dir, ec), ConfigError,
+               "metrics: " << what << " " << dir << ": a file; give the folder that holds the PNGs");
   SEGRUN_CHECK(fs::is_directory(dir, ec), ConfigError, "metrics: " << what << " " << dir << ": no such directory");
   std::map<std::string, fs::path> out;
   for (const fs::path& path : files_in(dir, recursive)) {

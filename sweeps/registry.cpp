@@ -149,7 +149,9 @@ RunRecord read_run(const std::string& dir_text) {
         r.result_written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(written.time_since_epoch()).count();
     } catch (const Json::exception& e) {
       throw DataError(result.string() + ": not a segrun result.json (" + json_error_text(e.what()) +
-                      "); repair the file, or move its run folder away");
+                      "); repair or delete the file (a run without one is evaluated again from its final "
+                      "checkpoint by `segrun train " +
+                      dir_text + " --resume auto`, or by `segrun sweep run`), or move its run folder away");
     }
   }
   return r;

@@ -296,6 +296,19 @@ TEST_F(Report, MetricsRecordsPassOverACutLastLineOnly) {
   } catch (const DataError& e) {
     EXPECT_EQ(std::string(e.what()), (run / "metrics.jsonl").string() + ":2: not a JSON object");
   }
+  // A cut result.json: the way out is named, deleting it included (the run is evaluated again).
+  write_text(run / "metrics.jsonl", "{\"iter\": 10}\n");
+  write_text(run / "result.json", "{\"mIoU\": 4");
+  try {
+    read_run(run.string());
+    FAIL() << "no DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("; repair or delete the file (a run without one is evaluated again from its "
+                                         "final checkpoint by `segrun train " +
+                                         run.string() + " --resume auto`"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(Report, NewestSamplesEmbeddedAsBase64) {

@@ -68,6 +68,12 @@ void for_each_line_from_the_end(const std::string& path, Visit visit) {
   if (!in) return;
   constexpr std::streamoff kChunk = 65536;
   std::streamoff to = in.tellg();
+  // The file's last line break ends its last line; it does not begin an empty one after it.
+  if (to > 0) {
+    char last = 0;
+    in.seekg(to - 1);
+    if (in.get(last) && last == '\n') --to;
+  }
   std::string rest;  // the end of the line that the later chunk began in, without its '\n'
   while (to > 0) {
     const std::streamoff from = std::max<std::streamoff>(0, to - kChunk);
@@ -89,7 +95,6 @@ void for_each_line_from_the_end(const std::string& path, Visit visit) {
     }
     const std::string_view view(text);
     size_t end = text.size();
-    if (end > first_line && text[end - 1] == '\n') --end;  // the file's last line break
     for (;;) {
       const size_t line_break = end > first_line ? view.rfind('\n', end - 1) : std::string_view::npos;
       const size_t begin =

@@ -149,7 +149,7 @@ int run_launch(const LaunchCommand& cmd) {
       log::warn("stopped while the ranks were starting, before the run began: nothing to resume; start it again");
     else
       log::warn("stopped while the ranks were starting, before they could checkpoint; continue it with {}",
-                run.resume_command(cmd.ranks));
+                run.resume_command());  // on the ranks that wrote its checkpoints, whatever this launch asked
     return kExitPreempted;
   }
   // Only training handles the stop signal (it checkpoints); an eval, predict or pack killed by it

@@ -150,8 +150,8 @@ RunRecord read_run(const std::string& dir_text) {
     } catch (const Json::exception& e) {
       throw DataError(result.string() + ": not a segrun result.json (" + json_error_text(e.what()) +
                       "); repair or delete the file (a run without one is evaluated again from its final "
-                      "checkpoint by `segrun train " +
-                      dir_text + " --resume auto`, or by `segrun sweep run`), or move its run folder away");
+                      "checkpoint by `" +
+                      folder.resume_command() + "`, or by `segrun sweep run`), or move its run folder away");
     }
   }
   return r;
@@ -336,6 +336,9 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     } else if (e.record.has_checkpoint) {
       e.action = PlanAction::kResume;
       e.config_changed = changed;
+      const int trained = log::checkpoint_world_size(RunFolder(e.dir).log_dir());
+      if (trained > 0 && trained != spec.ranks)
+        e.ranks_change = std::to_string(trained) + " rank(s), [resources] ranks = " + std::to_string(spec.ranks);
     } else if (e.record.state == RunState::kFailed || e.record.state == RunState::kDone) {
       e.action = PlanAction::kRetry;
     } else {

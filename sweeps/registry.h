@@ -121,6 +121,9 @@ struct PlanEntry {
   bool config_changed = false;
   std::string config_change;  // with config_changed: which keys ("the run was trained with ...")
   std::string slurm_job;      // kOnSlurm: "<job id> (<state>)"
+  // kResume: "<N> rank(s), [resources] ranks = <M>" when its checkpoints were written by another
+  // number of ranks than the spec gives a run (resume_refusal leaves it as it is).
+  std::string ranks_change;
   // The name of dir (what plans, logs and a job array's tasks name the run by).
   std::string folder_name() const;
 };

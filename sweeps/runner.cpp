@@ -303,10 +303,12 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
 std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
   std::vector<std::vector<std::string>> rows;
   std::map<PlanAction, int> counts;
+  int not_run = 0;  // of the runs to resume, those resume_refusal leaves (another number of ranks)
   const std::vector<Overrides> shown = varying_overrides(plan);
   for (size_t i = 0; i < plan.size(); ++i) {
     const PlanEntry& e = plan[i];
     ++counts[e.action];
+    if (e.action == PlanAction::kResume && !e.ranks_change.empty()) ++not_run;
     std::string action;
     switch (e.action) {
       case PlanAction::kNew: action = "new"; break;
@@ -314,7 +316,9 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kResume:
         // From the newest checkpoint: metrics.jsonl goes on past it until a crash. A run marked
         // done without its result.json resumes at its last iteration: it is evaluated again.
-        action = "resume (iter " + std::to_string(e.record.checkpoint_iter) +
+        action = (e.ranks_change.empty() ? "resume (iter " : "not run (iter ") +
+                 std::to_string(e.record.checkpoint_iter) +
+                 (e.ranks_change.empty() ? "" : "; checkpoints of " + e.ranks_change) +
                  (e.record.state == RunState::kDone ? "; done, but no result.json" : "") +
                  (e.config_changed ? "; base config changed)" : ")");
         break;
@@ -331,7 +335,8 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
   if (fmt == TableFormat::kText || fmt == TableFormat::kMarkdown)
     out += std::to_string(plan.size()) + " runs: " + std::to_string(counts[PlanAction::kNew]) + " new, " +
            std::to_string(counts[PlanAction::kReuse]) + " done (reused), " +
-           std::to_string(counts[PlanAction::kResume]) + " to resume, " + std::to_string(counts[PlanAction::kRetry]) +
+           std::to_string(counts[PlanAction::kResume] - not_run) + " to resume, " +
+           (not_run > 0 ? std::to_string(not_run) + " not run, " : "") + std::to_string(counts[PlanAction::kRetry]) +
            " to retry" +
            (counts[PlanAction::kOnSlurm] > 0 ? ", " + std::to_string(counts[PlanAction::kOnSlurm]) + " on Slurm" : "") +
            "\n";

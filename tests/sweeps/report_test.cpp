@@ -305,7 +305,7 @@ TEST_F(Report, MetricsRecordsPassOverACutLastLineOnly) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("; repair or delete the file (a run without one is evaluated again from its "
                                          "final checkpoint by `segrun train " +
-                                         run.string() + " --resume auto`"),
+                                         run.string() + " --resume auto`"),  // its logs name no other world
               std::string::npos)
         << e.what();
   }

@@ -166,6 +166,9 @@ sed -i "s/^iters = 4000/iters = $((ckpt + 2))/" configs/long.toml
 # it is left as it is, not failed by a resume the trainer refuses; the new run trains on 2 ranks.
 cp long.toml long-1rank.toml
 printf '[resources]\nranks = 2\n' >> long.toml
+"$segrun" sweep plan long.toml > long-plan-2ranks.txt
+check "plan: not run, with why" grep -q "not run (iter ${ckpt}; checkpoints of 1 rank(s), \[resources\] ranks = 2" long-plan-2ranks.txt
+check "... and counted so" grep -q "2 runs: 1 new, 0 done (reused), 0 to resume, 1 not run, 0 to retry" long-plan-2ranks.txt
 "$segrun" sweep run long.toml --on local --max-parallel 1 > long-2ranks.txt 2>&1
 code=$?
 check "a resume on another world size is not run: exit 1 (got $code)" test "$code" -eq 1

@@ -18,7 +18,8 @@
 namespace segrun::process {
 
 const char kStopNotForcedNotice[] =
-    "segrun: the ranks are checkpointing before they stop; a Ctrl-C 5 s or more after the first aborts them\n";
+    "segrun: the ranks are checkpointing before they stop; a second Ctrl-C (or SIGTERM) 5 s or more after the first "
+    "aborts them\n";
 
 namespace {
 
@@ -44,6 +45,7 @@ int64_t monotonic_ns() {  // async-signal-safe (clock_gettime)
 }
 
 extern "C" void segrun_process_forward(int sig) {
+  const int saved_errno = errno;  // write() and kill() may set it under the interrupted code
   const pid_t target = g_forward_target.load();
   if (target == 0) return;
   if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
@@ -53,11 +55,13 @@ extern "C" void segrun_process_forward(int sig) {
     } else if (monotonic_ns() - g_forward_first_stop_ns.load() < g_forward_force_after_ns.load()) {
       const ssize_t written = ::write(STDERR_FILENO, kStopNotForcedNotice, std::strlen(kStopNotForcedNotice));
       (void)written;
+      errno = saved_errno;
       return;
     }
   }
   g_forwarded.fetch_add(1);
   ::kill(target, sig);
+  errno = saved_errno;
 }
 
 extern "C" void segrun_process_count(int) { g_signal_count = g_signal_count + 1; }
@@ -252,12 +256,16 @@ Captured run_captured(const std::vector<std::string>& argv, const std::string& c
 ScopedSignalForwarding::ScopedSignalForwarding(pid_t target, int first_stop_as, double force_after_seconds) {
   g_forward_stops.store(0);
   g_forward_force_after_ns.store(static_cast<int64_t>(force_after_seconds * 1e9));
+  g_forward_first_stop_ns.store(0);
   g_forwarded.store(0);
   g_forward_first_stop.store(first_stop_as);
   g_forward_target.store(target);
   struct sigaction action {};
   action.sa_handler = segrun_process_forward;
+  // One forwarded signal at a time: a SIGHUP in the middle of the first Ctrl-C's handler would
+  // otherwise see the stop counted but its time not yet set, and be forwarded at once.
   sigemptyset(&action.sa_mask);
+  for (const int sig : kForwardedSignals) sigaddset(&action.sa_mask, sig);
   for (int i = 0; i < 5; ++i)
     ::sigaction(kForwardedSignals[i], hangup_ignored(kForwardedSignals[i]) ? nullptr : &action, &old_[i]);
 }

@@ -433,7 +433,11 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
     throw ConfigError("table: nothing to tabulate: no run matches " + where_text(options.where, runs));
   if (by_config.empty()) {
     std::string why =
-        without_metric > 0
+        without_metric > 0 && g.runs_without_value == without_metric
+            ? std::to_string(without_metric) + " done run(s) have a null '" + options.metric +
+                  "' in result.json (a class in neither their validation ground truth nor their predictions has "
+                  "no IoU)"
+        : without_metric > 0
             ? std::to_string(without_metric) + " done run(s) have no '" + options.metric + "' in result.json"
         : g.done_without_result > 0 ? "no run is done with a result.json (" + std::to_string(g.done_without_result) +
                                           " marked done have none, the first: " + g.first_done_without_result + ")"
@@ -478,19 +482,23 @@ void choose_row_keys(const std::map<Overrides, ResultCell>& by_config, const Run
     if (std::find(g.row_keys.begin(), g.row_keys.end(), k) != g.row_keys.end() ||
         std::find(g.col_keys.begin(), g.col_keys.end(), k) != g.col_keys.end())
       continue;
+    // Whether the value of k follows from the values of `keys` across the configurations.
+    const auto follows_from = [&](const std::vector<std::string>& keys) {
+      std::map<Overrides, std::string> value_of_k;
+      for (const auto& [config, cell] : by_config) {
+        auto it = config.find(k);
+        const std::string value = it == config.end() ? "" : it->second;
+        auto [seen, inserted] = value_of_k.emplace(project(config, keys), value);
+        if (!inserted && seen->second != value) return false;
+      }
+      return true;
+    };
     std::vector<std::string> shown = g.row_keys;
     shown.insert(shown.end(), g.col_keys.begin(), g.col_keys.end());
-    std::map<Overrides, std::string> value_of_k;
-    bool determined = true;
-    for (const auto& [config, cell] : by_config) {
-      auto it = config.find(k);
-      const std::string value = it == config.end() ? "" : it->second;
-      auto [seen, inserted] = value_of_k.emplace(project(config, shown), value);
-      if (!inserted && seen->second != value) determined = false;
-    }
-    // The validation set is shown whenever it varies: numbers scored on different sets (ADE20K
-    // and Cityscapes runs in one folder) are not comparable, whatever else labels their rows.
-    if (!determined || k == "data.val_store")
+    // The validation set labels the rows whenever the columns do not separate it: numbers scored
+    // on different sets (ADE20K and Cityscapes runs in one folder) are not comparable, whatever
+    // else labels their rows.
+    if (!follows_from(shown) || (k == "data.val_store" && !follows_from(g.col_keys)))
       g.row_keys.push_back(k);
     else if (options.note_co_varying)
       g.co_varying_keys.push_back(k);
@@ -642,10 +650,23 @@ void apply_baseline(std::map<Overrides, ResultCell>& by_config, const std::vecto
 // Marks the best cell and lays the cells out in table order.
 void mark_best(std::map<Overrides, ResultCell>& by_config, ResultGrid& g) {
   // Best: the highest mean, marked only where another configuration scored less (a tie of every
-  // configuration, or a single one, singles none out).
-  double best = -std::numeric_limits<double>::infinity(), worst = std::numeric_limits<double>::infinity();
-  for (const auto& [config, cell] : by_config) best = std::max(best, cell.mean), worst = std::min(worst, cell.mean);
+  // configuration, or a single one, singles none out); among the configurations scored on the
+  // same validation set (data.val_store) only, since numbers of two sets do not compare.
+  const auto val_set = [](const Overrides& config) {
+    const auto it = config.find("data.val_store");
+    return it == config.end() ? std::string() : it->second;
+  };
+  std::map<std::string, std::pair<double, double>> range;  // validation set -> (best, worst) mean
+  for (const auto& [config, cell] : by_config) {
+    auto& [best, worst] = range
+                              .try_emplace(val_set(config), -std::numeric_limits<double>::infinity(),
+                                           std::numeric_limits<double>::infinity())
+                              .first->second;
+    best = std::max(best, cell.mean);
+    worst = std::min(worst, cell.mean);
+  }
   for (auto& [config, cell] : by_config) {
+    const auto& [best, worst] = range.at(val_set(config));
     cell.best = cell.mean == best && worst < best;
     g.cells.push_back(cell);
   }

@@ -564,6 +564,17 @@ TEST(CoVaryingKeys, TheValidationSetIsShownWheneverItVaries) {
   const ResultGrid g = build_result_grid(scan_runs(dir.str()), options);
   EXPECT_EQ(g.row_keys, (std::vector<std::string>{"data.crop", "data.val_store"}));
   EXPECT_TRUE(g.co_varying_keys.empty());
+  EXPECT_FALSE(g.cells[0].best || g.cells[1].best);  // no best across two validation sets
+  // Columns that separate the validation sets leave the rows to the other keys.
+  fabricate_run(dir.path() / "w", {{"data.crop", "[64, 64]"}, {"data.val_store", "\"/d/c_val\""}}, 0, "done", 8.5);
+  fabricate_run(dir.path() / "x", {{"data.crop", "[48, 48]"}, {"data.val_store", "\"/d/a_val\""}}, 0, "done", 6.5);
+  options.cols = {"data.val_store"};
+  const ResultGrid by_cols = build_result_grid(scan_runs(dir.str()), options);
+  EXPECT_EQ(by_cols.row_keys, (std::vector<std::string>{"data.crop"}));
+  ASSERT_EQ(by_cols.cells.size(), 4u);
+  int best = 0;
+  for (const ResultCell& c : by_cols.cells) best += c.best ? 1 : 0;
+  EXPECT_EQ(best, 2);  // one per validation set: 7.5 of a_val, 9.5 of c_val
 }
 
 // JSON gives each key's value as the type it has in TOML: an array of numbers (data.crop) is an

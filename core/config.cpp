@@ -645,11 +645,6 @@ void unknown_key(const Origin& where, const std::string& key) {
       if (f.key.rfind(key + ".", 0) == 0)
         fail(where, key, "a section, not a key: set its keys one by one (e.g. " + f.key + "=...)");
   }
-  // A sweep spec's `base` (its experiment config) given where a config is read (config, train).
-  if (key == "base")
-    fail(where, key,
-         "unknown key: a sweep spec names its base config so; give this file to `segrun sweep plan` or `sweep "
-         "run`, or its base config to this command");
   fail(where, key, "unknown key (did you mean '" + nearest_key(key) + "'?)");
 }
 
@@ -670,6 +665,11 @@ void apply_table(const toml::table& table, const std::string& prefix, Config& co
       // Unknown section: report its first key by full path, so the suggestion can fix the section.
       auto first = node.as_table()->begin();
       unknown_key(origin_of(file, first->second), key + "." + std::string(first->first.str()));
+    } else if (prefix.empty() && key == "base") {
+      // A sweep spec's `base` (its experiment config): the file given to config, train, ... is one.
+      fail(where, key,
+           "unknown key: a sweep spec names its base config so; give this file to `segrun sweep plan` or `sweep "
+           "run`, or its base config to this command");
     } else {
       unknown_key(where, key);
     }

@@ -2,8 +2,10 @@
 // The files of a folder as a dataset scan sees them (`data pack`, `predict --images`, `metrics`),
 // after mmcv's scandir, which mmsegmentation's datasets use: a folder reached through a symbolic
 // link is entered like any other (a split whose city folders link to shared storage), each real
-// folder once (a link loop ends); a name starting with '.' is skipped, file or folder (macOS's
-// ._X resource forks that a tar made on a Mac leaves, .DS_Store, .git).
+// folder once (a link loop ends; a folder reached under two names is listed under the first in
+// sorted order); a file whose name starts with '.' is skipped (macOS's ._X resource forks that a
+// tar made on a Mac leaves, .DS_Store). Unlike scandir, a folder whose name starts with '.' is
+// skipped too: .git, or .ipynb_checkpoints with copies of the images, is not the dataset's.
 // Pure file-system reads; thread-compatible.
 
 #include <filesystem>

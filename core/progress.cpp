@@ -28,7 +28,7 @@ namespace {
 // A rate with 3 significant digits, and no exponent past them (1460, not 1.46e+03).
 std::string rate_number(double rate) {
   char buf[40];
-  std::snprintf(buf, sizeof(buf), rate >= 1000 ? "%.0f" : "%.3g", rate);
+  std::snprintf(buf, sizeof(buf), rate >= 999.5 ? "%.0f" : "%.3g", rate);  // %.3g of 999.7 is 1e+03
   return buf;
 }
 

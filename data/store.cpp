@@ -471,7 +471,10 @@ StoreReader::StoreReader(const std::string& store_path) {
   SEGRUN_CHECK(!std::filesystem::is_regular_file(directory_), ConfigError,
                store_path << ": a file, not a store: a store is the folder that holds " << kManifestFileName
                           << " and the shards (here: "
-                          << std::filesystem::path(directory_).parent_path().lexically_normal().string() << "?)");
+                          << (std::filesystem::path(directory_).parent_path().empty()
+                                  ? std::string(".")
+                                  : std::filesystem::path(directory_).parent_path().lexically_normal().string())
+                          << "?)");
   SEGRUN_CHECK(std::filesystem::is_directory(directory_), ConfigError,
                store_path << ": store not found (expected a directory with " << kManifestFileName << ")");
   if (!std::filesystem::is_regular_file(mpath)) {

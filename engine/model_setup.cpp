@@ -6,6 +6,7 @@
 #include "core/config_changes.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/run_folder.h"
 #include "data/classes.h"
 #include "data/store.h"
 #include "dist/device.h"
@@ -74,9 +75,14 @@ CheckpointMeta load_model_weights(const std::string& checkpoint, const Config& c
   } catch (const UnreadableCheckpointError&) {
     throw;
   } catch (const CheckpointError& e) {
-    const fs::path run_config = fs::path(checkpoint).parent_path().parent_path() / "config.toml";
+    // Only a run folder's checkpoint has the run's config two levels up (a file beside a
+    // downloaded model.pt is not what trained it).
+    const fs::path folder = fs::path(checkpoint).parent_path();
+    const RunFolder run(folder.parent_path().empty() ? "." : folder.parent_path().string());
     std::error_code ec;
-    if (!fs::is_regular_file(run_config, ec)) throw;
+    if (folder.filename() != "checkpoints" || !fs::is_regular_file(run.config_path(), ec) || !run.holds_run_files())
+      throw;
+    const fs::path run_config = run.config_path();
     std::vector<ConfigChange> model_changes;
     try {
       // The keys of the signature are named by load_checkpoint's own message already.

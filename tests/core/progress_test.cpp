@@ -31,6 +31,7 @@ TEST(Progress, TextHasCountPercentRateAndEta) {
   EXPECT_EQ(progress_text("pack", 14600, 0, "records", 10.0), "pack 14600 records 1460/s");
   EXPECT_EQ(progress_text("pack", 1234, 0, "records", 10.0), "pack 1234 records 123/s");
   EXPECT_EQ(progress_text("pack", 10, 0, "records", 3.0), "pack 10 records 3.33/s");
+  EXPECT_EQ(progress_text("pack", 9997, 0, "records", 10.0), "pack 9997 records 1000/s");
 }
 
 // A loop an exception leaves has no summary line (count, time, rate) above the error; the line the

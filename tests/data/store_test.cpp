@@ -402,11 +402,19 @@ TEST_F(PackBadInput, MissingFolder) {
               check_pack_request({Layout::kAde20k, missing, "training", tmp_ / "store", 1});
             }),
             "--root " + missing + ": missing dataset root folder");
+  // ... as is a root of the other layout (the default layout is ade20k) ...
+  EXPECT_EQ(config_error_of([&] {
+              pack_single({Layout::kCityscapes, so_.out, "train", tmp_ / "store", 1});
+            }),
+            "--root " + so_.out + ": an ADE20K folder (images/, annotations/): pack it with --layout ade20k");
   // ... a folder missing below it the dataset's.
+  const std::string city = tmp_ / "city";
+  std::filesystem::create_directories(city + "/leftImg8bit/val");
+  std::filesystem::create_directories(city + "/gtFine/val");
   EXPECT_THAT(data_error_of([&] {
-                pack_single({Layout::kCityscapes, so_.out, "train", tmp_ / "store", 1});
+                pack_single({Layout::kCityscapes, city, "train", tmp_ / "store", 1});
               }),
-              HasSubstr(so_.out + "/leftImg8bit/train"));
+              HasSubstr(city + "/leftImg8bit/train"));
 }
 
 TEST_F(PackBadInput, ImageWithoutAnnotation) {

@@ -86,6 +86,9 @@ bool path_exists(const std::string& path) {
 }
 
 std::string read_file(const std::string& path) {
+  // Linux opens a folder for reading and then reads nothing: it would parse as an empty file.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw IoError(path + ": a folder, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(path + ": cannot open for reading");
   std::ostringstream os;

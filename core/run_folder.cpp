@@ -45,6 +45,8 @@ void RunFolder::create() const {
 RunStatus RunFolder::read_status() const {
   const std::string path = status_path();
   if (!path_exists(path)) return RunStatus{};
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw DataError(path + ": a folder, not the run's status file");
   std::ifstream in(path);
   if (!in) throw IoError(path + ": cannot read");
   std::string line;

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace segrun {
@@ -92,6 +93,24 @@ TEST_F(RunStatusTest, StatesRoundTripAndAMissingFileIsNew) {
   EXPECT_EQ(parse_run_state("new"), std::nullopt);  // never written
   EXPECT_THROW(write_run_status(dir(), RunState::kNew), std::logic_error);
   EXPECT_EQ(kExitPreempted, 75);
+}
+
+// A status, result.json or overrides.json that is a folder says so (Linux opens a folder for
+// reading, then reads nothing: it parsed as an empty file, "'' is not a run state").
+TEST_F(RunStatusTest, AFileThatIsAFolderSaysSo) {
+  fs::create_directories(dir_ / "status");
+  try {
+    read_run_status(dir());
+    ADD_FAILURE() << "a status folder was read";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir_ / "status").string() + ": a folder, not the run's status file");
+  }
+  try {
+    read_file((dir_ / "status").string());
+    ADD_FAILURE() << "a folder was read as a file";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir_ / "status").string() + ": a folder, not a file");
+  }
 }
 
 TEST_F(RunStatusTest, AReasonStaysOnOneLine) {

@@ -132,6 +132,7 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, c
     if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
     std::string text = canonical_of(*node, is_float_key(key));
     if (text.empty()) r.fail(*node, label, "unsupported value (" + toml_type_name(*node) + ")");
+    text = canonical_for_key(key, text);  // a path spelled two ways is one value
     out[key] = Located{text, SpecReader::line_of(*node)};
   }
   Overrides whole = context;
@@ -354,6 +355,7 @@ GridAxes read_grid(const SpecReader& r, const toml::table& root, const Overrides
     for (const auto& item : *arr) {
       std::string text = canonical_of(item, is_float_key(key));
       if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + toml_type_name(item) + ")");
+      text = canonical_for_key(key, text);  // "/x/train/" and "/x/train" are one value
       if (std::find(values.begin(), values.end(), text) != values.end())
         r.fail(item, "grid " + key, "value " + text + " is listed twice");
       try {

@@ -2,11 +2,14 @@
 // (sweeps/toml_values.h).
 #include "sweeps/values.h"
 
+#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -121,6 +124,31 @@ void flatten(const toml::table& table, const std::string& prefix,
 
 bool is_float_key(const std::string& key) { return float_keys().count(key) > 0; }
 
+// The keys whose values are file or folder paths (data.store, model.pretrained, ...).
+bool is_path_key(const std::string& key) {
+  static const std::set<std::string> keys = [] {
+    std::set<std::string> out;
+    for (const KeyInfo& info : config_key_infos())
+      if (info.type == "path") out.insert(info.key);
+    return out;
+  }();
+  return keys.count(key) > 0;
+}
+
+// A path written two ways names one file: "stores/./train/" is "stores/train".
+std::string canonical_path(const std::string& canonical) {
+  try {
+    const toml::table parsed = toml::parse("v = " + canonical);
+    const auto text = parsed.get("v") ? parsed.get("v")->value<std::string>() : std::nullopt;
+    if (!text || text->empty()) return canonical;
+    std::string path = std::filesystem::path(*text).lexically_normal().string();
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    return canonical_value(nlohmann::json(path).dump());  // a TOML basic string is a JSON string
+  } catch (const toml::parse_error&) {
+    return canonical;
+  }
+}
+
 }  // namespace toml_detail
 
 std::string canonical_value(const std::string& text) {
@@ -131,6 +159,7 @@ std::string canonical_value(const std::string& text) {
 }
 
 std::string canonical_for_key(const std::string& key, const std::string& canonical) {
+  if (toml_detail::is_path_key(key)) return toml_detail::canonical_path(canonical);
   if (!is_float_key(key) || canonical.find_first_of("0123456789") == std::string::npos) return canonical;
   try {
     const toml::table parsed = toml::parse("v = " + canonical);

@@ -23,7 +23,9 @@ Overrides parse_override_args(const std::vector<std::string>& args, const std::s
 // decimals such as .5, bare words are strings).
 std::string canonical_value(const std::string& toml_value_text);
 // canonical rewritten for the config key it is a value of: for a float key (model.dropout,
-// train.lr, a list of floats) integers become floats, so 0 and 0.0 are one value.
+// train.lr, a list of floats) integers become floats, so 0 and 0.0 are one value; for a path key
+// (data.store, model.pretrained) the path is lexically normal without a trailing '/', so that
+// "/x/train/" and "/x/train" are one value (and one run).
 std::string canonical_for_key(const std::string& key, const std::string& canonical);
 // Every value of a resolved config (a run folder's config.toml text) as dotted key -> canonical
 // value, tables flattened ("train.lr"). DataError "<origin>:<line>: ..." when it is not TOML.

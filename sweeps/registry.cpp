@@ -154,6 +154,7 @@ RunRecord read_run(const std::string& dir_text) {
                       folder.resume_command() + "`, or by `segrun sweep run`), or move its run folder away");
     }
   }
+  if (r.has_checkpoint && !r.finished()) r.checkpoint_world = log::checkpoint_world_size(folder.log_dir());
   return r;
 }
 
@@ -336,9 +337,9 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
     } else if (e.record.has_checkpoint) {
       e.action = PlanAction::kResume;
       e.config_changed = changed;
-      const int trained = log::checkpoint_world_size(RunFolder(e.dir).log_dir());
-      if (trained > 0 && trained != spec.ranks)
-        e.ranks_change = std::to_string(trained) + " rank(s), [resources] ranks = " + std::to_string(spec.ranks);
+      if (e.record.checkpoint_world > 0 && e.record.checkpoint_world != spec.ranks)
+        e.ranks_change =
+            std::to_string(e.record.checkpoint_world) + " rank(s), [resources] ranks = " + std::to_string(spec.ranks);
     } else if (e.record.state == RunState::kFailed || e.record.state == RunState::kDone) {
       e.action = PlanAction::kRetry;
     } else {
@@ -358,7 +359,7 @@ std::string resume_refusal(const RunRecord& record, const Config& config, int ra
       return run.config_path() + ": " + describe_changes(changes, given_by) +
              "; resuming it would change what it computes: delete the run folder to start it afresh";
   }
-  const int trained = log::checkpoint_world_size(run.log_dir());
+  const int trained = record.checkpoint_world;
   if (trained <= 0 || trained == ranks) return "";
   const int64_t per_rank = static_cast<int64_t>(config.data.batch_per_rank) * config.train.accumulate;
   return segrun::format(

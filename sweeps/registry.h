@@ -34,10 +34,13 @@ struct RunRecord {
   Overrides overrides;
   uint64_t seed = 0;
   std::string fingerprint;
-  RunState state = RunState::kNew;         // the status file (core/run_folder.h); kNew: none yet
-  std::string reason;                      // the rest of the status line
-  bool has_checkpoint = false;             // checkpoints/iter_<n>.pt exists
-  int64_t checkpoint_iter = -1;            // the highest such n: where --resume auto starts (-1: none)
+  RunState state = RunState::kNew;  // the status file (core/run_folder.h); kNew: none yet
+  std::string reason;               // the rest of the status line
+  bool has_checkpoint = false;      // checkpoints/iter_<n>.pt exists
+  int64_t checkpoint_iter = -1;     // the highest such n: where --resume auto starts (-1: none)
+  // Of a run with checkpoints that is not finished: the number of ranks that wrote the newest
+  // (core/rank_logs.h's checkpoint_world_size; a resume must run on as many), 0 when unknown.
+  int checkpoint_world = 0;
   int64_t last_iter = -1;                  // last "iter" in metrics.jsonl (-1: none)
   std::map<std::string, double> last_val;  // numeric fields of the last "val" line of metrics.jsonl
   bool has_result = false;
@@ -134,10 +137,10 @@ void mark_slurm_jobs(std::vector<PlanEntry>& plan, const std::map<std::string, s
 
 // Why a run that has checkpoints must not be resumed under `config` on `ranks` ranks (`segrun
 // train` would refuse it: its config.toml differs in a key that shapes training, core/config.h's
-// training_changes, or its checkpoints were written by another number of ranks, so the global
-// batch would change), so that `sweep run` and `submit` leave it alone rather than fail it, or
-// queue a job that fails. "" when it may be resumed (or has no checkpoint). `given_by` says where
-// `config` and `ranks` come from, as describe_changes words it: "the sweep now" (a sweep's run),
+// training_changes, or its checkpoints were written by another number of ranks,
+// record.checkpoint_world, so the global batch would change), so that `sweep run` and `submit`
+// leave it alone rather than fail it, or queue a job that fails. "" when it may be resumed (or has no checkpoint).
+// `given_by` says where `config` and `ranks` come from, as describe_changes words it: "the sweep now" (a sweep's run),
 // "this command" (`submit CONFIG`).
 std::string resume_refusal(const RunRecord& record, const Config& config, int ranks, const std::string& given_by);
 

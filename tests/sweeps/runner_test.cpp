@@ -327,6 +327,10 @@ TEST(ResumeRefusal, OnlyARunWithCheckpointsWhoseTrainingConfigOrWorldChangedIsRe
   write_text(run / "logs" / "rank-0.log",
              "2026-12-07 10:00:00.000 info  r0/2 checkpoint " + (run / "checkpoints" / "iter_10.pt").string() +
                  "\n2026-12-07 10:05:00.000 error r0/1 a resume on 1 rank, refused by the trainer\n");
+  write_text(run / "checkpoints" / "iter_10.pt", "x");
+  write_text(run / "status", "preempted stopped by signal at iteration 10\n");
+  record = read_run(run.string());  // reads the world from the log, as plan_sweep's records do
+  EXPECT_EQ(record.checkpoint_world, 2);
   EXPECT_EQ(resume_refusal(record, trained, 2, "the sweep now"), "");
   EXPECT_EQ(
       resume_refusal(record, trained, 1, "the sweep now"),

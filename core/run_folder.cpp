@@ -116,8 +116,9 @@ bool RunFolder::holds_run_files() const {
   return holds_file(log_dir(), [](const std::string& n) { return starts_ends(n, "rank-", ".log"); });
 }
 
-std::string RunFolder::resume_command(int ranks) const {
-  if (ranks <= 0 && holds_file(checkpoint_dir(), [](const std::string& n) { return starts_ends(n, "iter_", ".pt"); }))
+std::string RunFolder::resume_command() const {
+  int ranks = 0;
+  if (holds_file(checkpoint_dir(), [](const std::string& n) { return starts_ends(n, "iter_", ".pt"); }))
     ranks = log::checkpoint_world_size(log_dir());
   if (ranks <= 0) ranks = log::last_world_size(log_dir());
   const std::string train = "train " + root_ + " --resume auto";

@@ -72,10 +72,10 @@ class RunFolder {
   void write_status(RunState state, const std::string& reason = "") const;
   void append_metrics(const std::string& json_line) const;
   // The command that continues the run where it stopped: "segrun train ROOT --resume auto", under
-  // "segrun launch -n N --" when it needs N > 1 ranks: `ranks` when given (> 0), else the world
-  // that wrote its latest checkpoint (a resume on another number of ranks is refused: the global
-  // batch), else, without checkpoints, the world size rank 0 last logged (core/rank_logs.h).
-  std::string resume_command(int ranks = 0) const;
+  // "segrun launch -n N --" when it needs N > 1 ranks: the world that wrote its latest checkpoint
+  // (a resume on another number of ranks is refused: the global batch), else, without
+  // checkpoints, the world size rank 0 last logged (core/rank_logs.h).
+  std::string resume_command() const;
 
  private:
   bool holds_run_status() const;  // a status file whose first word is a state

@@ -2,7 +2,6 @@
 // (sweeps/toml_values.h).
 #include "sweeps/values.h"
 
-#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include <cmath>
@@ -143,7 +142,7 @@ std::string canonical_path(const std::string& canonical) {
     if (!text || text->empty()) return canonical;
     std::string path = std::filesystem::path(*text).lexically_normal().string();
     while (path.size() > 1 && path.back() == '/') path.pop_back();
-    return canonical_value(nlohmann::json(path).dump());  // a TOML basic string is a JSON string
+    return quote_string(path);
   } catch (const toml::parse_error&) {
     return canonical;
   }

@@ -4,6 +4,7 @@
 #include <exception>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <system_error>
@@ -17,6 +18,7 @@
 #include "core/log.h"
 #include "core/output_paths.h"
 #include "data/manifest.h"
+#include "data/release_folders.h"
 #include "data/store.h"
 #include "data/transforms.h"
 #include "dist/communicator.h"
@@ -44,17 +46,12 @@ void require_dir(const fs::path& dir, const std::string& what) {
 // folders is a --layout the user did not give (the default is ade20k): said so, exit 2.
 void require_root(const fs::path& root, Layout layout) {
   SEGRUN_CHECK(fs::is_directory(root), ConfigError, "--root " << root.string() << ": missing dataset root folder");
-  std::error_code ec;
-  const bool cityscapes = fs::is_directory(root / "leftImg8bit", ec) && fs::is_directory(root / "gtFine", ec);
-  const bool ade = fs::is_directory(root / "ADEChallengeData2016", ec) ||
-                   (fs::is_directory(root / "images", ec) && fs::is_directory(root / "annotations", ec));
-  SEGRUN_CHECK(!(layout == Layout::kAde20k && cityscapes && !ade), ConfigError,
+  const std::optional<Layout> released = released_layout_of(root);
+  SEGRUN_CHECK(!released || *released == layout, ConfigError,
                "--root " << root.string()
-                         << ": a Cityscapes folder (leftImg8bit/, gtFine/): pack it with --layout "
-                            "cityscapes");
-  SEGRUN_CHECK(
-      !(layout == Layout::kCityscapes && ade && !cityscapes), ConfigError,
-      "--root " << root.string() << ": an ADE20K folder (images/, annotations/): pack it with --layout ade20k");
+                         << (*released == Layout::kCityscapes ? ": a Cityscapes folder (leftImg8bit/, gtFine/)"
+                                                              : ": an ADE20K folder (images/, annotations/)")
+                         << ": pack it with --layout " << layout_name(*released));
 }
 
 // Sorts a scan by image path and checks that it is not empty, that every image has its annotation

@@ -17,6 +17,7 @@
 
 #include "core/atomic_file.h"
 #include "core/run_folder.h"
+#include "data/release_folders.h"
 
 namespace segrun::data {
 namespace {
@@ -480,15 +481,13 @@ StoreReader::StoreReader(const std::string& store_path) {
   if (!std::filesystem::is_regular_file(mpath)) {
     // Folders users mistake for a store: a run folder, a dataset not packed yet.
     namespace fs = std::filesystem;
-    std::error_code ec;
     const fs::path dir(directory_);
     SEGRUN_CHECK(!RunFolder(directory_).holds_run_files(), ConfigError,
                  store_path << ": a run folder, not a store (the run's stores are data.store and data.val_store in "
                             << (dir / "config.toml").string() << ")");
-    const fs::path ade_root = fs::is_directory(dir / "ADEChallengeData2016", ec) ? dir / "ADEChallengeData2016" : dir;
-    const bool ade = fs::is_directory(ade_root / "images", ec) && fs::is_directory(ade_root / "annotations", ec);
-    const bool cityscapes = fs::is_directory(dir / "leftImg8bit", ec) && fs::is_directory(dir / "gtFine", ec);
-    SEGRUN_CHECK(!ade && !cityscapes, ConfigError,
+    const std::optional<DatasetLayout> released = released_layout_of(dir);
+    const bool ade = released == DatasetLayout::kAde20k;
+    SEGRUN_CHECK(!released, ConfigError,
                  store_path << ": " << (ade ? "an ADE20K" : "a Cityscapes")
                             << " dataset folder, not a store; pack it first: segrun data pack --layout "
                             << (ade ? "ade20k" : "cityscapes") << " --root " << store_path

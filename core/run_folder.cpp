@@ -7,8 +7,11 @@
 #include <stdexcept>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_errors.h"
 #include "core/rank_logs.h"
 
 namespace segrun {
@@ -60,6 +63,30 @@ RunStatus RunFolder::read_status() const {
   status.state = *state;
   if (space != std::string::npos) status.reason = line.substr(space + 1);
   return status;
+}
+
+std::string RunFolder::result_problem() const {
+  const std::string path = result_path();
+  if (!path_exists(path)) return "";
+  try {
+    if (!nlohmann::json::parse(read_file(path)).is_object())
+      return path + ": not a segrun result.json (not a JSON object)";
+  } catch (const nlohmann::json::exception& e) {
+    return path + ": not a segrun result.json (" + json_error_text(e.what()) + ")";
+  } catch (const Error& e) {  // a folder, no permission
+    return e.what();
+  }
+  return "";
+}
+
+std::string RunFolder::set_aside_result() const {
+  const std::string path = result_path();
+  std::string aside = path + ".unreadable";
+  for (int n = 2; path_exists(aside); ++n) aside = path + ".unreadable." + std::to_string(n);
+  std::error_code ec;
+  std::filesystem::rename(path, aside, ec);
+  if (ec) throw IoError(path + ": cannot move it aside to " + aside + ": " + ec.message());
+  return aside;
 }
 
 void RunFolder::write_status(RunState state, const std::string& reason) const {

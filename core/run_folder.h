@@ -71,6 +71,13 @@ class RunFolder {
   // (std::logic_error: a programming error, not a user one).
   void write_status(RunState state, const std::string& reason = "") const;
   void append_metrics(const std::string& json_line) const;
+  // Why result.json cannot be taken as the run's result: "" when it is a JSON object or there is
+  // none; else one line naming it ("<path>: not a segrun result.json (parse error at ...)", "<path>:
+  // a folder, not a file"). A run marked done with such a file is evaluated again, as one without.
+  std::string result_problem() const;
+  // Moves result.json aside, to result.json.unreadable (or .unreadable.2, ...: nothing is replaced),
+  // so that a new one can be written; returns the new path. IoError when it cannot be renamed.
+  std::string set_aside_result() const;
   // The command that continues the run where it stopped: "segrun train ROOT --resume auto", under
   // "segrun launch -n N --" when it needs N > 1 ranks: the world that wrote its latest checkpoint
   // (a resume on another number of ranks is refused: the global batch), else, without

@@ -368,9 +368,16 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
       s.request.resume == "auto" && !s.resume_candidates.empty() &&
       fs::path(s.resume_candidates.front()).filename() == "iter_" + std::to_string(config.train.iters) + ".pt" &&
       s.had_status && says_done();
-  s.already_done = finished && path_exists(s.run.result_path());
-  if (finished && !s.already_done && s.root)
-    log::warn("{} is done but has no result.json: evaluating its final checkpoint again", s.request.run_dir);
+  const bool has_result = path_exists(s.run.result_path());
+  const std::string result_problem = has_result ? s.run.result_problem() : "";
+  s.already_done = finished && has_result && result_problem.empty();
+  if (finished && !s.already_done && s.root) {
+    if (has_result)
+      log::warn("{} is done but {}: evaluating its final checkpoint again (the file is set aside)", s.request.run_dir,
+                result_problem);
+    else
+      log::warn("{} is done but has no result.json: evaluating its final checkpoint again", s.request.run_dir);
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -764,6 +771,9 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
       result["best_" + s.best.metric] = s.best.value;
       result["best_iter"] = s.best.iter;
     }
+    // An unreadable result.json (cut by a full disk, edited by hand) is kept, not replaced.
+    if (path_exists(s.run.result_path()) && !s.run.result_problem().empty())
+      log::warn("{}: unreadable, set aside as {}", s.run.result_path(), s.run.set_aside_result());
     write_file_atomic(s.run.result_path(), result.dump(2) + "\n");
     s.run.write_status(RunState::kDone);
   }

@@ -83,6 +83,8 @@ void for_each_metrics_record(const std::string& metrics_path, const std::functio
 }
 
 std::string describe_run_state(const RunRecord& run) {
+  if (run.state == RunState::kDone && !run.result_error.empty())
+    return "done (result.json unreadable: train --resume auto, or sweep run, evaluates it again)";
   if (run.state == RunState::kDone && !run.has_result)
     return "done (no result.json: train --resume auto, or sweep run, evaluates it again)";
   if (run.state != RunState::kRunning || !run.holder) return to_string(run.state);
@@ -134,25 +136,21 @@ RunRecord read_run(const std::string& dir_text) {
       }
     });
   }
+  // An unreadable result.json leaves the run not finished, as one without (the trainer evaluates
+  // it again), and says why: one such run must not stop the status and table of a whole sweep.
   const fs::path result = folder.result_path();
-  if (path_exists(result)) {
-    try {
-      Json j = Json::parse(read_file(result.string()));
-      numeric_fields(j, r.result);
-      if (j.contains("per_class") && j["per_class"].is_object())
-        for (const auto& item : j["per_class"].items())
-          r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
-      r.has_result = true;
-      std::error_code ec;
-      const fs::file_time_type written = fs::last_write_time(result, ec);
-      if (!ec)
-        r.result_written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(written.time_since_epoch()).count();
-    } catch (const Json::exception& e) {
-      throw DataError(result.string() + ": not a segrun result.json (" + json_error_text(e.what()) +
-                      "); repair or delete the file (a run without one is evaluated again from its final "
-                      "checkpoint by `" +
-                      folder.resume_command() + "`, or by `segrun sweep run`), or move its run folder away");
-    }
+  r.result_error = folder.result_problem();
+  if (path_exists(result) && r.result_error.empty()) {
+    const Json j = Json::parse(read_file(result.string()));
+    numeric_fields(j, r.result);
+    if (j.contains("per_class") && j["per_class"].is_object())
+      for (const auto& item : j["per_class"].items())
+        r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
+    r.has_result = true;
+    std::error_code ec;
+    const fs::file_time_type written = fs::last_write_time(result, ec);
+    if (!ec)
+      r.result_written_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(written.time_since_epoch()).count();
   }
   if (r.has_checkpoint && !r.finished()) r.checkpoint_world = log::checkpoint_world_size(folder.log_dir());
   return r;

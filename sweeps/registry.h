@@ -44,6 +44,9 @@ struct RunRecord {
   int64_t last_iter = -1;                  // last "iter" in metrics.jsonl (-1: none)
   std::map<std::string, double> last_val;  // numeric fields of the last "val" line of metrics.jsonl
   bool has_result = false;
+  // Why result.json is there but cannot be read (core/run_folder.h's result_problem); "" otherwise.
+  // Such a run has no result (has_result false): a done one is evaluated again, as one without.
+  std::string result_error;
   // Finished: status done and its result.json (a run marked done without it is evaluated again).
   bool finished() const { return state == RunState::kDone && has_result; }
   int64_t result_written_ns = 0;            // result.json's modification time (file clock), 0 without one
@@ -81,7 +84,8 @@ int64_t run_progress(const RunRecord& run);
 void for_each_metrics_record(const std::string& metrics_path,
                              const std::function<void(const nlohmann::ordered_json&)>& visit);
 
-// Reads what exists of a run directory; DataError naming the file if one is corrupt.
+// Reads what exists of a run directory; DataError naming the file if one is corrupt, except
+// result.json (result_error).
 RunRecord read_run(const std::string& dir);
 // A run folder as the engine or `segrun submit` leaves it: its resolved config.toml and something
 // it measured (metrics.jsonl or result.json) or a status (queued, failed before its first metrics).

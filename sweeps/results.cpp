@@ -257,12 +257,18 @@ std::vector<std::string> footnotes(const ResultGrid& g, TableFormat fmt) {
                     " in result.json (a class in neither their validation ground truth nor their predictions has "
                     "no IoU) and were left out (the first: " +
                     g.first_without_value + ").");
-  if (g.done_without_result > 0)
+  if (g.done_without_result > g.unreadable_results)
     notes.push_back(
-        std::to_string(g.done_without_result) +
+        std::to_string(g.done_without_result - g.unreadable_results) +
         " run(s) marked done have no result.json and were left out (the first: " + g.first_done_without_result +
         "): restore the file, or evaluate the run again with segrun train RUN --resume auto on the run's ranks (segrun "
         "sweep run does it for a sweep).");
+  if (g.unreadable_results > 0)
+    notes.push_back(std::to_string(g.unreadable_results) +
+                    " run(s) marked done have an unreadable result.json and were left out (the first: " +
+                    g.first_unreadable_result +
+                    "): evaluate the run again with segrun train RUN --resume auto on the run's ranks (it sets the "
+                    "file aside; segrun sweep run does it for a sweep).");
   if (!g.repeated_runs.empty()) notes.push_back(repeated_runs_note(g.repeated_runs));
   if (g.runs_of_older_config > 0)
     notes.push_back(std::to_string(g.runs_of_older_config) +
@@ -389,8 +395,14 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
   for (const auto& r : runs) {
     if (!matches(r.overrides, options.where)) continue;
     ++where_matched;
-    if (r.state == RunState::kDone && !r.has_result && g.done_without_result++ == 0)
-      g.first_done_without_result = r.dir;
+    if (r.state == RunState::kDone && !r.has_result) {
+      ++g.done_without_result;
+      if (!r.result_error.empty()) {
+        if (g.unreadable_results++ == 0) g.first_unreadable_result = r.result_error;
+      } else if (g.first_done_without_result.empty()) {
+        g.first_done_without_result = r.dir;
+      }
+    }
     if (!r.finished()) {
       ++g.runs_not_done;
       continue;
@@ -439,6 +451,9 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
                   "no IoU)"
         : without_metric > 0
             ? std::to_string(without_metric) + " done run(s) have no '" + options.metric + "' in result.json"
+        : g.unreadable_results > 0
+            ? "no run is done with a readable result.json (" + std::to_string(g.done_without_result) +
+                  " marked done have none; " + g.first_unreadable_result + ")"
         : g.done_without_result > 0 ? "no run is done with a result.json (" + std::to_string(g.done_without_result) +
                                           " marked done have none, the first: " + g.first_done_without_result + ")"
                                     : "no run is done";
@@ -727,6 +742,7 @@ std::string format_result_grid(const ResultGrid& g, const std::string& format) {
     if (g.runs_without_value > 0) j["runs_without_value"] = g.runs_without_value;
     if (g.cells_without_baseline > 0) j["cells_without_baseline"] = g.cells_without_baseline;
     if (g.done_without_result > 0) j["done_without_result"] = g.done_without_result;
+    if (g.unreadable_results > 0) j["unreadable_results"] = g.unreadable_results;
     j["runs_of_older_config"] = g.runs_of_older_config;
     if (!g.repeated_runs.empty()) {
       Json repeated = Json::array();

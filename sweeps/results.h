@@ -90,8 +90,10 @@ struct ResultGrid {
   // run's validation ground truth nor its predictions): left out of their cell, a footnote says so.
   int runs_without_value = 0;
   std::string first_without_value;
-  int done_without_result = 0;  // of runs_not_done: status done, result.json missing (removed)
+  int done_without_result = 0;  // of runs_not_done: status done, result.json missing (removed) or unreadable
   std::string first_done_without_result;
+  int unreadable_results = 0;              // of done_without_result: result.json there but unreadable
+  std::string first_unreadable_result;     // its RunRecord::result_error
   std::vector<RepeatedRun> repeated_runs;  // in the order of the runs given
   int decimals = 2;
   bool has_paper = false;  // some cell has a paper value

@@ -310,6 +310,7 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
     ++counts[e.action];
     if (e.action == PlanAction::kResume && !e.ranks_change.empty()) ++not_run;
     std::string action;
+    const std::string no_result = e.record.result_error.empty() ? "no result.json" : "result.json unreadable";
     switch (e.action) {
       case PlanAction::kNew: action = "new"; break;
       case PlanAction::kReuse: action = e.config_changed ? "done (reuse; base config changed)" : "done (reuse)"; break;
@@ -319,12 +320,15 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
         action = (e.ranks_change.empty() ? "resume (iter " : "not run (iter ") +
                  std::to_string(e.record.checkpoint_iter) +
                  (e.ranks_change.empty() ? "" : "; checkpoints of " + e.ranks_change) +
-                 (e.record.state == RunState::kDone ? "; done, but no result.json" : "") +
+                 (e.record.state == RunState::kDone ? "; done, but " + no_result : "") +
                  (e.config_changed ? "; base config changed)" : ")");
         break;
       case PlanAction::kRetry:
-        action = e.record.state == RunState::kDone ? "retry (done, but no result.json nor checkpoint)"
-                                                   : "retry (failed: " + truncate(e.record.reason, 60) + ")";
+        action = e.record.state == RunState::kDone
+                     ? std::string("retry (done, but ") + (e.record.result_error.empty()
+                                                               ? "no result.json nor checkpoint)"
+                                                               : "result.json unreadable, no checkpoint)")
+                     : "retry (failed: " + truncate(e.record.reason, 60) + ")";
         break;
       case PlanAction::kOnSlurm: action = "on slurm (job " + e.slurm_job + ")"; break;
     }

@@ -112,6 +112,30 @@ TEST_F(RunStatusTest, AFileThatIsAFolderSaysSo) {
   }
 }
 
+// result.json is the run's result only when it is a JSON object; an unreadable one is moved
+// aside, each to a name of its own, and never deleted.
+TEST_F(RunStatusTest, AnUnreadableResultIsNamedAndSetAsideWithoutReplacingAnother) {
+  const RunFolder run(dir());
+  const std::string result = run.result_path();
+  EXPECT_EQ(run.result_problem(), "");  // none
+  std::ofstream(result) << "{\"mIoU\": 41.5, \"per_class\": {}}\n";
+  EXPECT_EQ(run.result_problem(), "");
+  std::ofstream(result) << "{\"mIoU\": 4";
+  EXPECT_EQ(run.result_problem(), result +
+                                      ": not a segrun result.json (parse error at line 1, column 11: syntax error "
+                                      "while parsing object - unexpected end of input; expected '}')");
+  EXPECT_EQ(run.set_aside_result(), result + ".unreadable");
+  EXPECT_FALSE(path_exists(result));
+  EXPECT_EQ(read_file(result + ".unreadable"), "{\"mIoU\": 4");
+  std::ofstream(result) << "41.5\n";
+  EXPECT_EQ(run.result_problem(), result + ": not a segrun result.json (not a JSON object)");
+  EXPECT_EQ(run.set_aside_result(), result + ".unreadable.2");
+  EXPECT_EQ(read_file(result + ".unreadable"), "{\"mIoU\": 4");
+  EXPECT_EQ(read_file(result + ".unreadable.2"), "41.5\n");
+  fs::create_directories(result);
+  EXPECT_EQ(run.result_problem(), result + ": a folder, not a file");
+}
+
 TEST_F(RunStatusTest, AReasonStaysOnOneLine) {
   write_run_status(dir(), RunState::kFailed, "data.store: not set\nsee the log");
   EXPECT_EQ(status_text(), "failed data.store: not set see the log\n");

@@ -86,6 +86,16 @@ check "a done run without result.json is evaluated again (exit $?)" grep -q "is 
 check "... to the same mIoU and per-class IoU" \
   test "$(json "$work/result-before.json" '(d["mIoU"], d["per_class"], d["iterations"])')" = \
        "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["per_class"], d["iterations"])')"
+# One whose result.json is unreadable (cut short): evaluated again too, the cut file kept aside.
+head -c 30 "$work/result-before.json" > "$work/runs/preempted/result.json"
+"$segrun" launch -n 2 -- train "$work/tiny.toml" --run-dir "$work/runs/preempted" --resume auto > "$work/cut.out" 2>&1
+check "a done run with a cut result.json is evaluated again (exit $?)" \
+  grep -q "is done but .*result.json: not a segrun result.json (parse error" "$work/cut.out"
+check "... the cut file set aside as result.json.unreadable" \
+  cmp -s "$work/runs/preempted/result.json.unreadable" <(head -c 30 "$work/result-before.json")
+check "... to the same mIoU" \
+  test "$(json "$work/result-before.json" '(d["mIoU"], d["iterations"])')" = \
+       "$(json "$work/runs/preempted/result.json" '(d["mIoU"], d["iterations"])')"
 # One rank, no launcher: the configured signal itself reaches the trainer.
 lone_stop() {  # SIGNAL_CONFIGURED SIGNAL_SENT EXPECTED_EXIT
   local dir="$work/runs/lone-$1-$2"

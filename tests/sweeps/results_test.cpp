@@ -379,6 +379,23 @@ TEST_F(OneAxis, ADoneRunWithoutResultJsonIsFootnotedAsSuch) {
   }
 }
 
+// One whose result.json is unreadable is footnoted with the reason, apart from the missing ones.
+TEST_F(OneAxis, ADoneRunWithAnUnreadableResultJsonIsFootnotedWithTheReason) {
+  std::vector<RunRecord> runs = runs_;
+  runs[0].has_result = false;
+  runs[0].result.clear();
+  runs[0].result_error = runs[0].dir + "/result.json: not a segrun result.json (not a JSON object)";
+  const std::string md = format_result_grid(build_result_grid(runs, {}), "md");
+  EXPECT_NE(md.find("- 1 run(s) marked done have an unreadable result.json and were left out (the first: " +
+                    runs[0].result_error +
+                    "): evaluate the run again with segrun train RUN --resume auto on the run's ranks (it sets the "
+                    "file aside; segrun sweep run does it for a sweep).\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("have no result.json"), std::string::npos) << md;
+  EXPECT_NE(md.find("- 1 run(s) not done were left out.\n"), std::string::npos) << md;  // d0, running
+}
+
 // A key some runs lack sorts first, before numbers (as the docs say): "-" is the first row.
 TEST(RowOrder, AnAbsentKeySortsFirst) {
   ScratchDir dir("results-absent-first");

@@ -527,6 +527,38 @@ TEST_F(SpecTest, ADoneRunWithoutResultJsonIsEvaluatedOrTrainedAgain) {
             "done (no result.json: train --resume auto, or sweep run, evaluates it again)");
 }
 
+// A done run whose result.json cannot be read (cut by a full disk, edited by hand) is planned
+// and shown as one without (evaluated again, or trained again without a checkpoint); reading
+// the sweep does not fail on it.
+TEST_F(SpecTest, ADoneRunWithAnUnreadableResultJsonIsEvaluatedOrTrainedAgain) {
+  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
+  const std::string runs = dir_.str("runs");
+  auto planned = expand_sweep(spec);
+  auto dir_of = [&](size_t i) { return std::filesystem::path(runs) / planned[i].dir_name; };
+  write_text(dir_of(0) / "status", "done\n");
+  write_text(dir_of(0) / "checkpoints/iter_40.pt", "x");
+  write_text(dir_of(0) / "result.json", "{\"mIoU\": 3");
+  write_text(dir_of(1) / "status", "done\n");
+  write_text(dir_of(1) / "result.json", "[1]");
+  auto plan = plan_sweep(spec, runs);
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].action, PlanAction::kResume);
+  EXPECT_EQ(plan[1].action, PlanAction::kRetry);
+  EXPECT_FALSE(plan[0].record.has_result);
+  EXPECT_TRUE(plan[0].record.result.empty());
+  EXPECT_EQ(plan[0].record.result_error,
+            (dir_of(0) / "result.json").string() +
+                ": not a segrun result.json (parse error at line 1, column 11: syntax error while parsing object - "
+                "unexpected end of input; expected '}')");
+  EXPECT_EQ(plan[1].record.result_error,
+            (dir_of(1) / "result.json").string() + ": not a segrun result.json (not a JSON object)");
+  const std::string text = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(text.find(",\"resume (iter 40; done, but result.json unreadable)\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(",\"retry (done, but result.json unreadable, no checkpoint)\"\n"), std::string::npos) << text;
+  EXPECT_EQ(describe_run_state(plan[0].record),
+            "done (result.json unreadable: train --resume auto, or sweep run, evaluates it again)");
+}
+
 TEST_F(SpecTest, PlanResumesFromTheNewestCheckpointNotTheLastLoggedIteration) {
   // checkpoint_interval 20, a rank killed after iteration 35 was logged: --resume auto restarts at 20.
   SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0]\n");

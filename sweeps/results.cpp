@@ -9,8 +9,10 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/spelling.h"
@@ -369,6 +371,19 @@ std::vector<std::string> metric_names(const RunRecord& run) {
   return names;
 }
 
+// A metric field that result.json has but not as a number ("n/a" written by hand): its text.
+std::optional<std::string> non_numeric_field(const std::string& dir, const std::string& metric) {
+  try {
+    const Json j = Json::parse(read_file(RunFolder(dir).result_path()));
+    for (const Json* object : {&j, j.contains("per_class") ? &j["per_class"] : nullptr})
+      if (object && object->is_object() && object->contains(metric) && !(*object)[metric].is_number() &&
+          !(*object)[metric].is_null())
+        return (*object)[metric].dump();
+  } catch (const std::exception&) {  // read before: it was a JSON object
+  }
+  return std::nullopt;
+}
+
 // How to get a metric that only some runs record (best_<metric>, <metric>_ms) into a run that lacks it.
 std::string missing_metric_hint(const std::string& dir, const std::string& metric) {
   const std::string best = "best_";
@@ -378,6 +393,14 @@ std::string missing_metric_hint(const std::string& dir, const std::string& metri
   if (metric.size() <= suffix.size() || metric.compare(metric.size() - suffix.size(), suffix.size(), suffix) != 0)
     return "";
   return "; evaluate it with `segrun eval " + dir + " --ms` (or train with eval.report_ms = true)";
+}
+
+// "<dir> has no 'mIoU' in result.json" with the hint above, or, for a value that is not a
+// number, "<dir>: 'mIoU' in result.json is \"n/a\", not a number".
+std::string lacks_metric(const std::string& dir, const std::string& metric) {
+  if (const auto text = non_numeric_field(dir, metric))
+    return dir + ": '" + metric + "' in result.json is " + *text + ", not a number";
+  return dir + " has no '" + metric + "' in result.json" + missing_metric_hint(dir, metric);
 }
 
 // The steps of build_result_grid, in order; each fills its part of `g`.
@@ -439,8 +462,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
   // A metric only some runs have (mIoU_ms of runs evaluated with --ms) would silently drop the
   // others from the table: name the first such run instead.
   if (!by_config.empty() && first_without)
-    throw DataError("table: run " + first_without->dir + " has no '" + options.metric + "' in result.json" +
-                    missing_metric_hint(first_without->dir, options.metric));
+    throw DataError("table: run " + lacks_metric(first_without->dir, options.metric));
   if (by_config.empty() && where_matched == 0 && !runs.empty())
     throw ConfigError("table: nothing to tabulate: no run matches " + where_text(options.where, runs));
   if (by_config.empty()) {
@@ -464,7 +486,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
         throw ConfigError("table: " + options.metric_origin + " " + options.metric +
                           ": no done run has it in result.json (e.g. " + first_without->dir + "); did you mean '" +
                           meant + "'?");
-      why += " (e.g. " + first_without->dir + missing_metric_hint(first_without->dir, options.metric) + ")";
+      why += " (e.g. " + lacks_metric(first_without->dir, options.metric) + ")";
     }
     throw DataError("table: nothing to tabulate: " + why +
                     (g.runs_not_done > g.done_without_result

@@ -300,6 +300,15 @@ TEST_F(OneAxis, BadOptions) {
                                          " has no 'mIoU_ms' in result.json; evaluate it with `segrun eval " + a1 +
                                          " --ms` (or train with eval.report_ms = true)");
   }
+  // A value that is there but not a number (written by hand) is quoted, not called missing.
+  const std::string a1 = (dir_.path() / "a1").string();
+  write_text(dir_.path() / "a1" / "result.json", "{\"mIoU\": 40.0, \"mIoU_ms\": \"n/a\", \"per_class\": {}}\n");
+  try {
+    build_result_grid(runs_, options);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), "table: run " + a1 + ": 'mIoU_ms' in result.json is \"n/a\", not a number");
+  }
   // The best validation's figure (train.save_best) is a metric like any other; a run without it
   // is named with the key that records it.
   for (auto& run : runs_)

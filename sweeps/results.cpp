@@ -410,7 +410,7 @@ std::string lacks_metric(const std::string& dir, const std::string& metric) {
 // tabulate, or when some done runs lack the metric altogether.
 std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs, const ResultTableOptions& options,
                                               ResultGrid& g) {
-  std::vector<std::pair<const RunRecord*, double>> valued;
+  std::vector<const RunRecord*> finished;
   std::map<std::pair<Overrides, uint64_t>, const RunRecord*> newest;
   int without_metric = 0;
   const RunRecord* first_without = nullptr;  // a done run lacking the metric (absent key, not a null value)
@@ -430,27 +430,28 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
       ++g.runs_not_done;
       continue;
     }
-    const double v = run_metric(r, options.metric);
-    if (std::isnan(v)) {
-      ++without_metric;
-      if (!first_without && !has_metric_key(r, options.metric)) first_without = &r;
-      if (has_metric_key(r, options.metric) && g.runs_without_value++ == 0) g.first_without_value = r.dir;
-      continue;
-    }
-    valued.emplace_back(&r, v);
-    if (!r.config_change.empty() && g.runs_of_older_config++ == 0) g.older_config_change = r.config_change;
+    finished.push_back(&r);
     const RunRecord*& kept = newest[{r.overrides, r.seed}];
     if (!kept || std::make_pair(r.result_written_ns, r.dir) > std::make_pair(kept->result_written_ns, kept->dir))
       kept = &r;
   }
-  // Group them into configurations.
+  // Of runs repeating a configuration and seed the newest counts, even when its metric is null
+  // (an older repeat's value, or null, is not that of the run as it now stands).
   std::map<Overrides, ResultCell> by_config;
-  for (const auto& [run, v] : valued) {
+  for (const RunRecord* run : finished) {
     const RunRecord* kept = newest.at({run->overrides, run->seed});
     if (kept != run) {
       g.repeated_runs.push_back({run->dir, run->seed, kept->dir});
       continue;
     }
+    const double v = run_metric(*run, options.metric);
+    if (std::isnan(v)) {
+      ++without_metric;
+      if (!first_without && !has_metric_key(*run, options.metric)) first_without = run;
+      if (has_metric_key(*run, options.metric) && g.runs_without_value++ == 0) g.first_without_value = run->dir;
+      continue;
+    }
+    if (!run->config_change.empty() && g.runs_of_older_config++ == 0) g.older_config_change = run->config_change;
     const auto global_batch = run->result.find(kGlobalBatchKey);
     if (global_batch != run->result.end()) ++g.mixed_global_batches[static_cast<int64_t>(global_batch->second)];
     ResultCell& c = by_config[run->overrides];

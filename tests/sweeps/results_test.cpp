@@ -677,6 +677,25 @@ TEST(RepeatedRuns, ASeedCountsOnceWithItsNewestResult) {
       << per_class;
   EXPECT_NE(per_class.find("- " + note + "\n"), std::string::npos) << per_class;
 
+  // A null value (a class with no IoU) in the older repeat is not footnoted: k2 counts for seed 0.
+  std::vector<RunRecord> with_null = runs;
+  ASSERT_EQ(with_null[1].dir, (root / "k3").string());
+  with_null[1].per_class["wall"] = std::nan("");
+  ResultTableOptions wall;
+  wall.metric = "wall";
+  const ResultGrid older_null = build_result_grid(with_null, wall);
+  EXPECT_EQ(older_null.runs_without_value, 0);
+  EXPECT_EQ(older_null.cells[1].values, (std::vector<double>{60.0, 55.0}));
+  EXPECT_EQ(older_null.repeated_runs.size(), 1u);
+  // A null in the newest: seed 0 has no value, and k3's older one does not stand in for it.
+  with_null[1].per_class["wall"] = 50.0;
+  with_null[0].per_class["wall"] = std::nan("");
+  const ResultGrid newest_null = build_result_grid(with_null, wall);
+  EXPECT_EQ(newest_null.runs_without_value, 1);
+  EXPECT_EQ(newest_null.first_without_value, (root / "k2").string());
+  EXPECT_EQ(newest_null.cells[1].values, std::vector<double>{55.0});
+  EXPECT_EQ(newest_null.repeated_runs.size(), 1u);
+
   // Two runs of one configuration and seed alone: n = 1, no spread; on a tie the later folder counts.
   std::filesystem::last_write_time(root / "k3" / "result.json", now);
   ResultTableOptions only_seed_0;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string_view>
+#include <vector>
 #include <system_error>
 
 namespace segrun::log {
@@ -74,13 +75,15 @@ void for_each_line_from_the_end(const std::string& path, Visit visit) {
     in.seekg(to - 1);
     if (in.get(last) && last == '\n') --to;
   }
-  std::string rest;  // the end of the line that the later chunk began in, without its '\n'
+  // The end of the line that a later chunk began in, without its '\n': the chunks it spans, the
+  // last one first. They are joined once, when the line's start is read: a line of any length (a
+  // garbage file without line breaks) costs its length, not its length times its chunks.
+  std::vector<std::string> rest;
   while (to > 0) {
     const std::streamoff from = std::max<std::streamoff>(0, to - kChunk);
     std::string text(static_cast<size_t>(to - from), '\0');
     in.seekg(from);
     if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) return;
-    text += rest;
     to = from;
     // The lines that begin in this chunk start at `first_line`; before it lies the end of a line
     // that began in an earlier one (unless the chunk is the file's start).
@@ -88,11 +91,13 @@ void for_each_line_from_the_end(const std::string& path, Visit visit) {
     if (from > 0) {
       const size_t first_break = text.find('\n');
       if (first_break == std::string::npos) {
-        rest = std::move(text);
+        rest.push_back(std::move(text));
         continue;
       }
       first_line = first_break + 1;
     }
+    for (auto part = rest.rbegin(); part != rest.rend(); ++part) text += *part;
+    rest.clear();
     const std::string_view view(text);
     size_t end = text.size();
     for (;;) {
@@ -103,7 +108,7 @@ void for_each_line_from_the_end(const std::string& path, Visit visit) {
       if (begin == first_line) break;
       end = begin - 1;
     }
-    rest = from > 0 ? text.substr(0, first_line - 1) : "";
+    if (from > 0) rest.push_back(text.substr(0, first_line - 1));
   }
 }
 

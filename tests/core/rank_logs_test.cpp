@@ -54,5 +54,20 @@ TEST(RankLogs, TheCheckpointsWorldIsTheOneThatWroteTheLastCheckpoint) {
   EXPECT_EQ(checkpoint_world_size(dir.str()), 3);
 }
 
+// A log holding megabytes without a line break (garbage, a binary written into it) is read past,
+// each byte once, to the lines before it.
+TEST(RankLogs, ALineOfManyReadsIsReadPastWhole) {
+  segrun::testing::ScratchDir dir("rank-logs-long");
+  {
+    std::ofstream log(dir.str("rank-0.log"));
+    log << "2026-12-07 10:00:02.000 info  r0/2 checkpoint runs/a/checkpoints/iter_10.pt\n";
+    log << std::string(8 << 20, '\x01') << "\n2026-12-07 10:00:03.000 info  r0/1 stop\n";
+  }
+  EXPECT_EQ(checkpoint_world_size(dir.str()), 2);
+  EXPECT_EQ(last_world_size(dir.str()), 1);
+  std::ofstream(dir.str("rank-0.log"), std::ios::app) << std::string(3 << 20, 'x');
+  EXPECT_EQ(last_world_size(dir.str()), 1);
+}
+
 }  // namespace
 }  // namespace segrun::log

@@ -95,6 +95,7 @@ std::string serialize_checkpoint(const std::string& path, const CheckpointMeta& 
     archive.write("meta.model_signature", c10::IValue(meta.model_signature));
     archive.write("meta.loss_scale", c10::IValue(meta.loss_scale));
     archive.write("meta.loss_scale_growth", c10::IValue(meta.loss_scale_growth));
+    archive.write("meta.seconds", c10::IValue(meta.seconds));
     if (meta.best.recorded()) {
       archive.write("meta.best_metric", c10::IValue(meta.best.metric));
       archive.write("meta.best_value", c10::IValue(meta.best.value));
@@ -185,6 +186,7 @@ CheckpointMeta read_meta(torch::serialize::InputArchive& archive, const std::str
   meta.model_signature = required("meta.model_signature").toStringRef();
   if (archive.try_read("meta.loss_scale", value)) meta.loss_scale = value.toDouble();
   if (archive.try_read("meta.loss_scale_growth", value)) meta.loss_scale_growth = value.toInt();
+  if (archive.try_read("meta.seconds", value)) meta.seconds = value.toDouble();
   if (archive.try_read("meta.best_metric", value)) {
     meta.best.metric = value.toStringRef();
     meta.best.value = required("meta.best_value").toDouble();

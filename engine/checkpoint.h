@@ -64,6 +64,9 @@ struct CheckpointMeta {
   int64_t loss_scale_growth = 0;
   BestValidation best = {};  // absent in older checkpoints: none recorded
   OpenLogWindow window = {};
+  // Wall seconds the run's starts spent up to this checkpoint, summed over the stops before it
+  // (result.json's "seconds"); 0 in older checkpoints.
+  double seconds = 0;
 };
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, torch::nn::Module& model,

@@ -114,6 +114,7 @@ struct Trainer::State {
   RunFolder run;
   const bool root;
   Clock::time_point started = Clock::now();
+  double seconds_before = 0;  // the training time the resumed checkpoint records (its earlier starts)
   std::vector<std::string> resume_candidates;  // tried in order (auto: newest first)
   std::vector<ConfigChange> resume_changes;    // keys the resume changes that may change
   bool had_status = false;                     // the run folder had a status file before this run
@@ -162,9 +163,16 @@ struct Trainer::State {
   BestValidation best;           // under train.save_best; restored by resume()
   int64_t saved_iter = -1;       // the iteration of the checkpoint this process wrote last
 
+  // The run's wall time so far: this start's and that of the starts before the resumed checkpoint
+  // (a preempted run's result counts every start, not the last one alone).
+  double training_seconds() const {
+    return seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
+  }
+
   // What a checkpoint of the model after `next_iter` iterations records besides the tensors.
   CheckpointMeta checkpoint_meta(int64_t next_iter) const {
     CheckpointMeta meta{next_iter, config.train.seed, context.world_size, signature};
+    meta.seconds = training_seconds();
     if (scaler->enabled()) {
       meta.loss_scale = scaler->current_scale();
       meta.loss_scale_growth = scaler->growth_tracker();
@@ -482,6 +490,7 @@ Trainer::State::ResumePoint Trainer::State::load_resume_point() {
     }
     point.start_iter = meta.next_iter;
     point.carried_window = meta.window;
+    s.seconds_before = meta.seconds;
     // The run's own checkpoint at that iteration exists: a stop there, or the end of a finished
     // run evaluated again, need not write it once more.
     if (s.request.resume == "auto") s.saved_iter = point.start_iter;
@@ -762,7 +771,7 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
     nlohmann::ordered_json result = s.outcome.evaluated ? eval_record_json(s.outcome.evaluation, s.outcome.class_names)
                                                         : nlohmann::ordered_json::object();
     result["iterations"] = s.outcome.iterations;
-    result["seconds"] = s.outcome.seconds;
+    result["seconds"] = s.training_seconds();  // every start's: s.outcome.seconds is this one's
     result["world_size"] = s.context.world_size;
     result["global_batch"] = s.global_batch;  // batch_per_rank x world_size x train.accumulate (sweeps/registry.h)
     result["name"] = s.config.name;

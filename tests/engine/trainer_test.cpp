@@ -10,11 +10,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "core/config.h"
 #include "core/config_changes.h"
@@ -599,6 +601,28 @@ TEST_F(TrainerTest, ARunStartedOverForgetsTheRecordsOfTheAttemptBefore) {
        run + "/tb"});
   ASSERT_TRUE(shown.status.ok()) << shown.err;
   EXPECT_EQ(nlohmann::json::parse(shown.out)["scalars"]["train/loss"].size(), 2u) << shown.out;
+}
+
+// result.json's seconds are the run's wall time over all its starts, not the last start's alone
+// (a preempted run): each checkpoint carries the time up to it.
+TEST_F(TrainerTest, ResultSecondsCountTheStartsBeforeTheResume) {
+  const Config c = config();
+  const dist::RankContext context = dist::singleton_context();
+  const std::string run = run_dir("seconds");
+  {
+    Trainer first(c, context, {run, ""});
+    first.set_up();
+    ASSERT_EQ(first.resume(), 0);
+    first.step(0);
+    first.end_of_iteration(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the first start: at least 1.5 s
+    first.checkpoint(1);
+  }
+  const TrainOutcome resumed = Trainer(c, context, {run, "auto"}).run();
+  ASSERT_TRUE(resumed.finished);
+  const double seconds = nlohmann::json::parse(read(run + "/result.json")).at("seconds").get<double>();
+  EXPECT_GE(seconds, resumed.seconds + 1.5) << "this start: " << resumed.seconds;
+  EXPECT_LT(seconds, resumed.seconds + 60.0);
 }
 
 }  // namespace

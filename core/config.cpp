@@ -689,7 +689,8 @@ void apply_override(const std::string& text, Config& config) {
   std::string value = trimmed(text.substr(eq + 1));
   const Field* f = find_field(key);
   if (!f) unknown_key(where, key);
-  const toml::table parsed = command_line_value(value);  // 1e-4, .5, "bn", or a bare word: model.head=fpn
+  // 1e-4, .5, "bn", or a bare word: model.head=fpn; a string key's name=1 is "1".
+  const toml::table parsed = command_line_value(value, std::holds_alternative<Ref<std::string>>(f->ref));
   assign(*f, config, *parsed.get("v"), where, fs::current_path());
 }
 

@@ -129,7 +129,7 @@ std::string config_reference_page() {
 Every key of a segrun experiment config, with its type, default, valid range or choices and
 meaning. Keys are set in the config file's TOML tables (`[train]` then `lr = 2e-4`) or on the
 command line as overrides (`train.lr=2e-4`, `model.head=clip_sp`: TOML syntax, and decimals
-such as `.5`, bare words are strings); every key has a default, and `segrun config CONFIG [key=value...]` prints the resolved
+such as `.5`, bare words are strings; a string key's number or date is its text: `name=1`); every key has a default, and `segrun config CONFIG [key=value...]` prints the resolved
 values. A range `[a, b]` includes both ends, `(a, b]` not a; for arrays it bounds each element.
 Relative paths resolve against the config file's folder (an override's, against the current
 folder). A resume refuses a changed key that shapes what the run computes (model, data pipeline,

@@ -150,8 +150,18 @@ std::string canonical_path(const std::string& canonical) {
 
 }  // namespace toml_detail
 
-std::string canonical_value(const std::string& text) {
-  const toml::table parsed = command_line_value(text);  // read as a config override reads it
+bool is_text_key(const std::string& key) {
+  static const std::set<std::string> keys = [] {
+    std::set<std::string> out;
+    for (const KeyInfo& info : config_key_infos())
+      if (info.type == "string" || info.type == "path") out.insert(info.key);
+    return out;
+  }();
+  return keys.count(key) > 0;
+}
+
+std::string canonical_value(const std::string& text, bool text_key) {
+  const toml::table parsed = command_line_value(text, text_key);  // read as a config override reads it
   std::string out = canonical_of(*parsed.get("v"));
   if (out.empty()) throw ConfigError("value '" + text + "' is not a number, boolean, string or array");
   return out;
@@ -203,7 +213,7 @@ ValueFilter parse_filter_args(const std::vector<std::string>& args, const std::s
       throw ConfigError(what + " '" + a + "': expected key=value (e.g. model.dropout=0.1)");
     try {
       const std::string key = a.substr(0, eq);
-      out[key].insert(canonical_for_key(key, canonical_value(a.substr(eq + 1))));
+      out[key].insert(canonical_for_key(key, canonical_value(a.substr(eq + 1), is_text_key(key))));
     } catch (const ConfigError& e) {
       throw ConfigError(what + " '" + a + "': " + e.what());
     }

@@ -20,8 +20,11 @@ using Overrides = std::map<std::string, std::string>;
 // option in messages ("--baseline").
 Overrides parse_override_args(const std::vector<std::string>& args, const std::string& what);
 // Canonical TOML text of one value written on a command line (core/command_line_value.h: TOML,
-// decimals such as .5, bare words are strings).
-std::string canonical_value(const std::string& toml_value_text);
+// decimals such as .5, bare words are strings; of a string key, `text_key`, a number is its text).
+std::string canonical_value(const std::string& toml_value_text, bool text_key = false);
+// Whether a config key holds a string or a path (name, model.head, data.store): its values written
+// on a command line are text (name=1 is "1"), as config overrides read them.
+bool is_text_key(const std::string& key);
 // canonical rewritten for the config key it is a value of: for a float key (model.dropout,
 // train.lr, a list of floats) integers become floats, so 0 and 0.0 are one value; for a path key
 // (data.store, model.pretrained) the path is lexically normal without a trailing '/', so that

@@ -147,6 +147,12 @@ TEST(Config, OverridesAreTypedAndChecked) {
   EXPECT_DOUBLE_EQ(parse_config("", "exp.toml", {"train.lr=1."}).train.lr, 1.0);
   EXPECT_DOUBLE_EQ(parse_config("", "exp.toml", {"train.lr=+.5e-3"}).train.lr, 0.0005);
   EXPECT_EQ(parse_config("", "exp.toml", {"name=.x"}).name, ".x");  // no number: a word
+  // A string key takes a number, boolean or date as its text: it can hold nothing else.
+  for (const std::string name : {"1", "1.", ".5", "2026-01-01", "true", "1e3"})
+    EXPECT_EQ(parse_config("", "exp.toml", {"name=" + name}).name, name);
+  EXPECT_EQ(parse_config("", "exp.toml", {"name=\"7\""}).name, "7");
+  EXPECT_THAT(error_of("", {"name=[1]"}), HasSubstr("override 'name=[1]': name: expected a string, got an array"));
+  EXPECT_THAT(error_of("", {"model.head=1"}), HasSubstr("model.head: '1' is not one of"));
 }
 
 // A check made after loading (the device, the model) blames the override that set the key, else the file.

@@ -471,6 +471,12 @@ TEST_F(SpecTest, CanonicalValuesAndOverrideArgs) {
   EXPECT_TRUE(matches({{"a", "1"}, {"b", "2"}}, {{"b", "2"}}));
   EXPECT_FALSE(matches({{"a", "1"}}, {{"b", "2"}}));
   EXPECT_EQ(describe({{"model.norm", "\"bn\""}, {"train.lr", "0.0002"}}), "model.norm=bn, train.lr=0.0002");
+  // A string key's number is its text, as the run's config holds it (override name=1. is "1.").
+  EXPECT_EQ(parse_filter_args({"name=1.", "name=2026-01-01", "name=true", "name=\"7\""}, "--where"),
+            (ValueFilter{{"name", {"\"1.\"", "\"2026-01-01\"", "\"true\"", "\"7\""}}}));
+  EXPECT_EQ(parse_override_args({"data.store=2026"}, "--baseline"), (Overrides{{"data.store", "\"2026\""}}));
+  EXPECT_TRUE(is_text_key("model.head"));
+  EXPECT_FALSE(is_text_key("model.dropout"));
 }
 
 TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {

@@ -14,6 +14,7 @@
 
 #include "cluster/mpirun_output.h"
 #include "core/error.h"
+#include "core/launcher_watch.h"
 #include "core/process.h"
 
 namespace segrun::cluster {
@@ -128,13 +129,16 @@ int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* st
   // A launcher killed outright (SIGKILL, OOM) still stops its ranks: mpirun gets the stop signal
   // and forwards it, and they checkpoint and exit, instead of training on unwatched.
   options.parent_death_signal = stop_signal;
+  // One that comes while mpirun starts the ranks reaches none: the ranks on this host watch this
+  // process too (core/launcher_watch.h), and the stderr relay sends the signal again.
+  options.env = {launcher_env_entry()};
   // Its stderr through MpirunErrFilter, in a relay process that outlives this one (mpirun_output.h).
   options.err = process::Output::kCapture;
   process::Child child;
   pid_t relay = -1;
   try {
     child = process::spawn(options);
-    relay = start_stderr_relay(child.err_fd);
+    relay = start_stderr_relay(child.err_fd, OrphanedRanksStop{child.pid, stop_signal});
   } catch (const ProcessError& e) {
     if (child.pid > 0) {  // mpirun started, its relay did not: mpirun must not write into a pipe without a reader
       ::kill(child.pid, SIGKILL);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/launcher_watch.h"
 #include "core/process.h"
 
 namespace segrun::cluster {
@@ -28,6 +29,7 @@ pid_t start_job(const LocalJob& job) {
   options.argv = job.argv;
   options.new_process_group = true;
   options.parent_death_signal = job.stop_signal;
+  options.env = {launcher_env_entry()};  // the ranks watch this process too (core/launcher_watch.h)
   if (!job.log_path.empty()) {
     options.out = process::Output::kAppendFile;
     options.err = process::Output::kAppendFile;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <regex>
@@ -113,7 +114,7 @@ void write_lines(int fd, const std::vector<std::string>& lines, bool* broken) {
 
 }  // namespace
 
-void relay_filtered(int in_fd, int out_fd) {
+void relay_filtered(int in_fd, int out_fd, const std::function<void()>& between_reads) {
   constexpr size_t kLongestLine = 64 * 1024;
   constexpr int kPauseMs = 200;
   MpirunErrFilter filter;
@@ -123,6 +124,7 @@ void relay_filtered(int in_fd, int out_fd) {
   while (true) {
     pollfd readable{in_fd, POLLIN, 0};
     const int ready = ::poll(&readable, 1, kPauseMs);
+    if (between_reads) between_reads();
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) break;
     if (ready == 0) {
@@ -156,7 +158,8 @@ void relay_filtered(int in_fd, int out_fd) {
   write_lines(out_fd, rest, &broken);
 }
 
-pid_t start_stderr_relay(int in_fd) {
+pid_t start_stderr_relay(int in_fd, OrphanedRanksStop orphaned_ranks_stop) {
+  const pid_t launcher = ::getpid();
   // Signals wait until the child ignores them: one to the launcher's group right after the fork
   // (a Ctrl-C) must not kill the relay that mpirun will need.
   sigset_t all, before;
@@ -185,8 +188,19 @@ pid_t start_stderr_relay(int in_fd) {
   const long most = ::sysconf(_SC_OPEN_MAX);
   for (int fd = 3; fd < (most > 0 && most < 65536 ? most : 65536); ++fd)
     if (fd != in_fd) ::close(fd);
+  // Once the launcher is gone (this process has another parent), mpirun is sent the ranks' stop
+  // signal every second while it lives (see OrphanedRanksStop).
+  std::chrono::steady_clock::time_point next_stop{};
+  const auto stop_orphaned_ranks = [&] {
+    OrphanedRanksStop& o = orphaned_ranks_stop;
+    if (o.mpirun <= 0 || ::getppid() == launcher) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_stop) return;
+    if (::kill(o.mpirun, o.stop_signal) != 0) o.mpirun = -1;  // mpirun has ended
+    next_stop = now + std::chrono::seconds(1);
+  };
   try {
-    relay_filtered(in_fd, STDERR_FILENO);
+    relay_filtered(in_fd, STDERR_FILENO, stop_orphaned_ranks);
   } catch (...) {  // (out of memory) never unwinds into the launcher's code in this copy of it
   }
   ::_exit(0);

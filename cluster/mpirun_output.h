@@ -25,6 +25,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,20 @@ class MpirunErrFilter {
 // longer than 64 KiB goes out in pieces; after 200 ms without input, what the filter holds and an
 // unfinished line (a '\r' progress line) go out as they are. A failing write (the terminal gone)
 // stops the writing, not the reading: the writer on the other end is never left without a reader.
-void relay_filtered(int in_fd, int out_fd);
+// `between_reads`, when given, is called after each read and each quiet 200 ms.
+void relay_filtered(int in_fd, int out_fd, const std::function<void()>& between_reads = nullptr);
+
+// What the relay does for the ranks when the launcher that forked it dies (SIGKILL, OOM) while
+// mpirun runs. mpirun's parent-death signal (local_launch.cpp) reaches it once, and one that comes
+// while mpirun is still starting the ranks reaches none of them: they would train on with nobody
+// attached. So the relay sends `stop_signal` to `mpirun` itself, at once and then every second
+// while mpirun lives, until mpirun's stderr ends; the ranks checkpoint at their next iteration
+// and exit 75. Nothing is sent while the launcher lives (it forwards stops itself), nor after
+// mpirun has ended. mpirun <= 0: none of this.
+struct OrphanedRanksStop {
+  pid_t mpirun = -1;
+  int stop_signal = 0;
+};
 
 // Forks the relay process: in a process group of its own, ignoring SIGINT, SIGTERM, SIGHUP,
 // SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTOU, SIGTTIN and SIGTSTP (blocked from before the fork
@@ -61,6 +75,6 @@ void relay_filtered(int in_fd, int out_fd);
 // `in_fd` (close it). Returns the relay's pid; throws ProcessError when fork fails. No exec: the
 // child uses nothing another thread of this process could hold locked but malloc, which glibc
 // keeps usable after fork.
-pid_t start_stderr_relay(int in_fd);
+pid_t start_stderr_relay(int in_fd, OrphanedRanksStop orphaned_ranks_stop = {});
 
 }  // namespace segrun::cluster

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "core/error.h"
+#include "core/process.h"
 
 namespace segrun {
 
@@ -18,8 +19,7 @@ namespace {
 bool flock_unsupported(int error) { return error == ENOSYS || error == EOPNOTSUPP || error == ENOLCK; }
 
 std::string holder_line() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "?");
+  const std::string host = process::host_name().empty() ? "?" : process::host_name();
   char when[32] = {};
   const std::time_t now = std::time(nullptr);
   std::tm local{};

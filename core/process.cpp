@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "core/error.h"
@@ -123,6 +125,17 @@ Child spawn(const SpawnOptions& o) {
   std::vector<char*> args;
   for (const auto& a : o.argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The child's environment, made here: after fork the child only execs.
+  std::vector<char*> envp;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view name = std::string_view(*entry).substr(0, std::string_view(*entry).find('='));
+    const bool replaced = std::any_of(o.env.begin(), o.env.end(), [&](const std::string& e) {
+      return std::string_view(e).substr(0, e.find('=')) == name;
+    });
+    if (!replaced) envp.push_back(*entry);
+  }
+  for (const auto& e : o.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   int log_fd = -1, null_fd = -1;
   int report[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   auto cleanup = [&] {
@@ -172,7 +185,7 @@ Child spawn(const SpawnOptions& o) {
     if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
       failure = {kStageCwd, errno};
     } else {
-      ::execvp(args[0], args.data());
+      ::execvpe(args[0], args.data(), envp.data());
       failure = {kStageExec, errno};
     }
     [[maybe_unused]] ssize_t written = ::write(report[1], &failure, sizeof(failure));
@@ -309,6 +322,12 @@ int usable_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return "";
+  return name;
 }
 
 std::string shell_quote(const std::string& arg, bool always) {

@@ -47,6 +47,7 @@ struct SpawnOptions {
   std::string log_path;            // for Output::kAppendFile (created 0644)
   bool new_process_group = false;  // own group: a terminal's Ctrl-C reaches only this process
   int parent_death_signal = 0;     // sent to the child when this process dies (0 = none)
+  std::vector<std::string> env;    // "NAME=VALUE" entries added to (or replacing in) the child's environment
 };
 
 struct Child {
@@ -118,6 +119,9 @@ class ScopedSignalCounter {
 
 // Cores this process may run on (sched_getaffinity; at least 1).
 int usable_cores();
+
+// This machine's host name (gethostname), "" when it cannot be read.
+std::string host_name();
 
 // Whether this process ignores SIGHUP (it was started under nohup): a closed terminal then stops
 // nothing, and segrun keeps that choice.

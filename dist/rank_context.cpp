@@ -19,16 +19,6 @@ std::string RankContext::label() const {
   return "rank " + std::to_string(world_rank) + "/" + std::to_string(world_size) + " on " + host;
 }
 
-namespace {
-
-std::string hostname() {
-  char buf[256] = {0};
-  ::gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
-
-}  // namespace
-
 MpiSession::MpiSession(int* argc, char*** argv, int threads_override) {
   int initialized = 0;
   MPI_Initialized(&initialized);
@@ -50,7 +40,7 @@ MpiSession::MpiSession(int* argc, char*** argv, int threads_override) {
   MPI_Comm_rank(local, &context_.local_rank);
   MPI_Comm_size(local, &context_.local_size);
   MPI_Comm_free(&local);
-  context_.host = hostname();
+  context_.host = process::host_name();
 
   // The device itself is chosen per run from dist.device (dist/device.h); until then, CPU.
   context_.visible_devices = static_cast<int>(torch::cuda::device_count());
@@ -109,7 +99,7 @@ void check_launched_world(const RankContext& context, const std::function<const 
 
 RankContext singleton_context() {
   RankContext c;
-  c.host = hostname();
+  c.host = process::host_name();
   c.intra_op_threads = std::max(1, process::usable_cores());
   return c;
 }

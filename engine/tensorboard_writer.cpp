@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/process.h"
 #include "engine/tensorboard_event.h"
 
 namespace segrun::engine {
@@ -41,12 +42,6 @@ double unix_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string host_name() {
-  char name[256] = {0};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
-  return name;
-}
-
 }  // namespace
 
 TensorBoardWriter::TensorBoardWriter(const std::string& dir, std::optional<int64_t> purge_step) {
@@ -54,7 +49,8 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir, std::optional<int64
   std::filesystem::create_directories(dir, ec);
   if (ec) throw IoError(dir + ": cannot create the TensorBoard folder: " + ec.message());
   const std::string prefix = "events.out.tfevents.";
-  const std::string suffix = "." + host_name() + "." + std::to_string(static_cast<long long>(getpid()));
+  const std::string host = process::host_name().empty() ? "localhost" : process::host_name();
+  const std::string suffix = "." + host + "." + std::to_string(static_cast<long long>(getpid()));
   // TensorBoard reads a folder's event files in name order: this one must come after the earlier
   // runs' (a resume within the second the previous process wrote its file, or a clock set back).
   auto seconds = static_cast<long long>(unix_seconds());

@@ -17,6 +17,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/launcher_watch.h"
 #include "core/output_paths.h"
 #include "core/run_folder.h"
 #include "core/log.h"
@@ -114,7 +115,8 @@ struct Trainer::State {
   RunFolder run;
   const bool root;
   Clock::time_point started = Clock::now();
-  double seconds_before = 0;  // the training time the resumed checkpoint records (its earlier starts)
+  double seconds_before = 0;     // the training time the resumed checkpoint records (its earlier starts)
+  const LauncherWatch launcher;  // the local launcher (segrun launch, sweep run) that started the ranks, if any
   std::vector<std::string> resume_candidates;  // tried in order (auto: newest first)
   std::vector<ConfigChange> resume_changes;    // keys the resume changes that may change
   bool had_status = false;                     // the run folder had a status file before this run
@@ -732,7 +734,15 @@ void Trainer::checkpoint(int64_t next_iter) {
 bool Trainer::agree_to_stop() {
   State& s = *state_;
   // All ranks agree on a stop request so that none waits in a collective alone.
-  torch::Tensor stop_flag = torch::full({1}, process::stop_requested() ? 1 : 0, torch::kInt32);
+  // A launcher killed outright is a stop request too (core/launcher_watch.h): its parent-death
+  // signal to mpirun may have come before mpirun could forward it.
+  bool stop = process::stop_requested();
+  if (!stop && s.launcher.gone()) {
+    log::warn("the launcher that started this run ({}) has ended: stopping as on a stop request",
+              s.launcher.describe());
+    stop = true;
+  }
+  torch::Tensor stop_flag = torch::full({1}, stop ? 1 : 0, torch::kInt32);
   s.control->allreduce(stop_flag, dist::ReduceOp::kMax);
   return stop_flag[0].item<int>() != 0;
 }

@@ -11,11 +11,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/scratch_dir.h"
 
 namespace segrun::cluster {
 namespace {
@@ -208,6 +213,54 @@ TEST(StderrRelay, TheRelayProcessOutlivesStopSignalsInItsOwnGroup) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(read_to_end(out[0]), "before\nafter\n");
   ::close(out[0]);
+}
+
+// The launcher killed outright while mpirun still starts its ranks: mpirun's parent-death signal
+// came too early to reach a rank (here: the fake mpirun ignores the stop signal for its first
+// second). The relay, outliving the launcher, sends it again until it is handled.
+TEST(StderrRelay, StopsTheRanksOfALauncherKilledOutright) {
+  segrun::testing::ScratchDir dir("orphan-stop");
+  const std::string pid_file = dir.str("mpirun.pid"), stopped = dir.str("stopped");
+  const pid_t launcher = ::fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {
+    int err[2];
+    if (::pipe(err) != 0) ::_exit(1);
+    const pid_t mpirun = ::fork();
+    if (mpirun == 0) {
+      ::dup2(err[1], STDERR_FILENO);
+      ::close(err[0]);
+      ::close(err[1]);
+      const std::string script = "echo $$ > " + pid_file + "; trap '' USR1; sleep 1; trap 'echo stopped > " + stopped +
+                                 "; exit 0' USR1; while :; do sleep 0.05; done";
+      ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(err[1]);
+    try {
+      start_stderr_relay(err[0], OrphanedRanksStop{mpirun, SIGUSR1});
+    } catch (...) {
+      ::_exit(1);
+    }
+    ::close(err[0]);
+    for (;;) ::pause();
+  }
+  const auto waited = [](const std::string& path, int tenths) {
+    for (int i = 0; i < tenths && !std::filesystem::exists(path); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return std::filesystem::exists(path);
+  };
+  ASSERT_TRUE(waited(pid_file, 50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ::kill(launcher, SIGKILL);  // as the kernel would, mpirun gets nothing it can use: the relay must
+  ::waitpid(launcher, nullptr, 0);
+  const bool stop_reached_mpirun = waited(stopped, 60);
+  EXPECT_TRUE(stop_reached_mpirun) << "mpirun was never sent the stop signal once it listened";
+  if (!stop_reached_mpirun) {
+    std::ifstream in(pid_file);
+    pid_t mpirun = 0;
+    if (in >> mpirun && mpirun > 0) ::kill(mpirun, SIGKILL);
+  }
 }
 
 }  // namespace

@@ -194,6 +194,25 @@ TEST(Process, AChildLearnsOfItsParentsDeath) {
   EXPECT_TRUE(appears(stopped)) << "the orphaned child did not get SIGUSR1";
 }
 
+// The environment a child gets: this process's, with SpawnOptions::env added or replacing.
+TEST(Process, AChildGetsTheGivenEnvironmentEntries) {
+  ::setenv("SEGRUN_TEST_KEPT", "kept", 1);
+  ::setenv("SEGRUN_TEST_REPLACED", "old", 1);
+  SpawnOptions o;
+  o.argv = {"sh", "-c", "echo $SEGRUN_TEST_KEPT $SEGRUN_TEST_REPLACED $SEGRUN_TEST_ADDED; env | grep -c ^SEGRUN_TEST_"};
+  o.env = {"SEGRUN_TEST_REPLACED=new", "SEGRUN_TEST_ADDED=a b"};
+  o.out = Output::kCapture;
+  const Child child = spawn(o);
+  std::string out;
+  char buffer[256];
+  for (ssize_t n; (n = ::read(child.out_fd, buffer, sizeof(buffer))) > 0;) out.append(buffer, static_cast<size_t>(n));
+  ::close(child.out_fd);
+  EXPECT_TRUE(wait(child.pid).ok());
+  EXPECT_EQ(out, "kept new a b\n3\n");
+  ::unsetenv("SEGRUN_TEST_KEPT");
+  ::unsetenv("SEGRUN_TEST_REPLACED");
+}
+
 TEST(Process, CountsStopSignalsWhileAlive) {
   ScopedSignalCounter counter;
   EXPECT_EQ(counter.count(), 0);

@@ -22,6 +22,7 @@
 #include "cluster/slurm_env.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/log.h"
 #include "core/process.h"
 #include "core/rank_logs.h"
@@ -94,11 +95,15 @@ int stop_signal_for(const std::optional<TrainPlan>& train) {
 // After a train whose ranks ended with `exit_code` (not 0 or 75): a run whose status still says
 // "running" lost a rank before rank 0 could record why (another rank failed, or was killed); it
 // is marked failed, with the first error a rank logged during this launch (`logs_before`: the rank
-// logs' sizes before it), as the sweep runner and the Slurm job script mark theirs.
+// logs' sizes before it), as the sweep runner and the Slurm job script mark theirs. A run another
+// process trains (it holds the run's lock: this launch was refused) is left as it is.
 void mark_run_failed(const std::string& run_dir, int exit_code, const std::map<std::string, uintmax_t>& logs_before) {
   try {
     const RunFolder run(run_dir);
     if (run.read_status().state != RunState::kRunning) return;
+    // Our ranks have ended; a holder of the run's lock is another process training it (this
+    // launch was refused): its status is its own.
+    if (const auto holder = lock_holder(run.lock_path()); holder && !holder->empty()) return;
     std::string ended = "the ranks ended with exit code " + std::to_string(exit_code);
     if (exit_code > 128) ended += " (a rank was killed by signal " + std::to_string(exit_code - 128) + ")";
     const std::string cause = log::first_error_since(run.log_dir(), logs_before);

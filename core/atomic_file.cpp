@@ -1,6 +1,7 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -73,11 +74,26 @@ void append_line(const std::string& path, std::string_view line) {
   if (fd < 0) throw IoError(path + ": cannot open for append: " + os_error(errno));
   std::string buffer(line);
   buffer.push_back('\n');
-  ssize_t n = ::write(fd, buffer.data(), buffer.size());
-  int err = errno;
+  // A write cut short (a full disk) is retried for the OS's reason, and what it wrote is taken
+  // back: the file never ends in a piece of a line that a later append would bury in its middle.
+  struct stat before {};
+  const bool sized = ::fstat(fd, &before) == 0;
+  size_t written = 0;
+  int err = 0;
+  while (written < buffer.size()) {
+    const ssize_t n = ::write(fd, buffer.data() + written, buffer.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (written != buffer.size() && written > 0 && sized && ::ftruncate(fd, before.st_size) != 0) {
+    // the append's own error is the one to report
+  }
   ::close(fd);
-  if (n != static_cast<ssize_t>(buffer.size()))
-    throw IoError(path + ": append failed: " + (n < 0 ? os_error(err) : "short write"));
+  if (written != buffer.size()) throw IoError(path + ": append failed: " + os_error(err));
 }
 
 bool path_exists(const std::string& path) {

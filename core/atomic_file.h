@@ -11,6 +11,7 @@ namespace segrun {
 
 void write_file_atomic(const std::string& path, std::string_view content);
 // Appends one line (a '\n' is added) and flushes it to the OS; for metrics.jsonl-style logs.
+// IoError with the OS's reason ("No space left on device") when it cannot, the file then as it was.
 void append_line(const std::string& path, std::string_view line);
 // Reads a whole file; IoError naming the path if it cannot.
 std::string read_file(const std::string& path);

@@ -237,18 +237,29 @@ struct Trainer::State {
     if (!path_exists(path)) return;
     std::istringstream lines(read_file(path));
     std::string kept, line;
-    int64_t dropped = 0;
+    int64_t dropped = 0, not_records = 0;
     while (std::getline(lines, line)) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      const int64_t at = record.is_object() ? record.value("iter", int64_t{0}) : 0;
+      // A line cut short (a crash, a full disk, a power loss) would lie inside the file once this
+      // run appends after it, where every reader refuses it: it goes.
+      if (!record.is_object()) {
+        ++not_records;
+        continue;
+      }
+      const int64_t at = record.value("iter", int64_t{0});
       if (at > iter || (validation_too && at == iter && record.value("mode", "") == "val")) {
         ++dropped;
         continue;
       }
       kept += line + "\n";
     }
-    if (dropped == 0) return;
+    if (dropped == 0 && not_records == 0) return;
     write_file_atomic(path, kept);
+    if (not_records > 0)
+      log::warn("{}: removed {} line(s) that are no JSON record (cut short by a crash or a full disk)", path,
+                not_records);
+    if (dropped == 0) return;
     if (iter < 0)
       log::info("{}: forgot the {} record(s) of an earlier attempt that left no checkpoint; the run starts over", path,
                 dropped);

@@ -136,6 +136,16 @@ TEST_F(RunStatusTest, AnUnreadableResultIsNamedAndSetAsideWithoutReplacingAnothe
   EXPECT_EQ(run.result_problem(), result + ": a folder, not a file");
 }
 
+// An append that cannot be written says why (metrics.jsonl on a full disk said "short write").
+TEST_F(RunStatusTest, AnAppendOnAFullDiskSaysSo) {
+  try {
+    append_line("/dev/full", "{\"iter\": 1}");
+    ADD_FAILURE() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), "/dev/full: append failed: No space left on device");
+  }
+}
+
 TEST_F(RunStatusTest, AReasonStaysOnOneLine) {
   write_run_status(dir(), RunState::kFailed, "data.store: not set\nsee the log");
   EXPECT_EQ(status_text(), "failed data.store: not set see the log\n");

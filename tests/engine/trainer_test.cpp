@@ -603,6 +603,21 @@ TEST_F(TrainerTest, ARunStartedOverForgetsTheRecordsOfTheAttemptBefore) {
   EXPECT_EQ(nlohmann::json::parse(shown.out)["scalars"]["train/loss"].size(), 2u) << shown.out;
 }
 
+// A metrics.jsonl line cut short (a crash, a full disk) is removed when the run continues: it
+// would otherwise lie inside the file, where every reader refuses it.
+TEST_F(TrainerTest, AResumeRemovesALineCutShortFromMetricsJsonl) {
+  const Config c = config();
+  const std::string run = run_dir("cut-line");
+  ASSERT_NO_FATAL_FAILURE(first_iterations(c, run, 2, /*checkpoint=*/true));
+  std::ofstream(run + "/metrics.jsonl", std::ios::app) << "{\"iter\": 3, \"mode\": \"tr";
+  ASSERT_TRUE(Trainer(c, dist::singleton_context(), {run, "auto"}).run().finished);
+  std::ifstream metrics(run + "/metrics.jsonl");
+  int records = 0;
+  for (std::string line; std::getline(metrics, line); ++records)
+    EXPECT_TRUE(nlohmann::json::parse(line, nullptr, false).is_object()) << line;
+  EXPECT_GE(records, 3);  // iteration 2's, 4's and the final validation
+}
+
 // result.json's seconds are the run's wall time over all its starts, not the last start's alone
 // (a preempted run): each checkpoint carries the time up to it.
 TEST_F(TrainerTest, ResultSecondsCountTheStartsBeforeTheResume) {

@@ -93,6 +93,13 @@ void check_not_scheduling(const SpecReader& r, const toml::node& node, const std
            "[fixed])");
 }
 
+// A spec is TOML, typed like a config file: a string key's number is refused there too (on a
+// command line, name=1 is the text "1"; here name = 1 and name = "1" would be two runs of one config).
+void check_text_value(const SpecReader& r, const toml::node& node, const std::string& where, const std::string& key) {
+  if (is_text_key(key) && node.is_value() && !node.is_string())
+    r.fail(node, where + " " + key, "expected a string, got " + toml_type_name(node) + " (quote it)");
+}
+
 // "key=value" arguments of a set of overrides.
 std::vector<std::string> override_args(const Overrides& overrides) {
   std::vector<std::string> args;
@@ -130,6 +137,7 @@ LocatedOverrides read_overrides(const SpecReader& r, const toml::table& table, c
     const std::string label = where + " " + key;
     check_not_top_level(r, *node, where, key);
     if (key == "train.seed") r.fail(*node, label, "set seeds with the top-level 'seeds = [...]'");
+    check_text_value(r, *node, where, key);
     std::string text = canonical_of(*node, is_float_key(key));
     if (text.empty()) r.fail(*node, label, "unsupported value (" + toml_type_name(*node) + ")");
     text = canonical_for_key(key, text);  // a path spelled two ways is one value
@@ -353,6 +361,7 @@ GridAxes read_grid(const SpecReader& r, const toml::table& root, const Overrides
     if (fixed.count(key)) r.fail(*node, "grid " + key, "also set in [fixed]");
     std::vector<std::string> values;
     for (const auto& item : *arr) {
+      check_text_value(r, item, "grid", key);
       std::string text = canonical_of(item, is_float_key(key));
       if (text.empty()) r.fail(item, "grid " + key, "unsupported value (" + toml_type_name(item) + ")");
       text = canonical_for_key(key, text);  // "/x/train/" and "/x/train" are one value

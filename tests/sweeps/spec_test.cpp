@@ -147,6 +147,15 @@ TEST_F(SpecTest, SlugsNameTheKeysThatTellRunsApartFirstAndTheSeedLast) {
   EXPECT_EQ(run_slug("", 3), "s3");  // a sweep of seeds alone
 }
 
+// A string key's number is refused in a spec, as in a config file (on a command line it is the
+// text): name = [1, "1"] would be two runs of one config.
+TEST_F(SpecTest, AStringKeysNumberIsRefused) {
+  EXPECT_EQ(error_of("base = \"configs/base.toml\"\n[grid]\nname = [1, \"1\"]\n"),
+            dir_.str("sweep.toml") + ":3: grid name: expected a string, got an integer (quote it)");
+  EXPECT_EQ(error_of("base = \"configs/base.toml\"\n[fixed]\n\"data.store\" = 2026\n"),
+            dir_.str("sweep.toml") + ":3: fixed data.store: expected a string, got an integer (quote it)");
+}
+
 TEST_F(SpecTest, AFloatKeysIntegersAreItsFloats) {
   // 0 and 0.0 of a float key are one value: listed twice is an error, not two identical runs.
   const std::string twice = error_of("base = \"configs/base.toml\"\n[grid]\n\"model.dropout\" = [0, 0.0]\n");

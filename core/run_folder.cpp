@@ -73,8 +73,12 @@ std::string RunFolder::result_problem() const {
       return path + ": not a segrun result.json (not a JSON object)";
   } catch (const nlohmann::json::exception& e) {
     return path + ": not a segrun result.json (" + json_error_text(e.what()) + ")";
-  } catch (const Error& e) {  // a folder, no permission
-    return e.what();
+  } catch (const Error& e) {
+    // A folder is no result; a file that cannot be read now (permissions, an I/O error) may be a
+    // good one: that is not for a caller to set aside.
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) return e.what();
+    throw;
   }
   return "";
 }

@@ -74,6 +74,7 @@ class RunFolder {
   // Why result.json cannot be taken as the run's result: "" when it is a JSON object or there is
   // none; else one line naming it ("<path>: not a segrun result.json (parse error at ...)", "<path>:
   // a folder, not a file"). A run marked done with such a file is evaluated again, as one without.
+  // IoError when the file cannot be read (permissions, an I/O error): it may be a good one.
   std::string result_problem() const;
   // Moves result.json aside, to result.json.unreadable (or .unreadable.2, ...: nothing is replaced),
   // so that a new one can be written; returns the new path. IoError when it cannot be renamed.

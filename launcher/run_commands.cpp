@@ -196,12 +196,12 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint, co
   run.append_metrics(record.dump());
   log::info("evaluation of iteration {} appended to {}", result.iteration, run.metrics_path());
   if (!result.outcome.has_multi || !fs::exists(run.result_path())) return;
-  Json stored;
-  try {
-    stored = Json::parse(read_file(run.result_path()));
-  } catch (const Json::exception& e) {
-    throw DataError(run.result_path() + ": not a segrun result.json (" + json_error_text(e.what()) + ")");
+  if (const std::string problem = run.result_problem(); !problem.empty()) {
+    log::warn("{}: mIoU_ms not recorded; `{}` evaluates the run again (and sets the file aside)", problem,
+              run.resume_command());
+    return;
   }
+  Json stored = Json::parse(read_file(run.result_path()));
   const int64_t finished = stored.value("iterations", static_cast<int64_t>(-1));
   if (finished != result.iteration) {
     log::info("{}: not updated: the checkpoint is iteration {}, the run's result is of iteration {}", run.result_path(),

@@ -84,7 +84,7 @@ void for_each_metrics_record(const std::string& metrics_path, const std::functio
 
 std::string describe_run_state(const RunRecord& run) {
   if (run.state == RunState::kDone && !run.result_error.empty())
-    return "done (result.json unreadable: train --resume auto, or sweep run, evaluates it again)";
+    return "done (result.json unreadable; sweep run or train --resume auto evaluates it)";
   if (run.state == RunState::kDone && !run.has_result)
     return "done (no result.json: train --resume auto, or sweep run, evaluates it again)";
   if (run.state != RunState::kRunning || !run.holder) return to_string(run.state);
@@ -141,12 +141,19 @@ RunRecord read_run(const std::string& dir_text) {
   const fs::path result = folder.result_path();
   r.result_error = folder.result_problem();
   if (path_exists(result) && r.result_error.empty()) {
-    const Json j = Json::parse(read_file(result.string()));
-    numeric_fields(j, r.result);
-    if (j.contains("per_class") && j["per_class"].is_object())
-      for (const auto& item : j["per_class"].items())
-        r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
-    r.has_result = true;
+    Json j;
+    try {
+      j = Json::parse(read_file(result.string()));
+    } catch (const Json::exception& e) {  // rewritten since (a run being evaluated again)
+      r.result_error = result.string() + ": not a segrun result.json (" + json_error_text(e.what()) + ")";
+    }
+    if (j.is_object()) {
+      numeric_fields(j, r.result);
+      if (j.contains("per_class") && j["per_class"].is_object())
+        for (const auto& item : j["per_class"].items())
+          r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
+      r.has_result = true;
+    }
     std::error_code ec;
     const fs::file_time_type written = fs::last_write_time(result, ec);
     if (!ec)

@@ -377,8 +377,13 @@ std::optional<std::string> non_numeric_field(const std::string& dir, const std::
     const Json j = Json::parse(read_file(RunFolder(dir).result_path()));
     for (const Json* object : {&j, j.contains("per_class") ? &j["per_class"] : nullptr})
       if (object && object->is_object() && object->contains(metric) && !(*object)[metric].is_number() &&
-          !(*object)[metric].is_null())
-        return (*object)[metric].dump();
+          !(*object)[metric].is_null()) {
+        const Json& value = (*object)[metric];
+        if (value.is_object()) return std::string("an object");  // --metric per_class
+        if (value.is_array()) return std::string("an array");
+        const std::string text = value.dump();
+        return text.size() <= 60 ? text : text.substr(0, 57) + "...";
+      }
   } catch (const std::exception&) {  // read before: it was a JSON object
   }
   return std::nullopt;
@@ -476,7 +481,7 @@ std::map<Overrides, ResultCell> collect_cells(const std::vector<RunRecord>& runs
             ? std::to_string(without_metric) + " done run(s) have no '" + options.metric + "' in result.json"
         : g.unreadable_results > 0
             ? "no run is done with a readable result.json (" + std::to_string(g.done_without_result) +
-                  " marked done have none; " + g.first_unreadable_result + ")"
+                  " marked done have no readable one; the first unreadable: " + g.first_unreadable_result + ")"
         : g.done_without_result > 0 ? "no run is done with a result.json (" + std::to_string(g.done_without_result) +
                                           " marked done have none, the first: " + g.first_done_without_result + ")"
                                     : "no run is done";

@@ -571,7 +571,7 @@ TEST_F(SpecTest, ADoneRunWithAnUnreadableResultJsonIsEvaluatedOrTrainedAgain) {
   EXPECT_NE(text.find(",\"resume (iter 40; done, but result.json unreadable)\"\n"), std::string::npos) << text;
   EXPECT_NE(text.find(",\"retry (done, but result.json unreadable, no checkpoint)\"\n"), std::string::npos) << text;
   EXPECT_EQ(describe_run_state(plan[0].record),
-            "done (result.json unreadable: train --resume auto, or sweep run, evaluates it again)");
+            "done (result.json unreadable; sweep run or train --resume auto evaluates it)");
 }
 
 TEST_F(SpecTest, PlanResumesFromTheNewestCheckpointNotTheLastLoggedIteration) {

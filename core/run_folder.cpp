@@ -2,6 +2,7 @@
 #include "core/run_folder.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -58,7 +59,19 @@ RunStatus RunFolder::read_status() const {
   const auto space = line.find(' ');
   const std::string word = line.substr(0, space);
   const std::optional<RunState> state = parse_run_state(word);
-  if (!state) throw DataError(path + ": '" + word + "' is not a run state (queued, running, preempted, failed, done)");
+  if (!state) {
+    // Shown as it is, up to 40 bytes, anything but printable ASCII as \xNN (a power loss can leave
+    // a file of NUL bytes, which would end the message).
+    std::string shown;
+    for (const unsigned char c : word.substr(0, 40)) {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      shown += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c)) : std::string(hex);
+    }
+    throw DataError(path + ": '" + shown + (word.size() > 40 ? "..." : "") +
+                    "' is not a run state (queued, running, preempted, failed, done); " + resume_command() +
+                    " continues the run and rewrites it");
+  }
   RunStatus status;
   status.state = *state;
   if (space != std::string::npos) status.reason = line.substr(space + 1);

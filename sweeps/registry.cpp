@@ -119,7 +119,14 @@ RunRecord read_run(const std::string& dir_text) {
                       "); repair the file, or move its run folder away");
     }
   }
-  const RunStatus status = folder.read_status();
+  // A status file that names no state (a power loss's NUL bytes) makes the run a failed one, which
+  // the plan resumes or retries (the trainer then rewrites it): it must not stop the whole sweep.
+  RunStatus status;
+  try {
+    status = folder.read_status();
+  } catch (const DataError& e) {
+    status = {RunState::kFailed, e.what()};
+  }
   r.state = status.state;
   r.reason = status.reason;
   if (r.state == RunState::kRunning) r.holder = lock_holder(folder.lock_path());

@@ -163,6 +163,18 @@ TEST_F(RunStatusTest, AnUnknownStateNamesTheFile) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr((dir_ / "status").string()));
     EXPECT_THAT(e.what(), ::testing::HasSubstr("'finished' is not a run state"));
   }
+  // What a power loss can leave: NUL bytes, shown escaped (they would end the message), and the
+  // command that rewrites the file.
+  std::ofstream(dir_ / "status") << std::string(3, '\0');
+  try {
+    read_run_status(dir());
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir_ / "status").string() +
+                                         ": '\\x00\\x00\\x00' is not a run state (queued, running, preempted, "
+                                         "failed, done); segrun train " +
+                                         dir() + " --resume auto continues the run and rewrites it");
+  }
 }
 
 TEST_F(RunStatusTest, OnlyAStatusThatNamesAStateMakesARunFolder) {

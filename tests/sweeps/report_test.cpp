@@ -302,6 +302,11 @@ TEST_F(Report, MetricsRecordsPassOverACutLastLineOnly) {
   const RunRecord cut = read_run(run.string());
   EXPECT_FALSE(cut.has_result);
   EXPECT_EQ(cut.last_iter, 10);
+  // A status file naming no state (NUL bytes) makes a failed run, resumed or retried by a sweep.
+  write_text(run / "status", std::string(2, '\0'));
+  const RunRecord garbled = read_run(run.string());
+  EXPECT_EQ(garbled.state, RunState::kFailed);
+  EXPECT_NE(garbled.reason.find("status: '\\x00\\x00' is not a run state"), std::string::npos) << garbled.reason;
   EXPECT_EQ(cut.result_error, (run / "result.json").string() +
                                   ": not a segrun result.json (parse error at line 1, column 11: syntax error while "
                                   "parsing object - unexpected end of input; expected '}')");

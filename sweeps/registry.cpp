@@ -352,6 +352,13 @@ std::vector<PlanEntry> plan_sweep(const SweepSpec& spec, const std::string& runs
       if (e.record.checkpoint_world > 0 && e.record.checkpoint_world != spec.ranks)
         e.ranks_change =
             std::to_string(e.record.checkpoint_world) + " rank(s), [resources] ranks = " + std::to_string(spec.ranks);
+      if (changed || !e.ranks_change.empty()) {
+        try {
+          e.refusal = resume_refusal(e.record, load_config(spec.base, e.run.train_args()), spec.ranks, "the sweep now");
+        } catch (const ConfigError& error) {  // its config.toml no longer reads: train would refuse it too
+          e.refusal = error.what();
+        }
+      }
     } else if (e.record.state == RunState::kFailed || e.record.state == RunState::kDone) {
       e.action = PlanAction::kRetry;
     } else {

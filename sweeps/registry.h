@@ -131,6 +131,9 @@ struct PlanEntry {
   // kResume: "<N> rank(s), [resources] ranks = <M>" when its checkpoints were written by another
   // number of ranks than the spec gives a run (resume_refusal leaves it as it is).
   std::string ranks_change;
+  // kResume: why `sweep run` leaves it as it is (resume_refusal: another number of ranks, or a key
+  // that shapes training changed in the base config); "" when it resumes.
+  std::string refusal;
   // The name of dir (what plans, logs and a job array's tasks name the run by).
   std::string folder_name() const;
 };

@@ -143,13 +143,9 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       ++summary.on_slurm;
       out << "skipping " << e.folder_name() << ": Slurm job " << e.slurm_job << " has it\n";
     } else {
-      const std::string refusal =
-          e.action == PlanAction::kResume
-              ? resume_refusal(e.record, load_config(spec.base, e.run.train_args()), spec.ranks, "the sweep now")
-              : "";
-      if (!refusal.empty()) {
+      if (!e.refusal.empty()) {
         ++summary.not_run;
-        out << "not run: " << refusal << "\n";
+        out << "not run: " << e.refusal << "\n";
         continue;
       }
       todo.push_back(&e);
@@ -303,12 +299,12 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
 std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
   std::vector<std::vector<std::string>> rows;
   std::map<PlanAction, int> counts;
-  int not_run = 0;  // of the runs to resume, those resume_refusal leaves (another number of ranks)
+  int not_run = 0;  // of the runs to resume, those resume_refusal leaves (ranks, training keys changed)
   const std::vector<Overrides> shown = varying_overrides(plan);
   for (size_t i = 0; i < plan.size(); ++i) {
     const PlanEntry& e = plan[i];
     ++counts[e.action];
-    if (e.action == PlanAction::kResume && !e.ranks_change.empty()) ++not_run;
+    if (e.action == PlanAction::kResume && !e.refusal.empty()) ++not_run;
     std::string action;
     const std::string no_result = e.record.result_error.empty() ? "no result.json" : "result.json unreadable";
     switch (e.action) {
@@ -317,11 +313,12 @@ std::string format_plan(const std::vector<PlanEntry>& plan, TableFormat fmt) {
       case PlanAction::kResume:
         // From the newest checkpoint: metrics.jsonl goes on past it until a crash. A run marked
         // done without its result.json resumes at its last iteration: it is evaluated again.
-        action = (e.ranks_change.empty() ? "resume (iter " : "not run (iter ") +
-                 std::to_string(e.record.checkpoint_iter) +
-                 (e.ranks_change.empty() ? "" : "; checkpoints of " + e.ranks_change) +
+        action = (e.refusal.empty() ? "resume (iter " : "not run (iter ") + std::to_string(e.record.checkpoint_iter) +
+                 (!e.ranks_change.empty() ? "; checkpoints of " + e.ranks_change
+                  : !e.refusal.empty()    ? "; the base config changed what it computes"
+                                          : "") +
                  (e.record.state == RunState::kDone ? "; done, but " + no_result : "") +
-                 (e.config_changed ? "; base config changed)" : ")");
+                 (e.config_changed && (e.refusal.empty() || !e.ranks_change.empty()) ? "; base config changed)" : ")");
         break;
       case PlanAction::kRetry:
         action = e.record.state == RunState::kDone

@@ -661,6 +661,24 @@ TEST_F(SpecTest, ADoneRunIsComparedByItsConfigTomlKeyByKey) {
   EXPECT_TRUE(plan.at(0).config_changed);
   EXPECT_EQ(plan[0].config_change.rfind("the run was trained with train.lr = 0.5, the sweep now gives ", 0), 0u)
       << plan[0].config_change;
+
+  // Interrupted, under a changed key that shapes training: the plan says what `sweep run` does,
+  // leave it (train refuses such a resume), not "resume".
+  std::filesystem::remove(dir / "result.json");
+  write_text(dir / "status", "preempted stopped by signal at iteration 20\n");
+  write_text(dir / "checkpoints/iter_20.pt", "x");
+  const size_t width = ran.find("\nfpn_channels = ");
+  ASSERT_NE(width, std::string::npos) << ran;
+  ran.replace(width + 1, ran.find('\n', width + 1) - width - 1, "fpn_channels = 12");
+  write_text(dir / "config.toml", ran);
+  plan = plan_sweep(spec, runs);
+  EXPECT_EQ(plan.at(0).action, PlanAction::kResume);
+  EXPECT_NE(plan[0].refusal.find("the run was trained with model.fpn_channels = 12"), std::string::npos)
+      << plan[0].refusal;
+  const std::string text = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(text.find(",not run (iter 20; the base config changed what it computes)\n"), std::string::npos) << text;
+  const std::string shown = format_plan(plan, TableFormat::kText);
+  EXPECT_NE(shown.find("0 to resume, 1 not run"), std::string::npos) << shown;
 }
 
 }  // namespace

@@ -162,6 +162,8 @@ namespace {
 
 void open_archive(torch::serialize::InputArchive& archive, const std::string& path, const torch::Device& device) {
   std::error_code ec;
+  if (fs::is_directory(path, ec))  // --resume auto falls back to the previous one, as for a cut file
+    throw UnreadableCheckpointError(path + ": a folder, not a segrun checkpoint");
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": checkpoint not found");
   try {
     archive.load_from(path, device);

@@ -520,9 +520,9 @@ TEST_F(SpecTest, PlanReusesResumesRetriesAndAdds) {
   EXPECT_NE(status.find(planned[3].id + ",model.dropout=0.3,0,new,0/40,-\n"), std::string::npos) << status;
 }
 
-// A run marked done whose result.json is gone (deleted by hand, lost in a copy) is not reused as
-// done (the table leaves it out): it resumes from its final checkpoint, which evaluates it again,
-// or is trained again when it has none.
+// A run marked done whose result.json is gone (deleted by hand, lost in a copy) or unreadable is
+// not reused as done (the table leaves it out): it resumes from its final checkpoint, which
+// evaluates it again, or is trained again when it has none.
 TEST_F(SpecTest, ADoneRunWithoutResultJsonIsEvaluatedOrTrainedAgain) {
   SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
   const std::string runs = dir_.str("runs");
@@ -540,22 +540,12 @@ TEST_F(SpecTest, ADoneRunWithoutResultJsonIsEvaluatedOrTrainedAgain) {
   EXPECT_NE(text.find(",\"retry (done, but no result.json nor checkpoint)\"\n"), std::string::npos) << text;
   EXPECT_EQ(describe_run_state(plan[0].record),
             "done (no result.json: train --resume auto, or sweep run, evaluates it again)");
-}
 
-// A done run whose result.json cannot be read (cut by a full disk, edited by hand) is planned
-// and shown as one without (evaluated again, or trained again without a checkpoint); reading
-// the sweep does not fail on it.
-TEST_F(SpecTest, ADoneRunWithAnUnreadableResultJsonIsEvaluatedOrTrainedAgain) {
-  SweepSpec spec = parse("base = \"configs/base.toml\"\nseeds = [0]\n[grid]\n\"model.dropout\" = [0.0, 0.1]\n");
-  const std::string runs = dir_.str("runs");
-  auto planned = expand_sweep(spec);
-  auto dir_of = [&](size_t i) { return std::filesystem::path(runs) / planned[i].dir_name; };
-  write_text(dir_of(0) / "status", "done\n");
-  write_text(dir_of(0) / "checkpoints/iter_40.pt", "x");
+  // One whose result.json cannot be read (cut by a full disk, edited by hand) is planned and shown
+  // as one without, saying so; reading the sweep does not fail on it.
   write_text(dir_of(0) / "result.json", "{\"mIoU\": 3");
-  write_text(dir_of(1) / "status", "done\n");
   write_text(dir_of(1) / "result.json", "[1]");
-  auto plan = plan_sweep(spec, runs);
+  plan = plan_sweep(spec, runs);
   ASSERT_EQ(plan.size(), 2u);
   EXPECT_EQ(plan[0].action, PlanAction::kResume);
   EXPECT_EQ(plan[1].action, PlanAction::kRetry);
@@ -567,9 +557,11 @@ TEST_F(SpecTest, ADoneRunWithAnUnreadableResultJsonIsEvaluatedOrTrainedAgain) {
                 "unexpected end of input; expected '}')");
   EXPECT_EQ(plan[1].record.result_error,
             (dir_of(1) / "result.json").string() + ": not a segrun result.json (not a JSON object)");
-  const std::string text = format_plan(plan, TableFormat::kCsv);
-  EXPECT_NE(text.find(",\"resume (iter 40; done, but result.json unreadable)\"\n"), std::string::npos) << text;
-  EXPECT_NE(text.find(",\"retry (done, but result.json unreadable, no checkpoint)\"\n"), std::string::npos) << text;
+  const std::string unreadable = format_plan(plan, TableFormat::kCsv);
+  EXPECT_NE(unreadable.find(",\"resume (iter 40; done, but result.json unreadable)\"\n"), std::string::npos)
+      << unreadable;
+  EXPECT_NE(unreadable.find(",\"retry (done, but result.json unreadable, no checkpoint)\"\n"), std::string::npos)
+      << unreadable;
   EXPECT_EQ(describe_run_state(plan[0].record),
             "done (result.json unreadable; sweep run or train --resume auto evaluates it)");
 }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -160,6 +161,11 @@ void relay_filtered(int in_fd, int out_fd, const std::function<void()>& between_
 
 pid_t start_stderr_relay(int in_fd, OrphanedRanksStop orphaned_ranks_stop) {
   const pid_t launcher = ::getpid();
+  // mpirun named by a descriptor, not its pid: once it has ended and been reaped (a normal end,
+  // the relay reading on while an ssh holds the pipe), a signal through it reaches no one, never
+  // a later process given the same pid. None on a kernel without pidfds (before Linux 5.3).
+  const int mpirun_fd =
+      orphaned_ranks_stop.mpirun > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, orphaned_ranks_stop.mpirun, 0)) : -1;
   // Signals wait until the child ignores them: one to the launcher's group right after the fork
   // (a Ctrl-C) must not kill the relay that mpirun will need.
   sigset_t all, before;
@@ -169,6 +175,7 @@ pid_t start_stderr_relay(int in_fd, OrphanedRanksStop orphaned_ranks_stop) {
   if (pid != 0) {
     const int fork_error = errno;
     ::sigprocmask(SIG_SETMASK, &before, nullptr);
+    if (mpirun_fd >= 0) ::close(mpirun_fd);
     if (pid < 0)
       throw ProcessError(std::string("cannot start the stderr relay: fork failed: ") + std::strerror(fork_error));
     ::setpgid(pid, pid);  // also done by the child; whichever runs first wins
@@ -187,16 +194,16 @@ pid_t start_stderr_relay(int in_fd, OrphanedRanksStop orphaned_ranks_stop) {
   if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
   const long most = ::sysconf(_SC_OPEN_MAX);
   for (int fd = 3; fd < (most > 0 && most < 65536 ? most : 65536); ++fd)
-    if (fd != in_fd) ::close(fd);
+    if (fd != in_fd && fd != mpirun_fd) ::close(fd);
   // Once the launcher is gone (this process has another parent), mpirun is sent the ranks' stop
   // signal every second while it lives (see OrphanedRanksStop).
   std::chrono::steady_clock::time_point next_stop{};
+  bool mpirun_ended = mpirun_fd < 0;
   const auto stop_orphaned_ranks = [&] {
-    OrphanedRanksStop& o = orphaned_ranks_stop;
-    if (o.mpirun <= 0 || ::getppid() == launcher) return;
+    if (mpirun_ended || ::getppid() == launcher) return;
     const auto now = std::chrono::steady_clock::now();
     if (now < next_stop) return;
-    if (::kill(o.mpirun, o.stop_signal) != 0) o.mpirun = -1;  // mpirun has ended
+    mpirun_ended = ::syscall(SYS_pidfd_send_signal, mpirun_fd, orphaned_ranks_stop.stop_signal, nullptr, 0) != 0;
     next_stop = now + std::chrono::seconds(1);
   };
   try {

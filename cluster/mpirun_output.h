@@ -62,7 +62,8 @@ void relay_filtered(int in_fd, int out_fd, const std::function<void()>& between_
 // attached. So the relay sends `stop_signal` to `mpirun` itself, at once and then every second
 // while mpirun lives, until mpirun's stderr ends; the ranks checkpoint at their next iteration
 // and exit 75. Nothing is sent while the launcher lives (it forwards stops itself), nor after
-// mpirun has ended. mpirun <= 0: none of this.
+// mpirun has ended (it is held by a pidfd: a later process given its pid is never signalled).
+// mpirun <= 0, or a kernel without pidfds: none of this.
 struct OrphanedRanksStop {
   pid_t mpirun = -1;
   int stop_signal = 0;

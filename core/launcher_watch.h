@@ -3,10 +3,13 @@
 // run`). mpirun gets the ranks' stop signal when its launcher dies (Linux's parent-death signal;
 // cluster/local_launch.cpp), but a signal that arrives while mpirun is still starting the ranks
 // reaches none of them, and they would train on with nobody attached. So a launcher names itself
-// in its mpirun's environment, SEGRUN_LAUNCHER="<host> <pid>" (launcher_env_entry), which the
-// ranks on this machine inherit, and a rank on that host takes the launcher's end as a stop
-// request (LauncherWatch::gone: checkpoint, exit 75). Ranks on other hosts (a hostfile's), and
-// processes started otherwise (srun, a lone `segrun train`), watch nothing. Thread-compatible.
+// in its mpirun's environment, SEGRUN_LAUNCHER="<host> <boot id> <pid namespace> <pid> <start
+// time>" (launcher_env_entry), and a rank that sees the very same machine and process table (the
+// host name, the kernel's boot id and the pid namespace all equal: srun copies the variable to
+// other nodes, which may share a host name, and a container has a pid namespace of its own) takes
+// the launcher's end as a stop request (LauncherWatch::gone: checkpoint, exit 75). Any other rank,
+// and processes started otherwise (srun, a lone `segrun train`), watch nothing. A pid taken by
+// another process since is told apart by its start time. Thread-compatible.
 
 #include <sys/types.h>
 
@@ -16,24 +19,34 @@ namespace segrun {
 
 inline constexpr const char* kLauncherEnvName = "SEGRUN_LAUNCHER";
 
-// "SEGRUN_LAUNCHER=<host> <pid>" naming this process, for the environment of a child it launches.
+// What identifies the machine and process table a process sees: "<host> <boot id> <pid
+// namespace>", "" when some part cannot be read (then nothing is watched).
+std::string process_table_identity();
+// The start time of process `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot); -1 when
+// there is no such process or it cannot be read.
+long long process_start_time(pid_t pid);
+
+// "SEGRUN_LAUNCHER=<identity> <pid> <start time>" naming this process, for the environment of a
+// child it launches; "" when this process's identity cannot be read.
 std::string launcher_env_entry();
 
 class LauncherWatch {
  public:
-  // The launcher SEGRUN_LAUNCHER names, when it runs on this host; else nothing is watched.
+  // The launcher SEGRUN_LAUNCHER names, when it shares this process's table; else nothing is watched.
   LauncherWatch();
-  // The launcher `value` ("<host> <pid>") names, seen from `this_host` (tests).
-  LauncherWatch(const std::string& value, const std::string& this_host);
+  // The launcher `value` names, seen from a process whose process_table_identity() is `here` (tests).
+  LauncherWatch(const std::string& value, const std::string& here);
 
   bool watching() const { return pid_ > 0; }
-  // Whether the watched launcher has ended (no process of its pid is left); false when not watching.
+  // Whether the watched launcher has ended (its pid is gone, or taken by a process started
+  // since); false when not watching.
   bool gone() const;
   // "pid 1234 on node7".
   std::string describe() const;
 
  private:
   pid_t pid_ = -1;
+  long long start_time_ = -1;
   std::string host_;
 };
 

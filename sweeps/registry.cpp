@@ -125,6 +125,8 @@ RunRecord read_run(const std::string& dir_text) {
   try {
     status = folder.read_status();
   } catch (const DataError& e) {
+    std::error_code ec;
+    if (fs::is_directory(folder.status_path(), ec)) throw;  // no status can be written there either
     status = {RunState::kFailed, e.what()};
   }
   r.state = status.state;

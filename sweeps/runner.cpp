@@ -263,6 +263,12 @@ SweepRunSummary run_sweep(const SweepSpec& spec, const SweepRunOptions& options,
       return false;
     }
     ++summary.failed;
+    // Refused because another process trains the run (it took the run's lock): its status is its own.
+    if (now.state == RunState::kRunning && now.holder && !now.holder->empty()) {
+      out << "failed " << job.name << " after " << secs << ": another process trains the run (" << *now.holder
+          << "); its status is left as it is (log: " << job.log_path << ")" << std::endl;
+      return true;
+    }
     std::string reason = now.state == RunState::kFailed ? now.reason : "";
     std::string unwritten;
     if (reason.empty()) {

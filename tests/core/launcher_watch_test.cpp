@@ -1,5 +1,6 @@
-// core/launcher_watch: a rank watches the launcher its SEGRUN_LAUNCHER names only on that host,
-// and sees it gone once no process of its pid is left.
+// core/launcher_watch: a rank watches the launcher its SEGRUN_LAUNCHER names only when it sees the
+// same machine and process table (host, boot id, pid namespace), and sees it gone once its pid is
+// gone or taken by a later process.
 #include "core/launcher_watch.h"
 
 #include <gtest/gtest.h>
@@ -13,30 +14,51 @@
 namespace segrun {
 namespace {
 
-TEST(LauncherWatch, WatchesALauncherOfThisHostUntilItEnds) {
+TEST(LauncherWatch, WatchesALauncherOfThisProcessTableUntilItEnds) {
+  const std::string here = process_table_identity();
+  ASSERT_FALSE(here.empty());
+  ASSERT_EQ(here.rfind(process::host_name() + " ", 0), 0u) << here;
+  const long long started = process_start_time(::getpid());
+  ASSERT_GT(started, 0);
   const std::string entry = launcher_env_entry();
-  const std::string value = entry.substr(entry.find('=') + 1);
-  EXPECT_EQ(entry, std::string(kLauncherEnvName) + "=" + process::host_name() + " " + std::to_string(::getpid()));
-  const LauncherWatch alive(value, process::host_name());
+  EXPECT_EQ(entry, std::string(kLauncherEnvName) + "=" + here + " " + std::to_string(::getpid()) + " " +
+                       std::to_string(started));
+  const LauncherWatch alive(entry.substr(entry.find('=') + 1), here);
   ASSERT_TRUE(alive.watching());
   EXPECT_FALSE(alive.gone());
   EXPECT_EQ(alive.describe(), "pid " + std::to_string(::getpid()) + " on " + process::host_name());
 
-  const pid_t ended = ::fork();
-  if (ended == 0) ::_exit(0);
-  ASSERT_GT(ended, 0);
-  ::waitpid(ended, nullptr, 0);
-  const LauncherWatch gone("node7 " + std::to_string(ended), "node7");
-  EXPECT_TRUE(gone.watching());
-  EXPECT_TRUE(gone.gone());
+  // Its pid taken by a process started later: gone.
+  const LauncherWatch reused(here + " " + std::to_string(::getpid()) + " " + std::to_string(started - 1), here);
+  EXPECT_TRUE(reused.gone());
 
-  // Another host's launcher, or no launcher: nothing is watched, nothing is gone.
-  for (const std::string& other : {"node8 " + std::to_string(ended), std::string("node7"), std::string("node7 x"),
-                                   std::string("node7 1"), std::string()}) {
-    const LauncherWatch none(other, "node7");
+  // A child killed and not yet reaped (a zombie), then reaped: gone both times.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  const long long child_started = process_start_time(child);
+  const LauncherWatch watched(here + " " + std::to_string(child) + " " + std::to_string(child_started), here);
+  EXPECT_FALSE(watched.gone());
+  ::kill(child, SIGKILL);
+  for (int i = 0; i < 100 && !watched.gone(); ++i) ::usleep(10000);
+  EXPECT_TRUE(watched.gone());  // a zombie
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(watched.gone());
+
+  // Another machine or process table (srun copies the variable to other nodes; a container), or
+  // no launcher: nothing is watched, nothing is gone.
+  const std::string pid_and_start = std::to_string(child) + " " + std::to_string(child_started);
+  for (const std::string& other :
+       {"node8 " + here.substr(here.find(' ') + 1) + " " + pid_and_start,
+        here.substr(0, here.rfind(' ')) + " 1 " + pid_and_start, here + " x 1", here + " 1 5", here, std::string()}) {
+    const LauncherWatch none(other, here);
     EXPECT_FALSE(none.watching()) << other;
     EXPECT_FALSE(none.gone()) << other;
   }
+  EXPECT_FALSE(LauncherWatch(here + " " + pid_and_start, "").watching());  // this process's table unknown
 }
 
 }  // namespace

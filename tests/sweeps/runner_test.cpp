@@ -120,6 +120,24 @@ TEST_F(RunnerTest, FailuresAreMarkedAndDoNotStopTheOthers) {
   ::close(fd);
 }
 
+// A run another process trains (a `segrun train --resume auto` by hand): the sweep's train is
+// refused by the run's lock, and the sweep leaves the live run's status as it is (it wrote
+// "failed exit code 2" over it).
+TEST_F(RunnerTest, ARunAnotherProcessTrainsKeepsItsStatus) {
+  write_text(dir_.path() / "segrun", "#!/bin/sh\necho 'segrun: error: already being trained' >&2\nexit 2\n");
+  const SweepSpec spec = load_sweep_spec(dir_.str("sweep.toml"));
+  const auto run = dir_.path() / "runs" / expand_sweep(spec)[0].dir_name;
+  write_text(run / "status", "running\n");
+  const auto lock = FolderLock::try_take(RunFolder(run.string()).lock_path());
+  ASSERT_TRUE(lock.has_value());
+  std::ostringstream out;
+  const SweepRunSummary s = run_sweep(spec, options_, out);
+  EXPECT_EQ(s.failed, 3);
+  EXPECT_EQ(slurp(run / "status"), "running\n");
+  EXPECT_NE(out.str().find("another process trains the run (pid " + std::to_string(::getpid())), std::string::npos)
+      << out.str();
+}
+
 // A user removes run folders while the sweep goes on (to redo a run, or to drop it): a folder gone
 // before its run starts is begun afresh; a run whose folder goes while it trains is reported
 // failed, with its status unwritable said; the sweep finishes the others either way.

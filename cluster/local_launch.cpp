@@ -131,7 +131,7 @@ int run_and_wait(const std::vector<std::string>& argv, int stop_signal, bool* st
   options.parent_death_signal = stop_signal;
   // One that comes while mpirun starts the ranks reaches none: the ranks on this host watch this
   // process too (core/launcher_watch.h), and the stderr relay sends the signal again.
-  if (std::string entry = launcher_env_entry(); !entry.empty()) options.env.push_back(std::move(entry));
+  options.env = launcher_environment();
   // Its stderr through MpirunErrFilter, in a relay process that outlives this one (mpirun_output.h).
   options.err = process::Output::kCapture;
   process::Child child;

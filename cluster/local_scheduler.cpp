@@ -30,7 +30,7 @@ pid_t start_job(const LocalJob& job) {
   options.new_process_group = true;
   options.parent_death_signal = job.stop_signal;
   // The ranks watch this process too (core/launcher_watch.h).
-  if (std::string entry = launcher_env_entry(); !entry.empty()) options.env.push_back(std::move(entry));
+  options.env = launcher_environment();
   if (!job.log_path.empty()) {
     options.out = process::Output::kAppendFile;
     options.err = process::Output::kAppendFile;

@@ -53,11 +53,11 @@ long long process_start_time(pid_t pid) {
   return read_process_stat(pid, &state, &start_time) ? start_time : -1;
 }
 
-std::string launcher_env_entry() {
+std::vector<std::string> launcher_environment() {
   const std::string identity = process_table_identity();
-  if (identity.empty()) return "";
-  return std::string(kLauncherEnvName) + "=" + identity + " " + std::to_string(::getpid()) + " " +
-         std::to_string(process_start_time(::getpid()));
+  if (identity.empty()) return {};
+  return {std::string(kLauncherEnvName) + "=" + identity + " " + std::to_string(::getpid()) + " " +
+          std::to_string(process_start_time(::getpid()))};
 }
 
 LauncherWatch::LauncherWatch() {
@@ -65,7 +65,8 @@ LauncherWatch::LauncherWatch() {
   if (value != nullptr) *this = LauncherWatch(value, process_table_identity());
 }
 
-LauncherWatch::LauncherWatch(const std::string& value, const std::string& here) {
+LauncherWatch::LauncherWatch(const std::string& value, const std::string& here, std::chrono::milliseconds check_every)
+    : check_every_(check_every) {
   std::istringstream in(value);
   std::string host, boot_id, pid_namespace;
   long long pid = 0, start_time = -1;
@@ -77,14 +78,17 @@ LauncherWatch::LauncherWatch(const std::string& value, const std::string& here) 
   host_ = host;
 }
 
-bool LauncherWatch::gone() const {
-  if (!watching()) return false;
-  if (::kill(pid_, 0) != 0) return errno == ESRCH;  // EPERM: a process of another user has it: alive
+bool LauncherWatch::gone() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!watching() || gone_ || now < next_check_) return gone_;
+  next_check_ = now + check_every_;
   char state = 0;
   long long start_time = -1;
-  if (!read_process_stat(pid_, &state, &start_time)) return false;
-  // Killed but not yet reaped by its parent (a zombie), or the pid taken by a later process.
-  return state == 'Z' || start_time != start_time_;
+  if (::kill(pid_, 0) != 0)
+    gone_ = errno == ESRCH;  // EPERM: a process of another user has it: alive
+  else if (read_process_stat(pid_, &state, &start_time))
+    gone_ = state == 'Z' || start_time != start_time_;  // a zombie, or the pid taken by a later process
+  return gone_;
 }
 
 std::string LauncherWatch::describe() const { return "pid " + std::to_string(pid_) + " on " + host_; }

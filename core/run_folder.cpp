@@ -79,11 +79,16 @@ RunStatus RunFolder::read_status() const {
 }
 
 std::string RunFolder::result_problem() const {
+  nlohmann::ordered_json ignored;
+  return read_result(ignored);
+}
+
+std::string RunFolder::read_result(nlohmann::ordered_json& result) const {
   const std::string path = result_path();
   if (!path_exists(path)) return "";
   try {
-    if (!nlohmann::json::parse(read_file(path)).is_object())
-      return path + ": not a segrun result.json (not a JSON object)";
+    result = nlohmann::ordered_json::parse(read_file(path));
+    if (!result.is_object()) return path + ": not a segrun result.json (not a JSON object)";
   } catch (const nlohmann::json::exception& e) {
     return path + ": not a segrun result.json (" + json_error_text(e.what()) + ")";
   } catch (const Error& e) {

@@ -18,6 +18,8 @@
 // Only rank 0 writes the shared files; a whole-file write replaces the file atomically
 // (core/atomic_file.h), so a reader sees the old content or the new. Thread-compatible.
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <optional>
 #include <string>
 
@@ -76,6 +78,8 @@ class RunFolder {
   // a folder, not a file"). A run marked done with such a file is evaluated again, as one without.
   // IoError when the file cannot be read (permissions, an I/O error): it may be a good one.
   std::string result_problem() const;
+  // The same, reading the file once: on "" `result` holds it (discarded when there is none).
+  std::string read_result(nlohmann::ordered_json& result) const;
   // Moves result.json aside, to result.json.unreadable (or .unreadable.2, ...: nothing is replaced),
   // so that a new one can be written; returns the new path. IoError when it cannot be renamed.
   std::string set_aside_result() const;

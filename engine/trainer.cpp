@@ -115,8 +115,8 @@ struct Trainer::State {
   RunFolder run;
   const bool root;
   Clock::time_point started = Clock::now();
-  double seconds_before = 0;     // the training time the resumed checkpoint records (its earlier starts)
-  const LauncherWatch launcher;  // the local launcher (segrun launch, sweep run) that started the ranks, if any
+  double seconds_before = 0;  // the training time the resumed checkpoint records (its earlier starts)
+  LauncherWatch launcher;     // the local launcher (segrun launch, sweep run) that started the ranks, if any
   std::vector<std::string> resume_candidates;  // tried in order (auto: newest first)
   std::vector<ConfigChange> resume_changes;    // keys the resume changes that may change
   bool had_status = false;                     // the run folder had a status file before this run
@@ -390,7 +390,7 @@ Trainer::Trainer(const Config& config, const dist::RankContext& context, TrainRe
       fs::path(s.resume_candidates.front()).filename() == "iter_" + std::to_string(config.train.iters) + ".pt" &&
       s.had_status && says_done();
   const bool has_result = path_exists(s.run.result_path());
-  const std::string result_problem = has_result ? s.run.result_problem() : "";
+  const std::string result_problem = s.run.result_problem();
   s.already_done = finished && has_result && result_problem.empty();
   if (finished && !s.already_done && s.root) {
     if (has_result)
@@ -802,7 +802,7 @@ TrainOutcome Trainer::finish(int64_t next_iter, bool stopped) {
       result["best_iter"] = s.best.iter;
     }
     // An unreadable result.json (cut by a full disk, edited by hand) is kept, not replaced.
-    if (path_exists(s.run.result_path()) && !s.run.result_problem().empty())
+    if (!s.run.result_problem().empty())
       log::warn("{}: unreadable, set aside as {}", s.run.result_path(), s.run.set_aside_result());
     write_file_atomic(s.run.result_path(), result.dump(2) + "\n");
     s.run.write_status(RunState::kDone);

@@ -23,7 +23,6 @@
 #include "core/config_changes.h"
 #include "core/config_reference.h"
 #include "core/error.h"
-#include "core/json_errors.h"
 #include "core/kinds.h"
 #include "core/latest_checkpoint.h"
 #include "core/log.h"
@@ -196,12 +195,12 @@ void record_evaluation(const std::string& dir, const std::string& checkpoint, co
   run.append_metrics(record.dump());
   log::info("evaluation of iteration {} appended to {}", result.iteration, run.metrics_path());
   if (!result.outcome.has_multi || !fs::exists(run.result_path())) return;
-  if (const std::string problem = run.result_problem(); !problem.empty()) {
+  Json stored;
+  if (const std::string problem = run.read_result(stored); !problem.empty()) {
     log::warn("{}: mIoU_ms not recorded; `{}` evaluates the run again (and sets the file aside)", problem,
               run.resume_command());
     return;
   }
-  Json stored = Json::parse(read_file(run.result_path()));
   const int64_t finished = stored.value("iterations", static_cast<int64_t>(-1));
   if (finished != result.iteration) {
     log::info("{}: not updated: the checkpoint is iteration {}, the run's result is of iteration {}", run.result_path(),

@@ -148,21 +148,14 @@ RunRecord read_run(const std::string& dir_text) {
   // An unreadable result.json leaves the run not finished, as one without (the trainer evaluates
   // it again), and says why: one such run must not stop the status and table of a whole sweep.
   const fs::path result = folder.result_path();
-  r.result_error = folder.result_problem();
+  Json j;
+  r.result_error = folder.read_result(j);
   if (path_exists(result) && r.result_error.empty()) {
-    Json j;
-    try {
-      j = Json::parse(read_file(result.string()));
-    } catch (const Json::exception& e) {  // rewritten since (a run being evaluated again)
-      r.result_error = result.string() + ": not a segrun result.json (" + json_error_text(e.what()) + ")";
-    }
-    if (j.is_object()) {
-      numeric_fields(j, r.result);
-      if (j.contains("per_class") && j["per_class"].is_object())
-        for (const auto& item : j["per_class"].items())
-          r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
-      r.has_result = true;
-    }
+    numeric_fields(j, r.result);
+    if (j.contains("per_class") && j["per_class"].is_object())
+      for (const auto& item : j["per_class"].items())
+        r.per_class[item.key()] = item.value().is_number() ? item.value().get<double>() : std::nan("");
+    r.has_result = true;
     std::error_code ec;
     const fs::file_time_type written = fs::last_write_time(result, ec);
     if (!ec)
